@@ -1,0 +1,116 @@
+"""Dense ground truth: rendering a synthetic annotated face, flip consistency, the CLI."""
+import numpy as np
+import pytest
+
+from tracker import parts as P
+from tracker.pts import read_pts, write_pts
+from training import groundtruth as G
+from training.fitting import Pose, landmark_points, march_jaw, project
+from training.template import load_definition
+
+
+def make_face(tmp_path, stem="face", yaw=20.0, size=(360, 480)):
+    """An annotated image whose landmarks are the projection of a known SFM instance."""
+    from tests.test_fitting import rotation
+
+    template = G.load_template()
+    definition = load_definition()
+    rng = np.random.default_rng(3)
+    verts = template.model.instance(rng.normal(size=63) * 0.5, np.array([0, 0, 0, 0.4, 0, 0]))
+    pose = Pose(1.3, rotation(yaw, 0, 4), np.array([size[1] / 2, size[0] / 2 + 10]))
+    idx, w = march_jaw(verts, pose, definition, definition.vertices, definition.weights)
+    pts = project(landmark_points(verts, idx, w), pose)
+    img = np.full(size + (3,), 90, np.uint8)
+    img[:, : size[1] // 3] = (40, 120, 200)  # some structure so that the flip is visible
+    import cv2
+
+    cv2.imwrite(str(tmp_path / f"{stem}.png"), img)
+    write_pts(tmp_path / f"{stem}.pts", pts)
+    return tmp_path / f"{stem}.png", pts
+
+
+def test_rendered_face_covers_landmarks_and_has_valid_maps(tmp_path):
+    image_path, pts = make_face(tmp_path)
+    image, gt, arrays = G.build_groundtruth(image_path)
+    assert gt.mask.sum() > 5000
+    assert np.isfinite(gt.uv[:, gt.mask]).all() and np.isnan(gt.uv[:, ~gt.mask]).all()
+    assert gt.uv[:, gt.mask].min() >= 0 and gt.uv[:, gt.mask].max() <= 1
+    assert gt.depth[gt.mask].min() >= 0 and gt.depth[gt.mask].max() <= 1
+    assert set(np.unique(gt.parts[gt.mask])) >= {P.LEFT_EYE, P.RIGHT_EYE, P.NOSE, P.UPPER_LIP, P.LOWER_LIP, P.OTHER}
+    assert (gt.parts[~gt.mask] == 0).all()
+    assert arrays["nme"][0] < 0.02
+    # The nose tip pixel carries the nose-tip template UV and is among the nearest pixels.
+    tip = np.round(pts[30]).astype(int)
+    with np.load(G.ASSET) as z:
+        lm_uv = z["landmark_uv"]
+    assert np.abs(gt.uv[:, tip[1], tip[0]] - lm_uv[30]).max() < 0.02
+    assert gt.depth[tip[1], tip[0]] > 0.9
+
+
+def test_flip_consistency(tmp_path):
+    """Fitting the mirrored image gives the mirrored ground truth."""
+    import cv2
+
+    image_path, pts = make_face(tmp_path, yaw=30.0)
+    image, gt, arrays = G.build_groundtruth(image_path)
+    f_img, f_gt, f_lm = G.hflip_groundtruth(image, gt, arrays["landmarks"])
+    (tmp_path / "m").mkdir()
+    cv2.imwrite(str(tmp_path / "m" / "flip.png"), f_img)
+    write_pts(tmp_path / "m" / "flip.pts", f_lm[0])
+    _, gt2, _ = G.build_groundtruth(tmp_path / "m" / "flip.png")
+    iou = (gt2.mask & f_gt.mask).sum() / (gt2.mask | f_gt.mask).sum()
+    assert iou > 0.95
+    both = gt2.mask & f_gt.mask
+    assert np.nanmean(np.abs(gt2.uv[:, both] - f_gt.uv[:, both])) < 0.01
+    agree = (gt2.parts[both] == f_gt.parts[both]).mean()
+    assert agree > 0.95
+
+
+def test_two_faces_occlude_each_other(tmp_path):
+    template = G.load_template()
+    definition = load_definition()
+    lm = landmark_points(template.model.mean, definition.vertices, definition.weights)
+    from training.fitting import fit_landmarks
+
+    fits = [fit_landmarks(template.model, definition, project(lm, Pose(s, np.eye(3), np.array(t)))) for s, t in ((1.0, (100.0, 120.0)), (1.2, (170.0, 130.0)))]
+    gt = G.render_faces(template, fits, (260, 300))
+    # Where both faces project, the depth test picks one: maps stay single-valued and valid.
+    assert gt.mask.sum() > 0 and np.isfinite(gt.uv[:, gt.mask]).all()
+    alone = G.render_faces(template, fits[:1], (260, 300))
+    assert gt.mask.sum() > alone.mask.sum()
+
+
+def test_cli_writes_resumes_and_skips_bad_items(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    make_face(src, "good")
+    (src / "broken.jpg").write_bytes(b"not an image")
+    write_pts(src / "broken.pts", np.zeros((68, 2)))
+    make_face(src, "short")
+    (src / "short.pts").write_text("version: 1\nn_points: 3\n{\n1 2\n3 4\n5 6\n}\n")
+    write_pts(src / "orphan.pts", np.zeros((68, 2)))
+    out = tmp_path / "out"
+    rc = G.main(["--images", str(src), "--out", str(out), "--preview", str(tmp_path / "prev")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "broken.jpg" in err and "short" in err and "orphan.pts" in err
+    assert sorted(p.name for p in out.iterdir()) == ["good.npz"]
+    assert (tmp_path / "prev" / "good.png").exists()
+    with np.load(out / "good.npz") as z:
+        assert z["uv"].dtype == np.float16 and z["uv"].shape == (2, 360, 480)
+        assert z["landmarks"].shape == (1, 68, 2) and int(z["face_index"]) == 0
+    mtime = (out / "good.npz").stat().st_mtime_ns
+    G.main(["--images", str(src), "--out", str(out)])
+    assert (out / "good.npz").stat().st_mtime_ns == mtime  # finished stems are not redone
+    assert "1 already done" in capsys.readouterr().out
+
+
+def test_afw_siblings_are_merged(tmp_path):
+    import shutil
+
+    image_path, _ = make_face(tmp_path, "pic_1")
+    shutil.copy(image_path, tmp_path / "pic_2.png")
+    other = read_pts(tmp_path / "pic_1.pts") * 0.5 + 20
+    write_pts(tmp_path / "pic_2.pts", other)
+    _, gt, arrays = G.build_groundtruth(tmp_path / "pic_2.png")
+    assert arrays["landmarks"].shape[0] == 2 and int(arrays["face_index"]) == 1

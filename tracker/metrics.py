@@ -1,0 +1,17 @@
+"""Landmark accuracy metrics (300-W conventions), pure numpy.
+
+NME = mean point-to-point error / outer-eye-corner distance (iBUG points 37 and 46, 1-based).
+A face without a prediction counts as a failure (error = inf).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+OUTER_EYE_CORNERS = (36, 45)  # 0-based indices of iBUG points 37 and 46
+INNER_49 = np.r_[17:60, 61:64, 65:68]  # the 49 inner points: no jaw, no inner-mouth corners
+
+
+def nme(pred: np.ndarray, gt: np.ndarray, points: np.ndarray | slice = slice(None)) -> float:
+    """Normalised mean error of (68,2) `pred` against (68,2) `gt` over `points`."""
+    d = np.linalg.norm(gt[OUTER_EYE_CORNERS[0]] - gt[OUTER_EYE_CORNERS[1]])
+    return float(np.linalg.norm(pred[points] - gt[points], axis=1).mean() / d)

@@ -1,0 +1,80 @@
+"""The 8 facial part classes and their transfer from regressed UV (paper §4.2).
+
+Label values, used everywhere (ground truth, ``images --parts``, the viewer's overlay):
+
+====  ===============
+ 0    background
+ 1    left_eyebrow
+ 2    right_eyebrow
+ 3    left_eye
+ 4    right_eye
+ 5    upper_lip
+ 6    lower_lip
+ 7    nose
+ 8    other (rest of the face)
+====  ===============
+
+Left/right are the *subject's*, as in the iBUG names (points 37-42 are the right eye, which
+appears on the image left in a frontal photo).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+PART_NAMES = (
+    "background",
+    "left_eyebrow",
+    "right_eyebrow",
+    "left_eye",
+    "right_eye",
+    "upper_lip",
+    "lower_lip",
+    "nose",
+    "other",
+)
+BACKGROUND, LEFT_EYEBROW, RIGHT_EYEBROW, LEFT_EYE, RIGHT_EYE, UPPER_LIP, LOWER_LIP, NOSE, OTHER = range(9)
+
+# Label after a horizontal image flip: left and right swap, the rest stays.
+PART_FLIP = np.array([0, 2, 1, 4, 3, 5, 6, 7, 8], np.uint8)
+
+# BGR colours for overlays and previews (background black).
+PART_COLORS = np.array(
+    [
+        [0, 0, 0],
+        [40, 180, 255],
+        [0, 120, 255],
+        [255, 200, 0],
+        [255, 120, 0],
+        [80, 80, 255],
+        [150, 40, 220],
+        [60, 220, 60],
+        [170, 170, 170],
+    ],
+    np.uint8,
+)
+
+
+def lookup_parts(uv: np.ndarray, part_map: np.ndarray, face: np.ndarray | None = None) -> np.ndarray:
+    """Per-pixel part labels from a UV field.
+
+    uv: (2,H,W) in [0,1], NaN off the face; part_map: (R,R) uint8 raster of the template in
+    UV space (row 0 is u_v = 1, the top of the head; column 0 is u_h = 0); face: optional
+    (H,W) bool mask of pixels to label (default: every pixel with finite UV).
+    Returns (H,W) uint8 with 0 outside the face.
+    """
+    valid = np.isfinite(uv).all(axis=0)
+    if face is not None:
+        valid &= face
+    res = part_map.shape[0]
+    labels = np.zeros(uv.shape[1:], np.uint8)
+    uh = np.clip(uv[0][valid], 0, 1)
+    uvv = np.clip(uv[1][valid], 0, 1)
+    cols = np.minimum((uh * res).astype(np.int64), res - 1)
+    rows = np.minimum(((1.0 - uvv) * res).astype(np.int64), res - 1)
+    labels[valid] = part_map[rows, cols]
+    return labels
+
+
+def colorize_parts(labels: np.ndarray) -> np.ndarray:
+    """(H,W) labels -> (H,W,3) BGR uint8."""
+    return PART_COLORS[np.clip(labels, 0, len(PART_COLORS) - 1)]

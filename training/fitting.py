@@ -1,0 +1,180 @@
+"""Fit the 3D morphable model to 68 annotated landmarks (the ground truth of paper §2).
+
+Scaled orthographic camera, shape and expression coefficients by regularised linear least
+squares, alternating with pose estimation and *landmark marching* for the jaw: a jaw landmark
+is annotated on the visible outline of the face, so at every iteration it is matched to the
+silhouette vertex of a horizontal "parallel" of candidate vertices (the one furthest out in the
+image), as in Zhu et al., "Face Alignment Across Large Poses" (CVPR 2016).
+
+We wrote the fitter instead of calling eos's ``fit_shape_and_pose`` because eos matches only
+one side's contour and takes the pose from an affine camera on all points; a joint linear solve
+of shape+expression with marching on both sides is a few lines of numpy, runs in ~2 ms and is
+easy to test against a known answer (``tests/test_fitting.py``).
+
+Conventions: model space is the SFM's (mm, y up, z towards the viewer).  Image points are
+0-based pixels with y down.  ``project`` maps model points to the image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.sfm import MorphableModel
+
+FLIP_Y = np.array([1.0, -1.0])
+
+
+@dataclass(frozen=True)
+class LandmarkDefinition:
+    """The 68 landmarks as weighted sums of mesh vertices.
+
+    vertices, weights: (68,3) — landmark k is sum_j weights[k,j] * V[vertices[k,j]].
+    jaw: indices (0-based) of the landmarks that march along the outline.
+    parallels: for each jaw landmark, the candidate vertex indices of its outline search
+    (padded with -1).
+    """
+
+    vertices: np.ndarray
+    weights: np.ndarray
+    jaw: np.ndarray
+    parallels: np.ndarray
+
+    def reindexed(self, used: np.ndarray) -> "LandmarkDefinition":
+        """The same definition with vertex indices into the sub-mesh ``used``."""
+        lookup = np.full(max(used.max(), self.parallels.max()) + 2, -1, np.int64)
+        lookup[used] = np.arange(len(used))
+        return LandmarkDefinition(lookup[self.vertices], self.weights, self.jaw, lookup[self.parallels])
+
+
+@dataclass(frozen=True)
+class Pose:
+    """x_img = scale * flip_y(R @ X)[:2] + t.  rotation (3,3) proper, translation (2,)."""
+
+    scale: float
+    rotation: np.ndarray
+    translation: np.ndarray
+
+    def yaw_pitch_roll(self) -> tuple[float, float, float]:
+        """Degrees; yaw > 0 when the face turns towards the image right."""
+        r = self.rotation
+        yaw = np.degrees(np.arcsin(np.clip(r[0, 2], -1, 1)))
+        pitch = np.degrees(np.arctan2(-r[1, 2], r[2, 2]))
+        roll = np.degrees(np.arctan2(-r[0, 1], r[0, 0]))
+        return float(yaw), float(pitch), float(roll)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    pose: Pose
+    shape_coeffs: np.ndarray
+    expr_coeffs: np.ndarray
+    landmark_vertices: np.ndarray  # (68,3) vertex indices used at convergence (jaw marched)
+    landmark_weights: np.ndarray  # (68,3)
+    fitted: np.ndarray  # (68,2) projected model landmarks, image pixels
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    iterations: int = 8
+    # Prior strength: (landmark noise in mm)^2 per unit-variance coefficient.  Tuned on the
+    # train split: median NME 2.9% with |coeff| mostly < 3 sd (weaker priors overfit).
+    shape_reg: float = 2.0
+    expr_reg: float = 4.0
+    n_shape: int = 63
+    use_jaw: bool = True
+
+
+def project(points: np.ndarray, pose: Pose) -> np.ndarray:
+    p = pose.scale * (points @ pose.rotation.T)[:, :2] * FLIP_Y
+    return p + pose.translation
+
+
+def estimate_pose(model_pts: np.ndarray, image_pts: np.ndarray, weights: np.ndarray | None = None) -> Pose:
+    """Scaled orthographic pose from 3D-2D correspondences.
+
+    An affine camera is solved by least squares and its 2x3 part projected to the nearest
+    scaled rotation (SVD), the standard Gold Standard algorithm of Hartley & Zisserman.
+    """
+    w = np.ones(len(model_pts)) if weights is None else weights
+    y = image_pts * FLIP_Y
+    x_mean = (w[:, None] * model_pts).sum(0) / w.sum()
+    y_mean = (w[:, None] * y).sum(0) / w.sum()
+    X, Y = (model_pts - x_mean) * np.sqrt(w)[:, None], (y - y_mean) * np.sqrt(w)[:, None]
+    A = np.linalg.lstsq(X, Y, rcond=None)[0].T  # (2,3)
+    u, s, vt = np.linalg.svd(A, full_matrices=False)
+    r2 = u @ vt
+    rotation = np.vstack([r2, np.cross(r2[0], r2[1])])
+    scale = float(s.mean())
+    translation = (y_mean - scale * (rotation[:2] @ x_mean)) * FLIP_Y
+    return Pose(scale, rotation, translation)
+
+
+def landmark_points(vertices: np.ndarray, idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return (vertices[idx] * weights[..., None]).sum(axis=1)
+
+
+def march_jaw(vertices: np.ndarray, pose: Pose, definition: LandmarkDefinition, idx: np.ndarray, w: np.ndarray):
+    """Return (idx, w) with each jaw landmark moved to its parallel's silhouette vertex."""
+    idx, w = idx.copy(), w.copy()
+    direction = pose.rotation[0]  # model-space direction of the image x axis
+    for k, parallel in zip(definition.jaw, definition.parallels):
+        cand = parallel[parallel >= 0]
+        x = vertices[cand] @ direction
+        # The right jaw (landmarks 1-8) is the image-left outline: the smallest image x.
+        best = cand[np.argmin(x)] if k < 8 else cand[np.argmax(x)]
+        idx[k], w[k] = (best, best, best), (1.0, 0.0, 0.0)
+    return idx, w
+
+
+def _solve_coefficients(model: MorphableModel, image_pts, pose, idx, w, weights, options: FitOptions):
+    """Linear least squares for [shape; expression] with a Gaussian prior, pose fixed."""
+    r2 = pose.rotation[:2] * FLIP_Y[:, None]
+    basis = np.concatenate(
+        [model.shape_basis[:, :, : options.n_shape], model.expression_basis], axis=2
+    )
+    lm_basis = (basis[idx] * w[..., None, None]).sum(axis=1)  # (68,3,C)
+    lm_mean = landmark_points(model.mean, idx, w)
+    A = np.einsum("ij,kjc->kic", r2, lm_basis)  # (68,2,C), model units
+    rhs = (image_pts - pose.translation) / pose.scale - lm_mean @ r2.T
+    sw = np.sqrt(weights)[:, None]
+    A = (A * sw[..., None]).reshape(-1, A.shape[-1])
+    rhs = (rhs * sw).reshape(-1)
+    n_expr = model.expression_basis.shape[2]
+    reg = np.r_[np.full(options.n_shape, options.shape_reg), np.full(n_expr, options.expr_reg)]
+    coeffs = np.linalg.solve(A.T @ A + np.diag(reg), A.T @ rhs)
+    return coeffs[: options.n_shape], coeffs[options.n_shape :]
+
+
+def fit_landmarks(
+    model: MorphableModel,
+    definition: LandmarkDefinition,
+    image_pts: np.ndarray,
+    options: FitOptions = FitOptions(),
+    point_weights: np.ndarray | None = None,
+) -> FitResult:
+    """Fit pose, shape and expression to (68,2) 0-based image landmarks."""
+    image_pts = np.asarray(image_pts, np.float64)
+    weights = np.ones(len(image_pts)) if point_weights is None else np.asarray(point_weights, float).copy()
+    if not options.use_jaw:
+        weights[definition.jaw] = 0.0
+    # Only the landmark and parallel vertices are ever looked at: fit on that sub-model.
+    used = np.unique(np.r_[definition.vertices.ravel(), definition.parallels[definition.parallels >= 0]])
+    model, definition = model.subset(used), definition.reindexed(used)
+    idx, w = definition.vertices.copy(), definition.weights.copy()
+    shape = np.zeros(options.n_shape)
+    expr = np.zeros(model.expression_basis.shape[2])
+    vertices = model.mean
+    for it in range(options.iterations):
+        pose = estimate_pose(landmark_points(vertices, idx, w), image_pts, weights)
+        if options.use_jaw and it > 0:
+            idx, w = march_jaw(vertices, pose, definition, idx, w)
+            pose = estimate_pose(landmark_points(vertices, idx, w), image_pts, weights)
+        shape, expr = _solve_coefficients(model, image_pts, pose, idx, w, weights, options)
+        vertices = model.instance(shape, expr)
+    if options.use_jaw:
+        idx, w = march_jaw(vertices, pose, definition, idx, w)
+    pose = estimate_pose(landmark_points(vertices, idx, w), image_pts, weights)
+    fitted = project(landmark_points(vertices, idx, w), pose)
+    return FitResult(pose, shape, expr, used[idx], w, fitted)
+
