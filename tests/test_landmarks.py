@@ -1,0 +1,82 @@
+"""Landmark extraction from dense UV maps and the robust PCA shape fit."""
+import numpy as np
+import pytest
+
+from tracker.landmarks import extract_landmarks, landmark_radii
+from tracker.metrics import nme
+from tracker.shape_model import fit_shape, load_shape_model, similarity_align
+
+with np.load(__import__("training.template", fromlist=["ASSET"]).ASSET) as _z:
+    LANDMARK_UV = _z["landmark_uv"].astype(np.float64)
+
+
+def synthetic_maps(size=160, angle=0.3, scale=110.0, offset=(75.3, 82.6)):
+    """A UV field that is an exact affine function of pixel position (rotated, scaled), so the
+    pixel of every template UV is known analytically."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
+    c, s = np.cos(angle), np.sin(angle)
+    A = np.array([[c, s], [-s, c]]) / scale  # pixel offset -> UV offset (u_v grows upwards)
+    A[1] *= -1
+    dx, dy = xs - offset[0], ys - offset[1]
+    uv = np.stack([A[0, 0] * dx + A[0, 1] * dy + 0.5, A[1, 0] * dx + A[1, 1] * dy + 0.5])
+    fg = ((uv >= 0) & (uv <= 1)).all(axis=0).astype(np.float32)
+    truth = (np.linalg.solve(A, (LANDMARK_UV - 0.5).T).T + offset)
+    return uv, fg, truth
+
+
+def test_subpixel_accuracy_on_known_uv_field():
+    uv, fg, truth = synthetic_maps()
+    lm = extract_landmarks(uv, fg, LANDMARK_UV, landmark_radii(LANDMARK_UV))
+    inside = (truth >= 1).all(1) & (truth <= 158).all(1)
+    err = np.linalg.norm(lm.points[inside] - truth[inside], axis=1)
+    assert np.median(err) < 0.25 and err.max() < 0.75
+    assert (lm.confidence[inside] > 0.5).all()
+
+
+def test_missing_region_gives_missing_landmarks():
+    uv, fg, truth = synthetic_maps()
+    fg[:, :70] = 0  # hide the left part of the face
+    lm = extract_landmarks(uv, fg, LANDMARK_UV, landmark_radii(LANDMARK_UV))
+    hidden = truth[:, 0] < 66
+    assert hidden.any() and not lm.visible[hidden].any()
+    assert np.isnan(lm.points[hidden]).all()
+    assert lm.visible[truth[:, 0] > 74].all()
+
+
+def test_no_face_gives_all_missing():
+    uv, fg, _ = synthetic_maps()
+    lm = extract_landmarks(uv, np.zeros_like(fg), LANDMARK_UV, landmark_radii(LANDMARK_UV))
+    assert not lm.visible.any()
+
+
+def test_similarity_align_recovers_transform():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(20, 2))
+    th = 0.7
+    R = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    dst = 2.5 * src @ R.T + [3.0, -1.0]
+    s, R2, t = similarity_align(src, dst)
+    assert abs(s - 2.5) < 1e-9 and np.allclose(R2, R) and np.allclose(t, [3, -1])
+
+
+def test_pca_fit_fills_missing_and_rejects_outliers():
+    model = load_shape_model()
+    rng = np.random.default_rng(1)
+    truth = 80 * model.instance(rng.normal(size=len(model.eigenvalues)) * np.sqrt(model.eigenvalues) * 0.8)
+    truth = truth @ np.array([[0.96, -0.28], [0.28, 0.96]]).T + [200, 150]
+    obs = truth + rng.normal(size=truth.shape) * 0.3
+    outliers = np.array([3, 20, 40, 50, 66])
+    obs[outliers] += [25.0, -30.0]
+    missing = np.array([0, 1, 2, 8, 9])
+    obs[missing] = np.nan
+    fit = fit_shape(model, obs, np.ones(68))
+    assert nme(fit.points, truth) < 0.02
+    assert (fit.weights[outliers] == 0).all() and (fit.weights[missing] == 0).all()
+    assert np.linalg.norm(fit.points[missing] - truth[missing], axis=1).max() / np.linalg.norm(truth[36] - truth[45]) < 0.06
+
+
+def test_pca_fit_needs_enough_points():
+    model = load_shape_model()
+    obs = np.full((68, 2), np.nan)
+    obs[:4] = 1.0
+    assert fit_shape(model, obs, np.ones(68)) is None

@@ -1,0 +1,110 @@
+"""68-point PCA shape model and its robust fit (paper §4.3: "reconstructing the detected
+landmarks with a PCA shape model"), pure numpy.
+
+The model lives in a normalised frame (Procrustes-aligned training shapes, centroid 0, RMS
+radius 1).  ``fit_shape`` aligns it to observed points with a similarity transform, solves the
+shape coefficients by regularised weighted least squares, and re-weights points with Tukey's
+biweight on their residuals, so that missing points are filled and outliers are replaced.
+The asset is built by ``python -m training.shape_pca``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ASSET = Path(__file__).resolve().parent / "assets" / "shape_pca.npz"
+
+
+@dataclass(frozen=True)
+class ShapeModel:
+    """mean: (68,2); components: (K,68,2) orthonormal; eigenvalues: (K,) variances."""
+
+    mean: np.ndarray
+    components: np.ndarray
+    eigenvalues: np.ndarray
+
+    def instance(self, coeffs: np.ndarray) -> np.ndarray:
+        return self.mean + np.tensordot(coeffs, self.components, axes=1)
+
+
+@dataclass(frozen=True)
+class ShapeFit:
+    """points: (68,2) reconstruction in the input frame; residual: (68,) distance between each
+    observed point and the reconstruction (NaN where missing); weights: (68,) final robust
+    weights (0 = rejected or missing); coeffs: (K,)."""
+
+    points: np.ndarray
+    residual: np.ndarray
+    weights: np.ndarray
+    coeffs: np.ndarray
+
+
+def load_shape_model(path: Path = ASSET) -> ShapeModel:
+    with np.load(path) as z:
+        return ShapeModel(z["mean"].astype(np.float64), z["components"].astype(np.float64), z["eigenvalues"].astype(np.float64))
+
+
+def similarity_align(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
+    """(scale, R (2,2), t) minimising sum w ||scale R src + t - dst||^2 (Umeyama)."""
+    w = np.ones(len(src)) if weights is None else weights
+    w = w / w.sum()
+    mu_s, mu_d = w @ src, w @ dst
+    s0, d0 = src - mu_s, dst - mu_d
+    cov = (d0 * w[:, None]).T @ s0
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.sign(np.linalg.det(u @ vt))
+    D = np.diag([1.0, d])
+    R = u @ D @ vt
+    var_s = (w * (s0**2).sum(1)).sum()
+    scale = float((sig * np.diag(D)).sum() / max(var_s, 1e-12))
+    return scale, R, mu_d - scale * R @ mu_s
+
+
+def normalise(shape: np.ndarray) -> np.ndarray:
+    """Centroid 0, RMS radius 1."""
+    c = shape - shape.mean(axis=0)
+    return c / np.sqrt((c**2).sum(1).mean())
+
+
+def fit_shape(
+    model: ShapeModel,
+    points: np.ndarray,
+    confidence: np.ndarray,
+    iterations: int = 6,
+    prior: float = 1e-3,
+    min_points: int = 6,
+) -> ShapeFit | None:
+    """Robust weighted fit of the PCA model to (68,2) points (NaN = missing).
+
+    Returns None when fewer than `min_points` points are usable: nothing sensible can be said.
+    prior: variance of the observation noise in the normalised frame (RMS radius 1).
+    """
+    valid = np.isfinite(points).all(axis=1) & (confidence > 0)
+    if valid.sum() < min_points:
+        return None
+    obs = np.where(valid[:, None], points, 0.0)
+    w = np.where(valid, confidence, 0.0)
+    coeffs = np.zeros(len(model.eigenvalues))
+    comps = model.components.reshape(len(coeffs), -1).T  # (136,K)
+    for _ in range(iterations):
+        shape = model.instance(coeffs)
+        scale, R, t = similarity_align(shape, obs, w)
+        y = ((obs - t) @ R) / scale  # observations in the model frame
+        ww = np.repeat(w, 2)
+        A = comps * ww[:, None]
+        rhs = (y - model.mean).ravel() * ww
+        coeffs = np.linalg.solve(comps.T @ A + np.diag(prior / model.eigenvalues), comps.T @ rhs)
+        residual = np.linalg.norm(model.instance(coeffs) - y, axis=1)
+        # Tukey's biweight; the scale has a floor so that near-perfect inputs are not rejected.
+        sigma = max(1.4826 * np.median(residual[valid]), 0.02)
+        r = residual / (4.685 * sigma)
+        w = np.where(valid & (r < 1), confidence * (1 - r**2) ** 2, 0.0)
+        if w.sum() <= 0 or (w > 0).sum() < min_points:
+            w = np.where(valid, confidence, 0.0)
+    shape = model.instance(coeffs)
+    scale, R, t = similarity_align(shape, obs, w)
+    fitted = scale * shape @ R.T + t
+    res = np.where(valid, np.linalg.norm(fitted - points, axis=1), np.nan)
+    return ShapeFit(fitted, res, w, coeffs)
