@@ -15,3 +15,24 @@ def nme(pred: np.ndarray, gt: np.ndarray, points: np.ndarray | slice = slice(Non
     """Normalised mean error of (68,2) `pred` against (68,2) `gt` over `points`."""
     d = np.linalg.norm(gt[OUTER_EYE_CORNERS[0]] - gt[OUTER_EYE_CORNERS[1]])
     return float(np.linalg.norm(pred[points] - gt[points], axis=1).mean() / d)
+
+
+def ced(errors: np.ndarray, limit: float = 0.08, steps: int = 161) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative error distribution: thresholds (steps,) and fraction of faces below each.
+    Non-finite errors (faces without prediction) never count as below."""
+    e = np.asarray(errors, float)
+    x = np.linspace(0.0, limit, steps)
+    y = np.array([(e <= t).mean() if len(e) else 0.0 for t in x])
+    return x, y
+
+
+def auc(errors: np.ndarray, limit: float = 0.08) -> float:
+    """Area under the CED up to `limit`, normalised to [0,1] (300-W/300VW convention)."""
+    x, y = ced(errors, limit)
+    return float(np.trapezoid(y, x) / limit) if hasattr(np, "trapezoid") else float(np.trapz(y, x) / limit)
+
+
+def failure_rate(errors: np.ndarray, limit: float = 0.08) -> float:
+    """Fraction of faces with error above `limit` (missing predictions included)."""
+    e = np.asarray(errors, float)
+    return float((~(e <= limit)).mean()) if len(e) else 0.0

@@ -47,7 +47,7 @@ import cv2
 import numpy as np
 
 from tracker import parts as P
-from tracker.fileio import ImageReadError, atomic_save_npz, atomic_write_image, list_images, read_image, safe_output_path
+from tracker.fileio import ImageReadError, atomic_save_npz, atomic_write_image, atomic_write_json, list_images, read_image, safe_output_path
 from tracker.metrics import nme
 from tracker.pts import PtsError, read_pts
 from training.fitting import FitResult, fit_landmarks
@@ -303,13 +303,15 @@ def find_jobs(images: Path, out: Path, preview_dir: Path | None) -> tuple[list[J
 
 def summarise(out: Path) -> dict:
     """Fit NME distribution over every finished stem (each annotated face counted once)."""
-    errors = []
+    errors, names = [], []
     for f in sorted(out.rglob("*.npz")):
         with np.load(f) as z:
             errors.append(float(z["nme"][int(z["face_index"])]))
+        names.append(str(f.relative_to(out).with_suffix("")))
     e = np.array(errors)
     if not len(e):
         return {"faces": 0}
+    worst = np.argsort(e)[::-1][:10]
     return {
         "faces": len(e),
         "nme_median": float(np.median(e)),
@@ -317,6 +319,7 @@ def summarise(out: Path) -> dict:
         "nme_p90": float(np.percentile(e, 90)),
         "nme_p99": float(np.percentile(e, 99)),
         "nme_max": float(e.max()),
+        "worst": [[names[i], float(e[i])] for i in worst],
     }
 
 
@@ -350,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
                 tqdm.write(f"skipped: {msg}", file=sys.stderr)
     elapsed = time.time() - t0
     stats = summarise(args.out)
+    stats["seconds_this_run"] = round(elapsed, 1)
+    stats["images_this_run"] = counts["ok"]
+    atomic_write_json(args.out / "summary.json", stats)
     print(
         f"done: {counts['ok']} written, {counts['skip']} already done, {counts['error']} skipped "
         f"in {elapsed:.1f}s; fit NME over {stats.get('faces', 0)} faces: "

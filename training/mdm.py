@@ -1,0 +1,310 @@
+"""MDM-style recurrent landmark refiner (Trigeorgis et al., CVPR 2016), sized for CPU.
+
+At each of ``steps`` iterations: a patch around every current landmark is sampled from the
+face crop (``grid_sample``, so the whole loop is one ONNX graph), a small CNN shared by all
+landmarks turns each patch into a feature, the 68 features are concatenated into one vector,
+a GRU carries the memory across steps ("mnemonic"), and a linear layer outputs the shape
+update.  The loss is the outer-eye-corner-normalised point error summed over the steps.
+
+Everything happens in a canonical frame: the image is warped with the similarity that maps
+the *initial* shape onto the PCA mean shape (``tracker.refiner.canonical_transform``), so the
+refiner never sees the initial error's global pose; that is also what the runtime does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tracker.refiner import CROP, PATCH, normalise_crop, reference_shape
+from tracker.metrics import auc
+from tracker.shape_model import similarity_align
+
+
+@dataclass(frozen=True)
+class MDMConfig:
+    steps: int = 4
+    patch: int = PATCH
+    crop: int = CROP
+    channels: tuple[int, int, int] = (16, 32, 16)
+    hidden: int = 256
+    n_points: int = 68
+
+
+class PatchEncoder(nn.Module):
+    """(B,1,P,P) -> (B, c3*4): a strided conv, two conv blocks and a 2x2 average pool (CPU-cheap)."""
+
+    def __init__(self, channels: tuple[int, int, int]):
+        super().__init__()
+        c1, c2, c3 = channels
+        self.net = nn.Sequential(
+            nn.Conv2d(1, c1, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(1)
+
+
+class MDM(nn.Module):
+    def __init__(self, config: MDMConfig = MDMConfig()):
+        super().__init__()
+        self.config = config
+        feat = config.channels[2] * 4
+        self.encoder = PatchEncoder(config.channels)
+        self.gru = nn.GRUCell(feat * config.n_points, config.hidden)
+        self.head = nn.Linear(config.hidden, 2 * config.n_points)
+        nn.init.zeros_(self.head.weight)  # start as the identity refinement
+        nn.init.zeros_(self.head.bias)
+        p = config.patch
+        offs = (torch.arange(p, dtype=torch.float32) - (p - 1) / 2)
+        gy, gx = torch.meshgrid(offs, offs, indexing="ij")
+        self.register_buffer("offsets", torch.stack([gx, gy], -1), persistent=False)  # (P,P,2)
+
+    def patches(self, image: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """(N,1,S,S), (N,L,2) pixel coords -> (N*L,1,P,P) bilinear patches (zeros outside)."""
+        n, l, _ = points.shape
+        s = image.shape[-1]
+        p = self.config.patch
+        grid = points[:, :, None, None, :] + self.offsets  # (N,L,P,P,2)
+        grid = (2 * grid + 1) / s - 1  # pixel centres -> [-1,1] with align_corners=False
+        out = F.grid_sample(image, grid.reshape(n, l * p, p, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
+        return out.reshape(n, 1, l, p, p).permute(0, 2, 1, 3, 4).reshape(n * l, 1, p, p)
+
+    def forward(self, image: torch.Tensor, init: torch.Tensor) -> torch.Tensor:
+        """image: (N,1,S,S) normalised crop; init: (N,L,2) -> (N,steps,L,2) shape per step."""
+        n, l, _ = init.shape
+        points = init
+        hidden = torch.zeros(n, self.config.hidden, dtype=image.dtype, device=image.device)
+        out = []
+        for _ in range(self.config.steps):
+            feats = self.encoder(self.patches(image, points)).reshape(n, -1)
+            hidden = self.gru(feats, hidden)
+            points = points + self.head(hidden).reshape(n, l, 2)
+            out.append(points)
+        return torch.stack(out, dim=1)
+
+
+def mdm_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum over steps of the mean point error normalised by the outer-eye-corner distance."""
+    iod = torch.linalg.norm(target[:, 36] - target[:, 45], dim=-1).clamp_min(1.0)  # (N,)
+    err = torch.linalg.norm(pred - target[:, None], dim=-1).mean(-1)  # (N,steps)
+    return (err / iod[:, None]).mean(0).sum()
+
+
+
+# --- data -------------------------------------------------------------------------------------
+
+CACHE_ZOOM = 2.0  # cached faces are stored at twice the canonical resolution
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """How initial shapes are drawn around the truth (units: fraction of the outer-eye-corner
+    distance, degrees, relative scale).  ``fit_perturbation`` estimates them from real
+    DenseReg+PCA initialisations so that training sees the errors the tracker makes."""
+
+    scale: float = 0.05
+    rotation_deg: float = 5.0
+    translation: float = 0.06
+    shape: float = 0.5  # multiplies sqrt(eigenvalue) of each PCA coefficient
+    point: float = 0.02
+
+
+def fit_perturbation(inits: np.ndarray, truths: np.ndarray, model) -> Perturbation:
+    """Error statistics of real initialisations (N,68,2) against the truth (N,68,2)."""
+    from tracker.shape_model import fit_shape, normalise
+
+    scales, rots, trans, coeffs, point = [], [], [], [], []
+    for init, gt in zip(inits, truths):
+        iod = np.linalg.norm(gt[36] - gt[45])
+        s, R, t = similarity_align(gt, init)
+        scales.append(np.log(s))
+        rots.append(np.degrees(np.arctan2(R[1, 0], R[0, 0])))
+        trans.append(np.linalg.norm(init.mean(0) - gt.mean(0)) / iod)
+        fit_init = fit_shape(model, normalise(init), np.ones(68))
+        fit_gt = fit_shape(model, normalise(gt), np.ones(68))
+        if fit_init is not None and fit_gt is not None:
+            coeffs.append((fit_init.coeffs - fit_gt.coeffs) / np.sqrt(model.eigenvalues))
+            aligned = s * gt @ R.T + (init.mean(0) - s * gt.mean(0) @ R.T)
+            point.append(np.linalg.norm(init - aligned, axis=1).mean() / iod)
+    return Perturbation(
+        scale=float(np.std(scales)),
+        rotation_deg=float(np.std(rots)),
+        translation=float(np.sqrt(np.mean(np.square(trans)) / 2)),
+        shape=float(np.std(coeffs)) if coeffs else Perturbation.shape,
+        point=float(np.median(point)) if point else Perturbation.point,
+    )
+
+
+def perturb(gt: np.ndarray, model, p: Perturbation, rng: np.random.Generator) -> np.ndarray:
+    """A plausible initial shape around the (68,2) truth."""
+    from tracker.shape_model import fit_shape
+
+    iod = np.linalg.norm(gt[36] - gt[45])
+    fit = fit_shape(model, gt, np.ones(68), iterations=2)
+    coeffs = fit.coeffs + rng.normal(size=fit.coeffs.shape) * p.shape * np.sqrt(model.eigenvalues)
+    s, R, t = similarity_align(model.instance(fit.coeffs), fit.points)
+    shape = s * model.instance(coeffs) @ R.T + t
+    c = shape.mean(0)
+    th = np.radians(rng.normal() * p.rotation_deg)
+    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    shape = (shape - c) @ rot.T * np.exp(rng.normal() * p.scale) + c
+    shape += rng.normal(size=2) * p.translation * iod
+    return shape + rng.normal(size=shape.shape) * p.point * iod
+
+
+def cache_face(gray: np.ndarray, gt: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Face region at CACHE_ZOOM x the canonical resolution, and the truth in its coordinates."""
+    from tracker.refiner import apply_affine, canonical_transform
+
+    m = canonical_transform(gt, reference * CACHE_ZOOM)
+    size = int(CROP * CACHE_ZOOM)
+    crop = cv2.warpAffine(gray, m, (size, size), flags=cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return crop, apply_affine(m, gt)
+
+
+def sample(cached: np.ndarray, gt: np.ndarray, model, reference: np.ndarray, p: Perturbation, rng, flip: bool, init: np.ndarray | None = None):
+    """(crop (S,S) float32 normalised, init (68,2), target (68,2)) in the canonical frame."""
+    from tracker.refiner import apply_affine, canonical_crop, canonical_transform
+    from training.template import FLIP_PERMUTATION
+
+    if flip:
+        cached = cached[:, ::-1]
+        gt = gt[FLIP_PERMUTATION] * [-1, 1] + [cached.shape[1] - 1, 0]
+    init = perturb(gt, model, p, rng) if init is None else init
+    m = canonical_transform(init, reference)
+    crop = canonical_crop(np.ascontiguousarray(cached), m).astype(np.float32)
+    if rng is not None:
+        crop = crop * rng.uniform(0.6, 1.4) + rng.uniform(-40, 40)
+        if rng.random() < 0.3:
+            crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.5, 1.5))
+        crop = crop + rng.normal(size=crop.shape).astype(np.float32) * rng.uniform(0, 6)
+    return normalise_crop(crop), apply_affine(m, init), apply_affine(m, gt)
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def build_cache(data_root, split: str, reference: np.ndarray):
+    """(crops (N,S2,S2) uint8, truths (N,68,2)) for every face of a split, in cache coords."""
+    from tracker.fileio import read_image
+    from tracker.pts import read_pts
+
+    crops, truths = [], []
+    for rel in (data_root / "splits" / f"{split}.txt").read_text().split():
+        image = read_image(data_root / rel)
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        crop, gt = cache_face(gray, read_pts((data_root / rel).with_suffix(".pts"), expected=68), reference)
+        crops.append(crop)
+        truths.append(gt)
+    return np.stack(crops), np.stack(truths)
+
+
+def make_batch(crops, truths, model, reference, p: Perturbation, rng, batch: int):
+    idx = rng.integers(0, len(crops), batch)
+    items = [sample(crops[i], truths[i], model, reference, p, rng, flip=bool(rng.random() < 0.5)) for i in idx]
+    image = torch.from_numpy(np.stack([it[0] for it in items])[:, None])
+    init = torch.from_numpy(np.stack([it[1] for it in items]).astype(np.float32))
+    target = torch.from_numpy(np.stack([it[2] for it in items]).astype(np.float32))
+    return image, init, target
+
+
+def fixed_validation(crops, truths, model, reference, p: Perturbation, seed: int = 1234):
+    """The same perturbed initialisations at every evaluation, without photometric noise."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for crop, gt in zip(crops, truths):
+        init = perturb(gt, model, p, rng)
+        items.append(sample(crop, gt, model, reference, p, None, flip=False, init=init))
+    return (
+        torch.from_numpy(np.stack([it[0] for it in items])[:, None]),
+        torch.from_numpy(np.stack([it[1] for it in items]).astype(np.float32)),
+        torch.from_numpy(np.stack([it[2] for it in items]).astype(np.float32)),
+    )
+
+
+def evaluate(net: MDM, val) -> dict[str, float]:
+    image, init, target = val
+    net.eval()
+    with torch.no_grad():
+        pred = net(image, init)
+    net.train()
+    iod = torch.linalg.norm(target[:, 36] - target[:, 45], dim=-1)
+    e_init = (torch.linalg.norm(init - target, dim=-1).mean(-1) / iod).numpy()
+    e_final = (torch.linalg.norm(pred[:, -1] - target, dim=-1).mean(-1) / iod).numpy()
+    return {"val_nme_init": float(e_init.mean()), "val_nme_refined": float(e_final.mean()), "val_auc08_refined": float(auc(e_final))}
+
+
+def train(out_dir, data_root, max_minutes: float, resume: bool, batch: int = 16, total_steps: int = 30000,
+          lr: float = 1e-3, perturbation: Perturbation = Perturbation(), log_every: int = 50, ckpt_minutes: float = 5.0) -> dict:
+    """Train the refiner with periodic checkpoints; resumable; returns the last validation."""
+    import json
+    import time
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from tracker.shape_model import load_shape_model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = load_shape_model()
+    reference = reference_shape(model)
+    crops, truths = build_cache(data_root, "train", reference)
+    val = fixed_validation(*build_cache(data_root, "val", reference), model, reference, perturbation)
+    net = MDM()
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.05)
+    step, best = 0, float("inf")
+    rng = np.random.default_rng(0)
+    ckpt = out / "last.pt"
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=True)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, best = int(state["step"]), float(state["best"])
+        rng.bit_generator.state = json.loads(state["rng"])
+
+    def save(path):
+        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "step": step, "best": best, "rng": json.dumps(rng.bit_generator.state)}, str(path) + ".tmp")
+        Path(str(path) + ".tmp").replace(path)
+
+    t0 = last_ckpt = time.time()
+    metrics = {}
+    log = (out / "log.csv").open("a")
+    bar = tqdm(total=total_steps, initial=step, unit="step")
+    while step < total_steps and (time.time() - t0) < max_minutes * 60:
+        image, init, target = make_batch(crops, truths, model, reference, perturbation, rng, batch)
+        loss = mdm_loss(net(image, init), target)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        step += 1
+        bar.update(1)
+        if step % log_every == 0:
+            log.write(f"{step},{loss.item():.5f},{sched.get_last_lr()[0]:.6f}\n")
+            log.flush()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if time.time() - last_ckpt > ckpt_minutes * 60 or step == total_steps:
+            metrics = evaluate(net, val)
+            if metrics["val_nme_refined"] < best:
+                best = metrics["val_nme_refined"]
+                torch.save(net.state_dict(), out / "best.pt")
+            save(ckpt)
+            (out / "val.jsonl").open("a").write(json.dumps({"step": step, **metrics}) + "\n")
+            tqdm.write(f"step {step}: {metrics}")
+            last_ckpt = time.time()
+    save(ckpt)
+    bar.close()
+    return metrics or evaluate(net, val)
