@@ -1,0 +1,60 @@
+"""Inference backends behind one interface (see ``engines.base.Engine``).
+
+``load_engine(onnx_path, kind)`` with kind ``auto`` picks TensorRT when it is usable and
+ONNX Runtime on the CPU otherwise.  ``torch`` needs the deployable ``.pt`` beside the ONNX file
+(same stem) and PyTorch installed.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from engines.base import Engine, EngineError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("auto", "onnx", "torch", "tensorrt")
+
+
+def available_engines() -> dict[str, str | None]:
+    """kind -> None when usable here, else the reason it is not."""
+    from importlib.util import find_spec
+
+    from engines.tensorrt_engine import unavailable_reason
+
+    return {
+        "onnx": None if find_spec("onnxruntime") else "onnxruntime is not installed",
+        "torch": None if find_spec("torch") else "PyTorch is not installed",
+        "tensorrt": unavailable_reason(),
+    }
+
+
+def load_engine(onnx_path: Path, kind: str = "auto", threads: int = 2) -> Engine:
+    """Load the model at `onnx_path` with the chosen backend."""
+    onnx_path = Path(onnx_path)
+    if kind not in KINDS:
+        raise EngineError(f"unknown engine '{kind}' (choose from {', '.join(KINDS)})")
+    if kind == "auto":
+        reason = available_engines()["tensorrt"]
+        if reason is None:
+            kind = "tensorrt"
+        else:
+            log.info("TensorRT not used: %s; using ONNX Runtime on the CPU", reason)
+            kind = "onnx"
+    if kind == "onnx":
+        from engines.onnx_engine import OnnxEngine
+
+        return OnnxEngine(onnx_path, threads=threads)
+    if kind == "torch":
+        from engines.torch_engine import TorchEngine
+
+        pt = onnx_path.with_suffix(".pt")
+        if not pt.exists():
+            raise EngineError(f"{pt}: no PyTorch checkpoint beside {onnx_path.name}")
+        return TorchEngine(pt, threads=threads)
+    from engines.tensorrt_engine import TensorRTEngine
+
+    return TensorRTEngine(onnx_path)
+
+
+__all__ = ["Engine", "EngineError", "KINDS", "available_engines", "load_engine"]

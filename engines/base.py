@@ -1,0 +1,46 @@
+"""The one interface every inference backend implements (engines know nothing about faces).
+
+An engine loads one model file and maps named float32 arrays to named float32 arrays:
+``infer({"image": x}) -> {"uv": ..., "fg": ..., "depth": ...}``.  Every backend returns the
+same names and shapes as the ONNX graph, so the tracker never branches on the backend.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Mapping
+
+import numpy as np
+
+
+class EngineError(RuntimeError):
+    """A backend cannot load or run a model; the message is one line for the user."""
+
+
+class Engine(ABC):
+    name: str  # "onnx", "torch" or "tensorrt"
+    device: str  # human-readable, e.g. "CPU (2 threads)" or "NVIDIA H100 (FP16)"
+
+    @property
+    @abstractmethod
+    def input_names(self) -> tuple[str, ...]: ...
+
+    @property
+    @abstractmethod
+    def output_names(self) -> tuple[str, ...]: ...
+
+    @abstractmethod
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch; inputs and outputs are float32 arrays with a leading batch axis."""
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.infer(inputs)
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.device}"
+
+
+def check_inputs(engine: Engine, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    missing = set(engine.input_names) - set(inputs)
+    if missing:
+        raise EngineError(f"{engine.name}: missing inputs {sorted(missing)}")
+    return {k: np.ascontiguousarray(inputs[k], dtype=np.float32) for k in engine.input_names}

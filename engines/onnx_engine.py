@@ -1,0 +1,50 @@
+"""ONNX Runtime backend: the default wherever no GPU is present."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from engines.base import Engine, EngineError, check_inputs
+
+log = logging.getLogger(__name__)
+
+
+class OnnxEngine(Engine):
+    name = "onnx"
+
+    def __init__(self, path: Path, threads: int = 2, use_cuda: bool = False):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, threads)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CPUExecutionProvider"]
+        if use_cuda:
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                providers.insert(0, "CUDAExecutionProvider")
+            else:
+                log.warning("CUDA execution provider not available; ONNX Runtime falls back to CPU")
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise EngineError(f"{path}: ONNX Runtime cannot load the model ({str(exc).splitlines()[0]})") from exc
+        used = self.session.get_providers()[0]
+        self.device = "CUDA" if used.startswith("CUDA") else f"CPU ({opts.intra_op_num_threads} threads)"
+        self._inputs = tuple(i.name for i in self.session.get_inputs())
+        self._outputs = tuple(o.name for o in self.session.get_outputs())
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return self._inputs
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self._outputs
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = self.session.run(list(self._outputs), check_inputs(self, inputs))
+        return dict(zip(self._outputs, outs))

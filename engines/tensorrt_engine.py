@@ -1,0 +1,172 @@
+"""TensorRT FP16 backend: builds an engine from the ONNX file, caches it, runs it with pycuda.
+
+The serialised engine is cached next to the user's cache folder under a key made of the ONNX
+file's SHA-256, the GPU name and compute capability, and the TensorRT version: a new model, a
+different GPU or a TensorRT upgrade all trigger a rebuild, and so does a cache file that fails
+to deserialise (truncated or corrupt).  Buffers are page-locked host arrays plus device arrays,
+copied and executed on one CUDA stream.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from engines.base import Engine, EngineError, check_inputs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE = Path(os.environ.get("DENSEREG_CACHE", Path.home() / ".cache" / "densereg-tracker"))
+
+
+def unavailable_reason() -> str | None:
+    """Why TensorRT cannot run here, or None when it can."""
+    try:
+        import tensorrt  # noqa: F401
+    except Exception as exc:
+        return f"tensorrt is not installed ({type(exc).__name__})"
+    try:
+        import pycuda.driver as cuda
+
+        cuda.init()
+        if cuda.Device.count() == 0:
+            return "no CUDA device"
+    except Exception as exc:
+        return f"CUDA/pycuda unusable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    return None
+
+
+def cache_key(onnx_bytes: bytes, gpu_name: str, compute_capability: tuple[int, int], trt_version: str, max_batch: int) -> str:
+    h = hashlib.sha256(onnx_bytes).hexdigest()[:16]
+    gpu = "".join(c if c.isalnum() else "_" for c in gpu_name)
+    return f"{h}-{gpu}-sm{compute_capability[0]}{compute_capability[1]}-trt{trt_version}-b{max_batch}-fp16"
+
+
+class TensorRTEngine(Engine):
+    name = "tensorrt"
+
+    def __init__(self, path: Path, max_batch: int = 4, cache_dir: Path = DEFAULT_CACHE):
+        reason = unavailable_reason()
+        if reason:
+            raise EngineError(f"TensorRT unavailable: {reason}")
+        import pycuda.driver as cuda
+        import tensorrt as trt
+
+        self._cuda, self._trt = cuda, trt
+        cuda.init()
+        dev = cuda.Device(0)
+        self._ctx = dev.make_context()
+        try:
+            self._logger = trt.Logger(trt.Logger.WARNING)
+            onnx_bytes = Path(path).read_bytes()
+            key = cache_key(onnx_bytes, dev.name(), dev.compute_capability(), trt.__version__, max_batch)
+            self.cache_file = Path(cache_dir) / f"{key}.engine"
+            self.engine = self._load_cached() or self._build(onnx_bytes, max_batch)
+            self.context = self.engine.create_execution_context()
+            self.stream = cuda.Stream()
+            names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+            mode = trt.TensorIOMode.INPUT
+            self._inputs = tuple(n for n in names if self.engine.get_tensor_mode(n) == mode)
+            self._outputs = tuple(n for n in names if self.engine.get_tensor_mode(n) != mode)
+            self.max_batch = max_batch
+            self._buffers: dict[str, tuple[np.ndarray, object]] = {}
+            self.device = f"{dev.name()} (FP16)"
+        finally:
+            self._ctx.pop()
+
+    def _load_cached(self):
+        if not self.cache_file.exists():
+            return None
+        runtime = self._trt.Runtime(self._logger)
+        try:
+            engine = runtime.deserialize_cuda_engine(self.cache_file.read_bytes())
+        except Exception:
+            engine = None
+        if engine is None:
+            log.warning("TensorRT cache %s is unreadable; rebuilding", self.cache_file)
+        return engine
+
+    def _build(self, onnx_bytes: bytes, max_batch: int):
+        trt = self._trt
+        builder = trt.Builder(self._logger)
+        network = builder.create_network(0)  # explicit batch is the only mode in TensorRT >= 10
+        parser = trt.OnnxParser(network, self._logger)
+        if not parser.parse(onnx_bytes):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise EngineError(f"TensorRT cannot parse the ONNX model: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 30)
+        if builder.platform_has_fast_fp16:
+            config.set_flag(trt.BuilderFlag.FP16)
+        profile = builder.create_optimization_profile()
+        for i in range(network.num_inputs):
+            inp = network.get_input(i)
+            shape = tuple(inp.shape)
+            one = (1,) + shape[1:]
+            profile.set_shape(inp.name, one, one, (max_batch,) + shape[1:])
+        config.add_optimization_profile(profile)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise EngineError("TensorRT engine build failed")
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_suffix(".tmp")
+        tmp.write_bytes(bytes(serialized))
+        os.replace(tmp, self.cache_file)
+        return trt.Runtime(self._logger).deserialize_cuda_engine(serialized)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return self._inputs
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self._outputs
+
+    def _buffer(self, name: str, shape: tuple[int, ...]):
+        """Page-locked host array + device allocation, reused while the shape is unchanged."""
+        cur = self._buffers.get(name)
+        if cur is None or cur[0].shape != shape:
+            host = self._cuda.pagelocked_empty(shape, np.float32)
+            cur = (host, self._cuda.mem_alloc(host.nbytes))
+            self._buffers[name] = cur
+        return cur
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        arrays = check_inputs(self, inputs)
+        n = next(iter(arrays.values())).shape[0]
+        if n > self.max_batch:
+            raise EngineError(f"batch {n} exceeds the engine's maximum {self.max_batch}")
+        cuda = self._cuda
+        self._ctx.push()
+        try:
+            for name, arr in arrays.items():
+                self.context.set_input_shape(name, arr.shape)
+                host, dev = self._buffer(name, arr.shape)
+                host[...] = arr
+                cuda.memcpy_htod_async(dev, host, self.stream)
+                self.context.set_tensor_address(name, int(dev))
+            outs = {}
+            for name in self._outputs:
+                host, dev = self._buffer(name, tuple(self.context.get_tensor_shape(name)))
+                self.context.set_tensor_address(name, int(dev))
+                outs[name] = host
+            if not self.context.execute_async_v3(self.stream.handle):
+                raise EngineError("TensorRT execution failed")
+            for name, host in outs.items():
+                cuda.memcpy_dtoh_async(host, self._buffers[name][1], self.stream)
+            self.stream.synchronize()
+            return {k: v.copy() for k, v in outs.items()}
+        finally:
+            self._ctx.pop()
+
+    def __del__(self):
+        ctx = getattr(self, "_ctx", None)
+        if ctx is not None:
+            try:
+                ctx.detach()
+            except Exception:
+                pass

@@ -1,0 +1,54 @@
+"""PyTorch backend, for research checkpoints (never needed at run time).
+
+A deployable checkpoint is ``{"arch": NAME, "options": {...}, "state_dict": {...}}`` saved with
+``torch.save``; it is loaded with ``weights_only=True`` so that a checkpoint can never execute
+code, and the architecture is looked up by NAME in ``training.deploy`` (never guessed from the
+tensors).  The module returns the same named outputs as the exported ONNX graph.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from engines.base import Engine, EngineError, check_inputs
+
+
+class TorchEngine(Engine):
+    name = "torch"
+
+    def __init__(self, path: Path, threads: int = 2):
+        try:
+            import torch
+        except ImportError as exc:
+            raise EngineError("PyTorch is not installed (pip install -e '.[train]')") from exc
+        from training.deploy import build_deployable
+
+        torch.set_num_threads(max(1, threads))
+        try:
+            ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise EngineError(f"{path}: not a safe PyTorch checkpoint ({str(exc).splitlines()[0]})") from exc
+        if not isinstance(ckpt, dict) or "arch" not in ckpt or "state_dict" not in ckpt:
+            raise EngineError(f"{path}: checkpoint lacks 'arch'/'state_dict' (export it with training.export)")
+        self.module, self._inputs, self._outputs = build_deployable(ckpt["arch"], ckpt.get("options", {}))
+        self.module.load_state_dict(ckpt["state_dict"])
+        self.module.eval()
+        self._torch = torch
+        self.device = f"CPU ({threads} threads)"
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return self._inputs
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self._outputs
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self._torch
+        arrays = check_inputs(self, inputs)
+        with torch.inference_mode():
+            outs = self.module(*(torch.from_numpy(arrays[k]) for k in self._inputs))
+        return {k: v.numpy() for k, v in zip(self._outputs, outs)}
