@@ -16,7 +16,7 @@ import numpy as np
 from tracker.shape_model import ShapeModel, similarity_align
 
 CROP = 128  # canonical crop side (pixels)
-PATCH = 24  # patch side around each landmark (pixels in the canonical crop)
+PATCH = 16  # patch side around each landmark (pixels in the canonical crop; ~30% of the eye distance)
 SHAPE_SCALE = 36.0  # pixels per unit of the normalised mean shape (RMS radius 1)
 SHAPE_CENTRE = np.array([CROP / 2 - 0.5, CROP / 2 - 0.5 - 0.14 * SHAPE_SCALE])
 

@@ -30,21 +30,23 @@ class MDMConfig:
     steps: int = 4
     patch: int = PATCH
     crop: int = CROP
-    channels: tuple[int, int, int] = (16, 32, 16)
+    channels: tuple[int, int, int] = (16, 32, 8)
+    features: int = 256
     hidden: int = 256
     n_points: int = 68
 
 
 class PatchEncoder(nn.Module):
-    """(B,1,P,P) -> (B, c3*4): a strided conv, two conv blocks and a 2x2 average pool (CPU-cheap)."""
+    """(B,1,P,P) -> (B, c3*4): a strided conv and a pool take 16x16 to 4x4 at once (CPU-cheap),
+    two convs, then a 2x2 average pool to 2x2 (keeps coarse position inside the patch)."""
 
     def __init__(self, channels: tuple[int, int, int]):
         super().__init__()
         c1, c2, c3 = channels
         self.net = nn.Sequential(
-            nn.Conv2d(1, c1, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(2),
+            nn.Conv2d(1, c1, 3, stride=2, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(inplace=True), nn.AvgPool2d(2),  # 4x4 -> 2x2 (a fixed-size pool: exportable)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,7 +59,10 @@ class MDM(nn.Module):
         self.config = config
         feat = config.channels[2] * 4
         self.encoder = PatchEncoder(config.channels)
-        self.gru = nn.GRUCell(feat * config.n_points, config.hidden)
+        # Project the concatenated patch features first: at batch 1 the cost is reading the
+        # weights, and a GRU straight on 68*feat inputs would read 3x as many per step.
+        self.project = nn.Sequential(nn.Linear(feat * config.n_points, config.features), nn.ReLU(inplace=True))
+        self.gru = nn.GRUCell(config.features, config.hidden)
         self.head = nn.Linear(config.hidden, 2 * config.n_points)
         nn.init.zeros_(self.head.weight)  # start as the identity refinement
         nn.init.zeros_(self.head.bias)
@@ -83,7 +88,7 @@ class MDM(nn.Module):
         hidden = torch.zeros(n, self.config.hidden, dtype=image.dtype, device=image.device)
         out = []
         for _ in range(self.config.steps):
-            feats = self.encoder(self.patches(image, points)).reshape(n, -1)
+            feats = self.project(self.encoder(self.patches(image, points)).reshape(n, -1))
             hidden = self.gru(feats, hidden)
             points = points + self.head(hidden).reshape(n, l, 2)
             out.append(points)
