@@ -94,7 +94,7 @@ def test_cli_writes_resumes_and_skips_bad_items(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1
     assert "broken.jpg" in err and "short" in err and "orphan.pts" in err
-    assert sorted(p.name for p in out.iterdir()) == ["good.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["good.npz", "summary.json"]
     assert (tmp_path / "prev" / "good.png").exists()
     with np.load(out / "good.npz") as z:
         assert z["uv"].dtype == np.float16 and z["uv"].shape == (2, 360, 480)

@@ -2,12 +2,13 @@
 import numpy as np
 import pytest
 
-from tracker.landmarks import extract_landmarks, landmark_radii
+from tracker.landmarks import build_lookup, extract_landmarks
 from tracker.metrics import nme
 from tracker.shape_model import fit_shape, load_shape_model, similarity_align
 
 with np.load(__import__("training.template", fromlist=["ASSET"]).ASSET) as _z:
     LANDMARK_UV = _z["landmark_uv"].astype(np.float64)
+LOOKUP = build_lookup(LANDMARK_UV)
 
 
 def synthetic_maps(size=160, angle=0.3, scale=110.0, offset=(75.3, 82.6)):
@@ -26,7 +27,7 @@ def synthetic_maps(size=160, angle=0.3, scale=110.0, offset=(75.3, 82.6)):
 
 def test_subpixel_accuracy_on_known_uv_field():
     uv, fg, truth = synthetic_maps()
-    lm = extract_landmarks(uv, fg, LANDMARK_UV, landmark_radii(LANDMARK_UV))
+    lm = extract_landmarks(uv, fg, LOOKUP)
     inside = (truth >= 1).all(1) & (truth <= 158).all(1)
     err = np.linalg.norm(lm.points[inside] - truth[inside], axis=1)
     assert np.median(err) < 0.25 and err.max() < 0.75
@@ -36,7 +37,7 @@ def test_subpixel_accuracy_on_known_uv_field():
 def test_missing_region_gives_missing_landmarks():
     uv, fg, truth = synthetic_maps()
     fg[:, :70] = 0  # hide the left part of the face
-    lm = extract_landmarks(uv, fg, LANDMARK_UV, landmark_radii(LANDMARK_UV))
+    lm = extract_landmarks(uv, fg, LOOKUP)
     hidden = truth[:, 0] < 66
     assert hidden.any() and not lm.visible[hidden].any()
     assert np.isnan(lm.points[hidden]).all()
@@ -45,7 +46,7 @@ def test_missing_region_gives_missing_landmarks():
 
 def test_no_face_gives_all_missing():
     uv, fg, _ = synthetic_maps()
-    lm = extract_landmarks(uv, np.zeros_like(fg), LANDMARK_UV, landmark_radii(LANDMARK_UV))
+    lm = extract_landmarks(uv, np.zeros_like(fg), LOOKUP)
     assert not lm.visible.any()
 
 

@@ -18,7 +18,8 @@ def test_nearer_triangle_occludes_farther_one():
 def test_coverage_matches_area_and_interpolation_is_exact():
     pts = np.array([[10.3, 5.2], [90.1, 12.7], [40.6, 70.9]])
     r = rasterize(pts, np.zeros(3), np.array([[0, 1, 2]]), (80, 100))
-    area = 0.5 * abs(np.cross(pts[1] - pts[0], pts[2] - pts[0]))
+    e1, e2 = pts[1] - pts[0], pts[2] - pts[0]
+    area = 0.5 * abs(e1[0] * e2[1] - e1[1] * e2[0])
     assert abs(r.covered.sum() - area) / area < 0.03
     # A linear function of position is reproduced exactly by barycentric interpolation.
     values = np.stack([pts[:, 0] * 2 + pts[:, 1], pts[:, 1]], 1)

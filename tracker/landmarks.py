@@ -27,51 +27,140 @@ class Landmarks:
         return self.confidence > 0
 
 
-def landmark_radii(landmark_uv: np.ndarray, cap: float = 0.04, fraction: float = 0.5) -> np.ndarray:
+TWIN_DISTANCE = 1e-3  # template landmarks closer than this in UV are indistinguishable
+
+
+@dataclass(frozen=True)
+class UVLookup:
+    """Which landmark a UV coordinate can belong to, as a raster over the UV square.
+
+    table: (R,R) int16, row 0 = u_v 1, column 0 = u_h 0; the index of the nearest landmark
+    whose search radius covers the cell, else -1.  Landmarks that coincide on the template
+    (the inner lips of the closed mouth) share one representative: rep[k].
+    """
+
+    landmark_uv: np.ndarray
+    radii: np.ndarray
+    rep: np.ndarray
+    table: np.ndarray
+
+
+def landmark_radii(landmark_uv: np.ndarray, cap: float = 0.04, floor: float = 0.012, fraction: float = 0.5) -> np.ndarray:
     """Per-landmark UV search radius: at most half the distance to the nearest other landmark,
-    so that neighbouring landmarks (eye corners, lip points) never share pixels."""
+    so that neighbouring landmarks (eye corners, lip points) do not share pixels.  The floor
+    matters for the inner lips, whose upper and lower points coincide on the closed-mouth
+    template: UV cannot separate them, so both take the same pixels (the refiner opens them)."""
     d = np.linalg.norm(landmark_uv[:, None] - landmark_uv[None], axis=-1)
     np.fill_diagonal(d, np.inf)
-    return np.minimum(cap, fraction * d.min(axis=1))
+    d[d < TWIN_DISTANCE] = np.inf
+    return np.clip(fraction * d.min(axis=1), floor, cap)
 
 
-def extract_landmarks(
-    uv: np.ndarray,
-    fg: np.ndarray,
-    landmark_uv: np.ndarray,
-    radii: np.ndarray,
-    fg_threshold: float = 0.5,
-) -> Landmarks:
-    """uv: (2,H,W) predicted template coordinates; fg: (H,W) foreground probability."""
+def build_lookup(landmark_uv: np.ndarray, radii: np.ndarray | None = None, res: int = 512) -> UVLookup:
+    landmark_uv = np.asarray(landmark_uv, np.float64)
+    radii = landmark_radii(landmark_uv) if radii is None else np.asarray(radii, np.float64)
+    d = np.linalg.norm(landmark_uv[:, None] - landmark_uv[None], axis=-1)
+    rep = np.argmax(d < TWIN_DISTANCE, axis=1)  # first landmark within the twin distance
+    reps = np.unique(rep)
+    centres = (np.arange(res) + 0.5) / res
+    uh, uvv = np.meshgrid(centres, 1.0 - centres)
+    dist = np.sqrt((uh[..., None] - landmark_uv[reps, 0]) ** 2 + (uvv[..., None] - landmark_uv[reps, 1]) ** 2)
+    nearest = dist.argmin(axis=-1)
+    inside = np.take_along_axis(dist, nearest[..., None], -1)[..., 0] < radii[reps][nearest]
+    table = np.where(inside, reps[nearest], -1).astype(np.int16)
+    return UVLookup(landmark_uv, radii, rep, table)
+
+
+def extract_landmarks(uv: np.ndarray, fg: np.ndarray, lookup: UVLookup, fg_threshold: float = 0.5) -> Landmarks:
+    """uv: (2,H,W) predicted template coordinates; fg: (H,W) foreground probability.
+
+    Vectorised over landmarks (this runs every frame): one table lookup assigns each face
+    pixel to at most one landmark, one connected-components call runs on a canvas holding
+    every landmark's candidate mask side by side, and the sub-pixel fits are batched 3x3
+    normal equations.
+    """
+    landmark_uv, radii = lookup.landmark_uv, lookup.radii
     n = len(landmark_uv)
     points = np.full((n, 2), np.nan)
     confidence = np.zeros(n)
     face = (fg > fg_threshold) & np.isfinite(uv).all(axis=0)
     ys, xs = np.nonzero(face)
-    if len(ys) == 0:
+    res = lookup.table.shape[0]
+    u = uv[:, ys, xs].T
+    col = np.clip((u[:, 0] * res).astype(np.int64), 0, res - 1)
+    row = np.clip(((1.0 - u[:, 1]) * res).astype(np.int64), 0, res - 1)
+    lmk = lookup.table[row, col].astype(np.int64)
+    pix = np.flatnonzero(lmk >= 0)
+    if len(pix) == 0:
         return Landmarks(points, confidence)
-    u = uv[:, ys, xs].T  # (P,2)
-    for k in range(n):
-        d = np.linalg.norm(u - landmark_uv[k], axis=1)
-        near = d < radii[k]
-        if not near.any():
-            continue
-        px, py, dk = xs[near], ys[near], d[near]
-        x0, y0 = px.min(), py.min()
-        mask = np.zeros((py.max() - y0 + 1, px.max() - x0 + 1), np.uint8)
-        mask[py - y0, px - x0] = 1
-        n_comp, labels = cv2.connectedComponents(mask, connectivity=8)
-        lab = labels[py - y0, px - x0]
-        if n_comp > 2:
-            # The component that reaches closest to the landmark's UV; its size breaks ties.
-            best_d = np.full(n_comp, np.inf)
-            np.minimum.at(best_d, lab, dk)
-            sizes = np.bincount(lab, minlength=n_comp)
-            score = best_d / radii[k] - 0.01 * np.log1p(sizes)
-            keep = lab == int(np.argmin(score))
-            px, py, dk = px[keep], py[keep], dk[keep]
-        w = (1.0 - dk / radii[k]) ** 2 + 1e-6
-        points[k] = (np.sum(w * px) / w.sum(), np.sum(w * py) / w.sum())
-        # Confident when the closest pixel is near the landmark's UV and the blob is not a sliver.
-        confidence[k] = float(np.clip(1.0 - dk.min() / radii[k], 0, 1) * min(1.0, len(dk) / 3.0))
-    return Landmarks(points, confidence)
+    lmk = lmk[pix]
+    px, py = xs[pix], ys[pix]
+    dist = np.linalg.norm(u[pix] - landmark_uv[lmk], axis=1)
+
+    # Connected components of every landmark's candidates in one call: each landmark's
+    # bounding box gets its own strip of a canvas, one empty column apart.
+    x0 = np.full(n, np.iinfo(np.int64).max)
+    y0 = np.full(n, np.iinfo(np.int64).max)
+    x1 = np.full(n, -1)
+    y1 = np.full(n, -1)
+    np.minimum.at(x0, lmk, px)
+    np.minimum.at(y0, lmk, py)
+    np.maximum.at(x1, lmk, px)
+    np.maximum.at(y1, lmk, py)
+    width = np.where(x1 >= 0, x1 - x0 + 2, 0)
+    offset = np.cumsum(width) - width
+    cx, cy = px - x0[lmk] + offset[lmk], py - y0[lmk]
+    canvas = np.zeros((int(np.max(np.where(y1 >= 0, y1 - y0 + 1, 0))), int(width.sum())), np.uint8)
+    canvas[cy, cx] = 1
+    n_comp, labels = cv2.connectedComponents(canvas, connectivity=8)
+    comp = labels[cy, cx]
+
+    # Per landmark, the component reaching closest to its UV (size breaks ties).
+    best_d = np.full(n_comp, np.inf)
+    np.minimum.at(best_d, comp, dist)
+    size = np.bincount(comp, minlength=n_comp)
+    comp_lmk = np.zeros(n_comp, np.int64)
+    comp_lmk[comp] = lmk
+    score = best_d / radii[comp_lmk] - 0.01 * np.log1p(size)
+    order = np.lexsort((score, comp_lmk))
+    present = np.isfinite(best_d[order])
+    order = order[present]
+    first = order[np.r_[True, comp_lmk[order][1:] != comp_lmk[order][:-1]]]
+    chosen = np.zeros(n_comp, bool)
+    chosen[first] = True
+    keep = chosen[comp]
+    px, py, lmk, dist, uk = px[keep].astype(np.float64), py[keep].astype(np.float64), lmk[keep], dist[keep], u[pix[keep]].astype(np.float64)
+
+    # Sub-pixel position: where a weighted local affine fit uv ~ A (x,y) + b equals the
+    # landmark UV.  Unlike a centroid this is unbiased where the blob is cut by the face
+    # outline (the jaw); degenerate fits, or fits landing off the blob, use the centroid.
+    w = (1.0 - dist / radii[lmk]) ** 2 + 1e-6
+    sw = np.bincount(lmk, w, n)
+    count = np.bincount(lmk, minlength=n)
+    found = count > 0
+    cen = np.stack([np.bincount(lmk, w * px, n), np.bincount(lmk, w * py, n)], 1) / np.maximum(sw, 1e-12)[:, None]
+    X = np.stack([px - cen[lmk, 0], py - cen[lmk, 1], np.ones_like(px)], 1)  # (Q,3)
+    XtX = np.zeros((n, 3, 3))
+    XtU = np.zeros((n, 3, 2))
+    for i in range(3):
+        for j in range(3):
+            XtX[:, i, j] = np.bincount(lmk, w * X[:, i] * X[:, j], n)
+        for j in range(2):
+            XtU[:, i, j] = np.bincount(lmk, w * X[:, i] * uk[:, j], n)
+    ok = found & (count >= 6) & (np.abs(np.linalg.det(XtX)) > 1e-9)
+    pos = cen.copy()
+    if ok.any():
+        coef = np.linalg.solve(XtX[ok], XtU[ok])  # (m,3,2)
+        A = np.transpose(coef[:, :2], (0, 2, 1))  # d(uv)/d(x,y)
+        good = np.abs(np.linalg.det(A)) > 1e-12
+        idx = np.flatnonzero(ok)[good]
+        delta = np.linalg.solve(A[good], (landmark_uv[idx] - coef[good, 2])[..., None])[..., 0]
+        reach = np.sqrt(count[idx]) + 1.0  # about the blob's radius in pixels
+        inside = np.linalg.norm(delta, axis=1) <= reach
+        pos[idx[inside]] = cen[idx[inside]] + delta[inside]
+    points[found] = pos[found]
+    # Confident when the closest pixel is near the landmark's UV and the blob is not a sliver.
+    dmin = np.full(n, np.inf)
+    np.minimum.at(dmin, lmk, dist)
+    confidence[found] = np.clip(1.0 - dmin[found] / radii[found], 0, 1) * np.minimum(1.0, count[found] / 3.0)
+    return Landmarks(points[lookup.rep], confidence[lookup.rep])

@@ -42,7 +42,7 @@ class LandmarkDefinition:
 
     def reindexed(self, used: np.ndarray) -> "LandmarkDefinition":
         """The same definition with vertex indices into the sub-mesh ``used``."""
-        lookup = np.full(max(used.max(), self.parallels.max()) + 2, -1, np.int64)
+        lookup = np.full(max(used.max(), self.parallels.max(initial=-1)) + 2, -1, np.int64)
         lookup[used] = np.arange(len(used))
         return LandmarkDefinition(lookup[self.vertices], self.weights, self.jaw, lookup[self.parallels])
 

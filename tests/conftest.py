@@ -1,0 +1,47 @@
+"""Shared fixtures.  Tests that need ../shared skip cleanly when it is absent."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def data_300w() -> Path:
+    path = SHARED / "data" / "300w"
+    if not (path / "splits" / "val.txt").exists():
+        pytest.skip("../shared/data/300w not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def template_dir() -> Path:
+    path = SHARED / "template" / "sfm"
+    if not (path / "sfm_shape_3448.bin").exists():
+        pytest.skip("../shared/template/sfm not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sfm_model(template_dir):
+    from training.sfm import load_sfm
+
+    return load_sfm(template_dir)
+
+
+@pytest.fixture(scope="session")
+def landmark_definition():
+    from training.template import load_definition
+
+    return load_definition()

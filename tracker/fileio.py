@@ -1,0 +1,127 @@
+"""Safe reading and atomic writing of everything the tracker reads or produces.
+
+Writers go through a temporary file in the destination folder, fsync, then ``os.replace``:
+a run killed at any moment leaves either the old file or the new one, never half a file.
+``safe_output_path`` keeps every output inside the folder the user chose.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class ImageReadError(ValueError):
+    """An input image cannot be used; the message is one line naming the file and the reason."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _jsonable(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, default=_jsonable) + "\n")
+
+
+def atomic_save_npz(path: Path, compressed: bool = True, **arrays) -> None:
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_write_image(path: Path, image: np.ndarray) -> None:
+    ext = Path(path).suffix.lower() or ".png"
+    ok, enc = cv2.imencode(ext, image)
+    if not ok:
+        raise ValueError(f"{path}: cannot encode image as {ext}")
+    atomic_write_bytes(path, enc.tobytes())
+
+
+def safe_output_path(out_dir: Path, relative: str | os.PathLike) -> Path:
+    """`out_dir/relative`, refusing anything that would land outside `out_dir`."""
+    rel = str(relative)
+    if not rel or PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() or PureWindowsPath(rel).drive:
+        raise ValueError(f"refusing output name {rel!r}: not a relative path")
+    parts = PurePosixPath(rel.replace("\\", "/")).parts
+    if any(p in ("..", "") for p in parts):
+        raise ValueError(f"refusing output name {rel!r}: it would leave the output folder")
+    base = Path(out_dir).resolve()
+    target = (base / Path(*parts)).resolve()
+    if base != target and base not in target.parents:
+        raise ValueError(f"refusing output name {rel!r}: it would leave the output folder")
+    return Path(out_dir) / Path(*parts)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Any image file -> BGR uint8 (H,W,3).
+
+    Grayscale is expanded, alpha dropped, 16-bit scaled to 8-bit; non-ASCII paths work
+    (decoded from bytes).  Raises ImageReadError with a one-line reason otherwise.
+    """
+    path = Path(path)
+    try:
+        data = np.fromfile(str(path), np.uint8)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found") from None
+    except (IsADirectoryError, PermissionError, OSError) as exc:
+        raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if data.size == 0:
+        raise ImageReadError(f"{path}: empty file")
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ImageReadError(f"{path}: not a decodable image (corrupt, truncated or not an image)")
+    if img.dtype == np.uint16:
+        img = (img / 257.0).round().astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = cv2.normalize(img.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    elif img.shape[2] == 1:
+        img = cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if min(img.shape[:2]) < 2:
+        raise ImageReadError(f"{path}: image too small ({img.shape[1]}x{img.shape[0]})")
+    return img
+
+
+def list_images(folder: Path, recursive: bool = False) -> list[Path]:
+    """Sorted image files (jpg/jpeg/png/bmp, any case) in a folder."""
+    folder = Path(folder)
+    it = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in it if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())

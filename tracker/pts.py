@@ -1,0 +1,63 @@
+"""iBUG ``.pts`` landmark files (300-W convention: 1-based Matlab pixel coordinates).
+
+In memory, points are always 0-based pixel centres: ``read_pts`` subtracts 1 and ``write_pts``
+adds it back.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tracker.fileio import atomic_write_text
+
+
+class PtsError(ValueError):
+    """A .pts file cannot be used; the message is one line naming the file and the reason."""
+
+
+def read_pts(path: Path, expected: int | None = None) -> np.ndarray:
+    """(N,2) float64 0-based points from a .pts file with or without the standard header."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise PtsError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise PtsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    declared = None
+    rows = []
+    for raw in text.splitlines():
+        line = raw.split("//", 1)[0].split("#", 1)[0].strip()
+        if not line or line in ("{", "}"):
+            continue
+        key, _, value = line.partition(":")
+        if _:
+            if key.strip().lower() == "n_points":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise PtsError(f"{path}: bad n_points value {value.strip()!r}") from None
+            continue
+        fields = line.split()
+        try:
+            vals = [float(v) for v in fields]
+        except ValueError:
+            raise PtsError(f"{path}: non-numeric point {line!r}") from None
+        if len(vals) != 2 or not np.isfinite(vals).all():
+            raise PtsError(f"{path}: expected 'x y' per line, got {line!r}")
+        rows.append(vals)
+    if not rows:
+        raise PtsError(f"{path}: no points")
+    if declared is not None and declared != len(rows):
+        raise PtsError(f"{path}: header says {declared} points, file has {len(rows)}")
+    if expected is not None and len(rows) != expected:
+        raise PtsError(f"{path}: {len(rows)} points, expected {expected}")
+    return np.asarray(rows, np.float64) - 1.0
+
+
+def write_pts(path: Path, points: np.ndarray) -> None:
+    """Write (N,2) 0-based points as a standard iBUG .pts file (atomically)."""
+    pts = np.asarray(points, np.float64) + 1.0
+    body = "".join(f"{x:.3f} {y:.3f}\n" for x, y in pts)
+    atomic_write_text(path, f"version: 1\nn_points: {len(pts)}\n{{\n{body}}}\n")
