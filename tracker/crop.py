@@ -1,0 +1,88 @@
+"""The face-centred crop that the DenseReg network sees, shared by training and run time.
+
+A ``Roi`` is a square of side ``size`` centred at ``(cx, cy)`` and rotated by ``angle``
+(radians, the image x axis turned towards y).  It comes from landmarks (tracking, training) or
+from a detector box (the first frame), calibrated so that both give the same crop on average:
+the network is trained on exactly what the tracker will feed it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# From the ground truth of the 300-W training faces: relative to the landmark bounding box
+# (centre c, side s = max(w,h)), the template's face mask spans x in [-0.5, 0.5] s and
+# y in [-0.79, 0.50] s (medians).  The crop centres that and leaves ~15% context around it.
+ROI_SHIFT_UP = 0.15
+ROI_SCALE = 1.6
+# dlib HOG boxes (calibrated on the training split by training/calibrate_roi.py).
+BOX_SHIFT_UP = 0.053
+BOX_SCALE = 1.553
+MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255  # RGB
+STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
+
+
+@dataclass(frozen=True)
+class Roi:
+    cx: float
+    cy: float
+    size: float
+    angle: float = 0.0
+
+
+def roi_from_landmarks(pts: np.ndarray) -> Roi:
+    """Crop around (68,2) landmarks (NaN rows ignored), rotated with the eye line."""
+    good = np.isfinite(pts).all(axis=1)
+    p = pts[good]
+    lo, hi = p.min(axis=0), p.max(axis=0)
+    s = float(max(hi - lo))
+    eyes = pts[[36, 45]]
+    angle = float(np.arctan2(*(eyes[1] - eyes[0])[::-1])) if np.isfinite(eyes).all() else 0.0
+    # Shift "up" in the face's own frame so that rotated faces keep their forehead in view.
+    up = np.array([np.sin(angle), -np.cos(angle)])
+    c = (lo + hi) / 2 + ROI_SHIFT_UP * s * up
+    return Roi(float(c[0]), float(c[1]), ROI_SCALE * s, angle)
+
+
+def roi_from_box(x0: float, y0: float, x1: float, y1: float) -> Roi:
+    """Crop around a detector box (upright)."""
+    w = max(x1 - x0, y1 - y0)
+    return Roi((x0 + x1) / 2, (y0 + y1) / 2 - BOX_SHIFT_UP * w, BOX_SCALE * w, 0.0)
+
+
+def crop_matrix(roi: Roi, out_size: int) -> np.ndarray:
+    """(2,3) affine taking image pixel centres to crop pixel centres."""
+    s = out_size / roi.size
+    c, si = np.cos(roi.angle), np.sin(roi.angle)
+    R = np.array([[c, si], [-si, c]]) * s  # rotates the ROI's x axis onto the crop's x axis
+    t = (out_size - 1) / 2 - R @ np.array([roi.cx, roi.cy])
+    return np.hstack([R, t[:, None]])
+
+
+def invert(m: np.ndarray) -> np.ndarray:
+    A = np.linalg.inv(m[:, :2])
+    return np.hstack([A, (-A @ m[:, 2])[:, None]])
+
+
+def transform_points(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def warp_image(image: np.ndarray, roi: Roi, out_size: int, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    m = crop_matrix(roi, out_size)
+    # Shrinking a lot with bilinear sampling aliases: pre-blur in proportion to the zoom-out.
+    zoom = roi.size / out_size
+    if zoom > 1.5 and interpolation == cv2.INTER_LINEAR:
+        image = cv2.GaussianBlur(image, (0, 0), 0.4 * zoom)
+    return cv2.warpAffine(image, m, (out_size, out_size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def to_network_input(crops_bgr: np.ndarray) -> np.ndarray:
+    """(N,S,S,3) or (S,S,3) uint8 BGR -> (N,3,S,S) float32 normalised RGB (ImageNet stats)."""
+    x = np.asarray(crops_bgr)
+    if x.ndim == 3:
+        x = x[None]
+    x = (x[..., ::-1].astype(np.float32) - MEAN) / STD
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
