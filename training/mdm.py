@@ -246,70 +246,29 @@ def evaluate(net: MDM, val) -> dict[str, float]:
     return {"val_nme_init": float(e_init.mean()), "val_nme_refined": float(e_final.mean()), "val_auc08_refined": float(auc(e_final))}
 
 
-def train(out_dir, data_root, max_minutes: float, resume: bool, batch: int = 16, total_steps: int = 30000,
-          lr: float = 1e-3, perturbation: Perturbation = Perturbation(), log_every: int = 50, ckpt_minutes: float = 5.0) -> dict:
-    """Train the refiner with periodic checkpoints; resumable; returns the last validation."""
-    import json
-    import time
-    from pathlib import Path
+class MDMTask:
+    """The refiner's training task for ``training.train``: perturbed initialisations around
+    the truth (``Perturbation``), the summed-over-steps normalised error, val NME/AUC."""
 
-    from tqdm import tqdm
+    val_key = "val_nme_refined"
 
-    from tracker.shape_model import load_shape_model
+    def __init__(self, data_root, batch_size: int, perturbation: Perturbation = Perturbation()):
+        from tracker.shape_model import load_shape_model
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    model = load_shape_model()
-    reference = reference_shape(model)
-    crops, truths = build_cache(data_root, "train", reference)
-    val = fixed_validation(*build_cache(data_root, "val", reference), model, reference, perturbation)
-    net = MDM()
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.05)
-    step, best = 0, float("inf")
-    rng = np.random.default_rng(0)
-    ckpt = out / "last.pt"
-    if resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step, best = int(state["step"]), float(state["best"])
-        rng.bit_generator.state = json.loads(state["rng"])
+        self.net = MDM()
+        self.batch_size = batch_size
+        self.perturbation = perturbation
+        self.model = load_shape_model()
+        self.reference = reference_shape(self.model)
+        self.crops, self.truths = build_cache(data_root, "train", self.reference)
+        self.val = fixed_validation(*build_cache(data_root, "val", self.reference), self.model, self.reference, perturbation)
 
-    def save(path):
-        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "step": step, "best": best, "rng": json.dumps(rng.bit_generator.state)}, str(path) + ".tmp")
-        Path(str(path) + ".tmp").replace(path)
+    def batch(self, rng: np.random.Generator):
+        return make_batch(self.crops, self.truths, self.model, self.reference, self.perturbation, rng, self.batch_size)
 
-    t0 = last_ckpt = time.time()
-    metrics = {}
-    log = (out / "log.csv").open("a")
-    bar = tqdm(total=total_steps, initial=step, unit="step")
-    while step < total_steps and (time.time() - t0) < max_minutes * 60:
-        image, init, target = make_batch(crops, truths, model, reference, perturbation, rng, batch)
-        loss = mdm_loss(net(image, init), target)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        opt.step()
-        sched.step()
-        step += 1
-        bar.update(1)
-        if step % log_every == 0:
-            log.write(f"{step},{loss.item():.5f},{sched.get_last_lr()[0]:.6f}\n")
-            log.flush()
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        if time.time() - last_ckpt > ckpt_minutes * 60 or step == total_steps:
-            metrics = evaluate(net, val)
-            if metrics["val_nme_refined"] < best:
-                best = metrics["val_nme_refined"]
-                torch.save(net.state_dict(), out / "best.pt")
-            save(ckpt)
-            (out / "val.jsonl").open("a").write(json.dumps({"step": step, **metrics}) + "\n")
-            tqdm.write(f"step {step}: {metrics}")
-            last_ckpt = time.time()
-    save(ckpt)
-    bar.close()
-    return metrics or evaluate(net, val)
+    def loss(self, batch) -> dict[str, torch.Tensor]:
+        image, init, target = batch
+        return {"total": mdm_loss(self.net(image, init), target)}
+
+    def evaluate(self) -> dict[str, float]:
+        return evaluate(self.net, self.val)

@@ -1,0 +1,154 @@
+"""Training samples for the DenseReg network: face-centred crops with augmentation.
+
+Each annotated face is cached once around its landmark ROI (``tracker.crop.roi_from_landmarks``,
+CACHE_FACTOR times larger, at CACHE_SIZE px): image, uv, depth, face mask and ignore mask.  A
+training sample then only warps the cache with a jittered ROI (scale, shift, rotation up to
+±30°, horizontal flip with u_h -> 1-u_h), which is what the tracker's own ROI errors look like,
+and adds colour, blur, noise and synthetic occluders.  Occluders keep the true UV labels: the
+network learns to see through a hand or hair, as DenseReg does, so landmarks survive occlusion.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from tracker.crop import Roi, crop_matrix, roi_from_landmarks
+from tracker.fileio import read_image
+
+CACHE_SIZE = 288
+CACHE_FACTOR = 2.2
+
+
+@dataclass(frozen=True)
+class FaceCache:
+    """images (N,C,C,3) uint8 BGR; uv (N,2,C,C) float16 (NaN off the face); depth (N,C,C)
+    float16; flags (N,C,C) uint8 (bit 0 = face, bit 1 = ignore); names: the stems."""
+
+    images: np.ndarray
+    uv: np.ndarray
+    depth: np.ndarray
+    flags: np.ndarray
+    names: tuple[str, ...]
+
+
+def cache_roi(roi: Roi) -> Roi:
+    return Roi(roi.cx, roi.cy, roi.size * CACHE_FACTOR, roi.angle)
+
+
+def _cache_one(image: np.ndarray, gt, roi: Roi):
+    m = crop_matrix(cache_roi(roi), CACHE_SIZE)
+    size = (CACHE_SIZE, CACHE_SIZE)
+    img = cv2.warpAffine(image, m, size, flags=cv2.INTER_AREA if m[0, 0] ** 2 + m[0, 1] ** 2 < 1 else cv2.INTER_LINEAR)
+    near = dict(flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+    uv = np.stack([cv2.warpAffine(gt["uv"][i].astype(np.float32), m, size, borderValue=np.nan, **near) for i in range(2)])
+    depth = cv2.warpAffine(gt["depth"].astype(np.float32), m, size, borderValue=np.nan, **near)
+    flags = gt["mask"].astype(np.uint8) | (gt["ignore"].astype(np.uint8) << 1)
+    flags = cv2.warpAffine(flags, m, size, borderValue=0, **near)
+    return img, uv.astype(np.float16), depth.astype(np.float16), flags
+
+
+def build_cache(data_root: Path, gt_root: Path, split: str, out: Path) -> FaceCache:
+    """Cache every face of a split (once; reused from `out` afterwards)."""
+    if out.exists():
+        with np.load(out) as z:
+            return FaceCache(z["images"], z["uv"], z["depth"], z["flags"], tuple(z["names"]))
+    rels = (data_root / "splits" / f"{split}.txt").read_text().split()
+    items = []
+    for rel in tqdm(rels, desc=f"caching {split}", unit="face"):
+        with np.load((gt_root / rel).with_suffix(".npz")) as z:
+            gt = {k: z[k] for k in ("uv", "depth", "mask", "ignore", "landmarks", "face_index")}
+        roi = roi_from_landmarks(gt["landmarks"][int(gt["face_index"])].astype(np.float64))
+        items.append(_cache_one(read_image(data_root / rel), gt, roi))
+    cache = FaceCache(*(np.stack(a) for a in zip(*items)), tuple(rels))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez(tmp, images=cache.images, uv=cache.uv, depth=cache.depth, flags=cache.flags, names=np.array(cache.names))
+    tmp.replace(out)
+    return cache
+
+
+@dataclass(frozen=True)
+class Augment:
+    scale_sigma: float = 0.12
+    shift_sigma: float = 0.08
+    rotation_sigma_deg: float = 12.0
+    rotation_max_deg: float = 30.0
+    flip: bool = True
+    photometric: bool = True
+    occluders: float = 0.3  # probability of a synthetic occluder
+
+
+NO_AUGMENT = Augment(0.0, 0.0, 0.0, 0.0, False, False, 0.0)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One crop: image (S,S,3) uint8 BGR, uv (2,S,S) float32 NaN off the face, depth (S,S),
+    valid (S,S) bool (False on ignore pixels)."""
+
+    image: np.ndarray
+    uv: np.ndarray
+    depth: np.ndarray
+    valid: np.ndarray
+
+
+def sample_crop(cache: FaceCache, i: int, size: int, aug: Augment, rng: np.random.Generator) -> Sample:
+    c = (CACHE_SIZE - 1) / 2
+    base = CACHE_SIZE / CACHE_FACTOR
+    scale = float(np.exp(np.clip(rng.normal() * aug.scale_sigma, -0.3, 0.3))) if aug.scale_sigma else 1.0
+    shift = rng.normal(size=2) * aug.shift_sigma * base if aug.shift_sigma else np.zeros(2)
+    rot = np.radians(np.clip(rng.normal() * aug.rotation_sigma_deg, -aug.rotation_max_deg, aug.rotation_max_deg)) if aug.rotation_sigma_deg else 0.0
+    roi = Roi(c + shift[0], c + shift[1], base * scale, rot)
+    m = crop_matrix(roi, size)
+    dsize = (size, size)
+    near = dict(flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+    image = cv2.warpAffine(cache.images[i], m, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    uv = np.stack([cv2.warpAffine(cache.uv[i, k].astype(np.float32), m, dsize, borderValue=np.nan, **near) for k in range(2)])
+    depth = cv2.warpAffine(cache.depth[i].astype(np.float32), m, dsize, borderValue=np.nan, **near)
+    flags = cv2.warpAffine(cache.flags[i], m, dsize, borderValue=0, **near)
+    face = (flags & 1).astype(bool) & np.isfinite(uv).all(axis=0)
+    uv[:, ~face] = np.nan
+    valid = (flags & 2) == 0
+    if aug.flip and rng.random() < 0.5:
+        image, uv, depth, valid = image[:, ::-1], uv[:, :, ::-1].copy(), depth[:, ::-1], valid[:, ::-1]
+        uv[0] = 1.0 - uv[0]
+    if aug.photometric:
+        image = photometric(image, rng)
+    if aug.occluders and rng.random() < aug.occluders:
+        image = occlude(image, rng)
+    return Sample(np.ascontiguousarray(image), uv, np.ascontiguousarray(depth), np.ascontiguousarray(valid))
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    x = image.astype(np.float32)
+    x = x * rng.uniform(0.6, 1.4) + rng.uniform(-30, 30)  # contrast, brightness
+    x = x * rng.uniform(0.85, 1.15, size=3)  # white balance
+    if rng.random() < 0.15:
+        x = np.repeat(x.mean(axis=2, keepdims=True), 3, axis=2)
+    if rng.random() < 0.3:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.5, 2.0))
+    if rng.random() < 0.3:
+        x = x + rng.normal(size=x.shape).astype(np.float32) * rng.uniform(2, 10)
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def occlude(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random polygon of random colour/texture over part of the face (hand, hair, mic...)."""
+    s = image.shape[0]
+    centre = rng.uniform(0.25 * s, 0.75 * s, size=2)
+    radius = rng.uniform(0.08, 0.25) * s
+    angles = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(3, 8)))
+    pts = centre + radius * rng.uniform(0.5, 1.0, (len(angles), 1)) * np.stack([np.cos(angles), np.sin(angles)], 1)
+    out = image.copy()
+    if rng.random() < 0.5:
+        fill = np.full_like(image, rng.integers(0, 255, 3, dtype=np.uint8))
+    else:
+        fill = cv2.GaussianBlur(rng.integers(0, 255, image.shape, dtype=np.uint8), (0, 0), rng.uniform(1, 4))
+    mask = np.zeros((s, s), np.uint8)
+    cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
+    out[mask > 0] = fill[mask > 0]
+    return out

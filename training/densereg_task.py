@@ -1,0 +1,80 @@
+"""The DenseReg training task: batches from the face cache, the paper's losses, val metrics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tracker.crop import to_network_input
+from tracker.uvcodec import encode
+from training.dataset import NO_AUGMENT, Augment, build_cache, sample_crop
+from training.losses import densereg_loss
+from training.model import CONFIGS, DenseReg, NetConfig, decode_torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def to_tensors(samples, k: int):
+    """Stack samples into network input and loss targets."""
+    image = torch.from_numpy(to_network_input(np.stack([s.image for s in samples])))
+    enc = [encode(s.uv, k) for s in samples]
+    classes = torch.from_numpy(np.stack([e[0] for e in enc]))
+    uv = torch.from_numpy(np.stack([np.nan_to_num(s.uv) for s in samples]).astype(np.float32))
+    depth = torch.from_numpy(np.stack([np.nan_to_num(s.depth) for s in samples]).astype(np.float32))
+    valid = torch.from_numpy(np.stack([s.valid for s in samples]))
+    return image, classes, uv, depth, valid
+
+
+def dense_metrics(uv_pred, fg_pred, depth_pred, uv_true, depth_true, valid) -> dict[str, np.ndarray]:
+    """Per-image metrics: UV MAE and depth MAE on true-face pixels, foreground IoU (ignore excluded)."""
+    face = np.isfinite(uv_true).all(axis=1) & valid  # (N,S,S)
+    pred_face = (fg_pred[:, 0] > 0.5) & valid
+    n = np.maximum(face.sum(axis=(1, 2)), 1)
+    err = np.abs(np.nan_to_num(uv_pred) - np.nan_to_num(uv_true)).mean(axis=1)
+    return {
+        "uv_mae": (err * face).sum(axis=(1, 2)) / n,
+        "uv_err_map": np.where(face, err, np.nan),
+        "fg_iou": (face & pred_face).sum(axis=(1, 2)) / np.maximum((face | pred_face).sum(axis=(1, 2)), 1),
+        "depth_mae": (np.abs(depth_pred[:, 0] - np.nan_to_num(depth_true)) * face).sum(axis=(1, 2)) / n,
+    }
+
+
+class DenseRegTask:
+    val_key = "uv_mae"
+
+    def __init__(self, data: Path, gt: Path, config: str, variant: str, batch_size: int, augment: Augment = Augment()):
+        base = CONFIGS[config]
+        self.cfg = NetConfig(base.name, base.input_size, base.k, variant)
+        self.net = DenseReg(self.cfg)
+        self.batch_size = batch_size
+        self.augment = augment
+        cache_dir = REPO / "data" / "cache"
+        self.train = build_cache(data, gt, "train", cache_dir / "densereg_train.npz")
+        self.val = build_cache(data, gt, "val", cache_dir / "densereg_val.npz")
+        rng = np.random.default_rng(0)
+        self.val_samples = [sample_crop(self.val, i, self.cfg.input_size, NO_AUGMENT, rng) for i in range(len(self.val.names))]
+
+    def batch(self, rng: np.random.Generator):
+        idx = rng.integers(0, len(self.train.names), self.batch_size)
+        return to_tensors([sample_crop(self.train, int(i), self.cfg.input_size, self.augment, rng) for i in idx], self.cfg.k)
+
+    def loss(self, batch) -> dict[str, torch.Tensor]:
+        image, classes, uv, depth, valid = batch
+        return densereg_loss(self.net(image), classes, uv, depth, valid)
+
+    def predict(self, samples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.net.eval()
+        outs = []
+        with torch.no_grad():
+            for i in range(0, len(samples), 16):
+                image = torch.from_numpy(to_network_input(np.stack([s.image for s in samples[i : i + 16]])))
+                outs.append([t.numpy() for t in decode_torch(self.net(image), self.cfg.k)])
+        self.net.train()
+        return tuple(np.concatenate(x) for x in zip(*outs))
+
+    def evaluate(self) -> dict[str, float]:
+        uv, fg, depth = self.predict(self.val_samples)
+        m = dense_metrics(uv, fg, depth, np.stack([s.uv for s in self.val_samples]), np.stack([s.depth for s in self.val_samples]),
+                          np.stack([s.valid for s in self.val_samples]))
+        return {"uv_mae": float(m["uv_mae"].mean()), "fg_iou": float(m["fg_iou"].mean()), "depth_mae": float(m["depth_mae"].mean())}

@@ -1,0 +1,193 @@
+"""DenseReg networks (paper §3, §4.1): quantized UV regression + depth, and the plain baseline.
+
+Raw outputs (stride 4 for ``realtime``, 8 for ``paper``) are upsampled bilinearly to the input
+resolution before the losses (``training/losses.py``) and before decoding (``Decoded``), as in
+the paper.  ``Decoded`` puts the decoding inside the exported graph so that every engine returns
+the same maps: ``uv`` (N,2,S,S), ``fg`` (N,1,S,S), ``depth`` (N,1,S,S).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tracker.uvcodec import K_DEFAULT
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    name: str
+    input_size: int
+    k: int = K_DEFAULT
+    variant: str = "quantized"  # or "plain"
+
+
+CONFIGS = {
+    "realtime": NetConfig("realtime", 128),
+    "paper": NetConfig("paper", 321),
+}
+
+
+def out_channels(cfg: NetConfig) -> int:
+    """quantized: 2(K+1) class logits + 2K residuals + depth; plain: 2 fg logits + 2 u + depth."""
+    return 2 * (cfg.k + 1) + 2 * cfg.k + 1 if cfg.variant == "quantized" else 2 + 2 + 1
+
+
+def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, dilation: int = 1, act: bool = True) -> nn.Sequential:
+    pad = dilation * (k - 1) // 2
+    layers = [nn.Conv2d(cin, cout, k, stride, pad, dilation=dilation, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    if act:
+        layers.append(nn.ReLU6(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand, 3x3 depthwise (optionally dilated), 1x1 project."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, expand: int = 4, dilation: int = 1):
+        super().__init__()
+        hidden = cin * expand
+        layers = [conv_bn(cin, hidden, 1)] if expand != 1 else []
+        layers += [conv_bn(hidden, hidden, 3, stride, groups=hidden, dilation=dilation), conv_bn(hidden, cout, 1, act=False)]
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+class RealtimeNet(nn.Module):
+    """Compact encoder-decoder for 2 CPU cores: MobileNetV2-style encoder to stride 16 with a
+    dilated context stage, a two-level decoder with skips, outputs at stride 4."""
+
+    def __init__(self, cfg: NetConfig):
+        super().__init__()
+        self.stem = nn.Sequential(conv_bn(3, 16, 3, 2), InvertedResidual(16, 16, 1, 1))  # /2
+        self.s4 = nn.Sequential(InvertedResidual(16, 24, 2), InvertedResidual(24, 24))  # /4
+        self.s8 = nn.Sequential(InvertedResidual(24, 32, 2), InvertedResidual(32, 32), InvertedResidual(32, 32))  # /8
+        self.s16 = nn.Sequential(
+            InvertedResidual(32, 64, 2), InvertedResidual(64, 64), InvertedResidual(64, 64, dilation=2),
+            InvertedResidual(64, 96, dilation=4), InvertedResidual(96, 96, dilation=2),
+        )  # /16, receptive field covers the whole 128 px crop
+        self.lat8 = conv_bn(32, 64, 1)
+        self.top16 = conv_bn(96, 64, 1)
+        self.fuse8 = InvertedResidual(64, 64)
+        self.lat4 = conv_bn(24, 48, 1)
+        self.up8 = conv_bn(64, 48, 1)
+        self.fuse4 = nn.Sequential(InvertedResidual(48, 48), InvertedResidual(48, 48))
+        self.head = nn.Conv2d(48, out_channels(cfg), 1)
+
+    def forward(self, x):
+        x2 = self.stem(x)
+        x4 = self.s4(x2)
+        x8 = self.s8(x4)
+        x16 = self.s16(x8)
+        y8 = self.fuse8(self.lat8(x8) + F.interpolate(self.top16(x16), size=x8.shape[-2:], mode="bilinear", align_corners=False))
+        y4 = self.fuse4(self.lat4(x4) + F.interpolate(self.up8(y8), size=x4.shape[-2:], mode="bilinear", align_corners=False))
+        return self.head(y4)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, width: int, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        cout = width * self.expansion
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, stride, dilation, dilation=dilation, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout),
+        )
+        self.short = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else nn.Identity()
+        )
+
+    def forward(self, x):
+        return F.relu(self.body(x) + self.short(x))
+
+
+class PaperNet(nn.Module):
+    """ResNet-101 with dilated convolutions in stages 4-5 (output stride 8), 1x1 heads."""
+
+    def __init__(self, cfg: NetConfig, blocks: tuple[int, int, int, int] = (3, 4, 23, 3)):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
+        )
+        layers, cin = [], 64
+        for i, (n, width, stride, dil) in enumerate(zip(blocks, (64, 128, 256, 512), (1, 2, 1, 1), (1, 1, 2, 4))):
+            for j in range(n):
+                layers.append(Bottleneck(cin, width, stride if j == 0 else 1, dil))
+                cin = width * Bottleneck.expansion
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Conv2d(cin, out_channels(cfg), 1)
+
+    def forward(self, x):
+        return self.head(self.body(self.stem(x)))
+
+
+@dataclass
+class RawOutput:
+    """Network outputs upsampled to the input size S.
+
+    quantized: logits (N,2,K+1,S,S), residual (N,2,K,S,S); plain: fg_logits (N,2,S,S),
+    u (N,2,S,S); both: depth (N,1,S,S).
+    """
+
+    depth: torch.Tensor
+    logits: torch.Tensor | None = None
+    residual: torch.Tensor | None = None
+    fg_logits: torch.Tensor | None = None
+    u: torch.Tensor | None = None
+
+
+class DenseReg(nn.Module):
+    def __init__(self, cfg: NetConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = RealtimeNet(cfg) if cfg.name == "realtime" else PaperNet(cfg)
+
+    def forward(self, x: torch.Tensor) -> RawOutput:
+        y = F.interpolate(self.backbone(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        n, _, h, w = y.shape
+        k = self.cfg.k
+        if self.cfg.variant == "quantized":
+            logits = y[:, : 2 * (k + 1)].reshape(n, 2, k + 1, h, w)
+            residual = y[:, 2 * (k + 1) : 2 * (k + 1) + 2 * k].reshape(n, 2, k, h, w)
+            return RawOutput(depth=y[:, -1:], logits=logits, residual=residual)
+        return RawOutput(depth=y[:, -1:], fg_logits=y[:, :2], u=y[:, 2:4])
+
+
+def decode_torch(raw: RawOutput, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """uv (N,2,S,S), fg (N,1,S,S), depth (N,1,S,S): the same rule as ``tracker.uvcodec.decode``."""
+    if raw.logits is not None:
+        c = raw.logits[:, :, 1:].argmax(dim=2, keepdim=True)  # (N,2,1,S,S)
+        r = torch.gather(raw.residual, 2, c)[:, :, 0]
+        uv = c[:, :, 0].to(r.dtype) / k + r
+        fg = 1.0 - torch.softmax(raw.logits, dim=2)[:, :, 0].mean(dim=1, keepdim=True)
+    else:
+        uv = raw.u
+        fg = torch.softmax(raw.fg_logits, dim=1)[:, 1:2]
+    return uv, fg, raw.depth.clamp(0.0, 1.0)
+
+
+class Decoded(nn.Module):
+    """What gets exported: image -> (uv, fg, depth)."""
+
+    def __init__(self, config: str = "realtime", variant: str = "quantized"):
+        super().__init__()
+        base = CONFIGS[config]
+        self.cfg = NetConfig(base.name, base.input_size, base.k, variant)
+        self.net = DenseReg(self.cfg)
+
+    def forward(self, image):
+        return decode_torch(self.net(image), self.cfg.k)
+
+    def load_state_dict(self, state, strict=True):  # checkpoints hold the bare DenseReg's weights
+        return self.net.load_state_dict(state, strict)
+
+    def example_inputs(self):
+        return (torch.zeros(1, 3, self.cfg.input_size, self.cfg.input_size),)

@@ -1,0 +1,189 @@
+"""Train the project's networks on the CPU: ``python -m training.train TASK ...``.
+
+    python -m training.train densereg --config realtime [--variant quantized|plain] [--max-minutes M] [--resume]
+    python -m training.train mdm [--max-minutes M] [--resume]
+
+One loop serves every task (``Task``: batches, loss, validation): deterministic seeds,
+checkpoints every few minutes and on SIGINT/SIGTERM (so training continues across sessions
+with ``--resume``), tqdm progress, ``log.csv`` (loss terms per step) and ``val.jsonl``
+(validation at every checkpoint), ``best.pt`` by the task's validation key.  Checkpoints are
+plain state dicts loaded with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+
+from training.template import DEFAULT_300W
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Task(Protocol):
+    net: torch.nn.Module
+    val_key: str  # lower is better
+
+    def batch(self, rng: np.random.Generator): ...
+
+    def loss(self, batch) -> dict[str, torch.Tensor]: ...
+
+    def evaluate(self) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class Schedule:
+    steps: int
+    batch: int
+    lr: float
+    warmup: int = 300
+    checkpoint_minutes: float = 5.0
+    weight_decay: float = 1e-4
+
+
+def poly_lr(step: int, s: Schedule) -> float:
+    """Linear warm-up (the paper's 'warm start') then polynomial decay (power 0.9)."""
+    if step < s.warmup:
+        return s.lr * (0.1 + 0.9 * step / s.warmup)
+    return s.lr * (1 - min(step, s.steps - 1) / s.steps) ** 0.9
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, str(tmp))
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool, seed: int = 0,
+        options: dict | None = None) -> dict[str, float]:
+    """Train until `sched.steps` or `max_minutes`; returns the last validation metrics."""
+    from tqdm import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.AdamW(task.net.parameters(), lr=sched.lr, weight_decay=sched.weight_decay)
+    step, best = 0, float("inf")
+    last = out / "last.pt"
+    if resume and last.exists():
+        state = load_checkpoint(last)
+        task.net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, best = int(state["step"]), float(state["best"])
+        rng.bit_generator.state = json.loads(state["rng"])
+        if "torch_rng" in state:  # absent in checkpoints of older runs
+            torch.set_rng_state(state["torch_rng"])
+
+    def checkpoint() -> dict[str, float]:
+        nonlocal best
+        metrics = task.evaluate()
+        if metrics[task.val_key] < best:
+            best = metrics[task.val_key]
+            save_checkpoint(out / "best.pt", {"model": task.net.state_dict(), "step": step, "metrics": metrics, "options": options or {}})
+        save_checkpoint(last, {"model": task.net.state_dict(), "optimizer": opt.state_dict(), "step": step, "best": best,
+                               "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state()})
+        with (out / "val.jsonl").open("a") as f:
+            f.write(json.dumps({"step": step, "time": time.time(), **metrics}) + "\n")
+        return metrics
+
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    t0 = last_ckpt = time.time()
+    metrics: dict[str, float] = {}
+    bar = tqdm(total=sched.steps, initial=step, unit="step", mininterval=5)
+    try:
+        with (out / "log.csv").open("a") as log:
+            while step < sched.steps and not stop["flag"] and time.time() - t0 < max_minutes * 60:
+                for g in opt.param_groups:
+                    g["lr"] = poly_lr(step, sched)
+                terms = task.loss(task.batch(rng))
+                opt.zero_grad(set_to_none=True)
+                terms["total"].backward()
+                torch.nn.utils.clip_grad_norm_(task.net.parameters(), 10.0)
+                opt.step()
+                step += 1
+                bar.update(1)
+                if step % 25 == 0:
+                    log.write(",".join([str(step), f"{poly_lr(step, sched):.6f}"] + [f"{k}={v.item():.5f}" for k, v in terms.items()]) + "\n")
+                    log.flush()
+                    bar.set_postfix(loss=f"{terms['total'].item():.3f}")
+                if time.time() - last_ckpt > sched.checkpoint_minutes * 60:
+                    metrics = checkpoint()
+                    tqdm.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+                    last_ckpt = time.time()
+        metrics = checkpoint()
+        tqdm.write(f"stopped at step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    finally:
+        bar.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    return metrics
+
+
+TASKS: dict[str, Callable[[argparse.Namespace], tuple[Task, Schedule, dict]]] = {}
+
+
+def task(name: str):
+    def register(fn):
+        TASKS[name] = fn
+        return fn
+
+    return register
+
+
+@task("densereg")
+def _densereg(args) -> tuple[Task, Schedule, dict]:
+    from training.densereg_task import DenseRegTask
+
+    t = DenseRegTask(args.data, args.gt, args.config, args.variant, args.batch or 16)
+    return t, Schedule(args.steps or 40000, t.batch_size, args.lr or 2e-3), {"config": args.config, "variant": args.variant}
+
+
+@task("mdm")
+def _mdm(args) -> tuple[Task, Schedule, dict]:
+    from training.mdm import MDMTask
+
+    t = MDMTask(args.data, args.batch or 16)
+    return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.train", description="Train a network on the CPU (resumable).")
+    ap.add_argument("task", choices=sorted(TASKS))
+    ap.add_argument("--config", default="realtime", choices=["realtime", "paper"])
+    ap.add_argument("--variant", default="quantized", choices=["quantized", "plain"])
+    ap.add_argument("--max-minutes", type=float, default=60.0)
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    ap.add_argument("--out", type=Path, default=None, help="run folder (default runs/TASK-CONFIG-VARIANT)")
+    ap.add_argument("--data", type=Path, default=DEFAULT_300W)
+    ap.add_argument("--gt", type=Path, default=REPO / "data" / "gt", help="ground truth from training.groundtruth")
+    ap.add_argument("--steps", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=0.0)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = args.out or REPO / "runs" / (f"{args.task}-{args.config}-{args.variant}" if args.task == "densereg" else args.task)
+    t, sched, options = TASKS[args.task](args)
+    metrics = run(t, sched, out, args.max_minutes, args.resume, options=options)
+    print(json.dumps(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
