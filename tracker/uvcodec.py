@@ -37,6 +37,7 @@ def decode(logits: np.ndarray, residual: np.ndarray) -> tuple[np.ndarray, np.nda
     k = residual.shape[1]
     c = logits[:, 1:].argmax(axis=1)  # (2,H,W) face bin 0..K-1
     r = np.take_along_axis(residual, c[:, None], axis=1)[:, 0]
-    uv = (c / k + r).astype(np.float32)
+    # float32 arithmetic in the graph's order, so that ONNX and numpy decodes agree to the bit
+    uv = c.astype(np.float32) / np.float32(k) + r.astype(np.float32)
     fg = 1.0 - softmax(logits, axis=1)[:, 0].mean(axis=0)
     return uv, fg.astype(np.float32)

@@ -80,9 +80,13 @@ class Augment:
     flip: bool = True
     photometric: bool = True
     occluders: float = 0.3  # probability of a synthetic occluder
+    # When set, the zoom is drawn from these factors instead (the paper's {0.5, ..., 1.5}:
+    # zoom 2 shows the face twice as large); the cache holds context down to 1/CACHE_FACTOR.
+    zoom_choices: tuple[float, ...] = ()
 
 
 NO_AUGMENT = Augment(0.0, 0.0, 0.0, 0.0, False, False, 0.0)
+PAPER_AUGMENT = Augment(scale_sigma=0.0, zoom_choices=(0.5, 0.75, 1.0, 1.25, 1.5))
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ def sample_crop(cache: FaceCache, i: int, size: int, aug: Augment, rng: np.rando
     c = (CACHE_SIZE - 1) / 2
     base = CACHE_SIZE / CACHE_FACTOR
     scale = float(np.exp(np.clip(rng.normal() * aug.scale_sigma, -0.3, 0.3))) if aug.scale_sigma else 1.0
+    if aug.zoom_choices:
+        scale = 1.0 / float(rng.choice(aug.zoom_choices))
     shift = rng.normal(size=2) * aug.shift_sigma * base if aug.shift_sigma else np.zeros(2)
     rot = np.radians(np.clip(rng.normal() * aug.rotation_sigma_deg, -aug.rotation_max_deg, aug.rotation_max_deg)) if aug.rotation_sigma_deg else 0.0
     roi = Roi(c + shift[0], c + shift[1], base * scale, rot)
@@ -114,13 +120,25 @@ def sample_crop(cache: FaceCache, i: int, size: int, aug: Augment, rng: np.rando
     uv[:, ~face] = np.nan
     valid = (flags & 2) == 0
     if aug.flip and rng.random() < 0.5:
-        image, uv, depth, valid = image[:, ::-1], uv[:, :, ::-1].copy(), depth[:, ::-1], valid[:, ::-1]
-        uv[0] = 1.0 - uv[0]
+        image, uv, depth, valid = hflip_maps(image, uv, depth, valid)
     if aug.photometric:
         image = photometric(image, rng)
     if aug.occluders and rng.random() < aug.occluders:
         image = occlude(image, rng)
     return Sample(np.ascontiguousarray(image), uv, np.ascontiguousarray(depth), np.ascontiguousarray(valid))
+
+
+def hflip_maps(image: np.ndarray, uv: np.ndarray, depth: np.ndarray, valid: np.ndarray):
+    """Mirror a crop and its maps: the template is symmetric about u_h = 1/2, so u_h -> 1 - u_h.
+
+    No part labels are flipped here because the network has no part head: parts are read off
+    the UV through the (symmetric) template part map (``tracker.parts.lookup_parts``), so the
+    left/right swap follows from mirroring u_h.  Landmark-level flips use
+    ``training.groundtruth.hflip_groundtruth`` (points permuted, ``PART_FLIP`` for part maps).
+    """
+    uv = uv[:, :, ::-1].copy()
+    uv[0] = 1.0 - uv[0]
+    return image[:, ::-1], uv, depth[:, ::-1], valid[:, ::-1]
 
 
 def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -32,8 +32,15 @@ class _MDMDeploy(nn.Module):
         return torch.zeros(1, 1, c.crop, c.crop), torch.full((1, c.n_points, 2), c.crop / 2.0)
 
 
+def _densereg(config: str = "realtime", variant: str = "quantized") -> nn.Module:
+    from training.model import Decoded
+
+    return Decoded(config, variant)
+
+
 ARCHS: dict[str, tuple[Callable[..., nn.Module], tuple[str, ...], tuple[str, ...]]] = {
     "mdm": (_MDMDeploy, ("image", "init"), ("points",)),
+    "densereg": (_densereg, ("image",), ("uv", "fg", "depth")),
 }
 
 

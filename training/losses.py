@@ -35,11 +35,11 @@ def densereg_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, depth
         bin_idx = (classes - 1).clamp_min(0)[:, :, None]  # responsible bin (N,2,1,S,S)
         pred_r = torch.gather(raw.residual, 2, bin_idx)[:, :, 0]
         residual = uv - bin_idx[:, :, 0].to(uv.dtype) / raw.residual.shape[2]
-        terms["residual"] = RESIDUAL_WEIGHT * _masked_smooth_l1(pred_r, residual, facef[:, None].expand_as(pred_r)) / 2
+        terms["residual"] = RESIDUAL_WEIGHT * _masked_smooth_l1(pred_r, residual, facef[:, None].expand_as(pred_r))
     else:
         target_fg = torch.where(valid, (classes[:, 0] > 0).long(), torch.full_like(classes[:, 0], -100))
         terms["ce"] = F.cross_entropy(raw.fg_logits, target_fg, ignore_index=-100)
-        terms["residual"] = PLAIN_WEIGHT * _masked_smooth_l1(raw.u, uv, facef[:, None].expand_as(raw.u)) / 2
+        terms["residual"] = PLAIN_WEIGHT * _masked_smooth_l1(raw.u, uv, facef[:, None].expand_as(raw.u))
     terms["depth"] = DEPTH_WEIGHT * _masked_smooth_l1(raw.depth[:, 0], depth, facef)
     terms["total"] = terms["ce"] + terms["residual"] + terms["depth"]
     return terms

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tracker.assets import record
 from tracker.fileio import atomic_save_npz, atomic_write_text
 from tracker.pts import read_pts
 from tracker.shape_model import ASSET, normalise, similarity_align
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     shapes = np.stack([read_pts((args.data / rel).with_suffix(".pts"), expected=68) for rel in train])
     model = build(shapes)
     atomic_save_npz(args.out, **{k: v.astype(np.float32) for k, v in model.items()})
-    sha = hashlib.sha256(args.out.read_bytes()).hexdigest()
+    sha = record(args.out) if args.out.parent == ASSET.parent else hashlib.sha256(args.out.read_bytes()).hexdigest()
     k = len(model["eigenvalues"])
     atomic_write_text(args.out.parent / "SHAPE_PCA_CARD.md", CARD.format(n=len(shapes), keep=0.98, k=k, sha=sha))
     print(f"wrote {args.out}: {k} components from {len(shapes)} shapes (+ mirrors), sha256 {sha[:12]}")

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from tracker import parts as P
+from tracker.assets import record
 from tracker.fileio import atomic_save_npz, atomic_write_image, atomic_write_text
 from tracker.pts import read_pts
 from training.fitting import FitOptions, LandmarkDefinition, fit_landmarks, project
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     save(assets, args.out)
     model = load_sfm(args.sfm)
     atomic_write_image(args.docs, render_layout(assets, model.triangles))
-    sha = hashlib.sha256(args.out.read_bytes()).hexdigest()
+    sha = record(args.out) if args.out.parent == ASSET.parent else hashlib.sha256(args.out.read_bytes()).hexdigest()
     atomic_write_text(
         args.out.parent / "TEMPLATE_CARD.md",
         CARD.format(max_faces=600, axis=CYLINDER_AXIS_Z, res=PART_RES, sha=sha),

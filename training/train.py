@@ -148,10 +148,14 @@ def task(name: str):
 
 @task("densereg")
 def _densereg(args) -> tuple[Task, Schedule, dict]:
+    from training.dataset import PAPER_AUGMENT, Augment
     from training.densereg_task import DenseRegTask
 
-    t = DenseRegTask(args.data, args.gt, args.config, args.variant, args.batch or 16)
-    return t, Schedule(args.steps or 40000, t.batch_size, args.lr or 2e-3), {"config": args.config, "variant": args.variant}
+    # paper §4.1: 20k iterations, batch 10, poly LR 1e-3, scale augmentation {0.5, ..., 1.5};
+    # realtime: trained from scratch (no ImageNet weights here), so longer, larger steps.
+    steps, batch, lr, augment = {"paper": (20000, 10, 1e-3, PAPER_AUGMENT), "realtime": (40000, 16, 2e-3, Augment())}[args.config]
+    t = DenseRegTask(args.data, args.gt, args.config, args.variant, args.batch or batch, augment)
+    return t, Schedule(args.steps or steps, t.batch_size, args.lr or lr), {"config": args.config, "variant": args.variant}
 
 
 @task("mdm")

@@ -1,0 +1,61 @@
+"""Shipped model assets: paths and integrity.
+
+Every file the runtime loads from ``tracker/assets`` is listed with its SHA-256 in
+``MANIFEST.json`` (written by the commands that build the assets, quoted in their cards) and
+checked when it is loaded: a corrupt, truncated or swapped file gives a clear error instead of
+undefined behaviour.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+MANIFEST = ASSETS / "MANIFEST.json"
+
+
+class AssetError(RuntimeError):
+    """A model asset is missing or does not match its recorded SHA-256."""
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(manifest: Path = MANIFEST) -> dict[str, str]:
+    return json.loads(manifest.read_text()) if manifest.exists() else {}
+
+
+def record(path: Path, manifest: Path = MANIFEST) -> str:
+    """Add or update a file's SHA-256 in the manifest (used by the asset builders)."""
+    from tracker.fileio import atomic_write_json
+
+    entries = read_manifest(manifest)
+    digest = sha256(path)
+    entries[Path(path).name] = digest
+    atomic_write_json(manifest, dict(sorted(entries.items())))
+    _verified.cache_clear()
+    return digest
+
+
+@lru_cache(maxsize=None)
+def _verified(path: Path, manifest: Path) -> Path:
+    if not path.exists():
+        raise AssetError(f"{path}: model asset missing (reinstall, or rebuild it with the command in its card)")
+    expected = read_manifest(manifest).get(path.name)
+    if expected is None:
+        raise AssetError(f"{path}: not listed in {manifest.name}; refusing to load an unverified asset")
+    if sha256(path) != expected:
+        raise AssetError(f"{path}: SHA-256 mismatch with {manifest.name} (corrupt or replaced file)")
+    return path
+
+
+def verified_asset(name: str, folder: Path = ASSETS) -> Path:
+    """Path of an asset after checking its SHA-256 against the folder's manifest."""
+    return _verified(Path(folder) / name, Path(folder) / "MANIFEST.json")

@@ -1,0 +1,125 @@
+"""``run_tracker`` / ``run_tracker.py``: one command line, one subcommand per use.
+
+Each subcommand is a ``register_<name>(subparsers)`` function that adds its parser and sets
+``func``; ``main`` turns every expected failure (bad input, missing model) into one line on
+stderr and a non-zero exit code, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from engines.base import EngineError
+from tracker.assets import AssetError
+
+EXIT_OK, EXIT_ITEMS_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", default="auto", choices=["auto", "onnx", "torch", "tensorrt"], help="inference backend (auto: TensorRT if usable, else ONNX Runtime on the CPU)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for the network (default 2)")
+    p.add_argument("--no-refine", action="store_true", help="skip the MDM refiner (faster, less accurate)")
+
+
+def register_images(sub) -> None:
+    p = sub.add_parser("images", help="landmarks (+ parts, dense maps) for every image in a folder")
+    p.add_argument("--input", type=Path, required=True, help="folder of jpg/png/bmp images")
+    p.add_argument("--out", type=Path, required=True, help="output folder (.pts, .json, ...)")
+    p.add_argument("--parts", action="store_true", help="also write <stem>_parts.png (labels in tracker/parts.py)")
+    p.add_argument("--save-maps", action="store_true", help="also write <stem>_maps.npz (uv, fg, depth in image pixels)")
+    p.add_argument("--baseline", choices=["dlib"], help="also write dlib's 68-point results under OUT/dlib/")
+    p.add_argument("--recursive", action="store_true", help="include images in sub-folders")
+    p.add_argument("--list", type=Path, help="only these images: a text file of paths relative to --input (e.g. splits/val.txt)")
+    p.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist (default: resume)")
+    _engine_args(p)
+
+    def run(args) -> int:
+        from tracker.commands import run_images
+
+        return run_images(args)
+
+    p.set_defaults(func=run)
+
+
+def register_eval(sub) -> None:
+    p = sub.add_parser("eval", help="NME / AUC@0.08 / FR@0.08 / CED of .pts predictions against ground truth")
+    p.add_argument("--pred", type=Path, required=True, help="folder with <stem>.json (from `images`) or <stem>.pts")
+    p.add_argument("--gt", type=Path, required=True, help="folder with ground-truth <stem>.pts (searched recursively)")
+    p.add_argument("--stage", default="final", choices=["final", "densereg", "pca", "mdm"], help="which stage of <stem>.json to score")
+    p.add_argument("--list", type=Path, help="only the stems in this file (e.g. splits/val.txt)")
+    p.add_argument("--plot", type=Path, help="write the CED curve here (PNG)")
+    p.add_argument("--json", type=Path, help="write the metrics here")
+
+    def run(args) -> int:
+        from tracker.commands import run_eval
+
+        return run_eval(args)
+
+    p.set_defaults(func=run)
+
+
+def register_demo(sub) -> None:
+    p = sub.add_parser("demo", help="run the tracker on the bundled demo image and write an annotated picture")
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default ./demo_out)")
+    _engine_args(p)
+
+    def run(args) -> int:
+        from tracker.commands import run_demo
+
+        return run_demo(args)
+
+    p.set_defaults(func=run)
+
+
+def register_version(sub) -> None:
+    p = sub.add_parser("version", help="print versions and available engines")
+
+    def run(args) -> int:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from engines import available_engines
+
+        try:
+            print(f"densereg-tracker {version('densereg-tracker')}")
+        except PackageNotFoundError:
+            print("densereg-tracker (not installed as a package)")
+        for kind, reason in available_engines().items():
+            print(f"  engine {kind}: {'available' if reason is None else 'unavailable - ' + reason}")
+        return EXIT_OK
+
+    p.set_defaults(func=run)
+
+
+REGISTRY = [register_demo, register_images, register_eval, register_version]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="run_tracker", description="DenseReg face tracker: dense face correspondence, 68 landmarks, tracking.")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log debug information")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    for register in REGISTRY:
+        register(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    if not getattr(args, "func", None):
+        ap.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except (AssetError, EngineError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; finished outputs are kept (rerun to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,262 @@
+"""What the ``images``, ``eval`` and ``demo`` subcommands do (the CLI only parses arguments).
+
+Outputs of ``images``, per image (written atomically; ``<stem>.json`` last, so its presence
+means the image is finished and a rerun skips it):
+
+* ``<stem>.pts`` — the most confident face's final landmarks (iBUG, 1-based); absent when no
+  face was found.
+* ``<stem>.json`` — every face: box, score, ROI, the 68 points and confidences of every stage
+  (``densereg``, ``pca``, ``mdm``); ``"faces": []`` when no face was found.
+* ``<stem>_parts.png`` (``--parts``) — uint8 labels, values in ``tracker/parts.py``.
+* ``<stem>_maps.npz`` (``--save-maps``) — ``uv`` (2,H,W), ``fg`` (H,W), ``depth`` (H,W) of the
+  most confident face in image pixels.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tracker.draw import STAGE_COLORS, blend_labels, draw_points, warp_to_image
+from tracker.fileio import ImageReadError, atomic_save_npz, atomic_write_image, atomic_write_json, list_images, read_image, safe_output_path
+from tracker.metrics import INNER_49, auc, ced, failure_rate, nme
+from tracker.parts import lookup_parts
+from tracker.pipeline import FaceResult, FrameResult, Tracker, TrackerConfig
+from tracker.pts import PtsError, read_pts, write_pts
+
+DEMO_IMAGE = Path(__file__).resolve().parent / "assets" / "demo" / "astronaut.jpg"
+
+
+def face_to_json(face: FaceResult) -> dict:
+    def pts(a):
+        return [[None if not np.isfinite(v) else round(float(v), 3) for v in p] for p in a]
+
+    return {
+        "track_id": face.track_id,
+        "score": round(float(face.score), 4),
+        "detected": face.detected,
+        "box": None if face.box is None else [round(v, 2) for v in (face.box.x0, face.box.y0, face.box.x1, face.box.y1)],
+        "roi": {"cx": face.roi.cx, "cy": face.roi.cy, "size": face.roi.size, "angle": face.roi.angle},
+        "stages": {
+            name: {"points": pts(s.points), "confidence": [round(float(c), 3) for c in s.confidence]} for name, s in face.stages.items()
+        },
+    }
+
+
+def frame_to_json(result: FrameResult, source: str, shape) -> dict:
+    return {
+        "source": source,
+        "image_size": [int(shape[1]), int(shape[0])],
+        "faces": [face_to_json(f) for f in result.faces],
+        "timings_ms": {k: round(v, 2) for k, v in result.timings.items()},
+    }
+
+
+def part_labels(face: FaceResult, part_map: np.ndarray, shape, fg_threshold: float = 0.5) -> np.ndarray:
+    """The face's part labels in image pixels (0 elsewhere)."""
+    crop_labels = lookup_parts(face.maps.uv, part_map, face.maps.fg > fg_threshold)
+    return warp_to_image(crop_labels, face.crop_to_image, shape, nearest=True)
+
+
+def _output_names(images: list[Path], root: Path) -> dict[Path, str]:
+    """Relative output stem per image; images sharing a stem keep their extension in it."""
+    rel = {p: p.relative_to(root).with_suffix("").as_posix() for p in images}
+    counts: dict[str, int] = {}
+    for r in rel.values():
+        counts[r] = counts.get(r, 0) + 1
+    return {p: (r if counts[r] == 1 else p.relative_to(root).as_posix()) for p, r in rel.items()}
+
+
+def _select_images(args) -> list[Path]:
+    if not args.input.is_dir():
+        raise NotADirectoryError(f"{args.input}: not a folder")
+    if getattr(args, "list", None):
+        names = [line.strip() for line in Path(args.list).read_text().splitlines() if line.strip()]
+        return [args.input / n for n in names]
+    images = list_images(args.input, recursive=args.recursive)
+    if not images:
+        raise FileNotFoundError(f"{args.input}: no images (jpg, jpeg, png, bmp) found")
+    return images
+
+
+def run_images(args) -> int:
+    from tqdm import tqdm
+
+    images = _select_images(args)
+    tracker = Tracker(TrackerConfig(mode="image", engine=args.engine, threads=args.threads, refine=not args.no_refine,
+                                    keep_maps=args.parts or args.save_maps))
+    names = _output_names(images, args.input)
+    counts = {"done": 0, "resumed": 0, "no_face": 0, "failed": 0, "faces": 0}
+    for image_path in tqdm(images, unit="img", file=sys.stderr, disable=not sys.stderr.isatty()):
+        stem = names[image_path]
+        json_path = safe_output_path(args.out, f"{stem}.json")
+        if json_path.exists() and not args.overwrite:
+            counts["resumed"] += 1
+            continue
+        try:
+            image = read_image(image_path)
+        except ImageReadError as exc:
+            counts["failed"] += 1
+            print(f"skipped: {exc}", file=sys.stderr)
+            continue
+        result = tracker.track(image)
+        counts["faces"] += len(result.faces)
+        if result.faces:
+            best = result.faces[0]
+            if args.parts:
+                labels = np.zeros(image.shape[:2], np.uint8)
+                for face in reversed(result.faces):  # the most confident face ends on top
+                    lab = part_labels(face, tracker.part_map, image.shape[:2])
+                    labels[lab > 0] = lab[lab > 0]
+                atomic_write_image(safe_output_path(args.out, f"{stem}_parts.png"), labels)
+            if args.save_maps:
+                shape = image.shape[:2]
+                uv = np.stack([warp_to_image(best.maps.uv[i], best.crop_to_image, shape) for i in range(2)])
+                fg = warp_to_image(best.maps.fg, best.crop_to_image, shape)
+                depth = warp_to_image(best.maps.depth, best.crop_to_image, shape)
+                atomic_save_npz(safe_output_path(args.out, f"{stem}_maps.npz"), uv=uv.astype(np.float16), fg=fg.astype(np.float16), depth=depth.astype(np.float16))
+            write_pts(safe_output_path(args.out, f"{stem}.pts"), best.landmarks)
+        else:
+            counts["no_face"] += 1
+            print(f"no face: {image_path} (dlib HOG found none; {stem}.json lists no faces, no .pts written)", file=sys.stderr)
+        if args.baseline == "dlib":
+            _write_dlib(image, safe_output_path(args.out, f"dlib/{stem}.pts"))
+        atomic_write_json(json_path, frame_to_json(result, str(image_path), image.shape))
+        counts["done"] += 1
+    print(
+        f"done: {counts['done']} images processed, {counts['resumed']} already done, {counts['faces']} faces, "
+        f"{counts['no_face']} without a face, {counts['failed']} unreadable; outputs in {args.out} "
+        f"(engine: {tracker.engine.describe()})"
+    )
+    return 1 if counts["failed"] else 0
+
+
+def _write_dlib(image: np.ndarray, path: Path) -> None:
+    from tracker.detector import detect_faces, dlib_landmarks
+
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    dets = detect_faces(gray)
+    if dets:
+        write_pts(path, dlib_landmarks(gray, dets[0]))
+
+
+def load_prediction(pred_dir: Path, stem: str, stage: str) -> np.ndarray | None:
+    """(68,2) predicted points of the most confident face, or None when there is none."""
+    js = pred_dir / f"{stem}.json"
+    if js.exists():
+        import json
+
+        faces = json.loads(js.read_text()).get("faces", [])
+        if not faces:
+            return None
+        stages = faces[0]["stages"]
+        name = stage if stage != "final" else [s for s in ("densereg", "pca", "mdm") if s in stages][-1]
+        if name not in stages:
+            return None
+        return np.array([[np.nan if v is None else v for v in p] for p in stages[name]["points"]], np.float64)
+    pts = pred_dir / f"{stem}.pts"
+    if stage == "final" and pts.exists():
+        try:
+            return read_pts(pts, expected=68)
+        except PtsError as exc:
+            print(f"skipped: {exc}", file=sys.stderr)
+    return None
+
+
+def evaluate_folder(pred_dir: Path, gt: dict[str, Path], stage: str) -> dict:
+    errors, errors49, missing = [], [], 0
+    for stem, gt_path in gt.items():
+        truth = read_pts(gt_path, expected=68)
+        pred = load_prediction(pred_dir, stem, stage)
+        if pred is None or not np.isfinite(pred).all():
+            missing += 1
+            errors.append(np.inf)
+            errors49.append(np.inf)
+            continue
+        errors.append(nme(pred, truth))
+        errors49.append(nme(pred, truth, INNER_49))
+    e, e49 = np.array(errors), np.array(errors49)
+    finite = np.isfinite(e)
+    return {
+        "faces": len(e),
+        "missing": missing,
+        "nme_mean": float(e[finite].mean()) if finite.any() else float("nan"),
+        "nme_median": float(np.median(e)),
+        "auc08": auc(e),
+        "fr08": failure_rate(e),
+        "nme49_mean": float(e49[finite].mean()) if finite.any() else float("nan"),
+        "auc08_49": auc(e49),
+        "fr08_49": failure_rate(e49),
+        "errors": [None if not np.isfinite(x) else round(float(x), 5) for x in e],
+    }
+
+
+def _ground_truth(args) -> dict[str, Path]:
+    if not args.gt.is_dir():
+        raise NotADirectoryError(f"{args.gt}: not a folder")
+    if args.list:
+        rels = [line.strip() for line in Path(args.list).read_text().splitlines() if line.strip()]
+        gt = {Path(r).with_suffix("").as_posix(): (args.gt / r).with_suffix(".pts") for r in rels}
+    else:
+        gt = {p.relative_to(args.gt).with_suffix("").as_posix(): p for p in sorted(args.gt.rglob("*.pts"))}
+    missing = [str(p) for p in gt.values() if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: ground truth missing ({len(missing)} files)")
+    if not gt:
+        raise FileNotFoundError(f"{args.gt}: no .pts ground truth found")
+    return gt
+
+
+def run_eval(args) -> int:
+    gt = _ground_truth(args)
+    if not args.pred.is_dir():
+        raise NotADirectoryError(f"{args.pred}: not a folder")
+    rows: dict[str, dict] = {}
+    stages = ["densereg", "pca", "mdm"] if args.stage == "final" and any(args.pred.rglob("*.json")) else [args.stage]
+    for stage in stages:
+        rows[stage] = evaluate_folder(args.pred, gt, stage)
+    if (args.pred / "dlib").is_dir():
+        rows["dlib"] = evaluate_folder(args.pred / "dlib", gt, "final")
+    rows = {k: v for k, v in rows.items() if v["missing"] < v["faces"]} or rows
+    header = f"{'method':<10} {'faces':>5} {'missing':>7} {'NME68':>7} {'AUC@.08':>8} {'FR@.08':>7} {'NME49':>7} {'AUC49':>7} {'FR49':>6}"
+    print(header)
+    print("-" * len(header))
+    for name, r in rows.items():
+        print(f"{name:<10} {r['faces']:>5} {r['missing']:>7} {r['nme_mean']:>7.4f} {r['auc08']:>8.4f} {r['fr08']:>7.3f} "
+              f"{r['nme49_mean']:>7.4f} {r['auc08_49']:>7.4f} {r['fr08_49']:>6.3f}")
+    print("NME: mean over faces with a prediction; AUC/FR count a missing face as a failure.")
+    if args.plot:
+        from tracker.plots import ced_plot
+
+        curves = {f"{k} (AUC {v['auc08']:.3f})": ced(np.array([np.inf if e is None else e for e in v["errors"]])) for k, v in rows.items()}
+        atomic_write_image(args.plot, ced_plot(curves))
+    if args.json:
+        atomic_write_json(args.json, {"gt": str(args.gt), "pred": str(args.pred), "methods": rows})
+    return 0
+
+
+def run_demo(args) -> int:
+    image = read_image(DEMO_IMAGE)
+    tracker = Tracker(TrackerConfig(mode="image", engine=args.engine, threads=args.threads, refine=not args.no_refine, keep_maps=True))
+    result = tracker.track(image)
+    tracker.track(image)  # a second run measures warm timings
+    result = tracker.track(image)
+    out = image.copy()
+    for face in result.faces:
+        out = blend_labels(out, part_labels(face, tracker.part_map, image.shape[:2]), 0.45)
+        for stage, s in face.stages.items():
+            if stage != "mdm":
+                draw_points(out, s.points, STAGE_COLORS[stage], 2)
+        draw_points(out, face.landmarks, STAGE_COLORS["mdm"], 3)
+    annotated = safe_output_path(args.out, "astronaut_annotated.jpg")
+    atomic_write_image(annotated, out)
+    if result.faces:
+        write_pts(safe_output_path(args.out, "astronaut.pts"), result.faces[0].landmarks)
+    atomic_write_json(safe_output_path(args.out, "astronaut.json"), frame_to_json(result, str(DEMO_IMAGE), image.shape))
+    total = sum(result.timings.values())
+    print(f"{len(result.faces)} face(s) in {DEMO_IMAGE.name}; engine {tracker.engine.describe()}; "
+          f"{total:.1f} ms per frame (" + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()) + ")")
+    print(f"wrote {annotated} (parts + landmarks: orange DenseReg, cyan PCA, green MDM)")
+    return 0 if result.faces else 1

@@ -1,0 +1,48 @@
+"""Overlays on BGR images: landmarks per stage, parts, UV iso-lines, boxes.  Shared by the
+demo, the video writer and the viewer."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from tracker.parts import PART_COLORS
+
+STAGE_COLORS = {"densereg": (0, 165, 255), "pca": (255, 200, 0), "mdm": (0, 255, 0), "dlib": (255, 0, 255)}
+
+
+def draw_points(image: np.ndarray, points: np.ndarray, color, radius: int | None = None) -> None:
+    r = radius or max(1, int(round(max(image.shape[:2]) / 400)))
+    for x, y in points[np.isfinite(points).all(axis=1)]:
+        cv2.circle(image, (int(round(x * 4)), int(round(y * 4))), r * 4, color, -1, cv2.LINE_AA, shift=2)
+
+
+def warp_to_image(crop_values: np.ndarray, crop_to_image: np.ndarray, shape: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """Map a crop-frame array (S,S[,C]) back to image pixels (H,W[,C]); zeros outside the crop."""
+    flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.warpAffine(crop_values, crop_to_image, (shape[1], shape[0]), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def blend_labels(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Colour part labels over the image where labels > 0."""
+    out = image.copy()
+    m = labels > 0
+    out[m] = (image[m] * (1 - alpha) + PART_COLORS[labels[m]] * alpha).astype(np.uint8)
+    return out
+
+
+def uv_isolines(image: np.ndarray, uv: np.ndarray, face: np.ndarray, step: float = 0.05) -> np.ndarray:
+    """Draw the iso-lines of u_h (yellow) and u_v (magenta) every `step` over the face."""
+    out = image.copy()
+    for ch, color in ((0, (0, 255, 255)), (1, (255, 0, 255))):
+        q = np.floor(np.nan_to_num(uv[ch], nan=-1) / step)
+        edge = face & ((q != np.roll(q, 1, 0)) | (q != np.roll(q, 1, 1)))
+        out[edge] = color
+    return out
+
+
+def uv_colormap(image: np.ndarray, uv: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """u_h in red, u_v in green over the face."""
+    out = image.copy()
+    rgb = np.stack([np.zeros_like(uv[0]), np.clip(uv[1], 0, 1), np.clip(uv[0], 0, 1)], -1) * 255
+    out[face] = (0.3 * image[face] + 0.7 * rgb[face]).astype(np.uint8)
+    return out

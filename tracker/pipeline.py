@@ -1,0 +1,264 @@
+"""The per-frame pipeline: ROI -> crop -> DenseReg engine -> landmarks -> PCA -> MDM.
+
+``Tracker.track(frame)`` is the one public entry.  In ``image`` mode every frame is a new
+picture: faces are detected each time.  In ``video`` mode faces are detected on the first frame
+and after a loss, then followed from the previous landmarks; a search for new faces runs every
+``detect_every`` frames.  Everything here is numpy/OpenCV: no torch.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engines import load_engine
+from engines.base import Engine
+from tracker.assets import verified_asset
+from tracker.crop import Roi, crop_matrix, invert, roi_from_box, roi_from_landmarks, to_network_input, transform_points, warp_image
+from tracker.densemaps import DenseMaps
+from tracker.detector import Detection, detect_faces
+from tracker.landmarks import build_lookup, extract_landmarks
+from tracker.refiner import reference_shape, refine
+from tracker.shape_model import fit_shape, load_shape_model
+from tracker.smoothing import OneEuro
+
+STAGES = ("densereg", "pca", "mdm")
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Everything a user can tune; the CLI maps its flags onto these fields."""
+
+    mode: str = "image"  # "image" (independent pictures) or "video" (tracking)
+    engine: str = "auto"  # auto | onnx | torch | tensorrt
+    threads: int = 2
+    max_faces: int = 4
+    detect_every: int = 15  # video: look for new faces every N frames
+    min_face: int = 24  # pixels; smaller detections are ignored (the crop would be mostly upsampling)
+    fg_threshold: float = 0.5
+    refine: bool = True
+    keep_maps: bool = False  # attach the dense maps to each FaceResult
+    lost_fg_fraction: float = 0.15  # video: face lost when less of the crop is face than this...
+    lost_confidence: float = 0.2  # ...or the mean landmark confidence falls below this
+    lost_refiner_step: float = 0.08  # ...or the refiner's last update exceeds this x eye distance
+    smooth: bool = True  # video: One Euro filter on the final landmarks
+    smooth_min_cutoff: float = 1.0
+    smooth_beta: float = 0.05
+    assets: Path | None = None  # folder with the model files (default: the packaged ones)
+
+
+@dataclass(frozen=True)
+class StageLandmarks:
+    """points: (68,2) image pixels (NaN = missing); confidence: (68,) in [0,1]."""
+
+    points: np.ndarray
+    confidence: np.ndarray
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face in one frame.
+
+    roi: the crop the network saw; score: detector score on detection frames, else the
+    tracking quality (mean landmark confidence x foreground fraction); track_id: stable across
+    frames in video mode; stages: 'densereg', 'pca' and (when enabled) 'mdm' landmarks;
+    maps: the dense maps in crop pixels with `crop_to_image` (2,3) when requested.
+    """
+
+    roi: Roi
+    score: float
+    track_id: int
+    stages: dict[str, StageLandmarks]
+    detected: bool
+    box: Detection | None = None
+    maps: DenseMaps | None = None
+    crop_to_image: np.ndarray | None = None
+
+    @property
+    def landmarks(self) -> np.ndarray:
+        """The final landmarks: the last stage that ran."""
+        return self.stages[[s for s in STAGES if s in self.stages][-1]].points
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """faces: best score first; [] when there is none.  timings: ms per stage."""
+
+    faces: list[FaceResult]
+    timings: dict[str, float]
+    frame_index: int = 0
+
+
+@dataclass
+class _Track:
+    track_id: int
+    landmarks: np.ndarray
+    filter: OneEuro | None
+    age: int = 0
+
+
+@dataclass
+class _Timer:
+    ms: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, t0: float) -> float:
+        now = time.perf_counter()
+        self.ms[name] = self.ms.get(name, 0.0) + 1000 * (now - t0)
+        return now
+
+
+class Tracker:
+    """Face landmarks and dense correspondence for images and video frames."""
+
+    def __init__(self, config: TrackerConfig = TrackerConfig()):
+        self.config = config
+        folder = config.assets
+        asset = (lambda n: verified_asset(n, folder)) if folder else verified_asset
+        self.engine: Engine = load_engine(asset("densereg_realtime.onnx"), config.engine, config.threads)
+        self.refiner: Engine | None = (
+            load_engine(asset("mdm_refiner.onnx"), "onnx" if config.engine == "torch" else config.engine, config.threads)
+            if config.refine else None
+        )
+        with np.load(asset("template.npz")) as z:
+            self.landmark_uv = z["landmark_uv"].astype(np.float64)
+            self.part_map = z["part_map"]
+        self.lookup = build_lookup(self.landmark_uv)
+        self.shape_model = load_shape_model(asset("shape_pca.npz"))
+        self.reference = reference_shape(self.shape_model)
+        self.input_size = int(self.engine_input_size())
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+        self._frame = 0
+
+    def engine_input_size(self) -> int:
+        probe = getattr(self.engine, "input_shape", None)
+        return int(probe[-1]) if probe and isinstance(probe[-1], int) else 128
+
+    def reset(self) -> None:
+        """Forget all tracks (a new video)."""
+        self._tracks, self._frame = [], 0
+
+    # -- public ------------------------------------------------------------------------------
+
+    def track(self, frame: np.ndarray) -> FrameResult:
+        """Process one BGR (or grayscale) frame."""
+        timer = _Timer()
+        t = time.perf_counter()
+        image = frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if image.shape[2] == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        video = self.config.mode == "video"
+        tracked = [(tr, roi_from_landmarks(tr.landmarks)) for tr in self._tracks] if video else []
+        need_detect = not video or not tracked or self._frame % self.config.detect_every == 0
+        detections: list[Detection] = []
+        if need_detect:
+            detections = [d for d in detect_faces(gray) if d.width >= self.config.min_face]
+            t = timer.add("detect", t)
+            # A detection overlapping a tracked face is that face: keep the track's ROI.
+            detections = [d for d in detections if not any(_inside(d, roi) for _, roi in tracked)]
+        items = [(tr, roi, None) for tr, roi in tracked] + [(None, roi_from_box(d.x0, d.y0, d.x1, d.y1), d) for d in detections]
+        items = items[: self.config.max_faces]
+        faces = self._process(image, gray, items, timer) if items else []
+        if video:
+            faces = self._update_tracks(faces, timer)
+        else:
+            faces = [replace(f, track_id=i) for i, f in enumerate(faces)]
+        self._frame += 1
+        faces.sort(key=lambda f: -f.score)
+        return FrameResult(faces, timer.ms, self._frame - 1)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _process(self, image, gray, items, timer: _Timer) -> list[FaceResult]:
+        t = time.perf_counter()
+        s = self.input_size
+        mats = [crop_matrix(roi, s) for _, roi, _ in items]
+        crops = np.stack([warp_image(image, roi, s) for _, roi, _ in items])
+        t = timer.add("crop", t)
+        out = self.engine.infer({"image": to_network_input(crops)})
+        t = timer.add("network", t)
+        faces = []
+        for i, ((track, roi, det), m) in enumerate(zip(items, mats)):
+            maps = DenseMaps.from_outputs(out, i)
+            lm = extract_landmarks(maps.uv, maps.fg, self.lookup, self.config.fg_threshold)
+            back = invert(m)
+            dense = StageLandmarks(transform_points(back, lm.points), lm.confidence)
+            t = timer.add("landmarks", t)
+            fit = fit_shape(self.shape_model, dense.points, dense.confidence)
+            t = timer.add("pca", t)
+            if fit is None:
+                continue  # too few landmarks: not a face (or lost)
+            stages = {"densereg": dense, "pca": StageLandmarks(fit.points, _pca_confidence(fit, dense))}
+            refiner_step = 0.0
+            if self.refiner is not None:
+                ref = refine(self.refiner.infer, gray, fit.points, self.reference)
+                iod = max(np.linalg.norm(ref.points[36] - ref.points[45]), 1.0)
+                refiner_step = ref.last_step / iod
+                stages["mdm"] = StageLandmarks(ref.points, stages["pca"].confidence)
+                t = timer.add("mdm", t)
+            fg_fraction = float((maps.fg > self.config.fg_threshold).mean())
+            quality = float(np.mean(dense.confidence)) * min(1.0, fg_fraction / 0.3)
+            lost = (
+                fg_fraction < self.config.lost_fg_fraction
+                or float(np.mean(dense.confidence)) < self.config.lost_confidence
+                or refiner_step > self.config.lost_refiner_step
+            )
+            if lost and det is None:
+                continue
+            faces.append(
+                FaceResult(
+                    roi=roi,
+                    score=det.score if det is not None else quality,
+                    track_id=track.track_id if track is not None else -1,
+                    stages=stages,
+                    detected=det is not None,
+                    box=det,
+                    maps=maps if self.config.keep_maps else None,
+                    crop_to_image=back if self.config.keep_maps else None,
+                )
+            )
+        return faces
+
+    def _update_tracks(self, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
+        t = time.perf_counter()
+        by_id = {tr.track_id: tr for tr in self._tracks}
+        tracks, out = [], []
+        for f in faces:
+            if f.track_id >= 0 and f.track_id in by_id:
+                tr = by_id[f.track_id]
+            else:
+                tr = _Track(self._next_id, f.landmarks, self._make_filter())
+                self._next_id += 1
+            final_stage = [s for s in STAGES if s in f.stages][-1]
+            pts = f.stages[final_stage].points
+            if tr.filter is not None:
+                scale = max(np.linalg.norm(pts[36] - pts[45]), 1.0)
+                pts = tr.filter(pts, self._frame, scale)
+            stages = dict(f.stages)
+            stages[final_stage] = StageLandmarks(pts, f.stages[final_stage].confidence)
+            tr.landmarks, tr.age = pts, tr.age + 1
+            tracks.append(tr)
+            out.append(replace(f, track_id=tr.track_id, stages=stages))
+        self._tracks = tracks
+        timer.add("smooth", t)
+        return out
+
+    def _make_filter(self) -> OneEuro | None:
+        c = self.config
+        return OneEuro(c.smooth_min_cutoff, c.smooth_beta) if c.smooth else None
+
+
+def _inside(det: Detection, roi: Roi) -> bool:
+    cx, cy = (det.x0 + det.x1) / 2, (det.y0 + det.y1) / 2
+    return abs(cx - roi.cx) < roi.size / 2 and abs(cy - roi.cy) < roi.size / 2
+
+
+def _pca_confidence(fit, dense: StageLandmarks) -> np.ndarray:
+    """Points the robust fit kept keep their DenseReg confidence; points it filled in or
+    rejected are the shape model's guesses and get a fixed 0.3."""
+    c = np.where(fit.weights > 0, dense.confidence, 0.0)
+    return np.clip(np.maximum(c, 0.3), 0.0, 1.0)

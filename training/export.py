@@ -1,0 +1,111 @@
+"""Export trained networks to ONNX (+ the deployable .pt) with their model cards:
+
+    python -m training.export densereg --run runs/densereg-realtime-quantized
+    python -m training.export mdm --run runs/mdm
+
+Takes ``RUN/best.pt``, writes ``tracker/assets/<name>.onnx`` and ``.pt`` (decoding inside the
+graph for DenseReg: outputs uv, fg, depth), records their SHA-256 in the manifest, checks
+ONNX Runtime against PyTorch on random input, and writes the card from the run's logs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tracker.assets import ASSETS, record
+from tracker.fileio import atomic_write_text
+from training.deploy import build_deployable, export
+from training.train import load_checkpoint
+
+NAMES = {"densereg": "densereg_realtime", "mdm": "mdm_refiner"}
+
+
+def parity(onnx_path: Path, arch: str, options: dict, state: dict, inputs: dict[str, np.ndarray]) -> float:
+    """Max abs difference between ONNX Runtime and PyTorch outputs on the same input."""
+    from engines.onnx_engine import OnnxEngine
+
+    module, names, outs = build_deployable(arch, options)
+    module.load_state_dict(state)
+    module.eval()
+    with torch.no_grad():
+        ref = module(*(torch.from_numpy(inputs[n]) for n in names))
+    got = OnnxEngine(onnx_path).infer(inputs)
+    return float(max(np.abs(got[o] - r.numpy()).max() for o, r in zip(outs, ref)))
+
+
+def run_summary(run: Path) -> dict:
+    vals = [json.loads(line) for line in (run / "val.jsonl").read_text().splitlines() if line.strip()]
+    steps = [v["step"] for v in vals]
+    hours = (vals[-1]["time"] - vals[0]["time"]) / 3600 if len(vals) > 1 and "time" in vals[0] else float("nan")
+    return {"checkpoints": len(vals), "last_step": max(steps), "logged_hours": hours}
+
+
+CARD = """# {title} (`{name}.onnx`)
+
+- **What**: {what}
+- **Data**: 300-W training split (`splits/train.txt`: 1,932 faces from AFW, Helen train, LFPW
+  train){data_extra}; validation on `splits/val.txt` (80 Helen-train faces), never trained on.
+- **Recipe**: {recipe}
+- **Command**: `{train_cmd}` (resumable; repeat until validation stops improving), then
+  `python -m training.export {arch} --run {run}`.
+- **Training**: best checkpoint at step {step} of {last_step} logged; CPU (2 cores shared by two trainings).
+- **Validation at that step**: {metrics}
+- **Size**: {size_mb:.2f} MB ONNX, {params:,} weights (state-dict values); ONNX Runtime vs PyTorch max abs diff {parity:.2e}.
+- **SHA-256**: `{sha}` (also in `MANIFEST.json`, checked at load).
+- **Licence**: trained on 300-W annotations (research use only) with ground truth derived from the
+  Surrey Face Model (non-commercial use only): these weights inherit both restrictions.
+"""
+
+ABOUT = {
+    "densereg": dict(
+        title="DenseReg realtime network",
+        what="per-pixel template coordinates (u_h, u_v) by quantized regression (K=10 bins + residuals), foreground probability and normalised depth for a 128x128 face crop (`tracker/crop.py`); decoding inside the graph",
+        data_extra=", dense ground truth from `python -m training.groundtruth`",
+        recipe="MobileNetV2-style encoder-decoder (`training/model.py`, `realtime`), trained from scratch: AdamW lr 2e-3, warm-up then poly decay, batch 16, crops jittered in scale/shift/rotation (±30°), flips with u_h mirroring, colour/blur/noise, synthetic occluders (`training/dataset.py`); losses as the paper (CE + 40 x smooth-L1 residual on the responsible bin, depth)",
+        train_cmd="python -m training.train densereg --config realtime --variant quantized --steps 24000 --resume",
+    ),
+    "mdm": dict(
+        title="MDM-style landmark refiner",
+        what="4 recurrent steps of patch features (16x16 around each of the 68 points) -> GRU -> shape update, in a canonical 128x128 crop (`tracker/refiner.py`)",
+        data_extra="",
+        recipe="initial shapes drawn around the truth (PCA-coefficient, similarity and per-point noise, `training/mdm.py: Perturbation`), loss = outer-eye-corner-normalised error summed over steps; AdamW lr 1e-3, batch 16, flips and photometric noise",
+        train_cmd="python -m training.train mdm --steps 30000 --resume",
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n")[0])
+    ap.add_argument("arch", choices=sorted(NAMES))
+    ap.add_argument("--run", type=Path, required=True, help="training run folder holding best.pt and val.jsonl")
+    ap.add_argument("--out-dir", type=Path, default=ASSETS)
+    args = ap.parse_args(argv)
+    ckpt = load_checkpoint(args.run / "best.pt")
+    options = dict(ckpt.get("options", {}))
+    name = NAMES[args.arch]
+    onnx_path = args.out_dir / f"{name}.onnx"
+    export(args.arch, options, ckpt["model"], onnx_path)
+    module, inputs, _ = build_deployable(args.arch, options)
+    example = {n: t.numpy() for n, t in zip(inputs, module.example_inputs())}
+    rng = np.random.default_rng(0)
+    example = {k: (v + rng.normal(size=v.shape).astype(np.float32) if k == "image" else v) for k, v in example.items()}
+    diff = parity(onnx_path, args.arch, options, ckpt["model"], example)
+    sha = record(onnx_path, args.out_dir / "MANIFEST.json")
+    record(onnx_path.with_suffix(".pt"), args.out_dir / "MANIFEST.json")
+    summary = run_summary(args.run)
+    metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items())
+    card = CARD.format(name=name, arch=args.arch, run=args.run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"],
+                       metrics=metrics, size_mb=onnx_path.stat().st_size / 1e6, params=sum(v.numel() for v in ckpt["model"].values()),
+                       parity=diff, sha=sha, **ABOUT[args.arch])
+    atomic_write_text(args.out_dir / f"{name.upper()}_CARD.md", card)
+    print(f"wrote {onnx_path} (sha256 {sha[:12]}, parity {diff:.2e}) at {time.strftime('%H:%M')}")
+    return 0 if diff < 1e-3 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
