@@ -1,0 +1,102 @@
+"""The face crop shared by training and run time: geometry, round trips, rotation, preprocessing."""
+import cv2
+import numpy as np
+import pytest
+
+from tracker.crop import (
+    BOX_SCALE,
+    BOX_SHIFT_UP,
+    MEAN,
+    ROI_SCALE,
+    ROI_SHIFT_UP,
+    STD,
+    Roi,
+    crop_matrix,
+    roi_from_box,
+    roi_from_landmarks,
+    to_network_input,
+    warp_image,
+    warp_points_to_crop,
+    warp_points_to_image,
+)
+
+
+def face_points(angle: float = 0.0, centre=(200.0, 150.0), size: float = 100.0) -> np.ndarray:
+    """68 points filling a size x size box, outer eye corners (36, 45) level in the face frame,
+    rotated by `angle` about `centre`."""
+    rng = np.random.default_rng(0)
+    p = rng.uniform(-0.5, 0.5, (68, 2))
+    p[[0, 1]] = [[-0.5, -0.5], [0.5, 0.5]]  # span the whole box
+    p[36], p[45] = [-0.3, -0.2], [0.3, -0.2]
+    c, s = np.cos(angle), np.sin(angle)
+    return size * p @ np.array([[c, s], [-s, c]]) + centre
+
+
+def test_roi_centre_maps_to_crop_centre_and_size_to_crop_side():
+    roi = Roi(310.0, 240.0, 200.0, 0.4)
+    m = crop_matrix(roi, 128)
+    np.testing.assert_allclose(m @ [310.0, 240.0, 1.0], [63.5, 63.5])
+    np.testing.assert_allclose(np.linalg.det(m[:, :2]), (128 / 200) ** 2)
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.5, -2.0])
+def test_point_round_trip(angle):
+    roi = Roi(100.0, 80.0, 64.0, angle)
+    pts = np.random.default_rng(1).uniform(0, 200, (20, 2))
+    np.testing.assert_allclose(warp_points_to_image(warp_points_to_crop(pts, roi, 96), roi, 96), pts, atol=1e-9)
+
+
+def test_rotation_turns_the_roi_axis_onto_the_crop_x_axis():
+    angle = np.radians(30)
+    roi = Roi(50.0, 60.0, 40.0, angle)
+    along = np.array([[50 + 10 * np.cos(angle), 60 + 10 * np.sin(angle)]])  # 10 px along the ROI's x axis
+    np.testing.assert_allclose(warp_points_to_crop(along, roi, 40), [[19.5 + 10, 19.5]], atol=1e-9)
+
+
+def test_warped_image_agrees_with_warped_points():
+    img = np.zeros((240, 320, 3), np.uint8)
+    dot = np.array([[180.0, 90.0]])
+    cv2.circle(img, (180, 90), 3, (255, 255, 255), -1)
+    roi = Roi(160.0, 120.0, 150.0, np.radians(-25))
+    crop = warp_image(img, roi, 128)
+    assert crop.shape == (128, 128, 3)
+    ys, xs = np.nonzero(crop[..., 0] > 60)
+    w = crop[ys, xs, 0].astype(float)
+    np.testing.assert_allclose([(xs * w).sum() / w.sum(), (ys * w).sum() / w.sum()], warp_points_to_crop(dot, roi, 128)[0], atol=0.5)
+
+
+def test_roi_from_landmarks_upright():
+    roi = roi_from_landmarks(face_points())
+    assert roi.angle == pytest.approx(0.0)
+    assert roi.size == pytest.approx(ROI_SCALE * 100)
+    assert (roi.cx, roi.cy) == pytest.approx((200.0, 150.0 - ROI_SHIFT_UP * 100))  # shifted up: the forehead
+
+
+def test_roi_from_landmarks_follows_the_eye_line_and_shifts_up_in_the_face_frame():
+    angle = np.radians(25)
+    pts = face_points(angle)
+    roi = roi_from_landmarks(pts)
+    assert roi.angle == pytest.approx(angle)
+    box_centre = (pts.min(axis=0) + pts.max(axis=0)) / 2
+    # the box centre sits straight below the crop centre in the upright crop
+    np.testing.assert_allclose(warp_points_to_crop(box_centre[None], roi, 100)[0], [49.5, 49.5 + 100 * ROI_SHIFT_UP / ROI_SCALE])
+
+
+def test_roi_from_landmarks_ignores_missing_points():
+    pts = face_points()
+    pts[[5, 60]] = np.nan  # interior points: the box (points 0 and 1) and the eyes are unchanged
+    assert roi_from_landmarks(pts) == roi_from_landmarks(face_points())
+
+
+def test_roi_from_box_is_upright_and_calibrated():
+    roi = roi_from_box(100, 50, 180, 130)
+    assert roi == Roi(140.0, 90.0 - BOX_SHIFT_UP * 80, BOX_SCALE * 80, 0.0)
+
+
+def test_network_input_is_normalised_rgb_nchw():
+    bgr = np.zeros((2, 8, 8, 3), np.uint8)
+    bgr[..., 2] = 255  # red in BGR
+    x = to_network_input(bgr)
+    assert x.shape == (2, 3, 8, 8) and x.dtype == np.float32 and x.flags.c_contiguous
+    np.testing.assert_allclose(x[0, :, 0, 0], (np.array([255, 0, 0]) - MEAN) / STD, rtol=1e-6)
+    assert to_network_input(bgr[0]).shape == (1, 3, 8, 8)
