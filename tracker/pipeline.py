@@ -38,6 +38,7 @@ class TrackerConfig:
     max_faces: int = 4
     detect_every: int = 15  # video: look for new faces every N frames
     min_face: int = 24  # pixels; smaller detections are ignored (the crop would be mostly upsampling)
+    detect_threshold: float = 0.2  # dlib HOG score; lower ones are mostly false positives
     fg_threshold: float = 0.5
     refine: bool = True
     keep_maps: bool = False  # attach the dense maps to each FaceResult
@@ -156,7 +157,7 @@ class Tracker:
         need_detect = not video or not tracked or self._frame % self.config.detect_every == 0
         detections: list[Detection] = []
         if need_detect:
-            detections = [d for d in detect_faces(gray) if d.width >= self.config.min_face]
+            detections = [d for d in detect_faces(gray) if d.width >= self.config.min_face and d.score >= self.config.detect_threshold]
             t = timer.add("detect", t)
             # A detection overlapping a tracked face is that face: keep the track's ROI.
             detections = [d for d in detections if not any(_inside(d, roi) for _, roi in tracked)]
