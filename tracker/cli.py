@@ -73,6 +73,40 @@ def register_demo(sub) -> None:
     p.set_defaults(func=run)
 
 
+def register_video(sub) -> None:
+    p = sub.add_parser("video", help="track a video file: annotated video and per-frame outputs")
+    p.add_argument("input", type=Path, help="any video OpenCV can read")
+    p.add_argument("--out", type=Path, help="annotated video (.mp4)")
+    p.add_argument("--pts-dir", type=Path, help="write 000001.pts ... for the most confident face of each frame")
+    p.add_argument("--csv", type=Path, help="one row per face and frame: frame, track_id, score, x1, y1 ... x68, y68")
+    p.add_argument("--json", type=Path, help="every face of every frame with all stages and timings")
+    _engine_args(p)
+
+    def run(args) -> int:
+        from tracker.videocommands import run_video
+
+        if not (args.out or args.pts_dir or args.csv or args.json):
+            raise ValueError("nothing to write: give at least one of --out, --pts-dir, --csv, --json")
+        return run_video(args)
+
+    p.set_defaults(func=run)
+
+
+def register_batch300vw(sub) -> None:
+    p = sub.add_parser("batch300vw", help="track and evaluate every video of a 300VW-style folder (resumable)")
+    p.add_argument("root", type=Path, help="folder of NNN/vid.avi|mp4 with NNN/annot/*.pts")
+    p.add_argument("--out", type=Path, required=True, help="output folder: NNN/*.pts, NNN/result.json, summary.json, ced.png")
+    p.add_argument("--jobs", type=int, default=1, help="videos tracked in parallel (processes)")
+    _engine_args(p)
+
+    def run(args) -> int:
+        from tracker.videocommands import run_batch300vw
+
+        return run_batch300vw(args)
+
+    p.set_defaults(func=run)
+
+
 def register_version(sub) -> None:
     p = sub.add_parser("version", help="print versions and available engines")
 
@@ -92,7 +126,7 @@ def register_version(sub) -> None:
     p.set_defaults(func=run)
 
 
-REGISTRY = [register_demo, register_images, register_eval, register_version]
+REGISTRY = [register_demo, register_images, register_eval, register_video, register_batch300vw, register_version]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return args.func(args)
-    except (AssetError, EngineError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+    except (AssetError, EngineError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

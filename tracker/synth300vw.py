@@ -1,0 +1,155 @@
+"""Make 300VW-format clips from annotated stills: ``python -m tracker.synth300vw``.
+
+    python -m tracker.synth300vw --images DIR --out ROOT [--list FILE] [--frames 150] [--size 640x480] [--seed 0]
+
+Every annotated image (``<stem>.jpg|png`` + ``<stem>.pts``) becomes ``ROOT/NNN/vid.avi`` with
+``ROOT/NNN/annot/000001.pts``...: the picture moves under a smooth random similarity +
+perspective motion (sums of sinusoids), with scale changes, a lighting ramp, motion blur when
+it moves fast, an occluder sweeping across the face, and a few frames where the face has left
+the picture (those frames have no annotation, as in 300VW).  The first ``--static`` frames do not
+move at all, so jitter can be measured on them.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tracker.fileio import ImageReadError, list_images, read_image
+from tracker.pts import PtsError, read_pts, write_pts
+
+
+def _smooth(rng: np.random.Generator, n: int, amplitude: float, octaves: int = 3) -> np.ndarray:
+    t = np.linspace(0, 1, n)
+    out = np.zeros(n)
+    for k in range(octaves):
+        f = rng.uniform(0.5, 2.0) * (k + 1)
+        out += rng.uniform(0.3, 1.0) / (k + 1) * np.sin(2 * np.pi * (f * t + rng.uniform()))
+    return amplitude * out / max(np.abs(out).max(), 1e-9)
+
+
+def clip_homographies(pts: np.ndarray, size: tuple[int, int], frames: int, static: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Per-frame 3x3 maps from the still to the video frame."""
+    w, h = size
+    lo, hi = pts.min(0), pts.max(0)
+    face = max(hi - lo)
+    centre = (lo + hi) / 2
+    base_scale = rng.uniform(0.25, 0.45) * h / face
+    n = frames - static
+    tx, ty = _smooth(rng, n, 0.22 * w), _smooth(rng, n, 0.18 * h)
+    scale = np.exp(_smooth(rng, n, 0.35))
+    rot = _smooth(rng, n, np.radians(25))
+    px, py = _smooth(rng, n, 4e-4), _smooth(rng, n, 4e-4)
+    # The face leaves the picture for a few frames (tracking must recover).
+    leave = rng.integers(n // 3, max(n // 3 + 1, n - 20))
+    tx[leave : leave + 6] += w
+    hs = []
+    for i in range(frames):
+        j = max(0, i - static)
+        a = 0 if i < static else 1
+        s = base_scale * (scale[j] if a else 1.0)
+        r = rot[j] * a
+        c, si = np.cos(r) * s, np.sin(r) * s
+        A = np.array([[c, -si, 0], [si, c, 0], [0, 0, 1.0]])
+        T0 = np.array([[1, 0, -centre[0]], [0, 1, -centre[1]], [0, 0, 1.0]])
+        T1 = np.array([[1, 0, w / 2 + tx[j] * a], [0, 1, h / 2 + ty[j] * a], [0, 0, 1.0]])
+        P = np.array([[1, 0, 0], [0, 1, 0], [px[j] * a, py[j] * a, 1.0]])
+        hs.append(T1 @ P @ A @ T0)
+    return hs
+
+
+def render_clip(image: np.ndarray, pts: np.ndarray, size: tuple[int, int], frames: int, static: int, rng: np.random.Generator):
+    """Frames (list of BGR) and per-frame landmarks (None where the face is out of the picture)."""
+    w, h = size
+    hs = clip_homographies(pts, size, frames, static, rng)
+    gain = 1.0 + _smooth(rng, frames, 0.35)
+    occ_start = rng.integers(static, max(static + 1, frames - 30))
+    occ_len = 25
+    out_frames, out_pts = [], []
+    prev = None
+    for i, H in enumerate(hs):
+        frame = cv2.warpPerspective(image, H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # reflecting would duplicate the face
+        p = cv2.perspectiveTransform(pts[None].astype(np.float64), H)[0]
+        if prev is not None:
+            speed = np.linalg.norm(p - prev, axis=1).mean()
+            if speed > 6:  # motion blur along the motion
+                k = int(min(15, speed / 2)) | 1
+                kernel = np.zeros((k, k), np.float32)
+                d = (p - prev).mean(0)
+                d /= max(np.linalg.norm(d), 1e-9)
+                cv2.line(kernel, (int(k / 2 - d[0] * k / 2), int(k / 2 - d[1] * k / 2)), (int(k / 2 + d[0] * k / 2), int(k / 2 + d[1] * k / 2)), 1.0, 1)
+                frame = cv2.filter2D(frame, -1, kernel / max(kernel.sum(), 1e-9))
+        prev = p
+        if i >= static:
+            frame = np.clip(frame.astype(np.float32) * gain[i], 0, 255).astype(np.uint8)
+        if occ_start <= i < occ_start + occ_len:
+            t = (i - occ_start) / occ_len
+            lo, hi = p.min(0), p.max(0)
+            x = int(lo[0] - 0.3 * (hi[0] - lo[0]) + t * 1.6 * (hi[0] - lo[0]))
+            cv2.rectangle(frame, (x, int(lo[1])), (x + int(0.25 * (hi[0] - lo[0])), int(hi[1])), (60, 90, 140), -1)
+        inside = (p[:, 0] >= 0).all() and (p[:, 0] < w).all() and (p[:, 1] >= 0).all() and (p[:, 1] < h).all()
+        out_frames.append(frame)
+        out_pts.append(p if inside else None)
+    return out_frames, out_pts
+
+
+def write_clip(folder: Path, frames: list[np.ndarray], pts: list[np.ndarray | None], fps: float = 30.0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    tmp = folder / ".vid.partial.avi"
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    for i, p in enumerate(pts, start=1):
+        if p is not None:
+            write_pts(folder / "annot" / f"{i:06d}.pts", p)
+    tmp.replace(folder / "vid.avi")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tracker.synth300vw", description="Make 300VW-format clips from annotated stills.")
+    ap.add_argument("--images", type=Path, required=True, help="folder of <stem>.jpg|png + <stem>.pts")
+    ap.add_argument("--out", type=Path, required=True, help="300VW-style output root")
+    ap.add_argument("--list", type=Path, help="only these images (paths relative to --images, e.g. splits/val.txt)")
+    ap.add_argument("--frames", type=int, default=150)
+    ap.add_argument("--static", type=int, default=20, help="leading frames without any motion (for jitter)")
+    ap.add_argument("--size", default="640x480")
+    ap.add_argument("--limit", type=int, default=0, help="at most N clips")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    if args.list:
+        images = [args.images / line.strip() for line in args.list.read_text().splitlines() if line.strip()]
+    else:
+        images = list_images(args.images, recursive=True)
+    images = [p for p in images if p.with_suffix(".pts").exists()]
+    if args.limit:
+        images = images[: args.limit]
+    if not images:
+        print(f"error: {args.images}: no annotated images (<stem>.jpg|png with <stem>.pts)", file=sys.stderr)
+        return 2
+    made = skipped = 0
+    for k, path in enumerate(images, start=1):
+        folder = args.out / f"{k:03d}"
+        if (folder / "vid.avi").exists():
+            continue
+        try:
+            image, pts = read_image(path), read_pts(path.with_suffix(".pts"), expected=68)
+        except (ImageReadError, PtsError) as exc:
+            print(f"skipped: {exc}", file=sys.stderr)
+            skipped += 1
+            continue
+        rng = np.random.default_rng(args.seed * 100003 + k)
+        frames, fpts = render_clip(image, pts, (w, h), args.frames, args.static, rng)
+        write_clip(folder, frames, fpts)
+        made += 1
+    print(f"done: {made} clips written to {args.out}, {skipped} images skipped")
+    return 1 if skipped else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""Video input/output and tracking a whole clip (used by `video`, `batch300vw` and `bench`).
+
+Reading is defensive: an unopenable file is one clear error; a stream that dies mid-way ends
+the clip with a warning and everything tracked so far is kept.  Per-frame outputs are written
+atomically as they are produced; the annotated video is written to a temporary file and renamed
+when complete.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from tracker.draw import STAGE_COLORS, draw_points
+from tracker.pipeline import FrameResult
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
+
+
+class VideoError(ValueError):
+    """A video cannot be opened or decoded; one line naming the file and the reason."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float
+    frames: int  # as reported by the container (may be 0 or wrong for broken files)
+    width: int
+    height: int
+
+
+def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path}: empty file")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise VideoError(f"{path}: cannot open as a video (unsupported or corrupt)")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    info = VideoInfo(fps if fps and np.isfinite(fps) and fps > 0 else 30.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0),
+                     int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    return cap, info
+
+
+def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None, source: str = "") -> Iterator[np.ndarray]:
+    """Frames until the end; a decoding failure before the reported end is reported once."""
+    expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    n = 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok or frame is None or frame.size == 0:
+                if warn and expected and n < expected - 1:
+                    warn(f"{source}: stream ended at frame {n} of {expected} (truncated or corrupt); kept what was read")
+                if warn and n == 0:
+                    warn(f"{source}: no decodable frame")
+                return
+            n += 1
+            yield frame
+    finally:
+        cap.release()
+
+
+class AtomicVideoWriter:
+    """cv2.VideoWriter to a temporary file, renamed onto the target by `close()`."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
+        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not self.writer.isOpened():
+            raise VideoError(f"{self.path}: cannot create the output video")
+        self.size = size
+
+    def write(self, frame: np.ndarray) -> None:
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            frame = cv2.resize(frame, self.size)
+        self.writer.write(frame)
+
+    def close(self) -> None:
+        self.writer.release()
+        os.replace(self.tmp, self.path)
+
+
+def annotate(frame: np.ndarray, result: FrameResult, fps: float | None = None) -> np.ndarray:
+    """Landmarks (final stage), face ROI and track id, and the frame rate."""
+    out = frame.copy() if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    for face in result.faces:
+        r = face.roi
+        box = cv2.boxPoints(((r.cx, r.cy), (r.size, r.size), np.degrees(r.angle)))
+        cv2.polylines(out, [np.round(box).astype(np.int32)], True, (255, 255, 255) if face.detected else (200, 200, 0), 1, cv2.LINE_AA)
+        draw_points(out, face.landmarks, STAGE_COLORS["mdm"] if "mdm" in face.stages else STAGE_COLORS["pca"])
+        cv2.putText(out, f"#{face.track_id}", (int(r.cx - r.size / 2), int(r.cy - r.size / 2) - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    if fps is not None:
+        cv2.putText(out, f"{fps:.0f} fps", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2, cv2.LINE_AA)
+    return out

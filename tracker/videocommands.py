@@ -1,0 +1,194 @@
+"""What the ``video`` and ``batch300vw`` subcommands do.
+
+``batch300vw`` layout: ``ROOT/NNN/vid.avi|mp4`` with ``ROOT/NNN/annot/000001.pts``...; output
+``OUT/NNN/000001.pts`` per tracked frame (frame numbers 1-based like the annotations),
+``OUT/NNN/result.json`` (per-video metrics, written last: the video is finished), and
+``OUT/summary.json`` + ``OUT/ced.png`` over all videos.  A killed run restarted with the same
+command redoes only the unfinished video, from its first frame, after removing its partial
+frames: the final outputs are exactly those of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from tracker.commands import face_to_json
+from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text, safe_output_path
+from tracker.metrics import INNER_49, auc, ced, failure_rate, nme
+from tracker.pipeline import Tracker, TrackerConfig
+from tracker.pts import PtsError, read_pts, write_pts
+from tracker.video import VIDEO_EXTENSIONS, AtomicVideoWriter, VideoError, annotate, open_video, read_frames
+
+
+def _warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+def run_video(args) -> int:
+    from tqdm import tqdm
+
+    cap, info = open_video(args.input)
+    tracker = Tracker(TrackerConfig(mode="video", engine=args.engine, threads=args.threads, refine=not args.no_refine))
+    writer = AtomicVideoWriter(args.out, info.fps, (info.width, info.height)) if args.out else None
+    rows, frames_json = [], []
+    t_start = time.perf_counter()
+    n = 0
+    for n, frame in enumerate(tqdm(read_frames(cap, _warn, str(args.input)), total=info.frames or None, unit="frame",
+                                   file=sys.stderr, disable=not sys.stderr.isatty()), start=1):
+        t0 = time.perf_counter()
+        result = tracker.track(frame)
+        fps = 1.0 / max(time.perf_counter() - t0, 1e-6)
+        if writer:
+            writer.write(annotate(frame, result, fps))
+        if args.pts_dir and result.faces:
+            write_pts(safe_output_path(args.pts_dir, f"{n:06d}.pts"), result.faces[0].landmarks)
+        if args.csv:
+            for f in result.faces:
+                rows.append([n, f.track_id, round(f.score, 4)] + [round(float(v), 2) for v in f.landmarks.ravel()])
+        if args.json:
+            frames_json.append({"frame": n, "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
+    if n == 0:
+        raise VideoError(f"{args.input}: no decodable frame")
+    if writer:
+        writer.close()
+    if args.csv:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["frame", "track_id", "score"] + [f"{a}{i}" for i in range(1, 69) for a in ("x", "y")])
+        w.writerows(rows)
+        atomic_write_text(args.csv, buf.getvalue())
+    if args.json:
+        atomic_write_json(args.json, {"source": str(args.input), "fps": info.fps, "frames": frames_json})
+    elapsed = time.perf_counter() - t_start
+    print(f"done: {n} frames in {elapsed:.1f}s ({n / elapsed:.1f} fps, engine {tracker.engine.describe()})"
+          + (f"; wrote {args.out}" if args.out else ""))
+    return 0
+
+
+def find_300vw_videos(root: Path) -> list[tuple[str, Path]]:
+    """(name, video path) for every NNN/vid.* folder, sorted."""
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root}: not a folder")
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        vids = sorted(p for p in d.iterdir() if p.stem == "vid" and p.suffix.lower() in VIDEO_EXTENSIONS)
+        if vids:
+            out.append((d.name, vids[0]))
+    if not out:
+        raise FileNotFoundError(f"{root}: no 300VW videos (expected NNN/vid.avi or NNN/vid.mp4)")
+    return out
+
+
+def evaluate_video(pred_dir: Path, annot_dir: Path) -> dict:
+    """Per-frame NME of predictions against every annotated frame (missing = failure)."""
+    errors, errors49, bad = [], [], []
+    for gt_path in sorted(annot_dir.glob("*.pts")) if annot_dir.is_dir() else []:
+        try:
+            truth = read_pts(gt_path, expected=68)
+        except PtsError as exc:
+            bad.append(str(exc))
+            continue
+        pred_path = pred_dir / gt_path.name
+        if not pred_path.exists():
+            errors.append(np.inf)
+            errors49.append(np.inf)
+            continue
+        pred = read_pts(pred_path, expected=68)
+        errors.append(nme(pred, truth))
+        errors49.append(nme(pred, truth, INNER_49))
+    e, e49 = np.array(errors), np.array(errors49)
+    finite = np.isfinite(e)
+    return {
+        "annotated_frames": len(e),
+        "missing": int((~finite).sum()),
+        "malformed_annotations": bad,
+        "nme_mean": float(e[finite].mean()) if finite.any() else None,
+        "auc08": auc(e) if len(e) else None,
+        "fr08": failure_rate(e) if len(e) else None,
+        "auc08_49": auc(e49) if len(e) else None,
+        "errors": [None if not np.isfinite(x) else round(float(x), 5) for x in e],
+    }
+
+
+def track_300vw_video(job: tuple[str, str, str, str, int, bool]) -> tuple[str, str]:
+    """Track one video and write its frames + result.json; returns (name, message)."""
+    name, video, annot, out_dir, threads, refine = job
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob("*.pts"):  # partial frames of a killed run: redo the video cleanly
+            stale.unlink()
+        tracker = Tracker(TrackerConfig(mode="video", threads=threads, refine=refine))
+        cap, info = open_video(Path(video))
+        warnings: list[str] = []
+        n = 0
+        t0 = time.perf_counter()
+        for n, frame in enumerate(read_frames(cap, warnings.append, video), start=1):
+            result = tracker.track(frame)
+            if result.faces:
+                write_pts(out / f"{n:06d}.pts", result.faces[0].landmarks)
+        seconds = time.perf_counter() - t0
+        metrics = evaluate_video(out, Path(annot))
+        atomic_write_json(out / "result.json", {"video": video, "frames": n, "seconds": round(seconds, 2), "warnings": warnings, **metrics})
+        for w in warnings + metrics["malformed_annotations"]:
+            print(f"warning: {w}", file=sys.stderr)
+        return name, f"{n} frames, AUC@0.08 {metrics['auc08'] if metrics['auc08'] is not None else 'n/a'}"
+    except (VideoError, OSError, ValueError) as exc:
+        return name, f"skipped: {exc}"
+
+
+def run_batch300vw(args) -> int:
+    from tqdm import tqdm
+
+    videos = find_300vw_videos(args.root)
+    jobs, done = [], 0
+    for name, video in videos:
+        out = safe_output_path(args.out, name)
+        if (out / "result.json").exists():
+            done += 1
+            continue
+        jobs.append((name, str(video), str(args.root / name / "annot"), str(out), max(1, args.threads // max(1, args.jobs)), not args.no_refine))
+    failed = 0
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for name, msg in tqdm(pool.map(track_300vw_video, jobs), total=len(jobs), unit="video", file=sys.stderr, disable=not sys.stderr.isatty()):
+            print(f"{name}: {msg}")
+            failed += msg.startswith("skipped")
+    summary = summarise_300vw(args.out, [n for n, _ in videos])
+    atomic_write_json(args.out / "summary.json", summary)
+    if summary["curves"]:
+        from tracker.plots import ced_plot
+
+        atomic_write_image(args.out / "ced.png", ced_plot({f"all videos (AUC {summary['auc08']:.3f})": summary["curves"]["all"]}))
+    print(f"done: {len(jobs) - failed} videos tracked, {done} already done, {failed} skipped; overall "
+          f"AUC@0.08 {summary['auc08']:.4f}, FR@0.08 {summary['fr08']:.4f}, NME {summary['nme_mean']:.4f} over {summary['frames']} annotated frames")
+    return 1 if failed else 0
+
+
+def summarise_300vw(out: Path, names: list[str]) -> dict:
+    import json
+
+    per_video, all_errors = {}, []
+    for name in names:
+        res = out / name / "result.json"
+        if not res.exists():
+            continue
+        r = json.loads(res.read_text())
+        e = [np.inf if x is None else x for x in r["errors"]]
+        all_errors += e
+        per_video[name] = {k: r[k] for k in ("frames", "annotated_frames", "missing", "nme_mean", "auc08", "fr08", "auc08_49")}
+    e = np.array(all_errors, float)
+    finite = np.isfinite(e)
+    return {
+        "videos": per_video,
+        "frames": len(e),
+        "nme_mean": float(e[finite].mean()) if finite.any() else float("nan"),
+        "auc08": auc(e) if len(e) else float("nan"),
+        "fr08": failure_rate(e) if len(e) else float("nan"),
+        "curves": {"all": [list(map(float, c)) for c in ced(e)]} if len(e) else {},
+    }
