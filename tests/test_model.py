@@ -9,6 +9,16 @@ from training.losses import densereg_loss  # noqa: E402
 from training.model import CONFIGS, DenseReg, NetConfig, RawOutput, decode_torch  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """On a 2-core machine already busy (a training run), two OpenMP threads spin against each
+    other: 15 small training steps took 84 s instead of 0.8 s.  One thread is fast everywhere."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def smooth_uv(size=32):
     ys, xs = np.mgrid[0:size, 0:size] / (size - 1)
     uv = np.stack([xs * 0.9 + 0.05, 1 - ys * 0.9 - 0.05]).astype(np.float32)
@@ -146,3 +156,136 @@ def test_checkpoints_load_without_code_execution(tmp_path):
     torch.save({"arch": "densereg", "state_dict": {}, "payload": Evil()}, str(path))
     with pytest.raises(EngineError, match="not a safe PyTorch checkpoint"):
         TorchEngine(path)
+
+
+# --- training data and the training loop, on a synthetic "face" (an ellipse with a linear uv field)
+
+
+def synthetic_cache(n: int = 2):
+    """A FaceCache whose image colour encodes the uv label (R = 255 u_h, G = 255 u_v), so any
+    misalignment between the warped image and the warped labels shows up as a colour error."""
+    from training.dataset import CACHE_FACTOR, CACHE_SIZE, FaceCache
+
+    c = (CACHE_SIZE - 1) / 2
+    r = CACHE_SIZE / CACHE_FACTOR / 2  # the face fills the landmark ROI, as in the real cache
+    ys, xs = np.mgrid[0:CACHE_SIZE, 0:CACHE_SIZE].astype(np.float32)
+    face = ((xs - c) / (0.8 * r)) ** 2 + ((ys - c) / r) ** 2 < 1
+    uv = np.stack([(xs - c) / (1.6 * r) + 0.5, (ys - c) / (2 * r) + 0.5])
+    uv[:, ~face] = np.nan
+    image = np.zeros((CACHE_SIZE, CACHE_SIZE, 3), np.uint8)
+    image[face, 2] = np.round(255 * uv[0, face])  # BGR: red = u_h
+    image[face, 1] = np.round(255 * uv[1, face])
+    flags = face.astype(np.uint8)
+    flags[: int(c) - int(r) + 10, :] |= 2  # an "unannotated face" strip at the top: ignore
+    depth = np.where(face, 1 - ((xs - c) ** 2 + (ys - c) ** 2) / (2 * r * r), np.nan)
+    return FaceCache(np.stack([image] * n), np.stack([uv] * n).astype(np.float16), np.stack([depth] * n).astype(np.float16),
+                     np.stack([flags] * n), tuple(f"face{i}" for i in range(n)))
+
+
+def test_crops_keep_exact_labels_and_align_with_the_image():
+    from training.dataset import NO_AUGMENT, Augment, sample_crop
+
+    cache = synthetic_cache()
+    rng = np.random.default_rng(0)
+    known = set(map(tuple, cache.uv[0].reshape(2, -1).T[np.isfinite(cache.uv[0, 0].ravel())].tolist()))
+    geometric = Augment(flip=False, photometric=False, occluders=0.0, rotation_sigma_deg=20.0)
+    for aug in (NO_AUGMENT, geometric, geometric):
+        s = sample_crop(cache, 1, 64, aug, rng)
+        face = np.isfinite(s.uv).all(axis=0)
+        assert 0.2 < face.mean() < 0.8 and not s.valid.all() and s.valid.any()
+        # nearest-neighbour resampling: every label is one of the cache's, never a blend
+        assert set(map(tuple, s.uv[:, face].astype(np.float16).T.tolist())) <= known
+        inner = cv2_erode(face)
+        err = np.abs(s.image[inner][:, [2, 1]] / 255.0 - s.uv[:, inner].T)
+        assert np.median(err) < 0.01
+
+
+def cv2_erode(mask: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+
+
+def test_hflip_mirrors_u_h_and_is_an_involution():
+    from training.dataset import NO_AUGMENT, hflip_maps, sample_crop
+
+    s = sample_crop(synthetic_cache(), 0, 48, NO_AUGMENT, np.random.default_rng(0))
+    image, uv, depth, valid = hflip_maps(s.image, s.uv, s.depth, s.valid)
+    np.testing.assert_array_equal(uv[0], 1 - s.uv[0][:, ::-1])
+    np.testing.assert_array_equal(uv[1], s.uv[1][:, ::-1])
+    again = hflip_maps(image, uv, depth, valid)
+    for a, b in zip(again, (s.image, s.uv, s.depth, s.valid)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+class SyntheticTask:
+    """The Task protocol of training.train on two synthetic crops; can stop itself with SIGTERM."""
+
+    val_key = "loss"
+
+    def __init__(self, sigterm_at: int = -1):
+        from training.densereg_task import to_tensors
+        from training.dataset import NO_AUGMENT, sample_crop
+
+        torch.manual_seed(0)
+        self.net = DenseReg(NetConfig("realtime", 32))
+        cache = synthetic_cache()
+        self.data = to_tensors([sample_crop(cache, i, 32, NO_AUGMENT, np.random.default_rng(i)) for i in range(2)], 10)
+        self.calls, self.sigterm_at = 0, sigterm_at
+
+    def batch(self, rng):
+        import os
+        import signal
+
+        self.calls += 1
+        if self.calls == self.sigterm_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        noise = torch.from_numpy(rng.normal(size=self.data[0].shape).astype(np.float32)) * 0.1
+        return (self.data[0] + noise, *self.data[1:])
+
+    def loss(self, batch):
+        return densereg_loss(self.net(batch[0]), *batch[1:])
+
+    def evaluate(self):
+        self.net.eval()
+        with torch.no_grad():
+            loss = self.loss(self.data)["total"].item()
+        self.net.train()
+        return {"loss": loss}
+
+
+def test_training_stops_on_sigterm_and_resumes_exactly(tmp_path):
+    from training.train import Schedule, load_checkpoint, run
+
+    sched = Schedule(steps=6, batch=2, lr=1e-3, warmup=2, checkpoint_minutes=100)
+    straight = SyntheticTask()
+    run(straight, sched, tmp_path / "a", max_minutes=5, resume=False)
+
+    run(SyntheticTask(sigterm_at=3), sched, tmp_path / "b", max_minutes=5, resume=False)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 3
+    resumed = SyntheticTask()
+    run(resumed, sched, tmp_path / "b", max_minutes=5, resume=True)
+    for name, p in straight.net.state_dict().items():
+        torch.testing.assert_close(resumed.net.state_dict()[name], p, msg=name)
+    assert len((tmp_path / "b" / "val.jsonl").read_text().splitlines()) == 2
+    best = load_checkpoint(tmp_path / "b" / "best.pt")
+    assert set(best["model"]) == set(straight.net.state_dict())
+
+
+def test_training_checkpoint_loader_refuses_pickled_code(tmp_path):
+    import pickle
+
+    from training.train import load_checkpoint, save_checkpoint
+
+    marker = tmp_path / "executed"
+
+    class Bomb:
+        def __reduce__(self):
+            return (marker.touch, ())
+
+    save_checkpoint(tmp_path / "ok.pt", {"model": {"w": torch.ones(2)}, "step": 1})
+    assert load_checkpoint(tmp_path / "ok.pt")["step"] == 1
+    torch.save({"model": {}, "payload": Bomb()}, str(tmp_path / "bomb.pt"))
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(tmp_path / "bomb.pt")
+    assert not marker.exists()
