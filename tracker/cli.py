@@ -61,7 +61,7 @@ def register_eval(sub) -> None:
 
 
 def register_demo(sub) -> None:
-    p = sub.add_parser("demo", help="run the tracker on the bundled demo image and write an annotated picture")
+    p = sub.add_parser("demo", help="track the bundled demo clip and annotate the bundled still (no webcam needed)")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default ./demo_out)")
     _engine_args(p)
 
@@ -107,6 +107,22 @@ def register_batch300vw(sub) -> None:
     p.set_defaults(func=run)
 
 
+def register_bench(sub) -> None:
+    p = sub.add_parser("bench", help="per-stage ms and fps at 640x480, with dlib HOG + 68 points timed in the same run")
+    p.add_argument("--video", type=Path, help="clip to time (default: the bundled demo clip)")
+    p.add_argument("--frames", type=int, default=150)
+    p.add_argument("--repeats", type=int, default=2, help="passes over the clip (tracker and dlib alternate)")
+    p.add_argument("--json", type=Path, help="write the results here")
+    _engine_args(p)
+
+    def run(args) -> int:
+        from tracker.bench import run_bench
+
+        return run_bench(args)
+
+    p.set_defaults(func=run)
+
+
 def register_version(sub) -> None:
     p = sub.add_parser("version", help="print versions and available engines")
 
@@ -126,7 +142,7 @@ def register_version(sub) -> None:
     p.set_defaults(func=run)
 
 
-REGISTRY = [register_demo, register_images, register_eval, register_video, register_batch300vw, register_version]
+REGISTRY = [register_demo, register_images, register_eval, register_video, register_batch300vw, register_bench, register_version]
 
 
 def build_parser() -> argparse.ArgumentParser:
