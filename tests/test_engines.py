@@ -1,0 +1,102 @@
+"""Every available engine pair agrees on the shipped models; TensorRT skips without a GPU."""
+import numpy as np
+import pytest
+
+from engines import available_engines, load_engine
+from engines.base import EngineError
+from tracker.assets import ASSETS, AssetError, verified_asset
+
+MODELS = {"densereg_realtime.onnx": {"image": (1, 3, 128, 128)}, "mdm_refiner.onnx": {"image": (1, 1, 128, 128), "init": (1, 68, 2)}}
+
+
+def inputs_for(name):
+    rng = np.random.default_rng(0)
+    out = {k: rng.normal(size=s).astype(np.float32) for k, s in MODELS[name].items()}
+    if "init" in out:
+        out["init"] = (rng.uniform(30, 98, size=(1, 68, 2))).astype(np.float32)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_onnx_and_torch_engines_agree(name):
+    if available_engines()["torch"]:
+        pytest.skip("PyTorch not installed")
+    path = verified_asset(name)
+    x = inputs_for(name)
+    a = load_engine(path, "onnx").infer(x)
+    b = load_engine(path, "torch").infer(x)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].shape == b[k].shape
+        # argmax ties can flip a UV bin at a handful of pixels; everything else is equal
+        assert np.mean(np.abs(a[k] - b[k]) < 1e-3) > 0.998, k
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_tensorrt_fp16_matches_onnx(name, tmp_path):
+    reason = available_engines()["tensorrt"]
+    if reason:
+        pytest.skip(f"TensorRT unavailable here: {reason}")
+    from engines.tensorrt_engine import TensorRTEngine
+
+    path = verified_asset(name)
+    x = inputs_for(name)
+    ref = load_engine(path, "onnx").infer(x)
+    trt = TensorRTEngine(path, cache_dir=tmp_path)
+    got = trt.infer(x)
+    for k in ref:
+        assert np.mean(np.abs(got[k] - ref[k]) < 2e-2) > 0.99, k  # FP16
+    # The cache is reused, and rebuilt when corrupt.
+    assert trt.cache_file.exists()
+    trt.cache_file.write_bytes(b"garbage")
+    again = TensorRTEngine(path, cache_dir=tmp_path).infer(x)
+    assert np.allclose(again[list(ref)[0]], got[list(ref)[0]], atol=2e-2)
+
+
+def test_cache_key_changes_with_model_gpu_and_version():
+    from engines.tensorrt_engine import cache_key
+
+    k = cache_key(b"model", "NVIDIA H100", (9, 0), "10.3", 4)
+    assert k != cache_key(b"model2", "NVIDIA H100", (9, 0), "10.3", 4)
+    assert k != cache_key(b"model", "NVIDIA A100", (8, 0), "10.3", 4)
+    assert k != cache_key(b"model", "NVIDIA H100", (9, 0), "10.4", 4)
+
+
+def test_auto_falls_back_to_onnx_without_tensorrt():
+    if available_engines()["tensorrt"] is None:
+        pytest.skip("TensorRT is usable here")
+    assert load_engine(verified_asset("mdm_refiner.onnx"), "auto").name == "onnx"
+
+
+def test_unknown_engine_and_missing_torch_checkpoint(tmp_path):
+    with pytest.raises(EngineError, match="unknown engine"):
+        load_engine(ASSETS / "mdm_refiner.onnx", "cuda-magic")
+    (tmp_path / "m.onnx").write_bytes((ASSETS / "mdm_refiner.onnx").read_bytes())
+    with pytest.raises(EngineError, match="no PyTorch checkpoint"):
+        load_engine(tmp_path / "m.onnx", "torch")
+
+
+def test_corrupt_onnx_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x01garbage")
+    with pytest.raises(EngineError, match="cannot load"):
+        load_engine(bad, "onnx")
+
+
+def test_asset_checksums(tmp_path):
+    import shutil
+
+    for name in ("template.npz", "shape_pca.npz", "densereg_realtime.onnx", "mdm_refiner.onnx"):
+        verified_asset(name)  # every shipped asset matches the manifest
+    shutil.copy(ASSETS / "MANIFEST.json", tmp_path / "MANIFEST.json")
+    data = bytearray((ASSETS / "template.npz").read_bytes())
+    data[100] ^= 0xFF
+    (tmp_path / "template.npz").write_bytes(bytes(data))
+    with pytest.raises(AssetError, match="SHA-256 mismatch"):
+        verified_asset("template.npz", tmp_path)
+    with pytest.raises(AssetError, match="missing"):
+        verified_asset("shape_pca.npz", tmp_path)
+    (tmp_path / "extra.onnx").write_bytes(b"x")
+    with pytest.raises(AssetError, match="not listed"):
+        verified_asset("extra.onnx", tmp_path)
