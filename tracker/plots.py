@@ -7,7 +7,8 @@ import numpy as np
 COLORS = [(200, 80, 0), (0, 140, 255), (0, 170, 0), (180, 0, 180), (0, 0, 220), (120, 120, 0), (90, 90, 90)]
 
 
-def ced_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], limit: float = 0.08, size=(720, 480)) -> np.ndarray:
+def ced_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], limit: float = 0.08, size=(720, 480),
+             xlabel: str = "NME (outer-eye-corner normalised)") -> np.ndarray:
     """curves: label -> (thresholds, fraction).  Returns a BGR image."""
     w, h = size
     img = np.full((h, w, 3), 255, np.uint8)
@@ -24,9 +25,9 @@ def ced_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], limit: float = 0.
     for i in range(5):
         x = limit * i / 4
         cv2.line(img, px(x, 0), px(x, 1), (225, 225, 225), 1)
-        cv2.putText(img, f"{x:.2f}", (px(x, 0)[0] - 14, y1 + 18), font, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{x:.3g}", (px(x, 0)[0] - 14, y1 + 18), font, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
     cv2.rectangle(img, (x0, y0), (x1, y1), (0, 0, 0), 1)
-    cv2.putText(img, "NME (outer-eye-corner normalised)", (x0 + 150, h - 10), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, xlabel, (x0 + 120, h - 10), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     for i, (label, (xs, ys)) in enumerate(curves.items()):
         color = COLORS[i % len(COLORS)]
         pts = np.array([px(x, y) for x, y in zip(xs, ys)], np.int32)
