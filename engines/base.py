@@ -19,14 +19,16 @@ class EngineError(RuntimeError):
 class Engine(ABC):
     name: str  # "onnx", "torch" or "tensorrt"
     device: str  # human-readable, e.g. "CPU (2 threads)" or "NVIDIA H100 (FP16)"
+    _inputs: tuple[str, ...]  # set by each backend from its model
+    _outputs: tuple[str, ...]
 
     @property
-    @abstractmethod
-    def input_names(self) -> tuple[str, ...]: ...
+    def input_names(self) -> tuple[str, ...]:
+        return self._inputs
 
     @property
-    @abstractmethod
-    def output_names(self) -> tuple[str, ...]: ...
+    def output_names(self) -> tuple[str, ...]:
+        return self._outputs
 
     @abstractmethod
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

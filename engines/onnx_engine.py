@@ -40,14 +40,6 @@ class OnnxEngine(Engine):
         self._inputs = tuple(i.name for i in self.session.get_inputs())
         self._outputs = tuple(o.name for o in self.session.get_outputs())
 
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return self._inputs
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return self._outputs
-
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = self.session.run(list(self._outputs), check_inputs(self, inputs))
         return dict(zip(self._outputs, outs))

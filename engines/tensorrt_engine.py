@@ -118,14 +118,6 @@ class TensorRTEngine(Engine):
         os.replace(tmp, self.cache_file)
         return trt.Runtime(self._logger).deserialize_cuda_engine(serialized)
 
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return self._inputs
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return self._outputs
-
     def _buffer(self, name: str, shape: tuple[int, ...]):
         """Page-locked host array + device allocation, reused while the shape is unchanged."""
         cur = self._buffers.get(name)

@@ -38,14 +38,6 @@ class TorchEngine(Engine):
         self._torch = torch
         self.device = f"CPU ({threads} threads)"
 
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return self._inputs
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return self._outputs
-
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
         arrays = check_inputs(self, inputs)

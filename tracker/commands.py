@@ -22,7 +22,7 @@ import numpy as np
 
 from tracker.draw import STAGE_COLORS, blend_labels, draw_points, warp_to_image
 from tracker.fileio import ImageReadError, atomic_save_npz, atomic_write_image, atomic_write_json, list_images, read_image, safe_output_path
-from tracker.metrics import INNER_49, auc, ced, failure_rate, nme
+from tracker.metrics import ced, score_faces
 from tracker.parts import lookup_parts
 from tracker.pipeline import FaceResult, FrameResult, Tracker, TrackerConfig
 from tracker.pts import PtsError, read_pts, write_pts
@@ -168,31 +168,7 @@ def load_prediction(pred_dir: Path, stem: str, stage: str) -> np.ndarray | None:
 
 
 def evaluate_folder(pred_dir: Path, gt: dict[str, Path], stage: str) -> dict:
-    errors, errors49, missing = [], [], 0
-    for stem, gt_path in gt.items():
-        truth = read_pts(gt_path, expected=68)
-        pred = load_prediction(pred_dir, stem, stage)
-        if pred is None or not np.isfinite(pred).all():
-            missing += 1
-            errors.append(np.inf)
-            errors49.append(np.inf)
-            continue
-        errors.append(nme(pred, truth))
-        errors49.append(nme(pred, truth, INNER_49))
-    e, e49 = np.array(errors), np.array(errors49)
-    finite = np.isfinite(e)
-    return {
-        "faces": len(e),
-        "missing": missing,
-        "nme_mean": float(e[finite].mean()) if finite.any() else float("nan"),
-        "nme_median": float(np.median(e)),
-        "auc08": auc(e),
-        "fr08": failure_rate(e),
-        "nme49_mean": float(e49[finite].mean()) if finite.any() else float("nan"),
-        "auc08_49": auc(e49),
-        "fr08_49": failure_rate(e49),
-        "errors": [None if not np.isfinite(x) else round(float(x), 5) for x in e],
-    }
+    return score_faces((load_prediction(pred_dir, stem, stage), read_pts(path, expected=68)) for stem, path in gt.items())
 
 
 def _ground_truth(args) -> dict[str, Path]:

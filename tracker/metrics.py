@@ -36,3 +36,29 @@ def failure_rate(errors: np.ndarray, limit: float = 0.08) -> float:
     """Fraction of faces with error above `limit` (missing predictions included)."""
     e = np.asarray(errors, float)
     return float((~(e <= limit)).mean()) if len(e) else 0.0
+
+
+def score_faces(pairs) -> dict:
+    """Metrics over (prediction or None, truth) pairs of (68,2) arrays; None/NaN = failure.
+
+    NME means are over faces with a prediction; AUC and FR count missing faces as failures.
+    """
+    e, e49 = [], []
+    for pred, truth in pairs:
+        ok = pred is not None and np.isfinite(pred).all()
+        e.append(nme(pred, truth) if ok else np.inf)
+        e49.append(nme(pred, truth, INNER_49) if ok else np.inf)
+    e, e49 = np.array(e, float), np.array(e49, float)
+    finite = np.isfinite(e)
+    return {
+        "faces": len(e),
+        "missing": int((~finite).sum()),
+        "nme_mean": float(e[finite].mean()) if finite.any() else float("nan"),
+        "nme_median": float(np.median(e)) if len(e) else float("nan"),
+        "auc08": auc(e) if len(e) else float("nan"),
+        "fr08": failure_rate(e) if len(e) else float("nan"),
+        "nme49_mean": float(e49[finite].mean()) if finite.any() else float("nan"),
+        "auc08_49": auc(e49) if len(e) else float("nan"),
+        "fr08_49": failure_rate(e49) if len(e) else float("nan"),
+        "errors": [None if not np.isfinite(x) else round(float(x), 5) for x in e],
+    }

@@ -20,7 +20,7 @@ import numpy as np
 
 from tracker.commands import face_to_json
 from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text, safe_output_path
-from tracker.metrics import INNER_49, auc, ced, failure_rate, nme
+from tracker.metrics import auc, ced, failure_rate, score_faces
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.pts import PtsError, read_pts, write_pts
 from tracker.video import VIDEO_EXTENSIONS, AtomicVideoWriter, VideoError, annotate, open_video, read_frames
@@ -86,8 +86,9 @@ def find_300vw_videos(root: Path) -> list[tuple[str, Path]]:
 
 
 def evaluate_video(pred_dir: Path, annot_dir: Path) -> dict:
-    """Per-frame NME of predictions against every annotated frame (missing = failure)."""
-    errors, errors49, bad = [], [], []
+    """Per-frame NME against every annotated frame (a frame without prediction = failure);
+    malformed annotation files are listed and left out."""
+    pairs, bad = [], []
     for gt_path in sorted(annot_dir.glob("*.pts")) if annot_dir.is_dir() else []:
         try:
             truth = read_pts(gt_path, expected=68)
@@ -95,25 +96,10 @@ def evaluate_video(pred_dir: Path, annot_dir: Path) -> dict:
             bad.append(str(exc))
             continue
         pred_path = pred_dir / gt_path.name
-        if not pred_path.exists():
-            errors.append(np.inf)
-            errors49.append(np.inf)
-            continue
-        pred = read_pts(pred_path, expected=68)
-        errors.append(nme(pred, truth))
-        errors49.append(nme(pred, truth, INNER_49))
-    e, e49 = np.array(errors), np.array(errors49)
-    finite = np.isfinite(e)
-    return {
-        "annotated_frames": len(e),
-        "missing": int((~finite).sum()),
-        "malformed_annotations": bad,
-        "nme_mean": float(e[finite].mean()) if finite.any() else None,
-        "auc08": auc(e) if len(e) else None,
-        "fr08": failure_rate(e) if len(e) else None,
-        "auc08_49": auc(e49) if len(e) else None,
-        "errors": [None if not np.isfinite(x) else round(float(x), 5) for x in e],
-    }
+        pairs.append((read_pts(pred_path, expected=68) if pred_path.exists() else None, truth))
+    result = score_faces(pairs)
+    result["annotated_frames"] = result.pop("faces")
+    return {**result, "malformed_annotations": bad}
 
 
 def track_300vw_video(job: tuple[str, str, str, str, int, bool]) -> tuple[str, str]:
