@@ -81,6 +81,7 @@ def register_video(sub) -> None:
     p.add_argument("--csv", type=Path, help="one row per face and frame: frame, track_id, score, x1, y1 ... x68, y68")
     p.add_argument("--json", type=Path, help="every face of every frame with all stages and timings")
     _engine_args(p)
+    p.add_argument("--no-smooth", action="store_true", help="no temporal (One Euro) smoothing of the landmarks")
 
     def run(args) -> int:
         from tracker.videocommands import run_video
@@ -98,6 +99,7 @@ def register_batch300vw(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder: NNN/*.pts, NNN/result.json, summary.json, ced.png")
     p.add_argument("--jobs", type=int, default=1, help="videos tracked in parallel (processes)")
     _engine_args(p)
+    p.add_argument("--no-smooth", action="store_true", help="no temporal (One Euro) smoothing of the landmarks")
 
     def run(args) -> int:
         from tracker.videocommands import run_batch300vw

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracker.fileio import ImageReadError, list_images, read_image
+from tracker.fileio import ImageReadError, atomic_write_json, list_images, read_image
 from tracker.pts import PtsError, read_pts, write_pts
 
 
@@ -96,8 +96,10 @@ def render_clip(image: np.ndarray, pts: np.ndarray, size: tuple[int, int], frame
     return out_frames, out_pts
 
 
-def write_clip(folder: Path, frames: list[np.ndarray], pts: list[np.ndarray | None], fps: float = 30.0) -> None:
+def write_clip(folder: Path, frames: list[np.ndarray], pts: list[np.ndarray | None], static: int, fps: float = 30.0) -> None:
     folder.mkdir(parents=True, exist_ok=True)
+    # Not part of the 300VW layout: tells the evaluation which frames are still (for jitter).
+    atomic_write_json(folder / "synth.json", {"static_frames": static, "fps": fps})
     h, w = frames[0].shape[:2]
     tmp = folder / ".vid.partial.avi"
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rng = np.random.default_rng(args.seed * 100003 + k)
         frames, fpts = render_clip(image, pts, (w, h), args.frames, args.static, rng)
-        write_clip(folder, frames, fpts)
+        write_clip(folder, frames, fpts, args.static)
         made += 1
     print(f"done: {made} clips written to {args.out}, {skipped} images skipped")
     return 1 if skipped else 0

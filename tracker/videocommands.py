@@ -34,7 +34,7 @@ def run_video(args) -> int:
     from tqdm import tqdm
 
     cap, info = open_video(args.input)
-    tracker = Tracker(TrackerConfig(mode="video", engine=args.engine, threads=args.threads, refine=not args.no_refine))
+    tracker = Tracker(TrackerConfig(mode="video", engine=args.engine, threads=args.threads, refine=not args.no_refine, smooth=not args.no_smooth))
     writer = AtomicVideoWriter(args.out, info.fps, (info.width, info.height)) if args.out else None
     rows, frames_json = [], []
     t_start = time.perf_counter()
@@ -99,18 +99,37 @@ def evaluate_video(pred_dir: Path, annot_dir: Path) -> dict:
         pairs.append((read_pts(pred_path, expected=68) if pred_path.exists() else None, truth))
     result = score_faces(pairs)
     result["annotated_frames"] = result.pop("faces")
+    result["jitter_static"] = static_jitter(pred_dir, annot_dir)
     return {**result, "malformed_annotations": bad}
 
 
-def track_300vw_video(job: tuple[str, str, str, str, int, bool]) -> tuple[str, str]:
+def static_jitter(pred_dir: Path, annot_dir: Path) -> float | None:
+    """Mean frame-to-frame landmark motion over the still frames of a synthetic clip, as a
+    fraction of the outer-eye-corner distance (None for clips without synth.json)."""
+    import json
+
+    meta = annot_dir.parent / "synth.json"
+    if not meta.exists():
+        return None
+    steps = []
+    for i in range(2, int(json.loads(meta.read_text())["static_frames"]) + 1):
+        a, b, g = pred_dir / f"{i - 1:06d}.pts", pred_dir / f"{i:06d}.pts", annot_dir / f"{i:06d}.pts"
+        if a.exists() and b.exists() and g.exists():
+            truth = read_pts(g)
+            iod = np.linalg.norm(truth[36] - truth[45])
+            steps.append(np.linalg.norm(read_pts(b) - read_pts(a), axis=1).mean() / iod)
+    return float(np.mean(steps)) if steps else None
+
+
+def track_300vw_video(job: tuple[str, str, str, str, int, bool, bool, str]) -> tuple[str, str]:
     """Track one video and write its frames + result.json; returns (name, message)."""
-    name, video, annot, out_dir, threads, refine = job
+    name, video, annot, out_dir, threads, refine, smooth, engine = job
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
         for stale in out.glob("*.pts"):  # partial frames of a killed run: redo the video cleanly
             stale.unlink()
-        tracker = Tracker(TrackerConfig(mode="video", threads=threads, refine=refine))
+        tracker = Tracker(TrackerConfig(mode="video", engine=engine, threads=threads, refine=refine, smooth=smooth))
         cap, info = open_video(Path(video))
         warnings: list[str] = []
         n = 0
@@ -139,7 +158,8 @@ def run_batch300vw(args) -> int:
         if (out / "result.json").exists():
             done += 1
             continue
-        jobs.append((name, str(video), str(args.root / name / "annot"), str(out), max(1, args.threads // max(1, args.jobs)), not args.no_refine))
+        jobs.append((name, str(video), str(args.root / name / "annot"), str(out), max(1, args.threads // max(1, args.jobs)),
+                     not args.no_refine, not args.no_smooth, args.engine))
     failed = 0
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for name, msg in tqdm(pool.map(track_300vw_video, jobs), total=len(jobs), unit="video", file=sys.stderr, disable=not sys.stderr.isatty()):
@@ -151,8 +171,9 @@ def run_batch300vw(args) -> int:
         from tracker.plots import ced_plot
 
         atomic_write_image(args.out / "ced.png", ced_plot({f"all videos (AUC {summary['auc08']:.3f})": summary["curves"]["all"]}))
+    jitter = "" if summary["jitter_static"] is None else f", jitter on still frames {100 * summary['jitter_static']:.2f}% of the eye distance"
     print(f"done: {len(jobs) - failed} videos tracked, {done} already done, {failed} skipped; overall "
-          f"AUC@0.08 {summary['auc08']:.4f}, FR@0.08 {summary['fr08']:.4f}, NME {summary['nme_mean']:.4f} over {summary['frames']} annotated frames")
+          f"AUC@0.08 {summary['auc08']:.4f}, FR@0.08 {summary['fr08']:.4f}, NME {summary['nme_mean']:.4f} over {summary['frames']} annotated frames{jitter}")
     return 1 if failed else 0
 
 
@@ -167,11 +188,13 @@ def summarise_300vw(out: Path, names: list[str]) -> dict:
         r = json.loads(res.read_text())
         e = [np.inf if x is None else x for x in r["errors"]]
         all_errors += e
-        per_video[name] = {k: r[k] for k in ("frames", "annotated_frames", "missing", "nme_mean", "auc08", "fr08", "auc08_49")}
+        per_video[name] = {k: r.get(k) for k in ("frames", "annotated_frames", "missing", "nme_mean", "auc08", "fr08", "auc08_49", "jitter_static")}
     e = np.array(all_errors, float)
     finite = np.isfinite(e)
+    jit = [v["jitter_static"] for v in per_video.values() if v.get("jitter_static") is not None]
     return {
         "videos": per_video,
+        "jitter_static": float(np.mean(jit)) if jit else None,
         "frames": len(e),
         "nme_mean": float(e[finite].mean()) if finite.any() else float("nan"),
         "auc08": auc(e) if len(e) else float("nan"),
