@@ -17,6 +17,7 @@ import numpy as np
 # y in [-0.79, 0.50] s (medians).  The crop centres that and leaves ~15% context around it.
 # Checked on 194 training faces: 99.4% of the face-mask pixels fall inside the crop and the
 # face reaches 0.82 of the half-side in the median (0.87 at the 90th percentile).
+NETWORK_INPUT = 128  # side of the crop the shipped `realtime` network takes (training/model.py)
 ROI_SHIFT_UP = 0.15
 ROI_SCALE = 1.6
 # dlib HOG boxes (calibrated on the training split by training/calibrate_roi.py).

@@ -39,15 +39,19 @@ def failure_rate(errors: np.ndarray, limit: float = 0.08) -> float:
 
 
 def score_faces(pairs) -> dict:
-    """Metrics over (prediction or None, truth) pairs of (68,2) arrays; None/NaN = failure.
+    """Metrics over (prediction or None, truth) pairs of (68,2) arrays; None = failure.
 
     NME means are over faces with a prediction; AUC and FR count missing faces as failures.
     """
     e, e49 = [], []
     for pred, truth in pairs:
-        ok = pred is not None and np.isfinite(pred).all()
-        e.append(nme(pred, truth) if ok else np.inf)
-        e49.append(nme(pred, truth, INNER_49) if ok else np.inf)
+        # A stage may report some points missing (DenseReg on a profile): score the points it
+        # gives when it gives at least half of them, else the face counts as a failure.
+        seen = np.isfinite(pred).all(axis=1) if pred is not None else np.zeros(len(truth), bool)
+        ok = seen.sum() >= len(truth) // 2
+        e.append(nme(pred, truth, np.flatnonzero(seen)) if ok else np.inf)
+        inner = np.intersect1d(INNER_49, np.flatnonzero(seen))
+        e49.append(nme(pred, truth, inner) if ok and len(inner) else np.inf)
     e, e49 = np.array(e, float), np.array(e49, float)
     finite = np.isfinite(e)
     return {

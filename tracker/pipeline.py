@@ -17,7 +17,7 @@ import numpy as np
 from engines import load_engine
 from engines.base import Engine
 from tracker.assets import verified_asset
-from tracker.crop import Roi, crop_matrix, invert, roi_from_box, roi_from_landmarks, to_network_input, transform_points, warp_image
+from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, roi_from_landmarks, to_network_input, transform_points, warp_image
 from tracker.densemaps import DenseMaps
 from tracker.detector import Detection, detect_faces
 from tracker.landmarks import build_lookup, extract_landmarks
@@ -129,14 +129,10 @@ class Tracker:
         self.lookup = build_lookup(self.landmark_uv)
         self.shape_model = load_shape_model(asset("shape_pca.npz"))
         self.reference = reference_shape(self.shape_model)
-        self.input_size = int(self.engine_input_size())
+        self.input_size = NETWORK_INPUT
         self._tracks: list[_Track] = []
         self._next_id = 0
         self._frame = 0
-
-    def engine_input_size(self) -> int:
-        probe = getattr(self.engine, "input_shape", None)
-        return int(probe[-1]) if probe and isinstance(probe[-1], int) else 128
 
     def reset(self) -> None:
         """Forget all tracks (a new video)."""
