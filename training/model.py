@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tracker.crop import NETWORK_INPUT
 from tracker.uvcodec import K_DEFAULT
 
 
@@ -25,7 +26,7 @@ class NetConfig:
 
 
 CONFIGS = {
-    "realtime": NetConfig("realtime", 128),
+    "realtime": NetConfig("realtime", NETWORK_INPUT),
     "paper": NetConfig("paper", 321),
 }
 
