@@ -78,3 +78,14 @@ def lookup_parts(uv: np.ndarray, part_map: np.ndarray, face: np.ndarray | None =
 def colorize_parts(labels: np.ndarray) -> np.ndarray:
     """(H,W) labels -> (H,W,3) BGR uint8."""
     return PART_COLORS[np.clip(labels, 0, len(PART_COLORS) - 1)]
+
+
+def part_iou(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None) -> dict[str, tuple[int, int]]:
+    """Intersection and union pixel counts per part class (1..8) over label images of any
+    shape; accumulate them over a data set and divide at the end (IoU of the whole set)."""
+    m = np.ones(truth.shape, bool) if valid is None else valid
+    out = {}
+    for label in range(1, len(PART_NAMES)):
+        p, t = (pred == label) & m, (truth == label) & m
+        out[PART_NAMES[label]] = (int((p & t).sum()), int((p | t).sum()))
+    return out

@@ -6,18 +6,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tracker.assets import ASSETS
 from tracker.crop import to_network_input
+from tracker.parts import PART_NAMES, lookup_parts, part_iou
 from tracker.uvcodec import encode
 from training.dataset import NO_AUGMENT, Augment, build_cache, sample_crop
-from training.losses import densereg_loss
+from training.losses import densereg_loss, segment_loss
 from training.model import CONFIGS, DenseReg, NetConfig, decode_torch
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def to_tensors(samples, k: int):
-    """Stack samples into network input and loss targets."""
+def to_tensors(samples, k: int, part_map: np.ndarray | None = None):
+    """Stack samples into network input and loss targets (with part labels for the segmenter:
+    the template parts looked up at the true UV, exactly how the ground truth defines them)."""
     image = torch.from_numpy(to_network_input(np.stack([s.image for s in samples])))
+    if part_map is not None:
+        parts = torch.from_numpy(np.stack([lookup_parts(s.uv, part_map) for s in samples]).astype(np.int64))
+        return image, parts, torch.from_numpy(np.stack([s.valid for s in samples]))
     enc = [encode(s.uv, k) for s in samples]
     classes = torch.from_numpy(np.stack([e[0] for e in enc]))
     uv = torch.from_numpy(np.stack([np.nan_to_num(s.uv) for s in samples]).astype(np.float32))
@@ -41,7 +47,8 @@ def dense_metrics(uv_pred, fg_pred, depth_pred, uv_true, depth_true, valid) -> d
 
 
 class DenseRegTask:
-    val_key = "uv_mae"
+    """DenseReg (quantized or plain) or, with variant "segment", the part-segmentation baseline
+    on the same backbone, data, augmentation and budget."""
 
     def __init__(self, data: Path, gt: Path, config: str, variant: str, batch_size: int, augment: Augment = Augment()):
         base = CONFIGS[config]
@@ -54,12 +61,20 @@ class DenseRegTask:
         self.val = build_cache(data, gt, "val", cache_dir / "densereg_val.npz")
         rng = np.random.default_rng(0)
         self.val_samples = [sample_crop(self.val, i, self.cfg.input_size, NO_AUGMENT, rng) for i in range(len(self.val.names))]
+        self.segment = variant == "segment"
+        self.val_key = "1-miou" if self.segment else "uv_mae"
+        with np.load(ASSETS / "template.npz") as z:
+            self.part_map = z["part_map"]
 
     def batch(self, rng: np.random.Generator):
         idx = rng.integers(0, len(self.train.names), self.batch_size)
-        return to_tensors([sample_crop(self.train, int(i), self.cfg.input_size, self.augment, rng) for i in idx], self.cfg.k)
+        samples = [sample_crop(self.train, int(i), self.cfg.input_size, self.augment, rng) for i in idx]
+        return to_tensors(samples, self.cfg.k, self.part_map if self.segment else None)
 
     def loss(self, batch) -> dict[str, torch.Tensor]:
+        if self.segment:
+            image, parts, valid = batch
+            return segment_loss(self.net(image), parts, valid)
         image, classes, uv, depth, valid = batch
         return densereg_loss(self.net(image), classes, uv, depth, valid)
 
@@ -74,7 +89,22 @@ class DenseRegTask:
         return tuple(np.concatenate(x) for x in zip(*outs))
 
     def evaluate(self) -> dict[str, float]:
+        if self.segment:
+            return self.evaluate_segmentation()
         uv, fg, depth = self.predict(self.val_samples)
         m = dense_metrics(uv, fg, depth, np.stack([s.uv for s in self.val_samples]), np.stack([s.depth for s in self.val_samples]),
                           np.stack([s.valid for s in self.val_samples]))
         return {"uv_mae": float(m["uv_mae"].mean()), "fg_iou": float(m["fg_iou"].mean()), "depth_mae": float(m["depth_mae"].mean())}
+
+    def evaluate_segmentation(self) -> dict[str, float]:
+        self.net.eval()
+        inter, union = np.zeros(len(PART_NAMES) - 1), np.zeros(len(PART_NAMES) - 1)
+        with torch.no_grad():
+            for s in self.val_samples:
+                pred = self.net(torch.from_numpy(to_network_input(s.image))).seg_logits.argmax(1)[0].numpy()
+                for j, (i, u) in enumerate(part_iou(pred, lookup_parts(s.uv, self.part_map), s.valid).values()):
+                    inter[j] += i
+                    union[j] += u
+        self.net.train()
+        miou = float(np.mean(inter / np.maximum(union, 1)))
+        return {"miou": miou, "1-miou": 1.0 - miou}

@@ -1,6 +1,7 @@
-"""Validation of the dense maps (paper Fig. 6): ``python -m training.evaluate densereg``.
+"""Validation on the 300-W val split: dense maps (paper Fig. 6) and part segmentation (Table 1).
 
     python -m training.evaluate densereg [--model NAME=PATH.onnx ...] [--out docs/results]
+    python -m training.evaluate parts [--baseline runs/segbaseline-realtime] [--out docs/results]
 
 Runs each ONNX model (default: the shipped one) on the 80 validation faces, cropped at their
 landmark ROI exactly as in training validation, and reports per model: mean absolute UV error
@@ -62,14 +63,68 @@ def evaluate_model(path: Path, samples) -> dict:
     }
 
 
+def evaluate_parts(args) -> int:
+    """Per-class IoU of DenseReg part transfer and of the directly trained segmenter, against
+    the parts transferred with the ground-truth UV (as in the paper)."""
+    import cv2
+
+    from tracker.parts import PART_NAMES, colorize_parts, lookup_parts, part_iou
+
+    samples = val_samples(args.data, args.gt)
+    with np.load(ASSETS / "template.npz") as z:
+        part_map = z["part_map"]
+    truth = [lookup_parts(s.uv, part_map) for s in samples]
+    engine = OnnxEngine(ASSETS / "densereg_realtime.onnx", threads=1)
+    preds = {"DenseReg (UV transfer)": []}
+    for s in samples:
+        o = engine.infer({"image": to_network_input(s.image)})
+        preds["DenseReg (UV transfer)"].append(lookup_parts(o["uv"][0], part_map, o["fg"][0, 0] > 0.5))
+    if args.baseline:
+        import torch
+
+        from training.model import DenseReg, NetConfig
+        from training.train import load_checkpoint
+
+        ckpt = load_checkpoint(Path(args.baseline) / "best.pt")
+        net = DenseReg(NetConfig("realtime", 128, variant="segment"))
+        net.load_state_dict(ckpt["model"])
+        net.eval()
+        with torch.no_grad():
+            preds[f"segmenter (step {ckpt.get('step')})"] = [net(torch.from_numpy(to_network_input(s.image))).seg_logits.argmax(1)[0].numpy() for s in samples]
+    table = {}
+    for name, labels in preds.items():
+        acc = np.zeros((len(PART_NAMES) - 1, 2))
+        for p, t, s in zip(labels, truth, samples):
+            acc += np.array(list(part_iou(p, t, s.valid).values()))
+        table[name] = {cls: float(i / max(u, 1)) for cls, (i, u) in zip(PART_NAMES[1:], acc)}
+        table[name]["mean"] = float(np.mean(list(table[name].values())))
+    cols = list(PART_NAMES[1:]) + ["mean"]
+    lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {n} | " + " | ".join(f"{100 * r[c]:.1f}" for c in cols) + " |" for n, r in table.items()]
+    md = "\n".join(lines)
+    print(md)
+    atomic_write_json(args.out / "parts_val.json", {"faces": len(samples), "iou": table})
+    atomic_write_text(args.out / "parts_val.md", f"Part segmentation IoU (%) on the 300-W validation split ({len(samples)} faces); ground truth = parts "
+                      f"transferred with the ground-truth UV. `python -m training.evaluate parts{' --baseline ' + str(args.baseline) if args.baseline else ''}`\n\n{md}\n")
+    rows = []
+    for i in range(0, min(len(samples), 24), 6):
+        tiles = [samples[i].image, colorize_parts(truth[i])] + [colorize_parts(p[i]) for p in preds.values()]
+        rows.append(np.hstack(tiles))
+    atomic_write_image(args.out / "parts_val.png", np.vstack(rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["densereg"])
+    ap.add_argument("what", choices=["densereg", "parts"])
+    ap.add_argument("--baseline", type=Path, help="parts: run folder of the segmentation baseline (best.pt)")
     ap.add_argument("--model", action="append", default=[], help="NAME=PATH.onnx (repeatable); default: the shipped model")
     ap.add_argument("--data", type=Path, default=DEFAULT_300W)
     ap.add_argument("--gt", type=Path, default=REPO / "data" / "gt")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results")
     args = ap.parse_args(argv)
+    if args.what == "parts":
+        return evaluate_parts(args)
     models = dict(m.split("=", 1) for m in args.model) or {"quantized (shipped)": str(ASSETS / "densereg_realtime.onnx")}
     samples = val_samples(args.data, args.gt)
     results = {name: evaluate_model(Path(path), samples) for name, path in models.items()}

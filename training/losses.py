@@ -43,3 +43,11 @@ def densereg_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, depth
     terms["depth"] = DEPTH_WEIGHT * _masked_smooth_l1(raw.depth[:, 0], depth, facef)
     terms["total"] = terms["ce"] + terms["residual"] + terms["depth"]
     return terms
+
+
+def segment_loss(raw: RawOutput, parts: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The directly trained segmenter (paper Table 1 baseline): cross-entropy over background
+    + 8 parts, ignore pixels excluded."""
+    target = torch.where(valid, parts, torch.full_like(parts, -100))
+    ce = F.cross_entropy(raw.seg_logits, target, ignore_index=-100)
+    return {"ce": ce, "total": ce}

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tracker.crop import NETWORK_INPUT
+from tracker.parts import PART_NAMES
 from tracker.uvcodec import K_DEFAULT
 
 
@@ -22,8 +23,10 @@ class NetConfig:
     name: str
     input_size: int
     k: int = K_DEFAULT
-    variant: str = "quantized"  # or "plain"
+    variant: str = "quantized"  # or "plain", or "segment" (the directly trained part segmenter)
 
+
+N_PART_LABELS = len(PART_NAMES)  # background + the 8 parts
 
 CONFIGS = {
     "realtime": NetConfig("realtime", NETWORK_INPUT),
@@ -32,8 +35,9 @@ CONFIGS = {
 
 
 def out_channels(cfg: NetConfig) -> int:
-    """quantized: 2(K+1) class logits + 2K residuals + depth; plain: 2 fg logits + 2 u + depth."""
-    return 2 * (cfg.k + 1) + 2 * cfg.k + 1 if cfg.variant == "quantized" else 2 + 2 + 1
+    """quantized: 2(K+1) class logits + 2K residuals + depth; plain: 2 fg logits + 2 u + depth;
+    segment: background + 8 part logits."""
+    return {"quantized": 2 * (cfg.k + 1) + 2 * cfg.k + 1, "plain": 2 + 2 + 1, "segment": N_PART_LABELS}[cfg.variant]
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, dilation: int = 1, act: bool = True) -> nn.Sequential:
@@ -143,6 +147,7 @@ class RawOutput:
     residual: torch.Tensor | None = None
     fg_logits: torch.Tensor | None = None
     u: torch.Tensor | None = None
+    seg_logits: torch.Tensor | None = None  # segment: (N,9,S,S)
 
 
 class DenseReg(nn.Module):
@@ -155,6 +160,8 @@ class DenseReg(nn.Module):
         y = F.interpolate(self.backbone(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
         n, _, h, w = y.shape
         k = self.cfg.k
+        if self.cfg.variant == "segment":
+            return RawOutput(depth=y[:, :0], seg_logits=y)
         if self.cfg.variant == "quantized":
             logits = y[:, : 2 * (k + 1)].reshape(n, 2, k + 1, h, w)
             residual = y[:, 2 * (k + 1) : 2 * (k + 1) + 2 * k].reshape(n, 2, k, h, w)

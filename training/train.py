@@ -158,6 +158,13 @@ def _densereg(args) -> tuple[Task, Schedule, dict]:
     return t, Schedule(args.steps or steps, t.batch_size, args.lr or lr), {"config": args.config, "variant": args.variant}
 
 
+@task("segbaseline")
+def _segbaseline(args) -> tuple[Task, Schedule, dict]:
+    """The directly trained part segmenter: same backbone, data, augmentation and budget."""
+    args.variant = "segment"
+    return _densereg(args)
+
+
 @task("mdm")
 def _mdm(args) -> tuple[Task, Schedule, dict]:
     from training.mdm import MDMTask
@@ -182,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    out = args.out or REPO / "runs" / (f"{args.task}-{args.config}-{args.variant}" if args.task == "densereg" else args.task)
+    default = {"densereg": f"densereg-{args.config}-{args.variant}", "segbaseline": f"segbaseline-{args.config}"}.get(args.task, args.task)
+    out = args.out or REPO / "runs" / default
     t, sched, options = TASKS[args.task](args)
     metrics = run(t, sched, out, args.max_minutes, args.resume, options=options)
     print(json.dumps(metrics))
