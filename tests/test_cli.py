@@ -43,6 +43,7 @@ def image_folder(tmp_path_factory, demo_truth):
     cv2.imwrite(str(d / "deep.png"), img.astype(np.uint16) * 257)
     cv2.imwrite(str(d / "noface.png"), np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8))
     cv2.imwrite(str(d / "tiny.png"), np.zeros((1, 1, 3), np.uint8))
+    cv2.imwrite(str(d / "huge.png"), np.zeros((10000, 10000), np.uint8))  # 100 MP, compresses to ~100 KB
     (d / "text.jpg").write_text("this is not a jpeg")
     (d / "empty.jpg").write_bytes(b"")
     (d / "truncated.jpg").write_bytes((d / "astro.jpg").read_bytes()[:300])
@@ -62,7 +63,7 @@ def test_images_bad_input_resume_and_outputs(image_folder, tmp_path, capsys):
     assert rc == 1  # some inputs were unreadable
     for bad in ("text.jpg", "empty.jpg", "truncated.jpg", "tiny.png"):
         assert f"skipped: {image_folder / bad}" in captured.err
-    assert "no face:" in captured.err and "noface.png" in captured.err
+    assert "no face:" in captured.err and "noface.png" in captured.err and "huge.png" in captured.err
     assert "4 unreadable" in captured.out
     for stem in ("astro", "gray", "alpha", "deep"):
         info = json.loads((out / f"{stem}.json").read_text())
@@ -83,7 +84,7 @@ def test_images_bad_input_resume_and_outputs(image_folder, tmp_path, capsys):
     mtime = (out / "astro.json").stat().st_mtime_ns
     main(["images", "--input", str(image_folder), "--out", str(out)])
     assert (out / "astro.json").stat().st_mtime_ns == mtime
-    assert "5 already done" in capsys.readouterr().out
+    assert "6 already done" in capsys.readouterr().out
 
 
 def test_images_on_empty_or_missing_folder(tmp_path, capsys):
