@@ -112,6 +112,13 @@ def test_eval_scores_every_stage_and_counts_missing_as_failure(image_folder, tmp
     assert m["dlib"]["missing"] == 1 and m["dlib"]["fr08"] >= 0.5
     assert m["dlib"]["errors"][0] < 0.02  # dlib against its own points on the original (the test image is re-encoded)
     assert cv2.imread(str(tmp_path / "ced.png")) is not None
+    # Corrupt prediction files are reported and count as failures; the evaluation goes on.
+    (out / "astro.json").write_text("{not json")
+    (out / "dlib" / "astro.pts").write_text("1 2\n")
+    assert main(["eval", "--pred", str(out), "--gt", str(gt), "--json", str(tmp_path / "m2.json")]) == 0
+    err = capsys.readouterr().err
+    assert "astro.json: unreadable prediction" in err and "astro.pts: unreadable prediction" in err
+    assert json.loads((tmp_path / "m2.json").read_text())["methods"]["dlib"]["missing"] == 2
 
 
 @pytest.fixture(scope="module")

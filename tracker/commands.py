@@ -145,25 +145,28 @@ def _write_dlib(image: np.ndarray, path: Path) -> None:
 
 
 def load_prediction(pred_dir: Path, stem: str, stage: str) -> np.ndarray | None:
-    """(68,2) predicted points of the most confident face, or None when there is none."""
-    js = pred_dir / f"{stem}.json"
-    if js.exists():
-        import json
+    """(68,2) predicted points of the most confident face, or None when there is none (or the
+    prediction file is unreadable, which is reported)."""
+    import json
 
-        faces = json.loads(js.read_text()).get("faces", [])
-        if not faces:
-            return None
-        stages = faces[0]["stages"]
-        name = stage if stage != "final" else [s for s in ("densereg", "pca", "mdm") if s in stages][-1]
-        if name not in stages:
-            return None
-        return np.array([[np.nan if v is None else v for v in p] for p in stages[name]["points"]], np.float64)
-    pts = pred_dir / f"{stem}.pts"
-    if stage == "final" and pts.exists():
-        try:
+    js, pts = pred_dir / f"{stem}.json", pred_dir / f"{stem}.pts"
+    try:
+        if js.exists():
+            faces = json.loads(js.read_text()).get("faces", [])
+            if not faces:
+                return None
+            stages = faces[0]["stages"]
+            name = stage if stage != "final" else [s for s in ("densereg", "pca", "mdm") if s in stages][-1]
+            if name not in stages:
+                return None
+            points = np.array([[np.nan if v is None else v for v in p] for p in stages[name]["points"]], np.float64)
+            if points.shape != (68, 2):
+                raise ValueError(f"{len(points)} points")
+            return points
+        if stage == "final" and pts.exists():
             return read_pts(pts, expected=68)
-        except PtsError as exc:
-            print(f"skipped: {exc}", file=sys.stderr)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:  # PtsError and JSON errors are ValueErrors
+        print(f"skipped: {js if js.exists() else pts}: unreadable prediction ({exc})", file=sys.stderr)
     return None
 
 
