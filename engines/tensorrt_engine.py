@@ -100,8 +100,7 @@ class TensorRTEngine(Engine):
             raise EngineError(f"TensorRT cannot parse the ONNX model: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 30)
-        if builder.platform_has_fast_fp16:
-            config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(trt.BuilderFlag.FP16)  # layers without an FP16 kernel stay FP32
         profile = builder.create_optimization_profile()
         for i in range(network.num_inputs):
             inp = network.get_input(i)
@@ -122,7 +121,8 @@ class TensorRTEngine(Engine):
         """Page-locked host array + device allocation, reused while the shape is unchanged."""
         cur = self._buffers.get(name)
         if cur is None or cur[0].shape != shape:
-            host = self._cuda.pagelocked_empty(shape, np.float32)
+            dtype = self._trt.nptype(self.engine.get_tensor_dtype(name))
+            host = self._cuda.pagelocked_empty(shape, dtype)
             cur = (host, self._cuda.mem_alloc(host.nbytes))
             self._buffers[name] = cur
         return cur
@@ -138,7 +138,7 @@ class TensorRTEngine(Engine):
             for name, arr in arrays.items():
                 self.context.set_input_shape(name, arr.shape)
                 host, dev = self._buffer(name, arr.shape)
-                host[...] = arr
+                host[...] = arr  # converts if the engine wants another input type
                 cuda.memcpy_htod_async(dev, host, self.stream)
                 self.context.set_tensor_address(name, int(dev))
             outs = {}
