@@ -124,7 +124,7 @@ def run_images(args) -> int:
             counts["no_face"] += 1
             print(f"no face: {image_path} (dlib HOG found none; {stem}.json lists no faces, no .pts written)", file=sys.stderr)
         if args.baseline == "dlib":
-            _write_dlib(image, safe_output_path(args.out, f"dlib/{stem}.pts"))
+            _write_dlib(image, safe_output_path(args.out, f"dlib/{stem}"))
         atomic_write_json(json_path, frame_to_json(result, str(image_path), image.shape))
         counts["done"] += 1
     print(
@@ -135,34 +135,47 @@ def run_images(args) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _write_dlib(image: np.ndarray, path: Path) -> None:
+def _write_dlib(image: np.ndarray, stem_path: Path) -> None:
+    """dlib's HOG + 68-point predictor on every detected face: <stem>.json (same schema as
+    ours, stage 'dlib') and <stem>.pts for the most confident face."""
     from tracker.detector import detect_faces, dlib_landmarks
 
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    dets = detect_faces(gray)
-    if dets:
-        write_pts(path, dlib_landmarks(gray, dets[0]))
+    faces = []
+    for d in detect_faces(gray):
+        pts = dlib_landmarks(gray, d)
+        faces.append({"score": round(d.score, 4), "box": [d.x0, d.y0, d.x1, d.y1],
+                      "stages": {"dlib": {"points": np.round(pts, 3).tolist(), "confidence": [1.0] * 68}}})
+    if faces:
+        write_pts(stem_path.with_name(stem_path.name + ".pts"), np.array(faces[0]["stages"]["dlib"]["points"]))
+    atomic_write_json(stem_path.with_name(stem_path.name + ".json"), {"faces": faces})
 
 
-def load_prediction(pred_dir: Path, stem: str, stage: str) -> np.ndarray | None:
-    """(68,2) predicted points of the most confident face, or None when there is none (or the
-    prediction file is unreadable, which is reported)."""
+def load_prediction(pred_dir: Path, stem: str, stage: str, truth: np.ndarray | None = None) -> np.ndarray | None:
+    """(68,2) predicted points, or None when there is none (or the prediction file is
+    unreadable, which is reported).  With several faces in the picture, the face scored is the
+    one nearest the ground truth (its centroid), as usual on 300-W: a correct detection of
+    another person in the photo is not an error of the landmark stage."""
     import json
 
     js, pts = pred_dir / f"{stem}.json", pred_dir / f"{stem}.pts"
     try:
         if js.exists():
-            faces = json.loads(js.read_text()).get("faces", [])
-            if not faces:
+            candidates = []
+            for face in json.loads(js.read_text()).get("faces", []):
+                stages = face["stages"]
+                name = stage if stage != "final" else list(stages)[-1]
+                if name in stages:
+                    points = np.array([[np.nan if v is None else v for v in p] for p in stages[name]["points"]], np.float64)
+                    if points.shape != (68, 2):
+                        raise ValueError(f"{len(points)} points")
+                    candidates.append(points)
+            if not candidates:
                 return None
-            stages = faces[0]["stages"]
-            name = stage if stage != "final" else [s for s in ("densereg", "pca", "mdm") if s in stages][-1]
-            if name not in stages:
-                return None
-            points = np.array([[np.nan if v is None else v for v in p] for p in stages[name]["points"]], np.float64)
-            if points.shape != (68, 2):
-                raise ValueError(f"{len(points)} points")
-            return points
+            if truth is None or len(candidates) == 1:
+                return candidates[0]
+            centre = truth.mean(axis=0)
+            return min(candidates, key=lambda p: np.linalg.norm(np.nanmean(p, axis=0) - centre))
         if stage == "final" and pts.exists():
             return read_pts(pts, expected=68)
     except (ValueError, KeyError, TypeError, IndexError) as exc:  # PtsError and JSON errors are ValueErrors
@@ -171,7 +184,11 @@ def load_prediction(pred_dir: Path, stem: str, stage: str) -> np.ndarray | None:
 
 
 def evaluate_folder(pred_dir: Path, gt: dict[str, Path], stage: str) -> dict:
-    return score_faces((load_prediction(pred_dir, stem, stage), read_pts(path, expected=68)) for stem, path in gt.items())
+    pairs = []
+    for stem, path in gt.items():
+        truth = read_pts(path, expected=68)
+        pairs.append((load_prediction(pred_dir, stem, stage, truth), truth))
+    return score_faces(pairs)
 
 
 def _ground_truth(args) -> dict[str, Path]:
@@ -201,13 +218,14 @@ def run_eval(args) -> int:
     if (args.pred / "dlib").is_dir():
         rows["dlib"] = evaluate_folder(args.pred / "dlib", gt, "final")
     rows = {k: v for k, v in rows.items() if v["missing"] < v["faces"]} or rows
-    header = f"{'method':<10} {'faces':>5} {'missing':>7} {'NME68':>7} {'AUC@.08':>8} {'FR@.08':>7} {'NME49':>7} {'AUC49':>7} {'FR49':>6}"
+    header = f"{'method':<10} {'faces':>5} {'missing':>7} {'NME68':>7} {'median':>7} {'AUC@.08':>8} {'FR@.08':>7} {'NME49':>7} {'AUC49':>7} {'FR49':>6}"
     print(header)
     print("-" * len(header))
     for name, r in rows.items():
-        print(f"{name:<10} {r['faces']:>5} {r['missing']:>7} {r['nme_mean']:>7.4f} {r['auc08']:>8.4f} {r['fr08']:>7.3f} "
+        print(f"{name:<10} {r['faces']:>5} {r['missing']:>7} {r['nme_mean']:>7.4f} {r['nme_median']:>7.4f} {r['auc08']:>8.4f} {r['fr08']:>7.3f} "
               f"{r['nme49_mean']:>7.4f} {r['auc08_49']:>7.4f} {r['fr08_49']:>6.3f}")
-    print("NME: mean over faces with a prediction; AUC/FR count a missing face as a failure.")
+    print("NME: mean over faces with a prediction (median over all, missing = inf); AUC/FR count a missing face as a failure.\n"
+          "With several faces in a picture, the predicted face nearest the ground truth is scored.")
     if args.plot:
         from tracker.plots import ced_plot
 
