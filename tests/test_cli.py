@@ -114,10 +114,10 @@ def test_eval_scores_every_stage_and_counts_missing_as_failure(image_folder, tmp
     assert cv2.imread(str(tmp_path / "ced.png")) is not None
     # Corrupt prediction files are reported and count as failures; the evaluation goes on.
     (out / "astro.json").write_text("{not json")
-    (out / "dlib" / "astro.pts").write_text("1 2\n")
+    (out / "dlib" / "astro.json").write_text("[1, 2]")
     assert main(["eval", "--pred", str(out), "--gt", str(gt), "--json", str(tmp_path / "m2.json")]) == 0
     err = capsys.readouterr().err
-    assert "astro.json: unreadable prediction" in err and "astro.pts: unreadable prediction" in err
+    assert f"{out / 'astro.json'}: unreadable prediction" in err and f"{out / 'dlib' / 'astro.json'}: unreadable prediction" in err
     assert json.loads((tmp_path / "m2.json").read_text())["methods"]["dlib"]["missing"] == 2
 
 

@@ -178,7 +178,7 @@ def load_prediction(pred_dir: Path, stem: str, stage: str, truth: np.ndarray | N
             return min(candidates, key=lambda p: np.linalg.norm(np.nanmean(p, axis=0) - centre))
         if stage == "final" and pts.exists():
             return read_pts(pts, expected=68)
-    except (ValueError, KeyError, TypeError, IndexError) as exc:  # PtsError and JSON errors are ValueErrors
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:  # PtsError, JSON errors: ValueError
         print(f"skipped: {js if js.exists() else pts}: unreadable prediction ({exc})", file=sys.stderr)
     return None
 
