@@ -66,7 +66,7 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool, seed: int = 0,
-        options: dict | None = None) -> dict[str, float]:
+        options: dict | None = None, init_from: Path | None = None) -> dict[str, float]:
     """Train until `sched.steps` or `max_minutes`; returns the last validation metrics."""
     from tqdm import tqdm
 
@@ -76,6 +76,9 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
     opt = torch.optim.AdamW(task.net.parameters(), lr=sched.lr, weight_decay=sched.weight_decay)
     step, best = 0, float("inf")
     last = out / "last.pt"
+    if init_from is not None and not (resume and last.exists()):
+        # Weights only: a new run (new data or recipe) starting from a trained network.
+        task.net.load_state_dict(load_checkpoint(init_from)["model"])
     if resume and last.exists():
         state = load_checkpoint(last)
         task.net.load_state_dict(state["model"])
@@ -186,13 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=0)
     ap.add_argument("--batch", type=int, default=0)
     ap.add_argument("--lr", type=float, default=0.0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest while anything else runs)")
+    ap.add_argument("--init-from", type=Path, help="start a new run from these weights (a checkpoint's 'model')")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     default = {"densereg": f"densereg-{args.config}-{args.variant}", "segbaseline": f"segbaseline-{args.config}"}.get(args.task, args.task)
     out = args.out or REPO / "runs" / default
     t, sched, options = TASKS[args.task](args)
-    metrics = run(t, sched, out, args.max_minutes, args.resume, options=options)
+    metrics = run(t, sched, out, args.max_minutes, args.resume, options=options, init_from=args.init_from)
     print(json.dumps(metrics))
     return 0
 
