@@ -73,8 +73,8 @@ ABOUT = {
         title="MDM-style landmark refiner",
         what="4 recurrent steps of patch features (16x16 around each of the 68 points) -> GRU -> shape update, in a canonical 128x128 crop (`tracker/refiner.py`)",
         data_extra="",
-        recipe="initial shapes drawn around the truth (PCA-coefficient, similarity and per-point noise, `training/mdm.py: Perturbation`), loss = outer-eye-corner-normalised error summed over steps; AdamW lr 1e-3, batch 16, flips and photometric noise",
-        train_cmd="python -m training.train mdm --steps 30000 --resume",
+        recipe="initial shapes drawn around the truth (PCA-coefficient, similarity and per-point noise, `training/mdm.py: Perturbation`, matched to the errors of DenseReg+PCA), loss = outer-eye-corner-normalised error summed over steps; AdamW lr 1e-3, batch 16, flips and photometric noise",
+        train_cmd="python -m training.train mdm --steps 30000 --out runs/mdm --resume` (shape noise 0.5 sd, ~7k steps), then `python -m training.train mdm --steps 24000 --out runs/mdm-v2 --init-from runs/mdm/last.pt --resume` (perturbations matched to measured DenseReg+PCA errors)",
     ),
 }
 
