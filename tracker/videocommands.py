@@ -148,6 +148,18 @@ def track_300vw_video(job: tuple[str, str, str, str, int, bool, bool, str]) -> t
         return name, f"skipped: {exc}"
 
 
+def _die_with_parent() -> None:
+    """Worker initializer: if the batch process is killed (even with SIGKILL), its workers die
+    too, so no orphan keeps writing into the output folder while a resumed run starts."""
+    try:
+        import ctypes
+        import signal as _signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(_signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: best effort
+
+
 def run_batch300vw(args) -> int:
     from tqdm import tqdm
 
@@ -161,10 +173,18 @@ def run_batch300vw(args) -> int:
         jobs.append((name, str(video), str(args.root / name / "annot"), str(out), max(1, args.threads // max(1, args.jobs)),
                      not args.no_refine, not args.no_smooth, args.engine))
     failed = 0
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for name, msg in tqdm(pool.map(track_300vw_video, jobs), total=len(jobs), unit="video", file=sys.stderr, disable=not sys.stderr.isatty()):
+    if args.jobs > 1:
+        pool = ProcessPoolExecutor(max_workers=args.jobs, initializer=_die_with_parent)
+        results = pool.map(track_300vw_video, jobs)
+    else:  # in-process: a killed run leaves no worker behind
+        pool, results = None, map(track_300vw_video, jobs)
+    try:
+        for name, msg in tqdm(results, total=len(jobs), unit="video", file=sys.stderr, disable=not sys.stderr.isatty()):
             print(f"{name}: {msg}")
             failed += msg.startswith("skipped")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     summary = summarise_300vw(args.out, [n for n, _ in videos])
     atomic_write_json(args.out / "summary.json", summary)
     if summary["curves"]:
