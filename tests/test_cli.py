@@ -153,9 +153,9 @@ def test_video_outputs_and_truncated_stream(synth_root, tmp_path, capsys):
     assert main(["video", str(tmp_path / "nothing.mp4"), "--out", str(tmp_path / "x.mp4")]) == 2
 
 
-def _batch(root: Path, out: Path) -> subprocess.Popen:
+def _batch(root: Path, out: Path, jobs: int = 1) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, str(REPO / "run_tracker.py"), "batch300vw", str(root), "--out", str(out), "--threads", "1"],
+    return subprocess.Popen([sys.executable, str(REPO / "run_tracker.py"), "batch300vw", str(root), "--out", str(out), "--threads", "1", "--jobs", str(jobs)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
@@ -163,7 +163,8 @@ def _tree(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix == ".pts"}
 
 
-def test_batch300vw_killed_and_resumed_equals_uninterrupted(synth_root, tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_batch300vw_killed_and_resumed_equals_uninterrupted(synth_root, tmp_path, jobs):
     ref = tmp_path / "ref"
     p = _batch(synth_root, ref)
     out, err = p.communicate(timeout=600)
@@ -171,11 +172,11 @@ def test_batch300vw_killed_and_resumed_equals_uninterrupted(synth_root, tmp_path
     assert b"003: skipped" in out
     killed = tmp_path / "killed"
     for delay in (3.0, 5.0):
-        p = _batch(synth_root, killed)
+        p = _batch(synth_root, killed, jobs)
         time.sleep(delay)
         p.send_signal(signal.SIGKILL)
         p.wait()
-    p = _batch(synth_root, killed)
+    p = _batch(synth_root, killed, jobs)
     _, err = p.communicate(timeout=600)
     a, b = _tree(killed), _tree(ref)
     assert a.keys() == b.keys(), (sorted(set(a) ^ set(b)), err.decode()[-2000:])
