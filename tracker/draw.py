@@ -46,3 +46,11 @@ def uv_colormap(image: np.ndarray, uv: np.ndarray, face: np.ndarray) -> np.ndarr
     rgb = np.stack([np.zeros_like(uv[0]), np.clip(uv[1], 0, 1), np.clip(uv[0], 0, 1)], -1) * 255
     out[face] = (0.3 * image[face] + 0.7 * rgb[face]).astype(np.uint8)
     return out
+
+
+def draw_pose_axes(image: np.ndarray, pose, origin: np.ndarray, length: float) -> None:
+    """Head axes at `origin`: x red, y green (up), z blue (towards the viewer)."""
+    for axis, color in zip(np.eye(3), ((0, 0, 255), (0, 255, 0), (255, 0, 0))):
+        d = (pose.rotation @ axis)[:2] * np.array([1.0, -1.0]) * length
+        end = origin + d
+        cv2.arrowedLine(image, tuple(int(round(v)) for v in origin), tuple(int(round(v)) for v in end), color, 2, cv2.LINE_AA, tipLength=0.15)

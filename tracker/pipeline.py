@@ -21,6 +21,7 @@ from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, 
 from tracker.densemaps import DenseMaps
 from tracker.detector import Detection, detect_faces
 from tracker.landmarks import build_lookup, extract_landmarks
+from tracker.pose import Pose, head_pose
 from tracker.refiner import reference_shape, refine
 from tracker.shape_model import fit_shape, load_shape_model
 from tracker.smoothing import OneEuro
@@ -66,7 +67,8 @@ class FaceResult:
     roi: the crop the network saw; score: detector score on detection frames, else the
     tracking quality (mean landmark confidence x foreground fraction); track_id: stable across
     frames in video mode; stages: 'densereg', 'pca' and (when enabled) 'mdm' landmarks;
-    maps: the dense maps in crop pixels with `crop_to_image` (2,3) when requested.
+    maps: the dense maps in crop pixels with `crop_to_image` (2,3) when requested;
+    pose: head pose (``pose.yaw_pitch_roll()`` in degrees) or None.
     """
 
     roi: Roi
@@ -77,6 +79,7 @@ class FaceResult:
     box: Detection | None = None
     maps: DenseMaps | None = None
     crop_to_image: np.ndarray | None = None
+    pose: Pose | None = None  # head pose from the final landmarks (scaled orthographic)
 
     @property
     def landmarks(self) -> np.ndarray:
@@ -125,6 +128,7 @@ class Tracker:
         )
         with np.load(asset("template.npz")) as z:
             self.landmark_uv = z["landmark_uv"].astype(np.float64)
+            self.landmark_3d = z["landmark_3d"].astype(np.float64)
             self.part_map = z["part_map"]
         self.lookup = build_lookup(self.landmark_uv)
         self.shape_model = load_shape_model(asset("shape_pca.npz"))
@@ -206,8 +210,10 @@ class Tracker:
             )
             if lost and det is None:
                 continue
+            final = stages["mdm" if "mdm" in stages else "pca"].points
             faces.append(
                 FaceResult(
+                    pose=head_pose(final, self.landmark_3d),
                     roi=roi,
                     score=det.score if det is not None else quality,
                     track_id=track.track_id if track is not None else -1,
@@ -239,7 +245,7 @@ class Tracker:
             stages[final_stage] = StageLandmarks(pts, f.stages[final_stage].confidence)
             tr.landmarks, tr.age = pts, tr.age + 1
             tracks.append(tr)
-            out.append(replace(f, track_id=tr.track_id, stages=stages))
+            out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.landmark_3d)))
         self._tracks = tracks
         timer.add("smooth", t)
         return out

@@ -16,6 +16,7 @@ From the Surrey Face Model (``shared/template/sfm``) this writes ``tracker/asset
 * ``jaw_parallels`` (16,P): candidate vertices for landmark marching (see training.fitting).
 * ``landmark_uv`` (68,2), ``flip_permutation`` (68,), ``part_map`` (R,R) uint8 with the 8 part
   classes of ``tracker.parts`` rasterised in UV space (row 0 = u_v 1, column 0 = u_h 0).
+* ``landmark_3d`` (68,3): the mean shape's landmarks in 3D, for head pose at run time.
 
 Everything is deterministic; rerunning the command reproduces the committed files.
 """
@@ -188,6 +189,7 @@ class TemplateAssets:
     definition: LandmarkDefinition
     landmark_uv: np.ndarray
     part_map: np.ndarray
+    landmark_3d: np.ndarray  # (68,3) mean-shape landmark positions (mm), for head pose
 
 
 def build(sfm_dir: Path, data_300w: Path, max_faces: int = 600) -> TemplateAssets:
@@ -208,7 +210,8 @@ def build(sfm_dir: Path, data_300w: Path, max_faces: int = 600) -> TemplateAsset
     vertex_uv = cylindrical_uv(model.mean)
     # Rounded to the stored float32 so that the committed part map can be rebuilt bit-exactly.
     landmark_uv = (vertex_uv[idx] * w[..., None]).sum(1).astype(np.float32).astype(np.float64)
-    return TemplateAssets(vertex_uv, mirror_vertices(model.mean), definition, landmark_uv, rasterise_parts(landmark_uv))
+    landmark_3d = (model.mean[idx] * w[..., None]).sum(1)
+    return TemplateAssets(vertex_uv, mirror_vertices(model.mean), definition, landmark_uv, rasterise_parts(landmark_uv), landmark_3d)
 
 
 def save(assets: TemplateAssets, path: Path = ASSET) -> None:
@@ -224,6 +227,7 @@ def save(assets: TemplateAssets, path: Path = ASSET) -> None:
         landmark_uv=assets.landmark_uv.astype(np.float32),
         flip_permutation=FLIP_PERMUTATION.astype(np.int32),
         part_map=assets.part_map,
+        landmark_3d=assets.landmark_3d.astype(np.float32),
     )
 
 
@@ -269,6 +273,7 @@ on near-frontal faces of the 300-W training split (`splits/train.txt`, first {ma
 | landmark_uv | (68,2) | template UV of each landmark |
 | flip_permutation | (68,) | iBUG point order after a horizontal flip |
 | part_map | ({res},{res}) uint8 | 8 part classes in UV space (values in `tracker/parts.py`) |
+| landmark_3d | (68,3) | mean-shape 3D landmark positions (mm; y up, z to the viewer), for head pose |
 
 SHA-256 of template.npz: `{sha}`
 
