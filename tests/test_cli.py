@@ -188,3 +188,19 @@ def test_batch300vw_killed_and_resumed_equals_uninterrupted(synth_root, tmp_path
     summary = json.loads((killed / "summary.json").read_text())
     assert set(summary["videos"]) == {"001", "002"} and summary["frames"] > 0
     assert not list(killed.rglob("*.tmp")) and not list(killed.rglob(".*partial*"))
+
+
+def test_video_mode_tracks_with_one_detection_and_stable_ids(demo_truth):
+    img, _ = demo_truth
+    tracker = Tracker(TrackerConfig(mode="video", threads=1, detect_every=100))
+    results = [tracker.track(img) for _ in range(4)]
+    assert all(len(r.faces) == 1 for r in results)
+    assert "detect" in results[0].timings and all("detect" not in r.timings for r in results[1:])
+    assert len({r.faces[0].track_id for r in results}) == 1
+    # Static input: the smoothed landmarks barely move from frame to frame.
+    a, b = results[-2].faces[0].landmarks, results[-1].faces[0].landmarks
+    iod = np.linalg.norm(a[36] - a[45])
+    assert np.linalg.norm(a - b, axis=1).mean() / iod < 0.02
+    # The face disappears: the track is dropped, and found again when it comes back.
+    assert tracker.track(np.zeros_like(img)).faces == []
+    assert len(tracker.track(img).faces) == 1

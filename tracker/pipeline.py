@@ -163,7 +163,7 @@ class Tracker:
             detections = [d for d in detections if not any(_inside(d, roi) for _, roi in tracked)]
         items = [(tr, roi, None) for tr, roi in tracked] + [(None, roi_from_box(d.x0, d.y0, d.x1, d.y1), d) for d in detections]
         items = items[: self.config.max_faces]
-        faces = self._process(image, gray, items, timer) if items else []
+        faces = _drop_duplicates(self._process(image, gray, items, timer)) if items else []
         if video:
             faces = self._update_tracks(faces, timer)
         else:
@@ -253,6 +253,16 @@ class Tracker:
     def _make_filter(self) -> OneEuro | None:
         c = self.config
         return OneEuro(c.smooth_min_cutoff, c.smooth_beta) if c.smooth else None
+
+
+def _drop_duplicates(faces: list[FaceResult]) -> list[FaceResult]:
+    """Two tracks (or a track and a detection) that converged on the same face: keep the
+    established track, else the better score."""
+    kept: list[FaceResult] = []
+    for f in sorted(faces, key=lambda f: (f.track_id < 0, -f.score)):
+        if all(np.hypot(f.roi.cx - k.roi.cx, f.roi.cy - k.roi.cy) > 0.3 * max(f.roi.size, k.roi.size) for k in kept):
+            kept.append(f)
+    return kept
 
 
 def _inside(det: Detection, roi: Roi) -> bool:
