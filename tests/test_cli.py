@@ -204,3 +204,35 @@ def test_video_mode_tracks_with_one_detection_and_stable_ids(demo_truth):
     # The face disappears: the track is dropped, and found again when it comes back.
     assert tracker.track(np.zeros_like(img)).faces == []
     assert len(tracker.track(img).faces) == 1
+
+
+def test_images_killed_and_resumed_equals_uninterrupted(image_folder, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(8):
+        (src / f"a{i}.jpg").write_bytes((image_folder / "astro.jpg").read_bytes())
+    (src / "bad.jpg").write_text("not an image")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    def run(out):
+        return subprocess.Popen([sys.executable, str(REPO / "run_tracker.py"), "images", "--input", str(src), "--out", str(out), "--threads", "1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+    ref = tmp_path / "ref"
+    assert run(ref).wait(timeout=600) == 1
+    killed = tmp_path / "killed"
+    for delay in (2.5, 3.5, 4.5):
+        p = run(killed)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    assert run(killed).wait(timeout=600) == 1
+
+    def outputs(folder):
+        res = {}
+        for f in sorted(folder.iterdir()):
+            data = json.loads(f.read_text())["faces"] if f.suffix == ".json" else f.read_bytes()
+            res[f.name] = data
+        return res
+
+    assert outputs(killed) == outputs(ref)  # every file once, same content, nothing half-written
