@@ -132,8 +132,12 @@ def synth_root(tmp_path_factory, image_folder):
     from tracker.synth300vw import main as synth
 
     assert synth(["--images", str(src), "--out", str(root), "--frames", "24", "--static", "6", "--size", "320x240"]) == 0
-    (root / "003").mkdir()  # a folder with a broken video and malformed annotations
+    (root / "003").mkdir()  # a folder with a broken video
     (root / "003" / "vid.avi").write_bytes(b"not a video")
+    annot = root / "002" / "annot"  # malformed, missing and extra annotation files
+    (annot / "000010.pts").write_text("version: 1\nn_points: 68\n{\n1 2\n}\n")
+    (annot / "000011.pts").unlink()
+    (annot / "000999.pts").write_bytes((annot / "000012.pts").read_bytes())
     return root
 
 
@@ -185,6 +189,9 @@ def test_batch300vw_killed_and_resumed_equals_uninterrupted(synth_root, tmp_path
         a = json.loads((ref / name / "result.json").read_text())
         b = json.loads((killed / name / "result.json").read_text())
         assert a["errors"] == b["errors"]
+    r2 = json.loads((ref / "002" / "result.json").read_text())
+    assert len(r2["malformed_annotations"]) == 1 and "000010.pts" in r2["malformed_annotations"][0]
+    assert r2["errors"][-1] is None  # the extra annotation has no frame: a failure, not a crash
     summary = json.loads((killed / "summary.json").read_text())
     assert set(summary["videos"]) == {"001", "002"} and summary["frames"] > 0
     assert not list(killed.rglob("*.tmp")) and not list(killed.rglob(".*partial*"))
