@@ -17,6 +17,17 @@ from tracker.assets import AssetError
 EXIT_OK, EXIT_ITEMS_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+class UsageError(Exception):
+    """Bad command line; ``main`` prints it as one line and returns EXIT_USAGE."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse's own error() prints the whole usage block and calls sys.exit(2) from inside
+    # parse_args; raising instead lets main() print one line and *return* the exit code.
+    def error(self, message: str) -> None:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
 def _engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="auto", choices=["auto", "onnx", "torch", "tensorrt"], help="inference backend (auto: TensorRT if usable, else ONNX Runtime on the CPU)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the network (default 2)")
@@ -148,20 +159,27 @@ REGISTRY = [register_demo, register_images, register_eval, register_video, regis
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="run_tracker", description="DenseReg face tracker: dense face correspondence, 68 landmarks, tracking.")
+    ap = _Parser(prog="run_tracker", description="DenseReg face tracker: dense face correspondence, 68 landmarks, tracking.")
     ap.add_argument("-v", "--verbose", action="store_true", help="log debug information")
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")  # sub-parsers inherit _Parser
     for register in REGISTRY:
         register(sub)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; returns the process exit code (0 ok, 1 some inputs failed, 2 usage)."""
     ap = build_parser()
-    args = ap.parse_args(argv)
+    try:
+        args = ap.parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help: argparse printed it and exits 0
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     if not getattr(args, "func", None):
-        ap.print_help()
+        print(f"error: no command given; one of: {', '.join(r.__name__.removeprefix('register_') for r in REGISTRY)} (see --help)", file=sys.stderr)
         return EXIT_USAGE
     try:
         return args.func(args)

@@ -68,8 +68,12 @@ def atomic_save_npz(path: Path, compressed: bool = True, **arrays) -> None:
 
 
 def atomic_write_image(path: Path, image: np.ndarray) -> None:
+    """Encode by the file extension (PNG when none), then write atomically."""
     ext = Path(path).suffix.lower() or ".png"
-    ok, enc = cv2.imencode(ext, image)
+    try:
+        ok, enc = cv2.imencode(ext, image)
+    except cv2.error:  # unknown extension or unsupported channels/depth: a ValueError like the rest
+        ok = False
     if not ok:
         raise ValueError(f"{path}: cannot encode image as {ext}")
     atomic_write_bytes(path, enc.tobytes())
@@ -90,6 +94,17 @@ def safe_output_path(out_dir: Path, relative: str | os.PathLike) -> Path:
     return Path(out_dir) / Path(*parts)
 
 
+def _jpeg_cut_short(data: np.ndarray) -> bool:
+    """True for a JPEG whose last scan is not followed by an end-of-image marker.
+
+    Some OpenCV/libjpeg builds decode a cut JPEG into a half-grey picture with only a warning.
+    Start-of-scan (FF DA) and end-of-image (FF D9) cannot occur inside entropy-coded data (FF is
+    byte-stuffed there), so in a complete file the last EOI comes after the last SOS.
+    """
+    b = data.tobytes()
+    return b[:2] == b"\xff\xd8" and b.rfind(b"\xff\xd9") < b.rfind(b"\xff\xda")
+
+
 def read_image(path: Path) -> np.ndarray:
     """Any image file -> BGR uint8 (H,W,3).
 
@@ -106,7 +121,7 @@ def read_image(path: Path) -> np.ndarray:
     if data.size == 0:
         raise ImageReadError(f"{path}: empty file")
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is None:
+    if img is None or _jpeg_cut_short(data):
         raise ImageReadError(f"{path}: not a decodable image (corrupt, truncated or not an image)")
     if img.dtype == np.uint16:
         img = (img / 257.0).round().astype(np.uint8)

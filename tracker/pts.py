@@ -25,6 +25,8 @@ def read_pts(path: Path, expected: int | None = None) -> np.ndarray:
         raise PtsError(f"{path}: file not found") from None
     except OSError as exc:
         raise PtsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not text.strip():
+        raise PtsError(f"{path}: empty file (no points)")
     declared = None
     rows = []
     for raw in text.splitlines():
@@ -58,6 +60,10 @@ def read_pts(path: Path, expected: int | None = None) -> np.ndarray:
 
 def write_pts(path: Path, points: np.ndarray) -> None:
     """Write (N,2) 0-based points as a standard iBUG .pts file (atomically)."""
-    pts = np.asarray(points, np.float64) + 1.0
+    pts = np.asarray(points, np.float64)
+    # Refuse here rather than write a file that read_pts (or Matlab tools) would reject later.
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0 or not np.isfinite(pts).all():
+        raise ValueError(f"{path}: need a non-empty (N,2) array of finite points, got shape {pts.shape}")
+    pts = pts + 1.0
     body = "".join(f"{x:.3f} {y:.3f}\n" for x, y in pts)
     atomic_write_text(path, f"version: 1\nn_points: {len(pts)}\n{{\n{body}}}\n")

@@ -1,0 +1,168 @@
+"""Atomic writers, safe output paths and defensive image reading, on files made in tmp_path."""
+from __future__ import annotations
+
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from tracker import fileio
+from tracker.fileio import (
+    ImageReadError,
+    atomic_save_npz,
+    atomic_write_bytes,
+    atomic_write_image,
+    atomic_write_json,
+    atomic_write_text,
+    list_images,
+    read_image,
+    safe_output_path,
+)
+
+RNG = np.random.default_rng(0)
+# Smooth content so lossy encodings stay close to the original.
+IMAGE = cv2.GaussianBlur(RNG.integers(0, 256, (40, 60, 3), dtype=np.uint8), (0, 0), 2)
+
+
+def test_writers_round_trip_and_leave_no_temp_file(tmp_path):
+    atomic_write_bytes(tmp_path / "a.bin", b"\x00\x01")
+    atomic_write_text(tmp_path / "sub" / "b.txt", "héllo\n")  # parent folder created
+    atomic_write_json(tmp_path / "c.json", {"arr": np.arange(3), "x": np.float32(0.5), "n": np.int64(7)})
+    atomic_save_npz(tmp_path / "d.npz", uv=np.ones((2, 3, 3), np.float32))
+    atomic_write_image(tmp_path / "e.PNG", IMAGE)  # extension case does not matter
+    assert (tmp_path / "a.bin").read_bytes() == b"\x00\x01"
+    assert (tmp_path / "sub" / "b.txt").read_text(encoding="utf-8") == "héllo\n"
+    text = (tmp_path / "c.json").read_text()
+    assert json.loads(text) == {"arr": [0, 1, 2], "x": 0.5, "n": 7} and text.startswith('{\n "arr"')  # indent 1
+    with np.load(tmp_path / "d.npz") as z:
+        assert z["uv"].shape == (2, 3, 3)
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "e.PNG")), IMAGE)
+    names = sorted(p.name for p in tmp_path.rglob("*"))
+    assert names == ["a.bin", "b.txt", "c.json", "d.npz", "e.PNG", "sub"]
+
+
+def test_written_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
+    atomic_write_text(tmp_path / "m.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_old_content_survives_a_failure_mid_write(tmp_path, monkeypatch):
+    target = tmp_path / "result.json"
+    atomic_write_json(target, {"version": "old"})
+
+    class Crash(Exception):
+        pass
+
+    real_fdopen = os.fdopen
+
+    def half_writer(fd, mode):
+        f = real_fdopen(fd, mode)
+        real_write = f.write
+
+        def write(data):  # write half of the bytes, then die like a killed process would
+            real_write(data[: len(data) // 2])
+            raise Crash("killed mid-write")
+
+        f.write = write
+        return f
+
+    monkeypatch.setattr(fileio.os, "fdopen", half_writer)
+    with pytest.raises(Crash):
+        atomic_write_json(target, {"version": "new", "payload": list(range(100))})
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"version": "old"}
+    assert list(tmp_path.iterdir()) == [target]  # the temp file was removed
+
+
+def test_unencodable_image_raises_and_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match="cannot encode"):
+        atomic_write_image(tmp_path / "x.jpg", np.zeros((4, 4, 7), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_safe_output_path_keeps_outputs_inside(tmp_path):
+    assert safe_output_path(tmp_path, "a/b.pts") == tmp_path / "a" / "b.pts"
+    assert safe_output_path(tmp_path, "x..y.pts") == tmp_path / "x..y.pts"  # dots inside a name are fine
+    bad = ["../x.pts", "a/../../x.pts", "a/../b.pts", "/etc/passwd", "C:\\x.pts", "C:x.pts", "\\\\server\\share\\x", "..\\x.pts", ""]
+    for relative in bad:
+        with pytest.raises(ValueError, match="refusing"):
+            safe_output_path(tmp_path, relative)
+
+
+def test_safe_output_path_refuses_a_symlink_that_leaves(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "link").symlink_to(tmp_path)
+    with pytest.raises(ValueError, match="leave the output folder"):
+        safe_output_path(tmp_path / "out", "link/x.pts")
+
+
+def _save(path, image):
+    ok, enc = cv2.imencode(path.suffix, image)
+    assert ok
+    path.write_bytes(enc.tobytes())
+
+
+def test_read_image_converts_every_variant_to_bgr_uint8(tmp_path):
+    _save(tmp_path / "gray.png", IMAGE[..., 0])
+    _save(tmp_path / "rgba.png", cv2.cvtColor(IMAGE, cv2.COLOR_BGR2BGRA))
+    _save(tmp_path / "deep.png", IMAGE.astype(np.uint16) * 257)
+    _save(tmp_path / "deep_gray.png", IMAGE[..., 1].astype(np.uint16) * 257)
+    _save(tmp_path / "photo.jpg", IMAGE)
+    _save(tmp_path / "bitmap.bmp", IMAGE)
+    _save(tmp_path / "visage_é_顔.png", IMAGE)  # non-ASCII path
+    for path in sorted(tmp_path.iterdir()):
+        out = read_image(path)
+        assert out.shape == (40, 60, 3) and out.dtype == np.uint8, path.name
+    np.testing.assert_array_equal(read_image(tmp_path / "gray.png"), cv2.merge([IMAGE[..., 0]] * 3))
+    np.testing.assert_array_equal(read_image(tmp_path / "rgba.png"), IMAGE)  # alpha dropped
+    np.testing.assert_array_equal(read_image(tmp_path / "deep.png"), IMAGE)  # 16-bit scaled back
+    np.testing.assert_array_equal(read_image(tmp_path / "visage_é_顔.png"), IMAGE)
+
+
+def test_read_image_paletted_png(tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[:, 4:] = (255, 0, 0)  # red on the right
+    image.fromarray(rgb).convert("P").save(tmp_path / "pal.png")
+    out = read_image(tmp_path / "pal.png")
+    assert out.shape == (8, 8, 3) and tuple(out[0, 7]) == (0, 0, 255) and tuple(out[0, 0]) == (0, 0, 0)
+
+
+def test_read_image_reasons(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("this is not a jpeg")
+    jpeg = cv2.imencode(".jpg", IMAGE)[1].tobytes()
+    (tmp_path / "header_only.jpg").write_bytes(jpeg[:60])
+    (tmp_path / "half.jpg").write_bytes(jpeg[: len(jpeg) // 2])  # cut inside the scan data
+    png = cv2.imencode(".png", IMAGE)[1].tobytes()
+    (tmp_path / "half.png").write_bytes(png[: len(png) // 2])
+    _save(tmp_path / "line.png", np.zeros((1, 50, 3), np.uint8))
+    (tmp_path / "folder.png").mkdir()
+    cases = {
+        "missing.png": "file not found",
+        "empty.jpg": "empty file",
+        "text.jpg": "not a decodable image",
+        "header_only.jpg": "not a decodable image",
+        "half.jpg": "not a decodable image",
+        "half.png": "not a decodable image",
+        "line.png": "too small",
+        "folder.png": "cannot read",
+    }
+    for name, reason in cases.items():
+        with pytest.raises(ImageReadError, match=reason) as err:
+            read_image(tmp_path / name)
+        assert "\n" not in str(err.value) and name in str(err.value)
+
+
+def test_list_images_sorted_case_insensitive_and_optionally_recursive(tmp_path):
+    for name in ("b.JPG", "a.png", "c.jpeg", "d.Bmp", "notes.txt", "e.gif", "sub/f.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "dir.png").mkdir()  # a folder named like an image is not an image
+    assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.JPG", "c.jpeg", "d.Bmp"]
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, recursive=True)] == [
+        "a.png", "b.JPG", "c.jpeg", "d.Bmp", "sub/f.png"]

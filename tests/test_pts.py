@@ -1,0 +1,79 @@
+"""iBUG .pts reading and writing: both layouts, the 1-based convention, every error case."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tracker.pts import PtsError, read_pts, write_pts
+
+HEADER = "version: 1\nn_points: {n}\n{{\n{body}}}\n"
+
+
+def _pts_file(tmp_path, text: str, name: str = "face.pts"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_header_and_headerless_give_the_same_0_based_points(tmp_path):
+    body = "1 1\n10.5 20.25\n3 4\n"
+    with_header = read_pts(_pts_file(tmp_path, HEADER.format(n=3, body=body), "h.pts"))
+    bare = read_pts(_pts_file(tmp_path, body, "b.pts"))
+    # 300-W files are 1-based (Matlab): the top-left pixel centre "1 1" is (0, 0) in memory.
+    np.testing.assert_array_equal(with_header, [[0, 0], [9.5, 19.25], [2, 3]])
+    np.testing.assert_array_equal(bare, with_header)
+    assert with_header.dtype == np.float64 and with_header.shape == (3, 2)
+
+
+def test_comments_blank_lines_and_crlf_are_tolerated(tmp_path):
+    text = "// exported by a tool\nversion: 1\r\nn_points: 2\r\n\r\n{\r\n1 2  # first\r\n\r\n3 4\r\n}\r\n"
+    np.testing.assert_array_equal(read_pts(_pts_file(tmp_path, text)), [[0, 1], [2, 3]])
+
+
+def test_write_adds_header_and_1_back_and_round_trips(tmp_path):
+    pts = np.random.default_rng(0).uniform(0, 500, (68, 2))
+    path = tmp_path / "out" / "a.pts"  # the folder is created
+    write_pts(path, pts)
+    lines = path.read_text().splitlines()
+    assert lines[:3] == ["version: 1", "n_points: 68", "{"] and lines[-1] == "}" and len(lines) == 68 + 4
+    assert lines[3] == f"{pts[0, 0] + 1:.3f} {pts[0, 1] + 1:.3f}"
+    np.testing.assert_allclose(read_pts(path, expected=68), pts, atol=5e-4)  # %.3f precision
+    assert [p.name for p in path.parent.iterdir()] == ["a.pts"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, 2)), np.zeros((68, 3)), np.zeros(136), np.full((2, 2), np.nan)])
+def test_write_refuses_arrays_that_are_not_points(tmp_path, bad):
+    with pytest.raises(ValueError):
+        write_pts(tmp_path / "x.pts", bad)
+    assert not (tmp_path / "x.pts").exists()
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("", "empty"),
+        ("\n  \n", "empty"),
+        (HEADER.format(n=0, body=""), "no points"),
+        ("1 2\nabc 4\n", "non-numeric"),
+        ("1 2 3\n", "expected 'x y'"),
+        ("1 inf\n", "expected 'x y'"),
+        ("n_points: sixty-eight\n1 2\n", "bad n_points"),
+        (HEADER.format(n=68, body="1 2\n3 4\n"), "header says 68 points, file has 2"),
+    ],
+)
+def test_errors_are_one_line_naming_file_and_reason(tmp_path, text, reason):
+    path = _pts_file(tmp_path, text, "broken.pts")
+    with pytest.raises(PtsError, match=reason) as err:
+        read_pts(path)
+    message = str(err.value)
+    assert "\n" not in message and "broken.pts" in message
+    assert isinstance(err.value, ValueError)  # callers may catch ValueError for any bad input
+
+
+def test_missing_file_and_wrong_count(tmp_path):
+    with pytest.raises(PtsError, match="missing.pts: file not found"):
+        read_pts(tmp_path / "missing.pts")
+    path = _pts_file(tmp_path, "1 2\n3 4\n")
+    with pytest.raises(PtsError, match="2 points, expected 68"):
+        read_pts(path, expected=68)
+    assert read_pts(path, expected=2).shape == (2, 2)
