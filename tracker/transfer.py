@@ -1,0 +1,250 @@
+"""Face transfer: paint a texture defined in the template's UV space onto tracked faces, and
+unwrap a photographed face into that space (DenseReg paper §4: anything defined on the
+template transfers to the image through the regressed UV).
+
+Texture convention (shared with ``tracker.parts``' part map): a texture of W x H pixels has
+``x = u_h * W`` (u_h = 0 at the left) and ``y = (1 - u_v) * H`` (the top of the head at row 0),
+pixel centres at +0.5.  A 4-channel (BGRA) texture blends by its alpha as well, so a face
+paint can leave skin visible between its strokes.
+
+Everything is numpy/OpenCV on one face's ``maps`` (``DenseMaps``, crop pixels) and
+``crop_to_image`` (2,3); the Tracker must run with ``keep_maps=True``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from tracker.densemaps import DenseMaps
+
+ColorMatch = Literal["none", "shading", "lab"]
+COLOR_MATCHES: tuple[str, ...] = ("none", "shading", "lab")
+
+
+@dataclass(frozen=True)
+class FaceRegion:
+    """A face's dense maps resampled onto an axis-aligned patch of the image.
+
+    x0, y0: the patch's top-left corner in the image; uv: (2,h,w) float32; alpha: (h,w) float32
+    blend weight in [0,1] (0 off the face, feathered at its edge)."""
+
+    x0: int
+    y0: int
+    uv: np.ndarray
+    alpha: np.ndarray
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        h, w = self.alpha.shape
+        return slice(self.y0, self.y0 + h), slice(self.x0, self.x0 + w)
+
+
+# -- pure numerics ---------------------------------------------------------------------------
+
+
+def feathered_alpha(fg: np.ndarray, threshold: float = 0.5, feather: float = 0.06) -> np.ndarray:
+    """Blend weight from a foreground probability map (S,S): 0 wherever fg <= threshold, rising
+    smoothly to 1 over about ``feather * S`` pixels inside the face edge.
+
+    The mask is eroded before blurring so the blur's fade stays inside the face; multiplying by
+    the hard mask again guarantees nothing outside the face is ever touched, however the
+    predicted edge looks."""
+    mask = (np.nan_to_num(fg) > threshold).astype(np.float32)
+    radius = max(1, int(round(feather * fg.shape[0])))
+    if radius > 1:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        eroded = cv2.erode(mask, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        soft = cv2.GaussianBlur(eroded, (0, 0), radius / 2)
+    else:
+        soft = mask
+    return np.clip(soft, 0.0, 1.0) * mask
+
+
+def face_region(maps: DenseMaps, crop_to_image: np.ndarray, shape: tuple[int, ...], feather: float = 0.06,
+                threshold: float = 0.5) -> FaceRegion | None:
+    """Resample UV and blend weight from the crop onto the image patch the crop covers.
+
+    Sampling the texture at *image* resolution (after warping the smooth UV field) keeps it
+    sharp when the face is larger than the network's crop.  None when the crop is off-image."""
+    s = maps.fg.shape[0]
+    corners = np.array([[0, 0], [s, 0], [0, s], [s, s]], np.float64) @ crop_to_image[:, :2].T + crop_to_image[:, 2]
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int), 0)
+    x1 = min(int(np.ceil(corners[:, 0].max())), shape[1])
+    y1 = min(int(np.ceil(corners[:, 1].max())), shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return None
+    m = crop_to_image.astype(np.float64).copy()
+    m[:, 2] -= (x0, y0)  # the same warp, into the patch's own coordinates
+    size = (x1 - x0, y1 - y0)
+    uv = cv2.warpAffine(np.ascontiguousarray(np.nan_to_num(maps.uv).transpose(1, 2, 0)), m, size, flags=cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(feathered_alpha(maps.fg, threshold, feather), m, size, flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return FaceRegion(int(x0), int(y0), uv.transpose(2, 0, 1), alpha)
+
+
+def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Texture colours (h,w,C) float32 at UV coordinates (2,h,w) (bilinear; edges repeat)."""
+    th, tw = texture.shape[:2]
+    map_x = (uv[0] * tw - 0.5).astype(np.float32)
+    map_y = ((1.0 - uv[1]) * th - 0.5).astype(np.float32)
+    out = cv2.remap(texture.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out if out.ndim == 3 else out[..., None]
+
+
+def match_colors(source: np.ndarray, target: np.ndarray, weight: np.ndarray, mode: ColorMatch) -> np.ndarray:
+    """Adapt texture colours ``source`` (h,w,3 BGR float 0..255) to the face in ``target``
+    (h,w,3 uint8) over the pixels where ``weight`` (h,w) > 0.5.
+
+    ``lab``: mean and std of each Lab channel of the source become the target's (a photographed
+    face texture takes on the target's skin tone and contrast).  ``shading``: the source keeps
+    its colours and is multiplied by the target's smoothed relative luminance (paint takes on
+    the target's lighting).  ``none``: unchanged."""
+    region = weight > 0.5
+    if mode == "none" or region.sum() < 16:
+        return source
+    tgt = target.astype(np.float32)
+    if mode == "shading":
+        lum = cv2.cvtColor(tgt / 255.0, cv2.COLOR_BGR2Lab)[..., 0]
+        # Smooth over ~3% of the patch: lighting and shadows stay, skin texture and edges go.
+        sigma = max(1.0, 0.03 * max(region.shape))
+        num = cv2.GaussianBlur(lum * region, (0, 0), sigma)
+        den = cv2.GaussianBlur(region.astype(np.float32), (0, 0), sigma)
+        smooth = num / np.maximum(den, 1e-3)
+        gain = smooth / max(float(lum[region].mean()), 1e-3)
+        return np.clip(source * np.clip(gain, 0.2, 2.0)[..., None], 0, 255)
+    if mode != "lab":
+        raise ValueError(f"unknown colour matching {mode!r} (choose from {', '.join(COLOR_MATCHES)})")
+    src_lab = cv2.cvtColor(np.clip(source, 0, 255).astype(np.float32) / 255.0, cv2.COLOR_BGR2Lab)
+    tgt_lab = cv2.cvtColor(tgt / 255.0, cv2.COLOR_BGR2Lab)
+    s, t = src_lab[region], tgt_lab[region]
+    scale = t.std(0) / np.maximum(s.std(0), 1e-3)
+    out = (src_lab - s.mean(0)) * np.minimum(scale, 3.0) + t.mean(0)  # capped: a flat texture must not explode
+    out[..., 0] = np.clip(out[..., 0], 0, 100)
+    return np.clip(cv2.cvtColor(out.astype(np.float32), cv2.COLOR_Lab2BGR) * 255.0, 0, 255)
+
+
+def composite(target: np.ndarray, colors: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """target (h,w,3 uint8) blended towards colors (h,w,3 float) by alpha (h,w) in [0,1]."""
+    a = alpha[..., None]
+    return np.clip(target * (1.0 - a) + colors * a + 0.5, 0, 255).astype(np.uint8)
+
+
+# -- on tracked faces ------------------------------------------------------------------------
+
+
+def _maps_of(face) -> tuple[DenseMaps, np.ndarray]:
+    if getattr(face, "maps", None) is None or getattr(face, "crop_to_image", None) is None:
+        raise ValueError("face transfer needs the dense maps: run the Tracker with keep_maps=True")
+    return face.maps, face.crop_to_image
+
+
+def render_texture(frame: np.ndarray, face, texture: np.ndarray, strength: float = 1.0, match: ColorMatch = "shading",
+                   feather: float = 0.06) -> np.ndarray:
+    """A copy of ``frame`` (BGR uint8) with ``texture`` (UV space, BGR or BGRA) rendered on
+    ``face`` (a FaceResult with maps), blended by strength x feathered foreground x texture
+    alpha; colours adapted to the face by ``match`` (see ``match_colors``)."""
+    maps, crop_to_image = _maps_of(face)
+    out = frame.copy()
+    region = face_region(maps, crop_to_image, frame.shape, feather)
+    if region is None or strength <= 0:
+        return out
+    sampled = sample_texture(texture, region.uv)
+    alpha = region.alpha * float(np.clip(strength, 0.0, 1.0))
+    if sampled.shape[2] == 4:
+        alpha = alpha * np.clip(sampled[..., 3] / 255.0, 0.0, 1.0)
+    colors = sampled[..., :3] if sampled.shape[2] >= 3 else np.repeat(sampled, 3, axis=2)
+    rows, cols = region.slices
+    target = out[rows, cols]
+    colors = match_colors(colors, target, region.alpha * (alpha > 0), match)
+    out[rows, cols] = composite(target, colors, alpha)
+    return out
+
+
+def unwrap_face(image: np.ndarray, face, size: int = 256, supersample: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Unwrap ``face`` from ``image`` into a (size,size,3) BGR texture in UV space.
+
+    Splats image colours at their predicted UVs (sampled on a grid ``supersample`` x finer than
+    the texture so a frontal face leaves few gaps), closes pinholes from neighbours, fills the
+    side of the face turned away from the camera from its mirror image (u_h -> 1-u_h: the
+    template is symmetric), and inpaints what is left.  Returns (texture, coverage) where
+    coverage (size,size) bool marks texels seen in the photo (after closing pinholes)."""
+    maps, crop_to_image = _maps_of(face)
+    n = size * supersample
+    s = maps.fg.shape[0]
+    # A regular grid of n x n sample points over the crop: UV and fg by bilinear resize, image
+    # colours by remapping the image at the points' image positions.
+    grid = (np.arange(n, dtype=np.float32) + 0.5) * (s / n) - 0.5
+    gx, gy = np.meshgrid(grid, grid)
+    m = crop_to_image.astype(np.float32)
+    map_x = m[0, 0] * gx + m[0, 1] * gy + m[0, 2]
+    map_y = m[1, 0] * gx + m[1, 1] * gy + m[1, 2]
+    colors = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    uv = cv2.resize(np.nan_to_num(maps.uv).transpose(1, 2, 0), (n, n), interpolation=cv2.INTER_LINEAR)
+    fg = cv2.resize(feathered_alpha(maps.fg, feather=0.02), (n, n), interpolation=cv2.INTER_LINEAR)
+    inside = (fg > 0.5) & (map_x >= 0) & (map_y >= 0) & (map_x <= image.shape[1] - 1) & (map_y <= image.shape[0] - 1)
+    texture, seen = splat(uv[..., 0][inside], uv[..., 1][inside], colors[inside].astype(np.float32), size)
+    texture, seen = close_pinholes(texture, seen)
+    return fill_holes(texture, seen), seen
+
+
+def splat(u_h: np.ndarray, u_v: np.ndarray, colors: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Average the colours (N,3) that land on each texel of a (size,size) texture.
+    Returns (texture float32 with zeros where nothing landed, seen bool)."""
+    col = np.clip((u_h * size).astype(np.int64), 0, size - 1)
+    row = np.clip(((1.0 - u_v) * size).astype(np.int64), 0, size - 1)
+    idx = row * size + col
+    count = np.bincount(idx, minlength=size * size).astype(np.float32)
+    sums = np.stack([np.bincount(idx, colors[:, c], minlength=size * size) for c in range(colors.shape[1])], -1)
+    seen = count > 0
+    texture = np.zeros((size * size, colors.shape[1]), np.float32)
+    texture[seen] = sums[seen] / count[seen, None]
+    return texture.reshape(size, size, -1), seen.reshape(size, size)
+
+
+def close_pinholes(texture: np.ndarray, seen: np.ndarray, radius: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Fill texels within ``radius`` of seen ones by normalised convolution (the average of the
+    seen neighbours), which removes the sampling gaps of a stretched face without inventing
+    large areas."""
+    k = 2 * radius + 1
+    w = cv2.blur(seen.astype(np.float32), (k, k), borderType=cv2.BORDER_CONSTANT)
+    avg = cv2.blur(texture * seen[..., None], (k, k), borderType=cv2.BORDER_CONSTANT) / np.maximum(w, 1e-6)[..., None]
+    fill = ~seen & (w > 0.2)  # at least a fifth of the neighbourhood seen
+    out = texture.copy()
+    out[fill] = avg[fill]
+    return out, seen | fill
+
+
+def fill_holes(texture: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Complete a partial UV texture: mirror (u_h -> 1-u_h) first, inpaint the rest."""
+    out = texture.copy()
+    mirrored = ~seen & seen[:, ::-1]
+    out[mirrored] = texture[:, ::-1][mirrored]
+    known = seen | mirrored
+    out8 = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    if known.all() or not known.any():
+        return out8
+    return cv2.inpaint(out8, (~known).astype(np.uint8), 5, cv2.INPAINT_TELEA)
+
+
+def load_texture(path) -> np.ndarray:
+    """A texture file as BGR or BGRA uint8 (alpha kept: it masks the paint)."""
+    from pathlib import Path
+
+    from tracker.fileio import ImageReadError
+
+    path = Path(path)
+    data = np.fromfile(str(path), np.uint8) if path.is_file() else None
+    if data is None or data.size == 0:
+        raise ImageReadError(f"{path}: texture not found or empty")
+    tex = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if tex is None:
+        raise ImageReadError(f"{path}: not a decodable image")
+    if tex.dtype != np.uint8:
+        tex = (tex / 257.0).round().astype(np.uint8) if tex.dtype == np.uint16 else cv2.convertScaleAbs(tex)
+    if tex.ndim == 2:
+        tex = cv2.cvtColor(tex, cv2.COLOR_GRAY2BGR)
+    return tex
