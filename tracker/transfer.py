@@ -22,6 +22,9 @@ from tracker.densemaps import DenseMaps
 
 ColorMatch = Literal["none", "shading", "lab"]
 COLOR_MATCHES: tuple[str, ...] = ("none", "shading", "lab")
+# Below 1 a little of the real skin shows through, which reads as paint on a face rather than
+# a sticker on top of it; the viewer and the `transfer` command share this default.
+DEFAULT_STRENGTH = 0.85
 
 
 @dataclass(frozen=True)

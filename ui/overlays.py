@@ -1,0 +1,114 @@
+"""What the viewer draws over a frame, as one pure function of (frame, result, settings).
+
+No Qt here: the viewer, the recorder and the screenshot script all call ``compose`` so a
+recording shows exactly what the window showed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from tracker.draw import STAGE_COLORS, blend_labels, draw_points, draw_pose_axes, uv_colormap, uv_isolines, warp_to_image
+from tracker.parts import lookup_parts
+from tracker.pipeline import FaceResult, FrameResult
+from tracker.transfer import DEFAULT_STRENGTH, render_texture
+
+# (attribute, label, shortcut) in the order of the viewer's check boxes.
+OVERLAYS: tuple[tuple[str, str, str], ...] = (
+    ("densereg", "DenseReg landmarks", "1"),
+    ("pca", "PCA landmarks", "2"),
+    ("mdm", "MDM landmarks", "3"),
+    ("isolines", "UV iso-lines", "I"),
+    ("uvmap", "UV colour map", "U"),
+    ("parts", "Parts (8 classes)", "P"),
+    ("depth", "Depth", "D"),
+    ("box", "Face box + track", "B"),
+    ("pose", "Head pose axes", "A"),
+    ("transfer", "Face transfer", "T"),
+)
+
+
+@dataclass
+class OverlaySettings:
+    """Which overlays are on; ``texture`` (UV space, BGR/BGRA) is used by ``transfer``."""
+
+    densereg: bool = False
+    pca: bool = False
+    mdm: bool = True
+    isolines: bool = False
+    uvmap: bool = False
+    parts: bool = False
+    depth: bool = False
+    box: bool = True
+    pose: bool = False
+    transfer: bool = False
+    texture: np.ndarray | None = field(default=None, repr=False)
+    strength: float = DEFAULT_STRENGTH
+    match: str = "shading"
+    fg_threshold: float = 0.5
+
+
+def _image_maps(face: FaceResult, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uv (2,H,W), face mask (H,W) and depth (H,W) of one face in image pixels."""
+    m = face.maps
+    uv = warp_to_image(np.ascontiguousarray(m.uv.transpose(1, 2, 0)), face.crop_to_image, shape).transpose(2, 0, 1)
+    fg = warp_to_image(m.fg, face.crop_to_image, shape)
+    depth = warp_to_image(m.depth, face.crop_to_image, shape)
+    return uv, fg > 0.5, depth
+
+
+def draw_depth(image: np.ndarray, depth: np.ndarray, face: np.ndarray, alpha: float = 0.65) -> np.ndarray:
+    """Depth (1 = nearest) as a colour ramp over the face, stretched to the face's own range
+    so the relief is visible whatever the absolute values."""
+    out = image.copy()
+    if not face.any():
+        return out
+    d = depth[face]
+    lo, hi = np.percentile(d, (2, 98))
+    norm = np.clip((depth - lo) / max(hi - lo, 1e-3), 0, 1)
+    colored = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    out[face] = (image[face] * (1 - alpha) + colored[face] * alpha).astype(np.uint8)
+    return out
+
+
+def draw_box(image: np.ndarray, face: FaceResult) -> None:
+    """The ROI (white: detected this frame, cyan: tracked) with id, state and score."""
+    r = face.roi
+    box = cv2.boxPoints(((r.cx, r.cy), (r.size, r.size), np.degrees(r.angle)))
+    color = (255, 255, 255) if face.detected else (255, 255, 0)
+    cv2.polylines(image, [np.round(box).astype(np.int32)], True, color, 1, cv2.LINE_AA)
+    state = "detected" if face.detected else "tracked"
+    label = f"#{face.track_id} {state} {face.score:.2f}"
+    org = (int(box[:, 0].min()), max(int(box[:, 1].min()) - 5, 12))
+    cv2.putText(image, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(image, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+
+
+def compose(frame: np.ndarray, result: FrameResult, settings: OverlaySettings, part_map: np.ndarray | None) -> np.ndarray:
+    """The frame with every enabled overlay, drawn face by face (BGR uint8, a new array)."""
+    out = frame.copy()
+    shape = frame.shape[:2]
+    for face in result.faces:
+        if face.maps is not None and face.crop_to_image is not None:
+            if settings.transfer and settings.texture is not None:
+                out = render_texture(out, face, settings.texture, settings.strength, settings.match)
+            if settings.uvmap or settings.isolines or settings.parts or settings.depth:
+                uv, mask, depth = _image_maps(face, shape)
+                if settings.depth:
+                    out = draw_depth(out, depth, mask)
+                if settings.uvmap:
+                    out = uv_colormap(out, uv, mask)
+                if settings.parts and part_map is not None:
+                    out = blend_labels(out, lookup_parts(uv, part_map, mask), 0.5)
+                if settings.isolines:
+                    out = uv_isolines(out, uv, mask)
+        for stage in ("densereg", "pca", "mdm"):
+            if getattr(settings, stage) and stage in face.stages:
+                draw_points(out, face.stages[stage].points, STAGE_COLORS[stage], 3 if stage == "mdm" else 2)
+        if settings.pose and face.pose is not None and np.isfinite(face.landmarks[30]).all():
+            draw_pose_axes(out, face.pose, face.landmarks[30], 0.25 * face.roi.size)  # from the nose tip
+        if settings.box:
+            draw_box(out, face)
+    return out

@@ -1,0 +1,206 @@
+"""The viewer's tracking thread: it owns the source and the Tracker and sends results to the
+GUI by signals; the GUI thread never runs inference.
+
+The GUI talks to it only through a command queue (``open``, ``play``, ``step``, ``seek``,
+``engine``); ``stop()`` sets a flag and waits for ``run`` to return (never
+``QThread.terminate()``, which can kill the thread inside ONNX Runtime holding locks).  At most
+one result is in flight: the thread waits for ``frame_consumed()`` before sending the next, so
+a slow GUI makes it skip work instead of queueing frames without bound.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+from PyQt5.QtCore import QThread, pyqtSignal
+
+from engines.base import EngineError
+from tracker.assets import AssetError
+from tracker.pipeline import FrameResult, Tracker, TrackerConfig
+from ui.sources import FrameSource, SourceError, SourceSpec, open_source
+
+
+@dataclass(frozen=True)
+class FramePacket:
+    """One tracked frame for the GUI.  index: the frame's position in the source (0-based);
+    length: frames in the source (0 = live); track_ms: wall time of ``Tracker.track``."""
+
+    frame: np.ndarray
+    result: FrameResult
+    index: int
+    length: int
+    track_ms: float
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    label: str
+    length: int
+    fps: float
+    seekable: bool
+    sequence: bool
+
+
+class TrackerThread(QThread):
+    frameReady = pyqtSignal(object)  # FramePacket
+    sourceOpened = pyqtSignal(object)  # SourceInfo
+    engineReady = pyqtSignal(str)  # the engine's description
+    failed = pyqtSignal(str)  # one line for the user
+    playingChanged = pyqtSignal(bool)
+
+    def __init__(self, config: TrackerConfig, parent=None):
+        super().__init__(parent)
+        self.config = replace(config, keep_maps=True)  # the overlays need the dense maps
+        self._commands: queue.Queue = queue.Queue()
+        self._stopping = threading.Event()
+        self._consumed = threading.Event()
+        self._consumed.set()
+        self._tracker: Tracker | None = None
+        self._source: FrameSource | None = None
+        self._playing = False
+        self._next_due = 0.0
+
+    # -- called from the GUI thread ----------------------------------------------------------
+
+    def open(self, spec: SourceSpec) -> None:
+        self._commands.put(("open", spec))
+
+    def play(self, playing: bool) -> None:
+        self._commands.put(("play", playing))
+
+    def step(self, delta: int) -> None:
+        self._commands.put(("step", delta))
+
+    def seek(self, index: int) -> None:
+        self._commands.put(("seek", index))
+
+    def set_engine(self, kind: str) -> None:
+        self._commands.put(("engine", kind))
+
+    def frame_consumed(self) -> None:
+        self._consumed.set()
+
+    def stop(self, timeout_ms: int = 10000) -> bool:
+        """Ask the loop to end and wait for it; True when the thread has finished."""
+        self._stopping.set()
+        self._consumed.set()
+        return self.wait(timeout_ms)
+
+    # -- the thread --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self._load_tracker(self.config)
+        while not self._stopping.is_set():
+            # Block on the command queue while paused; while playing only until the next frame
+            # is due (a video plays at its own frame rate, a webcam as fast as it delivers).
+            wait = max(0.0, self._next_due - time.perf_counter()) if self._playing else 0.1
+            try:
+                command = self._commands.get(timeout=wait) if wait > 0 else self._commands.get_nowait()
+            except queue.Empty:
+                command = None
+            if command is not None:
+                self._handle(*command)
+                continue  # drain every pending command before the next frame
+            if self._playing:
+                self._advance()
+        if self._source is not None:
+            self._source.close()
+
+    def _handle(self, command: str, value) -> None:
+        if command == "open":
+            self._open(value)
+        elif command == "play":
+            self._set_playing(bool(value) and self._source is not None)
+        elif command == "engine":
+            self._load_tracker(replace(self.config, engine=value))
+        elif self._source is None:
+            return
+        elif command == "step":
+            self._set_playing(False)
+            if value < 0:
+                self._seek(self._source.position - 2)
+            self._advance()
+        elif command == "seek":
+            self._seek(value)
+            self._advance()
+
+    def _set_playing(self, playing: bool) -> None:
+        if playing != self._playing:
+            self._playing = playing
+            self._next_due = time.perf_counter()
+            self.playingChanged.emit(playing)
+
+    def _load_tracker(self, config: TrackerConfig) -> None:
+        try:
+            self._tracker = Tracker(config)
+        except (AssetError, EngineError, OSError, ValueError, RuntimeError, ImportError) as exc:
+            self.failed.emit(f"engine '{config.engine}' unavailable: {exc}")
+            return
+        self.config = config
+        self.engineReady.emit(self._tracker.engine.describe())
+
+    def _open(self, spec: SourceSpec) -> None:
+        self._set_playing(False)
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+        try:
+            source = open_source(spec)
+        except SourceError as exc:
+            self.failed.emit(str(exc))
+            return
+        self._source = source
+        mode = "video" if source.sequence else "image"
+        if self._tracker is not None and mode != self.config.mode:
+            self._load_tracker(replace(self.config, mode=mode))
+        if self._tracker is not None:
+            self._tracker.reset()
+        self.sourceOpened.emit(SourceInfo(spec.label, source.length, source.fps, source.seekable, source.sequence))
+        self._advance()  # show the first frame at once
+        self._set_playing(source.sequence)  # clips and cameras play, folders wait for "next"
+
+    def _seek(self, index: int) -> None:
+        try:
+            self._source.seek(index)
+        except SourceError as exc:
+            self.failed.emit(str(exc))
+        if self._tracker is not None:
+            self._tracker.reset()  # frames are no longer consecutive
+
+    def _advance(self) -> None:
+        """Read, track and send one frame."""
+        source = self._source
+        if source is None:
+            return
+        if source.fps > 0:
+            self._next_due = max(self._next_due + 1.0 / source.fps, time.perf_counter() - 0.5)
+        index = source.position
+        try:
+            frame = source.read()
+        except SourceError as exc:
+            self.failed.emit(str(exc))
+            if source.spec.kind == "webcam":
+                self._set_playing(False)
+            return
+        if frame is None:
+            self._set_playing(False)
+            return
+        if self._tracker is None:
+            result, ms = FrameResult([], {}, index), 0.0
+        else:
+            t0 = time.perf_counter()
+            try:
+                result = self._tracker.track(frame)
+            except Exception as exc:  # a worker must report, never die silently
+                self.failed.emit(f"tracking failed on frame {index}: {type(exc).__name__}: {exc}")
+                self._set_playing(False)
+                return
+            ms = 1000 * (time.perf_counter() - t0)
+        while not self._consumed.wait(0.05):
+            if self._stopping.is_set():
+                return
+        self._consumed.clear()
+        self.frameReady.emit(FramePacket(frame, result, index, source.length, ms))
