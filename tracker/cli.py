@@ -136,6 +136,57 @@ def register_bench(sub) -> None:
     p.set_defaults(func=run)
 
 
+def register_viewer(sub) -> None:
+    p = sub.add_parser("viewer", help="the Qt viewer: webcam, video or image folder with live overlays (needs the ui extra)")
+    p.add_argument("--source", help="'webcam', a video file or an image folder (default: the first camera, else the bundled demo clip)")
+    p.add_argument("--device", type=int, help="camera index (implies --source webcam when no source is given)")
+    p.add_argument("--texture", type=Path, help="UV texture for the face-transfer overlay (default: tracker/assets/textures/facepaint.png)")
+    p.add_argument("--transfer", action="store_true", help="start with the face-transfer overlay on")
+    _engine_args(p)
+
+    def run(args) -> int:
+        from ui.launch import display_problem, launch
+        from ui.sources import spec_from_argument
+
+        problem = display_problem()  # before Qt is imported: Qt aborts the process without a display
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.texture is not None and not args.texture.is_file():
+            raise FileNotFoundError(f"{args.texture}: texture not found")
+        given = args.source is not None or args.device is not None
+        source = spec_from_argument(args.source, args.device or 0) if given else None
+        return launch(source, engine=args.engine, threads=args.threads, refine=not args.no_refine, texture=args.texture,
+                      transfer=args.transfer)
+
+    p.set_defaults(func=run)
+
+
+def register_transfer(sub) -> None:
+    from tracker.transfer import COLOR_MATCHES, DEFAULT_STRENGTH
+
+    p = sub.add_parser("transfer", help="render a UV-space texture, or a face unwrapped from a photo, onto the faces of an image, video or webcam")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--texture", type=Path, help="texture in the template's UV space (PNG, BGRA alpha respected; see tracker/assets/textures/)")
+    what.add_argument("--source-face", type=Path, help="photo of a face: unwrapped into UV space (holes mirrored, inpainted) and transferred")
+    p.add_argument("--target", required=True, help="image, video file, or 'webcam'")
+    p.add_argument("--out", type=Path, required=True, help="output image (image target) or video, e.g. .mp4 (video/webcam target)")
+    p.add_argument("--match", choices=COLOR_MATCHES, help="colour matching: shading (texture colours, target lighting; default with --texture), "
+                   "lab (target skin tone too; default with --source-face), none")
+    p.add_argument("--strength", type=float, default=DEFAULT_STRENGTH, help=f"blend weight in [0,1] (default {DEFAULT_STRENGTH})")
+    p.add_argument("--save-texture", type=Path, help="with --source-face: also write the unwrapped texture (PNG), reusable with --texture")
+    p.add_argument("--device", type=int, default=0, help="camera index with --target webcam")
+    p.add_argument("--max-frames", type=int, help="stop after N frames (a webcam otherwise runs until Ctrl-C)")
+    _engine_args(p)
+
+    def run(args) -> int:
+        from tracker.transfercommands import run_transfer
+
+        return run_transfer(args)
+
+    p.set_defaults(func=run)
+
+
 def register_version(sub) -> None:
     p = sub.add_parser("version", help="print versions and available engines")
 
@@ -155,7 +206,8 @@ def register_version(sub) -> None:
     p.set_defaults(func=run)
 
 
-REGISTRY = [register_demo, register_images, register_eval, register_video, register_batch300vw, register_bench, register_version]
+REGISTRY = [register_demo, register_images, register_eval, register_video, register_batch300vw, register_bench, register_viewer,
+            register_transfer, register_version]
 
 
 def build_parser() -> argparse.ArgumentParser:

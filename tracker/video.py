@@ -8,6 +8,7 @@ when complete.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -31,6 +32,18 @@ class VideoInfo:
     frames: int  # as reported by the container (may be 0 or wrong for broken files)
     width: int
     height: int
+
+
+@contextmanager
+def quiet_opencv():
+    """OpenCV's own warnings off (e.g. one per absent camera index); callers report the
+    outcome themselves in one line."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
@@ -87,6 +100,11 @@ class AtomicVideoWriter:
     def close(self) -> None:
         self.writer.release()
         os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Give up: delete the temporary file; an existing file at ``path`` stays untouched."""
+        self.writer.release()
+        self.tmp.unlink(missing_ok=True)
 
 
 def annotate(frame: np.ndarray, result: FrameResult, fps: float | None = None) -> np.ndarray:

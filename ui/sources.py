@@ -6,7 +6,6 @@ raises ``SourceError`` with a one-line message for anything the user should see.
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import cv2
 import numpy as np
 
 from tracker.fileio import ImageReadError, list_images, read_image
-from tracker.video import VideoError, open_video
+from tracker.video import VideoError, open_video, quiet_opencv
 
 MAX_CAMERA_INDEX = 4
 
@@ -44,25 +43,13 @@ def spec_from_argument(source: str | None, device: int = 0) -> SourceSpec:
     return SourceSpec("folder" if path.is_dir() else "video", path)
 
 
-@contextmanager
-def _quiet_opencv():
-    # Probing absent cameras makes OpenCV log a warning per index; the viewer reports the
-    # outcome itself.
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        cv2.utils.logging.setLogLevel(level)
-
-
 def probe_cameras(max_index: int = MAX_CAMERA_INDEX) -> list[int]:
     """Indices 0..max_index that open and deliver a frame."""
     found = []
     for i in range(max_index + 1):
         if sys.platform.startswith("linux") and not Path(f"/dev/video{i}").exists():
             continue  # no device node: skip the slow (and noisy) open attempt
-        with _quiet_opencv():
+        with quiet_opencv():
             cap = cv2.VideoCapture(i)
             try:
                 if cap.isOpened() and cap.read()[0]:
@@ -103,7 +90,7 @@ class FrameSource:
 class WebcamSource(FrameSource):
     def __init__(self, spec: SourceSpec):
         self.spec = spec
-        with _quiet_opencv():
+        with quiet_opencv():
             self.cap = cv2.VideoCapture(spec.device)
         if not self.cap.isOpened():
             self.cap.release()
