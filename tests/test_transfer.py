@@ -1,0 +1,166 @@
+"""Face transfer: the texture lands inside the face mask and nowhere else (synthetic dense maps,
+no network), unwrapping and hole filling, and the `transfer` command end to end on the bundled
+demo image and clip."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from tracker.cli import main
+from tracker.commands import DEMO_CLIP, DEMO_IMAGE
+from tracker.crop import Roi
+from tracker.densemaps import DenseMaps
+from tracker.draw import warp_to_image
+from tracker.pipeline import FaceResult
+from tracker.textures import TEXTURE_DIR
+from tracker.transfer import close_pinholes, fill_holes, render_texture, splat, unwrap_face
+
+S = 64  # crop side of the synthetic face
+RED = (0, 0, 255)
+
+
+@pytest.fixture
+def face() -> FaceResult:
+    """A disc-shaped face in a 64 px crop with UV ramps across it, placed at (40,30) in the
+    image at 2x scale: everything render_texture needs, without a network."""
+    yy, xx = np.mgrid[0:S, 0:S].astype(np.float32) + 0.5
+    uv = np.stack([xx / S, 1.0 - yy / S])  # u_h left to right, u_v bottom to top
+    fg = (np.hypot(xx - S / 2, yy - S / 2) < 24).astype(np.float32)
+    crop_to_image = np.array([[2.0, 0.0, 40.0], [0.0, 2.0, 30.0]])
+    return FaceResult(roi=Roi(104, 94, 128), score=1.0, track_id=0, stages={}, detected=True,
+                      maps=DenseMaps(uv, fg, np.zeros_like(fg)), crop_to_image=crop_to_image)
+
+
+def _image_masks(face: FaceResult, shape) -> tuple[np.ndarray, np.ndarray]:
+    """(touchable, interior): pixels the face mask reaches at all after warping, and pixels
+    well inside it (beyond the feathered edge)."""
+    mask = (face.maps.fg > 0.5).astype(np.float32)
+    touchable = warp_to_image(mask, face.crop_to_image, shape) > 0
+    interior = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (25, 25)))
+    return touchable, warp_to_image(interior, face.crop_to_image, shape) > 0.999
+
+
+def test_known_colour_inside_the_mask_and_nowhere_else(face):
+    frame = np.full((200, 260, 3), 90, np.uint8)
+    frame[::7] = 30  # texture in the target, so "unchanged" means something
+    out = render_texture(frame, face, np.full((16, 16, 3), RED, np.uint8), strength=1.0, match="none")
+    touchable, interior = _image_masks(face, frame.shape)
+    assert interior.sum() > 0.2 * touchable.sum()  # the inner half of the radius: a real area
+    assert np.array_equal(out[~touchable], frame[~touchable])
+    assert np.abs(out[interior].astype(int) - RED).max() <= 1
+    assert out is not frame and np.array_equal(frame[0, 0], (30, 30, 30))  # the input is not modified
+
+
+def test_texture_alpha_and_strength(face):
+    frame = np.full((200, 260, 3), 90, np.uint8)
+    _, interior = _image_masks(face, frame.shape)
+    clear = np.dstack([np.full((16, 16, 3), RED, np.uint8), np.zeros((16, 16), np.uint8)])
+    assert np.array_equal(render_texture(frame, face, clear, 1.0, "none"), frame)
+    half = render_texture(frame, face, np.full((16, 16, 3), RED, np.uint8), 0.5, "none")
+    assert np.abs(half[interior].astype(int) - (45, 45, 172)).max() <= 1
+
+
+def test_shading_keeps_colours_under_flat_light(face):
+    frame = np.full((200, 260, 3), 90, np.uint8)
+    _, interior = _image_masks(face, frame.shape)
+    out = render_texture(frame, face, np.full((16, 16, 3), RED, np.uint8), 1.0, "shading")
+    assert np.abs(out[interior].astype(int) - RED).max() <= 2
+
+
+def test_texture_follows_uv(face):
+    """The left half of the texture paints the face's left half (u_h grows to the right)."""
+    frame = np.zeros((200, 260, 3), np.uint8)
+    texture = np.zeros((16, 16, 3), np.uint8)
+    texture[:, 8:] = 255
+    out = render_texture(frame, face, texture, 1.0, "none")
+    _, interior = _image_masks(face, frame.shape)
+    cx = 40 + 2 * S / 2
+    xs = np.nonzero(interior)[1]
+    left, right = interior.copy(), interior.copy()
+    left[:, int(cx) - 4:] = False
+    right[:, : int(cx) + 4] = False
+    assert xs.min() < cx - 20 and xs.max() > cx + 20
+    assert out[left].max() == 0 and out[right].min() == 255
+
+
+def test_splat_close_pinholes_and_mirror():
+    # Three colours at known UVs land on their texels; everything else is unseen.
+    # Texel centres: column = u_h * 10, row = (1 - u_v) * 10; two colours share texel (1,1).
+    tex, seen = splat(np.array([0.15, 0.15, 0.85]), np.array([0.85, 0.85, 0.15]), np.array([[10.0] * 3, [30.0] * 3, [200.0] * 3]), 10)
+    assert seen.sum() == 2 and tex[1, 1, 0] == 20.0 and tex[8, 8, 0] == 200.0
+    # A one-texel hole in a seen area is closed from its neighbours; a far one is not.
+    texture, seen = np.full((20, 20, 3), 50.0, np.float32), np.ones((20, 20), bool)
+    seen[5, 5] = False
+    seen[:, 12:] = False
+    closed, covered = close_pinholes(texture, seen)
+    assert covered[5, 5] and closed[5, 5, 0] == pytest.approx(50.0)
+    assert not covered[:, 16:].any()
+    # Holes on one side are mirrored from the other, the rest inpainted.
+    half = np.zeros((20, 20, 3), np.float32)
+    half[:, :10] = np.linspace(0, 180, 10)[None, :, None]
+    seen = np.zeros((20, 20), bool)
+    seen[:, :10] = True
+    filled = fill_holes(half, seen)
+    assert filled.dtype == np.uint8 and np.array_equal(filled[:, 10:], np.round(half[:, :10][:, ::-1]).astype(np.uint8))
+
+
+def test_unwrap_then_render_reproduces_the_face(face):
+    """Unwrapping a face and painting the texture back gives the same picture inside the face."""
+    frame = np.zeros((200, 260, 3), np.uint8)
+    frame[..., 0] = np.linspace(0, 250, 260)[None].astype(np.uint8)
+    frame[..., 1] = np.linspace(0, 250, 200)[:, None].astype(np.uint8)
+    texture, coverage = unwrap_face(frame, face, size=64)
+    assert texture.shape == (64, 64, 3) and 0.2 < coverage.mean() < 0.9
+    out = render_texture(np.zeros_like(frame), face, texture, 1.0, "none")
+    _, interior = _image_masks(face, frame.shape)
+    assert np.abs(out[interior].astype(int) - frame[interior]).mean() < 6
+
+
+def test_transfer_needs_maps():
+    bare = FaceResult(roi=Roi(0, 0, 10), score=1.0, track_id=0, stages={}, detected=True)
+    with pytest.raises(ValueError, match="keep_maps"):
+        render_texture(np.zeros((10, 10, 3), np.uint8), bare, np.zeros((4, 4, 3), np.uint8))
+
+
+def test_cli_transfer_image_and_bad_inputs(tmp_path, capsys):
+    out = tmp_path / "painted.png"
+    rc = main(["transfer", "--texture", str(TEXTURE_DIR / "grid.png"), "--target", str(DEMO_IMAGE), "--out", str(out), "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    source, painted = cv2.imread(str(DEMO_IMAGE)), cv2.imread(str(out))
+    changed = np.abs(painted.astype(int) - source).max(axis=2) > 8
+    assert painted.shape == source.shape and changed.sum() > 2000
+    ys, xs = np.nonzero(changed)
+    h, w = source.shape[:2]
+    assert 0.1 * w < xs.mean() < 0.6 * w and ys.mean() < 0.5 * h  # the face: upper left of the portrait
+    assert np.array_equal(painted[-60:], source[-60:])  # the helmet and suit are untouched
+    capsys.readouterr()
+
+    noise = tmp_path / "noise.png"
+    cv2.imwrite(str(noise), np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    for argv, message in (
+        (["--texture", str(tmp_path / "missing.png"), "--target", str(DEMO_IMAGE)], "texture not found"),
+        (["--source-face", str(noise), "--target", str(DEMO_IMAGE)], "no face found in the --source-face photo"),
+        (["--texture", str(TEXTURE_DIR / "grid.png"), "--target", str(noise)], "no face found in the target"),
+        (["--texture", str(TEXTURE_DIR / "grid.png"), "--target", str(tmp_path / "nothing.mp4")], "file not found"),
+    ):
+        suffix = ".mp4" if argv[-1].endswith(".mp4") else ".png"
+        target = tmp_path / f"bad{suffix}"
+        assert main(["transfer", *argv, "--out", str(target), "--threads", "1"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err
+        assert not target.exists() and not list(tmp_path.glob(".bad*"))
+
+
+def test_cli_transfer_video_from_source_face(tmp_path, capsys):
+    out, saved = tmp_path / "swap.mp4", tmp_path / "unwrapped.png"
+    rc = main(["transfer", "--source-face", str(DEMO_IMAGE), "--save-texture", str(saved), "--target", str(DEMO_CLIP),
+               "--out", str(out), "--max-frames", "6", "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    assert "face in" in capsys.readouterr().out
+    cap = cv2.VideoCapture(str(out))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    assert frames == 6 and cv2.imread(str(saved)).shape == (256, 256, 3)
+    assert not list(tmp_path.glob(".swap*"))  # the temporary file was renamed

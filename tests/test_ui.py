@@ -1,0 +1,162 @@
+"""The viewer, offscreen: it opens on the bundled clip and tracks it, overlays change the picture,
+recording writes a playable file, bad sources and engines are reported in the window.  Skips
+without PyQt5; the `viewer` command's missing-display error needs no Qt."""
+from __future__ import annotations
+
+import os
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt is imported anywhere
+
+from tracker.cli import main
+from tracker.commands import DEMO_CLIP
+from tracker.pipeline import TrackerConfig
+
+
+def test_viewer_command_without_display(monkeypatch, capsys):
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    assert main(["viewer", "--source", str(DEMO_CLIP)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and ("no display" in err or "PyQt5" in err) and "\n" not in err
+
+
+@pytest.fixture(scope="module")
+def app():
+    pytest.importorskip("PyQt5")
+    from PyQt5.QtWidgets import QApplication
+
+    return QApplication.instance() or QApplication([])
+
+
+def wait_for(app, condition, timeout: float = 20.0) -> bool:
+    """Run Qt's event loop until condition() holds (True) or the timeout passes (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        app.processEvents()
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.fixture(scope="module")
+def window(app):
+    """One window for the module: building the tracker and the first detection cost seconds."""
+    from ui.sources import SourceSpec
+    from ui.viewer import ViewerWindow
+
+    w = ViewerWindow(TrackerConfig(mode="video", threads=1))
+    w.resize(1000, 700)
+    w.show()
+    w.open_source(SourceSpec("video", DEMO_CLIP))
+    assert wait_for(app, lambda: w.packet is not None and w.packet.result.faces), w.last_error
+    yield w
+    w.close()
+    assert w.worker.isFinished()
+
+
+def pause(app, window) -> None:
+    window.worker.play(False)
+    assert wait_for(app, lambda: not window.playing)
+    wait_for(app, lambda: False, 0.2)  # let a frame already in flight arrive
+
+
+def test_viewer_tracks_the_clip(app, window):
+    first = window.packet.index
+    assert wait_for(app, lambda: window.packet.index >= first + 5)
+    assert window.source_info.length == 150 and window.slider.isEnabled()
+    assert "fps" in window.stats_label.text() and "network" in window.stats_label.text()
+    assert window.composed.shape == (480, 640, 3) and not window.view.image.isNull()
+
+
+def test_overlays_change_the_picture(app, window):
+    pause(app, window)
+    before, shown = window.composed.copy(), window.view.image.copy()
+    for attr in ("uvmap", "parts", "isolines", "depth", "pose", "transfer"):
+        window.overlay_boxes[attr].setChecked(True)
+        assert not np.array_equal(window.composed, before), attr
+        window.overlay_boxes[attr].setChecked(False)
+        assert np.array_equal(window.composed, before), attr
+    window.overlay_boxes["uvmap"].setChecked(True)
+    assert window.view.image != shown  # what is painted changed too, not only the array
+    window.overlay_boxes["uvmap"].setChecked(False)
+
+
+def test_step_and_seek(app, window):
+    pause(app, window)
+    window.worker.seek(100)
+    assert wait_for(app, lambda: window.packet.index == 100)
+    window.worker.step(1)
+    assert wait_for(app, lambda: window.packet.index == 101)
+    window.worker.step(-1)
+    assert wait_for(app, lambda: window.packet.index == 100)
+
+
+def test_record_and_screenshot(app, window, tmp_path):
+    window.worker.seek(0)
+    window.worker.play(True)
+    assert wait_for(app, lambda: window.playing)
+    path = tmp_path / "rec.mp4"
+    assert window.start_recording(path)
+    assert not path.exists()  # written to a temporary file until stopped
+    assert wait_for(app, lambda: window.recorded_frames >= 8)
+    assert window.stop_recording() == path
+    cap = cv2.VideoCapture(str(path))
+    ok, frame = cap.read()
+    frames = int(ok)
+    while cap.read()[0]:
+        frames += 1
+    assert ok and frame.shape == (480, 640, 3) and frames >= 8
+    assert [p.name for p in tmp_path.iterdir()] == ["rec.mp4"]
+
+    shot = tmp_path / "shot.png"
+    pause(app, window)
+    assert window.save_screenshot(shot)
+    assert np.array_equal(cv2.imread(str(shot)), window.composed)
+
+
+def test_bad_sources_and_engines_are_reported(app, window, tmp_path):
+    from ui.sources import SourceSpec
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    window.open_source(SourceSpec("video", bad))
+    assert wait_for(app, lambda: window.last_error is not None and "bad.mp4" in window.last_error)
+    assert "bad.mp4" in window.statusBar().currentMessage()
+    window.open_source(SourceSpec("folder", tmp_path))  # a folder without images
+    assert wait_for(app, lambda: "no jpg/png/bmp" in window.last_error)
+    window.open_source(SourceSpec("webcam", device=7))
+    assert wait_for(app, lambda: "no camera at index 7" in window.last_error)
+    window.set_texture(tmp_path / "missing.png")
+    assert "missing.png" in window.last_error
+    window.engine_combo.setCurrentText("tensorrt")  # disabled in the list when unavailable, forced here
+    from engines import available_engines
+
+    if available_engines()["tensorrt"] is not None:
+        assert wait_for(app, lambda: "engine 'tensorrt' unavailable" in window.last_error)
+    window.engine_combo.setCurrentText("onnx")
+    # Still alive: the clip opens again and is tracked.
+    window.open_source(SourceSpec("video", DEMO_CLIP))
+    assert wait_for(app, lambda: window.packet is not None and window.packet.index == 0 and window.packet.result.faces)
+
+
+def test_rate_meter():
+    pytest.importorskip("PyQt5")
+    from ui.viewer import RateMeter
+
+    meter = RateMeter(smoothing=0.5)
+    meter.update({"detect": 10.0, "network": 4.0}, 14.0, now=1.0)
+    meter.update({"network": 6.0}, 6.0, now=1.1)
+    assert meter.fps == pytest.approx(10.0)
+    assert meter.stages == {"detect": 5.0, "network": 5.0} and meter.total_ms == pytest.approx(10.0)
+    meter.pause()
+    meter.update({}, 0.0, now=100.0)  # the pause is not counted as a frame interval
+    assert meter.fps == pytest.approx(10.0)
+    assert list(meter.text().splitlines()[2].split())[0] == "detect"
