@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from PyQt5.QtCore import QRect, Qt
 from PyQt5.QtGui import QFont, QImage, QKeySequence, QPainter
-from PyQt5.QtWidgets import (QApplication, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                             QMainWindow, QPushButton, QShortcut, QSlider, QVBoxLayout, QWidget)
+from PyQt5.QtWidgets import (QApplication, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox,
+                             QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QShortcut, QSlider,
+                             QVBoxLayout, QWidget)
 
 from engines import available_engines
 from tracker.assets import ASSETS, AssetError, verified_asset
@@ -125,7 +126,12 @@ class ViewerWindow(QMainWindow):
                     self._capture_box(), self._stats_box()):
             column.addWidget(box)
         column.addStretch(1)
-        self.setCentralWidget(self._central(panel))
+        scroll = QScrollArea()  # on a small screen the panel scrolls instead of growing the window
+        scroll.setWidget(panel)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setFixedWidth(panel.sizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
+        self.setCentralWidget(self._central(scroll))
         for key, action in (("Space", self.toggle_play), ("Left", lambda: self.worker.step(-1)), ("Right", lambda: self.worker.step(1)),
                             ("Ctrl+O", self.choose_video), ("Ctrl+S", self.choose_screenshot), ("Ctrl+R", self.record_button.click)):
             QShortcut(QKeySequence(key), self, activated=action)
@@ -201,15 +207,15 @@ class ViewerWindow(QMainWindow):
         return box
 
     def _overlay_box(self) -> QGroupBox:
-        box = QGroupBox("Overlays")
-        layout = QVBoxLayout(box)
+        box = QGroupBox("Overlays (key)")
+        grid = QGridLayout(box)  # two columns: the panel fits a laptop screen's height
         self.overlay_boxes: dict[str, QCheckBox] = {}
-        for attr, label, key in OVERLAYS:
-            check = QCheckBox(f"{label}  [{key}]")
+        for i, (attr, label, key) in enumerate(OVERLAYS):
+            check = QCheckBox(f"{label} [{key}]")
             check.setChecked(getattr(self.settings, attr))
             check.toggled.connect(lambda on, attr=attr: self.set_overlay(attr, on))
             QShortcut(QKeySequence(key), self, activated=check.toggle)
-            layout.addWidget(check)
+            grid.addWidget(check, i // 2, i % 2)
             self.overlay_boxes[attr] = check
         return box
 
