@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from tracker.crop import (
-    BOX_SCALE,
-    BOX_SHIFT_UP,
+    BOX_CALIBRATION,
     MEAN,
     ROI_SCALE,
     ROI_SHIFT_UP,
@@ -90,7 +89,8 @@ def test_roi_from_landmarks_ignores_missing_points():
 
 def test_roi_from_box_is_upright_and_calibrated():
     roi = roi_from_box(100, 50, 180, 130)
-    assert roi == Roi(140.0, 90.0 - BOX_SHIFT_UP * 80, BOX_SCALE * 80, 0.0)
+    scale, shift = BOX_CALIBRATION["hog"]
+    assert roi == Roi(140.0, 90.0 - shift * 80, scale * 80, 0.0)
 
 
 def test_network_input_is_normalised_rgb_nchw():

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from tracker.draw import STAGE_COLORS, blend_labels, draw_points, warp_to_image
-from tracker.fileio import ImageReadError, atomic_save_npz, atomic_write_image, atomic_write_json, list_images, read_image, safe_output_path
+from tracker.fileio import ImageReadError, atomic_save_npz, atomic_write_image, atomic_write_json, atomic_write_text, list_images, read_image, safe_output_path
 from tracker.metrics import ced, score_faces
 from tracker.parts import lookup_parts
 from tracker.pipeline import FaceResult, FrameResult, Tracker, TrackerConfig
@@ -219,14 +219,16 @@ def run_eval(args) -> int:
     if (args.pred / "dlib").is_dir():
         rows["dlib"] = evaluate_folder(args.pred / "dlib", gt, "final")
     rows = {k: v for k, v in rows.items() if v["missing"] < v["faces"]} or rows
-    header = f"{'method':<10} {'faces':>5} {'missing':>7} {'NME68':>7} {'median':>7} {'AUC@.08':>8} {'FR@.08':>7} {'NME49':>7} {'AUC49':>7} {'FR49':>6}"
-    print(header)
-    print("-" * len(header))
+    header = (f"{'method':<10} {'faces':>5} {'missing':>7} {'points':>6} {'NME68':>7} {'median':>7} {'AUC@.08':>8} {'FR@.08':>7} "
+              f"{'NME49':>7} {'AUC49':>7} {'FR49':>6}")
+    lines = [header, "-" * len(header)]
     for name, r in rows.items():
-        print(f"{name:<10} {r['faces']:>5} {r['missing']:>7} {r['nme_mean']:>7.4f} {r['nme_median']:>7.4f} {r['auc08']:>8.4f} {r['fr08']:>7.3f} "
-              f"{r['nme49_mean']:>7.4f} {r['auc08_49']:>7.4f} {r['fr08_49']:>6.3f}")
-    print("NME: mean over faces with a prediction (median over all, missing = inf); AUC/FR count a missing face as a failure.\n"
-          "With several faces in a picture, the predicted face nearest the ground truth is scored.")
+        lines.append(f"{name:<10} {r['faces']:>5} {r['missing']:>7} {r['points_scored']:>6.0%} {r['nme_mean']:>7.4f} {r['nme_median']:>7.4f} "
+                     f"{r['auc08']:>8.4f} {r['fr08']:>7.3f} {r['nme49_mean']:>7.4f} {r['auc08_49']:>7.4f} {r['fr08_49']:>6.3f}")
+    lines += ["NME: mean over faces with a prediction (median over all, missing = inf); AUC/FR count a missing face as a failure.",
+              "points: mean share of the 68 points scored (a stage may report invisible points as missing; DenseReg does).",
+              "With several faces in a picture, the predicted face nearest the ground truth is scored."]
+    print("\n".join(lines))
     if args.plot:
         from tracker.plots import ced_plot
 
@@ -234,6 +236,8 @@ def run_eval(args) -> int:
         atomic_write_image(args.plot, ced_plot(curves))
     if args.json:
         atomic_write_json(args.json, {"gt": str(args.gt), "pred": str(args.pred), "methods": rows})
+        # The same table for people reading the repository (docs/results/*.md).
+        atomic_write_text(args.json.with_suffix(".md"), "```\n" + "\n".join(lines) + "\n```\n")
     return 0
 
 

@@ -20,9 +20,9 @@ import numpy as np
 NETWORK_INPUT = 128  # side of the crop the shipped `realtime` network takes (training/model.py)
 ROI_SHIFT_UP = 0.15
 ROI_SCALE = 1.6
-# dlib HOG boxes (calibrated on the training split by training/calibrate_roi.py).
-BOX_SHIFT_UP = 0.053
-BOX_SCALE = 1.553
+# Per detector: (scale, upward shift) of the crop relative to its box side, calibrated on the
+# training split by `python -m training.calibrate_roi --detector hog|cnn`.
+BOX_CALIBRATION = {"hog": (1.553, 0.053), "cnn": (1.580, -0.018)}
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255  # RGB
 STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
 
@@ -49,10 +49,11 @@ def roi_from_landmarks(pts: np.ndarray) -> Roi:
     return Roi(float(c[0]), float(c[1]), ROI_SCALE * s, angle)
 
 
-def roi_from_box(x0: float, y0: float, x1: float, y1: float) -> Roi:
+def roi_from_box(x0: float, y0: float, x1: float, y1: float, detector: str = "hog") -> Roi:
     """Crop around a detector box (upright)."""
+    scale, shift = BOX_CALIBRATION[detector]
     w = max(x1 - x0, y1 - y0)
-    return Roi((x0 + x1) / 2, (y0 + y1) / 2 - BOX_SHIFT_UP * w, BOX_SCALE * w, 0.0)
+    return Roi((x0 + x1) / 2, (y0 + y1) / 2 - shift * w, scale * w, 0.0)
 
 
 def crop_matrix(roi: Roi, out_size: int) -> np.ndarray:

@@ -43,13 +43,15 @@ def score_faces(pairs) -> dict:
 
     NME means are over faces with a prediction; AUC and FR count missing faces as failures.
     """
-    e, e49 = [], []
+    e, e49, scored = [], [], []
     for pred, truth in pairs:
         # A stage may report some points missing (DenseReg on a profile): score the points it
         # gives when it gives at least half of them, else the face counts as a failure.
         seen = np.isfinite(pred).all(axis=1) if pred is not None else np.zeros(len(truth), bool)
         ok = seen.sum() >= len(truth) // 2
         e.append(nme(pred, truth, np.flatnonzero(seen)) if ok else np.inf)
+        if ok:
+            scored.append(seen.mean())
         inner = np.intersect1d(INNER_49, np.flatnonzero(seen))
         e49.append(nme(pred, truth, inner) if ok and len(inner) else np.inf)
     e, e49 = np.array(e, float), np.array(e49, float)
@@ -57,6 +59,7 @@ def score_faces(pairs) -> dict:
     return {
         "faces": len(e),
         "missing": int((~finite).sum()),
+        "points_scored": float(np.mean(scored)) if scored else float("nan"),  # mean fraction of the 68
         "nme_mean": float(e[finite].mean()) if finite.any() else float("nan"),
         "nme_median": float(np.median(e)) if len(e) else float("nan"),
         "auc08": auc(e) if len(e) else float("nan"),

@@ -19,7 +19,7 @@ from engines.base import Engine
 from tracker.assets import verified_asset
 from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, roi_from_landmarks, to_network_input, transform_points, warp_image
 from tracker.densemaps import DenseMaps
-from tracker.detector import Detection, detect_faces
+from tracker.detector import Detection, cnn_available, detect_faces, detect_faces_cnn
 from tracker.landmarks import build_lookup, extract_landmarks
 from tracker.pose import Pose, head_pose
 from tracker.refiner import reference_shape, refine
@@ -40,6 +40,7 @@ class TrackerConfig:
     detect_every: int = 15  # video: look for new faces every N frames
     min_face: int = 24  # pixels; smaller detections are ignored (the crop would be mostly upsampling)
     detect_threshold: float = 0.2  # dlib HOG score; lower ones are mostly false positives
+    cnn_fallback: bool = True  # image mode: dlib's CNN detector when HOG finds nothing (~1 s; needs face-recognition-models)
     fg_threshold: float = 0.5
     refine: bool = True
     keep_maps: bool = False  # attach the dense maps to each FaceResult
@@ -158,10 +159,12 @@ class Tracker:
         detections: list[Detection] = []
         if need_detect:
             detections = [d for d in detect_faces(gray) if d.width >= self.config.min_face and d.score >= self.config.detect_threshold]
+            if not detections and not video and self.config.cnn_fallback and cnn_available():
+                detections = [d for d in detect_faces_cnn(image) if d.width >= self.config.min_face]
             t = timer.add("detect", t)
             # A detection overlapping a tracked face is that face: keep the track's ROI.
             detections = [d for d in detections if not any(_inside(d, roi) for _, roi in tracked)]
-        items = [(tr, roi, None) for tr, roi in tracked] + [(None, roi_from_box(d.x0, d.y0, d.x1, d.y1), d) for d in detections]
+        items = [(tr, roi, None) for tr, roi in tracked] + [(None, roi_from_box(d.x0, d.y0, d.x1, d.y1, d.detector), d) for d in detections]
         items = items[: self.config.max_faces]
         faces = _drop_duplicates(self._process(image, gray, items, timer)) if items else []
         if video:

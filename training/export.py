@@ -51,7 +51,7 @@ CARD = """# {title} (`{name}.onnx`)
 - **Data**: 300-W training split (`splits/train.txt`: 1,932 faces from AFW, Helen train, LFPW
   train){data_extra}; validation on `splits/val.txt` (80 Helen-train faces), never trained on.
 - **Recipe**: {recipe}
-- **Command**: `{train_cmd}` (resumable; repeat until validation stops improving), then
+- **Command**: {train_cmd} (resumable; repeat until validation stops improving), then
   `python -m training.export {arch} --run {run}`.
 - **Training**: best checkpoint at step {step} of {last_step} logged; CPU (2 cores shared by two trainings).
 - **Validation at that step**: {metrics}
@@ -67,14 +67,14 @@ ABOUT = {
         what="per-pixel template coordinates (u_h, u_v) by quantized regression (K=10 bins + residuals), foreground probability and normalised depth for a 128x128 face crop (`tracker/crop.py`); decoding inside the graph",
         data_extra=", dense ground truth from `python -m training.groundtruth`",
         recipe="MobileNetV2-style encoder-decoder (`training/model.py`, `realtime`), trained from scratch: AdamW lr 2e-3, warm-up then poly decay, batch 16, crops jittered in scale/shift/rotation (±30°), flips with u_h mirroring, colour/blur/noise, synthetic occluders (`training/dataset.py`); losses as the paper (CE + 40 x smooth-L1 residual on the responsible bin, depth)",
-        train_cmd="python -m training.train densereg --config realtime --variant quantized --steps 24000 --resume",
+        train_cmd="`python -m training.train densereg --config realtime --variant quantized --steps 24000 --resume`",
     ),
     "mdm": dict(
         title="MDM-style landmark refiner",
         what="4 recurrent steps of patch features (16x16 around each of the 68 points) -> GRU -> shape update, in a canonical 128x128 crop (`tracker/refiner.py`)",
         data_extra="",
         recipe="initial shapes drawn around the truth (PCA-coefficient, similarity and per-point noise, `training/mdm.py: Perturbation`, matched to the errors of DenseReg+PCA), loss = outer-eye-corner-normalised error summed over steps; AdamW lr 1e-3, batch 16, flips and photometric noise",
-        train_cmd="python -m training.train mdm --steps 30000 --out runs/mdm --resume` (shape noise 0.5 sd, ~7k steps), then `python -m training.train mdm --steps 24000 --out runs/mdm-v2 --init-from runs/mdm/last.pt --resume` (perturbations matched to measured DenseReg+PCA errors)",
+        train_cmd="`python -m training.train mdm --steps 30000 --out runs/mdm --resume` (shape noise 0.5 sd, ~7k steps), then `python -m training.train mdm --steps 24000 --out runs/mdm-v2 --init-from runs/mdm/last.pt --resume` (perturbations matched to measured DenseReg+PCA errors)",
     ),
 }
 

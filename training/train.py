@@ -66,8 +66,10 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool, seed: int = 0,
-        options: dict | None = None, init_from: Path | None = None) -> dict[str, float]:
-    """Train until `sched.steps` or `max_minutes`; returns the last validation metrics."""
+        options: dict | None = None, init_from: Path | None = None, stop_at: int = 0) -> dict[str, float]:
+    """Train until `sched.steps` (or `stop_at`, leaving the LR schedule of `sched.steps` intact, so
+    that runs compared at equal budget share one schedule) or `max_minutes`; returns the last
+    validation metrics."""
     from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
@@ -107,11 +109,12 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = last_ckpt = time.time()
+    end = min(sched.steps, stop_at) if stop_at > 0 else sched.steps
     metrics: dict[str, float] = {}
     bar = tqdm(total=sched.steps, initial=step, unit="step", mininterval=5)
     try:
         with (out / "log.csv").open("a") as log:
-            while step < sched.steps and not stop["flag"] and time.time() - t0 < max_minutes * 60:
+            while step < end and not stop["flag"] and time.time() - t0 < max_minutes * 60:
                 for g in opt.param_groups:
                     g["lr"] = poly_lr(step, sched)
                 terms = task.loss(task.batch(rng))
@@ -187,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_300W)
     ap.add_argument("--gt", type=Path, default=REPO / "data" / "gt", help="ground truth from training.groundtruth")
     ap.add_argument("--steps", type=int, default=0)
+    ap.add_argument("--stop-at", type=int, default=0,
+                    help="stop at this step; the LR schedule still spans --steps (equal-budget comparisons)")
     ap.add_argument("--batch", type=int, default=0)
     ap.add_argument("--lr", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest while anything else runs)")
@@ -196,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     default = {"densereg": f"densereg-{args.config}-{args.variant}", "segbaseline": f"segbaseline-{args.config}"}.get(args.task, args.task)
     out = args.out or REPO / "runs" / default
     t, sched, options = TASKS[args.task](args)
-    metrics = run(t, sched, out, args.max_minutes, args.resume, options=options, init_from=args.init_from)
+    metrics = run(t, sched, out, args.max_minutes, args.resume, options=options, init_from=args.init_from,
+                  stop_at=args.stop_at)
     print(json.dumps(metrics))
     return 0
 
