@@ -164,3 +164,24 @@ def test_cli_transfer_video_from_source_face(tmp_path, capsys):
         frames += 1
     assert frames == 6 and cv2.imread(str(saved)).shape == (256, 256, 3)
     assert not list(tmp_path.glob(".swap*"))  # the temporary file was renamed
+
+
+def test_cli_transfer_webcam_stops_on_ctrl_c_and_saves(tmp_path, monkeypatch, capsys):
+    """A webcam stream ends with Ctrl-C: what was recorded is saved (camera simulated by the clip)."""
+    import tracker.transfercommands as tc
+
+    def fake_webcam(device):
+        cap = cv2.VideoCapture(str(DEMO_CLIP))
+
+        def frames():
+            for _ in range(4):
+                yield cap.read()[1]
+            raise KeyboardInterrupt
+
+        return frames(), 30.0, (640, 480)
+
+    monkeypatch.setattr(tc, "_webcam_frames", fake_webcam)
+    out = tmp_path / "cam.mp4"
+    assert main(["transfer", "--texture", str(TEXTURE_DIR / "facepaint.png"), "--target", "webcam", "--out", str(out), "--threads", "1"]) == 0
+    assert "face in" in capsys.readouterr().out
+    assert int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)) == 4

@@ -92,13 +92,18 @@ def _webcam_frames(device: int) -> tuple[Iterator[np.ndarray], float, tuple[int,
     return frames(), fps if fps and np.isfinite(fps) and fps > 0 else 30.0, (first.shape[1], first.shape[0])
 
 
-def _transfer_video(args, kind: str, look: Look, config: TrackerConfig) -> int:
+def _open_stream(args, kind: str) -> tuple[Iterator[np.ndarray], float, tuple[int, int]]:
+    """(frames, fps, (width, height)) of a video file or the webcam."""
     if kind == "webcam":
-        frames, fps, size = _webcam_frames(args.device)
+        return _webcam_frames(args.device)
+    cap, info = open_video(Path(args.target))
+    return read_frames(cap, lambda m: print(f"warning: {m}", file=sys.stderr), args.target), info.fps, (info.width, info.height)
+
+
+def _transfer_video(args, kind: str, stream, look: Look, config: TrackerConfig) -> int:
+    frames, fps, size = stream
+    if kind == "webcam":
         print("transferring from the webcam; Ctrl-C stops and saves", file=sys.stderr)
-    else:
-        cap, info = open_video(Path(args.target))
-        frames, fps, size = read_frames(cap, lambda m: print(f"warning: {m}", file=sys.stderr), args.target), info.fps, (info.width, info.height)
     tracker = Tracker(replace(config, mode="video"))
     writer = AtomicVideoWriter(args.out, fps, size)
     total = with_face = 0
@@ -128,6 +133,9 @@ def _transfer_video(args, kind: str, look: Look, config: TrackerConfig) -> int:
 def run_transfer(args) -> int:
     kind = target_kind(args.target)
     _check_args(args, kind)
+    # The target first: a missing camera or an unreadable file fails before any other work.
+    target = read_image(Path(args.target)) if kind == "image" else None
+    stream = _open_stream(args, kind) if kind != "image" else None
     config = TrackerConfig(mode="image", engine=args.engine, threads=args.threads, refine=not args.no_refine, keep_maps=True)
     image_tracker = Tracker(config) if kind == "image" or args.source_face else None
     if args.source_face:
@@ -139,9 +147,8 @@ def run_transfer(args) -> int:
     # A painted texture keeps its colours and takes the target's lighting; a photographed face
     # takes the target's skin tone as well, or it looks pasted on.
     look = Look(texture, args.strength, args.match or ("lab" if args.source_face else "shading"))
-    if kind != "image":
-        return _transfer_video(args, kind, look, config)
-    target = read_image(Path(args.target))
+    if stream is not None:
+        return _transfer_video(args, kind, stream, look, config)
     result = image_tracker.track(target)
     if not result.faces:
         raise ValueError(f"{args.target}: no face found in the target image; nothing written")
