@@ -38,6 +38,7 @@ def image_folder(tmp_path_factory, demo_truth):
     d = tmp_path_factory.mktemp("imgs")
     cv2.imwrite(str(d / "astro.jpg"), img)
     write_pts(d / "astro.pts", pts)
+    (d / "astronaute été 宇宙飛行士.jpg").write_bytes((d / "astro.jpg").read_bytes())  # non-ASCII name
     cv2.imwrite(str(d / "gray.png"), cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
     cv2.imwrite(str(d / "alpha.png"), cv2.cvtColor(img, cv2.COLOR_BGR2BGRA))
     cv2.imwrite(str(d / "deep.png"), img.astype(np.uint16) * 257)
@@ -65,7 +66,7 @@ def test_images_bad_input_resume_and_outputs(image_folder, tmp_path, capsys):
         assert f"skipped: {image_folder / bad}" in captured.err
     assert "no face:" in captured.err and "noface.png" in captured.err and "huge.png" in captured.err
     assert "4 unreadable" in captured.out
-    for stem in ("astro", "gray", "alpha", "deep"):
+    for stem in ("astro", "gray", "alpha", "deep", "astronaute été 宇宙飛行士"):
         info = json.loads((out / f"{stem}.json").read_text())
         assert info["faces"], stem
         face = info["faces"][0]
@@ -84,7 +85,7 @@ def test_images_bad_input_resume_and_outputs(image_folder, tmp_path, capsys):
     mtime = (out / "astro.json").stat().st_mtime_ns
     main(["images", "--input", str(image_folder), "--out", str(out)])
     assert (out / "astro.json").stat().st_mtime_ns == mtime
-    assert "6 already done" in capsys.readouterr().out
+    assert "7 already done" in capsys.readouterr().out
 
 
 def test_images_on_empty_or_missing_folder(tmp_path, capsys):

@@ -111,6 +111,8 @@ def register_batch300vw(sub) -> None:
     p.add_argument("--jobs", type=int, default=1, help="videos tracked in parallel (processes)")
     _engine_args(p)
     p.add_argument("--no-smooth", action="store_true", help="no temporal (One Euro) smoothing of the landmarks")
+    p.add_argument("--stills", action="store_true",
+                   help="treat every frame as an independent picture (detect each frame, no tracking): the reference for tracking")
 
     def run(args) -> int:
         from tracker.videocommands import run_batch300vw

@@ -121,15 +121,15 @@ def static_jitter(pred_dir: Path, annot_dir: Path) -> float | None:
     return float(np.mean(steps)) if steps else None
 
 
-def track_300vw_video(job: tuple[str, str, str, str, int, bool, bool, str]) -> tuple[str, str]:
+def track_300vw_video(job: tuple[str, str, str, str, TrackerConfig]) -> tuple[str, str]:
     """Track one video and write its frames + result.json; returns (name, message)."""
-    name, video, annot, out_dir, threads, refine, smooth, engine = job
+    name, video, annot, out_dir, config = job
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
         for stale in out.glob("*.pts"):  # partial frames of a killed run: redo the video cleanly
             stale.unlink()
-        tracker = Tracker(TrackerConfig(mode="video", engine=engine, threads=threads, refine=refine, smooth=smooth))
+        tracker = Tracker(config)
         cap, info = open_video(Path(video))
         warnings: list[str] = []
         n = 0
@@ -164,14 +164,18 @@ def run_batch300vw(args) -> int:
     from tqdm import tqdm
 
     videos = find_300vw_videos(args.root)
+    # --stills: every frame is an independent picture (detection each frame, no tracking, no
+    # smoothing): the reference that tracking must match or beat on the same frames.  Both use
+    # only the HOG detector, so the comparison is about tracking, not about detectors.
+    config = TrackerConfig(mode="image" if args.stills else "video", engine=args.engine, threads=max(1, args.threads // max(1, args.jobs)),
+                           refine=not args.no_refine, smooth=not args.no_smooth, cnn_fallback=False)
     jobs, done = [], 0
     for name, video in videos:
         out = safe_output_path(args.out, name)
         if (out / "result.json").exists():
             done += 1
             continue
-        jobs.append((name, str(video), str(args.root / name / "annot"), str(out), max(1, args.threads // max(1, args.jobs)),
-                     not args.no_refine, not args.no_smooth, args.engine))
+        jobs.append((name, str(video), str(args.root / name / "annot"), str(out), config))
     failed = 0
     if args.jobs > 1:
         pool = ProcessPoolExecutor(max_workers=args.jobs, initializer=_die_with_parent)
