@@ -17,12 +17,13 @@ from tracker.commands import DEMO_CLIP
 from tracker.pipeline import TrackerConfig
 
 
-def test_viewer_command_without_display(monkeypatch, capsys):
+@pytest.mark.parametrize("argv", [["viewer", "--source", str(DEMO_CLIP)], ["webcam", "--device", "0"]])
+def test_viewer_commands_without_display(monkeypatch, capsys, argv):
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.setattr("sys.platform", "linux")
-    assert main(["viewer", "--source", str(DEMO_CLIP)]) == 2
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and ("no display" in err or "PyQt5" in err) and "\n" not in err
 

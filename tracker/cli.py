@@ -162,6 +162,11 @@ def register_viewer(sub) -> None:
                       transfer=args.transfer)
 
     p.set_defaults(func=run)
+    # `webcam` is the viewer on a camera: one window for live tracking, with every overlay.
+    w = sub.add_parser("webcam", help="live tracking from a camera in the viewer (= viewer --source webcam)")
+    w.add_argument("--device", type=int, default=0, help="camera index")
+    _engine_args(w)
+    w.set_defaults(func=run, source="webcam", texture=None, transfer=False)
 
 
 def register_transfer(sub) -> None:

@@ -48,8 +48,8 @@ class TrackerConfig:
     lost_confidence: float = 0.2  # ...or the mean landmark confidence falls below this
     lost_refiner_step: float = 0.08  # ...or the refiner's last update exceeds this x eye distance
     smooth: bool = True  # video: One Euro filter on the final landmarks
-    smooth_min_cutoff: float = 1.0
-    smooth_beta: float = 0.05
+    smooth_min_cutoff: float = 0.5  # Hz; with beta, chosen by benchmarks/bench_smoothing.py
+    smooth_beta: float = 1.0
     assets: Path | None = None  # folder with the model files (default: the packaged ones)
 
 

@@ -17,7 +17,7 @@ def _alpha(cutoff: float, dt: float) -> float:
 
 
 class OneEuro:
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.05, d_cutoff: float = 1.0, fps: float = 30.0):
+    def __init__(self, min_cutoff: float = 0.5, beta: float = 1.0, d_cutoff: float = 1.0, fps: float = 30.0):
         self.min_cutoff, self.beta, self.d_cutoff, self.fps = min_cutoff, beta, d_cutoff, fps
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
