@@ -35,8 +35,8 @@ def template_iod() -> float:
     return float(np.linalg.norm(lm[36] - lm[45]))
 
 
-def val_samples(data: Path, gt: Path, size: int = 128):
-    cache = build_cache(data, gt, "val", REPO / "data" / "cache" / "densereg_val.npz")
+def val_samples(data: Path, gt: Path, size: int = 128, split: str = "val"):
+    cache = build_cache(data, gt, split, REPO / "data" / "cache" / f"densereg_{split}.npz")
     rng = np.random.default_rng(0)
     return [sample_crop(cache, i, size, NO_AUGMENT, rng) for i in range(len(cache.names))]
 
@@ -70,7 +70,7 @@ def evaluate_parts(args) -> int:
 
     from tracker.parts import PART_NAMES, colorize_parts, lookup_parts, part_iou
 
-    samples = val_samples(args.data, args.gt)
+    samples = val_samples(args.data, args.gt, split=args.split)
     with np.load(ASSETS / "template.npz") as z:
         part_map = z["part_map"]
     truth = [lookup_parts(s.uv, part_map) for s in samples]
@@ -104,8 +104,9 @@ def evaluate_parts(args) -> int:
     md = "\n".join(lines)
     print(md)
     atomic_write_json(args.out / "parts_val.json", {"faces": len(samples), "iou": table})
-    atomic_write_text(args.out / "parts_val.md", f"Part segmentation IoU (%) on the 300-W validation split ({len(samples)} faces); ground truth = parts "
-                      f"transferred with the ground-truth UV. `python -m training.evaluate parts{' --baseline ' + str(args.baseline) if args.baseline else ''}`\n\n{md}\n")
+    atomic_write_text(args.out / "parts_val.md", f"Part segmentation IoU (%) on the 300-W {args.split} split ({len(samples)} faces); ground truth = parts "
+                      f"transferred with the ground-truth UV. `python -m training.evaluate parts{' --baseline ' + str(args.baseline) if args.baseline else ''}`\n\n{md}\n\n"
+                      f"![parts](parts_val.png)\n\nFigure columns: input crop, ground truth, " + ", ".join(preds) + ".\n")
     rows = []
     for i in range(0, min(len(samples), 24), 6):
         tiles = [samples[i].image, colorize_parts(truth[i])] + [colorize_parts(p[i]) for p in preds.values()]
@@ -122,11 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_300W)
     ap.add_argument("--gt", type=Path, default=REPO / "data" / "gt")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results")
+    ap.add_argument("--split", choices=["val", "train"], default="val", help="tune and report on val only; train shows over-fitting")
     args = ap.parse_args(argv)
     if args.what == "parts":
         return evaluate_parts(args)
     models = dict(m.split("=", 1) for m in args.model) or {"quantized (shipped)": str(ASSETS / "densereg_realtime.onnx")}
-    samples = val_samples(args.data, args.gt)
+    samples = val_samples(args.data, args.gt, split=args.split)
     results = {name: evaluate_model(Path(path), samples) for name, path in models.items()}
     key = f"auc_{CED_LIMIT}"
     lines = ["| model | UV MAE | fg IoU | depth MAE | median UV err / IOD | AUC@0.1 (UV err / IOD) |", "|---|---|---|---|---|---|"]
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines)
     print(table)
     atomic_write_json(args.out / "densereg_val.json", {"faces": len(samples), "template_iod_uv": template_iod(), "models": {**models}, "results": results})
-    atomic_write_text(args.out / "densereg_val.md", f"Dense maps on the 300-W validation split ({len(samples)} faces), "
+    atomic_write_text(args.out / "densereg_val.md", f"Dense maps on the 300-W {args.split} split ({len(samples)} faces), "
                       f"`python -m training.evaluate densereg {' '.join('--model ' + k + '=' + v for k, v in models.items()) if args.model else ''}`\n\n{table}\n")
     from tracker.plots import ced_plot
 
