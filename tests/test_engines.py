@@ -7,6 +7,12 @@ from engines.base import EngineError
 from tracker.assets import ASSETS, AssetError, verified_asset
 
 MODELS = {"densereg_realtime.onnx": {"image": (1, 3, 128, 128)}, "mdm_refiner.onnx": {"image": (1, 1, 128, 128), "init": (1, 68, 2)}}
+# Agreement tolerance per model: the DenseReg maps are in [0,1]; the refiner outputs crop pixels
+# (0-128) after 4 recurrent steps of bilinear patch sampling, where float32 rounding in the two
+# runtimes drifts by a few thousandths of a pixel.
+TOLERANCE = {"densereg_realtime.onnx": 1e-3, "mdm_refiner.onnx": 1e-2}
+# FP16 keeps ~3 significant digits: 2e-2 on the maps, half a pixel on the refined points.
+FP16_TOLERANCE = {"densereg_realtime.onnx": 2e-2, "mdm_refiner.onnx": 0.5}
 
 
 def inputs_for(name):
@@ -29,7 +35,7 @@ def test_onnx_and_torch_engines_agree(name):
     for k in a:
         assert a[k].shape == b[k].shape
         # argmax ties can flip a UV bin at a handful of pixels; everything else is equal
-        assert np.mean(np.abs(a[k] - b[k]) < 1e-3) > 0.998, k
+        assert np.mean(np.abs(a[k] - b[k]) < TOLERANCE[name]) > 0.998, k
 
 
 @pytest.mark.gpu
@@ -46,12 +52,12 @@ def test_tensorrt_fp16_matches_onnx(name, tmp_path):
     trt = TensorRTEngine(path, cache_dir=tmp_path)
     got = trt.infer(x)
     for k in ref:
-        assert np.mean(np.abs(got[k] - ref[k]) < 2e-2) > 0.99, k  # FP16
+        assert np.mean(np.abs(got[k] - ref[k]) < FP16_TOLERANCE[name]) > 0.99, k
     # The cache is reused, and rebuilt when corrupt.
     assert trt.cache_file.exists()
     trt.cache_file.write_bytes(b"garbage")
     again = TensorRTEngine(path, cache_dir=tmp_path).infer(x)
-    assert np.allclose(again[list(ref)[0]], got[list(ref)[0]], atol=2e-2)
+    assert np.allclose(again[list(ref)[0]], got[list(ref)[0]], atol=FP16_TOLERANCE[name])
 
 
 def test_cache_key_changes_with_model_gpu_and_version():
