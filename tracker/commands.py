@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracker.draw import STAGE_COLORS, blend_labels, draw_points, warp_to_image
+from tracker.draw import STAGE_COLORS, blend_labels, draw_points, point_radius, warp_to_image
 from tracker.fileio import ImageReadError, atomic_save_npz, atomic_write_image, atomic_write_json, atomic_write_text, list_images, read_image, safe_output_path
 from tracker.metrics import ced, score_faces
 from tracker.parts import lookup_parts
@@ -253,7 +253,7 @@ def run_demo(args) -> int:
     for face in result.faces:
         out = blend_labels(out, part_labels(face, tracker.part_map, image.shape[:2]), 0.45)
         for stage, s in face.stages.items():
-            draw_points(out, s.points, STAGE_COLORS[stage], 3 if stage == "mdm" else 2)
+            draw_points(out, s.points, STAGE_COLORS[stage], point_radius(face.landmarks, 1.0 if stage == "mdm" else 0.7))
     still = safe_output_path(args.out, "astronaut_annotated.png")
     atomic_write_image(still, out)
     atomic_write_json(safe_output_path(args.out, "astronaut.json"), frame_to_json(result, str(DEMO_IMAGE), image.shape))

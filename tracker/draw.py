@@ -10,8 +10,15 @@ from tracker.parts import PART_COLORS
 STAGE_COLORS = {"densereg": (0, 165, 255), "pca": (255, 200, 0), "mdm": (0, 255, 0), "dlib": (255, 0, 255)}
 
 
+def point_radius(points: np.ndarray, emphasis: float = 1.0) -> int:
+    """Dot radius in pixels for a 68-point face: ~1/30 of its eye distance (dots that do not
+    hide the face they mark, at any face size)."""
+    iod = np.linalg.norm(points[36] - points[45]) if len(points) == 68 and np.isfinite(points[[36, 45]]).all() else 60.0
+    return max(1, int(round(emphasis * iod / 30)))
+
+
 def draw_points(image: np.ndarray, points: np.ndarray, color, radius: int | None = None) -> None:
-    r = radius or max(1, int(round(max(image.shape[:2]) / 400)))
+    r = radius or point_radius(points)
     for x, y in points[np.isfinite(points).all(axis=1)]:
         cv2.circle(image, (int(round(x * 4)), int(round(y * 4))), r * 4, color, -1, cv2.LINE_AA, shift=2)
 

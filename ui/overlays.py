@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from tracker.draw import STAGE_COLORS, blend_labels, draw_points, draw_pose_axes, uv_colormap, uv_isolines, warp_to_image
+from tracker.draw import STAGE_COLORS, blend_labels, draw_points, draw_pose_axes, point_radius, uv_colormap, uv_isolines, warp_to_image
 from tracker.parts import lookup_parts
 from tracker.pipeline import FaceResult, FrameResult
 from tracker.transfer import DEFAULT_STRENGTH, render_texture
@@ -106,7 +106,7 @@ def compose(frame: np.ndarray, result: FrameResult, settings: OverlaySettings, p
                     out = uv_isolines(out, uv, mask)
         for stage in ("densereg", "pca", "mdm"):
             if getattr(settings, stage) and stage in face.stages:
-                draw_points(out, face.stages[stage].points, STAGE_COLORS[stage], 3 if stage == "mdm" else 2)
+                draw_points(out, face.stages[stage].points, STAGE_COLORS[stage], point_radius(face.landmarks, 1.0 if stage == "mdm" else 0.7))
         if settings.pose and face.pose is not None and np.isfinite(face.landmarks[30]).all():
             draw_pose_axes(out, face.pose, face.landmarks[30], 0.25 * face.roi.size)  # from the nose tip
         if settings.box:
