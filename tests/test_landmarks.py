@@ -60,6 +60,30 @@ def test_similarity_align_recovers_transform():
     assert abs(s - 2.5) < 1e-9 and np.allclose(R2, R) and np.allclose(t, [3, -1])
 
 
+def _umeyama(src, dst, w):
+    w = w / w.sum()
+    mu_s, mu_d = w @ src, w @ dst
+    s0, d0 = src - mu_s, dst - mu_d
+    u, sig, vt = np.linalg.svd((d0 * w[:, None]).T @ s0)
+    D = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    scale = (sig * np.diag(D)).sum() / (w * (s0**2).sum(1)).sum()
+    R = u @ D @ vt
+    return scale, R, mu_d - scale * R @ mu_s
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_similarity_align_matches_umeyama_on_noisy_weighted_points(mirror):
+    """The closed form must give the least-squares proper similarity even for noisy, weighted
+    and mirrored (no proper fit exists) correspondences."""
+    rng = np.random.default_rng(3)
+    src = rng.normal(size=(68, 2))
+    dst = 1.7 * src @ np.array([[0.8, -0.6], [0.6, 0.8]]).T + rng.normal(size=(68, 2)) * 0.3
+    if mirror:
+        dst[:, 0] *= -1
+    w = rng.uniform(0, 1, 68)
+    for got, want in zip(similarity_align(src, dst, w), _umeyama(src, dst, w)):
+        assert np.allclose(got, want, atol=1e-9)
+
 def test_pca_fit_fills_missing_and_rejects_outliers():
     model = load_shape_model()
     rng = np.random.default_rng(1)

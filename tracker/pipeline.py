@@ -216,7 +216,8 @@ class Tracker:
             final = stages["mdm" if "mdm" in stages else "pca"].points
             faces.append(
                 FaceResult(
-                    pose=head_pose(final, self.landmark_3d),
+                    # Video mode smooths the points afterwards and takes the pose from those.
+                    pose=None if self.config.mode == "video" else head_pose(final, self.landmark_3d),
                     roi=roi,
                     score=det.score if det is not None else quality,
                     track_id=track.track_id if track is not None else -1,

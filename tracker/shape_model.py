@@ -47,18 +47,22 @@ def load_shape_model(path: Path = ASSET) -> ShapeModel:
 
 
 def similarity_align(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
-    """(scale, R (2,2), t) minimising sum w ||scale R src + t - dst||^2 (Umeyama)."""
+    """(scale, R (2,2), t) minimising sum w ||scale R src + t - dst||^2.
+
+    In 2D the optimal proper similarity has a closed form (treat points as complex numbers:
+    scale*e^{i theta} = sum w conj(s) d / sum w |s|^2), the same answer as Umeyama's SVD
+    without the SVD; this runs several times per face per frame.
+    """
     w = np.ones(len(src)) if weights is None else weights
     w = w / w.sum()
     mu_s, mu_d = w @ src, w @ dst
     s0, d0 = src - mu_s, dst - mu_d
-    cov = (d0 * w[:, None]).T @ s0
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(u @ vt))
-    D = np.diag([1.0, d])
-    R = u @ D @ vt
-    var_s = (w * (s0**2).sum(1)).sum()
-    scale = float((sig * np.diag(D)).sum() / max(var_s, 1e-12))
+    a = w @ (s0[:, 0] * d0[:, 0] + s0[:, 1] * d0[:, 1])
+    b = w @ (s0[:, 0] * d0[:, 1] - s0[:, 1] * d0[:, 0])
+    var_s = max(float(w @ (s0**2).sum(1)), 1e-12)
+    norm = float(np.hypot(a, b))
+    R = np.array([[a, -b], [b, a]]) / norm if norm > 0 else np.eye(2)
+    scale = norm / var_s
     return scale, R, mu_d - scale * R @ mu_s
 
 
@@ -86,24 +90,24 @@ def fit_shape(
         return None
     obs = np.where(valid[:, None], points, 0.0)
     w = np.where(valid, confidence, 0.0)
+    basis = model.components.reshape(len(model.eigenvalues), -1).T  # (136,K)
+    mean = model.mean.ravel()
+    regulariser = np.diag(prior / model.eigenvalues)
     coeffs = np.zeros(len(model.eigenvalues))
-    comps = model.components.reshape(len(coeffs), -1).T  # (136,K)
+    shape = model.mean
     for _ in range(iterations):
-        shape = model.instance(coeffs)
         scale, R, t = similarity_align(shape, obs, w)
         y = ((obs - t) @ R) / scale  # observations in the model frame
-        ww = np.repeat(w, 2)
-        A = comps * ww[:, None]
-        rhs = (y - model.mean).ravel() * ww
-        coeffs = np.linalg.solve(comps.T @ A + np.diag(prior / model.eigenvalues), comps.T @ rhs)
-        residual = np.linalg.norm(model.instance(coeffs) - y, axis=1)
+        A = basis.T * np.repeat(w, 2)  # (K,136) weighted
+        coeffs = np.linalg.solve(A @ basis + regulariser, A @ (y.ravel() - mean))
+        shape = (mean + basis @ coeffs).reshape(-1, 2)
+        residual = np.linalg.norm(shape - y, axis=1)
         # Tukey's biweight; the scale has a floor so that near-perfect inputs are not rejected.
         sigma = max(1.4826 * np.median(residual[valid]), 0.02)
         r = residual / (4.685 * sigma)
         w = np.where(valid & (r < 1), confidence * (1 - r**2) ** 2, 0.0)
         if w.sum() <= 0 or (w > 0).sum() < min_points:
             w = np.where(valid, confidence, 0.0)
-    shape = model.instance(coeffs)
     scale, R, t = similarity_align(shape, obs, w)
     fitted = scale * shape @ R.T + t
     res = np.where(valid, np.linalg.norm(fitted - points, axis=1), np.nan)
