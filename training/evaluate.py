@@ -1,17 +1,22 @@
 """Validation on the 300-W val split: dense maps (paper Fig. 6) and part segmentation (Table 1).
 
     python -m training.evaluate densereg [--model NAME=PATH.onnx ...] [--out docs/results]
-    python -m training.evaluate parts [--baseline runs/segbaseline-realtime] [--out docs/results]
+    python -m training.evaluate parts [--model NAME=PATH.onnx ...] [--baseline runs/segbaseline-realtime]
 
 Runs each ONNX model (default: the shipped one) on the 80 validation faces, cropped at their
 landmark ROI exactly as in training validation, and reports per model: mean absolute UV error
 on true-foreground pixels, foreground IoU, depth error, and the CED of the per-pixel UV error
 normalised by the template's inter-ocular (outer-eye-corner) distance in UV space, with its
 AUC up to 0.1.  Writes ``densereg_val.json``, ``densereg_val.md`` and ``densereg_ced.png``.
+``parts`` transfers the template's part map through each model's UV and scores it (and the
+directly trained segmenter, with ``--baseline``) against parts transferred with the true UV:
+``parts_val.json``, ``parts_val.md``, ``parts_val.png``.
 """
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -74,11 +79,11 @@ def evaluate_parts(args) -> int:
     with np.load(ASSETS / "template.npz") as z:
         part_map = z["part_map"]
     truth = [lookup_parts(s.uv, part_map) for s in samples]
-    engine = OnnxEngine(ASSETS / "densereg_realtime.onnx", threads=1)
-    preds = {"DenseReg (UV transfer)": []}
-    for s in samples:
-        o = engine.infer({"image": to_network_input(s.image)})
-        preds["DenseReg (UV transfer)"].append(lookup_parts(o["uv"][0], part_map, o["fg"][0, 0] > 0.5))
+    preds = {}
+    for name, path in _models(args).items():
+        engine = OnnxEngine(Path(path), threads=1)
+        outs = [engine.infer({"image": to_network_input(s.image)}) for s in samples]
+        preds[f"DenseReg UV transfer, {name}"] = [lookup_parts(o["uv"][0], part_map, o["fg"][0, 0] > 0.5) for o in outs]
     if args.baseline:
         import torch
 
@@ -105,7 +110,7 @@ def evaluate_parts(args) -> int:
     print(md)
     atomic_write_json(args.out / "parts_val.json", {"faces": len(samples), "iou": table})
     atomic_write_text(args.out / "parts_val.md", f"Part segmentation IoU (%) on the 300-W {args.split} split ({len(samples)} faces); ground truth = parts "
-                      f"transferred with the ground-truth UV. `python -m training.evaluate parts{' --baseline ' + str(args.baseline) if args.baseline else ''}`\n\n{md}\n\n"
+                      f"transferred with the ground-truth UV. `{_command(args)}`\n\n{md}\n\n"
                       f"![parts](parts_val.png)\n\nFigure columns: input crop, ground truth, " + ", ".join(preds) + ".\n")
     rows = []
     for i in range(0, min(len(samples), 24), 6):
@@ -113,6 +118,15 @@ def evaluate_parts(args) -> int:
         rows.append(np.hstack(tiles))
     atomic_write_image(args.out / "parts_val.png", np.vstack(rows))
     return 0
+
+
+def _models(args) -> dict[str, str]:
+    return dict(m.split("=", 1) for m in args.model) or {"shipped": str(ASSETS / "densereg_realtime.onnx")}
+
+
+def _command(args) -> str:
+    """The invocation that reproduces a table, quoted so that it can be pasted into a shell."""
+    return shlex.join(["python", "-m", "training.evaluate", *args.argv])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,9 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results")
     ap.add_argument("--split", choices=["val", "train"], default="val", help="tune and report on val only; train shows over-fitting")
     args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.what == "parts":
         return evaluate_parts(args)
-    models = dict(m.split("=", 1) for m in args.model) or {"quantized (shipped)": str(ASSETS / "densereg_realtime.onnx")}
+    models = _models(args)
     samples = val_samples(args.data, args.gt, split=args.split)
     results = {name: evaluate_model(Path(path), samples) for name, path in models.items()}
     key = f"auc_{CED_LIMIT}"
@@ -138,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     atomic_write_json(args.out / "densereg_val.json", {"faces": len(samples), "template_iod_uv": template_iod(), "models": {**models}, "results": results})
     atomic_write_text(args.out / "densereg_val.md", f"Dense maps on the 300-W {args.split} split ({len(samples)} faces), "
-                      f"`python -m training.evaluate densereg {' '.join('--model ' + k + '=' + v for k, v in models.items()) if args.model else ''}`\n\n{table}\n")
+                      f"`{_command(args)}`\n\n{table}\n")
     from tracker.plots import ced_plot
 
     atomic_write_image(args.out / "densereg_ced.png", ced_plot({f"{k} (AUC {v[key]:.3f})": tuple(np.array(c) for c in v["ced"]) for k, v in results.items()},
