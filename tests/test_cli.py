@@ -214,6 +214,29 @@ def test_video_mode_tracks_with_one_detection_and_stable_ids(demo_truth):
     assert len(tracker.track(img).faces) == 1
 
 
+def test_one_subject_per_video_when_two_faces_are_tracked(demo_truth):
+    """300VW-style output holds one face per frame: it must stay on the same person rather than
+    follow whichever of two equally good faces scores best in each frame."""
+    from tracker.videocommands import Subject
+
+    img, _ = demo_truth
+    face = img[0:320, 60:380]  # two faces side by side, small enough that HOG sees them unscaled
+    canvas = np.hstack([face, face])
+    tracker = Tracker(TrackerConfig(mode="video", threads=1))
+    subject = Subject(sticky=True)
+    picks = []
+    for _ in range(6):
+        faces = tracker.track(canvas).faces
+        assert len(faces) == 2
+        picks.append(subject.pick(faces))
+    assert len({f.track_id for f in picks}) == 1
+    sides = {bool(f.landmarks[:, 0].mean() < face.shape[1]) for f in picks}
+    assert len(sides) == 1
+    # Stills have no persistent ids: the largest face is taken in each frame.
+    still = Subject(sticky=False)
+    assert still.pick(faces).roi.size == still.pick(faces[::-1]).roi.size == max(f.roi.size for f in faces)
+
+
 def test_images_killed_and_resumed_equals_uninterrupted(image_folder, tmp_path):
     src = tmp_path / "src"
     src.mkdir()

@@ -289,3 +289,16 @@ def test_training_checkpoint_loader_refuses_pickled_code(tmp_path):
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(tmp_path / "bomb.pt")
     assert not marker.exists()
+
+
+def test_result_tables_record_a_pasteable_command():
+    """The command printed above a results table must reproduce it verbatim, names with spaces included."""
+    import shlex
+    from types import SimpleNamespace
+
+    from training.evaluate import _command, _models
+
+    argv = ["parts", "--model", "shipped, 5664 steps=a b/model.onnx", "--split", "val"]
+    cmd = _command(SimpleNamespace(argv=argv))
+    assert shlex.split(cmd) == ["python", "-m", "training.evaluate", *argv]
+    assert _models(SimpleNamespace(model=[argv[2]])) == {"shipped, 5664 steps": "a b/model.onnx"}

@@ -88,7 +88,7 @@ def register_video(sub) -> None:
     p = sub.add_parser("video", help="track a video file: annotated video and per-frame outputs")
     p.add_argument("input", type=Path, help="any video OpenCV can read")
     p.add_argument("--out", type=Path, help="annotated video (.mp4)")
-    p.add_argument("--pts-dir", type=Path, help="write 000001.pts ... for the most confident face of each frame")
+    p.add_argument("--pts-dir", type=Path, help="write 000001.pts ... for one subject: the track written last, else the largest face")
     p.add_argument("--csv", type=Path, help="one row per face and frame: frame, track_id, score, x1, y1 ... x68, y68")
     p.add_argument("--json", type=Path, help="every face of every frame with all stages and timings")
     _engine_args(p)

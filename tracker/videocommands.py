@@ -21,13 +21,31 @@ import numpy as np
 from tracker.commands import face_to_json
 from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text, safe_output_path
 from tracker.metrics import auc, ced, failure_rate, score_faces
-from tracker.pipeline import Tracker, TrackerConfig
+from tracker.pipeline import FaceResult, Tracker, TrackerConfig
 from tracker.pts import PtsError, read_pts, write_pts
 from tracker.video import VIDEO_EXTENSIONS, AtomicVideoWriter, VideoError, annotate, open_video, read_frames
 
 
 def _warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr)
+
+
+class Subject:
+    """Which face a per-frame ``.pts`` file holds (300VW annotates one subject per video): the
+    face written last while its track lasts, else the largest face.  Taking the best-scoring
+    face instead made the output flip between two people from one frame to the next."""
+
+    def __init__(self, sticky: bool):
+        self.sticky = sticky  # only video mode has track ids that persist across frames
+        self.track_id: int | None = None
+
+    def pick(self, faces: list[FaceResult]) -> FaceResult | None:
+        if not faces:
+            return None
+        same = [f for f in faces if self.sticky and f.track_id == self.track_id]
+        face = same[0] if same else max(faces, key=lambda f: f.roi.size)
+        self.track_id = face.track_id
+        return face
 
 
 def run_video(args) -> int:
@@ -37,6 +55,7 @@ def run_video(args) -> int:
     tracker = Tracker(TrackerConfig(mode="video", engine=args.engine, threads=args.threads, refine=not args.no_refine, smooth=not args.no_smooth))
     writer = AtomicVideoWriter(args.out, info.fps, (info.width, info.height)) if args.out else None
     rows, frames_json = [], []
+    subject = Subject(sticky=True)
     t_start = time.perf_counter()
     n = 0
     for n, frame in enumerate(tqdm(read_frames(cap, _warn, str(args.input)), total=info.frames or None, unit="frame",
@@ -46,8 +65,9 @@ def run_video(args) -> int:
         fps = 1.0 / max(time.perf_counter() - t0, 1e-6)
         if writer:
             writer.write(annotate(frame, result, fps))
-        if args.pts_dir and result.faces:
-            write_pts(safe_output_path(args.pts_dir, f"{n:06d}.pts"), result.faces[0].landmarks)
+        face = subject.pick(result.faces)
+        if args.pts_dir and face is not None:
+            write_pts(safe_output_path(args.pts_dir, f"{n:06d}.pts"), face.landmarks)
         if args.csv:
             for f in result.faces:
                 rows.append([n, f.track_id, round(f.score, 4)] + [round(float(v), 2) for v in f.landmarks.ravel()])
@@ -132,12 +152,13 @@ def track_300vw_video(job: tuple[str, str, str, str, TrackerConfig]) -> tuple[st
         tracker = Tracker(config)
         cap, info = open_video(Path(video))
         warnings: list[str] = []
+        subject = Subject(sticky=config.mode == "video")
         n = 0
         t0 = time.perf_counter()
         for n, frame in enumerate(read_frames(cap, warnings.append, video), start=1):
-            result = tracker.track(frame)
-            if result.faces:
-                write_pts(out / f"{n:06d}.pts", result.faces[0].landmarks)
+            face = subject.pick(tracker.track(frame).faces)
+            if face is not None:
+                write_pts(out / f"{n:06d}.pts", face.landmarks)
         seconds = time.perf_counter() - t0
         metrics = evaluate_video(out, Path(annot))
         atomic_write_json(out / "result.json", {"video": video, "frames": n, "seconds": round(seconds, 2), "warnings": warnings, **metrics})
