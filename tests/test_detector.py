@@ -62,3 +62,18 @@ def test_image_mode_falls_back_to_the_cnn(astronaut, rotated):
     h, w = astronaut.shape[:2]
     centre = cv2.getRotationMatrix2D((w / 2, h / 2), 50, 1.0) @ np.array([(hog.x0 + hog.x1) / 2, (hog.y0 + hog.y1) / 2, 1.0])
     assert np.linalg.norm(np.nanmean(faces[0].landmarks, axis=0) - centre) < 0.25 * hog.width
+
+
+@needs_cnn
+def test_video_mode_tries_the_cnn_only_every_n_frames_while_nothing_is_tracked(rotated):
+    from tracker import Tracker, TrackerConfig
+
+    blank = np.zeros_like(rotated)
+    off = Tracker(TrackerConfig(mode="video", threads=1, refine=False))
+    assert off.track(rotated).faces == []  # default 0: HOG only, live use never stalls on the CNN
+    tracker = Tracker(TrackerConfig(mode="video", threads=1, refine=False, video_cnn_every=3))
+    assert tracker.track(blank).faces == []  # frame 0: HOG and the CNN both find nothing
+    assert tracker.track(rotated).faces == [] and tracker.track(rotated).faces == []  # frames 1, 2: not due
+    faces = tracker.track(rotated).faces  # frame 3: the CNN finds it, tracking takes over
+    assert len(faces) == 1 and faces[0].box.detector == "cnn"
+    assert len(tracker.track(rotated).faces) == 1 and "detect" not in tracker.track(rotated).timings

@@ -84,6 +84,13 @@ def register_demo(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _video_file_args(p) -> None:
+    p.add_argument("--no-smooth", action="store_true", help="no temporal (One Euro) smoothing of the landmarks")
+    p.add_argument("--cnn-every", type=int, default=30, metavar="N",
+                   help="while no face is tracked and HOG finds none, try dlib's CNN detector on 1 frame in N "
+                        "(~1 s a call; needs the [cnn] extra; 0: HOG only). Default 30")
+
+
 def register_video(sub) -> None:
     p = sub.add_parser("video", help="track a video file: annotated video and per-frame outputs")
     p.add_argument("input", type=Path, help="any video OpenCV can read")
@@ -92,7 +99,7 @@ def register_video(sub) -> None:
     p.add_argument("--csv", type=Path, help="one row per face and frame: frame, track_id, score, x1, y1 ... x68, y68")
     p.add_argument("--json", type=Path, help="every face of every frame with all stages and timings")
     _engine_args(p)
-    p.add_argument("--no-smooth", action="store_true", help="no temporal (One Euro) smoothing of the landmarks")
+    _video_file_args(p)
 
     def run(args) -> int:
         from tracker.videocommands import run_video
@@ -110,9 +117,10 @@ def register_batch300vw(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder: NNN/*.pts, NNN/result.json, summary.json, ced.png")
     p.add_argument("--jobs", type=int, default=1, help="videos tracked in parallel (processes)")
     _engine_args(p)
-    p.add_argument("--no-smooth", action="store_true", help="no temporal (One Euro) smoothing of the landmarks")
+    _video_file_args(p)
     p.add_argument("--stills", action="store_true",
-                   help="treat every frame as an independent picture (detect each frame, no tracking): the reference for tracking")
+                   help="treat every frame as an independent picture (detect each frame, no tracking): the reference for tracking; "
+                        "with --cnn-every > 0 the CNN runs on every frame HOG misses (slow)")
 
     def run(args) -> int:
         from tracker.videocommands import run_batch300vw

@@ -41,6 +41,7 @@ class TrackerConfig:
     min_face: int = 24  # pixels; smaller detections are ignored (the crop would be mostly upsampling)
     detect_threshold: float = 0.2  # dlib HOG score; lower ones are mostly false positives
     cnn_fallback: bool = True  # image mode: dlib's CNN detector when HOG finds nothing (~1 s; needs face-recognition-models)
+    video_cnn_every: int = 0  # video: while nothing is tracked and HOG finds nothing, the CNN on 1 frame in N (0: never; offline use)
     fg_threshold: float = 0.5
     refine: bool = True
     keep_maps: bool = False  # attach the dense maps to each FaceResult
@@ -159,7 +160,7 @@ class Tracker:
         detections: list[Detection] = []
         if need_detect:
             detections = [d for d in detect_faces(gray) if d.width >= self.config.min_face and d.score >= self.config.detect_threshold]
-            if not detections and not video and self.config.cnn_fallback and cnn_available():
+            if not detections and self._cnn_due(video, tracked) and cnn_available():
                 detections = [d for d in detect_faces_cnn(image) if d.width >= self.config.min_face]
             t = timer.add("detect", t)
             # A detection overlapping a tracked face is that face: keep the track's ROI.
@@ -176,6 +177,14 @@ class Tracker:
         return FrameResult(faces, timer.ms, self._frame - 1)
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _cnn_due(self, video: bool, tracked: list) -> bool:
+        """HOG misses rotated and profile faces; the CNN finds them at ~1 s a call, affordable
+        per picture, and in video only now and then while no face is tracked."""
+        if not video:
+            return self.config.cnn_fallback
+        every = self.config.video_cnn_every
+        return every > 0 and not tracked and self._frame % every == 0
 
     def _process(self, image, gray, items, timer: _Timer) -> list[FaceResult]:
         t = time.perf_counter()

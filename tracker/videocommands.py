@@ -52,7 +52,8 @@ def run_video(args) -> int:
     from tqdm import tqdm
 
     cap, info = open_video(args.input)
-    tracker = Tracker(TrackerConfig(mode="video", engine=args.engine, threads=args.threads, refine=not args.no_refine, smooth=not args.no_smooth))
+    tracker = Tracker(TrackerConfig(mode="video", engine=args.engine, threads=args.threads, refine=not args.no_refine,
+                                    smooth=not args.no_smooth, video_cnn_every=max(args.cnn_every, 0)))
     writer = AtomicVideoWriter(args.out, info.fps, (info.width, info.height)) if args.out else None
     rows, frames_json = [], []
     subject = Subject(sticky=True)
@@ -186,10 +187,12 @@ def run_batch300vw(args) -> int:
 
     videos = find_300vw_videos(args.root)
     # --stills: every frame is an independent picture (detection each frame, no tracking, no
-    # smoothing): the reference that tracking must match or beat on the same frames.  Both use
-    # only the HOG detector, so the comparison is about tracking, not about detectors.
+    # smoothing): the reference that tracking must match or beat on the same frames.  Compare
+    # runs with the same --cnn-every setting (0 for HOG only in both), so that the comparison is
+    # about tracking, not about detectors.
     config = TrackerConfig(mode="image" if args.stills else "video", engine=args.engine, threads=max(1, args.threads // max(1, args.jobs)),
-                           refine=not args.no_refine, smooth=not args.no_smooth, cnn_fallback=False)
+                           refine=not args.no_refine, smooth=not args.no_smooth,
+                           cnn_fallback=args.cnn_every > 0, video_cnn_every=max(args.cnn_every, 0))
     jobs, done = [], 0
     for name, video in videos:
         out = safe_output_path(args.out, name)
