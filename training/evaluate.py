@@ -84,13 +84,13 @@ def evaluate_parts(args) -> int:
         engine = OnnxEngine(Path(path), threads=1)
         outs = [engine.infer({"image": to_network_input(s.image)}) for s in samples]
         preds[f"DenseReg UV transfer, {name}"] = [lookup_parts(o["uv"][0], part_map, o["fg"][0, 0] > 0.5) for o in outs]
-    if args.baseline:
+    for run in args.baseline:
         import torch
 
         from training.model import DenseReg, NetConfig
         from training.train import load_checkpoint
 
-        ckpt = load_checkpoint(Path(args.baseline) / "best.pt")
+        ckpt = load_checkpoint(Path(run) / "best.pt")
         net = DenseReg(NetConfig("realtime", 128, variant="segment"))
         net.load_state_dict(ckpt["model"])
         net.eval()
@@ -132,7 +132,7 @@ def _command(args) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("what", choices=["densereg", "parts"])
-    ap.add_argument("--baseline", type=Path, help="parts: run folder of the segmentation baseline (best.pt)")
+    ap.add_argument("--baseline", type=Path, action="append", default=[], help="parts: run folder of a segmentation baseline (best.pt; repeatable)")
     ap.add_argument("--model", action="append", default=[], help="NAME=PATH.onnx (repeatable); default: the shipped model")
     ap.add_argument("--data", type=Path, default=DEFAULT_300W)
     ap.add_argument("--gt", type=Path, default=REPO / "data" / "gt")
