@@ -189,12 +189,13 @@ def test_batch300vw_killed_and_resumed_equals_uninterrupted(synth_root, tmp_path
     for name in ("001", "002"):
         a = json.loads((ref / name / "result.json").read_text())
         b = json.loads((killed / name / "result.json").read_text())
-        assert a["errors"] == b["errors"]
+        assert a["errors"] == b["errors"] and a["detections"] == b["detections"] >= 1
     r2 = json.loads((ref / "002" / "result.json").read_text())
     assert len(r2["malformed_annotations"]) == 1 and "000010.pts" in r2["malformed_annotations"][0]
     assert r2["errors"][-1] is None  # the extra annotation has no frame: a failure, not a crash
     summary = json.loads((killed / "summary.json").read_text())
     assert set(summary["videos"]) == {"001", "002"} and summary["frames"] > 0
+    assert summary["detections"] == sum(v["detections"] for v in summary["videos"].values())
     assert not list(killed.rglob("*.tmp")) and not list(killed.rglob(".*partial*"))
 
 

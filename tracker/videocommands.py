@@ -154,15 +154,19 @@ def track_300vw_video(job: tuple[str, str, str, str, TrackerConfig]) -> tuple[st
         cap, info = open_video(Path(video))
         warnings: list[str] = []
         subject = Subject(sticky=config.mode == "video")
-        n = 0
+        n = detections = 0
         t0 = time.perf_counter()
         for n, frame in enumerate(read_frames(cap, warnings.append, video), start=1):
             face = subject.pick(tracker.track(frame).faces)
             if face is not None:
                 write_pts(out / f"{n:06d}.pts", face.landmarks)
+                detections += face.detected
         seconds = time.perf_counter() - t0
         metrics = evaluate_video(out, Path(annot))
-        atomic_write_json(out / "result.json", {"video": video, "frames": n, "seconds": round(seconds, 2), "warnings": warnings, **metrics})
+        # detections: frames whose subject came from the detector rather than from tracking, i.e.
+        # the first acquisition plus one per re-detection after a loss (every frame in --stills).
+        atomic_write_json(out / "result.json", {"video": video, "frames": n, "seconds": round(seconds, 2), "detections": detections,
+                                                "warnings": warnings, **metrics})
         for w in warnings + metrics["malformed_annotations"]:
             print(f"warning: {w}", file=sys.stderr)
         return name, f"{n} frames, AUC@0.08 {metrics['auc08'] if metrics['auc08'] is not None else 'n/a'}"
@@ -221,7 +225,8 @@ def run_batch300vw(args) -> int:
         atomic_write_image(args.out / "ced.png", ced_plot({f"all videos (AUC {summary['auc08']:.3f})": summary["curves"]["all"]}))
     jitter = "" if summary["jitter_static"] is None else f", jitter on still frames {100 * summary['jitter_static']:.2f}% of the eye distance"
     print(f"done: {len(jobs) - failed} videos tracked, {done} already done, {failed} skipped; overall "
-          f"AUC@0.08 {summary['auc08']:.4f}, FR@0.08 {summary['fr08']:.4f}, NME {summary['nme_mean']:.4f} over {summary['frames']} annotated frames{jitter}")
+          f"AUC@0.08 {summary['auc08']:.4f}, FR@0.08 {summary['fr08']:.4f}, NME {summary['nme_mean']:.4f} over {summary['frames']} annotated frames, "
+          f"{summary['detections']} detector (re)acquisitions{jitter}")
     return 1 if failed else 0
 
 
@@ -236,13 +241,14 @@ def summarise_300vw(out: Path, names: list[str]) -> dict:
         r = json.loads(res.read_text())
         e = [np.inf if x is None else x for x in r["errors"]]
         all_errors += e
-        per_video[name] = {k: r.get(k) for k in ("frames", "annotated_frames", "missing", "nme_mean", "auc08", "fr08", "auc08_49", "jitter_static")}
+        per_video[name] = {k: r.get(k) for k in ("frames", "annotated_frames", "missing", "detections", "nme_mean", "auc08", "fr08", "auc08_49", "jitter_static")}
     e = np.array(all_errors, float)
     finite = np.isfinite(e)
     jit = [v["jitter_static"] for v in per_video.values() if v.get("jitter_static") is not None]
     return {
         "videos": per_video,
         "jitter_static": float(np.mean(jit)) if jit else None,
+        "detections": sum(v.get("detections") or 0 for v in per_video.values()),
         "frames": len(e),
         "nme_mean": float(e[finite].mean()) if finite.any() else float("nan"),
         "auc08": auc(e) if len(e) else float("nan"),
