@@ -37,7 +37,7 @@ class TrackerConfig:
     engine: str = "auto"  # auto | onnx | torch | tensorrt
     threads: int = 2
     max_faces: int = 4
-    detect_every: int = 15  # video: look for new faces every N frames
+    detect_every: int = 30  # video: look for new faces every N frames (a full-frame HOG pass costs ~1.5 tracked frames)
     min_face: int = 24  # pixels; smaller detections are ignored (the crop would be mostly upsampling)
     detect_threshold: float = 0.2  # dlib HOG score; lower ones are mostly false positives
     cnn_fallback: bool = True  # image mode: dlib's CNN detector when HOG finds nothing (~1 s; needs face-recognition-models)
