@@ -4,10 +4,11 @@ The detector runs on a downscaled copy of large frames (dlib's HOG cost grows wi
 count and 80 px faces are plenty for it) and upsamples small ones so that faces down to ~40 px
 are found.
 
-HOG only sees near-frontal, upright faces.  For still images, where a second per picture is
-affordable, ``detect_faces_cnn`` (dlib's MMOD CNN, shipped by the optional
-face-recognition-models package) is the fallback when HOG finds nothing: on the validation
-split it finds all 6 of the 80 faces HOG misses (rotated and profile faces).
+HOG only sees near-frontal, upright faces.  Where a second per call is affordable,
+``detect_faces_cnn`` (dlib's MMOD CNN, shipped by the optional face-recognition-models package)
+is the fallback when HOG finds nothing: on every still image, and in video files now and then
+while no face is tracked (``TrackerConfig.video_cnn_every``).  On the validation split it finds
+all 6 of the 80 faces HOG misses (rotated and profile faces).
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def cnn_available() -> bool:
 
 
 def detect_faces_cnn(image: np.ndarray, max_side: int = CNN_MAX_SIDE, threshold: float = CNN_THRESHOLD) -> list[Detection]:
-    """Faces found by dlib's MMOD CNN detector on a BGR image, best first (slow: still images only)."""
+    """Faces found by dlib's MMOD CNN detector on a BGR image, best first (slow: ~1 s a call)."""
     small, scale = _downscale(image, max_side)
     if min(small.shape[:2]) < 20:
         return []
