@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tracker.fileio import atomic_write_json
-from tracker.metrics import auc, nme
+from tracker.metrics import auc, eye_distance, nme
 from tracker.pts import read_pts
 from tracker.smoothing import OneEuro
 from tracker.videocommands import find_300vw_videos
@@ -59,11 +59,11 @@ def replay(videos, min_cutoff: float | None, beta: float = 0.0) -> dict[str, flo
                 if truth is not None:
                     errors.append(np.inf)
                 continue
-            out = filt(points, i, max(np.linalg.norm(points[36] - points[45]), 1.0)) if filt else points
+            out = filt(points, i, max(eye_distance(points), 1.0)) if filt else points
             if truth is not None:
                 errors.append(nme(out, truth))
                 if i < still and prev is not None:
-                    jitter.append(np.linalg.norm(out - prev, axis=1).mean() / np.linalg.norm(truth[36] - truth[45]))
+                    jitter.append(np.linalg.norm(out - prev, axis=1).mean() / eye_distance(truth))
             prev = out
     e = np.array(errors)
     return {"auc08": auc(e), "nme_median": float(np.median(e)), "jitter_pct": 100 * float(np.mean(jitter)) if jitter else float("nan")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from tracker.metrics import OUTER_EYE_CORNERS, eye_distance
 from tracker.parts import PART_COLORS
 
 STAGE_COLORS = {"densereg": (0, 165, 255), "pca": (255, 200, 0), "mdm": (0, 255, 0), "dlib": (255, 0, 255)}
@@ -13,7 +14,7 @@ STAGE_COLORS = {"densereg": (0, 165, 255), "pca": (255, 200, 0), "mdm": (0, 255,
 def point_radius(points: np.ndarray, emphasis: float = 1.0) -> int:
     """Dot radius in pixels for a 68-point face: ~1/30 of its eye distance (dots that do not
     hide the face they mark, at any face size)."""
-    iod = np.linalg.norm(points[36] - points[45]) if len(points) == 68 and np.isfinite(points[[36, 45]]).all() else 60.0
+    iod = eye_distance(points) if len(points) == 68 and np.isfinite(points[list(OUTER_EYE_CORNERS)]).all() else 60.0
     return max(1, int(round(emphasis * iod / 30)))
 
 

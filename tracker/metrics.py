@@ -11,10 +11,14 @@ OUTER_EYE_CORNERS = (36, 45)  # 0-based indices of iBUG points 37 and 46
 INNER_49 = np.r_[17:60, 61:64, 65:68]  # the 49 inner points: no jaw, no inner-mouth corners
 
 
+def eye_distance(points: np.ndarray) -> float:
+    """Outer-eye-corner distance of a 68-point shape: the unit of every normalised error here."""
+    return float(np.linalg.norm(points[OUTER_EYE_CORNERS[0]] - points[OUTER_EYE_CORNERS[1]]))
+
+
 def nme(pred: np.ndarray, gt: np.ndarray, points: np.ndarray | slice = slice(None)) -> float:
     """Normalised mean error of (68,2) `pred` against (68,2) `gt` over `points`."""
-    d = np.linalg.norm(gt[OUTER_EYE_CORNERS[0]] - gt[OUTER_EYE_CORNERS[1]])
-    return float(np.linalg.norm(pred[points] - gt[points], axis=1).mean() / d)
+    return float(np.linalg.norm(pred[points] - gt[points], axis=1).mean() / eye_distance(gt))
 
 
 def ced(errors: np.ndarray, limit: float = 0.08, steps: int = 161) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, 
 from tracker.densemaps import DenseMaps
 from tracker.detector import Detection, cnn_available, detect_faces, detect_faces_cnn
 from tracker.landmarks import build_lookup, extract_landmarks
+from tracker.metrics import eye_distance
 from tracker.pose import Pose, head_pose
 from tracker.refiner import reference_shape, refine
 from tracker.shape_model import fit_shape, load_shape_model
@@ -209,7 +210,7 @@ class Tracker:
             refiner_step = 0.0
             if self.refiner is not None:
                 ref = refine(self.refiner.infer, gray, fit.points, self.reference)
-                iod = max(np.linalg.norm(ref.points[36] - ref.points[45]), 1.0)
+                iod = max(eye_distance(ref.points), 1.0)
                 refiner_step = ref.last_step / iod
                 stages["mdm"] = StageLandmarks(ref.points, stages["pca"].confidence)
                 t = timer.add("mdm", t)
@@ -252,7 +253,7 @@ class Tracker:
             final_stage = [s for s in STAGES if s in f.stages][-1]
             pts = f.stages[final_stage].points
             if tr.filter is not None:
-                scale = max(np.linalg.norm(pts[36] - pts[45]), 1.0)
+                scale = max(eye_distance(pts), 1.0)
                 pts = tr.filter(pts, self._frame, scale)
             stages = dict(f.stages)
             stages[final_stage] = StageLandmarks(pts, f.stages[final_stage].confidence)

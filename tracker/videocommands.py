@@ -20,7 +20,7 @@ import numpy as np
 
 from tracker.commands import face_to_json
 from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text, safe_output_path
-from tracker.metrics import auc, ced, failure_rate, score_faces
+from tracker.metrics import auc, ced, eye_distance, failure_rate, score_faces
 from tracker.pipeline import FaceResult, Tracker, TrackerConfig
 from tracker.pts import PtsError, read_pts, write_pts
 from tracker.video import VIDEO_EXTENSIONS, AtomicVideoWriter, VideoError, annotate, open_video, read_frames
@@ -137,7 +137,7 @@ def static_jitter(pred_dir: Path, annot_dir: Path) -> float | None:
         a, b, g = pred_dir / f"{i - 1:06d}.pts", pred_dir / f"{i:06d}.pts", annot_dir / f"{i:06d}.pts"
         if a.exists() and b.exists() and g.exists():
             truth = read_pts(g)
-            iod = np.linalg.norm(truth[36] - truth[45])
+            iod = eye_distance(truth)
             steps.append(np.linalg.norm(read_pts(b) - read_pts(a), axis=1).mean() / iod)
     return float(np.mean(steps)) if steps else None
 

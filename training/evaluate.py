@@ -25,7 +25,7 @@ from engines.onnx_engine import OnnxEngine
 from tracker.assets import ASSETS
 from tracker.crop import to_network_input
 from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text
-from tracker.metrics import ced
+from tracker.metrics import ced, eye_distance
 from training.dataset import NO_AUGMENT, build_cache, sample_crop
 from training.densereg_task import dense_metrics
 from training.template import DEFAULT_300W
@@ -37,7 +37,7 @@ CED_LIMIT = 0.1
 def template_iod() -> float:
     with np.load(ASSETS / "template.npz") as z:
         lm = z["landmark_uv"]
-    return float(np.linalg.norm(lm[36] - lm[45]))
+    return eye_distance(lm)
 
 
 def val_samples(data: Path, gt: Path, size: int = 128, split: str = "val"):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tracker.refiner import CROP, PATCH, normalise_crop, reference_shape
-from tracker.metrics import auc
+from tracker.metrics import auc, eye_distance
 from tracker.shape_model import similarity_align
 
 
@@ -131,7 +131,7 @@ def fit_perturbation(inits: np.ndarray, truths: np.ndarray, model) -> Perturbati
 
     scales, rots, trans, coeffs, point = [], [], [], [], []
     for init, gt in zip(inits, truths):
-        iod = np.linalg.norm(gt[36] - gt[45])
+        iod = eye_distance(gt)
         s, R, t = similarity_align(gt, init)
         scales.append(np.log(s))
         rots.append(np.degrees(np.arctan2(R[1, 0], R[0, 0])))
@@ -155,7 +155,7 @@ def perturb(gt: np.ndarray, model, p: Perturbation, rng: np.random.Generator) ->
     """A plausible initial shape around the (68,2) truth."""
     from tracker.shape_model import fit_shape
 
-    iod = np.linalg.norm(gt[36] - gt[45])
+    iod = eye_distance(gt)
     fit = fit_shape(model, gt, np.ones(68), iterations=2)
     coeffs = fit.coeffs + rng.normal(size=fit.coeffs.shape) * p.shape * np.sqrt(model.eigenvalues)
     s, R, t = similarity_align(model.instance(fit.coeffs), fit.points)
