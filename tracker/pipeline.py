@@ -23,7 +23,7 @@ from tracker.detector import Detection, cnn_available, detect_faces, detect_face
 from tracker.landmarks import build_lookup, extract_landmarks
 from tracker.metrics import eye_distance
 from tracker.pose import Pose, head_pose
-from tracker.refiner import reference_shape, refine
+from tracker.refiner import DEFAULT_REFINERS, FRAMES, RefinerStage, refine_cascade
 from tracker.shape_model import fit_shape, load_shape_model
 from tracker.smoothing import OneEuro
 
@@ -45,6 +45,8 @@ class TrackerConfig:
     video_cnn_every: int = 0  # video: while nothing is tracked and HOG finds nothing, the CNN on 1 frame in N (0: never; offline use)
     fg_threshold: float = 0.5
     refine: bool = True
+    refiners: tuple[str, ...] = DEFAULT_REFINERS  # refiner stages (assets), applied in order
+    refine_flip: bool = False  # also refine the mirrored face and average (test-time flipping)
     keep_maps: bool = False  # attach the dense maps to each FaceResult
     lost_fg_fraction: float = 0.15  # video: face lost when less of the crop is face than this...
     lost_confidence: float = 0.2  # ...or the mean landmark confidence falls below this
@@ -125,17 +127,18 @@ class Tracker:
         folder = config.assets
         asset = (lambda n: verified_asset(n, folder)) if folder else verified_asset
         self.engine: Engine = load_engine(asset("densereg_realtime.onnx"), config.engine, config.threads)
-        self.refiner: Engine | None = (
-            load_engine(asset("mdm_refiner.onnx"), "onnx" if config.engine == "torch" else config.engine, config.threads)
-            if config.refine else None
-        )
+        self.shape_model = load_shape_model(asset("shape_pca.npz"))
+        refiner_engine = "onnx" if config.engine == "torch" else config.engine
+        self.refiners: list[RefinerStage] = [
+            RefinerStage(load_engine(asset(name), refiner_engine, config.threads).infer, FRAMES[name], FRAMES[name].reference(self.shape_model))
+            for name in (config.refiners if config.refine else ())
+        ]
         with np.load(asset("template.npz")) as z:
             self.landmark_uv = z["landmark_uv"].astype(np.float64)
             self.landmark_3d = z["landmark_3d"].astype(np.float64)
             self.part_map = z["part_map"]
+            self.flip_permutation = z["flip_permutation"] if config.refine_flip else None
         self.lookup = build_lookup(self.landmark_uv)
-        self.shape_model = load_shape_model(asset("shape_pca.npz"))
-        self.reference = reference_shape(self.shape_model)
         self.input_size = NETWORK_INPUT
         self._tracks: list[_Track] = []
         self._next_id = 0
@@ -208,11 +211,11 @@ class Tracker:
                 continue  # too few landmarks: not a face (or lost)
             stages = {"densereg": dense, "pca": StageLandmarks(fit.points, _pca_confidence(fit, dense))}
             refiner_step = 0.0
-            if self.refiner is not None:
-                ref = refine(self.refiner.infer, gray, fit.points, self.reference)
-                iod = max(eye_distance(ref.points), 1.0)
-                refiner_step = ref.last_step / iod
-                stages["mdm"] = StageLandmarks(ref.points, stages["pca"].confidence)
+            if self.refiners:
+                steps = refine_cascade(self.refiners, gray, fit.points, self.flip_permutation)
+                # The loss test was calibrated on the first stage's last update.
+                refiner_step = steps[0].last_step / max(eye_distance(steps[-1].points), 1.0)
+                stages["mdm"] = StageLandmarks(steps[-1].points, stages["pca"].confidence)
                 t = timer.add("mdm", t)
             fg_fraction = float((maps.fg > self.config.fg_threshold).mean())
             quality = float(np.mean(dense.confidence)) * min(1.0, fg_fraction / 0.3)

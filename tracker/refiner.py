@@ -15,17 +15,38 @@ import numpy as np
 
 from tracker.shape_model import ShapeModel, similarity_align
 
-CROP = 128  # canonical crop side (pixels)
-PATCH = 16  # patch side around each landmark (pixels in the canonical crop; ~30% of the eye distance)
-SHAPE_SCALE = 36.0  # pixels per unit of the normalised mean shape (RMS radius 1)
-SHAPE_CENTRE = np.array([CROP / 2 - 0.5, CROP / 2 - 0.5 - 0.14 * SHAPE_SCALE])
+@dataclass(frozen=True)
+class CanonicalFrame:
+    """Where a refiner sees the face: a square crop of `crop` pixels in which the PCA mean
+    shape (RMS radius 1) is drawn `scale` pixels per unit, centred.  The outer eye corners of
+    the mean shape are 1.59 units apart, so `scale` fixes the refiner's resolution: at 36 a
+    pixel is 1.74% of the eye distance, at 64 it is 0.98%."""
+
+    crop: int
+    scale: float
+    patch: int  # side of the patch sampled around each landmark (pixels in this crop)
+
+    def reference(self, model: ShapeModel) -> np.ndarray:
+        """(68,2) the mean shape placed in the canonical crop."""
+        centre = np.array([self.crop / 2 - 0.5, self.crop / 2 - 0.5 - 0.14 * self.scale])
+        return model.mean * self.scale + centre
+
+
+# The coarse stage corrects DenseReg+PCA errors of ~10% of the eye distance at low resolution;
+# the fine stage starts from its output (~4% errors) at twice the resolution.
+COARSE = CanonicalFrame(crop=128, scale=36.0, patch=16)
+FINE = CanonicalFrame(crop=208, scale=64.0, patch=24)
+# Shipped refiner assets and their frames, in the order a cascade applies them.
+FRAMES = {"mdm_refiner.onnx": COARSE, "mdm_fine.onnx": FINE}
+DEFAULT_REFINERS = ("mdm_refiner.onnx",)
+CROP, PATCH = COARSE.crop, COARSE.patch
 
 Infer = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
 
-def reference_shape(model: ShapeModel) -> np.ndarray:
-    """(68,2) the mean shape placed in the canonical crop."""
-    return model.mean * SHAPE_SCALE + SHAPE_CENTRE
+def reference_shape(model: ShapeModel, frame: CanonicalFrame = COARSE) -> np.ndarray:
+    """(68,2) the mean shape placed in `frame`'s canonical crop."""
+    return frame.reference(model)
 
 
 def canonical_transform(init: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -50,8 +71,8 @@ def normalise_crop(gray: np.ndarray) -> np.ndarray:
     return (g - g.mean()) / max(float(g.std()), 1.0)
 
 
-def canonical_crop(gray: np.ndarray, transform: np.ndarray) -> np.ndarray:
-    return cv2.warpAffine(gray, transform, (CROP, CROP), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+def canonical_crop(gray: np.ndarray, transform: np.ndarray, size: int = CROP) -> np.ndarray:
+    return cv2.warpAffine(gray, transform, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 @dataclass(frozen=True)
@@ -63,13 +84,54 @@ class Refinement:
     last_step: float
 
 
-def refine(infer: Infer, gray: np.ndarray, init: np.ndarray, reference: np.ndarray) -> Refinement:
-    """Run the refiner on a grayscale image from a (68,2) initial shape (image pixels)."""
+def refine(infer: Infer, gray: np.ndarray, init: np.ndarray, reference: np.ndarray, size: int = CROP,
+           flip: np.ndarray | None = None) -> Refinement:
+    """Run the refiner on a grayscale image from a (68,2) initial shape (image pixels);
+    `reference` and `size` are its frame's (``CanonicalFrame.reference``, ``.crop``).
+
+    `flip`: the landmarks' mirror permutation to also refine the mirrored crop (in the same
+    engine call, as a batch of 2) and average the two answers (test-time flipping).
+    """
     m = canonical_transform(init, reference)
-    crop = normalise_crop(canonical_crop(gray, m))
-    out = infer({"image": crop[None, None], "init": apply_affine(m, init)[None].astype(np.float32)})
-    steps = np.asarray(out["points"])[0]  # (steps,68,2) canonical
+    crop = normalise_crop(canonical_crop(gray, m, size))
+    start = apply_affine(m, init).astype(np.float32)
+    images, inits = crop[None, None], start[None]
+    if flip is not None:
+        images = np.concatenate([images, crop[None, None, :, ::-1]])
+        inits = np.concatenate([inits, _mirror(start, flip, size)[None]])
+    steps = np.asarray(infer({"image": np.ascontiguousarray(images), "init": inits})["points"])  # (B,steps,68,2)
+    if flip is not None:
+        steps = (steps[0] + _mirror(steps[1], flip, size)) / 2
+    else:
+        steps = steps[0]
     back = invert_affine(m)
     final = apply_affine(back, steps[-1].astype(np.float64))
-    prev = apply_affine(back, (steps[-2] if len(steps) > 1 else apply_affine(m, init)).astype(np.float64))
+    prev = apply_affine(back, (steps[-2] if len(steps) > 1 else start).astype(np.float64))
     return Refinement(final, float(np.linalg.norm(final - prev, axis=1).mean()))
+
+
+def _mirror(points: np.ndarray, permutation: np.ndarray, size: int) -> np.ndarray:
+    """(...,68,2) points of a `size` crop -> the same landmarks in the mirrored crop."""
+    out = points[..., permutation, :].copy()
+    out[..., 0] = size - 1 - out[..., 0]
+    return out
+
+
+@dataclass(frozen=True)
+class RefinerStage:
+    """One stage of the refiner cascade: its engine's infer function and its frame."""
+
+    infer: Infer
+    frame: CanonicalFrame
+    reference: np.ndarray  # frame.reference(shape model), computed once
+
+
+def refine_cascade(stages: list[RefinerStage], gray: np.ndarray, init: np.ndarray,
+                   flip: np.ndarray | None = None) -> list[Refinement]:
+    """Each stage starts from the previous one's answer; one Refinement per stage."""
+    out, points = [], init
+    for stage in stages:
+        r = refine(stage.infer, gray, points, stage.reference, stage.frame.crop, flip)
+        out.append(r)
+        points = r.points
+    return out

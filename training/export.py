@@ -2,6 +2,8 @@
 
     python -m training.export densereg --run runs/densereg-realtime-quantized
     python -m training.export mdm --run runs/mdm
+    python -m training.export mdm-fine --run runs/mdm-fine
+    python -m training.export mdm --regraph   # same weights, today's graph code (e.g. a faster sampler)
 
 Takes ``RUN/best.pt``, writes ``tracker/assets/<name>.onnx`` and ``.pt`` (decoding inside the
 graph for DenseReg: outputs uv, fg, depth), records their SHA-256 in the manifest, checks
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -22,7 +25,8 @@ from tracker.fileio import atomic_write_text
 from training.deploy import build_deployable, export
 from training.train import load_checkpoint
 
-NAMES = {"densereg": "densereg_realtime", "mdm": "mdm_refiner"}
+NAMES = {"densereg": "densereg_realtime", "mdm": "mdm_refiner", "mdm-fine": "mdm_fine"}
+ARCH = {"mdm-fine": "mdm"}  # both refiner stages are the same architecture with other options
 
 
 def parity(onnx_path: Path, arch: str, options: dict, state: dict, inputs: dict[str, np.ndarray]) -> tuple[float, float]:
@@ -81,33 +85,69 @@ ABOUT = {
         recipe="initial shapes drawn around the truth (PCA-coefficient, similarity and per-point noise, `training/mdm.py: Perturbation`, matched to the errors of DenseReg+PCA), loss = outer-eye-corner-normalised error summed over steps; AdamW lr 1e-3, batch 16, flips and photometric noise",
         train_cmd="`python -m training.train mdm --steps 30000 --out runs/mdm --resume` (shape noise 0.5 sd, ~7k steps), then `python -m training.train mdm --steps 24000 --out runs/mdm-v2 --init-from runs/mdm/last.pt --resume` (perturbations matched to measured DenseReg+PCA errors)",
     ),
+    "mdm-fine": dict(
+        title="MDM-style landmark refiner, fine stage",
+        what="3 recurrent steps of 24x24 patches around each of the 68 points in a canonical 208x208 crop where the outer eye corners are 102 px apart (1 px = 0.98% of the eye distance; the first stage's is 1.74%); patch features keep their 6x6 layout (where inside the patch an edge is) before a per-point projection -> GRU -> shape update (`tracker/refiner.py: FINE`); runs on the first stage's output",
+        data_extra="",
+        recipe="initial shapes drawn around the truth with the first stage's measured output errors (`training/mdm.py: FINE_PERTURBATION`), loss = outer-eye-corner-normalised error summed over steps; AdamW lr 1e-3, batch 16, flips and photometric noise",
+        train_cmd="`python -m training.train mdm-fine --steps 30000 --out runs/mdm-fine --resume`",
+    ),
 }
+
+
+def export_checked(arch: str, options: dict, state: dict, onnx_path: Path, manifest: Path) -> tuple[float, float, str]:
+    """Export, compare ONNX Runtime with PyTorch on a noisy input, record both files' SHA-256:
+    (max abs difference, output magnitude, ONNX SHA-256)."""
+    export(arch, options, state, onnx_path)
+    module, inputs, _ = build_deployable(arch, options)
+    example = {n: t.numpy() for n, t in zip(inputs, module.example_inputs())}
+    rng = np.random.default_rng(0)
+    example = {k: (v + rng.normal(size=v.shape).astype(np.float32) if k == "image" else v) for k, v in example.items()}
+    diff, magnitude = parity(onnx_path, arch, options, state, example)
+    sha = record(onnx_path, manifest)
+    record(onnx_path.with_suffix(".pt"), manifest)
+    return diff, magnitude, sha
+
+
+def regraph(name: str, out_dir: Path) -> tuple[float, float, str]:
+    """Rebuild a shipped ONNX graph from its deployable ``.pt`` with today's graph code (same
+    weights), and update the size, parity and SHA-256 lines of its card; the training facts
+    stay as they are."""
+    deploy = torch.load(str(out_dir / f"{name}.pt"), map_location="cpu", weights_only=True)
+    onnx_path = out_dir / f"{name}.onnx"
+    diff, magnitude, sha = export_checked(deploy["arch"], dict(deploy["options"]), deploy["state_dict"], onnx_path, out_dir / "MANIFEST.json")
+    card_path = out_dir / f"{name.upper()}_CARD.md"
+    card = card_path.read_text()
+    card = re.sub(r"ONNX Runtime vs PyTorch max abs diff [^\n]*", f"ONNX Runtime vs PyTorch max abs diff {diff:.2e} on outputs up to {magnitude:.3g}.", card)
+    card = re.sub(r"- \*\*Size\*\*: [0-9.]+ MB ONNX", f"- **Size**: {onnx_path.stat().st_size / 1e6:.2f} MB ONNX", card)
+    card = re.sub(r"- \*\*SHA-256\*\*: `[0-9a-f]+`", f"- **SHA-256**: `{sha}`", card)
+    atomic_write_text(card_path, card)
+    return diff, magnitude, sha
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n")[0])
     ap.add_argument("arch", choices=sorted(NAMES))
-    ap.add_argument("--run", type=Path, required=True, help="training run folder holding best.pt and val.jsonl")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", type=Path, help="training run folder holding best.pt and val.jsonl")
+    src.add_argument("--regraph", action="store_true",
+                     help="re-export the shipped .pt with today's graph code (graph-only changes: same weights, same card)")
     ap.add_argument("--out-dir", type=Path, default=ASSETS)
     args = ap.parse_args(argv)
-    ckpt = load_checkpoint(args.run / "best.pt")
-    options = dict(ckpt.get("options", {}))
     name = NAMES[args.arch]
     onnx_path = args.out_dir / f"{name}.onnx"
-    export(args.arch, options, ckpt["model"], onnx_path)
-    module, inputs, _ = build_deployable(args.arch, options)
-    example = {n: t.numpy() for n, t in zip(inputs, module.example_inputs())}
-    rng = np.random.default_rng(0)
-    example = {k: (v + rng.normal(size=v.shape).astype(np.float32) if k == "image" else v) for k, v in example.items()}
-    diff, magnitude = parity(onnx_path, args.arch, options, ckpt["model"], example)
-    sha = record(onnx_path, args.out_dir / "MANIFEST.json")
-    record(onnx_path.with_suffix(".pt"), args.out_dir / "MANIFEST.json")
-    summary = run_summary(args.run)
-    metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items())
-    card = CARD.format(name=name, arch=args.arch, run=args.run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"], logged_hours=summary["logged_hours"],
-                       metrics=metrics, size_mb=onnx_path.stat().st_size / 1e6, params=sum(v.numel() for v in ckpt["model"].values()),
-                       parity=diff, magnitude=magnitude, sha=sha, **ABOUT[args.arch])
-    atomic_write_text(args.out_dir / f"{name.upper()}_CARD.md", card)
+    if args.regraph:
+        diff, magnitude, sha = regraph(name, args.out_dir)
+    else:
+        ckpt = load_checkpoint(args.run / "best.pt")
+        options = dict(ckpt.get("options", {}))
+        diff, magnitude, sha = export_checked(ARCH.get(args.arch, args.arch), options, ckpt["model"], onnx_path, args.out_dir / "MANIFEST.json")
+        summary = run_summary(args.run)
+        metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items())
+        card = CARD.format(name=name, arch=args.arch, run=args.run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"], logged_hours=summary["logged_hours"],
+                           metrics=metrics, size_mb=onnx_path.stat().st_size / 1e6, params=sum(v.numel() for v in ckpt["model"].values()),
+                           parity=diff, magnitude=magnitude, sha=sha, **ABOUT[args.arch])
+        atomic_write_text(args.out_dir / f"{name.upper()}_CARD.md", card)
     print(f"wrote {onnx_path} (sha256 {sha[:12]}, parity {diff:.2e}) at {time.strftime('%H:%M')}")
     return 0 if diff < 1e-3 * max(1.0, magnitude) else 1
 

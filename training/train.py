@@ -2,6 +2,7 @@
 
     python -m training.train densereg --config realtime [--variant quantized|plain] [--max-minutes M] [--resume]
     python -m training.train mdm [--max-minutes M] [--resume]
+    python -m training.train mdm-fine [--max-minutes M] [--resume]
 
 One loop serves every task (``Task``: batches, loss, validation): deterministic seeds,
 checkpoints every few minutes and on SIGINT/SIGTERM (so training continues across sessions
@@ -177,6 +178,18 @@ def _mdm(args) -> tuple[Task, Schedule, dict]:
 
     t = MDMTask(args.data, args.batch or 16)
     return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), {}
+
+
+@task("mdm-fine")
+def _mdm_fine(args) -> tuple[Task, Schedule, dict]:
+    """The refiner's second stage: twice the resolution, started from the first stage's output."""
+    from dataclasses import asdict
+
+    from tracker.refiner import FINE
+    from training.mdm import FINE_CONFIG, FINE_PERTURBATION, MDMTask
+
+    t = MDMTask(args.data, args.batch or 16, FINE_PERTURBATION, FINE_CONFIG, FINE)
+    return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), asdict(FINE_CONFIG)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,127 @@
+"""The MDM-style refiner: patch sampler, canonical frames, export parity, flip equivariance,
+the two-stage cascade."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import cv2
+import numpy as np
+import pytest
+
+from tracker.assets import ASSETS, verified_asset
+from tracker.metrics import eye_distance
+from tracker.refiner import COARSE, FINE, RefinerStage, apply_affine, canonical_transform, refine, refine_cascade
+from tracker.shape_model import load_shape_model
+
+DEMO = ASSETS / "demo" / "astronaut.jpg"
+
+
+def test_fine_frame_resolution():
+    """The fine stage's point of being: a pixel is at most 1% of the eye distance."""
+    model = load_shape_model()
+    assert eye_distance(COARSE.reference(model)) == pytest.approx(57.3, abs=0.5)
+    assert eye_distance(FINE.reference(model)) >= 100
+    for frame in (COARSE, FINE):  # the mean shape and half a patch fit in the crop
+        ref = frame.reference(model)
+        assert ref.min() > frame.patch / 2 and ref.max() < frame.crop - frame.patch / 2
+
+
+@pytest.mark.parametrize("size,patch", [(128, 16), (208, 24), (40, 7)])
+def test_sample_patches_is_grid_sample(size, patch):
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    from training.mdm import sample_patches
+
+    g = torch.Generator().manual_seed(size)
+    image = torch.rand(2, 1, size, size, generator=g)
+    points = torch.rand(2, 68, 2, generator=g) * (size + 40) - 20
+    points[0, 0] = torch.tensor([-500.0, 3.0])  # far outside: all padding
+    points[1, 5] = torch.tensor([size - 0.5, size + 2.25])  # straddling the border
+    offs = torch.arange(patch, dtype=torch.float32) - (patch - 1) / 2
+    gy, gx = torch.meshgrid(offs, offs, indexing="ij")
+    grid = (2 * (points[:, :, None, None] + torch.stack([gx, gy], -1)) + 1) / size - 1
+    ref = F.grid_sample(image, grid.reshape(2, 68 * patch, patch, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
+    ref = ref.reshape(2, 1, 68, patch, patch).permute(0, 2, 1, 3, 4).reshape(-1, 1, patch, patch)
+    got = sample_patches(image, points, patch)
+    assert got.shape == ref.shape
+    assert float((got - ref).abs().max()) < 1e-4  # grid_sample itself rounds pixel -> [-1,1] -> pixel
+    # gradients reach the points, as through grid_sample (MDM trains through its steps)
+    pts = points.clone().requires_grad_(True)
+    sample_patches(image, pts, patch).sum().backward()
+    assert torch.isfinite(pts.grad).all() and float(pts.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("stage", ["coarse", "fine"])
+def test_refiner_export_parity(tmp_path, stage):
+    torch = pytest.importorskip("torch")
+    from engines.onnx_engine import OnnxEngine
+    from training.deploy import export
+    from training.mdm import FINE_CONFIG, MDM, MDMConfig
+
+    config = {"coarse": MDMConfig(), "fine": FINE_CONFIG}[stage]
+    torch.manual_seed(0)
+    net = MDM(config)
+    for p in net.head.parameters():  # the head starts at zero: give the steps something to do
+        torch.nn.init.normal_(p, std=0.05)
+    net.eval()
+    image = torch.randn(2, 1, config.crop, config.crop)
+    init = torch.rand(2, 68, 2) * config.crop * 0.6 + config.crop * 0.2
+    with torch.no_grad():
+        ref = net(image, init).numpy()
+    path = tmp_path / f"{stage}.onnx"
+    export("mdm", asdict(config), net.state_dict(), path)
+    got = OnnxEngine(path, threads=1).infer({"image": image.numpy(), "init": init.numpy()})["points"]
+    assert got.shape == (2, config.steps, 68, 2)
+    assert np.abs(got - ref).max() < 1e-3 * config.crop
+    assert np.abs(got[:, -1] - init.numpy()).max() > 0.1  # the steps did move the points
+
+
+def _demo_start():
+    """A face, the shipped tracker's PCA stage on it, and the tracker."""
+    from tracker import Tracker, TrackerConfig
+
+    image = cv2.imread(str(DEMO))
+    tracker = Tracker(TrackerConfig(mode="image", threads=1, cnn_fallback=False))
+    face = tracker.track(image).faces[0]
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), face.stages["pca"].points, face.landmarks, tracker
+
+
+def test_shipped_refiner_is_flip_equivariant():
+    """Trained with mirrored faces, the refiner answers a mirrored picture with the mirrored
+    answer, up to its own error: a broken flip permutation in training would show here."""
+    gray, init, _, tracker = _demo_start()
+    perm = np.load(verified_asset("template.npz"))["flip_permutation"]
+    w = gray.shape[1]
+    stage = tracker.refiners[0]
+
+    def mirror(p):
+        return p[perm] * [-1, 1] + [w - 1, 0]
+
+    direct = refine(stage.infer, gray, init, stage.reference, stage.frame.crop).points
+    mirrored = mirror(refine(stage.infer, np.ascontiguousarray(gray[:, ::-1]), mirror(init), stage.reference, stage.frame.crop).points)
+    gap = np.linalg.norm(direct - mirrored, axis=1).mean() / eye_distance(direct)
+    assert gap < 0.02
+    # ... and a wrong permutation (identity) is far off
+    wrong = refine(stage.infer, np.ascontiguousarray(gray[:, ::-1]), init * [-1, 1] + [w - 1, 0], stage.reference, stage.frame.crop).points
+    assert np.linalg.norm(direct - (wrong * [-1, 1] + [w - 1, 0]), axis=1).mean() / eye_distance(direct) > 5 * gap
+    # test-time flipping averages the two in one call
+    both = refine(stage.infer, gray, init, stage.reference, stage.frame.crop, flip=perm).points
+    assert np.abs(both - (direct + mirrored) / 2).max() < 0.05
+
+
+def test_cascade_feeds_each_stage_the_previous_answer():
+    gray, init, final, tracker = _demo_start()
+    stage = tracker.refiners[0]
+    seen = []
+
+    def recording(inputs):
+        seen.append(inputs["init"].copy())
+        return stage.infer(inputs)
+
+    twice = [RefinerStage(recording, stage.frame, stage.reference)] * 2
+    steps = refine_cascade(twice, gray, init)
+    assert len(steps) == 2
+    np.testing.assert_allclose(steps[0].points, final, atol=1e-6)  # stage 1 is what the tracker reports
+    m = canonical_transform(steps[0].points, stage.reference)
+    np.testing.assert_allclose(seen[1][0], apply_affine(m, steps[0].points), atol=1e-3)
