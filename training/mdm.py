@@ -192,10 +192,12 @@ class Perturbation:
     point: float = 0.02
 
 
-# The fine stage starts from the coarse stage's output.  fit_perturbation on the shipped
-# tracker's output for the 80 val faces (errors < 20%): scale 0.017, rotation 1.5 deg,
-# translation 0.012, shape 0.75, point 0.035; these cover that with some margin.
-FINE_PERTURBATION = Perturbation(scale=0.025, rotation_deg=2.5, translation=0.02, shape=0.8, point=0.035)
+# The fine stage starts from the coarse stage's output: on the 80 val faces the shipped
+# tracker's NME is 3.75% median.  These draw initialisations of 5.2% median, 6.6% p90 NME
+# (the similarity terms from fit_perturbation on that output: scale 0.017, rotation 1.5 deg,
+# translation 0.012; its shape and point terms, 0.75 and 0.035, overstate the error: drawn
+# together they give 8.4% median).
+FINE_PERTURBATION = Perturbation(scale=0.02, rotation_deg=2.0, translation=0.015, shape=0.4, point=0.02)
 
 
 def fit_perturbation(inits: np.ndarray, truths: np.ndarray, model) -> Perturbation:
