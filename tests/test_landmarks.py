@@ -105,3 +105,21 @@ def test_pca_fit_needs_enough_points():
     obs = np.full((68, 2), np.nan)
     obs[:4] = 1.0
     assert fit_shape(model, obs, np.ones(68)) is None
+
+
+def test_lookup_table_is_the_nearest_covering_landmark():
+    """The windowed table build gives exactly the definition: per cell, the nearest landmark
+    if the cell lies within that landmark's radius, else -1 (brute force over all landmarks),
+    including landmarks near the UV square's edges and twins sharing a representative."""
+    rng = np.random.default_rng(3)
+    uv = np.vstack([rng.uniform(0, 1, (20, 2)), [[0.001, 0.999], [0.999, 0.5]], LANDMARK_UV[[61, 67]]])
+    res = 128
+    lookup = build_lookup(uv, res=res)
+    reps = np.unique(lookup.rep)
+    centres = (np.arange(res) + 0.5) / res
+    uh, uvv = np.meshgrid(centres, 1.0 - centres)
+    d = np.hypot(uh[..., None] - uv[reps, 0], uvv[..., None] - uv[reps, 1])
+    near = d.argmin(-1)
+    expected = np.where(d.min(-1) < lookup.radii[reps][near], reps[near], -1)
+    np.testing.assert_array_equal(lookup.table, expected)
+    assert (lookup.table >= 0).sum() > 100

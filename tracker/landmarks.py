@@ -62,12 +62,24 @@ def build_lookup(landmark_uv: np.ndarray, radii: np.ndarray | None = None, res: 
     d = np.linalg.norm(landmark_uv[:, None] - landmark_uv[None], axis=-1)
     rep = np.argmax(d < TWIN_DISTANCE, axis=1)  # first landmark within the twin distance
     reps = np.unique(rep)
+    # Only cells within the largest radius of some landmark can be covered, so each landmark
+    # updates the nearest-landmark map in its own window: the same table as a full
+    # (res x res x landmarks) distance volume, in milliseconds instead of a second at start-up.
     centres = (np.arange(res) + 0.5) / res
-    uh, uvv = np.meshgrid(centres, 1.0 - centres)
-    dist = np.sqrt((uh[..., None] - landmark_uv[reps, 0]) ** 2 + (uvv[..., None] - landmark_uv[reps, 1]) ** 2)
-    nearest = dist.argmin(axis=-1)
-    inside = np.take_along_axis(dist, nearest[..., None], -1)[..., 0] < radii[reps][nearest]
-    table = np.where(inside, reps[nearest], -1).astype(np.int16)
+    reach = int(np.ceil(radii.max() * res)) + 1
+    best = np.full((res, res), np.inf)
+    nearest = np.full((res, res), -1, np.int64)
+    for k in reps:
+        uh, uv = landmark_uv[k]
+        c0, r0 = int(uh * res) - reach, int((1.0 - uv) * res) - reach
+        cols = slice(max(c0, 0), min(c0 + 2 * reach + 1, res))
+        rows = slice(max(r0, 0), min(r0 + 2 * reach + 1, res))
+        d = np.hypot(centres[cols][None, :] - uh, (1.0 - centres[rows])[:, None] - uv)
+        closer = d < best[rows, cols]
+        best[rows, cols][closer] = d[closer]
+        nearest[rows, cols][closer] = k
+    inside = (nearest >= 0) & (best < radii[np.maximum(nearest, 0)])
+    table = np.where(inside, nearest, -1).astype(np.int16)
     return UVLookup(landmark_uv, radii, rep, table)
 
 
