@@ -11,7 +11,7 @@ viewer, a second job) a spinning thread holds the core its partner needs, and 2 
 ~10x slower than 1 (``benchmarks/bench_torch.py``).  The engine asks OpenMP to sleep instead
 (``OMP_WAIT_POLICY=PASSIVE``), which OpenMP reads once, when torch is first imported: so only
 when this engine is what imports torch, and never over a value the user set.  oneDNN (mkldnn)
-stays on: turning it off was 2-5x slower in every configuration measured.
+stays on: turning it off was 2.3-3x slower in every configuration measured.
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from engines import KINDS, NOTES
 from engines.base import EngineError
 from tracker.assets import AssetError
 
@@ -19,7 +20,7 @@ EXIT_OK, EXIT_ITEMS_FAILED, EXIT_USAGE = 0, 1, 2
 # What Ctrl-C leaves behind, per command (``set_defaults(interrupted=...)``); only the batch
 # commands resume, so only they say so.
 RESUMES = "interrupted; finished outputs are kept (rerun the same command to resume)"
-NOTHING_WRITTEN = "interrupted; nothing was written"
+DOES_NOT_RESUME = "interrupted; only complete files were written (this command does not resume: rerun it to start again)"
 
 
 class UsageError(Exception):
@@ -45,13 +46,10 @@ def count(minimum: int):
             raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
         return value
 
-    parse.__name__ = f"integer >= {minimum}"  # argparse names the type in some messages
     return parse
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
-    from engines import KINDS, NOTES
-
     p.add_argument("--engine", default="auto", choices=KINDS,
                    help=f"inference backend (auto: {NOTES['auto']}; torch: {NOTES['torch']})")
     p.add_argument("--threads", type=count(1), default=2, help="CPU threads for the network (default 2)")
@@ -292,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(getattr(args, "interrupted", NOTHING_WRITTEN), file=sys.stderr)
+        print(getattr(args, "interrupted", DOES_NOT_RESUME), file=sys.stderr)
         return 130
 
 

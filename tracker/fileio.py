@@ -73,8 +73,9 @@ def check_writable(path: Path) -> None:
         raise WriteError(path, IsADirectoryError(21, "it is a folder"))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # as the writer will
+        os.close(fd)
+        os.unlink(tmp)
     except OSError as exc:
         raise WriteError(path, exc) from exc
 

@@ -27,6 +27,9 @@ from tracker.pts import PtsError, read_pts, write_pts
 from tracker.video import VIDEO_EXTENSIONS, AtomicVideoWriter, VideoError, annotate, open_video, read_frames
 
 
+CNN_SILENCE = " (--cnn-every 0: HOG only, without this note)"
+
+
 def _warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr)
 
@@ -58,7 +61,7 @@ def run_video(args) -> int:
     for path in (args.csv, args.json):
         if path is not None:
             check_writable(path)  # before the run, not after it
-    if args.cnn_every > 0 and (note := cnn_missing_note(" (--cnn-every 0: HOG only, without this note)")):
+    if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
         print(note, file=sys.stderr)
     tracker = Tracker(TrackerConfig(mode="video", engine=args.engine, threads=args.threads, refine=not args.no_refine,
                                     smooth=not args.no_smooth, video_cnn_every=args.cnn_every))
@@ -207,7 +210,7 @@ def run_batch300vw(args) -> int:
     config = TrackerConfig(mode="image" if args.stills else "video", engine=args.engine, threads=max(1, args.threads // args.jobs),
                            refine=not args.no_refine, smooth=not args.no_smooth,
                            cnn_fallback=args.cnn_every > 0, video_cnn_every=args.cnn_every)
-    if args.cnn_every > 0 and (note := cnn_missing_note(" (--cnn-every 0: HOG only, without this note)")):
+    if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
         print(note, file=sys.stderr)
     jobs, done = [], 0
     for name, video in videos:
