@@ -14,6 +14,11 @@ from engines.base import Engine, EngineError
 log = logging.getLogger(__name__)
 
 KINDS = ("auto", "onnx", "torch", "tensorrt")
+# Shown wherever an engine is chosen (CLI help, the viewer's tooltip).
+NOTES = {
+    "auto": "TensorRT when usable, else ONNX Runtime on the CPU",
+    "torch": "for research parity with the PyTorch checkpoints, not for speed: slower than ONNX Runtime on the CPU",
+}
 
 
 def available_engines() -> dict[str, str | None]:
@@ -57,4 +62,4 @@ def load_engine(onnx_path: Path, kind: str = "auto", threads: int = 2) -> Engine
     return TensorRTEngine(onnx_path)
 
 
-__all__ = ["Engine", "EngineError", "KINDS", "available_engines", "load_engine"]
+__all__ = ["Engine", "EngineError", "KINDS", "NOTES", "available_engines", "load_engine"]

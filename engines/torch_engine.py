@@ -4,9 +4,18 @@ A deployable checkpoint is ``{"arch": NAME, "options": {...}, "state_dict": {...
 ``torch.save``; it is loaded with ``weights_only=True`` so that a checkpoint can never execute
 code, and the architecture is looked up by NAME in ``training.deploy`` (never guessed from the
 tensors).  The module returns the same named outputs as the exported ONNX graph.
+
+Speed: this engine exists for research parity (the same numbers as the checkpoints), not speed.
+PyTorch's OpenMP threads spin-wait at every barrier by default; on a busy 2-core machine (the
+viewer, a second job) a spinning thread holds the core its partner needs, and 2 threads became
+~10x slower than 1 (``benchmarks/bench_torch.py``).  The engine asks OpenMP to sleep instead
+(``OMP_WAIT_POLICY=PASSIVE``), which OpenMP reads once, when torch is first imported: so only
+when this engine is what imports torch, and never over a value the user set.  oneDNN (mkldnn)
+stays on: turning it off was 2.3-3x slower in every configuration measured.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Mapping
 
@@ -19,6 +28,7 @@ class TorchEngine(Engine):
     name = "torch"
 
     def __init__(self, path: Path, threads: int = 2):
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see the module docstring
         try:
             import torch
         except ImportError as exc:

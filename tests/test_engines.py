@@ -106,3 +106,29 @@ def test_asset_checksums(tmp_path):
     (tmp_path / "extra.onnx").write_bytes(b"x")
     with pytest.raises(AssetError, match="not listed"):
         verified_asset("extra.onnx", tmp_path)
+
+
+@pytest.mark.parametrize("user_value", [None, "ACTIVE"])
+def test_torch_engine_asks_openmp_to_sleep_unless_the_user_chose(user_value):
+    """OpenMP reads OMP_WAIT_POLICY when torch is imported; spinning threads made 2 threads ~10x
+    slower on a busy machine (benchmarks/bench_torch.py).  A fresh process, so that the engine
+    is what imports torch, as in the CLI."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if available_engines()["torch"]:
+        pytest.skip("PyTorch not installed")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user_value:
+        env["OMP_WAIT_POLICY"] = user_value
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    code = ("import os, sys\n"
+            "from engines import load_engine\nfrom tracker.assets import verified_asset\n"
+            "assert 'torch' not in sys.modules\n"
+            "load_engine(verified_asset('densereg_realtime.onnx'), 'torch', 1)\n"
+            "print(os.environ['OMP_WAIT_POLICY'])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == (user_value or "PASSIVE")

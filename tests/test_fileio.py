@@ -11,11 +11,13 @@ import pytest
 from tracker import fileio
 from tracker.fileio import (
     ImageReadError,
+    WriteError,
     atomic_save_npz,
     atomic_write_bytes,
     atomic_write_image,
     atomic_write_json,
     atomic_write_text,
+    check_writable,
     list_images,
     read_image,
     safe_output_path,
@@ -76,6 +78,30 @@ def test_old_content_survives_a_failure_mid_write(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert json.loads(target.read_text()) == {"version": "old"}
     assert list(tmp_path.iterdir()) == [target]  # the temp file was removed
+
+
+def test_write_errors_name_the_users_file_not_the_temporary_one(tmp_path, monkeypatch):
+    """A read-only folder (simulated: tests run as root, who may write anywhere) or a full disk."""
+    import errno
+    import tempfile
+
+    def refuse(prefix, suffix, dir):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, f"{prefix}abc{suffix}"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(WriteError) as info:
+        atomic_write_text(tmp_path / "out" / "a.json", "{}")
+    assert str(info.value) == f"{tmp_path / 'out' / 'a.json'}: cannot write (Permission denied)"
+    assert info.value.errno == errno.EACCES and isinstance(info.value, OSError)
+    with pytest.raises(WriteError, match="b.json: cannot write"):
+        check_writable(tmp_path / "b.json")
+    monkeypatch.undo()
+    check_writable(tmp_path / "new" / "c.json")  # creates the folder, leaves no file
+    assert list((tmp_path / "new").iterdir()) == []
+    with pytest.raises(WriteError, match="it is a folder"):
+        check_writable(tmp_path / "new")
+    note = WriteError(tmp_path / "d.json", OSError(errno.ENOSPC, "No space left on device")).with_note("3 kept")
+    assert str(note).endswith("d.json: cannot write (No space left on device); 3 kept") and note.errno == errno.ENOSPC
 
 
 def test_unencodable_image_raises_and_writes_nothing(tmp_path):

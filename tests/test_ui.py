@@ -161,3 +161,71 @@ def test_rate_meter():
     meter.update({}, 0.0, now=100.0)  # the pause is not counted as a frame interval
     assert meter.fps == pytest.approx(10.0)
     assert list(meter.text().splitlines()[2].split())[0] == "detect"
+
+
+def test_track_label_is_one_clean_string_on_any_opencv():
+    """OpenCV 5 draws its font with a different advance per thickness: a thick black outline
+    under thin text drifted past it ("#1 tracked0.900").  Every pixel the label changes must lie
+    in the box of the thin text, and the text colour must be there."""
+    from tracker.draw import draw_label
+
+    text, scale = "#1 tracked 0.90", 0.45
+    image = np.full((60, 240, 3), 128, np.uint8)
+    draw_label(image, text, (10, 30), (255, 255, 0), scale)
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    ys, xs = np.nonzero((image != 128).any(axis=2))
+    assert xs.min() >= 10 - 2 and xs.max() <= 10 + w + 2 and ys.min() >= 30 - h - 2 and ys.max() <= 30 + base
+    assert (image == (255, 255, 0)).all(axis=2).sum() > 20
+
+
+def test_uv_map_and_depth_together_both_show(app, window):
+    """Both cover the same face pixels: together, the UV colours are shaded by depth (nearer =
+    brighter), so neither hides the other."""
+    from ui.overlays import OverlaySettings, _image_maps, compose, depth_relief
+
+    pause(app, window)
+    frame, result = window.packet.frame, window.packet.result
+    none = OverlaySettings(mdm=False, box=False)
+    uv_only, depth_only, both = (compose(frame, result, OverlaySettings(mdm=False, box=False, uvmap=u, depth=d), window.part_map)
+                                 for u, d in ((True, False), (False, True), (True, True)))
+    assert not np.array_equal(both, uv_only) and not np.array_equal(both, depth_only)
+    assert np.array_equal(compose(frame, result, none, window.part_map), frame)
+    _, mask, depth = _image_maps(result.faces[0], frame.shape[:2])
+    brightness = both[mask].astype(float).sum(1) / np.maximum(uv_only[mask].astype(float).sum(1), 1)
+    assert np.corrcoef(brightness, depth_relief(depth, mask)[mask])[0, 1] > 0.95
+
+
+def test_viewer_tooltips_say_torch_is_not_for_speed(app, window):
+    from engines import available_engines
+
+    item = window.engine_combo.model().item(window.engine_combo.findText("torch"))
+    expected = available_engines()["torch"] or "not for speed"
+    assert expected in item.toolTip()
+    assert "Depth" in window.overlay_boxes["uvmap"].toolTip()
+
+
+def test_debian_package_names_for_missing_qt_libraries():
+    from ui.launch import debian_package
+
+    assert [debian_package(s) for s in ("libxcb-icccm.so.4", "libxcb-keysyms.so.1", "libxcb-xinerama.so.0", "libxkbcommon-x11.so.0",
+                                        "libX11-xcb.so.1", "libdbus-1.so.3")] == \
+        ["libxcb-icccm4", "libxcb-keysyms1", "libxcb-xinerama0", "libxkbcommon-x11-0", "libx11-xcb1", "libdbus-1-3"]
+
+
+def test_unusable_qt_platform_is_one_line_not_an_abort(monkeypatch, capsys):
+    """DISPLAY names a TCP display with no X server (port 6000 + 99 on localhost), so the
+    socket check passes and Qt itself must fail: by its missing xcb libraries on a fresh Debian,
+    else by the connection.  The probe child takes Qt's abort; the command prints one line."""
+    pytest.importorskip("PyQt5")
+    from ui.launch import missing_libraries, platform_plugin
+
+    monkeypatch.setenv("DISPLAY", "127.0.0.1:99")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    assert main(["viewer", "--source", str(DEMO_CLIP)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "xcb" in err
+    missing = missing_libraries(platform_plugin("xcb"))
+    if missing:  # this machine lacks them: the message names the packages to install
+        assert "sudo apt install" in err and all(m in err for m in missing)

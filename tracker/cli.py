@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
+from engines import KINDS, NOTES
 from engines.base import EngineError
 from tracker.assets import AssetError
 
 EXIT_OK, EXIT_ITEMS_FAILED, EXIT_USAGE = 0, 1, 2
+# What Ctrl-C leaves behind, per command (``set_defaults(interrupted=...)``); only the batch
+# commands resume, so only they say so.
+RESUMES = "interrupted; finished outputs are kept (rerun the same command to resume)"
+DOES_NOT_RESUME = "interrupted; only complete files were written (this command does not resume: rerun it to start again)"
 
 
 class UsageError(Exception):
@@ -28,9 +34,25 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
+def count(minimum: int):
+    """argparse type: an integer >= minimum (a bad value is a usage error, never silently clamped)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        return value
+
+    return parse
+
+
 def _engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine", default="auto", choices=["auto", "onnx", "torch", "tensorrt"], help="inference backend (auto: TensorRT if usable, else ONNX Runtime on the CPU)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for the network (default 2)")
+    p.add_argument("--engine", default="auto", choices=KINDS,
+                   help=f"inference backend (auto: {NOTES['auto']}; torch: {NOTES['torch']})")
+    p.add_argument("--threads", type=count(1), default=2, help="CPU threads for the network (default 2)")
     p.add_argument("--no-refine", action="store_true", help="skip the MDM refiner (faster, less accurate)")
 
 
@@ -51,7 +73,7 @@ def register_images(sub) -> None:
 
         return run_images(args)
 
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, interrupted=RESUMES)
 
 
 def register_eval(sub) -> None:
@@ -86,7 +108,7 @@ def register_demo(sub) -> None:
 
 def _video_file_args(p) -> None:
     p.add_argument("--no-smooth", action="store_true", help="no temporal (One Euro) smoothing of the landmarks")
-    p.add_argument("--cnn-every", type=int, default=30, metavar="N",
+    p.add_argument("--cnn-every", type=count(0), default=30, metavar="N",
                    help="while no face is tracked and HOG finds none, try dlib's CNN detector on 1 frame in N "
                         "(~1 s a call; needs the [cnn] extra; 0: HOG only). Default 30")
 
@@ -108,14 +130,15 @@ def register_video(sub) -> None:
             raise ValueError("nothing to write: give at least one of --out, --pts-dir, --csv, --json")
         return run_video(args)
 
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, interrupted="interrupted; no video, CSV or JSON was written, only the per-frame .pts files so far "
+                                         "(video does not resume: rerun it to start again)")
 
 
 def register_batch300vw(sub) -> None:
     p = sub.add_parser("batch300vw", help="track and evaluate every video of a 300VW-style folder (resumable)")
     p.add_argument("root", type=Path, help="folder of NNN/vid.avi|mp4 with NNN/annot/*.pts")
     p.add_argument("--out", type=Path, required=True, help="output folder: NNN/*.pts, NNN/result.json, summary.json, ced.png")
-    p.add_argument("--jobs", type=int, default=1, help="videos tracked in parallel (processes)")
+    p.add_argument("--jobs", type=count(1), default=1, help="videos tracked in parallel (processes)")
     _engine_args(p)
     _video_file_args(p)
     p.add_argument("--stills", action="store_true",
@@ -127,14 +150,14 @@ def register_batch300vw(sub) -> None:
 
         return run_batch300vw(args)
 
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, interrupted=RESUMES)
 
 
 def register_bench(sub) -> None:
     p = sub.add_parser("bench", help="per-stage ms and fps at 640x480, with dlib HOG + 68 points timed in the same run")
     p.add_argument("--video", type=Path, help="clip to time (default: the bundled demo clip)")
-    p.add_argument("--frames", type=int, default=150)
-    p.add_argument("--repeats", type=int, default=2, help="passes over the clip (tracker and dlib alternate)")
+    p.add_argument("--frames", type=count(1), default=150, help="frames of the clip to time, from its start (default 150)")
+    p.add_argument("--repeats", type=count(1), default=2, help="passes over the clip (tracker and dlib alternate)")
     p.add_argument("--json", type=Path, help="write the results here")
     _engine_args(p)
 
@@ -155,10 +178,11 @@ def register_viewer(sub) -> None:
     _engine_args(p)
 
     def run(args) -> int:
-        from ui.launch import display_problem, launch
+        from ui.launch import display_problem, launch, qt_start_problem
         from ui.sources import spec_from_argument
 
-        problem = display_problem()  # before Qt is imported: Qt aborts the process without a display
+        # Before Qt is imported here: Qt aborts the process without a display or platform plugin.
+        problem = display_problem() or qt_start_problem()
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return EXIT_USAGE
@@ -191,7 +215,7 @@ def register_transfer(sub) -> None:
     p.add_argument("--strength", type=float, default=DEFAULT_STRENGTH, help=f"blend weight in [0,1] (default {DEFAULT_STRENGTH})")
     p.add_argument("--save-texture", type=Path, help="with --source-face: also write the unwrapped texture (PNG), reusable with --texture")
     p.add_argument("--device", type=int, default=0, help="camera index with --target webcam")
-    p.add_argument("--max-frames", type=int, help="stop after N frames (a webcam otherwise runs until Ctrl-C)")
+    p.add_argument("--max-frames", type=count(1), help="stop after N frames (a webcam otherwise runs until Ctrl-C)")
     _engine_args(p)
 
     def run(args) -> int:
@@ -225,6 +249,16 @@ REGISTRY = [register_demo, register_images, register_eval, register_video, regis
             register_transfer, register_version]
 
 
+def _quiet_native_libraries() -> None:
+    """FFmpeg and OpenCV print their own multi-line warnings (``moov atom not found``,
+    ``[ WARN:0@0.1] ...``) beside the one line the command prints about the same problem.
+    OpenCV's FFmpeg backend reads its variable when it is first used; ``-v`` keeps both."""
+    import cv2
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="run_tracker", description="DenseReg face tracker: dense face correspondence, 68 landmarks, tracking.")
     ap.add_argument("-v", "--verbose", action="store_true", help="log debug information")
@@ -245,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help: argparse printed it and exits 0
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    if not args.verbose:
+        _quiet_native_libraries()
     if not getattr(args, "func", None):
         print(f"error: no command given; one of: {', '.join(r.__name__.removeprefix('register_') for r in REGISTRY)} (see --help)", file=sys.stderr)
         return EXIT_USAGE
@@ -254,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted; finished outputs are kept (rerun to resume)", file=sys.stderr)
+        print(getattr(args, "interrupted", DOES_NOT_RESUME), file=sys.stderr)
         return 130
 
 

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from tracker.draw import STAGE_COLORS, blend_labels, draw_points, point_radius, warp_to_image
-from tracker.fileio import ImageReadError, atomic_save_npz, atomic_write_image, atomic_write_json, atomic_write_text, list_images, read_image, safe_output_path
+from tracker.detector import cnn_missing_note, require_dlib_predictor
+from tracker.fileio import ImageReadError, WriteError, atomic_save_npz, atomic_write_image, atomic_write_json, atomic_write_text, list_images, read_image, safe_output_path
 from tracker.metrics import ced, score_faces
 from tracker.parts import lookup_parts
 from tracker.pipeline import FaceResult, FrameResult, Tracker, TrackerConfig
@@ -85,13 +86,31 @@ def _select_images(args) -> list[Path]:
 
 
 def run_images(args) -> int:
-    from tqdm import tqdm
-
     images = _select_images(args)
+    if args.baseline == "dlib":
+        require_dlib_predictor("--baseline dlib")
+    if note := cnn_missing_note():
+        print(note, file=sys.stderr)
     tracker = Tracker(TrackerConfig(mode="image", engine=args.engine, threads=args.threads, refine=not args.no_refine,
                                     keep_maps=args.parts or args.save_maps))
     names = _output_names(images, args.input)
     counts = {"done": 0, "resumed": 0, "no_face": 0, "failed": 0, "faces": 0}
+    try:
+        _images_loop(args, tracker, images, names, counts)
+    except WriteError as exc:  # a full disk, a folder made read-only: say what is kept
+        raise exc.with_note(f"{counts['done']} images finished in this run and {counts['resumed']} before it are complete; "
+                            "after fixing that, rerun the same command to resume") from exc
+    print(
+        f"done: {counts['done']} images processed, {counts['resumed']} already done, {counts['faces']} faces, "
+        f"{counts['no_face']} without a face, {counts['failed']} unreadable; outputs in {args.out} "
+        f"(engine: {tracker.engine.describe()})"
+    )
+    return 1 if counts["failed"] else 0
+
+
+def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, str], counts: dict[str, int]) -> None:
+    from tqdm import tqdm
+
     for image_path in tqdm(images, unit="img", file=sys.stderr, disable=not sys.stderr.isatty()):
         stem = names[image_path]
         json_path = safe_output_path(args.out, f"{stem}.json")
@@ -128,12 +147,6 @@ def run_images(args) -> int:
             _write_dlib(image, safe_output_path(args.out, f"dlib/{stem}"))
         atomic_write_json(json_path, frame_to_json(result, str(image_path), image.shape))
         counts["done"] += 1
-    print(
-        f"done: {counts['done']} images processed, {counts['resumed']} already done, {counts['faces']} faces, "
-        f"{counts['no_face']} without a face, {counts['failed']} unreadable; outputs in {args.out} "
-        f"(engine: {tracker.engine.describe()})"
-    )
-    return 1 if counts["failed"] else 0
 
 
 def _write_dlib(image: np.ndarray, stem_path: Path) -> None:
@@ -261,15 +274,14 @@ def run_demo(args) -> int:
     tracker = Tracker(replace(config, mode="video", keep_maps=False))
     cap, info = open_video(DEMO_CLIP)
     clip = safe_output_path(args.out, "astronaut_tracked.mp4")
-    writer = AtomicVideoWriter(clip, info.fps, (info.width, info.height))
     times, found = [], 0
-    for frame in read_frames(cap, source=str(DEMO_CLIP)):
-        r = tracker.track(frame)
-        total = sum(r.timings.values())
-        times.append(total)
-        found += bool(r.faces)
-        writer.write(annotate(frame, r, 1000.0 / max(total, 1e-3)))
-    writer.close()
+    with AtomicVideoWriter(clip, info.fps, (info.width, info.height)) as writer:
+        for frame in read_frames(cap, source=str(DEMO_CLIP)):
+            r = tracker.track(frame)
+            total = sum(r.timings.values())
+            times.append(total)
+            found += bool(r.faces)
+            writer.write(annotate(frame, r, 1000.0 / max(total, 1e-3)))
     ms = float(np.median(times))
     print(f"still: {len(result.faces)} face(s) -> {still} (parts; landmarks orange DenseReg, cyan PCA, green MDM)")
     print(f"clip: face tracked in {found}/{len(times)} frames, median {ms:.1f} ms/frame ({1000 / ms:.0f} fps) with "

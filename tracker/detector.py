@@ -71,6 +71,10 @@ def detect_faces(gray: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> list[Dete
     return sorted(dets, key=lambda d: -d.score)
 
 
+# The one install hint for everything that comes with face-recognition-models.
+CNN_EXTRA = "the [cnn] extra: pip install -e '.[cnn]'"
+
+
 def _model_file(locator: str) -> Path:
     """A model file shipped by the face-recognition-models package (ImportError without it)."""
     with warnings.catch_warnings():
@@ -86,18 +90,43 @@ def dlib_predictor_path() -> Path:
 
 
 @lru_cache(maxsize=1)
+def dlib_models_problem() -> str | None:
+    """Why dlib's CNN detector and 68-point predictor (both shipped by face-recognition-models)
+    cannot be used here, in a few words; None when they can.  The plain runtime install lacks
+    them: callers turn this into one line instead of an ImportError deep in a traceback."""
+    try:
+        files = [_model_file("cnn_face_detector_model_location"), dlib_predictor_path()]
+    except ImportError as exc:  # also pkg_resources missing (setuptools >= 81)
+        return f"face-recognition-models is not usable ({exc})"
+    missing = [f.name for f in files if not f.is_file()]
+    return f"face-recognition-models lacks {', '.join(missing)}" if missing else None
+
+
+def cnn_available() -> bool:
+    return dlib_models_problem() is None
+
+
+def cnn_missing_note(silence: str = "") -> str | None:
+    """The one line a command prints when its CNN fallback is on but cannot run here (it
+    changes results: faces HOG misses stay missed); None when the CNN is there."""
+    if cnn_available():
+        return None
+    return (f"note: dlib's CNN face detector is not installed, so faces HOG misses (rotated, profile) are not searched for; "
+            f"install {CNN_EXTRA}{silence}")
+
+
+def require_dlib_predictor(what: str) -> None:
+    """Raise a one-line error (ValueError: exit status 2) when the 68-point predictor is missing."""
+    problem = dlib_models_problem()
+    if problem:
+        raise ValueError(f"{what} needs dlib's 68-point predictor from {CNN_EXTRA} ({problem})")
+
+
+@lru_cache(maxsize=1)
 def _cnn():
     import dlib
 
     return dlib.cnn_face_detection_model_v1(str(_model_file("cnn_face_detector_model_location")))
-
-
-@lru_cache(maxsize=1)
-def cnn_available() -> bool:
-    try:
-        return _model_file("cnn_face_detector_model_location").is_file()
-    except ImportError:
-        return False
 
 
 def detect_faces_cnn(image: np.ndarray, max_side: int = CNN_MAX_SIDE, threshold: float = CNN_THRESHOLD) -> list[Detection]:

@@ -24,6 +24,17 @@ def draw_points(image: np.ndarray, points: np.ndarray, color, radius: int | None
         cv2.circle(image, (int(round(x * 4)), int(round(y * 4))), r * 4, color, -1, cv2.LINE_AA, shift=2)
 
 
+def draw_label(image: np.ndarray, text: str, org: tuple[int, int], color, scale: float = 0.45) -> None:
+    """Text on a filled dark box (``org``: the text's bottom-left corner).  Not the usual thick
+    black outline under thin text: OpenCV 5 draws its font with a different advance per
+    thickness, so the two strokes drift apart ("#1 tracked0.900")."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (w, h), base = cv2.getTextSize(text, font, scale, 1)
+    x, y = org
+    cv2.rectangle(image, (x - 2, y - h - 2), (x + w + 2, y + base), (0, 0, 0), -1)
+    cv2.putText(image, text, (x, y), font, scale, color, 1, cv2.LINE_AA)
+
+
 def warp_to_image(crop_values: np.ndarray, crop_to_image: np.ndarray, shape: tuple[int, int], nearest: bool = False) -> np.ndarray:
     """Map a crop-frame array (S,S[,C]) back to image pixels (H,W[,C]); zeros outside the crop."""
     flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR

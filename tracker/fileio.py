@@ -24,23 +24,60 @@ class ImageReadError(ValueError):
     """An input image cannot be used; the message is one line naming the file and the reason."""
 
 
+class WriteError(OSError):
+    """An output could not be written (read-only folder, full disk...).  One line naming the
+    user's file, never the temporary file, with the system's reason and an optional note on
+    what was kept.  ``errno`` is the original one (``errno.ENOSPC`` for a full disk)."""
+
+    def __init__(self, path: Path, cause: OSError, note: str = ""):
+        super().__init__(cause.errno, cause.strerror or str(cause), str(path))
+        self.note = note
+
+    def with_note(self, note: str) -> "WriteError":
+        err = WriteError(Path(self.filename), self, note)
+        err.__cause__ = self.__cause__
+        return err
+
+    def __str__(self) -> str:
+        return f"{self.filename}: cannot write ({self.strerror})" + (f"; {self.note}" if self.note else "")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual mode
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(path, exc) from exc
         raise
+
+
+def check_writable(path: Path) -> None:
+    """Raise WriteError now if ``path`` could not be written later: long runs (``bench``) check
+    their output before spending minutes.  Creates the folder; leaves no file behind."""
+    path = Path(path)
+    if path.is_dir():
+        raise WriteError(path, IsADirectoryError(21, "it is a folder"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # as the writer will
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise WriteError(path, exc) from exc
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -59,8 +59,6 @@ def unwrap_source_face(path: Path, tracker: Tracker) -> np.ndarray:
 def _check_args(args, kind: str) -> None:
     if not 0.0 <= args.strength <= 1.0:
         raise ValueError(f"--strength {args.strength}: must be between 0 and 1")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise ValueError(f"--max-frames {args.max_frames}: must be at least 1")
     if args.save_texture is not None and args.source_face is None:
         raise ValueError("--save-texture needs --source-face (a --texture is already a file)")
     suffix = args.out.suffix.lower()

@@ -52,27 +52,32 @@ def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
         raise VideoError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise VideoError(f"{path}: empty file")
-    cap = cv2.VideoCapture(str(path))
+    # FFmpeg only: when it fails, OpenCV would try its own AVI/MJPEG parser next, which prints
+    # to stderr directly ("Unexpected element...") and reads nothing FFmpeg cannot.
+    api = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
+    cap = cv2.VideoCapture(str(path), api)
     if not cap.isOpened():
         raise VideoError(f"{path}: cannot open as a video (unsupported or corrupt)")
     fps = cap.get(cv2.CAP_PROP_FPS)
     info = VideoInfo(fps if fps and np.isfinite(fps) and fps > 0 else 30.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0),
                      int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    if info.width <= 0 or info.height <= 0:  # e.g. a text file named .jpg: "opens", decodes nothing
+        cap.release()
+        raise VideoError(f"{path}: no decodable frame (corrupt, or not a video)")
     return cap, info
 
 
 def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None, source: str = "") -> Iterator[np.ndarray]:
-    """Frames until the end; a decoding failure before the reported end is reported once."""
+    """Frames until the end; a decoding failure before the reported end is reported once.
+    A stream without any frame yields nothing: the caller says so in its own words."""
     expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     n = 0
     try:
         while True:
             ok, frame = cap.read()
             if not ok or frame is None or frame.size == 0:
-                if warn and expected and n < expected - 1:
+                if warn and expected and 0 < n < expected - 1:
                     warn(f"{source}: stream ended at frame {n} of {expected} (truncated or corrupt); kept what was read")
-                if warn and n == 0:
-                    warn(f"{source}: no decodable frame")
                 return
             n += 1
             yield frame
@@ -81,7 +86,9 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
 
 
 class AtomicVideoWriter:
-    """cv2.VideoWriter to a temporary file, renamed onto the target by `close()`."""
+    """cv2.VideoWriter to a temporary file, renamed onto the target by `close()`.  As a context
+    manager it closes on success and deletes the temporary file on any exception (Ctrl-C
+    included), so no hidden partial file is ever left behind."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
         self.path = Path(path)
@@ -89,8 +96,19 @@ class AtomicVideoWriter:
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self.writer.isOpened():
+            self.tmp.unlink(missing_ok=True)
             raise VideoError(f"{self.path}: cannot create the output video")
         self.size = size
+        self.finished = False
+
+    def __enter__(self) -> "AtomicVideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self.finished:
+            self.close()
 
     def write(self, frame: np.ndarray) -> None:
         if (frame.shape[1], frame.shape[0]) != self.size:
@@ -99,11 +117,13 @@ class AtomicVideoWriter:
 
     def close(self) -> None:
         self.writer.release()
+        self.finished = True
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
         """Give up: delete the temporary file; an existing file at ``path`` stays untouched."""
         self.writer.release()
+        self.finished = True
         self.tmp.unlink(missing_ok=True)
 
 

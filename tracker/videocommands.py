@@ -19,11 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from tracker.commands import face_to_json
-from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text, safe_output_path
+from tracker.detector import cnn_missing_note
+from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text, check_writable, safe_output_path
 from tracker.metrics import auc, ced, eye_distance, failure_rate, score_faces
 from tracker.pipeline import FaceResult, Tracker, TrackerConfig
 from tracker.pts import PtsError, read_pts, write_pts
 from tracker.video import VIDEO_EXTENSIONS, AtomicVideoWriter, VideoError, annotate, open_video, read_frames
+
+
+CNN_SILENCE = " (--cnn-every 0: HOG only, without this note)"
 
 
 def _warn(msg: str) -> None:
@@ -49,35 +53,41 @@ class Subject:
 
 
 def run_video(args) -> int:
+    from contextlib import nullcontext
+
     from tqdm import tqdm
 
     cap, info = open_video(args.input)
+    for path in (args.csv, args.json):
+        if path is not None:
+            check_writable(path)  # before the run, not after it
+    if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
+        print(note, file=sys.stderr)
     tracker = Tracker(TrackerConfig(mode="video", engine=args.engine, threads=args.threads, refine=not args.no_refine,
-                                    smooth=not args.no_smooth, video_cnn_every=max(args.cnn_every, 0)))
-    writer = AtomicVideoWriter(args.out, info.fps, (info.width, info.height)) if args.out else None
+                                    smooth=not args.no_smooth, video_cnn_every=args.cnn_every))
     rows, frames_json = [], []
     subject = Subject(sticky=True)
     t_start = time.perf_counter()
     n = 0
-    for n, frame in enumerate(tqdm(read_frames(cap, _warn, str(args.input)), total=info.frames or None, unit="frame",
-                                   file=sys.stderr, disable=not sys.stderr.isatty()), start=1):
-        t0 = time.perf_counter()
-        result = tracker.track(frame)
-        fps = 1.0 / max(time.perf_counter() - t0, 1e-6)
-        if writer:
-            writer.write(annotate(frame, result, fps))
-        face = subject.pick(result.faces)
-        if args.pts_dir and face is not None:
-            write_pts(safe_output_path(args.pts_dir, f"{n:06d}.pts"), face.landmarks)
-        if args.csv:
-            for f in result.faces:
-                rows.append([n, f.track_id, round(f.score, 4)] + [round(float(v), 2) for v in f.landmarks.ravel()])
-        if args.json:
-            frames_json.append({"frame": n, "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
-    if n == 0:
-        raise VideoError(f"{args.input}: no decodable frame")
-    if writer:
-        writer.close()
+    # The annotated video goes to a hidden temporary file, deleted on any failure or Ctrl-C.
+    with AtomicVideoWriter(args.out, info.fps, (info.width, info.height)) if args.out else nullcontext() as writer:
+        for n, frame in enumerate(tqdm(read_frames(cap, _warn, str(args.input)), total=info.frames or None, unit="frame",
+                                       file=sys.stderr, disable=not sys.stderr.isatty()), start=1):
+            t0 = time.perf_counter()
+            result = tracker.track(frame)
+            fps = 1.0 / max(time.perf_counter() - t0, 1e-6)
+            if writer:
+                writer.write(annotate(frame, result, fps))
+            face = subject.pick(result.faces)
+            if args.pts_dir and face is not None:
+                write_pts(safe_output_path(args.pts_dir, f"{n:06d}.pts"), face.landmarks)
+            if args.csv:
+                for f in result.faces:
+                    rows.append([n, f.track_id, round(f.score, 4)] + [round(float(v), 2) for v in f.landmarks.ravel()])
+            if args.json:
+                frames_json.append({"frame": n, "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
+        if n == 0:
+            raise VideoError(f"{args.input}: no decodable frame (corrupt, or not a video)")
     if args.csv:
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -161,6 +171,8 @@ def track_300vw_video(job: tuple[str, str, str, str, TrackerConfig]) -> tuple[st
             if face is not None:
                 write_pts(out / f"{n:06d}.pts", face.landmarks)
                 detections += face.detected
+        if n == 0:
+            raise VideoError(f"{video}: no decodable frame (corrupt, or not a video)")
         seconds = time.perf_counter() - t0
         metrics = evaluate_video(out, Path(annot))
         # detections: frames whose subject came from the detector rather than from tracking, i.e.
@@ -169,7 +181,8 @@ def track_300vw_video(job: tuple[str, str, str, str, TrackerConfig]) -> tuple[st
                                                 "warnings": warnings, **metrics})
         for w in warnings + metrics["malformed_annotations"]:
             print(f"warning: {w}", file=sys.stderr)
-        return name, f"{n} frames, AUC@0.08 {metrics['auc08'] if metrics['auc08'] is not None else 'n/a'}"
+        scored = f"AUC@0.08 {metrics['auc08']:.4f}" if metrics["annotated_frames"] else "no annotations: nothing to score"
+        return name, f"{n} frames, {scored}"
     except (VideoError, OSError, ValueError) as exc:
         return name, f"skipped: {exc}"
 
@@ -194,9 +207,11 @@ def run_batch300vw(args) -> int:
     # smoothing): the reference that tracking must match or beat on the same frames.  Compare
     # runs with the same --cnn-every setting (0 for HOG only in both), so that the comparison is
     # about tracking, not about detectors.
-    config = TrackerConfig(mode="image" if args.stills else "video", engine=args.engine, threads=max(1, args.threads // max(1, args.jobs)),
+    config = TrackerConfig(mode="image" if args.stills else "video", engine=args.engine, threads=max(1, args.threads // args.jobs),
                            refine=not args.no_refine, smooth=not args.no_smooth,
-                           cnn_fallback=args.cnn_every > 0, video_cnn_every=max(args.cnn_every, 0))
+                           cnn_fallback=args.cnn_every > 0, video_cnn_every=args.cnn_every)
+    if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
+        print(note, file=sys.stderr)
     jobs, done = [], 0
     for name, video in videos:
         out = safe_output_path(args.out, name)
@@ -224,8 +239,12 @@ def run_batch300vw(args) -> int:
 
         atomic_write_image(args.out / "ced.png", ced_plot({f"all videos (AUC {summary['auc08']:.3f})": summary["curves"]["all"]}))
     jitter = "" if summary["jitter_static"] is None else f", jitter on still frames {100 * summary['jitter_static']:.2f}% of the eye distance"
-    print(f"done: {len(jobs) - failed} videos tracked, {done} already done, {failed} skipped; overall "
-          f"AUC@0.08 {summary['auc08']:.4f}, FR@0.08 {summary['fr08']:.4f}, NME {summary['nme_mean']:.4f} over {summary['frames']} annotated frames, "
+    if summary["frames"]:
+        overall = (f"AUC@0.08 {summary['auc08']:.4f}, FR@0.08 {summary['fr08']:.4f}, NME {summary['nme_mean']:.4f} over "
+                   f"{summary['frames']} annotated frames")
+    else:
+        overall = f"no annotations (NNN/annot/*.pts): nothing to score; the tracked .pts are in {args.out}"
+    print(f"done: {len(jobs) - failed} videos tracked, {done} already done, {failed} skipped; overall {overall}, "
           f"{summary['detections']} detector (re)acquisitions{jitter}")
     return 1 if failed else 0
 
@@ -250,8 +269,9 @@ def summarise_300vw(out: Path, names: list[str]) -> dict:
         "jitter_static": float(np.mean(jit)) if jit else None,
         "detections": sum(v.get("detections") or 0 for v in per_video.values()),
         "frames": len(e),
-        "nme_mean": float(e[finite].mean()) if finite.any() else float("nan"),
-        "auc08": auc(e) if len(e) else float("nan"),
-        "fr08": failure_rate(e) if len(e) else float("nan"),
+        # null, not NaN (invalid JSON), when no video has annotations: there is nothing to score
+        "nme_mean": float(e[finite].mean()) if finite.any() else None,
+        "auc08": auc(e) if len(e) else None,
+        "fr08": failure_rate(e) if len(e) else None,
         "curves": {"all": [list(map(float, c)) for c in ced(e)]} if len(e) else {},
     }

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from tracker.draw import STAGE_COLORS, blend_labels, draw_points, draw_pose_axes, point_radius, uv_colormap, uv_isolines, warp_to_image
+from tracker.draw import STAGE_COLORS, blend_labels, draw_label, draw_points, draw_pose_axes, point_radius, uv_colormap, uv_isolines, warp_to_image
 from tracker.parts import lookup_parts
 from tracker.pipeline import FaceResult, FrameResult
 from tracker.transfer import DEFAULT_STRENGTH, render_texture
@@ -28,6 +28,10 @@ OVERLAYS: tuple[tuple[str, str, str], ...] = (
     ("pose", "Head pose axes", "A"),
     ("transfer", "Face transfer", "T"),
 )
+OVERLAY_TIPS = {
+    "uvmap": "u_h red, u_v green; with Depth on too: these colours, brighter where nearer",
+    "depth": "dark = far, yellow = near; with the UV colour map on too: its colours, brighter where nearer",
+}
 
 
 @dataclass
@@ -59,17 +63,30 @@ def _image_maps(face: FaceResult, shape) -> tuple[np.ndarray, np.ndarray, np.nda
     return uv, fg > 0.5, depth
 
 
-def draw_depth(image: np.ndarray, depth: np.ndarray, face: np.ndarray, alpha: float = 0.65) -> np.ndarray:
-    """Depth (1 = nearest) as a colour ramp over the face, stretched to the face's own range
+def depth_relief(depth: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """Depth (1 = nearest) stretched to [0,1] over the face's own range (2nd-98th percentile),
     so the relief is visible whatever the absolute values."""
+    lo, hi = np.percentile(depth[face], (2, 98))
+    return np.clip((depth - lo) / max(hi - lo, 1e-3), 0, 1)
+
+
+def draw_depth(image: np.ndarray, depth: np.ndarray, face: np.ndarray, alpha: float = 0.65) -> np.ndarray:
+    """Depth as a colour ramp over the face (dark = far, bright yellow = near)."""
     out = image.copy()
     if not face.any():
         return out
-    d = depth[face]
-    lo, hi = np.percentile(d, (2, 98))
-    norm = np.clip((depth - lo) / max(hi - lo, 1e-3), 0, 1)
-    colored = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    colored = cv2.applyColorMap((depth_relief(depth, face) * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
     out[face] = (image[face] * (1 - alpha) + colored[face] * alpha).astype(np.uint8)
+    return out
+
+
+def draw_uv_depth(image: np.ndarray, uv: np.ndarray, depth: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """UV colour map and depth at once: the UV colours (hue) shaded by depth (brightness,
+    nearer = brighter).  Each drawn over the other would hide it: both cover the same pixels."""
+    out = uv_colormap(image, uv, face)
+    if face.any():
+        shade = 0.3 + 0.7 * depth_relief(depth, face)[face]
+        out[face] = (out[face] * shade[:, None]).astype(np.uint8)
     return out
 
 
@@ -82,8 +99,7 @@ def draw_box(image: np.ndarray, face: FaceResult) -> None:
     state = "detected" if face.detected else "tracked"
     label = f"#{face.track_id} {state} {face.score:.2f}"
     org = (int(box[:, 0].min()), max(int(box[:, 1].min()) - 5, 12))
-    cv2.putText(image, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(image, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+    draw_label(image, label, org, color)
 
 
 def compose(frame: np.ndarray, result: FrameResult, settings: OverlaySettings, part_map: np.ndarray | None) -> np.ndarray:
@@ -96,9 +112,11 @@ def compose(frame: np.ndarray, result: FrameResult, settings: OverlaySettings, p
                 out = render_texture(out, face, settings.texture, settings.strength, settings.match)
             if settings.uvmap or settings.isolines or settings.parts or settings.depth:
                 uv, mask, depth = _image_maps(face, shape)
-                if settings.depth:
+                if settings.depth and settings.uvmap:
+                    out = draw_uv_depth(out, uv, depth, mask)
+                elif settings.depth:
                     out = draw_depth(out, depth, mask)
-                if settings.uvmap:
+                elif settings.uvmap:
                     out = uv_colormap(out, uv, mask)
                 if settings.parts and part_map is not None:
                     out = blend_labels(out, lookup_parts(uv, part_map, mask), 0.5)

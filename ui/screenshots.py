@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from tracker.commands import DEMO_CLIP, DEMO_IMAGE
+from tracker.draw import draw_label
 from tracker.fileio import atomic_write_bytes, read_image
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.textures import TEXTURE_DIR
@@ -108,8 +109,7 @@ def _face_tile(picture: np.ndarray, landmarks: np.ndarray, label: str, side: int
 
 def _label(tile: np.ndarray, text: str) -> np.ndarray:
     y = tile.shape[0] - 8
-    cv2.putText(tile, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(tile, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    draw_label(tile, text, (8, y), (255, 255, 255), 0.6)
     return tile
 
 

@@ -21,6 +21,7 @@ from PyQt5.QtWidgets import (QApplication, QCheckBox, QComboBox, QFileDialog, QF
                              QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QShortcut, QSlider,
                              QVBoxLayout, QWidget)
 
+from engines import NOTES as ENGINE_NOTES
 from engines import available_engines
 from tracker.assets import ASSETS, AssetError, verified_asset
 from tracker.commands import DEMO_CLIP
@@ -29,7 +30,7 @@ from tracker.pipeline import TrackerConfig
 from tracker.textures import TEXTURE_DIR
 from tracker.transfer import COLOR_MATCHES, load_texture
 from tracker.video import VIDEO_EXTENSIONS, AtomicVideoWriter, VideoError
-from ui.overlays import OVERLAYS, OverlaySettings, compose
+from ui.overlays import OVERLAY_TIPS, OVERLAYS, OverlaySettings, compose
 from ui.sources import SourceSpec, probe_cameras
 from ui.worker import FramePacket, SourceInfo, TrackerThread
 
@@ -197,7 +198,7 @@ class ViewerWindow(QMainWindow):
             self.engine_combo.addItem(kind)
             item = self.engine_combo.model().item(i)
             item.setEnabled(reasons.get(kind) is None)  # the combo's model is a QStandardItemModel
-            item.setToolTip(reasons.get(kind) or "")
+            item.setToolTip(reasons.get(kind) or ENGINE_NOTES.get(kind, ""))
         self.engine_combo.setCurrentText(engine)
         self.engine_combo.currentTextChanged.connect(lambda kind: self.worker.set_engine(kind))
         self.engine_label = QLabel("loading...")
@@ -212,6 +213,7 @@ class ViewerWindow(QMainWindow):
         self.overlay_boxes: dict[str, QCheckBox] = {}
         for i, (attr, label, key) in enumerate(OVERLAYS):
             check = QCheckBox(f"{label} [{key}]")
+            check.setToolTip(OVERLAY_TIPS.get(attr, ""))
             check.setChecked(getattr(self.settings, attr))
             check.toggled.connect(lambda on, attr=attr: self.set_overlay(attr, on))
             QShortcut(QKeySequence(key), self, activated=check.toggle)

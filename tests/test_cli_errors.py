@@ -1,0 +1,138 @@
+"""What a user sees when something goes wrong on the command line: one line naming their file,
+no hidden partial files, no native-library noise, and a true word on resuming."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from tracker.cli import main
+from tracker.commands import DEMO_CLIP, DEMO_IMAGE
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*argv: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "run_tracker.py"), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), **kw)
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if not line.startswith("note: ")]  # e.g. no [cnn] extra
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench", "--frames", "0"], ["bench", "--repeats", "0"], ["demo", "--threads", "0"], ["demo", "--threads", "-3"],
+    ["images", "--input", ".", "--out", "x", "--threads", "two"], ["batch300vw", ".", "--out", "x", "--jobs", "0"],
+    ["video", "x.mp4", "--csv", "x.csv", "--cnn-every", "-1"],
+])
+def test_bad_counts_are_usage_errors(argv, capsys):
+    assert main(argv) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert argv[-2] in line
+
+
+def test_bench_checks_its_json_path_before_the_run(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+
+    def timed(*a, **k):
+        raise AssertionError("the clip was read before the output was checked")
+
+    monkeypatch.setattr("tracker.bench.load_frames", timed)
+    assert main(["bench", "--json", str(blocker / "bench.json")]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert str(blocker / "bench.json") in line and ".tmp" not in line
+
+
+def test_not_a_video_blames_the_input_once(tmp_path):
+    fake = tmp_path / "x.jpg"
+    fake.write_text("not an image")
+    p = cli("video", str(fake), "--out", str(tmp_path / "v.mp4"), "--csv", str(tmp_path / "v.csv"))
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 2
+    line = one_error_line(err)  # also: no FFmpeg "[mjpeg @ 0x...]" lines
+    assert str(fake) in line and "v.mp4" not in line
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["x.jpg"]
+
+
+def test_truncated_video_gives_one_line_without_ffmpeg_noise(tmp_path):
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(DEMO_CLIP.read_bytes()[:5000])  # no moov atom: FFmpeg would print "moov atom not found"
+    p = cli("video", str(cut), "--csv", str(tmp_path / "c.csv"))
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 2 and str(cut) in one_error_line(err)
+
+
+def test_video_ctrl_c_leaves_no_partial_file_and_does_not_promise_a_resume(tmp_path):
+    out = tmp_path / "v.mp4"
+    p = cli("video", str(DEMO_CLIP), "--out", str(out), "--threads", "1")
+    end = time.monotonic() + 120
+    while not any(tmp_path.glob(".*partial*")) and time.monotonic() < end and p.poll() is None:
+        time.sleep(0.05)
+    assert any(tmp_path.glob(".*partial*")), "the video writer never started"
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "does not resume" in err and "rerun the same command to resume" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _clip(path: Path, frames: int = 3) -> None:
+    cap = cv2.VideoCapture(str(DEMO_CLIP))
+    images = [cap.read()[1] for _ in range(frames)]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (images[0].shape[1], images[0].shape[0]))
+    for image in images:
+        writer.write(image)
+    writer.release()
+
+
+def test_batch300vw_without_annotations_says_there_is_nothing_to_score(tmp_path, capsys):
+    (tmp_path / "root" / "001").mkdir(parents=True)
+    _clip(tmp_path / "root" / "001" / "vid.avi")
+    out = tmp_path / "out"
+    assert main(["batch300vw", str(tmp_path / "root"), "--out", str(out), "--threads", "1", "--cnn-every", "0"]) == 0
+    stdout = capsys.readouterr().out
+    assert "nan" not in stdout.lower()
+    assert "001: 3 frames, no annotations: nothing to score" in stdout and "overall no annotations" in stdout
+    summary = json.loads((out / "summary.json").read_text())  # strict JSON: null, never NaN
+    assert summary["auc08"] is None and summary["frames"] == 0
+    assert len(list((out / "001").glob("*.pts"))) == 3
+
+
+def test_full_disk_in_images_names_the_file_and_what_was_kept(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        (src / f"a{i}.jpg").write_bytes(DEMO_IMAGE.read_bytes())
+    out = tmp_path / "out"
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):  # the disk fills up on the 4th file written: a0.pts, a0.json, a1.pts, [a1.json]
+        calls.append(fd)
+        if len(calls) == 4:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"{out / 'a1.json'}: cannot write (No space left on device)" in line
+    assert "1 images finished in this run" in line and "rerun the same command to resume" in line
+    assert sorted(p.name for p in out.iterdir()) == ["a0.json", "a0.pts", "a1.pts"]  # no temporary file left
+
+    monkeypatch.setattr(os, "fsync", real_fsync)  # space freed: the rerun resumes
+    assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1"]) == 0
+    assert "2 images processed, 1 already done" in capsys.readouterr().out
