@@ -249,6 +249,31 @@ def test_batch300vw_on_ray_equals_local(synth_root, local_reference, tmp_path, l
     _same_results(out, local_reference)
 
 
+def test_a_reused_tracker_tracks_like_a_new_one(demo_truth, tmp_path):
+    """Pool and Ray workers keep one Tracker per process for all the videos they get: reset
+    between videos, it tracks each like a new one (else a face tracked at the end of one video
+    would still be tracked, not detected, at the start of the next)."""
+    from tracker.videocommands import VideoJob, _process_tracker, track_300vw_video
+
+    img, _ = demo_truth
+    clip = tmp_path / "still.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (img.shape[1], img.shape[0]))
+    for _ in range(5):
+        writer.write(img)
+    writer.release()
+    config = TrackerConfig(mode="video", threads=1, cnn_fallback=False)
+
+    def track(out: Path) -> dict:
+        assert track_300vw_video(VideoJob("v", clip, tmp_path / "no_annotations", out, config)).ok
+        return {"frames": _tree(out), "detections": json.loads((out / "result.json").read_text())["detections"]}
+
+    _process_tracker.cache_clear()
+    track(tmp_path / "first")
+    reused = track(tmp_path / "again")  # the same clip on the tracker that has just tracked it
+    _process_tracker.cache_clear()
+    assert reused == track(tmp_path / "new") and reused["detections"] == 1 and len(reused["frames"]) == 5
+
+
 def _pids_reading(path: Path) -> list[int]:
     """Processes with `path` open (Linux /proc): the worker tracking that video."""
     pids = []
@@ -295,7 +320,7 @@ def test_batch300vw_ray_worker_killed_mid_video(synth_root, local_reference, tmp
 def test_ray_missing_or_misused_is_one_line(synth_root, tmp_path):
     hide_ray = "import sys; sys.modules['ray'] = None; from tracker.cli import main; sys.exit(main(sys.argv[1:]))"
     p = subprocess.run([sys.executable, "-c", hide_ray, "batch300vw", str(synth_root), "--out", str(tmp_path / "o"), "--ray"],
-                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300, check=False)
     assert p.returncode == 2
     assert p.stderr.splitlines() == ["error: --ray needs Ray, which is not installed: pip install 'densereg-tracker[cluster]' (or 'ray>=2.9')"]
     assert not (tmp_path / "o").exists()

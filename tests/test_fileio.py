@@ -82,10 +82,9 @@ def test_old_content_survives_a_failure_mid_write(tmp_path, monkeypatch):
 
 def test_atomic_output_dir_is_complete_or_absent(tmp_path):
     target = tmp_path / "001"
-    with pytest.raises(RuntimeError):
-        with atomic_output_dir(target) as d:
-            (d / "000001.pts").write_text("x")
-            raise RuntimeError("died mid-video")
+    with pytest.raises(RuntimeError), atomic_output_dir(target) as d:
+        (d / "000001.pts").write_text("x")
+        raise RuntimeError("died mid-video")
     assert list(tmp_path.iterdir()) == []  # neither the folder nor its hidden stand-in
     target.mkdir()
     (target / "000007.pts").write_text("frame of an older, unfinished run")

@@ -28,8 +28,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from tracker.commands import face_to_json
-from tracker.fileio import (atomic_output_dir, atomic_write_image, atomic_write_json, atomic_write_text, remove_partial_dirs,
-                            safe_output_path)
+from tracker.fileio import atomic_output_dir, atomic_write_image, atomic_write_json, atomic_write_text, remove_partial_dirs, safe_output_path
 from tracker.metrics import auc, ced, eye_distance, failure_rate, score_faces
 from tracker.pipeline import FaceResult, Tracker, TrackerConfig
 from tracker.pts import PtsError, read_pts, write_pts
