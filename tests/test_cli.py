@@ -199,6 +199,135 @@ def test_batch300vw_killed_and_resumed_equals_uninterrupted(synth_root, tmp_path
     assert not list(killed.rglob("*.tmp")) and not list(killed.rglob(".*partial*"))
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray with 2 CPUs for this module's Ray tests, started the way `--ray` starts it;
+    `--ray` in this process then uses it instead of starting its own."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (the cluster extra)")
+    from tracker import raybatch
+
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(REPO)  # Ray's workers inherit it: they must import this checkout's tracker
+    try:
+        assert raybatch.connect(raybatch.LOCAL, cpus=2)
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+    yield ray
+    ray.shutdown()
+
+
+def _same_results(a: Path, b: Path) -> None:
+    """Two batch outputs hold the same frames, per-video metrics and summary (timings aside)."""
+    ta, tb = _tree(a), _tree(b)
+    assert ta.keys() == tb.keys() and [k for k in ta if ta[k] != tb[k]] == []
+    for res in b.glob("*/result.json"):
+        ra, rb = (json.loads(p.read_text()) for p in (a / res.parent.name / "result.json", res))
+        assert {**ra, "seconds": 0} == {**rb, "seconds": 0}, res.parent.name
+    assert json.loads((a / "summary.json").read_text()) == json.loads((b / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def local_reference(synth_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref")
+    assert main(["batch300vw", str(synth_root), "--out", str(out), "--threads", "1"]) == 1  # 003 is broken
+    return out
+
+
+def test_batch300vw_on_ray_equals_local(synth_root, local_reference, tmp_path, local_ray, capsys):
+    out = tmp_path / "ray"
+    capsys.readouterr()
+    assert main(["batch300vw", str(synth_root), "--out", str(out), "--ray"]) == 1
+    text = capsys.readouterr().out
+    assert "003: skipped" in text and "2 videos tracked" in text, text
+    _same_results(out, local_reference)
+    # A rerun skips the finished videos (and reports the broken one again).
+    assert main(["batch300vw", str(synth_root), "--out", str(out), "--ray"]) == 1
+    assert "2 already done" in capsys.readouterr().out
+    _same_results(out, local_reference)
+
+
+def test_a_reused_tracker_tracks_like_a_new_one(demo_truth, tmp_path):
+    """Pool and Ray workers keep one Tracker per process for all the videos they get: reset
+    between videos, it tracks each like a new one (else a face tracked at the end of one video
+    would still be tracked, not detected, at the start of the next)."""
+    from tracker.videocommands import VideoJob, _process_tracker, track_300vw_video
+
+    img, _ = demo_truth
+    clip = tmp_path / "still.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (img.shape[1], img.shape[0]))
+    for _ in range(5):
+        writer.write(img)
+    writer.release()
+    config = TrackerConfig(mode="video", threads=1, cnn_fallback=False)
+
+    def track(out: Path) -> dict:
+        assert track_300vw_video(VideoJob("v", clip, tmp_path / "no_annotations", out, config)).ok
+        return {"frames": _tree(out), "detections": json.loads((out / "result.json").read_text())["detections"]}
+
+    _process_tracker.cache_clear()
+    track(tmp_path / "first")
+    reused = track(tmp_path / "again")  # the same clip on the tracker that has just tracked it
+    _process_tracker.cache_clear()
+    assert reused == track(tmp_path / "new") and reused["detections"] == 1 and len(reused["frames"]) == 5
+
+
+def _pids_reading(path: Path) -> list[int]:
+    """Processes with `path` open (Linux /proc): the worker tracking that video."""
+    pids = []
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == str(path) for fd in fds.iterdir()):
+                pids.append(int(fds.parent.name))
+        except OSError:  # gone, or another user's process
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the worker through /proc (Linux)")
+def test_batch300vw_ray_worker_killed_mid_video(synth_root, local_reference, tmp_path, local_ray, capsys):
+    """Both attempts at video 001 die mid-video (SIGKILL, like the OOM killer or a lost node):
+    it is reported, the other videos finish, nothing partial is left; the rerun completes it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out, video = tmp_path / "ray", synth_root / "001" / "vid.avi"
+    killed: list[Path] = []
+    with ThreadPoolExecutor(1) as ex:
+        run = ex.submit(main, ["batch300vw", str(synth_root), "--out", str(out), "--ray"])
+        while not run.done() and len(killed) < 2:
+            # An attempt is mid-video once its hidden folder has frames; kill the process reading the clip.
+            partial = [d for d in out.glob(".001.partial-*") if d not in killed and any(d.glob("*.pts"))]
+            pids = _pids_reading(video) if partial else []
+            if pids:
+                for pid in pids:
+                    os.kill(pid, signal.SIGKILL)
+                killed.append(partial[0])
+            time.sleep(0.005)
+        rc = run.result(timeout=600)
+    text = capsys.readouterr().out
+    assert len(killed) == 2, f"video 001 finished before it could be killed twice:\n{text}"
+    assert rc == 1 and "001: failed" in text and "003: skipped" in text, text
+    assert not (out / "001").exists() and not list(out.glob(".*partial*"))
+    assert (out / "002" / "result.json").exists()
+    assert set(json.loads((out / "summary.json").read_text())["videos"]) == {"002"}
+    assert main(["batch300vw", str(synth_root), "--out", str(out), "--ray"]) == 1  # 003 is still broken
+    assert "1 videos tracked, 1 already done" in capsys.readouterr().out
+    _same_results(out, local_reference)
+
+
+def test_ray_missing_or_misused_is_one_line(synth_root, tmp_path):
+    hide_ray = "import sys; sys.modules['ray'] = None; from tracker.cli import main; sys.exit(main(sys.argv[1:]))"
+    p = subprocess.run([sys.executable, "-c", hide_ray, "batch300vw", str(synth_root), "--out", str(tmp_path / "o"), "--ray"],
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300, check=False)
+    assert p.returncode == 2
+    assert p.stderr.splitlines() == ["error: --ray needs Ray, which is not installed: pip install 'densereg-tracker[cluster]' (or 'ray>=2.9')"]
+    assert not (tmp_path / "o").exists()
+    assert main(["batch300vw", str(synth_root), "--out", str(tmp_path / "o"), "--ray", "auto", "--jobs", "2"]) == 2
+    assert main(["batch300vw", str(synth_root), "--out", str(tmp_path / "o"), "--jobs", "0"]) == 2
+
+
 def test_video_mode_tracks_with_one_detection_and_stable_ids(demo_truth):
     img, _ = demo_truth
     tracker = Tracker(TrackerConfig(mode="video", threads=1, detect_every=100))

@@ -12,6 +12,7 @@ from tracker import fileio
 from tracker.fileio import (
     ImageReadError,
     WriteError,
+    atomic_output_dir,
     atomic_save_npz,
     atomic_write_bytes,
     atomic_write_image,
@@ -20,6 +21,7 @@ from tracker.fileio import (
     check_writable,
     list_images,
     read_image,
+    remove_partial_dirs,
     safe_output_path,
 )
 
@@ -102,6 +104,29 @@ def test_write_errors_name_the_users_file_not_the_temporary_one(tmp_path, monkey
         check_writable(tmp_path / "new")
     note = WriteError(tmp_path / "d.json", OSError(errno.ENOSPC, "No space left on device")).with_note("3 kept")
     assert str(note).endswith("d.json: cannot write (No space left on device); 3 kept") and note.errno == errno.ENOSPC
+
+
+def test_atomic_output_dir_is_complete_or_absent(tmp_path):
+    target = tmp_path / "001"
+    with pytest.raises(RuntimeError), atomic_output_dir(target) as d:
+        (d / "000001.pts").write_text("x")
+        raise RuntimeError("died mid-video")
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its hidden stand-in
+    target.mkdir()
+    (target / "000007.pts").write_text("frame of an older, unfinished run")
+    with atomic_output_dir(target) as d:
+        assert d.parent == tmp_path and d.name.startswith(".001.partial-") and not target.joinpath("000001.pts").exists()
+        (d / "000001.pts").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["001"] and sorted(p.name for p in target.iterdir()) == ["000001.pts"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700: other users of a shared folder can read it
+    # A killed process leaves only the hidden folder, which remove_partial_dirs clears (and nothing else).
+    (tmp_path / ".002.partial-abc").mkdir()
+    (tmp_path / ".002.partial-abc" / "000001.pts").write_text("x")
+    (tmp_path / ".vid.partial.avi").write_text("a file of another writer")
+    remove_partial_dirs(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".vid.partial.avi", "001"]
 
 
 def test_unencodable_image_raises_and_writes_nothing(tmp_path):

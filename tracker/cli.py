@@ -138,7 +138,12 @@ def register_batch300vw(sub) -> None:
     p = sub.add_parser("batch300vw", help="track and evaluate every video of a 300VW-style folder (resumable)")
     p.add_argument("root", type=Path, help="folder of NNN/vid.avi|mp4 with NNN/annot/*.pts")
     p.add_argument("--out", type=Path, required=True, help="output folder: NNN/*.pts, NNN/result.json, summary.json, ced.png")
-    p.add_argument("--jobs", type=count(1), default=1, help="videos tracked in parallel (processes)")
+    p.add_argument("--jobs", type=count(1), help="videos tracked in parallel (processes; default 1); with --ray alone: the CPUs the local Ray may use "
+                                            "(default: all cores)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="one Ray task per video (needs the cluster extra): alone, a local Ray started for the run; 'auto', the cluster in "
+                        "RAY_ADDRESS or started here by `ray start`; else that cluster's address.  ROOT and OUT must be at the same paths "
+                        "on every node.  Each video takes one CPU and one network thread")
     _engine_args(p)
     _video_file_args(p)
     p.add_argument("--stills", action="store_true",
@@ -148,6 +153,10 @@ def register_batch300vw(sub) -> None:
     def run(args) -> int:
         from tracker.videocommands import run_batch300vw
 
+        if args.jobs is not None and args.jobs < 1:
+            raise ValueError("--jobs must be at least 1")
+        if args.jobs is not None and args.ray not in (None, "local"):
+            raise ValueError(f"--jobs does not apply to --ray {args.ray}: the cluster's CPUs decide how many videos run at once")
         return run_batch300vw(args)
 
     p.set_defaults(func=run, interrupted=RESUMES)

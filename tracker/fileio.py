@@ -9,8 +9,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -114,6 +117,39 @@ def atomic_write_image(path: Path, image: np.ndarray) -> None:
     if not ok:
         raise ValueError(f"{path}: cannot encode image as {ext}")
     atomic_write_bytes(path, enc.tobytes())
+
+
+PARTIAL_DIR = ".{name}.partial-"  # prefix of a folder being filled by atomic_output_dir
+
+
+@contextmanager
+def atomic_output_dir(path: Path) -> Iterator[Path]:
+    """A fresh hidden folder beside ``path`` to fill; when the block ends without an exception
+    it becomes ``path`` in one rename (replacing an older ``path``), otherwise it is deleted.
+
+    ``path`` is therefore complete or absent: a process killed inside the block leaves only the
+    hidden folder, which ``remove_partial_dirs`` clears, and two processes doing the same work
+    (a retried task whose first attempt still runs) never write into the same folder.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=PARTIAL_DIR.format(name=path.name), dir=path.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700; outputs get the usual mode
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.rename(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; the remains of a failure otherwise
+
+
+def remove_partial_dirs(folder: Path) -> None:
+    """Delete what killed ``atomic_output_dir`` blocks left in ``folder``; call it only when no
+    process is writing there."""
+    for p in Path(folder).glob(PARTIAL_DIR.format(name="*") + "*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def safe_output_path(out_dir: Path, relative: str | os.PathLike) -> Path:

@@ -3,28 +3,40 @@
 ``batch300vw`` layout: ``ROOT/NNN/vid.avi|mp4`` with ``ROOT/NNN/annot/000001.pts``...; output
 ``OUT/NNN/000001.pts`` per tracked frame (frame numbers 1-based like the annotations),
 ``OUT/NNN/result.json`` (per-video metrics, written last: the video is finished), and
-``OUT/summary.json`` + ``OUT/ced.png`` over all videos.  A killed run restarted with the same
-command redoes only the unfinished video, from its first frame, after removing its partial
-frames: the final outputs are exactly those of an uninterrupted run.
+``OUT/summary.json`` + ``OUT/ced.png`` over all videos.  A video's folder is filled under a
+hidden name and renamed when complete, so ``OUT/NNN`` is finished or absent: a killed run
+restarted with the same command redoes only the unfinished videos, and the final outputs are
+exactly those of an uninterrupted run.  The videos run in this process, in a local process pool
+(``--jobs``) or as Ray tasks (``--ray``, ``tracker/raybatch.py``), all through
+``track_300vw_video``; the summary is always computed here, from the written outputs.
 """
 from __future__ import annotations
 
 import csv
+import functools
 import io
+import logging
+import multiprocessing
+import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
 from tracker.commands import face_to_json
 from tracker.detector import cnn_missing_note
-from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text, check_writable, safe_output_path
+from tracker.fileio import (atomic_output_dir, atomic_write_image, atomic_write_json, atomic_write_text, check_writable, remove_partial_dirs,
+                            safe_output_path)
 from tracker.metrics import auc, ced, eye_distance, failure_rate, score_faces
 from tracker.pipeline import FaceResult, Tracker, TrackerConfig
 from tracker.pts import PtsError, read_pts, write_pts
 from tracker.video import VIDEO_EXTENSIONS, AtomicVideoWriter, VideoError, annotate, open_video, read_frames
+
+log = logging.getLogger(__name__)
 
 
 CNN_SILENCE = " (--cnn-every 0: HOG only, without this note)"
@@ -152,44 +164,81 @@ def static_jitter(pred_dir: Path, annot_dir: Path) -> float | None:
     return float(np.mean(steps)) if steps else None
 
 
-def track_300vw_video(job: tuple[str, str, str, str, TrackerConfig]) -> tuple[str, str]:
-    """Track one video and write its frames + result.json; returns (name, message)."""
-    name, video, annot, out_dir, config = job
-    out = Path(out_dir)
+@dataclass(frozen=True)
+class VideoJob:
+    """One video of a batch: where it is, where its outputs go, how to track it."""
+
+    name: str
+    video: Path
+    annot: Path
+    out: Path
+    config: TrackerConfig
+
+
+@dataclass(frozen=True)
+class VideoOutcome:
+    name: str
+    message: str  # one line for the log
+    ok: bool
+    warnings: tuple[str, ...] = ()
+
+
+@functools.lru_cache(maxsize=1)
+def _process_tracker(config: TrackerConfig) -> Tracker:
+    """One Tracker per process (the batch itself, a pool worker or a Ray worker), reused for
+    every video it gets: building one loads and verifies the models (0.3-0.8 s here)."""
+    return Tracker(config)
+
+
+FRAMES_PER_REPORT = 25  # frame-progress granularity: one report a second or so, cheap even as a Ray call
+
+
+def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = None) -> VideoOutcome:
+    """Track one video into ``job.out`` (frames + result.json), all or nothing: the outputs are
+    written to a hidden folder renamed onto ``job.out`` when complete.  ``on_frames(k)``: k more
+    frames tracked.  Bad input is an outcome with ``ok=False``; anything else raises."""
+    warnings: list[str] = []
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in out.glob("*.pts"):  # partial frames of a killed run: redo the video cleanly
-            stale.unlink()
-        tracker = Tracker(config)
-        cap, info = open_video(Path(video))
-        warnings: list[str] = []
-        subject = Subject(sticky=config.mode == "video")
-        n = detections = 0
-        t0 = time.perf_counter()
-        for n, frame in enumerate(read_frames(cap, warnings.append, video), start=1):
-            face = subject.pick(tracker.track(frame).faces)
-            if face is not None:
-                write_pts(out / f"{n:06d}.pts", face.landmarks)
-                detections += face.detected
-        if n == 0:
-            raise VideoError(f"{video}: no decodable frame (corrupt, or not a video)")
-        seconds = time.perf_counter() - t0
-        metrics = evaluate_video(out, Path(annot))
-        # detections: frames whose subject came from the detector rather than from tracking, i.e.
-        # the first acquisition plus one per re-detection after a loss (every frame in --stills).
-        atomic_write_json(out / "result.json", {"video": video, "frames": n, "seconds": round(seconds, 2), "detections": detections,
-                                                "warnings": warnings, **metrics})
-        for w in warnings + metrics["malformed_annotations"]:
-            print(f"warning: {w}", file=sys.stderr)
+        tracker = _process_tracker(job.config)
+        tracker.reset()  # a new video: no track survives from the previous one
+        cap, _ = open_video(job.video)
+        subject = Subject(sticky=job.config.mode == "video")
+        with atomic_output_dir(job.out) as out:
+            n = detections = 0
+            t0 = time.perf_counter()
+            for n, frame in enumerate(read_frames(cap, warnings.append, str(job.video)), start=1):
+                face = subject.pick(tracker.track(frame).faces)
+                if face is not None:
+                    write_pts(out / f"{n:06d}.pts", face.landmarks)
+                    detections += face.detected
+                if on_frames and n % FRAMES_PER_REPORT == 0:
+                    on_frames(FRAMES_PER_REPORT)
+            if on_frames:
+                on_frames(n % FRAMES_PER_REPORT)
+            if n == 0:
+                raise VideoError(f"{job.video}: no decodable frame (corrupt, or not a video)")
+            seconds = time.perf_counter() - t0
+            metrics = evaluate_video(out, job.annot)
+            # detections: frames whose subject came from the detector rather than from tracking, i.e.
+            # the first acquisition plus one per re-detection after a loss (every frame in --stills).
+            atomic_write_json(out / "result.json", {"video": str(job.video), "frames": n, "seconds": round(seconds, 2),
+                                                    "detections": detections, "warnings": warnings, **metrics})
         scored = f"AUC@0.08 {metrics['auc08']:.4f}" if metrics["annotated_frames"] else "no annotations: nothing to score"
-        return name, f"{n} frames, {scored}"
+        return VideoOutcome(job.name, f"{n} frames, {scored}", True, tuple(warnings + metrics["malformed_annotations"]))
     except (VideoError, OSError, ValueError) as exc:
-        return name, f"skipped: {exc}"
+        return VideoOutcome(job.name, f"skipped: {exc}", False, tuple(warnings))
 
 
-def _die_with_parent() -> None:
-    """Worker initializer: if the batch process is killed (even with SIGKILL), its workers die
-    too, so no orphan keeps writing into the output folder while a resumed run starts."""
+def crashed(job: VideoJob, exc: BaseException) -> VideoOutcome:
+    """The outcome of a video whose worker raised something unexpected or died."""
+    log.debug("%s failed", job.name, exc_info=exc)
+    lines = str(exc).strip().splitlines()
+    return VideoOutcome(job.name, f"failed: {type(exc).__name__}" + (f": {lines[0]}" if lines else ""), False)
+
+
+def _die_with_parent(parent: int) -> None:
+    """If the batch process is killed (even with SIGKILL), its workers die too, so no orphan
+    keeps writing into the output folder while a resumed run starts."""
     try:
         import ctypes
         import signal as _signal
@@ -197,17 +246,69 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(_signal.SIGKILL))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass  # not Linux: best effort
+    if os.getppid() != parent:  # killed before the line above: it would never fire
+        os._exit(1)
+
+
+_pool_frames = None  # in a pool worker: the frame counter shared with the batch process
+
+
+def _init_pool_worker(frames, parent: int) -> None:
+    global _pool_frames
+    _pool_frames = frames
+    _die_with_parent(parent)
+
+
+def _count_pool_frames(k: int) -> None:
+    with _pool_frames.get_lock():
+        _pool_frames.value += k
+
+
+def local_outcomes(jobs: list[VideoJob], on_frames: Callable[[int], None], workers: int) -> Iterator[VideoOutcome]:
+    """Track the videos on this machine, ``workers`` at a time; outcomes in completion order."""
+    if workers <= 1:  # in-process: a killed run leaves no worker behind
+        for job in jobs:
+            try:
+                outcome = track_300vw_video(job, on_frames)
+            except Exception as exc:  # a bug or a broken model must not stop the other videos
+                outcome = crashed(job, exc)
+            yield outcome
+        return
+    frames = multiprocessing.Value("q", 0)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_pool_worker, initargs=(frames, os.getpid()))
+    try:
+        futures = {pool.submit(track_300vw_video, job, _count_pool_frames): job for job in jobs}
+        pending, seen = set(futures), 0
+        while pending:
+            ready, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            total = frames.value
+            on_frames(total - seen)
+            seen = total
+            for f in ready:
+                yield crashed(futures[f], f.exception()) if f.exception() else f.result()
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def run_batch300vw(args) -> int:
     from tqdm import tqdm
 
+    if args.ray is not None:
+        try:
+            from tracker.raybatch import ray_outcomes
+        except ImportError:
+            raise ValueError("--ray needs Ray, which is not installed: pip install 'densereg-tracker[cluster]' (or 'ray>=2.9')") from None
+        outcomes = functools.partial(ray_outcomes, address=args.ray, cpus=args.jobs)
+    else:
+        outcomes = functools.partial(local_outcomes, workers=args.jobs or 1)
     videos = find_300vw_videos(args.root)
     # --stills: every frame is an independent picture (detection each frame, no tracking, no
     # smoothing): the reference that tracking must match or beat on the same frames.  Compare
     # runs with the same --cnn-every setting (0 for HOG only in both), so that the comparison is
-    # about tracking, not about detectors.
-    config = TrackerConfig(mode="image" if args.stills else "video", engine=args.engine, threads=max(1, args.threads // args.jobs),
+    # about tracking, not about detectors.  With --ray every video task takes one CPU and one
+    # network thread: videos in parallel use cores better than threads within a video.
+    threads = 1 if args.ray is not None else max(1, args.threads // (args.jobs or 1))
+    config = TrackerConfig(mode="image" if args.stills else "video", engine=args.engine, threads=threads,
                            refine=not args.no_refine, smooth=not args.no_smooth,
                            cnn_fallback=args.cnn_every > 0, video_cnn_every=args.cnn_every)
     if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
@@ -218,20 +319,18 @@ def run_batch300vw(args) -> int:
         if (out / "result.json").exists():
             done += 1
             continue
-        jobs.append((name, str(video), str(args.root / name / "annot"), str(out), config))
+        jobs.append(VideoJob(name, video, args.root / name / "annot", out, config))
+    remove_partial_dirs(args.out)  # what a killed run was writing
     failed = 0
-    if args.jobs > 1:
-        pool = ProcessPoolExecutor(max_workers=args.jobs, initializer=_die_with_parent)
-        results = pool.map(track_300vw_video, jobs)
-    else:  # in-process: a killed run leaves no worker behind
-        pool, results = None, map(track_300vw_video, jobs)
-    try:
-        for name, msg in tqdm(results, total=len(jobs), unit="video", file=sys.stderr, disable=not sys.stderr.isatty()):
-            print(f"{name}: {msg}")
-            failed += msg.startswith("skipped")
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    bars = {"file": sys.stderr, "disable": not sys.stderr.isatty()}
+    with tqdm(total=len(jobs), unit="video", position=0, **bars) as video_bar, tqdm(unit="frame", position=1, **bars) as frame_bar:
+        for outcome in outcomes(jobs, frame_bar.update):
+            for w in outcome.warnings:
+                tqdm.write(f"warning: {w}", file=sys.stderr)
+            tqdm.write(f"{outcome.name}: {outcome.message}", file=sys.stdout)
+            failed += not outcome.ok
+            video_bar.update()
+    remove_partial_dirs(args.out)  # those of attempts that died and were retried
     summary = summarise_300vw(args.out, [n for n, _ in videos])
     atomic_write_json(args.out / "summary.json", summary)
     if summary["curves"]:
@@ -244,7 +343,7 @@ def run_batch300vw(args) -> int:
                    f"{summary['frames']} annotated frames")
     else:
         overall = f"no annotations (NNN/annot/*.pts): nothing to score; the tracked .pts are in {args.out}"
-    print(f"done: {len(jobs) - failed} videos tracked, {done} already done, {failed} skipped; overall {overall}, "
+    print(f"done: {len(jobs) - failed} videos tracked, {done} already done, {failed} skipped or failed (rerun to retry); overall {overall}, "
           f"{summary['detections']} detector (re)acquisitions{jitter}")
     return 1 if failed else 0
 
