@@ -125,3 +125,29 @@ def test_cascade_feeds_each_stage_the_previous_answer():
     np.testing.assert_allclose(steps[0].points, final, atol=1e-6)  # stage 1 is what the tracker reports
     m = canonical_transform(steps[0].points, stage.reference)
     np.testing.assert_allclose(seen[1][0], apply_affine(m, steps[0].points), atol=1e-3)
+
+
+def test_export_writes_a_card_with_the_validation_curve_and_regraph_keeps_it(tmp_path):
+    """`training.export mdm-fine --run` from a run folder, then `--regraph` of what it wrote."""
+    torch = pytest.importorskip("torch")
+    import json
+
+    from tracker.assets import read_manifest, sha256
+    from training.export import main as export_main
+    from training.mdm import FINE_CONFIG, MDM
+
+    run, out = tmp_path / "run", tmp_path / "assets"
+    run.mkdir()
+    out.mkdir()
+    torch.save({"model": MDM(FINE_CONFIG).state_dict(), "step": 200, "metrics": {"val_nme_refined": 0.03}, "options": asdict(FINE_CONFIG)},
+               str(run / "best.pt"))
+    rows = [{"step": s, "time": 1000.0 + 300 * i, "val_nme_refined": 0.05 - 0.01 * i} for i, s in enumerate((100, 200, 300))]
+    (run / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert export_main(["mdm-fine", "--run", str(run), "--out-dir", str(out)]) == 0
+    card = (out / "MDM_FINE_CARD.md").read_text()
+    assert "best checkpoint at step 200 of 300" in card and "## Validation curve" in card
+    assert "| 300 | 0.0300 |" in card and "| 100 | 0.0500 |" in card
+    assert read_manifest(out / "MANIFEST.json")["mdm_fine.onnx"] == sha256(out / "mdm_fine.onnx")
+    assert export_main(["mdm-fine", "--regraph", "--out-dir", str(out)]) == 0
+    again = (out / "MDM_FINE_CARD.md").read_text()
+    assert "| 300 | 0.0300 |" in again and sha256(out / "mdm_fine.onnx") in again

@@ -51,7 +51,19 @@ def run_summary(run: Path) -> dict:
     # sessions, not training, so only the short intervals are summed.
     times = [v["time"] for v in vals if "time" in v]
     hours = sum(b - a for a, b in zip(times, times[1:]) if 0 < b - a < 600) / 3600
-    return {"checkpoints": len(vals), "last_step": max(steps), "logged_hours": hours}
+    return {"checkpoints": len(vals), "last_step": max(steps), "logged_hours": hours, "curve": curve_table(vals)}
+
+
+def curve_table(vals: list[dict], rows: int = 12) -> str:
+    """The validation curve as a markdown table: every metric at up to `rows` checkpoints
+    spread over the run (always the first and the last)."""
+    k = min(rows, len(vals))
+    keep = sorted({round(i * (len(vals) - 1) / max(k - 1, 1)) for i in range(k)})
+    names = [k for k in vals[-1] if k not in ("step", "time")]
+    lines = ["| step | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for i in keep:
+        lines.append(f"| {vals[i]['step']} | " + " | ".join(f"{vals[i].get(k, float('nan')):.4f}" for k in names) + " |")
+    return "\n".join(lines)
 
 
 CARD = """# {title} (`{name}.onnx`)
@@ -68,6 +80,10 @@ CARD = """# {title} (`{name}.onnx`)
 - **SHA-256**: `{sha}` (also in `MANIFEST.json`, checked at load).
 - **Licence**: trained on 300-W annotations (research use only) with ground truth derived from the
   Surrey Face Model (non-commercial use only): these weights inherit both restrictions.
+
+## Validation curve (`{run}/val.jsonl`)
+
+{curve}
 """
 
 ABOUT = {
@@ -144,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         diff, magnitude, sha = export_checked(ARCH.get(args.arch, args.arch), options, ckpt["model"], onnx_path, args.out_dir / "MANIFEST.json")
         summary = run_summary(args.run)
         metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items())
-        card = CARD.format(name=name, arch=args.arch, run=args.run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"], logged_hours=summary["logged_hours"],
+        card = CARD.format(name=name, arch=args.arch, run=args.run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"], logged_hours=summary["logged_hours"], curve=summary["curve"],
                            metrics=metrics, size_mb=onnx_path.stat().st_size / 1e6, params=sum(v.numel() for v in ckpt["model"].values()),
                            parity=diff, magnitude=magnitude, sha=sha, **ABOUT[args.arch])
         atomic_write_text(args.out_dir / f"{name.upper()}_CARD.md", card)
