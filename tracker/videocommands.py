@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.commands import face_to_json
+from tracker.commands import COORDINATES, face_to_json, largest_face
 from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text, safe_output_path
 from tracker.metrics import auc, ced, eye_distance, failure_rate, score_faces
 from tracker.pipeline import FaceResult, Tracker, TrackerConfig
@@ -43,7 +43,7 @@ class Subject:
         if not faces:
             return None
         same = [f for f in faces if self.sticky and f.track_id == self.track_id]
-        face = same[0] if same else max(faces, key=lambda f: f.roi.size)
+        face = same[0] if same else largest_face(faces)
         self.track_id = face.track_id
         return face
 
@@ -85,7 +85,7 @@ def run_video(args) -> int:
         w.writerows(rows)
         atomic_write_text(args.csv, buf.getvalue())
     if args.json:
-        atomic_write_json(args.json, {"source": str(args.input), "fps": info.fps, "frames": frames_json})
+        atomic_write_json(args.json, {"source": str(args.input), "coordinates": COORDINATES, "fps": info.fps, "frames": frames_json})
     elapsed = time.perf_counter() - t_start
     print(f"done: {n} frames in {elapsed:.1f}s ({n / elapsed:.1f} fps, engine {tracker.engine.describe()})"
           + (f"; wrote {args.out}" if args.out else ""))
