@@ -24,6 +24,7 @@ from tracker.densemaps import DenseMaps
 from tracker.detector import GIVEN, BoxError, Detection, cnn_available, detect_faces, detect_faces_cnn, given_box
 from tracker.landmarks import build_lookup, extract_landmarks
 from tracker.metrics import eye_distance
+from tracker.occlusion import WORK_SIZE, AppearanceMemory, visibility_map
 from tracker.pose import Pose, head_pose
 from tracker.refiner import reference_shape, refine
 from tracker.shape_model import fit_shape, load_shape_model
@@ -47,7 +48,7 @@ class TrackerConfig:
     video_cnn_every: int = 0  # video: while nothing is tracked and HOG finds nothing, the CNN on 1 frame in N (0: never; offline use)
     fg_threshold: float = 0.5
     refine: bool = True
-    keep_maps: bool = False  # attach the dense maps to each FaceResult
+    keep_maps: bool = False  # attach the dense maps and the visibility map to each FaceResult
     lost_fg_fraction: float = 0.15  # video: face lost when less of the crop is face than this...
     lost_confidence: float = 0.2  # ...or the mean landmark confidence falls below this
     lost_refiner_step: float = 0.08  # ...or the refiner's last update exceeds this x eye distance
@@ -75,7 +76,9 @@ class FaceResult:
     fraction); track_id: stable across frames in video mode; stages: 'densereg', 'pca' and
     (when enabled) 'mdm' landmarks; all coordinates are 0-based image pixels (pixel centres);
     maps: the dense maps in crop pixels with `crop_to_image` (2,3) when requested;
-    pose: head pose (``pose.yaw_pitch_roll()`` in degrees) or None.
+    visibility: with the maps, (S,S) float32 in [0,1], how surely each crop pixel shows the face
+    itself rather than an occluder or hair over it (``tracker.occlusion``; the network's
+    foreground covers occluders); pose: head pose (``pose.yaw_pitch_roll()`` in degrees) or None.
     """
 
     roi: Roi
@@ -87,6 +90,7 @@ class FaceResult:
     maps: DenseMaps | None = None
     crop_to_image: np.ndarray | None = None
     pose: Pose | None = None  # head pose from the final landmarks (scaled orthographic)
+    visibility: np.ndarray | None = None
 
     @property
     def final_stage(self) -> str:
@@ -114,6 +118,7 @@ class _Track:
     landmarks: np.ndarray
     filter: OneEuro | None
     age: int = 0
+    appearance: AppearanceMemory | None = None  # with keep_maps: the face's colours, for visibility
 
 
 @dataclass
@@ -199,6 +204,8 @@ class Tracker:
             faces = self._update_tracks(faces, timer)
         else:
             faces = [replace(f, track_id=i) for i, f in enumerate(faces)]
+        if self.config.keep_maps:
+            faces = self._add_visibility(image, faces, timer)
         self._frame += 1
         faces.sort(key=lambda f: -f.score)
         return FrameResult(faces, timer.ms, self._frame - 1)
@@ -288,6 +295,22 @@ class Tracker:
             out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.landmark_3d)))
         self._tracks = tracks
         timer.add("smooth", t)
+        return out
+
+    def _add_visibility(self, image: np.ndarray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
+        """Each face's visibility map: its colours against its own parts' colours and, in video,
+        against the colours its track showed before (``tracker.occlusion``)."""
+        t = time.perf_counter()
+        tracks = {tr.track_id: tr for tr in self._tracks} if self.config.mode == "video" else {}
+        out = []
+        for f in faces:
+            track = tracks.get(f.track_id)
+            if track is not None and track.appearance is None:
+                track.appearance = AppearanceMemory()
+            crop = warp_image(image, f.roi, WORK_SIZE)  # the crop the network saw, at the tests' resolution
+            vis = visibility_map(crop, f.maps, self.part_map, self.config.fg_threshold, track.appearance if track else None)
+            out.append(replace(f, visibility=vis))
+        timer.add("visibility", t)
         return out
 
     def _make_filter(self) -> OneEuro | None:
