@@ -7,7 +7,8 @@ Every annotated image (``<stem>.jpg|png`` + ``<stem>.pts``) becomes ``ROOT/NNN/v
 perspective motion (sums of sinusoids), with scale changes, a lighting ramp, motion blur when
 it moves fast, an occluder sweeping across the face, and a few frames where the face has left
 the picture (those frames have no annotation, as in 300VW).  The first ``--static`` frames do not
-move at all, so jitter can be measured on them.
+move at all, so jitter can be measured on them.  ``NNN/synth.json`` (not part of the 300VW
+layout) records the number of still frames and the occluder's box per frame.
 """
 from __future__ import annotations
 
