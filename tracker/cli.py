@@ -60,7 +60,11 @@ def register_images(sub) -> None:
     p = sub.add_parser("images", help="landmarks (+ parts, dense maps) for every image in a folder")
     p.add_argument("--input", type=Path, required=True, help="folder of jpg/png/bmp images")
     p.add_argument("--out", type=Path, required=True, help="output folder (.pts, .json, ...)")
-    p.add_argument("--parts", action="store_true", help="also write <stem>_parts.png (labels in tracker/parts.py)")
+    p.add_argument("--parts", action="store_true", help="also write <stem>_parts.png: raw labels 0-8 for programs (tracker/parts.py), "
+                   "black in an image viewer; with --annotate the parts are also drawn in colour")
+    p.add_argument("--annotate", action="store_true", help="also write <stem>_annotated.jpg: the picture with the landmarks (and, with --parts, the parts) drawn")
+    p.add_argument("--boxes", type=Path, metavar="FILE", help="face boxes instead of the detector: lines 'STEM X0 Y0 X1 Y1' (or CSV), 0-based pixels, "
+                   "several lines for several faces; images without a line use the detector (README, Usage)")
     p.add_argument("--save-maps", action="store_true", help="also write <stem>_maps.npz (uv, fg, depth in image pixels)")
     p.add_argument("--baseline", choices=["dlib"], help="also write dlib's 68-point results under OUT/dlib/")
     p.add_argument("--recursive", action="store_true", help="include images in sub-folders")

@@ -1,15 +1,19 @@
 """What the ``images``, ``eval`` and ``demo`` subcommands do (the CLI only parses arguments).
 
 Outputs of ``images``, per image (written atomically; ``<stem>.json`` last, so its presence
-means the image is finished and a rerun skips it):
+means the image is finished and a rerun skips it, unless an output asked for is missing):
 
-* ``<stem>.pts`` — the most confident face's final landmarks (iBUG, 1-based); absent when no
-  face was found.
+* ``<stem>.pts`` — one face's final landmarks (iBUG, 1-based), the face ``pts_face`` picks;
+  absent when no face was found.
 * ``<stem>.json`` — every face: box, score, ROI, the 68 points and confidences of every stage
-  (``densereg``, ``pca``, ``mdm``); ``"faces": []`` when no face was found.
-* ``<stem>_parts.png`` (``--parts``) — uint8 labels, values in ``tracker/parts.py``.
+  (``densereg``, ``pca``, ``mdm``), in 0-based pixels (``COORDINATES``, also stated in the
+  file); ``"faces": []`` when no face was found.
+* ``<stem>_parts.png`` (``--parts``) — uint8 labels 0-8 for programs (values in
+  ``tracker/parts.py``; looks black in an image viewer: ``--annotate`` shows them coloured).
+* ``<stem>_annotated.jpg`` (``--annotate``) — the picture with every face's landmarks drawn, and
+  the parts blended in colour with ``--parts``; written for pictures without a face too.
 * ``<stem>_maps.npz`` (``--save-maps``) — ``uv`` (2,H,W), ``fg`` (H,W), ``depth`` (H,W) of the
-  most confident face in image pixels.
+  ``.pts`` face in image pixels.
 """
 from __future__ import annotations
 
@@ -20,16 +24,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tracker.boxfile import box_key, read_boxes
+from tracker.detector import BoxError, Detection
 from tracker.draw import STAGE_COLORS, blend_labels, draw_points, point_radius, warp_to_image
 from tracker.detector import cnn_missing_note, require_dlib_predictor
 from tracker.fileio import ImageReadError, WriteError, atomic_save_npz, atomic_write_image, atomic_write_json, atomic_write_text, list_images, read_image, safe_output_path
 from tracker.metrics import ced, score_faces
 from tracker.parts import lookup_parts
 from tracker.pipeline import FaceResult, FrameResult, Tracker, TrackerConfig
-from tracker.pts import PtsError, read_pts, write_pts
+from tracker.pts import read_pts, write_pts
 
 DEMO_IMAGE = Path(__file__).resolve().parent / "assets" / "demo" / "astronaut.jpg"
 DEMO_CLIP = DEMO_IMAGE.with_suffix(".mp4")  # made from the still by tracker.synth300vw (moves, occluder, face leaves)
+# Stated in every JSON the tracker writes ("coordinates"), and in the README.
+COORDINATES = "pixels, 0-based: (0,0) is the centre of the top-left pixel, x right, y down (the .pts files are 1-based: x+1, y+1)"
 
 
 def face_to_json(face: FaceResult) -> dict:
@@ -41,6 +49,7 @@ def face_to_json(face: FaceResult) -> dict:
         "score": round(float(face.score), 4),
         "detected": face.detected,
         "box": None if face.box is None else [round(v, 2) for v in (face.box.x0, face.box.y0, face.box.x1, face.box.y1)],
+        "detector": None if face.box is None else face.box.detector,
         "roi": {"cx": face.roi.cx, "cy": face.roi.cy, "size": face.roi.size, "angle": face.roi.angle},
         "pose_deg": None if face.pose is None else dict(zip(("yaw", "pitch", "roll"), (round(v, 2) for v in face.pose.yaw_pitch_roll()))),
         "stages": {
@@ -52,6 +61,7 @@ def face_to_json(face: FaceResult) -> dict:
 def frame_to_json(result: FrameResult, source: str, shape) -> dict:
     return {
         "source": source,
+        "coordinates": COORDINATES,
         "image_size": [int(shape[1]), int(shape[0])],
         "faces": [face_to_json(f) for f in result.faces],
         "timings_ms": {k: round(v, 2) for k, v in result.timings.items()},
@@ -62,6 +72,45 @@ def part_labels(face: FaceResult, part_map: np.ndarray, shape, fg_threshold: flo
     """The face's part labels in image pixels (0 elsewhere)."""
     crop_labels = lookup_parts(face.maps.uv, part_map, face.maps.fg > fg_threshold)
     return warp_to_image(crop_labels, face.crop_to_image, shape, nearest=True)
+
+
+def frame_part_labels(faces: list[FaceResult], part_map: np.ndarray, shape) -> np.ndarray:
+    """Part labels of every face in image pixels; where faces overlap, the first (most
+    confident) face's labels win."""
+    labels = np.zeros(shape[:2], np.uint8)
+    for face in reversed(faces):
+        lab = part_labels(face, part_map, shape[:2])
+        labels[lab > 0] = lab[lab > 0]
+    return labels
+
+
+def annotate_still(image: np.ndarray, faces: list[FaceResult], labels: np.ndarray | None = None, all_stages: bool = False) -> np.ndarray:
+    """A copy of the picture with part labels blended in colour (when given) and the landmarks
+    of every face drawn: the final stage (green), or every stage (orange DenseReg, cyan PCA,
+    green MDM)."""
+    out = image.copy() if labels is None else blend_labels(image, labels, 0.45)
+    for face in faces:
+        for stage in face.stages if all_stages else [face.final_stage]:
+            draw_points(out, face.stages[stage].points, STAGE_COLORS[stage], point_radius(face.landmarks, 1.0 if stage == "mdm" else 0.7))
+    return out
+
+
+def largest_face(faces: list[FaceResult]) -> FaceResult | None:
+    """The subject of a picture: the largest face; of equally large ones the first, i.e. the
+    most confident (faces come best first)."""
+    return max(faces, key=lambda f: f.roi.size) if faces else None
+
+
+def pts_face(faces: list[FaceResult], boxes: list[Detection] | None = None) -> FaceResult | None:
+    """The one face a ``.pts`` file holds: the face of the first given box that yielded one,
+    else the largest face.  (On the 80 validation pictures the largest and the most confident
+    face pick the annotated face equally often, 8 of the 12 with several faces; the largest is
+    the rule ``video`` uses too.)"""
+    for box in boxes or []:
+        for face in faces:
+            if face.box == box:
+                return face
+    return largest_face(faces)
 
 
 def _output_names(images: list[Path], root: Path) -> dict[Path, str]:
@@ -85,36 +134,70 @@ def _select_images(args) -> list[Path]:
     return images
 
 
+def _finished(args, stem: str) -> bool:
+    """``<stem>.json`` is written last, so it marks a finished image, unless an output asked for
+    this time is missing (a rerun adding ``--annotate`` or ``--parts`` does those images)."""
+    import json
+
+    json_path = safe_output_path(args.out, f"{stem}.json")
+    if not json_path.exists():
+        return False
+    if args.annotate and not safe_output_path(args.out, f"{stem}_annotated.jpg").exists():
+        return False
+    per_face = [suffix for flag, suffix in ((args.parts, "_parts.png"), (args.save_maps, "_maps.npz")) if flag]
+    if per_face:
+        try:
+            has_face = bool(json.loads(json_path.read_text()).get("faces"))
+        except ValueError:
+            return False
+        return not has_face or all(safe_output_path(args.out, stem + s).exists() for s in per_face)
+    return True
+
+
+def _load_boxes(args, images: list[Path]) -> dict[str, list[Detection]]:
+    """--boxes, keyed like the images; warns once about stems that match no image."""
+    if not args.boxes:
+        return {}
+    boxes = read_boxes(args.boxes)
+    keys = {box_key(p.relative_to(args.input).as_posix()) for p in images}
+    unmatched = sorted(set(boxes) - keys)
+    if unmatched:
+        print(f"warning: {args.boxes}: {len(unmatched)} stem(s) match no input image, e.g. {unmatched[0]!r}", file=sys.stderr)
+    return boxes
+
+
 def run_images(args) -> int:
     images = _select_images(args)
     if args.baseline == "dlib":
         require_dlib_predictor("--baseline dlib")
     if note := cnn_missing_note():
         print(note, file=sys.stderr)
+    boxes = _load_boxes(args, images)
     tracker = Tracker(TrackerConfig(mode="image", engine=args.engine, threads=args.threads, refine=not args.no_refine,
                                     keep_maps=args.parts or args.save_maps))
     names = _output_names(images, args.input)
-    counts = {"done": 0, "resumed": 0, "no_face": 0, "failed": 0, "faces": 0}
+    counts = {"done": 0, "resumed": 0, "no_face": 0, "failed": 0, "faces": 0, "given": 0, "bad_box": 0}
     try:
-        _images_loop(args, tracker, images, names, counts)
+        _images_loop(args, tracker, images, names, boxes, counts)
     except WriteError as exc:  # a full disk, a folder made read-only: say what is kept
         raise exc.with_note(f"{counts['done']} images finished in this run and {counts['resumed']} before it are complete; "
                             "after fixing that, rerun the same command to resume") from exc
+    given = f" ({counts['given']} with boxes from {args.boxes}, {counts['bad_box']} skipped for a box outside the picture)" if boxes else ""
     print(
-        f"done: {counts['done']} images processed, {counts['resumed']} already done, {counts['faces']} faces, "
+        f"done: {counts['done']} images processed{given}, {counts['resumed']} already done, {counts['faces']} faces, "
         f"{counts['no_face']} without a face, {counts['failed']} unreadable; outputs in {args.out} "
         f"(engine: {tracker.engine.describe()})"
     )
-    return 1 if counts["failed"] else 0
+    return 1 if counts["failed"] or counts["bad_box"] else 0
 
 
-def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, str], counts: dict[str, int]) -> None:
+def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, str], boxes: dict | None,
+                 counts: dict[str, int]) -> None:
     from tqdm import tqdm
 
     for image_path in tqdm(images, unit="img", file=sys.stderr, disable=not sys.stderr.isatty()):
         stem = names[image_path]
-        json_path = safe_output_path(args.out, f"{stem}.json")
-        if json_path.exists() and not args.overwrite:
+        if not args.overwrite and _finished(args, stem):
             counts["resumed"] += 1
             continue
         try:
@@ -123,29 +206,38 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
             counts["failed"] += 1
             print(f"skipped: {exc}", file=sys.stderr)
             continue
-        result = tracker.track(image)
+        given = boxes.get(box_key(image_path.relative_to(args.input).as_posix())) if boxes else None
+        if boxes and given is None:
+            print(f"no box: {image_path} has no line in {args.boxes}; the detector looks for faces", file=sys.stderr)
+        try:
+            result = tracker.track(image, boxes=given)
+        except BoxError as exc:  # the file's boxes are checked on reading; only "outside this picture" is left
+            counts["bad_box"] += 1
+            print(f"skipped: {image_path}: {exc}", file=sys.stderr)
+            continue
         counts["faces"] += len(result.faces)
+        counts["given"] += given is not None
+        labels = frame_part_labels(result.faces, tracker.part_map, image.shape) if args.parts and result.faces else None
         if result.faces:
-            best = result.faces[0]
+            face = pts_face(result.faces, given)
             if args.parts:
-                labels = np.zeros(image.shape[:2], np.uint8)
-                for face in reversed(result.faces):  # the most confident face ends on top
-                    lab = part_labels(face, tracker.part_map, image.shape[:2])
-                    labels[lab > 0] = lab[lab > 0]
                 atomic_write_image(safe_output_path(args.out, f"{stem}_parts.png"), labels)
             if args.save_maps:
                 shape = image.shape[:2]
-                uv = np.stack([warp_to_image(best.maps.uv[i], best.crop_to_image, shape) for i in range(2)])
-                fg = warp_to_image(best.maps.fg, best.crop_to_image, shape)
-                depth = warp_to_image(best.maps.depth, best.crop_to_image, shape)
+                uv = np.stack([warp_to_image(face.maps.uv[i], face.crop_to_image, shape) for i in range(2)])
+                fg = warp_to_image(face.maps.fg, face.crop_to_image, shape)
+                depth = warp_to_image(face.maps.depth, face.crop_to_image, shape)
                 atomic_save_npz(safe_output_path(args.out, f"{stem}_maps.npz"), uv=uv.astype(np.float16), fg=fg.astype(np.float16), depth=depth.astype(np.float16))
-            write_pts(safe_output_path(args.out, f"{stem}.pts"), best.landmarks)
+            write_pts(safe_output_path(args.out, f"{stem}.pts"), face.landmarks)
         else:
             counts["no_face"] += 1
-            print(f"no face: {image_path} (dlib HOG found none; {stem}.json lists no faces, no .pts written)", file=sys.stderr)
+            why = "no face could be fitted in the given box(es)" if given else "the detector found none"
+            print(f"no face: {image_path} ({why}; {stem}.json lists no faces, no .pts written)", file=sys.stderr)
+        if args.annotate:
+            atomic_write_image(safe_output_path(args.out, f"{stem}_annotated.jpg"), annotate_still(image, result.faces, labels))
         if args.baseline == "dlib":
             _write_dlib(image, safe_output_path(args.out, f"dlib/{stem}"))
-        atomic_write_json(json_path, frame_to_json(result, str(image_path), image.shape))
+        atomic_write_json(safe_output_path(args.out, f"{stem}.json"), frame_to_json(result, str(image_path), image.shape))
         counts["done"] += 1
 
 
@@ -162,7 +254,7 @@ def _write_dlib(image: np.ndarray, stem_path: Path) -> None:
                       "stages": {"dlib": {"points": np.round(pts, 3).tolist(), "confidence": [1.0] * 68}}})
     if faces:
         write_pts(stem_path.with_name(stem_path.name + ".pts"), np.array(faces[0]["stages"]["dlib"]["points"]))
-    atomic_write_json(stem_path.with_name(stem_path.name + ".json"), {"faces": faces})
+    atomic_write_json(stem_path.with_name(stem_path.name + ".json"), {"coordinates": COORDINATES, "faces": faces})
 
 
 def load_prediction(pred_dir: Path, stem: str, stage: str, truth: np.ndarray | None = None) -> np.ndarray | None:
@@ -262,11 +354,7 @@ def run_demo(args) -> int:
     tracker = Tracker(config)
     image = read_image(DEMO_IMAGE)
     result = tracker.track(image)
-    out = image.copy()
-    for face in result.faces:
-        out = blend_labels(out, part_labels(face, tracker.part_map, image.shape[:2]), 0.45)
-        for stage, s in face.stages.items():
-            draw_points(out, s.points, STAGE_COLORS[stage], point_radius(face.landmarks, 1.0 if stage == "mdm" else 0.7))
+    out = annotate_still(image, result.faces, frame_part_labels(result.faces, tracker.part_map, image.shape), all_stages=True)
     still = safe_output_path(args.out, "astronaut_annotated.png")
     atomic_write_image(still, out)
     atomic_write_json(safe_output_path(args.out, "astronaut.json"), frame_to_json(result, str(DEMO_IMAGE), image.shape))

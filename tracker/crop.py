@@ -21,8 +21,12 @@ NETWORK_INPUT = 128  # side of the crop the shipped `realtime` network takes (tr
 ROI_SHIFT_UP = 0.15
 ROI_SCALE = 1.6
 # Per detector: (scale, upward shift) of the crop relative to its box side, calibrated on the
-# training split by `python -m training.calibrate_roi --detector hog|cnn`.
-BOX_CALIBRATION = {"hog": (1.553, 0.053), "cnn": (1.580, -0.018)}
+# training split by `python -m training.calibrate_roi --detector hog|cnn`.  A box given by the
+# caller ("given") is read as the tight box around the face's 68 landmarks (jaw to jaw, brows to
+# chin; what the 300-W bounding-box lists call the ground-truth box), which makes its crop
+# exactly the landmark crop of the training data (upright).  Looser detector boxes work too:
+# README, "Giving the face boxes yourself", has the measurements.
+BOX_CALIBRATION = {"hog": (1.553, 0.053), "cnn": (1.580, -0.018), "given": (ROI_SCALE, ROI_SHIFT_UP)}
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255  # RGB
 STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
 
@@ -50,7 +54,7 @@ def roi_from_landmarks(pts: np.ndarray) -> Roi:
 
 
 def roi_from_box(x0: float, y0: float, x1: float, y1: float, detector: str = "hog") -> Roi:
-    """Crop around a detector box (upright)."""
+    """Crop around a face box (upright), calibrated for the detector that made it."""
     scale, shift = BOX_CALIBRATION[detector]
     w = max(x1 - x0, y1 - y0)
     return Roi((x0 + x1) / 2, (y0 + y1) / 2 - shift * w, scale * w, 0.0)

@@ -23,12 +23,18 @@ import numpy as np
 DETECT_MAX_SIDE = 640  # frames larger than this are downscaled before HOG
 CNN_MAX_SIDE = 400  # the CNN costs ~1 s at this size on 2 cores; faces under ~40 px are lost
 CNN_THRESHOLD = 0.3  # MMOD confidence; true faces score ~1, background rarely above 0
+GIVEN = "given"  # Detection.detector of a box the caller supplied instead of the detector
+
+
+class BoxError(ValueError):
+    """A face box cannot be used (degenerate, not numbers, outside the picture); one line."""
 
 
 @dataclass(frozen=True)
 class Detection:
     """A face box in image pixels (x0,y0 inclusive; x1,y1 exclusive), the detector score and
-    which detector found it ('hog' or 'cnn': their boxes frame a face differently)."""
+    which detector found it ('hog', 'cnn', or 'given' for a box the caller supplied: each
+    frames a face differently, see ``tracker.crop.BOX_CALIBRATION``)."""
 
     x0: float
     y0: float
@@ -40,6 +46,20 @@ class Detection:
     @property
     def width(self) -> float:
         return self.x1 - self.x0
+
+
+def given_box(x0: float, y0: float, x1: float, y1: float) -> Detection:
+    """A face box supplied by the caller (``Tracker.track(frame, boxes=...)``, ``images
+    --boxes``): pixels, x0 < x1 and y0 < y1.  Raises BoxError (one line) for anything else."""
+    try:
+        v = [float(c) for c in (x0, y0, x1, y1)]
+    except (TypeError, ValueError):
+        raise BoxError(f"face box {(x0, y0, x1, y1)!r}: coordinates must be numbers") from None
+    if not np.isfinite(v).all():
+        raise BoxError(f"face box {tuple(v)}: coordinates must be finite")
+    if v[2] - v[0] < 1 or v[3] - v[1] < 1:
+        raise BoxError(f"face box {tuple(v)}: degenerate, need x0 < x1 and y0 < y1 (x0 y0 x1 y1, at least 1 pixel each way)")
+    return Detection(*v, score=1.0, detector=GIVEN)
 
 
 @lru_cache(maxsize=1)

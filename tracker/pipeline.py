@@ -3,11 +3,13 @@
 ``Tracker.track(frame)`` is the one public entry.  In ``image`` mode every frame is a new
 picture: faces are detected each time.  In ``video`` mode faces are detected on the first frame
 and after a loss, then followed from the previous landmarks; a search for new faces runs every
-``detect_every`` frames.  Everything here is numpy/OpenCV: no torch.
+``detect_every`` frames.  ``track(frame, boxes=[...])`` takes the faces from the caller instead
+of the detector for that frame.  Everything here is numpy/OpenCV: no torch.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,9 +21,10 @@ from engines.base import Engine
 from tracker.assets import verified_asset
 from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, roi_from_landmarks, to_network_input, transform_points, warp_image
 from tracker.densemaps import DenseMaps
-from tracker.detector import Detection, cnn_available, detect_faces, detect_faces_cnn
+from tracker.detector import BoxError, Detection, cnn_available, detect_faces, detect_faces_cnn, given_box
 from tracker.landmarks import build_lookup, extract_landmarks
 from tracker.metrics import eye_distance
+from tracker.occlusion import WORK_SIZE, AppearanceMemory, visibility_map
 from tracker.pose import Pose, head_pose
 from tracker.refiner import DEFAULT_REFINERS, FRAMES, RefinerStage, refine_cascade
 from tracker.shape_model import fit_shape, load_shape_model
@@ -47,7 +50,7 @@ class TrackerConfig:
     refine: bool = True
     refiners: tuple[str, ...] = DEFAULT_REFINERS  # refiner stages (assets), applied in order
     refine_flip: bool = False  # also refine the mirrored face and average (test-time flipping)
-    keep_maps: bool = False  # attach the dense maps to each FaceResult
+    keep_maps: bool = False  # attach the dense maps and the visibility map to each FaceResult
     lost_fg_fraction: float = 0.15  # video: face lost when less of the crop is face than this...
     lost_confidence: float = 0.2  # ...or the mean landmark confidence falls below this
     lost_refiner_step: float = 0.08  # ...or the refiner's last update exceeds this x eye distance
@@ -69,11 +72,15 @@ class StageLandmarks:
 class FaceResult:
     """One face in one frame.
 
-    roi: the crop the network saw; score: detector score on detection frames, else the
-    tracking quality (mean landmark confidence x foreground fraction); track_id: stable across
-    frames in video mode; stages: 'densereg', 'pca' and (when enabled) 'mdm' landmarks;
+    roi: the crop the network saw; box: the detector's (or the caller's) box on detection
+    frames, None when tracked; score: the detector score on detection frames (1.0 for a box
+    the caller gave), else the tracking quality (mean landmark confidence x foreground
+    fraction); track_id: stable across frames in video mode; stages: 'densereg', 'pca' and
+    (when enabled) 'mdm' landmarks; all coordinates are 0-based image pixels (pixel centres);
     maps: the dense maps in crop pixels with `crop_to_image` (2,3) when requested;
-    pose: head pose (``pose.yaw_pitch_roll()`` in degrees) or None.
+    visibility: with the maps, (S,S) float32 in [0,1], how surely each crop pixel shows the face
+    itself rather than an occluder or hair over it (``tracker.occlusion``; the network's
+    foreground covers occluders); pose: head pose (``pose.yaw_pitch_roll()`` in degrees) or None.
     """
 
     roi: Roi
@@ -85,11 +92,17 @@ class FaceResult:
     maps: DenseMaps | None = None
     crop_to_image: np.ndarray | None = None
     pose: Pose | None = None  # head pose from the final landmarks (scaled orthographic)
+    visibility: np.ndarray | None = None
+
+    @property
+    def final_stage(self) -> str:
+        """The last stage that ran ('mdm', or 'pca' without the refiner)."""
+        return [s for s in STAGES if s in self.stages][-1]
 
     @property
     def landmarks(self) -> np.ndarray:
         """The final landmarks: the last stage that ran."""
-        return self.stages[[s for s in STAGES if s in self.stages][-1]].points
+        return self.stages[self.final_stage].points
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,7 @@ class _Track:
     landmarks: np.ndarray
     filter: OneEuro | None
     age: int = 0
+    appearance: AppearanceMemory | None = None  # with keep_maps: the face's colours, for visibility
 
 
 @dataclass
@@ -150,19 +164,35 @@ class Tracker:
 
     # -- public ------------------------------------------------------------------------------
 
-    def track(self, frame: np.ndarray) -> FrameResult:
-        """Process one BGR (or grayscale) frame."""
+    def track(self, frame: np.ndarray, boxes: Sequence[Detection | Sequence[float]] | None = None) -> FrameResult:
+        """Process one BGR (or grayscale) frame.
+
+        boxes: the faces of this frame given by the caller, replacing the detector (as
+        face-alignment's ``detected_faces``): ``(x0, y0, x1, y1)`` in pixels, or
+        ``Detection``s (``tracker.detector.given_box`` makes one).  A given box is read as the
+        tight box around the face's landmarks (``tracker.crop.BOX_CALIBRATION``); a
+        ``Detection`` of another detector ('hog', 'cnn') keeps that detector's calibration.
+        Every box is processed; in image mode the faces come back in the boxes' order (a box
+        where no face could be fitted is left out; ``face.box`` says which box a face came
+        from).  In video mode a box over a tracked face continues that track, others start new
+        ones.
+        ``boxes=[]`` means no face (the detector does not run).  A degenerate box, or one
+        entirely outside the frame, raises ``BoxError`` (a ValueError) before anything is done.
+        """
         timer = _Timer()
         t = time.perf_counter()
         image = frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         if image.shape[2] == 4:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        given = None if boxes is None else _given_boxes(boxes, image.shape)
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         video = self.config.mode == "video"
         tracked = [(tr, roi_from_landmarks(tr.landmarks)) for tr in self._tracks] if video else []
-        need_detect = not video or not tracked or self._frame % self.config.detect_every == 0
+        need_detect = given is None and (not video or not tracked or self._frame % self.config.detect_every == 0)
         detections: list[Detection] = []
-        if need_detect:
+        if given is not None:
+            detections = [d for d in given if not any(_inside(d, roi) for _, roi in tracked)]
+        elif need_detect:
             detections = [d for d in detect_faces(gray) if d.width >= self.config.min_face and d.score >= self.config.detect_threshold]
             if not detections and self._cnn_due(video, tracked) and cnn_available():
                 detections = [d for d in detect_faces_cnn(image) if d.width >= self.config.min_face]
@@ -170,12 +200,15 @@ class Tracker:
             # A detection overlapping a tracked face is that face: keep the track's ROI.
             detections = [d for d in detections if not any(_inside(d, roi) for _, roi in tracked)]
         items = [(tr, roi, None) for tr, roi in tracked] + [(None, roi_from_box(d.x0, d.y0, d.x1, d.y1, d.detector), d) for d in detections]
-        items = items[: self.config.max_faces]
+        if given is None:  # max_faces caps what the detector adds; the caller's boxes all count
+            items = items[: self.config.max_faces]
         faces = _drop_duplicates(self._process(image, gray, items, timer)) if items else []
         if video:
             faces = self._update_tracks(faces, timer)
         else:
             faces = [replace(f, track_id=i) for i, f in enumerate(faces)]
+        if self.config.keep_maps:
+            faces = self._add_visibility(image, faces, timer)
         self._frame += 1
         faces.sort(key=lambda f: -f.score)
         return FrameResult(faces, timer.ms, self._frame - 1)
@@ -253,7 +286,7 @@ class Tracker:
             else:
                 tr = _Track(self._next_id, f.landmarks, self._make_filter())
                 self._next_id += 1
-            final_stage = [s for s in STAGES if s in f.stages][-1]
+            final_stage = f.final_stage
             pts = f.stages[final_stage].points
             if tr.filter is not None:
                 scale = max(eye_distance(pts), 1.0)
@@ -265,6 +298,22 @@ class Tracker:
             out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.landmark_3d)))
         self._tracks = tracks
         timer.add("smooth", t)
+        return out
+
+    def _add_visibility(self, image: np.ndarray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
+        """Each face's visibility map: its colours against its own parts' colours and, in video,
+        against the colours its track showed before (``tracker.occlusion``)."""
+        t = time.perf_counter()
+        tracks = {tr.track_id: tr for tr in self._tracks} if self.config.mode == "video" else {}
+        out = []
+        for f in faces:
+            track = tracks.get(f.track_id)
+            if track is not None and track.appearance is None:
+                track.appearance = AppearanceMemory()
+            crop = warp_image(image, f.roi, WORK_SIZE)  # the crop the network saw, at the tests' resolution
+            vis = visibility_map(crop, f.maps, self.part_map, self.config.fg_threshold, track.appearance if track else None)
+            out.append(replace(f, visibility=vis))
+        timer.add("visibility", t)
         return out
 
     def _make_filter(self) -> OneEuro | None:
@@ -280,6 +329,29 @@ def _drop_duplicates(faces: list[FaceResult]) -> list[FaceResult]:
         if all(np.hypot(f.roi.cx - k.roi.cx, f.roi.cy - k.roi.cy) > 0.3 * max(f.roi.size, k.roi.size) for k in kept):
             kept.append(f)
     return kept
+
+
+def _given_boxes(boxes, shape) -> list[Detection]:
+    """The caller's boxes as Detections, each checked (BoxError naming the bad box)."""
+    h, w = shape[:2]
+    if isinstance(boxes, np.ndarray):
+        if boxes.size and (boxes.ndim != 2 or boxes.shape[1] != 4):
+            raise BoxError(f"face boxes: need an (N,4) array of x0 y0 x1 y1, got shape {boxes.shape}")
+        boxes = boxes.reshape(-1, 4).tolist()
+    out = []
+    for b in boxes:
+        if isinstance(b, Detection):
+            given_box(b.x0, b.y0, b.x1, b.y1)  # the same checks, whichever detector made it
+            d = b
+        else:
+            coords = tuple(b) if isinstance(b, (Sequence, np.ndarray)) else (b,)
+            if len(coords) != 4:
+                raise BoxError(f"face box {coords!r}: need 4 numbers x0 y0 x1 y1")
+            d = given_box(*coords)
+        if d.x1 <= 0 or d.y1 <= 0 or d.x0 >= w or d.y0 >= h:
+            raise BoxError(f"face box {(d.x0, d.y0, d.x1, d.y1)}: entirely outside the {w}x{h} image")
+        out.append(d)
+    return out
 
 
 def _inside(det: Detection, roi: Roi) -> bool:

@@ -7,7 +7,8 @@ Every annotated image (``<stem>.jpg|png`` + ``<stem>.pts``) becomes ``ROOT/NNN/v
 perspective motion (sums of sinusoids), with scale changes, a lighting ramp, motion blur when
 it moves fast, an occluder sweeping across the face, and a few frames where the face has left
 the picture (those frames have no annotation, as in 300VW).  The first ``--static`` frames do not
-move at all, so jitter can be measured on them.
+move at all, so jitter can be measured on them.  ``NNN/synth.json`` (not part of the 300VW
+layout) records the number of still frames and the occluder's box per frame.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import numpy as np
 
 from tracker.fileio import ImageReadError, atomic_write_json, list_images, read_image
 from tracker.pts import PtsError, read_pts, write_pts
+
+OCCLUDER_COLOR = (60, 90, 140)  # BGR, a flat brown
 
 
 def _smooth(rng: np.random.Generator, n: int, amplitude: float, octaves: int = 3) -> np.ndarray:
@@ -61,14 +64,25 @@ def clip_homographies(pts: np.ndarray, size: tuple[int, int], frames: int, stati
     return hs
 
 
+def occluder_box(points: np.ndarray, t: float) -> tuple[int, int, int, int]:
+    """The occluder at time t in [0,1) of its sweep: a bar a quarter of the face wide (about a
+    hand) crossing the face's landmark box from left to right; (x0, y0, x1, y1) pixels, ends
+    inclusive as cv2.rectangle draws them."""
+    lo, hi = points.min(0), points.max(0)
+    w = hi[0] - lo[0]
+    x = int(lo[0] - 0.3 * w + t * 1.6 * w)
+    return x, int(lo[1]), x + int(0.25 * w), int(hi[1])
+
+
 def render_clip(image: np.ndarray, pts: np.ndarray, size: tuple[int, int], frames: int, static: int, rng: np.random.Generator):
-    """Frames (list of BGR) and per-frame landmarks (None where the face is out of the picture)."""
+    """Frames (list of BGR), per-frame landmarks (None where the face is out of the picture) and
+    per-frame occluder boxes (``occluder_box``; None on frames without the occluder)."""
     w, h = size
     hs = clip_homographies(pts, size, frames, static, rng)
     gain = 1.0 + _smooth(rng, frames, 0.35)
     occ_start = rng.integers(static, max(static + 1, frames - 30))
     occ_len = 25
-    out_frames, out_pts = [], []
+    out_frames, out_pts, out_occ = [], [], []
     prev = None
     for i, H in enumerate(hs):
         frame = cv2.warpPerspective(image, H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # reflecting would duplicate the face
@@ -85,21 +99,23 @@ def render_clip(image: np.ndarray, pts: np.ndarray, size: tuple[int, int], frame
         prev = p
         if i >= static:
             frame = np.clip(frame.astype(np.float32) * gain[i], 0, 255).astype(np.uint8)
-        if occ_start <= i < occ_start + occ_len:
-            t = (i - occ_start) / occ_len
-            lo, hi = p.min(0), p.max(0)
-            x = int(lo[0] - 0.3 * (hi[0] - lo[0]) + t * 1.6 * (hi[0] - lo[0]))
-            cv2.rectangle(frame, (x, int(lo[1])), (x + int(0.25 * (hi[0] - lo[0])), int(hi[1])), (60, 90, 140), -1)
+        occ = occluder_box(p, (i - occ_start) / occ_len) if occ_start <= i < occ_start + occ_len else None
+        if occ is not None:
+            cv2.rectangle(frame, occ[:2], occ[2:], OCCLUDER_COLOR, -1)
         inside = (p[:, 0] >= 0).all() and (p[:, 0] < w).all() and (p[:, 1] >= 0).all() and (p[:, 1] < h).all()
         out_frames.append(frame)
         out_pts.append(p if inside else None)
-    return out_frames, out_pts
+        out_occ.append(occ)
+    return out_frames, out_pts, out_occ
 
 
-def write_clip(folder: Path, frames: list[np.ndarray], pts: list[np.ndarray | None], static: int, fps: float = 30.0) -> None:
+def write_clip(folder: Path, frames: list[np.ndarray], pts: list[np.ndarray | None], static: int, fps: float = 30.0,
+               occluders: list | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    # Not part of the 300VW layout: tells the evaluation which frames are still (for jitter).
-    atomic_write_json(folder / "synth.json", {"static_frames": static, "fps": fps})
+    # Not part of the 300VW layout: tells the evaluation which frames are still (for jitter) and
+    # where the occluder is (1-based frame number -> box, for benchmarks/bench_occlusion.py).
+    occ = {str(i): list(b) for i, b in enumerate(occluders or [], start=1) if b is not None}
+    atomic_write_json(folder / "synth.json", {"static_frames": static, "fps": fps, "occluders": occ})
     h, w = frames[0].shape[:2]
     tmp = folder / ".vid.partial.avi"
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
@@ -146,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             skipped += 1
             continue
         rng = np.random.default_rng(args.seed * 100003 + k)
-        frames, fpts = render_clip(image, pts, (w, h), args.frames, args.static, rng)
-        write_clip(folder, frames, fpts, args.static)
+        frames, fpts, occluders = render_clip(image, pts, (w, h), args.frames, args.static, rng)
+        write_clip(folder, frames, fpts, args.static, occluders=occluders)
         made += 1
     print(f"done: {made} clips written to {args.out}, {skipped} images skipped")
     return 1 if skipped else 0

@@ -8,7 +8,9 @@ pixel centres at +0.5.  A 4-channel (BGRA) texture blends by its alpha as well, 
 paint can leave skin visible between its strokes.
 
 Everything is numpy/OpenCV on one face's ``maps`` (``DenseMaps``, crop pixels) and
-``crop_to_image`` (2,3); the Tracker must run with ``keep_maps=True``.
+``crop_to_image`` (2,3); the Tracker must run with ``keep_maps=True``.  Paint and unwrapping
+keep to the pixels that show the face itself: the foreground mask, times the face's
+``visibility`` (``tracker.occlusion``: not a hand, an object or hair over the face).
 """
 from __future__ import annotations
 
@@ -67,9 +69,10 @@ def feathered_alpha(fg: np.ndarray, threshold: float = 0.5, feather: float = 0.0
 
 
 def face_region(maps: DenseMaps, crop_to_image: np.ndarray, shape: tuple[int, ...], feather: float = 0.06,
-                threshold: float = 0.5) -> FaceRegion | None:
+                threshold: float = 0.5, visibility: np.ndarray | None = None) -> FaceRegion | None:
     """Resample UV and blend weight from the crop onto the image patch the crop covers.
 
+    The blend weight is the feathered foreground times ``visibility`` (S,S) when given.
     Sampling the texture at *image* resolution (after warping the smooth UV field) keeps it
     sharp when the face is larger than the network's crop.  None when the crop is off-image."""
     s = maps.fg.shape[0]
@@ -84,8 +87,10 @@ def face_region(maps: DenseMaps, crop_to_image: np.ndarray, shape: tuple[int, ..
     size = (x1 - x0, y1 - y0)
     uv = cv2.warpAffine(np.ascontiguousarray(np.nan_to_num(maps.uv).transpose(1, 2, 0)), m, size, flags=cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REPLICATE)
-    alpha = cv2.warpAffine(feathered_alpha(maps.fg, threshold, feather), m, size, flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    weight = feathered_alpha(maps.fg, threshold, feather)
+    if visibility is not None:
+        weight = weight * visibility
+    alpha = cv2.warpAffine(weight, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return FaceRegion(int(x0), int(y0), uv.transpose(2, 0, 1), alpha)
 
 
@@ -148,11 +153,12 @@ def _maps_of(face) -> tuple[DenseMaps, np.ndarray]:
 def render_texture(frame: np.ndarray, face, texture: np.ndarray, strength: float = 1.0, match: ColorMatch = "shading",
                    feather: float = 0.06) -> np.ndarray:
     """A copy of ``frame`` (BGR uint8) with ``texture`` (UV space, BGR or BGRA) rendered on
-    ``face`` (a FaceResult with maps), blended by strength x feathered foreground x texture
-    alpha; colours adapted to the face by ``match`` (see ``match_colors``)."""
+    ``face`` (a FaceResult with maps), blended by strength x feathered foreground x the face's
+    visibility (when it has one) x texture alpha; colours adapted to the face by ``match``
+    (see ``match_colors``)."""
     maps, crop_to_image = _maps_of(face)
     out = frame.copy()
-    region = face_region(maps, crop_to_image, frame.shape, feather)
+    region = face_region(maps, crop_to_image, frame.shape, feather, visibility=getattr(face, "visibility", None))
     if region is None or strength <= 0:
         return out
     sampled = sample_texture(texture, region.uv)
@@ -173,8 +179,10 @@ def unwrap_face(image: np.ndarray, face, size: int = 256, supersample: int = 2) 
     Splats image colours at their predicted UVs (sampled on a grid ``supersample`` x finer than
     the texture so a frontal face leaves few gaps), closes pinholes from neighbours, fills the
     side of the face turned away from the camera from its mirror image (u_h -> 1-u_h: the
-    template is symmetric), and inpaints what is left.  Returns (texture, coverage) where
-    coverage (size,size) bool marks texels seen in the photo (after closing pinholes)."""
+    template is symmetric), and inpaints what is left.  Pixels the face's visibility marks as
+    not face (hair over the forehead, a hand) are left out, so the texture shows skin there.
+    Returns (texture, coverage) where coverage (size,size) bool marks texels seen in the photo
+    (after closing pinholes)."""
     maps, crop_to_image = _maps_of(face)
     n = size * supersample
     s = maps.fg.shape[0]
@@ -187,7 +195,10 @@ def unwrap_face(image: np.ndarray, face, size: int = 256, supersample: int = 2) 
     map_y = m[1, 0] * gx + m[1, 1] * gy + m[1, 2]
     colors = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     uv = cv2.resize(np.nan_to_num(maps.uv).transpose(1, 2, 0), (n, n), interpolation=cv2.INTER_LINEAR)
-    fg = cv2.resize(feathered_alpha(maps.fg, feather=0.02), (n, n), interpolation=cv2.INTER_LINEAR)
+    weight = feathered_alpha(maps.fg, feather=0.02)
+    if getattr(face, "visibility", None) is not None:
+        weight = weight * face.visibility
+    fg = cv2.resize(weight, (n, n), interpolation=cv2.INTER_LINEAR)
     inside = (fg > 0.5) & (map_x >= 0) & (map_y >= 0) & (map_x <= image.shape[1] - 1) & (map_y <= image.shape[0] - 1)
     texture, seen = splat(uv[..., 0][inside], uv[..., 1][inside], colors[inside].astype(np.float32), size)
     texture, seen = close_pinholes(texture, seen)

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from tracker.commands import face_to_json
+from tracker.commands import COORDINATES, face_to_json, largest_face
 from tracker.detector import cnn_missing_note
 from tracker.fileio import (atomic_output_dir, atomic_write_image, atomic_write_json, atomic_write_text, check_writable, remove_partial_dirs,
                             safe_output_path)
@@ -59,7 +59,7 @@ class Subject:
         if not faces:
             return None
         same = [f for f in faces if self.sticky and f.track_id == self.track_id]
-        face = same[0] if same else max(faces, key=lambda f: f.roi.size)
+        face = same[0] if same else largest_face(faces)
         self.track_id = face.track_id
         return face
 
@@ -107,7 +107,7 @@ def run_video(args) -> int:
         w.writerows(rows)
         atomic_write_text(args.csv, buf.getvalue())
     if args.json:
-        atomic_write_json(args.json, {"source": str(args.input), "fps": info.fps, "frames": frames_json})
+        atomic_write_json(args.json, {"source": str(args.input), "coordinates": COORDINATES, "fps": info.fps, "frames": frames_json})
     elapsed = time.perf_counter() - t_start
     print(f"done: {n} frames in {elapsed:.1f}s ({n / elapsed:.1f} fps, engine {tracker.engine.describe()})"
           + (f"; wrote {args.out}" if args.out else ""))

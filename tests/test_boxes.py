@@ -1,0 +1,227 @@
+"""Face boxes given by the user: ``Tracker.track(frame, boxes=...)``, the ``--boxes`` file format,
+``images --boxes`` end to end, and which face a ``.pts`` holds."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from tracker.boxfile import BoxFileError, landmark_box, read_boxes, write_boxes
+from tracker.boxfile import main as boxfile_main
+from tracker.cli import main
+from tracker.commands import DEMO_IMAGE, pts_face
+from tracker.crop import Roi
+from tracker.detector import GIVEN, BoxError, Detection, given_box
+from tracker.pipeline import FaceResult, Tracker, TrackerConfig
+from tracker.pts import read_pts
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return cv2.imread(str(DEMO_IMAGE))
+
+
+@pytest.fixture(scope="module")
+def tracker() -> Tracker:
+    return Tracker(TrackerConfig(mode="image"))
+
+
+@pytest.fixture(scope="module")
+def detected(tracker, astronaut) -> np.ndarray:
+    """The tracker's own landmarks on the demo still (with its detector)."""
+    return tracker.track(astronaut).faces[0].landmarks
+
+
+def _nme(a: np.ndarray, b: np.ndarray) -> float:
+    iod = np.linalg.norm(b[36] - b[45])
+    return float(np.nanmean(np.linalg.norm(a - b, axis=1)) / iod)
+
+
+# -- the box type ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("box, reason", [
+    ((10, 10, 5, 20), "degenerate"),
+    ((10, 10, 10.5, 20), "degenerate"),
+    ((0, float("nan"), 5, 5), "finite"),
+    (("a", 0, 5, 5), "numbers"),
+])
+def test_degenerate_boxes_are_one_line_errors(box, reason):
+    with pytest.raises(BoxError, match=reason) as exc:
+        given_box(*box)
+    assert "\n" not in str(exc.value) and isinstance(exc.value, ValueError)
+
+
+def test_given_box_is_a_detection():
+    d = given_box(1, 2, 30, 40)
+    assert d == Detection(1.0, 2.0, 30.0, 40.0, 1.0, GIVEN) and d.width == 29
+
+
+# -- Tracker.track(frame, boxes=...) ---------------------------------------------------------
+
+
+def test_given_landmark_box_gives_the_detected_face(tracker, astronaut, detected):
+    box = landmark_box(detected)
+    result = tracker.track(astronaut, boxes=[(box.x0, box.y0, box.x1, box.y1)])
+    assert len(result.faces) == 1 and "detect" not in result.timings  # the detector did not run
+    face = result.faces[0]
+    assert face.box.detector == GIVEN and face.detected and face.score == 1.0
+    assert _nme(face.landmarks, detected) < 0.03
+    # An (N,4) array and a Detection work the same way.
+    assert _nme(tracker.track(astronaut, boxes=np.array([[box.x0, box.y0, box.x1, box.y1]])).faces[0].landmarks, detected) < 0.03
+    assert _nme(tracker.track(astronaut, boxes=[box]).faces[0].landmarks, detected) < 0.03
+
+
+def test_faces_come_back_in_the_order_of_the_boxes(tracker, astronaut, detected):
+    pair = np.hstack([astronaut, astronaut])  # the same face twice, 512 px apart
+    box = landmark_box(detected)
+    left, right = (box.x0, box.y0, box.x1, box.y1), (box.x0 + 512, box.y0, box.x1 + 512, box.y1)
+    for boxes in ([left, right], [right, left]):
+        faces = tracker.track(pair, boxes=boxes).faces
+        assert len(faces) == 2
+        for face, b in zip(faces, boxes):
+            assert (face.box.x0, face.box.y0) == (b[0], b[1])
+            assert b[0] < np.nanmean(face.landmarks[:, 0]) < b[2]
+
+
+def test_no_boxes_means_no_face_and_bad_boxes_fail_before_any_work(tracker, astronaut):
+    assert tracker.track(astronaut, boxes=[]).faces == []
+    for bad in ([(1, 2, 3)], [(600, 600, 700, 700)], np.zeros((2, 3)), [(10, 10, 5, 20)]):
+        with pytest.raises(BoxError):
+            tracker.track(astronaut, boxes=bad)
+    video = Tracker(TrackerConfig(mode="video"))
+    with pytest.raises(BoxError, match="outside the 512x512 image"):
+        video.track(astronaut, boxes=[(-50, 0, -10, 40)])
+    assert video._frame == 0  # nothing happened
+
+
+def test_video_mode_box_starts_a_track_that_then_continues(astronaut, detected):
+    video = Tracker(TrackerConfig(mode="video"))
+    box = landmark_box(detected)
+    first = video.track(astronaut, boxes=[box]).faces
+    assert len(first) == 1 and first[0].detected
+    second = video.track(astronaut).faces
+    assert len(second) == 1 and not second[0].detected and second[0].track_id == first[0].track_id
+    # A box over the tracked face continues the track instead of starting another.
+    third = video.track(astronaut, boxes=[box]).faces
+    assert len(third) == 1 and third[0].track_id == first[0].track_id
+
+
+# -- the box file ----------------------------------------------------------------------------
+
+
+def test_box_file_formats(tmp_path):
+    f = tmp_path / "boxes.txt"
+    f.write_text("stem,x0,y0,x1,y1\n"
+                 "# a comment\n\n"
+                 "a 1 2 30 40\n"
+                 "sub/b.jpg, 5, 6, 70, 80\n"
+                 "a 100 100 150 160\n"
+                 "my photo 2.5 3.5 40 50\n")
+    boxes = read_boxes(f)
+    assert list(boxes) == ["a", "sub/b", "my photo"]
+    assert [(b.x0, b.y1) for b in boxes["a"]] == [(1.0, 40.0), (100.0, 160.0)]  # several faces, file order
+    assert boxes["sub/b"][0] == given_box(5, 6, 70, 80)
+    write_boxes(tmp_path / "again.txt", boxes)
+    assert read_boxes(tmp_path / "again.txt") == boxes
+
+
+@pytest.mark.parametrize("text, line, reason", [
+    ("a 1 2 3 4\nb 1 2 3\n", 2, "expected 'STEM X0 Y0 X1 Y1'"),
+    ("a 1 2 3 4\nb 1 2 x 4\n", 2, "must be numbers"),
+    ("a 1 2 3 4\n\nb 10 2 3 4\n", 3, "degenerate"),
+    ("a 1 2 nan 4\n", 1, "finite"),
+    (",1,2,3,4\n", 1, "expected"),
+])
+def test_malformed_box_file_names_the_line(tmp_path, text, line, reason):
+    f = tmp_path / "boxes.txt"
+    f.write_text(text)
+    with pytest.raises(BoxFileError, match=reason) as exc:
+        read_boxes(f)
+    assert str(exc.value).startswith(f"{f}:{line}: ") and "\n" not in str(exc.value)
+
+
+def test_empty_or_missing_box_file(tmp_path):
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(BoxFileError, match="no boxes"):
+        read_boxes(tmp_path / "empty.txt")
+    with pytest.raises(BoxFileError, match="not found"):
+        read_boxes(tmp_path / "missing.txt")
+
+
+def test_box_file_from_ground_truth(tmp_path, detected):
+    from tracker.pts import write_pts
+
+    (tmp_path / "gt" / "sub").mkdir(parents=True)
+    write_pts(tmp_path / "gt" / "sub" / "face.pts", detected)
+    assert boxfile_main(["--pts", str(tmp_path / "gt"), "--out", str(tmp_path / "b.txt")]) == 0
+    b = read_boxes(tmp_path / "b.txt")["sub/face"][0]
+    assert np.allclose([b.x0, b.y0, b.x1, b.y1], [*detected.min(0), *detected.max(0)], atol=0.01)
+
+
+# -- images --boxes --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, astronaut):
+    d = tmp_path_factory.mktemp("boxes_in")
+    cv2.imwrite(str(d / "astro.jpg"), astronaut)
+    cv2.imwrite(str(d / "pair.png"), np.hstack([astronaut, astronaut]))
+    cv2.imwrite(str(d / "other.png"), astronaut)
+    return d
+
+
+def test_images_with_a_box_file(folder, tmp_path, detected, capsys):
+    box = landmark_box(detected)
+    boxes = tmp_path / "boxes.csv"
+    # pair.png: the right face listed first, so its .pts holds the right face.
+    boxes.write_text(f"astro {box.x0} {box.y0} {box.x1} {box.y1}\n"
+                     f"pair.png,{box.x0 + 512},{box.y0},{box.x1 + 512},{box.y1}\n"
+                     f"pair,{box.x0},{box.y0},{box.x1},{box.y1}\n"
+                     f"typo 1 2 3 4\n")
+    out = tmp_path / "out"
+    assert main(["images", "--input", str(folder), "--out", str(out), "--boxes", str(boxes)]) == 0
+    captured = capsys.readouterr()
+    assert f"no box: {folder / 'other.png'} has no line in {boxes}; the detector looks for faces" in captured.err
+    assert "1 stem(s) match no input image, e.g. 'typo'" in captured.err
+    assert "2 with boxes from" in captured.out
+    astro = json.loads((out / "astro.json").read_text())["faces"]
+    assert [f["detector"] for f in astro] == ["given"]
+    assert json.loads((out / "other.json").read_text())["faces"][0]["detector"] == "hog"
+    pair = json.loads((out / "pair.json").read_text())["faces"]
+    assert [f["box"][0] > 512 for f in pair] == [True, False]
+    assert read_pts(out / "pair.pts")[:, 0].mean() > 512
+
+
+def test_images_box_file_errors(folder, tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("astro 1 2 3 4\nastro 1 2 3\n")
+    assert main(["images", "--input", str(folder), "--out", str(tmp_path / "o"), "--boxes", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {bad}:2: expected 'STEM X0 Y0 X1 Y1', got 'astro 1 2 3'"
+    assert not (tmp_path / "o").exists()  # nothing was done
+    outside = tmp_path / "outside.txt"
+    outside.write_text("astro 900 900 1000 1000\n")
+    assert main(["images", "--input", str(folder), "--out", str(tmp_path / "o2"), "--boxes", str(outside)]) == 1
+    captured = capsys.readouterr()
+    assert f"skipped: {folder / 'astro.jpg'}: face box (900.0, 900.0, 1000.0, 1000.0): entirely outside the 512x512 image" in captured.err
+    assert "1 skipped for a box outside the picture" in captured.out and not (tmp_path / "o2" / "astro.json").exists()
+
+
+# -- which face the .pts holds ---------------------------------------------------------------
+
+
+def _face(size: float, score: float, box: Detection | None = None) -> FaceResult:
+    return FaceResult(roi=Roi(0, 0, size), score=score, track_id=0, stages={}, detected=True, box=box)
+
+
+def test_pts_face_rule():
+    small, large, large2 = _face(100, 2.0), _face(300, 1.0), _face(300, 0.5)
+    assert pts_face([]) is None
+    assert pts_face([small, large, large2]) is large  # the largest; of equal ones the first (most confident)
+    a, b = given_box(0, 0, 10, 10), given_box(50, 0, 60, 10)
+    fa, fb = _face(100, 1.0, a), _face(300, 1.0, b)
+    assert pts_face([fa, fb], [a, b]) is fa  # the first given box, whatever its size
+    assert pts_face([fb], [a, b]) is fb  # no face in the first box: the next one

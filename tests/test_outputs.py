@@ -1,0 +1,78 @@
+"""What `images` writes for people and for programs: the annotated picture, the raw part labels,
+and the coordinate convention stated in every JSON."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from tracker.cli import main
+from tracker.commands import COORDINATES, DEMO_IMAGE
+from tracker.pts import read_pts
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("annotate_in")
+    cv2.imwrite(str(d / "astro.png"), cv2.imread(str(DEMO_IMAGE)))
+    cv2.imwrite(str(d / "blank.png"), np.full((120, 160, 3), 128, np.uint8))
+    return d
+
+
+def test_annotate_with_and_without_parts(folder, tmp_path):
+    src = cv2.imread(str(folder / "astro.png"))
+    plain, parts = tmp_path / "plain", tmp_path / "parts"
+    assert main(["images", "--input", str(folder), "--out", str(plain), "--annotate"]) == 0
+    assert main(["images", "--input", str(folder), "--out", str(parts), "--annotate", "--parts"]) == 0
+    a = cv2.imread(str(plain / "astro_annotated.jpg")).astype(int)
+    b = cv2.imread(str(parts / "astro_annotated.jpg")).astype(int)
+    assert a.shape == b.shape == src.shape
+    changed = np.abs(a - src).max(axis=2) > 60  # landmark dots (JPEG noise stays well below)
+    assert 200 < changed.sum() < 0.05 * changed.size
+    # The dots sit on the landmarks.
+    pts = read_pts(plain / "astro.pts")
+    x, y = np.round(pts[30]).astype(int)
+    assert changed[y - 2 : y + 3, x - 2 : x + 3].any()
+    # With --parts the face is tinted as well, and the label map stays raw 0-8 for programs.
+    labels = cv2.imread(str(parts / "astro_parts.png"), cv2.IMREAD_UNCHANGED)
+    assert labels.ndim == 2 and labels.max() <= 8 and set(np.unique(labels)) >= {0, 3, 4, 7, 8}
+    tinted = (np.abs(b - src).max(axis=2) > 20) & (labels > 0)
+    assert tinted.sum() > 0.5 * (labels > 0).sum()
+    # A picture without a face gets its (unchanged) annotated picture too.
+    blank = cv2.imread(str(plain / "blank_annotated.jpg")).astype(int)
+    assert blank.shape == (120, 160, 3) and np.abs(blank - 128).max() < 8
+    assert not list(plain.rglob("*.tmp"))
+
+
+def test_adding_annotate_on_a_rerun_does_the_missing_pictures(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["images", "--input", str(folder), "--out", str(out)]) == 0
+    assert main(["images", "--input", str(folder), "--out", str(out), "--annotate"]) == 0
+    assert "0 already done" in capsys.readouterr().out and (out / "astro_annotated.jpg").exists()
+    assert main(["images", "--input", str(folder), "--out", str(out), "--annotate", "--parts"]) == 0
+    # Only the picture with a face lacks its part labels.
+    assert "1 already done" in capsys.readouterr().out and (out / "astro_parts.png").exists()
+    assert not (out / "blank_parts.png").exists()
+
+
+def test_json_states_its_coordinates_and_pts_add_one(folder, tmp_path):
+    out = tmp_path / "out"
+    assert main(["images", "--input", str(folder), "--out", str(out), "--baseline", "dlib"]) == 0
+    info = json.loads((out / "astro.json").read_text())
+    assert info["coordinates"] == COORDINATES and "0-based" in COORDINATES and "1-based" in COORDINATES
+    assert json.loads((out / "dlib" / "astro.json").read_text())["coordinates"] == COORDINATES
+    mdm = np.array(info["faces"][0]["stages"]["mdm"]["points"], float)
+    assert np.allclose(np.loadtxt(out / "astro.pts", skiprows=3, max_rows=68), mdm + 1.0, atol=2e-3)  # the file: 1-based
+
+
+def test_video_json_states_its_coordinates(tmp_path):
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (512, 512))
+    for _ in range(3):
+        writer.write(cv2.imread(str(DEMO_IMAGE)))
+    writer.release()
+    assert main(["video", str(clip), "--json", str(tmp_path / "v.json")]) == 0
+    info = json.loads((tmp_path / "v.json").read_text())
+    assert info["coordinates"] == COORDINATES and info["frames"][0]["faces"][0]["detector"] == "hog"

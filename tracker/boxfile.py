@@ -1,0 +1,122 @@
+"""Face-box files for ``run_tracker images --boxes FILE``: the faces of each image given by the
+user instead of the detector.
+
+One box per line, ``STEM X0 Y0 X1 Y1`` (whitespace-separated) or ``STEM,X0,Y0,X1,Y1`` (CSV):
+
+* ``STEM``: the image's path relative to ``--input`` without its extension (``helen/trainset/
+  100032540_1``), the output stem; with the extension also works (``photo.jpg``), so may spaces.
+* ``X0 Y0 X1 Y1``: the box in 0-based image pixels, x0 < x1, y0 < y1; read as the tight box
+  around the face's 68 landmarks (jaw to jaw, brows to chin), like the ground-truth boxes of the
+  300-W bounding-box lists (``tracker.crop.BOX_CALIBRATION``).
+* Several lines with the same stem: several faces in that image (the first is the one its
+  ``.pts`` holds).  Blank lines and lines starting with ``#`` are ignored, and so is a first
+  line naming the columns (``stem,x0,y0,x1,y1``).
+
+Anything else is a ``BoxFileError`` naming the file and line.
+
+``python -m tracker.boxfile --pts DIR [--list FILE] --out boxes.txt`` writes the tight box around
+each ground-truth ``.pts`` of a folder (the 300-W protocol of evaluating with given boxes).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tracker.detector import Detection, given_box
+from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_text
+from tracker.pts import PtsError, read_pts
+
+
+class BoxFileError(ValueError):
+    """A box file cannot be used; one line naming the file, the line number and the reason."""
+
+
+def box_key(stem: str) -> str:
+    """The lookup key of an image: its relative path, '/'-separated, without image extension."""
+    key = stem.strip().replace("\\", "/")
+    return key[: -len(Path(key).suffix)] if Path(key).suffix.lower() in IMAGE_EXTENSIONS else key
+
+
+def read_boxes(path: Path) -> dict[str, list[Detection]]:
+    """{stem (without image extension): [boxes in file order]} from a box file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BoxFileError(f"{path}: box file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BoxFileError(f"{path}: cannot read the box file ({getattr(exc, 'strerror', None) or exc})") from None
+    boxes: dict[str, list[Detection]] = {}
+    first = True
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = [f.strip() for f in (line.rsplit(",", 4) if "," in line else line.rsplit(None, 4))]
+        if first and [f.lower() for f in fields[1:]] == ["x0", "y0", "x1", "y1"]:
+            first = False
+            continue  # a CSV header
+        first = False
+        where = f"{path}:{number}"
+        if len(fields) != 5 or not fields[0]:
+            raise BoxFileError(f"{where}: expected 'STEM X0 Y0 X1 Y1', got {line!r}")
+        try:
+            coords = [float(v) for v in fields[1:]]
+        except ValueError:
+            raise BoxFileError(f"{where}: box coordinates must be numbers, got {line!r}") from None
+        try:
+            box = given_box(*coords)
+        except ValueError as exc:
+            raise BoxFileError(f"{where}: {exc}") from None
+        boxes.setdefault(box_key(fields[0]), []).append(box)
+    if not boxes:
+        raise BoxFileError(f"{path}: no boxes in the file")
+    return boxes
+
+
+def landmark_box(points: np.ndarray) -> Detection:
+    """The tight box around (N,2) 0-based landmarks (NaN rows ignored)."""
+    p = points[np.isfinite(points).all(axis=1)]
+    return given_box(*p.min(axis=0), *p.max(axis=0))
+
+
+def write_boxes(path: Path, boxes: dict[str, list[Detection]]) -> None:
+    """A box file ``read_boxes`` reads back (atomically)."""
+    lines = [f"{stem} {b.x0:.2f} {b.y0:.2f} {b.x1:.2f} {b.y1:.2f}\n" for stem, bs in boxes.items() for b in bs]
+    atomic_write_text(path, "# stem x0 y0 x1 y1 (0-based pixels; tracker/boxfile.py)\n" + "".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tracker.boxfile", description="Write the box file of a folder's ground-truth .pts: "
+                                 "the tight box around each face's landmarks, for run_tracker images --boxes.")
+    ap.add_argument("--pts", type=Path, required=True, help="folder with <stem>.pts (searched recursively)")
+    ap.add_argument("--list", type=Path, help="only these images (paths relative to --pts, e.g. splits/val.txt)")
+    ap.add_argument("--out", type=Path, required=True, help="the box file to write")
+    args = ap.parse_args(argv)
+    if not args.pts.is_dir() or (args.list and not args.list.is_file()):
+        print(f"error: {args.pts if not args.pts.is_dir() else args.list}: not found", file=sys.stderr)
+        return 2
+    if args.list:
+        files = [args.pts / Path(line.strip()).with_suffix(".pts") for line in args.list.read_text().splitlines() if line.strip()]
+    else:
+        files = sorted(args.pts.rglob("*.pts"))
+    boxes, failed = {}, 0
+    for f in files:
+        try:
+            boxes[f.relative_to(args.pts).with_suffix("").as_posix()] = [landmark_box(read_pts(f))]
+        except (PtsError, ValueError) as exc:
+            print(f"skipped: {exc}", file=sys.stderr)
+            failed += 1
+    if not boxes:
+        print(f"error: {args.pts}: no usable .pts files", file=sys.stderr)
+        return 2
+    write_boxes(args.out, boxes)
+    print(f"done: {len(boxes)} boxes written to {args.out}, {failed} .pts files skipped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
