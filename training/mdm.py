@@ -256,7 +256,7 @@ class MDMTask:
 
     val_key = "val_nme_refined"
 
-    def __init__(self, data_root, batch_size: int, perturbation: Perturbation = Perturbation()):
+    def __init__(self, data_root, batch_size: int, perturbation: Perturbation = Perturbation(), extra_train: tuple = ()):
         from tracker.shape_model import load_shape_model
 
         self.net = MDM()
@@ -264,7 +264,9 @@ class MDMTask:
         self.perturbation = perturbation
         self.model = load_shape_model()
         self.reference = reference_shape(self.model)
-        self.crops, self.truths = build_cache(data_root, "train", self.reference)
+        # extra_train: folders laid out like data_root (e.g. training.profile's views): more train faces.
+        parts = [build_cache(root, "train", self.reference) for root in (data_root, *extra_train)]
+        self.crops, self.truths = np.concatenate([c for c, _ in parts]), np.concatenate([t for _, t in parts])
         self.val = fixed_validation(*build_cache(data_root, "val", self.reference), self.model, self.reference, perturbation)
 
     def batch(self, rng: np.random.Generator):
