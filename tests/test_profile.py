@@ -130,6 +130,22 @@ def test_view_maps_are_valid_and_far_surroundings_stay(scene, view):
     assert image.shape == s.image.shape and image.min() > 0  # no holes: the texture has no black
 
 
+def test_face_is_drawn_over_its_surroundings(scene):
+    """Paint everything outside the source face red: no red may land on the view's face."""
+    import dataclasses
+
+    s, _ = scene
+    grown = cv2.dilate(s.face_mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    painted = s.image.copy()
+    painted[~grown] = (0, 0, 255)
+    for yaw, pitch in ((25.0, 8.0), (-35.0, -10.0)):
+        image, gt, _ = PR.render_view(dataclasses.replace(s, image=painted), G.load_template(), PR.View(1, yaw, pitch))
+        inner = cv2.erode(gt.mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        red = (image[..., 2] > 200) & (image[..., :2].max(axis=2) < 60)
+        assert (red & inner).sum() == 0
+        assert (red & ~gt.mask).sum() > 1000  # (the paint is there, around the face)
+
+
 def test_turn_moves_the_mesh_like_the_new_pose(scene):
     s, _ = scene
     template = G.load_template()

@@ -95,9 +95,8 @@ def choose_view(source_yaw: float, key: str, index: int, options: ProfileOptions
 
     The target |yaw| runs through [|yaw|+min_step, max_yaw] (at least min_step wide, so a face
     near max_yaw may go past it) in van der Corput order, jittered within its stratum, so any
-    first N views spread over the range.  A face already within
-    min_step of max_yaw is turned back towards frontal instead; a near-frontal face (|yaw| < 5)
-    turns either way.
+    first N views spread over the range.  A face already within min_step of max_yaw is turned
+    back towards frontal instead; a near-frontal face (|yaw| < 5) turns either way.
     """
     rng = np.random.default_rng([options.seed, zlib.crc32(key.encode()), index])
     jitter, coin, pitch = rng.uniform(-0.5, 0.5), rng.random(), rng.uniform(-1.0, 1.0)
@@ -337,15 +336,10 @@ def render_view(scene: Scene, template: Template, view: View) -> tuple[np.ndarra
     bg = scene.background
     moved = turn.move(bg.points)
     bg_pts = bg.points + bg.carry[:, None] * (moved - bg.points)
-    # The face is drawn over the surroundings wherever both land (its depth lifted above all).
-    lift = face_z.max() - bg_pts[:, 2].min() + 1.0
-    raster = rasterize(
-        np.r_[face_pts, bg_pts[:, :2]],
-        np.r_[face_z, bg_pts[:, 2] - lift],
-        np.r_[model.triangles, bg.triangles + model.n_vertices],
-        shape,
-    )
+    # The face is drawn over the surroundings wherever both land: all of them sink below it.
+    sink = bg_pts[:, 2].max() - face_z.min() + 1.0
     triangles = np.r_[model.triangles, bg.triangles + model.n_vertices]
+    raster = rasterize(np.r_[face_pts, bg_pts[:, :2]], np.r_[face_z, bg_pts[:, 2] - sink], triangles, shape)
     src = raster.interpolate(np.r_[scene.sources, bg.sources], triangles)
     gy, gx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
     hole = ~raster.covered  # outside the moving region: the source pixel itself
