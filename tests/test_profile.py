@@ -209,7 +209,7 @@ def test_cli_writes_resumes_skips_and_is_deterministic(tmp_path, capsys):
     names = sorted(p.name for p in (out / "set").iterdir())
     assert names == [f"good_p{k}{e}" for k in (1, 2) for e in (".jpg", ".npz", ".pts")]
     assert (out / "splits" / "train.txt").read_text().split() == ["set/good_p1.jpg", "set/good_p2.jpg"]
-    assert cv2.imread(str(tmp_path / "sheet.jpg")).shape[1] == 3 * 176
+    assert cv2.imread(str(tmp_path / "sheet.jpg")).shape == (2 * 160, 3 * 160, 3)  # source + 2 views, plain and drawn
     with np.load(out / "set" / "good_p1.npz") as z:
         assert str(z["source"]) == "set/good.png" and int(z["view"]) == 1 and int(z["face_index"]) == 0
         assert z["uv"].dtype == np.float16 and z["landmarks"].shape == (1, 68, 2)

@@ -47,7 +47,7 @@ import cv2
 import numpy as np
 
 from tracker.crop import roi_from_landmarks
-from tracker.fileio import ImageReadError, atomic_save_npz, atomic_write_image, atomic_write_json, atomic_write_text, read_image, safe_output_path
+from tracker.fileio import ImageReadError, atomic_save_npz, atomic_write_bytes, atomic_write_image, atomic_write_json, atomic_write_text, read_image, safe_output_path
 from tracker.metrics import nme
 from tracker.pts import PtsError, write_pts
 from training.fitting import FitResult, LandmarkDefinition, Pose, landmark_points, march_jaw, project
@@ -432,41 +432,39 @@ def write_split(out: Path, rels: list[str], views: int) -> list[str]:
 # --- contact sheet ----------------------------------------------------------------------------
 
 
-def annotate(image: np.ndarray, gt: dict, landmarks: np.ndarray) -> np.ndarray:
-    """UV iso-lines and the 68 landmarks (jaw cyan, others green) on an image."""
-    out = draw_iso_lines(image, gt["uv"], gt["mask"], steps=12)
-    r = max(1, int(round(np.ptp(landmarks, axis=0).max() / 90)))
-    for k, (x, y) in enumerate(landmarks):
-        cv2.circle(out, (int(round(x)), int(round(y))), r, (255, 255, 0) if k < 17 else (0, 255, 0), -1, cv2.LINE_AA)
-    return out
-
-
-def face_tile(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
+def face_tiles(image: np.ndarray, uv: np.ndarray, mask: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The face at (size, size), plain and with its ground truth drawn at tile resolution
+    (UV iso-lines, jaw landmarks cyan, the others green)."""
     roi = roi_from_landmarks(landmarks)
     m = cv2.getRotationMatrix2D((0.0, 0.0), 0.0, size / (1.15 * roi.size))
     m[:, 2] = (size - 1) / 2 - m[:, :2] @ np.array([roi.cx, roi.cy])
-    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
+    warp = dict(dsize=(size, size), borderMode=cv2.BORDER_CONSTANT)
+    plain = cv2.warpAffine(image, m, flags=cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR, **warp)
+    tile_uv = np.stack([cv2.warpAffine(c.astype(np.float32), m, flags=cv2.INTER_NEAREST, borderValue=np.nan, **warp) for c in uv])
+    tile_mask = cv2.warpAffine(mask.astype(np.uint8), m, flags=cv2.INTER_NEAREST, **warp) > 0
+    drawn = draw_iso_lines(plain, tile_uv, tile_mask, steps=10)
+    for k, (x, y) in enumerate(landmarks @ m[:, :2].T + m[:, 2]):
+        cv2.circle(drawn, (int(round(x)), int(round(y))), 2, (255, 255, 0) if k < 17 else (0, 255, 0), -1, cv2.LINE_AA)
+    return plain, drawn
 
 
-def contact_sheet(data: Path, gt_root: Path, out: Path, rels: list[str], views: int, tile: int = 176) -> np.ndarray:
-    """One row per face: the source with its ground truth, then its views with theirs."""
+def contact_sheet(data: Path, gt_root: Path, out: Path, rels: list[str], views: int, tile: int = 160) -> np.ndarray:
+    """Two rows per face: the source then its views, plain and with their ground truth."""
     rows = []
     for rel in rels:
-        tiles = []
-        with np.load((gt_root / rel).with_suffix(".npz")) as z:
-            f = int(z["face_index"])
-            lm = z["landmarks"][f]
-            tiles.append(face_tile(annotate(read_image(data / rel), {name: z[name] for name in ("uv", "mask")}, lm), lm, tile))
-        for k in range(1, views + 1):
-            stem = view_stem(rel, k)
-            with np.load(out / f"{stem}.npz") as z:
-                lm = z["landmarks"][0]
-                img = annotate(read_image(out / f"{stem}.jpg"), {name: z[name] for name in ("uv", "mask")}, lm)
-                yaw, pitch = z["view_yaw_pitch"]
-            t = face_tile(img, lm, tile)
-            cv2.putText(t, f"yaw {yaw:+.0f} pitch {pitch:+.0f}", (4, tile - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1, cv2.LINE_AA)
-            tiles.append(t)
-        rows.append(np.hstack(tiles))
+        items = [(data / rel, (gt_root / rel).with_suffix(".npz"), None)]
+        items += [(out / f"{view_stem(rel, k)}.jpg", out / f"{view_stem(rel, k)}.npz", k) for k in range(1, views + 1)]
+        plain, drawn = [], []
+        for image_path, npz, k in items:
+            with np.load(npz) as z:
+                f = int(z["face_index"])
+                a, b = face_tiles(read_image(image_path), z["uv"], z["mask"], z["landmarks"][f], tile)
+                label = "source" if k is None else "yaw {:+.0f} pitch {:+.0f}".format(*z["view_yaw_pitch"])
+            cv2.putText(a, label, (4, tile - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(a, label, (4, tile - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1, cv2.LINE_AA)
+            plain.append(a)
+            drawn.append(b)
+        rows += [np.hstack(plain), np.hstack(drawn)]
     return np.vstack(rows)
 
 
@@ -519,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         ready = [r for r in rels if all(view_done(args.out, r, k) for k in range(1, args.views + 1))]
         pick = [ready[i] for i in np.linspace(0, len(ready) - 1, min(args.sheet_faces, len(ready))).round().astype(int)] if ready else []
         if pick:
-            atomic_write_image(args.sheet, contact_sheet(args.data, args.gt, args.out, pick, args.views))
+            ok, jpeg = cv2.imencode(".jpg", contact_sheet(args.data, args.gt, args.out, pick, args.views), [cv2.IMWRITE_JPEG_QUALITY, 85])
+            atomic_write_bytes(args.sheet, jpeg.tobytes())
     print(f"done: {written} views written for {counts['ok']} faces, {counts['skip']} faces already done, "
           f"{counts['error']} skipped in {elapsed:.1f}s; {len(done)} views listed in {args.out / 'splits' / 'train.txt'}")
     return 1 if counts["error"] else 0
