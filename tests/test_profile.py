@@ -238,6 +238,13 @@ def test_profiled_folder_feeds_the_training_caches(tmp_path):
     assert (cache.flags & 1).any(axis=(1, 2)).all()
     both = concat_caches([cache, cache])
     assert len(both.names) == 4 and both.images.shape[0] == 4
+    # The refiner's cache reads the same folder (images + .pts) as a data root.
+    from tracker.refiner import reference_shape
+    from tracker.shape_model import load_shape_model
+    from training.mdm import build_cache as refiner_cache
+
+    crops, truths = refiner_cache(out, "train", reference_shape(load_shape_model()))
+    assert crops.shape[0] == 2 and truths.shape == (2, 68, 2)
 
 
 @pytest.mark.shared_data
