@@ -71,6 +71,14 @@ def build_cache(data_root: Path, gt_root: Path, split: str, out: Path) -> FaceCa
     return cache
 
 
+def concat_caches(caches: list[FaceCache]) -> FaceCache:
+    """One cache of several (e.g. the real faces and their profiled views, training.profile)."""
+    if len(caches) == 1:
+        return caches[0]
+    return FaceCache(*(np.concatenate([getattr(c, f) for c in caches]) for f in ("images", "uv", "depth", "flags")),
+                     tuple(n for c in caches for n in c.names))
+
+
 @dataclass(frozen=True)
 class Augment:
     scale_sigma: float = 0.12

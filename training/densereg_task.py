@@ -1,6 +1,7 @@
 """The DenseReg training task: batches from the face cache, the paper's losses, val metrics."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,17 @@ from tracker.assets import ASSETS
 from tracker.crop import to_network_input
 from tracker.parts import PART_NAMES, lookup_parts, part_iou
 from tracker.uvcodec import encode
-from training.dataset import NO_AUGMENT, Augment, build_cache, sample_crop
+from training.dataset import NO_AUGMENT, Augment, build_cache, concat_caches, sample_crop
 from training.losses import densereg_loss, segment_loss
 from training.model import CONFIGS, DenseReg, NetConfig, decode_torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def extra_cache_path(cache_dir: Path, root: Path) -> Path:
+    """Cache of an extra training folder, named by its split's content (a grown folder is re-cached)."""
+    digest = hashlib.sha1((root / "splits" / "train.txt").read_bytes()).hexdigest()[:10]
+    return cache_dir / f"densereg_train_{root.resolve().name}_{digest}.npz"
 
 
 def to_tensors(samples, k: int, part_map: np.ndarray | None = None):
@@ -50,14 +57,18 @@ class DenseRegTask:
     """DenseReg (quantized or plain) or, with variant "segment", the part-segmentation baseline
     on the same backbone, data, augmentation and budget."""
 
-    def __init__(self, data: Path, gt: Path, config: str, variant: str, batch_size: int, augment: Augment = Augment()):
+    def __init__(self, data: Path, gt: Path, config: str, variant: str, batch_size: int, augment: Augment = Augment(),
+                 extra_gt: tuple[Path, ...] = ()):
+        """extra_gt: more training folders that are their own data root (images, .pts,
+        splits/train.txt) and ground truth, e.g. the profiled views of ``training.profile``."""
         base = CONFIGS[config]
         self.cfg = NetConfig(base.name, base.input_size, base.k, variant)
         self.net = DenseReg(self.cfg)
         self.batch_size = batch_size
         self.augment = augment
         cache_dir = REPO / "data" / "cache"
-        self.train = build_cache(data, gt, "train", cache_dir / "densereg_train.npz")
+        self.train = concat_caches([build_cache(data, gt, "train", cache_dir / "densereg_train.npz")]
+                                   + [build_cache(d, d, "train", extra_cache_path(cache_dir, d)) for d in extra_gt])
         self.val = build_cache(data, gt, "val", cache_dir / "densereg_val.npz")
         rng = np.random.default_rng(0)
         self.val_samples = [sample_crop(self.val, i, self.cfg.input_size, NO_AUGMENT, rng) for i in range(len(self.val.names))]

@@ -87,15 +87,18 @@ class DenseGT:
     ignore: np.ndarray
 
 
+def project_mesh(model: MorphableModel, fit: FitResult) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted mesh in the image: (V,2) 0-based pixels and (V,) depth in pixels (larger = nearer)."""
+    cam = model.instance(fit.shape_coeffs, fit.expr_coeffs) @ fit.pose.rotation.T
+    return fit.pose.scale * cam[:, :2] * np.array([1.0, -1.0]) + fit.pose.translation, fit.pose.scale * cam[:, 2]
+
+
 def render_faces(template: Template, fits: list[FitResult], shape: tuple[int, int]) -> DenseGT:
     """Z-buffer all fitted meshes together so that faces occlude each other correctly."""
     model = template.model
     pts, depth, tris, uvs, zn = [], [], [], [], []
     for i, fit in enumerate(fits):
-        verts = model.instance(fit.shape_coeffs, fit.expr_coeffs)
-        cam = verts @ fit.pose.rotation.T
-        p = fit.pose.scale * cam[:, :2] * np.array([1.0, -1.0]) + fit.pose.translation
-        z = fit.pose.scale * cam[:, 2]
+        p, z = project_mesh(model, fit)
         pts.append(p)
         depth.append(z)
         zn.append((z - z.min()) / max(z.max() - z.min(), 1e-9))
@@ -221,6 +224,17 @@ def save_groundtruth(path: Path, gt: DenseGT, arrays: dict) -> None:
     )
 
 
+def draw_iso_lines(image: np.ndarray, uv: np.ndarray, face: np.ndarray, steps: int = 20) -> np.ndarray:
+    """A copy of the image with the (2,H,W) UV map's iso-lines: u_h yellow, u_v magenta."""
+    uv = np.nan_to_num(uv.astype(np.float32), nan=-1.0)
+    iso = image.copy()
+    for ch, colour in ((0, (0, 255, 255)), (1, (255, 0, 255))):
+        q = np.floor(uv[ch] * steps)
+        edge = face & ((q != np.roll(q, 1, 0)) | (q != np.roll(q, 1, 1)))
+        iso[edge] = colour
+    return iso
+
+
 def preview(image: np.ndarray, gt: DenseGT, landmarks: np.ndarray, fitted: np.ndarray, width: int = 360) -> np.ndarray:
     """A 2x3 mosaic: UV iso-lines, u_h, u_v, parts, depth, fitted (green) vs annotated (red)."""
     uv = np.nan_to_num(gt.uv, nan=-1.0)
@@ -232,11 +246,7 @@ def preview(image: np.ndarray, gt: DenseGT, landmarks: np.ndarray, fitted: np.nd
         out[face] = c[face]
         return out
 
-    iso = image.copy()
-    for ch, colour in ((0, (0, 255, 255)), (1, (255, 0, 255))):
-        q = np.floor(uv[ch] * 20)
-        edge = face & ((q != np.roll(q, 1, 0)) | (q != np.roll(q, 1, 1)))
-        iso[edge] = colour
+    iso = draw_iso_lines(image, gt.uv, face)
     iso[gt.ignore] = (iso[gt.ignore] * 0.5 + np.array([0, 0, 128])).astype(np.uint8)
     parts = cv2.addWeighted(image, 0.4, P.colorize_parts(gt.parts), 0.6, 0)
     depth = colormap(np.nan_to_num(gt.depth.astype(np.float32)))

@@ -335,7 +335,7 @@ class MDMTask:
     val_key = "val_nme_refined"
 
     def __init__(self, data_root, batch_size: int, perturbation: Perturbation = Perturbation(),
-                 config: MDMConfig = MDMConfig(), frame: CanonicalFrame = COARSE):
+                 config: MDMConfig = MDMConfig(), frame: CanonicalFrame = COARSE, extra_train: tuple = ()):
         from tracker.shape_model import load_shape_model
 
         assert (config.crop, config.patch) == (frame.crop, frame.patch), "network and frame disagree"
@@ -347,7 +347,9 @@ class MDMTask:
         self.reference = frame.reference(self.model)
         cache = CACHE[frame]
         cached = (cache.reference(frame, self.model), cache.size(frame))
-        self.crops, self.truths = build_cache(data_root, "train", *cached)
+        # extra_train: folders laid out like data_root (e.g. training.profile's views): more train faces.
+        parts = [build_cache(root, "train", *cached) for root in (data_root, *extra_train)]
+        self.crops, self.truths = np.concatenate([c for c, _ in parts]), np.concatenate([t for _, t in parts])
         self.val = fixed_validation(*build_cache(data_root, "val", *cached), self.model, self.reference, perturbation, size=self.size)
 
     def batch(self, rng: np.random.Generator):

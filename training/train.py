@@ -1,8 +1,8 @@
 """Train the project's networks on the CPU: ``python -m training.train TASK ...``.
 
-    python -m training.train densereg --config realtime [--variant quantized|plain] [--max-minutes M] [--resume]
-    python -m training.train mdm [--max-minutes M] [--resume]
-    python -m training.train mdm-fine [--max-minutes M] [--resume]
+    python -m training.train densereg --config realtime [--variant quantized|plain] [--gt-extra DIR] [--max-minutes M] [--resume]
+    python -m training.train mdm [--gt-extra DIR] [--max-minutes M] [--resume]
+    python -m training.train mdm-fine [--gt-extra DIR] [--max-minutes M] [--resume]
 
 One loop serves every task (``Task``: batches, loss, validation): deterministic seeds,
 checkpoints every few minutes and on SIGINT/SIGTERM (so training continues across sessions
@@ -161,8 +161,11 @@ def _densereg(args) -> tuple[Task, Schedule, dict]:
     # paper §4.1: 20k iterations, batch 10, poly LR 1e-3, scale augmentation {0.5, ..., 1.5};
     # realtime: trained from scratch (no ImageNet weights here), so longer, larger steps.
     steps, batch, lr, augment = {"paper": (20000, 10, 1e-3, PAPER_AUGMENT), "realtime": (40000, 16, 2e-3, Augment())}[args.config]
-    t = DenseRegTask(args.data, args.gt, args.config, args.variant, args.batch or batch, augment)
-    return t, Schedule(args.steps or steps, t.batch_size, args.lr or lr), {"config": args.config, "variant": args.variant}
+    t = DenseRegTask(args.data, args.gt, args.config, args.variant, args.batch or batch, augment, tuple(args.gt_extra))
+    options = {"config": args.config, "variant": args.variant}
+    if args.gt_extra:
+        options["gt_extra"] = [str(d) for d in args.gt_extra]
+    return t, Schedule(args.steps or steps, t.batch_size, args.lr or lr), options
 
 
 @task("segbaseline")
@@ -176,8 +179,8 @@ def _segbaseline(args) -> tuple[Task, Schedule, dict]:
 def _mdm(args) -> tuple[Task, Schedule, dict]:
     from training.mdm import MDMTask
 
-    t = MDMTask(args.data, args.batch or 16)
-    return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), {}
+    t = MDMTask(args.data, args.batch or 16, extra_train=tuple(args.gt_extra))
+    return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), {"gt_extra": [str(d) for d in args.gt_extra]} if args.gt_extra else {}
 
 
 @task("mdm-fine")
@@ -188,7 +191,7 @@ def _mdm_fine(args) -> tuple[Task, Schedule, dict]:
     from tracker.refiner import FINE
     from training.mdm import FINE_CONFIG, FINE_PERTURBATION, MDMTask
 
-    t = MDMTask(args.data, args.batch or 16, FINE_PERTURBATION, FINE_CONFIG, FINE)
+    t = MDMTask(args.data, args.batch or 16, FINE_PERTURBATION, FINE_CONFIG, FINE, extra_train=tuple(args.gt_extra))
     return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), asdict(FINE_CONFIG)
 
 
@@ -202,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="run folder (default runs/TASK-CONFIG-VARIANT)")
     ap.add_argument("--data", type=Path, default=DEFAULT_300W)
     ap.add_argument("--gt", type=Path, default=REPO / "data" / "gt", help="ground truth from training.groundtruth")
+    ap.add_argument("--gt-extra", type=Path, action="append", default=[],
+                    help="also train on this folder of profiled views (training.profile --out; repeatable; val is unchanged)")
     ap.add_argument("--steps", type=int, default=0)
     ap.add_argument("--stop-at", type=int, default=0,
                     help="stop at this step; the LR schedule still spans --steps (equal-budget comparisons)")
