@@ -1,6 +1,7 @@
 """The DenseReg training task: batches from the face cache, the paper's losses, val metrics."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from tracker.parts import PART_NAMES, lookup_parts, part_iou
 from tracker.uvcodec import encode
 from training.dataset import NO_AUGMENT, Augment, build_cache, sample_crop
 from training.losses import densereg_loss, segment_loss
-from training.model import CONFIGS, DenseReg, NetConfig, decode_torch
+from training.model import CONFIGS, DenseReg, decode_torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,13 +51,12 @@ class DenseRegTask:
     """DenseReg (quantized or plain) or, with variant "segment", the part-segmentation baseline
     on the same backbone, data, augmentation and budget."""
 
-    def __init__(self, data: Path, gt: Path, config: str, variant: str, batch_size: int, augment: Augment = Augment()):
-        base = CONFIGS[config]
-        self.cfg = NetConfig(base.name, base.input_size, base.k, variant)
+    def __init__(self, data: Path, gt: Path, config: str, variant: str, batch_size: int, augment: Augment = Augment(),
+                 cache_dir: Path = REPO / "data" / "cache"):
+        self.cfg = replace(CONFIGS[config], variant=variant)
         self.net = DenseReg(self.cfg)
         self.batch_size = batch_size
         self.augment = augment
-        cache_dir = REPO / "data" / "cache"
         self.train = build_cache(data, gt, "train", cache_dir / "densereg_train.npz")
         self.val = build_cache(data, gt, "val", cache_dir / "densereg_val.npz")
         rng = np.random.default_rng(0)

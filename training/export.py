@@ -5,7 +5,8 @@
 
 Takes ``RUN/best.pt``, writes ``tracker/assets/<name>.onnx`` and ``.pt`` (decoding inside the
 graph for DenseReg: outputs uv, fg, depth), records their SHA-256 in the manifest, checks
-ONNX Runtime against PyTorch on random input, and writes the card from the run's logs.
+ONNX Runtime against PyTorch on random input, and writes the card from the run's logs (and
+from ``RUN/run.json`` where a GPU run of ``training.gpukit`` left one: hardware, command, batch).
 """
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ import numpy as np
 import torch
 
 from tracker.assets import ASSETS, record
+from tracker.crop import NETWORK_INPUT
 from tracker.fileio import atomic_write_text
 from training.deploy import build_deployable, export
+from training.model import CONFIGS
 from training.train import load_checkpoint
 
 NAMES = {"densereg": "densereg_realtime", "mdm": "mdm_refiner"}
@@ -40,6 +43,22 @@ def parity(onnx_path: Path, arch: str, options: dict, state: dict, inputs: dict[
     return diff, max(float(np.abs(r.numpy()).max()) for r in ref)
 
 
+def export_checked(arch: str, options: dict, state: dict, onnx_path: Path) -> tuple[str, float, float]:
+    """Export (ONNX + deployable .pt) and compare ONNX Runtime with PyTorch on a noisy example
+    input: (ONNX SHA-256, max abs difference, largest output magnitude)."""
+    sha = export(arch, options, state, onnx_path)
+    module, inputs, _ = build_deployable(arch, options)
+    example = {n: t.numpy() for n, t in zip(inputs, module.example_inputs())}
+    rng = np.random.default_rng(0)
+    example = {k: (v + rng.normal(size=v.shape).astype(np.float32) if k == "image" else v) for k, v in example.items()}
+    diff, magnitude = parity(onnx_path, arch, options, state, example)
+    return sha, diff, magnitude
+
+
+def parity_ok(diff: float, magnitude: float) -> bool:
+    return diff < 1e-3 * max(1.0, magnitude)
+
+
 def run_summary(run: Path) -> dict:
     vals = [json.loads(line) for line in (run / "val.jsonl").read_text().splitlines() if line.strip()]
     steps = [v["step"] for v in vals]
@@ -58,7 +77,7 @@ CARD = """# {title} (`{name}.onnx`)
 - **Recipe**: {recipe}
 - **Command**: {train_cmd} (resumable; repeat until validation stops improving), then
   `python -m training.export {arch} --run {run}`.
-- **Training**: best checkpoint at step {step} of {last_step} logged; about {logged_hours:.1f} h of training on a 2-core CPU (shared with other runs).
+- **Training**: best checkpoint at step {step} of {last_step} logged; about {trained} of training on {hardware}.
 - **Validation at that step**: {metrics}
 - **Size**: {size_mb:.2f} MB ONNX, {params:,} weights (state-dict values); ONNX Runtime vs PyTorch max abs diff {parity:.2e} on outputs up to {magnitude:.3g}.
 - **SHA-256**: `{sha}` (also in `MANIFEST.json`, checked at load).
@@ -68,20 +87,24 @@ CARD = """# {title} (`{name}.onnx`)
 
 ABOUT = {
     "densereg": dict(
-        title="DenseReg realtime network",
-        what="per-pixel template coordinates (u_h, u_v) by quantized regression (K=10 bins + residuals), foreground probability and normalised depth for a 128x128 face crop (`tracker/crop.py`); decoding inside the graph",
+        title="DenseReg network, `{config}` configuration",
+        what="per-pixel template coordinates (u_h, u_v) by quantized regression (K=10 bins + residuals), foreground probability and normalised depth for a {size}x{size} face crop (`tracker/crop.py`); decoding inside the graph",
         data_extra=", dense ground truth from `python -m training.groundtruth`",
-        recipe="MobileNetV2-style encoder-decoder (`training/model.py`, `realtime`), trained from scratch: AdamW lr 2e-3, warm-up then poly decay, batch 16, crops jittered in scale/shift/rotation (±30°), flips with u_h mirroring, colour/blur/noise, synthetic occluders (`training/dataset.py`); losses as the paper (CE + 40 x smooth-L1 residual on the responsible bin, depth)",
+        recipe="{network} (`training/model.py`, `{config}`), trained from scratch: AdamW lr {lr:g}, warm-up then poly decay, batch {batch}, crops jittered in scale/shift/rotation (±30°), flips with u_h mirroring, colour/blur/noise, synthetic occluders (`training/dataset.py`); losses as the paper (CE + 40 x smooth-L1 residual on the responsible bin, depth)",
         train_cmd="`python -m training.train densereg --config realtime --variant quantized --steps 24000 --resume`",
     ),
     "mdm": dict(
         title="MDM-style landmark refiner",
         what="4 recurrent steps of patch features (16x16 around each of the 68 points) -> GRU -> shape update, in a canonical 128x128 crop (`tracker/refiner.py`)",
         data_extra="",
-        recipe="initial shapes drawn around the truth (PCA-coefficient, similarity and per-point noise, `training/mdm.py: Perturbation`, matched to the errors of DenseReg+PCA), loss = outer-eye-corner-normalised error summed over steps; AdamW lr 1e-3, batch 16, flips and photometric noise",
+        recipe="initial shapes drawn around the truth (PCA-coefficient, similarity and per-point noise, `training/mdm.py: Perturbation`, matched to the errors of DenseReg+PCA), loss = outer-eye-corner-normalised error summed over steps; AdamW lr {lr:g}, batch {batch}, flips and photometric noise",
         train_cmd="`python -m training.train mdm --steps 30000 --out runs/mdm --resume` (shape noise 0.5 sd, ~7k steps), then `python -m training.train mdm --steps 24000 --out runs/mdm-v2 --init-from runs/mdm/last.pt --resume` (perturbations matched to measured DenseReg+PCA errors)",
     ),
 }
+# What the card says when the run left no run.json (a CPU run of training.train).
+CPU_RUN = {"hardware": "a 2-core CPU (shared with other runs)", "batch": 16}
+DEFAULT_LR = {"densereg": 2e-3, "mdm": 1e-3}
+NETWORKS = {"paper": "ResNet-101, dilated, output stride 8"}  # otherwise the compact backbone
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,23 +116,31 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = load_checkpoint(args.run / "best.pt")
     options = dict(ckpt.get("options", {}))
     name = NAMES[args.arch]
+    config = options.get("config", "realtime")  # DenseReg's; refiners have none
+    size = CONFIGS[config].input_size if args.arch == "densereg" else 0
+    if args.arch == "densereg" and size != NETWORK_INPUT and args.out_dir.resolve() == ASSETS.resolve():
+        raise SystemExit(f"error: the tracker feeds {NETWORK_INPUT} px crops; the {size} px network of "
+                         f"config '{config}' cannot replace {name}.onnx (export it elsewhere with --out-dir)")
     onnx_path = args.out_dir / f"{name}.onnx"
-    export(args.arch, options, ckpt["model"], onnx_path)
-    module, inputs, _ = build_deployable(args.arch, options)
-    example = {n: t.numpy() for n, t in zip(inputs, module.example_inputs())}
-    rng = np.random.default_rng(0)
-    example = {k: (v + rng.normal(size=v.shape).astype(np.float32) if k == "image" else v) for k, v in example.items()}
-    diff, magnitude = parity(onnx_path, args.arch, options, ckpt["model"], example)
+    _, diff, magnitude = export_checked(args.arch, options, ckpt["model"], onnx_path)
     sha = record(onnx_path, args.out_dir / "MANIFEST.json")
     record(onnx_path.with_suffix(".pt"), args.out_dir / "MANIFEST.json")
     summary = run_summary(args.run)
+    info = {**CPU_RUN, "lr": DEFAULT_LR[args.arch], **(json.loads((args.run / "run.json").read_text()) if (args.run / "run.json").exists() else {})}
+    minutes = info.get("minutes", summary["logged_hours"] * 60)
+    fill = dict(lr=info["lr"], batch=info["batch"], config=config, size=size, network=NETWORKS.get(config, "MobileNetV2-style encoder-decoder"))
+    about = {k: v.format(**fill) for k, v in ABOUT[args.arch].items()}
+    if "command" in info:
+        about["train_cmd"] = f"`{info['command']}`"
+    about["data_extra"] += info.get("data_extra", "")
     metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items())
-    card = CARD.format(name=name, arch=args.arch, run=args.run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"], logged_hours=summary["logged_hours"],
+    card = CARD.format(name=name, arch=args.arch, run=args.run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"],
+                       trained=f"{minutes / 60:.1f} h" if minutes >= 60 else f"{minutes:.0f} min", hardware=info["hardware"],
                        metrics=metrics, size_mb=onnx_path.stat().st_size / 1e6, params=sum(v.numel() for v in ckpt["model"].values()),
-                       parity=diff, magnitude=magnitude, sha=sha, **ABOUT[args.arch])
+                       parity=diff, magnitude=magnitude, sha=sha, **about)
     atomic_write_text(args.out_dir / f"{name.upper()}_CARD.md", card)
     print(f"wrote {onnx_path} (sha256 {sha[:12]}, parity {diff:.2e}) at {time.strftime('%H:%M')}")
-    return 0 if diff < 1e-3 * max(1.0, magnitude) else 1
+    return 0 if parity_ok(diff, magnitude) else 1
 
 
 if __name__ == "__main__":
