@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install -e '.[train]')")
 
-from training.gpukit import KitError, build_pack, decode_maps, encode_maps, encode_webp, decode_webp, refiner_crop  # noqa: E402
+from training.gpukit import KitError, build_pack, decode_maps, decode_webp, encode_maps, encode_webp, pack_size, refiner_crop  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # What the GPU machine lacks: the kit must run without ever importing them.
@@ -123,20 +123,23 @@ def test_pack_limit_is_enforced_and_profiled_views_fill_the_rest(synthetic, tmp_
     full = build_pack(data, gt, tmp_path / "full", profiled)
     assert full["counts"] == {"train": 8, "val": 3, "profiled": 4, "profiled_available": 4, "skipped": 0}
     real = build_pack(data, gt, tmp_path / "real", None)
-    limit = full["bytes"] - (full["bytes"] - real["bytes"]) / 8  # room for 3.5 views
+    full_bytes, real_bytes = pack_size(tmp_path / "full"), pack_size(tmp_path / "real")
+    limit = full_bytes - (full_bytes - real_bytes) / 8  # room for 3.5 views
     some = build_pack(data, gt, tmp_path / "some", profiled, max_mib=limit / 2**20)
-    assert 0 < some["counts"]["profiled"] < 4 and some["bytes"] <= limit
+    assert 0 < some["counts"]["profiled"] < 4 and pack_size(tmp_path / "some") <= limit
+    assert real["counts"]["profiled"] == 0
     before = (tmp_path / "real" / "faces.zip").read_bytes()
     with pytest.raises(KitError, match="exceed --max-mib"):
-        build_pack(data, gt, tmp_path / "real", None, max_mib=real["bytes"] / 2 / 2**20)
+        build_pack(data, gt, tmp_path / "real", None, max_mib=real_bytes / 2 / 2**20)
     assert (tmp_path / "real" / "faces.zip").read_bytes() == before  # the old pack is kept
     assert not (tmp_path / "real.tmp").exists()
 
 
-def check_dry_run(pack: Path, tmp_path: Path, resume: bool = True) -> None:
+def check_dry_run(pack: Path, tmp_path: Path, monkeypatch=None) -> None:
     """Train DenseReg and the refiner for 2 steps (one DataLoader worker each) in a process
-    without dlib & co, check what comes back; with `resume`, continue DenseReg from its .tar
-    and import it with training.export."""
+    without dlib & co and check what comes back.  With `monkeypatch`, also: continue DenseReg
+    from its full .tar and the refiner from a weights-only one, import DenseReg with
+    training.export, and train with a refiner that fails."""
     from engines.onnx_engine import OnnxEngine
     from training.train import load_checkpoint
 
@@ -159,17 +162,31 @@ def check_dry_run(pack: Path, tmp_path: Path, resume: bool = True) -> None:
     engine = OnnxEngine(run_dir / "densereg-realtime.onnx")
     maps = engine.infer({"image": np.zeros((1, 3, 128, 128), np.float32)})
     assert maps["uv"].shape == (1, 2, 128, 128) and np.isfinite(maps["fg"]).all()
-    if not resume:
+    if monkeypatch is None:
         return
 
+    previous = tmp_path / "previous"  # DenseReg's tar as returned, the refiner's weights only (README, step 5)
+    previous.mkdir()
+    (previous / "densereg-realtime.tar").write_bytes((out / "densereg-realtime.tar").read_bytes())
+    with tarfile.open(out / "mdm.tar") as t:
+        t.extractall(tmp_path / "returned", filter="data")
+    with tarfile.open(previous / "mdm.tar", "w") as t:
+        for name in ("best.pt", "run.json", "val.jsonl"):
+            t.add(tmp_path / "returned" / "mdm" / name, arcname=f"mdm/{name}")
     status, log = kit("train", "--pack", str(pack), "--out", str(tmp_path / "out2"), "--minutes", "3", "--steps", "3",
-                      "--refiners", "", "--resume-from", str(out), *common)
+                      "--resume-from", str(previous), *common)
     assert status == 0, log
-    with tarfile.open(tmp_path / "out2" / "densereg-realtime.tar") as t:
-        t.extractall(tmp_path / "continued", filter="data")
+    for name in ("densereg-realtime", "mdm"):
+        with tarfile.open(tmp_path / "out2" / f"{name}.tar") as t:
+            t.extractall(tmp_path / "continued", filter="data")
     continued = tmp_path / "continued" / "densereg-realtime"
     assert load_checkpoint(continued / "last.pt")["step"] == 3
     assert [json.loads(line)["step"] for line in (continued / "val.jsonl").read_text().splitlines()] == [2, 3]
+    kit_log = (tmp_path / "out2" / "gpukit.log").read_text()
+    assert "densereg-realtime: continuing" in kit_log and "from last.pt, step 2" in kit_log
+    assert "mdm: continuing" in kit_log and "weights of best.pt" in kit_log
+    before = json.loads((tmp_path / "returned" / "mdm" / "run.json").read_text())["minutes"]
+    assert json.loads((tmp_path / "continued" / "mdm" / "run.json").read_text())["minutes"] > before  # minutes add up
 
     from training.export import main as export_main
 
@@ -177,12 +194,25 @@ def check_dry_run(pack: Path, tmp_path: Path, resume: bool = True) -> None:
     card = (tmp_path / "assets" / "DENSEREG_REALTIME_CARD.md").read_text()
     assert "a CPU dry run of training.gpukit" in card and "python -m training.gpukit train" in card
 
+    from training.mdm import MDMTask
+
+    def broken(self, batch):
+        raise RuntimeError("a refiner bug")
+
+    monkeypatch.setattr(MDMTask, "loss", broken)
+    status, log = kit("train", "--pack", str(pack), "--out", str(tmp_path / "out3"), "--minutes", "3", "--steps", "1", *common)
+    assert status == 1, log  # the refiner failed ...
+    metrics = json.loads((tmp_path / "out3" / "metrics.json").read_text())
+    assert metrics["networks"]["mdm"]["error"] == "RuntimeError: a refiner bug"
+    assert metrics["networks"]["densereg-realtime"]["onnx"]["ok"]  # ... DenseReg trained and exported all the same
+    assert "a refiner bug" in (tmp_path / "out3" / "gpukit.log").read_text()
+
 
 @pytest.mark.slow
-def test_dry_run_on_a_synthetic_pack(synthetic, tmp_path):
+def test_dry_run_on_a_synthetic_pack(synthetic, tmp_path, monkeypatch):
     data, gt, _ = synthetic
     build_pack(data, gt, tmp_path / "pack", None)
-    check_dry_run(tmp_path / "pack", tmp_path)
+    check_dry_run(tmp_path / "pack", tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
@@ -195,9 +225,9 @@ def test_pack_20_shared_faces_and_dry_run(data_300w, tmp_path):
                       "--profiled", str(tmp_path / "none"))
     assert status == 0, log
     manifest = json.loads((tmp_path / "pack" / "pack.json").read_text())
-    assert manifest["counts"]["train"] + manifest["counts"]["val"] == 20 and manifest["bytes"] < 20 * 40 * 1024
+    assert manifest["counts"]["train"] + manifest["counts"]["val"] == 20 and pack_size(tmp_path / "pack") < 20 * 40 * 1024
     assert manifest["quantisation"]["uv_max_abs"] < 0.003
-    check_dry_run(tmp_path / "pack", tmp_path, resume=False)  # resuming is the synthetic test's
+    check_dry_run(tmp_path / "pack", tmp_path)  # resuming is the synthetic test's
 
 
 def test_train_and_speed_refuse_cpu_only_machines_with_a_clear_error(tmp_path):
@@ -228,3 +258,45 @@ def test_lr_decays_over_the_time_budget_when_asked():
     assert poly_lr(500, steps) == poly_lr(500, steps, 0.0) == pytest.approx(0.5**0.9)
     assert poly_lr(500, timed, 0.5) == pytest.approx(0.5**0.9) and poly_lr(500, timed, 0.9) < poly_lr(500, timed, 0.5)
     assert poly_lr(5, timed, 0.9) == poly_lr(5, steps)  # warm-up first, whatever the clock says
+
+
+def test_the_gpu_paths_of_the_run_loop_on_the_cpu(tmp_path):
+    """What training.train.run does differently for the kit, on the CPU: batches from an
+    iterator, bf16 autocast, the checkpoint callback; and the bridge that evaluates a task's
+    network on another device maps through nested outputs (RawOutput dataclasses)."""
+    from training.losses import densereg_loss
+    from training.model import DenseReg, NetConfig, RawOutput
+    from training.train import Schedule, _map_tensors, run
+
+    torch.manual_seed(0)
+    net = DenseReg(NetConfig("realtime", 32))
+    image, classes = torch.randn(2, 3, 32, 32), torch.randint(0, 11, (2, 2, 32, 32))
+    target = (image, classes, torch.rand(2, 2, 32, 32), torch.rand(2, 32, 32), torch.ones(2, 32, 32, dtype=torch.bool))
+
+    class Task:
+        val_key, batch_size = "loss", 2
+
+        def __init__(self):
+            self.net = net
+
+        def batch(self, rng):
+            raise AssertionError("batches come from the iterator")
+
+        def loss(self, batch):
+            return densereg_loss(self.net(batch[0]), *batch[1:])
+
+        def evaluate(self):
+            with torch.no_grad():
+                return {"loss": float(self.loss(target)["total"])}
+
+    def batches():
+        while True:
+            yield target
+
+    seen = []
+    run(Task(), Schedule(steps=3, batch=2, lr=1e-3, warmup=1, by_time=True), tmp_path, max_minutes=5, resume=False,
+        batches=batches(), amp=True, on_checkpoint=lambda step, metrics: seen.append((step, metrics["loss"])))
+    assert [s for s, _ in seen] == [3] and np.isfinite(seen[0][1])
+    raw = RawOutput(depth=torch.zeros(1), logits=torch.ones(2))
+    mapped = _map_tensors((raw, [torch.ones(1)], {"a": torch.zeros(2)}, 3), lambda t: t + 1)
+    assert float(mapped[0].depth) == 1 and mapped[0].residual is None and float(mapped[1][0]) == 2 and mapped[3] == 3
