@@ -45,6 +45,7 @@ import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -70,7 +71,7 @@ RETURN_LIMIT = 16 * MIB - 64 * 1024  # a device run returns files up to 16 MiB; 
 # mean shape's centre (training/mdm.py), so 2.1 units each side holds all of them.
 REFINER_PX_PER_UNIT = 72.0
 REFINER_HALF_EXTENT = 2.1
-QUALITY = 70  # WebP quality of the photos: the 2,012 real faces take ~33 MiB at 70 (41 at 80)
+QUALITY = 70  # WebP quality of the photos: the 2,012 real faces take ~35.7 MiB at 70, over 40 at 80
 # Validation photos are kept nearly intact (80 faces, ~1 MiB more) so that val metrics from the
 # pack compare with CPU training's: the shipped DenseReg's uv_mae on the val cache is 0.01303
 # uncompressed, 0.01310 at 95 and 0.01324 at 70 (the 8-bit maps alone: 0.01307).
@@ -151,10 +152,15 @@ class PackedFace:
         return len(self.dense_image) + len(self.dense_maps) + len(self.refiner_image or b"") + 1024  # + zip and index entries
 
 
-def pack_face(job: tuple[Path, Path, str, bool, int]) -> PackedFace | str:
-    """Encode one face (a process-pool job); a string says why the face was skipped."""
+@lru_cache(maxsize=1)
+def _mean_shape() -> np.ndarray:
     from tracker.shape_model import load_shape_model
 
+    return load_shape_model().mean
+
+
+def pack_face(job: tuple[Path, Path, str, bool, int]) -> PackedFace | str:
+    """Encode one face (a process-pool job); a string says why the face was skipped."""
     data_root, gt_root, rel, with_refiner, quality = job
     try:
         image, uv, depth, flags = cache_item(data_root, gt_root, rel)
@@ -162,7 +168,7 @@ def pack_face(job: tuple[Path, Path, str, bool, int]) -> PackedFace | str:
         refiner_image = points = None
         if with_refiner:
             gray = cv2.cvtColor(read_image(data_root / rel), cv2.COLOR_BGR2GRAY)
-            crop, points = refiner_crop(gray, read_pts((data_root / rel).with_suffix(".pts"), expected=68), load_shape_model().mean)
+            crop, points = refiner_crop(gray, read_pts((data_root / rel).with_suffix(".pts"), expected=68), _mean_shape())
             refiner_image = encode_webp(crop, quality=quality)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # missing/corrupt ground truth, unreadable photo or .pts
         return f"{rel}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
@@ -532,9 +538,12 @@ def _write_run_json(n: Network, hardware: str, command: str, pack_info: dict, pr
 
 def _refresh(n: Network, out: Path, report: dict) -> None:
     """Bundle the network's run folder into OUT and rewrite OUT/metrics.json."""
-    history = read_history(n.run_dir)
-    n.report["history"] = history
-    n.report["best"] = min(history, key=lambda r: r[n.task.val_key]) if history else None
+    from training.train import load_checkpoint
+
+    n.report["history"] = read_history(n.run_dir)
+    if (n.run_dir / "best.pt").exists():  # what is returned (a weights-only continuation starts a new best)
+        best = load_checkpoint(n.run_dir / "best.pt")
+        n.report["best"] = {"step": best["step"], **best["metrics"]}
     n.report["returned"], n.report["left_out"] = bundle(n, out)
     atomic_write_json(out / "metrics.json", report)
 
@@ -581,7 +590,7 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
     workers = workers or max(1, (os.cpu_count() or 2) - 1)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")  # TF32 for what runs outside autocast (evaluation)
     hardware = (f"one {torch.cuda.get_device_name(dev)} (training.gpukit: bf16 autocast, {workers} data workers)" if dev.type == "cuda"
                 else f"a CPU dry run of training.gpukit ({workers} data workers)")
     log.info(f"{command or 'train'}: {hardware}, budget {minutes:g} min")
