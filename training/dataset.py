@@ -51,23 +51,31 @@ def _cache_one(image: np.ndarray, gt, roi: Roi):
     return img, uv.astype(np.float16), depth.astype(np.float16), flags
 
 
+def cache_item(data_root: Path, gt_root: Path, rel: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One face's cache entry (image, uv, depth, flags) from `data_root/rel` and its ground
+    truth `gt_root/rel` (.npz of ``training.groundtruth``)."""
+    with np.load((gt_root / rel).with_suffix(".npz")) as z:
+        gt = {k: z[k] for k in ("uv", "depth", "mask", "ignore", "landmarks", "face_index")}
+    roi = roi_from_landmarks(gt["landmarks"][int(gt["face_index"])].astype(np.float64))
+    return _cache_one(read_image(data_root / rel), gt, roi)
+
+
+def save_cache(cache: FaceCache, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez(tmp, images=cache.images, uv=cache.uv, depth=cache.depth, flags=cache.flags, names=np.array(cache.names))
+    tmp.replace(out)
+
+
 def build_cache(data_root: Path, gt_root: Path, split: str, out: Path) -> FaceCache:
     """Cache every face of a split (once; reused from `out` afterwards)."""
     if out.exists():
         with np.load(out) as z:
             return FaceCache(z["images"], z["uv"], z["depth"], z["flags"], tuple(z["names"]))
     rels = (data_root / "splits" / f"{split}.txt").read_text().split()
-    items = []
-    for rel in tqdm(rels, desc=f"caching {split}", unit="face"):
-        with np.load((gt_root / rel).with_suffix(".npz")) as z:
-            gt = {k: z[k] for k in ("uv", "depth", "mask", "ignore", "landmarks", "face_index")}
-        roi = roi_from_landmarks(gt["landmarks"][int(gt["face_index"])].astype(np.float64))
-        items.append(_cache_one(read_image(data_root / rel), gt, roi))
+    items = [cache_item(data_root, gt_root, rel) for rel in tqdm(rels, desc=f"caching {split}", unit="face")]
     cache = FaceCache(*(np.stack(a) for a in zip(*items)), tuple(rels))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, images=cache.images, uv=cache.uv, depth=cache.depth, flags=cache.flags, names=np.array(cache.names))
-    tmp.replace(out)
+    save_cache(cache, out)
     return cache
 
 

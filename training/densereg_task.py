@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from tracker.parts import PART_NAMES, lookup_parts, part_iou
 from tracker.uvcodec import encode
 from training.dataset import NO_AUGMENT, Augment, build_cache, concat_caches, sample_crop
 from training.losses import densereg_loss, segment_loss
-from training.model import CONFIGS, DenseReg, NetConfig, decode_torch
+from training.model import CONFIGS, DenseReg, decode_torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,15 +59,13 @@ class DenseRegTask:
     on the same backbone, data, augmentation and budget."""
 
     def __init__(self, data: Path, gt: Path, config: str, variant: str, batch_size: int, augment: Augment = Augment(),
-                 extra_gt: tuple[Path, ...] = ()):
+                 extra_gt: tuple[Path, ...] = (), cache_dir: Path = REPO / "data" / "cache"):
         """extra_gt: more training folders that are their own data root (images, .pts,
         splits/train.txt) and ground truth, e.g. the profiled views of ``training.profile``."""
-        base = CONFIGS[config]
-        self.cfg = NetConfig(base.name, base.input_size, base.k, variant)
+        self.cfg = replace(CONFIGS[config], variant=variant)
         self.net = DenseReg(self.cfg)
         self.batch_size = batch_size
         self.augment = augment
-        cache_dir = REPO / "data" / "cache"
         self.train = concat_caches([build_cache(data, gt, "train", cache_dir / "densereg_train.npz")]
                                    + [build_cache(d, d, "train", extra_cache_path(cache_dir, d)) for d in extra_gt])
         self.val = build_cache(data, gt, "val", cache_dir / "densereg_val.npz")

@@ -71,7 +71,6 @@ def evaluate_model(path: Path, samples) -> dict:
 def evaluate_parts(args) -> int:
     """Per-class IoU of DenseReg part transfer and of the directly trained segmenter, against
     the parts transferred with the ground-truth UV (as in the paper)."""
-    import cv2
 
     from tracker.parts import PART_NAMES, colorize_parts, lookup_parts, part_iou
 

@@ -7,7 +7,8 @@
 
 Takes ``RUN/best.pt``, writes ``tracker/assets/<name>.onnx`` and ``.pt`` (decoding inside the
 graph for DenseReg: outputs uv, fg, depth), records their SHA-256 in the manifest, checks
-ONNX Runtime against PyTorch on random input, and writes the card from the run's logs.
+ONNX Runtime against PyTorch on random input, and writes the card from the run's logs (and
+from ``RUN/run.json`` where a GPU run of ``training.gpukit`` left one: hardware, command, batch).
 """
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ import numpy as np
 import torch
 
 from tracker.assets import ASSETS, record
+from tracker.crop import NETWORK_INPUT
 from tracker.fileio import atomic_write_text
 from training.deploy import build_deployable, export
+from training.model import CONFIGS
 from training.train import load_checkpoint
 
 NAMES = {"densereg": "densereg_realtime", "mdm": "mdm_refiner", "mdm-fine": "mdm_fine"}
@@ -42,6 +45,26 @@ def parity(onnx_path: Path, arch: str, options: dict, state: dict, inputs: dict[
     got = OnnxEngine(onnx_path).infer(inputs)
     diff = max(float(np.abs(got[o] - r.numpy()).max()) for o, r in zip(outs, ref))
     return diff, max(float(np.abs(r.numpy()).max()) for r in ref)
+
+
+def export_checked(arch: str, options: dict, state: dict, onnx_path: Path, manifest: Path | None = None) -> tuple[str, float, float]:
+    """Export (ONNX + deployable .pt) and compare ONNX Runtime with PyTorch on a noisy example
+    input: (ONNX SHA-256, max abs difference, largest output magnitude).  With `manifest`, both
+    files' SHA-256 are recorded there."""
+    sha = export(arch, options, state, onnx_path)
+    if manifest is not None:
+        record(onnx_path, manifest)
+        record(onnx_path.with_suffix(".pt"), manifest)
+    module, inputs, _ = build_deployable(arch, options)
+    example = {n: t.numpy() for n, t in zip(inputs, module.example_inputs())}
+    rng = np.random.default_rng(0)
+    example = {k: (v + rng.normal(size=v.shape).astype(np.float32) if k == "image" else v) for k, v in example.items()}
+    diff, magnitude = parity(onnx_path, arch, options, state, example)
+    return sha, diff, magnitude
+
+
+def parity_ok(diff: float, magnitude: float) -> bool:
+    return diff < 1e-3 * max(1.0, magnitude)
 
 
 def run_summary(run: Path) -> dict:
@@ -74,7 +97,7 @@ CARD = """# {title} (`{name}.onnx`)
 - **Recipe**: {recipe}
 - **Command**: {train_cmd} (resumable; repeat until validation stops improving), then
   `python -m training.export {arch} --run {run}`.
-- **Training**: best checkpoint at step {step} of {last_step} logged; about {logged_hours:.1f} h of training on a 2-core CPU (shared with other runs).
+- **Training**: best checkpoint at step {step} of {last_step} logged; about {trained} of training on {hardware}.
 - **Validation at that step**: {metrics}
 - **Size**: {size_mb:.2f} MB ONNX, {params:,} weights (state-dict values); ONNX Runtime vs PyTorch max abs diff {parity:.2e} on outputs up to {magnitude:.3g}.
 - **SHA-256**: `{sha}` (also in `MANIFEST.json`, checked at load).
@@ -88,41 +111,31 @@ CARD = """# {title} (`{name}.onnx`)
 
 ABOUT = {
     "densereg": dict(
-        title="DenseReg realtime network",
-        what="per-pixel template coordinates (u_h, u_v) by quantized regression (K=10 bins + residuals), foreground probability and normalised depth for a 128x128 face crop (`tracker/crop.py`); decoding inside the graph",
+        title="DenseReg network, `{config}` configuration",
+        what="per-pixel template coordinates (u_h, u_v) by quantized regression (K=10 bins + residuals), foreground probability and normalised depth for a {size}x{size} face crop (`tracker/crop.py`); decoding inside the graph",
         data_extra=", dense ground truth from `python -m training.groundtruth`",
-        recipe="MobileNetV2-style encoder-decoder (`training/model.py`, `realtime`), trained from scratch: AdamW lr 2e-3, warm-up then poly decay, batch 16, crops jittered in scale/shift/rotation (±30°), flips with u_h mirroring, colour/blur/noise, synthetic occluders (`training/dataset.py`); losses as the paper (CE + 40 x smooth-L1 residual on the responsible bin, depth)",
+        recipe="{network} (`training/model.py`, `{config}`), trained from scratch: AdamW lr {lr:g}, warm-up then poly decay, batch {batch}, crops jittered in scale/shift/rotation (±30°), flips with u_h mirroring, colour/blur/noise, synthetic occluders (`training/dataset.py`); losses as the paper (CE + 40 x smooth-L1 residual on the responsible bin, depth)",
         train_cmd="`python -m training.train densereg --config realtime --variant quantized --steps 24000 --resume`",
     ),
     "mdm": dict(
         title="MDM-style landmark refiner",
         what="4 recurrent steps of patch features (16x16 around each of the 68 points) -> GRU -> shape update, in a canonical 128x128 crop (`tracker/refiner.py`)",
         data_extra="",
-        recipe="initial shapes drawn around the truth (PCA-coefficient, similarity and per-point noise, `training/mdm.py: Perturbation`, matched to the errors of DenseReg+PCA), loss = outer-eye-corner-normalised error summed over steps; AdamW lr 1e-3, batch 16, flips and photometric noise",
+        recipe="initial shapes drawn around the truth (PCA-coefficient, similarity and per-point noise, `training/mdm.py: Perturbation`, matched to the errors of DenseReg+PCA), loss = outer-eye-corner-normalised error summed over steps; AdamW lr {lr:g}, batch {batch}, flips and photometric noise",
         train_cmd="`python -m training.train mdm --steps 30000 --out runs/mdm --resume` (shape noise 0.5 sd, ~7k steps), then `python -m training.train mdm --steps 24000 --out runs/mdm-v2 --init-from runs/mdm/last.pt --resume` (perturbations matched to measured DenseReg+PCA errors)",
     ),
     "mdm-fine": dict(
         title="MDM-style landmark refiner, fine stage",
         what="3 recurrent steps of 24x24 patches around each of the 68 points in a canonical 208x208 crop where the outer eye corners are 102 px apart (1 px = 0.98% of the eye distance; the first stage's is 1.74%); patch features keep their 6x6 layout (where inside the patch an edge is) before a per-point projection -> GRU -> shape update (`tracker/refiner.py: FINE`); runs on the first stage's output",
         data_extra="",
-        recipe="initial shapes drawn around the truth with the first stage's measured output errors (`training/mdm.py: FINE_PERTURBATION`), loss = outer-eye-corner-normalised error summed over steps; AdamW lr 1e-3, batch 16, flips and photometric noise",
+        recipe="initial shapes drawn around the truth like the first stage's output errors (`training/mdm.py: FINE_PERTURBATION`), loss = outer-eye-corner-normalised error summed over steps; AdamW lr {lr:g}, batch {batch}, flips and photometric noise",
         train_cmd="`python -m training.train mdm-fine --steps 30000 --out runs/mdm-fine --resume`",
     ),
 }
-
-
-def export_checked(arch: str, options: dict, state: dict, onnx_path: Path, manifest: Path) -> tuple[float, float, str]:
-    """Export, compare ONNX Runtime with PyTorch on a noisy input, record both files' SHA-256:
-    (max abs difference, output magnitude, ONNX SHA-256)."""
-    export(arch, options, state, onnx_path)
-    module, inputs, _ = build_deployable(arch, options)
-    example = {n: t.numpy() for n, t in zip(inputs, module.example_inputs())}
-    rng = np.random.default_rng(0)
-    example = {k: (v + rng.normal(size=v.shape).astype(np.float32) if k == "image" else v) for k, v in example.items()}
-    diff, magnitude = parity(onnx_path, arch, options, state, example)
-    sha = record(onnx_path, manifest)
-    record(onnx_path.with_suffix(".pt"), manifest)
-    return diff, magnitude, sha
+# What the card says when the run left no run.json (a CPU run of training.train).
+CPU_RUN = {"hardware": "a 2-core CPU (shared with other runs)", "batch": 16}
+DEFAULT_LR = {"densereg": 2e-3, "mdm": 1e-3}
+NETWORKS = {"paper": "ResNet-101, dilated, output stride 8"}  # otherwise the compact backbone
 
 
 def regraph(name: str, out_dir: Path) -> tuple[float, float, str]:
@@ -131,13 +144,42 @@ def regraph(name: str, out_dir: Path) -> tuple[float, float, str]:
     stay as they are."""
     deploy = torch.load(str(out_dir / f"{name}.pt"), map_location="cpu", weights_only=True)
     onnx_path = out_dir / f"{name}.onnx"
-    diff, magnitude, sha = export_checked(deploy["arch"], dict(deploy["options"]), deploy["state_dict"], onnx_path, out_dir / "MANIFEST.json")
+    sha, diff, magnitude = export_checked(deploy["arch"], dict(deploy["options"]), deploy["state_dict"], onnx_path, out_dir / "MANIFEST.json")
     card_path = out_dir / f"{name.upper()}_CARD.md"
     card = card_path.read_text()
     card = re.sub(r"ONNX Runtime vs PyTorch max abs diff [^\n]*", f"ONNX Runtime vs PyTorch max abs diff {diff:.2e} on outputs up to {magnitude:.3g}.", card)
     card = re.sub(r"- \*\*Size\*\*: [0-9.]+ MB ONNX", f"- **Size**: {onnx_path.stat().st_size / 1e6:.2f} MB ONNX", card)
     card = re.sub(r"- \*\*SHA-256\*\*: `[0-9a-f]+`", f"- **SHA-256**: `{sha}`", card)
     atomic_write_text(card_path, card)
+    return diff, magnitude, sha
+
+
+def export_run(arch: str, run: Path, out_dir: Path) -> tuple[float, float, str]:
+    """Export ``RUN/best.pt`` into `out_dir` with its card: (parity difference, magnitude, SHA-256)."""
+    ckpt = load_checkpoint(run / "best.pt")
+    options = dict(ckpt.get("options", {}))
+    name = NAMES[arch]
+    config = options.get("config", "realtime")  # DenseReg's; refiners have none
+    size = CONFIGS[config].input_size if arch == "densereg" else 0
+    if arch == "densereg" and size != NETWORK_INPUT and out_dir.resolve() == ASSETS.resolve():
+        raise SystemExit(f"error: the tracker feeds {NETWORK_INPUT} px crops; the {size} px network of "
+                         f"config '{config}' cannot replace {name}.onnx (export it elsewhere with --out-dir)")
+    onnx_path = out_dir / f"{name}.onnx"
+    sha, diff, magnitude = export_checked(ARCH.get(arch, arch), options, ckpt["model"], onnx_path, out_dir / "MANIFEST.json")
+    summary = run_summary(run)
+    info = {**CPU_RUN, "lr": DEFAULT_LR[ARCH.get(arch, arch)], **(json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {})}
+    minutes = info.get("minutes", summary["logged_hours"] * 60)
+    fill = dict(lr=info["lr"], batch=info["batch"], config=config, size=size, network=NETWORKS.get(config, "MobileNetV2-style encoder-decoder"))
+    about = {k: v.format(**fill) for k, v in ABOUT[arch].items()}
+    if "command" in info:
+        about["train_cmd"] = f"`{info['command']}`"
+    about["data_extra"] += info.get("data_extra", "")
+    metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items())
+    card = CARD.format(name=name, arch=arch, run=run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"],
+                       trained=f"{minutes / 60:.1f} h" if minutes >= 60 else f"{minutes:.0f} min", hardware=info["hardware"],
+                       metrics=metrics, size_mb=onnx_path.stat().st_size / 1e6, params=sum(v.numel() for v in ckpt["model"].values()),
+                       parity=diff, magnitude=magnitude, sha=sha, curve=summary["curve"], **about)
+    atomic_write_text(out_dir / f"{name.upper()}_CARD.md", card)
     return diff, magnitude, sha
 
 
@@ -155,17 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.regraph:
         diff, magnitude, sha = regraph(name, args.out_dir)
     else:
-        ckpt = load_checkpoint(args.run / "best.pt")
-        options = dict(ckpt.get("options", {}))
-        diff, magnitude, sha = export_checked(ARCH.get(args.arch, args.arch), options, ckpt["model"], onnx_path, args.out_dir / "MANIFEST.json")
-        summary = run_summary(args.run)
-        metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items())
-        card = CARD.format(name=name, arch=args.arch, run=args.run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"], logged_hours=summary["logged_hours"], curve=summary["curve"],
-                           metrics=metrics, size_mb=onnx_path.stat().st_size / 1e6, params=sum(v.numel() for v in ckpt["model"].values()),
-                           parity=diff, magnitude=magnitude, sha=sha, **ABOUT[args.arch])
-        atomic_write_text(args.out_dir / f"{name.upper()}_CARD.md", card)
+        diff, magnitude, sha = export_run(args.arch, args.run, args.out_dir)
     print(f"wrote {onnx_path} (sha256 {sha[:12]}, parity {diff:.2e}) at {time.strftime('%H:%M')}")
-    return 0 if diff < 1e-3 * max(1.0, magnitude) else 1
+    return 0 if parity_ok(diff, magnitude) else 1
 
 
 if __name__ == "__main__":

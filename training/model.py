@@ -7,7 +7,7 @@ the same maps: ``uv`` (N,2,S,S), ``fg`` (N,1,S,S), ``depth`` (N,1,S,S).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -24,12 +24,16 @@ class NetConfig:
     input_size: int
     k: int = K_DEFAULT
     variant: str = "quantized"  # or "plain", or "segment" (the directly trained part segmenter)
+    width: float = 1.0  # channel multiplier of the compact backbone (RealtimeNet)
 
 
 N_PART_LABELS = len(PART_NAMES)  # background + the 8 parts
 
 CONFIGS = {
     "realtime": NetConfig("realtime", NETWORK_INPUT),
+    # The same network 1.25x wider (1.6x the weights), a drop-in for the tracker: the widest
+    # candidate under ~4 ms a crop in ONNX Runtime on 2 threads (benchmarks/bench_widths.py).
+    "large": NetConfig("large", NETWORK_INPUT, width=1.25),
     "paper": NetConfig("paper", 321),
 }
 
@@ -66,24 +70,26 @@ class InvertedResidual(nn.Module):
 
 class RealtimeNet(nn.Module):
     """Compact encoder-decoder for 2 CPU cores: MobileNetV2-style encoder to stride 16 with a
-    dilated context stage, a two-level decoder with skips, outputs at stride 4."""
+    dilated context stage, a two-level decoder with skips, outputs at stride 4.  `cfg.width`
+    scales every channel count (rounded to multiples of 8; 1.0 is the shipped network)."""
 
     def __init__(self, cfg: NetConfig):
         super().__init__()
-        self.stem = nn.Sequential(conv_bn(3, 16, 3, 2), InvertedResidual(16, 16, 1, 1))  # /2
-        self.s4 = nn.Sequential(InvertedResidual(16, 24, 2), InvertedResidual(24, 24))  # /4
-        self.s8 = nn.Sequential(InvertedResidual(24, 32, 2), InvertedResidual(32, 32), InvertedResidual(32, 32))  # /8
+        c16, c24, c32, c48, c64, c96 = (max(8, round(c * cfg.width / 8) * 8) for c in (16, 24, 32, 48, 64, 96))
+        self.stem = nn.Sequential(conv_bn(3, c16, 3, 2), InvertedResidual(c16, c16, 1, 1))  # /2
+        self.s4 = nn.Sequential(InvertedResidual(c16, c24, 2), InvertedResidual(c24, c24))  # /4
+        self.s8 = nn.Sequential(InvertedResidual(c24, c32, 2), InvertedResidual(c32, c32), InvertedResidual(c32, c32))  # /8
         self.s16 = nn.Sequential(
-            InvertedResidual(32, 64, 2), InvertedResidual(64, 64), InvertedResidual(64, 64, dilation=2),
-            InvertedResidual(64, 96, dilation=4), InvertedResidual(96, 96, dilation=2),
+            InvertedResidual(c32, c64, 2), InvertedResidual(c64, c64), InvertedResidual(c64, c64, dilation=2),
+            InvertedResidual(c64, c96, dilation=4), InvertedResidual(c96, c96, dilation=2),
         )  # /16, receptive field covers the whole 128 px crop
-        self.lat8 = conv_bn(32, 64, 1)
-        self.top16 = conv_bn(96, 64, 1)
-        self.fuse8 = InvertedResidual(64, 64)
-        self.lat4 = conv_bn(24, 48, 1)
-        self.up8 = conv_bn(64, 48, 1)
-        self.fuse4 = nn.Sequential(InvertedResidual(48, 48), InvertedResidual(48, 48))
-        self.head = nn.Conv2d(48, out_channels(cfg), 1)
+        self.lat8 = conv_bn(c32, c64, 1)
+        self.top16 = conv_bn(c96, c64, 1)
+        self.fuse8 = InvertedResidual(c64, c64)
+        self.lat4 = conv_bn(c24, c48, 1)
+        self.up8 = conv_bn(c64, c48, 1)
+        self.fuse4 = nn.Sequential(InvertedResidual(c48, c48), InvertedResidual(c48, c48))
+        self.head = nn.Conv2d(c48, out_channels(cfg), 1)
 
     def forward(self, x):
         x2 = self.stem(x)
@@ -154,7 +160,7 @@ class DenseReg(nn.Module):
     def __init__(self, cfg: NetConfig):
         super().__init__()
         self.cfg = cfg
-        self.backbone = RealtimeNet(cfg) if cfg.name == "realtime" else PaperNet(cfg)
+        self.backbone = PaperNet(cfg) if cfg.name == "paper" else RealtimeNet(cfg)
 
     def forward(self, x: torch.Tensor, upsample: bool = True) -> RawOutput:
         """`upsample`: to the input size (for the losses, as the paper); else at the backbone's stride."""
@@ -193,8 +199,7 @@ class Decoded(nn.Module):
 
     def __init__(self, config: str = "realtime", variant: str = "quantized"):
         super().__init__()
-        base = CONFIGS[config]
-        self.cfg = NetConfig(base.name, base.input_size, base.k, variant)
+        self.cfg = replace(CONFIGS[config], variant=variant)
         self.net = DenseReg(self.cfg)
 
     def forward(self, image):

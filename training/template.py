@@ -35,7 +35,7 @@ from tracker.assets import record
 from tracker.fileio import atomic_save_npz, atomic_write_image, atomic_write_text
 from tracker.pts import read_pts
 from training.fitting import FitOptions, LandmarkDefinition, fit_landmarks, project
-from training.sfm import MorphableModel, load_sfm, read_contours, read_landmark_mapping, read_reference_symmetry
+from training.sfm import MorphableModel, load_sfm, read_contours, read_landmark_mapping
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SFM = REPO.parent / "shared" / "template" / "sfm"

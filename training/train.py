@@ -8,21 +8,25 @@ One loop serves every task (``Task``: batches, loss, validation): deterministic 
 checkpoints every few minutes and on SIGINT/SIGTERM (so training continues across sessions
 with ``--resume``), tqdm progress, ``log.csv`` (loss terms per step) and ``val.jsonl``
 (validation at every checkpoint), ``best.pt`` by the task's validation key.  Checkpoints are
-plain state dicts loaded with ``torch.load(weights_only=True)``.
+plain state dicts loaded with ``torch.load(weights_only=True)``.  The same loop trains on a GPU
+for ``training.gpukit`` (device, batches from DataLoader workers, bf16 autocast).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import torch
 
+from training.model import CONFIGS
 from training.template import DEFAULT_300W
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 class Task(Protocol):
     net: torch.nn.Module
+    batch_size: int
     val_key: str  # lower is better
 
     def batch(self, rng: np.random.Generator): ...
@@ -47,13 +52,18 @@ class Schedule:
     warmup: int = 300
     checkpoint_minutes: float = 5.0
     weight_decay: float = 1e-4
+    # Decay over the run's time budget as well (the LR follows whichever of steps and time is
+    # further along): a GPU lease's step count is not known in advance, its minutes are.
+    by_time: bool = False
 
 
-def poly_lr(step: int, s: Schedule) -> float:
-    """Linear warm-up (the paper's 'warm start') then polynomial decay (power 0.9)."""
+def poly_lr(step: int, s: Schedule, elapsed: float = 0.0) -> float:
+    """Linear warm-up (the paper's 'warm start') then polynomial decay (power 0.9) over
+    `s.steps`, or over the time budget when `elapsed` (the fraction of it spent) is ahead."""
     if step < s.warmup:
         return s.lr * (0.1 + 0.9 * step / s.warmup)
-    return s.lr * (1 - min(step, s.steps - 1) / s.steps) ** 0.9
+    progress = max(min(step, s.steps - 1) / s.steps, min(elapsed, 0.999))
+    return s.lr * (1 - progress) ** 0.9
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -66,16 +76,64 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
+def _map_tensors(obj, fn):
+    """`fn` applied to every tensor in a (nested) tuple, list, dict or dataclass."""
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_map_tensors(o, fn) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: _map_tensors(getattr(obj, f.name), fn) for f in dataclasses.fields(obj)})
+    return obj
+
+
+class _DeviceBridge(torch.nn.Module):
+    """The network on `device` behind CPU tensors in and out: the tasks' ``evaluate`` is shared
+    with CPU training and feeds its network CPU tensors."""
+
+    def __init__(self, net: torch.nn.Module, device: torch.device):
+        super().__init__()
+        self.net, self.device = net, device
+
+    def forward(self, *args):
+        return _map_tensors(self.net(*_map_tensors(args, lambda t: t.to(self.device))), lambda t: t.cpu())
+
+
+@contextmanager
+def evaluated_on(task: Task, device: torch.device):
+    """Within: ``task.evaluate()`` runs its network on `device` (see ``_DeviceBridge``)."""
+    if device.type == "cpu":
+        yield
+        return
+    net = task.net
+    task.net = _DeviceBridge(net, device)
+    try:
+        yield
+    finally:
+        task.net = net
+
+
 def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool, seed: int = 0,
-        options: dict | None = None, init_from: Path | None = None, stop_at: int = 0) -> dict[str, float]:
+        options: dict | None = None, init_from: Path | None = None, stop_at: int = 0, device: str = "cpu",
+        batches: Iterator | None = None, amp: bool = False,
+        on_checkpoint: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, float]:
     """Train until `sched.steps` (or `stop_at`, leaving the LR schedule of `sched.steps` intact, so
     that runs compared at equal budget share one schedule) or `max_minutes`; returns the last
-    validation metrics."""
+    validation metrics.
+
+    For ``training.gpukit``: the network trains on `device`; `batches` yields CPU batches made
+    elsewhere (DataLoader workers) instead of ``task.batch`` in this process; `amp` runs the
+    forward pass and loss under bf16 autocast; `on_checkpoint(step, metrics)` follows every
+    checkpoint.  Checkpoints always hold CPU tensors."""
     from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    dev = torch.device(device)
+    task.net.to(dev)
     opt = torch.optim.AdamW(task.net.parameters(), lr=sched.lr, weight_decay=sched.weight_decay)
     step, best = 0, float("inf")
     last = out / "last.pt"
@@ -93,14 +151,18 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
 
     def checkpoint() -> dict[str, float]:
         nonlocal best
-        metrics = task.evaluate()
+        with evaluated_on(task, dev):
+            metrics = task.evaluate()
+        model = {k: v.cpu() for k, v in task.net.state_dict().items()}
         if metrics[task.val_key] < best:
             best = metrics[task.val_key]
-            save_checkpoint(out / "best.pt", {"model": task.net.state_dict(), "step": step, "metrics": metrics, "options": options or {}})
-        save_checkpoint(last, {"model": task.net.state_dict(), "optimizer": opt.state_dict(), "step": step, "best": best,
+            save_checkpoint(out / "best.pt", {"model": model, "step": step, "metrics": metrics, "options": options or {}})
+        save_checkpoint(last, {"model": model, "optimizer": _map_tensors(opt.state_dict(), lambda t: t.cpu()), "step": step, "best": best,
                                "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state()})
         with (out / "val.jsonl").open("a") as f:
             f.write(json.dumps({"step": step, "time": time.time(), **metrics}) + "\n")
+        if on_checkpoint is not None:
+            on_checkpoint(step, metrics)
         return metrics
 
     stop = {"flag": False}
@@ -116,9 +178,14 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
     try:
         with (out / "log.csv").open("a") as log:
             while step < end and not stop["flag"] and time.time() - t0 < max_minutes * 60:
+                lr = poly_lr(step, sched, (time.time() - t0) / (max_minutes * 60) if sched.by_time else 0.0)
                 for g in opt.param_groups:
-                    g["lr"] = poly_lr(step, sched)
-                terms = task.loss(task.batch(rng))
+                    g["lr"] = lr
+                batch = next(batches) if batches is not None else task.batch(rng)
+                if dev.type != "cpu":
+                    batch = _map_tensors(batch, lambda t: t.to(dev, non_blocking=True))
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                    terms = task.loss(batch)
                 opt.zero_grad(set_to_none=True)
                 terms["total"].backward()
                 torch.nn.utils.clip_grad_norm_(task.net.parameters(), 10.0)
@@ -126,7 +193,7 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
                 step += 1
                 bar.update(1)
                 if step % 25 == 0:
-                    log.write(",".join([str(step), f"{poly_lr(step, sched):.6f}"] + [f"{k}={v.item():.5f}" for k, v in terms.items()]) + "\n")
+                    log.write(",".join([str(step), f"{lr:.6f}"] + [f"{k}={v.item():.5f}" for k, v in terms.items()]) + "\n")
                     log.flush()
                     bar.set_postfix(loss=f"{terms['total'].item():.3f}")
                 if time.time() - last_ckpt > sched.checkpoint_minutes * 60:
@@ -159,9 +226,10 @@ def _densereg(args) -> tuple[Task, Schedule, dict]:
     from training.densereg_task import DenseRegTask
 
     # paper §4.1: 20k iterations, batch 10, poly LR 1e-3, scale augmentation {0.5, ..., 1.5};
-    # realtime: trained from scratch (no ImageNet weights here), so longer, larger steps.
-    steps, batch, lr, augment = {"paper": (20000, 10, 1e-3, PAPER_AUGMENT), "realtime": (40000, 16, 2e-3, Augment())}[args.config]
-    t = DenseRegTask(args.data, args.gt, args.config, args.variant, args.batch or batch, augment, tuple(args.gt_extra))
+    # realtime and large: trained from scratch (no ImageNet weights here), so longer, larger steps.
+    compact = (40000, 16, 2e-3, Augment())
+    steps, batch, lr, augment = {"paper": (20000, 10, 1e-3, PAPER_AUGMENT), "realtime": compact, "large": compact}[args.config]
+    t = DenseRegTask(args.data, args.gt, args.config, args.variant, args.batch or batch, augment, tuple(args.gt_extra), args.cache)
     options = {"config": args.config, "variant": args.variant}
     if args.gt_extra:
         options["gt_extra"] = [str(d) for d in args.gt_extra]
@@ -198,7 +266,7 @@ def _mdm_fine(args) -> tuple[Task, Schedule, dict]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.train", description="Train a network on the CPU (resumable).")
     ap.add_argument("task", choices=sorted(TASKS))
-    ap.add_argument("--config", default="realtime", choices=["realtime", "paper"])
+    ap.add_argument("--config", default="realtime", choices=sorted(CONFIGS))
     ap.add_argument("--variant", default="quantized", choices=["quantized", "plain"])
     ap.add_argument("--max-minutes", type=float, default=60.0)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -207,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gt", type=Path, default=REPO / "data" / "gt", help="ground truth from training.groundtruth")
     ap.add_argument("--gt-extra", type=Path, action="append", default=[],
                     help="also train on this folder of profiled views (training.profile --out; repeatable; val is unchanged)")
+    ap.add_argument("--cache", type=Path, default=REPO / "data" / "cache", help="face caches (built once from --data and --gt)")
     ap.add_argument("--steps", type=int, default=0)
     ap.add_argument("--stop-at", type=int, default=0,
                     help="stop at this step; the LR schedule still spans --steps (equal-budget comparisons)")
