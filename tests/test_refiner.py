@@ -151,3 +151,15 @@ def test_export_writes_a_card_with_the_validation_curve_and_regraph_keeps_it(tmp
     assert export_main(["mdm-fine", "--regraph", "--out-dir", str(out)]) == 0
     again = (out / "MDM_FINE_CARD.md").read_text()
     assert "| 300 | 0.0300 |" in again and sha256(out / "mdm_fine.onnx") in again
+
+
+def test_command_line_options_become_one_config():
+    from tracker.cli import build_parser
+    from tracker.pipeline import TrackerConfig
+
+    parser = build_parser()
+    plain = TrackerConfig.from_args(parser.parse_args(["images", "--input", "a", "--out", "b"]), mode="image")
+    assert (plain.refine, plain.refine_flip, plain.threads, plain.mode) == (True, False, 2, "image")
+    args = parser.parse_args(["video", "clip.mp4", "--flip", "--threads", "1", "--no-refine"])
+    flipped = TrackerConfig.from_args(args, mode="video", smooth=False)
+    assert (flipped.refine, flipped.refine_flip, flipped.threads, flipped.smooth) == (False, True, 1, False)

@@ -56,7 +56,7 @@ def run_bench(args) -> int:
     with_dlib = dlib_models_problem() is None
     if not with_dlib:
         print(f"note: dlib not timed (its 68-point predictor comes with {CNN_EXTRA}); the tracker alone", file=sys.stderr)
-    tracker = Tracker(TrackerConfig(mode="video", engine=args.engine, threads=args.threads, refine=not args.no_refine))
+    tracker = Tracker(TrackerConfig.from_args(args, mode="video"))
     stages: dict[str, list[float]] = {}
     totals, dlib_ms = [], []
     for f in frames[:5]:  # warm-up: engine allocations, first detection

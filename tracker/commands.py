@@ -173,8 +173,7 @@ def run_images(args) -> int:
     if note := cnn_missing_note():
         print(note, file=sys.stderr)
     boxes = _load_boxes(args, images)
-    tracker = Tracker(TrackerConfig(mode="image", engine=args.engine, threads=args.threads, refine=not args.no_refine,
-                                    keep_maps=args.parts or args.save_maps))
+    tracker = Tracker(TrackerConfig.from_args(args, mode="image", keep_maps=args.parts or args.save_maps))
     names = _output_names(images, args.input)
     counts = {"done": 0, "resumed": 0, "no_face": 0, "failed": 0, "faces": 0, "given": 0, "bad_box": 0}
     try:
@@ -350,7 +349,7 @@ def run_demo(args) -> int:
     """Track the bundled clip (annotated video) and annotate the bundled still (parts + stages)."""
     from tracker.video import AtomicVideoWriter, annotate, open_video, read_frames
 
-    config = TrackerConfig(mode="image", engine=args.engine, threads=args.threads, refine=not args.no_refine, keep_maps=True)
+    config = TrackerConfig.from_args(args, mode="image", keep_maps=True)
     tracker = Tracker(config)
     image = read_image(DEMO_IMAGE)
     result = tracker.track(image)

@@ -59,6 +59,13 @@ class TrackerConfig:
     smooth_beta: float = 1.0
     assets: Path | None = None  # folder with the model files (default: the packaged ones)
 
+    @classmethod
+    def from_args(cls, args, **fields) -> TrackerConfig:
+        """The command line's common options (``--engine``, ``--threads``, ``--no-refine``,
+        ``--flip``) and what the command sets itself: the one place CLI flags become a config."""
+        common = {"engine": args.engine, "threads": args.threads, "refine": not args.no_refine, "refine_flip": args.flip}
+        return cls(**{**common, **fields})
+
 
 @dataclass(frozen=True)
 class StageLandmarks:

@@ -75,8 +75,7 @@ def run_video(args) -> int:
             check_writable(path)  # before the run, not after it
     if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
         print(note, file=sys.stderr)
-    tracker = Tracker(TrackerConfig(mode="video", engine=args.engine, threads=args.threads, refine=not args.no_refine,
-                                    smooth=not args.no_smooth, video_cnn_every=args.cnn_every))
+    tracker = Tracker(TrackerConfig.from_args(args, mode="video", smooth=not args.no_smooth, video_cnn_every=args.cnn_every))
     rows, frames_json = [], []
     subject = Subject(sticky=True)
     t_start = time.perf_counter()
@@ -308,9 +307,8 @@ def run_batch300vw(args) -> int:
     # about tracking, not about detectors.  With --ray every video task takes one CPU and one
     # network thread: videos in parallel use cores better than threads within a video.
     threads = 1 if args.ray is not None else max(1, args.threads // (args.jobs or 1))
-    config = TrackerConfig(mode="image" if args.stills else "video", engine=args.engine, threads=threads,
-                           refine=not args.no_refine, smooth=not args.no_smooth,
-                           cnn_fallback=args.cnn_every > 0, video_cnn_every=args.cnn_every)
+    config = TrackerConfig.from_args(args, mode="image" if args.stills else "video", threads=threads, smooth=not args.no_smooth,
+                                     cnn_fallback=args.cnn_every > 0, video_cnn_every=args.cnn_every)
     if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
         print(note, file=sys.stderr)
     jobs, done = [], 0

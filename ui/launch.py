@@ -101,9 +101,9 @@ def debian_package(soname: str) -> str:
     return f"{name}-{version}" if name[-1].isdigit() else f"{name}{version}"
 
 
-def launch(source=None, engine: str = "auto", threads: int = 2, refine: bool = True, texture: Path | None = None,
-           transfer: bool = False) -> int:
-    """Open the viewer window and run Qt's event loop until it is closed (exit code)."""
+def launch(source=None, config=None, texture: Path | None = None, transfer: bool = False) -> int:
+    """Open the viewer window and run Qt's event loop until it is closed (exit code); `config`:
+    a video-mode ``TrackerConfig`` (default: the defaults)."""
     from ui.viewer import run_viewer
 
-    return run_viewer(source, engine=engine, threads=threads, refine=refine, texture=texture, transfer=transfer)
+    return run_viewer(source, config, texture=texture, transfer=transfer)

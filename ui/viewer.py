@@ -448,11 +448,11 @@ def default_source() -> SourceSpec:
     return SourceSpec("webcam", device=cameras[0]) if cameras else SourceSpec("video", DEMO_CLIP)
 
 
-def run_viewer(source: SourceSpec | None = None, engine: str = "auto", threads: int = 2, refine: bool = True,
+def run_viewer(source: SourceSpec | None = None, config: TrackerConfig | None = None,
                texture: Path | None = None, transfer: bool = False) -> int:
     """Open the window on ``source`` (default: ``default_source()``) and run Qt until it closes."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = ViewerWindow(TrackerConfig(mode="video", engine=engine, threads=threads, refine=refine), texture, transfer)
+    window = ViewerWindow(config or TrackerConfig(mode="video"), texture, transfer)
     window.resize(1280, 760)
     window.show()
     window.open_source(source or default_source())
