@@ -83,7 +83,8 @@ def test_summarise_leaves_out_the_first_call_and_accounts_for_every_microsecond(
     # A single call is kept rather than leaving nothing; no call at all is said so.
     one = summarise(events[:3])
     assert one["calls"] == 1 and one["skipped_calls"] == 0 and one["ops"][0]["op"] == "Conv"
-    assert summarise(events[:1]) == {"calls": 0, "skipped_calls": 0, "ms_per_call": None, "ops": []}
+    assert s["kernels_per_call"] == 2
+    assert summarise(events[:1]) == {"calls": 0, "skipped_calls": 0, "ms_per_call": None, "kernels_per_call": None, "ops": []}
 
 
 def test_mediapipe_worker_without_mediapipe_is_one_line():

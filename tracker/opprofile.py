@@ -32,9 +32,10 @@ def summarise(events: list[dict], skip_calls: int = SKIP_CALLS) -> dict:
     skipped = skip_calls if len(runs) > skip_calls else 0
     runs = runs[skipped:]
     if not runs:
-        return {"calls": 0, "skipped_calls": 0, "ms_per_call": None, "ops": []}
+        return {"calls": 0, "skipped_calls": 0, "ms_per_call": None, "kernels_per_call": None, "ops": []}
     starts = [r["ts"] for r in runs]
     per_op: dict[str, float] = {}
+    kernels = 0
     for e in events:
         if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
             continue
@@ -43,6 +44,7 @@ def summarise(events: list[dict], skip_calls: int = SKIP_CALLS) -> dict:
             continue  # a call left out
         op = e.get("args", {}).get("op_name", "?")
         per_op[op] = per_op.get(op, 0.0) + e["dur"]
+        kernels += 1
     total = float(sum(r["dur"] for r in runs))
     outside = total - sum(per_op.values())
     if outside > 0:
@@ -50,7 +52,7 @@ def summarise(events: list[dict], skip_calls: int = SKIP_CALLS) -> dict:
     calls = len(runs)
     ops = [{"op": op, "percent": 100.0 * us / total, "ms_per_call": us / calls / 1000.0}
            for op, us in sorted(per_op.items(), key=lambda kv: -kv[1])]
-    return {"calls": calls, "skipped_calls": skipped, "ms_per_call": total / calls / 1000.0, "ops": ops}
+    return {"calls": calls, "skipped_calls": skipped, "ms_per_call": total / calls / 1000.0, "kernels_per_call": kernels / calls, "ops": ops}
 
 
 def profile_models(config: TrackerConfig, frames: list[np.ndarray]) -> dict[str, dict]:
@@ -86,7 +88,7 @@ def profile_lines(profiles: dict[str, dict], threads: int) -> list[str]:
         if not p["calls"]:
             lines.append(f"{name}: not called")
             continue
-        lines.append(f"{name}: {p['calls']} calls, {p['ms_per_call']:.2f} ms per call")
+        lines.append(f"{name}: {p['calls']} calls, {p['ms_per_call']:.2f} ms per call, {p['kernels_per_call']:.0f} kernels per call")
         lines.append(f"  {'op type':<24}{'% time':>8}{'ms/call':>10}")
         lines += [f"  {o['op']:<24}{o['percent']:>8.1f}{o['ms_per_call']:>10.3f}" for o in p["ops"]]
     return lines
