@@ -94,6 +94,22 @@ def test_mediapipe_worker_without_mediapipe_is_one_line():
         MediaPipeFaceMesh(Path(sys.executable))
 
 
+def test_a_mediapipe_worker_dying_mid_run_is_dropped_with_a_note(tmp_path, capsys):
+    import numpy as np
+
+    from tracker.bench import time_mediapipe
+    from tracker.mediapipe_baseline import MediaPipeFaceMesh
+
+    fake = tmp_path / "python"  # says it is ready, then dies as a crashing worker would
+    fake.write_text("#!/bin/sh\necho '{\"ready\": \"fake\"}'\necho 'Fatal Python error: Segmentation fault' >&2\nexit 139\n")
+    fake.chmod(0o755)
+    with MediaPipeFaceMesh(fake) as mesh:
+        assert mesh.version == "fake"
+        assert time_mediapipe(mesh, [np.zeros((48, 64, 3), np.uint8)] * 3) is None
+    assert capsys.readouterr().err == ("note: MediaPipe dropped from the run: MediaPipe worker exited "
+                                       "(Fatal Python error: Segmentation fault)\n")
+
+
 @pytest.mark.skipif(not os.environ.get("MEDIAPIPE_PYTHON"),
                     reason="set MEDIAPIPE_PYTHON to a Python with mediapipe==0.10.21 (README: Speed) to test the Face Mesh baseline")
 def test_mediapipe_worker_times_face_mesh_on_the_demo_frames():
