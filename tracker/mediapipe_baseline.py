@@ -83,7 +83,10 @@ class MediaPipeFaceMesh:
                 self.proc.kill()
                 self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout):
-            stream.close()
+            try:
+                stream.close()
+            except OSError:  # a frame still buffered for a worker that has died
+                pass
         self._stderr.close()
 
     def __enter__(self) -> "MediaPipeFaceMesh":
