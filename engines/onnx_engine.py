@@ -15,10 +15,15 @@ log = logging.getLogger(__name__)
 class OnnxEngine(Engine):
     name = "onnx"
 
-    def __init__(self, path: Path, threads: int = 2, use_cuda: bool = False):
+    def __init__(self, path: Path, threads: int = 2, use_cuda: bool = False, profile_prefix: str | None = None):
+        """``profile_prefix``: record ONNX Runtime's per-node profile, written by
+        ``end_profiling()`` to ``<profile_prefix>_<date>.json`` (for ``bench --profile``)."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
+        if profile_prefix is not None:
+            opts.enable_profiling = True
+            opts.profile_file_prefix = profile_prefix
         opts.intra_op_num_threads = max(1, threads)
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -43,3 +48,7 @@ class OnnxEngine(Engine):
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = self.session.run(list(self._outputs), check_inputs(self, inputs))
         return dict(zip(self._outputs, outs))
+
+    def end_profiling(self) -> Path:
+        """Stop profiling (``profile_prefix`` given) and return the JSON file ONNX Runtime wrote."""
+        return Path(self.session.end_profiling())

@@ -136,7 +136,7 @@ def test_pack_limit_is_enforced_and_profiled_views_fill_the_rest(synthetic, tmp_
 
 
 def check_dry_run(pack: Path, tmp_path: Path, monkeypatch=None) -> None:
-    """Train DenseReg and the refiner for 2 steps (one DataLoader worker each) in a process
+    """Train DenseReg and the refiner stages for 2 steps (one DataLoader worker each) in a process
     without dlib & co and check what comes back.  With `monkeypatch`, also: continue DenseReg
     from its full .tar and the refiner from a weights-only one, import DenseReg with
     training.export, and train with a refiner that fails."""
@@ -148,10 +148,11 @@ def check_dry_run(pack: Path, tmp_path: Path, monkeypatch=None) -> None:
                       isolated=True)
     assert status == 0, log
     out = tmp_path / "out1"
-    assert sorted(p.name for p in out.iterdir()) == ["densereg-realtime.tar", "gpukit.log", "mdm.tar", "metrics.json"]
+    # by default both refiner stages train, the fine one from the same refiner crops
+    assert sorted(p.name for p in out.iterdir()) == ["densereg-realtime.tar", "gpukit.log", "mdm-fine.tar", "mdm.tar", "metrics.json"]
     assert all(p.stat().st_size < 16 * 2**20 for p in out.iterdir())
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["finished"] and set(metrics["networks"]) == {"densereg-realtime", "mdm"}
+    assert metrics["finished"] and set(metrics["networks"]) == {"densereg-realtime", "mdm", "mdm-fine"}
     for name, net in metrics["networks"].items():
         assert net["steps"] == 2 and net["onnx"]["ok"], name
         assert net["best"]["step"] == 2 and net["shipped"] is not None  # the shipped model, scored on the same faces

@@ -1,16 +1,24 @@
 """``run_tracker bench``: per-stage latency and end-to-end fps next to dlib, in the same run.
 
-The tracker (video mode) and dlib's HOG detector + 68-point predictor run over the same frames
-of the same clip (default: the bundled demo clip at 640x480), alternating per pass, so machine
-noise hits both; the table reports medians and 90th percentiles, and the speed-up ratio.
+The tracker (video mode) and dlib's HOG detector + 68-point predictor (on every face it finds)
+run over the same frames of the same clip (default: the bundled demo clip at 640x480),
+alternating per pass, so machine noise hits both; the table reports medians and 90th
+percentiles, and the speed-up ratio.  With ``--mediapipe-python PATH`` MediaPipe Face Mesh
+(``tracker/mediapipe_baseline.py``, in that Python) takes its turn in each pass as well.  The
+start-up (import + model load in a fresh process) is measured once per pass; ``--profile`` adds
+ONNX Runtime's per-operator profile of every model (``tracker/opprofile.py``).
 Without dlib's 68-point predictor (the ``[cnn]`` extra) the tracker is timed alone and a note
 says so: the JSON then has ``null`` for dlib and the ratio.
 """
 from __future__ import annotations
 
+import json
+import os
 import platform
+import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -20,6 +28,18 @@ from tracker.detector import CNN_EXTRA, detect_faces, dlib_landmarks, dlib_model
 from tracker.fileio import atomic_write_json, check_writable
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.video import open_video, read_frames
+
+WARMUP_FRAMES = 5  # engine allocations, first detection
+# Run in a fresh Python: what a user waits for before the first frame (the interpreter's own
+# start and exit are the rest of the process's wall time).
+STARTUP_CODE = """import json, sys, time
+t0 = time.perf_counter()
+from tracker import Tracker, TrackerConfig
+t1 = time.perf_counter()
+tracker = Tracker(TrackerConfig(**json.loads(sys.argv[1])))
+t2 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "construct_s": t2 - t1, "construct_ms": tracker.load_ms}))
+"""
 
 
 def load_frames(path: Path, limit: int, size: tuple[int, int] = (640, 480)) -> list[np.ndarray]:
@@ -32,19 +52,86 @@ def load_frames(path: Path, limit: int, size: tuple[int, int] = (640, 480)) -> l
     return frames
 
 
-def time_dlib(frames: list[np.ndarray]) -> list[float]:
-    out = []
+def time_dlib(frames: list[np.ndarray]) -> tuple[list[float], list[int]]:
+    """ms per frame and faces per frame: HOG, then 68 points on every face it finds (as the
+    tracker does on every face it tracks)."""
+    ms, faces = [], []
     for f in frames:
         t = time.perf_counter()
         gray = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
         dets = detect_faces(gray)
-        if dets:
-            dlib_landmarks(gray, dets[0])
-        out.append(1000 * (time.perf_counter() - t))
-    return out
+        for d in dets:
+            dlib_landmarks(gray, d)
+        ms.append(1000 * (time.perf_counter() - t))
+        faces.append(len(dets))
+    return ms, faces
+
+
+def time_tracker(tracker: Tracker, frames: list[np.ndarray], stages: dict[str, list[float]]) -> tuple[list[float], list[int]]:
+    """ms per frame and faces per frame over one pass; per-stage ms appended to ``stages``."""
+    tracker.reset()
+    ms, faces = [], []
+    for f in frames:
+        t = time.perf_counter()
+        r = tracker.track(f)
+        ms.append(1000 * (time.perf_counter() - t))
+        faces.append(len(r.faces))
+        for k, v in r.timings.items():
+            stages.setdefault(k, []).append(v)
+    return ms, faces
+
+
+def measure_startup(config: TrackerConfig) -> dict:
+    """Import + Tracker construction in a fresh process, with the construction's breakdown."""
+    fields = {k: v for k, v in asdict(config).items() if k in ("mode", "engine", "threads", "refine", "refiners")}
+    root = str(Path(__file__).resolve().parents[1])  # the same code as this process
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", STARTUP_CODE, json.dumps(fields)], capture_output=True, text=True, env=env, timeout=300)
+    wall = time.perf_counter() - t
+    if r.returncode != 0:
+        lines = r.stderr.strip().splitlines()
+        raise RuntimeError(f"start-up measurement failed: {lines[-1] if lines else r.returncode}")
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"process_s": wall, **out}
+
+
+def _stat(v: list[float], count: int) -> dict:
+    a = np.array(v + [0.0] * (count - len(v)))  # a stage that skipped a frame took 0 ms there
+    return {"median_ms": float(np.median(a)), "mean_ms": float(a.mean()), "p90_ms": float(np.percentile(a, 90))}
+
+
+def _mediapipe(args, max_faces: int):
+    """The Face Mesh worker, or None with a one-line note (absent, or not usable)."""
+    if not args.mediapipe_python:
+        return None
+    from tracker.mediapipe_baseline import MediaPipeError, MediaPipeFaceMesh
+
+    try:
+        return MediaPipeFaceMesh(args.mediapipe_python, max_faces)
+    except MediaPipeError as exc:
+        print(f"note: MediaPipe not timed: {exc}", file=sys.stderr)
+        return None
+
+
+def time_mediapipe(mesh, frames: list[np.ndarray], warmup: bool = False) -> tuple[list[float], list[int]] | None:
+    """ms and faces per frame over one pass from a fresh Face Mesh (as the worker timed them);
+    None, with a one-line note, when the worker fails: the others are still timed."""
+    from tracker.mediapipe_baseline import MediaPipeError
+
+    try:
+        if not warmup:
+            mesh.reset()
+        out = [mesh.process(f) for f in frames]
+    except MediaPipeError as exc:
+        print(f"note: MediaPipe dropped from the run: {exc}", file=sys.stderr)
+        return None
+    return [ms for ms, _ in out], [n for _, n in out]
 
 
 def run_bench(args) -> int:
+    from contextlib import nullcontext
+
     from tracker.commands import DEMO_CLIP
 
     video = args.video or DEMO_CLIP
@@ -56,53 +143,93 @@ def run_bench(args) -> int:
     with_dlib = dlib_models_problem() is None
     if not with_dlib:
         print(f"note: dlib not timed (its 68-point predictor comes with {CNN_EXTRA}); the tracker alone", file=sys.stderr)
-    tracker = Tracker(TrackerConfig.from_args(args, mode="video"))
+    config = TrackerConfig.from_args(args, mode="video")
+    tracker = Tracker(config)
+    mediapipe = _mediapipe(args, config.max_faces)
     stages: dict[str, list[float]] = {}
-    totals, dlib_ms = [], []
-    for f in frames[:5]:  # warm-up: engine allocations, first detection
-        tracker.track(f)
-    for rep in range(args.repeats):
-        tracker.reset()
-        for f in frames:
-            t = time.perf_counter()
-            r = tracker.track(f)
-            totals.append(1000 * (time.perf_counter() - t))
-            for k, v in r.timings.items():
-                stages.setdefault(k, []).append(v)
-        if with_dlib:
-            dlib_ms += time_dlib(frames)
+    totals, dlib_ms, mp_ms, startups = [], [], [], []
+    faces = {"tracker": [], "dlib": [], "mediapipe": []}
+    with mediapipe or nullcontext():
+        for f in frames[:WARMUP_FRAMES]:
+            tracker.track(f)
+        if mediapipe and time_mediapipe(mediapipe, frames[:WARMUP_FRAMES], warmup=True) is None:
+            mediapipe = None
+        for rep in range(args.repeats):
+            startups.append(measure_startup(config))
+            ms, n_faces = time_tracker(tracker, frames, stages)
+            totals += ms
+            faces["tracker"] += n_faces
+            if with_dlib:
+                ms, n_faces = time_dlib(frames)
+                dlib_ms += ms
+                faces["dlib"] += n_faces
+            if mediapipe:
+                timed = time_mediapipe(mediapipe, frames)
+                if timed is None:  # no partial column: every row covers the same passes
+                    mediapipe, mp_ms, faces["mediapipe"] = None, [], []
+                else:
+                    mp_ms += timed[0]
+                    faces["mediapipe"] += timed[1]
+        mediapipe_version = mediapipe.version if mediapipe else None
     n = len(totals)
-
-    def stat(v, count=n):
-        a = np.array(v + [0.0] * (count - len(v)))  # a stage that skipped a frame took 0 ms there
-        return {"median_ms": float(np.median(a)), "mean_ms": float(a.mean()), "p90_ms": float(np.percentile(a, 90))}
-
+    startup = min(startups, key=lambda s: s["process_s"])  # the least disturbed of the passes
     result = {
         "video": str(video),
         "frames": n,
         "size": [frames[0].shape[1], frames[0].shape[0]],
         "engine": tracker.engine.describe(),
         "refine": not args.no_refine,
-        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs",
-        "stages": {k: stat(v) for k, v in stages.items()},
-        "tracker_total": stat(totals),
-        "dlib_hog_plus_68": stat(dlib_ms) if with_dlib else None,
+        "refiners": list(config.refiners) if config.refine else [],
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "startup": {**startup, "passes_process_s": [s["process_s"] for s in startups]},
+        "stages": {k: _stat(v, n) for k, v in stages.items()},
+        "tracker_total": _stat(totals, n),
+        "dlib_hog_plus_68": _stat(dlib_ms, n) if with_dlib else None,
+        "mediapipe_face_mesh": _stat(mp_ms, n) if mp_ms else None,
+        "mediapipe_version": mediapipe_version,
+        "faces_per_frame": {k: float(np.mean(v)) if v else None for k, v in faces.items()},
     }
     tm = result["tracker_total"]["median_ms"]
     dm = result["dlib_hog_plus_68"]["median_ms"] if with_dlib else None
+    mm = result["mediapipe_face_mesh"]["median_ms"] if mp_ms else None
     result["tracker_fps"] = 1000.0 / tm
     result["dlib_fps"] = 1000.0 / dm if dm else None
     result["speedup_vs_dlib"] = dm / tm if dm else None
-    print(f"{n} frames of {video} at {result['size'][0]}x{result['size'][1]}, {result['engine']}")
-    print(f"{'stage':<22}{'median ms':>10}{'mean ms':>10}{'p90 ms':>10}")
-    rows = list(result["stages"].items()) + [("tracker total", result["tracker_total"]), ("dlib HOG + 68 points", result["dlib_hog_plus_68"])]
-    for k, v in rows:
-        if v is not None:
-            print(f"{k:<22}{v['median_ms']:>10.2f}{v['mean_ms']:>10.2f}{v['p90_ms']:>10.2f}")
-    if dm:
-        print(f"tracker {result['tracker_fps']:.1f} fps, dlib {result['dlib_fps']:.1f} fps: {result['speedup_vs_dlib']:.2f}x dlib")
-    else:
-        print(f"tracker {result['tracker_fps']:.1f} fps (dlib not timed)")
+    result["mediapipe_fps"] = 1000.0 / mm if mm else None
+    result["speedup_vs_mediapipe"] = mm / tm if mm else None
+    if args.profile:
+        from tracker.opprofile import profile_lines, profile_models
+
+        result["profile"] = profile_models(config, frames)
+    _print(result, video)
+    if args.profile:
+        print("\n".join(profile_lines(result["profile"], config.threads)))
     if args.json:
         atomic_write_json(args.json, result)
     return 0
+
+
+def _print(result: dict, video) -> None:
+    print(f"{result['frames']} frames of {video} at {result['size'][0]}x{result['size'][1]}, {result['engine']}")
+    print(f"{'stage':<26}{'median ms':>10}{'mean ms':>10}{'p90 ms':>10}{'faces/frame':>13}")
+    fpf = result["faces_per_frame"]
+    rows = [(k, v, None) for k, v in result["stages"].items()] + [
+        ("tracker total", result["tracker_total"], fpf["tracker"]),
+        ("dlib HOG + 68 points", result["dlib_hog_plus_68"], fpf["dlib"]),
+        ("MediaPipe Face Mesh", result["mediapipe_face_mesh"], fpf["mediapipe"]),
+    ]
+    for k, v, f in rows:
+        if v is not None:
+            print(f"{k:<26}{v['median_ms']:>10.2f}{v['mean_ms']:>10.2f}{v['p90_ms']:>10.2f}" + (f"{f:>13.2f}" if f is not None else ""))
+    s = result["startup"]
+    parts = ", ".join(f"{k} {v / 1000:.2f}" for k, v in s["construct_ms"].items())
+    print(f"start-up, fresh process: {s['process_s']:.2f} s wall (import {s['import_s']:.2f} s, Tracker() {s['construct_s']:.2f} s: {parts})")
+    line = f"tracker {result['tracker_fps']:.1f} fps"
+    if result["speedup_vs_dlib"]:
+        line += f", dlib {result['dlib_fps']:.1f} fps: {result['speedup_vs_dlib']:.2f}x dlib"
+    else:
+        line += " (dlib not timed)"
+    if result["speedup_vs_mediapipe"]:
+        line += f"; MediaPipe {result['mediapipe_fps']:.1f} fps: {result['speedup_vs_mediapipe']:.2f}x MediaPipe"
+    print(line)

@@ -174,6 +174,10 @@ def register_bench(sub) -> None:
     p.add_argument("--frames", type=count(1), default=150, help="frames of the clip to time, from its start (default 150)")
     p.add_argument("--repeats", type=count(1), default=2, help="passes over the clip (tracker and dlib alternate)")
     p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile every model per ONNX Runtime operator type (%% of time, ms per call), in separate sessions after the timing")
+    p.add_argument("--mediapipe-python", type=Path, metavar="PYTHON",
+                   help="also time MediaPipe Face Mesh, run by this Python (a separate environment with mediapipe==0.10.21: see README)")
     _engine_args(p)
 
     def run(args) -> int:

@@ -347,7 +347,7 @@ def run_eval(args) -> int:
 
 def run_demo(args) -> int:
     """Track the bundled clip (annotated video) and annotate the bundled still (parts + stages)."""
-    from tracker.video import AtomicVideoWriter, annotate, open_video, read_frames
+    from tracker.video import READ_AHEAD, AtomicVideoWriter, annotate, open_video, read_frames
 
     config = TrackerConfig.from_args(args, mode="image", keep_maps=True)
     tracker = Tracker(config)
@@ -363,7 +363,7 @@ def run_demo(args) -> int:
     clip = safe_output_path(args.out, "astronaut_tracked.mp4")
     times, found = [], 0
     with AtomicVideoWriter(clip, info.fps, (info.width, info.height)) as writer:
-        for frame in read_frames(cap, source=str(DEMO_CLIP)):
+        for frame in read_frames(cap, source=str(DEMO_CLIP), ahead=READ_AHEAD):
             r = tracker.track(frame)
             total = sum(r.timings.values())
             times.append(total)

@@ -31,6 +31,7 @@ from tracker.shape_model import fit_shape, load_shape_model
 from tracker.smoothing import OneEuro
 
 STAGES = ("densereg", "pca", "mdm")
+DENSEREG_ASSET = "densereg_realtime.onnx"
 
 
 @dataclass(frozen=True)
@@ -145,21 +146,29 @@ class Tracker:
 
     def __init__(self, config: TrackerConfig = TrackerConfig()):
         self.config = config
+        timer, t = _Timer(), time.perf_counter()
         folder = config.assets
         asset = (lambda n: verified_asset(n, folder)) if folder else verified_asset
-        self.engine: Engine = load_engine(asset("densereg_realtime.onnx"), config.engine, config.threads)
-        self.shape_model = load_shape_model(asset("shape_pca.npz"))
+        refiner_names = config.refiners if config.refine else ()
+        paths = {name: asset(name) for name in (DENSEREG_ASSET, "shape_pca.npz", "template.npz", *refiner_names)}
+        t = timer.add("verify assets", t)  # SHA-256 of each file, once per process
+        self.engine: Engine = load_engine(paths[DENSEREG_ASSET], config.engine, config.threads)
+        t = timer.add("DenseReg session", t)
+        self.shape_model = load_shape_model(paths["shape_pca.npz"])
         refiner_engine = "onnx" if config.engine == "torch" else config.engine
         self.refiners: list[RefinerStage] = [
-            RefinerStage(load_engine(asset(name), refiner_engine, config.threads).infer, FRAMES[name], FRAMES[name].reference(self.shape_model))
-            for name in (config.refiners if config.refine else ())
+            RefinerStage(load_engine(paths[name], refiner_engine, config.threads).infer, FRAMES[name], FRAMES[name].reference(self.shape_model))
+            for name in refiner_names
         ]
-        with np.load(asset("template.npz")) as z:
+        t = timer.add("refiner sessions", t)
+        with np.load(paths["template.npz"]) as z:
             self.landmark_uv = z["landmark_uv"].astype(np.float64)
             self.landmark_3d = z["landmark_3d"].astype(np.float64)
             self.part_map = z["part_map"]
             self.flip_permutation = z["flip_permutation"] if config.refine_flip else None
         self.lookup = build_lookup(self.landmark_uv)
+        timer.add("template + UV table", t)
+        self.load_ms: dict[str, float] = timer.ms  # where construction time went (bench's start-up row)
         self.input_size = NETWORK_INPUT
         self._tracks: list[_Track] = []
         self._next_id = 0

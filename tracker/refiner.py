@@ -38,7 +38,7 @@ COARSE = CanonicalFrame(crop=128, scale=36.0, patch=16)
 FINE = CanonicalFrame(crop=208, scale=64.0, patch=24)
 # Shipped refiner assets and their frames, in the order a cascade applies them.
 FRAMES = {"mdm_refiner.onnx": COARSE, "mdm_fine.onnx": FINE}
-DEFAULT_REFINERS = ("mdm_refiner.onnx",)
+DEFAULT_REFINERS = ("mdm_refiner.onnx", "mdm_fine.onnx")
 CROP, PATCH = COARSE.crop, COARSE.patch
 
 Infer = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]

@@ -34,13 +34,17 @@ def _smooth(rng: np.random.Generator, n: int, amplitude: float, octaves: int = 3
     return amplitude * out / max(np.abs(out).max(), 1e-9)
 
 
-def clip_homographies(pts: np.ndarray, size: tuple[int, int], frames: int, static: int, rng: np.random.Generator) -> list[np.ndarray]:
+FILL = (0.25, 0.45)  # range of the share of the frame height the face (its landmarks' extent) spans
+
+
+def clip_homographies(pts: np.ndarray, size: tuple[int, int], frames: int, static: int, rng: np.random.Generator,
+                      fill: tuple[float, float] = FILL) -> list[np.ndarray]:
     """Per-frame 3x3 maps from the still to the video frame."""
     w, h = size
     lo, hi = pts.min(0), pts.max(0)
     face = max(hi - lo)
     centre = (lo + hi) / 2
-    base_scale = rng.uniform(0.25, 0.45) * h / face
+    base_scale = rng.uniform(*fill) * h / face
     n = frames - static
     tx, ty = _smooth(rng, n, 0.22 * w), _smooth(rng, n, 0.18 * h)
     scale = np.exp(_smooth(rng, n, 0.35))
@@ -74,11 +78,12 @@ def occluder_box(points: np.ndarray, t: float) -> tuple[int, int, int, int]:
     return x, int(lo[1]), x + int(0.25 * w), int(hi[1])
 
 
-def render_clip(image: np.ndarray, pts: np.ndarray, size: tuple[int, int], frames: int, static: int, rng: np.random.Generator):
+def render_clip(image: np.ndarray, pts: np.ndarray, size: tuple[int, int], frames: int, static: int, rng: np.random.Generator,
+                fill: tuple[float, float] = FILL):
     """Frames (list of BGR), per-frame landmarks (None where the face is out of the picture) and
     per-frame occluder boxes (``occluder_box``; None on frames without the occluder)."""
     w, h = size
-    hs = clip_homographies(pts, size, frames, static, rng)
+    hs = clip_homographies(pts, size, frames, static, rng, fill)
     gain = 1.0 + _smooth(rng, frames, 0.35)
     occ_start = rng.integers(static, max(static + 1, frames - 30))
     occ_len = 25

@@ -19,7 +19,7 @@ import numpy as np
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, read_image
 from tracker.pipeline import FrameResult, Tracker, TrackerConfig
 from tracker.transfer import ColorMatch, load_texture, render_texture, unwrap_face
-from tracker.video import VIDEO_EXTENSIONS, AtomicVideoWriter, VideoError, open_video, quiet_opencv, read_frames
+from tracker.video import READ_AHEAD, VIDEO_EXTENSIONS, AtomicVideoWriter, VideoError, open_video, quiet_opencv, read_frames
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _open_stream(args, kind: str) -> tuple[Iterator[np.ndarray], float, tuple[in
     if kind == "webcam":
         return _webcam_frames(args.device)
     cap, info = open_video(Path(args.target))
-    return read_frames(cap, lambda m: print(f"warning: {m}", file=sys.stderr), args.target), info.fps, (info.width, info.height)
+    return read_frames(cap, lambda m: print(f"warning: {m}", file=sys.stderr), args.target, READ_AHEAD), info.fps, (info.width, info.height)
 
 
 def _transfer_video(args, kind: str, stream, look: Look, config: TrackerConfig) -> int:

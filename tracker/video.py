@@ -8,10 +8,12 @@ when complete.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 import cv2
 import numpy as np
@@ -67,14 +69,25 @@ def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
     return cap, info
 
 
-def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None, source: str = "") -> Iterator[np.ndarray]:
+READ_AHEAD = 3  # frames a file command decodes ahead of the frame being tracked
+
+
+def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None, source: str = "",
+                ahead: int = 0) -> Iterator[np.ndarray]:
     """Frames until the end; a decoding failure before the reported end is reported once.
-    A stream without any frame yields nothing: the caller says so in its own words."""
+    A stream without any frame yields nothing: the caller says so in its own words.
+
+    ``ahead > 0``: a background thread decodes up to that many frames ahead while the caller
+    works on the current one (OpenCV releases the GIL while decoding, so on two cores decoding
+    no longer adds to a frame's latency).  Frames, the warning and errors come in the same order
+    as without it; the capture is released only after that thread has stopped."""
     expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    reads = _reads(cap)
+    if ahead > 0:
+        reads = read_ahead(reads, ahead)
     n = 0
     try:
-        while True:
-            ok, frame = cap.read()
+        for ok, frame in reads:
             if not ok or frame is None or frame.size == 0:
                 if warn and expected and 0 < n < expected - 1:
                     warn(f"{source}: stream ended at frame {n} of {expected} (truncated or corrupt); kept what was read")
@@ -82,7 +95,62 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
             n += 1
             yield frame
     finally:
+        reads.close()
         cap.release()
+
+
+def _reads(cap: cv2.VideoCapture) -> Iterator[tuple[bool, np.ndarray | None]]:
+    """``cap.read()`` results up to and including the first failed one."""
+    while True:
+        ok, frame = cap.read()
+        yield ok, frame
+        if not ok or frame is None or frame.size == 0:
+            return
+
+
+T = TypeVar("T")
+
+
+def read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
+    """``items``, consumed by a background thread at most ``depth`` items ahead of the caller.
+
+    Same order; an exception raised by ``items`` is raised here at its place in the sequence.
+    Closing this generator (the caller stops early, raises, or is interrupted by Ctrl-C) stops
+    the thread and waits for it, so nothing reads from ``items`` afterwards."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():  # a timeout, not a blocking put: a stopped caller takes nothing
+            try:
+                q.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as exc:  # handed over to the caller's thread, raised there
+            put((False, exc))
+
+    worker = threading.Thread(target=work, name="read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, item = q.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 class AtomicVideoWriter:

@@ -34,7 +34,7 @@ from tracker.fileio import (atomic_output_dir, atomic_write_image, atomic_write_
 from tracker.metrics import auc, ced, eye_distance, failure_rate, score_faces
 from tracker.pipeline import FaceResult, Tracker, TrackerConfig
 from tracker.pts import PtsError, read_pts, write_pts
-from tracker.video import VIDEO_EXTENSIONS, AtomicVideoWriter, VideoError, annotate, open_video, read_frames
+from tracker.video import READ_AHEAD, VIDEO_EXTENSIONS, AtomicVideoWriter, VideoError, annotate, open_video, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def run_video(args) -> int:
     n = 0
     # The annotated video goes to a hidden temporary file, deleted on any failure or Ctrl-C.
     with AtomicVideoWriter(args.out, info.fps, (info.width, info.height)) if args.out else nullcontext() as writer:
-        for n, frame in enumerate(tqdm(read_frames(cap, _warn, str(args.input)), total=info.frames or None, unit="frame",
+        for n, frame in enumerate(tqdm(read_frames(cap, _warn, str(args.input), READ_AHEAD), total=info.frames or None, unit="frame",
                                        file=sys.stderr, disable=not sys.stderr.isatty()), start=1):
             t0 = time.perf_counter()
             result = tracker.track(frame)
@@ -205,7 +205,7 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
         with atomic_output_dir(job.out) as out:
             n = detections = 0
             t0 = time.perf_counter()
-            for n, frame in enumerate(read_frames(cap, warnings.append, str(job.video)), start=1):
+            for n, frame in enumerate(read_frames(cap, warnings.append, str(job.video), READ_AHEAD), start=1):
                 face = subject.pick(tracker.track(frame).faces)
                 if face is not None:
                     write_pts(out / f"{n:06d}.pts", face.landmarks)

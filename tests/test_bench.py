@@ -1,0 +1,154 @@
+"""`bench`: the op profile, the start-up row, the MediaPipe baseline's worker, the two-face clip."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tracker.cli import main
+from tracker.opprofile import OUTSIDE_KERNELS, summarise
+from tracker.refiner import DEFAULT_REFINERS
+
+MODELS = ("densereg_realtime.onnx", *DEFAULT_REFINERS)
+
+
+def _profile_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("densereg-profile-*")}
+
+
+def test_bench_profile_table_and_json_for_every_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # ONNX Runtime would write its trace here by default
+    before = _profile_dirs()
+    out = tmp_path / "b.json"
+    rc = main(["bench", "--frames", "6", "--repeats", "1", "--threads", "1", "--profile", "--json", str(out),
+               "--mediapipe-python", str(tmp_path / "no-such-python")])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert [line for line in captured.err.splitlines() if "MediaPipe" in line] == [
+        f"note: MediaPipe not timed: {tmp_path / 'no-such-python'}: cannot run (No such file or directory)"]
+    for name in MODELS:
+        assert f"\n{name}: 5 calls, " in captured.out  # 6 frames, the first call left out
+    assert captured.out.count("op type") == len(MODELS) and "Conv" in captured.out
+    assert "start-up, fresh process:" in captured.out
+
+    result = json.loads(out.read_text())
+    assert set(result["profile"]) == set(MODELS)
+    for name, p in result["profile"].items():
+        assert p["calls"] == 5 and p["skipped_calls"] == 1
+        ops = {o["op"]: o for o in p["ops"]}
+        assert "Conv" in ops
+        assert sum(o["percent"] for o in p["ops"]) == pytest.approx(100.0, abs=0.01)
+        assert sum(o["ms_per_call"] for o in p["ops"]) == pytest.approx(p["ms_per_call"], rel=1e-6)
+        assert [o["percent"] for o in p["ops"]] == sorted((o["percent"] for o in p["ops"]), reverse=True)
+    s = result["startup"]
+    assert 0 < s["import_s"] + s["construct_s"] < s["process_s"]
+    assert set(s["construct_ms"]) == {"verify assets", "DenseReg session", "refiner sessions", "template + UV table"}
+    assert result["mediapipe_face_mesh"] is None and result["speedup_vs_mediapipe"] is None
+    assert result["faces_per_frame"]["tracker"] == 1.0
+    # ONNX Runtime's trace files are gone: none in the working folder, no temporary folder left.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]
+    assert _profile_dirs() <= before
+
+
+def test_bench_without_profile_has_no_profile_key(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["bench", "--frames", "2", "--repeats", "1", "--threads", "1", "--json", str(out)]) == 0
+    assert "op type" not in capsys.readouterr().out
+    assert "profile" not in json.loads(out.read_text())
+
+
+def _event(name: str, ts: int, dur: int, op: str | None = None) -> dict:
+    if op is None:
+        return {"cat": "Session", "name": name, "ts": ts, "dur": dur}
+    return {"cat": "Node", "name": f"{name}_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
+
+
+def test_summarise_leaves_out_the_first_call_and_accounts_for_every_microsecond():
+    events = [
+        _event("session_initialization", 0, 500),
+        _event("model_run", 1000, 900), _event("conv1", 1010, 800, "Conv"),  # first call: left out
+        _event("model_run", 3000, 100), _event("conv1", 3005, 60, "Conv"), _event("add", 3070, 20, "Add"),
+        _event("model_run", 4000, 100), _event("conv1", 4005, 50, "Conv"), _event("add", 4060, 30, "Add"),
+    ]
+    s = summarise(events)
+    assert s["calls"] == 2 and s["skipped_calls"] == 1 and s["ms_per_call"] == pytest.approx(0.1)
+    ops = {o["op"]: o for o in s["ops"]}
+    assert ops["Conv"]["percent"] == pytest.approx(55.0) and ops["Conv"]["ms_per_call"] == pytest.approx(0.055)
+    assert ops["Add"]["percent"] == pytest.approx(25.0)
+    assert ops[OUTSIDE_KERNELS]["percent"] == pytest.approx(20.0)
+    assert [o["op"] for o in s["ops"]] == ["Conv", "Add", OUTSIDE_KERNELS]
+    # A single call is kept rather than leaving nothing; no call at all is said so.
+    one = summarise(events[:3])
+    assert one["calls"] == 1 and one["skipped_calls"] == 0 and one["ops"][0]["op"] == "Conv"
+    assert s["kernels_per_call"] == 2
+    assert summarise(events[:1]) == {"calls": 0, "skipped_calls": 0, "ms_per_call": None, "kernels_per_call": None, "ops": []}
+
+
+def test_mediapipe_worker_without_mediapipe_is_one_line():
+    from tracker.mediapipe_baseline import MediaPipeError, MediaPipeFaceMesh
+
+    with pytest.raises(MediaPipeError, match=r"no usable mediapipe with Face Mesh \(ModuleNotFoundError"):
+        MediaPipeFaceMesh(Path(sys.executable))
+
+
+def test_a_mediapipe_worker_dying_mid_run_is_dropped_with_a_note(tmp_path, capsys):
+    import numpy as np
+
+    from tracker.bench import time_mediapipe
+    from tracker.mediapipe_baseline import MediaPipeFaceMesh
+
+    fake = tmp_path / "python"  # says it is ready, then dies as a crashing worker would
+    fake.write_text("#!/bin/sh\necho '{\"ready\": \"fake\"}'\necho 'Fatal Python error: Segmentation fault' >&2\nexit 139\n")
+    fake.chmod(0o755)
+    with MediaPipeFaceMesh(fake) as mesh:
+        assert mesh.version == "fake"
+        assert time_mediapipe(mesh, [np.zeros((48, 64, 3), np.uint8)] * 3) is None
+    assert capsys.readouterr().err == ("note: MediaPipe dropped from the run: MediaPipe worker exited "
+                                       "(Fatal Python error: Segmentation fault)\n")
+
+
+@pytest.mark.skipif(not os.environ.get("MEDIAPIPE_PYTHON"),
+                    reason="set MEDIAPIPE_PYTHON to a Python with mediapipe==0.10.21 (README: Speed) to test the Face Mesh baseline")
+def test_mediapipe_worker_times_face_mesh_on_the_demo_frames():
+    import cv2
+
+    from tracker.commands import DEMO_IMAGE
+    from tracker.mediapipe_baseline import MediaPipeFaceMesh
+
+    image = cv2.imread(str(DEMO_IMAGE))
+    with MediaPipeFaceMesh(Path(os.environ["MEDIAPIPE_PYTHON"])) as mesh:
+        assert mesh.version.startswith("mediapipe 0.10")
+        first = [mesh.process(image) for _ in range(3)]
+        mesh.reset()
+        assert mesh.process(image)[1] == 1
+        assert mesh.process(image[:100, :100].copy())[1] == 0  # no face in a corner of the background
+    assert all(ms > 0 and faces == 1 for ms, faces in first)
+
+
+@pytest.fixture(scope="module")
+def two_face_clip(tmp_path_factory) -> Path:
+    from tracker.democlip import TWO_FACE_ARGS
+    from tracker.democlip import main as make_clip
+
+    out = tmp_path_factory.mktemp("clip") / "two_faces.mp4"
+    assert make_clip([*TWO_FACE_ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def test_the_two_face_clip_yields_two_tracks(two_face_clip):
+    from tracker.pipeline import Tracker, TrackerConfig
+    from tracker.video import open_video, read_frames
+
+    cap, info = open_video(two_face_clip)
+    assert (info.width, info.height, info.frames) == (640, 480, 150)
+    tracker = Tracker(TrackerConfig(mode="video", threads=1))
+    ids = []
+    for _, frame in zip(range(20), read_frames(cap, ahead=2)):
+        faces = tracker.track(frame).faces
+        ids.append(tuple(sorted(f.track_id for f in faces)))
+    assert len(ids) == 20
+    assert set(ids) == {ids[0]} and len(ids[0]) == 2  # both faces, the same two tracks, in every frame

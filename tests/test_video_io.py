@@ -1,0 +1,131 @@
+"""Reading video files: the read-ahead thread keeps order, warnings and errors as a plain read."""
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from tracker.commands import DEMO_CLIP
+from tracker.video import open_video, read_ahead, read_frames
+
+
+def _reader_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "read-ahead"]
+
+
+def test_read_ahead_keeps_order_and_raises_at_the_failing_item():
+    def items():
+        for i in range(10):
+            time.sleep(0.001 * (i % 3))  # uneven producer: order must not depend on timing
+            yield i
+        raise RuntimeError("decoder died")
+
+    got = []
+    with pytest.raises(RuntimeError, match="decoder died"):
+        for i in read_ahead(items(), depth=2):
+            got.append(i)
+            time.sleep(0.002)
+    assert got == list(range(10))
+    assert not _reader_threads()
+
+
+def test_read_ahead_stays_within_its_depth_and_stops_when_the_caller_stops():
+    produced = []
+
+    def items():
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    gen = read_ahead(items(), depth=3)
+    assert next(gen) == 0
+    time.sleep(0.2)  # the thread fills the queue, then waits
+    # one handed over + 3 queued + 1 waiting to be queued
+    assert len(produced) <= 5
+    gen.close()
+    assert not _reader_threads()
+    assert len(produced) <= 5
+
+
+def test_read_ahead_passes_keyboard_interrupt_through_in_order():
+    def items():
+        yield 1
+        raise KeyboardInterrupt
+
+    gen = read_ahead(items(), depth=2)
+    assert next(gen) == 1
+    with pytest.raises(KeyboardInterrupt):
+        next(gen)
+
+
+class _FakeCapture:
+    """cv2.VideoCapture stand-in: `frames` good reads, then a failure (or an exception)."""
+
+    def __init__(self, frames: int, reported: int, error_at: int | None = None):
+        self.frames, self.reported, self.error_at = frames, reported, error_at
+        self.n = 0
+        self.released_while_reading = False
+        self.reading = False
+        self.released = False
+
+    def get(self, prop):
+        return self.reported if prop == cv2.CAP_PROP_FRAME_COUNT else 0
+
+    def read(self):
+        self.reading = True
+        try:
+            time.sleep(0.001)
+            if self.error_at is not None and self.n == self.error_at:
+                raise cv2.error("simulated decoder error")
+            if self.n >= self.frames:
+                return False, None
+            self.n += 1
+            return True, np.full((4, 4, 3), self.n, np.uint8)
+        finally:
+            self.reading = False
+
+    def release(self):
+        self.released_while_reading |= self.reading
+        self.released = True
+
+
+@pytest.mark.parametrize("ahead", [0, 3])
+def test_read_frames_same_frames_and_warning_with_and_without_read_ahead(ahead):
+    warnings = []
+    cap = _FakeCapture(frames=5, reported=9)
+    frames = []
+    for f in read_frames(cap, warnings.append, "clip.avi", ahead=ahead):
+        frames.append(int(f[0, 0, 0]))
+        assert not warnings  # the truncation is reported after the last frame, not before it
+    assert frames == [1, 2, 3, 4, 5]
+    assert warnings == ["clip.avi: stream ended at frame 5 of 9 (truncated or corrupt); kept what was read"]
+    assert cap.released and not cap.released_while_reading
+
+
+@pytest.mark.parametrize("ahead", [0, 3])
+def test_read_frames_raises_a_decoder_error_after_the_frames_before_it(ahead):
+    cap = _FakeCapture(frames=10, reported=10, error_at=4)
+    got = []
+    with pytest.raises(cv2.error, match="simulated decoder error"):
+        for f in read_frames(cap, ahead=ahead):
+            got.append(int(f[0, 0, 0]))
+    assert got == [1, 2, 3, 4]
+    assert cap.released and not _reader_threads()
+
+
+def test_read_frames_caller_stopping_early_releases_the_capture():
+    cap = _FakeCapture(frames=100, reported=100)
+    frames = read_frames(cap, ahead=2)
+    next(frames)
+    frames.close()
+    assert cap.released and not cap.released_while_reading and not _reader_threads()
+
+
+def test_read_ahead_decodes_the_real_clip_identically():
+    plain = [f for _, f in zip(range(12), read_frames(open_video(DEMO_CLIP)[0]))]
+    ahead = [f for _, f in zip(range(12), read_frames(open_video(DEMO_CLIP)[0], ahead=3))]
+    assert len(plain) == len(ahead) == 12
+    assert all(np.array_equal(a, b) for a, b in zip(plain, ahead))
