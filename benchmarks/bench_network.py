@@ -11,7 +11,6 @@ torch): its speed does not depend on the weights.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -24,6 +23,7 @@ from engines.onnx_engine import OnnxEngine
 from tracker.crop import roi_from_box, to_network_input, warp_image
 from tracker.detector import detect_faces, dlib_landmarks
 from tracker.fileio import read_image
+from tracker.fileio import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ONNX = REPO / "tracker" / "assets" / "densereg_realtime.onnx"
@@ -98,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": platform.processor() or platform.machine(), "onnxruntime": __import__("onnxruntime").__version__,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"), "stages": rows,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_json(args.json, report)
     print(f"wrote {args.json}")
     return 0
 

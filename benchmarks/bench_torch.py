@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tracker.fileio import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = ("default", "passive")
@@ -100,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
               "load_average": os.getloadavg(), "torch": __import__("importlib.metadata").metadata.version("torch"),
               "time": time.strftime("%Y-%m-%d %H:%M:%S"), "policies": {"default": "libgomp default (spin, then sleep)",
                                                                         "passive": "OMP_WAIT_POLICY=PASSIVE"}, "configs": rows}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_json(args.json, report)
     print(f"wrote {args.json}")
     return 0
 

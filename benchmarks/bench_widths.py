@@ -12,7 +12,6 @@ across runs.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -25,6 +24,7 @@ import torch
 from engines.onnx_engine import OnnxEngine
 from training.deploy import export
 from training.model import CONFIGS, DenseReg
+from tracker.fileio import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{w:>6g}{row['weights']:>11,}{row['median_ms']:>11.2f}{row['p10_ms']:>8.2f}{row['p90_ms']:>8.2f}{row['ratio']:>12.2f}")
     report = {"threads": args.threads, "runs": args.runs, "cpu": platform.processor() or platform.machine(),
               "onnxruntime": __import__("onnxruntime").__version__, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_json(args.json, report)
     print(f"wrote {args.json}")
     return 0
 
