@@ -11,8 +11,10 @@ from typing import Mapping
 
 import numpy as np
 
+from tracker.errors import TrackerError
 
-class EngineError(RuntimeError):
+
+class EngineError(TrackerError, RuntimeError):
     """A backend cannot load or run a model; the message is one line for the user."""
 
 

@@ -10,6 +10,21 @@
         face.stages["densereg"].confidence                # per-stage points and confidences
         face.pose.yaw_pitch_roll() if face.pose else None # head pose in degrees
 """
-from tracker.pipeline import FaceResult, FrameResult, StageLandmarks, Tracker, TrackerConfig
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tracker.pipeline import FaceResult, FrameResult, StageLandmarks, Tracker, TrackerConfig
 
 __all__ = ["FaceResult", "FrameResult", "StageLandmarks", "Tracker", "TrackerConfig"]
+
+
+def __getattr__(name: str):
+    # Imported on first use, not with the package: `engines` imports `tracker.errors`, and
+    # the pipeline imports `engines`; an eager import here would make that a cycle.
+    if name in __all__:
+        from tracker import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'tracker' has no attribute {name!r}")

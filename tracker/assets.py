@@ -12,11 +12,13 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from tracker.errors import TrackerError
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 MANIFEST = ASSETS / "MANIFEST.json"
 
 
-class AssetError(RuntimeError):
+class AssetError(TrackerError, RuntimeError):
     """A model asset is missing or does not match its recorded SHA-256."""
 
 

@@ -1,8 +1,9 @@
 """``run_tracker`` / ``run_tracker.py``: one command line, one subcommand per use.
 
 Each subcommand is a ``register_<name>(subparsers)`` function that adds its parser and sets
-``func``; ``main`` turns every expected failure (bad input, missing model) into one line on
-stderr and a non-zero exit code, never a traceback.
+``func``; ``main`` turns every expected failure (a ``tracker.errors.TrackerError``: bad input,
+missing model, bad option) into one line on stderr and exit status 2, never a traceback; any other
+exception is a bug: one "internal error" line and status 1 (the traceback with ``-v``).
 """
 from __future__ import annotations
 
@@ -10,21 +11,18 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from engines import KINDS, NOTES
-from engines.base import EngineError
-from tracker.assets import AssetError
+from tracker.errors import MissingInputError, TrackerError, UsageError
 
 EXIT_OK, EXIT_ITEMS_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERNAL = 1  # a bug (not a TrackerError): the same status as a batch with failed items, as Python itself exits
 # What Ctrl-C leaves behind, per command (``set_defaults(interrupted=...)``); only the batch
 # commands resume, so only they say so.
 RESUMES = "interrupted; finished outputs are kept (rerun the same command to resume)"
 DOES_NOT_RESUME = "interrupted; only complete files were written (this command does not resume: rerun it to start again)"
-
-
-class UsageError(Exception):
-    """Bad command line; ``main`` prints it as one line and returns EXIT_USAGE."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,7 +131,7 @@ def register_video(sub) -> None:
         from tracker.videocommands import run_video
 
         if not (args.out or args.pts_dir or args.csv or args.json):
-            raise ValueError("nothing to write: give at least one of --out, --pts-dir, --csv, --json")
+            raise UsageError("nothing to write: give at least one of --out, --pts-dir, --csv, --json")
         return run_video(args)
 
     p.set_defaults(func=run, interrupted="interrupted; no video, CSV or JSON was written, only the per-frame .pts files so far "
@@ -160,9 +158,9 @@ def register_batch300vw(sub) -> None:
         from tracker.videocommands import run_batch300vw
 
         if args.jobs is not None and args.jobs < 1:
-            raise ValueError("--jobs must be at least 1")
+            raise UsageError("--jobs must be at least 1")
         if args.jobs is not None and args.ray not in (None, "local"):
-            raise ValueError(f"--jobs does not apply to --ray {args.ray}: the cluster's CPUs decide how many videos run at once")
+            raise UsageError(f"--jobs does not apply to --ray {args.ray}: the cluster's CPUs decide how many videos run at once")
         return run_batch300vw(args)
 
     p.set_defaults(func=run, interrupted=RESUMES)
@@ -206,7 +204,7 @@ def register_viewer(sub) -> None:
             print(f"error: {problem}", file=sys.stderr)
             return EXIT_USAGE
         if args.texture is not None and not args.texture.is_file():
-            raise FileNotFoundError(f"{args.texture}: texture not found")
+            raise MissingInputError(f"{args.texture}: texture not found")
         given = args.source is not None or args.device is not None
         source = spec_from_argument(args.source, args.device or 0) if given else None
         from tracker.pipeline import TrackerConfig
@@ -289,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; returns the process exit code (0 ok, 1 some inputs failed, 2 usage)."""
+    """Run one subcommand; returns the process exit code: 0 ok, 1 some inputs failed (or an
+    internal error), 2 a bad input or command line (a ``TrackerError``), 130 interrupted."""
     ap = build_parser()
     try:
         args = ap.parse_args(argv)
@@ -306,12 +305,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return args.func(args)
-    except (AssetError, EngineError, OSError, ValueError) as exc:
+    except TrackerError as exc:  # what the user gave cannot be used: their problem to fix, in one line
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(getattr(args, "interrupted", DOES_NOT_RESUME), file=sys.stderr)
         return 130
+    except Exception as exc:  # anything else is a bug: say so, and where to find the details
+        if args.verbose:
+            traceback.print_exc()
+            print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        else:
+            print(f"internal error: {type(exc).__name__}: {exc} (rerun with -v for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from tracker.boxfile import box_key, read_boxes
 from tracker.detector import BoxError, Detection
 from tracker.draw import STAGE_COLORS, blend_labels, draw_points, point_radius, warp_to_image
 from tracker.detector import cnn_missing_note, require_dlib_predictor
-from tracker.fileio import ImageReadError, WriteError, atomic_save_npz, atomic_write_image, atomic_write_json, atomic_write_text, list_images, read_image, safe_output_path
+from tracker.errors import MissingInputError, NotAFolderError
+from tracker.fileio import ImageReadError, WriteError, atomic_save_npz, atomic_write_image, atomic_write_json, atomic_write_text, list_images, read_image, read_list, safe_output_path
 from tracker.metrics import ced, score_faces
 from tracker.parts import lookup_parts
 from tracker.pipeline import FaceResult, FrameResult, Tracker, TrackerConfig
@@ -124,13 +125,13 @@ def _output_names(images: list[Path], root: Path) -> dict[Path, str]:
 
 def _select_images(args) -> list[Path]:
     if not args.input.is_dir():
-        raise NotADirectoryError(f"{args.input}: not a folder")
+        raise NotAFolderError(f"{args.input}: not a folder")
     if getattr(args, "list", None):
-        names = [line.strip() for line in Path(args.list).read_text().splitlines() if line.strip()]
+        names = read_list(args.list)
         return [args.input / n for n in names]
     images = list_images(args.input, recursive=args.recursive)
     if not images:
-        raise FileNotFoundError(f"{args.input}: no images (jpg, jpeg, png, bmp) found")
+        raise MissingInputError(f"{args.input}: no images (jpg, jpeg, png, bmp) found")
     return images
 
 
@@ -298,24 +299,24 @@ def evaluate_folder(pred_dir: Path, gt: dict[str, Path], stage: str) -> dict:
 
 def _ground_truth(args) -> dict[str, Path]:
     if not args.gt.is_dir():
-        raise NotADirectoryError(f"{args.gt}: not a folder")
+        raise NotAFolderError(f"{args.gt}: not a folder")
     if args.list:
-        rels = [line.strip() for line in Path(args.list).read_text().splitlines() if line.strip()]
+        rels = read_list(args.list)
         gt = {Path(r).with_suffix("").as_posix(): (args.gt / r).with_suffix(".pts") for r in rels}
     else:
         gt = {p.relative_to(args.gt).with_suffix("").as_posix(): p for p in sorted(args.gt.rglob("*.pts"))}
     missing = [str(p) for p in gt.values() if not p.exists()]
     if missing:
-        raise FileNotFoundError(f"{missing[0]}: ground truth missing ({len(missing)} files)")
+        raise MissingInputError(f"{missing[0]}: ground truth missing ({len(missing)} files)")
     if not gt:
-        raise FileNotFoundError(f"{args.gt}: no .pts ground truth found")
+        raise MissingInputError(f"{args.gt}: no .pts ground truth found")
     return gt
 
 
 def run_eval(args) -> int:
     gt = _ground_truth(args)
     if not args.pred.is_dir():
-        raise NotADirectoryError(f"{args.pred}: not a folder")
+        raise NotAFolderError(f"{args.pred}: not a folder")
     rows: dict[str, dict] = {}
     stages = ["densereg", "pca", "mdm"] if args.stage == "final" and any(args.pred.rglob("*.json")) else [args.stage]
     for stage in stages:

@@ -27,13 +27,19 @@ from pathlib import Path
 
 import numpy as np
 
+if __name__ == "__main__":  # the worker, in MediaPipe's own environment: no tracker package there
+    class TrackerError(Exception):
+        """A stand-in for ``tracker.errors.TrackerError``: the worker never raises ``MediaPipeError``."""
+else:
+    from tracker.errors import TrackerError
+
 HEADER = struct.Struct("<4sIII")
 REPLY = struct.Struct("<dI")
 START_TIMEOUT_S = 120.0  # importing mediapipe and building its graph: a few seconds, more on a busy machine
 FRAME_TIMEOUT_S = 60.0
 
 
-class MediaPipeError(RuntimeError):
+class MediaPipeError(TrackerError, RuntimeError):
     """The MediaPipe worker cannot start or stopped answering; one line for the user."""
 
 

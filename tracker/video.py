@@ -18,13 +18,14 @@ from typing import Callable, Iterator, TypeVar
 import cv2
 import numpy as np
 
+from tracker.errors import InputError
 from tracker.draw import STAGE_COLORS, draw_points, draw_pose_axes
 from tracker.pipeline import FrameResult
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 
 
-class VideoError(ValueError):
+class VideoError(InputError):
     """A video cannot be opened or decoded; one line naming the file and the reason."""
 
 

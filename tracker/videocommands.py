@@ -29,6 +29,7 @@ import numpy as np
 
 from tracker.commands import COORDINATES, face_to_json, largest_face
 from tracker.detector import cnn_missing_note
+from tracker.errors import MissingInputError, NotAFolderError, UsageError
 from tracker.fileio import (atomic_output_dir, atomic_write_image, atomic_write_json, atomic_write_text, check_writable, remove_partial_dirs,
                             safe_output_path)
 from tracker.metrics import auc, ced, eye_distance, failure_rate, score_faces
@@ -116,14 +117,14 @@ def run_video(args) -> int:
 def find_300vw_videos(root: Path) -> list[tuple[str, Path]]:
     """(name, video path) for every NNN/vid.* folder, sorted."""
     if not root.is_dir():
-        raise NotADirectoryError(f"{root}: not a folder")
+        raise NotAFolderError(f"{root}: not a folder")
     out = []
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         vids = sorted(p for p in d.iterdir() if p.stem == "vid" and p.suffix.lower() in VIDEO_EXTENSIONS)
         if vids:
             out.append((d.name, vids[0]))
     if not out:
-        raise FileNotFoundError(f"{root}: no 300VW videos (expected NNN/vid.avi or NNN/vid.mp4)")
+        raise MissingInputError(f"{root}: no 300VW videos (expected NNN/vid.avi or NNN/vid.mp4)")
     return out
 
 
@@ -296,7 +297,7 @@ def run_batch300vw(args) -> int:
         try:
             from tracker.raybatch import ray_outcomes
         except ImportError:
-            raise ValueError("--ray needs Ray, which is not installed: pip install 'densereg-tracker[cluster]' (or 'ray>=2.9')") from None
+            raise UsageError("--ray needs Ray, which is not installed: pip install 'densereg-tracker[cluster]' (or 'ray>=2.9')") from None
         outcomes = functools.partial(ray_outcomes, address=args.ray, cpus=args.jobs)
     else:
         outcomes = functools.partial(local_outcomes, workers=args.jobs or 1)
