@@ -7,7 +7,7 @@ same names and shapes as the ONNX graph, so the tracker never branches on the ba
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -154,7 +154,7 @@ def run_bench(args) -> int:
             tracker.track(f)
         if mediapipe and time_mediapipe(mediapipe, frames[:WARMUP_FRAMES], warmup=True) is None:
             mediapipe = None
-        for rep in range(args.repeats):
+        for _ in range(args.repeats):
             startups.append(measure_startup(config))
             ms, n_faces = time_tracker(tracker, frames, stages)
             totals += ms

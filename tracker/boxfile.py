@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.errors import InputError
 from tracker.detector import Detection, given_box
+from tracker.errors import InputError
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_text
 from tracker.pts import PtsError, read_pts
 

@@ -62,8 +62,10 @@ def register_images(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (.pts, .json, ...)")
     p.add_argument("--parts", action="store_true", help="also write <stem>_parts.png: raw labels 0-8 for programs (tracker/parts.py), "
                    "black in an image viewer; with --annotate the parts are also drawn in colour")
-    p.add_argument("--annotate", action="store_true", help="also write <stem>_annotated.jpg: the picture with the landmarks (and, with --parts, the parts) drawn")
-    p.add_argument("--boxes", type=Path, metavar="FILE", help="face boxes instead of the detector: lines 'STEM X0 Y0 X1 Y1' (or CSV), 0-based pixels, "
+    p.add_argument("--annotate", action="store_true",
+                   help="also write <stem>_annotated.jpg: the picture with the landmarks (and, with --parts, the parts) drawn")
+    p.add_argument("--boxes", type=Path, metavar="FILE",
+                   help="face boxes instead of the detector: lines 'STEM X0 Y0 X1 Y1' (or CSV), 0-based pixels, "
                    "several lines for several faces; images without a line use the detector (README, Usage)")
     p.add_argument("--save-maps", action="store_true", help="also write <stem>_maps.npz (uv, fg, depth in image pixels)")
     p.add_argument("--baseline", choices=["dlib"], help="also write dlib's 68-point results under OUT/dlib/")
@@ -142,8 +144,8 @@ def register_batch300vw(sub) -> None:
     p = sub.add_parser("batch300vw", help="track and evaluate every video of a 300VW-style folder (resumable)")
     p.add_argument("root", type=Path, help="folder of NNN/vid.avi|mp4 with NNN/annot/*.pts")
     p.add_argument("--out", type=Path, required=True, help="output folder: NNN/*.pts, NNN/result.json, summary.json, ced.png")
-    p.add_argument("--jobs", type=count(1), help="videos tracked in parallel (processes; default 1); with --ray alone: the CPUs the local Ray may use "
-                                            "(default: all cores)")
+    p.add_argument("--jobs", type=count(1),
+                   help="videos tracked in parallel (processes; default 1); with --ray alone: the CPUs the local Ray may use (default: all cores)")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="one Ray task per video (needs the cluster extra): alone, a local Ray started for the run; 'auto', the cluster in "
                         "RAY_ADDRESS or started here by `ray start`; else that cluster's address.  ROOT and OUT must be at the same paths "

@@ -25,11 +25,21 @@ import cv2
 import numpy as np
 
 from tracker.boxfile import box_key, read_boxes
-from tracker.detector import BoxError, Detection
+from tracker.detector import BoxError, Detection, cnn_missing_note, require_dlib_predictor
 from tracker.draw import STAGE_COLORS, blend_labels, draw_points, point_radius, warp_to_image
-from tracker.detector import cnn_missing_note, require_dlib_predictor
 from tracker.errors import MissingInputError, NotAFolderError
-from tracker.fileio import ImageReadError, WriteError, atomic_save_npz, atomic_write_image, atomic_write_json, atomic_write_text, list_images, read_image, read_list, safe_output_path
+from tracker.fileio import (
+    ImageReadError,
+    WriteError,
+    atomic_save_npz,
+    atomic_write_image,
+    atomic_write_json,
+    atomic_write_text,
+    list_images,
+    read_image,
+    read_list,
+    safe_output_path,
+)
 from tracker.metrics import ced, score_faces
 from tracker.parts import lookup_parts
 from tracker.pipeline import FaceResult, FrameResult, Tracker, TrackerConfig
@@ -227,7 +237,8 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
                 uv = np.stack([warp_to_image(face.maps.uv[i], face.crop_to_image, shape) for i in range(2)])
                 fg = warp_to_image(face.maps.fg, face.crop_to_image, shape)
                 depth = warp_to_image(face.maps.depth, face.crop_to_image, shape)
-                atomic_save_npz(safe_output_path(args.out, f"{stem}_maps.npz"), uv=uv.astype(np.float16), fg=fg.astype(np.float16), depth=depth.astype(np.float16))
+                atomic_save_npz(safe_output_path(args.out, f"{stem}_maps.npz"),
+                                uv=uv.astype(np.float16), fg=fg.astype(np.float16), depth=depth.astype(np.float16))
             write_pts(safe_output_path(args.out, f"{stem}.pts"), face.landmarks)
         else:
             counts["no_face"] += 1

@@ -11,9 +11,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -38,7 +38,7 @@ class WriteError(TrackerError, OSError):
         super().__init__(cause.errno, cause.strerror or str(cause), str(path))
         self.note = note
 
-    def with_note(self, note: str) -> "WriteError":
+    def with_note(self, note: str) -> WriteError:
         err = WriteError(Path(self.filename), self, note)
         err.__cause__ = self.__cause__
         return err

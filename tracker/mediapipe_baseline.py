@@ -95,7 +95,7 @@ class MediaPipeFaceMesh:
                 pass
         self._stderr.close()
 
-    def __enter__(self) -> "MediaPipeFaceMesh":
+    def __enter__(self) -> MediaPipeFaceMesh:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -162,7 +162,8 @@ def _worker(max_faces: int) -> int:
 
         face_mesh = mp.solutions.face_mesh  # absent from mediapipe >= 0.10.30
     except Exception as exc:  # ImportError, or numpy 2 against a wheel built for numpy 1
-        out.write((json.dumps({"error": f"no usable mediapipe with Face Mesh ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"}) + "\n").encode())
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        out.write((json.dumps({"error": f"no usable mediapipe with Face Mesh ({type(exc).__name__}: {first_line})"}) + "\n").encode())
         out.flush()
         return 1
 

@@ -20,8 +20,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from tracker.errors import InputError
 from tracker.densemaps import DenseMaps
+from tracker.errors import InputError
 
 ColorMatch = Literal["none", "shading", "lab"]
 COLOR_MATCHES: tuple[str, ...] = ("none", "shading", "lab")

@@ -9,9 +9,9 @@ found (in the source photo, or in any target frame) nothing is written and the e
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
