@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engines import KINDS, NOTES
 from tracker.errors import MissingInputError, TrackerError, UsageError
+from tracker.stages import Stage
 
 EXIT_OK, EXIT_ITEMS_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERNAL = 1  # a bug (not a TrackerError): the same status as a batch with failed items, as Python itself exits
@@ -86,7 +87,8 @@ def register_eval(sub) -> None:
     p = sub.add_parser("eval", help="NME / AUC@0.08 / FR@0.08 / CED of .pts predictions against ground truth")
     p.add_argument("--pred", type=Path, required=True, help="folder with <stem>.json (from `images`) or <stem>.pts")
     p.add_argument("--gt", type=Path, required=True, help="folder with ground-truth <stem>.pts (searched recursively)")
-    p.add_argument("--stage", default="final", choices=["final", "densereg", "pca", "mdm"], help="which stage of <stem>.json to score")
+    p.add_argument("--stage", default="final", choices=["final", *(s.value for s in Stage)],
+                   help="which stage of <stem>.json to score (final: every stage, the last one last)")
     p.add_argument("--list", type=Path, help="only the stems in this file (e.g. splits/val.txt)")
     p.add_argument("--plot", type=Path, help="write the CED curve here (PNG)")
     p.add_argument("--json", type=Path, help="write the metrics here")

@@ -42,7 +42,7 @@ from tracker.fileio import (
 )
 from tracker.metrics import ced, score_faces
 from tracker.parts import lookup_parts
-from tracker.pipeline import FaceResult, FrameResult, Tracker, TrackerConfig
+from tracker.pipeline import FaceResult, FrameResult, Stage, Tracker, TrackerConfig, last_stage
 from tracker.pts import read_pts, write_pts
 
 DEMO_IMAGE = Path(__file__).resolve().parent / "assets" / "demo" / "astronaut.jpg"
@@ -98,11 +98,11 @@ def frame_part_labels(faces: list[FaceResult], part_map: np.ndarray, shape) -> n
 def annotate_still(image: np.ndarray, faces: list[FaceResult], labels: np.ndarray | None = None, all_stages: bool = False) -> np.ndarray:
     """A copy of the picture with part labels blended in colour (when given) and the landmarks
     of every face drawn: the final stage (green), or every stage (orange DenseReg, cyan PCA,
-    green MDM)."""
+    green MDM; the final one drawn larger)."""
     out = image.copy() if labels is None else blend_labels(image, labels, 0.45)
     for face in faces:
         for stage in face.stages if all_stages else [face.final_stage]:
-            draw_points(out, face.stages[stage].points, STAGE_COLORS[stage], point_radius(face.landmarks, 1.0 if stage == "mdm" else 0.7))
+            draw_points(out, face.stages[stage].points, STAGE_COLORS[stage], point_radius(face.landmarks, 1.0 if stage == face.final_stage else 0.7))
     return out
 
 
@@ -268,6 +268,12 @@ def _write_dlib(image: np.ndarray, stem_path: Path) -> None:
     atomic_write_json(stem_path.with_name(stem_path.name + ".json"), {"coordinates": COORDINATES, "faces": faces})
 
 
+def _final_name(stages: dict) -> str:
+    """The final stage of a face read from JSON: the last tracker ``Stage`` present, else the
+    file's only method (a baseline's, e.g. 'dlib')."""
+    return last_stage(stages) if any(s in stages for s in Stage) else list(stages)[-1]
+
+
 def load_prediction(pred_dir: Path, stem: str, stage: str, truth: np.ndarray | None = None) -> np.ndarray | None:
     """(68,2) predicted points, or None when there is none (or the prediction file is
     unreadable, which is reported).  With several faces in the picture, the face scored is the
@@ -281,7 +287,7 @@ def load_prediction(pred_dir: Path, stem: str, stage: str, truth: np.ndarray | N
             candidates = []
             for face in json.loads(js.read_text()).get("faces", []):
                 stages = face["stages"]
-                name = stage if stage != "final" else list(stages)[-1]
+                name = stage if stage != "final" else _final_name(stages)
                 if name in stages:
                     points = np.array([[np.nan if v is None else v for v in p] for p in stages[name]["points"]], np.float64)
                     if points.shape != (68, 2):
@@ -329,7 +335,8 @@ def run_eval(args) -> int:
     if not args.pred.is_dir():
         raise NotAFolderError(f"{args.pred}: not a folder")
     rows: dict[str, dict] = {}
-    stages = ["densereg", "pca", "mdm"] if args.stage == "final" and any(args.pred.rglob("*.json")) else [args.stage]
+    # "final" scores every stage found (a stage no face has is dropped below); else the one asked for.
+    stages = [s.value for s in Stage] if args.stage == "final" and any(args.pred.rglob("*.json")) else [args.stage]
     for stage in stages:
         rows[stage] = evaluate_folder(args.pred, gt, stage)
     if (args.pred / "dlib").is_dir():

@@ -204,7 +204,7 @@ def annotate(frame: np.ndarray, result: FrameResult, fps: float | None = None) -
         r = face.roi
         box = cv2.boxPoints(((r.cx, r.cy), (r.size, r.size), np.degrees(r.angle)))
         cv2.polylines(out, [np.round(box).astype(np.int32)], True, (255, 255, 255) if face.detected else (200, 200, 0), 1, cv2.LINE_AA)
-        draw_points(out, face.landmarks, STAGE_COLORS["mdm"] if "mdm" in face.stages else STAGE_COLORS["pca"])
+        draw_points(out, face.landmarks, STAGE_COLORS[face.final_stage])
         if face.pose is not None and np.isfinite(face.landmarks[30]).all():
             draw_pose_axes(out, face.pose, face.landmarks[30], 0.25 * r.size)
         corner = (int(r.cx - r.size / 2), int(r.cy - r.size / 2) - 4)
