@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(rels)} faces                  ms/face (median)   NME median   NME p90")
     print(f"ours (68 points)            {res['ours']['ms_median']:>10.1f}   {res['ours']['nme68_median']:>10.4f}   {res['ours']['nme68_p90']:>7.4f}")
     if eos_fit is not None:
-        res["eos"] = {"ms_median": float(np.median(eos_t)), "nme50_median": float(np.median(eos_e_fixed)), "nme50_p90": float(np.percentile(eos_e_fixed, 90))}
+        res["eos"] = {"ms_median": float(np.median(eos_t)), "nme50_median": float(np.median(eos_e_fixed)),
+                      "nme50_p90": float(np.percentile(eos_e_fixed, 90))}
         res["ours"]["nme50_median"] = float(np.median(ours_e_fixed))
         print(f"ours (50 fixed points)    {'':>10}   {res['ours']['nme50_median']:>10.4f}")
         print(f"eos-py (50 fixed points)  {res['eos']['ms_median']:>10.1f}   {res['eos']['nme50_median']:>10.4f}   {res['eos']['nme50_p90']:>7.4f}")

@@ -38,8 +38,8 @@ def child(policy: str, runs: int) -> dict[str, list[float]]:
 
     from engines import load_engine
     from tracker.assets import verified_asset
-    from tracker.crop import roi_from_box, to_network_input, warp_image
     from tracker.commands import DEMO_IMAGE
+    from tracker.crop import roi_from_box, to_network_input, warp_image
     from tracker.detector import detect_faces
     from tracker.fileio import read_image
 

@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         frames = make_clip(clip) if args.clip is None else None
         video = ["run_tracker.py", "video", str(clip), "--threads", str(args.threads), "--csv", str(Path(tmp) / "video.csv")]
         contenders = {"run_tracker video (this checkout)": (video, REPO),
-                      "dlib loop (HOG + 68 points)": (["-m", "benchmarks.bench_video_command", "--dlib-loop", str(clip), str(Path(tmp) / "dlib.csv")], REPO)}
+                      "dlib loop (HOG + 68 points)": (["-m", "benchmarks.bench_video_command", "--dlib-loop", str(clip), str(Path(tmp) / "dlib.csv")],
+                                                      REPO)}
         if args.repo:
             contenders[f"run_tracker video ({args.repo})"] = (video, args.repo.resolve())
         runs: dict[str, list[dict]] = {k: [] for k in contenders}
@@ -141,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             import cv2
 
             frames = int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT))
-        from tracker.video import READ_AHEAD
-
-        from tracker.video import open_video, read_frames
+        from tracker.video import READ_AHEAD, open_video, read_frames
 
         warm = _loop_tracker(args.threads)
         for _, frame in zip(range(5), read_frames(open_video(clip)[0])):  # first calls allocate

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                 times[w].append((time.perf_counter() - t0) * 1e3)
     base = float(np.median(times[widths[0]]))
     rows = []
-    print(f"{'width':>6}{'weights':>11}{'median ms':>11}{'p10':>8}{'p90':>8}{'x width ' + str(widths[0]):>12}   ({args.runs} runs, {args.threads} threads, 128x128, batch 1)")
+    print(f"{'width':>6}{'weights':>11}{'median ms':>11}{'p10':>8}{'p90':>8}{'x width ' + str(widths[0]):>12}"
+          f"   ({args.runs} runs, {args.threads} threads, 128x128, batch 1)")
     for w in widths:
         a = np.asarray(times[w])
         row = {"width": w, "weights": params[w], "median_ms": float(np.median(a)), "p10_ms": float(np.percentile(a, 10)),

@@ -7,12 +7,14 @@ same names and shapes as the ONNX graph, so the tracker never branches on the ba
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
+from tracker.errors import TrackerError
 
-class EngineError(RuntimeError):
+
+class EngineError(TrackerError, RuntimeError):
     """A backend cannot load or run a model; the message is one line for the user."""
 
 

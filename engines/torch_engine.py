@@ -16,8 +16,8 @@ stays on: turning it off was 2.3-3x slower in every configuration measured.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 

@@ -37,7 +37,7 @@ def test_bench_profile_table_and_json_for_every_model(tmp_path, monkeypatch, cap
 
     result = json.loads(out.read_text())
     assert set(result["profile"]) == set(MODELS)
-    for name, p in result["profile"].items():
+    for p in result["profile"].values():
         assert p["calls"] == 5 and p["skipped_calls"] == 1
         ops = {o["op"]: o for o in p["ops"]}
         assert "Conv" in ops

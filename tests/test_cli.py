@@ -144,7 +144,8 @@ def synth_root(tmp_path_factory, image_folder):
 
 def test_video_outputs_and_truncated_stream(synth_root, tmp_path, capsys):
     clip = synth_root / "001" / "vid.avi"
-    rc = main(["video", str(clip), "--out", str(tmp_path / "a.mp4"), "--pts-dir", str(tmp_path / "pts"), "--csv", str(tmp_path / "a.csv"), "--json", str(tmp_path / "a.json")])
+    rc = main(["video", str(clip), "--out", str(tmp_path / "a.mp4"), "--pts-dir", str(tmp_path / "pts"), "--csv", str(tmp_path / "a.csv"),
+               "--json", str(tmp_path / "a.json")])
     assert rc == 0
     cap = cv2.VideoCapture(str(tmp_path / "a.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
@@ -160,8 +161,8 @@ def test_video_outputs_and_truncated_stream(synth_root, tmp_path, capsys):
 
 def _batch(root: Path, out: Path, jobs: int = 1) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, str(REPO / "run_tracker.py"), "batch300vw", str(root), "--out", str(out), "--threads", "1", "--jobs", str(jobs)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    argv = ["batch300vw", str(root), "--out", str(out), "--threads", "1", "--jobs", str(jobs)]
+    return subprocess.Popen([sys.executable, str(REPO / "run_tracker.py"), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
 def _tree(folder: Path) -> dict[str, bytes]:

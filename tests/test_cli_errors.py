@@ -136,3 +136,44 @@ def test_full_disk_in_images_names_the_file_and_what_was_kept(tmp_path, monkeypa
     monkeypatch.setattr(os, "fsync", real_fsync)  # space freed: the rerun resumes
     assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1"]) == 0
     assert "2 images processed, 1 already done" in capsys.readouterr().out
+
+
+def test_every_project_error_is_a_tracker_error_and_keeps_its_builtin():
+    """The CLI decides by ``TrackerError``; callers catching the builtins keep working."""
+    from engines.base import EngineError
+    from tracker.assets import AssetError
+    from tracker.boxfile import BoxFileError
+    from tracker.detector import BoxError
+    from tracker.errors import MissingInputError, NotAFolderError, TrackerError, UsageError
+    from tracker.fileio import ImageReadError, WriteError
+    from tracker.pts import PtsError
+    from tracker.video import VideoError
+
+    for cls, builtin in ((ImageReadError, ValueError), (VideoError, ValueError), (PtsError, ValueError), (BoxError, ValueError),
+                         (BoxFileError, ValueError), (UsageError, ValueError), (WriteError, OSError), (MissingInputError, FileNotFoundError),
+                         (NotAFolderError, NotADirectoryError), (AssetError, RuntimeError), (EngineError, RuntimeError)):
+        assert issubclass(cls, TrackerError) and issubclass(cls, builtin), cls
+
+
+@pytest.mark.parametrize("bug", [KeyError("stages"), ValueError("operands could not be broadcast together"), OSError("bad fd")])
+def test_a_bug_is_an_internal_error_not_a_usage_error(bug, tmp_path, monkeypatch, capsys):
+    """A numpy ValueError or a KeyError inside a command is not the user's fault: exit 1 and
+    one line saying so, with the traceback only under -v."""
+    import tracker.commands
+
+    def broken(args):
+        raise bug
+
+    monkeypatch.setattr(tracker.commands, "run_eval", broken)
+    argv = ["eval", "--pred", str(tmp_path), "--gt", str(tmp_path)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"internal error: {type(bug).__name__}: {bug} (rerun with -v for the traceback)"]
+    assert main(["-v", *argv]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "in broken" in err and f"internal error: {type(bug).__name__}" in err
+
+
+def test_missing_list_file_is_an_input_error(tmp_path, capsys):
+    assert main(["eval", "--pred", str(tmp_path), "--gt", str(tmp_path), "--list", str(tmp_path / "nope.txt")]) == 2
+    assert "nope.txt: cannot read the list" in one_error_line(capsys.readouterr().err)

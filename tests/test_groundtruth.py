@@ -1,6 +1,5 @@
 """Dense ground truth: rendering a synthetic annotated face, flip consistency, the CLI."""
 import numpy as np
-import pytest
 
 from tracker import parts as P
 from tracker.pts import read_pts, write_pts
@@ -72,7 +71,8 @@ def test_two_faces_occlude_each_other(tmp_path):
     lm = landmark_points(template.model.mean, definition.vertices, definition.weights)
     from training.fitting import fit_landmarks
 
-    fits = [fit_landmarks(template.model, definition, project(lm, Pose(s, np.eye(3), np.array(t)))) for s, t in ((1.0, (100.0, 120.0)), (1.2, (170.0, 130.0)))]
+    poses = [Pose(s, np.eye(3), np.array(t)) for s, t in ((1.0, (100.0, 120.0)), (1.2, (170.0, 130.0)))]
+    fits = [fit_landmarks(template.model, definition, project(lm, pose)) for pose in poses]
     gt = G.render_faces(template, fits, (260, 300))
     # Where both faces project, the depth test picks one: maps stay single-valued and valid.
     assert gt.mask.sum() > 0 and np.isfinite(gt.uv[:, gt.mask]).all()

@@ -76,7 +76,8 @@ def test_read_image_variants(tmp_path):
     cv2.imwrite(str(tmp_path / "one.png"), np.zeros((1, 1, 3), np.uint8))
     ok, enc = cv2.imencode(".jpg", img)
     (tmp_path / "cut.jpg").write_bytes(enc.tobytes()[:60])
-    for name, reason in (("t.jpg", "not a decodable"), ("e.jpg", "empty"), ("one.png", "too small"), ("cut.jpg", "not a decodable"), ("none.png", "not found")):
+    for name, reason in (("t.jpg", "not a decodable"), ("e.jpg", "empty"), ("one.png", "too small"), ("cut.jpg", "not a decodable"),
+                         ("none.png", "not found")):
         with pytest.raises(ImageReadError, match=reason):
             read_image(tmp_path / name)
     assert [p.name for p in list_images(tmp_path)][:2] == ["a.png", "cut.jpg"]

@@ -119,7 +119,8 @@ def test_paper_config_shapes_and_one_step():
     raw = net(torch.randn(1, 3, 65, 65))
     assert raw.logits.shape == (1, 2, 11, 65, 65) and raw.residual.shape == (1, 2, 10, 65, 65) and raw.depth.shape == (1, 1, 65, 65)
     assert net.backbone.body(net.backbone.stem(torch.randn(1, 3, 64, 64))).shape[-1] == 8  # output stride 8
-    loss = densereg_loss(raw, torch.zeros(1, 2, 65, 65, dtype=torch.long), torch.zeros(1, 2, 65, 65), torch.zeros(1, 65, 65), torch.ones(1, 65, 65, dtype=torch.bool))
+    loss = densereg_loss(raw, torch.zeros(1, 2, 65, 65, dtype=torch.long), torch.zeros(1, 2, 65, 65), torch.zeros(1, 65, 65),
+                         torch.ones(1, 65, 65, dtype=torch.bool))
     loss["total"].backward()
     assert CONFIGS["paper"].input_size == 321
 
@@ -224,8 +225,8 @@ class SyntheticTask:
     val_key = "loss"
 
     def __init__(self, sigterm_at: int = -1):
-        from training.densereg_task import to_tensors
         from training.dataset import NO_AUGMENT, sample_crop
+        from training.densereg_task import to_tensors
 
         torch.manual_seed(0)
         self.net = DenseReg(NetConfig("realtime", 32))

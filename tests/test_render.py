@@ -6,7 +6,7 @@ from training.render import rasterize
 def test_nearer_triangle_occludes_farther_one():
     pts = np.array([[2, 2], [30, 2], [2, 30], [10, 10], [40, 10], [10, 40]], float)
     tris = np.array([[0, 1, 2], [3, 4, 5]])
-    for near, far in ((0, 1), (1, 0)):
+    for near, _far in ((0, 1), (1, 0)):
         depth = np.zeros(6)
         depth[tris[near]] = 1.0
         r = rasterize(pts, depth, tris, (48, 48))

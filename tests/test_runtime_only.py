@@ -37,7 +37,8 @@ def test_the_simulation_hides_the_extras():
     probe = subprocess.run([sys.executable, "-c", RUNTIME_ONLY.split("from tracker")[0] +
                             "from tracker.detector import cnn_available\n"
                             "from importlib.util import find_spec\n"
-                            "print(cnn_available(), find_spec('torch'))\n"], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+                            "print(cnn_available(), find_spec('torch'))\n"],
+                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert probe.stdout.split() == ["False", "None"], probe.stderr
 
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
+
+from tracker.errors import TrackerError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MANIFEST = ASSETS / "MANIFEST.json"
 
 
-class AssetError(RuntimeError):
+class AssetError(TrackerError, RuntimeError):
     """A model asset is missing or does not match its recorded SHA-256."""
 
 
@@ -44,7 +46,7 @@ def record(path: Path, manifest: Path = MANIFEST) -> str:
     return digest
 
 
-@lru_cache(maxsize=None)
+@cache
 def _verified(path: Path, manifest: Path) -> Path:
     if not path.exists():
         raise AssetError(f"{path}: model asset missing (reinstall, or rebuild it with the command in its card)")

@@ -27,7 +27,7 @@ import numpy as np
 from tracker.detector import CNN_EXTRA, detect_faces, dlib_landmarks, dlib_models_problem
 from tracker.fileio import atomic_write_json, check_writable
 from tracker.pipeline import Tracker, TrackerConfig
-from tracker.video import open_video, read_frames
+from tracker.video import VideoError, open_video, read_frames
 
 WARMUP_FRAMES = 5  # engine allocations, first detection
 # Run in a fresh Python: what a user waits for before the first frame (the interpreter's own
@@ -139,7 +139,7 @@ def run_bench(args) -> int:
         check_writable(args.json)  # now, not after minutes of timing
     frames = load_frames(video, args.frames)
     if not frames:
-        raise ValueError(f"{video}: no decodable frame")
+        raise VideoError(f"{video}: no decodable frame")
     with_dlib = dlib_models_problem() is None
     if not with_dlib:
         print(f"note: dlib not timed (its 68-point predictor comes with {CNN_EXTRA}); the tracker alone", file=sys.stderr)
@@ -154,7 +154,7 @@ def run_bench(args) -> int:
             tracker.track(f)
         if mediapipe and time_mediapipe(mediapipe, frames[:WARMUP_FRAMES], warmup=True) is None:
             mediapipe = None
-        for rep in range(args.repeats):
+        for _ in range(args.repeats):
             startups.append(measure_startup(config))
             ms, n_faces = time_tracker(tracker, frames, stages)
             totals += ms

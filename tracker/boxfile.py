@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from tracker.detector import Detection, given_box
+from tracker.errors import InputError
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_text
 from tracker.pts import PtsError, read_pts
 
 
-class BoxFileError(ValueError):
+class BoxFileError(InputError):
     """A box file cannot be used; one line naming the file, the line number and the reason."""
 
 

@@ -1,8 +1,9 @@
 """``run_tracker`` / ``run_tracker.py``: one command line, one subcommand per use.
 
 Each subcommand is a ``register_<name>(subparsers)`` function that adds its parser and sets
-``func``; ``main`` turns every expected failure (bad input, missing model) into one line on
-stderr and a non-zero exit code, never a traceback.
+``func``; ``main`` turns every expected failure (a ``tracker.errors.TrackerError``: bad input,
+missing model, bad option) into one line on stderr and exit status 2, never a traceback; any other
+exception is a bug: one "internal error" line and status 1 (the traceback with ``-v``).
 """
 from __future__ import annotations
 
@@ -10,21 +11,19 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from engines import KINDS, NOTES
-from engines.base import EngineError
-from tracker.assets import AssetError
+from tracker.errors import MissingInputError, TrackerError, UsageError
+from tracker.stages import Stage
 
 EXIT_OK, EXIT_ITEMS_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERNAL = 1  # a bug (not a TrackerError): the same status as a batch with failed items, as Python itself exits
 # What Ctrl-C leaves behind, per command (``set_defaults(interrupted=...)``); only the batch
 # commands resume, so only they say so.
 RESUMES = "interrupted; finished outputs are kept (rerun the same command to resume)"
 DOES_NOT_RESUME = "interrupted; only complete files were written (this command does not resume: rerun it to start again)"
-
-
-class UsageError(Exception):
-    """Bad command line; ``main`` prints it as one line and returns EXIT_USAGE."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,8 +63,10 @@ def register_images(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (.pts, .json, ...)")
     p.add_argument("--parts", action="store_true", help="also write <stem>_parts.png: raw labels 0-8 for programs (tracker/parts.py), "
                    "black in an image viewer; with --annotate the parts are also drawn in colour")
-    p.add_argument("--annotate", action="store_true", help="also write <stem>_annotated.jpg: the picture with the landmarks (and, with --parts, the parts) drawn")
-    p.add_argument("--boxes", type=Path, metavar="FILE", help="face boxes instead of the detector: lines 'STEM X0 Y0 X1 Y1' (or CSV), 0-based pixels, "
+    p.add_argument("--annotate", action="store_true",
+                   help="also write <stem>_annotated.jpg: the picture with the landmarks (and, with --parts, the parts) drawn")
+    p.add_argument("--boxes", type=Path, metavar="FILE",
+                   help="face boxes instead of the detector: lines 'STEM X0 Y0 X1 Y1' (or CSV), 0-based pixels, "
                    "several lines for several faces; images without a line use the detector (README, Usage)")
     p.add_argument("--save-maps", action="store_true", help="also write <stem>_maps.npz (uv, fg, depth in image pixels)")
     p.add_argument("--baseline", choices=["dlib"], help="also write dlib's 68-point results under OUT/dlib/")
@@ -86,7 +87,8 @@ def register_eval(sub) -> None:
     p = sub.add_parser("eval", help="NME / AUC@0.08 / FR@0.08 / CED of .pts predictions against ground truth")
     p.add_argument("--pred", type=Path, required=True, help="folder with <stem>.json (from `images`) or <stem>.pts")
     p.add_argument("--gt", type=Path, required=True, help="folder with ground-truth <stem>.pts (searched recursively)")
-    p.add_argument("--stage", default="final", choices=["final", "densereg", "pca", "mdm"], help="which stage of <stem>.json to score")
+    p.add_argument("--stage", default="final", choices=["final", *(s.value for s in Stage)],
+                   help="which stage of <stem>.json to score (final: every stage, the last one last)")
     p.add_argument("--list", type=Path, help="only the stems in this file (e.g. splits/val.txt)")
     p.add_argument("--plot", type=Path, help="write the CED curve here (PNG)")
     p.add_argument("--json", type=Path, help="write the metrics here")
@@ -133,7 +135,7 @@ def register_video(sub) -> None:
         from tracker.videocommands import run_video
 
         if not (args.out or args.pts_dir or args.csv or args.json):
-            raise ValueError("nothing to write: give at least one of --out, --pts-dir, --csv, --json")
+            raise UsageError("nothing to write: give at least one of --out, --pts-dir, --csv, --json")
         return run_video(args)
 
     p.set_defaults(func=run, interrupted="interrupted; no video, CSV or JSON was written, only the per-frame .pts files so far "
@@ -144,8 +146,8 @@ def register_batch300vw(sub) -> None:
     p = sub.add_parser("batch300vw", help="track and evaluate every video of a 300VW-style folder (resumable)")
     p.add_argument("root", type=Path, help="folder of NNN/vid.avi|mp4 with NNN/annot/*.pts")
     p.add_argument("--out", type=Path, required=True, help="output folder: NNN/*.pts, NNN/result.json, summary.json, ced.png")
-    p.add_argument("--jobs", type=count(1), help="videos tracked in parallel (processes; default 1); with --ray alone: the CPUs the local Ray may use "
-                                            "(default: all cores)")
+    p.add_argument("--jobs", type=count(1),
+                   help="videos tracked in parallel (processes; default 1); with --ray alone: the CPUs the local Ray may use (default: all cores)")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="one Ray task per video (needs the cluster extra): alone, a local Ray started for the run; 'auto', the cluster in "
                         "RAY_ADDRESS or started here by `ray start`; else that cluster's address.  ROOT and OUT must be at the same paths "
@@ -160,9 +162,9 @@ def register_batch300vw(sub) -> None:
         from tracker.videocommands import run_batch300vw
 
         if args.jobs is not None and args.jobs < 1:
-            raise ValueError("--jobs must be at least 1")
+            raise UsageError("--jobs must be at least 1")
         if args.jobs is not None and args.ray not in (None, "local"):
-            raise ValueError(f"--jobs does not apply to --ray {args.ray}: the cluster's CPUs decide how many videos run at once")
+            raise UsageError(f"--jobs does not apply to --ray {args.ray}: the cluster's CPUs decide how many videos run at once")
         return run_batch300vw(args)
 
     p.set_defaults(func=run, interrupted=RESUMES)
@@ -206,7 +208,7 @@ def register_viewer(sub) -> None:
             print(f"error: {problem}", file=sys.stderr)
             return EXIT_USAGE
         if args.texture is not None and not args.texture.is_file():
-            raise FileNotFoundError(f"{args.texture}: texture not found")
+            raise MissingInputError(f"{args.texture}: texture not found")
         given = args.source is not None or args.device is not None
         source = spec_from_argument(args.source, args.device or 0) if given else None
         from tracker.pipeline import TrackerConfig
@@ -289,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; returns the process exit code (0 ok, 1 some inputs failed, 2 usage)."""
+    """Run one subcommand; returns the process exit code: 0 ok, 1 some inputs failed (or an
+    internal error), 2 a bad input or command line (a ``TrackerError``), 130 interrupted."""
     ap = build_parser()
     try:
         args = ap.parse_args(argv)
@@ -306,12 +309,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return args.func(args)
-    except (AssetError, EngineError, OSError, ValueError) as exc:
+    except TrackerError as exc:  # what the user gave cannot be used: their problem to fix, in one line
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(getattr(args, "interrupted", DOES_NOT_RESUME), file=sys.stderr)
         return 130
+    except Exception as exc:  # anything else is a bug: say so, and where to find the details
+        if args.verbose:
+            traceback.print_exc()
+            print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        else:
+            print(f"internal error: {type(exc).__name__}: {exc} (rerun with -v for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

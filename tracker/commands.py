@@ -25,13 +25,24 @@ import cv2
 import numpy as np
 
 from tracker.boxfile import box_key, read_boxes
-from tracker.detector import BoxError, Detection
+from tracker.detector import BoxError, Detection, cnn_missing_note, require_dlib_predictor
 from tracker.draw import STAGE_COLORS, blend_labels, draw_points, point_radius, warp_to_image
-from tracker.detector import cnn_missing_note, require_dlib_predictor
-from tracker.fileio import ImageReadError, WriteError, atomic_save_npz, atomic_write_image, atomic_write_json, atomic_write_text, list_images, read_image, safe_output_path
+from tracker.errors import MissingInputError, NotAFolderError
+from tracker.fileio import (
+    ImageReadError,
+    WriteError,
+    atomic_save_npz,
+    atomic_write_image,
+    atomic_write_json,
+    atomic_write_text,
+    list_images,
+    read_image,
+    read_list,
+    safe_output_path,
+)
 from tracker.metrics import ced, score_faces
 from tracker.parts import lookup_parts
-from tracker.pipeline import FaceResult, FrameResult, Tracker, TrackerConfig
+from tracker.pipeline import FaceResult, FrameResult, Stage, Tracker, TrackerConfig, last_stage
 from tracker.pts import read_pts, write_pts
 
 DEMO_IMAGE = Path(__file__).resolve().parent / "assets" / "demo" / "astronaut.jpg"
@@ -87,11 +98,11 @@ def frame_part_labels(faces: list[FaceResult], part_map: np.ndarray, shape) -> n
 def annotate_still(image: np.ndarray, faces: list[FaceResult], labels: np.ndarray | None = None, all_stages: bool = False) -> np.ndarray:
     """A copy of the picture with part labels blended in colour (when given) and the landmarks
     of every face drawn: the final stage (green), or every stage (orange DenseReg, cyan PCA,
-    green MDM)."""
+    green MDM; the final one drawn larger)."""
     out = image.copy() if labels is None else blend_labels(image, labels, 0.45)
     for face in faces:
         for stage in face.stages if all_stages else [face.final_stage]:
-            draw_points(out, face.stages[stage].points, STAGE_COLORS[stage], point_radius(face.landmarks, 1.0 if stage == "mdm" else 0.7))
+            draw_points(out, face.stages[stage].points, STAGE_COLORS[stage], point_radius(face.landmarks, 1.0 if stage == face.final_stage else 0.7))
     return out
 
 
@@ -124,13 +135,13 @@ def _output_names(images: list[Path], root: Path) -> dict[Path, str]:
 
 def _select_images(args) -> list[Path]:
     if not args.input.is_dir():
-        raise NotADirectoryError(f"{args.input}: not a folder")
+        raise NotAFolderError(f"{args.input}: not a folder")
     if getattr(args, "list", None):
-        names = [line.strip() for line in Path(args.list).read_text().splitlines() if line.strip()]
+        names = read_list(args.list)
         return [args.input / n for n in names]
     images = list_images(args.input, recursive=args.recursive)
     if not images:
-        raise FileNotFoundError(f"{args.input}: no images (jpg, jpeg, png, bmp) found")
+        raise MissingInputError(f"{args.input}: no images (jpg, jpeg, png, bmp) found")
     return images
 
 
@@ -226,7 +237,8 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
                 uv = np.stack([warp_to_image(face.maps.uv[i], face.crop_to_image, shape) for i in range(2)])
                 fg = warp_to_image(face.maps.fg, face.crop_to_image, shape)
                 depth = warp_to_image(face.maps.depth, face.crop_to_image, shape)
-                atomic_save_npz(safe_output_path(args.out, f"{stem}_maps.npz"), uv=uv.astype(np.float16), fg=fg.astype(np.float16), depth=depth.astype(np.float16))
+                atomic_save_npz(safe_output_path(args.out, f"{stem}_maps.npz"),
+                                uv=uv.astype(np.float16), fg=fg.astype(np.float16), depth=depth.astype(np.float16))
             write_pts(safe_output_path(args.out, f"{stem}.pts"), face.landmarks)
         else:
             counts["no_face"] += 1
@@ -256,6 +268,12 @@ def _write_dlib(image: np.ndarray, stem_path: Path) -> None:
     atomic_write_json(stem_path.with_name(stem_path.name + ".json"), {"coordinates": COORDINATES, "faces": faces})
 
 
+def _final_name(stages: dict) -> str:
+    """The final stage of a face read from JSON: the last tracker ``Stage`` present, else the
+    file's only method (a baseline's, e.g. 'dlib')."""
+    return last_stage(stages) if any(s in stages for s in Stage) else list(stages)[-1]
+
+
 def load_prediction(pred_dir: Path, stem: str, stage: str, truth: np.ndarray | None = None) -> np.ndarray | None:
     """(68,2) predicted points, or None when there is none (or the prediction file is
     unreadable, which is reported).  With several faces in the picture, the face scored is the
@@ -269,7 +287,7 @@ def load_prediction(pred_dir: Path, stem: str, stage: str, truth: np.ndarray | N
             candidates = []
             for face in json.loads(js.read_text()).get("faces", []):
                 stages = face["stages"]
-                name = stage if stage != "final" else list(stages)[-1]
+                name = stage if stage != "final" else _final_name(stages)
                 if name in stages:
                     points = np.array([[np.nan if v is None else v for v in p] for p in stages[name]["points"]], np.float64)
                     if points.shape != (68, 2):
@@ -298,26 +316,27 @@ def evaluate_folder(pred_dir: Path, gt: dict[str, Path], stage: str) -> dict:
 
 def _ground_truth(args) -> dict[str, Path]:
     if not args.gt.is_dir():
-        raise NotADirectoryError(f"{args.gt}: not a folder")
+        raise NotAFolderError(f"{args.gt}: not a folder")
     if args.list:
-        rels = [line.strip() for line in Path(args.list).read_text().splitlines() if line.strip()]
+        rels = read_list(args.list)
         gt = {Path(r).with_suffix("").as_posix(): (args.gt / r).with_suffix(".pts") for r in rels}
     else:
         gt = {p.relative_to(args.gt).with_suffix("").as_posix(): p for p in sorted(args.gt.rglob("*.pts"))}
     missing = [str(p) for p in gt.values() if not p.exists()]
     if missing:
-        raise FileNotFoundError(f"{missing[0]}: ground truth missing ({len(missing)} files)")
+        raise MissingInputError(f"{missing[0]}: ground truth missing ({len(missing)} files)")
     if not gt:
-        raise FileNotFoundError(f"{args.gt}: no .pts ground truth found")
+        raise MissingInputError(f"{args.gt}: no .pts ground truth found")
     return gt
 
 
 def run_eval(args) -> int:
     gt = _ground_truth(args)
     if not args.pred.is_dir():
-        raise NotADirectoryError(f"{args.pred}: not a folder")
+        raise NotAFolderError(f"{args.pred}: not a folder")
     rows: dict[str, dict] = {}
-    stages = ["densereg", "pca", "mdm"] if args.stage == "final" and any(args.pred.rglob("*.json")) else [args.stage]
+    # "final" scores every stage found (a stage no face has is dropped below); else the one asked for.
+    stages = [s.value for s in Stage] if args.stage == "final" and any(args.pred.rglob("*.json")) else [args.stage]
     for stage in stages:
         rows[stage] = evaluate_folder(args.pred, gt, stage)
     if (args.pred / "dlib").is_dir():

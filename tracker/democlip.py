@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from tracker.detector import detect_faces
+from tracker.errors import InputError
 from tracker.fileio import ImageReadError, read_image
 from tracker.synth300vw import FILL, render_clip
 from tracker.video import AtomicVideoWriter
@@ -41,7 +42,7 @@ def face_crop(image: np.ndarray, height: int, context: float = CONTEXT) -> np.nd
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     faces = detect_faces(gray)
     if not faces:
-        raise ValueError("no face found (dlib HOG)")
+        raise InputError("no face found (dlib HOG)")
     f = max(faces, key=lambda d: d.score)
     side = context * max(f.x1 - f.x0, f.y1 - f.y0)
     cx, cy = (f.x0 + f.x1) / 2, (f.y0 + f.y1) / 2

@@ -28,7 +28,7 @@ class DenseMaps:
         return np.where(self.fg[None] > threshold, self.uv, np.nan).astype(np.float32)
 
     @classmethod
-    def from_outputs(cls, outputs: dict[str, np.ndarray], index: int = 0) -> "DenseMaps":
+    def from_outputs(cls, outputs: dict[str, np.ndarray], index: int = 0) -> DenseMaps:
         """From an engine's named outputs uv (N,2,S,S), fg (N,1,S,S), depth (N,1,S,S)."""
         return cls(outputs["uv"][index], outputs["fg"][index, 0], outputs["depth"][index, 0])
 

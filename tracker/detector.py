@@ -20,13 +20,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tracker.errors import InputError, UsageError
+
 DETECT_MAX_SIDE = 640  # frames larger than this are downscaled before HOG
 CNN_MAX_SIDE = 400  # the CNN costs ~1 s at this size on 2 cores; faces under ~40 px are lost
 CNN_THRESHOLD = 0.3  # MMOD confidence; true faces score ~1, background rarely above 0
 GIVEN = "given"  # Detection.detector of a box the caller supplied instead of the detector
 
 
-class BoxError(ValueError):
+class BoxError(InputError):
     """A face box cannot be used (degenerate, not numbers, outside the picture); one line."""
 
 
@@ -136,10 +138,10 @@ def cnn_missing_note(silence: str = "") -> str | None:
 
 
 def require_dlib_predictor(what: str) -> None:
-    """Raise a one-line error (ValueError: exit status 2) when the 68-point predictor is missing."""
+    """Raise a one-line error (UsageError: exit status 2) when the 68-point predictor is missing."""
     problem = dlib_models_problem()
     if problem:
-        raise ValueError(f"{what} needs dlib's 68-point predictor from {CNN_EXTRA} ({problem})")
+        raise UsageError(f"{what} needs dlib's 68-point predictor from {CNN_EXTRA} ({problem})")
 
 
 @lru_cache(maxsize=1)

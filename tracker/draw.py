@@ -8,7 +8,8 @@ import numpy as np
 from tracker.metrics import OUTER_EYE_CORNERS, eye_distance
 from tracker.parts import PART_COLORS
 
-STAGE_COLORS = {"densereg": (0, 165, 255), "pca": (255, 200, 0), "mdm": (0, 255, 0), "dlib": (255, 0, 255)}
+# BGR per stage name; the final landmarks are green whichever stage they come from (mdm, or smooth in video).
+STAGE_COLORS = {"densereg": (0, 165, 255), "pca": (255, 200, 0), "mdm": (0, 255, 0), "smooth": (0, 255, 0), "dlib": (255, 0, 255)}
 
 
 def point_radius(points: np.ndarray, emphasis: float = 1.0) -> int:

@@ -11,23 +11,25 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Iterator
 
 import cv2
 import numpy as np
+
+from tracker.errors import InputError, TrackerError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError):
     """An input image cannot be used; the message is one line naming the file and the reason."""
 
 
-class WriteError(OSError):
+class WriteError(TrackerError, OSError):
     """An output could not be written (read-only folder, full disk...).  One line naming the
     user's file, never the temporary file, with the system's reason and an optional note on
     what was kept.  ``errno`` is the original one (``errno.ENOSPC`` for a full disk)."""
@@ -36,7 +38,7 @@ class WriteError(OSError):
         super().__init__(cause.errno, cause.strerror or str(cause), str(path))
         self.note = note
 
-    def with_note(self, note: str) -> "WriteError":
+    def with_note(self, note: str) -> WriteError:
         err = WriteError(Path(self.filename), self, note)
         err.__cause__ = self.__cause__
         return err
@@ -115,7 +117,7 @@ def atomic_write_image(path: Path, image: np.ndarray) -> None:
     except cv2.error:  # unknown extension or unsupported channels/depth: a ValueError like the rest
         ok = False
     if not ok:
-        raise ValueError(f"{path}: cannot encode image as {ext}")
+        raise InputError(f"{path}: cannot encode image as {ext}")
     atomic_write_bytes(path, enc.tobytes())
 
 
@@ -156,14 +158,14 @@ def safe_output_path(out_dir: Path, relative: str | os.PathLike) -> Path:
     """`out_dir/relative`, refusing anything that would land outside `out_dir`."""
     rel = str(relative)
     if not rel or PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() or PureWindowsPath(rel).drive:
-        raise ValueError(f"refusing output name {rel!r}: not a relative path")
+        raise InputError(f"refusing output name {rel!r}: not a relative path")
     parts = PurePosixPath(rel.replace("\\", "/")).parts
     if any(p in ("..", "") for p in parts):
-        raise ValueError(f"refusing output name {rel!r}: it would leave the output folder")
+        raise InputError(f"refusing output name {rel!r}: it would leave the output folder")
     base = Path(out_dir).resolve()
     target = (base / Path(*parts)).resolve()
     if base != target and base not in target.parents:
-        raise ValueError(f"refusing output name {rel!r}: it would leave the output folder")
+        raise InputError(f"refusing output name {rel!r}: it would leave the output folder")
     return Path(out_dir) / Path(*parts)
 
 
@@ -209,6 +211,14 @@ def read_image(path: Path) -> np.ndarray:
     if min(img.shape[:2]) < 2:
         raise ImageReadError(f"{path}: image too small ({img.shape[1]}x{img.shape[0]})")
     return img
+
+
+def read_list(path: Path) -> list[str]:
+    """The non-empty lines of a list file (``--list``: one relative path a line)."""
+    try:
+        return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the list ({getattr(exc, 'strerror', None) or exc})") from exc
 
 
 def list_images(folder: Path, recursive: bool = False) -> list[Path]:

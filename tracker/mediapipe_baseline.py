@@ -27,13 +27,19 @@ from pathlib import Path
 
 import numpy as np
 
+if __name__ == "__main__":  # the worker, in MediaPipe's own environment: no tracker package there
+    class TrackerError(Exception):
+        """A stand-in for ``tracker.errors.TrackerError``: the worker never raises ``MediaPipeError``."""
+else:
+    from tracker.errors import TrackerError
+
 HEADER = struct.Struct("<4sIII")
 REPLY = struct.Struct("<dI")
 START_TIMEOUT_S = 120.0  # importing mediapipe and building its graph: a few seconds, more on a busy machine
 FRAME_TIMEOUT_S = 60.0
 
 
-class MediaPipeError(RuntimeError):
+class MediaPipeError(TrackerError, RuntimeError):
     """The MediaPipe worker cannot start or stopped answering; one line for the user."""
 
 
@@ -89,7 +95,7 @@ class MediaPipeFaceMesh:
                 pass
         self._stderr.close()
 
-    def __enter__(self) -> "MediaPipeFaceMesh":
+    def __enter__(self) -> MediaPipeFaceMesh:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -156,7 +162,8 @@ def _worker(max_faces: int) -> int:
 
         face_mesh = mp.solutions.face_mesh  # absent from mediapipe >= 0.10.30
     except Exception as exc:  # ImportError, or numpy 2 against a wheel built for numpy 1
-        out.write((json.dumps({"error": f"no usable mediapipe with Face Mesh ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"}) + "\n").encode())
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        out.write((json.dumps({"error": f"no usable mediapipe with Face Mesh ({type(exc).__name__}: {first_line})"}) + "\n").encode())
         out.flush()
         return 1
 

@@ -45,7 +45,7 @@ OWN_COLOURS = (LEFT_EYEBROW, RIGHT_EYEBROW, LEFT_EYE, RIGHT_EYE, UPPER_LIP, LOWE
 
 
 def visibility_map(crop_bgr: np.ndarray, maps: DenseMaps, part_map: np.ndarray, fg_threshold: float = 0.5,
-                   memory: "AppearanceMemory | None" = None) -> np.ndarray:
+                   memory: AppearanceMemory | None = None) -> np.ndarray:
     """(S,S) float32 visibility of a face in the crop of its ``maps`` (S,S).
 
     crop_bgr: the same crop resampled to ``WORK_SIZE`` (``warp_image(image, roi, WORK_SIZE)``);

@@ -29,8 +29,8 @@ from tracker.pose import Pose, head_pose
 from tracker.refiner import DEFAULT_REFINERS, FRAMES, RefinerStage, refine_cascade
 from tracker.shape_model import fit_shape, load_shape_model
 from tracker.smoothing import OneEuro
+from tracker.stages import Stage, last_stage
 
-STAGES = ("densereg", "pca", "mdm")
 DENSEREG_ASSET = "densereg_realtime.onnx"
 
 
@@ -83,8 +83,9 @@ class FaceResult:
     roi: the crop the network saw; box: the detector's (or the caller's) box on detection
     frames, None when tracked; score: the detector score on detection frames (1.0 for a box
     the caller gave), else the tracking quality (mean landmark confidence x foreground
-    fraction); track_id: stable across frames in video mode; stages: 'densereg', 'pca' and
-    (when enabled) 'mdm' landmarks; all coordinates are 0-based image pixels (pixel centres);
+    fraction); track_id: stable across frames in video mode; stages: the landmarks of every
+    ``Stage`` that ran, in order ('densereg', 'pca', 'mdm' with the refiner, 'smooth' in video
+    with smoothing), ``final`` the last of them; all coordinates are 0-based image pixels (pixel centres);
     maps: the dense maps in crop pixels with `crop_to_image` (2,3) when requested;
     visibility: with the maps, (S,S) float32 in [0,1], how surely each crop pixel shows the face
     itself rather than an occluder or hair over it (``tracker.occlusion``; the network's
@@ -94,7 +95,7 @@ class FaceResult:
     roi: Roi
     score: float
     track_id: int
-    stages: dict[str, StageLandmarks]
+    stages: dict[Stage, StageLandmarks]
     detected: bool
     box: Detection | None = None
     maps: DenseMaps | None = None
@@ -103,14 +104,19 @@ class FaceResult:
     visibility: np.ndarray | None = None
 
     @property
-    def final_stage(self) -> str:
-        """The last stage that ran ('mdm', or 'pca' without the refiner)."""
-        return [s for s in STAGES if s in self.stages][-1]
+    def final_stage(self) -> Stage:
+        """The last stage that ran: 'smooth' in smoothed video, else 'mdm', or 'pca' without the refiner."""
+        return last_stage(self.stages)
+
+    @property
+    def final(self) -> StageLandmarks:
+        """The final landmarks and confidences: those of the last stage that ran."""
+        return self.stages[self.final_stage]
 
     @property
     def landmarks(self) -> np.ndarray:
-        """The final landmarks: the last stage that ran."""
-        return self.stages[self.final_stage].points
+        """The final landmarks, (68,2) image pixels."""
+        return self.final.points
 
 
 @dataclass(frozen=True)
@@ -258,13 +264,13 @@ class Tracker:
             t = timer.add("pca", t)
             if fit is None:
                 continue  # too few landmarks: not a face (or lost)
-            stages = {"densereg": dense, "pca": StageLandmarks(fit.points, _pca_confidence(fit, dense))}
+            stages = {Stage.DENSEREG: dense, Stage.PCA: StageLandmarks(fit.points, _pca_confidence(fit, dense))}
             refiner_step = 0.0
             if self.refiners:
                 steps = refine_cascade(self.refiners, gray, fit.points, self.flip_permutation)
                 # The loss test was calibrated on the first stage's last update.
                 refiner_step = steps[0].last_step / max(eye_distance(steps[-1].points), 1.0)
-                stages["mdm"] = StageLandmarks(steps[-1].points, stages["pca"].confidence)
+                stages[Stage.MDM] = StageLandmarks(steps[-1].points, stages[Stage.PCA].confidence)
                 t = timer.add("mdm", t)
             fg_fraction = float((maps.fg > self.config.fg_threshold).mean())
             quality = float(np.mean(dense.confidence)) * min(1.0, fg_fraction / 0.3)
@@ -275,7 +281,7 @@ class Tracker:
             )
             if lost and det is None:
                 continue
-            final = stages["mdm" if "mdm" in stages else "pca"].points
+            final = stages[last_stage(stages)].points
             faces.append(
                 FaceResult(
                     # Video mode smooths the points afterwards and takes the pose from those.
@@ -302,13 +308,10 @@ class Tracker:
             else:
                 tr = _Track(self._next_id, f.landmarks, self._make_filter())
                 self._next_id += 1
-            final_stage = f.final_stage
-            pts = f.stages[final_stage].points
-            if tr.filter is not None:
-                scale = max(eye_distance(pts), 1.0)
-                pts = tr.filter(pts, self._frame, scale)
-            stages = dict(f.stages)
-            stages[final_stage] = StageLandmarks(pts, f.stages[final_stage].confidence)
+            stages, raw = dict(f.stages), f.final
+            if tr.filter is not None:  # its own stage: stages["mdm"] stay the refiner's output
+                stages[Stage.SMOOTH] = StageLandmarks(tr.filter(raw.points, self._frame, max(eye_distance(raw.points), 1.0)), raw.confidence)
+            pts = stages[last_stage(stages)].points
             tr.landmarks, tr.age = pts, tr.age + 1
             tracks.append(tr)
             out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.landmark_3d)))

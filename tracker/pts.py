@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tracker.errors import InputError
 from tracker.fileio import atomic_write_text
 
 
-class PtsError(ValueError):
+class PtsError(InputError):
     """A .pts file cannot be used; the message is one line naming the file and the reason."""
 
 

@@ -9,7 +9,7 @@ the others go on.  Imported only for ``--ray``: Ray is the optional ``[cluster]`
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import ray
 

@@ -99,7 +99,8 @@ def render_clip(image: np.ndarray, pts: np.ndarray, size: tuple[int, int], frame
                 kernel = np.zeros((k, k), np.float32)
                 d = (p - prev).mean(0)
                 d /= max(np.linalg.norm(d), 1e-9)
-                cv2.line(kernel, (int(k / 2 - d[0] * k / 2), int(k / 2 - d[1] * k / 2)), (int(k / 2 + d[0] * k / 2), int(k / 2 + d[1] * k / 2)), 1.0, 1)
+                a, b = (int(k / 2 - d[0] * k / 2), int(k / 2 - d[1] * k / 2)), (int(k / 2 + d[0] * k / 2), int(k / 2 + d[1] * k / 2))
+                cv2.line(kernel, a, b, 1.0, 1)
                 frame = cv2.filter2D(frame, -1, kernel / max(kernel.sum(), 1e-9))
         prev = p
         if i >= static:

@@ -79,7 +79,8 @@ def facepaint_texture(part_map: np.ndarray, landmark_uv: np.ndarray, size: int =
     # Forehead chevron above the brows' inner ends, and a line down the nose bridge.
     top = (p[21] + p[22]) / 2 + np.array([0.0, -size * 0.2])
     chevron = np.zeros((size, size), np.uint8)
-    cv2.polylines(chevron, [np.round(np.array([p[19], (p[21] + p[22]) / 2 - [0, 10], p[24]]) * 4).astype(np.int32)], False, 255, 6, cv2.LINE_AA, shift=2)
+    brow_line = np.round(np.array([p[19], (p[21] + p[22]) / 2 - [0, 10], p[24]]) * 4).astype(np.int32)
+    cv2.polylines(chevron, [brow_line], False, 255, 6, cv2.LINE_AA, shift=2)
     cv2.circle(chevron, tuple(np.round(top * 4).astype(int)), int(size * 0.04 * 4), 255, -1, cv2.LINE_AA, shift=2)
     cv2.polylines(chevron, [pts(27, 28, 29, 30)], False, 255, 3, cv2.LINE_AA, shift=2)
     paint(chevron, (40, 210, 240), 220)

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from tracker.densemaps import DenseMaps
+from tracker.errors import InputError
 
 ColorMatch = Literal["none", "shading", "lab"]
 COLOR_MATCHES: tuple[str, ...] = ("none", "shading", "lab")
@@ -125,7 +126,7 @@ def match_colors(source: np.ndarray, target: np.ndarray, weight: np.ndarray, mod
         gain = smooth / max(float(lum[region].mean()), 1e-3)
         return np.clip(source * np.clip(gain, 0.2, 2.0)[..., None], 0, 255)
     if mode != "lab":
-        raise ValueError(f"unknown colour matching {mode!r} (choose from {', '.join(COLOR_MATCHES)})")
+        raise InputError(f"unknown colour matching {mode!r} (choose from {', '.join(COLOR_MATCHES)})")
     src_lab = cv2.cvtColor(np.clip(source, 0, 255).astype(np.float32) / 255.0, cv2.COLOR_BGR2Lab)
     tgt_lab = cv2.cvtColor(tgt / 255.0, cv2.COLOR_BGR2Lab)
     s, t = src_lab[region], tgt_lab[region]

@@ -9,13 +9,14 @@ found (in the source photo, or in any target frame) nothing is written and the e
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 
+from tracker.errors import InputError, UsageError
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, read_image
 from tracker.pipeline import FrameResult, Tracker, TrackerConfig
 from tracker.transfer import ColorMatch, load_texture, render_texture, unwrap_face
@@ -51,21 +52,21 @@ def unwrap_source_face(path: Path, tracker: Tracker) -> np.ndarray:
     image = read_image(path)
     faces = tracker.track(image).faces
     if not faces:
-        raise ValueError(f"{path}: no face found in the --source-face photo")
+        raise InputError(f"{path}: no face found in the --source-face photo")
     texture, _ = unwrap_face(image, faces[0])
     return texture
 
 
 def _check_args(args, kind: str) -> None:
     if not 0.0 <= args.strength <= 1.0:
-        raise ValueError(f"--strength {args.strength}: must be between 0 and 1")
+        raise UsageError(f"--strength {args.strength}: must be between 0 and 1")
     if args.save_texture is not None and args.source_face is None:
-        raise ValueError("--save-texture needs --source-face (a --texture is already a file)")
+        raise UsageError("--save-texture needs --source-face (a --texture is already a file)")
     suffix = args.out.suffix.lower()
     if kind == "image" and suffix not in IMAGE_EXTENSIONS:
-        raise ValueError(f"--out {args.out}: the target is an image, so the output must be one ({', '.join(IMAGE_EXTENSIONS)})")
+        raise UsageError(f"--out {args.out}: the target is an image, so the output must be one ({', '.join(IMAGE_EXTENSIONS)})")
     if kind != "image" and suffix not in VIDEO_EXTENSIONS:
-        raise ValueError(f"--out {args.out}: the target is a video, so the output must be one (e.g. .mp4)")
+        raise UsageError(f"--out {args.out}: the target is a video, so the output must be one (e.g. .mp4)")
 
 
 def _webcam_frames(device: int) -> tuple[Iterator[np.ndarray], float, tuple[int, int]]:
@@ -122,7 +123,7 @@ def _transfer_video(args, kind: str, stream, look: Look, config: TrackerConfig) 
         raise
     if with_face == 0:
         writer.abort()
-        raise ValueError(f"{args.target}: no face found in any of {total} frames; nothing written")
+        raise InputError(f"{args.target}: no face found in any of {total} frames; nothing written")
     writer.close()
     print(f"transfer: face in {with_face}/{total} frames -> {args.out} (engine: {tracker.engine.describe()})")
     return 0
@@ -149,7 +150,7 @@ def run_transfer(args) -> int:
         return _transfer_video(args, kind, stream, look, config)
     result = image_tracker.track(target)
     if not result.faces:
-        raise ValueError(f"{args.target}: no face found in the target image; nothing written")
+        raise InputError(f"{args.target}: no face found in the target image; nothing written")
     atomic_write_image(args.out, apply_look(target, result, look))
     print(f"transfer: {len(result.faces)} face(s) -> {args.out} (engine: {image_tracker.engine.describe()})")
     return 0

@@ -10,21 +10,23 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
 from tracker.draw import STAGE_COLORS, draw_points, draw_pose_axes
+from tracker.errors import InputError
 from tracker.pipeline import FrameResult
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 
 
-class VideoError(ValueError):
+class VideoError(InputError):
     """A video cannot be opened or decoded; one line naming the file and the reason."""
 
 
@@ -169,7 +171,7 @@ class AtomicVideoWriter:
         self.size = size
         self.finished = False
 
-    def __enter__(self) -> "AtomicVideoWriter":
+    def __enter__(self) -> AtomicVideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -202,10 +204,11 @@ def annotate(frame: np.ndarray, result: FrameResult, fps: float | None = None) -
         r = face.roi
         box = cv2.boxPoints(((r.cx, r.cy), (r.size, r.size), np.degrees(r.angle)))
         cv2.polylines(out, [np.round(box).astype(np.int32)], True, (255, 255, 255) if face.detected else (200, 200, 0), 1, cv2.LINE_AA)
-        draw_points(out, face.landmarks, STAGE_COLORS["mdm"] if "mdm" in face.stages else STAGE_COLORS["pca"])
+        draw_points(out, face.landmarks, STAGE_COLORS[face.final_stage])
         if face.pose is not None and np.isfinite(face.landmarks[30]).all():
             draw_pose_axes(out, face.pose, face.landmarks[30], 0.25 * r.size)
-        cv2.putText(out, f"#{face.track_id}", (int(r.cx - r.size / 2), int(r.cy - r.size / 2) - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        corner = (int(r.cx - r.size / 2), int(r.cy - r.size / 2) - 4)
+        cv2.putText(out, f"#{face.track_id}", corner, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     if fps is not None:
         cv2.putText(out, f"{fps:.0f} fps", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2, cv2.LINE_AA)
     return out

@@ -20,17 +20,25 @@ import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
 from tracker.commands import COORDINATES, face_to_json, largest_face
 from tracker.detector import cnn_missing_note
-from tracker.fileio import (atomic_output_dir, atomic_write_image, atomic_write_json, atomic_write_text, check_writable, remove_partial_dirs,
-                            safe_output_path)
+from tracker.errors import MissingInputError, NotAFolderError, UsageError
+from tracker.fileio import (
+    atomic_output_dir,
+    atomic_write_image,
+    atomic_write_json,
+    atomic_write_text,
+    check_writable,
+    remove_partial_dirs,
+    safe_output_path,
+)
 from tracker.metrics import auc, ced, eye_distance, failure_rate, score_faces
 from tracker.pipeline import FaceResult, Tracker, TrackerConfig
 from tracker.pts import PtsError, read_pts, write_pts
@@ -116,14 +124,14 @@ def run_video(args) -> int:
 def find_300vw_videos(root: Path) -> list[tuple[str, Path]]:
     """(name, video path) for every NNN/vid.* folder, sorted."""
     if not root.is_dir():
-        raise NotADirectoryError(f"{root}: not a folder")
+        raise NotAFolderError(f"{root}: not a folder")
     out = []
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         vids = sorted(p for p in d.iterdir() if p.stem == "vid" and p.suffix.lower() in VIDEO_EXTENSIONS)
         if vids:
             out.append((d.name, vids[0]))
     if not out:
-        raise FileNotFoundError(f"{root}: no 300VW videos (expected NNN/vid.avi or NNN/vid.mp4)")
+        raise MissingInputError(f"{root}: no 300VW videos (expected NNN/vid.avi or NNN/vid.mp4)")
     return out
 
 
@@ -296,7 +304,7 @@ def run_batch300vw(args) -> int:
         try:
             from tracker.raybatch import ray_outcomes
         except ImportError:
-            raise ValueError("--ray needs Ray, which is not installed: pip install 'densereg-tracker[cluster]' (or 'ray>=2.9')") from None
+            raise UsageError("--ray needs Ray, which is not installed: pip install 'densereg-tracker[cluster]' (or 'ray>=2.9')") from None
         outcomes = functools.partial(ray_outcomes, address=args.ray, cpus=args.jobs)
     else:
         outcomes = functools.partial(local_outcomes, workers=args.jobs or 1)
@@ -357,7 +365,8 @@ def summarise_300vw(out: Path, names: list[str]) -> dict:
         r = json.loads(res.read_text())
         e = [np.inf if x is None else x for x in r["errors"]]
         all_errors += e
-        per_video[name] = {k: r.get(k) for k in ("frames", "annotated_frames", "missing", "detections", "nme_mean", "auc08", "fr08", "auc08_49", "jitter_static")}
+        keys = ("frames", "annotated_frames", "missing", "detections", "nme_mean", "auc08", "fr08", "auc08_49", "jitter_static")
+        per_video[name] = {k: r.get(k) for k in keys}
     e = np.array(all_errors, float)
     finite = np.isfinite(e)
     jit = [v["jitter_static"] for v in per_video.values() if v.get("jitter_static") is not None]

@@ -7,8 +7,8 @@ the names and shapes of the exported ONNX graph, so every engine answers alike.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn

@@ -94,7 +94,8 @@ def evaluate_parts(args) -> int:
         net.load_state_dict(ckpt["model"])
         net.eval()
         with torch.no_grad():
-            preds[f"segmenter (step {ckpt.get('step')})"] = [net(torch.from_numpy(to_network_input(s.image))).seg_logits.argmax(1)[0].numpy() for s in samples]
+            preds[f"segmenter (step {ckpt.get('step')})"] = [net(torch.from_numpy(to_network_input(s.image))).seg_logits.argmax(1)[0].numpy()
+                                                              for s in samples]
     table = {}
     for name, labels in preds.items():
         acc = np.zeros((len(PART_NAMES) - 1, 2))
@@ -108,7 +109,8 @@ def evaluate_parts(args) -> int:
     md = "\n".join(lines)
     print(md)
     atomic_write_json(args.out / "parts_val.json", {"faces": len(samples), "iou": table})
-    atomic_write_text(args.out / "parts_val.md", f"Part segmentation IoU (%) on the 300-W {args.split} split ({len(samples)} faces); ground truth = parts "
+    atomic_write_text(args.out / "parts_val.md",
+                      f"Part segmentation IoU (%) on the 300-W {args.split} split ({len(samples)} faces); ground truth = parts "
                       f"transferred with the ground-truth UV. `{_command(args)}`\n\n{md}\n\n"
                       f"![parts](parts_val.png)\n\nFigure columns: input crop, ground truth, " + ", ".join(preds) + ".\n")
     rows = []
@@ -150,13 +152,15 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | {r['uv_mae']:.4f} | {r['fg_iou']:.3f} | {r['depth_mae']:.4f} | {r['uv_err_iod_median']:.3f} | {r[key]:.3f} |")
     table = "\n".join(lines)
     print(table)
-    atomic_write_json(args.out / "densereg_val.json", {"faces": len(samples), "template_iod_uv": template_iod(), "models": {**models}, "results": results})
+    atomic_write_json(args.out / "densereg_val.json",
+                      {"faces": len(samples), "template_iod_uv": template_iod(), "models": {**models}, "results": results})
     atomic_write_text(args.out / "densereg_val.md", f"Dense maps on the 300-W {args.split} split ({len(samples)} faces), "
                       f"`{_command(args)}`\n\n{table}\n")
     from tracker.plots import ced_plot
 
-    atomic_write_image(args.out / "densereg_ced.png", ced_plot({f"{k} (AUC {v[key]:.3f})": tuple(np.array(c) for c in v["ced"]) for k, v in results.items()},
-                                                                limit=CED_LIMIT, xlabel="per-pixel UV error / template inter-ocular distance"))
+    curves = {f"{k} (AUC {v[key]:.3f})": tuple(np.array(c) for c in v["ced"]) for k, v in results.items()}
+    atomic_write_image(args.out / "densereg_ced.png",
+                       ced_plot(curves, limit=CED_LIMIT, xlabel="per-pixel UV error / template inter-ocular distance"))
     return 0
 
 

@@ -24,7 +24,6 @@ from tracker.pose import FLIP_Y, Pose, estimate_pose, project  # noqa: F401 - Po
 from training.sfm import MorphableModel
 
 
-
 @dataclass(frozen=True)
 class LandmarkDefinition:
     """The 68 landmarks as weighted sums of mesh vertices.
@@ -40,7 +39,7 @@ class LandmarkDefinition:
     jaw: np.ndarray
     parallels: np.ndarray
 
-    def reindexed(self, used: np.ndarray) -> "LandmarkDefinition":
+    def reindexed(self, used: np.ndarray) -> LandmarkDefinition:
         """The same definition with vertex indices into the sub-mesh ``used``."""
         lookup = np.full(max(used.max(), self.parallels.max(initial=-1)) + 2, -1, np.int64)
         lookup[used] = np.arange(len(used))

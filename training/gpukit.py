@@ -470,7 +470,8 @@ def prepare(name: str, task_name: str, ns: argparse.Namespace, share: float, wor
             net.init_from = net.run_dir / "best.pt"  # the optimizer state did not fit the bundle: weights only
         if (net.run_dir / "run.json").exists():
             net.previous_minutes = float(json.loads((net.run_dir / "run.json").read_text()).get("minutes", 0.0))
-        log.info(f"{name}: continuing {previous} ({'from last.pt, step ' + str(net.start_step) if net.resume else 'weights of best.pt' if net.init_from else 'nothing usable in it'})")
+        source = f"from last.pt, step {net.start_step}" if net.resume else "weights of best.pt" if net.init_from else "nothing usable in it"
+        log.info(f"{name}: continuing {previous} ({source})")
     net.run_dir.mkdir(parents=True, exist_ok=True)
     return net
 
@@ -768,10 +769,12 @@ def main(argv: list[str] | None = None) -> int:
                          args.work, command=command)
         rows = speed(args.device, args.configs.split(","), [int(b) for b in args.batches.split(",")], args.runs, args.warmup)
         device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-        print(f"{'config':<10}{'input':>6}{'batch':>6}{'weights':>12}{'ms/batch':>10}{'ms/image':>10}{'images/s':>10}   ({device}, {rows[0]['precision']}, PyTorch {torch.__version__})")
+        print(f"{'config':<10}{'input':>6}{'batch':>6}{'weights':>12}{'ms/batch':>10}{'ms/image':>10}{'images/s':>10}"
+              f"   ({device}, {rows[0]['precision']}, PyTorch {torch.__version__})")
         for r in rows:
             print(f"{r['config']:<10}{r['input']:>6}{r['batch']:>6}{r['weights']:>12,}{r['median_ms']:>10.2f}{r['ms_per_image']:>10.2f}{r['images_per_s']:>10.1f}")
-        atomic_write_json(args.json, {"command": command, "device": device, "torch": torch.__version__, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows})
+        atomic_write_json(args.json, {"command": command, "device": device, "torch": torch.__version__,
+                                      "time": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows})
         print(f"wrote {args.json}")
         return 0
     except KitError as exc:

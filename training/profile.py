@@ -47,7 +47,16 @@ import cv2
 import numpy as np
 
 from tracker.crop import roi_from_landmarks
-from tracker.fileio import ImageReadError, atomic_save_npz, atomic_write_bytes, atomic_write_image, atomic_write_json, atomic_write_text, read_image, safe_output_path
+from tracker.fileio import (
+    ImageReadError,
+    atomic_save_npz,
+    atomic_write_bytes,
+    atomic_write_image,
+    atomic_write_json,
+    atomic_write_text,
+    read_image,
+    safe_output_path,
+)
 from tracker.metrics import nme
 from tracker.pts import PtsError, write_pts
 from training.fitting import FitResult, LandmarkDefinition, Pose, landmark_points, march_jaw, project

@@ -46,7 +46,7 @@ class MorphableModel:
     def n_vertices(self) -> int:
         return self.mean.shape[0]
 
-    def subset(self, vertices: np.ndarray) -> "MorphableModel":
+    def subset(self, vertices: np.ndarray) -> MorphableModel:
         """The model restricted to some vertices (no triangles): fits only need a few."""
         return MorphableModel(
             self.mean[vertices], self.shape_basis[vertices], self.expression_basis[vertices], self.expression_names,

@@ -13,6 +13,7 @@ import numpy as np
 from tracker.draw import STAGE_COLORS, blend_labels, draw_label, draw_points, draw_pose_axes, point_radius, uv_colormap, uv_isolines, warp_to_image
 from tracker.parts import lookup_parts
 from tracker.pipeline import FaceResult, FrameResult
+from tracker.stages import Stage
 from tracker.transfer import DEFAULT_STRENGTH, render_texture
 
 # (attribute, label, shortcut) in the order of the viewer's check boxes.
@@ -29,6 +30,7 @@ OVERLAYS: tuple[tuple[str, str, str], ...] = (
     ("transfer", "Face transfer", "T"),
 )
 OVERLAY_TIPS = {
+    "mdm": "the refiner's landmarks; in video after temporal smoothing (the 'smooth' stage of exported JSON)",
     "uvmap": "u_h red, u_v green; with Depth on too: these colours, brighter where nearer",
     "depth": "dark = far, yellow = near; with the UV colour map on too: its colours, brighter where nearer",
 }
@@ -122,9 +124,11 @@ def compose(frame: np.ndarray, result: FrameResult, settings: OverlaySettings, p
                     out = blend_labels(out, lookup_parts(uv, part_map, mask), 0.5)
                 if settings.isolines:
                     out = uv_isolines(out, uv, mask)
-        for stage in ("densereg", "pca", "mdm"):
-            if getattr(settings, stage) and stage in face.stages:
-                draw_points(out, face.stages[stage].points, STAGE_COLORS[stage], point_radius(face.landmarks, 1.0 if stage == "mdm" else 0.7))
+        for stage in (Stage.DENSEREG, Stage.PCA, Stage.MDM):
+            if getattr(settings, stage.value) and stage in face.stages:
+                # The MDM box shows what is tracked: in video, the refiner's points after smoothing.
+                shown = face.stages[Stage.SMOOTH if stage == Stage.MDM and Stage.SMOOTH in face.stages else stage]
+                draw_points(out, shown.points, STAGE_COLORS[stage], point_radius(face.landmarks, 1.0 if stage == Stage.MDM else 0.7))
         if settings.pose and face.pose is not None and np.isfinite(face.landmarks[30]).all():
             draw_pose_axes(out, face.pose, face.landmarks[30], 0.25 * face.roi.size)  # from the nose tip
         if settings.box:

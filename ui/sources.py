@@ -12,13 +12,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tracker.errors import TrackerError
 from tracker.fileio import ImageReadError, list_images, read_image
 from tracker.video import VideoError, open_video, quiet_opencv
 
 MAX_CAMERA_INDEX = 4
 
 
-class SourceError(RuntimeError):
+class SourceError(TrackerError, RuntimeError):
     """A source cannot be opened or read; one line for the status bar."""
 
 

@@ -17,9 +17,24 @@ from pathlib import Path
 import numpy as np
 from PyQt5.QtCore import QRect, Qt
 from PyQt5.QtGui import QFont, QImage, QKeySequence, QPainter
-from PyQt5.QtWidgets import (QApplication, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox,
-                             QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QShortcut, QSlider,
-                             QVBoxLayout, QWidget)
+from PyQt5.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QScrollArea,
+    QShortcut,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engines import NOTES as ENGINE_NOTES
 from engines import available_engines

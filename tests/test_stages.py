@@ -1,0 +1,58 @@
+"""Stages by name: the ``Stage`` enum, ``FaceResult.final``, and video smoothing as its own
+stage after the refiner (so exported ``stages["mdm"]`` are the refiner's output)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tracker import Stage, Tracker, TrackerConfig
+from tracker.commands import DEMO_CLIP, face_to_json
+from tracker.video import open_video, read_frames
+
+
+def _first_frames(config: TrackerConfig, n: int = 2) -> list:
+    tracker = Tracker(config)
+    cap, _ = open_video(DEMO_CLIP)
+    frames = read_frames(cap)
+    try:
+        return [tracker.track(frame).faces[0] for _, frame in zip(range(n), frames)]
+    finally:
+        frames.close()
+
+
+def test_stage_names_are_their_json_keys():
+    assert [s.value for s in Stage] == ["densereg", "pca", "mdm", "smooth"]
+    assert Stage.MDM == "mdm" and f"{Stage.MDM}" == "mdm" and json.dumps({Stage.PCA: 1}) == '{"pca": 1}'
+
+
+@pytest.fixture(scope="module")
+def smoothed_and_raw():
+    return (_first_frames(TrackerConfig(mode="video", threads=1)),
+            _first_frames(TrackerConfig(mode="video", threads=1, smooth=False)))
+
+
+def test_video_smoothing_is_its_own_stage_after_the_refiner(smoothed_and_raw):
+    smoothed, raw = smoothed_and_raw
+    for s, r in zip(smoothed, raw):
+        assert list(s.stages) == [Stage.DENSEREG, Stage.PCA, Stage.MDM, Stage.SMOOTH] and s.final_stage == Stage.SMOOTH
+        assert list(r.stages) == [Stage.DENSEREG, Stage.PCA, Stage.MDM] and r.final_stage == Stage.MDM
+        assert s.final is s.stages[Stage.SMOOTH] and s.landmarks is s.final.points
+    # The second frame has the same crop in both runs (the filter passes its first input
+    # through), so the refiner's points are identical and the smoothed ones differ.
+    np.testing.assert_allclose(smoothed[1].stages[Stage.MDM].points, raw[1].stages[Stage.MDM].points, atol=1e-6)
+    assert np.abs(smoothed[1].stages[Stage.SMOOTH].points - smoothed[1].stages[Stage.MDM].points).max() > 0.05
+    exported = face_to_json(smoothed[1])["stages"]
+    assert list(exported) == ["densereg", "pca", "mdm", "smooth"]
+    np.testing.assert_allclose(exported["mdm"]["points"], raw[1].stages["mdm"].points, atol=2e-3)
+
+
+def test_image_mode_ends_with_the_refiner_or_pca():
+    cap, _ = open_video(DEMO_CLIP)
+    frames = read_frames(cap)
+    frame = next(frames)
+    frames.close()
+    for refine, final in ((True, Stage.MDM), (False, Stage.PCA)):
+        face = Tracker(TrackerConfig(threads=1, refine=refine, cnn_fallback=False)).track(frame).faces[0]
+        assert face.final_stage == final and Stage.SMOOTH not in face.stages and face.landmarks is face.stages[final].points

@@ -1,0 +1,30 @@
+"""The project's own errors: one base class, so a caller (the CLI first) can tell a problem with
+what the user gave (a file that cannot be read or written, a bad box file, a missing model, a
+bad option) from a bug.  ``run_tracker`` prints a ``TrackerError`` as one line and exits 2; any
+other exception is a bug: exit 1 with a hint to rerun with ``-v`` for the traceback.
+
+Subclasses also derive from the builtin that callers already catch (``except ValueError`` around
+a .pts read, ``except OSError`` around a write), so code written against the builtins keeps
+working.  This module imports nothing, so every package (``engines`` too) can use it.
+"""
+from __future__ import annotations
+
+
+class TrackerError(Exception):
+    """Base of every error the project raises on purpose; the message is one line for the user."""
+
+
+class InputError(TrackerError, ValueError):
+    """An input (image, video, annotation, box, option value) cannot be used."""
+
+
+class MissingInputError(TrackerError, FileNotFoundError):
+    """A file or folder the user named does not exist, or holds nothing to work on."""
+
+
+class NotAFolderError(TrackerError, NotADirectoryError):
+    """A path the user gave as a folder is not one."""
+
+
+class UsageError(InputError):
+    """A bad command line (a missing option, options that do not go together)."""
