@@ -22,8 +22,7 @@ import numpy as np
 from engines.onnx_engine import OnnxEngine
 from tracker.crop import roi_from_box, to_network_input, warp_image
 from tracker.detector import detect_faces, dlib_landmarks
-from tracker.fileio import read_image
-from tracker.fileio import atomic_write_json
+from tracker.fileio import atomic_write_json, read_image
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ONNX = REPO / "tracker" / "assets" / "densereg_realtime.onnx"

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from tracker.fileio import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from engines.onnx_engine import OnnxEngine
+from tracker.fileio import atomic_write_json
 from training.deploy import export
 from training.model import CONFIGS, DenseReg
-from tracker.fileio import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,13 +7,14 @@ maps ``{"image", "init"} -> {"points"}``, and maps the result back to the image.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import cv2
 import numpy as np
 
 from tracker.shape_model import ShapeModel, similarity_align
+
 
 @dataclass(frozen=True)
 class CanonicalFrame:

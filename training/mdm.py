@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tracker.refiner import COARSE, FINE, CanonicalFrame, normalise_crop
 from tracker.metrics import auc, eye_distance
+from tracker.refiner import COARSE, FINE, CanonicalFrame, normalise_crop
 from tracker.shape_model import similarity_align
 
 
@@ -55,7 +55,7 @@ def sample_patches(image: torch.Tensor, points: torch.Tensor, patch: int) -> tor
     of the broadcast that builds its sampling grid (together 60% of the first refiner's time).
     """
     n, _, s, _ = image.shape
-    l = points.shape[1]
+    k = points.shape[1]
     pad = patch + 1  # a window clamped to the border then holds only padding, as grid_sample's zeros
     w = s + 2 * pad
     padded = F.pad(image, (pad, pad, pad, pad)).reshape(n, w * w)
@@ -66,11 +66,11 @@ def sample_patches(image: torch.Tensor, points: torch.Tensor, patch: int) -> tor
     side = torch.arange(patch + 1, device=image.device)
     window = (side[:, None] * w + side[None, :]).reshape(-1)  # ((P+1)^2,) offsets in the flat image
     idx = (base[:, :, None] + window).reshape(n, -1)
-    win = torch.gather(padded, 1, idx).reshape(n, l, patch + 1, patch + 1)
+    win = torch.gather(padded, 1, idx).reshape(n, k, patch + 1, patch + 1)
     fx, fy = frac[..., 0, None, None], frac[..., 1, None, None]
     rows = win[:, :, :-1] + fy * (win[:, :, 1:] - win[:, :, :-1])
     out = rows[..., :-1] + fx * (rows[..., 1:] - rows[..., :-1])
-    return out.reshape(n * l, 1, patch, patch)
+    return out.reshape(n * k, 1, patch, patch)
 
 
 class PatchEncoder(nn.Module):
@@ -133,14 +133,14 @@ class MDM(nn.Module):
 
     def forward(self, image: torch.Tensor, init: torch.Tensor) -> torch.Tensor:
         """image: (N,1,S,S) normalised crop; init: (N,L,2) -> (N,steps,L,2) shape per step."""
-        n, l, _ = init.shape
+        n, k, _ = init.shape
         points = init
         hidden = torch.zeros(n, self.config.hidden, dtype=image.dtype, device=image.device)
         out = []
         for _ in range(self.config.steps):
             feats = self.project(self.encoder(self.patches(image, points)).reshape(n, -1))
             hidden = self.gru(feats, hidden)
-            points = points + self.head(hidden).reshape(n, l, 2)
+            points = points + self.head(hidden).reshape(n, k, 2)
             out.append(points)
         return torch.stack(out, dim=1)
 

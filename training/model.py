@@ -129,7 +129,7 @@ class PaperNet(nn.Module):
             nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
         )
         layers, cin = [], 64
-        for i, (n, width, stride, dil) in enumerate(zip(blocks, (64, 128, 256, 512), (1, 2, 1, 1), (1, 1, 2, 4))):
+        for n, width, stride, dil in zip(blocks, (64, 128, 256, 512), (1, 2, 1, 1), (1, 1, 2, 4)):
             for j in range(n):
                 layers.append(Bottleneck(cin, width, stride if j == 0 else 1, dil))
                 cin = width * Bottleneck.expansion
