@@ -164,3 +164,22 @@ def test_command_line_options_become_one_config():
     args = parser.parse_args(["video", "clip.mp4", "--flip", "--threads", "1", "--no-refine"])
     flipped = TrackerConfig.from_args(args, mode="video", smooth=False)
     assert (flipped.refine, flipped.refine_flip, flipped.threads, flipped.smooth) == (False, True, 1, False)
+
+
+def test_export_keeps_data_provenance_out_of_the_network_options(tmp_path):
+    """A DenseReg run trained with --gt-extra records it in its options; export builds the
+    network without it and names the extra data in the card."""
+    torch = pytest.importorskip("torch")
+    import json
+
+    from training.export import main as export_main
+    from training.model import CONFIGS, DenseReg
+
+    run, out = tmp_path / "run", tmp_path / "assets"
+    run.mkdir()
+    out.mkdir()
+    options = {"config": "realtime", "variant": "quantized", "gt_extra": ["data/gt_profiled"]}
+    torch.save({"model": DenseReg(CONFIGS["realtime"]).state_dict(), "step": 5, "metrics": {"uv_mae": 0.1}, "options": options}, str(run / "best.pt"))
+    (run / "val.jsonl").write_text(json.dumps({"step": 5, "time": 1.0, "uv_mae": 0.1}) + "\n")
+    assert export_main(["densereg", "--run", str(run), "--out-dir", str(out)]) == 0
+    assert "plus the views in `data/gt_profiled`" in (out / "DENSEREG_REALTIME_CARD.md").read_text()

@@ -158,6 +158,7 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[float, float, str]:
     """Export ``RUN/best.pt`` into `out_dir` with its card: (parity difference, magnitude, SHA-256)."""
     ckpt = load_checkpoint(run / "best.pt")
     options = dict(ckpt.get("options", {}))
+    extra_data = options.pop("gt_extra", [])  # what the run trained on, not how the network is built
     name = NAMES[arch]
     config = options.get("config", "realtime")  # DenseReg's; refiners have none
     size = CONFIGS[config].input_size if arch == "densereg" else 0
@@ -174,6 +175,8 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[float, float, str]:
     if "command" in info:
         about["train_cmd"] = f"`{info['command']}`"
     about["data_extra"] += info.get("data_extra", "")
+    if extra_data:
+        about["data_extra"] += ", plus the views in " + ", ".join(f"`{d}`" for d in extra_data) + " (`training.profile`)"
     metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items())
     card = CARD.format(name=name, arch=arch, run=run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"],
                        trained=f"{minutes / 60:.1f} h" if minutes >= 60 else f"{minutes:.0f} min", hardware=info["hardware"],
