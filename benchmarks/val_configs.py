@@ -1,0 +1,71 @@
+"""Score tracker configurations on the 300-W val split, side by side in one run:
+
+    python -m benchmarks.val_configs --config '{}' --config '{"refiners": ["mdm_refiner.onnx"]}' \
+        --config '{"assets": "/tmp/other_assets"}' --json out/val_configs.json
+
+Each ``--config`` is a JSON object of ``TrackerConfig`` fields (image mode, 1 thread); the
+table gives each stage's AUC@0.08 (points a stage reports missing are left out of its NME, as
+``run_tracker eval`` does) and the final landmarks' AUC, median NME and failure rate, scoring
+the predicted face nearest the annotation.  The ablations of the README's landmark section
+were measured this way (models exported beside copies of the shipped assets with
+``training.export --out-dir``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tracker.fileio import atomic_write_json, read_image
+from tracker.metrics import auc, eye_distance, nme
+from tracker.pts import read_pts
+from training.template import DEFAULT_300W
+
+
+def score(config: dict, root: Path) -> dict:
+    from tracker import Tracker, TrackerConfig
+
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    if "assets" in fields:
+        fields["assets"] = Path(fields["assets"])
+    tracker = Tracker(TrackerConfig(mode="image", threads=1, **fields))
+    final, stages = [], {"densereg": [], "pca": []}
+    for rel in (root / "splits" / "val.txt").read_text().split():
+        gt = read_pts((root / rel).with_suffix(".pts"), expected=68)
+        faces = tracker.track(read_image(root / rel)).faces
+        if not faces:
+            final.append(np.inf)
+            for v in stages.values():
+                v.append(np.inf)
+            continue
+        face = min(faces, key=lambda f: np.linalg.norm(f.landmarks.mean(0) - gt.mean(0)))
+        final.append(nme(face.landmarks, gt))
+        for name, errors in stages.items():
+            pts = face.stages[name].points
+            seen = ~np.isnan(pts).any(1)
+            errors.append(np.linalg.norm(pts[seen] - gt[seen], axis=1).mean() / eye_distance(gt))
+    e = np.array(final)
+    return {"config": config, "auc08": auc(e), "median_nme": float(np.median(e)), "fr08": float(np.mean(e > 0.08)),
+            **{f"auc08_{k}": auc(np.array(v)) for k, v in stages.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.val_configs", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", action="append", default=[], help="a JSON object of TrackerConfig fields (repeatable; default: {})")
+    ap.add_argument("--data", type=Path, default=DEFAULT_300W)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    rows = [score(json.loads(c), args.data) for c in (args.config or ["{}"])]
+    print(f"{'config':60s} {'DenseReg':>9s} {'+PCA':>7s} {'final':>7s} {'median':>7s} {'FR':>6s}")
+    for r in rows:
+        print(f"{json.dumps(r['config'])[:60]:60s} {r['auc08_densereg']:9.4f} {r['auc08_pca']:7.4f} {r['auc08']:7.4f} "
+              f"{100 * r['median_nme']:6.2f}% {100 * r['fr08']:5.1f}%")
+    if args.json:
+        atomic_write_json(args.json, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
