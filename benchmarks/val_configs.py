@@ -8,7 +8,8 @@ table gives each stage's AUC@0.08 (points a stage reports missing are left out o
 ``run_tracker eval`` does) and the final landmarks' AUC, median NME and failure rate, scoring
 the predicted face nearest the annotation.  The ablations of the README's landmark section
 were measured this way (models exported beside copies of the shipped assets with
-``training.export --out-dir``).
+``training.export --out-dir``).  ``--from-truth`` also runs each refiner stage alone from the
+annotated landmarks themselves: the error it adds to a perfect start is its precision floor.
 """
 from __future__ import annotations
 
@@ -51,10 +52,28 @@ def score(config: dict, root: Path) -> dict:
             **{f"auc08_{k}": auc(np.array(v)) for k, v in stages.items()}}
 
 
+def refiner_floor(root: Path) -> dict[str, float]:
+    """Median NME of each shipped refiner stage run once from the annotated landmarks."""
+    import cv2
+
+    from tracker import Tracker, TrackerConfig
+    from tracker.refiner import refine
+
+    tracker = Tracker(TrackerConfig(mode="image", threads=1))
+    errors: dict[str, list[float]] = {name: [] for name in tracker.config.refiners}
+    for rel in (root / "splits" / "val.txt").read_text().split():
+        gt = read_pts((root / rel).with_suffix(".pts"), expected=68)
+        gray = cv2.cvtColor(read_image(root / rel), cv2.COLOR_BGR2GRAY)
+        for name, stage in zip(tracker.config.refiners, tracker.refiners):
+            errors[name].append(nme(refine(stage.infer, gray, gt, stage.reference, stage.frame.crop).points, gt))
+    return {name: float(np.median(e)) for name, e in errors.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.val_configs", description=__doc__.split("\n")[0])
     ap.add_argument("--config", action="append", default=[], help="a JSON object of TrackerConfig fields (repeatable; default: {})")
     ap.add_argument("--data", type=Path, default=DEFAULT_300W)
+    ap.add_argument("--from-truth", action="store_true", help="also: each refiner stage alone from the annotated landmarks")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     rows = [score(json.loads(c), args.data) for c in (args.config or ["{}"])]
@@ -62,8 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{json.dumps(r['config'])[:60]:60s} {r['auc08_densereg']:9.4f} {r['auc08_pca']:7.4f} {r['auc08']:7.4f} "
               f"{100 * r['median_nme']:6.2f}% {100 * r['fr08']:5.1f}%")
+    result = {"configs": rows}
+    if args.from_truth:
+        result["refiner_from_truth_median_nme"] = floor = refiner_floor(args.data)
+        for name, e in floor.items():
+            print(f"{name} from the annotated landmarks: median NME {100 * e:.2f}%")
     if args.json:
-        atomic_write_json(args.json, rows)
+        atomic_write_json(args.json, result)
     return 0
 
 
