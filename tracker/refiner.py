@@ -40,14 +40,8 @@ FINE = CanonicalFrame(crop=208, scale=64.0, patch=24)
 # Shipped refiner assets and their frames, in the order a cascade applies them.
 FRAMES = {"mdm_refiner.onnx": COARSE, "mdm_fine.onnx": FINE}
 DEFAULT_REFINERS = ("mdm_refiner.onnx", "mdm_fine.onnx")
-CROP, PATCH = COARSE.crop, COARSE.patch
 
 Infer = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
-
-
-def reference_shape(model: ShapeModel, frame: CanonicalFrame = COARSE) -> np.ndarray:
-    """(68,2) the mean shape placed in `frame`'s canonical crop."""
-    return frame.reference(model)
 
 
 def canonical_transform(init: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -72,7 +66,7 @@ def normalise_crop(gray: np.ndarray) -> np.ndarray:
     return (g - g.mean()) / max(float(g.std()), 1.0)
 
 
-def canonical_crop(gray: np.ndarray, transform: np.ndarray, size: int = CROP) -> np.ndarray:
+def canonical_crop(gray: np.ndarray, transform: np.ndarray, size: int) -> np.ndarray:
     return cv2.warpAffine(gray, transform, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -85,7 +79,7 @@ class Refinement:
     last_step: float
 
 
-def refine(infer: Infer, gray: np.ndarray, init: np.ndarray, reference: np.ndarray, size: int = CROP,
+def refine(infer: Infer, gray: np.ndarray, init: np.ndarray, reference: np.ndarray, size: int,
            flip: np.ndarray | None = None) -> Refinement:
     """Run the refiner on a grayscale image from a (68,2) initial shape (image pixels);
     `reference` and `size` are its frame's (``CanonicalFrame.reference``, ``.crop``).

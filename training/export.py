@@ -138,7 +138,7 @@ DEFAULT_LR = {"densereg": 2e-3, "mdm": 1e-3}
 NETWORKS = {"paper": "ResNet-101, dilated, output stride 8"}  # otherwise the compact backbone
 
 
-def regraph(name: str, out_dir: Path) -> tuple[float, float, str]:
+def regraph(name: str, out_dir: Path) -> tuple[str, float, float]:
     """Rebuild a shipped ONNX graph from its deployable ``.pt`` with today's graph code (same
     weights), and update the size, parity and SHA-256 lines of its card; the training facts
     stay as they are."""
@@ -151,11 +151,11 @@ def regraph(name: str, out_dir: Path) -> tuple[float, float, str]:
     card = re.sub(r"- \*\*Size\*\*: [0-9.]+ MB ONNX", f"- **Size**: {onnx_path.stat().st_size / 1e6:.2f} MB ONNX", card)
     card = re.sub(r"- \*\*SHA-256\*\*: `[0-9a-f]+`", f"- **SHA-256**: `{sha}`", card)
     atomic_write_text(card_path, card)
-    return diff, magnitude, sha
+    return sha, diff, magnitude
 
 
-def export_run(arch: str, run: Path, out_dir: Path) -> tuple[float, float, str]:
-    """Export ``RUN/best.pt`` into `out_dir` with its card: (parity difference, magnitude, SHA-256)."""
+def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
+    """Export ``RUN/best.pt`` into `out_dir` with its card; returns ``export_checked``'s answer."""
     ckpt = load_checkpoint(run / "best.pt")
     options = dict(ckpt.get("options", {}))
     extra_data = options.pop("gt_extra", [])  # what the run trained on, not how the network is built
@@ -183,7 +183,7 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[float, float, str]:
                        metrics=metrics, size_mb=onnx_path.stat().st_size / 1e6, params=sum(v.numel() for v in ckpt["model"].values()),
                        parity=diff, magnitude=magnitude, sha=sha, curve=summary["curve"], **about)
     atomic_write_text(out_dir / f"{name.upper()}_CARD.md", card)
-    return diff, magnitude, sha
+    return sha, diff, magnitude
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,9 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     name = NAMES[args.arch]
     onnx_path = args.out_dir / f"{name}.onnx"
     if args.regraph:
-        diff, magnitude, sha = regraph(name, args.out_dir)
+        sha, diff, magnitude = regraph(name, args.out_dir)
     else:
-        diff, magnitude, sha = export_run(args.arch, args.run, args.out_dir)
+        sha, diff, magnitude = export_run(args.arch, args.run, args.out_dir)
     print(f"wrote {onnx_path} (sha256 {sha[:12]}, parity {diff:.2e}) at {time.strftime('%H:%M')}")
     return 0 if parity_ok(diff, magnitude) else 1
 

@@ -254,7 +254,7 @@ def cache_face(gray: np.ndarray, gt: np.ndarray, reference: np.ndarray, size: in
 
 
 def sample(cached: np.ndarray, gt: np.ndarray, model, reference: np.ndarray, p: Perturbation, rng, flip: bool,
-           init: np.ndarray | None = None, size: int = COARSE.crop):
+           init: np.ndarray | None = None, *, size: int):
     """(crop (S,S) float32 normalised, init (68,2), target (68,2)) in the canonical frame of
     `reference` and `size`."""
     from tracker.refiner import apply_affine, canonical_crop, canonical_transform
@@ -293,7 +293,7 @@ def build_cache(data_root, split: str, reference: np.ndarray, size: int):
     return np.stack(crops), np.stack(truths)
 
 
-def make_batch(crops, truths, model, reference, p: Perturbation, rng, batch: int, size: int = COARSE.crop):
+def make_batch(crops, truths, model, reference, p: Perturbation, rng, batch: int, size: int):
     idx = rng.integers(0, len(crops), batch)
     items = [sample(crops[i], truths[i], model, reference, p, rng, flip=bool(rng.random() < 0.5), size=size) for i in idx]
     image = torch.from_numpy(np.stack([it[0] for it in items])[:, None])
@@ -302,7 +302,7 @@ def make_batch(crops, truths, model, reference, p: Perturbation, rng, batch: int
     return image, init, target
 
 
-def fixed_validation(crops, truths, model, reference, p: Perturbation, seed: int = 1234, size: int = COARSE.crop):
+def fixed_validation(crops, truths, model, reference, p: Perturbation, size: int, seed: int = 1234):
     """The same perturbed initialisations at every evaluation, without photometric noise."""
     rng = np.random.default_rng(seed)
     items = []
