@@ -65,7 +65,7 @@ def refiner_floor(root: Path) -> dict[str, float]:
         gt = read_pts((root / rel).with_suffix(".pts"), expected=68)
         gray = cv2.cvtColor(read_image(root / rel), cv2.COLOR_BGR2GRAY)
         for name, stage in zip(tracker.config.refiners, tracker.refiners):
-            errors[name].append(nme(refine(stage.infer, gray, gt, stage.reference, stage.frame.crop).points, gt))
+            errors[name].append(nme(refine(stage.infer, gray, gt, stage.reference, stage.frame.crop)[0].points, gt))
     return {name: float(np.median(e)) for name, e in errors.items()}
 
 

@@ -98,22 +98,22 @@ def test_shipped_refiner_is_flip_equivariant():
     def mirror(p):
         return p[perm] * [-1, 1] + [w - 1, 0]
 
-    direct = refine(stage.infer, gray, init, stage.reference, stage.frame.crop).points
-    mirrored = mirror(refine(stage.infer, np.ascontiguousarray(gray[:, ::-1]), mirror(init), stage.reference, stage.frame.crop).points)
+    direct = refine(stage.infer, gray, init, stage.reference, stage.frame.crop)[0].points
+    mirrored = mirror(refine(stage.infer, np.ascontiguousarray(gray[:, ::-1]), mirror(init), stage.reference, stage.frame.crop)[0].points)
     gap = np.linalg.norm(direct - mirrored, axis=1).mean() / eye_distance(direct)
     assert gap < 0.02
     # ... and a wrong permutation (identity) is far off
-    wrong = refine(stage.infer, np.ascontiguousarray(gray[:, ::-1]), init * [-1, 1] + [w - 1, 0], stage.reference, stage.frame.crop).points
+    wrong = refine(stage.infer, np.ascontiguousarray(gray[:, ::-1]), init * [-1, 1] + [w - 1, 0], stage.reference, stage.frame.crop)[0].points
     assert np.linalg.norm(direct - (wrong * [-1, 1] + [w - 1, 0]), axis=1).mean() / eye_distance(direct) > 5 * gap
     # test-time flipping averages the two in one call
-    both = refine(stage.infer, gray, init, stage.reference, stage.frame.crop, flip=perm).points
+    both = refine(stage.infer, gray, init, stage.reference, stage.frame.crop, flip=perm)[0].points
     assert np.abs(both - (direct + mirrored) / 2).max() < 0.05
 
 
 def test_cascade_feeds_each_stage_the_previous_answer():
     gray, init, final, tracker = _demo_start()
     stage = tracker.refiners[0]
-    np.testing.assert_allclose(refine_cascade(tracker.refiners, gray, init)[-1].points, final, atol=1e-6)  # what the tracker reports
+    np.testing.assert_allclose(refine_cascade(tracker.refiners, gray, init)[-1][0].points, final, atol=1e-6)  # what the tracker reports
     seen = []
 
     def recording(inputs):
@@ -123,9 +123,34 @@ def test_cascade_feeds_each_stage_the_previous_answer():
     twice = [RefinerStage(recording, stage.frame, stage.reference)] * 2
     steps = refine_cascade(twice, gray, init)
     assert len(steps) == 2
-    np.testing.assert_allclose(steps[0].points, refine(stage.infer, gray, init, stage.reference, stage.frame.crop).points, atol=1e-6)
-    m = canonical_transform(steps[0].points, stage.reference)
-    np.testing.assert_allclose(seen[1][0], apply_affine(m, steps[0].points), atol=1e-3)
+    np.testing.assert_allclose(steps[0][0].points, refine(stage.infer, gray, init, stage.reference, stage.frame.crop)[0].points, atol=1e-6)
+    m = canonical_transform(steps[0][0].points, stage.reference)
+    np.testing.assert_allclose(seen[1][0], apply_affine(m, steps[0][0].points), atol=1e-3)
+
+
+def test_faces_batched_in_one_call_answer_as_one_at_a_time():
+    """The tracker refines every face of a frame in one engine call per stage (and the
+    mirrored crops with them under flipping): each face's answer is what it gets alone."""
+    gray, init, _, tracker = _demo_start()
+    perm = np.load(verified_asset("template.npz"))["flip_permutation"]
+    other = init * 1.05 - init.mean(0) * 0.05 + [3.0, -2.0]  # a second, differently placed start
+    calls = []
+
+    def counting(stage):
+        def infer(inputs):
+            calls.append(len(inputs["image"]))
+            return stage.infer(inputs)
+        return RefinerStage(infer, stage.frame, stage.reference)
+
+    for flip in (None, perm):
+        calls.clear()
+        together = refine_cascade([counting(s) for s in tracker.refiners], gray, np.stack([init, other]), flip)
+        assert calls == [2 * (2 if flip is not None else 1)] * len(tracker.refiners)
+        for face, start in enumerate((init, other)):
+            alone = refine_cascade(tracker.refiners, gray, start, flip)
+            for stage_batch, stage_alone in zip(together, alone):
+                np.testing.assert_allclose(stage_batch[face].points, stage_alone[0].points, atol=1e-3)
+                assert abs(stage_batch[face].last_step - stage_alone[0].last_step) < 1e-3
 
 
 def test_export_writes_a_card_with_the_validation_curve_and_regraph_keeps_it(tmp_path):

@@ -267,7 +267,7 @@ class Tracker:
             stages = {Stage.DENSEREG: dense, Stage.PCA: StageLandmarks(fit.points, _pca_confidence(fit, dense))}
             refiner_step = 0.0
             if self.refiners:
-                steps = refine_cascade(self.refiners, gray, fit.points, self.flip_permutation)
+                steps = [stage[0] for stage in refine_cascade(self.refiners, gray, fit.points, self.flip_permutation)]
                 # The loss test was calibrated on the first stage's last update.
                 refiner_step = steps[0].last_step / max(eye_distance(steps[-1].points), 1.0)
                 stages[Stage.MDM] = StageLandmarks(steps[-1].points, stages[Stage.PCA].confidence)

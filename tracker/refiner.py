@@ -79,30 +79,32 @@ class Refinement:
     last_step: float
 
 
-def refine(infer: Infer, gray: np.ndarray, init: np.ndarray, reference: np.ndarray, size: int,
-           flip: np.ndarray | None = None) -> Refinement:
-    """Run the refiner on a grayscale image from a (68,2) initial shape (image pixels);
-    `reference` and `size` are its frame's (``CanonicalFrame.reference``, ``.crop``).
+def refine(infer: Infer, gray: np.ndarray, inits: np.ndarray, reference: np.ndarray, size: int,
+           flip: np.ndarray | None = None) -> list[Refinement]:
+    """Run the refiner on a grayscale image from (F,68,2) initial shapes (image pixels), all
+    F faces in one engine call; one Refinement per face.  `reference` and `size` are the
+    stage's frame's (``CanonicalFrame.reference``, ``.crop``).
 
-    `flip`: the landmarks' mirror permutation to also refine the mirrored crop (in the same
-    engine call, as a batch of 2) and average the two answers (test-time flipping).
+    `flip`: the landmarks' mirror permutation to also refine each mirrored crop (in the same
+    call) and average the two answers (test-time flipping).
     """
-    m = canonical_transform(init, reference)
-    crop = normalise_crop(canonical_crop(gray, m, size))
-    start = apply_affine(m, init).astype(np.float32)
-    images, inits = crop[None, None], start[None]
+    inits = np.asarray(inits, np.float64).reshape(-1, 68, 2)
+    mats = [canonical_transform(init, reference) for init in inits]
+    images = np.stack([normalise_crop(canonical_crop(gray, m, size)) for m in mats])[:, None]
+    starts = np.stack([apply_affine(m, init) for m, init in zip(mats, inits)]).astype(np.float32)
     if flip is not None:
-        images = np.concatenate([images, crop[None, None, :, ::-1]])
-        inits = np.concatenate([inits, _mirror(start, flip, size)[None]])
-    steps = np.asarray(infer({"image": np.ascontiguousarray(images), "init": inits})["points"])  # (B,steps,68,2)
+        images = np.concatenate([images, images[..., ::-1]])
+        starts = np.concatenate([starts, _mirror(starts, flip, size)])
+    steps = np.asarray(infer({"image": np.ascontiguousarray(images), "init": starts})["points"])  # (B,steps,68,2)
     if flip is not None:
-        steps = (steps[0] + _mirror(steps[1], flip, size)) / 2
-    else:
-        steps = steps[0]
-    back = invert_affine(m)
-    final = apply_affine(back, steps[-1].astype(np.float64))
-    prev = apply_affine(back, (steps[-2] if len(steps) > 1 else start).astype(np.float64))
-    return Refinement(final, float(np.linalg.norm(final - prev, axis=1).mean()))
+        steps = (steps[: len(inits)] + _mirror(steps[len(inits):], flip, size)) / 2
+    out = []
+    for m, start, face_steps in zip(mats, starts, steps):
+        back = invert_affine(m)
+        final = apply_affine(back, face_steps[-1].astype(np.float64))
+        prev = apply_affine(back, (face_steps[-2] if len(face_steps) > 1 else start).astype(np.float64))
+        out.append(Refinement(final, float(np.linalg.norm(final - prev, axis=1).mean())))
+    return out
 
 
 def _mirror(points: np.ndarray, permutation: np.ndarray, size: int) -> np.ndarray:
@@ -121,12 +123,13 @@ class RefinerStage:
     reference: np.ndarray  # frame.reference(shape model), computed once
 
 
-def refine_cascade(stages: list[RefinerStage], gray: np.ndarray, init: np.ndarray,
-                   flip: np.ndarray | None = None) -> list[Refinement]:
-    """Each stage starts from the previous one's answer; one Refinement per stage."""
-    out, points = [], init
+def refine_cascade(stages: list[RefinerStage], gray: np.ndarray, inits: np.ndarray,
+                   flip: np.ndarray | None = None) -> list[list[Refinement]]:
+    """Each stage starts from the previous one's answer; [stage][face] Refinements for the
+    (F,68,2) initial shapes, every face of a stage in one engine call."""
+    out, points = [], np.asarray(inits, np.float64).reshape(-1, 68, 2)
     for stage in stages:
         r = refine(stage.infer, gray, points, stage.reference, stage.frame.crop, flip)
         out.append(r)
-        points = r.points
+        points = np.stack([x.points for x in r])
     return out

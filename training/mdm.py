@@ -54,23 +54,23 @@ def sample_patches(image: torch.Tensor, points: torch.Tensor, patch: int) -> tor
     by the point's fractional position: in ONNX Runtime that costs a fraction of GridSample and
     of the broadcast that builds its sampling grid (together 60% of the first refiner's time).
     """
-    n, _, s, _ = image.shape
-    k = points.shape[1]
+    # Sizes as Python ints and -1 for the batch: traced into the ONNX graph as constants, so
+    # ONNX Runtime runs no Shape/Gather/Concat chains to rebuild them at every step.
+    s, k = int(image.shape[-1]), int(points.shape[1])
     pad = patch + 1  # a window clamped to the border then holds only padding, as grid_sample's zeros
     w = s + 2 * pad
-    padded = F.pad(image, (pad, pad, pad, pad)).reshape(n, w * w)
-    start = (points - (patch - 1) / 2 + pad).clamp(0, w - patch - 1)  # first sample, padded pixels
+    padded = F.pad(image, (pad, pad, pad, pad)).reshape(-1, w * w)
+    start = (points - ((patch - 1) / 2 - pad)).clamp(0, w - patch - 1)  # first sample, padded pixels
     origin = torch.floor(start)
     frac = start - origin  # (N,L,2), same for every sample of a patch
-    base = (origin[..., 1] * w + origin[..., 0]).long()  # (N,L)
+    base = (origin * torch.tensor([1.0, w])).sum(-1, keepdim=True).long()  # (N,L,1) flat index
     side = torch.arange(patch + 1, device=image.device)
     window = (side[:, None] * w + side[None, :]).reshape(-1)  # ((P+1)^2,) offsets in the flat image
-    idx = (base[:, :, None] + window).reshape(n, -1)
-    win = torch.gather(padded, 1, idx).reshape(n, k, patch + 1, patch + 1)
+    win = torch.gather(padded, 1, (base + window).reshape(-1, k * (patch + 1) ** 2)).reshape(-1, k, patch + 1, patch + 1)
     fx, fy = frac[..., 0, None, None], frac[..., 1, None, None]
     rows = win[:, :, :-1] + fy * (win[:, :, 1:] - win[:, :, :-1])
     out = rows[..., :-1] + fx * (rows[..., 1:] - rows[..., :-1])
-    return out.reshape(n * k, 1, patch, patch)
+    return out.reshape(-1, 1, patch, patch)
 
 
 class PatchEncoder(nn.Module):
@@ -123,7 +123,8 @@ class MDM(nn.Module):
         # Project the concatenated patch features first: at batch 1 the cost is reading the
         # weights, and a GRU straight on 68*feat inputs would read 3x as many per step.
         self.project = nn.Sequential(nn.Linear(feat * config.n_points, config.features), nn.ReLU(inplace=True))
-        self.gru = nn.GRUCell(config.features, config.hidden)
+        self.point_features = feat
+        self.gru = nn.GRU(config.features, config.hidden)
         self.head = nn.Linear(config.hidden, 2 * config.n_points)
         nn.init.zeros_(self.head.weight)  # start as the identity refinement
         nn.init.zeros_(self.head.bias)
@@ -133,16 +134,23 @@ class MDM(nn.Module):
 
     def forward(self, image: torch.Tensor, init: torch.Tensor) -> torch.Tensor:
         """image: (N,1,S,S) normalised crop; init: (N,L,2) -> (N,steps,L,2) shape per step."""
-        n, k, _ = init.shape
-        points = init
-        hidden = torch.zeros(n, self.config.hidden, dtype=image.dtype, device=image.device)
-        out = []
+        k = self.config.n_points
+        points, hidden, out = init, None, []
         for _ in range(self.config.steps):
-            feats = self.project(self.encoder(self.patches(image, points)).reshape(n, -1))
-            hidden = self.gru(feats, hidden)
-            points = points + self.head(hidden).reshape(n, k, 2)
+            feats = self.project(self.encoder(self.patches(image, points)).reshape(-1, k * self.point_features))
+            # a one-step nn.GRU (not GRUCell): one ONNX GRU node instead of ~20 elementwise ones
+            state, hidden = self.gru(feats[None], hidden)
+            points = points + self.head(state[0]).reshape(-1, k, 2)
             out.append(points)
         return torch.stack(out, dim=1)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints before the one-step nn.GRU name the GRUCell's weights without "_l0".
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            old = f"{prefix}gru.{name}"
+            if old in state_dict:
+                state_dict[f"{old}_l0"] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def mdm_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
