@@ -253,7 +253,7 @@ class Tracker:
         t = timer.add("crop", t)
         out = self.engine.infer({"image": to_network_input(crops)})
         t = timer.add("network", t)
-        faces = []
+        fitted = []
         for i, ((track, roi, det), m) in enumerate(zip(items, mats)):
             maps = DenseMaps.from_outputs(out, i)
             lm = extract_landmarks(maps.uv, maps.fg, self.lookup, self.config.fg_threshold)
@@ -265,13 +265,21 @@ class Tracker:
             if fit is None:
                 continue  # too few landmarks: not a face (or lost)
             stages = {Stage.DENSEREG: dense, Stage.PCA: StageLandmarks(fit.points, _pca_confidence(fit, dense))}
+            fitted.append((track, roi, det, back, maps, stages))
+        refined = [[]] * len(fitted)
+        if self.refiners and fitted:
+            # every face of the frame in one engine call per stage
+            cascade = refine_cascade(self.refiners, gray, np.stack([st[Stage.PCA].points for *_, st in fitted]), self.flip_permutation)
+            refined = [[stage[i] for stage in cascade] for i in range(len(fitted))]
+            t = timer.add("mdm", t)
+        faces = []
+        for (track, roi, det, back, maps, stages), steps in zip(fitted, refined):
+            dense = stages[Stage.DENSEREG]
             refiner_step = 0.0
-            if self.refiners:
-                steps = [stage[0] for stage in refine_cascade(self.refiners, gray, fit.points, self.flip_permutation)]
+            if steps:
                 # The loss test was calibrated on the first stage's last update.
                 refiner_step = steps[0].last_step / max(eye_distance(steps[-1].points), 1.0)
                 stages[Stage.MDM] = StageLandmarks(steps[-1].points, stages[Stage.PCA].confidence)
-                t = timer.add("mdm", t)
             fg_fraction = float((maps.fg > self.config.fg_threshold).mean())
             quality = float(np.mean(dense.confidence)) * min(1.0, fg_fraction / 0.3)
             lost = (
