@@ -159,9 +159,9 @@ class FaceResult:
     ``Stage`` that ran, in order ('densereg', 'pca', 'mdm' with the refiner, 'smooth' in video
     with smoothing), ``final`` the last of them; all coordinates are 0-based image pixels (pixel centres);
     maps: the dense maps in crop pixels (S,S), always set; crop_to_image: (2,3) affine from crop
-    to image pixels; visibility: with ``TrackerConfig.visibility`` (else None), (S,S) float32 in [0,1], how surely each crop pixel shows the face
-    itself rather than an occluder or hair over it (``tracker.occlusion``; the network's
-    foreground covers occluders); pose: head pose (``pose.yaw_pitch_roll()`` in degrees) or None.
+    to image pixels; visibility: with ``TrackerConfig.visibility`` (else None), (S,S) float32
+    in [0,1], how surely each crop pixel shows the face itself rather than an occluder or hair
+    over it (``tracker.occlusion``; the network's foreground covers occluders); pose: head pose (``pose.yaw_pitch_roll()`` in degrees) or None.
     """
 
     roi: Roi
