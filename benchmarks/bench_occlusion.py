@@ -81,9 +81,8 @@ def measure_clip(folder: Path, video: Path, tracker: Tracker) -> dict:
         areas = {"occluder": covered, "visible": hull & ~occ} if covered.sum() >= 20 else {"clear": hull & ~occ}
         if "occluder" in areas:
             frames["occluder"] += 1
-        faces = [f for f in result.faces if f.maps is not None]
         # The face painted is the tracker's face nearest the annotated one (there is one per clip).
-        face = min(faces, key=lambda f: np.linalg.norm(np.nanmean(f.landmarks, 0) - truth.mean(0))) if faces else None
+        face = min(result.faces, key=lambda f: np.linalg.norm(np.nanmean(f.landmarks, 0) - truth.mean(0))) if result.faces else None
         if face is not None and np.linalg.norm(np.nanmean(face.landmarks, 0) - truth.mean(0)) > 0.5 * np.ptp(truth[:, 0]):
             face = None
         if face is None:
@@ -110,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.root}: no clips with recorded occluders (make them with python -m tracker.synth300vw)", file=sys.stderr)
         return 2
     clips = clips[: args.limit] if args.limit else clips
-    tracker = Tracker(TrackerConfig(mode="video", keep_maps=True, threads=args.threads))
+    tracker = Tracker(TrackerConfig(mode="video", visibility=True, threads=args.threads))
     per_clip = {}
     for name, video in clips:
         per_clip[name] = measure_clip(args.root / name, video, tracker)

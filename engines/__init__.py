@@ -2,7 +2,9 @@
 
 ``load_engine(onnx_path, kind)`` with kind ``auto`` picks TensorRT when it is usable and
 ONNX Runtime on the CPU otherwise.  ``torch`` needs the deployable ``.pt`` beside the ONNX file
-(same stem) and PyTorch installed.
+(same stem) and PyTorch installed.  ``max_batch`` matters to TensorRT alone (ONNX Runtime and
+PyTorch take any batch): the engine is built and optimised for batches up to it, and runs a
+larger one in chunks.
 """
 from __future__ import annotations
 
@@ -34,8 +36,8 @@ def available_engines() -> dict[str, str | None]:
     }
 
 
-def load_engine(onnx_path: Path, kind: str = "auto", threads: int = 2) -> Engine:
-    """Load the model at `onnx_path` with the chosen backend."""
+def load_engine(onnx_path: Path, kind: str = "auto", threads: int = 2, max_batch: int = 1) -> Engine:
+    """Load the model at `onnx_path` with the chosen backend; `max_batch`: TensorRT's largest batch."""
     onnx_path = Path(onnx_path)
     if kind not in KINDS:
         raise EngineError(f"unknown engine '{kind}' (choose from {', '.join(KINDS)})")
@@ -59,7 +61,7 @@ def load_engine(onnx_path: Path, kind: str = "auto", threads: int = 2) -> Engine
         return TorchEngine(pt, threads=threads)
     from engines.tensorrt_engine import TensorRTEngine
 
-    return TensorRTEngine(onnx_path)
+    return TensorRTEngine(onnx_path, max_batch=max_batch)
 
 
 __all__ = ["Engine", "EngineError", "KINDS", "NOTES", "available_engines", "load_engine"]

@@ -36,11 +36,18 @@ class Engine(ABC):
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch; inputs and outputs are float32 arrays with a leading batch axis."""
 
-    def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.infer(inputs)
-
     def describe(self) -> str:
         return f"{self.name} on {self.device}"
+
+
+def in_chunks(run, arrays: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """``run`` (one batch -> named outputs) over `arrays` in batches of at most `size`, the
+    outputs joined again: for a backend built for a largest batch (TensorRT)."""
+    n = next(iter(arrays.values())).shape[0]
+    if n <= size:
+        return run(arrays)
+    parts = [run({k: v[i:i + size] for k, v in arrays.items()}) for i in range(0, n, size)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def check_inputs(engine: Engine, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

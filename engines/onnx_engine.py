@@ -1,7 +1,6 @@
 """ONNX Runtime backend: the default wherever no GPU is present."""
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -9,13 +8,11 @@ import numpy as np
 
 from engines.base import Engine, EngineError, check_inputs
 
-log = logging.getLogger(__name__)
-
 
 class OnnxEngine(Engine):
     name = "onnx"
 
-    def __init__(self, path: Path, threads: int = 2, use_cuda: bool = False, profile_prefix: str | None = None):
+    def __init__(self, path: Path, threads: int = 2, profile_prefix: str | None = None):
         """``profile_prefix``: record ONNX Runtime's per-node profile, written by
         ``end_profiling()`` to ``<profile_prefix>_<date>.json`` (for ``bench --profile``)."""
         import onnxruntime as ort
@@ -30,18 +27,11 @@ class OnnxEngine(Engine):
         # Spinning worker threads win a little on an idle machine and lose 2x when anything
         # else runs (measured here: 15.2 -> 7.1 ms per crop on 2 busy cores): never spin.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
-        if use_cuda:
-            if "CUDAExecutionProvider" in ort.get_available_providers():
-                providers.insert(0, "CUDAExecutionProvider")
-            else:
-                log.warning("CUDA execution provider not available; ONNX Runtime falls back to CPU")
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EngineError(f"{path}: ONNX Runtime cannot load the model ({str(exc).splitlines()[0]})") from exc
-        used = self.session.get_providers()[0]
-        self.device = "CUDA" if used.startswith("CUDA") else f"CPU ({opts.intra_op_num_threads} threads)"
+        self.device = f"CPU ({opts.intra_op_num_threads} threads)"
         self._inputs = tuple(i.name for i in self.session.get_inputs())
         self._outputs = tuple(o.name for o in self.session.get_outputs())
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import Engine, EngineError, check_inputs
+from engines.base import Engine, EngineError, check_inputs, in_chunks
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,11 @@ def cache_key(onnx_bytes: bytes, gpu_name: str, compute_capability: tuple[int, i
 class TensorRTEngine(Engine):
     name = "tensorrt"
 
-    def __init__(self, path: Path, max_batch: int = 4, cache_dir: Path = DEFAULT_CACHE):
+    def __init__(self, path: Path, max_batch: int = 1, cache_dir: Path = DEFAULT_CACHE):
+        """`max_batch`: the largest batch the engine is built for (its optimisation profile, and
+        part of the cache key); ``infer`` runs a larger batch in chunks of it."""
+        if max_batch < 1:
+            raise EngineError(f"TensorRT max_batch must be at least 1, got {max_batch}")
         reason = unavailable_reason()
         if reason:
             raise EngineError(f"TensorRT unavailable: {reason}")
@@ -128,10 +132,10 @@ class TensorRTEngine(Engine):
         return cur
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        arrays = check_inputs(self, inputs)
-        n = next(iter(arrays.values())).shape[0]
-        if n > self.max_batch:
-            raise EngineError(f"batch {n} exceeds the engine's maximum {self.max_batch}")
+        return in_chunks(self._run, check_inputs(self, inputs), self.max_batch)
+
+    def _run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One batch of at most max_batch."""
         cuda = self._cuda
         self._ctx.push()
         try:

@@ -13,6 +13,7 @@ from tracker.boxfile import main as boxfile_main
 from tracker.cli import main
 from tracker.commands import DEMO_IMAGE, pts_face
 from tracker.crop import Roi
+from tracker.densemaps import DenseMaps
 from tracker.detector import GIVEN, BoxError, Detection, given_box
 from tracker.pipeline import FaceResult, Tracker, TrackerConfig
 from tracker.pts import read_pts
@@ -214,7 +215,8 @@ def test_images_box_file_errors(folder, tmp_path, capsys):
 
 
 def _face(size: float, score: float, box: Detection | None = None) -> FaceResult:
-    return FaceResult(roi=Roi(0, 0, size), score=score, track_id=0, stages={}, detected=True, box=box)
+    maps = DenseMaps(np.zeros((2, 4, 4), np.float32), np.zeros((4, 4), np.float32), np.zeros((4, 4), np.float32))
+    return FaceResult(roi=Roi(0, 0, size), score=score, track_id=0, stages={}, detected=True, maps=maps, crop_to_image=np.eye(2, 3), box=box)
 
 
 def test_pts_face_rule():

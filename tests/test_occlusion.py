@@ -89,7 +89,7 @@ def test_unwrap_leaves_out_what_is_not_face():
 def still() -> tuple[np.ndarray, FaceResult, tuple[int, int, int, int]]:
     """The demo still, its face (with maps), and a hand-sized box over its left cheek and eye."""
     image = cv2.imread(str(DEMO_IMAGE))
-    face = Tracker(TrackerConfig(mode="image", keep_maps=True)).track(image).faces[0]
+    face = Tracker(TrackerConfig(mode="image", visibility=True)).track(image).faces[0]
     lo, hi = np.nanmin(face.landmarks, 0), np.nanmax(face.landmarks, 0)
     w = hi[0] - lo[0]
     box = (int(lo[0] + 0.1 * w), int(lo[1]), int(lo[0] + 0.35 * w), int(hi[1] - 0.1 * w))
@@ -111,17 +111,19 @@ def _areas(image, face, box):
     return (hull & occ).astype(bool), (hull & (1 - cv2.dilate(occ, np.ones((15, 15))))).astype(bool)
 
 
-def test_visibility_needs_keep_maps(still):
+def test_visibility_is_opt_in(still):
     image, face, _ = still
     assert face.visibility.shape == face.maps.fg.shape and face.visibility.dtype == np.float32
-    assert Tracker(TrackerConfig(mode="image")).track(image).faces[0].visibility is None
+    plain = Tracker(TrackerConfig(mode="image")).track(image)
+    assert plain.faces[0].visibility is None and "visibility" not in plain.timings
+    assert plain.faces[0].maps.fg.shape == face.maps.fg.shape  # the dense maps come either way
 
 
 def test_still_paint_stays_off_a_coloured_occluder(still):
     image, _, box = still
     covered = image.copy()
     covered[box[1] : box[3], box[0] : box[2]] = (170, 110, 40)  # a blue object: not skin-coloured
-    face = Tracker(TrackerConfig(mode="image", keep_maps=True)).track(covered).faces[0]
+    face = Tracker(TrackerConfig(mode="image", visibility=True)).track(covered).faces[0]
     on_occ, visible = _areas(covered, face, box)
     before, after = _paint(face, covered.shape, None), _paint(face, covered.shape, face.visibility)
     assert before[on_occ].mean() > 0.45  # the foreground alone paints the occluder: the network sees through it
@@ -131,7 +133,7 @@ def test_still_paint_stays_off_a_coloured_occluder(still):
 
 def test_video_paint_stays_off_a_skin_coloured_occluder_that_moves_in(still):
     image, _, box = still
-    tracker = Tracker(TrackerConfig(mode="video", keep_maps=True))
+    tracker = Tracker(TrackerConfig(mode="video", visibility=True))
     for _ in range(4):
         tracker.track(image)  # the face is seen unoccluded first
     x0, y0, x1, y1 = box
@@ -141,7 +143,7 @@ def test_video_paint_stays_off_a_skin_coloured_occluder_that_moves_in(still):
         covered[y0:y1, max(x0 - shift, 0) : x1 - shift] = OCCLUDER_COLOR
         face = tracker.track(covered).faces[0]
     on_occ, visible = _areas(covered, face, box)
-    still_colour = Tracker(TrackerConfig(mode="image", keep_maps=True)).track(covered).faces[0]
+    still_colour = Tracker(TrackerConfig(mode="image", visibility=True)).track(covered).faces[0]
     colour_only = _paint(still_colour, covered.shape, still_colour.visibility)
     after = _paint(face, covered.shape, face.visibility)
     before = _paint(face, covered.shape, None)

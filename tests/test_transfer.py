@@ -117,12 +117,6 @@ def test_unwrap_then_render_reproduces_the_face(face):
     assert np.abs(out[interior].astype(int) - frame[interior]).mean() < 6
 
 
-def test_transfer_needs_maps():
-    bare = FaceResult(roi=Roi(0, 0, 10), score=1.0, track_id=0, stages={}, detected=True)
-    with pytest.raises(ValueError, match="keep_maps"):
-        render_texture(np.zeros((10, 10, 3), np.uint8), bare, np.zeros((4, 4, 3), np.uint8))
-
-
 def test_cli_transfer_image_and_bad_inputs(tmp_path, capsys):
     out = tmp_path / "painted.png"
     rc = main(["transfer", "--texture", str(TEXTURE_DIR / "grid.png"), "--target", str(DEMO_IMAGE), "--out", str(out), "--threads", "1"])

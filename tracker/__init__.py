@@ -3,7 +3,7 @@
     import cv2
     from tracker import Stage, Tracker, TrackerConfig
 
-    tracker = Tracker(TrackerConfig(mode="video"))       # or mode="image" for independent pictures
+    tracker = Tracker(TrackerConfig(mode="video"))       # or mode="image" (TrackerMode.VIDEO / IMAGE)
     result = tracker.track(cv2.imread("face.jpg"))        # FrameResult
     for face in result.faces:                             # [] when there is no face
         face.landmarks                                    # (68,2) final landmarks, image pixels (face.final: + confidence)
@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tracker.pipeline import FaceResult, FrameResult, StageLandmarks, Tracker, TrackerConfig
+    from tracker.pipeline import FaceResult, FrameResult, StageLandmarks, Tracker, TrackerConfig, TrackerMode
     from tracker.stages import Stage
 
-__all__ = ["FaceResult", "FrameResult", "Stage", "StageLandmarks", "Tracker", "TrackerConfig"]
+__all__ = ["FaceResult", "FrameResult", "Stage", "StageLandmarks", "Tracker", "TrackerConfig", "TrackerMode"]
 
 
 def __getattr__(name: str):

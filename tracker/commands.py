@@ -184,7 +184,7 @@ def run_images(args) -> int:
     if note := cnn_missing_note():
         print(note, file=sys.stderr)
     boxes = _load_boxes(args, images)
-    tracker = Tracker(TrackerConfig.from_args(args, mode="image", keep_maps=args.parts or args.save_maps))
+    tracker = Tracker(TrackerConfig.from_args(args, mode="image"))
     names = _output_names(images, args.input)
     counts = {"done": 0, "resumed": 0, "no_face": 0, "failed": 0, "faces": 0, "given": 0, "bad_box": 0}
     try:
@@ -368,7 +368,7 @@ def run_demo(args) -> int:
     """Track the bundled clip (annotated video) and annotate the bundled still (parts + stages)."""
     from tracker.video import READ_AHEAD, AtomicVideoWriter, annotate, open_video, read_frames
 
-    config = TrackerConfig.from_args(args, mode="image", keep_maps=True)
+    config = TrackerConfig.from_args(args, mode="image")
     tracker = Tracker(config)
     image = read_image(DEMO_IMAGE)
     result = tracker.track(image)
@@ -377,7 +377,7 @@ def run_demo(args) -> int:
     atomic_write_image(still, out)
     atomic_write_json(safe_output_path(args.out, "astronaut.json"), frame_to_json(result, str(DEMO_IMAGE), image.shape))
 
-    tracker = Tracker(replace(config, mode="video", keep_maps=False))
+    tracker = Tracker(replace(config, mode="video"))
     cap, info = open_video(DEMO_CLIP)
     clip = safe_output_path(args.out, "astronaut_tracked.mp4")
     times, found = [], 0

@@ -18,6 +18,10 @@ class InputError(TrackerError, ValueError):
     """An input (image, video, annotation, box, option value) cannot be used."""
 
 
+class ConfigError(InputError):
+    """A ``TrackerConfig`` field has a value outside what it allows (the message names them)."""
+
+
 class MissingInputError(TrackerError, FileNotFoundError):
     """A file or folder the user named does not exist, or holds nothing to work on."""
 

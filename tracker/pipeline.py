@@ -8,20 +8,24 @@ of the detector for that frame.  Everything here is numpy/OpenCV: no torch.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from engines import load_engine
+from engines import KINDS, load_engine
 from engines.base import Engine
 from tracker.assets import verified_asset
 from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, roi_from_landmarks, to_network_input, transform_points, warp_image
 from tracker.densemaps import DenseMaps
 from tracker.detector import BoxError, Detection, cnn_available, detect_faces, detect_faces_cnn, given_box
+from tracker.errors import ConfigError
 from tracker.landmarks import build_lookup, extract_landmarks
 from tracker.metrics import eye_distance
 from tracker.occlusion import WORK_SIZE, AppearanceMemory, visibility_map
@@ -32,14 +36,71 @@ from tracker.smoothing import OneEuro
 from tracker.stages import Stage, last_stage
 
 DENSEREG_ASSET = "densereg_realtime.onnx"
+# Two faces whose crops' centres are closer than this fraction of the larger crop are one face
+# (two tracks, or a track and a detection, that converged on it); two real faces side by side
+# are at least about half a crop apart.
+DUPLICATE_DISTANCE = 0.3
+# A tracked face's quality is its landmark confidence, scaled down while less of its crop than
+# this is face: a well-framed face fills 0.34-0.46 of the crop (the demo clip), so less means
+# the crop is sliding off the face.
+FULL_QUALITY_FG_FRACTION = 0.3
+# The confidence of a point the shape model filled in or overrode: a guess, so below the points
+# the network placed well, but not 0, since the fit puts it where a face has it.
+FILLED_CONFIDENCE = 0.3
+# The least eye distance (pixels) that steps and the One Euro filter are scaled by: it keeps a
+# degenerate shape (all points in one place) from dividing by zero.
+MIN_EYE_DISTANCE = 1.0
+
+
+class TrackerMode(str, Enum):
+    """How the frames given to ``Tracker.track`` relate.  String-valued, so the strings
+    "image" and "video" are accepted and compare equal."""
+
+    IMAGE = "image"  # independent pictures: detect the faces in each
+    VIDEO = "video"  # a sequence: follow each face from its landmarks in the previous frame
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _count(value, least: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
+
+
+def _real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# TrackerConfig's numeric fields: field, test, what it allows (the error message's words).
+_FIELD_RULES = (
+    ("threads", lambda v: _count(v, 1), "a whole number >= 1"),
+    ("max_faces", lambda v: _count(v, 1), "a whole number >= 1"),
+    ("detect_every", lambda v: _count(v, 1), "a whole number >= 1"),
+    ("min_face", lambda v: _count(v, 0), "a whole number >= 0 (pixels)"),
+    ("video_cnn_every", lambda v: _count(v, 0), "a whole number >= 0 (0: never)"),
+    ("detect_threshold", _real, "a finite number"),
+    ("fg_threshold", lambda v: _real(v) and 0 < v < 1, "a number in (0, 1)"),
+    ("lost_fg_fraction", lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    ("lost_confidence", lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    ("lost_refiner_step", lambda v: _real(v) and v >= 0, "a number >= 0"),
+    ("smooth_min_cutoff", lambda v: _real(v) and v > 0, "a number > 0 (Hz)"),
+    ("smooth_beta", lambda v: _real(v) and v >= 0, "a number >= 0"),
+)
+
+
+def _check(name: str, value, valid: bool, rule: str) -> None:
+    if not valid:
+        raise ConfigError(f"TrackerConfig.{name}={value!r}: must be {rule}")
 
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    """Everything a user can tune; the CLI maps its flags onto these fields."""
+    """Everything a user can tune; the CLI maps its flags onto these fields.  Checked on
+    construction: a bad value raises ``tracker.errors.ConfigError`` (a ``ValueError``) naming
+    the field and what it allows."""
 
-    mode: str = "image"  # "image" (independent pictures) or "video" (tracking)
-    engine: str = "auto"  # auto | onnx | torch | tensorrt
+    mode: TrackerMode = TrackerMode.IMAGE  # "image" or "video" are accepted too
+    engine: str = "auto"  # auto | onnx | torch | tensorrt (``engines.KINDS``); every network runs on it
     threads: int = 2
     max_faces: int = 4
     detect_every: int = 30  # video: look for new faces every N frames (a full-frame HOG pass costs ~1.5 tracked frames)
@@ -47,11 +108,11 @@ class TrackerConfig:
     detect_threshold: float = 0.2  # dlib HOG score; lower ones are mostly false positives
     cnn_fallback: bool = True  # image mode: dlib's CNN detector when HOG finds nothing (~1 s; needs face-recognition-models)
     video_cnn_every: int = 0  # video: while nothing is tracked and HOG finds nothing, the CNN on 1 frame in N (0: never; offline use)
-    fg_threshold: float = 0.5
+    fg_threshold: float = 0.5  # a crop pixel is face when its foreground probability exceeds this (the network's decision boundary)
     refine: bool = True
     refiners: tuple[str, ...] = DEFAULT_REFINERS  # refiner stages (assets), applied in order
     refine_flip: bool = False  # also refine the mirrored face and average (test-time flipping)
-    keep_maps: bool = False  # attach the dense maps and the visibility map to each FaceResult
+    visibility: bool = False  # FaceResult.visibility: the occlusion map (~2.5 ms a face a frame; the dense maps are always there)
     lost_fg_fraction: float = 0.15  # video: face lost when less of the crop is face than this...
     lost_confidence: float = 0.2  # ...or the mean landmark confidence falls below this
     lost_refiner_step: float = 0.08  # ...or the refiner's last update exceeds this x eye distance
@@ -59,6 +120,17 @@ class TrackerConfig:
     smooth_min_cutoff: float = 0.5  # Hz; with beta, chosen by benchmarks/bench_smoothing.py
     smooth_beta: float = 1.0
     assets: Path | None = None  # folder with the model files (default: the packaged ones)
+
+    def __post_init__(self) -> None:
+        modes = tuple(m.value for m in TrackerMode)
+        _check("mode", self.mode, isinstance(self.mode, str) and self.mode in modes, f"one of {', '.join(modes)}")
+        object.__setattr__(self, "mode", TrackerMode(self.mode))  # frozen: normalised here, once (a string becomes the enum)
+        _check("engine", self.engine, self.engine in KINDS, f"one of {', '.join(KINDS)}")
+        _check("refiners", self.refiners, not isinstance(self.refiners, str) and all(r in FRAMES for r in self.refiners),
+               f"a tuple of refiner stages from {', '.join(FRAMES)}")
+        object.__setattr__(self, "refiners", tuple(self.refiners))
+        for name, valid, rule in _FIELD_RULES:
+            _check(name, getattr(self, name), valid(getattr(self, name)), rule)
 
     @classmethod
     def from_args(cls, args, **fields) -> TrackerConfig:
@@ -86,10 +158,10 @@ class FaceResult:
     fraction); track_id: stable across frames in video mode; stages: the landmarks of every
     ``Stage`` that ran, in order ('densereg', 'pca', 'mdm' with the refiner, 'smooth' in video
     with smoothing), ``final`` the last of them; all coordinates are 0-based image pixels (pixel centres);
-    maps: the dense maps in crop pixels with `crop_to_image` (2,3) when requested;
-    visibility: with the maps, (S,S) float32 in [0,1], how surely each crop pixel shows the face
-    itself rather than an occluder or hair over it (``tracker.occlusion``; the network's
-    foreground covers occluders); pose: head pose (``pose.yaw_pitch_roll()`` in degrees) or None.
+    maps: the dense maps in crop pixels (S,S), always set; crop_to_image: (2,3) affine from crop
+    to image pixels; visibility: with ``TrackerConfig.visibility`` (else None), (S,S) float32
+    in [0,1], how surely each crop pixel shows the face itself rather than an occluder or hair
+    over it (``tracker.occlusion``; the network's foreground covers occluders); pose: head pose (``pose.yaw_pitch_roll()`` in degrees) or None.
     """
 
     roi: Roi
@@ -97,9 +169,9 @@ class FaceResult:
     track_id: int
     stages: dict[Stage, StageLandmarks]
     detected: bool
+    maps: DenseMaps
+    crop_to_image: np.ndarray
     box: Detection | None = None
-    maps: DenseMaps | None = None
-    crop_to_image: np.ndarray | None = None
     pose: Pose | None = None  # head pose from the final landmarks (scaled orthographic)
     visibility: np.ndarray | None = None
 
@@ -134,7 +206,7 @@ class _Track:
     landmarks: np.ndarray
     filter: OneEuro | None
     age: int = 0
-    appearance: AppearanceMemory | None = None  # with keep_maps: the face's colours, for visibility
+    appearance: AppearanceMemory | None = None  # with config.visibility: the face's colours seen so far
 
 
 @dataclass
@@ -158,12 +230,13 @@ class Tracker:
         refiner_names = config.refiners if config.refine else ()
         paths = {name: asset(name) for name in (DENSEREG_ASSET, "shape_pca.npz", "template.npz", *refiner_names)}
         t = timer.add("verify assets", t)  # SHA-256 of each file, once per process
-        self.engine: Engine = load_engine(paths[DENSEREG_ASSET], config.engine, config.threads)
+        densereg_batch, refiner_batch = engine_batches(config)
+        self.engine: Engine = load_engine(paths[DENSEREG_ASSET], config.engine, config.threads, densereg_batch)
         t = timer.add("DenseReg session", t)
         self.shape_model = load_shape_model(paths["shape_pca.npz"])
-        refiner_engine = "onnx" if config.engine == "torch" else config.engine
         self.refiners: list[RefinerStage] = [
-            RefinerStage(load_engine(paths[name], refiner_engine, config.threads).infer, FRAMES[name], FRAMES[name].reference(self.shape_model))
+            RefinerStage(load_engine(paths[name], config.engine, config.threads, refiner_batch).infer, FRAMES[name],
+                         FRAMES[name].reference(self.shape_model))
             for name in refiner_names
         ]
         t = timer.add("refiner sessions", t)
@@ -208,7 +281,7 @@ class Tracker:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
         given = None if boxes is None else _given_boxes(boxes, image.shape)
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        video = self.config.mode == "video"
+        video = self.config.mode is TrackerMode.VIDEO
         tracked = [(tr, roi_from_landmarks(tr.landmarks)) for tr in self._tracks] if video else []
         need_detect = given is None and (not video or not tracked or self._frame % self.config.detect_every == 0)
         detections: list[Detection] = []
@@ -229,7 +302,7 @@ class Tracker:
             faces = self._update_tracks(faces, timer)
         else:
             faces = [replace(f, track_id=i) for i, f in enumerate(faces)]
-        if self.config.keep_maps:
+        if self.config.visibility:
             faces = self._add_visibility(image, faces, timer)
         self._frame += 1
         faces.sort(key=lambda f: -f.score)
@@ -278,10 +351,10 @@ class Tracker:
             refiner_step = 0.0
             if steps:
                 # The loss test was calibrated on the first stage's last update.
-                refiner_step = steps[0].last_step / max(eye_distance(steps[-1].points), 1.0)
+                refiner_step = steps[0].last_step / max(eye_distance(steps[-1].points), MIN_EYE_DISTANCE)
                 stages[Stage.MDM] = StageLandmarks(steps[-1].points, stages[Stage.PCA].confidence)
             fg_fraction = float((maps.fg > self.config.fg_threshold).mean())
-            quality = float(np.mean(dense.confidence)) * min(1.0, fg_fraction / 0.3)
+            quality = float(np.mean(dense.confidence)) * min(1.0, fg_fraction / FULL_QUALITY_FG_FRACTION)
             lost = (
                 fg_fraction < self.config.lost_fg_fraction
                 or float(np.mean(dense.confidence)) < self.config.lost_confidence
@@ -293,15 +366,15 @@ class Tracker:
             faces.append(
                 FaceResult(
                     # Video mode smooths the points afterwards and takes the pose from those.
-                    pose=None if self.config.mode == "video" else head_pose(final, self.landmark_3d),
+                    pose=None if self.config.mode is TrackerMode.VIDEO else head_pose(final, self.landmark_3d),
                     roi=roi,
                     score=det.score if det is not None else quality,
                     track_id=track.track_id if track is not None else -1,
                     stages=stages,
                     detected=det is not None,
                     box=det,
-                    maps=maps if self.config.keep_maps else None,
-                    crop_to_image=back if self.config.keep_maps else None,
+                    maps=maps,
+                    crop_to_image=back,
                 )
             )
         return faces
@@ -318,7 +391,8 @@ class Tracker:
                 self._next_id += 1
             stages, raw = dict(f.stages), f.final
             if tr.filter is not None:  # its own stage: stages["mdm"] stay the refiner's output
-                stages[Stage.SMOOTH] = StageLandmarks(tr.filter(raw.points, self._frame, max(eye_distance(raw.points), 1.0)), raw.confidence)
+                scale = max(eye_distance(raw.points), MIN_EYE_DISTANCE)
+                stages[Stage.SMOOTH] = StageLandmarks(tr.filter(raw.points, self._frame, scale), raw.confidence)
             pts = stages[last_stage(stages)].points
             tr.landmarks, tr.age = pts, tr.age + 1
             tracks.append(tr)
@@ -331,7 +405,7 @@ class Tracker:
         """Each face's visibility map: its colours against its own parts' colours and, in video,
         against the colours its track showed before (``tracker.occlusion``)."""
         t = time.perf_counter()
-        tracks = {tr.track_id: tr for tr in self._tracks} if self.config.mode == "video" else {}
+        tracks = {tr.track_id: tr for tr in self._tracks} if self.config.mode is TrackerMode.VIDEO else {}
         out = []
         for f in faces:
             track = tracks.get(f.track_id)
@@ -348,12 +422,20 @@ class Tracker:
         return OneEuro(c.smooth_min_cutoff, c.smooth_beta) if c.smooth else None
 
 
+def engine_batches(config: TrackerConfig) -> tuple[int, int]:
+    """The largest batch each network is built for (TensorRT's optimisation profile; ONNX Runtime
+    and PyTorch take any batch): DenseReg sees one crop per face, the refiner one per face and,
+    with ``refine_flip``, the mirrored crop too.  A larger batch (the caller's own boxes are not
+    capped by ``max_faces``) still runs, in chunks."""
+    return config.max_faces, config.max_faces * (2 if config.refine_flip else 1)
+
+
 def _drop_duplicates(faces: list[FaceResult]) -> list[FaceResult]:
     """Two tracks (or a track and a detection) that converged on the same face: keep the
     established track, else the better score."""
     kept: list[FaceResult] = []
     for f in sorted(faces, key=lambda f: (f.track_id < 0, -f.score)):
-        if all(np.hypot(f.roi.cx - k.roi.cx, f.roi.cy - k.roi.cy) > 0.3 * max(f.roi.size, k.roi.size) for k in kept):
+        if all(np.hypot(f.roi.cx - k.roi.cx, f.roi.cy - k.roi.cy) > DUPLICATE_DISTANCE * max(f.roi.size, k.roi.size) for k in kept):
             kept.append(f)
     return kept
 
@@ -387,7 +469,7 @@ def _inside(det: Detection, roi: Roi) -> bool:
 
 
 def _pca_confidence(fit, dense: StageLandmarks) -> np.ndarray:
-    """Points the robust fit kept keep their DenseReg confidence; points it filled in or
-    rejected are the shape model's guesses and get a fixed 0.3."""
+    """Points the robust fit kept keep their DenseReg confidence (at least FILLED_CONFIDENCE);
+    points it filled in or rejected are the shape model's guesses: FILLED_CONFIDENCE."""
     c = np.where(fit.weights > 0, dense.confidence, 0.0)
-    return np.clip(np.maximum(c, 0.3), 0.0, 1.0)
+    return np.clip(np.maximum(c, FILLED_CONFIDENCE), 0.0, 1.0)

@@ -96,7 +96,7 @@ def astronaut_texture(size: int = SIZE, threads: int = 1) -> np.ndarray:
     from tracker.pipeline import Tracker, TrackerConfig
     from tracker.transfer import unwrap_face
 
-    tracker = Tracker(TrackerConfig(mode="image", threads=threads, keep_maps=True))
+    tracker = Tracker(TrackerConfig(mode="image", threads=threads, visibility=True))
     image = read_image(DEMO_IMAGE)
     faces = tracker.track(image).faces
     if not faces:

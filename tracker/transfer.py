@@ -8,9 +8,10 @@ pixel centres at +0.5.  A 4-channel (BGRA) texture blends by its alpha as well, 
 paint can leave skin visible between its strokes.
 
 Everything is numpy/OpenCV on one face's ``maps`` (``DenseMaps``, crop pixels) and
-``crop_to_image`` (2,3); the Tracker must run with ``keep_maps=True``.  Paint and unwrapping
-keep to the pixels that show the face itself: the foreground mask, times the face's
-``visibility`` (``tracker.occlusion``: not a hand, an object or hair over the face).
+``crop_to_image`` (2,3), which every ``FaceResult`` has.  Paint and unwrapping keep to the
+pixels that show the face itself: the foreground mask, times the face's ``visibility`` when the
+Tracker computed it (``TrackerConfig.visibility``; ``tracker.occlusion``: not a hand, an object
+or hair over the face).
 """
 from __future__ import annotations
 
@@ -145,21 +146,14 @@ def composite(target: np.ndarray, colors: np.ndarray, alpha: np.ndarray) -> np.n
 # -- on tracked faces ------------------------------------------------------------------------
 
 
-def _maps_of(face) -> tuple[DenseMaps, np.ndarray]:
-    if getattr(face, "maps", None) is None or getattr(face, "crop_to_image", None) is None:
-        raise ValueError("face transfer needs the dense maps: run the Tracker with keep_maps=True")
-    return face.maps, face.crop_to_image
-
-
 def render_texture(frame: np.ndarray, face, texture: np.ndarray, strength: float = 1.0, match: ColorMatch = "shading",
                    feather: float = 0.06) -> np.ndarray:
     """A copy of ``frame`` (BGR uint8) with ``texture`` (UV space, BGR or BGRA) rendered on
-    ``face`` (a FaceResult with maps), blended by strength x feathered foreground x the face's
+    ``face`` (a FaceResult), blended by strength x feathered foreground x the face's
     visibility (when it has one) x texture alpha; colours adapted to the face by ``match``
     (see ``match_colors``)."""
-    maps, crop_to_image = _maps_of(face)
     out = frame.copy()
-    region = face_region(maps, crop_to_image, frame.shape, feather, visibility=getattr(face, "visibility", None))
+    region = face_region(face.maps, face.crop_to_image, frame.shape, feather, visibility=face.visibility)
     if region is None or strength <= 0:
         return out
     sampled = sample_texture(texture, region.uv)
@@ -184,7 +178,7 @@ def unwrap_face(image: np.ndarray, face, size: int = 256, supersample: int = 2) 
     not face (hair over the forehead, a hand) are left out, so the texture shows skin there.
     Returns (texture, coverage) where coverage (size,size) bool marks texels seen in the photo
     (after closing pinholes)."""
-    maps, crop_to_image = _maps_of(face)
+    maps, crop_to_image = face.maps, face.crop_to_image
     n = size * supersample
     s = maps.fg.shape[0]
     # A regular grid of n x n sample points over the crop: UV and fg by bilinear resize, image
@@ -197,7 +191,7 @@ def unwrap_face(image: np.ndarray, face, size: int = 256, supersample: int = 2) 
     colors = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     uv = cv2.resize(np.nan_to_num(maps.uv).transpose(1, 2, 0), (n, n), interpolation=cv2.INTER_LINEAR)
     weight = feathered_alpha(maps.fg, feather=0.02)
-    if getattr(face, "visibility", None) is not None:
+    if face.visibility is not None:
         weight = weight * face.visibility
     fg = cv2.resize(weight, (n, n), interpolation=cv2.INTER_LINEAR)
     inside = (fg > 0.5) & (map_x >= 0) & (map_y >= 0) & (map_x <= image.shape[1] - 1) & (map_y <= image.shape[0] - 1)

@@ -135,7 +135,7 @@ def run_transfer(args) -> int:
     # The target first: a missing camera or an unreadable file fails before any other work.
     target = read_image(Path(args.target)) if kind == "image" else None
     stream = _open_stream(args, kind) if kind != "image" else None
-    config = TrackerConfig.from_args(args, mode="image", keep_maps=True)
+    config = TrackerConfig.from_args(args, mode="image", visibility=True)
     image_tracker = Tracker(config) if kind == "image" or args.source_face else None
     if args.source_face:
         texture = unwrap_source_face(args.source_face, image_tracker)

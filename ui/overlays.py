@@ -109,21 +109,20 @@ def compose(frame: np.ndarray, result: FrameResult, settings: OverlaySettings, p
     out = frame.copy()
     shape = frame.shape[:2]
     for face in result.faces:
-        if face.maps is not None and face.crop_to_image is not None:
-            if settings.transfer and settings.texture is not None:
-                out = render_texture(out, face, settings.texture, settings.strength, settings.match)
-            if settings.uvmap or settings.isolines or settings.parts or settings.depth:
-                uv, mask, depth = _image_maps(face, shape)
-                if settings.depth and settings.uvmap:
-                    out = draw_uv_depth(out, uv, depth, mask)
-                elif settings.depth:
-                    out = draw_depth(out, depth, mask)
-                elif settings.uvmap:
-                    out = uv_colormap(out, uv, mask)
-                if settings.parts and part_map is not None:
-                    out = blend_labels(out, lookup_parts(uv, part_map, mask), 0.5)
-                if settings.isolines:
-                    out = uv_isolines(out, uv, mask)
+        if settings.transfer and settings.texture is not None:
+            out = render_texture(out, face, settings.texture, settings.strength, settings.match)
+        if settings.uvmap or settings.isolines or settings.parts or settings.depth:
+            uv, mask, depth = _image_maps(face, shape)
+            if settings.depth and settings.uvmap:
+                out = draw_uv_depth(out, uv, depth, mask)
+            elif settings.depth:
+                out = draw_depth(out, depth, mask)
+            elif settings.uvmap:
+                out = uv_colormap(out, uv, mask)
+            if settings.parts and part_map is not None:
+                out = blend_labels(out, lookup_parts(uv, part_map, mask), 0.5)
+            if settings.isolines:
+                out = uv_isolines(out, uv, mask)
         for stage in (Stage.DENSEREG, Stage.PCA, Stage.MDM):
             if getattr(settings, stage.value) and stage in face.stages:
                 # The MDM box shows what is tracked: in video, the refiner's points after smoothing.

@@ -114,7 +114,7 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
 
 
 def transfer_shot(out: Path, threads: int) -> None:
-    tracker = Tracker(TrackerConfig(mode="image", threads=threads, keep_maps=True))
+    tracker = Tracker(TrackerConfig(mode="image", threads=threads, visibility=True))
     image = read_image(DEMO_IMAGE)
     cap, _ = open_video(DEMO_CLIP)
     cap.set(cv2.CAP_PROP_POS_FRAMES, FRAME)

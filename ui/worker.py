@@ -53,7 +53,7 @@ class TrackerThread(QThread):
 
     def __init__(self, config: TrackerConfig, parent=None):
         super().__init__(parent)
-        self.config = replace(config, keep_maps=True)  # the overlays need the dense maps
+        self.config = replace(config, visibility=True)  # the transfer overlay keeps its paint off occluders
         self._commands: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._consumed = threading.Event()

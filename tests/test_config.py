@@ -1,0 +1,179 @@
+"""TrackerConfig checks itself on construction; every network runs on the engine the config
+names, built for the batches the config allows; every face carries its dense maps."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import tracker.pipeline as pipeline
+from engines import available_engines, load_engine
+from engines.base import in_chunks
+from tracker.densemaps import DenseMaps
+from tracker.errors import ConfigError, TrackerError
+from tracker.pipeline import DENSEREG_ASSET, Tracker, TrackerConfig, TrackerMode, engine_batches
+from tracker.refiner import DEFAULT_REFINERS, refine_cascade
+
+DEMO = Path(__file__).resolve().parents[1] / "tracker" / "assets" / "demo" / "astronaut.jpg"
+
+# -- validation ----------------------------------------------------------------------------
+
+
+def test_mode_is_an_enum_that_accepts_its_strings():
+    assert TrackerConfig().mode is TrackerMode.IMAGE
+    video = TrackerConfig(mode="video")
+    assert video.mode is TrackerMode.VIDEO and video.mode == "video" and str(video.mode) == "video"
+    assert TrackerConfig(mode=TrackerMode.VIDEO) == video
+    assert dataclasses.replace(TrackerConfig(), mode="video").mode is TrackerMode.VIDEO
+    assert f"{video.mode}" == "video"
+
+
+def test_a_mode_typo_is_a_clear_error_naming_the_choices():
+    with pytest.raises(ConfigError, match=r"^TrackerConfig.mode='vidoe': must be one of image, video$") as err:
+        TrackerConfig(mode="vidoe")
+    assert isinstance(err.value, ValueError) and isinstance(err.value, TrackerError)
+    with pytest.raises(ConfigError, match="mode"):
+        dataclasses.replace(TrackerConfig(), mode="Video")  # replace() checks too
+    with pytest.raises(ConfigError, match="mode"):
+        TrackerConfig(mode=1)
+
+
+def test_engine_and_refiners_are_checked():
+    with pytest.raises(ConfigError, match=r"TrackerConfig.engine='cuda': must be one of auto, onnx, torch, tensorrt"):
+        TrackerConfig(engine="cuda")
+    with pytest.raises(ConfigError, match="refiners.*mdm_refiner.onnx, mdm_fine.onnx"):
+        TrackerConfig(refiners=("mdm_coarse.onnx",))
+    with pytest.raises(ConfigError, match="refiners"):
+        TrackerConfig(refiners="mdm_fine.onnx")  # a string, not a tuple of names
+    assert TrackerConfig(refiners=["mdm_fine.onnx"]).refiners == ("mdm_fine.onnx",)  # a list becomes a (hashable) tuple
+    assert TrackerConfig(refiners=()).refiners == ()
+
+
+@pytest.mark.parametrize("field, value, rule", [
+    ("threads", 0, "a whole number >= 1"), ("threads", 2.5, "a whole number"), ("threads", True, "a whole number"),
+    ("max_faces", 0, ">= 1"), ("detect_every", 0, ">= 1"), ("min_face", -1, ">= 0"), ("video_cnn_every", -3, ">= 0"),
+    ("detect_threshold", float("nan"), "a finite number"), ("fg_threshold", 1.0, r"in \(0, 1\)"), ("fg_threshold", 0, r"in \(0, 1\)"),
+    ("lost_fg_fraction", -0.1, r"in \[0, 1\]"), ("lost_confidence", 1.5, r"in \[0, 1\]"), ("lost_refiner_step", -1, ">= 0"),
+    ("smooth_min_cutoff", 0.0, "> 0"), ("smooth_beta", "1", ">= 0"),
+])
+def test_numbers_out_of_range_are_one_line_errors(field, value, rule):
+    with pytest.raises(ConfigError, match=rf"^TrackerConfig.{field}={value!r}: must be .*{rule}") as err:
+        TrackerConfig(**{field: value})
+    assert "\n" not in str(err.value)
+
+
+def test_edge_values_are_accepted():
+    config = TrackerConfig(threads=1, max_faces=np.int64(1), detect_every=1, min_face=0, video_cnn_every=0, detect_threshold=-0.5,
+                           fg_threshold=0.01, lost_fg_fraction=0, lost_confidence=1, lost_refiner_step=0, smooth_beta=0)
+    assert config.max_faces == 1 and config.fg_threshold == 0.01
+
+
+# -- engines: which, and for which batch ---------------------------------------------------------
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Every load_engine call of the Tracker, (model, kind, max_batch), served by ONNX Runtime."""
+    calls = []
+
+    def recording(path, kind="auto", threads=2, max_batch=1):
+        calls.append((Path(path).name, kind, max_batch))
+        return load_engine(path, "onnx", threads, max_batch)
+
+    monkeypatch.setattr(pipeline, "load_engine", recording)
+    return calls
+
+
+@pytest.mark.parametrize("engine", ["onnx", "torch", "tensorrt", "auto"])
+def test_every_network_runs_on_the_configured_engine(loads, engine):
+    Tracker(TrackerConfig(engine=engine, threads=1))
+    assert [(name, kind) for name, kind, _ in loads] == [(DENSEREG_ASSET, engine)] + [(name, engine) for name in DEFAULT_REFINERS]
+
+
+def test_max_batch_follows_max_faces_and_flip(loads):
+    Tracker(TrackerConfig(max_faces=3, threads=1))
+    Tracker(TrackerConfig(max_faces=3, refine_flip=True, threads=1))
+    Tracker(TrackerConfig(max_faces=1, refine=False, threads=1))
+    assert [batch for _, _, batch in loads] == [3, 3, 3, 3, 6, 6, 1]
+    assert engine_batches(TrackerConfig(max_faces=5, refine_flip=True)) == (5, 10)
+
+
+def test_a_batch_larger_than_the_engine_runs_in_chunks():
+    sizes = []
+
+    def run(arrays):
+        sizes.append(len(arrays["image"]))
+        return {"double": arrays["image"] * 2, "sum": arrays["image"].sum(axis=1) + arrays["init"][:, 0]}
+
+    x = {"image": np.arange(20, dtype=np.float32).reshape(5, 4), "init": np.arange(5, dtype=np.float32)[:, None]}
+    whole = run(x)
+    sizes.clear()
+    chunked = in_chunks(run, x, 2)
+    assert sizes == [2, 2, 1]
+    assert chunked.keys() == whole.keys() and all(np.array_equal(chunked[k], whole[k]) for k in whole)
+    sizes.clear()
+    in_chunks(run, x, 5)
+    assert sizes == [5]
+
+
+def test_tensorrt_cache_key_includes_the_batch():
+    from engines.tensorrt_engine import cache_key
+
+    assert cache_key(b"m", "GPU", (9, 0), "10.3", 4) != cache_key(b"m", "GPU", (9, 0), "10.3", 8)
+
+
+@pytest.mark.gpu
+def test_tensorrt_tracker_takes_more_boxes_than_max_faces():
+    """The caller's boxes are not capped by max_faces: a batch beyond the engine's runs in chunks
+    (three boxes on one face: one face comes back, as on ONNX Runtime)."""
+    reason = available_engines()["tensorrt"]
+    if reason:
+        pytest.skip(f"TensorRT unavailable here: {reason}")
+    image = cv2.imread(str(DEMO))
+    trt = Tracker(TrackerConfig(engine="tensorrt", max_faces=1, threads=1))
+    assert trt.engine.max_batch == 1 and trt.refiners[0].infer.__self__.max_batch == 1
+    assert len(trt.track(image, boxes=[(179, 83, 267, 171)] * 3).faces) == 1
+
+
+@pytest.mark.slow
+def test_torch_refiner_matches_onnx_on_the_demo_face():
+    """The torch engine runs the refiner stages from their .pt deployables, and refines the
+    demo face to the ONNX answer (measured: 0.005 px apart; 0.00003 px with flipping)."""
+    reason = available_engines()["torch"]
+    if reason:
+        pytest.skip(f"torch engine: {reason}")
+    image = cv2.imread(str(DEMO))
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    onnx = Tracker(TrackerConfig(engine="onnx", threads=1, cnn_fallback=False))
+    torch = Tracker(TrackerConfig(engine="torch", threads=1, cnn_fallback=False))
+    assert [r.infer.__self__.name for r in torch.refiners] == ["torch", "torch"] and torch.engine.name == "torch"
+    start = onnx.track(image).faces[0].stages["pca"].points
+    flip = np.load(pipeline.verified_asset("template.npz"))["flip_permutation"]
+    for permutation in (None, flip):
+        a = refine_cascade(onnx.refiners, gray, start, permutation)[-1].points
+        b = refine_cascade(torch.refiners, gray, start, permutation)[-1].points
+        assert np.hypot(*(a - b).T).max() < 0.05
+
+
+# -- dense maps on every face ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["image", "video"])
+def test_every_face_has_its_dense_maps(mode):
+    image = cv2.imread(str(DEMO))
+    tracker = Tracker(TrackerConfig(mode=mode, threads=1, cnn_fallback=False))
+    for _ in range(2):  # in video, the second frame is tracked, not detected
+        faces = tracker.track(image).faces
+        assert faces
+        for face in faces:
+            s = tracker.input_size
+            assert isinstance(face.maps, DenseMaps) and face.maps.uv.shape == (2, s, s) and face.maps.fg.shape == (s, s)
+            assert face.maps.uv.dtype == np.float32 and face.visibility is None
+            # crop_to_image takes the crop's centre to the ROI's centre, its width to the ROI's
+            centre = face.crop_to_image @ [(s - 1) / 2, (s - 1) / 2, 1]
+            assert np.allclose(centre, [face.roi.cx, face.roi.cy], atol=1e-6)
+            assert np.isclose(np.linalg.norm(face.crop_to_image[:, 0]) * s, face.roi.size)
+    assert not faces[0].detected or mode == "image"
