@@ -153,8 +153,8 @@ def test_torch_refiner_matches_onnx_on_the_demo_face():
     start = onnx.track(image).faces[0].stages["pca"].points
     flip = np.load(pipeline.verified_asset("template.npz"))["flip_permutation"]
     for permutation in (None, flip):
-        a = refine_cascade(onnx.refiners, gray, start, permutation)[-1].points
-        b = refine_cascade(torch.refiners, gray, start, permutation)[-1].points
+        a = refine_cascade(onnx.refiners, gray, start, permutation)[-1][0].points
+        b = refine_cascade(torch.refiners, gray, start, permutation)[-1][0].points
         assert np.hypot(*(a - b).T).max() < 0.05
 
 
