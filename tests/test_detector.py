@@ -77,3 +77,65 @@ def test_video_mode_tries_the_cnn_only_every_n_frames_while_nothing_is_tracked(r
     faces = tracker.track(rotated).faces  # frame 3: the CNN finds it, tracking takes over
     assert len(faces) == 1 and faces[0].box.detector == "cnn"
     assert len(tracker.track(rotated).faces) == 1 and "detect" not in tracker.track(rotated).timings
+
+
+# -- the periodic search for new faces in video, beside the tracking -------------------------
+
+
+def test_deferred_search_answers_lag_frames_later_the_same_in_a_worker_or_inline(astronaut):
+    from tracker.detector import DeferredSearch
+
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    inline, worker = DeferredSearch(lag=3, background=False), DeferredSearch(lag=3, background=True)
+    try:
+        for search in (inline, worker):
+            search.start(10, gray)
+            search.start(11, np.zeros_like(gray))  # one search at a time: ignored
+            assert [search.due(f) for f in (10, 11, 12)] == [None, None, None]
+        answer = inline.due(13)
+        assert answer and answer == worker.due(13) == detect_faces(gray)
+        assert inline.due(14) is None and worker.due(14) is None  # answered once
+        assert worker._worker is not None and worker._worker._process.is_alive()
+    finally:
+        worker.close()
+    assert worker._worker is None
+
+
+def test_a_dead_search_worker_falls_back_to_inline_searches(astronaut, caplog):
+    from tracker.detector import DeferredSearch
+
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    search = DeferredSearch(lag=1, background=True)
+    search.start(0, gray)
+    assert search.due(1)  # the worker is up and answered
+    search._worker._process.kill()
+    search._worker._process.join()
+    with caplog.at_level("WARNING"):
+        search.start(2, gray)
+        answer = search.due(3)
+    # The pipe refuses the frame (searched inline at once) or the answer never comes (that
+    # search is lost): either way one log line, and no exception.
+    assert answer in ([], detect_faces(gray)) and "inline" in caplog.text
+    search.start(4, gray)
+    assert search._worker is None and search.due(5) == detect_faces(gray)  # the next ones run inline
+
+
+def test_video_tracks_the_same_with_the_search_in_a_worker_or_inline():
+    """Tracking a clip does not depend on how fast the background search answers."""
+    from tracker import Tracker, TrackerConfig
+    from tracker.detector import DeferredSearch
+
+    cap = cv2.VideoCapture(str(ASSETS / "demo" / "astronaut.mp4"))
+    frames = [cap.read()[1] for _ in range(40)]
+    config = TrackerConfig(mode="video", threads=1, detect_every=8, detect_lag=3)
+    runs = []
+    for background in (True, False):
+        with Tracker(config) as tracker:
+            tracker._search = DeferredSearch(config.detect_lag, background)
+            results = [tracker.track(f) for f in frames]
+            runs.append([[face.landmarks for face in r.faces] for r in results])
+            assert sum("detect" in r.timings for r in results) >= 40 // 8
+    assert [len(f) for f in runs[0]] == [len(f) for f in runs[1]]
+    for a, b in zip(runs[0], runs[1]):
+        for pa, pb in zip(a, b):
+            np.testing.assert_array_equal(pa, pb)

@@ -12,7 +12,10 @@ all 6 of the 80 faces HOG misses (rotated and profile faces).
 """
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import warnings
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +29,8 @@ DETECT_MAX_SIDE = 640  # frames larger than this are downscaled before HOG
 CNN_MAX_SIDE = 400  # the CNN costs ~1 s at this size on 2 cores; faces under ~40 px are lost
 CNN_THRESHOLD = 0.3  # MMOD confidence; true faces score ~1, background rarely above 0
 GIVEN = "given"  # Detection.detector of a box the caller supplied instead of the detector
+
+log = logging.getLogger(__name__)
 
 
 class BoxError(InputError):
@@ -91,6 +96,121 @@ def detect_faces(gray: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> list[Dete
         for r, s in zip(rects, scores)
     ]
     return sorted(dets, key=lambda d: -d.score)
+
+
+class DeferredSearch:
+    """Video's periodic search for new faces, answered `lag` frames after the frame it looked at.
+
+    With `background`, dlib's HOG runs in a worker process (dlib holds the GIL while it
+    searches, so a thread would not overlap it with tracking): the full-frame pass (~15-20 ms
+    at 640x480) no longer stalls the frame it starts on, and uses the core the tracker's Python
+    leaves idle.  The answer is used exactly `lag` frames later whether it ran in the worker
+    or inline, so a clip tracks the same way every time (waiting for the worker if it is
+    late).  A worker that cannot start or dies is replaced by inline searches, with one log line.
+    """
+
+    def __init__(self, lag: int, background: bool = True):
+        self.lag = lag
+        self._background = background
+        self._worker: _DetectorProcess | None = None
+        self._pending: tuple[int, list[Detection] | None] | None = None  # (due frame, inline answer)
+
+    def start(self, frame_index: int, gray: np.ndarray) -> None:
+        """Search `gray` (frame `frame_index`) unless a search is already under way."""
+        if self._pending is not None:
+            return
+        if self._background and self._worker is None:
+            try:
+                self._worker = _DetectorProcess()
+            except (OSError, AssertionError) as exc:  # AssertionError: we are a daemonic pool worker
+                self._fall_back(f"cannot start ({exc or type(exc).__name__})")
+        if self._worker is not None:
+            try:
+                self._worker.submit(gray)
+                self._pending = (frame_index + self.lag, None)
+                return
+            except OSError as exc:
+                self._fall_back(f"stopped ({exc})")
+        self._pending = (frame_index + self.lag, detect_faces(gray))
+
+    def due(self, frame_index: int) -> list[Detection] | None:
+        """The answer of the search started `lag` frames before `frame_index`, else None."""
+        if self._pending is None or frame_index < self._pending[0]:
+            return None
+        _, found = self._pending
+        self._pending = None
+        return found if found is not None else self._collect()
+
+    def cancel(self) -> None:
+        """Drop a search under way (the tracks it was for are gone)."""
+        if self._pending is not None and self._pending[1] is None:
+            self._collect()
+        self._pending = None
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    def _collect(self) -> list[Detection]:
+        try:
+            return self._worker.result()
+        except (OSError, EOFError) as exc:
+            self._fall_back(f"stopped ({exc or type(exc).__name__})")
+            return []  # that one search is lost; the next runs inline
+
+    def _fall_back(self, why: str) -> None:
+        log.warning("background face detector %s; searching for new faces inline from now on", why)
+        if self._worker is not None:
+            self._worker.close()
+        self._worker, self._background = None, False
+
+
+class _DetectorProcess:
+    """A worker process answering ``detect_faces`` requests over a pipe, one at a time."""
+
+    def __init__(self):
+        ctx = multiprocessing.get_context("spawn")  # a forked child would inherit ONNX Runtime's and OpenCV's thread locks
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_detector_worker, args=(child,), daemon=True, name="tracker-face-search")
+        self._process.start()
+        child.close()
+        self.close = weakref.finalize(self, _stop_worker, self._process, self._conn)
+
+    def submit(self, gray: np.ndarray) -> None:
+        self._conn.send(np.ascontiguousarray(gray))
+
+    def result(self) -> list[Detection]:
+        answer = self._conn.recv()
+        if isinstance(answer, Exception):
+            raise OSError(f"{type(answer).__name__}: {answer}")
+        return answer
+
+
+def _detector_worker(conn) -> None:
+    while True:
+        try:
+            gray = conn.recv()
+        except (EOFError, OSError):
+            return
+        if gray is None:
+            return
+        try:
+            answer = detect_faces(gray)
+        except Exception as exc:  # reported to the tracker, which falls back to inline searches
+            answer = exc
+        conn.send(answer)
+
+
+def _stop_worker(process, conn) -> None:
+    try:
+        conn.send(None)
+    except OSError:
+        pass
+    conn.close()
+    process.join(timeout=2)
+    if process.is_alive():
+        process.terminate()
 
 
 # The one install hint for everything that comes with face-recognition-models.

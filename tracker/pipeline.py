@@ -24,7 +24,7 @@ from engines.base import Engine
 from tracker.assets import verified_asset
 from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, roi_from_landmarks, to_network_input, transform_points, warp_image
 from tracker.densemaps import DenseMaps
-from tracker.detector import BoxError, Detection, cnn_available, detect_faces, detect_faces_cnn, given_box
+from tracker.detector import BoxError, DeferredSearch, Detection, cnn_available, detect_faces, detect_faces_cnn, given_box
 from tracker.errors import ConfigError
 from tracker.landmarks import build_lookup, extract_landmarks
 from tracker.metrics import eye_distance
@@ -76,6 +76,7 @@ _FIELD_RULES = (
     ("threads", lambda v: _count(v, 1), "a whole number >= 1"),
     ("max_faces", lambda v: _count(v, 1), "a whole number >= 1"),
     ("detect_every", lambda v: _count(v, 1), "a whole number >= 1"),
+    ("detect_lag", lambda v: _count(v, 0), "a whole number >= 0 (frames; 0: search inline)"),
     ("min_face", lambda v: _count(v, 0), "a whole number >= 0 (pixels)"),
     ("video_cnn_every", lambda v: _count(v, 0), "a whole number >= 0 (0: never)"),
     ("detect_threshold", _real, "a finite number"),
@@ -104,6 +105,7 @@ class TrackerConfig:
     threads: int = 2
     max_faces: int = 4
     detect_every: int = 30  # video: look for new faces every N frames (a full-frame HOG pass costs ~1.5 tracked frames)
+    detect_lag: int = 3  # video: ...in a worker process beside the tracking, its answer used N frames later (0: inline, stalling its frame)
     min_face: int = 24  # pixels; smaller detections are ignored (the crop would be mostly upsampling)
     detect_threshold: float = 0.2  # dlib HOG score; lower ones are mostly false positives
     cnn_fallback: bool = True  # image mode: dlib's CNN detector when HOG finds nothing (~1 s; needs face-recognition-models)
@@ -252,10 +254,23 @@ class Tracker:
         self._tracks: list[_Track] = []
         self._next_id = 0
         self._frame = 0
+        self._search = DeferredSearch(config.detect_lag, background=config.detect_lag > 0)
 
     def reset(self) -> None:
         """Forget all tracks (a new video)."""
+        self._search.cancel()
         self._tracks, self._frame = [], 0
+
+    def close(self) -> None:
+        """Stop the background face search's worker process, if one was started (it also stops
+        when the tracker is garbage-collected or the program exits)."""
+        self._search.close()
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- public ------------------------------------------------------------------------------
 
@@ -283,17 +298,28 @@ class Tracker:
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         video = self.config.mode is TrackerMode.VIDEO
         tracked = [(tr, roi_from_landmarks(tr.landmarks)) for tr in self._tracks] if video else []
-        need_detect = given is None and (not video or not tracked or self._frame % self.config.detect_every == 0)
         detections: list[Detection] = []
-        if given is not None:
-            detections = [d for d in given if not any(_inside(d, roi) for _, roi in tracked)]
-        elif need_detect:
-            detections = [d for d in detect_faces(gray) if d.width >= self.config.min_face and d.score >= self.config.detect_threshold]
-            if not detections and self._cnn_due(video, tracked) and cnn_available():
-                detections = [d for d in detect_faces_cnn(image) if d.width >= self.config.min_face]
-            t = timer.add("detect", t)
-            # A detection overlapping a tracked face is that face: keep the track's ROI.
-            detections = [d for d in detections if not any(_inside(d, roi) for _, roi in tracked)]
+        if given is None and video and tracked:
+            # Tracked faces: new ones are searched for every detect_every frames, the answer
+            # used detect_lag frames later (the search runs beside the tracking).
+            searched = self._frame % self.config.detect_every == 0
+            if searched:
+                self._search.start(self._frame, gray)
+            found = self._search.due(self._frame)
+            if searched or found is not None:
+                detections = self._usable(found or [])
+                t = timer.add("detect", t)
+        else:
+            self._search.cancel()  # no tracks to add to, or the caller's boxes: an answer under way is stale
+            if given is not None:
+                detections = given
+            else:
+                detections = self._usable(detect_faces(gray))
+                if not detections and self._cnn_due(video, tracked) and cnn_available():
+                    detections = [d for d in detect_faces_cnn(image) if d.width >= self.config.min_face]
+                t = timer.add("detect", t)
+        # A detection overlapping a tracked face is that face: keep the track's ROI.
+        detections = [d for d in detections if not any(_inside(d, roi) for _, roi in tracked)]
         items = [(tr, roi, None) for tr, roi in tracked] + [(None, roi_from_box(d.x0, d.y0, d.x1, d.y1, d.detector), d) for d in detections]
         if given is None:  # max_faces caps what the detector adds; the caller's boxes all count
             items = items[: self.config.max_faces]
@@ -309,6 +335,9 @@ class Tracker:
         return FrameResult(faces, timer.ms, self._frame - 1)
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _usable(self, detections: list[Detection]) -> list[Detection]:
+        return [d for d in detections if d.width >= self.config.min_face and d.score >= self.config.detect_threshold]
 
     def _cnn_due(self, video: bool, tracked: list) -> bool:
         """HOG misses rotated and profile faces; the CNN finds them at ~1 s a call, affordable
