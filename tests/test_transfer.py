@@ -165,22 +165,9 @@ def test_cli_transfer_video_from_source_face(tmp_path, capsys):
     assert not list(tmp_path.glob(".swap*"))  # the temporary file was renamed
 
 
-def test_cli_transfer_webcam_stops_on_ctrl_c_and_saves(tmp_path, monkeypatch, capsys):
+def test_cli_transfer_webcam_stops_on_ctrl_c_and_saves(tmp_path, fake_camera, capsys):
     """A webcam stream ends with Ctrl-C: what was recorded is saved (camera simulated by the clip)."""
-    import tracker.sources
-    from tracker.sources import ArraySource, VideoSource, load_frames
-
-    class FakeCamera(ArraySource):  # 4 frames of the clip, then the user presses Ctrl-C
-        def __init__(self, device, warn=None):
-            super().__init__(load_frames(VideoSource(DEMO_CLIP), 4), f"webcam {device}", fps=30.0, live=True)
-
-        def read(self):
-            frame = super().read()
-            if frame is None:
-                raise KeyboardInterrupt
-            return frame
-
-    monkeypatch.setattr(tracker.sources, "CameraSource", FakeCamera)
+    fake_camera(4, interrupt=True)
     out = tmp_path / "cam.mp4"
     assert main(["transfer", "--texture", str(TEXTURE_DIR / "facepaint.png"), "--target", "webcam", "--out", str(out), "--threads", "1"]) == 0
     assert "face in" in capsys.readouterr().out
