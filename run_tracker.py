@@ -1,5 +1,5 @@
 """Command-line entry point: the same as the `run_tracker` console script."""
-from tracker.cli.main import main
+from tracker.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

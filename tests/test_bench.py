@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tracker.cli.main import main
+from tracker.cli import main
 from tracker.opprofile import OUTSIDE_KERNELS, summarise
 from tracker.refiner import DEFAULT_REFINERS
 

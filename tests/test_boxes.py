@@ -11,7 +11,7 @@ import pytest
 from tracker.assets import DEMO_IMAGE
 from tracker.boxfile import BoxFileError, landmark_box, read_boxes, write_boxes
 from tracker.boxfile import main as boxfile_main
-from tracker.cli.main import main
+from tracker.cli import main
 from tracker.crop import Roi
 from tracker.detector import GIVEN, BoxError, Detection, given_box
 from tracker.pipeline import FaceResult, Tracker, TrackerConfig

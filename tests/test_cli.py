@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tracker.assets import DEMO_IMAGE
-from tracker.cli.main import main
+from tracker.cli import main
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.pts import read_pts, write_pts
 
@@ -319,7 +319,7 @@ def test_batch300vw_ray_worker_killed_mid_video(synth_root, local_reference, tmp
 
 
 def test_ray_missing_or_misused_is_one_line(synth_root, tmp_path):
-    hide_ray = "import sys; sys.modules['ray'] = None; from tracker.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    hide_ray = "import sys; sys.modules['ray'] = None; from tracker.cli import main; sys.exit(main(sys.argv[1:]))"
     p = subprocess.run([sys.executable, "-c", hide_ray, "batch300vw", str(synth_root), "--out", str(tmp_path / "o"), "--ray"],
                        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300, check=False)
     assert p.returncode == 2

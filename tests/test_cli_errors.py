@@ -15,7 +15,7 @@ import cv2
 import pytest
 
 from tracker.assets import DEMO_CLIP, DEMO_IMAGE
-from tracker.cli.main import main
+from tracker.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ import cv2
 import pytest
 
 from tracker.assets import DEMO_IMAGE
-from tracker.cli.main import main
+from tracker.cli import main
 from tracker.pts import write_pts
 
 VAL_FACES = 3  # the first faces of ../shared/data/300w/splits/val.txt

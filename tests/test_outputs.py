@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tracker.assets import DEMO_IMAGE
-from tracker.cli.main import main
+from tracker.cli import main
 from tracker.pts import read_pts
 from tracker.writers import COORDINATES
 

@@ -155,7 +155,7 @@ def test_export_writes_a_card_with_the_validation_curve_and_regraph_keeps_it(tmp
 
 
 def test_command_line_options_become_one_config():
-    from tracker.cli.main import build_parser
+    from tracker.cli import build_parser
     from tracker.pipeline import TrackerConfig
 
     parser = build_parser()

@@ -15,7 +15,7 @@ import cv2
 import pytest
 
 from tracker.assets import DEMO_CLIP, DEMO_IMAGE
-from tracker.cli.main import main
+from tracker.cli import main
 from tracker.detector import cnn_available
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ EXTRAS_ONLY = ("face_recognition_models", "pkg_resources", "torch", "onnx", "mat
 RUNTIME_ONLY = ("import sys\n"
                 f"for name in {EXTRAS_ONLY!r}:\n"
                 "    sys.modules[name] = None\n"
-                "from tracker.cli.main import main\n"
+                "from tracker.cli import main\n"
                 "raise SystemExit(main(sys.argv[1:]))\n")
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tracker.assets import DEMO_CLIP, DEMO_IMAGE
-from tracker.cli.main import main
+from tracker.cli import main
 from tracker.detector import BoxError
 from tracker.errors import SourceError
 from tracker.pipeline import FrameResult

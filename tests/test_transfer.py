@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tracker.assets import DEMO_CLIP, DEMO_IMAGE, TEXTURE_DIR
-from tracker.cli.main import main
+from tracker.cli import main
 from tracker.crop import Roi
 from tracker.densemaps import DenseMaps
 from tracker.draw import warp_to_image

@@ -13,7 +13,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt is imported anywhere
 
 from tracker.assets import DEMO_CLIP
-from tracker.cli.main import main
+from tracker.cli import main
 from tracker.pipeline import TrackerConfig
 
 

@@ -97,7 +97,8 @@ class SourceFrame:
 
 class FrameSource:
     """Base of every source.  ``length``: frames when known, else 0 (a camera, a video whose
-    container does not say); ``fps``: the recorded rate, 0 when unknown; ``size``: (width,
+    container does not say); ``fps``: the recorded rate (0 when unknown; a camera that does not
+    say is taken at ``CAMERA_FPS``); ``size``: (width,
     height) of the first frame; ``live``: a camera (runs until stopped, cannot seek);
     ``sequence``: consecutive frames of one scene (track over time) rather than unrelated pictures."""
 
@@ -318,7 +319,7 @@ def track_stream(tracker: Tracker, source: FrameSource, *, limit: int | None = N
         given = boxes(frame) if boxes else None
         t0 = time.perf_counter()
         try:
-            result = tracker.track(frame.image) if given is None else tracker.track(frame.image, boxes=given)
+            result = tracker.track(frame.image, boxes=given)
         except BoxError as exc:
             if on_bad_boxes is None:
                 raise
