@@ -152,6 +152,13 @@ def test_video_command_keeps_a_camera_recording_at_ctrl_c_and_when_the_camera_st
     assert "warning: webcam 2: stopped delivering frames" in capsys.readouterr().err
 
 
+def test_bench_times_frames_recorded_from_a_camera(fake_camera, tmp_path):
+    fake_camera(5)
+    assert main(["bench", "--camera", "1", "--frames", "3", "--repeats", "1", "--threads", "1", "--json", str(tmp_path / "b.json")]) == 0
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["video"] == "webcam 1" and result["frames"] == 3 and result["size"] == [640, 480]
+
+
 @pytest.mark.parametrize("argv", [["video", "--csv", "x.csv"], ["video", str(DEMO_CLIP), "--camera", "0", "--csv", "x.csv"],
                                   ["bench", "--video", str(DEMO_CLIP), "--camera", "0"]])
 def test_a_file_or_a_camera_not_both(argv, capsys):
