@@ -1,6 +1,6 @@
 """Wall time of one 300VW-style folder with ``batch300vw --jobs 1``, ``--jobs 2`` and ``--ray``.
 
-    python -m tracker.synth300vw --images ../shared/data/300w --list ../shared/data/300w/splits/val.txt --limit 4 --frames 150 --out /tmp/vw4
+    python -m tracker.tools.synth300vw --images ../shared/data/300w --list ../shared/data/300w/splits/val.txt --limit 4 --frames 150 --out /tmp/vw4
     python -m benchmarks.bench_batch --root /tmp/vw4 [--rounds 3] [--json docs/results/bench_batch.json]
 
 Each round runs every mode once, in turn (interleaved, so that a busy machine slows every mode
@@ -46,7 +46,7 @@ def run_once(root: Path, out: Path, mode: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--root", type=Path, required=True, help="300VW-style folder (e.g. made by python -m tracker.synth300vw)")
+    ap.add_argument("--root", type=Path, required=True, help="300VW-style folder (e.g. made by python -m tracker.tools.synth300vw)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--modes", nargs="+", default=MODES, help="batch300vw options per mode (default: %(default)s)")
     ap.add_argument("--json", type=Path)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.commands import DEMO_CLIP
+from tracker.assets import DEMO_CLIP
 from tracker.fileio import atomic_write_text
 from tracker.pipeline import FaceResult, Tracker, TrackerConfig
 from tracker.video import open_video, read_frames

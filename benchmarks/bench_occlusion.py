@@ -1,9 +1,9 @@
 """How much face-transfer paint lands on an occluder: the synthetic 300VW clips' occluder frames.
 
-    python -m tracker.synth300vw --images ../shared/data/300w --list ../shared/data/300w/splits/val.txt --out data/synth_val30 --limit 30
+    python -m tracker.tools.synth300vw --images ../shared/data/300w --list ../shared/data/300w/splits/val.txt --out data/synth_val30 --limit 30
     python -m benchmarks.bench_occlusion --root data/synth_val30 [--json docs/results/occlusion.json]
 
-``tracker.synth300vw`` sweeps a hand-sized brown bar across each face and records where it is
+``tracker.tools.synth300vw`` sweeps a hand-sized brown bar across each face and records where it is
 (``synth.json``, ``occluders``).  Every clip is tracked in video mode with the dense maps, as the
 ``transfer`` command and the viewer do, and on every frame the blend weight of the paint (0..1,
 strength 1, an opaque texture) is measured inside the face (the convex hull of the annotated
@@ -28,14 +28,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tracker.batch import find_300vw_videos
 from tracker.crop import warp_image
 from tracker.fileio import atomic_write_json
 from tracker.occlusion import WORK_SIZE, visibility_map
 from tracker.pipeline import FaceResult, Tracker, TrackerConfig
 from tracker.pts import read_pts
+from tracker.sources import VideoSource, track_stream
 from tracker.transfer import face_region
-from tracker.video import open_video, read_frames
-from tracker.videocommands import find_300vw_videos
 
 BLENDS = ("foreground", "+ colour", "+ colour + memory")
 
@@ -60,45 +60,44 @@ def measure_clip(folder: Path, video: Path, tracker: Tracker) -> dict:
     pixels = {"occluder": 0, "visible": 0, "clear": 0}
     frames = {"occluder": 0, "occluder_no_face": 0}
     ms = []
-    tracker.reset()
-    cap, _ = open_video(video)
-    for i, frame in enumerate(read_frames(cap, source=str(video)), start=1):
-        result = tracker.track(frame)
-        ms.append(result.timings.get("visibility", 0.0))
-        annot = folder / "annot" / f"{i:06d}.pts"
-        if not annot.exists():
-            continue
-        truth = read_pts(annot, expected=68)
-        hull = np.zeros(frame.shape[:2], np.uint8)
-        cv2.fillConvexPoly(hull, cv2.convexHull(np.round(truth).astype(np.int32)), 1)
-        hull = hull.astype(bool)
-        box = occluders.get(str(i))
-        occ = np.zeros_like(hull)
-        if box is not None:
-            occ[max(box[1], 0) : box[3] + 1, max(box[0], 0) : box[2] + 1] = True  # cv2.rectangle's ends are inclusive
-        covered = hull & occ
-        # A frame where the bar only grazes the face counts as one without it.
-        areas = {"occluder": covered, "visible": hull & ~occ} if covered.sum() >= 20 else {"clear": hull & ~occ}
-        if "occluder" in areas:
-            frames["occluder"] += 1
-        # The face painted is the tracker's face nearest the annotated one (there is one per clip).
-        face = min(result.faces, key=lambda f: np.linalg.norm(np.nanmean(f.landmarks, 0) - truth.mean(0))) if result.faces else None
-        if face is not None and np.linalg.norm(np.nanmean(face.landmarks, 0) - truth.mean(0)) > 0.5 * np.ptp(truth[:, 0]):
-            face = None
-        if face is None:
-            frames["occluder_no_face"] += "occluder" in areas
-            continue  # nothing is painted by any blend; the frame does not count
-        weights = paint_weights(face, frame, tracker)
-        for area, m in areas.items():
-            pixels[area] += int(m.sum())
-            for b in BLENDS:
-                sums[b][area] += float(weights[b][m].sum())
+    with VideoSource(video) as source:
+        for tracked in track_stream(tracker, source):
+            i, frame, result = tracked.index + 1, tracked.image, tracked.result
+            ms.append(result.timings.get("visibility", 0.0))
+            annot = folder / "annot" / f"{i:06d}.pts"
+            if not annot.exists():
+                continue
+            truth = read_pts(annot, expected=68)
+            hull = np.zeros(frame.shape[:2], np.uint8)
+            cv2.fillConvexPoly(hull, cv2.convexHull(np.round(truth).astype(np.int32)), 1)
+            hull = hull.astype(bool)
+            box = occluders.get(str(i))
+            occ = np.zeros_like(hull)
+            if box is not None:
+                occ[max(box[1], 0) : box[3] + 1, max(box[0], 0) : box[2] + 1] = True  # cv2.rectangle's ends are inclusive
+            covered = hull & occ
+            # A frame where the bar only grazes the face counts as one without it.
+            areas = {"occluder": covered, "visible": hull & ~occ} if covered.sum() >= 20 else {"clear": hull & ~occ}
+            if "occluder" in areas:
+                frames["occluder"] += 1
+            # The face painted is the tracker's face nearest the annotated one (there is one per clip).
+            face = min(result.faces, key=lambda f: np.linalg.norm(np.nanmean(f.landmarks, 0) - truth.mean(0))) if result.faces else None
+            if face is not None and np.linalg.norm(np.nanmean(face.landmarks, 0) - truth.mean(0)) > 0.5 * np.ptp(truth[:, 0]):
+                face = None
+            if face is None:
+                frames["occluder_no_face"] += "occluder" in areas
+                continue  # nothing is painted by any blend; the frame does not count
+            weights = paint_weights(face, frame, tracker)
+            for area, m in areas.items():
+                pixels[area] += int(m.sum())
+                for b in BLENDS:
+                    sums[b][area] += float(weights[b][m].sum())
     return {"sums": sums, "pixels": pixels, "frames": frames, "visibility_ms": float(np.median(ms)) if ms else 0.0}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_occlusion", description=__doc__.split("\n")[0])
-    ap.add_argument("--root", type=Path, required=True, help="synthetic 300VW folder made by python -m tracker.synth300vw")
+    ap.add_argument("--root", type=Path, required=True, help="synthetic 300VW folder made by python -m tracker.tools.synth300vw")
     ap.add_argument("--limit", type=int, default=0, help="at most N clips")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, help="write the results here")
@@ -106,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     clips = [(name, video) for name, video in find_300vw_videos(args.root)
              if "occluders" in json.loads((args.root / name / "synth.json").read_text() if (args.root / name / "synth.json").exists() else "{}")]
     if not clips:
-        print(f"error: {args.root}: no clips with recorded occluders (make them with python -m tracker.synth300vw)", file=sys.stderr)
+        print(f"error: {args.root}: no clips with recorded occluders (make them with python -m tracker.tools.synth300vw)", file=sys.stderr)
         return 2
     clips = clips[: args.limit] if args.limit else clips
     tracker = Tracker(TrackerConfig(mode="video", visibility=True, threads=args.threads))

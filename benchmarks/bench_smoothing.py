@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tracker.batch import find_300vw_videos
 from tracker.fileio import atomic_write_json
 from tracker.metrics import auc, eye_distance, nme
 from tracker.pts import read_pts
 from tracker.smoothing import OneEuro
-from tracker.videocommands import find_300vw_videos
 
 MIN_CUTOFFS = (0.5, 1.0, 2.0, 4.0)
 BETAS = (0.05, 0.2, 0.5, 1.0, 2.0)

@@ -38,8 +38,7 @@ def child(policy: str, runs: int) -> dict[str, list[float]]:
     import torch  # first import: OpenMP takes its wait policy now
 
     from engines import load_engine
-    from tracker.assets import verified_asset
-    from tracker.commands import DEMO_IMAGE
+    from tracker.assets import DEMO_IMAGE, verified_asset
     from tracker.crop import roi_from_box, to_network_input, warp_image
     from tracker.detector import detect_faces
     from tracker.fileio import read_image

@@ -8,12 +8,12 @@ slows every contender alike), each in a fresh process as a user would run it:
 
 * ``run_tracker video CLIP --csv OUT``: import, model load, decoding, tracking, the CSV;
 * dlib's per-frame loop (``--dlib-loop``, below): import, dlib's 68-point predictor loaded,
-  each frame decoded with OpenCV, HOG + 68 points on every face (``tracker.bench.time_dlib``'s
+  each frame decoded with OpenCV, HOG + 68 points on every face (``tracker.timing.time_dlib``'s
   work), the same CSV;
 * with ``--repo``: the same video command from another checkout (e.g. before a change).
 
 Then, in this process, the video command's frame loop alone (decode + track, one Tracker) with
-and without the read-ahead thread (``read_frames(..., ahead=)``), alternating per round: what
+and without the read-ahead thread (``VideoSource(..., read_ahead=)``), alternating per round: what
 decoding in the background changes, without the start-up's noise.
 """
 from __future__ import annotations
@@ -36,12 +36,13 @@ def make_clip(out: Path, loops: int = LOOPS) -> int:
     """The demo clip played `loops` times (mp4v, as shipped); returns the frame count."""
     import cv2
 
-    from tracker.commands import DEMO_CLIP
-    from tracker.video import AtomicVideoWriter, open_video, read_frames
+    from tracker.assets import DEMO_CLIP
+    from tracker.sources import VideoSource, load_frames
+    from tracker.video import AtomicVideoWriter
 
-    cap, info = open_video(DEMO_CLIP)
-    frames = list(read_frames(cap))
-    with AtomicVideoWriter(out, info.fps, (info.width, info.height)) as writer:
+    source = VideoSource(DEMO_CLIP)
+    frames = load_frames(source)
+    with AtomicVideoWriter(out, source.fps, source.size) as writer:
         for _ in range(loops):
             for f in frames:
                 writer.write(f)
@@ -74,15 +75,14 @@ def dlib_loop(clip: Path, out_csv: Path) -> int:
 
 
 def frame_loop(clip: Path, ahead: int, threads: int) -> float:
-    """Seconds for decode + track of every frame, as in ``run_video`` (a fresh clip, a reset Tracker)."""
-    from tracker.video import open_video, read_frames
+    """Seconds for decode + track of every frame, as in the ``video`` command (a fresh clip, a reset Tracker)."""
+    from tracker.sources import VideoSource, track_stream
 
     tracker = _loop_tracker(threads)
-    tracker.reset()
-    cap, _ = open_video(clip)
     t0 = time.perf_counter()
-    for frame in read_frames(cap, ahead=ahead):
-        tracker.track(frame)
+    with VideoSource(clip, ahead) as source:
+        for _ in track_stream(tracker, source):
+            pass
     return time.perf_counter() - t0
 
 
@@ -142,11 +142,12 @@ def main(argv: list[str] | None = None) -> int:
             import cv2
 
             frames = int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT))
-        from tracker.video import READ_AHEAD, open_video, read_frames
+        from tracker.sources import ArraySource, VideoSource, load_frames, track_stream
+        from tracker.video import READ_AHEAD
 
         warm = _loop_tracker(args.threads)
-        for _, frame in zip(range(5), read_frames(open_video(clip)[0])):  # first calls allocate
-            warm.track(frame)
+        for _ in track_stream(warm, ArraySource(load_frames(VideoSource(clip), 5))):  # first calls allocate
+            pass
         loops: dict[int, list[float]] = {0: [], READ_AHEAD: []}
         for r in range(args.rounds):
             for ahead in loops:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.bench import load_frames
+from tracker.assets import DEMO_CLIP
 from tracker.fileio import atomic_write_json
 from tracker.pipeline import Tracker, TrackerConfig
+from tracker.sources import ArraySource, VideoSource, load_frames, track_stream
 
 
 def rss_mb() -> float:
@@ -33,8 +34,6 @@ def rss_mb() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tracker.commands import DEMO_CLIP
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--video", type=Path, default=DEMO_CLIP)
@@ -42,22 +41,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    frames = load_frames(args.video, 10_000)
+    frames = load_frames(VideoSource(args.video), 10_000, (640, 480))
     tracker = Tracker(TrackerConfig(mode="video", threads=args.threads))
     samples, t0 = [], time.time()
     next_sample, n_since, t_since, i = t0 + args.every, 0, time.time(), 0
     print(f"{'minute':>7} {'rss MB':>8} {'fps':>7}")
     while time.time() - t0 < args.minutes * 60:
-        if i % len(frames) == 0:
-            tracker.reset()
-        tracker.track(frames[i % len(frames)])
-        i += 1
-        n_since += 1
-        if time.time() >= next_sample:
-            now = time.time()
-            samples.append({"minute": (now - t0) / 60, "rss_mb": rss_mb(), "fps": n_since / (now - t_since)})
-            print(f"{samples[-1]['minute']:>7.1f} {samples[-1]['rss_mb']:>8.1f} {samples[-1]['fps']:>7.1f}", flush=True)
-            n_since, t_since, next_sample = 0, now, now + args.every
+        for _ in track_stream(tracker, ArraySource(frames)):  # each loop a new stream: the tracker is reset
+            i += 1
+            n_since += 1
+            if time.time() >= next_sample:
+                now = time.time()
+                samples.append({"minute": (now - t0) / 60, "rss_mb": rss_mb(), "fps": n_since / (now - t_since)})
+                print(f"{samples[-1]['minute']:>7.1f} {samples[-1]['rss_mb']:>8.1f} {samples[-1]['fps']:>7.1f}", flush=True)
+                n_since, t_since, next_sample = 0, now, now + args.every
+            if time.time() - t0 >= args.minutes * 60:
+                break
     first = [s for s in samples if 1.0 <= s["minute"] < 2.0] or samples[:2]
     last = [s for s in samples if s["minute"] >= samples[-1]["minute"] - 1.0]
     rss0, rss1 = np.mean([s["rss_mb"] for s in first]), np.mean([s["rss_mb"] for s in last])

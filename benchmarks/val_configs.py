@@ -22,6 +22,7 @@ import numpy as np
 from tracker.fileio import atomic_write_json, read_image
 from tracker.metrics import auc, eye_distance, nme
 from tracker.pts import read_pts
+from tracker.sources import ImageSource, track_stream
 from training.template import DEFAULT_300W
 
 
@@ -33,9 +34,10 @@ def score(config: dict, root: Path) -> dict:
         fields["assets"] = Path(fields["assets"])
     tracker = Tracker(TrackerConfig(mode="image", threads=1, **fields))
     final, stages = [], {"densereg": [], "pca": []}
-    for rel in (root / "splits" / "val.txt").read_text().split():
-        gt = read_pts((root / rel).with_suffix(".pts"), expected=68)
-        faces = tracker.track(read_image(root / rel)).faces
+    pictures = [root / rel for rel in (root / "splits" / "val.txt").read_text().split()]
+    for tracked in track_stream(tracker, ImageSource(pictures, "300-W val")):
+        gt = read_pts(tracked.path.with_suffix(".pts"), expected=68)
+        faces = tracked.result.faces
         if not faces:
             final.append(np.inf)
             for v in stages.values():

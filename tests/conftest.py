@@ -54,3 +54,34 @@ def landmark_definition():
     from training.template import load_definition
 
     return load_definition()
+
+
+@pytest.fixture
+def fake_camera(monkeypatch):
+    """``fake_camera(n, interrupt=False)``: every camera index opens a live source of the demo
+    clip's first ``n`` frames, which then stops delivering (or, with ``interrupt``, the user
+    presses Ctrl-C): the camera path of the commands, without a camera."""
+    import tracker.sources
+    from tracker.assets import DEMO_CLIP
+    from tracker.errors import SourceError
+    from tracker.sources import ArraySource, VideoSource, load_frames
+
+    def install(n: int, interrupt: bool = False) -> None:
+        frames = load_frames(VideoSource(DEMO_CLIP), n)
+
+        class FakeCamera(ArraySource):
+            def __init__(self, device, warn=None):
+                super().__init__(frames, f"webcam {device}", fps=30.0, live=True)
+                self.warn = warn
+
+            def read(self):
+                frame = super().read()
+                if frame is None:
+                    if interrupt:
+                        raise KeyboardInterrupt
+                    raise SourceError(f"{self.label}: stopped delivering frames")
+                return frame
+
+        monkeypatch.setattr(tracker.sources, "CameraSource", FakeCamera)
+
+    return install

@@ -98,8 +98,8 @@ def test_mediapipe_worker_without_mediapipe_is_one_line():
 def test_a_mediapipe_worker_dying_mid_run_is_dropped_with_a_note(tmp_path, capsys):
     import numpy as np
 
-    from tracker.bench import time_mediapipe
     from tracker.mediapipe_baseline import MediaPipeFaceMesh
+    from tracker.timing import time_mediapipe
 
     fake = tmp_path / "python"  # says it is ready, then dies as a crashing worker would
     fake.write_text("#!/bin/sh\necho '{\"ready\": \"fake\"}'\necho 'Fatal Python error: Segmentation fault' >&2\nexit 139\n")
@@ -116,7 +116,7 @@ def test_a_mediapipe_worker_dying_mid_run_is_dropped_with_a_note(tmp_path, capsy
 def test_mediapipe_worker_times_face_mesh_on_the_demo_frames():
     import cv2
 
-    from tracker.commands import DEMO_IMAGE
+    from tracker.assets import DEMO_IMAGE
     from tracker.mediapipe_baseline import MediaPipeFaceMesh
 
     image = cv2.imread(str(DEMO_IMAGE))
@@ -131,8 +131,8 @@ def test_mediapipe_worker_times_face_mesh_on_the_demo_frames():
 
 @pytest.fixture(scope="module")
 def two_face_clip(tmp_path_factory) -> Path:
-    from tracker.democlip import TWO_FACE_ARGS
-    from tracker.democlip import main as make_clip
+    from tracker.tools.democlip import TWO_FACE_ARGS
+    from tracker.tools.democlip import main as make_clip
 
     out = tmp_path_factory.mktemp("clip") / "two_faces.mp4"
     assert make_clip([*TWO_FACE_ARGS, "--out", str(out)]) == 0

@@ -8,15 +8,16 @@ import cv2
 import numpy as np
 import pytest
 
+from tracker.assets import DEMO_IMAGE
 from tracker.boxfile import BoxFileError, landmark_box, read_boxes, write_boxes
 from tracker.boxfile import main as boxfile_main
 from tracker.cli import main
-from tracker.commands import DEMO_IMAGE, pts_face
 from tracker.crop import Roi
 from tracker.densemaps import DenseMaps
 from tracker.detector import GIVEN, BoxError, Detection, given_box
 from tracker.pipeline import FaceResult, Tracker, TrackerConfig
 from tracker.pts import read_pts
+from tracker.writers import pts_face
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
+from tracker.assets import DEMO_IMAGE
 from tracker.cli import main
-from tracker.commands import DEMO_IMAGE
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.pts import read_pts, write_pts
 
@@ -130,7 +130,7 @@ def synth_root(tmp_path_factory, image_folder):
         (src / name).write_bytes((image_folder / name).read_bytes())
     (src / "b.jpg").write_bytes((image_folder / "astro.jpg").read_bytes())
     (src / "b.pts").write_bytes((image_folder / "astro.pts").read_bytes())
-    from tracker.synth300vw import main as synth
+    from tracker.tools.synth300vw import main as synth
 
     assert synth(["--images", str(src), "--out", str(root), "--frames", "24", "--static", "6", "--size", "320x240"]) == 0
     (root / "003").mkdir()  # a folder with a broken video
@@ -254,7 +254,7 @@ def test_a_reused_tracker_tracks_like_a_new_one(demo_truth, tmp_path):
     """Pool and Ray workers keep one Tracker per process for all the videos they get: reset
     between videos, it tracks each like a new one (else a face tracked at the end of one video
     would still be tracked, not detected, at the start of the next)."""
-    from tracker.videocommands import VideoJob, _process_tracker, track_300vw_video
+    from tracker.batch import VideoJob, _process_tracker, track_300vw_video
 
     img, _ = demo_truth
     clip = tmp_path / "still.avi"
@@ -348,7 +348,7 @@ def test_video_mode_tracks_with_one_detection_and_stable_ids(demo_truth):
 def test_one_subject_per_video_when_two_faces_are_tracked(demo_truth):
     """300VW-style output holds one face per frame: it must stay on the same person rather than
     follow whichever of two equally good faces scores best in each frame."""
-    from tracker.videocommands import Subject
+    from tracker.writers import Subject
 
     img, _ = demo_truth
     face = img[0:320, 60:380]  # two faces side by side, small enough that HOG sees them unscaled

@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import pytest
 
+from tracker.assets import DEMO_CLIP, DEMO_IMAGE
 from tracker.cli import main
-from tracker.commands import DEMO_CLIP, DEMO_IMAGE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,7 @@ def test_bench_checks_its_json_path_before_the_run(tmp_path, monkeypatch, capsys
     def timed(*a, **k):
         raise AssertionError("the clip was read before the output was checked")
 
-    monkeypatch.setattr("tracker.bench.load_frames", timed)
+    monkeypatch.setattr("tracker.cli.bench.load_frames", timed)
     assert main(["bench", "--json", str(blocker / "bench.json")]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert str(blocker / "bench.json") in line and ".tmp" not in line
@@ -159,12 +159,12 @@ def test_every_project_error_is_a_tracker_error_and_keeps_its_builtin():
 def test_a_bug_is_an_internal_error_not_a_usage_error(bug, tmp_path, monkeypatch, capsys):
     """A numpy ValueError or a KeyError inside a command is not the user's fault: exit 1 and
     one line saying so, with the traceback only under -v."""
-    import tracker.commands
+    import tracker.cli.eval as eval_command
 
     def broken(args):
         raise bug
 
-    monkeypatch.setattr(tracker.commands, "run_eval", broken)
+    monkeypatch.setattr(eval_command, "run", broken)
     argv = ["eval", "--pred", str(tmp_path), "--gt", str(tmp_path)]
     assert main(argv) == 1
     err = capsys.readouterr().err

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import pytest
 
+from tracker.assets import DEMO_IMAGE
 from tracker.cli import main
-from tracker.commands import DEMO_IMAGE
 from tracker.pts import write_pts
 
 VAL_FACES = 3  # the first faces of ../shared/data/300w/splits/val.txt

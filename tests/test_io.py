@@ -90,7 +90,7 @@ def test_runtime_never_imports_torch(tmp_path):
     code = (
         "import sys, numpy as np\n"
         "from tracker.pipeline import Tracker, TrackerConfig\n"
-        "from tracker.commands import DEMO_IMAGE\n"
+        "from tracker.assets import DEMO_IMAGE\n"
         "from tracker.fileio import read_image\n"
         "r = Tracker(TrackerConfig(engine='onnx', threads=1)).track(read_image(DEMO_IMAGE))\n"
         "assert r.faces, 'no face on the demo image'\n"

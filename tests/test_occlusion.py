@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from tracker.commands import DEMO_IMAGE
+from tracker.assets import DEMO_IMAGE
 from tracker.crop import Roi
 from tracker.densemaps import DenseMaps
 from tracker.occlusion import AppearanceMemory, colour_visibility, face_lab
 from tracker.parts import OTHER
 from tracker.pipeline import FaceResult, Tracker, TrackerConfig
-from tracker.synth300vw import OCCLUDER_COLOR
+from tracker.tools.synth300vw import OCCLUDER_COLOR
 from tracker.transfer import face_region, unwrap_face
 
 N = 64

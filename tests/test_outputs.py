@@ -8,9 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from tracker.assets import DEMO_IMAGE
 from tracker.cli import main
-from tracker.commands import COORDINATES, DEMO_IMAGE
 from tracker.pts import read_pts
+from tracker.writers import COORDINATES
 
 
 @pytest.fixture(scope="module")

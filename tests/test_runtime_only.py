@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import pytest
 
+from tracker.assets import DEMO_CLIP, DEMO_IMAGE
 from tracker.cli import main
-from tracker.commands import DEMO_CLIP, DEMO_IMAGE
 from tracker.detector import cnn_available
 
 REPO = Path(__file__).resolve().parents[1]

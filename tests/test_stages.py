@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from tracker import Stage, Tracker, TrackerConfig
-from tracker.commands import DEMO_CLIP, face_to_json
+from tracker.assets import DEMO_CLIP
 from tracker.video import open_video, read_frames
+from tracker.writers import face_to_json
 
 
 def _first_frames(config: TrackerConfig, n: int = 2) -> list:

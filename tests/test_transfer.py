@@ -7,13 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
+from tracker.assets import DEMO_CLIP, DEMO_IMAGE, TEXTURE_DIR
 from tracker.cli import main
-from tracker.commands import DEMO_CLIP, DEMO_IMAGE
 from tracker.crop import Roi
 from tracker.densemaps import DenseMaps
 from tracker.draw import warp_to_image
 from tracker.pipeline import FaceResult
-from tracker.textures import TEXTURE_DIR
 from tracker.transfer import close_pinholes, fill_holes, render_texture, splat, unwrap_face
 
 S = 64  # crop side of the synthetic face
@@ -160,21 +159,9 @@ def test_cli_transfer_video_from_source_face(tmp_path, capsys):
     assert not list(tmp_path.glob(".swap*"))  # the temporary file was renamed
 
 
-def test_cli_transfer_webcam_stops_on_ctrl_c_and_saves(tmp_path, monkeypatch, capsys):
+def test_cli_transfer_webcam_stops_on_ctrl_c_and_saves(tmp_path, fake_camera, capsys):
     """A webcam stream ends with Ctrl-C: what was recorded is saved (camera simulated by the clip)."""
-    import tracker.transfercommands as tc
-
-    def fake_webcam(device):
-        cap = cv2.VideoCapture(str(DEMO_CLIP))
-
-        def frames():
-            for _ in range(4):
-                yield cap.read()[1]
-            raise KeyboardInterrupt
-
-        return frames(), 30.0, (640, 480)
-
-    monkeypatch.setattr(tc, "_webcam_frames", fake_webcam)
+    fake_camera(4, interrupt=True)
     out = tmp_path / "cam.mp4"
     assert main(["transfer", "--texture", str(TEXTURE_DIR / "facepaint.png"), "--target", "webcam", "--out", str(out), "--threads", "1"]) == 0
     assert "face in" in capsys.readouterr().out

@@ -12,8 +12,8 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt is imported anywhere
 
+from tracker.assets import DEMO_CLIP
 from tracker.cli import main
-from tracker.commands import DEMO_CLIP
 from tracker.pipeline import TrackerConfig
 
 
@@ -50,7 +50,7 @@ def wait_for(app, condition, timeout: float = 20.0) -> bool:
 @pytest.fixture(scope="module")
 def window(app):
     """One window for the module: building the tracker and the first detection cost seconds."""
-    from ui.sources import SourceSpec
+    from tracker.sources import SourceSpec
     from ui.viewer import ViewerWindow
 
     w = ViewerWindow(TrackerConfig(mode="video", threads=1))
@@ -124,7 +124,7 @@ def test_record_and_screenshot(app, window, tmp_path):
 
 
 def test_bad_sources_and_engines_are_reported(app, window, tmp_path):
-    from ui.sources import SourceSpec
+    from tracker.sources import SourceSpec
 
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tracker.commands import DEMO_CLIP
+from tracker.assets import DEMO_CLIP
 from tracker.video import open_video, read_ahead, read_frames
 
 

@@ -16,6 +16,10 @@ from tracker.errors import TrackerError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MANIFEST = ASSETS / "MANIFEST.json"
+# Bundled so that every command, the viewer and the tests run without a webcam or data.
+DEMO_IMAGE = ASSETS / "demo" / "astronaut.jpg"
+DEMO_CLIP = DEMO_IMAGE.with_suffix(".mp4")  # made from the still by tracker.tools.democlip (moves, occluder, face leaves)
+TEXTURE_DIR = ASSETS / "textures"  # UV-space textures for face transfer (made by tracker.tools.textures)
 
 
 class AssetError(TrackerError, RuntimeError):

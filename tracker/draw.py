@@ -1,12 +1,18 @@
-"""Overlays on BGR images: landmarks per stage, parts, UV iso-lines, boxes.  Shared by the
-demo, the video writer and the viewer."""
+"""Overlays on BGR images: landmarks per stage, parts, UV iso-lines, boxes, and a whole
+tracked frame drawn for a picture (``annotate_still``) or a video (``annotate``).  Shared by the
+commands, the video writer and the viewer."""
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from tracker.metrics import OUTER_EYE_CORNERS, eye_distance
-from tracker.parts import PART_COLORS
+from tracker.parts import PART_COLORS, lookup_parts
+
+if TYPE_CHECKING:
+    from tracker.pipeline import FaceResult, FrameResult
 
 # BGR per stage name; the final landmarks are green whichever stage they come from (mdm, or smooth in video).
 STAGE_COLORS = {"densereg": (0, 165, 255), "pca": (255, 200, 0), "mdm": (0, 255, 0), "smooth": (0, 255, 0), "dlib": (255, 0, 255)}
@@ -74,3 +80,47 @@ def draw_pose_axes(image: np.ndarray, pose, origin: np.ndarray, length: float) -
         d = (pose.rotation @ axis)[:2] * np.array([1.0, -1.0]) * length
         end = origin + d
         cv2.arrowedLine(image, tuple(int(round(v)) for v in origin), tuple(int(round(v)) for v in end), color, 2, cv2.LINE_AA, tipLength=0.15)
+
+
+def part_labels(face: FaceResult, part_map: np.ndarray, shape, fg_threshold: float = 0.5) -> np.ndarray:
+    """The face's part labels in image pixels (0 elsewhere)."""
+    crop_labels = lookup_parts(face.maps.uv, part_map, face.maps.fg > fg_threshold)
+    return warp_to_image(crop_labels, face.crop_to_image, shape, nearest=True)
+
+
+def frame_part_labels(faces: list[FaceResult], part_map: np.ndarray, shape) -> np.ndarray:
+    """Part labels of every face in image pixels; where faces overlap, the first (most
+    confident) face's labels win."""
+    labels = np.zeros(shape[:2], np.uint8)
+    for face in reversed(faces):
+        lab = part_labels(face, part_map, shape[:2])
+        labels[lab > 0] = lab[lab > 0]
+    return labels
+
+
+def annotate_still(image: np.ndarray, faces: list[FaceResult], labels: np.ndarray | None = None, all_stages: bool = False) -> np.ndarray:
+    """A copy of the picture with part labels blended in colour (when given) and the landmarks
+    of every face drawn: the final stage (green), or every stage (orange DenseReg, cyan PCA,
+    green MDM; the final one drawn larger)."""
+    out = image.copy() if labels is None else blend_labels(image, labels, 0.45)
+    for face in faces:
+        for stage in face.stages if all_stages else [face.final_stage]:
+            draw_points(out, face.stages[stage].points, STAGE_COLORS[stage], point_radius(face.landmarks, 1.0 if stage == face.final_stage else 0.7))
+    return out
+
+
+def annotate(frame: np.ndarray, result: FrameResult, fps: float | None = None) -> np.ndarray:
+    """Landmarks (final stage), face ROI and track id, and the frame rate."""
+    out = frame.copy() if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    for face in result.faces:
+        r = face.roi
+        box = cv2.boxPoints(((r.cx, r.cy), (r.size, r.size), np.degrees(r.angle)))
+        cv2.polylines(out, [np.round(box).astype(np.int32)], True, (255, 255, 255) if face.detected else (200, 200, 0), 1, cv2.LINE_AA)
+        draw_points(out, face.landmarks, STAGE_COLORS[face.final_stage])
+        if face.pose is not None and np.isfinite(face.landmarks[30]).all():
+            draw_pose_axes(out, face.pose, face.landmarks[30], 0.25 * r.size)
+        corner = (int(r.cx - r.size / 2), int(r.cy - r.size / 2) - 4)
+        cv2.putText(out, f"#{face.track_id}", corner, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    if fps is not None:
+        cv2.putText(out, f"{fps:.0f} fps", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2, cv2.LINE_AA)
+    return out

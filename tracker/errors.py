@@ -32,3 +32,7 @@ class NotAFolderError(TrackerError, NotADirectoryError):
 
 class UsageError(InputError):
     """A bad command line (a missing option, options that do not go together)."""
+
+
+class SourceError(InputError):
+    """A frame source (camera, video, picture) cannot be opened or read; one line."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from tracker.assets import ASSETS, verified_asset
 from tracker.pipeline import DENSEREG_ASSET, Tracker, TrackerConfig
+from tracker.sources import ArraySource, track_stream
 
 SKIP_CALLS = 1  # a session's first call allocates its memory arena: not representative
 OUTSIDE_KERNELS = "(outside kernels)"
@@ -70,8 +71,8 @@ def profile_models(config: TrackerConfig, frames: list[np.ndarray]) -> dict[str,
         # (its refiner stages are config.refiners, in order).
         tracker.engine = engines[DENSEREG_ASSET]
         tracker.refiners = [replace(stage, infer=engines[name].infer) for stage, name in zip(tracker.refiners, names[1:])]
-        for frame in frames:
-            tracker.track(frame)
+        for _ in track_stream(tracker, ArraySource(frames)):
+            pass
         out = {}
         for name, engine in engines.items():
             trace = engine.end_profiling()

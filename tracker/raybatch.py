@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import ray
 
-from tracker.videocommands import VideoJob, VideoOutcome, crashed, track_300vw_video
+from tracker.batch import VideoJob, VideoOutcome, crashed, track_300vw_video
 
 LOCAL = "local"  # --ray without an address: a Ray started for this run (also Ray's own name for that)
 
@@ -35,7 +35,7 @@ class FrameCounter:
 @ray.remote(num_cpus=1, max_retries=1, retry_exceptions=True)
 def track_video_task(job: VideoJob, counter) -> VideoOutcome:
     # Ray reuses a worker process for many tasks, so its Tracker is built once (the per-process
-    # cache in videocommands), like a pool worker's.
+    # cache in tracker.batch), like a pool worker's.
     return track_300vw_video(job, lambda k: counter.add.remote(k))
 
 

@@ -16,13 +16,18 @@ or hair over the face).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
 
 from tracker.densemaps import DenseMaps
 from tracker.errors import InputError
+from tracker.fileio import ImageReadError, read_image
+
+if TYPE_CHECKING:
+    from tracker.pipeline import FrameResult, Tracker
 
 ColorMatch = Literal["none", "shading", "lab"]
 COLOR_MATCHES: tuple[str, ...] = ("none", "shading", "lab")
@@ -241,10 +246,6 @@ def fill_holes(texture: np.ndarray, seen: np.ndarray) -> np.ndarray:
 
 def load_texture(path) -> np.ndarray:
     """A texture file as BGR or BGRA uint8 (alpha kept: it masks the paint)."""
-    from pathlib import Path
-
-    from tracker.fileio import ImageReadError
-
     path = Path(path)
     data = np.fromfile(str(path), np.uint8) if path.is_file() else None
     if data is None or data.size == 0:
@@ -257,3 +258,30 @@ def load_texture(path) -> np.ndarray:
     if tex.ndim == 2:
         tex = cv2.cvtColor(tex, cv2.COLOR_GRAY2BGR)
     return tex
+
+
+@dataclass(frozen=True)
+class Look:
+    """How the texture is blended: strength in [0,1] and colour matching (``match_colors``)."""
+
+    texture: np.ndarray
+    strength: float
+    match: ColorMatch
+
+
+def apply_look(frame: np.ndarray, result: FrameResult, look: Look) -> np.ndarray:
+    """The frame with the texture on every face, least confident first (the best ends on top)."""
+    out = frame
+    for face in reversed(result.faces):
+        out = render_texture(out, face, look.texture, look.strength, look.match)
+    return out
+
+
+def unwrap_source_face(path: Path, tracker: Tracker) -> np.ndarray:
+    """The most confident face of a photo as a UV-space texture (holes mirrored and inpainted)."""
+    image = read_image(path)
+    faces = tracker.track(image).faces
+    if not faces:
+        raise InputError(f"{path}: no face found in the --source-face photo")
+    texture, _ = unwrap_face(image, faces[0])
+    return texture

@@ -1,9 +1,8 @@
-"""Video input/output and tracking a whole clip (used by `video`, `batch300vw` and `bench`).
+"""Video files: opening and decoding (behind ``tracker.sources.VideoSource``), and writing.
 
 Reading is defensive: an unopenable file is one clear error; a stream that dies mid-way ends
-the clip with a warning and everything tracked so far is kept.  Per-frame outputs are written
-atomically as they are produced; the annotated video is written to a temporary file and renamed
-when complete.
+the clip with a warning and everything tracked so far is kept.  An output video is written to a
+temporary file and renamed when complete.
 """
 from __future__ import annotations
 
@@ -19,14 +18,12 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from tracker.draw import STAGE_COLORS, draw_points, draw_pose_axes
-from tracker.errors import InputError
-from tracker.pipeline import FrameResult
+from tracker.errors import SourceError
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 
 
-class VideoError(InputError):
+class VideoError(SourceError):
     """A video cannot be opened or decoded; one line naming the file and the reason."""
 
 
@@ -75,14 +72,15 @@ READ_AHEAD = 3  # frames a file command decodes ahead of the frame being tracked
 
 
 def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None, source: str = "",
-                ahead: int = 0) -> Iterator[np.ndarray]:
+                ahead: int = 0, release: bool = True) -> Iterator[np.ndarray]:
     """Frames until the end; a decoding failure before the reported end is reported once.
     A stream without any frame yields nothing: the caller says so in its own words.
 
     ``ahead > 0``: a background thread decodes up to that many frames ahead while the caller
     works on the current one (OpenCV releases the GIL while decoding, so on two cores decoding
     no longer adds to a frame's latency).  Frames, the warning and errors come in the same order
-    as without it; the capture is released only after that thread has stopped."""
+    as without it; the capture is released (unless ``release`` is False: the caller's
+    ``VideoSource`` keeps it to seek) only after that thread has stopped."""
     expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     reads = _reads(cap)
     if ahead > 0:
@@ -98,7 +96,8 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
             yield frame
     finally:
         reads.close()
-        cap.release()
+        if release:
+            cap.release()
 
 
 def _reads(cap: cv2.VideoCapture) -> Iterator[tuple[bool, np.ndarray | None]]:
@@ -195,20 +194,3 @@ class AtomicVideoWriter:
         self.writer.release()
         self.finished = True
         self.tmp.unlink(missing_ok=True)
-
-
-def annotate(frame: np.ndarray, result: FrameResult, fps: float | None = None) -> np.ndarray:
-    """Landmarks (final stage), face ROI and track id, and the frame rate."""
-    out = frame.copy() if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    for face in result.faces:
-        r = face.roi
-        box = cv2.boxPoints(((r.cx, r.cy), (r.size, r.size), np.degrees(r.angle)))
-        cv2.polylines(out, [np.round(box).astype(np.int32)], True, (255, 255, 255) if face.detected else (200, 200, 0), 1, cv2.LINE_AA)
-        draw_points(out, face.landmarks, STAGE_COLORS[face.final_stage])
-        if face.pose is not None and np.isfinite(face.landmarks[30]).all():
-            draw_pose_axes(out, face.pose, face.landmarks[30], 0.25 * r.size)
-        corner = (int(r.cx - r.size / 2), int(r.cy - r.size / 2) - 4)
-        cv2.putText(out, f"#{face.track_id}", corner, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    if fps is not None:
-        cv2.putText(out, f"{fps:.0f} fps", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2, cv2.LINE_AA)
-    return out

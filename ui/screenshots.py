@@ -20,14 +20,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracker.commands import DEMO_CLIP, DEMO_IMAGE
+from tracker.assets import DEMO_CLIP, DEMO_IMAGE, TEXTURE_DIR
 from tracker.draw import draw_label
 from tracker.fileio import atomic_write_bytes, read_image
 from tracker.pipeline import Tracker, TrackerConfig
-from tracker.textures import TEXTURE_DIR
-from tracker.transfer import DEFAULT_STRENGTH, load_texture
-from tracker.transfercommands import Look, apply_look, unwrap_source_face
-from tracker.video import open_video
+from tracker.sources import SourceSpec, VideoSource
+from tracker.transfer import DEFAULT_STRENGTH, Look, apply_look, load_texture, unwrap_source_face
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 MAX_BYTES = 300_000  # keep the README light
@@ -60,7 +58,6 @@ def viewer_shots(out: Path, threads: int) -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PyQt5.QtWidgets import QApplication
 
-    from ui.sources import SourceSpec
     from ui.viewer import ViewerWindow
 
     app = QApplication.instance() or QApplication([])
@@ -116,11 +113,10 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
 def transfer_shot(out: Path, threads: int) -> None:
     tracker = Tracker(TrackerConfig(mode="image", threads=threads, visibility=True))
     image = read_image(DEMO_IMAGE)
-    cap, _ = open_video(DEMO_CLIP)
-    cap.set(cv2.CAP_PROP_POS_FRAMES, FRAME)
-    ok, clip_frame = cap.read()
-    cap.release()
-    still, turned = tracker.track(image), tracker.track(clip_frame) if ok else None
+    with VideoSource(DEMO_CLIP) as clip:
+        clip.seek(FRAME)
+        clip_frame = clip.read()
+    still, turned = tracker.track(image), tracker.track(clip_frame) if clip_frame is not None else None
     if not still.faces or turned is None or not turned.faces:
         raise RuntimeError(f"no face found on {DEMO_IMAGE} or on frame {FRAME} of {DEMO_CLIP}")
     paint = Look(load_texture(TEXTURE_DIR / "facepaint.png"), DEFAULT_STRENGTH, "shading")

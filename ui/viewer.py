@@ -38,15 +38,13 @@ from PyQt5.QtWidgets import (
 
 from engines import NOTES as ENGINE_NOTES
 from engines import available_engines
-from tracker.assets import ASSETS, AssetError, verified_asset
-from tracker.commands import DEMO_CLIP
+from tracker.assets import ASSETS, DEMO_CLIP, TEXTURE_DIR, AssetError, verified_asset
 from tracker.fileio import ImageReadError, atomic_write_image
 from tracker.pipeline import TrackerConfig
-from tracker.textures import TEXTURE_DIR
+from tracker.sources import SourceSpec, probe_cameras
 from tracker.transfer import COLOR_MATCHES, load_texture
 from tracker.video import VIDEO_EXTENSIONS, AtomicVideoWriter, VideoError
 from ui.overlays import OVERLAY_TIPS, OVERLAYS, OverlaySettings, compose
-from ui.sources import SourceSpec, probe_cameras
 from ui.worker import FramePacket, SourceInfo, TrackerThread
 
 ENGINE_KINDS = ("auto", "onnx", "torch", "tensorrt")

@@ -1,5 +1,7 @@
 """The viewer's tracking thread: it owns the source and the Tracker and sends results to the
-GUI by signals; the GUI thread never runs inference.
+GUI by signals; the GUI thread never runs inference.  Frames are tracked by ``track_stream``,
+as in every command: the stream is made anew after opening, seeking, an engine change or an
+error (a new stream resets the tracker: the frames are no longer consecutive).
 
 The GUI talks to it only through a command queue (``open``, ``play``, ``step``, ``seek``,
 ``engine``); ``stop()`` sets a flag and waits for ``run`` to return (never
@@ -12,6 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -19,8 +22,9 @@ from PyQt5.QtCore import QThread, pyqtSignal
 
 from engines.base import EngineError
 from tracker.assets import AssetError
+from tracker.errors import SourceError
 from tracker.pipeline import FrameResult, Tracker, TrackerConfig
-from ui.sources import FrameSource, SourceError, SourceSpec, open_source
+from tracker.sources import FrameSource, SourceSpec, TrackedFrame, open_source, track_stream
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class TrackerThread(QThread):
         self._consumed.set()
         self._tracker: Tracker | None = None
         self._source: FrameSource | None = None
+        self._stream: Iterator[TrackedFrame] | None = None
         self._playing = False
         self._next_due = 0.0
 
@@ -140,6 +145,7 @@ class TrackerThread(QThread):
             self.failed.emit(f"engine '{config.engine}' unavailable: {exc}")
             return
         self.config = config
+        self._stream = None
         self.engineReady.emit(self._tracker.engine.describe())
 
     def _open(self, spec: SourceSpec) -> None:
@@ -147,8 +153,9 @@ class TrackerThread(QThread):
         if self._source is not None:
             self._source.close()
             self._source = None
+        self._stream = None
         try:
-            source = open_source(spec)
+            source = open_source(spec)  # no read-ahead: the viewer seeks
         except SourceError as exc:
             self.failed.emit(str(exc))
             return
@@ -156,9 +163,7 @@ class TrackerThread(QThread):
         mode = "video" if source.sequence else "image"
         if self._tracker is not None and mode != self.config.mode:
             self._load_tracker(replace(self.config, mode=mode))
-        if self._tracker is not None:
-            self._tracker.reset()
-        self.sourceOpened.emit(SourceInfo(spec.label, source.length, source.fps, source.seekable, source.sequence))
+        self.sourceOpened.emit(SourceInfo(spec.label, _shown_length(source), source.fps, source.seekable, source.sequence))
         self._advance()  # show the first frame at once
         self._set_playing(source.sequence)  # clips and cameras play, folders wait for "next"
 
@@ -167,40 +172,55 @@ class TrackerThread(QThread):
             self._source.seek(index)
         except SourceError as exc:
             self.failed.emit(str(exc))
-        if self._tracker is not None:
-            self._tracker.reset()  # frames are no longer consecutive
+        self._stream = None  # frames are no longer consecutive
 
     def _advance(self) -> None:
         """Read, track and send one frame."""
         source = self._source
         if source is None:
             return
-        if source.fps > 0:
+        if source.fps > 0 and not source.live:  # a file plays at its own rate, a camera as fast as it delivers
             self._next_due = max(self._next_due + 1.0 / source.fps, time.perf_counter() - 0.5)
         index = source.position
         try:
-            frame = source.read()
+            packet = self._next_packet(source)
         except SourceError as exc:
+            self._stream = None
             self.failed.emit(str(exc))
-            if source.spec.kind == "webcam":
+            if source.live:
                 self._set_playing(False)
             return
-        if frame is None:
+        except Exception as exc:  # a worker must report, never die silently
+            self._stream = None
+            self.failed.emit(f"tracking failed on frame {index}: {type(exc).__name__}: {exc}")
             self._set_playing(False)
             return
-        if self._tracker is None:
-            result, ms = FrameResult([], {}, index), 0.0
-        else:
-            t0 = time.perf_counter()
-            try:
-                result = self._tracker.track(frame)
-            except Exception as exc:  # a worker must report, never die silently
-                self.failed.emit(f"tracking failed on frame {index}: {type(exc).__name__}: {exc}")
-                self._set_playing(False)
-                return
-            ms = 1000 * (time.perf_counter() - t0)
+        if packet is None:
+            self._stream = None
+            self._set_playing(False)
+            return
         while not self._consumed.wait(0.05):
             if self._stopping.is_set():
                 return
         self._consumed.clear()
-        self.frameReady.emit(FramePacket(frame, result, index, source.length, ms))
+        self.frameReady.emit(packet)
+
+    def _next_packet(self, source: FrameSource) -> FramePacket | None:
+        """The next frame tracked (untracked while no engine could be loaded); None at the end."""
+        length = _shown_length(source)
+        if self._tracker is None:
+            index = source.position
+            frame = source.read()
+            return None if frame is None else FramePacket(frame, FrameResult([], {}, index), index, length, 0.0)
+        if self._stream is None:
+            self._stream = track_stream(self._tracker, source)
+        tracked = next(self._stream, None)
+        if tracked is None:
+            return None
+        return FramePacket(tracked.image, tracked.result, tracked.index, length, tracked.track_ms)
+
+
+def _shown_length(source: FrameSource) -> int:
+    """Frames for the GUI: 0 for a camera (live); a video whose length is unknown still has a
+    start to rewind to."""
+    return 0 if source.live else max(source.length, 1)

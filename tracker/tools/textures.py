@@ -1,6 +1,6 @@
 """The example face-transfer textures, made here from scratch so they are licence-clean.
 
-``python -m tracker.textures`` writes into ``tracker/assets/textures/`` (256x256 PNG, UV
+``python -m tracker.tools.textures`` writes into ``tracker/assets/textures/`` (256x256 PNG, UV
 convention of ``tracker.transfer``):
 
 * ``grid.png`` — u_h in red, u_v in green with a line every 1/16 (thick every 1/4): shows
@@ -19,11 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracker.assets import verified_asset
+from tracker.assets import DEMO_IMAGE, TEXTURE_DIR, verified_asset
 from tracker.fileio import atomic_write_image
 from tracker.parts import LEFT_EYE, LOWER_LIP, RIGHT_EYE, UPPER_LIP
 
-TEXTURE_DIR = Path(__file__).resolve().parent / "assets" / "textures"
 SIZE = 256
 
 
@@ -91,7 +90,6 @@ def facepaint_texture(part_map: np.ndarray, landmark_uv: np.ndarray, size: int =
 
 def astronaut_texture(size: int = SIZE, threads: int = 1) -> np.ndarray:
     """The bundled astronaut's face unwrapped by the shipped network."""
-    from tracker.commands import DEMO_IMAGE
     from tracker.fileio import read_image
     from tracker.pipeline import Tracker, TrackerConfig
     from tracker.transfer import unwrap_face

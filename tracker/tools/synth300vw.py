@@ -1,6 +1,6 @@
-"""Make 300VW-format clips from annotated stills: ``python -m tracker.synth300vw``.
+"""Make 300VW-format clips from annotated stills: ``python -m tracker.tools.synth300vw``.
 
-    python -m tracker.synth300vw --images DIR --out ROOT [--list FILE] [--frames 150] [--size 640x480] [--seed 0]
+    python -m tracker.tools.synth300vw --images DIR --out ROOT [--list FILE] [--frames 150] [--size 640x480] [--seed 0]
 
 Every annotated image (``<stem>.jpg|png`` + ``<stem>.pts``) becomes ``ROOT/NNN/vid.avi`` with
 ``ROOT/NNN/annot/000001.pts``...: the picture moves under a smooth random similarity +
@@ -135,7 +135,7 @@ def write_clip(folder: Path, frames: list[np.ndarray], pts: list[np.ndarray | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tracker.synth300vw", description="Make 300VW-format clips from annotated stills.")
+    ap = argparse.ArgumentParser(prog="python -m tracker.tools.synth300vw", description="Make 300VW-format clips from annotated stills.")
     ap.add_argument("--images", type=Path, required=True, help="folder of <stem>.jpg|png + <stem>.pts")
     ap.add_argument("--out", type=Path, required=True, help="300VW-style output root")
     ap.add_argument("--list", type=Path, help="only these images (paths relative to --images, e.g. splits/val.txt)")

@@ -1,4 +1,4 @@
-"""``run_tracker bench``: per-stage latency and end-to-end fps next to dlib, in the same run.
+"""Timing the tracker next to dlib (and MediaPipe) in one process: what ``run_tracker bench`` runs.
 
 The tracker (video mode) and dlib's HOG detector + 68-point predictor (on every face it finds)
 run over the same frames of the same clip (default: the bundled demo clip at 640x480),
@@ -24,10 +24,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracker.detector import CNN_EXTRA, detect_faces, dlib_landmarks, dlib_models_problem
-from tracker.fileio import atomic_write_json, check_writable
+from tracker.detector import detect_faces, dlib_landmarks
+from tracker.opprofile import profile_models
 from tracker.pipeline import Tracker, TrackerConfig
-from tracker.video import VideoError, open_video, read_frames
+from tracker.sources import ArraySource, track_stream
 
 WARMUP_FRAMES = 5  # engine allocations, first detection
 # Run in a fresh Python: what a user waits for before the first frame (the interpreter's own
@@ -40,16 +40,6 @@ tracker = Tracker(TrackerConfig(**json.loads(sys.argv[1])))
 t2 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "construct_s": t2 - t1, "construct_ms": tracker.load_ms}))
 """
-
-
-def load_frames(path: Path, limit: int, size: tuple[int, int] = (640, 480)) -> list[np.ndarray]:
-    cap, _ = open_video(path)
-    frames = []
-    for f in read_frames(cap, source=str(path)):
-        frames.append(cv2.resize(f, size) if (f.shape[1], f.shape[0]) != size else f)
-        if len(frames) >= limit:
-            break
-    return frames
 
 
 def time_dlib(frames: list[np.ndarray]) -> tuple[list[float], list[int]]:
@@ -69,14 +59,11 @@ def time_dlib(frames: list[np.ndarray]) -> tuple[list[float], list[int]]:
 
 def time_tracker(tracker: Tracker, frames: list[np.ndarray], stages: dict[str, list[float]]) -> tuple[list[float], list[int]]:
     """ms per frame and faces per frame over one pass; per-stage ms appended to ``stages``."""
-    tracker.reset()
     ms, faces = [], []
-    for f in frames:
-        t = time.perf_counter()
-        r = tracker.track(f)
-        ms.append(1000 * (time.perf_counter() - t))
-        faces.append(len(r.faces))
-        for k, v in r.timings.items():
+    for tracked in track_stream(tracker, ArraySource(frames)):
+        ms.append(tracked.track_ms)
+        faces.append(len(tracked.result.faces))
+        for k, v in tracked.result.timings.items():
             stages.setdefault(k, []).append(v)
     return ms, faces
 
@@ -101,14 +88,14 @@ def _stat(v: list[float], count: int) -> dict:
     return {"median_ms": float(np.median(a)), "mean_ms": float(a.mean()), "p90_ms": float(np.percentile(a, 90))}
 
 
-def _mediapipe(args, max_faces: int):
-    """The Face Mesh worker, or None with a one-line note (absent, or not usable)."""
-    if not args.mediapipe_python:
+def open_mediapipe(python: Path | None, max_faces: int):
+    """The Face Mesh worker run by ``python``, or None with a one-line note (absent, or not usable)."""
+    if not python:
         return None
     from tracker.mediapipe_baseline import MediaPipeError, MediaPipeFaceMesh
 
     try:
-        return MediaPipeFaceMesh(args.mediapipe_python, max_faces)
+        return MediaPipeFaceMesh(python, max_faces)
     except MediaPipeError as exc:
         print(f"note: MediaPipe not timed: {exc}", file=sys.stderr)
         return None
@@ -129,32 +116,22 @@ def time_mediapipe(mesh, frames: list[np.ndarray], warmup: bool = False) -> tupl
     return [ms for ms, _ in out], [n for _, n in out]
 
 
-def run_bench(args) -> int:
+def benchmark(config: TrackerConfig, frames: list[np.ndarray], source: str, repeats: int, with_dlib: bool, mediapipe=None,
+              profile: bool = False) -> dict:
+    """The tracker (and dlib, and ``mediapipe`` from ``open_mediapipe``) over ``frames``,
+    ``repeats`` passes each, alternating; the start-up in a fresh process once per pass."""
     from contextlib import nullcontext
 
-    from tracker.commands import DEMO_CLIP
-
-    video = args.video or DEMO_CLIP
-    if args.json:
-        check_writable(args.json)  # now, not after minutes of timing
-    frames = load_frames(video, args.frames)
-    if not frames:
-        raise VideoError(f"{video}: no decodable frame")
-    with_dlib = dlib_models_problem() is None
-    if not with_dlib:
-        print(f"note: dlib not timed (its 68-point predictor comes with {CNN_EXTRA}); the tracker alone", file=sys.stderr)
-    config = TrackerConfig.from_args(args, mode="video")
     tracker = Tracker(config)
-    mediapipe = _mediapipe(args, config.max_faces)
     stages: dict[str, list[float]] = {}
     totals, dlib_ms, mp_ms, startups = [], [], [], []
     faces = {"tracker": [], "dlib": [], "mediapipe": []}
     with mediapipe or nullcontext():
-        for f in frames[:WARMUP_FRAMES]:
-            tracker.track(f)
+        for _ in track_stream(tracker, ArraySource(frames[:WARMUP_FRAMES])):
+            pass
         if mediapipe and time_mediapipe(mediapipe, frames[:WARMUP_FRAMES], warmup=True) is None:
             mediapipe = None
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             startups.append(measure_startup(config))
             ms, n_faces = time_tracker(tracker, frames, stages)
             totals += ms
@@ -174,11 +151,11 @@ def run_bench(args) -> int:
     n = len(totals)
     startup = min(startups, key=lambda s: s["process_s"])  # the least disturbed of the passes
     result = {
-        "video": str(video),
+        "video": source,
         "frames": n,
         "size": [frames[0].shape[1], frames[0].shape[0]],
         "engine": tracker.engine.describe(),
-        "refine": not args.no_refine,
+        "refine": config.refine,
         "refiners": list(config.refiners) if config.refine else [],
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
@@ -198,19 +175,14 @@ def run_bench(args) -> int:
     result["speedup_vs_dlib"] = dm / tm if dm else None
     result["mediapipe_fps"] = 1000.0 / mm if mm else None
     result["speedup_vs_mediapipe"] = mm / tm if mm else None
-    if args.profile:
-        from tracker.opprofile import profile_lines, profile_models
-
+    if profile:
         result["profile"] = profile_models(config, frames)
-    _print(result, video)
-    if args.profile:
-        print("\n".join(profile_lines(result["profile"], config.threads)))
-    if args.json:
-        atomic_write_json(args.json, result)
-    return 0
+    return result
 
 
-def _print(result: dict, video) -> None:
+def print_result(result: dict) -> None:
+    """The table ``bench`` prints."""
+    video = result["video"]
     print(f"{result['frames']} frames of {video} at {result['size'][0]}x{result['size'][1]}, {result['engine']}")
     print(f"{'stage':<26}{'median ms':>10}{'mean ms':>10}{'p90 ms':>10}{'faces/frame':>13}")
     fpf = result["faces_per_frame"]

@@ -1,15 +1,15 @@
-"""Make a demo clip from one or more face photos: ``python -m tracker.democlip``.
+"""Make a demo clip from one or more face photos: ``python -m tracker.tools.democlip``.
 
-    python -m tracker.democlip --still A.jpg [--still B.jpg ...] --out CLIP.mp4 [--frames 150] [--seed 0]
+    python -m tracker.tools.democlip --still A.jpg [--still B.jpg ...] --out CLIP.mp4 [--frames 150] [--seed 0]
 
 The photos are cropped around their most confident face (dlib HOG), scaled to one height and
-placed side by side; the picture then moves exactly like a ``tracker.synth300vw`` clip (smooth
+placed side by side; the picture then moves exactly like a ``tracker.tools.synth300vw`` clip (smooth
 random similarity + perspective motion, scale changes, lighting ramp, motion blur, an occluder,
 a few frames where the faces leave the picture), steered by the corners of every face box found
 on the composite.  No annotations are written: these clips are for ``bench`` and the demos.
 
 The two-face clip of README.md's speed table (2.4 MB, so it is made when needed rather than
-shipped) is ``python -m tracker.democlip TWO_FACE_ARGS --out two_faces.mp4``; see TWO_FACE_ARGS.
+shipped) is ``python -m tracker.tools.democlip TWO_FACE_ARGS --out two_faces.mp4``; see TWO_FACE_ARGS.
 """
 from __future__ import annotations
 
@@ -20,13 +20,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tracker.assets import DEMO_IMAGE
 from tracker.detector import detect_faces
 from tracker.errors import InputError
 from tracker.fileio import ImageReadError, read_image
-from tracker.synth300vw import FILL, render_clip
+from tracker.tools.synth300vw import FILL, render_clip
 from tracker.video import AtomicVideoWriter
 
-DEMO = Path(__file__).resolve().parent / "assets" / "demo"
+DEMO = DEMO_IMAGE.parent
 # Two public-domain portraits (sources: README.md, "Licences").  Both faces fill
 # more of the frame than synth300vw's one (each is ~70-150 px across), motion starts at the first
 # frame (no still lead-in whose end would be a jump), and seed 2 is one where both faces stay
@@ -58,7 +59,7 @@ def face_corners(image: np.ndarray) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tracker.democlip", description="Make a demo clip from face photos side by side.")
+    ap = argparse.ArgumentParser(prog="python -m tracker.tools.democlip", description="Make a demo clip from face photos side by side.")
     ap.add_argument("--still", type=Path, action="append", required=True, help="a face photo (repeat for several faces)")
     ap.add_argument("--out", type=Path, required=True, help="output video (.mp4)")
     ap.add_argument("--frames", type=int, default=150)

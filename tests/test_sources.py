@@ -1,0 +1,205 @@
+"""Frame sources and the one tracking loop (``tracker/sources.py``), the camera path of the
+commands (a fake camera; a real one only where this machine has one), and the layout rule that
+no library module imports the command-line app."""
+from __future__ import annotations
+
+import ast
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tracker.assets import DEMO_CLIP, DEMO_IMAGE
+from tracker.cli import main
+from tracker.detector import BoxError
+from tracker.errors import SourceError
+from tracker.pipeline import FrameResult
+from tracker.sources import (
+    ArraySource,
+    CameraSource,
+    ImageSource,
+    SourceSpec,
+    VideoSource,
+    load_frames,
+    open_source,
+    probe_cameras,
+    spec_from_argument,
+    track_stream,
+    until_interrupted,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class FakeTracker:
+    """Records what the loop asks of a Tracker; frame k's result has frame index k."""
+
+    def __init__(self, bad_box_frames=()):
+        self.calls: list[tuple[str, object]] = []
+        self.bad_box_frames = set(bad_box_frames)
+
+    def reset(self) -> None:
+        self.calls.append(("reset", None))
+
+    def track(self, image, boxes=None) -> FrameResult:
+        k = int(image[0, 0, 0])
+        self.calls.append(("track", k))
+        if boxes is not None and k in self.bad_box_frames:
+            raise BoxError(f"face box on frame {k}: entirely outside the image")
+        return FrameResult([], {"detect": 0.5}, k)
+
+
+def frames(n: int) -> list[np.ndarray]:
+    return [np.full((4, 6, 3), k, np.uint8) for k in range(n)]
+
+
+def test_track_stream_resets_first_times_each_frame_and_reads_no_frame_past_the_limit():
+    tracker, source = FakeTracker(), ArraySource(frames(5))
+    out = list(track_stream(tracker, source, limit=3))
+    assert tracker.calls == [("reset", None), ("track", 0), ("track", 1), ("track", 2)]
+    assert [t.index for t in out] == [0, 1, 2] and [t.result.frame_index for t in out] == [0, 1, 2]
+    assert all(t.track_ms >= 0 and t.fps > 0 for t in out)
+    assert source.position == 3  # the 4th frame was never read
+    assert [t.index for t in track_stream(tracker, source)] == [3, 4]  # a new stream goes on from there, reset again
+    assert tracker.calls[4] == ("reset", None)
+
+
+def test_track_stream_gives_each_frame_its_boxes_and_skips_frames_whose_boxes_do_not_fit():
+    tracker, bad = FakeTracker(bad_box_frames={1}), []
+    out = list(track_stream(tracker, ArraySource(frames(3)), boxes=lambda f: [[0, 0, 2, 2]] if f.index else None,
+                            on_bad_boxes=lambda f, exc: bad.append((f.index, str(exc)))))
+    assert [(t.index, t.boxes) for t in out] == [(0, None), (2, [[0, 0, 2, 2]])]
+    assert bad == [(1, "face box on frame 1: entirely outside the image")]
+    with pytest.raises(BoxError):  # nobody to tell: the caller hears of it
+        list(track_stream(FakeTracker(bad_box_frames={1}), ArraySource(frames(3)), boxes=lambda f: [[0, 0, 2, 2]]))
+
+
+def test_image_source_reports_an_unreadable_picture_and_goes_on_or_raises_without_a_callback(tmp_path):
+    good = tmp_path / "a.jpg"
+    good.write_bytes(DEMO_IMAGE.read_bytes())
+    (tmp_path / "b.jpg").write_text("not a picture")
+    pictures = [good, tmp_path / "b.jpg", good]
+    warnings: list[str] = []
+    got = [(f.index, f.path.name) for f in ImageSource(pictures, "three", warn=warnings.append).frames()]
+    assert got == [(0, "a.jpg"), (2, "a.jpg")]
+    assert len(warnings) == 1 and "b.jpg" in warnings[0]
+    with pytest.raises(SourceError, match="b.jpg"):
+        list(ImageSource(pictures, "three").frames())
+
+
+def test_video_source_rewinds_after_the_end_as_the_viewer_does():
+    with VideoSource(DEMO_CLIP) as source:
+        first = [f.image for f in source.frames()]
+        assert len(first) == source.length == 150 and source.size == (first[0].shape[1], first[0].shape[0])
+        source.seek(10)
+        again = next(source.frames())
+        assert again.index == 10 and np.array_equal(again.image, first[10])
+        assert source.read() is not None and source.position == 12
+
+
+def test_read_ahead_source_gives_the_same_frames():
+    plain = load_frames(VideoSource(DEMO_CLIP), 20)
+    ahead = load_frames(VideoSource(DEMO_CLIP, read_ahead=3), 20)
+    assert len(plain) == len(ahead) == 20 and all(np.array_equal(a, b) for a, b in zip(plain, ahead))
+
+
+def test_sources_by_argument_and_their_errors(tmp_path):
+    assert spec_from_argument("webcam", 3) == SourceSpec("webcam", device=3)
+    assert spec_from_argument(str(DEMO_IMAGE)).kind == "image" and spec_from_argument(str(DEMO_CLIP)).kind == "video"
+    assert spec_from_argument(str(tmp_path)).kind == "folder"
+    one = open_source(spec_from_argument(str(DEMO_IMAGE)))
+    assert (one.length, one.sequence, one.live) == (1, False, False)
+    with pytest.raises(SourceError, match="file not found"):
+        open_source(SourceSpec("video", tmp_path / "nothing.mp4"))
+    with pytest.raises(SourceError, match="no jpg/png/bmp images"):
+        open_source(SourceSpec("folder", tmp_path))
+    with pytest.raises(SourceError, match="cannot seek in a live source"):
+        ArraySource(frames(2), live=True).seek(0)
+
+
+def test_ctrl_c_ends_a_live_source_and_interrupts_a_file():
+    with until_interrupted(ArraySource(frames(1), live=True)):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), until_interrupted(ArraySource(frames(1))):
+        raise KeyboardInterrupt
+
+
+def test_video_command_reads_a_camera(fake_camera, tmp_path, capsys):
+    fake_camera(8)
+    out = tmp_path / "cam"
+    argv = ["video", "--camera", "0", "--csv", str(out / "a.csv"), "--json", str(out / "a.json"), "--pts-dir", str(out / "pts"),
+            "--out", str(out / "a.mp4"), "--threads", "1", "--max-frames", "6"]
+    assert main(argv) == 0
+    rows = list(csv.reader((out / "a.csv").read_text().splitlines()))[1:]
+    assert sorted({int(r[0]) for r in rows}) == [1, 2, 3, 4, 5, 6]  # a face in every frame of the clip's start
+    saved = json.loads((out / "a.json").read_text())
+    assert saved["source"] == "webcam 0" and len(saved["frames"]) == 6 and saved["fps"] == 30.0
+    assert int(cv2.VideoCapture(str(out / "a.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    assert len(list((out / "pts").glob("*.pts"))) == 6
+    assert "Ctrl-C stops and saves" in capsys.readouterr().err
+
+
+def test_video_command_keeps_a_camera_recording_at_ctrl_c_and_when_the_camera_stops(fake_camera, tmp_path, capsys):
+    fake_camera(4, interrupt=True)
+    assert main(["video", "--camera", "2", "--csv", str(tmp_path / "a.csv"), "--threads", "1"]) == 0
+    assert len((tmp_path / "a.csv").read_text().splitlines()) == 1 + 4
+    fake_camera(3)  # the camera stops delivering: a warning, and the frames so far are kept
+    assert main(["video", "--camera", "2", "--csv", str(tmp_path / "b.csv"), "--threads", "1"]) == 0
+    assert len((tmp_path / "b.csv").read_text().splitlines()) == 1 + 3
+    assert "warning: webcam 2: stopped delivering frames" in capsys.readouterr().err
+
+
+def test_bench_times_frames_recorded_from_a_camera(fake_camera, tmp_path):
+    fake_camera(5)
+    assert main(["bench", "--camera", "1", "--frames", "3", "--repeats", "1", "--threads", "1", "--json", str(tmp_path / "b.json")]) == 0
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["video"] == "webcam 1" and result["frames"] == 3 and result["size"] == [640, 480]
+
+
+@pytest.mark.parametrize("argv", [["video", "--csv", "x.csv"], ["video", str(DEMO_CLIP), "--camera", "0", "--csv", "x.csv"],
+                                  ["bench", "--video", str(DEMO_CLIP), "--camera", "0"]])
+def test_a_file_or_a_camera_not_both(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "camera" in err[0]
+
+
+def test_a_missing_camera_is_one_line(tmp_path, capsys):
+    if 9 in probe_cameras(9):
+        pytest.skip("this machine has a camera at index 9")
+    assert main(["video", "--camera", "9", "--csv", str(tmp_path / "a.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no camera at index 9" in err[0]
+    assert not (tmp_path / "a.csv").exists()
+
+
+def test_a_real_camera_delivers_frames():
+    cameras = probe_cameras()
+    if not cameras:
+        pytest.skip("no camera on this machine (the commands' camera path is covered with a fake camera above)")
+    camera = CameraSource(cameras[0])
+    got = load_frames(camera, 3)  # closes the camera
+    assert len(got) == 3 and got[0].shape[:2] == (camera.size[1], camera.size[0])
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def test_no_library_module_imports_the_command_line_app_or_the_offline_tools():
+    """The CLI and the tools sit on top of the library; nothing below them reaches up."""
+    library = [p for d in ("tracker", "engines", "ui", "training", "benchmarks") for p in (REPO / d).rglob("*.py")
+               if not p.is_relative_to(REPO / "tracker" / "cli") and not p.is_relative_to(REPO / "tracker" / "tools")]
+    assert len(library) > 40
+    wrong = {str(p.relative_to(REPO)): sorted(n for n in _imports(p) if n.startswith(("tracker.cli", "tracker.tools")))
+             for p in library}
+    assert {k: v for k, v in wrong.items() if v} == {}

@@ -1,0 +1,171 @@
+"""The ``batch300vw`` runner as a library: the 300VW layout, one job per video, and where the
+videos run (this process, a local process pool, or Ray tasks through ``tracker/raybatch.py``).
+
+Layout: ``ROOT/NNN/vid.avi|mp4`` with ``ROOT/NNN/annot/000001.pts``...; a job writes
+``OUT/NNN/000001.pts`` per tracked frame (frame numbers 1-based like the annotations) and
+``OUT/NNN/result.json`` (per-video metrics, written last) into a hidden folder renamed onto
+``OUT/NNN`` when complete, so ``OUT/NNN`` is finished or absent: a killed run restarted with the
+same command redoes only the unfinished videos, and the outputs are exactly those of an
+uninterrupted run.  Every runner calls ``track_300vw_video``; ``tracker.evaluation`` scores.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracker.errors import MissingInputError, NotAFolderError
+from tracker.evaluation import evaluate_video
+from tracker.fileio import atomic_output_dir, atomic_write_json
+from tracker.pipeline import Tracker, TrackerConfig, TrackerMode
+from tracker.pts import write_pts
+from tracker.sources import VideoSource, track_stream
+from tracker.video import READ_AHEAD, VIDEO_EXTENSIONS, VideoError
+from tracker.writers import Subject
+
+log = logging.getLogger(__name__)
+
+
+def find_300vw_videos(root: Path) -> list[tuple[str, Path]]:
+    """(name, video path) for every NNN/vid.* folder, sorted."""
+    if not root.is_dir():
+        raise NotAFolderError(f"{root}: not a folder")
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        vids = sorted(p for p in d.iterdir() if p.stem == "vid" and p.suffix.lower() in VIDEO_EXTENSIONS)
+        if vids:
+            out.append((d.name, vids[0]))
+    if not out:
+        raise MissingInputError(f"{root}: no 300VW videos (expected NNN/vid.avi or NNN/vid.mp4)")
+    return out
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One video of a batch: where it is, where its outputs go, how to track it."""
+
+    name: str
+    video: Path
+    annot: Path
+    out: Path
+    config: TrackerConfig
+
+
+@dataclass(frozen=True)
+class VideoOutcome:
+    name: str
+    message: str  # one line for the log
+    ok: bool
+    warnings: tuple[str, ...] = ()
+
+
+@functools.lru_cache(maxsize=1)
+def _process_tracker(config: TrackerConfig) -> Tracker:
+    """One Tracker per process (the batch itself, a pool worker or a Ray worker), reused for
+    every video it gets: building one loads and verifies the models (0.3-0.8 s here)."""
+    return Tracker(config)
+
+
+FRAMES_PER_REPORT = 25  # frame-progress granularity: one report a second or so, cheap even as a Ray call
+
+
+def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = None) -> VideoOutcome:
+    """Track one video into ``job.out`` (frames + result.json), all or nothing: the outputs are
+    written to a hidden folder renamed onto ``job.out`` when complete.  ``on_frames(k)``: k more
+    frames tracked.  Bad input is an outcome with ``ok=False``; anything else raises."""
+    warnings: list[str] = []
+    try:
+        tracker = _process_tracker(job.config)
+        subject = Subject(sticky=job.config.mode is TrackerMode.VIDEO)
+        with VideoSource(job.video, READ_AHEAD, warnings.append) as source, atomic_output_dir(job.out) as out:
+            n = detections = 0
+            t0 = time.perf_counter()
+            for tracked in track_stream(tracker, source):  # reset first: no track survives from the previous video
+                n = tracked.index + 1  # frame numbers are 1-based, like the annotations
+                face = subject.pick(tracked.result.faces)
+                if face is not None:
+                    write_pts(out / f"{n:06d}.pts", face.landmarks)
+                    detections += face.detected
+                if on_frames and n % FRAMES_PER_REPORT == 0:
+                    on_frames(FRAMES_PER_REPORT)
+            if on_frames:
+                on_frames(n % FRAMES_PER_REPORT)
+            if n == 0:
+                raise VideoError(f"{job.video}: no decodable frame (corrupt, or not a video)")
+            seconds = time.perf_counter() - t0
+            metrics = evaluate_video(out, job.annot)
+            # detections: frames whose subject came from the detector rather than from tracking, i.e.
+            # the first acquisition plus one per re-detection after a loss (every frame in --stills).
+            atomic_write_json(out / "result.json", {"video": str(job.video), "frames": n, "seconds": round(seconds, 2),
+                                                    "detections": detections, "warnings": warnings, **metrics})
+        scored = f"AUC@0.08 {metrics['auc08']:.4f}" if metrics["annotated_frames"] else "no annotations: nothing to score"
+        return VideoOutcome(job.name, f"{n} frames, {scored}", True, tuple(warnings + metrics["malformed_annotations"]))
+    except (VideoError, OSError, ValueError) as exc:
+        return VideoOutcome(job.name, f"skipped: {exc}", False, tuple(warnings))
+
+
+def crashed(job: VideoJob, exc: BaseException) -> VideoOutcome:
+    """The outcome of a video whose worker raised something unexpected or died."""
+    log.debug("%s failed", job.name, exc_info=exc)
+    lines = str(exc).strip().splitlines()
+    return VideoOutcome(job.name, f"failed: {type(exc).__name__}" + (f": {lines[0]}" if lines else ""), False)
+
+
+def _die_with_parent(parent: int) -> None:
+    """If the batch process is killed (even with SIGKILL), its workers die too, so no orphan
+    keeps writing into the output folder while a resumed run starts."""
+    try:
+        import ctypes
+        import signal as _signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(_signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: best effort
+    if os.getppid() != parent:  # killed before the line above: it would never fire
+        os._exit(1)
+
+
+_pool_frames = None  # in a pool worker: the frame counter shared with the batch process
+
+
+def _init_pool_worker(frames, parent: int) -> None:
+    global _pool_frames
+    _pool_frames = frames
+    _die_with_parent(parent)
+
+
+def _count_pool_frames(k: int) -> None:
+    with _pool_frames.get_lock():
+        _pool_frames.value += k
+
+
+def local_outcomes(jobs: list[VideoJob], on_frames: Callable[[int], None], workers: int) -> Iterator[VideoOutcome]:
+    """Track the videos on this machine, ``workers`` at a time; outcomes in completion order."""
+    if workers <= 1:  # in-process: a killed run leaves no worker behind
+        for job in jobs:
+            try:
+                outcome = track_300vw_video(job, on_frames)
+            except Exception as exc:  # a bug or a broken model must not stop the other videos
+                outcome = crashed(job, exc)
+            yield outcome
+        return
+    frames = multiprocessing.Value("q", 0)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_pool_worker, initargs=(frames, os.getpid()))
+    try:
+        futures = {pool.submit(track_300vw_video, job, _count_pool_frames): job for job in jobs}
+        pending, seen = set(futures), 0
+        while pending:
+            ready, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            total = frames.value
+            on_frames(total - seen)
+            seen = total
+            for f in ready:
+                yield crashed(futures[f], f.exception()) if f.exception() else f.result()
+    finally:
+        pool.shutdown(cancel_futures=True)

@@ -1,0 +1,88 @@
+"""``run_tracker`` / ``run_tracker.py`` / ``python -m tracker.cli``: one command line, one
+subcommand per use.
+
+Each command is a module of this package with ``register(subparsers)``, which adds its parser and
+sets ``func`` (its ``run(args)``); ``main`` turns every expected failure (a
+``tracker.errors.TrackerError``: bad input, missing model, bad option) into one line on stderr and
+exit status 2, never a traceback; any other exception is a bug: one "internal error" line and
+status 1 (the traceback with ``-v``).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+
+from tracker.cli import batch300vw, bench, demo, images, transfer, version, video, viewer
+from tracker.cli import eval as evaluate
+from tracker.cli.common import DOES_NOT_RESUME, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
+from tracker.errors import TrackerError, UsageError
+
+# In --help order; `viewer` also registers `webcam` (the viewer on a camera).
+COMMANDS = [demo, images, evaluate, video, batch300vw, bench, viewer, transfer, version]
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse's own error() prints the whole usage block and calls sys.exit(2) from inside
+    # parse_args; raising instead lets main() print one line and *return* the exit code.
+    def error(self, message: str) -> None:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _quiet_native_libraries() -> None:
+    """FFmpeg and OpenCV print their own multi-line warnings (``moov atom not found``,
+    ``[ WARN:0@0.1] ...``) beside the one line the command prints about the same problem.
+    OpenCV's FFmpeg backend reads its variable when it is first used; ``-v`` keeps both."""
+    import cv2
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="run_tracker", description="DenseReg face tracker: dense face correspondence, 68 landmarks, tracking.")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log debug information")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")  # sub-parsers inherit _Parser
+    for command in COMMANDS:
+        command.register(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; returns the process exit code: 0 ok, 1 some inputs failed (or an
+    internal error), 2 a bad input or command line (a ``TrackerError``), 130 interrupted."""
+    ap = build_parser()
+    try:
+        args = ap.parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help: argparse printed it and exits 0
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    if not args.verbose:
+        _quiet_native_libraries()
+    if not getattr(args, "func", None):
+        print(f"error: no command given; one of: {', '.join(c.NAME for c in COMMANDS)} (see --help)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except TrackerError as exc:  # what the user gave cannot be used: their problem to fix, in one line
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(getattr(args, "interrupted", DOES_NOT_RESUME), file=sys.stderr)
+        return 130
+    except Exception as exc:  # anything else is a bug: say so, and where to find the details
+        if args.verbose:
+            traceback.print_exc()
+            print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        else:
+            print(f"internal error: {type(exc).__name__}: {exc} (rerun with -v for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

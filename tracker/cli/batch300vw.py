@@ -1,0 +1,96 @@
+"""``run_tracker batch300vw``: track and evaluate every video of a 300VW-style folder, resumable
+(the runner, its layout and outputs: ``tracker.batch``; the scores: ``tracker.evaluation``).
+Reads files only: a camera has no annotations to score against (``video --camera`` tracks one)."""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+from tracker.batch import VideoJob, find_300vw_videos, local_outcomes
+from tracker.cli.common import CNN_SILENCE, RESUMES, count, engine_args, video_args
+from tracker.detector import cnn_missing_note
+from tracker.errors import UsageError
+from tracker.evaluation import summarise_300vw
+from tracker.fileio import atomic_write_image, atomic_write_json, remove_partial_dirs, safe_output_path
+from tracker.pipeline import TrackerConfig
+from tracker.plots import ced_plot
+
+NAME = "batch300vw"
+
+
+def register(sub) -> None:
+    p = sub.add_parser(NAME, help="track and evaluate every video of a 300VW-style folder (resumable)")
+    p.add_argument("root", type=Path, help="folder of NNN/vid.avi|mp4 with NNN/annot/*.pts")
+    p.add_argument("--out", type=Path, required=True, help="output folder: NNN/*.pts, NNN/result.json, summary.json, ced.png")
+    p.add_argument("--jobs", type=count(1),
+                   help="videos tracked in parallel (processes; default 1); with --ray alone: the CPUs the local Ray may use (default: all cores)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="one Ray task per video (needs the cluster extra): alone, a local Ray started for the run; 'auto', the cluster in "
+                        "RAY_ADDRESS or started here by `ray start`; else that cluster's address.  ROOT and OUT must be at the same paths "
+                        "on every node.  Each video takes one CPU and one network thread")
+    engine_args(p)
+    video_args(p)
+    p.add_argument("--stills", action="store_true",
+                   help="treat every frame as an independent picture (detect each frame, no tracking): the reference for tracking; "
+                        "with --cnn-every > 0 the CNN runs on every frame HOG misses (slow)")
+    p.set_defaults(func=run, interrupted=RESUMES)
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    if args.jobs is not None and args.ray not in (None, "local"):
+        raise UsageError(f"--jobs does not apply to --ray {args.ray}: the cluster's CPUs decide how many videos run at once")
+    if args.ray is not None:
+        try:
+            from tracker.raybatch import ray_outcomes
+        except ImportError:
+            raise UsageError("--ray needs Ray, which is not installed: pip install 'densereg-tracker[cluster]' (or 'ray>=2.9')") from None
+        outcomes = functools.partial(ray_outcomes, address=args.ray, cpus=args.jobs)
+    else:
+        outcomes = functools.partial(local_outcomes, workers=args.jobs or 1)
+    videos = find_300vw_videos(args.root)
+    # --stills: every frame is an independent picture (detection each frame, no tracking, no
+    # smoothing): the reference that tracking must match or beat on the same frames.  Compare
+    # runs with the same --cnn-every setting (0 for HOG only in both), so that the comparison is
+    # about tracking, not about detectors.  With --ray every video task takes one CPU and one
+    # network thread: videos in parallel use cores better than threads within a video.
+    threads = 1 if args.ray is not None else max(1, args.threads // (args.jobs or 1))
+    config = TrackerConfig.from_args(args, mode="image" if args.stills else "video", threads=threads, smooth=not args.no_smooth,
+                                     cnn_fallback=args.cnn_every > 0, video_cnn_every=args.cnn_every)
+    if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
+        print(note, file=sys.stderr)
+    jobs, done = [], 0
+    for name, video in videos:
+        out = safe_output_path(args.out, name)
+        if (out / "result.json").exists():
+            done += 1
+            continue
+        jobs.append(VideoJob(name, video, args.root / name / "annot", out, config))
+    remove_partial_dirs(args.out)  # what a killed run was writing
+    failed = 0
+    bars = {"file": sys.stderr, "disable": not sys.stderr.isatty()}
+    with tqdm(total=len(jobs), unit="video", position=0, **bars) as video_bar, tqdm(unit="frame", position=1, **bars) as frame_bar:
+        for outcome in outcomes(jobs, frame_bar.update):
+            for w in outcome.warnings:
+                tqdm.write(f"warning: {w}", file=sys.stderr)
+            tqdm.write(f"{outcome.name}: {outcome.message}", file=sys.stdout)
+            failed += not outcome.ok
+            video_bar.update()
+    remove_partial_dirs(args.out)  # those of attempts that died and were retried
+    summary = summarise_300vw(args.out, [n for n, _ in videos])
+    atomic_write_json(args.out / "summary.json", summary)
+    if summary["curves"]:
+        atomic_write_image(args.out / "ced.png", ced_plot({f"all videos (AUC {summary['auc08']:.3f})": summary["curves"]["all"]}))
+    jitter = "" if summary["jitter_static"] is None else f", jitter on still frames {100 * summary['jitter_static']:.2f}% of the eye distance"
+    if summary["frames"]:
+        overall = (f"AUC@0.08 {summary['auc08']:.4f}, FR@0.08 {summary['fr08']:.4f}, NME {summary['nme_mean']:.4f} over "
+                   f"{summary['frames']} annotated frames")
+    else:
+        overall = f"no annotations (NNN/annot/*.pts): nothing to score; the tracked .pts are in {args.out}"
+    print(f"done: {len(jobs) - failed} videos tracked, {done} already done, {failed} skipped or failed (rerun to retry); overall {overall}, "
+          f"{summary['detections']} detector (re)acquisitions{jitter}")
+    return 1 if failed else 0

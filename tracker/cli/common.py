@@ -1,0 +1,56 @@
+"""What several commands share: argument types, the engine and video options, the exit codes and
+what Ctrl-C leaves behind."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from engines import KINDS, NOTES
+
+EXIT_OK, EXIT_ITEMS_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERNAL = 1  # a bug (not a TrackerError): the same status as a batch with failed items, as Python itself exits
+# What Ctrl-C leaves behind, per command (``set_defaults(interrupted=...)``); only the batch
+# commands resume, so only they say so.
+RESUMES = "interrupted; finished outputs are kept (rerun the same command to resume)"
+DOES_NOT_RESUME = "interrupted; only complete files were written (this command does not resume: rerun it to start again)"
+CNN_SILENCE = " (--cnn-every 0: HOG only, without this note)"
+
+
+def count(minimum: int):
+    """argparse type: an integer >= minimum (a bad value is a usage error, never silently clamped)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        return value
+
+    return parse
+
+
+def engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", default="auto", choices=KINDS,
+                   help=f"inference backend (auto: {NOTES['auto']}; torch: {NOTES['torch']})")
+    p.add_argument("--threads", type=count(1), default=2, help="CPU threads for the network (default 2)")
+    p.add_argument("--no-refine", action="store_true", help="skip the MDM refiner (faster, less accurate)")
+    p.add_argument("--flip", action="store_true", help="test-time flipping: also refine the mirrored face and average "
+                   "(val AUC +0.01; doubles the refiner's time)")
+
+
+def video_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-smooth", action="store_true", help="no temporal (One Euro) smoothing of the landmarks")
+    p.add_argument("--cnn-every", type=count(0), default=30, metavar="N",
+                   help="while no face is tracked and HOG finds none, try dlib's CNN detector on 1 frame in N "
+                        "(~1 s a call; needs the [cnn] extra; 0: HOG only). Default 30")
+
+
+def camera_arg(p, what: str = "instead of a file") -> None:
+    """``--camera N``: read camera N (a live source: runs until Ctrl-C or --max-frames)."""
+    p.add_argument("--camera", type=count(0), metavar="N", help=f"read camera N {what} (stops at Ctrl-C or --max-frames)")
+
+
+def warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)

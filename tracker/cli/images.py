@@ -1,0 +1,175 @@
+"""``run_tracker images``: landmarks (+ parts, dense maps) for every picture of a folder.
+
+Outputs, per image (written atomically; ``<stem>.json`` last, so its presence means the image is
+finished and a rerun skips it, unless an output asked for is missing):
+
+* ``<stem>.pts`` — one face's final landmarks (iBUG, 1-based), the face ``pts_face`` picks;
+  absent when no face was found.
+* ``<stem>.json`` — every face: box, score, ROI, the 68 points and confidences of every stage
+  (``densereg``, ``pca``, ``mdm``), in 0-based pixels (``COORDINATES``, also stated in the
+  file); ``"faces": []`` when no face was found.
+* ``<stem>_parts.png`` (``--parts``) — uint8 labels 0-8 for programs (values in
+  ``tracker/parts.py``; looks black in an image viewer: ``--annotate`` shows them coloured).
+* ``<stem>_annotated.jpg`` (``--annotate``) — the picture with every face's landmarks drawn, and
+  the parts blended in colour with ``--parts``; written for pictures without a face too.
+* ``<stem>_maps.npz`` (``--save-maps``) — ``uv`` (2,H,W), ``fg`` (H,W), ``depth`` (H,W) of the
+  ``.pts`` face in image pixels.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tracker.boxfile import box_key, read_boxes
+from tracker.cli.common import RESUMES, engine_args
+from tracker.detector import Detection, cnn_missing_note, require_dlib_predictor
+from tracker.draw import annotate_still, frame_part_labels
+from tracker.errors import MissingInputError, NotAFolderError
+from tracker.fileio import WriteError, atomic_save_npz, atomic_write_image, atomic_write_json, list_images, read_list, safe_output_path
+from tracker.pipeline import Tracker, TrackerConfig
+from tracker.pts import write_pts
+from tracker.sources import ImageSource, track_stream
+from tracker.writers import frame_to_json, maps_in_image, pts_face, write_dlib_baseline
+
+NAME = "images"
+
+
+def register(sub) -> None:
+    p = sub.add_parser(NAME, help="landmarks (+ parts, dense maps) for every image in a folder")
+    p.add_argument("--input", type=Path, required=True, help="folder of jpg/png/bmp images")
+    p.add_argument("--out", type=Path, required=True, help="output folder (.pts, .json, ...)")
+    p.add_argument("--parts", action="store_true", help="also write <stem>_parts.png: raw labels 0-8 for programs (tracker/parts.py), "
+                   "black in an image viewer; with --annotate the parts are also drawn in colour")
+    p.add_argument("--annotate", action="store_true",
+                   help="also write <stem>_annotated.jpg: the picture with the landmarks (and, with --parts, the parts) drawn")
+    p.add_argument("--boxes", type=Path, metavar="FILE",
+                   help="face boxes instead of the detector: lines 'STEM X0 Y0 X1 Y1' (or CSV), 0-based pixels, "
+                   "several lines for several faces; images without a line use the detector (README, Usage)")
+    p.add_argument("--save-maps", action="store_true", help="also write <stem>_maps.npz (uv, fg, depth in image pixels)")
+    p.add_argument("--baseline", choices=["dlib"], help="also write dlib's 68-point results under OUT/dlib/")
+    p.add_argument("--recursive", action="store_true", help="include images in sub-folders")
+    p.add_argument("--list", type=Path, help="only these images: a text file of paths relative to --input (e.g. splits/val.txt)")
+    p.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist (default: resume)")
+    engine_args(p)
+    p.set_defaults(func=run, interrupted=RESUMES)
+
+
+def _output_names(images: list[Path], root: Path) -> dict[Path, str]:
+    """Relative output stem per image; images sharing a stem keep their extension in it."""
+    rel = {p: p.relative_to(root).with_suffix("").as_posix() for p in images}
+    counts: dict[str, int] = {}
+    for r in rel.values():
+        counts[r] = counts.get(r, 0) + 1
+    return {p: (r if counts[r] == 1 else p.relative_to(root).as_posix()) for p, r in rel.items()}
+
+
+def _select_images(args) -> list[Path]:
+    if not args.input.is_dir():
+        raise NotAFolderError(f"{args.input}: not a folder")
+    if getattr(args, "list", None):
+        names = read_list(args.list)
+        return [args.input / n for n in names]
+    images = list_images(args.input, recursive=args.recursive)
+    if not images:
+        raise MissingInputError(f"{args.input}: no images (jpg, jpeg, png, bmp) found")
+    return images
+
+
+def _finished(args, stem: str) -> bool:
+    """``<stem>.json`` is written last, so it marks a finished image, unless an output asked for
+    this time is missing (a rerun adding ``--annotate`` or ``--parts`` does those images)."""
+    json_path = safe_output_path(args.out, f"{stem}.json")
+    if not json_path.exists():
+        return False
+    if args.annotate and not safe_output_path(args.out, f"{stem}_annotated.jpg").exists():
+        return False
+    per_face = [suffix for flag, suffix in ((args.parts, "_parts.png"), (args.save_maps, "_maps.npz")) if flag]
+    if per_face:
+        try:
+            has_face = bool(json.loads(json_path.read_text()).get("faces"))
+        except ValueError:
+            return False
+        return not has_face or all(safe_output_path(args.out, stem + s).exists() for s in per_face)
+    return True
+
+
+def _load_boxes(args, images: list[Path]) -> dict[str, list[Detection]]:
+    """--boxes, keyed like the images; warns once about stems that match no image."""
+    if not args.boxes:
+        return {}
+    boxes = read_boxes(args.boxes)
+    keys = {box_key(p.relative_to(args.input).as_posix()) for p in images}
+    unmatched = sorted(set(boxes) - keys)
+    if unmatched:
+        print(f"warning: {args.boxes}: {len(unmatched)} stem(s) match no input image, e.g. {unmatched[0]!r}", file=sys.stderr)
+    return boxes
+
+
+def run(args) -> int:
+    images = _select_images(args)
+    if args.baseline == "dlib":
+        require_dlib_predictor("--baseline dlib")
+    if note := cnn_missing_note():
+        print(note, file=sys.stderr)
+    boxes = _load_boxes(args, images)
+    tracker = Tracker(TrackerConfig.from_args(args, mode="image"))
+    names = _output_names(images, args.input)
+    todo = images if args.overwrite else [p for p in images if not _finished(args, names[p])]
+    counts = {"done": 0, "resumed": len(images) - len(todo), "no_face": 0, "failed": 0, "faces": 0, "given": 0, "bad_box": 0}
+    try:
+        _images_loop(args, tracker, todo, names, boxes, counts)
+    except WriteError as exc:  # a full disk, a folder made read-only: say what is kept
+        raise exc.with_note(f"{counts['done']} images finished in this run and {counts['resumed']} before it are complete; "
+                            "after fixing that, rerun the same command to resume") from exc
+    given = f" ({counts['given']} with boxes from {args.boxes}, {counts['bad_box']} skipped for a box outside the picture)" if boxes else ""
+    print(
+        f"done: {counts['done']} images processed{given}, {counts['resumed']} already done, {counts['faces']} faces, "
+        f"{counts['no_face']} without a face, {counts['failed']} unreadable; outputs in {args.out} "
+        f"(engine: {tracker.engine.describe()})"
+    )
+    return 1 if counts["failed"] or counts["bad_box"] else 0
+
+
+def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, str], boxes: dict[str, list[Detection]],
+                 counts: dict[str, int]) -> None:
+    from tqdm import tqdm
+
+    def unreadable(message: str) -> None:
+        counts["failed"] += 1
+        print(f"skipped: {message}", file=sys.stderr)
+
+    def boxes_for(frame) -> list[Detection] | None:
+        given = boxes.get(box_key(frame.path.relative_to(args.input).as_posix()))
+        if given is None:
+            print(f"no box: {frame.path} has no line in {args.boxes}; the detector looks for faces", file=sys.stderr)
+        return given
+
+    def bad_boxes(frame, exc) -> None:  # the file's boxes are checked on reading; only "outside this picture" is left
+        counts["bad_box"] += 1
+        print(f"skipped: {frame.path}: {exc}", file=sys.stderr)
+
+    stream = track_stream(tracker, ImageSource(images, str(args.input), warn=unreadable), boxes=boxes_for if boxes else None,
+                          on_bad_boxes=bad_boxes)
+    for tracked in tqdm(stream, total=len(images), unit="img", file=sys.stderr, disable=not sys.stderr.isatty()):
+        image, result, given, stem = tracked.image, tracked.result, tracked.boxes, names[tracked.path]
+        counts["faces"] += len(result.faces)
+        counts["given"] += given is not None
+        labels = frame_part_labels(result.faces, tracker.part_map, image.shape) if args.parts and result.faces else None
+        if result.faces:
+            face = pts_face(result.faces, given)
+            if args.parts:
+                atomic_write_image(safe_output_path(args.out, f"{stem}_parts.png"), labels)
+            if args.save_maps:
+                atomic_save_npz(safe_output_path(args.out, f"{stem}_maps.npz"), **maps_in_image(face, image.shape))
+            write_pts(safe_output_path(args.out, f"{stem}.pts"), face.landmarks)
+        else:
+            counts["no_face"] += 1
+            why = "no face could be fitted in the given box(es)" if given else "the detector found none"
+            print(f"no face: {tracked.path} ({why}; {stem}.json lists no faces, no .pts written)", file=sys.stderr)
+        if args.annotate:
+            atomic_write_image(safe_output_path(args.out, f"{stem}_annotated.jpg"), annotate_still(image, result.faces, labels))
+        if args.baseline == "dlib":
+            write_dlib_baseline(image, safe_output_path(args.out, f"dlib/{stem}"))
+        atomic_write_json(safe_output_path(args.out, f"{stem}.json"), frame_to_json(result, str(tracked.path), image.shape))
+        counts["done"] += 1

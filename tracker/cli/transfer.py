@@ -1,0 +1,102 @@
+"""``run_tracker transfer``: render a UV-space texture, or a face unwrapped from a photo, onto every
+face of an image, a video or a camera stream (``tracker.transfer`` has the numerics and ``Look``).
+
+The texture is either a file (``--texture``, e.g. ``tracker/assets/textures/*.png``) or a face
+unwrapped from a photo (``--source-face``).  The output is written atomically: an image through
+``atomic_write_image``, a video through a temporary file renamed when complete (a camera's at
+Ctrl-C).  When no face is found (in the source photo, or in any target frame) nothing is written
+and the error is one line.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from tracker.cli.common import camera_arg, count, engine_args, warn
+from tracker.errors import InputError, UsageError
+from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, read_image
+from tracker.pipeline import Tracker, TrackerConfig
+from tracker.sources import CAMERA, FrameSource, SourceSpec, open_source, spec_from_argument, track_stream, until_interrupted
+from tracker.transfer import COLOR_MATCHES, DEFAULT_STRENGTH, Look, apply_look, load_texture, unwrap_source_face
+from tracker.video import READ_AHEAD, VIDEO_EXTENSIONS, AtomicVideoWriter
+
+NAME = "transfer"
+
+
+def register(sub) -> None:
+    p = sub.add_parser(NAME, help="render a UV-space texture, or a face unwrapped from a photo, onto the faces of an image, video or webcam")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--texture", type=Path, help="texture in the template's UV space (PNG, BGRA alpha respected; see tracker/assets/textures/)")
+    what.add_argument("--source-face", type=Path, help="photo of a face: unwrapped into UV space (holes mirrored, inpainted) and transferred")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target", help="image, video file, or 'webcam' (camera --device)")
+    camera_arg(target, "as the target (= --target webcam --device N)")
+    p.add_argument("--out", type=Path, required=True, help="output image (image target) or video, e.g. .mp4 (video/webcam target)")
+    p.add_argument("--match", choices=COLOR_MATCHES, help="colour matching: shading (texture colours, target lighting; default with --texture), "
+                   "lab (target skin tone too; default with --source-face), none")
+    p.add_argument("--strength", type=float, default=DEFAULT_STRENGTH, help=f"blend weight in [0,1] (default {DEFAULT_STRENGTH})")
+    p.add_argument("--save-texture", type=Path, help="with --source-face: also write the unwrapped texture (PNG), reusable with --texture")
+    p.add_argument("--device", type=int, default=0, help="camera index with --target webcam")
+    p.add_argument("--max-frames", type=count(1), help="stop after N frames (a webcam otherwise runs until Ctrl-C)")
+    engine_args(p)
+    p.set_defaults(func=run)
+
+
+def _check_args(args, kind: str) -> None:
+    if kind == "folder":
+        raise UsageError(f"--target {args.target}: a folder; give an image, a video file or webcam")
+    if not 0.0 <= args.strength <= 1.0:
+        raise UsageError(f"--strength {args.strength}: must be between 0 and 1")
+    if args.save_texture is not None and args.source_face is None:
+        raise UsageError("--save-texture needs --source-face (a --texture is already a file)")
+    suffix = args.out.suffix.lower()
+    if kind == "image" and suffix not in IMAGE_EXTENSIONS:
+        raise UsageError(f"--out {args.out}: the target is an image, so the output must be one ({', '.join(IMAGE_EXTENSIONS)})")
+    if kind != "image" and suffix not in VIDEO_EXTENSIONS:
+        raise UsageError(f"--out {args.out}: the target is a video, so the output must be one (e.g. .mp4)")
+
+
+def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig) -> int:
+    if source.live:
+        print(f"transferring from {source.label}; Ctrl-C stops and saves", file=sys.stderr)
+    tracker = Tracker(replace(config, mode="video"))
+    total = with_face = 0
+    # A file's video is written whole or not at all; a camera's is kept at Ctrl-C.
+    with source, AtomicVideoWriter(args.out, source.fps, source.size) as writer:
+        with until_interrupted(source):
+            for tracked in track_stream(tracker, source, limit=args.max_frames):
+                writer.write(apply_look(tracked.image, tracked.result, look))
+                total += 1
+                with_face += bool(tracked.result.faces)
+        if with_face == 0:
+            raise InputError(f"{source.label}: no face found in any of {total} frames; nothing written")
+    print(f"transfer: face in {with_face}/{total} frames -> {args.out} (engine: {tracker.engine.describe()})")
+    return 0
+
+
+def run(args) -> int:
+    spec = SourceSpec(CAMERA, device=args.camera) if args.camera is not None else spec_from_argument(args.target, args.device)
+    _check_args(args, spec.kind)
+    # The target first: a missing camera or an unreadable file fails before any other work.
+    picture = read_image(spec.path) if spec.kind == "image" else None
+    source = open_source(spec, READ_AHEAD, warn) if picture is None else None
+    config = TrackerConfig.from_args(args, mode="image", visibility=True)
+    image_tracker = Tracker(config) if picture is not None or args.source_face else None
+    if args.source_face:
+        texture = unwrap_source_face(args.source_face, image_tracker)
+        if args.save_texture:
+            atomic_write_image(args.save_texture, texture)
+    else:
+        texture = load_texture(args.texture)
+    # A painted texture keeps its colours and takes the target's lighting; a photographed face
+    # takes the target's skin tone as well, or it looks pasted on.
+    look = Look(texture, args.strength, args.match or ("lab" if args.source_face else "shading"))
+    if picture is None:
+        return _transfer_video(args, source, look, config)
+    result = image_tracker.track(picture)
+    if not result.faces:
+        raise InputError(f"{spec.label}: no face found in the target image; nothing written")
+    atomic_write_image(args.out, apply_look(picture, result, look))
+    print(f"transfer: {len(result.faces)} face(s) -> {args.out} (engine: {image_tracker.engine.describe()})")
+    return 0

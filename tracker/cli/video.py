@@ -1,0 +1,91 @@
+"""``run_tracker video``: track a video file or a camera into an annotated video, per-frame
+``.pts``, a CSV and/or a JSON of every stage.  The ``.pts`` files are written as frames are
+tracked; the video, CSV and JSON are written whole at the end (a camera's at Ctrl-C)."""
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+from tracker.cli.common import CNN_SILENCE, camera_arg, count, engine_args, video_args, warn
+from tracker.detector import cnn_missing_note
+from tracker.draw import annotate
+from tracker.errors import UsageError
+from tracker.fileio import atomic_write_json, atomic_write_text, check_writable, safe_output_path
+from tracker.pipeline import Tracker, TrackerConfig
+from tracker.pts import write_pts
+from tracker.sources import open_video_or_camera, track_stream, until_interrupted
+from tracker.video import AtomicVideoWriter, VideoError
+from tracker.writers import COORDINATES, CSV_HEADER, Subject, csv_rows, face_to_json
+
+NAME = "video"
+
+
+def register(sub) -> None:
+    p = sub.add_parser(NAME, help="track a video file or a camera: annotated video and per-frame outputs")
+    p.add_argument("input", type=Path, nargs="?", help="any video OpenCV can read (or --camera N)")
+    camera_arg(p, "instead of a video file")
+    p.add_argument("--max-frames", type=count(1), metavar="N", help="stop after N frames")
+    p.add_argument("--out", type=Path, help="annotated video (.mp4)")
+    p.add_argument("--pts-dir", type=Path, help="write 000001.pts ... for one subject: the track written last, else the largest face")
+    p.add_argument("--csv", type=Path, help="one row per face and frame: frame, track_id, score, x1, y1 ... x68, y68")
+    p.add_argument("--json", type=Path, help="every face of every frame with all stages and timings")
+    engine_args(p)
+    video_args(p)
+    p.set_defaults(func=run, interrupted="interrupted; no video, CSV or JSON was written, only the per-frame .pts files so far "
+                                         "(video does not resume: rerun it to start again)")
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    if (args.input is None) == (args.camera is None):
+        raise UsageError("give a video file or --camera N (one of them)")
+    if not (args.out or args.pts_dir or args.csv or args.json):
+        raise UsageError("nothing to write: give at least one of --out, --pts-dir, --csv, --json")
+    source = open_video_or_camera(args.input, args.camera, warn)
+    for path in (args.csv, args.json):
+        if path is not None:
+            check_writable(path)  # before the run, not after it
+    if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
+        print(note, file=sys.stderr)
+    tracker = Tracker(TrackerConfig.from_args(args, mode="video", smooth=not args.no_smooth, video_cnn_every=args.cnn_every))
+    if source.live:
+        print(f"tracking {source.label}; Ctrl-C stops and saves", file=sys.stderr)
+    rows, frames_json = [], []
+    subject = Subject(sticky=True)
+    t_start = time.perf_counter()
+    n = 0
+    # The annotated video goes to a hidden temporary file, deleted on any failure or Ctrl-C on a file.
+    with source, AtomicVideoWriter(args.out, source.fps, source.size) if args.out else nullcontext() as writer:
+        with until_interrupted(source):
+            stream = track_stream(tracker, source, limit=args.max_frames)
+            for tracked in tqdm(stream, total=source.length or None, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()):
+                n = tracked.index + 1  # frame numbers are 1-based, like the .pts files
+                result = tracked.result
+                if writer:
+                    writer.write(annotate(tracked.image, result, tracked.fps))
+                face = subject.pick(result.faces)
+                if args.pts_dir and face is not None:
+                    write_pts(safe_output_path(args.pts_dir, f"{n:06d}.pts"), face.landmarks)
+                if args.csv:
+                    rows += csv_rows(n, result.faces)
+                if args.json:
+                    frames_json.append({"frame": n, "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
+        if n == 0:  # inside the writer: no empty video is left behind
+            raise VideoError(f"{source.label}: no decodable frame (corrupt, or not a video)")
+    if args.csv:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(CSV_HEADER)
+        w.writerows(rows)
+        atomic_write_text(args.csv, buf.getvalue())
+    if args.json:
+        atomic_write_json(args.json, {"source": source.label, "coordinates": COORDINATES, "fps": source.fps, "frames": frames_json})
+    elapsed = time.perf_counter() - t_start
+    print(f"done: {n} frames in {elapsed:.1f}s ({n / elapsed:.1f} fps, engine {tracker.engine.describe()})"
+          + (f"; wrote {args.out}" if args.out else ""))
+    return 0

@@ -1,0 +1,43 @@
+"""``run_tracker viewer`` (and ``webcam``, the viewer on a camera): the Qt viewer on a camera, a
+video or an image folder with live overlays.  Qt is imported only here, after the display has
+been checked (Qt aborts the process without a display or platform plugin)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tracker.cli.common import EXIT_USAGE, engine_args
+from tracker.errors import MissingInputError
+from tracker.pipeline import TrackerConfig
+from tracker.sources import CAMERA, spec_from_argument
+
+NAME = "viewer"
+
+
+def register(sub) -> None:
+    p = sub.add_parser(NAME, help="the Qt viewer: webcam, video or image folder with live overlays (needs the ui extra)")
+    p.add_argument("--source", help="'webcam', a video file or an image folder (default: the first camera, else the bundled demo clip)")
+    p.add_argument("--device", type=int, help="camera index (implies --source webcam when no source is given)")
+    p.add_argument("--texture", type=Path, help="UV texture for the face-transfer overlay (default: tracker/assets/textures/facepaint.png)")
+    p.add_argument("--transfer", action="store_true", help="start with the face-transfer overlay on")
+    engine_args(p)
+    p.set_defaults(func=run)
+    # `webcam` is the viewer on a camera: one window for live tracking, with every overlay.
+    w = sub.add_parser("webcam", help="live tracking from a camera in the viewer (= viewer --source webcam)")
+    w.add_argument("--device", type=int, default=0, help="camera index")
+    engine_args(w)
+    w.set_defaults(func=run, source=CAMERA, texture=None, transfer=False)
+
+
+def run(args) -> int:
+    from ui.launch import display_problem, launch, qt_start_problem
+
+    problem = display_problem() or qt_start_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.texture is not None and not args.texture.is_file():
+        raise MissingInputError(f"{args.texture}: texture not found")
+    given = args.source is not None or args.device is not None
+    source = spec_from_argument(args.source, args.device or 0) if given else None
+    return launch(source, TrackerConfig.from_args(args, mode="video"), texture=args.texture, transfer=args.transfer)

@@ -1,0 +1,339 @@
+"""Where frames come from, and the one loop that tracks them.
+
+A ``FrameSource`` is a camera, a video file, pictures (a folder, a list, one file) or frames
+already in memory.  Every consumer (each command, the viewer's worker, ``bench``, the soak
+benchmark) reads it through ``frames()`` and tracks it with ``track_stream``, so reading, skipping
+bad input and timing a frame happen in one place each:
+
+* ``frames()`` yields ``SourceFrame``s in order.  A problem that does not stop the stream (a video
+  cut short, an unreadable picture in a folder, a camera that stops) goes to the source's ``warn``
+  callback and the stream goes on or ends with what was read; without ``warn`` it raises
+  ``SourceError``.  A video opened with ``read_ahead > 0`` is decoded by a background thread
+  while the current frame is tracked (OpenCV releases the GIL while decoding).
+* ``read()`` / ``seek()`` / ``position`` let the viewer step and jump; a source that is seeked
+  must be opened with ``read_ahead=0`` (frames decoded ahead would be those of the old position).
+* ``track_stream(tracker, source)`` resets the tracker (a new stream is a new scene) and yields a
+  ``TrackedFrame`` per frame, ``track_ms`` being the wall time of ``Tracker.track`` alone.
+
+No Qt here: the viewer's thread uses these classes as the commands do.
+"""
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from tracker.detector import BoxError, Detection
+from tracker.errors import SourceError
+from tracker.fileio import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image
+from tracker.video import READ_AHEAD, open_video, quiet_opencv, read_frames
+
+if TYPE_CHECKING:
+    from tracker.pipeline import FrameResult, Tracker
+
+MAX_CAMERA_INDEX = 4
+CAMERA_FPS = 30.0  # what a recording of a camera that does not report its rate is written at
+CAMERA = "webcam"  # the word that names a camera wherever a command takes a file (--target webcam, --source webcam)
+
+Warn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What to open: kind 'webcam' (device index), 'video', 'folder' or 'image' (path)."""
+
+    kind: str
+    path: Path | None = None
+    device: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"webcam {self.device}" if self.kind == CAMERA else str(self.path)
+
+
+def spec_from_argument(source: str | Path | None, device: int = 0) -> SourceSpec:
+    """A command-line source (``webcam``, a folder, a picture or a video) -> a SourceSpec;
+    whether it exists is checked on opening.  Pictures are told apart by their extension."""
+    if source is None or str(source) == CAMERA:
+        return SourceSpec(CAMERA, device=device)
+    path = Path(source)
+    if path.is_dir():
+        return SourceSpec("folder", path)
+    return SourceSpec("image" if path.suffix.lower() in IMAGE_EXTENSIONS else "video", path)
+
+
+def probe_cameras(max_index: int = MAX_CAMERA_INDEX) -> list[int]:
+    """Indices 0..max_index that open and deliver a frame."""
+    found = []
+    for i in range(max_index + 1):
+        if sys.platform.startswith("linux") and not Path(f"/dev/video{i}").exists():
+            continue  # no device node: skip the slow (and noisy) open attempt
+        with quiet_opencv():
+            cap = cv2.VideoCapture(i)
+            try:
+                if cap.isOpened() and cap.read()[0]:
+                    found.append(i)
+            finally:
+                cap.release()
+    return found
+
+
+@dataclass(frozen=True)
+class SourceFrame:
+    """One frame: its 0-based position in the source, the BGR picture, and its file (pictures only)."""
+
+    index: int
+    image: np.ndarray
+    path: Path | None = None
+
+
+class FrameSource:
+    """Base of every source.  ``length``: frames when known, else 0 (a camera, a video whose
+    container does not say); ``fps``: the recorded rate (0 when unknown; a camera that does not
+    say is taken at ``CAMERA_FPS``); ``size``: (width,
+    height) of the first frame; ``live``: a camera (runs until stopped, cannot seek);
+    ``sequence``: consecutive frames of one scene (track over time) rather than unrelated pictures."""
+
+    label: str = ""
+    length: int = 0
+    fps: float = 0.0
+    size: tuple[int, int] = (0, 0)
+    live: bool = False
+    sequence: bool = True
+    position: int = 0  # index of the next frame read() returns
+
+    def __init__(self, warn: Warn | None = None):
+        self.warn = warn
+
+    @property
+    def seekable(self) -> bool:
+        return not self.live
+
+    def read(self) -> np.ndarray | None:
+        """The next frame, or None at the end; SourceError when it cannot be read."""
+        raise NotImplementedError
+
+    def frames(self) -> Iterator[SourceFrame]:
+        """The frames from ``position`` on (see the module's docstring for problems on the way)."""
+        while True:
+            index = self.position
+            try:
+                image = self.read()
+            except SourceError as exc:
+                if self.warn is None:
+                    raise
+                self.warn(str(exc))
+                if self.live:
+                    return
+                continue
+            if image is None:
+                return
+            yield SourceFrame(index, image, self.path_at(index))
+
+    def path_at(self, index: int) -> Path | None:
+        return None
+
+    def seek(self, index: int) -> None:
+        if self.live:
+            raise SourceError(f"{self.label}: cannot seek in a live source")
+        self.position = int(np.clip(index, 0, max(self.length - 1, 0)))
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class CameraSource(FrameSource):
+    """A camera by index.  Opening reads the first frame, so a camera that delivers nothing fails
+    here, in one line, and ``size`` is known before tracking starts."""
+
+    live = True
+
+    def __init__(self, device: int = 0, warn: Warn | None = None):
+        super().__init__(warn)
+        self.label = f"webcam {device}"
+        with quiet_opencv():
+            self.cap = cv2.VideoCapture(device)
+            ok, first = self.cap.read() if self.cap.isOpened() else (False, None)
+        if not ok or first is None:
+            self.cap.release()
+            raise SourceError(f"no camera at index {device}, or it delivers no frames (found: {probe_cameras() or 'none'})")
+        rate = self.cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(rate) if rate and np.isfinite(rate) and rate > 0 else CAMERA_FPS
+        self.size = (first.shape[1], first.shape[0])
+        self._first: np.ndarray | None = first
+
+    def read(self) -> np.ndarray | None:
+        frame, self._first = self._first, None
+        if frame is None:
+            ok, frame = self.cap.read()
+            if not ok or frame is None:
+                raise SourceError(f"{self.label}: stopped delivering frames")
+        self.position += 1
+        return frame
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class VideoSource(FrameSource):
+    """A video file; ``read_ahead`` frames decoded in the background by ``frames()``."""
+
+    def __init__(self, path: Path, read_ahead: int = 0, warn: Warn | None = None):
+        super().__init__(warn)
+        self.label = str(path)
+        self.cap, info = open_video(path)  # VideoError (a SourceError) for a missing or undecodable file
+        self.length, self.fps, self.size = max(info.frames, 0), info.fps, (info.width, info.height)
+        self.read_ahead = read_ahead
+
+    def read(self) -> np.ndarray | None:
+        ok, frame = self.cap.read()
+        if not ok or frame is None or frame.size == 0:
+            return None
+        self.position += 1
+        return frame
+
+    def frames(self) -> Iterator[SourceFrame]:
+        # read_frames says once, after the last good frame, that the stream ended early.
+        for image in read_frames(self.cap, self.warn, self.label, self.read_ahead, release=False):
+            self.position += 1
+            yield SourceFrame(self.position - 1, image)
+
+    def seek(self, index: int) -> None:
+        super().seek(index)
+        self.cap.set(cv2.CAP_PROP_POS_FRAMES, self.position)
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class ImageSource(FrameSource):
+    """Pictures in a given order (a folder's, a list's, or one file); unrelated to each other."""
+
+    sequence = False
+
+    def __init__(self, paths: Sequence[Path], label: str, warn: Warn | None = None):
+        super().__init__(warn)
+        self.paths, self.label, self.length = list(paths), label, len(paths)
+
+    def read(self) -> np.ndarray | None:
+        if self.position >= self.length:
+            return None
+        path = self.paths[self.position]
+        self.position += 1  # an unreadable picture is passed, not retried
+        try:
+            return read_image(path)
+        except ImageReadError as exc:
+            raise SourceError(str(exc)) from None
+
+    def path_at(self, index: int) -> Path | None:
+        return self.paths[index] if 0 <= index < self.length else None
+
+
+class ArraySource(FrameSource):
+    """Frames already in memory (timing without decoding, tests)."""
+
+    def __init__(self, frames: Sequence[np.ndarray], label: str = "frames in memory", fps: float = 0.0, live: bool = False):
+        super().__init__()
+        self.images, self.label, self.length, self.fps, self.live = list(frames), label, len(frames), fps, live
+        self.size = (self.images[0].shape[1], self.images[0].shape[0]) if self.images else (0, 0)
+
+    def read(self) -> np.ndarray | None:
+        if self.position >= self.length:
+            return None
+        self.position += 1
+        return self.images[self.position - 1]
+
+
+def open_source(spec: SourceSpec, read_ahead: int = 0, warn: Warn | None = None) -> FrameSource:
+    """Open what ``spec`` names; SourceError (one line) when it cannot be opened."""
+    if spec.kind == CAMERA:
+        return CameraSource(spec.device, warn)
+    if spec.path is None or not spec.path.exists():
+        raise SourceError(f"{spec.path}: file not found")
+    if spec.kind == "folder" or spec.path.is_dir():
+        if not spec.path.is_dir():
+            raise SourceError(f"{spec.path}: not a folder")
+        images = list_images(spec.path)
+        if not images:
+            raise SourceError(f"{spec.path}: no jpg/png/bmp images in this folder")
+        return ImageSource(images, str(spec.path), warn)
+    if spec.kind == "image":
+        return ImageSource([spec.path], str(spec.path), warn)
+    return VideoSource(spec.path, read_ahead, warn)
+
+
+def open_video_or_camera(path: Path | None, camera: int | None, warn: Warn | None = None) -> FrameSource:
+    """What a command that reads a video reads: camera ``camera`` when given, else the video
+    file at ``path``, decoded ``READ_AHEAD`` frames ahead."""
+    return CameraSource(camera, warn) if camera is not None else VideoSource(path, READ_AHEAD, warn)
+
+
+def load_frames(source: FrameSource, limit: int | None = None, size: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """The first ``limit`` frames (None: all) in memory, resized to ``size`` (width, height) when
+    given; the source is closed after."""
+    with source:
+        return [f.image if size is None or (f.image.shape[1], f.image.shape[0]) == size else cv2.resize(f.image, size)
+                for f in itertools.islice(source.frames(), limit)]
+
+
+@dataclass(frozen=True)
+class TrackedFrame:
+    """A source's frame and what the tracker made of it; ``track_ms``: wall time of ``Tracker.track``."""
+
+    index: int
+    image: np.ndarray
+    result: FrameResult
+    track_ms: float
+    path: Path | None = None
+    boxes: list[Detection] | None = None  # the caller's boxes for this frame, when it gave some
+
+    @property
+    def fps(self) -> float:
+        return 1000.0 / max(self.track_ms, 1e-3)
+
+
+BoxesFor = Callable[[SourceFrame], "list[Detection] | None"]
+
+
+def track_stream(tracker: Tracker, source: FrameSource, *, limit: int | None = None, boxes: BoxesFor | None = None,
+                 on_bad_boxes: Callable[[SourceFrame, BoxError], None] | None = None) -> Iterator[TrackedFrame]:
+    """Track ``source`` from its current position: at most ``limit`` frames; ``boxes(frame)``:
+    the caller's face boxes for a frame (None: the detector's), a frame whose boxes do not fit
+    the picture going to ``on_bad_boxes`` (without it, the ``BoxError`` is raised)."""
+    tracker.reset()  # a new stream: no track survives from the frames before it
+    for frame in itertools.islice(source.frames(), limit):
+        given = boxes(frame) if boxes else None
+        t0 = time.perf_counter()
+        try:
+            result = tracker.track(frame.image, boxes=given)
+        except BoxError as exc:
+            if on_bad_boxes is None:
+                raise
+            on_bad_boxes(frame, exc)
+            continue
+        yield TrackedFrame(frame.index, frame.image, result, 1000 * (time.perf_counter() - t0), frame.path, given)
+
+
+@contextmanager
+def until_interrupted(source: FrameSource) -> Iterator[None]:
+    """Ctrl-C ends a live source like the end of a file (a camera runs until stopped, and what was
+    tracked is kept); on any other source it is an interruption and is raised."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not source.live:
+            raise

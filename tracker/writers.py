@@ -1,0 +1,118 @@
+"""What the tracker writes: the JSON schema of a face and a frame, the CSV rows of a video, the
+dense maps in image pixels, dlib's baseline in the same schema, and which face a ``.pts`` file
+holds.  Pure functions and small classes over ``FrameResult``/``FaceResult``; the commands decide
+where the files go (always through ``tracker.fileio``'s atomic writes)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from tracker.draw import warp_to_image
+from tracker.fileio import atomic_write_json
+from tracker.pts import write_pts
+
+if TYPE_CHECKING:
+    from tracker.detector import Detection
+    from tracker.pipeline import FaceResult, FrameResult
+
+# Stated in every JSON the tracker writes ("coordinates"), and in the README.
+COORDINATES = "pixels, 0-based: (0,0) is the centre of the top-left pixel, x right, y down (the .pts files are 1-based: x+1, y+1)"
+CSV_HEADER = ["frame", "track_id", "score"] + [f"{a}{i}" for i in range(1, 69) for a in ("x", "y")]
+
+
+def face_to_json(face: FaceResult) -> dict:
+    def pts(a):
+        return [[None if not np.isfinite(v) else round(float(v), 3) for v in p] for p in a]
+
+    return {
+        "track_id": face.track_id,
+        "score": round(float(face.score), 4),
+        "detected": face.detected,
+        "box": None if face.box is None else [round(v, 2) for v in (face.box.x0, face.box.y0, face.box.x1, face.box.y1)],
+        "detector": None if face.box is None else face.box.detector,
+        "roi": {"cx": face.roi.cx, "cy": face.roi.cy, "size": face.roi.size, "angle": face.roi.angle},
+        "pose_deg": None if face.pose is None else dict(zip(("yaw", "pitch", "roll"), (round(v, 2) for v in face.pose.yaw_pitch_roll()))),
+        "stages": {
+            name: {"points": pts(s.points), "confidence": [round(float(c), 3) for c in s.confidence]} for name, s in face.stages.items()
+        },
+    }
+
+
+def frame_to_json(result: FrameResult, source: str, shape) -> dict:
+    return {
+        "source": source,
+        "coordinates": COORDINATES,
+        "image_size": [int(shape[1]), int(shape[0])],
+        "faces": [face_to_json(f) for f in result.faces],
+        "timings_ms": {k: round(v, 2) for k, v in result.timings.items()},
+    }
+
+
+def csv_rows(frame_number: int, faces: list[FaceResult]) -> list[list]:
+    """One ``CSV_HEADER`` row per face of a frame (frame numbers as the caller counts them)."""
+    return [[frame_number, f.track_id, round(f.score, 4)] + [round(float(v), 2) for v in f.landmarks.ravel()] for f in faces]
+
+
+def maps_in_image(face: FaceResult, shape) -> dict[str, np.ndarray]:
+    """The face's dense maps warped from its crop to image pixels, as float16 (``uv`` (2,H,W),
+    ``fg`` and ``depth`` (H,W)): what ``images --save-maps`` stores."""
+    shape = shape[:2]
+    uv = np.stack([warp_to_image(face.maps.uv[i], face.crop_to_image, shape) for i in range(2)])
+    fg = warp_to_image(face.maps.fg, face.crop_to_image, shape)
+    depth = warp_to_image(face.maps.depth, face.crop_to_image, shape)
+    return {"uv": uv.astype(np.float16), "fg": fg.astype(np.float16), "depth": depth.astype(np.float16)}
+
+
+def write_dlib_baseline(image: np.ndarray, stem_path: Path) -> None:
+    """dlib's HOG + 68-point predictor on every detected face: <stem>.json (same schema as
+    ours, stage 'dlib') and <stem>.pts for the most confident face."""
+    from tracker.detector import detect_faces, dlib_landmarks
+
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    faces = []
+    for d in detect_faces(gray):
+        pts = dlib_landmarks(gray, d)
+        faces.append({"score": round(d.score, 4), "box": [d.x0, d.y0, d.x1, d.y1],
+                      "stages": {"dlib": {"points": np.round(pts, 3).tolist(), "confidence": [1.0] * 68}}})
+    if faces:
+        write_pts(stem_path.with_name(stem_path.name + ".pts"), np.array(faces[0]["stages"]["dlib"]["points"]))
+    atomic_write_json(stem_path.with_name(stem_path.name + ".json"), {"coordinates": COORDINATES, "faces": faces})
+
+
+def largest_face(faces: list[FaceResult]) -> FaceResult | None:
+    """The subject of a picture: the largest face; of equally large ones the first, i.e. the
+    most confident (faces come best first)."""
+    return max(faces, key=lambda f: f.roi.size) if faces else None
+
+
+def pts_face(faces: list[FaceResult], boxes: list[Detection] | None = None) -> FaceResult | None:
+    """The one face a ``.pts`` file holds: the face of the first given box that yielded one,
+    else the largest face.  (On the 80 validation pictures the largest and the most confident
+    face pick the annotated face equally often, 8 of the 12 with several faces; the largest is
+    the rule ``video`` uses too.)"""
+    for box in boxes or []:
+        for face in faces:
+            if face.box == box:
+                return face
+    return largest_face(faces)
+
+
+class Subject:
+    """Which face a per-frame ``.pts`` file holds (300VW annotates one subject per video): the
+    face written last while its track lasts, else the largest face.  Taking the best-scoring
+    face instead made the output flip between two people from one frame to the next."""
+
+    def __init__(self, sticky: bool):
+        self.sticky = sticky  # only video mode has track ids that persist across frames
+        self.track_id: int | None = None
+
+    def pick(self, faces: list[FaceResult]) -> FaceResult | None:
+        if not faces:
+            return None
+        same = [f for f in faces if self.sticky and f.track_id == self.track_id]
+        face = same[0] if same else largest_face(faces)
+        self.track_id = face.track_id
+        return face
