@@ -264,6 +264,20 @@ def _mdm_fine(args) -> tuple[Task, Schedule, dict]:
     return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), asdict(FINE_CONFIG)
 
 
+@task("mdm-single")
+def _mdm_single(args) -> tuple[Task, Schedule, dict]:
+    """One refiner stage for the whole job: the fine stage's resolution and network, one more
+    recurrent step, started from the DenseReg+PCA output (SINGLE_PERTURBATION)."""
+    from dataclasses import asdict, replace
+
+    from tracker.refiner import FINE
+    from training.mdm import FINE_CONFIG, SINGLE_PERTURBATION, MDMTask
+
+    config = replace(FINE_CONFIG, steps=4)
+    t = MDMTask(args.data, args.batch or 16, SINGLE_PERTURBATION, config, FINE, extra_train=tuple(args.gt_extra))
+    return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), asdict(config)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.train", description="Train a network on the CPU (resumable).")
     ap.add_argument("task", choices=sorted(TASKS))
