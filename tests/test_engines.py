@@ -7,13 +7,13 @@ from engines.base import EngineError
 from tracker.assets import ASSETS, AssetError, verified_asset
 
 MODELS = {"densereg_realtime.onnx": {"image": (1, 3, 128, 128)}, "mdm_refiner.onnx": {"image": (1, 1, 128, 128), "init": (1, 68, 2)},
-          "mdm_fine.onnx": {"image": (1, 1, 208, 208), "init": (1, 68, 2)}}
+          "mdm_fine.onnx": {"image": (1, 1, 208, 208), "init": (1, 68, 2)}, "mdm_single.onnx": {"image": (1, 1, 208, 208), "init": (1, 68, 2)}}
 # Agreement tolerance per model: the DenseReg maps are in [0,1]; the refiner outputs crop pixels
 # (0-128) after 4 recurrent steps of bilinear patch sampling, where float32 rounding in the two
 # runtimes drifts by a few thousandths of a pixel.
-TOLERANCE = {"densereg_realtime.onnx": 1e-3, "mdm_refiner.onnx": 1e-2, "mdm_fine.onnx": 1e-2}
+TOLERANCE = {"densereg_realtime.onnx": 1e-3, "mdm_refiner.onnx": 1e-2, "mdm_fine.onnx": 1e-2, "mdm_single.onnx": 1e-2}
 # FP16 keeps ~3 significant digits: 2e-2 on the maps, half a pixel on the refined points.
-FP16_TOLERANCE = {"densereg_realtime.onnx": 2e-2, "mdm_refiner.onnx": 0.5, "mdm_fine.onnx": 0.5}
+FP16_TOLERANCE = {"densereg_realtime.onnx": 2e-2, "mdm_refiner.onnx": 0.5, "mdm_fine.onnx": 0.5, "mdm_single.onnx": 0.5}
 
 
 def inputs_for(name):

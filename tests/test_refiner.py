@@ -10,7 +10,7 @@ import pytest
 
 from tracker.assets import ASSETS, verified_asset
 from tracker.metrics import eye_distance
-from tracker.refiner import COARSE, FINE, RefinerStage, apply_affine, canonical_transform, refine, refine_cascade
+from tracker.refiner import COARSE, DEFAULT_REFINERS, FINE, ONE_STAGE, RefinerStage, apply_affine, canonical_transform, refine, refine_cascade
 from tracker.shape_model import load_shape_model
 
 DEMO = ASSETS / "demo" / "astronaut.jpg"
@@ -189,6 +189,21 @@ def test_command_line_options_become_one_config():
     args = parser.parse_args(["video", "clip.mp4", "--flip", "--threads", "1", "--no-refine"])
     flipped = TrackerConfig.from_args(args, mode="video", smooth=False)
     assert (flipped.refine, flipped.refine_flip, flipped.threads, flipped.smooth) == (False, True, 1, False)
+    assert plain.refiners == DEFAULT_REFINERS
+    assert TrackerConfig.from_args(parser.parse_args(["images", "--input", "a", "--out", "b", "--one-stage"]), mode="image").refiners == ONE_STAGE
+
+
+def test_one_stage_refiner_lands_near_the_cascade():
+    """``--one-stage``: the single refiner stage alone from the PCA start ends within a few
+    pixels of the two-stage cascade on the demo face (both are trained to the same truth)."""
+    gray, init, final, _ = _demo_start()
+    from tracker import Tracker, TrackerConfig
+
+    one = Tracker(TrackerConfig(mode="image", threads=1, cnn_fallback=False, refiners=ONE_STAGE))
+    assert [r.frame for r in one.refiners] == [FINE]
+    points = refine_cascade(one.refiners, gray, init)[-1][0].points
+    gap = np.linalg.norm(points - final, axis=1)
+    assert np.median(gap) / eye_distance(final) < 0.03 and np.linalg.norm(init - final, axis=1).mean() > gap.mean()
 
 
 def test_export_keeps_data_provenance_out_of_the_network_options(tmp_path):

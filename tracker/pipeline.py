@@ -30,7 +30,7 @@ from tracker.landmarks import build_lookup, extract_landmarks
 from tracker.metrics import eye_distance
 from tracker.occlusion import WORK_SIZE, AppearanceMemory, visibility_map
 from tracker.pose import Pose, head_pose
-from tracker.refiner import DEFAULT_REFINERS, FRAMES, RefinerStage, refine_cascade
+from tracker.refiner import DEFAULT_REFINERS, FRAMES, ONE_STAGE, RefinerStage, refine_cascade
 from tracker.shape_model import fit_shape, load_shape_model
 from tracker.smoothing import OneEuro
 from tracker.stages import Stage, last_stage
@@ -137,8 +137,10 @@ class TrackerConfig:
     @classmethod
     def from_args(cls, args, **fields) -> TrackerConfig:
         """The command line's common options (``--engine``, ``--threads``, ``--no-refine``,
-        ``--flip``) and what the command sets itself: the one place CLI flags become a config."""
-        common = {"engine": args.engine, "threads": args.threads, "refine": not args.no_refine, "refine_flip": args.flip}
+        ``--flip``, ``--one-stage``) and what the command sets itself: the one place CLI flags
+        become a config."""
+        common = {"engine": args.engine, "threads": args.threads, "refine": not args.no_refine, "refine_flip": args.flip,
+                  "refiners": ONE_STAGE if args.one_stage else DEFAULT_REFINERS}
         return cls(**{**common, **fields})
 
 

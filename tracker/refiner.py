@@ -38,8 +38,11 @@ class CanonicalFrame:
 COARSE = CanonicalFrame(crop=128, scale=36.0, patch=16)
 FINE = CanonicalFrame(crop=208, scale=64.0, patch=24)
 # Shipped refiner assets and their frames, in the order a cascade applies them.
-FRAMES = {"mdm_refiner.onnx": COARSE, "mdm_fine.onnx": FINE}
+FRAMES = {"mdm_refiner.onnx": COARSE, "mdm_fine.onnx": FINE, "mdm_single.onnx": FINE}
 DEFAULT_REFINERS = ("mdm_refiner.onnx", "mdm_fine.onnx")
+# The one-stage alternative (``--one-stage``): the fine stage's network with a 4th step, trained
+# to start from the DenseReg+PCA output; ~1.3 ms a face faster, val AUC 0.539 vs 0.549.
+ONE_STAGE = ("mdm_single.onnx",)
 
 Infer = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 

@@ -3,6 +3,7 @@
     python -m training.export densereg --run runs/densereg-realtime-quantized
     python -m training.export mdm --run runs/mdm
     python -m training.export mdm-fine --run runs/mdm-fine
+    python -m training.export mdm-single --run runs/mdm-single2
     python -m training.export mdm --regraph   # same weights, today's graph code (e.g. a faster sampler)
 
 Takes ``RUN/best.pt``, writes ``tracker/assets/<name>.onnx`` and ``.pt`` (decoding inside the
@@ -28,8 +29,8 @@ from training.deploy import build_deployable, export
 from training.model import CONFIGS
 from training.train import load_checkpoint
 
-NAMES = {"densereg": "densereg_realtime", "mdm": "mdm_refiner", "mdm-fine": "mdm_fine"}
-ARCH = {"mdm-fine": "mdm"}  # both refiner stages are the same architecture with other options
+NAMES = {"densereg": "densereg_realtime", "mdm": "mdm_refiner", "mdm-fine": "mdm_fine", "mdm-single": "mdm_single"}
+ARCH = {"mdm-fine": "mdm", "mdm-single": "mdm"}  # every refiner stage is the same architecture with other options
 
 
 def parity(onnx_path: Path, arch: str, options: dict, state: dict, inputs: dict[str, np.ndarray]) -> tuple[float, float]:
@@ -130,6 +131,13 @@ ABOUT = {
         data_extra="",
         recipe="initial shapes drawn around the truth like the first stage's output errors (`training/mdm.py: FINE_PERTURBATION`), loss = outer-eye-corner-normalised error summed over steps; AdamW lr {lr:g}, batch {batch}, flips and photometric noise",
         train_cmd="`python -m training.train mdm-fine --steps 30000 --out runs/mdm-fine --resume`",
+    ),
+    "mdm-single": dict(
+        title="MDM-style landmark refiner, one stage (`--one-stage`)",
+        what="the fine stage's network (24x24 patches in a canonical 208x208 crop, eye corners 102 px apart, `tracker/refiner.py: FINE`) with 4 recurrent steps instead of 3, run alone on the DenseReg+PCA output: the faster alternative to the two-stage cascade",
+        data_extra="",
+        recipe="started from the fine stage's weights; initial shapes drawn around the truth like the DenseReg+PCA output's errors (`training/mdm.py: SINGLE_PERTURBATION`), loss = outer-eye-corner-normalised error summed over steps; AdamW lr {lr:g}, batch {batch}, flips and photometric noise",
+        train_cmd="`python -m training.train mdm-single --steps 6000 --lr 3e-4 --init-from runs/mdm-fine/best.pt --out runs/mdm-single`, then `python -m training.train mdm-single --steps 8000 --lr 2e-4 --init-from runs/mdm-single/best.pt --out runs/mdm-single2`",
     ),
 }
 # What the card says when the run left no run.json (a CPU run of training.train).
