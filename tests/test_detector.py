@@ -95,10 +95,33 @@ def test_deferred_search_answers_lag_frames_later_the_same_in_a_worker_or_inline
         answer = inline.due(13)
         assert answer and answer == worker.due(13) == detect_faces(gray)
         assert inline.due(14) is None and worker.due(14) is None  # answered once
-        assert worker._worker is not None and worker._worker._process.is_alive()
+        assert worker._worker is not None and worker._worker._process.poll() is None
+        process = worker._worker._process
     finally:
         worker.close()
-    assert worker._worker is None
+    assert worker._worker is None and process.poll() is not None  # the worker process has exited
+
+
+def test_the_search_worker_does_not_run_the_callers_script(tmp_path):
+    """A script without an ``if __name__ == "__main__"`` guard is not run a second time by the
+    worker (as a spawned multiprocessing child would), and the worker finds faces."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "user_script.py"
+    marker = tmp_path / "runs.txt"
+    script.write_text(
+        "import cv2\n"
+        "from tracker.detector import DeferredSearch\n"
+        f"open({str(marker)!r}, 'a').write('run\\n')\n"
+        f"gray = cv2.imread({str(ASSETS / 'demo' / 'astronaut.jpg')!r}, cv2.IMREAD_GRAYSCALE)\n"
+        "search = DeferredSearch(lag=1)\n"
+        "search.start(0, gray)\n"
+        "print(len(search.due(1)) > 0, search._worker is not None)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"] and marker.read_text() == "run\n"
 
 
 def test_a_dead_search_worker_falls_back_to_inline_searches(astronaut, caplog):
@@ -109,7 +132,7 @@ def test_a_dead_search_worker_falls_back_to_inline_searches(astronaut, caplog):
     search.start(0, gray)
     assert search.due(1)  # the worker is up and answered
     search._worker._process.kill()
-    search._worker._process.join()
+    search._worker._process.wait()
     with caplog.at_level("WARNING"):
         search.start(2, gray)
         answer = search.due(3)

@@ -13,11 +13,14 @@ all 6 of the 80 faces HOG misses (rotated and profile faces).
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import os
+import subprocess
+import sys
 import warnings
 import weakref
 from dataclasses import dataclass
 from functools import lru_cache
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import cv2
@@ -122,8 +125,8 @@ class DeferredSearch:
         if self._background and self._worker is None:
             try:
                 self._worker = _DetectorProcess()
-            except (OSError, AssertionError) as exc:  # AssertionError: we are a daemonic pool worker
-                self._fall_back(f"cannot start ({exc or type(exc).__name__})")
+            except OSError as exc:
+                self._fall_back(f"cannot start ({exc})")
         if self._worker is not None:
             try:
                 self._worker.submit(gray)
@@ -167,30 +170,47 @@ class DeferredSearch:
 
 
 class _DetectorProcess:
-    """A worker process answering ``detect_faces`` requests over a pipe, one at a time."""
+    """A worker process answering ``detect_faces`` requests over a pair of pipes, one at a time.
+
+    A plain ``python -c`` subprocess rather than ``multiprocessing``: a spawned multiprocessing
+    child re-imports the user's main script (running it again when it lacks an ``if __name__ ==
+    "__main__"`` guard), and a forked one would inherit ONNX Runtime's and OpenCV's thread locks.
+    """
 
     def __init__(self):
-        ctx = multiprocessing.get_context("spawn")  # a forked child would inherit ONNX Runtime's and OpenCV's thread locks
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_detector_worker, args=(child,), daemon=True, name="tracker-face-search")
-        self._process.start()
-        child.close()
-        self.close = weakref.finalize(self, _stop_worker, self._process, self._conn)
+        if os.name != "posix":
+            raise OSError("needs POSIX pipes")
+        to_child, to_worker = os.pipe()
+        from_worker, from_child = os.pipe()
+        # The worker imports this package from where this process found it.
+        root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+        code = "import sys; from tracker.detector import _detector_worker; _detector_worker(int(sys.argv[1]), int(sys.argv[2]))"
+        try:
+            self._process = subprocess.Popen([sys.executable, "-c", code, str(to_child), str(from_child)], env=env,
+                                             pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL)
+        finally:
+            os.close(to_child)
+            os.close(from_child)
+        self._requests = Connection(to_worker, readable=False)
+        self._answers = Connection(from_worker, writable=False)
+        self.close = weakref.finalize(self, _stop_worker, self._process, self._requests, self._answers)
 
     def submit(self, gray: np.ndarray) -> None:
-        self._conn.send(np.ascontiguousarray(gray))
+        self._requests.send(np.ascontiguousarray(gray))
 
     def result(self) -> list[Detection]:
-        answer = self._conn.recv()
+        answer = self._answers.recv()
         if isinstance(answer, Exception):
             raise OSError(f"{type(answer).__name__}: {answer}")
         return answer
 
 
-def _detector_worker(conn) -> None:
+def _detector_worker(requests_fd: int, answers_fd: int) -> None:
+    requests, answers = Connection(requests_fd, writable=False), Connection(answers_fd, readable=False)
     while True:
         try:
-            gray = conn.recv()
+            gray = requests.recv()
         except (EOFError, OSError):
             return
         if gray is None:
@@ -199,18 +219,21 @@ def _detector_worker(conn) -> None:
             answer = detect_faces(gray)
         except Exception as exc:  # reported to the tracker, which falls back to inline searches
             answer = exc
-        conn.send(answer)
+        answers.send(answer)
 
 
-def _stop_worker(process, conn) -> None:
+def _stop_worker(process: subprocess.Popen, requests: Connection, answers: Connection) -> None:
     try:
-        conn.send(None)
+        requests.send(None)
     except OSError:
         pass
-    conn.close()
-    process.join(timeout=2)
-    if process.is_alive():
-        process.terminate()
+    requests.close()
+    answers.close()
+    try:
+        process.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 # The one install hint for everything that comes with face-recognition-models.
