@@ -36,6 +36,11 @@ from tracker.smoothing import OneEuro
 from tracker.stages import Stage, last_stage
 
 DENSEREG_ASSET = "densereg_realtime.onnx"
+# detect_lag for live sources (cameras, the viewer): the periodic search for new faces runs in a
+# worker process instead of stalling a frame (~13 ms at 640x480).  Files keep 0: on two cores
+# the worker's start-up (0.3 s) and its competition with ONNX Runtime's threads cost more wall
+# time over a clip than the searches it moves (benchmarks/bench_detect_lag.py, README).
+LIVE_DETECT_LAG = 3
 # Two faces whose crops' centres are closer than this fraction of the larger crop are one face
 # (two tracks, or a track and a detection, that converged on it); two real faces side by side
 # are at least about half a crop apart.
@@ -105,7 +110,7 @@ class TrackerConfig:
     threads: int = 2
     max_faces: int = 4
     detect_every: int = 30  # video: look for new faces every N frames (a full-frame HOG pass costs ~1.5 tracked frames)
-    detect_lag: int = 3  # video: ...in a worker process beside the tracking, its answer used N frames later (0: inline, stalling its frame)
+    detect_lag: int = 0  # video: 0 searches inline (stalls that frame); N > 0 in a worker process, the answer used N frames later
     min_face: int = 24  # pixels; smaller detections are ignored (the crop would be mostly upsampling)
     detect_threshold: float = 0.2  # dlib HOG score; lower ones are mostly false positives
     cnn_fallback: bool = True  # image mode: dlib's CNN detector when HOG finds nothing (~1 s; needs face-recognition-models)

@@ -23,7 +23,7 @@ from PyQt5.QtCore import QThread, pyqtSignal
 from engines.base import EngineError
 from tracker.assets import AssetError
 from tracker.errors import SourceError
-from tracker.pipeline import FrameResult, Tracker, TrackerConfig
+from tracker.pipeline import LIVE_DETECT_LAG, FrameResult, Tracker, TrackerConfig
 from tracker.sources import FrameSource, SourceSpec, TrackedFrame, open_source, track_stream
 
 
@@ -57,7 +57,8 @@ class TrackerThread(QThread):
 
     def __init__(self, config: TrackerConfig, parent=None):
         super().__init__(parent)
-        self.config = replace(config, visibility=True)  # the transfer overlay keeps its paint off occluders
+        # visibility: the transfer overlay keeps its paint off occluders; an interactive view searches for new faces beside the tracking
+        self.config = replace(config, visibility=True, detect_lag=LIVE_DETECT_LAG)
         self._commands: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._consumed = threading.Event()

@@ -15,7 +15,7 @@ from tracker.detector import cnn_missing_note
 from tracker.draw import annotate
 from tracker.errors import UsageError
 from tracker.fileio import atomic_write_json, atomic_write_text, check_writable, safe_output_path
-from tracker.pipeline import Tracker, TrackerConfig
+from tracker.pipeline import LIVE_DETECT_LAG, Tracker, TrackerConfig
 from tracker.pts import write_pts
 from tracker.sources import open_video_or_camera, track_stream, until_interrupted
 from tracker.video import AtomicVideoWriter, VideoError
@@ -52,7 +52,8 @@ def run(args) -> int:
             check_writable(path)  # before the run, not after it
     if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
         print(note, file=sys.stderr)
-    tracker = Tracker(TrackerConfig.from_args(args, mode="video", smooth=not args.no_smooth, video_cnn_every=args.cnn_every))
+    tracker = Tracker(TrackerConfig.from_args(args, mode="video", smooth=not args.no_smooth, video_cnn_every=args.cnn_every,
+                                              detect_lag=LIVE_DETECT_LAG if source.live else 0))
     if source.live:
         print(f"tracking {source.label}; Ctrl-C stops and saves", file=sys.stderr)
     rows, frames_json = [], []
