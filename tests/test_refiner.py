@@ -177,6 +177,17 @@ def test_export_writes_a_card_with_the_validation_curve_and_regraph_keeps_it(tmp
     assert export_main(["mdm-fine", "--regraph", "--out-dir", str(out)]) == 0
     again = (out / "MDM_FINE_CARD.md").read_text()
     assert "| 300 | 0.0300 |" in again and sha256(out / "mdm_fine.onnx") in again
+    # --steps: the same weights run for fewer recurrent steps, in both deployables and the card
+    from engines.onnx_engine import OnnxEngine
+
+    for steps in (2, 1):  # a second --steps keeps counting from the trained 3
+        assert export_main(["mdm-fine", "--regraph", "--steps", str(steps), "--out-dir", str(out)]) == 0
+        card = (out / "MDM_FINE_CARD.md").read_text()
+        assert card.count("recurrent steps it was trained with") == 1 and f"runs {steps} of the 3 recurrent steps" in card
+        assert torch.load(str(out / "mdm_fine.pt"), weights_only=True)["options"]["steps"] == steps
+        feed = {"image": np.zeros((1, 1, 208, 208), np.float32), "init": np.full((1, 68, 2), 104.0, np.float32)}
+        assert OnnxEngine(out / "mdm_fine.onnx", threads=1).infer(feed)["points"].shape == (1, steps, 68, 2)
+        assert read_manifest(out / "MANIFEST.json")["mdm_fine.onnx"] == sha256(out / "mdm_fine.onnx")
 
 
 def test_command_line_options_become_one_config():

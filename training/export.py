@@ -26,6 +26,7 @@ from tracker.assets import ASSETS, record
 from tracker.crop import NETWORK_INPUT
 from tracker.fileio import atomic_write_text
 from training.deploy import build_deployable, export
+from training.mdm import MDMConfig
 from training.model import CONFIGS
 from training.train import load_checkpoint
 
@@ -146,15 +147,27 @@ DEFAULT_LR = {"densereg": 2e-3, "mdm": 1e-3}
 NETWORKS = {"paper": "ResNet-101, dilated, output stride 8"}  # otherwise the compact backbone
 
 
-def regraph(name: str, out_dir: Path) -> tuple[str, float, float]:
+def regraph(name: str, out_dir: Path, steps: int = 0) -> tuple[str, float, float]:
     """Rebuild a shipped ONNX graph from its deployable ``.pt`` with today's graph code (same
     weights), and update the size, parity and SHA-256 lines of its card; the training facts
-    stay as they are."""
+    stay as they are.  `steps`: run a refiner for this many recurrent steps (its steps share
+    their weights, so a refiner trained with more can stop earlier); the card says so."""
     deploy = torch.load(str(out_dir / f"{name}.pt"), map_location="cpu", weights_only=True)
     onnx_path = out_dir / f"{name}.onnx"
-    sha, diff, magnitude = export_checked(deploy["arch"], dict(deploy["options"]), deploy["state_dict"], onnx_path, out_dir / "MANIFEST.json")
+    options = dict(deploy["options"])
     card_path = out_dir / f"{name.upper()}_CARD.md"
     card = card_path.read_text()
+    if steps:
+        if deploy["arch"] != "mdm":
+            raise SystemExit(f"error: {name} has no recurrent steps to set")
+        # How many it was trained with: the card's note from an earlier --steps, else the .pt's.
+        noted = re.search(r" \(runs \d+ of the (\d+) recurrent steps[^)]*\)", card)
+        trained = int(noted.group(1)) if noted else MDMConfig(**options).steps
+        options["steps"] = steps
+        card = card.replace(noted.group(0), "") if noted else card
+    sha, diff, magnitude = export_checked(deploy["arch"], options, deploy["state_dict"], onnx_path, out_dir / "MANIFEST.json")
+    if steps:
+        card = re.sub(r"(- \*\*What\*\*: [^\n]*)", rf"\1 (runs {steps} of the {trained} recurrent steps it was trained with: the steps share their weights)", card, count=1)
     card = re.sub(r"ONNX Runtime vs PyTorch max abs diff [^\n]*", f"ONNX Runtime vs PyTorch max abs diff {diff:.2e} on outputs up to {magnitude:.3g}.", card)
     card = re.sub(r"- \*\*Size\*\*: [0-9.]+ MB ONNX", f"- **Size**: {onnx_path.stat().st_size / 1e6:.2f} MB ONNX", card)
     card = re.sub(r"- \*\*SHA-256\*\*: `[0-9a-f]+`", f"- **SHA-256**: `{sha}`", card)
@@ -202,11 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--regraph", action="store_true",
                      help="re-export the shipped .pt with today's graph code (graph-only changes: same weights, same card)")
     ap.add_argument("--out-dir", type=Path, default=ASSETS)
+    ap.add_argument("--steps", type=int, default=0, help="with --regraph: run the refiner for this many recurrent steps")
     args = ap.parse_args(argv)
     name = NAMES[args.arch]
     onnx_path = args.out_dir / f"{name}.onnx"
     if args.regraph:
-        sha, diff, magnitude = regraph(name, args.out_dir)
+        sha, diff, magnitude = regraph(name, args.out_dir, args.steps)
     else:
         sha, diff, magnitude = export_run(args.arch, args.run, args.out_dir)
     print(f"wrote {onnx_path} (sha256 {sha[:12]}, parity {diff:.2e}) at {time.strftime('%H:%M')}")
