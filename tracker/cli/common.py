@@ -38,8 +38,8 @@ def engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-refine", action="store_true", help="skip the MDM refiner (faster, less accurate)")
     p.add_argument("--flip", action="store_true", help="test-time flipping: also refine the mirrored face and average "
                    "(val AUC +0.006; doubles the refiner's time)")
-    p.add_argument("--one-stage", action="store_true", help="one refiner stage instead of two: ~0.75 ms a face faster, "
-                   "val AUC 0.539 instead of 0.548 (same median error)")
+    p.add_argument("--one-stage", action="store_true", help="one refiner stage instead of two: ~0.5 ms a face faster, "
+                   "val AUC 0.539 instead of 0.550")
 
 
 def video_args(p: argparse.ArgumentParser) -> None:
