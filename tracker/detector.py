@@ -105,7 +105,7 @@ class DeferredSearch:
     """Video's periodic search for new faces, answered `lag` frames after the frame it looked at.
 
     With `background`, dlib's HOG runs in a worker process (dlib holds the GIL while it
-    searches, so a thread would not overlap it with tracking): the full-frame pass (~15-20 ms
+    searches, so a thread would not overlap it with tracking): the full-frame pass (~13 ms
     at 640x480) no longer stalls the frame it starts on, and uses the core the tracker's Python
     leaves idle.  The answer is used exactly `lag` frames later whether it ran in the worker
     or inline, so a clip tracks the same way every time (waiting for the worker if it is
