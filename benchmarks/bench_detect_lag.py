@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,24 +13,20 @@ import numpy as np
 from tracker import Tracker, TrackerConfig
 from tracker.assets import DEMO_CLIP
 from tracker.fileio import atomic_write_json
-from tracker.sources import VideoSource
+from tracker.sources import ArraySource, VideoSource, load_frames, track_stream
 
 
 def run(frames: list[np.ndarray], lags: tuple[int, ...], passes: int, threads: int) -> dict[int, dict]:
     trackers = {lag: Tracker(TrackerConfig(mode="video", detect_lag=lag, threads=threads)) for lag in lags}
     per = {lag: {"total": [], "detect": []} for lag in lags}
     for tracker in trackers.values():  # warm-up, and the worker process started
-        tracker.reset()
-        for f in frames[:40]:
-            tracker.track(f)
+        for _ in track_stream(tracker, ArraySource(frames[:40])):
+            pass
     for _ in range(passes):
         for lag, tracker in trackers.items():
-            tracker.reset()
-            for f in frames:
-                t = time.perf_counter()
-                r = tracker.track(f)
-                per[lag]["total"].append(1000 * (time.perf_counter() - t))
-                per[lag]["detect"].append(r.timings.get("detect", np.nan))
+            for tracked in track_stream(tracker, ArraySource(frames)):  # each pass a new stream: the tracker is reset
+                per[lag]["total"].append(tracked.track_ms)
+                per[lag]["detect"].append(tracked.result.timings.get("detect", np.nan))
     for tracker in trackers.values():
         tracker.close()
     out = {}
@@ -50,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    with VideoSource(args.video) as source:
-        frames = [f.image for f in source.frames()]
+    frames = load_frames(VideoSource(args.video))
     result = run(frames, (0, 3), args.passes, args.threads)
     print(f"{len(frames)} frames of {args.video}, {args.passes} passes each, alternating")
     print(f"{'detect_lag':>10} {'median ms':>10} {'mean ms':>9} {'p99 ms':>8} {'frames searching':>17} {'their detect ms':>16}")
