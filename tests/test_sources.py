@@ -203,3 +203,27 @@ def test_no_library_module_imports_the_command_line_app_or_the_offline_tools():
     wrong = {str(p.relative_to(REPO)): sorted(n for n in _imports(p) if n.startswith(("tracker.cli", "tracker.tools")))
              for p in library}
     assert {k: v for k, v in wrong.items() if v} == {}
+
+
+def test_video_command_searches_beside_the_tracking_on_a_camera_and_inline_on_files(fake_camera, tmp_path, monkeypatch):
+    """``--detect-lag``: 3 (a worker process) by default on a camera, 0 (inline) on a file, and
+    what the user asks for on either."""
+    import tracker.cli.video
+    from tracker.assets import DEMO_CLIP
+    from tracker.cli import main
+    from tracker.pipeline import LIVE_DETECT_LAG, Tracker
+
+    made = []
+
+    class Recording(Tracker):
+        def __init__(self, config):
+            made.append(config.detect_lag)
+            super().__init__(config)
+
+    monkeypatch.setattr(tracker.cli.video, "Tracker", Recording)
+    fake_camera(4)
+    runs = [["--camera", "0"], [str(DEMO_CLIP), "--max-frames", "4"], ["--camera", "0", "--detect-lag", "0"],
+            [str(DEMO_CLIP), "--max-frames", "4", "--detect-lag", "2"]]
+    for i, argv in enumerate(runs):
+        assert main(["video", *argv, "--csv", str(tmp_path / f"{i}.csv")]) == 0
+    assert made == [LIVE_DETECT_LAG, 0, 0, 2]

@@ -60,7 +60,8 @@ def run(args) -> int:
     # network thread: videos in parallel use cores better than threads within a video.
     threads = 1 if args.ray is not None else max(1, args.threads // (args.jobs or 1))
     config = TrackerConfig.from_args(args, mode="image" if args.stills else "video", threads=threads, smooth=not args.no_smooth,
-                                     cnn_fallback=args.cnn_every > 0, video_cnn_every=args.cnn_every)
+                                     cnn_fallback=args.cnn_every > 0, video_cnn_every=args.cnn_every,
+                                     detect_lag=args.detect_lag or 0)
     if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
         print(note, file=sys.stderr)
     jobs, done = [], 0

@@ -53,7 +53,7 @@ def run(args) -> int:
     if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
         print(note, file=sys.stderr)
     tracker = Tracker(TrackerConfig.from_args(args, mode="video", smooth=not args.no_smooth, video_cnn_every=args.cnn_every,
-                                              detect_lag=LIVE_DETECT_LAG if source.live else 0))
+                                              detect_lag=args.detect_lag if args.detect_lag is not None else LIVE_DETECT_LAG if source.live else 0))
     if source.live:
         print(f"tracking {source.label}; Ctrl-C stops and saves", file=sys.stderr)
     rows, frames_json = [], []
