@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     rss0, rss1 = np.mean([s["rss_mb"] for s in first]), np.mean([s["rss_mb"] for s in last])
     fps0, fps1 = np.mean([s["fps"] for s in first]), np.mean([s["fps"] for s in last])
     result = {"minutes": args.minutes, "frames": i, "samples": samples, "rss_growth_pct": 100 * (rss1 - rss0) / rss0,
-              "fps_change_pct": 100 * (fps1 - fps0) / fps0, "engine": tracker.engine.describe()}
+              "fps_change_pct": 100 * (fps1 - fps0) / fps0, "engine": tracker.describe()}
     print(f"RSS {rss0:.1f} -> {rss1:.1f} MB ({result['rss_growth_pct']:+.2f}%), "
           f"fps {fps0:.1f} -> {fps1:.1f} ({result['fps_change_pct']:+.1f}%) over {i} frames")
     if args.json:

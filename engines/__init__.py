@@ -36,18 +36,23 @@ def available_engines() -> dict[str, str | None]:
     }
 
 
+def resolve_kind(kind: str) -> str:
+    """The backend `kind` names: ``auto`` becomes ``tensorrt`` when usable, else ``onnx``."""
+    if kind not in KINDS:
+        raise EngineError(f"unknown engine '{kind}' (choose from {', '.join(KINDS)})")
+    if kind != "auto":
+        return kind
+    reason = available_engines()["tensorrt"]
+    if reason is None:
+        return "tensorrt"
+    log.info("TensorRT not used: %s; using ONNX Runtime on the CPU", reason)
+    return "onnx"
+
+
 def load_engine(onnx_path: Path, kind: str = "auto", threads: int = 2, max_batch: int = 1) -> Engine:
     """Load the model at `onnx_path` with the chosen backend; `max_batch`: TensorRT's largest batch."""
     onnx_path = Path(onnx_path)
-    if kind not in KINDS:
-        raise EngineError(f"unknown engine '{kind}' (choose from {', '.join(KINDS)})")
-    if kind == "auto":
-        reason = available_engines()["tensorrt"]
-        if reason is None:
-            kind = "tensorrt"
-        else:
-            log.info("TensorRT not used: %s; using ONNX Runtime on the CPU", reason)
-            kind = "onnx"
+    kind = resolve_kind(kind)
     if kind == "onnx":
         from engines.onnx_engine import OnnxEngine
 
@@ -64,4 +69,4 @@ def load_engine(onnx_path: Path, kind: str = "auto", threads: int = 2, max_batch
     return TensorRTEngine(onnx_path, max_batch=max_batch)
 
 
-__all__ = ["Engine", "EngineError", "KINDS", "NOTES", "available_engines", "load_engine"]
+__all__ = ["Engine", "EngineError", "KINDS", "NOTES", "available_engines", "load_engine", "resolve_kind"]

@@ -46,7 +46,7 @@ class TorchEngine(Engine):
         self.module.load_state_dict(ckpt["state_dict"])
         self.module.eval()
         self._torch = torch
-        self.device = f"CPU ({threads} threads)"
+        self.device = f"CPU ({threads} thread{'s' if threads > 1 else ''})"
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch

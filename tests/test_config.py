@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import tracker.pipeline as pipeline
-from engines import available_engines, load_engine
-from engines.base import in_chunks
+from engines import available_engines, load_engine, resolve_kind
+from engines.base import EngineError, in_chunks
 from tracker.densemaps import DenseMaps
 from tracker.errors import ConfigError, TrackerError
 from tracker.pipeline import DENSEREG_ASSET, Tracker, TrackerConfig, TrackerMode, engine_batches
@@ -90,7 +90,35 @@ def loads(monkeypatch):
 @pytest.mark.parametrize("engine", ["onnx", "torch", "tensorrt", "auto"])
 def test_every_network_runs_on_the_configured_engine(loads, engine):
     Tracker(TrackerConfig(engine=engine, threads=1))
-    assert [(name, kind) for name, kind, _ in loads] == [(DENSEREG_ASSET, engine)] + [(name, engine) for name in DEFAULT_REFINERS]
+    kind = resolve_kind(engine)  # "auto": TensorRT where usable, else ONNX Runtime
+    assert kind in ("onnx", "tensorrt") if engine == "auto" else kind == engine
+    assert [(name, k) for name, k, _ in loads] == [(DENSEREG_ASSET, kind)] + [(name, kind) for name in DEFAULT_REFINERS]
+
+
+def test_resolve_kind_rejects_an_unknown_engine():
+    with pytest.raises(EngineError, match="unknown engine 'cuda'"):
+        resolve_kind("cuda")
+
+
+def test_face_groups_side_by_side_give_the_one_group_answer():
+    """On the CPU, `threads` groups of faces run side by side, each network call on one thread;
+    the faces, their order, ids and every stage's points are those of one group in sequence."""
+    still = cv2.imread(str(DEMO))
+    image = np.hstack([still, still[:, ::-1], still])
+    boxes = [(179, 83, 267, 171), (756, 83, 844, 171), (1203, 83, 1291, 171)]  # the face in each copy
+    results = {}
+    for threads in (1, 2, 3):
+        with Tracker(TrackerConfig(mode="image", engine="onnx", threads=threads, cnn_fallback=False)) as tracker:
+            assert tracker.engine.device == "CPU (1 thread)"
+            assert tracker.describe() == "onnx on CPU (1 thread)" + ("" if threads == 1 else f"; {threads} faces at a time side by side")
+            results[threads] = tracker.track(image, boxes=boxes).faces
+    one = results[1]
+    assert [f.box.x0 for f in one] == [179, 756, 1203]
+    for faces in (results[2], results[3]):
+        assert [(f.track_id, f.box, f.score) for f in faces] == [(f.track_id, f.box, f.score) for f in one]
+        for f, g in zip(faces, one):
+            assert f.stages.keys() == g.stages.keys()
+            assert all(np.array_equal(f.stages[k].points, g.stages[k].points, equal_nan=True) for k in f.stages)
 
 
 def test_max_batch_follows_max_faces_and_flip(loads):

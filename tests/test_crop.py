@@ -100,3 +100,14 @@ def test_network_input_is_normalised_rgb_nchw():
     assert x.shape == (2, 3, 8, 8) and x.dtype == np.float32 and x.flags.c_contiguous
     np.testing.assert_allclose(x[0, :, 0, 0], (np.array([255, 0, 0]) - MEAN) / STD, rtol=1e-6)
     assert to_network_input(bgr[0]).shape == (1, 3, 8, 8)
+
+
+def test_network_input_table_is_the_arithmetic_exactly():
+    """uint8 crops go through a lookup table: every value of every channel must come out as the
+    float32 arithmetic gives it (and float crops still take the arithmetic)."""
+    values = np.arange(256, dtype=np.uint8)
+    bgr = np.stack(np.meshgrid(values, values[::-1], indexing="ij"), -1)[..., [0, 1, 0]]  # (256,256,3)
+    bgr[..., 2] = np.roll(values, 7)[None]
+    want = ((bgr[..., ::-1].astype(np.float32) - MEAN) / STD).transpose(2, 0, 1)[None]
+    assert np.array_equal(to_network_input(bgr), want)
+    assert np.array_equal(to_network_input(bgr.astype(np.float32)), want)

@@ -96,18 +96,20 @@ def extract_landmarks(uv: np.ndarray, fg: np.ndarray, lookup: UVLookup, fg_thres
     points = np.full((n, 2), np.nan)
     confidence = np.zeros(n)
     face = (fg > fg_threshold) & np.isfinite(uv).all(axis=0)
-    ys, xs = np.nonzero(face)
+    # The table lookup runs on the whole map (cheaper than gathering the face pixels first);
+    # only the few hundred pixels near some landmark go on.
     res = lookup.table.shape[0]
-    u = uv[:, ys, xs].T
-    col = np.clip((u[:, 0] * res).astype(np.int64), 0, res - 1)
-    row = np.clip(((1.0 - u[:, 1]) * res).astype(np.int64), 0, res - 1)
-    lmk = lookup.table[row, col].astype(np.int64)
-    pix = np.flatnonzero(lmk >= 0)
+    with np.errstate(invalid="ignore"):  # NaN UV off the face: any cell, masked out below
+        col = np.clip((uv[0] * res).astype(np.int32), 0, res - 1)
+        row = np.clip(((1.0 - uv[1]) * res).astype(np.int32), 0, res - 1)
+    cell = lookup.table.ravel().take(row * res + col)
+    pix = np.flatnonzero((cell >= 0) & face)
     if len(pix) == 0:
         return Landmarks(points, confidence)
-    lmk = lmk[pix]
-    px, py = xs[pix], ys[pix]
-    dist = np.linalg.norm(u[pix] - landmark_uv[lmk], axis=1)
+    lmk = cell.ravel()[pix].astype(np.int64)
+    py, px = np.divmod(pix, uv.shape[2])
+    u = uv.reshape(2, -1)[:, pix].T
+    dist = np.linalg.norm(u - landmark_uv[lmk], axis=1)
 
     # Connected components of every landmark's candidates in one call: each landmark's
     # bounding box gets its own strip of a canvas, one empty column apart.
@@ -141,7 +143,7 @@ def extract_landmarks(uv: np.ndarray, fg: np.ndarray, lookup: UVLookup, fg_thres
     chosen = np.zeros(n_comp, bool)
     chosen[first] = True
     keep = chosen[comp]
-    px, py, lmk, dist, uk = px[keep].astype(np.float64), py[keep].astype(np.float64), lmk[keep], dist[keep], u[pix[keep]].astype(np.float64)
+    px, py, lmk, dist, uk = px[keep].astype(np.float64), py[keep].astype(np.float64), lmk[keep], dist[keep], u[keep].astype(np.float64)
 
     # Sub-pixel position: where a weighted local affine fit uv ~ A (x,y) + b equals the
     # landmark UV.  Unlike a centroid this is unbiased where the blob is cut by the face

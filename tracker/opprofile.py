@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tracker.assets import ASSETS, verified_asset
-from tracker.pipeline import DENSEREG_ASSET, Tracker, TrackerConfig
+from tracker.pipeline import DENSEREG_ASSET, Tracker, TrackerConfig, parallelism
 from tracker.sources import ArraySource, track_stream
 
 SKIP_CALLS = 1  # a session's first call allocates its memory arena: not representative
@@ -65,7 +65,8 @@ def profile_models(config: TrackerConfig, frames: list[np.ndarray]) -> dict[str,
     folder = config.assets or ASSETS
     names = [DENSEREG_ASSET, *(config.refiners if config.refine else ())]
     with tempfile.TemporaryDirectory(prefix="densereg-profile-") as tmp:
-        engines = {name: OnnxEngine(verified_asset(name, folder), config.threads, profile_prefix=str(Path(tmp) / Path(name).stem))
+        threads = parallelism(config, "onnx")[1]  # what each of the tracker's calls runs on
+        engines = {name: OnnxEngine(verified_asset(name, folder), threads, profile_prefix=str(Path(tmp) / Path(name).stem))
                    for name in names}
         # The same Tracker with its sessions swapped for profiled ones of the same files
         # (its refiner stages are config.refiners, in order).
@@ -83,7 +84,7 @@ def profile_models(config: TrackerConfig, frames: list[np.ndarray]) -> dict[str,
 
 def profile_lines(profiles: dict[str, dict], threads: int) -> list[str]:
     """The printed table: one block per model, operator types by share of time."""
-    lines = [f"ONNX Runtime op profile (profiled sessions, CPU, {threads} threads, one pass over the same frames after the timing; "
+    lines = [f"ONNX Runtime op profile (profiled sessions, CPU, {threads} thread(s) a call, one pass over the same frames after the timing; "
              f"first call of each session left out)"]
     for name, p in profiles.items():
         if not p["calls"]:

@@ -12,6 +12,7 @@ import math
 import numbers
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines import KINDS, load_engine
+from engines import KINDS, load_engine, resolve_kind
 from engines.base import Engine
 from tracker.assets import verified_asset
 from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, roi_from_landmarks, to_network_input, transform_points, warp_image
@@ -107,7 +108,7 @@ class TrackerConfig:
 
     mode: TrackerMode = TrackerMode.IMAGE  # "image" or "video" are accepted too
     engine: str = "auto"  # auto | onnx | torch | tensorrt (``engines.KINDS``); every network runs on it
-    threads: int = 2
+    threads: int = 2  # CPU cores to use: on ONNX Runtime, faces processed side by side (``parallelism``)
     max_faces: int = 4
     detect_every: int = 30  # video: look for new faces every N frames (a full-frame HOG pass costs ~1.5 tracked frames)
     detect_lag: int = 0  # video: 0 searches inline (stalls that frame); N > 0 in a worker process, the answer used N frames later
@@ -240,11 +241,13 @@ class Tracker:
         paths = {name: asset(name) for name in (DENSEREG_ASSET, "shape_pca.npz", "template.npz", *refiner_names)}
         t = timer.add("verify assets", t)  # SHA-256 of each file, once per process
         densereg_batch, refiner_batch = engine_batches(config)
-        self.engine: Engine = load_engine(paths[DENSEREG_ASSET], config.engine, config.threads, densereg_batch)
+        kind = resolve_kind(config.engine)
+        self._groups, session_threads = parallelism(config, kind)
+        self.engine: Engine = load_engine(paths[DENSEREG_ASSET], kind, session_threads, densereg_batch)
         t = timer.add("DenseReg session", t)
         self.shape_model = load_shape_model(paths["shape_pca.npz"])
         self.refiners: list[RefinerStage] = [
-            RefinerStage(load_engine(paths[name], config.engine, config.threads, refiner_batch).infer, FRAMES[name],
+            RefinerStage(load_engine(paths[name], kind, session_threads, refiner_batch).infer, FRAMES[name],
                          FRAMES[name].reference(self.shape_model))
             for name in refiner_names
         ]
@@ -262,6 +265,12 @@ class Tracker:
         self._next_id = 0
         self._frame = 0
         self._search = DeferredSearch(config.detect_lag, background=config.detect_lag > 0)
+        self._pool: ThreadPoolExecutor | None = None  # for the face groups beyond the first, made when first needed
+
+    def describe(self) -> str:
+        """The backend, for logs and the viewer: e.g. "onnx on CPU (1 thread); 2 faces at a time side by side"."""
+        groups = "" if self._groups == 1 else f"; {self._groups} faces at a time side by side"
+        return self.engine.describe() + groups
 
     def reset(self) -> None:
         """Forget all tracks (a new video)."""
@@ -272,6 +281,9 @@ class Tracker:
         """Stop the background face search's worker process, if one was started (it also stops
         when the tracker is garbage-collected or the program exits)."""
         self._search.close()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def __enter__(self) -> Tracker:
         return self
@@ -355,6 +367,27 @@ class Tracker:
         return every > 0 and not tracked and self._frame % every == 0
 
     def _process(self, image, gray, items, timer: _Timer) -> list[FaceResult]:
+        """The faces in `items` (track, roi, detection), in up to ``self._groups`` groups side by
+        side; each group's stage times are its own, and a stage's time for the frame is the
+        longest of them (the groups overlap)."""
+        n = min(self._groups, len(items))
+        if n <= 1:
+            return self._process_group(image, gray, items, timer)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._groups - 1, thread_name_prefix="tracker-faces")
+        bounds = [len(items) * i // n for i in range(n + 1)]
+        groups = [items[a:b] for a, b in zip(bounds, bounds[1:])]  # contiguous: joined, they keep the items' order
+        timers = [_Timer() for _ in groups]
+        rest = [self._pool.submit(self._process_group, image, gray, g, tm) for g, tm in zip(groups[1:], timers[1:])]
+        faces = self._process_group(image, gray, groups[0], timers[0])
+        for f in rest:
+            faces += f.result()
+        for tm in timers:
+            for name, ms in tm.ms.items():
+                timer.ms[name] = max(timer.ms.get(name, 0.0), ms)
+        return faces
+
+    def _process_group(self, image, gray, items, timer: _Timer) -> list[FaceResult]:
         t = time.perf_counter()
         s = self.input_size
         mats = [crop_matrix(roi, s) for _, roi, _ in items]
@@ -377,7 +410,7 @@ class Tracker:
             fitted.append((track, roi, det, back, maps, stages))
         refined = [[]] * len(fitted)
         if self.refiners and fitted:
-            # every face of the frame in one engine call per stage
+            # every face of the group in one engine call per stage
             cascade = refine_cascade(self.refiners, gray, np.stack([st[Stage.PCA].points for *_, st in fitted]), self.flip_permutation)
             refined = [[stage[i] for stage in cascade] for i in range(len(fitted))]
             t = timer.add("mdm", t)
@@ -456,6 +489,16 @@ class Tracker:
     def _make_filter(self) -> OneEuro | None:
         c = self.config
         return OneEuro(c.smooth_min_cutoff, c.smooth_beta) if c.smooth else None
+
+
+def parallelism(config: TrackerConfig, kind: str) -> tuple[int, int]:
+    """(groups of faces processed side by side, threads per network call) for the resolved
+    engine `kind`.  On the CPU (ONNX Runtime) the faces of a frame are split into
+    ``config.threads`` groups, each network call on one thread: one face's networks are too
+    small to gain from a second thread (at batch 1 the same time on 1 or 2 threads, and in the
+    pipeline slower on 2), while two faces on two cores take little more than one.  A GPU, and
+    the research-only torch engine, take every face in one batch on ``config.threads`` threads."""
+    return (config.threads, 1) if kind == "onnx" else (1, config.threads)
 
 
 def engine_batches(config: TrackerConfig) -> tuple[int, int]:

@@ -57,9 +57,10 @@ def similarity_align(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | Non
     w = w / w.sum()
     mu_s, mu_d = w @ src, w @ dst
     s0, d0 = src - mu_s, dst - mu_d
-    a = w @ (s0[:, 0] * d0[:, 0] + s0[:, 1] * d0[:, 1])
-    b = w @ (s0[:, 0] * d0[:, 1] - s0[:, 1] * d0[:, 0])
-    var_s = max(float(w @ (s0**2).sum(1)), 1e-12)
+    ws = s0 * w[:, None]
+    a = float(np.vdot(ws, d0))
+    b = float(ws[:, 0] @ d0[:, 1] - ws[:, 1] @ d0[:, 0])
+    var_s = max(float(np.vdot(ws, s0)), 1e-12)
     norm = float(np.hypot(a, b))
     R = np.array([[a, -b], [b, a]]) / norm if norm > 0 else np.eye(2)
     scale = norm / var_s
@@ -70,6 +71,14 @@ def normalise(shape: np.ndarray) -> np.ndarray:
     """Centroid 0, RMS radius 1."""
     c = shape - shape.mean(axis=0)
     return c / np.sqrt((c**2).sum(1).mean())
+
+
+def _median(x: np.ndarray) -> float:
+    """np.median of a short 1-D array, without its ~15 µs of generality (it runs 6 times a face
+    a frame)."""
+    x = np.sort(x)
+    n = len(x)
+    return float((x[(n - 1) // 2] + x[n // 2]) / 2)
 
 
 def fit_shape(
@@ -103,7 +112,7 @@ def fit_shape(
         shape = (mean + basis @ coeffs).reshape(-1, 2)
         residual = np.linalg.norm(shape - y, axis=1)
         # Tukey's biweight; the scale has a floor so that near-perfect inputs are not rejected.
-        sigma = max(1.4826 * np.median(residual[valid]), 0.02)
+        sigma = max(1.4826 * _median(residual[valid]), 0.02)
         r = residual / (4.685 * sigma)
         w = np.where(valid & (r < 1), confidence * (1 - r**2) ** 2, 0.0)
         if w.sum() <= 0 or (w > 0).sum() < min_points:

@@ -154,7 +154,7 @@ def benchmark(config: TrackerConfig, frames: list[np.ndarray], source: str, repe
         "video": source,
         "frames": n,
         "size": [frames[0].shape[1], frames[0].shape[0]],
-        "engine": tracker.engine.describe(),
+        "engine": tracker.describe(),
         "refine": config.refine,
         "refiners": list(config.refiners) if config.refine else [],
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",

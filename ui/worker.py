@@ -147,7 +147,7 @@ class TrackerThread(QThread):
             return
         self.config = config
         self._stream = None
-        self.engineReady.emit(self._tracker.engine.describe())
+        self.engineReady.emit(self._tracker.describe())
 
     def _open(self, spec: SourceSpec) -> None:
         self._set_playing(False)

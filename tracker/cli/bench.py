@@ -11,7 +11,7 @@ from tracker.detector import CNN_EXTRA, dlib_models_problem
 from tracker.errors import UsageError
 from tracker.fileio import atomic_write_json, check_writable
 from tracker.opprofile import profile_lines
-from tracker.pipeline import TrackerConfig
+from tracker.pipeline import TrackerConfig, parallelism
 from tracker.sources import load_frames, open_video_or_camera
 from tracker.timing import benchmark, open_mediapipe, print_result
 from tracker.video import VideoError
@@ -53,7 +53,7 @@ def run(args) -> int:
     result = benchmark(config, frames, source.label, args.repeats, with_dlib, mediapipe, args.profile)
     print_result(result)
     if args.profile:
-        print("\n".join(profile_lines(result["profile"], config.threads)))
+        print("\n".join(profile_lines(result["profile"], parallelism(config, "onnx")[1])))
     if args.json:
         atomic_write_json(args.json, result)
     return 0

@@ -48,7 +48,7 @@ def run(args) -> int:
     ms = float(np.median(times))
     print(f"still: {len(result.faces)} face(s) -> {still_path} (parts; landmarks orange DenseReg, cyan PCA, green MDM)")
     print(f"clip: face tracked in {found}/{len(times)} frames, median {ms:.1f} ms/frame ({1000 / ms:.0f} fps) with "
-          f"{tracker.engine.describe()} -> {clip}")
+          f"{tracker.describe()} -> {clip}")
     if not result.faces:
         print("warning: no face found on the still (the shipped network may be an early checkpoint)", file=sys.stderr)
     return 0

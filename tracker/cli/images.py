@@ -126,7 +126,7 @@ def run(args) -> int:
     print(
         f"done: {counts['done']} images processed{given}, {counts['resumed']} already done, {counts['faces']} faces, "
         f"{counts['no_face']} without a face, {counts['failed']} unreadable; outputs in {args.out} "
-        f"(engine: {tracker.engine.describe()})"
+        f"(engine: {tracker.describe()})"
     )
     return 1 if counts["failed"] or counts["bad_box"] else 0
 

@@ -71,7 +71,7 @@ def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig
                 with_face += bool(tracked.result.faces)
         if with_face == 0:
             raise InputError(f"{source.label}: no face found in any of {total} frames; nothing written")
-    print(f"transfer: face in {with_face}/{total} frames -> {args.out} (engine: {tracker.engine.describe()})")
+    print(f"transfer: face in {with_face}/{total} frames -> {args.out} (engine: {tracker.describe()})")
     return 0
 
 
@@ -98,5 +98,5 @@ def run(args) -> int:
     if not result.faces:
         raise InputError(f"{spec.label}: no face found in the target image; nothing written")
     atomic_write_image(args.out, apply_look(picture, result, look))
-    print(f"transfer: {len(result.faces)} face(s) -> {args.out} (engine: {image_tracker.engine.describe()})")
+    print(f"transfer: {len(result.faces)} face(s) -> {args.out} (engine: {image_tracker.describe()})")
     return 0

@@ -87,6 +87,6 @@ def run(args) -> int:
     if args.json:
         atomic_write_json(args.json, {"source": source.label, "coordinates": COORDINATES, "fps": source.fps, "frames": frames_json})
     elapsed = time.perf_counter() - t_start
-    print(f"done: {n} frames in {elapsed:.1f}s ({n / elapsed:.1f} fps, engine {tracker.engine.describe()})"
+    print(f"done: {n} frames in {elapsed:.1f}s ({n / elapsed:.1f} fps, engine {tracker.describe()})"
           + (f"; wrote {args.out}" if args.out else ""))
     return 0
