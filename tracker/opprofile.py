@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.assets import ASSETS, verified_asset
-from tracker.pipeline import DENSEREG_ASSET, Tracker, TrackerConfig, parallelism
+from tracker.pipeline import Tracker, TrackerConfig, parallelism
 from tracker.sources import ArraySource, track_stream
 
 SKIP_CALLS = 1  # a session's first call allocates its memory arena: not representative
@@ -62,22 +61,19 @@ def profile_models(config: TrackerConfig, frames: list[np.ndarray]) -> dict[str,
 
     config = replace(config, engine="onnx")  # the profile is ONNX Runtime's, whatever engine was timed
     tracker = Tracker(config)
-    folder = config.assets or ASSETS
-    names = [DENSEREG_ASSET, *(config.refiners if config.refine else ())]
     with tempfile.TemporaryDirectory(prefix="densereg-profile-") as tmp:
         threads = parallelism(config, "onnx")[1]  # what each of the tracker's calls runs on
-        engines = {name: OnnxEngine(verified_asset(name, folder), threads, profile_prefix=str(Path(tmp) / Path(name).stem))
-                   for name in names}
+        engines = [OnnxEngine(path, threads, profile_prefix=str(Path(tmp) / path.stem)) for path in tracker.model_files]
         # The same Tracker with its sessions swapped for profiled ones of the same files
-        # (its refiner stages are config.refiners, in order).
-        tracker.engine = engines[DENSEREG_ASSET]
-        tracker.refiners = [replace(stage, infer=engines[name].infer) for stage, name in zip(tracker.refiners, names[1:])]
+        # (DenseReg, then its refiner stages in order).
+        tracker.engine = engines[0]
+        tracker.refiners = [replace(stage, infer=engine.infer) for stage, engine in zip(tracker.refiners, engines[1:])]
         for _ in track_stream(tracker, ArraySource(frames)):
             pass
         out = {}
-        for name, engine in engines.items():
+        for path, engine in zip(tracker.model_files, engines):
             trace = engine.end_profiling()
-            out[name] = summarise(json.loads(trace.read_text()))
+            out[path.name] = summarise(json.loads(trace.read_text()))
             trace.unlink()
     return out
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from engines import KINDS, load_engine, resolve_kind
 from engines.base import Engine
-from tracker.assets import verified_asset
+from tracker.assets import ASSETS, verified_asset
 from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, roi_from_landmarks, to_network_input, transform_points, warp_image
 from tracker.densemaps import DenseMaps
 from tracker.detector import BoxError, DeferredSearch, Detection, cnn_available, detect_faces, detect_faces_cnn, given_box
@@ -31,7 +31,7 @@ from tracker.landmarks import build_lookup, extract_landmarks
 from tracker.metrics import eye_distance
 from tracker.occlusion import WORK_SIZE, AppearanceMemory, visibility_map
 from tracker.pose import Pose, head_pose
-from tracker.refiner import DEFAULT_REFINERS, FRAMES, ONE_STAGE, RefinerStage, refine_cascade
+from tracker.refiner import DEFAULT_REFINERS, FRAMES, ONE_STAGE, RefinerStage, int8_variant, refine_cascade
 from tracker.shape_model import fit_shape, load_shape_model
 from tracker.smoothing import OneEuro
 from tracker.stages import Stage, last_stage
@@ -119,6 +119,7 @@ class TrackerConfig:
     fg_threshold: float = 0.5  # a crop pixel is face when its foreground probability exceeds this (the network's decision boundary)
     refine: bool = True
     refiners: tuple[str, ...] = DEFAULT_REFINERS  # refiner stages (assets), applied in order
+    int8: bool = True  # ONNX Runtime runs the refiners' int8 variants (``refiner.int8_variant``; False: the float graphs)
     refine_flip: bool = False  # also refine the mirrored face and average (test-time flipping)
     visibility: bool = False  # FaceResult.visibility: the occlusion map (~2.5 ms a face a frame; the dense maps are always there)
     lost_fg_fraction: float = 0.15  # video: face lost when less of the crop is face than this...
@@ -143,10 +144,10 @@ class TrackerConfig:
     @classmethod
     def from_args(cls, args, **fields) -> TrackerConfig:
         """The command line's common options (``--engine``, ``--threads``, ``--no-refine``,
-        ``--flip``, ``--one-stage``) and what the command sets itself: the one place CLI flags
+        ``--flip``, ``--one-stage``, ``--no-int8``) and what the command sets itself: the one place CLI flags
         become a config."""
         common = {"engine": args.engine, "threads": args.threads, "refine": not args.no_refine, "refine_flip": args.flip,
-                  "refiners": ONE_STAGE if args.one_stage else DEFAULT_REFINERS}
+                  "refiners": ONE_STAGE if args.one_stage else DEFAULT_REFINERS, "int8": not args.no_int8}
         return cls(**{**common, **fields})
 
 
@@ -235,22 +236,27 @@ class Tracker:
     def __init__(self, config: TrackerConfig = TrackerConfig()):
         self.config = config
         timer, t = _Timer(), time.perf_counter()
-        folder = config.assets
-        asset = (lambda n: verified_asset(n, folder)) if folder else verified_asset
+        folder = config.assets or ASSETS
+        kind = resolve_kind(config.engine)
         refiner_names = config.refiners if config.refine else ()
-        paths = {name: asset(name) for name in (DENSEREG_ASSET, "shape_pca.npz", "template.npz", *refiner_names)}
+        # ONNX Runtime runs each refiner's int8 variant, where the folder has one (an older
+        # export may not); TensorRT and torch the float graph.
+        refiner_files = {name: int8_variant(name) if kind == "onnx" and config.int8 and (folder / int8_variant(name)).exists() else name
+                         for name in refiner_names}
+        paths = {name: verified_asset(name, folder) for name in (DENSEREG_ASSET, "shape_pca.npz", "template.npz", *refiner_files.values())}
         t = timer.add("verify assets", t)  # SHA-256 of each file, once per process
         densereg_batch, refiner_batch = engine_batches(config)
-        kind = resolve_kind(config.engine)
         self._groups, session_threads = parallelism(config, kind)
         self.engine: Engine = load_engine(paths[DENSEREG_ASSET], kind, session_threads, densereg_batch)
         t = timer.add("DenseReg session", t)
         self.shape_model = load_shape_model(paths["shape_pca.npz"])
         self.refiners: list[RefinerStage] = [
-            RefinerStage(load_engine(paths[name], kind, session_threads, refiner_batch).infer, FRAMES[name],
+            RefinerStage(load_engine(paths[refiner_files[name]], kind, session_threads, refiner_batch).infer, FRAMES[name],
                          FRAMES[name].reference(self.shape_model))
             for name in refiner_names
         ]
+        # the files the networks were loaded from, DenseReg first (the op profile loads them again)
+        self.model_files: list[Path] = [paths[DENSEREG_ASSET], *(paths[refiner_files[name]] for name in refiner_names)]
         t = timer.add("refiner sessions", t)
         with np.load(paths["template.npz"]) as z:
             self.landmark_uv = z["landmark_uv"].astype(np.float64)

@@ -44,6 +44,13 @@ DEFAULT_REFINERS = ("mdm_refiner.onnx", "mdm_fine.onnx")
 # to start from the DenseReg+PCA output; ~0.5 ms a face faster, val AUC 0.539 vs 0.550.
 ONE_STAGE = ("mdm_single.onnx",)
 
+def int8_variant(name: str) -> str:
+    """The refiner asset ONNX Runtime runs on the CPU: ``<stem>_int8.onnx``, the same network
+    with its fully connected layers in uint8 (``training.export`` writes it beside every refiner
+    graph; 0.2 ms a face faster in the pipeline, val AUC 0.5500 vs 0.5503)."""
+    return name.removesuffix(".onnx") + "_int8.onnx"
+
+
 Infer = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
 

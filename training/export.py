@@ -7,7 +7,8 @@
     python -m training.export mdm --regraph   # same weights, today's graph code (e.g. a faster sampler)
 
 Takes ``RUN/best.pt``, writes ``tracker/assets/<name>.onnx`` and ``.pt`` (decoding inside the
-graph for DenseReg: outputs uv, fg, depth), records their SHA-256 in the manifest, checks
+graph for DenseReg: outputs uv, fg, depth; a refiner also gets ``<name>_int8.onnx``, the graph
+ONNX Runtime runs), records their SHA-256 in the manifest, checks
 ONNX Runtime against PyTorch on random input, and writes the card from the run's logs (and
 from ``RUN/run.json`` where a GPU run of ``training.gpukit`` left one: hardware, command, batch).
 """
@@ -57,12 +58,41 @@ def export_checked(arch: str, options: dict, state: dict, onnx_path: Path, manif
     if manifest is not None:
         record(onnx_path, manifest)
         record(onnx_path.with_suffix(".pt"), manifest)
+    diff, magnitude = parity(onnx_path, arch, options, state, example_inputs(arch, options))
+    return sha, diff, magnitude
+
+
+def write_int8_variant(arch: str, options: dict, onnx_path: Path, manifest: Path | None = None) -> str:
+    """Write ``<stem>_int8.onnx`` beside a refiner graph (``tracker.refiner.int8_variant``): its
+    fully connected layers (Gemm, MatMul: 2/3 of its weights, read from memory on every step at
+    batch 1) with uint8 weights by ONNX Runtime's dynamic quantization, which ONNX Runtime runs
+    on the CPU (uint8 x uint8 needs no VNNI to avoid saturation).  TensorRT and torch keep the
+    float graph.  Records its SHA-256 in `manifest`; returns the card's line about it."""
+    import os
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from engines.onnx_engine import OnnxEngine
+    from tracker.refiner import int8_variant
+
+    out = onnx_path.with_name(int8_variant(onnx_path.name))
+    tmp = out.with_name(out.name + ".part")
+    quantize_dynamic(onnx_path, tmp, op_types_to_quantize=["Gemm", "MatMul"], weight_type=QuantType.QUInt8)
+    os.replace(tmp, out)
+    sha = record(out, manifest) if manifest is not None else ""
+    example = example_inputs(arch, options)
+    diff = float(np.abs(OnnxEngine(out).infer(example)["points"] - OnnxEngine(onnx_path).infer(example)["points"]).max())
+    return (f"- **CPU variant**: `{out.name}` ({out.stat().st_size / 1e6:.2f} MB), the fully connected layers' weights in uint8 "
+            f"(ONNX Runtime dynamic quantization, `training.export`), run by ONNX Runtime (`TrackerConfig.int8`); max abs diff "
+            f"{diff:.2f} px from the float graph on the parity input; SHA-256 `{sha}`.\n")
+
+
+def example_inputs(arch: str, options: dict) -> dict[str, np.ndarray]:
+    """The deployable's example inputs, the image made noisy (a real-looking range of values)."""
     module, inputs, _ = build_deployable(arch, options)
     example = {n: t.numpy() for n, t in zip(inputs, module.example_inputs())}
     rng = np.random.default_rng(0)
-    example = {k: (v + rng.normal(size=v.shape).astype(np.float32) if k == "image" else v) for k, v in example.items()}
-    diff, magnitude = parity(onnx_path, arch, options, state, example)
-    return sha, diff, magnitude
+    return {k: (v + rng.normal(size=v.shape).astype(np.float32) if k == "image" else v) for k, v in example.items()}
 
 
 def parity_ok(diff: float, magnitude: float) -> bool:
@@ -103,7 +133,7 @@ CARD = """# {title} (`{name}.onnx`)
 - **Validation at that step**: {metrics}
 - **Size**: {size_mb:.2f} MB ONNX, {params:,} weights (state-dict values); ONNX Runtime vs PyTorch max abs diff {parity:.2e} on outputs up to {magnitude:.3g}.
 - **SHA-256**: `{sha}` (also in `MANIFEST.json`, checked at load).
-- **Licence**: trained on 300-W annotations (research use only) with ground truth derived from the
+{cpu_variant}- **Licence**: trained on 300-W annotations (research use only) with ground truth derived from the
   Surrey Face Model (non-commercial use only): these weights inherit both restrictions.
 
 ## Validation curve (`{run}/val.jsonl`)
@@ -171,6 +201,10 @@ def regraph(name: str, out_dir: Path, steps: int = 0) -> tuple[str, float, float
     card = re.sub(r"ONNX Runtime vs PyTorch max abs diff [^\n]*", f"ONNX Runtime vs PyTorch max abs diff {diff:.2e} on outputs up to {magnitude:.3g}.", card)
     card = re.sub(r"- \*\*Size\*\*: [0-9.]+ MB ONNX", f"- **Size**: {onnx_path.stat().st_size / 1e6:.2f} MB ONNX", card)
     card = re.sub(r"- \*\*SHA-256\*\*: `[0-9a-f]+`", f"- **SHA-256**: `{sha}`", card)
+    if deploy["arch"] == "mdm":
+        line = write_int8_variant("mdm", options, onnx_path, out_dir / "MANIFEST.json")
+        card = re.sub(r"- \*\*CPU variant\*\*: [^\n]*\n", "", card)
+        card = re.sub(r"(- \*\*SHA-256\*\*: [^\n]*\n)", lambda m: m.group(1) + line, card, count=1)
     atomic_write_text(card_path, card)
     return sha, diff, magnitude
 
@@ -188,6 +222,7 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
                          f"config '{config}' cannot replace {name}.onnx (export it elsewhere with --out-dir)")
     onnx_path = out_dir / f"{name}.onnx"
     sha, diff, magnitude = export_checked(ARCH.get(arch, arch), options, ckpt["model"], onnx_path, out_dir / "MANIFEST.json")
+    cpu_variant = write_int8_variant("mdm", options, onnx_path, out_dir / "MANIFEST.json") if ARCH.get(arch, arch) == "mdm" else ""
     summary = run_summary(run)
     info = {**CPU_RUN, "lr": DEFAULT_LR[ARCH.get(arch, arch)], **(json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {})}
     minutes = info.get("minutes", summary["logged_hours"] * 60)
@@ -202,7 +237,7 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     card = CARD.format(name=name, arch=arch, run=run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"],
                        trained=f"{minutes / 60:.1f} h" if minutes >= 60 else f"{minutes:.0f} min", hardware=info["hardware"],
                        metrics=metrics, size_mb=onnx_path.stat().st_size / 1e6, params=sum(v.numel() for v in ckpt["model"].values()),
-                       parity=diff, magnitude=magnitude, sha=sha, curve=summary["curve"], **about)
+                       parity=diff, magnitude=magnitude, sha=sha, cpu_variant=cpu_variant, curve=summary["curve"], **about)
     atomic_write_text(out_dir / f"{name.upper()}_CARD.md", card)
     return sha, diff, magnitude
 
