@@ -215,16 +215,22 @@ def test_images_box_file_errors(folder, tmp_path, capsys):
 # -- which face the .pts holds ---------------------------------------------------------------
 
 
-def _face(size: float, score: float, box: Detection | None = None) -> FaceResult:
+def _face(size: float, score: float, box: Detection | None = None, centre: tuple[float, float] = (500, 500)) -> FaceResult:
     maps = DenseMaps(np.zeros((2, 4, 4), np.float32), np.zeros((4, 4), np.float32), np.zeros((4, 4), np.float32))
-    return FaceResult(roi=Roi(0, 0, size), score=score, track_id=0, stages={}, detected=True, maps=maps, crop_to_image=np.eye(2, 3), box=box)
+    return FaceResult(roi=Roi(*centre, size), score=score, track_id=0, stages={}, detected=True, maps=maps, crop_to_image=np.eye(2, 3), box=box)
 
 
 def test_pts_face_rule():
+    frame = (1000, 1000)  # centre (500, 500)
     small, large, large2 = _face(100, 2.0), _face(300, 1.0), _face(300, 0.5)
-    assert pts_face([]) is None
-    assert pts_face([small, large, large2]) is large  # the largest; of equal ones the first (most confident)
+    assert pts_face([], frame) is None
+    assert pts_face([small, large, large2], frame) is large  # all centred: the largest; of equal ones the first (most confident)
+    # a face its own size from the centre counts half its size: a centred face wins over a
+    # slightly larger one near the edge, not over one more than twice its size
+    centred, aside, big_aside = _face(200, 1.0), _face(250, 2.0, centre=(850, 500)), _face(500, 2.0, centre=(900, 500))
+    assert pts_face([aside, centred], frame) is centred
+    assert pts_face([centred, big_aside], frame) is big_aside
     a, b = given_box(0, 0, 10, 10), given_box(50, 0, 60, 10)
     fa, fb = _face(100, 1.0, a), _face(300, 1.0, b)
-    assert pts_face([fa, fb], [a, b]) is fa  # the first given box, whatever its size
-    assert pts_face([fb], [a, b]) is fb  # no face in the first box: the next one
+    assert pts_face([fa, fb], frame, [a, b]) is fa  # the first given box, whatever its size
+    assert pts_face([fb], frame, [a, b]) is fb  # no face in the first box: the next one

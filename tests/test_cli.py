@@ -348,7 +348,7 @@ def test_video_mode_tracks_with_one_detection_and_stable_ids(demo_truth):
 def test_one_subject_per_video_when_two_faces_are_tracked(demo_truth):
     """300VW-style output holds one face per frame: it must stay on the same person rather than
     follow whichever of two equally good faces scores best in each frame."""
-    from tracker.writers import Subject
+    from tracker.writers import Subject, prominence
 
     img, _ = demo_truth
     face = img[0:320, 60:380]  # two faces side by side, small enough that HOG sees them unscaled
@@ -359,13 +359,14 @@ def test_one_subject_per_video_when_two_faces_are_tracked(demo_truth):
     for _ in range(6):
         faces = tracker.track(canvas).faces
         assert len(faces) == 2
-        picks.append(subject.pick(faces))
+        picks.append(subject.pick(faces, canvas.shape[1::-1]))
     assert len({f.track_id for f in picks}) == 1
     sides = {bool(f.landmarks[:, 0].mean() < face.shape[1]) for f in picks}
     assert len(sides) == 1
-    # Stills have no persistent ids: the largest face is taken in each frame.
+    # Stills have no persistent ids: the main face is taken in each frame, whatever the order.
     still = Subject(sticky=False)
-    assert still.pick(faces).roi.size == still.pick(faces[::-1]).roi.size == max(f.roi.size for f in faces)
+    size = canvas.shape[1::-1]
+    assert still.pick(faces, size) is still.pick(faces[::-1], size) is max(faces, key=lambda f: prominence(f, size))
 
 
 def test_images_killed_and_resumed_equals_uninterrupted(image_folder, tmp_path):

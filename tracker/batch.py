@@ -88,7 +88,7 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
             t0 = time.perf_counter()
             for tracked in track_stream(tracker, source):  # reset first: no track survives from the previous video
                 n = tracked.index + 1  # frame numbers are 1-based, like the annotations
-                face = subject.pick(tracked.result.faces)
+                face = subject.pick(tracked.result.faces, tracked.image.shape[1::-1])
                 if face is not None:
                     write_pts(out / f"{n:06d}.pts", face.landmarks)
                     detections += face.detected

@@ -82,37 +82,45 @@ def write_dlib_baseline(image: np.ndarray, stem_path: Path) -> None:
     atomic_write_json(stem_path.with_name(stem_path.name + ".json"), {"coordinates": COORDINATES, "faces": faces})
 
 
-def largest_face(faces: list[FaceResult]) -> FaceResult | None:
-    """The subject of a picture: the largest face; of equally large ones the first, i.e. the
-    most confident (faces come best first)."""
-    return max(faces, key=lambda f: f.roi.size) if faces else None
+def prominence(face: FaceResult, frame_size: tuple[int, int]) -> float:
+    """How much a face is the subject of a (w, h) picture: its crop's size, discounted by its
+    distance from the picture's centre counted in face sizes (a face its own size away from the
+    centre counts half).  On the 12 validation pictures with several faces this picks the
+    annotated face 12 times; the largest face 8 times, the best-scoring one 8 times."""
+    d = np.hypot(face.roi.cx - frame_size[0] / 2, face.roi.cy - frame_size[1] / 2)
+    return face.roi.size / (1.0 + d / max(face.roi.size, 1e-6))
 
 
-def pts_face(faces: list[FaceResult], boxes: list[Detection] | None = None) -> FaceResult | None:
+def main_face(faces: list[FaceResult], frame_size: tuple[int, int]) -> FaceResult | None:
+    """The subject of a (w, h) picture: the most prominent face (``prominence``); of equal
+    ones the first, i.e. the most confident (faces come best first)."""
+    return max(faces, key=lambda f: prominence(f, frame_size)) if faces else None
+
+
+def pts_face(faces: list[FaceResult], frame_size: tuple[int, int], boxes: list[Detection] | None = None) -> FaceResult | None:
     """The one face a ``.pts`` file holds: the face of the first given box that yielded one,
-    else the largest face.  (On the 80 validation pictures the largest and the most confident
-    face pick the annotated face equally often, 8 of the 12 with several faces; the largest is
-    the rule ``video`` uses too.)"""
+    else the main face of the (w, h) picture (``main_face``, the rule ``video`` uses too)."""
     for box in boxes or []:
         for face in faces:
             if face.box == box:
                 return face
-    return largest_face(faces)
+    return main_face(faces, frame_size)
 
 
 class Subject:
     """Which face a per-frame ``.pts`` file holds (300VW annotates one subject per video): the
-    face written last while its track lasts, else the largest face.  Taking the best-scoring
-    face instead made the output flip between two people from one frame to the next."""
+    face written last while its track lasts, else the main face (``main_face``).  Taking the
+    best-scoring face in every frame instead made the output flip between two people."""
 
     def __init__(self, sticky: bool):
         self.sticky = sticky  # only video mode has track ids that persist across frames
         self.track_id: int | None = None
 
-    def pick(self, faces: list[FaceResult]) -> FaceResult | None:
+    def pick(self, faces: list[FaceResult], frame_size: tuple[int, int]) -> FaceResult | None:
+        """The subject among a (w, h) frame's faces."""
         if not faces:
             return None
         same = [f for f in faces if self.sticky and f.track_id == self.track_id]
-        face = same[0] if same else largest_face(faces)
+        face = same[0] if same else main_face(faces, frame_size)
         self.track_id = face.track_id
         return face

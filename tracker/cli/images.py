@@ -157,7 +157,7 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
         counts["given"] += given is not None
         labels = frame_part_labels(result.faces, tracker.part_map, image.shape) if args.parts and result.faces else None
         if result.faces:
-            face = pts_face(result.faces, given)
+            face = pts_face(result.faces, image.shape[1::-1], given)
             if args.parts:
                 atomic_write_image(safe_output_path(args.out, f"{stem}_parts.png"), labels)
             if args.save_maps:

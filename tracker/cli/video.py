@@ -69,7 +69,7 @@ def run(args) -> int:
                 result = tracked.result
                 if writer:
                     writer.write(annotate(tracked.image, result, tracked.fps))
-                face = subject.pick(result.faces)
+                face = subject.pick(result.faces, tracked.image.shape[1::-1])
                 if args.pts_dir and face is not None:
                     write_pts(safe_output_path(args.pts_dir, f"{n:06d}.pts"), face.landmarks)
                 if args.csv:
