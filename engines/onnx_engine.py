@@ -32,6 +32,7 @@ class OnnxEngine(Engine):
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EngineError(f"{path}: ONNX Runtime cannot load the model ({str(exc).splitlines()[0]})") from exc
         self.device = f"CPU ({opts.intra_op_num_threads} thread{'s' if opts.intra_op_num_threads > 1 else ''})"
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)  # the graph's metadata_props
         self._inputs = tuple(i.name for i in self.session.get_inputs())
         self._outputs = tuple(o.name for o in self.session.get_outputs())
 

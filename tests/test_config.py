@@ -16,7 +16,7 @@ from tracker.assets import ASSETS, record
 from tracker.densemaps import DenseMaps
 from tracker.errors import ConfigError, TrackerError
 from tracker.pipeline import DENSEREG_ASSET, Tracker, TrackerConfig, TrackerMode, engine_batches
-from tracker.refiner import DEFAULT_REFINERS, int8_variant, refine_cascade
+from tracker.refiner import DEFAULT_REFINERS, ONE_STAGE, int8_variant, refine_cascade
 
 DEMO = Path(__file__).resolve().parents[1] / "tracker" / "assets" / "demo" / "astronaut.jpg"
 
@@ -109,6 +109,20 @@ def test_int8_false_runs_the_float_refiners_and_a_folder_without_variants_falls_
     loads.clear()
     Tracker(TrackerConfig(engine="onnx", threads=1, assets=folder))
     assert [name for name, _, _ in loads[1:]] == list(DEFAULT_REFINERS)
+
+
+def test_an_int8_variant_of_another_float_graph_is_refused(tmp_path):
+    """A `_int8.onnx` left from an earlier export names the float graph it was made from: beside
+    a different float graph the tracker says so instead of running a mismatched pair."""
+    folder = tmp_path / "assets"
+    folder.mkdir()
+    fine, fine8 = DEFAULT_REFINERS[1], int8_variant(DEFAULT_REFINERS[1])
+    for name in [DENSEREG_ASSET, "shape_pca.npz", "template.npz", *DEFAULT_REFINERS, *map(int8_variant, DEFAULT_REFINERS)]:
+        (folder / name).write_bytes((ASSETS / (ONE_STAGE[0] if name == fine else name)).read_bytes())  # another float fine stage
+        record(folder / name, folder / "MANIFEST.json")
+    with pytest.raises(TrackerError, match=f"{fine8}: made from another {fine}"):
+        Tracker(TrackerConfig(engine="onnx", threads=1, assets=folder))
+    Tracker(TrackerConfig(engine="onnx", threads=1, assets=folder, int8=False))  # the float graphs still run
 
 
 def test_resolve_kind_rejects_an_unknown_engine():

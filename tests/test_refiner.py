@@ -10,7 +10,18 @@ import pytest
 
 from tracker.assets import ASSETS, verified_asset
 from tracker.metrics import eye_distance
-from tracker.refiner import COARSE, DEFAULT_REFINERS, FINE, ONE_STAGE, RefinerStage, apply_affine, canonical_transform, refine, refine_cascade
+from tracker.refiner import (
+    COARSE,
+    DEFAULT_REFINERS,
+    FINE,
+    FLOAT_GRAPH_KEY,
+    ONE_STAGE,
+    RefinerStage,
+    apply_affine,
+    canonical_transform,
+    refine,
+    refine_cascade,
+)
 from tracker.shape_model import load_shape_model
 
 DEMO = ASSETS / "demo" / "astronaut.jpg"
@@ -203,6 +214,7 @@ def test_export_writes_a_card_with_the_validation_curve_and_regraph_keeps_it(tmp
     feed = {"image": np.random.default_rng(0).normal(size=(1, 1, 208, 208)).astype(np.float32),
             "init": np.full((1, 68, 2), 104.0, np.float32)}
     assert np.abs(OnnxEngine(int8).infer(feed)["points"] - OnnxEngine(out / "mdm_fine.onnx").infer(feed)["points"]).max() < 2.0
+    assert OnnxEngine(int8).metadata[FLOAT_GRAPH_KEY] == sha256(out / "mdm_fine.onnx")  # which float graph it was made from
     assert export_main(["mdm-fine", "--regraph", "--out-dir", str(out)]) == 0
     again = (out / "MDM_FINE_CARD.md").read_text()
     assert "| 300 | 0.0300 |" in again and sha256(out / "mdm_fine.onnx") in again
@@ -216,6 +228,7 @@ def test_export_writes_a_card_with_the_validation_curve_and_regraph_keeps_it(tmp
         feed = {"image": np.zeros((1, 1, 208, 208), np.float32), "init": np.full((1, 68, 2), 104.0, np.float32)}
         for graph in ("mdm_fine.onnx", "mdm_fine_int8.onnx"):
             assert OnnxEngine(out / graph, threads=1).infer(feed)["points"].shape == (1, steps, 68, 2)
+        assert OnnxEngine(int8).metadata[FLOAT_GRAPH_KEY] == sha256(out / "mdm_fine.onnx")
         assert read_manifest(out / "MANIFEST.json")["mdm_fine.onnx"] == sha256(out / "mdm_fine.onnx")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from engines import KINDS, load_engine, resolve_kind
 from engines.base import Engine
-from tracker.assets import ASSETS, verified_asset
+from tracker.assets import ASSETS, AssetError, read_manifest, verified_asset
 from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, roi_from_landmarks, to_network_input, transform_points, warp_image
 from tracker.densemaps import DenseMaps
 from tracker.detector import BoxError, DeferredSearch, Detection, cnn_available, detect_faces, detect_faces_cnn, given_box
@@ -31,7 +31,7 @@ from tracker.landmarks import build_lookup, extract_landmarks
 from tracker.metrics import eye_distance
 from tracker.occlusion import WORK_SIZE, AppearanceMemory, visibility_map
 from tracker.pose import Pose, head_pose
-from tracker.refiner import DEFAULT_REFINERS, FRAMES, ONE_STAGE, RefinerStage, int8_variant, refine_cascade
+from tracker.refiner import DEFAULT_REFINERS, FLOAT_GRAPH_KEY, FRAMES, ONE_STAGE, RefinerStage, int8_variant, refine_cascade
 from tracker.shape_model import fit_shape, load_shape_model
 from tracker.smoothing import OneEuro
 from tracker.stages import Stage, last_stage
@@ -250,11 +250,13 @@ class Tracker:
         self.engine: Engine = load_engine(paths[DENSEREG_ASSET], kind, session_threads, densereg_batch)
         t = timer.add("DenseReg session", t)
         self.shape_model = load_shape_model(paths["shape_pca.npz"])
-        self.refiners: list[RefinerStage] = [
-            RefinerStage(load_engine(paths[refiner_files[name]], kind, session_threads, refiner_batch).infer, FRAMES[name],
-                         FRAMES[name].reference(self.shape_model))
-            for name in refiner_names
-        ]
+        self.refiners: list[RefinerStage] = []
+        for name in refiner_names:
+            engine = load_engine(paths[refiner_files[name]], kind, session_threads, refiner_batch)
+            if refiner_files[name] != name and engine.metadata.get(FLOAT_GRAPH_KEY) != read_manifest(folder / "MANIFEST.json").get(name):
+                raise AssetError(f"{paths[refiner_files[name]]}: made from another {name} than the one beside it (re-export both: "
+                                 f"python -m training.export ... --regraph), or run the float graph with --no-int8")
+            self.refiners.append(RefinerStage(engine.infer, FRAMES[name], FRAMES[name].reference(self.shape_model)))
         # the files the networks were loaded from, DenseReg first (the op profile loads them again)
         self.model_files: list[Path] = [paths[DENSEREG_ASSET], *(paths[refiner_files[name]] for name in refiner_names)]
         t = timer.add("refiner sessions", t)

@@ -44,6 +44,10 @@ DEFAULT_REFINERS = ("mdm_refiner.onnx", "mdm_fine.onnx")
 # to start from the DenseReg+PCA output; ~0.5 ms a face faster, val AUC 0.539 vs 0.550.
 ONE_STAGE = ("mdm_single.onnx",)
 
+# The int8 variant's metadata entry naming the SHA-256 of the float graph it was made from.
+FLOAT_GRAPH_KEY = "float_graph_sha256"
+
+
 def int8_variant(name: str) -> str:
     """The refiner asset ONNX Runtime runs on the CPU: ``<stem>_int8.onnx``, the same network
     with its fully connected layers in uint8 (``training.export`` writes it beside every refiner

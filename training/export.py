@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tracker.assets import ASSETS, record
+from tracker.assets import ASSETS, record, sha256
 from tracker.crop import NETWORK_INPUT
 from tracker.fileio import atomic_write_text
+from tracker.refiner import FLOAT_GRAPH_KEY
 from training.deploy import build_deployable, export
 from training.mdm import MDMConfig
 from training.model import CONFIGS
@@ -70,6 +71,7 @@ def write_int8_variant(arch: str, options: dict, onnx_path: Path, manifest: Path
     float graph.  Records its SHA-256 in `manifest`; returns the card's line about it."""
     import os
 
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from engines.onnx_engine import OnnxEngine
@@ -78,6 +80,10 @@ def write_int8_variant(arch: str, options: dict, onnx_path: Path, manifest: Path
     out = onnx_path.with_name(int8_variant(onnx_path.name))
     tmp = out.with_name(out.name + ".part")
     quantize_dynamic(onnx_path, tmp, op_types_to_quantize=["Gemm", "MatMul"], weight_type=QuantType.QUInt8)
+    model = onnx.load(str(tmp))
+    # which float graph it was made from: the tracker refuses a variant left from another export
+    onnx.helper.set_model_props(model, {FLOAT_GRAPH_KEY: sha256(onnx_path)})
+    onnx.save(model, str(tmp))
     os.replace(tmp, out)
     sha = record(out, manifest) if manifest is not None else ""
     example = example_inputs(arch, options)
