@@ -117,16 +117,22 @@ class DeferredSearch:
         self._background = background
         self._worker: _DetectorProcess | None = None
         self._pending: tuple[int, list[Detection] | None] | None = None  # (due frame, inline answer)
+        # Started now, not at the first search: its imports (~0.3 s) then overlap loading the
+        # models and the first frames instead of stalling the frame that waits for its answer.
+        self._start_worker()
 
-    def start(self, frame_index: int, gray: np.ndarray) -> None:
-        """Search `gray` (frame `frame_index`) unless a search is already under way."""
-        if self._pending is not None:
-            return
+    def _start_worker(self) -> None:
         if self._background and self._worker is None:
             try:
                 self._worker = _DetectorProcess()
             except OSError as exc:
                 self._fall_back(f"cannot start ({exc})")
+
+    def start(self, frame_index: int, gray: np.ndarray) -> None:
+        """Search `gray` (frame `frame_index`) unless a search is already under way."""
+        if self._pending is not None:
+            return
+        self._start_worker()  # after a close()
         if self._worker is not None:
             try:
                 self._worker.submit(gray)
@@ -208,6 +214,10 @@ class _DetectorProcess:
 
 def _detector_worker(requests_fd: int, answers_fd: int) -> None:
     requests, answers = Connection(requests_fd, writable=False), Connection(answers_fd, readable=False)
+    # Import dlib and build the detector before the first request (~0.25 s), while the tracker
+    # loads its models and tracks its first frames: a request sent to a worker still importing
+    # would stall the tracker (the frame fills the pipe until the worker reads it).
+    _hog()
     while True:
         try:
             gray = requests.recv()
