@@ -26,11 +26,16 @@ OCCLUDER_COLOR = (60, 90, 140)  # BGR, a flat brown
 
 
 def _smooth(rng: np.random.Generator, n: int, amplitude: float, octaves: int = 3) -> np.ndarray:
+    """A smooth random path of n samples within +-amplitude that starts at 0: the motion picks
+    up where the still frames left the face (until session 6 it started at a random value, so
+    the face jumped by up to a fifth of the frame, 25 degrees and a scale of 1.4 between the
+    last still frame and the first moving one: a cut, not motion)."""
     t = np.linspace(0, 1, n)
     out = np.zeros(n)
     for k in range(octaves):
         f = rng.uniform(0.5, 2.0) * (k + 1)
         out += rng.uniform(0.3, 1.0) / (k + 1) * np.sin(2 * np.pi * (f * t + rng.uniform()))
+    out -= out[0]
     return amplitude * out / max(np.abs(out).max(), 1e-9)
 
 
