@@ -399,3 +399,19 @@ def test_images_killed_and_resumed_equals_uninterrupted(image_folder, tmp_path):
         return res
 
     assert outputs(killed) == outputs(ref)  # every file once, same content, nothing half-written
+
+
+def test_synthetic_motion_starts_from_the_still_pose():
+    """synth300vw's clips are still for `static` frames, then move smoothly from there: the first
+    moving frame is where the stills were (the generator once cut to a random pose there), and
+    no later step is a jump."""
+    from tracker.tools.synth300vw import clip_homographies
+
+    pts = np.array([[200.0, 150.0], [300.0, 150.0], [250.0, 260.0]])
+    for seed in range(5):
+        hs = clip_homographies(pts, (640, 480), 150, 20, np.random.default_rng(seed))
+        corners = np.array([cv2.perspectiveTransform(pts[None], h)[0] for h in hs])  # (frames,3,2)
+        steps = np.linalg.norm(np.diff(corners, axis=0), axis=-1).max(axis=1)
+        assert np.allclose(hs[20], hs[19]) and steps[:20].max() < 1e-9
+        leave = np.argsort(steps)[-2:]  # the face leaving the picture and coming back: the two cuts it has
+        assert np.abs(corners[-1] - corners[0]).max() > 1.0 and np.delete(steps, leave).max() < 40.0
