@@ -41,7 +41,7 @@ FINE = CanonicalFrame(crop=208, scale=64.0, patch=24)
 FRAMES = {"mdm_refiner.onnx": COARSE, "mdm_fine.onnx": FINE, "mdm_single.onnx": FINE}
 DEFAULT_REFINERS = ("mdm_refiner.onnx", "mdm_fine.onnx")
 # The one-stage alternative (``--one-stage``): the fine stage's network with a 4th step, trained
-# to start from the DenseReg+PCA output; ~0.5 ms a face faster, val AUC 0.539 vs 0.550.
+# to start from the DenseReg+PCA output; ~0.3-0.5 ms a face faster, val AUC 0.544 vs 0.550.
 ONE_STAGE = ("mdm_single.onnx",)
 
 # The int8 variant's metadata entry naming the SHA-256 of the float graph it was made from.
