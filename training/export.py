@@ -65,7 +65,7 @@ def export_checked(arch: str, options: dict, state: dict, onnx_path: Path, manif
 
 def write_int8_variant(arch: str, options: dict, onnx_path: Path, manifest: Path | None = None) -> str:
     """Write ``<stem>_int8.onnx`` beside a refiner graph (``tracker.refiner.int8_variant``): its
-    fully connected layers (Gemm, MatMul: 2/3 of its weights, read from memory on every step at
+    fully connected layers (Gemm, MatMul: over half of its weights, read from memory on every step at
     batch 1) with uint8 weights by ONNX Runtime's dynamic quantization, which ONNX Runtime runs
     on the CPU (uint8 x uint8 needs no VNNI to avoid saturation).  TensorRT and torch keep the
     float graph.  Records its SHA-256 in `manifest`; returns the card's line about it."""
