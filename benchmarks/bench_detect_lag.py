@@ -1,5 +1,5 @@
 """Video's periodic search for new faces, inline (``detect_lag=0``) against in the worker process
-(``detect_lag=3``, the default): ms per frame over the same frames, alternating passes.
+(``detect_lag=3``, the default for cameras): ms per frame over the same frames, alternating passes.
 
     python -m benchmarks.bench_detect_lag [--video CLIP] [--passes 2] [--json docs/results/detect_lag.json]
 """

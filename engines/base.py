@@ -40,6 +40,11 @@ class Engine(ABC):
         return f"{self.name} on {self.device}"
 
 
+def cpu_device(threads: int) -> str:
+    """The ``Engine.device`` of a CPU backend: "CPU (1 thread)", "CPU (2 threads)"."""
+    return f"CPU ({threads} thread{'s' if threads > 1 else ''})"
+
+
 def in_chunks(run, arrays: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
     """``run`` (one batch -> named outputs) over `arrays` in batches of at most `size`, the
     outputs joined again: for a backend built for a largest batch (TensorRT)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import Engine, EngineError, check_inputs
+from engines.base import Engine, EngineError, check_inputs, cpu_device
 
 
 class OnnxEngine(Engine):
@@ -31,7 +31,7 @@ class OnnxEngine(Engine):
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EngineError(f"{path}: ONNX Runtime cannot load the model ({str(exc).splitlines()[0]})") from exc
-        self.device = f"CPU ({opts.intra_op_num_threads} thread{'s' if opts.intra_op_num_threads > 1 else ''})"
+        self.device = cpu_device(opts.intra_op_num_threads)
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)  # the graph's metadata_props
         self._inputs = tuple(i.name for i in self.session.get_inputs())
         self._outputs = tuple(o.name for o in self.session.get_outputs())

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import Engine, EngineError, check_inputs
+from engines.base import Engine, EngineError, check_inputs, cpu_device
 
 
 class TorchEngine(Engine):
@@ -46,7 +46,7 @@ class TorchEngine(Engine):
         self.module.load_state_dict(ckpt["state_dict"])
         self.module.eval()
         self._torch = torch
-        self.device = f"CPU ({threads} thread{'s' if threads > 1 else ''})"
+        self.device = cpu_device(threads)
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch

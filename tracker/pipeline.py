@@ -39,8 +39,8 @@ from tracker.stages import Stage, last_stage
 DENSEREG_ASSET = "densereg_realtime.onnx"
 # detect_lag for live sources (cameras, the viewer): the periodic search for new faces runs in a
 # worker process instead of stalling a frame (~13 ms at 640x480).  Files keep 0: on two cores
-# the worker's start-up (0.3 s) and its competition with ONNX Runtime's threads cost more wall
-# time over a clip than the searches it moves (benchmarks/bench_detect_lag.py, README).
+# the worker saves a 600-frame file only 1.7% of its wall time for 5.7% more CPU, and batch
+# runs already keep both cores busy (benchmarks/bench_detect_lag.py, README).
 LIVE_DETECT_LAG = 3
 # Two faces whose crops' centres are closer than this fraction of the larger crop are one face
 # (two tracks, or a track and a detection, that converged on it); two real faces side by side
@@ -250,10 +250,11 @@ class Tracker:
         self.engine: Engine = load_engine(paths[DENSEREG_ASSET], kind, session_threads, densereg_batch)
         t = timer.add("DenseReg session", t)
         self.shape_model = load_shape_model(paths["shape_pca.npz"])
+        manifest = read_manifest(folder / "MANIFEST.json")
         self.refiners: list[RefinerStage] = []
         for name in refiner_names:
             engine = load_engine(paths[refiner_files[name]], kind, session_threads, refiner_batch)
-            if refiner_files[name] != name and engine.metadata.get(FLOAT_GRAPH_KEY) != read_manifest(folder / "MANIFEST.json").get(name):
+            if refiner_files[name] != name and engine.metadata.get(FLOAT_GRAPH_KEY) != manifest.get(name):
                 raise AssetError(f"{paths[refiner_files[name]]}: made from another {name} than the one beside it (re-export both: "
                                  f"python -m training.export ... --regraph), or run the float graph with --no-int8")
             self.refiners.append(RefinerStage(engine.infer, FRAMES[name], FRAMES[name].reference(self.shape_model)))

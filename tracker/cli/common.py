@@ -49,7 +49,7 @@ def video_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-smooth", action="store_true", help="no temporal (One Euro) smoothing of the landmarks")
     p.add_argument("--detect-lag", type=count(0), metavar="N",
                    help="search for new faces in a worker process, using its answer N frames later (0: inline, stalling "
-                        "that frame). Default: 3 on a camera, 0 on files (on two cores the worker costs a file more than it saves)")
+                        "that frame). Default: 3 on a camera, 0 on files (on two cores it saves a file little; worth it on long ones)")
     p.add_argument("--cnn-every", type=count(0), default=30, metavar="N",
                    help="while no face is tracked and HOG finds none, try dlib's CNN detector on 1 frame in N "
                         "(~1 s a call; needs the [cnn] extra; 0: HOG only). Default 30")
