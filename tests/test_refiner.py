@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tracker.assets import ASSETS, verified_asset
+from tracker.crop import transform_points
 from tracker.metrics import eye_distance
 from tracker.refiner import (
     COARSE,
@@ -17,7 +18,6 @@ from tracker.refiner import (
     FLOAT_GRAPH_KEY,
     ONE_STAGE,
     RefinerStage,
-    apply_affine,
     canonical_transform,
     refine,
     refine_cascade,
@@ -150,7 +150,7 @@ def test_cascade_feeds_each_stage_the_previous_answer():
     assert len(steps) == 2
     np.testing.assert_allclose(steps[0][0].points, refine(stage.infer, gray, init, stage.reference, stage.frame.crop)[0].points, atol=1e-6)
     m = canonical_transform(steps[0][0].points, stage.reference)
-    np.testing.assert_allclose(seen[1][0], apply_affine(m, steps[0][0].points), atol=1e-3)
+    np.testing.assert_allclose(seen[1][0], transform_points(m, steps[0][0].points), atol=1e-3)
 
 
 @pytest.mark.parametrize("int8", [False, True])

@@ -139,7 +139,8 @@ def extract_landmarks(uv: np.ndarray, fg: np.ndarray, lookup: UVLookup, fg_thres
     order = np.lexsort((score, comp_lmk))
     present = np.isfinite(best_d[order])
     order = order[present]
-    first = order[np.r_[True, comp_lmk[order][1:] != comp_lmk[order][:-1]]]
+    ordered = comp_lmk[order]
+    first = order[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
     chosen = np.zeros(n_comp, bool)
     chosen[first] = True
     keep = chosen[comp]
@@ -148,30 +149,34 @@ def extract_landmarks(uv: np.ndarray, fg: np.ndarray, lookup: UVLookup, fg_thres
     # Sub-pixel position: where a weighted local affine fit uv ~ A (x,y) + b equals the
     # landmark UV.  Unlike a centroid this is unbiased where the blob is cut by the face
     # outline (the jaw); degenerate fits, or fits landing off the blob, use the centroid.
+    # With (x,y) centred on the weighted centroid the fit's normal equations split: b is the
+    # weighted mean UV and A = C^T S^-1 (S: the pixels' 2x2 weighted scatter, C: their
+    # cross-scatter with UV), so the step from the centroid is S C^-T (l - b): closed-form
+    # 2x2 algebra on all landmarks at once, no LAPACK call (cold in the cache every frame).
     w = (1.0 - dist / radii[lmk]) ** 2 + 1e-6
-    sw = np.bincount(lmk, w, n)
+    sw = np.maximum(np.bincount(lmk, w, n), 1e-12)
     count = np.bincount(lmk, minlength=n)
     found = count > 0
-    cen = np.stack([np.bincount(lmk, w * px, n), np.bincount(lmk, w * py, n)], 1) / np.maximum(sw, 1e-12)[:, None]
-    X = np.stack([px - cen[lmk, 0], py - cen[lmk, 1], np.ones_like(px)], 1)  # (Q,3)
-    XtX = np.zeros((n, 3, 3))
-    XtU = np.zeros((n, 3, 2))
-    for i in range(3):
-        for j in range(3):
-            XtX[:, i, j] = np.bincount(lmk, w * X[:, i] * X[:, j], n)
-        for j in range(2):
-            XtU[:, i, j] = np.bincount(lmk, w * X[:, i] * uk[:, j], n)
-    ok = found & (count >= 6) & (np.abs(np.linalg.det(XtX)) > 1e-9)
-    pos = cen.copy()
-    if ok.any():
-        coef = np.linalg.solve(XtX[ok], XtU[ok])  # (m,3,2)
-        A = np.transpose(coef[:, :2], (0, 2, 1))  # d(uv)/d(x,y)
-        good = np.abs(np.linalg.det(A)) > 1e-12
-        idx = np.flatnonzero(ok)[good]
-        delta = np.linalg.solve(A[good], (landmark_uv[idx] - coef[good, 2])[..., None])[..., 0]
-        reach = np.sqrt(count[idx]) + 1.0  # about the blob's radius in pixels
-        inside = np.linalg.norm(delta, axis=1) <= reach
-        pos[idx[inside]] = cen[idx[inside]] + delta[inside]
+    cen = np.stack([np.bincount(lmk, w * px, n), np.bincount(lmk, w * py, n)], 1) / sw[:, None]
+    mean_uv = np.stack([np.bincount(lmk, w * uk[:, 0], n), np.bincount(lmk, w * uk[:, 1], n)], 1) / sw[:, None]
+    dx, dy = px - cen[lmk, 0], py - cen[lmk, 1]
+    wdx, wdy = w * dx, w * dy
+    sxx, sxy, syy = np.bincount(lmk, wdx * dx, n), np.bincount(lmk, wdx * dy, n), np.bincount(lmk, wdy * dy, n)
+    cxu, cxv = np.bincount(lmk, wdx * uk[:, 0], n), np.bincount(lmk, wdx * uk[:, 1], n)
+    cyu, cyv = np.bincount(lmk, wdy * uk[:, 0], n), np.bincount(lmk, wdy * uk[:, 1], n)
+    det_s = sxx * syy - sxy * sxy
+    det_c = cxu * cyv - cxv * cyu
+    # the full 3x3 system's determinant (sw det S) and A's (det C / det S), as before
+    ok = (count >= 6) & (np.abs(sw * det_s) > 1e-9)
+    ok &= np.abs(det_c) > 1e-12 * np.abs(np.where(ok, det_s, 1.0))
+    with np.errstate(divide="ignore", invalid="ignore"):  # only the `ok` rows are used
+        ru, rv = landmark_uv[:, 0] - mean_uv[:, 0], landmark_uv[:, 1] - mean_uv[:, 1]
+        # C^-T r, then S times it
+        qx, qy = (cyv * ru - cyu * rv) / det_c, (cxu * rv - cxv * ru) / det_c
+        delta = np.stack([sxx * qx + sxy * qy, sxy * qx + syy * qy], 1)
+    reach = np.sqrt(count) + 1.0  # about the blob's radius in pixels
+    step = ok & (np.hypot(delta[:, 0], delta[:, 1]) <= reach)
+    pos = np.where(step[:, None], cen + np.where(step[:, None], delta, 0.0), cen)
     points[found] = pos[found]
     # Confident when the closest pixel is near the landmark's UV and the blob is not a sliver.
     dmin = np.full(n, np.inf)

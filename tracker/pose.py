@@ -41,20 +41,50 @@ def estimate_pose(model_pts: np.ndarray, image_pts: np.ndarray, weights: np.ndar
     """Scaled orthographic pose from 3D-2D correspondences.
 
     An affine camera is solved by least squares and its 2x3 part projected to the nearest
-    scaled rotation (SVD), the standard Gold Standard algorithm of Hartley & Zisserman.
+    scaled rotation, the standard Gold Standard algorithm of Hartley & Zisserman.  Both steps
+    are closed forms on 3x3 and 2x2 matrices rather than LAPACK's lstsq and SVD: the same
+    answer to rounding, and this runs on every face of every frame, where the LAPACK calls
+    (cold in the cache after the networks ran) took ~0.13 ms of a 0.19 ms call.
     """
     w = np.ones(len(model_pts)) if weights is None else weights
     y = image_pts * FLIP_Y
-    x_mean = (w[:, None] * model_pts).sum(0) / w.sum()
-    y_mean = (w[:, None] * y).sum(0) / w.sum()
-    X, Y = (model_pts - x_mean) * np.sqrt(w)[:, None], (y - y_mean) * np.sqrt(w)[:, None]
-    A = np.linalg.lstsq(X, Y, rcond=None)[0].T  # (2,3)
-    u, s, vt = np.linalg.svd(A, full_matrices=False)
-    r2 = u @ vt
-    rotation = np.vstack([r2, np.cross(r2[0], r2[1])])
-    scale = float(s.mean())
+    x_mean = (w @ model_pts) / w.sum()
+    y_mean = (w @ y) / w.sum()
+    X, Y = model_pts - x_mean, y - y_mean
+    WX = X * w[:, None]
+    A = _solve3(WX.T @ X, WX.T @ Y).T  # (2,3) affine camera
+    rows, scale = _nearest_scaled_rotation(A)
+    rotation = np.vstack([rows, _cross(rows[0], rows[1])])
     translation = (y_mean - scale * (rotation[:2] @ x_mean)) * FLIP_Y
     return Pose(scale, rotation, translation)
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
+def _solve3(m: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """m^-1 b for a 3x3 m by its adjugate (lstsq where m is singular: a degenerate point set)."""
+    adj = np.array([_cross(m[1], m[2]), _cross(m[2], m[0]), _cross(m[0], m[1])])  # rows: adj(m)^T's columns
+    det = float(m[0] @ adj[0])
+    if abs(det) <= 1e-12 * max(float(np.abs(m).max()), 1e-300) ** 3:
+        return np.linalg.lstsq(m, b, rcond=None)[0]
+    return adj.T @ b / det
+
+
+def _nearest_scaled_rotation(a: np.ndarray) -> tuple[np.ndarray, float]:
+    """(rows, scale): the 2x3 matrix with orthonormal rows nearest `a` (the polar factor
+    (a a^T)^-1/2 a, i.e. U V^T of its SVD) and the mean of a's two singular values."""
+    m = a @ a.T
+    root_det = np.sqrt(max(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0], 0.0))  # s1 s2
+    trace = np.sqrt(m[0, 0] + m[1, 1] + 2 * root_det)  # s1 + s2
+    if root_det <= 1e-12 * trace**2:  # rank < 2: no unique polar factor; the SVD picks one
+        u, s, vt = np.linalg.svd(a, full_matrices=False)
+        return u @ vt, float(s.mean())
+    # sqrt(m) = (m + s1 s2 I) / (s1 + s2) for a 2x2 symmetric positive definite m
+    r = (m + root_det * np.eye(2)) / trace
+    inv = np.array([[r[1, 1], -r[0, 1]], [-r[1, 0], r[0, 0]]]) / (r[0, 0] * r[1, 1] - r[0, 1] * r[1, 0])
+    return inv @ a, float(trace / 2)
 
 
 def head_pose(points: np.ndarray, landmark_3d: np.ndarray) -> Pose | None:

@@ -121,7 +121,8 @@ def refiner_crop(gray: np.ndarray, truth: np.ndarray, mean: np.ndarray, px_per_u
     """The face aligned by its (68,2) truth onto the mean shape at `px_per_unit` (or the photo's
     own resolution where lower: upsampling is left to the refiner's cache), `half_extent` units
     each side of the mean shape's centre; returns (crop (S,S) uint8, truth in crop pixels)."""
-    from tracker.refiner import apply_affine, canonical_transform
+    from tracker.crop import transform_points
+    from tracker.refiner import canonical_transform
     from tracker.shape_model import similarity_align
 
     units_per_pixel = similarity_align(truth, mean)[0]
@@ -129,7 +130,7 @@ def refiner_crop(gray: np.ndarray, truth: np.ndarray, mean: np.ndarray, px_per_u
     size = round(2 * half_extent * p)
     m = canonical_transform(truth, mean * p + (size - 1) / 2)
     crop = cv2.warpAffine(gray, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return crop, apply_affine(m, truth)
+    return crop, transform_points(m, truth)
 
 
 # --- pack ---------------------------------------------------------------------------------------

@@ -262,18 +262,20 @@ def perturb(gt: np.ndarray, model, p: Perturbation, rng: np.random.Generator) ->
 def cache_face(gray: np.ndarray, gt: np.ndarray, reference: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Face region aligned by its truth onto `reference` in a `size` crop (``CacheGeometry``),
     and the truth in its coordinates."""
-    from tracker.refiner import apply_affine, canonical_transform
+    from tracker.crop import transform_points
+    from tracker.refiner import canonical_transform
 
     m = canonical_transform(gt, reference)
     crop = cv2.warpAffine(gray, m, (size, size), flags=cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return crop, apply_affine(m, gt)
+    return crop, transform_points(m, gt)
 
 
 def sample(cached: np.ndarray, gt: np.ndarray, model, reference: np.ndarray, p: Perturbation, rng, flip: bool,
            init: np.ndarray | None = None, *, size: int):
     """(crop (S,S) float32 normalised, init (68,2), target (68,2)) in the canonical frame of
     `reference` and `size`."""
-    from tracker.refiner import apply_affine, canonical_crop, canonical_transform
+    from tracker.crop import transform_points
+    from tracker.refiner import canonical_crop, canonical_transform
     from training.template import FLIP_PERMUTATION
 
     if flip:
@@ -287,7 +289,7 @@ def sample(cached: np.ndarray, gt: np.ndarray, model, reference: np.ndarray, p: 
         if rng.random() < 0.3:
             crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.5, 1.5))
         crop = crop + rng.normal(size=crop.shape).astype(np.float32) * rng.uniform(0, 6)
-    return normalise_crop(crop), apply_affine(m, init), apply_affine(m, gt)
+    return normalise_crop(crop), transform_points(m, init), transform_points(m, gt)
 
 
 # --- training ---------------------------------------------------------------------------------
