@@ -49,14 +49,16 @@ def resolve_kind(kind: str) -> str:
     return "onnx"
 
 
-def load_engine(onnx_path: Path, kind: str = "auto", threads: int = 2, max_batch: int = 1) -> Engine:
-    """Load the model at `onnx_path` with the chosen backend; `max_batch`: TensorRT's largest batch."""
+def load_engine(onnx_path: Path, kind: str = "auto", threads: int = 2, max_batch: int = 1, calls: int = 1) -> Engine:
+    """Load the model at `onnx_path` with the chosen backend; `max_batch`: TensorRT's largest
+    batch; `calls`: ONNX Runtime splits a batch into up to this many calls side by side, each
+    on `threads` threads (``OnnxEngine``)."""
     onnx_path = Path(onnx_path)
     kind = resolve_kind(kind)
     if kind == "onnx":
         from engines.onnx_engine import OnnxEngine
 
-        return OnnxEngine(onnx_path, threads=threads)
+        return OnnxEngine(onnx_path, threads=threads, calls=calls)
     if kind == "torch":
         from engines.torch_engine import TorchEngine
 

@@ -39,6 +39,11 @@ class Engine(ABC):
     def describe(self) -> str:
         return f"{self.name} on {self.device}"
 
+    def close(self) -> None:
+        """Release what the engine holds beyond its model (worker threads); it stays usable.
+        Nothing by default."""
+        return None
+
 
 def cpu_device(threads: int) -> str:
     """The ``Engine.device`` of a CPU backend: "CPU (1 thread)", "CPU (2 threads)"."""

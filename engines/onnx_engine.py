@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,13 @@ from engines.base import Engine, EngineError, check_inputs, cpu_device
 class OnnxEngine(Engine):
     name = "onnx"
 
-    def __init__(self, path: Path, threads: int = 2, profile_prefix: str | None = None):
-        """``profile_prefix``: record ONNX Runtime's per-node profile, written by
-        ``end_profiling()`` to ``<profile_prefix>_<date>.json`` (for ``bench --profile``)."""
+    def __init__(self, path: Path, threads: int = 2, profile_prefix: str | None = None, calls: int = 1):
+        """``threads``: ONNX Runtime's threads inside one call.  ``calls``: a batch is split into up
+        to this many parts run side by side (ONNX Runtime releases the GIL): on two cores two
+        1-thread calls of one face each beat one 2-thread call of both (the tracker's networks
+        are too small at batch 1 to gain from a second thread).  ``profile_prefix``: record ONNX
+        Runtime's per-node profile, written by ``end_profiling()`` to
+        ``<profile_prefix>_<date>.json`` (for ``bench --profile``)."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -32,13 +37,38 @@ class OnnxEngine(Engine):
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EngineError(f"{path}: ONNX Runtime cannot load the model ({str(exc).splitlines()[0]})") from exc
         self.device = cpu_device(opts.intra_op_num_threads)
+        self.calls = max(1, calls)
+        self._pool: ThreadPoolExecutor | None = None  # for the parts beyond the first, made when first needed
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)  # the graph's metadata_props
         self._inputs = tuple(i.name for i in self.session.get_inputs())
         self._outputs = tuple(o.name for o in self.session.get_outputs())
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outs = self.session.run(list(self._outputs), check_inputs(self, inputs))
-        return dict(zip(self._outputs, outs))
+        arrays = check_inputs(self, inputs)
+        n = next(iter(arrays.values())).shape[0]
+        parts = min(self.calls, n)
+        if parts <= 1:
+            return self._run(arrays)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.calls - 1, thread_name_prefix="onnx-calls")
+        bounds = [n * i // parts for i in range(parts + 1)]
+        chunks = [{k: v[a:b] for k, v in arrays.items()} for a, b in zip(bounds, bounds[1:])]
+        rest = [self._pool.submit(self._run, chunk) for chunk in chunks[1:]]
+        outs = [self._run(chunks[0])] + [f.result() for f in rest]
+        return {k: np.concatenate([o[k] for o in outs]) for k in self._outputs}
+
+    def _run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self._outputs, self.session.run(list(self._outputs), arrays)))
+
+    def describe(self) -> str:
+        split = f", a batch split into up to {self.calls} calls side by side" if self.calls > 1 else ""
+        return f"{self.name} on {self.device}{split}"
+
+    def close(self) -> None:
+        """Stop the threads that run a batch's parts (also stopped when the engine is collected)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def end_profiling(self) -> Path:
         """Stop profiling (``profile_prefix`` given) and return the JSON file ONNX Runtime wrote."""

@@ -80,9 +80,9 @@ def loads(monkeypatch):
     """Every load_engine call of the Tracker, (model, kind, max_batch), served by ONNX Runtime."""
     calls = []
 
-    def recording(path, kind="auto", threads=2, max_batch=1):
+    def recording(path, kind="auto", threads=2, max_batch=1, calls_side_by_side=1):
         calls.append((Path(path).name, kind, max_batch))
-        return load_engine(path, "onnx", threads, max_batch)
+        return load_engine(path, "onnx", threads, max_batch, calls_side_by_side)
 
     monkeypatch.setattr(pipeline, "load_engine", recording)
     return calls
@@ -131,10 +131,10 @@ def test_resolve_kind_rejects_an_unknown_engine():
 
 
 @pytest.mark.parametrize("int8", [False, True])
-def test_face_groups_side_by_side_give_the_one_group_answer(int8):
-    """On the CPU, `threads` groups of faces run side by side, each network call on one thread;
-    the faces, their order, ids and every stage's points are those of one group in sequence
-    (to a few hundredths of a pixel with the int8 refiners, whose activations are quantized
+def test_a_batch_split_into_calls_side_by_side_gives_the_one_call_answer(int8):
+    """On the CPU a frame's faces are split into up to `threads` network calls side by side,
+    each on one thread; the faces, their order, ids and every stage's points are those of one
+    call (to a few hundredths of a pixel with the int8 refiners, whose activations are quantized
     with one scale per call: a face's batch-mates move it a little)."""
     still = cv2.imread(str(DEMO))
     image = np.hstack([still, still[:, ::-1], still])
@@ -143,7 +143,8 @@ def test_face_groups_side_by_side_give_the_one_group_answer(int8):
     for threads in (1, 2, 3):
         with Tracker(TrackerConfig(mode="image", engine="onnx", threads=threads, cnn_fallback=False, int8=int8)) as tracker:
             assert tracker.engine.device == "CPU (1 thread)"
-            assert tracker.describe() == "onnx on CPU (1 thread)" + ("" if threads == 1 else f"; {threads} faces at a time side by side")
+            split = "" if threads == 1 else f", a batch split into up to {threads} calls side by side"
+            assert tracker.describe() == "onnx on CPU (1 thread)" + split
             results[threads] = tracker.track(image, boxes=boxes).faces
     one = results[1]
     assert [f.box.x0 for f in one] == [179, 756, 1203]
@@ -153,6 +154,28 @@ def test_face_groups_side_by_side_give_the_one_group_answer(int8):
             assert f.stages.keys() == g.stages.keys()
             for k in f.stages:
                 np.testing.assert_allclose(f.stages[k].points, g.stages[k].points, atol=0.1 if int8 else 0)
+
+
+def test_an_engine_splits_a_batch_into_calls_and_joins_them_in_order():
+    """Each part is one ONNX Runtime call on its own thread; the joined outputs are the whole
+    batch's, row for row (the float refiner: exact)."""
+    from engines.onnx_engine import OnnxEngine
+
+    path = ASSETS / DEFAULT_REFINERS[1]
+    rng = np.random.default_rng(0)
+    feed = {"image": rng.normal(size=(5, 1, 208, 208)).astype(np.float32),
+            "init": (rng.random((5, 68, 2)) * 150 + 30).astype(np.float32)}
+    whole = OnnxEngine(path, threads=1).infer(feed)["points"]
+    split = OnnxEngine(path, threads=1, calls=3)
+    seen = []
+    run = split._run
+    split._run = lambda arrays: seen.append(len(arrays["image"])) or run(arrays)
+    np.testing.assert_array_equal(split.infer(feed)["points"], whole)
+    assert sorted(seen) == [1, 2, 2]
+    seen.clear()
+    split.infer({k: v[:1] for k, v in feed.items()})
+    assert seen == [1]  # one face: one call, no thread
+    split.close()
 
 
 def test_max_batch_follows_max_faces_and_flip(loads):

@@ -84,39 +84,50 @@ def build_lookup(landmark_uv: np.ndarray, radii: np.ndarray | None = None, res: 
 
 
 def extract_landmarks(uv: np.ndarray, fg: np.ndarray, lookup: UVLookup, fg_threshold: float = 0.5) -> Landmarks:
-    """uv: (2,H,W) predicted template coordinates; fg: (H,W) foreground probability.
+    """``extract_landmarks_batch`` for one crop: uv (2,H,W), fg (H,W)."""
+    return extract_landmarks_batch(uv[None], fg[None], lookup, fg_threshold)[0]
 
-    Vectorised over landmarks (this runs every frame): one table lookup assigns each face
-    pixel to at most one landmark, one connected-components call runs on a canvas holding
-    every landmark's candidate mask side by side, and the sub-pixel fits are batched 3x3
-    normal equations.
+
+def extract_landmarks_batch(uv: np.ndarray, fg: np.ndarray, lookup: UVLookup, fg_threshold: float = 0.5) -> list[Landmarks]:
+    """uv: (F,2,H,W) predicted template coordinates; fg: (F,H,W) foreground probability; one
+    Landmarks per crop.
+
+    Vectorised over landmarks and crops, since this runs on every face of every frame and
+    numpy's per-call overhead, not arithmetic, is its cost: every (crop, landmark) pair is one
+    slot; one table lookup assigns each face pixel to at most one slot, one connected-components
+    call runs on a canvas holding every slot's candidate mask side by side, and the sub-pixel
+    fits are closed-form 2x2 algebra on all slots at once.
     """
     landmark_uv, radii = lookup.landmark_uv, lookup.radii
+    f, _, h, w = uv.shape
     n = len(landmark_uv)
-    points = np.full((n, 2), np.nan)
-    confidence = np.zeros(n)
-    face = (fg > fg_threshold) & np.isfinite(uv).all(axis=0)
+    m = f * n
+    target, slot_radii = (landmark_uv, radii) if f == 1 else (np.tile(landmark_uv, (f, 1)), np.tile(radii, f))
+    points = np.full((m, 2), np.nan)
+    confidence = np.zeros(m)
+    face = (fg > fg_threshold) & np.isfinite(uv).all(axis=1)
     # The table lookup runs on the whole map (cheaper than gathering the face pixels first);
     # only the few hundred pixels near some landmark go on.
     res = lookup.table.shape[0]
     with np.errstate(invalid="ignore"):  # NaN UV off the face: any cell, masked out below
-        col = np.clip((uv[0] * res).astype(np.int32), 0, res - 1)
-        row = np.clip(((1.0 - uv[1]) * res).astype(np.int32), 0, res - 1)
+        col = np.clip((uv[:, 0] * res).astype(np.int32), 0, res - 1)
+        row = np.clip(((1.0 - uv[:, 1]) * res).astype(np.int32), 0, res - 1)
     cell = lookup.table.ravel().take(row * res + col)
     pix = np.flatnonzero((cell >= 0) & face)
     if len(pix) == 0:
-        return Landmarks(points, confidence)
-    lmk = cell.ravel()[pix].astype(np.int64)
-    py, px = np.divmod(pix, uv.shape[2])
-    u = uv.reshape(2, -1)[:, pix].T
-    dist = np.linalg.norm(u - landmark_uv[lmk], axis=1)
+        return _per_crop(points, confidence, lookup.rep, f)
+    crop, at = np.divmod(pix, h * w)
+    py, px = np.divmod(at, w)
+    u = uv[crop, :, py, px]  # (Q,2)
+    lmk = crop * n + cell.ravel()[pix]  # slot
+    dist = np.linalg.norm(u - target[lmk], axis=1)
 
     # Connected components of every landmark's candidates in one call: each landmark's
     # bounding box gets its own strip of a canvas, one empty column apart.
-    x0 = np.full(n, np.iinfo(np.int64).max)
-    y0 = np.full(n, np.iinfo(np.int64).max)
-    x1 = np.full(n, -1)
-    y1 = np.full(n, -1)
+    x0 = np.full(m, np.iinfo(np.int64).max)
+    y0 = np.full(m, np.iinfo(np.int64).max)
+    x1 = np.full(m, -1)
+    y1 = np.full(m, -1)
     np.minimum.at(x0, lmk, px)
     np.minimum.at(y0, lmk, py)
     np.maximum.at(x1, lmk, px)
@@ -135,7 +146,7 @@ def extract_landmarks(uv: np.ndarray, fg: np.ndarray, lookup: UVLookup, fg_thres
     size = np.bincount(comp, minlength=n_comp)
     comp_lmk = np.zeros(n_comp, np.int64)
     comp_lmk[comp] = lmk
-    score = best_d / radii[comp_lmk] - 0.01 * np.log1p(size)
+    score = best_d / slot_radii[comp_lmk] - 0.01 * np.log1p(size)
     order = np.lexsort((score, comp_lmk))
     present = np.isfinite(best_d[order])
     order = order[present]
@@ -153,24 +164,24 @@ def extract_landmarks(uv: np.ndarray, fg: np.ndarray, lookup: UVLookup, fg_thres
     # weighted mean UV and A = C^T S^-1 (S: the pixels' 2x2 weighted scatter, C: their
     # cross-scatter with UV), so the step from the centroid is S C^-T (l - b): closed-form
     # 2x2 algebra on all landmarks at once, no LAPACK call (cold in the cache every frame).
-    w = (1.0 - dist / radii[lmk]) ** 2 + 1e-6
-    sw = np.maximum(np.bincount(lmk, w, n), 1e-12)
-    count = np.bincount(lmk, minlength=n)
+    w = (1.0 - dist / slot_radii[lmk]) ** 2 + 1e-6
+    sw = np.maximum(np.bincount(lmk, w, m), 1e-12)
+    count = np.bincount(lmk, minlength=m)
     found = count > 0
-    cen = np.stack([np.bincount(lmk, w * px, n), np.bincount(lmk, w * py, n)], 1) / sw[:, None]
-    mean_uv = np.stack([np.bincount(lmk, w * uk[:, 0], n), np.bincount(lmk, w * uk[:, 1], n)], 1) / sw[:, None]
+    cen = np.stack([np.bincount(lmk, w * px, m), np.bincount(lmk, w * py, m)], 1) / sw[:, None]
+    mean_uv = np.stack([np.bincount(lmk, w * uk[:, 0], m), np.bincount(lmk, w * uk[:, 1], m)], 1) / sw[:, None]
     dx, dy = px - cen[lmk, 0], py - cen[lmk, 1]
     wdx, wdy = w * dx, w * dy
-    sxx, sxy, syy = np.bincount(lmk, wdx * dx, n), np.bincount(lmk, wdx * dy, n), np.bincount(lmk, wdy * dy, n)
-    cxu, cxv = np.bincount(lmk, wdx * uk[:, 0], n), np.bincount(lmk, wdx * uk[:, 1], n)
-    cyu, cyv = np.bincount(lmk, wdy * uk[:, 0], n), np.bincount(lmk, wdy * uk[:, 1], n)
+    sxx, sxy, syy = np.bincount(lmk, wdx * dx, m), np.bincount(lmk, wdx * dy, m), np.bincount(lmk, wdy * dy, m)
+    cxu, cxv = np.bincount(lmk, wdx * uk[:, 0], m), np.bincount(lmk, wdx * uk[:, 1], m)
+    cyu, cyv = np.bincount(lmk, wdy * uk[:, 0], m), np.bincount(lmk, wdy * uk[:, 1], m)
     det_s = sxx * syy - sxy * sxy
     det_c = cxu * cyv - cxv * cyu
     # the full 3x3 system's determinant (sw det S) and A's (det C / det S), as before
     ok = (count >= 6) & (np.abs(sw * det_s) > 1e-9)
     ok &= np.abs(det_c) > 1e-12 * np.abs(np.where(ok, det_s, 1.0))
     with np.errstate(divide="ignore", invalid="ignore"):  # only the `ok` rows are used
-        ru, rv = landmark_uv[:, 0] - mean_uv[:, 0], landmark_uv[:, 1] - mean_uv[:, 1]
+        ru, rv = target[:, 0] - mean_uv[:, 0], target[:, 1] - mean_uv[:, 1]
         # C^-T r, then S times it
         qx, qy = (cyv * ru - cyu * rv) / det_c, (cxu * rv - cxv * ru) / det_c
         delta = np.stack([sxx * qx + sxy * qy, sxy * qx + syy * qy], 1)
@@ -179,7 +190,13 @@ def extract_landmarks(uv: np.ndarray, fg: np.ndarray, lookup: UVLookup, fg_thres
     pos = np.where(step[:, None], cen + np.where(step[:, None], delta, 0.0), cen)
     points[found] = pos[found]
     # Confident when the closest pixel is near the landmark's UV and the blob is not a sliver.
-    dmin = np.full(n, np.inf)
+    dmin = np.full(m, np.inf)
     np.minimum.at(dmin, lmk, dist)
-    confidence[found] = np.clip(1.0 - dmin[found] / radii[found], 0, 1) * np.minimum(1.0, count[found] / 3.0)
-    return Landmarks(points[lookup.rep], confidence[lookup.rep])
+    confidence[found] = np.clip(1.0 - dmin[found] / slot_radii[found], 0, 1) * np.minimum(1.0, count[found] / 3.0)
+    return _per_crop(points, confidence, lookup.rep, f)
+
+
+def _per_crop(points: np.ndarray, confidence: np.ndarray, rep: np.ndarray, crops: int) -> list[Landmarks]:
+    """Slot arrays (crops*n, ...) -> one Landmarks per crop, twin landmarks given their representative's answer."""
+    points, confidence = points.reshape(crops, -1, 2)[:, rep], confidence.reshape(crops, -1)[:, rep]
+    return [Landmarks(p, c) for p, c in zip(points, confidence)]

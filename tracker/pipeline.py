@@ -12,7 +12,6 @@ import math
 import numbers
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -27,12 +26,12 @@ from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, 
 from tracker.densemaps import DenseMaps
 from tracker.detector import BoxError, DeferredSearch, Detection, cnn_available, detect_faces, detect_faces_cnn, given_box
 from tracker.errors import ConfigError
-from tracker.landmarks import build_lookup, extract_landmarks
+from tracker.landmarks import build_lookup, extract_landmarks_batch
 from tracker.metrics import eye_distance
 from tracker.occlusion import WORK_SIZE, AppearanceMemory, visibility_map
 from tracker.pose import Pose, head_pose
 from tracker.refiner import DEFAULT_REFINERS, FLOAT_GRAPH_KEY, FRAMES, ONE_STAGE, RefinerStage, int8_variant, refine_cascade
-from tracker.shape_model import fit_shape, load_shape_model
+from tracker.shape_model import fit_shapes, load_shape_model
 from tracker.smoothing import OneEuro
 from tracker.stages import Stage, last_stage
 
@@ -108,7 +107,7 @@ class TrackerConfig:
 
     mode: TrackerMode = TrackerMode.IMAGE  # "image" or "video" are accepted too
     engine: str = "auto"  # auto | onnx | torch | tensorrt (``engines.KINDS``); every network runs on it
-    threads: int = 2  # CPU cores to use: on ONNX Runtime, faces processed side by side (``parallelism``)
+    threads: int = 2  # CPU cores to use: on ONNX Runtime, a frame's faces split into this many network calls side by side (``parallelism``)
     max_faces: int = 4
     detect_every: int = 30  # video: look for new faces every N frames (a full-frame HOG pass costs ~1.5 tracked frames)
     detect_lag: int = 0  # video: 0 searches inline (stalls that frame); N > 0 in a worker process, the answer used N frames later
@@ -246,17 +245,19 @@ class Tracker:
         paths = {name: verified_asset(name, folder) for name in (DENSEREG_ASSET, "shape_pca.npz", "template.npz", *refiner_files.values())}
         t = timer.add("verify assets", t)  # SHA-256 of each file, once per process
         densereg_batch, refiner_batch = engine_batches(config)
-        self._groups, session_threads = parallelism(config, kind)
-        self.engine: Engine = load_engine(paths[DENSEREG_ASSET], kind, session_threads, densereg_batch)
+        calls, session_threads = parallelism(config, kind)
+        self.engine: Engine = load_engine(paths[DENSEREG_ASSET], kind, session_threads, densereg_batch, calls)
         t = timer.add("DenseReg session", t)
         self.shape_model = load_shape_model(paths["shape_pca.npz"])
         manifest = read_manifest(folder / "MANIFEST.json")
         self.refiners: list[RefinerStage] = []
+        self._engines: list[Engine] = [self.engine]
         for name in refiner_names:
-            engine = load_engine(paths[refiner_files[name]], kind, session_threads, refiner_batch)
+            engine = load_engine(paths[refiner_files[name]], kind, session_threads, refiner_batch, calls)
             if refiner_files[name] != name and engine.metadata.get(FLOAT_GRAPH_KEY) != manifest.get(name):
                 raise AssetError(f"{paths[refiner_files[name]]}: made from another {name} than the one beside it (re-export both: "
                                  f"python -m training.export ... --regraph), or run the float graph with --no-int8")
+            self._engines.append(engine)
             self.refiners.append(RefinerStage(engine.infer, FRAMES[name], FRAMES[name].reference(self.shape_model)))
         # the files the networks were loaded from, DenseReg first (the op profile loads them again)
         self.model_files: list[Path] = [paths[DENSEREG_ASSET], *(paths[refiner_files[name]] for name in refiner_names)]
@@ -274,12 +275,11 @@ class Tracker:
         self._next_id = 0
         self._frame = 0
         self._search = DeferredSearch(config.detect_lag, background=config.detect_lag > 0)
-        self._pool: ThreadPoolExecutor | None = None  # for the face groups beyond the first, made when first needed
 
     def describe(self) -> str:
-        """The backend, for logs and the viewer: e.g. "onnx on CPU (1 thread); 2 faces at a time side by side"."""
-        groups = "" if self._groups == 1 else f"; {self._groups} faces at a time side by side"
-        return self.engine.describe() + groups
+        """The backend, for logs and the viewer: e.g. "onnx on CPU (1 thread), a batch split into
+        up to 2 calls side by side"."""
+        return self.engine.describe()
 
     def reset(self) -> None:
         """Forget all tracks (a new video)."""
@@ -290,9 +290,8 @@ class Tracker:
         """Stop the background face search's worker process, if one was started (it also stops
         when the tracker is garbage-collected or the program exits)."""
         self._search.close()
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        for engine in self._engines:
+            engine.close()
 
     def __enter__(self) -> Tracker:
         return self
@@ -376,27 +375,9 @@ class Tracker:
         return every > 0 and not tracked and self._frame % every == 0
 
     def _process(self, image, gray, items, timer: _Timer) -> list[FaceResult]:
-        """The faces in `items` (track, roi, detection), in up to ``self._groups`` groups side by
-        side; each group's stage times are its own, and a stage's time for the frame is the
-        longest of them (the groups overlap)."""
-        n = min(self._groups, len(items))
-        if n <= 1:
-            return self._process_group(image, gray, items, timer)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._groups - 1, thread_name_prefix="tracker-faces")
-        bounds = [len(items) * i // n for i in range(n + 1)]
-        groups = [items[a:b] for a, b in zip(bounds, bounds[1:])]  # contiguous: joined, they keep the items' order
-        timers = [_Timer() for _ in groups]
-        rest = [self._pool.submit(self._process_group, image, gray, g, tm) for g, tm in zip(groups[1:], timers[1:])]
-        faces = self._process_group(image, gray, groups[0], timers[0])
-        for f in rest:
-            faces += f.result()
-        for tm in timers:
-            for name, ms in tm.ms.items():
-                timer.ms[name] = max(timer.ms.get(name, 0.0), ms)
-        return faces
-
-    def _process_group(self, image, gray, items, timer: _Timer) -> list[FaceResult]:
+        """The faces in `items` (track, roi, detection): every stage takes all of them at once
+        (one engine call per network; numpy's per-call overhead, not arithmetic, is the cost of
+        the numeric stages, so a second face adds little)."""
         t = time.perf_counter()
         s = self.input_size
         mats = [crop_matrix(roi, s) for _, roi, _ in items]
@@ -404,38 +385,37 @@ class Tracker:
         t = timer.add("crop", t)
         out = self.engine.infer({"image": to_network_input(crops)})
         t = timer.add("network", t)
+        found = extract_landmarks_batch(out["uv"], out["fg"][:, 0], self.lookup, self.config.fg_threshold)
+        backs = [invert(m) for m in mats]
+        dense = [StageLandmarks(transform_points(back, lm.points), lm.confidence) for back, lm in zip(backs, found)]
+        t = timer.add("landmarks", t)
+        fits = fit_shapes(self.shape_model, np.stack([d.points for d in dense]), np.stack([d.confidence for d in dense]))
+        t = timer.add("pca", t)
+        fg_fractions = (out["fg"] > self.config.fg_threshold).mean(axis=(1, 2, 3))  # how much of each crop is face
         fitted = []
-        for i, ((track, roi, det), m) in enumerate(zip(items, mats)):
-            maps = DenseMaps.from_outputs(out, i)
-            lm = extract_landmarks(maps.uv, maps.fg, self.lookup, self.config.fg_threshold)
-            back = invert(m)
-            dense = StageLandmarks(transform_points(back, lm.points), lm.confidence)
-            t = timer.add("landmarks", t)
-            fit = fit_shape(self.shape_model, dense.points, dense.confidence)
-            t = timer.add("pca", t)
+        for i, ((track, roi, det), back, d, fit) in enumerate(zip(items, backs, dense, fits)):
             if fit is None:
                 continue  # too few landmarks: not a face (or lost)
-            stages = {Stage.DENSEREG: dense, Stage.PCA: StageLandmarks(fit.points, _pca_confidence(fit, dense))}
-            fitted.append((track, roi, det, back, maps, stages))
+            stages = {Stage.DENSEREG: d, Stage.PCA: StageLandmarks(fit.points, _pca_confidence(fit, d))}
+            fitted.append((track, roi, det, back, DenseMaps.from_outputs(out, i), float(fg_fractions[i]), stages))
         refined = [[]] * len(fitted)
         if self.refiners and fitted:
-            # every face of the group in one engine call per stage
+            # every face in one engine call per stage
             cascade = refine_cascade(self.refiners, gray, np.stack([st[Stage.PCA].points for *_, st in fitted]), self.flip_permutation)
             refined = [[stage[i] for stage in cascade] for i in range(len(fitted))]
             t = timer.add("mdm", t)
         faces = []
-        for (track, roi, det, back, maps, stages), steps in zip(fitted, refined):
-            dense = stages[Stage.DENSEREG]
+        for (track, roi, det, back, maps, fg_fraction, stages), steps in zip(fitted, refined):
+            confidence = float(np.mean(stages[Stage.DENSEREG].confidence))
             refiner_step = 0.0
             if steps:
                 # The loss test was calibrated on the first stage's last update.
                 refiner_step = steps[0].last_step / max(eye_distance(steps[-1].points), MIN_EYE_DISTANCE)
                 stages[Stage.MDM] = StageLandmarks(steps[-1].points, stages[Stage.PCA].confidence)
-            fg_fraction = float((maps.fg > self.config.fg_threshold).mean())
-            quality = float(np.mean(dense.confidence)) * min(1.0, fg_fraction / FULL_QUALITY_FG_FRACTION)
+            quality = confidence * min(1.0, fg_fraction / FULL_QUALITY_FG_FRACTION)
             lost = (
                 fg_fraction < self.config.lost_fg_fraction
-                or float(np.mean(dense.confidence)) < self.config.lost_confidence
+                or confidence < self.config.lost_confidence
                 or refiner_step > self.config.lost_refiner_step
             )
             if lost and det is None:
@@ -501,12 +481,12 @@ class Tracker:
 
 
 def parallelism(config: TrackerConfig, kind: str) -> tuple[int, int]:
-    """(groups of faces processed side by side, threads per network call) for the resolved
-    engine `kind`.  On the CPU (ONNX Runtime) the faces of a frame are split into
-    ``config.threads`` groups, each network call on one thread: one face's networks are too
-    small to gain from a second thread (at batch 1 the same time on 1 or 2 threads, and in the
-    pipeline slower on 2), while two faces on two cores take little more than one.  A GPU, and
-    the research-only torch engine, take every face in one batch on ``config.threads`` threads."""
+    """(network calls a batch is split into, side by side; threads per call) for the resolved
+    engine `kind`.  On the CPU (ONNX Runtime) a frame's faces are split into up to
+    ``config.threads`` calls, each on one thread: one face's networks are too small to gain from
+    a second thread (at batch 1 the same time on 1 or 2 threads, and in the pipeline slower on
+    2), while two faces on two cores take little more than one.  A GPU, and the research-only
+    torch engine, take every face in one call on ``config.threads`` threads."""
     return (config.threads, 1) if kind == "onnx" else (1, config.threads)
 
 

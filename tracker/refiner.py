@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from tracker.crop import invert, transform_points
-from tracker.shape_model import ShapeModel, similarity_align
+from tracker.shape_model import ShapeModel, as_complex, complex_similarity
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,13 @@ Infer = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
 
 def canonical_transform(init: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """(2,3) similarity image -> canonical crop that maps `init` onto `reference`."""
-    scale, R, t = similarity_align(init, reference)
-    return np.hstack([scale * R, t[:, None]])
+    """(2,3) similarity image -> canonical crop that maps (68,2) `init` onto `reference`; or
+    (...,2,3) for (...,68,2) shapes, all at once."""
+    q, t = complex_similarity(as_complex(init), as_complex(reference))  # q: scale e^{i theta}
+    m = np.empty(q.shape + (2, 3))
+    m[..., 0, 0], m[..., 0, 1], m[..., 0, 2] = q.real, -q.imag, t.real
+    m[..., 1, 0], m[..., 1, 1], m[..., 1, 2] = q.imag, q.real, t.imag
+    return m
 
 
 def normalise_crop(gray: np.ndarray) -> np.ndarray:
@@ -97,22 +101,20 @@ def refine(infer: Infer, gray: np.ndarray, inits: np.ndarray, reference: np.ndar
     call) and average the two answers (test-time flipping).
     """
     inits = np.asarray(inits, np.float64).reshape(-1, 68, 2)
-    mats = [canonical_transform(init, reference) for init in inits]
+    mats = canonical_transform(inits, reference)  # (F,2,3)
     images = np.stack([normalise_crop(canonical_crop(gray, m, size)) for m in mats])[:, None]
-    starts = np.stack([transform_points(m, init) for m, init in zip(mats, inits)]).astype(np.float32)
+    starts = transform_points(mats, inits).astype(np.float32)
     if flip is not None:
         images = np.concatenate([images, images[..., ::-1]])
         starts = np.concatenate([starts, _mirror(starts, flip, size)])
     steps = np.asarray(infer({"image": np.ascontiguousarray(images), "init": starts})["points"])  # (B,steps,68,2)
     if flip is not None:
         steps = (steps[: len(inits)] + _mirror(steps[len(inits):], flip, size)) / 2
-    out = []
-    for m, start, face_steps in zip(mats, starts, steps):
-        back = invert(m)
-        final = transform_points(back, face_steps[-1].astype(np.float64))
-        prev = transform_points(back, (face_steps[-2] if len(face_steps) > 1 else start).astype(np.float64))
-        out.append(Refinement(final, float(np.linalg.norm(final - prev, axis=1).mean())))
-    return out
+    back = invert(mats)
+    final = transform_points(back, steps[:, -1].astype(np.float64))
+    prev = transform_points(back, (steps[:, -2] if steps.shape[1] > 1 else starts).astype(np.float64))
+    moved = np.sqrt(((final - prev) ** 2).sum(-1)).mean(-1)
+    return [Refinement(p, float(d)) for p, d in zip(final, moved)]
 
 
 def _mirror(points: np.ndarray, permutation: np.ndarray, size: int) -> np.ndarray:

@@ -47,24 +47,37 @@ def load_shape_model(path: Path = ASSET) -> ShapeModel:
 
 
 def similarity_align(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
-    """(scale, R (2,2), t) minimising sum w ||scale R src + t - dst||^2.
+    """(scale, R (2,2), t) minimising sum w ||scale R src + t - dst||^2 for (N,2) point sets."""
+    q, t = complex_similarity(as_complex(src), as_complex(dst), None if weights is None else np.asarray(weights, np.float64))
+    scale = float(abs(q))
+    c, s = (q.real / scale, q.imag / scale) if scale > 0 else (1.0, 0.0)
+    return scale, np.array([[c, -s], [s, c]]), np.array([t.real, t.imag])
 
-    In 2D the optimal proper similarity has a closed form (treat points as complex numbers:
-    scale*e^{i theta} = sum w conj(s) d / sum w |s|^2), the same answer as Umeyama's SVD
-    without the SVD; this runs several times per face per frame.
+
+def complex_similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(q, t) minimising sum w |q src + t - dst|^2 over point sets as complex numbers x + iy,
+    (...,N) each: q = scale e^{i theta}, the similarity's scaled rotation, and t its shift.
+
+    In 2D the optimal proper similarity has this closed form, q = sum w conj(s) d / sum w |s|^2
+    (s, d centred): Umeyama's answer without the SVD, in a handful of array operations (it
+    runs several times per face per frame).  q is 0 for a degenerate source.
     """
-    w = np.ones(len(src)) if weights is None else weights
-    w = w / w.sum()
-    mu_s, mu_d = w @ src, w @ dst
-    s0, d0 = src - mu_s, dst - mu_d
-    ws = s0 * w[:, None]
-    a = float(np.vdot(ws, d0))
-    b = float(ws[:, 0] @ d0[:, 1] - ws[:, 1] @ d0[:, 0])
-    var_s = max(float(np.vdot(ws, s0)), 1e-12)
-    norm = float(np.hypot(a, b))
-    R = np.array([[a, -b], [b, a]]) / norm if norm > 0 else np.eye(2)
-    scale = norm / var_s
-    return scale, R, mu_d - scale * R @ mu_s
+    w = np.ones(np.broadcast_shapes(src.shape, dst.shape)) if weights is None else weights
+    w = w / w.sum(-1, keepdims=True)
+    mu_s, mu_d = (w * src).sum(-1), (w * dst).sum(-1)
+    ws0 = w * (src - mu_s[..., None]).conj()
+    q = (ws0 * (dst - mu_d[..., None])).sum(-1) / np.maximum((ws0 * (src - mu_s[..., None])).real.sum(-1), 1e-12)
+    return q, mu_d - q * mu_s
+
+
+def as_complex(points: np.ndarray) -> np.ndarray:
+    """(...,N,2) real points -> (...,N) complex x + iy (a view where the array allows)."""
+    return np.ascontiguousarray(points, np.float64).view(np.complex128)[..., 0]
+
+
+def as_real(points: np.ndarray) -> np.ndarray:
+    """``as_complex``'s inverse: (...,N) complex -> (...,N,2) real."""
+    return np.ascontiguousarray(points)[..., None].view(np.float64)
 
 
 def normalise(shape: np.ndarray) -> np.ndarray:
@@ -73,51 +86,69 @@ def normalise(shape: np.ndarray) -> np.ndarray:
     return c / np.sqrt((c**2).sum(1).mean())
 
 
-def _median(x: np.ndarray) -> float:
-    """np.median of a short 1-D array, without its ~15 µs of generality (it runs 6 times a face
-    a frame)."""
-    x = np.sort(x)
-    n = len(x)
-    return float((x[(n - 1) // 2] + x[n // 2]) / 2)
+def _median_picks(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices into a row-sorted (F,N) array, invalid entries sorted last, of each row's
+    two middle valid entries (the same one for an odd count): their mean is the median."""
+    count = valid.sum(axis=1)
+    start = np.arange(len(valid)) * valid.shape[1]
+    return start + (count - 1) // 2, start + count // 2
 
 
-def fit_shape(
+def fit_shape(model: ShapeModel, points: np.ndarray, confidence: np.ndarray, **options) -> ShapeFit | None:
+    """``fit_shapes`` for one face: (68,2) points (NaN = missing), (68,) confidences."""
+    return fit_shapes(model, points[None], confidence[None], **options)[0]
+
+
+def fit_shapes(
     model: ShapeModel,
     points: np.ndarray,
     confidence: np.ndarray,
     iterations: int = 6,
     prior: float = 1e-3,
     min_points: int = 6,
-) -> ShapeFit | None:
-    """Robust weighted fit of the PCA model to (68,2) points (NaN = missing).
+) -> list[ShapeFit | None]:
+    """Robust weighted fit of the PCA model to each face's (68,2) points: (F,68,2) points (NaN
+    = missing), (F,68) confidences; all faces at once (per-call numpy overhead, not arithmetic,
+    is the cost, so a second face is nearly free).
 
-    Returns None when fewer than `min_points` points are usable: nothing sensible can be said.
+    A face with fewer than `min_points` usable points gets None: nothing sensible can be said.
     prior: variance of the observation noise in the normalised frame (RMS radius 1).
     """
-    valid = np.isfinite(points).all(axis=1) & (confidence > 0)
-    if valid.sum() < min_points:
-        return None
-    obs = np.where(valid[:, None], points, 0.0)
+    points, confidence = np.asarray(points, np.float64), np.asarray(confidence, np.float64)
+    valid = np.isfinite(points).all(axis=-1) & (confidence > 0)
+    out: list[ShapeFit | None] = [None] * len(points)
+    usable = np.flatnonzero(valid.sum(axis=1) >= min_points)
+    if len(usable) == 0:
+        return out
+    if len(usable) < len(points):
+        points, confidence, valid = points[usable], confidence[usable], valid[usable]
+    lower, upper = _median_picks(valid)
+    # Points as complex numbers: the similarity is then one complex factor q and a shift t
+    # (``complex_similarity``), and the model-frame observations (obs - t) / q.
+    obs = as_complex(np.where(valid[..., None], points, 0.0))
     w = np.where(valid, confidence, 0.0)
-    basis = model.components.reshape(len(model.eigenvalues), -1).T  # (136,K)
+    basis = model.components.reshape(len(model.eigenvalues), -1).T  # (2n,K), rows x0 y0 x1 y1 ...
     mean = model.mean.ravel()
     regulariser = np.diag(prior / model.eigenvalues)
-    coeffs = np.zeros(len(model.eigenvalues))
-    shape = model.mean
+    shape = np.repeat(as_complex(model.mean)[None], len(usable), axis=0)
     for _ in range(iterations):
-        scale, R, t = similarity_align(shape, obs, w)
-        y = ((obs - t) @ R) / scale  # observations in the model frame
-        A = basis.T * np.repeat(w, 2)  # (K,136) weighted
-        coeffs = np.linalg.solve(A @ basis + regulariser, A @ (y.ravel() - mean))
-        shape = (mean + basis @ coeffs).reshape(-1, 2)
-        residual = np.linalg.norm(shape - y, axis=1)
+        q, t = complex_similarity(shape, obs, w)
+        y = (obs - t[:, None]) / q[:, None]  # observations in the model frame
+        A = basis.T * np.repeat(w, 2, axis=1)[:, None]  # (F,K,2n) weighted
+        coeffs = np.linalg.solve(A @ basis + regulariser, A @ (as_real(y).reshape(len(y), -1) - mean)[..., None])[..., 0]
+        shape = (mean + coeffs @ basis.T).view(np.complex128)
+        residual = np.abs(shape - y)
         # Tukey's biweight; the scale has a floor so that near-perfect inputs are not rejected.
-        sigma = max(1.4826 * _median(residual[valid]), 0.02)
-        r = residual / (4.685 * sigma)
+        ranked = np.sort(np.where(valid, residual, np.inf), axis=1).ravel()
+        sigma = np.maximum(1.4826 / 2 * (ranked[lower] + ranked[upper]), 0.02)
+        r = residual / (4.685 * sigma[:, None])
         w = np.where(valid & (r < 1), confidence * (1 - r**2) ** 2, 0.0)
-        if w.sum() <= 0 or (w > 0).sum() < min_points:
-            w = np.where(valid, confidence, 0.0)
-    scale, R, t = similarity_align(shape, obs, w)
-    fitted = scale * shape @ R.T + t
-    res = np.where(valid, np.linalg.norm(fitted - points, axis=1), np.nan)
-    return ShapeFit(fitted, res, w, coeffs)
+        reset = (w > 0).sum(axis=1) < min_points  # w >= 0: this covers all-zero weights
+        if reset.any():
+            w[reset] = np.where(valid[reset], confidence[reset], 0.0)
+    q, t = complex_similarity(shape, obs, w)
+    fitted = as_real(q[:, None] * shape + t[:, None])
+    res = np.where(valid, np.sqrt(((fitted - points) ** 2).sum(-1)), np.nan)
+    for j, i in enumerate(usable):
+        out[i] = ShapeFit(fitted[j], res[j], w[j], coeffs[j])
+    return out
