@@ -29,7 +29,7 @@ from tracker.errors import ConfigError
 from tracker.landmarks import build_lookup, extract_landmarks_batch
 from tracker.metrics import eye_distance
 from tracker.occlusion import WORK_SIZE, AppearanceMemory, visibility_map
-from tracker.pose import Pose, head_pose
+from tracker.pose import HeadModel, Pose, head_pose
 from tracker.refiner import DEFAULT_REFINERS, FLOAT_GRAPH_KEY, FRAMES, ONE_STAGE, RefinerStage, int8_variant, refine_cascade
 from tracker.shape_model import fit_shapes, load_shape_model
 from tracker.smoothing import OneEuro
@@ -264,7 +264,7 @@ class Tracker:
         t = timer.add("refiner sessions", t)
         with np.load(paths["template.npz"]) as z:
             self.landmark_uv = z["landmark_uv"].astype(np.float64)
-            self.landmark_3d = z["landmark_3d"].astype(np.float64)
+            self.head_model = HeadModel.from_landmarks(z["landmark_3d"])
             self.part_map = z["part_map"]
             self.flip_permutation = z["flip_permutation"] if config.refine_flip else None
         self.lookup = build_lookup(self.landmark_uv)
@@ -424,7 +424,7 @@ class Tracker:
             faces.append(
                 FaceResult(
                     # Video mode smooths the points afterwards and takes the pose from those.
-                    pose=None if self.config.mode is TrackerMode.VIDEO else head_pose(final, self.landmark_3d),
+                    pose=None if self.config.mode is TrackerMode.VIDEO else head_pose(final, self.head_model),
                     roi=roi,
                     score=det.score if det is not None else quality,
                     track_id=track.track_id if track is not None else -1,
@@ -454,7 +454,7 @@ class Tracker:
             pts = stages[last_stage(stages)].points
             tr.landmarks, tr.age = pts, tr.age + 1
             tracks.append(tr)
-            out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.landmark_3d)))
+            out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.head_model)))
         self._tracks = tracks
         timer.add("smooth", t)
         return out

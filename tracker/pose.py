@@ -7,6 +7,7 @@ image: 0-based pixels, y down.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,8 +53,13 @@ def estimate_pose(model_pts: np.ndarray, image_pts: np.ndarray, weights: np.ndar
     y_mean = (w @ y) / w.sum()
     X, Y = model_pts - x_mean, y - y_mean
     WX = X * w[:, None]
-    A = _solve3(WX.T @ X, WX.T @ Y).T  # (2,3) affine camera
-    rows, scale = _nearest_scaled_rotation(A)
+    return _pose_from_affine(_solve3(WX.T @ X, WX.T @ Y).T, x_mean, y_mean)
+
+
+def _pose_from_affine(a: np.ndarray, x_mean: np.ndarray, y_mean: np.ndarray) -> Pose:
+    """The scaled rotation nearest the (2,3) affine camera `a` fitted to centred points (model
+    centroid `x_mean`, image centroid `y_mean` in y-up coordinates), as a Pose."""
+    rows, scale = _nearest_scaled_rotation(a)
     rotation = np.vstack([rows, _cross(rows[0], rows[1])])
     translation = (y_mean - scale * (rotation[:2] @ x_mean)) * FLIP_Y
     return Pose(scale, rotation, translation)
@@ -75,23 +81,49 @@ def _solve3(m: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _nearest_scaled_rotation(a: np.ndarray) -> tuple[np.ndarray, float]:
     """(rows, scale): the 2x3 matrix with orthonormal rows nearest `a` (the polar factor
     (a a^T)^-1/2 a, i.e. U V^T of its SVD) and the mean of a's two singular values."""
-    m = a @ a.T
-    root_det = np.sqrt(max(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0], 0.0))  # s1 s2
-    trace = np.sqrt(m[0, 0] + m[1, 1] + 2 * root_det)  # s1 + s2
+    (p, q), (_, r) = (a @ a.T).tolist()  # symmetric: [[p, q], [q, r]]; scalar maths on floats from here
+    root_det = math.sqrt(max(p * r - q * q, 0.0))  # s1 s2
+    trace = math.sqrt(p + r + 2 * root_det)  # s1 + s2
     if root_det <= 1e-12 * trace**2:  # rank < 2: no unique polar factor; the SVD picks one
         u, s, vt = np.linalg.svd(a, full_matrices=False)
         return u @ vt, float(s.mean())
-    # sqrt(m) = (m + s1 s2 I) / (s1 + s2) for a 2x2 symmetric positive definite m
-    r = (m + root_det * np.eye(2)) / trace
-    inv = np.array([[r[1, 1], -r[0, 1]], [-r[1, 0], r[0, 0]]]) / (r[0, 0] * r[1, 1] - r[0, 1] * r[1, 0])
-    return inv @ a, float(trace / 2)
+    # sqrt(m) = (m + s1 s2 I) / (s1 + s2) for a 2x2 symmetric positive definite m; its inverse
+    # is the adjugate over the determinant, s1 s2
+    p, r = (p + root_det) / trace, (r + root_det) / trace
+    q /= trace
+    det = p * r - q * q
+    return np.array([[r, -q], [-q, p]]) @ a / det, trace / 2
 
 
-def head_pose(points: np.ndarray, landmark_3d: np.ndarray) -> Pose | None:
+@dataclass(frozen=True)
+class HeadModel:
+    """The template's 3D landmarks as ``head_pose`` fits them: the jaw left out (it marches with
+    pose, so its frontal template positions would bias yaw), with the least-squares solve for
+    the usual case of every other point present done once (``from_landmarks``)."""
+
+    points: np.ndarray  # (68,3) the template's landmarks (``landmark_3d`` in ``assets/template.npz``)
+    used: np.ndarray  # (68,) bool: the points the fit uses
+    centre: np.ndarray  # (3,) their mean
+    solve: np.ndarray  # (3,U): (X^T X)^-1 X^T for the centred used points X
+
+    @classmethod
+    def from_landmarks(cls, landmark_3d: np.ndarray) -> HeadModel:
+        points = np.asarray(landmark_3d, np.float64)
+        used = np.ones(len(points), bool)
+        used[:17] = False
+        centre = points[used].mean(axis=0)
+        X = points[used] - centre
+        return cls(points, used, centre, np.linalg.solve(X.T @ X, X.T))
+
+
+def head_pose(points: np.ndarray, model: HeadModel) -> Pose | None:
     """Pose of a face from its (68,2) landmarks (NaN rows ignored); None with < 6 points."""
     ok = np.isfinite(points).all(axis=1)
     if ok.sum() < 6:
         return None
-    # The jaw marches with pose: its frontal template positions would bias yaw; use the rest.
-    ok[:17] = False
-    return estimate_pose(landmark_3d[ok], points[ok])
+    if ok[model.used].all():  # every point the fit uses: the precomputed solve
+        y = points[model.used] * FLIP_Y
+        y_mean = y.mean(axis=0)
+        return _pose_from_affine((model.solve @ (y - y_mean)).T, model.centre, y_mean)
+    ok &= model.used
+    return estimate_pose(model.points[ok], points[ok])
