@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from tracker.landmarks import build_lookup, extract_landmarks
+from tracker.landmarks import build_lookup, extract_landmarks, extract_landmarks_batch
 from tracker.metrics import nme
-from tracker.shape_model import fit_shape, load_shape_model, similarity_align
+from tracker.shape_model import fit_shape, fit_shapes, load_shape_model, similarity_align
 
 with np.load(__import__("training.template", fromlist=["ASSET"]).ASSET) as _z:
     LANDMARK_UV = _z["landmark_uv"].astype(np.float64)
@@ -42,6 +42,40 @@ def test_missing_region_gives_missing_landmarks():
     assert hidden.any() and not lm.visible[hidden].any()
     assert np.isnan(lm.points[hidden]).all()
     assert lm.visible[truth[:, 0] > 74].all()
+
+
+def test_non_finite_uv_pixels_are_not_face():
+    """NaN or inf UV (a broken network output) on face pixels: the same landmarks as those
+    pixels marked background."""
+    uv, fg, _ = synthetic_maps()
+    broken = uv.copy()
+    broken[0, 60:90, 40:100] = np.nan
+    broken[1, 95:100, :] = np.inf
+    masked = fg.copy()
+    masked[60:90, 40:100] = 0
+    masked[95:100, :] = 0
+    got, want = extract_landmarks(broken, fg, LOOKUP), extract_landmarks(uv, masked, LOOKUP)
+    np.testing.assert_array_equal(got.points, want.points)
+    np.testing.assert_array_equal(got.confidence, want.confidence)
+
+
+def test_crops_in_one_batch_give_each_crop_alone():
+    """Batched extraction and shape fitting (every face of a frame at once) return what each
+    crop gives on its own, a crop without a face included."""
+    maps = [synthetic_maps(angle=a, offset=o) for a, o in ((0.3, (75.3, 82.6)), (-0.2, (80.1, 70.4)), (0.0, (79.0, 79.0)))]
+    uv = np.stack([m[0] for m in maps])
+    fg = np.stack([m[1] for m in maps])
+    fg[2] = 0  # no face in the third crop
+    batch = extract_landmarks_batch(uv, fg, LOOKUP)
+    alone = [extract_landmarks(u, g, LOOKUP) for u, g in zip(uv, fg)]
+    for b, a in zip(batch, alone):
+        np.testing.assert_array_equal(b.points, a.points)
+        np.testing.assert_array_equal(b.confidence, a.confidence)
+    model = load_shape_model()
+    fits = fit_shapes(model, np.stack([a.points for a in alone]), np.stack([a.confidence for a in alone]))
+    assert fits[2] is None  # too few points to fit
+    for fit, a in zip(fits[:2], alone):
+        np.testing.assert_allclose(fit.points, fit_shape(model, a.points, a.confidence).points, atol=1e-9)
 
 
 def test_no_face_gives_all_missing():

@@ -105,20 +105,22 @@ def extract_landmarks_batch(uv: np.ndarray, fg: np.ndarray, lookup: UVLookup, fg
     target, slot_radii = (landmark_uv, radii) if f == 1 else (np.tile(landmark_uv, (f, 1)), np.tile(radii, f))
     points = np.full((m, 2), np.nan)
     confidence = np.zeros(m)
-    face = (fg > fg_threshold) & np.isfinite(uv).all(axis=1)
     # The table lookup runs on the whole map (cheaper than gathering the face pixels first);
     # only the few hundred pixels near some landmark go on.
     res = lookup.table.shape[0]
-    with np.errstate(invalid="ignore"):  # NaN UV off the face: any cell, masked out below
+    with np.errstate(invalid="ignore"):  # a non-finite UV lands in any cell: dropped below, where it is cheap
         col = np.clip((uv[:, 0] * res).astype(np.int32), 0, res - 1)
         row = np.clip(((1.0 - uv[:, 1]) * res).astype(np.int32), 0, res - 1)
     cell = lookup.table.ravel().take(row * res + col)
-    pix = np.flatnonzero((cell >= 0) & face)
-    if len(pix) == 0:
-        return _per_crop(points, confidence, lookup.rep, f)
+    pix = np.flatnonzero((cell >= 0) & (fg > fg_threshold))
     crop, at = np.divmod(pix, h * w)
     py, px = np.divmod(at, w)
     u = uv[crop, :, py, px]  # (Q,2)
+    finite = np.isfinite(u).all(axis=1)
+    if not finite.all():
+        pix, crop, py, px, u = pix[finite], crop[finite], py[finite], px[finite], u[finite]
+    if len(pix) == 0:
+        return _per_crop(points, confidence, lookup.rep, f)
     lmk = crop * n + cell.ravel()[pix]  # slot
     dist = np.linalg.norm(u - target[lmk], axis=1)
 

@@ -65,8 +65,10 @@ def complex_similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | N
     w = np.ones(np.broadcast_shapes(src.shape, dst.shape)) if weights is None else weights
     w = w / w.sum(-1, keepdims=True)
     mu_s, mu_d = (w * src).sum(-1), (w * dst).sum(-1)
-    ws0 = w * (src - mu_s[..., None]).conj()
-    q = (ws0 * (dst - mu_d[..., None])).sum(-1) / np.maximum((ws0 * (src - mu_s[..., None])).real.sum(-1), 1e-12)
+    s0 = src - mu_s[..., None]
+    ws0 = w * s0.conj()
+    # sum w conj(s0) (d - mu_d) = sum w conj(s0) d, since sum w s0 = 0
+    q = (ws0 * dst).sum(-1) / np.maximum((ws0 * s0).real.sum(-1), 1e-12)
     return q, mu_d - q * mu_s
 
 
@@ -126,7 +128,7 @@ def fit_shapes(
     # Points as complex numbers: the similarity is then one complex factor q and a shift t
     # (``complex_similarity``), and the model-frame observations (obs - t) / q.
     obs = as_complex(np.where(valid[..., None], points, 0.0))
-    w = np.where(valid, confidence, 0.0)
+    confidence = w = np.where(valid, confidence, 0.0)  # a missing point has no weight, whatever its residual
     basis = model.components.reshape(len(model.eigenvalues), -1).T  # (2n,K), rows x0 y0 x1 y1 ...
     mean = model.mean.ravel()
     regulariser = np.diag(prior / model.eigenvalues)
@@ -141,8 +143,8 @@ def fit_shapes(
         # Tukey's biweight; the scale has a floor so that near-perfect inputs are not rejected.
         ranked = np.sort(np.where(valid, residual, np.inf), axis=1).ravel()
         sigma = np.maximum(1.4826 / 2 * (ranked[lower] + ranked[upper]), 0.02)
-        r = residual / (4.685 * sigma[:, None])
-        w = np.where(valid & (r < 1), confidence * (1 - r**2) ** 2, 0.0)
+        r2 = (residual / (4.685 * sigma[:, None])) ** 2
+        w = np.where(r2 < 1, confidence * (1 - r2) ** 2, 0.0)
         reset = (w > 0).sum(axis=1) < min_points  # w >= 0: this covers all-zero weights
         if reset.any():
             w[reset] = np.where(valid[reset], confidence[reset], 0.0)
