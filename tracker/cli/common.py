@@ -35,7 +35,7 @@ def engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="auto", choices=KINDS,
                    help=f"inference backend (auto: {NOTES['auto']}; torch: {NOTES['torch']})")
     p.add_argument("--threads", type=count(1), default=2,
-                   help="CPU threads (default 2); on ONNX Runtime up to this many faces run side by side, one thread each")
+                   help="CPU threads (default 2); on ONNX Runtime a frame's faces go in up to this many network calls side by side, one thread each")
     p.add_argument("--no-refine", action="store_true", help="skip the MDM refiner (faster, less accurate)")
     p.add_argument("--flip", action="store_true", help="test-time flipping: also refine the mirrored face and average "
                    "(val AUC +0.006; doubles the refiner's time)")
