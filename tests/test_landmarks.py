@@ -78,6 +78,23 @@ def test_crops_in_one_batch_give_each_crop_alone():
         np.testing.assert_allclose(fit.points, fit_shape(model, a.points, a.confidence).points, atol=1e-9)
 
 
+def test_the_blob_with_most_weight_wins_over_a_closer_speck():
+    """A landmark's candidate pixels in two blobs: one stray pixel whose UV is nearest the
+    landmark's, and a 3x3 blob a little farther: the blob (more weight) is the landmark."""
+    k = 30  # nose tip
+    target, r = LANDMARK_UV[k], LOOKUP.radii[k]
+    uv = np.full((2, 64, 64), 5.0)  # far outside the template: no landmark's cell
+    fg = np.zeros((64, 64), np.float32)
+    uv[:, 10, 10] = target + [0.1 * r, 0.0]  # the speck
+    fg[10, 10] = 1
+    ys, xs = np.mgrid[40:43, 40:43]
+    angle = np.arctan2(ys - 41, xs - 41).ravel()
+    uv[:, ys.ravel(), xs.ravel()] = (target[:, None] + 0.3 * r * np.stack([np.cos(angle), np.sin(angle)]))
+    fg[40:43, 40:43] = 1
+    lm = extract_landmarks(uv, fg, LOOKUP)
+    assert lm.visible[k] and np.abs(lm.points[k] - 41).max() < 2
+
+
 def test_no_face_gives_all_missing():
     uv, fg, _ = synthetic_maps()
     lm = extract_landmarks(uv, np.zeros_like(fg), LOOKUP)
