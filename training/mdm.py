@@ -183,6 +183,13 @@ class CacheGeometry:
 CACHE = {COARSE: CacheGeometry(zoom=2.0, margin=0), FINE: CacheGeometry(zoom=1.0, margin=16)}
 
 
+# The shape model's prior where training expresses a clean shape (an annotation, or an
+# initialisation being measured) in the model: a faithful fit, the prior every shipped refiner
+# was trained with.  The tracker's fit of noisy DenseReg landmarks uses a stronger one
+# (``tracker.shape_model.NOISE_VARIANCE``).
+CLEAN_SHAPE_PRIOR = 1e-3
+
+
 @dataclass(frozen=True)
 class Perturbation:
     """How initial shapes are drawn around the truth (units: fraction of the outer-eye-corner
@@ -227,8 +234,8 @@ def fit_perturbation(inits: np.ndarray, truths: np.ndarray, model) -> Perturbati
         scales.append(np.log(s))
         rots.append(np.degrees(np.arctan2(R[1, 0], R[0, 0])))
         trans.append(np.linalg.norm(init.mean(0) - gt.mean(0)) / iod)
-        fit_init = fit_shape(model, normalise(init), np.ones(68))
-        fit_gt = fit_shape(model, normalise(gt), np.ones(68))
+        fit_init = fit_shape(model, normalise(init), np.ones(68), prior=CLEAN_SHAPE_PRIOR)
+        fit_gt = fit_shape(model, normalise(gt), np.ones(68), prior=CLEAN_SHAPE_PRIOR)
         if fit_init is not None and fit_gt is not None:
             coeffs.append((fit_init.coeffs - fit_gt.coeffs) / np.sqrt(model.eigenvalues))
             aligned = s * gt @ R.T + (init.mean(0) - s * gt.mean(0) @ R.T)
@@ -247,7 +254,7 @@ def perturb(gt: np.ndarray, model, p: Perturbation, rng: np.random.Generator) ->
     from tracker.shape_model import fit_shape
 
     iod = eye_distance(gt)
-    fit = fit_shape(model, gt, np.ones(68), iterations=2)
+    fit = fit_shape(model, gt, np.ones(68), iterations=2, prior=CLEAN_SHAPE_PRIOR)
     coeffs = fit.coeffs + rng.normal(size=fit.coeffs.shape) * p.shape * np.sqrt(model.eigenvalues)
     s, R, t = similarity_align(model.instance(fit.coeffs), fit.points)
     shape = s * model.instance(coeffs) @ R.T + t
