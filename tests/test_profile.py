@@ -245,8 +245,8 @@ def test_profiled_folder_feeds_the_training_caches(tmp_path):
     from training.mdm import build_cache as refiner_cache
 
     geometry = CACHE[COARSE]
-    crops, truths = refiner_cache(out, "train", geometry.reference(COARSE, load_shape_model()), geometry.size(COARSE))
-    assert crops.shape[0] == 2 and truths.shape == (2, 68, 2)
+    crops, truths, starts = refiner_cache(out, "train", geometry.reference(COARSE, load_shape_model()), geometry.size(COARSE))
+    assert crops.shape[0] == 2 and truths.shape == (2, 68, 2) and np.isnan(starts).all()
 
 
 @pytest.mark.shared_data
