@@ -277,3 +277,59 @@ def test_export_keeps_data_provenance_out_of_the_network_options(tmp_path):
     (run / "val.jsonl").write_text(json.dumps({"step": 5, "time": 1.0, "uv_mae": 0.1}) + "\n")
     assert export_main(["densereg", "--run", str(run), "--out-dir", str(out)]) == 0
     assert "plus the views in `data/gt_profiled`" in (out / "DENSEREG_REALTIME_CARD.md").read_text()
+
+
+# -- training from the tracker's own starts (training.mdm.tracker_starts) ----------------------
+
+
+def test_a_tracker_start_flips_with_its_face_and_is_scaled_about_the_truth():
+    pytest.importorskip("torch")
+    from training.mdm import CACHE, FINE_PERTURBATION, sample
+    from training.template import FLIP_PERMUTATION
+
+    model = load_shape_model()
+    geometry = CACHE[FINE]
+    rng = np.random.default_rng(0)
+    cached = rng.integers(0, 255, (geometry.size(FINE),) * 2).astype(np.uint8)
+    gt = geometry.reference(FINE, model)
+    start = gt + rng.normal(size=gt.shape) * 3
+
+    def mirror(p):
+        return p[FLIP_PERMUTATION] * [-1, 1] + [cached.shape[1] - 1, 0]
+
+    flipped = sample(cached, gt, model, FINE.reference(model), FINE_PERTURBATION, None, flip=True, start=start, size=FINE.crop)
+    mirrored = sample(cached[:, ::-1], mirror(gt), model, FINE.reference(model), FINE_PERTURBATION, None, flip=False,
+                      start=mirror(start), size=FINE.crop)
+    for a, b in zip(flipped, mirrored):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    _, init, target = sample(cached, gt, model, FINE.reference(model), FINE_PERTURBATION, None, flip=False, start=start, gain=0.0,
+                             size=FINE.crop)
+    np.testing.assert_allclose(init, target, atol=1e-9)  # gain 0: the truth itself
+    _, init1, target1 = sample(cached, gt, model, FINE.reference(model), FINE_PERTURBATION, None, flip=False, start=start, size=FINE.crop)
+    _, init2, target2 = sample(cached, gt, model, FINE.reference(model), FINE_PERTURBATION, None, flip=False, start=start, gain=2.0,
+                               size=FINE.crop)
+    # twice the start's error, in each sample's own canonical frame (which follows its init)
+    e1, e2 = (np.linalg.norm(i - t, axis=1).mean() / eye_distance(t) for i, t in ((init1, target1), (init2, target2)))
+    assert e2 == pytest.approx(2 * e1, rel=1e-6)
+
+
+def test_tracker_starts_are_the_trackers_points_near_each_annotation(tmp_path):
+    pytest.importorskip("torch")
+    from tracker import Tracker, TrackerConfig
+    from tracker.pts import write_pts
+    from training.mdm import tracker_starts
+
+    image = cv2.imread(str(DEMO))
+    pca = Tracker(TrackerConfig(mode="image", threads=1, refine=False)).track(image).faces[0].landmarks
+    (tmp_path / "set").mkdir()
+    (tmp_path / "splits").mkdir()
+    for name, shift in (("near", 0.0), ("far", 0.5)):  # "far": its annotation is half an eye distance off every point
+        cv2.imwrite(str(tmp_path / "set" / f"{name}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 100])
+        write_pts(tmp_path / "set" / f"{name}.pts", pca + shift * eye_distance(pca))
+    (tmp_path / "splits" / "train.txt").write_text("set/near.jpg\nset/far.jpg\n")
+    cache = tmp_path / "cache"
+    starts = tracker_starts(tmp_path, "train", (), cache)
+    assert list(starts) == ["set/near.jpg"]  # no prediction within 25% NME of the far one
+    assert np.abs(starts["set/near.jpg"] - pca).max() < 0.5  # the picture re-encoded: within a fraction of a pixel
+    assert len(list(cache.glob("starts_train_*.npz"))) == 1
+    np.testing.assert_array_equal(tracker_starts(tmp_path, "train", (), cache)["set/near.jpg"], starts["set/near.jpg"])

@@ -13,6 +13,7 @@ refiner never sees the initial error's global pose; that is also what the runtim
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -333,11 +334,12 @@ def build_cache(data_root, split: str, reference: np.ndarray, size: int, starts:
 START_GAIN = (0.8, 1.3)
 
 
-def tracker_starts(data_root, split: str, refiners: tuple[str, ...], cache_dir=None) -> dict[str, np.ndarray]:
-    """What the shipped tracker hands the stage after `refiners` (``()``: the DenseReg+PCA
-    output), for every face of a split, run as a user runs it on the picture (detector box
-    and all): {relative path: (68,2) image points}; a face the detector missed (no
-    prediction within 25% NME) is left out.  Cached in `cache_dir` by split and models."""
+def tracker_starts(data_root, split: str, refiners: tuple[str, ...], cache_dir=None, assets=None) -> dict[str, np.ndarray]:
+    """What the tracker (its models from `assets`, default the shipped ones) hands the stage
+    after `refiners` (``()``: the DenseReg+PCA output), for every face of a split, run as a
+    user runs it on the picture (detector box and all): {relative path: (68,2) image points};
+    a face the detector missed (no prediction within 25% NME) is left out.  Cached in
+    `cache_dir` by split, configuration and models."""
     import hashlib
     import json
 
@@ -348,8 +350,9 @@ def tracker_starts(data_root, split: str, refiners: tuple[str, ...], cache_dir=N
     from tracker.sources import ImageSource, track_stream
 
     rels = (data_root / "splits" / f"{split}.txt").read_text().split()
-    config = TrackerConfig(mode="image", threads=1, refine=bool(refiners), refiners=refiners or ("mdm_refiner.onnx",))
-    key = hashlib.sha256(json.dumps([split, str(config), read_manifest()], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    config = TrackerConfig(mode="image", threads=1, refine=bool(refiners), refiners=refiners or ("mdm_refiner.onnx",), assets=assets)
+    manifest = read_manifest() if assets is None else read_manifest(Path(assets) / "MANIFEST.json")
+    key = hashlib.sha256(json.dumps([split, str(config), manifest], sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = None if cache_dir is None else cache_dir / f"starts_{split}_{key}.npz"
     if path is not None and path.exists():
         with np.load(path) as z:
@@ -431,7 +434,7 @@ class MDMTask:
 
     def __init__(self, data_root, batch_size: int, perturbation: Perturbation = Perturbation(),
                  config: MDMConfig = MDMConfig(), frame: CanonicalFrame = COARSE, extra_train: tuple = (),
-                 starts_after: tuple[str, ...] | None = None, start_share: float = 0.5, cache_dir=None):
+                 starts_after: tuple[str, ...] | None = None, start_share: float = 0.5, cache_dir=None, assets=None):
         from tracker.shape_model import load_shape_model
 
         assert (config.crop, config.patch) == (frame.crop, frame.patch), "network and frame disagree"
@@ -446,7 +449,7 @@ class MDMTask:
         cached = (cache.reference(frame, self.model), cache.size(frame))
 
         def starts(split):
-            return None if starts_after is None else tracker_starts(data_root, split, starts_after, cache_dir)
+            return None if starts_after is None else tracker_starts(data_root, split, starts_after, cache_dir, assets)
 
         # extra_train: folders laid out like data_root (e.g. training.profile's views): more train
         # faces (no tracker starts there: they draw theirs from the perturbation).

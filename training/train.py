@@ -248,7 +248,8 @@ def _segbaseline(args) -> tuple[Task, Schedule, dict]:
 def _mdm(args) -> tuple[Task, Schedule, dict]:
     from training.mdm import MDMTask
 
-    t = MDMTask(args.data, args.batch or 16, extra_train=tuple(args.gt_extra))
+    t = MDMTask(args.data, args.batch or 16, extra_train=tuple(args.gt_extra), starts_after=() if args.tracker_starts else None,
+                start_share=args.tracker_starts, cache_dir=args.cache, assets=args.starts_assets)
     return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), {"gt_extra": [str(d) for d in args.gt_extra]} if args.gt_extra else {}
 
 
@@ -262,7 +263,7 @@ def _mdm_fine(args) -> tuple[Task, Schedule, dict]:
 
     starts = (DEFAULT_REFINERS[0],) if args.tracker_starts else None
     t = MDMTask(args.data, args.batch or 16, FINE_PERTURBATION, FINE_CONFIG, FINE, extra_train=tuple(args.gt_extra),
-                starts_after=starts, start_share=args.tracker_starts, cache_dir=args.cache)
+                starts_after=starts, start_share=args.tracker_starts, cache_dir=args.cache, assets=args.starts_assets)
     return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), asdict(FINE_CONFIG)
 
 
@@ -277,7 +278,8 @@ def _mdm_single(args) -> tuple[Task, Schedule, dict]:
 
     config = replace(FINE_CONFIG, steps=4)
     t = MDMTask(args.data, args.batch or 16, SINGLE_PERTURBATION, config, FINE, extra_train=tuple(args.gt_extra),
-                starts_after=() if args.tracker_starts else None, start_share=args.tracker_starts, cache_dir=args.cache)
+                starts_after=() if args.tracker_starts else None, start_share=args.tracker_starts, cache_dir=args.cache,
+                assets=args.starts_assets)
     return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), asdict(config)
 
 
@@ -301,8 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest while anything else runs)")
     ap.add_argument("--tracker-starts", type=float, default=0.0, metavar="SHARE",
-                    help="mdm-fine / mdm-single: this share of the training faces start where the shipped tracker leaves them "
+                    help="refiner tasks: this share of the training faces start where the shipped tracker leaves them "
                          "(its earlier stages run on the photo), and validation starts there too (training.mdm.tracker_starts)")
+    ap.add_argument("--starts-assets", type=Path, help="with --tracker-starts: the tracker's models from this folder (default: the shipped ones)")
     ap.add_argument("--init-from", type=Path, help="start a new run from these weights (a checkpoint's 'model')")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
