@@ -279,6 +279,31 @@ def test_export_keeps_data_provenance_out_of_the_network_options(tmp_path):
     assert "plus the views in `data/gt_profiled`" in (out / "DENSEREG_REALTIME_CARD.md").read_text()
 
 
+def test_card_gives_the_chain_of_training_commands_and_the_tracker_starts(tmp_path):
+    """Each run's run.json (``training.train.write_run_info``) names its command and the weights
+    it started from; the card strings the commands together and states the recipe's starts."""
+    torch = pytest.importorskip("torch")
+    import json
+
+    from training.export import main as export_main
+    from training.mdm import FINE_CONFIG, MDM
+    from training.train import write_run_info
+
+    first, second, out = tmp_path / "first", tmp_path / "second", tmp_path / "assets"
+    out.mkdir()
+    write_run_info(first, ["mdm-fine", "--out", "first"], 16, 1e-3, None)
+    write_run_info(second, ["mdm-fine", "--tracker-starts", "0.5", "--lr", "2e-4"], 16, 2e-4, first / "best.pt")
+    write_run_info(second, ["something", "else"], 8, 1.0, None)  # --resume: the first record stays
+    assert json.loads((second / "run.json").read_text())["lr"] == 2e-4
+    torch.save({"model": MDM(FINE_CONFIG).state_dict(), "step": 1, "metrics": {}, "options": asdict(FINE_CONFIG)}, str(second / "best.pt"))
+    (second / "val.jsonl").write_text(json.dumps({"step": 1, "time": 1.0, "val_nme_refined": 0.03}) + "\n")
+    assert export_main(["mdm-fine", "--run", str(second), "--out-dir", str(out)]) == 0
+    card = (out / "MDM_FINE_CARD.md").read_text()
+    assert ("`python -m training.train mdm-fine --out first`, then `python -m training.train mdm-fine --tracker-starts 0.5 --lr 2e-4`"
+            in card)
+    assert "50% of the training faces instead start where the tracker leaves them" in card and "AdamW lr 0.0002" in card
+
+
 # -- training from the tracker's own starts (training.mdm.tracker_starts) ----------------------
 
 

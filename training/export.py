@@ -215,6 +215,17 @@ def regraph(name: str, out_dir: Path, steps: int = 0) -> tuple[str, float, float
     return sha, diff, magnitude
 
 
+def command_chain(run: Path) -> str:
+    """The run's command (``RUN/run.json``), after the commands of the runs whose weights it
+    started from (``init_from`` inside another run folder with a run.json)."""
+    info = json.loads((run / "run.json").read_text())
+    command = f"`{info['command']}`"
+    parent = Path(info["init_from"]).parent if "init_from" in info else None
+    if parent is not None and (parent / "run.json").exists() and parent.resolve() != run.resolve():
+        return f"{command_chain(parent)}, then {command}"
+    return command
+
+
 def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     """Export ``RUN/best.pt`` into `out_dir` with its card; returns ``export_checked``'s answer."""
     ckpt = load_checkpoint(run / "best.pt")
@@ -235,7 +246,12 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     fill = dict(lr=info["lr"], batch=info["batch"], config=config, size=size, network=NETWORKS.get(config, "MobileNetV2-style encoder-decoder"))
     about = {k: v.format(**fill) for k, v in ABOUT[arch].items()}
     if "command" in info:
-        about["train_cmd"] = f"`{info['command']}`"
+        about["train_cmd"] = command_chain(run)
+    starts = re.search(r"--tracker-starts (\S+)", info.get("command", ""))
+    if starts:
+        about["recipe"] += (f"; {float(starts.group(1)):.0%} of the training faces instead start where the tracker leaves them "
+                            "(`training/mdm.py: tracker_starts`: its earlier stages run on the photo, the error scaled by "
+                            "`START_GAIN`), and validation starts there too: its numbers are this stage's inside the tracker")
     about["data_extra"] += info.get("data_extra", "")
     if extra_data:
         about["data_extra"] += ", plus the views in " + ", ".join(f"`{d}`" for d in extra_data) + " (`training.profile`)"

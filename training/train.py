@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +29,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from tracker.fileio import atomic_write_json
 from training.model import CONFIGS
 from training.template import DEFAULT_300W
 
@@ -283,6 +286,19 @@ def _mdm_single(args) -> tuple[Task, Schedule, dict]:
     return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), asdict(config)
 
 
+def write_run_info(out: Path, argv: list[str], batch: int, lr: float, init_from: Path | None) -> None:
+    """``OUT/run.json`` for the model card (``training.export``): the command, batch, learning
+    rate and the weights it started from.  Written when the run starts, kept on ``--resume``."""
+    path = out / "run.json"
+    if path.exists():
+        return
+    info = {"command": "python -m training.train " + shlex.join(argv), "hardware": "a 2-core CPU (training.train)", "batch": batch, "lr": lr}
+    if init_from is not None:
+        info["init_from"] = init_from.as_posix()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, info)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.train", description="Train a network on the CPU (resumable).")
     ap.add_argument("task", choices=sorted(TASKS))
@@ -312,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     default = {"densereg": f"densereg-{args.config}-{args.variant}", "segbaseline": f"segbaseline-{args.config}"}.get(args.task, args.task)
     out = args.out or REPO / "runs" / default
     t, sched, options = TASKS[args.task](args)
+    write_run_info(out, argv if argv is not None else sys.argv[1:], t.batch_size, sched.lr, args.init_from)
     metrics = run(t, sched, out, args.max_minutes, args.resume, options=options, init_from=args.init_from,
                   stop_at=args.stop_at)
     print(json.dumps(metrics))
