@@ -350,8 +350,9 @@ def tracker_starts(data_root, split: str, refiners: tuple[str, ...], cache_dir=N
     from tracker.sources import ImageSource, track_stream
 
     rels = (data_root / "splits" / f"{split}.txt").read_text().split()
+    assets = None if assets is None else Path(assets)
     config = TrackerConfig(mode="image", threads=1, refine=bool(refiners), refiners=refiners or ("mdm_refiner.onnx",), assets=assets)
-    manifest = read_manifest() if assets is None else read_manifest(Path(assets) / "MANIFEST.json")
+    manifest = read_manifest() if assets is None else read_manifest(assets / "MANIFEST.json")
     key = hashlib.sha256(json.dumps([split, str(config), manifest], sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = None if cache_dir is None else cache_dir / f"starts_{split}_{key}.npz"
     if path is not None and path.exists():
