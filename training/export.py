@@ -30,7 +30,7 @@ from tracker.refiner import FLOAT_GRAPH_KEY
 from training.deploy import build_deployable, export
 from training.mdm import MDMConfig
 from training.model import CONFIGS
-from training.train import load_checkpoint
+from training.train import Schedule, load_checkpoint
 
 NAMES = {"densereg": "densereg_realtime", "mdm": "mdm_refiner", "mdm-fine": "mdm_fine", "mdm-single": "mdm_single"}
 ARCH = {"mdm-fine": "mdm", "mdm-single": "mdm"}  # every refiner stage is the same architecture with other options
@@ -109,9 +109,12 @@ def run_summary(run: Path) -> dict:
     vals = [json.loads(line) for line in (run / "val.jsonl").read_text().splitlines() if line.strip()]
     steps = [v["step"] for v in vals]
     # Checkpoints come every 5 minutes while training runs; a longer gap is time between
-    # sessions, not training, so only the short intervals are summed.
+    # sessions, not training, so only the short intervals are summed, plus one period for the
+    # stretch before each session's first checkpoint.
     times = [v["time"] for v in vals if "time" in v]
-    hours = sum(b - a for a, b in zip(times, times[1:]) if 0 < b - a < 600) / 3600
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    sessions = (1 if times else 0) + sum(g >= 600 for g in gaps)
+    hours = (sum(g for g in gaps if 0 < g < 600) + sessions * 60 * Schedule.checkpoint_minutes) / 3600
     return {"checkpoints": len(vals), "last_step": max(steps), "logged_hours": hours, "curve": curve_table(vals)}
 
 
