@@ -179,7 +179,7 @@ def test_an_engine_splits_a_batch_into_calls_and_joins_them_in_order():
 
 
 def test_max_batch_follows_max_faces_and_flip(loads):
-    Tracker(TrackerConfig(max_faces=3, threads=1))
+    Tracker(TrackerConfig(max_faces=3, threads=1, refine_flip=False))
     Tracker(TrackerConfig(max_faces=3, refine_flip=True, threads=1))
     Tracker(TrackerConfig(max_faces=1, refine=False, threads=1))
     assert [batch for _, _, batch in loads] == [3, 3, 3, 3, 6, 6, 1]

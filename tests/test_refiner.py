@@ -93,7 +93,7 @@ def _demo_start():
     from tracker import Tracker, TrackerConfig
 
     image = cv2.imread(str(DEMO))
-    tracker = Tracker(TrackerConfig(mode="image", threads=1, cnn_fallback=False))
+    tracker = Tracker(TrackerConfig(mode="image", threads=1, cnn_fallback=False, refine_flip=False))
     face = tracker.track(image).faces[0]
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), face.stages["pca"].points, face.landmarks, tracker
 
@@ -238,7 +238,9 @@ def test_command_line_options_become_one_config():
 
     parser = build_parser()
     plain = TrackerConfig.from_args(parser.parse_args(["images", "--input", "a", "--out", "b"]), mode="image")
-    assert (plain.refine, plain.refine_flip, plain.threads, plain.mode) == (True, False, 2, "image")
+    assert (plain.refine, plain.refine_flip, plain.threads, plain.mode) == (True, True, 2, "image")  # flipping: on for pictures
+    assert not TrackerConfig.from_args(parser.parse_args(["images", "--input", "a", "--out", "b", "--no-flip"]), mode="image").refine_flip
+    assert not TrackerConfig.from_args(parser.parse_args(["video", "clip.mp4"]), mode="video").refine_flip  # ... off for video
     args = parser.parse_args(["video", "clip.mp4", "--flip", "--threads", "1", "--no-refine"])
     flipped = TrackerConfig.from_args(args, mode="video", smooth=False)
     assert (flipped.refine, flipped.refine_flip, flipped.threads, flipped.smooth) == (False, True, 1, False)
