@@ -135,6 +135,28 @@ def test_shipped_refiner_is_flip_equivariant():
     assert np.abs(both - (direct + mirrored) / 2).max() < 0.05
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_one_step_refiner_reports_its_move_from_the_start(flip):
+    """A graph run for 1 recurrent step (``export --regraph --steps 1``) has no previous step:
+    its move is measured from the start, with test-time flipping too (which used to fail)."""
+    model = load_shape_model()
+    perm = np.load(ASSETS / "template.npz")["flip_permutation"]
+    gray = np.random.default_rng(0).integers(0, 255, (240, 320)).astype(np.uint8)
+    inits = np.stack([FINE.reference(model) * 0.8 + [60.0, 20.0], FINE.reference(model) * 0.5 + [150.0, 90.0]])  # two faces
+
+    def shift_right(feed):  # one step that moves every point 2 px right in the crop
+        return {"points": (feed["init"] + [2.0, 0.0])[:, None]}
+
+    refined = refine(shift_right, gray, inits, FINE.reference(model), FINE.crop, perm if flip else None)
+    assert len(refined) == 2
+    for r, init in zip(refined, inits):
+        if flip:  # the mirrored crop's step goes right there, so left here: the average does not move
+            np.testing.assert_allclose(r.points, init, atol=1e-4)
+            assert r.last_step < 1e-4
+        else:
+            assert r.last_step > 0.1 and np.ptp(np.linalg.norm(r.points - init, axis=1)) < 1e-4  # float32 graph
+
+
 def test_cascade_feeds_each_stage_the_previous_answer():
     gray, init, final, tracker = _demo_start()
     stage = tracker.refiners[0]

@@ -105,10 +105,10 @@ def refine(infer: Infer, gray: np.ndarray, inits: np.ndarray, reference: np.ndar
     mats = canonical_transform(inits, reference)  # (F,2,3)
     images = np.stack([normalise_crop(canonical_crop(gray, m, size)) for m in mats])[:, None]
     starts = transform_points(mats, inits).astype(np.float32)
+    feed = {"image": images, "init": starts}
     if flip is not None:
-        images = np.concatenate([images, images[..., ::-1]])
-        starts = np.concatenate([starts, _mirror(starts, flip, size)])
-    steps = np.asarray(infer({"image": np.ascontiguousarray(images), "init": starts})["points"])  # (B,steps,68,2)
+        feed = {"image": np.concatenate([images, images[..., ::-1]]), "init": np.concatenate([starts, _mirror(starts, flip, size)])}
+    steps = np.asarray(infer({k: np.ascontiguousarray(v) for k, v in feed.items()})["points"])  # (B,steps,68,2)
     if flip is not None:
         steps = (steps[: len(inits)] + _mirror(steps[len(inits):], flip, size)) / 2
     back = invert(mats)
