@@ -123,7 +123,7 @@ class TrackerConfig:
     refiners: tuple[str, ...] = DEFAULT_REFINERS  # refiner stages (assets), applied in order
     int8: bool = True  # ONNX Runtime runs the refiners' int8 variants (``refiner.int8_variant``; False: the float graphs)
     # Test-time flipping: also refine the mirrored face and average.  None: on in image mode (val
-    # AUC +0.009; no measurable cost per picture, where decoding and detection dominate), off in
+    # AUC +0.007; no measurable cost per picture, where decoding and detection dominate), off in
     # video (it doubles the refiner's time a frame).
     refine_flip: bool | None = None
     visibility: bool = False  # FaceResult.visibility: the occlusion map (~2.5 ms a face a frame; the dense maps are always there)

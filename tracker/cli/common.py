@@ -38,12 +38,12 @@ def engine_args(p: argparse.ArgumentParser) -> None:
                    help="CPU threads (default 2); on ONNX Runtime a frame's faces go in up to this many network calls side by side, one thread each")
     p.add_argument("--no-refine", action="store_true", help="skip the MDM refiner (faster, less accurate)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
-                   help="test-time flipping: also refine the mirrored face and average (val AUC +0.009; doubles the "
+                   help="test-time flipping: also refine the mirrored face and average (val AUC +0.007; doubles the "
                         "refiner's time). Default: on for pictures, off for video")
     p.add_argument("--one-stage", action="store_true", help="one refiner stage instead of two: ~0.5 ms a face faster, "
-                   "val AUC 0.604 instead of 0.614 (0.596 / 0.605 without flipping)")
+                   "val AUC 0.604 instead of 0.610 (0.596 / 0.603 without flipping)")
     p.add_argument("--no-int8", action="store_true", help="ONNX Runtime runs the refiners' float graphs instead of their "
-                   "int8 variants (~0.2 ms a face slower; the same val AUC, 0.614)")
+                   "int8 variants (~0.2 ms a face slower; the same val AUC, 0.610)")
 
 
 def video_args(p: argparse.ArgumentParser) -> None:
