@@ -10,6 +10,8 @@ the predicted face nearest the annotation.  The ablations of the README's landma
 were measured this way (models exported beside copies of the shipped assets with
 ``training.export --out-dir``).  ``--from-truth`` also runs each refiner stage alone from the
 annotated landmarks themselves: the error it adds to a perfect start is its precision floor.
+``--regions`` adds where the error is: each stage's median NME over the faces, per face region
+(jaw, brows, nose, eyes, mouth; a stage's missing points left out).
 """
 from __future__ import annotations
 
@@ -25,6 +27,16 @@ from tracker.pts import read_pts
 from tracker.sources import ImageSource, track_stream
 from training.template import DEFAULT_300W
 
+# The 68 iBUG points by face region (0-based).
+REGIONS = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36), "eyes": range(36, 48), "mouth": range(48, 68)}
+
+
+def region_errors(points: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """Mean point error per region over the eye distance, the region's missing points left out
+    (NaN where all are)."""
+    e = np.linalg.norm(points - gt, axis=1) / eye_distance(gt)
+    return {name: float(np.nanmean(e[list(idx)])) if np.isfinite(e[list(idx)]).any() else np.nan for name, idx in REGIONS.items()}
+
 
 def score(config: dict, root: Path) -> dict:
     from tracker import Tracker, TrackerConfig
@@ -34,6 +46,7 @@ def score(config: dict, root: Path) -> dict:
         fields["assets"] = Path(fields["assets"])
     tracker = Tracker(TrackerConfig(mode="image", threads=1, **fields))
     final, stages = [], {"densereg": [], "pca": []}
+    regions: dict[str, list[dict[str, float]]] = {"densereg": [], "pca": [], "final": []}
     pictures = [root / rel for rel in (root / "splits" / "val.txt").read_text().split()]
     for tracked in track_stream(tracker, ImageSource(pictures, "300-W val")):
         gt = read_pts(tracked.path.with_suffix(".pts"), expected=68)
@@ -45,13 +58,17 @@ def score(config: dict, root: Path) -> dict:
             continue
         face = min(faces, key=lambda f: np.linalg.norm(f.landmarks.mean(0) - gt.mean(0)))
         final.append(nme(face.landmarks, gt))
+        regions["final"].append(region_errors(face.landmarks, gt))
         for name, errors in stages.items():
             pts = face.stages[name].points
             seen = ~np.isnan(pts).any(1)
             errors.append(np.linalg.norm(pts[seen] - gt[seen], axis=1).mean() / eye_distance(gt))
+            regions[name].append(region_errors(pts, gt))
     e = np.array(final)
     return {"config": config, "auc08": auc(e), "median_nme": float(np.median(e)), "fr08": float(np.mean(e > 0.08)),
-            **{f"auc08_{k}": auc(np.array(v)) for k, v in stages.items()}}
+            **{f"auc08_{k}": auc(np.array(v)) for k, v in stages.items()},
+            "region_median_nme": {stage: {name: float(np.nanmedian([r[name] for r in rows])) if rows else np.nan for name in REGIONS}
+                                  for stage, rows in regions.items()}}
 
 
 def refiner_floor(root: Path) -> dict[str, float]:
@@ -76,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", action="append", default=[], help="a JSON object of TrackerConfig fields (repeatable; default: {})")
     ap.add_argument("--data", type=Path, default=DEFAULT_300W)
     ap.add_argument("--from-truth", action="store_true", help="also: each refiner stage alone from the annotated landmarks")
+    ap.add_argument("--regions", action="store_true", help="also print each stage's median NME per face region")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     rows = [score(json.loads(c), args.data) for c in (args.config or ["{}"])]
@@ -83,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{json.dumps(r['config'])[:60]:60s} {r['auc08_densereg']:9.4f} {r['auc08_pca']:7.4f} {r['auc08']:7.4f} "
               f"{100 * r['median_nme']:6.2f}% {100 * r['fr08']:5.1f}%")
+    if args.regions:
+        print(f"\nmedian NME per region (%): {'config':40s} {'stage':9s} " + " ".join(f"{n:>6s}" for n in REGIONS))
+        for r in rows:
+            for stage, by_region in r["region_median_nme"].items():
+                print(f"{'':27s}{json.dumps(r['config'])[:40]:40s} {stage:9s} " + " ".join(f"{100 * v:6.2f}" for v in by_region.values()))
     result = {"configs": rows}
     if args.from_truth:
         result["refiner_from_truth_median_nme"] = floor = refiner_floor(args.data)

@@ -7,6 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tracker.cli import main
@@ -152,3 +153,17 @@ def test_the_two_face_clip_yields_two_tracks(two_face_clip):
         ids.append(tuple(sorted(f.track_id for f in faces)))
     assert len(ids) == 20
     assert set(ids) == {ids[0]} and len(ids[0]) == 2  # both faces, the same two tracks, in every frame
+
+
+def test_region_errors_leave_missing_points_out():
+    from benchmarks.val_configs import REGIONS, region_errors
+
+    assert sorted(i for idx in REGIONS.values() for i in idx) == list(range(68))
+    gt = np.zeros((68, 2))
+    gt[36], gt[45] = (0.0, 0.0), (10.0, 0.0)  # eye distance 10
+    pred = gt.copy()
+    pred[0:17, 1] += 1.0  # the jaw 0.1 eye distances off
+    pred[0] = np.nan  # a missing jaw point does not count
+    pred[17:27] = np.nan  # all brows missing: NaN, not 0
+    got = region_errors(pred, gt)
+    assert got["jaw"] == pytest.approx(0.1) and np.isnan(got["brows"]) and got["eyes"] == 0.0
