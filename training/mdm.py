@@ -351,7 +351,9 @@ def tracker_starts(data_root, split: str, refiners: tuple[str, ...], cache_dir=N
 
     rels = (data_root / "splits" / f"{split}.txt").read_text().split()
     assets = None if assets is None else Path(assets)
-    config = TrackerConfig(mode="image", threads=1, refine=bool(refiners), refiners=refiners or ("mdm_refiner.onnx",), assets=assets)
+    # Without test-time flipping (video's setting; pictures flip, which moves the starts a little).
+    config = TrackerConfig(mode="image", threads=1, refine=bool(refiners), refiners=refiners or ("mdm_refiner.onnx",), assets=assets,
+                           refine_flip=False)
     manifest = read_manifest() if assets is None else read_manifest(assets / "MANIFEST.json")
     key = hashlib.sha256(json.dumps([split, str(config), manifest], sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = None if cache_dir is None else cache_dir / f"starts_{split}_{key}.npz"
