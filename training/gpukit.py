@@ -603,7 +603,7 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
              f"({time.time() - t_start:.0f} s)")
     ns = {"gt": pack, "cache": data.cache, "config": config, "variant": "quantized", "batch": 0, "steps": 0, "lr": 0.0,
           # profiled views: in the pack's caches; no tracker starts there
-          "gt_extra": [], "tracker_starts": 0.0, "starts_assets": None, "recurrent_steps": 0}
+          "gt_extra": [], "tracker_starts": 0.0, "starts_assets": None}
     specs = [(f"densereg-{config}", "densereg", argparse.Namespace(data=pack, **ns), 1.0 - refiner_share if refiners else 1.0)]
     specs += [(name, name, argparse.Namespace(data=data.refiner, **ns), refiner_share / len(refiners)) for name in refiners]
     networks = [prepare(*spec, work, resume_from, batch_mult, lr, steps) for spec in specs]

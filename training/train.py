@@ -259,16 +259,15 @@ def _mdm(args) -> tuple[Task, Schedule, dict]:
 @task("mdm-fine")
 def _mdm_fine(args) -> tuple[Task, Schedule, dict]:
     """The refiner's second stage: twice the resolution, started from the first stage's output."""
-    from dataclasses import asdict, replace
+    from dataclasses import asdict
 
     from tracker.refiner import DEFAULT_REFINERS, FINE
     from training.mdm import FINE_CONFIG, FINE_PERTURBATION, MDMTask
 
     starts = (DEFAULT_REFINERS[0],) if args.tracker_starts else None
-    config = replace(FINE_CONFIG, steps=args.recurrent_steps or FINE_CONFIG.steps)
-    t = MDMTask(args.data, args.batch or 16, FINE_PERTURBATION, config, FINE, extra_train=tuple(args.gt_extra),
+    t = MDMTask(args.data, args.batch or 16, FINE_PERTURBATION, FINE_CONFIG, FINE, extra_train=tuple(args.gt_extra),
                 starts_after=starts, start_share=args.tracker_starts, cache_dir=args.cache, assets=args.starts_assets)
-    return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), asdict(config)
+    return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), asdict(FINE_CONFIG)
 
 
 @task("mdm-single")
@@ -322,8 +321,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tracker-starts", type=float, default=0.0, metavar="SHARE",
                     help="refiner tasks: this share of the training faces start where the shipped tracker leaves them "
                          "(its earlier stages run on the photo), and validation starts there too (training.mdm.tracker_starts)")
-    ap.add_argument("--recurrent-steps", type=int, default=0, metavar="N",
-                    help="mdm-fine: train the stage for N recurrent steps (default: FINE_CONFIG's 3)")
     ap.add_argument("--starts-assets", type=Path, help="with --tracker-starts: the tracker's models from this folder (default: the shipped ones)")
     ap.add_argument("--init-from", type=Path, help="start a new run from these weights (a checkpoint's 'model')")
     args = ap.parse_args(argv)
