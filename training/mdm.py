@@ -430,8 +430,8 @@ class MDMTask:
 
     `starts_after`: the refiner stages that run before this one in the tracker (``()``: it
     starts from the DenseReg+PCA output); then `start_share` of the training faces start where
-    the shipped tracker leaves them, and validation runs from the tracker's val starts, so its
-    numbers are this stage's inside the tracker."""
+    the tracker (models from `assets`, default the shipped ones) leaves them, and validation runs
+    from the tracker's val starts, so its numbers are this stage's inside the tracker."""
 
     val_key = "val_nme_refined"
 
