@@ -190,7 +190,7 @@ def extract_landmarks_batch(uv: np.ndarray, fg: np.ndarray, lookup: UVLookup, fg
         delta = np.stack([sxx * qx + sxy * qy, sxy * qx + syy * qy], 1)
     reach = np.sqrt(count) + 1.0  # about the blob's radius in pixels
     step = ok & (np.hypot(delta[:, 0], delta[:, 1]) <= reach)
-    pos = np.where(step[:, None], cen + np.where(step[:, None], delta, 0.0), cen)
+    pos = cen + np.where(step[:, None], delta, 0.0)  # delta is NaN off the `ok` rows
     points[found] = pos[found]
     # Confident when the closest pixel is near the landmark's UV and the blob is not a sliver.
     dmin = np.full(m, np.inf)

@@ -394,8 +394,9 @@ class Tracker:
         out = self.engine.infer({"image": to_network_input(crops)})
         t = timer.add("network", t)
         found = extract_landmarks_batch(out["uv"], out["fg"][:, 0], self.lookup, self.config.fg_threshold)
-        backs = [invert(m) for m in mats]
-        dense = [StageLandmarks(transform_points(back, lm.points), lm.confidence) for back, lm in zip(backs, found)]
+        backs = invert(np.stack(mats))  # (F,2,3) crop -> image
+        image_points = transform_points(backs, np.stack([lm.points for lm in found]))
+        dense = [StageLandmarks(p, lm.confidence) for p, lm in zip(image_points, found)]
         t = timer.add("landmarks", t)
         fits = fit_shapes(self.shape_model, np.stack([d.points for d in dense]), np.stack([d.confidence for d in dense]))
         t = timer.add("pca", t)

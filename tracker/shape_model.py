@@ -158,7 +158,7 @@ def fit_shapes(
         w = np.where(r2 < 1, confidence * (1 - r2) ** 2, 0.0)
         reset = (w > 0).sum(axis=1) < min_points  # w >= 0: this covers all-zero weights
         if reset.any():
-            w[reset] = np.where(valid[reset], confidence[reset], 0.0)
+            w[reset] = confidence[reset]  # already 0 where a point is missing
     q, t = complex_similarity(shape, obs, w)
     fitted = as_real(q[:, None] * shape + t[:, None])
     res = np.where(valid, np.sqrt(((fitted - points) ** 2).sum(-1)), np.nan)

@@ -250,7 +250,7 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     about = {k: v.format(**fill) for k, v in ABOUT[arch].items()}
     if "command" in info:
         about["train_cmd"] = command_chain(run)
-    starts = re.search(r"--tracker-starts (\S+)", info.get("command", ""))
+    starts = re.search(r"--tracker-starts[= ](\S+)", info.get("command", ""))
     if starts:
         about["recipe"] += (f"; {float(starts.group(1)):.0%} of the training faces instead start where the tracker leaves them "
                             "(`training/mdm.py: tracker_starts`: its earlier stages run on the photo, the error scaled by "

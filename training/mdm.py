@@ -269,13 +269,12 @@ def perturb(gt: np.ndarray, model, p: Perturbation, rng: np.random.Generator) ->
 
 def cache_face(gray: np.ndarray, gt: np.ndarray, reference: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Face region aligned by its truth onto `reference` in a `size` crop (``CacheGeometry``),
-    and the truth in its coordinates."""
-    from tracker.crop import transform_points
+    and that alignment, (2,3) image -> cache coordinates."""
     from tracker.refiner import canonical_transform
 
     m = canonical_transform(gt, reference)
     crop = cv2.warpAffine(gray, m, (size, size), flags=cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return crop, transform_points(m, gt)
+    return crop, m
 
 
 def sample(cached: np.ndarray, gt: np.ndarray, model, reference: np.ndarray, p: Perturbation, rng, flip: bool,
@@ -312,18 +311,16 @@ def build_cache(data_root, split: str, reference: np.ndarray, size: int, starts:
     from tracker.crop import transform_points
     from tracker.fileio import read_image
     from tracker.pts import read_pts
-    from tracker.refiner import canonical_transform
 
     crops, truths, moved = [], [], []
     for rel in (data_root / "splits" / f"{split}.txt").read_text().split():
         image = read_image(data_root / rel)
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         gt = read_pts((data_root / rel).with_suffix(".pts"), expected=68)
-        crop, gt_cache = cache_face(gray, gt, reference, size)
+        crop, m = cache_face(gray, gt, reference, size)
         crops.append(crop)
-        truths.append(gt_cache)
-        start = (starts or {}).get(rel, np.full((68, 2), np.nan))
-        moved.append(transform_points(canonical_transform(gt, reference), start))
+        truths.append(transform_points(m, gt))
+        moved.append(transform_points(m, (starts or {}).get(rel, np.full((68, 2), np.nan))))
     return np.stack(crops), np.stack(truths), np.stack(moved)
 
 
