@@ -247,12 +247,18 @@ def _segbaseline(args) -> tuple[Task, Schedule, dict]:
     return _densereg(args)
 
 
+def _tracker_starts(args, after: tuple[str, ...]) -> dict:
+    """``MDMTask``'s tracker-start options from the command line (``--tracker-starts SHARE``,
+    ``--starts-assets``); `after`: the refiner stages the tracker runs before this one."""
+    return {"starts_after": after if args.tracker_starts else None, "start_share": args.tracker_starts, "cache_dir": args.cache,
+            "assets": args.starts_assets}
+
+
 @task("mdm")
 def _mdm(args) -> tuple[Task, Schedule, dict]:
     from training.mdm import MDMTask
 
-    t = MDMTask(args.data, args.batch or 16, extra_train=tuple(args.gt_extra), starts_after=() if args.tracker_starts else None,
-                start_share=args.tracker_starts, cache_dir=args.cache, assets=args.starts_assets)
+    t = MDMTask(args.data, args.batch or 16, extra_train=tuple(args.gt_extra), **_tracker_starts(args, ()))
     return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), {"gt_extra": [str(d) for d in args.gt_extra]} if args.gt_extra else {}
 
 
@@ -264,9 +270,8 @@ def _mdm_fine(args) -> tuple[Task, Schedule, dict]:
     from tracker.refiner import DEFAULT_REFINERS, FINE
     from training.mdm import FINE_CONFIG, FINE_PERTURBATION, MDMTask
 
-    starts = (DEFAULT_REFINERS[0],) if args.tracker_starts else None
     t = MDMTask(args.data, args.batch or 16, FINE_PERTURBATION, FINE_CONFIG, FINE, extra_train=tuple(args.gt_extra),
-                starts_after=starts, start_share=args.tracker_starts, cache_dir=args.cache, assets=args.starts_assets)
+                **_tracker_starts(args, DEFAULT_REFINERS[:1]))
     return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), asdict(FINE_CONFIG)
 
 
@@ -281,8 +286,7 @@ def _mdm_single(args) -> tuple[Task, Schedule, dict]:
 
     config = replace(FINE_CONFIG, steps=4)
     t = MDMTask(args.data, args.batch or 16, SINGLE_PERTURBATION, config, FINE, extra_train=tuple(args.gt_extra),
-                starts_after=() if args.tracker_starts else None, start_share=args.tracker_starts, cache_dir=args.cache,
-                assets=args.starts_assets)
+                **_tracker_starts(args, ()))
     return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), asdict(config)
 
 
