@@ -15,7 +15,7 @@ from engines.base import EngineError, in_chunks
 from tracker.assets import ASSETS, record
 from tracker.densemaps import DenseMaps
 from tracker.errors import ConfigError, TrackerError
-from tracker.pipeline import DENSEREG_ASSET, Tracker, TrackerConfig, TrackerMode, engine_batches
+from tracker.pipeline import DENSEREG_ASSET, LANDMARK_TARGETS, Tracker, TrackerConfig, TrackerMode, engine_batches
 from tracker.refiner import DEFAULT_REFINERS, ONE_STAGE, int8_variant, refine_cascade
 
 DEMO = Path(__file__).resolve().parents[1] / "tracker" / "assets" / "demo" / "astronaut.jpg"
@@ -102,7 +102,7 @@ def test_int8_false_runs_the_float_refiners_and_a_folder_without_variants_falls_
     assert [name for name, _, _ in loads[1:]] == list(DEFAULT_REFINERS)
     folder = tmp_path / "assets"  # an older export: the float graphs only
     folder.mkdir()
-    names = [DENSEREG_ASSET, "shape_pca.npz", "template.npz", *DEFAULT_REFINERS]
+    names = [DENSEREG_ASSET, "shape_pca.npz", "template.npz", LANDMARK_TARGETS, *DEFAULT_REFINERS]
     for name in names:
         (folder / name).write_bytes((ASSETS / name).read_bytes())
         record(folder / name, folder / "MANIFEST.json")
@@ -117,7 +117,7 @@ def test_an_int8_variant_of_another_float_graph_is_refused(tmp_path):
     folder = tmp_path / "assets"
     folder.mkdir()
     fine, fine8 = DEFAULT_REFINERS[1], int8_variant(DEFAULT_REFINERS[1])
-    for name in [DENSEREG_ASSET, "shape_pca.npz", "template.npz", *DEFAULT_REFINERS, *map(int8_variant, DEFAULT_REFINERS)]:
+    for name in [DENSEREG_ASSET, "shape_pca.npz", "template.npz", LANDMARK_TARGETS, *DEFAULT_REFINERS, *map(int8_variant, DEFAULT_REFINERS)]:
         (folder / name).write_bytes((ASSETS / (ONE_STAGE[0] if name == fine else name)).read_bytes())  # another float fine stage
         record(folder / name, folder / "MANIFEST.json")
     with pytest.raises(TrackerError, match=f"{fine8}: made from another {fine}"):

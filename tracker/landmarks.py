@@ -1,6 +1,8 @@
 """68 landmarks from dense UV maps (paper §4.3), pure numpy/OpenCV.
 
-For every landmark k with template coordinates l_k, the face pixels whose predicted UV lies
+For every landmark k with target coordinates l_k (the tracker's are where annotated points
+lie in UV on the training faces, ``training.landmark_targets``; the template's own vertex UV
+is biased against the annotation convention), the face pixels whose predicted UV lies
 within eps_k of l_k are split into connected components; the component with the most weight
 wins (each pixel weighs (1 - d/eps_k)^2, d its UV distance to l_k), and the landmark is where a
 weighted local affine fit of that component's UV equals l_k (its weighted centroid where the fit

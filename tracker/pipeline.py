@@ -36,6 +36,7 @@ from tracker.smoothing import OneEuro
 from tracker.stages import Stage, last_stage
 
 DENSEREG_ASSET = "densereg_realtime.onnx"
+LANDMARK_TARGETS = "landmark_targets.npz"  # built by python -m training.landmark_targets
 # detect_lag for live sources (cameras, the viewer): the periodic search for new faces runs in a
 # worker process instead of stalling a frame (~13 ms at 640x480).  Files keep 0: on two cores
 # the worker saves a 600-frame file only 1.7% of its wall time for 5.7% more CPU, and batch
@@ -250,7 +251,8 @@ class Tracker:
         # export may not); TensorRT and torch the float graph.
         refiner_files = {name: int8_variant(name) if kind == "onnx" and config.int8 and (folder / int8_variant(name)).exists() else name
                          for name in refiner_names}
-        paths = {name: verified_asset(name, folder) for name in (DENSEREG_ASSET, "shape_pca.npz", "template.npz", *refiner_files.values())}
+        names = (DENSEREG_ASSET, "shape_pca.npz", "template.npz", LANDMARK_TARGETS, *refiner_files.values())
+        paths = {name: verified_asset(name, folder) for name in names}
         t = timer.add("verify assets", t)  # SHA-256 of each file, once per process
         densereg_batch, refiner_batch = engine_batches(config)
         calls, session_threads = parallelism(config, kind)
@@ -271,11 +273,11 @@ class Tracker:
         self.model_files: list[Path] = [paths[DENSEREG_ASSET], *(paths[refiner_files[name]] for name in refiner_names)]
         t = timer.add("refiner sessions", t)
         with np.load(paths["template.npz"]) as z:
-            self.landmark_uv = z["landmark_uv"].astype(np.float64)
             self.head_model = HeadModel.from_landmarks(z["landmark_3d"])
             self.part_map = z["part_map"]
             self.flip_permutation = z["flip_permutation"] if config.refine_flip else None
-        self.lookup = build_lookup(self.landmark_uv)
+        with np.load(paths[LANDMARK_TARGETS]) as z:  # where annotators put the points, not the template's vertices
+            self.lookup = build_lookup(z["target_uv"].astype(np.float64))
         timer.add("template + UV table", t)
         self.load_ms: dict[str, float] = timer.ms  # where construction time went (bench's start-up row)
         self.input_size = NETWORK_INPUT
