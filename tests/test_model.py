@@ -92,6 +92,36 @@ def test_loss_values_on_hand_made_tensors():
     assert densereg_loss(raw, classes, uv, torch.zeros(1, 2, 2), valid)["residual"].item() < terms["residual"].item()
 
 
+def test_part_transfer_loss_is_low_inside_the_true_part_and_pulls_back_across_a_boundary():
+    """Template parts: the left half of the UV square is part 1, the right half part 2.  A pixel
+    of part 1 regressed to u_h 0.25 costs ~nothing; regressed to 0.75 (across the boundary) it
+    costs a lot, and the gradient moves its residual back towards part 1."""
+    from training.losses import part_transfer_loss, soft_part_map
+
+    k = 10
+    part_map = np.ones((64, 64), np.uint8)
+    part_map[:, 32:] = 2
+    soft = soft_part_map(part_map)
+    assert soft.shape == (1, 9, 64, 64) and torch.allclose(soft.sum(1), torch.ones(1, 64, 64))
+
+    def loss_at(u_h: float):
+        b = int(u_h * k)  # the true bin, as the residual loss reads it: class b + 1
+        classes = torch.tensor([[[[b + 1]], [[6]]]])
+        residual = torch.zeros(1, 2, k, 1, 1)
+        residual[0, 0, b, 0, 0] = u_h - b / k
+        residual[0, 1, 5, 0, 0] = 0.05  # u_v 0.55
+        residual.requires_grad_(True)
+        raw = RawOutput(depth=torch.zeros(1, 1, 1, 1), logits=torch.zeros(1, 2, k + 1, 1, 1), residual=residual)
+        loss = part_transfer_loss(raw, classes, torch.zeros(1, 2, 1, 1), torch.tensor([[[1]]]), torch.ones(1, 1, 1, dtype=torch.bool), soft)
+        loss.backward()
+        return loss.item(), residual.grad[0, 0, b, 0, 0].item()
+
+    inside, grad_inside = loss_at(0.25)
+    across, grad_across = loss_at(0.51)  # just across the boundary, within the blur
+    assert inside < 1e-3 and abs(grad_inside) < 1e-6
+    assert across > 0.5 and grad_across > 0  # descent lowers u_h, back into part 1
+
+
 def test_a_few_steps_lower_the_loss():
     torch.manual_seed(0)
     net = DenseReg(NetConfig("realtime", 64))

@@ -13,7 +13,7 @@ from tracker.crop import to_network_input
 from tracker.parts import PART_NAMES, lookup_parts, part_iou
 from tracker.uvcodec import encode
 from training.dataset import NO_AUGMENT, Augment, build_cache, concat_caches, sample_crop
-from training.losses import densereg_loss, segment_loss
+from training.losses import densereg_loss, part_transfer_loss, segment_loss, soft_part_map
 from training.model import CONFIGS, DenseReg, decode_torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,14 +30,18 @@ def to_tensors(samples, k: int, part_map: np.ndarray | None = None):
     the template parts looked up at the true UV, exactly how the ground truth defines them)."""
     image = torch.from_numpy(to_network_input(np.stack([s.image for s in samples])))
     if part_map is not None:
-        parts = torch.from_numpy(np.stack([lookup_parts(s.uv, part_map) for s in samples]).astype(np.int64))
-        return image, parts, torch.from_numpy(np.stack([s.valid for s in samples]))
+        return image, part_labels(samples, part_map), torch.from_numpy(np.stack([s.valid for s in samples]))
     enc = [encode(s.uv, k) for s in samples]
     classes = torch.from_numpy(np.stack([e[0] for e in enc]))
     uv = torch.from_numpy(np.stack([np.nan_to_num(s.uv) for s in samples]).astype(np.float32))
     depth = torch.from_numpy(np.stack([np.nan_to_num(s.depth) for s in samples]).astype(np.float32))
     valid = torch.from_numpy(np.stack([s.valid for s in samples]))
     return image, classes, uv, depth, valid
+
+
+def part_labels(samples, part_map: np.ndarray) -> torch.Tensor:
+    """(N,S,S) int64: the template parts looked up at the true UV (how the ground truth defines them)."""
+    return torch.from_numpy(np.stack([lookup_parts(s.uv, part_map) for s in samples]).astype(np.int64))
 
 
 def dense_metrics(uv_pred, fg_pred, depth_pred, uv_true, depth_true, valid) -> dict[str, np.ndarray]:
@@ -59,9 +63,10 @@ class DenseRegTask:
     on the same backbone, data, augmentation and budget."""
 
     def __init__(self, data: Path, gt: Path, config: str, variant: str, batch_size: int, augment: Augment = Augment(),
-                 extra_gt: tuple[Path, ...] = (), cache_dir: Path = REPO / "data" / "cache"):
+                 extra_gt: tuple[Path, ...] = (), cache_dir: Path = REPO / "data" / "cache", part_loss: float = 0.0):
         """extra_gt: more training folders that are their own data root (images, .pts,
-        splits/train.txt) and ground truth, e.g. the profiled views of ``training.profile``."""
+        splits/train.txt) and ground truth, e.g. the profiled views of ``training.profile``.
+        part_loss: weight of ``part_transfer_loss`` added to the paper's losses (0: the paper's)."""
         self.cfg = replace(CONFIGS[config], variant=variant)
         self.net = DenseReg(self.cfg)
         self.batch_size = batch_size
@@ -75,18 +80,26 @@ class DenseRegTask:
         self.val_key = "1-miou" if self.segment else "uv_mae"
         with np.load(ASSETS / "template.npz") as z:
             self.part_map = z["part_map"]
+        self.part_loss = part_loss
+        self.soft_parts = soft_part_map(self.part_map) if part_loss else None
 
     def batch(self, rng: np.random.Generator):
         idx = rng.integers(0, len(self.train.names), self.batch_size)
         samples = [sample_crop(self.train, int(i), self.cfg.input_size, self.augment, rng) for i in idx]
-        return to_tensors(samples, self.cfg.k, self.part_map if self.segment else None)
+        batch = to_tensors(samples, self.cfg.k, self.part_map if self.segment else None)
+        return (*batch, part_labels(samples, self.part_map)) if self.part_loss else batch
 
     def loss(self, batch) -> dict[str, torch.Tensor]:
         if self.segment:
             image, parts, valid = batch
             return segment_loss(self.net(image), parts, valid)
-        image, classes, uv, depth, valid = batch
-        return densereg_loss(self.net(image), classes, uv, depth, valid)
+        image, classes, uv, depth, valid = batch[:5]
+        raw = self.net(image)
+        terms = densereg_loss(raw, classes, uv, depth, valid)
+        if self.part_loss:
+            terms["parts"] = self.part_loss * part_transfer_loss(raw, classes, uv, batch[5], valid, self.soft_parts)
+            terms["total"] = terms["total"] + terms["parts"]
+        return terms
 
     def predict(self, samples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self.net.eval()

@@ -234,6 +234,7 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     ckpt = load_checkpoint(run / "best.pt")
     options = dict(ckpt.get("options", {}))
     extra_data = options.pop("gt_extra", [])  # what the run trained on, not how the network is built
+    part_loss = options.pop("part_loss", 0.0)  # how it was trained, likewise
     name = NAMES[arch]
     config = options.get("config", "realtime")  # DenseReg's; refiners have none
     size = CONFIGS[config].input_size if arch == "densereg" else 0
@@ -256,6 +257,8 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
                             "(`training/mdm.py: tracker_starts`: its earlier stages run on the photo, the error scaled by "
                             "`START_GAIN`), and validation starts there too: its numbers are this stage's inside the tracker")
     about["data_extra"] += info.get("data_extra", "")
+    if part_loss:
+        about["recipe"] += f"; plus {part_loss:g} x the part-transfer loss (`training/losses.py: part_transfer_loss`)"
     if extra_data:
         about["data_extra"] += ", plus the views in " + ", ".join(f"`{d}`" for d in extra_data) + " (`training.profile`)"
     metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items())

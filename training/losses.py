@@ -6,9 +6,12 @@ no loss.  Regression losses are normalised by the number of contributing pixels.
 """
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tracker.parts import PART_NAMES
 from training.model import RawOutput
 
 RESIDUAL_WEIGHT = 40.0  # paper, quantized regression (d = 0.1)
@@ -43,6 +46,29 @@ def densereg_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, depth
     terms["depth"] = DEPTH_WEIGHT * _masked_smooth_l1(raw.depth[:, 0], depth, facef)
     terms["total"] = terms["ce"] + terms["residual"] + terms["depth"]
     return terms
+
+
+def soft_part_map(part_map: np.ndarray, sigma: float = 1.0) -> torch.Tensor:
+    """(1,C,R,R) float: the template's part raster as one-hot planes blurred by `sigma` cells, so
+    that sampling it at a UV gives a part probability that changes smoothly across boundaries."""
+    planes = np.stack([cv2.GaussianBlur((part_map == c).astype(np.float32), (0, 0), sigma) for c in range(len(PART_NAMES))])
+    return torch.from_numpy(planes / np.maximum(planes.sum(0, keepdims=True), 1e-6))[None]
+
+
+def part_transfer_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, parts: torch.Tensor, valid: torch.Tensor,
+                       soft_parts: torch.Tensor) -> torch.Tensor:
+    """Negative log-probability of each face pixel's true part at the UV it is regressed to
+    (true bin + predicted residual, as the residual loss reads it), looked up in `soft_parts`
+    (``soft_part_map``).  Zero where the UV is deep inside the right part; it weighs the
+    residual errors that move a pixel across a part boundary, which the part transfer
+    (``tracker.parts.lookup_parts``) turns into wrong labels."""
+    bin_idx = (classes - 1).clamp_min(0)[:, :, None]
+    pred = bin_idx[:, :, 0].to(uv.dtype) / raw.residual.shape[2] + torch.gather(raw.residual, 2, bin_idx)[:, :, 0]  # (N,2,S,S)
+    grid = torch.stack([2 * pred[:, 0] - 1, 1 - 2 * pred[:, 1]], dim=-1)  # x from u_h; y down from u_v = 1
+    prob = F.grid_sample(soft_parts.expand(len(pred), -1, -1, -1), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    face = ((classes[:, 0] > 0) & valid & (parts > 0)).float()
+    p_true = torch.gather(prob, 1, parts[:, None])[:, 0]
+    return (-torch.log(p_true + 1e-3) * face).sum() / face.sum().clamp_min(1.0)
 
 
 def segment_loss(raw: RawOutput, parts: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
