@@ -3,17 +3,18 @@
 The DenseReg stage finds landmark k where the predicted UV equals a target UV (paper §4.3).
 The template's own landmark UV (``template.npz``: the SFM's iBUG vertices) is not where the
 300-W annotators put their points: the network is trained on UV maps of 3DMM fits, and reading
-those maps at the annotated points of the training faces shows systematic offsets (an eye
-corner 0.008 UV, ~2% of the eye distance, away; the inner lips 0.02).  This reads the ground-truth
+those maps at the annotated points of the training faces shows systematic offsets (the eye
+corners ~0.007 UV, ~1.7% of the eye distance, away; the inner lips 0.02).  This reads the ground-truth
 UV (``python -m training.groundtruth``) under every annotated point of the training split, the
 point snapped to the nearest face pixel when it lies just outside the fit's mask (within 5% of
 the eye distance), and takes the per-landmark median.
 
 The jaw keeps the template's frontal contour UV: its observed UV moves with the pose (u_h
 spreads 0.05-0.1 over the training faces), and the median made the DenseReg stage worse on val
-(see the card).  Writes ``tracker/assets/landmark_targets.npz`` (``target_uv`` (68,2): what
-the tracker matches; ``observed_uv`` (68,2), ``samples`` (68,): the medians and how many faces
-gave each) and its card.
+(0.458 against 0.500) without helping the tracker (README, landmark section).
+
+Writes ``tracker/assets/landmark_targets.npz`` (``target_uv`` (68,2): what the tracker matches;
+``observed_uv`` (68,2), ``samples`` (68,): the medians and how many faces gave each) and its card.
 """
 from __future__ import annotations
 
