@@ -22,13 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from tracker.fileio import atomic_write_json, read_image
-from tracker.metrics import auc, eye_distance, nme
+from tracker.metrics import REGIONS, auc, eye_distance, nme
 from tracker.pts import read_pts
 from tracker.sources import ImageSource, track_stream
 from training.template import DEFAULT_300W
-
-# The 68 iBUG points by face region (0-based).
-REGIONS = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36), "eyes": range(36, 48), "mouth": range(48, 68)}
 
 
 def region_errors(points: np.ndarray, gt: np.ndarray) -> dict[str, float]:

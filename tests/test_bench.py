@@ -156,7 +156,8 @@ def test_the_two_face_clip_yields_two_tracks(two_face_clip):
 
 
 def test_region_errors_leave_missing_points_out():
-    from benchmarks.val_configs import REGIONS, region_errors
+    from benchmarks.val_configs import region_errors
+    from tracker.metrics import REGIONS
 
     assert sorted(i for idx in REGIONS.values() for i in idx) == list(range(68))
     gt = np.zeros((68, 2))

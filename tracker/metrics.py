@@ -9,6 +9,8 @@ import numpy as np
 
 OUTER_EYE_CORNERS = (36, 45)  # 0-based indices of iBUG points 37 and 46
 INNER_49 = np.r_[17:60, 61:64, 65:68]  # the 49 inner points: no jaw, no inner-mouth corners
+# The 68 iBUG points by face region (0-based).
+REGIONS = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36), "eyes": range(36, 48), "mouth": range(48, 68)}
 
 
 def eye_distance(points: np.ndarray) -> float:

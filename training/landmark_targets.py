@@ -27,7 +27,7 @@ import numpy as np
 
 from tracker.assets import ASSETS, record
 from tracker.fileio import atomic_save_npz, atomic_write_text
-from tracker.metrics import eye_distance
+from tracker.metrics import REGIONS, eye_distance
 from training.template import DEFAULT_300W
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,9 +106,6 @@ SHA-256: `{sha}`
 (non-commercial use only).
 """
 
-REGIONS = {"brows": range(17, 27), "nose": range(27, 36), "eyes": range(36, 48), "mouth": range(48, 68)}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.landmark_targets", description=__doc__.split("\n")[0])
     ap.add_argument("--gt", type=Path, default=REPO / "data" / "gt")
@@ -122,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_save_npz(args.out, target_uv=target.astype(np.float32), observed_uv=observed.astype(np.float32), samples=samples.astype(np.int32))
     sha = record(args.out) if args.out.parent == ASSETS else hashlib.sha256(args.out.read_bytes()).hexdigest()
     shift = np.linalg.norm(target - template_uv, axis=1)
-    shifts = ", ".join(f"{name} {np.median(shift[list(idx)]):.4f}" for name, idx in REGIONS.items())
+    shifts = ", ".join(f"{name} {np.median(shift[list(idx)]):.4f}" for name, idx in REGIONS.items() if name != "jaw")  # jaw: unmoved
     faces = len((args.data / "splits" / "train.txt").read_text().split())
     atomic_write_text(args.out.parent / "LANDMARK_TARGETS_CARD.md",
                       CARD.format(faces=faces, snap=SNAP, iod=eye_distance(template_uv), shifts=shifts, sha=sha))

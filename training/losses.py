@@ -35,9 +35,8 @@ def densereg_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, depth
     if raw.logits is not None:
         ignore = torch.where(valid[:, None].expand_as(classes), classes, torch.full_like(classes, -100))
         terms["ce"] = F.cross_entropy(raw.logits.flatten(0, 1), ignore.flatten(0, 1), ignore_index=-100)
-        bin_idx = (classes - 1).clamp_min(0)[:, :, None]  # responsible bin (N,2,1,S,S)
-        pred_r = torch.gather(raw.residual, 2, bin_idx)[:, :, 0]
-        residual = uv - bin_idx[:, :, 0].to(uv.dtype) / raw.residual.shape[2]
+        bin_start, pred_r = _true_bin(raw, classes, uv.dtype)
+        residual = uv - bin_start
         terms["residual"] = RESIDUAL_WEIGHT * _masked_smooth_l1(pred_r, residual, facef[:, None].expand_as(pred_r))
     else:
         target_fg = torch.where(valid, (classes[:, 0] > 0).long(), torch.full_like(classes[:, 0], -100))
@@ -46,6 +45,13 @@ def densereg_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, depth
     terms["depth"] = DEPTH_WEIGHT * _masked_smooth_l1(raw.depth[:, 0], depth, facef)
     terms["total"] = terms["ce"] + terms["residual"] + terms["depth"]
     return terms
+
+
+def _true_bin(raw: RawOutput, classes: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,2,S,S) each: where each pixel's true (responsible) bin starts in UV (in `dtype`, the
+    targets'), and the residual the network regresses in that bin."""
+    bin_idx = (classes - 1).clamp_min(0)[:, :, None]  # (N,2,1,S,S)
+    return bin_idx[:, :, 0].to(dtype) / raw.residual.shape[2], torch.gather(raw.residual, 2, bin_idx)[:, :, 0]
 
 
 def soft_part_map(part_map: np.ndarray, sigma: float = 1.0) -> torch.Tensor:
@@ -62,8 +68,8 @@ def part_transfer_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, 
     (``soft_part_map``).  Zero where the UV is deep inside the right part; it weighs the
     residual errors that move a pixel across a part boundary, which the part transfer
     (``tracker.parts.lookup_parts``) turns into wrong labels."""
-    bin_idx = (classes - 1).clamp_min(0)[:, :, None]
-    pred = bin_idx[:, :, 0].to(uv.dtype) / raw.residual.shape[2] + torch.gather(raw.residual, 2, bin_idx)[:, :, 0]  # (N,2,S,S)
+    bin_start, pred_r = _true_bin(raw, classes, uv.dtype)
+    pred = bin_start + pred_r  # (N,2,S,S)
     grid = torch.stack([2 * pred[:, 0] - 1, 1 - 2 * pred[:, 1]], dim=-1)  # x from u_h; y down from u_v = 1
     prob = F.grid_sample(soft_parts.expand(len(pred), -1, -1, -1), grid, mode="bilinear", padding_mode="border", align_corners=False)
     face = ((classes[:, 0] > 0) & valid & (parts > 0)).float()
