@@ -32,6 +32,9 @@ def test_iou_on_hand_made_masks():
     valid = np.ones((4, 4), bool)
     valid[:, 2] = False
     assert P.part_iou(pred, truth, valid)["nose"] == (4, 4)
+    # mean over the 8 classes; a class absent from both counts as 0 (the val set has all 8)
+    assert P.mean_iou(pred, truth) == pytest.approx((4 / 6) / 8)
+    assert P.mean_iou(np.stack([truth, truth]), np.stack([truth, truth])) == pytest.approx(1 / 8)
 
 
 def test_flipping_labels_swaps_sides():

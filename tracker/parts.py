@@ -89,3 +89,8 @@ def part_iou(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = Non
         p, t = (pred == label) & m, (truth == label) & m
         out[PART_NAMES[label]] = (int((p & t).sum()), int((p | t).sum()))
     return out
+
+
+def mean_iou(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """Mean over the 8 part classes of the IoU of the whole set (`part_iou`'s arguments)."""
+    return float(np.mean([i / max(u, 1) for i, u in part_iou(pred, truth, valid).values()]))

@@ -10,7 +10,7 @@ import torch
 
 from tracker.assets import ASSETS
 from tracker.crop import to_network_input
-from tracker.parts import PART_NAMES, lookup_parts, part_iou
+from tracker.parts import lookup_parts, mean_iou
 from tracker.uvcodec import encode
 from training.dataset import NO_AUGMENT, Augment, build_cache, concat_caches, sample_crop
 from training.losses import densereg_loss, part_transfer_loss, segment_loss, soft_part_map
@@ -77,7 +77,8 @@ class DenseRegTask:
         rng = np.random.default_rng(0)
         self.val_samples = [sample_crop(self.val, i, self.cfg.input_size, NO_AUGMENT, rng) for i in range(len(self.val.names))]
         self.segment = variant == "segment"
-        self.val_key = "1-miou" if self.segment else "uv_mae"
+        # A run trained for the part transfer keeps its best checkpoint by the parts it transfers.
+        self.val_key = "1-miou" if self.segment or part_loss else "uv_mae"
         with np.load(ASSETS / "template.npz") as z:
             self.part_map = z["part_map"]
         self.part_loss = part_loss
@@ -112,22 +113,21 @@ class DenseRegTask:
         return tuple(np.concatenate(x) for x in zip(*outs))
 
     def evaluate(self) -> dict[str, float]:
+        """Val metrics; every variant reports the part mIoU (the segmenter's labels, or the
+        template's parts looked up at the regressed UV where the foreground is > 0.5, as
+        ``training.evaluate parts`` scores them)."""
+        truth = np.stack([lookup_parts(s.uv, self.part_map) for s in self.val_samples])
+        valid = np.stack([s.valid for s in self.val_samples])
         if self.segment:
-            return self.evaluate_segmentation()
+            self.net.eval()
+            with torch.no_grad():
+                pred = np.stack([self.net(torch.from_numpy(to_network_input(s.image))).seg_logits.argmax(1)[0].numpy()
+                                 for s in self.val_samples])
+            self.net.train()
+            miou = mean_iou(pred, truth, valid)
+            return {"miou": miou, "1-miou": 1.0 - miou}
         uv, fg, depth = self.predict(self.val_samples)
-        m = dense_metrics(uv, fg, depth, np.stack([s.uv for s in self.val_samples]), np.stack([s.depth for s in self.val_samples]),
-                          np.stack([s.valid for s in self.val_samples]))
-        return {"uv_mae": float(m["uv_mae"].mean()), "fg_iou": float(m["fg_iou"].mean()), "depth_mae": float(m["depth_mae"].mean())}
-
-    def evaluate_segmentation(self) -> dict[str, float]:
-        self.net.eval()
-        inter, union = np.zeros(len(PART_NAMES) - 1), np.zeros(len(PART_NAMES) - 1)
-        with torch.no_grad():
-            for s in self.val_samples:
-                pred = self.net(torch.from_numpy(to_network_input(s.image))).seg_logits.argmax(1)[0].numpy()
-                for j, (i, u) in enumerate(part_iou(pred, lookup_parts(s.uv, self.part_map), s.valid).values()):
-                    inter[j] += i
-                    union[j] += u
-        self.net.train()
-        miou = float(np.mean(inter / np.maximum(union, 1)))
-        return {"miou": miou, "1-miou": 1.0 - miou}
+        m = dense_metrics(uv, fg, depth, np.stack([s.uv for s in self.val_samples]), np.stack([s.depth for s in self.val_samples]), valid)
+        miou = mean_iou(np.stack([lookup_parts(u, self.part_map, f[0] > 0.5) for u, f in zip(uv, fg)]), truth, valid)
+        return {"uv_mae": float(m["uv_mae"].mean()), "fg_iou": float(m["fg_iou"].mean()), "depth_mae": float(m["depth_mae"].mean()),
+                "miou": miou, "1-miou": 1.0 - miou}

@@ -97,11 +97,9 @@ def evaluate_parts(args) -> int:
             preds[f"segmenter (step {ckpt.get('step')})"] = [net(torch.from_numpy(to_network_input(s.image))).seg_logits.argmax(1)[0].numpy()
                                                               for s in samples]
     table = {}
+    valid = np.stack([s.valid for s in samples])
     for name, labels in preds.items():
-        acc = np.zeros((len(PART_NAMES) - 1, 2))
-        for p, t, s in zip(labels, truth, samples):
-            acc += np.array(list(part_iou(p, t, s.valid).values()))
-        table[name] = {cls: float(i / max(u, 1)) for cls, (i, u) in zip(PART_NAMES[1:], acc)}
+        table[name] = {cls: i / max(u, 1) for cls, (i, u) in part_iou(np.stack(labels), np.stack(truth), valid).items()}
         table[name]["mean"] = float(np.mean(list(table[name].values())))
     cols = list(PART_NAMES[1:]) + ["mean"]
     lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
