@@ -92,6 +92,40 @@ def test_loss_values_on_hand_made_tensors():
     assert densereg_loss(raw, classes, uv, torch.zeros(1, 2, 2), valid)["residual"].item() < terms["residual"].item()
 
 
+def test_hole_weights_mark_an_enclosed_mouth_not_a_notch_open_to_the_border():
+    from training.losses import face_holes, hole_weights
+
+    face = np.zeros((12, 12), bool)
+    face[2:10, 2:10] = True
+    face[5:7, 4:7] = False  # an open mouth: background the face encloses
+    face[0:4, 8] = False  # a notch reaching the crop's border: not a hole
+    face[2:4, 8] = False
+    holes = face_holes(face)
+    assert holes.sum() == 6 and holes[5:7, 4:7].all()
+    w = hole_weights(face[None], 5.0)[0]
+    assert w.dtype == np.float32 and w[5, 5] == 5.0 and w[4, 3] == 5.0  # the hole and its edge (8-neighbours)
+    assert w[2, 8] == 1.0 and w[9, 9] == 1.0 and (w == 5.0).sum() == 5 * 4
+    assert (hole_weights(np.ones((1, 8, 8), bool), 5.0) == 1.0).all()
+
+
+def test_weighted_classification_loss():
+    """Weights of 1 give the paper's loss; weight 3 on one of 4 pixels adds that pixel's CE twice
+    more (the term stays divided by the pixel count)."""
+    k = 10
+    classes = torch.tensor([[[[0, 3], [6, 10]], [[0, 6], [1, 8]]]])
+    uv = torch.zeros(1, 2, 2, 2)
+    valid = torch.ones(1, 2, 2, dtype=torch.bool)
+    logits = torch.randn(1, 2, k + 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    raw = RawOutput(depth=torch.zeros(1, 1, 2, 2), logits=logits, residual=torch.zeros(1, 2, k, 2, 2))
+    plain = densereg_loss(raw, classes, uv, torch.zeros(1, 2, 2), valid)["ce"].item()
+    assert densereg_loss(raw, classes, uv, torch.zeros(1, 2, 2), valid, torch.ones(1, 2, 2))["ce"].item() == pytest.approx(plain, rel=1e-6)
+    w = torch.ones(1, 2, 2)
+    w[0, 0, 0] = 3.0
+    per_pixel = torch.nn.functional.cross_entropy(logits[0].permute(0, 2, 3, 1).reshape(-1, k + 1), classes[0].reshape(-1), reduction="none")
+    extra = 2 * (per_pixel[0] + per_pixel[4]).item() / 8  # pixel (0,0) in both coordinates' maps
+    assert densereg_loss(raw, classes, uv, torch.zeros(1, 2, 2), valid, w)["ce"].item() == pytest.approx(plain + extra, rel=1e-5)
+
+
 def test_part_transfer_loss_is_low_inside_the_true_part_and_pulls_back_across_a_boundary():
     """Template parts: the left half of the UV square is part 1, the right half part 2.  A pixel
     of part 1 regressed to u_h 0.25 costs ~nothing; regressed to 0.75 (across the boundary) it

@@ -235,6 +235,7 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     options = dict(ckpt.get("options", {}))
     extra_data = options.pop("gt_extra", [])  # what the run trained on, not how the network is built
     part_loss = options.pop("part_loss", 0.0)  # how it was trained, likewise
+    hole_weight = options.pop("hole_weight", 0.0)
     name = NAMES[arch]
     config = options.get("config", "realtime")  # DenseReg's; refiners have none
     size = CONFIGS[config].input_size if arch == "densereg" else 0
@@ -259,6 +260,9 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     about["data_extra"] += info.get("data_extra", "")
     if part_loss:
         about["recipe"] += f"; plus {part_loss:g} x the part-transfer loss (`training/losses.py: part_transfer_loss`)"
+    if hole_weight:
+        about["recipe"] += (f"; the classification loss weighted {hole_weight:g}x on the face mask's holes and their edge "
+                            "(`training/losses.py: hole_weights`)")
     if extra_data:
         about["data_extra"] += ", plus the views in " + ", ".join(f"`{d}`" for d in extra_data) + " (`training.profile`)"
     metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items())

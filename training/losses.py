@@ -27,14 +27,22 @@ def _masked_smooth_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     return (F.smooth_l1_loss(pred, target, reduction="none", beta=BETA) * mask).sum() / n
 
 
-def densereg_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Loss terms and their weighted sum ('total')."""
+def densereg_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor,
+                  ce_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Loss terms and their weighted sum ('total').  ce_weight: optional (N,S,S) weight of each
+    pixel's classification loss (``hole_weights``); the term stays normalised by the count of
+    contributing pixels, so weights of 1 give the paper's loss."""
     face = (classes[:, 0] > 0) & valid  # (N,S,S)
     facef = face.float()
     terms: dict[str, torch.Tensor] = {}
     if raw.logits is not None:
         ignore = torch.where(valid[:, None].expand_as(classes), classes, torch.full_like(classes, -100))
-        terms["ce"] = F.cross_entropy(raw.logits.flatten(0, 1), ignore.flatten(0, 1), ignore_index=-100)
+        if ce_weight is None:
+            terms["ce"] = F.cross_entropy(raw.logits.flatten(0, 1), ignore.flatten(0, 1), ignore_index=-100)
+        else:
+            ce = F.cross_entropy(raw.logits.flatten(0, 1), ignore.flatten(0, 1), ignore_index=-100, reduction="none")
+            w = ce_weight[:, None].expand_as(classes).flatten(0, 1)
+            terms["ce"] = (ce * w).sum() / (ignore.flatten(0, 1) != -100).sum().clamp_min(1)
         bin_start, pred_r = _true_bin(raw, classes, uv.dtype)
         residual = uv - bin_start
         terms["residual"] = RESIDUAL_WEIGHT * _masked_smooth_l1(pred_r, residual, facef[:, None].expand_as(pred_r))
@@ -45,6 +53,27 @@ def densereg_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, depth
     terms["depth"] = DEPTH_WEIGHT * _masked_smooth_l1(raw.depth[:, 0], depth, facef)
     terms["total"] = terms["ce"] + terms["residual"] + terms["depth"]
     return terms
+
+
+def face_holes(face: np.ndarray) -> np.ndarray:
+    """(S,S) bool: the background pixels the face mask encloses (an open mouth's interior),
+    i.e. not reachable from the crop's border through background."""
+    outside = np.pad(~face, 1, constant_values=True).astype(np.uint8)
+    cv2.floodFill(outside, None, (0, 0), 2)
+    return outside[1:-1, 1:-1] == 1
+
+
+def hole_weights(faces: np.ndarray, weight: float) -> np.ndarray:
+    """(N,S,S) float32 classification-loss weights: `weight` on the face mask's holes and the
+    pixels next to them (both sides of an open mouth's edge), 1 elsewhere.  The holes are tiny
+    (~0.4% of a crop; 75 of the 80 val faces have one), so the plain loss barely sees them, yet
+    a face pixel wrongly put there becomes lip in the part transfer: with the ground-truth
+    mask instead of the predicted one the transferred lips' IoU goes 55 -> 66."""
+    ring = np.ones((3, 3), np.uint8)
+    out = np.ones(faces.shape, np.float32)
+    for w, face in zip(out, faces):
+        w[cv2.dilate(face_holes(face).astype(np.uint8), ring) > 0] = weight
+    return out
 
 
 def _true_bin(raw: RawOutput, classes: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

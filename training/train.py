@@ -234,10 +234,12 @@ def _densereg(args) -> tuple[Task, Schedule, dict]:
     compact = (40000, 16, 2e-3, Augment())
     steps, batch, lr, augment = {"paper": (20000, 10, 1e-3, PAPER_AUGMENT), "realtime": compact, "large": compact}[args.config]
     t = DenseRegTask(args.data, args.gt, args.config, args.variant, args.batch or batch, augment, tuple(args.gt_extra), args.cache,
-                     args.part_loss)
+                     args.part_loss, args.hole_weight)
     options = {"config": args.config, "variant": args.variant}
     if args.part_loss:
         options["part_loss"] = args.part_loss
+    if args.hole_weight:
+        options["hole_weight"] = args.hole_weight
     if args.gt_extra:
         options["gt_extra"] = [str(d) for d in args.gt_extra]
     return t, Schedule(args.steps or steps, t.batch_size, args.lr or lr), options
@@ -325,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=0)
     ap.add_argument("--part-loss", type=float, default=0.0, metavar="W",
                     help="densereg: add W x the part-transfer loss (training.losses.part_transfer_loss) to the paper's losses")
+    ap.add_argument("--hole-weight", type=float, default=0.0, metavar="W",
+                    help="densereg: weigh the classification loss W times on the face mask's holes (an open mouth) and their "
+                         "edge (training.losses.hole_weights)")
     ap.add_argument("--lr", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest while anything else runs)")
     ap.add_argument("--tracker-starts", type=float, default=0.0, metavar="SHARE",
