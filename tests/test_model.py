@@ -367,3 +367,13 @@ def test_result_tables_record_a_pasteable_command():
     cmd = _command(SimpleNamespace(argv=argv))
     assert shlex.split(cmd) == ["python", "-m", "training.evaluate", *argv]
     assert _models(SimpleNamespace(model=[argv[2]])) == {"shipped, 5664 steps": "a b/model.onnx"}
+
+
+def test_validation_curve_shows_each_metric_once():
+    """A val key of the form "1-x" (x as a loss, for choosing best.pt) is x again: not a column."""
+    from training.export import curve_table
+
+    rows = [{"step": s, "time": 0.0, "uv_mae": 0.02 - 0.001 * i, "miou": 0.6 + 0.01 * i, "1-miou": 0.4 - 0.01 * i}
+            for i, s in enumerate((100, 200))]
+    table = curve_table(rows)
+    assert table.splitlines()[0] == "| step | uv_mae | miou |" and "| 200 | 0.0190 | 0.6100 |" in table

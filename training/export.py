@@ -123,7 +123,7 @@ def curve_table(vals: list[dict], rows: int = 12) -> str:
     spread over the run (always the first and the last)."""
     k = min(rows, len(vals))
     keep = sorted({round(i * (len(vals) - 1) / max(k - 1, 1)) for i in range(k)})
-    names = [k for k in vals[-1] if k not in ("step", "time")]
+    names = [k for k in vals[-1] if k not in ("step", "time") and not k.startswith("1-")]  # "1-x": x as a loss, for best.pt
     lines = ["| step | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for i in keep:
         lines.append(f"| {vals[i]['step']} | " + " | ".join(f"{vals[i].get(k, float('nan')):.4f}" for k in names) + " |")
@@ -265,7 +265,7 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
                             "(`training/losses.py: hole_weights`)")
     if extra_data:
         about["data_extra"] += ", plus the views in " + ", ".join(f"`{d}`" for d in extra_data) + " (`training.profile`)"
-    metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items())
+    metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items() if not k.startswith("1-"))
     card = CARD.format(name=name, arch=arch, run=run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"],
                        trained=f"{minutes / 60:.1f} h" if minutes >= 60 else f"{minutes:.0f} min", hardware=info["hardware"],
                        metrics=metrics, size_mb=onnx_path.stat().st_size / 1e6, params=sum(v.numel() for v in ckpt["model"].values()),
