@@ -1,13 +1,14 @@
-"""Time DenseReg backbone widths in ONNX Runtime, to size the `large` configuration.
+"""Time DenseReg backbone widths and depths in ONNX Runtime, to size a configuration.
 
-    python -m benchmarks.bench_widths [--widths 1,1.25,1.5,1.75,2] [--runs 200] [--threads 2]
-                                      [--json docs/results/bench_widths.json]
+    python -m benchmarks.bench_widths [--widths 1,1.25,1.5,1.75,2] [--decoder-blocks 2] [--runs 200]
+                                      [--threads 2] [--json docs/results/bench_widths.json]
 
-Each width of the compact backbone (``training.model.RealtimeNet``, 128 px crop, decoding in the
-graph as shipped) is exported with random weights (speed does not depend on them) and timed at
-batch 1.  The candidates run interleaved in one loop, so that the noise of a shared machine hits
-them alike: compare the ratios to width 1 (the shipped ``realtime``), not absolute numbers
-across runs.
+Each candidate, a width of the compact backbone (``training.model.RealtimeNet``, 128 px crop,
+decoding in the graph as shipped) times a number of blocks at stride 4 (``NetConfig.decoder_blocks``),
+is exported with random weights (speed does not depend on them) and timed at batch 1.  The
+candidates run interleaved in one loop, so that the noise of a shared machine hits them alike:
+compare the ratios to the first (width 1 with 2 blocks: the shipped ``realtime``), not absolute
+numbers across runs.
 """
 from __future__ import annotations
 
@@ -32,43 +33,45 @@ REPO = Path(__file__).resolve().parents[1]
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_widths", description=__doc__.split("\n")[0])
     ap.add_argument("--widths", default="1,1.25,1.5,1.75,2")
+    ap.add_argument("--decoder-blocks", default="2", help="comma-separated block counts at stride 4 (2: shipped)")
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=REPO / "runs" / "bench_widths.json")
     args = ap.parse_args(argv)
-    widths = [float(w) for w in args.widths.split(",")]
+    candidates = [(float(w), int(b)) for w in args.widths.split(",") for b in args.decoder_blocks.split(",")]
     torch.manual_seed(0)
     engines, params = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        for w in widths:
+        for w, b in candidates:
             # Registered for this process only, so that the deployable (decoding included) is
             # built and exported by the same code as the shipped network.
-            CONFIGS[f"w{w}"] = replace(CONFIGS["realtime"], width=w)
-            net = DenseReg(CONFIGS[f"w{w}"])
-            params[w] = sum(p.numel() for p in net.parameters())
-            path = Path(tmp) / f"w{w}.onnx"
-            export("densereg", {"config": f"w{w}", "variant": "quantized"}, net.state_dict(), path)
-            engines[w] = OnnxEngine(path, threads=args.threads)
+            name = f"w{w}-d{b}"
+            CONFIGS[name] = replace(CONFIGS["realtime"], width=w, decoder_blocks=b)
+            net = DenseReg(CONFIGS[name])
+            params[w, b] = sum(p.numel() for p in net.parameters())
+            path = Path(tmp) / f"{name}.onnx"
+            export("densereg", {"config": name, "variant": "quantized"}, net.state_dict(), path)
+            engines[w, b] = OnnxEngine(path, threads=args.threads)
         x = np.random.default_rng(0).normal(size=(1, 3, 128, 128)).astype(np.float32)
         for e in engines.values():
             for _ in range(20):  # warm-up: allocations, thread pools
                 e.infer({"image": x})
-        times: dict[float, list[float]] = {w: [] for w in widths}
+        times: dict[tuple[float, int], list[float]] = {c: [] for c in candidates}
         for _ in range(args.runs):
-            for w, e in engines.items():
+            for c, e in engines.items():
                 t0 = time.perf_counter()
                 e.infer({"image": x})
-                times[w].append((time.perf_counter() - t0) * 1e3)
-    base = float(np.median(times[widths[0]]))
+                times[c].append((time.perf_counter() - t0) * 1e3)
+    base = float(np.median(times[candidates[0]]))
     rows = []
-    print(f"{'width':>6}{'weights':>11}{'median ms':>11}{'p10':>8}{'p90':>8}{'x width ' + str(widths[0]):>12}"
+    print(f"{'width':>6}{'blocks':>7}{'weights':>11}{'median ms':>11}{'p10':>8}{'p90':>8}{'x first':>9}"
           f"   ({args.runs} runs, {args.threads} threads, 128x128, batch 1)")
-    for w in widths:
-        a = np.asarray(times[w])
-        row = {"width": w, "weights": params[w], "median_ms": float(np.median(a)), "p10_ms": float(np.percentile(a, 10)),
-               "p90_ms": float(np.percentile(a, 90)), "ratio": float(np.median(a)) / base}
+    for w, b in candidates:
+        a = np.asarray(times[w, b])
+        row = {"width": w, "decoder_blocks": b, "weights": params[w, b], "median_ms": float(np.median(a)),
+               "p10_ms": float(np.percentile(a, 10)), "p90_ms": float(np.percentile(a, 90)), "ratio": float(np.median(a)) / base}
         rows.append(row)
-        print(f"{w:>6g}{row['weights']:>11,}{row['median_ms']:>11.2f}{row['p10_ms']:>8.2f}{row['p90_ms']:>8.2f}{row['ratio']:>12.2f}")
+        print(f"{w:>6g}{b:>7}{row['weights']:>11,}{row['median_ms']:>11.2f}{row['p10_ms']:>8.2f}{row['p90_ms']:>8.2f}{row['ratio']:>9.2f}")
     report = {"threads": args.threads, "runs": args.runs, "cpu": platform.processor() or platform.machine(),
               "onnxruntime": __import__("onnxruntime").__version__, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
     atomic_write_json(args.json, report)

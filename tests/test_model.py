@@ -377,3 +377,18 @@ def test_validation_curve_shows_each_metric_once():
             for i, s in enumerate((100, 200))]
     table = curve_table(rows)
     assert table.splitlines()[0] == "| step | uv_mae | miou |" and "| 200 | 0.0190 | 0.6100 |" in table
+
+
+@pytest.mark.parametrize("blocks", [1, 0])
+def test_fewer_decoder_blocks_keep_the_outputs_and_the_other_weights(blocks):
+    """``NetConfig.decoder_blocks`` (speed candidates, ``benchmarks.bench_widths``): the same maps
+    and every other weight's name and shape, so a shipped network's weights can start one."""
+    from dataclasses import replace
+
+    full = DenseReg(CONFIGS["realtime"])
+    cut = DenseReg(replace(CONFIGS["realtime"], decoder_blocks=blocks))
+    kept = {k: v.shape for k, v in full.state_dict().items() if not any(k.startswith(f"backbone.fuse4.{i}.") for i in range(blocks, 2))}
+    assert {k: v.shape for k, v in cut.state_dict().items()} == kept
+    cut.load_state_dict({k: v for k, v in full.state_dict().items() if k in kept})
+    raw = cut.eval()(torch.zeros(1, 3, 64, 64))
+    assert raw.logits.shape == (1, 2, 11, 64, 64) and raw.residual.shape == (1, 2, 10, 64, 64)
