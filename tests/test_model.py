@@ -392,3 +392,15 @@ def test_fewer_decoder_blocks_keep_the_outputs_and_the_other_weights(blocks):
     cut.load_state_dict({k: v for k, v in full.state_dict().items() if k in kept})
     raw = cut.eval()(torch.zeros(1, 3, 64, 64))
     assert raw.logits.shape == (1, 2, 11, 64, 64) and raw.residual.shape == (1, 2, 10, 64, 64)
+
+
+def test_init_from_a_network_with_more_blocks_and_not_fewer():
+    from dataclasses import replace
+
+    from training.train import load_init_weights
+
+    full, cut = DenseReg(CONFIGS["realtime"]), DenseReg(replace(CONFIGS["realtime"], decoder_blocks=1))
+    load_init_weights(cut, full.state_dict())
+    assert torch.equal(cut.state_dict()["backbone.head.weight"], full.state_dict()["backbone.head.weight"])
+    with pytest.raises(ValueError, match="no weights for 18 tensors"):
+        load_init_weights(full, cut.state_dict())

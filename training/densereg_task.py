@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from tracker.parts import lookup_parts, mean_iou
 from tracker.uvcodec import encode
 from training.dataset import NO_AUGMENT, Augment, build_cache, concat_caches, sample_crop
 from training.losses import densereg_loss, hole_weights, part_transfer_loss, segment_loss, soft_part_map
-from training.model import CONFIGS, DenseReg, decode_torch
+from training.model import DenseReg, configured, decode_torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,13 +63,13 @@ class DenseRegTask:
 
     def __init__(self, data: Path, gt: Path, config: str, variant: str, batch_size: int, augment: Augment = Augment(),
                  extra_gt: tuple[Path, ...] = (), cache_dir: Path = REPO / "data" / "cache", part_loss: float = 0.0,
-                 hole_weight: float = 0.0):
+                 hole_weight: float = 0.0, decoder_blocks: int | None = None):
         """extra_gt: more training folders that are their own data root (images, .pts,
         splits/train.txt) and ground truth, e.g. the profiled views of ``training.profile``.
         part_loss: weight of ``part_transfer_loss`` added to the paper's losses (0: the paper's).
         hole_weight: the classification loss's weight on the face mask's holes and their edge
         (``training.losses.hole_weights``; 0: not weighted, the paper's)."""
-        self.cfg = replace(CONFIGS[config], variant=variant)
+        self.cfg = configured(config, variant, decoder_blocks)
         self.net = DenseReg(self.cfg)
         self.batch_size = batch_size
         self.augment = augment

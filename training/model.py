@@ -30,6 +30,12 @@ class NetConfig:
     decoder_blocks: int = 2
 
 
+def configured(config: str, variant: str, decoder_blocks: int | None = None) -> NetConfig:
+    """A named configuration with a run's variant and, optionally, another ``decoder_blocks``."""
+    cfg = replace(CONFIGS[config], variant=variant)
+    return cfg if decoder_blocks is None else replace(cfg, decoder_blocks=decoder_blocks)
+
+
 N_PART_LABELS = len(PART_NAMES)  # background + the 8 parts
 
 CONFIGS = {
@@ -215,9 +221,9 @@ def decode_torch(raw: RawOutput, k: int) -> tuple[torch.Tensor, torch.Tensor, to
 class Decoded(nn.Module):
     """What gets exported: image -> (uv, fg, depth)."""
 
-    def __init__(self, config: str = "realtime", variant: str = "quantized"):
+    def __init__(self, config: str = "realtime", variant: str = "quantized", decoder_blocks: int | None = None):
         super().__init__()
-        self.cfg = replace(CONFIGS[config], variant=variant)
+        self.cfg = configured(config, variant, decoder_blocks)
         self.net = DenseReg(self.cfg)
 
     def forward(self, image):

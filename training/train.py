@@ -119,6 +119,22 @@ def evaluated_on(task: Task, device: torch.device):
         task.net = net
 
 
+def load_init_weights(net: torch.nn.Module, state: dict) -> None:
+    """Load a trained network's weights into `net`, which may lack some of its layers (a
+    configuration with blocks removed, e.g. ``--decoder-blocks``): those weights are left out,
+    with one log line.  Every layer of `net` must get weights of the same shape."""
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise ValueError(f"--init-from: the checkpoint has no weights for {len(missing)} tensors of this network "
+                         f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+    dropped = sorted(set(state) - set(own))
+    if dropped:
+        print(f"--init-from: {len(dropped)} tensors of layers this network does not have are left out "
+              f"({', '.join(sorted({k.rsplit('.', 3)[0] for k in dropped}))})", file=sys.stderr)
+    net.load_state_dict({k: state[k] for k in own})
+
+
 def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool, seed: int = 0,
         options: dict | None = None, init_from: Path | None = None, stop_at: int = 0, device: str = "cpu",
         batches: Iterator | None = None, amp: bool = False,
@@ -143,7 +159,7 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
     last = out / "last.pt"
     if init_from is not None and not (resume and last.exists()):
         # Weights only: a new run (new data or recipe) starting from a trained network.
-        task.net.load_state_dict(load_checkpoint(init_from)["model"])
+        load_init_weights(task.net, load_checkpoint(init_from)["model"])
     if resume and last.exists():
         state = load_checkpoint(last)
         task.net.load_state_dict(state["model"])
@@ -234,8 +250,10 @@ def _densereg(args) -> tuple[Task, Schedule, dict]:
     compact = (40000, 16, 2e-3, Augment())
     steps, batch, lr, augment = {"paper": (20000, 10, 1e-3, PAPER_AUGMENT), "realtime": compact, "large": compact}[args.config]
     t = DenseRegTask(args.data, args.gt, args.config, args.variant, args.batch or batch, augment, tuple(args.gt_extra), args.cache,
-                     args.part_loss, args.hole_weight)
+                     args.part_loss, args.hole_weight, args.decoder_blocks)
     options = {"config": args.config, "variant": args.variant}
+    if args.decoder_blocks is not None:  # how the network is built: the export needs it
+        options["decoder_blocks"] = args.decoder_blocks
     if args.part_loss:
         options["part_loss"] = args.part_loss
     if args.hole_weight:
@@ -327,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=0)
     ap.add_argument("--part-loss", type=float, default=0.0, metavar="W",
                     help="densereg: add W x the part-transfer loss (training.losses.part_transfer_loss) to the paper's losses")
+    ap.add_argument("--decoder-blocks", type=int, default=None, metavar="N",
+                    help="densereg: blocks at stride 4 (training.model.NetConfig.decoder_blocks; default the config's, 2)")
     ap.add_argument("--hole-weight", type=float, default=0.0, metavar="W",
                     help="densereg: weigh the classification loss W times on the face mask's holes (an open mouth) and their "
                          "edge (training.losses.hole_weights)")
