@@ -15,7 +15,7 @@ from engines.base import EngineError, in_chunks
 from tracker.assets import ASSETS, record
 from tracker.densemaps import DenseMaps
 from tracker.errors import ConfigError, TrackerError
-from tracker.pipeline import DENSEREG_ASSET, LANDMARK_TARGETS, Tracker, TrackerConfig, TrackerMode, engine_batches
+from tracker.pipeline import DENSEREG_ASSET, FAST_DENSEREG_ASSET, LANDMARK_TARGETS, Tracker, TrackerConfig, TrackerMode, engine_batches
 from tracker.refiner import DEFAULT_REFINERS, ONE_STAGE, int8_variant, refine_cascade
 
 DEMO = Path(__file__).resolve().parents[1] / "tracker" / "assets" / "demo" / "astronaut.jpg"
@@ -109,6 +109,32 @@ def test_int8_false_runs_the_float_refiners_and_a_folder_without_variants_falls_
     loads.clear()
     Tracker(TrackerConfig(engine="onnx", threads=1, assets=folder))
     assert [name for name, _, _ in loads[1:]] == list(DEFAULT_REFINERS)
+
+
+def test_video_runs_the_fast_network_where_the_folder_has_it(loads, tmp_path):
+    folder = tmp_path / "assets"
+    folder.mkdir()
+    names = [DENSEREG_ASSET, "shape_pca.npz", "template.npz", LANDMARK_TARGETS, *map(int8_variant, DEFAULT_REFINERS), *DEFAULT_REFINERS]
+    for name in names:
+        (folder / name).write_bytes((ASSETS / name).read_bytes())
+        record(folder / name, folder / "MANIFEST.json")
+
+    def densereg(**fields) -> str:
+        loads.clear()
+        Tracker(TrackerConfig(engine="onnx", threads=1, assets=folder, **fields))
+        return loads[0][0]
+
+    assert densereg(mode="video") == DENSEREG_ASSET  # an older folder: the full network
+    with pytest.raises(TrackerError, match=FAST_DENSEREG_ASSET):
+        densereg(mode="video", fast_network=True)
+    (folder / FAST_DENSEREG_ASSET).write_bytes((ASSETS / DENSEREG_ASSET).read_bytes())  # chosen by name: any DenseReg graph
+    record(folder / FAST_DENSEREG_ASSET, folder / "MANIFEST.json")
+    assert densereg(mode="video") == FAST_DENSEREG_ASSET
+    assert densereg(mode="image") == DENSEREG_ASSET
+    assert densereg(mode="video", fast_network=False) == DENSEREG_ASSET
+    assert densereg(mode="image", fast_network=True) == FAST_DENSEREG_ASSET
+    with pytest.raises(ConfigError, match="fast_network"):
+        TrackerConfig(fast_network="yes")
 
 
 def test_an_int8_variant_of_another_float_graph_is_refused(tmp_path):

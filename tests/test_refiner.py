@@ -269,6 +269,9 @@ def test_command_line_options_become_one_config():
     assert plain.refiners == DEFAULT_REFINERS
     assert TrackerConfig.from_args(parser.parse_args(["images", "--input", "a", "--out", "b", "--one-stage"]), mode="image").refiners == ONE_STAGE
     assert plain.int8 and not TrackerConfig.from_args(parser.parse_args(["video", "clip.mp4", "--no-int8"]), mode="video").int8
+    assert plain.fast_network is None  # the mode decides (pipeline.Tracker)
+    assert TrackerConfig.from_args(parser.parse_args(["images", "--input", "a", "--out", "b", "--fast-network"]), mode="image").fast_network
+    assert TrackerConfig.from_args(parser.parse_args(["video", "clip.mp4", "--no-fast-network"]), mode="video").fast_network is False
 
 
 def test_one_stage_refiner_lands_near_the_cascade():

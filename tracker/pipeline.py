@@ -36,6 +36,9 @@ from tracker.smoothing import OneEuro
 from tracker.stages import Stage, last_stage
 
 DENSEREG_ASSET = "densereg_realtime.onnx"
+# The same network without its two stride-4 blocks (``NetConfig.decoder_blocks`` 0, fine-tuned
+# from it): 0.78 instead of 1.21 ms a crop, for video, where the frame rate is the point.
+FAST_DENSEREG_ASSET = "densereg_fast.onnx"
 LANDMARK_TARGETS = "landmark_targets.npz"  # built by python -m training.landmark_targets
 # detect_lag for live sources (cameras, the viewer): the periodic search for new faces runs in a
 # worker process instead of stalling a frame (~13 ms at 640x480).  Files keep 0: on two cores
@@ -127,6 +130,9 @@ class TrackerConfig:
     # AUC +0.007; no measurable cost per picture, where decoding and detection dominate), off in
     # video (it doubles the refiner's time a frame).
     refine_flip: bool | None = None
+    # The faster DenseReg (``FAST_DENSEREG_ASSET``).  None: on in video where the asset folder has
+    # it, off for pictures (their UV and parts are the full network's; see the README's Speed).
+    fast_network: bool | None = None
     visibility: bool = False  # FaceResult.visibility: the occlusion map (~2.5 ms a face a frame; the dense maps are always there)
     lost_fg_fraction: float = 0.15  # video: face lost when less of the crop is face than this...
     lost_confidence: float = 0.2  # ...or the mean landmark confidence falls below this
@@ -146,16 +152,19 @@ class TrackerConfig:
         object.__setattr__(self, "refiners", tuple(self.refiners))
         if self.refine_flip is None:
             object.__setattr__(self, "refine_flip", self.mode is TrackerMode.IMAGE)
+        _check("fast_network", self.fast_network, self.fast_network is None or isinstance(self.fast_network, bool),
+               "True, False or None (None: on in video)")
         for name, valid, rule in _FIELD_RULES:
             _check(name, getattr(self, name), valid(getattr(self, name)), rule)
 
     @classmethod
     def from_args(cls, args, **fields) -> TrackerConfig:
         """The command line's common options (``--engine``, ``--threads``, ``--no-refine``,
-        ``--flip``, ``--one-stage``, ``--no-int8``) and what the command sets itself: the one place CLI flags
+        ``--flip``, ``--one-stage``, ``--no-int8``, ``--fast-network``) and what the command sets itself: the one place CLI flags
         become a config."""
         common = {"engine": args.engine, "threads": args.threads, "refine": not args.no_refine, "refine_flip": args.flip,
-                  "refiners": ONE_STAGE if args.one_stage else DEFAULT_REFINERS, "int8": not args.no_int8}
+                  "refiners": ONE_STAGE if args.one_stage else DEFAULT_REFINERS, "int8": not args.no_int8,
+                  "fast_network": args.fast_network}
         return cls(**{**common, **fields})
 
 
@@ -251,12 +260,16 @@ class Tracker:
         # export may not); TensorRT and torch the float graph.
         refiner_files = {name: int8_variant(name) if kind == "onnx" and config.int8 and (folder / int8_variant(name)).exists() else name
                          for name in refiner_names}
-        names = (DENSEREG_ASSET, "shape_pca.npz", "template.npz", LANDMARK_TARGETS, *refiner_files.values())
+        fast = config.fast_network
+        if fast is None:
+            fast = config.mode is TrackerMode.VIDEO and (folder / FAST_DENSEREG_ASSET).exists()
+        self.densereg_asset = FAST_DENSEREG_ASSET if fast else DENSEREG_ASSET
+        names = (self.densereg_asset, "shape_pca.npz", "template.npz", LANDMARK_TARGETS, *refiner_files.values())
         paths = {name: verified_asset(name, folder) for name in names}
         t = timer.add("verify assets", t)  # SHA-256 of each file, once per process
         densereg_batch, refiner_batch = engine_batches(config)
         calls, session_threads = parallelism(config, kind)
-        self.engine: Engine = load_engine(paths[DENSEREG_ASSET], kind, session_threads, densereg_batch, calls)
+        self.engine: Engine = load_engine(paths[self.densereg_asset], kind, session_threads, densereg_batch, calls)
         t = timer.add("DenseReg session", t)
         self.shape_model = load_shape_model(paths["shape_pca.npz"])
         manifest = read_manifest(folder / "MANIFEST.json")
@@ -270,7 +283,7 @@ class Tracker:
             self._engines.append(engine)
             self.refiners.append(RefinerStage(engine.infer, FRAMES[name], FRAMES[name].reference(self.shape_model)))
         # the files the networks were loaded from, DenseReg first (the op profile loads them again)
-        self.model_files: list[Path] = [paths[DENSEREG_ASSET], *(paths[refiner_files[name]] for name in refiner_names)]
+        self.model_files: list[Path] = [paths[self.densereg_asset], *(paths[refiner_files[name]] for name in refiner_names)]
         t = timer.add("refiner sessions", t)
         with np.load(paths["template.npz"]) as z:
             self.head_model = HeadModel.from_landmarks(z["landmark_3d"])

@@ -32,8 +32,10 @@ from training.mdm import MDMConfig
 from training.model import CONFIGS
 from training.train import Schedule, load_checkpoint
 
-NAMES = {"densereg": "densereg_realtime", "mdm": "mdm_refiner", "mdm-fine": "mdm_fine", "mdm-single": "mdm_single"}
-ARCH = {"mdm-fine": "mdm", "mdm-single": "mdm"}  # every refiner stage is the same architecture with other options
+NAMES = {"densereg": "densereg_realtime", "densereg-fast": "densereg_fast", "mdm": "mdm_refiner", "mdm-fine": "mdm_fine",
+         "mdm-single": "mdm_single"}
+# every refiner stage is the same architecture with other options; so are the two DenseReg assets
+ARCH = {"mdm-fine": "mdm", "mdm-single": "mdm", "densereg-fast": "densereg"}
 
 
 def parity(onnx_path: Path, arch: str, options: dict, state: dict, inputs: dict[str, np.ndarray]) -> tuple[float, float]:
@@ -180,6 +182,12 @@ ABOUT = {
         train_cmd="`python -m training.train mdm-single --steps 6000 --lr 3e-4 --init-from runs/mdm-fine/best.pt --out runs/mdm-single`, then `python -m training.train mdm-single --steps 8000 --lr 2e-4 --init-from runs/mdm-single/best.pt --out runs/mdm-single2`",
     ),
 }
+ABOUT["densereg-fast"] = dict(
+    ABOUT["densereg"],
+    title="DenseReg network, fast variant (video)",
+    what=ABOUT["densereg"]["what"] + "; the `{config}` network without its two blocks at stride 4, fine-tuned from it: "
+    "what the tracker runs on video (`tracker/pipeline.py: FAST_DENSEREG_ASSET`)",
+)
 # What the card says when the run left no run.json (a CPU run of training.train).
 CPU_RUN = {"hardware": "a 2-core CPU (shared with other runs)", "batch": 16}
 DEFAULT_LR = {"densereg": 2e-3, "mdm": 1e-3}
@@ -238,8 +246,9 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     hole_weight = options.pop("hole_weight", 0.0)
     name = NAMES[arch]
     config = options.get("config", "realtime")  # DenseReg's; refiners have none
-    size = CONFIGS[config].input_size if arch == "densereg" else 0
-    if arch == "densereg" and size != NETWORK_INPUT and out_dir.resolve() == ASSETS.resolve():
+    densereg = ARCH.get(arch, arch) == "densereg"
+    size = CONFIGS[config].input_size if densereg else 0
+    if densereg and size != NETWORK_INPUT and out_dir.resolve() == ASSETS.resolve():
         raise SystemExit(f"error: the tracker feeds {NETWORK_INPUT} px crops; the {size} px network of "
                          f"config '{config}' cannot replace {name}.onnx (export it elsewhere with --out-dir)")
     onnx_path = out_dir / f"{name}.onnx"
@@ -260,7 +269,7 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     about["data_extra"] += info.get("data_extra", "")
     if part_loss:
         about["recipe"] += f"; plus {part_loss:g} x the part-transfer loss (`training/losses.py: part_transfer_loss`)"
-    if arch == "densereg" and options.get("decoder_blocks") is not None:
+    if densereg and options.get("decoder_blocks") is not None:
         about["recipe"] += f"; {options['decoder_blocks']} block(s) at stride 4 instead of 2 (`training/model.py: NetConfig.decoder_blocks`)"
     if hole_weight:
         about["recipe"] += (f"; the classification loss weighted {hole_weight:g}x on the face mask's holes and their edge "

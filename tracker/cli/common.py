@@ -42,6 +42,9 @@ def engine_args(p: argparse.ArgumentParser) -> None:
                         "refiner's time). Default: on for pictures, off for video")
     p.add_argument("--one-stage", action="store_true", help="one refiner stage instead of two: as fast on one face, ~5%% "
                    "faster on two; val AUC 0.604 instead of 0.610 (0.596 / 0.603 without flipping)")
+    p.add_argument("--fast-network", action=argparse.BooleanOptionalAction, default=None,
+                   help="the faster DenseReg (densereg_fast.onnx: 0.8 instead of 1.2 ms a face; a little less accurate "
+                        "UV and parts). Default: on for video, off for pictures")
     p.add_argument("--no-int8", action="store_true", help="ONNX Runtime runs the refiners' float graphs instead of their "
                    "int8 variants (~0.2 ms a face slower; the same val AUC, 0.610)")
 
