@@ -70,7 +70,7 @@ def time_tracker(tracker: Tracker, frames: list[np.ndarray], stages: dict[str, l
 
 def measure_startup(config: TrackerConfig) -> dict:
     """Import + Tracker construction in a fresh process, with the construction's breakdown."""
-    fields = {k: v for k, v in asdict(config).items() if k in ("mode", "engine", "threads", "refine", "refiners")}
+    fields = {k: v for k, v in asdict(config).items() if k in ("mode", "engine", "threads", "refine", "refiners", "fast_network")}
     root = str(Path(__file__).resolve().parents[1])  # the same code as this process
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
     t = time.perf_counter()
@@ -155,6 +155,7 @@ def benchmark(config: TrackerConfig, frames: list[np.ndarray], source: str, repe
         "frames": n,
         "size": [frames[0].shape[1], frames[0].shape[0]],
         "engine": tracker.describe(),
+        "densereg": tracker.densereg_asset,
         "refine": config.refine,
         "refiners": list(config.refiners) if config.refine else [],
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
@@ -183,7 +184,7 @@ def benchmark(config: TrackerConfig, frames: list[np.ndarray], source: str, repe
 def print_result(result: dict) -> None:
     """The table ``bench`` prints."""
     video = result["video"]
-    print(f"{result['frames']} frames of {video} at {result['size'][0]}x{result['size'][1]}, {result['engine']}")
+    print(f"{result['frames']} frames of {video} at {result['size'][0]}x{result['size'][1]}, {result['densereg']}, {result['engine']}")
     print(f"{'stage':<26}{'median ms':>10}{'mean ms':>10}{'p90 ms':>10}{'faces/frame':>13}")
     fpf = result["faces_per_frame"]
     rows = [(k, v, None) for k, v in result["stages"].items()] + [
