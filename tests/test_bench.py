@@ -12,9 +12,10 @@ import pytest
 
 from tracker.cli import main
 from tracker.opprofile import OUTSIDE_KERNELS, summarise
+from tracker.pipeline import FAST_DENSEREG_ASSET
 from tracker.refiner import DEFAULT_REFINERS, int8_variant
 
-MODELS = ("densereg_realtime.onnx", *map(int8_variant, DEFAULT_REFINERS))  # what ONNX Runtime runs
+MODELS = (FAST_DENSEREG_ASSET, *map(int8_variant, DEFAULT_REFINERS))  # what ONNX Runtime runs on video
 
 
 def _profile_dirs() -> set[str]:
