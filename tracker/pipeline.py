@@ -37,7 +37,7 @@ from tracker.stages import Stage, last_stage
 
 DENSEREG_ASSET = "densereg_realtime.onnx"
 # The same network without its two stride-4 blocks (``NetConfig.decoder_blocks`` 0, fine-tuned
-# from it): 0.78 instead of 1.21 ms a crop, for video, where the frame rate is the point.
+# from it): 0.77 instead of 1.19 ms a crop, for video, where the frame rate is the point.
 FAST_DENSEREG_ASSET = "densereg_fast.onnx"
 LANDMARK_TARGETS = "landmark_targets.npz"  # built by python -m training.landmark_targets
 # detect_lag for live sources (cameras, the viewer): the periodic search for new faces runs in a

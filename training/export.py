@@ -187,6 +187,8 @@ ABOUT["densereg-fast"] = dict(
     title="DenseReg network, fast variant (video)",
     what=ABOUT["densereg"]["what"] + "; the `{config}` network without its two blocks at stride 4, fine-tuned from it: "
     "what the tracker runs on video (`tracker/pipeline.py: FAST_DENSEREG_ASSET`)",
+    recipe=ABOUT["densereg"]["recipe"].replace("trained from scratch", "fine-tuned from the trained `{config}` network (its "
+                                              "weights, the removed blocks' left out)"),
 )
 # What the card says when the run left no run.json (a CPU run of training.train).
 CPU_RUN = {"hardware": "a 2-core CPU (shared with other runs)", "batch": 16}
