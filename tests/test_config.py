@@ -97,27 +97,30 @@ def test_every_network_runs_on_the_configured_engine(loads, engine):
     assert [(name, k) for name, k, _ in loads] == [(DENSEREG_ASSET, kind)] + [(name, kind) for name in refiners]
 
 
+CORE_ASSETS = [DENSEREG_ASSET, "shape_pca.npz", "template.npz", LANDMARK_TARGETS]
+
+
+def put_assets(folder: Path, names, source: dict[str, str] | None = None) -> Path:
+    """Copies of shipped assets in `folder`, recorded in its MANIFEST.json; `source`: for some
+    names, the shipped file to copy under that name instead."""
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes((ASSETS / (source or {}).get(name, name)).read_bytes())
+        record(folder / name, folder / "MANIFEST.json")
+    return folder
+
+
 def test_int8_false_runs_the_float_refiners_and_a_folder_without_variants_falls_back(loads, tmp_path):
     Tracker(TrackerConfig(engine="onnx", threads=1, int8=False))
     assert [name for name, _, _ in loads[1:]] == list(DEFAULT_REFINERS)
-    folder = tmp_path / "assets"  # an older export: the float graphs only
-    folder.mkdir()
-    names = [DENSEREG_ASSET, "shape_pca.npz", "template.npz", LANDMARK_TARGETS, *DEFAULT_REFINERS]
-    for name in names:
-        (folder / name).write_bytes((ASSETS / name).read_bytes())
-        record(folder / name, folder / "MANIFEST.json")
+    folder = put_assets(tmp_path / "assets", [*CORE_ASSETS, *DEFAULT_REFINERS])  # an older export: the float graphs only
     loads.clear()
     Tracker(TrackerConfig(engine="onnx", threads=1, assets=folder))
     assert [name for name, _, _ in loads[1:]] == list(DEFAULT_REFINERS)
 
 
 def test_video_runs_the_fast_network_where_the_folder_has_it(loads, tmp_path):
-    folder = tmp_path / "assets"
-    folder.mkdir()
-    names = [DENSEREG_ASSET, "shape_pca.npz", "template.npz", LANDMARK_TARGETS, *map(int8_variant, DEFAULT_REFINERS), *DEFAULT_REFINERS]
-    for name in names:
-        (folder / name).write_bytes((ASSETS / name).read_bytes())
-        record(folder / name, folder / "MANIFEST.json")
+    folder = put_assets(tmp_path / "assets", [*CORE_ASSETS, *map(int8_variant, DEFAULT_REFINERS), *DEFAULT_REFINERS])
 
     def densereg(**fields) -> str:
         loads.clear()
@@ -127,8 +130,7 @@ def test_video_runs_the_fast_network_where_the_folder_has_it(loads, tmp_path):
     assert densereg(mode="video") == DENSEREG_ASSET  # an older folder: the full network
     with pytest.raises(TrackerError, match=FAST_DENSEREG_ASSET):
         densereg(mode="video", fast_network=True)
-    (folder / FAST_DENSEREG_ASSET).write_bytes((ASSETS / DENSEREG_ASSET).read_bytes())  # chosen by name: any DenseReg graph
-    record(folder / FAST_DENSEREG_ASSET, folder / "MANIFEST.json")
+    put_assets(folder, [FAST_DENSEREG_ASSET], {FAST_DENSEREG_ASSET: DENSEREG_ASSET})  # chosen by name: any DenseReg graph
     assert densereg(mode="video") == FAST_DENSEREG_ASSET
     assert densereg(mode="image") == DENSEREG_ASSET
     assert densereg(mode="video", fast_network=False) == DENSEREG_ASSET
@@ -140,12 +142,9 @@ def test_video_runs_the_fast_network_where_the_folder_has_it(loads, tmp_path):
 def test_an_int8_variant_of_another_float_graph_is_refused(tmp_path):
     """A `_int8.onnx` left from an earlier export names the float graph it was made from: beside
     a different float graph the tracker says so instead of running a mismatched pair."""
-    folder = tmp_path / "assets"
-    folder.mkdir()
     fine, fine8 = DEFAULT_REFINERS[1], int8_variant(DEFAULT_REFINERS[1])
-    for name in [DENSEREG_ASSET, "shape_pca.npz", "template.npz", LANDMARK_TARGETS, *DEFAULT_REFINERS, *map(int8_variant, DEFAULT_REFINERS)]:
-        (folder / name).write_bytes((ASSETS / (ONE_STAGE[0] if name == fine else name)).read_bytes())  # another float fine stage
-        record(folder / name, folder / "MANIFEST.json")
+    folder = put_assets(tmp_path / "assets", [*CORE_ASSETS, *DEFAULT_REFINERS, *map(int8_variant, DEFAULT_REFINERS)],
+                        {fine: ONE_STAGE[0]})  # another float fine stage
     with pytest.raises(TrackerError, match=f"{fine8}: made from another {fine}"):
         Tracker(TrackerConfig(engine="onnx", threads=1, assets=folder))
     Tracker(TrackerConfig(engine="onnx", threads=1, assets=folder, int8=False))  # the float graphs still run
