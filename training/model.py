@@ -26,7 +26,8 @@ class NetConfig:
     variant: str = "quantized"  # or "plain", or "segment" (the directly trained part segmenter)
     width: float = 1.0  # channel multiplier of the compact backbone (RealtimeNet)
     # RealtimeNet's blocks at stride 4 (``fuse4``): a third of its time in ONNX Runtime (each block
-    # 0.23 ms of 1.20 a crop, ``benchmarks.bench_widths --decoder-blocks``); 2 in every shipped network
+    # ~0.21 ms of 1.19 a crop, ``benchmarks.bench_widths --decoder-blocks``); 2 in densereg_realtime,
+    # 0 in densereg_fast (video's network)
     decoder_blocks: int = 2
 
 
