@@ -108,8 +108,15 @@ def evaluate_parts(args) -> int:
     lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     lines += [f"| {n} | " + " | ".join(f"{100 * r[c]:.1f}" for c in cols) + " |" for n, r in table.items()]
     md = "\n".join(lines)
+    report = {"faces": len(samples), "iou": table}
+    if args.true_mask:
+        from training.losses import face_holes
+
+        # the open mouth: background the true face mask encloses, which a predicted foreground fills
+        report["faces_with_mask_holes"] = sum(bool(face_holes(np.isfinite(s.uv).all(axis=0)).any()) for s in samples)
+        md += f"\n\n{report['faces_with_mask_holes']} of the {len(samples)} faces have a hole in the true face mask (the open mouth)."
     print(md)
-    atomic_write_json(args.out / "parts_val.json", {"faces": len(samples), "iou": table})
+    atomic_write_json(args.out / "parts_val.json", report)
     atomic_write_text(args.out / "parts_val.md",
                       f"Part segmentation IoU (%) on the 300-W {args.split} split ({len(samples)} faces); ground truth = parts "
                       f"transferred with the ground-truth UV. `{_command(args)}`\n\n{md}\n\n"
