@@ -108,6 +108,25 @@ def test_hole_weights_mark_an_enclosed_mouth_not_a_notch_open_to_the_border():
     assert (hole_weights(np.ones((1, 8, 8), bool), 5.0) == 1.0).all()
 
 
+def test_part_weights_mark_brows_eyes_and_lips_and_combine_with_hole_weights():
+    from tracker.parts import BACKGROUND, LEFT_EYEBROW, LOWER_LIP, NOSE, OTHER, RIGHT_EYE
+    from training.losses import ce_weights, part_weights
+
+    parts = np.array([[[BACKGROUND, LEFT_EYEBROW, RIGHT_EYE, LOWER_LIP, NOSE, OTHER]]], np.uint8)
+    np.testing.assert_array_equal(part_weights(parts, 3.0), [[[1, 3, 3, 3, 1, 1]]])
+    assert part_weights(parts, 3.0).dtype == np.float32
+    face = np.zeros((1, 12, 12), bool)
+    face[0, 2:10, 2:10] = True
+    face[0, 5:7, 4:7] = False  # an open mouth
+    lips = np.where(face, OTHER, BACKGROUND).astype(np.uint8)
+    lips[0, 4, 2:9] = LOWER_LIP  # a lip row along the mouth's top edge and beyond it
+    assert ce_weights(face, lips, 0.0, 0.0) is None  # the paper's loss
+    w = ce_weights(face, lips, 5.0, 2.0)[0]
+    assert w[5, 5] == 5.0 and w[4, 4] == 5.0  # the hole and its edge: the larger weight
+    assert w[4, 8] == 2.0 and w[8, 8] == 1.0  # lip away from the hole; the rest of the face
+    np.testing.assert_array_equal(ce_weights(face, lips, 0.0, 2.0), part_weights(lips, 2.0))
+
+
 def test_weighted_classification_loss():
     """Weights of 1 give the paper's loss; weight 3 on one of 4 pixels adds that pixel's CE twice
     more (the term stays divided by the pixel count)."""

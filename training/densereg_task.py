@@ -12,7 +12,7 @@ from tracker.crop import to_network_input
 from tracker.parts import lookup_parts, mean_iou
 from tracker.uvcodec import encode
 from training.dataset import NO_AUGMENT, Augment, build_cache, concat_caches, sample_crop
-from training.losses import densereg_loss, hole_weights, part_transfer_loss, segment_loss, soft_part_map
+from training.losses import ce_weights, densereg_loss, part_transfer_loss, segment_loss, soft_part_map
 from training.model import DenseReg, configured, decode_torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,12 +63,14 @@ class DenseRegTask:
 
     def __init__(self, data: Path, gt: Path, config: str, variant: str, batch_size: int, augment: Augment = Augment(),
                  extra_gt: tuple[Path, ...] = (), cache_dir: Path = REPO / "data" / "cache", part_loss: float = 0.0,
-                 hole_weight: float = 0.0, decoder_blocks: int | None = None):
+                 hole_weight: float = 0.0, decoder_blocks: int | None = None, part_weight: float = 0.0):
         """extra_gt: more training folders that are their own data root (images, .pts,
         splits/train.txt) and ground truth, e.g. the profiled views of ``training.profile``.
         part_loss: weight of ``part_transfer_loss`` added to the paper's losses (0: the paper's).
         hole_weight: the classification loss's weight on the face mask's holes and their edge
-        (``training.losses.hole_weights``; 0: not weighted, the paper's)."""
+        (``training.losses.hole_weights``; 0: not weighted, the paper's).  part_weight: its weight
+        on the pixels of the six small parts, brows, eyes and lips (``training.losses.part_weights``;
+        where both apply, the larger)."""
         self.cfg = configured(config, variant, decoder_blocks)
         self.net = DenseReg(self.cfg)
         self.batch_size = batch_size
@@ -80,12 +82,13 @@ class DenseRegTask:
         self.val_samples = [sample_crop(self.val, i, self.cfg.input_size, NO_AUGMENT, rng) for i in range(len(self.val.names))]
         self.segment = variant == "segment"
         # A run trained for the part transfer keeps its best checkpoint by the parts it transfers.
-        self.val_key = "1-miou" if self.segment or part_loss or hole_weight else "uv_mae"
+        self.val_key = "1-miou" if self.segment or part_loss or hole_weight or part_weight else "uv_mae"
         with np.load(ASSETS / "template.npz") as z:
             self.part_map = z["part_map"]
         self.part_loss = part_loss
         self.soft_parts = soft_part_map(self.part_map) if part_loss else None
         self.hole_weight = hole_weight
+        self.part_weight = part_weight
 
     def batch(self, rng: np.random.Generator):
         idx = rng.integers(0, len(self.train.names), self.batch_size)
@@ -94,10 +97,12 @@ class DenseRegTask:
         if self.segment:
             return batch
         extra = {}  # what the optional loss terms need
-        if self.hole_weight:
-            extra["ce_weight"] = torch.from_numpy(hole_weights(np.stack([np.isfinite(s.uv).all(axis=0) for s in samples]), self.hole_weight))
+        parts = part_labels(samples, self.part_map) if self.part_loss or self.part_weight else None
+        if self.hole_weight or self.part_weight:
+            faces = np.stack([np.isfinite(s.uv).all(axis=0) for s in samples])
+            extra["ce_weight"] = torch.from_numpy(ce_weights(faces, parts.numpy() if parts is not None else None, self.hole_weight, self.part_weight))
         if self.part_loss:
-            extra["parts"] = part_labels(samples, self.part_map)
+            extra["parts"] = parts
         return (*batch, extra)
 
     def loss(self, batch) -> dict[str, torch.Tensor]:

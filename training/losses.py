@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tracker.parts import PART_NAMES
+from tracker.parts import LEFT_EYEBROW, LOWER_LIP, PART_NAMES
 from training.model import RawOutput
 
 RESIDUAL_WEIGHT = 40.0  # paper, quantized regression (d = 0.1)
@@ -30,7 +30,7 @@ def _masked_smooth_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
 def densereg_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor,
                   ce_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Loss terms and their weighted sum ('total').  ce_weight: optional (N,S,S) weight of each
-    pixel's classification loss (``hole_weights``); the term stays normalised by the count of
+    pixel's classification loss (``hole_weights``, ``part_weights``); the term stays normalised by the count of
     contributing pixels, so weights of 1 give the paper's loss."""
     face = (classes[:, 0] > 0) & valid  # (N,S,S)
     facef = face.float()
@@ -74,6 +74,25 @@ def hole_weights(faces: np.ndarray, weight: float) -> np.ndarray:
     for w, face in zip(out, faces):
         w[cv2.dilate(face_holes(face).astype(np.uint8), ring) > 0] = weight
     return out
+
+
+def part_weights(parts: np.ndarray, weight: float) -> np.ndarray:
+    """(N,S,S) float32 classification-loss weights: `weight` on the pixels whose true part
+    (``tracker.parts`` labels) is an eyebrow, an eye or a lip, 1 elsewhere.  Each of these six
+    is ~2% of a face's pixels yet counts as much as the rest of the face together in the
+    parts' mean IoU; their foreground edge (the lips' against an open mouth) is where the
+    transfer loses to a directly trained segmenter."""
+    small = (parts >= LEFT_EYEBROW) & (parts <= LOWER_LIP)
+    return np.where(small, np.float32(weight), np.float32(1.0))
+
+
+def ce_weights(faces: np.ndarray, parts: np.ndarray | None, hole_weight: float, part_weight: float) -> np.ndarray | None:
+    """(N,S,S) classification-loss weights for a batch's true face masks and part labels, the
+    larger where both options apply; None when neither is set (the paper's unweighted loss)."""
+    if not (hole_weight or part_weight):
+        return None
+    w = hole_weights(faces, hole_weight) if hole_weight else np.ones(faces.shape, np.float32)
+    return np.maximum(w, part_weights(parts, part_weight)) if part_weight else w
 
 
 def _true_bin(raw: RawOutput, classes: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -250,7 +250,7 @@ def _densereg(args) -> tuple[Task, Schedule, dict]:
     compact = (40000, 16, 2e-3, Augment())
     steps, batch, lr, augment = {"paper": (20000, 10, 1e-3, PAPER_AUGMENT), "realtime": compact, "large": compact}[args.config]
     t = DenseRegTask(args.data, args.gt, args.config, args.variant, args.batch or batch, augment, tuple(args.gt_extra), args.cache,
-                     args.part_loss, args.hole_weight, args.decoder_blocks)
+                     args.part_loss, args.hole_weight, args.decoder_blocks, args.part_weight)
     options = {"config": args.config, "variant": args.variant}
     if args.decoder_blocks is not None:  # how the network is built: the export needs it
         options["decoder_blocks"] = args.decoder_blocks
@@ -258,6 +258,8 @@ def _densereg(args) -> tuple[Task, Schedule, dict]:
         options["part_loss"] = args.part_loss
     if args.hole_weight:
         options["hole_weight"] = args.hole_weight
+    if args.part_weight:
+        options["part_weight"] = args.part_weight
     if args.gt_extra:
         options["gt_extra"] = [str(d) for d in args.gt_extra]
     return t, Schedule(args.steps or steps, t.batch_size, args.lr or lr), options
@@ -350,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hole-weight", type=float, default=0.0, metavar="W",
                     help="densereg: weigh the classification loss W times on the face mask's holes (an open mouth) and their "
                          "edge (training.losses.hole_weights)")
+    ap.add_argument("--part-weight", type=float, default=0.0, metavar="W",
+                    help="densereg: weigh the classification loss W times on the brows, eyes and lips (training.losses.part_weights)")
     ap.add_argument("--lr", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest while anything else runs)")
     ap.add_argument("--tracker-starts", type=float, default=0.0, metavar="SHARE",
