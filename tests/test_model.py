@@ -398,6 +398,26 @@ def test_validation_curve_shows_each_metric_once():
     assert table.splitlines()[0] == "| step | uv_mae | miou |" and "| 200 | 0.0190 | 0.6100 |" in table
 
 
+def test_export_card_names_the_training_only_options(tmp_path):
+    """Options that change the loss, not the network, must not reach the network's builder;
+    the card says how the weights were trained."""
+    import json
+
+    from training.export import main as export_main
+    from training.train import save_checkpoint
+
+    run = tmp_path / "run"
+    run.mkdir()
+    options = {"config": "realtime", "variant": "quantized", "part_loss": 0.5, "hole_weight": 3.0, "part_weight": 2.0}
+    save_checkpoint(run / "best.pt", {"model": DenseReg(CONFIGS["realtime"]).state_dict(), "step": 1, "options": options,
+                                      "metrics": {"miou": 0.5}})
+    (run / "val.jsonl").write_text(json.dumps({"step": 1, "time": 0.0, "miou": 0.5}) + "\n")
+    assert export_main(["densereg", "--run", str(run), "--out-dir", str(tmp_path / "assets")]) == 0
+    card = (tmp_path / "assets" / "DENSEREG_REALTIME_CARD.md").read_text()
+    assert "0.5 x the part-transfer loss" in card and "weighted 3x on the face mask's holes" in card
+    assert "weighted 2x on the brows, eyes and lips" in card
+
+
 @pytest.mark.parametrize("blocks", [1, 0])
 def test_fewer_decoder_blocks_keep_the_outputs_and_the_other_weights(blocks):
     """``NetConfig.decoder_blocks`` (speed candidates, ``benchmarks.bench_widths``): the same maps

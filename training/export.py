@@ -246,6 +246,7 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     extra_data = options.pop("gt_extra", [])  # what the run trained on, not how the network is built
     part_loss = options.pop("part_loss", 0.0)  # how it was trained, likewise
     hole_weight = options.pop("hole_weight", 0.0)
+    part_weight = options.pop("part_weight", 0.0)
     name = NAMES[arch]
     config = options.get("config", "realtime")  # DenseReg's; refiners have none
     densereg = ARCH.get(arch, arch) == "densereg"
@@ -276,6 +277,9 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     if hole_weight:
         about["recipe"] += (f"; the classification loss weighted {hole_weight:g}x on the face mask's holes and their edge "
                             "(`training/losses.py: hole_weights`)")
+    if part_weight:
+        about["recipe"] += (f"; the classification loss weighted {part_weight:g}x on the brows, eyes and lips "
+                            "(`training/losses.py: part_weights`)")
     if extra_data:
         about["data_extra"] += ", plus the views in " + ", ".join(f"`{d}`" for d in extra_data) + " (`training.profile`)"
     metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items() if not k.startswith("1-"))
