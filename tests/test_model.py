@@ -208,14 +208,18 @@ def test_paper_config_shapes_and_one_step():
     assert CONFIGS["paper"].input_size == 321
 
 
-def test_onnx_export_parity(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"fg_stride": 2}])
+def test_onnx_export_parity(tmp_path, extra):
     pytest.importorskip("onnx", reason="onnx not installed")
     from engines.onnx_engine import OnnxEngine
     from training.deploy import build_deployable, export
 
-    module, _, _ = build_deployable("densereg", {"config": "realtime", "variant": "quantized"})
+    options = {"config": "realtime", "variant": "quantized", **extra}
+    module, _, _ = build_deployable("densereg", options)
     state = module.net.state_dict()
-    export("densereg", {"config": "realtime", "variant": "quantized"}, state, tmp_path / "m.onnx")
+    if extra:  # the branch starts at zero: give it weights so that its path is compared too
+        state = {k: torch.randn_like(v) * 0.1 if k.startswith("backbone.fg2.out") else v for k, v in state.items()}
+    export("densereg", options, state, tmp_path / "m.onnx")
     x = np.random.default_rng(0).normal(size=(2, 3, 128, 128)).astype(np.float32)
     got = OnnxEngine(tmp_path / "m.onnx").infer({"image": x})
     module.load_state_dict(state)
@@ -443,3 +447,50 @@ def test_init_from_a_network_with_more_blocks_and_not_fewer():
     assert torch.equal(cut.state_dict()["backbone.head.weight"], full.state_dict()["backbone.head.weight"])
     with pytest.raises(ValueError, match="no weights for 18 tensors"):
         load_init_weights(full, cut.state_dict())
+
+
+def test_stride2_foreground_starts_as_the_network_it_extends_and_only_its_branch_learns_the_fg_loss():
+    """``NetConfig.fg_stride`` 2: initialised from a stride-4 network, the maps are the same
+    (the branch's output starts at zero); the added foreground term trains the branch alone."""
+    from dataclasses import replace
+
+    from training.model import Decoded
+    from training.train import load_init_weights
+
+    torch.manual_seed(0)
+    base = DenseReg(CONFIGS["realtime"]).eval()
+    fg2 = DenseReg(replace(CONFIGS["realtime"], fg_stride=2)).eval()
+    load_init_weights(fg2, base.state_dict())
+    x = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        for a, b in zip(decode_torch(base(x), 10), decode_torch(fg2(x), 10)):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+        exported = Decoded(fg_stride=2).eval()
+        exported.load_state_dict(fg2.state_dict())
+        uv, fg, depth = exported(x)
+        assert uv.shape == (2, 2, 128, 128) and fg.shape == depth.shape == (2, 1, 128, 128)
+        assert fg2(x, upsample=False).fg_delta.shape == (2, 1, 64, 64)  # the correction at stride 2
+
+    fg2.train()
+    raw = fg2(x)
+    classes = torch.zeros(2, 2, 128, 128, dtype=torch.long)
+    classes[:, :, 32:96, 32:96] = 3
+    terms = densereg_loss(raw, classes, torch.zeros(2, 2, 128, 128), torch.zeros(2, 128, 128), torch.ones(2, 128, 128, dtype=torch.bool))
+    assert "fg" in terms and terms["fg"].item() > 0
+    terms["fg"].backward()
+    learns = {n for n, p in fg2.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert learns and all(n.startswith("backbone.fg2.") for n in learns)
+    assert "fg" not in densereg_loss(base(x), classes, torch.zeros(2, 2, 128, 128), torch.zeros(2, 128, 128),
+                                     torch.ones(2, 128, 128, dtype=torch.bool))
+
+
+def test_mask_at_stride_loses_a_thin_gap_and_keeps_a_block():
+    from training.evaluate import mask_at_stride
+
+    mask = np.zeros((32, 32), bool)
+    mask[4:28, 4:28] = True
+    mask[15:17, 8:24] = False  # an open mouth 2 px tall
+    assert (mask_at_stride(mask, 1) == mask).all()
+    kept = mask_at_stride(mask, 4)
+    assert kept[15:17, 12:20].all()  # the gap is gone at stride 4 ...
+    assert not mask_at_stride(np.pad(np.ones((8, 8), bool), 12), 4)[:4].any() and kept[8:12, 8:24].all()  # ... the face is not

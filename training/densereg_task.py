@@ -63,7 +63,8 @@ class DenseRegTask:
 
     def __init__(self, data: Path, gt: Path, config: str, variant: str, batch_size: int, augment: Augment = Augment(),
                  extra_gt: tuple[Path, ...] = (), cache_dir: Path = REPO / "data" / "cache", part_loss: float = 0.0,
-                 hole_weight: float = 0.0, decoder_blocks: int | None = None, part_weight: float = 0.0):
+                 hole_weight: float = 0.0, decoder_blocks: int | None = None, part_weight: float = 0.0,
+                 fg_stride: int | None = None):
         """extra_gt: more training folders that are their own data root (images, .pts,
         splits/train.txt) and ground truth, e.g. the profiled views of ``training.profile``.
         part_loss: weight of ``part_transfer_loss`` added to the paper's losses (0: the paper's).
@@ -71,7 +72,7 @@ class DenseRegTask:
         (``training.losses.hole_weights``; 0: not weighted, the paper's).  part_weight: its weight
         on the pixels of the six small parts, brows, eyes and lips (``training.losses.part_weights``;
         where both apply, the larger)."""
-        self.cfg = configured(config, variant, decoder_blocks)
+        self.cfg = configured(config, variant, decoder_blocks, fg_stride)
         self.net = DenseReg(self.cfg)
         self.batch_size = batch_size
         self.augment = augment
@@ -82,7 +83,7 @@ class DenseRegTask:
         self.val_samples = [sample_crop(self.val, i, self.cfg.input_size, NO_AUGMENT, rng) for i in range(len(self.val.names))]
         self.segment = variant == "segment"
         # A run trained for the part transfer keeps its best checkpoint by the parts it transfers.
-        self.val_key = "1-miou" if self.segment or part_loss or hole_weight or part_weight else "uv_mae"
+        self.val_key = "1-miou" if self.segment or part_loss or hole_weight or part_weight or self.cfg.fg_stride != 4 else "uv_mae"
         with np.load(ASSETS / "template.npz") as z:
             self.part_map = z["part_map"]
         self.part_loss = part_loss

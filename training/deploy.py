@@ -32,10 +32,11 @@ class _MDMDeploy(nn.Module):
         return torch.zeros(1, 1, c.crop, c.crop), torch.full((1, c.n_points, 2), c.crop / 2.0)
 
 
-def _densereg(config: str = "realtime", variant: str = "quantized", decoder_blocks: int | None = None) -> nn.Module:
+def _densereg(config: str = "realtime", variant: str = "quantized", decoder_blocks: int | None = None,
+              fg_stride: int | None = None) -> nn.Module:
     from training.model import Decoded
 
-    return Decoded(config, variant, decoder_blocks)
+    return Decoded(config, variant, decoder_blocks, fg_stride)
 
 
 ARCHS: dict[str, tuple[Callable[..., nn.Module], tuple[str, ...], tuple[str, ...]]] = {

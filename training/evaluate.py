@@ -19,6 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from engines.onnx_engine import OnnxEngine
@@ -68,6 +69,17 @@ def evaluate_model(path: Path, samples) -> dict:
     }
 
 
+def mask_at_stride(mask: np.ndarray, stride: int) -> np.ndarray:
+    """A mask as well as a map at `stride` can hold it: area-averaged down, bilinearly up (as the
+    networks upsample their maps), > 0.5.  The transfer through a perfect foreground of that
+    resolution: what a network predicting its foreground there can reach at best."""
+    if stride == 1:
+        return mask
+    h, w = mask.shape
+    small = cv2.resize(mask.astype(np.float32), (w // stride, h // stride), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
+
+
 def evaluate_parts(args) -> int:
     """Per-class IoU of DenseReg part transfer and of the directly trained segmenter, against
     the parts transferred with the ground-truth UV (as in the paper)."""
@@ -84,16 +96,18 @@ def evaluate_parts(args) -> int:
         outs = [engine.infer({"image": to_network_input(s.image)}) for s in samples]
         preds[f"DenseReg UV transfer, {name}"] = [lookup_parts(o["uv"][0], part_map, o["fg"][0, 0] > 0.5) for o in outs]
         if args.true_mask:  # splits the transfer's error into the mask's and the UV's
-            preds[f"DenseReg UV transfer, {name}, true face mask"] = [lookup_parts(o["uv"][0], part_map, np.isfinite(s.uv).all(axis=0))
-                                                                       for o, s in zip(outs, samples)]
+            for stride in (1, 2, 4):
+                at = "" if stride == 1 else f" kept at stride {stride}"
+                preds[f"DenseReg UV transfer, {name}, true face mask{at}"] = [
+                    lookup_parts(o["uv"][0], part_map, mask_at_stride(np.isfinite(s.uv).all(axis=0), stride)) for o, s in zip(outs, samples)]
     for run in args.baseline:
         import torch
 
-        from training.model import DenseReg, NetConfig
+        from training.model import DenseReg, configured
         from training.train import load_checkpoint
 
         ckpt = load_checkpoint(Path(run) / "best.pt")
-        net = DenseReg(NetConfig("realtime", 128, variant="segment"))
+        net = DenseReg(configured("realtime", "segment", fg_stride=ckpt.get("options", {}).get("fg_stride")))
         net.load_state_dict(ckpt["model"])
         net.eval()
         with torch.no_grad():
@@ -147,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gt", type=Path, default=REPO / "data" / "gt")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results")
     ap.add_argument("--true-mask", action="store_true",
-                    help="parts: also each model's transfer inside the true face mask instead of its predicted foreground")
+                    help="parts: also each model's transfer inside the true face mask instead of its predicted foreground, "
+                         "and inside that mask kept at stride 2 and 4 (the best a foreground of that resolution can do)")
     ap.add_argument("--split", choices=["val", "train"], default="val", help="tune and report on val only; train shows over-fitting")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

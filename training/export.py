@@ -274,6 +274,8 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
         about["recipe"] += f"; plus {part_loss:g} x the part-transfer loss (`training/losses.py: part_transfer_loss`)"
     if densereg and options.get("decoder_blocks") is not None:
         about["recipe"] += f"; {options['decoder_blocks']} block(s) at stride 4 instead of 2 (`training/model.py: NetConfig.decoder_blocks`)"
+    if densereg and options.get("fg_stride") == 2:
+        about["recipe"] += "; the foreground corrected at stride 2 (`training/model.py: NetConfig.fg_stride`, `FgBranch`)"
     if hole_weight:
         about["recipe"] += (f"; the classification loss weighted {hole_weight:g}x on the face mask's holes and their edge "
                             "(`training/losses.py: hole_weights`)")

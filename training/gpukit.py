@@ -567,7 +567,8 @@ def _export(n: Network) -> dict:
 def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: str = "large", refiners: tuple[str, ...] = ("mdm", "mdm-fine"),
           refiner_share: float = 0.25, resume_from: Path | None = None, workers: int = 0, batch_mult: float = 4.0, lr: float = 0.0,
           steps: int = 0, amp: bool = True, work: Path = REPO / "runs" / "gpukit", seed: int = 0, command: str = "",
-          part_loss: float = 0.0, hole_weight: float = 0.0, decoder_blocks: int | None = None, part_weight: float = 0.0) -> int:
+          part_loss: float = 0.0, hole_weight: float = 0.0, decoder_blocks: int | None = None, part_weight: float = 0.0,
+          fg_stride: int | None = None) -> int:
     """The whole GPU run within `minutes` (unpacking, training, exports); returns 0 when every
     network trained and its export matches PyTorch in ONNX Runtime.  A network that fails is
     logged and the others still train: a lease is not spent on one error."""
@@ -605,7 +606,7 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
     ns = {"gt": pack, "cache": data.cache, "config": config, "variant": "quantized", "batch": 0, "steps": 0, "lr": 0.0,
           # profiled views: in the pack's caches; no tracker starts there
           "gt_extra": [], "tracker_starts": 0.0, "starts_assets": None, "part_loss": part_loss,
-          "hole_weight": hole_weight, "part_weight": part_weight, "decoder_blocks": decoder_blocks}
+          "hole_weight": hole_weight, "part_weight": part_weight, "decoder_blocks": decoder_blocks, "fg_stride": fg_stride}
     specs = [(f"densereg-{config}", "densereg", argparse.Namespace(data=pack, **ns), 1.0 - refiner_share if refiners else 1.0)]
     specs += [(name, name, argparse.Namespace(data=data.refiner, **ns), refiner_share / len(refiners)) for name in refiners]
     networks = [prepare(*spec, work, resume_from, batch_mult, lr, steps) for spec in specs]
@@ -754,6 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--hole-weight", type=float, default=0.0, metavar="W", help="DenseReg: training.train's --hole-weight")
     t.add_argument("--part-weight", type=float, default=0.0, metavar="W", help="DenseReg: training.train's --part-weight")
     t.add_argument("--decoder-blocks", type=int, default=None, metavar="N", help="DenseReg: training.train's --decoder-blocks")
+    t.add_argument("--fg-stride", type=int, choices=[2, 4], default=None, help="DenseReg: training.train's --fg-stride")
     t.add_argument("--work", type=Path, default=REPO / "runs" / "gpukit", help="run folders and unpacked caches")
     s = sub.add_parser("speed", help="inference speed of the DenseReg configurations (PyTorch; fp16 on CUDA)")
     s.add_argument("--device", default="cuda")
@@ -775,7 +777,8 @@ def main(argv: list[str] | None = None) -> int:
             return train(args.pack, args.out, args.minutes, args.device, args.config, tuple(r for r in args.refiners.split(",") if r),
                          args.refiner_share, args.resume_from, args.workers, args.batch_mult, args.lr, args.steps, not args.no_amp,
                          args.work, command=command, part_loss=args.part_loss,
-                         hole_weight=args.hole_weight, decoder_blocks=args.decoder_blocks, part_weight=args.part_weight)
+                         hole_weight=args.hole_weight, decoder_blocks=args.decoder_blocks, part_weight=args.part_weight,
+                         fg_stride=args.fg_stride)
         rows = speed(args.device, args.configs.split(","), [int(b) for b in args.batches.split(",")], args.runs, args.warmup)
         device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
         print(f"{'config':<10}{'input':>6}{'batch':>6}{'weights':>12}{'ms/batch':>10}{'ms/image':>10}{'images/s':>10}"

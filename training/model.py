@@ -29,12 +29,20 @@ class NetConfig:
     # ~0.21 ms of 1.19 a crop, ``benchmarks.bench_widths --decoder-blocks``); 2 in densereg_realtime,
     # 0 in densereg_fast (video's network)
     decoder_blocks: int = 2
+    # The foreground's resolution: 4, the bins' background classes alone; 2, plus a correction of
+    # its logit from the stride-2 features (RealtimeNet's ``fg2`` branch).  A perfect face mask
+    # kept at stride 4 already costs the transferred lips ~8 IoU points at an open mouth
+    # (``training.evaluate parts --true-mask``), at stride 2 ~3.
+    fg_stride: int = 4
 
 
-def configured(config: str, variant: str, decoder_blocks: int | None = None) -> NetConfig:
-    """A named configuration with a run's variant and, optionally, another ``decoder_blocks``."""
+def configured(config: str, variant: str, decoder_blocks: int | None = None, fg_stride: int | None = None) -> NetConfig:
+    """A named configuration with a run's variant and, optionally, another ``decoder_blocks``
+    or ``fg_stride``."""
     cfg = replace(CONFIGS[config], variant=variant)
-    return cfg if decoder_blocks is None else replace(cfg, decoder_blocks=decoder_blocks)
+    if decoder_blocks is not None:
+        cfg = replace(cfg, decoder_blocks=decoder_blocks)
+    return cfg if fg_stride is None else replace(cfg, fg_stride=fg_stride)
 
 
 N_PART_LABELS = len(PART_NAMES)  # background + the 8 parts
@@ -115,15 +123,37 @@ class RealtimeNet(nn.Module):
         self.up8 = conv_bn(c64, c48, 1)
         self.fuse4 = nn.Sequential(*(InvertedResidual(c48, c48) for _ in range(cfg.decoder_blocks)))  # none: identity
         self.head = nn.Conv2d(c48, out_channels(cfg), 1)
+        if cfg.fg_stride == 2:
+            self.fg2 = FgBranch(c16, c48)
 
     def forward(self, x):
+        """The heads at stride 4; with ``fg_stride`` 2, also the foreground logit's correction
+        at stride 2 (a pair)."""
         x2 = self.stem(x)
         x4 = self.s4(x2)
         x8 = self.s8(x4)
         x16 = self.s16(x8)
         y8 = self.fuse8(self.lat8(x8) + upsample_like(self.top16(x16), x8))
         y4 = self.fuse4(self.lat4(x4) + upsample_like(self.up8(y8), x4))
-        return self.head(y4)
+        return (self.head(y4), self.fg2(x2, y4)) if hasattr(self, "fg2") else self.head(y4)
+
+
+class FgBranch(nn.Module):
+    """The foreground logit's correction at stride 2: the stem's features (where the lips' edge
+    against an open mouth is still sharp) plus the decoder's, one cheap block, one channel.
+    Zero at the start (last layer zero-initialised), so a trained network keeps its maps."""
+
+    def __init__(self, c2: int, c4: int, width: int = 16):
+        super().__init__()
+        self.lat = conv_bn(c2, width, 1)
+        self.up = conv_bn(c4, width, 1)
+        self.fuse = InvertedResidual(width, width, expand=2)
+        self.out = nn.Conv2d(width, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x2, y4):
+        return self.out(self.fuse(self.lat(x2) + upsample_like(self.up(y4), x2)))
 
 
 class Bottleneck(nn.Module):
@@ -179,6 +209,7 @@ class RawOutput:
     fg_logits: torch.Tensor | None = None
     u: torch.Tensor | None = None
     seg_logits: torch.Tensor | None = None  # segment: (N,9,S,S)
+    fg_delta: torch.Tensor | None = None  # fg_stride 2: the foreground logit's correction (N,1,S,S; at stride 2 unupsampled)
 
 
 class DenseReg(nn.Module):
@@ -190,17 +221,38 @@ class DenseReg(nn.Module):
     def forward(self, x: torch.Tensor, upsample: bool = True) -> RawOutput:
         """`upsample`: to the input size (for the losses, as the paper); else at the backbone's stride."""
         y = self.backbone(x)
+        y, fg_delta = y if isinstance(y, tuple) else (y, None)
         if upsample:
             y = upsample_like(y, x)
+            fg_delta = None if fg_delta is None else upsample_like(fg_delta, x)
         n, _, h, w = y.shape
         k = self.cfg.k
         if self.cfg.variant == "segment":
+            if fg_delta is not None:  # the same branch corrects the segmenter's background logit
+                y = upsample_like(y, fg_delta)
+                y = torch.cat([y[:, :1] + fg_delta, y[:, 1:]], 1)
             return RawOutput(depth=y[:, :0], seg_logits=y)
         if self.cfg.variant == "quantized":
             logits = y[:, : 2 * (k + 1)].reshape(n, 2, k + 1, h, w)
             residual = y[:, 2 * (k + 1) : 2 * (k + 1) + 2 * k].reshape(n, 2, k, h, w)
-            return RawOutput(depth=y[:, -1:], logits=logits, residual=residual)
-        return RawOutput(depth=y[:, -1:], fg_logits=y[:, :2], u=y[:, 2:4])
+            return RawOutput(depth=y[:, -1:], logits=logits, residual=residual, fg_delta=fg_delta)
+        return RawOutput(depth=y[:, -1:], fg_logits=y[:, :2], u=y[:, 2:4], fg_delta=fg_delta)
+
+
+def bins_fg(logits: torch.Tensor) -> torch.Tensor:
+    """(N,1,·,·) foreground probability from the quantized regression's class logits: one minus
+    the mean of the two coordinates' background probabilities."""
+    # Only P(background) is needed: a softmax over the class axis (not the last one) costs
+    # ONNX Runtime a transpose and was half the network's time; this is the same value.
+    e = torch.exp(logits - logits.amax(dim=2, keepdim=True))
+    return 1.0 - (e[:, :, 0] / e.sum(dim=2)).mean(dim=1, keepdim=True)
+
+
+def fg_logit(fg: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """``fg_stride`` 2: the logit of foreground probability `fg`, at `delta`'s resolution,
+    plus the correction `delta`."""
+    fg = upsample_like(fg, delta).clamp(1e-4, 1.0 - 1e-4)
+    return torch.log(fg) - torch.log1p(-fg) + delta
 
 
 def decode_torch(raw: RawOutput, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -209,22 +261,22 @@ def decode_torch(raw: RawOutput, k: int) -> tuple[torch.Tensor, torch.Tensor, to
         c = raw.logits[:, :, 1:].argmax(dim=2, keepdim=True)  # (N,2,1,S,S)
         r = torch.gather(raw.residual, 2, c)[:, :, 0]
         uv = c[:, :, 0].to(r.dtype) / k + r
-        # Only P(background) is needed: a softmax over the class axis (not the last one) costs
-        # ONNX Runtime a transpose and was half the network's time; this is the same value.
-        e = torch.exp(raw.logits - raw.logits.amax(dim=2, keepdim=True))
-        fg = 1.0 - (e[:, :, 0] / e.sum(dim=2)).mean(dim=1, keepdim=True)
+        fg = bins_fg(raw.logits)
     else:
         uv = raw.u
         fg = torch.softmax(raw.fg_logits, dim=1)[:, 1:2]
+    if raw.fg_delta is not None:
+        fg = torch.sigmoid(fg_logit(fg, raw.fg_delta))
     return uv, fg, raw.depth.clamp(0.0, 1.0)
 
 
 class Decoded(nn.Module):
     """What gets exported: image -> (uv, fg, depth)."""
 
-    def __init__(self, config: str = "realtime", variant: str = "quantized", decoder_blocks: int | None = None):
+    def __init__(self, config: str = "realtime", variant: str = "quantized", decoder_blocks: int | None = None,
+                 fg_stride: int | None = None):
         super().__init__()
-        self.cfg = configured(config, variant, decoder_blocks)
+        self.cfg = configured(config, variant, decoder_blocks, fg_stride)
         self.net = DenseReg(self.cfg)
 
     def forward(self, image):
@@ -232,6 +284,9 @@ class Decoded(nn.Module):
         # fraction of upsampling the 2(K+1)+2K+1 raw ones and decoding every pixel (a third of
         # the network's time in ONNX Runtime), for the same landmarks on val.
         uv, fg, depth = decode_torch(self.net(image, upsample=False), self.cfg.k)
+        if fg.shape[-1] != uv.shape[-1]:  # fg_stride 2: its own, smaller, upsampling
+            maps = upsample_like(torch.cat([uv, depth], 1), image)
+            return maps[:, :2], upsample_like(fg, image), maps[:, 2:3]
         maps = upsample_like(torch.cat([uv, fg, depth], 1), image)
         return maps[:, :2], maps[:, 2:3], maps[:, 3:4]
 

@@ -119,12 +119,22 @@ def evaluated_on(task: Task, device: torch.device):
         task.net = net
 
 
+# Branches whose output starts at zero (``training.model.FgBranch``): a network without them
+# initialises the rest, and its maps are unchanged at the first step.
+STARTS_AT_ZERO = ("backbone.fg2.",)
+
+
 def load_init_weights(net: torch.nn.Module, state: dict) -> None:
     """Load a trained network's weights into `net`, which may lack some of its layers (a
     configuration with blocks removed, e.g. ``--decoder-blocks``): those weights are left out,
     with one log line.  Every layer of `net` must get weights of the same shape."""
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
+    fresh = [k for k in missing if k.startswith(STARTS_AT_ZERO)]
+    if fresh:
+        print(f"--init-from: {len(fresh)} tensors of branches the checkpoint lacks start fresh (their output at zero: "
+              f"{', '.join(sorted({k.split('.')[1] for k in fresh}))})", file=sys.stderr)
+        missing = [k for k in missing if k not in fresh]
     if missing:
         raise ValueError(f"--init-from: the checkpoint has no weights for {len(missing)} tensors of this network "
                          f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
@@ -132,7 +142,7 @@ def load_init_weights(net: torch.nn.Module, state: dict) -> None:
     if dropped:
         print(f"--init-from: {len(dropped)} tensors of layers this network does not have are left out "
               f"({', '.join(sorted({k.rsplit('.', 3)[0] for k in dropped}))})", file=sys.stderr)
-    net.load_state_dict({k: state[k] for k in own})
+    net.load_state_dict({k: state.get(k, v) for k, v in own.items()})
 
 
 def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool, seed: int = 0,
@@ -250,10 +260,12 @@ def _densereg(args) -> tuple[Task, Schedule, dict]:
     compact = (40000, 16, 2e-3, Augment())
     steps, batch, lr, augment = {"paper": (20000, 10, 1e-3, PAPER_AUGMENT), "realtime": compact, "large": compact}[args.config]
     t = DenseRegTask(args.data, args.gt, args.config, args.variant, args.batch or batch, augment, tuple(args.gt_extra), args.cache,
-                     args.part_loss, args.hole_weight, args.decoder_blocks, args.part_weight)
+                     args.part_loss, args.hole_weight, args.decoder_blocks, args.part_weight, args.fg_stride)
     options = {"config": args.config, "variant": args.variant}
     if args.decoder_blocks is not None:  # how the network is built: the export needs it
         options["decoder_blocks"] = args.decoder_blocks
+    if args.fg_stride is not None:  # likewise
+        options["fg_stride"] = args.fg_stride
     if args.part_loss:
         options["part_loss"] = args.part_loss
     if args.hole_weight:
@@ -349,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="densereg: add W x the part-transfer loss (training.losses.part_transfer_loss) to the paper's losses")
     ap.add_argument("--decoder-blocks", type=int, default=None, metavar="N",
                     help="densereg: blocks at stride 4 (training.model.NetConfig.decoder_blocks; default the config's, 2)")
+    ap.add_argument("--fg-stride", type=int, choices=[2, 4], default=None,
+                    help="densereg: the foreground's stride (training.model.NetConfig.fg_stride; default 4)")
     ap.add_argument("--hole-weight", type=float, default=0.0, metavar="W",
                     help="densereg: weigh the classification loss W times on the face mask's holes (an open mouth) and their "
                          "edge (training.losses.hole_weights)")
