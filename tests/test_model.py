@@ -483,6 +483,12 @@ def test_stride2_foreground_starts_as_the_network_it_extends_and_only_its_branch
     assert "fg" not in densereg_loss(base(x), classes, torch.zeros(2, 2, 128, 128), torch.zeros(2, 128, 128),
                                      torch.ones(2, 128, 128, dtype=torch.bool))
 
+    # the segmenter gets the same branch on its background logit, likewise at zero to begin with
+    seg, seg2 = (DenseReg(replace(CONFIGS["realtime"], variant="segment", fg_stride=f)).eval() for f in (4, 2))
+    load_init_weights(seg2, seg.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(seg(x).seg_logits, seg2(x).seg_logits, atol=1e-6, rtol=0)
+
 
 def test_mask_at_stride_loses_a_thin_gap_and_keeps_a_block():
     from training.evaluate import mask_at_stride
