@@ -483,6 +483,8 @@ def test_stride2_foreground_starts_as_the_network_it_extends_and_only_its_branch
     assert "fg" not in densereg_loss(base(x), classes, torch.zeros(2, 2, 128, 128), torch.zeros(2, 128, 128),
                                      torch.ones(2, 128, 128, dtype=torch.bool))
 
+    with pytest.raises(ValueError, match="RealtimeNet's branch"):
+        DenseReg(replace(CONFIGS["paper"], fg_stride=2))
     # the segmenter gets the same branch on its background logit, likewise at zero to begin with
     seg, seg2 = (DenseReg(replace(CONFIGS["realtime"], variant="segment", fg_stride=f)).eval() for f in (4, 2))
     load_init_weights(seg2, seg.state_dict())

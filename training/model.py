@@ -31,8 +31,9 @@ class NetConfig:
     decoder_blocks: int = 2
     # The foreground's resolution: 4, the bins' background classes alone; 2, plus a correction of
     # its logit from the stride-2 features (RealtimeNet's ``fg2`` branch).  A perfect face mask
-    # kept at stride 4 already costs the transferred lips ~8 IoU points at an open mouth
-    # (``training.evaluate parts --true-mask``), at stride 2 ~3.
+    # kept at stride 4 costs the transferred lips 5-9 IoU points at an open mouth, at stride 2
+    # 1-4 (``training.evaluate parts --true-mask``); with this small network the branch gained
+    # the transfer nothing on the mean (README, session 11), so no shipped network has it.
     fg_stride: int = 4
 
 
@@ -216,6 +217,8 @@ class DenseReg(nn.Module):
     def __init__(self, cfg: NetConfig):
         super().__init__()
         self.cfg = cfg
+        if cfg.name == "paper" and cfg.fg_stride != 4:
+            raise ValueError("fg_stride 2 is RealtimeNet's branch; the paper's network has no stride-2 features to read")
         self.backbone = PaperNet(cfg) if cfg.name == "paper" else RealtimeNet(cfg)
 
     def forward(self, x: torch.Tensor, upsample: bool = True) -> RawOutput:
