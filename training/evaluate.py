@@ -90,6 +90,7 @@ def evaluate_parts(args) -> int:
     with np.load(ASSETS / "template.npz") as z:
         part_map = z["part_map"]
     truth = [lookup_parts(s.uv, part_map) for s in samples]
+    true_masks = [np.isfinite(s.uv).all(axis=0) for s in samples]
     preds = {}
     for name, path in _models(args).items():
         engine = OnnxEngine(Path(path), threads=1)
@@ -99,7 +100,7 @@ def evaluate_parts(args) -> int:
             for stride in (1, 2, 4):
                 at = "" if stride == 1 else f" kept at stride {stride}"
                 preds[f"DenseReg UV transfer, {name}, true face mask{at}"] = [
-                    lookup_parts(o["uv"][0], part_map, mask_at_stride(np.isfinite(s.uv).all(axis=0), stride)) for o, s in zip(outs, samples)]
+                    lookup_parts(o["uv"][0], part_map, mask_at_stride(m, stride)) for o, m in zip(outs, true_masks)]
     for run in args.baseline:
         import torch
 
@@ -127,7 +128,7 @@ def evaluate_parts(args) -> int:
         from training.losses import face_holes
 
         # the open mouth: background the true face mask encloses, which a predicted foreground fills
-        report["faces_with_mask_holes"] = sum(bool(face_holes(np.isfinite(s.uv).all(axis=0)).any()) for s in samples)
+        report["faces_with_mask_holes"] = sum(bool(face_holes(m).any()) for m in true_masks)
         md += f"\n\n{report['faces_with_mask_holes']} of the {len(samples)} faces have a hole in the true face mask (the open mouth)."
     print(md)
     atomic_write_json(args.out / "parts_val.json", report)

@@ -239,14 +239,21 @@ def command_chain(run: Path) -> str:
     return command
 
 
+# A run's options that change its loss, not its network (kept out of the network's builder), and
+# how its card says them.
+LOSS_OPTIONS = {
+    "part_loss": "plus {:g} x the part-transfer loss (`training/losses.py: part_transfer_loss`)",
+    "hole_weight": "the classification loss weighted {:g}x on the face mask's holes and their edge (`training/losses.py: hole_weights`)",
+    "part_weight": "the classification loss weighted {:g}x on the brows, eyes and lips (`training/losses.py: part_weights`)",
+}
+
+
 def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     """Export ``RUN/best.pt`` into `out_dir` with its card; returns ``export_checked``'s answer."""
     ckpt = load_checkpoint(run / "best.pt")
     options = dict(ckpt.get("options", {}))
     extra_data = options.pop("gt_extra", [])  # what the run trained on, not how the network is built
-    part_loss = options.pop("part_loss", 0.0)  # how it was trained, likewise
-    hole_weight = options.pop("hole_weight", 0.0)
-    part_weight = options.pop("part_weight", 0.0)
+    losses = {k: v for k in LOSS_OPTIONS if (v := options.pop(k, 0.0))}  # how it was trained, likewise
     name = NAMES[arch]
     config = options.get("config", "realtime")  # DenseReg's; refiners have none
     densereg = ARCH.get(arch, arch) == "densereg"
@@ -270,18 +277,12 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
                             "(`training/mdm.py: tracker_starts`: its earlier stages run on the photo, the error scaled by "
                             "`START_GAIN`), and validation starts there too: its numbers are this stage's inside the tracker")
     about["data_extra"] += info.get("data_extra", "")
-    if part_loss:
-        about["recipe"] += f"; plus {part_loss:g} x the part-transfer loss (`training/losses.py: part_transfer_loss`)"
+    for key, value in losses.items():
+        about["recipe"] += "; " + LOSS_OPTIONS[key].format(value)
     if densereg and options.get("decoder_blocks") is not None:
         about["recipe"] += f"; {options['decoder_blocks']} block(s) at stride 4 instead of 2 (`training/model.py: NetConfig.decoder_blocks`)"
     if densereg and options.get("fg_stride") == 2:
         about["recipe"] += "; the foreground corrected at stride 2 (`training/model.py: NetConfig.fg_stride`, `FgBranch`)"
-    if hole_weight:
-        about["recipe"] += (f"; the classification loss weighted {hole_weight:g}x on the face mask's holes and their edge "
-                            "(`training/losses.py: hole_weights`)")
-    if part_weight:
-        about["recipe"] += (f"; the classification loss weighted {part_weight:g}x on the brows, eyes and lips "
-                            "(`training/losses.py: part_weights`)")
     if extra_data:
         about["data_extra"] += ", plus the views in " + ", ".join(f"`{d}`" for d in extra_data) + " (`training.profile`)"
     metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items() if not k.startswith("1-"))

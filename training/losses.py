@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from tracker.parts import LEFT_EYEBROW, LOWER_LIP, PART_NAMES
-from training.model import RawOutput, bins_fg, fg_logit
+from training.model import RawOutput, fg_logit, uncorrected_fg
 
 RESIDUAL_WEIGHT = 40.0  # paper, quantized regression (d = 0.1)
 PLAIN_WEIGHT = 70.0  # paper, plain regression
@@ -53,8 +53,7 @@ def densereg_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, depth
     terms["depth"] = DEPTH_WEIGHT * _masked_smooth_l1(raw.depth[:, 0], depth, facef)
     terms["total"] = terms["ce"] + terms["residual"] + terms["depth"]
     if raw.fg_delta is not None:  # fg_stride 2: the correction alone learns from this (the bins' fg detached)
-        base = bins_fg(raw.logits) if raw.logits is not None else torch.softmax(raw.fg_logits, dim=1)[:, 1:2]
-        logit = fg_logit(base.detach(), raw.fg_delta)[:, 0]
+        logit = fg_logit(uncorrected_fg(raw).detach(), raw.fg_delta)[:, 0]
         bce = F.binary_cross_entropy_with_logits(logit, (classes[:, 0] > 0).to(logit.dtype), reduction="none")
         w = valid.to(bce.dtype) * (ce_weight if ce_weight is not None else 1.0)
         terms["fg"] = (bce * w).sum() / valid.sum().clamp_min(1)

@@ -260,7 +260,8 @@ def _densereg(args) -> tuple[Task, Schedule, dict]:
     compact = (40000, 16, 2e-3, Augment())
     steps, batch, lr, augment = {"paper": (20000, 10, 1e-3, PAPER_AUGMENT), "realtime": compact, "large": compact}[args.config]
     t = DenseRegTask(args.data, args.gt, args.config, args.variant, args.batch or batch, augment, tuple(args.gt_extra), args.cache,
-                     args.part_loss, args.hole_weight, args.decoder_blocks, args.part_weight, args.fg_stride)
+                     part_loss=args.part_loss, hole_weight=args.hole_weight, decoder_blocks=args.decoder_blocks,
+                     part_weight=args.part_weight, fg_stride=args.fg_stride)
     options = {"config": args.config, "variant": args.variant}
     if args.decoder_blocks is not None:  # how the network is built: the export needs it
         options["decoder_blocks"] = args.decoder_blocks
