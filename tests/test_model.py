@@ -437,16 +437,25 @@ def test_fewer_decoder_blocks_keep_the_outputs_and_the_other_weights(blocks):
     assert raw.logits.shape == (1, 2, 11, 64, 64) and raw.residual.shape == (1, 2, 10, 64, 64)
 
 
-def test_init_from_a_network_with_more_blocks_and_not_fewer():
+def test_init_from_a_network_with_other_block_counts():
+    """``--init-from`` across ``--decoder-blocks``: fewer blocks leave the extra weights out;
+    more blocks start as identities (the maps unchanged); any other missing tensor is an error."""
     from dataclasses import replace
 
     from training.train import load_init_weights
 
-    full, cut = DenseReg(CONFIGS["realtime"]), DenseReg(replace(CONFIGS["realtime"], decoder_blocks=1))
+    torch.manual_seed(0)
+    full, cut = DenseReg(CONFIGS["realtime"]).eval(), DenseReg(replace(CONFIGS["realtime"], decoder_blocks=1)).eval()
     load_init_weights(cut, full.state_dict())
     assert torch.equal(cut.state_dict()["backbone.head.weight"], full.state_dict()["backbone.head.weight"])
-    with pytest.raises(ValueError, match="no weights for 18 tensors"):
-        load_init_weights(full, cut.state_dict())
+    for p in cut.parameters():  # trained-looking weights, so that an identity is not a coincidence
+        p.data.normal_(0.0, 0.1)
+    load_init_weights(full, cut.state_dict())
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(full(x).logits, cut(x).logits)
+    with pytest.raises(ValueError, match="no weights for 1 tensors"):
+        load_init_weights(full, {k: v for k, v in cut.state_dict().items() if k != "backbone.head.weight"})
 
 
 def test_stride2_foreground_starts_as_the_network_it_extends_and_only_its_branch_learns_the_fg_loss():

@@ -108,7 +108,8 @@ def evaluate_parts(args) -> int:
         from training.train import load_checkpoint
 
         ckpt = load_checkpoint(Path(run) / "best.pt")
-        net = DenseReg(configured("realtime", "segment", fg_stride=ckpt.get("options", {}).get("fg_stride")))
+        opts = ckpt.get("options", {})
+        net = DenseReg(configured("realtime", "segment", opts.get("decoder_blocks"), opts.get("fg_stride")))
         net.load_state_dict(ckpt["model"])
         net.eval()
         with torch.no_grad():

@@ -119,9 +119,10 @@ def evaluated_on(task: Task, device: torch.device):
         task.net = net
 
 
-# Branches whose output starts at zero (``training.model.FgBranch``): a network without them
-# initialises the rest, and its maps are unchanged at the first step.
-STARTS_AT_ZERO = ("backbone.fg2.",)
+# Layers a checkpoint may lack that start with their output at zero, so that the maps are
+# unchanged at the first step: the stride-2 foreground branch (``training.model.FgBranch``) and
+# residual blocks at stride 4 beyond the checkpoint's (``--decoder-blocks`` above its count).
+STARTS_AT_ZERO = ("backbone.fg2.", "backbone.fuse4.")
 
 
 def load_init_weights(net: torch.nn.Module, state: dict) -> None:
@@ -143,6 +144,17 @@ def load_init_weights(net: torch.nn.Module, state: dict) -> None:
         print(f"--init-from: {len(dropped)} tensors of layers this network does not have are left out "
               f"({', '.join(sorted({k.rsplit('.', 3)[0] for k in dropped}))})", file=sys.stderr)
     net.load_state_dict({k: state.get(k, v) for k, v in own.items()})
+    zero_new_blocks(net, fresh)
+
+
+def zero_new_blocks(net: torch.nn.Module, fresh: list[str]) -> None:
+    """Added residual blocks pass their input through: the scale of their last batch norm at
+    zero (the FgBranch zero-initialises itself)."""
+    from training.model import InvertedResidual
+
+    for name, m in net.named_modules():
+        if isinstance(m, InvertedResidual) and m.residual and any(k.startswith(f"{name}.") for k in fresh):
+            torch.nn.init.zeros_(m.body[-1][1].weight)
 
 
 def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool, seed: int = 0,
