@@ -113,8 +113,8 @@ def evaluate_parts(args) -> int:
         net.load_state_dict(ckpt["model"])
         net.eval()
         with torch.no_grad():
-            preds[f"segmenter (step {ckpt.get('step')})"] = [net(torch.from_numpy(to_network_input(s.image))).seg_logits.argmax(1)[0].numpy()
-                                                              for s in samples]
+            preds[f"segmenter {Path(run).name} (step {ckpt.get('step')})"] = [
+                net(torch.from_numpy(to_network_input(s.image))).seg_logits.argmax(1)[0].numpy() for s in samples]
     table = {}
     valid = np.stack([s.valid for s in samples])
     for name, labels in preds.items():
