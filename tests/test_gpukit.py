@@ -145,17 +145,30 @@ def check_dry_run(pack: Path, tmp_path: Path, monkeypatch=None) -> None:
 
     common = ["--device", "cpu", "--config", "realtime", "--batch-mult", "0.125", "--workers", "1", "--work", str(tmp_path / "work")]
     status, log = kit("train", "--pack", str(pack), "--out", str(tmp_path / "out1"), "--minutes", "3", "--steps", "2", *common,
-                      isolated=True)
+                      "--segmenter", isolated=True)
     assert status == 0, log
     out = tmp_path / "out1"
     # by default both refiner stages train, the fine one from the same refiner crops
-    assert sorted(p.name for p in out.iterdir()) == ["densereg-realtime.tar", "gpukit.log", "mdm-fine.tar", "mdm.tar", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["densereg-realtime.tar", "gpukit.log", "mdm-fine.tar", "mdm.tar", "metrics.json",
+                                                     "segbaseline-realtime.tar"]
     assert all(p.stat().st_size < 16 * 2**20 for p in out.iterdir())
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["finished"] and set(metrics["networks"]) == {"densereg-realtime", "mdm", "mdm-fine"}
+    assert metrics["finished"] and set(metrics["networks"]) == {"densereg-realtime", "mdm", "mdm-fine", "segbaseline-realtime"}
     for name, net in metrics["networks"].items():
         assert net["steps"] == 2 and net["onnx"]["ok"], name
-        assert net["best"]["step"] == 2 and net["shipped"] is not None  # the shipped model, scored on the same faces
+        assert net["best"]["step"] == 2
+        # the shipped model, scored on the same faces (no segmenter ships)
+        assert (net["shipped"] is None) == (name == "segbaseline-realtime"), name
+    assert "to DenseReg's 2 steps" in (out / "gpukit.log").read_text()
+    # the segmenter comes back as the network evaluate parts scores
+    import torch
+
+    from training.evaluate import load_segmenter
+
+    with tarfile.open(out / "segbaseline-realtime.tar") as t:
+        t.extractall(tmp_path / "returned", filter="data")
+    seg, step = load_segmenter(tmp_path / "returned" / "segbaseline-realtime")
+    assert step == 2 and seg(torch.zeros(1, 3, 128, 128)).seg_logits.shape == (1, 9, 128, 128)
     with tarfile.open(out / "densereg-realtime.tar") as t:
         t.extractall(tmp_path / "returned", filter="data")
     run_dir = tmp_path / "returned" / "densereg-realtime"

@@ -80,6 +80,19 @@ def mask_at_stride(mask: np.ndarray, stride: int) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
 
 
+def load_segmenter(run: Path):
+    """A segmenter run's best checkpoint as the network it was trained as (configuration, blocks,
+    foreground stride from its options), in eval mode; and its step."""
+    from training.model import DenseReg, configured
+    from training.train import load_checkpoint
+
+    ckpt = load_checkpoint(run / "best.pt")
+    opts = ckpt.get("options", {})
+    net = DenseReg(configured(opts.get("config", "realtime"), "segment", opts.get("decoder_blocks"), opts.get("fg_stride")))
+    net.load_state_dict(ckpt["model"])
+    return net.eval(), ckpt.get("step")
+
+
 def evaluate_parts(args) -> int:
     """Per-class IoU of DenseReg part transfer and of the directly trained segmenter, against
     the parts transferred with the ground-truth UV (as in the paper)."""
@@ -104,16 +117,9 @@ def evaluate_parts(args) -> int:
     for run in args.baseline:
         import torch
 
-        from training.model import DenseReg, configured
-        from training.train import load_checkpoint
-
-        ckpt = load_checkpoint(Path(run) / "best.pt")
-        opts = ckpt.get("options", {})
-        net = DenseReg(configured("realtime", "segment", opts.get("decoder_blocks"), opts.get("fg_stride")))
-        net.load_state_dict(ckpt["model"])
-        net.eval()
+        net, step = load_segmenter(Path(run))
         with torch.no_grad():
-            preds[f"segmenter {Path(run).name} (step {ckpt.get('step')})"] = [
+            preds[f"segmenter {Path(run).name} (step {step})"] = [
                 net(torch.from_numpy(to_network_input(s.image))).seg_logits.argmax(1)[0].numpy() for s in samples]
     table = {}
     valid = np.stack([s.valid for s in samples])

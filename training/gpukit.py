@@ -558,6 +558,8 @@ def _export(n: Network) -> dict:
     best = n.run_dir / "best.pt"
     if not best.exists():
         return {"ok": False, "skipped": "no best.pt: the validation metric was never finite"}
+    if n.task_name == "segbaseline":
+        return {"ok": True, "skipped": "the segmenter is scored from its best.pt (training.evaluate parts --baseline), not exported"}
     if best.stat().st_size > RETURN_LIMIT:
         return {"ok": True, "skipped": f"best.pt is {best.stat().st_size / MIB:.0f} MiB: its weights cannot come back from a device run"}
     sha, diff, magnitude = export_checked(deploy_arch(n.task.net), n.options, load_checkpoint(best)["model"], n.run_dir / f"{n.name}.onnx")
@@ -568,10 +570,14 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
           refiner_share: float = 0.25, resume_from: Path | None = None, workers: int = 0, batch_mult: float = 4.0, lr: float = 0.0,
           steps: int = 0, amp: bool = True, work: Path = REPO / "runs" / "gpukit", seed: int = 0, command: str = "",
           part_loss: float = 0.0, hole_weight: float = 0.0, decoder_blocks: int | None = None, part_weight: float = 0.0,
-          fg_stride: int | None = None) -> int:
+          fg_stride: int | None = None, segmenter: bool = False) -> int:
     """The whole GPU run within `minutes` (unpacking, training, exports); returns 0 when every
     network trained and its export matches PyTorch in ONNX Runtime.  A network that fails is
-    logged and the others still train: a lease is not spent on one error."""
+    logged and the others still train: a lease is not spent on one error.
+
+    `segmenter`: also the directly trained part segmenter of the same configuration (issue 14's
+    parts comparison), after DenseReg, with DenseReg's time and stopped at DenseReg's step count
+    (its LR schedule decaying over that count), so that the two share a budget."""
     from training.model import CONFIGS
     from training.train import TASKS, run
 
@@ -607,7 +613,10 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
           # profiled views: in the pack's caches; no tracker starts there
           "gt_extra": [], "tracker_starts": 0.0, "starts_assets": None, "part_loss": part_loss,
           "hole_weight": hole_weight, "part_weight": part_weight, "decoder_blocks": decoder_blocks, "fg_stride": fg_stride}
-    specs = [(f"densereg-{config}", "densereg", argparse.Namespace(data=pack, **ns), 1.0 - refiner_share if refiners else 1.0)]
+    dense_share = (1.0 - refiner_share if refiners else 1.0) / (2 if segmenter else 1)
+    specs = [(f"densereg-{config}", "densereg", argparse.Namespace(data=pack, **ns), dense_share)]
+    if segmenter:
+        specs.append((f"segbaseline-{config}", "segbaseline", argparse.Namespace(data=pack, **ns), dense_share))
     specs += [(name, name, argparse.Namespace(data=data.refiner, **ns), refiner_share / len(refiners)) for name in refiners]
     networks = [prepare(*spec, work, resume_from, batch_mult, lr, steps) for spec in specs]
     pack_info = {"bytes": pack_size(pack), **{k: data.manifest.get(k) for k in ("created", "git", "counts", "quantisation", "faces_zip_sha256")}}
@@ -626,7 +635,11 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
         left = max(0.0, deadline - time.time() - EXPORT_RESERVE_S)
         budget = left * n.share / sum(m.share for m in networks[k:])
         started = time.time()
-        log.info(f"{n.name}: training for {budget / 60:.1f} min")
+        stop_at = 0
+        if n.task_name == "segbaseline" and networks[0].report.get("steps"):
+            stop_at = networks[0].report["steps"]  # DenseReg's budget in steps
+            n.schedule = replace(n.schedule, steps=stop_at)
+        log.info(f"{n.name}: training for {budget / 60:.1f} min" + (f", to DenseReg's {stop_at} steps" if stop_at else ""))
 
         def on_checkpoint(step: int, metrics: dict, n=n, started=started) -> None:
             _write_run_json(n, hardware, command, pack_info, counts["profiled"] if n.task_name == "densereg" else 0, started, step)
@@ -635,7 +648,7 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
 
         try:
             run(n.task, n.schedule, n.run_dir, budget / 60, n.resume, seed=seed, options=n.options, init_from=n.init_from,
-                device=device, batches=n.batches, amp=amp and dev.type == "cuda", on_checkpoint=on_checkpoint)
+                stop_at=stop_at, device=device, batches=n.batches, amp=amp and dev.type == "cuda", on_checkpoint=on_checkpoint)
             log.info(f"{n.name}: {n.report['steps']} steps, {n.report['samples_per_s']:.0f} samples/s")
         except Exception as exc:  # noqa: BLE001 - logged with its traceback; the next network still trains
             log.exception(f"{n.name}: training failed")
@@ -756,6 +769,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--part-weight", type=float, default=0.0, metavar="W", help="DenseReg: training.train's --part-weight")
     t.add_argument("--decoder-blocks", type=int, default=None, metavar="N", help="DenseReg: training.train's --decoder-blocks")
     t.add_argument("--fg-stride", type=int, choices=[2, 4], default=None, help="DenseReg: training.train's --fg-stride")
+    t.add_argument("--segmenter", action="store_true",
+                   help="also the part segmenter of the same configuration, at DenseReg's budget (half of DenseReg's time each)")
     t.add_argument("--work", type=Path, default=REPO / "runs" / "gpukit", help="run folders and unpacked caches")
     s = sub.add_parser("speed", help="inference speed of the DenseReg configurations (PyTorch; fp16 on CUDA)")
     s.add_argument("--device", default="cuda")
@@ -778,7 +793,7 @@ def main(argv: list[str] | None = None) -> int:
                          args.refiner_share, args.resume_from, args.workers, args.batch_mult, args.lr, args.steps, not args.no_amp,
                          args.work, command=command, part_loss=args.part_loss,
                          hole_weight=args.hole_weight, decoder_blocks=args.decoder_blocks, part_weight=args.part_weight,
-                         fg_stride=args.fg_stride)
+                         fg_stride=args.fg_stride, segmenter=args.segmenter)
         rows = speed(args.device, args.configs.split(","), [int(b) for b in args.batches.split(",")], args.runs, args.warmup)
         device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
         print(f"{'config':<10}{'input':>6}{'batch':>6}{'weights':>12}{'ms/batch':>10}{'ms/image':>10}{'images/s':>10}"
