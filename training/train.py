@@ -122,7 +122,8 @@ def evaluated_on(task: Task, device: torch.device):
 # Layers a checkpoint may lack that start with their output at zero, so that the maps are
 # unchanged at the first step: the stride-2 foreground branch (``training.model.FgBranch``) and
 # residual blocks at stride 4 beyond the checkpoint's (``--decoder-blocks`` above its count).
-STARTS_AT_ZERO = ("backbone.fg2.", "backbone.fuse4.")
+ADDED_BLOCKS = "backbone.fuse4."
+STARTS_AT_ZERO = ("backbone.fg2.", ADDED_BLOCKS)
 
 
 def load_init_weights(net: torch.nn.Module, state: dict) -> None:
@@ -148,12 +149,13 @@ def load_init_weights(net: torch.nn.Module, state: dict) -> None:
 
 
 def zero_new_blocks(net: torch.nn.Module, fresh: list[str]) -> None:
-    """Added residual blocks pass their input through: the scale of their last batch norm at
-    zero (the FgBranch zero-initialises itself)."""
+    """Added stride-4 blocks pass their input through: the scale of their last batch norm at
+    zero (the FgBranch zero-initialises its own output and is left as it is built)."""
     from training.model import InvertedResidual
 
     for name, m in net.named_modules():
-        if isinstance(m, InvertedResidual) and m.residual and any(k.startswith(f"{name}.") for k in fresh):
+        if (name.startswith(ADDED_BLOCKS) and isinstance(m, InvertedResidual) and m.residual
+                and any(k.startswith(f"{name}.") for k in fresh)):
             torch.nn.init.zeros_(m.body[-1][1].weight)
 
 
