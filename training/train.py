@@ -129,12 +129,14 @@ STARTS_AT_ZERO = ("backbone.fg2.", ADDED_BLOCKS)
 def load_init_weights(net: torch.nn.Module, state: dict) -> None:
     """Load a trained network's weights into `net`, which may lack some of its layers (a
     configuration with blocks removed, e.g. ``--decoder-blocks``): those weights are left out,
-    with one log line.  Every layer of `net` must get weights of the same shape."""
+    with one log line.  `net` may also have layers of ``STARTS_AT_ZERO`` the checkpoint lacks
+    (the stride-2 foreground branch, added stride-4 blocks): they start as no-ops.  Every other
+    layer of `net` must get weights of the same shape."""
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
     fresh = [k for k in missing if k.startswith(STARTS_AT_ZERO)]
     if fresh:
-        print(f"--init-from: {len(fresh)} tensors of branches the checkpoint lacks start fresh (their output at zero: "
+        print(f"--init-from: {len(fresh)} tensors of branches the checkpoint lacks start fresh as no-ops ("
               f"{', '.join(sorted({k.split('.')[1] for k in fresh}))})", file=sys.stderr)
         missing = [k for k in missing if k not in fresh]
     if missing:
