@@ -145,6 +145,49 @@ def test_weighted_classification_loss():
     assert densereg_loss(raw, classes, uv, torch.zeros(1, 2, 2), valid, w)["ce"].item() == pytest.approx(plain + extra, rel=1e-5)
 
 
+def test_foreground_loss_is_the_cross_entropy_of_the_foreground_the_tracker_reads():
+    """``--fg-loss W``: W x the binary cross-entropy of ``bins_fg`` against the true mask, over
+    valid pixels (weighted like the classification loss); absent at W = 0 (the paper's losses)."""
+    from training.model import bins_fg
+
+    k = 10
+    classes = torch.tensor([[[[0, 3], [6, 10]], [[0, 6], [1, 8]]]])  # pixel (0,0) background
+    uv = torch.zeros(1, 2, 2, 2)
+    valid = torch.ones(1, 2, 2, dtype=torch.bool)
+    logits = torch.randn(1, 2, k + 1, 2, 2, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    raw = RawOutput(depth=torch.zeros(1, 1, 2, 2), logits=logits, residual=torch.zeros(1, 2, k, 2, 2))
+    assert "fg_bins" not in densereg_loss(raw, classes, uv, torch.zeros(1, 2, 2), valid)
+    fg = bins_fg(logits.detach())[0, 0].numpy()
+    truth = np.array([[0.0, 1.0], [1.0, 1.0]])
+    bce = -(truth * np.log(fg) + (1 - truth) * np.log(1 - fg))
+    terms = densereg_loss(raw, classes, uv, torch.zeros(1, 2, 2), valid, fg_loss=2.0)
+    assert terms["fg_bins"].item() == pytest.approx(2.0 * bce.mean(), rel=1e-5)
+    plain = densereg_loss(raw, classes, uv, torch.zeros(1, 2, 2), valid)["total"].item()
+    assert terms["total"].item() == pytest.approx(plain + terms["fg_bins"].item(), rel=1e-5)
+    w = torch.ones(1, 2, 2)
+    w[0, 0, 0] = 3.0  # the background pixel counts three times, still divided by 4 pixels
+    weighted = densereg_loss(raw, classes, uv, torch.zeros(1, 2, 2), valid, w, fg_loss=2.0)["fg_bins"].item()
+    assert weighted == pytest.approx(2.0 * (bce.sum() + 2 * bce[0, 0]) / 4, rel=1e-5)
+    terms["fg_bins"].backward()  # it trains the class logits (their background class)
+    assert logits.grad[:, :, 0].abs().sum() > 0
+
+
+def test_dense_options_parse_once_and_record_what_differs_from_the_paper():
+    """``training.train`` and ``training.gpukit train`` share the options; a checkpoint keeps
+    the ones set (``decoder_blocks`` 0, the fast network, included) and the runs made for the
+    part transfer keep their best checkpoint by it."""
+    import argparse
+
+    from training.densereg_task import PAPER, DenseOptions
+
+    ap = argparse.ArgumentParser()
+    DenseOptions.add_arguments(ap)
+    assert DenseOptions.from_args(ap.parse_args([])) == PAPER and PAPER.recorded() == {} and not PAPER.for_parts
+    o = DenseOptions.from_args(ap.parse_args(["--decoder-blocks", "0", "--fg-loss", "1.5", "--hole-weight", "3"]))
+    assert o.recorded() == {"decoder_blocks": 0, "hole_weight": 3.0, "fg_loss": 1.5} and o.for_parts
+    assert DenseOptions(decoder_blocks=4).for_parts is False and DenseOptions(fg_stride=2).for_parts is True
+
+
 def test_part_transfer_loss_is_low_inside_the_true_part_and_pulls_back_across_a_boundary():
     """Template parts: the left half of the UV square is part 1, the right half part 2.  A pixel
     of part 1 regressed to u_h 0.25 costs ~nothing; regressed to 0.75 (across the boundary) it
@@ -412,14 +455,14 @@ def test_export_card_names_the_training_only_options(tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    options = {"config": "realtime", "variant": "quantized", "part_loss": 0.5, "hole_weight": 3.0, "part_weight": 2.0}
+    options = {"config": "realtime", "variant": "quantized", "part_loss": 0.5, "hole_weight": 3.0, "part_weight": 2.0, "fg_loss": 1.5}
     save_checkpoint(run / "best.pt", {"model": DenseReg(CONFIGS["realtime"]).state_dict(), "step": 1, "options": options,
                                       "metrics": {"miou": 0.5}})
     (run / "val.jsonl").write_text(json.dumps({"step": 1, "time": 0.0, "miou": 0.5}) + "\n")
     assert export_main(["densereg", "--run", str(run), "--out-dir", str(tmp_path / "assets")]) == 0
     card = (tmp_path / "assets" / "DENSEREG_REALTIME_CARD.md").read_text()
     assert "0.5 x the part-transfer loss" in card and "weighted 3x on the face mask's holes" in card
-    assert "weighted 2x on the brows, eyes and lips" in card
+    assert "weighted 2x on the brows, eyes and lips" in card and "1.5 x a cross-entropy on the foreground" in card
 
 
 @pytest.mark.parametrize("blocks", [1, 0])

@@ -1,7 +1,9 @@
 """The DenseReg training task: batches from the face cache, the paper's losses, val metrics."""
 from __future__ import annotations
 
+import argparse
 import hashlib
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,62 @@ from training.losses import ce_weights, densereg_loss, part_transfer_loss, segme
 from training.model import DenseReg, configured, decode_torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class DenseOptions:
+    """How a DenseReg (or segmenter) run departs from the paper's network and losses; the
+    defaults are the paper's.  One place for them: ``training.train`` and ``training.gpukit``
+    parse them with ``add_arguments`` and a run's checkpoint records the ones set (``recorded``).
+
+    decoder_blocks: blocks at stride 4 (``NetConfig.decoder_blocks``; None: the config's);
+    fg_stride: the foreground's stride (``NetConfig.fg_stride``; None: 4);
+    part_loss: weight of ``part_transfer_loss`` added to the losses;
+    hole_weight: the classification loss's weight on the face mask's holes and their edge
+    (``training.losses.hole_weights``); part_weight: its weight on the brows, eyes and lips
+    (``training.losses.part_weights``; where both apply, the larger);
+    fg_loss: weight of a cross-entropy on the foreground the transfer reads
+    (``training.losses.densereg_loss``)."""
+
+    decoder_blocks: int | None = None
+    fg_stride: int | None = None
+    part_loss: float = 0.0
+    hole_weight: float = 0.0
+    part_weight: float = 0.0
+    fg_loss: float = 0.0
+
+    def recorded(self) -> dict:
+        """The options that differ from the paper's, as a checkpoint's options keep them."""
+        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) != f.default}
+
+    @property
+    def for_parts(self) -> bool:
+        """Whether the run was made for the part transfer (it keeps its best checkpoint by it)."""
+        return bool(self.part_loss or self.hole_weight or self.part_weight or self.fg_loss or self.fg_stride not in (None, 4))
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DenseOptions:
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--decoder-blocks", type=int, default=None, metavar="N",
+                            help="densereg: blocks at stride 4 (training.model.NetConfig.decoder_blocks; default the config's, 2)")
+        parser.add_argument("--fg-stride", type=int, choices=[2, 4], default=None,
+                            help="densereg: the foreground's stride (training.model.NetConfig.fg_stride; default 4)")
+        parser.add_argument("--part-loss", type=float, default=0.0, metavar="W",
+                            help="densereg: add W x the part-transfer loss (training.losses.part_transfer_loss) to the paper's losses")
+        parser.add_argument("--hole-weight", type=float, default=0.0, metavar="W",
+                            help="densereg: weigh the classification loss W times on the face mask's holes (an open mouth) and "
+                                 "their edge (training.losses.hole_weights)")
+        parser.add_argument("--part-weight", type=float, default=0.0, metavar="W",
+                            help="densereg: weigh the classification loss W times on the brows, eyes and lips (training.losses.part_weights)")
+        parser.add_argument("--fg-loss", type=float, default=0.0, metavar="W",
+                            help="densereg: add W x a cross-entropy on the foreground probability the tracker reads "
+                                 "(training.losses.densereg_loss)")
+
+
+PAPER = DenseOptions()  # the paper's network and losses
 
 
 def extra_cache_path(cache_dir: Path, root: Path) -> Path:
@@ -62,17 +120,10 @@ class DenseRegTask:
     on the same backbone, data, augmentation and budget."""
 
     def __init__(self, data: Path, gt: Path, config: str, variant: str, batch_size: int, augment: Augment = Augment(),
-                 extra_gt: tuple[Path, ...] = (), cache_dir: Path = REPO / "data" / "cache", part_loss: float = 0.0,
-                 hole_weight: float = 0.0, decoder_blocks: int | None = None, part_weight: float = 0.0,
-                 fg_stride: int | None = None):
+                 extra_gt: tuple[Path, ...] = (), cache_dir: Path = REPO / "data" / "cache", options: DenseOptions = PAPER):
         """extra_gt: more training folders that are their own data root (images, .pts,
-        splits/train.txt) and ground truth, e.g. the profiled views of ``training.profile``.
-        part_loss: weight of ``part_transfer_loss`` added to the paper's losses (0: the paper's).
-        hole_weight: the classification loss's weight on the face mask's holes and their edge
-        (``training.losses.hole_weights``; 0: not weighted, the paper's).  part_weight: its weight
-        on the pixels of the six small parts, brows, eyes and lips (``training.losses.part_weights``;
-        where both apply, the larger)."""
-        self.cfg = configured(config, variant, decoder_blocks, fg_stride)
+        splits/train.txt) and ground truth, e.g. the profiled views of ``training.profile``."""
+        self.cfg = configured(config, variant, options.decoder_blocks, options.fg_stride)
         self.net = DenseReg(self.cfg)
         self.batch_size = batch_size
         self.augment = augment
@@ -82,14 +133,11 @@ class DenseRegTask:
         rng = np.random.default_rng(0)
         self.val_samples = [sample_crop(self.val, i, self.cfg.input_size, NO_AUGMENT, rng) for i in range(len(self.val.names))]
         self.segment = variant == "segment"
-        # A run trained for the part transfer keeps its best checkpoint by the parts it transfers.
-        self.val_key = "1-miou" if self.segment or part_loss or hole_weight or part_weight or self.cfg.fg_stride != 4 else "uv_mae"
+        self.val_key = "1-miou" if self.segment or options.for_parts else "uv_mae"
         with np.load(ASSETS / "template.npz") as z:
             self.part_map = z["part_map"]
-        self.part_loss = part_loss
-        self.soft_parts = soft_part_map(self.part_map) if part_loss else None
-        self.hole_weight = hole_weight
-        self.part_weight = part_weight
+        self.options = options
+        self.soft_parts = soft_part_map(self.part_map) if options.part_loss else None
 
     def batch(self, rng: np.random.Generator):
         idx = rng.integers(0, len(self.train.names), self.batch_size)
@@ -98,11 +146,12 @@ class DenseRegTask:
         if self.segment:
             return batch
         extra = {}  # what the optional loss terms need
-        parts = part_labels(samples, self.part_map) if self.part_loss or self.part_weight else None
-        if self.hole_weight or self.part_weight:
+        o = self.options
+        parts = part_labels(samples, self.part_map) if o.part_loss or o.part_weight else None
+        if o.hole_weight or o.part_weight:
             faces = np.stack([np.isfinite(s.uv).all(axis=0) for s in samples])
-            extra["ce_weight"] = torch.from_numpy(ce_weights(faces, parts.numpy() if parts is not None else None, self.hole_weight, self.part_weight))
-        if self.part_loss:
+            extra["ce_weight"] = torch.from_numpy(ce_weights(faces, parts.numpy() if parts is not None else None, o.hole_weight, o.part_weight))
+        if o.part_loss:
             extra["parts"] = parts
         return (*batch, extra)
 
@@ -112,9 +161,9 @@ class DenseRegTask:
             return segment_loss(self.net(image), parts, valid)
         image, classes, uv, depth, valid, extra = batch
         raw = self.net(image)
-        terms = densereg_loss(raw, classes, uv, depth, valid, extra.get("ce_weight"))
-        if self.part_loss:
-            terms["parts"] = self.part_loss * part_transfer_loss(raw, classes, uv, extra["parts"], valid, self.soft_parts)
+        terms = densereg_loss(raw, classes, uv, depth, valid, extra.get("ce_weight"), self.options.fg_loss)
+        if self.options.part_loss:
+            terms["parts"] = self.options.part_loss * part_transfer_loss(raw, classes, uv, extra["parts"], valid, self.soft_parts)
             terms["total"] = terms["total"] + terms["parts"]
         return terms
 

@@ -245,6 +245,7 @@ LOSS_OPTIONS = {
     "part_loss": "plus {:g} x the part-transfer loss (`training/losses.py: part_transfer_loss`)",
     "hole_weight": "the classification loss weighted {:g}x on the face mask's holes and their edge (`training/losses.py: hole_weights`)",
     "part_weight": "the classification loss weighted {:g}x on the brows, eyes and lips (`training/losses.py: part_weights`)",
+    "fg_loss": "plus {:g} x a cross-entropy on the foreground probability the tracker reads (`training/losses.py: densereg_loss`)",
 }
 
 

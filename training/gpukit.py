@@ -44,7 +44,7 @@ import tarfile
 import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,6 +57,7 @@ from tracker.assets import ASSETS, sha256
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_json, read_image
 from tracker.pts import read_pts, write_pts
 from training.dataset import CACHE_FACTOR, CACHE_SIZE, FaceCache, cache_item, save_cache
+from training.densereg_task import PAPER, DenseOptions
 from training.template import DEFAULT_300W
 
 REPO = Path(__file__).resolve().parents[1]
@@ -569,8 +570,7 @@ def _export(n: Network) -> dict:
 def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: str = "large", refiners: tuple[str, ...] = ("mdm", "mdm-fine"),
           refiner_share: float = 0.25, resume_from: Path | None = None, workers: int = 0, batch_mult: float = 4.0, lr: float = 0.0,
           steps: int = 0, amp: bool = True, work: Path = REPO / "runs" / "gpukit", seed: int = 0, command: str = "",
-          part_loss: float = 0.0, hole_weight: float = 0.0, decoder_blocks: int | None = None, part_weight: float = 0.0,
-          fg_stride: int | None = None, segmenter: bool = False) -> int:
+          dense: DenseOptions = PAPER, segmenter: bool = False) -> int:
     """The whole GPU run within `minutes` (unpacking, training, exports); returns 0 when every
     network trained and its export matches PyTorch in ONNX Runtime.  A network that fails is
     logged and the others still train: a lease is not spent on one error.
@@ -611,8 +611,7 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
              f"({time.time() - t_start:.0f} s)")
     ns = {"gt": pack, "cache": data.cache, "config": config, "variant": "quantized", "batch": 0, "steps": 0, "lr": 0.0,
           # profiled views: in the pack's caches; no tracker starts there
-          "gt_extra": [], "tracker_starts": 0.0, "starts_assets": None, "part_loss": part_loss,
-          "hole_weight": hole_weight, "part_weight": part_weight, "decoder_blocks": decoder_blocks, "fg_stride": fg_stride}
+          "gt_extra": [], "tracker_starts": 0.0, "starts_assets": None, **asdict(dense)}
     dense_share = (1.0 - refiner_share if refiners else 1.0) / (2 if segmenter else 1)
     specs = [(f"densereg-{config}", "densereg", argparse.Namespace(data=pack, **ns), dense_share)]
     if segmenter:
@@ -764,11 +763,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--lr", type=float, default=0.0, help="default: the task's, x sqrt(--batch-mult)")
     t.add_argument("--steps", type=int, default=0, help="stop each network at this step (dry runs)")
     t.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA")
-    t.add_argument("--part-loss", type=float, default=0.0, metavar="W", help="DenseReg: training.train's --part-loss")
-    t.add_argument("--hole-weight", type=float, default=0.0, metavar="W", help="DenseReg: training.train's --hole-weight")
-    t.add_argument("--part-weight", type=float, default=0.0, metavar="W", help="DenseReg: training.train's --part-weight")
-    t.add_argument("--decoder-blocks", type=int, default=None, metavar="N", help="DenseReg: training.train's --decoder-blocks")
-    t.add_argument("--fg-stride", type=int, choices=[2, 4], default=None, help="DenseReg: training.train's --fg-stride")
+    DenseOptions.add_arguments(t)
     t.add_argument("--segmenter", action="store_true",
                    help="also the part segmenter of the same configuration, at DenseReg's budget (half of DenseReg's time each)")
     t.add_argument("--work", type=Path, default=REPO / "runs" / "gpukit", help="run folders and unpacked caches")
@@ -791,9 +786,7 @@ def main(argv: list[str] | None = None) -> int:
             _setup_logging(args.out)
             return train(args.pack, args.out, args.minutes, args.device, args.config, tuple(r for r in args.refiners.split(",") if r),
                          args.refiner_share, args.resume_from, args.workers, args.batch_mult, args.lr, args.steps, not args.no_amp,
-                         args.work, command=command, part_loss=args.part_loss,
-                         hole_weight=args.hole_weight, decoder_blocks=args.decoder_blocks, part_weight=args.part_weight,
-                         fg_stride=args.fg_stride, segmenter=args.segmenter)
+                         args.work, command=command, dense=DenseOptions.from_args(args), segmenter=args.segmenter)
         rows = speed(args.device, args.configs.split(","), [int(b) for b in args.batches.split(",")], args.runs, args.warmup)
         device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
         print(f"{'config':<10}{'input':>6}{'batch':>6}{'weights':>12}{'ms/batch':>10}{'ms/image':>10}{'images/s':>10}"

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from tracker.parts import LEFT_EYEBROW, LOWER_LIP, PART_NAMES
-from training.model import RawOutput, fg_logit, uncorrected_fg
+from training.model import RawOutput, bins_fg, fg_logit, uncorrected_fg
 
 RESIDUAL_WEIGHT = 40.0  # paper, quantized regression (d = 0.1)
 PLAIN_WEIGHT = 70.0  # paper, plain regression
@@ -28,10 +28,12 @@ def _masked_smooth_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
 
 
 def densereg_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor,
-                  ce_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                  ce_weight: torch.Tensor | None = None, fg_loss: float = 0.0) -> dict[str, torch.Tensor]:
     """Loss terms and their weighted sum ('total').  ce_weight: optional (N,S,S) weight of each
     pixel's classification loss (``hole_weights``, ``part_weights``); the term stays normalised by the count of
-    contributing pixels, so weights of 1 give the paper's loss."""
+    contributing pixels, so weights of 1 give the paper's loss.  fg_loss: weight of a binary
+    cross-entropy on the foreground probability the tracker reads (``bins_fg``; quantized only;
+    0: the paper's losses)."""
     face = (classes[:, 0] > 0) & valid  # (N,S,S)
     facef = face.float()
     terms: dict[str, torch.Tensor] = {}
@@ -52,13 +54,26 @@ def densereg_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, depth
         terms["residual"] = PLAIN_WEIGHT * _masked_smooth_l1(raw.u, uv, facef[:, None].expand_as(raw.u))
     terms["depth"] = DEPTH_WEIGHT * _masked_smooth_l1(raw.depth[:, 0], depth, facef)
     terms["total"] = terms["ce"] + terms["residual"] + terms["depth"]
+    if fg_loss and raw.logits is not None:
+        # The paper trains the foreground only through each coordinate's (K+1)-way classifier;
+        # the mask the transfer reads is the mean of their two background probabilities, and
+        # nothing trains that mean's edge directly (an open mouth is a few pixels of it).
+        prob = bins_fg(raw.logits)[:, 0].clamp(1e-6, 1.0 - 1e-6)
+        terms["fg_bins"] = fg_loss * _valid_mean(F.binary_cross_entropy(prob, facef, reduction="none"), valid, ce_weight)
+        terms["total"] = terms["total"] + terms["fg_bins"]
     if raw.fg_delta is not None:  # fg_stride 2: the correction alone learns from this (the bins' fg detached)
         logit = fg_logit(uncorrected_fg(raw).detach(), raw.fg_delta)[:, 0]
         bce = F.binary_cross_entropy_with_logits(logit, (classes[:, 0] > 0).to(logit.dtype), reduction="none")
-        w = valid.to(bce.dtype) * (ce_weight if ce_weight is not None else 1.0)
-        terms["fg"] = (bce * w).sum() / valid.sum().clamp_min(1)
+        terms["fg"] = _valid_mean(bce, valid, ce_weight)
         terms["total"] = terms["total"] + terms["fg"]
     return terms
+
+
+def _valid_mean(loss: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """A (N,S,S) per-pixel loss summed over valid pixels, optionally weighted per pixel,
+    normalised by the count of valid pixels (as the classification loss is)."""
+    w = valid.to(loss.dtype) * (weight if weight is not None else 1.0)
+    return (loss * w).sum() / valid.sum().clamp_min(1)
 
 
 def face_holes(face: np.ndarray) -> np.ndarray:

@@ -269,26 +269,16 @@ def task(name: str):
 @task("densereg")
 def _densereg(args) -> tuple[Task, Schedule, dict]:
     from training.dataset import PAPER_AUGMENT, Augment
-    from training.densereg_task import DenseRegTask
+    from training.densereg_task import DenseOptions, DenseRegTask
 
     # paper §4.1: 20k iterations, batch 10, poly LR 1e-3, scale augmentation {0.5, ..., 1.5};
     # realtime and large: trained from scratch (no ImageNet weights here), so longer, larger steps.
     compact = (40000, 16, 2e-3, Augment())
     steps, batch, lr, augment = {"paper": (20000, 10, 1e-3, PAPER_AUGMENT), "realtime": compact, "large": compact}[args.config]
-    t = DenseRegTask(args.data, args.gt, args.config, args.variant, args.batch or batch, augment, tuple(args.gt_extra), args.cache,
-                     part_loss=args.part_loss, hole_weight=args.hole_weight, decoder_blocks=args.decoder_blocks,
-                     part_weight=args.part_weight, fg_stride=args.fg_stride)
-    options = {"config": args.config, "variant": args.variant}
-    if args.decoder_blocks is not None:  # how the network is built: the export needs it
-        options["decoder_blocks"] = args.decoder_blocks
-    if args.fg_stride is not None:  # likewise
-        options["fg_stride"] = args.fg_stride
-    if args.part_loss:
-        options["part_loss"] = args.part_loss
-    if args.hole_weight:
-        options["hole_weight"] = args.hole_weight
-    if args.part_weight:
-        options["part_weight"] = args.part_weight
+    dense = DenseOptions.from_args(args)
+    t = DenseRegTask(args.data, args.gt, args.config, args.variant, args.batch or batch, augment, tuple(args.gt_extra), args.cache, dense)
+    # the network's shape (the export needs it) and the losses (the card says them)
+    options = {"config": args.config, "variant": args.variant, **dense.recorded()}
     if args.gt_extra:
         options["gt_extra"] = [str(d) for d in args.gt_extra]
     return t, Schedule(args.steps or steps, t.batch_size, args.lr or lr), options
@@ -358,6 +348,8 @@ def write_run_info(out: Path, argv: list[str], batch: int, lr: float, init_from:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from training.densereg_task import DenseOptions
+
     ap = argparse.ArgumentParser(prog="python -m training.train", description="Train a network on the CPU (resumable).")
     ap.add_argument("task", choices=sorted(TASKS))
     ap.add_argument("--config", default="realtime", choices=sorted(CONFIGS))
@@ -374,17 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop-at", type=int, default=0,
                     help="stop at this step; the LR schedule still spans --steps (equal-budget comparisons)")
     ap.add_argument("--batch", type=int, default=0)
-    ap.add_argument("--part-loss", type=float, default=0.0, metavar="W",
-                    help="densereg: add W x the part-transfer loss (training.losses.part_transfer_loss) to the paper's losses")
-    ap.add_argument("--decoder-blocks", type=int, default=None, metavar="N",
-                    help="densereg: blocks at stride 4 (training.model.NetConfig.decoder_blocks; default the config's, 2)")
-    ap.add_argument("--fg-stride", type=int, choices=[2, 4], default=None,
-                    help="densereg: the foreground's stride (training.model.NetConfig.fg_stride; default 4)")
-    ap.add_argument("--hole-weight", type=float, default=0.0, metavar="W",
-                    help="densereg: weigh the classification loss W times on the face mask's holes (an open mouth) and their "
-                         "edge (training.losses.hole_weights)")
-    ap.add_argument("--part-weight", type=float, default=0.0, metavar="W",
-                    help="densereg: weigh the classification loss W times on the brows, eyes and lips (training.losses.part_weights)")
+    DenseOptions.add_arguments(ap)
     ap.add_argument("--lr", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest while anything else runs)")
     ap.add_argument("--tracker-starts", type=float, default=0.0, metavar="SHARE",
