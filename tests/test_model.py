@@ -172,6 +172,16 @@ def test_foreground_loss_is_the_cross_entropy_of_the_foreground_the_tracker_read
     assert logits.grad[:, :, 0].abs().sum() > 0
 
 
+def test_depth_weight_scales_the_depth_term_only():
+    k = 10
+    classes = torch.tensor([[[[0, 3], [6, 10]], [[0, 6], [1, 8]]]])
+    raw = RawOutput(depth=torch.zeros(1, 1, 2, 2), logits=torch.zeros(1, 2, k + 1, 2, 2), residual=torch.zeros(1, 2, k, 2, 2))
+    args = (raw, classes, torch.zeros(1, 2, 2, 2), torch.full((1, 2, 2), 0.5), torch.ones(1, 2, 2, dtype=torch.bool))
+    paper, light = densereg_loss(*args), densereg_loss(*args, depth_weight=2.0)
+    assert paper["depth"].item() > 0 and light["depth"].item() == pytest.approx(paper["depth"].item() / 5, rel=1e-6)
+    assert light["ce"].item() == paper["ce"].item() and light["residual"].item() == paper["residual"].item()
+
+
 def test_dense_options_parse_once_and_record_what_differs_from_the_paper():
     """``training.train`` and ``training.gpukit train`` share the options; a checkpoint keeps
     the ones set (``decoder_blocks`` 0, the fast network, included) and the runs made for the
@@ -186,6 +196,7 @@ def test_dense_options_parse_once_and_record_what_differs_from_the_paper():
     o = DenseOptions.from_args(ap.parse_args(["--decoder-blocks", "0", "--fg-loss", "1.5", "--hole-weight", "3"]))
     assert o.recorded() == {"decoder_blocks": 0, "hole_weight": 3.0, "fg_loss": 1.5} and o.for_parts
     assert DenseOptions(decoder_blocks=4).for_parts is False and DenseOptions(fg_stride=2).for_parts is True
+    assert DenseOptions.from_args(ap.parse_args(["--depth-weight", "2"])).recorded() == {"depth_weight": 2.0}
 
 
 def test_part_transfer_loss_is_low_inside_the_true_part_and_pulls_back_across_a_boundary():
@@ -455,7 +466,8 @@ def test_export_card_names_the_training_only_options(tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    options = {"config": "realtime", "variant": "quantized", "part_loss": 0.5, "hole_weight": 3.0, "part_weight": 2.0, "fg_loss": 1.5}
+    options = {"config": "realtime", "variant": "quantized", "part_loss": 0.5, "hole_weight": 3.0, "part_weight": 2.0, "fg_loss": 1.5,
+               "depth_weight": 2.0}
     save_checkpoint(run / "best.pt", {"model": DenseReg(CONFIGS["realtime"]).state_dict(), "step": 1, "options": options,
                                       "metrics": {"miou": 0.5}})
     (run / "val.jsonl").write_text(json.dumps({"step": 1, "time": 0.0, "miou": 0.5}) + "\n")
@@ -463,6 +475,7 @@ def test_export_card_names_the_training_only_options(tmp_path):
     card = (tmp_path / "assets" / "DENSEREG_REALTIME_CARD.md").read_text()
     assert "0.5 x the part-transfer loss" in card and "weighted 3x on the face mask's holes" in card
     assert "weighted 2x on the brows, eyes and lips" in card and "1.5 x a cross-entropy on the foreground" in card
+    assert "depth loss weighted 2 instead of 10" in card
 
 
 @pytest.mark.parametrize("blocks", [1, 0])

@@ -14,7 +14,7 @@ from tracker.crop import to_network_input
 from tracker.parts import lookup_parts, mean_iou
 from tracker.uvcodec import encode
 from training.dataset import NO_AUGMENT, Augment, build_cache, concat_caches, sample_crop
-from training.losses import ce_weights, densereg_loss, part_transfer_loss, segment_loss, soft_part_map
+from training.losses import DEPTH_WEIGHT, ce_weights, densereg_loss, part_transfer_loss, segment_loss, soft_part_map
 from training.model import DenseReg, configured, decode_torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ class DenseOptions:
     (``training.losses.hole_weights``); part_weight: its weight on the brows, eyes and lips
     (``training.losses.part_weights``; where both apply, the larger);
     fg_loss: weight of a cross-entropy on the foreground the transfer reads
-    (``training.losses.densereg_loss``)."""
+    (``training.losses.densereg_loss``); depth_weight: the depth loss's weight."""
 
     decoder_blocks: int | None = None
     fg_stride: int | None = None
@@ -41,6 +41,7 @@ class DenseOptions:
     hole_weight: float = 0.0
     part_weight: float = 0.0
     fg_loss: float = 0.0
+    depth_weight: float = DEPTH_WEIGHT
 
     def recorded(self) -> dict:
         """The options that differ from the paper's, as a checkpoint's options keep them."""
@@ -49,7 +50,8 @@ class DenseOptions:
     @property
     def for_parts(self) -> bool:
         """Whether the run was made for the part transfer (it keeps its best checkpoint by it)."""
-        return bool(self.part_loss or self.hole_weight or self.part_weight or self.fg_loss or self.fg_stride not in (None, 4))
+        return bool(self.part_loss or self.hole_weight or self.part_weight or self.fg_loss or self.fg_stride not in (None, 4)
+                    or self.depth_weight != DEPTH_WEIGHT)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DenseOptions:
@@ -71,6 +73,9 @@ class DenseOptions:
         parser.add_argument("--fg-loss", type=float, default=0.0, metavar="W",
                             help="densereg: add W x a cross-entropy on the foreground probability the tracker reads "
                                  "(training.losses.densereg_loss)")
+        parser.add_argument("--depth-weight", type=float, default=DEPTH_WEIGHT, metavar="W",
+                            help=f"densereg: the depth loss's weight (default {DEPTH_WEIGHT:g}; lower leaves the small decoder "
+                                 "more to the UV and the foreground)")
 
 
 PAPER = DenseOptions()  # the paper's network and losses
@@ -161,7 +166,8 @@ class DenseRegTask:
             return segment_loss(self.net(image), parts, valid)
         image, classes, uv, depth, valid, extra = batch
         raw = self.net(image)
-        terms = densereg_loss(raw, classes, uv, depth, valid, extra.get("ce_weight"), self.options.fg_loss)
+        terms = densereg_loss(raw, classes, uv, depth, valid, extra.get("ce_weight"), self.options.fg_loss,
+                              self.options.depth_weight)
         if self.options.part_loss:
             terms["parts"] = self.options.part_loss * part_transfer_loss(raw, classes, uv, extra["parts"], valid, self.soft_parts)
             terms["total"] = terms["total"] + terms["parts"]

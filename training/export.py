@@ -246,6 +246,7 @@ LOSS_OPTIONS = {
     "hole_weight": "the classification loss weighted {:g}x on the face mask's holes and their edge (`training/losses.py: hole_weights`)",
     "part_weight": "the classification loss weighted {:g}x on the brows, eyes and lips (`training/losses.py: part_weights`)",
     "fg_loss": "plus {:g} x a cross-entropy on the foreground probability the tracker reads (`training/losses.py: densereg_loss`)",
+    "depth_weight": "the depth loss weighted {:g} instead of 10 (`training/losses.py: DEPTH_WEIGHT`)",
 }
 
 
@@ -254,7 +255,7 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     ckpt = load_checkpoint(run / "best.pt")
     options = dict(ckpt.get("options", {}))
     extra_data = options.pop("gt_extra", [])  # what the run trained on, not how the network is built
-    losses = {k: v for k in LOSS_OPTIONS if (v := options.pop(k, 0.0))}  # how it was trained, likewise
+    losses = {k: options.pop(k) for k in LOSS_OPTIONS if k in options}  # how it was trained, likewise
     name = NAMES[arch]
     config = options.get("config", "realtime")  # DenseReg's; refiners have none
     densereg = ARCH.get(arch, arch) == "densereg"

@@ -28,12 +28,12 @@ def _masked_smooth_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
 
 
 def densereg_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor,
-                  ce_weight: torch.Tensor | None = None, fg_loss: float = 0.0) -> dict[str, torch.Tensor]:
+                  ce_weight: torch.Tensor | None = None, fg_loss: float = 0.0, depth_weight: float = DEPTH_WEIGHT) -> dict[str, torch.Tensor]:
     """Loss terms and their weighted sum ('total').  ce_weight: optional (N,S,S) weight of each
     pixel's classification loss (``hole_weights``, ``part_weights``); the term stays normalised by the count of
     contributing pixels, so weights of 1 give the paper's loss.  fg_loss: weight of a binary
     cross-entropy on the foreground probability the tracker reads (``bins_fg``; quantized only;
-    0: the paper's losses)."""
+    0: the paper's losses).  depth_weight: the depth term's weight."""
     face = (classes[:, 0] > 0) & valid  # (N,S,S)
     facef = face.float()
     terms: dict[str, torch.Tensor] = {}
@@ -52,7 +52,7 @@ def densereg_loss(raw: RawOutput, classes: torch.Tensor, uv: torch.Tensor, depth
         target_fg = torch.where(valid, (classes[:, 0] > 0).long(), torch.full_like(classes[:, 0], -100))
         terms["ce"] = F.cross_entropy(raw.fg_logits, target_fg, ignore_index=-100)
         terms["residual"] = PLAIN_WEIGHT * _masked_smooth_l1(raw.u, uv, facef[:, None].expand_as(raw.u))
-    terms["depth"] = DEPTH_WEIGHT * _masked_smooth_l1(raw.depth[:, 0], depth, facef)
+    terms["depth"] = depth_weight * _masked_smooth_l1(raw.depth[:, 0], depth, facef)
     terms["total"] = terms["ce"] + terms["residual"] + terms["depth"]
     if fg_loss and raw.logits is not None:
         # The paper trains the foreground only through each coordinate's (K+1)-way classifier;
