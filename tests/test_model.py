@@ -567,3 +567,18 @@ def test_mask_at_stride_loses_a_thin_gap_and_keeps_a_block():
     kept = mask_at_stride(mask, 4)
     assert kept[15:17, 12:20].all()  # the gap is gone at stride 4 ...
     assert not mask_at_stride(np.pad(np.ones((8, 8), bool), 12), 4)[:4].any() and kept[8:12, 8:24].all()  # ... the face is not
+
+
+def test_lip_errors_count_each_kind_of_wrong_lip_pixel():
+    from tracker.parts import LOWER_LIP, NOSE, OTHER, UPPER_LIP
+    from training.evaluate import lip_errors
+
+    truth = np.array([[OTHER, UPPER_LIP, UPPER_LIP, 0, LOWER_LIP, LOWER_LIP, OTHER, 0, NOSE]])
+    holes = np.array([[0, 0, 0, 1, 0, 0, 0, 0, 0]], bool)
+    pred = np.array([[UPPER_LIP, UPPER_LIP, LOWER_LIP, UPPER_LIP, OTHER, 0, OTHER, LOWER_LIP, NOSE]])
+    valid = np.ones(truth.shape, bool)
+    assert lip_errors(pred, truth, holes, valid) == {
+        "lip in the mouth's hole": 1, "one lip for the other": 1, "lip for skin": 1, "skin for lip": 1,
+        "background for lip": 1, "lip for background, outside holes": 1}
+    assert sum(lip_errors(pred, truth, holes, ~valid).values()) == 0  # ignore pixels do not count
+    assert sum(lip_errors(truth, truth, holes, valid).values()) == 0

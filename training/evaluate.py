@@ -80,6 +80,22 @@ def mask_at_stride(mask: np.ndarray, stride: int) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
 
 
+def lip_errors(pred: np.ndarray, truth: np.ndarray, holes: np.ndarray, valid: np.ndarray) -> dict[str, int]:
+    """Where a method's lip labels are wrong, in pixels summed over both lips: labelled lip in
+    the mask's holes (an open mouth); one lip for the other (the seam); lip for other face
+    skin and skin for lip (the outer edge); lip for background and background for lip outside
+    the holes (the face's outline).  Label images of any (equal) shape."""
+    from tracker.parts import LOWER_LIP, OTHER, UPPER_LIP
+
+    lip_p, lip_t = np.isin(pred, (UPPER_LIP, LOWER_LIP)) & valid, np.isin(truth, (UPPER_LIP, LOWER_LIP)) & valid
+    return {"lip in the mouth's hole": int((lip_p & holes).sum()),
+            "one lip for the other": int((lip_t & lip_p & (pred != truth)).sum()),
+            "lip for skin": int((lip_p & (truth == OTHER)).sum()),
+            "skin for lip": int((lip_t & (pred == OTHER)).sum()),
+            "background for lip": int((lip_t & (pred == 0)).sum()),
+            "lip for background, outside holes": int((lip_p & (truth == 0) & ~holes).sum())}
+
+
 def load_segmenter(run: Path):
     """A segmenter run's best checkpoint as the network it was trained as (configuration, blocks,
     foreground stride from its options), in eval mode; and its step."""
@@ -135,8 +151,15 @@ def evaluate_parts(args) -> int:
         from training.losses import face_holes
 
         # the open mouth: background the true face mask encloses, which a predicted foreground fills
-        report["faces_with_mask_holes"] = sum(bool(face_holes(m).any()) for m in true_masks)
+        holes = np.stack([face_holes(m) for m in true_masks])
+        report["faces_with_mask_holes"] = int(holes.any(axis=(1, 2)).sum())
         md += f"\n\n{report['faces_with_mask_holes']} of the {len(samples)} faces have a hole in the true face mask (the open mouth)."
+        # the lips' errors by kind, for the methods that read a predicted mask
+        errors = {n: lip_errors(np.stack(p), np.stack(truth), holes, valid) for n, p in preds.items() if "true face mask" not in n}
+        report["lip_errors"] = errors
+        kinds = list(next(iter(errors.values())))
+        md += ("\n\nLip pixels wrongly labelled, by kind (both lips, all faces):\n\n| method | " + " | ".join(kinds) + " |\n"
+               + "|---" * (len(kinds) + 1) + "|\n" + "\n".join(f"| {n} | " + " | ".join(str(e[k]) for k in kinds) + " |" for n, e in errors.items()))
     print(md)
     atomic_write_json(args.out / "parts_val.json", report)
     atomic_write_text(args.out / "parts_val.md",
