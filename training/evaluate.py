@@ -9,7 +9,8 @@ on true-foreground pixels, foreground IoU, depth error, and the CED of the per-p
 normalised by the template's inter-ocular (outer-eye-corner) distance in UV space, with its
 AUC up to 0.1.  Writes ``densereg_val.json``, ``densereg_val.md`` and ``densereg_ced.png``.
 ``parts`` transfers the template's part map through each model's UV and scores it (and the
-directly trained segmenter, with ``--baseline``) against parts transferred with the true UV:
+directly trained segmenter, with ``--baseline``) against parts transferred with the true UV, and
+the IoU of the face all its parts cover (``face``, the foreground each method reads):
 ``parts_val.json``, ``parts_val.md``, ``parts_val.png``.
 """
 from __future__ import annotations
@@ -139,10 +140,13 @@ def evaluate_parts(args) -> int:
                 net(torch.from_numpy(to_network_input(s.image))).seg_logits.argmax(1)[0].numpy() for s in samples]
     table = {}
     valid = np.stack([s.valid for s in samples])
+    tface = np.stack(truth) > 0
     for name, labels in preds.items():
         table[name] = {cls: i / max(u, 1) for cls, (i, u) in part_iou(np.stack(labels), np.stack(truth), valid).items()}
         table[name]["mean"] = float(np.mean(list(table[name].values())))
-    cols = list(PART_NAMES[1:]) + ["mean"]
+        face = np.stack(labels) > 0  # the foreground every method's parts lie in
+        table[name]["face"] = float((face & tface & valid).sum() / max(((face | tface) & valid).sum(), 1))
+    cols = list(PART_NAMES[1:]) + ["mean", "face"]
     lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     lines += [f"| {n} | " + " | ".join(f"{100 * r[c]:.1f}" for c in cols) + " |" for n, r in table.items()]
     md = "\n".join(lines)
