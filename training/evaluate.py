@@ -119,7 +119,7 @@ def evaluate_parts(args) -> int:
     samples = val_samples(args.data, args.gt, split=args.split)
     with np.load(ASSETS / "template.npz") as z:
         part_map = z["part_map"]
-    truth = [lookup_parts(s.uv, part_map) for s in samples]
+    truth = np.stack([lookup_parts(s.uv, part_map) for s in samples])
     true_masks = [np.isfinite(s.uv).all(axis=0) for s in samples]
     preds = {}
     for name, path in _models(args).items():
@@ -138,13 +138,14 @@ def evaluate_parts(args) -> int:
         with torch.no_grad():
             preds[f"segmenter {Path(run).name} (step {step})"] = [
                 net(torch.from_numpy(to_network_input(s.image))).seg_logits.argmax(1)[0].numpy() for s in samples]
+    preds = {name: np.stack(labels) for name, labels in preds.items()}  # stacked once for every score below
     table = {}
     valid = np.stack([s.valid for s in samples])
-    tface = np.stack(truth) > 0
+    tface = truth > 0
     for name, labels in preds.items():
-        table[name] = {cls: i / max(u, 1) for cls, (i, u) in part_iou(np.stack(labels), np.stack(truth), valid).items()}
+        table[name] = {cls: i / max(u, 1) for cls, (i, u) in part_iou(labels, truth, valid).items()}
         table[name]["mean"] = float(np.mean(list(table[name].values())))
-        face = np.stack(labels) > 0  # the foreground every method's parts lie in
+        face = labels > 0  # the foreground every method's parts lie in
         table[name]["face"] = float((face & tface & valid).sum() / max(((face | tface) & valid).sum(), 1))
     cols = list(PART_NAMES[1:]) + ["mean", "face"]
     lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
@@ -159,7 +160,7 @@ def evaluate_parts(args) -> int:
         report["faces_with_mask_holes"] = int(holes.any(axis=(1, 2)).sum())
         md += f"\n\n{report['faces_with_mask_holes']} of the {len(samples)} faces have a hole in the true face mask (the open mouth)."
         # the lips' errors by kind, for the methods that read a predicted mask
-        errors = {n: lip_errors(np.stack(p), np.stack(truth), holes, valid) for n, p in preds.items() if "true face mask" not in n}
+        errors = {n: lip_errors(p, truth, holes, valid) for n, p in preds.items() if "true face mask" not in n}
         report["lip_errors"] = errors
         kinds = list(next(iter(errors.values())))
         md += ("\n\nLip pixels wrongly labelled, by kind (both lips, all faces):\n\n| method | " + " | ".join(kinds) + " |\n"
