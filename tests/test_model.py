@@ -197,6 +197,8 @@ def test_dense_options_parse_once_and_record_what_differs_from_the_paper():
     assert o.recorded() == {"decoder_blocks": 0, "hole_weight": 3.0, "fg_loss": 1.5} and o.for_parts
     assert DenseOptions(decoder_blocks=4).for_parts is False and DenseOptions(fg_stride=2).for_parts is True
     assert DenseOptions.from_args(ap.parse_args(["--depth-weight", "2"])).recorded() == {"depth_weight": 2.0}
+    more_bins = DenseOptions.from_args(ap.parse_args(["--bins", "20"]))
+    assert more_bins.recorded() == {"bins": 20} and more_bins.for_parts and not DenseOptions(bins=10).for_parts
 
 
 def test_part_transfer_loss_is_low_inside_the_true_part_and_pulls_back_across_a_boundary():
@@ -512,6 +514,43 @@ def test_init_from_a_network_with_other_block_counts():
         torch.testing.assert_close(full(x).logits, cut(x).logits)
     with pytest.raises(ValueError, match="no weights for 1 tensors"):
         load_init_weights(full, {k: v for k, v in cut.state_dict().items() if k != "backbone.head.weight"})
+
+
+def test_more_bins_start_as_the_network_they_split_and_export_with_their_count(tmp_path):
+    """``--bins`` with ``--init-from`` a network of a divisor of K: each bin splits
+    (``split_bins``), the decoded maps are the same (ties go to the first sub-bin) and the
+    probabilities too; the exported graph decodes K bins and its card says so; K that is not a
+    multiple is an error."""
+    import json
+    from dataclasses import replace
+
+    from training.export import main as export_main
+    from training.model import split_bins
+    from training.train import load_init_weights, save_checkpoint
+
+    torch.manual_seed(0)
+    base = DenseReg(CONFIGS["realtime"]).eval()
+    for p in base.backbone.head.parameters():  # bins far from ties, residuals of either sign
+        p.data.normal_(0.0, 0.5)
+    fine = DenseReg(replace(CONFIGS["realtime"], k=20)).eval()
+    load_init_weights(fine, base.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = base(x), fine(x)
+        for u, v in zip(decode_torch(a, 10), decode_torch(b, 20)):
+            torch.testing.assert_close(u, v, atol=1e-5, rtol=0)
+        pa, pb = torch.softmax(a.logits, 2), torch.softmax(b.logits, 2)
+        torch.testing.assert_close(pb[:, :, 1:].reshape(2, 2, 10, 2, 64, 64).sum(3), pa[:, :, 1:], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="into 15 bins"):
+        split_bins(base.state_dict()["backbone.head.bias"], 15)
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / "best.pt", {"model": fine.state_dict(), "step": 1, "metrics": {"miou": 0.5},
+                                      "options": {"config": "realtime", "variant": "quantized", "bins": 20}})
+    (run / "val.jsonl").write_text(json.dumps({"step": 1, "time": 0.0, "miou": 0.5}) + "\n")
+    assert export_main(["densereg", "--run", str(run), "--out-dir", str(tmp_path / "assets")]) == 0
+    assert "(K=20 bins + residuals)" in (tmp_path / "assets" / "DENSEREG_REALTIME_CARD.md").read_text()
 
 
 def test_stride2_foreground_starts_as_the_network_it_extends_and_only_its_branch_learns_the_fg_loss():

@@ -12,7 +12,7 @@ import torch
 from tracker.assets import ASSETS
 from tracker.crop import to_network_input
 from tracker.parts import lookup_parts, mean_iou
-from tracker.uvcodec import encode
+from tracker.uvcodec import K_DEFAULT, encode
 from training.dataset import NO_AUGMENT, Augment, build_cache, concat_caches, sample_crop
 from training.losses import DEPTH_WEIGHT, ce_weights, densereg_loss, part_transfer_loss, segment_loss, soft_part_map
 from training.model import DenseReg, configured, decode_torch
@@ -33,10 +33,12 @@ class DenseOptions:
     (``training.losses.hole_weights``); part_weight: its weight on the brows, eyes and lips
     (``training.losses.part_weights``; where both apply, the larger);
     fg_loss: weight of a cross-entropy on the foreground the transfer reads
-    (``training.losses.densereg_loss``); depth_weight: the depth loss's weight."""
+    (``training.losses.densereg_loss``); depth_weight: the depth loss's weight;
+    bins: the quantized regression's K per coordinate (``NetConfig.k``; None: the paper's 10)."""
 
     decoder_blocks: int | None = None
     fg_stride: int | None = None
+    bins: int | None = None
     part_loss: float = 0.0
     hole_weight: float = 0.0
     part_weight: float = 0.0
@@ -51,7 +53,7 @@ class DenseOptions:
     def for_parts(self) -> bool:
         """Whether the run was made for the part transfer (it keeps its best checkpoint by it)."""
         return bool(self.part_loss or self.hole_weight or self.part_weight or self.fg_loss or self.fg_stride not in (None, 4)
-                    or self.depth_weight != DEPTH_WEIGHT)
+                    or self.depth_weight != DEPTH_WEIGHT or self.bins not in (None, K_DEFAULT))
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DenseOptions:
@@ -63,6 +65,9 @@ class DenseOptions:
                             help="densereg: blocks at stride 4 (training.model.NetConfig.decoder_blocks; default the config's, 2)")
         parser.add_argument("--fg-stride", type=int, choices=[2, 4], default=None,
                             help="densereg: the foreground's stride (training.model.NetConfig.fg_stride; default 4)")
+        parser.add_argument("--bins", type=int, default=None, metavar="K",
+                            help="densereg: bins per coordinate of the quantized regression (training.model.NetConfig.k; default "
+                                 f"the paper's {K_DEFAULT}); --init-from a network with a divisor of K splits its bins")
         parser.add_argument("--part-loss", type=float, default=0.0, metavar="W",
                             help="densereg: add W x the part-transfer loss (training.losses.part_transfer_loss) to the paper's losses")
         parser.add_argument("--hole-weight", type=float, default=0.0, metavar="W",
@@ -128,7 +133,7 @@ class DenseRegTask:
                  extra_gt: tuple[Path, ...] = (), cache_dir: Path = REPO / "data" / "cache", options: DenseOptions = PAPER):
         """extra_gt: more training folders that are their own data root (images, .pts,
         splits/train.txt) and ground truth, e.g. the profiled views of ``training.profile``."""
-        self.cfg = configured(config, variant, options.decoder_blocks, options.fg_stride)
+        self.cfg = configured(config, variant, options.decoder_blocks, options.fg_stride, options.bins)
         self.net = DenseReg(self.cfg)
         self.batch_size = batch_size
         self.augment = augment

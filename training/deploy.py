@@ -33,10 +33,10 @@ class _MDMDeploy(nn.Module):
 
 
 def _densereg(config: str = "realtime", variant: str = "quantized", decoder_blocks: int | None = None,
-              fg_stride: int | None = None) -> nn.Module:
+              fg_stride: int | None = None, bins: int | None = None) -> nn.Module:
     from training.model import Decoded
 
-    return Decoded(config, variant, decoder_blocks, fg_stride)
+    return Decoded(config, variant, decoder_blocks, fg_stride, bins)
 
 
 ARCHS: dict[str, tuple[Callable[..., nn.Module], tuple[str, ...], tuple[str, ...]]] = {

@@ -27,6 +27,7 @@ from tracker.assets import ASSETS, record, sha256
 from tracker.crop import NETWORK_INPUT
 from tracker.fileio import atomic_write_text
 from tracker.refiner import FLOAT_GRAPH_KEY
+from tracker.uvcodec import K_DEFAULT
 from training.deploy import build_deployable, export
 from training.mdm import MDMConfig
 from training.model import CONFIGS
@@ -155,7 +156,7 @@ CARD = """# {title} (`{name}.onnx`)
 ABOUT = {
     "densereg": dict(
         title="DenseReg network, `{config}` configuration",
-        what="per-pixel template coordinates (u_h, u_v) by quantized regression (K=10 bins + residuals), foreground probability and normalised depth for a {size}x{size} face crop (`tracker/crop.py`); decoding inside the graph",
+        what="per-pixel template coordinates (u_h, u_v) by quantized regression (K={bins} bins + residuals), foreground probability and normalised depth for a {size}x{size} face crop (`tracker/crop.py`); decoding inside the graph",
         data_extra=", dense ground truth from `python -m training.groundtruth`",
         recipe="{network} (`training/model.py`, `{config}`), trained from scratch: AdamW lr {lr:g}, warm-up then poly decay, batch {batch}, crops jittered in scale/shift/rotation (±30°), flips with u_h mirroring, colour/blur/noise, synthetic occluders (`training/dataset.py`); losses as the paper (CE + 40 x smooth-L1 residual on the responsible bin, depth)",
         train_cmd="`python -m training.train densereg --config realtime --variant quantized --steps 24000 --resume`",
@@ -269,7 +270,8 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     summary = run_summary(run)
     info = {**CPU_RUN, "lr": DEFAULT_LR[ARCH.get(arch, arch)], **(json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {})}
     minutes = info.get("minutes", summary["logged_hours"] * 60)
-    fill = dict(lr=info["lr"], batch=info["batch"], config=config, size=size, network=NETWORKS.get(config, "MobileNetV2-style encoder-decoder"))
+    fill = dict(lr=info["lr"], batch=info["batch"], config=config, size=size, network=NETWORKS.get(config, "MobileNetV2-style encoder-decoder"),
+                bins=options.get("bins", K_DEFAULT))
     about = {k: v.format(**fill) for k, v in ABOUT[arch].items()}
     if "command" in info:
         about["train_cmd"] = command_chain(run)

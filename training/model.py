@@ -7,6 +7,7 @@ the same maps: ``uv`` (N,2,S,S), ``fg`` (N,1,S,S), ``depth`` (N,1,S,S).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -37,13 +38,12 @@ class NetConfig:
     fg_stride: int = 4
 
 
-def configured(config: str, variant: str, decoder_blocks: int | None = None, fg_stride: int | None = None) -> NetConfig:
-    """A named configuration with a run's variant and, optionally, another ``decoder_blocks``
-    or ``fg_stride``."""
-    cfg = replace(CONFIGS[config], variant=variant)
-    if decoder_blocks is not None:
-        cfg = replace(cfg, decoder_blocks=decoder_blocks)
-    return cfg if fg_stride is None else replace(cfg, fg_stride=fg_stride)
+def configured(config: str, variant: str, decoder_blocks: int | None = None, fg_stride: int | None = None,
+               bins: int | None = None) -> NetConfig:
+    """A named configuration with a run's variant and, optionally, another ``decoder_blocks``,
+    ``fg_stride`` or number of bins ``k``."""
+    given = {"decoder_blocks": decoder_blocks, "fg_stride": fg_stride, "k": bins}
+    return replace(CONFIGS[config], variant=variant, **{k: v for k, v in given.items() if v is not None})
 
 
 N_PART_LABELS = len(PART_NAMES)  # background + the 8 parts
@@ -61,6 +61,26 @@ def out_channels(cfg: NetConfig) -> int:
     """quantized: 2(K+1) class logits + 2K residuals + depth; plain: 2 fg logits + 2 u + depth;
     segment: background + 8 part logits."""
     return {"quantized": 2 * (cfg.k + 1) + 2 * cfg.k + 1, "plain": 2 + 2 + 1, "segment": N_PART_LABELS}[cfg.variant]
+
+
+def split_bins(head: torch.Tensor, k_to: int) -> torch.Tensor:
+    """A quantized head's weight or bias (first axis: 2(K+1) logits, 2K residuals, depth) for
+    `k_to` bins, a multiple of its K, that decodes the same maps: each bin splits into k_to/K
+    bins that keep its probability (log of the factor off their logits; ties go to the first,
+    which decodes exactly as before) and its residual, less each new bin's offset in it."""
+    k = (head.shape[0] - 3) // 4
+    if head.shape[0] != 4 * k + 3 or k_to % k:
+        raise ValueError(f"cannot split a head of {head.shape[0]} channels (K={k}) into {k_to} bins")
+    f = k_to // k
+    old = {"bg": head[[0, k + 1]], "logit": head[: 2 * k + 2].reshape(2, k + 1, *head.shape[1:])[:, 1:],
+           "res": head[2 * k + 2 : 4 * k + 2].reshape(2, k, *head.shape[1:])}
+    logits = old["logit"].repeat_interleave(f, dim=1)
+    residual = old["res"].repeat_interleave(f, dim=1)
+    if head.dim() == 1:  # the bias carries the constant shifts
+        logits = logits - math.log(f)
+        residual = residual - torch.arange(k_to, dtype=head.dtype).remainder(f) / k_to
+    classes = torch.cat([old["bg"][:, None], logits], dim=1)  # (2, k_to+1, ...)
+    return torch.cat([classes.flatten(0, 1), residual.flatten(0, 1), head[-1:]])
 
 
 def upsample_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -282,9 +302,9 @@ class Decoded(nn.Module):
     """What gets exported: image -> (uv, fg, depth)."""
 
     def __init__(self, config: str = "realtime", variant: str = "quantized", decoder_blocks: int | None = None,
-                 fg_stride: int | None = None):
+                 fg_stride: int | None = None, bins: int | None = None):
         super().__init__()
-        self.cfg = configured(config, variant, decoder_blocks, fg_stride)
+        self.cfg = configured(config, variant, decoder_blocks, fg_stride, bins)
         self.net = DenseReg(self.cfg)
 
     def forward(self, image):

@@ -124,14 +124,16 @@ def evaluated_on(task: Task, device: torch.device):
 # residual blocks at stride 4 beyond the checkpoint's (``--decoder-blocks`` above its count).
 ADDED_BLOCKS = "backbone.fuse4."
 STARTS_AT_ZERO = ("backbone.fg2.", ADDED_BLOCKS)
+HEAD = ("backbone.head.weight", "backbone.head.bias")
 
 
 def load_init_weights(net: torch.nn.Module, state: dict) -> None:
     """Load a trained network's weights into `net`, which may lack some of its layers (a
     configuration with blocks removed, e.g. ``--decoder-blocks``): those weights are left out,
     with one log line.  `net` may also have layers of ``STARTS_AT_ZERO`` the checkpoint lacks
-    (the stride-2 foreground branch, added stride-4 blocks): they start as no-ops.  Every other
-    layer of `net` must get weights of the same shape."""
+    (the stride-2 foreground branch, added stride-4 blocks): they start as no-ops.  A quantized
+    head with K times more bins than the checkpoint's starts as the checkpoint's (``split_bins``).
+    Every other layer of `net` must get weights of the same shape."""
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
     fresh = [k for k in missing if k.startswith(STARTS_AT_ZERO)]
@@ -146,7 +148,13 @@ def load_init_weights(net: torch.nn.Module, state: dict) -> None:
     if dropped:
         print(f"--init-from: {len(dropped)} tensors of layers this network does not have are left out "
               f"({', '.join(sorted({k.rsplit('.', 3)[0] for k in dropped}))})", file=sys.stderr)
-    net.load_state_dict({k: state.get(k, v) for k, v in own.items()})
+    state = {k: state.get(k, v) for k, v in own.items()}
+    for k in HEAD:  # a quantized network with more bins: split the checkpoint's
+        if k in own and state[k].shape != own[k].shape:
+            from training.model import split_bins
+
+            state[k] = split_bins(state[k], (own[k].shape[0] - 3) // 4)
+    net.load_state_dict(state)
     zero_new_blocks(net, fresh)
 
 
