@@ -153,7 +153,9 @@ def load_init_weights(net: torch.nn.Module, state: dict) -> None:
         if k in own and state[k].shape != own[k].shape:
             from training.model import split_bins
 
-            state[k] = split_bins(state[k], (own[k].shape[0] - 3) // 4)
+            bins = ((state[k].shape[0] - 3) // 4, (own[k].shape[0] - 3) // 4)
+            state[k] = split_bins(state[k], bins[1])
+            print(f"--init-from: {k} split from {bins[0]} into {bins[1]} bins", file=sys.stderr)
     net.load_state_dict(state)
     zero_new_blocks(net, fresh)
 
