@@ -29,6 +29,7 @@ from tracker.fileio import atomic_write_text
 from tracker.refiner import FLOAT_GRAPH_KEY
 from tracker.uvcodec import K_DEFAULT
 from training.deploy import build_deployable, export
+from training.losses import DEPTH_WEIGHT
 from training.mdm import MDMConfig
 from training.model import CONFIGS
 from training.train import Schedule, load_checkpoint
@@ -247,7 +248,7 @@ LOSS_OPTIONS = {
     "hole_weight": "the classification loss weighted {:g}x on the face mask's holes and their edge (`training/losses.py: hole_weights`)",
     "part_weight": "the classification loss weighted {:g}x on the brows, eyes and lips (`training/losses.py: part_weights`)",
     "fg_loss": "plus {:g} x a cross-entropy on the foreground probability the tracker reads (`training/losses.py: densereg_loss`)",
-    "depth_weight": "the depth loss weighted {:g} instead of 10 (`training/losses.py: DEPTH_WEIGHT`)",
+    "depth_weight": f"the depth loss weighted {{:g}} instead of {DEPTH_WEIGHT:g} (`training/losses.py: DEPTH_WEIGHT`)",
 }
 
 

@@ -63,23 +63,27 @@ def out_channels(cfg: NetConfig) -> int:
     return {"quantized": 2 * (cfg.k + 1) + 2 * cfg.k + 1, "plain": 2 + 2 + 1, "segment": N_PART_LABELS}[cfg.variant]
 
 
+def head_bins(channels: int) -> int:
+    """K of a quantized head with `channels` outputs (the inverse of ``out_channels``)."""
+    return (channels - 3) // 4
+
+
 def split_bins(head: torch.Tensor, k_to: int) -> torch.Tensor:
     """A quantized head's weight or bias (first axis: 2(K+1) logits, 2K residuals, depth) for
     `k_to` bins, a multiple of its K, that decodes the same maps: each bin splits into k_to/K
     bins that keep its probability (log of the factor off their logits; ties go to the first,
     which decodes exactly as before) and its residual, less each new bin's offset in it."""
-    k = (head.shape[0] - 3) // 4
+    k = head_bins(head.shape[0])
     if head.shape[0] != 4 * k + 3 or k_to % k:
         raise ValueError(f"cannot split a head of {head.shape[0]} channels (K={k}) into {k_to} bins")
     f = k_to // k
-    old = {"bg": head[[0, k + 1]], "logit": head[: 2 * k + 2].reshape(2, k + 1, *head.shape[1:])[:, 1:],
-           "res": head[2 * k + 2 : 4 * k + 2].reshape(2, k, *head.shape[1:])}
-    logits = old["logit"].repeat_interleave(f, dim=1)
-    residual = old["res"].repeat_interleave(f, dim=1)
+    classes = head[: 2 * k + 2].reshape(2, k + 1, *head.shape[1:])  # per coordinate: background, K bins
+    logits = classes[:, 1:].repeat_interleave(f, dim=1)
+    residual = head[2 * k + 2 : 4 * k + 2].reshape(2, k, *head.shape[1:]).repeat_interleave(f, dim=1)
     if head.dim() == 1:  # the bias carries the constant shifts
         logits = logits - math.log(f)
         residual = residual - torch.arange(k_to, dtype=head.dtype).remainder(f) / k_to
-    classes = torch.cat([old["bg"][:, None], logits], dim=1)  # (2, k_to+1, ...)
+    classes = torch.cat([classes[:, :1], logits], dim=1)  # (2, k_to+1, ...)
     return torch.cat([classes.flatten(0, 1), residual.flatten(0, 1), head[-1:]])
 
 

@@ -132,7 +132,7 @@ def load_init_weights(net: torch.nn.Module, state: dict) -> None:
     configuration with blocks removed, e.g. ``--decoder-blocks``): those weights are left out,
     with one log line.  `net` may also have layers of ``STARTS_AT_ZERO`` the checkpoint lacks
     (the stride-2 foreground branch, added stride-4 blocks): they start as no-ops.  A quantized
-    head with K times more bins than the checkpoint's starts as the checkpoint's (``split_bins``).
+    head with a multiple of the checkpoint's bins starts as the checkpoint's (``split_bins``).
     Every other layer of `net` must get weights of the same shape."""
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
@@ -151,11 +151,11 @@ def load_init_weights(net: torch.nn.Module, state: dict) -> None:
     state = {k: state.get(k, v) for k, v in own.items()}
     for k in HEAD:  # a quantized network with more bins: split the checkpoint's
         if k in own and state[k].shape != own[k].shape:
-            from training.model import split_bins
+            from training.model import head_bins, split_bins
 
-            bins = ((state[k].shape[0] - 3) // 4, (own[k].shape[0] - 3) // 4)
-            state[k] = split_bins(state[k], bins[1])
-            print(f"--init-from: {k} split from {bins[0]} into {bins[1]} bins", file=sys.stderr)
+            k_from, k_to = head_bins(state[k].shape[0]), head_bins(own[k].shape[0])
+            state[k] = split_bins(state[k], k_to)
+            print(f"--init-from: {k} split from {k_from} into {k_to} bins", file=sys.stderr)
     net.load_state_dict(state)
     zero_new_blocks(net, fresh)
 
