@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -21,7 +22,7 @@ from tracker.fileio import (
     check_writable,
     list_images,
     read_image,
-    remove_partial_dirs,
+    remove_partial_outputs,
     safe_output_path,
 )
 
@@ -121,12 +122,18 @@ def test_atomic_output_dir_is_complete_or_absent(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700: other users of a shared folder can read it
-    # A killed process leaves only the hidden folder, which remove_partial_dirs clears (and nothing else).
+    # A killed process leaves only hidden stand-ins: the folder, or the file an atomic write had
+    # not renamed yet (named as atomic_write_bytes names it); remove_partial_outputs clears those
+    # and nothing else.
     (tmp_path / ".002.partial-abc").mkdir()
     (tmp_path / ".002.partial-abc" / "000001.pts").write_text("x")
     (tmp_path / ".vid.partial.avi").write_text("a file of another writer")
-    remove_partial_dirs(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".vid.partial.avi", "001"]
+    (tmp_path / "notes.tmp").write_text("not hidden: a user's file")
+    with mock.patch("os.unlink"), mock.patch("os.replace", side_effect=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(tmp_path / "summary.json", b"x")  # killed (SIGKILL) before its own cleanup could run
+    assert len(list(tmp_path.glob(".summary.json.*.tmp"))) == 1
+    remove_partial_outputs(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".vid.partial.avi", "001", "notes.tmp"]
 
 
 def test_unencodable_image_raises_and_writes_nothing(tmp_path):

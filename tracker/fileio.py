@@ -47,12 +47,20 @@ class WriteError(TrackerError, OSError):
         return f"{self.filename}: cannot write ({self.strerror})" + (f"; {self.note}" if self.note else "")
 
 
+TEMP_FILE = ".{name}.*.tmp"  # the stand-in of a file being written by atomic_write_bytes
+
+
+def _temp_file(path: Path) -> tuple[int, str]:
+    prefix, suffix = TEMP_FILE.format(name=path.name).split("*")
+    return tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _temp_file(path)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -78,7 +86,7 @@ def check_writable(path: Path) -> None:
         raise WriteError(path, IsADirectoryError(21, "it is a folder"))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # as the writer will
+        fd, tmp = _temp_file(path)  # as the writer will
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
@@ -146,12 +154,17 @@ def atomic_output_dir(path: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; the remains of a failure otherwise
 
 
-def remove_partial_dirs(folder: Path) -> None:
-    """Delete what killed ``atomic_output_dir`` blocks left in ``folder``; call it only when no
-    process is writing there."""
-    for p in Path(folder).glob(PARTIAL_DIR.format(name="*") + "*"):
+def remove_partial_outputs(folder: Path) -> None:
+    """Delete what a killed process left in ``folder`` (not below it): the hidden folders of its
+    ``atomic_output_dir`` blocks and the temporary files of its atomic writes.  Call it only when
+    no process is writing there."""
+    folder = Path(folder)
+    for p in folder.glob(PARTIAL_DIR.format(name="*") + "*"):
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
+    for p in folder.glob(TEMP_FILE.format(name="*")):
+        if p.is_file():
+            p.unlink(missing_ok=True)
 
 
 def safe_output_path(out_dir: Path, relative: str | os.PathLike) -> Path:

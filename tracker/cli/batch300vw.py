@@ -12,7 +12,7 @@ from tracker.cli.common import CNN_SILENCE, RESUMES, count, engine_args, video_a
 from tracker.detector import cnn_missing_note
 from tracker.errors import UsageError
 from tracker.evaluation import summarise_300vw
-from tracker.fileio import atomic_write_image, atomic_write_json, remove_partial_dirs, safe_output_path
+from tracker.fileio import atomic_write_image, atomic_write_json, remove_partial_outputs, safe_output_path
 from tracker.pipeline import TrackerConfig
 from tracker.plots import ced_plot
 
@@ -71,7 +71,7 @@ def run(args) -> int:
             done += 1
             continue
         jobs.append(VideoJob(name, video, args.root / name / "annot", out, config))
-    remove_partial_dirs(args.out)  # what a killed run was writing
+    remove_partial_outputs(args.out)  # what a killed run was writing (a video's folder, summary.json, ced.png)
     failed = 0
     bars = {"file": sys.stderr, "disable": not sys.stderr.isatty()}
     with tqdm(total=len(jobs), unit="video", position=0, **bars) as video_bar, tqdm(unit="frame", position=1, **bars) as frame_bar:
@@ -81,7 +81,7 @@ def run(args) -> int:
             tqdm.write(f"{outcome.name}: {outcome.message}", file=sys.stdout)
             failed += not outcome.ok
             video_bar.update()
-    remove_partial_dirs(args.out)  # those of attempts that died and were retried
+    remove_partial_outputs(args.out)  # those of attempts that died and were retried
     summary = summarise_300vw(args.out, [n for n, _ in videos])
     atomic_write_json(args.out / "summary.json", summary)
     if summary["curves"]:
