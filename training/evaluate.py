@@ -11,7 +11,8 @@ AUC up to 0.1.  Writes ``densereg_val.json``, ``densereg_val.md`` and ``densereg
 ``parts`` transfers the template's part map through each model's UV and scores it (and the
 directly trained segmenter, with ``--baseline``) against parts transferred with the true UV, and
 the IoU of the face all its parts cover (``face``, the foreground each method reads):
-``parts_val.json``, ``parts_val.md``, ``parts_val.png``.
+``parts_val.json``, ``parts_val.md``, ``parts_val.png``.  ``--flip`` scores every method with
+test-time flipping (its answers for the crop and the mirrored crop averaged), all of them alike.
 """
 from __future__ import annotations
 
@@ -97,6 +98,50 @@ def lip_errors(pred: np.ndarray, truth: np.ndarray, holes: np.ndarray, valid: np
             "lip for background, outside holes": int((lip_p & (truth == 0) & ~holes).sum())}
 
 
+def unflip_dense(uv: np.ndarray, fg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(...,2,H,W) UV and (...,H,W) foreground a network gave for a mirrored crop -> the maps of
+    the crop itself: columns reversed and u_h -> 1 - u_h (the template is left-right symmetric in
+    u_h: the mirror of a point at u_h lies at 1 - u_h)."""
+    uv = uv[..., ::-1].copy()
+    uv[..., 0, :, :] = 1 - uv[..., 0, :, :]
+    return uv, fg[..., ::-1].copy()
+
+
+def unflip_part_scores(scores: np.ndarray) -> np.ndarray:
+    """(...,9,H,W) per-part scores for a mirrored crop -> those of the crop: columns reversed and
+    left and right parts swapped."""
+    from tracker.parts import PART_FLIP
+
+    return scores[..., PART_FLIP, :, :][..., ::-1].copy()
+
+
+def transfer_maps(engine: OnnxEngine, image: np.ndarray, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A DenseReg graph's (2,H,W) UV and (H,W) foreground probability for one crop; with `flip`,
+    the average of its answers for the crop and the mirrored crop."""
+    x = to_network_input(image)
+    out = engine.infer({"image": x})
+    uv, fg = out["uv"][0], out["fg"][0, 0]
+    if not flip:
+        return uv, fg
+    mirrored = engine.infer({"image": np.ascontiguousarray(x[..., ::-1])})
+    uv_m, fg_m = unflip_dense(mirrored["uv"][0], mirrored["fg"][0, 0])
+    return (uv + uv_m) / 2, (fg + fg_m) / 2
+
+
+def segmenter_labels(net, image: np.ndarray, flip: bool) -> np.ndarray:
+    """A segmenter's (H,W) part labels for one crop; with `flip`, from its class probabilities
+    averaged over the crop and the mirrored crop."""
+    import torch
+
+    x = to_network_input(image)
+    with torch.no_grad():
+        prob = net(torch.from_numpy(x)).seg_logits.softmax(1)[0].numpy()
+        if flip:
+            mirrored = net(torch.from_numpy(np.ascontiguousarray(x[..., ::-1]))).seg_logits.softmax(1)[0].numpy()
+            prob = (prob + unflip_part_scores(mirrored)) / 2
+    return prob.argmax(0).astype(np.uint8)
+
+
 def load_segmenter(run: Path):
     """A segmenter run's best checkpoint as the network it was trained as (configuration, blocks,
     foreground stride from its options), in eval mode; and its step."""
@@ -122,22 +167,19 @@ def evaluate_parts(args) -> int:
     truth = np.stack([lookup_parts(s.uv, part_map) for s in samples])
     true_masks = [np.isfinite(s.uv).all(axis=0) for s in samples]
     preds = {}
+    flipped = ", flipped" if args.flip else ""
     for name, path in _models(args).items():
         engine = OnnxEngine(Path(path), threads=1)
-        outs = [engine.infer({"image": to_network_input(s.image)}) for s in samples]
-        preds[f"DenseReg UV transfer, {name}"] = [lookup_parts(o["uv"][0], part_map, o["fg"][0, 0] > 0.5) for o in outs]
+        maps = [transfer_maps(engine, s.image, args.flip) for s in samples]
+        preds[f"DenseReg UV transfer, {name}{flipped}"] = [lookup_parts(uv, part_map, fg > 0.5) for uv, fg in maps]
         if args.true_mask:  # splits the transfer's error into the mask's and the UV's
             for stride in (1, 2, 4):
                 at = "" if stride == 1 else f" kept at stride {stride}"
-                preds[f"DenseReg UV transfer, {name}, true face mask{at}"] = [
-                    lookup_parts(o["uv"][0], part_map, mask_at_stride(m, stride)) for o, m in zip(outs, true_masks)]
+                preds[f"DenseReg UV transfer, {name}{flipped}, true face mask{at}"] = [
+                    lookup_parts(uv, part_map, mask_at_stride(m, stride)) for (uv, _), m in zip(maps, true_masks)]
     for run in args.baseline:
-        import torch
-
         net, step = load_segmenter(Path(run))
-        with torch.no_grad():
-            preds[f"segmenter {Path(run).name} (step {step})"] = [
-                net(torch.from_numpy(to_network_input(s.image))).seg_logits.argmax(1)[0].numpy() for s in samples]
+        preds[f"segmenter {Path(run).name} (step {step}){flipped}"] = [segmenter_labels(net, s.image, args.flip) for s in samples]
     preds = {name: np.stack(labels) for name, labels in preds.items()}  # stacked once for every score below
     table = {}
     valid = np.stack([s.valid for s in samples])
@@ -199,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--true-mask", action="store_true",
                     help="parts: also each model's transfer inside the true face mask instead of its predicted foreground, "
                          "and inside that mask kept at stride 2 and 4 (the best a foreground of that resolution can do)")
+    ap.add_argument("--flip", action="store_true",
+                    help="parts: test-time flipping for every method (the answers for the crop and the mirrored crop averaged)")
     ap.add_argument("--split", choices=["val", "train"], default="val", help="tune and report on val only; train shows over-fitting")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
