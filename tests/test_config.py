@@ -13,7 +13,8 @@ import tracker.pipeline as pipeline
 from engines import available_engines, load_engine, resolve_kind
 from engines.base import EngineError, in_chunks
 from tracker.assets import ASSETS, record
-from tracker.densemaps import DenseMaps
+from tracker.crop import to_network_input, warp_image
+from tracker.densemaps import DenseMaps, flip_averaged
 from tracker.errors import ConfigError, TrackerError
 from tracker.pipeline import DENSEREG_ASSET, FAST_DENSEREG_ASSET, LANDMARK_TARGETS, Tracker, TrackerConfig, TrackerMode, engine_batches
 from tracker.refiner import DEFAULT_REFINERS, ONE_STAGE, int8_variant, refine_cascade
@@ -207,8 +208,10 @@ def test_max_batch_follows_max_faces_and_flip(loads):
     Tracker(TrackerConfig(max_faces=3, threads=1, refine_flip=False))
     Tracker(TrackerConfig(max_faces=3, refine_flip=True, threads=1))
     Tracker(TrackerConfig(max_faces=1, refine=False, threads=1))
-    assert [batch for _, _, batch in loads] == [3, 3, 3, 3, 6, 6, 1]
+    Tracker(TrackerConfig(max_faces=2, dense_flip=True, refine=False, threads=1))
+    assert [batch for _, _, batch in loads] == [3, 3, 3, 3, 6, 6, 1, 4]
     assert engine_batches(TrackerConfig(max_faces=5, refine_flip=True)) == (5, 10)
+    assert engine_batches(TrackerConfig(max_faces=5, dense_flip=True, refine_flip=False)) == (10, 5)
 
 
 def test_a_batch_larger_than_the_engine_runs_in_chunks():
@@ -287,3 +290,15 @@ def test_every_face_has_its_dense_maps(mode):
             assert np.allclose(centre, [face.roi.cx, face.roi.cy], atol=1e-6)
             assert np.isclose(np.linalg.norm(face.crop_to_image[:, 0]) * s, face.roi.size)
     assert not faces[0].detected or mode == "image"
+
+
+def test_dense_flip_reads_each_face_from_its_maps_averaged_with_the_mirrored_crops():
+    image = cv2.imread(str(DEMO))
+    tracker = Tracker(TrackerConfig(dense_flip=True, refine=False, threads=1, cnn_fallback=False))
+    face = tracker.track(image).faces[0]
+    x = to_network_input(warp_image(image, face.roi, tracker.input_size)[None])
+    plain = tracker.engine.infer({"image": x})
+    expected = flip_averaged(tracker.engine.infer({"image": np.concatenate([x, x[..., ::-1]])}), 1)
+    np.testing.assert_allclose(face.maps.uv, expected["uv"][0], atol=1e-5)
+    np.testing.assert_allclose(face.maps.fg, expected["fg"][0, 0], atol=1e-5)
+    assert np.abs(face.maps.uv - plain["uv"][0]).max() > 1e-3  # the mirrored crop did change the maps

@@ -624,22 +624,27 @@ def test_lip_errors_count_each_kind_of_wrong_lip_pixel():
 
 
 def test_test_time_flipping_brings_a_mirrored_crop_back_to_the_crop():
+    from tracker.densemaps import flip_averaged, unflip_outputs
     from tracker.parts import LEFT_EYE, RIGHT_EYE
-    from training.evaluate import unflip_dense, unflip_part_scores
+    from training.evaluate import unflip_part_scores
 
     # A frontal, left-right symmetric face looks the same mirrored: its maps come back unchanged
     # (reversing the columns alone would send every u_h to its mirror point, left for right).
     uh, uv_ = np.meshgrid(np.linspace(0.2, 0.8, 16), np.linspace(0.8, 0.1, 12))
-    uv = np.stack([uh, uv_]).astype(np.float32)
-    fg = np.tile(np.linspace(0, 1, 16, dtype=np.float32), (12, 1))
-    back_uv, back_fg = unflip_dense(uv, fg)
-    np.testing.assert_allclose(back_uv, uv, atol=1e-6)
-    assert (back_fg == fg[:, ::-1]).all()
+    ramp = np.tile(np.linspace(0, 1, 16, dtype=np.float32), (12, 1))[None, None]
+    maps = {"uv": np.stack([uh, uv_])[None].astype(np.float32), "fg": ramp, "depth": 2 * ramp}
+    back = unflip_outputs(maps)
+    np.testing.assert_allclose(back["uv"], maps["uv"], atol=1e-6)
+    assert (back["fg"] == ramp[..., ::-1]).all() and (back["depth"] == 2 * ramp[..., ::-1]).all()
     rng = np.random.default_rng(0)
-    uv2, fg2 = rng.random((2, 2, 12, 16)), rng.random((2, 12, 16))  # batched too; an involution
-    assert all((a == b).all() for a, b in zip(unflip_dense(*unflip_dense(uv2, fg2)), (uv2, fg2)))
+    noisy = {"uv": rng.random((3, 2, 12, 16)), "fg": rng.random((3, 1, 12, 16)), "depth": rng.random((3, 1, 12, 16))}
+    assert all((unflip_outputs(unflip_outputs(noisy))[k] == v).all() for k, v in noisy.items())  # an involution
+    # an exactly equivariant network's answer for the mirrored crop: the average is the crop's own
+    mirrored = unflip_outputs({k: v[:1] for k, v in noisy.items()})
+    pair = {k: np.concatenate([v[:1], mirrored[k]]) for k, v in noisy.items()}
+    assert all(np.allclose(flip_averaged(pair, 1)[k], v[:1]) for k, v in noisy.items())
     scores = np.zeros((9, 4, 6), np.float32)
     scores[LEFT_EYE, 1, 0] = 1  # the left eye at the mirrored crop's left edge ...
-    back = unflip_part_scores(scores)
-    assert back[RIGHT_EYE, 1, 5] == 1 and back.sum() == 1  # ... is the right eye at the crop's right edge
-    assert (unflip_part_scores(back) == scores).all()
+    back_scores = unflip_part_scores(scores)
+    assert back_scores[RIGHT_EYE, 1, 5] == 1 and back_scores.sum() == 1  # ... is the right eye at the crop's right edge
+    assert (unflip_part_scores(back_scores) == scores).all()

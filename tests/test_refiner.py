@@ -270,6 +270,7 @@ def test_command_line_options_become_one_config():
     assert TrackerConfig.from_args(parser.parse_args(["images", "--input", "a", "--out", "b", "--one-stage"]), mode="image").refiners == ONE_STAGE
     assert plain.int8 and not TrackerConfig.from_args(parser.parse_args(["video", "clip.mp4", "--no-int8"]), mode="video").int8
     assert plain.fast_network is None  # the mode decides (pipeline.Tracker)
+    assert not plain.dense_flip and TrackerConfig.from_args(parser.parse_args(["video", "clip.mp4", "--dense-flip"]), mode="video").dense_flip
     assert TrackerConfig.from_args(parser.parse_args(["images", "--input", "a", "--out", "b", "--fast-network"]), mode="image").fast_network
     assert TrackerConfig.from_args(parser.parse_args(["video", "clip.mp4", "--no-fast-network"]), mode="video").fast_network is False
 

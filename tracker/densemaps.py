@@ -33,6 +33,22 @@ class DenseMaps:
         return cls(outputs["uv"][index], outputs["fg"][index, 0], outputs["depth"][index, 0])
 
 
+def unflip_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """An engine's outputs (uv (N,2,S,S), fg and depth (N,1,S,S)) for mirrored crops -> the maps of
+    the crops themselves: columns reversed and u_h -> 1 - u_h (the template is left-right
+    symmetric in u_h: the mirror of the point at u_h lies at 1 - u_h)."""
+    out = {k: v[..., ::-1].copy() for k, v in outputs.items()}
+    out["uv"][:, 0] = 1 - out["uv"][:, 0]
+    return out
+
+
+def flip_averaged(outputs: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """Test-time flipping: outputs for 2n crops, the n crops then the same n mirrored, -> each
+    crop's maps averaged with its mirror's (``unflip_outputs``)."""
+    back = unflip_outputs({k: v[n:] for k, v in outputs.items()})
+    return {k: (v[:n] + back[k]) / 2 for k, v in outputs.items()}
+
+
 @dataclass(frozen=True)
 class RawDenseOutput:
     """Quantized-regression heads for one crop, upsampled to the crop size S.

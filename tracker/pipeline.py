@@ -23,7 +23,7 @@ from engines import KINDS, load_engine, resolve_kind
 from engines.base import Engine
 from tracker.assets import ASSETS, AssetError, read_manifest, verified_asset
 from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, roi_from_landmarks, to_network_input, transform_points, warp_image
-from tracker.densemaps import DenseMaps
+from tracker.densemaps import DenseMaps, flip_averaged
 from tracker.detector import BoxError, DeferredSearch, Detection, cnn_available, detect_faces, detect_faces_cnn, given_box
 from tracker.errors import ConfigError
 from tracker.landmarks import build_lookup, extract_landmarks_batch
@@ -130,6 +130,9 @@ class TrackerConfig:
     # AUC +0.007; no measurable cost per picture, where decoding and detection dominate), off in
     # video (it doubles the refiner's time a frame).
     refine_flip: bool | None = None
+    # Test-time flipping of DenseReg: its maps for the crop and the mirrored crop averaged
+    # (``densemaps.flip_averaged``) before the landmarks and parts are read from them.
+    dense_flip: bool = False
     # The faster DenseReg (``FAST_DENSEREG_ASSET``).  None: on in video where the asset folder has
     # it, off for pictures (their UV and parts are the full network's; see the README's Speed).
     fast_network: bool | None = None
@@ -160,10 +163,10 @@ class TrackerConfig:
     @classmethod
     def from_args(cls, args, **fields) -> TrackerConfig:
         """The command line's common options (``--engine``, ``--threads``, ``--no-refine``,
-        ``--flip``, ``--one-stage``, ``--no-int8``, ``--fast-network``) and what the command sets itself: the one place CLI flags
+        ``--flip``, ``--dense-flip``, ``--one-stage``, ``--no-int8``, ``--fast-network``) and what the command sets itself: the one place CLI flags
         become a config."""
         common = {"engine": args.engine, "threads": args.threads, "refine": not args.no_refine, "refine_flip": args.flip,
-                  "refiners": ONE_STAGE if args.one_stage else DEFAULT_REFINERS, "int8": not args.no_int8,
+                  "dense_flip": args.dense_flip, "refiners": ONE_STAGE if args.one_stage else DEFAULT_REFINERS, "int8": not args.no_int8,
                   "fast_network": args.fast_network}
         return cls(**{**common, **fields})
 
@@ -406,7 +409,11 @@ class Tracker:
         mats = [crop_matrix(roi, s) for _, roi, _ in items]
         crops = np.stack([warp_image(image, roi, s) for _, roi, _ in items])
         t = timer.add("crop", t)
-        out = self.engine.infer({"image": to_network_input(crops)})
+        x = to_network_input(crops)
+        if self.config.dense_flip:
+            out = flip_averaged(self.engine.infer({"image": np.concatenate([x, x[..., ::-1]])}), len(x))
+        else:
+            out = self.engine.infer({"image": x})
         t = timer.add("network", t)
         found = extract_landmarks_batch(out["uv"], out["fg"][:, 0], self.lookup, self.config.fg_threshold)
         backs = invert(np.stack(mats))  # (F,2,3) crop -> image
@@ -516,10 +523,10 @@ def parallelism(config: TrackerConfig, kind: str) -> tuple[int, int]:
 
 def engine_batches(config: TrackerConfig) -> tuple[int, int]:
     """The largest batch each network is built for (TensorRT's optimisation profile; ONNX Runtime
-    and PyTorch take any batch): DenseReg sees one crop per face, the refiner one per face and,
-    with ``refine_flip``, the mirrored crop too.  A larger batch (the caller's own boxes are not
+    and PyTorch take any batch): each network sees one crop per face and, with ``dense_flip``
+    (DenseReg) or ``refine_flip`` (the refiner), the mirrored crop too.  A larger batch (the caller's own boxes are not
     capped by ``max_faces``) still runs, in chunks."""
-    return config.max_faces, config.max_faces * (2 if config.refine_flip else 1)
+    return config.max_faces * (2 if config.dense_flip else 1), config.max_faces * (2 if config.refine_flip else 1)
 
 
 def _drop_duplicates(faces: list[FaceResult]) -> list[FaceResult]:

@@ -27,6 +27,7 @@ import numpy as np
 from engines.onnx_engine import OnnxEngine
 from tracker.assets import ASSETS
 from tracker.crop import to_network_input
+from tracker.densemaps import flip_averaged
 from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text
 from tracker.metrics import ced, eye_distance
 from training.dataset import NO_AUGMENT, build_cache, sample_crop
@@ -98,15 +99,6 @@ def lip_errors(pred: np.ndarray, truth: np.ndarray, holes: np.ndarray, valid: np
             "lip for background, outside holes": int((lip_p & (truth == 0) & ~holes).sum())}
 
 
-def unflip_dense(uv: np.ndarray, fg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(...,2,H,W) UV and (...,H,W) foreground a network gave for a mirrored crop -> the maps of
-    the crop itself: columns reversed and u_h -> 1 - u_h (the template is left-right symmetric in
-    u_h: the mirror of a point at u_h lies at 1 - u_h)."""
-    uv = uv[..., ::-1].copy()
-    uv[..., 0, :, :] = 1 - uv[..., 0, :, :]
-    return uv, fg[..., ::-1].copy()
-
-
 def unflip_part_scores(scores: np.ndarray) -> np.ndarray:
     """(...,9,H,W) per-part scores for a mirrored crop -> those of the crop: columns reversed and
     left and right parts swapped."""
@@ -117,15 +109,10 @@ def unflip_part_scores(scores: np.ndarray) -> np.ndarray:
 
 def transfer_maps(engine: OnnxEngine, image: np.ndarray, flip: bool) -> tuple[np.ndarray, np.ndarray]:
     """A DenseReg graph's (2,H,W) UV and (H,W) foreground probability for one crop; with `flip`,
-    the average of its answers for the crop and the mirrored crop."""
+    the average of its answers for the crop and the mirrored crop (as the tracker's ``dense_flip``)."""
     x = to_network_input(image)
-    out = engine.infer({"image": x})
-    uv, fg = out["uv"][0], out["fg"][0, 0]
-    if not flip:
-        return uv, fg
-    mirrored = engine.infer({"image": np.ascontiguousarray(x[..., ::-1])})
-    uv_m, fg_m = unflip_dense(mirrored["uv"][0], mirrored["fg"][0, 0])
-    return (uv + uv_m) / 2, (fg + fg_m) / 2
+    out = flip_averaged(engine.infer({"image": np.concatenate([x, x[..., ::-1]])}), 1) if flip else engine.infer({"image": x})
+    return out["uv"][0], out["fg"][0, 0]
 
 
 def segmenter_labels(net, image: np.ndarray, flip: bool) -> np.ndarray:
