@@ -60,7 +60,17 @@ def test_bench_without_profile_has_no_profile_key(tmp_path, capsys):
     out = tmp_path / "b.json"
     assert main(["bench", "--frames", "2", "--repeats", "1", "--threads", "1", "--json", str(out)]) == 0
     assert "op type" not in capsys.readouterr().out
-    assert "profile" not in json.loads(out.read_text())
+    saved = json.loads(out.read_text())
+    assert "profile" not in saved and saved["machine"].endswith(f", {os.cpu_count()} CPUs")
+
+
+def test_a_timing_names_the_cpu_model_where_the_system_gives_it(tmp_path):
+    from tracker.timing import machine
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t: avx2\n")
+    assert machine(info).startswith("AMD EPYC 7B13 (") and machine(info).endswith(f"), {os.cpu_count()} CPUs")
+    assert machine(tmp_path / "absent").endswith(f", {os.cpu_count()} CPUs")  # not Linux: the architecture alone
 
 
 def _event(name: str, ts: int, dur: int, op: str | None = None) -> dict:

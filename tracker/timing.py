@@ -42,6 +42,19 @@ print(json.dumps({"import_s": t1 - t0, "construct_s": t2 - t1, "construct_ms": t
 """
 
 
+def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU a timing ran on, e.g. "AMD EPYC (x86_64), 2 CPUs": absolute times, and even the
+    ratio to dlib, differ between machines (2x and 3.1x against 4.0x: README, Speed), so every
+    saved timing names it.  The model is Linux's /proc/cpuinfo "model name" where there is one."""
+    model = ""
+    try:
+        lines = cpuinfo.read_text(errors="replace").splitlines()
+        model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.lower().startswith("model name")), "")
+    except OSError:
+        pass
+    arch = platform.machine() or platform.processor()
+    return f"{model} ({arch}), {os.cpu_count()} CPUs" if model else f"{platform.processor() or arch}, {os.cpu_count()} CPUs"
+
 def time_dlib(frames: list[np.ndarray]) -> tuple[list[float], list[int]]:
     """ms per frame and faces per frame: HOG, then 68 points on every face it finds (as the
     tracker does on every face it tracks)."""
@@ -158,7 +171,7 @@ def benchmark(config: TrackerConfig, frames: list[np.ndarray], source: str, repe
         "densereg": tracker.densereg_asset,
         "refine": config.refine,
         "refiners": list(config.refiners) if config.refine else [],
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": machine(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "startup": {**startup, "passes_process_s": [s["process_s"] for s in startups]},
         "stages": {k: _stat(v, n) for k, v in stages.items()},
