@@ -6,7 +6,7 @@
 Each ``--config`` is a JSON object of ``TrackerConfig`` fields (image mode, 1 thread); the
 table gives each stage's AUC@0.08 (points a stage reports missing are left out of its NME, as
 ``run_tracker eval`` does) and the final landmarks' AUC, median NME and failure rate, scoring
-the predicted face nearest the annotation.  The ablations of the README's landmark section
+the predicted face nearest the annotation.  The ablations of docs/RESULTS.md's landmark section
 were measured this way (models exported beside copies of the shipped assets with
 ``training.export --out-dir``).  ``--from-truth`` also runs each refiner stage alone from the
 annotated landmarks themselves: the error it adds to a perfect start is its precision floor.

@@ -134,7 +134,7 @@ class TrackerConfig:
     # (``densemaps.flip_averaged``) before the landmarks and parts are read from them.
     dense_flip: bool = False
     # The faster DenseReg (``FAST_DENSEREG_ASSET``).  None: on in video where the asset folder has
-    # it, off for pictures (their UV and parts are the full network's; see the README's Speed).
+    # it, off for pictures (their UV and parts are the full network's; see docs/RESULTS.md, Speed).
     fast_network: bool | None = None
     visibility: bool = False  # FaceResult.visibility: the occlusion map (~2.5 ms a face a frame; the dense maps are always there)
     lost_fg_fraction: float = 0.15  # video: face lost when less of the crop is face than this...

@@ -11,7 +11,7 @@ the eye distance), and takes the per-landmark median.
 
 The jaw keeps the template's frontal contour UV: its observed UV moves with the pose (u_h
 spreads 0.05-0.1 over the training faces), and the median made the DenseReg stage worse on val
-(0.458 against 0.500) without helping the tracker (README, landmark section).
+(0.458 against 0.500) without helping the tracker (docs/RESULTS.md, landmark section).
 
 Writes ``tracker/assets/landmark_targets.npz`` (``target_uv`` (68,2): what the tracker matches;
 ``observed_uv`` (68,2), ``samples`` (68,): the medians and how many faces gave each) and its card.

@@ -34,7 +34,7 @@ class NetConfig:
     # its logit from the stride-2 features (RealtimeNet's ``fg2`` branch).  A perfect face mask
     # kept at stride 4 costs the transferred lips 5-9 IoU points at an open mouth, at stride 2
     # 1-4 (``training.evaluate parts --true-mask``); with this small network the branch gained
-    # the transfer nothing on the mean (README, session 11), so no shipped network has it.
+    # the transfer nothing on the mean (docs/RESULTS.md, session 11), so no shipped network has it.
     fg_stride: int = 4
 
 

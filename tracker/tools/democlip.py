@@ -8,7 +8,7 @@ random similarity + perspective motion, scale changes, lighting ramp, motion blu
 a few frames where the faces leave the picture), steered by the corners of every face box found
 on the composite.  No annotations are written: these clips are for ``bench`` and the demos.
 
-The two-face clip of README.md's speed table (2.4 MB, so it is made when needed rather than
+The two-face clip of the speed tables (README.md; 2.4 MB, so it is made when needed rather than
 shipped) is ``python -m tracker.tools.democlip TWO_FACE_ARGS --out two_faces.mp4``; see TWO_FACE_ARGS.
 """
 from __future__ import annotations
