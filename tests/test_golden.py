@@ -1,7 +1,15 @@
 """Golden landmarks: the tracker on the committed demo still (image mode) and the first frames of
 the demo clip (video mode) must stay within 1 px of a committed reference, for every stage.
 
-Without this test all 68 points could move by 10 px and the rest of the suite would pass.  When
+Without this test all 68 points could move by 10 px and the rest of the suite would pass.
+"Within 1 px" is read robustly, because the reference must hold on every x86 CPU: ONNX Runtime's
+and torch's kernels round differently with AVX2 and AVX-512, and the DenseReg stage reads each
+landmark from a thresholded blob, so a last-bit difference can drop a point or move it to the
+next blob (seen: 2-11 px on single points of 5-7 of the 30 frames, between two machines), and
+tracking carries it into the next frame's crop.  So each face's stage must be within 1 px *on
+average* in every frame, with at most ``MISSING_SLACK`` points found in one run and not the
+other, and *each point* within 1 px in the median over the frames: a moved model shifts every
+point, a broken landmark is wrong in most frames, a numerical blip is neither.  When
 the shipped models change on purpose, regenerate the references (one file per engine) with
 
     python tests/test_golden.py --update
@@ -30,6 +38,7 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 DEMO = REPO / "tracker" / "assets" / "demo"
 VIDEO_FRAMES = 30
 TOLERANCE_PX = 1.0
+MISSING_SLACK = 3  # points a stage may find in one run and not the other (a blob at the threshold)
 UPDATE_COMMAND = "python tests/test_golden.py --update"
 ENGINES = ("onnx", "torch")  # tensorrt: GPU-only, and its fp16 results have no place in a CPU reference
 
@@ -70,8 +79,10 @@ def reference_path(engine: str) -> Path:
 
 
 def compare(got: dict, want: dict, tolerance: float = TOLERANCE_PX) -> list[str]:
-    """Every difference beyond `tolerance` px (or in the faces/stages found), one line each."""
+    """Every difference beyond the module's rules (`tolerance` px; or in the faces/stages found),
+    one line each."""
     problems: list[str] = []
+    per_point: dict[str, list[np.ndarray]] = {}  # "face i stage" -> each frame's (68,) point errors
 
     def frame(label: str, got_faces: list[dict], want_faces: list[dict]) -> None:
         if len(got_faces) != len(want_faces):
@@ -83,20 +94,28 @@ def compare(got: dict, want: dict, tolerance: float = TOLERANCE_PX) -> list[str]
                 continue
             for name in w["stages"]:
                 a, b = _array(g["stages"][name]), _array(w["stages"][name])
-                if np.isnan(a).tolist() != np.isnan(b).tolist():
-                    problems.append(f"{label} face {i} {name}: missing points differ")
-                    continue
+                differ = np.isnan(a).any(1) != np.isnan(b).any(1)
+                if differ.sum() > MISSING_SLACK:
+                    problems.append(f"{label} face {i} {name}: {int(differ.sum())} points missing in one run and not the other")
                 err = np.hypot(*(a - b).T)
-                err = err[np.isfinite(err)]
-                if err.size and err.max() > tolerance:
-                    problems.append(f"{label} face {i} {name}: max {err.max():.2f} px (point {int(np.nanargmax(np.hypot(*(a - b).T)))}),"
-                                    f" mean {err.mean():.2f} px")
+                per_point.setdefault(f"face {i} {name}", []).append(err)
+                found = err[np.isfinite(err)]
+                if found.size and found.mean() > tolerance:
+                    problems.append(f"{label} face {i} {name}: mean {found.mean():.2f} px, max {found.max():.2f} px "
+                                    f"(point {int(np.nanargmax(err))})")
 
     frame("still", got["image"], want["image"])
     if len(got["video"]) != len(want["video"]):
         problems.append(f"video: {len(got['video'])} frames, reference has {len(want['video'])}")
     for k, (g, w) in enumerate(zip(got["video"], want["video"])):
         frame(f"video frame {k}", g, w)
+    for key, errors in per_point.items():
+        stacked = np.stack(errors)
+        seen = np.isfinite(stacked).any(axis=0)
+        median = np.full(stacked.shape[1], np.nan)
+        median[seen] = np.nanmedian(stacked[:, seen], axis=0)
+        for point in np.flatnonzero(median > tolerance):
+            problems.append(f"{key}: point {point} off by {median[point]:.2f} px in the median of {len(errors)} frames")
     return problems
 
 
@@ -143,6 +162,15 @@ def test_golden_detects_a_shift(onnx_result):
     moved["video"][VIDEO_FRAMES // 2][0]["stages"]["pca"] = _points(pts + 2.0)
     problems = compare(moved, want)
     assert problems and all("pca" in p and f"frame {VIDEO_FRAMES // 2}" in p for p in problems), problems
+    # two neighbouring jaw points swapped in every frame (~12 px apart), the rest exact: no frame's
+    # mean moves 1 px, the per-point median catches them
+    swapped = json.loads(json.dumps(want))
+    for faces in [swapped["image"], *swapped["video"]]:
+        for face in faces:
+            mdm = face["stages"]["mdm"]
+            mdm[7], mdm[8] = mdm[8], mdm[7]
+    problems = compare(swapped, want)
+    assert sorted(p.split(" off by")[0] for p in problems) == ["face 0 mdm: point 7", "face 0 mdm: point 8"], problems
     with pytest.raises(AssertionError, match="tests/test_golden.py --update"):
         _check(moved, "onnx")
 
