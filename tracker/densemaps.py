@@ -49,6 +49,12 @@ def flip_averaged(outputs: dict[str, np.ndarray], n: int) -> dict[str, np.ndarra
     return {k: (v[:n] + back[k]) / 2 for k, v in outputs.items()}
 
 
+def infer_flip_averaged(infer, x: np.ndarray) -> dict[str, np.ndarray]:
+    """An engine's `infer` on the (N,3,S,S) network input `x` and on its mirror image, in one
+    call, each crop's maps averaged with its mirror's (``flip_averaged``)."""
+    return flip_averaged(infer({"image": np.concatenate([x, x[..., ::-1]])}), len(x))
+
+
 @dataclass(frozen=True)
 class RawDenseOutput:
     """Quantized-regression heads for one crop, upsampled to the crop size S.

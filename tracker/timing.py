@@ -55,6 +55,7 @@ def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     arch = platform.machine() or platform.processor()
     return f"{model} ({arch}), {os.cpu_count()} CPUs" if model else f"{platform.processor() or arch}, {os.cpu_count()} CPUs"
 
+
 def time_dlib(frames: list[np.ndarray]) -> tuple[list[float], list[int]]:
     """ms per frame and faces per frame: HOG, then 68 points on every face it finds (as the
     tracker does on every face it tracks)."""

@@ -27,7 +27,7 @@ import numpy as np
 from engines.onnx_engine import OnnxEngine
 from tracker.assets import ASSETS
 from tracker.crop import to_network_input
-from tracker.densemaps import flip_averaged
+from tracker.densemaps import infer_flip_averaged
 from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text
 from tracker.metrics import ced, eye_distance
 from training.dataset import NO_AUGMENT, build_cache, sample_crop
@@ -111,7 +111,7 @@ def transfer_maps(engine: OnnxEngine, image: np.ndarray, flip: bool) -> tuple[np
     """A DenseReg graph's (2,H,W) UV and (H,W) foreground probability for one crop; with `flip`,
     the average of its answers for the crop and the mirrored crop (as the tracker's ``dense_flip``)."""
     x = to_network_input(image)
-    out = flip_averaged(engine.infer({"image": np.concatenate([x, x[..., ::-1]])}), 1) if flip else engine.infer({"image": x})
+    out = infer_flip_averaged(engine.infer, x) if flip else engine.infer({"image": x})
     return out["uv"][0], out["fg"][0, 0]
 
 
