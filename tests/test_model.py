@@ -196,6 +196,7 @@ def test_dense_options_parse_once_and_record_what_differs_from_the_paper():
     o = DenseOptions.from_args(ap.parse_args(["--decoder-blocks", "0", "--fg-loss", "1.5", "--hole-weight", "3"]))
     assert o.recorded() == {"decoder_blocks": 0, "hole_weight": 3.0, "fg_loss": 1.5} and o.for_parts
     assert DenseOptions(decoder_blocks=4).for_parts is False and DenseOptions(fg_stride=2).for_parts is True
+    assert DenseOptions.from_args(ap.parse_args(["--best-by-parts"])).for_parts
     assert DenseOptions.from_args(ap.parse_args(["--depth-weight", "2"])).recorded() == {"depth_weight": 2.0}
     more_bins = DenseOptions.from_args(ap.parse_args(["--bins", "20"]))
     assert more_bins.recorded() == {"bins": 20} and more_bins.for_parts and not DenseOptions(bins=10).for_parts
@@ -469,7 +470,7 @@ def test_export_card_names_the_training_only_options(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     options = {"config": "realtime", "variant": "quantized", "part_loss": 0.5, "hole_weight": 3.0, "part_weight": 2.0, "fg_loss": 1.5,
-               "depth_weight": 2.0}
+               "depth_weight": 2.0, "best_by_parts": True}
     save_checkpoint(run / "best.pt", {"model": DenseReg(CONFIGS["realtime"]).state_dict(), "step": 1, "options": options,
                                       "metrics": {"miou": 0.5}})
     (run / "val.jsonl").write_text(json.dumps({"step": 1, "time": 0.0, "miou": 0.5}) + "\n")
@@ -477,7 +478,7 @@ def test_export_card_names_the_training_only_options(tmp_path):
     card = (tmp_path / "assets" / "DENSEREG_REALTIME_CARD.md").read_text()
     assert "0.5 x the part-transfer loss" in card and "weighted 3x on the face mask's holes" in card
     assert "weighted 2x on the brows, eyes and lips" in card and "1.5 x a cross-entropy on the foreground" in card
-    assert "depth loss weighted 2 instead of 10" in card
+    assert "depth loss weighted 2 instead of 10" in card and "kept by the part transfer's validation mIoU" in card
 
 
 @pytest.mark.parametrize("blocks", [1, 0])

@@ -44,6 +44,7 @@ class DenseOptions:
     part_weight: float = 0.0
     fg_loss: float = 0.0
     depth_weight: float = DEPTH_WEIGHT
+    best_by_parts: bool = False
 
     def recorded(self) -> dict:
         """The options that differ from the paper's, as a checkpoint's options keep them."""
@@ -52,7 +53,7 @@ class DenseOptions:
     @property
     def for_parts(self) -> bool:
         """Whether the run was made for the part transfer (it keeps its best checkpoint by it)."""
-        return bool(self.part_loss or self.hole_weight or self.part_weight or self.fg_loss or self.fg_stride not in (None, 4)
+        return bool(self.best_by_parts or self.part_loss or self.hole_weight or self.part_weight or self.fg_loss or self.fg_stride not in (None, 4)
                     or self.depth_weight != DEPTH_WEIGHT or self.bins not in (None, K_DEFAULT))
 
     @classmethod
@@ -81,6 +82,9 @@ class DenseOptions:
         parser.add_argument("--depth-weight", type=float, default=DEPTH_WEIGHT, metavar="W",
                             help=f"densereg: the depth loss's weight (default {DEPTH_WEIGHT:g}; lower leaves the small decoder "
                                  "more to the UV and the foreground)")
+        parser.add_argument("--best-by-parts", action="store_true",
+                            help="densereg: keep the best checkpoint by the part transfer's validation mIoU (as the options "
+                                 "above do) instead of the UV error, e.g. for an equal-budget comparison with the segmenter")
 
 
 PAPER = DenseOptions()  # the paper's network and losses

@@ -241,14 +241,15 @@ def command_chain(run: Path) -> str:
     return command
 
 
-# A run's options that change its loss, not its network (kept out of the network's builder), and
-# how its card says them.
+# A run's options that change its training (loss, checkpoint choice), not its network (kept out
+# of the network's builder), and how its card says them.
 LOSS_OPTIONS = {
     "part_loss": "plus {:g} x the part-transfer loss (`training/losses.py: part_transfer_loss`)",
     "hole_weight": "the classification loss weighted {:g}x on the face mask's holes and their edge (`training/losses.py: hole_weights`)",
     "part_weight": "the classification loss weighted {:g}x on the brows, eyes and lips (`training/losses.py: part_weights`)",
     "fg_loss": "plus {:g} x a cross-entropy on the foreground probability the tracker reads (`training/losses.py: densereg_loss`)",
     "depth_weight": f"the depth loss weighted {{:g}} instead of {DEPTH_WEIGHT:g} (`training/losses.py: DEPTH_WEIGHT`)",
+    "best_by_parts": "the best checkpoint kept by the part transfer's validation mIoU, not the UV error",
 }
 
 
