@@ -15,7 +15,7 @@ from tracker.parts import lookup_parts, mean_iou
 from tracker.uvcodec import K_DEFAULT, encode
 from training.dataset import NO_AUGMENT, Augment, build_cache, concat_caches, sample_crop
 from training.losses import DEPTH_WEIGHT, ce_weights, densereg_loss, part_transfer_loss, segment_loss, soft_part_map
-from training.model import DenseReg, configured, decode_torch
+from training.model import DenseReg, configured, deployed_maps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -188,7 +188,7 @@ class DenseRegTask:
         with torch.no_grad():
             for i in range(0, len(samples), 16):
                 image = torch.from_numpy(to_network_input(np.stack([s.image for s in samples[i : i + 16]])))
-                outs.append([t.numpy() for t in decode_torch(self.net(image), self.cfg.k)])
+                outs.append([t.numpy() for t in deployed_maps(self.net, image)])
         self.net.train()
         return tuple(np.concatenate(x) for x in zip(*outs))
 
