@@ -649,3 +649,24 @@ def test_test_time_flipping_brings_a_mirrored_crop_back_to_the_crop():
     back_scores = unflip_part_scores(scores)
     assert back_scores[RIGHT_EYE, 1, 5] == 1 and back_scores.sum() == 1  # ... is the right eye at the crop's right edge
     assert (unflip_part_scores(back_scores) == scores).all()
+
+
+def test_the_foreground_is_upsampled_as_a_logit_sharper_than_its_probability_and_as_exported():
+    """``upsample_probability``: a face edge between two stride-4 cells stays where it was (0.5
+    halfway, for symmetric cells) and is sharper than bilinear probabilities (every pixel between
+    the cells further from 0.5); ``Decoded`` (the exported graph) gives ``deployed_maps``."""
+    from training.model import Decoded, deployed_maps, upsample_like, upsample_probability
+
+    p = torch.tensor([0.02, 0.02, 0.98, 0.98]).view(1, 1, 1, 4).expand(1, 1, 4, 4)
+    like = torch.zeros(1, 1, 16, 16)
+    sharp, blur = upsample_probability(p, like)[0, 0, 0], upsample_like(p, like)[0, 0, 0]
+    torch.testing.assert_close(sharp[7] + sharp[8], torch.tensor(1.0))  # the edge stays halfway between the cells
+    between = slice(6, 10)
+    assert ((sharp[between] - 0.5).abs() > (blur[between] - 0.5).abs()).all()
+    assert (sharp.diff() >= 0).all() and 0 < sharp.min() and sharp.max() < 1
+    torch.manual_seed(0)
+    exported = Decoded().eval()
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        for a, b in zip(exported(x), deployed_maps(exported.net, x)):
+            torch.testing.assert_close(a, b)
