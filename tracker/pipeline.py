@@ -132,7 +132,7 @@ class TrackerConfig:
     refine_flip: bool | None = None
     # Test-time flipping of DenseReg: its maps for the crop and the mirrored crop averaged
     # (``densemaps.infer_flip_averaged``) before the landmarks and parts are read from them.  Off: the
-    # parts gain (val mean IoU 68.6 -> 69.1), the landmarks do not (final AUC 0.6142 vs 0.6140).
+    # parts gain (val mean IoU 69.1 -> 69.6), the landmarks do not (final AUC 0.6134 vs 0.6132).
     dense_flip: bool = False
     # The faster DenseReg (``FAST_DENSEREG_ASSET``).  None: on in video where the asset folder has
     # it, off for pictures (their UV and parts are the full network's; see docs/RESULTS.md, Speed).

@@ -42,7 +42,7 @@ def engine_args(p: argparse.ArgumentParser) -> None:
                         "refiner's time). Default: on for pictures, off for video")
     p.add_argument("--dense-flip", action="store_true",
                    help="test-time flipping of DenseReg: its maps for the face and the mirrored face averaged before "
-                        "landmarks and parts are read (val parts 68.6 -> 69.1 mean IoU; landmarks no better; one more "
+                        "landmarks and parts are read (val parts 69.1 -> 69.6 mean IoU; landmarks no better; one more "
                         "network pass a face)")
     p.add_argument("--one-stage", action="store_true", help="one refiner stage instead of two: as fast on one face, ~5%% "
                    "faster on two; val AUC 0.604 instead of 0.610 (0.596 / 0.603 without flipping)")
