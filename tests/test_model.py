@@ -198,6 +198,8 @@ def test_dense_options_parse_once_and_record_what_differs_from_the_paper():
     assert DenseOptions(decoder_blocks=4).for_parts is False and DenseOptions(fg_stride=2).for_parts is True
     assert DenseOptions.from_args(ap.parse_args(["--best-by-parts"])).for_parts
     assert DenseOptions.from_args(ap.parse_args(["--depth-weight", "2"])).recorded() == {"depth_weight": 2.0}
+    aux = DenseOptions.from_args(ap.parse_args(["--aux-parts", "0.5"]))
+    assert aux.recorded() == {"aux_parts": 0.5} and aux.for_parts
     more_bins = DenseOptions.from_args(ap.parse_args(["--bins", "20"]))
     assert more_bins.recorded() == {"bins": 20} and more_bins.for_parts and not DenseOptions(bins=10).for_parts
 
@@ -595,6 +597,52 @@ def test_stride2_foreground_starts_as_the_network_it_extends_and_only_its_branch
     load_init_weights(seg2, seg.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(seg(x).seg_logits, seg2(x).seg_logits, atol=1e-6, rtol=0)
+
+
+def test_a_training_only_parts_head_learns_from_the_features_and_is_left_out_of_the_export(tmp_path):
+    """``NetConfig.aux_parts``: initialised from a network without it, the maps are that
+    network's; the segmenter's loss on it trains the head and the shared features, never the
+    maps' head; the export drops it (same graph as without it, parity checked) and the card says
+    how the weights were trained."""
+    import json
+    from dataclasses import replace
+
+    from training.export import main as export_main
+    from training.losses import segment_loss
+    from training.train import load_checkpoint, load_init_weights, save_checkpoint
+
+    torch.manual_seed(0)
+    base = DenseReg(CONFIGS["realtime"]).eval()
+    aux = DenseReg(replace(CONFIGS["realtime"], aux_parts=True)).eval()
+    load_init_weights(aux, base.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(decode_torch(base(x), 10), decode_torch(aux(x), 10)):
+            torch.testing.assert_close(a, b, atol=0, rtol=0)
+    assert base(x).seg_logits is None
+
+    aux.train()
+    raw = aux(x)
+    assert raw.seg_logits.shape == (2, 9, 64, 64) and raw.depth.shape == (2, 1, 64, 64)
+    parts = torch.zeros(2, 64, 64, dtype=torch.long)
+    parts[:, 20:40, 20:40] = 7
+    segment_loss(raw, parts, torch.ones(2, 64, 64, dtype=torch.bool))["ce"].backward()
+    learns = {n.split(".")[1] for n, p in aux.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert {"aux", "stem", "fuse4"} <= learns and "head" not in learns
+
+    for cfg in (CONFIGS["paper"], replace(CONFIGS["realtime"], variant="segment")):
+        with pytest.raises(ValueError, match="aux_parts"):
+            DenseReg(replace(cfg, aux_parts=True))
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / "best.pt", {"model": aux.state_dict(), "step": 1, "metrics": {"miou": 0.5},
+                                      "options": {"config": "realtime", "variant": "quantized", "aux_parts": 1.0}})
+    (run / "val.jsonl").write_text(json.dumps({"step": 1, "time": 0.0, "miou": 0.5}) + "\n")
+    assert export_main(["densereg", "--run", str(run), "--out-dir", str(tmp_path / "assets")]) == 0
+    assert "training-only head of part logits, not exported" in (tmp_path / "assets" / "DENSEREG_REALTIME_CARD.md").read_text()
+    deployed = load_checkpoint(tmp_path / "assets" / "densereg_realtime.pt")["state_dict"]
+    assert set(deployed) == set(base.state_dict())
 
 
 def test_mask_at_stride_loses_a_thin_gap_and_keeps_a_block():

@@ -34,7 +34,9 @@ class DenseOptions:
     (``training.losses.part_weights``; where both apply, the larger);
     fg_loss: weight of a cross-entropy on the foreground the transfer reads
     (``training.losses.densereg_loss``); depth_weight: the depth loss's weight;
-    bins: the quantized regression's K per coordinate (``NetConfig.k``; None: the paper's 10)."""
+    bins: the quantized regression's K per coordinate (``NetConfig.k``; None: the paper's 10);
+    aux_parts: weight of the segmenter's loss on a training-only parts head
+    (``NetConfig.aux_parts``; 0: no such head)."""
 
     decoder_blocks: int | None = None
     fg_stride: int | None = None
@@ -44,6 +46,7 @@ class DenseOptions:
     part_weight: float = 0.0
     fg_loss: float = 0.0
     depth_weight: float = DEPTH_WEIGHT
+    aux_parts: float = 0.0
     best_by_parts: bool = False
 
     def recorded(self) -> dict:
@@ -53,7 +56,8 @@ class DenseOptions:
     @property
     def for_parts(self) -> bool:
         """Whether the run was made for the part transfer (it keeps its best checkpoint by it)."""
-        return bool(self.best_by_parts or self.part_loss or self.hole_weight or self.part_weight or self.fg_loss or self.fg_stride not in (None, 4)
+        return bool(self.best_by_parts or self.aux_parts or self.part_loss or self.hole_weight or self.part_weight or self.fg_loss
+                    or self.fg_stride not in (None, 4)
                     or self.depth_weight != DEPTH_WEIGHT or self.bins not in (None, K_DEFAULT))
 
     @classmethod
@@ -82,6 +86,9 @@ class DenseOptions:
         parser.add_argument("--depth-weight", type=float, default=DEPTH_WEIGHT, metavar="W",
                             help=f"densereg: the depth loss's weight (default {DEPTH_WEIGHT:g}; lower leaves the small decoder "
                                  "more to the UV and the foreground)")
+        parser.add_argument("--aux-parts", type=float, default=0.0, metavar="W",
+                            help="densereg: add W x the segmenter's loss on a training-only head of part logits "
+                                 "(training.model.NetConfig.aux_parts; not exported: the parts still come from the UV)")
         parser.add_argument("--best-by-parts", action="store_true",
                             help="densereg: keep the best checkpoint by the part transfer's validation mIoU (as the options "
                                  "above do) instead of the UV error, e.g. for an equal-budget comparison with the segmenter")
@@ -137,7 +144,7 @@ class DenseRegTask:
                  extra_gt: tuple[Path, ...] = (), cache_dir: Path = REPO / "data" / "cache", options: DenseOptions = PAPER):
         """extra_gt: more training folders that are their own data root (images, .pts,
         splits/train.txt) and ground truth, e.g. the profiled views of ``training.profile``."""
-        self.cfg = configured(config, variant, options.decoder_blocks, options.fg_stride, options.bins)
+        self.cfg = configured(config, variant, options.decoder_blocks, options.fg_stride, options.bins, options.aux_parts > 0)
         self.net = DenseReg(self.cfg)
         self.batch_size = batch_size
         self.augment = augment
@@ -161,11 +168,11 @@ class DenseRegTask:
             return batch
         extra = {}  # what the optional loss terms need
         o = self.options
-        parts = part_labels(samples, self.part_map) if o.part_loss or o.part_weight else None
+        parts = part_labels(samples, self.part_map) if o.part_loss or o.part_weight or o.aux_parts else None
         if o.hole_weight or o.part_weight:
             faces = np.stack([np.isfinite(s.uv).all(axis=0) for s in samples])
             extra["ce_weight"] = torch.from_numpy(ce_weights(faces, parts.numpy() if parts is not None else None, o.hole_weight, o.part_weight))
-        if o.part_loss:
+        if o.part_loss or o.aux_parts:
             extra["parts"] = parts
         return (*batch, extra)
 
@@ -180,6 +187,9 @@ class DenseRegTask:
         if self.options.part_loss:
             terms["parts"] = self.options.part_loss * part_transfer_loss(raw, classes, uv, extra["parts"], valid, self.soft_parts)
             terms["total"] = terms["total"] + terms["parts"]
+        if self.options.aux_parts:
+            terms["aux_parts"] = self.options.aux_parts * segment_loss(raw, extra["parts"], valid)["ce"]
+            terms["total"] = terms["total"] + terms["aux_parts"]
         return terms
 
     def predict(self, samples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

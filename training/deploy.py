@@ -65,6 +65,7 @@ def export(arch: str, options: dict, state_dict: dict, onnx_path: Path, opset: i
                       dynamic_axes=dynamic, opset_version=opset, dynamo=False)
     tmp.replace(onnx_path)
     pt_tmp = onnx_path.with_suffix(".tmp.pt")
-    torch.save({"arch": arch, "options": options, "state_dict": state_dict}, str(pt_tmp))
+    # the weights the graph holds: a training-only head (NetConfig.aux_parts) stays behind
+    torch.save({"arch": arch, "options": options, "state_dict": module.net.state_dict()}, str(pt_tmp))
     pt_tmp.replace(onnx_path.with_suffix(".pt"))
     return hashlib.sha256(onnx_path.read_bytes()).hexdigest()

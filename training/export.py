@@ -249,6 +249,7 @@ LOSS_OPTIONS = {
     "part_weight": "the classification loss weighted {:g}x on the brows, eyes and lips (`training/losses.py: part_weights`)",
     "fg_loss": "plus {:g} x a cross-entropy on the foreground probability the tracker reads (`training/losses.py: densereg_loss`)",
     "depth_weight": f"the depth loss weighted {{:g}} instead of {DEPTH_WEIGHT:g} (`training/losses.py: DEPTH_WEIGHT`)",
+    "aux_parts": "plus {:g} x the segmenter's loss on a training-only head of part logits, not exported (`training/model.py: NetConfig.aux_parts`)",
     "best_by_parts": "the best checkpoint kept by the part transfer's validation mIoU, not the UV error",
 }
 

@@ -37,13 +37,18 @@ class NetConfig:
     # 1-4 (``training.evaluate parts --true-mask``); with this small network the branch gained
     # the transfer nothing on the mean (docs/RESULTS.md, session 11), so no shipped network has it.
     fg_stride: int = 4
+    # A training-only head (RealtimeNet's ``aux``): the parts' logits read from the decoder's
+    # features, trained by the segmenter's loss so that those features learn the parts' edges the
+    # transfer reads through the UV and the foreground.  The export drops it (``Decoded``): the
+    # tracker's parts still come from the UV alone.
+    aux_parts: bool = False
 
 
 def configured(config: str, variant: str, decoder_blocks: int | None = None, fg_stride: int | None = None,
-               bins: int | None = None) -> NetConfig:
+               bins: int | None = None, aux_parts: bool = False) -> NetConfig:
     """A named configuration with a run's variant and, optionally, another ``decoder_blocks``,
-    ``fg_stride`` or number of bins ``k``."""
-    given = {"decoder_blocks": decoder_blocks, "fg_stride": fg_stride, "k": bins}
+    ``fg_stride``, number of bins ``k`` or the training-only ``aux_parts`` head."""
+    given = {"decoder_blocks": decoder_blocks, "fg_stride": fg_stride, "k": bins, "aux_parts": aux_parts or None}
     return replace(CONFIGS[config], variant=variant, **{k: v for k, v in given.items() if v is not None})
 
 
@@ -152,17 +157,20 @@ class RealtimeNet(nn.Module):
         self.fuse4 = nn.Sequential(*(InvertedResidual(c48, c48) for _ in range(cfg.decoder_blocks)))  # none: identity
         self.head = nn.Conv2d(c48, out_channels(cfg), 1)
         self.fg2 = FgBranch(c16, c48) if cfg.fg_stride == 2 else None
+        self.aux = nn.Conv2d(c48, N_PART_LABELS, 1) if cfg.aux_parts else None
 
     def forward(self, x):
-        """The heads at stride 4; with ``fg_stride`` 2, also the foreground logit's correction
-        at stride 2 (a pair)."""
+        """The heads at stride 4 (with ``aux_parts``, the parts' logits as N_PART_LABELS more
+        channels at the end); with ``fg_stride`` 2, also the foreground logit's correction at
+        stride 2 (a pair)."""
         x2 = self.stem(x)
         x4 = self.s4(x2)
         x8 = self.s8(x4)
         x16 = self.s16(x8)
         y8 = self.fuse8(self.lat8(x8) + upsample_like(self.top16(x16), x8))
         y4 = self.fuse4(self.lat4(x4) + upsample_like(self.up8(y8), x4))
-        return self.head(y4) if self.fg2 is None else (self.head(y4), self.fg2(x2, y4))
+        y = self.head(y4) if self.aux is None else torch.cat([self.head(y4), self.aux(y4)], 1)
+        return y if self.fg2 is None else (y, self.fg2(x2, y4))
 
 
 class FgBranch(nn.Module):
@@ -235,7 +243,7 @@ class RawOutput:
     residual: torch.Tensor | None = None
     fg_logits: torch.Tensor | None = None
     u: torch.Tensor | None = None
-    seg_logits: torch.Tensor | None = None  # segment: (N,9,S,S)
+    seg_logits: torch.Tensor | None = None  # segment, or a quantized net's aux_parts head: (N,9,S,S)
     fg_delta: torch.Tensor | None = None  # fg_stride 2: the foreground logit's correction (N,1,S,S; at stride 2 unupsampled)
 
 
@@ -245,6 +253,8 @@ class DenseReg(nn.Module):
         self.cfg = cfg
         if cfg.name == "paper" and cfg.fg_stride != 4:
             raise ValueError("fg_stride 2 is RealtimeNet's branch; the paper's network has no stride-2 features to read")
+        if cfg.aux_parts and (cfg.name == "paper" or cfg.variant != "quantized"):
+            raise ValueError("aux_parts is a head of the quantized RealtimeNet (realtime, large)")
         self.backbone = PaperNet(cfg) if cfg.name == "paper" else RealtimeNet(cfg)
 
     def forward(self, x: torch.Tensor, upsample: bool = True) -> RawOutput:
@@ -264,7 +274,9 @@ class DenseReg(nn.Module):
         if self.cfg.variant == "quantized":
             logits = y[:, : 2 * (k + 1)].reshape(n, 2, k + 1, h, w)
             residual = y[:, 2 * (k + 1) : 2 * (k + 1) + 2 * k].reshape(n, 2, k, h, w)
-            return RawOutput(depth=y[:, -1:], logits=logits, residual=residual, fg_delta=fg_delta)
+            depth = y[:, 4 * k + 2 : 4 * k + 3]
+            aux = y[:, 4 * k + 3 :] if self.cfg.aux_parts else None
+            return RawOutput(depth=depth, logits=logits, residual=residual, fg_delta=fg_delta, seg_logits=aux)
         return RawOutput(depth=y[:, -1:], fg_logits=y[:, :2], u=y[:, 2:4], fg_delta=fg_delta)
 
 
@@ -326,6 +338,9 @@ def deployed_maps(net: DenseReg, image: torch.Tensor) -> tuple[torch.Tensor, tor
     return maps[:, :2], upsample_probability(fg, image), maps[:, 2:3]
 
 
+AUX_HEAD = "backbone.aux."  # NetConfig.aux_parts: trained, never exported
+
+
 class Decoded(nn.Module):
     """What gets exported: image -> (uv, fg, depth)."""
 
@@ -338,8 +353,9 @@ class Decoded(nn.Module):
     def forward(self, image):
         return deployed_maps(self.net, image)
 
-    def load_state_dict(self, state, strict=True):  # checkpoints hold the bare DenseReg's weights
-        return self.net.load_state_dict(state, strict)
+    def load_state_dict(self, state, strict=True):
+        """Checkpoints hold the bare DenseReg's weights, with a training-only head's if it had one."""
+        return self.net.load_state_dict({k: v for k, v in state.items() if not k.startswith(AUX_HEAD)}, strict)
 
     def example_inputs(self):
         return (torch.zeros(1, 3, self.cfg.input_size, self.cfg.input_size),)

@@ -123,7 +123,7 @@ def evaluated_on(task: Task, device: torch.device):
 # unchanged at the first step: the stride-2 foreground branch (``training.model.FgBranch``) and
 # residual blocks at stride 4 beyond the checkpoint's (``--decoder-blocks`` above its count).
 ADDED_BLOCKS = "backbone.fuse4."
-STARTS_AT_ZERO = ("backbone.fg2.", ADDED_BLOCKS)
+STARTS_AT_ZERO = ("backbone.fg2.", ADDED_BLOCKS, "backbone.aux.")  # the last: training-only, never in the maps
 HEAD = ("backbone.head.weight", "backbone.head.bias")
 
 
