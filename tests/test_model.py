@@ -419,6 +419,43 @@ def test_training_stops_on_sigterm_and_resumes_exactly(tmp_path):
     assert set(best["model"]) == set(straight.net.state_dict())
 
 
+def test_the_weights_moving_average_is_what_is_validated_kept_and_resumed(tmp_path):
+    """``--ema``: the averaged weights are validated and kept in best.pt (the raw ones stay in
+    last.pt to continue training), and a run stopped and resumed averages as one that was not."""
+    import json
+
+    from training.train import Schedule, WeightAverage, load_checkpoint, run
+
+    sched = Schedule(steps=6, batch=2, lr=1e-3, warmup=2, checkpoint_minutes=100)
+    straight = SyntheticTask()
+    run(straight, sched, tmp_path / "a", max_minutes=5, resume=False, ema=0.9)
+    run(SyntheticTask(sigterm_at=3), sched, tmp_path / "b", max_minutes=5, resume=False, ema=0.9)
+    run(SyntheticTask(), sched, tmp_path / "b", max_minutes=5, resume=True, ema=0.9)
+    a, b = (load_checkpoint(tmp_path / r / "last.pt") for r in "ab")
+    assert a["ema_updates"] == b["ema_updates"] == 6
+    for name, p in a["ema"].items():
+        torch.testing.assert_close(b["ema"][name], p, msg=name)
+    best = load_checkpoint(tmp_path / "a" / "best.pt")["model"]
+    assert all(torch.equal(best[k], v) for k, v in a["ema"].items())
+    assert not torch.equal(best["backbone.head.weight"], a["model"]["backbone.head.weight"])
+    check = SyntheticTask()
+    check.net.load_state_dict(best)
+    logged = json.loads((tmp_path / "a" / "val.jsonl").read_text().splitlines()[-1])
+    assert logged["loss"] == pytest.approx(check.evaluate()["loss"], rel=1e-5)
+
+    net = torch.nn.Linear(2, 2)
+    average = WeightAverage(net, 0.9)
+    w0 = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    average.update(net)
+    d = 2 / 11  # the decay's ramp at the first update
+    torch.testing.assert_close(average.state["weight"], d * w0 + (1 - d) * (w0 + 1))
+    with average.swapped_into(net):
+        torch.testing.assert_close(net.weight.detach(), average.state["weight"])
+    torch.testing.assert_close(net.weight.detach(), w0 + 1)
+
+
 def test_training_checkpoint_loader_refuses_pickled_code(tmp_path):
     import pickle
 
@@ -472,7 +509,7 @@ def test_export_card_names_the_training_only_options(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     options = {"config": "realtime", "variant": "quantized", "part_loss": 0.5, "hole_weight": 3.0, "part_weight": 2.0, "fg_loss": 1.5,
-               "depth_weight": 2.0, "best_by_parts": True}
+               "depth_weight": 2.0, "best_by_parts": True, "ema": 0.998}
     save_checkpoint(run / "best.pt", {"model": DenseReg(CONFIGS["realtime"]).state_dict(), "step": 1, "options": options,
                                       "metrics": {"miou": 0.5}})
     (run / "val.jsonl").write_text(json.dumps({"step": 1, "time": 0.0, "miou": 0.5}) + "\n")
@@ -481,6 +518,7 @@ def test_export_card_names_the_training_only_options(tmp_path):
     assert "0.5 x the part-transfer loss" in card and "weighted 3x on the face mask's holes" in card
     assert "weighted 2x on the brows, eyes and lips" in card and "1.5 x a cross-entropy on the foreground" in card
     assert "depth loss weighted 2 instead of 10" in card and "kept by the part transfer's validation mIoU" in card
+    assert "moving average (decay 0.998)" in card
 
 
 @pytest.mark.parametrize("blocks", [1, 0])

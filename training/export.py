@@ -250,6 +250,7 @@ LOSS_OPTIONS = {
     "fg_loss": "plus {:g} x a cross-entropy on the foreground probability the tracker reads (`training/losses.py: densereg_loss`)",
     "depth_weight": f"the depth loss weighted {{:g}} instead of {DEPTH_WEIGHT:g} (`training/losses.py: DEPTH_WEIGHT`)",
     "aux_parts": "plus {:g} x the segmenter's loss on a training-only head of part logits, not exported (`training/model.py: NetConfig.aux_parts`)",
+    "ema": "the weights' exponential moving average (decay {:g}) validated and kept (`training/train.py: WeightAverage`)",
     "best_by_parts": "the best checkpoint kept by the part transfer's validation mIoU, not the UV error",
 }
 
