@@ -255,12 +255,19 @@ LOSS_OPTIONS = {
 }
 
 
+def network_options(options: dict) -> dict:
+    """A run's options less what it trained on and how (``LOSS_OPTIONS``, ``gt_extra``): the
+    arguments of its network's builder (``training.deploy.build_deployable``)."""
+    return {k: v for k, v in options.items() if k not in LOSS_OPTIONS and k != "gt_extra"}
+
+
 def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     """Export ``RUN/best.pt`` into `out_dir` with its card; returns ``export_checked``'s answer."""
     ckpt = load_checkpoint(run / "best.pt")
-    options = dict(ckpt.get("options", {}))
-    extra_data = options.pop("gt_extra", [])  # what the run trained on, not how the network is built
-    losses = {k: options.pop(k) for k in LOSS_OPTIONS if k in options}  # how it was trained, likewise
+    recorded = ckpt.get("options", {})
+    options = network_options(recorded)
+    extra_data = recorded.get("gt_extra", [])  # what the run trained on, not how the network is built
+    losses = {k: recorded[k] for k in LOSS_OPTIONS if k in recorded}  # how it was trained, likewise
     name = NAMES[arch]
     config = options.get("config", "realtime")  # DenseReg's; refiners have none
     densereg = ARCH.get(arch, arch) == "densereg"

@@ -482,7 +482,7 @@ def shipped_metrics(net: Network, device: torch.device) -> dict | None:
     """The shipped model's val metrics by the same task, on the same faces (None when there is
     no shipped counterpart with the same inputs)."""
     from training.deploy import build_deployable
-    from training.export import NAMES
+    from training.export import NAMES, network_options
     from training.train import evaluated_on
 
     path = ASSETS / f"{NAMES.get(net.task_name, '-')}.pt"
@@ -490,7 +490,7 @@ def shipped_metrics(net: Network, device: torch.device) -> dict | None:
         return None
     ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     shipped, _, _ = build_deployable(ckpt["arch"], ckpt["options"])
-    ours, _, _ = build_deployable(deploy_arch(net.task.net), net.options)
+    ours, _, _ = build_deployable(deploy_arch(net.task.net), network_options(net.options))
     if [t.shape for t in shipped.example_inputs()] != [t.shape for t in ours.example_inputs()]:
         return None  # another input size: not the same job
     shipped.load_state_dict(ckpt["state_dict"])
@@ -553,7 +553,7 @@ def _refresh(n: Network, out: Path, report: dict) -> None:
 
 def _export(n: Network) -> dict:
     """ONNX export of the best checkpoint, checked against PyTorch in ONNX Runtime."""
-    from training.export import export_checked, parity_ok
+    from training.export import export_checked, network_options, parity_ok
     from training.train import load_checkpoint
 
     best = n.run_dir / "best.pt"
@@ -563,7 +563,8 @@ def _export(n: Network) -> dict:
         return {"ok": True, "skipped": "the segmenter is scored from its best.pt (training.evaluate parts --baseline), not exported"}
     if best.stat().st_size > RETURN_LIMIT:
         return {"ok": True, "skipped": f"best.pt is {best.stat().st_size / MIB:.0f} MiB: its weights cannot come back from a device run"}
-    sha, diff, magnitude = export_checked(deploy_arch(n.task.net), n.options, load_checkpoint(best)["model"], n.run_dir / f"{n.name}.onnx")
+    sha, diff, magnitude = export_checked(deploy_arch(n.task.net), network_options(n.options), load_checkpoint(best)["model"],
+                                          n.run_dir / f"{n.name}.onnx")
     return {"ok": parity_ok(diff, magnitude), "file": f"{n.name}.onnx", "sha256": sha, "parity_max_abs": diff, "magnitude": magnitude}
 
 
