@@ -437,7 +437,9 @@ def test_the_weights_moving_average_is_what_is_validated_kept_and_resumed(tmp_pa
     assert a["ema_updates"] == b["ema_updates"] == 6
     for name, p in a["ema"].items():
         torch.testing.assert_close(b["ema"][name], p, msg=name)
-    best = load_checkpoint(tmp_path / "a" / "best.pt")["model"]
+    best_ckpt = load_checkpoint(tmp_path / "a" / "best.pt")
+    best = best_ckpt["model"]
+    assert best_ckpt["options"] == {"ema": 0.9}  # the export's card says how the weights were chosen
     assert all(torch.equal(best[k], v) for k, v in a["ema"].items())
     assert not torch.equal(best["backbone.head.weight"], a["model"]["backbone.head.weight"])
     check = SyntheticTask()

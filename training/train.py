@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from tracker.fileio import atomic_write_json
-from training.model import CONFIGS
+from training.model import AUX_HEAD, CONFIGS
 from training.template import DEFAULT_300W
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +123,7 @@ def evaluated_on(task: Task, device: torch.device):
 # unchanged at the first step: the stride-2 foreground branch (``training.model.FgBranch``) and
 # residual blocks at stride 4 beyond the checkpoint's (``--decoder-blocks`` above its count).
 ADDED_BLOCKS = "backbone.fuse4."
-STARTS_AT_ZERO = ("backbone.fg2.", ADDED_BLOCKS, "backbone.aux.")  # the last: training-only, never in the maps
+STARTS_AT_ZERO = ("backbone.fg2.", ADDED_BLOCKS, AUX_HEAD)  # the last: training-only, never in the maps
 HEAD = ("backbone.head.weight", "backbone.head.bias")
 
 
@@ -238,7 +238,9 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
             torch.set_rng_state(state["torch_rng"])
     average = WeightAverage(task.net, ema) if ema else None
     if average is not None and resume and last.exists() and "ema" in state:
-        average.state, average.updates = state["ema"], int(state["ema_updates"])
+        average.state, average.updates = {k: v.to(dev) for k, v in state["ema"].items()}, int(state["ema_updates"])
+    if ema:  # best.pt says how its weights were chosen (the card quotes it)
+        options = {**(options or {}), "ema": ema}
 
     def checkpoint() -> dict[str, float]:
         nonlocal best
@@ -431,8 +433,6 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or REPO / "runs" / default
     t, sched, options = TASKS[args.task](args)
     write_run_info(out, argv if argv is not None else sys.argv[1:], t.batch_size, sched.lr, args.init_from)
-    if args.ema:
-        options = {**options, "ema": args.ema}
     metrics = run(t, sched, out, args.max_minutes, args.resume, options=options, init_from=args.init_from,
                   stop_at=args.stop_at, ema=args.ema)
     print(json.dumps(metrics))
