@@ -749,3 +749,30 @@ def test_the_foreground_is_upsampled_as_a_logit_sharper_than_its_probability_and
     with torch.no_grad():
         for a, b in zip(exported(x), deployed_maps(exported.net, x)):
             torch.testing.assert_close(a, b)
+
+
+def test_test_time_shifting_moves_each_answer_back_onto_the_crop():
+    from training.evaluate import shift_averaged, shifted
+
+    a = np.arange(2 * 5 * 6, dtype=np.float32).reshape(1, 2, 5, 6)
+    moved = shifted(a, 1, -2)
+    assert (moved[..., 1:, :4] == a[..., :4, 2:]).all()  # content one row down, two columns left
+    assert (moved[..., 0, :4] == a[..., 0, 2:]).all() and (moved[..., :, 4:] == moved[..., :, 3:4]).all()  # edges replicated
+    assert shifted(a, 0, 0) is a
+    # a translation-equivariant network (here: a pixel-wise one) answers every shifted copy with the
+    # shifted answer: moved back, each equals the crop's own answer away from the replicated border
+    calls = []
+
+    def infer(x):
+        calls.append(x.copy())
+        return {"maps": 2 * x + 1}
+
+    out = shift_averaged(infer, a, (0, 2))
+    assert len(calls) == 4 and {tuple(np.argwhere(c[0, 0] == a[0, 0, 1, 1])[0]) for c in calls} == {(1, 1), (1, 3), (3, 1), (3, 3)}
+    np.testing.assert_allclose(out["maps"][..., 2:-2, 2:-2], 2 * a[..., 2:-2, 2:-2] + 1)
+    assert (shift_averaged(infer, a)["maps"] == 2 * a + 1).all()  # no offsets: the plain answer
+    # an answer that ignores the input (a spike at one place) is moved back by each offset and averaged
+    spike = np.zeros((1, 1, 5, 6), np.float32)
+    spike[..., 2, 2] = 1
+    out = shift_averaged(lambda x: {"maps": spike}, a, (0, 2))["maps"][0, 0]
+    assert out[2, 2] == out[0, 2] == out[2, 0] == out[0, 0] == 0.25 and out.sum() == 1

@@ -12,7 +12,8 @@ AUC up to 0.1.  Writes ``densereg_val.json``, ``densereg_val.md`` and ``densereg
 directly trained segmenter, with ``--baseline``) against parts transferred with the true UV, and
 the IoU of the face all its parts cover (``face``, the foreground each method reads):
 ``parts_val.json``, ``parts_val.md``, ``parts_val.png``.  ``--flip`` scores every method with
-test-time flipping (its answers for the crop and the mirrored crop averaged), all of them alike.
+test-time flipping (its answers for the crop and the mirrored crop averaged), ``--shifts 0 2`` with
+test-time shifting (averaged over the crop moved by 0 or 2 pixels each way), all of them alike.
 """
 from __future__ import annotations
 
@@ -107,26 +108,49 @@ def unflip_part_scores(scores: np.ndarray) -> np.ndarray:
     return scores[..., PART_FLIP, :, :][..., ::-1].copy()
 
 
-def transfer_maps(engine: OnnxEngine, image: np.ndarray, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+def shifted(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """(..., H, W) `a` with its content moved down `dy` and right `dx` pixels, the edge replicated
+    into what is uncovered."""
+    if dy == dx == 0:
+        return a
+    p = max(abs(dy), abs(dx))
+    h, w = a.shape[-2:]
+    padded = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(p, p), (p, p)], mode="edge")
+    return padded[..., p - dy : p - dy + h, p - dx : p - dx + w]
+
+
+def shift_averaged(infer, x: np.ndarray, offsets: tuple[int, ...] = (0,)) -> dict[str, np.ndarray]:
+    """Test-time shifting: `infer` (network input (N,3,S,S) -> maps (N,C,S,S) by name) on `x`
+    moved by every (dy, dx) of `offsets` x `offsets` pixels, each answer moved back, averaged.
+    Offsets within the network's stride sample its stride-4 maps at other phases."""
+    answers = [{k: shifted(v, -dy, -dx) for k, v in infer(np.ascontiguousarray(shifted(x, dy, dx))).items()}
+               for dy in offsets for dx in offsets]
+    return {k: sum(a[k] for a in answers) / len(answers) for k in answers[0]}
+
+
+def transfer_maps(engine: OnnxEngine, image: np.ndarray, flip: bool, offsets: tuple[int, ...] = (0,)) -> tuple[np.ndarray, np.ndarray]:
     """A DenseReg graph's (2,H,W) UV and (H,W) foreground probability for one crop; with `flip`,
-    the average of its answers for the crop and the mirrored crop (as the tracker's ``dense_flip``)."""
-    x = to_network_input(image)
-    out = infer_flip_averaged(engine.infer, x) if flip else engine.infer({"image": x})
+    the average of its answers for the crop and the mirrored crop (as the tracker's ``dense_flip``);
+    with `offsets`, averaged over shifted copies (``shift_averaged``)."""
+    infer = (lambda x: infer_flip_averaged(engine.infer, x)) if flip else (lambda x: engine.infer({"image": x}))
+    out = shift_averaged(infer, to_network_input(image), offsets)
     return out["uv"][0], out["fg"][0, 0]
 
 
-def segmenter_labels(net, image: np.ndarray, flip: bool) -> np.ndarray:
+def segmenter_labels(net, image: np.ndarray, flip: bool, offsets: tuple[int, ...] = (0,)) -> np.ndarray:
     """A segmenter's (H,W) part labels for one crop; with `flip`, from its class probabilities
-    averaged over the crop and the mirrored crop."""
+    averaged over the crop and the mirrored crop; with `offsets`, over shifted copies too."""
     import torch
 
-    x = to_network_input(image)
-    with torch.no_grad():
-        prob = net(torch.from_numpy(x)).seg_logits.softmax(1)[0].numpy()
-        if flip:
-            mirrored = net(torch.from_numpy(np.ascontiguousarray(x[..., ::-1]))).seg_logits.softmax(1)[0].numpy()
-            prob = (prob + unflip_part_scores(mirrored)) / 2
-    return prob.argmax(0).astype(np.uint8)
+    def infer(x: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            prob = net(torch.from_numpy(x)).seg_logits.softmax(1).numpy()
+            if flip:
+                mirrored = net(torch.from_numpy(np.ascontiguousarray(x[..., ::-1]))).seg_logits.softmax(1).numpy()
+                prob = (prob + unflip_part_scores(mirrored)) / 2
+        return {"prob": prob}
+
+    return shift_averaged(infer, to_network_input(image), offsets)["prob"][0].argmax(0).astype(np.uint8)
 
 
 def load_segmenter(run: Path):
@@ -154,10 +178,11 @@ def evaluate_parts(args) -> int:
     truth = np.stack([lookup_parts(s.uv, part_map) for s in samples])
     true_masks = [np.isfinite(s.uv).all(axis=0) for s in samples]
     preds = {}
-    flipped = ", flipped" if args.flip else ""
+    offsets = tuple(args.shifts)
+    flipped = (", flipped" if args.flip else "") + (f", shifted by {{{', '.join(map(str, offsets))}}}² px" if offsets != (0,) else "")
     for name, path in _models(args).items():
         engine = OnnxEngine(Path(path), threads=1)
-        maps = [transfer_maps(engine, s.image, args.flip) for s in samples]
+        maps = [transfer_maps(engine, s.image, args.flip, offsets) for s in samples]
         preds[f"DenseReg UV transfer, {name}{flipped}"] = [lookup_parts(uv, part_map, fg > 0.5) for uv, fg in maps]
         if args.true_mask:  # splits the transfer's error into the mask's and the UV's
             for stride in (1, 2, 4):
@@ -166,7 +191,7 @@ def evaluate_parts(args) -> int:
                     lookup_parts(uv, part_map, mask_at_stride(m, stride)) for (uv, _), m in zip(maps, true_masks)]
     for run in args.baseline:
         net, step = load_segmenter(Path(run))
-        preds[f"segmenter {Path(run).name} (step {step}){flipped}"] = [segmenter_labels(net, s.image, args.flip) for s in samples]
+        preds[f"segmenter {Path(run).name} (step {step}){flipped}"] = [segmenter_labels(net, s.image, args.flip, offsets) for s in samples]
     preds = {name: np.stack(labels) for name, labels in preds.items()}  # stacked once for every score below
     table = {}
     valid = np.stack([s.valid for s in samples])
@@ -230,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
                          "and inside that mask kept at stride 2 and 4 (the best a foreground of that resolution can do)")
     ap.add_argument("--flip", action="store_true",
                     help="parts: test-time flipping for every method (the answers for the crop and the mirrored crop averaged)")
+    ap.add_argument("--shifts", type=int, nargs="+", default=[0], metavar="PX",
+                    help="parts: test-time shifting for every method: the crop moved by every (dy, dx) of these pixel "
+                         "offsets, the answers moved back and averaged (e.g. 0 2: four copies, the stride-4 maps at two phases)")
     ap.add_argument("--split", choices=["val", "train"], default="val", help="tune and report on val only; train shows over-fitting")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
