@@ -179,19 +179,19 @@ def evaluate_parts(args) -> int:
     true_masks = [np.isfinite(s.uv).all(axis=0) for s in samples]
     preds = {}
     offsets = tuple(args.shifts)
-    flipped = (", flipped" if args.flip else "") + (f", shifted by {{{', '.join(map(str, offsets))}}}² px" if offsets != (0,) else "")
+    tta = (", flipped" if args.flip else "") + (f", shifted by {{{', '.join(map(str, offsets))}}}² px" if offsets != (0,) else "")
     for name, path in _models(args).items():
         engine = OnnxEngine(Path(path), threads=1)
         maps = [transfer_maps(engine, s.image, args.flip, offsets) for s in samples]
-        preds[f"DenseReg UV transfer, {name}{flipped}"] = [lookup_parts(uv, part_map, fg > 0.5) for uv, fg in maps]
+        preds[f"DenseReg UV transfer, {name}{tta}"] = [lookup_parts(uv, part_map, fg > 0.5) for uv, fg in maps]
         if args.true_mask:  # splits the transfer's error into the mask's and the UV's
             for stride in (1, 2, 4):
                 at = "" if stride == 1 else f" kept at stride {stride}"
-                preds[f"DenseReg UV transfer, {name}{flipped}, true face mask{at}"] = [
+                preds[f"DenseReg UV transfer, {name}{tta}, true face mask{at}"] = [
                     lookup_parts(uv, part_map, mask_at_stride(m, stride)) for (uv, _), m in zip(maps, true_masks)]
     for run in args.baseline:
         net, step = load_segmenter(Path(run))
-        preds[f"segmenter {Path(run).name} (step {step}){flipped}"] = [segmenter_labels(net, s.image, args.flip, offsets) for s in samples]
+        preds[f"segmenter {Path(run).name} (step {step}){tta}"] = [segmenter_labels(net, s.image, args.flip, offsets) for s in samples]
     preds = {name: np.stack(labels) for name, labels in preds.items()}  # stacked once for every score below
     table = {}
     valid = np.stack([s.valid for s in samples])
