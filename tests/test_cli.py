@@ -96,6 +96,46 @@ def test_images_on_empty_or_missing_folder(tmp_path, capsys):
     assert "not a folder" in capsys.readouterr().err
 
 
+def test_images_never_overwrites_its_input_nor_reads_its_outputs(image_folder, tmp_path, capsys):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "astro.jpg").write_bytes((image_folder / "astro.jpg").read_bytes())
+    (src / "sub" / "astro.pts").write_bytes((image_folder / "astro.pts").read_bytes())  # its annotation
+    annotation = (src / "sub" / "astro.pts").read_bytes()
+    # --out the input folder: refused before any work, the annotation untouched
+    assert main(["images", "--input", str(src / "sub"), "--out", str(src / "sub" / ".")]) == 2
+    err = capsys.readouterr().err
+    assert "is the input folder" in err and err.count("\n") == 1
+    assert (src / "sub" / "astro.pts").read_bytes() == annotation
+    # --out a file: refused up front
+    (tmp_path / "afile").write_text("x")
+    assert main(["images", "--input", str(src), "--out", str(tmp_path / "afile")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    # --out inside the input, --recursive: a rerun does not take the outputs for inputs
+    out = src / "res"
+    for _ in range(2):
+        assert main(["images", "--input", str(src), "--out", str(out), "--recursive", "--annotate"]) == 0
+    assert "1 already done" in capsys.readouterr().out
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "sub", "sub/astro.json", "sub/astro.pts", "sub/astro_annotated.jpg"]
+    # a face's .pts deleted (or emptied) after the run: the rerun writes it again
+    (out / "sub" / "astro.pts").write_bytes(b"")
+    assert main(["images", "--input", str(src), "--out", str(out), "--recursive"]) == 0
+    assert read_pts(out / "sub" / "astro.pts", expected=68).shape == (68, 2)
+
+
+def test_images_list_takes_absolute_paths_inside_the_input(image_folder, tmp_path, capsys):
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{image_folder / 'astro.jpg'}\nastro.jpg\n")  # the same image twice: done once
+    out = tmp_path / "out"
+    assert main(["images", "--input", str(image_folder), "--out", str(out), "--list", str(listed)]) == 0
+    assert "done: 1 images processed" in capsys.readouterr().out and (out / "astro.pts").exists()
+    listed.write_text(f"{tmp_path / 'elsewhere.jpg'}\n")
+    assert main(["images", "--input", str(image_folder), "--out", str(out), "--list", str(listed)]) == 2
+    err = capsys.readouterr().err
+    assert "is not inside --input" in err and err.count("\n") == 1
+
+
 def test_eval_scores_every_stage_and_counts_missing_as_failure(image_folder, tmp_path, capsys):
     out = tmp_path / "pred"
     main(["images", "--input", str(image_folder), "--out", str(out), "--baseline", "dlib"])

@@ -24,6 +24,7 @@ from tracker.fileio import (
     read_image,
     remove_partial_outputs,
     safe_output_path,
+    to_bgr8,
 )
 
 RNG = np.random.default_rng(0)
@@ -224,3 +225,44 @@ def test_list_images_sorted_case_insensitive_and_optionally_recursive(tmp_path):
     assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.JPG", "c.jpeg", "d.Bmp"]
     assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, recursive=True)] == [
         "a.png", "b.JPG", "c.jpeg", "d.Bmp", "sub/f.png"]
+
+
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """A JPEG with an EXIF block (APP1) whose only tag is Orientation, as a phone writes a
+    portrait photo: the pixels stored sideways, the tag saying how to turn them upright."""
+    ifd = (1).to_bytes(2, "big") + (0x0112).to_bytes(2, "big") + (3).to_bytes(2, "big") + (1).to_bytes(4, "big")
+    tiff = b"MM\x00\x2a" + (8).to_bytes(4, "big") + ifd + orientation.to_bytes(2, "big") + b"\x00\x00" + (0).to_bytes(4, "big")
+    app1 = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + jpeg[2:]
+
+
+def test_read_image_turns_a_phone_photo_upright(tmp_path):
+    stored = np.zeros((40, 60, 3), np.uint8)
+    stored[:, :10] = 255  # a white band on the stored image's left
+    jpeg = cv2.imencode(".jpg", stored, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+    (tmp_path / "phone.jpg").write_bytes(_with_exif_orientation(jpeg, 6))  # 6: turn 90 degrees clockwise to view
+    (tmp_path / "plain.jpg").write_bytes(jpeg)
+    upright = read_image(tmp_path / "phone.jpg")
+    assert upright.shape == (60, 40, 3)  # turned: taller than wide
+    assert upright[:10].mean() > 200 and upright[20:].mean() < 50  # the band is now on top
+    assert read_image(tmp_path / "plain.jpg").shape == (40, 60, 3)
+
+
+def test_frames_that_are_not_pictures_get_one_line_errors():
+    for frame, reason in ((None, "is None"), (np.zeros((0, 5, 3), np.uint8), "not a picture"),
+                          (np.zeros((4, 5, 2), np.uint8), "not a picture"), ("a.jpg", "not a picture")):
+        with pytest.raises(ImageReadError, match=reason) as err:
+            to_bgr8(frame, "frame")
+        assert "\n" not in str(err.value)
+    deep = to_bgr8(np.full((4, 5), 65535, np.uint16))
+    assert deep.shape == (4, 5, 3) and deep.dtype == np.uint8 and deep.min() == 255
+    same = np.zeros((4, 5, 3), np.uint8)
+    assert to_bgr8(same) is same  # a BGR uint8 frame is used as it is, no copy
+
+
+def test_json_outputs_write_null_for_nan_and_infinity(tmp_path):
+    atomic_write_json(tmp_path / "m.json", {"nme": float("nan"), "fr": np.float64("inf"), "pts": np.array([[1.5, np.nan]]),
+                                            "n": np.int64(3), "ok": [0.5, (2, float("-inf"))]})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"nme": None, "fr": None, "pts": [[1.5, None]], "n": 3, "ok": [0.5, [2, None]]}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -97,18 +98,27 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _jsonable(obj):
+def json_ready(obj):
+    """`obj` with numpy values as Python ones and every NaN or infinity as None: JSON has no NaN
+    (Python writes a bare ``NaN`` that browsers' and most languages' parsers reject), and a
+    missing landmark or an unscored metric reads as ``null`` everywhere."""
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return obj.tolist()
+        return json_ready(obj.tolist())
     if isinstance(obj, np.generic):
-        return obj.item()
+        return json_ready(obj.item())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
     if isinstance(obj, Path):
         return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    return obj
 
 
 def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, default=_jsonable) + "\n")
+    atomic_write_text(path, json.dumps(json_ready(obj), indent=1, allow_nan=False) + "\n")
 
 
 def atomic_save_npz(path: Path, compressed: bool = True, **arrays) -> None:
@@ -208,21 +218,39 @@ def read_image(path: Path) -> np.ndarray:
         raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if data.size == 0:
         raise ImageReadError(f"{path}: empty file")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    # Not IMREAD_UNCHANGED: OpenCV applies a photo's EXIF orientation under every other flag, and
+    # a phone's portrait JPEG is stored sideways with the tag saying so.  These flags keep the
+    # depth and grey, and drop alpha as ``to_bgr8`` would.
+    img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if img is None or _jpeg_cut_short(data):
         raise ImageReadError(f"{path}: not a decodable image (corrupt, truncated or not an image)")
+    img = to_bgr8(img, str(path))
+    if min(img.shape[:2]) < 2:
+        raise ImageReadError(f"{path}: image too small ({img.shape[1]}x{img.shape[0]})")
+    return img
+
+
+def to_bgr8(img, name: str = "image") -> np.ndarray:
+    """A decoded picture or a caller's frame -> BGR uint8 (H,W,3): grey expanded, alpha dropped,
+    16-bit scaled, other depths stretched to 0-255.  Raises ImageReadError (one line, naming
+    `name`) for what is not a picture: None (what ``cv2.imread`` returns for a missing or
+    unreadable file), an empty array, a shape that is neither (H,W) nor (H,W,1|3|4)."""
+    if img is None:
+        raise ImageReadError(f"{name} is None (cv2.imread returns None for a file it cannot read; "
+                             "tracker.fileio.read_image says why)")
+    if not isinstance(img, np.ndarray) or img.size == 0 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+        what = f"shape {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
+        raise ImageReadError(f"{name} is not a picture ({what}; expected an (H,W) or (H,W,3) array)")
     if img.dtype == np.uint16:
         img = (img / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
-        img = cv2.normalize(img.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        img = cv2.normalize(np.nan_to_num(img.astype(np.float32)), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    elif img.shape[2] == 1:
-        img = cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
-    if min(img.shape[:2]) < 2:
-        raise ImageReadError(f"{path}: image too small ({img.shape[1]}x{img.shape[0]})")
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if img.shape[2] == 1:
+        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
     return img
 
 

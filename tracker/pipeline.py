@@ -26,6 +26,7 @@ from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, 
 from tracker.densemaps import DenseMaps, infer_flip_averaged
 from tracker.detector import BoxError, DeferredSearch, Detection, cnn_available, detect_faces, detect_faces_cnn, given_box
 from tracker.errors import ConfigError
+from tracker.fileio import to_bgr8
 from tracker.landmarks import build_lookup, extract_landmarks_batch
 from tracker.metrics import eye_distance
 from tracker.occlusion import WORK_SIZE, AppearanceMemory, visibility_map
@@ -329,7 +330,9 @@ class Tracker:
     # -- public ------------------------------------------------------------------------------
 
     def track(self, frame: np.ndarray, boxes: Sequence[Detection | Sequence[float]] | None = None) -> FrameResult:
-        """Process one BGR (or grayscale) frame.
+        """Process one frame: BGR, grey or BGRA, 8- or 16-bit (``tracker.fileio.to_bgr8``); None
+        (what ``cv2.imread`` gives for a file it cannot read) or an array that is not a picture
+        raises ``ImageReadError`` (an ``InputError``, a ValueError) with a one-line message.
 
         boxes: the faces of this frame given by the caller, replacing the detector (as
         face-alignment's ``detected_faces``): ``(x0, y0, x1, y1)`` in pixels, or
@@ -345,9 +348,7 @@ class Tracker:
         """
         timer = _Timer()
         t = time.perf_counter()
-        image = frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        if image.shape[2] == 4:
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        image = to_bgr8(frame, "frame")
         given = None if boxes is None else _given_boxes(boxes, image.shape)
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         video = self.config.mode is TrackerMode.VIDEO

@@ -25,7 +25,7 @@ from tracker.boxfile import box_key, read_boxes
 from tracker.cli.common import RESUMES, engine_args
 from tracker.detector import Detection, cnn_missing_note, require_dlib_predictor
 from tracker.draw import annotate_still, frame_part_labels
-from tracker.errors import MissingInputError, NotAFolderError
+from tracker.errors import InputError, MissingInputError, NotAFolderError, UsageError
 from tracker.fileio import WriteError, atomic_save_npz, atomic_write_image, atomic_write_json, list_images, read_list, safe_output_path
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.pts import write_pts
@@ -64,34 +64,62 @@ def _output_names(images: list[Path], root: Path) -> dict[Path, str]:
     return {p: (r if counts[r] == 1 else p.relative_to(root).as_posix()) for p, r in rel.items()}
 
 
-def _select_images(args) -> list[Path]:
+def _check_folders(args) -> None:
+    """Before any work: the input is a folder, and the outputs cannot overwrite it.  A picture's
+    ``<stem>.pts`` beside it is usually its annotation (300-W's layout), which ``--out`` equal to
+    ``--input`` would replace with the prediction, and a later ``eval`` would score against itself."""
     if not args.input.is_dir():
         raise NotAFolderError(f"{args.input}: not a folder")
+    if args.out.exists() and not args.out.is_dir():
+        raise NotAFolderError(f"--out {args.out}: exists and is not a folder")
+    if args.out.resolve() == args.input.resolve():
+        raise UsageError(f"--out {args.out} is the input folder: its .pts annotations would be overwritten; "
+                         "choose another output folder")
+
+
+def _select_images(args) -> list[Path]:
     if getattr(args, "list", None):
-        names = read_list(args.list)
-        return [args.input / n for n in names]
+        return [args.input / rel for rel in dict.fromkeys(_relative_to_input(args, n) for n in read_list(args.list))]
     images = list_images(args.input, recursive=args.recursive)
+    if args.recursive:  # an output folder inside the input would feed a rerun its own outputs
+        out = args.out.resolve()
+        images = [p for p in images if out not in p.resolve().parents]
     if not images:
         raise MissingInputError(f"{args.input}: no images (jpg, jpeg, png, bmp) found")
     return images
 
 
+def _relative_to_input(args, entry: str) -> Path:
+    """A --list line as a path relative to --input (outputs are named by it): relative lines as
+    they are, absolute ones if they lie inside --input."""
+    path = Path(entry)
+    if not path.is_absolute():
+        return path
+    try:
+        return path.resolve().relative_to(args.input.resolve())
+    except ValueError:
+        raise InputError(f"{args.list}: {entry} is not inside --input {args.input} (list paths relative to it)") from None
+
+
 def _finished(args, stem: str) -> bool:
     """``<stem>.json`` is written last, so it marks a finished image, unless an output asked for
-    this time is missing (a rerun adding ``--annotate`` or ``--parts`` does those images)."""
+    this time is missing (a rerun adding ``--annotate`` or ``--parts`` does those images, and one
+    after a face's ``.pts`` was deleted or emptied redoes it)."""
     json_path = safe_output_path(args.out, f"{stem}.json")
     if not json_path.exists():
         return False
     if args.annotate and not safe_output_path(args.out, f"{stem}_annotated.jpg").exists():
         return False
-    per_face = [suffix for flag, suffix in ((args.parts, "_parts.png"), (args.save_maps, "_maps.npz")) if flag]
-    if per_face:
-        try:
-            has_face = bool(json.loads(json_path.read_text()).get("faces"))
-        except ValueError:
-            return False
-        return not has_face or all(safe_output_path(args.out, stem + s).exists() for s in per_face)
-    return True
+    try:
+        has_face = bool(json.loads(json_path.read_text()).get("faces"))
+    except (ValueError, AttributeError):  # cut short or not ours: redo it
+        return False
+    per_face = [".pts"] + [suffix for flag, suffix in ((args.parts, "_parts.png"), (args.save_maps, "_maps.npz")) if flag]
+    return not has_face or all(_nonempty(safe_output_path(args.out, stem + s)) for s in per_face)
+
+
+def _nonempty(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
 
 
 def _load_boxes(args, images: list[Path]) -> dict[str, list[Detection]]:
@@ -107,6 +135,7 @@ def _load_boxes(args, images: list[Path]) -> dict[str, list[Detection]]:
 
 
 def run(args) -> int:
+    _check_folders(args)
     images = _select_images(args)
     if args.baseline == "dlib":
         require_dlib_predictor("--baseline dlib")
@@ -123,6 +152,9 @@ def run(args) -> int:
         raise exc.with_note(f"{counts['done']} images finished in this run and {counts['resumed']} before it are complete; "
                             "after fixing that, rerun the same command to resume") from exc
     given = f" ({counts['given']} with boxes from {args.boxes}, {counts['bad_box']} skipped for a box outside the picture)" if boxes else ""
+    if boxes and counts["resumed"]:
+        print(f"note: {counts['resumed']} images finished by an earlier run were kept as they were; "
+              "--overwrite redoes them with these boxes", file=sys.stderr)
     print(
         f"done: {counts['done']} images processed{given}, {counts['resumed']} already done, {counts['faces']} faces, "
         f"{counts['no_face']} without a face, {counts['failed']} unreadable; outputs in {args.out} "
