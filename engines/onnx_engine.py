@@ -61,7 +61,7 @@ class OnnxEngine(Engine):
         return dict(zip(self._outputs, self.session.run(list(self._outputs), arrays)))
 
     def describe(self) -> str:
-        split = f", a batch split into up to {self.calls} calls side by side" if self.calls > 1 else ""
+        split = f", several faces run as up to {self.calls} parallel calls" if self.calls > 1 else ""
         return f"{self.name} on {self.device}{split}"
 
     def close(self) -> None:

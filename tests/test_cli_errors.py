@@ -177,3 +177,20 @@ def test_a_bug_is_an_internal_error_not_a_usage_error(bug, tmp_path, monkeypatch
 def test_missing_list_file_is_an_input_error(tmp_path, capsys):
     assert main(["eval", "--pred", str(tmp_path), "--gt", str(tmp_path), "--list", str(tmp_path / "nope.txt")]) == 2
     assert "nope.txt: cannot read the list" in one_error_line(capsys.readouterr().err)
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    """`run_tracker eval ... | head`: once the reader has closed the pipe, the command stops with
+    the status a shell gives a C tool killed by SIGPIPE, and prints no error of its own."""
+    p = cli("version")
+    p.stdout.close()  # before the command writes its first line (importing the engines takes longer)
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 141
+    assert err == "", err
+
+
+def test_no_command_lists_every_command_and_version_flag_works(capsys):
+    assert main([]) == 2
+    assert "webcam" in one_error_line(capsys.readouterr().err)
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("densereg-tracker ")

@@ -169,7 +169,7 @@ def test_a_batch_split_into_calls_side_by_side_gives_the_one_call_answer(int8):
     for threads in (1, 2, 3):
         with Tracker(TrackerConfig(mode="image", engine="onnx", threads=threads, cnn_fallback=False, int8=int8)) as tracker:
             assert tracker.engine.device == "CPU (1 thread)"
-            split = "" if threads == 1 else f", a batch split into up to {threads} calls side by side"
+            split = "" if threads == 1 else f", several faces run as up to {threads} parallel calls"
             assert tracker.describe() == "onnx on CPU (1 thread)" + split
             results[threads] = tracker.track(image, boxes=boxes).faces
     one = results[1]

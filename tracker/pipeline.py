@@ -305,8 +305,8 @@ class Tracker:
         self._search = DeferredSearch(config.detect_lag, background=config.detect_lag > 0)
 
     def describe(self) -> str:
-        """The backend, for logs and the viewer: e.g. "onnx on CPU (1 thread), a batch split into
-        up to 2 calls side by side"."""
+        """The backend, for logs and the viewer: e.g. "onnx on CPU (1 thread), several faces run as
+        up to 2 parallel calls"."""
         return self.engine.describe()
 
     def reset(self) -> None:

@@ -166,7 +166,8 @@ def benchmark(config: TrackerConfig, frames: list[np.ndarray], source: str, repe
     startup = min(startups, key=lambda s: s["process_s"])  # the least disturbed of the passes
     result = {
         "video": source,
-        "frames": n,
+        "frames": n,  # timed: the clip's frames times the passes
+        "passes": repeats,
         "size": [frames[0].shape[1], frames[0].shape[0]],
         "engine": tracker.describe(),
         "densereg": tracker.densereg_asset,
@@ -198,7 +199,9 @@ def benchmark(config: TrackerConfig, frames: list[np.ndarray], source: str, repe
 def print_result(result: dict) -> None:
     """The table ``bench`` prints."""
     video = result["video"]
-    print(f"{result['frames']} frames of {video} at {result['size'][0]}x{result['size'][1]}, {result['densereg']}, {result['engine']}")
+    passes = result.get("passes", 1)
+    print(f"{result['frames'] // passes} frames of {video} x {passes} passes at {result['size'][0]}x{result['size'][1]}, "
+          f"{result['densereg']}, {result['engine']}")
     print(f"{'stage':<26}{'median ms':>10}{'mean ms':>10}{'p90 ms':>10}{'faces/frame':>13}")
     fpf = result["faces_per_frame"]
     rows = [(k, v, None) for k, v in result["stages"].items()] + [

@@ -18,7 +18,10 @@ import traceback
 from tracker.cli import batch300vw, bench, demo, images, transfer, version, video, viewer
 from tracker.cli import eval as evaluate
 from tracker.cli.common import DOES_NOT_RESUME, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
+from tracker.cli.version import package_version
 from tracker.errors import TrackerError, UsageError
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a C tool whose reader went away
 
 # In --help order; `viewer` also registers `webcam` (the viewer on a camera).
 COMMANDS = [demo, images, evaluate, video, batch300vw, bench, viewer, transfer, version]
@@ -44,9 +47,12 @@ def _quiet_native_libraries() -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="run_tracker", description="DenseReg face tracker: dense face correspondence, 68 landmarks, tracking.")
     ap.add_argument("-v", "--verbose", action="store_true", help="log debug information")
+    ap.add_argument("--version", action="version", version=f"densereg-tracker {package_version()}",
+                    help="print the version and exit (the `version` command also lists the engines)")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")  # sub-parsers inherit _Parser
     for command in COMMANDS:
         command.register(sub)
+    ap.set_defaults(command_names=tuple(sub.choices))  # every command, `webcam` too, for the no-command error
     return ap
 
 
@@ -65,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         _quiet_native_libraries()
     if not getattr(args, "func", None):
-        print(f"error: no command given; one of: {', '.join(c.NAME for c in COMMANDS)} (see --help)", file=sys.stderr)
+        print(f"error: no command given; one of: {', '.join(args.command_names)} (see --help)", file=sys.stderr)
         return EXIT_USAGE
     try:
         return args.func(args)
@@ -75,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(getattr(args, "interrupted", DOES_NOT_RESUME), file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `run_tracker eval ... | head`: the reader has all it wanted
+        # Python would report the same error again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # anything else is a bug: say so, and where to find the details
         if args.verbose:
             traceback.print_exc()

@@ -23,7 +23,7 @@ SIZE = (640, 480)  # every contender times the same frames at this size
 def register(sub) -> None:
     p = sub.add_parser(NAME, help="per-stage ms and fps at 640x480, with dlib HOG + 68 points timed in the same run")
     p.add_argument("--video", type=Path, help="clip to time (default: the bundled demo clip)")
-    camera_arg(p, "instead of a clip: its first --frames frames are recorded, then timed")
+    camera_arg(p, "instead of a clip: its first --frames frames are recorded, then timed", live=False)
     p.add_argument("--frames", type=count(1), default=150, help="frames of the clip to time, from its start (default 150)")
     p.add_argument("--repeats", type=count(1), default=2, help="passes over the clip (tracker and dlib alternate)")
     p.add_argument("--json", type=Path, help="write the results here")

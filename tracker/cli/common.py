@@ -63,9 +63,11 @@ def video_args(p: argparse.ArgumentParser) -> None:
                         "(~1 s a call; needs the [cnn] extra; 0: HOG only). Default 30")
 
 
-def camera_arg(p, what: str = "instead of a file") -> None:
-    """``--camera N``: read camera N (a live source: runs until Ctrl-C or --max-frames)."""
-    p.add_argument("--camera", type=count(0), metavar="N", help=f"read camera N {what} (stops at Ctrl-C or --max-frames)")
+def camera_arg(p, what: str = "instead of a file", live: bool = True) -> None:
+    """``--camera N``: read camera N; `live`: a command that runs until Ctrl-C or --max-frames
+    (``bench`` records a fixed number of frames instead and says so in `what`)."""
+    stops = " (stops at Ctrl-C or --max-frames)" if live else ""
+    p.add_argument("--camera", type=count(0), metavar="N", help=f"read camera N {what}{stops}")
 
 
 def warn(msg: str) -> None:

@@ -14,11 +14,15 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def package_version() -> str:
     try:
-        print(f"densereg-tracker {version('densereg-tracker')}")
+        return version("densereg-tracker")
     except PackageNotFoundError:
-        print("densereg-tracker (not installed as a package)")
+        return "(not installed as a package)"
+
+
+def run(args) -> int:
+    print(f"densereg-tracker {package_version()}")
     for kind, reason in available_engines().items():
         print(f"  engine {kind}: {'available' if reason is None else 'unavailable - ' + reason}")
     return EXIT_OK
