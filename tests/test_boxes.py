@@ -121,9 +121,10 @@ def test_box_file_formats(tmp_path):
                  "a 1 2 30 40\n"
                  "sub/b.jpg, 5, 6, 70, 80\n"
                  "a 100 100 150 160\n"
-                 "my photo 2.5 3.5 40 50\n")
+                 "my photo 2.5 3.5 40 50\n"
+                 '"a, b ""c"".png",1,2,30,40\n')  # a CSV writer's quoting
     boxes = read_boxes(f)
-    assert list(boxes) == ["a", "sub/b", "my photo"]
+    assert list(boxes) == ["a", "sub/b", "my photo", 'a, b "c"']
     assert [(b.x0, b.y1) for b in boxes["a"]] == [(1.0, 40.0), (100.0, 160.0)]  # several faces, file order
     assert boxes["sub/b"][0] == given_box(5, 6, 70, 80)
     write_boxes(tmp_path / "again.txt", boxes)

@@ -153,10 +153,11 @@ def test_eval_scores_every_stage_and_counts_missing_as_failure(image_folder, tmp
     assert m["dlib"]["missing"] == 1 and m["dlib"]["fr08"] >= 0.5
     assert m["dlib"]["errors"][0] < 0.02  # dlib against its own points on the original (the test image is re-encoded)
     assert cv2.imread(str(tmp_path / "ced.png")) is not None
-    # Corrupt prediction files are reported and count as failures; the evaluation goes on.
+    # Corrupt prediction files are reported and count as failures; the evaluation goes on, and
+    # its exit status says that some inputs were skipped.
     (out / "astro.json").write_text("{not json")
     (out / "dlib" / "astro.json").write_text("[1, 2]")
-    assert main(["eval", "--pred", str(out), "--gt", str(gt), "--json", str(tmp_path / "m2.json")]) == 0
+    assert main(["eval", "--pred", str(out), "--gt", str(gt), "--json", str(tmp_path / "m2.json")]) == 1
     err = capsys.readouterr().err
     assert f"{out / 'astro.json'}: unreadable prediction" in err and f"{out / 'dlib' / 'astro.json'}: unreadable prediction" in err
     assert json.loads((tmp_path / "m2.json").read_text())["methods"]["dlib"]["missing"] == 2

@@ -194,3 +194,8 @@ def test_no_command_lists_every_command_and_version_flag_works(capsys):
     assert "webcam" in one_error_line(capsys.readouterr().err)
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("densereg-tracker ")
+
+
+def test_one_stage_without_the_refiner_is_a_usage_error(capsys):
+    assert main(["demo", "--no-refine", "--one-stage"]) == 2
+    assert "--no-refine" in one_error_line(capsys.readouterr().err)

@@ -222,9 +222,12 @@ def test_list_images_sorted_case_insensitive_and_optionally_recursive(tmp_path):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "dir.png").mkdir()  # a folder named like an image is not an image
-    assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.JPG", "c.jpeg", "d.Bmp"]
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")  # listed: reading it says "file not found"
+    assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.JPG", "c.jpeg", "d.Bmp", "gone.jpg"]
     assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, recursive=True)] == [
-        "a.png", "b.JPG", "c.jpeg", "d.Bmp", "sub/f.png"]
+        "a.png", "b.JPG", "c.jpeg", "d.Bmp", "gone.jpg", "sub/f.png"]
+    with pytest.raises(ImageReadError, match="file not found"):
+        read_image(tmp_path / "gone.jpg")
 
 
 def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:

@@ -57,6 +57,8 @@ def read_boxes(path: Path) -> dict[str, list[Detection]]:
         if not line or line.startswith("#"):
             continue
         fields = [f.strip() for f in (line.rsplit(",", 4) if "," in line else line.rsplit(None, 4))]
+        if "," in line and len(fields[0]) > 1 and fields[0][0] == fields[0][-1] == '"':  # CSV quoting ("a b.jpg")
+            fields[0] = fields[0][1:-1].replace('""', '"')
         if first and [f.lower() for f in fields[1:]] == ["x0", "y0", "x1", "y1"]:
             first = False
             continue  # a CSV header
@@ -84,9 +86,17 @@ def landmark_box(points: np.ndarray) -> Detection:
     return given_box(*p.min(axis=0), *p.max(axis=0))
 
 
+def _box_line(stem: str, b: Detection) -> str:
+    """One line of a box file; a stem with a comma makes the line CSV, so that line is written as
+    CSV with the stem quoted, which ``read_boxes`` unquotes."""
+    if "," in stem:
+        return '"' + stem.replace('"', '""') + f'",{b.x0:.2f},{b.y0:.2f},{b.x1:.2f},{b.y1:.2f}\n'
+    return f"{stem} {b.x0:.2f} {b.y0:.2f} {b.x1:.2f} {b.y1:.2f}\n"
+
+
 def write_boxes(path: Path, boxes: dict[str, list[Detection]]) -> None:
     """A box file ``read_boxes`` reads back (atomically)."""
-    lines = [f"{stem} {b.x0:.2f} {b.y0:.2f} {b.x1:.2f} {b.y1:.2f}\n" for stem, bs in boxes.items() for b in bs]
+    lines = [_box_line(stem, b) for stem, bs in boxes.items() for b in bs]
     atomic_write_text(path, "# stem x0 y0 x1 y1 (0-based pixels; tracker/boxfile.py)\n" + "".join(lines))
 
 

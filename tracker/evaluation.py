@@ -14,57 +14,102 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.errors import MissingInputError, NotAFolderError
+from tracker.errors import MissingInputError, NotAFolderError, UsageError
 from tracker.fileio import read_list
 from tracker.metrics import auc, ced, eye_distance, failure_rate, score_faces
 from tracker.pts import PtsError, read_pts
 from tracker.stages import Stage, last_stage
 
-FINAL = "final"  # score a face's last stage (a file's only method for a baseline's)
+FINAL = "final"  # every method the predictions have (the tracker's stages, the last one last)
+BASELINE = "dlib"  # ``images --baseline dlib``: its method in the JSON and its subfolder of the predictions
+PTS = "pts"  # plain ``<stem>.pts`` predictions: one face whose stage no file names
+
+Faces = list[dict[str, np.ndarray]]  # one picture's predicted faces, each {method: (68,2) points}
 
 
-def _final_name(stages: dict) -> str:
-    """The final stage of a face read from JSON: the last tracker ``Stage`` present, else the
-    file's only method (a baseline's, e.g. 'dlib')."""
-    return last_stage(stages) if any(s in stages for s in Stage) else list(stages)[-1]
-
-
-def load_prediction(pred_dir: Path, stem: str, stage: str, truth: np.ndarray | None = None) -> np.ndarray | None:
-    """(68,2) predicted points, or None when there is none (or the prediction file is
-    unreadable, which is reported).  With several faces in the picture, the face scored is the
-    one nearest the ground truth (its centroid), as usual on 300-W: a correct detection of
-    another person in the photo is not an error of the landmark stage."""
-    js, pts = pred_dir / f"{stem}.json", pred_dir / f"{stem}.pts"
+def _points(stage, where: str) -> np.ndarray:
     try:
-        if js.exists():
-            candidates = []
-            for face in json.loads(js.read_text()).get("faces", []):
-                stages = face["stages"]
-                name = stage if stage != FINAL else _final_name(stages)
-                if name in stages:
-                    points = np.array([[np.nan if v is None else v for v in p] for p in stages[name]["points"]], np.float64)
-                    if points.shape != (68, 2):
-                        raise ValueError(f"{len(points)} points")
-                    candidates.append(points)
-            if not candidates:
-                return None
-            if truth is None or len(candidates) == 1:
-                return candidates[0]
-            centre = truth.mean(axis=0)
-            return min(candidates, key=lambda p: np.linalg.norm(np.nanmean(p, axis=0) - centre))
-        if stage == FINAL and pts.exists():
-            return read_pts(pts, expected=68)
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:  # PtsError, JSON errors: ValueError
-        print(f"skipped: {js if js.exists() else pts}: unreadable prediction ({exc})", file=sys.stderr)
-    return None
+        points = np.array([[np.nan if v is None else v for v in p] for p in stage["points"]], np.float64)
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise ValueError(f"{where}: no list of (x, y) points") from None
+    if len(points) != 68:
+        raise ValueError(f"{where}: {len(points)} points, expected 68")
+    if points.shape != (68, 2):
+        raise ValueError(f"{where}: no list of (x, y) points")
+    return points
 
 
-def evaluate_folder(pred_dir: Path, gt: dict[str, Path], stage: str) -> dict:
-    pairs = []
-    for stem, path in gt.items():
-        truth = read_pts(path, expected=68)
-        pairs.append((load_prediction(pred_dir, stem, stage, truth), truth))
-    return score_faces(pairs)
+def _face(face, number: int) -> dict[str, np.ndarray]:
+    stages = face.get("stages") if isinstance(face, dict) else None
+    if not isinstance(stages, dict) or not stages:
+        raise ValueError(f"not a tracker JSON: face {number} has no 'stages'")
+    return {name: _points(stage, f"face {number}, stage {name!r}") for name, stage in stages.items()}
+
+
+def read_prediction(path: Path) -> Faces:
+    """The faces of one prediction file: every stage of every face of a tracker JSON (``images``,
+    ``--baseline dlib``), or the one face of a ``.pts`` (method ``PTS``).  Raises ValueError
+    (or OSError) saying in words what is wrong, without the path."""
+    if path.suffix == ".pts":
+        try:
+            return [{PTS: read_pts(path, expected=68)}]
+        except PtsError as exc:  # its message starts with the path, which the caller prints already
+            raise ValueError(str(exc).removeprefix(f"{path}: ")) from None
+    try:
+        doc = json.loads(path.read_bytes())
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8 text
+        raise ValueError(f"not JSON: {exc}") from None
+    faces = doc.get("faces") if isinstance(doc, dict) else None
+    if not isinstance(faces, list):
+        raise ValueError("not a tracker JSON: no 'faces' list")
+    return [_face(face, i) for i, face in enumerate(faces, 1)]
+
+
+def load_predictions(pred_dir: Path, stems) -> tuple[dict[str, Faces], list[str]]:
+    """The faces predicted for each stem that has ``<stem>.json`` (preferred: every stage, every
+    face) or ``<stem>.pts`` in ``pred_dir``; and one ``PATH: unreadable prediction (why)`` per
+    file that cannot be used (its face then counts as missing)."""
+    found, skipped = {}, []
+    for stem in stems:
+        path = next((p for p in (pred_dir / f"{stem}.json", pred_dir / f"{stem}.pts") if p.is_file()), None)
+        if path is None:
+            continue
+        try:
+            found[stem] = read_prediction(path)
+        except (OSError, ValueError) as exc:
+            skipped.append(f"{path}: unreadable prediction ({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc})")
+    return found, skipped
+
+
+def methods_found(found: dict[str, Faces]) -> list[str]:
+    """Every method some face has: the tracker's stages in pipeline order, then any other (a
+    baseline's, ``PTS``) in the order met."""
+    names = list(dict.fromkeys(name for faces in found.values() for face in faces for name in face))
+    order = [s.value for s in Stage]
+    return sorted(names, key=lambda n: order.index(n) if n in order else len(order))  # stable: others keep their order
+
+
+def final_method(face: dict) -> str:
+    """A face's final method: the last tracker ``Stage`` it has, else its last (for a baseline's
+    or a ``.pts`` face, its only) method."""
+    return last_stage(face).value if any(s in face for s in Stage) else list(face)[-1]
+
+
+def pick_face(faces: Faces, method: str, truth: np.ndarray) -> np.ndarray | None:
+    """The points of ``method`` (``FINAL``: each face's own final one) of the face to score, or
+    None.  With several faces in the picture, the face scored is the one nearest the ground truth
+    (its centroid), as usual on 300-W: a correct detection of another person in the photo is not
+    an error of the landmark stage."""
+    candidates = [face[final_method(face) if method == FINAL else method] for face in faces if method == FINAL or method in face]
+    if not candidates:
+        return None
+    centre = truth.mean(axis=0)
+    return min(candidates, key=lambda p: np.linalg.norm(np.nanmean(p, axis=0) - centre))
+
+
+def score_method(found: dict[str, Faces], truths: dict[str, np.ndarray], method: str) -> dict:
+    """Metrics of one method over every ground-truth face; a face without a prediction is a failure."""
+    return score_faces([(pick_face(found.get(stem, []), method, truth), truth) for stem, truth in truths.items()])
 
 
 def ground_truth_files(gt_dir: Path, list_file: Path | None = None) -> dict[str, Path]:
@@ -85,16 +130,45 @@ def ground_truth_files(gt_dir: Path, list_file: Path | None = None) -> dict[str,
     return gt
 
 
-def evaluate_predictions(pred_dir: Path, gt: dict[str, Path], stage: str = FINAL) -> dict[str, dict]:
-    """Scores per method: every stage found (``final``) or the one asked for, plus dlib's
-    baseline when ``pred_dir/dlib`` exists; a stage no face has is dropped."""
+def _no_match(pred_dir: Path, truths: dict) -> str:
+    """Why nothing matched, with an example stem of each side (a flat folder scored against a
+    nested ground truth, or the reverse, is the usual mistake)."""
+    own = sorted({p.relative_to(pred_dir).with_suffix("").as_posix() for p in pred_dir.rglob("*")
+                  if p.suffix in (".json", ".pts") and pred_dir / BASELINE not in p.parents})
+    if not own:
+        return f"{pred_dir}: no predictions in it (<stem>.json or <stem>.pts), nothing to score"
+    return (f"{pred_dir}: no prediction matches the ground truth: its {len(own)} predictions have other stems "
+            f"(e.g. {own[0]!r}) than the {len(truths)} ground-truth .pts (e.g. {next(iter(truths))!r})")
+
+
+def evaluate_predictions(pred_dir: Path, gt: dict[str, Path], stage: str = FINAL) -> tuple[dict[str, dict], int]:
+    """Scores per method, and how many prediction files were unreadable (each reported on stderr
+    as ``skipped:``; its face counts as missing).  The methods are those the predictions have
+    (``methods_found``) or the one asked for, plus the baseline of ``pred_dir/dlib`` as one row.
+    Raises a ``TrackerError`` when no prediction matches the ground truth, when none of those that
+    do has a face, or when the stage asked for is not in them."""
     if not pred_dir.is_dir():
         raise NotAFolderError(f"{pred_dir}: not a folder")
-    stages = [s.value for s in Stage] if stage == FINAL and any(pred_dir.rglob("*.json")) else [stage]
-    rows = {s: evaluate_folder(pred_dir, gt, s) for s in stages}
-    if (pred_dir / "dlib").is_dir():
-        rows["dlib"] = evaluate_folder(pred_dir / "dlib", gt, FINAL)
-    return {k: v for k, v in rows.items() if v["missing"] < v["faces"]} or rows
+    truths = {stem: read_pts(path, expected=68) for stem, path in gt.items()}
+    found, skipped = load_predictions(pred_dir, truths)
+    # The baseline's folder is scored like a folder of its own, each face's final (only) method.
+    baseline, skipped_baseline = load_predictions(pred_dir / BASELINE, truths) if (pred_dir / BASELINE).is_dir() else ({}, [])
+    for line in skipped + skipped_baseline:
+        print(f"skipped: {line}", file=sys.stderr)
+    if not (found or skipped or baseline or skipped_baseline):
+        raise MissingInputError(_no_match(pred_dir, truths))
+    methods = methods_found(found)
+    has_baseline = bool(baseline or skipped_baseline)
+    if stage != FINAL and stage not in methods and not (stage == BASELINE and has_baseline):
+        have = ", ".join(methods + [BASELINE] * has_baseline) or "no readable face"
+        raise UsageError(f"--stage {stage}: not in the predictions of {pred_dir} (they have: {have})")
+    rows = {m: score_method(found, truths, m) for m in methods if stage in (FINAL, m)}
+    if has_baseline:
+        rows[BASELINE] = score_method(baseline, truths, FINAL)
+    if not rows:
+        raise MissingInputError(f"{pred_dir}: nothing to score: no face in the {len(found) + len(skipped)} predictions that match "
+                                f"the ground truth ({len(skipped)} unreadable)")
+    return rows, len(skipped) + len(skipped_baseline)
 
 
 def score_table(rows: dict[str, dict]) -> list[str]:

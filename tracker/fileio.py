@@ -263,7 +263,8 @@ def read_list(path: Path) -> list[str]:
 
 
 def list_images(folder: Path, recursive: bool = False) -> list[Path]:
-    """Sorted image files (jpg/jpeg/png/bmp, any case) in a folder."""
+    """Sorted image files (jpg/jpeg/png/bmp, any case) in a folder; a dangling link with such a
+    name is listed too, so that reading it reports it (``file not found``) rather than nothing."""
     folder = Path(folder)
     it = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in it if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    return sorted(p for p in it if p.suffix.lower() in IMAGE_EXTENSIONS and (p.is_file() or (p.is_symlink() and not p.exists())))

@@ -25,7 +25,7 @@ from tracker.assets import ASSETS, AssetError, read_manifest, verified_asset
 from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, roi_from_landmarks, to_network_input, transform_points, warp_image
 from tracker.densemaps import DenseMaps, infer_flip_averaged
 from tracker.detector import BoxError, DeferredSearch, Detection, cnn_available, detect_faces, detect_faces_cnn, given_box
-from tracker.errors import ConfigError
+from tracker.errors import ConfigError, UsageError
 from tracker.fileio import to_bgr8
 from tracker.landmarks import build_lookup, extract_landmarks_batch
 from tracker.metrics import eye_distance
@@ -167,6 +167,8 @@ class TrackerConfig:
         """The command line's common options (``--engine``, ``--threads``, ``--no-refine``,
         ``--flip``, ``--dense-flip``, ``--one-stage``, ``--no-int8``, ``--fast-network``) and what the command sets itself: the one place CLI flags
         become a config."""
+        if args.no_refine and args.one_stage:
+            raise UsageError("--one-stage chooses the refiner that --no-refine turns off: give one of them")
         common = {"engine": args.engine, "threads": args.threads, "refine": not args.no_refine, "refine_flip": args.flip,
                   "dense_flip": args.dense_flip, "refiners": ONE_STAGE if args.one_stage else DEFAULT_REFINERS, "int8": not args.no_int8,
                   "fast_network": args.fast_network}

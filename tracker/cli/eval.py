@@ -2,9 +2,11 @@
 (``tracker.evaluation`` does the scoring)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from tracker.evaluation import FINAL, ced_curves, evaluate_predictions, ground_truth_files, score_table
+from tracker.cli.common import EXIT_ITEMS_FAILED, EXIT_OK
+from tracker.evaluation import BASELINE, FINAL, ced_curves, evaluate_predictions, ground_truth_files, score_table
 from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text
 from tracker.plots import ced_plot
 from tracker.stages import Stage
@@ -14,10 +16,12 @@ NAME = "eval"
 
 def register(sub) -> None:
     p = sub.add_parser(NAME, help="NME / AUC@0.08 / FR@0.08 / CED of .pts predictions against ground truth")
-    p.add_argument("--pred", type=Path, required=True, help="folder with <stem>.json (from `images`) or <stem>.pts")
+    p.add_argument("--pred", type=Path, required=True,
+                   help=f"folder with <stem>.json (from `images`) or <stem>.pts; its {BASELINE}/ subfolder (images --baseline) is scored too")
     p.add_argument("--gt", type=Path, required=True, help="folder with ground-truth <stem>.pts (searched recursively)")
-    p.add_argument("--stage", default=FINAL, choices=[FINAL, *(s.value for s in Stage)],
-                   help="which stage of <stem>.json to score (final: every stage, the last one last)")
+    p.add_argument("--stage", default=FINAL, choices=[FINAL, *(s.value for s in Stage), BASELINE],
+                   help="which stage of <stem>.json to score (final: every one the predictions have, the last one last; "
+                        "plain .pts are one row, 'pts')")
     p.add_argument("--list", type=Path, help="only the stems in this file (e.g. splits/val.txt)")
     p.add_argument("--plot", type=Path, help="write the CED curve here (PNG)")
     p.add_argument("--json", type=Path, help="write the metrics here")
@@ -25,13 +29,17 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    rows = evaluate_predictions(args.pred, ground_truth_files(args.gt, args.list), args.stage)
+    rows, skipped = evaluate_predictions(args.pred, ground_truth_files(args.gt, args.list), args.stage)
     lines = score_table(rows)
-    print("\n".join(lines))
+    # The files first: a reader that leaves early (`eval ... | head`) ends the command at the print.
     if args.plot:
         atomic_write_image(args.plot, ced_plot(ced_curves(rows)))
     if args.json:
         atomic_write_json(args.json, {"gt": str(args.gt), "pred": str(args.pred), "methods": rows})
         # The same table for people reading the repository (docs/results/*.md).
         atomic_write_text(args.json.with_suffix(".md"), "```\n" + "\n".join(lines) + "\n```\n")
-    return 0
+    print("\n".join(lines), flush=True)
+    if skipped:
+        print(f"{skipped} unreadable prediction{'s' * (skipped > 1)} skipped (scored as missing faces)", file=sys.stderr)
+        return EXIT_ITEMS_FAILED
+    return EXIT_OK

@@ -1,0 +1,198 @@
+"""`eval` on small prediction folders made on the fly: its exit status, what it says about bad or
+missing predictions, which rows it lists, a baseline folder scored on its own, and a reader
+that closes stdout early.  No network, no ../shared data: the faces are random points."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tracker.cli import main
+from tracker.pts import write_pts
+
+REPO = Path(__file__).resolve().parents[1]
+STEMS = ["a", "b", "c"]
+TRACKER_STAGES = ("densereg", "pca", "mdm")  # what `images` writes (no `smooth`: that is video only)
+
+
+def _face(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(50, 150, (68, 2))
+
+
+def _tracker_json(points: np.ndarray, stages=TRACKER_STAGES) -> str:
+    """A `<stem>.json` as `images` (or `--baseline dlib`, stages=("dlib",)) writes it: only what eval reads."""
+    face = {"stages": {s: {"points": (points + 0.5 * i).tolist(), "confidence": [1.0] * 68} for i, s in enumerate(stages)}}
+    return json.dumps({"faces": [face]})
+
+
+@pytest.fixture
+def gt(tmp_path) -> Path:
+    d = tmp_path / "gt"
+    d.mkdir()
+    for i, stem in enumerate(STEMS):
+        write_pts(d / f"{stem}.pts", _face(i))
+    return d
+
+
+def _pts_folder(root: Path, name: str) -> Path:
+    d = root / name
+    d.mkdir(parents=True)
+    for i, stem in enumerate(STEMS):
+        write_pts(d / f"{stem}.pts", _face(i) + 1.0)
+    return d
+
+
+def _json_folder(root: Path, name: str, stages=TRACKER_STAGES) -> Path:
+    d = root / name
+    d.mkdir(parents=True)
+    for i, stem in enumerate(STEMS):
+        (d / f"{stem}.json").write_text(_tracker_json(_face(i) + 1.0, stages))
+        write_pts(d / f"{stem}.pts", _face(i) + 1.0)
+    return d
+
+
+def _eval(pred: Path, gt: Path, *extra: str, json_out: Path | None = None) -> int:
+    return main(["eval", "--pred", str(pred), "--gt", str(gt), *(["--json", str(json_out)] if json_out else []), *extra])
+
+
+def _rows(stdout: str) -> list[str]:
+    """The method names of the printed table (the lines between the rule and the notes)."""
+    lines = stdout.splitlines()
+    body = lines[lines.index(next(x for x in lines if set(x) == {"-"})) + 1:]
+    return [x.split()[0] for x in body if not x.startswith(("NME:", "points:", "With several"))]
+
+
+# -- 7: skipped predictions: exit status 1, one line per file, reasons in words ----------------------
+
+def test_an_unreadable_pts_prediction_is_skipped_with_exit_status_1(tmp_path, gt, capsys):
+    pred = _pts_folder(tmp_path, "pred")
+    (pred / "a.pts").write_text("garbage\n")
+    assert _eval(pred, gt) == 1  # the README: "The exit status is 1 when any input was skipped"
+    err = capsys.readouterr().err
+    skipped = [x for x in err.splitlines() if x.startswith("skipped:")]
+    # the path once, then why (not the path again inside the parentheses)
+    assert skipped == [f"skipped: {pred / 'a.pts'}: unreadable prediction (non-numeric point 'garbage')"]
+
+
+def test_corrupt_json_predictions_are_each_reported_once_in_words(tmp_path, gt, capsys):
+    pred = _json_folder(tmp_path, "pred")
+    (pred / "a.json").write_text("{bad")
+    (pred / "b.json").write_text("[]")
+    (pred / "c.json").write_text('{"faces": [{"x": 1}]}')
+    (pred / "d.json").write_text(_tracker_json(_face(9)))  # one good prediction: a table to print
+    write_pts(gt / "d.pts", _face(9))
+    assert _eval(pred, gt) == 1
+    err = capsys.readouterr().err
+    skipped = sorted(x for x in err.splitlines() if x.startswith("skipped:"))
+    assert len(skipped) == 3, err  # once per file, not once per stage
+    a, b, c = skipped
+    assert "a.json: unreadable prediction (not JSON:" in a
+    assert b.endswith("b.json: unreadable prediction (not a tracker JSON: no 'faces' list)")
+    assert c.endswith("c.json: unreadable prediction (not a tracker JSON: face 1 has no 'stages')")
+    assert "3 unreadable predictions skipped" in err
+
+
+def test_a_json_stage_with_the_wrong_number_of_points_is_named(tmp_path, gt, capsys):
+    pred = _json_folder(tmp_path, "pred")
+    doc = json.loads((pred / "a.json").read_text())
+    doc["faces"][0]["stages"]["pca"]["points"] = doc["faces"][0]["stages"]["pca"]["points"][:5]
+    (pred / "a.json").write_text(json.dumps(doc))
+    assert _eval(pred, gt) == 1
+    assert "a.json: unreadable prediction (face 1, stage 'pca': 5 points, expected 68)" in capsys.readouterr().err
+
+
+# -- 8: nothing to score is an error; only the stages the predictions have are listed --------------
+
+def test_an_empty_prediction_folder_is_a_one_line_error(tmp_path, gt, capsys):
+    (tmp_path / "empty").mkdir()
+    assert _eval(tmp_path / "empty", gt) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("error: ") and "no predictions" in err
+
+
+def test_predictions_with_no_stem_in_common_with_the_ground_truth_are_an_error(tmp_path, gt, capsys):
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    write_pts(pred / "other.pts", _face(0))
+    (pred / "other.json").write_text(_tracker_json(_face(0)))
+    assert _eval(pred, gt, json_out=tmp_path / "m.json") == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "no prediction matches the ground truth" in err and "'other'" in err and "'a'" in err
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_predictions_without_any_face_are_an_error_not_a_table_of_nan(tmp_path, gt, capsys):
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for stem in STEMS:
+        (pred / f"{stem}.json").write_text('{"faces": []}')  # `images` found no face in any picture
+    assert _eval(pred, gt) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == f"error: {pred}: nothing to score: no face in the 3 predictions that match the ground truth (0 unreadable)"
+
+
+def test_only_the_stages_the_predictions_have_are_listed(tmp_path, gt, capsys):
+    pred = _json_folder(tmp_path, "pred")
+    assert _eval(pred, gt, json_out=tmp_path / "m.json") == 0
+    assert _rows(capsys.readouterr().out) == list(TRACKER_STAGES)  # no `smooth` row
+    assert list(json.loads((tmp_path / "m.json").read_text())["methods"]) == list(TRACKER_STAGES)
+
+
+def test_a_stage_the_predictions_do_not_have_is_named_not_scored_as_missing(tmp_path, gt, capsys):
+    pred = _json_folder(tmp_path, "pred")
+    assert _eval(pred, gt, "--stage", "smooth") == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip() == f"error: --stage smooth: not in the predictions of {pred} (they have: densereg, pca, mdm)"
+
+
+def test_a_stage_asked_for_is_scored_alone_beside_the_baseline(tmp_path, gt, capsys):
+    pred = _json_folder(tmp_path, "pred")
+    _json_folder(pred, "dlib", stages=("dlib",))
+    assert _eval(pred, gt, "--stage", "mdm") == 0
+    assert _rows(capsys.readouterr().out) == ["mdm", "dlib"]
+
+
+# -- 9: a baseline folder (and plain .pts) scored on its own -----------------------------------------
+
+def test_the_baseline_folder_scores_on_its_own_as_one_dlib_row(tmp_path, gt, capsys):
+    pred = _json_folder(tmp_path, "pred")
+    dlib = _json_folder(pred, "dlib", stages=("dlib",))
+    assert _eval(pred, gt, json_out=tmp_path / "all.json") == 0
+    assert _rows(capsys.readouterr().out) == [*TRACKER_STAGES, "dlib"]
+    assert _eval(dlib, gt, json_out=tmp_path / "alone.json") == 0
+    assert _rows(capsys.readouterr().out) == ["dlib"]
+    together = json.loads((tmp_path / "all.json").read_text())["methods"]["dlib"]
+    alone = json.loads((tmp_path / "alone.json").read_text())["methods"]["dlib"]
+    assert alone == together and alone["missing"] == 0
+    # --stage dlib means the same row, whichever folder is given
+    for folder in (pred, dlib):
+        assert _eval(folder, gt, "--stage", "dlib") == 0
+        assert _rows(capsys.readouterr().out) == ["dlib"]
+    assert _eval(dlib, gt, "--stage", "mdm") == 2
+    assert "(they have: dlib)" in capsys.readouterr().err
+
+
+def test_plain_pts_predictions_are_one_row_named_pts(tmp_path, gt, capsys):
+    pred = _pts_folder(tmp_path, "pred")
+    assert _eval(pred, gt, json_out=tmp_path / "m.json") == 0
+    assert _rows(capsys.readouterr().out) == ["pts"]
+    m = json.loads((tmp_path / "m.json").read_text())["methods"]["pts"]
+    assert m["faces"] == 3 and m["missing"] == 0
+
+
+# -- a reader that stops early (`eval ... | head`) -----------------------------------------------------
+
+def test_a_closed_stdout_ends_quietly_and_still_writes_the_json(tmp_path, gt):
+    pred = _pts_folder(tmp_path, "pred")
+    argv = [sys.executable, str(REPO / "run_tracker.py"), "eval", "--pred", str(pred), "--gt", str(gt), "--json", str(tmp_path / "m.json")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, text=True)
+    proc.stdout.close()  # gone before the table is printed, like `head` after its lines
+    _, err = proc.communicate(timeout=120)
+    assert err == "" and proc.returncode == 141  # as a C tool killed by SIGPIPE (tracker.cli.app)
+    assert json.loads((tmp_path / "m.json").read_text())["methods"]["pts"]["faces"] == 3
