@@ -14,6 +14,7 @@ import functools
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -22,12 +23,12 @@ from pathlib import Path
 
 from tracker.errors import MissingInputError, NotAFolderError
 from tracker.evaluation import evaluate_video
-from tracker.fileio import atomic_output_dir, atomic_write_json
+from tracker.fileio import WriteError, atomic_output_dir, atomic_write_json
 from tracker.pipeline import Tracker, TrackerConfig, TrackerMode
 from tracker.pts import write_pts
 from tracker.sources import VideoSource, track_stream
 from tracker.video import READ_AHEAD, VIDEO_EXTENSIONS, VideoError
-from tracker.writers import Subject
+from tracker.writers import Subject, frame_pts_name
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
                 n = tracked.index + 1  # frame numbers are 1-based, like the annotations
                 face = subject.pick(tracked.result.faces, tracked.image.shape[1::-1])
                 if face is not None:
-                    write_pts(out / f"{n:06d}.pts", face.landmarks)
+                    write_pts(out / frame_pts_name(n), face.landmarks)
                     detections += face.detected
                 if on_frames and n % FRAMES_PER_REPORT == 0:
                     on_frames(FRAMES_PER_REPORT)
@@ -106,6 +107,8 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
                                                     "detections": detections, "warnings": warnings, **metrics})
         scored = f"AUC@0.08 {metrics['auc08']:.4f}" if metrics["annotated_frames"] else "no annotations: nothing to score"
         return VideoOutcome(job.name, f"{n} frames, {scored}", True, tuple(warnings + metrics["malformed_annotations"]))
+    except WriteError as exc:  # name the video's folder, not the hidden one it is filled in
+        return VideoOutcome(job.name, f"skipped: {job.out}: cannot write ({exc.strerror})", False, tuple(warnings))
     except (VideoError, OSError, ValueError) as exc:
         return VideoOutcome(job.name, f"skipped: {exc}", False, tuple(warnings))
 
@@ -122,9 +125,8 @@ def _die_with_parent(parent: int) -> None:
     keeps writing into the output folder while a resumed run starts."""
     try:
         import ctypes
-        import signal as _signal
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(_signal.SIGKILL))  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass  # not Linux: best effort
     if os.getppid() != parent:  # killed before the line above: it would never fire
@@ -138,6 +140,11 @@ def _init_pool_worker(frames, parent: int) -> None:
     global _pool_frames
     _pool_frames = frames
     _die_with_parent(parent)
+    # Ctrl-C reaches the whole process group; the batch process alone answers it, by terminating
+    # the workers (an idle worker interrupted would print a traceback, a busy one start its next
+    # video), and SIGTERM, which a forked worker inherits as Ctrl-C from the command, ends a worker at once.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _count_pool_frames(k: int) -> None:
@@ -146,7 +153,8 @@ def _count_pool_frames(k: int) -> None:
 
 
 def local_outcomes(jobs: list[VideoJob], on_frames: Callable[[int], None], workers: int) -> Iterator[VideoOutcome]:
-    """Track the videos on this machine, ``workers`` at a time; outcomes in completion order."""
+    """Track the videos on this machine, ``workers`` at a time; outcomes in completion order.
+    Closing the generator early (Ctrl-C) terminates the worker processes and waits for them."""
     if workers <= 1:  # in-process: a killed run leaves no worker behind
         for job in jobs:
             try:
@@ -167,5 +175,9 @@ def local_outcomes(jobs: list[VideoJob], on_frames: Callable[[int], None], worke
             seen = total
             for f in ready:
                 yield crashed(futures[f], f.exception()) if f.exception() else f.result()
+    except BaseException:  # Ctrl-C, SIGTERM, or the caller stopping early: drop the videos in progress now
+        for process in list((pool._processes or {}).values()):  # no public way before Python 3.14 (terminate_workers)
+            process.terminate()  # what they were writing is a hidden folder, which the caller or a rerun clears
+        raise
     finally:
-        pool.shutdown(cancel_futures=True)
+        pool.shutdown(cancel_futures=True)  # joins the workers: none is left running, or a zombie

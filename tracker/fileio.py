@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import cv2
 import numpy as np
 
-from tracker.errors import InputError, TrackerError
+from tracker.errors import InputError, NotAFolderError, TrackerError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 _UMASK = os.umask(0)
@@ -92,6 +92,19 @@ def check_writable(path: Path) -> None:
         os.unlink(tmp)
     except OSError as exc:
         raise WriteError(path, exc) from exc
+
+
+def check_output_folder(folder: Path, option: str) -> None:
+    """Raise now, in one line naming ``folder``, if files could not be written in it later (it is
+    a file, or read-only): not once per file after the work, naming a temporary file.  Creates
+    the folder, so it exists even when nothing is written into it."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotAFolderError(f"{option} {folder}: not a folder")
+    try:
+        check_writable(folder / "probe")
+    except WriteError as exc:
+        raise WriteError(folder, exc) from exc
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -33,8 +33,8 @@ import numpy as np
 
 from tracker.detector import BoxError, Detection
 from tracker.errors import SourceError
-from tracker.fileio import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image
-from tracker.video import READ_AHEAD, open_video, quiet_opencv, read_frames
+from tracker.fileio import ImageReadError, list_images, read_image
+from tracker.video import PICTURE_EXTENSIONS, READ_AHEAD, open_video, quiet_opencv, read_frames
 
 if TYPE_CHECKING:
     from tracker.pipeline import FrameResult, Tracker
@@ -67,7 +67,7 @@ def spec_from_argument(source: str | Path | None, device: int = 0) -> SourceSpec
     path = Path(source)
     if path.is_dir():
         return SourceSpec("folder", path)
-    return SourceSpec("image" if path.suffix.lower() in IMAGE_EXTENSIONS else "video", path)
+    return SourceSpec("image" if path.suffix.lower() in PICTURE_EXTENSIONS else "video", path)
 
 
 def probe_cameras(max_index: int = MAX_CAMERA_INDEX) -> list[int]:

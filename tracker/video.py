@@ -19,8 +19,13 @@ import cv2
 import numpy as np
 
 from tracker.errors import SourceError
+from tracker.fileio import IMAGE_EXTENSIONS, WriteError, check_writable
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
+# What cv2.imread reads: one picture, never a video.  FFmpeg would open most of them as a clip of
+# one frame (a truncated JPEG too, decoding its grey half), so `video photo.jpg` would "work".
+PICTURE_EXTENSIONS = IMAGE_EXTENSIONS + (".webp", ".tif", ".tiff", ".jp2", ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras",
+                                         ".exr", ".hdr", ".pic")
 
 
 class VideoError(SourceError):
@@ -51,6 +56,10 @@ def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
     path = Path(path)
     if not path.exists():
         raise VideoError(f"{path}: file not found")
+    if path.is_dir():
+        raise VideoError(f"{path}: is a folder, not a video (run_tracker images --input reads a folder of pictures)")
+    if path.suffix.lower() in PICTURE_EXTENSIONS:
+        raise VideoError(f"{path}: a picture ({path.suffix}), not a video (run_tracker images reads pictures)")
     if path.stat().st_size == 0:
         raise VideoError(f"{path}: empty file")
     # FFmpeg only: when it fails, OpenCV would try its own AVI/MJPEG parser next, which prints
@@ -161,7 +170,7 @@ class AtomicVideoWriter:
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(self.path)  # a folder or read-only target fails now, not at the rename after the whole clip
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self.writer.isOpened():
@@ -187,7 +196,11 @@ class AtomicVideoWriter:
     def close(self) -> None:
         self.writer.release()
         self.finished = True
-        os.replace(self.tmp, self.path)
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as exc:  # e.g. a folder made at the target meanwhile: name it, leave no hidden file
+            self.tmp.unlink(missing_ok=True)
+            raise WriteError(self.path, exc) from exc
 
     def abort(self) -> None:
         """Give up: delete the temporary file; an existing file at ``path`` stays untouched."""

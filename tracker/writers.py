@@ -4,6 +4,7 @@ holds.  Pure functions and small classes over ``FrameResult``/``FaceResult``; th
 where the files go (always through ``tracker.fileio``'s atomic writes)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,14 @@ if TYPE_CHECKING:
 # Stated in every JSON the tracker writes ("coordinates"), and in the README.
 COORDINATES = "pixels, 0-based: (0,0) is the centre of the top-left pixel, x right, y down (the .pts files are 1-based: x+1, y+1)"
 CSV_HEADER = ["frame", "track_id", "score"] + [f"{a}{i}" for i in range(1, 69) for a in ("x", "y")]
+
+
+def frame_pts_name(frame_number: int) -> str:
+    """The ``.pts`` file of a 1-based video frame (``video --pts-dir``, ``batch300vw``; 300VW's own annotations)."""
+    return f"{frame_number:06d}.pts"
+
+
+FRAME_PTS_NAME = re.compile(r"(?:[0-9]{6}|[1-9][0-9]{6,})\.pts")  # every name frame_pts_name gives, and only those
 
 
 def face_to_json(face: FaceResult) -> dict:

@@ -12,8 +12,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 from tracker.cli import batch300vw, bench, demo, images, transfer, version, video, viewer
 from tracker.cli import eval as evaluate
@@ -42,6 +46,21 @@ def _quiet_native_libraries() -> None:
 
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (what ``timeout``, ``docker stop`` and schedulers send) takes Ctrl-C's path, a
+    KeyboardInterrupt, so a command cleans up the same way after either; without this Python dies
+    on the spot and leaves hidden partial files.  A no-op off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no command given; one of: {', '.join(args.command_names)} (see --help)", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return args.func(args)
+        with sigterm_as_ctrl_c() if not getattr(args, "gui", False) else nullcontext():
+            return args.func(args)
     except TrackerError as exc:  # what the user gave cannot be used: their problem to fix, in one line
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from contextlib import closing
 from pathlib import Path
 
 from tracker.batch import VideoJob, find_300vw_videos, local_outcomes
@@ -12,7 +13,7 @@ from tracker.cli.common import CNN_SILENCE, RESUMES, count, engine_args, video_a
 from tracker.detector import cnn_missing_note
 from tracker.errors import UsageError
 from tracker.evaluation import summarise_300vw
-from tracker.fileio import atomic_write_image, atomic_write_json, remove_partial_outputs, safe_output_path
+from tracker.fileio import atomic_write_image, atomic_write_json, check_output_folder, remove_partial_outputs, safe_output_path
 from tracker.pipeline import TrackerConfig
 from tracker.plots import ced_plot
 
@@ -53,6 +54,7 @@ def run(args) -> int:
     else:
         outcomes = functools.partial(local_outcomes, workers=args.jobs or 1)
     videos = find_300vw_videos(args.root)
+    check_output_folder(args.out, "--out")
     # --stills: every frame is an independent picture (detection each frame, no tracking, no
     # smoothing): the reference that tracking must match or beat on the same frames.  Compare
     # runs with the same --cnn-every setting (0 for HOG only in both), so that the comparison is
@@ -74,13 +76,20 @@ def run(args) -> int:
     remove_partial_outputs(args.out)  # what a killed run was writing (a video's folder, summary.json, ced.png)
     failed = 0
     bars = {"file": sys.stderr, "disable": not sys.stderr.isatty()}
-    with tqdm(total=len(jobs), unit="video", position=0, **bars) as video_bar, tqdm(unit="frame", position=1, **bars) as frame_bar:
-        for outcome in outcomes(jobs, frame_bar.update):
-            for w in outcome.warnings:
-                tqdm.write(f"warning: {w}", file=sys.stderr)
-            tqdm.write(f"{outcome.name}: {outcome.message}", file=sys.stdout)
-            failed += not outcome.ok
-            video_bar.update()
+    try:
+        # closing(): on Ctrl-C the runner's generator is closed at once, which stops its workers
+        with (tqdm(total=len(jobs), unit="video", position=0, **bars) as video_bar, tqdm(unit="frame", position=1, **bars) as frame_bar,
+              closing(outcomes(jobs, frame_bar.update)) as results):
+            for outcome in results:
+                for w in outcome.warnings:
+                    tqdm.write(f"warning: {w}", file=sys.stderr)
+                tqdm.write(f"{outcome.name}: {outcome.message}", file=sys.stdout)
+                failed += not outcome.ok
+                video_bar.update()
+    except KeyboardInterrupt:
+        if args.ray is None:  # every worker has stopped (a Ray task may not have yet: a rerun clears what it leaves)
+            remove_partial_outputs(args.out)  # the videos they were tracking, redone by a rerun
+        raise
     remove_partial_outputs(args.out)  # those of attempts that died and were retried
     summary = summarise_300vw(args.out, [n for n, _ in videos])
     atomic_write_json(args.out / "summary.json", summary)

@@ -14,12 +14,12 @@ from tracker.cli.common import CNN_SILENCE, camera_arg, count, engine_args, vide
 from tracker.detector import cnn_missing_note
 from tracker.draw import annotate
 from tracker.errors import UsageError
-from tracker.fileio import atomic_write_json, atomic_write_text, check_writable, safe_output_path
+from tracker.fileio import atomic_write_json, atomic_write_text, check_output_folder, check_writable, safe_output_path
 from tracker.pipeline import LIVE_DETECT_LAG, Tracker, TrackerConfig
 from tracker.pts import write_pts
 from tracker.sources import open_video_or_camera, track_stream, until_interrupted
 from tracker.video import AtomicVideoWriter, VideoError
-from tracker.writers import COORDINATES, CSV_HEADER, Subject, csv_rows, face_to_json
+from tracker.writers import COORDINATES, CSV_HEADER, FRAME_PTS_NAME, Subject, csv_rows, face_to_json, frame_pts_name
 
 NAME = "video"
 
@@ -30,13 +30,24 @@ def register(sub) -> None:
     camera_arg(p, "instead of a video file")
     p.add_argument("--max-frames", type=count(1), metavar="N", help="stop after N frames")
     p.add_argument("--out", type=Path, help="annotated video (.mp4)")
-    p.add_argument("--pts-dir", type=Path, help="write 000001.pts ... for one subject: the track written last, else the largest face")
+    p.add_argument("--pts-dir", type=Path, help="write 000001.pts ... for one subject: the track written last, else the main face "
+                   "(a new or empty folder: one that holds 000001.pts ... already is refused)")
     p.add_argument("--csv", type=Path, help="one row per face and frame: frame, track_id, score, x1, y1 ... x68, y68")
     p.add_argument("--json", type=Path, help="every face of every frame with all stages and timings")
     engine_args(p)
     video_args(p)
     p.set_defaults(func=run, interrupted="interrupted; no video, CSV or JSON was written, only the per-frame .pts files so far "
                                          "(video does not resume: rerun it to start again)")
+
+
+def _check_no_old_frames(folder: Path) -> None:
+    """Refuse a --pts-dir that already holds frame files (000001.pts ...): an earlier run's would
+    outlive this one where a frame has no face, and deleting them is not ours to do, since they may
+    be a clip's annotations (300VW keeps them under exactly these names)."""
+    old = sorted(p.name for p in folder.iterdir() if FRAME_PTS_NAME.fullmatch(p.name) and p.is_file())
+    if old:
+        raise UsageError(f"--pts-dir {folder} already holds {len(old)} frame files ({old[0]} ...: an earlier run's, or "
+                         "annotations); give an empty or new folder, or delete them")
 
 
 def run(args) -> int:
@@ -47,9 +58,12 @@ def run(args) -> int:
     if not (args.out or args.pts_dir or args.csv or args.json):
         raise UsageError("nothing to write: give at least one of --out, --pts-dir, --csv, --json")
     source = open_video_or_camera(args.input, args.camera, warn)
-    for path in (args.csv, args.json):
+    for path in (args.out, args.csv, args.json):
         if path is not None:
             check_writable(path)  # before the run, not after it
+    if args.pts_dir:
+        check_output_folder(args.pts_dir, "--pts-dir")
+        _check_no_old_frames(args.pts_dir)
     if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
         print(note, file=sys.stderr)
     tracker = Tracker(TrackerConfig.from_args(args, mode="video", smooth=not args.no_smooth, video_cnn_every=args.cnn_every,
@@ -59,7 +73,7 @@ def run(args) -> int:
     rows, frames_json = [], []
     subject = Subject(sticky=True)
     t_start = time.perf_counter()
-    n = 0
+    n = pts_written = 0
     # The annotated video goes to a hidden temporary file, deleted on any failure or Ctrl-C on a file.
     with source, AtomicVideoWriter(args.out, source.fps, source.size) if args.out else nullcontext() as writer:
         with until_interrupted(source):
@@ -71,7 +85,8 @@ def run(args) -> int:
                     writer.write(annotate(tracked.image, result, tracked.fps))
                 face = subject.pick(result.faces, tracked.image.shape[1::-1])
                 if args.pts_dir and face is not None:
-                    write_pts(safe_output_path(args.pts_dir, f"{n:06d}.pts"), face.landmarks)
+                    write_pts(safe_output_path(args.pts_dir, frame_pts_name(n)), face.landmarks)
+                    pts_written += 1
                 if args.csv:
                     rows += csv_rows(n, result.faces)
                 if args.json:
@@ -87,6 +102,6 @@ def run(args) -> int:
     if args.json:
         atomic_write_json(args.json, {"source": source.label, "coordinates": COORDINATES, "fps": source.fps, "frames": frames_json})
     elapsed = time.perf_counter() - t_start
-    print(f"done: {n} frames in {elapsed:.1f}s ({n / elapsed:.1f} fps, engine {tracker.describe()})"
-          + (f"; wrote {args.out}" if args.out else ""))
+    written = [str(p) for p in (args.out, args.csv, args.json) if p] + ([f"{pts_written} .pts in {args.pts_dir}"] if args.pts_dir else [])
+    print(f"done: {n} frames in {elapsed:.1f}s ({n / elapsed:.1f} fps, engine {tracker.describe()}); wrote {', '.join(written)}")
     return 0

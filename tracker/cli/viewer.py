@@ -21,12 +21,14 @@ def register(sub) -> None:
     p.add_argument("--texture", type=Path, help="UV texture for the face-transfer overlay (default: tracker/assets/textures/facepaint.png)")
     p.add_argument("--transfer", action="store_true", help="start with the face-transfer overlay on")
     engine_args(p)
-    p.set_defaults(func=run)
+    # gui: SIGTERM keeps its default action (the process ends): a Python handler would wait for
+    # Qt's event loop to return to Python, which an idle window may not do (tracker.cli.app)
+    p.set_defaults(func=run, gui=True)
     # `webcam` is the viewer on a camera: one window for live tracking, with every overlay.
     w = sub.add_parser("webcam", help="live tracking from a camera in the viewer (= viewer --source webcam)")
     w.add_argument("--device", type=int, default=0, help="camera index")
     engine_args(w)
-    w.set_defaults(func=run, source=CAMERA, texture=None, transfer=False)
+    w.set_defaults(func=run, gui=True, source=CAMERA, texture=None, transfer=False)
 
 
 def run(args) -> int:

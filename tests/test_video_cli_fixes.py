@@ -1,0 +1,206 @@
+"""`video`, `transfer` and `batch300vw` on the problems a first-time user hit: outputs checked before
+the run, a `--pts-dir` that holds this run's frames only, pictures and folders given as videos, and
+SIGTERM cleaning up as Ctrl-C does."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_cli_errors import _clip, cli, one_error_line
+
+from tracker.assets import DEMO_CLIP, DEMO_IMAGE
+from tracker.cli import main
+from tracker.fileio import WriteError
+from tracker.sources import spec_from_argument
+from tracker.video import AtomicVideoWriter
+
+TEXTURE = Path(__file__).resolve().parents[1] / "tracker" / "assets" / "textures" / "facepaint.png"
+
+
+def _no_tracking(monkeypatch, module: str, name: str) -> None:
+    def refuse(*a, **k):
+        raise AssertionError("the work started before the output was checked")
+
+    monkeypatch.setattr(f"tracker.cli.{module}.{name}", refuse)
+
+
+def _noise_clip(path: Path, frames: int = 4) -> None:
+    rng = np.random.default_rng(0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 120))
+    for _ in range(frames):
+        writer.write(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    writer.release()
+
+
+def _hidden(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob(".*")]
+
+
+# --- 4: video --out that is a folder ---------------------------------------------------------------
+
+def test_video_out_that_is_a_folder_is_refused_before_the_run(tmp_path, monkeypatch, capsys):
+    _clip(tmp_path / "c.avi")
+    (tmp_path / "vid").mkdir()
+    monkeypatch.chdir(tmp_path)
+    _no_tracking(monkeypatch, "video", "Tracker")
+    assert main(["video", "c.avi", "--out", "vid"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "vid: cannot write (it is a folder)" in line and "partial" not in line
+    assert _hidden(tmp_path) == [] and list((tmp_path / "vid").iterdir()) == []
+
+
+def test_transfer_out_that_is_a_folder_is_refused_before_the_work(tmp_path, monkeypatch, capsys):
+    (tmp_path / "k.mp4").mkdir()
+    _no_tracking(monkeypatch, "transfer", "Tracker")
+    assert main(["transfer", "--texture", str(TEXTURE), "--target", str(DEMO_CLIP), "--out", str(tmp_path / "k.mp4")]) == 2
+    assert "k.mp4: cannot write (it is a folder)" in one_error_line(capsys.readouterr().err)
+    assert _hidden(tmp_path) == []
+
+
+def test_video_writer_that_cannot_rename_names_the_target_and_leaves_no_hidden_file(tmp_path):
+    target = tmp_path / "v.mp4"
+    writer = AtomicVideoWriter(target, 25, (64, 48))
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    target.mkdir()  # appears while the clip is being tracked
+    with pytest.raises(WriteError, match="v.mp4: cannot write"):
+        writer.close()
+    assert _hidden(tmp_path) == []
+
+
+# --- 10: --pts-dir holds this run's frames only ---------------------------------------------------
+
+def test_pts_dir_with_frame_files_is_refused_and_a_new_one_exists_without_faces(tmp_path, capsys):
+    clip = tmp_path / "noise.avi"
+    _noise_clip(clip)
+    old = tmp_path / "old"
+    old.mkdir()
+    for i in range(1, 8):  # an earlier clip's frames, or a 300VW clip's annotations: not ours to delete
+        (old / f"{i:06d}.pts").write_text("an earlier clip's face")
+    (old / "notes.txt").write_text("the user's")
+    csv = tmp_path / "f.csv"
+    assert main(["video", str(clip), "--pts-dir", str(old), "--csv", str(csv), "--cnn-every", "0"]) == 2
+    assert "already holds 7 frame files (000001.pts" in one_error_line(capsys.readouterr().err)
+    assert len(list(old.iterdir())) == 8 and not csv.exists()  # refused before any work: nothing touched
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("notes.txt", "my.pts", "frame_000001.pts", "00001.pts"):  # not names `video` writes: no conflict
+        (mine / name).write_text("the user's")
+    assert main(["video", str(clip), "--pts-dir", str(mine), "--csv", str(csv), "--cnn-every", "0"]) == 0
+    assert f"wrote {csv}, 0 .pts in {mine}" in capsys.readouterr().out  # every output named, not only the .mp4
+    assert len(list(mine.iterdir())) == 4
+
+    fresh = tmp_path / "fresh" / "pts"
+    assert main(["video", str(clip), "--pts-dir", str(fresh), "--cnn-every", "0"]) == 0
+    assert fresh.is_dir() and list(fresh.iterdir()) == []
+
+
+def test_pts_dir_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys):
+    _clip(tmp_path / "c.avi")
+    (tmp_path / "afile").write_text("x")
+    _no_tracking(monkeypatch, "video", "Tracker")
+    assert main(["video", str(tmp_path / "c.avi"), "--pts-dir", str(tmp_path / "afile")]) == 2
+    assert "afile: not a folder" in one_error_line(capsys.readouterr().err)
+
+
+# --- 11: batch300vw --out checked up front --------------------------------------------------------
+
+@pytest.mark.parametrize("out", ["afile", "afile/sub"])
+def test_batch300vw_unusable_out_is_one_line_before_any_video(tmp_path, monkeypatch, capsys, out):
+    (tmp_path / "root" / "001").mkdir(parents=True)
+    _clip(tmp_path / "root" / "001" / "vid.avi")
+    (tmp_path / "afile").write_text("x")
+    _no_tracking(monkeypatch, "batch300vw", "local_outcomes")
+    assert main(["batch300vw", str(tmp_path / "root"), "--out", str(tmp_path / out)]) == 2
+    captured = capsys.readouterr()
+    line = one_error_line(captured.err)
+    assert str(tmp_path / out) in line and "partial" not in line and captured.out == ""
+
+
+# --- 12: a picture or a folder given to video ------------------------------------------------------
+
+def test_video_refuses_a_picture_and_a_folder_but_reads_a_one_frame_clip(tmp_path, capsys):
+    cut = tmp_path / "truncated.jpg"
+    cut.write_bytes(DEMO_IMAGE.read_bytes()[: DEMO_IMAGE.stat().st_size // 3])
+    for given, says in ((cut, "not a video (run_tracker images reads pictures)"), (tmp_path, "is a folder")):
+        assert main(["video", str(given), "--csv", str(tmp_path / "q.csv")]) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert str(given) in line and says in line
+    assert not (tmp_path / "q.csv").exists()
+    _clip(tmp_path / "one.avi", frames=1)
+    assert main(["video", str(tmp_path / "one.avi"), "--csv", str(tmp_path / "q.csv"), "--cnn-every", "0"]) == 0
+    assert len((tmp_path / "q.csv").read_text().splitlines()) == 2  # the header and the astronaut
+
+
+def test_transfer_reads_a_webp_target_as_a_picture():
+    assert spec_from_argument("face.webp").kind == "image" and spec_from_argument("clip.mp4").kind == "video"
+
+
+# --- 13: SIGTERM takes Ctrl-C's path ---------------------------------------------------------------
+
+def _interrupt_when(p, ready, what: str, send=None) -> str:
+    """Wait until ``ready()``, then SIGTERM the command (or ``send()``); its stderr, once it has exited as Ctrl-C does."""
+    end = time.monotonic() + 120
+    while not ready() and time.monotonic() < end and p.poll() is None:
+        time.sleep(0.05)
+    assert ready(), f"{what} never started"
+    time.sleep(0.3)
+    (send or (lambda: p.send_signal(signal.SIGTERM)))()
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    return err
+
+
+@pytest.mark.parametrize("command", ["video", "transfer"])
+def test_sigterm_leaves_no_partial_video(tmp_path, command):
+    out = tmp_path / "v.mp4"
+    if command == "video":
+        p = cli("video", str(DEMO_CLIP), "--out", str(out), "--csv", str(tmp_path / "f.csv"), "--threads", "1")
+    else:
+        p = cli("transfer", "--texture", str(TEXTURE), "--target", str(DEMO_CLIP), "--out", str(out), "--threads", "1")
+    err = _interrupt_when(p, lambda: any(tmp_path.glob(".*partial*")), "the video writer")
+    assert "interrupted" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["SIGTERM", "Ctrl-C"])
+def test_interrupted_batch300vw_stops_its_workers_and_stays_resumable(tmp_path, ctrl_c):
+    root, out = tmp_path / "root", tmp_path / "out"
+    for name in ("001", "002", "003"):
+        (root / name).mkdir(parents=True)
+        _clip(root / name / "vid.avi", frames=60)
+    p = cli("batch300vw", str(root), "--out", str(out), "--jobs", "2", "--threads", "1", "--cnn-every", "0", start_new_session=True)
+    workers: list[int] = []
+
+    def tracking() -> bool:
+        workers[:] = _children(p.pid)
+        return any(out.glob(".*partial*"))
+
+    # SIGTERM goes to the command alone (timeout, docker stop); Ctrl-C in a terminal to its whole process group
+    err = _interrupt_when(p, tracking, "a video", (lambda: os.killpg(p.pid, signal.SIGINT)) if ctrl_c else None)
+    assert "rerun the same command to resume" in err and "Traceback" not in err
+    assert _hidden(out) == []  # no half-written video
+    done = list(out.iterdir())
+    assert all((d / "result.json").exists() for d in done)  # what was finished is kept
+    assert len(done) < 3  # the videos in progress were dropped, not finished (nor the next one started)
+    end = time.monotonic() + 5  # the workers are reaped before the command exits; a helper process may take a moment
+    while [w for w in workers if Path(f"/proc/{w}").exists()] and time.monotonic() < end:
+        time.sleep(0.1)
+    assert workers and not [w for w in workers if Path(f"/proc/{w}").exists()]  # none left running, nor a <defunct> zombie
