@@ -172,6 +172,8 @@ def test_read_image_converts_every_variant_to_bgr_uint8(tmp_path):
     _save(tmp_path / "deep_gray.png", IMAGE[..., 1].astype(np.uint16) * 257)
     _save(tmp_path / "photo.jpg", IMAGE)
     _save(tmp_path / "bitmap.bmp", IMAGE)
+    _save(tmp_path / "scan.tif", IMAGE)
+    _save(tmp_path / "web.webp", IMAGE)
     _save(tmp_path / "visage_é_顔.png", IMAGE)  # non-ASCII path
     for path in sorted(tmp_path.iterdir()):
         out = read_image(path)
@@ -218,14 +220,14 @@ def test_read_image_reasons(tmp_path):
 
 
 def test_list_images_sorted_case_insensitive_and_optionally_recursive(tmp_path):
-    for name in ("b.JPG", "a.png", "c.jpeg", "d.Bmp", "notes.txt", "e.gif", "sub/f.png"):
+    for name in ("b.JPG", "a.png", "c.jpeg", "d.Bmp", "notes.txt", "e.gif", "sub/f.png", "sub/g.webp", "sub/h.TIF"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "dir.png").mkdir()  # a folder named like an image is not an image
     (tmp_path / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")  # listed: reading it says "file not found"
     assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.JPG", "c.jpeg", "d.Bmp", "gone.jpg"]
     assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, recursive=True)] == [
-        "a.png", "b.JPG", "c.jpeg", "d.Bmp", "gone.jpg", "sub/f.png"]
+        "a.png", "b.JPG", "c.jpeg", "d.Bmp", "gone.jpg", "sub/f.png", "sub/g.webp", "sub/h.TIF"]
     with pytest.raises(ImageReadError, match="file not found"):
         read_image(tmp_path / "gone.jpg")
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from tracker.errors import InputError, NotAFolderError, TrackerError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what a folder of pictures is read for
+IMAGE_KINDS = "jpg, png, bmp, webp, tif"  # the same, for messages
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -276,7 +277,7 @@ def read_list(path: Path) -> list[str]:
 
 
 def list_images(folder: Path, recursive: bool = False) -> list[Path]:
-    """Sorted image files (jpg/jpeg/png/bmp, any case) in a folder; a dangling link with such a
+    """Sorted image files (``IMAGE_EXTENSIONS``, any case) in a folder; a dangling link with such a
     name is listed too, so that reading it reports it (``file not found``) rather than nothing."""
     folder = Path(folder)
     it = folder.rglob("*") if recursive else folder.iterdir()

@@ -33,7 +33,7 @@ import numpy as np
 
 from tracker.detector import BoxError, Detection
 from tracker.errors import SourceError
-from tracker.fileio import ImageReadError, list_images, read_image
+from tracker.fileio import IMAGE_KINDS, ImageReadError, list_images, read_image
 from tracker.video import PICTURE_EXTENSIONS, READ_AHEAD, open_video, quiet_opencv, read_frames
 
 if TYPE_CHECKING:
@@ -269,7 +269,7 @@ def open_source(spec: SourceSpec, read_ahead: int = 0, warn: Warn | None = None)
             raise SourceError(f"{spec.path}: not a folder")
         images = list_images(spec.path)
         if not images:
-            raise SourceError(f"{spec.path}: no jpg/png/bmp images in this folder")
+            raise SourceError(f"{spec.path}: no images ({IMAGE_KINDS}) in this folder")
         return ImageSource(images, str(spec.path), warn)
     if spec.kind == "image":
         return ImageSource([spec.path], str(spec.path), warn)

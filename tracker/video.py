@@ -24,8 +24,7 @@ from tracker.fileio import IMAGE_EXTENSIONS, WriteError, check_writable
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 # What cv2.imread reads: one picture, never a video.  FFmpeg would open most of them as a clip of
 # one frame (a truncated JPEG too, decoding its grey half), so `video photo.jpg` would "work".
-PICTURE_EXTENSIONS = IMAGE_EXTENSIONS + (".webp", ".tif", ".tiff", ".jp2", ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras",
-                                         ".exr", ".hdr", ".pic")
+PICTURE_EXTENSIONS = IMAGE_EXTENSIONS + (".jp2", ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic")
 
 
 class VideoError(SourceError):

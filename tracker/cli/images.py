@@ -26,7 +26,7 @@ from tracker.cli.common import RESUMES, engine_args
 from tracker.detector import Detection, cnn_missing_note, require_dlib_predictor
 from tracker.draw import annotate_still, frame_part_labels
 from tracker.errors import InputError, MissingInputError, NotAFolderError, UsageError
-from tracker.fileio import WriteError, atomic_save_npz, atomic_write_image, atomic_write_json, list_images, read_list, safe_output_path
+from tracker.fileio import IMAGE_KINDS, WriteError, atomic_save_npz, atomic_write_image, atomic_write_json, list_images, read_list, safe_output_path
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.pts import write_pts
 from tracker.sources import ImageSource, track_stream
@@ -37,7 +37,7 @@ NAME = "images"
 
 def register(sub) -> None:
     p = sub.add_parser(NAME, help="landmarks (+ parts, dense maps) for every image in a folder")
-    p.add_argument("--input", type=Path, required=True, help="folder of jpg/png/bmp images")
+    p.add_argument("--input", type=Path, required=True, help=f"folder of images ({IMAGE_KINDS})")
     p.add_argument("--out", type=Path, required=True, help="output folder (.pts, .json, ...)")
     p.add_argument("--parts", action="store_true", help="also write <stem>_parts.png: raw labels 0-8 for programs (tracker/parts.py), "
                    "black in an image viewer; with --annotate the parts are also drawn in colour")
@@ -85,7 +85,7 @@ def _select_images(args) -> list[Path]:
         out = args.out.resolve()
         images = [p for p in images if out not in p.resolve().parents]
     if not images:
-        raise MissingInputError(f"{args.input}: no images (jpg, jpeg, png, bmp) found")
+        raise MissingInputError(f"{args.input}: no images ({IMAGE_KINDS}) found")
     return images
 
 
