@@ -107,6 +107,13 @@ def test_images_never_overwrites_its_input_nor_reads_its_outputs(image_folder, t
     err = capsys.readouterr().err
     assert "is the input folder" in err and err.count("\n") == 1
     assert (src / "sub" / "astro.pts").read_bytes() == annotation
+    # --out a folder of annotations (a .pts without its .json is not this command's): refused up front
+    gt = tmp_path / "gt"
+    (gt / "sub").mkdir(parents=True)
+    (gt / "sub" / "astro.pts").write_bytes(annotation)
+    assert main(["images", "--input", str(src), "--out", str(gt), "--recursive"]) == 2
+    assert "that images did not write" in capsys.readouterr().err
+    assert (gt / "sub" / "astro.pts").read_bytes() == annotation
     # --out a file: refused up front
     (tmp_path / "afile").write_text("x")
     assert main(["images", "--input", str(src), "--out", str(tmp_path / "afile")]) == 2

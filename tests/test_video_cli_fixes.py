@@ -204,3 +204,41 @@ def test_interrupted_batch300vw_stops_its_workers_and_stays_resumable(tmp_path, 
     while [w for w in workers if Path(f"/proc/{w}").exists()] and time.monotonic() < end:
         time.sleep(0.1)
     assert workers and not [w for w in workers if Path(f"/proc/{w}").exists()]  # none left running, nor a <defunct> zombie
+
+
+# --- outputs never replace the inputs (second round) -----------------------------------------------
+
+def test_video_and_transfer_refuse_to_write_over_their_inputs_or_one_output_over_another(tmp_path, monkeypatch, capsys):
+    _clip(tmp_path / "c.avi")
+    clip = (tmp_path / "c.avi").read_bytes()
+    _no_tracking(monkeypatch, "video", "Tracker")
+    for argv, says in ((["--out", str(tmp_path / "c.avi")], "is the input video"),
+                       (["--csv", str(tmp_path / "c.avi")], "is the input video"),
+                       (["--out", str(tmp_path / "o.mp4"), "--json", str(tmp_path / "o.mp4")], "are the same file")):
+        assert main(["video", str(tmp_path / "c.avi"), *argv]) == 2
+        assert says in one_error_line(capsys.readouterr().err)
+    assert (tmp_path / "c.avi").read_bytes() == clip
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(DEMO_IMAGE.read_bytes())
+    _no_tracking(monkeypatch, "transfer", "Tracker")
+    for argv in (["--texture", str(TEXTURE), "--target", str(photo), "--out", str(photo)],
+                 ["--source-face", str(photo), "--save-texture", str(photo), "--target", str(DEMO_IMAGE), "--out", str(tmp_path / "t.png")]):
+        assert main(["transfer", *argv]) == 2
+        assert "writing it would destroy that input" in one_error_line(capsys.readouterr().err)
+    assert photo.read_bytes() == DEMO_IMAGE.read_bytes()
+
+
+def test_batch300vw_never_replaces_a_folder_it_did_not_write(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "root"
+    (root / "001" / "annot").mkdir(parents=True)
+    _clip(root / "001" / "vid.avi")
+    (root / "001" / "annot" / "000001.pts").write_text("an annotation")
+    _no_tracking(monkeypatch, "batch300vw", "local_outcomes")
+    assert main(["batch300vw", str(root), "--out", str(root)]) == 2  # would have replaced 001/ (video, annotations)
+    assert "is the videos' folder" in one_error_line(capsys.readouterr().err)
+    other = tmp_path / "other"
+    (other / "001").mkdir(parents=True)
+    (other / "001" / "keep.txt").write_text("the user's")
+    assert main(["batch300vw", str(root), "--out", str(other)]) == 2
+    assert "holds files this command does not write (e.g. keep.txt)" in one_error_line(capsys.readouterr().err)
+    assert (root / "001" / "vid.avi").exists() and (other / "001" / "keep.txt").exists()

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import cv2
 import numpy as np
 
-from tracker.errors import InputError, NotAFolderError, TrackerError
+from tracker.errors import InputError, NotAFolderError, TrackerError, UsageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what a folder of pictures is read for
 IMAGE_KINDS = "jpg, png, bmp, webp, tif"  # the same, for messages
@@ -93,6 +93,23 @@ def check_writable(path: Path) -> None:
         os.unlink(tmp)
     except OSError as exc:
         raise WriteError(path, exc) from exc
+
+
+def check_outputs_apart(inputs: dict[str, Path | None], outputs: dict[str, Path | None]) -> None:
+    """Raise a UsageError (one line) if an output file is one of the inputs or two outputs are
+    one file: ``video clip.mp4 --out clip.mp4`` would replace the clip it reads, ``--out x --csv x``
+    keep only the last written.  Keys are the options (``--out``), for the message; None: not given."""
+    seen: dict[Path, str] = {Path(p).resolve(): name for name, p in inputs.items() if p is not None}
+    given_in = set(seen)
+    for name, p in outputs.items():
+        if p is None:
+            continue
+        key = Path(p).resolve()
+        if key in given_in:
+            raise UsageError(f"{name} {p} is {seen[key]}: writing it would destroy that input; choose another file")
+        if key in seen:
+            raise UsageError(f"{name} and {seen[key]} are the same file {p}: one would overwrite the other")
+        seen[key] = name
 
 
 def check_output_folder(folder: Path, option: str) -> None:

@@ -16,6 +16,7 @@ from tracker.evaluation import summarise_300vw
 from tracker.fileio import atomic_write_image, atomic_write_json, check_output_folder, remove_partial_outputs, safe_output_path
 from tracker.pipeline import TrackerConfig
 from tracker.plots import ced_plot
+from tracker.writers import FRAME_PTS_NAME
 
 NAME = "batch300vw"
 
@@ -38,6 +39,22 @@ def register(sub) -> None:
     p.set_defaults(func=run, interrupted=RESUMES)
 
 
+def _check_not_foreign(args, names: list[str]) -> None:
+    """Before any work: a video's output folder ``OUT/NNN`` is replaced whole when its video is
+    redone, so it must hold nothing but what this command writes there (its frames' .pts and
+    result.json).  ``--out`` equal to the root would otherwise replace the videos and their
+    annotations; a folder of the user's under the same name, its files."""
+    if args.out.resolve() == args.root.resolve():
+        raise UsageError(f"--out {args.out} is the videos' folder: its NNN/ folders would be replaced; choose another folder")
+    for name in names:
+        folder = args.out / name
+        if folder.is_dir() and not (folder / "result.json").exists():
+            foreign = sorted(p.name for p in folder.iterdir() if p.name != "result.json" and not FRAME_PTS_NAME.fullmatch(p.name))
+            if foreign:
+                raise UsageError(f"--out {args.out}: {folder} holds files this command does not write (e.g. {foreign[0]}) and "
+                                 "would be replaced; move them away or choose another folder")
+
+
 def run(args) -> int:
     from tqdm import tqdm
 
@@ -55,6 +72,7 @@ def run(args) -> int:
         outcomes = functools.partial(local_outcomes, workers=args.jobs or 1)
     videos = find_300vw_videos(args.root)
     check_output_folder(args.out, "--out")
+    _check_not_foreign(args, [n for n, _ in videos])
     # --stills: every frame is an independent picture (detection each frame, no tracking, no
     # smoothing): the reference that tracking must match or beat on the same frames.  Compare
     # runs with the same --cnn-every setting (0 for HOG only in both), so that the comparison is

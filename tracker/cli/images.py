@@ -1,7 +1,9 @@
 """``run_tracker images``: landmarks (+ parts, dense maps) for every picture of a folder.
 
-Outputs, per image (written atomically; ``<stem>.json`` last, so its presence means the image is
-finished and a rerun skips it, unless an output asked for is missing):
+Outputs, per image (written atomically; ``<stem>.json`` and then ``<stem>.pts`` last, so their
+presence means the image is finished and a rerun skips it, unless an output asked for is missing;
+and a ``.pts`` without its ``.json`` is never this command's, but e.g. an annotation it refuses to
+replace):
 
 * ``<stem>.pts`` — one face's final landmarks (iBUG, 1-based), the face ``pts_face`` picks;
   absent when no face was found.
@@ -102,7 +104,7 @@ def _relative_to_input(args, entry: str) -> Path:
 
 
 def _finished(args, stem: str) -> bool:
-    """``<stem>.json`` is written last, so it marks a finished image, unless an output asked for
+    """``<stem>.json`` (then its face's ``.pts``) is written last, so it marks a finished image, unless an output asked for
     this time is missing (a rerun adding ``--annotate`` or ``--parts`` does those images, and one
     after a face's ``.pts`` was deleted or emptied redoes it)."""
     json_path = safe_output_path(args.out, f"{stem}.json")
@@ -116,6 +118,16 @@ def _finished(args, stem: str) -> bool:
         return False
     per_face = [".pts"] + [suffix for flag, suffix in ((args.parts, "_parts.png"), (args.save_maps, "_maps.npz")) if flag]
     return not has_face or all(_nonempty(safe_output_path(args.out, stem + s)) for s in per_face)
+
+
+def _check_no_foreign_pts(args, stems) -> None:
+    """Refuse, before any work, to write over a ``<stem>.pts`` that this command did not write: its
+    own always has ``<stem>.json`` beside it; one alone is most likely an annotation (an
+    --out pointing at a folder of ground truth)."""
+    alone = [s for s in stems if safe_output_path(args.out, f"{s}.pts").exists() and not safe_output_path(args.out, f"{s}.json").exists()]
+    if alone:
+        raise UsageError(f"--out {args.out} holds {len(alone)} .pts file(s) that images did not write (no .json beside them, "
+                         f"e.g. {alone[0]}.pts: annotations?) and would replace; choose another output folder")
 
 
 def _nonempty(path: Path) -> bool:
@@ -144,6 +156,7 @@ def run(args) -> int:
     boxes = _load_boxes(args, images)
     tracker = Tracker(TrackerConfig.from_args(args, mode="image"))
     names = _output_names(images, args.input)
+    _check_no_foreign_pts(args, names.values())
     todo = images if args.overwrite else [p for p in images if not _finished(args, names[p])]
     counts = {"done": 0, "resumed": len(images) - len(todo), "no_face": 0, "failed": 0, "faces": 0, "given": 0, "bad_box": 0}
     try:
@@ -194,7 +207,6 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
                 atomic_write_image(safe_output_path(args.out, f"{stem}_parts.png"), labels)
             if args.save_maps:
                 atomic_save_npz(safe_output_path(args.out, f"{stem}_maps.npz"), **maps_in_image(face, image.shape))
-            write_pts(safe_output_path(args.out, f"{stem}.pts"), face.landmarks)
         else:
             counts["no_face"] += 1
             why = "no face could be fitted in the given box(es)" if given else "the detector found none"
@@ -204,4 +216,6 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
         if args.baseline == "dlib":
             write_dlib_baseline(image, safe_output_path(args.out, f"dlib/{stem}"))
         atomic_write_json(safe_output_path(args.out, f"{stem}.json"), frame_to_json(result, str(tracked.path), image.shape))
+        if result.faces:  # after its .json: a .pts without one is never this command's (``_check_no_foreign_pts``)
+            write_pts(safe_output_path(args.out, f"{stem}.pts"), face.landmarks)
         counts["done"] += 1

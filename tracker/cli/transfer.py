@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tracker.cli.common import camera_arg, count, engine_args, warn
 from tracker.errors import InputError, UsageError
-from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, check_writable, read_image
+from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, read_image
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.sources import CAMERA, FrameSource, SourceSpec, open_source, spec_from_argument, track_stream, until_interrupted
 from tracker.transfer import COLOR_MATCHES, DEFAULT_STRENGTH, Look, apply_look, load_texture, unwrap_source_face
@@ -78,6 +78,8 @@ def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig
 def run(args) -> int:
     spec = SourceSpec(CAMERA, device=args.camera) if args.camera is not None else spec_from_argument(args.target, args.device)
     _check_args(args, spec.kind)
+    check_outputs_apart({"the --target": spec.path, "the --source-face": args.source_face, "the --texture": args.texture},
+                        {"--out": args.out, "--save-texture": args.save_texture})
     for path in (args.out, args.save_texture):
         if path is not None:
             check_writable(path)  # before the work, not after it

@@ -14,7 +14,7 @@ from tracker.cli.common import CNN_SILENCE, camera_arg, count, engine_args, vide
 from tracker.detector import cnn_missing_note
 from tracker.draw import annotate
 from tracker.errors import UsageError
-from tracker.fileio import atomic_write_json, atomic_write_text, check_output_folder, check_writable, safe_output_path
+from tracker.fileio import atomic_write_json, atomic_write_text, check_output_folder, check_outputs_apart, check_writable, safe_output_path
 from tracker.pipeline import LIVE_DETECT_LAG, Tracker, TrackerConfig
 from tracker.pts import write_pts
 from tracker.sources import open_video_or_camera, track_stream, until_interrupted
@@ -58,6 +58,7 @@ def run(args) -> int:
     if not (args.out or args.pts_dir or args.csv or args.json):
         raise UsageError("nothing to write: give at least one of --out, --pts-dir, --csv, --json")
     source = open_video_or_camera(args.input, args.camera, warn)
+    check_outputs_apart({"the input video": args.input}, {"--out": args.out, "--csv": args.csv, "--json": args.json})
     for path in (args.out, args.csv, args.json):
         if path is not None:
             check_writable(path)  # before the run, not after it
