@@ -64,6 +64,20 @@ def test_image_mode_falls_back_to_the_cnn(astronaut, rotated):
     assert np.linalg.norm(np.nanmean(faces[0].landmarks, axis=0) - centre) < 0.25 * hog.width
 
 
+def test_a_small_face_in_a_large_still_is_found_by_a_second_finer_search(astronaut):
+    """HOG runs at 640 px: the demo's ~90 px face in a 2000 px picture would be ~30 px there.  A
+    still where that finds nothing is searched again at up to 2048 px; a video frame is not."""
+    from tracker import Tracker, TrackerConfig
+
+    canvas = np.full((1500, 2000, 3), 90, np.uint8)
+    canvas[500:1012, 700:1212] = astronaut
+    assert detect_faces(cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY)) == []
+    config = TrackerConfig(mode="image", threads=1, refine=False, cnn_fallback=False)
+    faces = Tracker(config).track(canvas).faces
+    assert len(faces) == 1 and faces[0].box.detector == "hog" and 700 < faces[0].box.x0 < 1212
+    assert Tracker(TrackerConfig(mode="video", threads=1, refine=False, video_cnn_every=0)).track(canvas).faces == []
+
+
 @needs_cnn
 def test_video_mode_tries_the_cnn_only_every_n_frames_while_nothing_is_tracked(rotated):
     from tracker import Tracker, TrackerConfig

@@ -29,6 +29,7 @@ import numpy as np
 from tracker.errors import InputError, UsageError
 
 DETECT_MAX_SIDE = 640  # frames larger than this are downscaled before HOG
+STILL_MAX_SIDE = 2048  # a still where nothing was found at DETECT_MAX_SIDE is searched again at up to this (~0.4 s)
 CNN_MAX_SIDE = 400  # the CNN costs ~1 s at this size on 2 cores; faces under ~40 px are lost
 CNN_THRESHOLD = 0.3  # MMOD confidence; true faces score ~1, background rarely above 0
 GIVEN = "given"  # Detection.detector of a box the caller supplied instead of the detector

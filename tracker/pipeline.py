@@ -24,7 +24,17 @@ from engines.base import Engine
 from tracker.assets import ASSETS, AssetError, read_manifest, verified_asset
 from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, roi_from_landmarks, to_network_input, transform_points, warp_image
 from tracker.densemaps import DenseMaps, infer_flip_averaged
-from tracker.detector import BoxError, DeferredSearch, Detection, cnn_available, detect_faces, detect_faces_cnn, given_box
+from tracker.detector import (
+    DETECT_MAX_SIDE,
+    STILL_MAX_SIDE,
+    BoxError,
+    DeferredSearch,
+    Detection,
+    cnn_available,
+    detect_faces,
+    detect_faces_cnn,
+    given_box,
+)
 from tracker.errors import ConfigError, UsageError
 from tracker.fileio import to_bgr8
 from tracker.landmarks import build_lookup, extract_landmarks_batch
@@ -372,6 +382,10 @@ class Tracker:
                 detections = given
             else:
                 detections = self._usable(detect_faces(gray))
+                if not detections and not video and max(gray.shape) > DETECT_MAX_SIDE:
+                    # A still has time for a finer search: faces under ~1/8 of its long side are
+                    # too small for HOG at 640 px (a 4000 px photo's 300 px face) but not at 2048.
+                    detections = self._usable(detect_faces(gray, STILL_MAX_SIDE))
                 if not detections and self._cnn_due(video, tracked) and cnn_available():
                     detections = [d for d in detect_faces_cnn(image) if d.width >= self.config.min_face]
                 t = timer.add("detect", t)
