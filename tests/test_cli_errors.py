@@ -199,3 +199,14 @@ def test_no_command_lists_every_command_and_version_flag_works(capsys):
 def test_one_stage_without_the_refiner_is_a_usage_error(capsys):
     assert main(["demo", "--no-refine", "--one-stage"]) == 2
     assert "--no-refine" in one_error_line(capsys.readouterr().err)
+
+
+def test_demo_checks_its_output_folder_before_the_work(tmp_path, monkeypatch, capsys):
+    (tmp_path / "afile").write_text("x")
+
+    def refuse(*a, **k):
+        raise AssertionError("the work started before the output was checked")
+
+    monkeypatch.setattr("tracker.cli.demo.Tracker", refuse)
+    assert main(["demo", "--out", str(tmp_path / "afile")]) == 2
+    assert "afile: not a folder" in one_error_line(capsys.readouterr().err)

@@ -186,6 +186,21 @@ def test_plain_pts_predictions_are_one_row_named_pts(tmp_path, gt, capsys):
     assert m["faces"] == 3 and m["missing"] == 0
 
 
+def test_most_faces_missing_without_a_list_suggests_one(tmp_path, gt, capsys):
+    for i in range(3, 8):  # more ground truth than was predicted: a whole data set against a split's run
+        write_pts(gt / f"extra{i}.pts", _face(i))
+    pred = _pts_folder(tmp_path, "pred")
+    assert _eval(pred, gt) == 0
+    assert "note: 5 of the 8 ground-truth faces have no prediction" in capsys.readouterr().err
+    assert _eval(pred, gt, "--list", str(_list(tmp_path))) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
+def _list(root: Path) -> Path:
+    (root / "list.txt").write_text("\n".join(f"{s}.jpg" for s in STEMS) + "\n")
+    return root / "list.txt"
+
+
 # -- a reader that stops early (`eval ... | head`) -----------------------------------------------------
 
 def test_a_closed_stdout_ends_quietly_and_still_writes_the_json(tmp_path, gt):

@@ -143,6 +143,8 @@ def benchmark(config: TrackerConfig, frames: list[np.ndarray], source: str, repe
     with mediapipe or nullcontext():
         for _ in track_stream(tracker, ArraySource(frames[:WARMUP_FRAMES])):
             pass
+        if with_dlib:  # its first call loads the 68-point model (~0.8 s): not a frame's cost
+            time_dlib(frames[:WARMUP_FRAMES])
         if mediapipe and time_mediapipe(mediapipe, frames[:WARMUP_FRAMES], warmup=True) is None:
             mediapipe = None
         for _ in range(repeats):

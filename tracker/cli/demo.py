@@ -11,7 +11,7 @@ import numpy as np
 from tracker.assets import DEMO_CLIP, DEMO_IMAGE
 from tracker.cli.common import engine_args
 from tracker.draw import annotate, annotate_still, frame_part_labels
-from tracker.fileio import atomic_write_image, atomic_write_json, safe_output_path
+from tracker.fileio import atomic_write_image, atomic_write_json, check_output_folder, safe_output_path
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.sources import ImageSource, VideoSource, track_stream
 from tracker.video import READ_AHEAD, AtomicVideoWriter
@@ -28,6 +28,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    check_output_folder(args.out, "--out")  # before the work: a file or a read-only folder there
     config = TrackerConfig.from_args(args, mode="image")
     tracker = Tracker(config)
     (still,) = track_stream(tracker, ImageSource([DEMO_IMAGE], str(DEMO_IMAGE)))

@@ -39,6 +39,10 @@ def run(args) -> int:
         # The same table for people reading the repository (docs/results/*.md).
         atomic_write_text(args.json.with_suffix(".md"), "```\n" + "\n".join(lines) + "\n```\n")
     print("\n".join(lines), flush=True)
+    best = min(rows.values(), key=lambda r: r["missing"])
+    if not args.list and best["missing"] > best["faces"] / 2:
+        print(f"note: {best['missing']} of the {best['faces']} ground-truth faces have no prediction; if the predictions cover "
+              "only some of --gt's pictures, --list names those (e.g. splits/val.txt)", file=sys.stderr)
     if skipped:
         print(f"{skipped} unreadable prediction{'s' * (skipped > 1)} skipped (scored as missing faces)", file=sys.stderr)
         return EXIT_ITEMS_FAILED

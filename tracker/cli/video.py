@@ -36,8 +36,8 @@ def register(sub) -> None:
     p.add_argument("--json", type=Path, help="every face of every frame with all stages and timings")
     engine_args(p)
     video_args(p)
-    p.set_defaults(func=run, interrupted="interrupted; no video, CSV or JSON was written, only the per-frame .pts files so far "
-                                         "(video does not resume: rerun it to start again)")
+    p.set_defaults(func=run, interrupted="interrupted; no video, CSV or JSON was written; a --pts-dir keeps the frames written so "
+                                         "far (video does not resume: empty that folder and rerun to start again)")
 
 
 def _check_no_old_frames(folder: Path) -> None:
