@@ -120,7 +120,7 @@ def test_full_disk_in_images_names_the_file_and_what_was_kept(tmp_path, monkeypa
     out = tmp_path / "out"
     real_fsync, calls = os.fsync, []
 
-    def fsync(fd):  # the disk fills up on the 4th file written: a0.pts, a0.json, a1.pts, [a1.json]
+    def fsync(fd):  # the disk fills up on the 4th file written: a0.json, a0.pts, a1.json, [a1.pts]
         calls.append(fd)
         if len(calls) == 4:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -129,11 +129,11 @@ def test_full_disk_in_images_names_the_file_and_what_was_kept(tmp_path, monkeypa
     monkeypatch.setattr(os, "fsync", fsync)
     assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1"]) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert f"{out / 'a1.json'}: cannot write (No space left on device)" in line
+    assert f"{out / 'a1.pts'}: cannot write (No space left on device)" in line
     assert "1 images finished in this run" in line and "rerun the same command to resume" in line
-    assert sorted(p.name for p in out.iterdir()) == ["a0.json", "a0.pts", "a1.pts"]  # no temporary file left
+    assert sorted(p.name for p in out.iterdir()) == ["a0.json", "a0.pts", "a1.json"]  # no temporary file left
 
-    monkeypatch.setattr(os, "fsync", real_fsync)  # space freed: the rerun resumes
+    monkeypatch.setattr(os, "fsync", real_fsync)  # space freed: the rerun resumes (a1 lacks its face's .pts: redone)
     assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1"]) == 0
     assert "2 images processed, 1 already done" in capsys.readouterr().out
 
