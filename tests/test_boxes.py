@@ -93,6 +93,11 @@ def test_no_boxes_means_no_face_and_bad_boxes_fail_before_any_work(tracker, astr
     for bad in ([(1, 2, 3)], [(600, 600, 700, 700)], np.zeros((2, 3)), [(10, 10, 5, 20)]):
         with pytest.raises(BoxError):
             tracker.track(astronaut, boxes=bad)
+    for one in ((120, 80, 260, 230), np.array([120.0, 80, 260, 230]), given_box(120, 80, 260, 230)):  # one box, not a list of them
+        with pytest.raises(BoxError, match="a list of boxes is expected"):
+            tracker.track(astronaut, boxes=one)
+    with pytest.raises(BoxError, match="need numbers"):
+        tracker.track(astronaut, boxes=np.ones((1, 4), bool))
     video = Tracker(TrackerConfig(mode="video"))
     with pytest.raises(BoxError, match="outside the 512x512 image"):
         video.track(astronaut, boxes=[(-50, 0, -10, 40)])

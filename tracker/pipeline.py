@@ -557,7 +557,12 @@ def _drop_duplicates(faces: list[FaceResult]) -> list[FaceResult]:
 def _given_boxes(boxes, shape) -> list[Detection]:
     """The caller's boxes as Detections, each checked (BoxError naming the bad box)."""
     h, w = shape[:2]
+    flat = isinstance(boxes, (Sequence, np.ndarray)) and len(boxes) == 4 and all(isinstance(v, numbers.Real) for v in boxes)
+    if isinstance(boxes, Detection) or flat:
+        raise BoxError(f"boxes={boxes!r}: a list of boxes is expected, e.g. boxes=[(x0, y0, x1, y1)] for one face")
     if isinstance(boxes, np.ndarray):
+        if boxes.dtype == bool:
+            raise BoxError(f"face boxes: need numbers x0 y0 x1 y1, got a {boxes.dtype} array")
         if boxes.size and (boxes.ndim != 2 or boxes.shape[1] != 4):
             raise BoxError(f"face boxes: need an (N,4) array of x0 y0 x1 y1, got shape {boxes.shape}")
         boxes = boxes.reshape(-1, 4).tolist()
