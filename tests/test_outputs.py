@@ -77,3 +77,18 @@ def test_video_json_states_its_coordinates(tmp_path):
     assert main(["video", str(clip), "--json", str(tmp_path / "v.json")]) == 0
     info = json.loads((tmp_path / "v.json").read_text())
     assert info["coordinates"] == COORDINATES and info["frames"][0]["faces"][0]["detector"] == "hog"
+
+
+def test_landmark_dots_shrink_with_the_face_down_to_half_a_pixel():
+    from tracker.draw import draw_points, point_radius
+
+    face = np.zeros((68, 2))
+    face[36], face[45] = (0.0, 0.0), (90.0, 0.0)  # outer eye corners 90 px apart
+    assert point_radius(face) == pytest.approx(3.0)
+    tiny = face / 10  # 9 px apart: a face a few dozen pixels wide
+    assert point_radius(tiny) == 0.5
+    canvas = np.zeros((20, 20, 3), np.uint8)
+    draw_points(canvas, np.array([[10.0, 10.0]]), (0, 255, 0), point_radius(tiny))
+    assert (canvas[..., 1] > 0).sum() == 1  # one pixel, not a blob hiding the face
+    draw_points(canvas, np.array([[-3.0, 5.0], [25.0, 5.0]]), (0, 255, 0), 0.5)  # off the picture: nothing, no error
+    assert (canvas[..., 1] > 0).sum() == 1

@@ -18,17 +18,23 @@ if TYPE_CHECKING:
 STAGE_COLORS = {"densereg": (0, 165, 255), "pca": (255, 200, 0), "mdm": (0, 255, 0), "smooth": (0, 255, 0), "dlib": (255, 0, 255)}
 
 
-def point_radius(points: np.ndarray, emphasis: float = 1.0) -> int:
+def point_radius(points: np.ndarray, emphasis: float = 1.0) -> float:
     """Dot radius in pixels for a 68-point face: ~1/30 of its eye distance (dots that do not
-    hide the face they mark, at any face size)."""
+    hide the face they mark, at any face size: down to half a pixel on a tiny face)."""
     iod = eye_distance(points) if len(points) == 68 and np.isfinite(points[list(OUTER_EYE_CORNERS)]).all() else 60.0
-    return max(1, int(round(emphasis * iod / 30)))
+    return max(0.5, emphasis * iod / 30)
 
 
-def draw_points(image: np.ndarray, points: np.ndarray, color, radius: int | None = None) -> None:
-    r = radius or point_radius(points)
-    for x, y in points[np.isfinite(points).all(axis=1)]:
-        cv2.circle(image, (int(round(x * 4)), int(round(y * 4))), r * 4, color, -1, cv2.LINE_AA, shift=2)
+def draw_points(image: np.ndarray, points: np.ndarray, color, radius: float | None = None) -> None:
+    radius = radius or point_radius(points)
+    shown = points[np.isfinite(points).all(axis=1)]
+    if radius < 1:  # a tiny face: one pixel a point (an anti-aliased circle covers a dozen whatever its radius)
+        xy = np.round(shown).astype(int)
+        inside = (xy >= 0).all(axis=1) & (xy[:, 0] < image.shape[1]) & (xy[:, 1] < image.shape[0])
+        image[xy[inside, 1], xy[inside, 0]] = color
+        return
+    for x, y in shown:
+        cv2.circle(image, (int(round(x * 4)), int(round(y * 4))), int(round(4 * radius)), color, -1, cv2.LINE_AA, shift=2)
 
 
 def draw_label(image: np.ndarray, text: str, org: tuple[int, int], color, scale: float = 0.45) -> None:
