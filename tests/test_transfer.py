@@ -166,3 +166,17 @@ def test_cli_transfer_webcam_stops_on_ctrl_c_and_saves(tmp_path, fake_camera, ca
     assert main(["transfer", "--texture", str(TEXTURE_DIR / "facepaint.png"), "--target", "webcam", "--out", str(out), "--threads", "1"]) == 0
     assert "face in" in capsys.readouterr().out
     assert int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+
+
+def test_a_huge_texture_is_shrunk_on_loading_and_keeps_its_alpha(tmp_path):
+    from tracker.transfer import MAX_TEXTURE_SIDE, load_texture
+
+    tex = np.zeros((3000, 6000, 4), np.uint8)
+    tex[..., 3] = 255
+    tex[:, :3000, 2] = 255  # red on the left half
+    cv2.imwrite(str(tmp_path / "big.png"), tex)
+    small = load_texture(tmp_path / "big.png")
+    assert small.shape == (MAX_TEXTURE_SIDE // 2, MAX_TEXTURE_SIDE, 4)
+    assert small[0, 0, 2] == 255 and small[0, -1, 2] == 0 and (small[..., 3] == 255).all()
+    cv2.imwrite(str(tmp_path / "tiny.png"), tex[:8, :8, :3])
+    assert load_texture(tmp_path / "tiny.png").shape == (8, 8, 3)  # small ones as they are

@@ -244,8 +244,12 @@ def fill_holes(texture: np.ndarray, seen: np.ndarray) -> np.ndarray:
     return cv2.inpaint(out8, (~known).astype(np.uint8), 5, cv2.INPAINT_TELEA)
 
 
+MAX_TEXTURE_SIDE = 2048  # a face is rarely 1000 px in a frame: more texels only cost memory (8000 px: ~1 GB)
+
+
 def load_texture(path) -> np.ndarray:
-    """A texture file as BGR or BGRA uint8 (alpha kept: it masks the paint)."""
+    """A texture file as BGR or BGRA uint8 (alpha kept: it masks the paint), shrunk to at most
+    ``MAX_TEXTURE_SIDE`` on its long side."""
     path = Path(path)
     data = np.fromfile(str(path), np.uint8) if path.is_file() else None
     if data is None or data.size == 0:
@@ -257,6 +261,9 @@ def load_texture(path) -> np.ndarray:
         tex = (tex / 257.0).round().astype(np.uint8) if tex.dtype == np.uint16 else cv2.convertScaleAbs(tex)
     if tex.ndim == 2:
         tex = cv2.cvtColor(tex, cv2.COLOR_GRAY2BGR)
+    scale = MAX_TEXTURE_SIDE / max(tex.shape[:2])
+    if scale < 1:
+        tex = cv2.resize(tex, (max(1, round(tex.shape[1] * scale)), max(1, round(tex.shape[0] * scale))), interpolation=cv2.INTER_AREA)
     return tex
 
 
