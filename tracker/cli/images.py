@@ -104,9 +104,9 @@ def _relative_to_input(args, entry: str) -> Path:
 
 
 def _finished(args, stem: str) -> bool:
-    """``<stem>.json`` (then its face's ``.pts``) is written last, so it marks a finished image, unless an output asked for
-    this time is missing (a rerun adding ``--annotate`` or ``--parts`` does those images, and one
-    after a face's ``.pts`` was deleted or emptied redoes it)."""
+    """``<stem>.json`` (then its face's ``.pts``) is written last, so it marks a finished image,
+    unless an output asked for this time is missing (a rerun adding ``--annotate`` or ``--parts``
+    does those images, and one after a face's ``.pts`` was deleted or emptied redoes it)."""
     json_path = safe_output_path(args.out, f"{stem}.json")
     if not json_path.exists():
         return False
@@ -153,10 +153,10 @@ def run(args) -> int:
         require_dlib_predictor("--baseline dlib")
     if note := cnn_missing_note():
         print(note, file=sys.stderr)
-    boxes = _load_boxes(args, images)
-    tracker = Tracker(TrackerConfig.from_args(args, mode="image"))
     names = _output_names(images, args.input)
     _check_no_foreign_pts(args, names.values())
+    boxes = _load_boxes(args, images)
+    tracker = Tracker(TrackerConfig.from_args(args, mode="image"))
     todo = images if args.overwrite else [p for p in images if not _finished(args, names[p])]
     counts = {"done": 0, "resumed": len(images) - len(todo), "no_face": 0, "failed": 0, "faces": 0, "given": 0, "bad_box": 0}
     try:
