@@ -125,6 +125,9 @@ def test_images_never_overwrites_its_input_nor_reads_its_outputs(image_folder, t
     assert "1 already done" in capsys.readouterr().out
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
         "sub", "sub/astro.json", "sub/astro.pts", "sub/astro_annotated.jpg"]
+    # a rerun adding the dlib baseline does it for the finished images
+    assert main(["images", "--input", str(src), "--out", str(out), "--recursive", "--baseline", "dlib"]) == 0
+    assert (out / "dlib" / "sub" / "astro.json").exists()
     # a face's .pts deleted (or emptied) after the run: the rerun writes it again
     (out / "sub" / "astro.pts").write_bytes(b"")
     assert main(["images", "--input", str(src), "--out", str(out), "--recursive"]) == 0

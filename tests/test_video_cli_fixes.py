@@ -242,3 +242,9 @@ def test_batch300vw_never_replaces_a_folder_it_did_not_write(tmp_path, monkeypat
     assert main(["batch300vw", str(root), "--out", str(other)]) == 2
     assert "holds files this command does not write (e.g. keep.txt)" in one_error_line(capsys.readouterr().err)
     assert (root / "001" / "vid.avi").exists() and (other / "001" / "keep.txt").exists()
+    copied = tmp_path / "copied"  # a clip's annotations copied there: frame names, but not this command's
+    (copied / "001").mkdir(parents=True)
+    (copied / "001" / "000001.pts").write_text("an annotation")
+    assert main(["batch300vw", str(root), "--out", str(copied)]) == 2
+    assert "e.g. 000001.pts" in one_error_line(capsys.readouterr().err)
+    assert (copied / "001" / "000001.pts").read_text() == "an annotation"

@@ -16,7 +16,6 @@ from tracker.evaluation import summarise_300vw
 from tracker.fileio import atomic_write_image, atomic_write_json, check_output_folder, remove_partial_outputs, safe_output_path
 from tracker.pipeline import TrackerConfig
 from tracker.plots import ced_plot
-from tracker.writers import FRAME_PTS_NAME
 
 NAME = "batch300vw"
 
@@ -41,15 +40,16 @@ def register(sub) -> None:
 
 def _check_not_foreign(args, names: list[str]) -> None:
     """Before any work: a video's output folder ``OUT/NNN`` is replaced whole when its video is
-    redone, so it must hold nothing but what this command writes there (its frames' .pts and
-    result.json).  ``--out`` equal to the root would otherwise replace the videos and their
-    annotations; a folder of the user's under the same name, its files."""
+    redone, and this command's own appear only complete (``result.json`` in them: they are
+    filled under a hidden name), so a visible one without it that holds anything is not ours
+    (copied annotations, the user's files).  ``--out`` equal to the root would replace the
+    videos and their annotations."""
     if args.out.resolve() == args.root.resolve():
         raise UsageError(f"--out {args.out} is the videos' folder: its NNN/ folders would be replaced; choose another folder")
     for name in names:
         folder = args.out / name
         if folder.is_dir() and not (folder / "result.json").exists():
-            foreign = sorted(p.name for p in folder.iterdir() if p.name != "result.json" and not FRAME_PTS_NAME.fullmatch(p.name))
+            foreign = sorted(p.name for p in folder.iterdir())
             if foreign:
                 raise UsageError(f"--out {args.out}: {folder} holds files this command does not write (e.g. {foreign[0]}) and "
                                  "would be replaced; move them away or choose another folder")

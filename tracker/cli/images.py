@@ -106,11 +106,14 @@ def _relative_to_input(args, entry: str) -> Path:
 def _finished(args, stem: str) -> bool:
     """``<stem>.json`` (then its face's ``.pts``) is written last, so it marks a finished image,
     unless an output asked for this time is missing (a rerun adding ``--annotate`` or ``--parts``
-    does those images, and one after a face's ``.pts`` was deleted or emptied redoes it)."""
+    does those images, as does one adding ``--baseline dlib``, and one after a face's ``.pts`` was
+    deleted or emptied redoes it)."""
     json_path = safe_output_path(args.out, f"{stem}.json")
     if not json_path.exists():
         return False
     if args.annotate and not safe_output_path(args.out, f"{stem}_annotated.jpg").exists():
+        return False
+    if args.baseline == "dlib" and not safe_output_path(args.out, f"dlib/{stem}.json").exists():
         return False
     try:
         has_face = bool(json.loads(json_path.read_text()).get("faces"))
@@ -127,7 +130,8 @@ def _check_no_foreign_pts(args, stems) -> None:
     alone = [s for s in stems if safe_output_path(args.out, f"{s}.pts").exists() and not safe_output_path(args.out, f"{s}.json").exists()]
     if alone:
         raise UsageError(f"--out {args.out} holds {len(alone)} .pts file(s) that images did not write (no .json beside them, "
-                         f"e.g. {alone[0]}.pts: annotations?) and would replace; choose another output folder")
+                         f"e.g. {alone[0]}.pts: annotations?) and would replace; choose another output folder (or delete "
+                         "those .pts if an earlier run of yours wrote them)")
 
 
 def _nonempty(path: Path) -> bool:
