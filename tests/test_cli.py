@@ -139,7 +139,7 @@ def test_images_list_takes_absolute_paths_inside_the_input(image_folder, tmp_pat
     listed.write_text(f"{image_folder / 'astro.jpg'}\nastro.jpg\n")  # the same image twice: done once
     out = tmp_path / "out"
     assert main(["images", "--input", str(image_folder), "--out", str(out), "--list", str(listed)]) == 0
-    assert "done: 1 images processed" in capsys.readouterr().out and (out / "astro.pts").exists()
+    assert "done: 1 image processed" in capsys.readouterr().out and (out / "astro.pts").exists()
     listed.write_text(f"{tmp_path / 'elsewhere.jpg'}\n")
     assert main(["images", "--input", str(image_folder), "--out", str(out), "--list", str(listed)]) == 2
     err = capsys.readouterr().err
@@ -365,7 +365,7 @@ def test_batch300vw_ray_worker_killed_mid_video(synth_root, local_reference, tmp
     assert (out / "002" / "result.json").exists()
     assert set(json.loads((out / "summary.json").read_text())["videos"]) == {"002"}
     assert main(["batch300vw", str(synth_root), "--out", str(out), "--ray"]) == 1  # 003 is still broken
-    assert "1 videos tracked, 1 already done" in capsys.readouterr().out
+    assert "1 video tracked, 1 already done" in capsys.readouterr().out
     _same_results(out, local_reference)
 
 

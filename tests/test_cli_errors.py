@@ -130,7 +130,7 @@ def test_full_disk_in_images_names_the_file_and_what_was_kept(tmp_path, monkeypa
     assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1"]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert f"{out / 'a1.pts'}: cannot write (No space left on device)" in line
-    assert "1 images finished in this run" in line and "rerun the same command to resume" in line
+    assert "1 image finished in this run" in line and "rerun the same command to resume" in line
     assert sorted(p.name for p in out.iterdir()) == ["a0.json", "a0.pts", "a1.json"]  # no temporary file left
 
     monkeypatch.setattr(os, "fsync", real_fsync)  # space freed: the rerun resumes (a1 lacks its face's .pts: redone)

@@ -202,7 +202,7 @@ def print_result(result: dict) -> None:
     """The table ``bench`` prints."""
     video = result["video"]
     passes = result.get("passes", 1)
-    print(f"{result['frames'] // passes} frames of {video} x {passes} passes at {result['size'][0]}x{result['size'][1]}, "
+    print(f"{result['frames'] // passes} frames of {video} x {passes} pass{'es' * (passes != 1)} at {result['size'][0]}x{result['size'][1]}, "
           f"{result['densereg']}, {result['engine']}")
     print(f"{'stage':<26}{'median ms':>10}{'mean ms':>10}{'p90 ms':>10}{'faces/frame':>13}")
     fpf = result["faces_per_frame"]

@@ -9,7 +9,7 @@ from contextlib import closing
 from pathlib import Path
 
 from tracker.batch import VideoJob, find_300vw_videos, local_outcomes
-from tracker.cli.common import CNN_SILENCE, RESUMES, count, engine_args, video_args
+from tracker.cli.common import CNN_SILENCE, RESUMES, count, count_of, engine_args, video_args
 from tracker.detector import cnn_missing_note
 from tracker.errors import UsageError
 from tracker.evaluation import summarise_300vw
@@ -119,6 +119,6 @@ def run(args) -> int:
                    f"{summary['frames']} annotated frames")
     else:
         overall = f"no annotations (NNN/annot/*.pts): nothing to score; the tracked .pts are in {args.out}"
-    print(f"done: {len(jobs) - failed} videos tracked, {done} already done, {failed} skipped or failed (rerun to retry); overall {overall}, "
-          f"{summary['detections']} detector (re)acquisitions{jitter}")
+    print(f"done: {count_of(len(jobs) - failed, 'video')} tracked, {done} already done, {failed} skipped or failed (rerun to retry); "
+          f"overall {overall}, {summary['detections']} detector (re)acquisitions{jitter}")
     return 1 if failed else 0

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from tracker.boxfile import box_key, read_boxes
-from tracker.cli.common import RESUMES, engine_args
+from tracker.cli.common import RESUMES, count_of, engine_args
 from tracker.detector import Detection, cnn_missing_note, require_dlib_predictor
 from tracker.draw import annotate_still, frame_part_labels
 from tracker.errors import InputError, MissingInputError, NotAFolderError, UsageError
@@ -166,14 +166,14 @@ def run(args) -> int:
     try:
         _images_loop(args, tracker, todo, names, boxes, counts)
     except WriteError as exc:  # a full disk, a folder made read-only: say what is kept
-        raise exc.with_note(f"{counts['done']} images finished in this run and {counts['resumed']} before it are complete; "
+        raise exc.with_note(f"{count_of(counts['done'], 'image')} finished in this run and {counts['resumed']} before it are complete; "
                             "after fixing that, rerun the same command to resume") from exc
     given = f" ({counts['given']} with boxes from {args.boxes}, {counts['bad_box']} skipped for a box outside the picture)" if boxes else ""
     if boxes and counts["resumed"]:
         print(f"note: {counts['resumed']} images finished by an earlier run were kept as they were; "
               "--overwrite redoes them with these boxes", file=sys.stderr)
     print(
-        f"done: {counts['done']} images processed{given}, {counts['resumed']} already done, {counts['faces']} faces, "
+        f"done: {count_of(counts['done'], 'image')} processed{given}, {counts['resumed']} already done, {count_of(counts['faces'], 'face')}, "
         f"{counts['no_face']} without a face, {counts['failed']} unreadable; outputs in {args.out} "
         f"(engine: {tracker.describe()})"
     )
