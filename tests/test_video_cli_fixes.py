@@ -248,3 +248,18 @@ def test_batch300vw_never_replaces_a_folder_it_did_not_write(tmp_path, monkeypat
     assert main(["batch300vw", str(root), "--out", str(copied)]) == 2
     assert "e.g. 000001.pts" in one_error_line(capsys.readouterr().err)
     assert (copied / "001" / "000001.pts").read_text() == "an annotation"
+
+
+def test_video_reads_a_numbered_picture_sequence(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    still = cv2.imread(str(DEMO_IMAGE))
+    for i in range(1, 4):
+        cv2.imwrite(str(frames / f"{i:06d}.jpg"), still)
+    csv = tmp_path / "f.csv"
+    assert main(["video", str(frames / "%06d.jpg"), "--csv", str(csv), "--cnn-every", "0"]) == 0
+    assert "done: 3 frames" in capsys.readouterr().out
+    assert len(csv.read_text().splitlines()) == 1 + 3  # the header and the face of each frame
+    assert spec_from_argument(str(frames / "%06d.jpg")).kind == "video"
+    assert main(["video", str(frames / "x%06d.jpg"), "--csv", str(csv)]) == 2
+    assert "no picture of this numbered sequence" in one_error_line(capsys.readouterr().err)

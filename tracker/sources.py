@@ -67,7 +67,8 @@ def spec_from_argument(source: str | Path | None, device: int = 0) -> SourceSpec
     path = Path(source)
     if path.is_dir():
         return SourceSpec("folder", path)
-    return SourceSpec("image" if path.suffix.lower() in PICTURE_EXTENSIONS else "video", path)
+    picture = path.suffix.lower() in PICTURE_EXTENSIONS and "%" not in path.name  # frames/%06d.jpg: a sequence, read as a video
+    return SourceSpec("image" if picture else "video", path)
 
 
 def probe_cameras(max_index: int = MAX_CAMERA_INDEX) -> list[int]:

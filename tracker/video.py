@@ -52,7 +52,11 @@ def quiet_opencv():
 
 
 def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
+    """A video file, or a numbered picture sequence given as a printf pattern
+    (``frames/%06d.jpg``, as FFmpeg and OpenCV name them; 30 fps)."""
     path = Path(path)
+    if "%" in path.name:
+        return _open_sequence(path)
     if not path.exists():
         raise VideoError(f"{path}: file not found")
     if path.is_dir():
@@ -73,6 +77,18 @@ def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
     if info.width <= 0 or info.height <= 0:  # e.g. a text file named .jpg: "opens", decodes nothing
         cap.release()
         raise VideoError(f"{path}: no decodable frame (corrupt, or not a video)")
+    return cap, info
+
+
+def _open_sequence(pattern: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
+    if not pattern.parent.is_dir():
+        raise VideoError(f"{pattern}: folder {pattern.parent} not found")
+    with quiet_opencv():  # a pattern matching nothing: OpenCV's own warnings beside our one line
+        cap = cv2.VideoCapture(str(pattern), cv2.CAP_IMAGES)
+    if not cap.isOpened():
+        raise VideoError(f"{pattern}: no picture of this numbered sequence found")
+    info = VideoInfo(30.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                     int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     return cap, info
 
 

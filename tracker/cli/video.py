@@ -26,7 +26,8 @@ NAME = "video"
 
 def register(sub) -> None:
     p = sub.add_parser(NAME, help="track a video file or a camera: annotated video and per-frame outputs")
-    p.add_argument("input", type=Path, nargs="?", help="any video OpenCV can read (or --camera N)")
+    p.add_argument("input", type=Path, nargs="?",
+                   help="any video OpenCV can read, or numbered pictures as a pattern ('frames/%%06d.jpg'); or --camera N")
     camera_arg(p, "instead of a video file")
     p.add_argument("--max-frames", type=count(1), metavar="N", help="stop after N frames")
     p.add_argument("--out", type=Path, help="annotated video (.mp4)")
