@@ -214,7 +214,8 @@ def test_video_and_transfer_refuse_to_write_over_their_inputs_or_one_output_over
     _no_tracking(monkeypatch, "video", "Tracker")
     for argv, says in ((["--out", str(tmp_path / "c.avi")], "is the input video"),
                        (["--csv", str(tmp_path / "c.avi")], "is the input video"),
-                       (["--out", str(tmp_path / "o.mp4"), "--json", str(tmp_path / "o.mp4")], "are the same file")):
+                       (["--out", str(tmp_path / "o.mp4"), "--json", str(tmp_path / "o.mp4")], "are the same file"),
+                       (["--out", str(tmp_path / "x"), "--pts-dir", str(tmp_path / "x")], "are the same file")):
         assert main(["video", str(tmp_path / "c.avi"), *argv]) == 2
         assert says in one_error_line(capsys.readouterr().err)
     assert (tmp_path / "c.avi").read_bytes() == clip

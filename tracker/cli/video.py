@@ -59,7 +59,7 @@ def run(args) -> int:
     if not (args.out or args.pts_dir or args.csv or args.json):
         raise UsageError("nothing to write: give at least one of --out, --pts-dir, --csv, --json")
     source = open_video_or_camera(args.input, args.camera, warn)
-    check_outputs_apart({"the input video": args.input}, {"--out": args.out, "--csv": args.csv, "--json": args.json})
+    check_outputs_apart({"the input video": args.input}, {"--out": args.out, "--csv": args.csv, "--json": args.json, "--pts-dir": args.pts_dir})
     for path in (args.out, args.csv, args.json):
         if path is not None:
             check_writable(path)  # before the run, not after it
