@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tracker.cli.common import EXIT_ITEMS_FAILED, EXIT_OK
+from tracker.cli.common import EXIT_ITEMS_FAILED, EXIT_OK, count_of
 from tracker.evaluation import BASELINE, FINAL, ced_curves, evaluate_predictions, ground_truth_files, score_table
 from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text
 from tracker.plots import ced_plot
@@ -44,6 +44,6 @@ def run(args) -> int:
         print(f"note: {best['missing']} of the {best['faces']} ground-truth faces have no prediction; if the predictions cover "
               "only some of --gt's pictures, --list names those (e.g. splits/val.txt)", file=sys.stderr)
     if skipped:
-        print(f"{skipped} unreadable prediction{'s' * (skipped > 1)} skipped (scored as missing faces)", file=sys.stderr)
+        print(f"{count_of(skipped, 'unreadable prediction')} skipped (scored as missing faces)", file=sys.stderr)
         return EXIT_ITEMS_FAILED
     return EXIT_OK
