@@ -88,6 +88,19 @@ def test_faces_come_back_in_the_order_of_the_boxes(tracker, astronaut, detected)
             assert b[0] < np.nanmean(face.landmarks[:, 0]) < b[2]
 
 
+def test_box_order_and_every_box_hold_for_scored_and_overlapping_boxes(tracker, astronaut, detected):
+    """Detections carry scores, and boxes may overlap: neither may reorder or merge the faces
+    (a caller zips its boxes with result.faces)."""
+    pair = np.hstack([astronaut, astronaut])
+    box = landmark_box(detected)
+    low = Detection(box.x0, box.y0, box.x1, box.y1, 0.2, "hog")
+    high = Detection(box.x0 + 512, box.y0, box.x1 + 512, box.y1, 0.9, "hog")
+    assert [f.box for f in tracker.track(pair, boxes=[low, high]).faces] == [low, high]
+    wider = (box.x0 - 5, box.y0 - 5, box.x1 + 5, box.y1 + 5)
+    faces = tracker.track(astronaut, boxes=[(box.x0, box.y0, box.x1, box.y1), wider]).faces
+    assert len(faces) == 2 and faces[1].box.x0 == wider[0]
+
+
 def test_no_boxes_means_no_face_and_bad_boxes_fail_before_any_work(tracker, astronaut):
     assert tracker.track(astronaut, boxes=[]).faces == []
     for bad in ([(1, 2, 3)], [(600, 600, 700, 700)], np.zeros((2, 3)), [(10, 10, 5, 20)]):
@@ -111,9 +124,13 @@ def test_video_mode_box_starts_a_track_that_then_continues(astronaut, detected):
     assert len(first) == 1 and first[0].detected
     second = video.track(astronaut).faces
     assert len(second) == 1 and not second[0].detected and second[0].track_id == first[0].track_id
-    # A box over the tracked face continues the track instead of starting another.
+    # A box over the tracked face continues the track instead of starting another, and says so.
     third = video.track(astronaut, boxes=[box]).faces
-    assert len(third) == 1 and third[0].track_id == first[0].track_id
+    assert len(third) == 1 and third[0].track_id == first[0].track_id and third[0].box == box
+    # No box: no face, and the track has ended.
+    assert video.track(astronaut, boxes=[]).faces == []
+    fifth = video.track(astronaut).faces
+    assert len(fifth) == 1 and fifth[0].track_id != first[0].track_id
 
 
 # -- the box file ----------------------------------------------------------------------------

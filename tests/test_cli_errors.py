@@ -36,6 +36,8 @@ def one_error_line(err: str) -> str:
     ["bench", "--frames", "0"], ["bench", "--repeats", "0"], ["demo", "--threads", "0"], ["demo", "--threads", "-3"],
     ["images", "--input", ".", "--out", "x", "--threads", "two"], ["batch300vw", ".", "--out", "x", "--jobs", "0"],
     ["video", "x.mp4", "--csv", "x.csv", "--cnn-every", "-1"],
+    # OpenCV crashes (a segfault) opening camera -1 where there is no camera
+    ["viewer", "--device", "-1"], ["webcam", "--device", "-1"], ["transfer", "--texture", "t.png", "--target", "webcam", "--device", "-1"],
 ])
 def test_bad_counts_are_usage_errors(argv, capsys):
     assert main(argv) == 2
@@ -194,6 +196,22 @@ def test_no_command_lists_every_command_and_version_flag_works(capsys):
     assert "webcam" in one_error_line(capsys.readouterr().err)
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("densereg-tracker ")
+
+
+def test_verbose_goes_before_or_after_the_command():
+    from tracker.cli.app import build_parser
+
+    ap = build_parser()
+    assert [ap.parse_args(argv).verbose for argv in (["version"], ["-v", "version"], ["version", "-v"])] == [False, True, True]
+
+
+def test_version_names_what_a_bug_report_needs(capsys):
+    import tracker
+
+    assert main(["version"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"densereg-tracker {tracker.__version__}\n  python 3.")
+    assert "\n  numpy " in out and "\n  onnxruntime " in out and "opencv" in out and "engine onnx: available" in out
 
 
 def test_one_stage_without_the_refiner_is_a_usage_error(capsys):

@@ -60,6 +60,8 @@ def test_engine_and_refiners_are_checked():
     ("detect_threshold", float("nan"), "a finite number"), ("fg_threshold", 1.0, r"in \(0, 1\)"), ("fg_threshold", 0, r"in \(0, 1\)"),
     ("lost_fg_fraction", -0.1, r"in \[0, 1\]"), ("lost_confidence", 1.5, r"in \[0, 1\]"), ("lost_refiner_step", -1, ">= 0"),
     ("smooth_min_cutoff", 0.0, "> 0"), ("smooth_beta", "1", ">= 0"),
+    ("cnn_fallback", "no", "True or False"), ("refine_flip", "yes", "True or False"), ("smooth", 1, "True or False"),
+    ("assets", 3, "a folder"),
 ])
 def test_numbers_out_of_range_are_one_line_errors(field, value, rule):
     with pytest.raises(ConfigError, match=rf"^TrackerConfig.{field}={value!r}: must be .*{rule}") as err:
@@ -71,6 +73,7 @@ def test_edge_values_are_accepted():
     config = TrackerConfig(threads=1, max_faces=np.int64(1), detect_every=1, min_face=0, video_cnn_every=0, detect_threshold=-0.5,
                            fg_threshold=0.01, lost_fg_fraction=0, lost_confidence=1, lost_refiner_step=0, smooth_beta=0)
     assert config.max_faces == 1 and config.fg_threshold == 0.01
+    assert TrackerConfig(assets=str(ASSETS)).assets == ASSETS and TrackerConfig(refine=np.bool_(False)).refine == False  # noqa: E712
 
 
 # -- engines: which, and for which batch ---------------------------------------------------------

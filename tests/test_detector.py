@@ -202,3 +202,16 @@ def test_the_demo_pictures_mission_patch_is_not_a_face(astronaut):
     dets = detect_faces(cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY))
     assert len(dets) == 2 and 0 < dets[1].score < TrackerConfig().detect_threshold < dets[0].score
     assert len(Tracker(TrackerConfig(mode="image", threads=1, refine=False)).track(astronaut).faces) == 1
+
+
+def test_detection_from_several_threads_matches_one_thread(astronaut):
+    """dlib's detector object is not thread-safe: shared unguarded, threads got each other's
+    boxes (user report: 74 of 120 calls wrong)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    frames = [gray, gray[:, ::-1].copy(), cv2.resize(gray, None, fx=0.6, fy=0.6), gray[40:, 30:].copy()]
+    expected = [detect_faces(f) for f in frames]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: (i % 4, detect_faces(frames[i % 4])), range(48)))
+    assert [d for i, d in got] == [expected[i] for i, _ in got]

@@ -114,6 +114,11 @@ def test_an_empty_prediction_folder_is_a_one_line_error(tmp_path, gt, capsys):
     assert out == "" and err.count("\n") == 1 and err.startswith("error: ") and "no predictions" in err
 
 
+def test_a_plot_that_is_not_a_picture_is_refused_before_the_scoring(tmp_path, gt, capsys):
+    assert _eval(tmp_path / "nothing here", gt, "--plot", str(tmp_path / "ced.svg")) == 2  # the folder would be an error of its own
+    assert "--plot" in capsys.readouterr().err and not (tmp_path / "ced.svg").exists()
+
+
 def test_predictions_with_no_stem_in_common_with_the_ground_truth_are_an_error(tmp_path, gt, capsys):
     pred = tmp_path / "pred"
     pred.mkdir()

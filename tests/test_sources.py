@@ -21,10 +21,12 @@ from tracker.sources import (
     ArraySource,
     CameraSource,
     ImageSource,
+    SequenceSource,
     SourceSpec,
     VideoSource,
     load_frames,
     open_source,
+    open_video_or_camera,
     probe_cameras,
     spec_from_argument,
     track_stream,
@@ -118,6 +120,81 @@ def test_sources_by_argument_and_their_errors(tmp_path):
         open_source(SourceSpec("folder", tmp_path))
     with pytest.raises(SourceError, match="cannot seek in a live source"):
         ArraySource(frames(2), live=True).seek(0)
+
+
+def numbered(folder: Path, numbers, name: str = "{:06d}.png", size: tuple[int, int] = (10, 8)) -> Path:
+    """Small pictures named by ``name`` for ``numbers`` in ``folder``; the sequence's pattern."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in numbers:
+        cv2.imwrite(str(folder / name.format(n)), np.full((size[1], size[0], 3), n % 256, np.uint8))
+    return folder / "%06d.png"
+
+
+def read_names(source) -> list[tuple[int, str]]:
+    with source:
+        return [(f.index, f.path.name) for f in source.frames()]
+
+
+def test_a_numbered_sequence_with_a_gap_reads_every_picture_and_notes_the_gap_once(tmp_path):
+    pattern = numbered(tmp_path / "my frames", [n for n in range(18) if n not in (6, 7)])  # a space in the folder too
+    warnings = []
+    source = open_video_or_camera(pattern, None, warn=warnings.append)
+    assert (source.length, source.fps, source.size, source.sequence) == (16, 30.0, (10, 8), True)
+    got = read_names(source)
+    assert [i for i, _ in got] == list(range(16)) and got[6] == (6, "000008.png")  # frame k: the k-th file by number
+    assert warnings == [
+        f"{pattern}: 2 numbers missing in the sequence (first gap: 000006.png to 000007.png); the clip goes on across them"]
+
+
+def test_a_numbered_sequence_skips_an_unreadable_picture_with_one_line_and_reads_the_rest(tmp_path):
+    pattern = numbered(tmp_path, range(1, 6))
+    (tmp_path / "000003.png").write_text("not a picture")
+    cv2.imwrite(str(tmp_path / "000004.png"), np.zeros((16, 16, 3), np.uint8))  # another size: not a frame of this clip
+    warnings = []
+    got = read_names(SequenceSource(pattern, warn=warnings.append))
+    assert got == [(0, "000001.png"), (1, "000002.png"), (4, "000005.png")]
+    assert warnings == [
+        f"{tmp_path / '000003.png'}: not a decodable image (corrupt, truncated or not an image)",
+        f"{tmp_path / '000004.png'}: 16x16, not the 10x8 of the sequence's first picture"]
+    with pytest.raises(SourceError, match="000003.png"):  # nobody to tell: the caller hears of it
+        read_names(SequenceSource(pattern))
+
+
+def test_a_numbered_sequence_whose_first_pictures_are_unreadable_starts_at_the_first_readable_one(tmp_path):
+    pattern = numbered(tmp_path, range(3))
+    data = (tmp_path / "000000.png").read_bytes()
+    (tmp_path / "000000.png").write_bytes(data[: len(data) // 2])  # truncated
+    warnings = []
+    source = SequenceSource(pattern, warn=warnings.append)
+    assert source.size == (10, 8) and read_names(source) == [(1, "000001.png"), (2, "000002.png")]
+    assert len(warnings) == 1 and "000000.png" in warnings[0]  # reported on opening, not again
+    for n in (1, 2):
+        (tmp_path / f"00000{n}.png").write_text("")
+    with pytest.raises(SourceError, match="none of the 3 pictures of this numbered sequence is readable"):
+        SequenceSource(pattern, warn=print)
+
+
+def test_a_numbered_sequence_may_start_at_any_number_and_matches_as_printf_names(tmp_path):
+    warnings = []
+    got = read_names(SequenceSource(numbered(tmp_path, range(100, 120)), warn=warnings.append))  # OpenCV looked for a first number 0-4
+    assert len(got) == 20 and got[0] == (0, "000100.png") and got[-1] == (19, "000119.png")
+    numbered(tmp_path / "plain", [7, 1234567], name="f{}.png")
+    (tmp_path / "plain" / "f007.png").write_bytes((tmp_path / "plain" / "f7.png").read_bytes())  # not what %d writes for 7
+    assert [n for _, n in read_names(SequenceSource(tmp_path / "plain" / "f%d.png"))] == ["f7.png", "f1234567.png"]
+    numbered(tmp_path / "wide", [3, 10], name="{:4d}.png")
+    assert [n for _, n in read_names(SequenceSource(tmp_path / "wide" / "%4d.png"))] == ["   3.png", "  10.png"]
+    assert warnings == []  # no gap
+
+
+def test_a_numbered_pattern_matching_nothing_is_the_same_one_line_error(tmp_path):
+    numbered(tmp_path, range(3))
+    with pytest.raises(SourceError, match=r"x%06d.png: no picture of this numbered sequence found$"):
+        open_video_or_camera(tmp_path / "x%06d.png", None)
+    with pytest.raises(SourceError, match="folder .*absent not found"):
+        open_source(spec_from_argument(str(tmp_path / "absent" / "%06d.png")))
+    with pytest.raises(SourceError, match="not a numbered-picture pattern"):
+        open_source(spec_from_argument(str(tmp_path / "%s.png")))
+    assert open_source(spec_from_argument(str(tmp_path / "%06d.png"))).length == 3  # transfer and the viewer read it too
 
 
 def test_ctrl_c_ends_a_live_source_and_interrupts_a_file():

@@ -136,6 +136,7 @@ def test_cli_transfer_image_and_bad_inputs(tmp_path, capsys):
         (["--source-face", str(noise), "--target", str(DEMO_IMAGE)], "no face found in the --source-face photo"),
         (["--texture", str(TEXTURE_DIR / "grid.png"), "--target", str(noise)], "no face found in the target"),
         (["--texture", str(TEXTURE_DIR / "grid.png"), "--target", str(tmp_path / "nothing.mp4")], "file not found"),
+        (["--texture", str(TEXTURE_DIR / "grid.png"), "--target", str(DEMO_IMAGE), "--device", "1"], "--device 1 goes with --target webcam"),
     ):
         suffix = ".mp4" if argv[-1].endswith(".mp4") else ".png"
         target = tmp_path / f"bad{suffix}"

@@ -28,6 +28,17 @@ def test_viewer_commands_without_display(monkeypatch, capsys, argv):
     assert err.startswith("error: ") and ("no display" in err or "PyQt5" in err) and "\n" not in err
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["viewer", "--source", "nosuch.mp4"], "nosuch.mp4: file not found"),
+    (["viewer", "--source", str(DEMO_CLIP), "--device", "2"], "--device 2 names a camera"),
+])
+def test_viewer_says_what_is_wrong_with_its_source_before_opening_a_window(capsys, argv, says):
+    pytest.importorskip("PyQt5")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and says in err and "\n" not in err
+
+
 @pytest.fixture(scope="module")
 def app():
     pytest.importorskip("PyQt5")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -45,13 +47,13 @@ def _hidden(folder: Path) -> list[Path]:
 
 def test_video_out_that_is_a_folder_is_refused_before_the_run(tmp_path, monkeypatch, capsys):
     _clip(tmp_path / "c.avi")
-    (tmp_path / "vid").mkdir()
+    (tmp_path / "vid.mp4").mkdir()
     monkeypatch.chdir(tmp_path)
     _no_tracking(monkeypatch, "video", "Tracker")
-    assert main(["video", "c.avi", "--out", "vid"]) == 2
+    assert main(["video", "c.avi", "--out", "vid.mp4"]) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert "vid: cannot write (it is a folder)" in line and "partial" not in line
-    assert _hidden(tmp_path) == [] and list((tmp_path / "vid").iterdir()) == []
+    assert "vid.mp4: cannot write (it is a folder)" in line and "partial" not in line
+    assert _hidden(tmp_path) == [] and list((tmp_path / "vid.mp4").iterdir()) == []
 
 
 def test_transfer_out_that_is_a_folder_is_refused_before_the_work(tmp_path, monkeypatch, capsys):
@@ -71,6 +73,37 @@ def test_video_writer_that_cannot_rename_names_the_target_and_leaves_no_hidden_f
         writer.close()
     assert _hidden(tmp_path) == []
 
+
+
+def test_a_video_cut_short_by_the_disk_is_an_error_not_a_file(tmp_path):
+    """cv2.VideoWriter ignores failed writes: a full disk left an MP4 without its index under the
+    final name and "wrote v.mp4".  A file-size limit makes the writes fail here without root."""
+    code = (
+        "import resource, signal, sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from tracker.video import AtomicVideoWriter\n"
+        "from tracker.fileio import WriteError\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))\n"
+        "noise = np.random.default_rng(0).integers(0, 255, (30, 240, 320, 3), dtype=np.uint8)\n"
+        "try:\n"
+        "    with AtomicVideoWriter(Path(sys.argv[1]), 25, (320, 240)) as w:\n"
+        "        [w.write(f) for f in noise]\n"
+        "except WriteError as e:\n"
+        "    print(e)\n"
+    )
+    target = tmp_path / "v.mp4"
+    done = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    assert done.stdout.strip().startswith(f"{target}: cannot write (") and "incomplete" in done.stdout, done.stdout + done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_video_output_must_be_a_container_the_writer_fills(tmp_path, capsys):
+    for name in ("v.jpg", "v.webm", "v"):
+        assert main(["video", str(DEMO_CLIP), "--out", str(tmp_path / name)]) == 2
+        assert "an output video must be one of .mp4, .avi" in one_error_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
 
 # --- 10: --pts-dir holds this run's frames only ---------------------------------------------------
 
@@ -264,3 +297,24 @@ def test_video_reads_a_numbered_picture_sequence(tmp_path, capsys):
     assert spec_from_argument(str(frames / "%06d.jpg")).kind == "video"
     assert main(["video", str(frames / "x%06d.jpg"), "--csv", str(csv)]) == 2
     assert "no picture of this numbered sequence" in one_error_line(capsys.readouterr().err)
+
+
+def test_video_reads_a_numbered_sequence_across_a_gap_and_an_unreadable_picture_from_any_first_number(tmp_path, capsys):
+    frames = tmp_path / "my frames"
+    frames.mkdir()
+    still = cv2.imread(str(DEMO_IMAGE))
+    for i in (100, 101, 102, 105, 106):  # 103 and 104 missing
+        cv2.imwrite(str(frames / f"{i:06d}.jpg"), still)
+    (frames / "000102.jpg").write_text("not a picture")
+    csv, out = tmp_path / "f.csv", tmp_path / "f.mp4"
+    assert main(["video", str(frames / "%06d.jpg"), "--csv", str(csv), "--out", str(out), "--cnn-every", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "done: 5 frames" in captured.out  # the last frame is the 5th picture
+    err = [line for line in captured.err.splitlines() if not line.startswith("note: dlib")]
+    assert err == [f"warning: {frames / '%06d.jpg'}: 2 numbers missing in the sequence (first gap: 000103.jpg to 000104.jpg); "
+                   "the clip goes on across them",
+                   f"warning: {frames / '000102.jpg'}: not a decodable image (corrupt, truncated or not an image)"]
+    assert [row.split(",")[0] for row in csv.read_text().splitlines()[1:]] == ["1", "2", "4", "5"]  # frame k: the k-th picture
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 and cap.get(cv2.CAP_PROP_FPS) == 30.0
+    cap.release()

@@ -22,6 +22,13 @@ __all__ = ["FaceResult", "FrameResult", "Stage", "StageLandmarks", "Tracker", "T
 
 
 def __getattr__(name: str):
+    if name == "__version__":  # from the installed metadata: pyproject.toml is the one place it is written
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("densereg-tracker")
+        except PackageNotFoundError:
+            return "0+unknown (not installed as a package)"
     # Imported on first use, not with the package: `engines` imports `tracker.errors`, and
     # the pipeline imports `engines`; an eager import here would make that a cycle.
     if name == "Stage":

@@ -6,7 +6,9 @@ Layout: ``ROOT/NNN/vid.avi|mp4`` with ``ROOT/NNN/annot/000001.pts``...; a job wr
 ``OUT/NNN/result.json`` (per-video metrics, written last) into a hidden folder renamed onto
 ``OUT/NNN`` when complete, so ``OUT/NNN`` is finished or absent: a killed run restarted with the
 same command redoes only the unfinished videos, and the outputs are exactly those of an
-uninterrupted run.  Every runner calls ``track_300vw_video``; ``tracker.evaluation`` scores.
+uninterrupted run.  ``result.json`` records the options that decided the outputs
+(``VideoJob.options``), so that a rerun with other options can tell a finished video is not its
+own.  Every runner calls ``track_300vw_video``; ``tracker.evaluation`` scores.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +59,7 @@ class VideoJob:
     annot: Path
     out: Path
     config: TrackerConfig
+    options: dict | None = None  # what decided the outputs, written to result.json (None: not known, recorded as null)
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,8 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
             # detections: frames whose subject came from the detector rather than from tracking, i.e.
             # the first acquisition plus one per re-detection after a loss (every frame in --stills).
             atomic_write_json(out / "result.json", {"video": str(job.video), "frames": n, "seconds": round(seconds, 2),
-                                                    "detections": detections, "warnings": warnings, **metrics})
+                                                    "detections": detections, "warnings": warnings, "options": job.options,
+                                                    **metrics})
         scored = f"AUC@0.08 {metrics['auc08']:.4f}" if metrics["annotated_frames"] else "no annotations: nothing to score"
         return VideoOutcome(job.name, f"{n} frames, {scored}", True, tuple(warnings + metrics["malformed_annotations"]))
     except WriteError as exc:  # name the video's folder, not the hidden one it is filled in
@@ -120,6 +125,9 @@ def crashed(job: VideoJob, exc: BaseException) -> VideoOutcome:
     return VideoOutcome(job.name, f"failed: {type(exc).__name__}" + (f": {lines[0]}" if lines else ""), False)
 
 
+WORKER_DIED = "failed: its worker process died (killed, or out of memory); rerun to retry"
+
+
 def _die_with_parent(parent: int) -> None:
     """If the batch process is killed (even with SIGKILL), its workers die too, so no orphan
     keeps writing into the output folder while a resumed run starts."""
@@ -133,7 +141,7 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-_pool_frames = None  # in a pool worker: the frame counter shared with the batch process
+_pool_frames = None  # in a pool worker: its own frame counter, shared with the batch process
 
 
 def _init_pool_worker(frames, parent: int) -> None:
@@ -148,8 +156,9 @@ def _init_pool_worker(frames, parent: int) -> None:
 
 
 def _count_pool_frames(k: int) -> None:
-    with _pool_frames.get_lock():
-        _pool_frames.value += k
+    # This worker is the counter's only writer, so it needs no lock: a lock held by a worker
+    # killed at that moment would stall the batch and every other worker.
+    _pool_frames.value += k
 
 
 def local_outcomes(jobs: list[VideoJob], on_frames: Callable[[int], None], workers: int) -> Iterator[VideoOutcome]:
@@ -163,21 +172,65 @@ def local_outcomes(jobs: list[VideoJob], on_frames: Callable[[int], None], worke
                 outcome = crashed(job, exc)
             yield outcome
         return
-    frames = multiprocessing.Value("q", 0)
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_pool_worker, initargs=(frames, os.getpid()))
+    yield from _pool_outcomes(jobs, on_frames, workers)
+
+
+def _pool_outcomes(jobs: list[VideoJob], on_frames: Callable[[int], None], workers: int) -> Iterator[VideoOutcome]:
+    """``workers`` slots, each a one-process executor given one video at a time.  One executor
+    for all would fail every video left with ``BrokenProcessPool`` (and terminate the other
+    workers) when one worker dies (kill -9, the OOM killer); here only that slot is hit, the video
+    it was tracking is known, and the slot goes on in a fresh process.  That video is retried once,
+    as a Ray task is (``tracker.raybatch``): the kill may not recur, and a video that kills its
+    worker every time is reported as failed instead of retried forever."""
+    todo = list(reversed(jobs))  # pop() takes the next one
+    counters = [multiprocessing.RawValue("q", 0) for _ in range(min(workers, len(jobs)))]
+    pools: list[ProcessPoolExecutor | None] = [None] * len(counters)
+    running: dict[Future, tuple[int, VideoJob]] = {}
+    retried: set[str] = set()
+
+    def drop(slot: int) -> None:  # its process died: the slot's next video starts a fresh one
+        pools[slot].shutdown()
+        pools[slot] = None
+
+    def submit(slot: int, job: VideoJob) -> None:
+        if pools[slot] is None:
+            pools[slot] = ProcessPoolExecutor(max_workers=1, initializer=_init_pool_worker, initargs=(counters[slot], os.getpid()))
+        try:
+            future = pools[slot].submit(track_300vw_video, job, _count_pool_frames)
+        except BrokenProcessPool:  # the process died after its last video, before this one
+            drop(slot)
+            return submit(slot, job)  # on a fresh executor, which cannot be broken yet
+        running[future] = (slot, job)
+
     try:
-        futures = {pool.submit(track_300vw_video, job, _count_pool_frames): job for job in jobs}
-        pending, seen = set(futures), 0
-        while pending:
-            ready, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            total = frames.value
+        for slot in range(len(pools)):
+            submit(slot, todo.pop())
+        seen = 0
+        while running:
+            ready, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+            total = sum(c.value for c in counters)
             on_frames(total - seen)
             seen = total
             for f in ready:
-                yield crashed(futures[f], f.exception()) if f.exception() else f.result()
+                slot, job = running.pop(f)
+                exc = f.exception()
+                if isinstance(exc, BrokenProcessPool):
+                    drop(slot)
+                    if job.name not in retried:
+                        retried.add(job.name)
+                        submit(slot, job)
+                        continue
+                    outcome = VideoOutcome(job.name, WORKER_DIED, False)
+                else:
+                    outcome = crashed(job, exc) if exc else f.result()
+                if todo:  # before yielding: the slot works while the caller reports
+                    submit(slot, todo.pop())
+                yield outcome
     except BaseException:  # Ctrl-C, SIGTERM, or the caller stopping early: drop the videos in progress now
-        for process in list((pool._processes or {}).values()):  # no public way before Python 3.14 (terminate_workers)
-            process.terminate()  # what they were writing is a hidden folder, which the caller or a rerun clears
+        for pool in filter(None, pools):
+            for process in list((pool._processes or {}).values()):  # no public way before Python 3.14 (terminate_workers)
+                process.terminate()  # what they were writing is a hidden folder, which the caller or a rerun clears
         raise
     finally:
-        pool.shutdown(cancel_futures=True)  # joins the workers: none is left running, or a zombie
+        for pool in filter(None, pools):
+            pool.shutdown(cancel_futures=True)  # joins the workers: none is left running, or a zombie

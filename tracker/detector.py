@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -80,6 +82,12 @@ def _hog():
     return dlib.get_frontal_face_detector()
 
 
+# dlib's detectors keep scratch buffers in the object: one shared by threads returns other
+# frames' boxes.  Building one per thread costs ~0.75 s (the model is deserialised), so threads
+# take turns instead (a HOG pass is ~13 ms; the networks, most of a frame, still run side by side).
+_hog_lock = threading.Lock()
+
+
 def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     h, w = image.shape[:2]
     scale = min(1.0, max_side / max(h, w))
@@ -94,7 +102,8 @@ def detect_faces(gray: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> list[Dete
     upsample = 1 if max(small.shape) < 400 else 0
     if min(small.shape[:2]) < 20:
         return []
-    rects, scores, _ = _hog().run(np.ascontiguousarray(small), upsample, 0.0)
+    with _hog_lock:
+        rects, scores, _ = _hog().run(np.ascontiguousarray(small), upsample, 0.0)
     dets = [
         Detection(r.left() / scale, r.top() / scale, (r.right() + 1) / scale, (r.bottom() + 1) / scale, float(s))
         for r, s in zip(rects, scores)
@@ -214,6 +223,9 @@ class _DetectorProcess:
 
 
 def _detector_worker(requests_fd: int, answers_fd: int) -> None:
+    # A terminal's Ctrl-C reaches the whole process group: the tracker handles it and closes
+    # the pipe, which ends this loop; the worker's own KeyboardInterrupt would only print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests, answers = Connection(requests_fd, writable=False), Connection(answers_fd, readable=False)
     # Import dlib and build the detector before the first request (~0.25 s), while the tracker
     # loads its models and tracks its first frames: a request sent to a worker still importing
@@ -305,16 +317,21 @@ def _cnn():
     return dlib.cnn_face_detection_model_v1(str(_model_file("cnn_face_detector_model_location")))
 
 
+_cnn_lock = threading.Lock()  # as _hog_lock
+
+
 def detect_faces_cnn(image: np.ndarray, max_side: int = CNN_MAX_SIDE, threshold: float = CNN_THRESHOLD) -> list[Detection]:
     """Faces found by dlib's MMOD CNN detector on a BGR image, best first (slow: ~1 s a call)."""
     small, scale = _downscale(image, max_side)
     if min(small.shape[:2]) < 20:
         return []
     rgb = np.ascontiguousarray(small[:, :, ::-1])
+    with _cnn_lock:
+        found = _cnn()(rgb, 0)
     dets = [
         Detection(d.rect.left() / scale, d.rect.top() / scale, (d.rect.right() + 1) / scale, (d.rect.bottom() + 1) / scale,
                   float(d.confidence), "cnn")
-        for d in _cnn()(rgb, 0)
+        for d in found
         if d.confidence >= threshold
     ]
     return sorted(dets, key=lambda d: -d.score)

@@ -263,15 +263,16 @@ def read_image(path: Path) -> np.ndarray:
 
 def to_bgr8(img, name: str = "image") -> np.ndarray:
     """A decoded picture or a caller's frame -> BGR uint8 (H,W,3): grey expanded, alpha dropped,
-    16-bit scaled, other depths stretched to 0-255.  Raises ImageReadError (one line, naming
-    `name`) for what is not a picture: None (what ``cv2.imread`` returns for a missing or
-    unreadable file), an empty array, a shape that is neither (H,W) nor (H,W,1|3|4)."""
+    16-bit scaled from its full range (0-65535: 10- or 12-bit data in uint16 comes out dark,
+    scale it up first), other depths stretched to 0-255 frame by frame.  Raises ImageReadError
+    (one line, naming `name`) for what is not a picture: None (what ``cv2.imread`` returns for a
+    missing or unreadable file), an empty array, a shape that is neither (H,W) nor (H,W,1|3|4)."""
     if img is None:
         raise ImageReadError(f"{name} is None (cv2.imread returns None for a file it cannot read; "
                              "tracker.fileio.read_image says why)")
     if not isinstance(img, np.ndarray) or img.size == 0 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
         what = f"shape {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
-        raise ImageReadError(f"{name} is not a picture ({what}; expected an (H,W) or (H,W,3) array)")
+        raise ImageReadError(f"{name} is not a picture ({what}; expected (H,W), (H,W,1), (H,W,3) or (H,W,4))")
     if img.dtype == np.uint16:
         img = (img / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:

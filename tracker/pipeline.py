@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -106,7 +107,8 @@ _FIELD_RULES = (
     ("lost_refiner_step", lambda v: _real(v) and v >= 0, "a number >= 0"),
     ("smooth_min_cutoff", lambda v: _real(v) and v > 0, "a number > 0 (Hz)"),
     ("smooth_beta", lambda v: _real(v) and v >= 0, "a number >= 0"),
-)
+) + tuple((name, lambda v: isinstance(v, (bool, np.bool_)), "True or False")  # "no" would be truthy
+          for name in ("cnn_fallback", "refine", "int8", "refine_flip", "dense_flip", "visibility", "smooth"))
 
 
 def _check(name: str, value, valid: bool, rule: str) -> None:
@@ -138,7 +140,7 @@ class TrackerConfig:
     refiners: tuple[str, ...] = DEFAULT_REFINERS  # refiner stages (assets), applied in order
     int8: bool = True  # ONNX Runtime runs the refiners' int8 variants (``refiner.int8_variant``; False: the float graphs)
     # Test-time flipping: also refine the mirrored face and average.  None: on in image mode (val
-    # AUC +0.007; no measurable cost per picture, where decoding and detection dominate), off in
+    # AUC 0.613 instead of 0.602; no measurable cost per picture, where decoding and detection dominate), off in
     # video (it doubles the refiner's time a frame).
     refine_flip: bool | None = None
     # Test-time flipping of DenseReg: its maps for the crop and the mirrored crop averaged
@@ -155,7 +157,7 @@ class TrackerConfig:
     smooth: bool = True  # video: One Euro filter on the final landmarks
     smooth_min_cutoff: float = 0.5  # Hz; with beta, chosen by benchmarks/bench_smoothing.py
     smooth_beta: float = 1.0
-    assets: Path | None = None  # folder with the model files (default: the packaged ones)
+    assets: Path | None = None  # folder with the model files (default: the packaged ones); a str is accepted
 
     def __post_init__(self) -> None:
         modes = tuple(m.value for m in TrackerMode)
@@ -167,6 +169,9 @@ class TrackerConfig:
         object.__setattr__(self, "refiners", tuple(self.refiners))
         if self.refine_flip is None:
             object.__setattr__(self, "refine_flip", self.mode is TrackerMode.IMAGE)
+        _check("assets", self.assets, self.assets is None or isinstance(self.assets, (str, os.PathLike)), "a folder (str or Path) or None")
+        if self.assets is not None:
+            object.__setattr__(self, "assets", Path(self.assets))
         _check("fast_network", self.fast_network, self.fast_network is None or isinstance(self.fast_network, bool),
                "True, False or None (None: on in video)")
         for name, valid, rule in _FIELD_RULES:
@@ -354,7 +359,7 @@ class Tracker:
         Every box is processed; in image mode the faces come back in the boxes' order (a box
         where no face could be fitted is left out; ``face.box`` says which box a face came
         from).  In video mode a box over a tracked face continues that track, others start new
-        ones.
+        ones, and a track no box covers ends.
         ``boxes=[]`` means no face (the detector does not run).  A degenerate box, or one
         entirely outside the frame, raises ``BoxError`` (a ValueError) before anything is done.
         """
@@ -389,12 +394,22 @@ class Tracker:
                 if not detections and self._cnn_due(video, tracked) and cnn_available():
                     detections = [d for d in detect_faces_cnn(image) if d.width >= self.config.min_face]
                 t = timer.add("detect", t)
+        if given is None:
+            tracked = [(tr, roi, None) for tr, roi in tracked]
+        else:
+            # The caller's boxes say where the faces are: a track no box covers has ended, one a
+            # box covers continues (and reports that box).
+            tracked = [(tr, roi, next((d for d in given if _inside(d, roi)), None)) for tr, roi in tracked]
+            tracked = [item for item in tracked if item[2] is not None]
         # A detection overlapping a tracked face is that face: keep the track's ROI.
-        detections = [d for d in detections if not any(_inside(d, roi) for _, roi in tracked)]
-        items = [(tr, roi, None) for tr, roi in tracked] + [(None, roi_from_box(d.x0, d.y0, d.x1, d.y1, d.detector), d) for d in detections]
+        detections = [d for d in detections if not any(_inside(d, roi) for _, roi, _ in tracked)]
+        items = tracked + [(None, roi_from_box(d.x0, d.y0, d.x1, d.y1, d.detector), d) for d in detections]
         if given is None:  # max_faces caps what the detector adds; the caller's boxes all count
             items = items[: self.config.max_faces]
-        faces = _drop_duplicates(self._process(image, gray, items, timer)) if items else []
+        faces = self._process(image, gray, items, timer) if items else []
+        keep_order = given is not None and not video  # each of the caller's boxes, in their order, even overlapping ones
+        if not keep_order:
+            faces = _drop_duplicates(faces)
         if video:
             faces = self._update_tracks(faces, timer)
         else:
@@ -402,7 +417,8 @@ class Tracker:
         if self.config.visibility:
             faces = self._add_visibility(image, faces, timer)
         self._frame += 1
-        faces.sort(key=lambda f: -f.score)
+        if not keep_order:
+            faces.sort(key=lambda f: -f.score)
         return FrameResult(faces, timer.ms, self._frame - 1)
 
     # -- internals -----------------------------------------------------------------------------

@@ -42,8 +42,8 @@ FINE = CanonicalFrame(crop=208, scale=64.0, patch=24)
 FRAMES = {"mdm_refiner.onnx": COARSE, "mdm_fine.onnx": FINE, "mdm_single.onnx": FINE}
 DEFAULT_REFINERS = ("mdm_refiner.onnx", "mdm_fine.onnx")
 # The one-stage alternative (``--one-stage``): the fine stage's network with a 4th step, trained
-# to start from the DenseReg+PCA output; val AUC 0.596 vs 0.603 (without test-time flipping;
-# 0.604 vs 0.610 with it).
+# to start from the DenseReg+PCA output; val AUC 0.606 vs 0.613 (with test-time flipping, as
+# pictures run; session 20).
 ONE_STAGE = ("mdm_single.onnx",)
 
 # The int8 variant's metadata entry naming the SHA-256 of the float graph it was made from.
@@ -53,7 +53,7 @@ FLOAT_GRAPH_KEY = "float_graph_sha256"
 def int8_variant(name: str) -> str:
     """The refiner asset ONNX Runtime runs on the CPU: ``<stem>_int8.onnx``, the same network
     with its fully connected layers in uint8 (``training.export`` writes it beside every refiner
-    graph; 0.2 ms a face faster in the pipeline, the same val AUC as the float graphs: 0.610)."""
+    graph; 0.2 ms a face faster in the pipeline, the same val AUC as the float graphs: 0.613)."""
     return name.removesuffix(".onnx") + "_int8.onnx"
 
 

@@ -1,9 +1,10 @@
 """Where frames come from, and the one loop that tracks them.
 
-A ``FrameSource`` is a camera, a video file, pictures (a folder, a list, one file) or frames
-already in memory.  Every consumer (each command, the viewer's worker, ``bench``, the soak
-benchmark) reads it through ``frames()`` and tracks it with ``track_stream``, so reading, skipping
-bad input and timing a frame happen in one place each:
+A ``FrameSource`` is a camera, a video file, a numbered picture sequence (``frames/%06d.jpg``),
+pictures (a folder, a list, one file) or frames already in memory.  Every consumer (each
+command, the viewer's worker, ``bench``, the soak benchmark) reads it through ``frames()`` and
+tracks it with ``track_stream``, so reading, skipping bad input and timing a frame happen in one
+place each:
 
 * ``frames()`` yields ``SourceFrame``s in order.  A problem that does not stop the stream (a video
   cut short, an unreadable picture in a folder, a camera that stops) goes to the source's ``warn``
@@ -20,6 +21,7 @@ No Qt here: the viewer's thread uses these classes as the commands do.
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -34,13 +36,14 @@ import numpy as np
 from tracker.detector import BoxError, Detection
 from tracker.errors import SourceError
 from tracker.fileio import IMAGE_KINDS, ImageReadError, list_images, read_image
-from tracker.video import PICTURE_EXTENSIONS, READ_AHEAD, open_video, quiet_opencv, read_frames
+from tracker.video import PICTURE_EXTENSIONS, READ_AHEAD, VideoError, open_video, quiet_opencv, read_frames
 
 if TYPE_CHECKING:
     from tracker.pipeline import FrameResult, Tracker
 
 MAX_CAMERA_INDEX = 4
 CAMERA_FPS = 30.0  # what a recording of a camera that does not report its rate is written at
+SEQUENCE_FPS = 30.0  # numbered pictures carry no rate; FFmpeg's and OpenCV's default for them
 CAMERA = "webcam"  # the word that names a camera wherever a command takes a file (--target webcam, --source webcam)
 
 Warn = Callable[[str], None]
@@ -48,7 +51,8 @@ Warn = Callable[[str], None]
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """What to open: kind 'webcam' (device index), 'video', 'folder' or 'image' (path)."""
+    """What to open: kind 'webcam' (device index), 'video' (a file or a numbered sequence's
+    pattern), 'folder' or 'image' (path)."""
 
     kind: str
     path: Path | None = None
@@ -244,6 +248,98 @@ class ImageSource(FrameSource):
         return self.paths[index] if 0 <= index < self.length else None
 
 
+# One printf conversion for the number (%d, %06d, %4d) in a file name; %% is a literal %.
+NUMBERED_NAME = re.compile(r"((?:[^%]|%%)*)%0?[0-9]*d((?:[^%]|%%)*)")
+
+
+def numbered_pictures(pattern: Path) -> list[tuple[int, Path]]:
+    """(number, file) of every file ``pattern`` (``frames/%06d.jpg``) names, by number.  A file
+    matches when printf would write its name for its number (``%06d``: 000007, and 1234567 past
+    six digits; ``%d``: 7, not 007), so each number has one file at most."""
+    parts = NUMBERED_NAME.fullmatch(pattern.name)
+    if parts is None:
+        raise VideoError(f"{pattern}: not a numbered-picture pattern (one %d, %06d ... in the file name)")
+    if not pattern.parent.is_dir():
+        raise VideoError(f"{pattern}: folder {pattern.parent} not found")
+    prefix, suffix = (re.escape(p.replace("%%", "%")) for p in parts.groups())
+    candidate = re.compile(f"{prefix}( *[0-9]+){suffix}")
+    found = []
+    for path in pattern.parent.iterdir():
+        m = candidate.fullmatch(path.name)
+        if m and pattern.name % int(m.group(1)) == path.name and not path.is_dir():
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
+class SequenceSource(FrameSource):
+    """Numbered pictures given as a printf pattern (``frames/%06d.jpg``, as FFmpeg and OpenCV name
+    them) read as one clip at ``SEQUENCE_FPS``: every file the pattern matches, by number, from any
+    first number.  Read here rather than by OpenCV's CAP_IMAGES, which ends the clip silently at
+    the first missing number or unreadable picture and finds no sequence starting past 4.
+
+    Frame k is the k-th file in number order (a missing number is not a frame).  With ``warn``,
+    an unreadable picture is passed with a warning naming it and missing numbers get one warning;
+    without it an unreadable picture raises ``SourceError`` (see the module's docstring)."""
+
+    fps = SEQUENCE_FPS
+
+    def __init__(self, pattern: Path, warn: Warn | None = None):
+        super().__init__(warn)
+        pattern = Path(pattern)
+        self.label = str(pattern)
+        numbered = numbered_pictures(pattern)
+        if not numbered:
+            raise VideoError(f"{pattern}: no picture of this numbered sequence found")
+        numbers = [n for n, _ in numbered]
+        self.paths, self.length = [p for _, p in numbered], len(numbered)
+        if warn and (missing := numbers[-1] - numbers[0] + 1 - self.length):
+            start, end = next((n + 1, m - 1) for n, m in zip(numbers, numbers[1:]) if m > n + 1)
+            gap = pattern.name % start + (f" to {pattern.name % end}" if end > start else "")
+            warn(f"{pattern}: {missing} {'number' if missing == 1 else 'numbers'} missing in the sequence "
+                 f"(first gap: {gap}); the clip goes on across them")
+        # The first readable picture gives the clip its size (the output video is opened before
+        # the frames are read); the unreadable ones before it are reported once, here.
+        self._first: np.ndarray | None = None
+        while self._first is None and self.position < self.length:
+            try:
+                self._first = self.read()
+            except SourceError as exc:
+                if self.warn is None:
+                    raise
+                self.warn(str(exc))
+        if self._first is None:
+            raise VideoError(f"{pattern}: none of the {self.length} pictures of this numbered sequence is readable")
+        self.position -= 1  # frames() starts at that picture, read() hands it over without decoding it again
+        self.size = (self._first.shape[1], self._first.shape[0])
+
+    def read(self) -> np.ndarray | None:
+        if self.position >= self.length:
+            return None
+        path = self.paths[self.position]
+        self.position += 1  # an unreadable picture is passed, not retried
+        if self._first is not None:
+            image, self._first = self._first, None
+            return image
+        try:
+            image = read_image(path)
+        except ImageReadError as exc:
+            raise SourceError(str(exc)) from None
+        # A picture of another size is not a frame of this clip (a stray file, a thumbnail):
+        # resizing it would stretch it, its landmarks would not be in its own pixels, and a face
+        # is followed from one frame to the next in pixel coordinates.  So it is skipped.
+        if self.size != (0, 0) and (image.shape[1], image.shape[0]) != self.size:
+            raise SourceError(f"{path}: {image.shape[1]}x{image.shape[0]}, not the {self.size[0]}x{self.size[1]} of the sequence's "
+                              "first picture")
+        return image
+
+    def path_at(self, index: int) -> Path | None:
+        return self.paths[index] if 0 <= index < self.length else None
+
+    def seek(self, index: int) -> None:
+        super().seek(index)
+        self._first = None  # the kept first picture is that of the old position
+
+
 class ArraySource(FrameSource):
     """Frames already in memory (timing without decoding, tests)."""
 
@@ -263,6 +359,8 @@ def open_source(spec: SourceSpec, read_ahead: int = 0, warn: Warn | None = None)
     """Open what ``spec`` names; SourceError (one line) when it cannot be opened."""
     if spec.kind == CAMERA:
         return CameraSource(spec.device, warn)
+    if spec.kind == "video" and spec.path is not None and "%" in spec.path.name:  # a pattern: no such file exists
+        return open_clip(spec.path, read_ahead, warn)
     if spec.path is None or not spec.path.exists():
         raise SourceError(f"{spec.path}: file not found")
     if spec.kind == "folder" or spec.path.is_dir():
@@ -274,13 +372,18 @@ def open_source(spec: SourceSpec, read_ahead: int = 0, warn: Warn | None = None)
         return ImageSource(images, str(spec.path), warn)
     if spec.kind == "image":
         return ImageSource([spec.path], str(spec.path), warn)
-    return VideoSource(spec.path, read_ahead, warn)
+    return open_clip(spec.path, read_ahead, warn)
+
+
+def open_clip(path: Path, read_ahead: int = 0, warn: Warn | None = None) -> FrameSource:
+    """A video file, or a numbered picture sequence when the file name holds a ``%`` (``frames/%06d.jpg``)."""
+    return SequenceSource(path, warn) if "%" in Path(path).name else VideoSource(path, read_ahead, warn)
 
 
 def open_video_or_camera(path: Path | None, camera: int | None, warn: Warn | None = None) -> FrameSource:
     """What a command that reads a video reads: camera ``camera`` when given, else the video
-    file at ``path``, decoded ``READ_AHEAD`` frames ahead."""
-    return CameraSource(camera, warn) if camera is not None else VideoSource(path, READ_AHEAD, warn)
+    file at ``path`` (decoded ``READ_AHEAD`` frames ahead) or the numbered sequence it names."""
+    return CameraSource(camera, warn) if camera is not None else open_clip(path, READ_AHEAD, warn)
 
 
 def load_frames(source: FrameSource, limit: int | None = None, size: tuple[int, int] | None = None) -> list[np.ndarray]:

@@ -6,8 +6,10 @@ temporary file and renamed when complete.
 """
 from __future__ import annotations
 
+import errno
 import os
 import queue
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,10 +20,11 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from tracker.errors import SourceError
+from tracker.errors import SourceError, UsageError
 from tracker.fileio import IMAGE_EXTENSIONS, WriteError, check_writable
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
+WRITABLE_VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")  # the containers OpenCV writes MPEG-4 video into
 # What cv2.imread reads: one picture, never a video.  FFmpeg would open most of them as a clip of
 # one frame (a truncated JPEG too, decoding its grey half), so `video photo.jpg` would "work".
 PICTURE_EXTENSIONS = IMAGE_EXTENSIONS + (".jp2", ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic")
@@ -52,11 +55,8 @@ def quiet_opencv():
 
 
 def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
-    """A video file, or a numbered picture sequence given as a printf pattern
-    (``frames/%06d.jpg``, as FFmpeg and OpenCV name them; 30 fps)."""
+    """A video file (a numbered picture sequence is ``tracker.sources.SequenceSource``'s)."""
     path = Path(path)
-    if "%" in path.name:
-        return _open_sequence(path)
     if not path.exists():
         raise VideoError(f"{path}: file not found")
     if path.is_dir():
@@ -77,18 +77,6 @@ def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
     if info.width <= 0 or info.height <= 0:  # e.g. a text file named .jpg: "opens", decodes nothing
         cap.release()
         raise VideoError(f"{path}: no decodable frame (corrupt, or not a video)")
-    return cap, info
-
-
-def _open_sequence(pattern: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
-    if not pattern.parent.is_dir():
-        raise VideoError(f"{pattern}: folder {pattern.parent} not found")
-    with quiet_opencv():  # a pattern matching nothing: OpenCV's own warnings beside our one line
-        cap = cv2.VideoCapture(str(pattern), cv2.CAP_IMAGES)
-    if not cap.isOpened():
-        raise VideoError(f"{pattern}: no picture of this numbered sequence found")
-    info = VideoInfo(30.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                     int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     return cap, info
 
 
@@ -178,20 +166,30 @@ def read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
         worker.join()
 
 
+def check_video_output(path: Path, option: str = "--out") -> None:
+    """A UsageError unless `path` names a container the writer can fill (else FFmpeg writes an
+    MPEG-4 stream into `x.jpg`, or refuses `.webm` only after printing its own complaint)."""
+    if Path(path).suffix.lower() not in WRITABLE_VIDEO_EXTENSIONS:
+        raise UsageError(f"{option} {path}: an output video must be one of {', '.join(WRITABLE_VIDEO_EXTENSIONS)}")
+
+
 class AtomicVideoWriter:
-    """cv2.VideoWriter to a temporary file, renamed onto the target by `close()`.  As a context
-    manager it closes on success and deletes the temporary file on any exception (Ctrl-C
-    included), so no hidden partial file is ever left behind."""
+    """cv2.VideoWriter to a temporary file, renamed onto the target by `close()` once the file
+    reads back complete.  As a context manager it closes on success and deletes the temporary
+    file on any exception (Ctrl-C included), so no hidden partial file is ever left behind."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
         self.path = Path(path)
+        check_video_output(self.path)
         check_writable(self.path)  # a folder or read-only target fails now, not at the rename after the whole clip
-        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
-        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        with quiet_opencv():
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self.writer.isOpened():
             self.tmp.unlink(missing_ok=True)
             raise VideoError(f"{self.path}: cannot create the output video")
         self.size = size
+        self.frames = 0
         self.finished = False
 
     def __enter__(self) -> AtomicVideoWriter:
@@ -207,13 +205,20 @@ class AtomicVideoWriter:
         if (frame.shape[1], frame.shape[0]) != self.size:
             frame = cv2.resize(frame, self.size)
         self.writer.write(frame)
+        self.frames += 1
 
     def close(self) -> None:
         self.writer.release()
         self.finished = True
         try:
+            # cv2.VideoWriter reports no write error: a full disk leaves a file without its index
+            # (an MP4 without its moov atom), which only reading it back reveals.
+            if _frames_in(self.tmp) < self.frames:
+                full = shutil.disk_usage(self.tmp.parent).free < 1 << 20
+                raise OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC) if full else
+                              f"the video written reads back incomplete ({self.frames} frames written)")
             os.replace(self.tmp, self.path)
-        except OSError as exc:  # e.g. a folder made at the target meanwhile: name it, leave no hidden file
+        except OSError as exc:  # also e.g. a folder made at the target meanwhile: name it, leave no hidden file
             self.tmp.unlink(missing_ok=True)
             raise WriteError(self.path, exc) from exc
 
@@ -222,3 +227,13 @@ class AtomicVideoWriter:
         self.writer.release()
         self.finished = True
         self.tmp.unlink(missing_ok=True)
+
+
+def _frames_in(path: Path) -> int:
+    """The frame count a written video's container reports; 0 when it cannot be opened."""
+    with quiet_opencv():
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY)
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
+    finally:
+        cap.release()

@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")  # sub-parsers inherit _Parser
     for command in COMMANDS:
         command.register(sub)
+    for p in sub.choices.values():  # `run_tracker images -v ...` too; SUPPRESS keeps a -v given before the command
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug information")
     ap.set_defaults(command_names=tuple(sub.choices))  # every command, `webcam` too, for the no-command error
     return ap
 

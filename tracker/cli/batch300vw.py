@@ -4,6 +4,8 @@ Reads files only: a camera has no annotations to score against (``video --camera
 from __future__ import annotations
 
 import functools
+import json
+import shutil
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -14,8 +16,9 @@ from tracker.detector import cnn_missing_note
 from tracker.errors import UsageError
 from tracker.evaluation import summarise_300vw
 from tracker.fileio import atomic_write_image, atomic_write_json, check_output_folder, remove_partial_outputs, safe_output_path
-from tracker.pipeline import TrackerConfig
+from tracker.pipeline import TrackerConfig, TrackerMode
 from tracker.plots import ced_plot
+from tracker.refiner import ONE_STAGE
 
 NAME = "batch300vw"
 
@@ -35,7 +38,58 @@ def register(sub) -> None:
     p.add_argument("--stills", action="store_true",
                    help="treat every frame as an independent picture (detect each frame, no tracking): the reference for tracking; "
                         "with --cnn-every > 0 the CNN runs on every frame HOG misses (slow)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo every video, those an earlier run finished too (default: resume, which is refused when the "
+                        "finished videos were tracked with other options)")
     p.set_defaults(func=run, interrupted=RESUMES)
+
+
+def output_options(config: TrackerConfig) -> dict:
+    """The options that decide the tracked frames and scores, by the flag that sets each one (as
+    decided: `--flip` unset is recorded as what it means in this mode; `--engine auto` as given,
+    as each worker resolves it, on a cluster maybe on another machine).  Recorded in every
+    ``result.json`` and in ``summary.json``; a rerun compares them.  Not the paths, ``--jobs``,
+    ``--threads``, ``--ray`` nor ``-v``: they change where and how fast, not what is tracked."""
+    return {"stills": config.mode is TrackerMode.IMAGE, "engine": config.engine, "refine": config.refine,
+            "one_stage": config.refiners == ONE_STAGE, "flip": config.refine_flip, "dense_flip": config.dense_flip,
+            "fast_network": config.fast_network, "int8": config.int8, "smooth": config.smooth,
+            "cnn_every": config.video_cnn_every, "detect_lag": config.detect_lag}
+
+
+def _recorded_options(result: Path) -> dict | None:
+    """A finished video's recorded options; None when unknown (written before they were recorded, or unreadable)."""
+    try:
+        options = json.loads(result.read_text()).get("options")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return options if isinstance(options, dict) else None
+
+
+def _check_same_options(args, names: list[str], options: dict) -> None:
+    """Before any work, unless ``--overwrite``: a finished video is reused only if it was tracked
+    with this run's options; otherwise this run would report another run's frames and scores as
+    its own (and pool them into one summary).  A video whose options are unknown (a version that
+    did not record them) is refused the same way, not reused with a note: its scores may be those
+    of any options, the summary would mix them unseen, and redoing it costs only time."""
+    way_out = "choose another --out, or add --overwrite to redo every video"
+    unknown, other = [], []
+    for name in names:
+        result = args.out / name / "result.json"
+        if result.exists():
+            old = _recorded_options(result)
+            if old is None:
+                unknown.append(name)
+            elif old != options:
+                other.append((name, old))
+    if other:
+        name, old = other[0]
+        key = next(k for k in {**options, **old} if old.get(k, "?") != options.get(k, "?"))
+        was, now = (json.dumps(o[key]) if key in o else "not recorded" for o in (old, options))
+        raise UsageError(f"--out {args.out} holds {count_of(len(other), 'video')} tracked with other options "
+                         f"({name}: {key.replace('_', '-')} {was} -> {now} in this run); {way_out}")
+    if unknown:
+        raise UsageError(f"--out {args.out} holds {count_of(len(unknown), 'video')} (e.g. {unknown[0]}) from an earlier version, "
+                         f"which did not record the options they were tracked with; {way_out}")
 
 
 def _check_not_foreign(args, names: list[str]) -> None:
@@ -82,15 +136,26 @@ def run(args) -> int:
     config = TrackerConfig.from_args(args, mode="image" if args.stills else "video", threads=threads, smooth=not args.no_smooth,
                                      cnn_fallback=args.cnn_every > 0, video_cnn_every=args.cnn_every,
                                      detect_lag=args.detect_lag or 0)
+    options = output_options(config)
+    if not args.overwrite:
+        _check_same_options(args, [n for n, _ in videos], options)
     if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
         print(note, file=sys.stderr)
     jobs, done = [], 0
     for name, video in videos:
         out = safe_output_path(args.out, name)
-        if (out / "result.json").exists():
+        if args.overwrite:
+            # Now, not as each video is redone: a video that fails, or that a killed run has not
+            # reached, must not stay behind with the old options (the summary would pool it, and
+            # the same command rerun without --overwrite would refuse it instead of resuming).
+            shutil.rmtree(out, ignore_errors=True)
+        elif (out / "result.json").exists():
             done += 1
             continue
-        jobs.append(VideoJob(name, video, args.root / name / "annot", out, config))
+        jobs.append(VideoJob(name, video, args.root / name / "annot", out, config, options))
+    if args.overwrite:
+        for stale in ("summary.json", "ced.png"):
+            (args.out / stale).unlink(missing_ok=True)
     remove_partial_outputs(args.out)  # what a killed run was writing (a video's folder, summary.json, ced.png)
     failed = 0
     bars = {"file": sys.stderr, "disable": not sys.stderr.isatty()}
@@ -110,6 +175,10 @@ def run(args) -> int:
         raise
     remove_partial_outputs(args.out)  # those of attempts that died and were retried
     summary = summarise_300vw(args.out, [n for n, _ in videos])
+    # Say in the file itself whether its scores cover every video found: a video that failed or
+    # was skipped is left out of them, and the file outlives this run's printed lines.
+    missing = [n for n, _ in videos if n not in summary["videos"]]
+    summary = {"options": options, "complete": not missing, "missing": missing, **summary}
     atomic_write_json(args.out / "summary.json", summary)
     if summary["curves"]:
         atomic_write_image(args.out / "ced.png", ced_plot({f"all videos (AUC {summary['auc08']:.3f})": summary["curves"]["all"]}))
@@ -117,8 +186,12 @@ def run(args) -> int:
     if summary["frames"]:
         overall = (f"AUC@0.08 {summary['auc08']:.4f}, FR@0.08 {summary['fr08']:.4f}, NME {summary['nme_mean']:.4f} over "
                    f"{summary['frames']} annotated frames")
+    elif len(missing) == len(videos):
+        overall = "nothing to score: no video was tracked"
     else:
         overall = f"no annotations (NNN/annot/*.pts): nothing to score; the tracked .pts are in {args.out}"
+    if missing and len(missing) < len(videos):
+        overall = f"(over {len(videos) - len(missing)} of {len(videos)} videos) {overall}"
     print(f"done: {count_of(len(jobs) - failed, 'video')} tracked, {done} already done, {failed} skipped or failed (rerun to retry); "
           f"overall {overall}, {summary['detections']} detector (re)acquisitions{jitter}")
     return 1 if failed else 0

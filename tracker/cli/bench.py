@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from tracker.assets import DEMO_CLIP
-from tracker.cli.common import camera_arg, count, engine_args, warn
+from tracker.cli.common import camera_arg, count, count_of, engine_args, warn
 from tracker.detector import CNN_EXTRA, dlib_models_problem
 from tracker.errors import UsageError
 from tracker.fileio import atomic_write_json, check_writable
@@ -22,7 +22,8 @@ SIZE = (640, 480)  # every contender times the same frames at this size
 
 def register(sub) -> None:
     p = sub.add_parser(NAME, help="per-stage ms and fps at 640x480, with dlib HOG + 68 points timed in the same run")
-    p.add_argument("--video", type=Path, help="clip to time (default: the bundled demo clip)")
+    p.add_argument("--video", type=Path, help="clip to time (default: the bundled demo clip); its frames are resized to 640x480 "
+                   "(aspect ratio not kept) so that every row times the same pictures")
     camera_arg(p, "instead of a clip: its first --frames frames are recorded, then timed", live=False)
     p.add_argument("--frames", type=count(1), default=150, help="frames of the clip to time, from its start (default 150)")
     p.add_argument("--repeats", type=count(1), default=2, help="passes over the clip (tracker and dlib alternate)")
@@ -41,10 +42,14 @@ def run(args) -> int:
         raise UsageError("give --video or --camera, not both")
     if args.json:
         check_writable(args.json)  # now, not after minutes of timing
+    if args.mediapipe_python is not None and not args.mediapipe_python.is_file():
+        raise UsageError(f"--mediapipe-python {args.mediapipe_python}: no such file")
     source = open_video_or_camera(args.video or (DEMO_CLIP if args.camera is None else None), args.camera, warn)
     frames = load_frames(source, args.frames, SIZE)
     if not frames:
         raise VideoError(f"{source.label}: no decodable frame")
+    if len(frames) < args.frames:
+        print(f"note: {source.label} has {count_of(len(frames), 'frame')}, fewer than --frames {args.frames}: all of them are timed", file=sys.stderr)
     with_dlib = dlib_models_problem() is None
     if not with_dlib:
         print(f"note: dlib not timed (its 68-point predictor comes with {CNN_EXTRA}); the tracker alone", file=sys.stderr)

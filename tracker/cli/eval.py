@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 from tracker.cli.common import EXIT_ITEMS_FAILED, EXIT_OK, count_of
+from tracker.errors import UsageError
 from tracker.evaluation import BASELINE, FINAL, ced_curves, evaluate_predictions, ground_truth_files, score_table
-from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text
+from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, atomic_write_json, atomic_write_text
 from tracker.plots import ced_plot
 from tracker.stages import Stage
 
@@ -23,12 +24,14 @@ def register(sub) -> None:
                    help="which stage of <stem>.json to score (final: every one the predictions have, the last one last; "
                         "plain .pts are one row, 'pts')")
     p.add_argument("--list", type=Path, help="only the stems in this file (e.g. splits/val.txt)")
-    p.add_argument("--plot", type=Path, help="write the CED curve here (PNG)")
+    p.add_argument("--plot", type=Path, help="write the CED curve here (a picture: .png, .jpg ...)")
     p.add_argument("--json", type=Path, help="write the metrics here")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.plot and args.plot.suffix.lower() not in IMAGE_EXTENSIONS:  # checked before the scoring, not after it
+        raise UsageError(f"--plot {args.plot}: the plot is a picture; give one of {', '.join(IMAGE_EXTENSIONS)}")
     rows, skipped = evaluate_predictions(args.pred, ground_truth_files(args.gt, args.list), args.stage)
     lines = score_table(rows)
     # The files first: a reader that leaves early (`eval ... | head`) ends the command at the print.

@@ -19,7 +19,7 @@ from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, check_outputs_a
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.sources import CAMERA, FrameSource, SourceSpec, open_source, spec_from_argument, track_stream, until_interrupted
 from tracker.transfer import COLOR_MATCHES, DEFAULT_STRENGTH, Look, apply_look, load_texture, unwrap_source_face
-from tracker.video import READ_AHEAD, VIDEO_EXTENSIONS, AtomicVideoWriter
+from tracker.video import READ_AHEAD, WRITABLE_VIDEO_EXTENSIONS, AtomicVideoWriter
 
 NAME = "transfer"
 
@@ -37,7 +37,7 @@ def register(sub) -> None:
                    "lab (target skin tone too; default with --source-face), none")
     p.add_argument("--strength", type=float, default=DEFAULT_STRENGTH, help=f"blend weight in [0,1] (default {DEFAULT_STRENGTH})")
     p.add_argument("--save-texture", type=Path, help="with --source-face: also write the unwrapped texture (PNG), reusable with --texture")
-    p.add_argument("--device", type=int, default=0, help="camera index with --target webcam")
+    p.add_argument("--device", type=count(0), metavar="N", help="camera index with --target webcam (default 0)")
     p.add_argument("--max-frames", type=count(1), help="stop after N frames (a webcam otherwise runs until Ctrl-C)")
     engine_args(p)
     p.set_defaults(func=run)
@@ -53,8 +53,8 @@ def _check_args(args, kind: str) -> None:
     suffix = args.out.suffix.lower()
     if kind == "image" and suffix not in IMAGE_EXTENSIONS:
         raise UsageError(f"--out {args.out}: the target is an image, so the output must be one ({', '.join(IMAGE_EXTENSIONS)})")
-    if kind != "image" and suffix not in VIDEO_EXTENSIONS:
-        raise UsageError(f"--out {args.out}: the target is a video, so the output must be one (e.g. .mp4)")
+    if kind != "image" and suffix not in WRITABLE_VIDEO_EXTENSIONS:
+        raise UsageError(f"--out {args.out}: the target is a video, so the output must be one ({', '.join(WRITABLE_VIDEO_EXTENSIONS)})")
 
 
 def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig) -> int:
@@ -76,7 +76,9 @@ def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig
 
 
 def run(args) -> int:
-    spec = SourceSpec(CAMERA, device=args.camera) if args.camera is not None else spec_from_argument(args.target, args.device)
+    spec = SourceSpec(CAMERA, device=args.camera) if args.camera is not None else spec_from_argument(args.target, args.device or 0)
+    if args.device is not None and (args.camera is not None or spec.kind != CAMERA):
+        raise UsageError(f"--device {args.device} goes with --target webcam (--camera N alone names a camera)")
     _check_args(args, spec.kind)
     check_outputs_apart({"the --target": spec.path, "the --source-face": args.source_face, "the --texture": args.texture},
                         {"--out": args.out, "--save-texture": args.save_texture})

@@ -18,7 +18,7 @@ from tracker.fileio import atomic_write_json, atomic_write_text, check_output_fo
 from tracker.pipeline import LIVE_DETECT_LAG, Tracker, TrackerConfig
 from tracker.pts import write_pts
 from tracker.sources import open_video_or_camera, track_stream, until_interrupted
-from tracker.video import AtomicVideoWriter, VideoError
+from tracker.video import AtomicVideoWriter, VideoError, check_video_output
 from tracker.writers import COORDINATES, CSV_HEADER, FRAME_PTS_NAME, Subject, csv_rows, face_to_json, frame_pts_name
 
 NAME = "video"
@@ -60,6 +60,8 @@ def run(args) -> int:
         raise UsageError("nothing to write: give at least one of --out, --pts-dir, --csv, --json")
     source = open_video_or_camera(args.input, args.camera, warn)
     check_outputs_apart({"the input video": args.input}, {"--out": args.out, "--csv": args.csv, "--json": args.json, "--pts-dir": args.pts_dir})
+    if args.out is not None:
+        check_video_output(args.out)
     for path in (args.out, args.csv, args.json):
         if path is not None:
             check_writable(path)  # before the run, not after it

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tracker.cli.common import EXIT_USAGE, engine_args
-from tracker.errors import MissingInputError
+from tracker.cli.common import EXIT_USAGE, count, engine_args
+from tracker.errors import MissingInputError, UsageError
 from tracker.pipeline import TrackerConfig
 from tracker.sources import CAMERA, spec_from_argument
 
@@ -17,7 +17,7 @@ NAME = "viewer"
 def register(sub) -> None:
     p = sub.add_parser(NAME, help="the Qt viewer: webcam, video or image folder with live overlays (needs the ui extra)")
     p.add_argument("--source", help="'webcam', a video file or an image folder (default: the first camera, else the bundled demo clip)")
-    p.add_argument("--device", type=int, help="camera index (implies --source webcam when no source is given)")
+    p.add_argument("--device", type=count(0), metavar="N", help="camera index (implies --source webcam when no source is given)")
     p.add_argument("--texture", type=Path, help="UV texture for the face-transfer overlay (default: tracker/assets/textures/facepaint.png)")
     p.add_argument("--transfer", action="store_true", help="start with the face-transfer overlay on")
     engine_args(p)
@@ -26,7 +26,7 @@ def register(sub) -> None:
     p.set_defaults(func=run, gui=True)
     # `webcam` is the viewer on a camera: one window for live tracking, with every overlay.
     w = sub.add_parser("webcam", help="live tracking from a camera in the viewer (= viewer --source webcam)")
-    w.add_argument("--device", type=int, default=0, help="camera index")
+    w.add_argument("--device", type=count(0), default=0, metavar="N", help="camera index")
     engine_args(w)
     w.set_defaults(func=run, gui=True, source=CAMERA, texture=None, transfer=False)
 
@@ -42,4 +42,10 @@ def run(args) -> int:
         raise MissingInputError(f"{args.texture}: texture not found")
     given = args.source is not None or args.device is not None
     source = spec_from_argument(args.source, args.device or 0) if given else None
+    if source is not None and source.kind != CAMERA:
+        # said here in one line, not later in the window's status bar
+        if args.device is not None:
+            raise UsageError(f"--device {args.device} names a camera; --source {args.source} is not one (--source webcam is)")
+        if "%" not in source.path.name and not source.path.exists():
+            raise MissingInputError(f"{source.path}: file not found")
     return launch(source, TrackerConfig.from_args(args, mode="video"), texture=args.texture, transfer=args.transfer)

@@ -1,0 +1,137 @@
+"""`batch300vw` rerun into the same --out: the options that decided the finished videos are
+recorded and compared (a rerun with other ones is refused, not reported as its own), and a pool
+worker that dies (kill -9, the OOM killer) costs its own video at most, not every one after it."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+from test_cli_errors import _clip, one_error_line
+
+import tracker.batch
+from tracker.cli import main
+
+TRACK = tracker.batch.track_300vw_video
+
+
+def _root(tmp_path: Path, names: tuple[str, ...]) -> Path:
+    """A tiny 300VW-style folder: NNN/vid.avi of 3 frames each, without annotations."""
+    root = tmp_path / "root"
+    for name in names:
+        (root / name).mkdir(parents=True)
+        _clip(root / name / "vid.avi")
+    return root
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_rerun_with_other_options_is_refused_unless_overwrite(tmp_path, capsys):
+    root, out = _root(tmp_path, ("001", "002")), tmp_path / "out"
+    base = ["batch300vw", str(root), "--out", str(out), "--threads", "1", "--cnn-every", "0"]
+    assert main(base) == 0
+    summary = _json(out / "summary.json")
+    assert summary["options"]["refine"] is True and summary["options"]["stills"] is False
+    assert summary["complete"] is True and summary["missing"] == []
+    assert _json(out / "001" / "result.json")["options"] == summary["options"]
+    finished = _files(out)
+    capsys.readouterr()
+
+    # Each of these changes what is tracked: refused up front, in one line, nothing touched.
+    for extra, says in ((["--no-refine"], "refine true -> false"), (["--stills"], "stills false -> true"),
+                        (["--engine", "torch"], 'engine "auto" -> "torch"'), (["--one-stage"], "one-stage false -> true"),
+                        (["--flip"], "flip false -> true"), (["--no-smooth"], "smooth true -> false")):
+        assert main(base + extra) == 2, extra
+        captured = capsys.readouterr()
+        line = one_error_line(captured.err)
+        assert f"--out {out} holds 2 videos tracked with other options (001: {says} in this run)" in line, line
+        assert "another --out" in line and "--overwrite" in line and captured.out == ""
+    assert _files(out) == finished
+
+    # These do not (how fast, or --flip's default for video said aloud): the rerun resumes.
+    assert main(base + ["--jobs", "2", "--no-flip"]) == 0
+    assert "0 videos tracked, 2 already done" in capsys.readouterr().out
+
+    # --overwrite redoes every video with this run's options, and the same command resumes after it.
+    assert main(base + ["--no-refine", "--overwrite"]) == 0
+    assert "2 videos tracked, 0 already done" in capsys.readouterr().out
+    assert _json(out / "summary.json")["options"]["refine"] is False
+    assert all(_json(out / n / "result.json")["options"]["refine"] is False for n in ("001", "002"))
+    assert main(base + ["--no-refine"]) == 0
+    assert "0 videos tracked, 2 already done" in capsys.readouterr().out
+
+
+def test_killed_run_resumes_with_its_options_and_old_results_are_not_trusted(tmp_path, capsys):
+    root, out = _root(tmp_path, ("001", "002")), tmp_path / "out"
+    base = ["batch300vw", str(root), "--out", str(out), "--threads", "1", "--cnn-every", "0", "--stills"]
+    assert main(base) == 0
+    capsys.readouterr()
+    shutil.rmtree(out / "002")  # as a killed run leaves it: 001 finished, 002 not
+    assert main(base) == 0
+    assert "1 video tracked, 1 already done" in capsys.readouterr().out
+
+    # A result written by a version that did not record its options: its scores may be anyone's.
+    result = out / "001" / "result.json"
+    result.write_text(json.dumps({k: v for k, v in _json(result).items() if k != "options"}))
+    assert main(base) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"--out {out} holds 1 video (e.g. 001) from an earlier version" in line and "--overwrite" in line
+    assert main(base + ["--overwrite"]) == 0
+    assert "2 videos tracked, 0 already done" in capsys.readouterr().out
+    assert _json(result)["options"]["stills"] is True
+
+
+# --- a pool worker that dies ----------------------------------------------------------------------
+
+# Set by the test before the pool forks its workers: video -> how many of its attempts die, and
+# the folder where each death is counted (the attempts run in different processes).
+DEATHS: dict = {"videos": {}, "marks": None}
+
+
+def _track_or_die(job, on_frames=None):
+    """``track_300vw_video``, whose worker is killed (SIGKILL, as by the OOM killer) mid-video,
+    its frames written, on the first DEATHS["videos"][name] attempts at a video."""
+
+    def frames(k: int) -> None:
+        deaths = len(list(DEATHS["marks"].glob(f"{job.name}.*")))
+        if deaths < DEATHS["videos"].get(job.name, 0):
+            (DEATHS["marks"] / f"{job.name}.{deaths}").touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        on_frames(k)
+
+    return TRACK(job, frames)
+
+
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="the workers inherit the test's hook by forking")
+def test_a_dead_worker_fails_its_own_video_only_and_the_summary_says_so(tmp_path, monkeypatch, capsys):
+    root, out = _root(tmp_path, ("001", "002", "003", "004")), tmp_path / "out"
+    (tmp_path / "marks").mkdir()
+    monkeypatch.setattr(tracker.batch, "track_300vw_video", _track_or_die)
+    monkeypatch.setitem(DEATHS, "videos", {"002": 2, "003": 1})  # 002 dies on both attempts, 003 on its first
+    monkeypatch.setitem(DEATHS, "marks", tmp_path / "marks")
+    argv = ["batch300vw", str(root), "--out", str(out), "--threads", "1", "--cnn-every", "0", "--jobs", "2"]
+    assert main(argv) == 1
+    text = capsys.readouterr().out
+    assert "002: failed: its worker process died (killed, or out of memory); rerun to retry" in text, text
+    assert "BrokenProcessPool" not in text and text.count(": failed") == 1
+    assert sorted(p.name for p in (tmp_path / "marks").iterdir()) == ["002.0", "002.1", "003.0"]
+    assert "3 videos tracked, 0 already done, 1 skipped or failed (rerun to retry); overall (over 3 of 4 videos)" in text
+    summary = _json(out / "summary.json")
+    assert summary["complete"] is False and summary["missing"] == ["002"] and set(summary["videos"]) == {"001", "003", "004"}
+    assert not (out / "002").exists() and not list(out.glob(".*"))  # the dead attempts' frames are cleared
+
+    assert main(argv) == 0  # 002 has used up its deaths: the rerun does it, and only it
+    text = capsys.readouterr().out
+    assert "1 video tracked, 3 already done" in text and "overall no annotations" in text
+    summary = _json(out / "summary.json")
+    assert summary["complete"] is True and summary["missing"] == [] and len(summary["videos"]) == 4
