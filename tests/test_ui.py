@@ -39,6 +39,25 @@ def test_viewer_says_what_is_wrong_with_its_source_before_opening_a_window(capsy
     assert err.startswith("error: ") and says in err and "\n" not in err
 
 
+def test_ctrl_c_closes_the_viewer_without_a_traceback(tmp_path):
+    """Qt's event loop kept Python's Ctrl-C handler from running (an idle window never closed) and
+    the detector worker printed its own KeyboardInterrupt traceback."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("PyQt5")
+    repo = Path(__file__).resolve().parents[1]
+    p = subprocess.Popen([sys.executable, str(repo / "run_tracker.py"), "viewer", "--source", str(DEMO_CLIP)], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         env=dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(repo)))
+    time.sleep(6)  # the window is up and the detector worker started
+    os.killpg(p.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "Traceback" not in err, err
+
+
 @pytest.fixture(scope="module")
 def app():
     pytest.importorskip("PyQt5")

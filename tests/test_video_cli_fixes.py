@@ -201,6 +201,14 @@ def test_sigterm_leaves_no_partial_video(tmp_path, command):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_ctrl_c_with_the_background_detector_prints_no_traceback(tmp_path):
+    """A terminal's Ctrl-C reaches the detector's worker process too, which printed its own
+    KeyboardInterrupt traceback (every camera run has that worker)."""
+    p = cli("video", str(DEMO_CLIP), "--out", str(tmp_path / "v.mp4"), "--detect-lag", "3", "--threads", "1", start_new_session=True)
+    err = _interrupt_when(p, lambda: any(tmp_path.glob(".*partial*")), "the video writer", lambda: os.killpg(p.pid, signal.SIGINT))
+    assert "interrupted" in err and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
 def _children(pid: int) -> list[int]:
     kids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):

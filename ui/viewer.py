@@ -9,13 +9,14 @@ file, missing engine, unwritable output) ends in the status bar, never in a trac
 """
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PyQt5.QtCore import QRect, Qt
+from PyQt5.QtCore import QRect, Qt, QTimer
 from PyQt5.QtGui import QFont, QImage, QKeySequence, QPainter
 from PyQt5.QtWidgets import (
     QApplication,
@@ -469,4 +470,22 @@ def run_viewer(source: SourceSpec | None = None, config: TrackerConfig | None = 
     window.resize(1280, 760)
     window.show()
     window.open_source(source or default_source())
-    return app.exec_()
+    interrupted = []
+
+    def on_ctrl_c(*_) -> None:  # close as the window's close button does (a recording is saved)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends the process outright
+        interrupted.append(True)
+        window.close()
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    # Python runs a signal handler only when it next gets control, which Qt's event loop would
+    # not give it while nothing happens (no camera, a paused clip): a timer hands it over.
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
+    try:
+        code = app.exec_()
+    finally:
+        wake.stop()
+        signal.signal(signal.SIGINT, previous)
+    return 130 if interrupted else code
