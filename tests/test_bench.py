@@ -26,12 +26,18 @@ def test_bench_profile_table_and_json_for_every_model(tmp_path, monkeypatch, cap
     monkeypatch.chdir(tmp_path)  # ONNX Runtime would write its trace here by default
     before = _profile_dirs()
     out = tmp_path / "b.json"
+    assert main(["bench", "--mediapipe-python", str(tmp_path / "no-such-python")]) == 2  # asked for, absent: before the run
+    assert "no-such-python: no such file" in capsys.readouterr().err
+    python = tmp_path / "python-without-mediapipe"  # there, but unusable: a note, the others are timed
+    python.write_text("#!/bin/sh\necho 'No module named mediapipe' >&2\nexit 1\n")
+    python.chmod(0o755)
     rc = main(["bench", "--frames", "6", "--repeats", "1", "--threads", "1", "--profile", "--json", str(out),
-               "--mediapipe-python", str(tmp_path / "no-such-python")])
+               "--mediapipe-python", str(python)])
+    python.unlink()
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert [line for line in captured.err.splitlines() if "MediaPipe" in line] == [
-        f"note: MediaPipe not timed: {tmp_path / 'no-such-python'}: cannot run (No such file or directory)"]
+        "note: MediaPipe not timed: MediaPipe worker exited (No module named mediapipe)"]
     for name in MODELS:
         assert f"\n{name}: 5 calls, " in captured.out  # 6 frames, the first call left out
     assert captured.out.count("op type") == len(MODELS) and "Conv" in captured.out
