@@ -120,7 +120,7 @@ def run(args) -> int:
         try:
             from tracker.raybatch import ray_outcomes
         except ImportError:
-            raise UsageError("--ray needs Ray, which is not installed: pip install 'densereg-tracker[cluster]' (or 'ray>=2.9')") from None
+            raise UsageError("--ray needs Ray, which is not installed: pip install -e '.[cluster]' (or 'ray>=2.9')") from None
         outcomes = functools.partial(ray_outcomes, address=args.ray, cpus=args.jobs)
     else:
         outcomes = functools.partial(local_outcomes, workers=args.jobs or 1)

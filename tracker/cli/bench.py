@@ -26,7 +26,7 @@ def register(sub) -> None:
                    "(aspect ratio not kept) so that every row times the same pictures")
     camera_arg(p, "instead of a clip: its first --frames frames are recorded, then timed", live=False)
     p.add_argument("--frames", type=count(1), default=150, help="frames of the clip to time, from its start (default 150)")
-    p.add_argument("--repeats", type=count(1), default=2, help="passes over the clip (tracker and dlib alternate)")
+    p.add_argument("--repeats", type=count(1), default=2, help="passes over the clip (tracker and dlib alternate; default 2)")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--profile", action="store_true",
                    help="also profile every model per ONNX Runtime operator type (%% of time, ms per call), in separate sessions after the timing")

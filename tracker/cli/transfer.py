@@ -38,7 +38,7 @@ def register(sub) -> None:
     p.add_argument("--strength", type=float, default=DEFAULT_STRENGTH, help=f"blend weight in [0,1] (default {DEFAULT_STRENGTH})")
     p.add_argument("--save-texture", type=Path, help="with --source-face: also write the unwrapped texture (PNG), reusable with --texture")
     p.add_argument("--device", type=count(0), metavar="N", help="camera index with --target webcam (default 0)")
-    p.add_argument("--max-frames", type=count(1), help="stop after N frames (a webcam otherwise runs until Ctrl-C)")
+    p.add_argument("--max-frames", type=count(1), metavar="N", help="stop after N frames (a webcam otherwise runs until Ctrl-C)")
     engine_args(p)
     p.set_defaults(func=run)
 

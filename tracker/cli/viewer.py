@@ -18,17 +18,21 @@ def register(sub) -> None:
     p = sub.add_parser(NAME, help="the Qt viewer: webcam, video or image folder with live overlays (needs the ui extra)")
     p.add_argument("--source", help="'webcam', a video file or an image folder (default: the first camera, else the bundled demo clip)")
     p.add_argument("--device", type=count(0), metavar="N", help="camera index (implies --source webcam when no source is given)")
-    p.add_argument("--texture", type=Path, help="UV texture for the face-transfer overlay (default: tracker/assets/textures/facepaint.png)")
-    p.add_argument("--transfer", action="store_true", help="start with the face-transfer overlay on")
-    engine_args(p)
+    _window_args(p)
     # gui: SIGTERM keeps its default action (the process ends): a Python handler would wait for
     # Qt's event loop to return to Python, which an idle window may not do (tracker.cli.app)
     p.set_defaults(func=run, gui=True)
     # `webcam` is the viewer on a camera: one window for live tracking, with every overlay.
     w = sub.add_parser("webcam", help="live tracking from a camera in the viewer (= viewer --source webcam)")
     w.add_argument("--device", type=count(0), default=0, metavar="N", help="camera index")
-    engine_args(w)
-    w.set_defaults(func=run, gui=True, source=CAMERA, texture=None, transfer=False)
+    _window_args(w)
+    w.set_defaults(func=run, gui=True, source=CAMERA)
+
+
+def _window_args(p) -> None:
+    p.add_argument("--texture", type=Path, help="UV texture for the face-transfer overlay (default: tracker/assets/textures/facepaint.png)")
+    p.add_argument("--transfer", action="store_true", help="start with the face-transfer overlay on")
+    engine_args(p)
 
 
 def run(args) -> int:
