@@ -147,6 +147,9 @@ def test_record_and_screenshot(app, window, tmp_path):
     assert ok and frame.shape == (480, 640, 3) and frames >= 8
     assert [p.name for p in tmp_path.iterdir()] == ["rec.mp4"]
 
+    assert not window.start_recording(tmp_path / "rec.webm")  # not a container the writer fills: said in the window
+    assert "cannot record" in window.statusBar().currentMessage() and not window.record_button.isChecked()
+
     shot = tmp_path / "shot.png"
     pause(app, window)
     assert window.save_screenshot(shot)

@@ -40,11 +40,12 @@ from PyQt5.QtWidgets import (
 from engines import NOTES as ENGINE_NOTES
 from engines import available_engines
 from tracker.assets import ASSETS, DEMO_CLIP, TEXTURE_DIR, AssetError, verified_asset
+from tracker.errors import InputError
 from tracker.fileio import ImageReadError, atomic_write_image
 from tracker.pipeline import TrackerConfig
 from tracker.sources import SourceSpec, probe_cameras
 from tracker.transfer import COLOR_MATCHES, load_texture
-from tracker.video import VIDEO_EXTENSIONS, AtomicVideoWriter, VideoError
+from tracker.video import VIDEO_EXTENSIONS, AtomicVideoWriter
 from ui.overlays import OVERLAY_TIPS, OVERLAYS, OverlaySettings, compose
 from ui.worker import FramePacket, SourceInfo, TrackerThread
 
@@ -361,6 +362,8 @@ class ViewerWindow(QMainWindow):
             return
         default = time.strftime("recording-%Y%m%d-%H%M%S.mp4")
         path, _ = QFileDialog.getSaveFileName(self, "Record to", default, "MP4 video (*.mp4)")
+        if path and not Path(path).suffix:
+            path += ".mp4"  # the filter's type, which Qt's own dialog does not add
         if not path or not self.start_recording(Path(path)):
             self.record_button.setChecked(False)
 
@@ -376,7 +379,7 @@ class ViewerWindow(QMainWindow):
         h, w = self.composed.shape[:2]
         try:
             self.recorder = AtomicVideoWriter(path, fps, (w, h))
-        except (VideoError, OSError) as exc:
+        except (InputError, OSError) as exc:  # e.g. not a video container, a read-only folder
             self.show_error(f"cannot record: {exc}")
             return False
         self.recorder.write(self.composed)  # the current frame: a paused recording is still a video
