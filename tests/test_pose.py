@@ -53,3 +53,28 @@ def test_yaw_sign_convention():
     pts3 = np.random.default_rng(0).normal(size=(20, 3))
     p = estimate_pose(pts3, project(pts3, Pose(1.0, rot(25, 0, 0), np.zeros(2))))
     assert p.yaw_pitch_roll()[0] > 20
+
+
+def test_turning_the_picture_in_its_plane_changes_roll_alone():
+    """Roll is the outermost angle: a tilted head (or camera) must not read as yaw or pitch, as it
+    did with roll innermost (18 degrees of yaw at 30 degrees of tilt)."""
+    with np.load(__import__("tracker.assets", fromlist=["ASSETS"]).ASSETS / "template.npz") as z:
+        lm3d = z["landmark_3d"].astype(float)
+    model = HeadModel.from_landmarks(lm3d)
+
+    def axis(i: int, degrees: float) -> np.ndarray:  # rotation about model axis i (x, y, z)
+        c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+        j, k = [a for a in range(3) if a != i]
+        m = np.eye(3)
+        m[j, j], m[j, k], m[k, j], m[k, k] = c, -s, s, c
+        return m if i != 1 else m.T  # about y the right-handed sign is the other way round
+
+    pts = project(lm3d, Pose(3.0, axis(1, -20) @ axis(0, 25), np.array([200.0, 200.0])))
+    for tilt in (-45, -15, 0, 30, 60):
+        t = np.radians(tilt)
+        turn = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])  # counter-clockwise on the screen (y down)
+        np.testing.assert_allclose(head_pose((pts - 200) @ turn.T + 200, model).yaw_pitch_roll(), [-20, 25, tilt], atol=0.5)
+    # the convention: R = Rz(roll) Ry(yaw) Rx(pitch); yaw > 0 turns the nose to +x, pitch > 0 looks down
+    np.testing.assert_allclose(Pose(1.0, axis(2, 10) @ axis(1, 35) @ axis(0, -15), np.zeros(2)).yaw_pitch_roll(), [35, -15, 10], atol=1e-9)
+    np.testing.assert_allclose(axis(1, 90) @ [0, 0, 1], [1, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(axis(0, 90) @ [0, 0, 1], [0, -1, 0], atol=1e-12)

@@ -24,11 +24,15 @@ class Pose:
     translation: np.ndarray
 
     def yaw_pitch_roll(self) -> tuple[float, float, float]:
-        """Degrees; yaw > 0 when the face turns towards the image right."""
+        """Degrees, with R = Rz(roll) Ry(yaw) Rx(pitch): roll is outermost, so turning the camera
+        (or the picture) in its plane changes roll alone; with roll innermost, a tilted head read
+        pitch into yaw (18 degrees at 30 degrees of tilt on val faces).  Yaw > 0 when the face
+        turns towards the image right, pitch > 0 when it looks down, roll > 0 when the picture
+        is turned counter-clockwise (the head tilts to the image left)."""
         r = self.rotation
-        yaw = np.degrees(np.arcsin(np.clip(r[0, 2], -1, 1)))
-        pitch = np.degrees(np.arctan2(-r[1, 2], r[2, 2]))
-        roll = np.degrees(np.arctan2(-r[0, 1], r[0, 0]))
+        yaw = np.degrees(np.arcsin(np.clip(-r[2, 0], -1, 1)))
+        pitch = np.degrees(np.arctan2(r[2, 1], r[2, 2]))
+        roll = np.degrees(np.arctan2(r[1, 0], r[0, 0]))
         return float(yaw), float(pitch), float(roll)
 
 
