@@ -48,6 +48,29 @@ def test_cnn_box_overlaps_the_hog_box(astronaut):
 
 
 @needs_cnn
+def test_a_weak_hog_detection_counts_when_the_cnn_confirms_it(astronaut, monkeypatch):
+    """A still's subject scoring under the HOG threshold (JPEG blocks, a hand over the mouth)
+    beside a sure bystander: it was dropped and the .pts held the bystander.  The demo's mission
+    patch scores there too (0.035) and stays out."""
+    from tracker import Tracker, TrackerConfig
+    from tracker.detector import Detection, confirm_face
+
+    face, patch = detect_faces(cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY))
+    assert face.score > 1 and patch.score < 0.1  # the patch: the picture's second HOG detection
+    assert confirm_face(astronaut, patch) is None
+    confirmed = confirm_face(astronaut, face)
+    assert confirmed.detector == "cnn" and face.x0 < (confirmed.x0 + confirmed.x1) / 2 < face.x1
+    pair = np.hstack([astronaut, astronaut])  # the right copy's face is found surely, the left one only weakly
+    bystander = Detection(face.x0 + 512, face.y0, face.x1 + 512, face.y1, 1.4)
+    weak = Detection(face.x0, face.y0, face.x1, face.y1, 0.03)
+    monkeypatch.setattr("tracker.pipeline.detect_faces", lambda gray, max_side=0: [bystander, weak])
+    faces = Tracker(TrackerConfig(mode="image", threads=1)).track(pair).faces
+    assert sorted(f.box.detector for f in faces) == ["cnn", "hog"]
+    without = Tracker(TrackerConfig(mode="image", threads=1, cnn_fallback=False)).track(pair).faces
+    assert [f.box for f in without] == [bystander]
+
+
+@needs_cnn
 def test_image_mode_falls_back_to_the_cnn(astronaut, rotated):
     from dataclasses import replace
 
