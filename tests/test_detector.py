@@ -238,3 +238,26 @@ def test_detection_from_several_threads_matches_one_thread(astronaut):
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda i: (i % 4, detect_faces(frames[i % 4])), range(48)))
     assert [d for i, d in got] == [expected[i] for i, _ in got]
+
+
+def test_video_searches_again_the_frame_after_a_track_ends_and_takes_a_face_beside_another(astronaut):
+    """Two faces crossing: the one in front was lost for a frame and waited for the next search
+    (detect_every frames later), and a detection beside a tracked face, anywhere in its ROI (1.5
+    face widths), was taken for that face, so the second face was never acquired."""
+    from tracker import Tracker, TrackerConfig
+    from tracker.crop import roi_from_landmarks
+    from tracker.detector import Detection
+    from tracker.pipeline import _inside
+
+    pair = np.hstack([astronaut, astronaut])
+    video = Tracker(TrackerConfig(mode="video", threads=1, detect_every=30))
+    assert len(video.track(pair).faces) == 2
+    covered = pair.copy()
+    covered[:, 512:] = 128  # the right face is gone for a frame: its track ends
+    assert len(video.track(covered).faces) == 1
+    back = video.track(pair).faces  # frame 2, not a round of the search: found again all the same
+    assert len(back) == 2
+    roi = roi_from_landmarks(back[0].landmarks)
+    beside = Detection(roi.cx + 0.6 * roi.size - 40, roi.cy - 40, roi.cx + 0.6 * roi.size + 40, roi.cy + 40, 1.0)
+    on = Detection(roi.cx - 40 + 5, roi.cy - 40, roi.cx + 40 + 5, roi.cy + 40, 1.0)
+    assert _inside(on, roi) and not _inside(beside, roi)

@@ -318,6 +318,7 @@ class Tracker:
         self.load_ms: dict[str, float] = timer.ms  # where construction time went (bench's start-up row)
         self.input_size = NETWORK_INPUT
         self._tracks: list[_Track] = []
+        self._track_ended = False
         self._next_id = 0
         self._frame = 0
         self._search = DeferredSearch(config.detect_lag, background=config.detect_lag > 0)
@@ -330,7 +331,7 @@ class Tracker:
     def reset(self) -> None:
         """Forget all tracks (a new video)."""
         self._search.cancel()
-        self._tracks, self._frame = [], 0
+        self._tracks, self._frame, self._track_ended = [], 0, False
 
     def close(self) -> None:
         """Stop the background face search's worker process, if one was started (it also stops
@@ -375,9 +376,12 @@ class Tracker:
         if given is None and video and tracked:
             # Tracked faces: new ones are searched for every detect_every frames, the answer
             # used detect_lag frames later (the search runs beside the tracking).
-            searched = self._frame % self.config.detect_every == 0
+            # and on the frame after a track ended while others go on (the face may be there still:
+            # lost behind another face for a frame, it would otherwise wait for the next round).
+            searched = self._frame % self.config.detect_every == 0 or self._track_ended
             if searched:
                 self._search.start(self._frame, gray)
+                self._track_ended = False
             found = self._search.due(self._frame)
             if searched or found is not None:
                 detections = self._usable(found or [])
@@ -533,6 +537,7 @@ class Tracker:
             tr.landmarks, tr.age = pts, tr.age + 1
             tracks.append(tr)
             out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.head_model)))
+        self._track_ended = bool(set(by_id) - {tr.track_id for tr in tracks})
         self._tracks = tracks
         timer.add("smooth", t)
         return out
@@ -615,8 +620,10 @@ def _given_boxes(boxes, shape) -> list[Detection]:
 
 
 def _inside(det: Detection, roi: Roi) -> bool:
-    cx, cy = (det.x0 + det.x1) / 2, (det.y0 + det.y1) / 2
-    return abs(cx - roi.cx) < roi.size / 2 and abs(cy - roi.cy) < roi.size / 2
+    """Whether a detection is the face tracked in `roi`: its centre as near as two tracks on one
+    face (``_drop_duplicates``).  Anywhere in the ROI (1.5 face widths) was too far: a second face
+    beside a tracked one was taken for it and never acquired while the other was tracked."""
+    return np.hypot((det.x0 + det.x1) / 2 - roi.cx, (det.y0 + det.y1) / 2 - roi.cy) < DUPLICATE_DISTANCE * roi.size
 
 
 def _pca_confidence(fit, dense: StageLandmarks) -> np.ndarray:
