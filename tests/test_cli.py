@@ -417,7 +417,7 @@ def test_one_subject_per_video_when_two_faces_are_tracked(demo_truth):
     # Stills have no persistent ids: the main face is taken in each frame, whatever the order.
     still = Subject(sticky=False)
     size = canvas.shape[1::-1]
-    assert still.pick(faces, size) is still.pick(faces[::-1], size) is max(faces, key=lambda f: prominence(f, size))
+    assert still.pick(faces, size) is still.pick(faces[::-1], size) is max(faces, key=lambda f: prominence(f.roi, size))
 
 
 def test_images_killed_and_resumed_equals_uninterrupted(image_folder, tmp_path):

@@ -92,3 +92,18 @@ def test_landmark_dots_shrink_with_the_face_down_to_half_a_pixel():
     assert (canvas[..., 1] > 0).sum() == 1  # one pixel, not a blob hiding the face
     draw_points(canvas, np.array([[-3.0, 5.0], [25.0, 5.0]]), (0, 255, 0), 0.5)  # off the picture: nothing, no error
     assert (canvas[..., 1] > 0).sum() == 1
+
+
+def test_the_dlib_baselines_pts_holds_the_main_face_not_the_most_confident(tmp_path, monkeypatch):
+    """As the tracker's .pts: a confident bystander at the edge was written in 6 of the 14 val
+    pictures with several faces, so a user scoring the .pts files saw dlib fail for nothing."""
+    import tracker.detector as detector
+    from tracker.detector import Detection
+    from tracker.writers import write_dlib_baseline
+
+    edge, centre = Detection(0, 0, 60, 60, 2.0), Detection(250, 190, 390, 330, 0.3)
+    monkeypatch.setattr(detector, "detect_faces", lambda gray: [edge, centre])
+    monkeypatch.setattr(detector, "dlib_landmarks", lambda gray, d: np.full((68, 2), d.x0 + 1.0))
+    write_dlib_baseline(np.zeros((480, 640, 3), np.uint8), tmp_path / "pic")
+    assert np.allclose(read_pts(tmp_path / "pic.pts"), centre.x0 + 1.0)
+    assert [f["score"] for f in json.loads((tmp_path / "pic.json").read_text())["faces"]] == [2.0, 0.3]  # all of them, best first

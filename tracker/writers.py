@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from tracker.crop import Roi, roi_from_box
 from tracker.draw import warp_to_image
 from tracker.fileio import atomic_write_json
 from tracker.pts import write_pts
@@ -77,33 +78,36 @@ def maps_in_image(face: FaceResult, shape) -> dict[str, np.ndarray]:
 
 def write_dlib_baseline(image: np.ndarray, stem_path: Path) -> None:
     """dlib's HOG + 68-point predictor on every detected face: <stem>.json (same schema as
-    ours, stage 'dlib') and <stem>.pts for the most confident face."""
+    ours, stage 'dlib') and <stem>.pts for the main face, by the tracker's rule (``prominence``;
+    the most confident one was a bystander in 6 of the 14 val pictures with several faces)."""
     from tracker.detector import detect_faces, dlib_landmarks
 
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    faces = []
-    for d in detect_faces(gray):
+    faces, dets = [], detect_faces(gray)
+    for d in dets:
         pts = dlib_landmarks(gray, d)
         faces.append({"score": round(d.score, 4), "box": [d.x0, d.y0, d.x1, d.y1],
                       "stages": {"dlib": {"points": np.round(pts, 3).tolist(), "confidence": [1.0] * 68}}})
     if faces:
-        write_pts(stem_path.with_name(stem_path.name + ".pts"), np.array(faces[0]["stages"]["dlib"]["points"]))
+        size = (image.shape[1], image.shape[0])
+        main = max(range(len(dets)), key=lambda i: prominence(roi_from_box(dets[i].x0, dets[i].y0, dets[i].x1, dets[i].y1, "hog"), size))
+        write_pts(stem_path.with_name(stem_path.name + ".pts"), np.array(faces[main]["stages"]["dlib"]["points"]))
     atomic_write_json(stem_path.with_name(stem_path.name + ".json"), {"coordinates": COORDINATES, "faces": faces})
 
 
-def prominence(face: FaceResult, frame_size: tuple[int, int]) -> float:
-    """How much a face is the subject of a (w, h) picture: its crop's size, discounted by its
-    distance from the picture's centre counted in face sizes (a face its own size away from the
-    centre counts half).  On the 12 validation pictures with several faces this picks the
+def prominence(roi: Roi, frame_size: tuple[int, int]) -> float:
+    """How much the face in `roi` is the subject of a (w, h) picture: the crop's size, discounted
+    by its distance from the picture's centre counted in face sizes (a face its own size away from
+    the centre counts half).  On the 12 validation pictures with several faces this picks the
     annotated face 12 times; the largest face 8 times, the best-scoring one 8 times."""
-    d = np.hypot(face.roi.cx - frame_size[0] / 2, face.roi.cy - frame_size[1] / 2)
-    return face.roi.size / (1.0 + d / max(face.roi.size, 1e-6))
+    d = np.hypot(roi.cx - frame_size[0] / 2, roi.cy - frame_size[1] / 2)
+    return roi.size / (1.0 + d / max(roi.size, 1e-6))
 
 
 def main_face(faces: list[FaceResult], frame_size: tuple[int, int]) -> FaceResult | None:
     """The subject of a (w, h) picture: the most prominent face (``prominence``); of equal
     ones the first, i.e. the most confident (faces come best first)."""
-    return max(faces, key=lambda f: prominence(f, frame_size)) if faces else None
+    return max(faces, key=lambda f: prominence(f.roi, frame_size)) if faces else None
 
 
 def pts_face(faces: list[FaceResult], frame_size: tuple[int, int], boxes: list[Detection] | None = None) -> FaceResult | None:
