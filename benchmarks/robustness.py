@@ -11,8 +11,9 @@ JPEG at quality 10, blurred (sigma = face width / 40), grey, dark (x0.2), bright
 a grey box over the mouth or over the subject's right eye.  Every condition then goes through
 the two commands a user runs, ``run_tracker images --baseline dlib`` and ``run_tracker eval``,
 in a separate process each; ``orig`` (the pictures re-saved as PNG) is the reference they are
-compared with, in the same run.  ``dlib`` is dlib's 68-point model on the tracker's own face
-boxes (``--baseline dlib``): the same faces, so the rows compare landmarks, not detectors.
+compared with, in the same run.  ``dlib`` is dlib's 68-point model on dlib's HOG detections
+(``--baseline dlib``); the tracker adds its CNN fallback, so where HOG misses faces part of the
+gap is detection.
 
 Prints AUC@0.08 / median NME / FR@0.08 per condition for the tracker's final stage and dlib, and
 saves them with ``--json``.  Needs ``../shared/data`` and the ``[cnn]`` extra (dlib's model).
