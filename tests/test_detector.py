@@ -261,3 +261,30 @@ def test_video_searches_again_the_frame_after_a_track_ends_and_takes_a_face_besi
     beside = Detection(roi.cx + 0.6 * roi.size - 40, roi.cy - 40, roi.cx + 0.6 * roi.size + 40, roi.cy + 40, 1.0)
     on = Detection(roi.cx - 40 + 5, roi.cy - 40, roi.cx + 40 + 5, roi.cy + 40, 1.0)
     assert _inside(on, roi) and not _inside(beside, roi)
+
+
+def test_images_finds_a_group_photos_small_faces_with_detect_side_and_max_faces(astronaut, tmp_path):
+    """A large face and four small ones: HOG at 640 px finds only the large one (and the finer
+    second pass looks only where it found none); --detect-side 2048 finds all, --max-faces keeps them."""
+    import json
+
+    from tracker.cli import main
+
+    crop = astronaut[40:220, 130:320]
+    canvas = np.full((720, 1280, 3), 90, np.uint8)
+    big = cv2.resize(crop, None, fx=2.0, fy=2.0)
+    canvas[200 : 200 + big.shape[0], 450 : 450 + big.shape[1]] = big
+    small = cv2.resize(crop, None, fx=0.75, fy=0.75)
+    for x, y in [(60, 80), (60, 450), (1050, 80), (1050, 450)]:
+        canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "group.png"), canvas)
+
+    def faces(*options: str) -> int:
+        out = tmp_path / "-".join(options or ("default",))
+        assert main(["images", "--input", str(tmp_path / "in"), "--out", str(out), "--no-refine", *options]) == 0
+        return len(json.loads((out / "group.json").read_text())["faces"])
+
+    assert faces() == 1
+    assert faces("--detect-side", "2048") == 4  # the default --max-faces
+    assert faces("--detect-side", "2048", "--max-faces", "8") == 5

@@ -100,6 +100,7 @@ _FIELD_RULES = (
     ("detect_every", lambda v: _count(v, 1), "a whole number >= 1"),
     ("detect_lag", lambda v: _count(v, 0), "a whole number >= 0 (frames; 0: search inline)"),
     ("min_face", lambda v: _count(v, 0), "a whole number >= 0 (pixels)"),
+    ("detect_side", lambda v: _count(v, 160), "a whole number >= 160 (pixels)"),
     ("video_cnn_every", lambda v: _count(v, 0), "a whole number >= 0 (0: never)"),
     ("detect_threshold", _real, "a finite number"),
     ("fg_threshold", lambda v: _real(v) and 0 < v < 1, "a number in (0, 1)"),
@@ -126,7 +127,10 @@ class TrackerConfig:
     mode: TrackerMode = TrackerMode.IMAGE  # "image" or "video" are accepted too
     engine: str = "auto"  # auto | onnx | torch | tensorrt (``engines.KINDS``); every network runs on it
     threads: int = 2  # CPU cores to use: on ONNX Runtime, a frame's faces split into this many network calls side by side (``parallelism``)
-    max_faces: int = 4
+    max_faces: int = 4  # faces tracked per frame, the detector's best first (boxes the caller gives all count)
+    # Pictures: the long side HOG first searches at.  640 is ~13 ms; 2048 (~0.4 s) also finds the
+    # small faces of a group photo, which the second, finer pass only looks for where 640 found none.
+    detect_side: int = DETECT_MAX_SIDE
     detect_every: int = 30  # video: look for new faces every N frames (a full-frame HOG pass costs ~1.5 tracked frames)
     detect_lag: int = 0  # video: 0 searches inline (stalls that frame); N > 0 in a worker process, the answer used N frames later
     min_face: int = 24  # pixels; smaller detections are ignored (the crop would be mostly upsampling)
@@ -180,12 +184,12 @@ class TrackerConfig:
 
     @classmethod
     def from_args(cls, args, **fields) -> TrackerConfig:
-        """The command line's common options (``--engine``, ``--threads``, ``--no-refine``,
+        """The command line's common options (``--engine``, ``--threads``, ``--max-faces``, ``--no-refine``,
         ``--flip``, ``--dense-flip``, ``--one-stage``, ``--no-int8``, ``--fast-network``) and what the command sets itself: the one place CLI flags
         become a config."""
         if args.no_refine and args.one_stage:
             raise UsageError("--one-stage chooses the refiner that --no-refine turns off: give one of them")
-        common = {"engine": args.engine, "threads": args.threads, "refine": not args.no_refine, "refine_flip": args.flip,
+        common = {"engine": args.engine, "threads": args.threads, "max_faces": args.max_faces, "refine": not args.no_refine, "refine_flip": args.flip,
                   "dense_flip": args.dense_flip, "refiners": ONE_STAGE if args.one_stage else DEFAULT_REFINERS, "int8": not args.no_int8,
                   "fast_network": args.fast_network}
         return cls(**{**common, **fields})
@@ -391,9 +395,9 @@ class Tracker:
             if given is not None:
                 detections = given
             else:
-                found = detect_faces(gray)
+                found = detect_faces(gray, DETECT_MAX_SIDE if video else self.config.detect_side)
                 detections = self._usable(found)
-                if not detections and not video and max(gray.shape) > DETECT_MAX_SIDE:
+                if not detections and not video and max(gray.shape) > self.config.detect_side < STILL_MAX_SIDE:
                     # A still has time for a finer search: faces under ~1/8 of its long side are
                     # too small for HOG at 640 px (a 4000 px photo's 300 px face) but not at 2048.
                     found = detect_faces(gray, STILL_MAX_SIDE) or found

@@ -36,6 +36,8 @@ def engine_args(p: argparse.ArgumentParser) -> None:
                    help=f"inference backend (auto: {NOTES['auto']}; torch: {NOTES['torch']})")
     p.add_argument("--threads", type=count(1), default=2,
                    help="CPU threads (default 2); on ONNX Runtime a frame's faces go in up to this many network calls side by side, one thread each")
+    p.add_argument("--max-faces", type=count(1), default=4, metavar="N",
+                   help="faces tracked per picture or frame, the detector's best first (default 4; --boxes all count)")
     p.add_argument("--no-refine", action="store_true", help="skip the MDM refiner (faster, less accurate)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="test-time flipping: also refine the mirrored face and average (val AUC 0.613 instead of 0.602; doubles the "
