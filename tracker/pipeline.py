@@ -448,7 +448,8 @@ class Tracker:
         transformed by user testing confirmed, the patch not)."""
         weak = [d for d in found if d.width >= self.config.min_face and d.score < self.config.detect_threshold
                 and not any(s.x0 <= (d.x0 + d.x1) / 2 <= s.x1 and s.y0 <= (d.y0 + d.y1) / 2 <= s.y1 for s in sure)]
-        return [c for c in (confirm_face(image, d) for d in weak) if c is not None]
+        # at most max_faces checks (the best first): a busy scene's many weak boxes would cost seconds
+        return [c for c in (confirm_face(image, d) for d in weak[: self.config.max_faces]) if c is not None]
 
     def _cnn_due(self, video: bool, tracked: list) -> bool:
         """HOG misses rotated and profile faces; the CNN finds them at ~1 s a call, affordable
