@@ -257,3 +257,15 @@ def test_pts_face_rule():
     fa, fb = _face(100, 1.0, a), _face(300, 1.0, b)
     assert pts_face([fa, fb], frame, [a, b]) is fa  # the first given box, whatever its size
     assert pts_face([fb], frame, [a, b]) is fb  # no face in the first box: the next one
+
+
+def test_video_given_boxes_follow_a_face_moving_fast(astronaut, detected):
+    """A box 40 px lower each frame (half the face) is still that face's track: compared with the
+    tight "same face" radius of detections, a caller's box started a new track every frame."""
+    video = Tracker(TrackerConfig(mode="video", threads=1))
+    box = landmark_box(detected)
+    ids = []
+    for k in range(4):
+        frame = cv2.warpAffine(astronaut, np.float32([[1, 0, 0], [0, 1, 40 * k]]), (512, 640))
+        ids += [f.track_id for f in video.track(frame, boxes=[(box.x0, box.y0 + 40 * k, box.x1, box.y1 + 40 * k)]).faces]
+    assert ids == [ids[0]] * 4

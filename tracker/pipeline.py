@@ -27,6 +27,7 @@ from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, 
 from tracker.densemaps import DenseMaps, infer_flip_averaged
 from tracker.detector import (
     DETECT_MAX_SIDE,
+    GIVEN,
     STILL_MAX_SIDE,
     BoxError,
     DeferredSearch,
@@ -625,10 +626,14 @@ def _given_boxes(boxes, shape) -> list[Detection]:
 
 
 def _inside(det: Detection, roi: Roi) -> bool:
-    """Whether a detection is the face tracked in `roi`: its centre as near as two tracks on one
-    face (``_drop_duplicates``).  Anywhere in the ROI (1.5 face widths) was too far: a second face
-    beside a tracked one was taken for it and never acquired while the other was tracked."""
-    return np.hypot((det.x0 + det.x1) / 2 - roi.cx, (det.y0 + det.y1) / 2 - roi.cy) < DUPLICATE_DISTANCE * roi.size
+    """Whether a detection is the face tracked in `roi`, comparing like with like (the crop each
+    would give).  A detector's: as near as two tracks on one face (``_drop_duplicates``); anywhere
+    in the ROI (1.5 face widths) was too far: a second face beside a tracked one was taken for it
+    and never acquired.  The caller's boxes, one per face by contract: anywhere in the ROI, so
+    that a face moving fast between two boxes keeps its track."""
+    crop = roi_from_box(det.x0, det.y0, det.x1, det.y1, det.detector)
+    reach = 0.5 if det.detector == GIVEN else DUPLICATE_DISTANCE
+    return max(abs(crop.cx - roi.cx), abs(crop.cy - roi.cy)) < reach * roi.size
 
 
 def _pca_confidence(fit, dense: StageLandmarks) -> np.ndarray:

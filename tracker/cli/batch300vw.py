@@ -50,10 +50,12 @@ def output_options(config: TrackerConfig) -> dict:
     as each worker resolves it, on a cluster maybe on another machine).  Recorded in every
     ``result.json`` and in ``summary.json``; a rerun compares them.  Not the paths, ``--jobs``,
     ``--threads``, ``--ray`` nor ``-v``: they change where and how fast, not what is tracked."""
-    return {"stills": config.mode is TrackerMode.IMAGE, "engine": config.engine, "refine": config.refine,
+    video = config.mode is TrackerMode.VIDEO
+    return {"stills": not video, "engine": config.engine, "refine": config.refine, "max_faces": config.max_faces,
             "one_stage": config.refiners == ONE_STAGE, "flip": config.refine_flip, "dense_flip": config.dense_flip,
-            "fast_network": config.fast_network, "int8": config.int8, "smooth": config.smooth,
-            "cnn_every": config.video_cnn_every, "detect_lag": config.detect_lag}
+            # unset: what it means (on in video: the shipped assets have the fast network)
+            "fast_network": video if config.fast_network is None else config.fast_network, "int8": config.int8,
+            "smooth": config.smooth, "cnn_every": config.video_cnn_every, "detect_lag": config.detect_lag}
 
 
 def _recorded_options(result: Path) -> dict | None:
