@@ -121,7 +121,7 @@ def make_condition(name: str, data: Path, stems: list[str], folder: Path) -> Pat
 def score_condition(folder: Path, listing: Path, out: Path) -> dict:
     """``images --baseline dlib`` then ``eval``, as a user runs them; eval's rows by method."""
     run = [sys.executable, str(REPO / "run_tracker.py")]
-    subprocess.run([*run, "images", "--input", str(folder), "--list", str(listing), "--out", str(out), "--baseline", "dlib"],
+    subprocess.run([*run, "images", "--input", str(folder), "--list", str(listing), "--out", str(out), "--baseline", "dlib", "--overwrite"],
                    check=True, capture_output=True, text=True)
     scores = out.with_suffix(".json")
     done = subprocess.run([*run, "eval", "--pred", str(out), "--gt", str(folder), "--list", str(listing), "--json", str(scores)],

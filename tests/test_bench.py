@@ -27,7 +27,7 @@ def test_bench_profile_table_and_json_for_every_model(tmp_path, monkeypatch, cap
     before = _profile_dirs()
     out = tmp_path / "b.json"
     assert main(["bench", "--mediapipe-python", str(tmp_path / "no-such-python")]) == 2  # asked for, absent: before the run
-    assert "no-such-python: no such file" in capsys.readouterr().err
+    assert "no-such-python: no such program" in capsys.readouterr().err
     python = tmp_path / "python-without-mediapipe"  # there, but unusable: a note, the others are timed
     python.write_text("#!/bin/sh\necho 'No module named mediapipe' >&2\nexit 1\n")
     python.chmod(0o755)

@@ -85,7 +85,9 @@ def test_images_bad_input_resume_and_outputs(image_folder, tmp_path, capsys):
     mtime = (out / "astro.json").stat().st_mtime_ns
     main(["images", "--input", str(image_folder), "--out", str(out)])
     assert (out / "astro.json").stat().st_mtime_ns == mtime
-    assert "7 already done" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "7 already done" in captured.out
+    assert "note: 7 images finished by an earlier run kept as they were; --overwrite redoes them" in captured.err
 
 
 def test_images_on_empty_or_missing_folder(tmp_path, capsys):

@@ -60,6 +60,10 @@ def test_a_weak_hog_detection_counts_when_the_cnn_confirms_it(astronaut, monkeyp
     assert confirm_face(astronaut, patch) is None
     confirmed = confirm_face(astronaut, face)
     assert confirmed.detector == "cnn" and face.x0 < (confirmed.x0 + confirmed.x1) / 2 < face.x1
+    assert confirm_face(astronaut, Detection(600, 600, 700, 700, 0.05)) is None  # outside the picture: no window
+    small = cv2.resize(astronaut, None, fx=0.4, fy=0.4)  # a 35 px face: the CNN needs its window enlarged
+    tiny = Detection(face.x0 * 0.4, face.y0 * 0.4, face.x1 * 0.4, face.y1 * 0.4, 0.05)
+    assert confirm_face(small, tiny) is not None
     pair = np.hstack([astronaut, astronaut])  # the right copy's face is found surely, the left one only weakly
     bystander = Detection(face.x0 + 512, face.y0, face.x1 + 512, face.y1, 1.4)
     weak = Detection(face.x0, face.y0, face.x1, face.y1, 0.03)

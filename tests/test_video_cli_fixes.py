@@ -326,3 +326,12 @@ def test_video_reads_a_numbered_sequence_across_a_gap_and_an_unreadable_picture_
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 and cap.get(cv2.CAP_PROP_FPS) == 30.0
     cap.release()
+
+
+def test_an_output_named_like_a_picture_of_the_input_sequence_is_refused(tmp_path, capsys):
+    for i in range(1, 4):
+        cv2.imwrite(str(tmp_path / f"{i:06d}.jpg"), np.full((48, 64, 3), 100, np.uint8))
+    before = (tmp_path / "000002.jpg").read_bytes()
+    assert main(["video", str(tmp_path / "%06d.jpg"), "--csv", str(tmp_path / "000002.jpg")]) == 2
+    assert "is a picture of the input video (000002.jpg)" in one_error_line(capsys.readouterr().err)
+    assert (tmp_path / "000002.jpg").read_bytes() == before

@@ -90,7 +90,7 @@ _hog_lock = threading.Lock()
 
 def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     h, w = image.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
+    scale = min(1.0, max_side / max(h, w, 1))
     if scale == 1.0:
         return image, scale
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA), scale
@@ -346,8 +346,13 @@ def confirm_face(image: np.ndarray, det: Detection, threshold: float = CNN_THRES
     cx, cy, w = (det.x0 + det.x1) / 2, (det.y0 + det.y1) / 2, det.x1 - det.x0
     x0, y0 = int(max(0, cx - w)), int(max(0, cy - w))
     window = image[y0 : int(min(image.shape[0], cy + w)), x0 : int(min(image.shape[1], cx + w))]
+    if min(window.shape[:2]) < 2:
+        return None  # the box lies outside the picture
+    # The CNN sees faces from ~80 px: a small one's window is enlarged to CONFIRM_MAX_SIDE too.
+    zoom = CONFIRM_MAX_SIDE / max(window.shape[:2])
+    window = cv2.resize(window, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC if zoom > 1 else cv2.INTER_AREA)
     for d in detect_faces_cnn(window, CONFIRM_MAX_SIDE, threshold):  # best first
-        box = Detection(d.x0 + x0, d.y0 + y0, d.x1 + x0, d.y1 + y0, d.score, d.detector)
+        box = Detection(d.x0 / zoom + x0, d.y0 / zoom + y0, d.x1 / zoom + x0, d.y1 / zoom + y0, d.score, d.detector)
         if det.x0 <= (box.x0 + box.x1) / 2 <= det.x1 and det.y0 <= (box.y0 + box.y1) / 2 <= det.y1:
             return box
     return None

@@ -271,6 +271,18 @@ def numbered_pictures(pattern: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def clip_files(path: Path | None, name: str) -> dict[str, Path | None]:
+    """What reading the clip at `path` reads, by name for ``fileio.check_outputs_apart``: the
+    file, or every picture of a numbered sequence (an output named like one would replace it)."""
+    if path is None or "%" not in Path(path).name:
+        return {name: path}
+    try:
+        pictures = numbered_pictures(Path(path))
+    except VideoError:
+        pictures = []  # opening the clip says what is wrong with it
+    return {name: path, **{f"a picture of {name} ({p.name})": p for _, p in pictures}}
+
+
 class SequenceSource(FrameSource):
     """Numbered pictures given as a printf pattern (``frames/%06d.jpg``, as FFmpeg and OpenCV name
     them) read as one clip at ``SEQUENCE_FPS``: every file the pattern matches, by number, from any

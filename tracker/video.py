@@ -166,11 +166,11 @@ def read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
         worker.join()
 
 
-def check_video_output(path: Path, option: str = "--out") -> None:
+def check_video_output(path: Path, option: str = "") -> None:
     """A UsageError unless `path` names a container the writer can fill (else FFmpeg writes an
     MPEG-4 stream into `x.jpg`, or refuses `.webm` only after printing its own complaint)."""
     if Path(path).suffix.lower() not in WRITABLE_VIDEO_EXTENSIONS:
-        raise UsageError(f"{option} {path}: an output video must be one of {', '.join(WRITABLE_VIDEO_EXTENSIONS)}")
+        raise UsageError(f"{option + ' ' if option else ''}{path}: an output video must be one of {', '.join(WRITABLE_VIDEO_EXTENSIONS)}")
 
 
 class AtomicVideoWriter:
@@ -213,7 +213,7 @@ class AtomicVideoWriter:
         try:
             # cv2.VideoWriter reports no write error: a full disk leaves a file without its index
             # (an MP4 without its moov atom), which only reading it back reveals.
-            if _frames_in(self.tmp) < self.frames:
+            if self.frames and _frames_in(self.tmp) < self.frames:  # (FFmpeg would complain about an empty file)
                 full = shutil.disk_usage(self.tmp.parent).free < 1 << 20
                 raise OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC) if full else
                               f"the video written reads back incomplete ({self.frames} frames written)")

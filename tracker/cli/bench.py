@@ -2,6 +2,7 @@
 optionally MediaPipe) timed in the same run; ``tracker.timing`` does the timing."""
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -42,8 +43,8 @@ def run(args) -> int:
         raise UsageError("give --video or --camera, not both")
     if args.json:
         check_writable(args.json)  # now, not after minutes of timing
-    if args.mediapipe_python is not None and not args.mediapipe_python.is_file():
-        raise UsageError(f"--mediapipe-python {args.mediapipe_python}: no such file")
+    if args.mediapipe_python is not None and shutil.which(args.mediapipe_python) is None:  # a path, or a name on PATH
+        raise UsageError(f"--mediapipe-python {args.mediapipe_python}: no such program")
     source = open_video_or_camera(args.video or (DEMO_CLIP if args.camera is None else None), args.camera, warn)
     frames = load_frames(source, args.frames, SIZE)
     if not frames:

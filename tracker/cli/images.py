@@ -172,9 +172,9 @@ def run(args) -> int:
         raise exc.with_note(f"{count_of(counts['done'], 'image')} finished in this run and {counts['resumed']} before it are complete; "
                             "after fixing that, rerun the same command to resume") from exc
     given = f" ({counts['given']} with boxes from {args.boxes}, {counts['bad_box']} skipped for a box outside the picture)" if boxes else ""
-    if boxes and counts["resumed"]:
-        print(f"note: {counts['resumed']} images finished by an earlier run were kept as they were; "
-              "--overwrite redoes them with these boxes", file=sys.stderr)
+    if counts["resumed"]:  # made with whatever options that run had: say so, this run's may differ
+        print(f"note: {count_of(counts['resumed'], 'image')} finished by an earlier run kept as they were; "
+              f"--overwrite redoes them with this run's options{' and boxes' if boxes else ''}", file=sys.stderr)
     print(
         f"done: {count_of(counts['done'], 'image')} processed{given}, {counts['resumed']} already done, {count_of(counts['faces'], 'face')}, "
         f"{counts['no_face']} without a face, {counts['failed']} unreadable; outputs in {args.out} "

@@ -17,7 +17,7 @@ from tracker.cli.common import camera_arg, count, engine_args, warn
 from tracker.errors import InputError, UsageError
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, read_image
 from tracker.pipeline import Tracker, TrackerConfig
-from tracker.sources import CAMERA, FrameSource, SourceSpec, open_source, spec_from_argument, track_stream, until_interrupted
+from tracker.sources import CAMERA, FrameSource, SourceSpec, clip_files, open_source, spec_from_argument, track_stream, until_interrupted
 from tracker.transfer import COLOR_MATCHES, DEFAULT_STRENGTH, Look, apply_look, load_texture, unwrap_source_face
 from tracker.video import READ_AHEAD, WRITABLE_VIDEO_EXTENSIONS, AtomicVideoWriter
 
@@ -80,7 +80,7 @@ def run(args) -> int:
     if args.device is not None and (args.camera is not None or spec.kind != CAMERA):
         raise UsageError(f"--device {args.device} goes with --target webcam (--camera N alone names a camera)")
     _check_args(args, spec.kind)
-    check_outputs_apart({"the --target": spec.path, "the --source-face": args.source_face, "the --texture": args.texture},
+    check_outputs_apart({**clip_files(spec.path, "the --target"), "the --source-face": args.source_face, "the --texture": args.texture},
                         {"--out": args.out, "--save-texture": args.save_texture})
     for path in (args.out, args.save_texture):
         if path is not None:

@@ -17,7 +17,7 @@ from tracker.errors import UsageError
 from tracker.fileio import atomic_write_json, atomic_write_text, check_output_folder, check_outputs_apart, check_writable, safe_output_path
 from tracker.pipeline import LIVE_DETECT_LAG, Tracker, TrackerConfig
 from tracker.pts import write_pts
-from tracker.sources import open_video_or_camera, track_stream, until_interrupted
+from tracker.sources import clip_files, open_video_or_camera, track_stream, until_interrupted
 from tracker.video import AtomicVideoWriter, VideoError, check_video_output
 from tracker.writers import COORDINATES, CSV_HEADER, FRAME_PTS_NAME, Subject, csv_rows, face_to_json, frame_pts_name
 
@@ -59,9 +59,10 @@ def run(args) -> int:
     if not (args.out or args.pts_dir or args.csv or args.json):
         raise UsageError("nothing to write: give at least one of --out, --pts-dir, --csv, --json")
     source = open_video_or_camera(args.input, args.camera, warn)
-    check_outputs_apart({"the input video": args.input}, {"--out": args.out, "--csv": args.csv, "--json": args.json, "--pts-dir": args.pts_dir})
+    check_outputs_apart(clip_files(args.input, "the input video"),
+                        {"--out": args.out, "--csv": args.csv, "--json": args.json, "--pts-dir": args.pts_dir})
     if args.out is not None:
-        check_video_output(args.out)
+        check_video_output(args.out, "--out")
     for path in (args.out, args.csv, args.json):
         if path is not None:
             check_writable(path)  # before the run, not after it
