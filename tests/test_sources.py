@@ -155,9 +155,19 @@ def test_a_numbered_sequence_skips_an_unreadable_picture_with_one_line_and_reads
     assert got == [(0, "000001.png"), (1, "000002.png"), (4, "000005.png")]
     assert warnings == [
         f"{tmp_path / '000003.png'}: not a decodable image (corrupt, truncated or not an image)",
-        f"{tmp_path / '000004.png'}: 16x16, not the 10x8 of the sequence's first picture"]
+        f"{tmp_path / '000004.png'}: 16x16, not the 10x8 of the sequence's pictures"]
     with pytest.raises(SourceError, match="000003.png"):  # nobody to tell: the caller hears of it
         read_names(SequenceSource(pattern))
+
+
+def test_a_stray_first_picture_of_another_size_is_the_one_skipped(tmp_path):
+    """The clip's size was the first picture's: a thumbnail named 000000 made every real frame skipped."""
+    pattern = numbered(tmp_path, range(1, 6))
+    cv2.imwrite(str(tmp_path / "000000.png"), np.zeros((4, 6, 3), np.uint8))
+    warnings = []
+    source = SequenceSource(pattern, warn=warnings.append)
+    assert source.size == (10, 8) and [n for _, n in read_names(source)] == [f"{i:06d}.png" for i in range(1, 6)]
+    assert len(warnings) == 1 and "000000.png: 6x4" in warnings[0]
 
 
 def test_a_numbered_sequence_whose_first_pictures_are_unreadable_starts_at_the_first_readable_one(tmp_path):

@@ -201,7 +201,9 @@ class _DetectorProcess:
         # The worker imports this package from where this process found it.
         root = str(Path(__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
-        code = "import sys; from tracker.detector import _detector_worker; _detector_worker(int(sys.argv[1]), int(sys.argv[2]))"
+        # SIGINT ignored before the imports too: a Ctrl-C while the worker starts must not print its traceback
+        code = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); import sys; "
+                "from tracker.detector import _detector_worker; _detector_worker(int(sys.argv[1]), int(sys.argv[2]))")
         try:
             self._process = subprocess.Popen([sys.executable, "-c", code, str(to_child), str(from_child)], env=env,
                                              pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL)

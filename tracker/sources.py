@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 MAX_CAMERA_INDEX = 4
 CAMERA_FPS = 30.0  # what a recording of a camera that does not report its rate is written at
+SIZE_VOTERS = 5  # a numbered sequence's size: the most common among its first pictures
 SEQUENCE_FPS = 30.0  # numbered pictures carry no rate; FFmpeg's and OpenCV's default for them
 CAMERA = "webcam"  # the word that names a camera wherever a command takes a file (--target webcam, --source webcam)
 
@@ -309,29 +310,26 @@ class SequenceSource(FrameSource):
             gap = pattern.name % start + (f" to {pattern.name % end}" if end > start else "")
             warn(f"{pattern}: {missing} {'number' if missing == 1 else 'numbers'} missing in the sequence "
                  f"(first gap: {gap}); the clip goes on across them")
-        # The first readable picture gives the clip its size (the output video is opened before
-        # the frames are read); the unreadable ones before it are reported once, here.
-        self._first: np.ndarray | None = None
-        while self._first is None and self.position < self.length:
+        # The clip's size (the output video is opened before the frames are read): the most common
+        # among its first readable pictures, so that a stray first one (a thumbnail) is what is skipped.
+        sizes: list[tuple[int, int]] = []
+        for path in self.paths:
+            if len(sizes) == SIZE_VOTERS:
+                break
             try:
-                self._first = self.read()
-            except SourceError as exc:
-                if self.warn is None:
-                    raise
-                self.warn(str(exc))
-        if self._first is None:
+                image = read_image(path)
+            except ImageReadError:
+                continue  # reported when the clip reaches it
+            sizes.append((image.shape[1], image.shape[0]))
+        if not sizes:
             raise VideoError(f"{pattern}: none of the {self.length} pictures of this numbered sequence is readable")
-        self.position -= 1  # frames() starts at that picture, read() hands it over without decoding it again
-        self.size = (self._first.shape[1], self._first.shape[0])
+        self.size = max(sizes, key=sizes.count)  # the first of the most common
 
     def read(self) -> np.ndarray | None:
         if self.position >= self.length:
             return None
         path = self.paths[self.position]
         self.position += 1  # an unreadable picture is passed, not retried
-        if self._first is not None:
-            image, self._first = self._first, None
-            return image
         try:
             image = read_image(path)
         except ImageReadError as exc:
@@ -339,17 +337,13 @@ class SequenceSource(FrameSource):
         # A picture of another size is not a frame of this clip (a stray file, a thumbnail):
         # resizing it would stretch it, its landmarks would not be in its own pixels, and a face
         # is followed from one frame to the next in pixel coordinates.  So it is skipped.
-        if self.size != (0, 0) and (image.shape[1], image.shape[0]) != self.size:
+        if (image.shape[1], image.shape[0]) != self.size:
             raise SourceError(f"{path}: {image.shape[1]}x{image.shape[0]}, not the {self.size[0]}x{self.size[1]} of the sequence's "
-                              "first picture")
+                              "pictures")
         return image
 
     def path_at(self, index: int) -> Path | None:
         return self.paths[index] if 0 <= index < self.length else None
-
-    def seek(self, index: int) -> None:
-        super().seek(index)
-        self._first = None  # the kept first picture is that of the old position
 
 
 class ArraySource(FrameSource):
