@@ -138,19 +138,20 @@ class DeferredSearch:
             except OSError as exc:
                 self._fall_back(f"cannot start ({exc})")
 
-    def start(self, frame_index: int, gray: np.ndarray) -> None:
-        """Search `gray` (frame `frame_index`) unless a search is already under way."""
+    def start(self, frame_index: int, gray: np.ndarray) -> bool:
+        """Search `gray` (frame `frame_index`) unless a search is already under way (False)."""
         if self._pending is not None:
-            return
+            return False
         self._start_worker()  # after a close()
         if self._worker is not None:
             try:
                 self._worker.submit(gray)
                 self._pending = (frame_index + self.lag, None)
-                return
+                return True
             except OSError as exc:
                 self._fall_back(f"stopped ({exc})")
         self._pending = (frame_index + self.lag, detect_faces(gray))
+        return True
 
     def due(self, frame_index: int) -> list[Detection] | None:
         """The answer of the search started `lag` frames before `frame_index`, else None."""

@@ -384,9 +384,8 @@ class Tracker:
             # and on the frame after a track ended while others go on (the face may be there still:
             # lost behind another face for a frame, it would otherwise wait for the next round).
             searched = self._frame % self.config.detect_every == 0 or self._track_ended
-            if searched:
-                self._search.start(self._frame, gray)
-                self._track_ended = False
+            if searched and self._search.start(self._frame, gray):
+                self._track_ended = False  # (kept while another search is still under way: the next frame asks again)
             found = self._search.due(self._frame)
             if searched or found is not None:
                 detections = self._usable(found or [])

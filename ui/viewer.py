@@ -453,7 +453,8 @@ class ViewerWindow(QMainWindow):
             self.meter.pause()
 
     def closeEvent(self, event) -> None:
-        self.stop_recording()
+        if self.recorder is not None and self.stop_recording() is None:  # the window is going: its status bar cannot say so
+            print(f"error: {self.last_error}", file=sys.stderr)
         self.worker.stop()
         event.accept()
 
