@@ -284,7 +284,7 @@ def clip_files(path: Path | None, name: str) -> dict[str, Path | None]:
     return {name: path, **{f"a picture of {name} ({p.name})": p for _, p in pictures}}
 
 
-class SequenceSource(FrameSource):
+class SequenceSource(ImageSource):
     """Numbered pictures given as a printf pattern (``frames/%06d.jpg``, as FFmpeg and OpenCV name
     them) read as one clip at ``SEQUENCE_FPS``: every file the pattern matches, by number, from any
     first number.  Read here rather than by OpenCV's CAP_IMAGES, which ends the clip silently at
@@ -294,17 +294,16 @@ class SequenceSource(FrameSource):
     an unreadable picture is passed with a warning naming it and missing numbers get one warning;
     without it an unreadable picture raises ``SourceError`` (see the module's docstring)."""
 
+    sequence = True
     fps = SEQUENCE_FPS
 
     def __init__(self, pattern: Path, warn: Warn | None = None):
-        super().__init__(warn)
         pattern = Path(pattern)
-        self.label = str(pattern)
         numbered = numbered_pictures(pattern)
         if not numbered:
             raise VideoError(f"{pattern}: no picture of this numbered sequence found")
+        super().__init__([p for _, p in numbered], str(pattern), warn)
         numbers = [n for n, _ in numbered]
-        self.paths, self.length = [p for _, p in numbered], len(numbered)
         if warn and (missing := numbers[-1] - numbers[0] + 1 - self.length):
             start, end = next((n + 1, m - 1) for n, m in zip(numbers, numbers[1:]) if m > n + 1)
             gap = pattern.name % start + (f" to {pattern.name % end}" if end > start else "")
@@ -326,24 +325,14 @@ class SequenceSource(FrameSource):
         self.size = max(sizes, key=sizes.count)  # the first of the most common
 
     def read(self) -> np.ndarray | None:
-        if self.position >= self.length:
-            return None
-        path = self.paths[self.position]
-        self.position += 1  # an unreadable picture is passed, not retried
-        try:
-            image = read_image(path)
-        except ImageReadError as exc:
-            raise SourceError(str(exc)) from None
+        image = super().read()
         # A picture of another size is not a frame of this clip (a stray file, a thumbnail):
         # resizing it would stretch it, its landmarks would not be in its own pixels, and a face
         # is followed from one frame to the next in pixel coordinates.  So it is skipped.
-        if (image.shape[1], image.shape[0]) != self.size:
-            raise SourceError(f"{path}: {image.shape[1]}x{image.shape[0]}, not the {self.size[0]}x{self.size[1]} of the sequence's "
-                              "pictures")
+        if image is not None and (image.shape[1], image.shape[0]) != self.size:
+            raise SourceError(f"{self.paths[self.position - 1]}: {image.shape[1]}x{image.shape[0]}, not the "
+                              f"{self.size[0]}x{self.size[1]} of the sequence's pictures")
         return image
-
-    def path_at(self, index: int) -> Path | None:
-        return self.paths[index] if 0 <= index < self.length else None
 
 
 class ArraySource(FrameSource):
