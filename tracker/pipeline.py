@@ -379,10 +379,9 @@ class Tracker:
         tracked = [(tr, roi_from_landmarks(tr.landmarks)) for tr in self._tracks] if video else []
         detections: list[Detection] = []
         if given is None and video and tracked:
-            # Tracked faces: new ones are searched for every detect_every frames, the answer
-            # used detect_lag frames later (the search runs beside the tracking).
-            # and on the frame after a track ended while others go on (the face may be there still:
-            # lost behind another face for a frame, it would otherwise wait for the next round).
+            # Tracked faces: new ones are searched for every detect_every frames, and on the frame
+            # after a track ended while others go on (lost behind another face for a frame, it would
+            # wait for the next round); the answer is used detect_lag frames later.
             searched = self._frame % self.config.detect_every == 0 or self._track_ended
             if searched and self._search.start(self._frame, gray):
                 self._track_ended = False  # (kept while another search is still under way: the next frame asks again)
@@ -397,7 +396,8 @@ class Tracker:
             else:
                 found = detect_faces(gray, DETECT_MAX_SIDE if video else self.config.detect_side)
                 detections = self._usable(found)
-                if not detections and not video and max(gray.shape) > self.config.detect_side < STILL_MAX_SIDE:
+                finer = max(gray.shape) > self.config.detect_side and self.config.detect_side < STILL_MAX_SIDE
+                if not detections and not video and finer:
                     # A still has time for a finer search: faces under ~1/8 of its long side are
                     # too small for HOG at 640 px (a 4000 px photo's 300 px face) but not at 2048.
                     found = detect_faces(gray, STILL_MAX_SIDE) or found
