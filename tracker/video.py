@@ -54,6 +54,12 @@ def quiet_opencv():
         cv2.utils.logging.setLogLevel(level)
 
 
+def _file_api() -> int:
+    """FFmpeg only: when it fails, OpenCV would try its own AVI/MJPEG parser next, which prints to
+    stderr directly ("Unexpected element...") and reads nothing FFmpeg cannot."""
+    return cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
+
+
 def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
     """A video file (a numbered picture sequence is ``tracker.sources.SequenceSource``'s)."""
     path = Path(path)
@@ -65,10 +71,7 @@ def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
         raise VideoError(f"{path}: a picture ({path.suffix}), not a video (run_tracker images reads pictures)")
     if path.stat().st_size == 0:
         raise VideoError(f"{path}: empty file")
-    # FFmpeg only: when it fails, OpenCV would try its own AVI/MJPEG parser next, which prints
-    # to stderr directly ("Unexpected element...") and reads nothing FFmpeg cannot.
-    api = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
-    cap = cv2.VideoCapture(str(path), api)
+    cap = cv2.VideoCapture(str(path), _file_api())
     if not cap.isOpened():
         raise VideoError(f"{path}: cannot open as a video (unsupported or corrupt)")
     fps = cap.get(cv2.CAP_PROP_FPS)
@@ -232,7 +235,7 @@ class AtomicVideoWriter:
 def _frames_in(path: Path) -> int:
     """The frame count a written video's container reports; 0 when it cannot be opened."""
     with quiet_opencv():
-        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY)
+        cap = cv2.VideoCapture(str(path), _file_api())
     try:
         return int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
     finally:
