@@ -72,7 +72,7 @@ def spec_from_argument(source: str | Path | None, device: int = 0) -> SourceSpec
     path = Path(source)
     if path.is_dir():
         return SourceSpec("folder", path)
-    picture = path.suffix.lower() in PICTURE_EXTENSIONS and "%" not in path.name  # frames/%06d.jpg: a sequence, read as a video
+    picture = path.suffix.lower() in PICTURE_EXTENSIONS and not is_numbered(path)  # frames/%06d.jpg: a sequence, read as a video
     return SourceSpec("image" if picture else "video", path)
 
 
@@ -253,6 +253,11 @@ class ImageSource(FrameSource):
 NUMBERED_NAME = re.compile(r"((?:[^%]|%%)*)%0?[0-9]*d((?:[^%]|%%)*)")
 
 
+def is_numbered(path: Path) -> bool:
+    """Whether `path` names a numbered picture sequence (a printf pattern), not a file."""
+    return "%" in Path(path).name
+
+
 def numbered_pictures(pattern: Path) -> list[tuple[int, Path]]:
     """(number, file) of every file ``pattern`` (``frames/%06d.jpg``) names, by number.  A file
     matches when printf would write its name for its number (``%06d``: 000007, and 1234567 past
@@ -275,7 +280,7 @@ def numbered_pictures(pattern: Path) -> list[tuple[int, Path]]:
 def clip_files(path: Path | None, name: str) -> dict[str, Path | None]:
     """What reading the clip at `path` reads, by name for ``fileio.check_outputs_apart``: the
     file, or every picture of a numbered sequence (an output named like one would replace it)."""
-    if path is None or "%" not in Path(path).name:
+    if path is None or not is_numbered(path):
         return {name: path}
     try:
         pictures = numbered_pictures(Path(path))
@@ -354,7 +359,7 @@ def open_source(spec: SourceSpec, read_ahead: int = 0, warn: Warn | None = None)
     """Open what ``spec`` names; SourceError (one line) when it cannot be opened."""
     if spec.kind == CAMERA:
         return CameraSource(spec.device, warn)
-    if spec.kind == "video" and spec.path is not None and "%" in spec.path.name:  # a pattern: no such file exists
+    if spec.kind == "video" and spec.path is not None and is_numbered(spec.path):  # a pattern: no such file exists
         return open_clip(spec.path, read_ahead, warn)
     if spec.path is None or not spec.path.exists():
         raise SourceError(f"{spec.path}: file not found")
@@ -372,7 +377,7 @@ def open_source(spec: SourceSpec, read_ahead: int = 0, warn: Warn | None = None)
 
 def open_clip(path: Path, read_ahead: int = 0, warn: Warn | None = None) -> FrameSource:
     """A video file, or a numbered picture sequence when the file name holds a ``%`` (``frames/%06d.jpg``)."""
-    return SequenceSource(path, warn) if "%" in Path(path).name else VideoSource(path, read_ahead, warn)
+    return SequenceSource(path, warn) if is_numbered(path) else VideoSource(path, read_ahead, warn)
 
 
 def open_video_or_camera(path: Path | None, camera: int | None, warn: Warn | None = None) -> FrameSource:

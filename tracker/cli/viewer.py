@@ -9,7 +9,7 @@ from pathlib import Path
 from tracker.cli.common import EXIT_USAGE, count, engine_args
 from tracker.errors import MissingInputError, UsageError
 from tracker.pipeline import TrackerConfig
-from tracker.sources import CAMERA, spec_from_argument
+from tracker.sources import CAMERA, is_numbered, spec_from_argument
 
 NAME = "viewer"
 
@@ -50,6 +50,6 @@ def run(args) -> int:
         # said here in one line, not later in the window's status bar
         if args.device is not None:
             raise UsageError(f"--device {args.device} names a camera; --source {args.source} is not one (--source webcam is)")
-        if "%" not in source.path.name and not source.path.exists():
+        if not is_numbered(source.path) and not source.path.exists():
             raise MissingInputError(f"{source.path}: file not found")
     return launch(source, TrackerConfig.from_args(args, mode="video"), texture=args.texture, transfer=args.transfer)
