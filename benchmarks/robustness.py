@@ -1,7 +1,7 @@
 """The tracker against dlib on the val faces under picture transformations, as a user runs both.
 
     python -m benchmarks.robustness [--data ../shared/data/300w] [--work out/robustness] \
-        [--only rot30 jpeg10 ...] [--json docs/results/robustness.json]
+        [--only rot30 jpeg10 ...] [--assets DIR --pred DIR] [--json docs/results/robustness.json]
 
 Each condition is a copy of the 80 val pictures (``splits/val.txt``) transformed, with their
 annotations transformed alike (0-based pixel centres): turned in the picture's plane about the
@@ -14,6 +14,9 @@ in a separate process each; ``orig`` (the pictures re-saved as PNG) is the refer
 compared with, in the same run.  ``dlib`` is dlib's 68-point model on dlib's HOG detections
 (``--baseline dlib``); the tracker adds its CNN fallback, so where HOG misses faces part of the
 gap is detection.
+
+``--assets`` runs the tracker with the models of another folder (``images --assets``: e.g. a
+retrained refiner exported there), its predictions in ``--pred`` so the packaged models' are kept.
 
 Prints AUC@0.08 / median NME / FR@0.08 per condition for the tracker's final stage and dlib, and
 saves them with ``--json``.  Needs ``../shared/data`` and the ``[cnn]`` extra (dlib's model).
@@ -118,11 +121,12 @@ def make_condition(name: str, data: Path, stems: list[str], folder: Path) -> Pat
     return listing
 
 
-def score_condition(folder: Path, listing: Path, out: Path) -> dict:
+def score_condition(folder: Path, listing: Path, out: Path, assets: Path | None = None) -> dict:
     """``images --baseline dlib`` then ``eval``, as a user runs them; eval's rows by method."""
     run = [sys.executable, str(REPO / "run_tracker.py")]
-    subprocess.run([*run, "images", "--input", str(folder), "--list", str(listing), "--out", str(out), "--baseline", "dlib", "--overwrite"],
-                   check=True, capture_output=True, text=True)
+    models = [] if assets is None else ["--assets", str(assets)]
+    subprocess.run([*run, "images", "--input", str(folder), "--list", str(listing), "--out", str(out), "--baseline", "dlib", "--overwrite",
+                    *models], check=True, capture_output=True, text=True)
     scores = out.with_suffix(".json")
     done = subprocess.run([*run, "eval", "--pred", str(out), "--gt", str(folder), "--list", str(listing), "--json", str(scores)],
                           capture_output=True, text=True)
@@ -136,21 +140,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_300W)
     ap.add_argument("--work", type=Path, default=REPO / "out" / "robustness", help="transformed pictures and predictions")
     ap.add_argument("--only", nargs="+", choices=list(CONDITIONS), help="these conditions (orig is always run)")
+    ap.add_argument("--assets", type=Path, help="the tracker's models from this folder (images --assets)")
+    ap.add_argument("--pred", type=Path, help="predictions and scores (default WORK/pred)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    pred = args.pred or args.work / "pred"
     stems = read_list(args.data / "splits" / "val.txt")
     names = ["orig"] + [n for n in (args.only or CONDITIONS) if n != "orig"]
     rows = {}
     print(f"{'condition':10s} {'tracker AUC':>11s} {'median':>7s} {'FR':>6s}   {'dlib AUC':>8s} {'median':>7s} {'FR':>6s}   tracker - dlib AUC")
     for name in names:
         folder = args.work / "data" / name
-        methods = score_condition(folder, make_condition(name, args.data, stems, folder), args.work / "pred" / name)
+        methods = score_condition(folder, make_condition(name, args.data, stems, folder), pred / name, args.assets)
         rows[name] = {m: {k: methods[m][k] for k in ("auc08", "nme_median", "fr08", "missing")} for m in ("mdm", "dlib")}
         t, d = rows[name]["mdm"], rows[name]["dlib"]
         print(f"{name:10s} {t['auc08']:11.3f} {100 * t['nme_median']:6.2f}% {100 * t['fr08']:5.1f}%   {d['auc08']:8.3f} "
               f"{100 * d['nme_median']:6.2f}% {100 * d['fr08']:5.1f}%   {t['auc08'] - d['auc08']:+.3f}", flush=True)
     if args.json:
-        atomic_write_json(args.json, {"faces": len(stems), "reference": "orig", "command": "python -m benchmarks.robustness", "conditions": rows})
+        command = "python -m benchmarks.robustness" + ("" if args.assets is None else f" --assets {args.assets}")
+        atomic_write_json(args.json, {"faces": len(stems), "reference": "orig", "command": command, "conditions": rows})
     return 0
 
 

@@ -15,7 +15,7 @@ from engines.base import EngineError, in_chunks
 from tracker.assets import ASSETS, record
 from tracker.crop import to_network_input, warp_image
 from tracker.densemaps import DenseMaps, flip_averaged
-from tracker.errors import ConfigError, TrackerError
+from tracker.errors import ConfigError, TrackerError, UsageError
 from tracker.pipeline import DENSEREG_ASSET, FAST_DENSEREG_ASSET, LANDMARK_TARGETS, Tracker, TrackerConfig, TrackerMode, engine_batches
 from tracker.refiner import DEFAULT_REFINERS, ONE_STAGE, int8_variant, refine_cascade
 
@@ -141,6 +141,24 @@ def test_video_runs_the_fast_network_where_the_folder_has_it(loads, tmp_path):
     assert densereg(mode="image", fast_network=True) == FAST_DENSEREG_ASSET
     with pytest.raises(ConfigError, match="fast_network"):
         TrackerConfig(fast_network="yes")
+
+
+def test_assets_option_is_the_model_folder_and_batch_runs_record_what_it_holds(tmp_path):
+    from tracker.cli import build_parser
+    from tracker.cli.batch300vw import output_options
+
+    folder = put_assets(tmp_path / "assets", [*CORE_ASSETS, *DEFAULT_REFINERS])  # no fast network
+    parser = build_parser()
+    mine = TrackerConfig.from_args(parser.parse_args(["video", "clip.mp4", "--assets", str(folder)]), mode="video")
+    assert mine.assets == folder
+    shipped = TrackerConfig.from_args(parser.parse_args(["video", "clip.mp4"]), mode="video")
+    assert shipped.assets is None
+    # what a batch run records is what the tracker runs: this folder has no fast network to choose
+    assert output_options(shipped)["fast_network"] and "assets" not in output_options(shipped)
+    assert not output_options(mine)["fast_network"] and output_options(mine)["assets"] == str(folder.resolve())
+    for wrong, why in ((tmp_path / "missing", "no such folder"), (folder / "template.npz", "not a folder")):
+        with pytest.raises(UsageError, match=f"--assets: .*{why}"):
+            parser.parse_args(["images", "--input", "a", "--out", "b", "--assets", str(wrong)])
 
 
 def test_an_int8_variant_of_another_float_graph_is_refused(tmp_path):

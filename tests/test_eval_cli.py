@@ -66,6 +66,24 @@ def _rows(stdout: str) -> list[str]:
     return [x.split()[0] for x in body if not x.startswith(("NME:", "points:", "With several"))]
 
 
+def test_a_bystander_is_not_scored_as_the_annotated_face(tmp_path, gt, capsys):
+    """Pictures where only another person was found: the annotated face is missing (a failure),
+    and the mean NME is not the distance between the two people; the subject found beside a
+    bystander is scored, and a poor answer centred on the subject still counts as its answer."""
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    faces = {"a": [_face(0) + 400.0],  # only a bystander, 400 px away
+             "b": [_face(1) + 400.0, _face(1) + 1.0],  # the bystander and the subject
+             "c": [(_face(2) - _face(2).mean(0)) * 0.3 + _face(2).mean(0)]}  # the subject, badly shrunk: scored
+    for stem, points in faces.items():
+        (pred / f"{stem}.json").write_text(json.dumps({"faces": [json.loads(_tracker_json(p, ("mdm",)))["faces"][0] for p in points]}))
+    assert _eval(pred, gt, json_out=tmp_path / "m.json") == 0
+    m = json.loads((tmp_path / "m.json").read_text())["methods"]["mdm"]
+    assert m["missing"] == 1 and m["errors"][0] is None
+    assert m["errors"][1] < 0.05 and m["errors"][2] > 0.1  # the shrunk answer: scored, a failure
+    assert "another person" in capsys.readouterr().out
+
+
 # -- 7: skipped predictions: exit status 1, one line per file, reasons in words ----------------------
 
 def test_an_unreadable_pts_prediction_is_skipped_with_exit_status_1(tmp_path, gt, capsys):

@@ -386,3 +386,53 @@ def test_tracker_starts_are_the_trackers_points_near_each_annotation(tmp_path):
     assert np.abs(starts["set/near.jpg"] - pca).max() < 0.5  # the picture re-encoded: within a fraction of a pixel
     assert len(list(cache.glob("starts_train_*.npz"))) == 1
     np.testing.assert_array_equal(tracker_starts(tmp_path, "train", (), cache)["set/near.jpg"], starts["set/near.jpg"])
+
+
+def test_an_occluder_covers_part_of_the_crop_and_leaves_the_shapes_alone(monkeypatch):
+    pytest.importorskip("torch")
+    import training.mdm
+    from training.mdm import CACHE, FINE_PERTURBATION, sample
+
+    # each crop is normalised by its own statistics, which the occluder changes: compare raw crops
+    monkeypatch.setattr(training.mdm, "normalise_crop", lambda g: g.astype(np.float32))
+
+    model = load_shape_model()
+    geometry = CACHE[FINE]
+    cached = np.random.default_rng(0).integers(0, 255, (geometry.size(FINE),) * 2).astype(np.uint8)
+    gt = geometry.reference(FINE, model)
+    start = gt + np.random.default_rng(1).normal(size=gt.shape) * 3
+    args = (cached, gt, model, FINE.reference(model), FINE_PERTURBATION, None)
+    clean = sample(*args, flip=False, start=start, size=FINE.crop)
+    covered = sample(*args, flip=False, start=start, size=FINE.crop, occluder=np.random.default_rng(2))
+    np.testing.assert_array_equal(covered[1], clean[1])  # the same start...
+    np.testing.assert_array_equal(covered[2], clean[2])  # ...and the true shape as the target, occluder or not
+    changed = (covered[0] != clean[0]).mean()
+    assert 0.005 < changed < 0.5  # part of the crop, not all of it
+    again = sample(*args, flip=False, start=start, size=FINE.crop, occluder=np.random.default_rng(2))
+    np.testing.assert_array_equal(again[0], covered[0])  # drawn from the generator alone
+
+
+def test_occluders_draw_grey_and_colour_pictures_alike():
+    from training.dataset import occlude
+
+    grey = np.full((64, 64), -1.0, np.float32)  # a value no occluder has: its pixels are the changed ones
+    for seed in range(20):
+        out = occlude(grey, np.random.default_rng(seed))
+        assert out.shape == grey.shape and out.dtype == grey.dtype
+        covered = out != -1
+        assert 0 < covered.mean() < 0.6 and out[covered].min() >= 0 and out.max() <= 255
+        colour = occlude(np.full((64, 64, 3), -1.0, np.float32), np.random.default_rng(seed))
+        # the same polygon in both: the generator's draws do not depend on the channels
+        np.testing.assert_array_equal((colour != -1).all(axis=2), covered)
+
+
+def test_a_run_can_start_from_a_checkpoint_or_from_a_shipped_network(tmp_path):
+    torch = pytest.importorskip("torch")
+    from training.train import init_weights, load_checkpoint
+
+    shipped = load_checkpoint(ASSETS / "mdm_refiner.pt")
+    assert init_weights(shipped) is shipped["state_dict"]
+    assert init_weights({"model": shipped["state_dict"], "step": 3}) is shipped["state_dict"]
+    torch.save({"step": 3}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="neither a training checkpoint"):
+        init_weights(load_checkpoint(tmp_path / "other.pt"))

@@ -186,13 +186,13 @@ class TrackerConfig:
     @classmethod
     def from_args(cls, args, **fields) -> TrackerConfig:
         """The command line's common options (``--engine``, ``--threads``, ``--max-faces``, ``--no-refine``,
-        ``--flip``, ``--dense-flip``, ``--one-stage``, ``--no-int8``, ``--fast-network``) and what the command sets itself: the one place CLI flags
-        become a config."""
+        ``--flip``, ``--dense-flip``, ``--one-stage``, ``--no-int8``, ``--fast-network``, ``--assets``) and what the command sets
+        itself: the one place CLI flags become a config."""
         if args.no_refine and args.one_stage:
             raise UsageError("--one-stage chooses the refiner that --no-refine turns off: give one of them")
         common = {"engine": args.engine, "threads": args.threads, "max_faces": args.max_faces, "refine": not args.no_refine, "refine_flip": args.flip,
                   "dense_flip": args.dense_flip, "refiners": ONE_STAGE if args.one_stage else DEFAULT_REFINERS, "int8": not args.no_int8,
-                  "fast_network": args.fast_network}
+                  "fast_network": args.fast_network, "assets": args.assets}
         return cls(**{**common, **fields})
 
 
@@ -275,6 +275,13 @@ class _Timer:
         return now
 
 
+def uses_fast_network(config: TrackerConfig) -> bool:
+    """``fast_network`` as decided: unset means on in video where the model folder has the fast network."""
+    if config.fast_network is not None:
+        return config.fast_network
+    return config.mode is TrackerMode.VIDEO and ((config.assets or ASSETS) / FAST_DENSEREG_ASSET).exists()
+
+
 class Tracker:
     """Face landmarks and dense correspondence for images and video frames."""
 
@@ -288,10 +295,7 @@ class Tracker:
         # export may not); TensorRT and torch the float graph.
         refiner_files = {name: int8_variant(name) if kind == "onnx" and config.int8 and (folder / int8_variant(name)).exists() else name
                          for name in refiner_names}
-        fast = config.fast_network
-        if fast is None:
-            fast = config.mode is TrackerMode.VIDEO and (folder / FAST_DENSEREG_ASSET).exists()
-        self.densereg_asset = FAST_DENSEREG_ASSET if fast else DENSEREG_ASSET
+        self.densereg_asset = FAST_DENSEREG_ASSET if uses_fast_network(config) else DENSEREG_ASSET
         names = (self.densereg_asset, "shape_pca.npz", "template.npz", LANDMARK_TARGETS, *refiner_files.values())
         paths = {name: verified_asset(name, folder) for name in names}
         t = timer.add("verify assets", t)  # SHA-256 of each file, once per process

@@ -171,7 +171,8 @@ def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def occlude(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random polygon of random colour/texture over part of the face (hand, hair, mic...)."""
+    """A random polygon of random colour/texture over part of the face (hand, hair, mic...);
+    `image` (S,S,3) or (S,S) grey, 0..255, any dtype."""
     s = image.shape[0]
     centre = rng.uniform(0.25 * s, 0.75 * s, size=2)
     radius = rng.uniform(0.08, 0.25) * s
@@ -179,7 +180,7 @@ def occlude(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     pts = centre + radius * rng.uniform(0.5, 1.0, (len(angles), 1)) * np.stack([np.cos(angles), np.sin(angles)], 1)
     out = image.copy()
     if rng.random() < 0.5:
-        fill = np.full_like(image, rng.integers(0, 255, 3, dtype=np.uint8))
+        fill = np.full_like(image, rng.integers(0, 255, image.shape[2:], dtype=np.uint8))
     else:
         fill = cv2.GaussianBlur(rng.integers(0, 255, image.shape, dtype=np.uint8), (0, 0), rng.uniform(1, 4))
     mask = np.zeros((s, s), np.uint8)

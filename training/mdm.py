@@ -278,13 +278,16 @@ def cache_face(gray: np.ndarray, gt: np.ndarray, reference: np.ndarray, size: in
 
 
 def sample(cached: np.ndarray, gt: np.ndarray, model, reference: np.ndarray, p: Perturbation, rng, flip: bool,
-           start: np.ndarray | None = None, gain: float = 1.0, *, size: int):
+           start: np.ndarray | None = None, gain: float = 1.0, *, size: int, occluder: np.random.Generator | None = None):
     """(crop (S,S) float32 normalised, init (68,2), target (68,2)) in the canonical frame of
     `reference` and `size`.  The initial shape is drawn by `p` around the truth, or, given a
     `start` (a real initialisation in cache coordinates), is ``gt + gain * (start - gt)``: the
-    tracker's own error, scaled."""
+    tracker's own error, scaled.  With an `occluder` generator, a synthetic occluder
+    (``training.dataset.occlude``) is drawn over the crop; the target stays the true shape, so
+    the refiner learns to hold points it cannot see instead of following the occluder's edges."""
     from tracker.crop import transform_points
     from tracker.refiner import canonical_crop, canonical_transform
+    from training.dataset import occlude
     from training.template import FLIP_PERMUTATION
 
     if flip:
@@ -293,6 +296,8 @@ def sample(cached: np.ndarray, gt: np.ndarray, model, reference: np.ndarray, p: 
     init = perturb(gt, model, p, rng) if start is None else gt + gain * (start - gt)
     m = canonical_transform(init, reference)
     crop = canonical_crop(np.ascontiguousarray(cached), m, size).astype(np.float32)
+    if occluder is not None:
+        crop = occlude(crop, occluder)
     if rng is not None:
         crop = crop * rng.uniform(0.6, 1.4) + rng.uniform(-40, 40)
         if rng.random() < 0.3:
@@ -377,30 +382,36 @@ def tracker_starts(data_root, split: str, refiners: tuple[str, ...], cache_dir=N
     return starts
 
 
-def make_batch(crops, truths, model, reference, p: Perturbation, rng, batch: int, size: int, starts=None, start_share: float = 0.0):
+def make_batch(crops, truths, model, reference, p: Perturbation, rng, batch: int, size: int, starts=None, start_share: float = 0.0,
+               occluders: float = 0.0):
     """`start_share` of the faces that have a tracker start (``starts``, NaN where none) begin
-    from it, scaled by a gain in ``START_GAIN``; the rest from `p`."""
+    from it, scaled by a gain in ``START_GAIN``; the rest from `p`.  `occluders`: the share of
+    crops with a synthetic occluder drawn over them."""
     idx = rng.integers(0, len(crops), batch)
     items = []
     for i in idx:
         real = starts is not None and not np.isnan(starts[i]).any() and rng.random() < start_share
         items.append(sample(crops[i], truths[i], model, reference, p, rng, flip=bool(rng.random() < 0.5),
-                            start=starts[i] if real else None, gain=rng.uniform(*START_GAIN) if real else 1.0, size=size))
+                            start=starts[i] if real else None, gain=rng.uniform(*START_GAIN) if real else 1.0, size=size,
+                            occluder=rng if occluders and rng.random() < occluders else None))
     image = torch.from_numpy(np.stack([it[0] for it in items])[:, None])
     init = torch.from_numpy(np.stack([it[1] for it in items]).astype(np.float32))
     target = torch.from_numpy(np.stack([it[2] for it in items]).astype(np.float32))
     return image, init, target
 
 
-def fixed_validation(crops, truths, model, reference, p: Perturbation, size: int, seed: int = 1234, starts=None):
+def fixed_validation(crops, truths, model, reference, p: Perturbation, size: int, seed: int = 1234, starts=None,
+                     occluded: bool = False):
     """The same initialisations at every evaluation, without photometric noise: the tracker's
-    own starts where given (``starts``, NaN where none), else drawn by `p` with a fixed seed."""
+    own starts where given (``starts``, NaN where none), else drawn by `p` with a fixed seed.
+    `occluded`: every crop with a synthetic occluder, the same ones at every evaluation."""
     rng = np.random.default_rng(seed)
     items = []
     for i, (crop, gt) in enumerate(zip(crops, truths)):
         drawn = perturb(gt, model, p, rng)  # drawn for every face, so a face's draw does not depend on the others' starts
         real = starts is not None and not np.isnan(starts[i]).any()
-        items.append(sample(crop, gt, model, reference, p, None, flip=False, start=starts[i] if real else drawn, size=size))
+        items.append(sample(crop, gt, model, reference, p, None, flip=False, start=starts[i] if real else drawn, size=size,
+                            occluder=np.random.default_rng([seed, i]) if occluded else None))
     return (
         torch.from_numpy(np.stack([it[0] for it in items])[:, None]),
         torch.from_numpy(np.stack([it[1] for it in items]).astype(np.float32)),
@@ -408,7 +419,7 @@ def fixed_validation(crops, truths, model, reference, p: Perturbation, size: int
     )
 
 
-def evaluate(net: MDM, val) -> dict[str, float]:
+def evaluate(net: MDM, val, prefix: str = "val") -> dict[str, float]:
     image, init, target = val
     net.eval()
     with torch.no_grad():
@@ -417,7 +428,8 @@ def evaluate(net: MDM, val) -> dict[str, float]:
     iod = torch.linalg.norm(target[:, 36] - target[:, 45], dim=-1)
     e_init = (torch.linalg.norm(init - target, dim=-1).mean(-1) / iod).numpy()
     e_final = (torch.linalg.norm(pred[:, -1] - target, dim=-1).mean(-1) / iod).numpy()
-    return {"val_nme_init": float(e_init.mean()), "val_nme_refined": float(e_final.mean()), "val_auc08_refined": float(auc(e_final))}
+    return {f"{prefix}_nme_init": float(e_init.mean()), f"{prefix}_nme_refined": float(e_final.mean()),
+            f"{prefix}_auc08_refined": float(auc(e_final))}
 
 
 class MDMTask:
@@ -428,13 +440,18 @@ class MDMTask:
     `starts_after`: the refiner stages that run before this one in the tracker (``()``: it
     starts from the DenseReg+PCA output); then `start_share` of the training faces start where
     the tracker (models from `assets`, default the shipped ones) leaves them, and validation runs
-    from the tracker's val starts, so its numbers are this stage's inside the tracker."""
+    from the tracker's val starts, so its numbers are this stage's inside the tracker.
+
+    `occluders`: the share of training crops with a synthetic occluder (``sample``); with it,
+    validation also reports the same faces each under an occluder (``val_occluded_*``); the
+    best checkpoint is still chosen on the clean faces."""
 
     val_key = "val_nme_refined"
 
     def __init__(self, data_root, batch_size: int, perturbation: Perturbation = Perturbation(),
                  config: MDMConfig = MDMConfig(), frame: CanonicalFrame = COARSE, extra_train: tuple = (),
-                 starts_after: tuple[str, ...] | None = None, start_share: float = 0.5, cache_dir=None, assets=None):
+                 starts_after: tuple[str, ...] | None = None, start_share: float = 0.5, cache_dir=None, assets=None,
+                 occluders: float = 0.0):
         from tracker.shape_model import load_shape_model
 
         assert (config.crop, config.patch) == (frame.crop, frame.patch), "network and frame disagree"
@@ -442,6 +459,7 @@ class MDMTask:
         self.batch_size = batch_size
         self.perturbation = perturbation
         self.start_share = start_share if starts_after is not None else 0.0
+        self.occluders = occluders
         self.size = frame.crop
         self.model = load_shape_model()
         self.reference = frame.reference(self.model)
@@ -456,15 +474,20 @@ class MDMTask:
         parts = [build_cache(root, "train", *cached, starts("train") if root == data_root else None) for root in (data_root, *extra_train)]
         self.crops, self.truths, self.starts = (np.concatenate(arrays) for arrays in zip(*parts))
         val_crops, val_truths, val_starts = build_cache(data_root, "val", *cached, starts("val"))
-        self.val = fixed_validation(val_crops, val_truths, self.model, self.reference, perturbation, size=self.size, starts=val_starts)
+        val = (val_crops, val_truths, self.model, self.reference, perturbation)
+        self.val = fixed_validation(*val, size=self.size, starts=val_starts)
+        self.val_occluded = fixed_validation(*val, size=self.size, starts=val_starts, occluded=True) if occluders else None
 
     def batch(self, rng: np.random.Generator):
         return make_batch(self.crops, self.truths, self.model, self.reference, self.perturbation, rng, self.batch_size, self.size,
-                          self.starts, self.start_share)
+                          self.starts, self.start_share, self.occluders)
 
     def loss(self, batch) -> dict[str, torch.Tensor]:
         image, init, target = batch
         return {"total": mdm_loss(self.net(image, init), target)}
 
     def evaluate(self) -> dict[str, float]:
-        return evaluate(self.net, self.val)
+        metrics = evaluate(self.net, self.val)
+        if self.val_occluded is not None:
+            metrics |= evaluate(self.net, self.val_occluded, "val_occluded")
+        return metrics

@@ -127,6 +127,15 @@ STARTS_AT_ZERO = ("backbone.fg2.", ADDED_BLOCKS, AUX_HEAD)  # the last: training
 HEAD = ("backbone.head.weight", "backbone.head.bias")
 
 
+def init_weights(checkpoint: dict) -> dict:
+    """The network weights of a training checkpoint ('model') or of an exported network
+    (``training.export``'s .pt: 'state_dict'), so a run can start from the shipped weights."""
+    for key in ("model", "state_dict"):
+        if key in checkpoint:
+            return checkpoint[key]
+    raise ValueError("--init-from: neither a training checkpoint ('model') nor an exported network ('state_dict')")
+
+
 def load_init_weights(net: torch.nn.Module, state: dict) -> None:
     """Load a trained network's weights into `net`, which may lack some of its layers (a
     configuration with blocks removed, e.g. ``--decoder-blocks``): those weights are left out,
@@ -227,7 +236,7 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
     last = out / "last.pt"
     if init_from is not None and not (resume and last.exists()):
         # Weights only: a new run (new data or recipe) starting from a trained network.
-        load_init_weights(task.net, load_checkpoint(init_from)["model"])
+        load_init_weights(task.net, init_weights(load_checkpoint(init_from)))
     if resume and last.exists():
         state = load_checkpoint(last)
         task.net.load_state_dict(state["model"])
@@ -346,7 +355,7 @@ def _tracker_starts(args, after: tuple[str, ...]) -> dict:
     """``MDMTask``'s tracker-start options from the command line (``--tracker-starts SHARE``,
     ``--starts-assets``); `after`: the refiner stages the tracker runs before this one."""
     return {"starts_after": after if args.tracker_starts else None, "start_share": args.tracker_starts, "cache_dir": args.cache,
-            "assets": args.starts_assets}
+            "assets": args.starts_assets, "occluders": args.occluders}
 
 
 @task("mdm")
@@ -424,7 +433,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="refiner tasks: this share of the training faces start where the shipped tracker leaves them "
                          "(its earlier stages run on the photo), and validation starts there too (training.mdm.tracker_starts)")
     ap.add_argument("--starts-assets", type=Path, help="with --tracker-starts: the tracker's models from this folder (default: the shipped ones)")
-    ap.add_argument("--init-from", type=Path, help="start a new run from these weights (a checkpoint's 'model')")
+    ap.add_argument("--occluders", type=float, default=0.0, metavar="SHARE",
+                    help="refiner tasks: the share of training crops with a synthetic occluder (training.mdm.sample)")
+    ap.add_argument("--init-from", type=Path,
+                    help="start a new run from these weights: a checkpoint's 'model' or an exported network (tracker/assets/*.pt)")
     ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                     help="validate and keep the weights' exponential moving average (e.g. 0.998; 0: the weights themselves)")
     args = ap.parse_args(argv)

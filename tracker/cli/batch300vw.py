@@ -16,7 +16,7 @@ from tracker.detector import cnn_missing_note
 from tracker.errors import UsageError
 from tracker.evaluation import summarise_300vw
 from tracker.fileio import atomic_write_image, atomic_write_json, check_output_folder, remove_partial_outputs, safe_output_path
-from tracker.pipeline import TrackerConfig, TrackerMode
+from tracker.pipeline import TrackerConfig, TrackerMode, uses_fast_network
 from tracker.plots import ced_plot
 from tracker.refiner import ONE_STAGE
 
@@ -51,11 +51,13 @@ def output_options(config: TrackerConfig) -> dict:
     ``result.json`` and in ``summary.json``; a rerun compares them.  Not the paths, ``--jobs``,
     ``--threads``, ``--ray`` nor ``-v``: they change where and how fast, not what is tracked."""
     video = config.mode is TrackerMode.VIDEO
-    return {"stills": not video, "engine": config.engine, "refine": config.refine, "max_faces": config.max_faces,
-            "one_stage": config.refiners == ONE_STAGE, "flip": config.refine_flip, "dense_flip": config.dense_flip,
-            # unset: what it means (on in video: the shipped assets have the fast network)
-            "fast_network": video if config.fast_network is None else config.fast_network, "int8": config.int8,
-            "smooth": config.smooth, "cnn_every": config.video_cnn_every, "detect_lag": config.detect_lag}
+    options = {"stills": not video, "engine": config.engine, "refine": config.refine, "max_faces": config.max_faces,
+               "one_stage": config.refiners == ONE_STAGE, "flip": config.refine_flip, "dense_flip": config.dense_flip,
+               "fast_network": uses_fast_network(config), "int8": config.int8,
+               "smooth": config.smooth, "cnn_every": config.video_cnn_every, "detect_lag": config.detect_lag}
+    if config.assets is not None:  # only when given: runs with the packaged models record what they always did
+        options["assets"] = str(config.assets.resolve())
+    return options
 
 
 def _recorded_options(result: Path) -> dict | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from engines import KINDS, NOTES
 
@@ -31,6 +32,14 @@ def count(minimum: int):
     return parse
 
 
+def existing_folder(text: str) -> Path:
+    """argparse type: a folder that exists."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {'not a folder' if path.exists() else 'no such folder'}")
+    return path
+
+
 def engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="auto", choices=KINDS,
                    help=f"inference backend (auto: {NOTES['auto']}; torch: {NOTES['torch']})")
@@ -53,6 +62,10 @@ def engine_args(p: argparse.ArgumentParser) -> None:
                         "UV and parts). Default: on for video, off for pictures")
     p.add_argument("--no-int8", action="store_true", help="ONNX Runtime runs the refiners' float graphs instead of their "
                    "int8 variants (~0.2 ms a face slower; the same val AUC, 0.613)")
+    p.add_argument("--assets", type=existing_folder, metavar="DIR",
+                   help="the models from this folder instead of the packaged tracker/assets: a copy of it with your own "
+                        "networks exported into it (python -m training.export ... --out-dir DIR; each file is checked "
+                        "against DIR/MANIFEST.json)")
 
 
 def video_args(p: argparse.ArgumentParser) -> None:
