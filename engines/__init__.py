@@ -49,16 +49,18 @@ def resolve_kind(kind: str) -> str:
     return "onnx"
 
 
-def load_engine(onnx_path: Path, kind: str = "auto", threads: int = 2, max_batch: int = 1, calls: int = 1) -> Engine:
+def load_engine(onnx_path: Path, kind: str = "auto", threads: int = 2, max_batch: int = 1, calls: int = 1,
+                one_sample_per_call: bool = False) -> Engine:
     """Load the model at `onnx_path` with the chosen backend; `max_batch`: TensorRT's largest
     batch; `calls`: ONNX Runtime splits a batch into up to this many calls side by side, each
-    on `threads` threads (``OnnxEngine``)."""
+    on `threads` threads; `one_sample_per_call`: ONNX Runtime runs each sample alone (a
+    dynamically quantized graph, ``OnnxEngine``)."""
     onnx_path = Path(onnx_path)
     kind = resolve_kind(kind)
     if kind == "onnx":
         from engines.onnx_engine import OnnxEngine
 
-        return OnnxEngine(onnx_path, threads=threads, calls=calls)
+        return OnnxEngine(onnx_path, threads=threads, calls=calls, one_sample_per_call=one_sample_per_call)
     if kind == "torch":
         from engines.torch_engine import TorchEngine
 

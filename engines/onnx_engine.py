@@ -13,13 +13,17 @@ from engines.base import Engine, EngineError, check_inputs, cpu_device
 class OnnxEngine(Engine):
     name = "onnx"
 
-    def __init__(self, path: Path, threads: int = 2, profile_prefix: str | None = None, calls: int = 1):
+    def __init__(self, path: Path, threads: int = 2, profile_prefix: str | None = None, calls: int = 1,
+                 one_sample_per_call: bool = False):
         """``threads``: ONNX Runtime's threads inside one call.  ``calls``: a batch is split into up
         to this many parts run side by side (ONNX Runtime releases the GIL): on two cores two
         1-thread calls of one face each beat one 2-thread call of both (the tracker's networks
         are too small at batch 1 to gain from a second thread).  ``profile_prefix``: record ONNX
         Runtime's per-node profile, written by ``end_profiling()`` to
-        ``<profile_prefix>_<date>.json`` (for ``bench --profile``)."""
+        ``<profile_prefix>_<date>.json`` (for ``bench --profile``).  ``one_sample_per_call``: for
+        a graph whose answer for one sample depends on the others in its call (dynamic
+        quantization scales the activations by the whole call's range): every sample runs alone,
+        so a face's landmarks do not depend on the faces beside it or on ``calls``."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -38,6 +42,7 @@ class OnnxEngine(Engine):
             raise EngineError(f"{path}: ONNX Runtime cannot load the model ({str(exc).splitlines()[0]})") from exc
         self.device = cpu_device(opts.intra_op_num_threads)
         self.calls = max(1, calls)
+        self.one_sample_per_call = one_sample_per_call
         self._pool: ThreadPoolExecutor | None = None  # for the parts beyond the first, made when first needed
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)  # the graph's metadata_props
         self._inputs = tuple(i.name for i in self.session.get_inputs())
@@ -48,13 +53,22 @@ class OnnxEngine(Engine):
         n = next(iter(arrays.values())).shape[0]
         parts = min(self.calls, n)
         if parts <= 1:
-            return self._run(arrays)
+            return self._run_part(arrays)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.calls - 1, thread_name_prefix="onnx-calls")
         bounds = [n * i // parts for i in range(parts + 1)]
         chunks = [{k: v[a:b] for k, v in arrays.items()} for a, b in zip(bounds, bounds[1:])]
-        rest = [self._pool.submit(self._run, chunk) for chunk in chunks[1:]]
-        outs = [self._run(chunks[0])] + [f.result() for f in rest]
+        rest = [self._pool.submit(self._run_part, chunk) for chunk in chunks[1:]]
+        return self._joined([self._run_part(chunks[0])] + [f.result() for f in rest])
+
+    def _run_part(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One part of a batch: one call, or with ``one_sample_per_call`` one call a sample."""
+        n = next(iter(arrays.values())).shape[0]
+        if not self.one_sample_per_call or n == 1:
+            return self._run(arrays)
+        return self._joined([self._run({k: v[i:i + 1] for k, v in arrays.items()}) for i in range(n)])
+
+    def _joined(self, outs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         return {k: np.concatenate([o[k] for o in outs]) for k in self._outputs}
 
     def _run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

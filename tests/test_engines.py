@@ -134,3 +134,19 @@ def test_torch_engine_asks_openmp_to_sleep_unless_the_user_chose(user_value):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == (user_value or "PASSIVE")
+
+
+@pytest.mark.parametrize("calls", [1, 2])
+def test_a_dynamically_quantized_graph_answers_each_sample_as_alone(calls):
+    """The int8 refiner scales a call's activations by the whole call's range, so in one call a
+    sample's answer depends on its batch-mates; ``one_sample_per_call`` runs each alone."""
+    path = verified_asset("mdm_refiner_int8.onnx")
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.normal(size=(3, 1, 128, 128)).astype(np.float32) * [[[[1.0]]], [[[4.0]]], [[[0.3]]]],
+             "init": rng.uniform(32, 96, size=(3, 68, 2)).astype(np.float32)}
+    alone = [load_engine(path, "onnx", threads=1).infer({k: v[i:i + 1] for k, v in batch.items()}) for i in range(3)]
+    each = load_engine(path, "onnx", threads=1, calls=calls, one_sample_per_call=True).infer(batch)
+    together = load_engine(path, "onnx", threads=1).infer(batch)
+    for name in each:
+        np.testing.assert_array_equal(each[name], np.concatenate([a[name] for a in alone]))
+    assert any(not np.array_equal(together[k], each[k]) for k in each)  # what the option is for

@@ -179,13 +179,14 @@ def test_cascade_feeds_each_stage_the_previous_answer():
 def test_faces_batched_in_one_call_answer_as_one_at_a_time(int8):
     """The tracker refines every face of a group in one engine call per stage (and the
     mirrored crops with them under flipping): each face's answer is what it gets alone.  The
-    int8 variants quantize a call's activations with one scale for the whole batch, so there a
-    face moves by a few hundredths of a pixel with its batch-mates (measured: 0.03 px)."""
+    int8 variants quantize a call's activations with one scale for the whole call, so their
+    engine runs each sample alone: batched, a face moved by up to 0.08 px with its batch-mates,
+    and a batch run's frames changed with --threads (user test, round 7)."""
     from tracker import Tracker, TrackerConfig
 
     gray, init, _, _ = _demo_start()
     tracker = Tracker(TrackerConfig(mode="image", threads=1, cnn_fallback=False, int8=int8))
-    tolerance = 0.1 if int8 else 1e-3
+    tolerance = 1e-3
     perm = np.load(verified_asset("template.npz"))["flip_permutation"]
     other = init * 1.05 - init.mean(0) * 0.05 + [3.0, -2.0]  # a second, differently placed start
     calls = []

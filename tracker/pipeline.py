@@ -308,7 +308,9 @@ class Tracker:
         self.refiners: list[RefinerStage] = []
         self._engines: list[Engine] = [self.engine]
         for name in refiner_names:
-            engine = load_engine(paths[refiner_files[name]], kind, session_threads, refiner_batch, calls)
+            # int8: each face alone, or its landmarks would depend on the faces beside it and on --threads
+            engine = load_engine(paths[refiner_files[name]], kind, session_threads, refiner_batch, calls,
+                                 one_sample_per_call=refiner_files[name] != name)
             if refiner_files[name] != name and engine.metadata.get(FLOAT_GRAPH_KEY) != manifest.get(name):
                 raise AssetError(f"{paths[refiner_files[name]]}: made from another {name} than the one beside it (re-export both: "
                                  f"python -m training.export ... --regraph), or run the float graph with --no-int8")
