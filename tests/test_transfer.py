@@ -160,6 +160,27 @@ def test_cli_transfer_video_from_source_face(tmp_path, capsys):
     assert not list(tmp_path.glob(".swap*"))  # the temporary file was renamed
 
 
+def test_cli_transfer_tracks_a_video_with_video_defaults(tmp_path, monkeypatch, capsys):
+    """A video target is tracked as `video` tracks it (no test-time flipping: the picture
+    default doubled the refiner's time on a camera and gave other points than the API); the
+    source face, a picture, keeps the picture defaults."""
+    import tracker.cli.transfer as cli
+
+    configs = []
+
+    class Recording(cli.Tracker):
+        def __init__(self, config):
+            configs.append(config)
+            super().__init__(config)
+
+    monkeypatch.setattr(cli, "Tracker", Recording)
+    rc = main(["transfer", "--source-face", str(DEMO_IMAGE), "--target", str(DEMO_CLIP), "--out", str(tmp_path / "o.mp4"),
+               "--max-frames", "2", "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    assert [(c.mode.value, c.refine_flip) for c in configs] == [("image", True), ("video", False)]
+    assert configs[1].fast_network is None  # unset: the video default, as in the `video` command
+
+
 def test_cli_transfer_webcam_stops_on_ctrl_c_and_saves(tmp_path, fake_camera, capsys):
     """A webcam stream ends with Ctrl-C: what was recorded is saved (camera simulated by the clip)."""
     fake_camera(4, interrupt=True)

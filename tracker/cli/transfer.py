@@ -10,7 +10,6 @@ and the error is one line.
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from tracker.cli.common import camera_arg, count, engine_args, warn
@@ -60,7 +59,7 @@ def _check_args(args, kind: str) -> None:
 def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig) -> int:
     if source.live:
         print(f"transferring from {source.label}; Ctrl-C stops and saves", file=sys.stderr)
-    tracker = Tracker(replace(config, mode="video"))
+    tracker = Tracker(config)
     total = with_face = 0
     # A file's video is written whole or not at all; a camera's is kept at Ctrl-C.
     with source, AtomicVideoWriter(args.out, source.fps, source.size) as writer:
@@ -100,7 +99,8 @@ def run(args) -> int:
     # takes the target's skin tone as well, or it looks pasted on.
     look = Look(texture, args.strength, args.match or ("lab" if args.source_face else "shading"))
     if picture is None:
-        return _transfer_video(args, source, look, config)
+        # its own config: the options left unset mean what they mean in video (no flipping, the fast network)
+        return _transfer_video(args, source, look, TrackerConfig.from_args(args, mode="video", visibility=True))
     result = image_tracker.track(picture)
     if not result.faces:
         raise InputError(f"{spec.label}: no face found in the target image; nothing written")
