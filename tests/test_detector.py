@@ -267,6 +267,25 @@ def test_video_searches_again_the_frame_after_a_track_ends_and_takes_a_face_besi
     assert _inside(on, roi) and not _inside(beside, roi)
 
 
+def test_a_cut_to_a_face_elsewhere_has_the_face_on_the_cut_frame(astronaut):
+    """A hard cut: the tracked face is gone and another is elsewhere.  The frame used to come
+    back empty (the search ran on the next frame); now a frame that loses every track is
+    searched at once, as a video's first frame is."""
+    from tracker import Tracker, TrackerConfig
+    from tracker.metrics import nme
+
+    canvas = np.full((512, 1024, 3), 90, np.uint8)
+    left, right = canvas.copy(), canvas.copy()
+    left[:, :512], right[:, 512:] = astronaut, astronaut
+    still = Tracker(TrackerConfig(mode="image", threads=1, refine_flip=False)).track(right).faces[0].landmarks
+    video = Tracker(TrackerConfig(mode="video", threads=1, detect_every=30))
+    for _ in range(3):
+        assert len(video.track(left).faces) == 1
+    cut = video.track(right)  # frame 3: not a round of the search
+    assert len(cut.faces) == 1 and nme(cut.faces[0].final.points, still) < 0.05 and "detect" in cut.timings
+    assert len(video.track(np.full_like(canvas, 90)).faces) == 0  # no face at all: still none
+
+
 def test_images_finds_a_group_photos_small_faces_with_detect_side_and_max_faces(astronaut, tmp_path):
     """A large face and four small ones: HOG at 640 px finds only the large one (and the finer
     second pass looks only where it found none); --detect-side 2048 finds all, --max-faces keeps them."""

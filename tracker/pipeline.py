@@ -426,6 +426,15 @@ class Tracker:
         if given is None:  # max_faces caps what the detector adds; the caller's boxes all count
             items = items[: self.config.max_faces]
         faces = self._process(image, gray, items, timer) if items else []
+        if video and given is None and tracked and not faces and not detections:
+            # Every track was lost on this frame (a cut, the face gone): search it now, as a
+            # video's first frame is, rather than report no face until the next frame's search.
+            self._search.cancel()
+            t = time.perf_counter()
+            detections = self._usable(detect_faces(gray, DETECT_MAX_SIDE))[: self.config.max_faces]
+            t = timer.add("detect", t)
+            items = [(None, roi_from_box(d.x0, d.y0, d.x1, d.y1, d.detector), d) for d in detections]
+            faces = self._process(image, gray, items, timer) if items else []
         keep_order = given is not None and not video  # each of the caller's boxes, in their order, even overlapping ones
         if not keep_order:
             faces = _drop_duplicates(faces)
