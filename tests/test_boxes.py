@@ -269,3 +269,35 @@ def test_video_given_boxes_follow_a_face_moving_fast(astronaut, detected):
         frame = cv2.warpAffine(astronaut, np.float32([[1, 0, 0], [0, 1, 40 * k]]), (512, 640))
         ids += [f.track_id for f in video.track(frame, boxes=[(box.x0, box.y0 + 40 * k, box.x1, box.y1 + 40 * k)]).faces]
     assert ids == [ids[0]] * 4
+
+
+def test_two_tracks_never_share_one_given_box():
+    """Two faces overlapping, a box each: each track continues with the nearer box, one box to
+    one track.  Each track took the first box near it: both took the same one and the other
+    box was dropped (user test, round 7: one face in 11 of 60 frames for two boxes)."""
+    from tracker.crop import roi_from_box
+    from tracker.pipeline import _match_boxes
+
+    a, b = given_box(100, 100, 200, 200), given_box(140, 100, 240, 200)  # 40 px apart: each inside both ROIs
+    ra, rb = (roi_from_box(d.x0, d.y0, d.x1, d.y1, d.detector) for d in (a, b))
+    assert _match_boxes([a, b], [ra, rb]) == {0: 0, 1: 1}
+    assert _match_boxes([b, a], [ra, rb]) == {0: 1, 1: 0}  # whatever the boxes' order
+    assert _match_boxes([a], [ra, rb]) == {0: 0}  # one box: the nearer track continues, the other ends
+    far = given_box(400, 100, 500, 200)
+    assert _match_boxes([far, a], [ra]) == {0: 1}  # a box far from every track is a new face
+
+
+def test_video_keeps_two_overlapping_faces_given_by_boxes(astronaut, detected):
+    video = Tracker(TrackerConfig(mode="video", threads=1))
+    box = landmark_box(detected)
+    shift = 0.4 * (box.x1 - box.x0)
+    frame = np.zeros((512, 1024, 3), np.uint8)
+    frame[:, :512] = astronaut
+    frame[:, int(shift):512 + int(shift)] = np.maximum(frame[:, int(shift):512 + int(shift)], astronaut // 2)
+    boxes = [box, given_box(box.x0 + int(shift), box.y0, box.x1 + int(shift), box.y1)]
+    ids = None
+    for _ in range(3):
+        faces = video.track(frame, boxes=boxes).faces
+        assert sorted(f.box.x0 for f in faces) == sorted(b.x0 for b in boxes)  # every box answered, once
+        assert ids is None or sorted(f.track_id for f in faces) == ids
+        ids = sorted(f.track_id for f in faces)

@@ -311,3 +311,22 @@ def test_images_finds_a_group_photos_small_faces_with_detect_side_and_max_faces(
     assert faces() == 1
     assert faces("--detect-side", "2048") == 4  # the default --max-faces
     assert faces("--detect-side", "2048", "--max-faces", "8") == 5
+
+
+def test_of_two_tracks_on_one_face_the_one_that_was_there_is_kept(astronaut):
+    """A face passing behind another: its track drifts onto the front face.  Of the two tracks
+    now on one face, the one that was already there is kept whatever the scores (the better
+    score kept the drifted one, and the front face took the hidden face's identity)."""
+    from dataclasses import replace
+
+    from tracker import Tracker, TrackerConfig
+    from tracker.crop import Roi, roi_from_landmarks
+    from tracker.pipeline import _drop_duplicates
+
+    face = Tracker(TrackerConfig(mode="image", threads=1, refine=False)).track(astronaut).faces[0]
+    here = roi_from_landmarks(face.landmarks)
+    stayed = replace(face, track_id=3, roi=here, score=0.5)
+    drifted = replace(face, track_id=7, roi=Roi(here.cx - 0.3 * here.size, here.cy, here.size, here.angle), score=0.9)
+    assert [f.track_id for f in _drop_duplicates([drifted, stayed])] == [3]
+    new = replace(face, track_id=-1, score=1.0)  # a detection of a tracked face: the track stays
+    assert [f.track_id for f in _drop_duplicates([new, drifted])] == [7]
