@@ -47,11 +47,11 @@ def load_tracks(pred: Path, root: Path) -> list[tuple[list, int]]:
     return videos
 
 
-def replay(videos, min_cutoff: float | None, beta: float = 0.0) -> dict[str, float]:
+def replay(videos, min_cutoff: float | None, beta: float = 0.0, face_deadband: float | None = 0.01) -> dict[str, float]:
     """Metrics of the tracks filtered with these parameters (None: unfiltered)."""
     errors, jitter = [], []
     for frames, still in videos:
-        make = (lambda: OneEuro(min_cutoff, beta)) if min_cutoff is not None else (lambda: None)
+        make = (lambda: OneEuro(min_cutoff, beta, face_deadband=face_deadband)) if min_cutoff is not None else (lambda: None)
         filt, prev = make(), None
         for i, (points, truth) in enumerate(frames):
             if points is None:  # the tracker lost the face: a new track starts afterwards
@@ -80,10 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: no tracked videos of {args.root} under {args.pred}")
     rows = {"unfiltered": replay(videos, None)}
     rows.update({f"{m:g}/{b:g}": replay(videos, m, b) for m, b in itertools.product(MIN_CUTOFFS, BETAS)})
+    # the shipped setting with One Euro's speed alone (before session 21: no term for the face's own move)
+    rows.update({f"{m:g}/{b:g} no face": replay(videos, m, b, None) for m, b in ((0.5, 1.0),)})
     print(f"{len(videos)} videos, {sum(len(f) for f, _ in videos)} frames")
-    print(f"{'min_cutoff/beta':<16} {'AUC@.08':>8} {'median':>7} {'jitter %':>8}")
+    print(f"{'min_cutoff/beta':<18} {'AUC@.08':>8} {'median':>7} {'jitter %':>8}")
     for name, r in rows.items():
-        print(f"{name:<16} {r['auc08']:>8.4f} {r['nme_median']:>7.4f} {r['jitter_pct']:>8.3f}")
+        print(f"{name:<18} {r['auc08']:>8.4f} {r['nme_median']:>7.4f} {r['jitter_pct']:>8.3f}")
     if args.json:
         atomic_write_json(args.json, {"pred": str(args.pred), "root": str(args.root), "rows": rows})
     return 0

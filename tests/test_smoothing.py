@@ -1,0 +1,50 @@
+"""The landmark filter (``tracker.smoothing.OneEuro``) on made-up trajectories: still faces are
+smoothed, a face reversing direction at speed is followed."""
+from __future__ import annotations
+
+import numpy as np
+
+from tracker.smoothing import OneEuro
+
+EYE = 70.0  # eye distance of the made-up face, px
+
+
+def _face(rng: np.random.Generator) -> np.ndarray:
+    return rng.uniform(0, 2 * EYE, (68, 2))
+
+
+def _run(filt: OneEuro, frames: list[np.ndarray]) -> np.ndarray:
+    return np.array([filt(p, i, EYE) for i, p in enumerate(frames)])
+
+
+def test_a_still_face_is_smoothed_as_much_with_the_face_term():
+    rng = np.random.default_rng(0)
+    face = _face(rng)
+    frames = [face + rng.normal(size=face.shape) * 0.3 for _ in range(60)]  # 0.3 px of landmark noise
+    raw = np.linalg.norm(np.diff(np.array(frames[10:]), axis=0), axis=2).mean()
+    jitter = {band: np.linalg.norm(np.diff(_run(OneEuro(face_deadband=band), frames)[10:], axis=0), axis=2).mean()
+              for band in (None, 0.01)}
+    assert jitter[None] < 0.5 * raw and jitter[0.01] < 1.05 * jitter[None]
+
+
+def test_a_face_shaking_fast_is_followed():
+    """A head shake, 120 px each way at up to 47 px a frame: One Euro's smoothed speed passes
+    through zero just after each reversal, while the face moves at full speed, and it lagged by
+    7 px; the face's own move keeps the filter open."""
+    face = _face(np.random.default_rng(1))
+    frames = np.array([face + [120 * np.sin(2 * np.pi * t / 16), 0.0] for t in range(48)])
+    lag = np.abs(_run(OneEuro(), list(frames)) - frames).max()
+    lag_alone = np.abs(_run(OneEuro(face_deadband=None), list(frames)) - frames).max()
+    assert lag < 0.01 * EYE and lag_alone > 0.08 * EYE
+
+
+def test_a_missing_point_keeps_its_last_place_and_the_rest_are_filtered():
+    face = _face(np.random.default_rng(2))
+    filt = OneEuro()
+    filt(face, 0, EYE)
+    holed = face + 0.5
+    holed[5] = np.nan
+    out = filt(holed, 1, EYE)
+    np.testing.assert_allclose(out[5], face[5])
+    rest = np.delete(out, 5, axis=0)
+    assert np.isfinite(rest).all() and np.abs(rest - np.delete(face, 5, axis=0)).max() < 0.5
