@@ -19,6 +19,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     # on a checkout without the (never committed) training data.
     if item.get_closest_marker("shared_data") and not (SHARED / "data").is_dir():
         pytest.skip("../shared/data not present")
+    # `@pytest.mark.shared_template`: the Surrey Face Model of ../shared/template (ground truth, profiling)
+    if item.get_closest_marker("shared_template") and not (SHARED / "template" / "sfm" / "sfm_shape_3448.bin").exists():
+        pytest.skip("../shared/template/sfm not present")
 
 
 @pytest.fixture(scope="session")

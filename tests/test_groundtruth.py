@@ -1,11 +1,14 @@
 """Dense ground truth: rendering a synthetic annotated face, flip consistency, the CLI."""
 import numpy as np
+import pytest
 
 from tracker import parts as P
 from tracker.pts import read_pts, write_pts
 from training import groundtruth as G
 from training.fitting import Pose, landmark_points, march_jaw, project
 from training.template import load_definition
+
+pytestmark = pytest.mark.shared_template  # every test renders the Surrey Face Model
 
 
 def make_face(tmp_path, stem="face", yaw=20.0, size=(360, 480)):

@@ -52,6 +52,7 @@ def view(scene):
     return PR.render_view(s, G.load_template(), PR.View(1, yaw=25.0, pitch=8.0))
 
 
+@pytest.mark.shared_template
 def test_view_agrees_with_refitting_it(scene, view):
     """Fit the model afresh to the view's 68 points: same pose and landmarks.
 
@@ -74,6 +75,7 @@ def test_view_agrees_with_refitting_it(scene, view):
     assert nme(arrays["fitted"][0], lm) < 0.01
 
 
+@pytest.mark.shared_template
 def test_landmarks_lie_on_the_face_and_move_with_its_texture(scene, view):
     s, _ = scene
     image, gt, arrays = view
@@ -97,6 +99,7 @@ def test_landmarks_lie_on_the_face_and_move_with_its_texture(scene, view):
     assert err < 12.0 and err < 0.35 * shuffled
 
 
+@pytest.mark.shared_template
 def test_uv_at_model_landmarks_is_the_template_uv(view):
     _, gt, arrays = view
     with np.load(G.ASSET) as z:
@@ -116,6 +119,7 @@ def test_uv_at_model_landmarks_is_the_template_uv(view):
     assert np.median(err) < 0.01 and err.max() < 0.03
 
 
+@pytest.mark.shared_template
 def test_view_maps_are_valid_and_far_surroundings_stay(scene, view):
     s, _ = scene
     image, gt, arrays = view
@@ -130,6 +134,7 @@ def test_view_maps_are_valid_and_far_surroundings_stay(scene, view):
     assert image.shape == s.image.shape and image.min() > 0  # no holes: the texture has no black
 
 
+@pytest.mark.shared_template
 def test_face_is_drawn_over_its_surroundings(scene):
     """Paint everything outside the source face red: no red may land on the view's face."""
     import dataclasses
@@ -146,6 +151,7 @@ def test_face_is_drawn_over_its_surroundings(scene):
         assert (red & ~gt.mask).sum() > 1000  # (the paint is there, around the face)
 
 
+@pytest.mark.shared_template
 def test_turn_moves_the_mesh_like_the_new_pose(scene):
     s, _ = scene
     template = G.load_template()
@@ -199,6 +205,7 @@ def make_data_root(tmp_path: Path) -> tuple[Path, Path]:
     return data, gt
 
 
+@pytest.mark.shared_template
 def test_cli_writes_resumes_skips_and_is_deterministic(tmp_path, capsys):
     data, gt = make_data_root(tmp_path)
     out = tmp_path / "prof"
@@ -227,6 +234,7 @@ def test_cli_writes_resumes_skips_and_is_deterministic(tmp_path, capsys):
         assert (out / "set" / f"good_p{k}.jpg").read_bytes() == (tmp_path / "again" / "set" / f"good_p{k}.jpg").read_bytes()
 
 
+@pytest.mark.shared_template
 def test_profiled_folder_feeds_the_training_caches(tmp_path):
     from training.dataset import build_cache, concat_caches
 
