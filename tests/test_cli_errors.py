@@ -214,9 +214,11 @@ def test_version_names_what_a_bug_report_needs(capsys):
     assert "\n  numpy " in out and "\n  onnxruntime " in out and "opencv" in out and "engine onnx: available" in out
 
 
-def test_one_stage_without_the_refiner_is_a_usage_error(capsys):
-    assert main(["demo", "--no-refine", "--one-stage"]) == 2
-    assert "--no-refine" in one_error_line(capsys.readouterr().err)
+def test_one_stage_without_the_refiner_is_a_usage_error_before_any_folder_is_made(tmp_path, capsys):
+    for argv in (["demo", "--out", str(tmp_path / "demo")], ["video", str(DEMO_CLIP), "--pts-dir", str(tmp_path / "pts")]):
+        assert main([*argv, "--no-refine", "--one-stage"]) == 2
+        assert "--no-refine" in one_error_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []  # (demo_out/ was left in the working folder)
 
 
 def test_demo_checks_its_output_folder_before_the_work(tmp_path, monkeypatch, capsys):

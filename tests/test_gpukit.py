@@ -254,6 +254,7 @@ def test_train_and_speed_refuse_cpu_only_machines_with_a_clear_error(tmp_path):
     assert status == 2 and "--device cpu" in err
     status, err = kit("train", "--pack", str(tmp_path), "--out", str(tmp_path / "out"), "--minutes", "1", "--device", "cpu")
     assert status == 2 and "not a pack" in err
+    assert not (tmp_path / "out").exists()  # nor the default --work (runs/gpukit was left in the repository)
 
 
 def test_speed_dry_run_on_cpu(tmp_path, capsys):

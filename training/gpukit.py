@@ -596,6 +596,7 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
     for name in refiners:
         if name not in known:
             raise KitError(f"unknown refiner task '{name}' (refiner tasks of training.train: {', '.join(known)})")
+    read_manifest(pack)  # not a pack: the error before WORK is made
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     workers = workers or max(1, (os.cpu_count() or 2) - 1)
@@ -784,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{c['profiled']} of {c['profiled_available']} profiled views, {c['skipped']} skipped")
             return 0
         if args.cmd == "train":
+            read_manifest(args.pack)  # not a pack: the error before the log makes OUT
             _setup_logging(args.out)
             return train(args.pack, args.out, args.minutes, args.device, args.config, tuple(r for r in args.refiners.split(",") if r),
                          args.refiner_share, args.resume_from, args.workers, args.batch_mult, args.lr, args.steps, not args.no_amp,

@@ -47,7 +47,9 @@ def engine_args(p: argparse.ArgumentParser) -> None:
                    help="CPU threads (default 2); on ONNX Runtime a frame's faces go in up to this many network calls side by side, one thread each")
     p.add_argument("--max-faces", type=count(1), default=4, metavar="N",
                    help="faces tracked per picture or frame, the detector's best first (default 4; --boxes all count)")
-    p.add_argument("--no-refine", action="store_true", help="skip the MDM refiner (faster, less accurate)")
+    # one or the other: refused while parsing, before a command makes any folder
+    refiner = p.add_mutually_exclusive_group()
+    refiner.add_argument("--no-refine", action="store_true", help="skip the MDM refiner (faster, less accurate)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="test-time flipping: also refine the mirrored face and average (val AUC 0.613 instead of 0.602; doubles the "
                         "refiner's time). Default: on for pictures, off for video")
@@ -55,7 +57,7 @@ def engine_args(p: argparse.ArgumentParser) -> None:
                    help="test-time flipping of DenseReg: its maps for the face and the mirrored face averaged before "
                         "landmarks and parts are read (val parts 69.1 -> 69.6 mean IoU; landmarks no better; one more "
                         "network pass a face)")
-    p.add_argument("--one-stage", action="store_true", help="one refiner stage instead of two: as fast on one face, ~5%% "
+    refiner.add_argument("--one-stage", action="store_true", help="one refiner stage instead of two: as fast on one face, ~5%% "
                    "faster on two; val AUC 0.606 instead of 0.613")
     p.add_argument("--fast-network", action=argparse.BooleanOptionalAction, default=None,
                    help="the faster DenseReg (densereg_fast.onnx: 0.8 instead of 1.2 ms a face; a little less accurate "
