@@ -568,6 +568,26 @@ def _export(n: Network) -> dict:
     return {"ok": parity_ok(diff, magnitude), "file": f"{n.name}.onnx", "sha256": sha, "parity_max_abs": diff, "magnitude": magnitude}
 
 
+# The refiners' share of training crops under a synthetic occluder (``training.train --occluders``).
+REFINER_OCCLUDERS = 0.0
+
+
+def check_train_args(pack: Path, device: str, config: str, refiners: tuple[str, ...]) -> None:
+    """``train``'s arguments, checked before anything is made (its OUT, its log, WORK)."""
+    from training.model import CONFIGS
+    from training.train import TASKS
+
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise KitError("CUDA is not available here: train on the GPU machine, or give --device cpu for a dry run")
+    if config not in CONFIGS:
+        raise KitError(f"unknown --config '{config}' (known: {', '.join(sorted(CONFIGS))})")
+    known = sorted(set(TASKS) - {"densereg", "segbaseline"})
+    for name in refiners:
+        if name not in known:
+            raise KitError(f"unknown refiner task '{name}' (refiner tasks of training.train: {', '.join(known)})")
+    read_manifest(pack)
+
+
 def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: str = "large", refiners: tuple[str, ...] = ("mdm", "mdm-fine"),
           refiner_share: float = 0.25, resume_from: Path | None = None, workers: int = 0, batch_mult: float = 4.0, lr: float = 0.0,
           steps: int = 0, amp: bool = True, work: Path = REPO / "runs" / "gpukit", seed: int = 0, command: str = "",
@@ -579,8 +599,7 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
     `segmenter`: also the directly trained part segmenter of the same configuration (issue 14's
     parts comparison), after DenseReg, with DenseReg's time and stopped at DenseReg's step count
     (its LR schedule decaying over that count), so that the two share a budget."""
-    from training.model import CONFIGS
-    from training.train import TASKS, run
+    from training.train import run
 
     t_start = time.time()
     deadline = t_start + minutes * 60
@@ -588,15 +607,7 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise KitError("CUDA is not available here: train on the GPU machine, or give --device cpu for a dry run")
-    if config not in CONFIGS:
-        raise KitError(f"unknown --config '{config}' (known: {', '.join(sorted(CONFIGS))})")
-    known = sorted(set(TASKS) - {"densereg", "segbaseline"})
-    for name in refiners:
-        if name not in known:
-            raise KitError(f"unknown refiner task '{name}' (refiner tasks of training.train: {', '.join(known)})")
-    read_manifest(pack)  # not a pack: the error before WORK is made
+    check_train_args(pack, device, config, refiners)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     workers = workers or max(1, (os.cpu_count() or 2) - 1)
@@ -613,7 +624,7 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
              f"({time.time() - t_start:.0f} s)")
     ns = {"gt": pack, "cache": data.cache, "config": config, "variant": "quantized", "batch": 0, "steps": 0, "lr": 0.0,
           # profiled views: in the pack's caches; no tracker starts there
-          "gt_extra": [], "tracker_starts": 0.0, "starts_assets": None, **asdict(dense)}
+          "gt_extra": [], "tracker_starts": 0.0, "starts_assets": None, "occluders": REFINER_OCCLUDERS, **asdict(dense)}
     dense_share = (1.0 - refiner_share if refiners else 1.0) / (2 if segmenter else 1)
     specs = [(f"densereg-{config}", "densereg", argparse.Namespace(data=pack, **ns), dense_share)]
     if segmenter:
@@ -785,9 +796,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{c['profiled']} of {c['profiled_available']} profiled views, {c['skipped']} skipped")
             return 0
         if args.cmd == "train":
-            read_manifest(args.pack)  # not a pack: the error before the log makes OUT
+            refiners = tuple(r for r in args.refiners.split(",") if r)
+            check_train_args(args.pack, args.device, args.config, refiners)  # before the log makes OUT
             _setup_logging(args.out)
-            return train(args.pack, args.out, args.minutes, args.device, args.config, tuple(r for r in args.refiners.split(",") if r),
+            return train(args.pack, args.out, args.minutes, args.device, args.config, refiners,
                          args.refiner_share, args.resume_from, args.workers, args.batch_mult, args.lr, args.steps, not args.no_amp,
                          args.work, command=command, dense=DenseOptions.from_args(args), segmenter=args.segmenter)
         rows = speed(args.device, args.configs.split(","), [int(b) for b in args.batches.split(",")], args.runs, args.warmup)
