@@ -315,9 +315,10 @@ def test_video_reads_a_numbered_sequence_across_a_gap_and_an_unreadable_picture_
         cv2.imwrite(str(frames / f"{i:06d}.jpg"), still)
     (frames / "000102.jpg").write_text("not a picture")
     csv, out = tmp_path / "f.csv", tmp_path / "f.mp4"
-    assert main(["video", str(frames / "%06d.jpg"), "--csv", str(csv), "--out", str(out), "--cnn-every", "0"]) == 0
+    # exit status 1: an input was skipped (as `images` says it)
+    assert main(["video", str(frames / "%06d.jpg"), "--csv", str(csv), "--out", str(out), "--cnn-every", "0"]) == 1
     captured = capsys.readouterr()
-    assert "done: 5 frames" in captured.out  # the last frame is the 5th picture
+    assert "done: 5 frames, 1 unreadable frame skipped" in captured.out  # the last frame is the 5th picture
     err = [line for line in captured.err.splitlines() if not line.startswith("note: dlib")]
     assert err == [f"warning: {frames / '%06d.jpg'}: 2 numbers missing in the sequence (first gap: 000103.jpg to 000104.jpg); "
                    "the clip goes on across them",

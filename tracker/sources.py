@@ -115,6 +115,7 @@ class FrameSource:
     live: bool = False
     sequence: bool = True
     position: int = 0  # index of the next frame read() returns
+    skipped: int = 0  # frames that could not be read, warned about and passed (``frames()`` with ``warn``)
 
     def __init__(self, warn: Warn | None = None):
         self.warn = warn
@@ -139,6 +140,7 @@ class FrameSource:
                 self.warn(str(exc))
                 if self.live:
                     return
+                self.skipped += 1
                 continue
             if image is None:
                 return

@@ -10,7 +10,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from tracker.cli.common import CNN_SILENCE, camera_arg, count, engine_args, video_args, warn
+from tracker.cli.common import CNN_SILENCE, EXIT_ITEMS_FAILED, EXIT_OK, camera_arg, count, count_of, engine_args, video_args, warn
 from tracker.detector import cnn_missing_note
 from tracker.draw import annotate
 from tracker.errors import UsageError
@@ -108,5 +108,6 @@ def run(args) -> int:
         atomic_write_json(args.json, {"source": source.label, "coordinates": COORDINATES, "fps": source.fps, "frames": frames_json})
     elapsed = time.perf_counter() - t_start
     written = [str(p) for p in (args.out, args.csv, args.json) if p] + ([f"{pts_written} .pts in {args.pts_dir}"] if args.pts_dir else [])
-    print(f"done: {n} frames in {elapsed:.1f}s ({n / elapsed:.1f} fps, engine {tracker.describe()}); wrote {', '.join(written)}")
-    return 0
+    skipped = f", {count_of(source.skipped, 'unreadable frame')} skipped" if source.skipped else ""
+    print(f"done: {n} frames{skipped} in {elapsed:.1f}s ({n / elapsed:.1f} fps, engine {tracker.describe()}); wrote {', '.join(written)}")
+    return EXIT_ITEMS_FAILED if source.skipped else EXIT_OK
