@@ -84,9 +84,9 @@ def loads(monkeypatch):
     """Every load_engine call of the Tracker, (model, kind, max_batch), served by ONNX Runtime."""
     calls = []
 
-    def recording(path, kind="auto", threads=2, max_batch=1, calls_side_by_side=1):
+    def recording(path, kind="auto", threads=2, max_batch=1, calls_side_by_side=1, one_sample_per_call=False):
         calls.append((Path(path).name, kind, max_batch))
-        return load_engine(path, "onnx", threads, max_batch, calls_side_by_side)
+        return load_engine(path, "onnx", threads, max_batch, calls_side_by_side, one_sample_per_call)
 
     monkeypatch.setattr(pipeline, "load_engine", recording)
     return calls
