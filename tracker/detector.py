@@ -82,6 +82,12 @@ def _hog():
     return dlib.get_frontal_face_detector()
 
 
+def load_detector() -> None:
+    """Build dlib's HOG detector now (~0.5-1 s of CPU, once per process) rather than inside the
+    first frame's search, where it counted as tracking time (a short clip's fps)."""
+    _hog()
+
+
 # dlib's detectors keep scratch buffers in the object: one shared by threads returns other
 # frames' boxes.  Building one per thread costs ~0.75 s (the model is deserialised), so threads
 # take turns instead (a HOG pass is ~13 ms; the networks, most of a frame, still run side by side).
@@ -230,10 +236,10 @@ def _detector_worker(requests_fd: int, answers_fd: int) -> None:
     # the pipe, which ends this loop; the worker's own KeyboardInterrupt would only print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests, answers = Connection(requests_fd, writable=False), Connection(answers_fd, readable=False)
-    # Import dlib and build the detector before the first request (~0.25 s), while the tracker
+    # Import dlib and build the detector before the first request (~0.5-1 s), while the tracker
     # loads its models and tracks its first frames: a request sent to a worker still importing
     # would stall the tracker (the frame fills the pipe until the worker reads it).
-    _hog()
+    load_detector()
     while True:
         try:
             gray = requests.recv()
