@@ -47,7 +47,8 @@ def register(sub) -> None:
                    help="also write <stem>_annotated.jpg: the picture with the landmarks (and, with --parts, the parts) drawn")
     p.add_argument("--boxes", type=Path, metavar="FILE",
                    help="face boxes instead of the detector: lines 'STEM X0 Y0 X1 Y1' (or CSV), 0-based pixels, "
-                   "several lines for several faces; images without a line use the detector (README, Usage)")
+                   "several lines for several faces, every one tracked whatever --max-faces; images without a line use the detector "
+                   "(README, Usage)")
     p.add_argument("--save-maps", action="store_true", help="also write <stem>_maps.npz (uv, fg, depth in image pixels)")
     p.add_argument("--baseline", choices=["dlib"], help="also write dlib's 68-point results under OUT/dlib/")
     p.add_argument("--recursive", action="store_true", help="include images in sub-folders")
