@@ -117,13 +117,15 @@ def _finished(args, stem: str) -> bool:
         return False
     if args.annotate and not safe_output_path(args.out, f"{stem}_annotated.jpg").exists():
         return False
+    if args.parts and not _nonempty(safe_output_path(args.out, f"{stem}_parts.png")):
+        return False
     if args.baseline == "dlib" and not safe_output_path(args.out, f"dlib/{stem}.json").exists():
         return False
     try:
         has_face = bool(json.loads(json_path.read_text()).get("faces"))
     except (ValueError, AttributeError):  # cut short or not ours: redo it
         return False
-    per_face = [".pts"] + [suffix for flag, suffix in ((args.parts, "_parts.png"), (args.save_maps, "_maps.npz")) if flag]
+    per_face = [".pts"] + (["_maps.npz"] if args.save_maps else [])
     return not has_face or all(_nonempty(safe_output_path(args.out, stem + s)) for s in per_face)
 
 
@@ -208,11 +210,11 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
         image, result, given, stem = tracked.image, tracked.result, tracked.boxes, names[tracked.path]
         counts["faces"] += len(result.faces)
         counts["given"] += given is not None
-        labels = frame_part_labels(result.faces, tracker.part_map, image.shape) if args.parts and result.faces else None
+        labels = frame_part_labels(result.faces, tracker.part_map, image.shape) if args.parts else None
+        if args.parts:  # one mask per picture, all 0 without a face
+            atomic_write_image(safe_output_path(args.out, f"{stem}_parts.png"), labels)
         if result.faces:
             face = pts_face(result.faces, image.shape[1::-1], given)
-            if args.parts:
-                atomic_write_image(safe_output_path(args.out, f"{stem}_parts.png"), labels)
             if args.save_maps:
                 atomic_save_npz(safe_output_path(args.out, f"{stem}_maps.npz"), **maps_in_image(face, image.shape))
         else:
