@@ -341,3 +341,20 @@ def test_the_tracker_builds_the_face_detector_when_it_is_made():
     D._hog.cache_clear()
     made = Tracker(TrackerConfig(mode="video", threads=1))
     assert D._hog.cache_info().currsize == 1 and "face detector" in made.load_ms
+
+
+def test_a_face_back_from_behind_another_is_found_within_a_few_frames(astronaut):
+    """Hidden for 8 frames while the other face goes on, it came back only at the next round of
+    the search (detect_every = 30 frames); after a track ends the search runs every
+    LOST_SEARCH_EVERY frames until then."""
+    from tracker import Tracker, TrackerConfig
+    from tracker.pipeline import LOST_SEARCH_EVERY
+
+    pair = np.hstack([astronaut, astronaut])
+    covered = pair.copy()
+    covered[:, 512:] = 128
+    video = Tracker(TrackerConfig(mode="video", threads=1, detect_every=30))
+    assert LOST_SEARCH_EVERY <= 5
+    counts = [len(video.track(frame).faces) for frame in [pair] + [covered] * 8 + [pair] * 6]
+    assert counts[:9] == [2] + [1] * 8
+    assert counts[-1] == 2 and counts.index(2, 9) <= 9 + 5  # (before: frame 30)

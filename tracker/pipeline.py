@@ -60,6 +60,9 @@ LANDMARK_TARGETS = "landmark_targets.npz"  # built by python -m training.landmar
 # the worker saves a 600-frame file only 1.7% of its wall time for 5.7% more CPU, and batch
 # runs already keep both cores busy (benchmarks/bench_detect_lag.py, README).
 LIVE_DETECT_LAG = 3
+# After a track ends while others go on, video searches every this many frames until its next
+# round (a face behind another comes back within this many frames, not detect_every).
+LOST_SEARCH_EVERY = 5
 # Two faces whose crops' centres are closer than this fraction of the larger crop are one face
 # (two tracks, or a track and a detection, that converged on it); two real faces side by side
 # are at least about half a crop apart.
@@ -333,6 +336,7 @@ class Tracker:
         self.input_size = NETWORK_INPUT
         self._tracks: list[_Track] = []
         self._track_ended = False
+        self._lost_at = -(1 << 30)  # the frame the last track ended on
         self._next_id = 0
         self._frame = 0
         self._search = DeferredSearch(config.detect_lag, background=config.detect_lag > 0)
@@ -345,7 +349,7 @@ class Tracker:
     def reset(self) -> None:
         """Forget all tracks (a new video)."""
         self._search.cancel()
-        self._tracks, self._frame, self._track_ended = [], 0, False
+        self._tracks, self._frame, self._track_ended, self._lost_at = [], 0, False, -(1 << 30)
 
     def close(self) -> None:
         """Stop the background face search's worker process, if one was started (it also stops
@@ -390,8 +394,12 @@ class Tracker:
         if given is None and video and tracked:
             # Tracked faces: new ones are searched for every detect_every frames, and on the frame
             # after a track ended while others go on (lost behind another face for a frame, it would
-            # wait for the next round); the answer is used detect_lag frames later.
-            searched = self._frame % self.config.detect_every == 0 or self._track_ended
+            # wait for the next round), then every LOST_SEARCH_EVERY frames until the next round (a
+            # face behind another for longer came back up to detect_every frames late); the answer
+            # is used detect_lag frames later.
+            since_lost = self._frame - self._lost_at
+            searched = (self._frame % self.config.detect_every == 0 or self._track_ended
+                        or (since_lost < self.config.detect_every and since_lost % LOST_SEARCH_EVERY == 0))
             if searched and self._search.start(self._frame, gray):
                 self._track_ended = False  # (kept while another search is still under way: the next frame asks again)
             found = self._search.due(self._frame)
@@ -563,6 +571,8 @@ class Tracker:
             tracks.append(tr)
             out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.head_model)))
         self._track_ended = bool(set(by_id) - {tr.track_id for tr in tracks})
+        if self._track_ended:
+            self._lost_at = self._frame
         self._tracks = tracks
         timer.add("smooth", t)
         return out
