@@ -331,6 +331,14 @@ def test_card_gives_the_chain_of_training_commands_and_the_tracker_starts(tmp_pa
     assert ("`python -m training.train mdm-fine --out first`, then `python -m training.train mdm-fine --tracker-starts 0.5 --lr 2e-4`"
             in card)
     assert "50% of the training faces instead start where the tracker leaves them" in card and "AdamW lr 0.0002" in card
+    # a run started from that export (the shipped weights) carries its card's chain on
+    third = tmp_path / "third"
+    write_run_info(third, ["mdm-fine", "--occluders", "0.3"], 16, 2e-4, out / "mdm_fine.pt")
+    torch.save({"model": MDM(FINE_CONFIG).state_dict(), "step": 1, "metrics": {}, "options": asdict(FINE_CONFIG)}, str(third / "best.pt"))
+    (third / "val.jsonl").write_text(json.dumps({"step": 1, "time": 1.0, "val_nme_refined": 0.03}) + "\n")
+    assert export_main(["mdm-fine", "--run", str(third), "--out-dir", str(out)]) == 0
+    assert ("`python -m training.train mdm-fine --out first`, then `python -m training.train mdm-fine --tracker-starts 0.5 --lr 2e-4`, "
+            "then `python -m training.train mdm-fine --occluders 0.3`") in (out / "MDM_FINE_CARD.md").read_text()
 
 
 # -- training from the tracker's own starts (training.mdm.tracker_starts) ----------------------

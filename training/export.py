@@ -232,13 +232,25 @@ def regraph(name: str, out_dir: Path, steps: int = 0) -> tuple[str, float, float
 
 def command_chain(run: Path) -> str:
     """The run's command (``RUN/run.json``), after the commands of the runs whose weights it
-    started from (``init_from`` inside another run folder with a run.json)."""
+    started from (``init_from`` inside another run folder with a run.json, or an exported
+    network whose card gives its own chain: a run started from the shipped weights)."""
     info = json.loads((run / "run.json").read_text())
     command = f"`{info['command']}`"
-    parent = Path(info["init_from"]).parent if "init_from" in info else None
-    if parent is not None and (parent / "run.json").exists() and parent.resolve() != run.resolve():
-        return f"{command_chain(parent)}, then {command}"
-    return command
+    if "init_from" not in info:
+        return command
+    init = Path(info["init_from"])
+    if (init.parent / "run.json").exists() and init.parent.resolve() != run.resolve():
+        return f"{command_chain(init.parent)}, then {command}"
+    earlier = card_chain(init)
+    return command if earlier is None else f"{earlier}, then {command}"
+
+
+def card_chain(weights: Path) -> str | None:
+    """The training commands in the card beside an exported network (``X.pt``: ``X_CARD.md``),
+    None without one."""
+    card = weights.with_name(f"{weights.stem.upper()}_CARD.md")
+    found = re.search(r"- \*\*Command\*\*: (.*?) \(resumable", card.read_text(), re.S) if card.exists() else None
+    return None if found is None else found.group(1)
 
 
 # A run's options that change its training (loss, checkpoint choice), not its network (kept out

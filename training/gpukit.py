@@ -568,8 +568,10 @@ def _export(n: Network) -> dict:
     return {"ok": parity_ok(diff, magnitude), "file": f"{n.name}.onnx", "sha256": sha, "parity_max_abs": diff, "magnitude": magnitude}
 
 
-# The refiners' share of training crops under a synthetic occluder (``training.train --occluders``).
-REFINER_OCCLUDERS = 0.0
+# Each refiner's share of training crops under a synthetic occluder (``training.train --occluders``),
+# as its shipped weights were trained (session 21: the first stage gained under occlusion, the fine
+# stage did not, end to end).
+REFINER_OCCLUDERS = {"mdm": 0.3}
 
 
 def check_train_args(pack: Path, device: str, config: str, refiners: tuple[str, ...]) -> None:
@@ -624,12 +626,13 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
              f"({time.time() - t_start:.0f} s)")
     ns = {"gt": pack, "cache": data.cache, "config": config, "variant": "quantized", "batch": 0, "steps": 0, "lr": 0.0,
           # profiled views: in the pack's caches; no tracker starts there
-          "gt_extra": [], "tracker_starts": 0.0, "starts_assets": None, "occluders": REFINER_OCCLUDERS, **asdict(dense)}
+          "gt_extra": [], "tracker_starts": 0.0, "starts_assets": None, "occluders": 0.0, **asdict(dense)}
     dense_share = (1.0 - refiner_share if refiners else 1.0) / (2 if segmenter else 1)
     specs = [(f"densereg-{config}", "densereg", argparse.Namespace(data=pack, **ns), dense_share)]
     if segmenter:
         specs.append((f"segbaseline-{config}", "segbaseline", argparse.Namespace(data=pack, **ns), dense_share))
-    specs += [(name, name, argparse.Namespace(data=data.refiner, **ns), refiner_share / len(refiners)) for name in refiners]
+    specs += [(name, name, argparse.Namespace(data=data.refiner, **{**ns, "occluders": REFINER_OCCLUDERS.get(name, 0.0)}),
+               refiner_share / len(refiners)) for name in refiners]
     networks = [prepare(*spec, work, resume_from, batch_mult, lr, steps) for spec in specs]
     pack_info = {"bytes": pack_size(pack), **{k: data.manifest.get(k) for k in ("created", "git", "counts", "quantisation", "faces_zip_sha256")}}
     report = {"command": command, "hardware": hardware, "torch": torch.__version__, "minutes_budget": minutes,
