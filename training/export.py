@@ -303,6 +303,11 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
         about["recipe"] += (f"; {float(starts.group(1)):.0%} of the training faces instead start where the tracker leaves them "
                             "(`training/mdm.py: tracker_starts`: its earlier stages run on the photo, the error scaled by "
                             "`START_GAIN`), and validation starts there too: its numbers are this stage's inside the tracker")
+    occluders = re.search(r"--occluders[= ](\S+)", info.get("command", ""))
+    if occluders and float(occluders.group(1)):
+        about["recipe"] += (f"; a synthetic occluder (`training/dataset.py: occlude`) over {float(occluders.group(1)):.0%} of the "
+                            "training crops, the target still the true shape (`training/mdm.py: sample`), and validation also "
+                            "on the same faces each under an occluder (`val_occluded_*`)")
     about["data_extra"] += info.get("data_extra", "")
     for key, value in losses.items():
         about["recipe"] += "; " + LOSS_OPTIONS[key].format(value)

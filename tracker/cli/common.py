@@ -51,7 +51,7 @@ def engine_args(p: argparse.ArgumentParser) -> None:
     refiner = p.add_mutually_exclusive_group()
     refiner.add_argument("--no-refine", action="store_true", help="skip the MDM refiner (faster, less accurate)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
-                   help="test-time flipping: also refine the mirrored face and average (val AUC 0.613 instead of 0.602; doubles the "
+                   help="test-time flipping: also refine the mirrored face and average (val AUC 0.613 instead of 0.601; doubles the "
                         "refiner's time). Default: on for pictures, off for video")
     p.add_argument("--dense-flip", action="store_true",
                    help="test-time flipping of DenseReg: its maps for the face and the mirrored face averaged before "
