@@ -148,14 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     stems = read_list(args.data / "splits" / "val.txt")
     names = ["orig"] + [n for n in (args.only or CONDITIONS) if n != "orig"]
     rows = {}
+    def pct(v: float | None) -> str:  # a median that is a failure (more than half missed) is null in eval's JSON
+        return "     —" if v is None else f"{100 * v:5.2f}%"
+
     print(f"{'condition':10s} {'tracker AUC':>11s} {'median':>7s} {'FR':>6s}   {'dlib AUC':>8s} {'median':>7s} {'FR':>6s}   tracker - dlib AUC")
     for name in names:
         folder = args.work / "data" / name
         methods = score_condition(folder, make_condition(name, args.data, stems, folder), pred / name, args.assets)
         rows[name] = {m: {k: methods[m][k] for k in ("auc08", "nme_median", "fr08", "missing")} for m in ("mdm", "dlib")}
         t, d = rows[name]["mdm"], rows[name]["dlib"]
-        print(f"{name:10s} {t['auc08']:11.3f} {100 * t['nme_median']:6.2f}% {100 * t['fr08']:5.1f}%   {d['auc08']:8.3f} "
-              f"{100 * d['nme_median']:6.2f}% {100 * d['fr08']:5.1f}%   {t['auc08'] - d['auc08']:+.3f}", flush=True)
+        print(f"{name:10s} {t['auc08']:11.3f} {pct(t['nme_median']):>7s} {100 * t['fr08']:5.1f}%   {d['auc08']:8.3f} "
+              f"{pct(d['nme_median']):>7s} {100 * d['fr08']:5.1f}%   {t['auc08'] - d['auc08']:+.3f}", flush=True)
     if args.json:
         command = "python -m benchmarks.robustness" + ("" if args.assets is None else f" --assets {args.assets}")
         atomic_write_json(args.json, {"faces": len(stems), "reference": "orig", "command": command, "conditions": rows})
