@@ -338,8 +338,13 @@ def test_card_gives_the_chain_of_training_commands_and_the_tracker_starts(tmp_pa
     (third / "val.jsonl").write_text(json.dumps({"step": 1, "time": 1.0, "val_nme_refined": 0.03}) + "\n")
     assert export_main(["mdm-fine", "--run", str(third), "--out-dir", str(out)]) == 0
     card = (out / "MDM_FINE_CARD.md").read_text()
-    assert ("`python -m training.train mdm-fine --out first`, then `python -m training.train mdm-fine --tracker-starts 0.5 --lr 2e-4`, "
-            "then `python -m training.train mdm-fine --occluders 0.3`") in card
+    chain = ("`python -m training.train mdm-fine --out first`, then `python -m training.train mdm-fine --tracker-starts 0.5 --lr 2e-4`, "
+             "then `python -m training.train mdm-fine --occluders 0.3` (from the weights those commands made")
+    assert chain in card
+    # exported again over its own card: the chain is read back, not extended
+    assert export_main(["mdm-fine", "--run", str(third), "--out-dir", str(out)]) == 0
+    again = (out / "MDM_FINE_CARD.md").read_text()
+    assert chain in again and again.count("--occluders 0.3") == card.count("--occluders 0.3")
     assert "a synthetic occluder (`training/dataset.py: occlude`) over 30% of the training crops" in card
 
 

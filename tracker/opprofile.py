@@ -63,7 +63,9 @@ def profile_models(config: TrackerConfig, frames: list[np.ndarray]) -> dict[str,
     tracker = Tracker(config)
     with tempfile.TemporaryDirectory(prefix="densereg-profile-") as tmp:
         threads = parallelism(config, "onnx")[1]  # what each of the tracker's calls runs on
-        engines = [OnnxEngine(path, threads, profile_prefix=str(Path(tmp) / path.stem)) for path in tracker.model_files]
+        # split and run as the tracker's own (its calls side by side, the int8 graphs one face a call)
+        engines = [OnnxEngine(path, threads, profile_prefix=str(Path(tmp) / path.stem), calls=own.calls,
+                              one_sample_per_call=own.one_sample_per_call) for path, own in zip(tracker.model_files, tracker._engines)]
         # The same Tracker with its sessions swapped for profiled ones of the same files
         # (DenseReg, then its refiner stages in order).
         tracker.engine = engines[0]

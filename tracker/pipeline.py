@@ -60,8 +60,8 @@ LANDMARK_TARGETS = "landmark_targets.npz"  # built by python -m training.landmar
 # the worker saves a 600-frame file only 1.7% of its wall time for 5.7% more CPU, and batch
 # runs already keep both cores busy (benchmarks/bench_detect_lag.py, README).
 LIVE_DETECT_LAG = 3
-# After a track ends while others go on, video searches every this many frames until its next
-# round (a face behind another comes back within this many frames, not detect_every).
+# After a track ends while others go on, video searches every this many frames for the next
+# detect_every frames (a face behind another comes back within this many frames, not detect_every).
 LOST_SEARCH_EVERY = 5
 # Two faces whose crops' centres are closer than this fraction of the larger crop are one face
 # (two tracks, or a track and a detection, that converged on it); two real faces side by side
@@ -267,6 +267,7 @@ class _Track:
     filter: OneEuro | None
     age: int = 0
     appearance: AppearanceMemory | None = None  # with config.visibility: the face's colours seen so far
+    velocity: tuple[float, float] = (0.0, 0.0)  # its crop centre's move over the last frame, pixels
 
 
 @dataclass
@@ -394,7 +395,7 @@ class Tracker:
         if given is None and video and tracked:
             # Tracked faces: new ones are searched for every detect_every frames, and on the frame
             # after a track ended while others go on (lost behind another face for a frame, it would
-            # wait for the next round), then every LOST_SEARCH_EVERY frames until the next round (a
+            # wait for the next round), then every LOST_SEARCH_EVERY frames for detect_every frames (a
             # face behind another for longer came back up to detect_every frames late); the answer
             # is used detect_lag frames later.
             since_lost = self._frame - self._lost_at
@@ -450,7 +451,8 @@ class Tracker:
             faces = self._process(image, gray, items, timer) if items else []
         keep_order = given is not None and not video  # each of the caller's boxes, in their order, even overlapping ones
         if given is None:  # the caller's boxes are one face each, even overlapping ones
-            faces = _drop_duplicates(faces)
+            expected = {tr.track_id: (roi.cx + tr.velocity[0], roi.cy + tr.velocity[1]) for tr, roi, _ in tracked}
+            faces = _drop_duplicates(faces, expected)
         if video:
             faces = self._update_tracks(faces, timer)
         else:
@@ -567,6 +569,9 @@ class Tracker:
                 scale = max(eye_distance(raw.points), MIN_EYE_DISTANCE)
                 stages[Stage.SMOOTH] = StageLandmarks(tr.filter(raw.points, self._frame, scale), raw.confidence)
             pts = stages[last_stage(stages)].points
+            if tr.age:
+                old, new = roi_from_landmarks(tr.landmarks), roi_from_landmarks(pts)
+                tr.velocity = (new.cx - old.cx, new.cy - old.cy)
             tr.landmarks, tr.age = pts, tr.age + 1
             tracks.append(tr)
             out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.head_model)))
@@ -616,22 +621,28 @@ def engine_batches(config: TrackerConfig) -> tuple[int, int]:
     return config.max_faces * (2 if config.dense_flip else 1), config.max_faces * (2 if config.refine_flip else 1)
 
 
-def _drop_duplicates(faces: list[FaceResult]) -> list[FaceResult]:
-    """Two tracks (or a track and a detection) that converged on the same face: keep a track over
-    a new detection; of two tracks, the one that moved least since the last frame (it was on
-    that face; the other drifted onto it); of two detections, the better score.  Keeping the
-    better score, a face passing behind another kept the track that had drifted onto the front
-    face, which then carried the hidden face's identity (user test, round 7)."""
+def _drop_duplicates(faces: list[FaceResult], expected: dict[int, tuple[float, float]] | None = None) -> list[FaceResult]:
+    """Faces that are one face now (two tracks, or a track and a detection, that converged on
+    it): keep a track over a new detection; of two tracks, the one that landed nearest where it
+    was expected (`expected`: track id -> its crop centre moved on by its last frame's move; else
+    where it was): it was on that face, the other drifted onto it; of two detections, the
+    better score.  Keeping the better score, a face passing behind another kept the track that
+    had drifted onto the front face, which then carried the hidden face's identity (user test,
+    round 7); keeping the track that moved least, a face walking fast in front of a still one
+    lost its identity to the still one's track (review)."""
+    expected = expected or {}
+    now = {id(f): roi_from_landmarks(f.landmarks) for f in faces}
 
     def rank(f: FaceResult) -> tuple[bool, float]:
         if f.track_id < 0:
             return True, -f.score
-        now = roi_from_landmarks(f.landmarks)
-        return False, float(np.hypot(now.cx - f.roi.cx, now.cy - f.roi.cy)) / f.roi.size  # f.roi: where the track was
+        x, y = expected.get(f.track_id, (f.roi.cx, f.roi.cy))  # f.roi: where the track was
+        return False, float(np.hypot(now[id(f)].cx - x, now[id(f)].cy - y)) / f.roi.size
 
     kept: list[FaceResult] = []
     for f in sorted(faces, key=rank):
-        if all(np.hypot(f.roi.cx - k.roi.cx, f.roi.cy - k.roi.cy) > DUPLICATE_DISTANCE * max(f.roi.size, k.roi.size) for k in kept):
+        a = now[id(f)]
+        if all(np.hypot(a.cx - now[id(k)].cx, a.cy - now[id(k)].cy) > DUPLICATE_DISTANCE * max(a.size, now[id(k)].size) for k in kept):
             kept.append(f)
     return kept
 

@@ -242,7 +242,9 @@ def command_chain(run: Path) -> str:
     if (init.parent / "run.json").exists() and init.parent.resolve() != run.resolve():
         return f"{command_chain(init.parent)}, then {command}"
     earlier = card_chain(init)
-    return command if earlier is None else f"{earlier}, then {command}"
+    if earlier is None or command in earlier:  # (the latter: this run's own earlier export, read back)
+        return command if earlier is None else earlier
+    return f"{earlier}, then {command} (from the weights those commands made, shipped as `{init.as_posix()}` before it)"
 
 
 def card_chain(weights: Path) -> str | None:

@@ -443,7 +443,9 @@ class MDMTask:
     from the tracker's val starts, so its numbers are this stage's inside the tracker.
 
     `occluders`: the share of training crops with a synthetic occluder (``sample``); with it,
-    validation also reports the same faces each under an occluder (``val_occluded_*``); the
+    validation also reports the same faces each under an occluder (``val_occluded_*``), from the
+    same starts (the tracker's on the clean picture: it measures holding points the occluder
+    hides, not the earlier stages under occlusion, which ``benchmarks.robustness`` measures); the
     best checkpoint is still chosen on the clean faces."""
 
     val_key = "val_nme_refined"
