@@ -364,3 +364,27 @@ def test_a_face_back_from_behind_another_is_found_within_a_few_frames(astronaut)
     counts = [len(video.track(frame).faces) for frame in [pair] + [covered] * 8 + [pair] * 6]
     assert counts[:9] == [2] + [1] * 8
     assert counts[-1] == 2 and counts.index(2, 9) <= 9 + 5  # (before: frame 30)
+
+
+def test_a_face_sliding_out_of_the_frame_is_dropped_when_most_of_it_has_gone(astronaut):
+    """Kept to the last fifth, its points ran ever wider of the face (NME 0.28; user test,
+    round 7): a track is lost when less than ``lost_inside`` of its points lie in the frame."""
+    from tracker import Tracker, TrackerConfig
+
+    canvas = np.full((512, 1024, 3), 90, np.uint8)
+    canvas[:, 256:768] = astronaut
+
+    def slide(config) -> list[float]:
+        """Per frame, the share of the tracked face's points inside the frame (None: no face)."""
+        video = Tracker(config)
+        shares = []
+        for dx in range(0, -300, -12):  # 12 px a frame out of the left edge
+            frame = cv2.warpAffine(canvas, np.float32([[1, 0, dx - 256], [0, 1, 0]]), (1024, 512), borderValue=(90, 90, 90))
+            faces = video.track(frame).faces
+            shares.append(float((faces[0].landmarks[:, 0] >= 0).mean()) if faces else None)
+        return shares
+
+    kept = slide(TrackerConfig(mode="video", threads=1, lost_inside=0.0))
+    dropped = slide(TrackerConfig(mode="video", threads=1))
+    assert min(s for s in kept if s is not None) < 0.5  # without the rule: a face less than half in the frame
+    assert all(s is None or s >= 0.5 for s in dropped) and dropped[0] == 1.0
