@@ -301,3 +301,20 @@ def test_video_keeps_two_overlapping_faces_given_by_boxes(astronaut, detected):
         assert sorted(f.box.x0 for f in faces) == sorted(b.x0 for b in boxes)  # every box answered, once
         assert ids is None or sorted(f.track_id for f in faces) == ids
         ids = sorted(f.track_id for f in faces)
+
+
+def test_the_missing_cnn_note_is_only_for_pictures_the_detector_reads(folder, tmp_path, detected, monkeypatch, capsys):
+    """Without dlib's CNN, `images` says the fallback is off, but not when --boxes gives every
+    picture's faces (the detector never runs), nor before a usage error."""
+    import tracker.detector
+
+    monkeypatch.setattr(tracker.detector, "cnn_available", lambda: False)
+    box = landmark_box(detected)
+    every = tmp_path / "every.txt"
+    every.write_text("".join(f"{stem} {box.x0} {box.y0} {box.x1} {box.y1}\n" for stem in ("astro", "pair", "other")))
+    assert main(["images", "--input", str(folder), "--out", str(tmp_path / "a"), "--boxes", str(every), "--no-refine"]) == 0
+    assert "CNN face detector is not installed" not in capsys.readouterr().err
+    assert main(["images", "--input", str(folder), "--out", str(tmp_path / "b"), "--no-refine"]) == 0
+    assert "CNN face detector is not installed" in capsys.readouterr().err
+    assert main(["images", "--input", str(folder / "astro.jpg"), "--out", str(tmp_path / "c")]) == 2
+    assert "CNN face detector" not in capsys.readouterr().err

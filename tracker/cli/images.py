@@ -161,11 +161,12 @@ def run(args) -> int:
     images = _select_images(args)
     if args.baseline == "dlib":
         require_dlib_predictor("--baseline dlib")
-    if note := cnn_missing_note():
-        print(note, file=sys.stderr)
     names = _output_names(images, args.input)
     _check_no_foreign_pts(args, names.values())
     boxes = _load_boxes(args, images)
+    detected = [p for p in images if box_key(p.relative_to(args.input).as_posix()) not in boxes]
+    if detected and (note := cnn_missing_note()):  # after the usage checks; not when --boxes gives every face
+        print(note, file=sys.stderr)
     tracker = Tracker(TrackerConfig.from_args(args, mode="image", detect_side=args.detect_side))
     todo = images if args.overwrite else [p for p in images if not _finished(args, names[p])]
     counts = {"done": 0, "resumed": len(images) - len(todo), "no_face": 0, "failed": 0, "faces": 0, "given": 0, "bad_box": 0}
