@@ -272,11 +272,11 @@ class FrameResult:
 @dataclass
 class _Track:
     track_id: int
-    landmarks: np.ndarray
     filter: OneEuro | None
     age: int = 0
     appearance: AppearanceMemory | None = None  # with config.visibility: the face's colours seen so far
-    velocity: tuple[float, float] = (0.0, 0.0)  # its crop centre's move over the last frame, pixels
+    roi: Roi | None = None  # the crop its last landmarks give: where the next frame looks for the face
+    velocity: tuple[float, float] = (0.0, 0.0)  # that crop's centre's move over the last frame, pixels
 
 
 @dataclass
@@ -399,7 +399,7 @@ class Tracker:
         given = None if boxes is None else _given_boxes(boxes, image.shape)
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         video = self.config.mode is TrackerMode.VIDEO
-        tracked = [(tr, roi_from_landmarks(tr.landmarks)) for tr in self._tracks] if video else []
+        tracked = [(tr, tr.roi) for tr in self._tracks] if video else []
         detections: list[Detection] = []
         if given is None and video and tracked:
             # Tracked faces: new ones are searched for every detect_every frames, and on the frame
@@ -573,17 +573,17 @@ class Tracker:
             if f.track_id >= 0 and f.track_id in by_id:
                 tr = by_id[f.track_id]
             else:
-                tr = _Track(self._next_id, f.landmarks, self._make_filter())
+                tr = _Track(self._next_id, self._make_filter())
                 self._next_id += 1
             stages, raw = dict(f.stages), f.final
             if tr.filter is not None:  # its own stage: stages["mdm"] stay the refiner's output
                 scale = max(eye_distance(raw.points), MIN_EYE_DISTANCE)
                 stages[Stage.SMOOTH] = StageLandmarks(tr.filter(raw.points, self._frame, scale), raw.confidence)
             pts = stages[last_stage(stages)].points
-            if tr.age:
-                old, new = roi_from_landmarks(tr.landmarks), roi_from_landmarks(pts)
-                tr.velocity = (new.cx - old.cx, new.cy - old.cy)
-            tr.landmarks, tr.age = pts, tr.age + 1
+            roi = roi_from_landmarks(pts)
+            if tr.roi is not None:
+                tr.velocity = (roi.cx - tr.roi.cx, roi.cy - tr.roi.cy)
+            tr.roi, tr.age = roi, tr.age + 1
             tracks.append(tr)
             out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.head_model)))
         self._track_ended = bool(set(by_id) - {tr.track_id for tr in tracks})
