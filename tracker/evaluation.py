@@ -105,10 +105,10 @@ def pick_face(faces: Faces, method: str, truth: np.ndarray) -> np.ndarray | None
     candidates = [face[final_method(face) if method == FINAL else method] for face in faces if method == FINAL or method in face]
     if not candidates:
         return None
-    centre = truth.mean(axis=0)
-    nearest = min(candidates, key=lambda p: np.linalg.norm(np.nanmean(p, axis=0) - centre))
-    inside = np.all((np.nanmean(nearest, axis=0) >= truth.min(axis=0)) & (np.nanmean(nearest, axis=0) <= truth.max(axis=0)))
-    return nearest if inside else None
+    centres = [np.nanmean(p, axis=0) for p in candidates]
+    i = min(range(len(centres)), key=lambda k: np.linalg.norm(centres[k] - truth.mean(axis=0)))
+    inside = np.all((centres[i] >= truth.min(axis=0)) & (centres[i] <= truth.max(axis=0)))
+    return candidates[i] if inside else None
 
 
 def score_method(found: dict[str, Faces], truths: dict[str, np.ndarray], method: str) -> dict:
