@@ -351,9 +351,10 @@ def _segbaseline(args) -> tuple[Task, Schedule, dict]:
     return _densereg(args)
 
 
-def _tracker_starts(args, after: tuple[str, ...]) -> dict:
-    """``MDMTask``'s tracker-start options from the command line (``--tracker-starts SHARE``,
-    ``--starts-assets``); `after`: the refiner stages the tracker runs before this one."""
+def _refiner_options(args, after: tuple[str, ...]) -> dict:
+    """``MDMTask``'s options from the command line: its tracker starts (``--tracker-starts SHARE``,
+    ``--starts-assets``; `after`: the refiner stages the tracker runs before this one) and its
+    synthetic occluders (``--occluders``)."""
     return {"starts_after": after if args.tracker_starts else None, "start_share": args.tracker_starts, "cache_dir": args.cache,
             "assets": args.starts_assets, "occluders": args.occluders}
 
@@ -362,7 +363,7 @@ def _tracker_starts(args, after: tuple[str, ...]) -> dict:
 def _mdm(args) -> tuple[Task, Schedule, dict]:
     from training.mdm import MDMTask
 
-    t = MDMTask(args.data, args.batch or 16, extra_train=tuple(args.gt_extra), **_tracker_starts(args, ()))
+    t = MDMTask(args.data, args.batch or 16, extra_train=tuple(args.gt_extra), **_refiner_options(args, ()))
     return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), {"gt_extra": [str(d) for d in args.gt_extra]} if args.gt_extra else {}
 
 
@@ -375,7 +376,7 @@ def _mdm_fine(args) -> tuple[Task, Schedule, dict]:
     from training.mdm import FINE_CONFIG, FINE_PERTURBATION, MDMTask
 
     t = MDMTask(args.data, args.batch or 16, FINE_PERTURBATION, FINE_CONFIG, FINE, extra_train=tuple(args.gt_extra),
-                **_tracker_starts(args, DEFAULT_REFINERS[:1]))
+                **_refiner_options(args, DEFAULT_REFINERS[:1]))
     return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), asdict(FINE_CONFIG)
 
 
@@ -390,7 +391,7 @@ def _mdm_single(args) -> tuple[Task, Schedule, dict]:
 
     config = replace(FINE_CONFIG, steps=4)
     t = MDMTask(args.data, args.batch or 16, SINGLE_PERTURBATION, config, FINE, extra_train=tuple(args.gt_extra),
-                **_tracker_starts(args, ()))
+                **_refiner_options(args, ()))
     return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), asdict(config)
 
 
