@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import Engine, EngineError, check_inputs, cpu_device
+from tracker.errors import install_hint
 
 
 class TorchEngine(Engine):
@@ -32,7 +33,7 @@ class TorchEngine(Engine):
         try:
             import torch
         except ImportError as exc:
-            raise EngineError("PyTorch is not installed (pip install -e '.[train]')") from exc
+            raise EngineError(f"PyTorch is not installed ({install_hint('train')})") from exc
         from training.deploy import build_deployable
 
         torch.set_num_threads(max(1, threads))

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracker.errors import InputError, UsageError
+from tracker.errors import InputError, UsageError, install_hint
 
 DETECT_MAX_SIDE = 640  # frames larger than this are downscaled before HOG
 STILL_MAX_SIDE = 2048  # a still where nothing was found at DETECT_MAX_SIDE is searched again at up to this (~0.4 s)
@@ -269,7 +269,7 @@ def _stop_worker(process: subprocess.Popen, requests: Connection, answers: Conne
 
 
 # The one install hint for everything that comes with face-recognition-models.
-CNN_EXTRA = "the [cnn] extra: pip install -e '.[cnn]'"
+CNN_EXTRA = f"the [cnn] extra: {install_hint('cnn')}"
 
 
 def _model_file(locator: str) -> Path:

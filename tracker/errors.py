@@ -10,6 +10,12 @@ working.  This module imports nothing, so every package (``engines`` too) can us
 from __future__ import annotations
 
 
+def install_hint(extra: str) -> str:
+    """How to add one of the package's extras: installed from a wheel, pip installs the extra's
+    dependencies from the installed package's metadata; in a checkout, the editable form."""
+    return f"pip install 'densereg-tracker[{extra}]' (in a checkout: pip install -e '.[{extra}]')"
+
+
 class TrackerError(Exception):
     """Base of every error the project raises on purpose; the message is one line for the user."""
 

@@ -16,6 +16,8 @@ import sys
 from importlib.util import find_spec
 from pathlib import Path
 
+from tracker.errors import install_hint
+
 # Platforms that need no display server.
 HEADLESS_PLATFORMS = ("offscreen", "minimal", "vnc", "eglfs", "linuxfb")
 
@@ -24,7 +26,7 @@ def display_problem(environ: dict[str, str] | None = None) -> str | None:
     """Why a Qt window cannot open here, or None when it can."""
     env = os.environ if environ is None else environ
     if find_spec("PyQt5") is None:
-        return "the viewer needs PyQt5: pip install -e '.[ui]'"
+        return f"the viewer needs PyQt5: {install_hint('ui')}"
     platform = env.get("QT_QPA_PLATFORM", "").split(":")[0]
     if platform in HEADLESS_PLATFORMS or not sys.platform.startswith("linux"):
         return None

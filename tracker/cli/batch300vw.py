@@ -13,7 +13,7 @@ from pathlib import Path
 from tracker.batch import VideoJob, find_300vw_videos, local_outcomes
 from tracker.cli.common import CNN_SILENCE, RESUMES, count, count_of, engine_args, video_args
 from tracker.detector import cnn_missing_note
-from tracker.errors import UsageError
+from tracker.errors import UsageError, install_hint
 from tracker.evaluation import summarise_300vw
 from tracker.fileio import atomic_write_image, atomic_write_json, check_output_folder, remove_partial_outputs, safe_output_path
 from tracker.pipeline import TrackerConfig, TrackerMode, uses_fast_network
@@ -124,7 +124,7 @@ def run(args) -> int:
         try:
             from tracker.raybatch import ray_outcomes
         except ImportError:
-            raise UsageError("--ray needs Ray, which is not installed: pip install -e '.[cluster]' (or 'ray>=2.9')") from None
+            raise UsageError(f"--ray needs Ray, which is not installed: {install_hint('cluster')}") from None
         outcomes = functools.partial(ray_outcomes, address=args.ray, cpus=args.jobs)
     else:
         outcomes = functools.partial(local_outcomes, workers=args.jobs or 1)
