@@ -248,7 +248,9 @@ def test_batch300vw_killed_and_resumed_equals_uninterrupted(synth_root, tmp_path
     assert len(r2["malformed_annotations"]) == 1 and "000010.pts" in r2["malformed_annotations"][0]
     assert r2["errors"][-1] is None  # the extra annotation has no frame: a failure, not a crash
     summary = json.loads((killed / "summary.json").read_text())
-    assert set(summary["videos"]) == {"001", "002"} and summary["frames"] > 0
+    assert set(summary["videos"]) == {"001", "002"} and summary["annotated_frames"] == sum(
+        len(json.loads((killed / n / "result.json").read_text())["errors"]) for n in ("001", "002"))
+    assert summary["frames"] == sum(v["frames"] for v in summary["videos"].values()) > 0
     assert summary["detections"] == sum(v["detections"] for v in summary["videos"].values())
     assert not list(killed.rglob("*.tmp")) and not list(killed.rglob(".*partial*"))
 

@@ -110,7 +110,7 @@ def test_batch300vw_without_annotations_says_there_is_nothing_to_score(tmp_path,
     assert "nan" not in stdout.lower()
     assert "001: 3 frames, no annotations: nothing to score" in stdout and "overall no annotations" in stdout
     summary = json.loads((out / "summary.json").read_text())  # strict JSON: null, never NaN
-    assert summary["auc08"] is None and summary["frames"] == 0
+    assert summary["auc08"] is None and summary["annotated_frames"] == 0 and summary["frames"] == 3
     assert len(list((out / "001").glob("*.pts"))) == 3
 
 

@@ -248,7 +248,9 @@ def summarise_300vw(out: Path, names: list[str]) -> dict:
         "videos": per_video,
         "jitter_static": float(np.mean(jit)) if jit else None,
         "detections": sum(v.get("detections") or 0 for v in per_video.values()),
-        "frames": len(e),
+        # as in each video's result.json: every decoded frame, and the annotated ones that are scored
+        "frames": sum(v.get("frames") or 0 for v in per_video.values()),
+        "annotated_frames": len(e),
         # null, not NaN (invalid JSON), when no video has annotations: there is nothing to score
         "nme_mean": float(e[finite].mean()) if finite.any() else None,
         "auc08": auc(e) if len(e) else None,
