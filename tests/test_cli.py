@@ -378,7 +378,8 @@ def test_ray_missing_or_misused_is_one_line(synth_root, tmp_path):
     p = subprocess.run([sys.executable, "-c", hide_ray, "batch300vw", str(synth_root), "--out", str(tmp_path / "o"), "--ray"],
                        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300, check=False)
     assert p.returncode == 2
-    assert p.stderr.splitlines() == ["error: --ray needs Ray, which is not installed: pip install 'densereg-tracker[cluster]' (in a checkout: pip install -e '.[cluster]')"]
+    hint = "pip install 'densereg-tracker[cluster]' (in a checkout: pip install -e '.[cluster]')"
+    assert p.stderr.splitlines() == [f"error: --ray needs Ray, which is not installed: {hint}"]
     assert not (tmp_path / "o").exists()
     assert main(["batch300vw", str(synth_root), "--out", str(tmp_path / "o"), "--ray", "auto", "--jobs", "2"]) == 2
     assert main(["batch300vw", str(synth_root), "--out", str(tmp_path / "o"), "--jobs", "0"]) == 2

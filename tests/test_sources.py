@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -139,11 +140,16 @@ def test_a_numbered_sequence_with_a_gap_reads_every_picture_and_notes_the_gap_on
     pattern = numbered(tmp_path / "my frames", [n for n in range(18) if n not in (6, 7)])  # a space in the folder too
     warnings = []
     source = open_video_or_camera(pattern, None, warn=warnings.append)
-    assert (source.length, source.fps, source.size, source.sequence) == (16, 30.0, (10, 8), True)
+    assert (source.length, source.fps, source.size, source.sequence) == (18, 30.0, (10, 8), True)
     got = read_names(source)
-    assert [i for i, _ in got] == list(range(16)) and got[6] == (6, "000008.png")  # frame k: the k-th file by number
+    # frame k: picture number k (the first number being 0), the missing ones keeping theirs
+    assert got == [(n, f"{n:06d}.png") for n in range(18) if n not in (6, 7)]
     assert warnings == [
-        f"{pattern}: 2 numbers missing in the sequence (first gap: 000006.png to 000007.png); the clip goes on across them"]
+        f"{pattern}: 2 numbers missing in the sequence (first gap: 000006.png to 000007.png); they keep their frame numbers, without a frame"]
+    with SequenceSource(pattern) as source:  # stepping back into a gap lands on the picture before it
+        source.seek(7)
+        assert source.position == 5 and source.path_at(source.position).name == "000005.png"
+        assert [f.index for f in itertools.islice(source.frames(), 2)] == [5, 8]
 
 
 def test_a_numbered_sequence_skips_an_unreadable_picture_with_one_line_and_reads_the_rest(tmp_path):

@@ -321,9 +321,10 @@ def test_video_reads_a_numbered_sequence_across_a_gap_and_an_unreadable_picture_
     assert "done: 5 frames, 1 unreadable frame skipped" in captured.out  # the last frame is the 5th picture
     err = [line for line in captured.err.splitlines() if not line.startswith("note: dlib")]
     assert err == [f"warning: {frames / '%06d.jpg'}: 2 numbers missing in the sequence (first gap: 000103.jpg to 000104.jpg); "
-                   "the clip goes on across them",
+                   "they keep their frame numbers, without a frame",
                    f"warning: {frames / '000102.jpg'}: not a decodable image (corrupt, truncated or not an image)"]
-    assert [row.split(",")[0] for row in csv.read_text().splitlines()[1:]] == ["1", "2", "4", "5"]  # frame k: the k-th picture
+    # frame k: picture number 99 + k (the first is 100), the missing and the unreadable keeping theirs
+    assert [row.split(",")[0] for row in csv.read_text().splitlines()[1:]] == ["1", "2", "6", "7"]
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 and cap.get(cv2.CAP_PROP_FPS) == 30.0
     cap.release()

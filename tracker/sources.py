@@ -131,7 +131,6 @@ class FrameSource:
     def frames(self) -> Iterator[SourceFrame]:
         """The frames from ``position`` on (see the module's docstring for problems on the way)."""
         while True:
-            index = self.position
             try:
                 image = self.read()
             except SourceError as exc:
@@ -144,6 +143,7 @@ class FrameSource:
                 continue
             if image is None:
                 return
+            index = self.position - 1  # read() may pass frames that do not exist (a sequence's missing numbers)
             yield SourceFrame(index, image, self.path_at(index))
 
     def path_at(self, index: int) -> Path | None:
@@ -297,8 +297,10 @@ class SequenceSource(ImageSource):
     first number.  Read here rather than by OpenCV's CAP_IMAGES, which ends the clip silently at
     the first missing number or unreadable picture and finds no sequence starting past 4.
 
-    Frame k is the k-th file in number order (a missing number is not a frame).  With ``warn``,
-    an unreadable picture is passed with a warning naming it and missing numbers get one warning;
+    Frame k is picture number first + k: a missing number keeps its frame number without a frame,
+    as an unreadable picture does, so that outputs named by frame number (a .pts per frame, as
+    300VW names its annotations) stay paired with the pictures after a gap.  With ``warn``, an
+    unreadable picture is passed with a warning naming it and missing numbers get one warning;
     without it an unreadable picture raises ``SourceError`` (see the module's docstring)."""
 
     sequence = True
@@ -309,17 +311,20 @@ class SequenceSource(ImageSource):
         numbered = numbered_pictures(pattern)
         if not numbered:
             raise VideoError(f"{pattern}: no picture of this numbered sequence found")
-        super().__init__([p for _, p in numbered], str(pattern), warn)
         numbers = [n for n, _ in numbered]
-        if warn and (missing := numbers[-1] - numbers[0] + 1 - self.length):
+        slots: list[Path | None] = [None] * (numbers[-1] - numbers[0] + 1)
+        for n, path in numbered:
+            slots[n - numbers[0]] = path
+        super().__init__(slots, str(pattern), warn)
+        if warn and (missing := self.length - len(numbered)):
             start, end = next((n + 1, m - 1) for n, m in zip(numbers, numbers[1:]) if m > n + 1)
             gap = pattern.name % start + (f" to {pattern.name % end}" if end > start else "")
             warn(f"{pattern}: {missing} {'number' if missing == 1 else 'numbers'} missing in the sequence "
-                 f"(first gap: {gap}); the clip goes on across them")
+                 f"(first gap: {gap}); they keep their frame numbers, without a frame")
         # The clip's size (the output video is opened before the frames are read): the most common
         # among its first readable pictures, so that a stray first one (a thumbnail) is what is skipped.
         sizes: list[tuple[int, int]] = []
-        for path in self.paths:
+        for path in filter(None, self.paths):
             if len(sizes) == SIZE_VOTERS:
                 break
             try:
@@ -328,10 +333,12 @@ class SequenceSource(ImageSource):
                 continue  # reported when the clip reaches it
             sizes.append((image.shape[1], image.shape[0]))
         if not sizes:
-            raise VideoError(f"{pattern}: none of the {self.length} pictures of this numbered sequence is readable")
+            raise VideoError(f"{pattern}: none of the {len(numbered)} pictures of this numbered sequence is readable")
         self.size = max(sizes, key=sizes.count)  # the first of the most common
 
     def read(self) -> np.ndarray | None:
+        while self.position < self.length and self.paths[self.position] is None:
+            self.position += 1  # a missing number: no frame, and the next picture keeps its own number
         image = super().read()
         # A picture of another size is not a frame of this clip (a stray file, a thumbnail):
         # resizing it would stretch it, its landmarks would not be in its own pixels, and a face
@@ -340,6 +347,13 @@ class SequenceSource(ImageSource):
             raise SourceError(f"{self.paths[self.position - 1]}: {image.shape[1]}x{image.shape[0]}, not the "
                               f"{self.size[0]}x{self.size[1]} of the sequence's pictures")
         return image
+
+    def seek(self, index: int) -> None:
+        super().seek(index)
+        # onto the picture at or before a missing number: reading passes a gap forwards, so
+        # stepping back into one would show the same frame again
+        while self.position > 0 and self.paths[self.position] is None:
+            self.position -= 1
 
 
 class ArraySource(FrameSource):

@@ -210,8 +210,8 @@ class TrackerThread(QThread):
         """The next frame tracked (untracked while no engine could be loaded); None at the end."""
         length = _shown_length(source)
         if self._tracker is None:
-            index = source.position
             frame = source.read()
+            index = source.position - 1  # after the read: a sequence's read passes its missing numbers
             return None if frame is None else FramePacket(frame, FrameResult([], {}, index), index, length, 0.0)
         if self._stream is None:
             self._stream = track_stream(self._tracker, source)

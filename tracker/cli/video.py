@@ -78,13 +78,14 @@ def run(args) -> int:
     rows, frames_json = [], []
     subject = Subject(sticky=True)
     t_start = time.perf_counter()
-    n = pts_written = 0
+    n = tracked_frames = pts_written = 0
     # The annotated video goes to a hidden temporary file, deleted on any failure or Ctrl-C on a file.
     with source, AtomicVideoWriter(args.out, source.fps, source.size) if args.out else nullcontext() as writer:
         with until_interrupted(source):
             stream = track_stream(tracker, source, limit=args.max_frames)
             for tracked in tqdm(stream, total=source.length or None, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()):
                 n = tracked.index + 1  # frame numbers are 1-based, like the .pts files
+                tracked_frames += 1
                 result = tracked.result
                 if writer:
                     writer.write(annotate(tracked.image, result, tracked.fps))
@@ -96,7 +97,7 @@ def run(args) -> int:
                     rows += csv_rows(n, result.faces)
                 if args.json:
                     frames_json.append({"frame": n, "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
-        if n == 0:  # inside the writer: no empty video is left behind
+        if tracked_frames == 0:  # inside the writer: no empty video is left behind
             raise VideoError(f"{source.label}: no decodable frame (corrupt, or not a video)")
     if args.csv:
         buf = io.StringIO()
@@ -109,5 +110,8 @@ def run(args) -> int:
     elapsed = time.perf_counter() - t_start
     written = [str(p) for p in (args.out, args.csv, args.json) if p] + ([f"{pts_written} .pts in {args.pts_dir}"] if args.pts_dir else [])
     skipped = f", {count_of(source.skipped, 'unreadable frame')} skipped" if source.skipped else ""
-    print(f"done: {n} frames{skipped} in {elapsed:.1f}s ({n / elapsed:.1f} fps, engine {tracker.describe()}); wrote {', '.join(written)}")
+    # frames read, the skipped ones included (a sequence's missing numbers are not frames)
+    read = tracked_frames + source.skipped
+    print(f"done: {read} frames{skipped} in {elapsed:.1f}s ({tracked_frames / elapsed:.1f} fps, engine {tracker.describe()}); "
+          f"wrote {', '.join(written)}")
     return EXIT_ITEMS_FAILED if source.skipped else EXIT_OK
