@@ -425,6 +425,48 @@ def test_one_subject_per_video_when_two_faces_are_tracked(demo_truth):
     assert still.pick(faces, size) is still.pick(faces[::-1], size) is max(faces, key=lambda f: prominence(f.roi, size))
 
 
+def test_the_subject_comes_back_after_a_bystander_stood_in_for_it():
+    """User test 8: the subject hidden for 13 frames, a bystander found meanwhile kept the .pts for
+    the rest of the video although the subject was tracked again 7 frames later."""
+    from types import SimpleNamespace
+
+    from tracker.crop import Roi
+    from tracker.writers import SUBJECT_RETURN_FRAMES, Subject
+
+    def face(track_id, cx, size=100.0):
+        return SimpleNamespace(track_id=track_id, roi=Roi(cx, 240.0, size))
+
+    size = (640, 480)
+    subject = Subject(sticky=True)
+    assert subject.pick([face(0, 320), face(1, 560, 60)], size).track_id == 0
+    assert subject.pick([face(1, 560, 60)], size).track_id == 1  # hidden: the bystander stands in
+    assert subject.pick([], size) is None
+    back = face(2, 330)  # a new track where the subject was
+    assert subject.pick([face(1, 560, 60), back], size) is back
+    assert subject.pick([face(1, 560, 60), face(2, 340)], size).track_id == 2
+    # gone for good: the face standing in becomes the subject once the place has been kept long enough
+    for _ in range(SUBJECT_RETURN_FRAMES + 1):
+        subject.pick([face(1, 560, 60)], size)
+    assert subject.pick([face(1, 560, 60), face(3, 300, 200)], size).track_id == 1
+
+
+def test_evaluate_video_counts_another_persons_face_as_missing(tmp_path):
+    from tracker.evaluation import evaluate_video
+    from tracker.pts import write_pts
+
+    annot, pred = tmp_path / "annot", tmp_path / "pred"
+    annot.mkdir()
+    pred.mkdir()
+    truth = np.stack([np.linspace(100, 200, 68), np.linspace(100, 220, 68)], 1)
+    for i in (1, 2):
+        write_pts(annot / f"{i:06d}.pts", truth)
+    write_pts(pred / "000001.pts", truth + 1.0)
+    write_pts(pred / "000002.pts", truth + 300.0)  # a bystander
+    r = evaluate_video(pred, annot, frames=2)
+    assert (r["annotated_frames"], r["missing"], r["frames_on_another_face"]) == (2, 1, 1)
+    assert r["nme_mean"] < 0.1  # the bystander's distance is not averaged in
+
+
 def test_images_killed_and_resumed_equals_uninterrupted(image_folder, tmp_path):
     src = tmp_path / "src"
     src.mkdir()

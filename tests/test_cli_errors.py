@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from tracker.assets import DEMO_CLIP, DEMO_IMAGE
@@ -112,6 +113,32 @@ def test_batch300vw_without_annotations_says_there_is_nothing_to_score(tmp_path,
     summary = json.loads((out / "summary.json").read_text())  # strict JSON: null, never NaN
     assert summary["auc08"] is None and summary["annotated_frames"] == 0 and summary["frames"] == 3
     assert len(list((out / "001").glob("*.pts"))) == 3
+
+
+def test_batch300vw_scores_a_clip_without_a_face_and_says_which_annotations_it_left_out(tmp_path, capsys):
+    """No annotated frame with a face once crashed the closing line (a null NME); annotations past the
+    video's end counted as the tracker's failures, and misnamed ones scored AUC 0 without a word."""
+    from tracker.pts import write_pts
+
+    clip = tmp_path / "root" / "001"
+    (clip / "annot").mkdir(parents=True)
+    writer = cv2.VideoWriter(str(clip / "vid.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 120))
+    for _ in range(3):
+        writer.write(np.full((120, 160, 3), 90, np.uint8))  # no face
+    writer.release()
+    pts = np.stack([np.linspace(40, 120, 68), np.linspace(30, 90, 68)], 1)
+    for name in ("000001.pts", "000003.pts", "000004.pts", "000005.pts", "00002.pts"):  # 4, 5: past the end
+        write_pts(clip / "annot" / name, pts)
+    out = tmp_path / "out"
+    assert main(["batch300vw", str(tmp_path / "root"), "--out", str(out), "--threads", "1", "--cnn-every", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "001: 3 frames, AUC@0.08 0.0000" in captured.out
+    assert "AUC@0.08 0.0000, FR@0.08 1.0000, NME - over 2 annotated frames of 3" in captured.out
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert any("1 annotation file not named as a frame's (first: 00002.pts" in w for w in warnings), warnings
+    assert any("2 annotations past the video's last frame (3): not scored" in w for w in warnings), warnings
+    result = json.loads((out / "001" / "result.json").read_text())
+    assert (result["annotated_frames"], result["missing"], result["annotations_past_end"]) == (2, 2, 2)
 
 
 def test_full_disk_in_images_names_the_file_and_what_was_kept(tmp_path, monkeypatch, capsys):

@@ -2,6 +2,7 @@
 -> import with training.export; the pack's codec and size limit; the speed command."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -133,6 +134,34 @@ def test_pack_limit_is_enforced_and_profiled_views_fill_the_rest(synthetic, tmp_
         build_pack(data, gt, tmp_path / "real", None, max_mib=real_bytes / 2 / 2**20)
     assert (tmp_path / "real" / "faces.zip").read_bytes() == before  # the old pack is kept
     assert not (tmp_path / "real.tmp").exists()
+
+
+def test_a_pack_split_into_parts_joins_back_and_a_missing_or_bad_part_is_named(synthetic, tmp_path):
+    """The tree (~43 MiB) and a whole pack (~39 MiB) exceed the 64 MiB a device call carries:
+    the pack travels in parts, one per call, and is joined on the machine."""
+    from training.gpukit import join_pack, pack_parts, read_manifest, split_pack, travelling_bytes, unpack
+
+    data, gt, _ = synthetic
+    pack = tmp_path / "gpupack"
+    build_pack(data, gt, pack, None)
+    whole = (pack / "faces.zip").read_bytes()
+    parts = split_pack(pack, len(whole) // 3 + 1)
+    assert [p.name for p in parts] == ["gpupack.part1", "gpupack.part2", "gpupack.part3"] == [p.name for p in pack_parts(pack)]
+    assert (parts[0] / "pack.json").exists() and not (parts[1] / "pack.json").exists()
+    shutil.rmtree(pack)  # on the machine only the parts arrive
+    join_pack(pack)
+    assert (pack / "faces.zip").read_bytes() == whole
+    assert read_manifest(pack)["counts"]["train"] == 8
+    unpack(pack, tmp_path / "work", 1)  # checks the SHA-256 of pack.json
+    chunk = parts[1] / "faces.zip.2"
+    chunk.write_bytes(chunk.read_bytes()[:-1])
+    with pytest.raises(KitError, match="gpupack.part2: its chunk's SHA-256"):
+        join_pack(pack)
+    shutil.rmtree(parts[1])
+    with pytest.raises(KitError, match="part 2 of 3 is missing"):
+        join_pack(pack)
+    assert (pack / "faces.zip").read_bytes() == whole  # a failed join leaves the last good pack
+    assert travelling_bytes() > 10 * 2**20  # the shipped networks alone
 
 
 def check_dry_run(pack: Path, tmp_path: Path, monkeypatch=None) -> None:

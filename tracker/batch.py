@@ -104,14 +104,18 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
             if n == 0:
                 raise VideoError(f"{job.video}: no decodable frame (corrupt, or not a video)")
             seconds = time.perf_counter() - t0
-            metrics = evaluate_video(out, job.annot)
+            metrics = evaluate_video(out, job.annot, n)
             # detections: frames whose subject came from the detector rather than from tracking, i.e.
             # the first acquisition plus one per re-detection after a loss (every frame in --stills).
             atomic_write_json(out / "result.json", {"video": str(job.video), "frames": n, "seconds": round(seconds, 2),
                                                     "detections": detections, "warnings": warnings, "options": job.options,
                                                     **metrics})
         scored = f"AUC@0.08 {metrics['auc08']:.4f}" if metrics["annotated_frames"] else "no annotations: nothing to score"
-        return VideoOutcome(job.name, f"{n} frames, {scored}", True, tuple(warnings + metrics["malformed_annotations"]))
+        notes = metrics["malformed_annotations"]
+        if other := metrics["frames_on_another_face"]:
+            notes = [*notes, f"{job.annot}: {other} annotated frame{'s' * (other != 1)} held another person's face (centred outside "
+                     "the annotated face's box): scored as missing"]
+        return VideoOutcome(job.name, f"{n} frames, {scored}", True, tuple(warnings + notes))
     except WriteError as exc:  # name the video's folder, not the hidden one it is filled in
         return VideoOutcome(job.name, f"skipped: {job.out}: cannot write ({exc.strerror})", False, tuple(warnings))
     except (VideoError, OSError, ValueError) as exc:

@@ -19,6 +19,7 @@ from tracker.fileio import read_list
 from tracker.metrics import auc, ced, eye_distance, failure_rate, score_faces
 from tracker.pts import PtsError, read_pts
 from tracker.stages import Stage, last_stage
+from tracker.writers import FRAME_PTS_NAME
 
 FINAL = "final"  # every method the predictions have (the tracker's stages, the last one last)
 BASELINE = "dlib"  # ``images --baseline dlib``: its method in the JSON and its subfolder of the predictions
@@ -107,8 +108,13 @@ def pick_face(faces: Faces, method: str, truth: np.ndarray) -> np.ndarray | None
         return None
     centres = [np.nanmean(p, axis=0) for p in candidates]
     i = min(range(len(centres)), key=lambda k: np.linalg.norm(centres[k] - truth.mean(axis=0)))
-    inside = np.all((centres[i] >= truth.min(axis=0)) & (centres[i] <= truth.max(axis=0)))
-    return candidates[i] if inside else None
+    return candidates[i] if centred_on(centres[i], truth) else None
+
+
+def centred_on(centre: np.ndarray, truth: np.ndarray) -> bool:
+    """Whether a predicted face centred at `centre` is the annotated face: its centre lies in the
+    box of the annotated points (else it is another person's)."""
+    return bool(np.all((centre >= truth.min(axis=0)) & (centre <= truth.max(axis=0))))
 
 
 def score_method(found: dict[str, Faces], truths: dict[str, np.ndarray], method: str) -> dict:
@@ -194,22 +200,40 @@ def ced_curves(rows: dict[str, dict]) -> dict[str, tuple[np.ndarray, np.ndarray]
     return {f"{k} (AUC {v['auc08']:.3f})": ced(np.array([np.inf if e is None else e for e in v["errors"]])) for k, v in rows.items()}
 
 
-def evaluate_video(pred_dir: Path, annot_dir: Path) -> dict:
-    """Per-frame NME against every annotated frame (a frame without prediction = failure);
-    malformed annotation files are listed and left out."""
-    pairs, bad = [], []
+def evaluate_video(pred_dir: Path, annot_dir: Path, frames: int | None = None) -> dict:
+    """Per-frame NME against every annotated frame of the video's `frames` (a frame without
+    prediction = failure, as is one whose face is centred outside the annotated face's box: another
+    person's, as ``eval`` counts it).  Malformed annotation files, and files not named as a frame
+    (``000001.pts`` is frame 1), are listed and left out; so are annotations past the last frame,
+    which the tracker never saw (a video that decodes to fewer frames than it was annotated
+    with), counted in ``annotations_past_end`` and said in one line."""
+    pairs, bad, misnamed, past_end, other = [], [], [], 0, 0
     for gt_path in sorted(annot_dir.glob("*.pts")) if annot_dir.is_dir() else []:
+        if not FRAME_PTS_NAME.fullmatch(gt_path.name):
+            misnamed.append(gt_path)
+            continue
+        if frames is not None and int(gt_path.stem) > frames:
+            past_end += 1
+            continue
         try:
             truth = read_pts(gt_path, expected=68)
         except PtsError as exc:
             bad.append(str(exc))
             continue
         pred_path = pred_dir / gt_path.name
-        pairs.append((read_pts(pred_path, expected=68) if pred_path.exists() else None, truth))
+        pred = read_pts(pred_path, expected=68) if pred_path.exists() else None
+        if pred is not None and not centred_on(np.nanmean(pred, axis=0), truth):
+            pred, other = None, other + 1
+        pairs.append((pred, truth))
+    if misnamed:
+        bad.append(f"{annot_dir}: {len(misnamed)} annotation file{'s' * (len(misnamed) != 1)} not named as a frame's "
+                   f"(first: {misnamed[0].name}; 000001.pts is frame 1): not scored")
+    if past_end:
+        bad.append(f"{annot_dir}: {past_end} annotation{'s' * (past_end != 1)} past the video's last frame ({frames}): not scored")
     result = score_faces(pairs)
     result["annotated_frames"] = result.pop("faces")
     result["jitter_static"] = static_jitter(pred_dir, annot_dir)
-    return {**result, "malformed_annotations": bad}
+    return {**result, "frames_on_another_face": other, "annotations_past_end": past_end, "malformed_annotations": bad}
 
 
 def static_jitter(pred_dir: Path, annot_dir: Path) -> float | None:
@@ -239,7 +263,8 @@ def summarise_300vw(out: Path, names: list[str]) -> dict:
         r = json.loads(res.read_text())
         e = [np.inf if x is None else x for x in r["errors"]]
         all_errors += e
-        keys = ("frames", "annotated_frames", "missing", "detections", "nme_mean", "auc08", "fr08", "auc08_49", "jitter_static")
+        keys = ("frames", "annotated_frames", "missing", "frames_on_another_face", "annotations_past_end", "detections", "nme_mean",
+                "auc08", "fr08", "auc08_49", "jitter_static")
         per_video[name] = {k: r.get(k) for k in keys}
     e = np.array(all_errors, float)
     finite = np.isfinite(e)

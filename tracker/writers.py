@@ -120,20 +120,46 @@ def pts_face(faces: list[FaceResult], frame_size: tuple[int, int], boxes: list[D
     return main_face(faces, frame_size)
 
 
+# How long the place where the subject was last seen is kept for it after its track ends (~3 s
+# at 30 fps): long enough for a face hidden behind a passer-by or a hand, after which the face
+# standing in for it becomes the subject.
+SUBJECT_RETURN_FRAMES = 90
+
+
 class Subject:
     """Which face a per-frame ``.pts`` file holds (300VW annotates one subject per video): the
-    face written last while its track lasts, else the main face (``main_face``).  Taking the
-    best-scoring face in every frame instead made the output flip between two people."""
+    subject's track while it lasts.  When it ends, a face that comes back where the subject was
+    last seen (its centre within half the subject's crop of the crop's centre) within
+    ``SUBJECT_RETURN_FRAMES`` frames is the subject again; until then the main face of each frame
+    stands in (``main_face``), and the one standing in when that time is up becomes the subject.
+    Taking the best-scoring face in every frame made the output flip between two people; keeping
+    whichever face stood in first kept a bystander, found while the subject was hidden for 13
+    frames, for the rest of the video (user test 8)."""
 
     def __init__(self, sticky: bool):
         self.sticky = sticky  # only video mode has track ids that persist across frames
         self.track_id: int | None = None
+        self.seen: Roi | None = None  # the subject's crop when last seen
+        self.missing = 0  # frames since then
 
     def pick(self, faces: list[FaceResult], frame_size: tuple[int, int]) -> FaceResult | None:
         """The subject among a (w, h) frame's faces."""
-        if not faces:
-            return None
-        same = [f for f in faces if self.sticky and f.track_id == self.track_id]
-        face = same[0] if same else main_face(faces, frame_size)
-        self.track_id = face.track_id
+        if not self.sticky:
+            return main_face(faces, frame_size)
+        same = [f for f in faces if f.track_id == self.track_id]
+        face = same[0] if same else self._back(faces)
+        if face is None:
+            self.missing += 1
+            stand_in = main_face(faces, frame_size)
+            if stand_in is None or (self.seen is not None and self.missing <= SUBJECT_RETURN_FRAMES):
+                return stand_in
+            face = stand_in
+        self.track_id, self.seen, self.missing = face.track_id, face.roi, 0
         return face
+
+    def _back(self, faces: list[FaceResult]) -> FaceResult | None:
+        """The face nearest where the subject was last seen, if it is there and not too long ago."""
+        if self.seen is None or self.missing >= SUBJECT_RETURN_FRAMES or not faces:
+            return None
+        near = min(faces, key=lambda f: np.hypot(f.roi.cx - self.seen.cx, f.roi.cy - self.seen.cy))
+        return near if np.hypot(near.roi.cx - self.seen.cx, near.roi.cy - self.seen.cy) <= self.seen.size / 2 else None

@@ -31,6 +31,7 @@ batch 1 and 8, and writes a table and JSON.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import logging
@@ -243,6 +244,81 @@ class _PackWriter:
 
 def pack_size(pack: Path) -> int:
     return sum((pack / f).stat().st_size for f in PACK_FILES)
+
+
+# What one device call carries: the checkout's tracked and untracked-not-ignored files plus the
+# carried paths, 64 MiB in all.  The tree alone is ~43 MiB (the shipped networks, their PyTorch
+# twins, the demo clip), so a whole pack (~39 MiB) goes in parts, one per call on the same warm
+# machine, where an ignored folder a call brought stays for the next (README, "Training on a GPU").
+DEVICE_CARRY_LIMIT = 64 * MIB
+CARRY_MARGIN = 1 * MIB  # notes or logs written between packing and the call travel too
+PART_SUFFIX = ".part"
+
+
+def travelling_bytes(repo: Path = REPO) -> int:
+    """Bytes of the files a device call sends: git's tracked and untracked-not-ignored files."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                            capture_output=True, check=True, timeout=60).stdout.split(b"\0")
+    return sum(p.stat().st_size for p in (repo / os.fsdecode(n) for n in listed if n) if p.is_file())
+
+
+def pack_parts(pack: Path) -> list[Path]:
+    """The part folders ``split_pack`` made beside `pack` (``gpupack.part1``, ...), in order."""
+    parts = [p for p in pack.parent.glob(f"{pack.name}{PART_SUFFIX}*") if p.name[len(pack.name) + len(PART_SUFFIX):].isdigit()]
+    return sorted(parts, key=lambda p: int(p.name[len(pack.name) + len(PART_SUFFIX):]))
+
+
+def split_pack(pack: Path, part_bytes: int) -> list[Path]:
+    """Cut `pack`'s faces.zip into chunks of at most `part_bytes`, one folder each beside it
+    (``<pack>.part1`` with pack.json, then ``<pack>.partK``), each chunk named with its SHA-256
+    in ``part.json``; older part folders of this pack are replaced.  ``join_pack`` reverses it."""
+    read_manifest(pack)
+    data = (pack / "faces.zip").read_bytes()
+    chunks = [data[i:i + part_bytes] for i in range(0, len(data), part_bytes)]
+    for old in pack_parts(pack):
+        shutil.rmtree(old)
+    made = []
+    for k, chunk in enumerate(chunks, 1):
+        part = pack.with_name(f"{pack.name}{PART_SUFFIX}{k}")
+        tmp = part.with_name(part.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        (tmp / f"faces.zip.{k}").write_bytes(chunk)
+        if k == 1:
+            shutil.copy2(pack / "pack.json", tmp / "pack.json")
+        atomic_write_json(tmp / "part.json", {"part": k, "of": len(chunks), "bytes": len(chunk),
+                                              "sha256": hashlib.sha256(chunk).hexdigest()})
+        tmp.rename(part)
+        made.append(part)
+    return made
+
+
+def join_pack(pack: Path) -> None:
+    """Put `pack` together from its part folders (``split_pack``): every part present and intact,
+    or a KitError naming the first that is not.  The joined faces.zip is checked against
+    pack.json's SHA-256 when it is unpacked."""
+    parts = pack_parts(pack)
+    if not parts:
+        raise KitError(f"{pack}: not a pack, and no parts ({pack.name}{PART_SUFFIX}1 ...) beside it")
+    infos = [json.loads((p / "part.json").read_text()) for p in parts]
+    count = infos[0]["of"]
+    missing = [k for k in range(1, count + 1) if k not in {i["part"] for i in infos}]
+    if missing:
+        raise KitError(f"{pack}: part {missing[0]} of {count} is missing (each device call brings one: "
+                       f"{pack.name}{PART_SUFFIX}{missing[0]})")
+    tmp = pack.with_name(pack.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with open(tmp / "faces.zip", "wb") as out:
+        for part, info in zip(parts, infos):
+            chunk = (part / f"faces.zip.{info['part']}").read_bytes()
+            if hashlib.sha256(chunk).hexdigest() != info["sha256"]:
+                raise KitError(f"{part}: its chunk's SHA-256 differs from part.json (truncated or corrupt copy)")
+            out.write(chunk)
+    shutil.copy2(parts[0] / "pack.json", tmp / "pack.json")
+    if pack.exists():
+        shutil.rmtree(pack)
+    tmp.rename(pack)
 
 
 def build_pack(data: Path, gt: Path, out: Path, profiled: Path | None = None, faces: int = 0, max_mib: float = 40.0,
@@ -783,6 +859,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--segmenter", action="store_true",
                    help="also the part segmenter of the same configuration, at DenseReg's budget (half of DenseReg's time each)")
     t.add_argument("--work", type=Path, default=REPO / "runs" / "gpukit", help="run folders and unpacked caches")
+    sp = sub.add_parser("split", help="cut a pack into parts that each travel with one device call (beside the tree)")
+    sp.add_argument("--pack", type=Path, required=True)
+    sp.add_argument("--max-mib", type=float, default=0.0,
+                    help="largest part (default: what the 64 MiB of a call leave beside this checkout's files)")
+    j = sub.add_parser("join", help="put a pack together from its parts (on the device, before train)")
+    j.add_argument("--pack", type=Path, required=True)
     s = sub.add_parser("speed", help="inference speed of the DenseReg configurations (PyTorch; fp16 on CUDA)")
     s.add_argument("--device", default="cuda")
     s.add_argument("--configs", default="paper,large,realtime")
@@ -797,6 +879,24 @@ def main(argv: list[str] | None = None) -> int:
             c = manifest["counts"]
             print(f"wrote {args.out}: {pack_size(args.out) / MIB:.1f} MiB, {c['train']} train + {c['val']} val faces, "
                   f"{c['profiled']} of {c['profiled_available']} profiled views, {c['skipped']} skipped")
+            tree = travelling_bytes()
+            if tree + pack_size(args.out) + CARRY_MARGIN > DEVICE_CARRY_LIMIT:
+                print(f"note: with this checkout's {tree / MIB:.1f} MiB it is over the 64 MiB one device call carries: "
+                      f"`python -m training.gpukit split --pack {args.out}` cuts it into parts, one call each")
+            return 0
+        if args.cmd == "split":
+            tree = travelling_bytes()
+            limit = int(args.max_mib * MIB) if args.max_mib > 0 else DEVICE_CARRY_LIMIT - tree - CARRY_MARGIN
+            if limit < MIB and args.max_mib <= 0:
+                raise KitError(f"parts of {limit / MIB:.2f} MiB beside the checkout's {tree / MIB:.1f} MiB: too small to be "
+                               "worth a device call each")
+            parts = split_pack(args.pack, limit)
+            print(f"wrote {len(parts)} part{'s' * (len(parts) != 1)} of at most {limit / MIB:.1f} MiB beside the checkout's "
+                  f"{tree / MIB:.1f} MiB: {', '.join(p.name for p in parts)} (one device call each, in this order)")
+            return 0
+        if args.cmd == "join":
+            join_pack(args.pack)
+            print(f"joined {args.pack} from {len(pack_parts(args.pack))} parts")
             return 0
         if args.cmd == "train":
             refiners = tuple(r for r in args.refiners.split(",") if r)

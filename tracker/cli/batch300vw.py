@@ -188,7 +188,8 @@ def run(args) -> int:
         atomic_write_image(args.out / "ced.png", ced_plot({f"all videos (AUC {summary['auc08']:.3f})": summary["curves"]["all"]}))
     jitter = "" if summary["jitter_static"] is None else f", jitter on still frames {100 * summary['jitter_static']:.2f}% of the eye distance"
     if summary["annotated_frames"]:
-        overall = (f"AUC@0.08 {summary['auc08']:.4f}, FR@0.08 {summary['fr08']:.4f}, NME {summary['nme_mean']:.4f} over "
+        nme = "-" if summary["nme_mean"] is None else f"{summary['nme_mean']:.4f}"  # None: no annotated frame has a face
+        overall = (f"AUC@0.08 {summary['auc08']:.4f}, FR@0.08 {summary['fr08']:.4f}, NME {nme} over "
                    f"{summary['annotated_frames']} annotated frames of {summary['frames']}")
     elif len(missing) == len(videos):
         overall = "nothing to score: no video was tracked"
