@@ -320,3 +320,56 @@ def test_video_command_searches_beside_the_tracking_on_a_camera_and_inline_on_fi
     for i, argv in enumerate(runs):
         assert main(["video", *argv, "--csv", str(tmp_path / f"{i}.csv")]) == 0
     assert made == [LIVE_DETECT_LAG, 0, 0, 2]
+
+
+def test_a_camera_hands_out_its_newest_frame_not_its_oldest(monkeypatch):
+    """A tracker slower than the camera must work on what the camera sees now: read one after
+    another, the driver's queue handed out ever older frames (0.8-2 s behind, user test 8)."""
+    import threading
+    import time
+
+    import tracker.sources
+
+    class Camera:  # 100 frames a second, each holding its number; then it stops
+        def __init__(self, device):
+            self.n = 0
+            self.released = threading.Event()
+
+        def isOpened(self):
+            return True
+
+        def read(self):
+            time.sleep(0.01)
+            self.n += 1
+            return (self.n <= 60, np.full((4, 4, 3), self.n % 256, np.uint8))
+
+        def get(self, prop):
+            return 100.0
+
+        def release(self):
+            self.released.set()
+
+    monkeypatch.setattr(tracker.sources.cv2, "VideoCapture", Camera)
+    camera = CameraSource(0)
+    assert camera.read()[0, 0, 0] == 1  # the frame read on opening
+    time.sleep(0.1)  # a slow frame's worth of tracking
+    newest = camera.read()[0, 0, 0]
+    assert newest >= 5  # not frame 2, queued behind ~9 newer ones
+    with pytest.raises(SourceError, match="stopped delivering frames"):
+        while True:
+            assert camera.read()[0, 0, 0] > newest  # each frame once, in order
+    camera.close()
+    assert camera.cap.released.is_set()
+
+
+def test_webcam_without_a_camera_is_one_line_not_an_empty_window(monkeypatch, capsys):
+    import ui.launch
+
+    if 9 in probe_cameras(9):
+        pytest.skip("this machine has a camera at index 9")
+    monkeypatch.setattr(ui.launch, "display_problem", lambda: None)
+    monkeypatch.setattr(ui.launch, "qt_start_problem", lambda: None)
+    monkeypatch.setattr(ui.launch, "launch", lambda *a, **k: pytest.fail("the window was opened"))
+    assert main(["webcam", "--device", "9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no camera at index 9" in err[0]

@@ -137,7 +137,7 @@ def test_record_and_screenshot(app, window, tmp_path):
     path = tmp_path / "rec.mp4"
     assert window.start_recording(path)
     assert not path.exists()  # written to a temporary file until stopped
-    assert wait_for(app, lambda: window.recorded_frames >= 8)
+    assert wait_for(app, lambda: window.recorder is not None and window.recorder.frames >= 8)
     assert window.stop_recording() == path
     cap = cv2.VideoCapture(str(path))
     ok, frame = cap.read()
@@ -154,6 +154,30 @@ def test_record_and_screenshot(app, window, tmp_path):
     pause(app, window)
     assert window.save_screenshot(shot)
     assert np.array_equal(cv2.imread(str(shot)), window.composed)
+
+
+def test_recording_stops_when_the_picture_changes_size_and_occlusion_runs_only_for_the_transfer(app, window, tmp_path):
+    """A 4K source opened while recording was squeezed into the first source's 640x480; the occlusion
+    maps (~8 ms a frame) ran with the transfer overlay off (user test 8)."""
+    from tracker.sources import SourceSpec
+
+    pause(app, window)
+    assert window.packet.result.faces and window.packet.result.faces[0].visibility is None  # transfer off
+    window.set_overlay("transfer", True)
+    window.worker.step(1)
+    assert wait_for(app, lambda: window.packet.result.faces and window.packet.result.faces[0].visibility is not None)
+    window.set_overlay("transfer", False)
+    path = tmp_path / "rec.mp4"
+    assert window.start_recording(path)
+    big = tmp_path / "big"
+    big.mkdir()
+    cv2.imwrite(str(big / "a.png"), cv2.resize(window.packet.frame, (800, 600)))
+    window.open_source(SourceSpec("folder", big))
+    assert wait_for(app, lambda: window.recorder is None)
+    assert path.exists() and "the picture changed from 640x480 to 800x600" in window.statusBar().currentMessage()
+    window.open_source(SourceSpec("video", DEMO_CLIP))
+    assert wait_for(app, lambda: window.source_info is not None and window.source_info.label == str(DEMO_CLIP))
+    pause(app, window)
 
 
 def test_bad_sources_and_engines_are_reported(app, window, tmp_path):
@@ -194,6 +218,12 @@ def test_rate_meter():
     meter.update({}, 0.0, now=100.0)  # the pause is not counted as a frame interval
     assert meter.fps == pytest.approx(10.0)
     assert list(meter.text().splitlines()[2].split())[0] == "detect"
+    # frames 20 and 100 ms apart come at 1 / 60 ms, 16.7 a second: averaging the rates said 28.9
+    meter, now = RateMeter(smoothing=0.05), 0.0
+    for dt in [0.02, 0.1] * 200:
+        now += dt
+        meter.update({}, 0.0, now=now)
+    assert meter.fps == pytest.approx(1 / 0.06, rel=0.05)
 
 
 def test_track_label_is_one_clean_string_on_any_opencv():

@@ -129,3 +129,20 @@ def test_read_ahead_decodes_the_real_clip_identically():
     ahead = [f for _, f in zip(range(12), read_frames(open_video(DEMO_CLIP)[0], ahead=3))]
     assert len(plain) == len(ahead) == 12
     assert all(np.array_equal(a, b) for a, b in zip(plain, ahead))
+
+
+def test_a_paced_recording_lasts_as_long_as_the_live_source_did(tmp_path):
+    """Frames of a camera come at the rate they are processed: written once each at the camera's
+    30 fps, a 12 s recording played in 2.8 s (user test 8)."""
+    from tracker.video import AtomicVideoWriter
+
+    frame = np.zeros((48, 64, 3), np.uint8)
+    with AtomicVideoWriter(tmp_path / "live.mp4", 10.0, (64, 48), paced=True) as writer:
+        for now in (5.0, 5.5, 5.52, 5.6):  # 0.5 s on the first frame, then two close together
+            writer.write(frame, now)
+    assert writer.frames == 1 + 5 + 1 + 1  # the frame shown for 0.5 s fills 5 frames; none is dropped
+    with AtomicVideoWriter(tmp_path / "file.mp4", 10.0, (64, 48)) as writer:
+        for now in (5.0, 5.5):
+            writer.write(frame, now)
+    assert writer.frames == 2  # a file's frames are its own
+    assert int(cv2.VideoCapture(str(tmp_path / "live.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 8

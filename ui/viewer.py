@@ -53,6 +53,9 @@ ENGINE_KINDS = ("auto", "onnx", "torch", "tensorrt")
 DEFAULT_TEXTURE = TEXTURE_DIR / "facepaint.png"
 
 
+ERROR_SHOWN_MS = 20000  # how long an error stays in the status bar (information: 8 s)
+
+
 @dataclass
 class RateMeter:
     """Moving averages of the frame rate and of each stage's latency in ms.  A stage that did
@@ -64,12 +67,16 @@ class RateMeter:
     total_ms: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
     last: float | None = None
+    interval: float = 0.0  # moving average of the time between frames, in seconds
 
     def update(self, timings: dict[str, float], total_ms: float, now: float) -> None:
         a = self.smoothing
         if self.last is not None and now > self.last:
-            rate = 1.0 / (now - self.last)
-            self.fps = rate if self.fps == 0 else (1 - a) * self.fps + a * rate
+            # the intervals are averaged, then inverted: an average of 1/interval overstated the
+            # rate 1.3-2.7x whenever frame times vary (a detection frame among tracked ones)
+            dt = now - self.last
+            self.interval = dt if self.interval == 0 else (1 - a) * self.interval + a * dt
+            self.fps = 1.0 / self.interval
         self.last = now
         self.total_ms = total_ms if self.total_ms == 0 else (1 - a) * self.total_ms + a * total_ms
         for name in [*self.stages, *(k for k in timings if k not in self.stages)]:  # first-seen order
@@ -126,7 +133,6 @@ class ViewerWindow(QMainWindow):
         self.source_info: SourceInfo | None = None
         self.playing = False
         self.recorder: AtomicVideoWriter | None = None
-        self.recorded_frames = 0
         self.last_error: str | None = None
         try:
             with np.load(verified_asset("template.npz", config.assets or ASSETS)) as z:
@@ -152,7 +158,7 @@ class ViewerWindow(QMainWindow):
                             ("Ctrl+O", self.choose_video), ("Ctrl+S", self.choose_screenshot), ("Ctrl+R", self.record_button.click)):
             QShortcut(QKeySequence(key), self, activated=action)
 
-        self.worker = TrackerThread(config)
+        self.worker = TrackerThread(config, visibility=transfer)
         self.worker.frameReady.connect(self._on_frame)
         self.worker.sourceOpened.connect(self._on_source)
         self.worker.engineReady.connect(self._on_engine)
@@ -283,7 +289,8 @@ class ViewerWindow(QMainWindow):
 
     def show_error(self, message: str) -> None:
         self.last_error = message
-        self.statusBar().showMessage(f"Error: {message}")
+        # for a while, not for good: it stayed up after the next texture or picture had loaded fine
+        self.statusBar().showMessage(f"Error: {message}", ERROR_SHOWN_MS)
 
     def show_info(self, message: str) -> None:
         self.statusBar().showMessage(message, 8000)
@@ -297,6 +304,8 @@ class ViewerWindow(QMainWindow):
 
     def set_overlay(self, attr: str, on: bool) -> None:
         setattr(self.settings, attr, on)
+        if attr == "transfer":
+            self.worker.set_visibility(on)  # the occlusion maps only the transfer uses
         self._render()
 
     def _set_transfer(self, **changes) -> None:
@@ -374,16 +383,16 @@ class ViewerWindow(QMainWindow):
             return False
         self.stop_recording()
         info = self.source_info
-        # A file plays at its own rate; a camera at the rate frames are actually processed.
-        fps = info.fps if info is not None and info.fps > 0 else float(np.clip(self.meter.fps or 30.0, 1.0, 60.0))
+        # A file plays at its own rate; a camera's frames are paced by the wall clock (the writer
+        # repeats a frame for the time it stayed on screen), so the recording lasts as long as it did.
+        fps = info.fps if info is not None and info.fps > 0 else 30.0
         h, w = self.composed.shape[:2]
         try:
-            self.recorder = AtomicVideoWriter(path, fps, (w, h))
+            self.recorder = AtomicVideoWriter(path, fps, (w, h), paced=info is not None and info.live)
         except (InputError, OSError) as exc:  # e.g. not a video container, a read-only folder
             self.show_error(f"cannot record: {exc}")
             return False
         self.recorder.write(self.composed)  # the current frame: a paused recording is still a video
-        self.recorded_frames = 1
         self.record_button.setChecked(True)
         self.show_info(f"recording to {path}")
         return True
@@ -399,7 +408,7 @@ class ViewerWindow(QMainWindow):
         except OSError as exc:
             self.show_error(f"recording not saved: {exc}")
             return None
-        self.show_info(f"saved {self.recorded_frames} frames to {recorder.path}")
+        self.show_info(f"saved {recorder.frames} frames to {recorder.path}")
         return recorder.path
 
     # -- from the worker ---------------------------------------------------------------------------
@@ -420,8 +429,13 @@ class ViewerWindow(QMainWindow):
             self.meter.update(packet.result.timings, packet.track_ms, time.perf_counter())
             self._render()
             if self.recorder is not None:
-                self.recorder.write(self.composed)
-                self.recorded_frames += 1
+                (w, h), (rw, rh) = self.composed.shape[1::-1], self.recorder.size
+                if (w, h) == (rw, rh):
+                    self.recorder.write(self.composed)
+                elif (path := self.stop_recording()) is not None:
+                    # another source, or a folder's picture of another size: a video has one size, and
+                    # stretching the frame would distort the face
+                    self.show_info(f"recording stopped: the picture changed from {rw}x{rh} to {w}x{h}; saved {path}")
             self.slider.blockSignals(True)
             self.slider.setValue(packet.index)
             self.slider.blockSignals(False)

@@ -46,6 +46,7 @@ class SourceInfo:
     fps: float
     seekable: bool
     sequence: bool
+    live: bool = False
 
 
 class TrackerThread(QThread):
@@ -55,10 +56,11 @@ class TrackerThread(QThread):
     failed = pyqtSignal(str)  # one line for the user
     playingChanged = pyqtSignal(bool)
 
-    def __init__(self, config: TrackerConfig, parent=None):
+    def __init__(self, config: TrackerConfig, parent=None, visibility: bool = False):
         super().__init__(parent)
-        # visibility: the transfer overlay keeps its paint off occluders; an interactive view searches for new faces beside the tracking
-        self.config = replace(config, visibility=True, detect_lag=LIVE_DETECT_LAG)
+        # visibility: the transfer overlay keeps its paint off occluders (~8 ms a frame, so only while
+        # it is on: ``set_visibility``); an interactive view searches for new faces beside the tracking
+        self.config = replace(config, visibility=visibility, detect_lag=LIVE_DETECT_LAG)
         self._commands: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._consumed = threading.Event()
@@ -85,6 +87,9 @@ class TrackerThread(QThread):
 
     def set_engine(self, kind: str) -> None:
         self._commands.put(("engine", kind))
+
+    def set_visibility(self, on: bool) -> None:
+        self._commands.put(("visibility", on))
 
     def frame_consumed(self) -> None:
         self._consumed.set()
@@ -122,6 +127,11 @@ class TrackerThread(QThread):
             self._set_playing(bool(value) and self._source is not None)
         elif command == "engine":
             self._load_tracker(replace(self.config, engine=value))
+        elif command == "visibility":
+            self.config = replace(self.config, visibility=bool(value))
+            if self._tracker is not None:
+                # read on every frame, nothing built from it: no need to reload the models
+                self._tracker.config = replace(self._tracker.config, visibility=bool(value))
         elif self._source is None:
             return
         elif command == "step":
@@ -156,7 +166,7 @@ class TrackerThread(QThread):
             self._source = None
         self._stream = None
         try:
-            source = open_source(spec)  # no read-ahead: the viewer seeks
+            source = open_source(spec, warn=self.failed.emit)  # no read-ahead: the viewer seeks
         except SourceError as exc:
             self.failed.emit(str(exc))
             return
@@ -164,7 +174,7 @@ class TrackerThread(QThread):
         mode = "video" if source.sequence else "image"
         if self._tracker is not None and mode != self.config.mode:
             self._load_tracker(replace(self.config, mode=mode))
-        self.sourceOpened.emit(SourceInfo(spec.label, _shown_length(source), source.fps, source.seekable, source.sequence))
+        self.sourceOpened.emit(SourceInfo(spec.label, _shown_length(source), source.fps, source.seekable, source.sequence, source.live))
         self._advance()  # show the first frame at once
         self._set_playing(source.sequence)  # clips and cameras play, folders wait for "next"
 

@@ -62,7 +62,7 @@ def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig
     tracker = Tracker(config)
     total = with_face = 0
     # A file's video is written whole or not at all; a camera's is kept at Ctrl-C.
-    with source, AtomicVideoWriter(args.out, source.fps, source.size) as writer:
+    with source, AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live) as writer:
         with until_interrupted(source):
             for tracked in track_stream(tracker, source, limit=args.max_frames):
                 writer.write(apply_look(tracked.image, tracked.result, look))

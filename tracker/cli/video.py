@@ -80,7 +80,7 @@ def run(args) -> int:
     t_start = time.perf_counter()
     n = tracked_frames = pts_written = 0
     # The annotated video goes to a hidden temporary file, deleted on any failure or Ctrl-C on a file.
-    with source, AtomicVideoWriter(args.out, source.fps, source.size) if args.out else nullcontext() as writer:
+    with source, AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live) if args.out else nullcontext() as writer:
         with until_interrupted(source):
             stream = track_stream(tracker, source, limit=args.max_frames)
             for tracked in tqdm(stream, total=source.length or None, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()):

@@ -9,7 +9,7 @@ from pathlib import Path
 from tracker.cli.common import EXIT_USAGE, count, engine_args
 from tracker.errors import MissingInputError, UsageError
 from tracker.pipeline import TrackerConfig
-from tracker.sources import CAMERA, is_numbered, spec_from_argument
+from tracker.sources import CAMERA, is_numbered, open_source, spec_from_argument
 
 NAME = "viewer"
 
@@ -52,4 +52,8 @@ def run(args) -> int:
             raise UsageError(f"--device {args.device} names a camera; --source {args.source} is not one (--source webcam is)")
         if not is_numbered(source.path) and not source.path.exists():
             raise MissingInputError(f"{source.path}: file not found")
+    if source is not None and source.kind == CAMERA:
+        # a missing camera is one line here, as in `video --camera`: in the window it was an empty
+        # picture with the reason in the status bar, and `webcam` never ended
+        open_source(source).close()
     return launch(source, TrackerConfig.from_args(args, mode="video"), texture=args.texture, transfer=args.transfer)
