@@ -230,7 +230,7 @@ def test_video_command_reads_a_camera(fake_camera, tmp_path, capsys):
     assert sorted({int(r[0]) for r in rows}) == [1, 2, 3, 4, 5, 6]  # a face in every frame of the clip's start
     saved = json.loads((out / "a.json").read_text())
     assert saved["source"] == "webcam 0" and len(saved["frames"]) == 6 and saved["fps"] == 30.0
-    assert int(cv2.VideoCapture(str(out / "a.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    assert int(cv2.VideoCapture(str(out / "a.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) >= 6  # paced by the wall clock
     assert len(list((out / "pts").glob("*.pts"))) == 6
     assert "Ctrl-C stops and saves" in capsys.readouterr().err
 

@@ -144,8 +144,10 @@ class ViewerWindow(QMainWindow):
         self.view = FrameView("Open a video, an image folder or a camera (side panel)")
         panel = QWidget()
         column = QVBoxLayout(panel)
-        for box in (self._source_box(), self._engine_box(config.engine), self._overlay_box(), self._transfer_box(texture),
-                    self._capture_box(), self._stats_box()):
+        # the frame rate and latencies next to the engine they describe: last, they were below the
+        # fold of the window's default size
+        for box in (self._source_box(), self._engine_box(config.engine), self._stats_box(), self._overlay_box(),
+                    self._transfer_box(texture), self._capture_box()):
             column.addWidget(box)
         column.addStretch(1)
         scroll = QScrollArea()  # on a small screen the panel scrolls instead of growing the window
