@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -52,10 +53,27 @@ def test_ctrl_c_closes_the_viewer_without_a_traceback(tmp_path):
     p = subprocess.Popen([sys.executable, str(repo / "run_tracker.py"), "viewer", "--source", str(DEMO_CLIP)], cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                          env=dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(repo)))
-    time.sleep(6)  # the window is up and the detector worker started
+    # the window is up once the detector worker has started (its child process); a fixed 6 s
+    # wait was too short on a loaded machine
+    end = time.monotonic() + (120 if Path("/proc").is_dir() else 6)
+    while time.monotonic() < end and not _children(p.pid) and p.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)
     os.killpg(p.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and "Traceback" not in err, err
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is `pid` (from Linux's /proc; none elsewhere)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
 
 
 @pytest.fixture(scope="module")
