@@ -262,7 +262,8 @@ def test_track_label_is_one_clean_string_on_any_opencv():
 def test_uv_map_and_depth_together_both_show(app, window):
     """Both cover the same face pixels: together, the UV colours are shaded by depth (nearer =
     brighter), so neither hides the other."""
-    from ui.overlays import OverlaySettings, _image_maps, compose, depth_relief
+    from tracker.crop import crop_patch
+    from ui.overlays import OverlaySettings, _patch_maps, compose, depth_relief
 
     pause(app, window)
     frame, result = window.packet.frame, window.packet.result
@@ -271,9 +272,34 @@ def test_uv_map_and_depth_together_both_show(app, window):
                                  for u, d in ((True, False), (False, True), (True, True)))
     assert not np.array_equal(both, uv_only) and not np.array_equal(both, depth_only)
     assert np.array_equal(compose(frame, result, none, window.part_map), frame)
-    _, mask, depth = _image_maps(result.faces[0], frame.shape[:2])
+    face = result.faces[0]
+    patch = crop_patch(face.crop_to_image, face.maps.fg.shape[0], frame.shape)
+    _, mask, depth = _patch_maps(face, patch)
+    both, uv_only = both[patch.slices], uv_only[patch.slices]
     brightness = both[mask].astype(float).sum(1) / np.maximum(uv_only[mask].astype(float).sum(1), 1)
     assert np.corrcoef(brightness, depth_relief(depth, mask)[mask])[0, 1] > 0.95
+
+
+def test_overlays_drawn_on_the_face_patch_equal_the_whole_frame_drawing(app, window):
+    """The maps are drawn on the patch the face's crop covers (a 4K frame's whole-frame drawing
+    held the window 0.4-3 s a frame): the pixels must be those of the whole-frame drawing, but for
+    the interpolation's rounding in a few (the warp's shift differs by the patch's corner)."""
+    from tracker.draw import blend_labels, uv_colormap, warp_to_image
+    from tracker.parts import lookup_parts
+    from ui.overlays import OverlaySettings, compose, draw_depth
+
+    pause(app, window)
+    frame, result = window.packet.frame, window.packet.result
+    face = result.faces[0]
+    uv = warp_to_image(np.ascontiguousarray(face.maps.uv.transpose(1, 2, 0)), face.crop_to_image, frame.shape[:2]).transpose(2, 0, 1)
+    mask = warp_to_image(face.maps.fg, face.crop_to_image, frame.shape[:2]) > 0.5
+    depth = warp_to_image(face.maps.depth, face.crop_to_image, frame.shape[:2])
+    expected = {"uvmap": uv_colormap(frame, uv, mask), "depth": draw_depth(frame, depth, mask),
+                "parts": blend_labels(frame, lookup_parts(uv, window.part_map, mask), 0.5)}
+    for name, whole in expected.items():
+        drawn = compose(frame, result, OverlaySettings(mdm=False, box=False, **{name: True}), window.part_map)
+        differ = (drawn != whole).any(axis=2)
+        assert differ.sum() < 0.01 * mask.sum() and not differ[~mask].any(), name
 
 
 def test_viewer_tooltips_say_torch_is_not_for_speed(app, window):

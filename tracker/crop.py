@@ -80,6 +80,37 @@ def invert(m: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class Patch:
+    """The axis-aligned part of an image that an (S,S) crop covers: its top-left corner (x0, y0),
+    its (h, w), and ``to_patch``, the crop -> image affine moved into the patch's coordinates.
+    Drawing a face's maps on its patch instead of the whole frame costs the face's pixels, not
+    the frame's (a 4K frame's overlays held the viewer's window 0.4-3 s a frame)."""
+
+    x0: int
+    y0: int
+    shape: tuple[int, int]
+    to_patch: np.ndarray
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y0 + self.shape[0]), slice(self.x0, self.x0 + self.shape[1])
+
+
+def crop_patch(crop_to_image: np.ndarray, crop_size: int, image_shape: tuple[int, ...]) -> Patch | None:
+    """The ``Patch`` of an image of ``image_shape`` (H, W, ...) that a crop covers; None off the image."""
+    s = crop_size
+    corners = np.array([[0, 0], [s, 0], [0, s], [s, s]], np.float64) @ crop_to_image[:, :2].T + crop_to_image[:, 2]
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int), 0)
+    x1 = min(int(np.ceil(corners[:, 0].max())), image_shape[1])
+    y1 = min(int(np.ceil(corners[:, 1].max())), image_shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return None
+    m = np.asarray(crop_to_image, np.float64).copy()
+    m[:, 2] -= (x0, y0)
+    return Patch(int(x0), int(y0), (y1 - y0, x1 - x0), m)
+
+
 def transform_points(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Apply a (2,3) affine to (N,2) points, or each of (...,2,3) to its (...,N,2)."""
     return pts @ np.swapaxes(m[..., :2], -1, -2) + m[..., None, :, 2]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal
 import cv2
 import numpy as np
 
+from tracker.crop import crop_patch
 from tracker.densemaps import DenseMaps
 from tracker.errors import InputError
 from tracker.fileio import ImageReadError, read_image
@@ -91,23 +92,17 @@ def face_region(maps: DenseMaps, crop_to_image: np.ndarray, shape: tuple[int, ..
     The blend weight is the feathered foreground times ``visibility`` (S,S) when given.
     Sampling the texture at *image* resolution (after warping the smooth UV field) keeps it
     sharp when the face is larger than the network's crop.  None when the crop is off-image."""
-    s = maps.fg.shape[0]
-    corners = np.array([[0, 0], [s, 0], [0, s], [s, s]], np.float64) @ crop_to_image[:, :2].T + crop_to_image[:, 2]
-    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int), 0)
-    x1 = min(int(np.ceil(corners[:, 0].max())), shape[1])
-    y1 = min(int(np.ceil(corners[:, 1].max())), shape[0])
-    if x1 <= x0 or y1 <= y0:
+    patch = crop_patch(crop_to_image, maps.fg.shape[0], shape)
+    if patch is None:
         return None
-    m = crop_to_image.astype(np.float64).copy()
-    m[:, 2] -= (x0, y0)  # the same warp, into the patch's own coordinates
-    size = (x1 - x0, y1 - y0)
+    m, size = patch.to_patch, patch.shape[::-1]
     uv = cv2.warpAffine(np.ascontiguousarray(np.nan_to_num(maps.uv).transpose(1, 2, 0)), m, size, flags=cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REPLICATE)
     weight = feathered_alpha(maps.fg, threshold, feather)
     if visibility is not None:
         weight = weight * visibility
     alpha = cv2.warpAffine(weight, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return FaceRegion(int(x0), int(y0), uv.transpose(2, 0, 1), alpha)
+    return FaceRegion(patch.x0, patch.y0, uv.transpose(2, 0, 1), alpha)
 
 
 def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:

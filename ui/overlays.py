@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from tracker.crop import Patch, crop_patch
 from tracker.draw import STAGE_COLORS, blend_labels, draw_label, draw_points, draw_pose_axes, point_radius, uv_colormap, uv_isolines, warp_to_image
 from tracker.parts import lookup_parts
 from tracker.pipeline import FaceResult, FrameResult
@@ -56,12 +57,12 @@ class OverlaySettings:
     fg_threshold: float = 0.5
 
 
-def _image_maps(face: FaceResult, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """uv (2,H,W), face mask (H,W) and depth (H,W) of one face in image pixels."""
-    m = face.maps
-    uv = warp_to_image(np.ascontiguousarray(m.uv.transpose(1, 2, 0)), face.crop_to_image, shape).transpose(2, 0, 1)
-    fg = warp_to_image(m.fg, face.crop_to_image, shape)
-    depth = warp_to_image(m.depth, face.crop_to_image, shape)
+def _patch_maps(face: FaceResult, patch: Patch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uv (2,h,w), face mask (h,w) and depth (h,w) of one face on its image patch."""
+    m, to_patch, shape = face.maps, patch.to_patch, patch.shape
+    uv = warp_to_image(np.ascontiguousarray(m.uv.transpose(1, 2, 0)), to_patch, shape).transpose(2, 0, 1)
+    fg = warp_to_image(m.fg, to_patch, shape)
+    depth = warp_to_image(m.depth, to_patch, shape)
     return uv, fg > 0.5, depth
 
 
@@ -107,22 +108,24 @@ def draw_box(image: np.ndarray, face: FaceResult) -> None:
 def compose(frame: np.ndarray, result: FrameResult, settings: OverlaySettings, part_map: np.ndarray | None) -> np.ndarray:
     """The frame with every enabled overlay, drawn face by face (BGR uint8, a new array)."""
     out = frame.copy()
-    shape = frame.shape[:2]
     for face in result.faces:
         if settings.transfer and settings.texture is not None:
             out = render_texture(out, face, settings.texture, settings.strength, settings.match)
-        if settings.uvmap or settings.isolines or settings.parts or settings.depth:
-            uv, mask, depth = _image_maps(face, shape)
+        patch = crop_patch(face.crop_to_image, face.maps.fg.shape[0], out.shape)
+        if (settings.uvmap or settings.isolines or settings.parts or settings.depth) and patch is not None:
+            uv, mask, depth = _patch_maps(face, patch)
+            region = out[patch.slices]
             if settings.depth and settings.uvmap:
-                out = draw_uv_depth(out, uv, depth, mask)
+                region = draw_uv_depth(region, uv, depth, mask)
             elif settings.depth:
-                out = draw_depth(out, depth, mask)
+                region = draw_depth(region, depth, mask)
             elif settings.uvmap:
-                out = uv_colormap(out, uv, mask)
+                region = uv_colormap(region, uv, mask)
             if settings.parts and part_map is not None:
-                out = blend_labels(out, lookup_parts(uv, part_map, mask), 0.5)
+                region = blend_labels(region, lookup_parts(uv, part_map, mask), 0.5)
             if settings.isolines:
-                out = uv_isolines(out, uv, mask)
+                region = uv_isolines(region, uv, mask)
+            out[patch.slices] = region
         for stage in (Stage.DENSEREG, Stage.PCA, Stage.MDM):
             if getattr(settings, stage.value) and stage in face.stages:
                 # The MDM box shows what is tracked: in video, the refiner's points after smoothing.
