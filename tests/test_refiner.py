@@ -322,7 +322,7 @@ def test_card_gives_the_chain_of_training_commands_and_the_tracker_starts(tmp_pa
     out.mkdir()
     write_run_info(first, ["mdm-fine", "--out", "first"], 16, 1e-3, None)
     write_run_info(second, ["mdm-fine", "--tracker-starts", "0.5", "--lr", "2e-4"], 16, 2e-4, first / "best.pt")
-    write_run_info(second, ["something", "else"], 8, 1.0, None)  # --resume: the first record stays
+    write_run_info(second, ["something", "else"], 8, 1.0, None, resume=True)  # --resume: the first record stays
     assert json.loads((second / "run.json").read_text())["lr"] == 2e-4
     torch.save({"model": MDM(FINE_CONFIG).state_dict(), "step": 1, "metrics": {}, "options": asdict(FINE_CONFIG)}, str(second / "best.pt"))
     (second / "val.jsonl").write_text(json.dumps({"step": 1, "time": 1.0, "val_nme_refined": 0.03}) + "\n")

@@ -9,6 +9,8 @@ network learns to see through a hand or hair, as DenseReg does, so landmarks sur
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tracker.crop import Roi, crop_matrix, roi_from_landmarks
+from tracker.errors import MissingInputError
 from tracker.fileio import read_image
 
 CACHE_SIZE = 288
@@ -67,12 +70,38 @@ def save_cache(cache: FaceCache, out: Path) -> None:
     tmp.replace(out)
 
 
+def split_faces(data_root: Path, split: str) -> list[str]:
+    """The faces of a split: ``DATA/splits/<split>.txt``, one path relative to DATA a line."""
+    listing = data_root / "splits" / f"{split}.txt"
+    if not listing.is_file():
+        raise MissingInputError(f"{listing}: no {split} split list in the data folder")
+    return listing.read_text().split()
+
+
+def cache_path(cache_dir: Path, data_root: Path, gt_root: Path, split: str) -> Path:
+    """Where a split's face cache lives: named by a digest of what it is built from (the data
+    and ground-truth folders, the split's faces), so that other data or ground truth gets its
+    own cache instead of silently reusing one.  A data folder without a split list cannot be
+    cached from: its caches were made elsewhere under the plain name (``training.gpukit``
+    unpacks a pack's faces there)."""
+    if not (data_root / "splits" / f"{split}.txt").is_file():
+        return cache_dir / f"densereg_{split}.npz"
+    made_from = [str(data_root.resolve()), str(gt_root.resolve()), split_faces(data_root, split)]
+    digest = hashlib.sha1(json.dumps(made_from).encode()).hexdigest()[:10]
+    return cache_dir / f"densereg_{split}_{digest}.npz"
+
+
 def build_cache(data_root: Path, gt_root: Path, split: str, out: Path) -> FaceCache:
-    """Cache every face of a split (once; reused from `out` afterwards)."""
+    """Cache every face of a split (once; reused from `out` afterwards, see ``cache_path``)."""
     if out.exists():
         with np.load(out) as z:
             return FaceCache(z["images"], z["uv"], z["depth"], z["flags"], tuple(z["names"]))
-    rels = (data_root / "splits" / f"{split}.txt").read_text().split()
+    rels = split_faces(data_root, split)
+    # checked before caching any: a missing one would otherwise stop the run after minutes of work
+    missing = [rel for rel in rels if not (gt_root / rel).with_suffix(".npz").exists()]
+    if missing:
+        raise MissingInputError(f"{(gt_root / missing[0]).with_suffix('.npz')}: no ground truth for {len(missing)} of the "
+                                f"{len(rels)} {split} faces (run python -m training.groundtruth --images {data_root} --out {gt_root})")
     items = [cache_item(data_root, gt_root, rel) for rel in tqdm(rels, desc=f"caching {split}", unit="face")]
     cache = FaceCache(*(np.stack(a) for a in zip(*items)), tuple(rels))
     save_cache(cache, out)

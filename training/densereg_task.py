@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from tracker.assets import ASSETS
 from tracker.crop import to_network_input
 from tracker.parts import lookup_parts, mean_iou
 from tracker.uvcodec import K_DEFAULT, encode
-from training.dataset import NO_AUGMENT, Augment, build_cache, concat_caches, sample_crop
+from training.dataset import NO_AUGMENT, Augment, build_cache, cache_path, concat_caches, sample_crop
 from training.losses import DEPTH_WEIGHT, ce_weights, densereg_loss, part_transfer_loss, segment_loss, soft_part_map
 from training.model import DenseReg, configured, deployed_maps
 
@@ -97,12 +96,6 @@ class DenseOptions:
 PAPER = DenseOptions()  # the paper's network and losses
 
 
-def extra_cache_path(cache_dir: Path, root: Path) -> Path:
-    """Cache of an extra training folder, named by its split's content (a grown folder is re-cached)."""
-    digest = hashlib.sha1((root / "splits" / "train.txt").read_bytes()).hexdigest()[:10]
-    return cache_dir / f"densereg_train_{root.resolve().name}_{digest}.npz"
-
-
 def to_tensors(samples, k: int, part_map: np.ndarray | None = None):
     """Stack samples into network input and loss targets (with part labels for the segmenter:
     the template parts looked up at the true UV, exactly how the ground truth defines them)."""
@@ -148,9 +141,9 @@ class DenseRegTask:
         self.net = DenseReg(self.cfg)
         self.batch_size = batch_size
         self.augment = augment
-        self.train = concat_caches([build_cache(data, gt, "train", cache_dir / "densereg_train.npz")]
-                                   + [build_cache(d, d, "train", extra_cache_path(cache_dir, d)) for d in extra_gt])
-        self.val = build_cache(data, gt, "val", cache_dir / "densereg_val.npz")
+        roots = [(data, gt)] + [(d, d) for d in extra_gt]  # a profiled-views folder is its own ground truth
+        self.train = concat_caches([build_cache(r, g, "train", cache_path(cache_dir, r, g, "train")) for r, g in roots])
+        self.val = build_cache(data, gt, "val", cache_path(cache_dir, data, gt, "val"))
         rng = np.random.default_rng(0)
         self.val_samples = [sample_crop(self.val, i, self.cfg.input_size, NO_AUGMENT, rng) for i in range(len(self.val.names))]
         self.segment = variant == "segment"

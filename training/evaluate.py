@@ -1,13 +1,14 @@
 """Validation on the 300-W val split: dense maps (paper Fig. 6) and part segmentation (Table 1).
 
     python -m training.evaluate densereg [--model NAME=PATH.onnx ...] [--out docs/results]
-    python -m training.evaluate parts [--model NAME=PATH.onnx ...] [--baseline runs/segbaseline-realtime]
+    python -m training.evaluate parts [--model NAME=PATH.onnx ...] [--baseline runs/segbaseline-realtime] [--out docs/results]
 
 Runs each ONNX model (default: the shipped one) on the 80 validation faces, cropped at their
 landmark ROI exactly as in training validation, and reports per model: mean absolute UV error
 on true-foreground pixels, foreground IoU, depth error, and the CED of the per-pixel UV error
 normalised by the template's inter-ocular (outer-eye-corner) distance in UV space, with its
-AUC up to 0.1.  Writes ``densereg_val.json``, ``densereg_val.md`` and ``densereg_ced.png``.
+AUC up to 0.1.  Writes (into ``--out``, default ``out/evaluate``: the published ``docs/results``
+change only when named) ``densereg_val.json``, ``densereg_val.md`` and ``densereg_ced.png``.
 ``parts`` transfers the template's part map through each model's UV and scores it (and the
 directly trained segmenter, with ``--baseline``) against parts transferred with the true UV, and
 the IoU of the face all its parts cover (``face``, the foreground each method reads):
@@ -29,9 +30,10 @@ from engines.onnx_engine import OnnxEngine
 from tracker.assets import ASSETS
 from tracker.crop import to_network_input
 from tracker.densemaps import infer_flip_averaged
+from tracker.errors import TrackerError
 from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text
 from tracker.metrics import ced, eye_distance
-from training.dataset import NO_AUGMENT, build_cache, sample_crop
+from training.dataset import NO_AUGMENT, build_cache, cache_path, sample_crop
 from training.densereg_task import dense_metrics
 from training.template import DEFAULT_300W
 
@@ -45,8 +47,8 @@ def template_iod() -> float:
     return eye_distance(lm)
 
 
-def val_samples(data: Path, gt: Path, size: int = 128, split: str = "val"):
-    cache = build_cache(data, gt, split, REPO / "data" / "cache" / f"densereg_{split}.npz")
+def val_samples(data: Path, gt: Path, cache_dir: Path, size: int = 128, split: str = "val"):
+    cache = build_cache(data, gt, split, cache_path(cache_dir, data, gt, split))
     rng = np.random.default_rng(0)
     return [sample_crop(cache, i, size, NO_AUGMENT, rng) for i in range(len(cache.names))]
 
@@ -172,7 +174,7 @@ def evaluate_parts(args) -> int:
 
     from tracker.parts import PART_NAMES, colorize_parts, lookup_parts, part_iou
 
-    samples = val_samples(args.data, args.gt, split=args.split)
+    samples = val_samples(args.data, args.gt, args.cache, split=args.split)
     with np.load(ASSETS / "template.npz") as z:
         part_map = z["part_map"]
     truth = np.stack([lookup_parts(s.uv, part_map) for s in samples])
@@ -233,38 +235,10 @@ def evaluate_parts(args) -> int:
     return 0
 
 
-def _models(args) -> dict[str, str]:
-    return dict(m.split("=", 1) for m in args.model) or {"shipped": str(ASSETS / "densereg_realtime.onnx")}
-
-
-def _command(args) -> str:
-    """The invocation that reproduces a table, quoted so that it can be pasted into a shell."""
-    return shlex.join(["python", "-m", "training.evaluate", *args.argv])
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["densereg", "parts"])
-    ap.add_argument("--baseline", type=Path, action="append", default=[], help="parts: run folder of a segmentation baseline (best.pt; repeatable)")
-    ap.add_argument("--model", action="append", default=[], help="NAME=PATH.onnx (repeatable); default: the shipped model")
-    ap.add_argument("--data", type=Path, default=DEFAULT_300W)
-    ap.add_argument("--gt", type=Path, default=REPO / "data" / "gt")
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "results")
-    ap.add_argument("--true-mask", action="store_true",
-                    help="parts: also each model's transfer inside the true face mask instead of its predicted foreground, "
-                         "and inside that mask kept at stride 2 and 4 (the best a foreground of that resolution can do)")
-    ap.add_argument("--flip", action="store_true",
-                    help="parts: test-time flipping for every method (the answers for the crop and the mirrored crop averaged)")
-    ap.add_argument("--shifts", type=int, nargs="+", default=[0], metavar="PX",
-                    help="parts: test-time shifting for every method: the crop moved by every (dy, dx) of these pixel "
-                         "offsets, the answers moved back and averaged (e.g. 0 2: four copies, the stride-4 maps at two phases)")
-    ap.add_argument("--split", choices=["val", "train"], default="val", help="tune and report on val only; train shows over-fitting")
-    args = ap.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    if args.what == "parts":
-        return evaluate_parts(args)
+def evaluate_densereg(args) -> int:
+    """The dense maps' errors and CED of every model (the module's docstring)."""
     models = _models(args)
-    samples = val_samples(args.data, args.gt, split=args.split)
+    samples = val_samples(args.data, args.gt, args.cache, split=args.split)
     results = {name: evaluate_model(Path(path), samples) for name, path in models.items()}
     key = f"auc_{CED_LIMIT}"
     lines = ["| model | UV MAE | fg IoU | depth MAE | median UV err / IOD | AUC@0.1 (UV err / IOD) |", "|---|---|---|---|---|---|"]
@@ -282,6 +256,43 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_image(args.out / "densereg_ced.png",
                        ced_plot(curves, limit=CED_LIMIT, xlabel="per-pixel UV error / template inter-ocular distance"))
     return 0
+
+
+def _models(args) -> dict[str, str]:
+    return dict(m.split("=", 1) for m in args.model) or {"shipped": str(ASSETS / "densereg_realtime.onnx")}
+
+
+def _command(args) -> str:
+    """The invocation that reproduces a table, quoted so that it can be pasted into a shell."""
+    return shlex.join(["python", "-m", "training.evaluate", *args.argv])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
+    ap.add_argument("what", choices=["densereg", "parts"])
+    ap.add_argument("--baseline", type=Path, action="append", default=[], help="parts: run folder of a segmentation baseline (best.pt; repeatable)")
+    ap.add_argument("--model", action="append", default=[], help="NAME=PATH.onnx (repeatable); default: the shipped model")
+    ap.add_argument("--data", type=Path, default=DEFAULT_300W)
+    ap.add_argument("--gt", type=Path, default=REPO / "data" / "gt", help="ground truth from training.groundtruth")
+    ap.add_argument("--cache", type=Path, default=REPO / "data" / "cache", help="face caches (as training.train's: one per --data and --gt)")
+    ap.add_argument("--out", type=Path, default=REPO / "out" / "evaluate",
+                    help="folder for the tables and figures (default out/evaluate; the published ones: --out docs/results)")
+    ap.add_argument("--true-mask", action="store_true",
+                    help="parts: also each model's transfer inside the true face mask instead of its predicted foreground, "
+                         "and inside that mask kept at stride 2 and 4 (the best a foreground of that resolution can do)")
+    ap.add_argument("--flip", action="store_true",
+                    help="parts: test-time flipping for every method (the answers for the crop and the mirrored crop averaged)")
+    ap.add_argument("--shifts", type=int, nargs="+", default=[0], metavar="PX",
+                    help="parts: test-time shifting for every method: the crop moved by every (dy, dx) of these pixel "
+                         "offsets, the answers moved back and averaged (e.g. 0 2: four copies, the stride-4 maps at two phases)")
+    ap.add_argument("--split", choices=["val", "train"], default="val", help="tune and report on val only; train shows over-fitting")
+    args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return evaluate_parts(args) if args.what == "parts" else evaluate_densereg(args)
+    except TrackerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

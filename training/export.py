@@ -18,6 +18,7 @@ import argparse
 import json
 import re
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 from tracker.assets import ASSETS, record, sha256
 from tracker.crop import NETWORK_INPUT
 from tracker.fileio import atomic_write_text
-from tracker.refiner import FLOAT_GRAPH_KEY
+from tracker.refiner import FLOAT_GRAPH_KEY, FRAMES
 from tracker.uvcodec import K_DEFAULT
 from training.deploy import build_deployable, export
 from training.losses import DEPTH_WEIGHT
@@ -275,6 +276,28 @@ def network_options(options: dict) -> dict:
     return {k: v for k, v in options.items() if k not in LOSS_OPTIONS and k != "gt_extra"}
 
 
+def check_fits(arch: str, options: dict, run: Path) -> None:
+    """Refuse a run the tracker could not run as `arch`'s asset, in any asset folder (``--assets``):
+    a DenseReg run for a refiner's asset or the reverse, a DenseReg network for other than the
+    tracker's crop size (``NETWORK_INPUT``), a refiner stage for another stage's canonical crop
+    (``tracker.refiner.FRAMES``).  The tracker would otherwise fail on its first face."""
+    name = NAMES[arch]
+    dense_run = not set(options) <= {f.name for f in fields(MDMConfig)}  # a refiner run's options are its MDMConfig's
+    if (ARCH.get(arch, arch) == "densereg") != dense_run:
+        raise SystemExit(f"error: {run} is a {'DenseReg' if dense_run else 'refiner'} run: it cannot be exported as {arch} ({name}.onnx)")
+    if dense_run:
+        config = options.get("config", "realtime")
+        if CONFIGS[config].input_size != NETWORK_INPUT:
+            raise SystemExit(f"error: the tracker feeds {name}.onnx {NETWORK_INPUT} px crops; the {CONFIGS[config].input_size} px "
+                             f"network of config '{config}' ({run}) cannot be one")
+        return
+    config, frame = MDMConfig(**options), FRAMES[f"{name}.onnx"]
+    if (config.crop, config.patch) != (frame.crop, frame.patch):
+        fits = [a for a, n in NAMES.items() if (f := FRAMES.get(f"{n}.onnx")) and (f.crop, f.patch) == (config.crop, config.patch)]
+        raise SystemExit(f"error: the tracker feeds {name}.onnx {frame.crop} px crops; {run} trained a refiner on {config.crop} px crops"
+                         + (f" (export it as {' or '.join(fits)})" if fits else ""))
+
+
 def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     """Export ``RUN/best.pt`` into `out_dir` with its card; returns ``export_checked``'s answer."""
     ckpt = load_checkpoint(run / "best.pt")
@@ -282,13 +305,11 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     options = network_options(recorded)
     extra_data = recorded.get("gt_extra", [])  # what the run trained on, not how the network is built
     losses = {k: recorded[k] for k in LOSS_OPTIONS if k in recorded}  # how it was trained, likewise
+    check_fits(arch, options, run)
     name = NAMES[arch]
     config = options.get("config", "realtime")  # DenseReg's; refiners have none
     densereg = ARCH.get(arch, arch) == "densereg"
     size = CONFIGS[config].input_size if densereg else 0
-    if densereg and size != NETWORK_INPUT and out_dir.resolve() == ASSETS.resolve():
-        raise SystemExit(f"error: the tracker feeds {NETWORK_INPUT} px crops; the {size} px network of "
-                         f"config '{config}' cannot replace {name}.onnx (export it elsewhere with --out-dir)")
     onnx_path = out_dir / f"{name}.onnx"
     sha, diff, magnitude = export_checked(ARCH.get(arch, arch), options, ckpt["model"], onnx_path, out_dir / "MANIFEST.json")
     cpu_variant = write_int8_variant("mdm", options, onnx_path, out_dir / "MANIFEST.json") if ARCH.get(arch, arch) == "mdm" else ""

@@ -195,9 +195,6 @@ def build_groundtruth(image_path: Path) -> tuple[np.ndarray, DenseGT, dict]:
     landmarks = np.stack([read_pts(p, expected=68) for p in siblings]).astype(np.float64)
     template, definition = load_template(), _definition()
     fits = [fit_landmarks(template.model, definition, lm) for lm in landmarks]
-    gt = render_faces(template, fits, image.shape[:2])
-    ignore = unannotated_faces(image, landmarks) & ~gt.mask
-    gt = DenseGT(gt.uv, gt.depth, gt.mask, gt.parts, ignore)
     arrays = dict(
         landmarks=landmarks.astype(np.float32),
         fitted=np.stack([f.fitted for f in fits]).astype(np.float32),
@@ -209,6 +206,11 @@ def build_groundtruth(image_path: Path) -> tuple[np.ndarray, DenseGT, dict]:
         expr_coeffs=np.stack([f.expr_coeffs for f in fits]).astype(np.float32),
         nme=np.array([nme(f.fitted, lm) for f, lm in zip(fits, landmarks)], np.float32),
     )
+    if not all(np.isfinite(v).all() for v in arrays.values()):  # e.g. points all in one place: written, it would poison training
+        raise ValueError("fit failed (not finite: are the points degenerate?)")
+    gt = render_faces(template, fits, image.shape[:2])
+    ignore = unannotated_faces(image, landmarks) & ~gt.mask
+    gt = DenseGT(gt.uv, gt.depth, gt.mask, gt.parts, ignore)
     return image, gt, arrays
 
 
@@ -261,6 +263,8 @@ def preview(image: np.ndarray, gt: DenseGT, landmarks: np.ndarray, fitted: np.nd
     centre, half = (lo + hi) / 2, 0.9 * (hi - lo).max()
     x0, y0 = np.maximum(np.floor(centre - half), 0).astype(int)
     x1, y1 = np.minimum(np.ceil(centre + half), [image.shape[1], image.shape[0]]).astype(int)
+    if x1 <= x0 or y1 <= y0:  # the points lie outside the picture: show all of it
+        x0, y0, (y1, x1) = 0, 0, image.shape[:2]
     tiles = [t[y0:y1, x0:x1] for t in (iso, colormap(uv[0]), colormap(uv[1]), parts, depth, lms)]
     h = int(round(tiles[0].shape[0] * width / tiles[0].shape[1]))
     tiles = [cv2.resize(t, (width, h), interpolation=cv2.INTER_AREA) for t in tiles]
@@ -291,12 +295,18 @@ def run_job(job: Job) -> tuple[str, str]:
 
 
 def find_jobs(images: Path, out: Path, preview_dir: Path | None) -> tuple[list[Job], list[str]]:
-    """Jobs for every image with a .pts; lines for .pts files whose image is missing."""
+    """Jobs for every image with a .pts; lines for .pts files whose image is missing, and for
+    images whose stem another image already has (both would write one .npz)."""
     jobs, problems = [], []
+    first: dict[Path, Path] = {}  # output stem -> the image that writes it
     for image in list_images(images, recursive=True):
         rel = image.relative_to(images).with_suffix("")
         if not image.with_suffix(".pts").exists():
             continue  # an image without annotation is not a ground-truth item
+        if rel in first:
+            problems.append(f"{image}: same stem as {first[rel]}: both would write {rel}.npz (rename one)")
+            continue
+        first[rel] = image
         jobs.append(
             Job(
                 image,
@@ -312,12 +322,15 @@ def find_jobs(images: Path, out: Path, preview_dir: Path | None) -> tuple[list[J
 
 
 def summarise(out: Path) -> dict:
-    """Fit NME distribution over every finished stem (each annotated face counted once)."""
+    """Fit NME distribution over every finished stem (each annotated face counted once; a NaN
+    left by an older version's failed fit is not one)."""
     errors, names = [], []
     for f in sorted(out.rglob("*.npz")):
         with np.load(f) as z:
-            errors.append(float(z["nme"][int(z["face_index"])]))
-        names.append(str(f.relative_to(out).with_suffix("")))
+            error = float(z["nme"][int(z["face_index"])])
+        if np.isfinite(error):
+            errors.append(error)
+            names.append(str(f.relative_to(out).with_suffix("")))
     e = np.array(errors)
     if not len(e):
         return {"faces": 0}

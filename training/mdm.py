@@ -341,7 +341,7 @@ def tracker_starts(data_root, split: str, refiners: tuple[str, ...], cache_dir=N
     after `refiners` (``()``: the DenseReg+PCA output), for every face of a split, run as a
     user runs it on the picture (detector box and all): {relative path: (68,2) image points};
     a face the detector missed (no prediction within 25% NME) is left out.  Cached in
-    `cache_dir` by split, configuration and models."""
+    `cache_dir` by data folder, split and its faces, configuration and models."""
     import hashlib
     import json
 
@@ -357,7 +357,9 @@ def tracker_starts(data_root, split: str, refiners: tuple[str, ...], cache_dir=N
     config = TrackerConfig(mode="image", threads=1, refine=bool(refiners), refiners=refiners or ("mdm_refiner.onnx",), assets=assets,
                            refine_flip=False)
     manifest = read_manifest() if assets is None else read_manifest(assets / "MANIFEST.json")
-    key = hashlib.sha256(json.dumps([split, str(config), manifest], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    # the data folder and its faces too: another dataset's starts, under the same relative names, are not these
+    made_from = [str(Path(data_root).resolve()), split, rels, str(config), manifest]
+    key = hashlib.sha256(json.dumps(made_from, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = None if cache_dir is None else cache_dir / f"starts_{split}_{key}.npz"
     if path is not None and path.exists():
         with np.load(path) as z:

@@ -35,6 +35,8 @@ finished when its npz exists, and an interrupted run resumes.
 from __future__ import annotations
 
 import argparse
+import glob
+import re
 import sys
 import time
 import zlib
@@ -431,9 +433,18 @@ def run_job(job: Job) -> tuple[str, str, int]:
         return "error", f"{job.rel}: {exc}", 0
 
 
-def write_split(out: Path, rels: list[str], views: int) -> list[str]:
-    """OUT/splits/train.txt: the finished views 1..views of the given faces, in order."""
-    done = [f"{view_stem(rel, k)}.jpg" for rel in rels for k in range(1, views + 1) if view_done(out, rel, k)]
+def finished_views(out: Path, rel: str) -> list[int]:
+    """The views of a face finished in OUT, whichever runs made them."""
+    stem = Path(rel).with_suffix("")
+    numbered = re.compile(re.escape(stem.name) + r"_p(\d+)\.npz")
+    found = (numbered.fullmatch(p.name) for p in safe_output_path(out, str(stem)).parent.glob(f"{glob.escape(stem.name)}_p*.npz"))
+    return [k for k in sorted({int(m.group(1)) for m in found if m}) if view_done(out, rel, k)]
+
+
+def write_split(out: Path, rels: list[str]) -> list[str]:
+    """OUT/splits/train.txt: every finished view of the given faces (a run with a smaller
+    ``--limit`` or ``--views`` keeps the others listed), in order."""
+    done = [f"{view_stem(rel, k)}.jpg" for rel in rels for k in finished_views(out, rel)]
     atomic_write_text(out / "splits" / "train.txt", "".join(f"{d}\n" for d in done))
     return done
 
@@ -501,9 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.views < 1:
         print("error: --views must be at least 1", file=sys.stderr)
         return 2
-    rels = split.read_text().split()
-    if args.limit:
-        rels = rels[: args.limit]
+    faces = split.read_text().split()
+    rels = faces[: args.limit] if args.limit else faces
     options = ProfileOptions(seed=args.seed)
     jobs = [Job(rel, args.data, args.gt, args.out, args.views, options) for rel in rels]
     counts = {"ok": 0, "skip": 0, "error": 0}
@@ -517,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
                 skipped.append(msg)
                 tqdm.write(f"skipped: {msg}", file=sys.stderr)
     elapsed = time.time() - t0
-    done = write_split(args.out, rels, args.views)
+    done = write_split(args.out, faces)
     atomic_write_json(args.out / "summary.json", {
         "views": len(done), "faces": len(rels), "views_per_face": args.views, "seed": args.seed,
         "views_this_run": written, "seconds_this_run": round(elapsed, 1), "skipped": skipped,

@@ -6,7 +6,7 @@
 
 One loop serves every task (``Task``: batches, loss, validation): deterministic seeds,
 checkpoints every few minutes and on SIGINT/SIGTERM (so training continues across sessions
-with ``--resume``), tqdm progress, ``log.csv`` (loss terms per step) and ``val.jsonl``
+with ``--resume``; without it, a run folder that holds a run is refused), tqdm progress, ``log.csv`` (loss terms per step) and ``val.jsonl``
 (validation at every checkpoint), ``best.pt`` by the task's validation key.  Checkpoints are
 plain state dicts loaded with ``torch.load(weights_only=True)``.  The same loop trains on a GPU
 for ``training.gpukit`` (device, batches from DataLoader workers, bf16 autocast).
@@ -29,11 +29,13 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from tracker.fileio import atomic_write_json
+from tracker.errors import TrackerError, UsageError
+from tracker.fileio import atomic_write_json, atomic_write_text
 from training.model import AUX_HEAD, CONFIGS
 from training.template import DEFAULT_300W
 
 REPO = Path(__file__).resolve().parents[1]
+SEED = 0
 
 
 class Task(Protocol):
@@ -78,6 +80,25 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 def load_checkpoint(path: Path) -> dict:
     return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def held_run_step(out: Path) -> int | None:
+    """The step of the run a folder already holds (its last.pt, else its best.pt); None if none."""
+    for name in ("last.pt", "best.pt"):
+        if (out / name).exists():
+            return int(load_checkpoint(out / name)["step"])
+    return None
+
+
+def drop_log_rows_after(log: Path, step: int) -> None:
+    """Keep the rows of ``log.csv`` up to `step`: a run resumed from its last checkpoint trains
+    the steps after it again (after a kill), and would log them twice."""
+    if not log.exists():
+        return
+    rows = log.read_text().splitlines(keepends=True)
+    kept = [r for r in rows if (n := r.split(",", 1)[0]).isdigit() and int(n) <= step]
+    if len(kept) < len(rows):
+        atomic_write_text(log, "".join(kept))
 
 
 def _map_tensors(obj, fn):
@@ -211,7 +232,7 @@ class WeightAverage:
             net.load_state_dict(own)
 
 
-def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool, seed: int = 0,
+def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool, seed: int = SEED,
         options: dict | None = None, init_from: Path | None = None, stop_at: int = 0, device: str = "cpu",
         batches: Iterator | None = None, amp: bool = False,
         on_checkpoint: Callable[[int, dict[str, float]], None] | None = None, ema: float = 0.0) -> dict[str, float]:
@@ -242,6 +263,8 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
         task.net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, best = int(state["step"]), float(state["best"])
+        if (out / "best.pt").exists():  # newer than last.pt's `best` after a kill between writing the two
+            best = float(load_checkpoint(out / "best.pt")["metrics"].get(task.val_key, best))
         rng.bit_generator.state = json.loads(state["rng"])
         if "torch_rng" in state:  # absent in checkpoints of older runs
             torch.set_rng_state(state["torch_rng"])
@@ -279,6 +302,7 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
     end = min(sched.steps, stop_at) if stop_at > 0 else sched.steps
     metrics: dict[str, float] = {}
     bar = tqdm(total=sched.steps, initial=step, unit="step", mininterval=5)
+    drop_log_rows_after(out / "log.csv", step)
     try:
         with (out / "log.csv").open("a") as log:
             while step < end and not stop["flag"] and time.time() - t0 < max_minutes * 60:
@@ -395,11 +419,12 @@ def _mdm_single(args) -> tuple[Task, Schedule, dict]:
     return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), asdict(config)
 
 
-def write_run_info(out: Path, argv: list[str], batch: int, lr: float, init_from: Path | None) -> None:
+def write_run_info(out: Path, argv: list[str], batch: int, lr: float, init_from: Path | None, resume: bool = False) -> None:
     """``OUT/run.json`` for the model card (``training.export``): the command, batch, learning
-    rate and the weights it started from.  Written when the run starts, kept on ``--resume``."""
+    rate and the weights it started from.  Written when the run starts, kept on ``--resume``
+    (a new run replaces one left by a run stopped before its first checkpoint)."""
     path = out / "run.json"
-    if path.exists():
+    if resume and path.exists():
         return
     info = {"command": "python -m training.train " + shlex.join(argv), "hardware": "a 2-core CPU (training.train)", "batch": batch, "lr": lr}
     if init_from is not None:
@@ -415,14 +440,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("task", choices=sorted(TASKS))
     ap.add_argument("--config", default="realtime", choices=sorted(CONFIGS))
     ap.add_argument("--variant", default="quantized", choices=["quantized", "plain"])
-    ap.add_argument("--max-minutes", type=float, default=60.0)
+    ap.add_argument("--max-minutes", type=float, default=60.0,
+                    help="stop after this many minutes of training (default 60), with a checkpoint: --resume continues")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     ap.add_argument("--out", type=Path, default=None, help="run folder (default runs/TASK-CONFIG-VARIANT)")
     ap.add_argument("--data", type=Path, default=DEFAULT_300W)
     ap.add_argument("--gt", type=Path, default=REPO / "data" / "gt", help="ground truth from training.groundtruth")
     ap.add_argument("--gt-extra", type=Path, action="append", default=[],
                     help="also train on this folder of profiled views (training.profile --out; repeatable; val is unchanged)")
-    ap.add_argument("--cache", type=Path, default=REPO / "data" / "cache", help="face caches (built once from --data and --gt)")
+    ap.add_argument("--cache", type=Path, default=REPO / "data" / "cache", help="face caches (built once for each --data, --gt and split list)")
     ap.add_argument("--steps", type=int, default=0)
     ap.add_argument("--stop-at", type=int, default=0,
                     help="stop at this step; the LR schedule still spans --steps (equal-budget comparisons)")
@@ -444,10 +470,18 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     default = {"densereg": f"densereg-{args.config}-{args.variant}", "segbaseline": f"segbaseline-{args.config}"}.get(args.task, args.task)
     out = args.out or REPO / "runs" / default
-    t, sched, options = TASKS[args.task](args)
-    write_run_info(out, argv if argv is not None else sys.argv[1:], t.batch_size, sched.lr, args.init_from)
-    metrics = run(t, sched, out, args.max_minutes, args.resume, options=options, init_from=args.init_from,
-                  stop_at=args.stop_at, ema=args.ema)
+    try:
+        held = held_run_step(out)
+        if held is not None and not args.resume:  # a new run there would replace its best.pt with a worse one
+            raise UsageError(f"{out} holds a run (step {held}): --resume continues it, another --out starts a new one")
+        torch.manual_seed(SEED)  # before the network is built: its initial weights are part of the run
+        t, sched, options = TASKS[args.task](args)
+        write_run_info(out, argv if argv is not None else sys.argv[1:], t.batch_size, sched.lr, args.init_from, args.resume)
+        metrics = run(t, sched, out, args.max_minutes, args.resume, options=options, init_from=args.init_from,
+                      stop_at=args.stop_at, ema=args.ema)
+    except TrackerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(metrics))
     return 0
 

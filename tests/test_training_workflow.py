@@ -1,0 +1,296 @@
+"""The training workflow around the networks: face caches that follow --data and --gt, run
+folders that are not overwritten, reproducible fresh runs, the refiner's tracker-starts cache,
+ground-truth items that cannot be fitted, exports that the tracker could not run, evaluation's
+output folder and the profiled views' split list."""
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install -e '.[train]')")
+
+from tracker.errors import MissingInputError  # noqa: E402
+from tracker.pts import read_pts, write_pts  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """A 300-W-layout folder of 6 train + 3 val synthetic faces and their ground truth."""
+    from tests.test_gpukit import synthetic_source
+
+    data, gt, _ = synthetic_source(tmp_path_factory.mktemp("faces"), 6, 3)
+    return data, gt
+
+
+def other_faces(data: Path, gt: Path, root: Path, train: int) -> tuple[Path, Path]:
+    """A copy of `data` (same relative names) whose train split is its first `train` faces, and
+    a copy of its ground truth."""
+    shutil.copytree(data, root / "data")
+    listed = (data / "splits" / "train.txt").read_text().split()[:train]
+    (root / "data" / "splits" / "train.txt").write_text("".join(f"{r}\n" for r in listed))
+    shutil.copytree(gt, root / "gt")
+    return root / "data", root / "gt"
+
+
+# --- face caches --------------------------------------------------------------------------------
+
+
+def test_face_caches_follow_the_data_and_ground_truth_they_are_built_from(faces, tmp_path):
+    from training.dataset import cache_path
+    from training.densereg_task import DenseRegTask
+
+    data, gt = faces
+    cache = tmp_path / "cache"
+    first = DenseRegTask(data, gt, "realtime", "quantized", 2, cache_dir=cache)
+    assert len(first.train.names) == 6
+    data2, gt2 = other_faces(data, gt, tmp_path / "other", train=2)
+    second = DenseRegTask(data2, gt2, "realtime", "quantized", 2, cache_dir=cache)
+    assert len(second.train.names) == 2  # not the first run's six faces
+    # other ground truth for the same faces is another cache too
+    assert cache_path(cache, data, gt, "val") != cache_path(cache, data, gt2, "val") != cache_path(cache, data2, gt2, "val")
+    assert len(list(cache.glob("densereg_*.npz"))) == 4
+    # a folder without a split list (training.gpukit's pack) reads the caches unpacked under the plain name
+    assert cache_path(cache, tmp_path, tmp_path, "train") == cache / "densereg_train.npz"
+
+
+def test_missing_ground_truth_is_one_line_before_any_caching(faces, tmp_path, capsys):
+    from training.dataset import build_cache
+    from training.train import main
+
+    data, gt = faces
+    _, gt2 = other_faces(data, gt, tmp_path, train=6)
+    missing = (gt2 / (data / "splits" / "train.txt").read_text().split()[3]).with_suffix(".npz")
+    missing.unlink()
+    with pytest.raises(MissingInputError, match="training.groundtruth"):
+        build_cache(data, gt2, "train", tmp_path / "cache.npz")
+    assert main(["densereg", "--data", str(data), "--gt", str(gt2), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(missing) in err and "python -m training.groundtruth" in err and "\n" not in err
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_evaluate_reads_its_data_and_writes_outside_the_published_results(faces, tmp_path, monkeypatch):
+    import training.evaluate as E
+
+    data, gt = faces
+    data2, gt2 = other_faces(data, gt, tmp_path / "other", train=6)
+    (data2 / "splits" / "val.txt").write_text((data / "splits" / "val.txt").read_text().split()[0] + "\n")
+    monkeypatch.setattr(E, "REPO", tmp_path)  # where the defaults point
+    cache = ["--cache", str(tmp_path / "cache")]
+    assert E.main(["densereg", "--data", str(data), "--gt", str(gt), *cache]) == 0
+    written = tmp_path / "out" / "evaluate" / "densereg_val.json"
+    assert json.loads(written.read_text())["faces"] == 3 and not (tmp_path / "docs").exists()
+    assert E.main(["densereg", "--data", str(data2), "--gt", str(gt2), *cache, "--out", str(tmp_path / "second")]) == 0
+    assert json.loads((tmp_path / "second" / "densereg_val.json").read_text())["faces"] == 1
+
+
+# --- run folders ---------------------------------------------------------------------------------
+
+
+class TinyTask:
+    """The Task protocol on a linear layer; `score` is what validation reports."""
+
+    val_key = "loss"
+    batch_size = 2
+    score = 1.0
+    built: list = []  # every network's initial weights, in the order they were built
+
+    def __init__(self):
+        self.net = torch.nn.Linear(3, 1)
+        TinyTask.built.append(self.net.weight.detach().clone())
+
+    def batch(self, rng):
+        return torch.from_numpy(rng.normal(size=(2, 3)).astype(np.float32))
+
+    def loss(self, batch):
+        return {"total": self.net(batch).square().mean()}
+
+    def evaluate(self):
+        return {"loss": TinyTask.score}
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """``python -m training.train tiny`` trains a TinyTask."""
+    from training.train import TASKS, Schedule, main
+
+    def build(args):
+        task = TinyTask()
+        return task, Schedule(args.steps or 4, task.batch_size, 1e-2, warmup=1), {}
+
+    monkeypatch.setitem(TASKS, "tiny", build)
+    monkeypatch.setattr(TinyTask, "built", [])
+    monkeypatch.setattr(TinyTask, "score", 1.0)
+    return lambda *args: main(["tiny", *map(str, args)])
+
+
+def test_a_run_folder_is_not_started_over_without_resume(tiny, tmp_path, capsys):
+    from training.train import load_checkpoint
+
+    run = tmp_path / "run"
+    assert tiny("--out", run, "--steps", 4, "--stop-at", 2) == 0
+    best = (run / "best.pt").read_bytes()
+    capsys.readouterr()
+    assert tiny("--out", run, "--steps", 4) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {run} holds a run (step 2): --resume continues it, another --out starts a new one"
+    assert (run / "best.pt").read_bytes() == best and len(TinyTask.built) == 1  # refused before any work
+    assert tiny("--out", run, "--steps", 4, "--resume") == 0
+    assert load_checkpoint(run / "last.pt")["step"] == 4
+    assert [json.loads(v)["step"] for v in (run / "val.jsonl").read_text().splitlines()] == [2, 4]
+
+
+def test_a_fresh_run_starts_from_the_same_weights(tiny, tmp_path):
+    assert tiny("--out", tmp_path / "a", "--steps", 2) == 0
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "run.json").write_text('{"command": "a run stopped before its first checkpoint"}')
+    assert tiny("--out", tmp_path / "b", "--steps", 2, "--lr", 0.5) == 0
+    assert torch.equal(TinyTask.built[0], TinyTask.built[1])
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["command"].endswith("--lr 0.5")  # this run's, not the stale one
+
+
+def test_resume_logs_each_step_once_and_keeps_the_better_best(tiny, tmp_path):
+    from training.train import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    assert tiny("--out", run, "--steps", 60, "--stop-at", 30) == 0
+    # killed after the checkpoint at 30: steps up to 50 logged, then lost
+    with (run / "log.csv").open("a") as log:
+        log.write("50,0.010000,total=1.00000\n")
+    # ... and, at a checkpoint, between writing best.pt (better) and last.pt (its best value stale)
+    best = load_checkpoint(run / "best.pt")
+    save_checkpoint(run / "best.pt", {**best, "metrics": {"loss": 0.5}})
+    TinyTask.score = 0.8  # worse than best.pt, better than last.pt says
+    assert tiny("--out", run, "--steps", 60, "--resume") == 0
+    assert [int(r.split(",")[0]) for r in (run / "log.csv").read_text().splitlines()] == [25, 50]
+    assert load_checkpoint(run / "best.pt")["metrics"]["loss"] == 0.5
+
+
+def test_max_minutes_says_its_default(capsys):
+    from training.train import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "(default 60)" in " ".join(capsys.readouterr().out.split())
+
+
+# --- the refiner's tracker starts -------------------------------------------------------------
+
+
+def test_tracker_starts_are_cached_per_data_folder(tmp_path, monkeypatch):
+    """Two folders with the same relative names share a --cache: each gets its own starts."""
+    import tracker
+    import tracker.sources
+    from tracker.shape_model import load_shape_model
+    from training.mdm import tracker_starts
+
+    class FakeTracker:  # the tracker leaves every face one pixel right of its annotation
+        def __init__(self, config):
+            pass
+
+        def close(self):
+            pass
+
+    def track_stream(_, paths):
+        for p in paths:
+            landmarks = read_pts(p.with_suffix(".pts"), expected=68) + [1.0, 0.0]
+            yield SimpleNamespace(path=p, result=SimpleNamespace(faces=[SimpleNamespace(landmarks=landmarks)]))
+
+    monkeypatch.setattr(tracker, "Tracker", FakeTracker)
+    monkeypatch.setattr(tracker.sources, "ImageSource", lambda paths, name: paths)
+    monkeypatch.setattr(tracker.sources, "track_stream", track_stream)
+    mean = load_shape_model().mean
+    for k, root in enumerate((tmp_path / "a", tmp_path / "b")):
+        (root / "splits").mkdir(parents=True)
+        (root / "splits" / "val.txt").write_text("face.jpg\n")
+        write_pts(root / "face.pts", mean * 40 + 100 + 10 * k)
+    a, b = (tracker_starts(tmp_path / r, "val", (), tmp_path / "cache")["face.jpg"] for r in "ab")
+    np.testing.assert_allclose(b - a, 10.0, atol=1e-4)
+    assert len(list((tmp_path / "cache").glob("starts_val_*.npz"))) == 2
+
+
+# --- ground truth ---------------------------------------------------------------------------------
+
+
+@pytest.mark.shared_template
+def test_groundtruth_skips_an_unfittable_face_and_a_second_image_of_one_stem(tmp_path, capsys):
+    import cv2
+
+    from tests.test_groundtruth import make_face
+    from training import groundtruth as G
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    image, _ = make_face(src, "good")
+    cv2.imwrite(str(src / "good.jpg"), cv2.imread(str(image)))  # the same stem twice: one good.npz
+    cv2.imwrite(str(src / "degen.png"), np.full((100, 120, 3), 90, np.uint8))
+    write_pts(src / "degen.pts", np.full((68, 2), 50.0))  # 68 identical points: no finite fit
+    out.mkdir()
+    np.savez(out / "old.npz", nme=np.array([np.nan], np.float32), face_index=np.array(0))  # an older version's failed fit
+    rc = G.main(["--images", str(src), "--out", str(out), "--preview", str(tmp_path / "prev")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"skipped: {src / 'degen.png'}: fit failed" in err
+    skipped = [line for line in err.splitlines() if line.startswith("skipped:") and "good" in line]
+    assert len(skipped) == 1 and "good.jpg" in skipped[0] and "good.png" in skipped[0]
+    assert sorted(p.name for p in out.iterdir()) == ["good.npz", "old.npz", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["faces"] == 1 and np.isfinite(summary["nme_median"])
+
+
+def test_groundtruth_preview_of_points_outside_the_picture():
+    from training.groundtruth import DenseGT, preview
+
+    h, w = 60, 80
+    gt = DenseGT(np.full((2, h, w), np.nan), np.full((h, w), np.nan), np.zeros((h, w), bool), np.zeros((h, w), np.uint8),
+                 np.zeros((h, w), bool))
+    far = np.full((1, 68, 2), 5000.0) + np.arange(68)[None, :, None]
+    assert preview(np.zeros((h, w, 3), np.uint8), gt, far, far, width=90).shape == (2 * 68, 3 * 90, 3)
+
+
+# --- export ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch, options, message", [
+    ("mdm-fine", {}, "the tracker feeds mdm_fine.onnx 208 px crops; RUN trained a refiner on 128 px crops (export it as mdm)"),
+    ("mdm", "fine", "the tracker feeds mdm_refiner.onnx 128 px crops; RUN trained a refiner on 208 px crops (export it as mdm-fine or mdm-single)"),
+    ("densereg", {"config": "paper", "variant": "quantized"}, "the tracker feeds densereg_realtime.onnx 128 px crops; the 321 px"),
+    ("mdm", {"config": "realtime", "variant": "quantized"}, "RUN is a DenseReg run: it cannot be exported as mdm (mdm_refiner.onnx)"),
+    ("densereg-fast", "fine", "RUN is a refiner run: it cannot be exported as densereg-fast (densereg_fast.onnx)"),
+])
+def test_export_refuses_a_run_the_tracker_could_not_run(tmp_path, arch, options, message):
+    from dataclasses import asdict
+
+    from training.export import main as export_main
+    from training.mdm import FINE_CONFIG
+    from training.train import save_checkpoint
+
+    run = tmp_path / "run"
+    run.mkdir()
+    options = asdict(FINE_CONFIG) if options == "fine" else options
+    save_checkpoint(run / "best.pt", {"model": {}, "step": 1, "metrics": {}, "options": options})
+    with pytest.raises(SystemExit) as refused:
+        export_main([arch, "--run", str(run), "--out-dir", str(tmp_path / "assets")])
+    assert str(refused.value).startswith("error: " + message.replace("RUN", str(run)))
+    assert not (tmp_path / "assets").exists()
+
+
+# --- profiled views -------------------------------------------------------------------------------------
+
+
+def test_profile_lists_every_finished_view_whatever_this_run_asked(tmp_path):
+    from training import profile as PR
+
+    data, gt, out = tmp_path / "data", tmp_path / "gt", tmp_path / "out"
+    (data / "splits").mkdir(parents=True)
+    gt.mkdir()
+    (data / "splits" / "train.txt").write_text("set/a.jpg\nset/b.jpg\n")
+    (out / "set").mkdir(parents=True)
+    for stem in ("a_p1", "a_p2", "a_p3", "b_p1", "b_p2"):  # views of earlier runs (b_p2 unfinished: no npz)
+        for ext in (".jpg", ".pts") + ((".npz",) if stem != "b_p2" else ()):
+            (out / "set" / f"{stem}{ext}").write_bytes(b"")
+    assert PR.main(["--gt", str(gt), "--data", str(data), "--out", str(out), "--views", "1", "--limit", "1"]) == 0
+    assert (out / "splits" / "train.txt").read_text().split() == ["set/a_p1.jpg", "set/a_p2.jpg", "set/a_p3.jpg", "set/b_p1.jpg"]
