@@ -323,3 +323,28 @@ def test_dense_flip_reads_each_face_from_its_maps_averaged_with_the_mirrored_cro
     np.testing.assert_allclose(face.maps.uv, expected["uv"][0], atol=1e-5)
     np.testing.assert_allclose(face.maps.fg, expected["fg"][0, 0], atol=1e-5)
     assert np.abs(face.maps.uv - plain["uv"][0]).max() > 1e-3  # the mirrored crop did change the maps
+
+
+def test_own_densereg_with_the_packaged_fast_network_is_noted_for_video(tmp_path, capsys):
+    """A copy of the assets with one's own DenseReg exported into it: video ran the packaged fast
+    network the copy came with, silently (user test 8)."""
+    import argparse
+    import json
+    import shutil
+
+    from tracker.assets import ASSETS
+
+    folder = tmp_path / "assets"
+    shutil.copytree(ASSETS, folder)
+    manifest = json.loads((folder / "MANIFEST.json").read_text())
+    args = argparse.Namespace(engine="auto", threads=1, max_faces=4, no_refine=False, flip=None, dense_flip=False, one_stage=False,
+                              no_int8=False, fast_network=None, assets=folder)
+    TrackerConfig.from_args(args, mode="video")
+    assert capsys.readouterr().err == ""  # an unchanged copy
+    manifest["densereg_realtime.onnx"] = "0" * 64  # as after `training.export densereg --out-dir`
+    (folder / "MANIFEST.json").write_text(json.dumps(manifest))
+    TrackerConfig.from_args(args, mode="video")
+    assert "packaged densereg_fast.onnx, which video runs by default" in capsys.readouterr().err
+    TrackerConfig.from_args(args, mode="image")  # pictures run the folder's own
+    TrackerConfig.from_args(argparse.Namespace(**{**vars(args), "fast_network": False}), mode="video")
+    assert capsys.readouterr().err == ""

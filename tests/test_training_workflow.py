@@ -294,3 +294,17 @@ def test_profile_lists_every_finished_view_whatever_this_run_asked(tmp_path):
             (out / "set" / f"{stem}{ext}").write_bytes(b"")
     assert PR.main(["--gt", str(gt), "--data", str(data), "--out", str(out), "--views", "1", "--limit", "1"]) == 0
     assert (out / "splits" / "train.txt").read_text().split() == ["set/a_p1.jpg", "set/a_p2.jpg", "set/a_p3.jpg", "set/b_p1.jpg"]
+
+
+def test_the_card_names_the_data_the_run_trained_on(tmp_path):
+    """Every card said "1,932 300-W faces / 80 val faces", whatever the run trained on (user test 8)."""
+    from training.export import data_lines
+
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "train.txt").write_text("a.jpg\nb.jpg\nc.jpg\n")
+    (tmp_path / "splits" / "val.txt").write_text("d.jpg\n")
+    mine = data_lines({"command": f"python -m training.train densereg --data {tmp_path} --steps 10"})
+    assert mine == {"data": f"`{tmp_path}` (`splits/train.txt`: 3 faces)", "val_data": "its `splits/val.txt` (1 face)"}
+    pack = data_lines({"command": "python -m training.gpukit train", "pack": {"counts": {"train": 9, "val": 3}}})
+    assert "(9 faces)" in pack["data"] and "3 faces" in pack["val_data"]
+    assert data_lines({})["data"].startswith("300-W training split")  # a CPU run without run.json: the default data

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -206,7 +207,11 @@ class TrackerConfig:
         common = {"engine": args.engine, "threads": args.threads, "max_faces": args.max_faces, "refine": not args.no_refine, "refine_flip": args.flip,
                   "dense_flip": args.dense_flip, "refiners": ONE_STAGE if args.one_stage else DEFAULT_REFINERS, "int8": not args.no_int8,
                   "fast_network": args.fast_network, "assets": args.assets}
-        return cls(**{**common, **fields})
+        config = cls(**{**common, **fields})
+        if config.assets is not None and uses_fast_network(config) and packaged_fast_network_only(config.assets):
+            print(f"note: {config.assets} holds your own {DENSEREG_ASSET} but the packaged {FAST_DENSEREG_ASSET}, which video runs "
+                  f"by default: export yours as densereg-fast, or pass --no-fast-network", file=sys.stderr)
+        return config
 
 
 @dataclass(frozen=True)
@@ -287,6 +292,17 @@ class _Timer:
         now = time.perf_counter()
         self.ms[name] = self.ms.get(name, 0.0) + 1000 * (now - t0)
         return now
+
+
+def packaged_fast_network_only(folder: Path) -> bool:
+    """Whether an asset folder (``--assets``) has its own DenseReg but the packaged fast one: a
+    copy of ``tracker/assets`` with one network exported into it, where video silently ran the
+    fast network the copy came with (user test 8)."""
+    try:
+        own, packaged = read_manifest(folder / "MANIFEST.json"), read_manifest()
+    except (OSError, ValueError):
+        return False  # the folder's own check says what is wrong with it
+    return own.get(DENSEREG_ASSET) != packaged.get(DENSEREG_ASSET) and own.get(FAST_DENSEREG_ASSET) == packaged.get(FAST_DENSEREG_ASSET)
 
 
 def uses_fast_network(config: TrackerConfig) -> bool:

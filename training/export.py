@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -33,6 +34,7 @@ from training.deploy import build_deployable, export
 from training.losses import DEPTH_WEIGHT
 from training.mdm import MDMConfig
 from training.model import CONFIGS
+from training.template import DEFAULT_300W
 from training.train import Schedule, load_checkpoint
 
 NAMES = {"densereg": "densereg_realtime", "densereg-fast": "densereg_fast", "mdm": "mdm_refiner", "mdm-fine": "mdm_fine",
@@ -138,8 +140,7 @@ def curve_table(vals: list[dict], rows: int = 12) -> str:
 CARD = """# {title} (`{name}.onnx`)
 
 - **What**: {what}
-- **Data**: 300-W training split (`splits/train.txt`: 1,932 faces from AFW, Helen train, LFPW
-  train){data_extra}; validation on `splits/val.txt` (80 Helen-train faces), never trained on.
+- **Data**: {data}{data_extra}; validation on {val_data}, never trained on.
 - **Recipe**: {recipe}
 - **Command**: {train_cmd} (resumable; repeat until validation stops improving), then
   `python -m training.export {arch} --run {run}`.
@@ -298,6 +299,30 @@ def check_fits(arch: str, options: dict, run: Path) -> None:
                          + (f" (export it as {' or '.join(fits)})" if fits else ""))
 
 
+def data_lines(info: dict) -> dict[str, str]:
+    """The card's training and validation data, from what the run recorded (a gpukit pack's
+    counts, else ``--data`` in its command and that folder's split lists): every card said
+    "1,932 300-W faces" whatever the run trained on (user test 8)."""
+    counts = info.get("pack", {}).get("counts")
+    if counts:
+        return {"data": f"a `training.gpukit` pack of 300-W's training split ({counts['train']} faces)",
+                "val_data": f"the pack's {counts['val']} faces of `splits/val.txt`"}
+    args = shlex.split(info.get("command", ""))
+    data = Path(args[args.index("--data") + 1]) if "--data" in args[:-1] else DEFAULT_300W
+
+    def faces(split: str) -> str:
+        listing = data / "splits" / f"{split}.txt"
+        if not listing.is_file():
+            return "faces not counted: the list is not here"
+        n = len(listing.read_text().split())
+        return f"{n:,} face{'s' * (n != 1)}"
+
+    if data.resolve() == DEFAULT_300W.resolve():
+        return {"data": f"300-W training split (`splits/train.txt`: {faces('train')} from AFW, Helen train, LFPW train)",
+                "val_data": f"`splits/val.txt` ({faces('val')} of Helen train)"}
+    return {"data": f"`{data}` (`splits/train.txt`: {faces('train')})", "val_data": f"its `splits/val.txt` ({faces('val')})"}
+
+
 def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     """Export ``RUN/best.pt`` into `out_dir` with its card; returns ``export_checked``'s answer."""
     ckpt = load_checkpoint(run / "best.pt")
@@ -344,7 +369,8 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
     card = CARD.format(name=name, arch=arch, run=run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"],
                        trained=f"{minutes / 60:.1f} h" if minutes >= 60 else f"{minutes:.0f} min", hardware=info["hardware"],
                        metrics=metrics, size_mb=onnx_path.stat().st_size / 1e6, params=sum(v.numel() for v in ckpt["model"].values()),
-                       parity=diff, magnitude=magnitude, sha=sha, cpu_variant=cpu_variant, curve=summary["curve"], **about)
+                       parity=diff, magnitude=magnitude, sha=sha, cpu_variant=cpu_variant, curve=summary["curve"], **data_lines(info),
+                       **about)
     atomic_write_text(out_dir / f"{name.upper()}_CARD.md", card)
     return sha, diff, magnitude
 
