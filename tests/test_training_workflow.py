@@ -169,6 +169,24 @@ def test_resume_logs_each_step_once_and_keeps_the_better_best(tiny, tmp_path):
     assert load_checkpoint(run / "best.pt")["metrics"]["loss"] == 0.5
 
 
+def test_a_weights_only_continuation_of_the_same_folder_keeps_its_better_best(tiny, tmp_path):
+    """gpukit's --resume-from with weights-only tars (best.pt, no optimizer state) started from
+    best = inf: its first, worse checkpoint replaced best.pt (user test 8)."""
+    from training.train import Schedule, load_checkpoint, run
+
+    folder = tmp_path / "run"
+    TinyTask.score = 0.5
+    assert tiny("--out", folder, "--steps", 4, "--stop-at", 2) == 0
+    (folder / "last.pt").unlink()  # what a weights-only tar brings back
+    TinyTask.score = 0.9
+    run(TinyTask(), Schedule(4, 2, 1e-2, warmup=1), folder, 1.0, resume=False, init_from=folder / "best.pt")
+    assert load_checkpoint(folder / "best.pt")["metrics"]["loss"] == 0.5
+    TinyTask.score = 0.2  # a better one still replaces it
+    (folder / "last.pt").unlink()
+    run(TinyTask(), Schedule(4, 2, 1e-2, warmup=1), folder, 1.0, resume=False, init_from=folder / "best.pt")
+    assert load_checkpoint(folder / "best.pt")["metrics"]["loss"] == 0.2
+
+
 def test_max_minutes_says_its_default(capsys):
     from training.train import main
 

@@ -528,8 +528,9 @@ def prepare(name: str, task_name: str, ns: argparse.Namespace, share: float, wor
             batch_mult: float, lr: float, steps: int) -> Network:
     """Build a task by name (as ``python -m training.train`` does) with the GPU's batch size and
     a schedule that decays over the time budget; restore its run folder from `resume_from`."""
-    from training.train import TASKS, load_checkpoint
+    from training.train import SEED, TASKS, load_checkpoint
 
+    torch.manual_seed(SEED)  # before the network is built: its initial weights are part of the run
     task, sched, options = TASKS[task_name](ns)
     task.batch_size = max(1, round(task.batch_size * batch_mult))
     # AdamW: the learning rate grows with the square root of the batch (the task's own is for its CPU batch).

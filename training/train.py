@@ -257,7 +257,12 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
     last = out / "last.pt"
     if init_from is not None and not (resume and last.exists()):
         # Weights only: a new run (new data or recipe) starting from a trained network.
-        load_init_weights(task.net, init_weights(load_checkpoint(init_from)))
+        init = load_checkpoint(init_from)
+        load_init_weights(task.net, init_weights(init))
+        if (out / "best.pt").exists() and Path(init_from).resolve() == (out / "best.pt").resolve():
+            # this folder's own best weights continued (a gpukit lease's weights-only tar): the
+            # same network on the same validation, so it stays best.pt until beaten
+            best = float(init.get("metrics", {}).get(task.val_key, best))
     if resume and last.exists():
         state = load_checkpoint(last)
         task.net.load_state_dict(state["model"])
