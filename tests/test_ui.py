@@ -125,6 +125,17 @@ def test_viewer_tracks_the_clip(app, window):
     assert window.composed.shape == (480, 640, 3) and not window.view.image.isNull()
 
 
+def test_play_at_the_end_of_a_clip_plays_it_again(app, window):
+    pause(app, window)
+    window.worker.seek(147)
+    window.worker.play(True)
+    assert wait_for(app, lambda: window.packet.index == 149 and not window.playing)  # the clip ended
+    window.toggle_play()
+    assert wait_for(app, lambda: window.playing and window.packet.index < 20)
+    assert window.back_button.isEnabled()  # a file steps back; a camera cannot (disabled on opening one)
+    pause(app, window)
+
+
 def test_overlays_change_the_picture(app, window):
     pause(app, window)
     before, shown = window.composed.copy(), window.view.image.copy()

@@ -173,6 +173,7 @@ class ViewerWindow(QMainWindow):
     def _central(self, panel: QWidget) -> QWidget:
         self.play_button = QPushButton("Play")
         back, forward = QPushButton("< Step"), QPushButton("Step >")
+        self.back_button = back
         self.play_button.clicked.connect(self.toggle_play)
         back.clicked.connect(lambda: self.worker.step(-1))
         forward.clicked.connect(lambda: self.worker.step(1))
@@ -351,6 +352,8 @@ class ViewerWindow(QMainWindow):
     def choose_screenshot(self) -> None:
         default = time.strftime("screenshot-%Y%m%d-%H%M%S.png")
         path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", default, "PNG (*.png)")
+        if path and not Path(path).suffix:
+            path += ".png"  # the filter's type, which Qt's own dialog does not add
         if path:
             self.save_screenshot(Path(path))
 
@@ -455,6 +458,7 @@ class ViewerWindow(QMainWindow):
         self.slider.setRange(0, max(info.length - 1, 0))
         self.slider.blockSignals(False)
         self.slider.setEnabled(info.seekable)
+        self.back_button.setEnabled(info.seekable)  # a camera cannot step back
         self.setWindowTitle(f"DenseReg face tracker - {info.label}")
         self.show_info(f"opened {info.label}" + (f" ({info.length} frames)" if info.length > 1 else ""))
 

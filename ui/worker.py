@@ -124,7 +124,10 @@ class TrackerThread(QThread):
         if command == "open":
             self._open(value)
         elif command == "play":
-            self._set_playing(bool(value) and self._source is not None)
+            source = self._source
+            if value and source is not None and source.seekable and source.sequence and 0 < source.length <= source.position:
+                self._seek(0)  # Play at the end of a clip plays it again (it did nothing)
+            self._set_playing(bool(value) and source is not None)
         elif command == "engine":
             self._load_tracker(replace(self.config, engine=value))
         elif command == "visibility":
