@@ -112,6 +112,8 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
                                                     **metrics})
         scored = f"AUC@0.08 {metrics['auc08']:.4f}" if metrics["annotated_frames"] else "no annotations: nothing to score"
         notes = metrics["malformed_annotations"]
+        if past := metrics["annotations_past_end"]:
+            notes = [*notes, f"{job.annot}: {past} annotation{'s' * (past != 1)} past the video's last frame ({n}): not scored"]
         if other := metrics["frames_on_another_face"]:
             notes = [*notes, f"{job.annot}: {other} annotated frame{'s' * (other != 1)} held another person's face (centred outside "
                      "the annotated face's box): scored as missing"]

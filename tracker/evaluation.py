@@ -206,7 +206,7 @@ def evaluate_video(pred_dir: Path, annot_dir: Path, frames: int | None = None) -
     person's, as ``eval`` counts it).  Malformed annotation files, and files not named as a frame
     (``000001.pts`` is frame 1), are listed and left out; so are annotations past the last frame,
     which the tracker never saw (a video that decodes to fewer frames than it was annotated
-    with), counted in ``annotations_past_end`` and said in one line."""
+    with), counted in ``annotations_past_end``."""
     pairs, bad, misnamed, past_end, other = [], [], [], 0, 0
     for gt_path in sorted(annot_dir.glob("*.pts")) if annot_dir.is_dir() else []:
         if not FRAME_PTS_NAME.fullmatch(gt_path.name):
@@ -228,8 +228,6 @@ def evaluate_video(pred_dir: Path, annot_dir: Path, frames: int | None = None) -
     if misnamed:
         bad.append(f"{annot_dir}: {len(misnamed)} annotation file{'s' * (len(misnamed) != 1)} not named as a frame's "
                    f"(first: {misnamed[0].name}; 000001.pts is frame 1): not scored")
-    if past_end:
-        bad.append(f"{annot_dir}: {past_end} annotation{'s' * (past_end != 1)} past the video's last frame ({frames}): not scored")
     result = score_faces(pairs)
     result["annotated_frames"] = result.pop("faces")
     result["jitter_static"] = static_jitter(pred_dir, annot_dir)
