@@ -7,6 +7,7 @@ import ast
 import csv
 import itertools
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -326,40 +327,91 @@ def test_a_camera_hands_out_its_newest_frame_not_its_oldest(monkeypatch):
     """A tracker slower than the camera must work on what the camera sees now: read one after
     another, the driver's queue handed out ever older frames (0.8-2 s behind, user test 8)."""
     import threading
-    import time
 
     import tracker.sources
 
-    class Camera:  # 100 frames a second, each holding its number; then it stops
+    class Camera:  # delivers a frame (holding its number) each time the test allows one; then stops
         def __init__(self, device):
-            self.n = 0
-            self.released = threading.Event()
+            self.n, self.allowed, self.released = 0, threading.Semaphore(0), threading.Event()
 
         def isOpened(self):
             return True
 
         def read(self):
-            time.sleep(0.01)
+            if self.n > 0:
+                self.allowed.acquire()
             self.n += 1
-            return (self.n <= 60, np.full((4, 4, 3), self.n % 256, np.uint8))
+            return (self.n <= 8, np.full((4, 4, 3), self.n, np.uint8))
 
         def get(self, prop):
-            return 100.0
+            return 30.0
+
+        def release(self):
+            self.released.set()
+
+    monkeypatch.setattr(tracker.sources.cv2, "VideoCapture", Camera)
+    monkeypatch.setattr(tracker.sources, "CAMERA_STALL_S", 0.5)
+    camera = CameraSource(0)
+    assert camera.read()[0, 0, 0] == 1  # the frame read on opening (the camera holds the next)
+
+    def deliver(k: int) -> int:
+        for _ in range(k):
+            camera.cap.allowed.release()
+        end = time.monotonic() + 10
+        while camera.cap.n < k + 1 + done[0] and time.monotonic() < end:
+            time.sleep(0.005)
+        time.sleep(0.05)  # the grabber keeps what it read
+        done[0] += k
+        return camera.read()[0, 0, 0]
+
+    done = [0]
+    assert deliver(4) == 5  # frames 2-5 came while "tracking": the newest, not frame 2
+    with pytest.raises(SourceError, match="stopped delivering frames"):
+        camera.read()  # each frame once: nothing new within the stall limit
+    assert deliver(2) == 7
+    camera.cap.allowed.release()
+    camera.cap.allowed.release()  # frame 8, then the camera's 9th read fails: it has stopped
+    camera._grabber.join(timeout=10)
+    assert camera.read()[0, 0, 0] == 8  # what it delivered before stopping still comes first
+    with pytest.raises(SourceError, match="stopped delivering frames"):
+        camera.read()
+    camera.close()
+    assert camera.cap.released.is_set()
+
+
+def test_closing_a_stalled_camera_returns_and_the_camera_is_freed_when_its_read_does(monkeypatch):
+    import threading
+
+    import tracker.sources
+
+    unstall = threading.Event()
+
+    class Camera:  # the first frame, then a read that blocks (an unplugged USB camera)
+        def __init__(self, device):
+            self.reads, self.released = 0, threading.Event()
+
+        def isOpened(self):
+            return True
+
+        def read(self):
+            self.reads += 1
+            if self.reads > 1:
+                unstall.wait(10)
+            return True, np.zeros((4, 4, 3), np.uint8)
+
+        def get(self, prop):
+            return 30.0
 
         def release(self):
             self.released.set()
 
     monkeypatch.setattr(tracker.sources.cv2, "VideoCapture", Camera)
     camera = CameraSource(0)
-    assert camera.read()[0, 0, 0] == 1  # the frame read on opening
-    time.sleep(0.1)  # a slow frame's worth of tracking
-    newest = camera.read()[0, 0, 0]
-    assert newest >= 5  # not frame 2, queued behind ~9 newer ones
-    with pytest.raises(SourceError, match="stopped delivering frames"):
-        while True:
-            assert camera.read()[0, 0, 0] > newest  # each frame once, in order
+    t0 = time.monotonic()
     camera.close()
-    assert camera.cap.released.is_set()
+    assert time.monotonic() - t0 < 3 and not camera.cap.released.is_set()  # not released under a blocked read
+    unstall.set()
+    assert camera.cap.released.wait(10)  # the grabber frees it when the read returns
 
 
 def test_webcam_without_a_camera_is_one_line_not_an_empty_window(monkeypatch, capsys):

@@ -178,8 +178,13 @@ def test_a_weights_only_continuation_of_the_same_folder_keeps_its_better_best(ti
     TinyTask.score = 0.5
     assert tiny("--out", folder, "--steps", 4, "--stop-at", 2) == 0
     (folder / "last.pt").unlink()  # what a weights-only tar brings back
+    (folder / "log.csv").write_text("25,0.010000,total=1.00000\n")  # ... with its log
     TinyTask.score = 0.9
     run(TinyTask(), Schedule(4, 2, 1e-2, warmup=1), folder, 1.0, resume=False, init_from=folder / "best.pt")
+    assert load_checkpoint(folder / "best.pt")["metrics"]["loss"] == 0.5
+    assert (folder / "log.csv").read_text().startswith("25,")  # the earlier run's rows kept (history)
+    (folder / "last.pt").unlink()
+    assert tiny("--out", folder, "--steps", 4, "--resume") == 0  # --resume with best.pt alone: its weights, not scratch
     assert load_checkpoint(folder / "best.pt")["metrics"]["loss"] == 0.5
     TinyTask.score = 0.2  # a better one still replaces it
     (folder / "last.pt").unlink()

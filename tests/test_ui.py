@@ -196,14 +196,21 @@ def test_recording_stops_when_the_picture_changes_size_and_occlusion_runs_only_f
     window.worker.step(1)
     assert wait_for(app, lambda: window.packet.result.faces and window.packet.result.faces[0].visibility is not None)
     window.set_overlay("transfer", False)
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), window.packet.frame)
+    cv2.imwrite(str(folder / "b.png"), cv2.resize(window.packet.frame, (800, 600)))
     path = tmp_path / "rec.mp4"
     assert window.start_recording(path)
-    big = tmp_path / "big"
-    big.mkdir()
-    cv2.imwrite(str(big / "a.png"), cv2.resize(window.packet.frame, (800, 600)))
-    window.open_source(SourceSpec("folder", big))
+    window.open_source(SourceSpec("folder", folder))
+    assert wait_for(app, lambda: window.recorder is None)  # a recording is of one source
+    assert path.exists() and "recording of the source before was stopped and saved" in window.statusBar().currentMessage()
+    assert wait_for(app, lambda: window.packet.frame.shape == (480, 640, 3) and window.source_info.label == str(folder))
+    other = tmp_path / "rec2.mp4"
+    assert window.start_recording(other)
+    window.worker.step(1)  # the folder's next picture is 800x600
     assert wait_for(app, lambda: window.recorder is None)
-    assert path.exists() and "the picture changed from 640x480 to 800x600" in window.statusBar().currentMessage()
+    assert other.exists() and "the picture changed from 640x480 to 800x600" in window.statusBar().currentMessage()
     window.open_source(SourceSpec("video", DEMO_CLIP))
     assert wait_for(app, lambda: window.source_info is not None and window.source_info.label == str(DEMO_CLIP))
     pause(app, window)

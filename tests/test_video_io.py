@@ -136,13 +136,21 @@ def test_a_paced_recording_lasts_as_long_as_the_live_source_did(tmp_path):
     30 fps, a 12 s recording played in 2.8 s (user test 8)."""
     from tracker.video import AtomicVideoWriter
 
-    frame = np.zeros((48, 64, 3), np.uint8)
-    with AtomicVideoWriter(tmp_path / "live.mp4", 10.0, (64, 48), paced=True) as writer:
-        for now in (5.0, 5.5, 5.52, 5.6):  # 0.5 s on the first frame, then two close together
-            writer.write(frame, now)
-    assert writer.frames == 1 + 5 + 1 + 1  # the frame shown for 0.5 s fills 5 frames; none is dropped
-    with AtomicVideoWriter(tmp_path / "file.mp4", 10.0, (64, 48)) as writer:
+    def shade(k: int) -> np.ndarray:
+        return np.full((48, 64, 3), 40 * k, np.uint8)
+
+    with AtomicVideoWriter(tmp_path / "live.avi", 10.0, (64, 48), paced=True) as writer:
+        # frame 0 on screen 0.5 s, 1 and 2 briefly, 3 through a 60 s pause, 4 for 0.3 s
+        for k, now in enumerate((5.0, 5.5, 5.52, 5.6, 65.6)):
+            writer.write(shade(k), now)
+        writer.write(shade(5), 65.9)
+    cap = cv2.VideoCapture(str(tmp_path / "live.avi"))
+    shown = []
+    while (got := cap.read())[0]:
+        shown.append(int(round(got[1].mean() / 40)))
+    # each frame until the next came, at least once; the pause held at 2 s (20 frames), not 600
+    assert shown == [0] * 5 + [1] + [2] + [3] * 20 + [4] * 3 + [5], shown
+    with AtomicVideoWriter(tmp_path / "file.avi", 10.0, (64, 48)) as writer:
         for now in (5.0, 5.5):
-            writer.write(frame, now)
+            writer.write(shade(0), now)
     assert writer.frames == 2  # a file's frames are its own
-    assert int(cv2.VideoCapture(str(tmp_path / "live.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 8

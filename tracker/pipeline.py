@@ -609,6 +609,11 @@ class Tracker:
         timer.add("smooth", t)
         return out
 
+    def set_visibility(self, on: bool) -> None:
+        """Occlusion maps on or off from the next frame (the viewer's transfer overlay): the
+        config's one field that may change between frames, since nothing is built from it."""
+        self.config = replace(self.config, visibility=on)
+
     def _add_visibility(self, image: np.ndarray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         """Each face's visibility map: its colours against its own parts' colours and, in video,
         against the colours its track showed before (``tracker.occlusion``)."""

@@ -196,16 +196,24 @@ class CameraSource(FrameSource):
         self._grabber.start()
 
     def _grab(self) -> None:
-        while not self._closing:
-            ok, frame = self.cap.read()  # blocks until the camera's next frame
+        try:
+            while not self._closing and not self._ended:
+                try:
+                    ok, frame = self.cap.read()  # blocks until the camera's next frame
+                except cv2.error:  # some backends raise when the camera is unplugged
+                    ok, frame = False, None
+                with self._changed:
+                    if not ok or frame is None:
+                        self._ended = True
+                    else:
+                        self._newest = frame
+                    self._changed.notify_all()
+        finally:
             with self._changed:
-                if not ok or frame is None:
-                    self._ended = True
-                else:
-                    self._newest = frame
+                self._ended = True
                 self._changed.notify_all()
-                if self._ended:
-                    return
+            if self._closing:
+                self.cap.release()  # close() gave up waiting for a blocked read: the device is freed here
 
     def read(self) -> np.ndarray | None:
         with self._changed:
@@ -221,10 +229,10 @@ class CameraSource(FrameSource):
             self._closing = True
             self._changed.notify_all()
         # A stalled camera can block its read for seconds: the window closes without waiting for
-        # it, and the capture is released by the process's end instead of under a blocked read.
+        # it, and the grabber releases the capture when the read returns (never under it).
         self._grabber.join(timeout=1.0)
         if not self._grabber.is_alive():
-            self.cap.release()
+            self.cap.release()  # (a second release, after the grabber's own, does nothing)
 
 
 class VideoSource(FrameSource):

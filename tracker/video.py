@@ -177,15 +177,19 @@ def check_video_output(path: Path, option: str = "") -> None:
         raise UsageError(f"{option + ' ' if option else ''}{path}: an output video must be one of {', '.join(WRITABLE_VIDEO_EXTENSIONS)}")
 
 
+MAX_HOLD_S = 2.0  # a paced frame longer on screen than this was a pause (the viewer's Space, Ctrl-Z)
+
+
 class AtomicVideoWriter:
     """cv2.VideoWriter to a temporary file, renamed onto the target by `close()` once the file
     reads back complete.  As a context manager it closes on success and deletes the temporary
     file on any exception (Ctrl-C included), so no hidden partial file is ever left behind.
 
-    ``paced``: the frames come from a live source at whatever rate they are processed, so each is
-    written as many times as the wall time since the first one asks at ``fps`` (at least once):
-    the video then lasts as long as the recording did, where one frame each played a camera
-    recording 1.5-4x too fast (user test 8)."""
+    ``paced``: the frames come from a live source at whatever rate they are processed, so each
+    stays in the video until the next one came (at ``fps``, at least once, at most
+    ``MAX_HOLD_S``: a longer wait is a pause, not a scene): the video then lasts as long as the
+    recording did, where one frame each played a camera recording 1.5-4x too fast (user test 8).
+    A frame is written when the next one comes (or at ``close``)."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int], paced: bool = False):
         self.path = Path(path)
@@ -201,7 +205,8 @@ class AtomicVideoWriter:
         self.fps, self.paced = fps, paced
         self.frames = 0
         self.finished = False
-        self._start: float | None = None
+        self._start = 0.0
+        self._held: np.ndarray | None = None  # paced: the frame on screen until the next comes
 
     def __enter__(self) -> AtomicVideoWriter:
         return self
@@ -213,19 +218,32 @@ class AtomicVideoWriter:
             self.close()
 
     def write(self, frame: np.ndarray, now: float | None = None) -> None:
-        """Add a frame; ``now``: its time (``time.perf_counter()``, by default the call's) when paced."""
+        """Add a frame; ``now``: when it came (``time.perf_counter()``, by default the call's) if paced."""
         if (frame.shape[1], frame.shape[0]) != self.size:
             frame = cv2.resize(frame, self.size)
-        copies = 1
-        if self.paced:
-            now = time.perf_counter() if now is None else now
-            self._start = now if self._start is None else self._start
-            copies = max(1, int((now - self._start) * self.fps) + 1 - self.frames)
+        if not self.paced:
+            self._put(frame, 1)
+            return
+        now = time.perf_counter() if now is None else now
+        if self._held is None:
+            self._start = now
+        else:
+            wanted = int((now - self._start) * self.fps) - self.frames  # the slots until this frame came
+            copies = max(1, min(wanted, int(MAX_HOLD_S * self.fps)))
+            self._put(self._held, copies)
+            if copies < wanted:  # a pause: the frames after it keep their spacing, not the pause's
+                self._start = now - self.frames / self.fps
+        self._held = frame
+
+    def _put(self, frame: np.ndarray, copies: int) -> None:
         for _ in range(copies):
             self.writer.write(frame)
         self.frames += copies
 
     def close(self) -> None:
+        if self._held is not None:
+            self._put(self._held, 1)
+            self._held = None
         self.writer.release()
         self.finished = True
         try:

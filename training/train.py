@@ -255,6 +255,10 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
     opt = torch.optim.AdamW(task.net.parameters(), lr=sched.lr, weight_decay=sched.weight_decay)
     step, best = 0, float("inf")
     last = out / "last.pt"
+    if resume and not last.exists() and (out / "best.pt").exists() and init_from is None:
+        # a folder with best.pt alone (a gpukit tar too large for last.pt): continue its weights,
+        # the step count restarting; starting from scratch replaced best.pt with a worse network
+        init_from = out / "best.pt"
     if init_from is not None and not (resume and last.exists()):
         # Weights only: a new run (new data or recipe) starting from a trained network.
         init = load_checkpoint(init_from)
@@ -307,7 +311,8 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
     end = min(sched.steps, stop_at) if stop_at > 0 else sched.steps
     metrics: dict[str, float] = {}
     bar = tqdm(total=sched.steps, initial=step, unit="step", mininterval=5)
-    drop_log_rows_after(out / "log.csv", step)
+    if resume and last.exists():
+        drop_log_rows_after(out / "log.csv", step)  # (a weights-only continuation keeps the log it brought)
     try:
         with (out / "log.csv").open("a") as log:
             while step < end and not stop["flag"] and time.time() - t0 < max_minutes * 60:

@@ -452,6 +452,9 @@ class ViewerWindow(QMainWindow):
             self.worker.frame_consumed()  # always: the worker waits for it before the next frame
 
     def _on_source(self, info: SourceInfo) -> None:
+        # a recording is of one source: another has its own rate and pacing (a camera's frames
+        # written once each played too fast)
+        saved = self.stop_recording() if self.recorder is not None else None
         self.source_info = info
         self.meter = RateMeter()
         self.slider.blockSignals(True)
@@ -460,7 +463,8 @@ class ViewerWindow(QMainWindow):
         self.slider.setEnabled(info.seekable)
         self.back_button.setEnabled(info.seekable)  # a camera cannot step back
         self.setWindowTitle(f"DenseReg face tracker - {info.label}")
-        self.show_info(f"opened {info.label}" + (f" ({info.length} frames)" if info.length > 1 else ""))
+        self.show_info(f"opened {info.label}" + (f" ({info.length} frames)" if info.length > 1 else "")
+                       + (f"; the recording of the source before was stopped and saved to {saved}" if saved else ""))
 
     def _on_engine(self, description: str) -> None:
         self.engine_label.setText(description)

@@ -4,7 +4,7 @@ as in every command: the stream is made anew after opening, seeking, an engine c
 error (a new stream resets the tracker: the frames are no longer consecutive).
 
 The GUI talks to it only through a command queue (``open``, ``play``, ``step``, ``seek``,
-``engine``); ``stop()`` sets a flag and waits for ``run`` to return (never
+``engine``, ``visibility``); ``stop()`` sets a flag and waits for ``run`` to return (never
 ``QThread.terminate()``, which can kill the thread inside ONNX Runtime holding locks).  At most
 one result is in flight: the thread waits for ``frame_consumed()`` before sending the next, so
 a slow GUI makes it skip work instead of queueing frames without bound.
@@ -133,11 +133,12 @@ class TrackerThread(QThread):
         elif command == "visibility":
             self.config = replace(self.config, visibility=bool(value))
             if self._tracker is not None:
-                # read on every frame, nothing built from it: no need to reload the models
-                self._tracker.config = replace(self._tracker.config, visibility=bool(value))
+                self._tracker.set_visibility(bool(value))
         elif self._source is None:
             return
         elif command == "step":
+            if value < 0 and not self._source.seekable:
+                return  # a camera cannot step back (the button is off; the Left key lands here)
             self._set_playing(False)
             if value < 0:
                 self._seek(self._source.position - 2)
