@@ -378,7 +378,9 @@ def test_ray_missing_or_misused_is_one_line(synth_root, tmp_path):
     p = subprocess.run([sys.executable, "-c", hide_ray, "batch300vw", str(synth_root), "--out", str(tmp_path / "o"), "--ray"],
                        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300, check=False)
     assert p.returncode == 2
-    hint = "pip install 'densereg-tracker[cluster]' (in a checkout: pip install -e '.[cluster]')"
+    from tracker.errors import install_hint
+
+    hint = install_hint("cluster")  # the editable form here: this checkout is installed editable
     assert p.stderr.splitlines() == [f"error: --ray needs Ray, which is not installed: {hint}"]
     assert not (tmp_path / "o").exists()
     assert main(["batch300vw", str(synth_root), "--out", str(tmp_path / "o"), "--ray", "auto", "--jobs", "2"]) == 2
@@ -448,6 +450,19 @@ def test_the_subject_comes_back_after_a_bystander_stood_in_for_it():
     for _ in range(SUBJECT_RETURN_FRAMES + 1):
         subject.pick([face(1, 560, 60)], size)
     assert subject.pick([face(1, 560, 60), face(3, 300, 200)], size).track_id == 1
+
+    # a passer-by (an older track) crossing where the subject was is not the subject coming back
+    subject = Subject(sticky=True)
+    assert subject.pick([face(0, 320), face(1, 100)], size).track_id == 0
+    assert subject.pick([face(1, 330)], size).track_id == 1  # in front of the subject: it stands in
+    assert subject.pick([face(1, 480)], size).track_id == 1
+    assert subject.pick([face(1, 560), face(2, 320)], size).track_id == 2  # the subject, found again
+    # while the subject is away, the stand-in is kept, not the main face of each frame
+    subject = Subject(sticky=True)
+    subject.pick([face(0, 320)], size)
+    a, b = face(3, 200, 100), face(4, 440, 100)
+    picks = {subject.pick(pair, size).track_id for pair in ([a, b], [b, a], [a, b], [b, a])}
+    assert len(picks) == 1
 
 
 def test_evaluate_video_counts_another_persons_face_as_missing(tmp_path):

@@ -257,3 +257,27 @@ def test_demo_checks_its_output_folder_before_the_work(tmp_path, monkeypatch, ca
     monkeypatch.setattr("tracker.cli.demo.Tracker", refuse)
     assert main(["demo", "--out", str(tmp_path / "afile")]) == 2
     assert "afile: not a folder" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("direct_url, expected", [
+    ('{"url": "file:///src", "dir_info": {"editable": true}}', "pip install -e '.[ui]'"),
+    ('{"url": "file:///dist/x.whl", "archive_info": {}}', "pip install 'densereg-tracker[ui]'"),
+    (None, "pip install 'densereg-tracker[ui]'"),  # from an index: no direct_url.json
+    ("absent", "pip install -e '.[ui]'"),  # a checkout on PYTHONPATH, never installed
+])
+def test_install_hints_name_the_form_that_applies(monkeypatch, direct_url, expected):
+    from importlib import metadata
+
+    from tracker.errors import install_hint
+
+    class Dist:
+        def read_text(self, name):
+            return direct_url
+
+    def distribution(name):
+        if direct_url == "absent":
+            raise metadata.PackageNotFoundError(name)
+        return Dist()
+
+    monkeypatch.setattr(metadata, "distribution", distribution)
+    assert install_hint("ui") == expected

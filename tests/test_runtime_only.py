@@ -61,7 +61,7 @@ def test_images_baseline_dlib_says_what_to_install(tmp_path):
     r = run_runtime_only("images", "--input", str(src), "--out", str(tmp_path / "out"), "--baseline", "dlib", "--threads", "1")
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: --baseline dlib needs") and "pip install 'densereg-tracker[cnn]'" in lines[0], r.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: --baseline dlib needs") and "pip install -e '.[cnn]'" in lines[0], r.stderr
     assert not (tmp_path / "out").exists()  # refused before any work
 
 

@@ -147,6 +147,10 @@ def test_a_numbered_sequence_with_a_gap_reads_every_picture_and_notes_the_gap_on
     assert got == [(n, f"{n:06d}.png") for n in range(18) if n not in (6, 7)]
     assert warnings == [
         f"{pattern}: 2 numbers missing in the sequence (first gap: 000006.png to 000007.png); they keep their frame numbers, without a frame"]
+    sparse = numbered(tmp_path / "by time", [20240101120000, 20240101120001, 20240102120000], name="{:d}.png")
+    with SequenceSource(sparse.with_name("%d.png")) as source:  # numbers by date and time: a span of a million, three pictures
+        assert source.length == 1_000_001 and [f.index for f in source.frames()] == [0, 1, 1_000_000]
+        assert source.path_at(1_000_000).name == "20240102120000.png" and source.path_at(2) is None
     with SequenceSource(pattern) as source:  # stepping back into a gap lands on the picture before it
         source.seek(7)
         assert source.position == 5 and source.path_at(source.position).name == "000005.png"

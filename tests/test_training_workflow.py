@@ -283,6 +283,7 @@ def test_groundtruth_preview_of_points_outside_the_picture():
     ("densereg", {"config": "paper", "variant": "quantized"}, "the tracker feeds densereg_realtime.onnx 128 px crops; the 321 px"),
     ("mdm", {"config": "realtime", "variant": "quantized"}, "RUN is a DenseReg run: it cannot be exported as mdm (mdm_refiner.onnx)"),
     ("densereg-fast", "fine", "RUN is a refiner run: it cannot be exported as densereg-fast (densereg_fast.onnx)"),
+    ("densereg", {"config": "realtime", "variant": "segment"}, "RUN is a part segmenter, not a DenseReg network"),
 ])
 def test_export_refuses_a_run_the_tracker_could_not_run(tmp_path, arch, options, message):
     from dataclasses import asdict
@@ -331,3 +332,4 @@ def test_the_card_names_the_data_the_run_trained_on(tmp_path):
     pack = data_lines({"command": "python -m training.gpukit train", "pack": {"counts": {"train": 9, "val": 3}}})
     assert "(9 faces)" in pack["data"] and "3 faces" in pack["val_data"]
     assert data_lines({})["data"].startswith("300-W training split")  # a CPU run without run.json: the default data
+    assert data_lines({"command": f"python -m training.train densereg --data={tmp_path}"}) == mine

@@ -11,9 +11,19 @@ from __future__ import annotations
 
 
 def install_hint(extra: str) -> str:
-    """How to add one of the package's extras: installed from a wheel, pip installs the extra's
-    dependencies from the installed package's metadata; in a checkout, the editable form."""
-    return f"pip install 'densereg-tracker[{extra}]' (in a checkout: pip install -e '.[{extra}]')"
+    """How to add one of the package's extras, in the form that applies: installed from a wheel,
+    by the package's name (pip takes the extra's dependencies from the installed metadata); in a
+    checkout, installed editable or not at all, the editable form (the package's name there
+    would send pip to an index for a project this one does not publish)."""
+    import json
+    from importlib import metadata
+
+    try:
+        direct = metadata.distribution("densereg-tracker").read_text("direct_url.json")  # None from an index
+        editable = bool(direct and json.loads(direct).get("dir_info", {}).get("editable"))
+    except metadata.PackageNotFoundError:
+        editable = True  # run from a checkout without installing it
+    return f"pip install -e '.[{extra}]'" if editable else f"pip install 'densereg-tracker[{extra}]'"
 
 
 class TrackerError(Exception):

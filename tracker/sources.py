@@ -20,6 +20,7 @@ No Qt here: the viewer's thread uses these classes as the commands do.
 """
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 import sys
@@ -350,10 +351,11 @@ class SequenceSource(ImageSource):
         if not numbered:
             raise VideoError(f"{pattern}: no picture of this numbered sequence found")
         numbers = [n for n, _ in numbered]
-        slots: list[Path | None] = [None] * (numbers[-1] - numbers[0] + 1)
-        for n, path in numbered:
-            slots[n - numbers[0]] = path
-        super().__init__(slots, str(pattern), warn)
+        super().__init__([p for _, p in numbered], str(pattern), warn)
+        # frame index -> picture, by number: memory follows the pictures, not the numbers' span
+        # (pictures numbered by date and time leave gaps of millions)
+        self.frame_of = [n - numbers[0] for n in numbers]  # sorted, one per picture
+        self.length = numbers[-1] - numbers[0] + 1
         if warn and (missing := self.length - len(numbered)):
             start, end = next((n + 1, m - 1) for n, m in zip(numbers, numbers[1:]) if m > n + 1)
             gap = pattern.name % start + (f" to {pattern.name % end}" if end > start else "")
@@ -362,7 +364,7 @@ class SequenceSource(ImageSource):
         # The clip's size (the output video is opened before the frames are read): the most common
         # among its first readable pictures, so that a stray first one (a thumbnail) is what is skipped.
         sizes: list[tuple[int, int]] = []
-        for path in filter(None, self.paths):
+        for path in self.paths:
             if len(sizes) == SIZE_VOTERS:
                 break
             try:
@@ -375,23 +377,33 @@ class SequenceSource(ImageSource):
         self.size = max(sizes, key=sizes.count)  # the first of the most common
 
     def read(self) -> np.ndarray | None:
-        while self.position < self.length and self.paths[self.position] is None:
-            self.position += 1  # a missing number: no frame, and the next picture keeps its own number
-        image = super().read()
+        k = bisect.bisect_left(self.frame_of, self.position)  # a missing number is passed: the next picture keeps its own
+        if k == len(self.frame_of):
+            self.position = self.length
+            return None
+        self.position = self.frame_of[k] + 1  # an unreadable picture is passed, not retried
+        path = self.paths[k]
+        try:
+            image = read_image(path)
+        except ImageReadError as exc:
+            raise SourceError(str(exc)) from None
         # A picture of another size is not a frame of this clip (a stray file, a thumbnail):
         # resizing it would stretch it, its landmarks would not be in its own pixels, and a face
         # is followed from one frame to the next in pixel coordinates.  So it is skipped.
-        if image is not None and (image.shape[1], image.shape[0]) != self.size:
-            raise SourceError(f"{self.paths[self.position - 1]}: {image.shape[1]}x{image.shape[0]}, not the "
+        if (image.shape[1], image.shape[0]) != self.size:
+            raise SourceError(f"{path}: {image.shape[1]}x{image.shape[0]}, not the "
                               f"{self.size[0]}x{self.size[1]} of the sequence's pictures")
         return image
+
+    def path_at(self, index: int) -> Path | None:
+        k = bisect.bisect_left(self.frame_of, index)
+        return self.paths[k] if k < len(self.frame_of) and self.frame_of[k] == index else None
 
     def seek(self, index: int) -> None:
         super().seek(index)
         # onto the picture at or before a missing number: reading passes a gap forwards, so
         # stepping back into one would show the same frame again
-        while self.position > 0 and self.paths[self.position] is None:
-            self.position -= 1
+        self.position = self.frame_of[max(bisect.bisect_right(self.frame_of, self.position) - 1, 0)]
 
 
 class ArraySource(FrameSource):

@@ -128,38 +128,49 @@ SUBJECT_RETURN_FRAMES = 90
 
 class Subject:
     """Which face a per-frame ``.pts`` file holds (300VW annotates one subject per video): the
-    subject's track while it lasts.  When it ends, a face that comes back where the subject was
-    last seen (its centre within half the subject's crop of the crop's centre) within
-    ``SUBJECT_RETURN_FRAMES`` frames is the subject again; until then the main face of each frame
-    stands in (``main_face``), and the one standing in when that time is up becomes the subject.
-    Taking the best-scoring face in every frame made the output flip between two people; keeping
-    whichever face stood in first kept a bystander, found while the subject was hidden for 13
-    frames, for the rest of the video (user test 8)."""
+    subject's track while it lasts.  When it ends, a face of a track that began after that (the
+    subject found again) near where the subject was last seen (its centre within half the
+    subject's crop of the crop's centre) within ``SUBJECT_RETURN_FRAMES`` frames is the subject
+    again.  Until then a stand-in is written: the main face (``main_face``), kept while its track
+    lasts; the one standing in when that time is up becomes the subject.  Taking the best-scoring
+    face in every frame made the output flip between two people; keeping whichever face stood in
+    first kept a bystander, found while the subject was hidden for 13 frames, for the rest of the
+    video (user test 8); a face of a track older than the loss is someone else passing by."""
 
     def __init__(self, sticky: bool):
         self.sticky = sticky  # only video mode has track ids that persist across frames
         self.track_id: int | None = None
         self.seen: Roi | None = None  # the subject's crop when last seen
         self.missing = 0  # frames since then
+        self.newest_id = -1  # the highest track id seen (ids only grow)
+        self.lost_after = -1  # the highest id when the subject was lost: a returning subject's track is newer
+        self.stand_in: int | None = None
 
     def pick(self, faces: list[FaceResult], frame_size: tuple[int, int]) -> FaceResult | None:
         """The subject among a (w, h) frame's faces."""
         if not self.sticky:
             return main_face(faces, frame_size)
         same = [f for f in faces if f.track_id == self.track_id]
+        if not same and self.missing == 0:
+            self.lost_after = self.newest_id  # the subject's track ended in this frame
+        self.newest_id = max([self.newest_id, *(f.track_id for f in faces)])
         face = same[0] if same else self._back(faces)
         if face is None:
             self.missing += 1
-            stand_in = main_face(faces, frame_size)
+            kept = [f for f in faces if f.track_id == self.stand_in]
+            stand_in = kept[0] if kept else main_face(faces, frame_size)
+            self.stand_in = stand_in.track_id if stand_in is not None else None
             if stand_in is None or (self.seen is not None and self.missing <= SUBJECT_RETURN_FRAMES):
                 return stand_in
             face = stand_in
-        self.track_id, self.seen, self.missing = face.track_id, face.roi, 0
+        self.track_id, self.seen, self.missing, self.stand_in = face.track_id, face.roi, 0, None
         return face
 
     def _back(self, faces: list[FaceResult]) -> FaceResult | None:
-        """The face nearest where the subject was last seen, if it is there and not too long ago."""
-        if self.seen is None or self.missing >= SUBJECT_RETURN_FRAMES or not faces:
+        """The face of a track newer than the loss nearest where the subject was last seen, if it is
+        near enough and not too long after."""
+        new = [f for f in faces if f.track_id > self.lost_after]
+        if self.seen is None or self.missing >= SUBJECT_RETURN_FRAMES or not new:
             return None
-        near = min(faces, key=lambda f: np.hypot(f.roi.cx - self.seen.cx, f.roi.cy - self.seen.cy))
+        near = min(new, key=lambda f: np.hypot(f.roi.cx - self.seen.cx, f.roi.cy - self.seen.cy))
         return near if np.hypot(near.roi.cx - self.seen.cx, near.roi.cy - self.seen.cy) <= self.seen.size / 2 else None

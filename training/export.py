@@ -35,7 +35,7 @@ from training.losses import DEPTH_WEIGHT
 from training.mdm import MDMConfig
 from training.model import CONFIGS
 from training.template import DEFAULT_300W
-from training.train import Schedule, load_checkpoint
+from training.train import REPO, Schedule, load_checkpoint
 
 NAMES = {"densereg": "densereg_realtime", "densereg-fast": "densereg_fast", "mdm": "mdm_refiner", "mdm-fine": "mdm_fine",
          "mdm-single": "mdm_single"}
@@ -286,6 +286,9 @@ def check_fits(arch: str, options: dict, run: Path) -> None:
     dense_run = not set(options) <= {f.name for f in fields(MDMConfig)}  # a refiner run's options are its MDMConfig's
     if (ARCH.get(arch, arch) == "densereg") != dense_run:
         raise SystemExit(f"error: {run} is a {'DenseReg' if dense_run else 'refiner'} run: it cannot be exported as {arch} ({name}.onnx)")
+    if dense_run and options.get("variant") == "segment":
+        raise SystemExit(f"error: {run} is a part segmenter, not a DenseReg network: `python -m training.evaluate parts "
+                         f"--baseline {run}` scores it; nothing of the tracker runs it")
     if dense_run:
         config = options.get("config", "realtime")
         if CONFIGS[config].input_size != NETWORK_INPUT:
@@ -308,7 +311,9 @@ def data_lines(info: dict) -> dict[str, str]:
         return {"data": f"a `training.gpukit` pack of 300-W's training split ({counts['train']} faces)",
                 "val_data": f"the pack's {counts['val']} faces of `splits/val.txt`"}
     args = shlex.split(info.get("command", ""))
-    data = Path(args[args.index("--data") + 1]) if "--data" in args[:-1] else DEFAULT_300W
+    given = [b for a, b in zip(args, args[1:]) if a == "--data"] + [a.split("=", 1)[1] for a in args if a.startswith("--data=")]
+    # a relative --data is the training command's, run from the repository's root
+    data = REPO / given[-1] if given else DEFAULT_300W
 
     def faces(split: str) -> str:
         listing = data / "splits" / f"{split}.txt"

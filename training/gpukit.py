@@ -255,10 +255,14 @@ CARRY_MARGIN = 1 * MIB  # notes or logs written between packing and the call tra
 PART_SUFFIX = ".part"
 
 
-def travelling_bytes(repo: Path = REPO) -> int:
-    """Bytes of the files a device call sends: git's tracked and untracked-not-ignored files."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
-                            capture_output=True, check=True, timeout=60).stdout.split(b"\0")
+def travelling_bytes(repo: Path = REPO) -> int | None:
+    """Bytes of the files a device call sends: git's tracked and untracked-not-ignored files;
+    None outside a git checkout (a source archive), where the device tool cannot run either."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                                capture_output=True, check=True, timeout=60).stdout.split(b"\0")
+    except (OSError, subprocess.SubprocessError):
+        return None
     return sum(p.stat().st_size for p in (repo / os.fsdecode(n) for n in listed if n) if p.is_file())
 
 
@@ -270,9 +274,9 @@ def pack_parts(pack: Path) -> list[Path]:
 
 def split_pack(pack: Path, part_bytes: int) -> list[Path]:
     """Cut `pack`'s faces.zip into chunks of at most `part_bytes`, one folder each beside it
-    (``<pack>.part1`` with pack.json, then ``<pack>.partK``), each chunk named with its SHA-256
-    in ``part.json``; older part folders of this pack are replaced.  ``join_pack`` reverses it."""
-    read_manifest(pack)
+    (``<pack>.part1`` with pack.json, then ``<pack>.partK``), each chunk's SHA-256 and the whole
+    pack's in ``part.json``; older part folders of this pack are replaced.  ``join_pack`` reverses it."""
+    manifest = read_manifest(pack)
     data = (pack / "faces.zip").read_bytes()
     chunks = [data[i:i + part_bytes] for i in range(0, len(data), part_bytes)]
     for old in pack_parts(pack):
@@ -287,21 +291,28 @@ def split_pack(pack: Path, part_bytes: int) -> list[Path]:
         if k == 1:
             shutil.copy2(pack / "pack.json", tmp / "pack.json")
         atomic_write_json(tmp / "part.json", {"part": k, "of": len(chunks), "bytes": len(chunk),
-                                              "sha256": hashlib.sha256(chunk).hexdigest()})
+                                              "sha256": hashlib.sha256(chunk).hexdigest(), "pack": manifest["faces_zip_sha256"]})
         tmp.rename(part)
         made.append(part)
     return made
 
 
 def join_pack(pack: Path) -> None:
-    """Put `pack` together from its part folders (``split_pack``): every part present and intact,
-    or a KitError naming the first that is not.  The joined faces.zip is checked against
-    pack.json's SHA-256 when it is unpacked."""
+    """Put `pack` together from its part folders (``split_pack``): the parts of the pack that part
+    1 names, every one present and intact, or a KitError naming the first that is not (parts of
+    an older split stay on a warm machine between calls).  The joined faces.zip is checked
+    against pack.json's SHA-256 when it is unpacked."""
     parts = pack_parts(pack)
     if not parts:
         raise KitError(f"{pack}: not a pack, and no parts ({pack.name}{PART_SUFFIX}1 ...) beside it")
     infos = [json.loads((p / "part.json").read_text()) for p in parts]
-    count = infos[0]["of"]
+    if infos[0]["part"] != 1:
+        raise KitError(f"{pack}: part 1 is missing (each device call brings one: {pack.name}{PART_SUFFIX}1)")
+    whole, count = infos[0]["pack"], infos[0]["of"]
+    stale = [p.name for p, i in zip(parts, infos) if i["pack"] != whole or i["of"] != count]
+    if stale:
+        raise KitError(f"{pack}: {', '.join(stale)} {'is' if len(stale) == 1 else 'are'} of another split of the pack than "
+                       f"{parts[0].name} (bring this split's parts, each in its own call)")
     missing = [k for k in range(1, count + 1) if k not in {i["part"] for i in infos}]
     if missing:
         raise KitError(f"{pack}: part {missing[0]} of {count} is missing (each device call brings one: "
@@ -881,19 +892,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.out}: {pack_size(args.out) / MIB:.1f} MiB, {c['train']} train + {c['val']} val faces, "
                   f"{c['profiled']} of {c['profiled_available']} profiled views, {c['skipped']} skipped")
             tree = travelling_bytes()
-            if tree + pack_size(args.out) + CARRY_MARGIN > DEVICE_CARRY_LIMIT:
+            if tree is not None and tree + pack_size(args.out) + CARRY_MARGIN > DEVICE_CARRY_LIMIT:
                 print(f"note: with this checkout's {tree / MIB:.1f} MiB it is over the 64 MiB one device call carries: "
                       f"`python -m training.gpukit split --pack {args.out}` cuts it into parts, one call each")
             return 0
         if args.cmd == "split":
-            tree = travelling_bytes()
-            limit = int(args.max_mib * MIB) if args.max_mib > 0 else DEVICE_CARRY_LIMIT - tree - CARRY_MARGIN
-            if limit < MIB and args.max_mib <= 0:
+            if args.max_mib > 0:
+                limit = int(args.max_mib * MIB)
+            elif (tree := travelling_bytes()) is None:
+                raise KitError("not a git checkout: the files a device call sends are unknown here; give --max-mib")
+            elif (limit := DEVICE_CARRY_LIMIT - tree - CARRY_MARGIN) < MIB:
                 raise KitError(f"parts of {limit / MIB:.2f} MiB beside the checkout's {tree / MIB:.1f} MiB: too small to be "
                                "worth a device call each")
             parts = split_pack(args.pack, limit)
-            print(f"wrote {len(parts)} part{'s' * (len(parts) != 1)} of at most {limit / MIB:.1f} MiB beside the checkout's "
-                  f"{tree / MIB:.1f} MiB: {', '.join(p.name for p in parts)} (one device call each, in this order)")
+            print(f"wrote {len(parts)} part{'s' * (len(parts) != 1)} of at most {limit / MIB:.1f} MiB: "
+                  f"{', '.join(p.name for p in parts)} (one device call each, in this order)")
             return 0
         if args.cmd == "join":
             join_pack(args.pack)

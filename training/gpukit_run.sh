@@ -15,8 +15,11 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
 PACK=${PACK:-data/gpupack}
 DEVICE=${DEVICE:-cuda}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-# A pack that came in parts (gpukit split: one per call, the earlier ones kept on the machine)
-if [ ! -f "$PACK/faces.zip" ]; then python3 -m training.gpukit join --pack "$PACK" || exit 2; fi
+# A pack that came in parts (gpukit split: one per call, the earlier ones kept on the machine):
+# joined whenever parts are here, so that a whole pack an earlier call left does not win over them
+if compgen -G "$PACK.part[0-9]*" > /dev/null || [ ! -f "$PACK/faces.zip" ]; then
+    python3 -m training.gpukit join --pack "$PACK" || exit 2
+fi
 # Speeds first (about 30 s): a failure here must not cost the training run.
 # shellcheck disable=SC2086 # SPEED_ARGS is a list of options
 python3 -m training.gpukit speed --device "$DEVICE" --json "$OUT/speed.json" ${SPEED_ARGS:-} || echo "speed failed: training anyway"
