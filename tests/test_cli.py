@@ -195,6 +195,28 @@ def synth_root(tmp_path_factory, image_folder):
     return root
 
 
+def test_bystander_clips_hide_the_subject_for_a_moment_beside_another_face(image_folder, tmp_path):
+    from tracker.tools.synth300vw import HIDDEN_FRAMES
+    from tracker.tools.synth300vw import main as synth
+
+    src = tmp_path / "still"
+    src.mkdir()
+    for stem in ("a", "b"):
+        for ext in (".jpg", ".pts"):
+            (src / f"{stem}{ext}").write_bytes((image_folder / f"astro{ext}").read_bytes())
+    assert synth(["--images", str(src), "--out", str(tmp_path / "vw"), "--frames", "60", "--size", "320x240", "--bystanders"]) == 0
+    clip = tmp_path / "vw" / "001"
+    meta = json.loads((clip / "synth.json").read_text())
+    hidden = sorted(int(k) for k in meta["occluders"])
+    assert len(hidden) == HIDDEN_FRAMES and hidden == list(range(hidden[0], hidden[0] + HIDDEN_FRAMES))
+    annotated = {int(p.stem) for p in (clip / "annot").glob("*.pts")}
+    assert annotated == set(range(1, 61)) - set(hidden)  # the subject is annotated where it shows
+    cap = cv2.VideoCapture(str(clip / "vid.avi"))
+    frames = [cap.read()[1] for _ in range(60)]
+    # the other face walks in on the right: the right edge changes between the first and last frame
+    assert np.abs(frames[-1][:, 260:].astype(int) - frames[0][:, 260:]).mean() > 10
+
+
 def test_video_outputs_and_truncated_stream(synth_root, tmp_path, capsys):
     clip = synth_root / "001" / "vid.avi"
     rc = main(["video", str(clip), "--out", str(tmp_path / "a.mp4"), "--pts-dir", str(tmp_path / "pts"), "--csv", str(tmp_path / "a.csv"),

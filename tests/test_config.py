@@ -348,3 +348,25 @@ def test_own_densereg_with_the_packaged_fast_network_is_noted_for_video(tmp_path
     TrackerConfig.from_args(args, mode="image")  # pictures run the folder's own
     TrackerConfig.from_args(argparse.Namespace(**{**vars(args), "fast_network": False}), mode="video")
     assert capsys.readouterr().err == ""
+
+
+def test_the_cnn_looks_again_for_a_while_after_a_track_ends_while_another_goes_on():
+    """A subject HOG missed after it came back from behind a board stayed lost for the rest of a
+    clip while a bystander was tracked: the CNN looked only while nothing was tracked."""
+    from tracker.crop import Roi, roi_from_box
+    from tracker.detector import Detection
+
+    tracker = Tracker(TrackerConfig(mode="video", threads=1, video_cnn_every=30))
+    bystander = roi_from_box(400, 100, 480, 180)
+    tracked = [(None, bystander)]
+    tracker._frame, tracker._lost_at = 50, 40
+    assert tracker._cnn_after_loss_due([], tracked)
+    assert tracker._cnn_after_loss_due([Detection(400, 100, 480, 180, 1.0)], tracked)  # HOG saw the tracked face only
+    assert not tracker._cnn_after_loss_due([Detection(100, 100, 180, 180, 1.0)], tracked)  # HOG found the new face itself
+    tracker._cnn_at = 45
+    assert not tracker._cnn_after_loss_due([], tracked)  # at most once in video_cnn_every frames
+    tracker._cnn_at, tracker._frame = -(1 << 30), 40 + pipeline.LOST_CNN_FRAMES
+    assert not tracker._cnn_after_loss_due([], tracked)  # only for a while after the loss
+    tracker._frame = 50
+    tracker.config = dataclasses.replace(tracker.config, video_cnn_every=0)
+    assert not tracker._cnn_after_loss_due([], [(None, Roi(0, 0, 10))])  # HOG only, as asked

@@ -64,6 +64,9 @@ LIVE_DETECT_LAG = 3
 # After a track ends while others go on, video searches every this many frames for the next
 # detect_every frames (a face behind another comes back within this many frames, not detect_every).
 LOST_SEARCH_EVERY = 5
+# How long after a track ends dlib's CNN may look (video_cnn_every > 0) where HOG finds nothing new
+# while other faces are tracked: about 3 s at 30 fps, writers.SUBJECT_RETURN_FRAMES as well.
+LOST_CNN_FRAMES = 90
 # Two faces whose crops' centres are closer than this fraction of the larger crop are one face
 # (two tracks, or a track and a detection, that converged on it); two real faces side by side
 # are at least about half a crop apart.
@@ -363,6 +366,7 @@ class Tracker:
         self._tracks: list[_Track] = []
         self._track_ended = False
         self._lost_at = -(1 << 30)  # the frame the last track ended on
+        self._cnn_at = -(1 << 30)  # the frame the CNN last looked after a loss
         self._next_id = 0
         self._frame = 0
         self._search = DeferredSearch(config.detect_lag, background=config.detect_lag > 0)
@@ -375,7 +379,7 @@ class Tracker:
     def reset(self) -> None:
         """Forget all tracks (a new video)."""
         self._search.cancel()
-        self._tracks, self._frame, self._track_ended, self._lost_at = [], 0, False, -(1 << 30)
+        self._tracks, self._frame, self._track_ended, self._lost_at, self._cnn_at = [], 0, False, -(1 << 30), -(1 << 30)
 
     def close(self) -> None:
         """Stop the background face search's worker process, if one was started (it also stops
@@ -431,6 +435,9 @@ class Tracker:
             found = self._search.due(self._frame)
             if searched or found is not None:
                 detections = self._usable(found or [])
+                if found is not None and self._cnn_after_loss_due(detections, tracked) and cnn_available():
+                    detections = [d for d in detect_faces_cnn(image) if d.width >= self.config.min_face]
+                    self._cnn_at = self._frame
                 t = timer.add("detect", t)
         else:
             self._search.cancel()  # no tracks to add to, or the caller's boxes: an answer under way is stale
@@ -513,6 +520,16 @@ class Tracker:
             return self.config.cnn_fallback
         every = self.config.video_cnn_every
         return every > 0 and not tracked and self._frame % every == 0
+
+    def _cnn_after_loss_due(self, detections: list[Detection], tracked: list) -> bool:
+        """The CNN, when HOG finds nothing new after a track ended while another goes on: a face HOG
+        had trouble with comes back from behind a hand or a board where the CNN sees it (a subject
+        HOG missed for the rest of a clip while a bystander was tracked; user test 8's clips).  At
+        most once in ``video_cnn_every`` frames, for ``LOST_CNN_FRAMES`` after the loss (the first
+        call often still sees what hid the face)."""
+        every = self.config.video_cnn_every
+        return (every > 0 and self._frame - self._lost_at < LOST_CNN_FRAMES and self._frame - self._cnn_at >= every
+                and not any(not any(_inside(d, roi) for _, roi in tracked) for d in detections))
 
     def _process(self, image, gray, items, timer: _Timer) -> list[FaceResult]:
         """The faces in `items` (track, roi, detection): every stage takes all of them at once

@@ -120,6 +120,63 @@ def render_clip(image: np.ndarray, pts: np.ndarray, size: tuple[int, int], frame
     return out_frames, out_pts, out_occ
 
 
+HIDDEN_FRAMES = 13  # how long a board hides the subject wholly in a bystander clip (user test 8's clip)
+BOARD_COLOR = (90, 110, 120)
+
+
+def face_layer(image: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A still's face cut out: the picture and a feathered elliptic alpha (H,W,1) around its landmarks."""
+    lo, hi = pts.min(0), pts.max(0)
+    c, (fw, fh) = (lo + hi) / 2, hi - lo
+    alpha = np.zeros(image.shape[:2], np.float32)
+    cv2.ellipse(alpha, (int(c[0]), int(c[1] - 0.1 * fh)), (int(0.8 * fw), int(0.95 * fh)), 0, 0, 360, 1.0, -1)
+    return image, cv2.GaussianBlur(alpha, (0, 0), max(2.0, 0.1 * fw))[..., None]
+
+
+def _place(pts: np.ndarray, height: float, centre: tuple[float, float], angle: float) -> np.ndarray:
+    """The (2,3) similarity that puts a face's landmark box `height` px tall, centred at `centre`, turned by `angle`."""
+    lo, hi = pts.min(0), pts.max(0)
+    s = height / max(hi[1] - lo[1], 1e-6)
+    m = cv2.getRotationMatrix2D(tuple(float(v) for v in (lo + hi) / 2), np.degrees(angle), s)
+    m[:, 2] += np.asarray(centre) - (lo + hi) / 2
+    return m
+
+
+def render_bystander_clip(image: np.ndarray, pts: np.ndarray, other: np.ndarray, other_pts: np.ndarray, size: tuple[int, int],
+                          frames: int, rng: np.random.Generator):
+    """The subject (its whole still, swaying near the centre) and another person's face that walks
+    in from the right and stays; a board hides the subject wholly for ``HIDDEN_FRAMES`` frames
+    in the middle (no annotation there: in 300VW only the subject is annotated, where it shows).
+    The tracker's output must come back to the subject afterwards, not stay on the other person.
+    Frames (BGR), per-frame subject landmarks (None while hidden) and the board's boxes."""
+    w, h = size
+    layer, alpha = face_layer(other, other_pts)
+    hide = int(rng.integers(frames // 3, frames // 2))
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    out_frames, out_pts, out_board = [], [], []
+    for i in range(frames):
+        t = i / 30.0
+        m = _place(pts, 0.42 * h, (0.4 * w + 20 * np.sin(t + phase[0]), 0.5 * h + 8 * np.sin(0.7 * t + phase[1])),
+                   np.radians(6) * np.sin(0.5 * t + phase[2]))
+        frame = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        x = float(np.interp(i, [0, frames // 8, frames // 3], [1.3 * w, 1.3 * w, 0.82 * w]))
+        mb = _place(other_pts, 0.3 * h, (x, 0.45 * h), np.radians(4) * np.sin(0.8 * t))
+        a = cv2.warpAffine(alpha, mb, (w, h))[..., None]
+        frame = frame * (1 - a) + cv2.warpAffine(layer, mb, (w, h)).astype(np.float32) * a
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+        p = cv2.transform(pts[None].astype(np.float64), m)[0]
+        board = None
+        if hide <= i < hide + HIDDEN_FRAMES:
+            lo, hi = p.min(0), p.max(0)
+            pad = 0.35 * (hi - lo)
+            board = (int(lo[0] - pad[0]), int(lo[1] - 1.5 * pad[1]), int(hi[0] + pad[0]), int(hi[1] + pad[1]))
+            cv2.rectangle(frame, board[:2], board[2:], BOARD_COLOR, -1)
+        out_frames.append(frame)
+        out_pts.append(None if board is not None else p)
+        out_board.append(board)
+    return out_frames, out_pts, out_board
+
+
 def write_clip(folder: Path, frames: list[np.ndarray], pts: list[np.ndarray | None], static: int, fps: float = 30.0,
                occluders: list | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="640x480")
     ap.add_argument("--limit", type=int, default=0, help="at most N clips")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bystanders", action="store_true",
+                    help="clips of two people instead: the subject and the next image's face walking in beside it; "
+                         "the subject hidden for a moment (the output must come back to it)")
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
     if args.list:
@@ -173,8 +233,20 @@ def main(argv: list[str] | None = None) -> int:
             skipped += 1
             continue
         rng = np.random.default_rng(args.seed * 100003 + k)
-        frames, fpts, occluders = render_clip(image, pts, (w, h), args.frames, args.static, rng)
-        write_clip(folder, frames, fpts, args.static, occluders=occluders)
+        if args.bystanders:
+            other_path = images[k % len(images)]  # the next image's face (the first's, for the last)
+            try:
+                other, other_pts = read_image(other_path), read_pts(other_path.with_suffix(".pts"), expected=68)
+            except (ImageReadError, PtsError) as exc:
+                print(f"skipped: {exc}", file=sys.stderr)
+                skipped += 1
+                continue
+            frames, fpts, occluders = render_bystander_clip(image, pts, other, other_pts, (w, h), args.frames, rng)
+            static = 0
+        else:
+            frames, fpts, occluders = render_clip(image, pts, (w, h), args.frames, args.static, rng)
+            static = args.static
+        write_clip(folder, frames, fpts, static, occluders=occluders)
         made += 1
     print(f"done: {made} clips written to {args.out}, {skipped} images skipped")
     return 1 if skipped else 0
