@@ -333,3 +333,24 @@ def test_the_card_names_the_data_the_run_trained_on(tmp_path):
     assert "(9 faces)" in pack["data"] and "3 faces" in pack["val_data"]
     assert data_lines({})["data"].startswith("300-W training split")  # a CPU run without run.json: the default data
     assert data_lines({"command": f"python -m training.train densereg --data={tmp_path}"}) == mine
+
+
+def test_ground_truth_made_again_in_the_same_folder_gets_its_own_cache_and_the_card_its_data(tmp_path):
+    import os
+
+    from training.dataset import cache_path
+    from training.export import data_lines
+    from training.train import write_run_info
+
+    data, gt = tmp_path / "data", tmp_path / "gt"
+    (data / "splits").mkdir(parents=True)
+    (data / "splits" / "train.txt").write_text("a.jpg\n")
+    gt.mkdir()
+    (gt / "a.npz").write_bytes(b"")
+    before = cache_path(tmp_path, data, gt, "train")
+    os.utime(gt / "a.npz", ns=(0, (gt / "a.npz").stat().st_mtime_ns + 10**9))  # made again a second later
+    assert cache_path(tmp_path, data, gt, "train") != before
+    # a relative --data, run from elsewhere: the card takes the folder the run recorded
+    write_run_info(tmp_path / "run", ["densereg", "--data", "data"], 16, 1e-3, None, data=data)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert data_lines(info)["data"] == f"`{data.resolve()}` (`splits/train.txt`: 1 face)"

@@ -86,7 +86,10 @@ def cache_path(cache_dir: Path, data_root: Path, gt_root: Path, split: str) -> P
     unpacks a pack's faces there)."""
     if not (data_root / "splits" / f"{split}.txt").is_file():
         return cache_dir / f"densereg_{split}.npz"
-    made_from = [str(data_root.resolve()), str(gt_root.resolve()), split_faces(data_root, split)]
+    faces = split_faces(data_root, split)
+    # the ground truth's times too: ground truth made again in the same folder is other data
+    times = [f.stat().st_mtime_ns if f.exists() else 0 for f in ((gt_root / rel).with_suffix(".npz") for rel in faces)]
+    made_from = [str(data_root.resolve()), str(gt_root.resolve()), faces, max(times, default=0)]
     digest = hashlib.sha1(json.dumps(made_from).encode()).hexdigest()[:10]
     return cache_dir / f"densereg_{split}_{digest}.npz"
 

@@ -312,8 +312,8 @@ def data_lines(info: dict) -> dict[str, str]:
                 "val_data": f"the pack's {counts['val']} faces of `splits/val.txt`"}
     args = shlex.split(info.get("command", ""))
     given = [b for a, b in zip(args, args[1:]) if a == "--data"] + [a.split("=", 1)[1] for a in args if a.startswith("--data=")]
-    # a relative --data is the training command's, run from the repository's root
-    data = REPO / given[-1] if given else DEFAULT_300W
+    # the folder the run recorded (resolved); older runs: their command's, taken from the repository's root
+    data = Path(info["data"]) if "data" in info else REPO / given[-1] if given else DEFAULT_300W
 
     def faces(split: str) -> str:
         listing = data / "splits" / f"{split}.txt"

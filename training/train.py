@@ -429,14 +429,18 @@ def _mdm_single(args) -> tuple[Task, Schedule, dict]:
     return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), asdict(config)
 
 
-def write_run_info(out: Path, argv: list[str], batch: int, lr: float, init_from: Path | None, resume: bool = False) -> None:
+def write_run_info(out: Path, argv: list[str], batch: int, lr: float, init_from: Path | None, resume: bool = False,
+                   data: Path | None = None) -> None:
     """``OUT/run.json`` for the model card (``training.export``): the command, batch, learning
-    rate and the weights it started from.  Written when the run starts, kept on ``--resume``
-    (a new run replaces one left by a run stopped before its first checkpoint)."""
+    rate, the weights it started from and the data folder (resolved: the command's may be
+    relative to wherever it ran).  Written when the run starts, kept on ``--resume`` (a new run
+    replaces one left by a run stopped before its first checkpoint)."""
     path = out / "run.json"
     if resume and path.exists():
         return
     info = {"command": "python -m training.train " + shlex.join(argv), "hardware": "a 2-core CPU (training.train)", "batch": batch, "lr": lr}
+    if data is not None:
+        info["data"] = str(Path(data).resolve())
     if init_from is not None:
         info["init_from"] = init_from.as_posix()
     out.mkdir(parents=True, exist_ok=True)
@@ -486,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"{out} holds a run (step {held}): --resume continues it, another --out starts a new one")
         torch.manual_seed(SEED)  # before the network is built: its initial weights are part of the run
         t, sched, options = TASKS[args.task](args)
-        write_run_info(out, argv if argv is not None else sys.argv[1:], t.batch_size, sched.lr, args.init_from, args.resume)
+        write_run_info(out, argv if argv is not None else sys.argv[1:], t.batch_size, sched.lr, args.init_from, args.resume,
+                       args.data)
         metrics = run(t, sched, out, args.max_minutes, args.resume, options=options, init_from=args.init_from,
                       stop_at=args.stop_at, ema=args.ema)
     except TrackerError as exc:

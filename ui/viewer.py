@@ -389,11 +389,17 @@ class ViewerWindow(QMainWindow):
         self.stop_recording()
         info = self.source_info
         # A file plays at its own rate; a camera's frames are paced by the wall clock (the writer
-        # repeats a frame for the time it stayed on screen), so the recording lasts as long as it did.
-        fps = info.fps if info is not None and info.fps > 0 else 30.0
+        # holds a frame until the next came), so the recording lasts as long as it did, at the rate
+        # frames are shown: at the camera's, each slow frame was encoded several times on this
+        # thread (1080p: the window fell from 8.6 to 4.2 fps while recording).
+        live = info is not None and info.live
+        if live:
+            fps = float(np.clip(self.meter.fps or 30.0, 1.0, 60.0))
+        else:
+            fps = info.fps if info is not None and info.fps > 0 else 30.0
         h, w = self.composed.shape[:2]
         try:
-            self.recorder = AtomicVideoWriter(path, fps, (w, h), paced=info is not None and info.live)
+            self.recorder = AtomicVideoWriter(path, fps, (w, h), paced=live)
         except (InputError, OSError) as exc:  # e.g. not a video container, a read-only folder
             self.show_error(f"cannot record: {exc}")
             return False
