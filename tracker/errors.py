@@ -11,19 +11,16 @@ from __future__ import annotations
 
 
 def install_hint(extra: str) -> str:
-    """How to add one of the package's extras, in the form that applies: installed from a wheel,
-    by the package's name (pip takes the extra's dependencies from the installed metadata); in a
-    checkout, installed editable or not at all, the editable form (the package's name there
-    would send pip to an index for a project this one does not publish)."""
-    import json
-    from importlib import metadata
+    """How to add one of the package's extras, in the form that applies: in a checkout (this
+    package beside the project's pyproject.toml, installed editable or not at all) the editable
+    form; installed from a wheel, by the package's name, pip taking the extra's dependencies from
+    the installed metadata (in a checkout the name would send pip to an index for a project this
+    one does not publish).  Not from the installed metadata: a checkout's own egg-info, first on
+    the path, looks like an install from an index."""
+    from pathlib import Path
 
-    try:
-        direct = metadata.distribution("densereg-tracker").read_text("direct_url.json")  # None from an index
-        editable = bool(direct and json.loads(direct).get("dir_info", {}).get("editable"))
-    except metadata.PackageNotFoundError:
-        editable = True  # run from a checkout without installing it
-    return f"pip install -e '.[{extra}]'" if editable else f"pip install 'densereg-tracker[{extra}]'"
+    checkout = (Path(__file__).resolve().parents[1] / "pyproject.toml").is_file()
+    return f"pip install -e '.[{extra}]'" if checkout else f"pip install 'densereg-tracker[{extra}]'"
 
 
 class TrackerError(Exception):
