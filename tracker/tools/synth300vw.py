@@ -196,6 +196,15 @@ def write_clip(folder: Path, frames: list[np.ndarray], pts: list[np.ndarray | No
     tmp.replace(folder / "vid.avi")
 
 
+def _annotated(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """A still and its 68 points, or None after a `skipped:` line."""
+    try:
+        return read_image(path), read_pts(path.with_suffix(".pts"), expected=68)
+    except (ImageReadError, PtsError) as exc:
+        print(f"skipped: {exc}", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tracker.tools.synth300vw", description="Make 300VW-format clips from annotated stills.")
     ap.add_argument("--images", type=Path, required=True, help="folder of <stem>.jpg|png + <stem>.pts")
@@ -226,22 +235,15 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.out / f"{k:03d}"
         if (folder / "vid.avi").exists():
             continue
-        try:
-            image, pts = read_image(path), read_pts(path.with_suffix(".pts"), expected=68)
-        except (ImageReadError, PtsError) as exc:
-            print(f"skipped: {exc}", file=sys.stderr)
+        subject = _annotated(path)
+        other = _annotated(images[k % len(images)]) if args.bystanders and subject else None  # the next image's face
+        if subject is None or (args.bystanders and other is None):
             skipped += 1
             continue
+        image, pts = subject
         rng = np.random.default_rng(args.seed * 100003 + k)
-        if args.bystanders:
-            other_path = images[k % len(images)]  # the next image's face (the first's, for the last)
-            try:
-                other, other_pts = read_image(other_path), read_pts(other_path.with_suffix(".pts"), expected=68)
-            except (ImageReadError, PtsError) as exc:
-                print(f"skipped: {exc}", file=sys.stderr)
-                skipped += 1
-                continue
-            frames, fpts, occluders = render_bystander_clip(image, pts, other, other_pts, (w, h), args.frames, rng)
+        if other is not None:
+            frames, fpts, occluders = render_bystander_clip(image, pts, *other, (w, h), args.frames, rng)
             static = 0
         else:
             frames, fpts, occluders = render_clip(image, pts, (w, h), args.frames, args.static, rng)
