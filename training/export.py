@@ -18,6 +18,7 @@ import argparse
 import json
 import re
 import shlex
+import sys
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -27,6 +28,7 @@ import torch
 
 from tracker.assets import ASSETS, record, sha256
 from tracker.crop import NETWORK_INPUT
+from tracker.errors import TrackerError, UsageError
 from tracker.fileio import atomic_write_text
 from tracker.refiner import FLOAT_GRAPH_KEY, FRAMES
 from tracker.uvcodec import K_DEFAULT
@@ -212,7 +214,7 @@ def regraph(name: str, out_dir: Path, steps: int = 0) -> tuple[str, float, float
     card = card_path.read_text()
     if steps:
         if deploy["arch"] != "mdm":
-            raise SystemExit(f"error: {name} has no recurrent steps to set")
+            raise UsageError(f"{name} has no recurrent steps to set")
         # How many it was trained with: the card's note from an earlier --steps, else the .pt's.
         noted = re.search(r" \(runs \d+ of the (\d+) recurrent steps[^)]*\)", card)
         trained = int(noted.group(1)) if noted else MDMConfig(**options).steps
@@ -285,20 +287,20 @@ def check_fits(arch: str, options: dict, run: Path) -> None:
     name = NAMES[arch]
     dense_run = not set(options) <= {f.name for f in fields(MDMConfig)}  # a refiner run's options are its MDMConfig's
     if (ARCH.get(arch, arch) == "densereg") != dense_run:
-        raise SystemExit(f"error: {run} is a {'DenseReg' if dense_run else 'refiner'} run: it cannot be exported as {arch} ({name}.onnx)")
+        raise UsageError(f"{run} is a {'DenseReg' if dense_run else 'refiner'} run: it cannot be exported as {arch} ({name}.onnx)")
     if dense_run and options.get("variant") == "segment":
-        raise SystemExit(f"error: {run} is a part segmenter, not a DenseReg network: `python -m training.evaluate parts "
+        raise UsageError(f"{run} is a part segmenter, not a DenseReg network: `python -m training.evaluate parts "
                          f"--baseline {run}` scores it; nothing of the tracker runs it")
     if dense_run:
         config = options.get("config", "realtime")
         if CONFIGS[config].input_size != NETWORK_INPUT:
-            raise SystemExit(f"error: the tracker feeds {name}.onnx {NETWORK_INPUT} px crops; the {CONFIGS[config].input_size} px "
+            raise UsageError(f"the tracker feeds {name}.onnx {NETWORK_INPUT} px crops; the {CONFIGS[config].input_size} px "
                              f"network of config '{config}' ({run}) cannot be one")
         return
     config, frame = MDMConfig(**options), FRAMES[f"{name}.onnx"]
     if (config.crop, config.patch) != (frame.crop, frame.patch):
         fits = [a for a, n in NAMES.items() if (f := FRAMES.get(f"{n}.onnx")) and (f.crop, f.patch) == (config.crop, config.patch)]
-        raise SystemExit(f"error: the tracker feeds {name}.onnx {frame.crop} px crops; {run} trained a refiner on {config.crop} px crops"
+        raise UsageError(f"the tracker feeds {name}.onnx {frame.crop} px crops; {run} trained a refiner on {config.crop} px crops"
                          + (f" (export it as {' or '.join(fits)})" if fits else ""))
 
 
@@ -392,10 +394,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     name = NAMES[args.arch]
     onnx_path = args.out_dir / f"{name}.onnx"
-    if args.regraph:
-        sha, diff, magnitude = regraph(name, args.out_dir, args.steps)
-    else:
-        sha, diff, magnitude = export_run(args.arch, args.run, args.out_dir)
+    try:
+        if args.regraph:
+            sha, diff, magnitude = regraph(name, args.out_dir, args.steps)
+        else:
+            sha, diff, magnitude = export_run(args.arch, args.run, args.out_dir)
+    except TrackerError as exc:  # one line, exit 2, as the other training commands
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {onnx_path} (sha256 {sha[:12]}, parity {diff:.2e}) at {time.strftime('%H:%M')}")
     return 0 if parity_ok(diff, magnitude) else 1
 
