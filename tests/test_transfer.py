@@ -215,3 +215,26 @@ def test_the_blend_fades_at_the_face_outline_not_at_the_open_mouth():
     lips = (abs(xx - 64) < 10) & ((yy == 76) | (yy == 84))  # just outside the opening
     assert alpha[lips].min() > 0.95 and alpha[mouth].max() == 0.0
     assert alpha[64, 64 - 53] < 0.2 and alpha[fg == 0].max() == 0.0  # the outline still fades; nothing outside
+
+
+def test_shading_on_a_large_patch_matches_the_full_size_lighting():
+    """The smoothed lighting is made on the patch shrunk to 256 px (a 4K face: 0.3 s a frame at
+    full size); it must be the full-size field but for interpolation."""
+    from tracker.transfer import match_colors
+
+    h = w = 1200
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    light = 0.6 + 0.4 * np.sin(xx / 300.0) * np.cos(yy / 400.0)  # shading over the face
+    rng = np.random.default_rng(0)
+    target = np.clip(150 * light[..., None] + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
+    weight = ((xx - 600) ** 2 + (yy - 600) ** 2 < 500**2).astype(np.float32)
+    source = np.full((h, w, 3), 120.0, np.float32)
+    got = match_colors(source, target, weight, "shading")
+    # the full-size computation, as before
+    region = weight > 0.5
+    lum = cv2.cvtColor(target.astype(np.float32) / 255.0, cv2.COLOR_BGR2Lab)[..., 0]
+    sigma = 0.03 * w
+    smooth = cv2.GaussianBlur(lum * region, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(region.astype(np.float32), (0, 0), sigma), 1e-3)
+    want = np.clip(source * np.clip(smooth / lum[region].mean(), 0.2, 2.0)[..., None], 0, 255)
+    inner = (xx - 600) ** 2 + (yy - 600) ** 2 < 480**2  # the face, away from its edge
+    assert np.abs(got - want)[inner].max() < 2.0  # grey levels, of 120

@@ -114,6 +114,9 @@ def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
     return out if out.ndim == 3 else out[..., None]
 
 
+SHADING_SIDE = 256  # the largest side the shading's smoothed lighting is made at (a 640x480 face's patch is smaller)
+
+
 def match_colors(source: np.ndarray, target: np.ndarray, weight: np.ndarray, mode: ColorMatch) -> np.ndarray:
     """Adapt texture colours ``source`` (h,w,3 BGR float 0..255) to the face in ``target``
     (h,w,3 uint8) over the pixels where ``weight`` (h,w) > 0.5.
@@ -128,11 +131,20 @@ def match_colors(source: np.ndarray, target: np.ndarray, weight: np.ndarray, mod
     tgt = target.astype(np.float32)
     if mode == "shading":
         lum = cv2.cvtColor(tgt / 255.0, cv2.COLOR_BGR2Lab)[..., 0]
-        # Smooth over ~3% of the patch: lighting and shadows stay, skin texture and edges go.
-        sigma = max(1.0, 0.03 * max(region.shape))
-        num = cv2.GaussianBlur(lum * region, (0, 0), sigma)
-        den = cv2.GaussianBlur(region.astype(np.float32), (0, 0), sigma)
+        # Smooth over ~3% of the patch: lighting and shadows stay, skin texture and edges go.  A
+        # field that smooth is made on the patch shrunk to SHADING_SIDE and enlarged again: on a
+        # 4K face (a 1,200 px patch) the full-size blurs took 0.3 s a frame.
+        h, w = region.shape
+        k = min(1.0, SHADING_SIDE / max(h, w))
+        size = (max(1, round(w * k)), max(1, round(h * k)))
+        def shrunk(a: np.ndarray) -> np.ndarray:
+            return a if k == 1.0 else cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+        sigma = max(1.0, 0.03 * max(h, w)) * k
+        num = cv2.GaussianBlur(shrunk(lum * region), (0, 0), sigma)
+        den = cv2.GaussianBlur(shrunk(region.astype(np.float32)), (0, 0), sigma)
         smooth = num / np.maximum(den, 1e-3)
+        if k < 1.0:
+            smooth = cv2.resize(smooth, (w, h), interpolation=cv2.INTER_LINEAR)
         gain = smooth / max(float(lum[region].mean()), 1e-3)
         return np.clip(source * np.clip(gain, 0.2, 2.0)[..., None], 0, 255)
     if mode != "lab":
