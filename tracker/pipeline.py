@@ -528,8 +528,8 @@ class Tracker:
         most once in ``video_cnn_every`` frames, for ``LOST_CNN_FRAMES`` after the loss (the first
         call often still sees what hid the face)."""
         every = self.config.video_cnn_every
-        return (every > 0 and self._frame - self._lost_at < LOST_CNN_FRAMES and self._frame - self._cnn_at >= every
-                and not any(not any(_inside(d, roi) for _, roi in tracked) for d in detections))
+        new_faces = [d for d in detections if not any(_inside(d, roi) for _, roi in tracked)]
+        return every > 0 and not new_faces and self._frame - self._lost_at < LOST_CNN_FRAMES and self._frame - self._cnn_at >= every
 
     def _process(self, image, gray, items, timer: _Timer) -> list[FaceResult]:
         """The faces in `items` (track, roi, detection): every stage takes all of them at once
