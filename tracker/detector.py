@@ -251,7 +251,10 @@ def _detector_worker(requests_fd: int, answers_fd: int) -> None:
             answer = detect_faces(gray)
         except Exception as exc:  # reported to the tracker, which falls back to inline searches
             answer = exc
-        answers.send(answer)
+        try:
+            answers.send(answer)
+        except OSError:  # the tracker closed the pipe while this search ran (Ctrl-C, a window closed)
+            return
 
 
 def _stop_worker(process: subprocess.Popen, requests: Connection, answers: Connection) -> None:
