@@ -274,3 +274,18 @@ def test_install_hints_name_the_form_that_applies(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.install_hint("ui") == "pip install 'densereg-tracker[ui]'"
+
+
+def test_images_clears_the_temporary_files_a_killed_run_left(tmp_path):
+    """SIGKILL during a write leaves its hidden temporary file; the rerun that resumes removes it
+    (the kill-and-resume test met one in a fresh clone)."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(DEMO_IMAGE.read_bytes())
+    (out / "dlib").mkdir(parents=True)
+    for stale in (out / ".a.json.k2j4x9.tmp", out / "dlib" / ".a.pts.q8w1.tmp"):
+        stale.write_text("")
+    (out / ".keep-me.txt").write_text("not ours")
+    assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [".keep-me.txt", "a.json", "a.pts", "dlib"]
+    assert list((out / "dlib").iterdir()) == []

@@ -28,7 +28,17 @@ from tracker.cli.common import RESUMES, count, count_of, engine_args
 from tracker.detector import DETECT_MAX_SIDE, STILL_MAX_SIDE, Detection, cnn_missing_note, require_dlib_predictor
 from tracker.draw import annotate_still, frame_part_labels
 from tracker.errors import InputError, MissingInputError, NotAFolderError, UsageError
-from tracker.fileio import IMAGE_KINDS, WriteError, atomic_save_npz, atomic_write_image, atomic_write_json, list_images, read_list, safe_output_path
+from tracker.fileio import (
+    IMAGE_KINDS,
+    WriteError,
+    atomic_save_npz,
+    atomic_write_image,
+    atomic_write_json,
+    list_images,
+    read_list,
+    remove_partial_outputs,
+    safe_output_path,
+)
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.pts import write_pts
 from tracker.sources import ImageSource, track_stream
@@ -168,6 +178,11 @@ def run(args) -> int:
     if detected and (note := cnn_missing_note()):  # after the usage checks; not when --boxes gives every face
         print(note, file=sys.stderr)
     tracker = Tracker(TrackerConfig.from_args(args, mode="image", detect_side=args.detect_side))
+    # the temporary files of writes a killed run left (SIGKILL gives no time to clean up); their
+    # outputs are redone below, since only a complete output counts as finished
+    for folder in {safe_output_path(args.out, f"{base}{stem}").parent for stem in names.values() for base in ("", "dlib/")}:
+        if folder.is_dir():
+            remove_partial_outputs(folder)
     todo = images if args.overwrite else [p for p in images if not _finished(args, names[p])]
     counts = {"done": 0, "resumed": len(images) - len(todo), "no_face": 0, "failed": 0, "faces": 0, "given": 0, "bad_box": 0}
     try:
