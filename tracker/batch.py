@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracker.errors import MissingInputError, NotAFolderError
+from tracker.errors import MissingInputError, NotAFolderError, count_of
 from tracker.evaluation import evaluate_video
 from tracker.fileio import WriteError, atomic_output_dir, atomic_write_json
 from tracker.pipeline import Tracker, TrackerConfig, TrackerMode
@@ -113,9 +113,9 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
         scored = f"AUC@0.08 {metrics['auc08']:.4f}" if metrics["annotated_frames"] else "no annotations: nothing to score"
         notes = metrics["malformed_annotations"]
         if past := metrics["annotations_past_end"]:
-            notes = [*notes, f"{job.annot}: {past} annotation{'s' * (past != 1)} past the video's last frame ({n}): not scored"]
+            notes = [*notes, f"{job.annot}: {count_of(past, 'annotation')} past the video's last frame ({n}): not scored"]
         if other := metrics["frames_on_another_face"]:
-            notes = [*notes, f"{job.annot}: {other} annotated frame{'s' * (other != 1)} held another person's face (centred outside "
+            notes = [*notes, f"{job.annot}: {count_of(other, 'annotated frame')} held another person's face (centred outside "
                      "the annotated face's box): scored as missing"]
         return VideoOutcome(job.name, f"{n} frames, {scored}", True, tuple(warnings + notes))
     except WriteError as exc:  # name the video's folder, not the hidden one it is filled in

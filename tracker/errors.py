@@ -5,9 +5,15 @@ other exception is a bug: exit 1 with a hint to rerun with ``-v`` for the traceb
 
 Subclasses also derive from the builtin that callers already catch (``except ValueError`` around
 a .pts read, ``except OSError`` around a write), so code written against the builtins keeps
-working.  This module imports nothing, so every package (``engines`` too) can use it.
+working.  This module imports nothing, so every package (``engines`` too) can use it; it also
+holds the two helpers messages share, ``count_of`` and ``install_hint``.
 """
 from __future__ import annotations
+
+
+def count_of(n: int, noun: str) -> str:
+    """``3 images``, ``1 image``: a count with its noun in the right number (regular plurals)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def install_hint(extra: str) -> str:

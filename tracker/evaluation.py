@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.errors import MissingInputError, NotAFolderError, UsageError
+from tracker.errors import MissingInputError, NotAFolderError, UsageError, count_of
 from tracker.fileio import read_list
 from tracker.metrics import auc, ced, eye_distance, failure_rate, score_faces
 from tracker.pts import PtsError, read_pts
@@ -226,7 +226,7 @@ def evaluate_video(pred_dir: Path, annot_dir: Path, frames: int | None = None) -
             pred, other = None, other + 1
         pairs.append((pred, truth))
     if misnamed:
-        bad.append(f"{annot_dir}: {len(misnamed)} annotation file{'s' * (len(misnamed) != 1)} not named as a frame's "
+        bad.append(f"{annot_dir}: {count_of(len(misnamed), 'annotation file')} not named as a frame's "
                    f"(first: {misnamed[0].name}; 000001.pts is frame 1): not scored")
     result = score_faces(pairs)
     result["annotated_frames"] = result.pop("faces")

@@ -55,6 +55,7 @@ import torch
 from tqdm import tqdm
 
 from tracker.assets import ASSETS, sha256
+from tracker.errors import count_of
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_json, read_image
 from tracker.pts import read_pts, write_pts
 from training.dataset import CACHE_FACTOR, CACHE_SIZE, FaceCache, cache_item, save_cache
@@ -905,7 +906,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise KitError(f"parts of {limit / MIB:.2f} MiB beside the checkout's {tree / MIB:.1f} MiB: too small to be "
                                "worth a device call each")
             parts = split_pack(args.pack, limit)
-            print(f"wrote {len(parts)} part{'s' * (len(parts) != 1)} of at most {limit / MIB:.1f} MiB: "
+            print(f"wrote {count_of(len(parts), 'part')} of at most {limit / MIB:.1f} MiB: "
                   f"{', '.join(p.name for p in parts)} (one device call each, in this order)")
             return 0
         if args.cmd == "join":

@@ -11,9 +11,9 @@ from contextlib import closing
 from pathlib import Path
 
 from tracker.batch import VideoJob, find_300vw_videos, local_outcomes
-from tracker.cli.common import CNN_SILENCE, RESUMES, count, count_of, engine_args, video_args
+from tracker.cli.common import CNN_SILENCE, RESUMES, count, engine_args, video_args
 from tracker.detector import cnn_missing_note
-from tracker.errors import UsageError, install_hint
+from tracker.errors import UsageError, count_of, install_hint
 from tracker.evaluation import summarise_300vw
 from tracker.fileio import atomic_write_image, atomic_write_json, check_output_folder, remove_partial_outputs, safe_output_path
 from tracker.pipeline import TrackerConfig, TrackerMode, uses_fast_network

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from tracker.assets import DEMO_CLIP
-from tracker.cli.common import camera_arg, count, count_of, engine_args, warn
+from tracker.cli.common import camera_arg, count, engine_args, warn
 from tracker.detector import CNN_EXTRA, dlib_models_problem
-from tracker.errors import UsageError
+from tracker.errors import UsageError, count_of
 from tracker.fileio import atomic_write_json, check_writable
 from tracker.opprofile import profile_lines
 from tracker.pipeline import TrackerConfig, parallelism

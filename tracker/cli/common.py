@@ -87,10 +87,5 @@ def camera_arg(p, what: str = "instead of a file", live: bool = True) -> None:
     p.add_argument("--camera", type=count(0), metavar="N", help=f"read camera N {what}{stops}")
 
 
-def count_of(n: int, noun: str) -> str:
-    """``3 images``, ``1 image``: a count with its noun in the right number (regular plurals)."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 def warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr)

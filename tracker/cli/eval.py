@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tracker.cli.common import EXIT_ITEMS_FAILED, EXIT_OK, count_of
-from tracker.errors import UsageError
+from tracker.cli.common import EXIT_ITEMS_FAILED, EXIT_OK
+from tracker.errors import UsageError, count_of
 from tracker.evaluation import BASELINE, FINAL, ced_curves, evaluate_predictions, ground_truth_files, score_table
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, atomic_write_json, atomic_write_text
 from tracker.plots import ced_plot

@@ -24,10 +24,10 @@ import sys
 from pathlib import Path
 
 from tracker.boxfile import box_key, read_boxes
-from tracker.cli.common import RESUMES, count, count_of, engine_args
+from tracker.cli.common import RESUMES, count, engine_args
 from tracker.detector import DETECT_MAX_SIDE, STILL_MAX_SIDE, Detection, cnn_missing_note, require_dlib_predictor
 from tracker.draw import annotate_still, frame_part_labels
-from tracker.errors import InputError, MissingInputError, NotAFolderError, UsageError
+from tracker.errors import InputError, MissingInputError, NotAFolderError, UsageError, count_of
 from tracker.fileio import (
     IMAGE_KINDS,
     WriteError,

@@ -10,10 +10,10 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from tracker.cli.common import CNN_SILENCE, EXIT_ITEMS_FAILED, EXIT_OK, camera_arg, count, count_of, engine_args, video_args, warn
+from tracker.cli.common import CNN_SILENCE, EXIT_ITEMS_FAILED, EXIT_OK, camera_arg, count, engine_args, video_args, warn
 from tracker.detector import cnn_missing_note
 from tracker.draw import annotate
-from tracker.errors import UsageError
+from tracker.errors import UsageError, count_of
 from tracker.fileio import atomic_write_json, atomic_write_text, check_output_folder, check_outputs_apart, check_writable, safe_output_path
 from tracker.pipeline import LIVE_DETECT_LAG, Tracker, TrackerConfig
 from tracker.pts import write_pts
