@@ -17,4 +17,6 @@ def test_the_readme_python_api_example_runs(capsys):
     scope: dict = {}
     exec(compile(code.replace('"face.jpg"', repr(str(DEMO_IMAGE))), "README.md (Python API)", "exec"), scope)
     assert scope["result"].faces  # the last call, with the two boxes: at least one face fitted
+    assert scope["labels"].shape == scope["frame"].shape[:2] and scope["labels"].max() > 0  # the parts
+    assert scope["maps"]["uv"].shape == (2, *scope["frame"].shape[:2])
     assert "detect" in capsys.readouterr().out  # the timings printed

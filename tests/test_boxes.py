@@ -69,7 +69,7 @@ def test_given_landmark_box_gives_the_detected_face(tracker, astronaut, detected
     result = tracker.track(astronaut, boxes=[(box.x0, box.y0, box.x1, box.y1)])
     assert len(result.faces) == 1 and "detect" not in result.timings  # the detector did not run
     face = result.faces[0]
-    assert face.box.detector == GIVEN and face.detected and face.score == 1.0
+    assert face.box.detector == GIVEN and face.detected and 0.4 < face.score < 1.0  # the fit's quality
     assert _nme(face.landmarks, detected) < 0.03
     # An (N,4) array and a Detection work the same way.
     assert _nme(tracker.track(astronaut, boxes=np.array([[box.x0, box.y0, box.x1, box.y1]])).faces[0].landmarks, detected) < 0.03
@@ -99,6 +99,36 @@ def test_box_order_and_every_box_hold_for_scored_and_overlapping_boxes(tracker, 
     wider = (box.x0 - 5, box.y0 - 5, box.x1 + 5, box.y1 + 5)
     faces = tracker.track(astronaut, boxes=[(box.x0, box.y0, box.x1, box.y1), wider]).faces
     assert len(faces) == 2 and faces[1].box.x0 == wider[0]
+
+
+def test_a_loose_box_is_settled_from_the_landmarks(tracker, astronaut, detected):
+    """User test 10: a box twice the tight one (a head detector's) gave wrong landmarks with score
+    1.0; the face is now run again from its landmarks' crop until they agree."""
+    from dataclasses import replace
+
+    box = landmark_box(detected)
+    cx, cy, w, h = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2, box.x1 - box.x0, box.y1 - box.y0
+    loose = (cx - w, cy - h, cx + w, cy + h)
+    settled = tracker.track(astronaut, boxes=[loose]).faces[0]
+    assert _nme(settled.landmarks, detected) < 0.03
+    assert settled.box.x0 == loose[0]  # still says which box it came from
+    assert settled.roi.size < 1.5 * tracker.track(astronaut, boxes=[landmark_box(detected)]).faces[0].roi.size
+    as_given = Tracker(replace(tracker.config, box_passes=0)).track(astronaut, boxes=[loose]).faces[0]
+    assert _nme(as_given.landmarks, detected) > _nme(settled.landmarks, detected)
+
+
+def test_a_box_on_no_face_scores_low_and_dlib_rectangles_are_boxes(tracker, astronaut, detected):
+    import dlib
+
+    face = tracker.track(astronaut, boxes=[landmark_box(detected)]).faces[0]
+    nothing = tracker.track(astronaut, boxes=[(400, 300, 500, 400)]).faces  # the shuttle's panel, no face
+    assert not nothing or nothing[0].score < 0.4 < face.score
+    box = landmark_box(detected)
+    rect = dlib.rectangle(int(box.x0), int(box.y0), int(box.x1) - 1, int(box.y1) - 1)  # dlib's right, bottom are inclusive
+    got = tracker.track(astronaut, boxes=[rect]).faces[0]
+    assert (got.box.x0, got.box.x1) == (int(box.x0), int(box.x1)) and _nme(got.landmarks, detected) < 0.03
+    with pytest.raises(BoxError, match="not x y w h"):
+        tracker.track(astronaut, boxes=[(300, 200, 40, 40)])  # x, y, w, h by mistake
 
 
 def test_no_boxes_means_no_face_and_bad_boxes_fail_before_any_work(tracker, astronaut):

@@ -16,6 +16,7 @@ import pytest
 
 from tracker.assets import DEMO_IMAGE
 from tracker.cli import main
+from tracker.detector import cnn_available
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.pts import read_pts, write_pts
 
@@ -215,6 +216,14 @@ def test_bystander_clips_hide_the_subject_for_a_moment_beside_another_face(image
     frames = [cap.read()[1] for _ in range(60)]
     # the other face walks in on the right: the right edge changes between the first and last frame
     assert np.abs(frames[-1][:, 260:].astype(int) - frames[0][:, 260:]).mean() > 10
+    # hidden longer, and back elsewhere: a quarter of the width further left
+    assert synth(["--images", str(src), "--out", str(tmp_path / "away"), "--frames", "60", "--size", "320x240", "--bystanders",
+                  "--hidden", "25", "--return-shift", "0.25", "--limit", "1"]) == 0
+    clip = tmp_path / "away" / "001"
+    hidden = sorted(int(k) for k in json.loads((clip / "synth.json").read_text())["occluders"])
+    assert len(hidden) == 25
+    x = {int(p.stem): read_pts(p)[:, 0].mean() for p in (clip / "annot").glob("*.pts")}
+    assert x[hidden[0] - 1] - x[hidden[-1] + 1] == pytest.approx(80, abs=15)
 
 
 def test_video_outputs_and_truncated_stream(synth_root, tmp_path, capsys):
@@ -485,6 +494,79 @@ def test_the_subject_comes_back_after_a_bystander_stood_in_for_it():
     a, b = face(3, 200, 100), face(4, 440, 100)
     picks = {subject.pick(pair, size).track_id for pair in ([a, b], [b, a], [a, b], [b, a])}
     assert len(picks) == 1
+
+
+class _FakeRecognizer:
+    """Faces whose landmarks all sit at x = person id; a chip is that id, a descriptor too."""
+
+    def chip(self, image, landmarks):
+        return landmarks[:1, 0].copy()
+
+    def descriptor(self, chip):
+        return chip.astype(np.float32)
+
+
+def test_the_recognised_subject_comes_back_late_and_elsewhere():
+    """User test 9: hidden for longer than SUBJECT_RETURN_FRAMES, or back more than half a crop
+    away, the subject lost the .pts to the bystander for good; the recogniser finds it again."""
+    from types import SimpleNamespace
+
+    from tracker.crop import Roi
+    from tracker.writers import RECHECK_FRAMES, SUBJECT_RETURN_FRAMES, Subject
+
+    def face(track_id, cx, person):
+        return SimpleNamespace(track_id=track_id, roi=Roi(cx, 240.0, 100.0), landmarks=np.full((68, 2), float(person)))
+
+    size, frame = (640, 480), np.zeros((480, 640, 3), np.uint8)
+    bystander = face(1, 560, person=7)
+    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    assert subject.pick([face(0, 320, 3), bystander], size, frame).track_id == 0
+    for _ in range(2 * SUBJECT_RETURN_FRAMES):  # hidden: the bystander stands in but is known as someone else
+        assert subject.pick([bystander], size, frame) is bystander
+    assert subject.track_id == 0
+    back = face(5, 100, person=3)  # far from where it was, long after
+    assert subject.pick([bystander, back], size, frame) is back
+    assert subject.pick([bystander, face(5, 110, 3)], size, frame).track_id == 5
+
+    # someone new where the subject was, soon after, is not taken for it when the recogniser tells them apart ...
+    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    subject.pick([face(0, 320, 3)], size, frame)
+    subject.pick([], size, frame)
+    assert subject.pick([face(2, 325, 9)], size, frame).track_id == 2  # written as the stand-in ...
+    assert subject.track_id == 0  # ... but not the subject
+    for _ in range(RECHECK_FRAMES):
+        subject.pick([face(2, 325, 9)], size, frame)
+    assert subject.pick([face(2, 325, 9), face(4, 500, 3)], size, frame).track_id == 4
+    # ... and where it cannot tell (no frame given), the place decides, as without a recogniser
+    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    subject.pick([face(0, 320, 3)], size, frame)
+    subject.pick([], size)
+    subject.pick([face(2, 325, 9)], size)
+    assert subject.track_id == 2
+    # a stand-in the recogniser cannot tell from the subject becomes the subject after the wait
+    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    subject.pick([face(0, 320, 3)], size, frame)
+    for _ in range(SUBJECT_RETURN_FRAMES + 1):
+        subject.pick([face(1, 560, 3)], size, frame)
+    assert subject.track_id == 1
+
+
+@pytest.mark.skipif(not cnn_available(), reason="face-recognition-models (dlib's face recognition network) not installed")
+def test_face_recognizer_tells_the_two_demo_faces_apart():
+    from tracker.identity import SAME_PERSON, distance, load_recognizer
+
+    recognizer = load_recognizer()
+    assert recognizer is not None
+    tracker = Tracker(TrackerConfig(threads=1))
+    descriptors = []
+    for name, scale in (("astronaut.jpg", 1.0), ("astronaut.jpg", 0.6), ("grace_hopper.jpg", 1.0)):
+        img = cv2.imread(str(DEMO_IMAGE.with_name(name)))
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        face = tracker.track(img).faces[0]
+        descriptors.append(recognizer.descriptor(recognizer.chip(img, face.landmarks)))
+    assert distance(descriptors[0], descriptors[1]) < SAME_PERSON < distance(descriptors[0], descriptors[2])
+    assert recognizer.chip(img, np.full((68, 2), np.nan)) is None
+    assert recognizer.chip(img, np.full((68, 2), -200.0) + np.arange(68)[:, None]) is None  # off the picture
 
 
 def test_evaluate_video_counts_another_persons_face_as_missing(tmp_path):

@@ -263,6 +263,18 @@ def test_frames_that_are_not_pictures_get_one_line_errors():
     assert deep.shape == (4, 5, 3) and deep.dtype == np.uint8 and deep.min() == 255
     same = np.zeros((4, 5, 3), np.uint8)
     assert to_bgr8(same) is same  # a BGR uint8 frame is used as it is, no copy
+    with pytest.warns(UserWarning, match="10- or 12-bit"):  # user test 10: 12-bit data came out black, silently
+        to_bgr8(np.full((4, 5), 4095, np.uint16), "frame")
+
+
+def test_a_library_warning_is_one_line_on_the_command_line(tmp_path, capsys):
+    from tracker.cli import main
+
+    cv2.imwrite(str(tmp_path / "dim.png"), np.full((64, 64), 4000, np.uint16))
+    assert main(["images", "--input", str(tmp_path), "--out", str(tmp_path / "out")]) in (0, 1)
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if "12-bit" in x)
+    assert line.startswith("warning: ") and "dim.png" in line and "UserWarning" not in err
 
 
 def test_json_outputs_write_null_for_nan_and_infinity(tmp_path):

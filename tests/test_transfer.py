@@ -238,3 +238,12 @@ def test_shading_on_a_large_patch_matches_the_full_size_lighting():
     want = np.clip(source * np.clip(smooth / lum[region].mean(), 0.2, 2.0)[..., None], 0, 255)
     inner = (xx - 600) ** 2 + (yy - 600) ** 2 < 480**2  # the face, away from its edge
     assert np.abs(got - want)[inner].max() < 2.0  # grey levels, of 120
+
+
+def test_warp_to_image_refuses_channel_first_maps():
+    """User test 10: face.maps.uv (2,S,S) came back as an (H,W,S) array of garbage."""
+    m = np.eye(2, 3, dtype=np.float64)
+    with pytest.raises(ValueError, match="channel-first"):
+        warp_to_image(np.zeros((2, 16, 16), np.float32), m, (20, 20))
+    assert warp_to_image(np.zeros((16, 16, 2), np.float32), m, (20, 20)).shape == (20, 20, 2)
+    assert warp_to_image(np.zeros((16, 16), np.float32), m, (20, 20)).shape == (20, 20)

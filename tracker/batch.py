@@ -27,6 +27,7 @@ from pathlib import Path
 from tracker.errors import MissingInputError, NotAFolderError, count_of
 from tracker.evaluation import evaluate_video
 from tracker.fileio import WriteError, atomic_output_dir, atomic_write_json
+from tracker.identity import load_recognizer
 from tracker.pipeline import Tracker, TrackerConfig, TrackerMode
 from tracker.pts import write_pts
 from tracker.sources import VideoSource, track_stream
@@ -87,13 +88,14 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
     warnings: list[str] = []
     try:
         tracker = _process_tracker(job.config)
-        subject = Subject(sticky=job.config.mode is TrackerMode.VIDEO)
+        video_mode = job.config.mode is TrackerMode.VIDEO
+        subject = Subject(sticky=video_mode, recognizer=load_recognizer() if video_mode else None)
         with VideoSource(job.video, READ_AHEAD, warnings.append) as source, atomic_output_dir(job.out) as out:
             n = detections = 0
             t0 = time.perf_counter()
             for tracked in track_stream(tracker, source):  # reset first: no track survives from the previous video
                 n = tracked.index + 1  # frame numbers are 1-based, like the annotations
-                face = subject.pick(tracked.result.faces, tracked.image.shape[1::-1])
+                face = subject.pick(tracked.result.faces, tracked.image.shape[1::-1], tracked.image)
                 if face is not None:
                     write_pts(out / frame_pts_name(n), face.landmarks)
                     detections += face.detected

@@ -14,7 +14,8 @@ from tracker import uvcodec
 class DenseMaps:
     """Dense maps in crop pixels (S,S).
 
-    uv: (2,S,S) float32 template coordinates (u_h, u_v) in [0,1], decoded at every pixel;
+    uv: (2,S,S) float32 template coordinates (u_h, u_v), decoded at every pixel: in [0,1] on the
+    face, off it anything near that range (about -0.25 to 1.15: mask with fg);
     fg: (S,S) float32 foreground probability; depth: (S,S) float32 normalised depth in [0,1]
     (1 = nearest the camera; meaningful where fg > 0.5).
     """

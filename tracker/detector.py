@@ -71,7 +71,7 @@ def given_box(x0: float, y0: float, x1: float, y1: float) -> Detection:
     if not np.isfinite(v).all():
         raise BoxError(f"face box {tuple(v)}: coordinates must be finite")
     if v[2] - v[0] < 1 or v[3] - v[1] < 1:
-        raise BoxError(f"face box {tuple(v)}: degenerate, need x0 < x1 and y0 < y1 (x0 y0 x1 y1, at least 1 pixel each way)")
+        raise BoxError(f"face box {tuple(v)}: degenerate, need x0 < x1 and y0 < y1 (corners x0 y0 x1 y1, not x y w h; at least 1 pixel each way)")
     return Detection(*v, score=1.0, detector=GIVEN)
 
 
@@ -275,7 +275,7 @@ def _stop_worker(process: subprocess.Popen, requests: Connection, answers: Conne
 CNN_EXTRA = f"the [cnn] extra: {install_hint('cnn')}"
 
 
-def _model_file(locator: str) -> Path:
+def dlib_model_file(locator: str) -> Path:
     """A model file shipped by the face-recognition-models package (ImportError without it)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the package imports the deprecated pkg_resources
@@ -286,7 +286,7 @@ def _model_file(locator: str) -> Path:
 
 def dlib_predictor_path() -> Path:
     """The 68-point model shipped by the face-recognition-models package."""
-    return _model_file("pose_predictor_model_location")
+    return dlib_model_file("pose_predictor_model_location")
 
 
 @lru_cache(maxsize=1)
@@ -295,7 +295,7 @@ def dlib_models_problem() -> str | None:
     cannot be used here, in a few words; None when they can.  The plain runtime install lacks
     them: callers turn this into one line instead of an ImportError deep in a traceback."""
     try:
-        files = [_model_file("cnn_face_detector_model_location"), dlib_predictor_path()]
+        files = [dlib_model_file("cnn_face_detector_model_location"), dlib_predictor_path()]
     except ImportError as exc:  # also pkg_resources missing (setuptools >= 81)
         return f"face-recognition-models is not usable ({exc})"
     missing = [f.name for f in files if not f.is_file()]
@@ -326,7 +326,7 @@ def require_dlib_predictor(what: str) -> None:
 def _cnn():
     import dlib
 
-    return dlib.cnn_face_detection_model_v1(str(_model_file("cnn_face_detector_model_location")))
+    return dlib.cnn_face_detection_model_v1(str(dlib_model_file("cnn_face_detector_model_location")))
 
 
 _cnn_lock = threading.Lock()  # as _hog_lock

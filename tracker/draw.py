@@ -49,7 +49,13 @@ def draw_label(image: np.ndarray, text: str, org: tuple[int, int], color, scale:
 
 
 def warp_to_image(crop_values: np.ndarray, crop_to_image: np.ndarray, shape: tuple[int, int], nearest: bool = False) -> np.ndarray:
-    """Map a crop-frame array (S,S[,C]) back to image pixels (H,W[,C]); zeros outside the crop."""
+    """Map a crop-frame array (S,S[,C]) back to image pixels (H,W[,C]); zeros outside the crop.
+    Channel-first maps such as ``face.maps.uv`` (2,S,S) are refused (OpenCV read them as a 2-row
+    picture of S channels: garbage of shape (H,W,S), user test 10); ``tracker.writers.maps_in_image``
+    warps all of a face's maps."""
+    if crop_values.ndim == 3 and crop_values.shape[1] == crop_values.shape[2] != crop_values.shape[0]:
+        raise ValueError(f"warp_to_image: a (S,S) or (S,S,C) map is expected, got {crop_values.shape} (channel-first? "
+                         "warp each channel, np.moveaxis(m, 0, -1), or use tracker.writers.maps_in_image)")
     flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     return cv2.warpAffine(crop_values, crop_to_image, (shape[1], shape[0]), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 

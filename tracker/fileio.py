@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -274,6 +275,9 @@ def to_bgr8(img, name: str = "image") -> np.ndarray:
         what = f"shape {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
         raise ImageReadError(f"{name} is not a picture ({what}; expected (H,W), (H,W,1), (H,W,3) or (H,W,4))")
     if img.dtype == np.uint16:
+        if img.max() < 4096:
+            warnings.warn(f"{name}: 16-bit data below 4096 (10- or 12-bit?) is read over 0-65535 and comes out nearly black; "
+                          "scale it to the full range first", stacklevel=3)
         img = (img / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
         img = cv2.normalize(np.nan_to_num(img.astype(np.float32)), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)

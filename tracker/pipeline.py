@@ -75,6 +75,10 @@ DUPLICATE_DISTANCE = 0.3
 # this is face: a well-framed face fills 0.34-0.46 of the crop (the demo clip), so less means
 # the crop is sliding off the face.
 FULL_QUALITY_FG_FRACTION = 0.3
+# A caller's box is re-run from its landmarks' crop (``Tracker._settle``) while that crop is
+# this much larger or smaller, or its centre this far off (in crop sizes).
+SETTLE_SIZE_RATIO = 1.2
+SETTLE_SHIFT = 0.1
 # The confidence of a point the shape model filled in or overrode: a guess, so below the points
 # the network placed well, but not 0, since the fit puts it where a face has it.
 FILLED_CONFIDENCE = 0.3
@@ -111,6 +115,7 @@ _FIELD_RULES = (
     ("min_face", lambda v: _count(v, 0), "a whole number >= 0 (pixels)"),
     ("detect_side", lambda v: _count(v, 160), "a whole number >= 160 (pixels)"),
     ("video_cnn_every", lambda v: _count(v, 0), "a whole number >= 0 (0: never)"),
+    ("box_passes", lambda v: _count(v, 0), "a whole number >= 0 (0: a box is used as given)"),
     ("detect_threshold", _real, "a finite number"),
     ("fg_threshold", lambda v: _real(v) and 0 < v < 1, "a number in (0, 1)"),
     ("lost_fg_fraction", lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]"),
@@ -165,6 +170,9 @@ class TrackerConfig:
     # The faster DenseReg (``FAST_DENSEREG_ASSET``).  None: on in video where the asset folder has
     # it, off for pictures (their UV and parts are the full network's; see docs/RESULTS.md, Speed).
     fast_network: bool | None = None
+    # A caller's box: re-run from the crop its face's landmarks give at most this many times
+    # (``Tracker._settle``: loose boxes; 0 uses every box as given, as before session 23).
+    box_passes: int = 3
     visibility: bool = False  # FaceResult.visibility: the occlusion map (~2.5 ms a face a frame; the dense maps are always there)
     lost_fg_fraction: float = 0.15  # video: face lost when less of the crop is face than this...
     lost_confidence: float = 0.2  # ...or the mean landmark confidence falls below this
@@ -230,9 +238,10 @@ class FaceResult:
     """One face in one frame.
 
     roi: the crop the network saw; box: the detector's (or the caller's) box on detection
-    frames, None when tracked; score: the detector score on detection frames (1.0 for a box
-    the caller gave), else the tracking quality (mean landmark confidence x foreground
-    fraction); track_id: stable across frames in video mode; stages: the landmarks of every
+    frames, None when tracked; score: the detector score on detection frames, else (tracked,
+    or a box the caller gave) the fit's quality, 0-1 (mean DenseReg landmark confidence x
+    foreground fraction, capped: a caller's box on no face scores ~0.2, real faces ~0.5-0.7);
+    track_id: stable across frames in video mode; stages: the landmarks of every
     ``Stage`` that ran, in order ('densereg', 'pca', 'mdm' with the refiner, 'smooth' in video
     with smoothing), ``final`` the last of them; all coordinates are 0-based image pixels (pixel centres);
     maps: the dense maps in crop pixels (S,S), always set; crop_to_image: (2,3) affine from crop
@@ -472,6 +481,8 @@ class Tracker:
         if given is None:  # max_faces caps what the detector adds; the caller's boxes all count
             items = items[: self.config.max_faces]
         faces = self._process(image, gray, items, timer) if items else []
+        if given is not None:
+            faces = self._settle(image, gray, faces, timer)
         if video and given is None and tracked and not faces and not detections:
             # Every track was lost on this frame (a cut, the face gone): search it now, as a
             # video's first frame is, rather than report no face until the next frame's search.
@@ -531,6 +542,21 @@ class Tracker:
         new_faces = [d for d in detections if not any(_inside(d, roi) for _, roi in tracked)]
         return every > 0 and not new_faces and self._frame - self._lost_at < LOST_CNN_FRAMES and self._frame - self._cnn_at >= every
 
+    def _settle(self, image, gray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
+        """A caller's box is read as the tight box around the face's landmarks; a looser one (a
+        head or person detector's, a generous crop) left the face small in the network's crop and
+        its landmarks wrong (val faces, boxes 2x the tight one: AUC@0.08 0.24, FR 50%; user test
+        10).  A new face whose landmarks give another crop than its box is run again from that
+        crop, as video's next frame would be, until they agree (2x: 0.56, FR 7.5%)."""
+        for _ in range(self.config.box_passes):
+            redo = {i: roi_from_landmarks(f.landmarks) for i, f in enumerate(faces) if f.track_id < 0}
+            redo = {i: roi for i, roi in redo.items() if not _agree(faces[i].roi, roi)}
+            if not redo:
+                break
+            again = {id(f.box): f for f in self._process(image, gray, [(None, roi, faces[i].box) for i, roi in redo.items()], timer)}
+            faces = [again.get(id(f.box), f) if i in redo else f for i, f in enumerate(faces)]  # (a failed re-run keeps its face)
+        return faces
+
     def _process(self, image, gray, items, timer: _Timer) -> list[FaceResult]:
         """The faces in `items` (track, roi, detection): every stage takes all of them at once
         (one engine call per network; numpy's per-call overhead, not arithmetic, is the cost of
@@ -587,7 +613,7 @@ class Tracker:
                     # Video mode smooths the points afterwards and takes the pose from those.
                     pose=None if self.config.mode is TrackerMode.VIDEO else head_pose(final, self.head_model),
                     roi=roi,
-                    score=det.score if det is not None else quality,
+                    score=det.score if det is not None and det.detector != GIVEN else quality,
                     track_id=track.track_id if track is not None else -1,
                     stages=stages,
                     detected=det is not None,
@@ -713,6 +739,8 @@ def _given_boxes(boxes, shape) -> list[Detection]:
         if isinstance(b, Detection):
             given_box(b.x0, b.y0, b.x1, b.y1)  # the same checks, whichever detector made it
             d = b
+        elif all(callable(getattr(b, k, None)) for k in ("left", "top", "right", "bottom")):  # a dlib.rectangle
+            d = given_box(b.left(), b.top(), b.right() + 1, b.bottom() + 1)  # (its right and bottom are inclusive)
         else:
             coords = tuple(b) if isinstance(b, (Sequence, np.ndarray)) else (b,)
             if len(coords) != 4:
@@ -722,6 +750,12 @@ def _given_boxes(boxes, shape) -> list[Detection]:
             raise BoxError(f"face box {(d.x0, d.y0, d.x1, d.y1)}: entirely outside the {w}x{h} image")
         out.append(d)
     return out
+
+
+def _agree(used: Roi, wanted: Roi) -> bool:
+    """Whether the crop a face was run in is near enough the one its landmarks give (``_settle``)."""
+    ratio = max(used.size, wanted.size) / max(min(used.size, wanted.size), 1e-6)
+    return ratio <= SETTLE_SIZE_RATIO and np.hypot(used.cx - wanted.cx, used.cy - wanted.cy) <= SETTLE_SHIFT * used.size
 
 
 def _offset(det: Detection, roi: Roi) -> float:

@@ -14,10 +14,12 @@ import numpy as np
 from tracker.crop import Roi, roi_from_box
 from tracker.draw import warp_to_image
 from tracker.fileio import atomic_write_json
+from tracker.identity import SAME_PERSON, distance
 from tracker.pts import write_pts
 
 if TYPE_CHECKING:
     from tracker.detector import Detection
+    from tracker.identity import FaceRecognizer
     from tracker.pipeline import FaceResult, FrameResult
 
 # Stated in every JSON the tracker writes ("coordinates"), and in the README.
@@ -122,55 +124,109 @@ def pts_face(faces: list[FaceResult], frame_size: tuple[int, int], boxes: list[D
 
 # How long the place where the subject was last seen is kept for it after its track ends (~3 s
 # at 30 fps): long enough for a face hidden behind a passer-by or a hand, after which the face
-# standing in for it becomes the subject.
+# standing in for it becomes the subject (unless the face recogniser says it is someone else).
 SUBJECT_RETURN_FRAMES = 90
+SUBJECT_SAMPLE_FRAMES = 100  # a chip of the subject's face kept every this many frames (a few poses)
+SUBJECT_SAMPLES = 4
+RECHECK_FRAMES = 30  # a face judged not to be the subject is looked at again after this many frames (pose, blur)
 
 
 class Subject:
     """Which face a per-frame ``.pts`` file holds (300VW annotates one subject per video): the
     subject's track while it lasts.  When it ends, a face of a track that began after that (the
-    subject found again) near where the subject was last seen (its centre within half the
-    subject's crop of the crop's centre) within ``SUBJECT_RETURN_FRAMES`` frames is the subject
-    again.  Until then a stand-in is written: the main face (``main_face``), kept while its track
-    lasts; the one standing in when that time is up becomes the subject.  Taking the best-scoring
-    face in every frame made the output flip between two people; keeping whichever face stood in
-    first kept a bystander, found while the subject was hidden for 13 frames, for the rest of the
-    video (user test 8); a face of a track older than the loss is someone else passing by."""
+    subject found again) is the subject again if the face recogniser (``tracker.identity``, where
+    the ``[cnn]`` extra is installed) knows it as the subject, whenever and wherever it comes back;
+    or, failing that, if it is near where the subject was last seen (its centre within half the
+    subject's crop of the crop's centre) within ``SUBJECT_RETURN_FRAMES`` frames and the recogniser
+    does not tell them apart.  Until then a stand-in is written: the main face (``main_face``),
+    kept while its track lasts; when that time is up the stand-in becomes the subject, unless the
+    recogniser knows it as someone else.  Taking the best-scoring face in every frame made the
+    output flip between two people; keeping whichever face stood in first kept a bystander, found
+    while the subject was hidden for 13 frames, for the rest of the video (user test 8), and by
+    place alone, a subject hidden longer or coming back elsewhere (user test 9); a face of a track
+    older than the loss is someone else passing by."""
 
-    def __init__(self, sticky: bool):
+    def __init__(self, sticky: bool, recognizer: FaceRecognizer | None = None):
         self.sticky = sticky  # only video mode has track ids that persist across frames
+        self.recognizer = recognizer
         self.track_id: int | None = None
         self.seen: Roi | None = None  # the subject's crop when last seen
         self.missing = 0  # frames since then
         self.newest_id = -1  # the highest track id seen (ids only grow)
         self.lost_after = -1  # the highest id when the subject was lost: a returning subject's track is newer
         self.stand_in: int | None = None
+        self.frame = 0
+        self.chips: list[np.ndarray] = []  # the subject's face, aligned, at a few moments (described when needed)
+        self.descriptors: list[np.ndarray] = []
+        self.sampled_at = -SUBJECT_SAMPLE_FRAMES
+        self.verdicts: dict[int, tuple[int, bool]] = {}  # track id -> (frame, is the subject) while it is missing
 
-    def pick(self, faces: list[FaceResult], frame_size: tuple[int, int]) -> FaceResult | None:
-        """The subject among a (w, h) frame's faces."""
+    def pick(self, faces: list[FaceResult], frame_size: tuple[int, int], image: np.ndarray | None = None) -> FaceResult | None:
+        """The subject among a (w, h) frame's faces; ``image``: the frame, for the face recogniser."""
         if not self.sticky:
             return main_face(faces, frame_size)
+        self.frame += 1
         same = [f for f in faces if f.track_id == self.track_id]
         if not same and self.missing == 0:
             self.lost_after = self.newest_id  # the subject's track ended in this frame
+            self.verdicts.clear()
         self.newest_id = max([self.newest_id, *(f.track_id for f in faces)])
-        face = same[0] if same else self._back(faces)
+        face = same[0] if same else self._back(faces, image)
         if face is None:
             self.missing += 1
             kept = [f for f in faces if f.track_id == self.stand_in]
             stand_in = kept[0] if kept else main_face(faces, frame_size)
             self.stand_in = stand_in.track_id if stand_in is not None else None
-            if stand_in is None or (self.seen is not None and self.missing <= SUBJECT_RETURN_FRAMES):
+            if stand_in is None or (self.seen is not None and (self.missing <= SUBJECT_RETURN_FRAMES
+                                                               or self._is_subject(stand_in, image) is False)):
                 return stand_in
             face = stand_in
+            # whoever the stand-in is, it is the one to find from now on
+            self.chips, self.descriptors, self.sampled_at = [], [], -SUBJECT_SAMPLE_FRAMES
         self.track_id, self.seen, self.missing, self.stand_in = face.track_id, face.roi, 0, None
+        self._sample(face, image)
         return face
 
-    def _back(self, faces: list[FaceResult]) -> FaceResult | None:
-        """The face of a track newer than the loss nearest where the subject was last seen, if it is
-        near enough and not too long after."""
+    def _back(self, faces: list[FaceResult], image: np.ndarray | None) -> FaceResult | None:
+        """The face of a track newer than the loss that is the subject found again, if any."""
         new = [f for f in faces if f.track_id > self.lost_after]
-        if self.seen is None or self.missing >= SUBJECT_RETURN_FRAMES or not new:
+        if self.seen is None or not new:
+            return None
+        for f in new:
+            if self._is_subject(f, image):
+                return f
+        if self.missing >= SUBJECT_RETURN_FRAMES:
             return None
         near = min(new, key=lambda f: np.hypot(f.roi.cx - self.seen.cx, f.roi.cy - self.seen.cy))
-        return near if np.hypot(near.roi.cx - self.seen.cx, near.roi.cy - self.seen.cy) <= self.seen.size / 2 else None
+        if np.hypot(near.roi.cx - self.seen.cx, near.roi.cy - self.seen.cy) > self.seen.size / 2:
+            return None
+        return near if self._is_subject(near, image) is not False else None
+
+    def _sample(self, face: FaceResult, image: np.ndarray | None) -> None:
+        """Keep a chip of the subject's face now and then (cheap: describing it waits until needed)."""
+        if self.recognizer is None or image is None or self.frame - self.sampled_at < SUBJECT_SAMPLE_FRAMES:
+            return
+        chip = self.recognizer.chip(image, face.landmarks)
+        if chip is not None:
+            self.chips = (self.chips + [chip])[-SUBJECT_SAMPLES:]
+            self.descriptors = []  # redone from the chips when next needed
+            self.sampled_at = self.frame
+
+    def _is_subject(self, face: FaceResult, image: np.ndarray | None) -> bool | None:
+        """Whether the recogniser knows ``face`` as the subject; None where it cannot tell (no
+        recogniser, no frame, no chip of the subject or of this face).  A face is looked at once
+        every ``RECHECK_FRAMES`` frames at most."""
+        if self.recognizer is None or image is None or not self.chips:
+            return None
+        known = self.verdicts.get(face.track_id)
+        if known is not None and self.frame - known[0] < RECHECK_FRAMES:
+            return known[1]
+        chip = self.recognizer.chip(image, face.landmarks)
+        if chip is None:
+            return None
+        if not self.descriptors:
+            self.descriptors = [self.recognizer.descriptor(c) for c in self.chips]
+        mine = self.recognizer.descriptor(chip)
+        same = min(distance(d, mine) for d in self.descriptors) < SAME_PERSON
+        self.verdicts[face.track_id] = (self.frame, same)
+        return same

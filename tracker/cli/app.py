@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -77,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; returns the process exit code: 0 ok, 1 some inputs failed (or an
     internal error), 2 a bad input or command line (a ``TrackerError``), 130 interrupted."""
@@ -95,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no command given; one of: {', '.join(args.command_names)} (see --help)", file=sys.stderr)
         return EXIT_USAGE
     try:
-        with sigterm_as_ctrl_c() if not getattr(args, "gui", False) else nullcontext():
+        with sigterm_as_ctrl_c() if not getattr(args, "gui", False) else nullcontext(), warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning  # the library's warnings, as the commands' own `warning:` lines
             return args.func(args)
     except TrackerError as exc:  # what the user gave cannot be used: their problem to fix, in one line
         print(f"error: {exc}", file=sys.stderr)

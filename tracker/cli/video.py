@@ -15,6 +15,7 @@ from tracker.detector import cnn_missing_note
 from tracker.draw import annotate
 from tracker.errors import UsageError, count_of
 from tracker.fileio import atomic_write_json, atomic_write_text, check_output_folder, check_outputs_apart, check_writable, safe_output_path
+from tracker.identity import load_recognizer
 from tracker.pipeline import LIVE_DETECT_LAG, Tracker, TrackerConfig
 from tracker.pts import write_pts
 from tracker.sources import clip_files, open_video_or_camera, track_stream, until_interrupted
@@ -76,7 +77,7 @@ def run(args) -> int:
     if source.live:
         print(f"tracking {source.label}; Ctrl-C stops and saves", file=sys.stderr)
     rows, frames_json = [], []
-    subject = Subject(sticky=True)
+    subject = Subject(sticky=True, recognizer=load_recognizer() if args.pts_dir else None)
     t_start = time.perf_counter()
     n = tracked_frames = pts_written = 0
     # The annotated video goes to a hidden temporary file, deleted on any failure or Ctrl-C on a file.
@@ -89,7 +90,7 @@ def run(args) -> int:
                 result = tracked.result
                 if writer:
                     writer.write(annotate(tracked.image, result, tracked.fps))
-                face = subject.pick(result.faces, tracked.image.shape[1::-1])
+                face = subject.pick(result.faces, tracked.image.shape[1::-1], tracked.image)
                 if args.pts_dir and face is not None:
                     write_pts(safe_output_path(args.pts_dir, frame_pts_name(n)), face.landmarks)
                     pts_written += 1

@@ -143,20 +143,22 @@ def _place(pts: np.ndarray, height: float, centre: tuple[float, float], angle: f
 
 
 def render_bystander_clip(image: np.ndarray, pts: np.ndarray, other: np.ndarray, other_pts: np.ndarray, size: tuple[int, int],
-                          frames: int, rng: np.random.Generator):
+                          frames: int, rng: np.random.Generator, hidden: int = HIDDEN_FRAMES, shift: float = 0.0):
     """The subject (its whole still, swaying near the centre) and another person's face that walks
-    in from the right and stays; a board hides the subject wholly for ``HIDDEN_FRAMES`` frames
-    in the middle (no annotation there: in 300VW only the subject is annotated, where it shows).
+    in from the right and stays; a board hides the subject wholly for ``hidden`` frames from about
+    a third of the clip (no annotation there: in 300VW only the subject is annotated, where it
+    shows), after which the subject is ``shift`` of the width further left (it moved meanwhile).
     The tracker's output must come back to the subject afterwards, not stay on the other person.
     Frames (BGR), per-frame subject landmarks (None while hidden) and the board's boxes."""
     w, h = size
     layer, alpha = face_layer(other, other_pts)
-    hide = int(rng.integers(frames // 3, frames // 2))
+    hide = min(int(rng.integers(frames // 3, frames // 2)), max(frames - hidden - 1, 0))
     phase = rng.uniform(0, 2 * np.pi, 3)
     out_frames, out_pts, out_board = [], [], []
     for i in range(frames):
         t = i / 30.0
-        m = _place(pts, 0.42 * h, (0.4 * w + 20 * np.sin(t + phase[0]), 0.5 * h + 8 * np.sin(0.7 * t + phase[1])),
+        x0 = (0.4 - (shift if i >= hide else 0.0)) * w
+        m = _place(pts, 0.42 * h, (x0 + 20 * np.sin(t + phase[0]), 0.5 * h + 8 * np.sin(0.7 * t + phase[1])),
                    np.radians(6) * np.sin(0.5 * t + phase[2]))
         frame = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         x = float(np.interp(i, [0, frames // 8, frames // 3], [1.3 * w, 1.3 * w, 0.82 * w]))
@@ -166,7 +168,7 @@ def render_bystander_clip(image: np.ndarray, pts: np.ndarray, other: np.ndarray,
         frame = np.clip(frame, 0, 255).astype(np.uint8)
         p = cv2.transform(pts[None].astype(np.float64), m)[0]
         board = None
-        if hide <= i < hide + HIDDEN_FRAMES:
+        if hide <= i < hide + hidden:
             lo, hi = p.min(0), p.max(0)
             pad = 0.35 * (hi - lo)
             board = (int(lo[0] - pad[0]), int(lo[1] - 1.5 * pad[1]), int(hi[0] + pad[0]), int(hi[1] + pad[1]))
@@ -218,7 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bystanders", action="store_true",
                     help="clips of two people instead: the subject and the next image's face walking in beside it; "
                          "the subject hidden for a moment (the output must come back to it)")
+    ap.add_argument("--hidden", type=int, default=HIDDEN_FRAMES, help="--bystanders: frames the subject is hidden for")
+    ap.add_argument("--return-shift", type=float, default=0.0,
+                    help="--bystanders: how far left the subject comes back, as a fraction of the width (0 to 0.3)")
     args = ap.parse_args(argv)
+    if not 0 <= args.hidden < args.frames or not 0 <= args.return_shift <= 0.3:
+        ap.error("--hidden must be 0 or more and less than --frames; --return-shift between 0 and 0.3")
     w, h = (int(v) for v in args.size.lower().split("x"))
     if args.list:
         images = [args.images / line.strip() for line in args.list.read_text().splitlines() if line.strip()]
@@ -243,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         image, pts = subject
         rng = np.random.default_rng(args.seed * 100003 + k)
         if other is not None:
-            frames, fpts, occluders = render_bystander_clip(image, pts, *other, (w, h), args.frames, rng)
+            frames, fpts, occluders = render_bystander_clip(image, pts, *other, (w, h), args.frames, rng, args.hidden, args.return_shift)
             static = 0
         else:
             frames, fpts, occluders = render_clip(image, pts, (w, h), args.frames, args.static, rng)
