@@ -543,6 +543,17 @@ def test_the_recognised_subject_comes_back_late_and_elsewhere():
     subject.pick([], size)
     subject.pick([face(2, 325, 9)], size)
     assert subject.track_id == 2
+    # the subject's track jumps onto a neighbour while the subject is hidden: the subject is lost,
+    # the track stands in, and the subject's face found again takes the .pts back
+    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    subject.pick([face(0, 320, 3)], size, frame)
+    hop = face(0, 420, 8)
+    assert subject.pick([hop], size, frame) is hop and subject.track_id is None  # written as the stand-in
+    assert subject.pick([hop, face(6, 200, 3)], size, frame).track_id == 6
+    # a small move is not looked at
+    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    subject.pick([face(0, 320, 3)], size, frame)
+    assert subject.pick([face(0, 330, 8)], size, frame).track_id == 0 and subject.track_id == 0
     # a stand-in the recogniser cannot tell from the subject becomes the subject after the wait
     subject = Subject(sticky=True, recognizer=_FakeRecognizer())
     subject.pick([face(0, 320, 3)], size, frame)

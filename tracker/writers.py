@@ -129,6 +129,7 @@ SUBJECT_RETURN_FRAMES = 90
 SUBJECT_SAMPLE_FRAMES = 100  # a chip of the subject's face kept every this many frames (a few poses)
 SUBJECT_SAMPLES = 4
 RECHECK_FRAMES = 30  # a face judged not to be the subject is looked at again after this many frames (pose, blur)
+HOP_SHIFT = 0.2  # the subject's crop moving this much of its size in a frame may have jumped onto another face
 
 
 class Subject:
@@ -140,7 +141,8 @@ class Subject:
     subject's crop of the crop's centre) within ``SUBJECT_RETURN_FRAMES`` frames and the recogniser
     does not tell them apart.  Until then a stand-in is written: the main face (``main_face``),
     kept while its track lasts; when that time is up the stand-in becomes the subject, unless the
-    recogniser knows it as someone else.  Taking the best-scoring face in every frame made the
+    recogniser knows it as someone else; and the subject is lost too when the recogniser finds its
+    track on someone else (``_hopped``).  Taking the best-scoring face in every frame made the
     output flip between two people; keeping whichever face stood in first kept a bystander, found
     while the subject was hidden for 13 frames, for the rest of the video (user test 8), and by
     place alone, a subject hidden longer or coming back elsewhere (user test 9); a face of a track
@@ -160,6 +162,7 @@ class Subject:
         self.descriptors: list[np.ndarray] = []
         self.sampled_at = -SUBJECT_SAMPLE_FRAMES
         self.verdicts: dict[int, tuple[int, bool]] = {}  # track id -> (frame, is the subject) while it is missing
+        self.hop_checked_at = -RECHECK_FRAMES
 
     def pick(self, faces: list[FaceResult], frame_size: tuple[int, int], image: np.ndarray | None = None) -> FaceResult | None:
         """The subject among a (w, h) frame's faces; ``image``: the frame, for the face recogniser."""
@@ -167,9 +170,14 @@ class Subject:
             return main_face(faces, frame_size)
         self.frame += 1
         same = [f for f in faces if f.track_id == self.track_id]
+        hopped = self._hopped(same[0], faces, image) if same else None
+        if hopped is not None:
+            self.track_id, same = None, []  # its track went on on someone else's face: the subject is lost
         if not same and self.missing == 0:
             self.lost_after = self.newest_id  # the subject's track ended in this frame
             self.verdicts.clear()
+            if hopped is not None:
+                self.verdicts[hopped] = (self.frame, False)
         self.newest_id = max([self.newest_id, *(f.track_id for f in faces)])
         face = same[0] if same else self._back(faces, image)
         if face is None:
@@ -202,6 +210,29 @@ class Subject:
             return None
         return near if self._is_subject(near, image) is not False else None
 
+    def _hopped(self, face: FaceResult, faces: list[FaceResult], image: np.ndarray | None) -> int | None:
+        """The subject's track id when the recogniser says the track now holds someone else: a
+        track can move onto a neighbour's face while the subject's is hidden (a synthetic clip's
+        subject went on as the woman beside it for 120 frames).  Looked at when the track jumps
+        (by ``HOP_SHIFT`` of its crop in a frame) and, with other faces about, at each sample."""
+        if self.recognizer is None or image is None or not self.chips or self.seen is None or self.frame - self.hop_checked_at < RECHECK_FRAMES:
+            return None
+        jumped = np.hypot(face.roi.cx - self.seen.cx, face.roi.cy - self.seen.cy) > HOP_SHIFT * self.seen.size
+        if not jumped and not (len(faces) > 1 and self.frame - self.sampled_at >= SUBJECT_SAMPLE_FRAMES):
+            return None
+        chip = self.recognizer.chip(image, face.landmarks)
+        if chip is None:
+            return None
+        self.hop_checked_at = self.frame
+        if self._matches(self.recognizer.descriptor(chip)):
+            return None
+        return face.track_id
+
+    def _matches(self, descriptor: np.ndarray) -> bool:
+        if not self.descriptors:
+            self.descriptors = [self.recognizer.descriptor(c) for c in self.chips]
+        return min(distance(d, descriptor) for d in self.descriptors) < SAME_PERSON
+
     def _sample(self, face: FaceResult, image: np.ndarray | None) -> None:
         """Keep a chip of the subject's face now and then (cheap: describing it waits until needed)."""
         if self.recognizer is None or image is None or self.frame - self.sampled_at < SUBJECT_SAMPLE_FRAMES:
@@ -224,9 +255,6 @@ class Subject:
         chip = self.recognizer.chip(image, face.landmarks)
         if chip is None:
             return None
-        if not self.descriptors:
-            self.descriptors = [self.recognizer.descriptor(c) for c in self.chips]
-        mine = self.recognizer.descriptor(chip)
-        same = min(distance(d, mine) for d in self.descriptors) < SAME_PERSON
+        same = self._matches(self.recognizer.descriptor(chip))
         self.verdicts[face.track_id] = (self.frame, same)
         return same
