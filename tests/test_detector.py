@@ -286,6 +286,30 @@ def test_a_cut_to_a_face_elsewhere_has_the_face_on_the_cut_frame(astronaut):
     assert len(video.track(np.full_like(canvas, 90)).faces) == 0  # no face at all: still none
 
 
+def test_a_cut_to_another_face_in_the_same_place_starts_a_new_track(astronaut):
+    """User test 10: at a cut to another person standing where the tracked face was, the track
+    went on on the new face with its id (another person's points in the subject's .pts)."""
+    from tracker import Tracker, TrackerConfig
+    from tracker.cuts import changed_cells, is_cut, thumbnail
+    from tracker.metrics import nme
+
+    grace = cv2.resize(cv2.imread(str(ASSETS / "demo" / "grace_hopper.jpg")), astronaut.shape[1::-1])
+    video = Tracker(TrackerConfig(mode="video", threads=1))
+    first = [video.track(astronaut).faces[0].track_id for _ in range(3)]
+    cut = video.track(grace).faces
+    still = Tracker(TrackerConfig(mode="image", threads=1, refine_flip=False)).track(grace).faces[0].landmarks
+    assert len(set(first)) == 1 and len(cut) == 1 and cut[0].track_id not in first
+    assert nme(cut[0].landmarks, still) < 0.05
+    assert video.track(grace).faces[0].track_id == cut[0].track_id  # and goes on from there
+    # the test itself: the same frame, a face moving 10% of the picture, a board over half of it, and a cut
+    a = thumbnail(astronaut)
+    moved = thumbnail(np.roll(astronaut, 51, axis=1))
+    board = astronaut.copy()
+    board[100:400, 100:400] = (90, 110, 120)
+    assert changed_cells(a, a) == 0 and not is_cut(None, a)
+    assert not is_cut(a, moved) and not is_cut(a, thumbnail(board)) and is_cut(a, thumbnail(grace))
+
+
 def test_images_finds_a_group_photos_small_faces_with_detect_side_and_max_faces(astronaut, tmp_path):
     """A large face and four small ones: HOG at 640 px finds only the large one (and the finer
     second pass looks only where it found none); --detect-side 2048 finds all, --max-faces keeps them."""

@@ -25,6 +25,7 @@ from engines import KINDS, load_engine, resolve_kind
 from engines.base import Engine
 from tracker.assets import ASSETS, AssetError, read_manifest, verified_asset
 from tracker.crop import NETWORK_INPUT, Roi, crop_matrix, invert, roi_from_box, roi_from_landmarks, to_network_input, transform_points, warp_image
+from tracker.cuts import is_cut, thumbnail
 from tracker.densemaps import DenseMaps, infer_flip_averaged
 from tracker.detector import (
     DETECT_MAX_SIDE,
@@ -378,6 +379,7 @@ class Tracker:
         self._cnn_at = -(1 << 30)  # the frame the CNN last looked after a loss
         self._next_id = 0
         self._frame = 0
+        self._thumbnail: np.ndarray | None = None  # the last frame's, for the scene-cut test (video)
         self._search = DeferredSearch(config.detect_lag, background=config.detect_lag > 0)
 
     def describe(self) -> str:
@@ -389,6 +391,7 @@ class Tracker:
         """Forget all tracks (a new video)."""
         self._search.cancel()
         self._tracks, self._frame, self._track_ended, self._lost_at, self._cnn_at = [], 0, False, -(1 << 30), -(1 << 30)
+        self._thumbnail = None
 
     def close(self) -> None:
         """Stop the background face search's worker process, if one was started (it also stops
@@ -428,6 +431,14 @@ class Tracker:
         given = None if boxes is None else _given_boxes(boxes, image.shape)
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         video = self.config.mode is TrackerMode.VIDEO
+        if video:
+            thumb = thumbnail(image)
+            if given is None and self._tracks and is_cut(self._thumbnail, thumb):
+                # A new shot: its faces are not the tracked ones, even where they stand in the same
+                # place (tracks carried on onto them; user test 10).  Searched as a first frame.
+                self._search.cancel()  # (an answer under way is about the old shot)
+                self._tracks, self._track_ended = [], False
+            self._thumbnail = thumb
         tracked = [(tr, tr.roi) for tr in self._tracks] if video else []
         detections: list[Detection] = []
         if given is None and video and tracked:

@@ -1,0 +1,47 @@
+"""Scene cuts in video: a frame that shares nothing with the one before.  At a hard cut the
+tracks carried on onto the new shot's faces near where the old ones were, keeping their ids
+(another person's landmarks in the subject's ``.pts`` for 40 frames; user test 10), because a
+face is found there and nothing is lost.  The tracker ends every track at a cut and searches
+the frame afresh, as it does a video's first frame.
+
+The test compares small HSV thumbnails cell by cell: a cut changes nearly every cell of an
+8x6 grid, where a face moving fast, a zoom, shaking or blur change at most 2/3 of them and an
+occluder or a board in front of a face at most 2/3 (the synthetic clips, user test 10's clips),
+and a still face under noise none."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+THUMBNAIL = (32, 24)
+GRID = (8, 6)
+CELL_CHANGE = 0.1  # a cell changed: its mean |dH|, |dS|, |dV| (each over its range) averages above this
+CUT_CELLS = 0.85  # a cut: at least this share of the cells changed (cuts 1.0; fast motion <= 0.67) ...
+CUT_COLOURS = 0.15  # ... and the colours changed this much (``histogram_change``): a fast pan moves every cell, not the colours
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """A BGR frame's small HSV summary (float32, 24x32x3), what ``is_cut`` compares."""
+    return cv2.cvtColor(cv2.resize(image, THUMBNAIL, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2HSV).astype(np.float32)
+
+
+def changed_cells(before: np.ndarray, after: np.ndarray) -> float:
+    """The share of the grid's cells that changed between two thumbnails."""
+    d = np.abs(after - before)
+    d[..., 0] = np.minimum(d[..., 0], 180 - d[..., 0])  # OpenCV's hue is 0-179 and wraps around
+    per_pixel = (d[..., 0] / 180 + d[..., 1] / 255 + d[..., 2] / 255) / 3
+    return float((cv2.resize(per_pixel, GRID, interpolation=cv2.INTER_AREA) > CELL_CHANGE).mean())
+
+
+def histogram_change(before: np.ndarray, after: np.ndarray) -> float:
+    """How much the colours changed, wherever they are: the total variation distance between the
+    two thumbnails' hue, saturation and value histograms (16 bins each), averaged (0-1)."""
+    change = 0.0
+    for channel, top in ((0, 180), (1, 256), (2, 256)):
+        a, b = (np.histogram(t[..., channel], bins=16, range=(0, top))[0] / t[..., channel].size for t in (before, after))
+        change += np.abs(a - b).sum() / 2
+    return float(change / 3)
+
+
+def is_cut(before: np.ndarray | None, after: np.ndarray) -> bool:
+    return before is not None and changed_cells(before, after) >= CUT_CELLS and histogram_change(before, after) >= CUT_COLOURS
