@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import IO
 
 import cv2
 import numpy as np
@@ -58,14 +59,18 @@ def _temp_file(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+@contextmanager
+def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO]:
+    """A hidden temporary file beside ``path`` to write (``mode`` "wb" or "w": UTF-8 text, no
+    newline translation), renamed onto ``path`` when the block ends, deleted on any exception:
+    a long output (``video --csv/--json``) is written as it comes, not held in memory."""
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = _temp_file(path)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual mode
@@ -79,6 +84,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if isinstance(exc, OSError) and not isinstance(exc, WriteError):
             raise WriteError(path, exc) from exc
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 def check_writable(path: Path) -> None:

@@ -4,16 +4,17 @@ holds.  Pure functions and small classes over ``FrameResult``/``FaceResult``; th
 where the files go (always through ``tracker.fileio``'s atomic writes)."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from tracker.crop import Roi, roi_from_box
 from tracker.draw import warp_to_image
-from tracker.fileio import atomic_write_json
+from tracker.fileio import atomic_write_json, json_ready
 from tracker.identity import SAME_PERSON, distance
 from tracker.pts import write_pts
 
@@ -61,6 +62,22 @@ def frame_to_json(result: FrameResult, source: str, shape) -> dict:
         "faces": [face_to_json(f) for f in result.faces],
         "timings_ms": {k: round(v, 2) for k, v in result.timings.items()},
     }
+
+
+class JsonFrames:
+    """``video --json``'s file, written frame by frame into ``f``: the ``header``'s fields, then
+    ``"frames": [...]`` (``close`` ends the list)."""
+
+    def __init__(self, f: IO[str], header: dict):
+        self.f, self.count = f, 0
+        f.write(json.dumps(json_ready(header), allow_nan=False)[:-1] + ', "frames": [')
+
+    def add(self, frame: dict) -> None:
+        self.f.write(("," if self.count else "") + "\n " + json.dumps(json_ready(frame), allow_nan=False))
+        self.count += 1
+
+    def close(self) -> None:
+        self.f.write("\n]}\n")
 
 
 def csv_rows(frame_number: int, faces: list[FaceResult]) -> list[list]:

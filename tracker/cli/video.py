@@ -4,23 +4,22 @@ tracked; the video, CSV and JSON are written whole at the end (a camera's at Ctr
 from __future__ import annotations
 
 import csv
-import io
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack
 from pathlib import Path
 
 from tracker.cli.common import CNN_SILENCE, EXIT_ITEMS_FAILED, EXIT_OK, camera_arg, count, engine_args, video_args, warn
 from tracker.detector import cnn_missing_note
 from tracker.draw import annotate
 from tracker.errors import UsageError, count_of
-from tracker.fileio import atomic_write_json, atomic_write_text, check_output_folder, check_outputs_apart, check_writable, safe_output_path
+from tracker.fileio import atomic_file, check_output_folder, check_outputs_apart, check_writable, safe_output_path
 from tracker.identity import load_recognizer
 from tracker.pipeline import LIVE_DETECT_LAG, Tracker, TrackerConfig
 from tracker.pts import write_pts
 from tracker.sources import clip_files, open_video_or_camera, track_stream, until_interrupted
 from tracker.video import AtomicVideoWriter, VideoError, check_video_output
-from tracker.writers import COORDINATES, CSV_HEADER, FRAME_PTS_NAME, Subject, csv_rows, face_to_json, frame_pts_name
+from tracker.writers import COORDINATES, CSV_HEADER, FRAME_PTS_NAME, JsonFrames, Subject, csv_rows, face_to_json, frame_pts_name
 
 NAME = "video"
 
@@ -76,12 +75,19 @@ def run(args) -> int:
                                               detect_lag=args.detect_lag if args.detect_lag is not None else LIVE_DETECT_LAG if source.live else 0))
     if source.live:
         print(f"tracking {source.label}; Ctrl-C stops and saves", file=sys.stderr)
-    rows, frames_json = [], []
     subject = Subject(sticky=True, recognizer=load_recognizer() if args.pts_dir else None)
     t_start = time.perf_counter()
     n = tracked_frames = pts_written = 0
-    # The annotated video goes to a hidden temporary file, deleted on any failure or Ctrl-C on a file.
-    with source, AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live) if args.out else nullcontext() as writer:
+    # Every output goes to a hidden temporary file as the frames come (an hour's JSON held in memory
+    # grew by ~74 KB a frame; user test 10), renamed when the run ends, deleted on any failure or
+    # Ctrl-C on a file.
+    with source, ExitStack() as outputs:
+        writer = outputs.enter_context(AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live)) if args.out else None
+        table = csv.writer(outputs.enter_context(atomic_file(args.csv, "w"))) if args.csv else None
+        if table:
+            table.writerow(CSV_HEADER)
+        frames_json = JsonFrames(outputs.enter_context(atomic_file(args.json, "w")), {
+            "source": source.label, "coordinates": COORDINATES, "fps": source.fps}) if args.json else None
         with until_interrupted(source):
             stream = track_stream(tracker, source, limit=args.max_frames)
             for tracked in tqdm(stream, total=source.length or None, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()):
@@ -94,20 +100,14 @@ def run(args) -> int:
                 if args.pts_dir and face is not None:
                     write_pts(safe_output_path(args.pts_dir, frame_pts_name(n)), face.landmarks)
                     pts_written += 1
-                if args.csv:
-                    rows += csv_rows(n, result.faces)
-                if args.json:
-                    frames_json.append({"frame": n, "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
-        if tracked_frames == 0:  # inside the writer: no empty video is left behind
+                if table:
+                    table.writerows(csv_rows(n, result.faces))
+                if frames_json:
+                    frames_json.add({"frame": n, "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
+        if tracked_frames == 0:  # inside the writers: no empty output is left behind
             raise VideoError(f"{source.label}: no decodable frame (corrupt, or not a video)")
-    if args.csv:
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(CSV_HEADER)
-        w.writerows(rows)
-        atomic_write_text(args.csv, buf.getvalue())
-    if args.json:
-        atomic_write_json(args.json, {"source": source.label, "coordinates": COORDINATES, "fps": source.fps, "frames": frames_json})
+        if frames_json:
+            frames_json.close()
     elapsed = time.perf_counter() - t_start
     written = [str(p) for p in (args.out, args.csv, args.json) if p] + ([f"{pts_written} .pts in {args.pts_dir}"] if args.pts_dir else [])
     skipped = f", {count_of(source.skipped, 'unreadable frame')} skipped" if source.skipped else ""
