@@ -245,13 +245,19 @@ def test_export_writes_a_card_with_the_validation_curve_and_regraph_keeps_it(tmp
     # --steps: the same weights run for fewer recurrent steps, in both deployables and the card
     for steps in (2, 1):  # a second --steps keeps counting from the trained 3
         assert export_main(["mdm-fine", "--regraph", "--steps", str(steps), "--out-dir", str(out)]) == 0
+        import onnxruntime
+
+        assert int8.exists() or onnxruntime.__version__.startswith("1.2")  # (1.32 here quantizes it)
+        if not int8.exists():  # ONNX Runtime <= 1.23 (Python 3.10) cannot quantize this graph: said, and no stale variant
+            card = (out / "MDM_FINE_CARD.md").read_text()
+            assert "**CPU variant**: none" in card and int8.name not in read_manifest(out / "MANIFEST.json")
         card = (out / "MDM_FINE_CARD.md").read_text()
         assert card.count("recurrent steps it was trained with") == 1 and f"runs {steps} of the 3 recurrent steps" in card
         assert torch.load(str(out / "mdm_fine.pt"), weights_only=True)["options"]["steps"] == steps
         feed = {"image": np.zeros((1, 1, 208, 208), np.float32), "init": np.full((1, 68, 2), 104.0, np.float32)}
-        for graph in ("mdm_fine.onnx", "mdm_fine_int8.onnx"):
+        for graph in ("mdm_fine.onnx", "mdm_fine_int8.onnx")[: 1 + int8.exists()]:
             assert OnnxEngine(out / graph, threads=1).infer(feed)["points"].shape == (1, steps, 68, 2)
-        assert OnnxEngine(int8).metadata[FLOAT_GRAPH_KEY] == sha256(out / "mdm_fine.onnx")
+        assert not int8.exists() or OnnxEngine(int8).metadata[FLOAT_GRAPH_KEY] == sha256(out / "mdm_fine.onnx")
         assert read_manifest(out / "MANIFEST.json")["mdm_fine.onnx"] == sha256(out / "mdm_fine.onnx")
 
 

@@ -354,3 +354,33 @@ def test_ground_truth_made_again_in_the_same_folder_gets_its_own_cache_and_the_c
     write_run_info(tmp_path / "run", ["densereg", "--data", "data"], 16, 1e-3, None, data=data)
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert data_lines(info)["data"] == f"`{data.resolve()}` (`splits/train.txt`: 1 face)"
+
+
+def test_an_installed_package_writes_nothing_inside_itself(tmp_path):
+    """User test 10: from a wheel, runs went into site-packages/runs and an export without
+    --out-dir replaced the installed models.  The packages copied without pyproject.toml beside
+    them (as in site-packages) put their defaults in the current folder and ask for outputs."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    site = tmp_path / "site"
+    for package in ("tracker", "training", "engines"):
+        shutil.copytree(repo / package, site / package, ignore=shutil.ignore_patterns("*.onnx", "*.pt", "demo", "textures", "__pycache__"))
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+
+    def python(*args):
+        return subprocess.run([sys.executable, *args], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+
+    r = python("-c", "import training; print(training.REPO, training.INSTALLED)")
+    assert r.stdout.split() == [str(work), "True"], r.stderr
+    for module in ("training.export", "training.shape_pca"):
+        r = python("-m", module, "mdm", "--run", "x") if module == "training.export" else python("-m", module)
+        assert r.returncode == 2 and "required: --out" in r.stderr, (module, r.stderr)
+    r = python("-m", "training.train", "mdm", "--steps", "1")
+    assert r.returncode == 2 and "not a 300-W folder" in r.stderr and "Traceback" not in r.stderr
+    assert not (site / "runs").exists() and not (work / "runs").exists()
+    r = python("-c", "from tracker.errors import install_hint; print(install_hint('cnn'))")
+    assert "densereg-tracker[cnn]" in r.stdout

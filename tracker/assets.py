@@ -22,6 +22,14 @@ DEMO_CLIP = DEMO_IMAGE.with_suffix(".mp4")  # made from the still by tracker.too
 TEXTURE_DIR = ASSETS / "textures"  # UV-space textures for face transfer (made by tracker.tools.textures)
 
 
+def checkout_root() -> Path | None:
+    """The project checkout this package runs from (the project's pyproject.toml beside the
+    package, installed editable or not at all); None when it was installed from a wheel, where
+    the folder above the package is site-packages: nothing is to be written there."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() else None
+
+
 class AssetError(TrackerError, RuntimeError):
     """A model asset is missing or does not match its recorded SHA-256."""
 
@@ -48,6 +56,16 @@ def record(path: Path, manifest: Path = MANIFEST) -> str:
     atomic_write_json(manifest, dict(sorted(entries.items())))
     _verified.cache_clear()
     return digest
+
+
+def forget(path: Path, manifest: Path = MANIFEST) -> None:
+    """Drop a file that is no longer made from the manifest (an asset builder's)."""
+    from tracker.fileio import atomic_write_json
+
+    entries = read_manifest(manifest)
+    if entries.pop(Path(path).name, None) is not None:
+        atomic_write_json(manifest, entries)
+    _verified.cache_clear()
 
 
 @cache

@@ -23,10 +23,9 @@ def install_hint(extra: str) -> str:
     the installed metadata (in a checkout the name would send pip to an index for a project this
     one does not publish).  Not from the installed metadata: a checkout's own egg-info, first on
     the path, looks like an install from an index."""
-    from pathlib import Path
+    from tracker.assets import checkout_root
 
-    checkout = (Path(__file__).resolve().parents[1] / "pyproject.toml").is_file()
-    return f"pip install -e '.[{extra}]'" if checkout else f"pip install 'densereg-tracker[{extra}]'"
+    return f"pip install -e '.[{extra}]'" if checkout_root() else f"pip install 'densereg-tracker[{extra}]'"
 
 
 class TrackerError(Exception):

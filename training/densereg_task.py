@@ -12,11 +12,10 @@ from tracker.assets import ASSETS
 from tracker.crop import to_network_input
 from tracker.parts import lookup_parts, mean_iou
 from tracker.uvcodec import K_DEFAULT, encode
+from training import REPO
 from training.dataset import NO_AUGMENT, Augment, build_cache, cache_path, concat_caches, sample_crop
 from training.losses import DEPTH_WEIGHT, ce_weights, densereg_loss, part_transfer_loss, segment_loss, soft_part_map
 from training.model import DenseReg, configured, deployed_maps
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,11 @@ from tracker.densemaps import infer_flip_averaged
 from tracker.errors import TrackerError
 from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text
 from tracker.metrics import ced, eye_distance
+from training import REPO
 from training.dataset import NO_AUGMENT, build_cache, cache_path, sample_crop
 from training.densereg_task import dense_metrics
 from training.template import DEFAULT_300W
 
-REPO = Path(__file__).resolve().parents[1]
 CED_LIMIT = 0.1
 
 

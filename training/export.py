@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tracker.assets import ASSETS, record, sha256
+from tracker.assets import ASSETS, forget, record, sha256
 from tracker.crop import NETWORK_INPUT
 from tracker.errors import TrackerError, UsageError
 from tracker.fileio import atomic_write_text
 from tracker.refiner import FLOAT_GRAPH_KEY, FRAMES
 from tracker.uvcodec import K_DEFAULT
+from training import INSTALLED
 from training.deploy import build_deployable, export
 from training.losses import DEPTH_WEIGHT
 from training.mdm import MDMConfig
@@ -88,7 +89,22 @@ def write_int8_variant(arch: str, options: dict, onnx_path: Path, manifest: Path
 
     out = onnx_path.with_name(int8_variant(onnx_path.name))
     tmp = out.with_name(out.name + ".part")
-    quantize_dynamic(onnx_path, tmp, op_types_to_quantize=["Gemm", "MatMul"], weight_type=QuantType.QUInt8)
+    try:
+        quantize_dynamic(onnx_path, tmp, op_types_to_quantize=["Gemm", "MatMul"], weight_type=QuantType.QUInt8)
+    except RuntimeError as exc:
+        # ONNX Runtime up to 1.23 (the last for Python 3.10) cannot quantize the regraphed refiner
+        # (it loses its MatMuls' types; told them, it builds a graph it cannot load: user test 10).
+        # The tracker then runs the float graph; a variant of an earlier export must not stay.
+        import onnxruntime
+
+        tmp.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
+        if manifest is not None:
+            forget(out, manifest)
+        print(f"note: no {out.name}: ONNX Runtime {onnxruntime.__version__} cannot quantize this graph ({str(exc).splitlines()[0][:120]}); "
+              "the tracker runs the float graph", file=sys.stderr)
+        return (f"- **CPU variant**: none (ONNX Runtime {onnxruntime.__version__}, which exported this graph, could not quantize it); "
+                "ONNX Runtime runs the float graph.\n")
     model = onnx.load(str(tmp))
     # which float graph it was made from: the tracker refuses a variant left from another export
     onnx.helper.set_model_props(model, {FLOAT_GRAPH_KEY: sha256(onnx_path)})
@@ -389,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--run", type=Path, help="training run folder holding best.pt and val.jsonl")
     src.add_argument("--regraph", action="store_true",
                      help="re-export the shipped .pt with today's graph code (graph-only changes: same weights, same card)")
-    ap.add_argument("--out-dir", type=Path, default=ASSETS)
+    ap.add_argument("--out-dir", type=Path, default=ASSETS, required=INSTALLED, help="default: the package's assets (in a checkout)")
     ap.add_argument("--steps", type=int, default=0, help="with --regraph: run the refiner for this many recurrent steps")
     args = ap.parse_args(argv)
     name = NAMES[args.arch]

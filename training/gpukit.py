@@ -58,11 +58,11 @@ from tracker.assets import ASSETS, sha256
 from tracker.errors import count_of
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_json, read_image
 from tracker.pts import read_pts, write_pts
+from training import REPO
 from training.dataset import CACHE_FACTOR, CACHE_SIZE, FaceCache, cache_item, save_cache
 from training.densereg_task import PAPER, DenseOptions
 from training.template import DEFAULT_300W
 
-REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("gpukit")
 
 PACK_VERSION = 1

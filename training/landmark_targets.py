@@ -28,9 +28,9 @@ import numpy as np
 from tracker.assets import ASSETS, record
 from tracker.fileio import atomic_save_npz, atomic_write_text
 from tracker.metrics import REGIONS, eye_distance
+from training import INSTALLED, REPO
 from training.template import DEFAULT_300W
 
-REPO = Path(__file__).resolve().parents[1]
 ASSET = ASSETS / "landmark_targets.npz"
 JAW = slice(0, 17)
 SNAP = 0.05  # of the eye distance: an annotation farther than this from the fit's mask is left out
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.landmark_targets", description=__doc__.split("\n")[0])
     ap.add_argument("--gt", type=Path, default=REPO / "data" / "gt")
     ap.add_argument("--data", type=Path, default=DEFAULT_300W)
-    ap.add_argument("--out", type=Path, default=ASSET)
+    ap.add_argument("--out", type=Path, default=ASSET, required=INSTALLED, help="default: the package's own (in a checkout)")
     args = ap.parse_args(argv)
     observed, samples = observed_targets(args.gt, args.data)
     with np.load(ASSETS / "template.npz") as z:

@@ -16,6 +16,7 @@ from tracker.assets import record
 from tracker.fileio import atomic_save_npz, atomic_write_text
 from tracker.pts import read_pts
 from tracker.shape_model import ASSET, normalise, similarity_align
+from training import INSTALLED
 from training.template import DEFAULT_300W, FLIP_PERMUTATION
 
 
@@ -67,7 +68,7 @@ CARD = """# PCA shape model (`shape_pca.npz`)
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_300W)
-    ap.add_argument("--out", type=Path, default=ASSET)
+    ap.add_argument("--out", type=Path, default=ASSET, required=INSTALLED, help="default: the package's own (in a checkout)")
     args = ap.parse_args(argv)
     train = (args.data / "splits" / "train.txt").read_text().split()
     shapes = np.stack([read_pts((args.data / rel).with_suffix(".pts"), expected=68) for rel in train])

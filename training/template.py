@@ -31,16 +31,16 @@ import cv2
 import numpy as np
 
 from tracker import parts as P
-from tracker.assets import record
+from tracker.assets import ASSETS, record
 from tracker.fileio import atomic_save_npz, atomic_write_image, atomic_write_text
 from tracker.pts import read_pts
+from training import INSTALLED, REPO
 from training.fitting import FitOptions, LandmarkDefinition, fit_landmarks, project
 from training.sfm import MorphableModel, load_sfm, read_contours, read_landmark_mapping
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SFM = REPO.parent / "shared" / "template" / "sfm"
 DEFAULT_300W = REPO.parent / "shared" / "data" / "300w"
-ASSET = REPO / "tracker" / "assets" / "template.npz"
+ASSET = ASSETS / "template.npz"
 PART_RES = 256
 CYLINDER_AXIS_Z = -90.0  # mm behind the nose tip: roughly the head's vertical axis
 PARALLEL_BAND = 4.0  # mm: half-height of a jaw landmark's marching parallel
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sfm", type=Path, default=DEFAULT_SFM)
     ap.add_argument("--data", type=Path, default=DEFAULT_300W, help="300w folder (jaw calibration)")
-    ap.add_argument("--out", type=Path, default=ASSET)
+    ap.add_argument("--out", type=Path, default=ASSET, required=INSTALLED, help="default: the package's own (in a checkout)")
     ap.add_argument("--docs", type=Path, default=REPO / "docs" / "template_uv.png")
     args = ap.parse_args(argv)
     assets = build(args.sfm, args.data)

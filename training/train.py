@@ -31,10 +31,10 @@ import torch
 
 from tracker.errors import TrackerError, UsageError
 from tracker.fileio import atomic_write_json, atomic_write_text
+from training import REPO
 from training.model import AUX_HEAD, CONFIGS
 from training.template import DEFAULT_300W
 
-REPO = Path(__file__).resolve().parents[1]
 SEED = 0
 
 
@@ -488,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
         held = held_run_step(out)
         if held is not None and not args.resume:  # a new run there would replace its best.pt with a worse one
             raise UsageError(f"{out} holds a run (step {held}): --resume continues it, another --out starts a new one")
+        if not (Path(args.data) / "splits" / "train.txt").is_file():  # (a FileNotFoundError traceback; user test 10)
+            raise UsageError(f"--data {args.data}: not a 300-W folder (no splits/train.txt there); give the folder of the faces")
         torch.manual_seed(SEED)  # before the network is built: its initial weights are part of the run
         t, sched, options = TASKS[args.task](args)
         write_run_info(out, argv if argv is not None else sys.argv[1:], t.batch_size, sched.lr, args.init_from, args.resume,
