@@ -103,6 +103,10 @@ def test_read_frames_same_frames_and_warning_with_and_without_read_ahead(ahead):
     assert frames == [1, 2, 3, 4, 5]
     assert warnings == ["clip.avi: stream ended at frame 5 of 9 (truncated or corrupt); kept what was read"]
     assert cap.released and not cap.released_while_reading
+    # where the container stores no count (an estimate from the longest stream), the warning hedges
+    warnings.clear()
+    list(read_frames(_FakeCapture(frames=5, reported=9), warnings.append, "clip.mkv", ahead=ahead))
+    assert len(warnings) == 1 and "suggested about 9" in warnings[0] and "audio track longer" in warnings[0]
 
 
 @pytest.mark.parametrize("ahead", [0, 3])

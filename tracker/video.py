@@ -85,6 +85,10 @@ def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
 
 
 READ_AHEAD = 3  # frames a file command decodes ahead of the frame being tracked
+# Containers that store their frame count: elsewhere (.mkv, .webm, ...) OpenCV estimates it from the
+# longest stream's duration, so complete files with a longer audio track or a variable frame rate
+# "ended early" too (user test 10).
+COUNTED_CONTAINERS = (".mp4", ".mov", ".m4v", ".3gp", ".avi")
 
 
 def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None, source: str = "",
@@ -106,7 +110,11 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
         for ok, frame in reads:
             if not ok or frame is None or frame.size == 0:
                 if warn and expected and 0 < n < expected - 1:
-                    warn(f"{source}: stream ended at frame {n} of {expected} (truncated or corrupt); kept what was read")
+                    if Path(source).suffix.lower() in COUNTED_CONTAINERS:
+                        warn(f"{source}: stream ended at frame {n} of {expected} (truncated or corrupt); kept what was read")
+                    else:
+                        warn(f"{source}: stream ended at frame {n}, where its length suggested about {expected} (a truncated "
+                             "file, or only an audio track longer than the video or a variable frame rate); kept what was read")
                 return
             n += 1
             yield frame
