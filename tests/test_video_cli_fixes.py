@@ -337,3 +337,24 @@ def test_an_output_named_like_a_picture_of_the_input_sequence_is_refused(tmp_pat
     assert main(["video", str(tmp_path / "%06d.jpg"), "--csv", str(tmp_path / "000002.jpg")]) == 2
     assert "is a picture of the input video (000002.jpg)" in one_error_line(capsys.readouterr().err)
     assert (tmp_path / "000002.jpg").read_bytes() == before
+
+
+def test_video_without_a_terminal_says_how_far_it_is_and_streams_its_tables(tmp_path, monkeypatch, capsys):
+    """User test 10: a log heard nothing until the end, and --json held every frame in memory
+    until then (written as they come now; a failed run leaves neither file nor temporary)."""
+    import json
+
+    import tracker.cli.video as video_cli
+
+    monkeypatch.setattr(video_cli, "PROGRESS_EVERY_S", 0.0)
+    out = tmp_path / "o"
+    assert main(["video", str(DEMO_CLIP), "--max-frames", "5", "--json", str(out / "a.json"), "--csv", str(out / "a.csv")]) == 0
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("frame ")]
+    assert progress[0].startswith("frame 1 of ~150,") and len(progress) == 5
+    frames = json.loads((out / "a.json").read_text())["frames"]
+    assert [f["frame"] for f in frames] == [1, 2, 3, 4, 5]
+    assert len((out / "a.csv").read_text().splitlines()) == 1 + sum(len(f["faces"]) for f in frames)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    assert main(["video", str(bad), "--json", str(out / "b.json"), "--csv", str(out / "b.csv")]) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "a.json"]

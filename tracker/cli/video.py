@@ -41,6 +41,9 @@ def register(sub) -> None:
                                          "far (video does not resume: empty that folder and rerun to start again)")
 
 
+PROGRESS_EVERY_S = 30.0  # without a terminal (no progress bar), a progress line this often
+
+
 def _check_no_old_frames(folder: Path) -> None:
     """Refuse a --pts-dir that already holds frame files (000001.pts ...): an earlier run's would
     outlive this one where a frame has no face, and deleting them is not ours to do, since they may
@@ -90,9 +93,15 @@ def run(args) -> int:
             "source": source.label, "coordinates": COORDINATES, "fps": source.fps}) if args.json else None
         with until_interrupted(source):
             stream = track_stream(tracker, source, limit=args.max_frames)
-            for tracked in tqdm(stream, total=source.length or None, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()):
+            bar = sys.stderr.isatty()
+            said = t_start
+            for tracked in tqdm(stream, total=source.length or None, unit="frame", file=sys.stderr, disable=not bar):
                 n = tracked.index + 1  # frame numbers are 1-based, like the .pts files
                 tracked_frames += 1
+                if not bar and time.perf_counter() - said >= PROGRESS_EVERY_S:  # a log (nohup, CI) heard nothing until the end
+                    said = time.perf_counter()
+                    print(f"frame {n}{f' of ~{source.length}' if source.length else ''}, {tracked_frames / (said - t_start):.1f} fps",
+                          file=sys.stderr)
                 result = tracked.result
                 if writer:
                     writer.write(annotate(tracked.image, result, tracked.fps))
