@@ -550,6 +550,23 @@ def test_the_recognised_subject_comes_back_late_and_elsewhere():
     hop = face(0, 420, 8)
     assert subject.pick([hop], size, frame) is hop and subject.track_id is None  # written as the stand-in
     assert subject.pick([hop, face(6, 200, 3)], size, frame).track_id == 6
+    # a wrong "someone else" (a blurred chip) is undone when the recogniser knows the track again
+    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    subject.pick([face(0, 320, 3), face(1, 560, 7)], size, frame)
+    assert subject.pick([face(0, 420, 5), face(1, 560, 7)], size, frame).track_id == 0 and subject.track_id is None
+    for _ in range(RECHECK_FRAMES):
+        subject.pick([face(0, 420, 3), face(1, 560, 7)], size, frame)
+    assert subject.track_id == 0
+    # samples taken after a slow drift onto a neighbour do not make the neighbour the subject
+    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    subject.pick([face(0, 320, 3)], size, frame)
+    for _ in range(3 * 100):
+        subject.pick([face(0, 320, 8)], size, frame)  # one face: nothing to compare, samples of person 8 kept
+    assert len(subject.samples) > 1
+    back = face(9, 100, 3)
+    for _ in range(100):
+        picked = subject.pick([face(0, 320, 8), back], size, frame)
+    assert picked is back and subject.track_id == 9
     # a small move is not looked at
     subject = Subject(sticky=True, recognizer=_FakeRecognizer())
     subject.pick([face(0, 320, 3)], size, frame)

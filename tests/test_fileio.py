@@ -283,3 +283,17 @@ def test_json_outputs_write_null_for_nan_and_infinity(tmp_path):
     text = (tmp_path / "m.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"nme": None, "fr": None, "pts": [[1.5, None]], "n": 3, "ok": [0.5, [2, None]]}
+
+
+def test_atomic_file_names_itself_only_for_its_own_errors(tmp_path):
+    """Review of session 23: an OSError about something else in the block (a camera) was reported
+    as a write error of the output file."""
+    from tracker.fileio import atomic_file
+
+    with pytest.raises(OSError) as err, atomic_file(tmp_path / "a.json", "w") as f:
+        f.write("{")
+        raise OSError(5, "camera unplugged")
+    assert not isinstance(err.value, fileio.WriteError) and list(tmp_path.iterdir()) == []
+    with atomic_file(tmp_path / "b.txt", "w") as f:
+        f.write("ok")
+    assert (tmp_path / "b.txt").read_text() == "ok"

@@ -354,7 +354,14 @@ def test_video_without_a_terminal_says_how_far_it_is_and_streams_its_tables(tmp_
     frames = json.loads((out / "a.json").read_text())["frames"]
     assert [f["frame"] for f in frames] == [1, 2, 3, 4, 5]
     assert len((out / "a.csv").read_text().splitlines()) == 1 + sum(len(f["faces"]) for f in frames)
-    bad = tmp_path / "bad.mp4"
-    bad.write_bytes(b"not a video at all" * 100)
-    assert main(["video", str(bad), "--json", str(out / "b.json"), "--csv", str(out / "b.csv")]) == 2
-    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "a.json"]
+    calls = []
+
+    def failing(n, faces):  # a failure in the middle of the run, the tables half written
+        calls.append(n)
+        if n == 3:
+            raise RuntimeError("boom")
+        return []
+
+    monkeypatch.setattr(video_cli, "csv_rows", failing)
+    assert main(["video", str(DEMO_CLIP), "--json", str(out / "b.json"), "--csv", str(out / "b.csv")]) == 1
+    assert calls == [1, 2, 3] and sorted(p.name for p in out.iterdir()) == ["a.csv", "a.json"]  # no file, no temporary

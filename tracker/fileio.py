@@ -59,30 +59,52 @@ def _temp_file(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
 
 
+class _Output:
+    """The file ``atomic_file`` yields: its write errors name the output; an OSError the caller's
+    block raises about something else (a camera, an input) passes through as it is."""
+
+    def __init__(self, f: IO, path: Path):
+        self._f, self._path = f, path
+
+    def write(self, data):
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            raise WriteError(self._path, exc) from exc
+
+
 @contextmanager
-def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO]:
+def atomic_file(path: Path, mode: str = "wb") -> Iterator[_Output]:
     """A hidden temporary file beside ``path`` to write (``mode`` "wb" or "w": UTF-8 text, no
     newline translation), renamed onto ``path`` when the block ends, deleted on any exception:
     a long output (``video --csv/--json``) is written as it comes, not held in memory."""
     path = Path(path)
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _temp_file(path)
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual mode
-        os.replace(tmp, path)
-    except BaseException as exc:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = _temp_file(path)
+            f = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""}))
+        except OSError as exc:
+            raise WriteError(path, exc) from exc
+        with f:
+            yield _Output(f, path)
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as exc:
+                raise WriteError(path, exc) from exc
+        try:
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual mode
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise WriteError(path, exc) from exc
+    except BaseException:
         if tmp is not None:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
-        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
-            raise WriteError(path, exc) from exc
         raise
 
 

@@ -1,8 +1,9 @@
 """Whether two faces are one person: dlib's face-recognition network (a ResNet giving 128-D
 descriptors, shipped by face-recognition-models: the ``[cnn]`` extra), used by
 ``tracker.writers.Subject`` to find a video's subject again after it was out of sight.  Only
-consulted while the subject is missing and another face is there (~0.1 s a look on one core);
-a video with one face never runs it."""
+consulted while the subject is missing and a face is there, when the subject's track jumps, and
+every 100 frames while other faces are tracked (~0.1-0.2 s a look on one core); a video whose
+one face is never lost never runs it."""
 from __future__ import annotations
 
 import threading

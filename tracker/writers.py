@@ -146,6 +146,7 @@ SUBJECT_RETURN_FRAMES = 90
 SUBJECT_SAMPLE_FRAMES = 100  # a chip of the subject's face kept every this many frames (a few poses)
 SUBJECT_SAMPLES = 4
 RECHECK_FRAMES = 30  # a face judged not to be the subject is looked at again after this many frames (pose, blur)
+MAX_RECHECK_FRAMES = 480
 HOP_SHIFT = 0.2  # the subject's crop moving this much of its size in a frame may have jumped onto another face
 
 
@@ -175,11 +176,13 @@ class Subject:
         self.lost_after = -1  # the highest id when the subject was lost: a returning subject's track is newer
         self.stand_in: int | None = None
         self.frame = 0
-        self.chips: list[np.ndarray] = []  # the subject's face, aligned, at a few moments (described when needed)
-        self.descriptors: list[np.ndarray] = []
+        # The subject's face, aligned, at a few moments: [chip, descriptor or None until needed]
+        self.samples: list[list] = []
         self.sampled_at = -SUBJECT_SAMPLE_FRAMES
-        self.verdicts: dict[int, tuple[int, bool]] = {}  # track id -> (frame, is the subject) while it is missing
+        # track id -> (frame, is the subject, frames until it is looked at again) while the subject is missing
+        self.verdicts: dict[int, tuple[int, bool, int]] = {}
         self.hop_checked_at = -RECHECK_FRAMES
+        self.hopped_id: int | None = None  # the subject's own track, judged to hold someone else (a verdict can be wrong)
 
     def pick(self, faces: list[FaceResult], frame_size: tuple[int, int], image: np.ndarray | None = None) -> FaceResult | None:
         """The subject among a (w, h) frame's faces; ``image``: the frame, for the face recogniser."""
@@ -189,12 +192,15 @@ class Subject:
         same = [f for f in faces if f.track_id == self.track_id]
         hopped = self._hopped(same[0], faces, image) if same else None
         if hopped is not None:
-            self.track_id, same = None, []  # its track went on on someone else's face: the subject is lost
+            self.track_id, same, self.hopped_id = None, [], hopped  # its track went on on someone else's face: the subject is lost
         if not same and self.missing == 0:
             self.lost_after = self.newest_id  # the subject's track ended in this frame
             self.verdicts.clear()
             if hopped is not None:
-                self.verdicts[hopped] = (self.frame, False)
+                self.verdicts[hopped] = (self.frame, False, RECHECK_FRAMES)
+                # the subject's face may have a track older than this (found while the old track
+                # drifted): any track may be the subject's, as the recogniser says
+                self.lost_after = -1
         self.newest_id = max([self.newest_id, *(f.track_id for f in faces)])
         face = same[0] if same else self._back(faces, image)
         if face is None:
@@ -207,19 +213,24 @@ class Subject:
                 return stand_in
             face = stand_in
             # whoever the stand-in is, it is the one to find from now on
-            self.chips, self.descriptors, self.sampled_at = [], [], -SUBJECT_SAMPLE_FRAMES
+            self.samples, self.sampled_at = [], -SUBJECT_SAMPLE_FRAMES
+        if face.track_id != self.track_id:
+            self.hopped_id = None
         self.track_id, self.seen, self.missing, self.stand_in = face.track_id, face.roi, 0, None
         self._sample(face, image)
         return face
 
     def _back(self, faces: list[FaceResult], image: np.ndarray | None) -> FaceResult | None:
-        """The face of a track newer than the loss that is the subject found again, if any."""
+        """The face of a track newer than the loss that is the subject found again, if any (or the
+        subject's own track, judged to have hopped, when the recogniser knows it again)."""
         new = [f for f in faces if f.track_id > self.lost_after]
-        if self.seen is None or not new:
+        if self.seen is None:
             return None
-        for f in new:
+        for f in new + [f for f in faces if f.track_id == self.hopped_id]:
             if self._is_subject(f, image):
                 return f
+        if not new:
+            return None
         if self.missing >= SUBJECT_RETURN_FRAMES:
             return None
         near = min(new, key=lambda f: np.hypot(f.roi.cx - self.seen.cx, f.roi.cy - self.seen.cy))
@@ -232,7 +243,7 @@ class Subject:
         track can move onto a neighbour's face while the subject's is hidden (a synthetic clip's
         subject went on as the woman beside it for 120 frames).  Looked at when the track jumps
         (by ``HOP_SHIFT`` of its crop in a frame) and, with other faces about, at each sample."""
-        if self.recognizer is None or image is None or not self.chips or self.seen is None or self.frame - self.hop_checked_at < RECHECK_FRAMES:
+        if self.recognizer is None or image is None or not self.samples or self.seen is None or self.frame - self.hop_checked_at < RECHECK_FRAMES:
             return None
         jumped = np.hypot(face.roi.cx - self.seen.cx, face.roi.cy - self.seen.cy) > HOP_SHIFT * self.seen.size
         if not jumped and not (len(faces) > 1 and self.frame - self.sampled_at >= SUBJECT_SAMPLE_FRAMES):
@@ -246,32 +257,37 @@ class Subject:
         return face.track_id
 
     def _matches(self, descriptor: np.ndarray) -> bool:
-        if not self.descriptors:
-            self.descriptors = [self.recognizer.descriptor(c) for c in self.chips]
-        return min(distance(d, descriptor) for d in self.descriptors) < SAME_PERSON
+        """Whether a descriptor is the subject's: near one of its samples that are the person of
+        the first (a sample taken after the track drifted onto someone else does not count)."""
+        for sample in self.samples:
+            if sample[1] is None:
+                sample[1] = self.recognizer.descriptor(sample[0])
+        first = self.samples[0][1]
+        return any(distance(d, descriptor) < SAME_PERSON for _, d in self.samples if distance(d, first) < SAME_PERSON)
 
     def _sample(self, face: FaceResult, image: np.ndarray | None) -> None:
         """Keep a chip of the subject's face now and then (cheap: describing it waits until needed)."""
         if self.recognizer is None or image is None or self.frame - self.sampled_at < SUBJECT_SAMPLE_FRAMES:
             return
         chip = self.recognizer.chip(image, face.landmarks)
-        if chip is not None:
-            self.chips = (self.chips + [chip])[-SUBJECT_SAMPLES:]
-            self.descriptors = []  # redone from the chips when next needed
+        if chip is not None:  # the first sample is kept: the others are checked against it
+            self.samples = self.samples[:1] + (self.samples[1:] + [[chip, None]])[-(SUBJECT_SAMPLES - 1):]
             self.sampled_at = self.frame
 
     def _is_subject(self, face: FaceResult, image: np.ndarray | None) -> bool | None:
         """Whether the recogniser knows ``face`` as the subject; None where it cannot tell (no
-        recogniser, no frame, no chip of the subject or of this face).  A face is looked at once
-        every ``RECHECK_FRAMES`` frames at most."""
-        if self.recognizer is None or image is None or not self.chips:
+        recogniser, no frame, no chip of the subject or of this face).  A face is looked at again
+        ``RECHECK_FRAMES`` frames after its last look, twice as long after each "no" (a bystander
+        standing in for long costs a look every 16 s at most, not every second)."""
+        if self.recognizer is None or image is None or not self.samples:
             return None
         known = self.verdicts.get(face.track_id)
-        if known is not None and self.frame - known[0] < RECHECK_FRAMES:
+        if known is not None and self.frame - known[0] < known[2]:
             return known[1]
         chip = self.recognizer.chip(image, face.landmarks)
         if chip is None:
             return None
         same = self._matches(self.recognizer.descriptor(chip))
-        self.verdicts[face.track_id] = (self.frame, same)
+        wait = RECHECK_FRAMES if same or known is None else min(2 * known[2], MAX_RECHECK_FRAMES)
+        self.verdicts[face.track_id] = (self.frame, same, wait)
         return same

@@ -103,7 +103,7 @@ def write_int8_variant(arch: str, options: dict, onnx_path: Path, manifest: Path
             forget(out, manifest)
         print(f"note: no {out.name}: ONNX Runtime {onnxruntime.__version__} cannot quantize this graph ({str(exc).splitlines()[0][:120]}); "
               "the tracker runs the float graph", file=sys.stderr)
-        return (f"- **CPU variant**: none (ONNX Runtime {onnxruntime.__version__}, which exported this graph, could not quantize it); "
+        return (f"- **CPU variant**: none (the ONNX Runtime installed at export, {onnxruntime.__version__}, could not quantize it); "
                 "ONNX Runtime runs the float graph.\n")
     model = onnx.load(str(tmp))
     # which float graph it was made from: the tracker refuses a variant left from another export

@@ -1,6 +1,7 @@
 """``run_tracker video``: track a video file or a camera into an annotated video, per-frame
 ``.pts``, a CSV and/or a JSON of every stage.  The ``.pts`` files are written as frames are
-tracked; the video, CSV and JSON are written whole at the end (a camera's at Ctrl-C)."""
+tracked; the video, CSV and JSON go to hidden temporary files as frames come, renamed into place
+when the run ends (a camera's at Ctrl-C) and deleted if it fails."""
 from __future__ import annotations
 
 import csv
@@ -85,12 +86,13 @@ def run(args) -> int:
     # grew by ~74 KB a frame; user test 10), renamed when the run ends, deleted on any failure or
     # Ctrl-C on a file.
     with source, ExitStack() as outputs:
-        writer = outputs.enter_context(AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live)) if args.out else None
         table = csv.writer(outputs.enter_context(atomic_file(args.csv, "w"))) if args.csv else None
         if table:
             table.writerow(CSV_HEADER)
         frames_json = JsonFrames(outputs.enter_context(atomic_file(args.json, "w")), {
             "source": source.label, "coordinates": COORDINATES, "fps": source.fps}) if args.json else None
+        # entered last, closed first: a video that fails to close takes the tables with it
+        writer = outputs.enter_context(AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live)) if args.out else None
         with until_interrupted(source):
             stream = track_stream(tracker, source, limit=args.max_frames)
             bar = sys.stderr.isatty()
