@@ -259,21 +259,18 @@ def test_demo_checks_its_output_folder_before_the_work(tmp_path, monkeypatch, ca
     assert "afile: not a folder" in one_error_line(capsys.readouterr().err)
 
 
-def test_install_hints_name_the_form_that_applies(tmp_path):
+def test_install_hints_name_the_form_that_applies(monkeypatch):
     """The editable form in a checkout; by the package's name where it was installed from a wheel
-    (the package in site-packages, no pyproject.toml beside it)."""
-    import importlib.util
-
+    (the package in site-packages, no pyproject.toml beside it: ``tracker.assets.checkout_root``,
+    which tests/test_training_workflow.py checks on a copy of the packages)."""
+    import tracker.assets
+    from tracker.assets import checkout_root
     from tracker.errors import install_hint
 
+    assert checkout_root() == Path(__file__).resolve().parents[1]
     assert install_hint("ui") == "pip install -e '.[ui]'"  # this checkout
-    installed = tmp_path / "site-packages" / "tracker"
-    installed.mkdir(parents=True)
-    (installed / "errors.py").write_bytes(Path(__file__).resolve().parents[1].joinpath("tracker", "errors.py").read_bytes())
-    spec = importlib.util.spec_from_file_location("installed_errors", installed / "errors.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.install_hint("ui") == "pip install 'densereg-tracker[ui]'"
+    monkeypatch.setattr(tracker.assets, "checkout_root", lambda: None)
+    assert install_hint("ui") == "pip install 'densereg-tracker[ui]'"
 
 
 def test_images_clears_the_temporary_files_a_killed_run_left(tmp_path):
