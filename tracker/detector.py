@@ -212,8 +212,11 @@ class _DetectorProcess:
         code = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); import sys; "
                 "from tracker.detector import _detector_worker; _detector_worker(int(sys.argv[1]), int(sys.argv[2]))")
         try:
+            # Its own session: a terminal's Ctrl-C (sent to the whole foreground group) reached a worker
+            # still starting up, before it could ignore it, and Python printed its traceback (CI under
+            # load); the worker ends when the tracker closes the pipe, or dies.
             self._process = subprocess.Popen([sys.executable, "-c", code, str(to_child), str(from_child)], env=env,
-                                             pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL)
+                                             pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             os.close(to_child)
             os.close(from_child)
