@@ -42,8 +42,9 @@ def histogram_change(before: np.ndarray, after: np.ndarray) -> float:
     """How much the colours changed, wherever they are: the total variation distance between the
     two thumbnails' hue, saturation and value histograms (16 bins each), averaged (0-1)."""
     change = 0.0
-    for channel, top in ((0, 180), (1, 256), (2, 256)):
-        a, b = (np.histogram(t[..., channel], bins=16, range=(0, top))[0] / t[..., channel].size for t in (before, after))
+    for channel, top in ((0, 180), (1, 256), (2, 256)):  # (bincount: np.histogram took ~0.3 ms a channel)
+        a, b = (np.bincount(np.minimum(t[..., channel].ravel() * (16 / top), 15).astype(np.intp), minlength=16) / t[..., channel].size
+                for t in (before, after))
         change += np.abs(a - b).sum() / 2
     return float(change / 3)
 
