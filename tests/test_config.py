@@ -365,8 +365,11 @@ def test_the_cnn_looks_again_for_a_while_after_a_track_ends_while_another_goes_o
     assert not tracker._cnn_after_loss_due([Detection(100, 100, 180, 180, 1.0)], tracked)  # HOG found the new face itself
     tracker._cnn_at = 45
     assert not tracker._cnn_after_loss_due([], tracked)  # at most once in video_cnn_every frames
-    tracker._cnn_at, tracker._frame = -(1 << 30), 40 + pipeline.LOST_CNN_FRAMES
-    assert not tracker._cnn_after_loss_due([], tracked)  # only for a while after the loss
+    tracker._frame = 40 + 3 * pipeline.LOST_CNN_FRAMES  # later, ever more rarely: once in half the time since the loss
+    tracker._cnn_at = tracker._frame - 3 * pipeline.LOST_CNN_FRAMES // 2 + 1
+    assert not tracker._cnn_after_loss_due([], tracked)
+    tracker._cnn_at -= 1
+    assert tracker._cnn_after_loss_due([], tracked)
     tracker._frame = 50
     tracker.config = dataclasses.replace(tracker.config, video_cnn_every=0)
     assert not tracker._cnn_after_loss_due([], [(None, Roi(0, 0, 10))])  # HOG only, as asked

@@ -65,8 +65,9 @@ LIVE_DETECT_LAG = 3
 # After a track ends while others go on, video searches every this many frames for the next
 # detect_every frames (a face behind another comes back within this many frames, not detect_every).
 LOST_SEARCH_EVERY = 5
-# How long after a track ends dlib's CNN may look (video_cnn_every > 0) where HOG finds nothing new
-# while other faces are tracked: about 3 s at 30 fps, writers.SUBJECT_RETURN_FRAMES as well.
+# How long after a track ends dlib's CNN may look every video_cnn_every frames where HOG finds
+# nothing new while other faces are tracked (about 3 s at 30 fps, writers.SUBJECT_RETURN_FRAMES as
+# well); after that ever more rarely (``Tracker._cnn_after_loss_due``).
 LOST_CNN_FRAMES = 90
 # Two faces whose crops' centres are closer than this fraction of the larger crop are one face
 # (two tracks, or a track and a detection, that converged on it); two real faces side by side
@@ -547,11 +548,15 @@ class Tracker:
         """The CNN, when HOG finds nothing new after a track ended while another goes on: a face HOG
         had trouble with comes back from behind a hand or a board where the CNN sees it (a subject
         HOG missed for the rest of a clip while a bystander was tracked; user test 8's clips).  At
-        most once in ``video_cnn_every`` frames, for ``LOST_CNN_FRAMES`` after the loss (the first
-        call often still sees what hid the face)."""
+        most once in ``video_cnn_every`` frames for ``LOST_CNN_FRAMES`` after the loss (the first
+        call often still sees what hid the face), then ever more rarely, at most once in half the
+        time since the loss (a subject behind a board for 120 frames was not looked for when it
+        came out: session 23's clips; a face gone for good costs a few calls, ~1 s each)."""
         every = self.config.video_cnn_every
         new_faces = [d for d in detections if not any(_inside(d, roi) for _, roi in tracked)]
-        return every > 0 and not new_faces and self._frame - self._lost_at < LOST_CNN_FRAMES and self._frame - self._cnn_at >= every
+        since = self._frame - self._lost_at
+        gap = every if since < LOST_CNN_FRAMES else max(every, since // 2)
+        return every > 0 and not new_faces and self._frame - self._cnn_at >= gap
 
     def _settle(self, image, gray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         """A caller's box is read as the tight box around the face's landmarks; a looser one (a
