@@ -561,9 +561,10 @@ class Tracker:
     def _settle(self, image, gray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         """A caller's box is read as the tight box around the face's landmarks; a looser one (a
         head or person detector's, a generous crop) left the face small in the network's crop and
-        its landmarks wrong (val faces, boxes 2x the tight one: AUC@0.08 0.24, FR 50%; user test
+        its landmarks wrong (val faces, boxes 2x the tight one: AUC@0.08 0.248, FR 50%; user test
         10).  A new face whose landmarks give another crop than its box is run again from that
-        crop, as video's next frame would be, until they agree (2x: 0.56, FR 7.5%)."""
+        crop, as video's next frame would be, until they agree (2x: 0.543, FR 12.5%;
+        ``benchmarks/bench_boxes.py``)."""
         for _ in range(self.config.box_passes):
             redo = {i: roi_from_landmarks(f.landmarks) for i, f in enumerate(faces) if f.track_id < 0}
             redo = {i: roi for i, roi in redo.items() if not _agree(faces[i].roi, roi)}
