@@ -67,10 +67,19 @@ class _Output:
         self._f, self._path = f, path
 
     def write(self, data):
-        try:
+        with _blamed_on(self._path):
             return self._f.write(data)
-        except OSError as exc:
-            raise WriteError(self._path, exc) from exc
+
+
+@contextmanager
+def _blamed_on(path: Path) -> Iterator[None]:
+    """An OSError in the block is a WriteError naming ``path`` (the user's file, not a temporary one)."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(path, exc) from exc
 
 
 @contextmanager
@@ -81,24 +90,18 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator[_Output]:
     path = Path(path)
     tmp = None
     try:
-        try:
+        with _blamed_on(path):
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = _temp_file(path)
             f = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""}))
-        except OSError as exc:
-            raise WriteError(path, exc) from exc
         with f:
             yield _Output(f, path)
-            try:
+            with _blamed_on(path):
                 f.flush()
                 os.fsync(f.fileno())
-            except OSError as exc:
-                raise WriteError(path, exc) from exc
-        try:
+        with _blamed_on(path):
             os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual mode
             os.replace(tmp, path)
-        except OSError as exc:
-            raise WriteError(path, exc) from exc
     except BaseException:
         if tmp is not None:
             try:

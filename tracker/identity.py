@@ -39,8 +39,8 @@ class FaceRecognizer:
         dlib = self._dlib
         shape = dlib.full_object_detection(dlib.rectangle(*(int(v) for v in (lo[0], lo[1], hi[0], hi[1]))),
                                            [dlib.point(int(round(x)), int(round(y))) for x, y in landmarks])
-        rgb = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        chip = dlib.get_face_chip(np.ascontiguousarray(rgb[:, :, 2::-1]), shape, size=CHIP_SIZE, padding=0.25)
+        bgr = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        chip = dlib.get_face_chip(np.ascontiguousarray(bgr[:, :, 2::-1]), shape, size=CHIP_SIZE, padding=0.25)  # dlib wants RGB
         return np.asarray(chip)
 
     def descriptor(self, chip: np.ndarray) -> np.ndarray:

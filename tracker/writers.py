@@ -233,8 +233,8 @@ class Subject:
             return None
         if self.missing >= SUBJECT_RETURN_FRAMES:
             return None
-        near = min(new, key=lambda f: np.hypot(f.roi.cx - self.seen.cx, f.roi.cy - self.seen.cy))
-        if np.hypot(near.roi.cx - self.seen.cx, near.roi.cy - self.seen.cy) > self.seen.size / 2:
+        near = min(new, key=lambda f: self._from_seen(f.roi))
+        if self._from_seen(near.roi) > self.seen.size / 2:
             return None
         return near if self._is_subject(near, image) is not False else None
 
@@ -245,16 +245,23 @@ class Subject:
         (by ``HOP_SHIFT`` of its crop in a frame) and, with other faces about, at each sample."""
         if self.recognizer is None or image is None or not self.samples or self.seen is None or self.frame - self.hop_checked_at < RECHECK_FRAMES:
             return None
-        jumped = np.hypot(face.roi.cx - self.seen.cx, face.roi.cy - self.seen.cy) > HOP_SHIFT * self.seen.size
+        jumped = self._from_seen(face.roi) > HOP_SHIFT * self.seen.size
         if not jumped and not (len(faces) > 1 and self.frame - self.sampled_at >= SUBJECT_SAMPLE_FRAMES):
             return None
-        chip = self.recognizer.chip(image, face.landmarks)
-        if chip is None:
+        same = self._recognised(face, image)
+        if same is None:
             return None
         self.hop_checked_at = self.frame
-        if self._matches(self.recognizer.descriptor(chip)):
-            return None
-        return face.track_id
+        return None if same else face.track_id
+
+    def _from_seen(self, roi: Roi) -> float:
+        """How far a crop's centre is from the subject's when last seen (pixels)."""
+        return float(np.hypot(roi.cx - self.seen.cx, roi.cy - self.seen.cy))
+
+    def _recognised(self, face: FaceResult, image: np.ndarray) -> bool | None:
+        """The recogniser's look at ``face``: whether it is the subject; None without a chip of it."""
+        chip = self.recognizer.chip(image, face.landmarks)
+        return None if chip is None else self._matches(self.recognizer.descriptor(chip))
 
     def _matches(self, descriptor: np.ndarray) -> bool:
         """Whether a descriptor is the subject's: near one of its samples that are the person of
@@ -284,10 +291,9 @@ class Subject:
         known = self.verdicts.get(face.track_id)
         if known is not None and self.frame - known[0] < known[2]:
             return known[1]
-        chip = self.recognizer.chip(image, face.landmarks)
-        if chip is None:
+        same = self._recognised(face, image)
+        if same is None:
             return None
-        same = self._matches(self.recognizer.descriptor(chip))
         wait = RECHECK_FRAMES if same or known is None else min(2 * known[2], MAX_RECHECK_FRAMES)
         self.verdicts[face.track_id] = (self.frame, same, wait)
         return same

@@ -32,13 +32,13 @@ from tracker.errors import TrackerError, UsageError
 from tracker.fileio import atomic_write_text
 from tracker.refiner import FLOAT_GRAPH_KEY, FRAMES
 from tracker.uvcodec import K_DEFAULT
-from training import INSTALLED
+from training import INSTALLED, REPO
 from training.deploy import build_deployable, export
 from training.losses import DEPTH_WEIGHT
 from training.mdm import MDMConfig
 from training.model import CONFIGS
 from training.template import DEFAULT_300W
-from training.train import REPO, Schedule, load_checkpoint
+from training.train import Schedule, load_checkpoint
 
 NAMES = {"densereg": "densereg_realtime", "densereg-fast": "densereg_fast", "mdm": "mdm_refiner", "mdm-fine": "mdm_fine",
          "mdm-single": "mdm_single"}
