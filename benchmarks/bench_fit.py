@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from tracker.fileio import atomic_write_json
+from tracker.fitting import fit_landmarks, load_definition
 from tracker.metrics import nme
 from tracker.pts import read_pts
-from training.fitting import fit_landmarks
 from training.sfm import load_sfm
-from training.template import DEFAULT_300W, DEFAULT_SFM, load_definition
+from training.template import DEFAULT_300W, DEFAULT_SFM
 
 
 def eos_fitter(sfm: Path):

@@ -54,7 +54,7 @@ def sfm_model(template_dir):
 
 @pytest.fixture(scope="session")
 def landmark_definition():
-    from training.template import load_definition
+    from tracker.fitting import load_definition
 
     return load_definition()
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
+from tracker.fitting import FitOptions, LandmarkDefinition, Pose, fit_landmarks, landmark_points, march_jaw, project
 from tracker.metrics import nme
-from training.fitting import FitOptions, LandmarkDefinition, Pose, fit_landmarks, landmark_points, march_jaw, project
 from training.sfm import MorphableModel
 
 

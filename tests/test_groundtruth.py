@@ -3,10 +3,9 @@ import numpy as np
 import pytest
 
 from tracker import parts as P
+from tracker.fitting import Pose, landmark_points, load_definition, march_jaw, project
 from tracker.pts import read_pts, write_pts
 from training import groundtruth as G
-from training.fitting import Pose, landmark_points, march_jaw, project
-from training.template import load_definition
 
 pytestmark = pytest.mark.shared_template  # every test renders the Surrey Face Model
 
@@ -72,7 +71,7 @@ def test_two_faces_occlude_each_other(tmp_path):
     template = G.load_template()
     definition = load_definition()
     lm = landmark_points(template.model.mean, definition.vertices, definition.weights)
-    from training.fitting import fit_landmarks
+    from tracker.fitting import fit_landmarks
 
     poses = [Pose(s, np.eye(3), np.array(t)) for s, t in ((1.0, (100.0, 120.0)), (1.2, (170.0, 130.0)))]
     fits = [fit_landmarks(template.model, definition, project(lm, pose)) for pose in poses]

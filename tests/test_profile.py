@@ -5,12 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
+from tracker.fitting import Pose, fit_landmarks, landmark_points, load_definition, march_jaw, project
 from tracker.metrics import nme
 from tracker.pts import read_pts, write_pts
 from training import groundtruth as G
 from training import profile as PR
-from training.fitting import Pose, fit_landmarks, landmark_points, march_jaw, project
-from training.template import load_definition
 
 INNER = np.r_[17:68]  # landmarks carried with the surface (the jaw marches)
 SURFACE = np.r_[17:60]  # ... of which those on the skin (the inner lips can face the open mouth's gap)

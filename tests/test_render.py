@@ -1,6 +1,6 @@
 import numpy as np
 
-from training.render import rasterize
+from tracker.render import rasterize
 
 
 def test_nearer_triangle_occludes_farther_one():

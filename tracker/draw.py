@@ -95,8 +95,9 @@ def draw_pose_axes(image: np.ndarray, pose, origin: np.ndarray, length: float) -
 
 
 def part_labels(face: FaceResult, part_map: np.ndarray, shape, fg_threshold: float = 0.5) -> np.ndarray:
-    """The face's part labels in image pixels (0 elsewhere)."""
-    crop_labels = lookup_parts(face.maps.uv, part_map, face.maps.fg > fg_threshold)
+    """The face's part labels in image pixels (0 elsewhere), read from its ``part_maps``."""
+    maps = face.part_maps
+    crop_labels = lookup_parts(maps.uv, part_map, maps.fg > fg_threshold)
     return warp_to_image(crop_labels, face.crop_to_image, shape, nearest=True)
 
 

@@ -1,6 +1,6 @@
 """Head pose from 2D landmarks: a scaled orthographic camera on a 3D landmark template.
 
-Shared by the ground-truth fitter (``training/fitting.py``) and the tracker, which reports each
+Shared by the ground-truth fitter (``tracker/fitting.py``) and the tracker, which reports each
 face's yaw/pitch/roll from its final landmarks and the template's 3D landmark positions
 (``landmark_3d`` in ``assets/template.npz``).  Model space: y up, z towards the viewer;
 image: 0-based pixels, y down.

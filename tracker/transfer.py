@@ -7,7 +7,8 @@ Texture convention (shared with ``tracker.parts``' part map): a texture of W x H
 pixel centres at +0.5.  A 4-channel (BGRA) texture blends by its alpha as well, so a face
 paint can leave skin visible between its strokes.
 
-Everything is numpy/OpenCV on one face's ``maps`` (``DenseMaps``, crop pixels) and
+Everything is numpy/OpenCV on one face's ``part_maps`` (``DenseMaps``, crop pixels: the template
+fitted to its landmarks with ``TrackerConfig.template_maps``, else DenseReg's own) and
 ``crop_to_image`` (2,3), which every ``FaceResult`` has.  Paint and unwrapping keep to the
 pixels that show the face itself: the foreground mask, times the face's ``visibility`` when the
 Tracker computed it (``TrackerConfig.visibility``; ``tracker.occlusion``: not a hand, an object
@@ -174,7 +175,7 @@ def render_texture(frame: np.ndarray, face, texture: np.ndarray, strength: float
     visibility (when it has one) x texture alpha; colours adapted to the face by ``match``
     (see ``match_colors``)."""
     out = frame.copy()
-    region = face_region(face.maps, face.crop_to_image, frame.shape, feather, visibility=face.visibility)
+    region = face_region(face.part_maps, face.crop_to_image, frame.shape, feather, visibility=face.visibility)
     if region is None or strength <= 0:
         return out
     sampled = sample_texture(texture, region.uv)
@@ -199,7 +200,7 @@ def unwrap_face(image: np.ndarray, face, size: int = 256, supersample: int = 2) 
     not face (hair over the forehead, a hand) are left out, so the texture shows skin there.
     Returns (texture, coverage) where coverage (size,size) bool marks texels seen in the photo
     (after closing pinholes)."""
-    maps, crop_to_image = face.maps, face.crop_to_image
+    maps, crop_to_image = face.part_maps, face.crop_to_image
     n = size * supersample
     s = maps.fg.shape[0]
     # A regular grid of n x n sample points over the crop: UV and fg by bilinear resize, image

@@ -176,6 +176,16 @@ def sample_crop(cache: FaceCache, i: int, size: int, aug: Augment, rng: np.rando
     return Sample(np.ascontiguousarray(image), uv, np.ascontiguousarray(depth), np.ascontiguousarray(valid))
 
 
+def val_crop_matrix(landmarks: np.ndarray, size: int = 128) -> np.ndarray:
+    """(2,3) affine from the picture to a face's crop as ``sample_crop`` cuts it without
+    augmentation (the validation crops): the cache's crop around the (68,2) landmarks, then its
+    middle."""
+    c = (CACHE_SIZE - 1) / 2
+    inner = np.vstack([crop_matrix(Roi(c, c, CACHE_SIZE / CACHE_FACTOR, 0.0), size), [0, 0, 1]])
+    outer = np.vstack([crop_matrix(cache_roi(roi_from_landmarks(landmarks)), CACHE_SIZE), [0, 0, 1]])
+    return (inner @ outer)[:2]
+
+
 def hflip_maps(image: np.ndarray, uv: np.ndarray, depth: np.ndarray, valid: np.ndarray):
     """Mirror a crop and its maps: the template is symmetric about u_h = 1/2, so u_h -> 1 - u_h.
 

@@ -12,7 +12,9 @@ change only when named) ``densereg_val.json``, ``densereg_val.md`` and ``densere
 ``parts`` transfers the template's part map through each model's UV and scores it (and the
 directly trained segmenter, with ``--baseline``) against parts transferred with the true UV, and
 the IoU of the face all its parts cover (``face``, the foreground each method reads):
-``parts_val.json``, ``parts_val.md``, ``parts_val.png``.  ``--flip`` scores every method with
+``parts_val.json``, ``parts_val.md``, ``parts_val.png``; ``--landmarks DIR`` adds the parts the tracker
+reads with ``TrackerConfig.template_maps`` (the template fitted to its final landmarks in DIR, the
+output of ``run_tracker images`` over the same faces).  ``--flip`` scores every method with
 test-time flipping (its answers for the crop and the mirrored crop averaged), ``--shifts 0 2`` with
 test-time shifting (averaged over the crop moved by 0 or 2 pixels each way), all of them alike.
 """
@@ -28,13 +30,13 @@ import numpy as np
 
 from engines.onnx_engine import OnnxEngine
 from tracker.assets import ASSETS
-from tracker.crop import to_network_input
+from tracker.crop import to_network_input, transform_points
 from tracker.densemaps import infer_flip_averaged
 from tracker.errors import TrackerError
 from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text
 from tracker.metrics import ced, eye_distance
 from training import REPO
-from training.dataset import NO_AUGMENT, build_cache, cache_path, sample_crop
+from training.dataset import NO_AUGMENT, build_cache, cache_path, sample_crop, split_faces, val_crop_matrix
 from training.densereg_task import dense_metrics
 from training.template import DEFAULT_300W
 
@@ -155,6 +157,40 @@ def segmenter_labels(net, image: np.ndarray, flip: bool, offsets: tuple[int, ...
     return shift_averaged(infer, to_network_input(image), offsets)["prob"][0].argmax(0).astype(np.uint8)
 
 
+def tracked_points_in_crops(pred_dir: Path, args) -> list[np.ndarray | None]:
+    """Each val face's final landmarks from a ``run_tracker images`` output folder, in its val
+    crop's pixels (``val_crop_matrix``); None where the tracker found no face there."""
+    from tracker.evaluation import FINAL, load_predictions, pick_face
+
+    rels = split_faces(args.data, args.split)
+    found, _ = load_predictions(pred_dir, [Path(r).with_suffix("").as_posix() for r in rels])
+    points = []
+    for rel in rels:
+        with np.load((args.gt / rel).with_suffix(".npz")) as z:
+            truth = z["landmarks"][int(z["face_index"])].astype(np.float64)
+        pts = pick_face(found.get(Path(rel).with_suffix("").as_posix(), []), FINAL, truth)
+        points.append(None if pts is None else transform_points(val_crop_matrix(truth), pts))
+    return points
+
+
+def template_labels(pred_dir: Path, args, count: int, part_map: np.ndarray, size: int = 128) -> list[np.ndarray]:
+    """The parts the tracker reads with ``TrackerConfig.template_maps``: the template fitted to its
+    final landmarks (``tracker.templatemaps``), for each val crop; all background where it found
+    no face."""
+    from tracker.parts import lookup_parts
+    from tracker.templatemaps import FACE_MODEL, load_face_model, template_maps
+
+    model = load_face_model(ASSETS / FACE_MODEL, ASSETS / "template.npz")
+    points = tracked_points_in_crops(pred_dir, args)
+    if len(points) != count:
+        raise TrackerError(f"{pred_dir}: {len(points)} faces in the {args.split} list, {count} in its cache")
+    labels = []
+    for pts in points:
+        maps = None if pts is None else template_maps(model, pts, size)
+        labels.append(np.zeros((size, size), np.uint8) if maps is None else lookup_parts(maps.uv, part_map, maps.fg > 0.5))
+    return labels
+
+
 def load_segmenter(run: Path):
     """A segmenter run's best checkpoint as the network it was trained as (configuration, blocks,
     foreground stride from its options), in eval mode; and its step."""
@@ -191,6 +227,8 @@ def evaluate_parts(args) -> int:
                 at = "" if stride == 1 else f" kept at stride {stride}"
                 preds[f"DenseReg UV transfer, {name}{tta}, true face mask{at}"] = [
                     lookup_parts(uv, part_map, mask_at_stride(m, stride)) for (uv, _), m in zip(maps, true_masks)]
+    for pred_dir in args.landmarks:
+        preds[f"template fitted to the tracker's landmarks ({pred_dir})"] = template_labels(pred_dir, args, len(samples), part_map)
     for run in args.baseline:
         net, step = load_segmenter(Path(run))
         preds[f"segmenter {Path(run).name} (step {step}){tta}"] = [segmenter_labels(net, s.image, args.flip, offsets) for s in samples]
@@ -277,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=REPO / "data" / "cache", help="face caches (as training.train's: one per --data and --gt)")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "evaluate",
                     help="folder for the tables and figures (default out/evaluate; the published ones: --out docs/results)")
+    ap.add_argument("--landmarks", type=Path, action="append", default=[], metavar="DIR",
+                    help="parts: also the template fitted to the tracker's final landmarks in DIR (run_tracker images --out DIR "
+                         "over the same split), as TrackerConfig.template_maps reads parts (repeatable)")
     ap.add_argument("--true-mask", action="store_true",
                     help="parts: also each model's transfer inside the true face mask instead of its predicted foreground, "
                          "and inside that mask kept at stride 2 and 4 (the best a foreground of that resolution can do)")

@@ -48,12 +48,12 @@ import numpy as np
 
 from tracker import parts as P
 from tracker.fileio import ImageReadError, atomic_save_npz, atomic_write_image, atomic_write_json, list_images, read_image, safe_output_path
+from tracker.fitting import FitResult, MorphableModel, fit_landmarks, load_definition
 from tracker.metrics import nme
 from tracker.pts import PtsError, read_pts
-from training.fitting import FitResult, fit_landmarks
-from training.render import rasterize
-from training.sfm import MorphableModel, load_sfm
-from training.template import ASSET, DEFAULT_SFM, FLIP_PERMUTATION, load_definition
+from tracker.templatemaps import render_fits
+from training.sfm import load_sfm
+from training.template import ASSET, DEFAULT_SFM, FLIP_PERMUTATION
 
 DETECTOR_MARGIN = 1.4  # dlib boxes cover brows-to-chin; the ignore region must cover the head
 
@@ -87,36 +87,10 @@ class DenseGT:
     ignore: np.ndarray
 
 
-def project_mesh(model: MorphableModel, fit: FitResult) -> tuple[np.ndarray, np.ndarray]:
-    """The fitted mesh in the image: (V,2) 0-based pixels and (V,) depth in pixels (larger = nearer)."""
-    cam = model.instance(fit.shape_coeffs, fit.expr_coeffs) @ fit.pose.rotation.T
-    return fit.pose.scale * cam[:, :2] * np.array([1.0, -1.0]) + fit.pose.translation, fit.pose.scale * cam[:, 2]
-
-
 def render_faces(template: Template, fits: list[FitResult], shape: tuple[int, int]) -> DenseGT:
     """Z-buffer all fitted meshes together so that faces occlude each other correctly."""
-    model = template.model
-    pts, depth, tris, uvs, zn = [], [], [], [], []
-    for i, fit in enumerate(fits):
-        p, z = project_mesh(model, fit)
-        pts.append(p)
-        depth.append(z)
-        zn.append((z - z.min()) / max(z.max() - z.min(), 1e-9))
-        tris.append(model.triangles + i * model.n_vertices)
-        uvs.append(template.vertex_uv)
-    raster = rasterize(np.concatenate(pts), np.concatenate(depth), np.concatenate(tris), shape)
-    all_tris = np.concatenate(tris)
-    values = np.concatenate([np.concatenate(uvs), np.concatenate(zn)[:, None]], axis=1)
-    maps = raster.interpolate(values, all_tris)  # (H,W,3)
-    uv = np.moveaxis(maps[..., :2], -1, 0)
-    mask = raster.covered
-    return DenseGT(
-        uv=uv,
-        depth=maps[..., 2],
-        mask=mask,
-        parts=P.lookup_parts(uv, template.part_map, mask),
-        ignore=np.zeros(shape, bool),
-    )
+    uv, depth, mask = render_fits(template.model, template.vertex_uv, fits, shape)
+    return DenseGT(uv=uv, depth=depth, mask=mask, parts=P.lookup_parts(uv, template.part_map, mask), ignore=np.zeros(shape, bool))
 
 
 def hflip_groundtruth(image: np.ndarray, gt: DenseGT, landmarks: np.ndarray) -> tuple[np.ndarray, DenseGT, np.ndarray]:

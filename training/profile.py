@@ -8,7 +8,7 @@ stored by ``training.groundtruth`` is turned in 3D (yaw, mostly towards a larger
 300W-LP, plus some pitch) about a point ~9 cm behind the nose tip (the head's axis, so the face
 also moves sideways as a real head does) and the image is re-rendered:
 
-* **face**: the fitted mesh, z-buffered (``training.render``), each vertex textured from where it
+* **face**: the fitted mesh, z-buffered (``tracker.render``), each vertex textured from where it
   projected in the source image.  Vertices the face itself hid in the source (``vertex_visibility``)
   take their mirror vertex's texture (``texture_sources``).
 * **surroundings**: a grid of anchors around the face (hair, ears, neck, background) is lifted
@@ -17,7 +17,7 @@ also moves sideways as a real head does) and the image is re-rendered:
   whose border does not move, so the new view has no holes; the face is drawn over it.
 * **ground truth**: the new view's pose is known exactly, so its maps are rendered by
   ``training.groundtruth.render_faces`` and its landmarks re-derived: the 17 jaw points by
-  landmark marching for the new pose (``training.fitting.march_jaw``), the 51 others by carrying
+  landmark marching for the new pose (``tracker.fitting.march_jaw``), the 51 others by carrying
   the *annotated* points along with the surface (each is lifted onto the tangent plane of the
   fitted surface at its model landmark, ``lift_landmarks``), so the annotators' convention
   survives and the fit's own error (median 2.9% NME) is not baked into the new labels.
@@ -59,11 +59,12 @@ from tracker.fileio import (
     read_image,
     safe_output_path,
 )
+from tracker.fitting import FitResult, LandmarkDefinition, Pose, landmark_points, march_jaw, project
 from tracker.metrics import nme
 from tracker.pts import PtsError, write_pts
-from training.fitting import FitResult, LandmarkDefinition, Pose, landmark_points, march_jaw, project
-from training.groundtruth import ASSET, DenseGT, Template, _definition, draw_iso_lines, load_template, project_mesh, render_faces
-from training.render import rasterize
+from tracker.render import rasterize
+from tracker.templatemaps import project_mesh
+from training.groundtruth import ASSET, DenseGT, Template, _definition, draw_iso_lines, load_template, render_faces
 from training.template import CYLINDER_AXIS_Z, DEFAULT_300W
 
 FLIP = np.array([1.0, -1.0, 1.0])  # model space (y up) <-> image space (y down)

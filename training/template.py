@@ -13,10 +13,14 @@ From the Surrey Face Model (``shared/template/sfm``) this writes ``tracker/asset
   the mouth corner and the two inner-lip points beside it.  The jaw (1-8, 10-17) lies on the
   model contour at the *frontal* pose, at the arc position that best matches near-frontal
   training annotations (calibrated by fitting the model to them with the jaw left out).
-* ``jaw_parallels`` (16,P): candidate vertices for landmark marching (see training.fitting).
+* ``jaw_parallels`` (16,P): candidate vertices for landmark marching (see tracker.fitting).
 * ``landmark_uv`` (68,2), ``flip_permutation`` (68,), ``part_map`` (R,R) uint8 with the 8 part
   classes of ``tracker.parts`` rasterised in UV space (row 0 = u_v 1, column 0 = u_h 0).
 * ``landmark_3d`` (68,3): the mean shape's landmarks in 3D, for head pose at run time.
+
+and, beside it, ``face_model.npz``: the SFM's shape model itself (``mean``, ``shape_basis``,
+``expression_basis``, ``expression_names``, ``triangles``; float32), which the tracker fits to a
+face's final landmarks for its parts and face transfer (``tracker.templatemaps``).
 
 Everything is deterministic; rerunning the command reproduces the committed files.
 """
@@ -33,9 +37,10 @@ import numpy as np
 from tracker import parts as P
 from tracker.assets import ASSETS, record
 from tracker.fileio import atomic_save_npz, atomic_write_image, atomic_write_text
+from tracker.fitting import FitOptions, LandmarkDefinition, fit_landmarks, project
 from tracker.pts import read_pts
+from tracker.templatemaps import FACE_MODEL
 from training import INSTALLED, REPO
-from training.fitting import FitOptions, LandmarkDefinition, fit_landmarks, project
 from training.sfm import MorphableModel, load_sfm, read_contours, read_landmark_mapping
 
 DEFAULT_SFM = REPO.parent / "shared" / "template" / "sfm"
@@ -231,14 +236,12 @@ def save(assets: TemplateAssets, path: Path = ASSET) -> None:
     )
 
 
-def load_definition(path: Path = ASSET) -> LandmarkDefinition:
-    with np.load(path) as z:
-        return LandmarkDefinition(
-            z["landmark_vertices"].astype(np.int64),
-            z["landmark_weights"].astype(np.float64),
-            z["jaw"].astype(np.int64),
-            z["jaw_parallels"].astype(np.int64),
-        )
+def save_face_model(model: MorphableModel, path: Path) -> None:
+    """The shape model as ``tracker.templatemaps.load_face_model`` reads it (float32: the fit's
+    landmarks move by < 1e-4 px against float64)."""
+    atomic_save_npz(path, mean=model.mean.astype(np.float32), shape_basis=model.shape_basis.astype(np.float32),
+                    expression_basis=model.expression_basis.astype(np.float32), expression_names=np.array(model.expression_names),
+                    triangles=model.triangles.astype(np.int32))
 
 
 def render_layout(assets: TemplateAssets, triangles: np.ndarray, size: int = 768) -> np.ndarray:
@@ -275,7 +278,11 @@ on near-frontal faces of the 300-W training split (`splits/train.txt`, first {ma
 | part_map | ({res},{res}) uint8 | 8 part classes in UV space (values in `tracker/parts.py`) |
 | landmark_3d | (68,3) | mean-shape 3D landmark positions (mm; y up, z to the viewer), for head pose |
 
-SHA-256 of template.npz: `{sha}`
+`face_model.npz` beside it is the SFM's shape model as the tracker fits it to a face's final
+landmarks (`tracker/templatemaps.py`): `mean` (3448,3) mm, `shape_basis` (3448,3,63) scaled to
+standard deviations, `expression_basis` (3448,3,6), `expression_names`, `triangles` (6736,3); float32.
+
+SHA-256 of template.npz: `{sha}`; of face_model.npz: `{model_sha}`
 
 **Licence.** The SFM is free for non-commercial (research) use only (Centre for Vision, Speech
 and Signal Processing, University of Surrey); these derived assets carry the same restriction.
@@ -293,13 +300,16 @@ def main(argv: list[str] | None = None) -> int:
     assets = build(args.sfm, args.data)
     save(assets, args.out)
     model = load_sfm(args.sfm)
+    model_out = args.out.parent / FACE_MODEL
+    save_face_model(model, model_out)
     atomic_write_image(args.docs, render_layout(assets, model.triangles))
-    sha = record(args.out) if args.out.parent == ASSET.parent else hashlib.sha256(args.out.read_bytes()).hexdigest()
+    shas = [record(p) if args.out.parent == ASSET.parent else hashlib.sha256(p.read_bytes()).hexdigest() for p in (args.out, model_out)]
     atomic_write_text(
         args.out.parent / "TEMPLATE_CARD.md",
-        CARD.format(max_faces=600, axis=CYLINDER_AXIS_Z, res=PART_RES, sha=sha),
+        CARD.format(max_faces=600, axis=CYLINDER_AXIS_Z, res=PART_RES, sha=shas[0], model_sha=shas[1]),
     )
-    print(f"wrote {args.out} ({args.out.stat().st_size} bytes, sha256 {sha[:12]}), {args.docs}")
+    print(f"wrote {args.out} ({args.out.stat().st_size} bytes, sha256 {shas[0][:12]}), {model_out} "
+          f"({model_out.stat().st_size} bytes, sha256 {shas[1][:12]}), {args.docs}")
     return 0
 
 

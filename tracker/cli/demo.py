@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tracker.assets import DEMO_CLIP, DEMO_IMAGE
-from tracker.cli.common import engine_args
+from tracker.cli.common import engine_args, parts_from_arg
 from tracker.draw import annotate, annotate_still, frame_part_labels
 from tracker.fileio import atomic_write_image, atomic_write_json, check_output_folder, safe_output_path
 from tracker.pipeline import Tracker, TrackerConfig
@@ -24,12 +24,13 @@ def register(sub) -> None:
     p = sub.add_parser(NAME, help="track the bundled demo clip and annotate the bundled still (no webcam needed)")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default ./demo_out)")
     engine_args(p)
+    parts_from_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     check_output_folder(args.out, "--out")  # before the work: a file or a read-only folder there
-    config = TrackerConfig.from_args(args, mode="image")
+    config = TrackerConfig.from_args(args, mode="image", template_maps=args.parts_from == "template")
     tracker = Tracker(config)
     (still,) = track_stream(tracker, ImageSource([DEMO_IMAGE], str(DEMO_IMAGE)))
     image, result = still.image, still.result
@@ -38,7 +39,7 @@ def run(args) -> int:
     atomic_write_image(still_path, out)
     atomic_write_json(safe_output_path(args.out, "astronaut.json"), frame_to_json(result, str(DEMO_IMAGE), image.shape))
 
-    tracker = Tracker(replace(config, mode="video"))
+    tracker = Tracker(replace(config, mode="video", template_maps=False))  # the clip shows landmarks only
     clip = safe_output_path(args.out, "astronaut_tracked.mp4")
     times, found = [], 0
     with VideoSource(DEMO_CLIP, READ_AHEAD) as source, AtomicVideoWriter(clip, source.fps, source.size) as writer:

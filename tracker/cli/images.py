@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from tracker.boxfile import box_key, read_boxes
-from tracker.cli.common import RESUMES, count, engine_args
+from tracker.cli.common import RESUMES, count, engine_args, parts_from_arg
 from tracker.detector import DETECT_MAX_SIDE, STILL_MAX_SIDE, Detection, cnn_missing_note, require_dlib_predictor
 from tracker.draw import annotate_still, frame_part_labels
 from tracker.errors import InputError, MissingInputError, NotAFolderError, UsageError, count_of
@@ -59,6 +59,7 @@ def register(sub) -> None:
                    help="face boxes instead of the detector: lines 'STEM X0 Y0 X1 Y1' (or CSV), 0-based pixels, "
                    "several lines for several faces, every one tracked whatever --max-faces; images without a line use the detector "
                    "(README, Usage)")
+    parts_from_arg(p)
     p.add_argument("--save-maps", action="store_true", help="also write <stem>_maps.npz (uv, fg, depth in image pixels)")
     p.add_argument("--baseline", choices=["dlib"], help="also write dlib's 68-point results under OUT/dlib/")
     p.add_argument("--recursive", action="store_true", help="include images in sub-folders")
@@ -177,7 +178,8 @@ def run(args) -> int:
     detected = [p for p in images if box_key(p.relative_to(args.input).as_posix()) not in boxes]
     if detected and (note := cnn_missing_note()):  # after the usage checks; not when --boxes gives every face
         print(note, file=sys.stderr)
-    tracker = Tracker(TrackerConfig.from_args(args, mode="image", detect_side=args.detect_side))
+    tracker = Tracker(TrackerConfig.from_args(args, mode="image", detect_side=args.detect_side,
+                                              template_maps=args.parts and args.parts_from == "template"))
     # the temporary files of writes a killed run left (SIGKILL gives no time to clean up); their
     # outputs are redone below, since only a complete output counts as finished
     for folder in {safe_output_path(args.out, f"{base}{stem}").parent for stem in names.values() for base in ("", "dlib/")}:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tracker.cli.common import camera_arg, count, engine_args, warn
+from tracker.cli.common import camera_arg, count, engine_args, parts_from_arg, warn
 from tracker.errors import InputError, UsageError
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, read_image
 from tracker.pipeline import Tracker, TrackerConfig
@@ -39,6 +39,7 @@ def register(sub) -> None:
     p.add_argument("--device", type=count(0), metavar="N", help="camera index with --target webcam (default 0)")
     p.add_argument("--max-frames", type=count(1), metavar="N", help="stop after N frames (a webcam otherwise runs until Ctrl-C)")
     engine_args(p)
+    parts_from_arg(p)
     p.set_defaults(func=run)
 
 
@@ -87,7 +88,8 @@ def run(args) -> int:
     # The target first: a missing camera or an unreadable file fails before any other work.
     picture = read_image(spec.path) if spec.kind == "image" else None
     source = open_source(spec, READ_AHEAD, warn) if picture is None else None
-    config = TrackerConfig.from_args(args, mode="image", visibility=True)
+    maps = {"visibility": True, "template_maps": args.parts_from == "template"}
+    config = TrackerConfig.from_args(args, mode="image", **maps)
     image_tracker = Tracker(config) if picture is not None or args.source_face else None
     if args.source_face:
         texture = unwrap_source_face(args.source_face, image_tracker)
@@ -100,7 +102,7 @@ def run(args) -> int:
     look = Look(texture, args.strength, args.match or ("lab" if args.source_face else "shading"))
     if picture is None:
         # its own config: the options left unset mean what they mean in video (no flipping, the fast network)
-        return _transfer_video(args, source, look, TrackerConfig.from_args(args, mode="video", visibility=True))
+        return _transfer_video(args, source, look, TrackerConfig.from_args(args, mode="video", **maps))
     result = image_tracker.track(picture)
     if not result.faces:
         raise InputError(f"{spec.label}: no face found in the target image; nothing written")

@@ -17,11 +17,48 @@ Conventions: model space is the SFM's (mm, y up, z towards the viewer).  Image p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from tracker.assets import ASSETS
 from tracker.pose import FLIP_Y, Pose, estimate_pose, project  # noqa: F401 - Pose, project re-exported for training code
-from training.sfm import MorphableModel
+
+
+@dataclass(frozen=True)
+class MorphableModel:
+    """Shape model in the SFM's own units (millimetres, y up, z towards the viewer).
+
+    mean: (V,3); shape_basis: (V,3,S) orthonormal basis scaled by sqrt(eigenvalue) so that
+    coefficients are in standard deviations; expression_basis: (V,3,E) raw blendshape offsets;
+    triangles: (T,3) int32 vertex indices.
+    """
+
+    mean: np.ndarray
+    shape_basis: np.ndarray
+    expression_basis: np.ndarray
+    expression_names: tuple[str, ...]
+    triangles: np.ndarray
+
+    @property
+    def n_vertices(self) -> int:
+        return self.mean.shape[0]
+
+    def subset(self, vertices: np.ndarray) -> MorphableModel:
+        """The model restricted to some vertices (no triangles): fits only need a few."""
+        return MorphableModel(
+            self.mean[vertices], self.shape_basis[vertices], self.expression_basis[vertices], self.expression_names,
+            np.zeros((0, 3), np.int32),
+        )
+
+    def instance(self, shape_coeffs: np.ndarray | None = None, expr_coeffs: np.ndarray | None = None) -> np.ndarray:
+        """Vertices (V,3) for the given coefficients (missing trailing coefficients are 0)."""
+        v = self.mean.copy()
+        if shape_coeffs is not None and len(shape_coeffs):
+            v += self.shape_basis[:, :, : len(shape_coeffs)] @ np.asarray(shape_coeffs, float)
+        if expr_coeffs is not None and len(expr_coeffs):
+            v += self.expression_basis[:, :, : len(expr_coeffs)] @ np.asarray(expr_coeffs, float)
+        return v
 
 
 @dataclass(frozen=True)
@@ -135,3 +172,13 @@ def fit_landmarks(
     fitted = project(landmark_points(vertices, idx, w), pose)
     return FitResult(pose, shape, expr, used[idx], w, fitted)
 
+
+def load_definition(path: Path = ASSETS / "template.npz") -> LandmarkDefinition:
+    """The landmarks on the template's mesh, as ``python -m training.template`` stored them."""
+    with np.load(path) as z:
+        return LandmarkDefinition(
+            z["landmark_vertices"].astype(np.int64),
+            z["landmark_weights"].astype(np.float64),
+            z["jaw"].astype(np.int64),
+            z["jaw_parallels"].astype(np.int64),
+        )

@@ -1,0 +1,108 @@
+"""The template fitted to a face's final landmarks (``tracker.templatemaps``) and where the
+tracker reads parts and textures from."""
+import cv2
+import numpy as np
+import pytest
+
+from tracker.assets import ASSETS, DEMO_IMAGE
+from tracker.draw import part_labels
+from tracker.errors import ConfigError
+from tracker.fitting import FitResult, fit_landmarks, landmark_points
+from tracker.parts import PART_NAMES, lookup_parts, part_iou
+from tracker.pipeline import Tracker, TrackerConfig
+from tracker.pose import Pose, project
+from tracker.templatemaps import FACE_MODEL, load_face_model, render_fits, template_maps
+
+
+@pytest.fixture(scope="module")
+def face_model():
+    return load_face_model(ASSETS / FACE_MODEL, ASSETS / "template.npz")
+
+
+def _rotation(yaw_deg: float, pitch_deg: float) -> np.ndarray:
+    y, p = np.radians(yaw_deg), np.radians(pitch_deg)
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    return ry @ rx
+
+
+def _known_face(face_model, yaw: float, seed: int):
+    """A face of known shape, expression and pose in a 128-px crop: its 68 landmarks (the jaw
+    on its outline, as annotators mark it) and its true maps."""
+    rng = np.random.default_rng(seed)
+    model = face_model.model
+    shape, expr = rng.normal(size=63) * 0.8, np.clip(rng.normal(size=6) * 0.3, 0, None)
+    pose = Pose(0.45, _rotation(yaw, 5.0), np.array([63.5, 70.0]))
+    # the fitter's own marching puts the jaw points on this pose's outline
+    truth = FitResult(pose, shape, expr, None, None, None)
+    fit = fit_landmarks(model, face_model.definition, project(landmark_points(model.instance(shape, expr),
+                        face_model.definition.vertices, face_model.definition.weights), pose))
+    vertices = model.instance(shape, expr)
+    points = project(landmark_points(vertices, fit.landmark_vertices, fit.landmark_weights), pose)
+    return points, render_fits(model, face_model.vertex_uv, [truth], (128, 128))
+
+
+@pytest.mark.parametrize("yaw", [0.0, 30.0, -20.0])
+def test_fit_to_a_known_faces_landmarks_renders_its_maps(face_model, yaw):
+    """Up to what 68 points cannot tell (the forehead's and the cheeks' outline), the fit to a
+    face's landmarks renders that face's maps: the template's mask, UV and parts."""
+    with np.load(ASSETS / "template.npz") as z:
+        part_map = z["part_map"]
+    for seed in range(3):
+        points, (uv, _, mask) = _known_face(face_model, yaw, seed)
+        maps = template_maps(face_model, points, 128)
+        assert maps.uv.shape == (2, 128, 128) and maps.fg.shape == maps.depth.shape == (128, 128)
+        got = maps.fg > 0.5
+        assert (got & mask).sum() / (got | mask).sum() > 0.94
+        both = got & mask
+        assert np.median(np.abs(maps.uv[:, both] - uv[:, both])) < 0.003  # UV units
+        ours, truth = lookup_parts(maps.uv, part_map, got), lookup_parts(np.nan_to_num(uv), part_map, mask)
+        assert (ours == truth).mean() > 0.98
+        iou = part_iou(ours[None], truth[None], np.ones((1, 128, 128), bool))
+        assert np.mean([i / max(u, 1) for i, u in iou.values()]) > 0.85
+
+
+def test_missing_points_are_left_out_of_the_fit(face_model):
+    points, (_, _, mask) = _known_face(face_model, 10.0, seed=3)
+    holed = points.copy()
+    holed[[36, 37, 38, 48, 60]] = np.nan
+    maps = template_maps(face_model, holed, 128)
+    assert np.isfinite(maps.uv).all() and np.isfinite(maps.depth).all()
+    got = maps.fg > 0.5
+    assert (got & mask).sum() / (got | mask).sum() > 0.93
+
+
+def test_face_model_asset_is_the_surrey_model(face_model, template_dir):
+    from training.sfm import load_sfm
+
+    sfm = load_sfm(template_dir)
+    np.testing.assert_allclose(face_model.model.mean, sfm.mean, atol=1e-3)
+    np.testing.assert_allclose(face_model.model.shape_basis, sfm.shape_basis, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(face_model.model.expression_basis, sfm.expression_basis, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(face_model.model.triangles, sfm.triangles)
+
+
+def test_tracker_reads_parts_from_the_fitted_template_when_asked():
+    image = cv2.imread(str(DEMO_IMAGE))
+    plain = Tracker(TrackerConfig(mode="image")).track(image).faces[0]
+    assert plain.template_maps is None and plain.part_maps is plain.maps
+    tracker = Tracker(TrackerConfig(mode="image", template_maps=True))
+    result = tracker.track(image)
+    face = result.faces[0]
+    assert face.part_maps is face.template_maps and face.template_maps.uv.shape == face.maps.uv.shape
+    assert "template maps" in result.timings
+    ours, theirs = part_labels(face, tracker.part_map, image.shape), part_labels(plain, tracker.part_map, image.shape)
+    # the same face, its parts in the same places, but their edges drawn from the landmarks
+    assert 0 < (ours != theirs).mean() < 0.05
+    assert ((ours > 0) & (theirs > 0)).sum() / ((ours > 0) | (theirs > 0)).sum() > 0.8
+    # each eye's labels lie around one eye's final points
+    eyes = [face.landmarks[36:42].mean(axis=0), face.landmarks[42:48].mean(axis=0)]
+    for label in (PART_NAMES.index("left_eye"), PART_NAMES.index("right_eye")):
+        ys, xs = np.nonzero(ours == label)
+        assert len(xs) > 20
+        assert min(np.hypot(xs.mean() - e[0], ys.mean() - e[1]) for e in eyes) < 4
+
+
+def test_template_maps_is_a_checked_switch():
+    with pytest.raises(ConfigError, match="template_maps"):
+        TrackerConfig(template_maps="yes")
