@@ -5,9 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from tracker.fitting import Pose, fit_landmarks, landmark_points, load_definition, march_jaw, project
+from tracker.fitting import FitResult, Pose, fit_landmarks, landmark_points, load_definition, march_jaw, project
 from tracker.metrics import nme
 from tracker.pts import read_pts, write_pts
+from tracker.templatemaps import project_mesh
 from training import groundtruth as G
 from training import profile as PR
 
@@ -155,7 +156,7 @@ def test_turn_moves_the_mesh_like_the_new_pose(scene):
     s, _ = scene
     template = G.load_template()
     turn = PR.turn_head(s.fit.pose, s.pivot, PR.rotation_delta(-30.0, 10.0))
-    pts, z = G.project_mesh(template.model, G.FitResult(turn.pose, s.fit.shape_coeffs, s.fit.expr_coeffs, None, None, None))
+    pts, z = project_mesh(template.model, FitResult(turn.pose, s.fit.shape_coeffs, s.fit.expr_coeffs, None, None, None))
     moved = turn.move(s.points)
     np.testing.assert_allclose(moved[:, :2], pts, atol=1e-6)
     assert np.ptp(moved[:, 2] - z) < 1e-6  # depth up to a constant

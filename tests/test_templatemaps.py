@@ -1,17 +1,20 @@
 """The template fitted to a face's final landmarks (``tracker.templatemaps``) and where the
 tracker reads parts and textures from."""
+import json
+
 import cv2
 import numpy as np
 import pytest
 
 from tracker.assets import ASSETS, DEMO_IMAGE
+from tracker.crop import invert, transform_points
 from tracker.draw import part_labels
 from tracker.errors import ConfigError
 from tracker.fitting import FitResult, fit_landmarks, landmark_points
 from tracker.parts import PART_NAMES, lookup_parts, part_iou
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.pose import Pose, project
-from tracker.templatemaps import FACE_MODEL, load_face_model, render_fits, template_maps
+from tracker.templatemaps import CLOSED_MOUTH_GAP, FACE_MODEL, load_face_model, mouth_gap, render_fits, template_maps
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +65,73 @@ def test_fit_to_a_known_faces_landmarks_renders_its_maps(face_model, yaw):
         assert np.mean([i / max(u, 1) for i, u in iou.values()]) > 0.85
 
 
+def _uv_at(maps, points: np.ndarray) -> np.ndarray:
+    """(N,2) UV of `maps` at (N,2) crop points, bilinear."""
+    x, y = points[:, :1].astype(np.float32), points[:, 1:].astype(np.float32)
+    return np.stack([cv2.remap(maps.uv[c], x, y, cv2.INTER_LINEAR)[:, 0] for c in range(2)], axis=1)
+
+
+BROWS_EYES_NOSE = np.arange(17, 48)
+
+
+def test_landmarks_land_on_their_template_uv(face_model):
+    """Independently of the renderer's own answer: at each brow, nose and eye point the maps hold
+    that landmark's template UV (median 0.0013-0.0026 UV units; the points moved 1.5 px: 0.014)."""
+    with np.load(ASSETS / "template.npz") as z:
+        landmark_uv = z["landmark_uv"]
+    for yaw in (0.0, 30.0, -20.0):
+        points, _ = _known_face(face_model, yaw, seed=1)
+        maps = template_maps(face_model, points, 128)
+        err = np.linalg.norm(_uv_at(maps, points[BROWS_EYES_NOSE]) - landmark_uv[BROWS_EYES_NOSE], axis=1)
+        assert np.median(err) < 0.005
+
+
+def test_off_the_face_the_maps_hold_the_nearest_face_pixel(face_model):
+    """Readers sample the maps bilinearly: a constant (0, 0) off the mesh pulled the UV at its
+    edges to the template's corner (stray colours in unwrapped textures)."""
+    points, _ = _known_face(face_model, 20.0, seed=0)
+    maps = template_maps(face_model, points, 128)
+    face = maps.fg > 0.5
+    for c in range(2):
+        inside = maps.uv[c][face]
+        assert inside.min() <= maps.uv[c].min() and maps.uv[c].max() <= inside.max()
+    # every pixel next to the face holds the UV of a face pixel beside it
+    near = cv2.dilate(face.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~face
+    for y, x in zip(*np.nonzero(near)):
+        window = (slice(max(y - 1, 0), y + 2), slice(max(x - 1, 0), x + 2))
+        beside = maps.uv[:, window[0], window[1]][:, face[window]]
+        assert np.abs(beside - maps.uv[:, y, x][:, None]).sum(axis=0).min() == 0
+
+
+def _enclosed_background(face: np.ndarray) -> int:
+    """Pixels of background that do not reach the crop's border: holes in the face."""
+    count, labels = cv2.connectedComponents((~face).astype(np.uint8), connectivity=4)
+    border = set(np.unique(np.r_[labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return int(sum((labels == k).sum() for k in range(1, count) if k not in border))  # label 0: the face
+
+
+def _mean_face_with(face_model, expression: str, amount: float) -> np.ndarray:
+    """The 68 landmarks of the mean shape with one expression, frontal, in a 128-px crop."""
+    model, definition = face_model.model, face_model.definition
+    expr = np.zeros(len(model.expression_names))
+    expr[model.expression_names.index(expression)] = amount
+    vertices, pose = model.instance(np.zeros(63), expr), Pose(0.45, _rotation(0.0, 5.0), np.array([63.5, 70.0]))
+    fit = fit_landmarks(model, definition, project(landmark_points(vertices, definition.vertices, definition.weights), pose))
+    return project(landmark_points(vertices, fit.landmark_vertices, fit.landmark_weights), pose)
+
+
+def test_a_closed_mouth_has_no_slit_and_an_open_one_keeps_its_hole(face_model, monkeypatch):
+    smile = _mean_face_with(face_model, "happiness", 0.1)  # lips touching: the mesh's mouth opening shows as a slit
+    assert mouth_gap(smile) < CLOSED_MOUTH_GAP
+    assert _enclosed_background(template_maps(face_model, smile, 128).fg > 0.5) == 0
+    monkeypatch.setattr("tracker.templatemaps.CLOSED_MOUTH_GAP", 0.0)
+    assert _enclosed_background(template_maps(face_model, smile, 128).fg > 0.5) > 5  # (14 px: what is filled)
+    monkeypatch.undo()
+    surprise = _mean_face_with(face_model, "surprise", 0.3)  # an open mouth, 3 px between the inner lips
+    assert mouth_gap(surprise) > CLOSED_MOUTH_GAP
+    assert _enclosed_background(template_maps(face_model, surprise, 128).fg > 0.5) > 30
+
+
 def test_missing_points_are_left_out_of_the_fit(face_model):
     points, (_, _, mask) = _known_face(face_model, 10.0, seed=3)
     holed = points.copy()
@@ -91,6 +161,13 @@ def test_tracker_reads_parts_from_the_fitted_template_when_asked():
     face = result.faces[0]
     assert face.part_maps is face.template_maps and face.template_maps.uv.shape == face.maps.uv.shape
     assert "template maps" in result.timings
+    # fitted to the final landmarks, in the crop the maps are in: at the final brow, eye and nose
+    # points the template's UV (median 0.0059 UV units on this face; the PCA stage's points 0.0088)
+    with np.load(ASSETS / "template.npz") as z:
+        landmark_uv = z["landmark_uv"]
+    in_crop = transform_points(invert(face.crop_to_image), face.landmarks)
+    err = np.linalg.norm(_uv_at(face.template_maps, in_crop[BROWS_EYES_NOSE]) - landmark_uv[BROWS_EYES_NOSE], axis=1)
+    assert np.median(err) < 0.0075
     ours, theirs = part_labels(face, tracker.part_map, image.shape), part_labels(plain, tracker.part_map, image.shape)
     # the same face, its parts in the same places, but their edges drawn from the landmarks
     assert 0 < (ours != theirs).mean() < 0.05
@@ -106,3 +183,20 @@ def test_tracker_reads_parts_from_the_fitted_template_when_asked():
 def test_template_maps_is_a_checked_switch():
     with pytest.raises(ConfigError, match="template_maps"):
         TrackerConfig(template_maps="yes")
+
+
+def test_images_parts_from_chooses_the_maps(tmp_path):
+    from tracker.cli import main
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "astro.jpg").write_bytes(DEMO_IMAGE.read_bytes())
+    labels = {}
+    for source in ("template", "network"):
+        out = tmp_path / source
+        assert main(["images", "--input", str(tmp_path / "in"), "--out", str(out), "--parts", "--parts-from", source, "--threads", "1"]) == 0
+        labels[source] = cv2.imread(str(out / "astro_parts.png"), cv2.IMREAD_UNCHANGED)
+        timings = json.loads((out / "astro.json").read_text())["timings_ms"]
+        assert ("template maps" in timings) == (source == "template")
+    ours, theirs = labels["template"], labels["network"]
+    assert set(np.unique(ours)) == set(np.unique(theirs)) == set(range(9))
+    assert 0 < (ours != theirs).mean() < 0.05

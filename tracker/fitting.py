@@ -1,4 +1,5 @@
-"""Fit the 3D morphable model to 68 annotated landmarks (the ground truth of paper §2).
+"""Fit the 3D morphable model to 68 landmarks: annotated ones for the ground truth (paper §2,
+``training.groundtruth``), the tracker's final ones for its parts (``tracker.templatemaps``).
 
 Scaled orthographic camera, shape and expression coefficients by regularised linear least
 squares, alternating with pose estimation and *landmark marching* for the jaw: a jaw landmark

@@ -7,19 +7,21 @@ mean IoU on val, under the 70.8 of a segmenter trained for them (22 attempts to 
 training, docs/RESULTS.md).  The refined landmarks are far more precise there (median 2.8% of the
 eye distance), and the ground truth itself is the template fitted to annotated landmarks
 (``training.groundtruth``).  So the same fit, run on the tracker's own final landmarks and rendered
-in the face's crop, gives maps whose part edges sit where the landmarks put them: val parts 74.9
-(``python -m training.evaluate parts --landmarks DIR``).  The network's maps stay in
+in the face's crop, gives maps whose part edges sit where the landmarks put them: val parts 74.6
+(``python -m training.evaluate parts --landmarks DIR``; 74.9 without filling a closed mouth's slit,
+``CLOSED_MOUTH_GAP``).  The network's maps stay in
 ``FaceResult.maps`` (the landmarks are read from them; ``images --save-maps`` writes them).
 
 The fit is ``tracker.fitting.fit_landmarks`` with 3 iterations instead of the ground truth's 8
-(the same val parts, 74.9, in half the time); its 63 shape components all stay (20: 73.4).
-Numpy only, ~20 ms a face at the 128-px crop, so off unless parts or a transfer are asked for.
+(the same val parts in half the time); its 63 shape components all stay (20: 73.4).
+Numpy only, ~27 ms a face at the 128-px crop (val, ``images --parts``), so off unless parts or a transfer are asked for.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from tracker.densemaps import DenseMaps
@@ -28,6 +30,9 @@ from tracker.render import rasterize
 
 FACE_MODEL = "face_model.npz"  # the template's shape model (``python -m training.template`` writes it)
 RUNTIME_FIT = FitOptions(iterations=3)
+# Pixels (crop): inner lips nearer than this are closed.  Filling their slit costs val 0.3 IoU
+# (74.9 -> 74.6: the ground truth, rendered from the same mesh, has the slits), 0.5 px 74.6, 1.5 px 74.5.
+CLOSED_MOUTH_GAP = 1.0
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,35 @@ def render_fits(model: MorphableModel, vertex_uv: np.ndarray, fits: list[FitResu
 
 def template_maps(face_model: FaceModel, points: np.ndarray, size: int) -> DenseMaps:
     """The template fitted to (68,2) landmarks in crop pixels (NaN rows ignored), rendered in
-    the (size, size) crop: UV, the face's mask as its foreground (0 or 1), depth."""
+    the (size, size) crop: UV and depth (off the face: the nearest face pixel's), the face's
+    mask as its foreground (0 or 1)."""
     points = np.asarray(points, np.float64)
     known = np.isfinite(points).all(axis=1)
     fit = fit_landmarks(face_model.model, face_model.definition, np.where(known[:, None], points, 0.0), RUNTIME_FIT,
                         point_weights=known.astype(np.float64))
     uv, depth, mask = render_fits(face_model.model, face_model.vertex_uv, [fit], (size, size))
-    return DenseMaps(np.nan_to_num(uv).astype(np.float32), mask.astype(np.float32), np.nan_to_num(depth).astype(np.float32))
+    face = mask
+    if mouth_gap(points) < CLOSED_MOUTH_GAP:
+        # The mesh's mouth is an opening: closed lips left a dashed slit a pixel wide, real lips
+        # showing through painted ones.  A 3x3 closing fills gaps of up to 2 px.
+        face = mask | cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).astype(bool)
+    return DenseMaps(nearest_inside(uv, mask), face.astype(np.float32), nearest_inside(depth[None], mask)[0])
+
+
+def mouth_gap(points: np.ndarray) -> float:
+    """Mean distance (pixels) between the inner lips' middle points, upper (61-63) and lower
+    (67-65, 0-based); NaN where a point is missing."""
+    return float(np.mean(np.linalg.norm(points[[61, 62, 63]] - points[[67, 66, 65]], axis=1)))
+
+
+def nearest_inside(maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(C,H,W) maps with every pixel outside `mask` given the value of the nearest pixel inside
+    it, as float32.  Readers sample the maps bilinearly (the face transfer) or at filled slits:
+    a constant outside (0) pulled the UV at the mesh's edges towards the template's corner, and
+    colours landed on the wrong part of an unwrapped texture."""
+    if not mask.any():
+        return np.zeros(maps.shape, np.float32)
+    # DIST_LABEL_PIXEL: each zero pixel of the input (here: inside the mask) its own label, in raster order
+    _, labels = cv2.distanceTransformWithLabels((~mask).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+    source = np.flatnonzero(mask)[labels.ravel() - 1]
+    return maps.reshape(maps.shape[0], -1)[:, source].reshape(maps.shape).astype(np.float32)
