@@ -185,6 +185,29 @@ def test_record_and_screenshot(app, window, tmp_path):
     assert np.array_equal(cv2.imread(str(shot)), window.composed)
 
 
+def test_template_maps_are_made_only_while_the_parts_overlay_reads_them(app, window):
+    """The template fitted to the landmarks (~27 ms a face) while parts are shown, and the parts
+    drawn from it; none once the overlay is off."""
+    from ui.overlays import OverlaySettings, compose
+
+    pause(app, window)
+    assert window.packet.result.faces and window.packet.result.faces[0].template_maps is None
+    window.set_overlay("parts", True)
+    window.worker.step(1)
+    assert wait_for(app, lambda: window.packet.result.faces and window.packet.result.faces[0].template_maps is not None)
+    frame, result = window.packet.frame, window.packet.result
+    face = result.faces[0]
+    settings = OverlaySettings(mdm=False, box=False, parts=True)
+    drawn = compose(frame, result, settings, window.part_map)
+    from dataclasses import replace
+
+    network = compose(frame, replace(result, faces=[replace(face, template_maps=None)] + result.faces[1:]), settings, window.part_map)
+    assert (drawn != frame).any() and (drawn != network).any()  # the parts come from the template's maps
+    window.set_overlay("parts", False)
+    window.worker.step(1)
+    assert wait_for(app, lambda: window.packet.result.faces and window.packet.result.faces[0].template_maps is None)
+
+
 def test_recording_stops_when_the_picture_changes_size_and_occlusion_runs_only_for_the_transfer(app, window, tmp_path):
     """A 4K source opened while recording was squeezed into the first source's 640x480; the occlusion
     maps (~8 ms a frame) ran with the transfer overlay off (user test 8)."""
@@ -292,7 +315,7 @@ def test_uv_map_and_depth_together_both_show(app, window):
     assert np.array_equal(compose(frame, result, none, window.part_map), frame)
     face = result.faces[0]
     patch = crop_patch(face.crop_to_image, face.maps.fg.shape[0], frame.shape)
-    _, mask, depth = _patch_maps(face, patch)
+    _, mask, depth = _patch_maps(face.maps, patch)
     both, uv_only = both[patch.slices], uv_only[patch.slices]
     brightness = both[mask].astype(float).sum(1) / np.maximum(uv_only[mask].astype(float).sum(1), 1)
     assert np.corrcoef(brightness, depth_relief(depth, mask)[mask])[0, 1] > 0.95

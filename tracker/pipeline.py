@@ -51,7 +51,7 @@ from tracker.refiner import DEFAULT_REFINERS, FLOAT_GRAPH_KEY, FRAMES, ONE_STAGE
 from tracker.shape_model import fit_shapes, load_shape_model
 from tracker.smoothing import OneEuro
 from tracker.stages import Stage, last_stage
-from tracker.templatemaps import FACE_MODEL, load_face_model, template_maps
+from tracker.templatemaps import FACE_MODEL, FaceModel, load_face_model, template_maps
 
 DENSEREG_ASSET = "densereg_realtime.onnx"
 # The same network without its two stride-4 blocks (``NetConfig.decoder_blocks`` 0, fine-tuned
@@ -381,9 +381,9 @@ class Tracker:
             self.head_model = HeadModel.from_landmarks(z["landmark_3d"])
             self.part_map = z["part_map"]
             self.flip_permutation = z["flip_permutation"] if config.refine_flip else None
-        # The shape model does not change with the networks: a folder of models exported before it shipped uses the packaged one.
-        model_folder = folder if (folder / FACE_MODEL).exists() else ASSETS
-        self.face_model = load_face_model(verified_asset(FACE_MODEL, model_folder), paths["template.npz"]) if config.template_maps else None
+        self._template_path = paths["template.npz"]
+        self.face_model: FaceModel | None = None  # loaded when template maps are first asked for
+        self.set_template_maps(config.template_maps)
         with np.load(paths[LANDMARK_TARGETS]) as z:  # where annotators put the points, not the template's vertices
             self.lookup = build_lookup(z["target_uv"].astype(np.float64))
         t = timer.add("template + UV table", t)
@@ -531,7 +531,7 @@ class Tracker:
             faces = [replace(f, track_id=i) for i, f in enumerate(faces)]
         if self.config.visibility:
             faces = self._add_visibility(image, faces, timer)
-        if self.face_model is not None:
+        if self.config.template_maps:
             faces = self._add_template_maps(faces, timer)
         self._frame += 1
         if not keep_order:
@@ -689,9 +689,20 @@ class Tracker:
         return out
 
     def set_visibility(self, on: bool) -> None:
-        """Occlusion maps on or off from the next frame (the viewer's transfer overlay): the
-        config's one field that may change between frames, since nothing is built from it."""
+        """Occlusion maps on or off from the next frame (the viewer's transfer overlay): one of
+        the config's two fields that may change between frames (``set_template_maps`` the other),
+        since nothing is built from them."""
         self.config = replace(self.config, visibility=on)
+
+    def set_template_maps(self, on: bool) -> None:
+        """Template maps on or off from the next frame (the viewer's parts and transfer overlays),
+        like ``set_visibility``; the shape model is loaded the first time."""
+        if on and self.face_model is None:
+            # The shape model does not change with the networks: a folder of models exported before it shipped uses the packaged one.
+            folder = self.config.assets or ASSETS
+            model = verified_asset(FACE_MODEL, folder if (folder / FACE_MODEL).exists() else ASSETS)
+            self.face_model = load_face_model(model, self._template_path)
+        self.config = replace(self.config, template_maps=bool(on))
 
     def _add_visibility(self, image: np.ndarray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         """Each face's visibility map: its colours against its own parts' colours and, in video,

@@ -103,9 +103,9 @@ def debian_package(soname: str) -> str:
     return f"{name}-{version}" if name[-1].isdigit() else f"{name}{version}"
 
 
-def launch(source=None, config=None, texture: Path | None = None, transfer: bool = False) -> int:
+def launch(source=None, config=None, texture: Path | None = None, transfer: bool = False, parts_from: str = "template") -> int:
     """Open the viewer window and run Qt's event loop until it is closed (exit code); `config`:
-    a video-mode ``TrackerConfig`` (default: the defaults)."""
+    a video-mode ``TrackerConfig`` (default: the defaults); `parts_from`: ``--parts-from``."""
     from ui.viewer import run_viewer
 
-    return run_viewer(source, config, texture=texture, transfer=transfer)
+    return run_viewer(source, config, texture=texture, transfer=transfer, parts_from=parts_from)

@@ -89,6 +89,10 @@ def viewer_shots(out: Path, threads: int) -> None:
         for name, overlays in layouts.items():
             for attr, check in window.overlay_boxes.items():
                 check.setChecked(attr in overlays)
+            if {"parts", "transfer"} & set(overlays):  # their maps (the fitted template) come with the next tracked frame
+                window.worker.seek(FRAME)
+                settle(lambda: window.packet.index == FRAME and bool(window.packet.result.faces)
+                       and window.packet.result.faces[0].template_maps is not None)
             app.processEvents()
             save_png(out / name, _grab(window))
     finally:
@@ -111,7 +115,7 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
 
 
 def transfer_shot(out: Path, threads: int) -> None:
-    tracker = Tracker(TrackerConfig(mode="image", threads=threads, visibility=True))
+    tracker = Tracker(TrackerConfig(mode="image", threads=threads, visibility=True, template_maps=True))
     image = read_image(DEMO_IMAGE)
     with VideoSource(DEMO_CLIP) as clip:
         clip.seek(FRAME)

@@ -123,8 +123,9 @@ class FrameView(QWidget):
 
 
 class ViewerWindow(QMainWindow):
-    def __init__(self, config: TrackerConfig, texture: Path | None = None, transfer: bool = False):
+    def __init__(self, config: TrackerConfig, texture: Path | None = None, transfer: bool = False, parts_from: str = "template"):
         super().__init__()
+        self.parts_from = parts_from
         self.setWindowTitle("DenseReg face tracker")
         self.settings = OverlaySettings(transfer=transfer)
         self.meter = RateMeter()
@@ -160,7 +161,7 @@ class ViewerWindow(QMainWindow):
                             ("Ctrl+O", self.choose_video), ("Ctrl+S", self.choose_screenshot), ("Ctrl+R", self.record_button.click)):
             QShortcut(QKeySequence(key), self, activated=action)
 
-        self.worker = TrackerThread(config, visibility=transfer)
+        self.worker = TrackerThread(config, visibility=transfer, template_maps=self._wants_template_maps())
         self.worker.frameReady.connect(self._on_frame)
         self.worker.sourceOpened.connect(self._on_source)
         self.worker.engineReady.connect(self._on_engine)
@@ -309,7 +310,13 @@ class ViewerWindow(QMainWindow):
         setattr(self.settings, attr, on)
         if attr == "transfer":
             self.worker.set_visibility(on)  # the occlusion maps only the transfer uses
+        if attr in ("parts", "transfer"):
+            self.worker.set_template_maps(self._wants_template_maps())
         self._render()
+
+    def _wants_template_maps(self) -> bool:
+        """The template fitted to the landmarks costs ~27 ms a face: made only while an overlay reads it."""
+        return self.parts_from == "template" and (self.settings.parts or self.settings.transfer)
 
     def _set_transfer(self, **changes) -> None:
         for name, value in changes.items():
@@ -497,10 +504,10 @@ def default_source() -> SourceSpec:
 
 
 def run_viewer(source: SourceSpec | None = None, config: TrackerConfig | None = None,
-               texture: Path | None = None, transfer: bool = False) -> int:
+               texture: Path | None = None, transfer: bool = False, parts_from: str = "template") -> int:
     """Open the window on ``source`` (default: ``default_source()``) and run Qt until it closes."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = ViewerWindow(config or TrackerConfig(mode="video"), texture, transfer)
+    window = ViewerWindow(config or TrackerConfig(mode="video"), texture, transfer, parts_from)
     window.resize(1280, 760)
     window.show()
     window.open_source(source or default_source())

@@ -56,11 +56,13 @@ class TrackerThread(QThread):
     failed = pyqtSignal(str)  # one line for the user
     playingChanged = pyqtSignal(bool)
 
-    def __init__(self, config: TrackerConfig, parent=None, visibility: bool = False):
+    def __init__(self, config: TrackerConfig, parent=None, visibility: bool = False, template_maps: bool = False):
         super().__init__(parent)
         # visibility: the transfer overlay keeps its paint off occluders (~8 ms a frame, so only while
-        # it is on: ``set_visibility``); an interactive view searches for new faces beside the tracking
-        self.config = replace(config, visibility=visibility, detect_lag=LIVE_DETECT_LAG)
+        # it is on: ``set_visibility``); template_maps: the parts and transfer overlays read the
+        # template fitted to the landmarks (~27 ms a face, so only while one is on:
+        # ``set_template_maps``); an interactive view searches for new faces beside the tracking
+        self.config = replace(config, visibility=visibility, template_maps=template_maps, detect_lag=LIVE_DETECT_LAG)
         self._commands: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._consumed = threading.Event()
@@ -90,6 +92,9 @@ class TrackerThread(QThread):
 
     def set_visibility(self, on: bool) -> None:
         self._commands.put(("visibility", on))
+
+    def set_template_maps(self, on: bool) -> None:
+        self._commands.put(("template_maps", on))
 
     def frame_consumed(self) -> None:
         self._consumed.set()
@@ -130,10 +135,14 @@ class TrackerThread(QThread):
             self._set_playing(bool(value) and source is not None)
         elif command == "engine":
             self._load_tracker(replace(self.config, engine=value))
-        elif command == "visibility":
-            self.config = replace(self.config, visibility=bool(value))
-            if self._tracker is not None:
-                self._tracker.set_visibility(bool(value))
+        elif command in ("visibility", "template_maps"):
+            try:
+                if self._tracker is not None:
+                    getattr(self._tracker, f"set_{command}")(bool(value))
+            except (AssetError, OSError, ValueError) as exc:  # the shape model's file missing or damaged
+                self.failed.emit(f"{command.replace('_', ' ')} unavailable: {exc}")
+                return
+            self.config = replace(self.config, **{command: bool(value)})
         elif self._source is None:
             return
         elif command == "step":

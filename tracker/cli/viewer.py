@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tracker.cli.common import EXIT_USAGE, count, engine_args
+from tracker.cli.common import EXIT_USAGE, count, engine_args, parts_from_arg
 from tracker.errors import MissingInputError, UsageError
 from tracker.pipeline import TrackerConfig
 from tracker.sources import CAMERA, is_numbered, open_source, spec_from_argument
@@ -33,6 +33,7 @@ def _window_args(p) -> None:
     p.add_argument("--texture", type=Path, help="UV texture for the face-transfer overlay (default: tracker/assets/textures/facepaint.png)")
     p.add_argument("--transfer", action="store_true", help="start with the face-transfer overlay on")
     engine_args(p)
+    parts_from_arg(p)
 
 
 def run(args) -> int:
@@ -56,4 +57,4 @@ def run(args) -> int:
         # a missing camera is one line here, as in `video --camera`: in the window it was an empty
         # picture with the reason in the status bar, and `webcam` never ended
         open_source(source).close()
-    return launch(source, TrackerConfig.from_args(args, mode="video"), texture=args.texture, transfer=args.transfer)
+    return launch(source, TrackerConfig.from_args(args, mode="video"), texture=args.texture, transfer=args.transfer, parts_from=args.parts_from)
