@@ -277,6 +277,9 @@ def test_rate_meter():
     meter.update({}, 0.0, now=100.0)  # the pause is not counted as a frame interval
     assert meter.fps == pytest.approx(10.0)
     assert list(meter.text().splitlines()[2].split())[0] == "detect"
+    meter.update({"template maps": 27.0}, 27.0, now=100.1)  # a longer name keeps the columns aligned
+    rows = meter.text().splitlines()[2:]
+    assert len({row.index(" ms") for row in rows}) == 1 and rows[-1].lstrip().startswith("template maps")
     # frames 20 and 100 ms apart come at 1 / 60 ms, 16.7 a second: averaging the rates said 28.9
     meter, now = RateMeter(smoothing=0.05), 0.0
     for dt in [0.02, 0.1] * 200:

@@ -89,7 +89,8 @@ class RateMeter:
 
     def text(self) -> str:
         lines = [f"{self.fps:5.1f} fps", f"{self.total_ms:5.1f} ms per frame"]
-        lines += [f"  {name:<10}{ms:6.1f} ms" for name, ms in self.stages.items()]
+        width = max([10, *(len(name) + 1 for name in self.stages)])  # "template maps" is longer than the rest
+        lines += [f"  {name:<{width}}{ms:6.1f} ms" for name, ms in self.stages.items()]
         return "\n".join(lines)
 
 
