@@ -178,7 +178,7 @@ class TrackerConfig:
     box_passes: int = 3
     visibility: bool = False  # FaceResult.visibility: the occlusion map (~2.5 ms a face a frame; the dense maps are always there)
     # FaceResult.template_maps: the 3D template fitted to the final landmarks, rendered in the
-    # face's crop (``tracker.templatemaps``, ~27 ms a face): parts and face transfer read it
+    # face's crop (``tracker.templatemaps``, ~20 ms a face): parts and face transfer read it
     # instead of DenseReg's maps (val parts mean IoU 74.6 instead of 69.1).
     template_maps: bool = False
     lost_fg_fraction: float = 0.15  # video: face lost when less of the crop is face than this...

@@ -29,7 +29,9 @@ class Raster:
         out = np.full(self.triangle.shape + (values.shape[1],), np.nan, np.float32)
         cov = self.covered
         tri = triangles[self.triangle[cov]]  # (n,3)
-        out[cov] = (values[tri] * self.bary[cov][..., None]).sum(axis=1)
+        bary = self.bary[cov]
+        # the three weighted vertices summed in order, as .sum(axis=1) did, at a third of its cost
+        out[cov] = values[tri[:, 0]] * bary[:, :1] + values[tri[:, 1]] * bary[:, 1:2] + values[tri[:, 2]] * bary[:, 2:]
         return out
 
 
@@ -41,8 +43,10 @@ def rasterize(points: np.ndarray, depth: np.ndarray, triangles: np.ndarray, shap
     """
     h, w = shape
     tri_pts = points[triangles]  # (T,3,2)
-    lo = np.ceil(tri_pts.min(axis=1)).astype(np.int64)
-    hi = np.floor(tri_pts.max(axis=1)).astype(np.int64)
+    # three-way minimum/maximum: a reduction over the middle axis of size 3 took ~1 ms each
+    a, b, c = tri_pts[:, 0], tri_pts[:, 1], tri_pts[:, 2]
+    lo = np.ceil(np.minimum(np.minimum(a, b), c)).astype(np.int64)
+    hi = np.floor(np.maximum(np.maximum(a, b), c)).astype(np.int64)
     lo = np.maximum(lo, 0)
     hi = np.minimum(hi, [w - 1, h - 1])
     # Barycentric coordinates via the inverse of each triangle's edge matrix.

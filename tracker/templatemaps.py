@@ -14,7 +14,7 @@ in the face's crop, gives maps whose part edges sit where the landmarks put them
 
 The fit is ``tracker.fitting.fit_landmarks`` with 3 iterations instead of the ground truth's 8
 (the same val parts in half the time); its 63 shape components all stay (20: 73.4).
-Numpy only, ~27 ms a face at the 128-px crop (val, ``images --parts``), so off unless parts or a transfer are asked for.
+Numpy only, ~20 ms a face at the 128-px crop (val, ``images --parts``), so off unless parts or a transfer are asked for.
 """
 from __future__ import annotations
 

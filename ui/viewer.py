@@ -316,7 +316,7 @@ class ViewerWindow(QMainWindow):
         self._render()
 
     def _wants_template_maps(self) -> bool:
-        """The template fitted to the landmarks costs ~27 ms a face: made only while an overlay reads it."""
+        """The template fitted to the landmarks costs ~20 ms a face: made only while an overlay reads it."""
         return self.parts_from == "template" and (self.settings.parts or self.settings.transfer)
 
     def _set_transfer(self, **changes) -> None:

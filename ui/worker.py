@@ -60,7 +60,7 @@ class TrackerThread(QThread):
         super().__init__(parent)
         # visibility: the transfer overlay keeps its paint off occluders (~8 ms a frame, so only while
         # it is on: ``set_visibility``); template_maps: the parts and transfer overlays read the
-        # template fitted to the landmarks (~27 ms a face, so only while one is on:
+        # template fitted to the landmarks (~20 ms a face, so only while one is on:
         # ``set_template_maps``); an interactive view searches for new faces beside the tracking
         self.config = replace(config, visibility=visibility, template_maps=template_maps, detect_lag=LIVE_DETECT_LAG)
         self._commands: queue.Queue = queue.Queue()

@@ -77,7 +77,7 @@ def parts_from_arg(p: argparse.ArgumentParser) -> None:
     """``--parts-from``, for the commands that draw parts or textures on faces."""
     p.add_argument("--parts-from", choices=PARTS_FROM, default="template",
                    help="where parts and face-transfer textures are read from: template (default) = the 3D template fitted to "
-                        "the final landmarks (val parts 74.6 mean IoU; ~27 ms a face); network = DenseReg's own UV "
+                        "the final landmarks (val parts 74.6 mean IoU; ~20 ms a face); network = DenseReg's own UV "
                         "(69.1; no extra time)")
 
 
