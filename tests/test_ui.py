@@ -13,7 +13,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt is imported anywhere
 
-from tracker.assets import DEMO_CLIP
+from tracker.assets import ASSETS, DEMO_CLIP
 from tracker.cli import main
 from tracker.pipeline import TrackerConfig
 
@@ -186,15 +186,16 @@ def test_record_and_screenshot(app, window, tmp_path):
 
 
 def test_template_maps_are_made_only_while_the_parts_overlay_reads_them(app, window):
-    """The template fitted to the landmarks (~27 ms a face) while parts are shown, and the parts
-    drawn from it; none once the overlay is off."""
+    """The template fitted to the landmarks (~20 ms a face) while parts are shown, at once on a
+    paused frame, and the parts drawn from it; none once the overlay is off."""
     from ui.overlays import OverlaySettings, compose
 
     pause(app, window)
     assert window.packet.result.faces and window.packet.result.faces[0].template_maps is None
-    window.set_overlay("parts", True)
-    window.worker.step(1)
+    index = window.packet.index
+    window.set_overlay("parts", True)  # the paused frame itself gets them, without a step
     assert wait_for(app, lambda: window.packet.result.faces and window.packet.result.faces[0].template_maps is not None)
+    assert window.packet.index == index and window.packet.redraw
     frame, result = window.packet.frame, window.packet.result
     face = result.faces[0]
     settings = OverlaySettings(mdm=False, box=False, parts=True)
@@ -206,6 +207,36 @@ def test_template_maps_are_made_only_while_the_parts_overlay_reads_them(app, win
     window.set_overlay("parts", False)
     window.worker.step(1)
     assert wait_for(app, lambda: window.packet.result.faces and window.packet.result.faces[0].template_maps is None)
+
+
+def test_a_missing_shape_model_costs_the_template_maps_not_the_tracking(app, monkeypatch):
+    """The viewer started with the transfer overlay on and no usable face_model.npz: it tracks,
+    says why, and draws from the network's maps (it failed the whole engine)."""
+    import tracker.pipeline as P
+    from tracker.assets import AssetError
+    from tracker.sources import SourceSpec
+    from ui.worker import TrackerThread
+
+    real = P.verified_asset
+
+    def no_face_model(name, folder=ASSETS):
+        if name == "face_model.npz":
+            raise AssetError(f"{folder}/face_model.npz: missing")
+        return real(name, folder)
+
+    monkeypatch.setattr(P, "verified_asset", no_face_model)
+    worker, packets, errors = TrackerThread(TrackerConfig(mode="video", threads=1), template_maps=True), [], []
+    worker.frameReady.connect(lambda p: (packets.append(p), worker.frame_consumed()))
+    worker.failed.connect(errors.append)
+    worker.start()
+    try:
+        worker.open(SourceSpec("video", DEMO_CLIP))
+        worker.step(1)
+        assert wait_for(app, lambda: any(p.result.faces for p in packets))
+        assert all(f.template_maps is None for p in packets for f in p.result.faces)
+        assert any("template maps unavailable" in e for e in errors) and not any("engine" in e for e in errors)
+    finally:
+        assert worker.stop()
 
 
 def test_recording_stops_when_the_picture_changes_size_and_occlusion_runs_only_for_the_transfer(app, window, tmp_path):

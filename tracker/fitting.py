@@ -111,7 +111,8 @@ def landmark_points(vertices: np.ndarray, idx: np.ndarray, weights: np.ndarray) 
 
 def _weighted3(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """sum_j weights[k,j] * values[k,j,...] over j < 3: the three terms added in order, as
-    ``.sum(axis=1)`` does (the same numbers), without its slow reduction over a middle axis."""
+    ``.sum(axis=1)`` does (the same numbers, but for the sign of a sum of three -0.0), without its
+    slow reduction over a middle axis."""
     w = weights.reshape(weights.shape + (1,) * (values.ndim - 2))
     return values[:, 0] * w[:, 0] + values[:, 1] * w[:, 1] + values[:, 2] * w[:, 2]
 

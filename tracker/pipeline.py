@@ -720,6 +720,16 @@ class Tracker:
         timer.add("visibility", t)
         return out
 
+    def add_template_maps(self, result: FrameResult) -> FrameResult:
+        """`result` with template maps on every face (after ``set_template_maps(True)``): for a
+        frame already tracked without them (the viewer's paused frame when an overlay comes on),
+        the same maps as tracking it with them, the tracker's state untouched."""
+        if self.face_model is None:
+            raise ConfigError("add_template_maps: call set_template_maps(True) first (it loads the shape model)")
+        timer = _Timer()
+        faces = self._add_template_maps(result.faces, timer)
+        return replace(result, faces=faces, timings={**result.timings, **timer.ms})
+
     def _add_template_maps(self, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         """Each face's template, fitted to its final landmarks, rendered in its crop."""
         t = time.perf_counter()

@@ -89,10 +89,15 @@ def viewer_shots(out: Path, threads: int) -> None:
         for name, overlays in layouts.items():
             for attr, check in window.overlay_boxes.items():
                 check.setChecked(attr in overlays)
-            if {"parts", "transfer"} & set(overlays):  # their maps (the fitted template) come with the next tracked frame
+            if {"parts", "transfer"} & set(overlays):
+                # FRAME tracked again with what these overlays read (the fitted template; the
+                # transfer's occlusion maps), waiting for that packet, not the one already shown
+                shown = window.packet
                 window.worker.seek(FRAME)
-                settle(lambda: window.packet.index == FRAME and bool(window.packet.result.faces)
-                       and window.packet.result.faces[0].template_maps is not None)
+                settle(lambda shown=shown, overlays=overlays: window.packet is not shown and not window.packet.redraw
+                       and window.packet.index == FRAME and bool(window.packet.result.faces)
+                       and window.packet.result.faces[0].template_maps is not None
+                       and ("transfer" not in overlays or window.packet.result.faces[0].visibility is not None))
             app.processEvents()
             save_png(out / name, _grab(window))
     finally:

@@ -445,9 +445,10 @@ class ViewerWindow(QMainWindow):
     def _on_frame(self, packet: FramePacket) -> None:
         try:
             self.packet = packet
-            self.meter.update(packet.result.timings, packet.track_ms, time.perf_counter())
+            if not packet.redraw:  # the same frame with more maps: neither a frame for the rate nor for a recording
+                self.meter.update(packet.result.timings, packet.track_ms, time.perf_counter())
             self._render()
-            if self.recorder is not None:
+            if self.recorder is not None and not packet.redraw:
                 (w, h), (rw, rh) = self.composed.shape[1::-1], self.recorder.size
                 if (w, h) == (rw, rh):
                     self.recorder.write(self.composed)

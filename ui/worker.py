@@ -4,7 +4,7 @@ as in every command: the stream is made anew after opening, seeking, an engine c
 error (a new stream resets the tracker: the frames are no longer consecutive).
 
 The GUI talks to it only through a command queue (``open``, ``play``, ``step``, ``seek``,
-``engine``, ``visibility``); ``stop()`` sets a flag and waits for ``run`` to return (never
+``engine``, ``visibility``, ``template_maps``); ``stop()`` sets a flag and waits for ``run`` to return (never
 ``QThread.terminate()``, which can kill the thread inside ONNX Runtime holding locks).  At most
 one result is in flight: the thread waits for ``frame_consumed()`` before sending the next, so
 a slow GUI makes it skip work instead of queueing frames without bound.
@@ -30,13 +30,15 @@ from tracker.sources import FrameSource, SourceSpec, TrackedFrame, open_source, 
 @dataclass(frozen=True)
 class FramePacket:
     """One tracked frame for the GUI.  index: the frame's position in the source (0-based);
-    length: frames in the source (0 = live); track_ms: wall time of ``Tracker.track``."""
+    length: frames in the source (0 = live); track_ms: wall time of ``Tracker.track``; redraw:
+    the frame on screen sent again with more maps (not a new frame: not recorded, not timed)."""
 
     frame: np.ndarray
     result: FrameResult
     index: int
     length: int
     track_ms: float
+    redraw: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class TrackerThread(QThread):
         self._stream: Iterator[TrackedFrame] | None = None
         self._playing = False
         self._next_due = 0.0
+        self._last: FramePacket | None = None  # the packet on screen
 
     # -- called from the GUI thread ----------------------------------------------------------
 
@@ -135,14 +138,16 @@ class TrackerThread(QThread):
             self._set_playing(bool(value) and source is not None)
         elif command == "engine":
             self._load_tracker(replace(self.config, engine=value))
-        elif command in ("visibility", "template_maps"):
-            try:
-                if self._tracker is not None:
-                    getattr(self._tracker, f"set_{command}")(bool(value))
-            except (AssetError, OSError, ValueError) as exc:  # the shape model's file missing or damaged
-                self.failed.emit(f"{command.replace('_', ' ')} unavailable: {exc}")
-                return
-            self.config = replace(self.config, **{command: bool(value)})
+        elif command == "visibility":
+            self.config = replace(self.config, visibility=bool(value))
+            if self._tracker is not None:
+                self._tracker.set_visibility(bool(value))
+        elif command == "template_maps":
+            self.config = replace(self.config, template_maps=bool(value))
+            if self._tracker is not None and self._set_template_maps(self._tracker) and self._last is not None:
+                # the frame on screen (a paused clip, a still) gets them now, not at the next frame
+                last = self._last
+                self._send(replace(last, result=self._tracker.add_template_maps(last.result), redraw=True))
         elif self._source is None:
             return
         elif command == "step":
@@ -164,13 +169,24 @@ class TrackerThread(QThread):
 
     def _load_tracker(self, config: TrackerConfig) -> None:
         try:
-            self._tracker = Tracker(config)
+            tracker = Tracker(replace(config, template_maps=False))  # a missing shape model must not cost the tracking
         except (AssetError, EngineError, OSError, ValueError, RuntimeError, ImportError) as exc:
             self.failed.emit(f"engine '{config.engine}' unavailable: {exc}")
             return
-        self.config = config
+        self._tracker, self.config = tracker, config
+        self._set_template_maps(tracker)
         self._stream = None
         self.engineReady.emit(self._tracker.describe())
+
+    def _set_template_maps(self, tracker: Tracker) -> bool:
+        """The config's template maps on `tracker`; False (the overlays read the network's maps)
+        with a message where the shape model cannot be loaded, or when they are off."""
+        try:
+            tracker.set_template_maps(self.config.template_maps)
+        except (AssetError, OSError, ValueError) as exc:  # the shape model's file missing or damaged
+            self.failed.emit(f"template maps unavailable, parts and transfer read the network's maps: {exc}")
+            return False
+        return self.config.template_maps
 
     def _open(self, spec: SourceSpec) -> None:
         self._set_playing(False)
@@ -223,10 +239,15 @@ class TrackerThread(QThread):
             self._stream = None
             self._set_playing(False)
             return
+        self._send(packet)
+
+    def _send(self, packet: FramePacket) -> None:
+        """Emit once the GUI has taken the last packet (at most one in flight)."""
         while not self._consumed.wait(0.05):
             if self._stopping.is_set():
                 return
         self._consumed.clear()
+        self._last = packet
         self.frameReady.emit(packet)
 
     def _next_packet(self, source: FrameSource) -> FramePacket | None:
