@@ -200,3 +200,19 @@ def test_images_parts_from_chooses_the_maps(tmp_path):
     ours, theirs = labels["template"], labels["network"]
     assert set(np.unique(ours)) == set(np.unique(theirs)) == set(range(9))
     assert 0 < (ours != theirs).mean() < 0.05
+
+
+def test_template_maps_added_to_a_frame_already_tracked_are_those_of_tracking_with_them():
+    image = cv2.imread(str(DEMO_IMAGE))
+    tracker = Tracker(TrackerConfig(mode="image"))
+    result = tracker.track(image)
+    with pytest.raises(ConfigError, match="set_template_maps"):
+        tracker.add_template_maps(result)
+    tracker.set_template_maps(True)
+    added = tracker.add_template_maps(result)
+    tracked = tracker.track(image)
+    assert result.faces[0].template_maps is None and "template maps" in added.timings
+    np.testing.assert_array_equal(added.faces[0].template_maps.uv, tracked.faces[0].template_maps.uv)
+    np.testing.assert_array_equal(added.faces[0].template_maps.fg, tracked.faces[0].template_maps.fg)
+    tracker.set_template_maps(False)
+    assert tracker.track(image).faces[0].template_maps is None
