@@ -216,3 +216,17 @@ def test_template_maps_added_to_a_frame_already_tracked_are_those_of_tracking_wi
     np.testing.assert_array_equal(added.faces[0].template_maps.fg, tracked.faces[0].template_maps.fg)
     tracker.set_template_maps(False)
     assert tracker.track(image).faces[0].template_maps is None
+
+
+def test_template_maps_in_image_pixels():
+    from tracker.writers import maps_in_image
+
+    image = cv2.imread(str(DEMO_IMAGE))
+    face = Tracker(TrackerConfig(mode="image", template_maps=True)).track(image).faces[0]
+    ours, theirs = maps_in_image(face, image.shape, face.template_maps), maps_in_image(face, image.shape)
+    assert ours["uv"].shape == (2,) + image.shape[:2] and ours["fg"].dtype == np.float16
+    face_pixels = ours["fg"] > 0.5
+    assert ours["fg"].min() >= 0 and ours["fg"].max() <= 1  # the mesh's mask, bilinearly warped
+    both = face_pixels & (theirs["fg"] > 0.5)
+    assert both.sum() > 0.8 * face_pixels.sum()  # the same face
+    assert np.median(np.abs(ours["uv"][:, both].astype(float) - theirs["uv"][:, both])) < 0.03

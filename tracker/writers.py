@@ -19,6 +19,7 @@ from tracker.identity import SAME_PERSON, distance
 from tracker.pts import write_pts
 
 if TYPE_CHECKING:
+    from tracker.densemaps import DenseMaps
     from tracker.detector import Detection
     from tracker.identity import FaceRecognizer
     from tracker.pipeline import FaceResult, FrameResult
@@ -85,13 +86,14 @@ def csv_rows(frame_number: int, faces: list[FaceResult]) -> list[list]:
     return [[frame_number, f.track_id, round(f.score, 4)] + [round(float(v), 2) for v in f.landmarks.ravel()] for f in faces]
 
 
-def maps_in_image(face: FaceResult, shape) -> dict[str, np.ndarray]:
-    """The face's dense maps warped from its crop to image pixels, as float16 (``uv`` (2,H,W),
-    ``fg`` and ``depth`` (H,W)): what ``images --save-maps`` stores."""
-    shape = shape[:2]
-    uv = np.stack([warp_to_image(face.maps.uv[i], face.crop_to_image, shape) for i in range(2)])
-    fg = warp_to_image(face.maps.fg, face.crop_to_image, shape)
-    depth = warp_to_image(face.maps.depth, face.crop_to_image, shape)
+def maps_in_image(face: FaceResult, shape, maps: DenseMaps | None = None) -> dict[str, np.ndarray]:
+    """The face's dense maps (DenseReg's ``face.maps``, or `maps` in the same crop, such as
+    ``face.template_maps``) warped from its crop to image pixels, as float16 (``uv`` (2,H,W),
+    ``fg`` and ``depth`` (H,W)): what ``images --save-maps`` stores (DenseReg's)."""
+    shape, maps = shape[:2], face.maps if maps is None else maps
+    uv = np.stack([warp_to_image(maps.uv[i], face.crop_to_image, shape) for i in range(2)])
+    fg = warp_to_image(maps.fg, face.crop_to_image, shape)
+    depth = warp_to_image(maps.depth, face.crop_to_image, shape)
     return {"uv": uv.astype(np.float16), "fg": fg.astype(np.float16), "depth": depth.astype(np.float16)}
 
 
