@@ -1,11 +1,13 @@
-"""What the dense maps on every face cost, and what the opt-in visibility map costs, on the demo clip.
+"""What the dense maps on every face cost, and what the opt-in visibility and template maps cost, on the demo clip.
 
     python -m benchmarks.bench_maps [--frames 150] [--threads 1] [--json docs/results/maps.json]
 
 Every ``FaceResult`` carries its ``maps`` (views into the engine's output for the frame, no
 copy): the table gives the bytes a kept FrameResult holds on to per face, and the tracker's ms
-per frame with ``TrackerConfig.visibility`` off and on, alternating runs in one process (this
-machine is shared and noisy: compare the two rows, not the absolute numbers across runs).
+per frame with neither opt-in map, with ``TrackerConfig.visibility`` and with
+``TrackerConfig.template_maps`` (the template fitted to the landmarks: parts and face transfer),
+alternating runs in one process (this machine is shared and noisy: compare the rows, not the
+absolute numbers across runs).
 """
 from __future__ import annotations
 
@@ -61,11 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
     frames = load_frames(args.frames)
-    runs: dict[str, list[float]] = {"maps only (default)": [], "maps + visibility": []}
+    settings = {"maps only (default)": {}, "maps + visibility": {"visibility": True}, "maps + template maps": {"template_maps": True}}
+    runs: dict[str, list[float]] = {name: [] for name in settings}
     sizes: list[int] = []
     for _ in range(args.rounds):
-        for name, visibility in (("maps only (default)", False), ("maps + visibility", True)):
-            ms, s = time_run(TrackerConfig(mode="video", threads=args.threads, visibility=visibility), frames)
+        for name, extra in settings.items():
+            ms, s = time_run(TrackerConfig(mode="video", threads=args.threads, **extra), frames)
             runs[name].append(ms)
             sizes += s
     per_face = int(np.median(sizes)) if sizes else 0
