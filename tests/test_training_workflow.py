@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -384,3 +385,30 @@ def test_an_installed_package_writes_nothing_inside_itself(tmp_path):
     assert not (site / "runs").exists() and not (work / "runs").exists()
     r = python("-c", "from tracker.errors import install_hint; print(install_hint('cnn'))")
     assert "densereg-tracker[cnn]" in r.stdout
+
+
+def test_val_crop_matrix_cuts_the_val_crop_and_parts_score_a_tracker_output(faces, tmp_path, monkeypatch):
+    """``val_crop_matrix`` maps the picture onto the validation crop ``sample_crop`` cuts (so a
+    tracker's landmarks land where the crop shows them), and ``evaluate parts --landmarks``
+    scores a folder of predictions beside the transfer."""
+    import training.evaluate as E
+    from tracker.fileio import read_image
+    from training.dataset import split_faces, val_crop_matrix
+
+    data, gt = faces
+    samples = E.val_samples(data, gt, tmp_path / "cache")
+    for rel, sample in zip(split_faces(data, "val"), samples):
+        with np.load((gt / rel).with_suffix(".npz")) as z:
+            m = val_crop_matrix(z["landmarks"][0].astype(np.float64))
+        picture = read_image(data / rel)
+        diff = [np.abs(cv2.warpAffine(picture, m + [[0, 0, dx], [0, 0, 0]], (128, 128)).astype(float) - sample.image).mean()
+                for dx in (0, 3)]
+        assert diff[0] < 2 and diff[1] > 4 * diff[0]  # 0.4 vs 7.5 (the crop passes through the 288-px cache: not bit-exact)
+    pred = tmp_path / "pred"
+    for rel in split_faces(data, "val"):
+        (pred / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy((data / rel).with_suffix(".pts"), (pred / rel).with_suffix(".pts"))
+    monkeypatch.setattr(E, "REPO", tmp_path)
+    assert E.main(["parts", "--data", str(data), "--gt", str(gt), "--cache", str(tmp_path / "cache"), "--landmarks", str(pred)]) == 0
+    table = json.loads((tmp_path / "out" / "evaluate" / "parts_val.json").read_text())["iou"]
+    assert any(name.startswith("template fitted to the tracker's landmarks") for name in table)
