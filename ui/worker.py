@@ -147,7 +147,12 @@ class TrackerThread(QThread):
             if self._tracker is not None and self._set_template_maps(self._tracker) and self._last is not None:
                 # the frame on screen (a paused clip, a still) gets them now, not at the next frame
                 last = self._last
-                self._send(replace(last, result=self._tracker.add_template_maps(last.result), redraw=True))
+                try:
+                    result = self._tracker.add_template_maps(last.result)
+                except Exception as exc:  # a worker must report, never die silently (as in _advance)
+                    self.failed.emit(f"template maps failed on frame {last.index}: {type(exc).__name__}: {exc}")
+                    return
+                self._send(replace(last, result=result, redraw=True))
         elif self._source is None:
             return
         elif command == "step":
