@@ -129,9 +129,10 @@ def match_colors(source: np.ndarray, target: np.ndarray, weight: np.ndarray, mod
     region = weight > 0.5
     if mode == "none" or region.sum() < 16:
         return source
-    tgt = target.astype(np.float32)
     if mode == "shading":
-        lum = cv2.cvtColor(tgt / 255.0, cv2.COLOR_BGR2Lab)[..., 0]
+        # L from the 8-bit conversion (a table lookup, 3x faster than float Lab on a 4K face's
+        # patch; within 0.5 of 100 of the float L, and only its smoothed ratio is used)
+        lum = cv2.cvtColor(target, cv2.COLOR_BGR2Lab)[..., 0].astype(np.float32) * np.float32(100 / 255)
         # Smooth over ~3% of the patch: lighting and shadows stay, skin texture and edges go.  A
         # field that smooth is made on the patch shrunk to SHADING_SIDE and enlarged again: on a
         # 4K face (a 1,200 px patch) the full-size blurs took 0.3 s a frame.
@@ -141,17 +142,19 @@ def match_colors(source: np.ndarray, target: np.ndarray, weight: np.ndarray, mod
         def shrunk(a: np.ndarray) -> np.ndarray:
             return a if k == 1.0 else cv2.resize(a, size, interpolation=cv2.INTER_AREA)
         sigma = max(1.0, 0.03 * max(h, w)) * k
-        num = cv2.GaussianBlur(shrunk(lum * region), (0, 0), sigma)
-        den = cv2.GaussianBlur(shrunk(region.astype(np.float32)), (0, 0), sigma)
+        inside = region.astype(np.float32)
+        num = cv2.GaussianBlur(shrunk(cv2.multiply(lum, inside)), (0, 0), sigma)
+        den = cv2.GaussianBlur(shrunk(inside), (0, 0), sigma)
         smooth = num / np.maximum(den, 1e-3)
         if k < 1.0:
             smooth = cv2.resize(smooth, (w, h), interpolation=cv2.INTER_LINEAR)
-        gain = smooth / max(float(lum[region].mean()), 1e-3)
-        return np.clip(source * np.clip(gain, 0.2, 2.0)[..., None], 0, 255)
+        mean = cv2.mean(lum, mask=region.view(np.uint8))[0]  # in C: numpy's lum[region] copied a 4K face's pixels first
+        gain = np.clip(smooth / max(mean, 1e-3), 0.2, 2.0)
+        return np.clip(source * gain[..., None], 0, 255, out=np.empty(source.shape, np.float32))
     if mode != "lab":
         raise InputError(f"unknown colour matching {mode!r} (choose from {', '.join(COLOR_MATCHES)})")
     src_lab = cv2.cvtColor(np.clip(source, 0, 255).astype(np.float32) / 255.0, cv2.COLOR_BGR2Lab)
-    tgt_lab = cv2.cvtColor(tgt / 255.0, cv2.COLOR_BGR2Lab)
+    tgt_lab = cv2.cvtColor(target.astype(np.float32) / 255.0, cv2.COLOR_BGR2Lab)
     s, t = src_lab[region], tgt_lab[region]
     scale = t.std(0) / np.maximum(s.std(0), 1e-3)
     out = (src_lab - s.mean(0)) * np.minimum(scale, 3.0) + t.mean(0)  # capped: a flat texture must not explode
@@ -160,9 +163,12 @@ def match_colors(source: np.ndarray, target: np.ndarray, weight: np.ndarray, mod
 
 
 def composite(target: np.ndarray, colors: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """target (h,w,3 uint8) blended towards colors (h,w,3 float) by alpha (h,w) in [0,1]."""
-    a = alpha[..., None]
-    return np.clip(target * (1.0 - a) + colors * a + 0.5, 0, 255).astype(np.uint8)
+    """target (h,w,3 uint8) blended towards colors (h,w,3 float) by alpha (h,w) in [0,1]:
+    OpenCV's blend in one threaded pass (3x faster than numpy's on a 4K face's patch; it rounds
+    to even and divides by the weights' sum + 1e-5: at most 1 grey level apart, on 0.1% of pixels)."""
+    a = alpha.astype(np.float32)
+    out = cv2.blendLinear(target.astype(np.float32), colors.astype(np.float32, copy=False), 1.0 - a, a)
+    return cv2.convertScaleAbs(out)  # rounds and saturates to uint8 (values are >= 0)
 
 
 # -- on tracked faces ------------------------------------------------------------------------
