@@ -89,12 +89,13 @@ def facepaint_texture(part_map: np.ndarray, landmark_uv: np.ndarray, size: int =
 
 
 def astronaut_texture(size: int = SIZE, threads: int = 1) -> np.ndarray:
-    """The bundled astronaut's face unwrapped by the shipped network."""
+    """The bundled astronaut's face unwrapped as ``transfer --source-face`` unwraps one (through
+    the template fitted to its landmarks)."""
     from tracker.fileio import read_image
     from tracker.pipeline import Tracker, TrackerConfig
     from tracker.transfer import unwrap_face
 
-    tracker = Tracker(TrackerConfig(mode="image", threads=threads, visibility=True))
+    tracker = Tracker(TrackerConfig(mode="image", threads=threads, visibility=True, template_maps=True))
     image = read_image(DEMO_IMAGE)
     faces = tracker.track(image).faces
     if not faces:
