@@ -202,6 +202,17 @@ def test_images_parts_from_chooses_the_maps(tmp_path):
     assert 0 < (ours != theirs).mean() < 0.05
 
 
+
+def test_parts_from_without_parts_is_said_to_do_nothing(tmp_path, capsys):
+    from tracker.cli import main
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "astro.jpg").write_bytes(DEMO_IMAGE.read_bytes())
+    assert main(["images", "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--parts-from", "network", "--threads", "1"]) == 0
+    assert "without --parts it does nothing" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "astro_parts.png").exists()
+
+
 def test_template_maps_added_to_a_frame_already_tracked_are_those_of_tracking_with_them():
     image = cv2.imread(str(DEMO_IMAGE))
     tracker = Tracker(TrackerConfig(mode="image"))

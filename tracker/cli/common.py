@@ -74,11 +74,17 @@ PARTS_FROM = ("template", "network")
 
 
 def parts_from_arg(p: argparse.ArgumentParser) -> None:
-    """``--parts-from``, for the commands that draw parts or textures on faces."""
-    p.add_argument("--parts-from", choices=PARTS_FROM, default="template",
+    """``--parts-from``, for the commands that draw parts or textures on faces (read it with
+    ``template_maps_wanted``: unset means template, and a command can tell it was given)."""
+    p.add_argument("--parts-from", choices=PARTS_FROM,
                    help="where parts and face-transfer textures are read from: template (default) = the 3D template fitted to "
                         "the final landmarks (val parts 74.6 mean IoU; ~20 ms a face); network = DenseReg's own UV "
                         "(69.1; no extra time)")
+
+
+def template_maps_wanted(args) -> bool:
+    """Whether ``--parts-from`` (default: template) asks for the template fitted to the landmarks."""
+    return (args.parts_from or PARTS_FROM[0]) == "template"
 
 
 def video_args(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tracker.assets import DEMO_CLIP, DEMO_IMAGE
-from tracker.cli.common import engine_args, parts_from_arg
+from tracker.cli.common import engine_args, parts_from_arg, template_maps_wanted
 from tracker.draw import annotate, annotate_still, frame_part_labels
 from tracker.fileio import atomic_write_image, atomic_write_json, check_output_folder, safe_output_path
 from tracker.pipeline import Tracker, TrackerConfig
@@ -30,7 +30,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     check_output_folder(args.out, "--out")  # before the work: a file or a read-only folder there
-    config = TrackerConfig.from_args(args, mode="image", template_maps=args.parts_from == "template")
+    config = TrackerConfig.from_args(args, mode="image", template_maps=template_maps_wanted(args))
     tracker = Tracker(config)
     (still,) = track_stream(tracker, ImageSource([DEMO_IMAGE], str(DEMO_IMAGE)))
     image, result = still.image, still.result

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from tracker.boxfile import box_key, read_boxes
-from tracker.cli.common import RESUMES, count, engine_args, parts_from_arg
+from tracker.cli.common import RESUMES, count, engine_args, parts_from_arg, template_maps_wanted
 from tracker.detector import DETECT_MAX_SIDE, STILL_MAX_SIDE, Detection, cnn_missing_note, require_dlib_predictor
 from tracker.draw import annotate_still, frame_part_labels
 from tracker.errors import InputError, MissingInputError, NotAFolderError, UsageError, count_of
@@ -178,8 +178,10 @@ def run(args) -> int:
     detected = [p for p in images if box_key(p.relative_to(args.input).as_posix()) not in boxes]
     if detected and (note := cnn_missing_note()):  # after the usage checks; not when --boxes gives every face
         print(note, file=sys.stderr)
+    if args.parts_from is not None and not args.parts:
+        print(f"note: --parts-from {args.parts_from} chooses where --parts are read from; without --parts it does nothing", file=sys.stderr)
     tracker = Tracker(TrackerConfig.from_args(args, mode="image", detect_side=args.detect_side,
-                                              template_maps=args.parts and args.parts_from == "template"))
+                                              template_maps=args.parts and template_maps_wanted(args)))
     # the temporary files of writes a killed run left (SIGKILL gives no time to clean up); their
     # outputs are redone below, since only a complete output counts as finished
     for folder in {safe_output_path(args.out, f"{base}{stem}").parent for stem in names.values() for base in ("", "dlib/")}:

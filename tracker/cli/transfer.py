@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tracker.cli.common import camera_arg, count, engine_args, parts_from_arg, warn
+from tracker.cli.common import camera_arg, count, engine_args, parts_from_arg, template_maps_wanted, warn
 from tracker.errors import InputError, UsageError
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, read_image
 from tracker.pipeline import Tracker, TrackerConfig
@@ -88,7 +88,7 @@ def run(args) -> int:
     # The target first: a missing camera or an unreadable file fails before any other work.
     picture = read_image(spec.path) if spec.kind == "image" else None
     source = open_source(spec, READ_AHEAD, warn) if picture is None else None
-    maps = {"visibility": True, "template_maps": args.parts_from == "template"}
+    maps = {"visibility": True, "template_maps": template_maps_wanted(args)}
     config = TrackerConfig.from_args(args, mode="image", **maps)
     image_tracker = Tracker(config) if picture is not None or args.source_face else None
     if args.source_face:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tracker.cli.common import EXIT_USAGE, count, engine_args, parts_from_arg
+from tracker.cli.common import EXIT_USAGE, count, engine_args, parts_from_arg, template_maps_wanted
 from tracker.errors import MissingInputError, UsageError
 from tracker.pipeline import TrackerConfig
 from tracker.sources import CAMERA, is_numbered, open_source, spec_from_argument
@@ -57,4 +57,5 @@ def run(args) -> int:
         # a missing camera is one line here, as in `video --camera`: in the window it was an empty
         # picture with the reason in the status bar, and `webcam` never ended
         open_source(source).close()
-    return launch(source, TrackerConfig.from_args(args, mode="video"), texture=args.texture, transfer=args.transfer, parts_from=args.parts_from)
+    parts_from = "template" if template_maps_wanted(args) else "network"
+    return launch(source, TrackerConfig.from_args(args, mode="video"), texture=args.texture, transfer=args.transfer, parts_from=parts_from)
