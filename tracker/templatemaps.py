@@ -93,7 +93,8 @@ def template_maps(face_model: FaceModel, points: np.ndarray, size: int) -> Dense
         # The mesh's mouth is an opening: closed lips left a dashed slit a pixel wide, real lips
         # showing through painted ones.  A 3x3 closing fills gaps of up to 2 px.
         face = mask | cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).astype(bool)
-    return DenseMaps(nearest_inside(uv, mask), face.astype(np.float32), nearest_inside(depth[None], mask)[0])
+    filled = nearest_inside(np.concatenate([uv, depth[None]]), mask)  # one nearest-pixel search for both
+    return DenseMaps(filled[:2], face.astype(np.float32), filled[2])
 
 
 def mouth_gap(points: np.ndarray) -> float:
