@@ -78,10 +78,13 @@ DUPLICATE_DISTANCE = 0.3
 # this is face: a well-framed face fills 0.34-0.46 of the crop (the demo clip), so less means
 # the crop is sliding off the face.
 FULL_QUALITY_FG_FRACTION = 0.3
-# A caller's box is re-run from its landmarks' crop (``Tracker._settle``) while that crop is
-# this much larger or smaller, or its centre this far off (in crop sizes).
+# A still's face, or a caller's box, is re-run from its landmarks' crop (``Tracker._settle``)
+# while that crop is this much larger or smaller, its centre this far off (in crop sizes), or
+# it is turned by more than this (radians).  On the val faces turned 60 degrees, 5 / 10 / 20
+# degrees give AUC@0.08 0.517 / 0.500 / 0.483; upright, 0.617 / 0.616 / 0.615.
 SETTLE_SIZE_RATIO = 1.2
 SETTLE_SHIFT = 0.1
+SETTLE_ANGLE = math.radians(5)
 # The confidence of a point the shape model filled in or overrode: a guess, so below the points
 # the network placed well, but not 0, since the fit puts it where a face has it.
 FILLED_CONFIDENCE = 0.3
@@ -173,8 +176,9 @@ class TrackerConfig:
     # The faster DenseReg (``FAST_DENSEREG_ASSET``).  None: on in video where the asset folder has
     # it, off for pictures (their UV and parts are the full network's; see docs/RESULTS.md, Speed).
     fast_network: bool | None = None
-    # A caller's box: re-run from the crop its face's landmarks give at most this many times
-    # (``Tracker._settle``: loose boxes; 0 uses every box as given, as before session 23).
+    # A still's detections and a caller's boxes: a face is re-run from the crop its landmarks
+    # give, rotated with it, at most this many times (``Tracker._settle``: loose boxes, turned
+    # heads; 0 uses every box as it is, as stills did before session 25).
     box_passes: int = 3
     visibility: bool = False  # FaceResult.visibility: the occlusion map (~2.5 ms a face a frame; the dense maps are always there)
     # FaceResult.template_maps: the 3D template fitted to the final landmarks, rendered in the
@@ -510,7 +514,7 @@ class Tracker:
         if given is None:  # max_faces caps what the detector adds; the caller's boxes all count
             items = items[: self.config.max_faces]
         faces = self._process(image, gray, items, timer) if items else []
-        if given is not None:
+        if given is not None or not video:  # (video's next frame starts from the landmarks' crop anyway)
             faces = self._settle(image, gray, faces, timer)
         if video and given is None and tracked and not faces and not detections:
             # Every track was lost on this frame (a cut, the face gone): search it now, as a
@@ -578,12 +582,17 @@ class Tracker:
         return every > 0 and not new_faces and self._frame - self._cnn_at >= gap
 
     def _settle(self, image, gray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
-        """A caller's box is read as the tight box around the face's landmarks; a looser one (a
-        head or person detector's, a generous crop) left the face small in the network's crop and
-        its landmarks wrong (val faces, boxes 2x the tight one: AUC@0.08 0.248, FR 50%; user test
-        10).  A new face whose landmarks give another crop than its box is run again from that
-        crop, as video's next frame would be, until they agree (2x: 0.543, FR 12.5%;
-        ``benchmarks/bench_boxes.py``)."""
+        """A new face whose landmarks give another crop than the one it was run in is run again
+        from that crop, as video's next frame would be, until they agree (``_agree``).
+
+        A box's crop is upright and sized by the box, where the networks were trained on crops
+        around the landmarks, turned with the face.  A caller's loose box (a head or person
+        detector's, a generous crop) left the face small in the crop and its landmarks wrong
+        (val faces, boxes 2x the tight one: AUC@0.08 0.248, FR 50%; settled 0.543, FR 12.5%;
+        user test 10; ``benchmarks/bench_boxes.py``).  A detector's upright box on a turned head
+        did the same to stills (val faces turned 40 / 60 degrees: 0.530 / 0.174, FR 8.7 / 64%;
+        settled 0.587 / 0.517, FR 3.7 / 17.5%; upright 0.6146 -> 0.6170, 1.5 runs a face;
+        ``benchmarks/bench_roll.py``)."""
         for _ in range(self.config.box_passes):
             redo = {i: roi_from_landmarks(f.landmarks) for i, f in enumerate(faces) if f.track_id < 0}
             redo = {i: roi for i, roi in redo.items() if not _agree(faces[i].roi, roi)}
@@ -822,7 +831,9 @@ def _given_boxes(boxes, shape) -> list[Detection]:
 def _agree(used: Roi, wanted: Roi) -> bool:
     """Whether the crop a face was run in is near enough the one its landmarks give (``_settle``)."""
     ratio = max(used.size, wanted.size) / max(min(used.size, wanted.size), 1e-6)
-    return ratio <= SETTLE_SIZE_RATIO and np.hypot(used.cx - wanted.cx, used.cy - wanted.cy) <= SETTLE_SHIFT * used.size
+    turn = abs((used.angle - wanted.angle + math.pi) % (2 * math.pi) - math.pi)
+    return (ratio <= SETTLE_SIZE_RATIO and np.hypot(used.cx - wanted.cx, used.cy - wanted.cy) <= SETTLE_SHIFT * used.size
+            and turn <= SETTLE_ANGLE)
 
 
 def _offset(det: Detection, roi: Roi) -> float:

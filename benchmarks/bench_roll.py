@@ -1,0 +1,86 @@
+"""Stills of turned heads: the 300-W val faces turned in the picture's plane, one pass against settling.
+
+    python -m benchmarks.bench_roll [--data ../shared/data/300w] [--angles 0 20 40 60] [--json docs/results/roll_s25.json]
+
+Each val picture is turned about its face's centre by each angle (counter-clockwise, edges
+reflected) and its annotated points with it.  Two configurations run in the same process:
+``box_passes=0`` (each face run once, from the detector's upright box: the reference, stills
+before session 25) and the default (``Tracker._settle`` re-runs a face from the crop its
+landmarks give, turned with the face, until they agree).  The face scored is the one whose
+landmarks' centre is nearest the annotated centre (a miss counts as an error of 1).  Prints
+AUC@0.08, median NME, failure rate, faces found and the median time a picture per angle.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tracker.fileio import atomic_write_json, read_image
+from tracker.metrics import auc, nme
+from tracker.pipeline import Tracker, TrackerConfig
+from tracker.pts import read_pts
+from training.template import DEFAULT_300W
+
+ANGLES = (0.0, 20.0, 40.0, 60.0)
+
+
+def turned(image: np.ndarray, truth: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """The picture and its (68,2) points turned by `degrees` (counter-clockwise on screen) about the points' centre."""
+    h, w = image.shape[:2]
+    m = cv2.getRotationMatrix2D(tuple(float(v) for v in truth.mean(axis=0)), degrees, 1.0)
+    return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT), truth @ m[:, :2].T + m[:, 2]
+
+
+def measure(config: TrackerConfig, pictures: list[Path], angles: list[float]) -> dict:
+    tracker = Tracker(config)
+    out = {}
+    for degrees in angles:
+        errors, found, ms = [], 0, []
+        for path in pictures:
+            image, truth = turned(read_image(path), read_pts(path.with_suffix(".pts"), expected=68), degrees)
+            t = time.perf_counter()
+            faces = tracker.track(image).faces
+            ms.append(1e3 * (time.perf_counter() - t))
+            centre = truth.mean(axis=0)
+            face = min(faces, key=lambda f: np.linalg.norm(np.nanmean(f.landmarks, axis=0) - centre), default=None)
+            found += face is not None
+            errors.append(nme(face.landmarks, truth) if face is not None else 1.0)
+        e = np.array(errors)
+        out[f"{degrees:g}"] = {"auc08": auc(e), "median_nme": float(np.median(e)), "failure_rate": float(np.mean(e > 0.08)),
+                               "found": found, "median_ms": float(np.median(ms))}
+    tracker.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_roll", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_300W, help="300-W folder with splits/val.txt")
+    ap.add_argument("--angles", type=float, nargs="+", default=list(ANGLES), help="degrees (default: %(default)s)")
+    ap.add_argument("--limit", type=int, default=0, help="only the first N val faces")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    pictures = [args.data / rel for rel in (args.data / "splits" / "val.txt").read_text().split()]
+    pictures = pictures[: args.limit] if args.limit else pictures
+    base = TrackerConfig(mode="image", threads=1)
+    runs = {"one pass (box_passes=0)": measure(replace(base, box_passes=0), pictures, args.angles),
+            f"settled (box_passes={base.box_passes})": measure(base, pictures, args.angles)}
+    print(f"{len(pictures)} val pictures; AUC@0.08 / median NME / failure rate / faces found / median ms a picture, by angle")
+    print("| angle | " + " | ".join(runs) + " |")
+    print("|---|" + "---|" * len(runs))
+    for angle in next(iter(runs.values())):
+        cells = [f"{r[angle]['auc08']:.4f} / {100 * r[angle]['median_nme']:.2f}% / {100 * r[angle]['failure_rate']:.1f}% / "
+                 f"{r[angle]['found']} / {r[angle]['median_ms']:.0f} ms" for r in runs.values()]
+        print(f"| {angle}° | " + " | ".join(cells) + " |")
+    if args.json:
+        atomic_write_json(args.json, {"command": "python -m benchmarks.bench_roll", "faces": len(pictures), "angles": args.angles,
+                                      "runs": runs})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
