@@ -2,8 +2,8 @@
 
     python -m benchmarks.bench_roll [--data ../shared/data/300w] [--angles 0 20 40 60] [--json docs/results/roll_s25.json]
 
-Each val picture is turned about its face's centre by each angle (counter-clockwise, edges
-reflected) and its annotated points with it.  Two configurations run in the same process:
+Each val picture is turned about its face's centre by each angle (counter-clockwise, the canvas
+grown to hold the whole picture: ``benchmarks.robustness.turned``) and its annotated points with it.  Two configurations run in the same process:
 ``box_passes=0`` (each face run once, from the detector's upright box: the reference, stills
 before session 25) and the default (``Tracker._settle`` re-runs a face from the crop its
 landmarks give, turned with the face, until they agree).  The face scored is the one whose
@@ -17,9 +17,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from benchmarks.robustness import turned
 from tracker.fileio import atomic_write_json, read_image
 from tracker.metrics import auc, nme
 from tracker.pipeline import Tracker, TrackerConfig
@@ -27,13 +27,6 @@ from tracker.pts import read_pts
 from training.template import DEFAULT_300W
 
 ANGLES = (0.0, 20.0, 40.0, 60.0)
-
-
-def turned(image: np.ndarray, truth: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
-    """The picture and its (68,2) points turned by `degrees` (counter-clockwise on screen) about the points' centre."""
-    h, w = image.shape[:2]
-    m = cv2.getRotationMatrix2D(tuple(float(v) for v in truth.mean(axis=0)), degrees, 1.0)
-    return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT), truth @ m[:, :2].T + m[:, 2]
 
 
 def measure(config: TrackerConfig, pictures: list[Path], angles: list[float]) -> dict:
