@@ -137,6 +137,17 @@ def test_a_turned_head_in_a_still_is_settled_from_its_landmarks(astronaut, detec
     assert _nme(settled.landmarks, truth) < 0.006 and _nme(once.landmarks, truth) > 1.5 * _nme(settled.landmarks, truth)
 
 
+def test_crops_agree_within_size_shift_and_turn():
+    """``_settle``'s test: a turn is measured the short way round (+179 and -179 degrees are 2 apart)."""
+    from tracker.pipeline import SETTLE_ANGLE, _agree
+
+    base = Roi(100.0, 100.0, 80.0, np.radians(179))
+    assert _agree(base, Roi(100.0, 100.0, 80.0, np.radians(-179)))
+    assert not _agree(base, Roi(100.0, 100.0, 80.0, np.radians(179) - 1.5 * SETTLE_ANGLE))
+    assert _agree(base, Roi(107.0, 100.0, 80.0 * 1.15, base.angle))
+    assert not _agree(base, Roi(109.0, 100.0, 80.0, base.angle)) and not _agree(base, Roi(100.0, 100.0, 80.0 * 1.25, base.angle))
+
+
 def test_a_box_on_no_face_scores_low_and_dlib_rectangles_are_boxes(tracker, astronaut, detected):
     import dlib
 
