@@ -111,6 +111,17 @@ def crop_patch(crop_to_image: np.ndarray, crop_size: int, image_shape: tuple[int
     return Patch(int(x0), int(y0), (y1 - y0, x1 - x0), m)
 
 
+def outside_share(roi: Roi, shape) -> float:
+    """The share of the crop's area that lies outside a picture of `shape` (H, W, ...)."""
+    corners = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]]) * roi.size
+    c, s = np.cos(roi.angle), np.sin(roi.angle)
+    crop = corners @ np.array([[c, s], [-s, c]]) + (roi.cx, roi.cy)
+    h, w = shape[:2]
+    picture = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
+    inside, _ = cv2.intersectConvexConvex(crop.astype(np.float32), picture.astype(np.float32))
+    return float(max(0.0, 1.0 - inside / roi.size**2))
+
+
 def transform_points(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Apply a (2,3) affine to (N,2) points, or each of (...,2,3) to its (...,N,2)."""
     return pts @ np.swapaxes(m[..., :2], -1, -2) + m[..., None, :, 2]
