@@ -97,10 +97,13 @@ FULL_QUALITY_FG_FRACTION = 0.3
 SETTLE_SIZE_RATIO = 1.2
 SETTLE_SHIFT = 0.1
 SETTLE_ANGLE = math.radians(5)
-# ...unless that crop lies further outside the picture than the one it was run in, by more than
-# this share of its area: a face cut by the picture's edge had its landmarks' crop centred on the
-# part outside, the face squeezed into what is left (review of session 25: val faces with 35% cut
-# off, AUC@0.08 0.175 in one pass, 0.161 settled).
+# ...except, for a face cut by the picture's edge (more than this share of its landmarks outside
+# the picture), into a crop further outside the picture than the one it was run in (by more than
+# SETTLE_OUTSIDE of its area): that crop is centred on the part outside, the face squeezed into
+# what is left (review of session 25: val faces with 35% cut off, AUC@0.08 0.175 in one pass,
+# 0.161 settled).  Not for every face: in a tight picture a turned face's crop sticks out at the
+# corners (val turned 60 degrees: 0.503 settled, 0.477 when every face was held back).
+SETTLE_CUT = 0.05
 SETTLE_OUTSIDE = 0.02
 # The confidence of a point the shape model filled in or overrode: a guess, so below the points
 # the network placed well, but not 0, since the fit puts it where a face has it.
@@ -613,7 +616,7 @@ class Tracker:
         (``SETTLE_OUTSIDE``)."""
         for _ in range(self.config.box_passes):
             redo = {i: roi_from_landmarks(f.landmarks) for i, f in enumerate(faces) if f.track_id < 0}
-            redo = {i: roi for i, roi in redo.items() if _run_again(faces[i].roi, roi, image.shape)}
+            redo = {i: roi for i, roi in redo.items() if _run_again(faces[i].roi, roi, faces[i].landmarks, image.shape)}
             if not redo:
                 break
             again = {id(f.box): f for f in self._process(image, gray, [(None, roi, faces[i].box) for i, roi in redo.items()], timer)}
@@ -854,10 +857,14 @@ def _agree(used: Roi, wanted: Roi) -> bool:
             and turn <= SETTLE_ANGLE)
 
 
-def _run_again(used: Roi, wanted: Roi, shape) -> bool:
-    """Whether ``_settle`` runs a face again from `wanted`, the crop its landmarks give, after
-    running it in `used` (in a picture of `shape`)."""
-    return not _agree(used, wanted) and outside_share(wanted, shape) <= outside_share(used, shape) + SETTLE_OUTSIDE
+def _run_again(used: Roi, wanted: Roi, points: np.ndarray, shape) -> bool:
+    """Whether ``_settle`` runs a face again from `wanted`, the crop its (68,2) landmarks `points`
+    give, after running it in `used` (in a picture of `shape`)."""
+    if _agree(used, wanted):
+        return False
+    h, w = shape[:2]
+    outside = ~((points >= -0.5).all(axis=1) & (points[:, 0] <= w - 0.5) & (points[:, 1] <= h - 0.5))
+    return outside.mean() <= SETTLE_CUT or outside_share(wanted, shape) <= outside_share(used, shape) + SETTLE_OUTSIDE
 
 
 def _offset(det: Detection, roi: Roi) -> float:
