@@ -611,9 +611,9 @@ class Tracker:
         (val faces, boxes 2x the tight one: AUC@0.08 0.248, FR 50%; settled 0.543, FR 12.5%;
         user test 10; ``benchmarks/bench_boxes.py``).  A detector's upright box on a turned head
         did the same to stills (val faces turned 40 / 60 degrees: 0.529 / 0.143, FR 7.5 / 69%;
-        settled 0.583 / 0.503, FR 5.0 / 20%; upright 0.6146 -> 0.6170, 1.5 runs a face;
-        ``benchmarks/bench_roll.py``).  Not into a crop further outside the picture, though
-        (``SETTLE_OUTSIDE``)."""
+        settled 0.583 / 0.503, FR 5.0 / 20%; upright 0.6146 -> 0.6173, 1.5 runs a face;
+        ``benchmarks/bench_roll.py``).  A face cut by the picture's edge is not moved into a
+        crop further outside the picture (``SETTLE_CUT``)."""
         for _ in range(self.config.box_passes):
             redo = {i: roi_from_landmarks(f.landmarks) for i, f in enumerate(faces) if f.track_id < 0}
             redo = {i: roi for i, roi in redo.items() if _run_again(faces[i].roi, roi, faces[i].landmarks, image.shape)}
