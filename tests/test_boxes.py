@@ -132,9 +132,13 @@ def test_a_turned_head_in_a_still_is_settled_from_its_landmarks(astronaut, detec
     settled = Tracker(config).track(turned).faces[0]
     once = Tracker(replace(config, box_passes=0)).track(turned).faces[0]
     assert settled.box.detector == "hog" and once.roi.angle == 0.0
+    assert settled.runs >= 2 and once.runs == 1  # what the JSON's "runs" says
     eye_line = np.degrees(np.arctan2(*(truth[45] - truth[36])[::-1]))
     assert abs(np.degrees(settled.roi.angle) - eye_line) < 5
     assert _nme(settled.landmarks, truth) < 0.006 and _nme(once.landmarks, truth) > 1.5 * _nme(settled.landmarks, truth)
+    # a video's new track settles the same way on its first frame
+    first = Tracker(TrackerConfig(mode="video", smooth=False)).track(turned).faces[0]
+    assert abs(np.degrees(first.roi.angle) - eye_line) < 5 and _nme(first.landmarks, truth) < 0.01
 
 
 def test_crops_agree_within_size_shift_and_turn():

@@ -159,6 +159,20 @@ def test_predictions_without_any_face_are_an_error_not_a_table_of_nan(tmp_path, 
     assert out == "" and err.strip() == f"error: {pred}: nothing to score: no face in the 3 predictions that match the ground truth (0 unreadable)"
 
 
+def test_a_tracker_that_found_no_face_is_a_row_of_misses_beside_the_baseline(tmp_path, gt, capsys):
+    """User test 12: with a `dlib/` folder, the dlib row was printed alone (exit 0), as if the
+    tracker's predictions had not been there."""
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for stem in STEMS:
+        (pred / f"{stem}.json").write_text('{"faces": []}')
+    _json_folder(pred, "dlib", stages=("dlib",))
+    assert _eval(pred, gt, json_out=tmp_path / "m.json") == 0
+    assert _rows(capsys.readouterr().out) == ["final", "dlib"]
+    methods = json.loads((tmp_path / "m.json").read_text())["methods"]
+    assert methods["final"]["missing"] == len(STEMS) and methods["final"]["auc08"] == 0 and methods["dlib"]["missing"] == 0
+
+
 def test_only_the_stages_the_predictions_have_are_listed(tmp_path, gt, capsys):
     pred = _json_folder(tmp_path, "pred")
     assert _eval(pred, gt, json_out=tmp_path / "m.json") == 0

@@ -280,7 +280,9 @@ class FaceResult:
     in [0,1], how surely each crop pixel shows the face itself rather than an occluder or hair
     over it (``tracker.occlusion``; the network's foreground covers occluders); pose: head pose (``pose.yaw_pitch_roll()`` in degrees) or None;
     template_maps: with ``TrackerConfig.template_maps`` (else None), the 3D template fitted to the
-    final landmarks, rendered in the same crop as ``maps`` (``tracker.templatemaps``).
+    final landmarks, rendered in the same crop as ``maps`` (``tracker.templatemaps``); runs: how
+    many times the networks ran on this face this frame (more than 1 where a new face was run
+    again from its landmarks' crop, ``Tracker._settle``; the frame's timings add them up).
     """
 
     roi: Roi
@@ -294,6 +296,7 @@ class FaceResult:
     pose: Pose | None = None  # head pose from the final landmarks (scaled orthographic)
     visibility: np.ndarray | None = None
     template_maps: DenseMaps | None = None
+    runs: int = 1
 
     @property
     def part_maps(self) -> DenseMaps:
@@ -534,8 +537,6 @@ class Tracker:
         if given is None:  # max_faces caps what the detector adds; the caller's boxes all count
             items = items[: self.config.max_faces]
         faces = self._process(image, gray, items, timer) if items else []
-        if given is not None or not video:  # (video's next frame starts from the landmarks' crop anyway)
-            faces = self._settle(image, gray, faces, timer)
         if video and given is None and tracked and not faces and not detections:
             # Every track was lost on this frame (a cut, the face gone): search it now, as a
             # video's first frame is, rather than report no face until the next frame's search.
@@ -545,6 +546,9 @@ class Tracker:
             t = timer.add("detect", t)
             items = [(None, roi_from_box(d.x0, d.y0, d.x1, d.y1, d.detector), d) for d in detections]
             faces = self._process(image, gray, items, timer) if items else []
+        # New faces (a still's, a caller's box, a video's new track) settle in their landmarks'
+        # crop; a tracked face's next frame starts from that crop anyway.
+        faces = self._settle(image, gray, faces, timer)
         keep_order = given is not None and not video  # each of the caller's boxes, in their order, even overlapping ones
         if given is None:  # the caller's boxes are one face each, even overlapping ones
             expected = {tr.track_id: (roi.cx + tr.velocity[0], roi.cy + tr.velocity[1]) for tr, roi, _ in tracked}
@@ -620,7 +624,8 @@ class Tracker:
             if not redo:
                 break
             again = {id(f.box): f for f in self._process(image, gray, [(None, roi, faces[i].box) for i, roi in redo.items()], timer)}
-            faces = [again.get(id(f.box), f) if i in redo else f for i, f in enumerate(faces)]  # (a failed re-run keeps its face)
+            faces = [replace(again[id(f.box)], runs=f.runs + 1) if i in redo and id(f.box) in again else f  # (a failed re-run keeps its face)
+                     for i, f in enumerate(faces)]
         return faces
 
     def _process(self, image, gray, items, timer: _Timer) -> list[FaceResult]:

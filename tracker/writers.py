@@ -48,6 +48,7 @@ def face_to_json(face: FaceResult) -> dict:
         "box": None if face.box is None else [round(v, 2) for v in (face.box.x0, face.box.y0, face.box.x1, face.box.y1)],
         "detector": None if face.box is None else face.box.detector,
         "roi": {"cx": face.roi.cx, "cy": face.roi.cy, "size": face.roi.size, "angle": face.roi.angle},
+        "runs": face.runs,
         "pose_deg": None if face.pose is None else dict(zip(("yaw", "pitch", "roll"), (round(v, 2) for v in face.pose.yaw_pitch_roll()))),
         "stages": {
             name: {"points": pts(s.points), "confidence": [round(float(c), 3) for c in s.confidence]} for name, s in face.stages.items()
