@@ -89,8 +89,8 @@ DUPLICATE_DISTANCE = 0.3
 # this is face: a well-framed face fills 0.34-0.46 of the crop (the demo clip), so less means
 # the crop is sliding off the face.
 FULL_QUALITY_FG_FRACTION = 0.3
-# A still's face, or a caller's box, is re-run from its landmarks' crop (``Tracker._settle``)
-# while that crop is this much larger or smaller, its centre this far off (in crop sizes), or
+# A new face (a still's, a caller's box, a video's new track) is re-run from its landmarks'
+# crop (``Tracker._settle``) while that crop is this much larger or smaller, its centre this far off (in crop sizes), or
 # it is turned by more than this (radians).  On the val faces turned 60 degrees, 5 / 10 / 20
 # degrees gave AUC@0.08 0.517 / 0.500 / 0.483, upright 0.617 / 0.616 / 0.615 (a throwaway sweep,
 # not in the repository, its pictures' edges reflected where benchmarks/bench_roll.py grows the canvas).
@@ -196,9 +196,9 @@ class TrackerConfig:
     # The faster DenseReg (``FAST_DENSEREG_ASSET``).  None: on in video where the asset folder has
     # it, off for pictures (their UV and parts are the full network's; see docs/RESULTS.md, Speed).
     fast_network: bool | None = None
-    # A still's detections and a caller's boxes: a face is re-run from the crop its landmarks
-    # give, rotated with it, at most this many times (``Tracker._settle``: loose boxes, turned
-    # heads; 0 uses every box as it is, as stills did before session 25).
+    # A new face (a still's, a caller's box, a video's new track) is re-run from the crop its
+    # landmarks give, turned with it, at most this many times (``Tracker._settle``: loose boxes,
+    # turned heads; 0 uses every box as it is, as stills did before session 25).
     box_passes: int = 3
     visibility: bool = False  # FaceResult.visibility: the occlusion map (~2.5 ms a face a frame; the dense maps are always there)
     # FaceResult.template_maps: the 3D template fitted to the final landmarks, rendered in the
