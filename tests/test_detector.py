@@ -337,6 +337,23 @@ def test_images_finds_a_group_photos_small_faces_with_detect_side_and_max_faces(
     assert faces("--detect-side", "2048", "--max-faces", "8") == 5
 
 
+def test_a_larger_search_keeps_the_faces_the_usual_search_finds(astronaut, monkeypatch):
+    """User test 12: --detect-side 2048 searched a 950 px tilted group photo at its own size only
+    and found none of the 2 faces the default 640 px search found (HOG's marginal detections differ
+    between scales).  Here HOG at 640 px finds the face, and the larger search finds nothing or
+    the same face again: the face is kept once."""
+    import tracker.pipeline as pipeline
+    from tracker import Tracker, TrackerConfig
+    from tracker.detector import DETECT_MAX_SIDE
+
+    usual = detect_faces(cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY), DETECT_MAX_SIDE)[:1]  # the face (then the mission patch, 0.04)
+    assert usual[0].score > 1
+    for larger in ([], usual):
+        monkeypatch.setattr(pipeline, "detect_faces", lambda gray, side, larger=larger: usual if side == DETECT_MAX_SIDE else larger)
+        faces = Tracker(TrackerConfig(mode="image", detect_side=2048, cnn_fallback=False)).track(astronaut).faces
+        assert len(faces) == 1 and faces[0].box == usual[0]
+
+
 def test_of_two_tracks_on_one_face_the_one_that_was_there_is_kept(astronaut):
     """A face passing behind another: its track drifts onto the front face.  Of the two tracks
     now on one face, the one that was already there is kept whatever the scores (the better

@@ -67,7 +67,8 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist (default: resume)")
     p.add_argument("--detect-side", type=count(160), default=DETECT_MAX_SIDE, metavar="PX",
                    help=f"search for faces on the picture shrunk to this long side (default {DETECT_MAX_SIDE}: ~13 ms; "
-                        f"{STILL_MAX_SIDE} also finds the small faces of a group photo, ~0.4 s a picture; with --max-faces)")
+                        f"{STILL_MAX_SIDE} also finds the small faces of a group photo, ~0.4 s a picture; a larger side keeps what "
+                        f"the {DETECT_MAX_SIDE} px search finds too; with --max-faces)")
     engine_args(p)
     p.set_defaults(func=run, interrupted=RESUMES)
 
