@@ -74,14 +74,24 @@ def measure(config: TrackerConfig, pictures: list[Path]) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_boxes", description=__doc__.split("\n\n")[0])
+def val_options(ap: argparse.ArgumentParser) -> None:
+    """The options of a benchmark over the val pictures: --data, --limit, --json."""
     ap.add_argument("--data", type=Path, default=DEFAULT_300W, help="300-W folder with splits/val.txt")
     ap.add_argument("--limit", type=int, default=0, help="only the first N val faces")
     ap.add_argument("--json", type=Path)
-    args = ap.parse_args(argv)
+
+
+def val_pictures(args: argparse.Namespace) -> list[Path]:
+    """The val pictures (``splits/val.txt`` of ``--data``), the first ``--limit`` of them if given."""
     pictures = [args.data / rel for rel in (args.data / "splits" / "val.txt").read_text().split()]
-    pictures = pictures[: args.limit] if args.limit else pictures
+    return pictures[: args.limit] if args.limit else pictures
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_boxes", description=__doc__.split("\n\n")[0])
+    val_options(ap)
+    args = ap.parse_args(argv)
+    pictures = val_pictures(args)
     base = TrackerConfig(mode="image", threads=1)
     runs = {"as given (box_passes=0)": measure(replace(base, box_passes=0), pictures),
             f"settled (box_passes={base.box_passes})": measure(base, pictures)}

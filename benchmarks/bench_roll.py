@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.bench_boxes import val_options, val_pictures
 from benchmarks.robustness import turned
 from tracker.fileio import atomic_write_json, read_image
 from tracker.metrics import auc, nme
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.pts import read_pts
-from training.template import DEFAULT_300W
 
 ANGLES = (0.0, 20.0, 40.0, 60.0)
 
@@ -52,13 +52,10 @@ def measure(config: TrackerConfig, pictures: list[Path], angles: list[float]) ->
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_roll", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_300W, help="300-W folder with splits/val.txt")
+    val_options(ap)
     ap.add_argument("--angles", type=float, nargs="+", default=list(ANGLES), help="degrees (default: %(default)s)")
-    ap.add_argument("--limit", type=int, default=0, help="only the first N val faces")
-    ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    pictures = [args.data / rel for rel in (args.data / "splits" / "val.txt").read_text().split()]
-    pictures = pictures[: args.limit] if args.limit else pictures
+    pictures = val_pictures(args)
     base = TrackerConfig(mode="image", threads=1)
     runs = {"one pass (box_passes=0)": measure(replace(base, box_passes=0), pictures, args.angles),
             f"settled (box_passes={base.box_passes})": measure(base, pictures, args.angles)}
