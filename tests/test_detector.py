@@ -346,11 +346,12 @@ def test_a_larger_search_keeps_the_faces_the_usual_search_finds(astronaut, monke
     from tracker import Tracker, TrackerConfig
     from tracker.detector import DETECT_MAX_SIDE
 
-    usual = detect_faces(cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY), DETECT_MAX_SIDE)[:1]  # the face (then the mission patch, 0.04)
+    picture = cv2.resize(astronaut, None, fx=2, fy=2)  # larger than the usual search's side: both searches run
+    usual = detect_faces(cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY), DETECT_MAX_SIDE)[:1]  # the face (then the mission patch)
     assert usual[0].score > 1
     for larger in ([], usual):
         monkeypatch.setattr(pipeline, "detect_faces", lambda gray, side, larger=larger: usual if side == DETECT_MAX_SIDE else larger)
-        faces = Tracker(TrackerConfig(mode="image", detect_side=2048, cnn_fallback=False)).track(astronaut).faces
+        faces = Tracker(TrackerConfig(mode="image", detect_side=2048, cnn_fallback=False)).track(picture).faces
         assert len(faces) == 1 and faces[0].box == usual[0]
 
 

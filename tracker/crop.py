@@ -113,9 +113,8 @@ def crop_patch(crop_to_image: np.ndarray, crop_size: int, image_shape: tuple[int
 
 def outside_share(roi: Roi, shape) -> float:
     """The share of the crop's area that lies outside a picture of `shape` (H, W, ...)."""
-    corners = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]]) * roi.size
-    c, s = np.cos(roi.angle), np.sin(roi.angle)
-    crop = corners @ np.array([[c, s], [-s, c]]) + (roi.cx, roi.cy)
+    edges = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])  # a 1-px crop's outer corners
+    crop = transform_points(invert(crop_matrix(roi, 1)), edges)
     h, w = shape[:2]
     picture = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
     inside, _ = cv2.intersectConvexConvex(crop.astype(np.float32), picture.astype(np.float32))

@@ -90,10 +90,11 @@ DUPLICATE_DISTANCE = 0.3
 # the crop is sliding off the face.
 FULL_QUALITY_FG_FRACTION = 0.3
 # A new face (a still's, a caller's box, a video's new track) is re-run from its landmarks'
-# crop (``Tracker._settle``) while that crop is this much larger or smaller, its centre this far off (in crop sizes), or
-# it is turned by more than this (radians).  On the val faces turned 60 degrees, 5 / 10 / 20
-# degrees gave AUC@0.08 0.517 / 0.500 / 0.483, upright 0.617 / 0.616 / 0.615 (a throwaway sweep,
-# not in the repository, its pictures' edges reflected where benchmarks/bench_roll.py grows the canvas).
+# crop (``Tracker._settle``) while that crop is this much larger or smaller, its centre this far
+# off (in crop sizes), or it is turned by more than this (radians).  On the val faces turned 60
+# degrees, 5 / 10 / 20 degrees gave AUC@0.08 0.517 / 0.500 / 0.483, upright 0.617 / 0.616 / 0.615
+# (a throwaway sweep, not in the repository, its pictures' edges reflected where
+# benchmarks/bench_roll.py grows the canvas).
 SETTLE_SIZE_RATIO = 1.2
 SETTLE_SHIFT = 0.1
 SETTLE_ANGLE = math.radians(5)
@@ -510,7 +511,7 @@ class Tracker:
                 detections = given
             else:
                 found = detect_faces(gray, DETECT_MAX_SIDE if video else self.config.detect_side)
-                if not video and self.config.detect_side > DETECT_MAX_SIDE:
+                if not video and self.config.detect_side > DETECT_MAX_SIDE and max(gray.shape) > DETECT_MAX_SIDE:
                     # A larger search is asked for to add small faces, not to lose one the usual
                     # search finds: HOG's marginal detections differ between scales (a tilted group
                     # photo, 950 px: 2 faces at 640 px, none at its own size; user test 12).
@@ -675,7 +676,7 @@ class Tracker:
                 stages[Stage.MDM] = StageLandmarks(steps[-1].points, stages[Stage.PCA].confidence)
             quality = confidence * min(1.0, fg_fraction / FULL_QUALITY_FG_FRACTION)
             final = stages[last_stage(stages)].points
-            inside = float(np.mean((final >= -0.5).all(axis=1) & (final[:, 0] < gray.shape[1] - 0.5) & (final[:, 1] < gray.shape[0] - 0.5)))
+            inside = float(np.mean(_in_picture(final, gray.shape)))
             lost = (
                 fg_fraction < self.config.lost_fg_fraction
                 or confidence < self.config.lost_confidence
@@ -872,9 +873,14 @@ def _run_again(used: Roi, wanted: Roi, points: np.ndarray, shape) -> bool:
     give, after running it in `used` (in a picture of `shape`)."""
     if _agree(used, wanted):
         return False
+    cut = 1.0 - np.mean(_in_picture(points, shape))
+    return cut <= SETTLE_CUT or outside_share(wanted, shape) <= outside_share(used, shape) + SETTLE_OUTSIDE
+
+
+def _in_picture(points: np.ndarray, shape) -> np.ndarray:
+    """(N,) whether each of (N,2) points lies in a picture of `shape` (H, W, ...); NaN does not."""
     h, w = shape[:2]
-    outside = ~((points >= -0.5).all(axis=1) & (points[:, 0] <= w - 0.5) & (points[:, 1] <= h - 0.5))
-    return outside.mean() <= SETTLE_CUT or outside_share(wanted, shape) <= outside_share(used, shape) + SETTLE_OUTSIDE
+    return (points >= -0.5).all(axis=1) & (points[:, 0] < w - 0.5) & (points[:, 1] < h - 0.5)
 
 
 def _centred_in(det: Detection, box: Detection) -> bool:
