@@ -286,6 +286,40 @@ def test_batch300vw_killed_and_resumed_equals_uninterrupted(synth_root, tmp_path
     assert not list(killed.rglob("*.tmp")) and not list(killed.rglob(".*partial*"))
 
 
+def test_batch300vw_scores_dlib_beside_the_tracker_on_the_same_frames(synth_root, tmp_path, capsys):
+    """--baseline dlib: dlib (HOG + 68 points on every frame, the most prominent face) written to
+    OUT/NNN/dlib/ and scored on the same annotated frames as the tracker, per video and pooled;
+    the tracker's own frames and scores are those of a run without it."""
+    from tracker.detector import dlib_models_problem
+    from tracker.writers import dlib_faces
+
+    if dlib_models_problem():
+        pytest.skip(f"dlib's 68-point predictor: {dlib_models_problem()} (pip install -e '.[cnn]')")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "001").symlink_to(synth_root / "001", target_is_directory=True)
+    plain, out = tmp_path / "plain", tmp_path / "out"
+    assert main(["batch300vw", str(root), "--out", str(plain), "--threads", "1"]) == 0
+    capsys.readouterr()
+    assert main(["batch300vw", str(root), "--out", str(out), "--threads", "1", "--baseline", "dlib"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert _tree(out) == {**_tree(plain), **{k: v for k, v in _tree(out).items() if k.startswith("001/dlib/")}}
+    result, summary = (json.loads(p.read_text()) for p in (out / "001" / "result.json", out / "summary.json"))
+    dlib = result["baseline"]["dlib"]
+    assert len(dlib["errors"]) == len(result["errors"]) == dlib["annotated_frames"] > 0
+    assert {**result, "baseline": None, "seconds": 0, "options": None} == {
+        **json.loads((plain / "001" / "result.json").read_text()), "baseline": None, "seconds": 0, "options": None}
+    assert summary["options"]["baseline"] == "dlib" and summary["baseline"]["dlib"]["auc08"] == pytest.approx(dlib["auc08"])
+    assert f"dlib on the same frames: AUC@0.08 {dlib['auc08']:.4f}" in line
+    # frame 1's file is dlib's subject on that frame, 1-based like the annotations
+    frame = cv2.VideoCapture(str(synth_root / "001" / "vid.avi")).read()[1]
+    faces, main_face = dlib_faces(frame)
+    np.testing.assert_allclose(read_pts(out / "001" / "dlib" / "000001.pts"), faces[main_face][1], atol=1e-3)
+    # the baseline decided these outputs: a rerun without it is refused, not reported as its own
+    assert main(["batch300vw", str(root), "--out", str(out), "--threads", "1"]) == 2
+    assert 'baseline "dlib" -> not recorded in this run' in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray with 2 CPUs for this module's Ray tests, started the way `--ray` starts it;

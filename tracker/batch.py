@@ -3,7 +3,8 @@ videos run (this process, a local process pool, or Ray tasks through ``tracker/r
 
 Layout: ``ROOT/NNN/vid.avi|mp4`` with ``ROOT/NNN/annot/000001.pts``...; a job writes
 ``OUT/NNN/000001.pts`` per tracked frame (frame numbers 1-based like the annotations) and
-``OUT/NNN/result.json`` (per-video metrics, written last) into a hidden folder renamed onto
+``OUT/NNN/result.json`` (per-video metrics, written last; with a baseline, its frames in
+``OUT/NNN/dlib/`` and its metrics in the same file) into a hidden folder renamed onto
 ``OUT/NNN`` when complete, so ``OUT/NNN`` is finished or absent: a killed run restarted with the
 same command redoes only the unfinished videos, and the outputs are exactly those of an
 uninterrupted run.  ``result.json`` records the options that decided the outputs
@@ -32,7 +33,7 @@ from tracker.pipeline import Tracker, TrackerConfig, TrackerMode
 from tracker.pts import write_pts
 from tracker.sources import VideoSource, track_stream
 from tracker.video import READ_AHEAD, VIDEO_EXTENSIONS, VideoError
-from tracker.writers import Subject, frame_pts_name
+from tracker.writers import Subject, dlib_faces, frame_pts_name
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class VideoJob:
     out: Path
     config: TrackerConfig
     options: dict | None = None  # what decided the outputs, written to result.json (None: not known, recorded as null)
+    baseline: str | None = None  # 'dlib': dlib's HOG + 68 points on every frame too, scored beside the tracker
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,9 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
         subject = Subject(sticky=video_mode, recognizer=load_recognizer() if video_mode else None)
         with VideoSource(job.video, READ_AHEAD, warnings.append) as source, atomic_output_dir(job.out) as out:
             n = detections = 0
+            baseline_seconds = 0.0
+            if job.baseline:
+                (out / job.baseline).mkdir()
             t0 = time.perf_counter()
             for tracked in track_stream(tracker, source):  # reset first: no track survives from the previous video
                 n = tracked.index + 1  # frame numbers are 1-based, like the annotations
@@ -99,20 +104,32 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
                 if face is not None:
                     write_pts(out / frame_pts_name(n), face.landmarks)
                     detections += face.detected
+                if job.baseline:
+                    t = time.perf_counter()
+                    _baseline_frame(job.baseline, tracked.image, out / job.baseline / frame_pts_name(n))
+                    baseline_seconds += time.perf_counter() - t
                 if on_frames and n % FRAMES_PER_REPORT == 0:
                     on_frames(FRAMES_PER_REPORT)
             if on_frames:
                 on_frames(n % FRAMES_PER_REPORT)
             if n == 0:
                 raise VideoError(f"{job.video}: no decodable frame (corrupt, or not a video)")
-            seconds = time.perf_counter() - t0
+            seconds = time.perf_counter() - t0 - baseline_seconds
             metrics = evaluate_video(out, job.annot, n)
+            baseline = {}
+            if job.baseline:
+                # the tracker's notes about the annotations (malformed, past the end) hold for the baseline too
+                scores = evaluate_video(out / job.baseline, job.annot, n)
+                baseline = {"baseline": {job.baseline: {"seconds": round(baseline_seconds, 2),
+                                                        **{k: v for k, v in scores.items() if k not in NOTES}}}}
             # detections: frames whose subject came from the detector rather than from tracking, i.e.
             # the first acquisition plus one per re-detection after a loss (every frame in --stills).
             atomic_write_json(out / "result.json", {"video": str(job.video), "frames": n, "seconds": round(seconds, 2),
                                                     "detections": detections, "warnings": warnings, "options": job.options,
-                                                    **metrics})
+                                                    **metrics, **baseline})
         scored = f"AUC@0.08 {metrics['auc08']:.4f}" if metrics["annotated_frames"] else "no annotations: nothing to score"
+        if baseline and metrics["annotated_frames"]:
+            scored += f" ({job.baseline} {baseline['baseline'][job.baseline]['auc08']:.4f})"
         notes = metrics["malformed_annotations"]
         if past := metrics["annotations_past_end"]:
             notes = [*notes, f"{job.annot}: {count_of(past, 'annotation')} past the video's last frame ({n}): not scored"]
@@ -124,6 +141,21 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
         return VideoOutcome(job.name, f"skipped: {job.out}: cannot write ({exc.strerror})", False, tuple(warnings))
     except (VideoError, OSError, ValueError) as exc:
         return VideoOutcome(job.name, f"skipped: {exc}", False, tuple(warnings))
+
+
+# evaluate_video's notes on the annotations themselves: the same for the tracker and a baseline
+NOTES = ("malformed_annotations", "annotations_past_end")
+
+
+def _baseline_frame(name: str, image, pts_path: Path) -> None:
+    """A baseline's landmarks of one frame's subject into `pts_path` (nothing without a face).
+    dlib's as its users run it on video: a detection on every frame, the subject picked by the
+    tracker's rule for a picture (``prominence``), no tracking."""
+    if name != "dlib":
+        raise ValueError(f"unknown baseline {name!r}")
+    faces, main = dlib_faces(image)
+    if main is not None:
+        write_pts(pts_path, faces[main][1])
 
 
 def crashed(job: VideoJob, exc: BaseException) -> VideoOutcome:

@@ -256,27 +256,48 @@ def static_jitter(pred_dir: Path, annot_dir: Path) -> float | None:
 
 def summarise_300vw(out: Path, names: list[str]) -> dict:
     """Every finished video's ``result.json`` under ``out`` pooled: overall NME/AUC/FR and CED
-    over all annotated frames, detections, jitter, and the per-video rows."""
-    per_video, all_errors = {}, []
+    over all annotated frames, detections, jitter, and the per-video rows; the same for each
+    baseline the videos were run with (``batch300vw --baseline``), under ``baseline``."""
+    per_video, all_errors, baselines = {}, [], {}
     for name in names:
         res = out / name / "result.json"
         if not res.exists():
             continue
         r = json.loads(res.read_text())
-        e = [np.inf if x is None else x for x in r["errors"]]
-        all_errors += e
+        all_errors += r["errors"]
         keys = ("frames", "annotated_frames", "missing", "frames_on_another_face", "annotations_past_end", "detections", "nme_mean",
                 "auc08", "fr08", "auc08_49", "jitter_static")
         per_video[name] = {k: r.get(k) for k in keys}
-    e = np.array(all_errors, float)
-    finite = np.isfinite(e)
-    jit = [v["jitter_static"] for v in per_video.values() if v.get("jitter_static") is not None]
-    return {
+        for method, b in (r.get("baseline") or {}).items():
+            pooled = baselines.setdefault(method, {"videos": {}, "errors": []})
+            pooled["videos"][name] = {k: b.get(k) for k in keys if k in b}
+            pooled["errors"] += b["errors"]
+    summary = {
         "videos": per_video,
-        "jitter_static": float(np.mean(jit)) if jit else None,
+        "jitter_static": _mean_of(v.get("jitter_static") for v in per_video.values()),
         "detections": sum(v.get("detections") or 0 for v in per_video.values()),
         # as in each video's result.json: every decoded frame, and the annotated ones that are scored
         "frames": sum(v.get("frames") or 0 for v in per_video.values()),
+        **_pooled(all_errors),
+    }
+    if baselines:
+        summary["baseline"] = {
+            method: {"videos": b["videos"], **_pooled(b["errors"]),
+                     "jitter_static": _mean_of(v.get("jitter_static") for v in b["videos"].values())}
+            for method, b in baselines.items()}
+    return summary
+
+
+def _mean_of(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _pooled(errors: list) -> dict:
+    """Scores over the annotated frames of several videos (None: a frame without a prediction)."""
+    e = np.array([np.inf if x is None else x for x in errors], float)
+    finite = np.isfinite(e)
+    return {
         "annotated_frames": len(e),
         # null, not NaN (invalid JSON), when no video has annotations: there is nothing to score
         "nme_mean": float(e[finite].mean()) if finite.any() else None,

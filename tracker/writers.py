@@ -98,21 +98,31 @@ def maps_in_image(face: FaceResult, shape, maps: DenseMaps | None = None) -> dic
     return {"uv": uv.astype(np.float16), "fg": fg.astype(np.float16), "depth": depth.astype(np.float16)}
 
 
-def write_dlib_baseline(image: np.ndarray, stem_path: Path) -> None:
-    """dlib's HOG + 68-point predictor on every detected face: <stem>.json (same schema as
-    ours, stage 'dlib') and <stem>.pts for the main face, by the tracker's rule (``prominence``;
-    the most confident one was a bystander in 6 of the 14 val pictures with several faces)."""
+def dlib_faces(image: np.ndarray) -> tuple[list[tuple[Detection, np.ndarray]], int | None]:
+    """dlib's HOG + 68-point predictor on a BGR picture: (box, (68,2) points) for every face it
+    detects, best score first, and which one is the picture's subject by the tracker's rule
+    (``prominence``; the most confident one was a bystander in 6 of the 14 val pictures with
+    several faces), None without a face."""
     from tracker.detector import detect_faces, dlib_landmarks
 
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    faces, dets = [], detect_faces(gray)
-    for d in dets:
-        pts = dlib_landmarks(gray, d)
-        faces.append({"score": round(d.score, 4), "box": [d.x0, d.y0, d.x1, d.y1],
-                      "stages": {"dlib": {"points": np.round(pts, 3).tolist(), "confidence": [1.0] * 68}}})
-    if faces:
-        size = (image.shape[1], image.shape[0])
-        main = max(range(len(dets)), key=lambda i: prominence(roi_from_box(dets[i].x0, dets[i].y0, dets[i].x1, dets[i].y1, "hog"), size))
+    faces = [(d, dlib_landmarks(gray, d)) for d in detect_faces(gray)]
+    if not faces:
+        return faces, None
+    size = (image.shape[1], image.shape[0])
+    return faces, max(range(len(faces)), key=lambda i: prominence(roi_from_box(*_corners(faces[i][0]), "hog"), size))
+
+
+def _corners(d: Detection) -> tuple[float, float, float, float]:
+    return d.x0, d.y0, d.x1, d.y1
+
+
+def write_dlib_baseline(image: np.ndarray, stem_path: Path) -> None:
+    """``dlib_faces`` as <stem>.json (same schema as ours, stage 'dlib') and <stem>.pts (the subject)."""
+    found, main = dlib_faces(image)
+    faces = [{"score": round(d.score, 4), "box": list(_corners(d)),
+              "stages": {"dlib": {"points": np.round(pts, 3).tolist(), "confidence": [1.0] * 68}}} for d, pts in found]
+    if main is not None:
         write_pts(stem_path.with_name(stem_path.name + ".pts"), np.array(faces[main]["stages"]["dlib"]["points"]))
     atomic_write_json(stem_path.with_name(stem_path.name + ".json"), {"coordinates": COORDINATES, "faces": faces})
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tracker.batch import VideoJob, find_300vw_videos, local_outcomes
 from tracker.cli.common import CNN_SILENCE, RESUMES, count, engine_args, video_args
-from tracker.detector import cnn_missing_note
+from tracker.detector import cnn_missing_note, require_dlib_predictor
 from tracker.errors import UsageError, count_of, install_hint
 from tracker.evaluation import summarise_300vw
 from tracker.fileio import atomic_write_image, atomic_write_json, check_output_folder, remove_partial_outputs, safe_output_path
@@ -38,13 +38,17 @@ def register(sub) -> None:
     p.add_argument("--stills", action="store_true",
                    help="treat every frame as an independent picture (detect each frame, no tracking): the reference for tracking; "
                         "with --cnn-every > 0 the CNN runs on every frame HOG misses (slow)")
+    p.add_argument("--baseline", choices=["dlib"],
+                   help="also run dlib (HOG detection + 68-point predictor on every frame, the most prominent face) and score it "
+                        "beside the tracker: its frames in OUT/NNN/dlib/, its scores in result.json and summary.json (baseline.dlib), "
+                        "its curve in ced.png; needs the cnn extra")
     p.add_argument("--overwrite", action="store_true",
                    help="redo every video, those an earlier run finished too (default: resume, which is refused when the "
                         "finished videos were tracked with other options)")
     p.set_defaults(func=run, interrupted=RESUMES)
 
 
-def output_options(config: TrackerConfig) -> dict:
+def output_options(config: TrackerConfig, baseline: str | None = None) -> dict:
     """The options that decide the tracked frames and scores, by the flag that sets each one (as
     decided: `--flip` unset is recorded as what it means in this mode; `--engine auto` as given,
     as each worker resolves it, on a cluster maybe on another machine).  Recorded in every
@@ -57,6 +61,8 @@ def output_options(config: TrackerConfig) -> dict:
                "smooth": config.smooth, "cnn_every": config.video_cnn_every, "detect_lag": config.detect_lag}
     if config.assets is not None:  # only when given: runs with the packaged models record what they always did
         options["assets"] = str(config.assets.resolve())
+    if baseline is not None:  # the same
+        options["baseline"] = baseline
     return options
 
 
@@ -128,6 +134,8 @@ def run(args) -> int:
         outcomes = functools.partial(ray_outcomes, address=args.ray, cpus=args.jobs)
     else:
         outcomes = functools.partial(local_outcomes, workers=args.jobs or 1)
+    if args.baseline == "dlib":
+        require_dlib_predictor("--baseline dlib")
     videos = find_300vw_videos(args.root)
     check_output_folder(args.out, "--out")
     _check_not_foreign(args, [n for n, _ in videos])
@@ -140,7 +148,7 @@ def run(args) -> int:
     config = TrackerConfig.from_args(args, mode="image" if args.stills else "video", threads=threads, smooth=not args.no_smooth,
                                      cnn_fallback=args.cnn_every > 0, video_cnn_every=args.cnn_every,
                                      detect_lag=args.detect_lag or 0)
-    options = output_options(config)
+    options = output_options(config, args.baseline)
     if not args.overwrite:
         _check_same_options(args, [n for n, _ in videos], options)
     if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
@@ -156,7 +164,7 @@ def run(args) -> int:
         elif (out / "result.json").exists():
             done += 1
             continue
-        jobs.append(VideoJob(name, video, args.root / name / "annot", out, config, options))
+        jobs.append(VideoJob(name, video, args.root / name / "annot", out, config, options, args.baseline))
     if args.overwrite:
         for stale in ("summary.json", "ced.png"):
             (args.out / stale).unlink(missing_ok=True)
@@ -184,13 +192,14 @@ def run(args) -> int:
     missing = [n for n, _ in videos if n not in summary["videos"]]
     summary = {"options": options, "complete": not missing, "missing": missing, **summary}
     atomic_write_json(args.out / "summary.json", summary)
+    baselines = summary.get("baseline", {})
     if summary["curves"]:
-        atomic_write_image(args.out / "ced.png", ced_plot({f"all videos (AUC {summary['auc08']:.3f})": summary["curves"]["all"]}))
+        curves = {f"tracker (AUC {summary['auc08']:.3f})": summary["curves"]["all"]}
+        curves.update({f"{m} (AUC {b['auc08']:.3f})": b["curves"]["all"] for m, b in baselines.items() if b["curves"]})
+        atomic_write_image(args.out / "ced.png", ced_plot(curves))
     jitter = "" if summary["jitter_static"] is None else f", jitter on still frames {100 * summary['jitter_static']:.2f}% of the eye distance"
     if summary["annotated_frames"]:
-        nme = "-" if summary["nme_mean"] is None else f"{summary['nme_mean']:.4f}"  # None: no annotated frame has a face
-        overall = (f"AUC@0.08 {summary['auc08']:.4f}, FR@0.08 {summary['fr08']:.4f}, NME {nme} over "
-                   f"{summary['annotated_frames']} annotated frames of {summary['frames']}")
+        overall = f"{_scores(summary)} over {summary['annotated_frames']} annotated frames of {summary['frames']}"
     elif len(missing) == len(videos):
         overall = "nothing to score: no video was tracked"
     else:
@@ -198,5 +207,12 @@ def run(args) -> int:
     if missing and len(missing) < len(videos):
         overall = f"(over {len(videos) - len(missing)} of {len(videos)} videos) {overall}"
     print(f"done: {count_of(len(jobs) - failed, 'video')} tracked, {done} already done, {failed} skipped or failed (rerun to retry); "
-          f"overall {overall}, {summary['detections']} detector (re)acquisitions{jitter}")
+          f"overall {overall}, {summary['detections']} detector (re)acquisitions{jitter}"
+          + "".join(f"; {m} on the same frames: {_scores(b)}" + ("" if b["jitter_static"] is None else f", jitter {100 * b['jitter_static']:.2f}%")
+                    for m, b in baselines.items() if b["annotated_frames"]))
     return 1 if failed else 0
+
+
+def _scores(pooled: dict) -> str:
+    nme = "-" if pooled["nme_mean"] is None else f"{pooled['nme_mean']:.4f}"  # None: no annotated frame has a face
+    return f"AUC@0.08 {pooled['auc08']:.4f}, FR@0.08 {pooled['fr08']:.4f}, NME {nme}"
