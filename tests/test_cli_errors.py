@@ -59,6 +59,16 @@ def test_bench_checks_its_json_path_before_the_run(tmp_path, monkeypatch, capsys
     assert str(blocker / "bench.json") in line and ".tmp" not in line
 
 
+def test_bench_json_never_replaces_the_clip_it_times(tmp_path, capsys):
+    """`bench --video clip.mp4 --json clip.mp4` replaced the clip with a 2 KB JSON (review 26)."""
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(DEMO_CLIP.read_bytes())
+    assert main(["bench", "--video", str(clip), "--json", str(clip), "--frames", "2"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"--json {clip} is the --video clip" in line
+    assert clip.read_bytes() == DEMO_CLIP.read_bytes()
+
+
 def test_not_a_video_blames_the_input_once(tmp_path):
     fake = tmp_path / "x.jpg"
     fake.write_text("not an image")

@@ -297,3 +297,22 @@ def test_atomic_file_names_itself_only_for_its_own_errors(tmp_path):
     with atomic_file(tmp_path / "b.txt", "w") as f:
         f.write("ok")
     assert (tmp_path / "b.txt").read_text() == "ok"
+
+
+@pytest.mark.parametrize("options", [[], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1], [cv2.IMWRITE_JPEG_RST_INTERVAL, 4]])
+def test_a_jpeg_cut_short_is_refused_and_one_with_data_after_its_end_is_read(tmp_path, options):
+    """A phone's motion photo (a JPEG with an MP4 appended after its end) was refused as truncated
+    whenever the appended bytes held FF DA after their last FF D9 (review 26)."""
+    from tracker.assets import DEMO_CLIP, DEMO_IMAGE
+
+    picture = cv2.imread(str(DEMO_IMAGE))
+    jpeg = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 90, *options])[1].tobytes()
+    clip = DEMO_CLIP.read_bytes()
+    assert clip.rfind(b"\xff\xda") > clip.rfind(b"\xff\xd9")  # the case the old test got wrong
+    for name, data in (("plain.jpg", jpeg), ("motion.jpg", jpeg + clip), ("motion2.jpg", jpeg + b"\xff\xda" + clip[:5000])):
+        (tmp_path / name).write_bytes(data)
+        np.testing.assert_array_equal(read_image(tmp_path / name), read_image(tmp_path / "plain.jpg"))
+    for cut in (len(jpeg) // 5, len(jpeg) // 2, len(jpeg) - 3):
+        (tmp_path / "cut.jpg").write_bytes(jpeg[:cut])
+        with pytest.raises(ImageReadError, match="not a decodable image"):
+            read_image(tmp_path / "cut.jpg")

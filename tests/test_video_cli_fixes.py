@@ -365,3 +365,58 @@ def test_video_without_a_terminal_says_how_far_it_is_and_streams_its_tables(tmp_
     monkeypatch.setattr(video_cli, "csv_rows", failing)
     assert main(["video", str(DEMO_CLIP), "--json", str(out / "b.json"), "--csv", str(out / "b.csv")]) == 1
     assert calls == [1, 2, 3] and sorted(p.name for p in out.iterdir()) == ["a.csv", "a.json"]  # no file, no temporary
+
+
+def test_signals_while_saving_are_held_until_it_is_done():
+    from tracker.fileio import interrupts_held
+
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_held():
+            with interrupts_held():  # nested: delivered at the outermost block's end only
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+            reached = True
+    assert reached
+    with pytest.raises(ValueError):  # a block that fails drops what it held: its own error ends the run
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            raise ValueError("failed")
+
+
+def test_an_interrupted_video_save_leaves_no_hidden_file(tmp_path, monkeypatch):
+    import tracker.video as video
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(video, "_frames_in", interrupted)
+    writer = AtomicVideoWriter(tmp_path / "a.mp4", 25, (64, 48))
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    with pytest.raises(KeyboardInterrupt):
+        writer.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_ctrl_c_while_a_camera_run_saves_keeps_every_output(tmp_path, monkeypatch, capsys):
+    """A camera's first Ctrl-C ends the run; a second one during the saving deleted the finished
+    CSV and JSON and left the video's hidden partial file (review 26)."""
+    import tracker.cli.video as video_command
+    import tracker.video as video
+    from tracker.sources import ArraySource
+
+    cap = cv2.VideoCapture(str(DEMO_CLIP))
+    frames = [cap.read()[1] for _ in range(4)]
+    monkeypatch.setattr(video_command, "open_video_or_camera", lambda path, camera, warn=None: ArraySource(frames, "camera", fps=30.0, live=True))
+    frames_in = video._frames_in
+
+    def second_ctrl_c(path):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        return frames_in(path)
+
+    monkeypatch.setattr(video, "_frames_in", second_ctrl_c)
+    outputs = [tmp_path / "me.mp4", tmp_path / "me.csv", tmp_path / "me.json"]
+    assert main(["video", "--camera", "0", "--out", str(outputs[0]), "--csv", str(outputs[1]), "--json", str(outputs[2]), "--cnn-every", "0"]) == 0
+    assert "interrupted while saving: the outputs were saved first" in capsys.readouterr().err
+    assert sorted(tmp_path.iterdir()) == sorted(outputs)
+    assert len(outputs[1].read_text().splitlines()) == 1 + 4 and frames_in(outputs[0]) >= 4

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from tracker.errors import SourceError, UsageError
-from tracker.fileio import IMAGE_EXTENSIONS, WriteError, check_writable
+from tracker.fileio import IMAGE_EXTENSIONS, WriteError, check_writable, interrupts_held
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 WRITABLE_VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")  # the containers OpenCV writes MPEG-4 video into
@@ -249,22 +249,25 @@ class AtomicVideoWriter:
         self.frames += copies
 
     def close(self) -> None:
-        if self._held is not None:
-            self._put(self._held, 1)
-            self._held = None
-        self.writer.release()
-        self.finished = True
-        try:
-            # cv2.VideoWriter reports no write error: a full disk leaves a file without its index
-            # (an MP4 without its moov atom), which only reading it back reveals.
-            if self.frames and _frames_in(self.tmp) < self.frames:  # (FFmpeg would complain about an empty file)
-                full = shutil.disk_usage(self.tmp.parent).free < 1 << 20
-                raise OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC) if full else
-                              f"the video written reads back incomplete ({self.frames} frames written)")
-            os.replace(self.tmp, self.path)
-        except OSError as exc:  # also e.g. a folder made at the target meanwhile: name it, leave no hidden file
-            self.tmp.unlink(missing_ok=True)
-            raise WriteError(self.path, exc) from exc
+        with interrupts_held():
+            try:
+                if self._held is not None:
+                    self._put(self._held, 1)
+                    self._held = None
+                self.writer.release()
+                self.finished = True
+                # cv2.VideoWriter reports no write error: a full disk leaves a file without its index
+                # (an MP4 without its moov atom), which only reading it back reveals.
+                if self.frames and _frames_in(self.tmp) < self.frames:  # (FFmpeg would complain about an empty file)
+                    full = shutil.disk_usage(self.tmp.parent).free < 1 << 20
+                    raise OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC) if full else
+                                  f"the video written reads back incomplete ({self.frames} frames written)")
+                os.replace(self.tmp, self.path)
+            except BaseException as exc:  # also e.g. a folder made at the target meanwhile: name it, leave no hidden file
+                self.abort()
+                if isinstance(exc, OSError):
+                    raise WriteError(self.path, exc) from exc
+                raise
 
     def abort(self) -> None:
         """Give up: delete the temporary file; an existing file at ``path`` stays untouched."""

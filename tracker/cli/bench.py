@@ -10,10 +10,10 @@ from tracker.assets import DEMO_CLIP
 from tracker.cli.common import camera_arg, count, engine_args, warn
 from tracker.detector import CNN_EXTRA, dlib_models_problem
 from tracker.errors import UsageError, count_of
-from tracker.fileio import atomic_write_json, check_writable
+from tracker.fileio import atomic_write_json, check_outputs_apart, check_writable
 from tracker.opprofile import profile_lines
 from tracker.pipeline import TrackerConfig, parallelism
-from tracker.sources import load_frames, open_video_or_camera
+from tracker.sources import clip_files, load_frames, open_video_or_camera
 from tracker.timing import benchmark, open_mediapipe, print_result
 from tracker.video import VideoError
 
@@ -41,6 +41,7 @@ def register(sub) -> None:
 def run(args) -> int:
     if args.video is not None and args.camera is not None:
         raise UsageError("give --video or --camera, not both")
+    check_outputs_apart(clip_files(args.video, "the --video clip"), {"--json": args.json})
     if args.json:
         check_writable(args.json)  # now, not after minutes of timing
     if args.mediapipe_python is not None and shutil.which(args.mediapipe_python) is None:  # a path, or a name on PATH

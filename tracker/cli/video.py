@@ -14,7 +14,7 @@ from tracker.cli.common import CNN_SILENCE, EXIT_ITEMS_FAILED, EXIT_OK, camera_a
 from tracker.detector import cnn_missing_note
 from tracker.draw import annotate
 from tracker.errors import UsageError, count_of
-from tracker.fileio import atomic_file, check_output_folder, check_outputs_apart, check_writable, safe_output_path
+from tracker.fileio import atomic_file, check_output_folder, check_outputs_apart, check_writable, interrupts_held, safe_output_path
 from tracker.identity import load_recognizer
 from tracker.pipeline import LIVE_DETECT_LAG, Tracker, TrackerConfig
 from tracker.pts import write_pts
@@ -117,8 +117,13 @@ def run(args) -> int:
                     frames_json.add({"frame": n, "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
         if tracked_frames == 0:  # inside the writers: no empty output is left behind
             raise VideoError(f"{source.label}: no decodable frame (corrupt, or not a video)")
-        if frames_json:
-            frames_json.close()
+        try:
+            with interrupts_held():  # a second Ctrl-C while a camera's run is saved comes after the saving
+                if frames_json:
+                    frames_json.close()
+                outputs.close()
+        except KeyboardInterrupt:  # the run had ended and its outputs are saved: it is reported as done
+            print("note: interrupted while saving: the outputs were saved first", file=sys.stderr)
     elapsed = time.perf_counter() - t_start
     written = [str(p) for p in (args.out, args.csv, args.json) if p] + ([f"{pts_written} .pts in {args.pts_dir}"] if args.pts_dir else [])
     skipped = f", {count_of(source.skipped, 'unreadable frame')} skipped" if source.skipped else ""
