@@ -60,6 +60,40 @@ def test_adding_annotate_on_a_rerun_does_the_missing_pictures(folder, tmp_path, 
     assert blank.shape == (120, 160) and blank.max() == 0
 
 
+def test_a_redone_picture_keeps_no_earlier_runs_per_face_files(tmp_path, monkeypatch, capsys):
+    """Review 26: a picture redone without a face kept its old .pts and maps (and dlib's .pts)
+    beside "faces": []; and an --overwrite run killed between a picture's new .json and its .pts
+    left the old .pts, which the resumed run took for finished."""
+    import tracker.cli.images as images
+
+    pics, out = tmp_path / "in", tmp_path / "out"
+    pics.mkdir()
+    cv2.imwrite(str(pics / "p.png"), cv2.imread(str(DEMO_IMAGE)))
+    base = ["images", "--input", str(pics), "--out", str(out), "--save-maps"]
+    assert main(base + ["--baseline", "dlib"]) == 0
+    assert all((out / f).is_file() for f in ("p.pts", "p_maps.npz", "dlib/p.pts"))
+    cv2.imwrite(str(pics / "p.png"), np.full((300, 300, 3), 128, np.uint8))  # the same name, now no face
+    assert main(base + ["--baseline", "dlib", "--overwrite"]) == 0
+    assert json.loads((out / "p.json").read_text())["faces"] == []
+    assert not any((out / f).exists() for f in ("p.pts", "p_maps.npz", "dlib/p.pts"))
+
+    cv2.imwrite(str(pics / "p.png"), cv2.imread(str(DEMO_IMAGE)))
+    assert main(base + ["--no-refine", "--overwrite"]) == 0  # an earlier run with other options
+    write_pts = images.write_pts
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(images, "write_pts", killed)  # killed after the new .json, before its .pts
+    assert main(base + ["--overwrite"]) == 130
+    monkeypatch.setattr(images, "write_pts", write_pts)
+    capsys.readouterr()
+    assert main(base) == 0  # resumes: the picture is redone, not taken for finished
+    assert "0 already done" in capsys.readouterr().out
+    final = np.array(json.loads((out / "p.json").read_text())["faces"][0]["stages"]["mdm"]["points"])
+    np.testing.assert_allclose(read_pts(out / "p.pts"), final, atol=2e-3)
+
+
 def test_json_states_its_coordinates_and_pts_add_one(folder, tmp_path):
     out = tmp_path / "out"
     assert main(["images", "--input", str(folder), "--out", str(out), "--baseline", "dlib"]) == 0

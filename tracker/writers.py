@@ -122,8 +122,11 @@ def write_dlib_baseline(image: np.ndarray, stem_path: Path) -> None:
     found, main = dlib_faces(image)
     faces = [{"score": round(d.score, 4), "box": list(_corners(d)),
               "stages": {"dlib": {"points": np.round(pts, 3).tolist(), "confidence": [1.0] * 68}}} for d, pts in found]
+    pts_path = stem_path.with_name(stem_path.name + ".pts")
     if main is not None:
-        write_pts(stem_path.with_name(stem_path.name + ".pts"), np.array(faces[main]["stages"]["dlib"]["points"]))
+        write_pts(pts_path, np.array(faces[main]["stages"]["dlib"]["points"]))
+    else:
+        pts_path.unlink(missing_ok=True)  # an earlier run's, when the picture had a face then
     atomic_write_json(stem_path.with_name(stem_path.name + ".json"), {"coordinates": COORDINATES, "faces": faces})
 
 

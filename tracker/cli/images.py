@@ -229,6 +229,10 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
                           on_bad_boxes=bad_boxes)
     for tracked in tqdm(stream, total=len(images), unit="img", file=sys.stderr, disable=not sys.stderr.isatty()):
         image, result, given, stem = tracked.image, tracked.result, tracked.boxes, names[tracked.path]
+        for stale in (f"{stem}.pts", f"{stem}_maps.npz"):
+            # An earlier run's: kept, it stayed beside a redone picture's "faces": [] (no face now),
+            # or, with this run killed between the new .json and .pts, passed for this run's.
+            safe_output_path(args.out, stale).unlink(missing_ok=True)
         counts["faces"] += len(result.faces)
         counts["given"] += given is not None
         labels = frame_part_labels(result.faces, tracker.part_map, image.shape) if args.parts else None
