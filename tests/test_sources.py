@@ -218,6 +218,18 @@ def test_a_numbered_pattern_matching_nothing_is_the_same_one_line_error(tmp_path
     assert open_source(spec_from_argument(str(tmp_path / "%06d.png"))).length == 3  # transfer and the viewer read it too
 
 
+def test_a_file_whose_name_holds_a_percent_sign_is_that_file(tmp_path):
+    """`video "clip 100%.mp4"` was read as a numbered-picture pattern (review 26)."""
+    from tracker.assets import DEMO_CLIP
+
+    clip = tmp_path / "clip 100%.mp4"
+    clip.write_bytes(DEMO_CLIP.read_bytes())
+    with open_video_or_camera(clip, None) as source:
+        assert source.length == 150 and not isinstance(source, SequenceSource)
+    with pytest.raises(SourceError, match="no such file, and not a numbered-picture pattern"):
+        open_video_or_camera(tmp_path / "gone 100%.mp4", None)
+
+
 def test_ctrl_c_ends_a_live_source_and_interrupts_a_file():
     with until_interrupted(ArraySource(frames(1), live=True)):
         raise KeyboardInterrupt

@@ -295,8 +295,9 @@ NUMBERED_NAME = re.compile(r"((?:[^%]|%%)*)%0?[0-9]*d((?:[^%]|%%)*)")
 
 
 def is_numbered(path: Path) -> bool:
-    """Whether `path` names a numbered picture sequence (a printf pattern), not a file."""
-    return "%" in Path(path).name
+    """Whether `path` names a numbered picture sequence (a printf pattern), not a file: a file
+    that exists is itself whatever its name (``clip 100%.mp4`` was taken for a pattern; review 26)."""
+    return "%" in Path(path).name and not Path(path).exists()
 
 
 def numbered_pictures(pattern: Path) -> list[tuple[int, Path]]:
@@ -305,7 +306,7 @@ def numbered_pictures(pattern: Path) -> list[tuple[int, Path]]:
     six digits; ``%d``: 7, not 007), so each number has one file at most."""
     parts = NUMBERED_NAME.fullmatch(pattern.name)
     if parts is None:
-        raise VideoError(f"{pattern}: not a numbered-picture pattern (one %d, %06d ... in the file name)")
+        raise VideoError(f"{pattern}: no such file, and not a numbered-picture pattern (one %d, %06d ... in the file name)")
     if not pattern.parent.is_dir():
         raise VideoError(f"{pattern}: folder {pattern.parent} not found")
     prefix, suffix = (re.escape(p.replace("%%", "%")) for p in parts.groups())
