@@ -64,3 +64,27 @@ def test_tracker_agrees_with_dlib_on_the_demo_still(tmp_path):
     for stage, worst in (("densereg", 0.07), ("pca", 0.07), ("mdm", 0.04)):  # today: 0.037, 0.030, 0.016
         assert m[stage]["missing"] == 0, stage
         assert 0.005 < m[stage]["errors"][0] < worst, (stage, m[stage]["errors"])
+
+
+def test_still_frame_jitter_leaves_out_a_malformed_annotation(tmp_path):
+    """One malformed annotation among a synthetic clip's still frames threw the whole tracked
+    video away (review 26); ``evaluate_video`` leaves that frame out, and so does the jitter."""
+    import numpy as np
+
+    from tracker.evaluation import evaluate_video, static_jitter
+
+    annot, pred = tmp_path / "clip" / "annot", tmp_path / "pred"
+    annot.mkdir(parents=True)
+    pred.mkdir()
+    (tmp_path / "clip" / "synth.json").write_text(json.dumps({"static_frames": 4}))
+    face = np.random.default_rng(0).uniform(100, 200, (68, 2))
+    face[36], face[45] = (100, 150), (200, 150)  # outer eye corners 100 px apart
+    for i, shift in zip(range(1, 5), (0.0, 1.0, 1.0, 3.0)):
+        write_pts(annot / f"{i:06d}.pts", face)
+        write_pts(pred / f"{i:06d}.pts", face + shift)
+    (annot / "000004.pts").write_text("garbage")
+    assert static_jitter(pred, annot) == pytest.approx((np.sqrt(2) + 0) / 2 / 100)  # frames 1-2 and 2-3 only
+    scores = evaluate_video(pred, annot, 4)
+    assert scores["annotated_frames"] == 3 and len(scores["malformed_annotations"]) == 1
+    (tmp_path / "clip" / "synth.json").write_text("{not json")
+    assert static_jitter(pred, annot) is None

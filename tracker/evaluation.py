@@ -240,16 +240,21 @@ def evaluate_video(pred_dir: Path, annot_dir: Path, frames: int | None = None) -
 
 def static_jitter(pred_dir: Path, annot_dir: Path) -> float | None:
     """Mean frame-to-frame landmark motion over the still frames of a synthetic clip, as a
-    fraction of the outer-eye-corner distance (None for clips without synth.json)."""
-    meta = annot_dir.parent / "synth.json"
-    if not meta.exists():
+    fraction of the outer-eye-corner distance (None for clips without a readable synth.json).
+    A malformed annotation leaves its frame pairs out, as ``evaluate_video`` leaves the frame out
+    (it threw away the whole tracked video; review 26)."""
+    try:
+        still = int(json.loads((annot_dir.parent / "synth.json").read_text())["static_frames"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     steps = []
-    for i in range(2, int(json.loads(meta.read_text())["static_frames"]) + 1):
+    for i in range(2, still + 1):
         a, b, g = pred_dir / f"{i - 1:06d}.pts", pred_dir / f"{i:06d}.pts", annot_dir / f"{i:06d}.pts"
         if a.exists() and b.exists() and g.exists():
-            truth = read_pts(g)
-            iod = eye_distance(truth)
+            try:
+                iod = eye_distance(read_pts(g, expected=68))
+            except PtsError:
+                continue
             steps.append(np.linalg.norm(read_pts(b) - read_pts(a), axis=1).mean() / iod)
     return float(np.mean(steps)) if steps else None
 
