@@ -136,3 +136,18 @@ def test_a_dead_worker_fails_its_own_video_only_and_the_summary_says_so(tmp_path
     assert "1 video tracked, 3 already done" in text and "overall no annotations" in text
     summary = _json(out / "summary.json")
     assert summary["complete"] is True and summary["missing"] == [] and len(summary["videos"]) == 4
+
+
+def test_ray_address_without_a_cluster_is_one_usage_line(tmp_path, monkeypatch, capsys):
+    """`--ray auto` with no cluster running read "internal error: ConnectionError" (review 26)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (the cluster extra)")
+
+    def no_cluster(*a, **k):
+        raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to.\nmore lines")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", no_cluster)
+    root = _root(tmp_path, ("001",))
+    assert main(["batch300vw", str(root), "--out", str(tmp_path / "out"), "--ray", "auto"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line == "error: --ray auto: Could not find any running Ray instance. Please specify the one to connect to."

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import ray
 
 from tracker.batch import VideoJob, VideoOutcome, crashed, track_300vw_video
+from tracker.errors import UsageError
 
 LOCAL = "local"  # --ray without an address: a Ray started for this run (also Ray's own name for that)
 
@@ -53,8 +54,8 @@ def connect(address: str, cpus: int | None) -> bool:
             ray.init(address=LOCAL, num_cpus=cpus, include_dashboard=False, **quiet)
         else:
             ray.init(address=address, **quiet)
-    except ConnectionError as exc:
-        raise ConnectionError(f"--ray {address}: {str(exc).strip().splitlines()[0]}") from None
+    except ConnectionError as exc:  # no cluster there: the user's address to fix, one line (it read "internal error"; review 26)
+        raise UsageError(f"--ray {address}: {str(exc).strip().splitlines()[0]}") from None
     return True
 
 
