@@ -694,3 +694,14 @@ def test_synthetic_motion_starts_from_the_still_pose():
         assert np.allclose(hs[20], hs[19]) and steps[:20].max() < 1e-9
         leave = np.argsort(steps)[-2:]  # the face leaving the picture and coming back: the two cuts it has
         assert np.abs(corners[-1] - corners[0]).max() > 1.0 and np.delete(steps, leave).max() < 40.0
+
+
+def test_images_gives_every_picture_its_own_output_stem(tmp_path):
+    """face.jpg and face.png keep their extension in their stems; face.jpg.png's plain stem is then
+    face.jpg's, and one silently overwrote the other (review 26)."""
+    from tracker.cli.images import _output_names
+
+    names = ["face.jpg", "face.png", "face.jpg.png", "other.png", "sub/face.jpg", "sub/face.jpg.png"]
+    stems = _output_names([tmp_path / n for n in names], tmp_path)
+    assert [stems[tmp_path / n] for n in names] == ["face.jpg", "face.png", "face.jpg.png", "other", "sub/face", "sub/face.jpg"]
+    assert len(set(stems.values())) == len(names)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from tracker.boxfile import box_key, read_boxes
@@ -74,12 +75,18 @@ def register(sub) -> None:
 
 
 def _output_names(images: list[Path], root: Path) -> dict[Path, str]:
-    """Relative output stem per image; images sharing a stem keep their extension in it."""
-    rel = {p: p.relative_to(root).with_suffix("").as_posix() for p in images}
-    counts: dict[str, int] = {}
-    for r in rel.values():
-        counts[r] = counts.get(r, 0) + 1
-    return {p: (r if counts[r] == 1 else p.relative_to(root).as_posix()) for p, r in rel.items()}
+    """Relative output stem per image: its path without the extension, or with it where that
+    stem is another image's too (``face.jpg`` and ``face.png``), until every stem is one image's
+    (``face.jpg.png``'s own stem is then ``face.jpg``'s: it keeps its extension as well; review 26)."""
+    full = {p: p.relative_to(root).as_posix() for p in images}  # distinct: they are distinct files
+    names = {p: p.relative_to(root).with_suffix("").as_posix() for p in images}
+    while True:
+        taken = Counter(names.values())
+        shared = [p for p, n in names.items() if taken[n] > 1 and n != full[p]]
+        if not shared:
+            return names
+        for p in shared:
+            names[p] = full[p]
 
 
 def _check_folders(args) -> None:
