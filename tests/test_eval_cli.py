@@ -248,3 +248,15 @@ def test_a_closed_stdout_ends_quietly_and_still_writes_the_json(tmp_path, gt):
     _, err = proc.communicate(timeout=120)
     assert err == "" and proc.returncode == 141  # as a C tool killed by SIGPIPE (tracker.cli.app)
     assert json.loads((tmp_path / "m.json").read_text())["methods"]["pts"]["faces"] == 3
+
+
+def test_the_json_and_its_markdown_table_never_replace_each_other(tmp_path, gt, capsys):
+    """`--json metrics.md` wrote the JSON, then the table over it (review 26): refused; a .json
+    gets its table beside it, as the help says."""
+    pred = _pts_folder(tmp_path, "pred")
+    assert _eval(pred, gt, json_out=tmp_path / "metrics.md") == 2
+    assert "--json" in capsys.readouterr().err and not (tmp_path / "metrics.md").exists()
+    assert _eval(pred, gt, json_out=tmp_path / "metrics.json") == 0
+    table = capsys.readouterr().out
+    assert json.loads((tmp_path / "metrics.json").read_text())["methods"]["pts"]["faces"] == len(STEMS)
+    assert (tmp_path / "metrics.md").read_text().splitlines()[1] == table.splitlines()[0]

@@ -88,3 +88,21 @@ def test_still_frame_jitter_leaves_out_a_malformed_annotation(tmp_path):
     assert scores["annotated_frames"] == 3 and len(scores["malformed_annotations"]) == 1
     (tmp_path / "clip" / "synth.json").write_text("{not json")
     assert static_jitter(pred, annot) is None
+
+
+def test_an_annotation_named_for_frame_zero_is_listed_not_scored(tmp_path):
+    """Frames are numbered from 1: 000000.pts names none, and was scored as a missed frame (review 26)."""
+    import numpy as np
+
+    from tracker.evaluation import evaluate_video
+
+    annot, pred = tmp_path / "annot", tmp_path / "pred"
+    annot.mkdir()
+    pred.mkdir()
+    face = np.random.default_rng(0).uniform(100, 200, (68, 2))
+    for name in ("000000.pts", "000001.pts"):
+        write_pts(annot / name, face)
+    write_pts(pred / "000001.pts", face)
+    scores = evaluate_video(pred, annot, 1)
+    assert scores["annotated_frames"] == 1 and scores["missing"] == 0
+    assert "000000.pts" in scores["malformed_annotations"][0] and "not named as a frame's" in scores["malformed_annotations"][0]

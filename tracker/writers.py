@@ -34,7 +34,8 @@ def frame_pts_name(frame_number: int) -> str:
     return f"{frame_number:06d}.pts"
 
 
-FRAME_PTS_NAME = re.compile(r"(?:[0-9]{6}|[1-9][0-9]{6,})\.pts")  # every name frame_pts_name gives, and only those
+# Every name frame_pts_name gives a frame (1-based: 000000.pts is none; it was scored as a missed frame), and only those.
+FRAME_PTS_NAME = re.compile(r"(?!0+\.pts)(?:[0-9]{6}|[1-9][0-9]{6,})\.pts")
 
 
 def face_to_json(face: FaceResult) -> dict:

@@ -25,13 +25,15 @@ def register(sub) -> None:
                         "plain .pts are one row, 'pts')")
     p.add_argument("--list", type=Path, help="only the stems in this file (e.g. splits/val.txt)")
     p.add_argument("--plot", type=Path, help="write the CED curve here (a picture: .png, .jpg ...)")
-    p.add_argument("--json", type=Path, help="write the metrics here")
+    p.add_argument("--json", type=Path, help="write the metrics here, and the printed table beside it as Markdown (the same name with .md)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     if args.plot and args.plot.suffix.lower() not in IMAGE_EXTENSIONS:  # checked before the scoring, not after it
         raise UsageError(f"--plot {args.plot}: the plot is a picture; give one of {', '.join(IMAGE_EXTENSIONS)}")
+    if args.json and args.json.suffix.lower() == ".md":  # the table goes there: it replaced the JSON (review 26)
+        raise UsageError(f"--json {args.json}: the table is written beside the JSON as .md; give the JSON another name (e.g. .json)")
     rows, skipped = evaluate_predictions(args.pred, ground_truth_files(args.gt, args.list), args.stage)
     lines = score_table(rows)
     # The files first: a reader that leaves early (`eval ... | head`) ends the command at the print.
