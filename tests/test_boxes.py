@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tracker.assets import DEMO_IMAGE
-from tracker.boxfile import BoxFileError, landmark_box, read_boxes, write_boxes
+from tracker.boxfile import BoxFileError, box_key, landmark_box, read_boxes, write_boxes
 from tracker.boxfile import main as boxfile_main
 from tracker.cli import main
 from tracker.crop import Roi
@@ -240,6 +240,9 @@ def test_box_file_formats(tmp_path):
     assert boxes["sub/b"][0] == given_box(5, 6, 70, 80)
     write_boxes(tmp_path / "again.txt", boxes)
     assert read_boxes(tmp_path / "again.txt") == boxes
+    hashed = {"#1 photo": boxes["a"], " #2": boxes["a"]}  # written as comments and lost (review 26): quoted now
+    write_boxes(tmp_path / "hashed.txt", hashed)
+    assert read_boxes(tmp_path / "hashed.txt") == {box_key(k): v for k, v in hashed.items()}
 
 
 @pytest.mark.parametrize("text, line, reason", [
@@ -273,6 +276,21 @@ def test_box_file_from_ground_truth(tmp_path, detected):
     assert boxfile_main(["--pts", str(tmp_path / "gt"), "--out", str(tmp_path / "b.txt")]) == 0
     b = read_boxes(tmp_path / "b.txt")["sub/face"][0]
     assert np.allclose([b.x0, b.y0, b.x1, b.y1], [*detected.min(0), *detected.max(0)], atol=0.01)
+
+
+
+def test_box_file_tool_errors_are_one_line(tmp_path, detected, capsys):
+    """An --out that is a folder and a --list that is not text gave tracebacks (review 26)."""
+    from tracker.pts import write_pts
+
+    (tmp_path / "gt").mkdir()
+    write_pts(tmp_path / "gt" / "face.pts", detected)
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
+    for extra, says in ((["--out", str(tmp_path)], "cannot write"),
+                        (["--out", str(tmp_path / "b.txt"), "--list", str(tmp_path / "binary.txt")], "cannot read the list")):
+        assert boxfile_main(["--pts", str(tmp_path / "gt"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and says in err, err
 
 
 # -- images --boxes --------------------------------------------------------------------------

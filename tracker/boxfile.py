@@ -10,7 +10,8 @@ One box per line, ``STEM X0 Y0 X1 Y1`` (whitespace-separated) or ``STEM,X0,Y0,X1
   300-W bounding-box lists (``tracker.crop.BOX_CALIBRATION``).
 * Several lines with the same stem: several faces in that image (the first is the one its
   ``.pts`` holds).  Blank lines and lines starting with ``#`` are ignored, and so is a first
-  line naming the columns (``stem,x0,y0,x1,y1``).
+  line naming the columns (``stem,x0,y0,x1,y1``).  A stem with a comma, or starting with ``#``,
+  is written CSV-quoted: ``"#1 photo",X0,Y0,X1,Y1``.
 
 Anything else is a ``BoxFileError`` naming the file and line.
 
@@ -26,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from tracker.detector import Detection, given_box
-from tracker.errors import InputError
-from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_text
+from tracker.errors import InputError, MissingInputError, TrackerError
+from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_text, read_list
 from tracker.pts import PtsError, read_pts
 
 
@@ -88,8 +89,9 @@ def landmark_box(points: np.ndarray) -> Detection:
 
 def _box_line(stem: str, b: Detection) -> str:
     """One line of a box file; a stem with a comma makes the line CSV, so that line is written as
-    CSV with the stem quoted, which ``read_boxes`` unquotes."""
-    if "," in stem:
+    CSV with the stem quoted, which ``read_boxes`` unquotes; so is one starting with ``#``, which
+    would make the line a comment (review 26)."""
+    if "," in stem or stem.lstrip().startswith("#"):
         return '"' + stem.replace('"', '""') + f'",{b.x0:.2f},{b.y0:.2f},{b.x1:.2f},{b.y1:.2f}\n'
     return f"{stem} {b.x0:.2f} {b.y0:.2f} {b.x1:.2f} {b.y1:.2f}\n"
 
@@ -107,11 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", type=Path, help="only these images (paths relative to --pts, e.g. splits/val.txt)")
     ap.add_argument("--out", type=Path, required=True, help="the box file to write")
     args = ap.parse_args(argv)
-    if not args.pts.is_dir() or (args.list and not args.list.is_file()):
-        print(f"error: {args.pts if not args.pts.is_dir() else args.list}: not found", file=sys.stderr)
+    try:
+        return _write_box_file(args)
+    except TrackerError as exc:  # an unreadable --list, an --out that cannot be written: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _write_box_file(args) -> int:
+    if not args.pts.is_dir() or (args.list and not args.list.is_file()):
+        raise MissingInputError(f"{args.pts if not args.pts.is_dir() else args.list}: not found")
     if args.list:
-        files = [args.pts / Path(line.strip()).with_suffix(".pts") for line in args.list.read_text().splitlines() if line.strip()]
+        files = [args.pts / Path(line).with_suffix(".pts") for line in read_list(args.list)]
     else:
         files = sorted(args.pts.rglob("*.pts"))
     boxes, failed = {}, 0
@@ -122,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped: {exc}", file=sys.stderr)
             failed += 1
     if not boxes:
-        print(f"error: {args.pts}: no usable .pts files", file=sys.stderr)
-        return 2
+        raise MissingInputError(f"{args.pts}: no usable .pts files")
     write_boxes(args.out, boxes)
     print(f"done: {len(boxes)} boxes written to {args.out}, {failed} .pts files skipped")
     return 1 if failed else 0
