@@ -260,3 +260,22 @@ def test_the_json_and_its_markdown_table_never_replace_each_other(tmp_path, gt, 
     table = capsys.readouterr().out
     assert json.loads((tmp_path / "metrics.json").read_text())["methods"]["pts"]["faces"] == len(STEMS)
     assert (tmp_path / "metrics.md").read_text().splitlines()[1] == table.splitlines()[0]
+
+
+def test_a_list_of_absolute_paths_scores_the_predictions_not_the_ground_truth(tmp_path, gt, capsys):
+    """An absolute --list line was joined to --pred as it was, i.e. the ground truth itself: AUC 1.0
+    with any predictions, even none (user test 13).  Absolute lines inside --gt are read as
+    relative to it, as images reads them inside --input; one outside is a one-line error."""
+    pred = _pts_folder(tmp_path, "pred")
+    listed = tmp_path / "list.txt"
+    listed.write_text("\ufeff" + "".join(f"{gt / s}.jpg\n" for s in STEMS))  # a BOM, as Windows editors write
+    assert _eval(pred, gt, "--list", str(listed), json_out=tmp_path / "abs.json") == 0
+    assert _eval(pred, gt, json_out=tmp_path / "rel.json") == 0
+    absolute, relative = (json.loads((tmp_path / f).read_text())["methods"]["pts"] for f in ("abs.json", "rel.json"))
+    assert absolute == relative and absolute["nme_mean"] > 0
+    capsys.readouterr()
+    listed.write_text(f"{tmp_path / 'elsewhere' / 'a.jpg'}\n")
+    assert _eval(pred, gt, "--list", str(listed)) == 2
+    assert "is not inside --gt" in capsys.readouterr().err
+    assert _eval(gt, gt) == 2
+    assert "is the --gt folder" in capsys.readouterr().err

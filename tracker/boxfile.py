@@ -28,7 +28,7 @@ import numpy as np
 
 from tracker.detector import Detection, given_box
 from tracker.errors import InputError, MissingInputError, TrackerError
-from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_text, read_list
+from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_text, listed_paths
 from tracker.pts import PtsError, read_pts
 
 
@@ -120,7 +120,7 @@ def _write_box_file(args) -> int:
     if not args.pts.is_dir() or (args.list and not args.list.is_file()):
         raise MissingInputError(f"{args.pts if not args.pts.is_dir() else args.list}: not found")
     if args.list:
-        files = [args.pts / Path(line).with_suffix(".pts") for line in read_list(args.list)]
+        files = [args.pts / rel.with_suffix(".pts") for rel in listed_paths(args.list, args.pts, "--pts")]
     else:
         files = sorted(args.pts.rglob("*.pts"))
     boxes, failed = {}, 0

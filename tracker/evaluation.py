@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tracker.errors import MissingInputError, NotAFolderError, UsageError, count_of
-from tracker.fileio import read_list
+from tracker.fileio import listed_paths
 from tracker.metrics import auc, ced, eye_distance, failure_rate, score_faces
 from tracker.pts import PtsError, read_pts
 from tracker.stages import Stage, last_stage
@@ -128,8 +128,7 @@ def ground_truth_files(gt_dir: Path, list_file: Path | None = None) -> dict[str,
     if not gt_dir.is_dir():
         raise NotAFolderError(f"{gt_dir}: not a folder")
     if list_file:
-        rels = read_list(list_file)
-        gt = {Path(r).with_suffix("").as_posix(): (gt_dir / r).with_suffix(".pts") for r in rels}
+        gt = {r.with_suffix("").as_posix(): (gt_dir / r).with_suffix(".pts") for r in listed_paths(list_file, gt_dir, "--gt")}
     else:
         gt = {p.relative_to(gt_dir).with_suffix("").as_posix(): p for p in sorted(gt_dir.rglob("*.pts"))}
     missing = [str(p) for p in gt.values() if not p.exists()]

@@ -389,11 +389,29 @@ def to_bgr8(img, name: str = "image") -> np.ndarray:
 
 
 def read_list(path: Path) -> list[str]:
-    """The non-empty lines of a list file (``--list``: one relative path a line)."""
+    """The non-empty lines of a list file (``--list``: one relative path a line); a UTF-8 byte
+    order mark (Windows editors write one) is not part of the first line (review 26)."""
     try:
-        return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+        return [line.strip() for line in Path(path).read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the list ({getattr(exc, 'strerror', None) or exc})") from exc
+
+
+def listed_paths(path: Path, root: Path, root_option: str) -> list[Path]:
+    """A list file's entries as paths relative to the folder `root` (outputs and scores are named
+    by them), without repeats: relative lines as they are, absolute ones if they lie inside `root`
+    (an InputError otherwise).  ``eval`` joined an absolute line to --pred as it was, which is the
+    ground-truth file itself: every face scored perfectly (user test 13)."""
+    out = {}
+    for entry in read_list(path):
+        rel = Path(entry)
+        if rel.is_absolute():
+            try:
+                rel = rel.resolve().relative_to(Path(root).resolve())
+            except ValueError:
+                raise InputError(f"{path}: {entry} is not inside {root_option} {root} (list paths relative to it)") from None
+        out[rel] = None
+    return list(out)
 
 
 def list_images(folder: Path, recursive: bool = False) -> list[Path]:

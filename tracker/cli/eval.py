@@ -32,6 +32,9 @@ def register(sub) -> None:
 def run(args) -> int:
     if args.plot and args.plot.suffix.lower() not in IMAGE_EXTENSIONS:  # checked before the scoring, not after it
         raise UsageError(f"--plot {args.plot}: the plot is a picture; give one of {', '.join(IMAGE_EXTENSIONS)}")
+    if args.pred.resolve() == args.gt.resolve():  # every face would score perfectly (user test 13)
+        raise UsageError(f"--pred {args.pred} is the --gt folder: the ground truth would be scored against itself; "
+                         "give the folder images wrote (its --out)")
     if args.json and args.json.suffix.lower() == ".md":  # the table goes there: it replaced the JSON (review 26)
         raise UsageError(f"--json {args.json}: the table is written beside the JSON as .md; give the JSON another name (e.g. .json)")
     rows, skipped = evaluate_predictions(args.pred, ground_truth_files(args.gt, args.list), args.stage)

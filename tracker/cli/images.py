@@ -28,7 +28,7 @@ from tracker.boxfile import box_key, read_boxes
 from tracker.cli.common import RESUMES, count, engine_args, parts_from_arg, template_maps_wanted
 from tracker.detector import DETECT_MAX_SIDE, STILL_MAX_SIDE, Detection, cnn_missing_note, require_dlib_predictor
 from tracker.draw import annotate_still, frame_part_labels
-from tracker.errors import InputError, MissingInputError, NotAFolderError, UsageError, count_of
+from tracker.errors import MissingInputError, NotAFolderError, UsageError, count_of
 from tracker.fileio import (
     IMAGE_KINDS,
     WriteError,
@@ -36,7 +36,7 @@ from tracker.fileio import (
     atomic_write_image,
     atomic_write_json,
     list_images,
-    read_list,
+    listed_paths,
     remove_partial_outputs,
     safe_output_path,
 )
@@ -104,7 +104,7 @@ def _check_folders(args) -> None:
 
 def _select_images(args) -> list[Path]:
     if getattr(args, "list", None):
-        return [args.input / rel for rel in dict.fromkeys(_relative_to_input(args, n) for n in read_list(args.list))]
+        return [args.input / rel for rel in listed_paths(args.list, args.input, "--input")]
     images = list_images(args.input, recursive=args.recursive)
     if args.recursive:  # an output folder inside the input would feed a rerun its own outputs
         out = args.out.resolve()
@@ -112,18 +112,6 @@ def _select_images(args) -> list[Path]:
     if not images:
         raise MissingInputError(f"{args.input}: no images ({IMAGE_KINDS}) found")
     return images
-
-
-def _relative_to_input(args, entry: str) -> Path:
-    """A --list line as a path relative to --input (outputs are named by it): relative lines as
-    they are, absolute ones if they lie inside --input."""
-    path = Path(entry)
-    if not path.is_absolute():
-        return path
-    try:
-        return path.resolve().relative_to(args.input.resolve())
-    except ValueError:
-        raise InputError(f"{args.list}: {entry} is not inside --input {args.input} (list paths relative to it)") from None
 
 
 def _finished(args, stem: str) -> bool:
