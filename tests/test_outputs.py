@@ -70,12 +70,13 @@ def test_a_redone_picture_keeps_no_earlier_runs_per_face_files(tmp_path, monkeyp
     pics.mkdir()
     cv2.imwrite(str(pics / "p.png"), cv2.imread(str(DEMO_IMAGE)))
     base = ["images", "--input", str(pics), "--out", str(out), "--save-maps"]
-    assert main(base + ["--baseline", "dlib"]) == 0
-    assert all((out / f).is_file() for f in ("p.pts", "p_maps.npz", "dlib/p.pts"))
+    assert main(base + ["--baseline", "dlib", "--annotate", "--parts"]) == 0
+    assert all((out / f).is_file() for f in ("p.pts", "p_maps.npz", "dlib/p.pts", "p_annotated.jpg", "p_parts.png"))
     cv2.imwrite(str(pics / "p.png"), np.full((300, 300, 3), 128, np.uint8))  # the same name, now no face
     assert main(base + ["--baseline", "dlib", "--overwrite"]) == 0
     assert json.loads((out / "p.json").read_text())["faces"] == []
-    assert not any((out / f).exists() for f in ("p.pts", "p_maps.npz", "dlib/p.pts"))
+    # what this run wrote says no face; what it did not ask for (annotated, parts) is not left from the face
+    assert not any((out / f).exists() for f in ("p.pts", "p_maps.npz", "dlib/p.pts", "p_annotated.jpg", "p_parts.png"))
 
     cv2.imwrite(str(pics / "p.png"), cv2.imread(str(DEMO_IMAGE)))
     assert main(base + ["--no-refine", "--overwrite"]) == 0  # an earlier run with other options

@@ -114,6 +114,10 @@ def _select_images(args) -> list[Path]:
     return images
 
 
+# What a redone picture's earlier outputs that follow from the tracker's are named (<stem> + this).
+REDONE = (".pts", "_maps.npz", "_annotated.jpg", "_parts.png")
+
+
 def _finished(args, stem: str) -> bool:
     """``<stem>.json`` (then its face's ``.pts``) is written last, so it marks a finished image,
     unless an output asked for this time is missing (a rerun adding ``--annotate`` or ``--parts``
@@ -224,10 +228,12 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
                           on_bad_boxes=bad_boxes)
     for tracked in tqdm(stream, total=len(images), unit="img", file=sys.stderr, disable=not sys.stderr.isatty()):
         image, result, given, stem = tracked.image, tracked.result, tracked.boxes, names[tracked.path]
-        for stale in (f"{stem}.pts", f"{stem}_maps.npz"):
-            # An earlier run's: kept, it stayed beside a redone picture's "faces": [] (no face now),
-            # or, with this run killed between the new .json and .pts, passed for this run's.
-            safe_output_path(args.out, stale).unlink(missing_ok=True)
+        for stale in REDONE:
+            # An earlier run's, from other options or another picture of this name: kept, a .pts stayed
+            # beside "faces": [] (no face now), passed for this run's when a kill came between the new
+            # .json and .pts, and an annotated picture this run does not ask for counted as finished
+            # for a later one that does, its landmarks off the .json's (review 26, user test 13).
+            safe_output_path(args.out, stem + stale).unlink(missing_ok=True)
         counts["faces"] += len(result.faces)
         counts["given"] += given is not None
         labels = frame_part_labels(result.faces, tracker.part_map, image.shape) if args.parts else None
