@@ -419,7 +419,7 @@ def test_batch300vw_ray_worker_killed_mid_video(synth_root, local_reference, tmp
         run = ex.submit(main, ["batch300vw", str(synth_root), "--out", str(out), "--ray"])
         while not run.done() and len(killed) < 2:
             # An attempt is mid-video once its hidden folder has frames; kill the process reading the clip.
-            partial = [d for d in out.glob(".001.partial-*") if d not in killed and any(d.glob("*.pts"))]
+            partial = [d for d in out.glob(".001.densereg-partial-*") if d not in killed and any(d.glob("*.pts"))]
             pids = _pids_reading(video) if partial else []
             if pids:
                 for pid in pids:

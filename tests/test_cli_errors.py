@@ -214,7 +214,8 @@ def test_a_bug_is_an_internal_error_not_a_usage_error(bug, tmp_path, monkeypatch
 
 
 def test_missing_list_file_is_an_input_error(tmp_path, capsys):
-    assert main(["eval", "--pred", str(tmp_path), "--gt", str(tmp_path), "--list", str(tmp_path / "nope.txt")]) == 2
+    (tmp_path / "pred").mkdir()
+    assert main(["eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path), "--list", str(tmp_path / "nope.txt")]) == 2
     assert "nope.txt: cannot read the list" in one_error_line(capsys.readouterr().err)
 
 
@@ -290,7 +291,7 @@ def test_images_clears_the_temporary_files_a_killed_run_left(tmp_path):
     src.mkdir()
     (src / "a.jpg").write_bytes(DEMO_IMAGE.read_bytes())
     (out / "dlib").mkdir(parents=True)
-    for stale in (out / ".a.json.k2j4x9.tmp", out / "dlib" / ".a.pts.q8w1.tmp"):
+    for stale in (out / ".a.json.k2j4x9.densereg-tmp", out / "dlib" / ".a.pts.q8w1.densereg-tmp"):
         stale.write_text("")
     (out / ".keep-me.txt").write_text("not ours")
     assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1"]) == 0

@@ -117,7 +117,7 @@ def test_atomic_output_dir_is_complete_or_absent(tmp_path):
     target.mkdir()
     (target / "000007.pts").write_text("frame of an older, unfinished run")
     with atomic_output_dir(target) as d:
-        assert d.parent == tmp_path and d.name.startswith(".001.partial-") and not target.joinpath("000001.pts").exists()
+        assert d.parent == tmp_path and d.name.startswith(".001.densereg-partial-") and not target.joinpath("000001.pts").exists()
         (d / "000001.pts").write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["001"] and sorted(p.name for p in target.iterdir()) == ["000001.pts"]
     umask = os.umask(0)
@@ -126,15 +126,17 @@ def test_atomic_output_dir_is_complete_or_absent(tmp_path):
     # A killed process leaves only hidden stand-ins: the folder, or the file an atomic write had
     # not renamed yet (named as atomic_write_bytes names it); remove_partial_outputs clears those
     # and nothing else.
-    (tmp_path / ".002.partial-abc").mkdir()
-    (tmp_path / ".002.partial-abc" / "000001.pts").write_text("x")
+    (tmp_path / ".002.densereg-partial-abc").mkdir()
+    (tmp_path / ".002.densereg-partial-abc" / "000001.pts").write_text("x")
     (tmp_path / ".vid.partial.avi").write_text("a file of another writer")
     (tmp_path / "notes.tmp").write_text("not hidden: a user's file")
+    (tmp_path / ".thesis draft.final.tmp").write_text("hidden, but a user's file (user test 13)")
+    (tmp_path / ".003.partial-mine").mkdir()  # the same
     with mock.patch("os.unlink"), mock.patch("os.replace", side_effect=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
         atomic_write_bytes(tmp_path / "summary.json", b"x")  # killed (SIGKILL) before its own cleanup could run
-    assert len(list(tmp_path.glob(".summary.json.*.tmp"))) == 1
+    assert len(list(tmp_path.glob(".summary.json.*.densereg-tmp"))) == 1
     remove_partial_outputs(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".vid.partial.avi", "001", "notes.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".003.partial-mine", ".thesis draft.final.tmp", ".vid.partial.avi", "001", "notes.tmp"]
 
 
 def test_unencodable_image_raises_and_writes_nothing(tmp_path):

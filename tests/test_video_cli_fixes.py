@@ -420,3 +420,14 @@ def test_a_second_ctrl_c_while_a_camera_run_saves_keeps_every_output(tmp_path, m
     assert "interrupted while saving: the outputs were saved first" in capsys.readouterr().err
     assert sorted(tmp_path.iterdir()) == sorted(outputs)
     assert len(outputs[1].read_text().splitlines()) == 1 + 4 and frames_in(outputs[0]) >= 4
+
+
+def test_video_clears_the_temporary_tables_a_killed_run_left(tmp_path):
+    """`video` SIGKILLed leaves its tables' hidden stand-ins; the next run of the same outputs removes them (user test 13)."""
+    clip = tmp_path / "clip.avi"
+    _clip(clip)
+    for stale in (".v.csv.k2j4x9.densereg-tmp", ".v.json.q8w1ab.densereg-tmp"):
+        (tmp_path / stale).write_text("")
+    (tmp_path / ".w.csv.k2j4x9.densereg-tmp").write_text("another output's: left alone")
+    assert main(["video", str(clip), "--csv", str(tmp_path / "v.csv"), "--json", str(tmp_path / "v.json"), "--cnn-every", "0"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".w.csv.k2j4x9.densereg-tmp", "clip.avi", "v.csv", "v.json"]

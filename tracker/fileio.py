@@ -6,6 +6,7 @@ a run killed at any moment leaves either the old file or the new one, never half
 """
 from __future__ import annotations
 
+import glob
 import io
 import json
 import math
@@ -53,7 +54,9 @@ class WriteError(TrackerError, OSError):
         return f"{self.filename}: cannot write ({self.strerror})" + (f"; {self.note}" if self.note else "")
 
 
-TEMP_FILE = ".{name}.*.tmp"  # the stand-in of a file being written by atomic_write_bytes
+# The stand-in of a file being written by atomic_write_bytes.  Named for this program: the clean-up
+# of a killed run's (``remove_partial_outputs``) removed a user's own ".notes.draft.tmp" (user test 13).
+TEMP_FILE = ".{name}.*.densereg-tmp"
 
 
 def _temp_file(path: Path) -> tuple[int, str]:
@@ -238,7 +241,7 @@ def atomic_write_image(path: Path, image: np.ndarray) -> None:
     atomic_write_bytes(path, enc.tobytes())
 
 
-PARTIAL_DIR = ".{name}.partial-"  # prefix of a folder being filled by atomic_output_dir
+PARTIAL_DIR = ".{name}.densereg-partial-"  # prefix of a folder being filled by atomic_output_dir (named as TEMP_FILE)
 
 
 @contextmanager
@@ -272,6 +275,16 @@ def remove_partial_outputs(folder: Path) -> None:
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
     for p in folder.glob(TEMP_FILE.format(name="*")):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+
+
+def remove_stale_temp_files(path: Path) -> None:
+    """Delete the hidden stand-ins of ``path`` a killed write left (SIGKILL gives no time to clean
+    up): for a command that writes a few named files and does not resume (``video``'s tables),
+    where ``remove_partial_outputs`` over a whole folder would be too wide."""
+    path = Path(path)
+    for p in path.parent.glob(TEMP_FILE.format(name=glob.escape(path.name))):
         if p.is_file():
             p.unlink(missing_ok=True)
 

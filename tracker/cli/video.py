@@ -14,7 +14,15 @@ from tracker.cli.common import CNN_SILENCE, EXIT_ITEMS_FAILED, EXIT_OK, camera_a
 from tracker.detector import cnn_missing_note
 from tracker.draw import annotate
 from tracker.errors import UsageError, count_of
-from tracker.fileio import atomic_file, check_output_folder, check_outputs_apart, check_writable, interrupts_held, safe_output_path
+from tracker.fileio import (
+    atomic_file,
+    check_output_folder,
+    check_outputs_apart,
+    check_writable,
+    interrupts_held,
+    remove_stale_temp_files,
+    safe_output_path,
+)
 from tracker.identity import load_recognizer
 from tracker.pipeline import LIVE_DETECT_LAG, Tracker, TrackerConfig
 from tracker.pts import write_pts
@@ -70,6 +78,7 @@ def run(args) -> int:
     for path in (args.out, args.csv, args.json):
         if path is not None:
             check_writable(path)  # before the run, not after it
+            remove_stale_temp_files(path)  # a killed run's (user test 13)
     if args.pts_dir:
         check_output_folder(args.pts_dir, "--pts-dir")
         _check_no_old_frames(args.pts_dir)
