@@ -270,9 +270,11 @@ class FaceResult:
     """One face in one frame.
 
     roi: the crop the network saw; box: the detector's (or the caller's) box on detection
-    frames, None when tracked; score: the detector score on detection frames, else (tracked,
-    or a box the caller gave) the fit's quality, 0-1 (mean DenseReg landmark confidence x
-    foreground fraction, capped: a caller's box on no face scores ~0.2, real faces ~0.5-0.7);
+    frames, None when tracked; quality: the fit's quality, 0-1, whatever found the face (mean
+    DenseReg landmark confidence x foreground fraction, capped: a caller's box on no face scores
+    ~0.2, real faces ~0.5-0.7); score: the detector's score on detection frames (HOG ~0-3, the
+    CNN's ~0-1.5), else (tracked, or a box the caller gave) ``quality``: two scales in one field
+    (the frame's faces come best score first), so compare frames by ``quality``;
     track_id: stable across frames in video mode; stages: the landmarks of every
     ``Stage`` that ran, in order ('densereg', 'pca', 'mdm' with the refiner, 'smooth' in video
     with smoothing), ``final`` the last of them; all coordinates are 0-based image pixels (pixel centres);
@@ -298,6 +300,7 @@ class FaceResult:
     visibility: np.ndarray | None = None
     template_maps: DenseMaps | None = None
     runs: int = 1
+    quality: float | None = None  # (None only in a FaceResult made by hand)
 
     @property
     def part_maps(self) -> DenseMaps:
@@ -697,6 +700,7 @@ class Tracker:
                     box=det,
                     maps=maps,
                     crop_to_image=back,
+                    quality=quality,
                 )
             )
         return faces

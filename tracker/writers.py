@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 # Stated in every JSON the tracker writes ("coordinates"), and in the README.
 COORDINATES = "pixels, 0-based: (0,0) is the centre of the top-left pixel, x right, y down (the .pts files are 1-based: x+1, y+1)"
-CSV_HEADER = ["frame", "track_id", "score"] + [f"{a}{i}" for i in range(1, 69) for a in ("x", "y")]
+CSV_HEADER = ["frame", "track_id", "score", "quality"] + [f"{a}{i}" for i in range(1, 69) for a in ("x", "y")]
 
 
 def frame_pts_name(frame_number: int) -> str:
@@ -45,6 +45,7 @@ def face_to_json(face: FaceResult) -> dict:
     return {
         "track_id": face.track_id,
         "score": round(float(face.score), 4),
+        "quality": None if face.quality is None else round(float(face.quality), 4),
         "detected": face.detected,
         "box": None if face.box is None else [round(v, 2) for v in (face.box.x0, face.box.y0, face.box.x1, face.box.y1)],
         "detector": None if face.box is None else face.box.detector,
@@ -85,7 +86,8 @@ class JsonFrames:
 
 def csv_rows(frame_number: int, faces: list[FaceResult]) -> list[list]:
     """One ``CSV_HEADER`` row per face of a frame (frame numbers as the caller counts them)."""
-    return [[frame_number, f.track_id, round(f.score, 4)] + [round(float(v), 2) for v in f.landmarks.ravel()] for f in faces]
+    return [[frame_number, f.track_id, round(f.score, 4), "" if f.quality is None else round(f.quality, 4)]
+            + [round(float(v), 2) for v in f.landmarks.ravel()] for f in faces]
 
 
 def maps_in_image(face: FaceResult, shape, maps: DenseMaps | None = None) -> dict[str, np.ndarray]:
