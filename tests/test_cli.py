@@ -471,7 +471,8 @@ def test_video_mode_tracks_with_one_detection_and_stable_ids(demo_truth):
 def test_one_subject_per_video_when_two_faces_are_tracked(demo_truth):
     """300VW-style output holds one face per frame: it must stay on the same person rather than
     follow whichever of two equally good faces scores best in each frame."""
-    from tracker.writers import Subject, prominence
+    from tracker.crop import prominence
+    from tracker.writers import Subject
 
     img, _ = demo_truth
     face = img[0:320, 60:380]  # two faces side by side, small enough that HOG sees them unscaled

@@ -310,7 +310,7 @@ def test_a_cut_to_another_face_in_the_same_place_starts_a_new_track(astronaut):
     assert not is_cut(a, moved) and not is_cut(a, thumbnail(board)) and is_cut(a, thumbnail(grace))
 
 
-def test_images_finds_a_group_photos_small_faces_with_detect_side_and_max_faces(astronaut, tmp_path):
+def test_images_finds_a_group_photos_small_faces_with_detect_side_and_max_faces(astronaut, tmp_path, capsys):
     """A large face and four small ones: HOG at 640 px finds only the large one (and the finer
     second pass looks only where it found none); --detect-side 2048 finds all, --max-faces keeps them."""
     import json
@@ -333,8 +333,15 @@ def test_images_finds_a_group_photos_small_faces_with_detect_side_and_max_faces(
         return len(json.loads((out / "group.json").read_text())["faces"])
 
     assert faces() == 1
-    assert faces("--detect-side", "2048") == 4  # the default --max-faces
+    capsys.readouterr()
+    assert faces("--detect-side", "2048") == 4  # the default --max-faces: the most prominent, said
+    assert "group.png: 5 faces found, the 4 most prominent tracked (--max-faces 4" in capsys.readouterr().err
+    from tracker.pts import read_pts
+
+    centre = read_pts(tmp_path / "--detect-side-2048" / "group.pts").mean(axis=0)
+    assert abs(centre[0] - (450 + big.shape[1] / 2)) < 60 and abs(centre[1] - (200 + big.shape[0] / 2)) < 80  # the subject
     assert faces("--detect-side", "2048", "--max-faces", "8") == 5
+    assert "most prominent" not in capsys.readouterr().err
 
 
 def test_a_larger_search_keeps_the_faces_the_usual_search_finds(astronaut, monkeypatch):

@@ -30,6 +30,7 @@ from tracker.crop import (
     crop_matrix,
     invert,
     outside_share,
+    prominence,
     roi_from_box,
     roi_from_landmarks,
     to_network_input,
@@ -326,11 +327,14 @@ class FaceResult:
 
 @dataclass(frozen=True)
 class FrameResult:
-    """faces: best score first; [] when there is none.  timings: ms per stage."""
+    """faces: best score first; [] when there is none.  timings: ms per stage.  dropped: faces
+    the detector found beyond ``TrackerConfig.max_faces``, not tracked (a still keeps its most
+    prominent ones, ``tracker.crop.prominence``; video its tracks, then the best detections)."""
 
     faces: list[FaceResult]
     timings: dict[str, float]
     frame_index: int = 0
+    dropped: int = 0
 
 
 @dataclass
@@ -543,7 +547,15 @@ class Tracker:
             tracked = [(tr, roi, given[pairs[i]]) for i, (tr, roi) in enumerate(tracked) if i in pairs]
             detections = [d for j, d in enumerate(given) if j not in pairs.values()]
         items = tracked + [(None, roi_from_box(d.x0, d.y0, d.x1, d.y1, d.detector), d) for d in detections]
+        dropped = 0
         if given is None:  # max_faces caps what the detector adds; the caller's boxes all count
+            if not video:
+                # A still keeps its most prominent faces, the subject among them: by the detector's
+                # score, a group photo's subject could be dropped while its .pts holds a bystander
+                # (user test 13).  Video keeps the tracks, then the best detections.
+                size = (image.shape[1], image.shape[0])
+                items.sort(key=lambda item: -prominence(item[1], size))
+            dropped = max(0, len(items) - self.config.max_faces)
             items = items[: self.config.max_faces]
         faces = self._process(image, gray, items, timer) if items else []
         if video and given is None and tracked and not faces and not detections:
@@ -573,7 +585,7 @@ class Tracker:
         self._frame += 1
         if not keep_order:
             faces.sort(key=lambda f: -f.score)
-        return FrameResult(faces, timer.ms, self._frame - 1)
+        return FrameResult(faces, timer.ms, self._frame - 1, dropped)
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import IO, TYPE_CHECKING
 import cv2
 import numpy as np
 
-from tracker.crop import Roi, roi_from_box
+from tracker.crop import Roi, prominence, roi_from_box
 from tracker.draw import warp_to_image
 from tracker.fileio import atomic_write_json, json_ready
 from tracker.identity import SAME_PERSON, distance
@@ -131,15 +131,6 @@ def write_dlib_baseline(image: np.ndarray, stem_path: Path) -> None:
     else:
         pts_path.unlink(missing_ok=True)  # an earlier run's, when the picture had a face then
     atomic_write_json(stem_path.with_name(stem_path.name + ".json"), {"coordinates": COORDINATES, "faces": faces})
-
-
-def prominence(roi: Roi, frame_size: tuple[int, int]) -> float:
-    """How much the face in `roi` is the subject of a (w, h) picture: the crop's size, discounted
-    by its distance from the picture's centre counted in face sizes (a face its own size away from
-    the centre counts half).  On the 12 validation pictures with several faces this picks the
-    annotated face 12 times; the largest face 8 times, the best-scoring one 8 times."""
-    d = np.hypot(roi.cx - frame_size[0] / 2, roi.cy - frame_size[1] / 2)
-    return roi.size / (1.0 + d / max(roi.size, 1e-6))
 
 
 def main_face(faces: list[FaceResult], frame_size: tuple[int, int]) -> FaceResult | None:

@@ -46,7 +46,8 @@ def engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=count(1), default=2,
                    help="CPU threads (default 2); on ONNX Runtime a frame's faces go in up to this many network calls side by side, one thread each")
     p.add_argument("--max-faces", type=count(1), default=4, metavar="N",
-                   help="faces tracked per picture or frame, the detector's best first (default 4)")
+                   help="faces tracked per picture or frame (default 4): a picture's most prominent (largest, most central), "
+                        "a video's tracks then the detector's best")
     # one or the other: refused while parsing, before a command makes any folder
     refiner = p.add_mutually_exclusive_group()
     refiner.add_argument("--no-refine", action="store_true", help="skip the MDM refiner (faster, less accurate)")
