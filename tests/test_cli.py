@@ -93,10 +93,24 @@ def test_images_bad_input_resume_and_outputs(image_folder, tmp_path, capsys):
 
 def test_images_on_empty_or_missing_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "anim.gif").write_bytes(b"GIF89a")
     assert main(["images", "--input", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
-    assert "no images" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no images" in err and "note: pictures in other formats (.gif) are not read" in err
     assert main(["images", "--input", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_images_takes_one_picture(image_folder, tmp_path, capsys):
+    """`images --input photo.jpg` was "not a folder" (user test 13): the picture alone, named as in its folder."""
+    out = tmp_path / "one"
+    assert main(["images", "--input", str(image_folder / "astro.jpg"), "--out", str(out)]) == 0
+    assert "done: 1 image processed" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["astro.json", "astro.pts"]
+    assert main(["images", "--input", str(image_folder / "astro.pts"), "--out", str(out)]) == 2
+    assert "neither a folder nor a picture" in capsys.readouterr().err
+    assert main(["images", "--input", str(image_folder / "astro.jpg"), "--out", str(out), "--recursive"]) == 2
+    assert "is one picture" in capsys.readouterr().err
 
 
 def test_images_never_overwrites_its_input_nor_reads_its_outputs(image_folder, tmp_path, capsys):

@@ -30,6 +30,7 @@ from tracker.detector import DETECT_MAX_SIDE, STILL_MAX_SIDE, Detection, cnn_mis
 from tracker.draw import annotate_still, frame_part_labels
 from tracker.errors import MissingInputError, NotAFolderError, UsageError, count_of
 from tracker.fileio import (
+    IMAGE_EXTENSIONS,
     IMAGE_KINDS,
     WriteError,
     atomic_save_npz,
@@ -50,7 +51,7 @@ NAME = "images"
 
 def register(sub) -> None:
     p = sub.add_parser(NAME, help="landmarks (+ parts, dense maps) for every image in a folder")
-    p.add_argument("--input", type=Path, required=True, help=f"folder of images ({IMAGE_KINDS})")
+    p.add_argument("--input", type=Path, required=True, help=f"folder of images ({IMAGE_KINDS}), or one picture")
     p.add_argument("--out", type=Path, required=True, help="output folder (.pts, .json, ...)")
     p.add_argument("--parts", action="store_true", help="also write <stem>_parts.png: raw labels 0-8 for programs (tracker/parts.py), "
                    "black in an image viewer; with --annotate the parts are also drawn in colour")
@@ -102,6 +103,19 @@ def _check_folders(args) -> None:
                          "choose another output folder")
 
 
+def _one_picture(args) -> list[Path]:
+    """``--input photo.jpg``: that picture alone, its folder then the input (face-alignment and
+    dlib take one picture; it was "not a folder"; user test 13).  [] for a folder."""
+    if not args.input.is_file():
+        return []
+    if args.input.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise UsageError(f"--input {args.input}: neither a folder nor a picture ({IMAGE_KINDS})")
+    if args.list or args.recursive:
+        raise UsageError(f"--input {args.input} is one picture: --list and --recursive choose pictures in a folder")
+    picture, args.input = args.input, args.input.parent
+    return [picture]
+
+
 def _select_images(args) -> list[Path]:
     if getattr(args, "list", None):
         return [args.input / rel for rel in listed_paths(args.list, args.input, "--input")]
@@ -109,9 +123,18 @@ def _select_images(args) -> list[Path]:
     if args.recursive:  # an output folder inside the input would feed a rerun its own outputs
         out = args.out.resolve()
         images = [p for p in images if out not in p.resolve().parents]
+    others = sorted({p.suffix.lower() for p in (args.input.rglob("*") if args.recursive else args.input.iterdir())
+                     if p.suffix.lower() in UNREAD_PICTURES and p.is_file()})
+    if others:  # left out in silence, a .gif looked processed (user test 13)
+        print(f"note: pictures in other formats ({', '.join(others)}) are not read; convert them to one of {IMAGE_KINDS}", file=sys.stderr)
     if not images:
         raise MissingInputError(f"{args.input}: no images ({IMAGE_KINDS}) found")
     return images
+
+
+# Picture formats a folder may hold that are not read (not every OpenCV build decodes them): said, not skipped unseen.
+UNREAD_PICTURES = (".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ppm", ".pgm", ".pbm", ".pnm", ".svg", ".ico", ".psd",
+                   ".dng", ".cr2", ".nef", ".arw", ".raw")
 
 
 # What a redone picture's earlier outputs that follow from the tracker's are named (<stem> + this).
@@ -168,8 +191,9 @@ def _load_boxes(args, images: list[Path]) -> dict[str, list[Detection]]:
 
 
 def run(args) -> int:
+    one = _one_picture(args)
     _check_folders(args)
-    images = _select_images(args)
+    images = one or _select_images(args)
     if args.baseline == "dlib":
         require_dlib_predictor("--baseline dlib")
     names = _output_names(images, args.input)
