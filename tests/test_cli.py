@@ -331,7 +331,7 @@ def test_batch300vw_scores_dlib_beside_the_tracker_on_the_same_frames(synth_root
     np.testing.assert_allclose(read_pts(out / "001" / "dlib" / "000001.pts"), faces[main_face][1], atol=1e-3)
     # the baseline decided these outputs: a rerun without it is refused, not reported as its own
     assert main(["batch300vw", str(root), "--out", str(out), "--threads", "1"]) == 2
-    assert 'baseline "dlib" -> not recorded in this run' in capsys.readouterr().err
+    assert 'baseline "dlib" -> none in this run' in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

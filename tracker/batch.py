@@ -136,7 +136,7 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
         if other := metrics["frames_on_another_face"]:
             notes = [*notes, f"{job.annot}: {count_of(other, 'annotated frame')} held another person's face (centred outside "
                      "the annotated face's box): scored as missing"]
-        return VideoOutcome(job.name, f"{n} frames, {scored}", True, tuple(warnings + notes))
+        return VideoOutcome(job.name, f"{count_of(n, 'frame')}, {scored}", True, tuple(warnings + notes))
     except WriteError as exc:  # name the video's folder, not the hidden one it is filled in
         return VideoOutcome(job.name, f"skipped: {job.out}: cannot write ({exc.strerror})", False, tuple(warnings))
     except (VideoError, OSError, ValueError) as exc:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 # BGR per stage name; the final landmarks are green whichever stage they come from (mdm, or smooth in video).
 STAGE_COLORS = {"densereg": (0, 165, 255), "pca": (255, 200, 0), "mdm": (0, 255, 0), "smooth": (0, 255, 0), "dlib": (255, 0, 255)}
+STAGE_LEGEND = {"densereg": "orange DenseReg", "pca": "cyan PCA", "mdm": "green MDM", "smooth": "green smoothed", "dlib": "magenta dlib"}
 
 
 def point_radius(points: np.ndarray, emphasis: float = 1.0) -> float:

@@ -48,6 +48,9 @@ def register(sub) -> None:
     p.set_defaults(func=run, interrupted=RESUMES)
 
 
+GIVEN_ONLY = ("assets", "baseline")  # options recorded only when given (their absence: none)
+
+
 def output_options(config: TrackerConfig, baseline: str | None = None) -> dict:
     """The options that decide the tracked frames and scores, by the flag that sets each one (as
     decided: `--flip` unset is recorded as what it means in this mode; `--engine auto` as given,
@@ -94,7 +97,7 @@ def _check_same_options(args, names: list[str], options: dict) -> None:
     if other:
         name, old = other[0]
         key = next(k for k in {**options, **old} if old.get(k, "?") != options.get(k, "?"))
-        was, now = (json.dumps(o[key]) if key in o else "not recorded" for o in (old, options))
+        was, now = (json.dumps(o[key]) if key in o else "none" if key in GIVEN_ONLY else "not recorded" for o in (old, options))
         raise UsageError(f"--out {args.out} holds {count_of(len(other), 'video')} tracked with other options "
                          f"({name}: {key.replace('_', '-')} {was} -> {now} in this run); {way_out}")
     if unknown:

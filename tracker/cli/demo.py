@@ -10,7 +10,8 @@ import numpy as np
 
 from tracker.assets import DEMO_CLIP, DEMO_IMAGE
 from tracker.cli.common import engine_args, parts_from_arg, template_maps_wanted
-from tracker.draw import annotate, annotate_still, frame_part_labels
+from tracker.draw import STAGE_LEGEND, annotate, annotate_still, frame_part_labels
+from tracker.errors import count_of
 from tracker.fileio import atomic_write_image, atomic_write_json, check_output_folder, safe_output_path
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.sources import ImageSource, VideoSource, track_stream
@@ -48,7 +49,8 @@ def run(args) -> int:
             found += bool(tracked.result.faces)
             writer.write(annotate(tracked.image, tracked.result, tracked.fps))
     ms = float(np.median(times))
-    print(f"still: {len(result.faces)} face(s) -> {still_path} (parts; landmarks orange DenseReg, cyan PCA, green MDM)")
+    drawn = ", ".join(STAGE_LEGEND[s] for s in (result.faces[0].stages if result.faces else ()))  # (no MDM with --no-refine)
+    print(f"still: {count_of(len(result.faces), 'face')} -> {still_path} (parts; landmarks {drawn or 'none'})")
     print(f"clip: face tracked in {found}/{len(times)} frames, median {ms:.1f} ms/frame ({1000 / ms:.0f} fps) with "
           f"{tracker.describe()} -> {clip}")
     if not result.faces:

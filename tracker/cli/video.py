@@ -138,6 +138,6 @@ def run(args) -> int:
     skipped = f", {count_of(source.skipped, 'unreadable frame')} skipped" if source.skipped else ""
     # frames read, the skipped ones included (a sequence's missing numbers are not frames)
     read = tracked_frames + source.skipped
-    print(f"done: {read} frames{skipped} in {elapsed:.1f}s ({tracked_frames / elapsed:.1f} fps, engine {tracker.describe()}); "
+    print(f"done: {count_of(read, 'frame')}{skipped} in {elapsed:.1f}s ({tracked_frames / elapsed:.1f} fps, engine {tracker.describe()}); "
           f"wrote {', '.join(written)}")
     return EXIT_ITEMS_FAILED if source.skipped else EXIT_OK
