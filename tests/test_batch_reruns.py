@@ -151,3 +151,14 @@ def test_ray_address_without_a_cluster_is_one_usage_line(tmp_path, monkeypatch, 
     assert main(["batch300vw", str(root), "--out", str(tmp_path / "out"), "--ray", "auto"]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert line == "error: --ray auto: Could not find any running Ray instance. Please specify the one to connect to."
+
+
+def test_a_folder_whose_video_has_another_name_is_named_not_left_out_unseen(tmp_path, capsys):
+    """User test 13: NNN/video.mp4 (not vid.*) was left out without a word."""
+    root = _root(tmp_path, ("001",))
+    (root / "002").mkdir()
+    _clip(root / "002" / "video.avi")
+    assert main(["batch300vw", str(root), "--out", str(tmp_path / "out"), "--threads", "1", "--cnn-every", "0"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {root / '002'}: holds video.avi but no vid.* video" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["001"]

@@ -38,17 +38,21 @@ from tracker.writers import Subject, dlib_faces, frame_pts_name
 log = logging.getLogger(__name__)
 
 
-def find_300vw_videos(root: Path) -> list[tuple[str, Path]]:
-    """(name, video path) for every NNN/vid.* folder, sorted."""
+def find_300vw_videos(root: Path, warn: Callable[[str], None] | None = None) -> list[tuple[str, Path]]:
+    """(name, video path) for every NNN/vid.* folder, sorted; `warn` hears of a folder holding a
+    video under another name, which is not one (it was left out unseen; user test 13)."""
     if not root.is_dir():
         raise NotAFolderError(f"{root}: not a folder")
     out = []
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        vids = sorted(p for p in d.iterdir() if p.stem == "vid" and p.suffix.lower() in VIDEO_EXTENSIONS)
-        if vids:
-            out.append((d.name, vids[0]))
+        videos = sorted(p for p in d.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+        named = [p for p in videos if p.stem == "vid"]
+        if named:
+            out.append((d.name, named[0]))
+        elif videos and warn:
+            warn(f"{d}: holds {videos[0].name} but no vid.* video (300VW names it vid.avi or vid.mp4): left out")
     if not out:
-        raise MissingInputError(f"{root}: no 300VW videos (expected NNN/vid.avi or NNN/vid.mp4)")
+        raise MissingInputError(f"{root}: no 300VW videos (expected NNN/vid.avi, NNN/vid.mp4 or another of {', '.join(VIDEO_EXTENSIONS)})")
     return out
 
 

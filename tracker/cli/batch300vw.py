@@ -139,7 +139,7 @@ def run(args) -> int:
         outcomes = functools.partial(local_outcomes, workers=args.jobs or 1)
     if args.baseline == "dlib":
         require_dlib_predictor("--baseline dlib")
-    videos = find_300vw_videos(args.root)
+    videos = find_300vw_videos(args.root, lambda message: print(f"warning: {message}", file=sys.stderr))
     check_output_folder(args.out, "--out")
     _check_not_foreign(args, [n for n, _ in videos])
     # --stills: every frame is an independent picture (detection each frame, no tracking, no
