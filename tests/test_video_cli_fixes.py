@@ -431,3 +431,32 @@ def test_video_clears_the_temporary_tables_a_killed_run_left(tmp_path):
     (tmp_path / ".w.csv.k2j4x9.densereg-tmp").write_text("another output's: left alone")
     assert main(["video", str(clip), "--csv", str(tmp_path / "v.csv"), "--json", str(tmp_path / "v.json"), "--cnn-every", "0"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [".w.csv.k2j4x9.densereg-tmp", "clip.avi", "v.csv", "v.json"]
+
+
+def test_a_sequences_gaps_keep_the_video_in_step_with_the_csv(tmp_path):
+    """A numbered sequence's missing or unreadable picture has no CSV row, and had no frame in the
+    annotated video either, so the video's frame k was no longer the CSV's frame k + 1 after a gap
+    (user test 13): the gap is filled with the frame before it."""
+    import csv
+
+    from tracker.video import _frames_in
+
+    still = cv2.imread(str(DEMO_IMAGE))
+    for i in range(8):
+        if i == 3:
+            continue  # a missing number
+        path = tmp_path / f"{i:06d}.png"
+        if i == 5:
+            path.write_bytes(b"not a picture")  # an unreadable one
+        else:
+            cv2.imwrite(str(path), np.roll(still, 4 * i, axis=1))
+    out, table = tmp_path / "v.mp4", tmp_path / "v.csv"
+    assert main(["video", str(tmp_path / "%06d.png"), "--out", str(out), "--csv", str(table), "--cnn-every", "0"]) == 1  # (one unreadable)
+    with table.open() as f:
+        frames = [int(row["frame"]) for row in csv.DictReader(f)]
+    assert frames == [1, 2, 3, 5, 7, 8] and _frames_in(out) == 8
+    cap = cv2.VideoCapture(str(out))
+    video = [cap.read()[1] for _ in range(8)]
+    def diff(a, b):
+        return float(np.abs(video[a].astype(int) - video[b].astype(int)).mean())
+    assert diff(3, 2) < 2 < diff(4, 3)  # the missing frame 4 repeats frame 3; frame 5 is its own

@@ -225,12 +225,18 @@ class AtomicVideoWriter:
         elif not self.finished:
             self.close()
 
-    def write(self, frame: np.ndarray, now: float | None = None) -> None:
-        """Add a frame; ``now``: when it came (``time.perf_counter()``, by default the call's) if paced."""
+    def write(self, frame: np.ndarray, now: float | None = None, at: int | None = None) -> None:
+        """Add a frame; ``now``: when it came (``time.perf_counter()``, by default the call's) if
+        paced; ``at``: its index in its source (0-based) if not: the source's frames missing before
+        it (a numbered sequence's absent or unreadable pictures) are filled with the last one, so
+        that the video's frame k is still the CSV's and the .pts' frame k + 1 (user test 13)."""
         if (frame.shape[1], frame.shape[0]) != self.size:
             frame = cv2.resize(frame, self.size)
         if not self.paced:
+            if at is not None and at > self.frames:
+                self._put(frame if self._held is None else self._held, at - self.frames)
             self._put(frame, 1)
+            self._held = frame  # (unpaced: only what a gap is filled with)
             return
         now = time.perf_counter() if now is None else now
         if self._held is None:
@@ -251,9 +257,9 @@ class AtomicVideoWriter:
     def close(self) -> None:
         with interrupts_held():
             try:
-                if self._held is not None:
+                if self._held is not None and self.paced:
                     self._put(self._held, 1)
-                    self._held = None
+                self._held = None
                 self.writer.release()
                 self.finished = True
                 # cv2.VideoWriter reports no write error: a full disk leaves a file without its index

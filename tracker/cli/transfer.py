@@ -66,7 +66,7 @@ def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig
     with source, AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live) as writer:
         with until_interrupted(source):
             for tracked in track_stream(tracker, source, limit=args.max_frames):
-                writer.write(apply_look(tracked.image, tracked.result, look))
+                writer.write(apply_look(tracked.image, tracked.result, look), at=None if source.live else tracked.index)
                 total += 1
                 with_face += bool(tracked.result.faces)
         if with_face == 0:

@@ -115,7 +115,7 @@ def run(args) -> int:
                           file=sys.stderr)
                 result = tracked.result
                 if writer:
-                    writer.write(annotate(tracked.image, result, tracked.fps))
+                    writer.write(annotate(tracked.image, result, tracked.fps), at=None if source.live else tracked.index)
                 face = subject.pick(result.faces, tracked.image.shape[1::-1], tracked.image)
                 if args.pts_dir and face is not None:
                     write_pts(safe_output_path(args.pts_dir, frame_pts_name(n)), face.landmarks)
