@@ -32,6 +32,8 @@ def test_viewer_commands_without_display(monkeypatch, capsys, argv):
 @pytest.mark.parametrize("argv, says", [
     (["viewer", "--source", "nosuch.mp4"], "nosuch.mp4: file not found"),
     (["viewer", "--source", str(DEMO_CLIP), "--device", "2"], "--device 2 names a camera"),
+    # user test 13: a texture that is not a picture opened the window, its message soon replaced
+    (["viewer", "--source", str(DEMO_CLIP), "--texture", str(DEMO_CLIP)], "astronaut.mp4: not a decodable image"),
 ])
 def test_viewer_says_what_is_wrong_with_its_source_before_opening_a_window(capsys, argv, says):
     pytest.importorskip("PyQt5")
@@ -282,8 +284,14 @@ def test_bad_sources_and_engines_are_reported(app, window, tmp_path):
     assert wait_for(app, lambda: "no images (jpg, png" in window.last_error)
     window.open_source(SourceSpec("webcam", device=7))
     assert wait_for(app, lambda: "no camera at index 7" in window.last_error)
+    in_use = window.texture_combo.currentData()
     window.set_texture(tmp_path / "missing.png")
     assert "missing.png" in window.last_error
+    (tmp_path / "garbage.png").write_bytes(b"not a picture")
+    window.texture_combo.addItem("garbage", tmp_path / "garbage.png")
+    window.texture_combo.setCurrentIndex(window.texture_combo.count() - 1)  # chosen in the picker
+    assert "garbage.png: not a decodable image" in window.last_error
+    assert window.texture_combo.currentData() == in_use and window.settings.texture is not None  # the one in use, shown as such
     window.engine_combo.setCurrentText("tensorrt")  # disabled in the list when unavailable, forced here
     from engines import available_engines
 

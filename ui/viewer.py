@@ -267,7 +267,10 @@ class ViewerWindow(QMainWindow):
         form.addRow("strength", strength)
         form.addRow("colour match", match)
         self.texture_combo.currentIndexChanged.connect(lambda _: self.set_texture(self.texture_combo.currentData()))
+        self._texture_path: Path | None = None  # the texture in use
         self.set_texture(texture or DEFAULT_TEXTURE)
+        if self._texture_path is None:  # a caller's texture that cannot be read: the default, not none at all
+            self.set_texture(DEFAULT_TEXTURE)
         return box
 
     def _capture_box(self) -> QGroupBox:
@@ -325,13 +328,18 @@ class ViewerWindow(QMainWindow):
         self._render()
 
     def set_texture(self, path: Path) -> None:
-        """Use ``path`` for the transfer overlay (added to the picker if new)."""
+        """Use ``path`` for the transfer overlay (added to the picker if new).  One that cannot be
+        read is an error message, and the picker goes back to the texture in use (it showed the
+        failed one as chosen; user test 13)."""
         path = Path(path)
         try:
             self.settings.texture = load_texture(path)
+            self._texture_path = path
         except ImageReadError as exc:
             self.show_error(str(exc))
-            return
+            if self._texture_path is None:
+                return
+            path = self._texture_path
         index = self.texture_combo.findData(path)
         if index < 0:
             self.texture_combo.addItem(path.stem, path)

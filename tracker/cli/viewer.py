@@ -10,6 +10,7 @@ from tracker.cli.common import EXIT_USAGE, count, engine_args, parts_from_arg, t
 from tracker.errors import MissingInputError, UsageError
 from tracker.pipeline import TrackerConfig
 from tracker.sources import CAMERA, is_numbered, open_source, spec_from_argument
+from tracker.transfer import load_texture
 
 NAME = "viewer"
 
@@ -43,8 +44,8 @@ def run(args) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    if args.texture is not None and not args.texture.is_file():
-        raise MissingInputError(f"{args.texture}: texture not found")
+    if args.texture is not None:
+        load_texture(args.texture)  # one line now (ImageReadError), as transfer says it: in the window the message was soon replaced
     given = args.source is not None or args.device is not None
     source = spec_from_argument(args.source, args.device or 0) if given else None
     if source is not None and source.kind != CAMERA:
