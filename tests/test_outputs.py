@@ -100,7 +100,8 @@ def test_json_states_its_coordinates_and_pts_add_one(folder, tmp_path):
     assert main(["images", "--input", str(folder), "--out", str(out), "--baseline", "dlib"]) == 0
     info = json.loads((out / "astro.json").read_text())
     assert info["coordinates"] == COORDINATES and "0-based" in COORDINATES and "1-based" in COORDINATES
-    assert json.loads((out / "dlib" / "astro.json").read_text())["coordinates"] == COORDINATES
+    dlib = json.loads((out / "dlib" / "astro.json").read_text())
+    assert dlib["coordinates"] == COORDINATES and dlib["image_size"] == info["image_size"] and dlib["source"] == info["source"]
     mdm = np.array(info["faces"][0]["stages"]["mdm"]["points"], float)
     assert np.allclose(np.loadtxt(out / "astro.pts", skiprows=3, max_rows=68), mdm + 1.0, atol=2e-3)  # the file: 1-based
 
@@ -141,6 +142,6 @@ def test_the_dlib_baselines_pts_holds_the_main_face_not_the_most_confident(tmp_p
     edge, centre = Detection(0, 0, 60, 60, 2.0), Detection(250, 190, 390, 330, 0.3)
     monkeypatch.setattr(detector, "detect_faces", lambda gray: [edge, centre])
     monkeypatch.setattr(detector, "dlib_landmarks", lambda gray, d: np.full((68, 2), d.x0 + 1.0))
-    write_dlib_baseline(np.zeros((480, 640, 3), np.uint8), tmp_path / "pic")
+    write_dlib_baseline(np.zeros((480, 640, 3), np.uint8), tmp_path / "pic", "pic.png")
     assert np.allclose(read_pts(tmp_path / "pic.pts"), centre.x0 + 1.0)
     assert [f["score"] for f in json.loads((tmp_path / "pic.json").read_text())["faces"]] == [2.0, 0.3]  # all of them, best first

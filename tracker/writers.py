@@ -120,7 +120,7 @@ def _corners(d: Detection) -> tuple[float, float, float, float]:
     return d.x0, d.y0, d.x1, d.y1
 
 
-def write_dlib_baseline(image: np.ndarray, stem_path: Path) -> None:
+def write_dlib_baseline(image: np.ndarray, stem_path: Path, source: str) -> None:
     """``dlib_faces`` as <stem>.json (same schema as ours, stage 'dlib') and <stem>.pts (the subject)."""
     found, main = dlib_faces(image)
     faces = [{"score": round(d.score, 4), "box": list(_corners(d)),
@@ -130,7 +130,8 @@ def write_dlib_baseline(image: np.ndarray, stem_path: Path) -> None:
         write_pts(pts_path, np.array(faces[main]["stages"]["dlib"]["points"]))
     else:
         pts_path.unlink(missing_ok=True)  # an earlier run's, when the picture had a face then
-    atomic_write_json(stem_path.with_name(stem_path.name + ".json"), {"coordinates": COORDINATES, "faces": faces})
+    atomic_write_json(stem_path.with_name(stem_path.name + ".json"), {"source": source, "coordinates": COORDINATES,
+                                                                      "image_size": [int(image.shape[1]), int(image.shape[0])], "faces": faces})
 
 
 def main_face(faces: list[FaceResult], frame_size: tuple[int, int]) -> FaceResult | None:

@@ -277,7 +277,7 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
         if args.annotate:
             atomic_write_image(safe_output_path(args.out, f"{stem}_annotated.jpg"), annotate_still(image, result.faces, labels))
         if args.baseline == "dlib":
-            write_dlib_baseline(image, safe_output_path(args.out, f"dlib/{stem}"))
+            write_dlib_baseline(image, safe_output_path(args.out, f"dlib/{stem}"), str(tracked.path))
         atomic_write_json(safe_output_path(args.out, f"{stem}.json"), frame_to_json(result, str(tracked.path), image.shape))
         if result.faces:  # after its .json: a .pts without one is never this command's (``_check_no_foreign_pts``)
             write_pts(safe_output_path(args.out, f"{stem}.pts"), face.landmarks)

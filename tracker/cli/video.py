@@ -99,7 +99,7 @@ def run(args) -> int:
         if table:
             table.writerow(CSV_HEADER)
         frames_json = JsonFrames(outputs.enter_context(atomic_file(args.json, "w")), {
-            "source": source.label, "coordinates": COORDINATES, "fps": source.fps}) if args.json else None
+            "source": source.label, "coordinates": COORDINATES, "fps": source.fps, "frame_size": list(source.size)}) if args.json else None
         # entered last, closed first: a video that fails to close takes the tables with it
         writer = outputs.enter_context(AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live)) if args.out else None
         with until_interrupted(source):
