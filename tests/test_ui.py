@@ -346,7 +346,8 @@ def test_uv_map_and_depth_together_both_show(app, window):
     """Both cover the same face pixels: together, the UV colours are shaded by depth (nearer =
     brighter), so neither hides the other."""
     from tracker.crop import crop_patch
-    from ui.overlays import OverlaySettings, _patch_maps, compose, depth_relief
+    from tracker.draw import maps_on_patch
+    from ui.overlays import OverlaySettings, compose, depth_relief
 
     pause(app, window)
     frame, result = window.packet.frame, window.packet.result
@@ -357,7 +358,7 @@ def test_uv_map_and_depth_together_both_show(app, window):
     assert np.array_equal(compose(frame, result, none, window.part_map), frame)
     face = result.faces[0]
     patch = crop_patch(face.crop_to_image, face.maps.fg.shape[0], frame.shape)
-    _, mask, depth = _patch_maps(face.maps, patch)
+    _, mask, depth = maps_on_patch(face.maps, patch)
     both, uv_only = both[patch.slices], uv_only[patch.slices]
     brightness = both[mask].astype(float).sum(1) / np.maximum(uv_only[mask].astype(float).sum(1), 1)
     assert np.corrcoef(brightness, depth_relief(depth, mask)[mask])[0, 1] > 0.95

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from tracker.crop import Patch, crop_patch
 from tracker.metrics import OUTER_EYE_CORNERS, eye_distance
 from tracker.parts import PART_COLORS, lookup_parts
 
 if TYPE_CHECKING:
+    from tracker.densemaps import DenseMaps
     from tracker.pipeline import FaceResult, FrameResult
 
 # BGR per stage name; the final landmarks are green whichever stage they come from (mdm, or smooth in video).
@@ -95,11 +97,42 @@ def draw_pose_axes(image: np.ndarray, pose, origin: np.ndarray, length: float) -
         cv2.arrowedLine(image, tuple(int(round(v)) for v in origin), tuple(int(round(v)) for v in end), color, 2, cv2.LINE_AA, tipLength=0.15)
 
 
+def maps_on_patch(maps: DenseMaps, patch: Patch, fg_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uv (2,h,w), face mask (h,w) and depth (h,w) of a face's crop maps on its image patch,
+    sampled bilinearly: a large face's parts and overlays follow its outline in image pixels,
+    not the crop's (a 128 px crop's labels warped as they were stepped visibly on a 4000 px
+    photo; user test 13).  The UV off the face (NaN in the template's maps) is first carried one
+    crop pixel out, so that the samples at the mask's edge read the face's UV, not NaN."""
+    to_patch, shape = patch.to_patch, patch.shape
+    uv = warp_to_image(np.ascontiguousarray(_spread(maps.uv).transpose(1, 2, 0)), to_patch, shape).transpose(2, 0, 1)
+    fg = warp_to_image(maps.fg, to_patch, shape)
+    depth = warp_to_image(maps.depth, to_patch, shape)
+    return uv, fg > fg_threshold, depth
+
+
+def _spread(uv: np.ndarray) -> np.ndarray:
+    """(2,S,S) UV with each NaN pixel beside the face given its face neighbours' mean."""
+    valid = np.isfinite(uv).all(axis=0)
+    if valid.all():
+        return uv
+    weight = cv2.boxFilter(valid.astype(np.float32), -1, (3, 3), normalize=False)
+    out = uv.copy()
+    ring = ~valid & (weight > 0)
+    for c in range(2):
+        total = cv2.boxFilter(np.where(valid, uv[c], 0).astype(np.float32), -1, (3, 3), normalize=False)
+        out[c][ring] = total[ring] / weight[ring]
+    return out
+
+
 def part_labels(face: FaceResult, part_map: np.ndarray, shape, fg_threshold: float = 0.5) -> np.ndarray:
-    """The face's part labels in image pixels (0 elsewhere), read from its ``part_maps``."""
-    maps = face.part_maps
-    crop_labels = lookup_parts(maps.uv, part_map, maps.fg > fg_threshold)
-    return warp_to_image(crop_labels, face.crop_to_image, shape, nearest=True)
+    """The face's part labels in image pixels (0 elsewhere), read from its ``part_maps`` on its
+    image patch (``maps_on_patch``), as the viewer draws them."""
+    labels = np.zeros(shape[:2], np.uint8)
+    patch = crop_patch(face.crop_to_image, face.part_maps.fg.shape[0], shape)
+    if patch is not None:
+        uv, mask, _ = maps_on_patch(face.part_maps, patch, fg_threshold)
+        labels[patch.slices] = lookup_parts(uv, part_map, mask)
+    return labels
 
 
 def frame_part_labels(faces: list[FaceResult], part_map: np.ndarray, shape) -> np.ndarray:

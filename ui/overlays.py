@@ -10,9 +10,18 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from tracker.crop import Patch, crop_patch
-from tracker.densemaps import DenseMaps
-from tracker.draw import STAGE_COLORS, blend_labels, draw_label, draw_points, draw_pose_axes, point_radius, uv_colormap, uv_isolines, warp_to_image
+from tracker.crop import crop_patch
+from tracker.draw import (
+    STAGE_COLORS,
+    blend_labels,
+    draw_label,
+    draw_points,
+    draw_pose_axes,
+    maps_on_patch,
+    point_radius,
+    uv_colormap,
+    uv_isolines,
+)
 from tracker.parts import lookup_parts
 from tracker.pipeline import FaceResult, FrameResult
 from tracker.stages import Stage
@@ -56,15 +65,6 @@ class OverlaySettings:
     strength: float = DEFAULT_STRENGTH
     match: str = "shading"
     fg_threshold: float = 0.5
-
-
-def _patch_maps(maps: DenseMaps, patch: Patch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """uv (2,h,w), face mask (h,w) and depth (h,w) of a face's maps on its image patch."""
-    m, to_patch, shape = maps, patch.to_patch, patch.shape
-    uv = warp_to_image(np.ascontiguousarray(m.uv.transpose(1, 2, 0)), to_patch, shape).transpose(2, 0, 1)
-    fg = warp_to_image(m.fg, to_patch, shape)
-    depth = warp_to_image(m.depth, to_patch, shape)
-    return uv, fg > 0.5, depth
 
 
 def depth_relief(depth: np.ndarray, face: np.ndarray) -> np.ndarray:
@@ -114,7 +114,7 @@ def compose(frame: np.ndarray, result: FrameResult, settings: OverlaySettings, p
             out = render_texture(out, face, settings.texture, settings.strength, settings.match)
         patch = crop_patch(face.crop_to_image, face.maps.fg.shape[0], out.shape)
         if (settings.uvmap or settings.isolines or settings.parts or settings.depth) and patch is not None:
-            uv, mask, depth = _patch_maps(face.maps, patch)  # the network's maps: what the UV, iso-line and depth views show
+            uv, mask, depth = maps_on_patch(face.maps, patch, settings.fg_threshold)  # the network's maps: what the UV, iso-line and depth views show
             region = out[patch.slices]
             if settings.depth and settings.uvmap:
                 region = draw_uv_depth(region, uv, depth, mask)
@@ -123,7 +123,7 @@ def compose(frame: np.ndarray, result: FrameResult, settings: OverlaySettings, p
             elif settings.uvmap:
                 region = uv_colormap(region, uv, mask)
             if settings.parts and part_map is not None:
-                part_uv, part_mask = (uv, mask) if face.part_maps is face.maps else _patch_maps(face.part_maps, patch)[:2]
+                part_uv, part_mask = (uv, mask) if face.part_maps is face.maps else maps_on_patch(face.part_maps, patch, settings.fg_threshold)[:2]
                 region = blend_labels(region, lookup_parts(part_uv, part_map, part_mask), 0.5)
             if settings.isolines:
                 region = uv_isolines(region, uv, mask)
