@@ -321,7 +321,7 @@ def test_video_reads_a_numbered_sequence_across_a_gap_and_an_unreadable_picture_
     assert "done: 5 frames, 1 unreadable frame skipped" in captured.out  # the last frame is the 5th picture
     err = [line for line in captured.err.splitlines() if not line.startswith("note: dlib")]
     assert err == [f"warning: {frames / '%06d.jpg'}: 2 numbers missing in the sequence (first gap: 000103.jpg to 000104.jpg); "
-                   "they keep their frame numbers, without a frame",
+                   "they keep their frame numbers, without a frame (an annotated video shows the one before)",
                    f"warning: {frames / '000102.jpg'}: not a decodable image (corrupt, truncated or not an image)"]
     # frame k: picture number 99 + k (the first is 100), the missing and the unreadable keeping theirs
     assert [row.split(",")[0] for row in csv.read_text().splitlines()[1:]] == ["1", "2", "6", "7"]
@@ -461,3 +461,16 @@ def test_a_sequences_gaps_keep_the_video_in_step_with_the_csv(tmp_path):
     def diff(a, b):
         return float(np.abs(video[a].astype(int) - video[b].astype(int)).mean())
     assert diff(3, 2) < 2 < diff(4, 3)  # the missing frame 4 repeats frame 3; frame 5 is its own
+
+
+def test_numbers_far_apart_do_not_make_a_video_of_every_number_between(tmp_path):
+    """Pictures numbered by the time of day (120000, 120005, 123000) made a 3,001-frame video, one
+    frame for each number between (review 26): a gap is shown for 2 s at most."""
+    from tracker.video import MAX_HOLD_S, _frames_in
+
+    still = cv2.imread(str(DEMO_IMAGE))
+    for number in (120000, 120005, 123000):
+        cv2.imwrite(str(tmp_path / f"{number}.png"), still)
+    out = tmp_path / "v.mp4"
+    assert main(["video", str(tmp_path / "%d.png"), "--out", str(out), "--cnn-every", "0"]) == 0
+    assert _frames_in(out) == 1 + 4 + 1 + int(MAX_HOLD_S * 30) + 1  # the 4 missing numbers filled, the long gap held 2 s at 30 fps

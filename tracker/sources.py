@@ -361,7 +361,7 @@ class SequenceSource(ImageSource):
             start, end = next((n + 1, m - 1) for n, m in zip(numbers, numbers[1:]) if m > n + 1)
             gap = pattern.name % start + (f" to {pattern.name % end}" if end > start else "")
             warn(f"{pattern}: {missing} {'number' if missing == 1 else 'numbers'} missing in the sequence "
-                 f"(first gap: {gap}); they keep their frame numbers, without a frame")
+                 f"(first gap: {gap}); they keep their frame numbers, without a frame (an annotated video shows the one before)")
         # The clip's size (the output video is opened before the frames are read): the most common
         # among its first readable pictures, so that a stray first one (a thumbnail) is what is skipped.
         sizes: list[tuple[int, int]] = []

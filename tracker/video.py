@@ -215,6 +215,7 @@ class AtomicVideoWriter:
         self.finished = False
         self._start = 0.0
         self._held: np.ndarray | None = None  # paced: the frame on screen until the next comes
+        self._next_at = 0  # unpaced: the source index the next frame should have
 
     def __enter__(self) -> AtomicVideoWriter:
         return self
@@ -229,12 +230,16 @@ class AtomicVideoWriter:
         """Add a frame; ``now``: when it came (``time.perf_counter()``, by default the call's) if
         paced; ``at``: its index in its source (0-based) if not: the source's frames missing before
         it (a numbered sequence's absent or unreadable pictures) are filled with the last one, so
-        that the video's frame k is still the CSV's and the .pts' frame k + 1 (user test 13)."""
+        that the video's frame k is still the CSV's and the .pts' frame k + 1 (user test 13); a gap
+        longer than ``MAX_HOLD_S`` is not a pause in one shot but numbers far apart (pictures
+        named by the time of day: one frame for each missing number made millions; review 26),
+        and is shown that long only."""
         if (frame.shape[1], frame.shape[0]) != self.size:
             frame = cv2.resize(frame, self.size)
         if not self.paced:
-            if at is not None and at > self.frames:
-                self._put(frame if self._held is None else self._held, at - self.frames)
+            if at is not None and at > self._next_at:
+                self._put(frame if self._held is None else self._held, min(at - self._next_at, int(MAX_HOLD_S * self.fps)))
+            self._next_at = (self._next_at if at is None else max(at, self._next_at)) + 1
             self._put(frame, 1)
             self._held = frame  # (unpaced: only what a gap is filled with)
             return
