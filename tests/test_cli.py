@@ -109,6 +109,19 @@ def test_images_takes_one_picture(image_folder, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["astro.json", "astro.pts"]
     assert main(["images", "--input", str(image_folder / "astro.pts"), "--out", str(out)]) == 2
     assert "neither a folder nor a picture" in capsys.readouterr().err
+    # named as in its folder: with face.jpg and face.png there, each keeps its extension (review 26:
+    # face.png alone was "face", and taken for finished with face.jpg's results)
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for name in ("face.jpg", "face.png"):
+        (pics / name).write_bytes((image_folder / "astro.jpg").read_bytes())
+    for name in ("face.jpg", "face.png"):
+        assert main(["images", "--input", str(pics / name), "--out", str(tmp_path / "two")]) == 0
+        assert "done: 1 image processed" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["face.jpg.json", "face.jpg.pts", "face.png.json", "face.png.pts"]
+    (pics / "photo.ppm").write_bytes(b"P6 1 1 255 abc")
+    assert main(["images", "--input", str(pics / "photo.ppm"), "--out", str(out)]) == 2
+    assert ".ppm pictures are not read" in capsys.readouterr().err
     assert main(["images", "--input", str(image_folder / "astro.jpg"), "--out", str(out), "--recursive"]) == 2
     assert "is one picture" in capsys.readouterr().err
 

@@ -108,6 +108,8 @@ def _one_picture(args) -> list[Path]:
     dlib take one picture; it was "not a folder"; user test 13).  [] for a folder."""
     if not args.input.is_file():
         return []
+    if args.input.suffix.lower() in UNREAD_PICTURES:
+        raise UsageError(f"--input {args.input}: {args.input.suffix} pictures are not read; convert it to one of {IMAGE_KINDS}")
     if args.input.suffix.lower() not in IMAGE_EXTENSIONS:
         raise UsageError(f"--input {args.input}: neither a folder nor a picture ({IMAGE_KINDS})")
     if args.list or args.recursive:
@@ -196,7 +198,8 @@ def run(args) -> int:
     images = one or _select_images(args)
     if args.baseline == "dlib":
         require_dlib_predictor("--baseline dlib")
-    names = _output_names(images, args.input)
+    # one picture is named as it is in its folder: face.png alone was "face", face.jpg's stem too (review 26)
+    names = _output_names(sorted(set(images) | set(list_images(args.input))) if one else images, args.input)
     _check_no_foreign_pts(args, names.values())
     boxes = _load_boxes(args, images)
     detected = [p for p in images if box_key(p.relative_to(args.input).as_posix()) not in boxes]
