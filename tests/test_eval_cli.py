@@ -279,3 +279,9 @@ def test_a_list_of_absolute_paths_scores_the_predictions_not_the_ground_truth(tm
     assert "is not inside --gt" in capsys.readouterr().err
     assert _eval(gt, gt) == 2
     assert "is the --gt folder" in capsys.readouterr().err
+    # a linked file inside --gt is inside it (it was refused: the link was followed out; review 26)
+    (tmp_path / "store").mkdir()
+    (gt / "a.pts").rename(tmp_path / "store" / "a.pts")
+    (gt / "a.pts").symlink_to(tmp_path / "store" / "a.pts")
+    listed.write_text(f"{gt / 'a.jpg'}\n")
+    assert _eval(pred, gt, "--list", str(listed)) == 0

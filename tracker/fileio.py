@@ -419,12 +419,22 @@ def listed_paths(path: Path, root: Path, root_option: str) -> list[Path]:
     for entry in read_list(path):
         rel = Path(entry)
         if rel.is_absolute():
-            try:
-                rel = rel.resolve().relative_to(Path(root).resolve())
-            except ValueError:
-                raise InputError(f"{path}: {entry} is not inside {root_option} {root} (list paths relative to it)") from None
+            rel = _inside(rel, Path(root))
+            if rel is None:
+                raise InputError(f"{path}: {entry} is not inside {root_option} {root} (list paths relative to it)")
         out[rel] = None
     return list(out)
+
+
+def _inside(path: Path, root: Path) -> Path | None:
+    """`path` relative to the folder `root`, as written or with the links of its folders (not of
+    the file itself: a linked picture inside `root` is inside it; review 26) resolved; None if not inside."""
+    for p, r in ((Path(os.path.abspath(path)), Path(os.path.abspath(root))), (path.parent.resolve() / path.name, root.resolve())):
+        try:
+            return p.relative_to(r)
+        except ValueError:
+            pass
+    return None
 
 
 def list_images(folder: Path, recursive: bool = False) -> list[Path]:
