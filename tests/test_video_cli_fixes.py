@@ -474,3 +474,24 @@ def test_numbers_far_apart_do_not_make_a_video_of_every_number_between(tmp_path)
     out = tmp_path / "v.mp4"
     assert main(["video", str(tmp_path / "%d.png"), "--out", str(out), "--cnn-every", "0"]) == 0
     assert _frames_in(out) == 1 + 4 + 1 + int(MAX_HOLD_S * 30) + 1  # the 4 missing numbers filled, the long gap held 2 s at 30 fps
+
+
+def test_a_ctrl_c_while_the_camera_closes_after_the_save_is_not_reported_as_a_loss(tmp_path, monkeypatch, capsys):
+    """The outputs saved, a Ctrl-C while the camera was still being released (up to 1 s) read
+    "no video, CSV or JSON was written", exit 130 (review 26)."""
+    import tracker.cli.video as video_command
+    from tracker.sources import ArraySource
+
+    class ClosingSlowly(ArraySource):
+        def close(self):
+            super().close()
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+
+    cap = cv2.VideoCapture(str(DEMO_CLIP))
+    frames = [cap.read()[1] for _ in range(3)]
+    monkeypatch.setattr(video_command, "open_video_or_camera", lambda path, camera, warn=None: ClosingSlowly(frames, "camera", fps=30.0, live=True))
+    assert main(["video", "--camera", "0", "--csv", str(tmp_path / "me.csv"), "--cnn-every", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "the outputs were saved first" in captured.err and "done: 3 frames" in captured.out
+    assert len((tmp_path / "me.csv").read_text().splitlines()) == 4

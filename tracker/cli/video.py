@@ -94,45 +94,49 @@ def run(args) -> int:
     # Every output goes to a hidden temporary file as the frames come (an hour's JSON held in memory
     # grew by ~74 KB a frame; user test 10), renamed when the run ends, deleted on any failure or
     # Ctrl-C on a file.
-    with source, ExitStack() as outputs:
-        table = csv.writer(outputs.enter_context(atomic_file(args.csv, "w"))) if args.csv else None
-        if table:
-            table.writerow(CSV_HEADER)
-        frames_json = JsonFrames(outputs.enter_context(atomic_file(args.json, "w")), {
-            "source": source.label, "coordinates": COORDINATES, "fps": source.fps, "frame_size": list(source.size)}) if args.json else None
-        # entered last, closed first: a video that fails to close takes the tables with it
-        writer = outputs.enter_context(AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live)) if args.out else None
-        with until_interrupted(source):
-            stream = track_stream(tracker, source, limit=args.max_frames)
-            bar = sys.stderr.isatty()
-            said = t_start
-            for tracked in tqdm(stream, total=source.length or None, unit="frame", file=sys.stderr, disable=not bar):
-                n = tracked.index + 1  # frame numbers are 1-based, like the .pts files
-                tracked_frames += 1
-                if not bar and time.perf_counter() - said >= PROGRESS_EVERY_S:  # a log (nohup, CI) heard nothing until the end
-                    said = time.perf_counter()
-                    print(f"frame {n}{f' of ~{source.length}' if source.length else ''}, {tracked_frames / (said - t_start):.1f} fps",
-                          file=sys.stderr)
-                result = tracked.result
-                if writer:
-                    writer.write(annotate(tracked.image, result, tracked.fps), at=None if source.live else tracked.index)
-                face = subject.pick(result.faces, tracked.image.shape[1::-1], tracked.image)
-                if args.pts_dir and face is not None:
-                    write_pts(safe_output_path(args.pts_dir, frame_pts_name(n)), face.landmarks)
-                    pts_written += 1
-                if table:
-                    table.writerows(csv_rows(n, result.faces))
-                if frames_json:
-                    frames_json.add({"frame": n, "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
-        if tracked_frames == 0:  # inside the writers: no empty output is left behind
-            raise VideoError(f"{source.label}: no decodable frame (corrupt, or not a video)")
-        try:
+    saved = False
+    try:
+        with source, ExitStack() as outputs:
+            table = csv.writer(outputs.enter_context(atomic_file(args.csv, "w"))) if args.csv else None
+            if table:
+                table.writerow(CSV_HEADER)
+            frames_json = JsonFrames(outputs.enter_context(atomic_file(args.json, "w")), {
+                "source": source.label, "coordinates": COORDINATES, "fps": source.fps, "frame_size": list(source.size)}) if args.json else None
+            # entered last, closed first: a video that fails to close takes the tables with it
+            writer = outputs.enter_context(AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live)) if args.out else None
+            with until_interrupted(source):
+                stream = track_stream(tracker, source, limit=args.max_frames)
+                bar = sys.stderr.isatty()
+                said = t_start
+                for tracked in tqdm(stream, total=source.length or None, unit="frame", file=sys.stderr, disable=not bar):
+                    n = tracked.index + 1  # frame numbers are 1-based, like the .pts files
+                    tracked_frames += 1
+                    if not bar and time.perf_counter() - said >= PROGRESS_EVERY_S:  # a log (nohup, CI) heard nothing until the end
+                        said = time.perf_counter()
+                        print(f"frame {n}{f' of ~{source.length}' if source.length else ''}, {tracked_frames / (said - t_start):.1f} fps",
+                              file=sys.stderr)
+                    result = tracked.result
+                    if writer:
+                        writer.write(annotate(tracked.image, result, tracked.fps), at=None if source.live else tracked.index)
+                    face = subject.pick(result.faces, tracked.image.shape[1::-1], tracked.image)
+                    if args.pts_dir and face is not None:
+                        write_pts(safe_output_path(args.pts_dir, frame_pts_name(n)), face.landmarks)
+                        pts_written += 1
+                    if table:
+                        table.writerows(csv_rows(n, result.faces))
+                    if frames_json:
+                        frames_json.add({"frame": n, "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
+            if tracked_frames == 0:  # inside the writers: no empty output is left behind
+                raise VideoError(f"{source.label}: no decodable frame (corrupt, or not a video)")
             with interrupts_held():  # a second Ctrl-C while a camera's run is saved comes after the saving
                 if frames_json:
                     frames_json.close()
                 outputs.close()
-        except KeyboardInterrupt:  # the run had ended and its outputs are saved: it is reported as done
-            print("note: interrupted while saving: the outputs were saved first", file=sys.stderr)
+                saved = True  # (here: a Ctrl-C held meanwhile is raised as the block ends)
+    except KeyboardInterrupt:  # the run had ended and its outputs are saved (the camera was closing): reported as done
+        if not saved:
+            raise
+        print("note: interrupted while saving: the outputs were saved first", file=sys.stderr)
     elapsed = time.perf_counter() - t_start
     written = [str(p) for p in (args.out, args.csv, args.json) if p] + ([f"{pts_written} .pts in {args.pts_dir}"] if args.pts_dir else [])
     skipped = f", {count_of(source.skipped, 'unreadable frame')} skipped" if source.skipped else ""
