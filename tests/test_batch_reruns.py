@@ -162,3 +162,14 @@ def test_a_folder_whose_video_has_another_name_is_named_not_left_out_unseen(tmp_
     err = capsys.readouterr().err
     assert f"warning: {root / '002'}: holds video.avi but no vid.* video" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["001"]
+
+
+def test_a_video_link_to_nowhere_is_a_video_that_fails_not_none(tmp_path, capsys):
+    """NNN/vid.avi linking to an unmounted drive vanished from the batch (summary "complete": true; review 26)."""
+    root = _root(tmp_path, ("001",))
+    (root / "002").mkdir()
+    (root / "002" / "vid.avi").symlink_to(tmp_path / "unmounted" / "vid.avi")
+    assert main(["batch300vw", str(root), "--out", str(tmp_path / "out"), "--threads", "1", "--cnn-every", "0"]) == 1
+    assert "002: skipped" in capsys.readouterr().out
+    summary = _json(tmp_path / "out" / "summary.json")
+    assert summary["complete"] is False and summary["missing"] == ["002"]

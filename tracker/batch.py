@@ -45,7 +45,8 @@ def find_300vw_videos(root: Path, warn: Callable[[str], None] | None = None) -> 
         raise NotAFolderError(f"{root}: not a folder")
     out = []
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        videos = sorted(p for p in d.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+        # not is_dir(): a link to a video on an unmounted drive is a video that fails, said as such (review 26)
+        videos = sorted(p for p in d.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and not p.is_dir())
         named = [p for p in videos if p.stem == "vid"]
         if named:
             out.append((d.name, named[0]))

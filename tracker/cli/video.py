@@ -42,7 +42,7 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, help="annotated video (.mp4)")
     p.add_argument("--pts-dir", type=Path, help="write 000001.pts ... for one subject: the track written last, else the main face "
                    "(a new or empty folder: one that holds 000001.pts ... already is refused)")
-    p.add_argument("--csv", type=Path, help="one row per face and frame: frame, track_id, score, x1, y1 ... x68, y68")
+    p.add_argument("--csv", type=Path, help="one row per face and frame: frame, track_id, score, quality, x1, y1 ... x68, y68")
     p.add_argument("--json", type=Path, help="every face of every frame with all stages and timings")
     engine_args(p)
     video_args(p)
