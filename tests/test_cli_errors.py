@@ -291,7 +291,7 @@ def test_images_clears_the_temporary_files_a_killed_run_left(tmp_path):
     src.mkdir()
     (src / "a.jpg").write_bytes(DEMO_IMAGE.read_bytes())
     (out / "dlib").mkdir(parents=True)
-    for stale in (out / ".a.json.k2j4x9.densereg-tmp", out / "dlib" / ".a.pts.q8w1.densereg-tmp"):
+    for stale in (out / ".a.json.k2j4x9ab.densereg-tmp", out / "dlib" / ".a.pts.q8w1cd_e.densereg-tmp"):
         stale.write_text("")
     (out / ".keep-me.txt").write_text("not ours")
     assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1"]) == 0

@@ -427,11 +427,18 @@ def test_video_clears_the_temporary_tables_a_killed_run_left(tmp_path):
     """`video` SIGKILLed leaves its tables' hidden stand-ins; the next run of the same outputs removes them (user test 13)."""
     clip = tmp_path / "clip.avi"
     _clip(clip)
-    for stale in (".v.csv.k2j4x9.densereg-tmp", ".v.json.q8w1ab.densereg-tmp"):
+    for stale in (".v.csv.k2j4x9ab.densereg-tmp", ".v.json.q8w1ab_z.densereg-tmp"):
         (tmp_path / stale).write_text("")
-    (tmp_path / ".w.csv.k2j4x9.densereg-tmp").write_text("another output's: left alone")
+    (tmp_path / ".w.csv.k2j4x9ab.densereg-tmp").write_text("another output's: left alone")
+    (tmp_path / ".v.csv.bak.k2j4x9ab.densereg-tmp").write_text("v.csv.bak's: left alone (review 26)")
+    import fcntl
+
+    live = open(tmp_path / ".v.csv.livewrit.densereg-tmp", "w")  # a run writing the same --csv now: left alone
+    fcntl.flock(live, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert main(["video", str(clip), "--csv", str(tmp_path / "v.csv"), "--json", str(tmp_path / "v.json"), "--cnn-every", "0"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".w.csv.k2j4x9.densereg-tmp", "clip.avi", "v.csv", "v.json"]
+    live.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".v.csv.bak.k2j4x9ab.densereg-tmp", ".v.csv.livewrit.densereg-tmp",
+                                                          ".w.csv.k2j4x9ab.densereg-tmp", "clip.avi", "v.csv", "v.json"]
 
 
 def test_a_sequences_gaps_keep_the_video_in_step_with_the_csv(tmp_path):

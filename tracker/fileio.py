@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -20,6 +21,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO
+
+try:  # POSIX: stand-ins locked by their writer (``_temp_file``)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 import cv2
 import numpy as np
@@ -60,8 +66,33 @@ TEMP_FILE = ".{name}.*.densereg-tmp"
 
 
 def _temp_file(path: Path) -> tuple[int, str]:
+    """A new stand-in of ``path``, locked while its descriptor is open: the clean-up of a killed
+    run's stand-ins (``_abandoned``) leaves a live writer's alone (a second ``video`` run of the
+    same --csv deleted the first one's table in progress; review 26)."""
     prefix, suffix = TEMP_FILE.format(name=path.name).split("*")
-    return tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd, name
+
+
+def _abandoned(path: Path, name: str = ".+") -> bool:
+    """Whether ``path`` is a stand-in (of an output named `name`, a regex) whose writer is gone:
+    named as ``_temp_file`` names them (mkstemp's 8 characters between name and suffix, so a
+    stand-in of ``a.csv.bak`` is not one of ``a.csv``), and not locked by a live writer."""
+    prefix, suffix = (re.escape(part) for part in TEMP_FILE.split("{name}.*"))
+    if not re.fullmatch(f"{prefix}{name}\\.[a-z0-9_]{{8}}{suffix}", path.name) or not path.is_file():
+        return False
+    if fcntl is None:
+        return True
+    try:
+        with open(path, "rb") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released as it closes
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # unreadable: not a live writer's
+    return True
 
 
 class _Output:
@@ -275,7 +306,7 @@ def remove_partial_outputs(folder: Path) -> None:
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
     for p in folder.glob(TEMP_FILE.format(name="*")):
-        if p.is_file():
+        if _abandoned(p):
             p.unlink(missing_ok=True)
 
 
@@ -285,7 +316,7 @@ def remove_stale_temp_files(path: Path) -> None:
     where ``remove_partial_outputs`` over a whole folder would be too wide."""
     path = Path(path)
     for p in path.parent.glob(TEMP_FILE.format(name=glob.escape(path.name))):
-        if p.is_file():
+        if _abandoned(p, re.escape(path.name)):
             p.unlink(missing_ok=True)
 
 
