@@ -335,7 +335,7 @@ def test_images_finds_a_group_photos_small_faces_with_detect_side_and_max_faces(
     assert faces() == 1
     capsys.readouterr()
     assert faces("--detect-side", "2048") == 4  # the default --max-faces: the most prominent, said
-    assert "group.png: 5 faces found, the 4 most prominent tracked (--max-faces 4" in capsys.readouterr().err
+    assert "group.png: 5 face boxes found, the 4 most prominent tried (--max-faces 4" in capsys.readouterr().err
     from tracker.pts import read_pts
 
     centre = read_pts(tmp_path / "--detect-side-2048" / "group.pts").mean(axis=0)

@@ -146,7 +146,8 @@ def test_a_numbered_sequence_with_a_gap_reads_every_picture_and_notes_the_gap_on
     # frame k: picture number k (the first number being 0), the missing ones keeping theirs
     assert got == [(n, f"{n:06d}.png") for n in range(18) if n not in (6, 7)]
     assert warnings == [
-        f"{pattern}: 2 numbers missing in the sequence (first gap: 000006.png to 000007.png); they keep their frame numbers, without a frame (an annotated video shows the one before)"]
+        f"{pattern}: 2 numbers missing in the sequence (first gap: 000006.png to 000007.png); they keep their frame numbers, "
+        "without a frame (an annotated video shows the one before)"]
     sparse = numbered(tmp_path / "by time", [20240101120000, 20240101120001, 20240102120000], name="{:d}.png")
     with SequenceSource(sparse.with_name("%d.png")) as source:  # numbers by date and time: a span of a million, three pictures
         assert source.length == 1_000_001 and [f.index for f in source.frames()] == [0, 1, 1_000_000]

@@ -46,7 +46,7 @@ def read_boxes(path: Path) -> dict[str, list[Detection]]:
     """{stem (without image extension): [boxes in file order]} from a box file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # (a Windows editor's byte order mark is not the first stem's)
     except FileNotFoundError:
         raise BoxFileError(f"{path}: box file not found") from None
     except (OSError, UnicodeDecodeError) as exc:

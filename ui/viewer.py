@@ -340,7 +340,9 @@ class ViewerWindow(QMainWindow):
             if self._texture_path is None:
                 return
             path = self._texture_path
-        index = self.texture_combo.findData(path)
+        # findData compares Python objects by identity under PyQt5: an equal Path was never found
+        # and every choice added the texture again (review 26)
+        index = next((i for i in range(self.texture_combo.count()) if Path(self.texture_combo.itemData(i)) == path), -1)
         if index < 0:
             self.texture_combo.addItem(path.stem, path)
             index = self.texture_combo.count() - 1

@@ -263,8 +263,8 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
             safe_output_path(args.out, stem + stale).unlink(missing_ok=True)
         counts["faces"] += len(result.faces)
         if result.dropped:
-            print(f"note: {tracked.path}: {count_of(len(result.faces) + result.dropped, 'face')} found, the {len(result.faces)} most "
-                  f"prominent tracked (--max-faces {args.max_faces}; raise it for them all)", file=sys.stderr)
+            print(f"note: {tracked.path}: {args.max_faces + result.dropped} face boxes found, the {args.max_faces} "
+                  f"most prominent tried (--max-faces {args.max_faces}; raise it for them all)", file=sys.stderr)
         counts["given"] += given is not None
         labels = frame_part_labels(result.faces, tracker.part_map, image.shape) if args.parts else None
         if args.parts:  # one mask per picture, all 0 without a face
