@@ -247,3 +247,31 @@ def test_warp_to_image_refuses_channel_first_maps():
         warp_to_image(np.zeros((2, 16, 16), np.float32), m, (20, 20))
     assert warp_to_image(np.zeros((16, 16, 2), np.float32), m, (20, 20)).shape == (20, 20, 2)
     assert warp_to_image(np.zeros((16, 16), np.float32), m, (20, 20)).shape == (20, 20)
+
+
+def test_the_transfer_reads_every_frame_the_tracker_reads(face):
+    """Grey, BGRA and 16-bit frames crashed render_texture and unwrap_face (cv2.error, IndexError)
+    and float ones mixed scales (user test 14): they are read as Tracker.track reads them."""
+    from tracker.fileio import to_bgr8
+
+    grey = np.tile(np.linspace(0, 250, 260).astype(np.uint8), (200, 1))
+    texture = np.full((32, 32, 3), (0, 0, 255), np.uint8)
+    for frame in (grey, cv2.cvtColor(grey, cv2.COLOR_GRAY2BGRA), grey.astype(np.uint16) * 257, grey.astype(np.float32) / 255):
+        as_bgr = to_bgr8(frame)
+        out = render_texture(frame, face, texture, 0.7, "none")
+        assert out.shape == (200, 260, 3) and out.dtype == np.uint8
+        np.testing.assert_array_equal(out, render_texture(as_bgr, face, texture, 0.7, "none"))
+        np.testing.assert_array_equal(unwrap_face(frame, face, size=32)[0], unwrap_face(as_bgr, face, size=32)[0])
+
+
+def test_cli_transfer_says_which_frames_of_a_sequence_it_skipped(tmp_path, capsys):
+    """An unreadable picture of a numbered sequence: `transfer` said all was well, exit 0, where
+    `video` says so and exits 1 (user test 14)."""
+    still = cv2.imread(str(DEMO_IMAGE))
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / f"{i:04d}.png"), still)
+    (tmp_path / "0002.png").write_bytes(b"not a picture")
+    argv = ["transfer", "--texture", str(TEXTURE_DIR / "grid.png"), "--target", str(tmp_path / "%04d.png"), "--out", str(tmp_path / "t.mp4")]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "face in 3/3 frames, 1 unreadable frame skipped" in captured.out and "0002.png: not a decodable image" in captured.err

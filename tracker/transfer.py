@@ -26,7 +26,7 @@ import numpy as np
 from tracker.crop import crop_patch
 from tracker.densemaps import DenseMaps
 from tracker.errors import InputError
-from tracker.fileio import ImageReadError, read_image
+from tracker.fileio import ImageReadError, read_image, to_bgr8
 
 if TYPE_CHECKING:
     from tracker.pipeline import FrameResult, Tracker
@@ -179,9 +179,10 @@ def render_texture(frame: np.ndarray, face, texture: np.ndarray, strength: float
     """A copy of ``frame`` (BGR uint8) with ``texture`` (UV space, BGR or BGRA) rendered on
     ``face`` (a FaceResult), blended by strength x feathered foreground x the face's
     visibility (when it has one) x texture alpha; colours adapted to the face by ``match``
-    (see ``match_colors``)."""
-    out = frame.copy()
-    region = face_region(face.part_maps, face.crop_to_image, frame.shape, feather, visibility=face.visibility)
+    (see ``match_colors``).  ``frame`` may be anything ``Tracker.track`` takes (grey, BGRA,
+    16-bit ...: read as ``tracker.fileio.to_bgr8`` reads it; it crashed or mixed scales; user test 14)."""
+    out = to_bgr8(frame, "frame").copy()
+    region = face_region(face.part_maps, face.crop_to_image, out.shape, feather, visibility=face.visibility)
     if region is None or strength <= 0:
         return out
     sampled = sample_texture(texture, region.uv)
@@ -205,7 +206,8 @@ def unwrap_face(image: np.ndarray, face, size: int = 256, supersample: int = 2) 
     template is symmetric), and inpaints what is left.  Pixels the face's visibility marks as
     not face (hair over the forehead, a hand) are left out, so the texture shows skin there.
     Returns (texture, coverage) where coverage (size,size) bool marks texels seen in the photo
-    (after closing pinholes)."""
+    (after closing pinholes).  ``image``: anything ``Tracker.track`` takes (``to_bgr8``)."""
+    image = to_bgr8(image, "image")
     maps, crop_to_image = face.part_maps, face.crop_to_image
     n = size * supersample
     s = maps.fg.shape[0]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tracker.cli.common import camera_arg, count, engine_args, parts_from_arg, template_maps_wanted, warn
-from tracker.errors import InputError, UsageError
+from tracker.cli.common import EXIT_ITEMS_FAILED, EXIT_OK, camera_arg, count, engine_args, parts_from_arg, template_maps_wanted, warn
+from tracker.errors import InputError, UsageError, count_of
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, read_image
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.sources import CAMERA, FrameSource, SourceSpec, clip_files, open_source, spec_from_argument, track_stream, until_interrupted
@@ -71,8 +71,9 @@ def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig
                 with_face += bool(tracked.result.faces)
         if with_face == 0:
             raise InputError(f"{source.label}: no face found in any of {total} frames; nothing written")
-    print(f"transfer: face in {with_face}/{total} frames -> {args.out} (engine: {tracker.describe()})")
-    return 0
+    skipped = f", {count_of(source.skipped, 'unreadable frame')} skipped" if source.skipped else ""
+    print(f"transfer: face in {with_face}/{total} frames{skipped} -> {args.out} (engine: {tracker.describe()})")
+    return EXIT_ITEMS_FAILED if source.skipped else EXIT_OK  # as `video` says it (it said all was well; user test 14)
 
 
 def run(args) -> int:
