@@ -200,6 +200,8 @@ def test_no_boxes_means_no_face_and_bad_boxes_fail_before_any_work(tracker, astr
             tracker.track(astronaut, boxes=one)
     with pytest.raises(BoxError, match="need numbers"):
         tracker.track(astronaut, boxes=np.ones((1, 4), bool))
+    with pytest.raises(BoxError, match="detector 'retinaface' has no box calibration"):  # a raw KeyError before (user test 14)
+        tracker.track(astronaut, boxes=[Detection(120, 80, 260, 230, 0.9, detector="retinaface")])
     video = Tracker(TrackerConfig(mode="video"))
     with pytest.raises(BoxError, match="outside the 512x512 image"):
         video.track(astronaut, boxes=[(-50, 0, -10, 40)])

@@ -25,6 +25,7 @@ from engines import KINDS, load_engine, resolve_kind
 from engines.base import Engine
 from tracker.assets import ASSETS, AssetError, read_manifest, verified_asset
 from tracker.crop import (
+    BOX_CALIBRATION,
     NETWORK_INPUT,
     Roi,
     crop_matrix,
@@ -862,6 +863,10 @@ def _given_boxes(boxes, shape) -> list[Detection]:
     for b in boxes:
         if isinstance(b, Detection):
             given_box(b.x0, b.y0, b.x1, b.y1)  # the same checks, whichever detector made it
+            if b.detector not in BOX_CALIBRATION:  # (a raw KeyError later; user test 14)
+                raise BoxError(f"face box {(b.x0, b.y0, b.x1, b.y1)}: detector {b.detector!r} has no box calibration (one of "
+                               f"{', '.join(map(repr, BOX_CALIBRATION))}); give another detector's box as (x0, y0, x1, y1), "
+                               "read as the tight box around the face")
             d = b
         elif all(callable(getattr(b, k, None)) for k in ("left", "top", "right", "bottom")):  # a dlib.rectangle
             d = given_box(b.left(), b.top(), b.right() + 1, b.bottom() + 1)  # (its right and bottom are inclusive)

@@ -342,7 +342,7 @@ class ViewerWindow(QMainWindow):
             path = self._texture_path
         # findData compares Python objects by identity under PyQt5: an equal Path was never found
         # and every choice added the texture again (review 26)
-        index = next((i for i in range(self.texture_combo.count()) if Path(self.texture_combo.itemData(i)) == path), -1)
+        index = next((i for i in range(self.texture_combo.count()) if Path(self.texture_combo.itemData(i)).resolve() == path.resolve()), -1)
         if index < 0:
             self.texture_combo.addItem(path.stem, path)
             index = self.texture_combo.count() - 1
