@@ -297,3 +297,26 @@ def test_images_clears_the_temporary_files_a_killed_run_left(tmp_path):
     assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [".keep-me.txt", "a.json", "a.pts", "dlib"]
     assert list((out / "dlib").iterdir()) == []
+
+
+def test_a_ctrl_c_while_the_app_loads_or_inside_a_native_import_is_an_interruption(monkeypatch, capsys, tmp_path):
+    """User test 14: a Ctrl-C in the first second printed a KeyboardInterrupt traceback (the app
+    loading), or "internal error: ImportError: initialization failed" when it landed inside ONNX
+    Runtime's import; an early SIGTERM ended the process silently."""
+    import tracker.cli.eval as eval_command
+
+    def native_import(args):  # what a native module's init does with the KeyboardInterrupt
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed") from None
+
+    monkeypatch.setattr(eval_command, "run", native_import)
+    assert main(["eval", "--pred", str(tmp_path), "--gt", str(tmp_path / "gt")]) == 130
+    assert capsys.readouterr().err.startswith("interrupted")
+    loading = ("import builtins, sys\nreal = builtins.__import__\n"
+               "def load(name, *a, **k):\n    if name == 'tracker.cli.app':\n        raise KeyboardInterrupt\n    return real(name, *a, **k)\n"
+               "builtins.__import__ = load\nfrom tracker.cli import main\nsys.exit(main(['version']))\n")
+    done = subprocess.run([sys.executable, "-c", loading], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode == 130 and done.stderr == "interrupted while starting; nothing was done\n", done.stderr

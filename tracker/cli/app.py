@@ -19,6 +19,7 @@ import traceback
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 
 from tracker.cli import batch300vw, bench, demo, images, transfer, version, video, viewer
 from tracker.cli import eval as evaluate
@@ -49,19 +50,33 @@ def _quiet_native_libraries() -> None:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
+@dataclass
+class _Interrupts:
+    seen: bool = False  # a Ctrl-C or SIGTERM came during the command
+
+
 @contextmanager
-def sigterm_as_ctrl_c() -> Iterator[None]:
+def ctrl_c_and_sigterm() -> Iterator[_Interrupts]:
     """SIGTERM (what ``timeout``, ``docker stop`` and schedulers send) takes Ctrl-C's path, a
     KeyboardInterrupt, so a command cleans up the same way after either; without this Python dies
-    on the spot and leaves hidden partial files.  A no-op off the main thread."""
+    on the spot and leaves hidden partial files.  Either is remembered: one that lands inside a
+    native library's import (ONNX Runtime's) comes out as that import's ImportError, which is then
+    an interruption, not an "internal error" (user test 14).  A no-op off the main thread."""
+    state = _Interrupts()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield state
         return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    def interrupted(signum, frame):
+        state.seen = True
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield state
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         print(f"error: no command given; one of: {', '.join(args.command_names)} (see --help)", file=sys.stderr)
         return EXIT_USAGE
+    signals = ctrl_c_and_sigterm() if not getattr(args, "gui", False) else nullcontext(_Interrupts())
+    interrupts = _Interrupts()
     try:
-        with sigterm_as_ctrl_c() if not getattr(args, "gui", False) else nullcontext(), warnings.catch_warnings():
+        with signals as interrupts, warnings.catch_warnings():
             warnings.showwarning = _one_line_warning  # the library's warnings, as the commands' own `warning:` lines
             return args.func(args)
     except TrackerError as exc:  # what the user gave cannot be used: their problem to fix, in one line
@@ -114,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except Exception as exc:  # anything else is a bug: say so, and where to find the details
+        if interrupts.seen:  # what a Ctrl-C inside a native library raised instead of KeyboardInterrupt
+            print(getattr(args, "interrupted", DOES_NOT_RESUME), file=sys.stderr)
+            return 130
         if args.verbose:
             traceback.print_exc()
             print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
