@@ -320,3 +320,35 @@ def test_a_ctrl_c_while_the_app_loads_or_inside_a_native_import_is_an_interrupti
                "builtins.__import__ = load\nfrom tracker.cli import main\nsys.exit(main(['version']))\n")
     done = subprocess.run([sys.executable, "-c", loading], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert done.returncode == 130 and done.stderr == "interrupted while starting; nothing was done\n", done.stderr
+
+
+def test_a_handled_ctrl_c_leaves_later_bugs_reported_as_bugs_and_an_ignored_one_ignored(monkeypatch, capsys, tmp_path):
+    """Review 26: a camera run ends with a Ctrl-C that is handled; a flag kept from it reported a
+    later bug as an interruption (exit 130, and no traceback under -v).  And a job started with
+    SIGINT ignored (`cmd &` in a script) was interrupted all the same."""
+    import tracker.cli.eval as eval_command
+
+    def camera_then_bug(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+        except KeyboardInterrupt:
+            pass  # the camera's way to end
+        raise RuntimeError("a bug after the run")
+
+    monkeypatch.setattr(eval_command, "run", camera_then_bug)
+    argv = ["eval", "--pred", str(tmp_path), "--gt", str(tmp_path / "gt")]
+    assert main(argv) == 1
+    assert "internal error: RuntimeError: a bug after the run" in capsys.readouterr().err
+
+    def ignores_it(args):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        return 0
+
+    monkeypatch.setattr(eval_command, "run", ignores_it)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert main(argv) == 0
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -275,3 +275,13 @@ def test_cli_transfer_says_which_frames_of_a_sequence_it_skipped(tmp_path, capsy
     assert main(argv) == 1
     captured = capsys.readouterr()
     assert "face in 3/3 frames, 1 unreadable frame skipped" in captured.out and "0002.png: not a decodable image" in captured.err
+
+
+def test_apply_look_gives_bgr_whether_or_not_a_face_was_found():
+    """Review 26: a grey frame came back grey without a face, BGR with one."""
+    from tracker.pipeline import FrameResult
+    from tracker.transfer import Look, apply_look
+
+    grey = np.full((40, 50), 100, np.uint8)
+    out = apply_look(grey, FrameResult([], {}), Look(np.zeros((8, 8, 3), np.uint8), 1.0, "none"))
+    assert out.shape == (40, 50, 3) and out.dtype == np.uint8

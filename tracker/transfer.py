@@ -302,8 +302,9 @@ class Look:
 
 
 def apply_look(frame: np.ndarray, result: FrameResult, look: Look) -> np.ndarray:
-    """The frame with the texture on every face, least confident first (the best ends on top)."""
-    out = frame
+    """The frame (BGR uint8, read as ``to_bgr8`` reads it, with or without a face: review 26) with
+    the texture on every face, least confident first (the best ends on top)."""
+    out = to_bgr8(frame, "frame")
     for face in reversed(result.faces):
         out = render_texture(out, face, look.texture, look.strength, look.match)
     return out

@@ -3,7 +3,7 @@
 package; a command parses its options, opens its source and writers, and runs the library.
 
 This module itself stays light: the console script imports it, and ``main`` loads the app (~1 s:
-OpenCV, ONNX Runtime's bindings, every command) where a Ctrl-C or SIGTERM can be answered."""
+OpenCV, numpy, every command's modules) where a Ctrl-C or SIGTERM can be answered."""
 from __future__ import annotations
 
 import signal
@@ -18,13 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if here else None
     try:
         from tracker.cli.app import main as run
-    except KeyboardInterrupt:
+
+        return run(argv)  # (each command sets its own answer to SIGTERM while it runs)
+    except KeyboardInterrupt:  # while loading or parsing: a command answers one during its run itself
         print("interrupted while starting; nothing was done", file=sys.stderr)
         return 130
     finally:
         if here:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-    return run(argv)
 
 
 def build_parser():

@@ -18,8 +18,7 @@ import threading
 import traceback
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from contextlib import contextmanager
 
 from tracker.cli import batch300vw, bench, demo, images, transfer, version, video, viewer
 from tracker.cli import eval as evaluate
@@ -50,33 +49,35 @@ def _quiet_native_libraries() -> None:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
-@dataclass
-class _Interrupts:
-    seen: bool = False  # a Ctrl-C or SIGTERM came during the command
-
-
 @contextmanager
-def ctrl_c_and_sigterm() -> Iterator[_Interrupts]:
+def sigterm_as_ctrl_c(handler=signal.default_int_handler) -> Iterator[None]:
     """SIGTERM (what ``timeout``, ``docker stop`` and schedulers send) takes Ctrl-C's path, a
     KeyboardInterrupt, so a command cleans up the same way after either; without this Python dies
-    on the spot and leaves hidden partial files.  Either is remembered: one that lands inside a
-    native library's import (ONNX Runtime's) comes out as that import's ImportError, which is then
-    an interruption, not an "internal error" (user test 14).  A no-op off the main thread."""
-    state = _Interrupts()
+    on the spot and leaves hidden partial files.  (`handler`: another answer, the viewer's
+    ``signal.SIG_DFL``.)  A no-op off the main thread."""
     if threading.current_thread() is not threading.main_thread():
-        yield state
+        yield
         return
-
-    def interrupted(signum, frame):
-        state.seen = True
-        raise KeyboardInterrupt
-
-    previous = {s: signal.signal(s, interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield state
+        yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _from_ctrl_c(exc: BaseException) -> bool:
+    """Whether `exc` came out of a KeyboardInterrupt: a Ctrl-C (or SIGTERM) inside a native
+    library's import (ONNX Runtime's) surfaces as that import's ImportError, or as the command's
+    "not installed" error made from it; it is an interruption, not an internal error (user test 14).
+    Read from the exception's own chain, not from a flag: a camera run ends with a Ctrl-C that is
+    handled, and a later bug must still read as one (review 26)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,32 +115,36 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         print(f"error: no command given; one of: {', '.join(args.command_names)} (see --help)", file=sys.stderr)
         return EXIT_USAGE
-    signals = ctrl_c_and_sigterm() if not getattr(args, "gui", False) else nullcontext(_Interrupts())
-    interrupts = _Interrupts()
     try:
-        with signals as interrupts, warnings.catch_warnings():
+        with sigterm_as_ctrl_c(signal.SIG_DFL if getattr(args, "gui", False) else signal.default_int_handler), warnings.catch_warnings():
             warnings.showwarning = _one_line_warning  # the library's warnings, as the commands' own `warning:` lines
             return args.func(args)
-    except TrackerError as exc:  # what the user gave cannot be used: their problem to fix, in one line
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print(getattr(args, "interrupted", DOES_NOT_RESUME), file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `run_tracker eval ... | head`: the reader has all it wanted
+    except Exception as exc:
+        if _from_ctrl_c(exc):
+            print(getattr(args, "interrupted", DOES_NOT_RESUME), file=sys.stderr)
+            return 130
+        return _failed(exc, args.verbose)
+
+
+def _failed(exc: Exception, verbose: bool) -> int:
+    """The exit status of a command that raised `exc` (not an interruption), said on stderr."""
+    if isinstance(exc, TrackerError):  # what the user gave cannot be used: their problem to fix, in one line
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(exc, BrokenPipeError):  # `run_tracker eval ... | head`: the reader has all it wanted
         # Python would report the same error again when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except Exception as exc:  # anything else is a bug: say so, and where to find the details
-        if interrupts.seen:  # what a Ctrl-C inside a native library raised instead of KeyboardInterrupt
-            print(getattr(args, "interrupted", DOES_NOT_RESUME), file=sys.stderr)
-            return 130
-        if args.verbose:
-            traceback.print_exc()
-            print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        else:
-            print(f"internal error: {type(exc).__name__}: {exc} (rerun with -v for the traceback)", file=sys.stderr)
-        return EXIT_INTERNAL
+    # anything else is a bug: say so, and where to find the details
+    if verbose:
+        traceback.print_exception(exc)
+        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    else:
+        print(f"internal error: {type(exc).__name__}: {exc} (rerun with -v for the traceback)", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":
