@@ -415,6 +415,22 @@ def test_a_face_back_from_behind_another_is_found_within_a_few_frames(astronaut)
     assert counts[-1] == 2 and counts.index(2, 9) <= 9 + 5  # (before: frame 30)
 
 
+def test_a_face_back_after_longer_than_a_round_is_found_before_the_next_round(astronaut):
+    """Hidden 40 frames (longer than detect_every) while the other face goes on, it came back at
+    the next round of the search (frame 60); the search after a loss goes on every
+    3 x LOST_SEARCH_EVERY frames up to 4 x detect_every frames (user test 14)."""
+    from tracker import Tracker, TrackerConfig
+    from tracker.pipeline import LOST_SEARCH_EVERY
+
+    pair = np.hstack([astronaut, astronaut])
+    covered = pair.copy()
+    covered[:, 512:] = 128
+    video = Tracker(TrackerConfig(mode="video", threads=1, detect_every=30))
+    counts = [len(video.track(frame).faces) for frame in [pair] + [covered] * 40 + [pair] * 19]
+    back = counts.index(2, 41)
+    assert counts[1:41] == [1] * 40 and back <= 41 + 3 * LOST_SEARCH_EVERY and back < 60
+
+
 def test_a_face_sliding_out_of_the_frame_is_dropped_when_most_of_it_has_gone(astronaut):
     """Kept to the last fifth, its points ran ever wider of the face (NME 0.28; user test,
     round 7): a track is lost when less than ``lost_inside`` of its points lie in the frame."""
