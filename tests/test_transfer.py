@@ -274,7 +274,7 @@ def test_cli_transfer_says_which_frames_of_a_sequence_it_skipped(tmp_path, capsy
     argv = ["transfer", "--texture", str(TEXTURE_DIR / "grid.png"), "--target", str(tmp_path / "%04d.png"), "--out", str(tmp_path / "t.mp4")]
     assert main(argv) == 1
     captured = capsys.readouterr()
-    assert "face in 3/3 frames, 1 unreadable frame skipped" in captured.out and "0002.png: not a decodable image" in captured.err
+    assert "face in 3/3 frames, 1 frame skipped (the warnings say why)" in captured.out and "0002.png: not a decodable image" in captured.err
 
 
 def test_apply_look_gives_bgr_whether_or_not_a_face_was_found():

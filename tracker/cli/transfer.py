@@ -71,7 +71,8 @@ def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig
                 with_face += bool(tracked.result.faces)
         if with_face == 0:
             raise InputError(f"{source.label}: no face found in any of {total} frames; nothing written")
-    skipped = f", {count_of(source.skipped, 'unreadable frame')} skipped" if source.skipped else ""
+    # (unreadable, or of another size than the sequence's: counted as unreadable before; user test 14)
+    skipped = f", {count_of(source.skipped, 'frame')} skipped (the warnings say why)" if source.skipped else ""
     print(f"transfer: face in {with_face}/{total} frames{skipped} -> {args.out} (engine: {tracker.describe()})")
     return EXIT_ITEMS_FAILED if source.skipped else EXIT_OK  # as `video` says it (it said all was well; user test 14)
 

@@ -139,7 +139,8 @@ def run(args) -> int:
         print("note: interrupted while saving: the outputs were saved first", file=sys.stderr)
     elapsed = time.perf_counter() - t_start
     written = [str(p) for p in (args.out, args.csv, args.json) if p] + ([f"{pts_written} .pts in {args.pts_dir}"] if args.pts_dir else [])
-    skipped = f", {count_of(source.skipped, 'unreadable frame')} skipped" if source.skipped else ""
+    # (unreadable, or of another size than the sequence's: counted as unreadable before; user test 14)
+    skipped = f", {count_of(source.skipped, 'frame')} skipped (the warnings say why)" if source.skipped else ""
     # frames read, the skipped ones included (a sequence's missing numbers are not frames)
     read = tracked_frames + source.skipped
     print(f"done: {count_of(read, 'frame')}{skipped} in {elapsed:.1f}s ({tracked_frames / elapsed:.1f} fps, engine {tracker.describe()}); "
