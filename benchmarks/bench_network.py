@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from engines.onnx_engine import OnnxEngine
-from tracker.crop import roi_from_box, to_network_input, warp_image
+from tracker.crop import to_network_input, warp_image
 from tracker.detector import detect_faces, dlib_landmarks
 from tracker.fileio import atomic_write_json, read_image
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if not faces:
         raise SystemExit(f"{args.image}: no face found by the HOG detector")
     det = faces[0]
-    roi = roi_from_box(det.x0, det.y0, det.x1, det.y1)
+    roi = det.roi()
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = args.onnx if args.onnx.exists() else random_weights_onnx(Path(tmp))

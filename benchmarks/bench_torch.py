@@ -39,13 +39,13 @@ def child(policy: str, runs: int) -> dict[str, list[float]]:
 
     from engines import load_engine
     from tracker.assets import DEMO_IMAGE, verified_asset
-    from tracker.crop import roi_from_box, to_network_input, warp_image
+    from tracker.crop import to_network_input, warp_image
     from tracker.detector import detect_faces
     from tracker.fileio import read_image
 
     image = read_image(DEMO_IMAGE)
     d = detect_faces(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))[0]
-    x = {"image": to_network_input(warp_image(image, roi_from_box(d.x0, d.y0, d.x1, d.y1), 128))}
+    x = {"image": to_network_input(warp_image(image, d.roi(), 128))}
     onnx_path = verified_asset("densereg_realtime.onnx")
     onnx = {t: load_engine(onnx_path, "onnx", t) for t in (1, 2)}
     pt = load_engine(onnx_path, "torch", 2)

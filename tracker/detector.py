@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tracker.crop import Roi, roi_from_box
 from tracker.errors import InputError, UsageError, install_hint
 
 DETECT_MAX_SIDE = 640  # frames larger than this are downscaled before HOG
@@ -59,6 +60,10 @@ class Detection:
     @property
     def width(self) -> float:
         return self.x1 - self.x0
+
+    def roi(self) -> Roi:
+        """The crop around this box, calibrated for the detector that made it (``roi_from_box``)."""
+        return roi_from_box(self.x0, self.y0, self.x1, self.y1, self.detector)
 
 
 def given_box(x0: float, y0: float, x1: float, y1: float) -> Detection:

@@ -118,7 +118,7 @@ def _blamed_on(path: Path) -> Iterator[None]:
         raise WriteError(path, exc) from exc
 
 
-_held_signals: list[int] | None = None  # inside ``interrupts_held``: the signals it is holding off
+_holding = False  # inside ``interrupts_held`` (an inner block leaves the delivery to the outermost)
 
 
 @contextmanager
@@ -129,19 +129,19 @@ def interrupts_held() -> Iterator[None]:
     then lost the finished tables and left the video's hidden partial file (review 26).
     Nested blocks deliver at the outermost one's end; a block that raises drops them (its own
     error ends the run); off the main thread (no signal handlers there) a plain block."""
-    global _held_signals
-    if _held_signals is not None or threading.current_thread() is not threading.main_thread():
+    global _holding
+    if _holding or threading.current_thread() is not threading.main_thread():
         yield
         return
     held: list[int] = []
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    _held_signals = held
+    _holding = True
     for s in previous:
         signal.signal(s, lambda signum, frame: held.append(signum))
     try:
         yield
     finally:
-        _held_signals = None
+        _holding = False
         for s, handler in previous.items():
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
     for s in dict.fromkeys(held):  # (in the order they came, once each) to the program's own handlers
@@ -305,9 +305,7 @@ def remove_partial_outputs(folder: Path) -> None:
     for p in folder.glob(PARTIAL_DIR.format(name="*") + "*"):
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
-    for p in folder.glob(TEMP_FILE.format(name="*")):
-        if _abandoned(p):
-            p.unlink(missing_ok=True)
+    _remove_abandoned(folder)
 
 
 def remove_stale_temp_files(path: Path) -> None:
@@ -315,8 +313,13 @@ def remove_stale_temp_files(path: Path) -> None:
     up): for a command that writes a few named files and does not resume (``video``'s tables),
     where ``remove_partial_outputs`` over a whole folder would be too wide."""
     path = Path(path)
-    for p in path.parent.glob(TEMP_FILE.format(name=glob.escape(path.name))):
-        if _abandoned(p, re.escape(path.name)):
+    _remove_abandoned(path.parent, glob.escape(path.name), re.escape(path.name))
+
+
+def _remove_abandoned(folder: Path, name_glob: str = "*", name: str = ".+") -> None:
+    """Delete the stand-ins in `folder` of the outputs `name` (a regex; `name_glob` finds them) whose writers are gone."""
+    for p in folder.glob(TEMP_FILE.format(name=name_glob)):
+        if _abandoned(p, name):
             p.unlink(missing_ok=True)
 
 

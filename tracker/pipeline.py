@@ -32,7 +32,6 @@ from tracker.crop import (
     invert,
     outside_share,
     prominence,
-    roi_from_box,
     roi_from_landmarks,
     to_network_input,
     transform_points,
@@ -550,7 +549,7 @@ class Tracker:
             pairs = _match_boxes(given, [roi for _, roi in tracked])
             tracked = [(tr, roi, given[pairs[i]]) for i, (tr, roi) in enumerate(tracked) if i in pairs]
             detections = [d for j, d in enumerate(given) if j not in pairs.values()]
-        items = tracked + [(None, roi_from_box(d.x0, d.y0, d.x1, d.y1, d.detector), d) for d in detections]
+        items = tracked + [(None, d.roi(), d) for d in detections]
         dropped = 0
         if given is None:  # max_faces caps what the detector adds; the caller's boxes all count
             if not video:
@@ -569,7 +568,7 @@ class Tracker:
             t = time.perf_counter()
             detections = self._usable(detect_faces(gray, DETECT_MAX_SIDE))[: self.config.max_faces]
             t = timer.add("detect", t)
-            items = [(None, roi_from_box(d.x0, d.y0, d.x1, d.y1, d.detector), d) for d in detections]
+            items = [(None, d.roi(), d) for d in detections]
             faces = self._process(image, gray, items, timer) if items else []
         # New faces (a still's, a caller's box, a video's new track) settle in their landmarks'
         # crop; a tracked face's next frame starts from that crop anyway.
@@ -919,7 +918,7 @@ def _merged(found: list[Detection], more: list[Detection]) -> list[Detection]:
 
 def _offset(det: Detection, roi: Roi) -> float:
     """How far the crop a detection gives is from `roi`, in ROI sizes (comparing like with like)."""
-    crop = roi_from_box(det.x0, det.y0, det.x1, det.y1, det.detector)
+    crop = det.roi()
     return max(abs(crop.cx - roi.cx), abs(crop.cy - roi.cy)) / roi.size
 
 

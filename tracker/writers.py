@@ -12,7 +12,7 @@ from typing import IO, TYPE_CHECKING
 import cv2
 import numpy as np
 
-from tracker.crop import Roi, prominence, roi_from_box
+from tracker.crop import Roi, prominence
 from tracker.draw import warp_to_image
 from tracker.fileio import atomic_write_json, json_ready
 from tracker.identity import SAME_PERSON, distance
@@ -113,17 +113,13 @@ def dlib_faces(image: np.ndarray) -> tuple[list[tuple[Detection, np.ndarray]], i
     if not faces:
         return faces, None
     size = (image.shape[1], image.shape[0])
-    return faces, max(range(len(faces)), key=lambda i: prominence(roi_from_box(*_corners(faces[i][0]), "hog"), size))
-
-
-def _corners(d: Detection) -> tuple[float, float, float, float]:
-    return d.x0, d.y0, d.x1, d.y1
+    return faces, max(range(len(faces)), key=lambda i: prominence(faces[i][0].roi(), size))
 
 
 def write_dlib_baseline(image: np.ndarray, stem_path: Path, source: str) -> None:
     """``dlib_faces`` as <stem>.json (same schema as ours, stage 'dlib') and <stem>.pts (the subject)."""
     found, main = dlib_faces(image)
-    faces = [{"score": round(d.score, 4), "box": list(_corners(d)),
+    faces = [{"score": round(d.score, 4), "box": [d.x0, d.y0, d.x1, d.y1],
               "stages": {"dlib": {"points": np.round(pts, 3).tolist(), "confidence": [1.0] * 68}}} for d, pts in found]
     pts_path = stem_path.with_name(stem_path.name + ".pts")
     if main is not None:

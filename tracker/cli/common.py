@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from engines import KINDS, NOTES
+from tracker.errors import count_of
 
 EXIT_OK, EXIT_ITEMS_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERNAL = 1  # a bug (not a TrackerError): the same status as a batch with failed items, as Python itself exits
@@ -107,3 +108,9 @@ def camera_arg(p, what: str = "instead of a file", live: bool = True) -> None:
 
 def warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr)
+
+
+def skipped_frames(skipped: int) -> str:
+    """The closing line's clause for a source's skipped frames ('' for none): unreadable ones, or
+    of another size than a sequence's (counted as unreadable before; user test 14)."""
+    return f", {count_of(skipped, 'frame')} skipped (the warnings say why)" if skipped else ""

@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tracker.cli.common import EXIT_ITEMS_FAILED, EXIT_OK, camera_arg, count, engine_args, parts_from_arg, template_maps_wanted, warn
-from tracker.errors import InputError, UsageError, count_of
+from tracker.cli.common import EXIT_ITEMS_FAILED, EXIT_OK, camera_arg, count, engine_args, parts_from_arg, skipped_frames, template_maps_wanted, warn
+from tracker.errors import InputError, UsageError
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, read_image
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.sources import CAMERA, FrameSource, SourceSpec, clip_files, open_source, spec_from_argument, track_stream, until_interrupted
@@ -66,13 +66,12 @@ def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig
     with source, AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live) as writer:
         with until_interrupted(source):
             for tracked in track_stream(tracker, source, limit=args.max_frames):
-                writer.write(apply_look(tracked.image, tracked.result, look), at=None if source.live else tracked.index)
+                writer.write(apply_look(tracked.image, tracked.result, look), at=tracked.index)
                 total += 1
                 with_face += bool(tracked.result.faces)
         if with_face == 0:
             raise InputError(f"{source.label}: no face found in any of {total} frames; nothing written")
-    # (unreadable, or of another size than the sequence's: counted as unreadable before; user test 14)
-    skipped = f", {count_of(source.skipped, 'frame')} skipped (the warnings say why)" if source.skipped else ""
+    skipped = skipped_frames(source.skipped)
     print(f"transfer: face in {with_face}/{total} frames{skipped} -> {args.out} (engine: {tracker.describe()})")
     return EXIT_ITEMS_FAILED if source.skipped else EXIT_OK  # as `video` says it (it said all was well; user test 14)
 

@@ -10,7 +10,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from tracker.cli.common import CNN_SILENCE, EXIT_ITEMS_FAILED, EXIT_OK, camera_arg, count, engine_args, video_args, warn
+from tracker.cli.common import CNN_SILENCE, EXIT_ITEMS_FAILED, EXIT_OK, camera_arg, count, engine_args, skipped_frames, video_args, warn
 from tracker.detector import cnn_missing_note
 from tracker.draw import annotate
 from tracker.errors import UsageError, count_of
@@ -117,7 +117,7 @@ def run(args) -> int:
                               file=sys.stderr)
                     result = tracked.result
                     if writer:
-                        writer.write(annotate(tracked.image, result, tracked.fps), at=None if source.live else tracked.index)
+                        writer.write(annotate(tracked.image, result, tracked.fps), at=tracked.index)
                     face = subject.pick(result.faces, tracked.image.shape[1::-1], tracked.image)
                     if args.pts_dir and face is not None:
                         write_pts(safe_output_path(args.pts_dir, frame_pts_name(n)), face.landmarks)
@@ -139,8 +139,7 @@ def run(args) -> int:
         print("note: interrupted while saving: the outputs were saved first", file=sys.stderr)
     elapsed = time.perf_counter() - t_start
     written = [str(p) for p in (args.out, args.csv, args.json) if p] + ([f"{pts_written} .pts in {args.pts_dir}"] if args.pts_dir else [])
-    # (unreadable, or of another size than the sequence's: counted as unreadable before; user test 14)
-    skipped = f", {count_of(source.skipped, 'frame')} skipped (the warnings say why)" if source.skipped else ""
+    skipped = skipped_frames(source.skipped)
     # frames read, the skipped ones included (a sequence's missing numbers are not frames)
     read = tracked_frames + source.skipped
     print(f"done: {count_of(read, 'frame')}{skipped} in {elapsed:.1f}s ({tracked_frames / elapsed:.1f} fps, engine {tracker.describe()}); "
