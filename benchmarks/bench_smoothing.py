@@ -25,15 +25,16 @@ from tracker.fileio import atomic_write_json
 from tracker.metrics import auc, eye_distance, nme
 from tracker.pts import read_pts
 from tracker.smoothing import OneEuro
+from tracker.video import open_video
 
 MIN_CUTOFFS = (0.5, 1.0, 2.0, 4.0)
 BETAS = (0.05, 0.2, 0.5, 1.0, 2.0)
 
 
-def load_tracks(pred: Path, root: Path) -> list[tuple[list, int]]:
-    """Per video: [(predicted (68,2) or None, truth (68,2) or None) per frame], still frames."""
+def load_tracks(pred: Path, root: Path) -> list[tuple[list, int, float]]:
+    """Per video: [(predicted (68,2) or None, truth (68,2) or None) per frame], still frames, fps."""
     videos = []
-    for name, _ in find_300vw_videos(root):
+    for name, video in find_300vw_videos(root):
         annot = sorted((root / name / "annot").glob("*.pts"))
         if not (pred / name).is_dir() or not annot:
             continue
@@ -43,14 +44,16 @@ def load_tracks(pred: Path, root: Path) -> list[tuple[list, int]]:
         for i in range(1, int(annot[-1].stem) + 1):
             p, g = pred / name / f"{i:06d}.pts", root / name / "annot" / f"{i:06d}.pts"
             frames.append((read_pts(p) if p.exists() else None, read_pts(g) if g.exists() else None))
-        videos.append((frames, still))
+        cap, info = open_video(video)
+        cap.release()
+        videos.append((frames, still, info.fps))
     return videos
 
 
 def replay(videos, min_cutoff: float | None, beta: float = 0.0, face_deadband: float | None = 0.01) -> dict[str, float]:
     """Metrics of the tracks filtered with these parameters (None: unfiltered)."""
     errors, jitter = [], []
-    for frames, still in videos:
+    for frames, still, fps in videos:
         make = (lambda: OneEuro(min_cutoff, beta, face_deadband=face_deadband)) if min_cutoff is not None else (lambda: None)
         filt, prev = make(), None
         for i, (points, truth) in enumerate(frames):
@@ -59,7 +62,7 @@ def replay(videos, min_cutoff: float | None, beta: float = 0.0, face_deadband: f
                 if truth is not None:
                     errors.append(np.inf)
                 continue
-            out = filt(points, i, max(eye_distance(points), 1.0)) if filt else points
+            out = filt(points, i / fps, max(eye_distance(points), 1.0)) if filt else points
             if truth is not None:
                 errors.append(nme(out, truth))
                 if i < still and prev is not None:

@@ -7,6 +7,7 @@ import numpy as np
 from tracker.smoothing import OneEuro
 
 EYE = 70.0  # eye distance of the made-up face, px
+FPS = 30.0
 
 
 def _face(rng: np.random.Generator) -> np.ndarray:
@@ -14,7 +15,7 @@ def _face(rng: np.random.Generator) -> np.ndarray:
 
 
 def _run(filt: OneEuro, frames: list[np.ndarray]) -> np.ndarray:
-    return np.array([filt(p, i, EYE) for i, p in enumerate(frames)])
+    return np.array([filt(p, i / FPS, EYE) for i, p in enumerate(frames)])
 
 
 def test_a_still_small_face_in_a_shaking_camera_is_smoothed_about_as_much_with_the_face_term():
@@ -28,7 +29,7 @@ def test_a_still_small_face_in_a_shaking_camera_is_smoothed_about_as_much_with_t
 
     def jitter(band):
         filt = OneEuro(face_deadband=band)
-        out = np.array([filt(p, i, eye) for i, p in enumerate(frames)])
+        out = np.array([filt(p, i / FPS, eye) for i, p in enumerate(frames)])
         return np.linalg.norm(np.diff(out[10:], axis=0), axis=2).mean()
 
     raw = np.linalg.norm(np.diff(np.array(frames[10:]), axis=0), axis=2).mean()
@@ -50,10 +51,30 @@ def test_a_face_shaking_fast_is_followed():
 def test_a_missing_point_keeps_its_last_place_and_the_rest_are_filtered():
     face = _face(np.random.default_rng(2))
     filt = OneEuro()
-    filt(face, 0, EYE)
+    filt(face, 0.0, EYE)
     holed = face + 0.5
     holed[5] = np.nan
-    out = filt(holed, 1, EYE)
+    out = filt(holed, 1 / FPS, EYE)
     np.testing.assert_allclose(out[5], face[5])
     rest = np.delete(out, 5, axis=0)
     assert np.isfinite(rest).all() and np.abs(rest - np.delete(face, 5, axis=0)).max() < 0.5
+
+
+def test_the_filter_works_in_seconds_so_a_slower_camera_is_not_smoothed_longer():
+    """A still face moves 0.3 px (below the face term's deadband): with each frame's time it
+    settles about as fast at 15 fps as at 30; taken as 30 fps frames (a count of frames) the
+    15 fps one took a frame longer."""
+    face = _face(np.random.default_rng(3))
+
+    def settle_s(fps: float, clock_fps: float) -> float:
+        filt = OneEuro()
+        for i in range(int(3 * fps)):
+            t = i / fps
+            x = face + [0.3 if t >= 1.0 else 0.0, 0.0]
+            out = filt(x, i / clock_fps, EYE)
+            if t >= 1.0 and np.median(out[:, 0] - face[:, 0]) >= 0.27:
+                return t - 1.0
+        return np.inf
+
+    at_30, at_15, counted = settle_s(30, 30), settle_s(15, 15), settle_s(15, 30)
+    assert at_15 <= at_30 + 1 / 15 + 1e-9 and counted > at_15

@@ -7,6 +7,7 @@ import ast
 import csv
 import itertools
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -43,14 +44,16 @@ class FakeTracker:
 
     def __init__(self, bad_box_frames=()):
         self.calls: list[tuple[str, object]] = []
+        self.timestamps: list[float | None] = []
         self.bad_box_frames = set(bad_box_frames)
 
     def reset(self) -> None:
         self.calls.append(("reset", None))
 
-    def track(self, image, boxes=None) -> FrameResult:
+    def track(self, image, boxes=None, timestamp=None) -> FrameResult:
         k = int(image[0, 0, 0])
         self.calls.append(("track", k))
+        self.timestamps.append(timestamp)
         if boxes is not None and k in self.bad_box_frames:
             raise BoxError(f"face box on frame {k}: entirely outside the image")
         return FrameResult([], {"detect": 0.5}, k)
@@ -79,6 +82,61 @@ def test_track_stream_gives_each_frame_its_boxes_and_skips_frames_whose_boxes_do
     assert bad == [(1, "face box on frame 1: entirely outside the image")]
     with pytest.raises(BoxError):  # nobody to tell: the caller hears of it
         list(track_stream(FakeTracker(bad_box_frames={1}), ArraySource(frames(3)), boxes=lambda f: [[0, 0, 2, 2]]))
+
+
+def test_each_frame_is_tracked_at_its_time_in_the_source(tmp_path):
+    """The smoothing works in seconds: a 25 fps video's frames are 40 ms apart, a sequence's
+    gap is time that passed, unrelated pictures have no time, and a container's time base
+    (90,000 "fps") is not taken for a rate."""
+    clip = tmp_path / "c25.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (32, 24))
+    for k in range(4):
+        writer.write(np.full((24, 32, 3), k, np.uint8))
+    writer.release()
+    tracker = FakeTracker()
+    list(track_stream(tracker, VideoSource(clip)))
+    assert tracker.timestamps == pytest.approx([0.0, 0.04, 0.08, 0.12])
+    seq = numbered(tmp_path / "seq", [1, 2, 5])
+    assert [f.time for f in SequenceSource(seq).frames()] == pytest.approx([0, 1 / 30, 4 / 30])
+    assert [f.time for f in ImageSource([DEMO_IMAGE], "one").frames()] == [None]
+    assert ArraySource(frames(2), fps=90000.0).time_at(1) is None and ArraySource(frames(2)).time_at(1) is None
+
+
+def test_a_camera_frame_is_timed_by_the_clock_when_it_came_not_by_its_count(monkeypatch):
+    """A tracker slower than the camera reads one frame in several: by their count its frames
+    follow each other at the camera's rate, by the clock they are as far apart as they came."""
+    grabbed = threading.Event()
+
+    class Capture:
+        def __init__(self, device):
+            self.n = 0
+
+        def isOpened(self):
+            return True
+
+        def read(self):
+            if self.n >= 4:
+                grabbed.set()
+                time.sleep(0.05)
+                return False, None
+            self.n += 1
+            time.sleep(0.05)
+            return True, np.full((8, 8, 3), self.n, np.uint8)
+
+        def get(self, prop):
+            return 30.0
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoCapture", Capture)
+    with CameraSource(0) as camera:
+        first = next(camera.frames())
+        grabbed.wait(2.0)
+        last = next(camera.frames())
+    came = int(last.image[0, 0, 0]) - int(first.image[0, 0, 0])
+    assert last.index - first.index == 1 and came >= 2
+    assert last.time - first.time >= 0.04 * came  # 50 ms a frame; by the count it was 33 ms
 
 
 def test_image_source_reports_an_unreadable_picture_and_goes_on_or_raises_without_a_callback(tmp_path):

@@ -13,12 +13,12 @@ from tracker.video import open_video, read_frames
 from tracker.writers import face_to_json
 
 
-def _first_frames(config: TrackerConfig, n: int = 2) -> list:
+def _first_frames(config: TrackerConfig, n: int = 2, times: list[float] | None = None) -> list:
     tracker = Tracker(config)
     cap, _ = open_video(DEMO_CLIP)
     frames = read_frames(cap)
     try:
-        return [tracker.track(frame).faces[0] for _, frame in zip(range(n), frames)]
+        return [tracker.track(frame, timestamp=times[i] if times else None).faces[0] for i, frame in zip(range(n), frames)]
     finally:
         frames.close()
 
@@ -47,6 +47,21 @@ def test_video_smoothing_is_its_own_stage_after_the_refiner(smoothed_and_raw):
     exported = face_to_json(smoothed[1])["stages"]
     assert list(exported) == ["densereg", "pca", "mdm", "smooth"]
     np.testing.assert_allclose(exported["mdm"]["points"], raw[1].stages["mdm"].points, atol=2e-3)
+
+
+def test_video_smoothing_goes_by_the_frames_time(smoothed_and_raw):
+    """No timestamp is 30 fps; the same second frame 1/15 s later is smoothed less (the filter
+    works in seconds), its refiner's points the same."""
+    smoothed, _ = smoothed_and_raw
+    config = TrackerConfig(mode="video", threads=1)
+    at_30, at_15 = _first_frames(config, times=[10.0, 10 + 1 / 30]), _first_frames(config, times=[0.0, 1 / 15])
+    np.testing.assert_allclose(at_30[1].landmarks, smoothed[1].landmarks, atol=1e-9)
+    np.testing.assert_allclose(at_15[1].stages[Stage.MDM].points, smoothed[1].stages[Stage.MDM].points, atol=1e-6)
+
+    def pull(face):  # how far the filter held the points back from the refiner's
+        return np.abs(face.landmarks - face.stages[Stage.MDM].points).mean()
+
+    assert pull(at_15[1]) < 0.8 * pull(smoothed[1])
 
 
 def test_image_mode_ends_with_the_refiner_or_pca():

@@ -75,6 +75,8 @@ LANDMARK_TARGETS = "landmark_targets.npz"  # built by python -m training.landmar
 # the worker saves a 600-frame file only 1.7% of its wall time for 5.7% more CPU, and batch
 # runs already keep both cores busy (benchmarks/bench_detect_lag.py, README).
 LIVE_DETECT_LAG = 3
+# The rate frames are taken at when track() is given no timestamp (the smoothing works in seconds).
+DEFAULT_FPS = 30.0
 # After a track ends while others go on, video searches every this many frames for the next
 # detect_every frames (a face behind another comes back within this many frames, not detect_every).
 LOST_SEARCH_EVERY = 5
@@ -432,6 +434,7 @@ class Tracker:
         self._cnn_at = -(1 << 30)  # the frame the CNN last looked after a loss
         self._next_id = 0
         self._frame = 0
+        self._time = 0.0  # this frame's, seconds (the smoothing's clock)
         self._thumbnail: np.ndarray | None = None  # the last frame's, for the scene-cut test (video)
         self._search = DeferredSearch(config.detect_lag, background=config.detect_lag > 0)
 
@@ -461,10 +464,16 @@ class Tracker:
 
     # -- public ------------------------------------------------------------------------------
 
-    def track(self, frame: np.ndarray, boxes: Sequence[Detection | Sequence[float]] | None = None) -> FrameResult:
+    def track(self, frame: np.ndarray, boxes: Sequence[Detection | Sequence[float]] | None = None,
+              timestamp: float | None = None) -> FrameResult:
         """Process one frame: BGR, grey or BGRA, 8- or 16-bit (``tracker.fileio.to_bgr8``); None
         (what ``cv2.imread`` gives for a file it cannot read) or an array that is not a picture
         raises ``ImageReadError`` (an ``InputError``, a ValueError) with a one-line message.
+
+        timestamp: the frame's time in seconds (video mode's smoothing works in time): its
+        index in the video over the video's rate, or a camera's clock when it was taken
+        (``time.monotonic()``); None: the frames are taken as consecutive at 30 fps.
+        ``tracker.sources`` gives each frame's (``SourceFrame.time``).
 
         boxes: the faces of this frame given by the caller, replacing the detector (as
         face-alignment's ``detected_faces``): ``(x0, y0, x1, y1)`` in pixels, or
@@ -481,6 +490,7 @@ class Tracker:
         timer = _Timer()
         t = time.perf_counter()
         image = to_bgr8(frame, "frame")
+        self._time = self._frame / DEFAULT_FPS if timestamp is None else float(timestamp)
         given = None if boxes is None else _given_boxes(boxes, image.shape)
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         video = self.config.mode is TrackerMode.VIDEO
@@ -733,7 +743,7 @@ class Tracker:
             stages, raw = dict(f.stages), f.final
             if tr.filter is not None:  # its own stage: stages["mdm"] stay the refiner's output
                 scale = max(eye_distance(raw.points), MIN_EYE_DISTANCE)
-                stages[Stage.SMOOTH] = StageLandmarks(tr.filter(raw.points, self._frame, scale), raw.confidence)
+                stages[Stage.SMOOTH] = StageLandmarks(tr.filter(raw.points, self._time, scale), raw.confidence)
             pts = stages[last_stage(stages)].points
             roi = roi_from_landmarks(pts)
             if tr.roi is not None:

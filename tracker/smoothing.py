@@ -2,7 +2,10 @@
 
 A low-pass filter whose cut-off rises with speed: still faces get heavy smoothing (no jitter),
 fast motion gets little (no lag).  Speeds are measured in face scales (eye distances) per
-second, so the same parameters work for small and large faces.
+second, so the same parameters work for small and large faces.  Time is the frame's own time in
+seconds (a video's frame index over its rate, a camera's clock), not a count of frames: a camera
+read by a tracker slower than it drops frames, and a count took a 15 fps run for a 30 fps one,
+halving every cut-off (more lag on slower machines).
 
 The speed is the faster of each point's smoothed speed (One Euro's) and the whole face's raw
 move this frame beyond ``face_deadband``.  The smoothed speed lags: just after a face reverses
@@ -24,20 +27,20 @@ def _alpha(cutoff: float, dt: float) -> float:
 
 
 class OneEuro:
-    def __init__(self, min_cutoff: float = 0.5, beta: float = 1.0, d_cutoff: float = 1.0, fps: float = 30.0,
+    def __init__(self, min_cutoff: float = 0.5, beta: float = 1.0, d_cutoff: float = 1.0,
                  face_deadband: float | None = 0.01):
         """`face_deadband`: eye distances per frame of the face's raw move that do not count
         (None: One Euro alone)."""
-        self.min_cutoff, self.beta, self.d_cutoff, self.fps = min_cutoff, beta, d_cutoff, fps
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
         self.face_deadband = face_deadband
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
         self._t: float | None = None
 
-    def __call__(self, points: np.ndarray, frame: int, scale: float) -> np.ndarray:
-        """Filter (N,2) points observed at frame index `frame`; a NaN point keeps its last filtered place."""
+    def __call__(self, points: np.ndarray, t: float, scale: float) -> np.ndarray:
+        """Filter (N,2) points observed at time `t` (seconds); a NaN point keeps its last filtered
+        place.  A time not after the last one starts the filter again."""
         x = points
-        t = frame / self.fps
         if self._x is None or self._t is None or t <= self._t or self._x.shape != x.shape:
             self._x, self._dx, self._t = x.copy(), np.zeros_like(x), t
             return points.copy()

@@ -47,6 +47,7 @@ MAX_CAMERA_INDEX = 4
 CAMERA_FPS = 30.0  # what a recording of a camera that does not report its rate is written at
 CAMERA_STALL_S = 5.0  # a camera that delivers no frame for this long has stopped
 SIZE_VOTERS = 5  # a numbered sequence's size: the most common among its first pictures
+MAX_FPS = 240.0  # above: a container's time base, not a frame rate (frames are then taken at 30 fps)
 SEQUENCE_FPS = 30.0  # numbered pictures carry no rate; FFmpeg's and OpenCV's default for them
 CAMERA = "webcam"  # the word that names a camera wherever a command takes a file (--target webcam, --source webcam)
 
@@ -97,11 +98,13 @@ def probe_cameras(max_index: int = MAX_CAMERA_INDEX) -> list[int]:
 
 @dataclass(frozen=True)
 class SourceFrame:
-    """One frame: its 0-based position in the source, the BGR picture, and its file (pictures only)."""
+    """One frame: its 0-based position in the source, the BGR picture, its file (pictures only),
+    and its time in seconds (``Tracker.track``'s timestamp; None for unrelated pictures)."""
 
     index: int
     image: np.ndarray
     path: Path | None = None
+    time: float | None = None
 
 
 class FrameSource:
@@ -147,10 +150,15 @@ class FrameSource:
             if image is None:
                 return
             index = self.position - 1  # read() may pass frames that do not exist (a sequence's missing numbers)
-            yield SourceFrame(index, image, self.path_at(index))
+            yield SourceFrame(index, image, self.path_at(index), self.time_at(index))
 
     def path_at(self, index: int) -> Path | None:
         return None
+
+    def time_at(self, index: int) -> float | None:
+        """The time of frame `index` in seconds at the recorded rate; None when the rate is
+        unknown or not a frame rate (a container's 0 or 90,000)."""
+        return index / self.fps if self.sequence and 1.0 <= self.fps <= MAX_FPS else None
 
     def seek(self, index: int) -> None:
         if self.live:
@@ -191,6 +199,7 @@ class CameraSource(FrameSource):
         self.fps = float(rate) if rate and np.isfinite(rate) and rate > 0 else CAMERA_FPS
         self.size = (first.shape[1], first.shape[0])
         self._newest: np.ndarray | None = first  # not yet returned by read()
+        self._newest_at = self._read_at = time.monotonic()  # when it came; when the frame read() returned did
         self._ended = self._closing = False
         self._changed = threading.Condition()
         self._grabber = threading.Thread(target=self._grab, name=f"{self.label} grabber", daemon=True)
@@ -207,7 +216,7 @@ class CameraSource(FrameSource):
                     if not ok or frame is None:
                         self._ended = True
                     else:
-                        self._newest = frame
+                        self._newest, self._newest_at = frame, time.monotonic()
                     self._changed.notify_all()
         finally:
             with self._changed:
@@ -219,11 +228,16 @@ class CameraSource(FrameSource):
     def read(self) -> np.ndarray | None:
         with self._changed:
             self._changed.wait_for(lambda: self._newest is not None or self._ended or self._closing, CAMERA_STALL_S)
-            frame, self._newest = self._newest, None
+            frame, self._newest, at = self._newest, None, self._newest_at
         if frame is None:
             raise SourceError(f"{self.label}: stopped delivering frames")
         self.position += 1
+        self._read_at = at
         return frame
+
+    def time_at(self, index: int) -> float | None:
+        # The camera's clock, not the index: frames a slower tracker never read are dropped.
+        return self._read_at
 
     def close(self) -> None:
         with self._changed:
@@ -257,7 +271,7 @@ class VideoSource(FrameSource):
         # read_frames says once, after the last good frame, that the stream ended early.
         for image in read_frames(self.cap, self.warn, self.label, self.read_ahead, release=False):
             self.position += 1
-            yield SourceFrame(self.position - 1, image)
+            yield SourceFrame(self.position - 1, image, time=self.time_at(self.position - 1))
 
     def seek(self, index: int) -> None:
         super().seek(index)
@@ -490,7 +504,7 @@ def track_stream(tracker: Tracker, source: FrameSource, *, limit: int | None = N
         given = boxes(frame) if boxes else None
         t0 = time.perf_counter()
         try:
-            result = tracker.track(frame.image, boxes=given)
+            result = tracker.track(frame.image, boxes=given, timestamp=frame.time)
         except BoxError as exc:
             if on_bad_boxes is None:
                 raise
