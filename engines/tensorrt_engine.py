@@ -26,9 +26,12 @@ DEFAULT_CACHE = Path(os.environ.get("DENSEREG_CACHE", Path.home() / ".cache" / "
 def unavailable_reason() -> str | None:
     """Why TensorRT cannot run here, or None when it can."""
     try:
-        import tensorrt  # noqa: F401
+        import tensorrt
     except Exception as exc:
         return f"tensorrt is not installed ({type(exc).__name__})"
+    if not hasattr(tensorrt.BuilderFlag, "FP16"):
+        # TensorRT 11 builds FP16 only from strongly typed networks (an FP16 ONNX graph).
+        return f"TensorRT {tensorrt.__version__} has no FP16 builder flag (TensorRT 10 is needed: pip install 'tensorrt>=10,<11')"
     try:
         import pycuda.driver as cuda
 
@@ -79,8 +82,15 @@ class TensorRTEngine(Engine):
             self.max_batch = max_batch
             self._buffers: dict[str, tuple[np.ndarray, object]] = {}
             self.device = f"{dev.name()} (FP16)"
-        finally:
+        except Exception as exc:
             self._ctx.pop()
+            self._release()
+            if isinstance(exc, EngineError):
+                raise
+            # TensorRT's and pycuda's own errors: one line, and `auto` falls back to ONNX Runtime
+            raise EngineError(f"TensorRT {trt.__version__} cannot load {Path(path).name} ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); --engine onnx runs on the CPU") from exc
+        self._ctx.pop()
 
     def _load_cached(self):
         if not self.cache_file.exists():
@@ -159,10 +169,26 @@ class TensorRTEngine(Engine):
         finally:
             self._ctx.pop()
 
-    def __del__(self):
-        ctx = getattr(self, "_ctx", None)
-        if ctx is not None:
+    def _release(self) -> None:
+        """Free the engine's CUDA objects inside its context (not current), then the context
+        (freed after it, the buffers and the engine outlived the context they belong to)."""
+        ctx, self._ctx = getattr(self, "_ctx", None), None
+        if ctx is None:
+            return
+        pushed = False
+        try:
+            ctx.push()
+            pushed = True
+            self._buffers, self.context, self.engine, self.stream = {}, None, None, None
+        except Exception:
+            pass
+        finally:
             try:
+                if pushed:
+                    ctx.pop()
                 ctx.detach()
             except Exception:
                 pass
+
+    def __del__(self):
+        self._release()

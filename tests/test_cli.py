@@ -356,8 +356,11 @@ def local_ray():
 
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(REPO)  # Ray's workers inherit it: they must import this checkout's tracker
+    before = signal.getsignal(signal.SIGTERM)
     try:
         assert raybatch.connect(raybatch.LOCAL, cpus=2)
+        # ray.init's own SIGTERM answer (sys.exit) replaced the command's (Ctrl-C's path; review 27)
+        assert signal.getsignal(signal.SIGTERM) is before
     finally:
         if old is None:
             del os.environ["PYTHONPATH"]

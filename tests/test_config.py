@@ -267,8 +267,8 @@ def test_tensorrt_tracker_takes_more_boxes_than_max_faces():
     if reason:
         pytest.skip(f"TensorRT unavailable here: {reason}")
     image = cv2.imread(str(DEMO))
-    trt = Tracker(TrackerConfig(engine="tensorrt", max_faces=1, threads=1))
-    assert trt.engine.max_batch == 1 and trt.refiners[0].infer.__self__.max_batch == 1
+    trt = Tracker(TrackerConfig(engine="tensorrt", max_faces=1, threads=1))  # image mode: the refiner's batch holds the mirrored face
+    assert trt.engine.max_batch == 1 and trt.refiners[0].infer.__self__.max_batch == 2
     assert len(trt.track(image, boxes=[(179, 83, 267, 171)] * 3).faces) == 1
 
 

@@ -55,6 +55,11 @@ def test_tensorrt_fp16_matches_onnx(name, tmp_path):
     got = trt.infer(x)
     for k in ref:
         assert np.mean(np.abs(got[k] - ref[k]) < FP16_TOLERANCE[name]) > 0.99, k
+    # A batch of 3 on an engine built for 2: the dynamic profile, then a chunk of 1.
+    three = {k: np.concatenate([v, v[:, ::-1] if k == "image" else v + 1.0, v]) for k, v in x.items()}
+    ref3, got3 = load_engine(path, "onnx").infer(three), TensorRTEngine(path, max_batch=2, cache_dir=tmp_path).infer(three)
+    for k in ref3:
+        assert got3[k].shape == ref3[k].shape and np.mean(np.abs(got3[k] - ref3[k]) < FP16_TOLERANCE[name]) > 0.99, k
     # The cache is reused, and rebuilt when corrupt.
     assert trt.cache_file.exists()
     trt.cache_file.write_bytes(b"garbage")
@@ -75,6 +80,57 @@ def test_auto_falls_back_to_onnx_without_tensorrt():
     if available_engines()["tensorrt"] is None:
         pytest.skip("TensorRT is usable here")
     assert load_engine(verified_asset("mdm_refiner.onnx"), "auto").name == "onnx"
+
+
+def _fake_tensorrt(monkeypatch, fp16: bool = True, builder_error: Exception | None = None) -> list[str]:
+    """tensorrt and pycuda stand-ins (this machine has neither): what the engine asks of them
+    up to its build; the returned list records the CUDA context's calls."""
+    import sys
+    import types
+
+    calls: list[str] = []
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = "11.4.0" if not fp16 else "10.16.1"
+    trt.BuilderFlag = types.SimpleNamespace(**({"FP16": 1} if fp16 else {}))
+    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
+
+    def builder(logger):
+        raise builder_error
+
+    trt.Builder = builder
+    context = types.SimpleNamespace(**{name: (lambda name=name: calls.append(name)) for name in ("push", "pop", "detach")})
+    device = types.SimpleNamespace(make_context=lambda: calls.append("make") or context, name=lambda: "Fake GPU",
+                                   compute_capability=lambda: (9, 0))
+    driver = types.ModuleType("pycuda.driver")
+    driver.init = lambda: None
+    driver.Device = type("Device", (), {"count": staticmethod(lambda: 1), "__new__": lambda cls, i: device})
+    pycuda = types.ModuleType("pycuda")
+    pycuda.driver = driver
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "pycuda", pycuda)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
+    return calls
+
+
+def test_tensorrt_11_is_not_taken_for_usable_and_auto_runs_onnx(monkeypatch):
+    """TensorRT 11 dropped the FP16 builder flag the engine is built with: `auto` must not pick
+    it (an AttributeError stopped every command, and the viewer aborted; review 27)."""
+    _fake_tensorrt(monkeypatch, fp16=False)
+    reason = available_engines()["tensorrt"]
+    assert reason is not None and "TensorRT 11.4.0 has no FP16 builder flag" in reason and "<11" in reason
+    assert load_engine(verified_asset("mdm_refiner.onnx"), "auto").name == "onnx"
+    with pytest.raises(EngineError, match="no FP16 builder flag"):
+        load_engine(verified_asset("mdm_refiner.onnx"), "tensorrt")
+
+
+def test_a_tensorrt_failure_is_one_engine_error_and_frees_its_cuda_context(monkeypatch, tmp_path):
+    from engines.tensorrt_engine import TensorRTEngine
+
+    calls = _fake_tensorrt(monkeypatch, builder_error=RuntimeError("out of memory\nmore detail"))
+    with pytest.raises(EngineError, match=r"^TensorRT 10.16.1 cannot load mdm_refiner.onnx \(RuntimeError: out of memory\); "
+                                          r"--engine onnx runs on the CPU$"):
+        TensorRTEngine(verified_asset("mdm_refiner.onnx"), cache_dir=tmp_path)
+    assert calls == ["make", "pop", "push", "pop", "detach"]  # current after make; released inside it, then freed
 
 
 def test_unknown_engine_and_missing_torch_checkpoint(tmp_path):

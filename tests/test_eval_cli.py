@@ -228,9 +228,22 @@ def test_most_faces_missing_without_a_list_suggests_one(tmp_path, gt, capsys):
         write_pts(gt / f"extra{i}.pts", _face(i))
     pred = _pts_folder(tmp_path, "pred")
     assert _eval(pred, gt) == 0
-    assert "note: 5 of the 8 ground-truth faces have no prediction" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "note: 5 of the 8 ground-truth pictures have no prediction file" in err and "--list names those" in err
     assert _eval(pred, gt, "--list", str(_list(tmp_path))) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_pictures_an_images_run_never_processed_are_named_not_silently_scored_as_misses(tmp_path, gt, capsys):
+    """A shorter images --list, or a run cut short: the pictures without any file scored as
+    failures without a word (user test 15)."""
+    pred = _json_folder(tmp_path, "pred")
+    for ext in (".json", ".pts"):
+        (pred / f"b{ext}").unlink()
+    assert _eval(pred, gt, "--list", str(_list(tmp_path))) == 0
+    err = capsys.readouterr().err
+    assert f"note: 1 of the 3 ground-truth pictures have no prediction file in {pred} (first: b): not processed by images" in err
+    assert "--list names those" not in err
 
 
 def _list(root: Path) -> Path:

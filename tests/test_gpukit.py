@@ -259,6 +259,27 @@ def check_dry_run(pack: Path, tmp_path: Path, monkeypatch=None) -> None:
     assert metrics["networks"]["densereg-realtime"]["onnx"]["ok"]  # ... DenseReg trained and exported all the same
     assert "a refiner bug" in (tmp_path / "out3" / "gpukit.log").read_text()
 
+    # The device's time limit (SIGTERM) while DenseReg trains: it checkpoints and comes back, and
+    # the refiners do not start in the seconds before the kill (review 27).
+    import signal
+
+    from training.densereg_task import DenseRegTask
+
+    real_loss = DenseRegTask.loss
+
+    def terminated(self, batch):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_loss(self, batch)
+
+    monkeypatch.setattr(DenseRegTask, "loss", terminated)
+    status, log = kit("train", "--pack", str(pack), "--out", str(tmp_path / "out4"), "--minutes", "3", "--steps", "5", *common)
+    assert status == 1, log
+    metrics = json.loads((tmp_path / "out4" / "metrics.json").read_text())
+    assert metrics["stopped_by_signal"] == signal.SIGTERM and not metrics["finished"]
+    assert metrics["networks"]["densereg-realtime"]["best"]["step"] == 1  # the step under way, then its checkpoint
+    assert metrics["networks"]["mdm"]["error"] == f"not trained: stopped by signal {int(signal.SIGTERM)}"
+    assert sorted(p.name for p in (tmp_path / "out4").iterdir()) == ["densereg-realtime.tar", "gpukit.log", "metrics.json"]
+
 
 @pytest.mark.slow
 def test_dry_run_on_a_synthetic_pack(synthetic, tmp_path, monkeypatch):
@@ -353,3 +374,72 @@ def test_the_gpu_paths_of_the_run_loop_on_the_cpu(tmp_path):
     raw = RawOutput(depth=torch.zeros(1), logits=torch.ones(2))
     mapped = _map_tensors((raw, [torch.ones(1)], {"a": torch.zeros(2)}, 3), lambda t: t + 1)
     assert float(mapped[0].depth) == 1 and mapped[0].residual is None and float(mapped[1][0]) == 2 and mapped[3] == 3
+
+
+@pytest.mark.parametrize("network", ["densereg", "mdm", "mdm-fine"])
+def test_the_networks_train_on_a_device_other_than_the_cpu(network):
+    """Forward, loss and backward with every tensor on another device ("meta": shapes only, the
+    same device checks as CUDA): a tensor made on the CPU inside a forward pass (the refiner's
+    patch index was) stops a GPU run at its first step (review 27)."""
+    from training.losses import densereg_loss
+    from training.mdm import FINE_CONFIG, MDM, MDMConfig, mdm_loss
+    from training.model import DenseReg, NetConfig
+
+    meta = torch.device("meta")
+    if network == "densereg":
+        net = DenseReg(NetConfig("realtime", 32)).to(meta)
+        truth = (torch.zeros(2, 2, 32, 32, dtype=torch.long), torch.zeros(2, 2, 32, 32), torch.zeros(2, 32, 32),
+                 torch.ones(2, 32, 32, dtype=torch.bool))
+        loss = densereg_loss(net(torch.zeros(2, 3, 32, 32, device=meta)), *(t.to(meta) for t in truth))["total"]
+    else:
+        config = MDMConfig() if network == "mdm" else FINE_CONFIG
+        net = MDM(config).to(meta)
+        init = torch.zeros(2, 68, 2, device=meta)
+        loss = mdm_loss(net(torch.zeros(2, 1, config.crop, config.crop, device=meta), init), init)
+    loss.backward()
+    assert loss.device == meta and all(p.grad is not None and p.grad.device == meta for p in net.parameters() if p.requires_grad)
+
+
+def test_a_network_bundle_keeps_within_what_the_other_returned_files_leave(tmp_path):
+    """16 MiB a file and 64 MiB in all come back from a device run: with 50 MiB already in OUT
+    a network's tar keeps its best weights and leaves its continuation out, says so, and leaves
+    no stand-in in OUT (review 27: six networks passed 64 MiB)."""
+    from training.gpukit import MIB, Network, bundle
+
+    run_dir, out = tmp_path / "run", tmp_path / "out"
+    run_dir.mkdir()
+    out.mkdir()
+    with (out / "densereg-large.tar").open("wb") as f:
+        f.truncate(50 * MIB)  # sparse: the size is what counts
+    (run_dir / "run.json").write_text("{}")
+    for name in ("best.pt", "last.pt"):
+        with (run_dir / name).open("wb") as f:
+            f.truncate(8 * MIB)
+    net = Network("mdm", "mdm", None, None, {}, run_dir, 0.25)
+    included, left_out = bundle(net, out)
+    assert included == ["run.json", "best.pt"] and len(left_out) == 1 and left_out[0].startswith("last.pt")
+    assert "64 MiB in all" in left_out[0]
+    assert sorted(p.name for p in out.iterdir()) == ["densereg-large.tar", "mdm.tar"]
+    with tarfile.open(out / "mdm.tar") as t:
+        assert t.getnames() == ["mdm/run.json", "mdm/best.pt"]
+    assert not list(run_dir.glob(".*tmp"))
+
+
+@pytest.mark.slow
+def test_the_device_script_rehearsed_on_the_cpu(synthetic, tmp_path):
+    """training/gpukit_run.sh as the device runs it (join, speeds, train), on the CPU: the
+    training budget is what the call's limit leaves after the speeds, MINUTES at most."""
+    data, gt, _ = synthetic
+    build_pack(data, gt, tmp_path / "pack", None)
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "DEVICE": "cpu", "PACK": str(tmp_path / "pack"), "OMP_NUM_THREADS": "1",
+           "SPEED_ARGS": "--configs realtime --runs 1 --warmup 0", "LIMIT_S": "150"}
+    (tmp_path / "out").mkdir()
+    done = subprocess.run(["bash", str(REPO / "training" / "gpukit_run.sh"), "--steps", "2", "--batch-mult", "0.125", "--workers", "1",
+                           "--config", "realtime", "--refiners", "", "--work", str(tmp_path / "work")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    budget = float(done.stdout.split("training budget: ", 1)[1].split()[0])
+    assert 1.0 <= budget < 2.0  # 150 s less 30 s less what the speeds took, not the default 8 minutes
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["finished"] and metrics["minutes_budget"] == budget
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["densereg-realtime.tar", "gpukit.log", "metrics.json", "speed.json"]

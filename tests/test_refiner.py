@@ -112,6 +112,33 @@ def test_int8_refiners_refine_the_demo_face_as_the_float_graphs():
     assert np.hypot(*(a - b).T).max() < 0.5
 
 
+@pytest.mark.parametrize("name", ["mdm_refiner", "mdm_fine", "mdm_single"])
+def test_the_shipped_refiners_gather_their_patches_at_indices_computed_in_integers(name):
+    """Each patch's flat index (up to ~44k) is the floored point cast to integers, then integer
+    arithmetic: computed in float, TensorRT's FP16 mode could round it to a neighbour 32 apart
+    (88-95% of the patches moved, up to 16 px; review 27)."""
+    onnx = pytest.importorskip("onnx")
+    for path in (ASSETS / f"{name}.onnx", ASSETS / f"{name}_int8.onnx"):
+        graph = onnx.shape_inference.infer_shapes(onnx.load(str(path))).graph
+        kinds = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input, *graph.output]}
+        kinds.update({t.name: t.data_type for t in graph.initializer})
+        made_by = {out: node for node in graph.node for out in node.output}
+        gathers = [node for node in graph.node if node.op_type == "GatherElements"]
+        casts, todo, seen = [], [node.input[1] for node in gathers], set()
+        while todo:
+            name_ = todo.pop()
+            if name_ in seen or name_ not in made_by:
+                continue
+            seen.add(name_)
+            node = made_by[name_]
+            assert kinds.get(name_) == onnx.TensorProto.INT64, f"{path.name}: {node.op_type} {name_} feeds an index in float"
+            if node.op_type == "Cast":
+                casts.append(made_by[node.input[0]].op_type)
+            else:
+                todo += list(node.input)
+        assert gathers and casts and set(casts) == {"Floor"}, (path.name, casts)
+
+
 def test_shipped_refiner_is_flip_equivariant():
     """Trained with mirrored faces, the refiner answers a mirrored picture with the mirrored
     answer, up to its own error: a broken flip permutation in training would show here."""

@@ -64,6 +64,24 @@ def test_video_smoothing_goes_by_the_frames_time(smoothed_and_raw):
     assert pull(at_15[1]) < 0.8 * pull(smoothed[1])
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "soon"])
+def test_a_timestamp_that_is_not_a_number_of_seconds_is_one_line_and_leaves_the_tracker_working(bad):
+    """A NaN once made every later frame's points NaN, and each frame raised (user test 15)."""
+    from tracker.errors import InputError
+
+    tracker = Tracker(TrackerConfig(mode="video", threads=1))
+    cap, _ = open_video(DEMO_CLIP)
+    frames = read_frames(cap)
+    try:
+        first, second = next(frames), next(frames)
+    finally:
+        frames.close()
+    assert tracker.track(first, timestamp=0.0).faces
+    with pytest.raises(InputError, match="^timestamp must be a (finite )?number of seconds, got"):
+        tracker.track(second, timestamp=bad)
+    assert np.isfinite(tracker.track(second, timestamp=1 / 30).faces[0].landmarks).all()
+
+
 def test_image_mode_ends_with_the_refiner_or_pca():
     cap, _ = open_video(DEMO_CLIP)
     frames = read_frames(cap)

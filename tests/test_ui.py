@@ -13,9 +13,9 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt is imported anywhere
 
-from tracker.assets import ASSETS, DEMO_CLIP
+from tracker.assets import ASSETS, DEMO_CLIP, DEMO_IMAGE
 from tracker.cli import main
-from tracker.pipeline import TrackerConfig
+from tracker.pipeline import TrackerConfig, TrackerMode
 
 
 @pytest.mark.parametrize("argv", [["viewer", "--source", str(DEMO_CLIP)], ["webcam", "--device", "0"]])
@@ -270,6 +270,41 @@ def test_recording_stops_when_the_picture_changes_size_and_occlusion_runs_only_f
     window.open_source(SourceSpec("video", DEMO_CLIP))
     assert wait_for(app, lambda: window.source_info is not None and window.source_info.label == str(DEMO_CLIP))
     pause(app, window)
+
+
+def test_an_engine_that_fails_in_an_unforeseen_way_is_reported_and_the_next_one_fits_the_source(app, monkeypatch, tmp_path):
+    """An engine's own error (TensorRT 11's missing FP16 flag was an AttributeError) escaped the
+    worker and PyQt aborted the viewer; and with no engine loaded, a folder of pictures then
+    got a video-mode tracker from the next engine (review 27)."""
+    import ui.worker as W
+    from tracker.sources import SourceSpec
+
+    real, made = W.Tracker, []
+
+    def first_fails(config):
+        if not made:
+            made.append(None)
+            raise AttributeError("type object 'BuilderFlag' has no attribute 'FP16'")
+        made.append(config.mode)
+        return real(config)
+
+    monkeypatch.setattr(W, "Tracker", first_fails)
+    (tmp_path / "face.jpg").write_bytes(DEMO_IMAGE.read_bytes())
+    worker, packets, errors = W.TrackerThread(TrackerConfig(mode="video", threads=1)), [], []
+    worker.frameReady.connect(lambda p: (packets.append(p), worker.frame_consumed()))
+    worker.failed.connect(errors.append)
+    worker.start()
+    try:
+        assert wait_for(app, lambda: errors)
+        assert errors[0] == "engine 'auto' unavailable: AttributeError: type object 'BuilderFlag' has no attribute 'FP16'"
+        worker.open(SourceSpec("folder", tmp_path))
+        assert wait_for(app, lambda: packets)  # shown untracked
+        worker.set_engine("onnx")
+        worker.seek(0)
+        assert wait_for(app, lambda: any(p.result.faces for p in packets)), errors
+        assert made[1:] == [TrackerMode.IMAGE]
+    finally:
+        assert worker.stop()
 
 
 def test_bad_sources_and_engines_are_reported(app, window, tmp_path):

@@ -25,6 +25,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+
 from tracker.errors import MissingInputError, NotAFolderError, count_of
 from tracker.evaluation import evaluate_video
 from tracker.fileio import WriteError, atomic_output_dir, atomic_write_json
@@ -81,7 +83,10 @@ class VideoOutcome:
 @functools.lru_cache(maxsize=1)
 def _process_tracker(config: TrackerConfig) -> Tracker:
     """One Tracker per process (the batch itself, a pool worker or a Ray worker), reused for
-    every video it gets: building one loads and verifies the models (0.3-0.8 s here)."""
+    every video it gets: building one loads and verifies the models (0.3-0.8 s here).  OpenCV's
+    thread pool gets the tracker's share of the cores (by default it takes every core, in each
+    worker)."""
+    cv2.setNumThreads(config.threads)
     return Tracker(config)
 
 

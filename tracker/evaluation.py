@@ -82,6 +82,14 @@ def load_predictions(pred_dir: Path, stems) -> tuple[dict[str, Faces], list[str]
     return found, skipped
 
 
+def absent_predictions(pred_dir: Path, stems) -> tuple[list[str], bool]:
+    """The stems with no prediction file at all (scored as missing faces), and whether the
+    folder is an ``images`` run's (a JSON for every picture it processed: there no file means not
+    processed; in a folder of ``.pts`` alone it may mean no face)."""
+    absent = [stem for stem in stems if not any((pred_dir / f"{stem}{ext}").is_file() for ext in (".json", ".pts"))]
+    return absent, any((pred_dir / f"{stem}.json").is_file() for stem in stems)
+
+
 def methods_found(found: dict[str, Faces]) -> list[str]:
     """Every method some face has: the tracker's stages in pipeline order, then any other (a
     baseline's, ``PTS``) in the order met."""

@@ -53,7 +53,7 @@ from tracker.detector import (
     given_box,
     load_detector,
 )
-from tracker.errors import ConfigError, UsageError
+from tracker.errors import ConfigError, InputError, UsageError
 from tracker.fileio import to_bgr8
 from tracker.landmarks import build_lookup, extract_landmarks_batch
 from tracker.metrics import eye_distance
@@ -490,7 +490,7 @@ class Tracker:
         timer = _Timer()
         t = time.perf_counter()
         image = to_bgr8(frame, "frame")
-        self._time = self._frame / DEFAULT_FPS if timestamp is None else float(timestamp)
+        self._time = self._frame / DEFAULT_FPS if timestamp is None else _seconds(timestamp)
         given = None if boxes is None else _given_boxes(boxes, image.shape)
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         video = self.config.mode is TrackerMode.VIDEO
@@ -899,6 +899,18 @@ def _agree(used: Roi, wanted: Roi) -> bool:
     turn = abs((used.angle - wanted.angle + math.pi) % (2 * math.pi) - math.pi)
     return (ratio <= SETTLE_SIZE_RATIO and np.hypot(used.cx - wanted.cx, used.cy - wanted.cy) <= SETTLE_SHIFT * used.size
             and turn <= SETTLE_ANGLE)
+
+
+def _seconds(timestamp) -> float:
+    """A frame's timestamp as seconds; InputError (one line) for what is not a finite number (a NaN
+    made every later frame's points NaN: user test 15)."""
+    try:
+        seconds = float(timestamp)
+    except (TypeError, ValueError):
+        raise InputError(f"timestamp must be a number of seconds, got {timestamp!r}") from None
+    if not math.isfinite(seconds):
+        raise InputError(f"timestamp must be a finite number of seconds, got {timestamp!r}")
+    return seconds
 
 
 def _run_again(used: Roi, wanted: Roi, points: np.ndarray, shape) -> bool:

@@ -9,6 +9,8 @@ the others go on.  Imported only for ``--ray``: Ray is the optional ``[cluster]`
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import Callable, Iterator
 
 import ray
@@ -49,6 +51,9 @@ def connect(address: str, cpus: int | None) -> bool:
     if ray.is_initialized():
         return False
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}  # workers' messages come back in the outcomes
+    # ray.init answers SIGTERM with sys.exit: the command's own answer (Ctrl-C's path, which
+    # reports what was finished and shuts Ray down in ray_outcomes) is put back.
+    own = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     try:
         if address == LOCAL:
             ray.init(address=LOCAL, num_cpus=cpus, include_dashboard=False, **quiet)
@@ -56,6 +61,9 @@ def connect(address: str, cpus: int | None) -> bool:
             ray.init(address=address, **quiet)
     except ConnectionError as exc:  # no cluster there: the user's address to fix, one line (it read "internal error"; review 26)
         raise UsageError(f"--ray {address}: {str(exc).strip().splitlines()[0]}") from None
+    finally:
+        if own is not None:
+            signal.signal(signal.SIGTERM, own)
     return True
 
 

@@ -185,14 +185,17 @@ def benchmark(config: TrackerConfig, frames: list[np.ndarray], source: str, repe
         "mediapipe_version": mediapipe_version,
         "faces_per_frame": {k: float(np.mean(v)) if v else None for k, v in faces.items()},
     }
-    tm = result["tracker_total"]["median_ms"]
-    dm = result["dlib_hog_plus_68"]["median_ms"] if with_dlib else None
-    mm = result["mediapipe_face_mesh"]["median_ms"] if mp_ms else None
-    result["tracker_fps"] = 1000.0 / tm
-    result["dlib_fps"] = 1000.0 / dm if dm else None
-    result["speedup_vs_dlib"] = dm / tm if dm else None
-    result["mediapipe_fps"] = 1000.0 / mm if mm else None
-    result["speedup_vs_mediapipe"] = mm / tm if mm else None
+    # Frames per second are frames over time (the mean): the tracker's frames are uneven (a face
+    # search every 30 frames, ~13 ms more), and by the median frame it read 10-22% faster than it
+    # runs, against dlib's even frames too (user test 15).  The median frame's rate is kept beside.
+    for key, timed in (("tracker", "tracker_total"), ("dlib", "dlib_hog_plus_68"), ("mediapipe", "mediapipe_face_mesh")):
+        stat = result[timed]
+        result[f"{key}_fps"] = 1000.0 / stat["mean_ms"] if stat else None
+        result[f"{key}_fps_median_frame"] = 1000.0 / stat["median_ms"] if stat else None
+    for key in ("dlib", "mediapipe"):
+        result[f"speedup_vs_{key}"] = result["tracker_fps"] / result[f"{key}_fps"] if result[f"{key}_fps"] else None
+        result[f"speedup_vs_{key}_median_frame"] = (result["tracker_fps_median_frame"] / result[f"{key}_fps_median_frame"]
+                                                    if result[f"{key}_fps_median_frame"] else None)
     if profile:
         result["profile"] = profile_models(config, frames)
     return result
@@ -217,11 +220,17 @@ def print_result(result: dict) -> None:
     s = result["startup"]
     parts = ", ".join(f"{k} {v / 1000:.2f}" for k, v in s["construct_ms"].items())
     print(f"start-up, fresh process: {s['process_s']:.2f} s wall (import {s['import_s']:.2f} s, Tracker() {s['construct_s']:.2f} s: {parts})")
-    line = f"tracker {result['tracker_fps']:.1f} fps"
+    line = f"frames/s (frames over time): tracker {result['tracker_fps']:.1f}"
     if result["speedup_vs_dlib"]:
-        line += f", dlib {result['dlib_fps']:.1f} fps: {result['speedup_vs_dlib']:.2f}x dlib"
+        line += f", dlib {result['dlib_fps']:.1f}: {result['speedup_vs_dlib']:.2f}x dlib"
     else:
         line += " (dlib not timed)"
     if result["speedup_vs_mediapipe"]:
-        line += f"; MediaPipe {result['mediapipe_fps']:.1f} fps: {result['speedup_vs_mediapipe']:.2f}x MediaPipe"
+        line += f"; MediaPipe {result['mediapipe_fps']:.1f}: {result['speedup_vs_mediapipe']:.2f}x MediaPipe"
     print(line)
+    median = f"by the median frame: tracker {result['tracker_fps_median_frame']:.1f}"
+    if result["speedup_vs_dlib"]:
+        median += f", {result['speedup_vs_dlib_median_frame']:.2f}x dlib"
+    if result["speedup_vs_mediapipe"]:
+        median += f", {result['speedup_vs_mediapipe_median_frame']:.2f}x MediaPipe"
+    print(median + " (the tracker's face searches fall outside the median)")

@@ -39,6 +39,7 @@ import math
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -69,6 +70,8 @@ PACK_VERSION = 1
 PACK_FILES = ("pack.json", "faces.zip")
 MIB = 1 << 20
 RETURN_LIMIT = 16 * MIB - 64 * 1024  # a device run returns files up to 16 MiB; room for tar headers
+RETURNED_MIB = 64  # and this much in all
+RETURN_TOTAL = (RETURNED_MIB - 2) * MIB  # room for metrics.json, speed.json and the log to grow
 # Refiner crops: the coarse refiner caches faces at 2 x 36 px per unit of the mean shape
 # (RMS radius 1), the fine one at 64; every refiner cache spans at most 2.02 units from the
 # mean shape's centre (training/mdm.py), so 2.1 units each side holds all of them.
@@ -593,23 +596,37 @@ def shipped_metrics(net: Network, device: torch.device) -> dict | None:
 
 
 def bundle(net: Network, out: Path) -> tuple[list[str], list[str]]:
-    """Write OUT/<name>.tar from the run folder within RETURN_LIMIT: (files in it, files left out)."""
+    """Write OUT/<name>.tar from the run folder within RETURN_LIMIT and within what the other
+    files in OUT leave of RETURN_TOTAL (the networks bundled first keep theirs): (files in it,
+    files left out)."""
+    final = out / f"{net.name}.tar"
+    others = sum(p.stat().st_size for p in out.iterdir() if p.is_file() and p != final)
+    limit = min(RETURN_LIMIT, RETURN_TOTAL - others)
     included, left_out, total = [], [], 0
     for pattern in BUNDLE:
         path = net.run_dir / pattern.format(name=net.name)
         if not path.exists():
             continue
         size = path.stat().st_size + 1024
-        if total + size > RETURN_LIMIT:
-            left_out.append(f"{path.name} ({size / MIB:.1f} MiB more would pass the {RETURN_LIMIT / MIB:.1f} MiB a returned file may hold)")
+        if total + size > limit:
+            left_out.append(f"{path.name} ({size / MIB:.1f} MiB more would pass the {limit / MIB:.1f} MiB left to this file: "
+                            f"{RETURN_LIMIT / MIB:.0f} MiB a file, {RETURNED_MIB} MiB in all come back)")
             continue
         included.append(path.name)
         total += size
-    tmp = out / f".{net.name}.tar.tmp"
+    # Made beside the run, not in OUT: a kill in the middle must not leave a stray file there
+    # that comes back in place of the networks'.
+    tmp = net.run_dir / f".{net.name}.tar.tmp"
     with tarfile.open(tmp, "w") as t:
         for name in included:
             t.add(net.run_dir / name, arcname=f"{net.name}/{name}")
-    os.replace(tmp, out / f"{net.name}.tar")
+    try:
+        os.replace(tmp, final)
+    except OSError:  # OUT on another file system: copied in under a hidden name, then renamed
+        staged = out / f".{net.name}.tar.tmp"
+        shutil.copyfile(tmp, staged)
+        os.replace(staged, final)
+        tmp.unlink()
     return included, left_out
 
 
@@ -727,15 +744,32 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
     report = {"command": command, "hardware": hardware, "torch": torch.__version__, "minutes_budget": minutes,
               "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t_start)), "finished": False, "pack": pack_info, "networks": {}}
     for n in networks:
+        try:
+            shipped = shipped_metrics(n, dev)
+        except Exception as exc:  # a reference number: the lease's training must not hang on it
+            log.error(f"{n.name}: the shipped model's val metrics failed: {type(exc).__name__}: {exc}")
+            shipped = None
         n.report = report["networks"][n.name] = {"task": n.task_name, "options": n.options, "batch": n.schedule.batch, "lr": n.schedule.lr,
-                                                 "shipped": shipped_metrics(n, dev)}
+                                                 "shipped": shipped}
         log.info(f"{n.name}: batch {n.schedule.batch}, lr {n.schedule.lr:.2g}; shipped model on these val faces: {n.report['shipped']}")
-    # Forked data workers never touch CUDA (a process forked after CUDA's initialisation must not).
-    for k, n in enumerate(networks):
-        n.batches = make_batches(n.task, (seed, n.start_step, k), workers, pin=dev.type == "cuda")
+    # SIGTERM (the device's time limit) or Ctrl-C: the network in training checkpoints and
+    # returns what it has (training.train.run), and no other network starts after it.
+    stopping = {"signal": 0}
 
+    def on_signal(signum, frame):
+        stopping["signal"] = signum
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     ok = True
     for k, n in enumerate(networks):
+        if stopping["signal"]:
+            n.report["error"] = f"not trained: stopped by signal {stopping['signal']}"
+            ok = False
+            continue
+        # Made now, not for every network at once: their workers would prefetch beside the first
+        # network's training.  Forked data workers never touch CUDA (a process forked after
+        # CUDA's initialisation must not).
+        n.batches = make_batches(n.task, (seed, n.start_step, k), workers, pin=dev.type == "cuda")
         left = max(0.0, deadline - time.time() - EXPORT_RESERVE_S)
         budget = left * n.share / sum(m.share for m in networks[k:])
         started = time.time()
@@ -752,7 +786,8 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
 
         try:
             run(n.task, n.schedule, n.run_dir, budget / 60, n.resume, seed=seed, options=n.options, init_from=n.init_from,
-                stop_at=stop_at, device=device, batches=n.batches, amp=amp and dev.type == "cuda", on_checkpoint=on_checkpoint)
+                stop_at=stop_at, device=device, batches=n.batches, amp=amp and dev.type == "cuda", on_checkpoint=on_checkpoint,
+                on_stop_signal=lambda signum: on_signal(signum, None))
             log.info(f"{n.name}: {n.report['steps']} steps, {n.report['samples_per_s']:.0f} samples/s")
         except Exception as exc:  # noqa: BLE001 - logged with its traceback; the next network still trains
             log.exception(f"{n.name}: training failed")
@@ -763,6 +798,13 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
         if dev.type == "cuda":
             torch.cuda.empty_cache()
 
+    for s, h in previous.items():
+        signal.signal(s, h)
+    if stopping["signal"]:  # the kill follows: what each network has is already in OUT
+        report.update(finished=False, stopped_by_signal=stopping["signal"], wall_minutes=(time.time() - t_start) / 60)
+        atomic_write_json(out / "metrics.json", report)
+        log.info(f"stopped by signal {stopping['signal']} after {report['wall_minutes']:.1f} min: no exports")
+        return 1
     for n in networks:
         try:
             n.report["onnx"] = _export(n)

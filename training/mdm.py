@@ -64,7 +64,10 @@ def sample_patches(image: torch.Tensor, points: torch.Tensor, patch: int) -> tor
     start = (points - ((patch - 1) / 2 - pad)).clamp(0, w - patch - 1)  # first sample, padded pixels
     origin = torch.floor(start)
     frac = start - origin  # (N,L,2), same for every sample of a patch
-    base = (origin * torch.tensor([1.0, w])).sum(-1, keepdim=True).long()  # (N,L,1) flat index
+    # The flat index in integers: up to ~44k, where float16 (TensorRT's FP16 mode may pick it for
+    # float layers) spaces integers 32 apart and moved 88-95% of the patches (review 27).
+    corner = origin.long()
+    base = corner[..., 1:] * w + corner[..., :1]  # (N,L,1) flat index
     side = torch.arange(patch + 1, device=image.device)
     window = (side[:, None] * w + side[None, :]).reshape(-1)  # ((P+1)^2,) offsets in the flat image
     win = torch.gather(padded, 1, (base + window).reshape(-1, k * (patch + 1) ** 2)).reshape(-1, k, patch + 1, patch + 1)

@@ -116,22 +116,29 @@ def _map_tensors(obj, fn):
 
 class _DeviceBridge(torch.nn.Module):
     """The network on `device` behind CPU tensors in and out: the tasks' ``evaluate`` is shared
-    with CPU training and feeds its network CPU tensors."""
+    with CPU training and feeds its network CPU tensors.  It stands in for the network: keyword
+    arguments pass through, and so does what it is asked that is the network's (``cfg``)."""
 
     def __init__(self, net: torch.nn.Module, device: torch.device):
         super().__init__()
         self.net, self.device = net, device
 
-    def forward(self, *args):
-        return _map_tensors(self.net(*_map_tensors(args, lambda t: t.to(self.device))), lambda t: t.cpu())
+    def forward(self, *args, **kwargs):
+        args, kwargs = _map_tensors((args, kwargs), lambda t: t.to(self.device))
+        return _map_tensors(self.net(*args, **kwargs), lambda t: t.cpu())
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("net"), name)
 
 
 @contextmanager
 def evaluated_on(task: Task, device: torch.device):
-    """Within: ``task.evaluate()`` runs its network on `device` (see ``_DeviceBridge``)."""
-    if device.type == "cpu":
-        yield
-        return
+    """Within: ``task.evaluate()`` runs its network on `device` (see ``_DeviceBridge``).  The
+    CPU goes through the same bridge (a no-op there), so CPU tests run the GPU's path: a bridge
+    that took no keyword arguments once stopped every GPU run at its first evaluation (review 27)."""
     net = task.net
     task.net = _DeviceBridge(net, device)
     try:
@@ -235,7 +242,8 @@ class WeightAverage:
 def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool, seed: int = SEED,
         options: dict | None = None, init_from: Path | None = None, stop_at: int = 0, device: str = "cpu",
         batches: Iterator | None = None, amp: bool = False,
-        on_checkpoint: Callable[[int, dict[str, float]], None] | None = None, ema: float = 0.0) -> dict[str, float]:
+        on_checkpoint: Callable[[int, dict[str, float]], None] | None = None, ema: float = 0.0,
+        on_stop_signal: Callable[[int], None] | None = None) -> dict[str, float]:
     """Train until `sched.steps` (or `stop_at`, leaving the LR schedule of `sched.steps` intact, so
     that runs compared at equal budget share one schedule) or `max_minutes`; returns the last
     validation metrics.  With `ema` (a decay, e.g. 0.998) the weights' moving average
@@ -244,7 +252,8 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
     For ``training.gpukit``: the network trains on `device`; `batches` yields CPU batches made
     elsewhere (DataLoader workers) instead of ``task.batch`` in this process; `amp` runs the
     forward pass and loss under bf16 autocast; `on_checkpoint(step, metrics)` follows every
-    checkpoint.  Checkpoints always hold CPU tensors."""
+    checkpoint; `on_stop_signal(signum)` hears of a SIGINT/SIGTERM that stops the run (after which
+    it checkpoints and returns).  Checkpoints always hold CPU tensors."""
     from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
@@ -285,7 +294,8 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
 
     def checkpoint() -> dict[str, float]:
         nonlocal best
-        with evaluated_on(task, dev), (average.swapped_into(task.net) if average is not None else nullcontext()):
+        # (the average goes into the network itself, not the bridge that stands in for it)
+        with (average.swapped_into(task.net) if average is not None else nullcontext()), evaluated_on(task, dev):
             metrics = task.evaluate()
         model = {k: v.cpu() for k, v in task.net.state_dict().items()}
         kept = model if average is None else {k: v.cpu() for k, v in average.state.items()}
@@ -305,6 +315,8 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
 
     def on_signal(signum, frame):
         stop["flag"] = True
+        if on_stop_signal is not None:
+            on_stop_signal(signum)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = last_ckpt = time.time()

@@ -178,6 +178,9 @@ class TrackerThread(QThread):
         except (AssetError, EngineError, OSError, ValueError, RuntimeError, ImportError) as exc:
             self.failed.emit(f"engine '{config.engine}' unavailable: {exc}")
             return
+        except Exception as exc:  # a worker must report, never die silently (an escaped error aborts PyQt)
+            self.failed.emit(f"engine '{config.engine}' unavailable: {type(exc).__name__}: {exc}")
+            return
         self._tracker, self.config = tracker, config
         self._set_template_maps(tracker)
         self._stream = None
@@ -206,8 +209,11 @@ class TrackerThread(QThread):
             return
         self._source = source
         mode = "video" if source.sequence else "image"
-        if self._tracker is not None and mode != self.config.mode:
-            self._load_tracker(replace(self.config, mode=mode))
+        if mode != self.config.mode:
+            if self._tracker is None:  # (no engine loaded: the next one is loaded for this source)
+                self.config = replace(self.config, mode=mode)
+            else:
+                self._load_tracker(replace(self.config, mode=mode))
         self.sourceOpened.emit(SourceInfo(spec.label, _shown_length(source), source.fps, source.seekable, source.sequence, source.live))
         self._advance()  # show the first frame at once
         self._set_playing(source.sequence)  # clips and cameras play, folders wait for "next"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tracker.cli.common import EXIT_ITEMS_FAILED, EXIT_OK
 from tracker.errors import UsageError, count_of
-from tracker.evaluation import BASELINE, FINAL, ced_curves, evaluate_predictions, ground_truth_files, score_table
+from tracker.evaluation import BASELINE, FINAL, absent_predictions, ced_curves, evaluate_predictions, ground_truth_files, score_table
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, atomic_write_json, atomic_write_text
 from tracker.plots import ced_plot
 from tracker.stages import Stage
@@ -37,7 +37,8 @@ def run(args) -> int:
                          "give the folder images wrote (its --out)")
     if args.json and args.json.suffix.lower() == ".md":  # the table goes there: it replaced the JSON (review 26)
         raise UsageError(f"--json {args.json}: the table is written beside the JSON as .md; give the JSON another name (e.g. .json)")
-    rows, skipped = evaluate_predictions(args.pred, ground_truth_files(args.gt, args.list), args.stage)
+    gt = ground_truth_files(args.gt, args.list)
+    rows, skipped = evaluate_predictions(args.pred, gt, args.stage)
     lines = score_table(rows)
     # The files first: a reader that leaves early (`eval ... | head`) ends the command at the print.
     if args.plot:
@@ -47,10 +48,15 @@ def run(args) -> int:
         # The same table for people reading the repository (docs/results/*.md).
         atomic_write_text(args.json.with_suffix(".md"), "```\n" + "\n".join(lines) + "\n```\n")
     print("\n".join(lines), flush=True)
-    best = min(rows.values(), key=lambda r: r["missing"])
-    if not args.list and best["missing"] > best["faces"] / 2:
-        print(f"note: {best['missing']} of the {best['faces']} ground-truth faces have no prediction; if the predictions cover "
-              "only some of --gt's pictures, --list names those (e.g. splits/val.txt)", file=sys.stderr)
+    absent, tracker_run = absent_predictions(args.pred, gt)
+    if absent:
+        # Scored as missing faces, they lowered the scores without a word (a shorter images --list,
+        # a run cut short; user test 15).
+        why = "not processed by images (it writes a .json for every picture)" if tracker_run else "no face, or not processed"
+        hint = ("; if the predictions cover only some of --gt's pictures, --list names those (e.g. splits/val.txt)"
+                if not args.list and len(absent) > len(gt) / 2 else "")
+        print(f"note: {len(absent)} of the {len(gt)} ground-truth pictures have no prediction file in {args.pred} "
+              f"(first: {absent[0]}): {why}; scored as missing faces{hint}", file=sys.stderr)
     if skipped:
         print(f"{count_of(skipped, 'unreadable prediction')} skipped (scored as missing faces)", file=sys.stderr)
         return EXIT_ITEMS_FAILED
