@@ -91,18 +91,56 @@ def test_image_mode_falls_back_to_the_cnn(astronaut, rotated):
     assert np.linalg.norm(np.nanmean(faces[0].landmarks, axis=0) - centre) < 0.25 * hog.width
 
 
-def test_a_small_face_in_a_large_still_is_found_by_a_second_finer_search(astronaut):
+@pytest.mark.parametrize("mode", ["image", "video"])
+def test_a_small_face_in_a_large_picture_is_found_by_a_second_finer_search(astronaut, mode):
     """HOG runs at 640 px: the demo's ~90 px face in a 2000 px picture would be ~30 px there.  A
-    still where that finds nothing is searched again at up to 2048 px; a video frame is not."""
+    picture where that finds nothing is searched again at up to 2048 px (video too since user
+    test 15: a 1080p video's faces under ~160 px were never found)."""
     from tracker import Tracker, TrackerConfig
 
     canvas = np.full((1500, 2000, 3), 90, np.uint8)
     canvas[500:1012, 700:1212] = astronaut
     assert detect_faces(cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY)) == []
-    config = TrackerConfig(mode="image", threads=1, refine=False, cnn_fallback=False)
+    config = TrackerConfig(mode=mode, threads=1, refine=False, cnn_fallback=False, video_cnn_every=0)
     faces = Tracker(config).track(canvas).faces
     assert len(faces) == 1 and faces[0].box.detector == "hog" and 700 < faces[0].box.x0 < 1212
-    assert Tracker(TrackerConfig(mode="video", threads=1, refine=False, video_cnn_every=0)).track(canvas).faces == []
+
+
+def _shrunk_onto(astronaut: np.ndarray, scale: float, size=(640, 480)) -> np.ndarray:
+    """The demo picture shrunk by `scale` onto a grey frame of `size`, centred."""
+    small = cv2.resize(astronaut, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frame = np.full((size[1], size[0], 3), 128, np.uint8)
+    y, x = (size[1] - small.shape[0]) // 2, (size[0] - small.shape[1]) // 2
+    frame[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return frame
+
+
+@pytest.mark.parametrize("mode", ["image", "video"])
+def test_a_45_px_face_in_a_640_px_picture_is_found_by_the_finer_search_upsampled(astronaut, mode):
+    """dlib's usual detector(img, 1) finds a 45 px face in a VGA frame; HOG at the frame's own
+    size does not (it finds faces from ~80 px): the finer search upsamples 2x (user test 15)."""
+    from tracker import Tracker, TrackerConfig
+
+    frame = _shrunk_onto(astronaut, 0.5)  # the face ~45 px wide
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    assert [d for d in detect_faces(gray) if d.score > 0.1] == [] and detect_faces(gray, 640, upsample=1)
+    config = TrackerConfig(mode=mode, threads=1, refine=False, cnn_fallback=False, video_cnn_every=0)
+    faces = Tracker(config).track(frame).faces
+    assert len(faces) == 1 and 40 < faces[0].box.width < 60
+
+
+def test_video_runs_the_finer_search_every_few_frames_while_it_finds_no_face(monkeypatch):
+    """It costs ~4x the usual search: a video without a face must not pay it on every frame."""
+    import tracker.pipeline as P
+
+    calls = []
+    real = P.Tracker._finer_search
+    monkeypatch.setattr(P.Tracker, "_finer_search", lambda self, gray: calls.append(self._frame) or real(self, gray))
+    tracker = P.Tracker(P.TrackerConfig(mode="video", threads=1, refine=False, video_cnn_every=0))
+    blank = np.full((480, 640, 3), 128, np.uint8)
+    for _ in range(12):
+        assert tracker.track(blank).faces == []
+    assert calls == [0, P.FINER_SEARCH_EVERY, 2 * P.FINER_SEARCH_EVERY]
 
 
 @needs_cnn

@@ -32,6 +32,7 @@ from tracker.crop import Roi, roi_from_box
 from tracker.errors import InputError, UsageError, install_hint
 
 DETECT_MAX_SIDE = 640  # frames larger than this are downscaled before HOG
+UPSAMPLED_BELOW = 400  # a picture under this long side (after the downscale) is searched upsampled 2x
 STILL_MAX_SIDE = 2048  # a still where nothing was found at DETECT_MAX_SIDE is searched again at up to this (~0.4 s)
 CNN_MAX_SIDE = 400  # the CNN costs ~1 s at this size on 2 cores; faces under ~40 px are lost
 CNN_THRESHOLD = 0.3  # MMOD confidence; true faces score ~1, background rarely above 0
@@ -107,10 +108,13 @@ def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA), scale
 
 
-def detect_faces(gray: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> list[Detection]:
-    """All faces found by dlib's HOG detector, best score first; [] when there is none."""
+def detect_faces(gray: np.ndarray, max_side: int = DETECT_MAX_SIDE, upsample: int | None = None) -> list[Detection]:
+    """All faces found by dlib's HOG detector, best score first; [] when there is none.
+    `upsample`: dlib's pyramid doublings (None: 1 for a picture under 400 px after the downscale,
+    else 0); HOG finds faces down to ~80 px, ~40 px after one doubling (~4x the time)."""
     small, scale = _downscale(gray, max_side)
-    upsample = 1 if max(small.shape) < 400 else 0
+    if upsample is None:
+        upsample = 1 if max(small.shape) < UPSAMPLED_BELOW else 0
     if min(small.shape[:2]) < 20:
         return []
     with _hog_lock:

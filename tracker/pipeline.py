@@ -43,6 +43,7 @@ from tracker.detector import (
     DETECT_MAX_SIDE,
     GIVEN,
     STILL_MAX_SIDE,
+    UPSAMPLED_BELOW,
     BoxError,
     DeferredSearch,
     Detection,
@@ -75,6 +76,8 @@ LANDMARK_TARGETS = "landmark_targets.npz"  # built by python -m training.landmar
 # the worker saves a 600-frame file only 1.7% of its wall time for 5.7% more CPU, and batch
 # runs already keep both cores busy (benchmarks/bench_detect_lag.py, README).
 LIVE_DETECT_LAG = 3
+# While video finds no face, the finer search (``Tracker._finer_search``) runs every this many frames.
+FINER_SEARCH_EVERY = 5
 # The rate frames are taken at when track() is given no timestamp (the smoothing works in seconds).
 DEFAULT_FPS = 30.0
 # After a track ends while others go on, video searches every this many frames for the next
@@ -434,6 +437,7 @@ class Tracker:
         self._cnn_at = -(1 << 30)  # the frame the CNN last looked after a loss
         self._next_id = 0
         self._frame = 0
+        self._finer_at = -(1 << 30)  # the frame video last ran the finer search on
         self._time = 0.0  # this frame's, seconds (the smoothing's clock)
         self._thumbnail: np.ndarray | None = None  # the last frame's, for the scene-cut test (video)
         self._search = DeferredSearch(config.detect_lag, background=config.detect_lag > 0)
@@ -447,6 +451,7 @@ class Tracker:
         """Forget all tracks (a new video)."""
         self._search.cancel()
         self._tracks, self._frame, self._track_ended, self._lost_at, self._cnn_at = [], 0, False, -(1 << 30), -(1 << 30)
+        self._finer_at = -(1 << 30)
         self._thumbnail = None
 
     def close(self) -> None:
@@ -530,19 +535,21 @@ class Tracker:
             if given is not None:
                 detections = given
             else:
-                found = detect_faces(gray, DETECT_MAX_SIDE if video else self.config.detect_side)
-                if not video and self.config.detect_side > DETECT_MAX_SIDE and max(gray.shape) > DETECT_MAX_SIDE:
+                found = detect_faces(gray, self.config.detect_side)
+                if self.config.detect_side > DETECT_MAX_SIDE and max(gray.shape) > DETECT_MAX_SIDE:
                     # A larger search is asked for to add small faces, not to lose one the usual
                     # search finds: HOG's marginal detections differ between scales (a tilted group
                     # photo, 950 px: 2 faces at 640 px, none at its own size; user test 12).
                     found = _merged(found, detect_faces(gray, DETECT_MAX_SIDE))
                 detections = self._usable(found)
-                finer = max(gray.shape) > self.config.detect_side and self.config.detect_side < STILL_MAX_SIDE
-                if not detections and not video and finer:
-                    # A still has time for a finer search: faces under ~1/8 of its long side are
-                    # too small for HOG at 640 px (a 4000 px photo's 300 px face) but not at 2048.
-                    found = detect_faces(gray, STILL_MAX_SIDE) or found
+                if not detections and (not video or self._frame - self._finer_at >= FINER_SEARCH_EVERY):
+                    # A still has time for a finer search, and video while no face is found (every
+                    # FINER_SEARCH_EVERY frames): HOG at 640 px misses faces under ~1/8 of the long
+                    # side (a 4000 px photo's 300 px face; a 1080p video's 160 px one, a 45 px one
+                    # in a 640 px picture: user test 15).
+                    found = self._finer_search(gray) or found
                     detections = self._usable(found)
+                    self._finer_at = self._frame
                 if not video and self.config.cnn_fallback and cnn_available():
                     detections += self._confirmed(image, found, detections)
                 if not detections and self._cnn_due(video, tracked) and cnn_available():
@@ -601,6 +608,18 @@ class Tracker:
         return FrameResult(faces, timer.ms, self._frame - 1, dropped)
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _finer_search(self, gray: np.ndarray) -> list[Detection]:
+        """HOG once more where the usual search found no face: a picture whose long side doubled
+        stays within STILL_MAX_SIDE upsampled 2x (dlib's usual ``detector(img, 1)``: faces down
+        to ~40 px; ~4x the time), a larger one at its own size up to STILL_MAX_SIDE; [] where
+        neither looks finer than the usual search did."""
+        long = max(gray.shape)
+        if UPSAMPLED_BELOW <= long and 2 * long <= STILL_MAX_SIDE:
+            return detect_faces(gray, long, upsample=1)
+        if long > self.config.detect_side and self.config.detect_side < STILL_MAX_SIDE:
+            return detect_faces(gray, STILL_MAX_SIDE)
+        return []
 
     def _usable(self, detections: list[Detection]) -> list[Detection]:
         return [d for d in detections if d.width >= self.config.min_face and d.score >= self.config.detect_threshold]
