@@ -143,6 +143,32 @@ def test_video_runs_the_finer_search_every_few_frames_while_it_finds_no_face(mon
     assert calls == [0, P.FINER_SEARCH_EVERY, 2 * P.FINER_SEARCH_EVERY]
 
 
+@pytest.mark.parametrize("large", [True, False])
+def test_after_a_large_face_goes_video_waits_a_round_before_the_finer_search(astronaut, monkeypatch, large):
+    """A face the usual search finds when it comes back (the demo clip's, ~190 px, gone 6 frames
+    after a cut) does not cost ~120 ms finer searches; a small face's loss does."""
+    import tracker.pipeline as P
+    from tracker.assets import DEMO_CLIP
+    from tracker.sources import VideoSource, load_frames
+
+    calls = []
+    real = P.Tracker._finer_search
+    monkeypatch.setattr(P.Tracker, "_finer_search", lambda self, gray: calls.append(self._frame) or real(self, gray))
+    tracker = P.Tracker(P.TrackerConfig(mode="video", threads=1, refine=False, video_cnn_every=0, detect_every=30))
+    faces = load_frames(VideoSource(DEMO_CLIP), 3) if large else [_shrunk_onto(astronaut, 0.5)] * 3
+    for face in faces:
+        assert len(tracker.track(face).faces) == 1
+    found = list(calls)
+    blank = np.full_like(faces[0], 128)
+    for _ in range(40):
+        tracker.track(blank)
+    after = [k - 3 for k in calls[len(found):]]  # frames after the face went
+    if large:
+        assert found == [] and after and min(after) >= 30
+    else:  # found by the finer search, and looked for by it again at once
+        assert found == [0] and after[0] < P.FINER_SEARCH_EVERY and after[1] - after[0] == P.FINER_SEARCH_EVERY
+
+
 @needs_cnn
 def test_video_mode_tries_the_cnn_only_every_n_frames_while_nothing_is_tracked(rotated):
     from tracker import Tracker, TrackerConfig

@@ -76,8 +76,11 @@ LANDMARK_TARGETS = "landmark_targets.npz"  # built by python -m training.landmar
 # the worker saves a 600-frame file only 1.7% of its wall time for 5.7% more CPU, and batch
 # runs already keep both cores busy (benchmarks/bench_detect_lag.py, README).
 LIVE_DETECT_LAG = 3
-# While video finds no face, the finer search (``Tracker._finer_search``) runs every this many frames.
+# While video finds no face, the finer search (``Tracker._finer_search``) runs every this many
+# frames; not for detect_every frames after faces went (lost, or a cut) whose crops, at the usual
+# search's scale, were this large (HOG's smallest face, ~80 px, has a crop of ~130 px).
 FINER_SEARCH_EVERY = 5
+FINER_FACE_CROP = 260.0
 # The rate frames are taken at when track() is given no timestamp (the smoothing works in seconds).
 DEFAULT_FPS = 30.0
 # After a track ends while others go on, video searches every this many frames for the next
@@ -434,6 +437,9 @@ class Tracker:
         self._tracks: list[_Track] = []
         self._track_ended = False
         self._lost_at = -(1 << 30)  # the frame the last track ended on
+        # The frame faces last went (tracks ended, or a cut left them behind) and their smallest
+        # crop in pixels: whether video's finer search is worth it (``_finer_due``).
+        self._gone_at, self._gone_size = -(1 << 30), 0.0
         self._cnn_at = -(1 << 30)  # the frame the CNN last looked after a loss
         self._next_id = 0
         self._frame = 0
@@ -451,7 +457,7 @@ class Tracker:
         """Forget all tracks (a new video)."""
         self._search.cancel()
         self._tracks, self._frame, self._track_ended, self._lost_at, self._cnn_at = [], 0, False, -(1 << 30), -(1 << 30)
-        self._finer_at = -(1 << 30)
+        self._finer_at, self._gone_at, self._gone_size = -(1 << 30), -(1 << 30), 0.0
         self._thumbnail = None
 
     def close(self) -> None:
@@ -505,6 +511,7 @@ class Tracker:
                 # A new shot: its faces are not the tracked ones, even where they stand in the same
                 # place (tracks carried on onto them; user test 10).  Searched as a first frame.
                 self._search.cancel()  # (an answer under way is about the old shot)
+                self._gone(self._tracks)
                 self._tracks, self._track_ended = [], False
             self._thumbnail = thumb
         tracked = [(tr, tr.roi) for tr in self._tracks] if video else []
@@ -542,11 +549,10 @@ class Tracker:
                     # photo, 950 px: 2 faces at 640 px, none at its own size; user test 12).
                     found = _merged(found, detect_faces(gray, DETECT_MAX_SIDE))
                 detections = self._usable(found)
-                if not detections and (not video or self._frame - self._finer_at >= FINER_SEARCH_EVERY):
-                    # A still has time for a finer search, and video while no face is found (every
-                    # FINER_SEARCH_EVERY frames): HOG at 640 px misses faces under ~1/8 of the long
-                    # side (a 4000 px photo's 300 px face; a 1080p video's 160 px one, a 45 px one
-                    # in a 640 px picture: user test 15).
+                if not detections and (not video or self._finer_due(gray.shape)):
+                    # A still has time for a finer search, and video while no face is found: HOG at
+                    # 640 px misses faces under ~1/8 of the long side (a 4000 px photo's 300 px face;
+                    # a 1080p video's 160 px one, a 45 px one in a 640 px picture: user test 15).
                     found = self._finer_search(gray) or found
                     detections = self._usable(found)
                     self._finer_at = self._frame
@@ -608,6 +614,22 @@ class Tracker:
         return FrameResult(faces, timer.ms, self._frame - 1, dropped)
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _finer_due(self, shape) -> bool:
+        """Video's finer search, while no face is found: every FINER_SEARCH_EVERY frames, but not
+        for detect_every frames after a track ended whose face the usual search finds when it
+        comes back (it cost a VGA clip ~120 ms a call for a face gone a few frames)."""
+        if self._frame - self._finer_at < FINER_SEARCH_EVERY:
+            return False
+        coarse = min(1.0, self.config.detect_side / max(shape[:2]))
+        return self._frame - self._gone_at >= self.config.detect_every or self._gone_size * coarse < FINER_FACE_CROP
+
+    def _gone(self, tracks: list[_Track]) -> None:
+        """Note `tracks`, ended or cut away on this frame, for ``_finer_due``: the faces of a
+        video, and of its next shot, are mostly as large as the last ones."""
+        if tracks:
+            self._gone_at = self._frame
+            self._gone_size = min(tr.roi.size if tr.roi is not None else 0.0 for tr in tracks)
 
     def _finer_search(self, gray: np.ndarray) -> list[Detection]:
         """HOG once more where the usual search found no face: a picture whose long side doubled
@@ -770,9 +792,11 @@ class Tracker:
             tr.roi, tr.age = roi, tr.age + 1
             tracks.append(tr)
             out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.head_model)))
-        self._track_ended = bool(set(by_id) - {tr.track_id for tr in tracks})
-        if self._track_ended:
+        ended = [tr for i, tr in by_id.items() if i not in {t.track_id for t in tracks}]
+        self._track_ended = bool(ended)
+        if ended:
             self._lost_at = self._frame
+            self._gone(ended)
         self._tracks = tracks
         timer.add("smooth", t)
         return out
