@@ -33,9 +33,14 @@ def ced(errors: np.ndarray, limit: float = 0.08, steps: int = 161) -> tuple[np.n
 
 
 def auc(errors: np.ndarray, limit: float = 0.08) -> float:
-    """Area under the CED up to `limit`, normalised to [0,1] (300-W/300VW convention)."""
-    x, y = ced(errors, limit)
-    return float(np.trapezoid(y, x) / limit) if hasattr(np, "trapezoid") else float(np.trapz(y, x) / limit)
+    """Area under the CED up to `limit`, normalised to [0,1] (300-W/300VW convention), exactly:
+    each face adds 1 - e/limit (0 beyond the limit or without a prediction), the area of its step
+    in the CED.  Until session 27 the 161-point CED was integrated by trapezoids, within ±0.0005
+    of this (user test 15: 0.6173 printed for 0.6168)."""
+    e = np.asarray(errors, float)
+    if not len(e):
+        return 0.0
+    return float(np.mean(np.where(np.isfinite(e), np.clip(1.0 - e / limit, 0.0, 1.0), 0.0)))
 
 
 def failure_rate(errors: np.ndarray, limit: float = 0.08) -> float:
