@@ -15,25 +15,14 @@ import json
 from pathlib import Path
 
 from tracker.fileio import atomic_write_json
-
-TIMED = {"tracker": "tracker_total", "dlib": "dlib_hog_plus_68", "mediapipe": "mediapipe_face_mesh"}
+from tracker.timing import rates
 
 
 def summarise(result: dict) -> dict | None:
-    """fps (mean and median frame) of each method timed, and the tracker's ratios; None for a
-    file that is not a bench result."""
+    """``tracker.timing.rates`` of a saved bench result; None for a file that is not one."""
     if not isinstance(result, dict) or not isinstance(result.get("tracker_total"), dict):
         return None
-    row: dict = {"machine": result.get("machine"), "engine": result.get("engine")}
-    for name, key in TIMED.items():
-        stat = result.get(key)
-        row[f"{name}_fps"] = 1000.0 / stat["mean_ms"] if stat else None
-        row[f"{name}_fps_median_frame"] = 1000.0 / stat["median_ms"] if stat else None
-    for name in ("dlib", "mediapipe"):
-        for how in ("", "_median_frame"):
-            theirs = row[f"{name}_fps{how}"]
-            row[f"vs_{name}{how}"] = row[f"tracker_fps{how}"] / theirs if theirs else None
-    return row
+    return {"machine": result.get("machine"), "engine": result.get("engine"), **rates(result)}
 
 
 def _cell(value: float | None, fmt: str) -> str:
@@ -56,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['tracker_fps']:.1f} ({r['tracker_fps_median_frame']:.1f}) | "
-              f"{_cell(r['vs_dlib'], '.2f')} ({_cell(r['vs_dlib_median_frame'], '.2f')}) | "
-              f"{_cell(r['vs_mediapipe'], '.2f')} ({_cell(r['vs_mediapipe_median_frame'], '.2f')}) |")
+              f"{_cell(r['speedup_vs_dlib'], '.2f')} ({_cell(r['speedup_vs_dlib_median_frame'], '.2f')}) | "
+              f"{_cell(r['speedup_vs_mediapipe'], '.2f')} ({_cell(r['speedup_vs_mediapipe_median_frame'], '.2f')}) |")
     if args.json:
         atomic_write_json(args.json, {"command": "python -m benchmarks.bench_summary", "rows": rows})
     return 0

@@ -64,9 +64,12 @@ class TensorRTEngine(Engine):
         import tensorrt as trt
 
         self._cuda, self._trt = cuda, trt
-        cuda.init()
-        dev = cuda.Device(0)
-        self._ctx = dev.make_context()
+        try:
+            cuda.init()
+            dev = cuda.Device(0)
+            self._ctx = dev.make_context()
+        except Exception as exc:  # (a device taken, out of memory): one line that names --engine onnx
+            raise EngineError(f"TensorRT: no CUDA context on GPU 0 ({type(exc).__name__}: {exc}); --engine onnx runs on the CPU") from exc
         try:
             self._logger = trt.Logger(trt.Logger.WARNING)
             onnx_bytes = Path(path).read_bytes()
@@ -87,7 +90,7 @@ class TensorRTEngine(Engine):
             self._release()
             if isinstance(exc, EngineError):
                 raise
-            # TensorRT's and pycuda's own errors: one line, and `auto` falls back to ONNX Runtime
+            # TensorRT's and pycuda's own errors: one line that names --engine onnx (`auto` chose TensorRT on availability, and does not retry)
             raise EngineError(f"TensorRT {trt.__version__} cannot load {Path(path).name} ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}); --engine onnx runs on the CPU") from exc
         self._ctx.pop()

@@ -78,3 +78,16 @@ def test_the_filter_works_in_seconds_so_a_slower_camera_is_not_smoothed_longer()
 
     at_30, at_15, counted = settle_s(30, 30), settle_s(15, 15), settle_s(15, 30)
     assert at_15 <= at_30 + 1 / 15 + 1e-9 and counted > at_15
+
+
+def test_two_frames_at_the_same_time_do_not_restart_the_filter():
+    """A coarse clock (15.6 ms on Windows) stamps two camera frames alike: each restart passed
+    the raw points through, doubling the jitter (review 27)."""
+    rng = np.random.default_rng(4)
+    face = _face(rng)
+    frames = [face + rng.normal(size=face.shape) * 0.5 for _ in range(60)]
+    filt, tied = OneEuro(), OneEuro()
+    smooth = np.array([filt(p, i / FPS, EYE) for i, p in enumerate(frames)])
+    stamped = np.array([tied(p, (i // 2) * 2 / FPS, EYE) for i, p in enumerate(frames)])  # every time given twice
+    jitter = [np.linalg.norm(np.diff(a[10:], axis=0), axis=2).mean() for a in (smooth, stamped, np.array(frames))]
+    assert jitter[1] < 1.5 * jitter[0] < 0.75 * jitter[2]

@@ -66,13 +66,18 @@ def read_prediction(path: Path) -> Faces:
     return [_face(face, i) for i, face in enumerate(faces, 1)]
 
 
+def prediction_file(pred_dir: Path, stem: str) -> Path | None:
+    """``<stem>.json`` (preferred: every stage, every face) or ``<stem>.pts`` in `pred_dir`."""
+    return next((p for p in (pred_dir / f"{stem}.json", pred_dir / f"{stem}.pts") if p.is_file()), None)
+
+
 def load_predictions(pred_dir: Path, stems) -> tuple[dict[str, Faces], list[str]]:
     """The faces predicted for each stem that has ``<stem>.json`` (preferred: every stage, every
     face) or ``<stem>.pts`` in ``pred_dir``; and one ``PATH: unreadable prediction (why)`` per
     file that cannot be used (its face then counts as missing)."""
     found, skipped = {}, []
     for stem in stems:
-        path = next((p for p in (pred_dir / f"{stem}.json", pred_dir / f"{stem}.pts") if p.is_file()), None)
+        path = prediction_file(pred_dir, stem)
         if path is None:
             continue
         try:
@@ -86,7 +91,7 @@ def absent_predictions(pred_dir: Path, stems) -> tuple[list[str], bool]:
     """The stems with no prediction file at all (scored as missing faces), and whether the
     folder is an ``images`` run's (a JSON for every picture it processed: there no file means not
     processed; in a folder of ``.pts`` alone it may mean no face)."""
-    absent = [stem for stem in stems if not any((pred_dir / f"{stem}{ext}").is_file() for ext in (".json", ".pts"))]
+    absent = [stem for stem in stems if prediction_file(pred_dir, stem) is None]
     return absent, any((pred_dir / f"{stem}.json").is_file() for stem in stems)
 
 

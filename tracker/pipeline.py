@@ -42,8 +42,6 @@ from tracker.densemaps import DenseMaps, infer_flip_averaged
 from tracker.detector import (
     DETECT_MAX_SIDE,
     GIVEN,
-    STILL_MAX_SIDE,
-    UPSAMPLED_BELOW,
     BoxError,
     DeferredSearch,
     Detection,
@@ -51,6 +49,7 @@ from tracker.detector import (
     confirm_face,
     detect_faces,
     detect_faces_cnn,
+    detect_faces_finer,
     given_box,
     load_detector,
 )
@@ -76,10 +75,13 @@ LANDMARK_TARGETS = "landmark_targets.npz"  # built by python -m training.landmar
 # the worker saves a 600-frame file only 1.7% of its wall time for 5.7% more CPU, and batch
 # runs already keep both cores busy (benchmarks/bench_detect_lag.py, README).
 LIVE_DETECT_LAG = 3
-# While video finds no face, the finer search (``Tracker._finer_search``) runs every this many
+# The turns a face the CNN found is also run at (``Tracker._orient``), radians.
+ORIENT_TURNS = (math.pi / 2, -math.pi / 2, math.pi)
+# While video finds no face, the finer search (``detector.detect_faces_finer``) runs every this many
 # frames; not for detect_every frames after faces went (lost, or a cut) whose crops, at the usual
 # search's scale, were this large (HOG's smallest face, ~80 px, has a crop of ~130 px).
 FINER_SEARCH_EVERY = 5
+FINER_MAX_GAP = 160
 FINER_FACE_CROP = 260.0
 # The rate frames are taken at when track() is given no timestamp (the smoothing works in seconds).
 DEFAULT_FPS = 30.0
@@ -444,6 +446,7 @@ class Tracker:
         self._next_id = 0
         self._frame = 0
         self._finer_at = -(1 << 30)  # the frame video last ran the finer search on
+        self._finer_gap = FINER_SEARCH_EVERY  # frames from it to the next (``_finer_due``)
         self._time = 0.0  # this frame's, seconds (the smoothing's clock)
         self._thumbnail: np.ndarray | None = None  # the last frame's, for the scene-cut test (video)
         self._search = DeferredSearch(config.detect_lag, background=config.detect_lag > 0)
@@ -457,7 +460,7 @@ class Tracker:
         """Forget all tracks (a new video)."""
         self._search.cancel()
         self._tracks, self._frame, self._track_ended, self._lost_at, self._cnn_at = [], 0, False, -(1 << 30), -(1 << 30)
-        self._finer_at, self._gone_at, self._gone_size = -(1 << 30), -(1 << 30), 0.0
+        self._finer_at, self._finer_gap, self._gone_at, self._gone_size = -(1 << 30), FINER_SEARCH_EVERY, -(1 << 30), 0.0
         self._thumbnail = None
 
     def close(self) -> None:
@@ -553,9 +556,12 @@ class Tracker:
                     # A still has time for a finer search, and video while no face is found: HOG at
                     # 640 px misses faces under ~1/8 of the long side (a 4000 px photo's 300 px face;
                     # a 1080p video's 160 px one, a 45 px one in a 640 px picture: user test 15).
-                    found = self._finer_search(gray) or found
+                    found = detect_faces_finer(gray, self.config.detect_side) or found
                     detections = self._usable(found)
+                    # Each fruitless search waits twice as long for the next (a camera with nobody
+                    # in front of it stalled ~120 ms every 5 frames: review 27).
                     self._finer_at = self._frame
+                    self._finer_gap = FINER_SEARCH_EVERY if detections else min(2 * self._finer_gap, FINER_MAX_GAP)
                 if not video and self.config.cnn_fallback and cnn_available():
                     detections += self._confirmed(image, found, detections)
                 if not detections and self._cnn_due(video, tracked) and cnn_available():
@@ -589,13 +595,13 @@ class Tracker:
             # video's first frame is, rather than report no face until the next frame's search.
             self._search.cancel()
             t = time.perf_counter()
-            detections = self._usable(detect_faces(gray, DETECT_MAX_SIDE))[: self.config.max_faces]
+            detections = self._usable(detect_faces(gray, self.config.detect_side))[: self.config.max_faces]
             t = timer.add("detect", t)
             items = [(None, d.roi(), d) for d in detections]
             faces = self._process(image, gray, items, timer) if items else []
         # New faces (a still's, a caller's box, a video's new track) settle in their landmarks'
         # crop; a tracked face's next frame starts from that crop anyway.
-        faces = self._settle(image, gray, faces, timer)
+        faces = self._settle(image, gray, self._orient(image, gray, faces, timer), timer)
         keep_order = given is not None and not video  # each of the caller's boxes, in their order, even overlapping ones
         if given is None:  # the caller's boxes are one face each, even overlapping ones
             expected = {tr.track_id: (roi.cx + tr.velocity[0], roi.cy + tr.velocity[1]) for tr, roi, _ in tracked}
@@ -616,10 +622,11 @@ class Tracker:
     # -- internals -----------------------------------------------------------------------------
 
     def _finer_due(self, shape) -> bool:
-        """Video's finer search, while no face is found: every FINER_SEARCH_EVERY frames, but not
-        for detect_every frames after a track ended whose face the usual search finds when it
-        comes back (it cost a VGA clip ~120 ms a call for a face gone a few frames)."""
-        if self._frame - self._finer_at < FINER_SEARCH_EVERY:
+        """Video's finer search, while no face is found: FINER_SEARCH_EVERY frames after the last
+        one, twice as long after each that found nothing (up to FINER_MAX_GAP), but not for
+        detect_every frames after faces went that the usual search finds when they come back (it
+        cost a VGA clip ~120 ms a call for a face gone a few frames)."""
+        if self._frame - self._finer_at < self._finer_gap:
             return False
         coarse = min(1.0, self.config.detect_side / max(shape[:2]))
         return self._frame - self._gone_at >= self.config.detect_every or self._gone_size * coarse < FINER_FACE_CROP
@@ -630,18 +637,6 @@ class Tracker:
         if tracks:
             self._gone_at = self._frame
             self._gone_size = min(tr.roi.size if tr.roi is not None else 0.0 for tr in tracks)
-
-    def _finer_search(self, gray: np.ndarray) -> list[Detection]:
-        """HOG once more where the usual search found no face: a picture whose long side doubled
-        stays within STILL_MAX_SIDE upsampled 2x (dlib's usual ``detector(img, 1)``: faces down
-        to ~40 px; ~4x the time), a larger one at its own size up to STILL_MAX_SIDE; [] where
-        neither looks finer than the usual search did."""
-        long = max(gray.shape)
-        if UPSAMPLED_BELOW <= long and 2 * long <= STILL_MAX_SIDE:
-            return detect_faces(gray, long, upsample=1)
-        if long > self.config.detect_side and self.config.detect_side < STILL_MAX_SIDE:
-            return detect_faces(gray, STILL_MAX_SIDE)
-        return []
 
     def _usable(self, detections: list[Detection]) -> list[Detection]:
         return [d for d in detections if d.width >= self.config.min_face and d.score >= self.config.detect_threshold]
@@ -679,6 +674,23 @@ class Tracker:
         since = self._frame - self._lost_at
         gap = every if since < LOST_CNN_FRAMES else max(every, since // 2)
         return every > 0 and not new_faces and self._frame - self._cnn_at >= gap
+
+    def _orient(self, image, gray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
+        """A new face the CNN found (HOG finds upright faces only) is also run from its box's
+        crop turned by a quarter and a half turn, and the run of the best ``quality`` kept.  The
+        networks were trained on faces turned up to ~45 degrees: run upright, a face lying on its
+        side came out wrong and settled wrong (val pictures turned 90 degrees: the CNN found 43
+        of 80 faces, all of them wrong; with this 41 right, AUC@0.08 ~0 -> 0.341; at 60 degrees
+        0.503 -> 0.539, FR 20% -> 12.5%; ``benchmarks/bench_roll.py``).  ~15 ms a face beside
+        the CNN's ~1 s."""
+        turn = [i for i, f in enumerate(faces) if f.track_id < 0 and f.box is not None and f.box.detector == "cnn"]
+        if not turn:
+            return faces
+        items = [(None, replace(faces[i].roi, angle=faces[i].roi.angle + a), faces[i].box) for i in turn for a in ORIENT_TURNS]
+        runs: dict[int, list[FaceResult]] = {}
+        for f in self._process(image, gray, items, timer):
+            runs.setdefault(id(f.box), []).append(f)
+        return [max([f, *runs.get(id(f.box), [])], key=lambda r: r.quality) if i in turn else f for i, f in enumerate(faces)]
 
     def _settle(self, image, gray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         """A new face whose landmarks give another crop than the one it was run in is run again
@@ -798,6 +810,8 @@ class Tracker:
             self._lost_at = self._frame
             self._gone(ended)
         self._tracks = tracks
+        if tracks:  # a face found: the next loss is searched for promptly again
+            self._finer_gap = FINER_SEARCH_EVERY
         timer.add("smooth", t)
         return out
 

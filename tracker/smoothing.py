@@ -20,6 +20,8 @@ import math
 
 import numpy as np
 
+MIN_DT = 1e-3  # seconds between two frames given the same time
+
 
 def _alpha(cutoff: float, dt: float) -> float:
     tau = 1.0 / (2 * math.pi * cutoff)
@@ -39,12 +41,14 @@ class OneEuro:
 
     def __call__(self, points: np.ndarray, t: float, scale: float) -> np.ndarray:
         """Filter (N,2) points observed at time `t` (seconds); a NaN point keeps its last filtered
-        place.  A time not after the last one starts the filter again."""
+        place.  A time before the last one starts the filter again; the same time again is taken
+        as MIN_DT later (a coarse clock gives two frames one time: restarting doubled the jitter;
+        review 27)."""
         x = points
-        if self._x is None or self._t is None or t <= self._t or self._x.shape != x.shape:
+        if self._x is None or self._t is None or t < self._t or self._x.shape != x.shape:
             self._x, self._dx, self._t = x.copy(), np.zeros_like(x), t
             return points.copy()
-        dt = t - self._t
+        dt = max(t - self._t, MIN_DT)
         dx = (x - self._x) / dt
         a_d = _alpha(self.d_cutoff, dt)
         dx_hat = np.where(np.isfinite(dx), a_d * dx + (1 - a_d) * self._dx, self._dx)

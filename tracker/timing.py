@@ -185,20 +185,30 @@ def benchmark(config: TrackerConfig, frames: list[np.ndarray], source: str, repe
         "mediapipe_version": mediapipe_version,
         "faces_per_frame": {k: float(np.mean(v)) if v else None for k, v in faces.items()},
     }
-    # Frames per second are frames over time (the mean): the tracker's frames are uneven (a face
-    # search every 30 frames, ~13 ms more), and by the median frame it read 10-22% faster than it
-    # runs, against dlib's even frames too (user test 15).  The median frame's rate is kept beside.
-    for key, timed in (("tracker", "tracker_total"), ("dlib", "dlib_hog_plus_68"), ("mediapipe", "mediapipe_face_mesh")):
-        stat = result[timed]
-        result[f"{key}_fps"] = 1000.0 / stat["mean_ms"] if stat else None
-        result[f"{key}_fps_median_frame"] = 1000.0 / stat["median_ms"] if stat else None
-    for key in ("dlib", "mediapipe"):
-        result[f"speedup_vs_{key}"] = result["tracker_fps"] / result[f"{key}_fps"] if result[f"{key}_fps"] else None
-        result[f"speedup_vs_{key}_median_frame"] = (result["tracker_fps_median_frame"] / result[f"{key}_fps_median_frame"]
-                                                    if result[f"{key}_fps_median_frame"] else None)
+    result.update(rates(result))
     if profile:
         result["profile"] = profile_models(config, frames)
     return result
+
+
+TIMED = {"tracker": "tracker_total", "dlib": "dlib_hog_plus_68", "mediapipe": "mediapipe_face_mesh"}
+
+
+def rates(result: dict) -> dict:
+    """Frames a second of each method a bench `result` timed, and the tracker's ratios to the
+    others: frames over time (the mean frame), and by the median frame (``*_median_frame``).
+    The tracker's frames are uneven (a face search every 30 frames, ~13 ms more): by the median
+    frame it read 10-22% faster than it runs, against dlib's even frames too (user test 15)."""
+    out: dict = {}
+    for name, key in TIMED.items():
+        stat = result.get(key)
+        out[f"{name}_fps"] = 1000.0 / stat["mean_ms"] if stat else None
+        out[f"{name}_fps_median_frame"] = 1000.0 / stat["median_ms"] if stat else None
+    for name in ("dlib", "mediapipe"):
+        for how in ("", "_median_frame"):
+            theirs = out[f"{name}_fps{how}"]
+            out[f"speedup_vs_{name}{how}"] = out[f"tracker_fps{how}"] / theirs if theirs else None
+    return out
 
 
 def print_result(result: dict) -> None:

@@ -106,10 +106,12 @@ def dlib_faces(image: np.ndarray) -> tuple[list[tuple[Detection, np.ndarray]], i
     detects, best score first, and which one is the picture's subject by the tracker's rule
     (``prominence``; the most confident one was a bystander in 6 of the 14 val pictures with
     several faces), None without a face."""
-    from tracker.detector import detect_faces, dlib_landmarks
+    from tracker.detector import detect_faces, detect_faces_finer, dlib_landmarks
 
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    faces = [(d, dlib_landmarks(gray, d)) for d in detect_faces(gray)]
+    # The tracker's two searches, so that the two are scored on the same faces found (the finer
+    # one is dlib's usual detector(img, 1) on pictures up to 1024 px).
+    faces = [(d, dlib_landmarks(gray, d)) for d in detect_faces(gray) or detect_faces_finer(gray)]
     if not faces:
         return faces, None
     size = (image.shape[1], image.shape[0])

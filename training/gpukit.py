@@ -614,6 +614,9 @@ def bundle(net: Network, out: Path) -> tuple[list[str], list[str]]:
             continue
         included.append(path.name)
         total += size
+    if not included and final.exists():  # no room left: the tar there is better than an empty one
+        with tarfile.open(final) as t:
+            return [Path(name).name for name in t.getnames()], left_out
     # Made beside the run, not in OUT: a kill in the middle must not leave a stray file there
     # that comes back in place of the networks'.
     tmp = net.run_dir / f".{net.name}.tar.tmp"
@@ -707,7 +710,7 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
     `segmenter`: also the directly trained part segmenter of the same configuration (issue 14's
     parts comparison), after DenseReg, with DenseReg's time and stopped at DenseReg's step count
     (its LR schedule decaying over that count), so that the two share a budget."""
-    from training.train import run
+    from training.train import StopRequest, run
 
     t_start = time.time()
     deadline = t_start + minutes * 60
@@ -754,56 +757,57 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
         log.info(f"{n.name}: batch {n.schedule.batch}, lr {n.schedule.lr:.2g}; shipped model on these val faces: {n.report['shipped']}")
     # SIGTERM (the device's time limit) or Ctrl-C: the network in training checkpoints and
     # returns what it has (training.train.run), and no other network starts after it.
-    stopping = {"signal": 0}
+    stopping = StopRequest()
 
     def on_signal(signum, frame):
-        stopping["signal"] = signum
+        stopping.signum = signum
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     ok = True
-    for k, n in enumerate(networks):
-        if stopping["signal"]:
-            n.report["error"] = f"not trained: stopped by signal {stopping['signal']}"
-            ok = False
-            continue
-        # Made now, not for every network at once: their workers would prefetch beside the first
-        # network's training.  Forked data workers never touch CUDA (a process forked after
-        # CUDA's initialisation must not).
-        n.batches = make_batches(n.task, (seed, n.start_step, k), workers, pin=dev.type == "cuda")
-        left = max(0.0, deadline - time.time() - EXPORT_RESERVE_S)
-        budget = left * n.share / sum(m.share for m in networks[k:])
-        started = time.time()
-        stop_at = 0
-        if n.task_name == "segbaseline" and networks[0].report.get("steps"):
-            stop_at = networks[0].report["steps"]  # DenseReg's budget in steps
-            n.schedule = replace(n.schedule, steps=stop_at)
-        log.info(f"{n.name}: training for {budget / 60:.1f} min" + (f", to DenseReg's {stop_at} steps" if stop_at else ""))
+    try:
+        for k, n in enumerate(networks):
+            if stopping:
+                n.report["error"] = f"not trained: stopped by signal {stopping.signum}"
+                ok = False
+                continue
+            left = max(0.0, deadline - time.time() - EXPORT_RESERVE_S)
+            budget = left * n.share / sum(m.share for m in networks[k:])
+            started = time.time()
+            stop_at = 0
+            if n.task_name == "segbaseline" and networks[0].report.get("steps"):
+                stop_at = networks[0].report["steps"]  # DenseReg's budget in steps
+                n.schedule = replace(n.schedule, steps=stop_at)
+            log.info(f"{n.name}: training for {budget / 60:.1f} min" + (f", to DenseReg's {stop_at} steps" if stop_at else ""))
 
-        def on_checkpoint(step: int, metrics: dict, n=n, started=started) -> None:
-            _write_run_json(n, hardware, command, pack_info, counts["profiled"] if n.task_name == "densereg" else 0, started, step)
-            _refresh(n, out, report)
-            log.info(f"{n.name} step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+            def on_checkpoint(step: int, metrics: dict, n=n, started=started) -> None:
+                _write_run_json(n, hardware, command, pack_info, counts["profiled"] if n.task_name == "densereg" else 0, started, step)
+                _refresh(n, out, report)
+                log.info(f"{n.name} step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
-        try:
-            run(n.task, n.schedule, n.run_dir, budget / 60, n.resume, seed=seed, options=n.options, init_from=n.init_from,
-                stop_at=stop_at, device=device, batches=n.batches, amp=amp and dev.type == "cuda", on_checkpoint=on_checkpoint,
-                on_stop_signal=lambda signum: on_signal(signum, None))
-            log.info(f"{n.name}: {n.report['steps']} steps, {n.report['samples_per_s']:.0f} samples/s")
-        except Exception as exc:  # noqa: BLE001 - logged with its traceback; the next network still trains
-            log.exception(f"{n.name}: training failed")
-            n.report["error"] = f"{type(exc).__name__}: {exc}"
-            ok = False
-        n.batches = None  # stops this network's workers
-        n.task.net.to("cpu")
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
-
-    for s, h in previous.items():
-        signal.signal(s, h)
-    if stopping["signal"]:  # the kill follows: what each network has is already in OUT
-        report.update(finished=False, stopped_by_signal=stopping["signal"], wall_minutes=(time.time() - t_start) / 60)
+            try:
+                # Made now, not for every network at once: their workers would prefetch beside the
+                # first network's training.  Forked data workers never touch CUDA (a process forked
+                # after CUDA's initialisation must not).
+                n.batches = make_batches(n.task, (seed, n.start_step, k), workers, pin=dev.type == "cuda")
+                run(n.task, n.schedule, n.run_dir, budget / 60, n.resume, seed=seed, options=n.options, init_from=n.init_from,
+                    stop_at=stop_at, device=device, batches=n.batches, amp=amp and dev.type == "cuda", on_checkpoint=on_checkpoint,
+                    stop=stopping)
+                log.info(f"{n.name}: {n.report['steps']} steps, {n.report['samples_per_s']:.0f} samples/s")
+            except Exception as exc:  # noqa: BLE001 - logged with its traceback; the next network still trains
+                log.exception(f"{n.name}: training failed")
+                n.report["error"] = f"{type(exc).__name__}: {exc}"
+                ok = False
+            n.batches = None  # stops this network's workers
+            n.task.net.to("cpu")
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if stopping:  # the kill follows: what each network has is already in OUT
+        report.update(finished=False, stopped_by_signal=stopping.signum, wall_minutes=(time.time() - t_start) / 60)
         atomic_write_json(out / "metrics.json", report)
-        log.info(f"stopped by signal {stopping['signal']} after {report['wall_minutes']:.1f} min: no exports")
+        log.info(f"stopped by signal {stopping.signum} after {report['wall_minutes']:.1f} min: no exports")
         return 1
     for n in networks:
         try:

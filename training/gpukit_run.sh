@@ -23,7 +23,7 @@ if compgen -G "$PACK.part[0-9]*" > /dev/null || [ ! -f "$PACK/faces.zip" ]; then
 fi
 # Speeds first (about 30 s): a failure here, or a hang (90 s at most), must not cost the training run.
 # shellcheck disable=SC2086 # SPEED_ARGS is a list of options
-timeout 90 python3 -m training.gpukit speed --device "$DEVICE" --json "$OUT/speed.json" ${SPEED_ARGS:-} || echo "speed failed: training anyway"
+timeout -k 10 90 python3 -m training.gpukit speed --device "$DEVICE" --json "$OUT/speed.json" ${SPEED_ARGS:-} || echo "speed failed: training anyway"
 # Training's budget is what the device's 600 s leave after the join and the speeds (30 s kept
 # for Python's start and the last writes), MINUTES at most.
 LEFT=$(( ${LIMIT_S:-600} - 30 - ($(date +%s) - START) ))

@@ -239,11 +239,21 @@ class WeightAverage:
             net.load_state_dict(own)
 
 
+@dataclass
+class StopRequest:
+    """A SIGINT/SIGTERM that asked training to stop (``run``'s, or a caller's own handler's)."""
+
+    signum: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.signum)
+
+
 def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool, seed: int = SEED,
         options: dict | None = None, init_from: Path | None = None, stop_at: int = 0, device: str = "cpu",
         batches: Iterator | None = None, amp: bool = False,
         on_checkpoint: Callable[[int, dict[str, float]], None] | None = None, ema: float = 0.0,
-        on_stop_signal: Callable[[int], None] | None = None) -> dict[str, float]:
+        stop: StopRequest | None = None) -> dict[str, float]:
     """Train until `sched.steps` (or `stop_at`, leaving the LR schedule of `sched.steps` intact, so
     that runs compared at equal budget share one schedule) or `max_minutes`; returns the last
     validation metrics.  With `ema` (a decay, e.g. 0.998) the weights' moving average
@@ -252,8 +262,9 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
     For ``training.gpukit``: the network trains on `device`; `batches` yields CPU batches made
     elsewhere (DataLoader workers) instead of ``task.batch`` in this process; `amp` runs the
     forward pass and loss under bf16 autocast; `on_checkpoint(step, metrics)` follows every
-    checkpoint; `on_stop_signal(signum)` hears of a SIGINT/SIGTERM that stops the run (after which
-    it checkpoints and returns).  Checkpoints always hold CPU tensors."""
+    checkpoint; `stop` is shared with the caller: a SIGINT/SIGTERM sets it, and set (by either
+    side, before or during the run) it ends the run with a checkpoint.  Checkpoints always hold
+    CPU tensors."""
     from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
@@ -311,12 +322,10 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
             on_checkpoint(step, metrics)
         return metrics
 
-    stop = {"flag": False}
+    stop = stop if stop is not None else StopRequest()
 
     def on_signal(signum, frame):
-        stop["flag"] = True
-        if on_stop_signal is not None:
-            on_stop_signal(signum)
+        stop.signum = signum
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = last_ckpt = time.time()
@@ -327,7 +336,7 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
         drop_log_rows_after(out / "log.csv", step)  # (a weights-only continuation keeps the log it brought)
     try:
         with (out / "log.csv").open("a") as log:
-            while step < end and not stop["flag"] and time.time() - t0 < max_minutes * 60:
+            while step < end and not stop and time.time() - t0 < max_minutes * 60:
                 lr = poly_lr(step, sched, (time.time() - t0) / (max_minutes * 60) if sched.by_time else 0.0)
                 for g in opt.param_groups:
                     g["lr"] = lr
