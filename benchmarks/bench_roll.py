@@ -5,7 +5,8 @@
 Each val picture is turned about its face's centre by each angle (counter-clockwise, the canvas
 grown to hold the whole picture: ``benchmarks.robustness.turned``) and its annotated points with it.  Two configurations run in the same process:
 ``box_passes=0`` (each face run once, from the detector's upright box: the reference, stills
-before session 25) and the default (``Tracker._settle`` re-runs a face from the crop its
+before session 25; since session 27 a face only the CNN found is also tried turned,
+``Tracker._orient``) and the default (``Tracker._settle`` re-runs a face from the crop its
 landmarks give, turned with the face, until they agree).  The face scored is the one whose
 landmarks' centre is nearest the annotated centre (a miss counts as an error of 1).  Prints
 AUC@0.08, median NME, failure rate, faces found and the median time a picture per angle.

@@ -77,11 +77,15 @@ LANDMARK_TARGETS = "landmark_targets.npz"  # built by python -m training.landmar
 LIVE_DETECT_LAG = 3
 # The turns a face the CNN found is also run at (``Tracker._orient``), radians.
 ORIENT_TURNS = (math.pi / 2, -math.pi / 2, math.pi)
+# How much better a turned run's quality must be (first runs, before settling: on the 80 val
+# faces given their CNN boxes, a margin of 0.02 kept all 80 upright, where 0 turned 2; turned 90
+# degrees it kept 41 of the 43 the CNN finds right, as 0 did; 0.05 kept 39).
+ORIENT_MARGIN = 0.03
 # While video finds no face, the finer search (``detector.detect_faces_finer``) runs every this many
 # frames; not for detect_every frames after faces went (lost, or a cut) whose crops, at the usual
 # search's scale, were this large (HOG's smallest face, ~80 px, has a crop of ~130 px).
 FINER_SEARCH_EVERY = 5
-FINER_MAX_GAP = 160
+FINER_MAX_GAP = 30  # frames: a small face that comes after a long empty stretch waits at most this (160: 150 frames; review 27c)
 FINER_FACE_CROP = 260.0
 # The rate frames are taken at when track() is given no timestamp (the smoothing works in seconds).
 DEFAULT_FPS = 30.0
@@ -690,7 +694,14 @@ class Tracker:
         runs: dict[int, list[FaceResult]] = {}
         for f in self._process(image, gray, items, timer):
             runs.setdefault(id(f.box), []).append(f)
-        return [max([f, *runs.get(id(f.box), [])], key=lambda r: r.quality) if i in turn else f for i, f in enumerate(faces)]
+        out = []
+        for i, f in enumerate(faces):
+            best = max(runs.get(id(f.box), []) if i in turn else [], key=lambda r: r.quality, default=None)
+            # A turned run replaces the upright one only by a clear margin: on upright faces a
+            # sideways run scored up to ~0.012 more and came out wrong (2 of the 80 val faces
+            # given CNN boxes; review 27c); a lying face's right turn leads by more.
+            out.append(best if best is not None and best.quality > f.quality + ORIENT_MARGIN else f)
+        return out
 
     def _settle(self, image, gray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         """A new face whose landmarks give another crop than the one it was run in is run again

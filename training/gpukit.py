@@ -614,9 +614,12 @@ def bundle(net: Network, out: Path) -> tuple[list[str], list[str]]:
             continue
         included.append(path.name)
         total += size
-    if not included and final.exists():  # no room left: the tar there is better than an empty one
+    if final.exists() and "best.pt" not in included:
+        # Short of room: the tar there, which may hold the weights, is better than one without.
         with tarfile.open(final) as t:
-            return [Path(name).name for name in t.getnames()], left_out
+            kept = [Path(name).name for name in t.getnames()]
+        if "best.pt" in kept or not included:
+            return kept, [x for x in left_out if x.split(" ", 1)[0] not in kept]
     # Made beside the run, not in OUT: a kill in the middle must not leave a stray file there
     # that comes back in place of the networks'.
     tmp = net.run_dir / f".{net.name}.tar.tmp"
