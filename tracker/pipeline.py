@@ -627,7 +627,7 @@ class Tracker:
 
     def _finer_due(self, shape) -> bool:
         """Video's finer search, while no face is found: FINER_SEARCH_EVERY frames after the last
-        one, twice as long after each that found nothing (up to FINER_MAX_GAP), but not for
+        one, twice as long after each that found nothing (FINER_MAX_GAP at most), but not for
         detect_every frames after faces went that the usual search finds when they come back (it
         cost a VGA clip ~120 ms a call for a face gone a few frames)."""
         if self._frame - self._finer_at < self._finer_gap:
@@ -681,12 +681,12 @@ class Tracker:
 
     def _orient(self, image, gray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         """A new face the CNN found (HOG finds upright faces only) is also run from its box's
-        crop turned by a quarter and a half turn, and the run of the best ``quality`` kept.  The
-        networks were trained on faces turned up to ~45 degrees: run upright, a face lying on its
-        side came out wrong and settled wrong (val pictures turned 90 degrees: the CNN found 43
-        of 80 faces, all of them wrong; with this 41 right, AUC@0.08 ~0 -> 0.341; at 60 degrees
-        0.503 -> 0.539, FR 20% -> 12.5%; ``benchmarks/bench_roll.py``).  ~15 ms a face beside
-        the CNN's ~1 s."""
+        crop turned by a quarter and a half turn; the turned run of the best ``quality`` replaces
+        the upright one when it beats it by ORIENT_MARGIN.  The networks were trained on faces
+        turned up to ~45 degrees: run upright, a face lying on its side came out wrong and
+        settled wrong (val pictures turned 90 degrees: the CNN found 43 of 80 faces, 5 of them
+        right; with this 41, AUC@0.08 0.038 -> 0.341; at 60 degrees 0.503 -> 0.539, FR 20% ->
+        12.5%; ``benchmarks/bench_roll.py``).  ~15 ms a face beside the CNN's ~1 s."""
         turn = [i for i, f in enumerate(faces) if f.track_id < 0 and f.box is not None and f.box.detector == "cnn"]
         if not turn:
             return faces
