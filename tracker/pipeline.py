@@ -687,10 +687,10 @@ class Tracker:
         settled wrong (val pictures turned 90 degrees: the CNN found 43 of 80 faces, 5 of them
         right; with this 41, AUC@0.08 0.038 -> 0.341; at 60 degrees 0.503 -> 0.539, FR 20% ->
         12.5%; ``benchmarks/bench_roll.py``).  ~15 ms a face beside the CNN's ~1 s."""
-        turn = [i for i, f in enumerate(faces) if f.track_id < 0 and f.box is not None and f.box.detector == "cnn"]
+        turn = {i for i, f in enumerate(faces) if f.track_id < 0 and f.box is not None and f.box.detector == "cnn"}
         if not turn:
             return faces
-        items = [(None, replace(faces[i].roi, angle=faces[i].roi.angle + a), faces[i].box) for i in turn for a in ORIENT_TURNS]
+        items = [(None, replace(faces[i].roi, angle=faces[i].roi.angle + a), faces[i].box) for i in sorted(turn) for a in ORIENT_TURNS]
         runs: dict[int, list[FaceResult]] = {}
         for f in self._process(image, gray, items, timer):
             runs.setdefault(id(f.box), []).append(f)
@@ -815,7 +815,8 @@ class Tracker:
             tr.roi, tr.age = roi, tr.age + 1
             tracks.append(tr)
             out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.head_model)))
-        ended = [tr for i, tr in by_id.items() if i not in {t.track_id for t in tracks}]
+        kept = {tr.track_id for tr in tracks}
+        ended = [tr for i, tr in by_id.items() if i not in kept]
         self._track_ended = bool(ended)
         if ended:
             self._lost_at = self._frame

@@ -39,7 +39,6 @@ import math
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -713,7 +712,7 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
     `segmenter`: also the directly trained part segmenter of the same configuration (issue 14's
     parts comparison), after DenseReg, with DenseReg's time and stopped at DenseReg's step count
     (its LR schedule decaying over that count), so that the two share a budget."""
-    from training.train import StopRequest, run
+    from training.train import StopRequest, run, stopping_on_signals
 
     t_start = time.time()
     deadline = t_start + minutes * 60
@@ -761,13 +760,8 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
     # SIGTERM (the device's time limit) or Ctrl-C: the network in training checkpoints and
     # returns what it has (training.train.run), and no other network starts after it.
     stopping = StopRequest()
-
-    def on_signal(signum, frame):
-        stopping.signum = signum
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     ok = True
-    try:
+    with stopping_on_signals(stopping):
         for k, n in enumerate(networks):
             if stopping:
                 n.report["error"] = f"not trained: stopped by signal {stopping.signum}"
@@ -804,9 +798,6 @@ def train(pack: Path, out: Path, minutes: float, device: str = "cuda", config: s
             n.task.net.to("cpu")
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
     if stopping:  # the kill follows: what each network has is already in OUT
         report.update(finished=False, stopped_by_signal=stopping.signum, wall_minutes=(time.time() - t_start) / 60)
         atomic_write_json(out / "metrics.json", report)

@@ -249,6 +249,22 @@ class StopRequest:
         return bool(self.signum)
 
 
+@contextmanager
+def stopping_on_signals(stop: StopRequest) -> Iterator[StopRequest]:
+    """Within: SIGINT and SIGTERM set `stop` instead of interrupting (training checkpoints and
+    ends); the handlers before are put back after."""
+
+    def on_signal(signum, frame):
+        stop.signum = signum
+
+    before = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+
+
 def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool, seed: int = SEED,
         options: dict | None = None, init_from: Path | None = None, stop_at: int = 0, device: str = "cpu",
         batches: Iterator | None = None, amp: bool = False,
@@ -323,18 +339,12 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
         return metrics
 
     stop = stop if stop is not None else StopRequest()
-
-    def on_signal(signum, frame):
-        stop.signum = signum
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = last_ckpt = time.time()
     end = min(sched.steps, stop_at) if stop_at > 0 else sched.steps
     metrics: dict[str, float] = {}
-    bar = tqdm(total=sched.steps, initial=step, unit="step", mininterval=5)
     if resume and last.exists():
         drop_log_rows_after(out / "log.csv", step)  # (a weights-only continuation keeps the log it brought)
-    try:
+    with stopping_on_signals(stop), tqdm(total=sched.steps, initial=step, unit="step", mininterval=5) as bar:
         with (out / "log.csv").open("a") as log:
             while step < end and not stop and time.time() - t0 < max_minutes * 60:
                 lr = poly_lr(step, sched, (time.time() - t0) / (max_minutes * 60) if sched.by_time else 0.0)
@@ -363,10 +373,6 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
                     last_ckpt = time.time()
         metrics = checkpoint()
         tqdm.write(f"stopped at step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-    finally:
-        bar.close()
-        for s, h in old.items():
-            signal.signal(s, h)
     return metrics
 
 
