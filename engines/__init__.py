@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 KINDS = ("auto", "onnx", "torch", "tensorrt")
 # Shown wherever an engine is chosen (CLI help, the viewer's tooltip).
 NOTES = {
-    "auto": "TensorRT when usable, else ONNX Runtime on the CPU",
+    "auto": "TensorRT when usable, else ONNX Runtime on the CPU (also when a TensorRT build fails)",
     "torch": "for research parity with the PyTorch checkpoints, not for speed: slower than ONNX Runtime on the CPU",
 }
 

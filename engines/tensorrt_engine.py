@@ -90,7 +90,7 @@ class TensorRTEngine(Engine):
             self._release()
             if isinstance(exc, EngineError):
                 raise
-            # TensorRT's and pycuda's own errors: one line that names --engine onnx (`auto` chose TensorRT on availability, and does not retry)
+            # TensorRT's and pycuda's own errors: one line that names --engine onnx (`auto` falls back to ONNX Runtime on it: Tracker)
             raise EngineError(f"TensorRT {trt.__version__} cannot load {Path(path).name} ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}); --engine onnx runs on the CPU") from exc
         self._ctx.pop()

@@ -54,7 +54,7 @@ def test_bench_profile_table_and_json_for_every_model(tmp_path, monkeypatch, cap
         assert [o["percent"] for o in p["ops"]] == sorted((o["percent"] for o in p["ops"]), reverse=True)
     s = result["startup"]
     assert 0 < s["import_s"] + s["construct_s"] < s["process_s"]
-    assert set(s["construct_ms"]) == {"verify assets", "DenseReg session", "refiner sessions", "template + UV table", "face detector"}
+    assert set(s["construct_ms"]) == {"verify assets", "network sessions", "template + UV table", "face detector"}
     assert result["mediapipe_face_mesh"] is None and result["speedup_vs_mediapipe"] is None
     assert result["faces_per_frame"]["tracker"] == 1.0
     # ONNX Runtime's trace files are gone: none in the working folder, no temporary folder left.

@@ -101,6 +101,51 @@ def test_every_network_runs_on_the_configured_engine(loads, engine):
     assert [(name, k) for name, k, _ in loads] == [(DENSEREG_ASSET, kind)] + [(name, kind) for name in refiners]
 
 
+class _Closing:
+    """An engine that only records being closed."""
+
+    def __init__(self, closed: list):
+        self.closed = closed
+
+    def close(self):
+        self.closed.append(self)
+
+
+@pytest.fixture
+def tensorrt_fails_on_the_first_refiner(monkeypatch):
+    """TensorRT looks usable, DenseReg's engine builds, the first refiner's build fails."""
+    closed, kinds = [], []
+
+    def load(path, kind="auto", threads=2, max_batch=1, calls=1, one_sample_per_call=False):
+        kinds.append(kind)
+        if kind == "tensorrt":
+            if Path(path).name != DENSEREG_ASSET:
+                raise EngineError("TensorRT engine build failed")
+            return _Closing(closed)
+        return load_engine(path, kind, threads, max_batch, calls, one_sample_per_call)
+
+    monkeypatch.setattr(pipeline, "resolve_kind", lambda engine: "tensorrt" if engine in ("auto", "tensorrt") else engine)
+    monkeypatch.setattr(pipeline, "load_engine", load)
+    return closed, kinds
+
+
+def test_auto_runs_onnx_runtime_when_a_tensorrt_build_fails(tensorrt_fails_on_the_first_refiner, caplog):
+    closed, kinds = tensorrt_fails_on_the_first_refiner
+    tracker = Tracker(TrackerConfig(engine="auto", threads=1))
+    assert kinds[:2] == ["tensorrt", "tensorrt"] and set(kinds[2:]) == {"onnx"} and len(kinds) == 2 + 1 + len(DEFAULT_REFINERS)
+    assert len(closed) == 1  # the TensorRT engine built before the failure was released
+    assert "onnx" in tracker.describe() and len(tracker.refiners) == len(DEFAULT_REFINERS)
+    assert "TensorRT engine build failed; auto runs ONNX Runtime on the CPU instead" in caplog.text
+    assert len(tracker.track(cv2.imread(str(DEMO))).faces) == 1
+
+
+def test_an_explicit_tensorrt_engine_reports_its_build_failure(tensorrt_fails_on_the_first_refiner):
+    closed, kinds = tensorrt_fails_on_the_first_refiner
+    with pytest.raises(EngineError, match="build failed"):
+        Tracker(TrackerConfig(engine="tensorrt", threads=1))
+    assert kinds == ["tensorrt", "tensorrt"] and len(closed) == 1
+
+
 CORE_ASSETS = [DENSEREG_ASSET, "shape_pca.npz", "template.npz", LANDMARK_TARGETS]
 
 

@@ -8,6 +8,7 @@ of the detector for that frame.  Everything here is numpy/OpenCV: no torch.
 """
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import os
@@ -22,7 +23,7 @@ import cv2
 import numpy as np
 
 from engines import KINDS, load_engine, resolve_kind
-from engines.base import Engine
+from engines.base import Engine, EngineError
 from tracker.assets import ASSETS, AssetError, read_manifest, verified_asset
 from tracker.crop import (
     BOX_CALIBRATION,
@@ -64,6 +65,8 @@ from tracker.shape_model import fit_shapes, load_shape_model
 from tracker.smoothing import OneEuro
 from tracker.stages import Stage, last_stage
 from tracker.templatemaps import FACE_MODEL, FaceModel, load_face_model, template_maps
+
+log = logging.getLogger(__name__)
 
 DENSEREG_ASSET = "densereg_realtime.onnx"
 # The same network without its two stride-4 blocks (``NetConfig.decoder_blocks`` 0, fine-tuned
@@ -398,34 +401,20 @@ class Tracker:
         folder = config.assets or ASSETS
         kind = resolve_kind(config.engine)
         refiner_names = config.refiners if config.refine else ()
-        # ONNX Runtime runs each refiner's int8 variant, where the folder has one (an older
-        # export may not); TensorRT and torch the float graph.
-        refiner_files = {name: int8_variant(name) if kind == "onnx" and config.int8 and (folder / int8_variant(name)).exists() else name
-                         for name in refiner_names}
         self.densereg_asset = FAST_DENSEREG_ASSET if uses_fast_network(config) else DENSEREG_ASSET
-        names = (self.densereg_asset, "shape_pca.npz", "template.npz", LANDMARK_TARGETS, *refiner_files.values())
+        names = (self.densereg_asset, "shape_pca.npz", "template.npz", LANDMARK_TARGETS)
         paths = {name: verified_asset(name, folder) for name in names}
-        t = timer.add("verify assets", t)  # SHA-256 of each file, once per process
-        densereg_batch, refiner_batch = engine_batches(config)
-        calls, session_threads = parallelism(config, kind)
-        self.engine: Engine = load_engine(paths[self.densereg_asset], kind, session_threads, densereg_batch, calls)
-        t = timer.add("DenseReg session", t)
+        t = timer.add("verify assets", t)  # SHA-256 of each file, once per process (the refiners' as they load)
         self.shape_model = load_shape_model(paths["shape_pca.npz"])
-        manifest = read_manifest(folder / "MANIFEST.json")
-        self.refiners: list[RefinerStage] = []
-        self._engines: list[Engine] = [self.engine]
-        for name in refiner_names:
-            # int8: each face alone, or its landmarks would depend on the faces beside it and on --threads
-            engine = load_engine(paths[refiner_files[name]], kind, session_threads, refiner_batch, calls,
-                                 one_sample_per_call=refiner_files[name] != name)
-            if refiner_files[name] != name and engine.metadata.get(FLOAT_GRAPH_KEY) != manifest.get(name):
-                raise AssetError(f"{paths[refiner_files[name]]}: made from another {name} than the one beside it (re-export both: "
-                                 f"python -m training.export ... --regraph), or run the float graph with --no-int8")
-            self._engines.append(engine)
-            self.refiners.append(RefinerStage(engine.infer, FRAMES[name], FRAMES[name].reference(self.shape_model)))
-        # the files the networks were loaded from, DenseReg first (the op profile loads them again)
-        self.model_files: list[Path] = [paths[self.densereg_asset], *(paths[refiner_files[name]] for name in refiner_names)]
-        t = timer.add("refiner sessions", t)
+        try:
+            self._load_networks(kind, folder, refiner_names)
+        except EngineError as exc:
+            if config.engine != "auto" or kind == "onnx":
+                raise
+            # TensorRT looked usable but failed on this model or device: auto means "what runs here"
+            log.warning("%s; auto runs ONNX Runtime on the CPU instead", exc)
+            self._load_networks("onnx", folder, refiner_names)
+        t = timer.add("network sessions", t)
         with np.load(paths["template.npz"]) as z:
             self.head_model = HeadModel.from_landmarks(z["landmark_3d"])
             self.part_map = z["part_map"]
@@ -454,6 +443,40 @@ class Tracker:
         self._time = 0.0  # this frame's, seconds (the smoothing's clock)
         self._thumbnail: np.ndarray | None = None  # the last frame's, for the scene-cut test (video)
         self._search = DeferredSearch(config.detect_lag, background=config.detect_lag > 0)
+
+    def _load_networks(self, kind: str, folder: Path, refiner_names: Sequence[str]) -> None:
+        """DenseReg's and the refiners' engines of backend `kind` (``onnx``, ``torch`` or
+        ``tensorrt``) from the model folder; on failure the engines made so far are closed and
+        the error raised."""
+        config = self.config
+        # ONNX Runtime runs each refiner's int8 variant, where the folder has one (an older
+        # export may not); TensorRT and torch the float graph.
+        refiner_files = {name: int8_variant(name) if kind == "onnx" and config.int8 and (folder / int8_variant(name)).exists() else name
+                         for name in refiner_names}
+        paths = {name: verified_asset(name, folder) for name in (self.densereg_asset, *refiner_files.values())}
+        manifest = read_manifest(folder / "MANIFEST.json")
+        densereg_batch, refiner_batch = engine_batches(config)
+        calls, session_threads = parallelism(config, kind)
+        self._engines: list[Engine] = []
+        self.refiners: list[RefinerStage] = []
+        try:
+            self.engine: Engine = load_engine(paths[self.densereg_asset], kind, session_threads, densereg_batch, calls)
+            self._engines.append(self.engine)
+            for name in refiner_names:
+                # int8: each face alone, or its landmarks would depend on the faces beside it and on --threads
+                engine = load_engine(paths[refiner_files[name]], kind, session_threads, refiner_batch, calls,
+                                     one_sample_per_call=refiner_files[name] != name)
+                self._engines.append(engine)
+                if refiner_files[name] != name and engine.metadata.get(FLOAT_GRAPH_KEY) != manifest.get(name):
+                    raise AssetError(f"{paths[refiner_files[name]]}: made from another {name} than the one beside it (re-export both: "
+                                     f"python -m training.export ... --regraph), or run the float graph with --no-int8")
+                self.refiners.append(RefinerStage(engine.infer, FRAMES[name], FRAMES[name].reference(self.shape_model)))
+        except BaseException:
+            for engine in self._engines:
+                engine.close()
+            raise
+        # the files the networks were loaded from, DenseReg first (the op profile loads them again)
+        self.model_files: list[Path] = [paths[self.densereg_asset], *(paths[refiner_files[name]] for name in refiner_names)]
 
     def describe(self) -> str:
         """The backend, for logs and the viewer: e.g. "onnx on CPU (1 thread), several faces run as
