@@ -159,6 +159,47 @@ def test_a_face_the_cnn_found_is_turned_only_when_it_lies_on_its_side(astronaut)
     assert np.median(np.linalg.norm(turned.landmarks - right_way, axis=1)) < 3.0
 
 
+@pytest.mark.parametrize("code", [cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE, cv2.ROTATE_180])
+def test_the_turned_search_finds_a_face_lying_on_its_side_where_it_is(astronaut, code):
+    """The search that turns the picture back finds the upright face's very box (the same pixels),
+    mapped into the turned picture, with the face's roll."""
+    from tracker.detector import detect_faces_turned
+
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    h, w = gray.shape
+    up = detect_faces(gray)[0]
+    corners = np.array([[up.x0, up.y0], [up.x1, up.y1]])  # pixel edges
+    turn = {cv2.ROTATE_90_CLOCKWISE: (np.array([[0, -1], [1, 0]]), [h, 0]), cv2.ROTATE_90_COUNTERCLOCKWISE: (np.array([[0, 1], [-1, 0]]), [0, w]),
+            cv2.ROTATE_180: (-np.eye(2), [w, h])}[code]
+    moved = corners @ turn[0].T + turn[1]
+    want = np.r_[moved.min(axis=0), moved.max(axis=0)]
+    found = detect_faces_turned(cv2.rotate(gray, code))
+    best = found[0]
+    np.testing.assert_allclose([best.x0, best.y0, best.x1, best.y1], want, atol=1e-6)
+    eye_line = turn[0] @ [1.0, 0.0]  # the upright face's eyes run along +x
+    assert best.angle == pytest.approx(np.arctan2(eye_line[1], eye_line[0])) and best.score == pytest.approx(up.score)
+    roi = best.roi()  # the crop is shifted towards the top of the head, wherever that is
+    head = np.array([roi.cx, roi.cy]) - (want[:2] + want[2:]) / 2
+    assert np.dot(head, turn[0] @ [0.0, -1.0]) > 0 and np.linalg.norm(head) == pytest.approx(abs(roi_from_box(*corners.ravel()).cy - (up.y0 + up.y1) / 2))
+
+
+def test_a_still_with_an_upside_down_face_is_searched_turned_and_an_upright_one_is_not(astronaut, monkeypatch):
+    from tracker import Tracker, TrackerConfig
+    import tracker.pipeline as pipeline
+
+    tracker = Tracker(TrackerConfig(mode="image", threads=1, cnn_fallback=False))
+    upright = tracker.track(astronaut).faces[0]
+    h, w = astronaut.shape[:2]
+    face = tracker.track(cv2.rotate(astronaut, cv2.ROTATE_180)).faces
+    assert len(face) == 1 and face[0].box.detector == "hog" and face[0].box.angle == pytest.approx(np.pi)
+    right_way = np.array([w - 1, h - 1]) - upright.landmarks
+    assert np.median(np.linalg.norm(face[0].landmarks - right_way, axis=1)) < 3.0
+    monkeypatch.setattr(pipeline, "detect_faces_turned", lambda *a: pytest.fail("an upright face was searched turned"))
+    assert len(tracker.track(astronaut).faces) == 1
+    video = Tracker(TrackerConfig(mode="video", threads=1))  # video: no turned search (a frame's budget)
+    assert video.track(np.zeros((240, 320, 3), np.uint8)).faces == []
+
+
 def test_video_runs_the_finer_search_ever_more_rarely_while_it_finds_no_face(monkeypatch):
     """It costs ~4x the usual search (~120 ms at 640x480): a video without a face must not pay
     it on every frame, nor stall every few frames for good (review 27)."""

@@ -7,6 +7,7 @@ the network is trained on exactly what the tracker will feed it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -53,11 +54,13 @@ def roi_from_landmarks(pts: np.ndarray) -> Roi:
     return Roi(float(c[0]), float(c[1]), ROI_SCALE * s, angle)
 
 
-def roi_from_box(x0: float, y0: float, x1: float, y1: float, detector: str = "hog") -> Roi:
-    """Crop around a face box (upright), calibrated for the detector that made it."""
+def roi_from_box(x0: float, y0: float, x1: float, y1: float, detector: str = "hog", angle: float = 0.0) -> Roi:
+    """Crop around a face box, calibrated for the detector that made it; `angle`: the face's
+    roll (0: upright; a quarter turn for a face found in a picture turned by one)."""
     scale, shift = BOX_CALIBRATION[detector]
     w = max(x1 - x0, y1 - y0)
-    return Roi((x0 + x1) / 2, (y0 + y1) / 2 - shift * w, scale * w, 0.0)
+    # the calibration's shift is towards the top of the head, in the face's own frame
+    return Roi((x0 + x1) / 2 + shift * w * math.sin(angle), (y0 + y1) / 2 - shift * w * math.cos(angle), scale * w, angle)
 
 
 def prominence(roi: Roi, frame_size: tuple[int, int]) -> float:

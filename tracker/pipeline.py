@@ -51,6 +51,7 @@ from tracker.detector import (
     detect_faces,
     detect_faces_cnn,
     detect_faces_finer,
+    detect_faces_turned,
     given_box,
     load_detector,
 )
@@ -591,6 +592,11 @@ class Tracker:
                     self._finer_gap = FINER_SEARCH_EVERY if detections else min(2 * self._finer_gap, FINER_MAX_GAP)
                 if not video and self.config.cnn_fallback and cnn_available():
                     detections += self._confirmed(image, found, detections)
+                if not detections and not video:
+                    # A face lying on its side or upside down (a photo turned without its EXIF
+                    # tag, a person lying down), before the CNN: it finds 43 of the 80 val faces
+                    # turned 90 degrees, this 74, and in ~0.1 s instead of ~1 s (bench_roll).
+                    detections = self._usable(detect_faces_turned(gray, self.config.detect_side))
                 if not detections and self._cnn_due(video, tracked) and cnn_available():
                     detections = [d for d in detect_faces_cnn(image) if d.width >= self.config.min_face]
                 t = timer.add("detect", t)
