@@ -9,11 +9,11 @@ from tracker.fileio import ImageReadError, atomic_write_bytes, atomic_write_json
 from tracker.pts import PtsError, read_pts, write_pts
 
 
-def test_pts_with_and_without_header_and_1_based_convention(tmp_path):
+def test_pts_with_and_without_header_and_their_origin(tmp_path):
     (tmp_path / "h.pts").write_text("version: 1\nn_points: 3\n{\n1 1\n10.5 20\n3 4\n}\n")
     (tmp_path / "n.pts").write_text("1 1\n10.5 20\n\n3 4\n")
     a, b = read_pts(tmp_path / "h.pts"), read_pts(tmp_path / "n.pts")
-    np.testing.assert_allclose(a, [[0, 0], [9.5, 19], [2, 3]])
+    np.testing.assert_allclose(a, [[-0.5, 0], [9, 19], [1.5, 3]])  # PTS_ORIGIN: 300-W's x half a pixel right
     np.testing.assert_allclose(a, b)
     write_pts(tmp_path / "w.pts", a)
     np.testing.assert_allclose(read_pts(tmp_path / "w.pts"), a, atol=1e-3)

@@ -37,8 +37,10 @@ def test_observed_targets_is_the_median_over_faces_and_counts_them(tmp_path):
     for i, dy in enumerate([-2, 0, 3]):
         points = base + [0, dy]
         points[5] = [1.0, 1.0] if i == 0 else points[5]  # off the mask in one face: not counted
+        # the stem's face second of the picture's two (an AFW picture's): the first is another face's
+        other = np.full_like(points, 70.0)
         atomic_save_npz(tmp_path / "gt" / "set" / f"f{i}.npz", uv=uv.astype(np.float16), mask=mask,
-                        landmarks=points[None].astype(np.float32))
+                        landmarks=np.stack([other, points]).astype(np.float32), face_index=np.int64(1))
         names.append(f"set/f{i}.jpg")
     names.append("set/missing.jpg")  # a face without ground truth is skipped
     (tmp_path / "data" / "splits" / "train.txt").write_text("\n".join(names))

@@ -95,7 +95,7 @@ def test_a_redone_picture_keeps_no_earlier_runs_per_face_files(tmp_path, monkeyp
     np.testing.assert_allclose(read_pts(out / "p.pts"), final, atol=2e-3)
 
 
-def test_json_states_its_coordinates_and_pts_add_one(folder, tmp_path):
+def test_json_states_its_coordinates_and_pts_add_the_origin(folder, tmp_path):
     out = tmp_path / "out"
     assert main(["images", "--input", str(folder), "--out", str(out), "--baseline", "dlib"]) == 0
     info = json.loads((out / "astro.json").read_text())
@@ -103,7 +103,7 @@ def test_json_states_its_coordinates_and_pts_add_one(folder, tmp_path):
     dlib = json.loads((out / "dlib" / "astro.json").read_text())
     assert dlib["coordinates"] == COORDINATES and dlib["image_size"] == info["image_size"] and dlib["source"] == info["source"]
     mdm = np.array(info["faces"][0]["stages"]["mdm"]["points"], float)
-    assert np.allclose(np.loadtxt(out / "astro.pts", skiprows=3, max_rows=68), mdm + 1.0, atol=2e-3)  # the file: 1-based
+    assert np.allclose(np.loadtxt(out / "astro.pts", skiprows=3, max_rows=68), mdm + [1.5, 1.0], atol=2e-3)  # the file: 1-based, 300-W's x
 
 
 def test_video_json_states_its_coordinates(tmp_path):

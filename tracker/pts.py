@@ -1,7 +1,14 @@
 """iBUG ``.pts`` landmark files (300-W convention: 1-based Matlab pixel coordinates).
 
-In memory, points are always 0-based pixel centres: ``read_pts`` subtracts 1 and ``write_pts``
-adds it back.
+In memory, points are 0-based pixel centres: ``read_pts`` subtracts ``PTS_ORIGIN`` and
+``write_pts`` adds it back.  That is 1 in y and 1.5 in x: 300-W's x sits half a pixel right of
+the pixel centres that every mirror flip of the training data (x -> W-1-x) assumes, so no model
+trained with mirrored copies can learn it, and each one's x came out half a pixel left of the
+annotations: dlib's own model on 362 train faces -0.57 +- 0.05 px, whatever the face's size, and
+the tracker on val -1.3 px, its points' mirror images +0.5 px the other way (review 28).  The
+annotators' y needs no such care: nothing is flipped upside down, so the networks learn it as
+annotated.  Reading and writing both shift, so a file read and written back is unchanged, and
+``eval`` (both sides read here) compares any two .pts files as before.
 """
 from __future__ import annotations
 
@@ -12,13 +19,15 @@ import numpy as np
 from tracker.errors import InputError
 from tracker.fileio import atomic_write_text
 
+PTS_ORIGIN = np.array([1.5, 1.0])  # a .pts file's coordinates of the picture's top-left pixel centre
+
 
 class PtsError(InputError):
     """A .pts file cannot be used; the message is one line naming the file and the reason."""
 
 
 def read_pts(path: Path, expected: int | None = None) -> np.ndarray:
-    """(N,2) float64 0-based points from a .pts file with or without the standard header."""
+    """(N,2) float64 0-based pixel-centre points (``PTS_ORIGIN``) from a .pts file with or without the standard header."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -56,15 +65,15 @@ def read_pts(path: Path, expected: int | None = None) -> np.ndarray:
         raise PtsError(f"{path}: header says {declared} points, file has {len(rows)}")
     if expected is not None and len(rows) != expected:
         raise PtsError(f"{path}: {len(rows)} points, expected {expected}")
-    return np.asarray(rows, np.float64) - 1.0
+    return np.asarray(rows, np.float64) - PTS_ORIGIN
 
 
 def write_pts(path: Path, points: np.ndarray) -> None:
-    """Write (N,2) 0-based points as a standard iBUG .pts file (atomically)."""
+    """Write (N,2) 0-based pixel-centre points as a standard iBUG .pts file (atomically; ``PTS_ORIGIN``)."""
     pts = np.asarray(points, np.float64)
     # Refuse here rather than write a file that read_pts (or Matlab tools) would reject later.
     if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0 or not np.isfinite(pts).all():
         raise ValueError(f"{path}: need a non-empty (N,2) array of finite points, got shape {pts.shape}")
-    pts = pts + 1.0
+    pts = pts + PTS_ORIGIN
     body = "".join(f"{x:.3f} {y:.3f}\n" for x, y in pts)
     atomic_write_text(path, f"version: 1\nn_points: {len(pts)}\n{{\n{body}}}\n")

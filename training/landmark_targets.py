@@ -68,7 +68,7 @@ def observed_targets(gt: Path, data: Path = DEFAULT_300W, split: str = "train") 
         if not path.exists():
             continue
         with np.load(path) as z:
-            points = z["landmarks"][0].astype(np.float64)
+            points = z["landmarks"][int(z["face_index"])].astype(np.float64)  # the stem's own face of the picture's
             rows.append(uv_under_points(z["uv"].astype(np.float32), z["mask"], points, SNAP * eye_distance(points)))
     if not rows:
         raise SystemExit(f"no ground truth for the {split} split under {gt} (run python -m training.groundtruth first)")
