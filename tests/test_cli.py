@@ -304,7 +304,7 @@ def test_batch300vw_killed_and_resumed_equals_uninterrupted(synth_root, tmp_path
         assert a["errors"] == b["errors"] and a["detections"] == b["detections"] >= 1
     r2 = json.loads((ref / "002" / "result.json").read_text())
     assert len(r2["malformed_annotations"]) == 1 and "000010.pts" in r2["malformed_annotations"][0]
-    assert r2["annotations_past_end"] == 1  # the extra annotation has no frame: left out (the tracker never saw it), said
+    assert r2["annotations_past_end"] == 1 and r2["errors"][-1] is None  # the extra annotation has no frame: missing, said
     summary = json.loads((killed / "summary.json").read_text())
     assert set(summary["videos"]) == {"001", "002"} and summary["annotated_frames"] == sum(
         len(json.loads((killed / n / "result.json").read_text())["errors"]) for n in ("001", "002"))

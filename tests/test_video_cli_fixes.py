@@ -3,6 +3,7 @@ the run, a `--pts-dir` that holds this run's frames only, pictures and folders g
 SIGTERM cleaning up as Ctrl-C does."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -238,9 +239,11 @@ def test_interrupted_batch300vw_stops_its_workers_and_stays_resumable(tmp_path, 
     err = _interrupt_when(p, tracking, "a video", (lambda: os.killpg(p.pid, signal.SIGINT)) if ctrl_c else None)
     assert "rerun the same command to resume" in err and "Traceback" not in err
     assert _hidden(out) == []  # no half-written video
-    done = list(out.iterdir())
+    done = [d for d in out.iterdir() if d.is_dir()]
     assert all((d / "result.json").exists() for d in done)  # what was finished is kept
     assert len(done) < 3  # the videos in progress were dropped, not finished (nor the next one started)
+    summary = json.loads((out / "summary.json").read_text())  # written at the start: it says what it lacks
+    assert not summary["complete"] and len(summary["missing"]) == 3 - len(done)
     end = time.monotonic() + 5  # the workers are reaped before the command exits; a helper process may take a moment
     while [w for w in workers if Path(f"/proc/{w}").exists()] and time.monotonic() < end:
         time.sleep(0.1)

@@ -14,6 +14,8 @@ own.  Every runner calls ``track_300vw_video``; ``tracker.evaluation`` scores.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -40,9 +42,11 @@ from tracker.writers import Subject, dlib_faces, frame_pts_name
 log = logging.getLogger(__name__)
 
 
-def find_300vw_videos(root: Path, warn: Callable[[str], None] | None = None) -> list[tuple[str, Path]]:
-    """(name, video path) for every NNN/vid.* folder, sorted; `warn` hears of a folder holding a
-    video under another name, which is not one (it was left out unseen; user test 13)."""
+def find_300vw_videos(root: Path, warn: Callable[[str], None] | None = None, left_out: list[str] | None = None) -> list[tuple[str, Path]]:
+    """(name, video path) for every NNN/vid.* folder, sorted.  `warn` hears of a folder that looks
+    like a video's but is not tracked (a video under another name, annotations without a video:
+    an incomplete download), or holds two vid.* videos; `left_out` gets those folders' names
+    (each was left out unseen: user tests 13 and 16)."""
     if not root.is_dir():
         raise NotAFolderError(f"{root}: not a folder")
     out = []
@@ -52,11 +56,45 @@ def find_300vw_videos(root: Path, warn: Callable[[str], None] | None = None) -> 
         named = [p for p in videos if p.stem == "vid"]
         if named:
             out.append((d.name, named[0]))
-        elif videos and warn:
-            warn(f"{d}: holds {videos[0].name} but no vid.* video (300VW names it vid.avi or vid.mp4): left out")
+            if len(named) > 1 and warn:
+                warn(f"{d}: holds {' and '.join(p.name for p in named)}: {named[0].name} tracked")
+            continue
+        if videos:
+            why = f"holds {videos[0].name} but no vid.* video (300VW names it vid.avi or vid.mp4)"
+        elif (d / "annot").is_dir():
+            why = "holds annot/ but no vid.* video (an incomplete download?)"
+        else:
+            continue
+        if warn:
+            warn(f"{d}: {why}: left out")
+        if left_out is not None:
+            left_out.append(d.name)
     if not out:
-        raise MissingInputError(f"{root}: no 300VW videos (expected NNN/vid.avi, NNN/vid.mp4 or another of {', '.join(VIDEO_EXTENSIONS)})")
+        inside = " (it is one video's folder: give the folder above it)" if any(p.stem == "vid" and p.suffix.lower() in VIDEO_EXTENSIONS
+                                                                               for p in root.iterdir()) else ""
+        raise MissingInputError(f"{root}: no 300VW videos (expected NNN/vid.avi, NNN/vid.mp4 or another of {', '.join(VIDEO_EXTENSIONS)})"
+                                + inside)
     return out
+
+
+def input_fingerprint(video: Path, annot: Path) -> dict:
+    """What a video's outputs were made from, recorded in its ``result.json``: the video's size and
+    a digest of its first and last MiB (a copied or moved file keeps them; hashing a whole video
+    would cost seconds each), and the annotation files' names, sizes and times (an annotation
+    that seems changed only costs a rescoring).  A resumed run compares them (user test 16: it
+    reported a finished video's old scores after its annotations were corrected, and another
+    root's videos of the same names as its own)."""
+    h = hashlib.sha256()
+    with open(video, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        h.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        h.update(f.read(1 << 20))
+    notes = hashlib.sha256()
+    for path in sorted(annot.glob("*.pts")) if annot.is_dir() else []:
+        st = path.stat()
+        notes.update(f"{path.name} {st.st_size} {st.st_mtime_ns}\n".encode())
+    return {"video": f"{size}:{h.hexdigest()[:32]}", "annotations": notes.hexdigest()[:32]}
 
 
 @dataclass(frozen=True)
@@ -103,6 +141,7 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
         video_mode = job.config.mode is TrackerMode.VIDEO
         subject = Subject(sticky=video_mode, recognizer=load_recognizer() if video_mode else None)
         with VideoSource(job.video, READ_AHEAD, warnings.append) as source, atomic_output_dir(job.out) as out:
+            inputs = input_fingerprint(job.video, job.annot)  # (opened first: a missing or undecodable video is said as such)
             n = detections = 0
             baseline_seconds = 0.0
             if job.baseline:
@@ -125,28 +164,13 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
             if n == 0:
                 raise VideoError(f"{job.video}: no decodable frame (corrupt, or not a video)")
             seconds = time.perf_counter() - t0 - baseline_seconds
-            metrics = evaluate_video(out, job.annot, n)
-            baseline = {}
-            if job.baseline:
-                # the tracker's notes about the annotations (malformed, past the end) hold for the baseline too
-                scores = evaluate_video(out / job.baseline, job.annot, n)
-                baseline = {"baseline": {job.baseline: {"seconds": round(baseline_seconds, 2),
-                                                        **{k: v for k, v in scores.items() if k not in NOTES}}}}
             # detections: frames whose subject came from the detector rather than from tracking, i.e.
             # the first acquisition plus one per re-detection after a loss (every frame in --stills).
-            atomic_write_json(out / "result.json", {"video": str(job.video), "frames": n, "seconds": round(seconds, 2),
-                                                    "detections": detections, "warnings": warnings, "options": job.options,
-                                                    **metrics, **baseline})
-        scored = f"AUC@0.08 {metrics['auc08']:.4f}" if metrics["annotated_frames"] else "no annotations: nothing to score"
-        if baseline and metrics["annotated_frames"]:
-            scored += f" ({job.baseline} {baseline['baseline'][job.baseline]['auc08']:.4f})"
-        notes = metrics["malformed_annotations"]
-        if past := metrics["annotations_past_end"]:
-            notes = [*notes, f"{job.annot}: {count_of(past, 'annotation')} past the video's last frame ({n}): not scored"]
-        if other := metrics["frames_on_another_face"]:
-            notes = [*notes, f"{job.annot}: {count_of(other, 'annotated frame')} held another person's face (centred outside "
-                     "the annotated face's box): scored as missing"]
-        return VideoOutcome(job.name, f"{count_of(n, 'frame')}, {scored}", True, tuple(warnings + notes))
+            result = {"video": str(job.video), "frames": n, "seconds": round(seconds, 2), "detections": detections,
+                      "warnings": warnings, "options": job.options, "inputs": inputs,
+                      **_scores(job, out, n, {job.baseline: {"seconds": round(baseline_seconds, 2)}} if job.baseline else {})}
+            atomic_write_json(out / "result.json", result)
+        return _scored(job, result, tuple(warnings))
     except WriteError as exc:  # name the video's folder, not the hidden one it is filled in
         return VideoOutcome(job.name, f"skipped: {job.out}: cannot write ({exc.strerror})", False, tuple(warnings))
     except (VideoError, OSError, ValueError) as exc:
@@ -155,6 +179,48 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
 
 # evaluate_video's notes on the annotations themselves: the same for the tracker and a baseline
 NOTES = ("malformed_annotations", "annotations_past_end")
+
+
+def _scores(job: VideoJob, out: Path, frames: int, baseline: dict) -> dict:
+    """``result.json``'s scores of the tracked frames in `out` and, under ``baseline``, of each
+    baseline's (`baseline`: what its entry keeps, e.g. its seconds)."""
+    metrics = evaluate_video(out, job.annot, frames)
+    if baseline:
+        # the tracker's notes about the annotations (malformed, past the end) hold for the baseline too
+        metrics["baseline"] = {name: {**kept, **{k: v for k, v in evaluate_video(out / name, job.annot, frames).items() if k not in NOTES}}
+                               for name, kept in baseline.items()}
+    return metrics
+
+
+def _scored(job: VideoJob, result: dict, warnings: tuple[str, ...] = ()) -> VideoOutcome:
+    """The outcome line of a video's ``result.json``, and its notes about the annotations."""
+    n, baselines = result["frames"], result.get("baseline") or {}
+    scored = f"AUC@0.08 {result['auc08']:.4f}" if result["annotated_frames"] else "no annotations: nothing to score"
+    if baselines and result["annotated_frames"]:
+        scored += "".join(f" ({name} {b['auc08']:.4f})" for name, b in baselines.items())
+    notes = list(result["malformed_annotations"])
+    if past := result["annotations_past_end"]:
+        notes.append(f"{job.annot}: {count_of(past, 'annotation')} past the video's last decoded frame ({n}): scored as missing")
+    for who, r in (("", result), *((f"{name}: ", b) for name, b in baselines.items())):
+        if other := r["frames_on_another_face"]:
+            notes.append(f"{job.annot}: {who}{count_of(other, 'annotated frame')} held another person's face (centred outside "
+                         "the annotated face's box): scored as missing")
+    return VideoOutcome(job.name, f"{count_of(n, 'frame')}, {scored}", True, tuple(warnings) + tuple(notes))
+
+
+def rescore_300vw_video(job: VideoJob) -> VideoOutcome:
+    """Score a finished video again against its annotations as they are now (they changed since
+    it was tracked: ``input_fingerprint``); the tracked frames stand, ``result.json`` is rewritten."""
+    try:
+        result = json.loads((job.out / "result.json").read_text())
+        kept = {name: {"seconds": b.get("seconds")} for name, b in (result.get("baseline") or {}).items()}
+        result = {**{k: v for k, v in result.items() if k != "baseline"}, "inputs": input_fingerprint(job.video, job.annot),
+                  **_scores(job, job.out, result["frames"], kept)}
+        atomic_write_json(job.out / "result.json", result)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return VideoOutcome(job.name, f"skipped: cannot score it again ({type(exc).__name__}: {exc}); --overwrite redoes every video", False)
+    outcome = _scored(job, result)
+    return VideoOutcome(job.name, f"annotations changed since it was tracked: scored again, {outcome.message}", True, outcome.warnings)
 
 
 def _baseline_frame(name: str, image, pts_path: Path) -> None:

@@ -117,11 +117,17 @@ def pick_face(faces: Faces, method: str, truth: np.ndarray) -> np.ndarray | None
     is another person's, not a poor answer for this one: the annotated face is then missing (a
     failure all the same, but the mean NME no longer averages in the distance between two people)."""
     candidates = [face[final_method(face) if method == FINAL else method] for face in faces if method == FINAL or method in face]
+    candidates = [p for p in candidates if np.isfinite(p).all(axis=1).any()]  # a stage with no point given has no face
     if not candidates:
         return None
-    centres = [np.nanmean(p, axis=0) for p in candidates]
+    centres = [_centre(p) for p in candidates]
     i = min(range(len(centres)), key=lambda k: np.linalg.norm(centres[k] - truth.mean(axis=0)))
     return candidates[i] if centred_on(centres[i], truth) else None
+
+
+def _centre(points: np.ndarray) -> np.ndarray:
+    """The mean of the given (finite) points of at least one."""
+    return points[np.isfinite(points).all(axis=1)].mean(axis=0)
 
 
 def centred_on(centre: np.ndarray, truth: np.ndarray) -> bool:
@@ -220,25 +226,27 @@ def evaluate_video(pred_dir: Path, annot_dir: Path, frames: int | None = None) -
     """Per-frame NME against every annotated frame of the video's `frames` (a frame without
     prediction = failure, as is one whose face is centred outside the annotated face's box: another
     person's, as ``eval`` counts it).  Malformed annotation files, and files not named as a frame
-    (``000001.pts`` is frame 1), are listed and left out; so are annotations past the last frame,
-    which the tracker never saw (a video that decodes to fewer frames than it was annotated
-    with), counted in ``annotations_past_end``."""
+    (``000001.pts`` is frame 1), are listed and left out.  Annotations past the last decoded
+    frame (a truncated video, or one that decodes to fewer frames than it was annotated with)
+    are failures too, counted in ``annotations_past_end``: left out, a damaged file raised the
+    score, and ``eval`` on the same folder counted them missing (user test 16)."""
     pairs, bad, misnamed, past_end, other = [], [], [], 0, 0
     for gt_path in sorted(annot_dir.glob("*.pts")) if annot_dir.is_dir() else []:
         if not FRAME_PTS_NAME.fullmatch(gt_path.name):
             misnamed.append(gt_path)
-            continue
-        if frames is not None and int(gt_path.stem) > frames:
-            past_end += 1
             continue
         try:
             truth = read_pts(gt_path, expected=68)
         except PtsError as exc:
             bad.append(str(exc))
             continue
+        if frames is not None and int(gt_path.stem) > frames:
+            past_end += 1
+            pairs.append((None, truth))
+            continue
         pred_path = pred_dir / gt_path.name
         pred = read_pts(pred_path, expected=68) if pred_path.exists() else None
-        if pred is not None and not centred_on(np.nanmean(pred, axis=0), truth):
+        if pred is not None and not centred_on(_centre(pred), truth):
             pred, other = None, other + 1
         pairs.append((pred, truth))
     if misnamed:

@@ -10,7 +10,7 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
-from tracker.batch import VideoJob, find_300vw_videos, local_outcomes
+from tracker.batch import VideoJob, find_300vw_videos, input_fingerprint, local_outcomes, rescore_300vw_video
 from tracker.cli.common import CNN_SILENCE, RESUMES, count, engine_args, video_args
 from tracker.detector import cnn_missing_note, require_dlib_predictor
 from tracker.errors import UsageError, count_of, install_hint
@@ -69,13 +69,14 @@ def output_options(config: TrackerConfig, baseline: str | None = None) -> dict:
     return options
 
 
-def _recorded_options(result: Path) -> dict | None:
-    """A finished video's recorded options; None when unknown (written before they were recorded, or unreadable)."""
+def _recorded(result: Path, key: str) -> dict | None:
+    """A finished video's recorded ``options`` or ``inputs``; None when unknown (written before
+    they were recorded, or unreadable)."""
     try:
-        options = json.loads(result.read_text()).get("options")
+        value = json.loads(result.read_text()).get(key)
     except (OSError, ValueError, AttributeError):
         return None
-    return options if isinstance(options, dict) else None
+    return value if isinstance(value, dict) else None
 
 
 def _check_same_options(args, names: list[str], options: dict) -> None:
@@ -89,7 +90,7 @@ def _check_same_options(args, names: list[str], options: dict) -> None:
     for name in names:
         result = args.out / name / "result.json"
         if result.exists():
-            old = _recorded_options(result)
+            old = _recorded(result, "options")
             if old is None:
                 unknown.append(name)
             elif old != options:
@@ -139,7 +140,8 @@ def run(args) -> int:
         outcomes = functools.partial(local_outcomes, workers=args.jobs or 1)
     if args.baseline == "dlib":
         require_dlib_predictor("--baseline dlib")
-    videos = find_300vw_videos(args.root, lambda message: print(f"warning: {message}", file=sys.stderr))
+    left_out: list[str] = []  # folders that look like a video's but are not tracked: the summary is not complete
+    videos = find_300vw_videos(args.root, lambda message: print(f"warning: {message}", file=sys.stderr), left_out)
     check_output_folder(args.out, "--out")
     _check_not_foreign(args, [n for n, _ in videos])
     # --stills: every frame is an independent picture (detection each frame, no tracking, no
@@ -156,23 +158,38 @@ def run(args) -> int:
         _check_same_options(args, [n for n, _ in videos], options)
     if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
         print(note, file=sys.stderr)
-    jobs, done = [], 0
+    jobs, rescore, done = [], [], 0
     for name, video in videos:
         out = safe_output_path(args.out, name)
-        if args.overwrite:
-            # Now, not as each video is redone: a video that fails, or that a killed run has not
-            # reached, must not stay behind with the old options (the summary would pool it, and
-            # the same command rerun without --overwrite would refuse it instead of resuming).
-            shutil.rmtree(out, ignore_errors=True)
-        elif (out / "result.json").exists():
-            done += 1
-            continue
-        jobs.append(VideoJob(name, video, args.root / name / "annot", out, config, options, args.baseline))
-    if args.overwrite:
-        for stale in ("summary.json", "ced.png"):
-            (args.out / stale).unlink(missing_ok=True)
+        job = VideoJob(name, video, args.root / name / "annot", out, config, options, args.baseline)
+        if not args.overwrite and (out / "result.json").exists():
+            recorded = _recorded(out / "result.json", "inputs")
+            inputs = input_fingerprint(video, job.annot)
+            if recorded is not None and recorded.get("video") == inputs["video"]:
+                if recorded.get("annotations") == inputs["annotations"]:
+                    done += 1
+                else:
+                    rescore.append(job)
+                continue
+            print(f"warning: {name}: " + ("tracked by an earlier version, which did not record its video" if recorded is None else
+                                          f"its video is not the one tracked into {out}") + ": tracked again", file=sys.stderr)
+        # Now, not as each video is redone: a video that fails, or that a killed run has not
+        # reached, must not stay behind with the old options or video (the summary would pool it,
+        # and the same command rerun without --overwrite would refuse it instead of resuming).
+        shutil.rmtree(out, ignore_errors=True)
+        jobs.append(job)
     remove_partial_outputs(args.out)  # what a killed run was writing (a video's folder, summary.json, ced.png)
-    failed = 0
+    failed = unscored = 0
+    for job in rescore:  # the tracked frames stand; only the scores change (cheap)
+        outcome = rescore_300vw_video(job)
+        for w in outcome.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        print(f"{job.name}: {outcome.message}")
+        unscored += not outcome.ok
+    if jobs:
+        # The summary says at once that it no longer covers every video: a run killed now leaves
+        # one that says so (user test 16: an earlier run's "complete" summary outlived it).
+        _write_summary(args, videos, left_out, options)
     bars = {"file": sys.stderr, "disable": not sys.stderr.isatty()}
     try:
         # closing(): on Ctrl-C the runner's generator is closed at once, which stops its workers
@@ -189,31 +206,41 @@ def run(args) -> int:
             remove_partial_outputs(args.out)  # the videos they were tracking, redone by a rerun
         raise
     remove_partial_outputs(args.out)  # those of attempts that died and were retried
-    summary = summarise_300vw(args.out, [n for n, _ in videos])
-    # Say in the file itself whether its scores cover every video found: a video that failed or
-    # was skipped is left out of them, and the file outlives this run's printed lines.
-    missing = [n for n, _ in videos if n not in summary["videos"]]
-    summary = {"options": options, "complete": not missing, "missing": missing, **summary}
-    atomic_write_json(args.out / "summary.json", summary)
-    baselines = summary.get("baseline", {})
-    if summary["curves"]:
-        curves = {f"tracker (AUC {summary['auc08']:.3f})": summary["curves"]["all"]}
-        curves.update({f"{m} (AUC {b['auc08']:.3f})": b["curves"]["all"] for m, b in baselines.items() if b["curves"]})
-        atomic_write_image(args.out / "ced.png", ced_plot(curves))
+    summary = _write_summary(args, videos, left_out, options)
+    missing, baselines = summary["missing"], summary.get("baseline", {})
     jitter = "" if summary["jitter_static"] is None else f", jitter on still frames {100 * summary['jitter_static']:.2f}% of the eye distance"
     if summary["annotated_frames"]:
         overall = f"{_scores(summary)} over {summary['annotated_frames']} annotated frames of {summary['frames']}"
-    elif len(missing) == len(videos):
+    elif not summary["videos"]:
         overall = "nothing to score: no video was tracked"
     else:
         overall = f"no annotations (NNN/annot/*.pts): nothing to score; the tracked .pts are in {args.out}"
-    if missing and len(missing) < len(videos):
-        overall = f"(over {len(videos) - len(missing)} of {len(videos)} videos) {overall}"
-    print(f"done: {count_of(len(jobs) - failed, 'video')} tracked, {done} already done, {failed} skipped or failed (rerun to retry); "
+    if missing and len(missing) < len(videos) + len(left_out):
+        overall = f"(over {len(videos) + len(left_out) - len(missing)} of {len(videos) + len(left_out)} videos) {overall}"
+    again = f", {len(rescore) - unscored} scored again" if rescore else ""
+    print(f"done: {count_of(len(jobs) - failed, 'video')} tracked, {done} already done{again}, {failed + unscored} skipped or failed"
+          f"{' (rerun to retry)' if failed else ''}; "
           f"overall {overall}, {summary['detections']} detector (re)acquisitions{jitter}"
           + "".join(f"; {m} on the same frames: {_scores(b)}" + ("" if b["jitter_static"] is None else f", jitter {100 * b['jitter_static']:.2f}%")
                     for m, b in baselines.items() if b["annotated_frames"]))
-    return 1 if failed else 0
+    return 1 if failed or unscored else 0
+
+
+def _write_summary(args, videos: list[tuple[str, Path]], left_out: list[str], options: dict) -> dict:
+    """``summary.json`` (and ``ced.png``) over the finished videos under ``--out``, saying in the
+    file itself whether they are every video found: one that failed, was skipped, is still to do
+    or has no video is left out of the scores, and the file outlives this run's printed lines."""
+    summary = summarise_300vw(args.out, [n for n, _ in videos])
+    missing = sorted([n for n, _ in videos if n not in summary["videos"]] + left_out)
+    summary = {"options": options, "complete": not missing, "missing": missing, **summary}
+    atomic_write_json(args.out / "summary.json", summary)
+    if summary["curves"]:
+        curves = {f"tracker (AUC {summary['auc08']:.3f})": summary["curves"]["all"]}
+        curves.update({f"{m} (AUC {b['auc08']:.3f})": b["curves"]["all"] for m, b in summary.get("baseline", {}).items() if b["curves"]})
+        atomic_write_image(args.out / "ced.png", ced_plot(curves))
+    else:
+        (args.out / "ced.png").unlink(missing_ok=True)  # an earlier run's, of videos no longer scored here
+    return summary
 
 
 def _scores(pooled: dict) -> str:

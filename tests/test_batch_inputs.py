@@ -1,0 +1,139 @@
+"""batch300vw resumes only what is still true: a finished video whose annotations changed is
+scored again, one whose video changed is tracked again, and the summary says at every moment
+which videos it covers (user test 16)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tracker.batch import VideoJob, _scored, find_300vw_videos
+from tracker.cli import main
+from tracker.errors import MissingInputError
+from tracker.pts import write_pts
+
+POINTS = np.stack([np.linspace(40, 120, 68), np.linspace(30, 90, 68)], 1)
+
+
+def _clip(path: Path, frames: int = 3, grey: int = 90) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 120))
+    for _ in range(frames):
+        writer.write(np.full((120, 160, 3), grey, np.uint8))  # no face: tracking is quick
+    writer.release()
+
+
+def _video_folder(root: Path, name: str, frames: int = 3, grey: int = 90) -> Path:
+    _clip(root / name / "vid.avi", frames, grey)
+    for i in range(1, frames + 1):
+        write_pts(root / name / "annot" / f"{i:06d}.pts", POINTS)
+    return root / name
+
+
+def _run(root: Path, out: Path, capsys) -> tuple[int, str, str]:
+    code = main(["batch300vw", str(root), "--out", str(out), "--threads", "1", "--cnn-every", "0"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_changed_annotations_are_scored_again_without_tracking_again(tmp_path, capsys, monkeypatch):
+    root, out = tmp_path / "root", tmp_path / "out"
+    _video_folder(root, "001")
+    _video_folder(root, "002", frames=4)
+    assert _run(root, out, capsys)[0] == 0
+    before = json.loads((out / "002" / "result.json").read_text())
+    assert before["annotated_frames"] == 4 and before["inputs"]["video"].startswith(str((root / "002" / "vid.avi").stat().st_size))
+    (root / "002" / "annot" / "000004.pts").unlink()  # annotations corrected after the run
+    import tracker.batch as batch
+
+    monkeypatch.setattr(batch, "track_300vw_video", lambda *a: pytest.fail("a finished video was tracked again"))
+    code, printed, _ = _run(root, out, capsys)
+    after = json.loads((out / "002" / "result.json").read_text())
+    assert code == 0 and "002: annotations changed since it was tracked: scored again, 4 frames" in printed
+    assert "done: 0 videos tracked, 1 already done, 1 scored again" in printed
+    assert after["annotated_frames"] == 3 and after["frames"] == before["frames"] and after["seconds"] == before["seconds"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["videos"]["002"]["annotated_frames"] == 3
+    assert "scored again" not in _run(root, out, capsys)[1]  # and then it is done
+
+
+@pytest.mark.parametrize("how", ["another root", "no record"])
+def test_a_finished_video_that_is_not_this_roots_is_tracked_again(tmp_path, capsys, how):
+    """Another root whose folders have the same names, or a result.json from a version that did not
+    record its inputs: the old frames and scores are not reported as this run's."""
+    first, out = tmp_path / "first", tmp_path / "out"
+    _video_folder(first, "001", frames=3)
+    assert _run(first, out, capsys)[0] == 0
+    if how == "another root":
+        root = tmp_path / "second"
+        _video_folder(root, "001", frames=5, grey=150)
+    else:
+        root = first
+        result = json.loads((out / "001" / "result.json").read_text())
+        (out / "001" / "result.json").write_text(json.dumps({k: v for k, v in result.items() if k != "inputs"}))
+    code, printed, err = _run(root, out, capsys)
+    says = "is not the one tracked into" if how == "another root" else "did not record its video"
+    assert code == 0 and "warning: 001: " in err and says in err and "tracked again" in err
+    result = json.loads((out / "001" / "result.json").read_text())
+    assert result["frames"] == (5 if how == "another root" else 3) and "inputs" in result
+    assert "1 video tracked, 0 already done" in printed
+
+
+def test_the_summary_names_folders_without_a_video_and_a_second_video_is_said(tmp_path, capsys):
+    root, out = tmp_path / "root", tmp_path / "out"
+    _video_folder(root, "001")
+    write_pts(root / "002" / "annot" / "000001.pts", POINTS)  # an incomplete download: annotations only
+    _video_folder(root, "003")
+    _clip(root / "003" / "vid.mp4")
+    code, printed, err = _run(root, out, capsys)
+    assert code == 0
+    assert "002: holds annot/ but no vid.* video (an incomplete download?): left out" in err
+    assert "003: holds vid.avi and vid.mp4: vid.avi tracked" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["complete"] and summary["missing"] == ["002"] and set(summary["videos"]) == {"001", "003"}
+    assert "(over 2 of 3 videos)" in printed
+
+
+def test_one_videos_folder_given_as_the_root_is_said(tmp_path):
+    folder = _video_folder(tmp_path / "root", "001")
+    with pytest.raises(MissingInputError, match="it is one video's folder: give the folder above it"):
+        find_300vw_videos(folder)
+
+
+def test_a_baselines_frames_on_another_person_are_counted_in_a_line(tmp_path):
+    job = VideoJob("001", tmp_path / "vid.avi", tmp_path / "annot", tmp_path / "out", None)
+    result = {"frames": 10, "annotated_frames": 10, "auc08": 0.5, "malformed_annotations": [], "annotations_past_end": 0,
+              "frames_on_another_face": 0, "baseline": {"dlib": {"auc08": 0.4, "frames_on_another_face": 3}}}
+    outcome = _scored(job, result)
+    assert outcome.message == "10 frames, AUC@0.08 0.5000 (dlib 0.4000)"
+    assert outcome.warnings == (f"{job.annot}: dlib: 3 annotated frames held another person's face (centred outside the annotated "
+                                "face's box): scored as missing",)
+
+
+def test_eval_passes_a_stage_without_any_point_quietly(tmp_path, recwarn):
+    from tracker.evaluation import FINAL, pick_face
+
+    truth = POINTS
+    faces = [{"densereg": np.full((68, 2), np.nan)}, {"densereg": POINTS + 1.0}]
+    assert np.array_equal(pick_face(faces, "densereg", truth), POINTS + 1.0)
+    assert pick_face([{"densereg": np.full((68, 2), np.nan)}], "densereg", truth) is None
+    assert pick_face([], FINAL, truth) is None
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_the_fingerprint_follows_a_copied_video_and_not_a_changed_one(tmp_path):
+    from tracker.batch import input_fingerprint
+
+    folder = _video_folder(tmp_path / "a", "001")
+    copy = tmp_path / "b" / "vid.avi"
+    copy.parent.mkdir()
+    copy.write_bytes((folder / "vid.avi").read_bytes())
+    os.utime(copy, (1, 1))
+    a, b = input_fingerprint(folder / "vid.avi", folder / "annot"), input_fingerprint(copy, folder / "annot")
+    assert a == b
+    _clip(copy, grey=91)
+    assert input_fingerprint(copy, folder / "annot")["video"] != a["video"]
