@@ -45,7 +45,11 @@ def cache_roi(roi: Roi) -> Roi:
 def _cache_one(image: np.ndarray, gt, roi: Roi):
     m = crop_matrix(cache_roi(roi), CACHE_SIZE)
     size = (CACHE_SIZE, CACHE_SIZE)
-    img = cv2.warpAffine(image, m, size, flags=cv2.INTER_AREA if m[0, 0] ** 2 + m[0, 1] ** 2 < 1 else cv2.INTER_LINEAR)
+    # Bilinear, unfiltered: what the shipped networks were trained on (INTER_AREA, asked for here
+    # when shrinking until session 28, is bilinear in warpAffine: bit-identical; review 28).  The
+    # runtime's crop is pre-blurred when it shrinks over 1.5x (``warp_image``): a retrain with the
+    # same filter is untried.
+    img = cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR)
     near = dict(flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
     uv = np.stack([cv2.warpAffine(gt["uv"][i].astype(np.float32), m, size, borderValue=np.nan, **near) for i in range(2)])
     depth = cv2.warpAffine(gt["depth"].astype(np.float32), m, size, borderValue=np.nan, **near)

@@ -460,7 +460,7 @@ def face_tiles(image: np.ndarray, uv: np.ndarray, mask: np.ndarray, landmarks: n
     m = cv2.getRotationMatrix2D((0.0, 0.0), 0.0, size / (1.15 * roi.size))
     m[:, 2] = (size - 1) / 2 - m[:, :2] @ np.array([roi.cx, roi.cy])
     warp = dict(dsize=(size, size), borderMode=cv2.BORDER_CONSTANT)
-    plain = cv2.warpAffine(image, m, flags=cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR, **warp)
+    plain = cv2.warpAffine(image, m, flags=cv2.INTER_LINEAR, **warp)  # (warpAffine's INTER_AREA is bilinear too)
     tile_uv = np.stack([cv2.warpAffine(c.astype(np.float32), m, flags=cv2.INTER_NEAREST, borderValue=np.nan, **warp) for c in uv])
     tile_mask = cv2.warpAffine(mask.astype(np.uint8), m, flags=cv2.INTER_NEAREST, **warp) > 0
     drawn = draw_iso_lines(plain, tile_uv, tile_mask, steps=10)
