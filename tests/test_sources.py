@@ -102,6 +102,57 @@ def test_each_frame_is_tracked_at_its_time_in_the_source(tmp_path):
     assert ArraySource(frames(2), fps=90000.0).time_at(1) is None and ArraySource(frames(2)).time_at(1) is None
 
 
+def _variable_rate_mp4(path: Path, frames: int = 20) -> None:
+    """An MP4 whose first half runs at 30 fps and second half at 10 fps (a phone's variable frame
+    rate): OpenCV writes it at 30 fps, then its time-to-sample table (stts) gets two entries and
+    the durations that hold them (the file's boxes follow the media data, so nothing moves)."""
+    import struct
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 48))
+    for k in range(frames):
+        writer.write(np.full((48, 64, 3), 10 * k, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+
+    def find(names, off=0, end=None):
+        end = len(data) if end is None else end
+        while off < end:
+            size, kind = struct.unpack(">I4s", data[off:off + 8])
+            if kind == names[0]:
+                return [off] + (find(names[1:], off + 8, off + size) if len(names) > 1 else [])
+            off += size
+        raise KeyError(names[0])
+
+    def double(box: list[int], at: int) -> None:  # a 32-bit duration `at` bytes into the box
+        data[box[-1] + at:box[-1] + at + 4] = struct.pack(">I", 2 * struct.unpack(">I", data[box[-1] + at:box[-1] + at + 4])[0])
+
+    for names, at in (([b"moov", b"mvhd"], 24), ([b"moov", b"trak", b"tkhd"], 28), ([b"moov", b"trak", b"edts", b"elst"], 16),
+                      ([b"moov", b"trak", b"mdia", b"mdhd"], 24)):
+        double(find(names), at)
+    chain = find([b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stts"])
+    size, _, _, entries, count, delta = struct.unpack(">I4sIIII", data[chain[-1]:chain[-1] + 24])
+    assert entries == 1 and count == frames
+    stts = struct.pack(">I4sIIIIII", 32, b"stts", 0, 2, frames // 2, delta, frames // 2, 3 * delta)
+    data[chain[-1]:chain[-1] + size] = stts
+    for off in chain[:-1]:
+        data[off:off + 4] = struct.pack(">I", struct.unpack(">I", data[off:off + 4])[0] + len(stts) - size)
+    path.write_bytes(bytes(data))
+
+
+def test_a_variable_frame_rate_video_is_timed_by_its_frames_own_times(tmp_path):
+    """Its average rate (15 fps here) spaced every frame 67 ms apart, where they are 33 and 100."""
+    clip = tmp_path / "vfr.mp4"
+    _variable_rate_mp4(clip)
+    source = VideoSource(clip)
+    assert source.fps == pytest.approx(15.0)
+    times = [f.time for f in source.frames()]
+    assert len(times) == 20
+    np.testing.assert_allclose(np.diff(times), [1 / 30] * 10 + [0.1] * 9, atol=1e-3)
+    source.seek(12)
+    assert [f.time for f in itertools.islice(source.frames(), 2)] == pytest.approx([10 / 30 + 0.2, 10 / 30 + 0.3], abs=1e-3)
+    source.close()
+
+
 def test_a_camera_frame_is_timed_by_the_clock_when_it_came_not_by_its_count(monkeypatch):
     """A tracker slower than the camera reads one frame in several: by their count its frames
     follow each other at the camera's rate, by the clock they are as far apart as they came."""

@@ -92,9 +92,11 @@ COUNTED_CONTAINERS = (".mp4", ".mov", ".m4v", ".3gp", ".avi")
 
 
 def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None, source: str = "",
-                ahead: int = 0, release: bool = True) -> Iterator[np.ndarray]:
+                ahead: int = 0, release: bool = True, timed: bool = False) -> Iterator:
     """Frames until the end; a decoding failure before the reported end is reported once.
-    A stream without any frame yields nothing: the caller says so in its own words.
+    A stream without any frame yields nothing: the caller says so in its own words.  ``timed``:
+    (frame, the container's time of it in seconds) pairs instead, read as the frame is decoded
+    (a variable-frame-rate video's frames are not evenly spaced; ``VideoSource``).
 
     ``ahead > 0``: a background thread decodes up to that many frames ahead while the caller
     works on the current one (OpenCV releases the GIL while decoding, so on two cores decoding
@@ -107,7 +109,7 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
         reads = read_ahead(reads, ahead)
     n = 0
     try:
-        for ok, frame in reads:
+        for ok, frame, seconds in reads:
             if not ok or frame is None or frame.size == 0:
                 if warn and expected and 0 < n < expected - 1:
                     if Path(source).suffix.lower() in COUNTED_CONTAINERS:
@@ -117,18 +119,19 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
                              "file, or only an audio track longer than the video or a variable frame rate); kept what was read")
                 return
             n += 1
-            yield frame
+            yield (frame, seconds) if timed else frame
     finally:
         reads.close()
         if release:
             cap.release()
 
 
-def _reads(cap: cv2.VideoCapture) -> Iterator[tuple[bool, np.ndarray | None]]:
-    """``cap.read()`` results up to and including the first failed one."""
+def _reads(cap: cv2.VideoCapture) -> Iterator[tuple[bool, np.ndarray | None, float]]:
+    """``cap.read()`` results, each with the frame's time in the container (seconds), up to and
+    including the first failed one."""
     while True:
         ok, frame = cap.read()
-        yield ok, frame
+        yield ok, frame, cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
         if not ok or frame is None or frame.size == 0:
             return
 
