@@ -202,6 +202,22 @@ def test_a_still_with_an_upside_down_face_is_searched_turned_and_an_upright_one_
     assert video.track(np.zeros((240, 320, 3), np.uint8)).faces == []
 
 
+def test_a_turned_box_that_does_not_fit_as_a_face_is_dropped_and_the_cnn_still_looks(astronaut, rotated, monkeypatch):
+    """Lettering turned a quarter turn scores like a face to HOG: taken for one, it kept the CNN
+    from the picture's real face (review 28b).  Here the turned search "finds" a corner of the picture."""
+    import tracker.pipeline as pipeline
+    from tracker import Tracker, TrackerConfig
+    from tracker.detector import Detection
+
+    sky = Detection(0, 60, 120, 180, 0.34, "hog", -np.pi / 2)  # fits at quality 0.28
+    monkeypatch.setattr(pipeline, "detect_faces_turned", lambda *a: [sky])
+    assert Tracker(TrackerConfig(mode="image", threads=1, cnn_fallback=False)).track(rotated).faces == []
+    looked = []
+    monkeypatch.setattr(pipeline, "detect_faces_cnn", lambda image, *a: looked.append(image) or [])
+    Tracker(TrackerConfig(mode="image", threads=1)).track(rotated)
+    assert len(looked) == 1 or not pipeline.cnn_available()
+
+
 def test_video_runs_the_finer_search_ever_more_rarely_while_it_finds_no_face(monkeypatch):
     """It costs ~4x the usual search (~120 ms at 640x480): a video without a face must not pay
     it on every frame, nor stall every few frames for good (review 27)."""
