@@ -61,26 +61,80 @@ def test_changed_annotations_are_scored_again_without_tracking_again(tmp_path, c
     assert "scored again" not in _run(root, out, capsys)[1]  # and then it is done
 
 
-@pytest.mark.parametrize("how", ["another root", "no record"])
-def test_a_finished_video_that_is_not_this_roots_is_tracked_again(tmp_path, capsys, how):
-    """Another root whose folders have the same names, or a result.json from a version that did not
-    record its inputs: the old frames and scores are not reported as this run's."""
+def test_a_finished_video_that_is_not_this_roots_is_tracked_again(tmp_path, capsys):
+    """Another root whose folders have the same names: the old frames and scores are not reported
+    as this run's."""
     first, out = tmp_path / "first", tmp_path / "out"
     _video_folder(first, "001", frames=3)
     assert _run(first, out, capsys)[0] == 0
-    if how == "another root":
-        root = tmp_path / "second"
-        _video_folder(root, "001", frames=5, grey=150)
-    else:
-        root = first
-        result = json.loads((out / "001" / "result.json").read_text())
-        (out / "001" / "result.json").write_text(json.dumps({k: v for k, v in result.items() if k != "inputs"}))
+    root = tmp_path / "second"
+    _video_folder(root, "001", frames=5, grey=150)
     code, printed, err = _run(root, out, capsys)
-    says = "is not the one tracked into" if how == "another root" else "did not record its video"
-    assert code == 0 and "warning: 001: " in err and says in err and "tracked again" in err
-    result = json.loads((out / "001" / "result.json").read_text())
-    assert result["frames"] == (5 if how == "another root" else 3) and "inputs" in result
+    assert code == 0 and f"warning: 001: its video is not the one tracked into {out / '001'}: tracked again" in err
+    assert json.loads((out / "001" / "result.json").read_text())["frames"] == 5
     assert "1 video tracked, 0 already done" in printed
+
+
+def test_an_earlier_versions_videos_are_scored_again_not_tracked_again(tmp_path, capsys, monkeypatch):
+    """Its result.json has no inputs: from the same path, its frames stand, its scores are made
+    current and its inputs recorded (deleting every finished video first lost them all to a
+    Ctrl-C: review 28b); from another path it is another video."""
+    root, out = tmp_path / "root", tmp_path / "out"
+    _video_folder(root, "001")
+    _video_folder(root, "002")
+    assert _run(root, out, capsys)[0] == 0
+    for name, video in (("001", root / "001" / "vid.avi"), ("002", tmp_path / "elsewhere" / "vid.avi")):
+        result = json.loads((out / name / "result.json").read_text())
+        (out / name / "result.json").write_text(json.dumps({**{k: v for k, v in result.items() if k != "inputs"}, "video": str(video)}))
+    code, printed, err = _run(root, out, capsys)
+    assert code == 0 and "001: tracked by an earlier version, which did not record its inputs: scored again, 3 frames" in printed
+    assert f"warning: 002: tracked by an earlier version from {tmp_path / 'elsewhere' / 'vid.avi'}: tracked again" in err
+    assert "done: 1 video tracked, 0 already done, 1 scored again" in printed
+    assert all("inputs" in json.loads((out / n / "result.json").read_text()) for n in ("001", "002"))
+    import tracker.batch as batch
+
+    monkeypatch.setattr(batch, "track_300vw_video", lambda *a: pytest.fail("a finished video was tracked again"))
+    assert "2 already done" in _run(root, out, capsys)[1]
+
+
+def test_a_finished_video_that_cannot_be_read_to_check_is_kept(tmp_path, capsys):
+    """A link to a video on a drive that is not mounted: its finished outputs stay (a crash of the
+    whole batch before: review 28b), said in a warning."""
+    root, out = tmp_path / "root", tmp_path / "out"
+    _clip(tmp_path / "drive" / "vid.avi")
+    (root / "001" / "annot").mkdir(parents=True)
+    (root / "001" / "vid.avi").symlink_to(tmp_path / "drive" / "vid.avi")
+    write_pts(root / "001" / "annot" / "000001.pts", POINTS)
+    assert _run(root, out, capsys)[0] == 0
+    (tmp_path / "drive" / "vid.avi").unlink()
+    code, printed, err = _run(root, out, capsys)
+    assert code == 0 and "warning: 001: cannot read" in err and "its results are kept as they are" in err
+    assert "0 videos tracked, 1 already done" in printed and (out / "001" / "result.json").exists()
+
+
+def test_a_dangling_annotation_is_listed_and_the_video_still_scored(tmp_path, capsys):
+    root, out = tmp_path / "root", tmp_path / "out"
+    _video_folder(root, "001")
+    (root / "001" / "annot" / "000002.pts").unlink()
+    (root / "001" / "annot" / "000002.pts").symlink_to(tmp_path / "gone.pts")
+    code, printed, err = _run(root, out, capsys)
+    result = json.loads((out / "001" / "result.json").read_text())
+    assert code == 0 and result["annotated_frames"] == 2 and any("000002.pts" in m for m in result["malformed_annotations"])
+
+
+def test_a_video_that_cannot_be_scored_again_is_tracked_again(tmp_path, capsys):
+    """Its old scores must not stay in a summary that says it is complete (review 28b)."""
+    root, out = tmp_path / "root", tmp_path / "out"
+    _video_folder(root, "001")
+    assert _run(root, out, capsys)[0] == 0
+    result = json.loads((out / "001" / "result.json").read_text())
+    del result["frames"]  # (what scoring again needs)
+    (out / "001" / "result.json").write_text(json.dumps(result))
+    (root / "001" / "annot" / "000003.pts").unlink()
+    code, printed, err = _run(root, out, capsys)
+    assert code == 0 and "warning: 001: annotations changed since it was tracked, and it cannot be scored again (KeyError" in err
+    assert "1 video tracked, 0 already done" in printed
+    assert json.loads((out / "001" / "result.json").read_text())["annotated_frames"] == 2
 
 
 def test_the_summary_names_folders_without_a_video_and_a_second_video_is_said(tmp_path, capsys):
@@ -88,11 +142,11 @@ def test_the_summary_names_folders_without_a_video_and_a_second_video_is_said(tm
     _video_folder(root, "001")
     write_pts(root / "002" / "annot" / "000001.pts", POINTS)  # an incomplete download: annotations only
     _video_folder(root, "003")
-    _clip(root / "003" / "vid.mp4")
+    _clip(root / "003" / "vid.MP4")  # (sorted by name as it is, vid.MP4 came first: review 28b)
     code, printed, err = _run(root, out, capsys)
     assert code == 0
     assert "002: holds annot/ but no vid.* video (an incomplete download?): left out" in err
-    assert "003: holds vid.avi and vid.mp4: vid.avi tracked" in err
+    assert "003: holds vid.avi and vid.MP4: vid.avi tracked" in err
     summary = json.loads((out / "summary.json").read_text())
     assert not summary["complete"] and summary["missing"] == ["002"] and set(summary["videos"]) == {"001", "003"}
     assert "(over 2 of 3 videos)" in printed

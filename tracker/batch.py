@@ -53,7 +53,7 @@ def find_300vw_videos(root: Path, warn: Callable[[str], None] | None = None, lef
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         # not is_dir(): a link to a video on an unmounted drive is a video that fails, said as such (review 26)
         videos = sorted(p for p in d.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and not p.is_dir())
-        named = [p for p in videos if p.stem == "vid"]
+        named = sorted((p for p in videos if p.stem == "vid"), key=lambda p: p.name.lower())  # vid.avi before vid.MP4
         if named:
             out.append((d.name, named[0]))
             if len(named) > 1 and warn:
@@ -92,8 +92,11 @@ def input_fingerprint(video: Path, annot: Path) -> dict:
         h.update(f.read(1 << 20))
     notes = hashlib.sha256()
     for path in sorted(annot.glob("*.pts")) if annot.is_dir() else []:
-        st = path.stat()
-        notes.update(f"{path.name} {st.st_size} {st.st_mtime_ns}\n".encode())
+        try:
+            st = path.stat()
+            notes.update(f"{path.name} {st.st_size} {st.st_mtime_ns}\n".encode())
+        except OSError:  # a dangling link: scoring lists it as malformed, the video is still scored
+            notes.update(f"{path.name} ?\n".encode())
     return {"video": f"{size}:{h.hexdigest()[:32]}", "annotations": notes.hexdigest()[:32]}
 
 
@@ -210,7 +213,8 @@ def _scored(job: VideoJob, result: dict, warnings: tuple[str, ...] = ()) -> Vide
 
 def rescore_300vw_video(job: VideoJob) -> VideoOutcome:
     """Score a finished video again against its annotations as they are now (they changed since
-    it was tracked: ``input_fingerprint``); the tracked frames stand, ``result.json`` is rewritten."""
+    it was tracked: ``input_fingerprint``, or it was tracked by a version that did not record
+    them); the tracked frames stand, ``result.json`` is rewritten with its inputs."""
     try:
         result = json.loads((job.out / "result.json").read_text())
         kept = {name: {"seconds": b.get("seconds")} for name, b in (result.get("baseline") or {}).items()}
@@ -218,9 +222,9 @@ def rescore_300vw_video(job: VideoJob) -> VideoOutcome:
                   **_scores(job, job.out, result["frames"], kept)}
         atomic_write_json(job.out / "result.json", result)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return VideoOutcome(job.name, f"skipped: cannot score it again ({type(exc).__name__}: {exc}); --overwrite redoes every video", False)
+        return VideoOutcome(job.name, f"cannot be scored again ({type(exc).__name__}: {exc})", False)
     outcome = _scored(job, result)
-    return VideoOutcome(job.name, f"annotations changed since it was tracked: scored again, {outcome.message}", True, outcome.warnings)
+    return VideoOutcome(job.name, f"scored again, {outcome.message}", True, outcome.warnings)
 
 
 def _baseline_frame(name: str, image, pts_path: Path) -> None:

@@ -70,8 +70,8 @@ def output_options(config: TrackerConfig, baseline: str | None = None) -> dict:
 
 
 def _recorded(result: Path, key: str) -> dict | None:
-    """A finished video's recorded ``options`` or ``inputs``; None when unknown (written before
-    they were recorded, or unreadable)."""
+    """A finished video's recorded `key` (``options``); None when unknown (written before it was
+    recorded, or unreadable)."""
     try:
         value = json.loads(result.read_text()).get(key)
     except (OSError, ValueError, AttributeError):
@@ -160,32 +160,30 @@ def run(args) -> int:
         print(note, file=sys.stderr)
     jobs, rescore, done = [], [], 0
     for name, video in videos:
-        out = safe_output_path(args.out, name)
-        job = VideoJob(name, video, args.root / name / "annot", out, config, options, args.baseline)
-        if not args.overwrite and (out / "result.json").exists():
-            recorded = _recorded(out / "result.json", "inputs")
-            inputs = input_fingerprint(video, job.annot)
-            if recorded is not None and recorded.get("video") == inputs["video"]:
-                if recorded.get("annotations") == inputs["annotations"]:
-                    done += 1
-                else:
-                    rescore.append(job)
-                continue
-            print(f"warning: {name}: " + ("tracked by an earlier version, which did not record its video" if recorded is None else
-                                          f"its video is not the one tracked into {out}") + ": tracked again", file=sys.stderr)
-        # Now, not as each video is redone: a video that fails, or that a killed run has not
-        # reached, must not stay behind with the old options or video (the summary would pool it,
-        # and the same command rerun without --overwrite would refuse it instead of resuming).
-        shutil.rmtree(out, ignore_errors=True)
-        jobs.append(job)
+        job = VideoJob(name, video, args.root / name / "annot", safe_output_path(args.out, name), config, options, args.baseline)
+        action, why = ("track", "") if args.overwrite or not (job.out / "result.json").exists() else _finished_video(job)
+        if action == "done":
+            done += 1
+        elif action == "rescore":
+            rescore.append((job, why))
+        else:
+            if why:
+                print(f"warning: {name}: {why}: tracked again", file=sys.stderr)
+            _drop(job)
+            jobs.append(job)
     remove_partial_outputs(args.out)  # what a killed run was writing (a video's folder, summary.json, ced.png)
-    failed = unscored = 0
-    for job in rescore:  # the tracked frames stand; only the scores change (cheap)
+    failed = 0
+    for job, why in rescore:  # the tracked frames stand; only the scores change (cheap)
         outcome = rescore_300vw_video(job)
         for w in outcome.warnings:
             print(f"warning: {w}", file=sys.stderr)
-        print(f"{job.name}: {outcome.message}")
-        unscored += not outcome.ok
+        if outcome.ok:
+            print(f"{job.name}: {why}: {outcome.message}")
+        else:  # its old scores must not stay in a summary that says it is complete
+            print(f"warning: {job.name}: {why}, and it {outcome.message}: tracked again", file=sys.stderr)
+            _drop(job)
+            jobs.append(job)
+    rescored = len(rescore) - sum(j in jobs for j, _ in rescore)
     if jobs:
         # The summary says at once that it no longer covers every video: a run killed now leaves
         # one that says so (user test 16: an earlier run's "complete" summary outlived it).
@@ -217,13 +215,49 @@ def run(args) -> int:
         overall = f"no annotations (NNN/annot/*.pts): nothing to score; the tracked .pts are in {args.out}"
     if missing and len(missing) < len(videos) + len(left_out):
         overall = f"(over {len(videos) + len(left_out) - len(missing)} of {len(videos) + len(left_out)} videos) {overall}"
-    again = f", {len(rescore) - unscored} scored again" if rescore else ""
-    print(f"done: {count_of(len(jobs) - failed, 'video')} tracked, {done} already done{again}, {failed + unscored} skipped or failed"
+    again = f", {rescored} scored again" if rescored else ""
+    print(f"done: {count_of(len(jobs) - failed, 'video')} tracked, {done} already done{again}, {failed} skipped or failed"
           f"{' (rerun to retry)' if failed else ''}; "
           f"overall {overall}, {summary['detections']} detector (re)acquisitions{jitter}"
           + "".join(f"; {m} on the same frames: {_scores(b)}" + ("" if b["jitter_static"] is None else f", jitter {100 * b['jitter_static']:.2f}%")
                     for m, b in baselines.items() if b["annotated_frames"]))
-    return 1 if failed or unscored else 0
+    return 1 if failed else 0
+
+
+def _finished_video(job: VideoJob) -> tuple[str, str]:
+    """What a video an earlier run finished needs, and why: ("done", ""), ("rescore", why) when
+    its annotations changed (or an earlier version, which did not record them, tracked it from
+    the same path: its scores are made current and its inputs recorded), or ("track", why) when
+    its video is another one.  A video that cannot be read to check it is kept as tracked, with a
+    warning: its outputs are not thrown away for a drive that is not mounted."""
+    try:
+        result = json.loads((job.out / "result.json").read_text())
+        recorded = result.get("inputs")
+    except (OSError, ValueError, AttributeError):
+        return "track", "its result.json cannot be read"
+    try:
+        inputs = input_fingerprint(job.video, job.annot)
+    except OSError as exc:
+        print(f"warning: {job.name}: cannot read {job.video} to check it is the video tracked ({exc.strerror or exc}): "
+              "its results are kept as they are", file=sys.stderr)
+        return "done", ""
+    if not isinstance(recorded, dict):
+        if result.get("video") == str(job.video):
+            return "rescore", "tracked by an earlier version, which did not record its inputs"
+        return "track", f"tracked by an earlier version from {result.get('video')}"
+    if recorded.get("video") != inputs["video"]:
+        return "track", f"its video is not the one tracked into {job.out}"
+    if recorded.get("annotations") != inputs["annotations"]:
+        return "rescore", "annotations changed since it was tracked"
+    return "done", ""
+
+
+def _drop(job: VideoJob) -> None:
+    """A video's old outputs, before it is tracked again: a video that fails, or that a killed run
+    has not reached, must not stay behind with other options or another video's frames (the
+    summary would pool it, and the same command rerun without --overwrite would refuse it
+    instead of resuming)."""
+    shutil.rmtree(job.out, ignore_errors=True)
 
 
 def _write_summary(args, videos: list[tuple[str, Path]], left_out: list[str], options: dict) -> dict:
