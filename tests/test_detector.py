@@ -182,12 +182,13 @@ def test_the_turned_search_finds_a_face_lying_on_its_side_where_it_is(astronaut,
     assert best.angle == pytest.approx(np.arctan2(eye_line[1], eye_line[0])) and best.score == pytest.approx(up.score)
     roi = best.roi()  # the crop is shifted towards the top of the head, wherever that is
     head = np.array([roi.cx, roi.cy]) - (want[:2] + want[2:]) / 2
-    assert np.dot(head, turn[0] @ [0.0, -1.0]) > 0 and np.linalg.norm(head) == pytest.approx(abs(roi_from_box(*corners.ravel()).cy - (up.y0 + up.y1) / 2))
+    shift = abs(roi_from_box(*corners.ravel()).cy - (up.y0 + up.y1) / 2)  # the upright crop's
+    assert np.dot(head, turn[0] @ [0.0, -1.0]) > 0 and np.linalg.norm(head) == pytest.approx(shift)
 
 
 def test_a_still_with_an_upside_down_face_is_searched_turned_and_an_upright_one_is_not(astronaut, monkeypatch):
-    from tracker import Tracker, TrackerConfig
     import tracker.pipeline as pipeline
+    from tracker import Tracker, TrackerConfig
 
     tracker = Tracker(TrackerConfig(mode="image", threads=1, cnn_fallback=False))
     upright = tracker.track(astronaut).faces[0]

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from tracker.pipeline import FaceResult, FrameResult
 
 # Stated in every JSON the tracker writes ("coordinates"), and in the README.
-COORDINATES = "pixels, 0-based: (0,0) is the centre of the top-left pixel, x right, y down (the .pts files are 1-based, 300-W's x half a pixel to the right: x+1.5, y+1)"
+COORDINATES = ("pixels, 0-based: (0,0) is the centre of the top-left pixel, x right, y down "
+               "(the .pts files are 1-based, 300-W's x half a pixel to the right: x+1.5, y+1)")
 CSV_HEADER = ["frame", "track_id", "score", "quality"] + [f"{a}{i}" for i in range(1, 69) for a in ("x", "y")]
 
 
