@@ -191,3 +191,27 @@ def test_the_fingerprint_follows_a_copied_video_and_not_a_changed_one(tmp_path):
     assert a == b
     _clip(copy, grey=91)
     assert input_fingerprint(copy, folder / "annot")["video"] != a["video"]
+
+
+def test_images_redoes_a_picture_replaced_since_and_drops_its_old_outputs(tmp_path, capsys):
+    """A rerun skipped it as finished and kept the other picture's landmarks; replaced by an
+    unreadable file, its old outputs stayed beside the skip."""
+    from tracker.assets import DEMO_IMAGE
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(DEMO_IMAGE.read_bytes())
+    (src / "b.jpg").write_bytes(DEMO_IMAGE.read_bytes())
+    assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1"]) == 0
+    assert json.loads((out / "a.json").read_text())["input"].startswith(f"{(src / 'a.jpg').stat().st_size}:")
+    capsys.readouterr()
+    cv2.imwrite(str(src / "a.jpg"), np.full((200, 200, 3), 90, np.uint8))  # no face in it now
+    (src / "b.jpg").write_bytes(b"not a picture")
+    assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"note: {src / 'a.jpg'} changed since a.json was written: done again" in err and "b.jpg changed since" in err
+    assert json.loads((out / "a.json").read_text())["faces"] == [] and not (out / "a.pts").exists()
+    assert not (out / "b.json").exists() and not (out / "b.pts").exists()  # skipped, and not the old picture's outputs
+    capsys.readouterr()
+    assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1"]) == 1  # b is still unreadable
+    assert "changed since" not in capsys.readouterr().err

@@ -31,7 +31,7 @@ import cv2
 
 from tracker.errors import MissingInputError, NotAFolderError, count_of
 from tracker.evaluation import evaluate_video
-from tracker.fileio import WriteError, atomic_output_dir, atomic_write_json
+from tracker.fileio import WriteError, atomic_output_dir, atomic_write_json, file_digest
 from tracker.identity import load_recognizer
 from tracker.pipeline import Tracker, TrackerConfig, TrackerMode
 from tracker.pts import write_pts
@@ -78,18 +78,11 @@ def find_300vw_videos(root: Path, warn: Callable[[str], None] | None = None, lef
 
 
 def input_fingerprint(video: Path, annot: Path) -> dict:
-    """What a video's outputs were made from, recorded in its ``result.json``: the video's size and
-    a digest of its first and last MiB (a copied or moved file keeps them; hashing a whole video
-    would cost seconds each), and the annotation files' names, sizes and times (an annotation
+    """What a video's outputs were made from, recorded in its ``result.json``: the video's
+    ``file_digest``, and the annotation files' names, sizes and times (an annotation
     that seems changed only costs a rescoring).  A resumed run compares them (user test 16: it
     reported a finished video's old scores after its annotations were corrected, and another
     root's videos of the same names as its own)."""
-    h = hashlib.sha256()
-    with open(video, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        h.update(f.read(1 << 20))
-        f.seek(max(0, size - (1 << 20)))
-        h.update(f.read(1 << 20))
     notes = hashlib.sha256()
     for path in sorted(annot.glob("*.pts")) if annot.is_dir() else []:
         try:
@@ -97,7 +90,7 @@ def input_fingerprint(video: Path, annot: Path) -> dict:
             notes.update(f"{path.name} {st.st_size} {st.st_mtime_ns}\n".encode())
         except OSError:  # a dangling link: scoring lists it as malformed, the video is still scored
             notes.update(f"{path.name} ?\n".encode())
-    return {"video": f"{size}:{h.hexdigest()[:32]}", "annotations": notes.hexdigest()[:32]}
+    return {"video": file_digest(video), "annotations": notes.hexdigest()[:32]}
 
 
 @dataclass(frozen=True)

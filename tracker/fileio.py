@@ -7,6 +7,7 @@ a run killed at any moment leaves either the old file or the new one, never half
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
 import json
 import math
@@ -180,6 +181,20 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator[_Output]:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     with atomic_file(path) as f:
         f.write(data)
+
+
+def file_digest(path: Path) -> str:
+    """A file's size and a digest of its first and last MiB: what a resumed run compares to tell
+    whether an input is still the one its outputs were made from (a copy or a move keeps it;
+    hashing a whole video would cost seconds).  OSError when the file cannot be read."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        h.update(f.read(1 << 20))
+        if size > 1 << 20:
+            f.seek(max(1 << 20, size - (1 << 20)))
+            h.update(f.read(1 << 20))
+    return f"{size}:{h.hexdigest()[:32]}"
 
 
 def check_writable(path: Path) -> None:
