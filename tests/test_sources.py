@@ -153,6 +153,34 @@ def test_a_variable_frame_rate_video_is_timed_by_its_frames_own_times(tmp_path):
     source.close()
 
 
+def test_a_repeated_container_time_costs_one_frame_period_not_every_later_spacing(tmp_path):
+    """Once a frame period was added for a repeated time, every later frame compared its time with
+    the one handed out and stayed a period behind, spaced by the period ever after (review 28c)."""
+    clip = tmp_path / "c.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (32, 24))
+    writer.write(np.zeros((24, 32, 3), np.uint8))
+    writer.release()
+    source = VideoSource(clip)
+    times = [source._clock(i, stamp) for i, stamp in enumerate([0.0, 0.1, 0.1, 0.11, 0.12, float("nan"), 0.2])]
+    np.testing.assert_allclose(times, [0.0, 0.1, 0.1 + 1 / 30, 0.11 + 1 / 30, 0.12 + 1 / 30, 0.12 + 2 / 30, 0.12 + 3 / 30])
+    source.close()
+
+
+def test_a_video_played_to_its_end_after_a_seek_is_not_called_truncated(tmp_path):
+    """The stream after a seek is shorter than the file's length: it warned "stream ended at frame 7
+    of 12 (truncated or corrupt)" whenever the viewer played a sought clip to its end (review 28c)."""
+    clip = tmp_path / "c.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (32, 24))
+    for k in range(12):
+        writer.write(np.full((24, 32, 3), k, np.uint8))
+    writer.release()
+    warned: list[str] = []
+    source = VideoSource(clip, warn=warned.append)
+    source.seek(5)
+    assert [f.index for f in source.frames()] == list(range(5, 12)) and warned == []
+    source.close()
+
+
 def test_a_camera_frame_is_timed_by_the_clock_when_it_came_not_by_its_count(monkeypatch):
     """A tracker slower than the camera reads one frame in several: by their count its frames
     follow each other at the camera's rate, by the clock they are as far apart as they came."""

@@ -260,6 +260,7 @@ class VideoSource(FrameSource):
         self.length, self.fps, self.size = max(info.frames, 0), info.fps, (info.width, info.height)
         self.read_ahead = read_ahead
         self._last_time: float | None = None  # the time given to the frame before (``_clock``)
+        self._last_stamp = float("nan")  # and the container's time of it
 
     def read(self) -> np.ndarray | None:
         ok, frame = self.cap.read()
@@ -270,28 +271,32 @@ class VideoSource(FrameSource):
 
     def frames(self) -> Iterator[SourceFrame]:
         # read_frames says once, after the last good frame, that the stream ended early.
-        for image, stamp in read_frames(self.cap, self.warn, self.label, self.read_ahead, release=False, timed=True):
+        for image, stamp in read_frames(self.cap, self.warn, self.label, self.read_ahead, release=False, timed=True, first=self.position):
             self.position += 1
             yield SourceFrame(self.position - 1, image, time=self._clock(self.position - 1, stamp))
 
     def _clock(self, index: int, stamp: float) -> float | None:
-        """Frame `index`'s time: the container's own `stamp` (seconds) where it runs forward, so
-        that a variable-frame-rate video (a phone's) is smoothed at its frames' true spacing, not at
-        its average rate; else a frame period after the frame before (a container that gives no
-        times); None where the rate is not a frame rate (``time_at``)."""
+        """Frame `index`'s time: the frame before's moved on by the container's own step between
+        their `stamp`s (seconds), so that a variable-frame-rate video (a phone's) is smoothed at its
+        frames' true spacing, not at its average rate; by a frame period where the container's
+        times do not run forward (none given, or one repeated: comparing with the time handed out
+        instead kept every later frame a period behind: review 28c); None where the rate is not a
+        frame rate (``time_at``)."""
         if self.time_at(index) is None:
             return None
-        if np.isfinite(stamp) and (self._last_time is None or stamp > self._last_time):
-            t = stamp
+        if self._last_time is None:
+            t = stamp if np.isfinite(stamp) else self.time_at(index)
+        elif np.isfinite(stamp) and np.isfinite(self._last_stamp) and stamp > self._last_stamp:
+            t = self._last_time + (stamp - self._last_stamp)
         else:
-            t = self.time_at(index) if self._last_time is None else self._last_time + 1.0 / self.fps
-        self._last_time = t
+            t = self._last_time + 1.0 / self.fps
+        self._last_time, self._last_stamp = t, stamp
         return t
 
     def seek(self, index: int) -> None:
         super().seek(index)
         self.cap.set(cv2.CAP_PROP_POS_FRAMES, self.position)
-        self._last_time = None  # the next frame's own time, wherever it is
+        self._last_time, self._last_stamp = None, float("nan")  # the next frame's own time, wherever it is
 
     def close(self) -> None:
         self.cap.release()

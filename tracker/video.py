@@ -92,11 +92,12 @@ COUNTED_CONTAINERS = (".mp4", ".mov", ".m4v", ".3gp", ".avi")
 
 
 def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None, source: str = "",
-                ahead: int = 0, release: bool = True, timed: bool = False) -> Iterator:
+                ahead: int = 0, release: bool = True, timed: bool = False, first: int = 0) -> Iterator:
     """Frames until the end; a decoding failure before the reported end is reported once.
     A stream without any frame yields nothing: the caller says so in its own words.  ``timed``:
     (frame, the container's time of it in seconds) pairs instead, read as the frame is decoded
-    (a variable-frame-rate video's frames are not evenly spaced; ``VideoSource``).
+    (a variable-frame-rate video's frames are not evenly spaced; ``VideoSource``).  ``first``: the
+    frame the capture was sought to (a seek's stream is that much shorter than the reported length).
 
     ``ahead > 0``: a background thread decodes up to that many frames ahead while the caller
     works on the current one (OpenCV releases the GIL while decoding, so on two cores decoding
@@ -111,11 +112,11 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
     try:
         for ok, frame, seconds in reads:
             if not ok or frame is None or frame.size == 0:
-                if warn and expected and 0 < n < expected - 1:
+                if warn and expected and 0 < n < expected - first - 1:
                     if Path(source).suffix.lower() in COUNTED_CONTAINERS:
-                        warn(f"{source}: stream ended at frame {n} of {expected} (truncated or corrupt); kept what was read")
+                        warn(f"{source}: stream ended at frame {first + n} of {expected} (truncated or corrupt); kept what was read")
                     else:
-                        warn(f"{source}: stream ended at frame {n}, where its length suggested about {expected} (a truncated "
+                        warn(f"{source}: stream ended at frame {first + n}, where its length suggested about {expected} (a truncated "
                              "file, or only an audio track longer than the video or a variable frame rate); kept what was read")
                 return
             n += 1
