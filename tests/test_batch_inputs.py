@@ -75,26 +75,38 @@ def test_a_finished_video_that_is_not_this_roots_is_tracked_again(tmp_path, caps
     assert "1 video tracked, 0 already done" in printed
 
 
-def test_an_earlier_versions_videos_are_scored_again_not_tracked_again(tmp_path, capsys, monkeypatch):
-    """Its result.json has no inputs: from the same path, its frames stand, its scores are made
-    current and its inputs recorded (deleting every finished video first lost them all to a
-    Ctrl-C: review 28b); from another path it is another video."""
+def test_an_earlier_versions_videos_are_tracked_again_and_kept_until_replaced(tmp_path, capsys, monkeypatch):
+    """Its result.json has no inputs: its frames are the old models' with the old .pts x origin
+    (scored again, they passed for this version's: review 28c), so it is tracked again; its
+    folder stays until the new one replaces it (deleted first, a Ctrl-C lost every finished video:
+    review 28b), and the summary leaves it out meanwhile."""
+    import tracker.batch as batch
+
     root, out = tmp_path / "root", tmp_path / "out"
     _video_folder(root, "001")
     _video_folder(root, "002")
     assert _run(root, out, capsys)[0] == 0
-    for name, video in (("001", root / "001" / "vid.avi"), ("002", tmp_path / "elsewhere" / "vid.avi")):
+    for name in ("001", "002"):
         result = json.loads((out / name / "result.json").read_text())
-        (out / name / "result.json").write_text(json.dumps({**{k: v for k, v in result.items() if k != "inputs"}, "video": str(video)}))
-    code, printed, err = _run(root, out, capsys)
-    assert code == 0 and "001: tracked by an earlier version, which did not record its inputs: scored again, 3 frames" in printed
-    assert f"warning: 002: tracked by an earlier version from {tmp_path / 'elsewhere' / 'vid.avi'}: tracked again" in err
-    assert "done: 1 video tracked, 0 already done, 1 scored again" in printed
-    assert all("inputs" in json.loads((out / n / "result.json").read_text()) for n in ("001", "002"))
-    import tracker.batch as batch
+        (out / name / "result.json").write_text(json.dumps({k: v for k, v in result.items() if k != "inputs"}))
+    real = batch.track_300vw_video
 
-    monkeypatch.setattr(batch, "track_300vw_video", lambda *a: pytest.fail("a finished video was tracked again"))
-    assert "2 already done" in _run(root, out, capsys)[1]
+    def second_fails(job, on_frames=None):
+        if job.name == "002":
+            summary = json.loads((out / "summary.json").read_text())  # written before any video
+            assert not summary["complete"] and summary["missing"] == ["001", "002"] and summary["videos"] == {}
+            return batch.VideoOutcome(job.name, "skipped: (a test)", False)
+        return real(job, on_frames)
+
+    monkeypatch.setattr(batch, "track_300vw_video", second_fails)
+    code, printed, err = _run(root, out, capsys)
+    assert code == 1 and "warning: 001: tracked by an earlier version, which did not record its inputs: tracked again" in err
+    assert "inputs" in json.loads((out / "001" / "result.json").read_text())
+    assert "inputs" not in json.loads((out / "002" / "result.json").read_text())  # kept, not replaced by a failure
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["complete"] and summary["missing"] == ["002"] and set(summary["videos"]) == {"001"}
+    monkeypatch.setattr(batch, "track_300vw_video", real)
+    assert _run(root, out, capsys)[0] == 0 and json.loads((out / "summary.json").read_text())["complete"]
 
 
 def test_a_finished_video_that_cannot_be_read_to_check_is_kept(tmp_path, capsys):

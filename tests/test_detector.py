@@ -219,6 +219,23 @@ def test_a_turned_box_that_does_not_fit_as_a_face_is_dropped_and_the_cnn_still_l
     assert len(looked) == 1 or not pipeline.cnn_available()
 
 
+@needs_cnn
+def test_a_face_only_the_cnn_finds_is_found_beside_one_lying_on_its_side(astronaut, data_300w):
+    """The turned search's face kept the CNN from looking, and a picture's subject only the CNN
+    finds (a val face HOG misses) was lost to a small face lying in its corner (review 28c)."""
+    from tracker import Tracker, TrackerConfig
+    from tracker.pts import read_pts
+
+    picture = cv2.imread(str(data_300w / "helen/trainset/130893906_1.jpg"))
+    truth = read_pts(data_300w / "helen/trainset/130893906_1.pts")
+    lying = cv2.rotate(astronaut[40:300, 120:380], cv2.ROTATE_90_CLOCKWISE)
+    picture[-200:, :200] = cv2.resize(lying, (200, 200))
+    faces = Tracker(TrackerConfig(mode="image", threads=1)).track(picture).faces
+    assert sorted((f.box.detector, round(np.degrees(f.box.angle))) for f in faces) == [("cnn", 0), ("hog", 90)]
+    subject = next(f for f in faces if f.box.detector == "cnn")
+    assert np.linalg.norm(subject.landmarks - truth, axis=1).mean() < 0.05 * np.linalg.norm(truth[36] - truth[45])
+
+
 def test_video_runs_the_finer_search_ever_more_rarely_while_it_finds_no_face(monkeypatch):
     """It costs ~4x the usual search (~120 ms at 640x480): a video without a face must not pay
     it on every frame, nor stall every few frames for good (review 27)."""

@@ -517,7 +517,8 @@ class Tracker:
         raises ``ImageReadError`` (an ``InputError``, a ValueError) with a one-line message.
 
         timestamp: the frame's time in seconds (video mode's smoothing works in time): its
-        index in the video over the video's rate, or a camera's clock when it was taken
+        time in the video file (``CAP_PROP_POS_MSEC``: a variable-frame-rate video's frames are
+        not evenly spaced), or a camera's clock when it was taken
         (``time.monotonic()``); None: the frames are taken as consecutive at 30 fps.
         ``tracker.sources`` gives each frame's (``SourceFrame.time``).
 
@@ -596,13 +597,18 @@ class Tracker:
                     self._finer_gap = FINER_SEARCH_EVERY if detections else min(2 * self._finer_gap, FINER_MAX_GAP)
                 if not video and self.config.cnn_fallback and cnn_available():
                     detections += self._confirmed(image, found, detections)
+                turned = []
                 if not detections and not video:
                     # A face lying on its side or upside down (a photo turned without its EXIF
-                    # tag, a person lying down), before the CNN: it finds 43 of the 80 val faces
-                    # turned 90 degrees, this 74, and in ~0.1 s instead of ~1 s (bench_roll).
-                    detections = self._plausible(image, gray, self._usable(detect_faces_turned(gray, self.config.detect_side)), timer)
+                    # tag, a person lying down): the CNN finds 43 of the 80 val faces turned 90
+                    # degrees, this 74 (bench_roll).
+                    turned = self._plausible(image, gray, self._usable(detect_faces_turned(gray, self.config.detect_side)))
                 if not detections and self._cnn_due(video, tracked) and cnn_available():
-                    detections = [d for d in detect_faces_cnn(image) if d.width >= self.config.min_face]
+                    # still, beside turned faces: the picture's subject may be a face only the CNN
+                    # finds (a profile), next to a small one lying down (review 28c)
+                    detections = [d for d in detect_faces_cnn(image) if d.width >= self.config.min_face
+                                  and not any(_centred_in(d, f) for f in turned)]
+                detections = turned + detections
                 t = timer.add("detect", t)
         if given is None:
             tracked = [(tr, roi, None) for tr, roi in tracked]
@@ -690,14 +696,14 @@ class Tracker:
         # at most max_faces checks (the best first): a busy scene's many weak boxes would cost seconds
         return [c for c in (confirm_face(image, d) for d in weak[: self.config.max_faces]) if c is not None]
 
-    def _plausible(self, image, gray, detections: list[Detection], timer: _Timer) -> list[Detection]:
+    def _plausible(self, image, gray, detections: list[Detection]) -> list[Detection]:
         """The turned search's detections whose face fits as a face (``quality`` at least
-        TURNED_MIN_QUALITY): lettering turned a quarter turn scores like a face to HOG (0.31-0.34),
-        and taken for one, it kept the CNN from finding the picture's real face (review 28b).
-        The faces are run once more when kept (~15 ms each, beside the searches' ~100 ms)."""
+        TURNED_MIN_QUALITY): lettering turned a quarter turn scores like a face to HOG (0.31-0.34;
+        review 28b).  The faces kept are run again as the picture's faces (~15 ms each, beside
+        the searches' ~100 ms; this run's time counts as the search's, not as the stages')."""
         if not detections:
             return []
-        faces = self._process(image, gray, [(None, d.roi(), d) for d in detections], timer)
+        faces = self._process(image, gray, [(None, d.roi(), d) for d in detections[: self.config.max_faces]], _Timer())
         good = {id(f.box) for f in faces if f.quality >= TURNED_MIN_QUALITY}
         return [d for d in detections if id(d) in good]
 

@@ -159,6 +159,7 @@ def run(args) -> int:
     if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
         print(note, file=sys.stderr)
     jobs, rescore, done = [], [], 0
+    stale: set[str] = set()  # finished videos tracked again: their old outputs stay until replaced, unscored
     for name, video in videos:
         job = VideoJob(name, video, args.root / name / "annot", safe_output_path(args.out, name), config, options, args.baseline)
         action, why = ("track", "") if args.overwrite or not (job.out / "result.json").exists() else _finished_video(job)
@@ -169,7 +170,9 @@ def run(args) -> int:
         else:
             if why:
                 print(f"warning: {name}: {why}: tracked again", file=sys.stderr)
-            _drop(job)
+                stale.add(name)
+            else:  # --overwrite: now, not as each is redone, so that none stays behind with other options
+                shutil.rmtree(job.out, ignore_errors=True)
             jobs.append(job)
     remove_partial_outputs(args.out)  # what a killed run was writing (a video's folder, summary.json, ced.png)
     failed = 0
@@ -181,13 +184,13 @@ def run(args) -> int:
             print(f"{job.name}: {why}: {outcome.message}")
         else:  # its old scores must not stay in a summary that says it is complete
             print(f"warning: {job.name}: {why}, and it {outcome.message}: tracked again", file=sys.stderr)
-            _drop(job)
+            stale.add(job.name)
             jobs.append(job)
-    rescored = len(rescore) - sum(j in jobs for j, _ in rescore)
+    rescored = len(rescore) - len(stale & {j.name for j, _ in rescore})
     if jobs:
         # The summary says at once that it no longer covers every video: a run killed now leaves
         # one that says so (user test 16: an earlier run's "complete" summary outlived it).
-        _write_summary(args, videos, left_out, options)
+        _write_summary(args, videos, left_out, options, stale)
     bars = {"file": sys.stderr, "disable": not sys.stderr.isatty()}
     try:
         # closing(): on Ctrl-C the runner's generator is closed at once, which stops its workers
@@ -198,13 +201,15 @@ def run(args) -> int:
                     tqdm.write(f"warning: {w}", file=sys.stderr)
                 tqdm.write(f"{outcome.name}: {outcome.message}", file=sys.stdout)
                 failed += not outcome.ok
+                if outcome.ok:
+                    stale.discard(outcome.name)
                 video_bar.update()
     except KeyboardInterrupt:
         if args.ray is None:  # every worker has stopped (a Ray task may not have yet: a rerun clears what it leaves)
             remove_partial_outputs(args.out)  # the videos they were tracking, redone by a rerun
         raise
     remove_partial_outputs(args.out)  # those of attempts that died and were retried
-    summary = _write_summary(args, videos, left_out, options)
+    summary = _write_summary(args, videos, left_out, options, stale)  # (stale: those that failed)
     missing, baselines = summary["missing"], summary.get("baseline", {})
     jitter = "" if summary["jitter_static"] is None else f", jitter on still frames {100 * summary['jitter_static']:.2f}% of the eye distance"
     if summary["annotated_frames"]:
@@ -226,10 +231,11 @@ def run(args) -> int:
 
 def _finished_video(job: VideoJob) -> tuple[str, str]:
     """What a video an earlier run finished needs, and why: ("done", ""), ("rescore", why) when
-    its annotations changed (or an earlier version, which did not record them, tracked it from
-    the same path: its scores are made current and its inputs recorded), or ("track", why) when
-    its video is another one.  A video that cannot be read to check it is kept as tracked, with a
-    warning: its outputs are not thrown away for a drive that is not mounted."""
+    its annotations changed, or ("track", why) when its video is another one or an earlier
+    version tracked it (its .pts have the old x origin and its frames the old models: scored
+    again they passed for this version's; review 28c).  A video that cannot be read to check it
+    is kept as tracked, with a warning: its outputs are not thrown away for a drive that is not
+    mounted."""
     try:
         result = json.loads((job.out / "result.json").read_text())
         recorded = result.get("inputs")
@@ -241,10 +247,9 @@ def _finished_video(job: VideoJob) -> tuple[str, str]:
         print(f"warning: {job.name}: cannot read {job.video} to check it is the video tracked ({exc.strerror or exc}): "
               "its results are kept as they are", file=sys.stderr)
         return "done", ""
-    if not isinstance(recorded, dict):
-        if result.get("video") == str(job.video):
-            return "rescore", "tracked by an earlier version, which did not record its inputs"
-        return "track", f"tracked by an earlier version from {result.get('video')}"
+    if not isinstance(recorded, dict) or "video" not in recorded:
+        # before session 28: other models, another .pts x origin, and no record of its video
+        return "track", "tracked by an earlier version, which did not record its inputs"
     if recorded.get("video") != inputs["video"]:
         return "track", f"its video is not the one tracked into {job.out}"
     if recorded.get("annotations") != inputs["annotations"]:
@@ -252,19 +257,13 @@ def _finished_video(job: VideoJob) -> tuple[str, str]:
     return "done", ""
 
 
-def _drop(job: VideoJob) -> None:
-    """A video's old outputs, before it is tracked again: a video that fails, or that a killed run
-    has not reached, must not stay behind with other options or another video's frames (the
-    summary would pool it, and the same command rerun without --overwrite would refuse it
-    instead of resuming)."""
-    shutil.rmtree(job.out, ignore_errors=True)
-
-
-def _write_summary(args, videos: list[tuple[str, Path]], left_out: list[str], options: dict) -> dict:
+def _write_summary(args, videos: list[tuple[str, Path]], left_out: list[str], options: dict, stale: set[str] = frozenset()) -> dict:
     """``summary.json`` (and ``ced.png``) over the finished videos under ``--out``, saying in the
     file itself whether they are every video found: one that failed, was skipped, is still to do
-    or has no video is left out of the scores, and the file outlives this run's printed lines."""
-    summary = summarise_300vw(args.out, [n for n, _ in videos])
+    or has no video is left out of the scores, and the file outlives this run's printed lines.
+    `stale`: videos whose outputs are an earlier run's of another video or version, left out too
+    (kept on disk until replaced: a run stopped before them loses nothing)."""
+    summary = summarise_300vw(args.out, [n for n, _ in videos if n not in stale])
     missing = sorted([n for n, _ in videos if n not in summary["videos"]] + left_out)
     summary = {"options": options, "complete": not missing, "missing": missing, **summary}
     atomic_write_json(args.out / "summary.json", summary)
