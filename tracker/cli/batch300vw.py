@@ -69,14 +69,13 @@ def output_options(config: TrackerConfig, baseline: str | None = None) -> dict:
     return options
 
 
-def _recorded(result: Path, key: str) -> dict | None:
-    """A finished video's recorded `key` (``options``); None when unknown (written before it was
-    recorded, or unreadable)."""
+def _recorded_options(result: Path) -> dict | None:
+    """A finished video's recorded options; None when unknown (written before they were recorded, or unreadable)."""
     try:
-        value = json.loads(result.read_text()).get(key)
+        options = json.loads(result.read_text()).get("options")
     except (OSError, ValueError, AttributeError):
         return None
-    return value if isinstance(value, dict) else None
+    return options if isinstance(options, dict) else None
 
 
 def _check_same_options(args, names: list[str], options: dict) -> None:
@@ -90,7 +89,7 @@ def _check_same_options(args, names: list[str], options: dict) -> None:
     for name in names:
         result = args.out / name / "result.json"
         if result.exists():
-            old = _recorded(result, "options")
+            old = _recorded_options(result)
             if old is None:
                 unknown.append(name)
             elif old != options:
