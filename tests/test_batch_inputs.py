@@ -227,3 +227,31 @@ def test_images_redoes_a_picture_replaced_since_and_drops_its_old_outputs(tmp_pa
     capsys.readouterr()
     assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1"]) == 1  # b is still unreadable
     assert "changed since" not in capsys.readouterr().err
+
+
+def test_images_sees_an_edit_inside_a_large_picture_and_a_picture_gone(tmp_path, capsys):
+    """Hashing only a picture's ends missed a face painted over in the middle of a 6 MB BMP of the
+    same size; a picture replaced by a dangling link counted as done (user test 17)."""
+    from tracker.assets import DEMO_IMAGE
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    big = np.full((1400, 1400, 3), 90, np.uint8)
+    big[444:956, 444:956] = cv2.imread(str(DEMO_IMAGE))  # 5.9 MB: the face is neither in the first nor the last MiB
+    cv2.imwrite(str(src / "big.bmp"), big)
+    (src / "gone.jpg").write_bytes(DEMO_IMAGE.read_bytes())
+    assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1", "--baseline", "dlib"]) == 0
+    assert (out / "big.pts").exists() and (out / "dlib" / "big.pts").exists()
+    size = (src / "big.bmp").stat().st_size
+    big[444:956, 444:956] = 90  # the face gone, in the middle of the file
+    cv2.imwrite(str(src / "big.bmp"), big)
+    assert (src / "big.bmp").stat().st_size == size
+    (src / "gone.jpg").unlink()
+    (src / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    capsys.readouterr()
+    assert main(["images", "--input", str(src), "--out", str(out), "--threads", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "big.bmp changed since big.json was written" in err and "gone.jpg changed since gone.json was written" in err
+    assert "skipped:" in err and not (out / "gone.json").exists()
+    assert json.loads((out / "big.json").read_text())["faces"] == [] and not (out / "big.pts").exists()
+    assert not (out / "dlib" / "big.pts").exists()  # the old picture's dlib outputs went with it

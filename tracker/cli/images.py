@@ -146,12 +146,18 @@ REDONE = (".pts", "_maps.npz", "_annotated.jpg", "_parts.png")
 
 def _changed(args, picture: Path, stem: str) -> bool:
     """Whether ``<stem>.json`` was made from another file than `picture` is now (its ``input``,
-    ``file_digest``; a .json of a version before session 28 has none and counts as this one's)."""
+    ``file_digest``; a .json of a version before session 28 has none and counts as this one's),
+    or from a picture that cannot be read now (a dangling link: user test 17)."""
     try:
         recorded = json.loads(safe_output_path(args.out, f"{stem}.json").read_text()).get("input")
-        return recorded is not None and recorded != file_digest(picture)
     except (OSError, ValueError, AttributeError):
-        return False  # no .json (nothing to replace), one cut short (redone anyway), or an unreadable picture (skipped later)
+        return False  # no .json (nothing to replace), or one cut short (redone anyway)
+    if recorded is None:
+        return False
+    try:
+        return recorded != file_digest(picture, whole=True)
+    except OSError:
+        return True
 
 
 def _finished(args, stem: str) -> bool:
@@ -274,12 +280,14 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
                           on_bad_boxes=bad_boxes)
     for tracked in tqdm(stream, total=len(images), unit="img", file=sys.stderr, disable=not sys.stderr.isatty()):
         image, result, given, stem = tracked.image, tracked.result, tracked.boxes, names[tracked.path]
-        for stale in REDONE:
+        for stale in (*REDONE, *(() if args.baseline == "dlib" else ("dlib/.json", "dlib/.pts"))):
             # An earlier run's, from other options or another picture of this name: kept, a .pts stayed
             # beside "faces": [] (no face now), passed for this run's when a kill came between the new
-            # .json and .pts, and an annotated picture this run does not ask for counted as finished
-            # for a later one that does, its landmarks off the .json's (review 26, user test 13).
-            safe_output_path(args.out, stem + stale).unlink(missing_ok=True)
+            # .json and .pts, and an annotated picture (or dlib's outputs) this run does not ask for
+            # counted as finished for a later one that does, from the picture before (review 26,
+            # user tests 13 and 17).
+            folder, _, suffix = stale.rpartition("/")
+            safe_output_path(args.out, f"{folder}/{stem}{suffix}" if folder else stem + suffix).unlink(missing_ok=True)
         counts["faces"] += len(result.faces)
         if result.dropped:
             print(f"note: {tracked.path}: {args.max_faces + result.dropped} face boxes found, the {args.max_faces} "
@@ -301,7 +309,7 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
         if args.baseline == "dlib":
             write_dlib_baseline(image, safe_output_path(args.out, f"dlib/{stem}"), str(tracked.path))
         atomic_write_json(safe_output_path(args.out, f"{stem}.json"),
-                          {**frame_to_json(result, str(tracked.path), image.shape), "input": file_digest(tracked.path)})
+                          {**frame_to_json(result, str(tracked.path), image.shape), "input": file_digest(tracked.path, whole=True)})
         if result.faces:  # after its .json: a .pts without one is never this command's (``_check_no_foreign_pts``)
             write_pts(safe_output_path(args.out, f"{stem}.pts"), face.landmarks)
         counts["done"] += 1
