@@ -151,6 +151,9 @@ def test_a_variable_frame_rate_video_is_timed_by_its_frames_own_times(tmp_path):
     source.seek(12)
     assert [f.time for f in itertools.islice(source.frames(), 2)] == pytest.approx([10 / 30 + 0.2, 10 / 30 + 0.3], abs=1e-3)
     source.close()
+    assert main(["video", str(clip), "--json", str(tmp_path / "v.json"), "--threads", "1", "--cnn-every", "0"]) == 0
+    frames = json.loads((tmp_path / "v.json").read_text())["frames"]  # each frame says its time (user test 17)
+    np.testing.assert_allclose([f["time"] for f in frames], np.r_[0.0, np.cumsum([1 / 30] * 10 + [0.1] * 9)], atol=1e-3)
 
 
 def test_a_repeated_container_time_costs_one_frame_period_not_every_later_spacing(tmp_path):

@@ -506,6 +506,7 @@ class TrackedFrame:
     track_ms: float
     path: Path | None = None
     boxes: list[Detection] | None = None  # the caller's boxes for this frame, when it gave some
+    time: float | None = None  # the frame's time in seconds (``SourceFrame.time``), None for unrelated pictures
 
     @property
     def fps(self) -> float:
@@ -531,7 +532,7 @@ def track_stream(tracker: Tracker, source: FrameSource, *, limit: int | None = N
                 raise
             on_bad_boxes(frame, exc)
             continue
-        yield TrackedFrame(frame.index, frame.image, result, 1000 * (time.perf_counter() - t0), frame.path, given)
+        yield TrackedFrame(frame.index, frame.image, result, 1000 * (time.perf_counter() - t0), frame.path, given, frame.time)
 
 
 @contextmanager

@@ -125,7 +125,8 @@ def run(args) -> int:
                     if table:
                         table.writerows(csv_rows(n, result.faces))
                     if frames_json:
-                        frames_json.add({"frame": n, "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
+                        frames_json.add({"frame": n, "time": None if tracked.time is None else round(tracked.time, 6),
+                                         "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
             if tracked_frames == 0:  # inside the writers: no empty output is left behind
                 raise VideoError(f"{source.label}: no decodable frame (corrupt, or not a video)")
             with interrupts_held():  # a second Ctrl-C while a camera's run is saved comes after the saving
