@@ -144,6 +144,15 @@ UNREAD_PICTURES = (".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ppm", ".
 REDONE = (".pts", "_maps.npz", "_annotated.jpg", "_parts.png")
 
 
+def _drop_outputs(args, stem: str, *, json_too: bool, dlib: bool) -> None:
+    """Delete an earlier run's outputs of `stem`: those that follow from the tracker's (REDONE),
+    its ``.json`` with `json_too`, and dlib's (``dlib/<stem>.json``, ``.pts``) with `dlib`."""
+    names = [stem + s for s in (*REDONE, *((".json",) if json_too else ()))]
+    names += [f"dlib/{stem}{s}" for s in (".json", ".pts")] if dlib else []
+    for name in names:
+        safe_output_path(args.out, name).unlink(missing_ok=True)
+
+
 def _changed(args, picture: Path, stem: str) -> bool:
     """Whether ``<stem>.json`` was made from another file than `picture` is now (its ``input``,
     ``file_digest``; a .json of a version before session 28 has none and counts as this one's),
@@ -236,9 +245,7 @@ def run(args) -> int:
         # An earlier run's outputs of another file of this name (replaced since): not this
         # picture's, even if it cannot be read now (user test 16's batch300vw finding, for stills).
         print(f"note: {picture} changed since {names[picture]}.json was written: done again", file=sys.stderr)
-        for name in (".json", *REDONE):
-            for base in ("", "dlib/"):
-                safe_output_path(args.out, f"{base}{names[picture]}{name}").unlink(missing_ok=True)
+        _drop_outputs(args, names[picture], json_too=True, dlib=True)
     todo = images if args.overwrite else [p for p in images if not _finished(args, names[p])]
     counts = {"done": 0, "resumed": len(images) - len(todo), "no_face": 0, "failed": 0, "faces": 0, "given": 0, "bad_box": 0}
     try:
@@ -280,14 +287,12 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
                           on_bad_boxes=bad_boxes)
     for tracked in tqdm(stream, total=len(images), unit="img", file=sys.stderr, disable=not sys.stderr.isatty()):
         image, result, given, stem = tracked.image, tracked.result, tracked.boxes, names[tracked.path]
-        for stale in (*REDONE, *(() if args.baseline == "dlib" else ("dlib/.json", "dlib/.pts"))):
-            # An earlier run's, from other options or another picture of this name: kept, a .pts stayed
-            # beside "faces": [] (no face now), passed for this run's when a kill came between the new
-            # .json and .pts, and an annotated picture (or dlib's outputs) this run does not ask for
-            # counted as finished for a later one that does, from the picture before (review 26,
-            # user tests 13 and 17).
-            folder, _, suffix = stale.rpartition("/")
-            safe_output_path(args.out, f"{folder}/{stem}{suffix}" if folder else stem + suffix).unlink(missing_ok=True)
+        # An earlier run's, from other options or another picture of this name: kept, a .pts stayed
+        # beside "faces": [] (no face now), passed for this run's when a kill came between the new
+        # .json and .pts, and an annotated picture (or dlib's outputs) this run does not ask for
+        # counted as finished for a later one that does, from the picture before (review 26, user
+        # tests 13 and 17).  dlib's, when this run makes them, are written over.
+        _drop_outputs(args, stem, json_too=False, dlib=args.baseline != "dlib")
         counts["faces"] += len(result.faces)
         if result.dropped:
             print(f"note: {tracked.path}: {args.max_faces + result.dropped} face boxes found, the {args.max_faces} "
