@@ -261,7 +261,7 @@ def test_video_outputs_and_truncated_stream(synth_root, tmp_path, capsys):
     cap = cv2.VideoCapture(str(tmp_path / "a.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
     assert len(json.loads((tmp_path / "a.json").read_text())["frames"]) == 24
-    assert (tmp_path / "a.csv").read_text().splitlines()[0].startswith("frame,track_id,score,quality,x1,y1")
+    assert (tmp_path / "a.csv").read_text().splitlines()[0].startswith("frame,time,track_id,score,quality,x1,y1")
     truncated = tmp_path / "cut.avi"
     truncated.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
     capsys.readouterr()

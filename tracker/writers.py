@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # Stated in every JSON the tracker writes ("coordinates"), and in the README.
 COORDINATES = ("pixels, 0-based: (0,0) is the centre of the top-left pixel, x right, y down "
                "(the .pts files are 1-based, 300-W's x half a pixel to the right: x+1.5, y+1)")
-CSV_HEADER = ["frame", "track_id", "score", "quality"] + [f"{a}{i}" for i in range(1, 69) for a in ("x", "y")]
+CSV_HEADER = ["frame", "time", "track_id", "score", "quality"] + [f"{a}{i}" for i in range(1, 69) for a in ("x", "y")]
 
 
 def frame_pts_name(frame_number: int) -> str:
@@ -85,9 +85,10 @@ class JsonFrames:
         self.f.write("\n]}\n")
 
 
-def csv_rows(frame_number: int, faces: list[FaceResult]) -> list[list]:
-    """One ``CSV_HEADER`` row per face of a frame (frame numbers as the caller counts them)."""
-    return [[frame_number, f.track_id, round(f.score, 4), "" if f.quality is None else round(f.quality, 4)]
+def csv_rows(frame_number: int, faces: list[FaceResult], time: float | None = None) -> list[list]:
+    """One ``CSV_HEADER`` row per face of a frame (frame numbers as the caller counts them; its
+    time in seconds, empty where unknown)."""
+    return [[frame_number, "" if time is None else round(time, 6), f.track_id, round(f.score, 4), "" if f.quality is None else round(f.quality, 4)]
             + [round(float(v), 2) for v in f.landmarks.ravel()] for f in faces]
 
 

@@ -123,7 +123,7 @@ def run(args) -> int:
                         write_pts(safe_output_path(args.pts_dir, frame_pts_name(n)), face.landmarks)
                         pts_written += 1
                     if table:
-                        table.writerows(csv_rows(n, result.faces))
+                        table.writerows(csv_rows(n, result.faces, tracked.time))
                     if frames_json:
                         frames_json.add({"frame": n, "time": None if tracked.time is None else round(tracked.time, 6),
                                          "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
