@@ -134,19 +134,51 @@ def test_a_dangling_annotation_is_listed_and_the_video_still_scored(tmp_path, ca
     assert code == 0 and result["annotated_frames"] == 2 and any("000002.pts" in m for m in result["malformed_annotations"])
 
 
-def test_a_video_that_cannot_be_scored_again_is_tracked_again(tmp_path, capsys):
+def test_a_video_that_cannot_be_scored_again_is_tracked_again(tmp_path, capsys, monkeypatch):
     """Its old scores must not stay in a summary that says it is complete (review 28b)."""
+    import tracker.batch as batch
+
     root, out = tmp_path / "root", tmp_path / "out"
     _video_folder(root, "001")
     assert _run(root, out, capsys)[0] == 0
-    result = json.loads((out / "001" / "result.json").read_text())
-    del result["frames"]  # (what scoring again needs)
-    (out / "001" / "result.json").write_text(json.dumps(result))
     (root / "001" / "annot" / "000003.pts").unlink()
+    scores = batch._scores
+
+    def unreadable_once(*a):
+        monkeypatch.setattr(batch, "_scores", scores)  # the video tracked again is scored
+        raise OSError("Input/output error")
+
+    monkeypatch.setattr(batch, "_scores", unreadable_once)
     code, printed, err = _run(root, out, capsys)
-    assert code == 0 and "warning: 001: annotations changed since it was tracked, and it cannot be scored again (KeyError" in err
+    assert code == 0 and "warning: 001: annotations changed since it was tracked, and it cannot be scored again (OSError" in err
     assert "1 video tracked, 0 already done" in printed
     assert json.loads((out / "001" / "result.json").read_text())["annotated_frames"] == 2
+
+
+@pytest.mark.parametrize("edit, why", [
+    ({"baseline": "dlib"}, "is malformed ('baseline' is not an object of baselines)"),
+    ({"baseline": {"dlib": "garbage"}}, "is malformed (baseline 'dlib' is not an object)"),
+    ({"baseline": {"dlib": {"seconds": 1.0}}}, "is malformed (baseline 'dlib': 'errors' is not a list of numbers and nulls)"),
+    ({"baseline": None}, "has no dlib scores"),
+    ({"errors": [0.01, "x", None]}, "is malformed ('errors' is not a list of numbers and nulls)"),
+    ({"frames": None}, "is malformed ('frames' is not a frame count)"),
+])
+def test_a_malformed_result_is_tracked_again_not_an_internal_error(tmp_path, capsys, edit, why):
+    """A hand-edited result.json stopped the batch in the summary with an internal error."""
+    root, out = tmp_path / "root", tmp_path / "out"
+    _video_folder(root, "001")
+    _video_folder(root, "002")
+    run = ["batch300vw", str(root), "--out", str(out), "--threads", "1", "--cnn-every", "0", "--baseline", "dlib"]
+    assert main(run) == 0
+    result = json.loads((out / "001" / "result.json").read_text())
+    (out / "001" / "result.json").write_text(json.dumps({**result, **edit}))
+    capsys.readouterr()
+    code = main(run)
+    printed, err = capsys.readouterr()
+    assert code == 0 and f"warning: 001: its result.json {why}: tracked again" in err
+    assert "1 video tracked, 1 already done" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and set(summary["baseline"]["dlib"]["videos"]) == {"001", "002"}
 
 
 def test_the_summary_names_folders_without_a_video_and_a_second_video_is_said(tmp_path, capsys):

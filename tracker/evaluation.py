@@ -279,6 +279,35 @@ def static_jitter(pred_dir: Path, annot_dir: Path) -> float | None:
     return float(np.mean(steps)) if steps else None
 
 
+def result_problem(result) -> str | None:
+    """What makes a video's ``result.json`` unfit for ``summarise_300vw`` and for scoring again
+    (a hand-edited or foreign file), None when it is fit: its frame count and per-frame errors,
+    and each baseline's errors."""
+    def errors_problem(r, who: str) -> str | None:
+        errors = r.get("errors")
+        if not isinstance(errors, list) or not all(e is None or (isinstance(e, (int, float)) and not isinstance(e, bool)) for e in errors):
+            return f"{who}'errors' is not a list of numbers and nulls"
+        return None
+
+    if not isinstance(result, dict):
+        return "it is not a JSON object"
+    if not isinstance(result.get("frames"), int) or isinstance(result["frames"], bool) or result["frames"] < 0:
+        return "'frames' is not a frame count"
+    if problem := errors_problem(result, ""):
+        return problem
+    baselines = result.get("baseline")
+    if baselines is None:
+        return None
+    if not isinstance(baselines, dict):
+        return "'baseline' is not an object of baselines"
+    for name, b in baselines.items():
+        if not isinstance(b, dict):
+            return f"baseline {name!r} is not an object"
+        if problem := errors_problem(b, f"baseline {name!r}: "):
+            return problem
+    return None
+
+
 def summarise_300vw(out: Path, names: list[str]) -> dict:
     """Every finished video's ``result.json`` under ``out`` pooled: overall NME/AUC/FR and CED
     over all annotated frames, detections, jitter, and the per-video rows; the same for each

@@ -14,7 +14,7 @@ from tracker.batch import VideoJob, find_300vw_videos, input_fingerprint, local_
 from tracker.cli.common import CNN_SILENCE, RESUMES, count, engine_args, video_args
 from tracker.detector import cnn_missing_note, require_dlib_predictor
 from tracker.errors import UsageError, count_of, install_hint
-from tracker.evaluation import summarise_300vw
+from tracker.evaluation import result_problem, summarise_300vw
 from tracker.fileio import atomic_write_image, atomic_write_json, check_output_folder, remove_partial_outputs, safe_output_path
 from tracker.pipeline import TrackerConfig, TrackerMode, uses_fast_network
 from tracker.plots import ced_plot
@@ -240,6 +240,10 @@ def _finished_video(job: VideoJob) -> tuple[str, str]:
         recorded = result.get("inputs")
     except (OSError, ValueError, AttributeError):
         return "track", "its result.json cannot be read"
+    if problem := result_problem(result):  # hand-edited: the summary would stop on it
+        return "track", f"its result.json is malformed ({problem})"
+    if job.baseline and job.baseline not in (result.get("baseline") or {}):
+        return "track", f"its result.json has no {job.baseline} scores"
     try:
         inputs = input_fingerprint(job.video, job.annot)
     except OSError as exc:
