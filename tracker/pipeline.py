@@ -541,6 +541,7 @@ class Tracker:
         given = None if boxes is None else _given_boxes(boxes, image.shape)
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         video = self.config.mode is TrackerMode.VIDEO
+        cut = False
         if video:
             thumb = thumbnail(image)
             if given is None and self._tracks and is_cut(self._thumbnail, thumb):
@@ -548,6 +549,7 @@ class Tracker:
                 # place (tracks carried on onto them; user test 10).  Searched as a first frame.
                 self._search.cancel()  # (an answer under way is about the old shot)
                 self._gone(self._tracks)
+                cut = True
                 self._tracks, self._track_ended = [], False
             self._thumbnail = thumb
         tracked = [(tr, tr.roi) for tr in self._tracks] if video else []
@@ -585,7 +587,9 @@ class Tracker:
                     # photo, 950 px: 2 faces at 640 px, none at its own size; user test 12).
                     found = _merged(found, detect_faces(gray, DETECT_MAX_SIDE))
                 detections = self._usable(found)
-                if not detections and (not video or self._finer_due(gray.shape)):
+                # (the cut's frame too: a new shot's faces can be any size; after a close-up, a
+                # wide shot's small face waited detect_every frames for it)
+                if not detections and (not video or cut or self._finer_due(gray.shape)):
                     # A still has time for a finer search, and video while no face is found: HOG at
                     # 640 px misses faces under ~1/8 of the long side (a 4000 px photo's 300 px face;
                     # a 1080p video's 160 px one, a 45 px one in a 640 px picture: user test 15).
