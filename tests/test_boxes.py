@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tracker.assets import DEMO_IMAGE
-from tracker.boxfile import BoxFileError, box_key, landmark_box, read_boxes, write_boxes
+from tracker.boxfile import BoxFileError, boxes_of_pictures, landmark_box, read_boxes, write_boxes
 from tracker.boxfile import main as boxfile_main
 from tracker.cli import main
 from tracker.crop import Roi
@@ -237,14 +237,23 @@ def test_box_file_formats(tmp_path):
                  "my photo 2.5 3.5 40 50\n"
                  '"a, b ""c"".png",1,2,30,40\n')  # a CSV writer's quoting
     boxes = read_boxes(f)
-    assert list(boxes) == ["a", "sub/b", "my photo", 'a, b "c"']
+    assert list(boxes) == ["a", "sub/b.jpg", "my photo", 'a, b "c".png']  # the names as written
     assert [(b.x0, b.y1) for b in boxes["a"]] == [(1.0, 40.0), (100.0, 160.0)]  # several faces, file order
-    assert boxes["sub/b"][0] == given_box(5, 6, 70, 80)
+    assert boxes["sub/b.jpg"][0] == given_box(5, 6, 70, 80)
     write_boxes(tmp_path / "again.txt", boxes)
     assert read_boxes(tmp_path / "again.txt") == boxes
     hashed = {"#1 photo": boxes["a"], " #2": boxes["a"]}  # written as comments and lost (review 26): quoted now
     write_boxes(tmp_path / "hashed.txt", hashed)
-    assert read_boxes(tmp_path / "hashed.txt") == {box_key(k): v for k, v in hashed.items()}
+    assert read_boxes(tmp_path / "hashed.txt") == hashed
+
+
+def test_a_line_with_the_extension_is_that_pictures_and_a_shared_stem_is_said():
+    """``face`` named both face.jpg and face.png, silently; ``face.jpg`` did too (user test 13)."""
+    b = {n: [given_box(1, 2, 10 + i, 40)] for i, n in enumerate(["face", "face.JPG", "sub\\y", "a.b", "typo", "pair.png", "pair"])}
+    given, unmatched, shared = boxes_of_pictures(b, ["face.jpg", "face.png", "sub/y.png", "a.b.jpg", "pair.png", "other.png"])
+    assert {p: [box.x1 for box in bs] for p, bs in given.items()} == {
+        "face.jpg": [10, 11], "face.png": [10], "sub/y.png": [12], "a.b.jpg": [13], "pair.png": [15, 16]}
+    assert unmatched == ["typo"] and shared == {"face": ["face.jpg", "face.png"]}
 
 
 @pytest.mark.parametrize("text, line, reason", [
@@ -427,3 +436,14 @@ def test_the_missing_cnn_note_is_only_for_pictures_the_detector_reads(folder, tm
     assert "CNN face detector is not installed" in capsys.readouterr().err
     assert main(["images", "--input", str(folder / "nowhere"), "--out", str(tmp_path / "c")]) == 2
     assert "CNN face detector" not in capsys.readouterr().err
+
+
+def test_images_says_a_stem_two_pictures_share(astronaut, tmp_path, detected, capsys):
+    box = landmark_box(detected)
+    for name in ("face.jpg", "face.png"):
+        cv2.imwrite(str(tmp_path / name), astronaut)
+    (tmp_path / "boxes.txt").write_text(f"face {box.x0} {box.y0} {box.x1} {box.y1}\n")
+    assert main(["images", "--input", str(tmp_path), "--out", str(tmp_path / "out"), "--boxes", str(tmp_path / "boxes.txt")]) == 0
+    captured = capsys.readouterr()
+    assert "'face' is the stem of 2 pictures (face.jpg, face.png): its boxes are used for each" in captured.err
+    assert "2 with boxes from" in captured.out

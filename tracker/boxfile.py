@@ -5,6 +5,8 @@ One box per line, ``STEM X0 Y0 X1 Y1`` (whitespace-separated) or ``STEM,X0,Y0,X1
 
 * ``STEM``: the image's path relative to ``--input`` without its extension (``helen/trainset/
   100032540_1``), the output stem; with the extension also works (``photo.jpg``), so may spaces.
+  A line with the extension is that picture's only; one without is every picture's of that stem
+  (``face`` for both ``face.jpg`` and ``face.png``: said in a warning).
 * ``X0 Y0 X1 Y1``: the box in 0-based image pixels, x0 < x1, y0 < y1; read as the tight box
   around the face's 68 landmarks (jaw to jaw, brows to chin), like the ground-truth boxes of the
   300-W bounding-box lists (``tracker.crop.BOX_CALIBRATION``).
@@ -42,8 +44,35 @@ def box_key(stem: str) -> str:
     return key[: -len(Path(key).suffix)] if Path(key).suffix.lower() in IMAGE_EXTENSIONS else key
 
 
+def _image_suffix(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    return suffix if suffix in IMAGE_EXTENSIONS else ""
+
+
+def boxes_of_pictures(boxes: dict[str, list[Detection]], pictures: list[str]) -> tuple[dict[str, list[Detection]], list[str], dict[str, list[str]]]:
+    """Which of ``read_boxes``' lines are each picture's (`pictures`: paths relative to
+    ``--input``, '/'-separated): those naming it with its extension (in any case) and those naming
+    its stem alone, in the order the names first come in the file.  Returns ({picture: boxes} for
+    the pictures with lines, the names that are no picture's, {name without extension:
+    [pictures]} for one that several pictures share)."""
+    by_stem: dict[str, list[str]] = {}
+    for name in boxes:
+        by_stem.setdefault(box_key(name), []).append(name)
+    given, used, sharing = {}, set(), {}
+    for picture in pictures:
+        names = [n for n in by_stem.get(box_key(picture), []) if _image_suffix(n) in ("", _image_suffix(picture))]
+        if names:
+            given[picture] = [b for n in names for b in boxes[n]]
+            used.update(names)
+        for n in names:
+            if not _image_suffix(n):
+                sharing.setdefault(n, []).append(picture)
+    return given, [n for n in boxes if n not in used], {n: ps for n, ps in sharing.items() if len(ps) > 1}
+
+
 def read_boxes(path: Path) -> dict[str, list[Detection]]:
-    """{stem (without image extension): [boxes in file order]} from a box file."""
+    """{name as the file gives it ('/'-separated; with or without the extension): [boxes in file
+    order]} from a box file; ``boxes_of_pictures`` says which are each picture's."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # (a Windows editor's byte order mark is not the first stem's)
@@ -75,7 +104,7 @@ def read_boxes(path: Path) -> dict[str, list[Detection]]:
             box = given_box(*coords)
         except ValueError as exc:
             raise BoxFileError(f"{where}: {exc}") from None
-        boxes.setdefault(box_key(fields[0]), []).append(box)
+        boxes.setdefault(fields[0].replace("\\", "/"), []).append(box)
     if not boxes:
         raise BoxFileError(f"{path}: no boxes in the file")
     return boxes

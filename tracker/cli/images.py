@@ -24,7 +24,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tracker.boxfile import box_key, read_boxes
+from tracker.boxfile import boxes_of_pictures, read_boxes
 from tracker.cli.common import RESUMES, count, engine_args, parts_from_arg, template_maps_wanted
 from tracker.detector import DETECT_MAX_SIDE, STILL_MAX_SIDE, Detection, cnn_missing_note, require_dlib_predictor
 from tracker.draw import annotate_still, frame_part_labels
@@ -206,16 +206,21 @@ def _nonempty(path: Path) -> bool:
     return path.is_file() and path.stat().st_size > 0
 
 
-def _load_boxes(args, images: list[Path]) -> dict[str, list[Detection]]:
-    """--boxes, keyed like the images; warns once about stems that match no image."""
+def _load_boxes(args, images: list[Path]) -> dict[Path, list[Detection]]:
+    """--boxes of each picture that has lines (``boxes_of_pictures``); warns once about names
+    that match no picture, and about a stem several pictures share (``face`` for ``face.jpg`` and
+    ``face.png``: its boxes are each one's; user test 13)."""
     if not args.boxes:
         return {}
-    boxes = read_boxes(args.boxes)
-    keys = {box_key(p.relative_to(args.input).as_posix()) for p in images}
-    unmatched = sorted(set(boxes) - keys)
+    rel = {p.relative_to(args.input).as_posix(): p for p in images}
+    given, unmatched, shared = boxes_of_pictures(read_boxes(args.boxes), list(rel))
     if unmatched:
-        print(f"warning: {args.boxes}: {len(unmatched)} stem(s) match no input image, e.g. {unmatched[0]!r}", file=sys.stderr)
-    return boxes
+        print(f"warning: {args.boxes}: {len(unmatched)} stem(s) match no input image, e.g. {sorted(unmatched)[0]!r}", file=sys.stderr)
+    for name, pictures in shared.items():
+        print(f"warning: {args.boxes}: {name!r} is the stem of {len(pictures)} pictures ({', '.join(pictures[:3])}"
+              f"{', ...' if len(pictures) > 3 else ''}): its boxes are used for each; name one with its extension "
+              f"('{pictures[0]}') to give it its own", file=sys.stderr)
+    return {rel[r]: b for r, b in given.items()}
 
 
 def run(args) -> int:
@@ -228,7 +233,7 @@ def run(args) -> int:
     names = _output_names(sorted(set(images) | set(list_images(args.input))) if one else images, args.input)
     _check_no_foreign_pts(args, names.values())
     boxes = _load_boxes(args, images)
-    detected = [p for p in images if box_key(p.relative_to(args.input).as_posix()) not in boxes]
+    detected = [p for p in images if p not in boxes]
     if detected and (note := cnn_missing_note()):  # after the usage checks; not when --boxes gives every face
         print(note, file=sys.stderr)
     if args.parts_from is not None and not args.parts:
@@ -253,10 +258,10 @@ def run(args) -> int:
     except WriteError as exc:  # a full disk, a folder made read-only: say what is kept
         raise exc.with_note(f"{count_of(counts['done'], 'image')} finished in this run and {counts['resumed']} before it are complete; "
                             "after fixing that, rerun the same command to resume") from exc
-    given = f" ({counts['given']} with boxes from {args.boxes}, {counts['bad_box']} skipped for a box outside the picture)" if boxes else ""
+    given = f" ({counts['given']} with boxes from {args.boxes}, {counts['bad_box']} skipped for a box outside the picture)" if args.boxes else ""
     if counts["resumed"]:  # made with whatever options that run had: say so, this run's may differ
         print(f"note: {count_of(counts['resumed'], 'image')} finished by an earlier run kept as they were; "
-              f"--overwrite redoes them with this run's options{' and boxes' if boxes else ''}", file=sys.stderr)
+              f"--overwrite redoes them with this run's options{' and boxes' if args.boxes else ''}", file=sys.stderr)
     print(
         f"done: {count_of(counts['done'], 'image')} processed{given}, {counts['resumed']} already done, {count_of(counts['faces'], 'face')}, "
         f"{counts['no_face']} without a face, {counts['failed']} unreadable; outputs in {args.out} "
@@ -265,7 +270,7 @@ def run(args) -> int:
     return 1 if counts["failed"] or counts["bad_box"] else 0
 
 
-def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, str], boxes: dict[str, list[Detection]],
+def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, str], boxes: dict[Path, list[Detection]],
                  counts: dict[str, int]) -> None:
     from tqdm import tqdm
 
@@ -274,7 +279,7 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
         print(f"skipped: {message}", file=sys.stderr)
 
     def boxes_for(frame) -> list[Detection] | None:
-        given = boxes.get(box_key(frame.path.relative_to(args.input).as_posix()))
+        given = boxes.get(frame.path)
         if given is None:
             print(f"no box: {frame.path} has no line in {args.boxes}; the detector looks for faces", file=sys.stderr)
         return given
@@ -283,7 +288,7 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
         counts["bad_box"] += 1
         print(f"skipped: {frame.path}: {exc}", file=sys.stderr)
 
-    stream = track_stream(tracker, ImageSource(images, str(args.input), warn=unreadable), boxes=boxes_for if boxes else None,
+    stream = track_stream(tracker, ImageSource(images, str(args.input), warn=unreadable), boxes=boxes_for if args.boxes else None,
                           on_bad_boxes=bad_boxes)
     for tracked in tqdm(stream, total=len(images), unit="img", file=sys.stderr, disable=not sys.stderr.isatty()):
         image, result, given, stem = tracked.image, tracked.result, tracked.boxes, names[tracked.path]
