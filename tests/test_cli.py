@@ -253,6 +253,33 @@ def test_bystander_clips_hide_the_subject_for_a_moment_beside_another_face(image
     assert x[hidden[0] - 1] - x[hidden[-1] + 1] == pytest.approx(80, abs=15)
 
 
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_turned_clips_are_the_upright_ones_turned_with_their_annotations(image_folder, tmp_path, degrees):
+    """``synth300vw --turn``: each frame turned clockwise, and each point to the same pixel of it."""
+    from tracker.tools.synth300vw import main as synth
+
+    src = tmp_path / "still"
+    src.mkdir()
+    for ext in (".jpg", ".pts"):
+        (src / f"a{ext}").write_bytes((image_folder / f"astro{ext}").read_bytes())
+    common = ["--images", str(src), "--frames", "4", "--static", "2", "--size", "160x120"]
+    assert synth([*common, "--out", str(tmp_path / "up")]) == 0 and synth([*common, "--out", str(tmp_path / "t"), "--turn", str(degrees)]) == 0
+    up, turned = (cv2.VideoCapture(str(tmp_path / d / "001" / "vid.avi")).read()[1] for d in ("up", "t"))
+    code = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}[degrees]
+    assert turned.shape == cv2.rotate(up, code).shape and np.abs(turned.astype(int) - cv2.rotate(up, code)).mean() < 3  # MJPG
+    p, q = (read_pts(tmp_path / d / "001" / "annot" / "000001.pts") for d in ("up", "t"))
+    # a point's own pixel: a marker drawn at each upright point, turned, lands on the turned point
+    marks = np.zeros((120, 160), np.uint8)
+    for x, y in np.round(p).astype(int):
+        if 0 <= x < 160 and 0 <= y < 120:
+            marks[y, x] = 255
+    ys, xs = np.nonzero(cv2.rotate(marks, code))
+    turned_marks = set(zip(xs.tolist(), ys.tolist()))
+    assert turned_marks and turned_marks == {(x, y) for x, y in np.round(q).astype(int).tolist() if (x, y) in turned_marks}
+    inside = [(x, y) for x, y in np.round(q).astype(int).tolist() if 0 <= x < turned.shape[1] and 0 <= y < turned.shape[0]]
+    assert set(inside) == turned_marks
+
+
 def test_video_outputs_and_truncated_stream(synth_root, tmp_path, capsys):
     clip = synth_root / "001" / "vid.avi"
     rc = main(["video", str(clip), "--out", str(tmp_path / "a.mp4"), "--pts-dir", str(tmp_path / "pts"), "--csv", str(tmp_path / "a.csv"),

@@ -199,8 +199,26 @@ def test_a_still_with_an_upside_down_face_is_searched_turned_and_an_upright_one_
     assert np.median(np.linalg.norm(face[0].landmarks - right_way, axis=1)) < 3.0
     monkeypatch.setattr(pipeline, "detect_faces_turned", lambda *a: pytest.fail("an upright face was searched turned"))
     assert len(tracker.track(astronaut).faces) == 1
-    video = Tracker(TrackerConfig(mode="video", threads=1))  # video: no turned search (a frame's budget)
-    assert video.track(np.zeros((240, 320, 3), np.uint8)).faces == []
+
+
+def test_video_finds_a_face_lying_on_its_side_on_the_finer_searchs_rounds(astronaut, monkeypatch):
+    """Video was never searched turned: a person lying down was found only where the CNN, every
+    30 frames, happened to see the face (10 synthetic clips turned 90 degrees: AUC@0.08 0.306)."""
+    import tracker.pipeline as pipeline
+    from tracker import Tracker, TrackerConfig
+
+    calls = []
+    real = pipeline.detect_faces_turned
+    monkeypatch.setattr(pipeline, "detect_faces_turned", lambda gray, side: calls.append(video._frame) or real(gray, side))
+    video = Tracker(TrackerConfig(mode="video", threads=1, refine=False, video_cnn_every=0))
+    lying = cv2.rotate(astronaut, cv2.ROTATE_90_CLOCKWISE)
+    frames = [video.track(lying).faces for _ in range(4)]
+    assert [len(f) for f in frames] == [1] * 4 and len({f[0].track_id for f in frames}) == 1
+    assert abs(frames[0][0].box.angle) == pytest.approx(np.pi / 2) and abs(abs(np.degrees(frames[-1][0].roi.angle)) - 90) < 20
+    assert calls == [0]  # found: tracked from there on
+    for _ in range(40):  # the face gone: looked for on the finer search's rounds, ever more rarely
+        video.track(np.full_like(lying, 128))
+    assert 2 <= len(calls) - 1 <= 5
 
 
 def test_a_turned_box_that_does_not_fit_as_a_face_is_dropped_and_the_cnn_still_looks(astronaut, rotated, monkeypatch):

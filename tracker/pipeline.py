@@ -589,24 +589,27 @@ class Tracker:
                 detections = self._usable(found)
                 # (the cut's frame too: a new shot's faces can be any size; after a close-up, a
                 # wide shot's small face waited detect_every frames for it)
-                if not detections and (not video or cut or self._finer_due(gray.shape)):
+                finer = not detections and (not video or cut or self._finer_due(gray.shape))
+                if finer:
                     # A still has time for a finer search, and video while no face is found: HOG at
                     # 640 px misses faces under ~1/8 of the long side (a 4000 px photo's 300 px face;
                     # a 1080p video's 160 px one, a 45 px one in a 640 px picture: user test 15).
                     found = detect_faces_finer(gray, self.config.detect_side) or found
                     detections = self._usable(found)
-                    # Each fruitless search waits twice as long for the next (a camera with nobody
-                    # in front of it stalled ~120 ms every 5 frames: review 27).
-                    self._finer_at = self._frame
-                    self._finer_gap = FINER_SEARCH_EVERY if detections else min(2 * self._finer_gap, FINER_MAX_GAP)
                 if not video and self.config.cnn_fallback and cnn_available():
                     detections += self._confirmed(image, found, detections)
                 turned = []
-                if not detections and not video:
+                if not detections and finer:
                     # A face lying on its side or upside down (a photo turned without its EXIF
                     # tag, a person lying down): the CNN finds 43 of the 80 val faces turned 90
-                    # degrees, this 74 (bench_roll).
+                    # degrees, this 74 (bench_roll).  Video looks on the finer search's rounds (~1.8x
+                    # their time: an empty camera's once a second).
                     turned = self._plausible(image, gray, self._usable(detect_faces_turned(gray, self.config.detect_side)))
+                if video and finer:
+                    # Each fruitless search waits twice as long for the next (a camera with nobody
+                    # in front of it stalled ~120 ms every 5 frames: review 27).
+                    self._finer_at = self._frame
+                    self._finer_gap = FINER_SEARCH_EVERY if detections or turned else min(2 * self._finer_gap, FINER_MAX_GAP)
                 if not detections and self._cnn_due(video, tracked) and cnn_available():
                     # still, beside turned faces: the picture's subject may be a face only the CNN
                     # finds (a profile), next to a small one lying down (review 28c)

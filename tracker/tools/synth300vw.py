@@ -198,6 +198,34 @@ def write_clip(folder: Path, frames: list[np.ndarray], pts: list[np.ndarray | No
     tmp.replace(folder / "vid.avi")
 
 
+# Clockwise quarter turns of a clip: OpenCV's code and where a pixel centre (x, y) of a w x h
+# frame goes (a camera on its side, a person lying down).
+TURNS = {
+    90: (cv2.ROTATE_90_CLOCKWISE, lambda x, y, w, h: (h - 1 - y, x)),
+    180: (cv2.ROTATE_180, lambda x, y, w, h: (w - 1 - x, h - 1 - y)),
+    270: (cv2.ROTATE_90_COUNTERCLOCKWISE, lambda x, y, w, h: (y, w - 1 - x)),
+}
+
+
+def turn_clip(frames: list[np.ndarray], pts: list[np.ndarray | None], occluders: list | None, degrees: int):
+    """A rendered clip turned clockwise by `degrees` (0, 90, 180 or 270): its frames, points
+    and occluder boxes."""
+    if degrees == 0:
+        return frames, pts, occluders
+    code, move = TURNS[degrees]
+    h, w = frames[0].shape[:2]
+
+    def points(p: np.ndarray) -> np.ndarray:
+        return np.stack(move(p[:, 0], p[:, 1], w, h), axis=1)
+
+    def box(b):
+        corners = points(np.array([[b[0], b[1]], [b[2], b[3]]], float))
+        return tuple(int(v) for v in (*corners.min(0), *corners.max(0)))  # pixels, ends inclusive as before
+
+    return ([cv2.rotate(f, code) for f in frames], [None if p is None else points(p) for p in pts],
+            None if occluders is None else [None if b is None else box(b) for b in occluders])
+
+
 def _annotated(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """A still and its 68 points, or None after a `skipped:` line."""
     try:
@@ -221,10 +249,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="clips of two people instead: the subject and the next image's face walking in beside it; "
                          "the subject hidden for a moment (the output must come back to it)")
     ap.add_argument("--hidden", type=int, default=HIDDEN_FRAMES, help="--bystanders: frames the subject is hidden for")
+    ap.add_argument("--turn", type=int, choices=sorted([0, *TURNS]), default=0,
+                    help="turn every clip clockwise by this many degrees, its annotations with it (a face lying on its side)")
     ap.add_argument("--return-shift", type=float, default=0.0,
                     help="--bystanders: how far left the subject comes back, as a fraction of the width (0 to 0.3)")
     args = ap.parse_args(argv)
-    if not 0 <= args.hidden < args.frames or not 0 <= args.return_shift <= 0.3:
+    if not 0 <= args.hidden < (args.frames if args.bystanders else 1 << 30) or not 0 <= args.return_shift <= 0.3:
         ap.error("--hidden must be 0 or more and less than --frames; --return-shift between 0 and 0.3")
     w, h = (int(v) for v in args.size.lower().split("x"))
     if args.list:
@@ -255,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             frames, fpts, occluders = render_clip(image, pts, (w, h), args.frames, args.static, rng)
             static = args.static
+        frames, fpts, occluders = turn_clip(frames, fpts, occluders, args.turn)
         write_clip(folder, frames, fpts, static, occluders=occluders)
         made += 1
     print(f"done: {made} clips written to {args.out}, {skipped} images skipped")
