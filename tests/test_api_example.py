@@ -19,4 +19,6 @@ def test_the_readme_python_api_example_runs(capsys):
     assert scope["result"].faces  # the last call, with the two boxes: at least one face fitted
     assert scope["labels"].shape == scope["frame"].shape[:2] and scope["labels"].max() > 0  # the parts
     assert scope["maps"]["uv"].shape == (2, *scope["frame"].shape[:2])
+    assert scope["out"].shape == scope["frame"].shape and (scope["out"] != scope["frame"]).any()  # the face painted
+    assert scope["texture"].shape == (256, 256, 3) and 0.2 < scope["seen"].mean() < 0.9
     assert "detect" in capsys.readouterr().out  # the timings printed

@@ -264,6 +264,29 @@ def test_the_transfer_reads_every_frame_the_tracker_reads(face):
         np.testing.assert_array_equal(unwrap_face(frame, face, size=32)[0], unwrap_face(as_bgr, face, size=32)[0])
 
 
+def test_a_texture_array_paints_as_its_uint8_picture_whatever_its_type(face, tmp_path):
+    """float 0-1 painted the face black, 16-bit white, and (3,H,W) in meaningless colours,
+    silently (user test 18); a fully transparent texture file painted nothing, silently."""
+    from tracker.fileio import ImageReadError
+    from tracker.transfer import as_texture, load_texture
+
+    frame = np.full((200, 260, 3), 90, np.uint8)
+    tex = np.dstack([*np.meshgrid(np.linspace(0, 255, 32), np.linspace(40, 200, 32)), np.full((32, 32), 128.0)]).round().astype(np.uint8)
+    want = render_texture(frame, face, tex, 0.8, "none")
+    for same in (tex / 255.0, (tex / 255.0).astype(np.float32), tex.astype(np.float64), tex.astype(np.uint16) * 257):
+        assert np.abs(render_texture(frame, face, same, 0.8, "none").astype(int) - want).max() <= 1
+    grey = render_texture(frame, face, tex[:, :, 0], 0.8, "none")
+    assert np.array_equal(grey, render_texture(frame, face, tex[:, :, :1], 0.8, "none"))
+    assert np.array_equal(as_texture(tex[:, :, 0]), cv2.cvtColor(tex[:, :, 0], cv2.COLOR_GRAY2BGR))
+    with pytest.raises(ImageReadError, match=r"channels come last: texture.transpose\(1, 2, 0\)"):
+        render_texture(frame, face, tex.transpose(2, 0, 1), 0.8, "none")
+    clear = np.dstack([tex, np.zeros((32, 32), np.uint8)])
+    assert as_texture(clear).shape == (32, 32, 4)  # alpha kept
+    cv2.imwrite(str(tmp_path / "clear.png"), clear)
+    with pytest.warns(UserWarning, match="fully transparent"):
+        load_texture(tmp_path / "clear.png")
+
+
 def test_cli_transfer_says_which_frames_of_a_sequence_it_skipped(tmp_path, capsys):
     """An unreadable picture of a numbered sequence: `transfer` said all was well, exit 0, where
     `video` says so and exits 1 (user test 14)."""

@@ -16,6 +16,7 @@ or hair over the face).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -174,14 +175,38 @@ def composite(target: np.ndarray, colors: np.ndarray, alpha: np.ndarray) -> np.n
 # -- on tracked faces ------------------------------------------------------------------------
 
 
+def as_texture(texture, name: str = "texture") -> np.ndarray:
+    """A caller's texture array as BGR or BGRA uint8 (H,W,3|4), alpha kept: grey expanded,
+    16-bit scaled from 0-65535, floats read as 0-1 when none is above 1 (numpy's and torch's
+    habit) and as 0-255 otherwise.  Raises ImageReadError (one line) for what is not a
+    channel-last picture: a (3,H,W) array painted meaningless colours (user test 18), as float
+    0-1 painted the face black and 16-bit painted it white."""
+    if not isinstance(texture, np.ndarray) or texture.size == 0 or texture.ndim not in (2, 3) or (
+            texture.ndim == 3 and texture.shape[2] not in (1, 3, 4)):
+        what = f"shape {texture.shape}" if isinstance(texture, np.ndarray) else type(texture).__name__
+        channel_first = isinstance(texture, np.ndarray) and texture.ndim == 3 and texture.shape[0] in (1, 3, 4)
+        hint = "; channels come last: texture.transpose(1, 2, 0)" if channel_first else ""
+        raise ImageReadError(f"{name} is not a picture ({what}; expected (H,W), (H,W,1), (H,W,3) or (H,W,4){hint})")
+    if texture.dtype == np.uint16:
+        texture = (texture / 257.0).round().astype(np.uint8)
+    elif texture.dtype != np.uint8:
+        t = np.nan_to_num(texture.astype(np.float32))
+        texture = np.clip(t * (255.0 if t.max() <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
+    if texture.ndim == 3 and texture.shape[2] == 1:
+        texture = texture[:, :, 0]
+    return cv2.cvtColor(texture, cv2.COLOR_GRAY2BGR) if texture.ndim == 2 else texture
+
+
 def render_texture(frame: np.ndarray, face, texture: np.ndarray, strength: float = 1.0, match: ColorMatch = "shading",
                    feather: float = 0.06) -> np.ndarray:
     """A copy of ``frame`` (BGR uint8) with ``texture`` (UV space, BGR or BGRA) rendered on
     ``face`` (a FaceResult), blended by strength x feathered foreground x the face's
     visibility (when it has one) x texture alpha; colours adapted to the face by ``match``
     (see ``match_colors``).  ``frame`` may be anything ``Tracker.track`` takes (grey, BGRA,
-    16-bit ...: read as ``tracker.fileio.to_bgr8`` reads it; it crashed or mixed scales; user test 14)."""
+    16-bit ...: read as ``tracker.fileio.to_bgr8`` reads it; it crashed or mixed scales; user test 14);
+    ``texture`` anything ``as_texture`` takes."""
     out = to_bgr8(frame, "frame").copy()
+    texture = as_texture(texture)
     region = face_region(face.part_maps, face.crop_to_image, out.shape, feather, visibility=face.visibility)
     if region is None or strength <= 0:
         return out
@@ -282,10 +307,9 @@ def load_texture(path) -> np.ndarray:
     tex = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if tex is None:
         raise ImageReadError(f"{path}: not a decodable image")
-    if tex.dtype != np.uint8:
-        tex = (tex / 257.0).round().astype(np.uint8) if tex.dtype == np.uint16 else cv2.convertScaleAbs(tex)
-    if tex.ndim == 2:
-        tex = cv2.cvtColor(tex, cv2.COLOR_GRAY2BGR)
+    tex = as_texture(tex, str(path))
+    if tex.shape[2] == 4 and not tex[:, :, 3].any():  # exported by mistake: the transfer "worked" and changed nothing
+        warnings.warn(f"{path}: the texture is fully transparent (alpha 0 everywhere): nothing will be painted", stacklevel=2)
     scale = MAX_TEXTURE_SIDE / max(tex.shape[:2])
     if scale < 1:
         tex = cv2.resize(tex, (max(1, round(tex.shape[1] * scale)), max(1, round(tex.shape[0] * scale))), interpolation=cv2.INTER_AREA)
