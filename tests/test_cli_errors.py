@@ -88,19 +88,30 @@ def test_truncated_video_gives_one_line_without_ffmpeg_noise(tmp_path):
     assert p.returncode == 2 and str(cut) in one_error_line(err)
 
 
-def test_video_ctrl_c_leaves_no_partial_file_and_does_not_promise_a_resume(tmp_path):
-    out = tmp_path / "v.mp4"
-    p = cli("video", str(DEMO_CLIP), "--out", str(out), "--threads", "1")
+def test_video_ctrl_c_keeps_the_frames_done_and_does_not_promise_a_resume(tmp_path):
+    """A file's outputs were deleted at Ctrl-C: an hour's tracking lost to stopping early (user
+    test 18).  They hold the frames done, whole, and say they are not the whole video."""
+    import json
+
+    from tracker.video import _frames_in
+
+    out, table, frames = tmp_path / "v.mp4", tmp_path / "f.csv", tmp_path / "f.json"
+    p = cli("video", str(DEMO_CLIP), "--out", str(out), "--csv", str(table), "--json", str(frames), "--threads", "1")
     end = time.monotonic() + 120
     while not any(tmp_path.glob(".*partial*")) and time.monotonic() < end and p.poll() is None:
         time.sleep(0.05)
     assert any(tmp_path.glob(".*partial*")), "the video writer never started"
     time.sleep(0.5)
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=120)
+    stdout, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
-    assert "does not resume" in err and "rerun the same command to resume" not in err
-    assert list(tmp_path.iterdir()) == []
+    assert "note: interrupted at frame" in err and "does not resume" in err and "rerun the same command to resume" not in err
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["f.csv", "f.json", "v.mp4"]  # no hidden partial file
+    saved = json.loads(frames.read_text())
+    done = len(saved["frames"])
+    assert saved["complete"] is False and 0 < done < 150 and [f["frame"] for f in saved["frames"]] == list(range(1, done + 1))
+    assert {int(r.split(",")[0]) for r in table.read_text().splitlines()[1:]} <= set(range(1, done + 1))
+    assert _frames_in(out) == done and stdout.startswith(f"interrupted: {done} frames")
 
 
 def _clip(path: Path, frames: int = 3) -> None:

@@ -371,11 +371,16 @@ def test_a_file_whose_name_holds_a_percent_sign_is_that_file(tmp_path):
         open_video_or_camera(tmp_path / "gone 100%.mp4", None)
 
 
-def test_ctrl_c_ends_a_live_source_and_interrupts_a_file():
-    with until_interrupted(ArraySource(frames(1), live=True)):
+def test_ctrl_c_ends_a_live_source_and_cuts_a_file_short():
+    with until_interrupted(ArraySource(frames(1), live=True)) as stop:
         raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt), until_interrupted(ArraySource(frames(1))):
+    assert not stop.early  # a camera's usual end
+    with until_interrupted(ArraySource(frames(1))) as stop:
         raise KeyboardInterrupt
+    assert stop.early
+    with until_interrupted(ArraySource(frames(1))) as stop:
+        pass
+    assert not stop.early
 
 
 def test_video_command_reads_a_camera(fake_camera, tmp_path, capsys):

@@ -535,12 +535,21 @@ def track_stream(tracker: Tracker, source: FrameSource, *, limit: int | None = N
         yield TrackedFrame(frame.index, frame.image, result, 1000 * (time.perf_counter() - t0), frame.path, given, frame.time)
 
 
+@dataclass
+class Interruption:
+    """What ``until_interrupted`` saw: `early`, a file's run cut short by Ctrl-C (or SIGTERM)."""
+
+    early: bool = False
+
+
 @contextmanager
-def until_interrupted(source: FrameSource) -> Iterator[None]:
-    """Ctrl-C ends a live source like the end of a file (a camera runs until stopped, and what was
-    tracked is kept); on any other source it is an interruption and is raised."""
+def until_interrupted(source: FrameSource) -> Iterator[Interruption]:
+    """Ctrl-C ends the stream where it is, like the end of its file, and what was tracked is kept:
+    a camera runs until stopped; a file's run cut short says so (``early``), so that the command
+    saves the frames done and exits 130 (they were deleted: an hour's tracking lost to stopping
+    early; user test 18)."""
+    stop = Interruption()
     try:
-        yield
+        yield stop
     except KeyboardInterrupt:
-        if not source.live:
-            raise
+        stop.early = not source.live

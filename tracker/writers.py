@@ -81,8 +81,9 @@ class JsonFrames:
         self.f.write(("," if self.count else "") + "\n " + json.dumps(json_ready(frame), allow_nan=False))
         self.count += 1
 
-    def close(self) -> None:
-        self.f.write("\n]}\n")
+    def close(self, complete: bool = True) -> None:
+        """`complete`: the run reached its source's end (or a camera's stop), not a Ctrl-C on a file."""
+        self.f.write(f'\n], "complete": {json.dumps(complete)}}}\n')
 
 
 def csv_rows(frame_number: int, faces: list[FaceResult], time: float | None = None) -> list[list]:

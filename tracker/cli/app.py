@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 from tracker.cli import batch300vw, bench, demo, images, transfer, version, video, viewer
 from tracker.cli import eval as evaluate
-from tracker.cli.common import DOES_NOT_RESUME, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
+from tracker.cli.common import DOES_NOT_RESUME, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from tracker.cli.version import package_version
 from tracker.errors import TrackerError, UsageError
 
@@ -137,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args)
     except KeyboardInterrupt:
         print(getattr(args, "interrupted", DOES_NOT_RESUME), file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
         if _from_ctrl_c(exc):
             print(getattr(args, "interrupted", DOES_NOT_RESUME), file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
         return _failed(exc, args.verbose)
 
 

@@ -10,6 +10,7 @@ from engines import KINDS, NOTES
 from tracker.errors import count_of
 
 EXIT_OK, EXIT_ITEMS_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a C tool stopped by Ctrl-C
 EXIT_INTERNAL = 1  # a bug (not a TrackerError): the same status as a batch with failed items, as Python itself exits
 # What Ctrl-C leaves behind, per command (``set_defaults(interrupted=...)``); only the batch
 # commands resume, so only they say so.

@@ -3,8 +3,8 @@ face of an image, a video or a camera stream (``tracker.transfer`` has the numer
 
 The texture is either a file (``--texture``, e.g. ``tracker/assets/textures/*.png``) or a face
 unwrapped from a photo (``--source-face``).  The output is written atomically: an image through
-``atomic_write_image``, a video through a temporary file renamed when complete (a camera's at
-Ctrl-C).  When no face is found (in the source photo, or in any target frame) nothing is written
+``atomic_write_image``, a video through a temporary file renamed at the source's end or at a
+Ctrl-C (the frames done are kept).  When no face is found (in the source photo, or in any target frame) nothing is written
 and the error is one line.
 """
 from __future__ import annotations
@@ -12,9 +12,20 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tracker.cli.common import EXIT_ITEMS_FAILED, EXIT_OK, camera_arg, count, engine_args, parts_from_arg, skipped_frames, template_maps_wanted, warn
-from tracker.errors import InputError, UsageError
-from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, read_image
+from tracker.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_ITEMS_FAILED,
+    EXIT_OK,
+    camera_arg,
+    count,
+    engine_args,
+    parts_from_arg,
+    skipped_frames,
+    template_maps_wanted,
+    warn,
+)
+from tracker.errors import InputError, UsageError, count_of
+from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, interrupts_held, read_image
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.sources import CAMERA, FrameSource, SourceSpec, clip_files, open_source, spec_from_argument, track_stream, until_interrupted
 from tracker.transfer import COLOR_MATCHES, DEFAULT_STRENGTH, Look, apply_look, load_texture, unwrap_source_face
@@ -62,17 +73,24 @@ def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig
         print(f"transferring from {source.label}; Ctrl-C stops and saves", file=sys.stderr)
     tracker = Tracker(config)
     total = with_face = 0
-    # A file's video is written whole or not at all; a camera's is kept at Ctrl-C.
+    # The video is renamed into place at the source's end or at a Ctrl-C (the frames done are kept).
     with source, AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live) as writer:
-        with until_interrupted(source):
+        with until_interrupted(source) as stop:
             for tracked in track_stream(tracker, source, limit=args.max_frames):
-                writer.write(apply_look(tracked.image, tracked.result, look), at=tracked.index)
-                total += 1
-                with_face += bool(tracked.result.faces)
+                painted = apply_look(tracked.image, tracked.result, look)
+                with interrupts_held():  # a Ctrl-C comes after this frame is written
+                    writer.write(painted, at=tracked.index)
+                    total += 1
+                    with_face += bool(tracked.result.faces)
         if with_face == 0:
+            if stop.early:
+                raise KeyboardInterrupt
             raise InputError(f"{source.label}: no face found in any of {total} frames; nothing written")
     skipped = skipped_frames(source.skipped)
     print(f"transfer: face in {with_face}/{total} frames{skipped} -> {args.out} (engine: {tracker.describe()})")
+    if stop.early:
+        print(f"note: interrupted after {count_of(total, 'frame')}: {args.out} holds them", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_ITEMS_FAILED if source.skipped else EXIT_OK  # as `video` says it (it said all was well; user test 14)
 
 

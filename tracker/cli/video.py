@@ -1,7 +1,8 @@
 """``run_tracker video``: track a video file or a camera into an annotated video, per-frame
 ``.pts``, a CSV and/or a JSON of every stage.  The ``.pts`` files are written as frames are
 tracked; the video, CSV and JSON go to hidden temporary files as frames come, renamed into place
-when the run ends (a camera's at Ctrl-C) and deleted if it fails."""
+when the run ends (at the source's end, or at a Ctrl-C: the frames done are kept) and deleted if it
+fails."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +11,18 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from tracker.cli.common import CNN_SILENCE, EXIT_ITEMS_FAILED, EXIT_OK, camera_arg, count, engine_args, skipped_frames, video_args, warn
+from tracker.cli.common import (
+    CNN_SILENCE,
+    EXIT_INTERRUPTED,
+    EXIT_ITEMS_FAILED,
+    EXIT_OK,
+    camera_arg,
+    count,
+    engine_args,
+    skipped_frames,
+    video_args,
+    warn,
+)
 from tracker.detector import cnn_missing_note
 from tracker.draw import annotate
 from tracker.errors import UsageError, count_of
@@ -46,8 +58,7 @@ def register(sub) -> None:
     p.add_argument("--json", type=Path, help="every face of every frame with all stages and timings")
     engine_args(p)
     video_args(p)
-    p.set_defaults(func=run, interrupted="interrupted; no video, CSV or JSON was written; a --pts-dir keeps the frames written so "
-                                         "far (video does not resume: empty that folder and rerun to start again)")
+    p.set_defaults(func=run, interrupted="interrupted before the first frame was tracked; nothing was written")
 
 
 PROGRESS_EVERY_S = 30.0  # without a terminal (no progress bar), a progress line this often
@@ -92,8 +103,8 @@ def run(args) -> int:
     t_start = time.perf_counter()
     n = tracked_frames = pts_written = 0
     # Every output goes to a hidden temporary file as the frames come (an hour's JSON held in memory
-    # grew by ~74 KB a frame; user test 10), renamed when the run ends, deleted on any failure or
-    # Ctrl-C on a file.
+    # grew by ~74 KB a frame; user test 10), renamed when the run ends (at the end of the source,
+    # or at a Ctrl-C: the frames done are kept), deleted on any failure.
     saved = False
     try:
         with source, ExitStack() as outputs:
@@ -104,34 +115,38 @@ def run(args) -> int:
                 "source": source.label, "coordinates": COORDINATES, "fps": source.fps, "frame_size": list(source.size)}) if args.json else None
             # entered last, closed first: a video that fails to close takes the tables with it
             writer = outputs.enter_context(AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live)) if args.out else None
-            with until_interrupted(source):
+            with until_interrupted(source) as stop:
                 stream = track_stream(tracker, source, limit=args.max_frames)
                 bar = sys.stderr.isatty()
                 said = t_start
                 for tracked in tqdm(stream, total=source.length or None, unit="frame", file=sys.stderr, disable=not bar):
-                    n = tracked.index + 1  # frame numbers are 1-based, like the .pts files
-                    tracked_frames += 1
+                    result = tracked.result
+                    annotated = annotate(tracked.image, result, tracked.fps) if writer else None
+                    face = subject.pick(result.faces, tracked.image.shape[1::-1], tracked.image)
+                    with interrupts_held():  # a Ctrl-C ends the run after this frame's outputs, not between them
+                        n = tracked.index + 1  # frame numbers are 1-based, like the .pts files
+                        if writer:
+                            writer.write(annotated, at=tracked.index)
+                        if args.pts_dir and face is not None:
+                            write_pts(safe_output_path(args.pts_dir, frame_pts_name(n)), face.landmarks)
+                            pts_written += 1
+                        if table:
+                            table.writerows(csv_rows(n, result.faces, tracked.time))
+                        if frames_json:
+                            frames_json.add({"frame": n, "time": None if tracked.time is None else round(tracked.time, 6),
+                                             "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
+                        tracked_frames += 1
                     if not bar and time.perf_counter() - said >= PROGRESS_EVERY_S:  # a log (nohup, CI) heard nothing until the end
                         said = time.perf_counter()
                         print(f"frame {n}{f' of ~{source.length}' if source.length else ''}, {tracked_frames / (said - t_start):.1f} fps",
                               file=sys.stderr)
-                    result = tracked.result
-                    if writer:
-                        writer.write(annotate(tracked.image, result, tracked.fps), at=tracked.index)
-                    face = subject.pick(result.faces, tracked.image.shape[1::-1], tracked.image)
-                    if args.pts_dir and face is not None:
-                        write_pts(safe_output_path(args.pts_dir, frame_pts_name(n)), face.landmarks)
-                        pts_written += 1
-                    if table:
-                        table.writerows(csv_rows(n, result.faces, tracked.time))
-                    if frames_json:
-                        frames_json.add({"frame": n, "time": None if tracked.time is None else round(tracked.time, 6),
-                                         "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
             if tracked_frames == 0:  # inside the writers: no empty output is left behind
+                if stop.early:
+                    raise KeyboardInterrupt
                 raise VideoError(f"{source.label}: no decodable frame (corrupt, or not a video)")
-            with interrupts_held():  # a second Ctrl-C while a camera's run is saved comes after the saving
+            with interrupts_held():  # a second Ctrl-C while the run is saved comes after the saving
                 if frames_json:
-                    frames_json.close()
+                    frames_json.close(complete=not stop.early)
                 outputs.close()
                 saved = True  # (here: a Ctrl-C held meanwhile is raised as the block ends)
     except KeyboardInterrupt:  # the run had ended and its outputs are saved (the camera was closing): reported as done
@@ -143,6 +158,10 @@ def run(args) -> int:
     skipped = skipped_frames(source.skipped)
     # frames read, the skipped ones included (a sequence's missing numbers are not frames)
     read = tracked_frames + source.skipped
-    print(f"done: {count_of(read, 'frame')}{skipped} in {elapsed:.1f}s ({tracked_frames / elapsed:.1f} fps, engine {tracker.describe()}); "
-          f"wrote {', '.join(written)}")
+    print(f"{'interrupted' if stop.early else 'done'}: {count_of(read, 'frame')}{skipped} in {elapsed:.1f}s "
+          f"({tracked_frames / elapsed:.1f} fps, engine {tracker.describe()}); wrote {', '.join(written)}")
+    if stop.early:
+        print(f"note: interrupted at frame {n}{f' of ~{source.length}' if source.length else ''}: the outputs hold the frames tracked "
+              "before it (the JSON says \"complete\": false); video does not resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_ITEMS_FAILED if source.skipped else EXIT_OK
