@@ -371,6 +371,25 @@ def test_a_file_whose_name_holds_a_percent_sign_is_that_file(tmp_path):
         open_video_or_camera(tmp_path / "gone 100%.mp4", None)
 
 
+def test_closing_or_seeking_a_video_stops_its_read_ahead_first():
+    """The source was released while its frames, still held (a Ctrl-C or an error inside ``with
+    source:``), had a thread inside ``cap.read()``: FFmpeg crashed or hung the process (review 29)."""
+    def readers() -> int:
+        return sum(t.name == "read-ahead" and t.is_alive() for t in threading.enumerate())
+
+    before = readers()
+    source = VideoSource(DEMO_CLIP, read_ahead=3)
+    stream = source.frames()
+    assert [next(stream).index for _ in range(3)] == [0, 1, 2] and readers() == before + 1
+    source.seek(40)
+    assert readers() == before and next(source.frames()).index == 40  # the old frames stopped, the new ones read
+    held = source.frames()
+    next(held)
+    source.close()
+    assert readers() == before
+    assert list(held) == []  # what was held just ends
+
+
 def test_ctrl_c_ends_a_live_source_and_cuts_a_file_short():
     with until_interrupted(ArraySource(frames(1), live=True)) as stop:
         raise KeyboardInterrupt
