@@ -158,3 +158,19 @@ def test_a_paced_recording_lasts_as_long_as_the_live_source_did(tmp_path):
         for now in (5.0, 5.5):
             writer.write(shade(0), now)
     assert writer.frames == 2  # a file's frames are its own
+
+
+def test_an_odd_sized_video_is_padded_not_cropped(tmp_path):
+    """The encoder wants even sides: a 641x479 clip came out 640x478, its last pixel column and
+    row gone while the CSV's points were in 641x479 (user test 18).  A black one is added."""
+    from tracker.video import AtomicVideoWriter
+
+    frame = np.full((479, 641, 3), 200, np.uint8)
+    frame[:, -1] = frame[-1] = 60  # the frame's own last column and row
+    with AtomicVideoWriter(tmp_path / "o.mp4", 25, (641, 479)) as writer:
+        for i in range(3):
+            writer.write(frame, at=i)
+    ok, back = cv2.VideoCapture(str(tmp_path / "o.mp4")).read()
+    assert ok and back.shape == (480, 642, 3)
+    assert abs(back[:478, 640].mean() - 60) < 15 and abs(back[478, :640].mean() - 60) < 15  # kept where they were
+    assert back[:, 641].mean() < 15 and back[479].mean() < 15 and abs(back[100:300, 100:500].mean() - 200) < 5

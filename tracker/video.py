@@ -208,8 +208,12 @@ class AtomicVideoWriter:
         check_video_output(self.path)
         check_writable(self.path)  # a folder or read-only target fails now, not at the rename after the whole clip
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        # The encoder wants even sides and crops an odd one (a 641x479 clip came out 640x478 while
+        # its CSV's points were in 641x479; user test 18): a black pixel row or column is added
+        # at the right or bottom instead, so every pixel keeps its coordinates.
+        self._pad = (size[0] % 2, size[1] % 2)
         with quiet_opencv():
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[0] + self._pad[0], size[1] + self._pad[1]))
         if not self.writer.isOpened():
             self.tmp.unlink(missing_ok=True)
             raise VideoError(f"{self.path}: cannot create the output video")
@@ -240,6 +244,8 @@ class AtomicVideoWriter:
         and is shown that long only."""
         if (frame.shape[1], frame.shape[0]) != self.size:
             frame = cv2.resize(frame, self.size)
+        if any(self._pad):
+            frame = cv2.copyMakeBorder(frame, 0, self._pad[1], 0, self._pad[0], cv2.BORDER_CONSTANT, value=0)
         if not self.paced:
             if at is not None and at > self._next_at:
                 self._put(frame if self._held is None else self._held, min(at - self._next_at, int(MAX_HOLD_S * self.fps)))
