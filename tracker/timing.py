@@ -243,4 +243,4 @@ def print_result(result: dict) -> None:
         median += f", {result['speedup_vs_dlib_median_frame']:.2f}x dlib"
     if result["speedup_vs_mediapipe"]:
         median += f", {result['speedup_vs_mediapipe_median_frame']:.2f}x MediaPipe"
-    print(median + " (the tracker's face searches fall outside the median)")
+    print(median + " (a median leaves out occasional slow frames, such as the tracker's face searches)")

@@ -156,9 +156,8 @@ def run(args) -> int:
     elapsed = time.perf_counter() - t_start
     written = [str(p) for p in (args.out, args.csv, args.json) if p] + ([f"{pts_written} .pts in {args.pts_dir}"] if args.pts_dir else [])
     skipped = skipped_frames(source.skipped)
-    # frames read, the skipped ones included (a sequence's missing numbers are not frames)
-    read = tracked_frames + source.skipped
-    print(f"{'interrupted' if stop.early else 'done'}: {count_of(read, 'frame')}{skipped} in {elapsed:.1f}s "
+    # "28 frames, 1 skipped" read as 28 tracked where 27 were (user test 18)
+    print(f"{'interrupted' if stop.early else 'done'}: {count_of(tracked_frames, 'frame')} tracked{skipped} in {elapsed:.1f}s "
           f"({tracked_frames / elapsed:.1f} fps, engine {tracker.describe()}); wrote {', '.join(written)}")
     if stop.early:
         print(f"note: interrupted at frame {n}{f' of ~{source.length}' if source.length else ''}: the outputs hold the frames tracked "
