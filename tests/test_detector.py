@@ -508,6 +508,10 @@ def test_a_cut_to_another_face_in_the_same_place_starts_a_new_track(astronaut):
     grey = [thumbnail(cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR))
             for f in (astronaut, np.roll(astronaut, 51, axis=1), board, grace)]
     assert not is_cut(grey[0], grey[1]) and not is_cut(grey[0], grey[2]) and is_cut(grey[0], grey[3])
+    # the light dimmed or raised (an infrared camera's exposure): not a cut, as in colour (review 29b)
+    for gain in (0.5, 0.75, 1.4):
+        stepped = cv2.convertScaleAbs(cv2.cvtColor(cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR), alpha=gain)
+        assert not is_cut(grey[0], thumbnail(stepped)) and not is_cut(a, thumbnail(cv2.convertScaleAbs(astronaut, alpha=gain)))
 
 
 def test_images_finds_a_group_photos_small_faces_with_detect_side_and_max_faces(astronaut, tmp_path, capsys):

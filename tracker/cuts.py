@@ -9,7 +9,7 @@ The test compares small HSV thumbnails cell by cell: a cut changes nearly every 
 occluder or a board in front of a face at most 2/3 (the synthetic clips, user test 10's clips),
 and a still face under noise none.  A sudden change of the whole scene's light (a lamp switched
 off, the white balance jumping) counts as a cut too: the faces are then searched afresh.  Grey
-footage is judged on brightness alone (``_channels``)."""
+footage is judged on brightness alone, its level taken out (``_compared``)."""
 from __future__ import annotations
 
 import cv2
@@ -34,23 +34,27 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 GREY_SATURATION = 20.0  # both thumbnails' mean saturation (0-255) below this: grey footage, judged on brightness alone
 
 
-def _channels(before: np.ndarray, after: np.ndarray) -> tuple[tuple[int, float, float], ...]:
-    """The HSV channels a pair is judged on, each with its histogram's top and its largest
-    difference (OpenCV's hue is 0-179 and wraps around at 180): all three, or brightness
-    alone where neither frame has colour (black-and-white film, an infrared camera, grey
-    pictures).  There hue and saturation are 0 and never change, so a cell changed only where
-    its brightness moved by 3x CELL_CHANGE and the histograms by a third: 1 of 40 cuts between
-    two people was found in grey, 40 in colour (review 29)."""
+def _compared(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[tuple[int, float, float], ...]]:
+    """What a pair is judged on: the two thumbnails and their channels, each with its histogram's
+    top and its largest difference (OpenCV's hue is 0-179 and wraps around at 180).  All three
+    HSV channels; or, where neither frame has colour (black-and-white film, an infrared camera,
+    grey pictures), brightness alone, each frame's scaled to a mean of 128.  There hue and
+    saturation are 0 and never change, so a cell changed only where its brightness moved by 3x
+    CELL_CHANGE and the histograms by a third: 1 of 40 cuts between two people was found in
+    grey, 40 in colour (review 29); judged on brightness without the scaling, an exposure step
+    (the light dimmed by a quarter) was a cut (review 29b)."""
     if before[..., 1].mean() < GREY_SATURATION and after[..., 1].mean() < GREY_SATURATION:
-        return ((2, 256.0, 255.0),)
-    return (0, 180.0, 180.0), (1, 256.0, 255.0), (2, 256.0, 255.0)
+        level = [np.clip(t[..., 2:] * (128.0 / max(float(t[..., 2].mean()), 1.0)), 0, 255) for t in (before, after)]
+        return level[0], level[1], ((0, 256.0, 255.0),)
+    return before, after, ((0, 180.0, 180.0), (1, 256.0, 255.0), (2, 256.0, 255.0))
 
 
 def changed_cells(before: np.ndarray, after: np.ndarray) -> float:
     """The share of the grid's cells that changed between two thumbnails."""
+    before, after, channels = _compared(before, after)
     d = np.abs(after - before)
-    d[..., 0] = np.minimum(d[..., 0], 180 - d[..., 0])  # OpenCV's hue is 0-179 and wraps around
-    channels = _channels(before, after)
+    if len(channels) == 3:
+        d[..., 0] = np.minimum(d[..., 0], 180 - d[..., 0])  # hue wraps around
     per_pixel = sum(d[..., c] / span for c, _, span in channels) / len(channels)
     return float((cv2.resize(per_pixel, GRID, interpolation=cv2.INTER_AREA) > CELL_CHANGE).mean())
 
@@ -58,8 +62,8 @@ def changed_cells(before: np.ndarray, after: np.ndarray) -> float:
 def histogram_change(before: np.ndarray, after: np.ndarray) -> float:
     """How much the colours changed, wherever they are: the total variation distance between the
     two thumbnails' hue, saturation and value histograms (16 bins each), averaged (0-1)."""
+    before, after, channels = _compared(before, after)
     change = 0.0
-    channels = _channels(before, after)
     for channel, top, _ in channels:  # (bincount: np.histogram took ~0.3 ms a channel)
         a, b = (np.bincount(np.minimum(t[..., channel].ravel() * (16 / top), 15).astype(np.intp), minlength=16) / t[..., channel].size
                 for t in (before, after))
