@@ -162,6 +162,9 @@ def test_a_video_that_cannot_be_scored_again_is_tracked_again(tmp_path, capsys, 
     ({"baseline": None}, "has no dlib scores"),
     ({"errors": [0.01, "x", None]}, "is malformed ('errors' is not a list of numbers and nulls)"),
     ({"frames": None}, "is malformed ('frames' is not a frame count)"),
+    ({"detections": "2"}, "is malformed ('detections' is not a count)"),
+    ({"jitter_static": "0.1%"}, "is malformed ('jitter_static' is not a number)"),
+    ({"errors": []}, "is malformed ('errors' has 0 entries for 3 annotated frames)"),  # "nothing to score" said of a scored video
 ])
 def test_a_malformed_result_is_tracked_again_not_an_internal_error(tmp_path, capsys, edit, why):
     """A hand-edited result.json stopped the batch in the summary with an internal error."""

@@ -105,7 +105,7 @@ def test_video_ctrl_c_keeps_the_frames_done_and_does_not_promise_a_resume(tmp_pa
     p.send_signal(signal.SIGINT)
     stdout, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
-    assert "note: interrupted at frame" in err and "does not resume" in err and "rerun the same command to resume" not in err
+    assert "note: interrupted after frame" in err and "does not resume" in err and "rerun the same command to resume" not in err
     assert sorted(x.name for x in tmp_path.iterdir()) == ["f.csv", "f.json", "v.mp4"]  # no hidden partial file
     saved = json.loads(frames.read_text())
     done = len(saved["frames"])

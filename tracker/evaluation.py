@@ -279,21 +279,32 @@ def static_jitter(pred_dir: Path, annot_dir: Path) -> float | None:
     return float(np.mean(steps)) if steps else None
 
 
+def _is_number(v, whole: bool = False) -> bool:
+    return isinstance(v, int if whole else (int, float)) and not isinstance(v, bool) and v >= 0
+
+
 def result_problem(result) -> str | None:
     """What makes a video's ``result.json`` unfit for ``summarise_300vw`` and for scoring again
-    (a hand-edited or foreign file), None when it is fit: its frame count and per-frame errors,
-    and each baseline's errors."""
-    def errors_problem(r, who: str) -> str | None:
-        errors = r.get("errors")
-        if not isinstance(errors, list) or not all(e is None or (isinstance(e, (int, float)) and not isinstance(e, bool)) for e in errors):
+    (a hand-edited or foreign file), None when it is fit: what the summary adds up (frames,
+    detections, still-frame jitter) and pools (each annotated frame's error, the tracker's and
+    each baseline's)."""
+    def scores_problem(r: dict, who: str) -> str | None:
+        errors, annotated = r.get("errors"), r.get("annotated_frames")
+        if not isinstance(errors, list) or not all(e is None or _is_number(e) for e in errors):
             return f"{who}'errors' is not a list of numbers and nulls"
+        if not _is_number(annotated, whole=True) or len(errors) != annotated:
+            return f"{who}'errors' has {len(errors)} entries for {annotated!r} annotated frames"
+        if r.get("jitter_static") is not None and not _is_number(r["jitter_static"]):
+            return f"{who}'jitter_static' is not a number"
         return None
 
     if not isinstance(result, dict):
         return "it is not a JSON object"
-    if not isinstance(result.get("frames"), int) or isinstance(result["frames"], bool) or result["frames"] < 0:
+    if not _is_number(result.get("frames"), whole=True):
         return "'frames' is not a frame count"
-    if problem := errors_problem(result, ""):
+    if result.get("detections") is not None and not _is_number(result["detections"], whole=True):
+        return "'detections' is not a count"
+    if problem := scores_problem(result, ""):
         return problem
     baselines = result.get("baseline")
     if baselines is None:
@@ -303,7 +314,7 @@ def result_problem(result) -> str | None:
     for name, b in baselines.items():
         if not isinstance(b, dict):
             return f"baseline {name!r} is not an object"
-        if problem := errors_problem(b, f"baseline {name!r}: "):
+        if problem := scores_problem(b, f"baseline {name!r}: "):
             return problem
     return None
 

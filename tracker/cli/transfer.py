@@ -72,7 +72,7 @@ def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig
     if source.live:
         print(f"transferring from {source.label}; Ctrl-C stops and saves", file=sys.stderr)
     tracker = Tracker(config)
-    total = with_face = 0
+    total = with_face = last = 0
     # The video is renamed into place at the source's end or at a Ctrl-C (the frames done are kept).
     with source, AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live) as writer:
         with until_interrupted(source) as stop:
@@ -80,6 +80,7 @@ def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig
                 painted = apply_look(tracked.image, tracked.result, look)
                 with interrupts_held():  # a Ctrl-C comes after this frame is written
                     writer.write(painted, at=tracked.index)
+                    last = tracked.index + 1  # (1-based, as video's frame numbers)
                     total += 1
                     with_face += bool(tracked.result.faces)
         if with_face == 0:
@@ -89,7 +90,8 @@ def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig
     skipped = skipped_frames(source.skipped)
     print(f"transfer: face in {with_face}/{total} frames{skipped} -> {args.out} (engine: {tracker.describe()})")
     if stop.early:
-        print(f"note: interrupted after {count_of(total, 'frame')}: {args.out} holds them", file=sys.stderr)
+        print(f"note: interrupted after frame {last}{f' of ~{source.length}' if source.length else ''}: {args.out} holds "
+              f"the {count_of(total, 'frame')} up to it", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_ITEMS_FAILED if source.skipped else EXIT_OK  # as `video` says it (it said all was well; user test 14)
 

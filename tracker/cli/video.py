@@ -54,7 +54,7 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, help="annotated video (.mp4)")
     p.add_argument("--pts-dir", type=Path, help="write 000001.pts ... for one subject: the track written last, else the main face "
                    "(a new or empty folder: one that holds 000001.pts ... already is refused)")
-    p.add_argument("--csv", type=Path, help="one row per face and frame: frame, track_id, score, quality, x1, y1 ... x68, y68")
+    p.add_argument("--csv", type=Path, help="one row per face and frame: frame, time, track_id, score, quality, x1, y1 ... x68, y68")
     p.add_argument("--json", type=Path, help="every face of every frame with all stages and timings")
     engine_args(p)
     video_args(p)
@@ -160,7 +160,7 @@ def run(args) -> int:
     print(f"{'interrupted' if stop.early else 'done'}: {count_of(tracked_frames, 'frame')} tracked{skipped} in {elapsed:.1f}s "
           f"({tracked_frames / elapsed:.1f} fps, engine {tracker.describe()}); wrote {', '.join(written)}")
     if stop.early:
-        print(f"note: interrupted at frame {n}{f' of ~{source.length}' if source.length else ''}: the outputs hold the frames tracked "
-              "before it (the JSON says \"complete\": false); video does not resume", file=sys.stderr)
+        print(f"note: interrupted after frame {n}{f' of ~{source.length}' if source.length else ''}: the outputs hold the frames up to "
+              "it (the JSON says \"complete\": false); video does not resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_ITEMS_FAILED if source.skipped else EXIT_OK
