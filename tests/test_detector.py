@@ -212,13 +212,14 @@ def test_video_finds_a_face_lying_on_its_side_on_the_finer_searchs_rounds(astron
     monkeypatch.setattr(pipeline, "detect_faces_turned", lambda gray, side: calls.append(video._frame) or real(gray, side))
     video = Tracker(TrackerConfig(mode="video", threads=1, refine=False, video_cnn_every=0))
     lying = cv2.rotate(astronaut, cv2.ROTATE_90_CLOCKWISE)
-    frames = [video.track(lying).faces for _ in range(4)]
-    assert [len(f) for f in frames] == [1] * 4 and len({f[0].track_id for f in frames}) == 1
-    assert abs(frames[0][0].box.angle) == pytest.approx(np.pi / 2) and abs(abs(np.degrees(frames[-1][0].roi.angle)) - 90) < 20
-    assert calls == [0]  # found: tracked from there on
-    for _ in range(40):  # the face gone: looked for on the finer search's rounds, ever more rarely
+    frames = [video.track(lying).faces for _ in range(9)]
+    # the first round is the finer search's, the next, 5 frames later, the turned one's
+    assert [len(f) for f in frames] == [0] * 5 + [1] * 4 and len({f[0].track_id for f in frames[5:]}) == 1
+    assert abs(frames[5][0].box.angle) == pytest.approx(np.pi / 2) and abs(abs(np.degrees(frames[-1][0].roi.angle)) - 90) < 20
+    assert calls == [5]  # found: tracked from there on
+    for _ in range(60):  # the face gone: looked for on every other round, ever more rarely
         video.track(np.full_like(lying, 128))
-    assert 2 <= len(calls) - 1 <= 5
+    assert 1 <= len(calls) - 1 <= 3
 
 
 def test_a_turned_box_that_does_not_fit_as_a_face_is_dropped_and_the_cnn_still_looks(astronaut, rotated, monkeypatch):
@@ -254,36 +255,45 @@ def test_a_face_only_the_cnn_finds_is_found_beside_one_lying_on_its_side(astrona
     assert np.linalg.norm(subject.landmarks - truth, axis=1).mean() < 0.05 * np.linalg.norm(truth[36] - truth[45])
 
 
-def test_video_runs_the_finer_search_ever_more_rarely_while_it_finds_no_face(monkeypatch):
-    """It costs ~4x the usual search (~120 ms at 640x480): a video without a face must not pay
-    it on every frame, nor stall every few frames for good (review 27)."""
+def _rounds(monkeypatch, P, tracker_of) -> list[tuple[str, int]]:
+    """(kind, frame) of each finer and turned search the tracker `tracker_of()` runs from now on."""
+    calls = []
+    finer, turned = P.detect_faces_finer, P.detect_faces_turned
+    monkeypatch.setattr(P, "detect_faces_finer", lambda gray, side: calls.append(("finer", tracker_of()._frame)) or finer(gray, side))
+    monkeypatch.setattr(P, "detect_faces_turned", lambda gray, side: calls.append(("turned", tracker_of()._frame)) or turned(gray, side))
+    return calls
+
+
+def test_video_searches_ever_more_rarely_while_it_finds_no_face(monkeypatch):
+    """The finer search and the turned one cost ~4x the usual search each (~0.1 s at 640x480): a
+    video without a face must not pay them on every frame, nor stall every few frames for good
+    (review 27), nor both on one frame (a camera with nobody in front of it stalled ~0.2 s a
+    second): they take turns."""
     import tracker.pipeline as P
 
-    calls = []
-    real = P.detect_faces_finer
-    monkeypatch.setattr(P, "detect_faces_finer", lambda gray, side: calls.append(tracker._frame) or real(gray, side))
     tracker = P.Tracker(P.TrackerConfig(mode="video", threads=1, refine=False, video_cnn_every=0))
+    calls = _rounds(monkeypatch, P, lambda: tracker)
     blank = np.full((480, 640, 3), 128, np.uint8)
     for _ in range(400):
         assert tracker.track(blank).faces == []
-    gaps = np.diff(calls).tolist()
-    assert calls[0] == 0 and gaps[:3] == [min(2**k * P.FINER_SEARCH_EVERY, P.FINER_MAX_GAP) for k in (1, 2, 3)]
-    assert set(gaps[3:]) == {P.FINER_MAX_GAP}
+    kinds, frames = [k for k, _ in calls], [f for _, f in calls]
+    assert kinds[:2] == ["finer", "turned"] and all(a != b for a, b in zip(kinds, kinds[1:])) and len(set(frames)) == len(frames)
+    gaps = np.diff(frames).tolist()  # the wait doubles after each pair of rounds
+    every, most = P.FINER_SEARCH_EVERY, P.FINER_MAX_GAP
+    assert frames[0] == 0 and gaps[:6] == [every, 2 * every, 2 * every, 4 * every, 4 * every, most] and set(gaps[5:]) == {most}
 
 
 @pytest.mark.parametrize("large", [True, False])
 def test_after_a_large_face_goes_video_waits_a_round_before_the_finer_search(astronaut, monkeypatch, large):
     """A face the usual search finds when it comes back (the demo clip's, ~190 px, gone 6 frames
-    after a cut) does not cost ~120 ms finer searches, but for one on the cut's frame (here the
+    after a cut) does not cost ~120 ms searches, but for a finer one on the cut's frame (here the
     blank frame: a new shot's faces can be any size); a small face's loss does."""
     import tracker.pipeline as P
     from tracker.assets import DEMO_CLIP
     from tracker.sources import VideoSource, load_frames
 
-    calls = []
-    real = P.detect_faces_finer
-    monkeypatch.setattr(P, "detect_faces_finer", lambda gray, side: calls.append(tracker._frame) or real(gray, side))
     tracker = P.Tracker(P.TrackerConfig(mode="video", threads=1, refine=False, video_cnn_every=0, detect_every=30))
+    calls = _rounds(monkeypatch, P, lambda: tracker)
     faces = load_frames(VideoSource(DEMO_CLIP), 3) if large else [_shrunk_onto(astronaut, 0.5)] * 3
     for face in faces:
         assert len(tracker.track(face).faces) == 1
@@ -291,11 +301,13 @@ def test_after_a_large_face_goes_video_waits_a_round_before_the_finer_search(ast
     blank = np.full_like(faces[0], 128)
     for _ in range(40):
         tracker.track(blank)
-    after = [k - 3 for k in calls[len(found):]]  # frames after the face went
+    after = [(kind, k - 3) for kind, k in calls[len(found):]]  # frames after the face went
     if large:
-        assert found == [] and after[0] == 0 and min(after[1:]) >= 30
-    else:  # found by the finer search, and looked for by it again at once
-        assert found == [0] and after[0] < P.FINER_SEARCH_EVERY and after[1] - after[0] == 2 * P.FINER_SEARCH_EVERY
+        assert found == [] and after[0] == ("finer", 0) and all(k >= 30 for _, k in after[1:])
+    else:  # found by the finer search, looked for by it again at once, then by turns, ever more rarely
+        first = after[0][1]
+        assert found == [("finer", 0)] and first < P.FINER_SEARCH_EVERY
+        assert after[:3] == [("finer", first), ("turned", first + P.FINER_SEARCH_EVERY), ("finer", first + 3 * P.FINER_SEARCH_EVERY)]
 
 
 @needs_cnn

@@ -445,6 +445,7 @@ class Tracker:
         self._frame = 0
         self._finer_at = -(1 << 30)  # the frame video last ran the finer search on
         self._finer_gap = FINER_SEARCH_EVERY  # frames from it to the next (``_finer_due``)
+        self._turned_next = False  # whether video's next such round is the turned search's
         self._time = 0.0  # this frame's, seconds (the smoothing's clock)
         self._thumbnail: np.ndarray | None = None  # the last frame's, for the scene-cut test (video)
         self._search = DeferredSearch(config.detect_lag, background=config.detect_lag > 0)
@@ -493,7 +494,7 @@ class Tracker:
         self._search.cancel()
         self._tracks, self._frame, self._track_ended, self._lost_at, self._cnn_at = [], 0, False, -(1 << 30), -(1 << 30)
         self._finer_at, self._finer_gap, self._gone_at, self._gone_size = -(1 << 30), FINER_SEARCH_EVERY, -(1 << 30), 0.0
-        self._thumbnail = None
+        self._thumbnail, self._turned_next = None, False
 
     def close(self) -> None:
         """Stop the background face search's worker process, if one was started (it also stops
@@ -589,7 +590,11 @@ class Tracker:
                 detections = self._usable(found)
                 # (the cut's frame too: a new shot's faces can be any size; after a close-up, a
                 # wide shot's small face waited detect_every frames for it)
-                finer = not detections and (not video or cut or self._finer_due(gray.shape))
+                search = not detections and (not video or cut or self._finer_due(gray.shape))
+                # Video's rounds take turns, the finer search and the turned one (~0.1 s each: both
+                # at once stalled a camera with nobody in front of it ~0.2 s a second); a cut's
+                # frame has a finer one.  A still has both.
+                finer = search and (not video or cut or not self._turned_next)
                 if finer:
                     # A still has time for a finer search, and video while no face is found: HOG at
                     # 640 px misses faces under ~1/8 of the long side (a 4000 px photo's 300 px face;
@@ -599,17 +604,20 @@ class Tracker:
                 if not video and self.config.cnn_fallback and cnn_available():
                     detections += self._confirmed(image, found, detections)
                 turned = []
-                if not detections and finer:
+                if not detections and search and not (video and finer):
                     # A face lying on its side or upside down (a photo turned without its EXIF
                     # tag, a person lying down): the CNN finds 43 of the 80 val faces turned 90
-                    # degrees, this 74 (bench_roll).  Video looks on the finer search's rounds (~1.8x
-                    # their time: an empty camera's once a second).
+                    # degrees, this 74 (bench_roll).
                     turned = self._plausible(image, gray, self._usable(detect_faces_turned(gray, self.config.detect_side)))
-                if video and finer:
-                    # Each fruitless search waits twice as long for the next (a camera with nobody
-                    # in front of it stalled ~120 ms every 5 frames: review 27).
-                    self._finer_at = self._frame
-                    self._finer_gap = FINER_SEARCH_EVERY if detections or turned else min(2 * self._finer_gap, FINER_MAX_GAP)
+                if video and search:
+                    # A fruitless round hands over to the other kind, and after both the wait for
+                    # the next doubles (a camera with nobody in front of it stalled ~120 ms every 5
+                    # frames: review 27); a round that found a face keeps its kind first (a video's
+                    # faces are mostly alike: small ones, or lying down).
+                    found_any = bool(detections or turned)
+                    self._finer_at, self._turned_next = self._frame, finer != found_any
+                    self._finer_gap = (FINER_SEARCH_EVERY if found_any else self._finer_gap if finer
+                                       else min(2 * self._finer_gap, FINER_MAX_GAP))
                 if not detections and self._cnn_due(video, tracked) and cnn_available():
                     # still, beside turned faces: the picture's subject may be a face only the CNN
                     # finds (a profile), next to a small one lying down (review 28c)
