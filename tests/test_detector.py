@@ -494,7 +494,7 @@ def test_a_cut_to_a_face_elsewhere_has_the_face_on_the_cut_frame(astronaut):
     assert len(video.track(np.full_like(canvas, 90)).faces) == 0  # no face at all: still none
 
 
-def test_a_cut_to_another_face_in_the_same_place_starts_a_new_track(astronaut):
+def test_a_cut_to_another_face_in_the_same_place_starts_a_new_track(astronaut, tmp_path):
     """User test 10: at a cut to another person standing where the tracked face was, the track
     went on on the new face with its id (another person's points in the subject's .pts)."""
     from tracker import Tracker, TrackerConfig
@@ -520,6 +520,15 @@ def test_a_cut_to_another_face_in_the_same_place_starts_a_new_track(astronaut):
     grey = [thumbnail(cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR))
             for f in (astronaut, np.roll(astronaut, 51, axis=1), board, grace)]
     assert not is_cut(grey[0], grey[1]) and not is_cut(grey[0], grey[2]) and is_cut(grey[0], grey[3])
+    # ... also as a video file gives them back: its compression's colour noise read as colour (user test 19)
+    path = str(tmp_path / "grey.avi")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 25, astronaut.shape[1::-1])
+    for f in (astronaut, grace):
+        writer.write(cv2.convertScaleAbs(cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR), alpha=0.5))
+    writer.release()
+    cap = cv2.VideoCapture(path)
+    filed = [thumbnail(cap.read()[1]) for _ in range(2)]
+    assert filed[0][..., 1].mean() > 10 and is_cut(*filed)  # (its saturation: no longer grey by that)
     # the light dimmed or raised (an infrared camera's exposure): not a cut, as in colour (review 29b)
     for gain in (0.5, 0.75, 1.4):
         stepped = cv2.convertScaleAbs(cv2.cvtColor(cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR), alpha=gain)

@@ -31,7 +31,16 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.resize(image, THUMBNAIL, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2HSV).astype(np.float32)
 
 
-GREY_SATURATION = 20.0  # both thumbnails' mean saturation (0-255) below this: grey footage, judged on brightness alone
+# Both thumbnails' mean chroma (max - min of B, G, R: saturation x value, 0-255) below this: grey
+# footage, judged on brightness alone.  Chroma, not saturation: a grey video's compression leaves
+# 1-2 levels of colour noise, which saturation blows up in dark pixels (mean 16-33 after an MJPG or
+# mp4v round trip, so such files were judged as colour and most of their cuts missed: user test
+# 19); their chroma stays under 3.2, the synthetic clips' colour frames' is 11.5 and up.
+GREY_CHROMA = 6.0
+
+
+def _chroma(thumb: np.ndarray) -> float:
+    return float((thumb[..., 1] * thumb[..., 2]).mean() / 255.0)
 
 
 def _compared(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[tuple[int, float, float], ...]]:
@@ -43,7 +52,7 @@ def _compared(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.nda
     CELL_CHANGE and the histograms by a third: 1 of 40 cuts between two people was found in
     grey, 40 in colour (review 29); judged on brightness without the scaling, an exposure step
     (the light dimmed by a quarter) was a cut (review 29b)."""
-    if before[..., 1].mean() < GREY_SATURATION and after[..., 1].mean() < GREY_SATURATION:
+    if _chroma(before) < GREY_CHROMA and _chroma(after) < GREY_CHROMA:
         level = [np.clip(t[..., 2:] * (128.0 / max(float(t[..., 2].mean()), 1.0)), 0, 255) for t in (before, after)]
         return level[0], level[1], ((0, 256.0, 255.0),)
     return before, after, ((0, 180.0, 180.0), (1, 256.0, 255.0), (2, 256.0, 255.0))
