@@ -164,6 +164,7 @@ def test_a_video_that_cannot_be_scored_again_is_tracked_again(tmp_path, capsys, 
     ({"frames": None}, "is malformed ('frames' is not a frame count)"),
     ({"detections": "2"}, "is malformed ('detections' is not a count)"),
     ({"jitter_static": "0.1%"}, "is malformed ('jitter_static' is not a number)"),
+    ({"missing": "x"}, "is malformed ('missing' is not a count)"),  # copied into summary.json's rows unseen (user test 19)
     ({"errors": []}, "is malformed ('errors' has 0 entries for 3 annotated frames)"),  # "nothing to score" said of a scored video
 ])
 def test_a_malformed_result_is_tracked_again_not_an_internal_error(tmp_path, capsys, edit, why):
@@ -182,6 +183,20 @@ def test_a_malformed_result_is_tracked_again_not_an_internal_error(tmp_path, cap
     assert "1 video tracked, 1 already done" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] and set(summary["baseline"]["dlib"]["videos"]) == {"001", "002"}
+
+
+@pytest.mark.parametrize("text", ['{"frames": 3, "err', "", "[]", "null"])
+def test_a_result_json_that_cannot_be_read_is_tracked_again_not_a_refusal(tmp_path, capsys, text):
+    """Cut short by an editor or a full disk, it stopped the run before any work, as a version that
+    did not record its options, and the way out given (--overwrite) redid every video (user test 19)."""
+    root, out = tmp_path / "root", tmp_path / "out"
+    _video_folder(root, "001")
+    _video_folder(root, "002")
+    assert _run(root, out, capsys)[0] == 0
+    (out / "001" / "result.json").write_text(text)
+    code, printed, err = _run(root, out, capsys)
+    assert code == 0 and "warning: 001: its result.json cannot be read: tracked again" in err
+    assert "1 video tracked, 1 already done" in printed and json.loads((out / "summary.json").read_text())["complete"]
 
 
 def test_the_summary_names_folders_without_a_video_and_a_second_video_is_said(tmp_path, capsys):

@@ -289,7 +289,7 @@ def test_batch300vw_never_replaces_a_folder_it_did_not_write(tmp_path, monkeypat
     (other / "001").mkdir(parents=True)
     (other / "001" / "keep.txt").write_text("the user's")
     assert main(["batch300vw", str(root), "--out", str(other)]) == 2
-    assert "holds files this command does not write (e.g. keep.txt)" in one_error_line(capsys.readouterr().err)
+    assert "no finished video of this command's, and holds files (e.g. keep.txt)" in one_error_line(capsys.readouterr().err)
     assert (root / "001" / "vid.avi").exists() and (other / "001" / "keep.txt").exists()
     copied = tmp_path / "copied"  # a clip's annotations copied there: frame names, but not this command's
     (copied / "001").mkdir(parents=True)

@@ -294,16 +294,19 @@ def result_problem(result) -> str | None:
             return f"{who}'errors' is not a list of numbers and nulls"
         if not _is_number(annotated, whole=True) or len(errors) != annotated:
             return f"{who}'errors' has {len(errors)} entries for {annotated!r} annotated frames"
-        if r.get("jitter_static") is not None and not _is_number(r["jitter_static"]):
-            return f"{who}'jitter_static' is not a number"
+        for key, whole in (("missing", True), ("frames_on_another_face", True), ("nme_mean", False), ("auc08", False),
+                           ("fr08", False), ("auc08_49", False), ("jitter_static", False)):  # (copied into the summary's rows)
+            if r.get(key) is not None and not _is_number(r[key], whole):
+                return f"{who}'{key}' is not a {'count' if whole else 'number'}"
         return None
 
     if not isinstance(result, dict):
         return "it is not a JSON object"
     if not _is_number(result.get("frames"), whole=True):
         return "'frames' is not a frame count"
-    if result.get("detections") is not None and not _is_number(result["detections"], whole=True):
-        return "'detections' is not a count"
+    for key in ("detections", "annotations_past_end"):
+        if result.get(key) is not None and not _is_number(result[key], whole=True):
+            return f"'{key}' is not a count"
     if problem := scores_problem(result, ""):
         return problem
     baselines = result.get("baseline")

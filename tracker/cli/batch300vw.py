@@ -69,13 +69,13 @@ def output_options(config: TrackerConfig, baseline: str | None = None) -> dict:
     return options
 
 
-def _recorded_options(result: Path) -> dict | None:
-    """A finished video's recorded options; None when unknown (written before they were recorded, or unreadable)."""
+def _read_result(path: Path) -> dict | None:
+    """A finished video's ``result.json``; None when it cannot be read or is not a JSON object."""
     try:
-        options = json.loads(result.read_text()).get("options")
-    except (OSError, ValueError, AttributeError):
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
-    return options if isinstance(options, dict) else None
+    return result if isinstance(result, dict) else None
 
 
 def _check_same_options(args, names: list[str], options: dict) -> None:
@@ -87,13 +87,17 @@ def _check_same_options(args, names: list[str], options: dict) -> None:
     way_out = "choose another --out, or add --overwrite to redo every video"
     unknown, other = [], []
     for name in names:
-        result = args.out / name / "result.json"
-        if result.exists():
-            old = _recorded_options(result)
-            if old is None:
-                unknown.append(name)
-            elif old != options:
-                other.append((name, old))
+        path = args.out / name / "result.json"
+        if not path.exists():
+            continue
+        result = _read_result(path)
+        if result is None:  # tracked again, with a warning (``_finished_video``): it stopped the run (user test 19)
+            continue
+        old = result.get("options")
+        if not isinstance(old, dict):
+            unknown.append(name)
+        elif old != options:
+            other.append((name, old))
     if other:
         name, old = other[0]
         key = next(k for k in {**options, **old} if old.get(k, "?") != options.get(k, "?"))
@@ -118,8 +122,9 @@ def _check_not_foreign(args, names: list[str]) -> None:
         if folder.is_dir() and not (folder / "result.json").exists():
             foreign = sorted(p.name for p in folder.iterdir())
             if foreign:
-                raise UsageError(f"--out {args.out}: {folder} holds files this command does not write (e.g. {foreign[0]}) and "
-                                 "would be replaced; move them away or choose another folder")
+                raise UsageError(f"--out {args.out}: {folder} has no result.json, so it is no finished video of this command's, and "
+                                 f"holds files (e.g. {foreign[0]}) that would be replaced; move them away (or delete the folder to "
+                                 "track that video again) or choose another folder")
 
 
 def run(args) -> int:
@@ -235,11 +240,10 @@ def _finished_video(job: VideoJob) -> tuple[str, str]:
     again they passed for this version's; review 28c).  A video that cannot be read to check it
     is kept as tracked, with a warning: its outputs are not thrown away for a drive that is not
     mounted."""
-    try:
-        result = json.loads((job.out / "result.json").read_text())
-        recorded = result.get("inputs")
-    except (OSError, ValueError, AttributeError):
+    result = _read_result(job.out / "result.json")
+    if result is None:
         return "track", "its result.json cannot be read"
+    recorded = result.get("inputs")
     if problem := result_problem(result):  # hand-edited: the summary would stop on it
         return "track", f"its result.json is malformed ({problem})"
     if job.baseline and job.baseline not in (result.get("baseline") or {}):
