@@ -275,6 +275,11 @@ def test_a_texture_array_paints_as_its_uint8_picture_whatever_its_type(face, tmp
     want = render_texture(frame, face, tex, 0.8, "none")
     for same in (tex / 255.0, (tex / 255.0).astype(np.float32), tex.astype(np.float64), tex.astype(np.uint16) * 257):
         assert np.abs(render_texture(frame, face, same, 0.8, "none").astype(int) - want).max() <= 1
+    overshoot = tex / 255.0
+    overshoot[0, 0] = 1.157  # what a bicubic resize of a 0-1 texture gives: read as 0-255, it painted the face black (user test 19)
+    assert np.abs(render_texture(frame, face, overshoot, 0.8, "none").astype(int) - want).mean() < 1
+    with pytest.warns(UserWarning, match="16-bit data below 4096"):
+        as_texture(tex.astype(np.uint16))  # 8-bit values in 16 bits: nearly black, said
     grey = render_texture(frame, face, tex[:, :, 0], 0.8, "none")
     assert np.array_equal(grey, render_texture(frame, face, tex[:, :, :1], 0.8, "none"))
     assert np.array_equal(as_texture(tex[:, :, 0]), cv2.cvtColor(tex[:, :, 0], cv2.COLOR_GRAY2BGR))

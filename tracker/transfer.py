@@ -175,11 +175,16 @@ def composite(target: np.ndarray, colors: np.ndarray, alpha: np.ndarray) -> np.n
 # -- on tracked faces ------------------------------------------------------------------------
 
 
+FLOAT_UNIT_MAX = 2.0  # a float texture whose values are all at most this is read as 0-1 (a resize's overshoot included)
+
+
 def as_texture(texture, name: str = "texture") -> np.ndarray:
     """A caller's texture array as BGR or BGRA uint8 (H,W,3|4), alpha kept: grey expanded,
-    16-bit scaled from 0-65535, floats read as 0-1 when none is above 1 (numpy's and torch's
-    habit) and as 0-255 otherwise.  Raises ImageReadError (one line) for what is not a
-    channel-last picture: a (3,H,W) array painted meaningless colours (user test 18), as float
+    16-bit scaled from 0-65535 (with a warning where all of it is under 4096: 8- to 12-bit values
+    come out nearly black, as ``to_bgr8`` warns), floats read as 0-1 when none is above 2
+    (numpy's and torch's habit; a bicubic resize overshoots 1: read as 0-255, the face came out
+    black, user test 19) and as 0-255 otherwise.  Raises ImageReadError (one line) for what is not
+    a channel-last picture: a (3,H,W) array painted meaningless colours (user test 18), as float
     0-1 painted the face black and 16-bit painted it white."""
     if not isinstance(texture, np.ndarray) or texture.size == 0 or texture.ndim not in (2, 3) or (
             texture.ndim == 3 and texture.shape[2] not in (1, 3, 4)):
@@ -188,10 +193,13 @@ def as_texture(texture, name: str = "texture") -> np.ndarray:
         hint = "; channels come last: texture.transpose(1, 2, 0)" if channel_first else ""
         raise ImageReadError(f"{name} is not a picture ({what}; expected (H,W), (H,W,1), (H,W,3) or (H,W,4){hint})")
     if texture.dtype == np.uint16:
+        if texture.max() < 4096:
+            warnings.warn(f"{name}: 16-bit data below 4096 (8- to 12-bit values?) is read over 0-65535 and comes out nearly "
+                          "black; scale it to the full range first", stacklevel=3)
         texture = (texture / 257.0).round().astype(np.uint8)
     elif texture.dtype != np.uint8:
         t = np.nan_to_num(texture.astype(np.float32))
-        texture = np.clip(t * (255.0 if t.max() <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
+        texture = np.clip(t * (255.0 if t.max() <= FLOAT_UNIT_MAX else 1.0), 0, 255).round().astype(np.uint8)
     if texture.ndim == 3 and texture.shape[2] == 1:
         texture = texture[:, :, 0]
     return cv2.cvtColor(texture, cv2.COLOR_GRAY2BGR) if texture.ndim == 2 else texture
