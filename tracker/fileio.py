@@ -428,24 +428,36 @@ def read_image(path: Path) -> np.ndarray:
     return img
 
 
+def picture_array(img, name: str) -> np.ndarray:
+    """`img` checked to be a picture, 16-bit data scaled to 8 bits from its full range (with a
+    warning where all of it is under 4096); other depths are left to the caller (``to_bgr8``,
+    ``transfer.as_texture``).  Raises ImageReadError (one line, naming `name`) for None (what
+    ``cv2.imread`` returns for a file it cannot read), an empty array, or a shape that is neither
+    (H,W) nor (H,W,1|3|4), with the transpose to use for a channel-first one."""
+    if img is None:
+        raise ImageReadError(f"{name} is None (cv2.imread returns None for a file it cannot read; "
+                             "tracker.fileio.read_image says why)")
+    if not isinstance(img, np.ndarray) or img.size == 0 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+        what = f"shape {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
+        channel_first = isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[0] in (1, 3, 4)
+        hint = "; channels come last: .transpose(1, 2, 0)" if channel_first else ""
+        raise ImageReadError(f"{name} is not a picture ({what}; expected (H,W), (H,W,1), (H,W,3) or (H,W,4){hint})")
+    if img.dtype == np.uint16:
+        if img.max() < 4096:
+            warnings.warn(f"{name}: 16-bit data below 4096 (8-, 10- or 12-bit values?) is read over 0-65535 and comes out "
+                          "nearly black; scale it to the full range first", stacklevel=4)
+        img = (img / 257.0).round().astype(np.uint8)
+    return img
+
+
 def to_bgr8(img, name: str = "image") -> np.ndarray:
     """A decoded picture or a caller's frame -> BGR uint8 (H,W,3): grey expanded, alpha dropped,
     16-bit scaled from its full range (0-65535: 10- or 12-bit data in uint16 comes out dark,
     scale it up first), other depths stretched to 0-255 frame by frame.  Raises ImageReadError
     (one line, naming `name`) for what is not a picture: None (what ``cv2.imread`` returns for a
     missing or unreadable file), an empty array, a shape that is neither (H,W) nor (H,W,1|3|4)."""
-    if img is None:
-        raise ImageReadError(f"{name} is None (cv2.imread returns None for a file it cannot read; "
-                             "tracker.fileio.read_image says why)")
-    if not isinstance(img, np.ndarray) or img.size == 0 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
-        what = f"shape {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
-        raise ImageReadError(f"{name} is not a picture ({what}; expected (H,W), (H,W,1), (H,W,3) or (H,W,4))")
-    if img.dtype == np.uint16:
-        if img.max() < 4096:
-            warnings.warn(f"{name}: 16-bit data below 4096 (10- or 12-bit?) is read over 0-65535 and comes out nearly black; "
-                          "scale it to the full range first", stacklevel=3)
-        img = (img / 257.0).round().astype(np.uint8)
-    elif img.dtype != np.uint8:
+    img = picture_array(img, name)
+    if img.dtype != np.uint8:
         img = cv2.normalize(np.nan_to_num(img.astype(np.float32)), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)

@@ -27,7 +27,7 @@ import numpy as np
 from tracker.crop import crop_patch
 from tracker.densemaps import DenseMaps
 from tracker.errors import InputError
-from tracker.fileio import ImageReadError, read_image, to_bgr8
+from tracker.fileio import ImageReadError, picture_array, read_image, to_bgr8
 
 if TYPE_CHECKING:
     from tracker.pipeline import FrameResult, Tracker
@@ -186,18 +186,8 @@ def as_texture(texture, name: str = "texture") -> np.ndarray:
     black, user test 19) and as 0-255 otherwise.  Raises ImageReadError (one line) for what is not
     a channel-last picture: a (3,H,W) array painted meaningless colours (user test 18), as float
     0-1 painted the face black and 16-bit painted it white."""
-    if not isinstance(texture, np.ndarray) or texture.size == 0 or texture.ndim not in (2, 3) or (
-            texture.ndim == 3 and texture.shape[2] not in (1, 3, 4)):
-        what = f"shape {texture.shape}" if isinstance(texture, np.ndarray) else type(texture).__name__
-        channel_first = isinstance(texture, np.ndarray) and texture.ndim == 3 and texture.shape[0] in (1, 3, 4)
-        hint = "; channels come last: texture.transpose(1, 2, 0)" if channel_first else ""
-        raise ImageReadError(f"{name} is not a picture ({what}; expected (H,W), (H,W,1), (H,W,3) or (H,W,4){hint})")
-    if texture.dtype == np.uint16:
-        if texture.max() < 4096:
-            warnings.warn(f"{name}: 16-bit data below 4096 (8- to 12-bit values?) is read over 0-65535 and comes out nearly "
-                          "black; scale it to the full range first", stacklevel=3)
-        texture = (texture / 257.0).round().astype(np.uint8)
-    elif texture.dtype != np.uint8:
+    texture = picture_array(texture, name)
+    if texture.dtype != np.uint8:
         t = np.nan_to_num(texture.astype(np.float32))
         texture = np.clip(t * (255.0 if t.max() <= FLOAT_UNIT_MAX else 1.0), 0, 255).round().astype(np.uint8)
     if texture.ndim == 3 and texture.shape[2] == 1:
