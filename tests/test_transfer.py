@@ -278,6 +278,8 @@ def test_a_texture_array_paints_as_its_uint8_picture_whatever_its_type(face, tmp
     overshoot = tex / 255.0
     overshoot[0, 0] = 1.157  # what a bicubic resize of a 0-1 texture gives: read as 0-255, it painted the face black (user test 19)
     assert np.abs(render_texture(frame, face, overshoot, 0.8, "none").astype(int) - want).mean() < 1
+    overshoot[0, 0] = np.inf  # one bad value
+    assert np.abs(render_texture(frame, face, overshoot, 0.8, "none").astype(int) - want).mean() < 1
     with pytest.warns(UserWarning, match="16-bit data below 4096"):
         as_texture(tex.astype(np.uint16))  # 8-bit values in 16 bits: nearly black, said
     grey = render_texture(frame, face, tex[:, :, 0], 0.8, "none")

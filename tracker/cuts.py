@@ -9,7 +9,7 @@ The test compares small HSV thumbnails cell by cell: a cut changes nearly every 
 occluder or a board in front of a face at most 2/3 (the synthetic clips, user test 10's clips),
 and a still face under noise none.  A sudden change of the whole scene's light (a lamp switched
 off, the white balance jumping) counts as a cut too: the faces are then searched afresh.  Grey
-footage is judged on brightness alone, its level taken out (``_compared``)."""
+footage is judged on brightness alone, its level taken out (``is_cut``)."""
 from __future__ import annotations
 
 import cv2
@@ -32,46 +32,36 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 
 
 # Both thumbnails' mean chroma (max - min of B, G, R: saturation x value, 0-255) below this: grey
-# footage, judged on brightness alone.  Chroma, not saturation: a grey video's compression leaves
-# 1-2 levels of colour noise, which saturation blows up in dark pixels (mean 16-33 after an MJPG or
-# mp4v round trip, so such files were judged as colour and most of their cuts missed: user test
-# 19); their chroma stays under 3.2, the synthetic clips' colour frames' is 11.5 and up.
+# footage, whose hue is noise (judged on brightness alone, below).  Chroma, not saturation: a grey
+# video's compression leaves 1-2 levels of colour noise, which saturation blows up in dark pixels
+# (mean 16-33 after an MJPG or mp4v round trip; user test 19); their chroma stays under 3.2, the
+# synthetic clips' colour frames' is 11.5 and up.
 GREY_CHROMA = 6.0
+COLOUR = ((0, 180.0, 180.0), (1, 256.0, 255.0), (2, 256.0, 255.0))  # (channel, histogram top, largest difference): hue wraps at 180
+BRIGHTNESS = ((0, 256.0, 255.0),)
 
 
 def _chroma(thumb: np.ndarray) -> float:
     return float((thumb[..., 1] * thumb[..., 2]).mean() / 255.0)
 
 
-def _compared(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[tuple[int, float, float], ...]]:
-    """What a pair is judged on: the two thumbnails and their channels, each with its histogram's
-    top and its largest difference (OpenCV's hue is 0-179 and wraps around at 180).  All three
-    HSV channels; or, where neither frame has colour (black-and-white film, an infrared camera,
-    grey pictures), brightness alone, each frame's scaled to a mean of 128.  There hue and
-    saturation are 0 and never change, so a cell changed only where its brightness moved by 3x
-    CELL_CHANGE and the histograms by a third: 1 of 40 cuts between two people was found in
-    grey, 40 in colour (review 29); judged on brightness without the scaling, an exposure step
-    (the light dimmed by a quarter) was a cut (review 29b)."""
-    if _chroma(before) < GREY_CHROMA and _chroma(after) < GREY_CHROMA:
-        level = [np.clip(t[..., 2:] * (128.0 / max(float(t[..., 2].mean()), 1.0)), 0, 255) for t in (before, after)]
-        return level[0], level[1], ((0, 256.0, 255.0),)
-    return before, after, ((0, 180.0, 180.0), (1, 256.0, 255.0), (2, 256.0, 255.0))
+def _levelled(thumb: np.ndarray) -> np.ndarray:
+    """A thumbnail's brightness alone, scaled to a mean of 128: an exposure step is no change."""
+    return np.clip(thumb[..., 2:] * (128.0 / max(float(thumb[..., 2].mean()), 1.0)), 0, 255)
 
 
-def changed_cells(before: np.ndarray, after: np.ndarray) -> float:
-    """The share of the grid's cells that changed between two thumbnails."""
-    before, after, channels = _compared(before, after)
+def changed_cells(before: np.ndarray, after: np.ndarray, channels=COLOUR) -> float:
+    """The share of the grid's cells that changed between two thumbnails (their `channels`)."""
     d = np.abs(after - before)
-    if len(channels) == 3:
+    if channels is COLOUR:
         d[..., 0] = np.minimum(d[..., 0], 180 - d[..., 0])  # hue wraps around
     per_pixel = sum(d[..., c] / span for c, _, span in channels) / len(channels)
     return float((cv2.resize(per_pixel, GRID, interpolation=cv2.INTER_AREA) > CELL_CHANGE).mean())
 
 
-def histogram_change(before: np.ndarray, after: np.ndarray) -> float:
+def histogram_change(before: np.ndarray, after: np.ndarray, channels=COLOUR) -> float:
     """How much the colours changed, wherever they are: the total variation distance between the
-    two thumbnails' hue, saturation and value histograms (16 bins each), averaged (0-1)."""
-    before, after, channels = _compared(before, after)
+    two thumbnails' histograms of each channel (16 bins), averaged (0-1)."""
     change = 0.0
     for channel, top, _ in channels:  # (bincount: np.histogram took ~0.3 ms a channel)
         a, b = (np.bincount(np.minimum(t[..., channel].ravel() * (16 / top), 15).astype(np.intp), minlength=16) / t[..., channel].size
@@ -81,4 +71,17 @@ def histogram_change(before: np.ndarray, after: np.ndarray) -> float:
 
 
 def is_cut(before: np.ndarray | None, after: np.ndarray) -> bool:
-    return before is not None and changed_cells(before, after) >= CUT_CELLS and histogram_change(before, after) >= CUT_COLOURS
+    """A cut by the colours (all three HSV channels; not where both frames are grey, their hue
+    being noise), or by the brightness alone with each frame's level taken out.  Colour alone
+    missed nearly every cut in grey footage (1 of 40 between two people: hue and saturation never
+    change there; review 29), in tinted monochrome (sepia, night-vision green, tinted infrared:
+    0-1 of 40, one fixed hue) and in dark colour video (21-26 of 40); brightness alone finds them
+    (34-40), and over 4,200 pairs of the synthetic clips' consecutive frames in colour, grey,
+    sepia, green and dark it calls no more cuts than colour did (review 29c).  Raw brightness made
+    an exposure step a cut (review 29b)."""
+    if before is None:
+        return False
+    views = [(_levelled(before), _levelled(after), BRIGHTNESS)]
+    if _chroma(before) >= GREY_CHROMA or _chroma(after) >= GREY_CHROMA:
+        views.append((before, after, COLOUR))
+    return any(changed_cells(b, a, ch) >= CUT_CELLS and histogram_change(b, a, ch) >= CUT_COLOURS for b, a, ch in views)

@@ -81,10 +81,12 @@ LANDMARK_TARGETS = "landmark_targets.npz"  # built by python -m training.landmar
 LIVE_DETECT_LAG = 3
 # The turns a face the CNN found is also run at (``Tracker._orient``), radians.
 ORIENT_TURNS = (math.pi / 2, -math.pi / 2, math.pi)
-# The least ``quality`` of a face the turned search found (``Tracker._plausible``): on the 80 val
-# pictures turned 90 degrees, the annotated faces it found fit at 0.53 and more, other people's at
-# 0.50 and more; the review's lettering at 0.32, a face painted over at 0.26.
-TURNED_MIN_QUALITY = 0.45
+# The least ``quality`` of a fit that counts as a face where a search may have found something else:
+# the turned search's (``Tracker._plausible``: on the 80 val pictures turned 90 degrees, the
+# annotated faces it found fit at 0.53 and more, other people's at 0.50 and more; the review's
+# lettering at 0.32, a face painted over at 0.26), and video's finer and turned rounds' for when
+# the next comes (``Tracker._next_round``: a box on a blank wall fits at 0.07).
+FACE_MIN_QUALITY = 0.45
 # How much better a turned run's quality must be (first runs, before settling: on the 80 val
 # faces given their CNN boxes, a margin of 0.02 kept all 80 upright, where 0 turned 2; turned 90
 # degrees it kept 41 of the 43 the CNN finds right, as 0 did; 0.05 kept 39).
@@ -555,6 +557,7 @@ class Tracker:
             self._thumbnail = thumb
         tracked = [(tr, tr.roi) for tr in self._tracks] if video else []
         detections: list[Detection] = []
+        round_kind: bool | None = None  # video's finer (True) or turned (False) search ran on this frame
         if given is None and video and tracked:
             # Tracked faces: new ones are searched for every detect_every frames, and on the frame
             # after a track ended while others go on (lost behind another face for a frame, it would
@@ -610,14 +613,7 @@ class Tracker:
                     # degrees, this 74 (bench_roll).
                     turned = self._plausible(image, gray, self._usable(detect_faces_turned(gray, self.config.detect_side)))
                 if video and search:
-                    # A fruitless round hands over to the other kind, and after both the wait for
-                    # the next doubles (a camera with nobody in front of it stalled ~120 ms every 5
-                    # frames: review 27); a round that found a face keeps its kind first (a video's
-                    # faces are mostly alike: small ones, or lying down).
-                    found_any = bool(detections or turned)
-                    self._finer_at, self._turned_next = self._frame, finer != found_any
-                    self._finer_gap = (FINER_SEARCH_EVERY if found_any else self._finer_gap if finer
-                                       else min(2 * self._finer_gap, FINER_MAX_GAP))
+                    round_kind = finer  # (what comes next depends on whether a face came of it: below)
                 if not detections and self._cnn_due(video, tracked) and cnn_available():
                     # still, beside turned faces: the picture's subject may be a face only the CNN
                     # finds (a profile), next to a small one lying down (review 28c)
@@ -648,6 +644,8 @@ class Tracker:
             dropped = max(0, len(items) - self.config.max_faces)
             items = items[: self.config.max_faces]
         faces = self._process(image, gray, items, timer) if items else []
+        if round_kind is not None:
+            self._next_round(round_kind, found=any(f.quality >= FACE_MIN_QUALITY for f in faces))
         if video and given is None and tracked and not faces and not detections:
             # Every track was lost on this frame (a cut, the face gone): search it now, as a
             # video's first frame is, rather than report no face until the next frame's search.
@@ -689,6 +687,21 @@ class Tracker:
         coarse = min(1.0, self.config.detect_side / max(shape[:2]))
         return self._frame - self._gone_at >= self.config.detect_every or self._gone_size * coarse < FINER_FACE_CROP
 
+    def _next_round(self, finer: bool, found: bool) -> None:
+        """When video's next finer or turned search comes, after a round of `finer` that `found`
+        a face or not.  A fruitless round hands over to the other kind, and after both the wait
+        doubles (a camera with nobody in front of it stalled ~120 ms every 5 frames: review 27),
+        up to half of FINER_MAX_GAP, so that each kind comes at most that far apart (review 29c: a
+        small face came 59 frames late); a round that found a face keeps its kind first (a
+        video's faces are mostly alike: small ones, or lying down).  Found means a face that fits
+        as one came of it (FACE_MIN_QUALITY), not a box: a box on a pattern on a wall made every
+        round a finer one, every 5 frames (review 29c)."""
+        self._finer_at, self._turned_next = self._frame, finer != found
+        if found:
+            self._finer_gap = FINER_SEARCH_EVERY
+        elif not finer:
+            self._finer_gap = min(2 * self._finer_gap, FINER_MAX_GAP // 2)
+
     def _gone(self, tracks: list[_Track]) -> None:
         """Note `tracks`, ended or cut away on this frame, for ``_finer_due``: the faces of a
         video, and of its next shot, are mostly as large as the last ones."""
@@ -713,13 +726,13 @@ class Tracker:
 
     def _plausible(self, image, gray, detections: list[Detection]) -> list[Detection]:
         """The turned search's detections whose face fits as a face (``quality`` at least
-        TURNED_MIN_QUALITY): lettering turned a quarter turn scores like a face to HOG (0.31-0.34;
+        FACE_MIN_QUALITY): lettering turned a quarter turn scores like a face to HOG (0.31-0.34;
         review 28b).  The faces kept are run again as the picture's faces (~15 ms each, beside
         the searches' ~100 ms; this run's time counts as the search's, not as the stages')."""
         if not detections:
             return []
         faces = self._process(image, gray, [(None, d.roi(), d) for d in detections[: self.config.max_faces]], _Timer())
-        good = {id(f.box) for f in faces if f.quality >= TURNED_MIN_QUALITY}
+        good = {id(f.box) for f in faces if f.quality >= FACE_MIN_QUALITY}
         return [d for d in detections if id(d) in good]
 
     def _cnn_due(self, video: bool, tracked: list) -> bool:
@@ -887,8 +900,8 @@ class Tracker:
             self._lost_at = self._frame
             self._gone(ended)
         self._tracks = tracks
-        if tracks:  # a face found: the next loss is searched for promptly again
-            self._finer_gap = FINER_SEARCH_EVERY
+        if any(tr.age > 1 for tr in tracks):  # a face tracked: the next loss is searched for promptly again
+            self._finer_gap = FINER_SEARCH_EVERY  # (not one that ends on its first frame: a box on a wall's pattern)
         timer.add("smooth", t)
         return out
 

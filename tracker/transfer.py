@@ -188,7 +188,7 @@ def as_texture(texture, name: str = "texture") -> np.ndarray:
     0-1 painted the face black and 16-bit painted it white."""
     texture = picture_array(texture, name)
     if texture.dtype != np.uint8:
-        t = np.nan_to_num(texture.astype(np.float32))
+        t = np.nan_to_num(texture.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)  # (one +inf read it as 0-255: review 29c)
         texture = np.clip(t * (255.0 if t.max() <= FLOAT_UNIT_MAX else 1.0), 0, 255).round().astype(np.uint8)
     if texture.ndim == 3 and texture.shape[2] == 1:
         texture = texture[:, :, 0]
