@@ -512,3 +512,19 @@ def test_a_ctrl_c_while_the_camera_closes_after_the_save_is_not_reported_as_a_lo
     captured = capsys.readouterr()
     assert "the outputs were saved first" in captured.err and "done: 3 frames" in captured.out
     assert len((tmp_path / "me.csv").read_text().splitlines()) == 4
+
+
+def test_a_ctrl_c_before_the_first_frame_writes_no_file(tmp_path, monkeypatch, capsys):
+    """Kept frames need a frame: interrupted before the first, the run leaves no output file (the
+    --pts-dir, made at the start, stays empty) and says so in one line."""
+    import tracker.cli.video as video_cli
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(video_cli, "track_stream", interrupted)
+    outputs = ["--out", str(tmp_path / "v.mp4"), "--csv", str(tmp_path / "v.csv"), "--json", str(tmp_path / "v.json")]
+    assert main(["video", str(DEMO_CLIP), *outputs, "--pts-dir", str(tmp_path / "pts"), "--cnn-every", "0"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted before the first frame was tracked; no file was written"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pts"] and not any((tmp_path / "pts").iterdir())

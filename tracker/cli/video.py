@@ -58,7 +58,7 @@ def register(sub) -> None:
     p.add_argument("--json", type=Path, help="every face of every frame with all stages and timings")
     engine_args(p)
     video_args(p)
-    p.set_defaults(func=run, interrupted="interrupted before the first frame was tracked; nothing was written")
+    p.set_defaults(func=run, interrupted="interrupted before the first frame was tracked; no file was written")
 
 
 PROGRESS_EVERY_S = 30.0  # without a terminal (no progress bar), a progress line this often
