@@ -8,8 +8,9 @@ The test compares small HSV thumbnails cell by cell: a cut changes nearly every 
 8x6 grid, where a face moving fast, a zoom, shaking or blur change at most 2/3 of them and an
 occluder or a board in front of a face at most 2/3 (the synthetic clips, user test 10's clips),
 and a still face under noise none.  A sudden change of the whole scene's light (a lamp switched
-off, the white balance jumping) counts as a cut too: the faces are then searched afresh.  Grey
-footage is judged on brightness alone, its level taken out (``is_cut``)."""
+off, the white balance jumping) counts as a cut too: the faces are then searched afresh.  Every
+pair is also judged on brightness alone, its level taken out, which finds the cuts of grey, tinted
+and dark footage (``is_cut``)."""
 from __future__ import annotations
 
 import cv2

@@ -243,7 +243,6 @@ def _finished_video(job: VideoJob) -> tuple[str, str]:
     result = _read_result(job.out / "result.json")
     if result is None:
         return "track", "its result.json cannot be read"
-    recorded = result.get("inputs")
     if problem := result_problem(result):  # hand-edited: the summary would stop on it
         return "track", f"its result.json is malformed ({problem})"
     if job.baseline and job.baseline not in (result.get("baseline") or {}):
@@ -254,6 +253,7 @@ def _finished_video(job: VideoJob) -> tuple[str, str]:
         print(f"warning: {job.name}: cannot read {job.video} to check it is the video tracked ({exc.strerror or exc}): "
               "its results are kept as they are", file=sys.stderr)
         return "done", ""
+    recorded = result.get("inputs")
     if not isinstance(recorded, dict) or "video" not in recorded:
         # before session 28: other models, another .pts x origin, and no record of its video
         return "track", "tracked by an earlier version, which did not record its inputs"
