@@ -76,10 +76,25 @@ def test_two_faces_occlude_each_other(tmp_path):
     poses = [Pose(s, np.eye(3), np.array(t)) for s, t in ((1.0, (100.0, 120.0)), (1.2, (170.0, 130.0)))]
     fits = [fit_landmarks(template.model, definition, project(lm, pose)) for pose in poses]
     gt = G.render_faces(template, fits, (260, 300))
-    # Where both faces project, the depth test picks one: maps stay single-valued and valid.
     assert gt.mask.sum() > 0 and np.isfinite(gt.uv[:, gt.mask]).all()
-    alone = G.render_faces(template, fits[:1], (260, 300))
-    assert gt.mask.sum() > alone.mask.sum()
+    alone = [G.render_faces(template, [fit], (260, 300)) for fit in fits]
+    assert gt.mask.sum() > alone[0].mask.sum()
+    # Where both faces project, each pixel shows the nearer face's surface (its camera depth,
+    # larger = nearer) with that face's UV: the check once passed with the depth test inverted,
+    # while a third of the overlap carried the far face's UV (review 30).
+    from tracker.render import rasterize
+    from tracker.templatemaps import project_mesh
+
+    def raw_depth(fit):
+        points, z = project_mesh(template.model, fit)
+        tris = template.model.triangles
+        return rasterize(points, z, tris, (260, 300)).interpolate(z[:, None], tris)[..., 0]
+
+    overlap = alone[0].mask & alone[1].mask
+    nearer = np.where(raw_depth(fits[0]) >= raw_depth(fits[1]), 0, 1)[overlap]
+    assert overlap.sum() > 5000 and 0.2 < nearer.mean() < 0.8  # each face in front somewhere: a real test of the z-buffer
+    expected = np.where(nearer, alone[1].uv[:, overlap], alone[0].uv[:, overlap])
+    assert np.mean(np.abs(gt.uv[:, overlap] - expected).max(axis=0) < 1e-4) > 0.99
 
 
 def test_cli_writes_resumes_and_skips_bad_items(tmp_path, capsys):

@@ -530,6 +530,45 @@ def test_export_card_names_the_training_only_options(tmp_path):
     assert "moving average (decay 0.998)" in card
 
 
+def test_an_export_that_fails_replaces_nothing(tmp_path, monkeypatch, capsys):
+    """The graph, the deployable, the manifest and the card are installed together, once ONNX
+    Runtime agrees with PyTorch: a run without its validation log, or a parity failure, left a
+    card describing the network the new graph replaced (review 30)."""
+    import json
+
+    import training.export as export
+    from training.train import save_checkpoint
+
+    state = DenseReg(CONFIGS["realtime"]).state_dict()
+    exported_card(tmp_path, state)
+    assets = tmp_path / "assets"
+    before = {p.name: p.read_bytes() for p in assets.iterdir()}
+    run = tmp_path / "run2"
+    run.mkdir()
+    from training.model import configured
+
+    save_checkpoint(run / "best.pt", {"model": DenseReg(configured("realtime", "plain")).state_dict(), "step": 1, "metrics": {},
+                                      "options": {"config": "realtime", "variant": "plain"}})
+    capsys.readouterr()
+    assert export.main(["densereg", "--run", str(run), "--out-dir", str(assets)]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: --run {run}: no val.jsonl (its validation log, which the card quotes) there; "
+                                               "give a training run folder (python -m training.train writes best.pt and val.jsonl "
+                                               "at its first checkpoint)")
+    (run / "val.jsonl").write_text(json.dumps({"step": 1, "time": 0.0, "uv_mae": 0.5}) + "\n")
+    monkeypatch.setattr(export, "parity", lambda *a: (1.0, 1.0))
+    assert export.main(["densereg", "--run", str(run), "--out-dir", str(assets)]) == 1
+    assert "the export was not installed" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in assets.iterdir()} == before  # no staging folder left either
+    monkeypatch.undo()
+    assert export.main(["densereg", "--run", str(run), "--out-dir", str(assets)]) == 0
+    card = (assets / "DENSEREG_REALTIME_CARD.md").read_text()
+    assert "by plain regression" in card and "quantized" not in card.split("## Validation")[0].replace("--variant quantized", "")
+    from tracker.assets import sha256
+
+    manifest = json.loads((assets / "MANIFEST.json").read_text())
+    assert all(manifest[name] == sha256(assets / name) for name in ("densereg_realtime.onnx", "densereg_realtime.pt"))
+
+
 @pytest.mark.parametrize("blocks", [1, 0])
 def test_fewer_decoder_blocks_keep_the_outputs_and_the_other_weights(blocks):
     """``NetConfig.decoder_blocks`` (speed candidates, ``benchmarks.bench_widths``): the same maps

@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install -e '.[train]')")
 
-from tracker.errors import MissingInputError  # noqa: E402
+from tracker.errors import MissingInputError, UsageError  # noqa: E402
 from tracker.pts import read_pts, write_pts  # noqa: E402
 
 
@@ -53,8 +53,15 @@ def test_face_caches_follow_the_data_and_ground_truth_they_are_built_from(faces,
     # other ground truth for the same faces is another cache too
     assert cache_path(cache, data, gt, "val") != cache_path(cache, data, gt2, "val") != cache_path(cache, data2, gt2, "val")
     assert len(list(cache.glob("densereg_*.npz"))) == 4
-    # a folder without a split list (training.gpukit's pack) reads the caches unpacked under the plain name
+    # training.gpukit's pack (no split lists) reads the caches unpacked under the plain name; any
+    # other folder without its list is an error, not whatever cache has that name (review 30)
+    (tmp_path / "pack.json").write_text("{}")
     assert cache_path(cache, tmp_path, tmp_path, "train") == cache / "densereg_train.npz"
+    with pytest.raises(MissingInputError, match="no train split list"):
+        cache_path(cache, tmp_path / "misspelt", tmp_path, "train")
+    (data / "splits" / "empty.txt").write_text("\n")
+    with pytest.raises(MissingInputError, match="lists no faces"):
+        cache_path(cache, data, gt, "empty")
 
 
 def test_missing_ground_truth_is_one_line_before_any_caching(faces, tmp_path, capsys):
@@ -120,7 +127,7 @@ def tiny(monkeypatch):
 
     def build(args):
         task = TinyTask()
-        return task, Schedule(args.steps or 4, task.batch_size, 1e-2, warmup=1), {}
+        return task, Schedule(args.steps or 4, task.batch_size, args.lr or 1e-2, warmup=1), {}
 
     monkeypatch.setitem(TASKS, "tiny", build)
     monkeypatch.setattr(TinyTask, "built", [])
@@ -168,6 +175,77 @@ def test_resume_logs_each_step_once_and_keeps_the_better_best(tiny, tmp_path):
     assert tiny("--out", run, "--steps", 60, "--resume") == 0
     assert [int(r.split(",")[0]) for r in (run / "log.csv").read_text().splitlines()] == [25, 50]
     assert load_checkpoint(run / "best.pt")["metrics"]["loss"] == 0.5
+
+
+def test_a_finished_run_resumed_again_trains_and_logs_nothing(tiny, tmp_path, capsys):
+    """The cards' workflow is "--resume until validation stops improving": a finished run
+    resumed again logged its last validation once more each time (review 30)."""
+    run = tmp_path / "run"
+    assert tiny("--out", run, "--steps", 4) == 0
+    before = {name: (run / name).read_bytes() for name in ("val.jsonl", "log.csv", "last.pt", "best.pt")}
+    capsys.readouterr()
+    assert tiny("--out", run, "--steps", 4, "--resume") == 0
+    assert f"{run}: already at step 4 of 4; nothing to train" in capsys.readouterr().err
+    assert {name: (run / name).read_bytes() for name in before} == before
+    assert "trained_s" in json.loads((run / "val.jsonl").read_text().splitlines()[-1])  # the card's training time
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_logged_once(tiny, tmp_path):
+    """Killed before its first checkpoint, a folder holds log.csv and run.json only; the next
+    run (new, or --resume: nothing to resume) logged its steps after the dead run's (review 30)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.csv").write_text("25,0.010000,total=1.00000\n50,0.010000,total=1.00000\n")
+    assert tiny("--out", run, "--steps", 60, "--resume") == 0
+    assert [int(r.split(",")[0]) for r in (run / "log.csv").read_text().splitlines()] == [25, 50]
+
+
+@pytest.mark.parametrize("change, message", [
+    (("--steps", 8), "was trained with --steps 4, not 8"),
+    (("--lr", 0.5), "was trained with --lr 0.01, not 0.5"),
+])
+def test_a_run_resumes_only_with_its_own_schedule(tiny, tmp_path, capsys, change, message):
+    """Its learning rate would jump to another curve mid-run, silently (review 30)."""
+    run = tmp_path / "run"
+    assert tiny("--out", run, "--steps", 4, "--stop-at", 2) == 0
+    capsys.readouterr()
+    assert tiny("--out", run, "--steps", 4, "--resume", *change) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "resume with the run's own options" in err[0]
+    assert tiny("--out", run, "--steps", 4, "--resume") == 0
+
+
+def test_a_run_resumes_only_with_its_own_options_and_network(tmp_path):
+    from training.train import Schedule, run
+
+    folder = tmp_path / "run"
+    TinyTask.score = 0.5
+    run(TinyTask(), Schedule(4, 2, 1e-2, warmup=1), folder, 1.0, resume=False, stop_at=2, options={"hole_weight": 3.0})
+    with pytest.raises(UsageError, match="was trained with hole_weight = 3.0, not unset"):
+        run(TinyTask(), Schedule(4, 2, 1e-2, warmup=1), folder, 1.0, resume=True)
+    other = TinyTask()
+    other.net = torch.nn.Linear(4, 1)  # another network than the checkpoint's
+    with pytest.raises(UsageError, match="holds another network than these options build"):
+        run(other, Schedule(4, 2, 1e-2, warmup=1), folder, 1.0, resume=True, options={"hole_weight": 3.0})
+
+
+def test_training_and_evaluation_refuse_bad_inputs_in_one_line_before_any_work(faces, tiny, tmp_path, capsys):
+    from training.evaluate import main as evaluate_main
+
+    data, gt = faces
+    assert tiny("--out", tmp_path / "a", "--init-from", tmp_path / "nope.pt") == 2
+    assert not (tmp_path / "a").exists()  # refused before run.json
+    for argv in (["densereg", "--model", "model.onnx"], ["densereg", "--model", f"x={tmp_path / 'nope.onnx'}"],
+                 ["parts", "--baseline", str(tmp_path / "nope")]):
+        assert evaluate_main([*argv, "--data", str(data), "--gt", str(gt), "--out", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4 and err[0] == f"error: --init-from {tmp_path / 'nope.pt'}: no such file"
+    assert all(m in line for line, m in zip(err[1:], ["give NAME=PATH.onnx", "no such file", "no best.pt there"]))
+    empty = tmp_path / "empty"
+    shutil.copytree(data, empty)
+    (empty / "splits" / "val.txt").write_text("")
+    assert evaluate_main(["densereg", "--data", str(empty), "--gt", str(gt), "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "ev")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {empty / 'splits' / 'val.txt'}: lists no faces"
 
 
 def test_a_weights_only_continuation_of_the_same_folder_keeps_its_better_best(tiny, tmp_path):

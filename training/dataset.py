@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from tracker.crop import Roi, crop_matrix, roi_from_landmarks
 from tracker.errors import MissingInputError
-from tracker.fileio import read_image
+from tracker.fileio import atomic_save_npz, read_image
 
 CACHE_SIZE = 288
 CACHE_FACTOR = 2.2
@@ -68,10 +68,9 @@ def cache_item(data_root: Path, gt_root: Path, rel: str) -> tuple[np.ndarray, np
 
 
 def save_cache(cache: FaceCache, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, images=cache.images, uv=cache.uv, depth=cache.depth, flags=cache.flags, names=np.array(cache.names))
-    tmp.replace(out)
+    # (a unique stand-in: two runs building one cache at once raced on a fixed temporary name; review 30)
+    atomic_save_npz(out, compressed=False, images=cache.images, uv=cache.uv, depth=cache.depth, flags=cache.flags,
+                    names=np.array(cache.names))
 
 
 def split_faces(data_root: Path, split: str) -> list[str]:
@@ -79,16 +78,20 @@ def split_faces(data_root: Path, split: str) -> list[str]:
     listing = data_root / "splits" / f"{split}.txt"
     if not listing.is_file():
         raise MissingInputError(f"{listing}: no {split} split list in the data folder")
-    return listing.read_text().split()
+    faces = listing.read_text().split()
+    if not faces:  # (a TypeError or "need at least one array to stack" after the others were cached; review 30)
+        raise MissingInputError(f"{listing}: lists no faces")
+    return faces
 
 
 def cache_path(cache_dir: Path, data_root: Path, gt_root: Path, split: str) -> Path:
     """Where a split's face cache lives: named by a digest of what it is built from (the data
     and ground-truth folders, the split's faces), so that other data or ground truth gets its
-    own cache instead of silently reusing one.  A data folder without a split list cannot be
-    cached from: its caches were made elsewhere under the plain name (``training.gpukit``
-    unpacks a pack's faces there)."""
-    if not (data_root / "splits" / f"{split}.txt").is_file():
+    own cache instead of silently reusing one.  A ``training.gpukit`` pack (``pack.json``, no
+    split lists) is not cached from: its faces are unpacked under the plain name.  Any other
+    folder without its split list is an error: the plain name would take whatever cache of it
+    sits in `cache_dir` (a misspelt ``--gt-extra`` silently doubled a training set; review 30)."""
+    if (data_root / "pack.json").is_file() and not (data_root / "splits").is_dir():
         return cache_dir / f"densereg_{split}.npz"
     faces = split_faces(data_root, split)
     # the ground truth's times too: ground truth made again in the same folder is other data
@@ -191,13 +194,14 @@ def val_crop_matrix(landmarks: np.ndarray, size: int = 128) -> np.ndarray:
 
 
 def hflip_maps(image: np.ndarray, uv: np.ndarray, depth: np.ndarray, valid: np.ndarray):
-    """Mirror a crop and its maps: the template is symmetric about u_h = 1/2, so u_h -> 1 - u_h.
+    """Mirror a crop and its maps: the template is symmetric about u_h = 1/2 (to ~0.001 in u_h),
+    so u_h -> 1 - u_h.
 
-    No part labels are flipped here because the network has no part head: parts are read off
-    the UV through the (symmetric) template part map (``tracker.parts.lookup_parts``), so the
-    left/right swap follows from mirroring u_h.  Landmark-level flips use
-    ``training.groundtruth.hflip_groundtruth`` (points permuted, ``PART_FLIP`` for part maps).
-    """
+    No part labels are flipped here: the networks' part labels are read off the UV through the
+    template's part map (``tracker.parts.lookup_parts``), so the left/right swap follows from
+    mirroring u_h, as far as that map is mirror-symmetric (it is not exactly: review 30 found
+    4-10% of the small parts' pixels change label under a flip).  The refiner flips its points
+    itself (``training.mdm.sample``)."""
     uv = uv[:, :, ::-1].copy()
     uv[0] = 1.0 - uv[0]
     return image[:, ::-1], uv, depth[:, ::-1], valid[:, ::-1]

@@ -32,7 +32,7 @@ from engines.onnx_engine import OnnxEngine
 from tracker.assets import ASSETS
 from tracker.crop import to_network_input, transform_points
 from tracker.densemaps import infer_flip_averaged
-from tracker.errors import TrackerError
+from tracker.errors import MissingInputError, TrackerError, UsageError
 from tracker.fileio import atomic_write_image, atomic_write_json, atomic_write_text
 from tracker.metrics import ced, eye_distance
 from training import REPO
@@ -296,6 +296,19 @@ def evaluate_densereg(args) -> int:
     return 0
 
 
+def check_inputs(args) -> None:
+    """Before any work (a missing baseline stopped the run after every model was scored; review 30)."""
+    for m in args.model:
+        name, _, path = m.partition("=")
+        if not name or not path:
+            raise UsageError(f"--model {m}: give NAME=PATH.onnx (the name labels its row)")
+        if not Path(path).is_file():
+            raise MissingInputError(f"--model {m}: no such file {path}")
+    for run in args.baseline:
+        if not (run / "best.pt").is_file():
+            raise MissingInputError(f"--baseline {run}: no best.pt there (a segmenter's run folder of python -m training.train segbaseline)")
+
+
 def _models(args) -> dict[str, str]:
     return dict(m.split("=", 1) for m in args.model) or {"shipped": str(ASSETS / "densereg_realtime.onnx")}
 
@@ -330,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        check_inputs(args)
         return evaluate_parts(args) if args.what == "parts" else evaluate_densereg(args)
     except TrackerError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -34,11 +37,11 @@ from tracker.refiner import FLOAT_GRAPH_KEY, FRAMES
 from tracker.uvcodec import K_DEFAULT
 from training import INSTALLED, REPO
 from training.deploy import build_deployable, export
-from training.losses import DEPTH_WEIGHT
+from training.losses import DEPTH_WEIGHT, PLAIN_WEIGHT
 from training.mdm import MDMConfig
 from training.model import CONFIGS
 from training.template import DEFAULT_300W
-from training.train import Schedule, load_checkpoint
+from training.train import LOG_FIELDS, Schedule, load_checkpoint
 
 NAMES = {"densereg": "densereg_realtime", "densereg-fast": "densereg_fast", "mdm": "mdm_refiner", "mdm-fine": "mdm_fine",
          "mdm-single": "mdm_single"}
@@ -71,6 +74,46 @@ def export_checked(arch: str, options: dict, state: dict, onnx_path: Path, manif
         record(onnx_path.with_suffix(".pt"), manifest)
     diff, magnitude = parity(onnx_path, arch, options, state, example_inputs(arch, options))
     return sha, diff, magnitude
+
+
+@contextmanager
+def staged(out_dir: Path, names: list[str]):
+    """A folder beside `out_dir`'s assets to write an export into; once the block ends without
+    an error, its files among `names` replace theirs in `out_dir` and are recorded in the
+    manifest, and those of `names` it lacks are removed there (an int8 variant this export could
+    not make).  A failure (parity, a run without its logs, a crash) leaves `out_dir` as it was:
+    a card beside another network's graph, or a graph its card does not describe, would ship
+    (review 30)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / "MANIFEST.json"
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
+        yield Path(tmp)
+        for name in names:
+            src, dst = Path(tmp) / name, out_dir / name
+            if src.exists():
+                os.replace(src, dst)
+                if dst.suffix in (".onnx", ".pt"):
+                    record(dst, manifest)
+            elif dst.exists():
+                dst.unlink()
+                forget(dst, manifest)
+
+
+class ParityError(TrackerError):
+    """ONNX Runtime and PyTorch disagree on the exported graph: nothing was installed."""
+
+
+def check_parity(diff: float, magnitude: float) -> None:
+    if not parity_ok(diff, magnitude):
+        raise ParityError(f"ONNX Runtime and PyTorch differ by up to {diff:.2e} on outputs up to {magnitude:.3g}: "
+                          "the export was not installed")
+
+
+def asset_files(name: str, arch: str) -> list[str]:
+    """The files an export of `name` writes into an assets folder (graph, deployable, int8 variant, card)."""
+    from tracker.refiner import int8_variant
+
+    return [f"{name}.onnx", f"{name}.pt"] + ([int8_variant(f"{name}.onnx")] if arch == "mdm" else []) + [f"{name.upper()}_CARD.md"]
 
 
 def write_int8_variant(arch: str, options: dict, onnx_path: Path, manifest: Path | None = None) -> str:
@@ -132,14 +175,19 @@ def parity_ok(diff: float, magnitude: float) -> bool:
 
 def run_summary(run: Path) -> dict:
     vals = [json.loads(line) for line in (run / "val.jsonl").read_text().splitlines() if line.strip()]
+    if not vals:
+        raise UsageError(f"--run {run}: its val.jsonl logs no validation yet")
     steps = [v["step"] for v in vals]
-    # Checkpoints come every 5 minutes while training runs; a longer gap is time between
-    # sessions, not training, so only the short intervals are summed, plus one period for the
-    # stretch before each session's first checkpoint.
-    times = [v["time"] for v in vals if "time" in v]
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    sessions = (1 if times else 0) + sum(g >= 600 for g in gaps)
-    hours = (sum(g for g in gaps if 0 < g < 600) + sessions * 60 * Schedule.checkpoint_minutes) / 3600
+    if "trained_s" in vals[-1]:  # what training.train measured (since review 30)
+        hours = vals[-1]["trained_s"] / 3600
+    else:
+        # Older runs: checkpoints come every 5 minutes while training runs; a longer gap is time
+        # between sessions, not training, so only the short intervals are summed, plus one
+        # period for the stretch before each session's first checkpoint.
+        times = [v["time"] for v in vals if "time" in v]
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        sessions = (1 if times else 0) + sum(g >= 600 for g in gaps)
+        hours = (sum(g for g in gaps if 0 < g < 600) + sessions * 60 * Schedule.checkpoint_minutes) / 3600
     return {"checkpoints": len(vals), "last_step": max(steps), "logged_hours": hours, "curve": curve_table(vals)}
 
 
@@ -148,7 +196,7 @@ def curve_table(vals: list[dict], rows: int = 12) -> str:
     spread over the run (always the first and the last)."""
     k = min(rows, len(vals))
     keep = sorted({round(i * (len(vals) - 1) / max(k - 1, 1)) for i in range(k)})
-    names = [k for k in vals[-1] if k not in ("step", "time") and not k.startswith("1-")]  # "1-x": x as a loss, for best.pt
+    names = [k for k in vals[-1] if k not in LOG_FIELDS and not k.startswith("1-")]  # "1-x": x as a loss, for best.pt
     lines = ["| step | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for i in keep:
         lines.append(f"| {vals[i]['step']} | " + " | ".join(f"{vals[i].get(k, float('nan')):.4f}" for k in names) + " |")
@@ -224,9 +272,13 @@ def regraph(name: str, out_dir: Path, steps: int = 0) -> tuple[str, float, float
     stay as they are.  `steps`: run a refiner for this many recurrent steps (its steps share
     their weights, so a refiner trained with more can stop earlier); the card says so."""
     deploy = torch.load(str(out_dir / f"{name}.pt"), map_location="cpu", weights_only=True)
-    onnx_path = out_dir / f"{name}.onnx"
+    with staged(out_dir, asset_files(name, deploy["arch"])) as stage:
+        return _regraph(name, deploy, out_dir / f"{name.upper()}_CARD.md", stage, steps)
+
+
+def _regraph(name: str, deploy: dict, card_path: Path, stage: Path, steps: int) -> tuple[str, float, float]:
+    onnx_path = stage / f"{name}.onnx"
     options = dict(deploy["options"])
-    card_path = out_dir / f"{name.upper()}_CARD.md"
     card = card_path.read_text()
     if steps:
         if deploy["arch"] != "mdm":
@@ -236,17 +288,18 @@ def regraph(name: str, out_dir: Path, steps: int = 0) -> tuple[str, float, float
         trained = int(noted.group(1)) if noted else MDMConfig(**options).steps
         options["steps"] = steps
         card = card.replace(noted.group(0), "") if noted else card
-    sha, diff, magnitude = export_checked(deploy["arch"], options, deploy["state_dict"], onnx_path, out_dir / "MANIFEST.json")
+    sha, diff, magnitude = export_checked(deploy["arch"], options, deploy["state_dict"], onnx_path)
+    check_parity(diff, magnitude)
     if steps:
         card = re.sub(r"(- \*\*What\*\*: [^\n]*)", rf"\1 (runs {steps} of the {trained} recurrent steps it was trained with: the steps share their weights)", card, count=1)
     card = re.sub(r"ONNX Runtime vs PyTorch max abs diff [^\n]*", f"ONNX Runtime vs PyTorch max abs diff {diff:.2e} on outputs up to {magnitude:.3g}.", card)
     card = re.sub(r"- \*\*Size\*\*: [0-9.]+ MB ONNX", f"- **Size**: {onnx_path.stat().st_size / 1e6:.2f} MB ONNX", card)
     card = re.sub(r"- \*\*SHA-256\*\*: `[0-9a-f]+`", f"- **SHA-256**: `{sha}`", card)
     if deploy["arch"] == "mdm":
-        line = write_int8_variant("mdm", options, onnx_path, out_dir / "MANIFEST.json")
+        line = write_int8_variant("mdm", options, onnx_path)
         card = re.sub(r"- \*\*CPU variant\*\*: [^\n]*\n", "", card)
         card = re.sub(r"(- \*\*SHA-256\*\*: [^\n]*\n)", lambda m: m.group(1) + line, card, count=1)
-    atomic_write_text(card_path, card)
+    atomic_write_text(stage / card_path.name, card)
     return sha, diff, magnitude
 
 
@@ -347,21 +400,27 @@ def data_lines(info: dict) -> dict[str, str]:
 
 
 def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
-    """Export ``RUN/best.pt`` into `out_dir` with its card; returns ``export_checked``'s answer."""
+    """Export ``RUN/best.pt`` into `out_dir` with its card; returns ``export_checked``'s answer.
+    Everything the card needs is read first, and the files are installed together only once
+    ONNX Runtime agrees with PyTorch (``staged``)."""
+    def need(name: str, why: str) -> None:
+        if not (run / name).is_file():
+            raise UsageError(f"--run {run}: no {name} ({why}) there; give a training run folder "
+                             "(python -m training.train writes best.pt and val.jsonl at its first checkpoint)")
+
+    need("best.pt", "its best checkpoint")
     ckpt = load_checkpoint(run / "best.pt")
     recorded = ckpt.get("options", {})
     options = network_options(recorded)
     extra_data = recorded.get("gt_extra", [])  # what the run trained on, not how the network is built
     losses = {k: recorded[k] for k in LOSS_OPTIONS if k in recorded}  # how it was trained, likewise
     check_fits(arch, options, run)
+    need("val.jsonl", "its validation log, which the card quotes")
+    summary = run_summary(run)
     name = NAMES[arch]
     config = options.get("config", "realtime")  # DenseReg's; refiners have none
     densereg = ARCH.get(arch, arch) == "densereg"
     size = CONFIGS[config].input_size if densereg else 0
-    onnx_path = out_dir / f"{name}.onnx"
-    sha, diff, magnitude = export_checked(ARCH.get(arch, arch), options, ckpt["model"], onnx_path, out_dir / "MANIFEST.json")
-    cpu_variant = write_int8_variant("mdm", options, onnx_path, out_dir / "MANIFEST.json") if ARCH.get(arch, arch) == "mdm" else ""
-    summary = run_summary(run)
     info = {**CPU_RUN, "lr": DEFAULT_LR[ARCH.get(arch, arch)], **(json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {})}
     minutes = info.get("minutes", summary["logged_hours"] * 60)
     fill = dict(lr=info["lr"], batch=info["batch"], config=config, size=size, network=NETWORKS.get(config, "MobileNetV2-style encoder-decoder"),
@@ -388,13 +447,22 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
         about["recipe"] += "; the foreground corrected at stride 2 (`training/model.py: NetConfig.fg_stride`, `FgBranch`)"
     if extra_data:
         about["data_extra"] += ", plus the views in " + ", ".join(f"`{d}`" for d in extra_data) + " (`training.profile`)"
+    if densereg and options.get("variant") == "plain":  # the paper's plain-regression baseline
+        about["what"] = about["what"].replace(f"by quantized regression (K={fill['bins']} bins + residuals)", "by plain regression")
+        about["recipe"] = about["recipe"].replace("CE + 40 x smooth-L1 residual on the responsible bin",
+                                                  f"foreground CE + {PLAIN_WEIGHT:g} x smooth-L1 on (u_h, u_v)")
     metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items() if not k.startswith("1-"))
-    card = CARD.format(name=name, arch=arch, run=run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"],
-                       trained=f"{minutes / 60:.1f} h" if minutes >= 60 else f"{minutes:.0f} min", hardware=info["hardware"],
-                       metrics=metrics, size_mb=onnx_path.stat().st_size / 1e6, params=sum(v.numel() for v in ckpt["model"].values()),
-                       parity=diff, magnitude=magnitude, sha=sha, cpu_variant=cpu_variant, curve=summary["curve"], **data_lines(info),
-                       **about)
-    atomic_write_text(out_dir / f"{name.upper()}_CARD.md", card)
+    with staged(out_dir, asset_files(name, ARCH.get(arch, arch))) as stage:
+        onnx_path = stage / f"{name}.onnx"
+        sha, diff, magnitude = export_checked(ARCH.get(arch, arch), options, ckpt["model"], onnx_path)
+        check_parity(diff, magnitude)
+        cpu_variant = write_int8_variant("mdm", options, onnx_path) if ARCH.get(arch, arch) == "mdm" else ""
+        card = CARD.format(name=name, arch=arch, run=run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"],
+                           trained=f"{minutes / 60:.1f} h" if minutes >= 60 else f"{minutes:.0f} min", hardware=info["hardware"],
+                           metrics=metrics, size_mb=onnx_path.stat().st_size / 1e6, params=sum(v.numel() for v in ckpt["model"].values()),
+                           parity=diff, magnitude=magnitude, sha=sha, cpu_variant=cpu_variant, curve=summary["curve"],
+                           **data_lines(info), **about)
+        atomic_write_text(stage / f"{name.upper()}_CARD.md", card)
     return sha, diff, magnitude
 
 
@@ -415,11 +483,14 @@ def main(argv: list[str] | None = None) -> int:
             sha, diff, magnitude = regraph(name, args.out_dir, args.steps)
         else:
             sha, diff, magnitude = export_run(args.arch, args.run, args.out_dir)
+    except ParityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except TrackerError as exc:  # one line, exit 2, as the other training commands
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {onnx_path} (sha256 {sha[:12]}, parity {diff:.2e}) at {time.strftime('%H:%M')}")
-    return 0 if parity_ok(diff, magnitude) else 1
+    return 0
 
 
 if __name__ == "__main__":

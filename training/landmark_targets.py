@@ -29,6 +29,7 @@ from tracker.assets import ASSETS, record
 from tracker.fileio import atomic_save_npz, atomic_write_text
 from tracker.metrics import REGIONS, eye_distance
 from training import INSTALLED, REPO
+from training.dataset import split_faces
 from training.template import DEFAULT_300W
 
 ASSET = ASSETS / "landmark_targets.npz"
@@ -63,7 +64,7 @@ def observed_targets(gt: Path, data: Path = DEFAULT_300W, split: str = "train") 
     """Per-landmark median UV under the annotations of a split's faces, and how many faces gave
     each: ((68,2), (68,))."""
     rows = []
-    for rel in (data / "splits" / f"{split}.txt").read_text().split():
+    for rel in split_faces(data, split):
         path = gt / Path(rel).with_suffix(".npz")
         if not path.exists():
             continue
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     sha = record(args.out) if args.out.parent == ASSETS else hashlib.sha256(args.out.read_bytes()).hexdigest()
     shift = np.linalg.norm(target - template_uv, axis=1)
     shifts = ", ".join(f"{name} {np.median(shift[list(idx)]):.4f}" for name, idx in REGIONS.items() if name != "jaw")  # jaw: unmoved
-    faces = len((args.data / "splits" / "train.txt").read_text().split())
+    faces = len(split_faces(args.data, "train"))
     atomic_write_text(args.out.parent / "LANDMARK_TARGETS_CARD.md",
                       CARD.format(faces=faces, snap=SNAP, iod=eye_distance(template_uv), shifts=shifts, sha=sha))
     print(f"wrote {args.out} (sha256 {sha[:12]}): {shifts}")

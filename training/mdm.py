@@ -24,6 +24,7 @@ from torch import nn
 from tracker.metrics import auc, eye_distance
 from tracker.refiner import COARSE, FINE, CanonicalFrame, normalise_crop
 from tracker.shape_model import similarity_align
+from training.dataset import occlude, split_faces
 
 
 @dataclass(frozen=True)
@@ -291,7 +292,6 @@ def sample(cached: np.ndarray, gt: np.ndarray, model, reference: np.ndarray, p: 
     the refiner learns to hold points it cannot see instead of following the occluder's edges."""
     from tracker.crop import transform_points
     from tracker.refiner import canonical_crop, canonical_transform
-    from training.dataset import occlude
     from training.template import FLIP_PERMUTATION
 
     if flip:
@@ -303,7 +303,9 @@ def sample(cached: np.ndarray, gt: np.ndarray, model, reference: np.ndarray, p: 
     if occluder is not None:
         crop = occlude(crop, occluder)
     if rng is not None:
-        crop = crop * rng.uniform(0.6, 1.4) + rng.uniform(-40, 40)
+        # Clipped as a camera saturates: unclipped, the gain and offset were exactly undone by
+        # normalise_crop (differences ~2e-7; review 30).
+        crop = np.clip(crop * rng.uniform(0.6, 1.4) + rng.uniform(-40, 40), 0, 255)
         if rng.random() < 0.3:
             crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.5, 1.5))
         crop = crop + rng.normal(size=crop.shape).astype(np.float32) * rng.uniform(0, 6)
@@ -322,7 +324,7 @@ def build_cache(data_root, split: str, reference: np.ndarray, size: int, starts:
     from tracker.pts import read_pts
 
     crops, truths, moved = [], [], []
-    for rel in (data_root / "splits" / f"{split}.txt").read_text().split():
+    for rel in split_faces(Path(data_root), split):
         image = read_image(data_root / rel)
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         gt = read_pts((data_root / rel).with_suffix(".pts"), expected=68)
@@ -355,7 +357,7 @@ def tracker_starts(data_root, split: str, refiners: tuple[str, ...], cache_dir=N
     from tracker.pts import read_pts
     from tracker.sources import ImageSource, track_stream
 
-    rels = (data_root / "splits" / f"{split}.txt").read_text().split()
+    rels = split_faces(Path(data_root), split)
     assets = None if assets is None else Path(assets)
     # Without test-time flipping (video's setting; pictures flip, which moves the starts a little).
     config = TrackerConfig(mode="image", threads=1, refine=bool(refiners), refiners=refiners or ("mdm_refiner.onnx",), assets=assets,

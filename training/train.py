@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import shlex
 import signal
@@ -30,12 +31,14 @@ import numpy as np
 import torch
 
 from tracker.errors import TrackerError, UsageError
-from tracker.fileio import atomic_write_json, atomic_write_text
+from tracker.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from training import REPO
 from training.model import AUX_HEAD, CONFIGS
 from training.template import DEFAULT_300W
 
 SEED = 0
+# The fields of a val.jsonl row that are not metrics (when, and after how much training).
+LOG_FIELDS = ("step", "time", "trained_s")
 
 
 class Task(Protocol):
@@ -63,19 +66,23 @@ class Schedule:
     by_time: bool = False
 
 
-def poly_lr(step: int, s: Schedule, elapsed: float = 0.0) -> float:
-    """Linear warm-up (the paper's 'warm start') then polynomial decay (power 0.9) over
-    `s.steps`, or over the time budget when `elapsed` (the fraction of it spent) is ahead."""
+def poly_lr(step: int, s: Schedule, elapsed: float = 0.0, warm_elapsed: float = 0.0) -> float:
+    """Linear warm-up (the paper's 'warm start') then polynomial decay (power 0.9) over the steps
+    after it, or over the time budget left after it when `elapsed` (the fraction of the budget
+    spent; `warm_elapsed`: spent when the warm-up ended) is further along.  The decay starts at
+    the warm-up's end: counted from step 0 it dropped the rate there at once (x0.93 for 4,000
+    steps, x0.63 where a GPU lease's warm-up took 40% of its time; review 30)."""
     if step < s.warmup:
         return s.lr * (0.1 + 0.9 * step / s.warmup)
-    progress = max(min(step, s.steps - 1) / s.steps, min(elapsed, 0.999))
-    return s.lr * (1 - progress) ** 0.9
+    by_steps = min(step - s.warmup, s.steps - s.warmup - 1) / max(s.steps - s.warmup, 1)
+    by_time = (elapsed - warm_elapsed) / max(1.0 - warm_elapsed, 1e-9) if elapsed else 0.0
+    return s.lr * (1 - max(by_steps, min(by_time, 0.999))) ** 0.9
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, str(tmp))
-    tmp.replace(path)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -289,25 +296,33 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
     dev = torch.device(device)
     task.net.to(dev)
     opt = torch.optim.AdamW(task.net.parameters(), lr=sched.lr, weight_decay=sched.weight_decay)
-    step, best = 0, float("inf")
+    step, best, trained_s = 0, float("inf"), 0.0
     last = out / "last.pt"
+    if ema:  # best.pt says how its weights were chosen (the card quotes it)
+        options = {**(options or {}), "ema": ema}
     if resume and not last.exists() and (out / "best.pt").exists() and init_from is None:
         # a folder with best.pt alone (a gpukit tar too large for last.pt): continue its weights,
         # the step count restarting; starting from scratch replaced best.pt with a worse network
         init_from = out / "best.pt"
+    own_best = init_from is not None and (out / "best.pt").exists() and Path(init_from).resolve() == (out / "best.pt").resolve()
     if init_from is not None and not (resume and last.exists()):
         # Weights only: a new run (new data or recipe) starting from a trained network.
         init = load_checkpoint(init_from)
         load_init_weights(task.net, init_weights(init))
-        if (out / "best.pt").exists() and Path(init_from).resolve() == (out / "best.pt").resolve():
+        if own_best:
             # this folder's own best weights continued (a gpukit lease's weights-only tar): the
             # same network on the same validation, so it stays best.pt until beaten
             best = float(init.get("metrics", {}).get(task.val_key, best))
     if resume and last.exists():
         state = load_checkpoint(last)
-        task.net.load_state_dict(state["model"])
+        check_same_run(state, sched, options or {}, last)
+        try:
+            task.net.load_state_dict(state["model"])
+        except RuntimeError as exc:  # another network's options than the run's (a traceback of 36 keys)
+            raise UsageError(f"{last} holds another network than these options build ({str(exc).splitlines()[0][:100]}); "
+                             "resume with the run's own options") from None
         opt.load_state_dict(state["optimizer"])
-        step, best = int(state["step"]), float(state["best"])
+        step, best, trained_s = int(state["step"]), float(state["best"]), float(state.get("trained_s", 0.0))
         if (out / "best.pt").exists():  # newer than last.pt's `best` after a kill between writing the two
             best = float(load_checkpoint(out / "best.pt")["metrics"].get(task.val_key, best))
         rng.bit_generator.state = json.loads(state["rng"])
@@ -316,8 +331,12 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
     average = WeightAverage(task.net, ema) if ema else None
     if average is not None and resume and last.exists() and "ema" in state:
         average.state, average.updates = {k: v.to(dev) for k, v in state["ema"].items()}, int(state["ema_updates"])
-    if ema:  # best.pt says how its weights were chosen (the card quotes it)
-        options = {**(options or {}), "ema": ema}
+    end = min(sched.steps, stop_at) if stop_at > 0 else sched.steps
+    if step >= end:
+        # a finished run resumed again: nothing to train, and a checkpoint now would log its
+        # last validation once more (the card showed it three times, review 30)
+        print(f"{out}: already at step {step} of {end}; nothing to train", file=sys.stderr)
+        return last_metrics(out)
 
     def checkpoint() -> dict[str, float]:
         nonlocal best
@@ -330,24 +349,32 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
             best = metrics[task.val_key]
             save_checkpoint(out / "best.pt", {"model": kept, "step": step, "metrics": metrics, "options": options or {}})
         more = {} if average is None else {"ema": kept, "ema_updates": average.updates}
+        trained = trained_s + time.time() - t0
         save_checkpoint(last, {"model": model, "optimizer": _map_tensors(opt.state_dict(), lambda t: t.cpu()), "step": step, "best": best,
-                               "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(), **more})
+                               "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
+                               "schedule": dataclasses.asdict(sched), "options": options or {}, "trained_s": trained, **more})
         with (out / "val.jsonl").open("a") as f:
-            f.write(json.dumps({"step": step, "time": time.time(), **metrics}) + "\n")
+            f.write(json.dumps({"step": step, "time": time.time(), "trained_s": round(trained, 1), **metrics}) + "\n")
         if on_checkpoint is not None:
             on_checkpoint(step, metrics)
         return metrics
 
     stop = stop if stop is not None else StopRequest()
     t0 = last_ckpt = time.time()
-    end = min(sched.steps, stop_at) if stop_at > 0 else sched.steps
+    warm_elapsed = 0.0
     metrics: dict[str, float] = {}
-    if resume and last.exists():
-        drop_log_rows_after(out / "log.csv", step)  # (a weights-only continuation keeps the log it brought)
+    if not own_best:
+        # a resumed run trains the steps after its checkpoint again (after a kill), a new one all
+        # of them: either would log them twice (a run killed before its first checkpoint left its
+        # rows; review 30).  A weights-only continuation of this folder keeps the log it brought.
+        drop_log_rows_after(out / "log.csv", step if resume and last.exists() else 0)
     with stopping_on_signals(stop), tqdm(total=sched.steps, initial=step, unit="step", mininterval=5) as bar:
         with (out / "log.csv").open("a") as log:
             while step < end and not stop and time.time() - t0 < max_minutes * 60:
-                lr = poly_lr(step, sched, (time.time() - t0) / (max_minutes * 60) if sched.by_time else 0.0)
+                elapsed = (time.time() - t0) / (max_minutes * 60) if sched.by_time else 0.0
+                if step == sched.warmup:
+                    warm_elapsed = elapsed
+                lr = poly_lr(step, sched, elapsed, warm_elapsed)
                 for g in opt.param_groups:
                     g["lr"] = lr
                 batch = next(batches) if batches is not None else task.batch(rng)
@@ -374,6 +401,33 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
         metrics = checkpoint()
         tqdm.write(f"stopped at step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return metrics
+
+
+def last_metrics(out: Path) -> dict[str, float]:
+    """The last validation a run folder logged (``val.jsonl``), without its step and times."""
+    rows = [line for line in (out / "val.jsonl").read_text().splitlines() if line.strip()] if (out / "val.jsonl").exists() else []
+    return {k: v for k, v in json.loads(rows[-1]).items() if k not in LOG_FIELDS} if rows else {}
+
+
+def check_same_run(state: dict, sched: Schedule, options: dict, last: Path) -> None:
+    """Refuse to resume a run with another schedule or other options than it was trained with:
+    its learning rate would jump to another curve, or its loss change, mid-run, while run.json
+    kept the first command (review 30).  Not a GPU lease's (``training.gpukit``): its schedule
+    decays over each lease's time and each lease's command says its options.  Older checkpoints
+    recorded neither."""
+    if sched.by_time:
+        return
+    was = state.get("schedule")
+    if was is not None:
+        now = dataclasses.asdict(sched)
+        for key in ("steps", "lr", "batch", "warmup"):
+            if was.get(key) != now[key]:
+                raise UsageError(f"{last} was trained with --{key} {was.get(key)}, not {now[key]}: resume with the run's own "
+                                 f"options (its run.json has its command), or start a new run with --init-from {last.parent / 'best.pt'}")
+    if "options" in state and state["options"] != options:
+        key = next(k for k in {**state["options"], **options} if state["options"].get(k, "?") != options.get(k, "?"))
+        raise UsageError(f"{last} was trained with {key} = {state['options'].get(key, 'unset')}, not {options.get(key, 'unset')}: "
+                         "resume with the run's own options (its run.json has its command)")
 
 
 TASKS: dict[str, Callable[[argparse.Namespace], tuple[Task, Schedule, dict]]] = {}
@@ -479,23 +533,27 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m training.train", description="Train a network on the CPU (resumable).")
     ap.add_argument("task", choices=sorted(TASKS))
-    ap.add_argument("--config", default="realtime", choices=sorted(CONFIGS))
-    ap.add_argument("--variant", default="quantized", choices=["quantized", "plain"])
+    ap.add_argument("--config", default="realtime", choices=sorted(CONFIGS), help="densereg, segbaseline: the network's size")
+    ap.add_argument("--variant", default="quantized", choices=["quantized", "plain"], help="densereg: the paper's two regressions")
     ap.add_argument("--max-minutes", type=float, default=60.0,
                     help="stop after this many minutes of training (default 60), with a checkpoint: --resume continues")
-    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    ap.add_argument("--out", type=Path, default=None, help="run folder (default runs/TASK-CONFIG-VARIANT)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from OUT/last.pt with the run's own options (refused with others); a folder with best.pt "
+                         "alone continues from its weights")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="run folder (default runs/densereg-CONFIG-VARIANT, runs/segbaseline-CONFIG, runs/TASK for the refiners)")
     ap.add_argument("--data", type=Path, default=DEFAULT_300W)
     ap.add_argument("--gt", type=Path, default=REPO / "data" / "gt", help="ground truth from training.groundtruth")
     ap.add_argument("--gt-extra", type=Path, action="append", default=[],
                     help="also train on this folder of profiled views (training.profile --out; repeatable; val is unchanged)")
     ap.add_argument("--cache", type=Path, default=REPO / "data" / "cache", help="face caches (built once for each --data, --gt and split list)")
-    ap.add_argument("--steps", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=0,
+                    help="length of the LR schedule (default: densereg and segbaseline 40000, paper config 20000; refiners 30000)")
     ap.add_argument("--stop-at", type=int, default=0,
                     help="stop at this step; the LR schedule still spans --steps (equal-budget comparisons)")
-    ap.add_argument("--batch", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=0, help="default: 16 (paper config 10)")
     DenseOptions.add_arguments(ap)
-    ap.add_argument("--lr", type=float, default=0.0)
+    ap.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default: densereg 2e-3, paper config 1e-3; refiners 1e-3)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest while anything else runs)")
     ap.add_argument("--tracker-starts", type=float, default=0.0, metavar="SHARE",
                     help="refiner tasks: this share of the training faces start where the shipped tracker leaves them "
@@ -517,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"{out} holds a run (step {held}): --resume continues it, another --out starts a new one")
         if not (Path(args.data) / "splits" / "train.txt").is_file():  # (a FileNotFoundError traceback; user test 10)
             raise UsageError(f"--data {args.data}: not a 300-W folder (no splits/train.txt there); give the folder of the faces")
+        if args.init_from is not None and not args.init_from.is_file():  # (a traceback after the caches were built)
+            raise UsageError(f"--init-from {args.init_from}: no such file")
         torch.manual_seed(SEED)  # before the network is built: its initial weights are part of the run
         t, sched, options = TASKS[args.task](args)
         write_run_info(out, argv if argv is not None else sys.argv[1:], t.batch_size, sched.lr, args.init_from, args.resume,
