@@ -202,6 +202,9 @@ def test_no_boxes_means_no_face_and_bad_boxes_fail_before_any_work(tracker, astr
         tracker.track(astronaut, boxes=np.ones((1, 4), bool))
     with pytest.raises(BoxError, match="detector 'retinaface' has no box calibration"):  # a raw KeyError before (user test 14)
         tracker.track(astronaut, boxes=[Detection(120, 80, 260, 230, 0.9, detector="retinaface")])
+    for huge in ([(-1e12, -1e12, 1e12, 1e12)], [(0, 0, 20000, 20000)]):  # minutes a picture, then an OpenCV error (user test 21)
+        with pytest.raises(BoxError, match="over 20 times the 512x512 image's size"):
+            tracker.track(astronaut, boxes=huge)
     video = Tracker(TrackerConfig(mode="video"))
     with pytest.raises(BoxError, match="outside the 512x512 image"):
         video.track(astronaut, boxes=[(-50, 0, -10, 40)])
@@ -350,7 +353,7 @@ def test_images_box_file_errors(folder, tmp_path, capsys):
     assert main(["images", "--input", str(folder), "--out", str(tmp_path / "o2"), "--boxes", str(outside)]) == 1
     captured = capsys.readouterr()
     assert f"skipped: {folder / 'astro.jpg'}: face box (900.0, 900.0, 1000.0, 1000.0): entirely outside the 512x512 image" in captured.err
-    assert "1 skipped for a box outside the picture" in captured.out and not (tmp_path / "o2" / "astro.json").exists()
+    assert "1 skipped for a box outside the picture or far larger" in captured.out and not (tmp_path / "o2" / "astro.json").exists()
 
 
 # -- which face the .pts holds ---------------------------------------------------------------

@@ -704,6 +704,11 @@ def test_evaluate_video_counts_another_persons_face_as_missing(tmp_path):
     r = evaluate_video(pred, annot, frames=2)
     assert (r["annotated_frames"], r["missing"], r["frames_on_another_face"]) == (2, 1, 1)
     assert r["nme_mean"] < 0.1  # the bystander's distance is not averaged in
+    # an annotation named in upper case is a frame's like any other (it was left out unsaid; user test 21)
+    (annot / "000002.pts").rename(annot / "000002.PTS")
+    write_pts(pred / "000002.pts", truth + 2.0)
+    r = evaluate_video(pred, annot, frames=2)
+    assert (r["annotated_frames"], r["missing"], r["malformed_annotations"]) == (2, 0, [])
 
 
 def test_images_killed_and_resumed_equals_uninterrupted(image_folder, tmp_path):

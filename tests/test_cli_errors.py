@@ -364,3 +364,39 @@ def test_a_handled_ctrl_c_leaves_later_bugs_reported_as_bugs_and_an_ignored_one_
         assert main(argv) == 0
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_images_skips_a_name_too_long_for_its_outputs_and_reads_past_loops_and_unreadable_pictures(tmp_path, monkeypatch, capsys):
+    """User test 21: a legal picture name too long for ``<stem>_annotated.jpg`` stopped the run
+    ("File name too long"), as did a symlink loop under ``--recursive`` and a JPEG header over
+    OpenCV's pixel limit (both internal errors); a read-only ``--out`` holding an earlier run's
+    outputs to replace was one too."""
+    import struct
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    long_stem = "l" * 245
+    for name in ("a.jpg", f"{long_stem}.jpg", "sub/z.jfif"):
+        (src / name).write_bytes(DEMO_IMAGE.read_bytes())
+    data = bytearray(DEMO_IMAGE.read_bytes())
+    sof = max(data.find(b"\xff\xc0"), data.find(b"\xff\xc2"))
+    data[sof + 5:sof + 9] = struct.pack(">HH", 60000, 60000)
+    (src / "b.jpg").write_bytes(bytes(data))
+    (src / "sub" / "loop1.jpg").symlink_to(src / "sub" / "loop2.jpg")
+    (src / "sub" / "loop2.jpg").symlink_to(src / "sub" / "loop1.jpg")
+    assert main(["images", "--input", str(src), "--out", str(out), "--recursive", "--threads", "1", "--annotate"]) == 1
+    captured = capsys.readouterr()
+    skipped = sorted(line for line in captured.err.splitlines() if line.startswith("skipped: "))
+    assert len(skipped) == 4 and "internal error" not in captured.err, captured.err
+    assert f"{src / (long_stem + '.jpg')}: its name is too long for its outputs' names (245 bytes" in "".join(skipped)
+    assert "over OpenCV's limit of 2^30 pixels" in "".join(skipped)
+    assert "2 images processed" in captured.out  # a.jpg and the .jfif
+    assert {p.name for p in out.rglob("*.json")} == {"a.json", "z.json"}
+
+    def refused(self, missing_ok=False):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+
+    monkeypatch.setattr(Path, "unlink", refused)  # (root is never refused by a read-only folder)
+    assert main(["images", "--input", str(src / "sub"), "--out", str(out / "sub"), "--threads", "1", "--overwrite"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("skipped: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {out / 'sub' / 'z.pts'}: cannot write (Permission denied)"), errors

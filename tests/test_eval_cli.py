@@ -298,3 +298,19 @@ def test_a_list_of_absolute_paths_scores_the_predictions_not_the_ground_truth(tm
     (gt / "a.pts").symlink_to(tmp_path / "store" / "a.pts")
     listed.write_text(f"{gt / 'a.jpg'}\n")
     assert _eval(pred, gt, "--list", str(listed)) == 0
+
+
+def test_ground_truth_in_upper_case_counts_and_coinciding_eye_corners_are_named(tmp_path, gt, capsys):
+    """User test 21: an ``X.PTS`` was left out of the scores without a word, and a ground truth
+    whose outer eye corners coincide gave numpy's "divide by zero" and a face counted missing."""
+    pred = _pts_folder(tmp_path, "pred")
+    (gt / "c.pts").rename(gt / "c.PTS")
+    assert _eval(pred, gt, json_out=tmp_path / "m.json") == 0
+    assert json.loads((tmp_path / "m.json").read_text())["methods"]["pts"]["faces"] == 3
+    capsys.readouterr()
+    flat = _face(0)
+    flat[45] = flat[36]
+    write_pts(gt / "a.pts", flat)
+    assert _eval(pred, gt) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {gt / 'a.pts'}: its outer eye corners (points 37 and 46) are 0 px apart: no error can be normalised by them"

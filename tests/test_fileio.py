@@ -137,6 +137,62 @@ def test_atomic_output_dir_is_complete_or_absent(tmp_path):
     assert len(list(tmp_path.glob(".summary.json.*.densereg-tmp"))) == 1
     remove_partial_outputs(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".003.partial-mine", ".thesis draft.final.tmp", ".vid.partial.avi", "001", "notes.tmp"]
+    # ... but not a folder a live writer is filling: a second batch run into the same --out
+    # deleted it, and the writer finished a video without its first frames (user test 21)
+    with atomic_output_dir(tmp_path / "004") as live:
+        (live / "000001.pts").write_text("x")
+        remove_partial_outputs(tmp_path)
+        assert (live / "000001.pts").exists()
+    assert (tmp_path / "004" / "000001.pts").exists()
+
+
+def test_long_names_get_stand_ins_that_fit(tmp_path):
+    """A stand-in adds 23 bytes to its output's name: a legal 240-byte name could not be
+    written ("File name too long"; user test 21)."""
+    from tracker.fileio import NAME_MAX, remove_stale_temp_files, temp_name
+
+    for name in ("é" * 120 + ".json", "a" * 250 + ".pts"):  # 245 and 254 bytes
+        target = tmp_path / name
+        atomic_write_text(target, "x")
+        assert target.read_text() == "x" and [p.name for p in tmp_path.iterdir()] == [name]
+        with mock.patch("os.unlink"), mock.patch("os.replace", side_effect=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
+            atomic_write_text(target, "y")  # killed before its cleanup
+        (stand_in,) = [p for p in tmp_path.iterdir() if p.name != name]
+        assert len(stand_in.name.encode()) <= NAME_MAX and temp_name(name) in stand_in.name
+        remove_stale_temp_files(target)
+        assert [p.name for p in tmp_path.iterdir()] == [name]
+        target.unlink()
+    assert temp_name("face.json") == "face.json" and temp_name("a" * 240) != temp_name("a" * 239 + "b")
+
+
+def test_float_and_other_depths_are_read_by_their_range_not_their_extremes():
+    """One hot pixel or a few HDR highlights stretched a float picture black (user test 21)."""
+    base = IMAGE.astype(np.float32)
+    with_inf = base / 255
+    with_inf[0, 0] = np.inf
+    read = to_bgr8(with_inf)
+    assert np.abs(read[1:].astype(int) - IMAGE[1:]).max() <= 1 and not read[0, 0].any()  # 0-1, the infinity read as 0
+    assert np.abs(to_bgr8(base).astype(int) - IMAGE).max() <= 1  # float 0-255 as it is
+    hdr = base / 255 * 4
+    hdr[:2, :2] = 1000.0  # highlights
+    with pytest.warns(UserWarning, match="are not 0-255"):
+        out = to_bgr8(hdr)
+    assert np.corrcoef(out[2:, 2:].ravel(), IMAGE[2:, 2:].ravel())[0, 1] > 0.99 and out[2:, 2:].std() > 30
+    assert np.array_equal(to_bgr8(IMAGE.astype(np.int32)), IMAGE)  # any depth within 0-255 as it is
+
+
+def test_a_header_over_opencvs_pixel_limit_is_an_unreadable_picture(tmp_path):
+    """cv2.imdecode raises instead of returning None: an internal error stopped ``images`` there,
+    and ``video`` over numbered pictures lost its tables (user test 21)."""
+    import struct
+
+    ok, data = cv2.imencode(".jpg", IMAGE)
+    data = bytearray(data.tobytes())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", 60000, 60000)  # SOF0 height, width
+    (tmp_path / "big.jpg").write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match="over OpenCV's limit of 2\\^30 pixels"):
+        read_image(tmp_path / "big.jpg")
 
 
 def test_unencodable_image_raises_and_writes_nothing(tmp_path):

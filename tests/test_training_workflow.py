@@ -80,6 +80,28 @@ def test_missing_ground_truth_is_one_line_before_any_caching(faces, tmp_path, ca
     assert not (tmp_path / "cache").exists() and not (tmp_path / "run" / "last.pt").exists()
 
 
+def test_ground_truth_made_with_another_pts_origin_is_refused_and_made_again(faces, tmp_path):
+    """Ground truth made before session 28's .pts x origin lies +0.5 px in x, and was used
+    silently (review 30): the cache refuses it in one line, and training.groundtruth, rerun on the
+    same folder, knows such a file is not finished."""
+    from training.dataset import build_cache, ground_truth_offset
+    from training.groundtruth import Job, _finished
+
+    data, gt = faces
+    _, gt2 = other_faces(data, gt, tmp_path, train=6)
+    rel = (data / "splits" / "train.txt").read_text().split()[0]
+    npz = (gt2 / rel).with_suffix(".npz")
+    assert ground_truth_offset(npz, (data / rel).with_suffix(".pts")) is None
+    with np.load(npz) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["landmarks"] = arrays["landmarks"] + np.array([0.5, 0.0], np.float32)  # as the old origin wrote it
+    np.savez_compressed(npz, **arrays)
+    assert np.allclose(ground_truth_offset(npz, (data / rel).with_suffix(".pts")), [0.5, 0.0], atol=1e-3)
+    with pytest.raises(MissingInputError, match=r"its landmarks lie \(\+0.50, \+0.00\) px from .* run python -m training.groundtruth again"):
+        build_cache(data, gt2, "train", tmp_path / "cache.npz")
+    assert not _finished(Job(data / rel, npz, None)) and _finished(Job(data / rel, (gt / rel).with_suffix(".npz"), None))
+
+
 def test_evaluate_reads_its_data_and_writes_outside_the_published_results(faces, tmp_path, monkeypatch):
     import training.evaluate as E
 
@@ -490,3 +512,20 @@ def test_val_crop_matrix_cuts_the_val_crop_and_parts_score_a_tracker_output(face
     assert E.main(["parts", "--data", str(data), "--gt", str(gt), "--cache", str(tmp_path / "cache"), "--landmarks", str(pred)]) == 0
     table = json.loads((tmp_path / "out" / "evaluate" / "parts_val.json").read_text())["iou"]
     assert any(name.startswith("template fitted to the tracker's landmarks") for name in table)
+
+
+def test_profiled_views_of_a_val_face_are_refused(tmp_path):
+    """Each view's .npz records the face it was rendered from: one of the val split's would be
+    trained on and then validated as a face never seen (review 30)."""
+    from training.dataset import check_views_not_val
+
+    data, views = tmp_path / "data", tmp_path / "views"
+    for folder, split, names in ((data, "val", ["helen/a_1.jpg"]), (views, "train", ["helen/b_1_p0.jpg", "helen/a_1_p0.jpg"])):
+        (folder / "splits").mkdir(parents=True)
+        (folder / "splits" / f"{split}.txt").write_text("\n".join(names) + "\n")
+    (views / "helen").mkdir()
+    np.savez(views / "helen" / "b_1_p0.npz", source=np.array("helen/b_1.jpg"))
+    check_views_not_val(data, views)  # the second view has no ground truth yet: not one
+    np.savez(views / "helen" / "a_1_p0.npz", source=np.array("helen/a_1.jpg"))
+    with pytest.raises(UsageError, match="its view helen/a_1_p0.jpg was rendered from helen/a_1.jpg, a face of"):
+        check_views_not_val(data, views)

@@ -34,7 +34,7 @@ from tracker.evaluation import evaluate_video
 from tracker.fileio import WriteError, atomic_output_dir, atomic_write_json, file_digest
 from tracker.identity import load_recognizer
 from tracker.pipeline import Tracker, TrackerConfig, TrackerMode
-from tracker.pts import write_pts
+from tracker.pts import pts_files, write_pts
 from tracker.sources import VideoSource, track_stream
 from tracker.video import READ_AHEAD, VIDEO_EXTENSIONS, VideoError
 from tracker.writers import Subject, dlib_faces, frame_pts_name
@@ -84,7 +84,7 @@ def input_fingerprint(video: Path, annot: Path) -> dict:
     reported a finished video's old scores after its annotations were corrected, and another
     root's videos of the same names as its own)."""
     notes = hashlib.sha256()
-    for path in sorted(annot.glob("*.pts")) if annot.is_dir() else []:
+    for path in pts_files(annot) if annot.is_dir() else []:
         try:
             st = path.stat()
             notes.update(f"{path.name} {st.st_size} {st.st_mtime_ns}\n".encode())

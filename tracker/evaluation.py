@@ -17,7 +17,7 @@ import numpy as np
 from tracker.errors import MissingInputError, NotAFolderError, UsageError, count_of
 from tracker.fileio import listed_paths
 from tracker.metrics import auc, ced, eye_distance, failure_rate, score_faces
-from tracker.pts import PtsError, read_pts
+from tracker.pts import PtsError, pts_files, read_pts
 from tracker.stages import Stage, last_stage
 from tracker.writers import FRAME_PTS_NAME
 
@@ -141,6 +141,16 @@ def score_method(found: dict[str, Faces], truths: dict[str, np.ndarray], method:
     return score_faces([(pick_face(found.get(stem, []), method, truth), truth) for stem, truth in truths.items()])
 
 
+def read_truth(path: Path) -> np.ndarray:
+    """A ground-truth shape: 68 points whose outer eye corners, every error's unit, are apart
+    (coinciding, they gave numpy's "divide by zero" and the face counted as missing; user test 21)."""
+    truth = read_pts(path, expected=68)
+    if not eye_distance(truth) >= 1.0:
+        raise PtsError(f"{path}: its outer eye corners (points 37 and 46) are {eye_distance(truth):.2g} px apart: "
+                       "no error can be normalised by them")
+    return truth
+
+
 def ground_truth_files(gt_dir: Path, list_file: Path | None = None) -> dict[str, Path]:
     """Stem -> ground-truth ``.pts``: those of ``list_file`` (paths relative to ``gt_dir``), else
     every ``.pts`` under ``gt_dir``; a missing one is an error (not a silently smaller test set)."""
@@ -149,7 +159,7 @@ def ground_truth_files(gt_dir: Path, list_file: Path | None = None) -> dict[str,
     if list_file:
         gt = {r.with_suffix("").as_posix(): (gt_dir / r).with_suffix(".pts") for r in listed_paths(list_file, gt_dir, "--gt")}
     else:
-        gt = {p.relative_to(gt_dir).with_suffix("").as_posix(): p for p in sorted(gt_dir.rglob("*.pts"))}
+        gt = {p.relative_to(gt_dir).with_suffix("").as_posix(): p for p in pts_files(gt_dir, recursive=True)}
     missing = [str(p) for p in gt.values() if not p.exists()]
     if missing:
         raise MissingInputError(f"{missing[0]}: ground truth missing ({len(missing)} files)")
@@ -177,7 +187,7 @@ def evaluate_predictions(pred_dir: Path, gt: dict[str, Path], stage: str = FINAL
     do has a face, or when the stage asked for is not in them."""
     if not pred_dir.is_dir():
         raise NotAFolderError(f"{pred_dir}: not a folder")
-    truths = {stem: read_pts(path, expected=68) for stem, path in gt.items()}
+    truths = {stem: read_truth(path) for stem, path in gt.items()}
     found, skipped = load_predictions(pred_dir, truths)
     # The baseline's folder is scored like a folder of its own, each face's final (only) method.
     baseline, skipped_baseline = load_predictions(pred_dir / BASELINE, truths) if (pred_dir / BASELINE).is_dir() else ({}, [])
@@ -231,12 +241,12 @@ def evaluate_video(pred_dir: Path, annot_dir: Path, frames: int | None = None) -
     are failures too, counted in ``annotations_past_end``: left out, a damaged file raised the
     score, and ``eval`` on the same folder counted them missing (user test 16)."""
     pairs, bad, misnamed, past_end, other = [], [], [], 0, 0
-    for gt_path in sorted(annot_dir.glob("*.pts")) if annot_dir.is_dir() else []:
+    for gt_path in pts_files(annot_dir) if annot_dir.is_dir() else []:
         if not FRAME_PTS_NAME.fullmatch(gt_path.name):
             misnamed.append(gt_path)
             continue
         try:
-            truth = read_pts(gt_path, expected=68)
+            truth = read_truth(gt_path)
         except PtsError as exc:
             bad.append(str(exc))
             continue
@@ -244,7 +254,7 @@ def evaluate_video(pred_dir: Path, annot_dir: Path, frames: int | None = None) -
             past_end += 1
             pairs.append((None, truth))
             continue
-        pred_path = pred_dir / gt_path.name
+        pred_path = pred_dir / f"{gt_path.stem}.pts"  # (as the tracker writes it, whatever the annotation's case)
         pred = read_pts(pred_path, expected=68) if pred_path.exists() else None
         if pred is not None and not centred_on(_centre(pred), truth):
             pred, other = None, other + 1
@@ -272,7 +282,7 @@ def static_jitter(pred_dir: Path, annot_dir: Path) -> float | None:
         a, b, g = pred_dir / f"{i - 1:06d}.pts", pred_dir / f"{i:06d}.pts", annot_dir / f"{i:06d}.pts"
         if a.exists() and b.exists() and g.exists():
             try:
-                iod = eye_distance(read_pts(g, expected=68))
+                iod = eye_distance(read_truth(g))
             except PtsError:
                 continue
             steps.append(np.linalg.norm(read_pts(b) - read_pts(a), axis=1).mean() / iod)

@@ -33,7 +33,8 @@ import numpy as np
 
 from tracker.errors import InputError, NotAFolderError, TrackerError, UsageError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what a folder of pictures is read for
+# What a folder of pictures is read for (.jfif: what browsers save JPEGs as on Windows; user test 21).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff")
 IMAGE_KINDS = "jpg, png, bmp, webp, tif"  # the same, for messages
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -66,11 +67,26 @@ class WriteError(TrackerError, OSError):
 TEMP_FILE = ".{name}.*.densereg-tmp"
 
 
+# A file name's longest length in bytes on the usual file systems (ext4, APFS, NTFS: 255).
+NAME_MAX = 255
+
+
+def temp_name(name: str) -> str:
+    """The part of a stand-in's name that names its output: the name itself, or where the
+    stand-in's 23 more bytes would not fit NAME_MAX, its start and a digest of the whole (a legal
+    230-byte picture name stopped ``images``: "File name too long"; user test 21)."""
+    room = NAME_MAX - len(TEMP_FILE.format(name="").replace("*", "x" * 8).encode())
+    if len(name.encode()) <= room:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return name.encode()[: room - 9].decode(errors="ignore") + "~" + digest
+
+
 def _temp_file(path: Path) -> tuple[int, str]:
     """A new stand-in of ``path``, locked while its descriptor is open: the clean-up of a killed
     run's stand-ins (``_abandoned``) leaves a live writer's alone (a second ``video`` run of the
     same --csv deleted the first one's table in progress; review 26)."""
-    prefix, suffix = TEMP_FILE.format(name=path.name).split("*")
+    prefix, suffix = TEMP_FILE.format(name=temp_name(path.name)).split("*")
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     if fcntl is not None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -302,13 +318,19 @@ def atomic_output_dir(path: Path) -> Iterator[Path]:
     it becomes ``path`` in one rename (replacing an older ``path``), otherwise it is deleted.
 
     ``path`` is therefore complete or absent: a process killed inside the block leaves only the
-    hidden folder, which ``remove_partial_dirs`` clears, and two processes doing the same work
-    (a retried task whose first attempt still runs) never write into the same folder.
+    hidden folder, which ``remove_partial_outputs`` clears, and two processes doing the same work
+    (a retried task whose first attempt still runs) never write into the same folder.  The
+    folder is locked while it is filled, as the stand-ins of files are: a second run's clean-up
+    into the same output folder deleted a live one, whose writer re-created it empty and
+    finished a video without its first frames (user test 21).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=PARTIAL_DIR.format(name=path.name), dir=path.parent))
+    fd = os.open(tmp, os.O_RDONLY)
     try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (held through the rename: the lock is the folder's)
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700; outputs get the usual mode
         yield tmp
         if path.exists():
@@ -316,25 +338,43 @@ def atomic_output_dir(path: Path) -> Iterator[Path]:
         os.rename(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; the remains of a failure otherwise
+        os.close(fd)
 
 
 def remove_partial_outputs(folder: Path) -> None:
     """Delete what a killed process left in ``folder`` (not below it): the hidden folders of its
-    ``atomic_output_dir`` blocks and the temporary files of its atomic writes.  Call it only when
-    no process is writing there."""
+    ``atomic_output_dir`` blocks and the temporary files of its atomic writes; not those a live
+    writer holds (locked)."""
     folder = Path(folder)
     for p in folder.glob(PARTIAL_DIR.format(name="*") + "*"):
-        if p.is_dir():
+        if p.is_dir() and not _held(p):
             shutil.rmtree(p, ignore_errors=True)
     _remove_abandoned(folder)
+
+
+def _held(folder: Path) -> bool:
+    """Whether a live ``atomic_output_dir`` block holds `folder` (its lock)."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temp_files(path: Path) -> None:
     """Delete the hidden stand-ins of ``path`` a killed write left (SIGKILL gives no time to clean
     up): for a command that writes a few named files and does not resume (``video``'s tables),
     where ``remove_partial_outputs`` over a whole folder would be too wide."""
-    path = Path(path)
-    _remove_abandoned(path.parent, glob.escape(path.name), re.escape(path.name))
+    name = temp_name(Path(path).name)
+    _remove_abandoned(Path(path).parent, glob.escape(name), re.escape(name))
 
 
 def _remove_abandoned(folder: Path, name_glob: str = "*", name: str = ".+") -> None:
@@ -401,6 +441,16 @@ def _jpeg_cut_short(data: np.ndarray) -> bool:
                     break
 
 
+def decode_image(data: np.ndarray, flags: int, path: Path) -> np.ndarray | None:
+    """``cv2.imdecode``, None where it cannot decode; OpenCV raises (not returns None) for a header
+    over its 2^30-pixel limit, which stopped whole runs as an internal error (user test 21)."""
+    try:
+        return cv2.imdecode(data, flags)
+    except cv2.error:
+        raise ImageReadError(f"{path}: not decodable (its header gives a size over OpenCV's limit of 2^30 pixels: "
+                             "corrupt, or too large)") from None
+
+
 def read_image(path: Path) -> np.ndarray:
     """Any image file -> BGR uint8 (H,W,3).
 
@@ -419,7 +469,7 @@ def read_image(path: Path) -> np.ndarray:
     # Not IMREAD_UNCHANGED: OpenCV applies a photo's EXIF orientation under every other flag, and
     # a phone's portrait JPEG is stored sideways with the tag saying so.  These flags keep the
     # depth and grey, and drop alpha as ``to_bgr8`` would.
-    img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    img = decode_image(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR, path)
     if img is None or _jpeg_cut_short(data):
         raise ImageReadError(f"{path}: not a decodable image (corrupt, truncated or not an image)")
     img = to_bgr8(img, str(path))
@@ -428,10 +478,19 @@ def read_image(path: Path) -> np.ndarray:
     return img
 
 
+# A float picture whose values are all at most this is read as 0-1 (numpy's and torch's habit; a
+# bicubic resize overshoots 1), else as 0-255.
+FLOAT_UNIT_MAX = 2.0
+# Data outside 0-255 in any other depth (HDR radiance, int32) is stretched between these
+# percentiles: between its extremes, one hot pixel turned the picture black (user test 21).
+STRETCH_PERCENTILES = (0.5, 99.5)
+
+
 def picture_array(img, name: str) -> np.ndarray:
-    """`img` checked to be a picture, 16-bit data scaled to 8 bits from its full range (with a
-    warning where all of it is under 4096); other depths are left to the caller (``to_bgr8``,
-    ``transfer.as_texture``).  Raises ImageReadError (one line, naming `name`) for None (what
+    """`img` checked to be a picture, in uint8: 16-bit data scaled from its full range (with a
+    warning where all of it is under 4096); floats read as 0-1 when none is above FLOAT_UNIT_MAX,
+    else as 0-255, NaN and infinities as 0; any depth's data outside 0-255 stretched between its
+    STRETCH_PERCENTILES, with a warning.  Raises ImageReadError (one line, naming `name`) for None (what
     ``cv2.imread`` returns for a file it cannot read), an empty array, or a shape that is neither
     (H,W) nor (H,W,1|3|4), with the transpose to use for a channel-first one."""
     if img is None:
@@ -447,18 +506,26 @@ def picture_array(img, name: str) -> np.ndarray:
             warnings.warn(f"{name}: 16-bit data below 4096 (8-, 10- or 12-bit values?) is read over 0-65535 and comes out "
                           "nearly black; scale it to the full range first", stacklevel=4)
         img = (img / 257.0).round().astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)  # (one +inf: review 29c)
+        if img.dtype.kind == "f" and img.max() <= FLOAT_UNIT_MAX:
+            img = img * 255.0
+        elif img.min() < 0 or img.max() > 255:
+            lo, hi = np.percentile(img, STRETCH_PERCENTILES)
+            warnings.warn(f"{name}: values {img.min():g} to {img.max():g} are not 0-255 (or 0-1): stretched from {lo:g} to {hi:g}",
+                          stacklevel=4)
+            img = (img - lo) * (255.0 / max(hi - lo, 1e-6))
+        img = np.clip(img, 0, 255).round().astype(np.uint8)
     return img
 
 
 def to_bgr8(img, name: str = "image") -> np.ndarray:
     """A decoded picture or a caller's frame -> BGR uint8 (H,W,3): grey expanded, alpha dropped,
-    16-bit scaled from its full range (0-65535: 10- or 12-bit data in uint16 comes out dark,
-    scale it up first), other depths stretched to 0-255 frame by frame.  Raises ImageReadError
-    (one line, naming `name`) for what is not a picture: None (what ``cv2.imread`` returns for a
-    missing or unreadable file), an empty array, a shape that is neither (H,W) nor (H,W,1|3|4)."""
+    other depths read as ``picture_array`` reads them (16-bit from its full range: 10- or 12-bit
+    data in uint16 comes out dark, scale it up first).  Raises ImageReadError (one line, naming
+    `name`) for what is not a picture: None (what ``cv2.imread`` returns for a missing or
+    unreadable file), an empty array, a shape that is neither (H,W) nor (H,W,1|3|4)."""
     img = picture_array(img, name)
-    if img.dtype != np.uint8:
-        img = cv2.normalize(np.nan_to_num(img.astype(np.float32)), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     if img.shape[2] == 4:

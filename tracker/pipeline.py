@@ -97,6 +97,9 @@ ORIENT_MARGIN = 0.03
 FINER_SEARCH_EVERY = 5
 FINER_MAX_GAP = 30  # frames: a small face that comes after a long empty stretch waits at most this (160: 150 frames; review 27c)
 FINER_FACE_CROP = 260.0
+# A caller's face box larger than this many times the picture's long side is refused (a face cut
+# by the picture's edge has a box at most a few times its size).
+MAX_BOX_FACTOR = 20.0
 # The rate frames are taken at when track() is given no timestamp (the smoothing works in seconds).
 DEFAULT_FPS = 30.0
 # After a track ends while others go on, video searches every this many frames for the next
@@ -1036,6 +1039,10 @@ def _given_boxes(boxes, shape) -> list[Detection]:
             d = given_box(*coords)
         if d.x1 <= 0 or d.y1 <= 0 or d.x0 >= w or d.y0 >= h:
             raise BoxError(f"face box {(d.x0, d.y0, d.x1, d.y1)}: entirely outside the {w}x{h} image")
+        if max(d.width, d.y1 - d.y0) > MAX_BOX_FACTOR * max(w, h):
+            # its crop's anti-aliasing blur grows with it: minutes a picture, then an OpenCV error (user test 21)
+            raise BoxError(f"face box {(d.x0, d.y0, d.x1, d.y1)}: over {MAX_BOX_FACTOR:g} times the {w}x{h} image's size: "
+                           "no face box in it")
         out.append(d)
     return out
 

@@ -26,6 +26,13 @@ class PtsError(InputError):
     """A .pts file cannot be used; the message is one line naming the file and the reason."""
 
 
+def pts_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """The ``.pts`` files in `folder` (and below it with `recursive`), sorted, the extension in any
+    case: a ``000002.PTS`` was left out of the scores without a word (user test 21)."""
+    found = folder.rglob("*") if recursive else folder.glob("*")
+    return sorted(p for p in found if p.suffix.lower() == ".pts" and not p.is_dir())
+
+
 def read_pts(path: Path, expected: int | None = None) -> np.ndarray:
     """(N,2) float64 0-based pixel-centre points (``PTS_ORIGIN``) from a .pts file with or without the standard header."""
     path = Path(path)

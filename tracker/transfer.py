@@ -27,7 +27,7 @@ import numpy as np
 from tracker.crop import crop_patch
 from tracker.densemaps import DenseMaps
 from tracker.errors import InputError
-from tracker.fileio import ImageReadError, picture_array, read_image, to_bgr8
+from tracker.fileio import ImageReadError, decode_image, picture_array, read_image, to_bgr8
 
 if TYPE_CHECKING:
     from tracker.pipeline import FrameResult, Tracker
@@ -175,21 +175,15 @@ def composite(target: np.ndarray, colors: np.ndarray, alpha: np.ndarray) -> np.n
 # -- on tracked faces ------------------------------------------------------------------------
 
 
-FLOAT_UNIT_MAX = 2.0  # a float texture whose values are all at most this is read as 0-1 (a resize's overshoot included)
 
 
 def as_texture(texture, name: str = "texture") -> np.ndarray:
-    """A caller's texture array as BGR or BGRA uint8 (H,W,3|4), alpha kept: grey expanded,
-    16-bit scaled from 0-65535 (with a warning where all of it is under 4096: 8- to 12-bit values
-    come out nearly black, as ``to_bgr8`` warns), floats read as 0-1 when none is above 2
-    (numpy's and torch's habit; a bicubic resize overshoots 1: read as 0-255, the face came out
-    black, user test 19) and as 0-255 otherwise.  Raises ImageReadError (one line) for what is not
-    a channel-last picture: a (3,H,W) array painted meaningless colours (user test 18), as float
-    0-1 painted the face black and 16-bit painted it white."""
+    """A caller's texture array as BGR or BGRA uint8 (H,W,3|4), alpha kept: grey expanded, other
+    depths read as ``tracker.fileio.picture_array`` reads them (16-bit from 0-65535, warned
+    where all of it is under 4096; floats as 0-1 when none is above 2: read as 0-255, a float
+    texture painted the face black, user test 19).  Raises ImageReadError (one line) for what is
+    not a channel-last picture: a (3,H,W) array painted meaningless colours (user test 18)."""
     texture = picture_array(texture, name)
-    if texture.dtype != np.uint8:
-        t = np.nan_to_num(texture.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)  # (one +inf read it as 0-255: review 29c)
-        texture = np.clip(t * (255.0 if t.max() <= FLOAT_UNIT_MAX else 1.0), 0, 255).round().astype(np.uint8)
     if texture.ndim == 3 and texture.shape[2] == 1:
         texture = texture[:, :, 0]
     return cv2.cvtColor(texture, cv2.COLOR_GRAY2BGR) if texture.ndim == 2 else texture
@@ -302,7 +296,7 @@ def load_texture(path) -> np.ndarray:
     data = np.fromfile(str(path), np.uint8) if path.is_file() else None
     if data is None or data.size == 0:
         raise ImageReadError(f"{path}: texture not found or empty")
-    tex = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    tex = decode_image(data, cv2.IMREAD_UNCHANGED, path)
     if tex is None:
         raise ImageReadError(f"{path}: not a decodable image")
     tex = as_texture(tex, str(path))

@@ -36,7 +36,7 @@ def frame_pts_name(frame_number: int) -> str:
 
 
 # Every name frame_pts_name gives a frame (1-based: 000000.pts is none; it was scored as a missed frame), and only those.
-FRAME_PTS_NAME = re.compile(r"(?!0+\.pts)(?:[0-9]{6}|[1-9][0-9]{6,})\.pts")
+FRAME_PTS_NAME = re.compile(r"(?!0+\.pts)(?:[0-9]{6}|[1-9][0-9]{6,})\.pts", re.IGNORECASE)
 
 
 def face_to_json(face: FaceResult) -> dict:

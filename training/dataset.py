@@ -19,8 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from tracker.crop import Roi, crop_matrix, roi_from_landmarks
-from tracker.errors import MissingInputError
+from tracker.errors import MissingInputError, UsageError
 from tracker.fileio import atomic_save_npz, read_image
+from tracker.pts import read_pts
 
 CACHE_SIZE = 288
 CACHE_FACTOR = 2.2
@@ -58,10 +59,37 @@ def _cache_one(image: np.ndarray, gt, roi: Roi):
     return img, uv.astype(np.float16), depth.astype(np.float16), flags
 
 
+# How far (px) a ground truth's landmarks may lie from its .pts file as read now (float32 storage).
+GT_POINTS_TOLERANCE = 0.01
+
+
+def ground_truth_offset(npz: Path, pts: Path) -> np.ndarray | None:
+    """The mean (dx, dy) of a ground-truth file's face's landmarks from its ``.pts`` as
+    ``read_pts`` reads it now, None where they agree (or there is no .pts to compare): ground truth
+    made before session 28's .pts x origin lies +0.5 px in x, and nothing else told it apart
+    (review 30)."""
+    if not pts.is_file():
+        return None
+    with np.load(npz) as z:
+        points = z["landmarks"][int(z["face_index"])].astype(np.float64)
+    d = points - read_pts(pts)
+    return d.mean(axis=0) if np.abs(d).max() > GT_POINTS_TOLERANCE else None
+
+
+def check_ground_truth(npz: Path, pts: Path) -> None:
+    """Refuse ground truth whose landmarks are not its .pts file's (``ground_truth_offset``)."""
+    if (offset := ground_truth_offset(npz, pts)) is not None:
+        raise MissingInputError(f"{npz}: its landmarks lie ({offset[0]:+.2f}, {offset[1]:+.2f}) px from {pts} as read now (made "
+                                "with another .pts convention, before session 28, or from another annotation): run "
+                                "python -m training.groundtruth again on the same --out (it redoes such files)")
+
+
 def cache_item(data_root: Path, gt_root: Path, rel: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One face's cache entry (image, uv, depth, flags) from `data_root/rel` and its ground
-    truth `gt_root/rel` (.npz of ``training.groundtruth``)."""
-    with np.load((gt_root / rel).with_suffix(".npz")) as z:
+    truth `gt_root/rel` (.npz of ``training.groundtruth``), checked against its .pts."""
+    npz = (gt_root / rel).with_suffix(".npz")
+    check_ground_truth(npz, (data_root / rel).with_suffix(".pts"))
+    with np.load(npz) as z:
         gt = {k: z[k] for k in ("uv", "depth", "mask", "ignore", "landmarks", "face_index")}
     roi = roi_from_landmarks(gt["landmarks"][int(gt["face_index"])].astype(np.float64))
     return _cache_one(read_image(data_root / rel), gt, roi)
@@ -82,6 +110,25 @@ def split_faces(data_root: Path, split: str) -> list[str]:
     if not faces:  # (a TypeError or "need at least one array to stack" after the others were cached; review 30)
         raise MissingInputError(f"{listing}: lists no faces")
     return faces
+
+
+def check_views_not_val(data_root: Path, views: Path, rels: list[str] | None = None) -> None:
+    """Refuse a folder of ``training.profile`` views any of which was rendered from a face of
+    `data_root`'s val split (each view's ``.npz`` records its ``source``): trained on, that face's
+    validation would no longer be of a face never seen (review 30).  `rels`: the views' images
+    (default: the folder's ``splits/train.txt``)."""
+    if not (data_root / "splits" / "val.txt").is_file():
+        return
+    val = set(split_faces(data_root, "val"))
+    for rel in rels if rels is not None else split_faces(views, "train"):
+        npz = (views / rel).with_suffix(".npz")
+        if not npz.is_file():
+            continue
+        with np.load(npz) as z:
+            source = str(z["source"]) if "source" in z.files else None
+        if source in val:
+            raise UsageError(f"{views}: its view {rel} was rendered from {source}, a face of {data_root / 'splits' / 'val.txt'}: "
+                             "profile the training split only (python -m training.profile reads splits/train.txt)")
 
 
 def cache_path(cache_dir: Path, data_root: Path, gt_root: Path, split: str) -> Path:

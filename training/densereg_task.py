@@ -13,7 +13,7 @@ from tracker.crop import to_network_input
 from tracker.parts import lookup_parts, mean_iou
 from tracker.uvcodec import K_DEFAULT, encode
 from training import REPO
-from training.dataset import NO_AUGMENT, Augment, build_cache, cache_path, concat_caches, sample_crop
+from training.dataset import NO_AUGMENT, Augment, build_cache, cache_path, check_views_not_val, concat_caches, sample_crop
 from training.losses import DEPTH_WEIGHT, ce_weights, densereg_loss, part_transfer_loss, segment_loss, soft_part_map
 from training.model import DenseReg, configured, deployed_maps
 
@@ -140,6 +140,8 @@ class DenseRegTask:
         self.net = DenseReg(self.cfg)
         self.batch_size = batch_size
         self.augment = augment
+        for views in extra_gt:
+            check_views_not_val(data, views)
         roots = [(data, gt)] + [(d, d) for d in extra_gt]  # a profiled-views folder is its own ground truth
         self.train = concat_caches([build_cache(r, g, "train", cache_path(cache_dir, r, g, "train")) for r, g in roots])
         self.val = build_cache(data, gt, "val", cache_path(cache_dir, data, gt, "val"))

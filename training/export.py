@@ -153,7 +153,7 @@ def write_int8_variant(arch: str, options: dict, onnx_path: Path, manifest: Path
     onnx.helper.set_model_props(model, {FLOAT_GRAPH_KEY: sha256(onnx_path)})
     onnx.save(model, str(tmp))
     os.replace(tmp, out)
-    sha = record(out, manifest) if manifest is not None else ""
+    sha = record(out, manifest) if manifest is not None else sha256(out)
     example = example_inputs(arch, options)
     diff = float(np.abs(OnnxEngine(out).infer(example)["points"] - OnnxEngine(onnx_path).infer(example)["points"]).max())
     return (f"- **CPU variant**: `{out.name}` ({out.stat().st_size / 1e6:.2f} MB), the fully connected layers' weights in uint8 "

@@ -59,7 +59,7 @@ from tracker.errors import count_of
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_json, read_image
 from tracker.pts import read_pts, write_pts
 from training import REPO
-from training.dataset import CACHE_FACTOR, CACHE_SIZE, FaceCache, cache_item, save_cache
+from training.dataset import CACHE_FACTOR, CACHE_SIZE, FaceCache, cache_item, check_views_not_val, save_cache
 from training.densereg_task import PAPER, DenseOptions
 from training.template import DEFAULT_300W
 
@@ -347,6 +347,8 @@ def build_pack(data: Path, gt: Path, out: Path, profiled: Path | None = None, fa
         n_val = min(len(splits["val"]), max(2, round(faces * len(splits["val"]) / sum(map(len, splits.values())))))
         splits = {"train": subsample(splits["train"], faces - n_val), "val": subsample(splits["val"], n_val)}
     views = profiled_views(profiled) if profiled is not None and profiled.is_dir() else []
+    if views:
+        check_views_not_val(data, profiled, views)
     np.random.default_rng(0).shuffle(views)  # a pack that cannot hold all views takes a spread of them
 
     tmp = out.with_name(out.name + ".tmp")

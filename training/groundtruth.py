@@ -4,7 +4,8 @@
 ``<stem>.jpg|jpeg|png`` with a ``<stem>.pts`` beside it (iBUG 68 points, with or without
 header, 300-W 1-based coordinates) anywhere under DIR, and writes ``OUT/<rel>/<stem>.npz``
 (same relative path).  Finished stems are skipped, so an interrupted run resumes; files are
-written atomically.
+written atomically.  A finished stem whose landmarks are not its ``.pts`` as read now (made
+before session 28's .pts x origin, or from an annotation corrected since) is done again.
 
 The ``.npz`` format (H,W = the image size; F = annotated faces in the image):
 
@@ -38,6 +39,7 @@ import hashlib
 import re
 import sys
 import time
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -52,6 +54,7 @@ from tracker.fitting import FitResult, MorphableModel, fit_landmarks, load_defin
 from tracker.metrics import nme
 from tracker.pts import PtsError, read_pts
 from tracker.templatemaps import render_fits
+from training.dataset import ground_truth_offset
 from training.sfm import load_sfm
 from training.template import ASSET, DEFAULT_SFM, FLIP_PERMUTATION
 
@@ -252,9 +255,18 @@ class Job:
     preview: Path | None
 
 
+def _finished(job: Job) -> bool:
+    """Whether the job's .npz is there, readable, and made from its .pts as read now (not before
+    session 28's .pts x origin, nor from an annotation corrected since: those are done again)."""
+    try:
+        return job.out.exists() and ground_truth_offset(job.out, job.image.with_suffix(".pts")) is None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, PtsError):
+        return False
+
+
 def run_job(job: Job) -> tuple[str, str]:
     """('ok'|'skip'|'error', message) — never raises, so one bad file cannot stop a run."""
-    if job.out.exists():
+    if _finished(job):
         return "skip", ""
     try:
         if not job.image.with_suffix(".pts").exists():

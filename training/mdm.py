@@ -24,7 +24,7 @@ from torch import nn
 from tracker.metrics import auc, eye_distance
 from tracker.refiner import COARSE, FINE, CanonicalFrame, normalise_crop
 from tracker.shape_model import similarity_align
-from training.dataset import occlude, split_faces
+from training.dataset import check_views_not_val, occlude, split_faces
 
 
 @dataclass(frozen=True)
@@ -481,6 +481,8 @@ class MDMTask:
 
         # extra_train: folders laid out like data_root (e.g. training.profile's views): more train
         # faces (no tracker starts there: they draw theirs from the perturbation).
+        for views in extra_train:
+            check_views_not_val(Path(data_root), Path(views))
         parts = [build_cache(root, "train", *cached, starts("train") if root == data_root else None) for root in (data_root, *extra_train)]
         self.crops, self.truths, self.starts = (np.concatenate(arrays) for arrays in zip(*parts))
         val_crops, val_truths, val_starts = build_cache(data_root, "val", *cached, starts("val"))

@@ -64,6 +64,7 @@ from tracker.metrics import nme
 from tracker.pts import PtsError, write_pts
 from tracker.render import rasterize
 from tracker.templatemaps import project_mesh
+from training.dataset import check_ground_truth
 from training.groundtruth import ASSET, DenseGT, Template, _definition, draw_iso_lines, load_template, render_faces
 from training.template import CYLINDER_AXIS_Z, DEFAULT_300W
 
@@ -408,6 +409,7 @@ def run_job(job: Job) -> tuple[str, str, int]:
     try:
         if not gt_path.exists():
             raise ValueError(f"no ground truth {gt_path} (run training.groundtruth first)")
+        check_ground_truth(gt_path, (job.data / job.rel).with_suffix(".pts"))  # (views inherit its landmarks)
         with np.load(gt_path) as z:
             gt = {k: z[k] for k in z.files}
         f = int(gt["face_index"])

@@ -32,6 +32,7 @@ from tracker.errors import MissingInputError, NotAFolderError, UsageError, count
 from tracker.fileio import (
     IMAGE_EXTENSIONS,
     IMAGE_KINDS,
+    NAME_MAX,
     WriteError,
     atomic_save_npz,
     atomic_write_image,
@@ -125,7 +126,7 @@ def _select_images(args) -> list[Path]:
     images = list_images(args.input, recursive=args.recursive)
     if args.recursive:  # an output folder inside the input would feed a rerun its own outputs
         out = args.out.resolve()
-        images = [p for p in images if out not in p.resolve().parents]
+        images = [p for p in images if out not in _resolved(p).parents]
     others = sorted({p.suffix.lower() for p in (args.input.rglob("*") if args.recursive else args.input.iterdir())
                      if p.suffix.lower() in UNREAD_PICTURES and p.is_file()})
     if others:  # left out in silence, a .gif looked processed (user test 13)
@@ -135,13 +136,34 @@ def _select_images(args) -> list[Path]:
     return images
 
 
+def _resolved(path: Path) -> Path:
+    """`path` resolved, or as it is where it cannot be (a symlink loop: its reading then skips it
+    in one line; it stopped ``--recursive`` runs with an internal error, user test 21)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path
+
+
 # Picture formats a folder may hold that are not read (not every OpenCV build decodes them): said, not skipped unseen.
 UNREAD_PICTURES = (".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ppm", ".pgm", ".pbm", ".pnm", ".svg", ".ico", ".psd",
-                   ".dng", ".cr2", ".nef", ".arw", ".raw")
+                   ".dng", ".cr2", ".nef", ".arw", ".raw", ".hdr", ".pic", ".pfm", ".exr", ".sr", ".ras")
 
 
 # What a redone picture's earlier outputs that follow from the tracker's are named (<stem> + this).
 REDONE = (".pts", "_maps.npz", "_annotated.jpg", "_parts.png")
+
+
+def _names_too_long(images: list[Path], names: dict[Path, str]) -> set[Path]:
+    """The pictures whose outputs' names would be longer than a file name can be (their stems
+    plus ``_annotated.jpg``), each said in a ``skipped:`` line: writing them stopped the run
+    (user test 21)."""
+    longest = max(len(s) for s in (*REDONE, ".json"))
+    unnamed = {p for p in images if len(Path(names[p]).name.encode()) + longest > NAME_MAX}
+    for p in sorted(unnamed):
+        print(f"skipped: {p}: its name is too long for its outputs' names ({len(Path(names[p]).name.encode())} bytes before "
+              f"the extension; at most {NAME_MAX - longest}): rename it", file=sys.stderr)
+    return unnamed
 
 
 def _drop_outputs(args, stem: str, *, json_too: bool, dlib: bool) -> None:
@@ -150,7 +172,11 @@ def _drop_outputs(args, stem: str, *, json_too: bool, dlib: bool) -> None:
     names = [stem + s for s in (*REDONE, *((".json",) if json_too else ()))]
     names += [f"dlib/{stem}{s}" for s in (".json", ".pts")] if dlib else []
     for name in names:
-        safe_output_path(args.out, name).unlink(missing_ok=True)
+        path = safe_output_path(args.out, name)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:  # a read-only --out: the one-line "cannot write" (it was an internal error; user test 21)
+            raise WriteError(path, exc) from exc
 
 
 def _changed(args, picture: Path, stem: str) -> bool:
@@ -231,6 +257,9 @@ def run(args) -> int:
         require_dlib_predictor("--baseline dlib")
     # one picture is named as it is in its folder: face.png alone was "face", face.jpg's stem too (review 26)
     names = _output_names(sorted(set(images) | set(list_images(args.input))) if one else images, args.input)
+    unnamed = _names_too_long(images, names)
+    images = [p for p in images if p not in unnamed]
+    names = {p: n for p, n in names.items() if p not in unnamed}
     _check_no_foreign_pts(args, names.values())
     boxes = _load_boxes(args, images)
     detected = [p for p in images if p not in boxes]
@@ -252,13 +281,14 @@ def run(args) -> int:
         print(f"note: {picture} changed since {names[picture]}.json was written: done again", file=sys.stderr)
         _drop_outputs(args, names[picture], json_too=True, dlib=True)
     todo = images if args.overwrite else [p for p in images if not _finished(args, names[p])]
-    counts = {"done": 0, "resumed": len(images) - len(todo), "no_face": 0, "failed": 0, "faces": 0, "given": 0, "bad_box": 0}
+    counts = {"done": 0, "resumed": len(images) - len(todo), "no_face": 0, "failed": len(unnamed), "faces": 0, "given": 0, "bad_box": 0}
     try:
         _images_loop(args, tracker, todo, names, boxes, counts)
     except WriteError as exc:  # a full disk, a folder made read-only: say what is kept
         raise exc.with_note(f"{count_of(counts['done'], 'image')} finished in this run and {counts['resumed']} before it are complete; "
                             "after fixing that, rerun the same command to resume") from exc
-    given = f" ({counts['given']} with boxes from {args.boxes}, {counts['bad_box']} skipped for a box outside the picture)" if args.boxes else ""
+    given = (f" ({counts['given']} with boxes from {args.boxes}, {counts['bad_box']} skipped for a box outside the picture or far larger)"
+             if args.boxes else "")
     if counts["resumed"]:  # made with whatever options that run had: say so, this run's may differ
         print(f"note: {count_of(counts['resumed'], 'image')} finished by an earlier run kept as they were; "
               f"--overwrite redoes them with this run's options{' and boxes' if args.boxes else ''}", file=sys.stderr)
@@ -284,7 +314,7 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
             print(f"no box: {frame.path} has no line in {args.boxes}; the detector looks for faces", file=sys.stderr)
         return given
 
-    def bad_boxes(frame, exc) -> None:  # the file's boxes are checked on reading; only "outside this picture" is left
+    def bad_boxes(frame, exc) -> None:  # the file's boxes are checked on reading; only their fit to this picture is left
         counts["bad_box"] += 1
         print(f"skipped: {frame.path}: {exc}", file=sys.stderr)
 
