@@ -78,10 +78,19 @@ def test_part_map_classes_and_symmetry(assets):
     assert label_at(lm[[56, 57, 58]].mean(0) * 0.5 + lm[[65, 66, 67]].mean(0) * 0.5) == P.LOWER_LIP
     assert label_at(lm[30]) == P.NOSE
     assert label_at(lm[19] - [0, 0.005]) == P.RIGHT_EYEBROW
-    flipped = P.PART_FLIP[pm[:, ::-1]]
-    for label in range(1, 8):
-        a, b = pm == label, flipped == label
-        assert (a & b).sum() / (a | b).sum() > 0.8, P.PART_NAMES[label]
+    # Exactly mirror-symmetric, as training's flips assume (u_h -> 1 - u_h, left and right
+    # swapped): rasterised half a cell off the cells lookup_parts reads, 530 cells were not, and a
+    # flip changed 4-10% of the small parts' labels (review 30; an IoU > 0.8 check let it pass).
+    assert np.array_equal(P.PART_FLIP[pm[:, ::-1]], pm)
+    # cell c stands for u = (c + 0.5) / res, the centre of what lookup_parts reads from it: a
+    # polygon corner on a cell centre's side is in that cell
+    from training.template import part_polygons
+
+    eye = part_polygons(lm)[P.RIGHT_EYE][0]
+    inner = eye[np.argmax(eye[:, 0])]  # the eye's corner nearest the nose
+    col = int(np.floor(inner[0] * res - 0.5))  # the last cell whose centre the corner passes
+    row = int(np.clip(round((1 - inner[1]) * res - 0.5), 0, res - 1))
+    assert P.RIGHT_EYE in pm[row - 1:row + 2, col - 1:col + 1] and pm[row, col + 3] != P.RIGHT_EYE
 
 
 def test_rasterise_parts_is_deterministic(assets):
