@@ -247,6 +247,7 @@ def test_profiled_folder_feeds_the_training_caches(tmp_path):
     both = concat_caches([cache, cache])
     assert len(both.names) == 4 and both.images.shape[0] == 4
     # The refiner's cache reads the same folder (images + .pts) as a data root.
+    pytest.importorskip("torch", reason="training.mdm needs torch (the [train] extra)")
     from tracker.refiner import COARSE
     from tracker.shape_model import load_shape_model
     from training.mdm import CACHE

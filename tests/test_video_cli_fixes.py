@@ -186,7 +186,12 @@ def _interrupt_when(p, ready, what: str, send=None) -> str:
     assert ready(), f"{what} never started"
     time.sleep(0.3)
     (send or (lambda: p.send_signal(signal.SIGTERM)))()
-    _, err = p.communicate(timeout=120)
+    try:
+        _, err = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # a hung command is the failure, not a process left running (user test 20)
+        p.kill()
+        p.communicate()
+        raise
     assert p.returncode == 130, err
     return err
 

@@ -174,3 +174,32 @@ def test_an_odd_sized_video_is_padded_not_cropped(tmp_path):
     assert ok and back.shape == (480, 642, 3)
     assert abs(back[:478, 640].mean() - 60) < 15 and abs(back[478, :640].mean() - 60) < 15  # kept where they were
     assert back[:, 641].mean() < 15 and back[479].mean() < 15 and abs(back[100:300, 100:500].mean() - 200) < 5
+
+
+def test_a_ctrl_c_is_never_raised_inside_read_aheads_queue(monkeypatch):
+    """A Ctrl-C raised inside Queue.get can leave the queue's lock held (CPython cannot make
+    `with lock:` safe against it); the reading thread, stuck taking it, never ended and closing
+    the stream hung for good (user test 20: a SIGTERM'd ``transfer`` that never exited).  The
+    Ctrl-C here arrives while an item is being taken: it must come out after the queue is left,
+    and the reading thread end."""
+    import os
+    import queue
+    import signal
+
+    real_get, raised_inside = queue.Queue.get, []
+
+    def get(self, *args, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the handler runs here unless it is held
+            except KeyboardInterrupt:
+                raised_inside.append(True)
+                raise
+        return real_get(self, *args, **kwargs)
+
+    monkeypatch.setattr(queue.Queue, "get", get)
+    with pytest.raises(KeyboardInterrupt):
+        for _ in read_ahead(iter(range(1000)), 2):
+            pass
+    assert not raised_inside and not _reader_threads()
