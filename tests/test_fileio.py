@@ -163,6 +163,20 @@ def test_long_names_get_stand_ins_that_fit(tmp_path):
         assert [p.name for p in tmp_path.iterdir()] == [name]
         target.unlink()
     assert temp_name("face.json") == "face.json" and temp_name("a" * 240) != temp_name("a" * 239 + "b")
+    # a name that is not UTF-8 (Latin-1 from an old camera) is measured and cut as its bytes (review 30b)
+    latin = os.fsdecode(b"\xe9" * 240 + b".json")
+    atomic_write_text(tmp_path / latin, "z")
+    assert (tmp_path / latin).read_text() == "z" and len(os.fsencode(temp_name(latin))) + 23 <= NAME_MAX
+
+
+def test_output_folders_are_written_where_folders_cannot_be_locked(tmp_path, monkeypatch):
+    """Windows has no fcntl (and cannot open a folder), NFS may refuse the lock: the folder is
+    then filled unlocked, as before (review 30b: it failed on every call there)."""
+    monkeypatch.setattr(fileio, "fcntl", None)
+    with atomic_output_dir(tmp_path / ("v" * 250)) as d:
+        (d / "000001.pts").write_text("x")
+        assert len(os.fsencode(d.name)) <= 255
+    assert (tmp_path / ("v" * 250) / "000001.pts").exists()
 
 
 def test_float_and_other_depths_are_read_by_their_range_not_their_extremes():
@@ -179,6 +193,16 @@ def test_float_and_other_depths_are_read_by_their_range_not_their_extremes():
         out = to_bgr8(hdr)
     assert np.corrcoef(out[2:, 2:].ravel(), IMAGE[2:, 2:].ravel())[0, 1] > 0.99 and out[2:, 2:].std() > 30
     assert np.array_equal(to_bgr8(IMAGE.astype(np.int32)), IMAGE)  # any depth within 0-255 as it is
+    assert np.array_equal(to_bgr8(np.ones((4, 4), np.int32)), np.ones((4, 4, 3), np.uint8))  # an int 0/1 mask is not 0-1 floats
+    # review 30b: -1 to 1 data was clipped at 0 unsaid, and a 0-1 picture with one value above 2 read as 0-255 (black)
+    with pytest.warns(UserWarning, match="stretched"):
+        signed = to_bgr8(base / 127.5 - 1)
+    assert np.corrcoef(signed.ravel(), IMAGE.ravel())[0, 1] > 0.99
+    unit = base / 255
+    unit[0, 0] = 5.0
+    with pytest.warns(UserWarning, match="nearly all within 0-1: read as 0-1, the others clipped"):
+        read = to_bgr8(unit)
+    assert np.abs(read[1:].astype(int) - IMAGE[1:]).max() <= 1
 
 
 def test_a_header_over_opencvs_pixel_limit_is_an_unreadable_picture(tmp_path):

@@ -530,6 +530,23 @@ def test_export_card_names_the_training_only_options(tmp_path):
     assert "moving average (decay 0.998)" in card
 
 
+def test_the_card_quotes_measured_training_time_only_when_every_session_measured_it(tmp_path):
+    """A run begun before training.train measured its time has sessions without it: only the
+    rows after a resume say it, and the card quoted seconds for hours (review 30b)."""
+    import json
+
+    from training.export import run_summary
+
+    rows = [{"step": 100, "time": 0.0, "miou": 0.5}, {"step": 200, "time": 240.0, "miou": 0.6},
+            {"step": 300, "time": 100000.0, "trained_s": 3.0, "miou": 0.7}]
+    (tmp_path / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run_summary(tmp_path)["logged_hours"] == pytest.approx((240 + 2 * 300) / 3600)  # the older estimate
+    rows[0]["trained_s"], rows[1]["trained_s"], rows[2]["trained_s"] = 100.0, 340.0, 500.0
+    (tmp_path / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run_summary(tmp_path)["logged_hours"] == pytest.approx(500 / 3600)
+    assert "trained_s" not in run_summary(tmp_path)["curve"]
+
+
 def test_an_export_that_fails_replaces_nothing(tmp_path, monkeypatch, capsys):
     """The graph, the deployable, the manifest and the card are installed together, once ONNX
     Runtime agrees with PyTorch: a run without its validation log, or a parity failure, left a

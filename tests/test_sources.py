@@ -258,7 +258,7 @@ def test_sources_by_argument_and_their_errors(tmp_path):
     assert (one.length, one.sequence, one.live) == (1, False, False)
     with pytest.raises(SourceError, match="file not found"):
         open_source(SourceSpec("video", tmp_path / "nothing.mp4"))
-    with pytest.raises(SourceError, match=r"no images \(jpg, png, bmp, webp, tif\)"):
+    with pytest.raises(SourceError, match=r"no images \(jpg, jfif, png, bmp, webp, tif\)"):
         open_source(SourceSpec("folder", tmp_path))
     with pytest.raises(SourceError, match="cannot seek in a live source"):
         ArraySource(frames(2), live=True).seek(0)

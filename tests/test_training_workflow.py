@@ -210,6 +210,19 @@ def test_a_finished_run_resumed_again_trains_and_logs_nothing(tiny, tmp_path, ca
     assert f"{run}: already at step 4 of 4; nothing to train" in capsys.readouterr().err
     assert {name: (run / name).read_bytes() for name in before} == before
     assert "trained_s" in json.loads((run / "val.jsonl").read_text().splitlines()[-1])  # the card's training time
+    # a caller's record of the run still comes (gpukit's report: a KeyError there failed a finished network; review 30b)
+    from training.train import Schedule
+    from training.train import run as train_run
+
+    seen = []
+    train_run(TinyTask(), Schedule(4, 2, 1e-2, warmup=1), run, 1.0, resume=True, on_checkpoint=lambda step, m: seen.append(step))
+    assert seen == [4]
+    # --resume with --init-from this folder's best.pt: last.pt wins, and each step is logged once (review 30b)
+    run2 = tmp_path / "run2"
+    assert tiny("--out", run2, "--steps", 100, "--stop-at", 50) == 0
+    assert tiny("--out", run2, "--steps", 100, "--resume", "--init-from", run2 / "best.pt") == 0
+    steps = [int(r.split(",")[0]) for r in (run2 / "log.csv").read_text().splitlines()]
+    assert steps == [25, 50, 75, 100]
 
 
 def test_a_run_killed_before_its_first_checkpoint_is_logged_once(tiny, tmp_path):
@@ -245,6 +258,10 @@ def test_a_run_resumes_only_with_its_own_options_and_network(tmp_path):
     run(TinyTask(), Schedule(4, 2, 1e-2, warmup=1), folder, 1.0, resume=False, stop_at=2, options={"hole_weight": 3.0})
     with pytest.raises(UsageError, match="was trained with hole_weight = 3.0, not unset"):
         run(TinyTask(), Schedule(4, 2, 1e-2, warmup=1), folder, 1.0, resume=True)
+    from training.train import _folders
+
+    # a folder of views named another way (absolute, from elsewhere) is the same run's (review 30b)
+    assert _folders(["views"]) == _folders([str(Path("views").resolve())]) == [str(Path.cwd() / "views")]
     other = TinyTask()
     other.net = torch.nn.Linear(4, 1)  # another network than the checkpoint's
     with pytest.raises(UsageError, match="holds another network than these options build"):

@@ -203,3 +203,15 @@ def test_a_ctrl_c_is_never_raised_inside_read_aheads_queue(monkeypatch):
         for _ in read_ahead(iter(range(1000)), 2):
             pass
     assert not raised_inside and not _reader_threads()
+
+
+def test_a_video_output_with_a_long_name_is_written(tmp_path):
+    """Its hidden stand-in is 9 bytes longer: a legal 247-byte name stopped ``video`` and
+    ``transfer`` with an internal error (user test 22)."""
+    from tracker.video import AtomicVideoWriter, _frames_in
+
+    out = tmp_path / ("m" * 247 + ".mp4")
+    with AtomicVideoWriter(out, 10.0, (64, 48)) as writer:
+        for i in range(3):
+            writer.write(np.full((48, 64, 3), 40 * i, np.uint8), at=i)
+    assert _frames_in(out) == 3 and [p.name for p in tmp_path.iterdir()] == [out.name]

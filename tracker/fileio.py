@@ -35,7 +35,7 @@ from tracker.errors import InputError, NotAFolderError, TrackerError, UsageError
 
 # What a folder of pictures is read for (.jfif: what browsers save JPEGs as on Windows; user test 21).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff")
-IMAGE_KINDS = "jpg, png, bmp, webp, tif"  # the same, for messages
+IMAGE_KINDS = "jpg, jfif, png, bmp, webp, tif"  # the same, for messages
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -71,15 +71,33 @@ TEMP_FILE = ".{name}.*.densereg-tmp"
 NAME_MAX = 255
 
 
-def temp_name(name: str) -> str:
-    """The part of a stand-in's name that names its output: the name itself, or where the
-    stand-in's 23 more bytes would not fit NAME_MAX, its start and a digest of the whole (a legal
-    230-byte picture name stopped ``images``: "File name too long"; user test 21)."""
-    room = NAME_MAX - len(TEMP_FILE.format(name="").replace("*", "x" * 8).encode())
-    if len(name.encode()) <= room:
+def name_bytes(name: str) -> int:
+    """A file name's length as the file system counts it (bytes; a name that is not UTF-8 decoded
+    with surrogates, as Python gives it, counted as its own bytes: review 30b)."""
+    return len(os.fsencode(name))
+
+
+def fitting_name(name: str, extra: int) -> str:
+    """`name` itself, or, where `extra` more bytes around it would not fit NAME_MAX, its start and
+    a digest of the whole: a stand-in's name (``.NAME.XXXXXXXX.densereg-tmp``, a video's
+    ``.NAME.partial.mp4``) must fit where its output's does (a legal 230-byte picture name stopped
+    ``images``: "File name too long"; user test 21)."""
+    room = NAME_MAX - extra
+    if name_bytes(name) <= room:
         return name
-    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-    return name.encode()[: room - 9].decode(errors="ignore") + "~" + digest
+    raw = os.fsencode(name)
+    cut = raw[: room - 9]
+    try:
+        raw.decode("utf-8")
+        head = cut.decode("utf-8", "ignore")  # cut at a character's boundary (macOS takes valid UTF-8 only)
+    except UnicodeDecodeError:
+        head = os.fsdecode(cut)  # not UTF-8: its bytes as they are
+    return head + "~" + hashlib.sha1(raw).hexdigest()[:8]
+
+
+def temp_name(name: str) -> str:
+    """The part of a stand-in's name (``TEMP_FILE``) that names its output (``fitting_name``)."""
+    return fitting_name(name, name_bytes(TEMP_FILE.format(name="").replace("*", "x" * 8)))
 
 
 def _temp_file(path: Path) -> tuple[int, str]:
@@ -310,6 +328,7 @@ def atomic_write_image(path: Path, image: np.ndarray) -> None:
 
 
 PARTIAL_DIR = ".{name}.densereg-partial-"  # prefix of a folder being filled by atomic_output_dir (named as TEMP_FILE)
+PARTIAL_EXTRA = len(PARTIAL_DIR.format(name="")) + 8  # the bytes it and mkdtemp's 8 characters add to a name
 
 
 @contextmanager
@@ -326,11 +345,9 @@ def atomic_output_dir(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=PARTIAL_DIR.format(name=path.name), dir=path.parent))
-    fd = os.open(tmp, os.O_RDONLY)
+    tmp = Path(tempfile.mkdtemp(prefix=PARTIAL_DIR.format(name=fitting_name(path.name, PARTIAL_EXTRA)), dir=path.parent))
+    fd = _lock_folder(tmp)
     try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (held through the rename: the lock is the folder's)
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700; outputs get the usual mode
         yield tmp
         if path.exists():
@@ -338,7 +355,24 @@ def atomic_output_dir(path: Path) -> Iterator[Path]:
         os.rename(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; the remains of a failure otherwise
+        if fd is not None:
+            os.close(fd)
+
+
+def _lock_folder(folder: Path) -> int | None:
+    """A descriptor holding `folder` locked (through renames: the lock is the folder's), or None
+    where folders cannot be locked (no fcntl: Windows, where a folder cannot even be opened; a file
+    system that refuses, NFS for one; review 30b): then a second run's clean-up can take it, as
+    before.  Blocking: the clean-up's test of a lock holds it a moment."""
+    if fcntl is None:
+        return None
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
         os.close(fd)
+        return None
+    return fd
 
 
 def remove_partial_outputs(folder: Path) -> None:
@@ -353,7 +387,8 @@ def remove_partial_outputs(folder: Path) -> None:
 
 
 def _held(folder: Path) -> bool:
-    """Whether a live ``atomic_output_dir`` block holds `folder` (its lock)."""
+    """Whether a live ``atomic_output_dir`` block holds `folder` (its lock; not where folders
+    cannot be locked, ``_lock_folder``)."""
     if fcntl is None:
         return False
     try:
@@ -365,6 +400,8 @@ def _held(folder: Path) -> bool:
         return False
     except BlockingIOError:
         return True
+    except OSError:
+        return False
     finally:
         os.close(fd)
 
@@ -447,8 +484,8 @@ def decode_image(data: np.ndarray, flags: int, path: Path) -> np.ndarray | None:
     try:
         return cv2.imdecode(data, flags)
     except cv2.error:
-        raise ImageReadError(f"{path}: not decodable (its header gives a size over OpenCV's limit of 2^30 pixels: "
-                             "corrupt, or too large)") from None
+        raise ImageReadError(f"{path}: not decodable (OpenCV refused it: corrupt, or its size over OpenCV's limit of 2^30 "
+                             "pixels)") from None
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -478,9 +515,9 @@ def read_image(path: Path) -> np.ndarray:
     return img
 
 
-# A float picture whose values are all at most this is read as 0-1 (numpy's and torch's habit; a
-# bicubic resize overshoots 1), else as 0-255.
-FLOAT_UNIT_MAX = 2.0
+# A float picture whose values all lie within these is read as 0-1 (numpy's and torch's habit; a
+# bicubic resize overshoots both ends), else as 0-255: -1 to 1 data is stretched (review 30b).
+FLOAT_UNIT_MIN, FLOAT_UNIT_MAX = -0.1, 2.0
 # Data outside 0-255 in any other depth (HDR radiance, int32) is stretched between these
 # percentiles: between its extremes, one hot pixel turned the picture black (user test 21).
 STRETCH_PERCENTILES = (0.5, 99.5)
@@ -488,8 +525,9 @@ STRETCH_PERCENTILES = (0.5, 99.5)
 
 def picture_array(img, name: str) -> np.ndarray:
     """`img` checked to be a picture, in uint8: 16-bit data scaled from its full range (with a
-    warning where all of it is under 4096); floats read as 0-1 when none is above FLOAT_UNIT_MAX,
-    else as 0-255, NaN and infinities as 0; any depth's data outside 0-255 stretched between its
+    warning where all of it is under 4096); floats read as 0-1 when all of them (or all but a few,
+    clipped with a warning) lie within FLOAT_UNIT_MIN to FLOAT_UNIT_MAX, else as 0-255, NaN and
+    infinities as 0; any depth's data outside 0-255 otherwise stretched between its
     STRETCH_PERCENTILES, with a warning.  Raises ImageReadError (one line, naming `name`) for None (what
     ``cv2.imread`` returns for a file it cannot read), an empty array, or a shape that is neither
     (H,W) nor (H,W,1|3|4), with the transpose to use for a channel-first one."""
@@ -507,14 +545,23 @@ def picture_array(img, name: str) -> np.ndarray:
                           "nearly black; scale it to the full range first", stacklevel=4)
         img = (img / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
+        floating = img.dtype.kind == "f"
         img = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)  # (one +inf: review 29c)
-        if img.dtype.kind == "f" and img.max() <= FLOAT_UNIT_MAX:
-            img = img * 255.0
-        elif img.min() < 0 or img.max() > 255:
+        low, high = float(img.min()), float(img.max())
+        unit = floating and FLOAT_UNIT_MIN <= low and high <= FLOAT_UNIT_MAX
+        within = low >= 0 and high <= 255
+        if not unit and (floating or not within):
             lo, hi = np.percentile(img, STRETCH_PERCENTILES)
-            warnings.warn(f"{name}: values {img.min():g} to {img.max():g} are not 0-255 (or 0-1): stretched from {lo:g} to {hi:g}",
-                          stacklevel=4)
-            img = (img - lo) * (255.0 / max(hi - lo, 1e-6))
+            if floating and FLOAT_UNIT_MIN <= lo and hi <= FLOAT_UNIT_MAX:  # 0-1 but for a few values
+                unit = True
+                warnings.warn(f"{name}: values {low:g} to {high:g}, nearly all within 0-1: read as 0-1, the others clipped",
+                              stacklevel=4)
+            elif not within:
+                warnings.warn(f"{name}: values {low:g} to {high:g} are not 0-255 (or 0-1): stretched from {lo:g} to {hi:g}",
+                              stacklevel=4)
+                img = (img - lo) * (255.0 / max(hi - lo, 1e-6))
+        if unit:
+            img = img * 255.0
         img = np.clip(img, 0, 255).round().astype(np.uint8)
     return img
 

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from tracker.errors import SourceError, UsageError
-from tracker.fileio import IMAGE_EXTENSIONS, WriteError, check_writable, interrupts_held
+from tracker.fileio import IMAGE_EXTENSIONS, WriteError, check_writable, fitting_name, interrupts_held, name_bytes
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 WRITABLE_VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")  # the containers OpenCV writes MPEG-4 video into
@@ -219,7 +219,9 @@ class AtomicVideoWriter:
         self.path = Path(path)
         check_video_output(self.path)
         check_writable(self.path)  # a folder or read-only target fails now, not at the rename after the whole clip
-        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        suffix = self.path.suffix
+        # (a name the output's fits, however long: user test 22)
+        self.tmp = self.path.with_name(f".{fitting_name(self.path.stem, name_bytes(f'..partial{suffix}'))}.partial{suffix}")
         # The encoder wants even sides and crops an odd one (a 641x479 clip came out 640x478 while
         # its CSV's points were in 641x479; user test 18): a black pixel row or column is added
         # at the right or bottom instead, so every pixel keeps its coordinates.

@@ -178,12 +178,13 @@ def run_summary(run: Path) -> dict:
     if not vals:
         raise UsageError(f"--run {run}: its val.jsonl logs no validation yet")
     steps = [v["step"] for v in vals]
-    if "trained_s" in vals[-1]:  # what training.train measured (since review 30)
+    if all("trained_s" in v for v in vals):  # what training.train measured (since review 30)
         hours = vals[-1]["trained_s"] / 3600
     else:
-        # Older runs: checkpoints come every 5 minutes while training runs; a longer gap is time
-        # between sessions, not training, so only the short intervals are summed, plus one
-        # period for the stretch before each session's first checkpoint.
+        # Runs begun before that (their first sessions unmeasured): checkpoints come every 5
+        # minutes while training runs; a longer gap is time between sessions, not training, so
+        # only the short intervals are summed, plus one period for the stretch before each
+        # session's first checkpoint.
         times = [v["time"] for v in vals if "time" in v]
         gaps = [b - a for a, b in zip(times, times[1:])]
         sessions = (1 if times else 0) + sum(g >= 600 for g in gaps)

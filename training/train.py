@@ -304,8 +304,9 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
         # a folder with best.pt alone (a gpukit tar too large for last.pt): continue its weights,
         # the step count restarting; starting from scratch replaced best.pt with a worse network
         init_from = out / "best.pt"
-    own_best = init_from is not None and (out / "best.pt").exists() and Path(init_from).resolve() == (out / "best.pt").resolve()
-    if init_from is not None and not (resume and last.exists()):
+    weights_only = init_from is not None and not (resume and last.exists())  # (last.pt wins over --init-from on --resume)
+    own_best = weights_only and (out / "best.pt").exists() and Path(init_from).resolve() == (out / "best.pt").resolve()
+    if weights_only:
         # Weights only: a new run (new data or recipe) starting from a trained network.
         init = load_checkpoint(init_from)
         load_init_weights(task.net, init_weights(init))
@@ -336,7 +337,10 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
         # a finished run resumed again: nothing to train, and a checkpoint now would log its
         # last validation once more (the card showed it three times, review 30)
         print(f"{out}: already at step {step} of {end}; nothing to train", file=sys.stderr)
-        return last_metrics(out)
+        metrics = last_metrics(out)
+        if on_checkpoint is not None:  # the caller's record of the run, as after a checkpoint (gpukit's report; review 30b)
+            on_checkpoint(step, metrics)
+        return metrics
 
     def checkpoint() -> dict[str, float]:
         nonlocal best
@@ -455,7 +459,7 @@ def _densereg(args) -> tuple[Task, Schedule, dict]:
     # the network's shape (the export needs it) and the losses (the card says them)
     options = {"config": args.config, "variant": args.variant, **dense.recorded()}
     if args.gt_extra:
-        options["gt_extra"] = [str(d) for d in args.gt_extra]
+        options["gt_extra"] = _folders(args.gt_extra)
     return t, Schedule(args.steps or steps, t.batch_size, args.lr or lr), options
 
 
@@ -464,6 +468,12 @@ def _segbaseline(args) -> tuple[Task, Schedule, dict]:
     """The directly trained part segmenter: same backbone, data, augmentation and budget."""
     args.variant = "segment"
     return _densereg(args)
+
+
+def _folders(paths) -> list[str]:
+    """Folders as a run records them: resolved, so that a resume that names them another way (from
+    another folder, absolute) is the same run (review 30b)."""
+    return [str(Path(d).resolve()) for d in paths]
 
 
 def _refiner_options(args, after: tuple[str, ...]) -> dict:
@@ -479,7 +489,7 @@ def _mdm(args) -> tuple[Task, Schedule, dict]:
     from training.mdm import MDMTask
 
     t = MDMTask(args.data, args.batch or 16, extra_train=tuple(args.gt_extra), **_refiner_options(args, ()))
-    return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), {"gt_extra": [str(d) for d in args.gt_extra]} if args.gt_extra else {}
+    return t, Schedule(args.steps or 30000, t.batch_size, args.lr or 1e-3), {"gt_extra": _folders(args.gt_extra)} if args.gt_extra else {}
 
 
 @task("mdm-fine")

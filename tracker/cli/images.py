@@ -40,6 +40,7 @@ from tracker.fileio import (
     file_digest,
     list_images,
     listed_paths,
+    name_bytes,
     remove_partial_outputs,
     safe_output_path,
 )
@@ -159,9 +160,9 @@ def _names_too_long(images: list[Path], names: dict[Path, str]) -> set[Path]:
     plus ``_annotated.jpg``), each said in a ``skipped:`` line: writing them stopped the run
     (user test 21)."""
     longest = max(len(s) for s in (*REDONE, ".json"))
-    unnamed = {p for p in images if len(Path(names[p]).name.encode()) + longest > NAME_MAX}
+    unnamed = {p for p in images if name_bytes(Path(names[p]).name) + longest > NAME_MAX}
     for p in sorted(unnamed):
-        print(f"skipped: {p}: its name is too long for its outputs' names ({len(Path(names[p]).name.encode())} bytes before "
+        print(f"skipped: {p}: its name is too long for its outputs' names ({name_bytes(Path(names[p]).name)} bytes before "
               f"the extension; at most {NAME_MAX - longest}): rename it", file=sys.stderr)
     return unnamed
 
@@ -281,7 +282,7 @@ def run(args) -> int:
         print(f"note: {picture} changed since {names[picture]}.json was written: done again", file=sys.stderr)
         _drop_outputs(args, names[picture], json_too=True, dlib=True)
     todo = images if args.overwrite else [p for p in images if not _finished(args, names[p])]
-    counts = {"done": 0, "resumed": len(images) - len(todo), "no_face": 0, "failed": len(unnamed), "faces": 0, "given": 0, "bad_box": 0}
+    counts = {"done": 0, "resumed": len(images) - len(todo), "no_face": 0, "failed": 0, "faces": 0, "given": 0, "bad_box": 0}
     try:
         _images_loop(args, tracker, todo, names, boxes, counts)
     except WriteError as exc:  # a full disk, a folder made read-only: say what is kept
@@ -294,10 +295,11 @@ def run(args) -> int:
               f"--overwrite redoes them with this run's options{' and boxes' if args.boxes else ''}", file=sys.stderr)
     print(
         f"done: {count_of(counts['done'], 'image')} processed{given}, {counts['resumed']} already done, {count_of(counts['faces'], 'face')}, "
-        f"{counts['no_face']} without a face, {counts['failed']} unreadable; outputs in {args.out} "
+        f"{counts['no_face']} without a face, {counts['failed']} unreadable{f', {len(unnamed)} with names too long' if unnamed else ''}; "
+        f"outputs in {args.out} "
         f"(engine: {tracker.describe()})"
     )
-    return 1 if counts["failed"] or counts["bad_box"] else 0
+    return 1 if counts["failed"] or counts["bad_box"] or unnamed else 0
 
 
 def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, str], boxes: dict[Path, list[Detection]],
