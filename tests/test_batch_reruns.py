@@ -173,3 +173,19 @@ def test_a_video_link_to_nowhere_is_a_video_that_fails_not_none(tmp_path, capsys
     assert "002: skipped" in capsys.readouterr().out
     summary = _json(tmp_path / "out" / "summary.json")
     assert summary["complete"] is False and summary["missing"] == ["002"]
+
+
+def test_a_second_batch_run_into_the_same_out_is_refused_while_the_first_runs(tmp_path, capsys):
+    """Two runs with other options into one --out each took videos the other tracked as its own
+    (user test 22): the second is refused in one line, before any work."""
+    from tracker.cli import main
+    from tracker.fileio import exclusive_use
+
+    root, out = tmp_path / "root", tmp_path / "out"
+    root.mkdir()
+    out.mkdir()
+    with exclusive_use(out, "batch300vw"):  # the first run, still going
+        assert main(["batch300vw", str(root), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {out} is in use by another batch300vw run: wait for it to end, or choose another folder"
+    main(["batch300vw", str(root), "--out", str(out)])  # once the first has ended (an empty root: its own error)
+    assert "in use" not in capsys.readouterr().err

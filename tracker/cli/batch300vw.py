@@ -13,9 +13,16 @@ from pathlib import Path
 from tracker.batch import VideoJob, find_300vw_videos, input_fingerprint, local_outcomes, rescore_300vw_video
 from tracker.cli.common import CNN_SILENCE, RESUMES, count, engine_args, video_args
 from tracker.detector import cnn_missing_note, require_dlib_predictor
-from tracker.errors import UsageError, count_of, install_hint
+from tracker.errors import NotAFolderError, UsageError, count_of, install_hint
 from tracker.evaluation import result_problem, summarise_300vw
-from tracker.fileio import atomic_write_image, atomic_write_json, check_output_folder, remove_partial_outputs, safe_output_path
+from tracker.fileio import (
+    atomic_write_image,
+    atomic_write_json,
+    check_output_folder,
+    exclusive_use,
+    remove_partial_outputs,
+    safe_output_path,
+)
 from tracker.pipeline import TrackerConfig, TrackerMode, uses_fast_network
 from tracker.plots import ced_plot
 from tracker.refiner import ONE_STAGE
@@ -128,8 +135,6 @@ def _check_not_foreign(args, names: list[str]) -> None:
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     if args.jobs is not None and args.ray not in (None, "local"):
@@ -144,9 +149,18 @@ def run(args) -> int:
         outcomes = functools.partial(local_outcomes, workers=args.jobs or 1)
     if args.baseline == "dlib":
         require_dlib_predictor("--baseline dlib")
+    if not args.root.is_dir():  # (the usage errors come before --out is made)
+        raise NotAFolderError(f"{args.root}: not a folder")
+    check_output_folder(args.out, "--out")
+    with exclusive_use(args.out, "batch300vw"):
+        return _run(args, outcomes)
+
+
+def _run(args, outcomes) -> int:
+    from tqdm import tqdm
+
     left_out: list[str] = []  # folders that look like a video's but are not tracked: the summary is not complete
     videos = find_300vw_videos(args.root, lambda message: print(f"warning: {message}", file=sys.stderr), left_out)
-    check_output_folder(args.out, "--out")
     _check_not_foreign(args, [n for n, _ in videos])
     # --stills: every frame is an independent picture (detection each frame, no tracking, no
     # smoothing): the reference that tracking must match or beat on the same frames.  Compare

@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", type=Path, help="only these images (paths relative to --images, e.g. splits/val.txt)")
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--static", type=int, default=20, help="leading frames without any motion (for jitter)")
-    ap.add_argument("--size", default="640x480")
+    ap.add_argument("--size", default="640x480", help="WIDTHxHEIGHT of the clips (default 640x480)")
     ap.add_argument("--limit", type=int, default=0, help="at most N clips")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bystanders", action="store_true",
@@ -256,7 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 0 <= args.hidden < (args.frames if args.bystanders else 1 << 30) or not 0 <= args.return_shift <= 0.3:
         ap.error("--hidden must be 0 or more and less than --frames; --return-shift between 0 and 0.3")
-    w, h = (int(v) for v in args.size.lower().split("x"))
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:  # (a traceback; user test 22)
+        ap.error(f"--size {args.size}: give WIDTHxHEIGHT, e.g. 640x480")
+    if min(w, h) < 64:
+        ap.error(f"--size {args.size}: at least 64 pixels each way")
     if args.list:
         images = [args.images / line.strip() for line in args.list.read_text().splitlines() if line.strip()]
     else:
