@@ -316,7 +316,7 @@ def test_bad_sources_and_engines_are_reported(app, window, tmp_path):
     assert wait_for(app, lambda: window.last_error is not None and "bad.mp4" in window.last_error)
     assert "bad.mp4" in window.statusBar().currentMessage()
     window.open_source(SourceSpec("folder", tmp_path))  # a folder without images
-    assert wait_for(app, lambda: "no images (jpg, png" in window.last_error)
+    assert wait_for(app, lambda: "no images (jpg, jfif, png" in window.last_error)
     window.open_source(SourceSpec("webcam", device=7))
     assert wait_for(app, lambda: "no camera at index 7" in window.last_error)
     in_use = window.texture_combo.currentData()
