@@ -180,8 +180,8 @@ def composite(target: np.ndarray, colors: np.ndarray, alpha: np.ndarray) -> np.n
 def as_texture(texture, name: str = "texture") -> np.ndarray:
     """A caller's texture array as BGR or BGRA uint8 (H,W,3|4), alpha kept: grey expanded, other
     depths read as ``tracker.fileio.picture_array`` reads them (16-bit from 0-65535, warned
-    where all of it is under 4096; floats as 0-1 when none is above 2: read as 0-255, a float
-    texture painted the face black, user test 19).  Raises ImageReadError (one line) for what is
+    where all of it is under 4096; floats as 0-1 when they lie within it, a resize's overshoot
+    included: read as 0-255, a float texture painted the face black, user test 19).  Raises ImageReadError (one line) for what is
     not a channel-last picture: a (3,H,W) array painted meaningless colours (user test 18)."""
     texture = picture_array(texture, name)
     if texture.ndim == 3 and texture.shape[2] == 1:

@@ -245,10 +245,9 @@ def hflip_maps(image: np.ndarray, uv: np.ndarray, depth: np.ndarray, valid: np.n
     so u_h -> 1 - u_h.
 
     No part labels are flipped here: the networks' part labels are read off the UV through the
-    template's part map (``tracker.parts.lookup_parts``), so the left/right swap follows from
-    mirroring u_h, as far as that map is mirror-symmetric (it is not exactly: review 30 found
-    4-10% of the small parts' pixels change label under a flip).  The refiner flips its points
-    itself (``training.mdm.sample``)."""
+    template's part map (``tracker.parts.lookup_parts``), which is mirror-symmetric
+    (``training.template.rasterise_parts``), so the left/right swap follows from mirroring u_h.
+    The refiner flips its points itself (``training.mdm.sample``)."""
     uv = uv[:, :, ::-1].copy()
     uv[0] = 1.0 - uv[0]
     return image[:, ::-1], uv, depth[:, ::-1], valid[:, ::-1]

@@ -41,7 +41,7 @@ from training.losses import DEPTH_WEIGHT, PLAIN_WEIGHT
 from training.mdm import MDMConfig
 from training.model import CONFIGS
 from training.template import DEFAULT_300W
-from training.train import LOG_FIELDS, Schedule, load_checkpoint
+from training.train import LOG_FIELDS, Schedule, load_checkpoint, read_val_log
 
 NAMES = {"densereg": "densereg_realtime", "densereg-fast": "densereg_fast", "mdm": "mdm_refiner", "mdm-fine": "mdm_fine",
          "mdm-single": "mdm_single"}
@@ -174,7 +174,7 @@ def parity_ok(diff: float, magnitude: float) -> bool:
 
 
 def run_summary(run: Path) -> dict:
-    vals = [json.loads(line) for line in (run / "val.jsonl").read_text().splitlines() if line.strip()]
+    vals = read_val_log(run)
     if not vals:
         raise UsageError(f"--run {run}: its val.jsonl logs no validation yet")
     steps = [v["step"] for v in vals]

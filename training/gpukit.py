@@ -637,11 +637,6 @@ def bundle(net: Network, out: Path) -> tuple[list[str], list[str]]:
     return included, left_out
 
 
-def read_history(run_dir: Path) -> list[dict]:
-    path = run_dir / "val.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def _write_run_json(n: Network, hardware: str, command: str, pack_info: dict, profiled: int, started: float, step: int) -> None:
     """The run folder's run.json (what training.export's card quotes) and the network's report."""
     trained = (time.time() - started) / 60
@@ -654,9 +649,9 @@ def _write_run_json(n: Network, hardware: str, command: str, pack_info: dict, pr
 
 def _refresh(n: Network, out: Path, report: dict) -> None:
     """Bundle the network's run folder into OUT and rewrite OUT/metrics.json."""
-    from training.train import load_checkpoint
+    from training.train import load_checkpoint, read_val_log
 
-    n.report["history"] = read_history(n.run_dir)
+    n.report["history"] = read_val_log(n.run_dir)
     if (n.run_dir / "best.pt").exists():  # what is returned (a weights-only continuation starts a new best)
         best = load_checkpoint(n.run_dir / "best.pt")
         n.report["best"] = {"step": best["step"], **best["metrics"]}

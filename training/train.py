@@ -407,10 +407,16 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
     return metrics
 
 
+def read_val_log(out: Path) -> list[dict]:
+    """Every validation a run folder logged (``val.jsonl``, one row per checkpoint), [] for none."""
+    path = out / "val.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
 def last_metrics(out: Path) -> dict[str, float]:
-    """The last validation a run folder logged (``val.jsonl``), without its step and times."""
-    rows = [line for line in (out / "val.jsonl").read_text().splitlines() if line.strip()] if (out / "val.jsonl").exists() else []
-    return {k: v for k, v in json.loads(rows[-1]).items() if k not in LOG_FIELDS} if rows else {}
+    """The last validation a run folder logged, without its step and times."""
+    rows = read_val_log(out)
+    return {k: v for k, v in rows[-1].items() if k not in LOG_FIELDS} if rows else {}
 
 
 def check_same_run(state: dict, sched: Schedule, options: dict, last: Path) -> None:
