@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from unittest import mock
 
 import cv2
@@ -21,6 +22,7 @@ from tracker.fileio import (
     atomic_write_text,
     check_writable,
     list_images,
+    picture_array,
     read_image,
     remove_partial_outputs,
     safe_output_path,
@@ -203,6 +205,34 @@ def test_float_and_other_depths_are_read_by_their_range_not_their_extremes():
     with pytest.warns(UserWarning, match="nearly all within 0-1: read as 0-1, the others clipped"):
         read = to_bgr8(unit)
     assert np.abs(read[1:].astype(int) - IMAGE[1:]).max() <= 1
+
+
+def test_a_resizes_overshoot_is_clipped_unsaid_and_a_video_warns_once():
+    """A float 0-255 frame after a bicubic resize (-22..285) was warned about on every frame and
+    contrast-stretched; a float BGRA texture's alpha was stretched with its colours, transparent
+    texels came out faintly opaque (user test 22)."""
+    base = IMAGE.astype(np.float32)
+    overshoot = base.copy()
+    overshoot[0, 0], overshoot[1, 1] = -22.0, 285.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(to_bgr8(overshoot)[2:], IMAGE[2:]) and to_bgr8(overshoot / 255)[0, 0].max() == 0
+    frames = [base / 127.5 - 1 + k * 1e-3 for k in range(3)]  # a -1..1 video: other values, the same warning
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        for frame in frames:
+            to_bgr8(frame, "frame")
+    assert len(seen) == 1 and "stretched" in str(seen[0].message)
+    texture = np.dstack([base / 255, np.zeros(base.shape[:2], np.float32)])
+    texture[0, 0] = (1.15, -0.1, 0.5, -0.08)  # colours and alpha as a bicubic resize leaves them
+    read = picture_array(texture, "texture")
+    assert read.shape == (*IMAGE.shape[:2], 4) and not read[..., 3].any() and np.array_equal(read[1:, :, :3], IMAGE[1:])
+    signed = texture.copy()
+    signed[..., :3] = signed[..., :3] * 2 - 1  # stretched colours; alpha still 0-1
+    signed[..., 3] = 1.0
+    with pytest.warns(UserWarning, match="stretched"):
+        read = picture_array(signed, "texture")
+    assert (read[..., 3] == 255).all() and np.corrcoef(read[..., :3].ravel(), IMAGE.ravel())[0, 1] > 0.99
 
 
 def test_a_header_over_opencvs_pixel_limit_is_an_unreadable_picture(tmp_path):

@@ -543,22 +543,25 @@ def read_image(path: Path) -> np.ndarray:
     return img
 
 
-# A float picture whose values all lie within these is read as 0-1 (numpy's and torch's habit; a
-# bicubic resize overshoots both ends), else as 0-255: -1 to 1 data is stretched (review 30b).
-FLOAT_UNIT_MIN, FLOAT_UNIT_MAX = -0.1, 2.0
-# Data outside 0-255 in any other depth (HDR radiance, int32) is stretched between these
-# percentiles: between its extremes, one hot pixel turned the picture black (user test 21).
+# Where the bulk of a picture's values (between STRETCH_PERCENTILES) lies decides how it is read:
+# within UNIT_BULK, floats are 0-1 (numpy's and torch's habit); within BYTE_BULK, 0-255 (both
+# margins hold a bicubic resize's overshoot); otherwise the bulk is stretched to 0-255 (-1 to 1
+# data, review 30b; HDR radiance; 12-bit values in int16).  Between the extremes, one hot pixel
+# turned the picture black (user test 21).
 STRETCH_PERCENTILES = (0.5, 99.5)
+UNIT_BULK, BYTE_BULK = (-0.1, 2.0), (-25.5, 280.5)
+# Values beyond their range by less than this many whites (a resize's or a sharpening's overshoot)
+# are clipped unsaid: the warning, repeated on every frame of a video, was noise (user test 22).
+OVERSHOOT_WHITES = 1.0
 
 
 def picture_array(img, name: str) -> np.ndarray:
     """`img` checked to be a picture, in uint8: 16-bit data scaled from its full range (with a
-    warning where all of it is under 4096); floats read as 0-1 when all of them (or all but a few,
-    clipped with a warning) lie within FLOAT_UNIT_MIN to FLOAT_UNIT_MAX, else as 0-255, NaN and
-    infinities as 0; any depth's data outside 0-255 otherwise stretched between its
-    STRETCH_PERCENTILES, with a warning.  Raises ImageReadError (one line, naming `name`) for None (what
-    ``cv2.imread`` returns for a file it cannot read), an empty array, or a shape that is neither
-    (H,W) nor (H,W,1|3|4), with the transpose to use for a channel-first one."""
+    warning where all of it is under 4096); other depths by ``_depth_to_uint8``, the alpha of a
+    4-channel picture on its own (stretched with the colours, transparent texels of a float texture
+    came out faintly opaque: user test 22).  Raises ImageReadError (one line, naming `name`) for
+    None (what ``cv2.imread`` returns for a file it cannot read), an empty array, or a shape that is
+    neither (H,W) nor (H,W,1|3|4), with the transpose to use for a channel-first one."""
     if img is None:
         raise ImageReadError(f"{name} is None (cv2.imread returns None for a file it cannot read; "
                              "tracker.fileio.read_image says why)")
@@ -571,27 +574,38 @@ def picture_array(img, name: str) -> np.ndarray:
         if img.max() < 4096:
             warnings.warn(f"{name}: 16-bit data below 4096 (8-, 10- or 12-bit values?) is read over 0-65535 and comes out "
                           "nearly black; scale it to the full range first", stacklevel=4)
-        img = (img / 257.0).round().astype(np.uint8)
-    elif img.dtype != np.uint8:
-        floating = img.dtype.kind == "f"
-        img = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)  # (one +inf: review 29c)
-        low, high = float(img.min()), float(img.max())
-        unit = floating and FLOAT_UNIT_MIN <= low and high <= FLOAT_UNIT_MAX
-        within = low >= 0 and high <= 255
-        if not unit and (floating or not within):
-            lo, hi = np.percentile(img, STRETCH_PERCENTILES)
-            if floating and FLOAT_UNIT_MIN <= lo and hi <= FLOAT_UNIT_MAX:  # 0-1 but for a few values
-                unit = True
-                warnings.warn(f"{name}: values {low:g} to {high:g}, nearly all within 0-1: read as 0-1, the others clipped",
-                              stacklevel=4)
-            elif not within:
-                warnings.warn(f"{name}: values {low:g} to {high:g} are not 0-255 (or 0-1): stretched from {lo:g} to {hi:g}",
-                              stacklevel=4)
-                img = (img - lo) * (255.0 / max(hi - lo, 1e-6))
-        if unit:
-            img = img * 255.0
-        img = np.clip(img, 0, 255).round().astype(np.uint8)
-    return img
+        return (img / 257.0).round().astype(np.uint8)
+    if img.dtype == np.uint8:
+        return img
+    if img.ndim == 3 and img.shape[2] == 4:
+        return np.dstack([_depth_to_uint8(img[:, :, :3], name), _depth_to_uint8(img[:, :, 3], f"{name} (alpha)")])
+    return _depth_to_uint8(img, name)
+
+
+def _depth_to_uint8(img: np.ndarray, name: str) -> np.ndarray:
+    """Any depth but uint8/uint16 -> uint8 as the bulk of its values says (NaN and infinities read
+    as 0): 0-1 for floats (and bools) in UNIT_BULK, with a warning where some lie far above (HDR
+    highlights, clipped); 0-255 in BYTE_BULK where no value is far outside it (a float -1 to 1
+    picture's bulk is in both margins: it is not 0-255); otherwise stretched between
+    STRETCH_PERCENTILES, with a warning.  The warnings' text holds no values, so a video warns
+    once, not on every frame."""
+    unit_type = img.dtype.kind in "fb"
+    img = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)  # (one +inf: review 29c)
+    low, high = float(img.min()), float(img.max())
+    # A random sample (fixed seed): percentiles over every value cost ~10 ms a video frame, and a
+    # strided sample aliases with periodic patterns.
+    sample = img.reshape(-1)[np.random.default_rng(0).integers(0, img.size, 65536)] if img.size > 65536 else img
+    lo, hi = (float(v) for v in np.percentile(sample, STRETCH_PERCENTILES))
+    if unit_type and UNIT_BULK[0] <= lo and hi <= UNIT_BULK[1]:
+        if low < -OVERSHOOT_WHITES or high > 1 + OVERSHOOT_WHITES:
+            warnings.warn(f"{name}: nearly all within 0-1: read as 0-1, the others clipped (HDR highlights?)", stacklevel=5)
+        img = img * 255.0
+    elif not (BYTE_BULK[0] <= lo and hi <= BYTE_BULK[1] and (hi > UNIT_BULK[1] or not unit_type)
+              and -255 * OVERSHOOT_WHITES <= low and high <= 255 * (1 + OVERSHOOT_WHITES)):
+        warnings.warn(f"{name}: values are not 0-255 (or 0-1): stretched between their "
+                      f"{STRETCH_PERCENTILES[0]:g}th and {STRETCH_PERCENTILES[1]:g}th percentiles", stacklevel=5)
+        img = (img - lo) * (255.0 / max(hi - lo, 1e-6))
+    return np.clip(img, 0, 255).round().astype(np.uint8)
 
 
 def to_bgr8(img, name: str = "image") -> np.ndarray:
