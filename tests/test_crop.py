@@ -64,6 +64,23 @@ def test_warped_image_agrees_with_warped_points():
     np.testing.assert_allclose([(xs * w).sum() / w.sum(), (ys * w).sum() / w.sum()], warp_points_to_crop(dot, roi, 128)[0], atol=0.5)
 
 
+def test_a_crop_that_shrinks_a_lot_is_block_averaged_first_with_the_same_picture():
+    """A caller's box 19x a 3000 px photo blurred the picture with a 400 px sigma: minutes
+    (user test 22).  Block-averaging first must give the crop the full blur gives, in place."""
+    from tracker import crop as crop_module
+
+    rng = np.random.default_rng(3)
+    img = cv2.resize(rng.integers(0, 256, (60, 60, 3), dtype=np.uint8), (1500, 1500), interpolation=cv2.INTER_CUBIC)
+    cv2.circle(img, (900, 700), 120, (255, 255, 255), -1)
+    roi = Roi(760.0, 740.0, 1000.0, 0.3)  # zoom 20.8, inside the picture
+    fast = warp_image(img, roi, 48).astype(int)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(crop_module, "PRESHRINK_ZOOM", np.inf)
+        full = warp_image(img, roi, 48).astype(int)
+    assert np.abs(fast - full).mean() < 1.5 and np.abs(fast - full).max() < 10
+    assert warp_image(img, Roi(750.0, 750.0, 1500.0 * 19, 0.0), 64).shape == (64, 64, 3)  # seconds before: now a blink
+
+
 def test_roi_from_landmarks_upright():
     roi = roi_from_landmarks(face_points())
     assert roi.angle == pytest.approx(0.0)

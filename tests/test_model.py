@@ -461,8 +461,7 @@ def test_the_weights_moving_average_is_what_is_validated_kept_and_resumed(tmp_pa
 
 
 def test_training_checkpoint_loader_refuses_pickled_code(tmp_path):
-    import pickle
-
+    from tracker.errors import InputError
     from training.train import load_checkpoint, save_checkpoint
 
     marker = tmp_path / "executed"
@@ -474,7 +473,7 @@ def test_training_checkpoint_loader_refuses_pickled_code(tmp_path):
     save_checkpoint(tmp_path / "ok.pt", {"model": {"w": torch.ones(2)}, "step": 1})
     assert load_checkpoint(tmp_path / "ok.pt")["step"] == 1
     torch.save({"model": {}, "payload": Bomb()}, str(tmp_path / "bomb.pt"))
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(InputError, match="bomb.pt: not a readable checkpoint.*Weights only load failed"):
         load_checkpoint(tmp_path / "bomb.pt")
     assert not marker.exists()
 
@@ -584,6 +583,25 @@ def test_an_export_that_fails_replaces_nothing(tmp_path, monkeypatch, capsys):
 
     manifest = json.loads((assets / "MANIFEST.json").read_text())
     assert all(manifest[name] == sha256(assets / name) for name in ("densereg_realtime.onnx", "densereg_realtime.pt"))
+    # damaged inputs are one line each, and a killed export's staging folder goes (user test 22)
+    installed = {p.name: p.read_bytes() for p in assets.iterdir()}
+    from tracker.fileio import PARTIAL_DIR
+
+    stale = assets / (PARTIAL_DIR.format(name="export") + "killed1")
+    stale.mkdir()
+    (run / "val.jsonl").write_text("{not json\n" + json.dumps({"step": 1, "time": 0.0, "uv_mae": 0.5}) + "\n")
+    assert export.main(["densereg", "--run", str(run), "--out-dir", str(assets)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {run / 'val.jsonl'}, line 1: not a row of a run's log ('{{not json')"
+    (run / "val.jsonl").write_text(json.dumps({"step": 1, "time": 0.0, "uv_mae": 0.5}) + "\n")
+    whole = (run / "best.pt").read_bytes()
+    (run / "best.pt").write_bytes(whole[:5000])
+    assert export.main(["densereg", "--run", str(run), "--out-dir", str(assets)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {run / 'best.pt'}: not a readable checkpoint, damaged or cut short")
+    assert {p.name: p.read_bytes() for p in assets.iterdir() if p != stale} == installed and stale.is_dir()
+    (run / "best.pt").write_bytes(whole)
+    assert export.main(["densereg", "--run", str(run), "--out-dir", str(assets)]) == 0
+    assert sorted(p.name for p in assets.iterdir()) == sorted(installed)  # the stale folder gone, nothing else left
 
 
 @pytest.mark.parametrize("blocks", [1, 0])

@@ -250,6 +250,29 @@ def test_a_run_resumes_only_with_its_own_schedule(tiny, tmp_path, capsys, change
     assert tiny("--out", run, "--steps", 4, "--resume") == 0
 
 
+def test_resume_takes_the_runs_own_options_and_reads_damaged_logs_in_one_line(tiny, tmp_path, capsys):
+    """`--resume` alone was refused for the defaults of the options the run was started with
+    (user test 22); a log row or a checkpoint cut short by a kill was a traceback."""
+    from training.train import load_checkpoint, read_val_log
+
+    run = tmp_path / "run"
+    assert tiny("--out", run, "--steps", 8, "--lr", 0.02, "--stop-at", 4) == 0
+    with (run / "val.jsonl").open("a") as log:
+        log.write('{"step": 6, "ti')  # killed while writing a row
+    assert [r["step"] for r in read_val_log(run)] == [4]
+    capsys.readouterr()
+    assert tiny("--out", run, "--resume", "--stop-at", 6) == 0  # --steps 8 --lr 0.02 are the run's; --stop-at this command's
+    assert load_checkpoint(run / "last.pt")["step"] == 6 and [r["step"] for r in read_val_log(run)] == [4, 6]
+    assert tiny("--out", run, "--resume") == 0  # a run stopped by its --stop-at goes on
+    assert load_checkpoint(run / "last.pt")["step"] == 8
+    assert tiny("--out", run, "--resume", "--lr", 0.5) == 2  # what the command gives still counts
+    assert "was trained with --lr 0.02, not 0.5" in capsys.readouterr().err
+    (run / "last.pt").write_bytes((run / "last.pt").read_bytes()[:3000])
+    assert tiny("--out", run, "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {run / 'last.pt'}: not a readable checkpoint, damaged or cut short")
+
+
 def test_a_run_resumes_only_with_its_own_options_and_network(tmp_path):
     from training.train import Schedule, run
 
@@ -274,12 +297,15 @@ def test_training_and_evaluation_refuse_bad_inputs_in_one_line_before_any_work(f
     data, gt = faces
     assert tiny("--out", tmp_path / "a", "--init-from", tmp_path / "nope.pt") == 2
     assert not (tmp_path / "a").exists()  # refused before run.json
+    from tracker.assets import ASSETS
+
     for argv in (["densereg", "--model", "model.onnx"], ["densereg", "--model", f"x={tmp_path / 'nope.onnx'}"],
-                 ["parts", "--baseline", str(tmp_path / "nope")]):
+                 ["parts", "--baseline", str(tmp_path / "nope")], ["densereg", "--model", f"x={ASSETS / 'mdm_refiner.onnx'}"]):
         assert evaluate_main([*argv, "--data", str(data), "--gt", str(gt), "--out", str(tmp_path / "ev")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 4 and err[0] == f"error: --init-from {tmp_path / 'nope.pt'}: no such file"
-    assert all(m in line for line, m in zip(err[1:], ["give NAME=PATH.onnx", "no such file", "no best.pt there"]))
+    assert len(err) == 5 and err[0] == f"error: --init-from {tmp_path / 'nope.pt'}: no such file"
+    assert all(m in line for line, m in zip(err[1:], ["give NAME=PATH.onnx", "no such file", "no best.pt there",
+                                                      "not a DenseReg network (it takes image, init and gives points"]))
     empty = tmp_path / "empty"
     shutil.copytree(data, empty)
     (empty / "splits" / "val.txt").write_text("")

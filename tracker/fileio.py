@@ -344,17 +344,27 @@ def atomic_output_dir(path: Path) -> Iterator[Path]:
     finished a video without its first frames (user test 21).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=PARTIAL_DIR.format(name=fitting_name(path.name, PARTIAL_EXTRA)), dir=path.parent))
-    fd = _lock_folder(tmp)
-    try:
-        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700; outputs get the usual mode
+    with partial_dir(path.parent, path.name) as tmp:
         yield tmp
         if path.exists():
             shutil.rmtree(path)
         os.rename(tmp, path)
+
+
+@contextmanager
+def partial_dir(parent: Path, name: str) -> Iterator[Path]:
+    """A fresh hidden folder in `parent` for the outputs called `name`, locked while the block
+    runs (through renames) and deleted after it, with whatever it still holds; the one a killed
+    process leaves, ``remove_partial_outputs`` clears."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=PARTIAL_DIR.format(name=fitting_name(name, PARTIAL_EXTRA)), dir=parent))
+    fd = _lock_folder(tmp)
+    try:
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700; outputs get the usual mode
+        yield tmp
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; the remains of a failure otherwise
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after a rename; the remains of a failure otherwise
         if fd is not None:
             os.close(fd)
 

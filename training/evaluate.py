@@ -304,6 +304,11 @@ def check_inputs(args) -> None:
             raise UsageError(f"--model {m}: give NAME=PATH.onnx (the name labels its row)")
         if not Path(path).is_file():
             raise MissingInputError(f"--model {m}: no such file {path}")
+        engine = OnnxEngine(Path(path), threads=1)
+        if tuple(engine.input_names) != ("image",) or not {"uv", "fg", "depth"} <= set(engine.output_names):
+            # (a refiner's graph failed on its first face with "missing inputs ['init']"; user test 22)
+            raise UsageError(f"--model {m}: not a DenseReg network (it takes {', '.join(engine.input_names)} and gives "
+                             f"{', '.join(engine.output_names)}; DenseReg takes image and gives uv, fg, depth)")
     for run in args.baseline:
         if not (run / "best.pt").is_file():
             raise MissingInputError(f"--baseline {run}: no best.pt there (a segmenter's run folder of python -m training.train segbaseline)")

@@ -20,7 +20,6 @@ import os
 import re
 import shlex
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import fields
@@ -32,7 +31,7 @@ import torch
 from tracker.assets import ASSETS, forget, record, sha256
 from tracker.crop import NETWORK_INPUT
 from tracker.errors import TrackerError, UsageError
-from tracker.fileio import atomic_write_text
+from tracker.fileio import atomic_write_text, partial_dir, remove_partial_outputs
 from tracker.refiner import FLOAT_GRAPH_KEY, FRAMES
 from tracker.uvcodec import K_DEFAULT
 from training import INSTALLED, REPO
@@ -86,8 +85,9 @@ def staged(out_dir: Path, names: list[str]):
     (review 30)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / "MANIFEST.json"
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
-        yield Path(tmp)
+    remove_partial_outputs(out_dir)  # a killed export's staging folder stayed for good (user test 22)
+    with partial_dir(out_dir, "export") as tmp:
+        yield tmp
         for name in names:
             src, dst = Path(tmp) / name, out_dir / name
             if src.exists():

@@ -30,7 +30,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from tracker.errors import TrackerError, UsageError
+from tracker.errors import InputError, TrackerError, UsageError
 from tracker.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from training import REPO
 from training.model import AUX_HEAD, CONFIGS
@@ -86,7 +86,14 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    return torch.load(str(path), map_location="cpu", weights_only=True)
+    """A checkpoint's dict; InputError (one line naming it) for a file torch cannot read, cut
+    short by a kill or a full disk (a torch traceback; user test 22)."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError ... by how the file is damaged
+        raise InputError(f"{path}: not a readable checkpoint, damaged or cut short ({str(exc).splitlines()[0][:100]})") from None
 
 
 def held_run_step(out: Path) -> int | None:
@@ -357,8 +364,7 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
         save_checkpoint(last, {"model": model, "optimizer": _map_tensors(opt.state_dict(), lambda t: t.cpu()), "step": step, "best": best,
                                "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
                                "schedule": dataclasses.asdict(sched), "options": options or {}, "trained_s": trained, **more})
-        with (out / "val.jsonl").open("a") as f:
-            f.write(json.dumps({"step": step, "time": time.time(), "trained_s": round(trained, 1), **metrics}) + "\n")
+        append_val_row(out, {"step": step, "time": time.time(), "trained_s": round(trained, 1), **metrics})
         if on_checkpoint is not None:
             on_checkpoint(step, metrics)
         return metrics
@@ -408,9 +414,35 @@ def run(task: Task, sched: Schedule, out: Path, max_minutes: float, resume: bool
 
 
 def read_val_log(out: Path) -> list[dict]:
-    """Every validation a run folder logged (``val.jsonl``, one row per checkpoint), [] for none."""
+    """Every validation a run folder logged (``val.jsonl``, one row per checkpoint), [] for none;
+    a last row cut short (a kill while it was written) left out, any other that is not JSON an
+    InputError naming it (a traceback; user test 22)."""
     path = out / "val.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    if not path.exists():
+        return []
+    text = path.read_text(errors="replace")
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            if line.strip():
+                rows.append(dict(json.loads(line)))
+        except (ValueError, TypeError):
+            if number == len(text.splitlines()) and not text.endswith("\n"):
+                break
+            raise InputError(f"{path}, line {number}: not a row of a run's log ({line[:60]!r})") from None
+    return rows
+
+
+def append_val_row(out: Path, row: dict) -> None:
+    """Add a row to ``val.jsonl``, first dropping a row a kill cut short (``read_val_log`` leaves
+    it out as the last row; with a row after it, the log could not be read)."""
+    path = out / "val.jsonl"
+    with path.open("ab+") as f:
+        f.seek(0)
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+        f.write((json.dumps(row) + "\n").encode())
 
 
 def last_metrics(out: Path) -> dict[str, float]:
@@ -544,6 +576,41 @@ def write_run_info(out: Path, argv: list[str], batch: int, lr: float, init_from:
     atomic_write_json(path, info)
 
 
+RUN_COMMAND = "python -m training.train "
+# What one command of a run decides for itself, not taken from the run's first command on
+# --resume: a run stopped by its --stop-at is resumed to go on.
+SESSION_OPTIONS = ("out", "resume", "stop_at", "max_minutes", "threads")
+
+
+def with_run_options(ap: argparse.ArgumentParser, argv: list[str], args: argparse.Namespace, out: Path) -> argparse.Namespace:
+    """`args` of a ``--resume`` with the options its command line does not give taken from the
+    run's own command (``OUT/run.json``; its data folder as resolved there), but SESSION_OPTIONS:
+    resuming needed every schedule option repeated, the defaults being refused as "other options"
+    (user test 22).  The options it gives still win, and ``check_same_run`` refuses those that
+    change the run."""
+    path = out / "run.json"
+    try:
+        info = dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return args  # no record (a run from before run.json, or none yet): the command's options as they are
+    command = str(info.get("command", ""))
+    if not command.startswith(RUN_COMMAND):
+        return args  # another tool's run (training.gpukit): its options are its own
+    unset = type("Unset", (list,), {})()  # (a list: an append option copies it before adding)
+    given = ap.parse_args(argv, argparse.Namespace(**{a.dest: unset for a in ap._actions}))
+    try:
+        recorded = ap.parse_args(shlex.split(command[len(RUN_COMMAND):]))
+    except SystemExit:  # (argparse has printed why)
+        raise UsageError(f"{path}: its command cannot be read by this version; resume with the run's options given") from None
+    if recorded.task != args.task:
+        raise UsageError(f"{out} holds a {recorded.task} run, not {args.task}")
+    merged = argparse.Namespace(**{dest: getattr(recorded, dest) if value is unset and dest not in SESSION_OPTIONS
+                                   else getattr(args, dest) for dest, value in vars(given).items() if dest != "help"})
+    if given.data is unset and "data" in info:  # (the command's may be relative to wherever it ran)
+        merged.data = Path(info["data"])
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     from training.densereg_task import DenseOptions
 
@@ -582,10 +649,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                     help="validate and keep the weights' exponential moving average (e.g. 0.998; 0: the weights themselves)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
     default = {"densereg": f"densereg-{args.config}-{args.variant}", "segbaseline": f"segbaseline-{args.config}"}.get(args.task, args.task)
     out = args.out or REPO / "runs" / default
     try:
+        if args.resume:
+            args = with_run_options(ap, argv if argv is not None else sys.argv[1:], args, out)
+        torch.set_num_threads(args.threads)
         held = held_run_step(out)
         if held is not None and not args.resume:  # a new run there would replace its best.pt with a worse one
             raise UsageError(f"{out} holds a run (step {held}): --resume continues it, another --out starts a new one")
