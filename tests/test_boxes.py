@@ -290,6 +290,12 @@ def test_box_file_from_ground_truth(tmp_path, detected):
     assert boxfile_main(["--pts", str(tmp_path / "gt"), "--out", str(tmp_path / "b.txt")]) == 0
     b = read_boxes(tmp_path / "b.txt")["sub/face"][0]
     assert np.allclose([b.x0, b.y0, b.x1, b.y1], [*detected.min(0), *detected.max(0)], atol=0.01)
+    # ground truth in upper case is read, listed or not (user test 22)
+    write_pts(tmp_path / "gt" / "UP.PTS", detected)
+    (tmp_path / "list.txt").write_text("UP.jpg\nsub/face.jpg\n")
+    for extra in ([], ["--list", str(tmp_path / "list.txt")]):
+        assert boxfile_main(["--pts", str(tmp_path / "gt"), "--out", str(tmp_path / "b.txt"), *extra]) == 0
+        assert sorted(read_boxes(tmp_path / "b.txt")) == ["UP", "sub/face"]
 
 
 

@@ -223,6 +223,22 @@ def synth_root(tmp_path_factory, image_folder):
     return root
 
 
+def test_synthetic_clips_read_upper_case_annotations_and_refuse_fewer_frames_than_still_ones(image_folder, tmp_path, capsys):
+    """``--frames 20`` (the default still frames' count) was an IndexError traceback; an ``X.PTS``
+    annotation was not seen (user test 22)."""
+    from tracker.tools.synth300vw import main as synth
+
+    src = tmp_path / "still"
+    src.mkdir()
+    (src / "a.jpg").write_bytes((image_folder / "astro.jpg").read_bytes())
+    (src / "a.PTS").write_bytes((image_folder / "astro.pts").read_bytes())
+    with pytest.raises(SystemExit) as stop:
+        synth(["--images", str(src), "--out", str(tmp_path / "vw"), "--frames", "20"])
+    assert stop.value.code == 2 and "--static 20 must be 0 or more and less than --frames 20" in capsys.readouterr().err
+    assert synth(["--images", str(src), "--out", str(tmp_path / "vw"), "--frames", "21", "--size", "160x120"]) == 0
+    assert len(list((tmp_path / "vw" / "001" / "annot").glob("*.pts"))) >= 20  # (the face leaves the picture a moment)
+
+
 def test_bystander_clips_hide_the_subject_for_a_moment_beside_another_face(image_folder, tmp_path):
     from tracker.tools.synth300vw import HIDDEN_FRAMES
     from tracker.tools.synth300vw import main as synth

@@ -307,6 +307,9 @@ def test_ground_truth_in_upper_case_counts_and_coinciding_eye_corners_are_named(
     (gt / "c.pts").rename(gt / "c.PTS")
     assert _eval(pred, gt, json_out=tmp_path / "m.json") == 0
     assert json.loads((tmp_path / "m.json").read_text())["methods"]["pts"]["faces"] == 3
+    (tmp_path / "list.txt").write_text("a.pts\nc.jpg\n")  # listed too (user test 22)
+    assert _eval(pred, gt, "--list", str(tmp_path / "list.txt"), json_out=tmp_path / "m.json") == 0
+    assert json.loads((tmp_path / "m.json").read_text())["methods"]["pts"]["faces"] == 2
     capsys.readouterr()
     flat = _face(0)
     flat[45] = flat[36]

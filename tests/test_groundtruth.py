@@ -131,3 +131,14 @@ def test_afw_siblings_are_merged(tmp_path):
     write_pts(tmp_path / "pic_2.pts", other)
     _, gt, arrays = G.build_groundtruth(tmp_path / "pic_2.png")
     assert arrays["landmarks"].shape[0] == 2 and int(arrays["face_index"]) == 1
+
+
+def test_annotations_in_upper_case_are_ground_truth_items(tmp_path):
+    """A picture with an ``X.PTS`` was not an item, and an orphan ``Y.PTS`` went unreported (user test 22)."""
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((8, 8, 3), np.uint8))
+    write_pts(tmp_path / "a.PTS", np.zeros((68, 2)))
+    write_pts(tmp_path / "orphan.Pts", np.zeros((68, 2)))
+    jobs, problems = G.find_jobs(tmp_path, tmp_path / "out", None)
+    assert [j.image.name for j in jobs] == ["a.jpg"] and problems == [f"{tmp_path / 'orphan.Pts'}: no image with the same stem"]

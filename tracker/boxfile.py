@@ -31,7 +31,7 @@ import numpy as np
 from tracker.detector import Detection, given_box
 from tracker.errors import InputError, MissingInputError, TrackerError
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_text, listed_paths
-from tracker.pts import PtsError, read_pts
+from tracker.pts import PtsError, pts_beside, pts_files, read_pts
 
 
 class BoxFileError(InputError):
@@ -149,9 +149,9 @@ def _write_box_file(args) -> int:
     if not args.pts.is_dir() or (args.list and not args.list.is_file()):
         raise MissingInputError(f"{args.pts if not args.pts.is_dir() else args.list}: not found")
     if args.list:
-        files = [args.pts / rel.with_suffix(".pts") for rel in listed_paths(args.list, args.pts, "--pts")]
+        files = [pts_beside(args.pts / rel) for rel in listed_paths(args.list, args.pts, "--pts")]
     else:
-        files = sorted(args.pts.rglob("*.pts"))
+        files = pts_files(args.pts, recursive=True)
     boxes, failed = {}, 0
     for f in files:
         try:

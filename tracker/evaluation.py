@@ -17,7 +17,7 @@ import numpy as np
 from tracker.errors import MissingInputError, NotAFolderError, UsageError, count_of
 from tracker.fileio import listed_paths
 from tracker.metrics import auc, ced, eye_distance, failure_rate, score_faces
-from tracker.pts import PtsError, pts_files, read_pts
+from tracker.pts import PtsError, pts_beside, pts_files, read_pts
 from tracker.stages import Stage, last_stage
 from tracker.writers import FRAME_PTS_NAME
 
@@ -157,7 +157,7 @@ def ground_truth_files(gt_dir: Path, list_file: Path | None = None) -> dict[str,
     if not gt_dir.is_dir():
         raise NotAFolderError(f"{gt_dir}: not a folder")
     if list_file:
-        gt = {r.with_suffix("").as_posix(): (gt_dir / r).with_suffix(".pts") for r in listed_paths(list_file, gt_dir, "--gt")}
+        gt = {r.with_suffix("").as_posix(): pts_beside(gt_dir / r) for r in listed_paths(list_file, gt_dir, "--gt")}
     else:
         gt = {p.relative_to(gt_dir).with_suffix("").as_posix(): p for p in pts_files(gt_dir, recursive=True)}
     missing = [str(p) for p in gt.values() if not p.exists()]
@@ -279,7 +279,7 @@ def static_jitter(pred_dir: Path, annot_dir: Path) -> float | None:
         return None
     steps = []
     for i in range(2, still + 1):
-        a, b, g = pred_dir / f"{i - 1:06d}.pts", pred_dir / f"{i:06d}.pts", annot_dir / f"{i:06d}.pts"
+        a, b, g = pred_dir / f"{i - 1:06d}.pts", pred_dir / f"{i:06d}.pts", pts_beside(annot_dir / f"{i:06d}")
         if a.exists() and b.exists() and g.exists():
             try:
                 iod = eye_distance(read_truth(g))

@@ -12,6 +12,7 @@ annotated.  Reading and writing both shift, so a file read and written back is u
 """
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,17 @@ def pts_files(folder: Path, recursive: bool = False) -> list[Path]:
     case: a ``000002.PTS`` was left out of the scores without a word (user test 21)."""
     found = folder.rglob("*") if recursive else folder.glob("*")
     return sorted(p for p in found if p.suffix.lower() == ".pts" and not p.is_dir())
+
+
+def pts_beside(path: Path) -> Path:
+    """The ``.pts`` of `path` (a picture, or a name without its extension), its extension in
+    any case (``X.PTS``); the lower-case name where there is none."""
+    path = Path(path)
+    lower = path.with_suffix(".pts")
+    if lower.exists():
+        return lower
+    found = sorted(path.parent.glob(glob.escape(path.stem) + ".[pP][tT][sS]"))
+    return found[0] if found else lower
 
 
 def read_pts(path: Path, expected: int | None = None) -> np.ndarray:

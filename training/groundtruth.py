@@ -35,6 +35,7 @@ map holds all annotated faces with correct mutual occlusion.
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import re
 import sys
@@ -52,7 +53,7 @@ from tracker import parts as P
 from tracker.fileio import ImageReadError, atomic_save_npz, atomic_write_image, atomic_write_json, list_images, read_image, safe_output_path
 from tracker.fitting import FitResult, MorphableModel, fit_landmarks, load_definition
 from tracker.metrics import nme
-from tracker.pts import PtsError, read_pts
+from tracker.pts import PtsError, pts_beside, pts_files, read_pts
 from tracker.templatemaps import render_fits
 from training.dataset import ground_truth_offset
 from training.sfm import load_sfm
@@ -145,7 +146,7 @@ def sibling_stems(pts_path: Path) -> list[Path]:
     image = _image_for(pts_path)
     digest = _digest(image)
     out = []
-    for cand in sorted(pts_path.parent.glob(f"{m.group(1)}_*.pts")):
+    for cand in sorted(pts_path.parent.glob(f"{glob.escape(m.group(1))}_*.[pP][tT][sS]")):
         if re.fullmatch(re.escape(m.group(1)) + r"_\d+", cand.stem):
             img = _image_for(cand)
             if img is not None and _digest(img) == digest:
@@ -167,7 +168,7 @@ def _image_for(pts_path: Path) -> Path | None:
 def build_groundtruth(image_path: Path) -> tuple[np.ndarray, DenseGT, dict]:
     """Image, maps and fit arrays for one annotated image (all its annotated faces)."""
     image = read_image(image_path)
-    pts_path = image_path.with_suffix(".pts")
+    pts_path = pts_beside(image_path)
     siblings = sibling_stems(pts_path)
     landmarks = np.stack([read_pts(p, expected=68) for p in siblings]).astype(np.float64)
     template, definition = load_template(), _definition()
@@ -259,7 +260,7 @@ def _finished(job: Job) -> bool:
     """Whether the job's .npz is there, readable, and made from its .pts as read now (not before
     session 28's .pts x origin, nor from an annotation corrected since: those are done again)."""
     try:
-        return job.out.exists() and ground_truth_offset(job.out, job.image.with_suffix(".pts")) is None
+        return job.out.exists() and ground_truth_offset(job.out, pts_beside(job.image)) is None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, PtsError):
         return False
 
@@ -269,8 +270,8 @@ def run_job(job: Job) -> tuple[str, str]:
     if _finished(job):
         return "skip", ""
     try:
-        if not job.image.with_suffix(".pts").exists():
-            raise PtsError(f"{job.image.with_suffix('.pts')}: no .pts beside the image")
+        if not pts_beside(job.image).exists():
+            raise PtsError(f"{pts_beside(job.image)}: no .pts beside the image")
         image, gt, arrays = build_groundtruth(job.image)
         save_groundtruth(job.out, gt, arrays)
         if job.preview is not None:
@@ -287,7 +288,7 @@ def find_jobs(images: Path, out: Path, preview_dir: Path | None) -> tuple[list[J
     first: dict[Path, Path] = {}  # output stem -> the image that writes it
     for image in list_images(images, recursive=True):
         rel = image.relative_to(images).with_suffix("")
-        if not image.with_suffix(".pts").exists():
+        if not pts_beside(image).exists():
             continue  # an image without annotation is not a ground-truth item
         if rel in first:
             problems.append(f"{image}: same stem as {first[rel]}: both would write {rel}.npz (rename one)")
@@ -300,8 +301,8 @@ def find_jobs(images: Path, out: Path, preview_dir: Path | None) -> tuple[list[J
                 safe_output_path(preview_dir, f"{rel}.png") if preview_dir else None,
             )
         )
-    have = {j.image.with_suffix(".pts") for j in jobs}
-    for pts in sorted(images.rglob("*.pts")):
+    have = {pts_beside(j.image) for j in jobs}
+    for pts in pts_files(images, recursive=True):
         if pts not in have:
             problems.append(f"{pts}: no image with the same stem")
     return jobs, problems

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from tracker.fileio import ImageReadError, atomic_write_json, list_images, read_image
-from tracker.pts import PtsError, read_pts, write_pts
+from tracker.pts import PtsError, pts_beside, read_pts, write_pts
 
 OCCLUDER_COLOR = (60, 90, 140)  # BGR, a flat brown
 
@@ -229,7 +229,7 @@ def turn_clip(frames: list[np.ndarray], pts: list[np.ndarray | None], occluders:
 def _annotated(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """A still and its 68 points, or None after a `skipped:` line."""
     try:
-        return read_image(path), read_pts(path.with_suffix(".pts"), expected=68)
+        return read_image(path), read_pts(pts_beside(path), expected=68)
     except (ImageReadError, PtsError) as exc:
         print(f"skipped: {exc}", file=sys.stderr)
         return None
@@ -254,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--return-shift", type=float, default=0.0,
                     help="--bystanders: how far left the subject comes back, as a fraction of the width (0 to 0.3)")
     args = ap.parse_args(argv)
+    if not 0 <= args.static < args.frames:  # (an IndexError traceback for --frames 20; user test 22)
+        ap.error(f"--static {args.static} must be 0 or more and less than --frames {args.frames}")
     if not 0 <= args.hidden < (args.frames if args.bystanders else 1 << 30) or not 0 <= args.return_shift <= 0.3:
         ap.error("--hidden must be 0 or more and less than --frames; --return-shift between 0 and 0.3")
     try:
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         images = [args.images / line.strip() for line in args.list.read_text().splitlines() if line.strip()]
     else:
         images = list_images(args.images, recursive=True)
-    images = [p for p in images if p.with_suffix(".pts").exists()]
+    images = [p for p in images if pts_beside(p).exists()]
     if args.limit:
         images = images[: args.limit]
     if not images:
