@@ -119,9 +119,13 @@ def test_images_takes_one_picture(image_folder, tmp_path, capsys):
         assert main(["images", "--input", str(pics / name), "--out", str(tmp_path / "two")]) == 0
         assert "done: 1 image processed" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["face.jpg.json", "face.jpg.pts", "face.png.json", "face.png.pts"]
-    (pics / "photo.ppm").write_bytes(b"P6 1 1 255 abc")
-    assert main(["images", "--input", str(pics / "photo.ppm"), "--out", str(out)]) == 2
-    assert ".ppm pictures are not read" in capsys.readouterr().err
+    (pics / "photo.gif").write_bytes(b"GIF89a")
+    assert main(["images", "--input", str(pics / "photo.gif"), "--out", str(out)]) == 2
+    assert ".gif pictures are not read" in capsys.readouterr().err
+    # Netpbm is read (FERET ships .ppm; it was refused as "not read", user test 22)
+    cv2.imwrite(str(pics / "grey.pgm"), cv2.cvtColor(cv2.imread(str(image_folder / "astro.jpg")), cv2.COLOR_BGR2GRAY))
+    assert main(["images", "--input", str(pics / "grey.pgm"), "--out", str(tmp_path / "pgm")]) == 0
+    assert "done: 1 image processed" in capsys.readouterr().out and (tmp_path / "pgm" / "grey.pts").exists()
     assert main(["images", "--input", str(image_folder / "astro.jpg"), "--out", str(out), "--recursive"]) == 2
     assert "is one picture" in capsys.readouterr().err
 

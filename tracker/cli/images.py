@@ -147,7 +147,7 @@ def _resolved(path: Path) -> Path:
 
 
 # Picture formats a folder may hold that are not read (not every OpenCV build decodes them): said, not skipped unseen.
-UNREAD_PICTURES = (".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ppm", ".pgm", ".pbm", ".pnm", ".svg", ".ico", ".psd",
+UNREAD_PICTURES = (".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".pxm", ".svg", ".ico", ".psd",
                    ".dng", ".cr2", ".nef", ".arw", ".raw", ".hdr", ".pic", ".pfm", ".exr", ".sr", ".ras")
 
 
