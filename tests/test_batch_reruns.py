@@ -92,6 +92,27 @@ def test_killed_run_resumes_with_its_options_and_old_results_are_not_trusted(tmp
     assert _json(result)["options"]["stills"] is True
 
 
+class _Killed(BaseException):
+    """What a SIGKILL of the whole run looks like from inside: nothing after it runs."""
+
+
+def test_a_run_killed_midway_leaves_a_summary_of_the_videos_it_finished(tmp_path, monkeypatch):
+    """The summary was written at the start and the end only: a run killed after two of four
+    videos left one listing all four as missing (user test 22)."""
+    root, out = _root(tmp_path, ("001", "002", "003")), tmp_path / "out"
+
+    def track(job, on_frames=None):
+        if job.name == "002":
+            raise _Killed
+        return TRACK(job, on_frames)
+
+    monkeypatch.setattr(tracker.batch, "track_300vw_video", track)
+    with pytest.raises(_Killed):
+        main(["batch300vw", str(root), "--out", str(out), "--threads", "1", "--cnn-every", "0"])
+    summary = _json(out / "summary.json")
+    assert summary["complete"] is False and list(summary["videos"]) == ["001"] and summary["missing"] == ["002", "003"]
+
+
 # --- a pool worker that dies ----------------------------------------------------------------------
 
 # Set by the test before the pool forks its workers: video -> how many of its attempts die, and

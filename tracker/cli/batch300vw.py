@@ -221,6 +221,9 @@ def _run(args, outcomes) -> int:
                 failed += not outcome.ok
                 if outcome.ok:
                     stale.discard(outcome.name)
+                    # (~10 ms a video: a run killed later leaves a summary of what it finished, not
+                    # of nothing; user test 22)
+                    _write_summary(args, videos, left_out, options, stale)
                 video_bar.update()
     except KeyboardInterrupt:
         if args.ray is None:  # every worker has stopped (a Ray task may not have yet: a rerun clears what it leaves)
