@@ -44,7 +44,7 @@ import sys
 import tarfile
 import time
 import zipfile
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -58,7 +58,7 @@ from tracker.assets import ASSETS, sha256
 from tracker.errors import count_of
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_json, read_image
 from tracker.pts import read_pts, write_pts
-from training import REPO
+from training import REPO, worker_pool
 from training.dataset import CACHE_FACTOR, CACHE_SIZE, FaceCache, cache_item, check_views_not_val, save_cache
 from training.densereg_task import PAPER, DenseOptions
 from training.template import DEFAULT_300W
@@ -358,7 +358,7 @@ def build_pack(data: Path, gt: Path, out: Path, profiled: Path | None = None, fa
     packed_views = 0
     try:
         writer = _PackWriter(tmp / "faces.zip", int(max_mib * MIB))
-        with ProcessPoolExecutor(jobs) if jobs > 1 else _Inline() as pool:
+        with worker_pool(jobs) as pool:
             for split in SPLITS:
                 jobs_ = [(data, gt, rel, True, max(quality, VAL_QUALITY) if split == "val" else quality) for rel in splits[split]]
                 for item in tqdm(pool.map(pack_face, jobs_, chunksize=4), total=len(jobs_), desc=f"packing {split}", unit="face"):
@@ -406,19 +406,6 @@ def build_pack(data: Path, gt: Path, out: Path, profiled: Path | None = None, fa
         shutil.rmtree(out)
     tmp.rename(out)
     return manifest
-
-
-class _Inline:
-    """The executor interface, run in this process (`--jobs 1`)."""
-
-    def map(self, fn, items, chunksize=1):
-        return map(fn, items)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 # --- unpack -------------------------------------------------------------------------------------

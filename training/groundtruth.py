@@ -41,7 +41,6 @@ import re
 import sys
 import time
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -55,6 +54,7 @@ from tracker.fitting import FitResult, MorphableModel, fit_landmarks, load_defin
 from tracker.metrics import nme
 from tracker.pts import PtsError, pts_beside, pts_files, read_pts
 from tracker.templatemaps import render_fits
+from training import worker_pool
 from training.dataset import ground_truth_offset
 from training.sfm import load_sfm
 from training.template import ASSET, DEFAULT_SFM, FLIP_PERMUTATION
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     counts = {"ok": 0, "skip": 0, "error": len(problems)}
     t0 = time.time()
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    with worker_pool(max(1, args.jobs)) as pool:
         for status, msg in tqdm(pool.map(run_job, jobs, chunksize=4), total=len(jobs), unit="img", file=sys.stderr):
             counts[status] += 1
             if status == "error":

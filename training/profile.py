@@ -40,7 +40,6 @@ import re
 import sys
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -64,6 +63,7 @@ from tracker.metrics import nme
 from tracker.pts import PtsError, write_pts
 from tracker.render import rasterize
 from tracker.templatemaps import project_mesh
+from training import worker_pool
 from training.dataset import check_ground_truth
 from training.groundtruth import ASSET, DenseGT, Template, _definition, draw_iso_lines, load_template, render_faces
 from training.template import CYLINDER_AXIS_Z, DEFAULT_300W
@@ -522,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = {"ok": 0, "skip": 0, "error": 0}
     written, t0 = 0, time.time()
     skipped = []
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    with worker_pool(max(1, args.jobs)) as pool:
         for status, msg, n in tqdm(pool.map(run_job, jobs, chunksize=2), total=len(jobs), unit="face", file=sys.stderr):
             counts[status] += 1
             written += n
