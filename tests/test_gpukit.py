@@ -455,3 +455,34 @@ def test_the_device_script_rehearsed_on_the_cpu(synthetic, tmp_path):
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["finished"] and metrics["minutes_budget"] == budget
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["densereg-realtime.tar", "gpukit.log", "metrics.json", "speed.json"]
+
+
+@pytest.mark.parametrize("filtering", [True, False])
+def test_a_lease_bundle_is_extracted_inside_its_folder_only(tmp_path, monkeypatch, filtering):
+    """``filter="data"`` is a TypeError before Python 3.10.12 (a lent machine's may be older):
+    the same refusal is made by hand there."""
+    import io
+    import tarfile
+
+    from tracker.errors import InputError
+    from training.gpukit import extract_safely
+
+    if filtering and not hasattr(tarfile, "data_filter"):
+        pytest.skip("this Python's tarfile has no data filter (before 3.10.12 / 3.11.4)")
+    if not filtering:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    good, bad = tmp_path / "good.tar", tmp_path / "bad.tar"
+    with tarfile.open(good, "w") as t:
+        info = tarfile.TarInfo("net/best.pt")
+        info.size = 3
+        t.addfile(info, io.BytesIO(b"abc"))
+    with tarfile.open(bad, "w") as t:
+        info = tarfile.TarInfo("../escaped.pt")
+        info.size = 3
+        t.addfile(info, io.BytesIO(b"abc"))
+    with tarfile.open(good) as t:
+        extract_safely(t, tmp_path / "work")
+    assert (tmp_path / "work" / "net" / "best.pt").read_bytes() == b"abc"
+    with tarfile.open(bad) as t, pytest.raises((InputError, tarfile.FilterError) if filtering else InputError):
+        extract_safely(t, tmp_path / "work")
+    assert not (tmp_path / "escaped.pt").exists()

@@ -55,7 +55,7 @@ import torch
 from tqdm import tqdm
 
 from tracker.assets import ASSETS, sha256
-from tracker.errors import count_of
+from tracker.errors import InputError, count_of
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_json, read_image
 from tracker.pts import read_pts, write_pts
 from training import REPO, worker_pool
@@ -527,6 +527,19 @@ def deploy_arch(net) -> str:
     raise KitError(f"no deployable architecture for {type(net).__name__} (add it to training.deploy.ARCHS and here)")
 
 
+def extract_safely(tar: tarfile.TarFile, into: Path) -> None:
+    """`tar`'s files and folders into `into`, none outside it: tarfile's "data" filter where
+    Python has it (3.10.12, 3.11.4 and later; the keyword was a TypeError before, on a lent
+    machine's older Python), else the same refusal by hand."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(into, filter="data")
+        return
+    for member in tar.getmembers():
+        if not (member.isfile() or member.isdir()) or Path(member.name).is_absolute() or ".." in Path(member.name).parts:
+            raise InputError(f"{tar.name}: {member.name} is not a plain file or folder inside it; not extracted")
+    tar.extractall(into)
+
+
 def prepare(name: str, task_name: str, ns: argparse.Namespace, share: float, work: Path, resume_from: Path | None,
             batch_mult: float, lr: float, steps: int) -> Network:
     """Build a task by name (as ``python -m training.train`` does) with the GPU's batch size and
@@ -544,7 +557,7 @@ def prepare(name: str, task_name: str, ns: argparse.Namespace, share: float, wor
     previous = resume_from / f"{name}.tar" if resume_from is not None else None
     if previous is not None and previous.exists():
         with tarfile.open(previous) as t:
-            t.extractall(work, filter="data")
+            extract_safely(t, work)
         net.resume = (net.run_dir / "last.pt").exists()
         if net.resume:
             net.start_step = int(load_checkpoint(net.run_dir / "last.pt")["step"])
