@@ -36,7 +36,7 @@ from tracker.errors import InputError, NotAFolderError, TrackerError, UsageError
 # What a folder of pictures is read for (.jfif: what browsers save JPEGs as on Windows; user test 21).
 # (the Netpbm family is decoded by OpenCV's own code in every build: FERET ships .ppm; user test 22)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm")
-IMAGE_KINDS = "jpg, jfif, png, bmp, webp, tif, ppm/pgm"  # the same, for messages
+IMAGE_KINDS = "jpg, jfif, png, bmp, webp, tif, ppm/pgm/pbm/pnm"  # the same, for messages
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
