@@ -235,6 +235,72 @@ def test_a_resizes_overshoot_is_clipped_unsaid_and_a_video_warns_once():
     assert (read[..., 3] == 255).all() and np.corrcoef(read[..., :3].ravel(), IMAGE.ravel())[0, 1] > 0.99
 
 
+def test_floats_read_by_their_core_hdr_is_never_black_and_sharpening_is_clipped():
+    """A 0-1 float picture with 2% of highlights at 3, and radiance 0-4, were read as 0-255 (black,
+    unsaid); a sharpened 0-1 frame was stretched instead of clipped (user test 23)."""
+    unit = IMAGE.astype(np.float32) / 255
+    highlights = unit.copy()
+    highlights[RNG.random(IMAGE.shape[:2]) < 0.02] = 3.0
+    with pytest.warns(UserWarning, match="read as 0-1, the others clipped"):
+        read = to_bgr8(highlights)
+    assert np.array_equal(read, np.clip(np.rint(highlights * 255), 0, 255).astype(np.uint8))
+    with pytest.warns(UserWarning, match="stretched"):
+        radiance = to_bgr8(unit * 4)
+    assert radiance.mean() > 100 and np.corrcoef(radiance.ravel(), IMAGE.ravel())[0, 1] > 0.99  # not black
+    contrasty = np.clip((unit - 0.5) * 4 + 0.5, 0, 1)
+    sharpened = contrasty + 0.6 * (contrasty - cv2.GaussianBlur(contrasty, (0, 0), 3))
+    assert (sharpened < 0).mean() + (sharpened > 1).mean() > 0.005  # more than the tails beyond 0-1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(to_bgr8(sharpened), np.clip(np.rint(sharpened * 255), 0, 255).astype(np.uint8))
+    with pytest.warns(UserWarning, match="stretched"):  # a float 0-255 picture this dark would be black
+        assert to_bgr8(unit * 8).mean() > 60
+    assert np.array_equal(to_bgr8(unit[::-1, ::-2]), to_bgr8(np.ascontiguousarray(unit[::-1, ::-2])))  # views
+
+
+def test_warnings_name_the_line_that_called_the_library():
+    """A fixed stacklevel named the caller's caller for some entry points (user test 23)."""
+    from tracker.transfer import as_texture
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        to_bgr8(IMAGE / 127.5 - 1)
+        picture_array(IMAGE / 127.5 - 1, "picture")
+        as_texture(IMAGE / 127.5 - 1)
+        to_bgr8(np.full((4, 5), 4095, np.uint16))
+    assert [os.path.basename(w.filename) for w in seen] == [os.path.basename(__file__)] * 4
+
+
+@pytest.mark.parametrize("maxval", [15, 1023, 4095])
+def test_netpbm_pictures_are_read_by_their_declared_maximum(tmp_path, maxval):
+    """OpenCV returns a PGM's raw values: a 12-bit one came out black with a misleading warning
+    about 16-bit data (user test 23)."""
+    values = np.linspace(0, maxval, 40 * 60).reshape(40, 60).astype(">u2" if maxval > 255 else "u1")
+    path = tmp_path / "deep.pgm"
+    path.write_bytes(b"P5\n# a comment\n60 40\n%d\n" % maxval + values.tobytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read = read_image(path)
+    assert read.shape == (40, 60, 3) and read.min() == 0 and read.max() == 255
+    assert np.abs(read[..., 0].astype(float) - values * 255.0 / maxval).max() <= 0.5
+    assert fileio.netpbm_maxval(np.frombuffer(b"P6 2 2 255 xxxxxxxxxxxx", np.uint8)) == 255
+    assert fileio.netpbm_maxval(np.frombuffer(b"P4 2 2 xx", np.uint8)) is None
+
+
+def test_a_float_picture_sequence_warns_once_for_the_clip(tmp_path):
+    """Every frame of numbered float TIFFs warned, naming itself, and the first five twice (user test 23)."""
+    from tracker.sources import SequenceSource
+
+    for k in range(8):
+        assert cv2.imwrite(str(tmp_path / f"{k:04d}.tif"), IMAGE.astype(np.float32) / 127.5 - 1 + k * 1e-3)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        source = SequenceSource(tmp_path / "%04d.tif")
+        frames = [source.read() for _ in range(8)]
+    assert all(f is not None and f.dtype == np.uint8 for f in frames)
+    assert len(seen) == 1 and "%04d.tif: values are not 0-255" in str(seen[0].message)
+
+
 def test_a_header_over_opencvs_pixel_limit_is_an_unreadable_picture(tmp_path):
     """cv2.imdecode raises instead of returning None: an internal error stopped ``images`` there,
     and ``video`` over numbered pictures lost its tables (user test 21)."""

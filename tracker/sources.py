@@ -37,7 +37,7 @@ import numpy as np
 
 from tracker.detector import BoxError, Detection
 from tracker.errors import SourceError
-from tracker.fileio import IMAGE_KINDS, ImageReadError, list_images, read_image
+from tracker.fileio import IMAGE_KINDS, ImageReadError, decode_file, list_images, read_image
 from tracker.video import PICTURE_EXTENSIONS, READ_AHEAD, VideoError, open_video, quiet_opencv, read_frames
 
 if TYPE_CHECKING:
@@ -418,10 +418,10 @@ class SequenceSource(ImageSource):
             if len(sizes) == SIZE_VOTERS:
                 break
             try:
-                image = read_image(path)
+                shape = decode_file(path).shape  # not converted: its warnings come once, with the clip's frames
             except ImageReadError:
                 continue  # reported when the clip reaches it
-            sizes.append((image.shape[1], image.shape[0]))
+            sizes.append((shape[1], shape[0]))
         if not sizes:
             raise VideoError(f"{pattern}: none of the {len(numbered)} pictures of this numbered sequence is readable")
         self.size = max(sizes, key=sizes.count)  # the first of the most common
@@ -434,7 +434,7 @@ class SequenceSource(ImageSource):
         self.position = self.frame_of[k] + 1  # an unreadable picture is passed, not retried
         path = self.paths[k]
         try:
-            image = read_image(path)
+            image = read_image(path, self.label)  # warned once for the clip, not on every frame
         except ImageReadError as exc:
             raise SourceError(str(exc)) from None
         # A picture of another size is not a frame of this clip (a stray file, a thumbnail):
