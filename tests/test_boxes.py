@@ -296,6 +296,10 @@ def test_box_file_from_ground_truth(tmp_path, detected):
     for extra in ([], ["--list", str(tmp_path / "list.txt")]):
         assert boxfile_main(["--pts", str(tmp_path / "gt"), "--out", str(tmp_path / "b.txt"), *extra]) == 0
         assert sorted(read_boxes(tmp_path / "b.txt")) == ["UP", "sub/face"]
+    write_pts(tmp_path / "gt" / "face.v2.pts", detected)  # a dotted stem was looked up as face.pts (user test 23)
+    (tmp_path / "list.txt").write_text("face.v2\n")
+    assert boxfile_main(["--pts", str(tmp_path / "gt"), "--out", str(tmp_path / "b.txt"), "--list", str(tmp_path / "list.txt")]) == 0
+    assert list(read_boxes(tmp_path / "b.txt")) == ["face.v2"]
 
 
 

@@ -310,6 +310,11 @@ def test_ground_truth_in_upper_case_counts_and_coinciding_eye_corners_are_named(
     (tmp_path / "list.txt").write_text("a.pts\nc.jpg\n")  # listed too (user test 22)
     assert _eval(pred, gt, "--list", str(tmp_path / "list.txt"), json_out=tmp_path / "m.json") == 0
     assert json.loads((tmp_path / "m.json").read_text())["methods"]["pts"]["faces"] == 2
+    for folder in (pred, gt):  # a listed stem with a dot was looked up as face.pts (user test 23)
+        next(folder.glob("b.pts")).rename(folder / "face.v2.pts")
+    (tmp_path / "list.txt").write_text("face.v2\n")
+    assert _eval(pred, gt, "--list", str(tmp_path / "list.txt"), json_out=tmp_path / "m.json") == 0
+    assert json.loads((tmp_path / "m.json").read_text())["methods"]["pts"]["faces"] == 1
     capsys.readouterr()
     flat = _face(0)
     flat[45] = flat[36]

@@ -476,6 +476,9 @@ def test_training_checkpoint_loader_refuses_pickled_code(tmp_path):
     with pytest.raises(InputError, match="bomb.pt: not a readable checkpoint.*Weights only load failed"):
         load_checkpoint(tmp_path / "bomb.pt")
     assert not marker.exists()
+    (tmp_path / "empty.pt").write_bytes(b"")  # a kill before the first byte: an IndexError traceback (user test 23)
+    with pytest.raises(InputError, match="empty.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "empty.pt")
 
 
 def test_result_tables_record_a_pasteable_command():

@@ -17,7 +17,7 @@ import numpy as np
 from tracker.errors import MissingInputError, NotAFolderError, UsageError, count_of
 from tracker.fileio import listed_paths
 from tracker.metrics import auc, ced, eye_distance, failure_rate, score_faces
-from tracker.pts import PtsError, pts_beside, pts_files, read_pts
+from tracker.pts import PtsError, pts_beside, pts_files, read_pts, without_extension
 from tracker.stages import Stage, last_stage
 from tracker.writers import FRAME_PTS_NAME
 
@@ -157,7 +157,7 @@ def ground_truth_files(gt_dir: Path, list_file: Path | None = None) -> dict[str,
     if not gt_dir.is_dir():
         raise NotAFolderError(f"{gt_dir}: not a folder")
     if list_file:
-        gt = {r.with_suffix("").as_posix(): pts_beside(gt_dir / r) for r in listed_paths(list_file, gt_dir, "--gt")}
+        gt = {without_extension(r).as_posix(): pts_beside(gt_dir / r) for r in listed_paths(list_file, gt_dir, "--gt")}
     else:
         gt = {p.relative_to(gt_dir).with_suffix("").as_posix(): p for p in pts_files(gt_dir, recursive=True)}
     missing = [str(p) for p in gt.values() if not p.exists()]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tracker.errors import InputError
-from tracker.fileio import atomic_write_text
+from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_text
 
 PTS_ORIGIN = np.array([1.5, 1.0])  # a .pts file's coordinates of the picture's top-left pixel centre
 
@@ -35,14 +35,21 @@ def pts_files(folder: Path, recursive: bool = False) -> list[Path]:
 
 
 def pts_beside(path: Path) -> Path:
-    """The ``.pts`` of `path` (a picture, or a name without its extension), its extension in
-    any case (``X.PTS``); the lower-case name where there is none."""
-    path = Path(path)
-    lower = path.with_suffix(".pts")
+    """The ``.pts`` of `path` (a picture, or a name without its extension: ``without_extension``),
+    its extension in any case (``X.PTS``); the lower-case name where there is none."""
+    base = without_extension(Path(path))
+    lower = base.with_name(base.name + ".pts")
     if lower.exists():
         return lower
-    found = sorted(path.parent.glob(glob.escape(path.stem) + ".[pP][tT][sS]"))
+    found = sorted(base.parent.glob(glob.escape(base.name) + ".[pP][tT][sS]"))
     return found[0] if found else lower
+
+
+def without_extension(path: Path) -> Path:
+    """`path` without its extension where that is a picture's or ``.pts``, else as it is: a list's
+    ``face.v2`` names the picture ``face.v2.jpg``, not ``face`` (user test 23)."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix.lower() in IMAGE_EXTENSIONS + (".pts",) else path
 
 
 def read_pts(path: Path, expected: int | None = None) -> np.ndarray:

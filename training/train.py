@@ -93,7 +93,8 @@ def load_checkpoint(path: Path) -> dict:
     except FileNotFoundError:
         raise
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError ... by how the file is damaged
-        raise InputError(f"{path}: not a readable checkpoint, damaged or cut short ({str(exc).splitlines()[0][:100]})") from None
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:100]  # (a 0-byte file's error has no message: user test 23)
+        raise InputError(f"{path}: not a readable checkpoint, damaged or cut short ({reason})") from None
 
 
 def held_run_step(out: Path) -> int | None:
