@@ -2,13 +2,15 @@
 
     python -m benchmarks.bench_boxes [--data ../shared/data/300w] [--json docs/results/given_boxes_loose.json]
 
-Each val face is given boxes 1x, 1.5x, 2x and 3x the tight box around its annotated points
+Each val face is given boxes 1x, 1.5x, 2x, 3x, 6x and 10x the tight box around its annotated points
 (same centre), as a head or person detector or a generous crop would give, and up to three
 face-sized boxes on the background (seeded, clear of the face by 30% of its size on every
-side).  Two configurations run in the same process: ``box_passes=0`` (every box used as
-given: the reference, the tracker before session 23) and the default (``Tracker._settle``
-re-runs a face from the crop its landmarks give until they agree).  Prints AUC@0.08, median NME
-and failure rate per box size, and the ``score`` of real faces and of background boxes.
+side).  Three configurations run in the same process: ``box_passes=0, box_search=False``
+(every box used as given: the reference, the tracker before session 23), ``box_search=False``
+(``Tracker._settle`` re-runs a face from the crop its landmarks give until they agree: sessions
+23-31) and the default (a box that gives no face fitting as one is also searched with HOG,
+``Tracker._search_given_boxes``).  Prints AUC@0.08, median NME and failure rate per box size,
+and the ``score`` of real faces and of background boxes.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from tracker.pipeline import Tracker, TrackerConfig
 from tracker.pts import read_pts
 from training.template import DEFAULT_300W
 
-SCALES = (1.0, 1.5, 2.0, 3.0)
+SCALES = (1.0, 1.5, 2.0, 3.0, 6.0, 10.0)
 BACKGROUND_TRIES = 3
 
 
@@ -93,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     pictures = val_pictures(args)
     base = TrackerConfig(mode="image", threads=1)
-    runs = {"as given (box_passes=0)": measure(replace(base, box_passes=0), pictures),
-            f"settled (box_passes={base.box_passes})": measure(base, pictures)}
+    runs = {"as given (box_passes=0, box_search=False)": measure(replace(base, box_passes=0, box_search=False), pictures),
+            f"settled (box_passes={base.box_passes}, box_search=False)": measure(replace(base, box_search=False), pictures),
+            f"settled and searched (box_passes={base.box_passes}, box_search=True)": measure(base, pictures)}
     print(f"{len(pictures)} val faces; AUC@0.08 / median NME / failure rate by box size (times the tight box)")
     print("| box | " + " | ".join(runs) + " |")
     print("|---|" + "---|" * len(runs))

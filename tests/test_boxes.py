@@ -117,6 +117,26 @@ def test_a_loose_box_is_settled_from_the_landmarks(tracker, astronaut, detected)
     assert _nme(as_given.landmarks, detected) > _nme(settled.landmarks, detected)
 
 
+def test_a_box_many_times_the_face_is_searched_for_it(tracker, astronaut, detected, monkeypatch):
+    """Boxes 8-12x a face (a person detector's, a generous crop) left it a few pixels in the crop:
+    "faces" with their points off the face were written (user test 23).  Such a box is searched
+    with HOG; the face found keeps the caller's box.  Faces under GIVEN_MIN_QUALITY are none."""
+    from dataclasses import replace
+
+    from tracker import pipeline
+
+    big, truth = cv2.resize(astronaut, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC), detected * 3 + 1
+    box = landmark_box(truth)
+    cx, cy, side = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2, 10 * max(box.x1 - box.x0, box.y1 - box.y0)
+    huge = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+    found = tracker.track(big, boxes=[huge]).faces
+    assert len(found) == 1 and _nme(found[0].landmarks, truth) < 0.03 and found[0].box.x0 == huge[0]
+    unsearched = Tracker(replace(tracker.config, box_search=False)).track(big, boxes=[huge]).faces
+    assert not unsearched or _nme(unsearched[0].landmarks, truth) > 0.2
+    monkeypatch.setattr(pipeline, "GIVEN_MIN_QUALITY", found[0].quality + 0.01)
+    assert tracker.track(big, boxes=[huge]).faces == []
+
+
 def test_a_turned_head_in_a_still_is_settled_from_its_landmarks(astronaut, detected):
     """The detector's box is upright, the networks were trained on crops turned with the face: a
     still's face is run again from its landmarks' crop, turned with it (val faces turned 40

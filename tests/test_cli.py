@@ -237,10 +237,12 @@ def test_synthetic_clips_read_upper_case_annotations_and_refuse_fewer_frames_tha
     (src / "a.jpg").write_bytes((image_folder / "astro.jpg").read_bytes())
     (src / "a.PTS").write_bytes((image_folder / "astro.pts").read_bytes())
     with pytest.raises(SystemExit) as stop:
-        synth(["--images", str(src), "--out", str(tmp_path / "vw"), "--frames", "20"])
+        synth(["--images", str(src), "--out", str(tmp_path / "vw"), "--frames", "20", "--static", "20"])
     assert stop.value.code == 2 and "--static 20 must be 0 or more and less than --frames 20" in capsys.readouterr().err
-    assert synth(["--images", str(src), "--out", str(tmp_path / "vw"), "--frames", "21", "--size", "160x120"]) == 0
-    assert len(list((tmp_path / "vw" / "001" / "annot").glob("*.pts"))) >= 20  # (the face leaves the picture a moment)
+    # without --static, fewer frames than its default keep one moving frame (the error named --static: user test 23)
+    assert synth(["--images", str(src), "--out", str(tmp_path / "vw"), "--frames", "5", "--size", "160x120"]) == 0
+    assert json.loads((tmp_path / "vw" / "001" / "synth.json").read_text())["static_frames"] == 4
+    assert len(list((tmp_path / "vw" / "001" / "annot").glob("*.pts"))) >= 4  # (the face may leave the picture a moment)
 
 
 def test_bystander_clips_hide_the_subject_for_a_moment_beside_another_face(image_folder, tmp_path):

@@ -142,3 +142,19 @@ def test_annotations_in_upper_case_are_ground_truth_items(tmp_path):
     write_pts(tmp_path / "orphan.Pts", np.zeros((68, 2)))
     jobs, problems = G.find_jobs(tmp_path, tmp_path / "out", None)
     assert [j.image.name for j in jobs] == ["a.jpg"] and problems == [f"{tmp_path / 'orphan.Pts'}: no image with the same stem"]
+
+
+def test_a_missing_3d_template_is_one_error_not_one_per_picture(tmp_path, capsys, monkeypatch):
+    """Without the Surrey Face Model every picture printed the same error (user test 23)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for stem in ("a", "b"):
+        make_face(src, stem)
+
+    def missing():
+        raise FileNotFoundError(2, "No such file or directory", "sfm_shape_3448.bin")
+
+    monkeypatch.setattr(G, "load_template", missing)
+    assert G.main(["--images", str(src), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: the 3D template") and "sfm_shape_3448.bin" in err

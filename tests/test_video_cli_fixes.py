@@ -66,6 +66,19 @@ def test_transfer_out_that_is_a_folder_is_refused_before_the_work(tmp_path, monk
     assert _hidden(tmp_path) == []
 
 
+def test_transfer_to_a_grey_only_picture_kind_is_refused_before_the_work_and_jfif_is_written(tmp_path, monkeypatch, capsys):
+    """``--out x.pgm`` failed after the work (PGM holds grey only); a .jfif could not be encoded (user test 23)."""
+    from tracker.fileio import atomic_write_image, read_image
+
+    _no_tracking(monkeypatch, "transfer", "Tracker")
+    for name in ("x.pgm", "x.pbm"):
+        assert main(["transfer", "--texture", str(TEXTURE), "--target", str(DEMO_IMAGE), "--out", str(tmp_path / name)]) == 2
+        assert "must be a colour picture" in one_error_line(capsys.readouterr().err)
+    picture = read_image(DEMO_IMAGE)
+    atomic_write_image(tmp_path / "x.jfif", picture)
+    assert read_image(tmp_path / "x.jfif").shape == picture.shape
+
+
 def test_video_writer_that_cannot_rename_names_the_target_and_leaves_no_hidden_file(tmp_path):
     target = tmp_path / "v.mp4"
     writer = AtomicVideoWriter(target, 25, (64, 48))

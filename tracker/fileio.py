@@ -39,6 +39,9 @@ from tracker.errors import InputError, NotAFolderError, TrackerError, UsageError
 # (the Netpbm family is decoded by OpenCV's own code in every build: FERET ships .ppm; user test 22)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm")
 IMAGE_KINDS = "jpg, jfif, png, bmp, webp, tif, ppm/pgm/pbm/pnm"  # the same, for messages
+# What a colour picture is written as (PGM and PBM hold grey or bits only: an output named so
+# failed after the work; user test 23).  A .jfif is written as the JPEG it is.
+WRITABLE_IMAGE_EXTENSIONS = tuple(e for e in IMAGE_EXTENSIONS if e not in (".pgm", ".pbm"))
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -321,6 +324,7 @@ def atomic_save_npz(path: Path, compressed: bool = True, **arrays) -> None:
 def atomic_write_image(path: Path, image: np.ndarray) -> None:
     """Encode by the file extension (PNG when none), then write atomically."""
     ext = Path(path).suffix.lower() or ".png"
+    ext = ".jpg" if ext == ".jfif" else ext  # (OpenCV's encoders do not know the name)
     try:
         ok, enc = cv2.imencode(ext, image)
     except cv2.error:  # unknown extension or unsupported channels/depth: a ValueError like the rest

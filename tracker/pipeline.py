@@ -97,6 +97,11 @@ ORIENT_MARGIN = 0.03
 FINER_SEARCH_EVERY = 5
 FINER_MAX_GAP = 30  # frames: a small face that comes after a long empty stretch waits at most this (160: 150 frames; review 27c)
 FINER_FACE_CROP = 260.0
+# The least ``quality`` of a face from a caller's box, once settled: under it, the box holds no face
+# that fits.  Boxes 8-12x a face in a large photo gave "faces" of 0.001-0.05, their points off the
+# face, written to .pts (user test 23); a real face settled from a box 2x its size fits at 0.19 and
+# up (benchmarks/bench_boxes.py), 4-6x at 0.16 and up; a box on the background at 0.004 and up.
+GIVEN_MIN_QUALITY = 0.1
 # A caller's face box larger than this many times the picture's long side is refused (a face cut
 # by the picture's edge has a box at most a few times its size).
 MAX_BOX_FACTOR = 20.0
@@ -180,7 +185,8 @@ _FIELD_RULES = (
     ("smooth_min_cutoff", lambda v: _real(v) and v > 0, "a number > 0 (Hz)"),
     ("smooth_beta", lambda v: _real(v) and v >= 0, "a number >= 0"),
 ) + tuple((name, lambda v: isinstance(v, (bool, np.bool_)), "True or False")  # "no" would be truthy
-          for name in ("cnn_fallback", "refine", "int8", "refine_flip", "dense_flip", "visibility", "template_maps", "smooth"))
+          for name in ("cnn_fallback", "refine", "int8", "refine_flip", "dense_flip", "visibility", "template_maps", "smooth",
+                       "box_search"))
 
 
 def _check(name: str, value, valid: bool, rule: str) -> None:
@@ -229,6 +235,9 @@ class TrackerConfig:
     # landmarks give, turned with it, at most this many times (``Tracker._settle``: loose boxes,
     # turned heads; 0 uses every box as it is, as stills did before session 25).
     box_passes: int = 3
+    # A still's caller box that yields no face, or none that fits as one, is searched with HOG
+    # (``Tracker._search_given_boxes``: boxes many times the face; off as before session 32).
+    box_search: bool = True
     visibility: bool = False  # FaceResult.visibility: the occlusion map (~2.5 ms a face a frame; the dense maps are always there)
     # FaceResult.template_maps: the 3D template fitted to the final landmarks, rendered in the
     # face's crop (``tracker.templatemaps``, ~20 ms a face): parts and face transfer read it
@@ -661,6 +670,9 @@ class Tracker:
         # New faces (a still's, a caller's box, a video's new track) settle in their landmarks'
         # crop; a tracked face's next frame starts from that crop anyway.
         faces = self._settle(image, gray, self._orient(image, gray, faces, timer), timer)
+        if given is not None and not video and self.config.box_search:
+            faces = self._search_given_boxes(image, gray, given, faces, timer)
+        faces = [f for f in faces if f.track_id >= 0 or f.box is None or f.box.detector != GIVEN or f.quality >= GIVEN_MIN_QUALITY]
         keep_order = given is not None and not video  # each of the caller's boxes, in their order, even overlapping ones
         if given is None:  # the caller's boxes are one face each, even overlapping ones
             expected = {tr.track_id: (roi.cx + tr.velocity[0], roi.cy + tr.velocity[1]) for tr, roi, _ in tracked}
@@ -783,6 +795,34 @@ class Tracker:
             # given CNN boxes; review 27c); a lying face's right turn leads by more.
             out.append(best if best is not None and best.quality > f.quality + ORIENT_MARGIN else f)
         return out
+
+    def _search_given_boxes(self, image, gray, given: list[Detection], faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
+        """A still's caller box that gave no face, or one that does not fit as a face
+        (FACE_MIN_QUALITY), is searched for a face with HOG (upsampled once: faces down to ~1/16
+        of the box), and the face found there replaces it where it fits better; it keeps the
+        caller's box.  A box many times the face (a person detector's, a generous crop) left
+        the face a few pixels in the crop: boxes 8-12x a face gave points off the face (user
+        test 23; ``benchmarks/bench_boxes.py``)."""
+        poor = [b for b in given if not any(f.box is b and f.quality >= FACE_MIN_QUALITY for f in faces)]
+        items = []
+        for box in poor:
+            t = time.perf_counter()
+            # the box and a tenth of it around (HOG needs the face's surroundings), in the picture
+            margin = 0.1 * max(box.width, box.y1 - box.y0)
+            x0, y0 = max(int(box.x0 - margin), 0), max(int(box.y0 - margin), 0)
+            x1, y1 = min(int(box.x1 + margin) + 1, gray.shape[1]), min(int(box.y1 + margin) + 1, gray.shape[0])
+            found = [replace(d, x0=d.x0 + x0, x1=d.x1 + x0, y0=d.y0 + y0, y1=d.y1 + y0)
+                     for d in self._usable(detect_faces(gray[y0:y1, x0:x1], self.config.detect_side, upsample=1))]
+            found = [d for d in found if _centred_in(d, box)]
+            timer.add("detect", t)
+            if found:
+                items.append((None, found[0].roi(), box))
+        if not items:
+            return faces
+        better = {id(f.box): f for f in self._settle(image, gray, self._process(image, gray, items, timer), timer)}
+        return [better[id(b)] if id(b) in better and better[id(b)].quality > getattr(was, "quality", -1.0) else was
+                for b in given for was in [next((f for f in faces if f.box is b), None)]
+                if was is not None or id(b) in better]
 
     def _settle(self, image, gray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         """A new face whose landmarks give another crop than the one it was run in is run again

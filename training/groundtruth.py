@@ -354,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     if not jobs:
         print(f"error: {args.images}: no images with .pts annotations", file=sys.stderr)
         return 1
+    try:  # once, here: without it every picture failed with the same line (user test 23)
+        load_template(), _definition()
+    except (OSError, ValueError) as exc:
+        print(f"error: the 3D template (Surrey Face Model, {DEFAULT_SFM}) cannot be loaded: {exc}", file=sys.stderr)
+        return 2
     counts = {"ok": 0, "skip": 0, "error": len(problems)}
     t0 = time.time()
     with worker_pool(max(1, args.jobs)) as pool:

@@ -8,7 +8,7 @@ from pathlib import Path
 from tracker.cli.common import EXIT_ITEMS_FAILED, EXIT_OK
 from tracker.errors import UsageError, count_of
 from tracker.evaluation import BASELINE, FINAL, absent_predictions, ced_curves, evaluate_predictions, ground_truth_files, score_table
-from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, atomic_write_json, atomic_write_text
+from tracker.fileio import WRITABLE_IMAGE_EXTENSIONS, atomic_write_image, atomic_write_json, atomic_write_text
 from tracker.plots import ced_plot
 from tracker.stages import Stage
 
@@ -30,8 +30,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    if args.plot and args.plot.suffix.lower() not in IMAGE_EXTENSIONS:  # checked before the scoring, not after it
-        raise UsageError(f"--plot {args.plot}: the plot is a picture; give one of {', '.join(IMAGE_EXTENSIONS)}")
+    if args.plot and args.plot.suffix.lower() not in WRITABLE_IMAGE_EXTENSIONS:  # checked before the scoring, not after it
+        raise UsageError(f"--plot {args.plot}: the plot is a picture; give one of {', '.join(WRITABLE_IMAGE_EXTENSIONS)}")
     if args.pred.resolve() == args.gt.resolve():  # every face would score perfectly (user test 13)
         raise UsageError(f"--pred {args.pred} is the --gt folder: the ground truth would be scored against itself; "
                          "give the folder images wrote (its --out)")

@@ -25,7 +25,7 @@ from tracker.cli.common import (
     warn,
 )
 from tracker.errors import InputError, UsageError, count_of
-from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, interrupts_held, read_image
+from tracker.fileio import WRITABLE_IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, interrupts_held, read_image
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.sources import CAMERA, FrameSource, SourceSpec, clip_files, open_source, spec_from_argument, track_stream, until_interrupted
 from tracker.transfer import COLOR_MATCHES, DEFAULT_STRENGTH, Look, apply_look, load_texture, unwrap_source_face
@@ -62,8 +62,8 @@ def _check_args(args, kind: str) -> None:
     if args.save_texture is not None and args.source_face is None:
         raise UsageError("--save-texture needs --source-face (a --texture is already a file)")
     suffix = args.out.suffix.lower()
-    if kind == "image" and suffix not in IMAGE_EXTENSIONS:
-        raise UsageError(f"--out {args.out}: the target is an image, so the output must be one ({', '.join(IMAGE_EXTENSIONS)})")
+    if kind == "image" and suffix not in WRITABLE_IMAGE_EXTENSIONS:
+        raise UsageError(f"--out {args.out}: the target is an image, so the output must be a colour picture ({', '.join(WRITABLE_IMAGE_EXTENSIONS)})")
     if kind != "image" and suffix not in WRITABLE_VIDEO_EXTENSIONS:
         raise UsageError(f"--out {args.out}: the target is a video, so the output must be one ({', '.join(WRITABLE_VIDEO_EXTENSIONS)})")
 

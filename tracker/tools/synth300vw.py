@@ -235,13 +235,16 @@ def _annotated(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         return None
 
 
+STATIC_FRAMES = 20
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tracker.tools.synth300vw", description="Make 300VW-format clips from annotated stills.")
     ap.add_argument("--images", type=Path, required=True, help="folder of <stem>.jpg|png + <stem>.pts")
     ap.add_argument("--out", type=Path, required=True, help="300VW-style output root")
     ap.add_argument("--list", type=Path, help="only these images (paths relative to --images, e.g. splits/val.txt)")
     ap.add_argument("--frames", type=int, default=150)
-    ap.add_argument("--static", type=int, default=20, help="leading frames without any motion (for jitter)")
+    ap.add_argument("--static", type=int, help=f"leading frames without any motion (for jitter; default {STATIC_FRAMES}, or --frames - 1 if fewer)")
     ap.add_argument("--size", default="640x480", help="WIDTHxHEIGHT of the clips (default 640x480)")
     ap.add_argument("--limit", type=int, default=0, help="at most N clips")
     ap.add_argument("--seed", type=int, default=0)
@@ -254,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--return-shift", type=float, default=0.0,
                     help="--bystanders: how far left the subject comes back, as a fraction of the width (0 to 0.3)")
     args = ap.parse_args(argv)
+    if args.frames < 1:
+        ap.error(f"--frames {args.frames}: a clip needs at least one frame")
+    if args.static is None:  # (the error named an option not given: user test 23)
+        args.static = min(STATIC_FRAMES, args.frames - 1)
     if not 0 <= args.static < args.frames:  # (an IndexError traceback for --frames 20; user test 22)
         ap.error(f"--static {args.static} must be 0 or more and less than --frames {args.frames}")
     if not 0 <= args.hidden < (args.frames if args.bystanders else 1 << 30) or not 0 <= args.return_shift <= 0.3:
