@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         for depth, frame in frames(height, width).items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # (-1..1 is stretched, with a warning)
-                ms = best_ms(lambda: to_bgr8(frame, "frame"), args.repeats)
-            floor = best_ms(lambda: cv2.convertScaleAbs(frame, alpha=1.0), args.repeats)
+                ms = best_ms(lambda f=frame: to_bgr8(f, "frame"), args.repeats)
+            floor = best_ms(lambda f=frame: cv2.convertScaleAbs(f, alpha=1.0), args.repeats)
             rows.append({"size": size, "depth": depth, "to_bgr8_ms": ms, "one_pass_ms": floor})
             print(f"{size:6} {depth:16} {ms:11.2f} {floor:12.2f} {ms / max(floor, 1e-9):6.1f}")
     if args.json:

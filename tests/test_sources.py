@@ -6,8 +6,8 @@ from __future__ import annotations
 import ast
 import csv
 import itertools
-import re
 import json
+import re
 import threading
 import time
 from pathlib import Path
