@@ -1,6 +1,8 @@
 """DenseReg codec, network, losses, export parity and safe checkpoint loading."""
 from pathlib import Path
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -374,12 +376,12 @@ class SyntheticTask:
 
     def __init__(self, sigterm_at: int = -1):
         from training.dataset import NO_AUGMENT, sample_crop
-        from training.densereg_task import to_tensors
+        from training.densereg_task import dense_batch
 
         torch.manual_seed(0)
         self.net = DenseReg(NetConfig("realtime", 32))
         cache = synthetic_cache()
-        self.data = to_tensors([sample_crop(cache, i, 32, NO_AUGMENT, np.random.default_rng(i)) for i in range(2)], 10)
+        self.data = dense_batch([sample_crop(cache, i, 32, NO_AUGMENT, np.random.default_rng(i)) for i in range(2)], 10)
         self.calls, self.sigterm_at = 0, sigterm_at
 
     def batch(self, rng):
@@ -389,11 +391,11 @@ class SyntheticTask:
         self.calls += 1
         if self.calls == self.sigterm_at:
             os.kill(os.getpid(), signal.SIGTERM)
-        noise = torch.from_numpy(rng.normal(size=self.data[0].shape).astype(np.float32)) * 0.1
-        return (self.data[0] + noise, *self.data[1:])
+        noise = torch.from_numpy(rng.normal(size=self.data.image.shape).astype(np.float32)) * 0.1
+        return dataclasses.replace(self.data, image=self.data.image + noise)
 
     def loss(self, batch):
-        return densereg_loss(self.net(batch[0]), *batch[1:])
+        return densereg_loss(self.net(batch.image), batch.classes, batch.uv, batch.depth, batch.valid)
 
     def evaluate(self):
         self.net.eval()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -95,18 +95,52 @@ class DenseOptions:
 PAPER = DenseOptions()  # the paper's network and losses
 
 
-def to_tensors(samples, k: int, part_map: np.ndarray | None = None):
-    """Stack samples into network input and loss targets (with part labels for the segmenter:
-    the template parts looked up at the true UV, exactly how the ground truth defines them)."""
-    image = torch.from_numpy(to_network_input(np.stack([s.image for s in samples])))
-    if part_map is not None:
-        return image, part_labels(samples, part_map), torch.from_numpy(np.stack([s.valid for s in samples]))
-    enc = [encode(s.uv, k) for s in samples]
-    classes = torch.from_numpy(np.stack([e[0] for e in enc]))
-    uv = torch.from_numpy(np.stack([np.nan_to_num(s.uv) for s in samples]).astype(np.float32))
-    depth = torch.from_numpy(np.stack([np.nan_to_num(s.depth) for s in samples]).astype(np.float32))
-    valid = torch.from_numpy(np.stack([s.valid for s in samples]))
-    return image, classes, uv, depth, valid
+class _Pinned:
+    def pin_memory(self):
+        """What ``DataLoader(pin_memory=True)`` calls (the GPU kit's loaders): it pins tuples and
+        dicts itself, a dataclass only through this."""
+        from torch.utils.data._utils.pin_memory import pin_memory
+
+        return replace(self, **{f.name: pin_memory(getattr(self, f.name)) for f in fields(self)})
+
+
+@dataclass(frozen=True)
+class DenseBatch(_Pinned):
+    """A DenseReg training batch: the network input and its loss targets."""
+
+    image: torch.Tensor  # (N,3,S,S) normalised crops
+    classes: torch.Tensor  # (N,2,S,S) int64: each coordinate's bin, 0 off the face (``tracker.uvcodec.encode``)
+    uv: torch.Tensor  # (N,2,S,S) float32 template UV, 0 off the face
+    depth: torch.Tensor  # (N,S,S) float32, 0 off the face
+    valid: torch.Tensor  # (N,S,S) bool: not in an ignore region
+    extra: dict = field(default_factory=dict)  # what the optional loss terms need (ce_weight, parts)
+
+
+@dataclass(frozen=True)
+class SegmentBatch(_Pinned):
+    """A part-segmentation baseline's training batch."""
+
+    image: torch.Tensor  # (N,3,S,S)
+    parts: torch.Tensor  # (N,S,S) int64: the template parts looked up at the true UV
+    valid: torch.Tensor  # (N,S,S) bool
+
+
+def dense_batch(samples, k: int) -> DenseBatch:
+    """Samples stacked into network input and DenseReg's loss targets."""
+    return DenseBatch(
+        image=torch.from_numpy(to_network_input(np.stack([s.image for s in samples]))),
+        classes=torch.from_numpy(np.stack([encode(s.uv, k)[0] for s in samples])),
+        uv=torch.from_numpy(np.stack([np.nan_to_num(s.uv) for s in samples]).astype(np.float32)),
+        depth=torch.from_numpy(np.stack([np.nan_to_num(s.depth) for s in samples]).astype(np.float32)),
+        valid=torch.from_numpy(np.stack([s.valid for s in samples])),
+    )
+
+
+def segment_batch(samples, part_map: np.ndarray) -> SegmentBatch:
+    """Samples stacked into network input and part labels (the template parts looked up at the
+    true UV, exactly how the ground truth defines them)."""
+    return SegmentBatch(torch.from_numpy(to_network_input(np.stack([s.image for s in samples]))),
+                        part_labels(samples, part_map), torch.from_numpy(np.stack([s.valid for s in samples])))
 
 
 def part_labels(samples, part_map: np.ndarray) -> torch.Tensor:
@@ -157,10 +191,9 @@ class DenseRegTask:
     def batch(self, rng: np.random.Generator):
         idx = rng.integers(0, len(self.train.names), self.batch_size)
         samples = [sample_crop(self.train, int(i), self.cfg.input_size, self.augment, rng) for i in idx]
-        batch = to_tensors(samples, self.cfg.k, self.part_map if self.segment else None)
         if self.segment:
-            return batch
-        extra = {}  # what the optional loss terms need
+            return segment_batch(samples, self.part_map)
+        extra = {}
         o = self.options
         parts = part_labels(samples, self.part_map) if o.part_loss or o.part_weight or o.aux_parts else None
         if o.hole_weight or o.part_weight:
@@ -168,21 +201,20 @@ class DenseRegTask:
             extra["ce_weight"] = torch.from_numpy(ce_weights(faces, parts.numpy() if parts is not None else None, o.hole_weight, o.part_weight))
         if o.part_loss or o.aux_parts:
             extra["parts"] = parts
-        return (*batch, extra)
+        return replace(dense_batch(samples, self.cfg.k), extra=extra)
 
-    def loss(self, batch) -> dict[str, torch.Tensor]:
-        if self.segment:
-            image, parts, valid = batch
-            return segment_loss(self.net(image), parts, valid)
-        image, classes, uv, depth, valid, extra = batch
-        raw = self.net(image)
-        terms = densereg_loss(raw, classes, uv, depth, valid, extra.get("ce_weight"), self.options.fg_loss,
+    def loss(self, batch: DenseBatch | SegmentBatch) -> dict[str, torch.Tensor]:
+        if isinstance(batch, SegmentBatch):
+            return segment_loss(self.net(batch.image), batch.parts, batch.valid)
+        b, extra = batch, batch.extra
+        raw = self.net(b.image)
+        terms = densereg_loss(raw, b.classes, b.uv, b.depth, b.valid, extra.get("ce_weight"), self.options.fg_loss,
                               self.options.depth_weight)
         if self.options.part_loss:
-            terms["parts"] = self.options.part_loss * part_transfer_loss(raw, classes, uv, extra["parts"], valid, self.soft_parts)
+            terms["parts"] = self.options.part_loss * part_transfer_loss(raw, b.classes, b.uv, extra["parts"], b.valid, self.soft_parts)
             terms["total"] = terms["total"] + terms["parts"]
         if self.options.aux_parts:
-            terms["aux_parts"] = self.options.aux_parts * segment_loss(raw, extra["parts"], valid)["ce"]
+            terms["aux_parts"] = self.options.aux_parts * segment_loss(raw, extra["parts"], b.valid)["ce"]
             terms["total"] = terms["total"] + terms["aux_parts"]
         return terms
 
