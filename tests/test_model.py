@@ -1,7 +1,6 @@
 """DenseReg codec, network, losses, export parity and safe checkpoint loading."""
-from pathlib import Path
-
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
