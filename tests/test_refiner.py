@@ -235,6 +235,26 @@ def test_faces_batched_in_one_call_answer_as_one_at_a_time(int8):
                 assert abs(stage_batch[face].last_step - stage_alone[0].last_step) < tolerance
 
 
+def test_a_card_after_a_validation_row_cut_short_says_so(tmp_path):
+    """best.pt at step 200 whose val.jsonl row a kill cut short: the card said "step 200 of 100"
+    (user test 23)."""
+    torch = pytest.importorskip("torch")
+    import json
+
+    from training.export import main as export_main
+    from training.mdm import FINE_CONFIG, MDM
+
+    run, out = tmp_path / "run", tmp_path / "assets"
+    run.mkdir()
+    out.mkdir()
+    torch.save({"model": MDM(FINE_CONFIG).state_dict(), "step": 200, "metrics": {"val_nme_refined": 0.03}, "options": asdict(FINE_CONFIG)},
+               str(run / "best.pt"))
+    (run / "val.jsonl").write_text(json.dumps({"step": 100, "time": 0.0, "val_nme_refined": 0.05}) + '\n{"step": 200, "ti')
+    assert export_main(["mdm-fine", "--run", str(run), "--out-dir", str(out)]) == 0
+    card = (out / "MDM_FINE_CARD.md").read_text()
+    assert "best checkpoint at step 200 of 200" in card and "step 200's row was cut short in val.jsonl" in card
+
+
 def test_export_writes_a_card_with_the_validation_curve_and_regraph_keeps_it(tmp_path):
     """`training.export mdm-fine --run` from a run folder, then `--regraph` of what it wrote."""
     torch = pytest.importorskip("torch")

@@ -453,15 +453,18 @@ def export_run(arch: str, run: Path, out_dir: Path) -> tuple[str, float, float]:
         about["recipe"] = about["recipe"].replace("CE + 40 x smooth-L1 residual on the responsible bin",
                                                   f"foreground CE + {PLAIN_WEIGHT:g} x smooth-L1 on (u_h, u_v)")
     metrics = ", ".join(f"{k} = {v:.4f}" for k, v in ckpt.get("metrics", {}).items() if not k.startswith("1-"))
+    step, last_step, curve = ckpt.get("step", "?"), summary["last_step"], summary["curve"]
+    if isinstance(step, int) and step > last_step:  # a kill cut best.pt's val.jsonl row short ("step 500 of 400": user test 23)
+        last_step, curve = step, curve + f"\n\n(step {step}'s row was cut short in val.jsonl; its metrics are best.pt's, above)"
     with staged(out_dir, asset_files(name, ARCH.get(arch, arch))) as stage:
         onnx_path = stage / f"{name}.onnx"
         sha, diff, magnitude = export_checked(ARCH.get(arch, arch), options, ckpt["model"], onnx_path)
         check_parity(diff, magnitude)
         cpu_variant = write_int8_variant("mdm", options, onnx_path) if ARCH.get(arch, arch) == "mdm" else ""
-        card = CARD.format(name=name, arch=arch, run=run.as_posix(), step=ckpt.get("step", "?"), last_step=summary["last_step"],
+        card = CARD.format(name=name, arch=arch, run=run.as_posix(), step=step, last_step=last_step,
                            trained=f"{minutes / 60:.1f} h" if minutes >= 60 else f"{minutes:.0f} min", hardware=info["hardware"],
                            metrics=metrics, size_mb=onnx_path.stat().st_size / 1e6, params=sum(v.numel() for v in ckpt["model"].values()),
-                           parity=diff, magnitude=magnitude, sha=sha, cpu_variant=cpu_variant, curve=summary["curve"],
+                           parity=diff, magnitude=magnitude, sha=sha, cpu_variant=cpu_variant, curve=curve,
                            **data_lines(info), **about)
         atomic_write_text(stage / f"{name.upper()}_CARD.md", card)
     return sha, diff, magnitude
