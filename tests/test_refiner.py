@@ -3,6 +3,7 @@ the two-stage cascade."""
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -235,11 +236,10 @@ def test_faces_batched_in_one_call_answer_as_one_at_a_time(int8):
                 assert abs(stage_batch[face].last_step - stage_alone[0].last_step) < tolerance
 
 
-def test_a_card_after_a_validation_row_cut_short_says_so(tmp_path):
-    """best.pt at step 200 whose val.jsonl row a kill cut short: the card said "step 200 of 100"
-    (user test 23)."""
-    torch = pytest.importorskip("torch")
-    import json
+def _exported_fine_card(tmp_path, val_log: str) -> tuple[Path, str]:
+    """`training.export mdm-fine --run` of a run folder whose best.pt (an untrained MDM_FINE) is
+    step 200 and whose val.jsonl is `val_log`: the assets folder and the card."""
+    import torch
 
     from training.export import main as export_main
     from training.mdm import FINE_CONFIG, MDM
@@ -249,9 +249,18 @@ def test_a_card_after_a_validation_row_cut_short_says_so(tmp_path):
     out.mkdir()
     torch.save({"model": MDM(FINE_CONFIG).state_dict(), "step": 200, "metrics": {"val_nme_refined": 0.03}, "options": asdict(FINE_CONFIG)},
                str(run / "best.pt"))
-    (run / "val.jsonl").write_text(json.dumps({"step": 100, "time": 0.0, "val_nme_refined": 0.05}) + '\n{"step": 200, "ti')
+    (run / "val.jsonl").write_text(val_log)
     assert export_main(["mdm-fine", "--run", str(run), "--out-dir", str(out)]) == 0
-    card = (out / "MDM_FINE_CARD.md").read_text()
+    return out, (out / "MDM_FINE_CARD.md").read_text()
+
+
+def test_a_card_after_a_validation_row_cut_short_says_so(tmp_path):
+    """best.pt at step 200 whose val.jsonl row a kill cut short: the card said "step 200 of 100"
+    (user test 23)."""
+    pytest.importorskip("torch")
+    import json
+
+    _, card = _exported_fine_card(tmp_path, json.dumps({"step": 100, "time": 0.0, "val_nme_refined": 0.05}) + '\n{"step": 200, "ti')
     assert "best checkpoint at step 200 of 200" in card and "step 200's row was cut short in val.jsonl" in card
 
 
@@ -262,17 +271,9 @@ def test_export_writes_a_card_with_the_validation_curve_and_regraph_keeps_it(tmp
 
     from tracker.assets import read_manifest, sha256
     from training.export import main as export_main
-    from training.mdm import FINE_CONFIG, MDM
 
-    run, out = tmp_path / "run", tmp_path / "assets"
-    run.mkdir()
-    out.mkdir()
-    torch.save({"model": MDM(FINE_CONFIG).state_dict(), "step": 200, "metrics": {"val_nme_refined": 0.03}, "options": asdict(FINE_CONFIG)},
-               str(run / "best.pt"))
     rows = [{"step": s, "time": 1000.0 + 300 * i, "val_nme_refined": 0.05 - 0.01 * i} for i, s in enumerate((100, 200, 300))]
-    (run / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert export_main(["mdm-fine", "--run", str(run), "--out-dir", str(out)]) == 0
-    card = (out / "MDM_FINE_CARD.md").read_text()
+    out, card = _exported_fine_card(tmp_path, "".join(json.dumps(r) + "\n" for r in rows))
     assert "best checkpoint at step 200 of 300" in card and "## Validation curve" in card
     assert "| 300 | 0.0300 |" in card and "| 100 | 0.0500 |" in card
     assert read_manifest(out / "MANIFEST.json")["mdm_fine.onnx"] == sha256(out / "mdm_fine.onnx")
