@@ -137,6 +137,23 @@ def test_a_box_many_times_the_face_is_searched_for_it(tracker, astronaut, detect
     assert tracker.track(big, boxes=[huge]).faces == []
 
 
+def test_a_loose_box_in_a_group_photo_keeps_the_face_at_its_centre(tracker, astronaut):
+    """A loose box centred on one of two people settled on the neighbour (3-5 of 10 val group
+    photos at 2-6x; user test 24): such a box is searched for the face nearest its centre."""
+    from dataclasses import replace
+
+    two = np.hstack([astronaut[:, 60:420], astronaut[:, 60:420][:, ::-1]])  # the astronaut and a mirrored twin
+    people = sorted((f.landmarks for f in tracker.track(two).faces if f.quality > 0.5), key=lambda p: p[:, 0].mean())
+    assert len(people) == 2
+    unsearched = Tracker(replace(tracker.config, box_search=False))
+    for points in people:
+        box = landmark_box(points)
+        cx, cy, w, h = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2, 3 * (box.x1 - box.x0), 3 * (box.y1 - box.y0)
+        loose = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+        assert np.abs(tracker.track(two, boxes=[loose]).faces[0].landmarks - points).mean() < 1.0
+        assert np.abs(unsearched.track(two, boxes=[loose]).faces[0].landmarks - points).mean() > 20  # what it did
+
+
 def test_a_turned_head_in_a_still_is_settled_from_its_landmarks(astronaut, detected):
     """The detector's box is upright, the networks were trained on crops turned with the face: a
     still's face is run again from its landmarks' crop, turned with it (val faces turned 40

@@ -202,7 +202,7 @@ def test_float_and_other_depths_are_read_by_their_range_not_their_extremes():
     assert np.corrcoef(signed.ravel(), IMAGE.ravel())[0, 1] > 0.99
     unit = base / 255
     unit[0, 0] = 5.0
-    with pytest.warns(UserWarning, match="nearly all within 0-1: read as 0-1, the others clipped"):
+    with pytest.warns(UserWarning, match="mostly within 0-1: read as 0-1, the others clipped"):
         read = to_bgr8(unit)
     assert np.abs(read[1:].astype(int) - IMAGE[1:]).max() <= 1
 
@@ -244,6 +244,9 @@ def test_floats_read_by_their_core_hdr_is_never_black_and_sharpening_is_clipped(
     with pytest.warns(UserWarning, match="read as 0-1, the others clipped"):
         read = to_bgr8(highlights)
     assert np.array_equal(read, np.clip(np.rint(highlights * 255), 0, 255).astype(np.uint8))
+    highlights[: IMAGE.shape[0] // 8] = 6.0  # a blown-out sky over 12% of it: stretched 2.5-6x darker (user test 24)
+    with pytest.warns(UserWarning, match="read as 0-1, the others clipped"):
+        assert np.array_equal(to_bgr8(highlights), np.clip(np.rint(highlights * 255), 0, 255).astype(np.uint8))
     with pytest.warns(UserWarning, match="stretched"):
         radiance = to_bgr8(unit * 4)
     assert radiance.mean() > 100 and np.corrcoef(radiance.ravel(), IMAGE.ravel())[0, 1] > 0.99  # not black
@@ -285,6 +288,13 @@ def test_netpbm_pictures_are_read_by_their_declared_maximum(tmp_path, maxval):
     assert np.abs(read[..., 0].astype(float) - values * 255.0 / maxval).max() <= 0.5
     assert fileio.netpbm_maxval(np.frombuffer(b"P6 2 2 255 xxxxxxxxxxxx", np.uint8)) == 255
     assert fileio.netpbm_maxval(np.frombuffer(b"P4 2 2 xx", np.uint8)) is None
+
+
+def test_a_float_bgra_tiff_is_read(tmp_path):
+    """OpenCV 5.1 decodes a float32 BGRA TIFF only unchanged: ``images`` called it corrupt (user test 24)."""
+    unit = IMAGE.astype(np.float32) / 255
+    assert cv2.imwrite(str(tmp_path / "bgra.tif"), np.dstack([unit, np.ones(IMAGE.shape[:2], np.float32)]))
+    assert np.array_equal(read_image(tmp_path / "bgra.tif"), IMAGE)
 
 
 def test_a_float_picture_sequence_warns_once_for_the_clip(tmp_path):
@@ -443,6 +453,10 @@ def test_frames_that_are_not_pictures_get_one_line_errors():
     assert to_bgr8(same) is same  # a BGR uint8 frame is used as it is, no copy
     with pytest.warns(UserWarning, match="10- or 12-bit"):  # user test 10: 12-bit data came out black, silently
         to_bgr8(np.full((4, 5), 4095, np.uint16), "frame")
+    hot = np.full((40, 50), 1023, np.uint16)
+    hot[0, 0] = 65535  # one hot pixel hid 10-bit data (user test 24)
+    with pytest.warns(UserWarning, match="10- or 12-bit"):
+        to_bgr8(hot, "frame")
 
 
 def test_a_library_warning_is_one_line_on_the_command_line(tmp_path, capsys):

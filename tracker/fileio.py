@@ -523,6 +523,18 @@ def _jpeg_cut_short(data: np.ndarray) -> bool:
                     break
 
 
+@contextmanager
+def quiet_opencv():
+    """OpenCV's own warnings off (e.g. one per absent camera index); callers report the
+    outcome themselves in one line."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
 def decode_image(data: np.ndarray, flags: int, path: Path) -> np.ndarray | None:
     """``cv2.imdecode``, None where it cannot decode; OpenCV raises (not returns None) for a header
     over its 2^30-pixel limit, which stopped whole runs as an internal error (user test 21)."""
@@ -564,7 +576,11 @@ def decode_file(path: Path) -> np.ndarray:
     # Not IMREAD_UNCHANGED: OpenCV applies a photo's EXIF orientation under every other flag, and
     # a phone's portrait JPEG is stored sideways with the tag saying so.  These flags keep the
     # depth and grey, and drop alpha as ``to_bgr8`` would.
-    img = decode_image(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR, path)
+    with quiet_opencv():  # (its [ERROR] line for what the retry reads; user test 24)
+        img = decode_image(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR, path)
+    if img is None:  # a float BGRA TIFF decodes only unchanged (OpenCV 5.1; user test 24)
+        with quiet_opencv():
+            img = decode_image(data, cv2.IMREAD_UNCHANGED, path)
     if img is None or _jpeg_cut_short(data):
         raise ImageReadError(f"{path}: not a decodable image (corrupt, truncated or not an image)")
     if (maxval := netpbm_maxval(data)) not in (None, 255, 65535):
@@ -573,7 +589,8 @@ def decode_file(path: Path) -> np.ndarray:
 
 
 # How a picture of another depth is read, from a random sample of its values: floats whose core
-# (CORE_PERCENTILES) lies within UNIT_CORE are 0-1 (numpy's and torch's habit); values whose core
+# (5th to 95th percentile) lies within UNIT_CORE are 0-1 (numpy's and torch's habit), and so are
+# those whose median is within 0-1 and core under DARK_WHITE (HDR highlights); values whose core
 # lies within BYTE_CORE are 0-255, unless they are floats whose bulk (STRETCH_PERCENTILES) stays
 # under DARK_WHITE, which read as 0-255 come out black (0-1 HDR with bright highlights, radiance
 # 0-4: user test 23); otherwise the bulk is stretched to 0-255 (-1 to 1 data, review 30b; 12-bit
@@ -584,7 +601,7 @@ def decode_file(path: Path) -> np.ndarray:
 # percent below -0.1, and clipping it at 0 loses its darker half unsaid, while stretching an
 # extremely sharpened one (unsharp mask of amount 3) only washes it out, with a warning.  An int 0/1
 # mask stays 0-255 (not 0-1).
-CORE_PERCENTILES, STRETCH_PERCENTILES = (5.0, 95.0), (0.5, 99.5)
+CORE_PERCENTILES, STRETCH_PERCENTILES = (5.0, 50.0, 95.0), (0.5, 99.5)
 UNIT_CORE, BYTE_CORE, DARK_WHITE = (-0.1, 2.0), (-25.5, 280.5), 16.0
 # Clipping is said where more than the tails (0.5%) lie beyond a quarter white, or any value
 # beyond one white: a resize's or a sharpening's overshoot is clipped unsaid (user test 22).
@@ -616,7 +633,7 @@ def netpbm_maxval(data: np.ndarray) -> int | None:
 
 def picture_array(img, name: str) -> np.ndarray:
     """`img` checked to be a picture, in uint8: 16-bit data scaled from its full range (with a
-    warning where all of it is under 4096); other depths as ``read_range`` says, the alpha of a
+    warning where nearly all of it is under 4096); other depths as ``read_range`` says, the alpha of a
     4-channel picture on its own (stretched with the colours, transparent texels of a float texture
     came out faintly opaque: user test 22).  Raises ImageReadError (one line, naming `name`) for
     None (what ``cv2.imread`` returns for a file it cannot read), an empty array, or a shape that is
@@ -631,7 +648,7 @@ def picture_array(img, name: str) -> np.ndarray:
         hint = "; channels come last: .transpose(1, 2, 0)" if channel_first else ""
         raise ImageReadError(f"{name} is not a picture ({what}; expected (H,W), (H,W,1), (H,W,3) or (H,W,4){hint})")
     if img.dtype == np.uint16:
-        if img.max() < 4096:
+        if np.percentile(_sample(img), STRETCH_PERCENTILES[1]) < 4096:  # (not the maximum: one hot pixel hid it; user test 24)
             warn_caller(f"{name}: 16-bit data below 4096 (8-, 10- or 12-bit values?) is read over 0-65535 and comes out "
                         "nearly black; scale it to the full range first")
         return cv2.convertScaleAbs(img, alpha=1 / 257.0).reshape(img.shape)
@@ -668,12 +685,16 @@ def read_range(percentiles, low: float, high: float, unit_type: bool) -> tuple[f
     """The values read as black and white, and a warning or None, for a picture whose values have
     the given CORE_PERCENTILES + STRETCH_PERCENTILES, extremes `low` and `high`, and a float or bool
     type (`unit_type`); the rule is at UNIT_CORE."""
-    core_lo, core_hi, bulk_lo, bulk_hi = (float(v) for v in percentiles)
+    core_lo, median, core_hi, bulk_lo, bulk_hi = (float(v) for v in percentiles)
+    # (0-1 HDR whose highlights cover more than 5% of the picture: its median still within 0-1;
+    # stretched, it came out 2.5-6x darker, and a clip flipped between the readings mid-way as a
+    # highlight grew: user test 24)
+    hdr = unit_type and core_lo >= UNIT_CORE[0] and median <= 1.0 and core_hi < DARK_WHITE
     for white, core, ok in ((1.0, UNIT_CORE, unit_type), (255.0, BYTE_CORE, not unit_type or bulk_hi >= DARK_WHITE)):
-        if ok and core[0] <= core_lo and core_hi <= core[1]:
+        if ok and (core[0] <= core_lo and core_hi <= core[1] or white == 1.0 and hdr):
             tail, overshoot = CLIP_TAIL_WHITES * white, OVERSHOOT_WHITES * white
             clipped = bulk_lo < -tail or bulk_hi > white + tail or low < -overshoot or high > white + overshoot
-            return 0.0, white, (f"nearly all within 0-{white:g}: read as 0-{white:g}, the others clipped "
+            return 0.0, white, (f"mostly within 0-{white:g}: read as 0-{white:g}, the others clipped "
                                 "(HDR highlights? sharpening?)" if clipped else None)
     return bulk_lo, max(bulk_hi, bulk_lo + 1e-6), (f"values are not 0-255 (or 0-1): stretched between their "
                                                     f"{STRETCH_PERCENTILES[0]:g}th and {STRETCH_PERCENTILES[1]:g}th percentiles")

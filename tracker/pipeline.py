@@ -102,6 +102,11 @@ FINER_FACE_CROP = 260.0
 # face, written to .pts (user test 23); a real face settled from a box 2x its size fits at 0.19 and
 # up (benchmarks/bench_boxes.py), 4-6x at 0.16 and up; a box on the background at 0.004 and up.
 GIVEN_MIN_QUALITY = 0.1
+# A caller's box whose larger side is more than this many times its face's (the box around its
+# landmarks) is searched with HOG for the face nearest its centre (``Tracker._search_given_boxes``):
+# a tight box is 1x, a detector's 1.1-1.3x; from 1.5-2x a group photo's box settled on the neighbour
+# in 3 of 10 pictures (user test 24).
+LOOSE_BOX = 1.4
 # A caller's face box larger than this many times the picture's long side is refused (a face cut
 # by the picture's edge has a box at most a few times its size).
 MAX_BOX_FACTOR = 20.0
@@ -235,8 +240,9 @@ class TrackerConfig:
     # landmarks give, turned with it, at most this many times (``Tracker._settle``: loose boxes,
     # turned heads; 0 uses every box as it is, as stills did before session 25).
     box_passes: int = 3
-    # A still's caller box that yields no face, or none that fits as one, is searched with HOG
-    # (``Tracker._search_given_boxes``: boxes many times the face; off as before session 32).
+    # A still's caller box that yields no face, none that fits as one, or one much larger than its
+    # face is searched with HOG for the face nearest its centre (``Tracker._search_given_boxes``;
+    # off as before session 32).
     box_search: bool = True
     visibility: bool = False  # FaceResult.visibility: the occlusion map (~2.5 ms a face a frame; the dense maps are always there)
     # FaceResult.template_maps: the 3D template fitted to the final landmarks, rendered in the
@@ -797,18 +803,21 @@ class Tracker:
         return out
 
     def _search_given_boxes(self, image, gray, given: list[Detection], faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
-        """A still's caller box that gave no face, or one that does not fit as a face
-        (FACE_MIN_QUALITY), is searched for a face with HOG (upsampled once: faces down to ~1/16
-        of the box), and the face found there replaces it where it fits better; it keeps the
-        caller's box.  A box many times the face (a person detector's, a generous crop) left
-        the face a few pixels in the crop: boxes 8-12x a face gave points off the face (user
-        test 23; ``benchmarks/bench_boxes.py``)."""
-        poor = [b for b in given if not any(f.box is b and f.quality >= FACE_MIN_QUALITY for f in faces)]
+        """A still's caller box that gave no face, one whose face does not fit as one
+        (FACE_MIN_QUALITY), or one much larger than its face (LOOSE_BOX) is searched with HOG
+        (upsampled once: faces down to ~1/16 of the box); the face found nearest the box's centre
+        is run there, and of the two faces the box's is the one that fits nearest its centre
+        (``_box_choice``); it keeps the caller's box.  A box many times the face (a person
+        detector's, a generous crop) left the face a few pixels in the crop: boxes 8-12x a face
+        gave points off the face (user test 23); a loose box in a group photo settled on the
+        neighbour, or HOG's best face in it was the neighbour (user test 24)."""
+        searched = [b for b in given if not any(f.box is b and f.quality >= FACE_MIN_QUALITY and _box_side(b) <= LOOSE_BOX * _face_side(f)
+                                                 for f in faces)]
         items = []
-        for box in poor:
+        for box in searched:
             t = time.perf_counter()
             # the box and a tenth of it around (HOG needs the face's surroundings), in the picture
-            margin = 0.1 * max(box.width, box.y1 - box.y0)
+            margin = 0.1 * _box_side(box)
             x0, y0 = max(int(box.x0 - margin), 0), max(int(box.y0 - margin), 0)
             x1, y1 = min(int(box.x1 + margin) + 1, gray.shape[1]), min(int(box.y1 + margin) + 1, gray.shape[0])
             found = [replace(d, x0=d.x0 + x0, x1=d.x1 + x0, y0=d.y0 + y0, y1=d.y1 + y0)
@@ -816,13 +825,17 @@ class Tracker:
             found = [d for d in found if _centred_in(d, box)]
             timer.add("detect", t)
             if found:
-                items.append((None, found[0].roi(), box))
+                nearest = min(found, key=lambda d: _off_centre(((d.x0 + d.x1) / 2, (d.y0 + d.y1) / 2), box))
+                items.append((None, nearest.roi(), box))
         if not items:
             return faces
-        better = {id(f.box): f for f in self._settle(image, gray, self._process(image, gray, items, timer), timer)}
-        return [better[id(b)] if id(b) in better and better[id(b)].quality > getattr(was, "quality", -1.0) else was
-                for b in given for was in [next((f for f in faces if f.box is b), None)]
-                if was is not None or id(b) in better]
+        again = {id(f.box): f for f in self._settle(image, gray, self._process(image, gray, items, timer), timer)}
+        out = []
+        for box in given:
+            choices = [f for f in (next((f for f in faces if f.box is box), None), again.get(id(box))) if f is not None]
+            if choices:
+                out.append(_box_choice(choices, box))
+        return out
 
     def _settle(self, image, gray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         """A new face whose landmarks give another crop than the one it was run in is run again
@@ -1085,6 +1098,29 @@ def _given_boxes(boxes, shape) -> list[Detection]:
                            "no face box in it")
         out.append(d)
     return out
+
+
+def _box_side(box: Detection) -> float:
+    return max(box.x1 - box.x0, box.y1 - box.y0)
+
+
+def _face_side(face: FaceResult) -> float:
+    """The larger side of the box around a face's landmarks (what a tight box is)."""
+    return float(np.ptp(face.landmarks, axis=0).max())
+
+
+def _off_centre(point, box: Detection) -> float:
+    """How far `point` (x, y) lies from `box`'s centre, in box sides."""
+    return float(np.hypot(point[0] - (box.x0 + box.x1) / 2, point[1] - (box.y0 + box.y1) / 2)) / max(_box_side(box), 1e-6)
+
+
+def _box_choice(faces: list[FaceResult], box: Detection) -> FaceResult:
+    """Of a caller box's candidate faces, the one nearest its centre among those that fit as a
+    face (FACE_MIN_QUALITY; a box is centred on the face it means), else the best fitting."""
+    fitting = [f for f in faces if f.quality >= FACE_MIN_QUALITY]
+    if fitting:
+        return min(fitting, key=lambda f: _off_centre(f.landmarks.mean(axis=0), box))
+    return max(faces, key=lambda f: f.quality)
 
 
 def _agree(used: Roi, wanted: Roi) -> bool:

@@ -13,7 +13,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -22,7 +21,7 @@ import cv2
 import numpy as np
 
 from tracker.errors import SourceError, UsageError
-from tracker.fileio import IMAGE_EXTENSIONS, WriteError, check_writable, fitting_name, interrupts_held, name_bytes
+from tracker.fileio import IMAGE_EXTENSIONS, WriteError, check_writable, fitting_name, interrupts_held, name_bytes, quiet_opencv
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 WRITABLE_VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")  # the containers OpenCV writes MPEG-4 video into
@@ -41,18 +40,6 @@ class VideoInfo:
     frames: int  # as reported by the container (may be 0 or wrong for broken files)
     width: int
     height: int
-
-
-@contextmanager
-def quiet_opencv():
-    """OpenCV's own warnings off (e.g. one per absent camera index); callers report the
-    outcome themselves in one line."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        cv2.utils.logging.setLogLevel(level)
 
 
 def _file_api() -> int:
