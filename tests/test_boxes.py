@@ -74,6 +74,10 @@ def test_given_landmark_box_gives_the_detected_face(tracker, astronaut, detected
     # An (N,4) array and a Detection work the same way.
     assert _nme(tracker.track(astronaut, boxes=np.array([[box.x0, box.y0, box.x1, box.y1]])).faces[0].landmarks, detected) < 0.03
     assert _nme(tracker.track(astronaut, boxes=[box]).faces[0].landmarks, detected) < 0.03
+    # face-alignment's detected_faces: (x0, y0, x1, y1, score) rows, the score ignored (refused: user test 24)
+    scored = tracker.track(astronaut, boxes=np.array([[box.x0, box.y0, box.x1, box.y1, 0.99]])).faces
+    assert _nme(scored[0].landmarks, detected) < 0.03 and (scored[0].box.x0, scored[0].box.x1) == (box.x0, box.x1)
+    assert _nme(tracker.track(astronaut, boxes=[(box.x0, box.y0, box.x1, box.y1, 0.99)]).faces[0].landmarks, detected) < 0.03
 
 
 def test_faces_come_back_in_the_order_of_the_boxes(tracker, astronaut, detected):
@@ -229,10 +233,10 @@ def test_a_box_on_no_face_scores_low_and_dlib_rectangles_are_boxes(tracker, astr
 
 def test_no_boxes_means_no_face_and_bad_boxes_fail_before_any_work(tracker, astronaut):
     assert tracker.track(astronaut, boxes=[]).faces == []
-    for bad in ([(1, 2, 3)], [(600, 600, 700, 700)], np.zeros((2, 3)), [(10, 10, 5, 20)]):
+    for bad in ([(1, 2, 3)], [(1, 2, 3, 4, 5, 6)], [(600, 600, 700, 700)], np.zeros((2, 3)), [(10, 10, 5, 20)]):
         with pytest.raises(BoxError):
             tracker.track(astronaut, boxes=bad)
-    for one in ((120, 80, 260, 230), np.array([120.0, 80, 260, 230]), given_box(120, 80, 260, 230)):  # one box, not a list of them
+    for one in ((120, 80, 260, 230), (120, 80, 260, 230, 0.9), np.array([120.0, 80, 260, 230]), given_box(120, 80, 260, 230)):  # one box, not a list
         with pytest.raises(BoxError, match="a list of boxes is expected"):
             tracker.track(astronaut, boxes=one)
     with pytest.raises(BoxError, match="need numbers"):

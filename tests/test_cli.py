@@ -242,6 +242,13 @@ def test_synthetic_clips_read_upper_case_annotations_and_refuse_fewer_frames_tha
     # without --static, fewer frames than its default keep one moving frame (the error named --static: user test 23)
     assert synth(["--images", str(src), "--out", str(tmp_path / "vw"), "--frames", "5", "--size", "160x120"]) == 0
     assert json.loads((tmp_path / "vw" / "001" / "synth.json").read_text())["static_frames"] == 4
+    # options a run cannot use are refused in one line, each naming itself (user test 24: a
+    # MemoryError traceback, a negative --limit taken, --hidden without --bystanders ignored)
+    for extra, says in ((["--size", "100000x100000"], "GiB of memory"), (["--limit", "-1"], "--limit -1"),
+                        (["--hidden", "5"], "without --bystanders"), (["--return-shift", "0.5", "--bystanders"], "--return-shift 0.5")):
+        with pytest.raises(SystemExit):
+            synth(["--images", str(src), "--out", str(tmp_path / "vw2"), *extra])
+        assert says in capsys.readouterr().err
     assert len(list((tmp_path / "vw" / "001" / "annot").glob("*.pts"))) >= 4  # (the face may leave the picture a moment)
 
 

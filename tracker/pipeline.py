@@ -1065,15 +1065,15 @@ def _drop_duplicates(faces: list[FaceResult], expected: dict[int, tuple[float, f
 def _given_boxes(boxes, shape) -> list[Detection]:
     """The caller's boxes as Detections, each checked (BoxError naming the bad box)."""
     h, w = shape[:2]
-    flat = isinstance(boxes, (Sequence, np.ndarray)) and len(boxes) == 4 and all(isinstance(v, numbers.Real) for v in boxes)
+    flat = isinstance(boxes, (Sequence, np.ndarray)) and len(boxes) in (4, 5) and all(isinstance(v, numbers.Real) for v in boxes)
     if isinstance(boxes, Detection) or flat:
         raise BoxError(f"boxes={boxes!r}: a list of boxes is expected, e.g. boxes=[(x0, y0, x1, y1)] for one face")
     if isinstance(boxes, np.ndarray):
         if boxes.dtype == bool:
             raise BoxError(f"face boxes: need numbers x0 y0 x1 y1, got a {boxes.dtype} array")
-        if boxes.size and (boxes.ndim != 2 or boxes.shape[1] != 4):
-            raise BoxError(f"face boxes: need an (N,4) array of x0 y0 x1 y1, got shape {boxes.shape}")
-        boxes = boxes.reshape(-1, 4).tolist()
+        if boxes.size and (boxes.ndim != 2 or boxes.shape[1] not in (4, 5)):
+            raise BoxError(f"face boxes: need an (N,4) array of x0 y0 x1 y1 (or (N,5) with a score), got shape {boxes.shape}")
+        boxes = boxes.reshape(-1, boxes.shape[1] if boxes.ndim == 2 else 4).tolist()
     out = []
     for b in boxes:
         if isinstance(b, Detection):
@@ -1087,9 +1087,9 @@ def _given_boxes(boxes, shape) -> list[Detection]:
             d = given_box(b.left(), b.top(), b.right() + 1, b.bottom() + 1)  # (its right and bottom are inclusive)
         else:
             coords = tuple(b) if isinstance(b, (Sequence, np.ndarray)) else (b,)
-            if len(coords) != 4:
-                raise BoxError(f"face box {coords!r}: need 4 numbers x0 y0 x1 y1")
-            d = given_box(*coords)
+            if len(coords) not in (4, 5):
+                raise BoxError(f"face box {coords!r}: need 4 numbers x0 y0 x1 y1 (a fifth, a detector's score, is ignored)")
+            d = given_box(*coords[:4])  # (x0, y0, x1, y1, score): face-alignment's detected_faces (user test 24)
         if d.x1 <= 0 or d.y1 <= 0 or d.x0 >= w or d.y0 >= h:
             raise BoxError(f"face box {(d.x0, d.y0, d.x1, d.y1)}: entirely outside the {w}x{h} image")
         if max(d.width, d.y1 - d.y0) > MAX_BOX_FACTOR * max(w, h):

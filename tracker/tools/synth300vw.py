@@ -236,6 +236,7 @@ def _annotated(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 STATIC_FRAMES = 20
+CLIP_MEMORY = 4 * 2**30  # bytes: the frames of one clip, held while it is rendered
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,14 +264,23 @@ def main(argv: list[str] | None = None) -> int:
         args.static = min(STATIC_FRAMES, args.frames - 1)
     if not 0 <= args.static < args.frames:  # (an IndexError traceback for --frames 20; user test 22)
         ap.error(f"--static {args.static} must be 0 or more and less than --frames {args.frames}")
-    if not 0 <= args.hidden < (args.frames if args.bystanders else 1 << 30) or not 0 <= args.return_shift <= 0.3:
-        ap.error("--hidden must be 0 or more and less than --frames; --return-shift between 0 and 0.3")
+    if not 0 <= args.hidden < (args.frames if args.bystanders else 1 << 30):  # (one message for both options: user test 24)
+        ap.error(f"--hidden {args.hidden} must be 0 or more and less than --frames {args.frames}")
+    if not 0 <= args.return_shift <= 0.3:
+        ap.error(f"--return-shift {args.return_shift:g} must be between 0 and 0.3")
+    if not args.bystanders and (args.hidden != HIDDEN_FRAMES or args.return_shift):
+        ap.error("--hidden and --return-shift shape --bystanders clips; without --bystanders they do nothing")
+    if args.limit < 0:
+        ap.error(f"--limit {args.limit}: give a number of clips, 0 for all")
     try:
         w, h = (int(v) for v in args.size.lower().split("x"))
     except ValueError:  # (a traceback; user test 22)
         ap.error(f"--size {args.size}: give WIDTHxHEIGHT, e.g. 640x480")
     if min(w, h) < 64:
         ap.error(f"--size {args.size}: at least 64 pixels each way")
+    if args.frames * w * h * 3 > CLIP_MEMORY:  # a clip is rendered in memory (a MemoryError traceback: user test 24)
+        ap.error(f"--size {args.size} with --frames {args.frames}: a clip would take {args.frames * w * h * 3 / 2**30:.1f} GiB "
+                 f"of memory (at most {CLIP_MEMORY / 2**30:g} GiB): make it smaller or shorter")
     if args.list:
         images = [args.images / line.strip() for line in args.list.read_text().splitlines() if line.strip()]
     else:
