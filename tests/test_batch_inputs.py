@@ -241,6 +241,20 @@ def test_eval_passes_a_stage_without_any_point_quietly(tmp_path, recwarn):
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
+def test_eval_scores_every_stage_of_one_face():
+    """Chosen stage by stage, the DenseReg row scored one person's face and the MDM row
+    another's, and each counted a different face missing (user test 24)."""
+    from tracker.evaluation import FINAL, pick_face
+
+    truth, span = POINTS, float(np.ptp(POINTS[:, 0]))
+    subject = {"densereg": POINTS + [0.6 * span, 0.0], "mdm": POINTS + 1.0}  # its DenseReg points off to the side
+    neighbour = {"densereg": POINTS + 2.0, "mdm": POINTS + [3 * span, 0.0]}  # refined onto someone else
+    for faces in ([subject, neighbour], [neighbour, subject]):
+        assert np.array_equal(pick_face(faces, FINAL, truth), POINTS + 1.0)
+        assert np.array_equal(pick_face(faces, "densereg", truth), subject["densereg"])
+    assert pick_face([neighbour], "densereg", truth) is None  # its final points are another person's
+
+
 def test_the_fingerprint_follows_a_copied_video_and_not_a_changed_one(tmp_path):
     from tracker.batch import input_fingerprint
 

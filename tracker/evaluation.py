@@ -111,18 +111,23 @@ def final_method(face: dict) -> str:
 
 def pick_face(faces: Faces, method: str, truth: np.ndarray) -> np.ndarray | None:
     """The points of ``method`` (``FINAL``: each face's own final one) of the face to score, or
-    None.  With several faces in the picture, the face scored is the one nearest the ground truth
-    (its centroid), as usual on 300-W: a correct detection of another person in the photo is not
-    an error of the landmark stage.  A face whose centroid lies outside the annotated face's box
-    is another person's, not a poor answer for this one: the annotated face is then missing (a
-    failure all the same, but the mean NME no longer averages in the distance between two people)."""
-    candidates = [face[final_method(face) if method == FINAL else method] for face in faces if method == FINAL or method in face]
-    candidates = [p for p in candidates if np.isfinite(p).all(axis=1).any()]  # a stage with no point given has no face
-    if not candidates:
+    None.  With several faces in the picture, the face scored is the one whose final points lie
+    nearest the ground truth (their centroid), as usual on 300-W: a correct detection of another
+    person in the photo is not an error of the landmark stage.  A face whose centroid lies outside
+    the annotated face's box is another person's, not a poor answer for this one: the annotated
+    face is then missing (a failure all the same, but the mean NME no longer averages in the
+    distance between two people).  The face is chosen once, by its final points, for every stage:
+    chosen stage by stage, one stage's row scored one person and another's another, with other
+    faces missing (user test 24)."""
+    finals = [(face, face[final_method(face)]) for face in faces]
+    finals = [(face, p) for face, p in finals if np.isfinite(p).all(axis=1).any()]  # a face with no point given is none
+    if not finals:
         return None
-    centres = [_centre(p) for p in candidates]
-    i = min(range(len(centres)), key=lambda k: np.linalg.norm(centres[k] - truth.mean(axis=0)))
-    return candidates[i] if centred_on(centres[i], truth) else None
+    face, final = min(finals, key=lambda fp: np.linalg.norm(_centre(fp[1]) - truth.mean(axis=0)))
+    if not centred_on(_centre(final), truth):
+        return None
+    points = final if method == FINAL else face.get(method)
+    return points if points is not None and np.isfinite(points).all(axis=1).any() else None
 
 
 def _centre(points: np.ndarray) -> np.ndarray:
@@ -223,7 +228,8 @@ def score_table(rows: dict[str, dict]) -> list[str]:
                      f"{r['auc08']:>8.4f} {r['fr08']:>7.3f} {r['nme49_mean']:>7.4f} {r['auc08_49']:>7.4f} {r['fr08_49']:>6.3f}")
     return lines + ["NME: mean over faces with a prediction (median over all, missing = inf); AUC/FR count a missing face as a failure.",
                     "points: mean share of the 68 points scored (a stage may report invisible points as missing; DenseReg does).",
-                    "With several faces in a picture, the predicted face nearest the ground truth is scored; "
+                    "With several faces in a picture, the predicted face whose final points lie nearest the ground truth is scored, "
+                    "every stage of that one face; "
                     "one centred outside the annotated face's box is another person: the face counts as missing."]
 
 
