@@ -290,6 +290,16 @@ def test_netpbm_pictures_are_read_by_their_declared_maximum(tmp_path, maxval):
     assert fileio.netpbm_maxval(np.frombuffer(b"P4 2 2 xx", np.uint8)) is None
 
 
+def test_a_radiance_hdr_picture_is_read(tmp_path):
+    """OpenCV decodes Radiance .hdr in every build; it was named as not read (user test 24)."""
+    from tracker.fileio import list_images
+
+    unit = IMAGE.astype(np.float32) / 255
+    assert cv2.imwrite(str(tmp_path / "sky.hdr"), unit)
+    assert list_images(tmp_path) == [tmp_path / "sky.hdr"]
+    assert np.abs(read_image(tmp_path / "sky.hdr").astype(int) - IMAGE).max() <= 3  # (its 8-bit mantissas)
+
+
 def test_a_float_bgra_tiff_is_read(tmp_path):
     """OpenCV 5.1 decodes a float32 BGRA TIFF only unchanged: ``images`` called it corrupt (user test 24)."""
     unit = IMAGE.astype(np.float32) / 255

@@ -285,14 +285,19 @@ def test_video_and_transfer_refuse_to_write_over_their_inputs_or_one_output_over
         assert main(["video", str(tmp_path / "c.avi"), *argv]) == 2
         assert says in one_error_line(capsys.readouterr().err)
     assert (tmp_path / "c.avi").read_bytes() == clip
-    photo = tmp_path / "p.jpg"
+    photo, png = tmp_path / "p.jpg", tmp_path / "p.png"
     photo.write_bytes(DEMO_IMAGE.read_bytes())
+    png.write_bytes(DEMO_IMAGE.read_bytes())
     _no_tracking(monkeypatch, "transfer", "Tracker")
     for argv in (["--texture", str(TEXTURE), "--target", str(photo), "--out", str(photo)],
-                 ["--source-face", str(photo), "--save-texture", str(photo), "--target", str(DEMO_IMAGE), "--out", str(tmp_path / "t.png")]):
+                 ["--source-face", str(png), "--save-texture", str(png), "--target", str(DEMO_IMAGE), "--out", str(tmp_path / "t.png")]):
         assert main(["transfer", *argv]) == 2
         assert "writing it would destroy that input" in one_error_line(capsys.readouterr().err)
-    assert photo.read_bytes() == DEMO_IMAGE.read_bytes()
+    assert photo.read_bytes() == png.read_bytes() == DEMO_IMAGE.read_bytes()
+    for name in ("t.exr", "t.gif", "t.jpg"):  # a texture's alpha: refused before the work (user test 24)
+        assert main(["transfer", "--source-face", str(photo), "--save-texture", str(tmp_path / name), "--target", str(DEMO_IMAGE),
+                     "--out", str(tmp_path / "t.png")]) == 2
+        assert "a texture keeps its alpha" in one_error_line(capsys.readouterr().err)
 
 
 def test_batch300vw_never_replaces_a_folder_it_did_not_write(tmp_path, monkeypatch, capsys):

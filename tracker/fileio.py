@@ -37,11 +37,13 @@ from tracker.errors import InputError, NotAFolderError, TrackerError, UsageError
 
 # What a folder of pictures is read for (.jfif: what browsers save JPEGs as on Windows; user test 21).
 # (the Netpbm family is decoded by OpenCV's own code in every build: FERET ships .ppm; user test 22)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm")
-IMAGE_KINDS = "jpg, jfif, png, bmp, webp, tif, ppm/pgm/pbm/pnm"  # the same, for messages
-# What a colour picture is written as (PGM and PBM hold grey or bits only: an output named so
+# (Radiance .hdr as well: OpenCV's own decoder, float radiance read as other floats are; user test 24)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm",
+                    ".hdr")
+IMAGE_KINDS = "jpg, jfif, png, bmp, webp, tif, ppm/pgm/pbm/pnm, hdr"  # the same, for messages
+# What a colour picture is written as (PGM and PBM hold grey or bits only, .hdr radiance: an output named so
 # failed after the work; user test 23).  A .jfif is written as the JPEG it is.
-WRITABLE_IMAGE_EXTENSIONS = tuple(e for e in IMAGE_EXTENSIONS if e not in (".pgm", ".pbm"))
+WRITABLE_IMAGE_EXTENSIONS = tuple(e for e in IMAGE_EXTENSIONS if e not in (".pgm", ".pbm", ".hdr"))
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -27,7 +27,7 @@ VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".m
 WRITABLE_VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")  # the containers OpenCV writes MPEG-4 video into
 # What cv2.imread reads: one picture, never a video.  FFmpeg would open most of them as a clip of
 # one frame (a truncated JPEG too, decoding its grey half), so `video photo.jpg` would "work".
-PICTURE_EXTENSIONS = IMAGE_EXTENSIONS + (".jp2", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic")
+PICTURE_EXTENSIONS = IMAGE_EXTENSIONS + (".jp2", ".pxm", ".sr", ".ras", ".exr", ".pic")
 
 
 class VideoError(SourceError):

@@ -148,7 +148,7 @@ def _resolved(path: Path) -> Path:
 
 # Picture formats a folder may hold that are not read (not every OpenCV build decodes them): said, not skipped unseen.
 UNREAD_PICTURES = (".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".pxm", ".svg", ".ico", ".psd",
-                   ".dng", ".cr2", ".nef", ".arw", ".raw", ".hdr", ".pic", ".pfm", ".exr", ".sr", ".ras")
+                   ".dng", ".cr2", ".nef", ".arw", ".raw", ".pic", ".pfm", ".exr", ".sr", ".ras")
 
 
 # What a redone picture's earlier outputs that follow from the tracker's are named (<stem> + this).
