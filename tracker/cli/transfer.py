@@ -46,7 +46,8 @@ def register(sub) -> None:
     p.add_argument("--match", choices=COLOR_MATCHES, help="colour matching: shading (texture colours, target lighting; default with --texture), "
                    "lab (target skin tone too; default with --source-face), none")
     p.add_argument("--strength", type=float, default=DEFAULT_STRENGTH, help=f"blend weight in [0,1] (default {DEFAULT_STRENGTH})")
-    p.add_argument("--save-texture", type=Path, help="with --source-face: also write the unwrapped texture (.png, .webp or .tif: it keeps its alpha), reusable with --texture")
+    p.add_argument("--save-texture", type=Path,
+                   help="with --source-face: also write the unwrapped texture (.png, .webp or .tif: it keeps its alpha), reusable with --texture")
     p.add_argument("--device", type=count(0), metavar="N", help="camera index with --target webcam (default 0)")
     p.add_argument("--max-frames", type=count(1), metavar="N", help="stop after N frames (a webcam otherwise runs until Ctrl-C)")
     engine_args(p)
