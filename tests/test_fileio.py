@@ -259,6 +259,10 @@ def test_floats_read_by_their_core_hdr_is_never_black_and_sharpening_is_clipped(
     with pytest.warns(UserWarning, match="stretched"):  # a float 0-255 picture this dark would be black
         assert to_bgr8(unit * 8).mean() > 60
     assert np.array_equal(to_bgr8(unit[::-1, ::-2]), to_bgr8(np.ascontiguousarray(unit[::-1, ::-2])))  # views
+    with pytest.warns(UserWarning, match="stretched"):  # one value far out: a ZeroDivisionError (review 32)
+        assert to_bgr8(np.full((4, 4, 3), 1e12)).min() == 255 and to_bgr8(np.full((4, 4), -5.0)).max() == 0
+    with pytest.warns(UserWarning, match="stretched"):  # an opaque 0-65535 alpha came out transparent
+        assert (picture_array(np.dstack([unit * 65535, np.full(IMAGE.shape[:2], 65535.0, np.float32)]), "t")[..., 3] == 255).all()
 
 
 def test_warnings_name_the_line_that_called_the_library():
@@ -287,6 +291,9 @@ def test_netpbm_pictures_are_read_by_their_declared_maximum(tmp_path, maxval):
     assert read.shape == (40, 60, 3) and read.min() == 0 and read.max() == 255
     assert np.abs(read[..., 0].astype(float) - values * 255.0 / maxval).max() <= 0.5
     assert fileio.netpbm_maxval(np.frombuffer(b"P6 2 2 255 xxxxxxxxxxxx", np.uint8)) == 255
+    ascii_pgm = tmp_path / "ascii.pgm"  # OpenCV scales an ASCII one under 256 itself: it was scaled twice (review 32)
+    ascii_pgm.write_bytes(b"P2\n2 2\n100\n0 50 100 100\n")
+    assert read_image(ascii_pgm)[..., 0].ravel().tolist() == [0, 127, 255, 255]
     assert fileio.netpbm_maxval(np.frombuffer(b"P4 2 2 xx", np.uint8)) is None
 
 

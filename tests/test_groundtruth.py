@@ -158,3 +158,16 @@ def test_a_missing_3d_template_is_one_error_not_one_per_picture(tmp_path, capsys
     assert G.main(["--images", str(src), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("error: the 3D template") and "sfm_shape_3448.bin" in err
+
+
+def test_siblings_of_any_picture_kind_or_none(tmp_path):
+    """A ``NAME_1`` stem whose picture is not a .jpg/.png/.bmp (or is gone) was an AttributeError
+    that stopped the whole run (review 32)."""
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "img_1.ppm"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "img_2.PPM").write_bytes((tmp_path / "img_1.ppm").read_bytes())
+    for stem in ("img_1", "img_2", "lone_1"):
+        write_pts(tmp_path / f"{stem}.pts", np.zeros((68, 2)))
+    assert G.sibling_stems(tmp_path / "img_1.pts") == [tmp_path / "img_1.pts", tmp_path / "img_2.pts"]
+    assert G.sibling_stems(tmp_path / "lone_1.pts") == [tmp_path / "lone_1.pts"]

@@ -624,12 +624,14 @@ def warn_caller(message: str) -> None:
 
 
 def netpbm_maxval(data: np.ndarray) -> int | None:
-    """The maximum value a grey or colour Netpbm file declares (P2/P3/P5/P6), None for any other
-    file: OpenCV returns a PGM's raw values, so a 12-bit one (maxval 4095) read over 0-65535 came
-    out black (user test 23)."""
+    """The maximum value of the raw values OpenCV returns for a grey or colour Netpbm file, None
+    for any other file and for one OpenCV scales itself: it returns a binary PGM's raw values (a
+    12-bit one, maxval 4095, read over 0-65535 came out black: user test 23), and an ASCII one's
+    (P2/P3) scaled to 0-255 where its maxval is under 256 (scaled again, review 32)."""
     head = re.sub(rb"#[^\n\r]*", b" ", data[:1024].tobytes()).split(maxsplit=4)
     if len(head) >= 4 and head[0] in (b"P2", b"P3", b"P5", b"P6") and head[3].isdigit():
-        return int(head[3])
+        maxval = int(head[3])
+        return None if head[0] in (b"P2", b"P3") and maxval < 256 else maxval
     return None
 
 
@@ -698,8 +700,10 @@ def read_range(percentiles, low: float, high: float, unit_type: bool) -> tuple[f
             clipped = bulk_lo < -tail or bulk_hi > white + tail or low < -overshoot or high > white + overshoot
             return 0.0, white, (f"mostly within 0-{white:g}: read as 0-{white:g}, the others clipped "
                                 "(HDR highlights? sharpening?)" if clipped else None)
-    return bulk_lo, max(bulk_hi, bulk_lo + 1e-6), (f"values are not 0-255 (or 0-1): stretched between their "
-                                                    f"{STRETCH_PERCENTILES[0]:g}th and {STRETCH_PERCENTILES[1]:g}th percentiles")
+    warning = f"values are not 0-255 (or 0-1): stretched between their {STRETCH_PERCENTILES[0]:g}th and {STRETCH_PERCENTILES[1]:g}th percentiles"
+    if bulk_hi - bulk_lo <= 1e-6 * max(1.0, abs(bulk_lo)):  # one value (an opaque alpha of 65535): white if above 0, else black
+        return (0.0, bulk_hi, warning) if bulk_hi > 0 else (bulk_lo, bulk_lo + 1.0, warning)  # (a span of 0: review 32)
+    return bulk_lo, bulk_hi, warning
 
 
 def _channel_extremes(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

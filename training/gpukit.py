@@ -55,7 +55,7 @@ import torch
 from tqdm import tqdm
 
 from tracker.assets import ASSETS, sha256
-from tracker.errors import InputError, count_of
+from tracker.errors import InputError, TrackerError, count_of
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_json, read_image
 from tracker.pts import read_pts, write_pts
 from training import REPO, worker_pool
@@ -967,7 +967,7 @@ def main(argv: list[str] | None = None) -> int:
                                       "time": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows})
         print(f"wrote {args.json}")
         return 0
-    except KitError as exc:
+    except (KitError, TrackerError, tarfile.TarError) as exc:  # (a damaged bundle or checkpoint was a traceback; review 32)
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -49,7 +49,16 @@ import cv2
 import numpy as np
 
 from tracker import parts as P
-from tracker.fileio import ImageReadError, atomic_save_npz, atomic_write_image, atomic_write_json, list_images, read_image, safe_output_path
+from tracker.fileio import (
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    atomic_save_npz,
+    atomic_write_image,
+    atomic_write_json,
+    list_images,
+    read_image,
+    safe_output_path,
+)
 from tracker.fitting import FitResult, MorphableModel, fit_landmarks, load_definition
 from tracker.metrics import nme
 from tracker.pts import PtsError, pts_beside, pts_files, read_pts
@@ -144,6 +153,8 @@ def sibling_stems(pts_path: Path) -> list[Path]:
     if not m:
         return [pts_path]
     image = _image_for(pts_path)
+    if image is None:  # (an AttributeError that stopped the whole pool; review 32)
+        return [pts_path]
     digest = _digest(image)
     out = []
     for cand in sorted(pts_path.parent.glob(f"{glob.escape(m.group(1))}_*.[pP][tT][sS]")):
@@ -159,10 +170,9 @@ def _digest(path: Path) -> str:
 
 
 def _image_for(pts_path: Path) -> Path | None:
-    for ext in (".jpg", ".jpeg", ".png", ".JPG", ".PNG", ".bmp"):
-        if (p := pts_path.with_suffix(ext)).exists():
-            return p
-    return None
+    """The picture beside a .pts: any kind ``list_images`` reads, its extension in any case."""
+    found = [p for p in pts_path.parent.glob(glob.escape(pts_path.stem) + ".*") if p.suffix.lower() in IMAGE_EXTENSIONS]
+    return min(found, default=None)
 
 
 def build_groundtruth(image_path: Path) -> tuple[np.ndarray, DenseGT, dict]:

@@ -579,8 +579,9 @@ def write_run_info(out: Path, argv: list[str], batch: int, lr: float, init_from:
 
 RUN_COMMAND = "python -m training.train "
 # What one command of a run decides for itself, not taken from the run's first command on
-# --resume: a run stopped by its --stop-at is resumed to go on.
-SESSION_OPTIONS = ("out", "resume", "stop_at", "max_minutes", "threads")
+# --resume: a run stopped by its --stop-at is resumed to go on; the weights it started from are
+# in its last.pt (a moved --init-from file refused the resume; review 32).
+SESSION_OPTIONS = ("out", "resume", "stop_at", "max_minutes", "threads", "init_from")
 
 
 def with_run_options(ap: argparse.ArgumentParser, argv: list[str], args: argparse.Namespace, out: Path) -> argparse.Namespace:
