@@ -23,7 +23,7 @@ import numpy as np
 from tracker.fileio import atomic_write_json, read_image
 from tracker.metrics import auc, nme
 from tracker.pipeline import Tracker, TrackerConfig
-from tracker.pts import read_pts
+from tracker.pts import pts_beside, read_pts
 from training.template import DEFAULT_300W
 
 SCALES = (1.0, 1.5, 2.0, 3.0, 6.0, 10.0)
@@ -57,7 +57,7 @@ def measure(config: TrackerConfig, pictures: list[Path]) -> dict:
     background_boxes_given = 0
     rng = np.random.default_rng(0)
     for path in pictures:
-        image, truth = read_image(path), read_pts(path.with_suffix(".pts"), expected=68)
+        image, truth = read_image(path), read_pts(pts_beside(path), expected=68)
         for k in SCALES:
             faces = tracker.track(image, boxes=[scaled_box(truth, k)]).faces
             errors[f"{k:g}x"].append(nme(faces[0].landmarks, truth) if faces else np.inf)

@@ -18,7 +18,7 @@ import numpy as np
 from tracker.fileio import atomic_write_json
 from tracker.fitting import fit_landmarks, load_definition
 from tracker.metrics import nme
-from tracker.pts import read_pts
+from tracker.pts import pts_beside, read_pts
 from training.sfm import load_sfm
 from training.template import DEFAULT_300W, DEFAULT_SFM
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ours_t, ours_e, ours_e_fixed, eos_t, eos_e_fixed = [], [], [], [], []
     fixed = np.r_[8, 17:60, 61:64, 65:68]  # no jaw contour, no inner-mouth corners: both fitters map these alike
     for rel in rels:
-        pts = read_pts((DEFAULT_300W / rel).with_suffix(".pts"))
+        pts = read_pts(pts_beside(DEFAULT_300W / rel))
         t = time.perf_counter()
         fit = fit_landmarks(model, definition, pts)
         ours_t.append(1000 * (time.perf_counter() - t))

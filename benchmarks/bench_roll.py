@@ -25,7 +25,7 @@ from benchmarks.robustness import turned
 from tracker.fileio import atomic_write_json, read_image
 from tracker.metrics import auc, nme
 from tracker.pipeline import Tracker, TrackerConfig
-from tracker.pts import read_pts
+from tracker.pts import pts_beside, read_pts
 
 ANGLES = (0.0, 20.0, 40.0, 60.0)
 
@@ -36,7 +36,7 @@ def measure(config: TrackerConfig, pictures: list[Path], angles: list[float]) ->
     for degrees in angles:
         errors, found, ms = [], 0, []
         for path in pictures:
-            image, truth = turned(read_image(path), read_pts(path.with_suffix(".pts"), expected=68), degrees)
+            image, truth = turned(read_image(path), read_pts(pts_beside(path), expected=68), degrees)
             t = time.perf_counter()
             faces = tracker.track(image).faces
             ms.append(1e3 * (time.perf_counter() - t))

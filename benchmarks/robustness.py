@@ -35,7 +35,7 @@ import numpy as np
 
 from tracker.assets import ASSETS
 from tracker.fileio import atomic_write_json, atomic_write_text, read_list
-from tracker.pts import read_pts, write_pts
+from tracker.pts import pts_beside, read_pts, write_pts
 from training.template import DEFAULT_300W
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ def make_condition(name: str, data: Path, stems: list[str], folder: Path) -> Pat
     names = []
     for rel in stems:
         img = cv2.imread(str(data / rel))
-        out, pts = CONDITIONS[name](img, read_pts((data / rel).with_suffix(".pts")))
+        out, pts = CONDITIONS[name](img, read_pts(pts_beside(data / rel)))
         stem = Path(rel).with_suffix("").as_posix().replace("/", "__")
         if not cv2.imwrite(str(folder / f"{stem}{suffix}"), out, params):
             raise OSError(f"{folder / stem}{suffix}: cannot write")

@@ -23,7 +23,7 @@ import numpy as np
 
 from tracker.fileio import atomic_write_json, read_image
 from tracker.metrics import REGIONS, auc, eye_distance, nme
-from tracker.pts import read_pts
+from tracker.pts import pts_beside, read_pts
 from tracker.sources import ImageSource, track_stream
 from training.template import DEFAULT_300W
 
@@ -46,7 +46,7 @@ def score(config: dict, root: Path) -> dict:
     regions: dict[str, list[dict[str, float]]] = {"densereg": [], "pca": [], "final": []}
     pictures = [root / rel for rel in (root / "splits" / "val.txt").read_text().split()]
     for tracked in track_stream(tracker, ImageSource(pictures, "300-W val")):
-        gt = read_pts(tracked.path.with_suffix(".pts"), expected=68)
+        gt = read_pts(pts_beside(tracked.path), expected=68)
         faces = tracked.result.faces
         if not faces:
             final.append(np.inf)
@@ -78,7 +78,7 @@ def refiner_floor(root: Path) -> dict[str, float]:
     tracker = Tracker(TrackerConfig(mode="image", threads=1))
     errors: dict[str, list[float]] = {name: [] for name in tracker.config.refiners}
     for rel in (root / "splits" / "val.txt").read_text().split():
-        gt = read_pts((root / rel).with_suffix(".pts"), expected=68)
+        gt = read_pts(pts_beside(root / rel), expected=68)
         gray = cv2.cvtColor(read_image(root / rel), cv2.COLOR_BGR2GRAY)
         for name, stage in zip(tracker.config.refiners, tracker.refiners):
             errors[name].append(nme(refine(stage.infer, gray, gt, stage.reference, stage.frame.crop)[0].points, gt))

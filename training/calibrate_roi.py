@@ -16,7 +16,7 @@ import numpy as np
 from tracker.crop import roi_from_landmarks
 from tracker.detector import detect_faces, detect_faces_cnn
 from tracker.fileio import read_image
-from tracker.pts import read_pts
+from tracker.pts import pts_beside, read_pts
 from training.template import DEFAULT_300W
 
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     shifts, scales = [], []
     for rel in rels:
         image = read_image(DEFAULT_300W / rel)
-        pts = read_pts((DEFAULT_300W / rel).with_suffix(".pts"))
+        pts = read_pts(pts_beside(DEFAULT_300W / rel))
         roi = roi_from_landmarks(pts)
         dets = detect_faces(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)) if args.detector == "hog" else detect_faces_cnn(image)
         for d in dets:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from tracker.crop import Roi, crop_matrix, roi_from_landmarks
 from tracker.errors import MissingInputError, UsageError
 from tracker.fileio import atomic_save_npz, read_image
-from tracker.pts import read_pts
+from tracker.pts import pts_beside, read_pts
 
 CACHE_SIZE = 288
 CACHE_FACTOR = 2.2
@@ -88,7 +88,7 @@ def cache_item(data_root: Path, gt_root: Path, rel: str) -> tuple[np.ndarray, np
     """One face's cache entry (image, uv, depth, flags) from `data_root/rel` and its ground
     truth `gt_root/rel` (.npz of ``training.groundtruth``), checked against its .pts."""
     npz = (gt_root / rel).with_suffix(".npz")
-    check_ground_truth(npz, (data_root / rel).with_suffix(".pts"))
+    check_ground_truth(npz, pts_beside(data_root / rel))
     with np.load(npz) as z:
         gt = {k: z[k] for k in ("uv", "depth", "mask", "ignore", "landmarks", "face_index")}
     roi = roi_from_landmarks(gt["landmarks"][int(gt["face_index"])].astype(np.float64))

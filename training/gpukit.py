@@ -57,7 +57,7 @@ from tqdm import tqdm
 from tracker.assets import ASSETS, sha256
 from tracker.errors import InputError, TrackerError, count_of
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_json, read_image
-from tracker.pts import read_pts, write_pts
+from tracker.pts import pts_beside, read_pts, write_pts
 from training import REPO, worker_pool
 from training.dataset import CACHE_FACTOR, CACHE_SIZE, FaceCache, cache_item, check_views_not_val, save_cache
 from training.densereg_task import PAPER, DenseOptions
@@ -174,7 +174,7 @@ def pack_face(job: tuple[Path, Path, str, bool, int]) -> PackedFace | str:
         refiner_image = points = None
         if with_refiner:
             gray = cv2.cvtColor(read_image(data_root / rel), cv2.COLOR_BGR2GRAY)
-            crop, points = refiner_crop(gray, read_pts((data_root / rel).with_suffix(".pts"), expected=68), _mean_shape())
+            crop, points = refiner_crop(gray, read_pts(pts_beside(data_root / rel), expected=68), _mean_shape())
             refiner_image = encode_webp(crop, quality=quality)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # missing/corrupt ground truth, unreadable photo or .pts
         return f"{rel}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"

@@ -28,6 +28,7 @@ import numpy as np
 from tracker.assets import ASSETS, record
 from tracker.fileio import atomic_save_npz, atomic_write_text
 from tracker.metrics import REGIONS, eye_distance
+from tracker.pts import pts_beside
 from training import INSTALLED, REPO
 from training.dataset import check_ground_truth, split_faces
 from training.template import DEFAULT_300W
@@ -68,7 +69,7 @@ def observed_targets(gt: Path, data: Path = DEFAULT_300W, split: str = "train") 
         path = gt / Path(rel).with_suffix(".npz")
         if not path.exists():
             continue
-        check_ground_truth(path, (data / rel).with_suffix(".pts"))  # (the targets are the UV under the .pts points)
+        check_ground_truth(path, pts_beside(data / rel))  # (the targets are the UV under the .pts points)
         with np.load(path) as z:
             points = z["landmarks"][int(z["face_index"])].astype(np.float64)  # the stem's own face of the picture's
             rows.append(uv_under_points(z["uv"].astype(np.float32), z["mask"], points, SNAP * eye_distance(points)))

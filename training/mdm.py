@@ -321,13 +321,13 @@ def build_cache(data_root, split: str, reference: np.ndarray, size: int, starts:
     mapped along, NaN where a face has none."""
     from tracker.crop import transform_points
     from tracker.fileio import read_image
-    from tracker.pts import read_pts
+    from tracker.pts import pts_beside, read_pts
 
     crops, truths, moved = [], [], []
     for rel in split_faces(Path(data_root), split):
         image = read_image(data_root / rel)
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        gt = read_pts((data_root / rel).with_suffix(".pts"), expected=68)
+        gt = read_pts(pts_beside(data_root / rel), expected=68)
         crop, m = cache_face(gray, gt, reference, size)
         crops.append(crop)
         truths.append(transform_points(m, gt))
@@ -354,7 +354,7 @@ def tracker_starts(data_root, split: str, refiners: tuple[str, ...], cache_dir=N
     from tracker import Tracker, TrackerConfig
     from tracker.assets import read_manifest
     from tracker.metrics import nme
-    from tracker.pts import read_pts
+    from tracker.pts import pts_beside, read_pts
     from tracker.sources import ImageSource, track_stream
 
     rels = split_faces(Path(data_root), split)
@@ -373,7 +373,7 @@ def tracker_starts(data_root, split: str, refiners: tuple[str, ...], cache_dir=N
     tracker = Tracker(config)
     starts = {}
     for rel, tracked in zip(rels, track_stream(tracker, ImageSource([data_root / r for r in rels], split))):
-        gt = read_pts(tracked.path.with_suffix(".pts"), expected=68)
+        gt = read_pts(pts_beside(tracked.path), expected=68)
         errors = [nme(f.landmarks, gt) for f in tracked.result.faces]
         if errors and min(errors) < 0.25:
             starts[rel] = tracked.result.faces[int(np.argmin(errors))].landmarks

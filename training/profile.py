@@ -60,7 +60,7 @@ from tracker.fileio import (
 )
 from tracker.fitting import FitResult, LandmarkDefinition, Pose, landmark_points, march_jaw, project
 from tracker.metrics import nme
-from tracker.pts import PtsError, write_pts
+from tracker.pts import PtsError, pts_beside, write_pts
 from tracker.render import rasterize
 from tracker.templatemaps import project_mesh
 from training import worker_pool
@@ -409,7 +409,7 @@ def run_job(job: Job) -> tuple[str, str, int]:
     try:
         if not gt_path.exists():
             raise ValueError(f"no ground truth {gt_path} (run training.groundtruth first)")
-        check_ground_truth(gt_path, (job.data / job.rel).with_suffix(".pts"))  # (views inherit its landmarks)
+        check_ground_truth(gt_path, pts_beside(job.data / job.rel))  # (views inherit its landmarks)
         with np.load(gt_path) as z:
             gt = {k: z[k] for k in z.files}
         f = int(gt["face_index"])

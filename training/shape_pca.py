@@ -14,7 +14,7 @@ import numpy as np
 
 from tracker.assets import record
 from tracker.fileio import atomic_save_npz, atomic_write_text
-from tracker.pts import read_pts
+from tracker.pts import pts_beside, read_pts
 from tracker.shape_model import ASSET, normalise, similarity_align
 from training import INSTALLED
 from training.template import DEFAULT_300W, FLIP_PERMUTATION
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ASSET, required=INSTALLED, help="default: the package's own (in a checkout)")
     args = ap.parse_args(argv)
     train = (args.data / "splits" / "train.txt").read_text().split()
-    shapes = np.stack([read_pts((args.data / rel).with_suffix(".pts"), expected=68) for rel in train])
+    shapes = np.stack([read_pts(pts_beside(args.data / rel), expected=68) for rel in train])
     model = build(shapes)
     atomic_save_npz(args.out, **{k: v.astype(np.float32) for k, v in model.items()})
     sha = record(args.out) if args.out.parent == ASSET.parent else hashlib.sha256(args.out.read_bytes()).hexdigest()

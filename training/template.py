@@ -41,7 +41,7 @@ from tracker import parts as P
 from tracker.assets import ASSETS, record
 from tracker.fileio import atomic_save_npz, atomic_write_image, atomic_write_text
 from tracker.fitting import FitOptions, LandmarkDefinition, fit_landmarks, project
-from tracker.pts import read_pts
+from tracker.pts import pts_beside, read_pts
 from tracker.templatemaps import FACE_MODEL
 from training import INSTALLED, REPO
 from training.sfm import MorphableModel, load_sfm, read_contours, read_landmark_mapping
@@ -218,7 +218,7 @@ def build(sfm_dir: Path, data_300w: Path, max_faces: int = 600) -> TemplateAsset
     idx, w = _fixed_landmarks(mapping)
     provisional = LandmarkDefinition(idx, w, JAW, np.zeros((len(JAW), 1), np.int64))
     train = (data_300w / "splits" / "train.txt").read_text().split()
-    shapes = [read_pts((data_300w / rel).with_suffix(".pts")) for rel in train[:max_faces]]
+    shapes = [read_pts(pts_beside(data_300w / rel)) for rel in train[:max_faces]]
     positions = calibrate_jaw_positions(model, provisional, contours, shapes)
     for k, pos in zip(JAW, positions):
         contour = contours[0] if k < 8 else contours[1]
