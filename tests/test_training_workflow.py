@@ -572,3 +572,14 @@ def test_profiled_views_of_a_val_face_are_refused(tmp_path):
     np.savez(views / "helen" / "a_1_p0.npz", source=np.array("helen/a_1.jpg"))
     with pytest.raises(UsageError, match="its view helen/a_1_p0.jpg was rendered from helen/a_1.jpg, a face of"):
         check_views_not_val(data, views)
+
+
+def test_a_log_row_without_its_newline_is_kept_and_a_cut_one_dropped(tmp_path):
+    """``read_val_log`` counted a whole last row without its newline, ``append_val_row`` then
+    deleted it (review 32)."""
+    from training.train import append_val_row, read_val_log
+
+    for text, steps in (('{"step": 1}\n{"step": 2}', [1, 2, 3]), ('{"step": 1}\n{"step": 2', [1, 3])):
+        (tmp_path / "val.jsonl").write_text(text)
+        append_val_row(tmp_path, {"step": 3})
+        assert [r["step"] for r in read_val_log(tmp_path)] == steps

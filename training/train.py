@@ -442,7 +442,12 @@ def append_val_row(out: Path, row: dict) -> None:
         f.seek(0)
         data = f.read()
         if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
+            tail = data[data.rfind(b"\n") + 1:]
+            try:  # a whole row without its newline is a row (``read_val_log`` counts it): ended, not dropped (review 32)
+                json.loads(tail)
+                f.write(b"\n")
+            except ValueError:
+                f.truncate(data.rfind(b"\n") + 1)
         f.write((json.dumps(row) + "\n").encode())
 
 
