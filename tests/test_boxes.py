@@ -298,6 +298,10 @@ def test_a_line_with_the_extension_is_that_pictures_and_a_shared_stem_is_said():
     assert {p: [box.x1 for box in bs] for p, bs in given.items()} == {
         "face.jpg": [10, 11], "face.png": [10], "sub/y.png": [12], "a.b.jpg": [13], "pair.png": [15, 16]}
     assert unmatched == ["typo"] and shared == {"face": ["face.jpg", "face.png"]}
+    # a line naming it exactly keeps its other-case line off it (one face twice; user test 24)
+    both = {"face.JPG": [given_box(0, 0, 10, 10)], "face.jpg": [given_box(0, 0, 11, 11)]}
+    given, unmatched, _ = boxes_of_pictures(both, ["face.jpg"])
+    assert [box.x1 for box in given["face.jpg"]] == [11] and unmatched == ["face.JPG"]
 
 
 @pytest.mark.parametrize("text, line, reason", [

@@ -51,8 +51,8 @@ def _image_suffix(name: str) -> str:
 
 def boxes_of_pictures(boxes: dict[str, list[Detection]], pictures: list[str]) -> tuple[dict[str, list[Detection]], list[str], dict[str, list[str]]]:
     """Which of ``read_boxes``' lines are each picture's (`pictures`: paths relative to
-    ``--input``, '/'-separated): those naming it with its extension (in any case) and those naming
-    its stem alone, in the order the names first come in the file.  Returns ({picture: boxes} for
+    ``--input``, '/'-separated): those naming it with its extension (in any case, unless one names it
+    exactly) and those naming its stem alone, in the order the names first come in the file.  Returns ({picture: boxes} for
     the pictures with lines, the names that are no picture's, {name without extension:
     [pictures]} for one that several pictures share)."""
     by_stem: dict[str, list[str]] = {}
@@ -61,6 +61,8 @@ def boxes_of_pictures(boxes: dict[str, list[Detection]], pictures: list[str]) ->
     given, used, sharing = {}, set(), {}
     for picture in pictures:
         names = [n for n in by_stem.get(box_key(picture), []) if _image_suffix(n) in ("", _image_suffix(picture))]
+        if any(n.replace("\\", "/") == picture for n in names):  # its own name as it is: not also its other-case lines too
+            names = [n for n in names if not _image_suffix(n) or n.replace("\\", "/") == picture]  # (two faces; user test 24)
         if names:
             given[picture] = [b for n in names for b in boxes[n]]
             used.update(names)
