@@ -525,3 +525,18 @@ def test_a_jpeg_cut_short_is_refused_and_one_with_data_after_its_end_is_read(tmp
         (tmp_path / "cut.jpg").write_bytes(jpeg[:cut])
         with pytest.raises(ImageReadError, match="not a decodable image"):
             read_image(tmp_path / "cut.jpg")
+
+
+def test_overlapping_quiet_opencv_blocks_put_back_the_level_from_before():
+    """A read-ahead thread's decode and the main thread's can overlap: each block restoring the
+    level it found could leave OpenCV silenced for good (review of session 32)."""
+    from tracker.fileio import quiet_opencv
+
+    before = cv2.utils.logging.getLogLevel()
+    first, second = quiet_opencv(), quiet_opencv()
+    first.__enter__()
+    second.__enter__()  # opened while the first holds it silent
+    first.__exit__(None, None, None)
+    assert cv2.utils.logging.getLogLevel() == cv2.utils.logging.LOG_LEVEL_SILENT  # the second is still open
+    second.__exit__(None, None, None)
+    assert cv2.utils.logging.getLogLevel() == before

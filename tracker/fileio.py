@@ -525,16 +525,28 @@ def _jpeg_cut_short(data: np.ndarray) -> bool:
                     break
 
 
+_QUIET_LOCK = threading.Lock()
+_quiet = {"depth": 0, "level": None}  # how many quiet_opencv blocks are open, and the level before the first
+
+
 @contextmanager
 def quiet_opencv():
     """OpenCV's own warnings off (e.g. one per absent camera index); callers report the
-    outcome themselves in one line."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    outcome themselves in one line.  OpenCV's level is one for the process: blocks open at once
+    (a read-ahead thread decoding while the main thread does) share it, and the last to close
+    puts back the level from before the first (each restoring its own could leave it silenced)."""
+    with _QUIET_LOCK:
+        if _quiet["depth"] == 0:
+            _quiet["level"] = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        _quiet["depth"] += 1
     try:
         yield
     finally:
-        cv2.utils.logging.setLogLevel(level)
+        with _QUIET_LOCK:
+            _quiet["depth"] -= 1
+            if _quiet["depth"] == 0:
+                cv2.utils.logging.setLogLevel(_quiet["level"])
 
 
 def decode_image(data: np.ndarray, flags: int, path: Path) -> np.ndarray | None:
@@ -578,10 +590,9 @@ def decode_file(path: Path) -> np.ndarray:
     # Not IMREAD_UNCHANGED: OpenCV applies a photo's EXIF orientation under every other flag, and
     # a phone's portrait JPEG is stored sideways with the tag saying so.  These flags keep the
     # depth and grey, and drop alpha as ``to_bgr8`` would.
-    with quiet_opencv():  # (its [ERROR] line for what the retry reads; user test 24)
+    with quiet_opencv():  # (its [ERROR] line, for a file the retry reads or one said unreadable in one line; user test 24)
         img = decode_image(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR, path)
-    if img is None:  # a float BGRA TIFF decodes only unchanged (OpenCV 5.1; user test 24)
-        with quiet_opencv():
+        if img is None:  # a float BGRA TIFF decodes only unchanged (OpenCV 5.1; user test 24)
             img = decode_image(data, cv2.IMREAD_UNCHANGED, path)
     if img is None or _jpeg_cut_short(data):
         raise ImageReadError(f"{path}: not a decodable image (corrupt, truncated or not an image)")
@@ -670,9 +681,9 @@ def picture_array(img, name: str) -> np.ndarray:
     else:
         parts = [(img, low.min(), high.max(), name)]
     ranges = []
-    for values, low, high, label in parts:
+    for values, least, most, label in parts:
         lo, hi, warning = read_range(np.percentile(_sample(values), CORE_PERCENTILES + STRETCH_PERCENTILES),
-                                     float(low), float(high), unit_type)
+                                     float(least), float(most), unit_type)
         if warning:
             warn_caller(f"{label}: {warning}")
         ranges.append((lo, hi))

@@ -1092,7 +1092,7 @@ def _given_boxes(boxes, shape) -> list[Detection]:
             d = given_box(*coords[:4])  # (x0, y0, x1, y1, score): face-alignment's detected_faces (user test 24)
         if d.x1 <= 0 or d.y1 <= 0 or d.x0 >= w or d.y0 >= h:
             raise BoxError(f"face box {(d.x0, d.y0, d.x1, d.y1)}: entirely outside the {w}x{h} image")
-        if max(d.width, d.y1 - d.y0) > MAX_BOX_FACTOR * max(w, h):
+        if _box_side(d) > MAX_BOX_FACTOR * max(w, h):
             # its crop's anti-aliasing blur grows with it: minutes a picture, then an OpenCV error (user test 21)
             raise BoxError(f"face box {(d.x0, d.y0, d.x1, d.y1)}: over {MAX_BOX_FACTOR:g} times the {w}x{h} image's size: "
                            "no face box in it")
