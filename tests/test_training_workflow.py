@@ -273,6 +273,27 @@ def test_resume_takes_the_runs_own_options_and_reads_damaged_logs_in_one_line(ti
     assert len(err) == 1 and err[0].startswith(f"error: {run / 'last.pt'}: not a readable checkpoint, damaged or cut short")
 
 
+def test_resume_from_another_folder_reads_the_runs_own_folders(tiny, tmp_path, monkeypatch):
+    """A run started with relative --cache / --gt / --gt-extra and resumed from another working
+    folder read them relative to the new one (only --data was resolved in run.json; review 32)."""
+    from training.train import TASKS
+
+    seen = []
+    build = TASKS["tiny"]
+    monkeypatch.setitem(TASKS, "tiny", lambda args: (seen.append(args), build(args))[1])
+    (tmp_path / "first").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "first")
+    assert tiny("--out", tmp_path / "run", "--steps", 4, "--stop-at", 2, "--cache", "c", "--gt", "g", "--gt-extra", "p") == 0
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert tiny("--out", tmp_path / "run", "--resume") == 0
+    first, resumed = seen
+    assert first.cache == Path("c") and resumed.cache == tmp_path / "first" / "c"
+    assert resumed.gt == tmp_path / "first" / "g" and resumed.gt_extra == [tmp_path / "first" / "p"]
+    assert tiny("--out", tmp_path / "run", "--resume", "--cache", "mine") == 0  # what the command gives still counts
+    assert seen[-1].cache == Path("mine")
+
+
 def test_a_run_resumes_only_with_its_own_options_and_network(tmp_path):
     from training.train import Schedule, run
 
@@ -495,7 +516,7 @@ def test_ground_truth_made_again_in_the_same_folder_gets_its_own_cache_and_the_c
     os.utime(gt / "a.npz", ns=(0, (gt / "a.npz").stat().st_mtime_ns + 10**9))  # made again a second later
     assert cache_path(tmp_path, data, gt, "train") != before
     # a relative --data, run from elsewhere: the card takes the folder the run recorded
-    write_run_info(tmp_path / "run", ["densereg", "--data", "data"], 16, 1e-3, None, data=data)
+    write_run_info(tmp_path / "run", ["densereg", "--data", "data"], 16, 1e-3, None, folders={"data": str(data.resolve())})
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert data_lines(info)["data"] == f"`{data.resolve()}` (`splits/train.txt`: 1 face)"
 
