@@ -292,6 +292,17 @@ def test_resume_from_another_folder_reads_the_runs_own_folders(tiny, tmp_path, m
     assert resumed.gt == tmp_path / "first" / "g" and resumed.gt_extra == [tmp_path / "first" / "p"]
     assert tiny("--out", tmp_path / "run", "--resume", "--cache", "mine") == 0  # what the command gives still counts
     assert seen[-1].cache == Path("mine")
+    # --init-from is each command's while the folder holds a checkpoint; a run killed before its
+    # first one started again from random weights, its card naming the file (review 33)
+    monkeypatch.chdir(tmp_path / "first")
+    torch.save({"model": torch.nn.Linear(3, 1).state_dict()}, "w.pt")
+    assert tiny("--out", tmp_path / "fresh", "--steps", 4, "--init-from", "w.pt") == 0
+    for name in ("last.pt", "best.pt"):
+        (tmp_path / "fresh" / name).unlink()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert tiny("--out", tmp_path / "fresh", "--resume") == 0
+    assert seen[-1].init_from == tmp_path / "first" / "w.pt"
+    assert tiny("--out", tmp_path / "fresh", "--resume") == 0 and seen[-1].init_from is None  # its checkpoint's weights now
 
 
 def test_a_run_resumes_only_with_its_own_options_and_network(tmp_path):
@@ -516,7 +527,7 @@ def test_ground_truth_made_again_in_the_same_folder_gets_its_own_cache_and_the_c
     os.utime(gt / "a.npz", ns=(0, (gt / "a.npz").stat().st_mtime_ns + 10**9))  # made again a second later
     assert cache_path(tmp_path, data, gt, "train") != before
     # a relative --data, run from elsewhere: the card takes the folder the run recorded
-    write_run_info(tmp_path / "run", ["densereg", "--data", "data"], 16, 1e-3, None, folders={"data": str(data.resolve())})
+    write_run_info(tmp_path / "run", ["densereg", "--data", "data"], 16, 1e-3, None, paths={"data": str(data.resolve())})
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert data_lines(info)["data"] == f"`{data.resolve()}` (`splits/train.txt`: 1 face)"
 

@@ -565,20 +565,20 @@ def _mdm_single(args) -> tuple[Task, Schedule, dict]:
 
 
 def write_run_info(out: Path, argv: list[str], batch: int, lr: float, init_from: Path | None, resume: bool = False,
-                   folders: dict[str, str | list[str]] | None = None) -> None:
+                   paths: dict[str, str | list[str]] | None = None) -> None:
     """``OUT/run.json`` for the model card (``training.export``): the command, batch, learning
-    rate, the weights it started from and the folders it read (`folders`, each option's
-    resolved: the command's may be relative to wherever it ran; ``data`` also on its own, which
-    the card reads).  Written when the run starts, kept on ``--resume`` (a new run replaces one
+    rate, the weights it started from and the paths it read (`paths`, each option's resolved:
+    the command's may be relative to wherever it ran; ``data`` also on its own, which the card
+    reads).  Written when the run starts, kept on ``--resume`` (a new run replaces one
     left by a run stopped before its first checkpoint)."""
     path = out / "run.json"
     if resume and path.exists():
         return
     info = {"command": "python -m training.train " + shlex.join(argv), "hardware": "a 2-core CPU (training.train)", "batch": batch, "lr": lr}
-    if folders:
-        info["folders"] = folders
-        if "data" in folders:
-            info["data"] = folders["data"]
+    if paths:
+        info["paths"] = paths
+        if "data" in paths:
+            info["data"] = paths["data"]
     if init_from is not None:
         info["init_from"] = init_from.as_posix()
     out.mkdir(parents=True, exist_ok=True)
@@ -592,22 +592,23 @@ RUN_COMMAND = "python -m training.train "
 SESSION_OPTIONS = ("out", "resume", "stop_at", "max_minutes", "threads", "init_from")
 
 
-def run_folders(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str | list[str]]:
-    """Every folder option of `args` (``--data``, ``--gt``, ``--gt-extra``, ``--cache``,
-    ``--starts-assets``) resolved, as run.json records them: a ``--resume`` from another folder
-    reads the run's own, where a relative path would name another (or no) folder."""
-    folders: dict[str, str | list[str]] = {}
+def run_paths(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str | list[str]]:
+    """Every path option of `args` but ``--out`` (``--data``, ``--gt``, ``--gt-extra``,
+    ``--cache``, ``--starts-assets``, ``--init-from``) resolved, as run.json records them: a
+    ``--resume`` from another folder reads the run's own, where a relative path would name
+    another (or no) folder."""
+    paths: dict[str, str | list[str]] = {}
     for action in ap._actions:
         value = getattr(args, action.dest, None)
-        if action.type is not Path or action.dest in SESSION_OPTIONS or value is None:
+        if action.type is not Path or action.dest == "out" or value is None:
             continue
-        folders[action.dest] = _folders(value) if isinstance(value, list) else _folders([value])[0]
-    return folders
+        paths[action.dest] = _folders(value) if isinstance(value, list) else _folders([value])[0]
+    return paths
 
 
 def with_run_options(ap: argparse.ArgumentParser, argv: list[str], args: argparse.Namespace, out: Path) -> argparse.Namespace:
     """`args` of a ``--resume`` with the options its command line does not give taken from the
-    run's own command (``OUT/run.json``; its folders as resolved there), but SESSION_OPTIONS:
+    run's own command (``OUT/run.json``; its paths as resolved there), but SESSION_OPTIONS:
     resuming needed every schedule option repeated, the defaults being refused as "other options"
     (user test 22).  The options it gives still win, and ``check_same_run`` refuses those that
     change the run."""
@@ -629,10 +630,13 @@ def with_run_options(ap: argparse.ArgumentParser, argv: list[str], args: argpars
         raise UsageError(f"{out} holds a {recorded.task} run, not {args.task}")
     merged = argparse.Namespace(**{dest: getattr(recorded, dest) if value is unset and dest not in SESSION_OPTIONS
                                    else getattr(args, dest) for dest, value in vars(given).items() if dest != "help"})
-    recorded_folders = dict(info.get("folders") or ({"data": info["data"]} if "data" in info else {}))
-    for dest, folder in recorded_folders.items():  # (the command's may be relative to wherever it ran)
-        if getattr(given, dest, None) is unset:
-            setattr(merged, dest, [Path(f) for f in folder] if isinstance(folder, list) else Path(folder))
+    held = any((out / name).exists() for name in ("last.pt", "best.pt"))
+    for dest, path in dict(info.get("paths") or ({"data": info["data"]} if "data" in info else {})).items():
+        if dest == "init_from" and held:
+            continue  # its weights went on in the checkpoint (a moved --init-from file refused the resume; review 32)
+        if getattr(given, dest, None) is unset:  # (the command's may be relative to wherever it ran)
+            # (a run killed before its first checkpoint starts again from its --init-from; review 33)
+            setattr(merged, dest, [Path(p) for p in path] if isinstance(path, list) else Path(path))
     return merged
 
 
@@ -690,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(SEED)  # before the network is built: its initial weights are part of the run
         t, sched, options = TASKS[args.task](args)
         write_run_info(out, argv if argv is not None else sys.argv[1:], t.batch_size, sched.lr, args.init_from, args.resume,
-                       run_folders(ap, args))
+                       run_paths(ap, args))
         metrics = run(t, sched, out, args.max_minutes, args.resume, options=options, init_from=args.init_from,
                       stop_at=args.stop_at, ema=args.ema)
     except TrackerError as exc:
