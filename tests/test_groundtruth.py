@@ -171,3 +171,7 @@ def test_siblings_of_any_picture_kind_or_none(tmp_path):
         write_pts(tmp_path / f"{stem}.pts", np.zeros((68, 2)))
     assert G.sibling_stems(tmp_path / "img_1.pts") == [tmp_path / "img_1.pts", tmp_path / "img_2.pts"]
     assert G.sibling_stems(tmp_path / "lone_1.pts") == [tmp_path / "lone_1.pts"]
+    # a dotted neighbour is another picture, not img_1's (review 33: it came first by name)
+    cv2.imwrite(str(tmp_path / "img_1.flip.png"), np.full((8, 8, 3), 9, np.uint8))
+    assert G._image_for(tmp_path / "img_1.pts") == tmp_path / "img_1.ppm"
+    assert G.sibling_stems(tmp_path / "img_1.pts") == [tmp_path / "img_1.pts", tmp_path / "img_2.pts"]

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tracker.pts import PtsError, read_pts, write_pts
+from tracker.pts import PtsError, pts_beside, read_pts, write_pts
 
 HEADER = "version: 1\nn_points: {n}\n{{\n{body}}}\n"
 
@@ -79,6 +79,26 @@ def test_missing_file_and_wrong_count(tmp_path):
     with pytest.raises(PtsError, match="2 points, expected 68"):
         read_pts(path, expected=68)
     assert read_pts(path, expected=2).shape == (2, 2)
+
+
+def test_pts_beside_prefers_the_exact_name_and_sees_files_added_to_a_listed_folder(tmp_path):
+    """``pts_beside`` lists a folder once while its mtime holds (review 32); it must still see a
+    file written later, and with both a.pts and a.PTS take a.pts (review 33: it took a.PTS)."""
+    import os
+    import time
+
+    for name in ("a.PTS", "a.pts", "c.PTS"):
+        (tmp_path / name).write_text("")
+    old = time.time() - 60
+    os.utime(tmp_path, (old, old))  # listed long ago: the cached listing is used
+    assert pts_beside(tmp_path / "a.jpg") == tmp_path / "a.pts"
+    assert pts_beside(tmp_path / "c.png") == tmp_path / "c.PTS"
+    assert pts_beside(tmp_path / "b.jpg") == tmp_path / "b.pts"  # none: the lower-case name
+    (tmp_path / "B.PTS").write_text("")
+    (tmp_path / "b.PTS").write_text("")  # the folder's mtime moves on: listed again
+    assert pts_beside(tmp_path / "b.jpg") == tmp_path / "b.PTS"
+    os.utime(tmp_path, (old + 1, old + 1))  # and again once it is no longer recent
+    assert pts_beside(tmp_path / "B") == tmp_path / "B.PTS" and pts_beside(tmp_path / "face.v2") == tmp_path / "face.v2.pts"
 
 
 def test_the_x_origin_is_where_a_mirror_trained_model_puts_the_annotations(data_300w):

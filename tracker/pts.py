@@ -38,36 +38,58 @@ def pts_files(folder: Path, recursive: bool = False) -> list[Path]:
 
 def pts_beside(path: Path) -> Path:
     """The ``.pts`` of `path` (a picture, or a name without its extension: ``without_extension``),
-    its extension in any case (``X.PTS``), named as the folder names it; the lower-case name where
-    there is none."""
+    its extension in any case (``X.PTS``; ``beside``); the lower-case name where there is none."""
     base = without_extension(Path(path))
-    lower = base.with_name(base.name + ".pts")
+    return beside(base, (".pts",)) or base.with_name(base.name + ".pts")
+
+
+def beside(base: Path, extensions: tuple[str, ...]) -> Path | None:
+    """The file named `base` plus one of `extensions` (lower-case, in order of preference), its
+    extension in any case, named as the folder names it (a case-insensitive disk's a.PTS is not
+    a.pts; review 32): the extension as given where that file exists, else the first other-case
+    one in name order; None where there is none.  ``img_1.flip.png`` is not ``img_1``'s
+    (review 33: ground truth took it for the picture of ``img_1.pts``)."""
+    base = Path(base)
+    names = _folder_listing(base.parent).get(base.name, ())
+    for ext in extensions:
+        exact = base.name + ext
+        if exact in names:
+            return base.with_name(exact)
+        other = next((n for n in names if n[len(base.name):].lower() == ext), None)
+        if other is not None:
+            return base.with_name(other)
+    return None
+
+
+def _folder_listing(folder: Path) -> dict[str, tuple[str, ...]]:
+    """Name without its last extension -> the folder's file names with it, in name order.
+    Listed once while the folder is unchanged: a glob for each picture made a folder scan
+    quadratic, 20 s for 5,000 pictures (review 32).  A folder changed in the last seconds is
+    listed afresh: its mtime's granularity (a few ms) may hide a file just written.  (A change
+    that leaves the folder's mtime as it was, a copy tool setting it back, is not seen.)"""
     try:
-        mtime_ns = base.parent.stat().st_mtime_ns
+        mtime_ns = folder.stat().st_mtime_ns
     except OSError:  # (no such folder)
-        return lower
-    # Listed once while the folder is unchanged: a glob for each picture made a folder scan
-    # quadratic, 20 s for 5,000 pictures (review 32).  A folder changed in the last seconds is
-    # listed afresh: its mtime's granularity (a few ms) may hide a file just written.
-    recent = time.time_ns() - mtime_ns < 2_000_000_000
-    listing = _pts_listing(str(base.parent)) if recent else _pts_in(str(base.parent), mtime_ns)
-    return listing.get(base.name, lower)
+        return {}
+    if time.time_ns() - mtime_ns < 2_000_000_000:
+        return _list_folder(str(folder))
+    return _listed_folder(str(folder), mtime_ns)
 
 
 @functools.lru_cache(maxsize=16)
-def _pts_in(folder: str, mtime_ns: int) -> dict[str, Path]:
-    return _pts_listing(folder)
+def _listed_folder(folder: str, mtime_ns: int) -> dict[str, tuple[str, ...]]:
+    return _list_folder(folder)
 
 
-def _pts_listing(folder: str) -> dict[str, Path]:
-    """Stem -> the .pts of a folder (the first in name order where several cases exist), named as
-    the folder names it, not as asked: a case-insensitive disk's a.PTS is not a.pts (review 32)."""
-    out: dict[str, Path] = {}
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        name = Path(entry.name)
-        if name.suffix.lower() == ".pts" and name.stem not in out:
-            out[name.stem] = Path(folder) / entry.name
-    return out
+def _list_folder(folder: str) -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {}
+    try:
+        entries = sorted(e.name for e in os.scandir(folder) if not e.is_dir())
+    except OSError:  # (gone, or not readable: as a folder without the file)
+        return {}
+    for name in entries:
+        out.setdefault(os.path.splitext(name)[0], []).append(name)
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def without_extension(path: Path) -> Path:

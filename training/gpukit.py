@@ -57,7 +57,7 @@ from tqdm import tqdm
 from tracker.assets import ASSETS, sha256
 from tracker.errors import InputError, TrackerError, count_of
 from tracker.fileio import IMAGE_EXTENSIONS, atomic_write_json, read_image
-from tracker.pts import pts_beside, read_pts, write_pts
+from tracker.pts import beside, pts_beside, read_pts, write_pts
 from training import REPO, worker_pool
 from training.dataset import CACHE_FACTOR, CACHE_SIZE, FaceCache, cache_item, check_views_not_val, save_cache
 from training.densereg_task import PAPER, DenseOptions
@@ -191,7 +191,7 @@ def profiled_views(folder: Path) -> list[str]:
     """Relative paths of the images under `folder` that have ground truth (`<stem>.npz`) beside them."""
     rels = []
     for npz in sorted(folder.rglob("*.npz")):
-        image = next((npz.with_suffix(e) for e in IMAGE_EXTENSIONS if npz.with_suffix(e).exists()), None)
+        image = beside(npz.with_suffix(""), IMAGE_EXTENSIONS)
         if image is not None:
             rels.append(image.relative_to(folder).as_posix())
     return rels

@@ -61,7 +61,7 @@ from tracker.fileio import (
 )
 from tracker.fitting import FitResult, MorphableModel, fit_landmarks, load_definition
 from tracker.metrics import nme
-from tracker.pts import PtsError, pts_beside, pts_files, read_pts
+from tracker.pts import PtsError, beside, pts_beside, pts_files, read_pts
 from tracker.templatemaps import render_fits
 from training import worker_pool
 from training.dataset import ground_truth_offset
@@ -171,8 +171,7 @@ def _digest(path: Path) -> str:
 
 def _image_for(pts_path: Path) -> Path | None:
     """The picture beside a .pts: any kind ``list_images`` reads, its extension in any case."""
-    found = [p for p in pts_path.parent.glob(glob.escape(pts_path.stem) + ".*") if p.suffix.lower() in IMAGE_EXTENSIONS]
-    return min(found, default=None)
+    return beside(pts_path.with_suffix(""), IMAGE_EXTENSIONS)
 
 
 def build_groundtruth(image_path: Path) -> tuple[np.ndarray, DenseGT, dict]:
