@@ -245,7 +245,9 @@ def test_synthetic_clips_read_upper_case_annotations_and_refuse_fewer_frames_tha
     # options a run cannot use are refused in one line, each naming itself (user test 24: a
     # MemoryError traceback, a negative --limit taken, --hidden without --bystanders ignored)
     for extra, says in ((["--size", "100000x100000"], "GiB of memory"), (["--limit", "-1"], "--limit -1"),
-                        (["--hidden", "5"], "without --bystanders"), (["--return-shift", "0.5", "--bystanders"], "--return-shift 0.5")):
+                        (["--hidden", "5"], "without --bystanders"), (["--return-shift", "0.5", "--bystanders"], "--return-shift 0.5"),
+                        # given as their defaults, they were taken without a word (review 33)
+                        (["--hidden", "13"], "without --bystanders"), (["--return-shift", "0"], "without --bystanders")):
         with pytest.raises(SystemExit):
             synth(["--images", str(src), "--out", str(tmp_path / "vw2"), *extra])
         assert says in capsys.readouterr().err
@@ -272,6 +274,9 @@ def test_bystander_clips_hide_the_subject_for_a_moment_beside_another_face(image
     frames = [cap.read()[1] for _ in range(60)]
     # the other face walks in on the right: the right edge changes between the first and last frame
     assert np.abs(frames[-1][:, 260:].astype(int) - frames[0][:, 260:]).mean() > 10
+    # a clip shorter than the default hidden span hides the subject up to its last frame (the
+    # error named --hidden, not given; review 33)
+    assert synth(["--images", str(src), "--out", str(tmp_path / "short"), "--frames", "10", "--size", "160x120", "--bystanders"]) == 0
     # hidden longer, and back elsewhere: a quarter of the width further left
     assert synth(["--images", str(src), "--out", str(tmp_path / "away"), "--frames", "60", "--size", "320x240", "--bystanders",
                   "--hidden", "25", "--return-shift", "0.25", "--limit", "1"]) == 0

@@ -252,11 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bystanders", action="store_true",
                     help="clips of two people instead: the subject and the next image's face walking in beside it; "
                          "the subject hidden for a moment (the output must come back to it)")
-    ap.add_argument("--hidden", type=int, default=HIDDEN_FRAMES, help="--bystanders: frames the subject is hidden for")
+    ap.add_argument("--hidden", type=int, help=f"--bystanders: frames the subject is hidden for (default {HIDDEN_FRAMES}, or --frames - 1 if fewer)")
     ap.add_argument("--turn", type=int, choices=sorted([0, *TURNS]), default=0,
                     help="turn every clip clockwise by this many degrees, its annotations with it (a face lying on its side)")
-    ap.add_argument("--return-shift", type=float, default=0.0,
-                    help="--bystanders: how far left the subject comes back, as a fraction of the width (0 to 0.3)")
+    ap.add_argument("--return-shift", type=float,
+                    help="--bystanders: how far left the subject comes back, as a fraction of the width (0 to 0.3; default 0)")
     args = ap.parse_args(argv)
     if args.frames < 1:
         ap.error(f"--frames {args.frames}: a clip needs at least one frame")
@@ -264,12 +264,15 @@ def main(argv: list[str] | None = None) -> int:
         args.static = min(STATIC_FRAMES, args.frames - 1)
     if not 0 <= args.static < args.frames:  # (an IndexError traceback for --frames 20; user test 22)
         ap.error(f"--static {args.static} must be 0 or more and less than --frames {args.frames}")
-    if not 0 <= args.hidden < (args.frames if args.bystanders else 1 << 30):  # (one message for both options: user test 24)
+    if not args.bystanders and (args.hidden is not None or args.return_shift is not None):  # (given, whatever the value; review 33)
+        ap.error("--hidden and --return-shift shape --bystanders clips; without --bystanders they do nothing")
+    if args.hidden is None:  # (the error named an option not given: review 33)
+        args.hidden = min(HIDDEN_FRAMES, args.frames - 1)
+    if not 0 <= args.hidden < args.frames:  # (one message for both options: user test 24)
         ap.error(f"--hidden {args.hidden} must be 0 or more and less than --frames {args.frames}")
+    args.return_shift = args.return_shift or 0.0
     if not 0 <= args.return_shift <= 0.3:
         ap.error(f"--return-shift {args.return_shift:g} must be between 0 and 0.3")
-    if not args.bystanders and (args.hidden != HIDDEN_FRAMES or args.return_shift):
-        ap.error("--hidden and --return-shift shape --bystanders clips; without --bystanders they do nothing")
     if args.limit < 0:
         ap.error(f"--limit {args.limit}: give a number of clips, 0 for all")
     try:
