@@ -276,6 +276,14 @@ def test_warnings_name_the_line_that_called_the_library():
         as_texture(IMAGE / 127.5 - 1)
         to_bgr8(np.full((4, 5), 4095, np.uint16))
     assert [os.path.basename(w.filename) for w in seen] == [os.path.basename(__file__)] * 4
+    # a script beside the package whose name starts like it (tracker_demo.py) is the caller (review 33: sys:1)
+    import tracker
+
+    beside_package = os.path.dirname(tracker.__file__) + "_demo.py"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        exec(compile("to_bgr8(image)", beside_package, "exec"), {"to_bgr8": to_bgr8, "image": IMAGE / 127.5 - 1})
+    assert [w.filename for w in seen] == [beside_package]
 
 
 @pytest.mark.parametrize("maxval", [15, 1023, 4095])

@@ -622,7 +622,7 @@ CLIP_TAIL_WHITES, OVERSHOOT_WHITES = 0.25, 1.0
 SAMPLE_VALUES = 65536
 # The depths OpenCV's arithmetic takes; the rest (bool, int64, float16...) go through float32.
 _CV_DEPTHS = (np.int8, np.int16, np.int32, np.float32, np.float64)
-_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep  # (a caller's tracker_demo.py is not the package's; review 33)
 
 
 def warn_caller(message: str) -> None:
