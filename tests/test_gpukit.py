@@ -486,3 +486,28 @@ def test_a_lease_bundle_is_extracted_inside_its_folder_only(tmp_path, monkeypatc
     with tarfile.open(bad) as t, pytest.raises((InputError, tarfile.FilterError) if filtering else InputError):
         extract_safely(t, tmp_path / "work")
     assert not (tmp_path / "escaped.pt").exists()
+
+
+def test_a_bundle_with_a_damaged_run_record_is_one_line(tmp_path, monkeypatch):
+    """``--resume-from`` a bundle whose run.json is damaged was a ValueError traceback (review 33)."""
+    import argparse
+    import io
+
+    from training.gpukit import prepare
+    from training.train import TASKS, Schedule
+
+    class Tiny:
+        batch_size = 2
+        net = torch.nn.Linear(3, 1)
+
+    monkeypatch.setitem(TASKS, "tiny", lambda ns: (Tiny(), Schedule(4, 2, 1e-2), {}))
+    previous = tmp_path / "previous"
+    previous.mkdir()
+    with tarfile.open(previous / "tiny.tar", "w") as t:
+        info = tarfile.TarInfo("tiny/run.json")
+        info.size = 9
+        t.addfile(info, io.BytesIO(b'{"minutes'))
+    with pytest.raises(KitError, match=r"tiny/run.json is damaged"):
+        prepare("tiny", "tiny", argparse.Namespace(), 1.0, tmp_path / "work", previous, 1.0, 0.0, 0)
+    (previous / "tiny.tar").unlink()
+    assert prepare("tiny", "tiny", argparse.Namespace(), 1.0, tmp_path / "work", previous, 1.0, 0.0, 0).previous_minutes == 0.0

@@ -564,7 +564,10 @@ def prepare(name: str, task_name: str, ns: argparse.Namespace, share: float, wor
         elif (net.run_dir / "best.pt").exists():
             net.init_from = net.run_dir / "best.pt"  # the optimizer state did not fit the bundle: weights only
         if (net.run_dir / "run.json").exists():
-            net.previous_minutes = float(json.loads((net.run_dir / "run.json").read_text()).get("minutes", 0.0))
+            try:
+                net.previous_minutes = float(json.loads((net.run_dir / "run.json").read_text()).get("minutes", 0.0))
+            except (ValueError, TypeError, AttributeError):  # (a traceback; review 33)
+                raise KitError(f"{previous}: its {name}/run.json is damaged; continue from another bundle") from None
         source = f"from last.pt, step {net.start_step}" if net.resume else "weights of best.pt" if net.init_from else "nothing usable in it"
         log.info(f"{name}: continuing {previous} ({source})")
     net.run_dir.mkdir(parents=True, exist_ok=True)
