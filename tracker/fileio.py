@@ -574,8 +574,8 @@ def read_image(path: Path, name: str | None = None) -> np.ndarray:
 
 
 def decode_file(path: Path) -> np.ndarray:
-    """An image file decoded, in its own depth and channels (but a Netpbm file's values over 0-255
-    or 0-65535 whatever maximum it declares), upright (EXIF).  Raises ImageReadError (one line) for
+    """An image file decoded, in its own depth and channels (but a Netpbm file declaring another
+    maximum than 255 or 65535 scaled from it to 8 bits), upright (EXIF).  Raises ImageReadError (one line) for
     a file that is missing, unreadable, empty, corrupt, or not an image.  What ``read_image`` reads;
     on its own where only the size matters (no conversion, no warnings)."""
     path = Path(path)

@@ -242,7 +242,7 @@ class TrackerConfig:
     box_passes: int = 3
     # A still's caller box that yields no face, none that fits as one, or one much larger than its
     # face is searched with HOG for the face nearest its centre (``Tracker._search_given_boxes``;
-    # off as before session 32).
+    # off as before session 32).  Either way a given box's face under GIVEN_MIN_QUALITY is none.
     box_search: bool = True
     visibility: bool = False  # FaceResult.visibility: the occlusion map (~2.5 ms a face a frame; the dense maps are always there)
     # FaceResult.template_maps: the 3D template fitted to the final landmarks, rendered in the

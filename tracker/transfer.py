@@ -16,7 +16,6 @@ or hair over the face).
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -27,7 +26,7 @@ import numpy as np
 from tracker.crop import crop_patch
 from tracker.densemaps import DenseMaps
 from tracker.errors import InputError
-from tracker.fileio import ImageReadError, decode_image, picture_array, read_image, to_bgr8
+from tracker.fileio import ImageReadError, decode_image, picture_array, quiet_opencv, read_image, to_bgr8, warn_caller
 
 if TYPE_CHECKING:
     from tracker.pipeline import FrameResult, Tracker
@@ -296,12 +295,13 @@ def load_texture(path) -> np.ndarray:
     data = np.fromfile(str(path), np.uint8) if path.is_file() else None
     if data is None or data.size == 0:
         raise ImageReadError(f"{path}: texture not found or empty")
-    tex = decode_image(data, cv2.IMREAD_UNCHANGED, path)
+    with quiet_opencv():  # (OpenCV's own [ERROR] line beside ours)
+        tex = decode_image(data, cv2.IMREAD_UNCHANGED, path)
     if tex is None:
         raise ImageReadError(f"{path}: not a decodable image")
     tex = as_texture(tex, str(path))
     if tex.shape[2] == 4 and not tex[:, :, 3].any():  # exported by mistake: the transfer "worked" and changed nothing
-        warnings.warn(f"{path}: the texture is fully transparent (alpha 0 everywhere): nothing will be painted", stacklevel=2)
+        warn_caller(f"{path}: the texture is fully transparent (alpha 0 everywhere): nothing will be painted")
     scale = MAX_TEXTURE_SIDE / max(tex.shape[:2])
     if scale < 1:
         tex = cv2.resize(tex, (max(1, round(tex.shape[1] * scale)), max(1, round(tex.shape[0] * scale))), interpolation=cv2.INTER_AREA)
