@@ -53,7 +53,8 @@ def find_300vw_videos(root: Path, warn: Callable[[str], None] | None = None, lef
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         # not is_dir(): a link to a video on an unmounted drive is a video that fails, said as such (review 26)
         videos = sorted(p for p in d.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and not p.is_dir())
-        named = sorted((p for p in videos if p.stem == "vid"), key=lambda p: p.name.lower())  # vid.avi before vid.MP4
+        # vid.avi before vid.MP4; VID.MP4 is one too (it was left out unsaid beside vid.avi: user test 25)
+        named = sorted((p for p in videos if p.stem.lower() == "vid"), key=lambda p: p.name.lower())
         if named:
             out.append((d.name, named[0]))
             if len(named) > 1 and warn:
@@ -70,7 +71,7 @@ def find_300vw_videos(root: Path, warn: Callable[[str], None] | None = None, lef
         if left_out is not None:
             left_out.append(d.name)
     if not out:
-        inside = " (it is one video's folder: give the folder above it)" if any(p.stem == "vid" and p.suffix.lower() in VIDEO_EXTENSIONS
+        inside = " (it is one video's folder: give the folder above it)" if any(p.stem.lower() == "vid" and p.suffix.lower() in VIDEO_EXTENSIONS
                                                                                for p in root.iterdir()) else ""
         raise MissingInputError(f"{root}: no 300VW videos (expected NNN/vid.avi, NNN/vid.mp4 or another of {', '.join(VIDEO_EXTENSIONS)})"
                                 + inside)
