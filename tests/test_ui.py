@@ -380,6 +380,13 @@ def test_track_label_is_one_clean_string_on_any_opencv():
     ys, xs = np.nonzero((image != 128).any(axis=2))
     assert xs.min() >= 10 - 2 and xs.max() <= 10 + w + 2 and ys.min() >= 30 - h - 2 and ys.max() <= 30 + base
     assert (image == (255, 255, 0)).all(axis=2).sum() > 20
+    # at a corner it is moved inside the picture, whole (a face at the top edge lost its label: user test 25)
+    for org in ((-50, -20), (230, 80)):
+        image = np.full((60, 240, 3), 128, np.uint8)
+        draw_label(image, text, org, (255, 255, 0), scale)
+        ys, xs = np.nonzero((image != 128).any(axis=2))
+        assert xs.min() >= 0 and xs.max() < 240 and xs.max() - xs.min() >= w and ys.max() - ys.min() >= h
+        assert (image == (255, 255, 0)).all(axis=2).sum() > 20
 
 
 def test_uv_map_and_depth_together_both_show(app, window):

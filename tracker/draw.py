@@ -41,12 +41,14 @@ def draw_points(image: np.ndarray, points: np.ndarray, color, radius: float | No
 
 
 def draw_label(image: np.ndarray, text: str, org: tuple[int, int], color, scale: float = 0.45) -> None:
-    """Text on a filled dark box (``org``: the text's bottom-left corner).  Not the usual thick
-    black outline under thin text: OpenCV 5 draws its font with a different advance per
-    thickness, so the two strokes drift apart ("#1 tracked0.900")."""
+    """Text on a filled dark box (``org``: the text's bottom-left corner), moved inside the picture
+    where it would stick out (a face at the top or left edge lost its label: user test 25).  Not
+    the usual thick black outline under thin text: OpenCV 5 draws its font with a different
+    advance per thickness, so the two strokes drift apart ("#1 tracked0.900")."""
     font = cv2.FONT_HERSHEY_SIMPLEX
     (w, h), base = cv2.getTextSize(text, font, scale, 1)
-    x, y = org
+    x = min(max(int(org[0]), 2), image.shape[1] - w - 2)
+    y = max(min(int(org[1]), image.shape[0] - base), h + 2)
     cv2.rectangle(image, (x - 2, y - h - 2), (x + w + 2, y + base), (0, 0, 0), -1)
     cv2.putText(image, text, (x, y), font, scale, color, 1, cv2.LINE_AA)
 
@@ -167,7 +169,7 @@ def annotate(frame: np.ndarray, result: FrameResult, fps: float | None = None) -
         if face.pose is not None and np.isfinite(face.landmarks[30]).all():
             draw_pose_axes(out, face.pose, face.landmarks[30], 0.25 * r.size)
         corner = (int(r.cx - r.size / 2), int(r.cy - r.size / 2) - 4)
-        cv2.putText(out, f"#{face.track_id}", corner, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        draw_label(out, f"#{face.track_id}", corner, (255, 255, 255), 0.5)
     if fps is not None:
         cv2.putText(out, f"{fps:.0f} fps", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2, cv2.LINE_AA)
     return out
