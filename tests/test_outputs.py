@@ -115,6 +115,8 @@ def test_video_json_states_its_coordinates(tmp_path):
     assert main(["video", str(clip), "--json", str(tmp_path / "v.json")]) == 0
     info = json.loads((tmp_path / "v.json").read_text())
     assert info["coordinates"] == COORDINATES and info["frames"][0]["faces"][0]["detector"] == "hog"
+    # which face --pts-dir writes is said in every frame (user test 25)
+    assert [f["subject"] for f in info["frames"]] == [0, 0, 0] and info["frames"][0]["faces"][0]["track_id"] == 0
 
 
 def test_landmark_dots_shrink_with_the_face_down_to_half_a_pixel():

@@ -369,7 +369,9 @@ class FaceResult:
 
 @dataclass(frozen=True)
 class FrameResult:
-    """faces: best score first; [] when there is none.  timings: ms per stage.  dropped: faces
+    """faces: best score first (video: by track id, so that a face keeps its place from frame
+    to frame: two faces' rows swapped as their scores crossed, user test 25; a caller's boxes:
+    in their order); [] when there is none.  timings: ms per stage.  dropped: faces
     the detector found beyond ``TrackerConfig.max_faces``, not tracked (a still keeps its most
     prominent ones, ``tracker.crop.prominence``; video its tracks, then the best detections)."""
 
@@ -693,7 +695,7 @@ class Tracker:
             faces = self._add_template_maps(faces, timer)
         self._frame += 1
         if not keep_order:
-            faces.sort(key=lambda f: -f.score)
+            faces.sort(key=(lambda f: f.track_id) if video else (lambda f: -f.score))
         return FrameResult(faces, timer.ms, self._frame - 1, dropped)
 
     # -- internals -----------------------------------------------------------------------------

@@ -134,7 +134,8 @@ def run(args) -> int:
                             table.writerows(csv_rows(n, result.faces, tracked.time))
                         if frames_json:
                             frames_json.add({"frame": n, "time": None if tracked.time is None else round(tracked.time, 6),
-                                             "faces": [face_to_json(f) for f in result.faces], "timings_ms": result.timings})
+                                             "faces": [face_to_json(f) for f in result.faces],
+                                             "subject": None if face is None else face.track_id, "timings_ms": result.timings})
                         tracked_frames += 1
                     if not bar and time.perf_counter() - said >= PROGRESS_EVERY_S:  # a log (nohup, CI) heard nothing until the end
                         said = time.perf_counter()
