@@ -294,10 +294,10 @@ def test_video_and_transfer_refuse_to_write_over_their_inputs_or_one_output_over
         assert main(["transfer", *argv]) == 2
         assert "writing it would destroy that input" in one_error_line(capsys.readouterr().err)
     assert photo.read_bytes() == png.read_bytes() == DEMO_IMAGE.read_bytes()
-    for name in ("t.exr", "t.gif", "t.jpg"):  # a texture's alpha: refused before the work (user test 24)
+    for name in ("t.exr", "t.gif", "t.pgm"):  # refused before the work (user test 24); a .jpg is one (user test 25)
         assert main(["transfer", "--source-face", str(photo), "--save-texture", str(tmp_path / name), "--target", str(DEMO_IMAGE),
                      "--out", str(tmp_path / "t.png")]) == 2
-        assert "a texture keeps its alpha" in one_error_line(capsys.readouterr().err)
+        assert "a texture is a colour picture (.jpg" in one_error_line(capsys.readouterr().err)
 
 
 def test_batch300vw_never_replaces_a_folder_it_did_not_write(tmp_path, monkeypatch, capsys):

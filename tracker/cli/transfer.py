@@ -47,15 +47,12 @@ def register(sub) -> None:
                    "lab (target skin tone too; default with --source-face), none")
     p.add_argument("--strength", type=float, default=DEFAULT_STRENGTH, help=f"blend weight in [0,1] (default {DEFAULT_STRENGTH})")
     p.add_argument("--save-texture", type=Path,
-                   help="with --source-face: also write the unwrapped texture (.png, .webp or .tif: it keeps its alpha), reusable with --texture")
+                   help="with --source-face: also write the unwrapped texture (a colour picture, e.g. .png), reusable with --texture")
     p.add_argument("--device", type=count(0), metavar="N", help="camera index with --target webcam (default 0)")
     p.add_argument("--max-frames", type=count(1), metavar="N", help="stop after N frames (a webcam otherwise runs until Ctrl-C)")
     engine_args(p)
     parts_from_arg(p)
     p.set_defaults(func=run)
-
-
-TEXTURE_EXTENSIONS = (".png", ".webp", ".tif", ".tiff")  # what --save-texture writes: picture kinds with an alpha channel
 
 
 def _check_args(args, kind: str) -> None:
@@ -65,9 +62,10 @@ def _check_args(args, kind: str) -> None:
         raise UsageError(f"--strength {args.strength}: must be between 0 and 1")
     if args.save_texture is not None and args.source_face is None:
         raise UsageError("--save-texture needs --source-face (a --texture is already a file)")
-    if args.save_texture is not None and args.save_texture.suffix.lower() not in TEXTURE_EXTENSIONS:
-        # (its alpha says where the face is; .exr/.pgm failed after the work, .gif came out in 256 colours: user test 24)
-        raise UsageError(f"--save-texture {args.save_texture}: a texture keeps its alpha: give one of {', '.join(TEXTURE_EXTENSIONS)}")
+    if args.save_texture is not None and args.save_texture.suffix.lower() not in WRITABLE_IMAGE_EXTENSIONS:
+        # (.exr/.pgm failed after the work, .gif came out in 256 colours: user test 24; the texture is
+        # filled, without alpha, so a .jpg is one too: user test 25)
+        raise UsageError(f"--save-texture {args.save_texture}: a texture is a colour picture ({', '.join(WRITABLE_IMAGE_EXTENSIONS)})")
     suffix = args.out.suffix.lower()
     if kind == "image" and suffix not in WRITABLE_IMAGE_EXTENSIONS:
         raise UsageError(f"--out {args.out}: the target is an image, so the output must be a colour picture ({', '.join(WRITABLE_IMAGE_EXTENSIONS)})")
