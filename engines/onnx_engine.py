@@ -75,8 +75,10 @@ class OnnxEngine(Engine):
         return dict(zip(self._outputs, self.session.run(list(self._outputs), arrays)))
 
     def describe(self) -> str:
-        split = f", several faces run as up to {self.calls} parallel calls" if self.calls > 1 else ""
-        return f"{self.name} on {self.device}{split}"
+        if self.calls == 1:
+            return f"{self.name} on {self.device}"
+        # (not "CPU (1 thread), several faces run as up to 2 parallel calls": read as --threads 2 ignored; user test 25)
+        return f"{self.name} on CPU, {self.calls} threads: one face a thread, up to {self.calls} faces at once"
 
     def close(self) -> None:
         """Stop the threads that run a batch's parts (also stopped when the engine is collected)."""

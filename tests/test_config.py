@@ -235,8 +235,8 @@ def test_a_batch_split_into_calls_side_by_side_gives_the_one_call_answer(int8):
     for threads in (1, 2, 3):
         with Tracker(TrackerConfig(mode="image", engine="onnx", threads=threads, cnn_fallback=False, int8=int8)) as tracker:
             assert tracker.engine.device == "CPU (1 thread)"
-            split = "" if threads == 1 else f", several faces run as up to {threads} parallel calls"
-            assert tracker.describe() == "onnx on CPU (1 thread)" + split
+            assert tracker.describe() == ("onnx on CPU (1 thread)" if threads == 1 else
+                                          f"onnx on CPU, {threads} threads: one face a thread, up to {threads} faces at once")
             results[threads] = tracker.track(image, boxes=boxes).faces
     one = results[1]
     assert [f.box.x0 for f in one] == [179, 756, 1203]

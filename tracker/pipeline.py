@@ -507,8 +507,8 @@ class Tracker:
         self.model_files: list[Path] = [paths[self.densereg_asset], *(paths[refiner_files[name]] for name in refiner_names)]
 
     def describe(self) -> str:
-        """The backend, for logs and the viewer: e.g. "onnx on CPU (1 thread), several faces run as
-        up to 2 parallel calls"."""
+        """The backend, for logs and the viewer: e.g. "onnx on CPU, 2 threads: one face a thread,
+        up to 2 faces at once"."""
         return self.engine.describe()
 
     def reset(self) -> None:
