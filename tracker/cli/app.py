@@ -41,11 +41,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _quiet_native_libraries() -> None:
     """FFmpeg and OpenCV print their own multi-line warnings (``moov atom not found``,
-    ``[ WARN:0@0.1] ...``) beside the one line the command prints about the same problem.
-    OpenCV's FFmpeg backend reads its variable when it is first used; ``-v`` keeps both."""
+    ``[ WARN:0@0.1] ...``) beside the one line the command prints about the same problem, and Qt
+    its own (``XDG_RUNTIME_DIR not set``, ``This plugin does not support propagateSizeHints()``:
+    user test 25; its errors still come).  OpenCV's FFmpeg backend and Qt read their variables
+    when first used; ``-v`` keeps them all."""
     import cv2
 
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    os.environ.setdefault("QT_LOGGING_RULES", "*.debug=false;*.info=false;*.warning=false")
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 

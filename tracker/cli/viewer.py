@@ -40,10 +40,6 @@ def _window_args(p) -> None:
 def run(args) -> int:
     from ui.launch import display_problem, launch, qt_start_problem
 
-    problem = display_problem() or qt_start_problem()
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
     if args.texture is not None:
         load_texture(args.texture)  # one line now (ImageReadError), as transfer says it: in the window the message was soon replaced
     given = args.source is not None or args.device is not None
@@ -58,5 +54,10 @@ def run(args) -> int:
         # a missing camera is one line here, as in `video --camera`: in the window it was an empty
         # picture with the reason in the status bar, and `webcam` never ended
         open_source(source).close()
+    # after the inputs: a missing file said "no display" first (user test 25)
+    problem = display_problem() or qt_start_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     parts_from = "template" if template_maps_wanted(args) else "network"
     return launch(source, TrackerConfig.from_args(args, mode="video"), texture=args.texture, transfer=args.transfer, parts_from=parts_from)
