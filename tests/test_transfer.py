@@ -3,6 +3,8 @@ no network), unwrapping and hole filling, and the `transfer` command end to end 
 demo image and clip."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -315,3 +317,17 @@ def test_apply_look_gives_bgr_whether_or_not_a_face_was_found():
     grey = np.full((40, 50), 100, np.uint8)
     out = apply_look(grey, FrameResult([], {}), Look(np.zeros((8, 8, 3), np.uint8), 1.0, "none"))
     assert out.shape == (40, 50, 3) and out.dtype == np.uint8
+
+
+def test_a_bundled_texture_is_found_by_its_name(tmp_path, monkeypatch, capsys):
+    """The README's tracker/assets/textures/grid.png exists only in a checkout (user test 25)."""
+    from tracker.assets import TEXTURE_DIR, texture_path
+
+    monkeypatch.chdir(tmp_path)
+    assert texture_path("grid") == texture_path("grid.png") == TEXTURE_DIR / "grid.png"
+    assert texture_path("sub/grid") == Path("sub/grid")  # a path is a path
+    (tmp_path / "grid.png").write_bytes(b"mine")
+    assert texture_path("grid.png") == Path("grid.png")  # the user's own file first
+    rc = main(["transfer", "--texture", "nope", "--target", str(DEMO_IMAGE), "--out", str(tmp_path / "t.png")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == "error: nope: texture not found or empty (bundled, by name: astronaut_unwrapped, facepaint, grid)"

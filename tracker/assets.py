@@ -22,6 +22,20 @@ DEMO_CLIP = DEMO_IMAGE.with_suffix(".mp4")  # made from the still by tracker.too
 TEXTURE_DIR = ASSETS / "textures"  # UV-space textures for face transfer (made by tracker.tools.textures)
 
 
+def texture_path(name: str | Path) -> Path:
+    """A ``--texture`` argument as a file: the path as given where it exists, else a bundled
+    texture by its name, with or without ``.png`` (``--texture grid``): the README's
+    ``tracker/assets/textures/grid.png`` exists only in a checkout (user test 25)."""
+    path = Path(name)
+    if path.exists() or path.parent != Path("."):
+        return path
+    return next((t for t in (TEXTURE_DIR / path.name, TEXTURE_DIR / f"{path.name}.png") if t.is_file()), path)
+
+
+def bundled_textures() -> list[str]:
+    return sorted(p.stem for p in TEXTURE_DIR.glob("*.png"))
+
+
 def checkout_root() -> Path | None:
     """The project checkout this package runs from (the project's pyproject.toml beside the
     package, installed editable or not at all); None when it was installed from a wheel, where

@@ -294,7 +294,9 @@ def load_texture(path) -> np.ndarray:
     path = Path(path)
     data = np.fromfile(str(path), np.uint8) if path.is_file() else None
     if data is None or data.size == 0:
-        raise ImageReadError(f"{path}: texture not found or empty")
+        from tracker.assets import bundled_textures
+
+        raise ImageReadError(f"{path}: texture not found or empty (bundled, by name: {', '.join(bundled_textures())})")
     with quiet_opencv():  # (OpenCV's own [ERROR] line beside ours)
         tex = decode_image(data, cv2.IMREAD_UNCHANGED, path)
     if tex is None:

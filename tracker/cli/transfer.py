@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tracker.assets import bundled_textures, texture_path
 from tracker.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_ITEMS_FAILED,
@@ -37,7 +38,9 @@ NAME = "transfer"
 def register(sub) -> None:
     p = sub.add_parser(NAME, help="render a UV-space texture, or a face unwrapped from a photo, onto the faces of an image, video or webcam")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--texture", type=Path, help="texture in the template's UV space (PNG, BGRA alpha respected; see tracker/assets/textures/)")
+    what.add_argument("--texture", type=texture_path,
+                      help="texture in the template's UV space (PNG, BGRA alpha respected), or a bundled one by name: "
+                           f"{', '.join(bundled_textures())}")
     what.add_argument("--source-face", type=Path, help="photo of a face: unwrapped into UV space (holes mirrored, inpainted) and transferred")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--target", help="image, video file, or 'webcam' (camera --device)")

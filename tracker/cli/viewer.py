@@ -4,8 +4,8 @@ been checked (Qt aborts the process without a display or platform plugin)."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
+from tracker.assets import bundled_textures, texture_path
 from tracker.cli.common import EXIT_USAGE, count, engine_args, parts_from_arg, template_maps_wanted
 from tracker.errors import MissingInputError, UsageError
 from tracker.pipeline import TrackerConfig
@@ -31,7 +31,9 @@ def register(sub) -> None:
 
 
 def _window_args(p) -> None:
-    p.add_argument("--texture", type=Path, help="UV texture for the face-transfer overlay (default: tracker/assets/textures/facepaint.png)")
+    p.add_argument("--texture", type=texture_path,
+                   help=f"UV texture for the face-transfer overlay, a file or a bundled one by name ({', '.join(bundled_textures())}; "
+                        "default facepaint)")
     p.add_argument("--transfer", action="store_true", help="start with the face-transfer overlay on")
     engine_args(p)
     parts_from_arg(p)
