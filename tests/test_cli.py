@@ -94,9 +94,14 @@ def test_images_bad_input_resume_and_outputs(image_folder, tmp_path, capsys):
 def test_images_on_empty_or_missing_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "anim.gif").write_bytes(b"GIF89a")
+    (tmp_path / "empty" / "clip.MP4").write_bytes(b"")
     assert main(["images", "--input", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no images" in err and "note: pictures in other formats (.gif) are not read" in err
+    assert "note: videos (.mp4) are not read by images: run_tracker video FILE tracks one" in err  # (unsaid: user test 25)
+    # a shell pattern given to video says how a numbered sequence is given
+    assert main(["video", str(tmp_path / "empty" / "*.jpg"), "--csv", str(tmp_path / "c.csv")]) == 2
+    assert "*.jpg: file not found; a numbered sequence is given as its printf pattern (frames/%06d.jpg)" in capsys.readouterr().err
     assert main(["images", "--input", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "not a folder" in capsys.readouterr().err
 

@@ -38,7 +38,7 @@ import numpy as np
 from tracker.detector import BoxError, Detection
 from tracker.errors import SourceError
 from tracker.fileio import IMAGE_KINDS, ImageReadError, decode_file, list_images, read_image
-from tracker.video import PICTURE_EXTENSIONS, READ_AHEAD, VideoError, open_video, quiet_opencv, read_frames
+from tracker.video import PICTURE_EXTENSIONS, READ_AHEAD, VideoError, file_not_found, open_video, quiet_opencv, read_frames
 
 if TYPE_CHECKING:
     from tracker.pipeline import FrameResult, Tracker
@@ -478,7 +478,7 @@ def open_source(spec: SourceSpec, read_ahead: int = 0, warn: Warn | None = None)
     if spec.kind == "video" and spec.path is not None and is_numbered(spec.path):  # a pattern: no such file exists
         return open_clip(spec.path, read_ahead, warn)
     if spec.path is None or not spec.path.exists():
-        raise SourceError(f"{spec.path}: file not found")
+        raise SourceError(file_not_found(spec.path))
     if spec.kind == "folder" or spec.path.is_dir():
         if not spec.path.is_dir():
             raise SourceError(f"{spec.path}: not a folder")

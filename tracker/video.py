@@ -48,11 +48,19 @@ def _file_api() -> int:
     return cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
 
 
+def file_not_found(path: Path | None) -> str:
+    """The one line for a video or frame source that is not there; a shell pattern's
+    (``frames/*.jpg``, quoted) says how a numbered sequence is given (user test 25)."""
+    hint = "; a numbered sequence is given as its printf pattern (frames/%06d.jpg), or give the folder" if any(
+        c in str(path) for c in "*?[") else ""
+    return f"{path}: file not found{hint}"
+
+
 def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
     """A video file (a numbered picture sequence is ``tracker.sources.SequenceSource``'s)."""
     path = Path(path)
     if not path.exists():
-        raise VideoError(f"{path}: file not found")
+        raise VideoError(file_not_found(path))
     if path.is_dir():
         raise VideoError(f"{path}: is a folder, not a video (run_tracker images --input reads a folder of pictures)")
     if path.suffix.lower() in PICTURE_EXTENSIONS:

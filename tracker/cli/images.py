@@ -47,6 +47,7 @@ from tracker.fileio import (
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.pts import write_pts
 from tracker.sources import ImageSource, track_stream
+from tracker.video import VIDEO_EXTENSIONS
 from tracker.writers import frame_to_json, maps_in_image, pts_face, write_dlib_baseline
 
 NAME = "images"
@@ -128,10 +129,11 @@ def _select_images(args) -> list[Path]:
     if args.recursive:  # an output folder inside the input would feed a rerun its own outputs
         out = args.out.resolve()
         images = [p for p in images if out not in _resolved(p).parents]
-    others = sorted({p.suffix.lower() for p in (args.input.rglob("*") if args.recursive else args.input.iterdir())
-                     if p.suffix.lower() in UNREAD_PICTURES and p.is_file()})
-    if others:  # left out in silence, a .gif looked processed (user test 13)
+    suffixes = {p.suffix.lower() for p in (args.input.rglob("*") if args.recursive else args.input.iterdir()) if p.is_file()}
+    if others := sorted(suffixes & set(UNREAD_PICTURES)):  # left out in silence, a .gif looked processed (user test 13)
         print(f"note: pictures in other formats ({', '.join(others)}) are not read; convert them to one of {IMAGE_KINDS}", file=sys.stderr)
+    if videos := sorted(suffixes & set(VIDEO_EXTENSIONS)):  # (left out unsaid: user test 25)
+        print(f"note: videos ({', '.join(videos)}) are not read by images: run_tracker video FILE tracks one", file=sys.stderr)
     if not images:
         raise MissingInputError(f"{args.input}: no images ({IMAGE_KINDS}) found")
     return images
