@@ -468,7 +468,8 @@ def test_read_image_turns_a_phone_photo_upright(tmp_path):
 
 def test_frames_that_are_not_pictures_get_one_line_errors():
     for frame, reason in ((None, "is None"), (np.zeros((0, 5, 3), np.uint8), "not a picture"),
-                          (np.zeros((4, 5, 2), np.uint8), "not a picture"), ("a.jpg", "not a picture")):
+                          (np.zeros((4, 5, 2), np.uint8), "not a picture"),
+                          ("a.jpg", r"not a picture \(str; .*a file is read by tracker.fileio.read_image\(path\)")):
         with pytest.raises(ImageReadError, match=reason) as err:
             to_bgr8(frame, "frame")
         assert "\n" not in str(err.value)

@@ -660,7 +660,8 @@ def picture_array(img, name: str) -> np.ndarray:
     if not isinstance(img, np.ndarray) or img.size == 0 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
         what = f"shape {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
         channel_first = isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[0] in (1, 3, 4)
-        hint = "; channels come last: .transpose(1, 2, 0)" if channel_first else ""
+        hint = ("; channels come last: .transpose(1, 2, 0)" if channel_first else
+                "; a file is read by tracker.fileio.read_image(path)" if isinstance(img, (str, os.PathLike)) else "")
         raise ImageReadError(f"{name} is not a picture ({what}; expected (H,W), (H,W,1), (H,W,3) or (H,W,4){hint})")
     if img.dtype == np.uint16:
         if np.percentile(_sample(img), STRETCH_PERCENTILES[1]) < 4096:  # (not the maximum: one hot pixel hid it; user test 24)

@@ -366,6 +366,15 @@ class FaceResult:
         """The final landmarks, (68,2) image pixels."""
         return self.final.points
 
+    def __repr__(self) -> str:
+        # (the dataclass's printed every stage's arrays and the maps: hundreds of lines; user test 25)
+        points = self.landmarks[np.isfinite(self.landmarks).all(axis=1)]
+        where = (f"landmarks in x {points[:, 0].min():.1f}-{points[:, 0].max():.1f}, y {points[:, 1].min():.1f}-{points[:, 1].max():.1f}"
+                 if len(points) else "no landmarks")
+        quality = "None" if self.quality is None else f"{self.quality:.3f}"
+        return (f"FaceResult(track_id={self.track_id}, score={self.score:.3f}, quality={quality}, detected={self.detected}, "
+                f"stages={[s.value for s in self.stages]}, {where})")
+
 
 @dataclass(frozen=True)
 class FrameResult:
@@ -379,6 +388,10 @@ class FrameResult:
     timings: dict[str, float]
     frame_index: int = 0
     dropped: int = 0
+
+    def __repr__(self) -> str:
+        return (f"FrameResult(frame_index={self.frame_index}, {sum(self.timings.values()):.1f} ms in all, dropped={self.dropped}, "
+                f"faces={self.faces!r})")
 
 
 @dataclass
