@@ -222,6 +222,12 @@ def test_one_videos_folder_given_as_the_root_is_said(tmp_path):
         find_300vw_videos(folder)
 
 
+def test_a_root_without_videos_is_refused_before_out_is_made(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code, _, err = _run(tmp_path / "empty", tmp_path / "out", capsys)
+    assert code == 2 and "no 300VW videos" in err and not (tmp_path / "out").exists()  # (left empty: user test 25)
+
+
 def test_a_baselines_frames_on_another_person_are_counted_in_a_line(tmp_path):
     job = VideoJob("001", tmp_path / "vid.avi", tmp_path / "annot", tmp_path / "out", None)
     result = {"frames": 10, "annotated_frames": 10, "auc08": 0.5, "malformed_annotations": [], "annotations_past_end": 0,

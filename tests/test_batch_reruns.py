@@ -203,10 +203,11 @@ def test_a_second_batch_run_into_the_same_out_is_refused_while_the_first_runs(tm
     from tracker.fileio import exclusive_use
 
     root, out = tmp_path / "root", tmp_path / "out"
-    root.mkdir()
+    (root / "001").mkdir(parents=True)
+    _clip(root / "001" / "vid.avi", 2)
     out.mkdir()
     with exclusive_use(out, "batch300vw"):  # the first run, still going
-        assert main(["batch300vw", str(root), "--out", str(out)]) == 2
+        assert main(["batch300vw", str(root), "--out", str(out), "--threads", "1", "--cnn-every", "0"]) == 2
     assert capsys.readouterr().err.strip() == f"error: {out} is in use by another batch300vw run: wait for it to end, or choose another folder"
-    main(["batch300vw", str(root), "--out", str(out)])  # once the first has ended (an empty root: its own error)
+    assert main(["batch300vw", str(root), "--out", str(out), "--threads", "1", "--cnn-every", "0"]) == 0  # once the first has ended
     assert "in use" not in capsys.readouterr().err

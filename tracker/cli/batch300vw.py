@@ -151,16 +151,17 @@ def run(args) -> int:
         require_dlib_predictor("--baseline dlib")
     if not args.root.is_dir():  # (the usage errors come before --out is made)
         raise NotAFolderError(f"{args.root}: not a folder")
+    left_out: list[str] = []  # folders that look like a video's but are not tracked: the summary is not complete
+    # (before --out is made too: a root without videos left an empty one; user test 25)
+    videos = find_300vw_videos(args.root, lambda message: print(f"warning: {message}", file=sys.stderr), left_out)
     check_output_folder(args.out, "--out")
     with exclusive_use(args.out, "batch300vw"):
-        return _run(args, outcomes)
+        return _run(args, outcomes, videos, left_out)
 
 
-def _run(args, outcomes) -> int:
+def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) -> int:
     from tqdm import tqdm
 
-    left_out: list[str] = []  # folders that look like a video's but are not tracked: the summary is not complete
-    videos = find_300vw_videos(args.root, lambda message: print(f"warning: {message}", file=sys.stderr), left_out)
     _check_not_foreign(args, [n for n, _ in videos])
     # --stills: every frame is an independent picture (detection each frame, no tracking, no
     # smoothing): the reference that tracking must match or beat on the same frames.  Compare
