@@ -327,3 +327,54 @@ def test_images_sees_an_edit_inside_a_large_picture_and_a_picture_gone(tmp_path,
     assert "skipped:" in err and not (out / "gone.json").exists()
     assert json.loads((out / "big.json").read_text())["faces"] == [] and not (out / "big.pts").exists()
     assert not (out / "dlib" / "big.pts").exists()  # the old picture's dlib outputs went with it
+
+
+def test_the_annotated_face_is_the_subject_not_the_most_prominent(tmp_path, capsys):
+    """A clip of two people annotated on the smaller one: the .pts held the larger (the main
+    face) in every frame and scored them all as another person's (user test 25).  The face in
+    the first annotation's box is followed; ``--subject main`` keeps the old choice."""
+    from tracker.assets import DEMO_IMAGE
+    from tracker.pipeline import Tracker, TrackerConfig
+
+    face = cv2.imread(str(DEMO_IMAGE))[0:320, 60:380]
+    small = np.zeros_like(face)
+    small[40:280, 40:280] = cv2.resize(face, (240, 240))
+    frame = np.hstack([small, face])
+    with Tracker(TrackerConfig(mode="image", threads=1)) as tracker:
+        faces = tracker.track(frame).faces
+    assert len(faces) == 2
+    left = min(faces, key=lambda f: f.landmarks[:, 0].mean()).landmarks  # the smaller face: the annotated subject
+    root = tmp_path / "root"
+    (root / "001" / "annot").mkdir(parents=True)
+    writer = cv2.VideoWriter(str(root / "001" / "vid.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25, frame.shape[1::-1])
+    for i in range(1, 5):
+        writer.write(frame)
+        write_pts(root / "001" / "annot" / f"{i:06d}.pts", left)
+    writer.release()
+    results = {}
+    for extra in (["--baseline", "dlib"], ["--subject", "main"], ["--stills"]):
+        out = tmp_path / ("out" + "".join(extra))
+        assert main(["batch300vw", str(root), "--out", str(out), "--threads", "1", "--cnn-every", "0", *extra]) == 0
+        results[" ".join(extra)] = json.loads((out / "001" / "result.json").read_text())
+    capsys.readouterr()
+    tracked, dlib = results["--baseline dlib"], results["--baseline dlib"]["baseline"]["dlib"]
+    assert tracked["frames_on_another_face"] == dlib["frames_on_another_face"] == 0 and tracked["auc08"] > 0.5 and dlib["auc08"] > 0.5
+    assert results["--stills"]["frames_on_another_face"] == 0 and tracked["options"]["subject"] == "annotated"
+    assert results["--subject main"]["frames_on_another_face"] == 4 and "subject" not in results["--subject main"]["options"]
+
+
+def test_a_subject_without_tracks_stays_near_where_it_was_placed():
+    """``NearestSubject`` (--stills, the dlib baseline): the face nearest the placed one; a false
+    detection elsewhere, the only face of a frame, is written but does not move the place."""
+    from tracker.crop import Roi
+    from tracker.writers import NearestSubject
+
+    size = (640, 480)
+    bystander, subject, elsewhere = Roi(320, 240, 160), Roi(100, 240, 80), Roi(560, 100, 40)
+    unplaced = NearestSubject()
+    assert unplaced.pick([subject, bystander], size) == 1 and unplaced.pick([], size) is None  # the main face
+    chooser = NearestSubject()
+    chooser.place(subject)
+    assert chooser.pick([bystander, Roi(110, 245, 80)], size) == 1
+    assert chooser.pick([elsewhere], size) == 0  # the subject missed: the main face is written ...
+    assert chooser.pick([bystander, elsewhere, Roi(115, 250, 80)], size) == 2  # ... and the subject found again

@@ -30,14 +30,14 @@ from pathlib import Path
 import cv2
 
 from tracker.errors import MissingInputError, NotAFolderError, count_of
-from tracker.evaluation import evaluate_video
+from tracker.evaluation import annotated_face, evaluate_video
 from tracker.fileio import WriteError, atomic_output_dir, atomic_write_json, file_digest
 from tracker.identity import load_recognizer
 from tracker.pipeline import Tracker, TrackerConfig, TrackerMode
 from tracker.pts import pts_files, write_pts
 from tracker.sources import VideoSource, track_stream
 from tracker.video import READ_AHEAD, VIDEO_EXTENSIONS, VideoError
-from tracker.writers import Subject, dlib_faces, frame_pts_name
+from tracker.writers import NearestSubject, Subject, dlib_faces, frame_pts_name
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,9 @@ class VideoJob:
     config: TrackerConfig
     options: dict | None = None  # what decided the outputs, written to result.json (None: not known, recorded as null)
     baseline: str | None = None  # 'dlib': dlib's HOG + 68 points on every frame too, scored beside the tracker
+    # Which face the .pts hold: "annotated", the face in the first annotated face's box, followed
+    # from there (``Subject.designate``, ``NearestSubject``); "main", the tracker's own choice.
+    subject: str = "annotated"
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,9 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
     try:
         tracker = _process_tracker(job.config)
         video_mode = job.config.mode is TrackerMode.VIDEO
-        subject = Subject(sticky=video_mode, recognizer=load_recognizer() if video_mode else None)
+        subject = Subject(sticky=True, recognizer=load_recognizer()) if video_mode else None
+        nearest, baseline_nearest = NearestSubject(), NearestSubject()  # (--stills, the baseline: no tracks)
+        seeking = {"tracker": job.subject == "annotated", "baseline": job.subject == "annotated"}
         with VideoSource(job.video, READ_AHEAD, warnings.append) as source, atomic_output_dir(job.out) as out:
             inputs = input_fingerprint(job.video, job.annot)  # (opened first: a missing or undecodable video is said as such)
             n = detections = 0
@@ -146,13 +151,26 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
             t0 = time.perf_counter()
             for tracked in track_stream(tracker, source):  # reset first: no track survives from the previous video
                 n = tracked.index + 1  # frame numbers are 1-based, like the annotations
-                face = subject.pick(tracked.result.faces, tracked.image.shape[1::-1], tracked.image)
+                faces = tracked.result.faces
+                annotated = annotated_face(job.annot, n, [f.landmarks for f in faces]) if seeking["tracker"] else None
+                seeking["tracker"] &= annotated is None
+                if subject is not None:
+                    face = subject.pick(faces, tracked.image.shape[1::-1], tracked.image)
+                    if annotated is not None and faces[annotated] is not face:
+                        face = faces[annotated]
+                        subject.designate(face, tracked.image)
+                else:
+                    if annotated is not None:
+                        nearest.place(faces[annotated].roi)
+                    k = nearest.pick([f.roi for f in faces], tracked.image.shape[1::-1])
+                    face = None if k is None else faces[k]
                 if face is not None:
                     write_pts(out / frame_pts_name(n), face.landmarks)
                     detections += face.detected
                 if job.baseline:
                     t = time.perf_counter()
-                    _baseline_frame(job.baseline, tracked.image, out / job.baseline / frame_pts_name(n))
+                    seeking["baseline"] &= not _baseline_frame(job.baseline, tracked.image, out / job.baseline / frame_pts_name(n),
+                                                               baseline_nearest, job.annot if seeking["baseline"] else None, n)
                     baseline_seconds += time.perf_counter() - t
                 if on_frames and n % FRAMES_PER_REPORT == 0:
                     on_frames(FRAMES_PER_REPORT)
@@ -221,15 +239,22 @@ def rescore_300vw_video(job: VideoJob) -> VideoOutcome:
     return VideoOutcome(job.name, f"scored again, {outcome.message}", True, outcome.warnings)
 
 
-def _baseline_frame(name: str, image, pts_path: Path) -> None:
+def _baseline_frame(name: str, image, pts_path: Path, chooser: NearestSubject, annot: Path | None, frame: int) -> bool:
     """A baseline's landmarks of one frame's subject into `pts_path` (nothing without a face).
-    dlib's as its users run it on video: a detection on every frame, the subject picked by the
-    tracker's rule for a picture (``prominence``), no tracking."""
+    dlib's as its users run it on video: a detection on every frame, no tracking, the subject
+    the face nearest the one annotated first (``NearestSubject``; `annot`: the annotations while
+    that is looked for), else the most prominent.  Whether the annotated face was found here."""
     if name != "dlib":
         raise ValueError(f"unknown baseline {name!r}")
-    faces, main = dlib_faces(image)
-    if main is not None:
-        write_pts(pts_path, faces[main][1])
+    faces, _ = dlib_faces(image)
+    rois = [box.roi() for box, _ in faces]
+    annotated = annotated_face(annot, frame, [points for _, points in faces]) if annot is not None else None
+    if annotated is not None:
+        chooser.place(rois[annotated])
+    k = chooser.pick(rois, image.shape[1::-1])
+    if k is not None:
+        write_pts(pts_path, faces[k][1])
+    return annotated is not None
 
 
 def crashed(job: VideoJob, exc: BaseException) -> VideoOutcome:

@@ -141,6 +141,20 @@ def centred_on(centre: np.ndarray, truth: np.ndarray) -> bool:
     return bool(np.all((centre >= truth.min(axis=0)) & (centre <= truth.max(axis=0))))
 
 
+def annotated_face(annot_dir: Path, frame: int, faces: list[np.ndarray]) -> int | None:
+    """Which of a video frame's faces (each one's (68,2) points) is the annotated one: of those
+    centred in the box of ``annot_dir``'s annotation of `frame` (``centred_on``), the one nearest
+    its centre; None where the frame has no readable annotation or no face there."""
+    try:
+        truth = read_truth(pts_beside(annot_dir / f"{frame:06d}"))
+    except PtsError:
+        return None
+    centre = _centre(truth)
+    inside = [(float(np.hypot(*(_centre(p) - centre))), i) for i, p in enumerate(faces)
+              if np.isfinite(p).all(axis=1).any() and centred_on(_centre(p), truth)]
+    return min(inside)[1] if inside else None
+
+
 def score_method(found: dict[str, Faces], truths: dict[str, np.ndarray], method: str) -> dict:
     """Metrics of one method over every ground-truth face; a face without a prediction is a failure."""
     return score_faces([(pick_face(found.get(stem, []), method, truth), truth) for stem, truth in truths.items()])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -137,8 +138,36 @@ def write_dlib_baseline(image: np.ndarray, stem_path: Path, source: str) -> None
 
 def main_face(faces: list[FaceResult], frame_size: tuple[int, int]) -> FaceResult | None:
     """The subject of a (w, h) picture: the most prominent face (``prominence``); of equal
-    ones the first, i.e. the most confident (faces come best first)."""
+    ones the first."""
     return max(faces, key=lambda f: prominence(f.roi, frame_size)) if faces else None
+
+
+@dataclass
+class NearestSubject:
+    """The subject among the faces found in each frame where there are no tracks (``batch300vw
+    --stills`` and its dlib baseline): once ``place`` has put it somewhere (the first annotated
+    face), the face nearest where it was last seen, within that face's size, else the main face
+    (``prominence``); the place moves only with a face found near it, so that a false detection
+    elsewhere, taken while the subject is missed, does not become it.  Never placed: the main
+    face of every frame, as before session 33."""
+
+    centre: tuple[float, float] | None = None
+    size: float = 0.0
+
+    def place(self, roi: Roi) -> None:
+        self.centre, self.size = (roi.cx, roi.cy), roi.size
+
+    def pick(self, rois: list[Roi], frame_size: tuple[int, int]) -> int | None:
+        """The index of the subject among a (w, h) frame's faces (their crops), None without one."""
+        if not rois:
+            return None
+        if self.centre is not None:
+            apart = [float(np.hypot(r.cx - self.centre[0], r.cy - self.centre[1])) for r in rois]
+            near = int(np.argmin(apart))
+            if apart[near] <= self.size:
+                self.place(rois[near])
+                return near
+        return max(range(len(rois)), key=lambda i: prominence(rois[i], frame_size))
 
 
 def pts_face(faces: list[FaceResult], frame_size: tuple[int, int], boxes: list[Detection] | None = None) -> FaceResult | None:
@@ -231,6 +260,14 @@ class Subject:
         self.track_id, self.seen, self.missing, self.stand_in = face.track_id, face.roi, 0, None
         self._sample(face, image)
         return face
+
+    def designate(self, face: FaceResult, image: np.ndarray | None = None) -> None:
+        """`face` is the subject from now on, as if it had been the first one: a benchmark's first
+        annotation says which person a clip is about (``batch300vw --subject annotated``)."""
+        self.track_id, self.seen, self.missing, self.stand_in, self.hopped_id = face.track_id, face.roi, 0, None, None
+        self.verdicts.clear()
+        self.samples, self.sampled_at = [], -SUBJECT_SAMPLE_FRAMES
+        self._sample(face, image)
 
     def _back(self, faces: list[FaceResult], image: np.ndarray | None) -> FaceResult | None:
         """The face of a track newer than the loss that is the subject found again, if any (or the

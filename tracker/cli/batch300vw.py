@@ -46,9 +46,13 @@ def register(sub) -> None:
                    help="treat every frame as an independent picture (detect each frame, no tracking): the reference for tracking; "
                         "with --cnn-every > 0 the CNN runs on every frame HOG misses (slow)")
     p.add_argument("--baseline", choices=["dlib"],
-                   help="also run dlib (HOG detection + 68-point predictor on every frame, the most prominent face) and score it "
+                   help="also run dlib (HOG detection + 68-point predictor on every frame, the subject by --subject) and score it "
                         "beside the tracker: its frames in OUT/NNN/dlib/, its scores in result.json and summary.json (baseline.dlib), "
                         "its curve in ced.png; needs the cnn extra")
+    p.add_argument("--subject", choices=["annotated", "main"], default="annotated",
+                   help="which face of a frame the .pts hold and are scored: annotated (default), the face in the box of the first "
+                        "annotated face it finds, followed from there without looking at the annotations again (by its track; "
+                        "--stills and dlib's: the face nearest it); main, the most prominent face, never looking at the annotations")
     p.add_argument("--overwrite", action="store_true",
                    help="redo every video, those an earlier run finished too (default: resume, which is refused when the "
                         "finished videos were tracked with other options)")
@@ -58,7 +62,7 @@ def register(sub) -> None:
 GIVEN_ONLY = ("assets", "baseline")  # options recorded only when given (their absence: none)
 
 
-def output_options(config: TrackerConfig, baseline: str | None = None) -> dict:
+def output_options(config: TrackerConfig, baseline: str | None = None, subject: str = "main") -> dict:
     """The options that decide the tracked frames and scores, by the flag that sets each one (as
     decided: `--flip` unset is recorded as what it means in this mode; `--engine auto` as given,
     as each worker resolves it, on a cluster maybe on another machine).  Recorded in every
@@ -73,6 +77,8 @@ def output_options(config: TrackerConfig, baseline: str | None = None) -> dict:
         options["assets"] = str(config.assets.resolve())
     if baseline is not None:  # the same
         options["baseline"] = baseline
+    if subject != "main":  # (runs before session 33 took the main face and recorded nothing: those are refused for it)
+        options["subject"] = subject
     return options
 
 
@@ -172,7 +178,7 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
     config = TrackerConfig.from_args(args, mode="image" if args.stills else "video", threads=threads, smooth=not args.no_smooth,
                                      cnn_fallback=args.cnn_every > 0, video_cnn_every=args.cnn_every,
                                      detect_lag=args.detect_lag or 0)
-    options = output_options(config, args.baseline)
+    options = output_options(config, args.baseline, args.subject)
     if not args.overwrite:
         _check_same_options(args, [n for n, _ in videos], options)
     if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
@@ -180,7 +186,8 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
     jobs, rescore, done = [], [], 0
     stale: set[str] = set()  # finished videos tracked again: their old outputs stay until replaced, unscored
     for name, video in videos:
-        job = VideoJob(name, video, args.root / name / "annot", safe_output_path(args.out, name), config, options, args.baseline)
+        job = VideoJob(name, video, args.root / name / "annot", safe_output_path(args.out, name), config, options, args.baseline,
+                       args.subject)
         action, why = ("track", "") if args.overwrite or not (job.out / "result.json").exists() else _finished_video(job)
         if action == "done":
             done += 1
