@@ -322,6 +322,21 @@ def test_a_float_bgra_tiff_is_read(tmp_path):
     assert np.array_equal(read_image(tmp_path / "bgra.tif"), IMAGE)
 
 
+def test_a_dark_0_255_frame_made_float_is_not_read_as_hdr():
+    """A fade from black in 0-255 floats: its first frames (median under 1, 95th percentile under
+    16) were read as 0-1 HDR, blown out, and the reading flipped as the fade went on (review 33).
+    Whole numbers are 0-255 data made float; a dark frame of fractions is still ambiguous, read 0-1."""
+    rng = np.random.default_rng(0)
+    base = rng.random((120, 160, 3)) ** 4
+    for top in (10, 15, 17, 40, 255):
+        frame = np.rint(base * top).astype(np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert abs(to_bgr8(frame).mean() - frame.mean()) < 0.5, top
+    assert to_bgr8((base * 10).astype(np.float32)).mean() > 100  # (fractions: as 0-1 HDR, as documented)
+    assert to_bgr8(np.float32([[0, 1], [1, 0]])).max() == 255  # a 0/1 float mask is still 0-1
+
+
 def test_a_float_picture_sequence_warns_once_for_the_clip(tmp_path):
     """Every frame of numbered float TIFFs warned, naming itself, and the first five twice (user test 23)."""
     from tracker.sources import SequenceSource

@@ -606,7 +606,8 @@ def decode_file(path: Path) -> np.ndarray:
 # those whose median is within 0-1 and core under DARK_WHITE (HDR highlights); values whose core
 # lies within BYTE_CORE are 0-255, unless they are floats whose bulk (STRETCH_PERCENTILES) stays
 # under DARK_WHITE, which read as 0-255 come out black (0-1 HDR with bright highlights, radiance
-# 0-4: user test 23); otherwise the bulk is stretched to 0-255 (-1 to 1 data, review 30b; 12-bit
+# 0-4: user test 23), and are not whole numbers (a dark 0-255 frame made float is not HDR: read
+# so, it was blown out, and a fade-in flipped readings; review 33); otherwise the bulk is stretched to 0-255 (-1 to 1 data, review 30b; 12-bit
 # values in int16).  The core, not the bulk: a sharpened 0-1 frame has more than 0.5% of its
 # values beyond 0-1, and was stretched (washed out) instead of clipped (user test 23); the
 # extremes, never: one hot pixel turned the picture black (user test 21).  The margins hold a
@@ -683,8 +684,12 @@ def picture_array(img, name: str) -> np.ndarray:
         parts = [(img, low.min(), high.max(), name)]
     ranges = []
     for values, least, most, label in parts:
-        lo, hi, warning = read_range(np.percentile(_sample(values), CORE_PERCENTILES + STRETCH_PERCENTILES),
-                                     float(least), float(most), unit_type)
+        sample = _sample(values)
+        # (whole-numbered floats are 0-255 data made float, never 0-1 HDR: a dark one was read as HDR
+        # and blown out, and a fade-in flipped readings as it brightened; review 33)
+        whole = unit_type and bool(np.all(sample == np.round(sample)))
+        lo, hi, warning = read_range(np.percentile(sample, CORE_PERCENTILES + STRETCH_PERCENTILES),
+                                     float(least), float(most), unit_type, whole)
         if warning:
             warn_caller(f"{label}: {warning}")
         ranges.append((lo, hi))
@@ -697,16 +702,16 @@ def picture_array(img, name: str) -> np.ndarray:
     return np.clip(np.rint((img - los) * (255.0 / spans)), 0, 255).astype(np.uint8)
 
 
-def read_range(percentiles, low: float, high: float, unit_type: bool) -> tuple[float, float, str | None]:
+def read_range(percentiles, low: float, high: float, unit_type: bool, whole: bool = False) -> tuple[float, float, str | None]:
     """The values read as black and white, and a warning or None, for a picture whose values have
-    the given CORE_PERCENTILES + STRETCH_PERCENTILES, extremes `low` and `high`, and a float or bool
-    type (`unit_type`); the rule is at UNIT_CORE."""
+    the given CORE_PERCENTILES + STRETCH_PERCENTILES, extremes `low` and `high`, a float or bool
+    type (`unit_type`) and, if floats, whole numbers only (`whole`); the rule is at UNIT_CORE."""
     core_lo, median, core_hi, bulk_lo, bulk_hi = (float(v) for v in percentiles)
     # (0-1 HDR whose highlights cover more than 5% of the picture: its median still within 0-1;
     # stretched, it came out 2.5-6x darker, and a clip flipped between the readings mid-way as a
     # highlight grew: user test 24)
-    hdr = unit_type and core_lo >= UNIT_CORE[0] and median <= 1.0 and core_hi < DARK_WHITE
-    for white, core, ok in ((1.0, UNIT_CORE, unit_type), (255.0, BYTE_CORE, not unit_type or bulk_hi >= DARK_WHITE)):
+    hdr = unit_type and not whole and core_lo >= UNIT_CORE[0] and median <= 1.0 and core_hi < DARK_WHITE
+    for white, core, ok in ((1.0, UNIT_CORE, unit_type), (255.0, BYTE_CORE, not unit_type or whole or bulk_hi >= DARK_WHITE)):
         if ok and (core[0] <= core_lo and core_hi <= core[1] or white == 1.0 and hdr):
             tail, overshoot = CLIP_TAIL_WHITES * white, OVERSHOOT_WHITES * white
             clipped = bulk_lo < -tail or bulk_hi > white + tail or low < -overshoot or high > white + overshoot
