@@ -568,13 +568,13 @@ def test_one_subject_per_video_when_two_faces_are_tracked(demo_truth):
     """300VW-style output holds one face per frame: it must stay on the same person rather than
     follow whichever of two equally good faces scores best in each frame."""
     from tracker.crop import prominence
-    from tracker.writers import Subject
+    from tracker.writers import Subject, main_face
 
     img, _ = demo_truth
     face = img[0:320, 60:380]  # two faces side by side, small enough that HOG sees them unscaled
     canvas = np.hstack([face, face])
     tracker = Tracker(TrackerConfig(mode="video", threads=1))
-    subject = Subject(sticky=True)
+    subject = Subject()
     picks = []
     for _ in range(6):
         faces = tracker.track(canvas).faces
@@ -584,9 +584,8 @@ def test_one_subject_per_video_when_two_faces_are_tracked(demo_truth):
     sides = {bool(f.landmarks[:, 0].mean() < face.shape[1]) for f in picks}
     assert len(sides) == 1
     # Stills have no persistent ids: the main face is taken in each frame, whatever the order.
-    still = Subject(sticky=False)
     size = canvas.shape[1::-1]
-    assert still.pick(faces, size) is still.pick(faces[::-1], size) is max(faces, key=lambda f: prominence(f.roi, size))
+    assert main_face(faces, size) is main_face(faces[::-1], size) is max(faces, key=lambda f: prominence(f.roi, size))
 
 
 def test_the_subject_comes_back_after_a_bystander_stood_in_for_it():
@@ -601,7 +600,7 @@ def test_the_subject_comes_back_after_a_bystander_stood_in_for_it():
         return SimpleNamespace(track_id=track_id, roi=Roi(cx, 240.0, size))
 
     size = (640, 480)
-    subject = Subject(sticky=True)
+    subject = Subject()
     assert subject.pick([face(0, 320), face(1, 560, 60)], size).track_id == 0
     assert subject.pick([face(1, 560, 60)], size).track_id == 1  # hidden: the bystander stands in
     assert subject.pick([], size) is None
@@ -614,13 +613,13 @@ def test_the_subject_comes_back_after_a_bystander_stood_in_for_it():
     assert subject.pick([face(1, 560, 60), face(3, 300, 200)], size).track_id == 1
 
     # a passer-by (an older track) crossing where the subject was is not the subject coming back
-    subject = Subject(sticky=True)
+    subject = Subject()
     assert subject.pick([face(0, 320), face(1, 100)], size).track_id == 0
     assert subject.pick([face(1, 330)], size).track_id == 1  # in front of the subject: it stands in
     assert subject.pick([face(1, 480)], size).track_id == 1
     assert subject.pick([face(1, 560), face(2, 320)], size).track_id == 2  # the subject, found again
     # while the subject is away, the stand-in is kept, not the main face of each frame
-    subject = Subject(sticky=True)
+    subject = Subject()
     subject.pick([face(0, 320)], size)
     a, b = face(3, 200, 100), face(4, 440, 100)
     picks = {subject.pick(pair, size).track_id for pair in ([a, b], [b, a], [a, b], [b, a])}
@@ -650,7 +649,7 @@ def test_the_recognised_subject_comes_back_late_and_elsewhere():
 
     size, frame = (640, 480), np.zeros((480, 640, 3), np.uint8)
     bystander = face(1, 560, person=7)
-    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    subject = Subject(recognizer=_FakeRecognizer())
     assert subject.pick([face(0, 320, 3), bystander], size, frame).track_id == 0
     for _ in range(2 * SUBJECT_RETURN_FRAMES):  # hidden: the bystander stands in but is known as someone else
         assert subject.pick([bystander], size, frame) is bystander
@@ -660,7 +659,7 @@ def test_the_recognised_subject_comes_back_late_and_elsewhere():
     assert subject.pick([bystander, face(5, 110, 3)], size, frame).track_id == 5
 
     # someone new where the subject was, soon after, is not taken for it when the recogniser tells them apart ...
-    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    subject = Subject(recognizer=_FakeRecognizer())
     subject.pick([face(0, 320, 3)], size, frame)
     subject.pick([], size, frame)
     assert subject.pick([face(2, 325, 9)], size, frame).track_id == 2  # written as the stand-in ...
@@ -669,27 +668,27 @@ def test_the_recognised_subject_comes_back_late_and_elsewhere():
         subject.pick([face(2, 325, 9)], size, frame)
     assert subject.pick([face(2, 325, 9), face(4, 500, 3)], size, frame).track_id == 4
     # ... and where it cannot tell (no frame given), the place decides, as without a recogniser
-    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    subject = Subject(recognizer=_FakeRecognizer())
     subject.pick([face(0, 320, 3)], size, frame)
     subject.pick([], size)
     subject.pick([face(2, 325, 9)], size)
     assert subject.track_id == 2
     # the subject's track jumps onto a neighbour while the subject is hidden: the subject is lost,
     # the track stands in, and the subject's face found again takes the .pts back
-    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    subject = Subject(recognizer=_FakeRecognizer())
     subject.pick([face(0, 320, 3)], size, frame)
     hop = face(0, 420, 8)
     assert subject.pick([hop], size, frame) is hop and subject.track_id is None  # written as the stand-in
     assert subject.pick([hop, face(6, 200, 3)], size, frame).track_id == 6
     # a wrong "someone else" (a blurred chip) is undone when the recogniser knows the track again
-    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    subject = Subject(recognizer=_FakeRecognizer())
     subject.pick([face(0, 320, 3), face(1, 560, 7)], size, frame)
     assert subject.pick([face(0, 420, 5), face(1, 560, 7)], size, frame).track_id == 0 and subject.track_id is None
     for _ in range(RECHECK_FRAMES):
         subject.pick([face(0, 420, 3), face(1, 560, 7)], size, frame)
     assert subject.track_id == 0
     # samples taken after a slow drift onto a neighbour do not make the neighbour the subject
-    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    subject = Subject(recognizer=_FakeRecognizer())
     subject.pick([face(0, 320, 3)], size, frame)
     for _ in range(3 * 100):
         subject.pick([face(0, 320, 8)], size, frame)  # one face: nothing to compare, samples of person 8 kept
@@ -699,11 +698,11 @@ def test_the_recognised_subject_comes_back_late_and_elsewhere():
         picked = subject.pick([face(0, 320, 8), back], size, frame)
     assert picked is back and subject.track_id == 9
     # a small move is not looked at
-    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    subject = Subject(recognizer=_FakeRecognizer())
     subject.pick([face(0, 320, 3)], size, frame)
     assert subject.pick([face(0, 330, 8)], size, frame).track_id == 0 and subject.track_id == 0
     # a stand-in the recogniser cannot tell from the subject becomes the subject after the wait
-    subject = Subject(sticky=True, recognizer=_FakeRecognizer())
+    subject = Subject(recognizer=_FakeRecognizer())
     subject.pick([face(0, 320, 3)], size, frame)
     for _ in range(SUBJECT_RETURN_FRAMES + 1):
         subject.pick([face(1, 560, 3)], size, frame)

@@ -139,7 +139,7 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
     try:
         tracker = _process_tracker(job.config)
         video_mode = job.config.mode is TrackerMode.VIDEO
-        subject = Subject(sticky=True, recognizer=load_recognizer()) if video_mode else None
+        subject = Subject(recognizer=load_recognizer()) if video_mode else None
         nearest, baseline_nearest = NearestSubject(), NearestSubject()  # (--stills, the baseline: no tracks)
         seeking = {"tracker": job.subject == "annotated", "baseline": job.subject == "annotated"}
         with VideoSource(job.video, READ_AHEAD, warnings.append) as source, atomic_output_dir(job.out) as out:

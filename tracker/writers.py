@@ -207,8 +207,7 @@ class Subject:
     place alone, a subject hidden longer or coming back elsewhere (user test 9); a face of a track
     older than the loss is someone else passing by."""
 
-    def __init__(self, sticky: bool, recognizer: FaceRecognizer | None = None):
-        self.sticky = sticky  # only video mode has track ids that persist across frames
+    def __init__(self, recognizer: FaceRecognizer | None = None):
         self.recognizer = recognizer
         self.track_id: int | None = None
         self.seen: Roi | None = None  # the subject's crop when last seen
@@ -226,9 +225,8 @@ class Subject:
         self.hopped_id: int | None = None  # the subject's own track, judged to hold someone else (a verdict can be wrong)
 
     def pick(self, faces: list[FaceResult], frame_size: tuple[int, int], image: np.ndarray | None = None) -> FaceResult | None:
-        """The subject among a (w, h) frame's faces; ``image``: the frame, for the face recogniser."""
-        if not self.sticky:
-            return main_face(faces, frame_size)
+        """The subject among a (w, h) frame's faces (video mode's: their track ids persist);
+        ``image``: the frame, for the face recogniser."""
         self.frame += 1
         same = [f for f in faces if f.track_id == self.track_id]
         hopped = self._hopped(same[0], faces, image) if same else None

@@ -99,7 +99,7 @@ def run(args) -> int:
                                               detect_lag=args.detect_lag if args.detect_lag is not None else LIVE_DETECT_LAG if source.live else 0))
     if source.live:
         print(f"tracking {source.label}; Ctrl-C stops and saves", file=sys.stderr)
-    subject = Subject(sticky=True, recognizer=load_recognizer() if args.pts_dir else None)
+    subject = Subject(recognizer=load_recognizer() if args.pts_dir else None)
     t_start = time.perf_counter()
     n = tracked_frames = pts_written = 0
     # Every output goes to a hidden temporary file as the frames come (an hour's JSON held in memory
