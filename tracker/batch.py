@@ -141,7 +141,7 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
         video_mode = job.config.mode is TrackerMode.VIDEO
         subject = Subject(recognizer=load_recognizer()) if video_mode else None
         nearest, baseline_nearest = NearestSubject(), NearestSubject()  # (--stills, the baseline: no tracks)
-        seeking = {"tracker": job.subject == "annotated", "baseline": job.subject == "annotated"}
+        seek_tracker = seek_baseline = job.subject == "annotated"  # the annotated face not found yet
         with VideoSource(job.video, READ_AHEAD, warnings.append) as source, atomic_output_dir(job.out) as out:
             inputs = input_fingerprint(job.video, job.annot)  # (opened first: a missing or undecodable video is said as such)
             n = detections = 0
@@ -152,8 +152,8 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
             for tracked in track_stream(tracker, source):  # reset first: no track survives from the previous video
                 n = tracked.index + 1  # frame numbers are 1-based, like the annotations
                 faces = tracked.result.faces
-                annotated = annotated_face(job.annot, n, [f.landmarks for f in faces]) if seeking["tracker"] else None
-                seeking["tracker"] &= annotated is None
+                annotated = annotated_face(job.annot, n, [f.landmarks for f in faces]) if seek_tracker else None
+                seek_tracker = seek_tracker and annotated is None
                 if subject is not None:
                     face = subject.pick(faces, tracked.image.shape[1::-1], tracked.image)
                     if annotated is not None and faces[annotated] is not face:
@@ -169,8 +169,9 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
                     detections += face.detected
                 if job.baseline:
                     t = time.perf_counter()
-                    seeking["baseline"] &= not _baseline_frame(job.baseline, tracked.image, out / job.baseline / frame_pts_name(n),
-                                                               baseline_nearest, job.annot if seeking["baseline"] else None, n)
+                    found = _baseline_frame(job.baseline, tracked.image, out / job.baseline / frame_pts_name(n), baseline_nearest,
+                                            job.annot if seek_baseline else None, n)
+                    seek_baseline = seek_baseline and not found
                     baseline_seconds += time.perf_counter() - t
                 if on_frames and n % FRAMES_PER_REPORT == 0:
                     on_frames(FRAMES_PER_REPORT)
