@@ -84,6 +84,20 @@ def test_a_bystander_is_not_scored_as_the_annotated_face(tmp_path, gt, capsys):
     assert "another person" in capsys.readouterr().out
 
 
+def test_the_face_in_the_annotated_box_is_scored_though_another_lies_nearer():
+    """A wide, flat annotated box: a face centred just outside it (nearer the annotation's centre)
+    is another person's; the one centred inside, farther off, is the annotated face's answer.
+    The same rule picks a video frame's annotated face (``annotated_index`` is both's)."""
+    from tracker.evaluation import pick_face
+
+    truth = np.stack([np.linspace(0, 100, 68), np.linspace(40, 60, 68)], axis=1)  # centre (50, 50)
+    outside = truth - truth.mean(0) + [50.0, 62.0]  # 12 px from the centre, above the box
+    inside = truth * [0.1, 1.0] + [90.0, 0.0]  # centre (95, 50): 45 px away, in the box
+    faces = [{"mdm": outside}, {"mdm": inside}]
+    assert pick_face(faces, "mdm", truth) is inside
+    assert pick_face(faces[:1], "mdm", truth) is None
+
+
 # -- 7: skipped predictions: exit status 1, one line per file, reasons in words ----------------------
 
 def test_an_unreadable_pts_prediction_is_skipped_with_exit_status_1(tmp_path, gt, capsys):

@@ -111,23 +111,31 @@ def final_method(face: dict) -> str:
 
 def pick_face(faces: Faces, method: str, truth: np.ndarray) -> np.ndarray | None:
     """The points of ``method`` (``FINAL``: each face's own final one) of the face to score, or
-    None.  With several faces in the picture, the face scored is the one whose final points lie
-    nearest the ground truth (their centroid), as usual on 300-W: a correct detection of another
-    person in the photo is not an error of the landmark stage.  A face whose centroid lies outside
-    the annotated face's box is another person's, not a poor answer for this one: the annotated
-    face is then missing (a failure all the same, but the mean NME no longer averages in the
+    None.  With several faces in the picture, the face scored is the annotated one
+    (``annotated_index`` of each face's final points), as usual on 300-W: a correct detection of
+    another person in the photo is not an error of the landmark stage.  A face whose centroid lies
+    outside the annotated face's box is another person's, not a poor answer for this one: with no
+    face inside it the annotated face is missing (a failure all the same, but the mean NME no longer averages in the
     distance between two people).  The face is chosen once, by its final points, for every stage:
     chosen stage by stage, one stage's row scored one person and another's another, with other
     faces missing (user test 24)."""
     finals = [(face, face[final_method(face)]) for face in faces]
-    finals = [(face, p) for face, p in finals if np.isfinite(p).all(axis=1).any()]  # a face with no point given is none
-    if not finals:
+    chosen = annotated_index([final for _, final in finals], truth)
+    if chosen is None:
         return None
-    face, final = min(finals, key=lambda fp: np.linalg.norm(_centre(fp[1]) - truth.mean(axis=0)))
-    if not centred_on(_centre(final), truth):
-        return None
+    face, final = finals[chosen]
     points = final if method == FINAL else face.get(method)
     return points if points is not None and np.isfinite(points).all(axis=1).any() else None
+
+
+def annotated_index(faces: list[np.ndarray], truth: np.ndarray) -> int | None:
+    """Which of several faces (each one's (68,2) points, NaN where not given) is the annotated
+    one: of those centred in the box of the annotated points (``centred_on``), the one nearest
+    their centroid; None where none is."""
+    centre = truth.mean(axis=0)
+    inside = [(float(np.hypot(*(_centre(p) - centre))), i) for i, p in enumerate(faces)
+              if np.isfinite(p).all(axis=1).any() and centred_on(_centre(p), truth)]
+    return min(inside)[1] if inside else None
 
 
 def _centre(points: np.ndarray) -> np.ndarray:
@@ -149,10 +157,7 @@ def annotated_face(annot_dir: Path, frame: int, faces: list[np.ndarray]) -> int 
         truth = read_truth(pts_beside(annot_dir / f"{frame:06d}"))
     except PtsError:
         return None
-    centre = _centre(truth)
-    inside = [(float(np.hypot(*(_centre(p) - centre))), i) for i, p in enumerate(faces)
-              if np.isfinite(p).all(axis=1).any() and centred_on(_centre(p), truth)]
-    return min(inside)[1] if inside else None
+    return annotated_index(faces, truth)
 
 
 def score_method(found: dict[str, Faces], truths: dict[str, np.ndarray], method: str) -> dict:
