@@ -404,7 +404,10 @@ def test_the_cnn_looks_again_for_a_while_after_a_track_ends_while_another_goes_o
     tracker = Tracker(TrackerConfig(mode="video", threads=1, video_cnn_every=30))
     bystander = roi_from_box(400, 100, 480, 180)
     tracked = [(None, bystander)]
-    tracker._frame, tracker._lost_at = 50, 40
+    tracker._frame = 30
+    assert not tracker._cnn_after_loss_due([], tracked)  # no track has ended yet: a periodic search does not call it (~1 s)
+    tracker._lost_at = 40
+    tracker._frame = 50
     assert tracker._cnn_after_loss_due([], tracked)
     assert tracker._cnn_after_loss_due([Detection(400, 100, 480, 180, 1.0)], tracked)  # HOG saw the tracked face only
     assert not tracker._cnn_after_loss_due([Detection(100, 100, 180, 180, 1.0)], tracked)  # HOG found the new face itself

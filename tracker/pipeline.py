@@ -119,6 +119,9 @@ LOST_SEARCH_EVERY = 5
 # nothing new while other faces are tracked (about 3 s at 30 fps, writers.SUBJECT_RETURN_FRAMES as
 # well); after that ever more rarely (``Tracker._cnn_after_loss_due``).
 LOST_CNN_FRAMES = 90
+# The frame number of what has not happened yet (a loss, a CNN call, a finer search): far enough
+# back that "frames since" is never small.
+NEVER = -(1 << 30)
 # Two faces whose crops' centres are closer than this fraction of the larger crop are one face
 # (two tracks, or a track and a detection, that converged on it); two real faces side by side
 # are at least about half a crop apart.
@@ -471,14 +474,14 @@ class Tracker:
         self.input_size = NETWORK_INPUT
         self._tracks: list[_Track] = []
         self._track_ended = False
-        self._lost_at = -(1 << 30)  # the frame the last track ended on
+        self._lost_at = NEVER  # the frame the last track ended on
         # The frame faces last went (tracks ended, or a cut left them behind) and their smallest
         # crop in pixels: whether video's finer search is worth it (``_finer_due``).
-        self._gone_at, self._gone_size = -(1 << 30), 0.0
-        self._cnn_at = -(1 << 30)  # the frame the CNN last looked after a loss
+        self._gone_at, self._gone_size = NEVER, 0.0
+        self._cnn_at = NEVER  # the frame the CNN last looked after a loss
         self._next_id = 0
         self._frame = 0
-        self._finer_at = -(1 << 30)  # the frame video last ran the finer search on
+        self._finer_at = NEVER  # the frame video last ran the finer search on
         self._finer_gap = FINER_SEARCH_EVERY  # frames from it to the next (``_finer_due``)
         self._turned_next = False  # whether video's next such round is the turned search's
         self._time = 0.0  # this frame's, seconds (the smoothing's clock)
@@ -527,8 +530,8 @@ class Tracker:
     def reset(self) -> None:
         """Forget all tracks (a new video)."""
         self._search.cancel()
-        self._tracks, self._frame, self._track_ended, self._lost_at, self._cnn_at = [], 0, False, -(1 << 30), -(1 << 30)
-        self._finer_at, self._finer_gap, self._gone_at, self._gone_size = -(1 << 30), FINER_SEARCH_EVERY, -(1 << 30), 0.0
+        self._tracks, self._frame, self._track_ended, self._lost_at, self._cnn_at = [], 0, False, NEVER, NEVER
+        self._finer_at, self._finer_gap, self._gone_at, self._gone_size = NEVER, FINER_SEARCH_EVERY, NEVER, 0.0
         self._thumbnail, self._turned_next = None, False
 
     def close(self) -> None:
@@ -788,6 +791,8 @@ class Tracker:
         time since the loss (a subject behind a board for 120 frames was not looked for when it
         came out: session 23's clips; a face gone for good costs a few calls, ~1 s each)."""
         every = self.config.video_cnn_every
+        if self._lost_at == NEVER:  # no track has ended: nothing to look again for (it ran ~1 s at frame 30 of every clip)
+            return False
         new_faces = [d for d in detections if not any(_inside(d, roi) for _, roi in tracked)]
         since = self._frame - self._lost_at
         gap = every if since < LOST_CNN_FRAMES else max(every, since // 2)
