@@ -378,3 +378,8 @@ def test_a_subject_without_tracks_stays_near_where_it_was_placed():
     assert chooser.pick([bystander, Roi(110, 245, 80)], size) == 1
     assert chooser.pick([elsewhere], size) == 0  # the subject missed: the main face is written ...
     assert chooser.pick([bystander, elsewhere, Roi(115, 250, 80)], size) == 2  # ... and the subject found again
+    # A bystander two thirds of a crop away, the only face while the subject is hidden, is written
+    # but not followed: the subject is picked again when it comes back (user test 35).
+    chooser.place(Roi(100, 240, 280))
+    assert chooser.pick([Roi(285, 240, 280)], size) == 0
+    assert chooser.pick([Roi(285, 240, 280), Roi(105, 240, 280)], size) == 1

@@ -142,13 +142,20 @@ def main_face(faces: list[FaceResult], frame_size: tuple[int, int]) -> FaceResul
     return max(faces, key=lambda f: prominence(f.roi, frame_size)) if faces else None
 
 
+# A face whose centre is within this fraction of the subject's crop of where the subject was
+# last seen is taken for it (two faces side by side are at least about half a crop apart).
+SUBJECT_NEAR = 0.5
+
+
 @dataclass
 class NearestSubject:
     """The subject among the faces found in each frame where there are no tracks (``batch300vw
     --stills`` and its dlib baseline): once ``place`` has put it somewhere (the first annotated
-    face), the face nearest where it was last seen, within that face's size, else the main face
-    (``prominence``); the place moves only with a face found near it, so that a false detection
-    elsewhere, taken while the subject is missed, does not become it.  Never placed: the main
+    face), the face nearest where it was last seen, within ``SUBJECT_NEAR`` of its crop, else the
+    main face (``prominence``); the place moves only with a face found near it, so that a false
+    detection or a bystander, taken while the subject is missed, does not become it (within a whole
+    crop, a bystander 185 px from a hidden subject's 281 px crop became it for the rest of a clip:
+    user test 35).  Never placed: the main
     face of every frame, as before session 33."""
 
     centre: tuple[float, float] | None = None
@@ -164,7 +171,7 @@ class NearestSubject:
         if self.centre is not None:
             apart = [float(np.hypot(r.cx - self.centre[0], r.cy - self.centre[1])) for r in rois]
             near = int(np.argmin(apart))
-            if apart[near] <= self.size:
+            if apart[near] <= SUBJECT_NEAR * self.size:
                 self.place(rois[near])
                 return near
         return max(range(len(rois)), key=lambda i: prominence(rois[i], frame_size))
@@ -197,7 +204,7 @@ class Subject:
     subject found again) is the subject again if the face recogniser (``tracker.identity``, where
     the ``[cnn]`` extra is installed) knows it as the subject, whenever and wherever it comes back;
     or, failing that, if it is near where the subject was last seen (its centre within half the
-    subject's crop of the crop's centre) within ``SUBJECT_RETURN_FRAMES`` frames and the recogniser
+    subject's crop of the crop's centre, ``SUBJECT_NEAR``) within ``SUBJECT_RETURN_FRAMES`` frames and the recogniser
     does not tell them apart.  Until then a stand-in is written: the main face (``main_face``),
     kept while its track lasts; when that time is up the stand-in becomes the subject, unless the
     recogniser knows it as someone else; and the subject is lost too when the recogniser finds its
@@ -281,7 +288,7 @@ class Subject:
         if self.missing >= SUBJECT_RETURN_FRAMES:
             return None
         near = min(new, key=lambda f: self._from_seen(f.roi))
-        if self._from_seen(near.roi) > self.seen.size / 2:
+        if self._from_seen(near.roi) > SUBJECT_NEAR * self.seen.size:
             return None
         return near if self._is_subject(near, image) is not False else None
 
