@@ -328,7 +328,7 @@ def test_a_dark_0_255_frame_made_float_is_not_read_as_hdr():
     Whole numbers are 0-255 data made float; a dark frame of fractions is still ambiguous, read 0-1."""
     rng = np.random.default_rng(0)
     base = rng.random((120, 160, 3)) ** 4
-    for top in (10, 15, 17, 40, 255):
+    for top in (2, 3, 10, 15, 17, 40, 255):
         frame = np.rint(base * top).astype(np.float32)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
