@@ -21,6 +21,7 @@ from tracker.fileio import (
     atomic_write_json,
     atomic_write_text,
     check_writable,
+    discard_dir,
     list_images,
     picture_array,
     read_image,
@@ -564,3 +565,26 @@ def test_overlapping_quiet_opencv_blocks_put_back_the_level_from_before():
     assert cv2.utils.logging.getLogLevel() == cv2.utils.logging.LOG_LEVEL_SILENT  # the second is still open
     second.__exit__(None, None, None)
     assert cv2.utils.logging.getLogLevel() == before
+
+
+def test_a_discarded_folder_goes_in_one_rename(tmp_path, monkeypatch):
+    """A run killed while deleting a finished video's folder left it half-deleted; now it is moved
+    aside first, and what a kill leaves there, ``remove_partial_outputs`` clears (review 35)."""
+    import shutil
+
+    video = tmp_path / "001"
+    video.mkdir()
+    for name in ("result.json", "000001.pts", "000002.pts"):
+        (video / name).write_text(name)
+
+    def killed(path, ignore_errors=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        discard_dir(video)
+    monkeypatch.undo()
+    assert not video.exists() and [p.name for p in tmp_path.iterdir()] != []
+    remove_partial_outputs(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    discard_dir(video)  # absent: nothing to do

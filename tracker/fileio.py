@@ -356,8 +356,22 @@ def atomic_output_dir(path: Path) -> Iterator[Path]:
     with partial_dir(path.parent, path.name) as tmp:
         yield tmp
         if path.exists():
-            shutil.rmtree(path)
+            discard_dir(path)
         os.rename(tmp, path)
+
+
+def discard_dir(path: Path) -> None:
+    """Delete the folder ``path`` by first moving it, in one rename, into a hidden folder that
+    ``remove_partial_outputs`` clears: deleting it in place, a run killed mid-way left a half-deleted
+    video folder that every later run refused, or took for finished (review 35)."""
+    path = Path(path)
+    if not path.is_dir():
+        return
+    aside = Path(tempfile.mkdtemp(prefix=PARTIAL_DIR.format(name=fitting_name(path.name, PARTIAL_EXTRA)), dir=path.parent))
+    try:
+        os.rename(path, aside / "old")
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -19,6 +18,7 @@ from tracker.fileio import (
     atomic_write_image,
     atomic_write_json,
     check_output_folder,
+    discard_dir,
     exclusive_use,
     remove_partial_outputs,
     safe_output_path,
@@ -198,7 +198,7 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
                 print(f"warning: {name}: {why}: tracked again", file=sys.stderr)
                 stale.add(name)
             else:  # --overwrite: now, not as each is redone, so that none stays behind with other options
-                shutil.rmtree(job.out, ignore_errors=True)
+                discard_dir(job.out)
             jobs.append(job)
     remove_partial_outputs(args.out)  # what a killed run was writing (a video's folder, summary.json, ced.png)
     failed = 0
