@@ -727,7 +727,9 @@ def read_range(percentiles, low: float, high: float, unit_type: bool, whole: boo
     hdr = unit_type and not whole and core_lo >= UNIT_CORE[0] and median <= 1.0 and core_hi < DARK_WHITE
     # (whole numbers above 1 are 0-255: within UNIT_CORE, the darkest frames of a fade were blown
     # out and the reading flipped as it passed 2; review 35.  A 0/1 float mask stays 0-1.)
-    for white, core, ok in ((1.0, UNIT_CORE, unit_type and not (whole and high > 1.0)), (255.0, BYTE_CORE, not unit_type or whole or bulk_hi >= DARK_WHITE)):
+    readings = ((1.0, UNIT_CORE, unit_type and not (whole and high > 1.0)),
+                (255.0, BYTE_CORE, not unit_type or whole or bulk_hi >= DARK_WHITE))
+    for white, core, ok in readings:
         if ok and (core[0] <= core_lo and core_hi <= core[1] or white == 1.0 and hdr):
             tail, overshoot = CLIP_TAIL_WHITES * white, OVERSHOOT_WHITES * white
             clipped = bulk_lo < -tail or bulk_hi > white + tail or low < -overshoot or high > white + overshoot
