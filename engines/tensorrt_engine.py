@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import Engine, EngineError, check_inputs, in_chunks
+from tracker.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +129,9 @@ class TensorRTEngine(Engine):
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise EngineError("TensorRT engine build failed")
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_file.with_suffix(".tmp")
-        tmp.write_bytes(bytes(serialized))
-        os.replace(tmp, self.cache_file)
+        # (a file of its own for each writer: through one fixed temporary name, two batch workers
+        # building the same engine raced, and the loser fell back to the CPU; review 35)
+        atomic_write_bytes(self.cache_file, bytes(serialized))
         return trt.Runtime(self._logger).deserialize_cuda_engine(serialized)
 
     def _buffer(self, name: str, shape: tuple[int, ...]):
