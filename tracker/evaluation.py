@@ -247,9 +247,9 @@ def score_table(rows: dict[str, dict]) -> list[str]:
                      f"{r['auc08']:>8.4f} {r['fr08']:>7.3f} {r['nme49_mean']:>7.4f} {r['auc08_49']:>7.4f} {r['fr08_49']:>6.3f}")
     return lines + ["NME: mean over faces with a prediction (median over all, missing = inf); AUC/FR count a missing face as a failure.",
                     "points: mean share of the 68 points scored (a stage may report invisible points as missing; DenseReg does).",
-                    "With several faces in a picture, the predicted face whose final points lie nearest the ground truth is scored, "
-                    "every stage of that one face; "
-                    "one centred outside the annotated face's box is another person: the face counts as missing."]
+                    "With several faces in a picture, of the predicted faces centred in the annotated face's box the one whose "
+                    "final points lie nearest the ground truth is scored, every stage of that one face; "
+                    "none centred there: the face counts as missing (another person's face is not scored)."]
 
 
 def ced_curves(rows: dict[str, dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -320,7 +320,7 @@ class FaceResult:
     DenseReg landmark confidence x foreground fraction, capped: a caller's box on no face scores
     ~0.2, real faces ~0.5-0.7); score: the detector's score on detection frames (HOG ~0-3, the
     CNN's ~0-1.5), else (tracked, or a box the caller gave) ``quality``: two scales in one field
-    (the frame's faces come best score first), so compare frames by ``quality``;
+    (the order of a frame's faces: ``FrameResult``), so compare frames by ``quality``;
     track_id: stable across frames in video mode; stages: the landmarks of every
     ``Stage`` that ran, in order ('densereg', 'pca', 'mdm' with the refiner, 'smooth' in video
     with smoothing), ``final`` the last of them; all coordinates are 0-based image pixels (pixel centres);
