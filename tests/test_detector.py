@@ -704,3 +704,35 @@ def test_a_cut_from_a_close_up_to_a_wide_shot_finds_the_small_face_at_once(astro
     video = Tracker(TrackerConfig(mode="video", threads=1, refine=False, video_cnn_every=0))
     assert all(len(video.track(close_up).faces) == 1 for _ in range(3))
     assert [len(video.track(wide).faces) for _ in range(3)] == [1, 1, 1]
+
+
+def test_a_loss_while_a_search_is_under_way_is_searched_for_on_the_next_frame():
+    """A track that ended while the background search was busy was looked for only at the next
+    periodic or LOST_SEARCH_EVERY frame, though the comment promised the next frame (review 35)."""
+    from tracker import Tracker, TrackerConfig
+
+    class BusyOnce:
+        def __init__(self):
+            self.asked = []
+
+        def start(self, frame, gray):
+            self.asked.append(frame)
+            return len(self.asked) > 1  # the first ask finds a search still under way
+
+        def due(self, frame):
+            return None
+
+        def cancel(self):
+            pass
+
+        close = cancel
+
+    cap = cv2.VideoCapture(str(ASSETS / "demo" / "astronaut.mp4"))
+    frames = [cap.read()[1] for _ in range(4)]
+    with Tracker(TrackerConfig(mode="video", threads=1, detect_every=30, detect_lag=3)) as tracker:
+        tracker.track(frames[0])
+        assert tracker._tracks
+        tracker._search, tracker._track_ended = BusyOnce(), True  # as if a second face's track had just ended
+        for f in frames[1:]:
+            tracker.track(f)
+        assert tracker._search.asked == [1, 2]  # refused on frame 1, asked again on frame 2, then done

@@ -617,6 +617,7 @@ class Tracker:
                 t = timer.add("detect", t)
         else:
             self._search.cancel()  # no tracks to add to, or the caller's boxes: an answer under way is stale
+            self._track_ended = False  # (and a loss's search is this frame's own)
             if given is not None:
                 detections = given
             else:
@@ -971,7 +972,9 @@ class Tracker:
             out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.head_model)))
         kept = {tr.track_id for tr in tracks}
         ended = [tr for i, tr in by_id.items() if i not in kept]
-        self._track_ended = bool(ended)
+        # (kept until a search starts: a loss while the last search was still under way was looked
+        # for only at the next LOST_SEARCH_EVERY frame; review 35)
+        self._track_ended = self._track_ended or bool(ended)
         if ended:
             self._lost_at = self._frame
             self._gone(ended)
