@@ -207,13 +207,14 @@ def test_the_summary_names_folders_without_a_video_and_a_second_video_is_said(tm
     _clip(root / "003" / "vid.MP4")  # (sorted by name as it is, vid.MP4 came first: review 28b)
     _video_folder(root, "004")
     _clip(root / "004" / "VID.MP4")  # (not a vid.* video by its stem's case: unsaid; user test 25)
+    _clip(root / "005" / "vid.avi")  # tracked, but nothing to score it against
     code, printed, err = _run(root, out, capsys)
     assert code == 0
     assert "002: holds annot/ but no vid.* video (an incomplete download?): left out" in err
     assert "003: holds vid.avi and vid.MP4: vid.avi tracked" in err and "004: holds vid.avi and VID.MP4: vid.avi tracked" in err
     summary = json.loads((out / "summary.json").read_text())
-    assert not summary["complete"] and summary["missing"] == ["002"] and set(summary["videos"]) == {"001", "003", "004"}
-    assert "(over 3 of 4 videos)" in printed
+    assert not summary["complete"] and summary["missing"] == ["002"] and set(summary["videos"]) == {"001", "003", "004", "005"}
+    assert "(over 3 of 5 videos)" in printed  # (005 has no annotations: "over 4" counted it; user test 35)
 
 
 def test_one_videos_folder_given_as_the_root_is_said(tmp_path):

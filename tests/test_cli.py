@@ -103,7 +103,7 @@ def test_images_on_empty_or_missing_folder(tmp_path, capsys):
     assert main(["video", str(tmp_path / "empty" / "*.jpg"), "--csv", str(tmp_path / "c.csv")]) == 2
     assert "*.jpg: file not found; a numbered sequence is given as its printf pattern (frames/%06d.jpg)" in capsys.readouterr().err
     assert main(["images", "--input", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
-    assert "not a folder" in capsys.readouterr().err
+    assert "nope: no such file or folder" in capsys.readouterr().err  # (it was "not a folder": user test 35)
 
 
 def test_images_takes_one_picture(image_folder, tmp_path, capsys):

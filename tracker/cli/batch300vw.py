@@ -247,8 +247,10 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
         overall = "nothing to score: no video was tracked"
     else:
         overall = f"no annotations (NNN/annot/*.pts): nothing to score; the tracked .pts are in {args.out}"
-    if missing and len(missing) < len(videos) + len(left_out):
-        overall = f"(over {len(videos) + len(left_out) - len(missing)} of {len(videos) + len(left_out)} videos) {overall}"
+    # (the videos with annotated frames: a tracked one without annotations was counted; user test 35)
+    scored, total = sum(1 for v in summary["videos"].values() if v["annotated_frames"]), len(videos) + len(left_out)
+    if summary["annotated_frames"] and scored < total:
+        overall = f"(over {scored} of {total} videos) {overall}"
     again = f", {rescored} scored again" if rescored else ""
     print(f"done: {count_of(len(jobs) - failed, 'video')} tracked, {done} already done{again}, {failed} skipped or failed"
           f"{' (rerun to retry)' if failed else ''}; "

@@ -99,7 +99,7 @@ def _check_folders(args) -> None:
     ``<stem>.pts`` beside it is usually its annotation (300-W's layout), which ``--out`` equal to
     ``--input`` would replace with the prediction, and a later ``eval`` would score against itself."""
     if not args.input.is_dir():
-        raise NotAFolderError(f"{args.input}: not a folder")
+        raise NotAFolderError(f"{args.input}: {'not a folder' if args.input.exists() else 'no such file or folder'}")
     if args.out.exists() and not args.out.is_dir():
         raise NotAFolderError(f"--out {args.out}: exists and is not a folder")
     if args.out.resolve() == args.input.resolve():
