@@ -239,7 +239,7 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
         raise
     remove_partial_outputs(args.out)  # those of attempts that died and were retried
     summary = _write_summary(args, videos, left_out, options, stale)  # (stale: those that failed)
-    missing, baselines = summary["missing"], summary.get("baseline", {})
+    baselines = summary.get("baseline", {})
     jitter = "" if summary["jitter_static"] is None else f", jitter on still frames {100 * summary['jitter_static']:.2f}% of the eye distance"
     if summary["annotated_frames"]:
         overall = f"{_scores(summary)} over {summary['annotated_frames']} annotated frames of {summary['frames']}"
