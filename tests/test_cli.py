@@ -567,8 +567,7 @@ def test_video_mode_tracks_with_one_detection_and_stable_ids(demo_truth):
 def test_one_subject_per_video_when_two_faces_are_tracked(demo_truth):
     """300VW-style output holds one face per frame: it must stay on the same person rather than
     follow whichever of two equally good faces scores best in each frame."""
-    from tracker.crop import prominence
-    from tracker.writers import Subject, main_face
+    from tracker.writers import Subject
 
     img, _ = demo_truth
     face = img[0:320, 60:380]  # two faces side by side, small enough that HOG sees them unscaled
@@ -583,9 +582,18 @@ def test_one_subject_per_video_when_two_faces_are_tracked(demo_truth):
     assert len({f.track_id for f in picks}) == 1
     sides = {bool(f.landmarks[:, 0].mean() < face.shape[1]) for f in picks}
     assert len(sides) == 1
-    # Stills have no persistent ids: the main face is taken in each frame, whatever the order.
-    size = canvas.shape[1::-1]
-    assert main_face(faces, size) is main_face(faces[::-1], size) is max(faces, key=lambda f: prominence(f.roi, size))
+
+
+def test_a_stills_faces_are_numbered_in_the_order_returned(demo_truth):
+    """Best score first, numbered 0, 1, ... in that order (ids were given before the sort, so the
+    first face could be drawn and written as "#1"; review 35): a blurred large face beside a
+    sharp smaller one."""
+    img, _ = demo_truth
+    face = img[0:320, 60:380]
+    canvas = np.zeros((320, 640, 3), np.uint8)
+    canvas[:, :320], canvas[:240, 320:560] = cv2.GaussianBlur(face, (13, 13), 0), cv2.resize(face, (240, 240))
+    faces = Tracker(TrackerConfig(mode="image", threads=1)).track(canvas).faces
+    assert len(faces) == 2 and [f.track_id for f in faces] == [0, 1] and faces[0].score >= faces[1].score
 
 
 def test_the_subject_comes_back_after_a_bystander_stood_in_for_it():

@@ -72,6 +72,12 @@ def prominence(roi: Roi, frame_size: tuple[int, int]) -> float:
     return roi.size / (1.0 + d / max(roi.size, 1e-6))
 
 
+def most_prominent(rois: list[Roi], frame_size: tuple[int, int]) -> int | None:
+    """The index of the subject among a (w, h) picture's face crops (``prominence``; of equal
+    ones the first), None without one."""
+    return max(range(len(rois)), key=lambda i: prominence(rois[i], frame_size)) if rois else None
+
+
 def crop_matrix(roi: Roi, out_size: int) -> np.ndarray:
     """(2,3) affine taking image pixel centres to crop pixel centres."""
     s = out_size / roi.size

@@ -704,15 +704,17 @@ class Tracker:
             faces = _drop_duplicates(faces, expected)
         if video:
             faces = self._update_tracks(faces, timer)
-        else:
+        else:  # numbered in the order returned (numbered before the sort, faces[0] could be "#2"; review 35)
+            if not keep_order:
+                faces.sort(key=lambda f: -f.score)
             faces = [replace(f, track_id=i) for i, f in enumerate(faces)]
         if self.config.visibility:
             faces = self._add_visibility(image, faces, timer)
         if self.config.template_maps:
             faces = self._add_template_maps(faces, timer)
         self._frame += 1
-        if not keep_order:
-            faces.sort(key=(lambda f: f.track_id) if video else (lambda f: -f.score))
+        if video:
+            faces.sort(key=lambda f: f.track_id)
         return FrameResult(faces, timer.ms, self._frame - 1, dropped)
 
     # -- internals -----------------------------------------------------------------------------

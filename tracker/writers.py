@@ -13,7 +13,7 @@ from typing import IO, TYPE_CHECKING
 import cv2
 import numpy as np
 
-from tracker.crop import Roi, prominence
+from tracker.crop import Roi, most_prominent
 from tracker.draw import warp_to_image
 from tracker.fileio import atomic_write_json, json_ready
 from tracker.identity import SAME_PERSON, distance
@@ -116,10 +116,7 @@ def dlib_faces(image: np.ndarray) -> tuple[list[tuple[Detection, np.ndarray]], i
     # The tracker's two searches, so that the two are scored on the same faces found (the finer
     # one is dlib's usual detector(img, 1) on pictures up to 1024 px).
     faces = [(d, dlib_landmarks(gray, d)) for d in detect_faces(gray) or detect_faces_finer(gray)]
-    if not faces:
-        return faces, None
-    size = (image.shape[1], image.shape[0])
-    return faces, max(range(len(faces)), key=lambda i: prominence(faces[i][0].roi(), size))
+    return faces, most_prominent([d.roi() for d, _ in faces], (image.shape[1], image.shape[0]))
 
 
 def write_dlib_baseline(image: np.ndarray, stem_path: Path, source: str) -> None:
@@ -139,7 +136,8 @@ def write_dlib_baseline(image: np.ndarray, stem_path: Path, source: str) -> None
 def main_face(faces: list[FaceResult], frame_size: tuple[int, int]) -> FaceResult | None:
     """The subject of a (w, h) picture: the most prominent face (``prominence``); of equal
     ones the first."""
-    return max(faces, key=lambda f: prominence(f.roi, frame_size)) if faces else None
+    best = most_prominent([f.roi for f in faces], frame_size)
+    return None if best is None else faces[best]
 
 
 # A face whose centre is within this fraction of the subject's crop of where the subject was
@@ -166,15 +164,13 @@ class NearestSubject:
 
     def pick(self, rois: list[Roi], frame_size: tuple[int, int]) -> int | None:
         """The index of the subject among a (w, h) frame's faces (their crops), None without one."""
-        if not rois:
-            return None
-        if self.centre is not None:
+        if self.centre is not None and rois:
             apart = [float(np.hypot(r.cx - self.centre[0], r.cy - self.centre[1])) for r in rois]
             near = int(np.argmin(apart))
             if apart[near] <= SUBJECT_NEAR * self.size:
                 self.place(rois[near])
                 return near
-        return max(range(len(rois)), key=lambda i: prominence(rois[i], frame_size))
+        return most_prominent(rois, frame_size)
 
 
 def pts_face(faces: list[FaceResult], frame_size: tuple[int, int], boxes: list[Detection] | None = None) -> FaceResult | None:
