@@ -104,6 +104,14 @@ def test_images_on_empty_or_missing_folder(tmp_path, capsys):
     assert "*.jpg: file not found; a numbered sequence is given as its printf pattern (frames/%06d.jpg)" in capsys.readouterr().err
     assert main(["images", "--input", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "nope: no such file or folder" in capsys.readouterr().err  # (it was "not a folder": user test 35)
+    # an empty --list is an error, as an empty folder is (it did nothing and exited 0: review 35)
+    (tmp_path / "empty.txt").write_text("")
+    assert main(["images", "--input", str(tmp_path / "empty"), "--list", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "o")]) == 2
+    assert "empty.txt: lists no pictures" in capsys.readouterr().err
+    # a video given to images says which command reads it (user test 35)
+    (tmp_path / "clip.mp4").write_bytes(b"x")
+    assert main(["images", "--input", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "o")]) == 2
+    assert "clip.mp4: a video: run_tracker video FILE tracks one" in capsys.readouterr().err
 
 
 def test_images_takes_one_picture(image_folder, tmp_path, capsys):

@@ -114,6 +114,8 @@ def _one_picture(args) -> list[Path]:
         return []
     if args.input.suffix.lower() in UNREAD_PICTURES:
         raise UsageError(f"--input {args.input}: {args.input.suffix} pictures are not read; convert it to one of {IMAGE_KINDS}")
+    if args.input.suffix.lower() in VIDEO_EXTENSIONS:  # (user test 35)
+        raise UsageError(f"--input {args.input}: a video: run_tracker video FILE tracks one")
     if args.input.suffix.lower() not in IMAGE_EXTENSIONS:
         raise UsageError(f"--input {args.input}: neither a folder nor a picture ({IMAGE_KINDS})")
     if args.list or args.recursive:
@@ -124,7 +126,9 @@ def _one_picture(args) -> list[Path]:
 
 def _select_images(args) -> list[Path]:
     if getattr(args, "list", None):
-        return [args.input / rel for rel in listed_paths(args.list, args.input, "--input")]
+        if not (listed := listed_paths(args.list, args.input, "--input")):  # (did nothing and exited 0; review 35)
+            raise MissingInputError(f"--list {args.list}: lists no pictures")
+        return [args.input / rel for rel in listed]
     images = list_images(args.input, recursive=args.recursive)
     if args.recursive:  # an output folder inside the input would feed a rerun its own outputs
         out = args.out.resolve()
