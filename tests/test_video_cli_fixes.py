@@ -401,6 +401,16 @@ def test_video_without_a_terminal_says_how_far_it_is_and_streams_its_tables(tmp_
     assert calls == [1, 2, 3] and sorted(p.name for p in out.iterdir()) == ["a.csv", "a.json"]  # no file, no temporary
 
 
+def test_a_video_output_that_exists_is_said_to_be_replaced(tmp_path, capsys):
+    """Rerunning into an existing --csv replaced a 150-frame table with a 2-frame one unsaid
+    (user test 35): a note names it; a new file gets none."""
+    table = tmp_path / "a.csv"
+    assert main(["video", str(DEMO_CLIP), "--max-frames", "2", "--csv", str(table), "--threads", "1"]) == 0
+    assert "exists" not in capsys.readouterr().err
+    assert main(["video", str(DEMO_CLIP), "--max-frames", "1", "--csv", str(table), "--threads", "1"]) == 0
+    assert f"note: {table} exists: this run's output replaces it when the run ends" in capsys.readouterr().err
+
+
 def test_signals_while_saving_are_held_until_it_is_done():
     from tracker.fileio import interrupts_held
 

@@ -90,6 +90,8 @@ def run(args) -> int:
         if path is not None:
             check_writable(path)  # before the run, not after it
             remove_stale_temp_files(path)  # a killed run's (user test 13)
+            if path.exists():  # (replaced unsaid, a 150-frame CSV became a 10-frame one; user test 35)
+                print(f"note: {path} exists: this run's output replaces it when the run ends", file=sys.stderr)
     if args.pts_dir:
         check_output_folder(args.pts_dir, "--pts-dir")
         _check_no_old_frames(args.pts_dir)
