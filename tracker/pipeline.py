@@ -612,7 +612,7 @@ class Tracker:
             if searched or found is not None:
                 detections = self._usable(found or [])
                 if found is not None and self._cnn_after_loss_due(detections, tracked) and cnn_available():
-                    detections = [d for d in detect_faces_cnn(image) if d.width >= self.config.min_face]
+                    detections = self._cnn_faces(image)
                     self._cnn_at = self._frame
                 t = timer.add("detect", t)
         else:
@@ -654,8 +654,7 @@ class Tracker:
                 if not detections and self._cnn_due(video, tracked) and cnn_available():
                     # still, beside turned faces: the picture's subject may be a face only the CNN
                     # finds (a profile), next to a small one lying down (review 28c)
-                    detections = [d for d in detect_faces_cnn(image) if d.width >= self.config.min_face
-                                  and not any(_centred_in(d, f) for f in turned)]
+                    detections = [d for d in self._cnn_faces(image) if not any(_centred_in(d, f) for f in turned)]
                 detections = turned + detections
                 t = timer.add("detect", t)
         if given is None:
@@ -753,6 +752,11 @@ class Tracker:
 
     def _usable(self, detections: list[Detection]) -> list[Detection]:
         return [d for d in detections if d.width >= self.config.min_face and d.score >= self.config.detect_threshold]
+
+    def _cnn_faces(self, image: np.ndarray) -> list[Detection]:
+        """dlib's CNN detector's faces of at least ``min_face`` (its scores are on another scale
+        than HOG's ``detect_threshold``)."""
+        return [d for d in detect_faces_cnn(image) if d.width >= self.config.min_face]
 
     def _confirmed(self, image: np.ndarray, found: list[Detection], sure: list[Detection]) -> list[Detection]:
         """A still's HOG detections under ``detect_threshold`` that the CNN confirms (its box).
