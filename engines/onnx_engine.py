@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import Engine, EngineError, check_inputs, cpu_device
+from engines.base import Engine, EngineError, check_inputs, cpu_device, in_chunks
 
 
 class OnnxEngine(Engine):
@@ -63,10 +63,7 @@ class OnnxEngine(Engine):
 
     def _run_part(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One part of a batch: one call, or with ``one_sample_per_call`` one call a sample."""
-        n = next(iter(arrays.values())).shape[0]
-        if not self.one_sample_per_call or n == 1:
-            return self._run(arrays)
-        return self._joined([self._run({k: v[i:i + 1] for k, v in arrays.items()}) for i in range(n)])
+        return in_chunks(self._run, arrays, 1) if self.one_sample_per_call else self._run(arrays)
 
     def _joined(self, outs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         return {k: np.concatenate([o[k] for o in outs]) for k in self._outputs}
