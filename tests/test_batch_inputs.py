@@ -276,6 +276,12 @@ def test_the_fingerprint_follows_a_copied_video_and_not_a_changed_one(tmp_path):
     assert a == b
     _clip(copy, grey=91)
     assert input_fingerprint(copy, folder / "annot")["video"] != a["video"]
+    # annotations: by content, not times (a cp -r said every video's had changed; user test 35)
+    note = folder / "annot" / "000001.pts"
+    os.utime(note, (1, 1))
+    assert input_fingerprint(folder / "vid.avi", folder / "annot") == a
+    note.write_text(note.read_text().replace("{", "{ "))
+    assert input_fingerprint(folder / "vid.avi", folder / "annot")["annotations"] != a["annotations"]
 
 
 def test_images_redoes_a_picture_replaced_since_and_drops_its_old_outputs(tmp_path, capsys):
