@@ -357,6 +357,17 @@ def test_deferred_search_answers_lag_frames_later_the_same_in_a_worker_or_inline
     finally:
         worker.close()
     assert worker._worker is None and process.poll() is not None  # the worker process has exited
+    # the caller's detect_side, in the worker and inline (both searched at the default: review 35)
+    wide = np.hstack([gray, gray])  # 1024 px wide: the default side scales it down, 1024 does not
+    expected = detect_faces(wide, 1024)
+    assert expected != detect_faces(wide)
+    for background in (False, True):
+        search = DeferredSearch(lag=0, background=background, max_side=1024)
+        try:
+            search.start(0, wide)
+            assert search.due(0) == expected, background
+        finally:
+            search.close()
 
 
 def test_the_search_worker_does_not_run_the_callers_script(tmp_path):

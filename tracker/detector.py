@@ -174,8 +174,9 @@ class DeferredSearch:
     late).  A worker that cannot start or dies is replaced by inline searches, with one log line.
     """
 
-    def __init__(self, lag: int, background: bool = True):
+    def __init__(self, lag: int, background: bool = True, max_side: int = DETECT_MAX_SIDE):
         self.lag = lag
+        self.max_side = max_side  # (the caller's detect_side: the periodic search ran at the default; review 35)
         self._background = background
         self._worker: _DetectorProcess | None = None
         self._pending: tuple[int, list[Detection] | None] | None = None  # (due frame, inline answer)
@@ -197,12 +198,12 @@ class DeferredSearch:
         self._start_worker()  # after a close()
         if self._worker is not None:
             try:
-                self._worker.submit(gray)
+                self._worker.submit(gray, self.max_side)
                 self._pending = (frame_index + self.lag, None)
                 return True
             except OSError as exc:
                 self._fall_back(f"stopped ({exc})")
-        self._pending = (frame_index + self.lag, detect_faces(gray))
+        self._pending = (frame_index + self.lag, detect_faces(gray, self.max_side))
         return True
 
     def due(self, frame_index: int) -> list[Detection] | None:
@@ -270,8 +271,8 @@ class _DetectorProcess:
         self._answers = Connection(from_worker, writable=False)
         self.close = weakref.finalize(self, _stop_worker, self._process, self._requests, self._answers)
 
-    def submit(self, gray: np.ndarray) -> None:
-        self._requests.send(np.ascontiguousarray(gray))
+    def submit(self, gray: np.ndarray, max_side: int) -> None:
+        self._requests.send((np.ascontiguousarray(gray), max_side))
 
     def result(self) -> list[Detection]:
         answer = self._answers.recv()
@@ -291,13 +292,13 @@ def _detector_worker(requests_fd: int, answers_fd: int) -> None:
     load_detector()
     while True:
         try:
-            gray = requests.recv()
+            request = requests.recv()
         except (EOFError, OSError):
             return
-        if gray is None:
+        if request is None:
             return
         try:
-            answer = detect_faces(gray)
+            answer = detect_faces(*request)
         except Exception as exc:  # reported to the tracker, which falls back to inline searches
             answer = exc
         try:

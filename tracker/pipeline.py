@@ -486,7 +486,7 @@ class Tracker:
         self._turned_next = False  # whether video's next such round is the turned search's
         self._time = 0.0  # this frame's, seconds (the smoothing's clock)
         self._thumbnail: np.ndarray | None = None  # the last frame's, for the scene-cut test (video)
-        self._search = DeferredSearch(config.detect_lag, background=config.detect_lag > 0)
+        self._search = DeferredSearch(config.detect_lag, background=config.detect_lag > 0, max_side=config.detect_side)
 
     def _load_networks(self, kind: str, folder: Path, refiner_names: Sequence[str]) -> None:
         """DenseReg's and the refiners' engines of backend `kind` (``onnx``, ``torch`` or
