@@ -505,3 +505,19 @@ def test_images_says_a_stem_two_pictures_share(astronaut, tmp_path, detected, ca
     captured = capsys.readouterr()
     assert "'face' is the stem of 2 pictures (face.jpg, face.png): its boxes are used for each" in captured.err
     assert "2 with boxes from" in captured.out
+
+
+def test_runs_counts_the_turned_runs_of_a_face_the_cnn_found(astronaut):
+    """A CNN face is also run turned a quarter and a half turn (``_orient``): "runs" said 1
+    whichever run was kept (review 35)."""
+    from dataclasses import replace
+
+    from tracker.pipeline import ORIENT_TURNS, _Timer
+
+    tracker = Tracker(TrackerConfig(mode="image", threads=1, box_passes=0))
+    face = tracker.track(astronaut).faces[0]
+    new = replace(face, track_id=-1, box=replace(face.box, detector="cnn"))
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    (oriented,) = tracker._orient(astronaut, gray, [new], _Timer())
+    assert oriented.runs == face.runs + len(ORIENT_TURNS) and oriented.runs >= 3
+    assert tracker._orient(astronaut, gray, [face], _Timer()) == [face]  # a HOG face is not turned

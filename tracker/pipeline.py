@@ -826,7 +826,8 @@ class Tracker:
             # A turned run replaces the upright one only by a clear margin: on upright faces a
             # sideways run scored up to ~0.012 more and came out wrong (2 of the 80 val faces
             # given CNN boxes; review 27c); a lying face's right turn leads by more.
-            out.append(best if best is not None and best.quality > f.quality + ORIENT_MARGIN else f)
+            chosen = best if best is not None and best.quality > f.quality + ORIENT_MARGIN else f
+            out.append(replace(chosen, runs=f.runs + len(runs[id(f.box)])) if i in turn else chosen)  # (all of them counted)
         return out
 
     def _search_given_boxes(self, image, gray, given: list[Detection], faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
@@ -859,9 +860,11 @@ class Tracker:
         again = {id(f.box): f for f in self._settle(image, gray, self._process(image, gray, items, timer), timer)}
         out = []
         for box in given:
-            choices = [f for f in (next((f for f in faces if f.box is box), None), again.get(id(box))) if f is not None]
+            first, second = next((f for f in faces if f.box is box), None), again.get(id(box))
+            choices = [f for f in (first, second) if f is not None]
             if choices:
-                out.append(_box_choice(choices, box))
+                runs = sum(f.runs for f in choices)  # (the networks ran on both; the pick kept its own count only)
+                out.append(replace(_box_choice(choices, box), runs=runs))
         return out
 
     def _settle(self, image, gray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
