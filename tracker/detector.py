@@ -68,6 +68,10 @@ class Detection:
         """The crop around this box, calibrated for the detector that made it (``roi_from_box``)."""
         return roi_from_box(self.x0, self.y0, self.x1, self.y1, self.detector, self.angle)
 
+    def centred_in(self, box: Detection) -> bool:
+        """Whether this box's centre lies in `box`: the same face, found twice."""
+        return box.x0 <= (self.x0 + self.x1) / 2 <= box.x1 and box.y0 <= (self.y0 + self.y1) / 2 <= box.y1
+
 
 def given_box(x0: float, y0: float, x1: float, y1: float) -> Detection:
     """A face box supplied by the caller (``Tracker.track(frame, boxes=...)``, ``images
@@ -415,7 +419,7 @@ def confirm_face(image: np.ndarray, det: Detection, threshold: float = CNN_THRES
     window = cv2.resize(window, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC if zoom > 1 else cv2.INTER_AREA)
     for d in detect_faces_cnn(window, CONFIRM_MAX_SIDE, threshold):  # best first
         box = Detection(d.x0 / zoom + x0, d.y0 / zoom + y0, d.x1 / zoom + x0, d.y1 / zoom + y0, d.score, d.detector)
-        if det.x0 <= (box.x0 + box.x1) / 2 <= det.x1 and det.y0 <= (box.y0 + box.y1) / 2 <= det.y1:
+        if box.centred_in(det):
             return box
     return None
 

@@ -654,7 +654,7 @@ class Tracker:
                 if not detections and self._cnn_due(video, tracked) and cnn_available():
                     # still, beside turned faces: the picture's subject may be a face only the CNN
                     # finds (a profile), next to a small one lying down (review 28c)
-                    detections = [d for d in self._cnn_faces(image) if not any(_centred_in(d, f) for f in turned)]
+                    detections = [d for d in self._cnn_faces(image) if not any(d.centred_in(f) for f in turned)]
                 detections = turned + detections
                 t = timer.add("detect", t)
         if given is None:
@@ -766,7 +766,7 @@ class Tracker:
         them, the CNN does not (~0.3 s a box; all 13 such subjects among the val faces
         transformed by user testing confirmed, the patch not)."""
         weak = [d for d in found if d.width >= self.config.min_face and d.score < self.config.detect_threshold
-                and not any(_centred_in(d, s) for s in sure)]
+                and not any(d.centred_in(s) for s in sure)]
         # at most max_faces checks (the best first): a busy scene's many weak boxes would cost seconds
         return [c for c in (confirm_face(image, d) for d in weak[: self.config.max_faces]) if c is not None]
 
@@ -850,7 +850,7 @@ class Tracker:
             x1, y1 = min(int(box.x1 + margin) + 1, gray.shape[1]), min(int(box.y1 + margin) + 1, gray.shape[0])
             found = [replace(d, x0=d.x0 + x0, x1=d.x1 + x0, y0=d.y0 + y0, y1=d.y1 + y0)
                      for d in self._usable(detect_faces(gray[y0:y1, x0:x1], self.config.detect_side, upsample=1))]
-            found = [d for d in found if _centred_in(d, box)]
+            found = [d for d in found if d.centred_in(box)]
             timer.add("detect", t)
             if found:
                 nearest = min(found, key=lambda d: _off_centre(((d.x0 + d.x1) / 2, (d.y0 + d.y1) / 2), box))
@@ -1190,14 +1190,9 @@ def _in_picture(points: np.ndarray, shape) -> np.ndarray:
     return (points >= -0.5).all(axis=1) & (points[:, 0] < w - 0.5) & (points[:, 1] < h - 0.5)
 
 
-def _centred_in(det: Detection, box: Detection) -> bool:
-    """Whether `det`'s centre lies in `box`: the same face, found twice."""
-    return box.x0 <= (det.x0 + det.x1) / 2 <= box.x1 and box.y0 <= (det.y0 + det.y1) / 2 <= box.y1
-
-
 def _merged(found: list[Detection], more: list[Detection]) -> list[Detection]:
     """`found` and the detections of `more` centred in none of its boxes, best score first."""
-    return sorted(found + [d for d in more if not any(_centred_in(d, f) for f in found)], key=lambda d: -d.score)
+    return sorted(found + [d for d in more if not any(d.centred_in(f) for f in found)], key=lambda d: -d.score)
 
 
 def _offset(det: Detection, roi: Roi) -> float:
