@@ -58,6 +58,11 @@ def test_a_missing_point_keeps_its_last_place_and_the_rest_are_filtered():
     np.testing.assert_allclose(out[5], face[5])
     rest = np.delete(out, 5, axis=0)
     assert np.isfinite(rest).all() and np.abs(rest - np.delete(face, 5, axis=0)).max() < 0.5
+    # missing on the first frame: the point is followed from where it is first seen (it stayed NaN: review 35)
+    filt = OneEuro()
+    filt(holed, 0.0, EYE)
+    out = filt(face, 1 / FPS, EYE)
+    assert np.isfinite(out).all() and np.allclose(out[5], face[5])
 
 
 def test_the_filter_works_in_seconds_so_a_slower_camera_is_not_smoothed_longer():

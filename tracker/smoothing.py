@@ -21,6 +21,9 @@ import math
 import numpy as np
 
 MIN_DT = 1e-3  # seconds between two frames given the same time
+# ``beta`` is per percent of the eye distance a second: the speed (eye distances a second) times
+# this, so that beta ~1 is the useful scale (One Euro's paper tunes it in pixels a second).
+SPEED_PERCENT = 100.0
 
 
 def _alpha(cutoff: float, dt: float) -> float:
@@ -49,6 +52,8 @@ class OneEuro:
             self._x, self._dx, self._t = x.copy(), np.zeros_like(x), t
             return points.copy()
         dt = max(t - self._t, MIN_DT)
+        # a point missing so far starts where it is first seen (NaN at the start, it stayed NaN; review 35)
+        self._x = np.where(np.isfinite(self._x), self._x, x)
         dx = (x - self._x) / dt
         a_d = _alpha(self.d_cutoff, dt)
         dx_hat = np.where(np.isfinite(dx), a_d * dx + (1 - a_d) * self._dx, self._dx)
@@ -56,7 +61,7 @@ class OneEuro:
         if self.face_deadband is not None and np.isfinite(dx).any():
             face = np.linalg.norm(np.nanmean(dx, axis=0)) / scale
             speed = np.maximum(speed, face - self.face_deadband / dt)
-        cutoff = self.min_cutoff + self.beta * speed * 100.0
+        cutoff = self.min_cutoff + self.beta * speed * SPEED_PERCENT
         tau = 1.0 / (2 * np.pi * cutoff)
         a = 1.0 / (1.0 + tau / dt)
         x_hat = np.where(np.isfinite(x), a * x + (1 - a) * self._x, self._x)
