@@ -133,3 +133,16 @@ def test_network_input_table_is_the_arithmetic_exactly():
     want = ((bgr[..., ::-1].astype(np.float32) - MEAN) / STD).transpose(2, 0, 1)[None]
     assert np.array_equal(to_network_input(bgr), want)
     assert np.array_equal(to_network_input(bgr.astype(np.float32)), want)
+
+
+def test_a_crops_patch_is_the_pixels_it_covers():
+    """A 4 px crop at zoom 2 whose first pixel covers image pixels 10-11: the patch is pixels
+    10-17 (it was shifted by half a crop pixel, 10-18; review 35), clipped by the picture."""
+    from tracker.crop import crop_patch
+
+    to_image = np.array([[2.0, 0, 10.5], [0, 2.0, 20.5]])
+    patch = crop_patch(to_image, 4, (100, 100))
+    assert (patch.x0, patch.y0, patch.shape) == (10, 20, (8, 8))
+    clipped = crop_patch(to_image, 4, (24, 15))
+    assert (clipped.x0, clipped.y0, clipped.shape) == (10, 20, (4, 5))
+    assert crop_patch(to_image, 4, (20, 10)) is None  # off the picture

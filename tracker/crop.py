@@ -117,11 +117,12 @@ class Patch:
 
 def crop_patch(crop_to_image: np.ndarray, crop_size: int, image_shape: tuple[int, ...]) -> Patch | None:
     """The ``Patch`` of an image of ``image_shape`` (H, W, ...) that a crop covers; None off the image."""
-    s = crop_size
-    corners = np.array([[0, 0], [s, 0], [0, s], [s, s]], np.float64) @ crop_to_image[:, :2].T + crop_to_image[:, 2]
-    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int), 0)
-    x1 = min(int(np.ceil(corners[:, 0].max())), image_shape[1])
-    y1 = min(int(np.ceil(corners[:, 1].max())), image_shape[0])
+    e0, e1 = -0.5, crop_size - 0.5  # the crop's outer edges (its pixel centres run 0..S-1; review 35)
+    corners = np.array([[e0, e0], [e1, e0], [e0, e1], [e1, e1]], np.float64) @ crop_to_image[:, :2].T + crop_to_image[:, 2]
+    # the pixels any part of which it covers (pixel i spans i - 0.5 .. i + 0.5)
+    x0, y0 = np.maximum(np.floor(corners.min(0) + 0.5).astype(int), 0)
+    x1 = min(int(np.ceil(corners[:, 0].max() + 0.5)), image_shape[1])
+    y1 = min(int(np.ceil(corners[:, 1].max() + 0.5)), image_shape[0])
     if x1 <= x0 or y1 <= y0:
         return None
     m = np.asarray(crop_to_image, np.float64).copy()
