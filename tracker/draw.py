@@ -103,27 +103,14 @@ def maps_on_patch(maps: DenseMaps, patch: Patch, fg_threshold: float = 0.5) -> t
     """uv (2,h,w), face mask (h,w) and depth (h,w) of a face's crop maps on its image patch,
     sampled bilinearly: a large face's parts and overlays follow its outline in image pixels,
     not the crop's (a 128 px crop's labels warped as they were stepped visibly on a 4000 px
-    photo; user test 13).  The UV off the face (NaN in the template's maps) is first carried one
-    crop pixel out, so that the samples at the mask's edge read the face's UV, not NaN."""
+    photo; user test 13).  The UV is finite everywhere (the network's at every pixel, the
+    template's off the mesh the nearest face pixel's), so the samples at the mask's edge read the
+    face's UV."""
     to_patch, shape = patch.to_patch, patch.shape
-    uv = warp_to_image(np.ascontiguousarray(_spread(maps.uv).transpose(1, 2, 0)), to_patch, shape).transpose(2, 0, 1)
+    uv = warp_to_image(np.ascontiguousarray(maps.uv.transpose(1, 2, 0)), to_patch, shape).transpose(2, 0, 1)
     fg = warp_to_image(maps.fg, to_patch, shape)
     depth = warp_to_image(maps.depth, to_patch, shape)
     return uv, fg > fg_threshold, depth
-
-
-def _spread(uv: np.ndarray) -> np.ndarray:
-    """(2,S,S) UV with each NaN pixel beside the face given its face neighbours' mean."""
-    valid = np.isfinite(uv).all(axis=0)
-    if valid.all():
-        return uv
-    weight = cv2.boxFilter(valid.astype(np.float32), -1, (3, 3), normalize=False)
-    out = uv.copy()
-    ring = ~valid & (weight > 0)
-    for c in range(2):
-        total = cv2.boxFilter(np.where(valid, uv[c], 0).astype(np.float32), -1, (3, 3), normalize=False)
-        out[c][ring] = total[ring] / weight[ring]
-    return out
 
 
 def part_labels(face: FaceResult, part_map: np.ndarray, shape, fg_threshold: float = 0.5) -> np.ndarray:
