@@ -242,7 +242,9 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
     baselines = summary.get("baseline", {})
     jitter = "" if summary["jitter_static"] is None else f", jitter on still frames {100 * summary['jitter_static']:.2f}% of the eye distance"
     if summary["annotated_frames"]:
-        overall = f"{_scores(summary)} over {summary['annotated_frames']} annotated frames of {summary['frames']}"
+        past = sum(v.get("annotations_past_end") or 0 for v in summary["videos"].values())  # ("78 of 75" read as a bug; user test 35)
+        overall = (f"{_scores(summary)} over {summary['annotated_frames']} annotated frames of {summary['frames']}"
+                   + (f" ({past} past the videos' ends)" if past else ""))
     elif not summary["videos"]:
         overall = "nothing to score: no video was tracked"
     else:
