@@ -112,6 +112,10 @@ def test_images_on_empty_or_missing_folder(tmp_path, capsys):
     (tmp_path / "clip.mp4").write_bytes(b"x")
     assert main(["images", "--input", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "o")]) == 2
     assert "clip.mp4: a video: run_tracker video FILE tracks one" in capsys.readouterr().err
+    # one unreadable picture: nothing written, and the closing line says so (it named a folder never made: user test 35)
+    (tmp_path / "text.jpg").write_text("not a jpeg")
+    assert main(["images", "--input", str(tmp_path / "text.jpg"), "--out", str(tmp_path / "none")]) == 1
+    assert "nothing written" in capsys.readouterr().out and not (tmp_path / "none").exists()
 
 
 def test_images_takes_one_picture(image_folder, tmp_path, capsys):

@@ -302,7 +302,7 @@ def run(args) -> int:
     print(
         f"done: {count_of(counts['done'], 'image')} processed{given}, {counts['resumed']} already done, {count_of(counts['faces'], 'face')}, "
         f"{counts['no_face']} without a face, {counts['failed']} unreadable{f', {len(unnamed)} with names too long' if unnamed else ''}; "
-        f"outputs in {args.out} "
+        f"{f'outputs in {args.out}' if args.out.is_dir() else 'nothing written'} "  # (named a folder never made: user test 35)
         f"(engine: {tracker.describe()})"
     )
     return 1 if counts["failed"] or counts["bad_box"] or unnamed else 0
