@@ -176,6 +176,10 @@ def test_images_never_overwrites_its_input_nor_reads_its_outputs(image_folder, t
     assert "1 already done" in capsys.readouterr().out
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
         "sub", "sub/astro.json", "sub/astro.pts", "sub/astro_annotated.jpg"]
+    # into another --out, the first run's outputs inside the input are read as input: said (user test 35)
+    capsys.readouterr()
+    assert main(["images", "--input", str(src), "--out", str(tmp_path / "other"), "--recursive"]) == 0
+    assert "note: 1 picture named as this command's outputs (first: " in capsys.readouterr().err
     # a rerun adding the dlib baseline does it for the finished images
     assert main(["images", "--input", str(src), "--out", str(out), "--recursive", "--baseline", "dlib"]) == 0
     assert (out / "dlib" / "sub" / "astro.json").exists()

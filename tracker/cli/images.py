@@ -133,6 +133,9 @@ def _select_images(args) -> list[Path]:
     if args.recursive:  # an output folder inside the input would feed a rerun its own outputs
         out = args.out.resolve()
         images = [p for p in images if out not in _resolved(p).parents]
+        if made := [p for p in images if p.name.endswith(("_annotated.jpg", "_parts.png"))]:  # (read unsaid: user test 35)
+            print(f"note: {count_of(len(made), 'picture')} named as this command's outputs (first: {made[0]}) are read as input; "
+                  "an older output folder inside the input is: move it out", file=sys.stderr)
     suffixes = {p.suffix.lower() for p in (args.input.rglob("*") if args.recursive else args.input.iterdir()) if p.is_file()}
     if others := sorted(suffixes & set(UNREAD_PICTURES)):  # left out in silence, a .gif looked processed (user test 13)
         print(f"note: pictures in other formats ({', '.join(others)}) are not read; convert them to one of {IMAGE_KINDS}", file=sys.stderr)
