@@ -827,7 +827,7 @@ class Tracker:
             # sideways run scored up to ~0.012 more and came out wrong (2 of the 80 val faces
             # given CNN boxes; review 27c); a lying face's right turn leads by more.
             chosen = best if best is not None and best.quality > f.quality + ORIENT_MARGIN else f
-            out.append(replace(chosen, runs=f.runs + len(runs[id(f.box)])) if i in turn else chosen)  # (all of them counted)
+            out.append(replace(chosen, runs=f.runs + len(runs.get(id(f.box), []))) if i in turn else chosen)  # (all of them counted)
         return out
 
     def _search_given_boxes(self, image, gray, given: list[Detection], faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
