@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tracker.assets import DEMO_CLIP
-from tracker.video import open_video, read_ahead, read_frames
+from tracker.video import UNDECODABLE_RUN, open_video, read_ahead, read_frames
 
 
 def _reader_threads() -> list[threading.Thread]:
@@ -64,8 +64,8 @@ def test_read_ahead_passes_keyboard_interrupt_through_in_order():
 class _FakeCapture:
     """cv2.VideoCapture stand-in: `frames` good reads, then a failure (or an exception)."""
 
-    def __init__(self, frames: int, reported: int, error_at: int | None = None):
-        self.frames, self.reported, self.error_at = frames, reported, error_at
+    def __init__(self, frames: int, reported: int, error_at: int | None = None, corrupt: tuple[int, ...] = ()):
+        self.frames, self.reported, self.error_at, self.corrupt = frames, reported, error_at, corrupt
         self.n = 0
         self.released_while_reading = False
         self.reading = False
@@ -83,6 +83,8 @@ class _FakeCapture:
             if self.n >= self.frames:
                 return False, None
             self.n += 1
+            if self.n in self.corrupt:  # FFmpeg fails this read and reads on after it
+                return False, None
             return True, np.full((4, 4, 3), self.n, np.uint8)
         finally:
             self.reading = False
@@ -107,6 +109,44 @@ def test_read_frames_same_frames_and_warning_with_and_without_read_ahead(ahead):
     warnings.clear()
     list(read_frames(_FakeCapture(frames=5, reported=9), warnings.append, "clip.mkv", ahead=ahead))
     assert len(warnings) == 1 and "suggested about 9" in warnings[0] and "audio track longer" in warnings[0]
+
+
+@pytest.mark.parametrize("ahead", [0, 3])
+def test_an_undecodable_frame_is_read_past_and_stood_in_for_keeping_later_frames_numbers(ahead):
+    warnings = []
+    frames = [int(f[0, 0, 0]) for f in read_frames(_FakeCapture(frames=10, reported=10, corrupt=(4, 5)), warnings.append, "clip.avi", ahead=ahead)]
+    assert frames == [1, 2, 3, 3, 3, 6, 7, 8, 9, 10]
+    assert warnings == ["clip.avi: frames 3-4 of 10 could not be decoded (corrupt); the frame before stands in, "
+                        "so that later frames keep their numbers"]
+    warnings.clear()  # at the start, the frame after stands in; timed stand-ins have no time
+    timed = list(read_frames(_FakeCapture(frames=4, reported=4, corrupt=(1,)), warnings.append, "clip.avi", ahead=ahead, timed=True))
+    assert [int(f[0, 0, 0]) for f, _ in timed] == [2, 2, 3, 4] and np.isnan(timed[0][1]) and timed[1][1] == 0
+    assert len(warnings) == 1 and "frame 0 of 4" in warnings[0] and "frame after" in warnings[0]
+    warnings.clear()  # a run longer than UNDECODABLE_RUN is the end of what can be read
+    run = tuple(range(3, 4 + UNDECODABLE_RUN))
+    frames = [int(f[0, 0, 0]) for f in read_frames(_FakeCapture(frames=30, reported=30, corrupt=run), warnings.append, "clip.avi", ahead=ahead)]
+    assert frames == [1, 2] and warnings == ["clip.avi: stream ended at frame 2 of 30 (truncated or corrupt); kept what was read"]
+    warnings.clear()  # without a reported length, a failed read is the end, as before
+    frames = [int(f[0, 0, 0]) for f in read_frames(_FakeCapture(frames=10, reported=0, corrupt=(4,)), warnings.append, "clip.avi", ahead=ahead)]
+    assert frames == [1, 2, 3] and not warnings
+
+
+def test_a_corrupt_mjpeg_frame_keeps_the_rest_of_the_video(tmp_path):
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 48))
+    for i in range(12):
+        writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]  # each frame's JPEG
+    assert len(starts) == 12
+    end = starts[7] - 8  # frame 7's AVI chunk header kept: without it the demuxer drops that frame unseen
+    data[starts[6]:end] = bytes(end - starts[6])  # frame 6's JPEG zeroed: FFmpeg fails that one read
+    path.write_bytes(bytes(data))
+    warnings = []
+    frames = list(read_frames(open_video(path)[0], warnings.append, str(path)))
+    assert len(frames) == 12 and len(warnings) == 1 and "frame 6 of 12" in warnings[0]
+    assert [round(float(f.mean()) / 20) for f in frames] == [0, 1, 2, 3, 4, 5, 5, 7, 8, 9, 10, 11]
 
 
 @pytest.mark.parametrize("ahead", [0, 3])

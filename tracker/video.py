@@ -86,6 +86,9 @@ READ_AHEAD = 3  # frames a file command decodes ahead of the frame being tracked
 COUNTED_CONTAINERS = (".mp4", ".mov", ".m4v", ".3gp", ".avi")
 
 
+UNDECODABLE_RUN = 8  # failed reads in a row before the reported end that are read past, one lost frame each
+
+
 def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None, source: str = "",
                 ahead: int = 0, release: bool = True, timed: bool = False, first: int = 0) -> Iterator:
     """Frames until the end; a decoding failure before the reported end is reported once.
@@ -94,19 +97,30 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
     (a variable-frame-rate video's frames are not evenly spaced; ``VideoSource``).  ``first``: the
     frame the capture was sought to (a seek's stream is that much shorter than the reported length).
 
+    A frame that cannot be decoded before the reported end (a corrupt packet) costs one failed
+    read, and FFmpeg reads on after it: up to ``UNDECODABLE_RUN`` of them in a row are read past,
+    each replaced by the frame before it (the one after it, at the start) with a warning, so that
+    every later frame keeps its number: stopping there lost the rest of the video, and dropping
+    the frame would have scored every later one against the wrong annotation.  Its time is NaN.
+
     ``ahead > 0``: a background thread decodes up to that many frames ahead while the caller
     works on the current one (OpenCV releases the GIL while decoding, so on two cores decoding
     no longer adds to a frame's latency).  Frames, the warning and errors come in the same order
     as without it; the capture is released (unless ``release`` is False: the caller's
     ``VideoSource`` keeps it to seek) only after that thread has stopped."""
     expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    reads = _reads(cap)
+    reads = _reads(cap, UNDECODABLE_RUN if expected else 0)
     if ahead > 0:
         reads = read_ahead(reads, ahead)
-    n = 0
+    n = 0  # frames yielded, stand-ins included
+    lost = 0  # failed reads since the last good frame
+    before = None  # the last good frame
     try:
         for ok, frame, seconds in reads:
             if not ok or frame is None or frame.size == 0:
+                lost += 1
+                if lost <= UNDECODABLE_RUN and first + n + lost < expected:
+                    continue
                 if warn and expected and 0 < n < expected - first - 1:
                     if Path(source).suffix.lower() in COUNTED_CONTAINERS:
                         warn(f"{source}: stream ended at frame {first + n} of {expected} (truncated or corrupt); kept what was read")
@@ -114,7 +128,18 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
                         warn(f"{source}: stream ended at frame {first + n}, where its length suggested about {expected} (a truncated "
                              "file, or only an audio track longer than the video or a variable frame rate); kept what was read")
                 return
+            if lost:
+                if warn:
+                    which = f"frame {first + n}" if lost == 1 else f"frames {first + n}-{first + n + lost - 1}"
+                    warn(f"{source}: {which} of {expected} could not be decoded (corrupt); the frame "
+                         f"{'before' if before is not None else 'after'} stands in, so that later frames keep their numbers")
+                stand_in = frame if before is None else before
+                for _ in range(lost):
+                    n += 1
+                    yield (stand_in, float("nan")) if timed else stand_in
+                lost = 0
             n += 1
+            before = frame
             yield (frame, seconds) if timed else frame
     finally:
         reads.close()
@@ -122,13 +147,15 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
             cap.release()
 
 
-def _reads(cap: cv2.VideoCapture) -> Iterator[tuple[bool, np.ndarray | None, float]]:
+def _reads(cap: cv2.VideoCapture, past: int = 0) -> Iterator[tuple[bool, np.ndarray | None, float]]:
     """``cap.read()`` results, each with the frame's time in the container (seconds), up to and
-    including the first failed one."""
+    including the first failed one, or the ``past + 1``-th failed one in a row."""
+    failed = 0
     while True:
         ok, frame = cap.read()
         yield ok, frame, cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-        if not ok or frame is None or frame.size == 0:
+        failed = failed + 1 if not ok or frame is None or frame.size == 0 else 0
+        if failed > past:
             return
 
 
