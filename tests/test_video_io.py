@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tracker.assets import DEMO_CLIP
-from tracker.video import UNDECODABLE_RUN, open_video, read_ahead, read_frames
+from tracker.sources import SourceError, VideoSource
+from tracker.video import READ_AHEAD, UNDECODABLE_RUN, open_video, read_ahead, read_frames
 
 
 def _reader_threads() -> list[threading.Thread]:
@@ -103,7 +104,7 @@ def test_read_frames_same_frames_and_warning_with_and_without_read_ahead(ahead):
         frames.append(int(f[0, 0, 0]))
         assert not warnings  # the truncation is reported after the last frame, not before it
     assert frames == [1, 2, 3, 4, 5]
-    assert warnings == ["clip.avi: stream ended at frame 5 of 9 (truncated or corrupt); kept what was read"]
+    assert warnings == ["clip.avi: stream ended after frame 5 of 9 (truncated or corrupt); kept what was read"]
     assert cap.released and not cap.released_while_reading
     # where the container stores no count (an estimate from the longest stream), the warning hedges
     warnings.clear()
@@ -112,23 +113,19 @@ def test_read_frames_same_frames_and_warning_with_and_without_read_ahead(ahead):
 
 
 @pytest.mark.parametrize("ahead", [0, 3])
-def test_an_undecodable_frame_is_read_past_and_stood_in_for_keeping_later_frames_numbers(ahead):
+def test_an_undecodable_frame_is_read_past_as_none_keeping_later_frames_numbers(ahead):
+    def values(cap, **kw):
+        return [None if f is None else int(f[0, 0, 0]) for f in read_frames(cap, warnings.append, "clip.avi", ahead=ahead, **kw)]
+
     warnings = []
-    frames = [int(f[0, 0, 0]) for f in read_frames(_FakeCapture(frames=10, reported=10, corrupt=(4, 5)), warnings.append, "clip.avi", ahead=ahead)]
-    assert frames == [1, 2, 3, 3, 3, 6, 7, 8, 9, 10]
-    assert warnings == ["clip.avi: frames 3-4 of 10 could not be decoded (corrupt); the frame before stands in, "
-                        "so that later frames keep their numbers"]
-    warnings.clear()  # at the start, the frame after stands in; timed stand-ins have no time
-    timed = list(read_frames(_FakeCapture(frames=4, reported=4, corrupt=(1,)), warnings.append, "clip.avi", ahead=ahead, timed=True))
-    assert [int(f[0, 0, 0]) for f, _ in timed] == [2, 2, 3, 4] and np.isnan(timed[0][1]) and timed[1][1] == 0
-    assert len(warnings) == 1 and "frame 0 of 4" in warnings[0] and "frame after" in warnings[0]
-    warnings.clear()  # a run longer than UNDECODABLE_RUN is the end of what can be read
-    run = tuple(range(3, 4 + UNDECODABLE_RUN))
-    frames = [int(f[0, 0, 0]) for f in read_frames(_FakeCapture(frames=30, reported=30, corrupt=run), warnings.append, "clip.avi", ahead=ahead)]
-    assert frames == [1, 2] and warnings == ["clip.avi: stream ended at frame 2 of 30 (truncated or corrupt); kept what was read"]
+    assert values(_FakeCapture(frames=10, reported=10, corrupt=(4, 5))) == [1, 2, 3, None, None, 6, 7, 8, 9, 10] and not warnings
+    timed = list(read_frames(_FakeCapture(frames=4, reported=4, corrupt=(1,)), ahead=ahead, timed=True))
+    assert timed[0][0] is None and np.isnan(timed[0][1]) and [int(f[0, 0, 0]) for f, _ in timed[1:]] == [2, 3, 4]
+    # a run longer than UNDECODABLE_RUN is the end of what can be read
+    assert values(_FakeCapture(frames=30, reported=30, corrupt=tuple(range(3, 4 + UNDECODABLE_RUN)))) == [1, 2]
+    assert warnings == ["clip.avi: stream ended after frame 2 of 30 (truncated or corrupt); kept what was read"]
     warnings.clear()  # without a reported length, a failed read is the end, as before
-    frames = [int(f[0, 0, 0]) for f in read_frames(_FakeCapture(frames=10, reported=0, corrupt=(4,)), warnings.append, "clip.avi", ahead=ahead)]
-    assert frames == [1, 2, 3] and not warnings
+    assert values(_FakeCapture(frames=10, reported=0, corrupt=(4,))) == [1, 2, 3] and not warnings
 
 
 def test_a_corrupt_mjpeg_frame_keeps_the_rest_of_the_video(tmp_path):
@@ -144,9 +141,32 @@ def test_a_corrupt_mjpeg_frame_keeps_the_rest_of_the_video(tmp_path):
     data[starts[6]:end] = bytes(end - starts[6])  # frame 6's JPEG zeroed: FFmpeg fails that one read
     path.write_bytes(bytes(data))
     warnings = []
-    frames = list(read_frames(open_video(path)[0], warnings.append, str(path)))
-    assert len(frames) == 12 and len(warnings) == 1 and "frame 6 of 12" in warnings[0]
-    assert [round(float(f.mean()) / 20) for f in frames] == [0, 1, 2, 3, 4, 5, 5, 7, 8, 9, 10, 11]
+    with VideoSource(path, READ_AHEAD, warnings.append) as source:
+        frames = list(source.frames())
+    # frame 7 (1-based, as in every output) passed as a sequence's unreadable picture is; the rest kept
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11] and source.skipped == 1
+    assert [round(float(f.image.mean()) / 20) for f in frames] == [0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11]
+    assert warnings == [f"{path}: frame 7 of 12 could not be decoded (corrupt); passed, later frames keep their numbers"]
+    with VideoSource(path) as source, pytest.raises(SourceError, match="frame 7 of 12 could not be decoded"):
+        list(source.frames())  # without a warn callback, as every source: an error
+    with VideoSource(path) as source:  # the viewer's read() passes it too
+        got = []
+        while (f := source.read()) is not None:
+            got.append((source.position, round(float(f.mean()) / 20)))
+    assert got == [(1, 0), (2, 1), (3, 2), (4, 3), (5, 4), (6, 5), (8, 7), (9, 8), (10, 9), (11, 10), (12, 11)]
+
+
+def test_a_badly_damaged_video_says_a_few_runs_of_lost_frames_then_counts_them(monkeypatch):
+    import tracker.sources as sources
+
+    warnings = []
+    source = VideoSource(DEMO_CLIP, 0, warnings.append)
+    fake = _FakeCapture(frames=40, reported=40, corrupt=tuple(range(3, 40, 3)))
+    monkeypatch.setattr(source, "cap", fake)
+    source.length = 40
+    frames = list(source.frames())
+    assert len(frames) == 27 and source.skipped == 13 and frames[-1].index == 39
+    assert len(warnings) == sources.WARNED_RUNS + 1 and "not listed" in warnings[-1]
 
 
 @pytest.mark.parametrize("ahead", [0, 3])

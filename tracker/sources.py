@@ -7,7 +7,7 @@ tracks it with ``track_stream``, so reading, skipping bad input and timing a fra
 place each:
 
 * ``frames()`` yields ``SourceFrame``s in order.  A problem that does not stop the stream (a video
-  cut short, an unreadable picture in a folder, a camera that stops) goes to the source's ``warn``
+  cut short, a frame it cannot decode, an unreadable picture in a folder, a camera that stops) goes to the source's ``warn``
   callback and the stream goes on or ends with what was read; without ``warn`` it raises
   ``SourceError``.  A video opened with ``read_ahead > 0`` is decoded by a background thread
   while the current frame is tracked (OpenCV releases the GIL while decoding).
@@ -38,7 +38,7 @@ import numpy as np
 from tracker.detector import BoxError, Detection
 from tracker.errors import SourceError
 from tracker.fileio import IMAGE_KINDS, ImageReadError, decode_file, list_images, read_image
-from tracker.video import PICTURE_EXTENSIONS, READ_AHEAD, VideoError, file_not_found, open_video, quiet_opencv, read_frames
+from tracker.video import PICTURE_EXTENSIONS, READ_AHEAD, UNDECODABLE_RUN, VideoError, file_not_found, open_video, quiet_opencv, read_frames
 
 if TYPE_CHECKING:
     from tracker.pipeline import FrameResult, Tracker
@@ -48,6 +48,7 @@ CAMERA_FPS = 30.0  # what a recording of a camera that does not report its rate 
 CAMERA_STALL_S = 5.0  # a camera that delivers no frame for this long has stopped
 SIZE_VOTERS = 5  # a numbered sequence's size: the most common among its first pictures
 MAX_FPS = 240.0  # above: a container's time base, not a frame rate (frames are then taken at 30 fps)
+WARNED_RUNS = 5  # runs of undecodable frames of a video each said in a warning; the rest are counted
 SEQUENCE_FPS = 30.0  # numbered pictures carry no rate; FFmpeg's and OpenCV's default for them
 CAMERA = "webcam"  # the word that names a camera wherever a command takes a file (--target webcam, --source webcam)
 
@@ -262,21 +263,49 @@ class VideoSource(FrameSource):
         self._last_time: float | None = None  # the time given to the frame before (``_clock``)
         self._last_stamp = float("nan")  # and the container's time of it
         self._reading: Iterator | None = None  # the frames being read (``_stop_reading``)
+        self._runs_passed = 0  # runs of undecodable frames said (``_passed``)
 
     def read(self) -> np.ndarray | None:
-        ok, frame = self.cap.read()
-        if not ok or frame is None or frame.size == 0:
-            return None
-        self.position += 1
-        return frame
+        # as frames(): a frame that cannot be decoded before the reported end is passed, not the end
+        for _ in range(UNDECODABLE_RUN + 1):
+            ok, frame = self.cap.read()
+            self.position += 1
+            if ok and frame is not None and frame.size:
+                return frame
+            if self.position >= self.length:
+                break
+        self.position -= 1  # the failed read at the end is no frame
+        return None
 
     def frames(self) -> Iterator[SourceFrame]:
-        # read_frames says once, after the last good frame, that the stream ended early.
+        # read_frames says once, after the last good frame, that the stream ended early; a run of
+        # frames it could not decode before that is said here, as a sequence's unreadable
+        # pictures are: passed (their numbers kept, their CSV rows and .pts absent) and counted.
         self._stop_reading()
         self._reading = read_frames(self.cap, self.warn, self.label, self.read_ahead, release=False, timed=True, first=self.position)
+        lost = 0
         for image, stamp in self._reading:
             self.position += 1
+            if image is None:
+                lost += 1
+                continue
+            if lost:
+                self._passed(self.position - 1 - lost, lost)
+                lost = 0
             yield SourceFrame(self.position - 1, image, time=self._clock(self.position - 1, stamp))
+
+    def _passed(self, first: int, count: int) -> None:
+        """Say that frames ``first`` .. ``first + count - 1`` (0-based) could not be decoded."""
+        which = f"frame {first + 1}" if count == 1 else f"frames {first + 1}-{first + count}"
+        problem = f"{self.label}: {which} of {self.length} could not be decoded (corrupt); passed, later frames keep their numbers"
+        if self.warn is None:
+            raise SourceError(problem)
+        if self._runs_passed < WARNED_RUNS:  # a badly damaged clip would flood the terminal and result.json
+            self.warn(problem)
+        elif self._runs_passed == WARNED_RUNS:
+            self.warn(f"{self.label}: more frames could not be decoded; they are passed and counted, not listed")
+        self._runs_passed += 1
+        self.skipped += count
 
     def _stop_reading(self) -> None:
         """Stop the frames being read, and their read-ahead thread, before the capture is sought

@@ -1,7 +1,8 @@
 """Video files: opening and decoding (behind ``tracker.sources.VideoSource``), and writing.
 
 Reading is defensive: an unopenable file is one clear error; a stream that dies mid-way ends
-the clip with a warning and everything tracked so far is kept.  An output video is written to a
+the clip with a warning and everything tracked so far is kept; a frame that cannot be decoded
+in between is passed, and the frames after it keep their numbers.  An output video is written to a
 temporary file and renamed when complete.
 """
 from __future__ import annotations
@@ -91,7 +92,7 @@ UNDECODABLE_RUN = 8  # failed reads in a row before the reported end that are re
 
 def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None, source: str = "",
                 ahead: int = 0, release: bool = True, timed: bool = False, first: int = 0) -> Iterator:
-    """Frames until the end; a decoding failure before the reported end is reported once.
+    """Frames until the end; a stream that stops before its reported end is warned about once.
     A stream without any frame yields nothing: the caller says so in its own words.  ``timed``:
     (frame, the container's time of it in seconds) pairs instead, read as the frame is decoded
     (a variable-frame-rate video's frames are not evenly spaced; ``VideoSource``).  ``first``: the
@@ -99,9 +100,9 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
 
     A frame that cannot be decoded before the reported end (a corrupt packet) costs one failed
     read, and FFmpeg reads on after it: up to ``UNDECODABLE_RUN`` of them in a row are read past,
-    each replaced by the frame before it (the one after it, at the start) with a warning, so that
-    every later frame keeps its number: stopping there lost the rest of the video, and dropping
-    the frame would have scored every later one against the wrong annotation.  Its time is NaN.
+    each yielded as None (timed: (None, NaN)) once a good frame follows, so that every later frame
+    keeps its number (stopping there lost the rest of the video; dropping the frame unseen would
+    score every later one against the wrong annotation).  The caller says so (``VideoSource``).
 
     ``ahead > 0``: a background thread decodes up to that many frames ahead while the caller
     works on the current one (OpenCV releases the GIL while decoding, so on two cores decoding
@@ -112,9 +113,8 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
     reads = _reads(cap, UNDECODABLE_RUN if expected else 0)
     if ahead > 0:
         reads = read_ahead(reads, ahead)
-    n = 0  # frames yielded, stand-ins included
+    n = 0  # frames yielded, lost ones included
     lost = 0  # failed reads since the last good frame
-    before = None  # the last good frame
     try:
         for ok, frame, seconds in reads:
             if not ok or frame is None or frame.size == 0:
@@ -123,23 +123,16 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
                     continue
                 if warn and expected and 0 < n < expected - first - 1:
                     if Path(source).suffix.lower() in COUNTED_CONTAINERS:
-                        warn(f"{source}: stream ended at frame {first + n} of {expected} (truncated or corrupt); kept what was read")
+                        warn(f"{source}: stream ended after frame {first + n} of {expected} (truncated or corrupt); kept what was read")
                     else:
-                        warn(f"{source}: stream ended at frame {first + n}, where its length suggested about {expected} (a truncated "
+                        warn(f"{source}: stream ended after frame {first + n}, where its length suggested about {expected} (a truncated "
                              "file, or only an audio track longer than the video or a variable frame rate); kept what was read")
                 return
-            if lost:
-                if warn:
-                    which = f"frame {first + n}" if lost == 1 else f"frames {first + n}-{first + n + lost - 1}"
-                    warn(f"{source}: {which} of {expected} could not be decoded (corrupt); the frame "
-                         f"{'before' if before is not None else 'after'} stands in, so that later frames keep their numbers")
-                stand_in = frame if before is None else before
-                for _ in range(lost):
-                    n += 1
-                    yield (stand_in, float("nan")) if timed else stand_in
-                lost = 0
+            for _ in range(lost):
+                n += 1
+                yield (None, float("nan")) if timed else None
+            lost = 0
             n += 1
-            before = frame
             yield (frame, seconds) if timed else frame
     finally:
         reads.close()
