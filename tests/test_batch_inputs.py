@@ -390,3 +390,39 @@ def test_a_subject_without_tracks_stays_near_where_it_was_placed():
     chooser.place(Roi(100, 240, 280))
     assert chooser.pick([Roi(285, 240, 280)], size) == 0
     assert chooser.pick([Roi(285, 240, 280), Roi(105, 240, 280)], size) == 1
+
+
+def test_annotations_that_picked_the_face_tracked_changed_track_it_again_others_rescore(tmp_path, capsys, monkeypatch):
+    """With ``--subject annotated`` the first annotation with a face in its box picks the face
+    written: a change there was only rescored, the old face's frames scored against the new
+    annotations (review 36); a change after it still costs a rescore alone."""
+    import shutil
+
+    import tracker.batch as batch
+    from tracker.assets import DEMO_IMAGE
+
+    root, out = tmp_path / "root", tmp_path / "out"
+    face = cv2.resize(cv2.imread(str(DEMO_IMAGE)), (320, 240))
+    (root / "001").mkdir(parents=True)
+    writer = cv2.VideoWriter(str(root / "001" / "vid.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 240))
+    for _ in range(3):
+        writer.write(face)
+    writer.release()
+    for i in (1, 2, 3):
+        write_pts(root / "001" / "annot" / f"{i:06d}.pts", POINTS + 400)  # on no face: nothing picked
+    assert _run(root, out, capsys)[0] == 0
+    assert json.loads((out / "001" / "result.json").read_text())["inputs"]["subject_annotations"]["upto"] == 3
+    for i in (1, 2, 3):  # annotations now on the face: they pick it at frame 1
+        shutil.copy(out / "001" / f"{i:06d}.pts", root / "001" / "annot" / f"{i:06d}.pts")
+    code, printed, err = _run(root, out, capsys)
+    assert code == 0 and "the annotations that pick the face tracked changed since it was tracked: tracked again" in err
+    assert json.loads((out / "001" / "result.json").read_text())["inputs"]["subject_annotations"]["upto"] == 1
+    tracked = batch.track_300vw_video
+    monkeypatch.setattr(batch, "track_300vw_video", lambda *a: pytest.fail("tracked again for a later frame's annotation"))
+    write_pts(root / "001" / "annot" / "000003.pts", POINTS + 1)
+    code, printed, _ = _run(root, out, capsys)
+    assert code == 0 and "001: annotations changed since it was tracked: scored again" in printed
+    monkeypatch.setattr(batch, "track_300vw_video", tracked)
+    write_pts(root / "001" / "annot" / "000001.pts", POINTS + 400)
+    code, printed, err = _run(root, out, capsys)
+    assert code == 0 and "the annotations that pick the face tracked changed" in err and "1 video tracked" in printed

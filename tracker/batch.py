@@ -80,17 +80,33 @@ def find_300vw_videos(root: Path, warn: Callable[[str], None] | None = None, lef
 
 def input_fingerprint(video: Path, annot: Path) -> dict:
     """What a video's outputs were made from, recorded in its ``result.json``: the video's
-    ``file_digest``, and the annotation files' names and contents (their times made a copied
-    folder, ``cp -r``, say every video's annotations changed: user test 35; ~20 ms for 1,000 files, warm).
+    ``file_digest``, and the annotation files' names and contents (``annotations_digest``).
     A resumed run compares them (user test 16: it reported a finished video's old scores after its
     annotations were corrected, and another root's videos of the same names as its own)."""
+    return {"video": file_digest(video), "annotations": annotations_digest(annot)}
+
+
+def annotations_digest(annot: Path, upto: int | None = None) -> str:
+    """The annotation files' names and contents (their times made a copied folder, ``cp -r``, say
+    every video's annotations changed: user test 35; ~20 ms for 1,000 files, warm); `upto`: only
+    those of frames 1..upto (``subject_annotations``)."""
     notes = hashlib.sha256()
     for path in pts_files(annot) if annot.is_dir() else []:
+        if upto is not None and not (path.stem.isdigit() and int(path.stem) <= upto):
+            continue
         try:
             notes.update(f"{path.name} {hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
         except OSError:  # a dangling link: scoring lists it as malformed, the video is still scored
             notes.update(f"{path.name} ?\n".encode())
-    return {"video": file_digest(video), "annotations": notes.hexdigest()[:32]}
+    return notes.hexdigest()[:32]
+
+
+def subject_annotations(annot: Path, upto: int) -> dict:
+    """``result.json``'s record of the annotations that picked the face tracked (``--subject
+    annotated``): those of the frames up to the last one whose faces were compared with them.
+    Changed, the video is tracked again; any other annotation change only rescores it (review 36:
+    a resumed run scored the face the old annotations had picked against the new ones)."""
+    return {"upto": upto, "digest": annotations_digest(annot, upto)}
 
 
 @dataclass(frozen=True)
@@ -143,7 +159,7 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
         seek_tracker = seek_baseline = job.subject == "annotated"  # the annotated face not found yet
         with VideoSource(job.video, READ_AHEAD, warnings.append) as source, atomic_output_dir(job.out) as out:
             inputs = input_fingerprint(job.video, job.annot)  # (opened first: a missing or undecodable video is said as such)
-            n = detections = 0
+            n = detections = consulted = 0  # consulted: the last frame whose annotation was compared with faces
             baseline_seconds = 0.0
             if job.baseline:
                 (out / job.baseline).mkdir()
@@ -153,6 +169,7 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
                 faces = tracked.result.faces
                 annotated = annotated_face(job.annot, n, [f.landmarks for f in faces]) if seek_tracker else None
                 seek_tracker = seek_tracker and annotated is None
+                consulted = n if annotated is not None or (seek_tracker and faces) else consulted
                 if subject is not None:
                     face = subject.pick(faces, tracked.image.shape[1::-1], tracked.image)
                     if annotated is not None and faces[annotated] is not face:
@@ -168,9 +185,10 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
                     detections += face.detected
                 if job.baseline:
                     t = time.perf_counter()
-                    found = _baseline_frame(job.baseline, tracked.image, out / job.baseline / frame_pts_name(n), baseline_nearest,
-                                            job.annot if seek_baseline else None, n)
+                    found, compared = _baseline_frame(job.baseline, tracked.image, out / job.baseline / frame_pts_name(n), baseline_nearest,
+                                                      job.annot if seek_baseline else None, n)
                     seek_baseline = seek_baseline and not found
+                    consulted = max(consulted, n if compared else 0)
                     baseline_seconds += time.perf_counter() - t
                 if on_frames and n % FRAMES_PER_REPORT == 0:
                     on_frames(FRAMES_PER_REPORT)
@@ -181,6 +199,8 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
             seconds = time.perf_counter() - t0 - baseline_seconds
             # detections: frames whose subject came from the detector rather than from tracking, i.e.
             # the first acquisition plus one per re-detection after a loss (every frame in --stills).
+            if job.subject == "annotated":
+                inputs["subject_annotations"] = subject_annotations(job.annot, consulted)
             result = {"video": str(job.video), "frames": n, "seconds": round(seconds, 2), "detections": detections,
                       "warnings": warnings, "options": job.options, "inputs": inputs,
                       **_scores(job, out, n, {job.baseline: {"seconds": round(baseline_seconds, 2)}} if job.baseline else {})}
@@ -230,7 +250,10 @@ def rescore_300vw_video(job: VideoJob) -> VideoOutcome:
     try:
         result = json.loads((job.out / "result.json").read_text())
         kept = {name: {"seconds": b.get("seconds")} for name, b in (result.get("baseline") or {}).items()}
-        result = {**{k: v for k, v in result.items() if k != "baseline"}, "inputs": input_fingerprint(job.video, job.annot),
+        inputs = input_fingerprint(job.video, job.annot)
+        if "subject_annotations" in (result.get("inputs") or {}):  # unchanged, or it would be tracked again
+            inputs["subject_annotations"] = result["inputs"]["subject_annotations"]
+        result = {**{k: v for k, v in result.items() if k != "baseline"}, "inputs": inputs,
                   **_scores(job, job.out, result["frames"], kept)}
         atomic_write_json(job.out / "result.json", result)
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -239,11 +262,12 @@ def rescore_300vw_video(job: VideoJob) -> VideoOutcome:
     return VideoOutcome(job.name, f"scored again, {outcome.message}", True, outcome.warnings)
 
 
-def _baseline_frame(name: str, image, pts_path: Path, chooser: NearestSubject, annot: Path | None, frame: int) -> bool:
+def _baseline_frame(name: str, image, pts_path: Path, chooser: NearestSubject, annot: Path | None, frame: int) -> tuple[bool, bool]:
     """A baseline's landmarks of one frame's subject into `pts_path` (nothing without a face).
     dlib's as its users run it on video: a detection on every frame, no tracking, the subject
     the face nearest the one annotated first (``NearestSubject``; `annot`: the annotations while
-    that is looked for), else the most prominent.  Whether the annotated face was found here."""
+    that is looked for), else the most prominent.  Whether the annotated face was found here, and
+    whether the annotation was compared with faces (for ``subject_annotations``)."""
     if name != "dlib":
         raise ValueError(f"unknown baseline {name!r}")
     faces, _ = dlib_faces(image)
@@ -254,7 +278,7 @@ def _baseline_frame(name: str, image, pts_path: Path, chooser: NearestSubject, a
     k = chooser.pick(rois, image.shape[1::-1])
     if k is not None:
         write_pts(pts_path, faces[k][1])
-    return annotated is not None
+    return annotated is not None, annot is not None and bool(faces)
 
 
 def crashed(job: VideoJob, exc: BaseException) -> VideoOutcome:

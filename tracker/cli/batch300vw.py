@@ -9,7 +9,7 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
-from tracker.batch import VideoJob, find_300vw_videos, input_fingerprint, local_outcomes, rescore_300vw_video
+from tracker.batch import VideoJob, annotations_digest, find_300vw_videos, input_fingerprint, local_outcomes, rescore_300vw_video
 from tracker.cli.common import CNN_SILENCE, RESUMES, count, engine_args, video_args
 from tracker.detector import cnn_missing_note, require_dlib_predictor
 from tracker.errors import NotAFolderError, UsageError, count_of, install_hint
@@ -289,6 +289,13 @@ def _finished_video(job: VideoJob) -> tuple[str, str]:
     if recorded.get("video") != inputs["video"]:
         return "track", f"its video is not the one tracked into {job.out}"
     if recorded.get("annotations") != inputs["annotations"]:
+        if job.subject == "annotated":
+            picked = recorded.get("subject_annotations")
+            try:
+                if annotations_digest(job.annot, int(picked["upto"])) != picked["digest"]:
+                    return "track", "the annotations that pick the face tracked changed since it was tracked"
+            except (TypeError, KeyError, ValueError):  # not recorded: an earlier version's result
+                return "track", "annotations changed since it was tracked, and its result.json does not say which picked the face tracked"
         return "rescore", "annotations changed since it was tracked"
     return "done", ""
 
