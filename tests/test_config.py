@@ -12,7 +12,7 @@ import pytest
 import tracker.pipeline as pipeline
 from engines import available_engines, load_engine, resolve_kind
 from engines.base import EngineError, in_chunks
-from tracker.assets import ASSETS, record
+from tracker.assets import ASSETS, DEMO_CLIP, record
 from tracker.crop import to_network_input, warp_image
 from tracker.densemaps import DenseMaps, flip_averaged
 from tracker.errors import ConfigError, TrackerError, UsageError
@@ -421,3 +421,26 @@ def test_the_cnn_looks_again_for_a_while_after_a_track_ends_while_another_goes_o
     tracker._frame = 50
     tracker.config = dataclasses.replace(tracker.config, video_cnn_every=0)
     assert not tracker._cnn_after_loss_due([], [(None, Roi(0, 0, 10))])  # HOG only, as asked
+
+
+def test_the_cnn_does_not_look_again_once_the_lost_face_is_back(monkeypatch):
+    """The only face hidden for 3 frames and tracked again: the loss still had dlib's CNN (~1 s)
+    run at 3 later frames, as if a face were still missing (review 36)."""
+    from tracker.sources import VideoSource, load_frames
+
+    frames = load_frames(VideoSource(DEMO_CLIP), limit=50)  # (the clip cuts to another shot later)
+    tracker = Tracker(TrackerConfig(mode="video", threads=1, video_cnn_every=30))
+    calls = []
+    monkeypatch.setattr(pipeline, "cnn_available", lambda: True)
+    monkeypatch.setattr(tracker, "_cnn_faces", lambda image: calls.append(tracker._frame) or [])
+    ids, roi = [], None
+    for i, frame in enumerate(frames):
+        if i in (10, 11, 12):  # the face covered
+            frame = frame.copy()
+            frame[max(int(roi.cy - roi.size / 2), 0):int(roi.cy + roi.size / 2), max(int(roi.cx - roi.size / 2), 0):int(roi.cx + roi.size / 2)] = 128
+        faces = tracker.track(frame, timestamp=i / 30).faces
+        ids.append([f.track_id for f in faces])
+        if i < 10:
+            roi = faces[0].roi
+    assert ids[11] == [] and ids[20] == [1] and ids[-1] == [1]  # lost, then a new track: the same face back
+    assert calls == [] and tracker._lost_at == pipeline.NEVER

@@ -119,6 +119,8 @@ LOST_SEARCH_EVERY = 5
 # nothing new while other faces are tracked (about 3 s at 30 fps, writers.SUBJECT_RETURN_FRAMES as
 # well); after that ever more rarely (``Tracker._cnn_after_loss_due``).
 LOST_CNN_FRAMES = 90
+# A new track this near where a lost one was last (in crop sizes) is that face back: the loss is over.
+RETURN_DISTANCE = 1.0
 # The frame number of what has not happened yet (a loss, a CNN call, a finer search): far enough
 # back that "frames since" is never small.
 NEVER = -(1 << 30)
@@ -474,7 +476,8 @@ class Tracker:
         self.input_size = NETWORK_INPUT
         self._tracks: list[_Track] = []
         self._track_ended = False
-        self._lost_at = NEVER  # the frame the last track ended on
+        self._lost_at = NEVER  # the frame the last track ended on, while one is still missing
+        self._missing: list[Roi] = []  # where ended tracks were last, until a new track starts there
         # The frame faces last went (tracks ended, or a cut left them behind) and their smallest
         # crop in pixels: whether video's finer search is worth it (``_finer_due``).
         self._gone_at, self._gone_size = NEVER, 0.0
@@ -531,6 +534,7 @@ class Tracker:
         """Forget all tracks (a new video)."""
         self._search.cancel()
         self._tracks, self._frame, self._track_ended, self._lost_at, self._cnn_at = [], 0, False, NEVER, NEVER
+        self._missing = []
         self._finer_at, self._finer_gap, self._gone_at, self._gone_size = NEVER, FINER_SEARCH_EVERY, NEVER, 0.0
         self._thumbnail, self._turned_next = None, False
 
@@ -589,7 +593,7 @@ class Tracker:
                 self._search.cancel()  # (an answer under way is about the old shot)
                 self._gone(self._tracks)
                 cut = True
-                self._tracks, self._track_ended = [], False
+                self._tracks, self._track_ended, self._missing, self._lost_at = [], False, [], NEVER
             self._thumbnail = thumb
         tracked = [(tr, tr.roi) for tr in self._tracks] if video else []
         detections: list[Detection] = []
@@ -742,6 +746,20 @@ class Tracker:
             self._finer_gap = FINER_SEARCH_EVERY
         elif not finer:
             self._finer_gap = min(2 * self._finer_gap, FINER_MAX_GAP // 2)
+
+    def _note_missing(self, ended: list[_Track], started: list[_Track]) -> None:
+        """Keep where ended tracks were until a new track starts within a crop of there (the face
+        came back); with none left missing, the loss is over: its searches and CNN calls stop (the
+        only face lost for a moment and found again had dlib's CNN run ~1 s at 3 later frames;
+        review 36)."""
+        self._missing += [tr.roi for tr in ended if tr.roi is not None]
+        for tr in started:
+            near = [k for k, roi in enumerate(self._missing)
+                    if math.hypot(roi.cx - tr.roi.cx, roi.cy - tr.roi.cy) < RETURN_DISTANCE * max(roi.size, tr.roi.size)]
+            if near:
+                del self._missing[near[0]]
+        if not self._missing:
+            self._lost_at = NEVER
 
     def _gone(self, tracks: list[_Track]) -> None:
         """Note `tracks`, ended or cut away on this frame, for ``_finer_due``: the faces of a
@@ -987,6 +1005,7 @@ class Tracker:
         if ended:
             self._lost_at = self._frame
             self._gone(ended)
+        self._note_missing(ended, [tr for tr in tracks if tr.track_id not in by_id])
         self._tracks = tracks
         if any(tr.age > 1 for tr in tracks):  # a face tracked: the next loss is searched for promptly again
             self._finer_gap = FINER_SEARCH_EVERY  # (not one that ends on its first frame: a box on a wall's pattern)

@@ -97,8 +97,8 @@ def video_args(p: argparse.ArgumentParser) -> None:
                         "that frame). Default: 3 on a camera, 0 on files (on two cores it saves a file little; worth it on long ones)")
     p.add_argument("--cnn-every", type=count(0), default=30, metavar="N",
                    help="while no face is tracked and HOG finds none, and for a while after a track ended while "
-                        "another goes on, try dlib's CNN detector on 1 frame in N (~1 s a call; needs the [cnn] "
-                        "extra; 0: HOG only). Default 30")
+                        "another goes on (until a face comes back where it was), try dlib's CNN detector on 1 frame "
+                        "in N (~1 s a call; needs the [cnn] extra; 0: HOG only). Default 30")
 
 
 def camera_arg(p, what: str = "instead of a file", live: bool = True) -> None:
