@@ -218,7 +218,7 @@ def test_sigterm_keeps_the_frames_done_and_leaves_no_partial_file(tmp_path, comm
         p = cli("video", str(DEMO_CLIP), "--out", str(out), "--csv", str(tmp_path / "f.csv"), "--threads", "1")
     else:
         p = cli("transfer", "--texture", str(TEXTURE), "--target", str(DEMO_CLIP), "--out", str(out), "--threads", "1")
-    err = _interrupt_when(p, lambda: any(tmp_path.glob(".*partial*")), "the video writer")
+    err = _interrupt_when(p, lambda: any(tmp_path.glob(".*densereg-tmp*")), "the video writer")
     assert "note: interrupted" in err and "Traceback" not in err
     assert sorted(x.name for x in tmp_path.iterdir()) == (["f.csv", "v.mp4"] if command == "video" else ["v.mp4"])
     assert 0 < _frames_in(out) < 150
@@ -228,7 +228,7 @@ def test_ctrl_c_with_the_background_detector_prints_no_traceback(tmp_path):
     """A terminal's Ctrl-C reaches the detector's worker process too, which printed its own
     KeyboardInterrupt traceback (every camera run has that worker)."""
     p = cli("video", str(DEMO_CLIP), "--out", str(tmp_path / "v.mp4"), "--detect-lag", "3", "--threads", "1", start_new_session=True)
-    err = _interrupt_when(p, lambda: any(tmp_path.glob(".*partial*")), "the video writer", lambda: os.killpg(p.pid, signal.SIGINT))
+    err = _interrupt_when(p, lambda: any(tmp_path.glob(".*densereg-tmp*")), "the video writer", lambda: os.killpg(p.pid, signal.SIGINT))
     assert "interrupted" in err and "Traceback" not in err and "KeyboardInterrupt" not in err, err
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -275,3 +276,37 @@ def test_a_video_output_with_a_long_name_is_written(tmp_path):
         for i in range(3):
             writer.write(np.full((48, 64, 3), 40 * i, np.uint8), at=i)
     assert _frames_in(out) == 3 and [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+def test_two_writers_of_one_video_each_write_their_own_and_a_killed_ones_stand_in_is_removed(tmp_path):
+    """A fixed ``.NAME.partial.mp4`` had the second writer write into the first one's published
+    video (20 frames became 5) and fail with "reads back incomplete"; a SIGKILLed run's stayed
+    for good (review 36)."""
+    import subprocess
+    import sys
+
+    from tracker.video import AtomicVideoWriter, _frames_in
+
+    out = tmp_path / "same.mp4"
+    a, b = AtomicVideoWriter(out, 10.0, (64, 48)), AtomicVideoWriter(out, 10.0, (64, 48))
+    assert a.tmp != b.tmp and a.tmp.suffix == ".mp4"
+    for i in range(20):
+        a.write(np.full((48, 64, 3), 5 * i, np.uint8), at=i)
+    for i in range(5):
+        b.write(np.full((48, 64, 3), 5 * i, np.uint8), at=i)
+    a.close()
+    assert _frames_in(out) == 20
+    b.close()  # the last one to finish is the output, whole
+    assert _frames_in(out) == 5 and [p.name for p in tmp_path.iterdir()] == [out.name]
+    # a writer killed mid-way (its lock gone with its process): the next writer of that output removes its stand-in
+    code = ("import sys, os, numpy as np; from tracker.video import AtomicVideoWriter; "
+            f"w = AtomicVideoWriter({str(out)!r}, 10.0, (64, 48)); w.write(np.zeros((48, 64, 3), np.uint8), at=0); "
+            "print(w.tmp, flush=True); os._exit(9)")
+    left = Path(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False).stdout.strip())
+    assert left.exists() and left.name.startswith(".same.mp4.")
+    live = AtomicVideoWriter(out, 10.0, (64, 48))
+    assert not left.exists() and live.tmp.exists()
+    AtomicVideoWriter(out, 10.0, (64, 48)).abort()  # a live writer's stand-in is left alone
+    assert live.tmp.exists()
+    live.abort()
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]

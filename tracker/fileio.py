@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO
 
-try:  # POSIX: stand-ins locked by their writer (``_temp_file``)
+try:  # POSIX: stand-ins locked by their writer (``locked_temp_file``)
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
@@ -88,7 +88,7 @@ def name_bytes(name: str) -> int:
 def fitting_name(name: str, extra: int) -> str:
     """`name` itself, or, where `extra` more bytes around it would not fit NAME_MAX, its start and
     a digest of the whole: a stand-in's name (``.NAME.XXXXXXXX.densereg-tmp``, a video's
-    ``.NAME.partial.mp4``) must fit where its output's does (a legal 230-byte picture name stopped
+    ``.NAME.XXXXXXXX.densereg-tmp.mp4``) must fit where its output's does (a legal 230-byte picture name stopped
     ``images``: "File name too long"; user test 21)."""
     room = NAME_MAX - extra
     if name_bytes(name) <= room:
@@ -103,17 +103,21 @@ def fitting_name(name: str, extra: int) -> str:
     return head + "~" + hashlib.sha1(raw).hexdigest()[:8]
 
 
-def temp_name(name: str) -> str:
-    """The part of a stand-in's name (``TEMP_FILE``) that names its output (``fitting_name``)."""
-    return fitting_name(name, name_bytes(TEMP_FILE.format(name="").replace("*", "x" * 8)))
+def temp_name(name: str, extension: str = "") -> str:
+    """The part of a stand-in's name (``TEMP_FILE``, then `extension`) that names its output (``fitting_name``)."""
+    return fitting_name(name, name_bytes(TEMP_FILE.format(name="").replace("*", "x" * 8) + extension))
 
 
-def _temp_file(path: Path) -> tuple[int, str]:
-    """A new stand-in of ``path``, locked while its descriptor is open: the clean-up of a killed
-    run's stand-ins (``_abandoned``) leaves a live writer's alone (a second ``video`` run of the
-    same --csv deleted the first one's table in progress; review 26)."""
-    prefix, suffix = TEMP_FILE.format(name=temp_name(path.name)).split("*")
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+def locked_temp_file(path: Path, container: bool = False) -> tuple[int, str]:
+    """A new stand-in of ``path`` (its descriptor and name), locked while that descriptor is open:
+    the clean-up of a killed run's stand-ins (``_abandoned``) leaves a live writer's alone (a
+    second ``video`` run of the same --csv deleted the first one's table in progress; review 26).
+    `container`: its name ends in ``path``'s extension too (FFmpeg picks a video's container by
+    it; a fixed ``.NAME.partial.mp4`` had two writers of one video write into one file, and a
+    killed run's stayed for good: review 36)."""
+    extension = path.suffix if container else ""
+    prefix, suffix = TEMP_FILE.format(name=temp_name(path.name, extension)).split("*")
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix + extension, dir=path.parent)
     if fcntl is not None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     return fd, name
@@ -121,10 +125,10 @@ def _temp_file(path: Path) -> tuple[int, str]:
 
 def _abandoned(path: Path, name: str = ".+") -> bool:
     """Whether ``path`` is a stand-in (of an output named `name`, a regex) whose writer is gone:
-    named as ``_temp_file`` names them (mkstemp's 8 characters between name and suffix, so a
+    named as ``locked_temp_file`` names them (mkstemp's 8 characters between name and suffix, so a
     stand-in of ``a.csv.bak`` is not one of ``a.csv``), and not locked by a live writer."""
     prefix, suffix = (re.escape(part) for part in TEMP_FILE.split("{name}.*"))
-    if not re.fullmatch(f"{prefix}{name}\\.[a-z0-9_]{{8}}{suffix}", path.name) or not path.is_file():
+    if not re.fullmatch(f"{prefix}{name}\\.[a-z0-9_]{{8}}{suffix}(\\.[A-Za-z0-9]+)?", path.name) or not path.is_file():
         return False
     if fcntl is None:
         return True
@@ -201,7 +205,7 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator[_Output]:
     try:
         with _blamed_on(path):
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = _temp_file(path)
+            fd, tmp = locked_temp_file(path)
             f = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""}))
         with f:
             yield _Output(f, path)
@@ -253,7 +257,7 @@ def check_writable(path: Path) -> None:
         raise WriteError(path, IsADirectoryError(21, "it is a folder"))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _temp_file(path)  # as the writer will
+        fd, tmp = locked_temp_file(path)  # as the writer will
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
@@ -471,13 +475,14 @@ def remove_stale_temp_files(path: Path) -> None:
     """Delete the hidden stand-ins of ``path`` a killed write left (SIGKILL gives no time to clean
     up): for a command that writes a few named files and does not resume (``video``'s tables),
     where ``remove_partial_outputs`` over a whole folder would be too wide."""
-    name = temp_name(Path(path).name)
-    _remove_abandoned(Path(path).parent, glob.escape(name), re.escape(name))
+    path = Path(path)
+    for name in {temp_name(path.name), temp_name(path.name, path.suffix)}:  # (a video's stand-in's name is cut sooner)
+        _remove_abandoned(path.parent, glob.escape(name), re.escape(name))
 
 
 def _remove_abandoned(folder: Path, name_glob: str = "*", name: str = ".+") -> None:
     """Delete the stand-ins in `folder` of the outputs `name` (a regex; `name_glob` finds them) whose writers are gone."""
-    for p in folder.glob(TEMP_FILE.format(name=name_glob)):
+    for p in folder.glob(TEMP_FILE.format(name=name_glob) + "*"):  # (a video's stand-in ends in its extension too)
         if _abandoned(p, name):
             p.unlink(missing_ok=True)
 

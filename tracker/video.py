@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from tracker.errors import SourceError, UsageError
-from tracker.fileio import IMAGE_EXTENSIONS, WriteError, check_writable, fitting_name, interrupts_held, name_bytes, quiet_opencv
+from tracker.fileio import IMAGE_EXTENSIONS, WriteError, check_writable, interrupts_held, locked_temp_file, quiet_opencv, remove_stale_temp_files
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 WRITABLE_VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")  # the containers OpenCV writes MPEG-4 video into
@@ -234,9 +234,11 @@ class AtomicVideoWriter:
         self.path = Path(path)
         check_video_output(self.path)
         check_writable(self.path)  # a folder or read-only target fails now, not at the rename after the whole clip
-        suffix = self.path.suffix
-        # (a name the output's fits, however long: user test 22)
-        self.tmp = self.path.with_name(f".{fitting_name(self.path.stem, name_bytes(f'..partial{suffix}'))}.partial{suffix}")
+        remove_stale_temp_files(self.path)  # a killed run's (SIGKILL leaves no time to delete it)
+        # Locked while written and named for this writer alone (a fixed name had two writers of
+        # one output write into one file; review 36), its name fitting where the output's does.
+        self._lock, tmp = locked_temp_file(self.path, container=True)
+        self.tmp = Path(tmp)
         # The encoder wants even sides and crops an odd one (a 641x479 clip came out 640x478 while
         # its CSV's points were in 641x479; user test 18): a black pixel row or column is added
         # at the right or bottom instead, so every pixel keeps its coordinates.
@@ -244,7 +246,7 @@ class AtomicVideoWriter:
         with quiet_opencv():
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[0] + self._pad[0], size[1] + self._pad[1]))
         if not self.writer.isOpened():
-            self.tmp.unlink(missing_ok=True)
+            self._release_stand_in()
             raise VideoError(f"{self.path}: cannot create the output video")
         self.size = size
         self.fps, self.paced = fps, paced
@@ -313,6 +315,7 @@ class AtomicVideoWriter:
                     raise OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC) if full else
                                   f"the video written reads back incomplete ({self.frames} frames written)")
                 os.replace(self.tmp, self.path)
+                self._unlock()
             except BaseException as exc:  # also e.g. a folder made at the target meanwhile: name it, leave no hidden file
                 self.abort()
                 if isinstance(exc, OSError):
@@ -323,7 +326,16 @@ class AtomicVideoWriter:
         """Give up: delete the temporary file; an existing file at ``path`` stays untouched."""
         self.writer.release()
         self.finished = True
+        self._release_stand_in()
+
+    def _release_stand_in(self) -> None:
         self.tmp.unlink(missing_ok=True)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock >= 0:  # (once: the number may be another file's after it is closed)
+            os.close(self._lock)
+            self._lock = -1
 
 
 def _frames_in(path: Path) -> int:
