@@ -314,6 +314,11 @@ def test_batch300vw_never_replaces_a_folder_it_did_not_write(tmp_path, monkeypat
     assert main(["batch300vw", str(root), "--out", str(other)]) == 2
     assert "no finished video of this command's, and holds files (e.g. keep.txt)" in one_error_line(capsys.readouterr().err)
     assert (root / "001" / "vid.avi").exists() and (other / "001" / "keep.txt").exists()
+    filed = tmp_path / "filed"  # a file where 001/ goes: refused before tracking, not after it (review 36)
+    filed.mkdir()
+    (filed / "001").write_text("the user's")
+    assert main(["batch300vw", str(root), "--out", str(filed)]) == 2
+    assert f"{filed / '001'} is a file where video 001's output folder goes" in one_error_line(capsys.readouterr().err)
     copied = tmp_path / "copied"  # a clip's annotations copied there: frame names, but not this command's
     (copied / "001").mkdir(parents=True)
     (copied / "001" / "000001.pts").write_text("an annotation")

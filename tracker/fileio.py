@@ -361,7 +361,10 @@ def atomic_output_dir(path: Path) -> Iterator[Path]:
         yield tmp
         if path.exists():
             discard_dir(path)
-        os.rename(tmp, path)
+        try:
+            os.rename(tmp, path)
+        except OSError as exc:  # name the user's folder, not the hidden one (a file in its place)
+            raise WriteError(path, exc) from exc
 
 
 def discard_dir(path: Path) -> None:

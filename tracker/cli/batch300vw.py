@@ -132,6 +132,9 @@ def _check_not_foreign(args, names: list[str]) -> None:
         raise UsageError(f"--out {args.out} is the videos' folder: its NNN/ folders would be replaced; choose another folder")
     for name in names:
         folder = args.out / name
+        if folder.exists() and not folder.is_dir():  # (found only after tracking the whole video, every rerun; review 36)
+            raise UsageError(f"--out {args.out}: {folder} is a file where video {name}'s output folder goes; move it away "
+                             "or choose another folder")
         if folder.is_dir() and not (folder / "result.json").exists():
             foreign = sorted(p.name for p in folder.iterdir())
             if foreign:
