@@ -143,6 +143,9 @@ def main_face(faces: list[FaceResult], frame_size: tuple[int, int]) -> FaceResul
 # A face whose centre is within this fraction of the subject's crop of where the subject was
 # last seen is taken for it (two faces side by side are at least about half a crop apart).
 SUBJECT_NEAR = 0.5
+# A subject missed for a while and found further than that: taken back within this many of its
+# crops where every other face is at least twice as far (``NearestSubject``).
+RETURN_NEAR = 1.0
 
 
 @dataclass
@@ -153,24 +156,33 @@ class NearestSubject:
     main face (``prominence``); the place moves only with a face found near it, so that a false
     detection or a bystander, taken while the subject is missed, does not become it (within a whole
     crop, a bystander 185 px from a hidden subject's 281 px crop became it for the rest of a clip:
-    user test 35).  Never placed: the main
-    face of every frame, as before session 33."""
+    user test 35).  A subject that moved further while it was missed is taken back where it is
+    the nearest face by far (within ``RETURN_NEAR`` crops, and at most half as far as any other:
+    it was locked out for the rest of a clip, the bystander written; review 36), and after
+    ``SUBJECT_RETURN_FRAMES`` frames without it the main face becomes the subject, as ``Subject``
+    does.  Never placed: the main face of every frame, as before session 33."""
 
     centre: tuple[float, float] | None = None
     size: float = 0.0
+    missed: int = 0  # frames since the subject was last found
 
     def place(self, roi: Roi) -> None:
-        self.centre, self.size = (roi.cx, roi.cy), roi.size
+        self.centre, self.size, self.missed = (roi.cx, roi.cy), roi.size, 0
 
     def pick(self, rois: list[Roi], frame_size: tuple[int, int]) -> int | None:
         """The index of the subject among a (w, h) frame's faces (their crops), None without one."""
         if self.centre is not None and rois:
-            apart = [float(np.hypot(r.cx - self.centre[0], r.cy - self.centre[1])) for r in rois]
-            near = int(np.argmin(apart))
-            if apart[near] <= SUBJECT_NEAR * self.size:
-                self.place(rois[near])
-                return near
-        return most_prominent(rois, frame_size)
+            apart = sorted((float(np.hypot(r.cx - self.centre[0], r.cy - self.centre[1])), k) for k, r in enumerate(rois))
+            (nearest, k), others = apart[0], [d for d, _ in apart[1:]]
+            if nearest <= SUBJECT_NEAR * self.size or (others and nearest <= RETURN_NEAR * self.size and 2 * nearest <= others[0]):
+                self.place(rois[k])
+                return k
+        self.missed += 1
+        main = most_prominent(rois, frame_size)
+        if self.centre is not None and main is not None and self.missed > SUBJECT_RETURN_FRAMES:
+            self.place(rois[main])
+        return main
+
 
 
 def pts_face(faces: list[FaceResult], frame_size: tuple[int, int], boxes: list[Detection] | None = None) -> FaceResult | None:

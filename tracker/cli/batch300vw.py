@@ -3,6 +3,7 @@
 Reads files only: a camera has no annotations to score against (``video --camera`` tracks one)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -72,7 +73,7 @@ def output_options(config: TrackerConfig, baseline: str | None = None, subject: 
     options = {"stills": not video, "engine": config.engine, "refine": config.refine, "max_faces": config.max_faces,
                "one_stage": config.refiners == ONE_STAGE, "flip": config.refine_flip, "dense_flip": config.dense_flip,
                "fast_network": uses_fast_network(config), "int8": config.int8,
-               "smooth": config.smooth, "cnn_every": config.video_cnn_every, "detect_lag": config.detect_lag}
+               "smooth": config.smooth and video, "cnn_every": config.video_cnn_every, "detect_lag": config.detect_lag}
     if config.assets is not None:  # only when given: runs with the packaged models record what they always did
         options["assets"] = str(config.assets.resolve())
     if baseline is not None:  # the same
@@ -178,9 +179,11 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
     # about tracking, not about detectors.  With --ray every video task takes one CPU and one
     # network thread: videos in parallel use cores better than threads within a video.
     threads = 1 if args.ray is not None else max(1, args.threads // (args.jobs or 1))
-    config = TrackerConfig.from_args(args, mode="image" if args.stills else "video", threads=threads, smooth=not args.no_smooth,
+    config = TrackerConfig.from_args(args, mode="video", threads=threads, smooth=not args.no_smooth,
                                      cnn_fallback=args.cnn_every > 0, video_cnn_every=args.cnn_every,
                                      detect_lag=args.detect_lag or 0)
+    if args.stills:  # with tracking's networks and flips (they were a picture's: the full network, flipped; review 36)
+        config = dataclasses.replace(config, mode="image", fast_network=uses_fast_network(config))
     options = output_options(config, args.baseline, args.subject)
     if not args.overwrite:
         _check_same_options(args, [n for n, _ in videos], options)
