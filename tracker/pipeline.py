@@ -107,6 +107,10 @@ GIVEN_MIN_QUALITY = 0.1
 # a tight box is 1x, a detector's 1.1-1.3x; from 1.5-2x a group photo's box settled on the neighbour
 # in 3 of 10 pictures (user test 24).
 LOOSE_BOX = 1.4
+# ... and one whose face came out larger than this many times the box: a box is drawn around the
+# face it means, and a face settled from a loose box that grew past it took in what was around the
+# face (a 3x box on one of two people: a 349 px "face" from a 279 px box; session 36).
+OVERGROWN_FACE = 1.25
 # A caller's face box larger than this many times the picture's long side is refused (a face cut
 # by the picture's edge has a box at most a few times its size).
 MAX_BOX_FACTOR = 20.0
@@ -850,14 +854,15 @@ class Tracker:
 
     def _search_given_boxes(self, image, gray, given: list[Detection], faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         """A still's caller box that gave no face, one whose face does not fit as one
-        (FACE_MIN_QUALITY), or one much larger than its face (LOOSE_BOX) is searched with HOG
+        (FACE_MIN_QUALITY), one much larger than its face (LOOSE_BOX) or smaller (OVERGROWN_FACE) is searched with HOG
         (upsampled once: faces down to ~1/16 of the box); the face found nearest the box's centre
         is run there, and of the two faces the box's is the one that fits nearest its centre
         (``_box_choice``); it keeps the caller's box.  A box many times the face (a person
         detector's, a generous crop) left the face a few pixels in the crop: boxes 8-12x a face
         gave points off the face (user test 23); a loose box in a group photo settled on the
         neighbour, or HOG's best face in it was the neighbour (user test 24)."""
-        searched = [b for b in given if not any(f.box is b and f.quality >= FACE_MIN_QUALITY and _box_side(b) <= LOOSE_BOX * _face_side(f)
+        searched = [b for b in given if not any(f.box is b and f.quality >= FACE_MIN_QUALITY
+                                                 and _box_side(b) / LOOSE_BOX <= _face_side(f) <= OVERGROWN_FACE * _box_side(b)
                                                  for f in faces)]
         items = []
         for box in searched:
