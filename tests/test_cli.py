@@ -87,8 +87,19 @@ def test_images_bad_input_resume_and_outputs(image_folder, tmp_path, capsys):
     main(["images", "--input", str(image_folder), "--out", str(out)])
     assert (out / "astro.json").stat().st_mtime_ns == mtime
     captured = capsys.readouterr()
-    assert "7 already done" in captured.out
-    assert "note: 7 images finished by an earlier run kept as they were; --overwrite redoes them" in captured.err
+    assert "7 already done" in captured.out and "kept" not in captured.err  # (the same options: nothing to say)
+    # Other options, or an earlier version's outputs: refused before any work, not kept as this run's (user test 36:
+    # --no-refine resumed into a refined run's folder, and eval scored the refined landmarks as its own).
+    assert main(["images", "--input", str(image_folder), "--out", str(out), "--no-refine"]) == 2
+    assert "holds 7 images made with other options (" in capsys.readouterr().err and (out / "astro.json").stat().st_mtime_ns == mtime
+    record = json.loads((out / "astro.json").read_text())
+    assert record["options"]["refine"] is True and len(record["options"]["models"]) == 12
+    del record["options"]
+    (out / "astro.json").write_text(json.dumps(record))
+    assert main(["images", "--input", str(image_folder), "--out", str(out)]) == 2
+    assert "(e.g. astro) from an earlier version, which did not record the options they were made with" in capsys.readouterr().err
+    assert main(["images", "--input", str(image_folder), "--out", str(out), "--no-refine", "--overwrite"]) == 1  # (4 unreadable)
+    assert json.loads((out / "astro.json").read_text())["options"]["refine"] is False
 
 
 def test_images_on_empty_or_missing_folder(tmp_path, capsys):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tracker.batch import VideoJob, annotations_digest, find_300vw_videos, input_fingerprint, local_outcomes, rescore_300vw_video
 from tracker.cli.common import CNN_SILENCE, RESUMES, count, engine_args, video_args
+from tracker.cli.options import check_same_options, decided_options
 from tracker.detector import cnn_missing_note, require_dlib_predictor
 from tracker.errors import NotAFolderError, UsageError, count_of, install_hint
 from tracker.evaluation import result_problem, summarise_300vw
@@ -26,7 +27,6 @@ from tracker.fileio import (
 )
 from tracker.pipeline import TrackerConfig, TrackerMode, uses_fast_network
 from tracker.plots import ced_plot
-from tracker.refiner import ONE_STAGE
 
 NAME = "batch300vw"
 
@@ -60,23 +60,13 @@ def register(sub) -> None:
     p.set_defaults(func=run, interrupted=RESUMES)
 
 
-GIVEN_ONLY = ("assets", "baseline")  # options recorded only when given (their absence: none)
-
-
 def output_options(config: TrackerConfig, baseline: str | None = None, subject: str = "main") -> dict:
-    """The options that decide the tracked frames and scores, by the flag that sets each one (as
-    decided: `--flip` unset is recorded as what it means in this mode; `--engine auto` as given,
-    as each worker resolves it, on a cluster maybe on another machine).  Recorded in every
-    ``result.json`` and in ``summary.json``; a rerun compares them.  Not the paths, ``--jobs``,
-    ``--threads``, ``--ray`` nor ``-v``: they change where and how fast, not what is tracked."""
+    """The options that decide the tracked frames and scores (``decided_options``, and this
+    command's own).  Recorded in every ``result.json`` and in ``summary.json``; a rerun compares them."""
     video = config.mode is TrackerMode.VIDEO
-    options = {"stills": not video, "engine": config.engine, "refine": config.refine, "max_faces": config.max_faces,
-               "one_stage": config.refiners == ONE_STAGE, "flip": config.refine_flip, "dense_flip": config.dense_flip,
-               "fast_network": uses_fast_network(config), "int8": config.int8,
+    options = {"stills": not video, **decided_options(config),
                "smooth": config.smooth and video, "cnn_every": config.video_cnn_every, "detect_lag": config.detect_lag}
-    if config.assets is not None:  # only when given: runs with the packaged models record what they always did
-        options["assets"] = str(config.assets.resolve())
-    if baseline is not None:  # the same
+    if baseline is not None:  # only when given, as --assets
         options["baseline"] = baseline
     if subject != "main":  # (runs before session 33 took the main face and recorded nothing: those are refused for it)
         options["subject"] = subject
@@ -93,34 +83,14 @@ def _read_result(path: Path) -> dict | None:
 
 
 def _check_same_options(args, names: list[str], options: dict) -> None:
-    """Before any work, unless ``--overwrite``: a finished video is reused only if it was tracked
-    with this run's options; otherwise this run would report another run's frames and scores as
-    its own (and pool them into one summary).  A video whose options are unknown (a version that
-    did not record them) is refused the same way, not reused with a note: its scores may be those
-    of any options, the summary would mix them unseen, and redoing it costs only time."""
-    way_out = "choose another --out, or add --overwrite to redo every video"
-    unknown, other = [], []
+    """``check_same_options`` over the finished videos (a result.json that cannot be read is
+    tracked again, with a warning: ``_finished_video``; it stopped the run: user test 19)."""
+    recorded = {}
     for name in names:
         path = args.out / name / "result.json"
-        if not path.exists():
-            continue
-        result = _read_result(path)
-        if result is None:  # tracked again, with a warning (``_finished_video``): it stopped the run (user test 19)
-            continue
-        old = result.get("options")
-        if not isinstance(old, dict):
-            unknown.append(name)
-        elif old != options:
-            other.append((name, old))
-    if other:
-        name, old = other[0]
-        key = next(k for k in {**options, **old} if old.get(k, "?") != options.get(k, "?"))
-        was, now = (json.dumps(o[key]) if key in o else "none" if key in GIVEN_ONLY else "not recorded" for o in (old, options))
-        raise UsageError(f"--out {args.out} holds {count_of(len(other), 'video')} tracked with other options "
-                         f"({name}: {key.replace('_', '-')} {was} -> {now} in this run); {way_out}")
-    if unknown:
-        raise UsageError(f"--out {args.out} holds {count_of(len(unknown), 'video')} (e.g. {unknown[0]}) from an earlier version, "
-                         f"which did not record the options they were tracked with; {way_out}")
+        if path.exists() and (result := _read_result(path)) is not None:
+            recorded[name] = result.get("options")
+    check_same_options(args.out, recorded, options, "video", "tracked", "choose another --out, or add --overwrite to redo every video")
 
 
 def _check_not_foreign(args, names: list[str]) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from tracker.boxfile import boxes_of_pictures, read_boxes
 from tracker.cli.common import RESUMES, count, engine_args, parts_from_arg, template_maps_wanted
+from tracker.cli.options import check_same_options, decided_options
 from tracker.detector import DETECT_MAX_SIDE, STILL_MAX_SIDE, Detection, cnn_missing_note, require_dlib_predictor
 from tracker.draw import annotate_still, frame_part_labels
 from tracker.errors import MissingInputError, NotAFolderError, UsageError, count_of
@@ -227,6 +228,14 @@ def _finished(args, stem: str) -> bool:
     return not has_face or all(_nonempty(safe_output_path(args.out, stem + s)) for s in per_face)
 
 
+def _recorded_options(args, stem: str) -> object:
+    """The options ``<stem>.json`` records (None where it does not: an earlier version's)."""
+    try:
+        return json.loads(safe_output_path(args.out, f"{stem}.json").read_text()).get("options")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _check_no_foreign_pts(args, stems) -> None:
     """Refuse, before any work, to write over a ``<stem>.pts`` that this command did not write: its
     own always has ``<stem>.json`` beside it; one alone is most likely an annotation (an
@@ -291,17 +300,22 @@ def run(args) -> int:
         print(f"note: {picture} changed since {names[picture]}.json was written: done again", file=sys.stderr)
         _drop_outputs(args, names[picture], json_too=True, dlib=True)
     todo = images if args.overwrite else [p for p in images if not _finished(args, names[p])]
+    options = {**decided_options(tracker.config), "detect_side": tracker.config.detect_side}
+    if not args.overwrite:  # (kept with a note, another run's landmarks passed for this one's: user test 36)
+        kept = set(images) - set(todo)
+        check_same_options(args.out, {names[p]: _recorded_options(args, names[p]) for p in images if p in kept}, options,
+                           "image", "made", "choose another --out, or add --overwrite to redo every image")
     counts = {"done": 0, "resumed": len(images) - len(todo), "no_face": 0, "failed": 0, "faces": 0, "given": 0, "bad_box": 0}
     try:
-        _images_loop(args, tracker, todo, names, boxes, counts)
+        _images_loop(args, tracker, todo, names, boxes, counts, options)
     except WriteError as exc:  # a full disk, a folder made read-only: say what is kept
         raise exc.with_note(f"{count_of(counts['done'], 'image')} finished in this run and {counts['resumed']} before it are complete; "
                             "after fixing that, rerun the same command to resume") from exc
     given = (f" ({counts['given']} with boxes from {args.boxes}, {counts['bad_box']} skipped for a box outside the picture or far larger)"
              if args.boxes else "")
-    if counts["resumed"]:  # made with whatever options that run had: say so, this run's may differ
-        print(f"note: {count_of(counts['resumed'], 'image')} finished by an earlier run kept as they were; "
-              f"--overwrite redoes them with this run's options{' and boxes' if args.boxes else ''}", file=sys.stderr)
+    if counts["resumed"] and args.boxes:  # (the options are checked to be the same; the boxes are not recorded)
+        print(f"note: {count_of(counts['resumed'], 'image')} finished by an earlier run kept with that run's boxes; "
+              "--overwrite redoes them with this run's", file=sys.stderr)
     print(
         f"done: {count_of(counts['done'], 'image')} processed{given}, {counts['resumed']} already done, {count_of(counts['faces'], 'face')}, "
         f"{counts['no_face']} without a face, {counts['failed']} unreadable{f', {len(unnamed)} with names too long' if unnamed else ''}; "
@@ -312,7 +326,7 @@ def run(args) -> int:
 
 
 def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, str], boxes: dict[Path, list[Detection]],
-                 counts: dict[str, int]) -> None:
+                 counts: dict[str, int], options: dict) -> None:
     from tqdm import tqdm
 
     def unreadable(message: str) -> None:
@@ -360,7 +374,8 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
         if args.baseline == "dlib":
             write_dlib_baseline(image, safe_output_path(args.out, f"dlib/{stem}"), str(tracked.path))
         atomic_write_json(safe_output_path(args.out, f"{stem}.json"),
-                          {**frame_to_json(result, str(tracked.path), image.shape), "input": file_digest(tracked.path, whole=True)})
+                          {**frame_to_json(result, str(tracked.path), image.shape), "input": file_digest(tracked.path, whole=True),
+                           "options": options})
         if result.faces:  # after its .json: a .pts without one is never this command's (``_check_no_foreign_pts``)
             write_pts(safe_output_path(args.out, f"{stem}.pts"), face.landmarks)
         counts["done"] += 1
