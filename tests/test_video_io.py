@@ -66,15 +66,17 @@ def test_read_ahead_passes_keyboard_interrupt_through_in_order():
 class _FakeCapture:
     """cv2.VideoCapture stand-in: `frames` good reads, then a failure (or an exception)."""
 
-    def __init__(self, frames: int, reported: int, error_at: int | None = None, corrupt: tuple[int, ...] = ()):
-        self.frames, self.reported, self.error_at, self.corrupt = frames, reported, error_at, corrupt
+    def __init__(self, frames: int, reported: int, error_at: int | None = None, corrupt: tuple[int, ...] = (), unseen: tuple[int, ...] = ()):
+        self.frames, self.reported, self.error_at, self.corrupt, self.unseen = frames, reported, error_at, corrupt, unseen
         self.n = 0
         self.released_while_reading = False
         self.reading = False
         self.released = False
 
     def get(self, prop):
-        return self.reported if prop == cv2.CAP_PROP_FRAME_COUNT else 0
+        # unseen frames: dropped by the decoder without a failed read, their times skipped (25 fps)
+        return {cv2.CAP_PROP_FRAME_COUNT: self.reported, cv2.CAP_PROP_FPS: 25.0 if self.unseen else 0,
+                cv2.CAP_PROP_POS_MSEC: 40.0 * (self.n - 1)}.get(prop, 0)
 
     def read(self):
         self.reading = True
@@ -85,6 +87,8 @@ class _FakeCapture:
             if self.n >= self.frames:
                 return False, None
             self.n += 1
+            while self.n in self.unseen:
+                self.n += 1
             if self.n in self.corrupt:  # FFmpeg fails this read and reads on after it
                 return False, None
             return True, np.full((4, 4, 3), self.n, np.uint8)
@@ -127,6 +131,19 @@ def test_an_undecodable_frame_is_read_past_as_none_keeping_later_frames_numbers(
     assert warnings == ["clip.avi: stream ended after frame 2 of 30 (truncated or corrupt); kept what was read"]
     warnings.clear()  # without a reported length, a failed read is the end, as before
     assert values(_FakeCapture(frames=10, reported=0, corrupt=(4,))) == [1, 2, 3] and not warnings
+
+
+def test_frames_the_decoder_dropped_unseen_are_named_by_the_containers_times():
+    """Damaged inter-coded data: FFmpeg dropped 12 frames without a failed read, every later
+    frame numbered too low, and the only word was "stream ended" (review 36)."""
+    warnings = []
+    frames = list(read_frames(_FakeCapture(frames=30, reported=30, unseen=(11, 12, 13)), warnings.append, "clip.avi"))
+    assert len(frames) == 27 and warnings == ["clip.avi: stream ended after frame 27 of 30 (truncated or corrupt); its times skip "
+                                              "3 frames after frame 10: frames may be missing there, and the later ones numbered "
+                                              "too low; kept what was read"]
+    warnings.clear()  # a stream that is merely short says nothing about times
+    list(read_frames(_FakeCapture(frames=27, reported=30), warnings.append, "clip.avi"))
+    assert "times" not in warnings[0]
 
 
 def test_a_corrupt_mjpeg_frame_keeps_the_rest_of_the_video(tmp_path):

@@ -8,6 +8,7 @@ temporary file and renamed when complete.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import queue
 import shutil
@@ -21,7 +22,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from tracker.errors import SourceError, UsageError
+from tracker.errors import SourceError, UsageError, count_of
 from tracker.fileio import IMAGE_EXTENSIONS, WriteError, check_writable, interrupts_held, locked_temp_file, quiet_opencv, remove_stale_temp_files
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
@@ -110,6 +111,9 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
     as without it; the capture is released (unless ``release`` is False: the caller's
     ``VideoSource`` keeps it to seek) only after that thread has stopped."""
     expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    period = 1.0 / fps if 1.0 <= (fps := cap.get(cv2.CAP_PROP_FPS) or 0.0) <= 240.0 else 0.0
+    gap = (0, 0)  # the widest skip in the container's times: (frames it skips, the frame after which)
+    last = float("nan")
     reads = _reads(cap, UNDECODABLE_RUN if expected else 0)
     if ahead > 0:
         reads = read_ahead(reads, ahead)
@@ -122,16 +126,23 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
                 if lost <= UNDECODABLE_RUN and first + n + lost < expected:
                     continue
                 if warn and expected and 0 < n < expected - first - 1:
+                    # Frames FFmpeg dropped without a failed read (damaged inter-coded data) leave the
+                    # stream short and every later frame numbered too low; the times show where (review 36).
+                    skipped = (f"; its times skip {count_of(gap[0], 'frame')} after frame {gap[1]}: frames may be missing there, "
+                               "and the later ones numbered too low") if gap[0] else ""
                     if Path(source).suffix.lower() in COUNTED_CONTAINERS:
-                        warn(f"{source}: stream ended after frame {first + n} of {expected} (truncated or corrupt); kept what was read")
+                        warn(f"{source}: stream ended after frame {first + n} of {expected} (truncated or corrupt){skipped}; "
+                             "kept what was read")
                     else:
                         warn(f"{source}: stream ended after frame {first + n}, where its length suggested about {expected} (a truncated "
-                             "file, or only an audio track longer than the video or a variable frame rate); kept what was read")
+                             f"file, or only an audio track longer than the video or a variable frame rate){skipped}; kept what was read")
                 return
             for _ in range(lost):
                 n += 1
                 yield (None, float("nan")) if timed else None
-            lost = 0
+            if period and not lost and math.isfinite(seconds - last) and (skip := round((seconds - last) / period) - 1) > gap[0]:
+                gap = (skip, first + n)
+            last, lost = seconds, 0
             n += 1
             yield (frame, seconds) if timed else frame
     finally:
