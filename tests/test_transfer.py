@@ -181,6 +181,8 @@ def test_cli_transfer_tracks_a_video_with_video_defaults(tmp_path, monkeypatch, 
     assert rc == 0, capsys.readouterr().err
     assert [(c.mode.value, c.refine_flip) for c in configs] == [("image", True), ("video", False)]
     assert configs[1].fast_network is None  # unset: the video default, as in the `video` command
+    # and found as `video` finds faces: dlib's CNN now and then, the search inline on a file (it had neither; review 36)
+    assert (configs[1].video_cnn_every, configs[1].detect_lag, configs[1].smooth) == (30, 0, True)
 
 
 def test_cli_transfer_webcam_stops_on_ctrl_c_and_saves(tmp_path, fake_camera, capsys):

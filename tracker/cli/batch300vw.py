@@ -11,7 +11,7 @@ from contextlib import closing
 from pathlib import Path
 
 from tracker.batch import VideoJob, annotations_digest, find_300vw_videos, input_fingerprint, local_outcomes, rescore_300vw_video
-from tracker.cli.common import CNN_SILENCE, RESUMES, count, engine_args, video_args
+from tracker.cli.common import CNN_SILENCE, RESUMES, count, engine_args, video_args, video_fields
 from tracker.cli.options import check_same_options, decided_options
 from tracker.detector import cnn_missing_note, require_dlib_predictor
 from tracker.errors import NotAFolderError, UsageError, count_of, install_hint
@@ -149,9 +149,7 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
     # about tracking, not about detectors.  With --ray every video task takes one CPU and one
     # network thread: videos in parallel use cores better than threads within a video.
     threads = 1 if args.ray is not None else max(1, args.threads // (args.jobs or 1))
-    config = TrackerConfig.from_args(args, mode="video", threads=threads, smooth=not args.no_smooth,
-                                     cnn_fallback=args.cnn_every > 0, video_cnn_every=args.cnn_every,
-                                     detect_lag=args.detect_lag or 0)
+    config = TrackerConfig.from_args(args, mode="video", threads=threads, cnn_fallback=args.cnn_every > 0, **video_fields(args, live=False))
     if args.stills:  # with tracking's networks and flips (they were a picture's: the full network, flipped; review 36)
         config = dataclasses.replace(config, mode="image", fast_network=uses_fast_network(config))
     options = output_options(config, args.baseline, args.subject)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from engines import KINDS, NOTES
 from tracker.errors import count_of
+from tracker.pipeline import LIVE_DETECT_LAG
 
 EXIT_OK, EXIT_ITEMS_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a C tool stopped by Ctrl-C
@@ -99,6 +100,14 @@ def video_args(p: argparse.ArgumentParser) -> None:
                    help="while no face is tracked and HOG finds none, and for a while after a track ended while "
                         "another goes on (until a face comes back where it was), try dlib's CNN detector on 1 frame "
                         "in N (~1 s a call; needs the [cnn] extra; 0: HOG only). Default 30")
+
+
+def video_fields(args, live: bool) -> dict:
+    """``video_args``' TrackerConfig fields, for a camera (`live`) or a file: the one place
+    ``video``, ``transfer`` and ``batch300vw`` read them (transfer tracked without the CNN and
+    searched a camera inline; review 36)."""
+    return {"smooth": not args.no_smooth, "video_cnn_every": args.cnn_every,
+            "detect_lag": args.detect_lag if args.detect_lag is not None else LIVE_DETECT_LAG if live else 0}
 
 
 def camera_arg(p, what: str = "instead of a file", live: bool = True) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tracker.assets import bundled_textures, texture_path
 from tracker.cli.common import (
+    CNN_SILENCE,
     EXIT_INTERRUPTED,
     EXIT_ITEMS_FAILED,
     EXIT_OK,
@@ -23,8 +24,11 @@ from tracker.cli.common import (
     parts_from_arg,
     skipped_frames,
     template_maps_wanted,
+    video_args,
+    video_fields,
     warn,
 )
+from tracker.detector import cnn_missing_note
 from tracker.errors import InputError, UsageError, count_of
 from tracker.fileio import WRITABLE_IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, interrupts_held, read_image
 from tracker.pipeline import Tracker, TrackerConfig
@@ -54,6 +58,7 @@ def register(sub) -> None:
     p.add_argument("--device", type=count(0), metavar="N", help="camera index with --target webcam (default 0)")
     p.add_argument("--max-frames", type=count(1), metavar="N", help="stop after N frames (a webcam otherwise runs until Ctrl-C)")
     engine_args(p)
+    video_args(p)
     parts_from_arg(p)
     p.set_defaults(func=run)
 
@@ -131,7 +136,9 @@ def run(args) -> int:
     look = Look(texture, args.strength, args.match or ("lab" if args.source_face else "shading"))
     if picture is None:
         # its own config: the options left unset mean what they mean in video (no flipping, the fast network)
-        return _transfer_video(args, source, look, TrackerConfig.from_args(args, mode="video", **maps))
+        if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
+            print(note, file=sys.stderr)
+        return _transfer_video(args, source, look, TrackerConfig.from_args(args, mode="video", **maps, **video_fields(args, source.live)))
     result = image_tracker.track(picture)
     if not result.faces:
         raise InputError(f"{spec.label}: no face found in the target image; nothing written")

@@ -21,6 +21,7 @@ from tracker.cli.common import (
     engine_args,
     skipped_frames,
     video_args,
+    video_fields,
     warn,
 )
 from tracker.detector import cnn_missing_note
@@ -36,7 +37,7 @@ from tracker.fileio import (
     safe_output_path,
 )
 from tracker.identity import load_recognizer
-from tracker.pipeline import LIVE_DETECT_LAG, Tracker, TrackerConfig
+from tracker.pipeline import Tracker, TrackerConfig
 from tracker.pts import write_pts
 from tracker.sources import clip_files, open_video_or_camera, track_stream, until_interrupted
 from tracker.video import AtomicVideoWriter, VideoError, check_video_output
@@ -97,8 +98,7 @@ def run(args) -> int:
         _check_no_old_frames(args.pts_dir)
     if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
         print(note, file=sys.stderr)
-    tracker = Tracker(TrackerConfig.from_args(args, mode="video", smooth=not args.no_smooth, video_cnn_every=args.cnn_every,
-                                              detect_lag=args.detect_lag if args.detect_lag is not None else LIVE_DETECT_LAG if source.live else 0))
+    tracker = Tracker(TrackerConfig.from_args(args, mode="video", **video_fields(args, source.live)))
     if source.live:
         print(f"tracking {source.label}; Ctrl-C stops and saves", file=sys.stderr)
     subject = Subject(recognizer=load_recognizer() if args.pts_dir else None)
