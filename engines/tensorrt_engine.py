@@ -131,7 +131,10 @@ class TensorRTEngine(Engine):
             raise EngineError("TensorRT engine build failed")
         # (a file of its own for each writer: through one fixed temporary name, two batch workers
         # building the same engine raced, and the loser fell back to the CPU; review 35)
-        atomic_write_bytes(self.cache_file, bytes(serialized))
+        try:
+            atomic_write_bytes(self.cache_file, bytes(serialized))
+        except OSError as exc:  # a read-only home, a full disk: the engine built is good, only not kept (review 36)
+            log.warning("TensorRT engine not cached (%s): it is built again next time", exc)
         return trt.Runtime(self._logger).deserialize_cuda_engine(serialized)
 
     def _buffer(self, name: str, shape: tuple[int, ...]):

@@ -206,3 +206,31 @@ def test_a_dynamically_quantized_graph_answers_each_sample_as_alone(calls):
     for name in each:
         np.testing.assert_array_equal(each[name], np.concatenate([a[name] for a in alone]))
     assert any(not np.array_equal(together[k], each[k]) for k in each)  # what the option is for
+
+
+def test_a_tensorrt_engine_built_but_not_cached_is_still_used(tmp_path, caplog):
+    """A cache folder that cannot be written (a read-only home, a full disk) threw the engine just
+    built away: `auto` fell back to the CPU, `--engine tensorrt` stopped (review 36)."""
+    import types
+
+    from engines.tensorrt_engine import TensorRTEngine
+
+    class Anything:  # each builder object: any call answers another, the network has no inputs
+        num_inputs = 0
+
+        def __getattr__(self, name):
+            return lambda *a, **k: Anything()
+
+    trt = types.SimpleNamespace(
+        Builder=lambda logger: types.SimpleNamespace(create_network=lambda flags: Anything(), create_builder_config=Anything,
+                                                     create_optimization_profile=Anything,
+                                                     build_serialized_network=lambda network, config: b"serialized"),
+        OnnxParser=lambda network, logger: types.SimpleNamespace(parse=lambda data: True),
+        MemoryPoolType=types.SimpleNamespace(WORKSPACE=0), BuilderFlag=types.SimpleNamespace(FP16=1),
+        Runtime=lambda logger: types.SimpleNamespace(deserialize_cuda_engine=lambda data: ("engine", data)))
+    engine = object.__new__(TensorRTEngine)
+    engine._trt, engine._logger = trt, None
+    (tmp_path / "file").write_text("not a folder")
+    engine.cache_file = tmp_path / "file" / "model.engine"  # its folder cannot be made
+    assert engine._build(b"onnx", 4) == ("engine", b"serialized")
+    assert "TensorRT engine not cached" in caplog.text
