@@ -98,9 +98,9 @@ def test_video_ctrl_c_keeps_the_frames_done_and_does_not_promise_a_resume(tmp_pa
     out, table, frames = tmp_path / "v.mp4", tmp_path / "f.csv", tmp_path / "f.json"
     p = cli("video", str(DEMO_CLIP), "--out", str(out), "--csv", str(table), "--json", str(frames), "--threads", "1")
     end = time.monotonic() + 120
-    while not any(tmp_path.glob(".*partial*")) and time.monotonic() < end and p.poll() is None:
+    while not any(tmp_path.glob(".v.mp4.*densereg-tmp*")) and time.monotonic() < end and p.poll() is None:
         time.sleep(0.05)
-    assert any(tmp_path.glob(".*partial*")), "the video writer never started"
+    assert any(tmp_path.glob(".v.mp4.*densereg-tmp*")), "the video writer never started"
     time.sleep(0.5)
     p.send_signal(signal.SIGINT)
     stdout, err = p.communicate(timeout=120)
