@@ -131,7 +131,7 @@ def test_a_45_px_face_in_a_640_px_picture_is_found_by_the_finer_search_upsampled
     assert len(faces) == 1 and 40 < faces[0].box.width < 60
 
 
-def test_the_dlib_baseline_searches_as_the_tracker_does(astronaut):
+def test_the_dlib_baseline_searches_as_the_tracker_does(astronaut, monkeypatch):
     """`--baseline dlib` is scored on the faces the same two searches find: with the tracker's
     finer search alone, dlib lost the 45 px face the tracker found."""
     from tracker.detector import dlib_models_problem
@@ -141,6 +141,13 @@ def test_the_dlib_baseline_searches_as_the_tracker_does(astronaut):
         pytest.skip(f"dlib's 68-point predictor: {dlib_models_problem()} (pip install -e '.[cnn]')")
     faces, main_face = dlib_faces(_shrunk_onto(astronaut, 0.5))
     assert main_face is not None and 40 < faces[main_face][0].width < 60
+    # and with its rule for a usable box: a weak box alone (0.035) does not stop the finer search (review 36)
+    import tracker.detector as detector
+
+    weak, usual, calls = detector.Detection(10, 10, 60, 60, 0.035, "hog"), detector.detect_faces, []
+    monkeypatch.setattr(detector, "detect_faces", lambda *a, **k: usual(*a, **k) if calls else calls.append(1) or [weak])
+    faces, main_face = dlib_faces(_shrunk_onto(astronaut, 0.5))
+    assert faces[0][0] is weak and len(faces) == 2 and 40 < faces[main_face][0].width < 60
 
 
 def test_a_face_the_cnn_found_is_turned_only_when_it_lies_on_its_side(astronaut):
