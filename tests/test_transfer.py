@@ -333,3 +333,19 @@ def test_a_bundled_texture_is_found_by_its_name(tmp_path, monkeypatch, capsys):
     rc = main(["transfer", "--texture", "nope", "--target", str(DEMO_IMAGE), "--out", str(tmp_path / "t.png")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err == "error: nope: texture not found or empty (bundled, by name: astronaut_unwrapped, facepaint, grid)"
+
+
+def test_the_source_face_is_the_photos_main_face_not_its_best_scored(monkeypatch):
+    """In a group photo the texture came from the best-scored face, another person than the one
+    `images` writes (review 36)."""
+    import types
+
+    import tracker.transfer as transfer
+
+    small = types.SimpleNamespace(roi=Roi(40, 40, 30), score=2.0)
+    central = types.SimpleNamespace(roi=Roi(256, 200, 200), score=0.5)
+    tracker = types.SimpleNamespace(track=lambda image: types.SimpleNamespace(faces=[small, central]))
+    unwrapped = []
+    monkeypatch.setattr(transfer, "unwrap_face", lambda image, face: (unwrapped.append(face) or np.zeros((8, 8, 3), np.uint8), None))
+    transfer.unwrap_source_face(DEMO_IMAGE, tracker)
+    assert unwrapped == [central]

@@ -566,3 +566,16 @@ def test_a_ctrl_c_before_the_first_frame_writes_no_file(tmp_path, monkeypatch, c
     assert main(["video", str(DEMO_CLIP), *outputs, "--pts-dir", str(tmp_path / "pts"), "--cnn-every", "0"]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted before the first frame was tracked; no file was written"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pts"] and not any((tmp_path / "pts").iterdir())
+
+
+def test_video_json_names_its_subject_with_the_recogniser_as_pts_dir_does(tmp_path, monkeypatch):
+    """Without --pts-dir the JSON's subject was chosen without the face recogniser: the same clip's
+    JSON named another subject with and without --pts-dir (review 36)."""
+    import tracker.cli.video as cli_video
+
+    loaded = []
+    monkeypatch.setattr(cli_video, "load_recognizer", lambda: loaded.append(1))
+    assert main(["video", str(DEMO_CLIP), "--json", str(tmp_path / "f.json"), "--max-frames", "2", "--threads", "1"]) == 0
+    assert loaded == [1]
+    assert main(["video", str(DEMO_CLIP), "--csv", str(tmp_path / "f.csv"), "--max-frames", "2", "--threads", "1"]) == 0
+    assert loaded == [1]  # (the CSV names no subject)

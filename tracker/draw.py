@@ -125,8 +125,8 @@ def part_labels(face: FaceResult, part_map: np.ndarray, shape, fg_threshold: flo
 
 
 def frame_part_labels(faces: list[FaceResult], part_map: np.ndarray, shape) -> np.ndarray:
-    """Part labels of every face in image pixels; where faces overlap, the first (most
-    confident) face's labels win."""
+    """Part labels of every face in image pixels; where faces overlap, the first face's labels
+    win (a picture's best, video's oldest track: ``FrameResult.faces``' order)."""
     labels = np.zeros(shape[:2], np.uint8)
     for face in reversed(faces):
         lab = part_labels(face, part_map, shape[:2])

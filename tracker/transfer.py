@@ -321,7 +321,8 @@ class Look:
 
 def apply_look(frame: np.ndarray, result: FrameResult, look: Look) -> np.ndarray:
     """The frame (BGR uint8, read as ``to_bgr8`` reads it, with or without a face: review 26) with
-    the texture on every face, least confident first (the best ends on top)."""
+    the texture on every face, in reverse order of ``result.faces`` (a picture's best face, or
+    video's oldest track, ends on top)."""
     out = to_bgr8(frame, "frame")
     for face in reversed(result.faces):
         out = render_texture(out, face, look.texture, look.strength, look.match)
@@ -329,10 +330,14 @@ def apply_look(frame: np.ndarray, result: FrameResult, look: Look) -> np.ndarray
 
 
 def unwrap_source_face(path: Path, tracker: Tracker) -> np.ndarray:
-    """The most confident face of a photo as a UV-space texture (holes mirrored and inpainted)."""
+    """The photo's main face (``main_face``: the one ``images`` writes to its .pts; it was the best
+    detector score, another person in a group photo: review 36) as a UV-space texture (holes
+    mirrored and inpainted)."""
+    from tracker.writers import main_face
+
     image = read_image(path)
-    faces = tracker.track(image).faces
-    if not faces:
+    face = main_face(tracker.track(image).faces, image.shape[1::-1])
+    if face is None:
         raise InputError(f"{path}: no face found in the --source-face photo")
-    texture, _ = unwrap_face(image, faces[0])
+    texture, _ = unwrap_face(image, face)
     return texture

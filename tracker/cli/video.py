@@ -101,7 +101,9 @@ def run(args) -> int:
     tracker = Tracker(TrackerConfig.from_args(args, mode="video", **video_fields(args, source.live)))
     if source.live:
         print(f"tracking {source.label}; Ctrl-C stops and saves", file=sys.stderr)
-    subject = Subject(recognizer=load_recognizer() if args.pts_dir else None)
+    # the recogniser for the subject --pts-dir writes and the JSON names (the JSON alone named
+    # another subject than with --pts-dir; review 36)
+    subject = Subject(recognizer=load_recognizer() if args.pts_dir or args.json else None)
     t_start = time.perf_counter()
     n = tracked_frames = pts_written = 0
     # Every output goes to a hidden temporary file as the frames come (an hour's JSON held in memory
