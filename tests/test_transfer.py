@@ -349,3 +349,24 @@ def test_the_source_face_is_the_photos_main_face_not_its_best_scored(monkeypatch
     monkeypatch.setattr(transfer, "unwrap_face", lambda image, face: (unwrapped.append(face) or np.zeros((8, 8, 3), np.uint8), None))
     transfer.unwrap_source_face(DEMO_IMAGE, tracker)
     assert unwrapped == [central]
+
+
+def test_cli_transfer_ctrl_c_while_saving_keeps_the_saved_video_and_says_so(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C held while the video was renamed into place was raised after it: "interrupted;
+    only complete files were written", exit 130, for a complete output (review 36)."""
+    from tracker.video import AtomicVideoWriter
+
+    close = AtomicVideoWriter.close
+
+    def close_then_ctrl_c(self):  # Ctrl-C pressed while the video is saved: held until the saving ends
+        import signal
+
+        close(self)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(AtomicVideoWriter, "close", close_then_ctrl_c)
+    out = tmp_path / "o.mp4"
+    rc = main(["transfer", "--texture", "grid", "--target", str(DEMO_CLIP), "--out", str(out), "--max-frames", "3", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert rc == 0 and "note: interrupted while saving: the output was saved first" in captured.err, captured.err
+    assert "face in 3/3 frames" in captured.out and int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)) == 3

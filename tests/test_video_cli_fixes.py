@@ -353,7 +353,7 @@ def test_video_reads_a_numbered_sequence_across_a_gap_and_an_unreadable_picture_
     # exit status 1: an input was skipped (as `images` says it)
     assert main(["video", str(frames / "%06d.jpg"), "--csv", str(csv), "--out", str(out), "--cnn-every", "0"]) == 1
     captured = capsys.readouterr()
-    assert "done: 4 frames tracked, 1 frame skipped (the warnings say why)" in captured.out  # the 5 pictures there
+    assert "done: 4 frames tracked, 1 frame skipped (the warnings say why), a face in 4," in captured.out  # the 5 pictures there
     err = [line for line in captured.err.splitlines() if not line.startswith("note: dlib")]
     assert err == [f"warning: {frames / '%06d.jpg'}: 2 numbers missing in the sequence (first gap: 000103.jpg to 000104.jpg); "
                    "they keep their frame numbers, without a frame (an annotated video shows the one before)",

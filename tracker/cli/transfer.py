@@ -86,20 +86,29 @@ def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig
         print(f"transferring from {source.label}; Ctrl-C stops and saves", file=sys.stderr)
     tracker = Tracker(config)
     total = with_face = last = 0
+    saved = False
     # The video is renamed into place at the source's end or at a Ctrl-C (the frames done are kept).
-    with source, AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live) as writer:
-        with until_interrupted(source) as stop:
-            for tracked in track_stream(tracker, source, limit=args.max_frames):
-                painted = apply_look(tracked.image, tracked.result, look)
-                with interrupts_held():  # a Ctrl-C comes after this frame is written
-                    writer.write(painted, at=tracked.index)
-                    last = tracked.index + 1  # (1-based, as video's frame numbers)
-                    total += 1
-                    with_face += bool(tracked.result.faces)
-        if with_face == 0:
-            if stop.early:
-                raise KeyboardInterrupt
-            raise InputError(f"{source.label}: no face found in any of {total} frames; nothing written")
+    try:
+        with source, AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live) as writer:
+            with until_interrupted(source) as stop:
+                for tracked in track_stream(tracker, source, limit=args.max_frames):
+                    painted = apply_look(tracked.image, tracked.result, look)
+                    with interrupts_held():  # a Ctrl-C comes after this frame is written
+                        writer.write(painted, at=tracked.index)
+                        last = tracked.index + 1  # (1-based, as video's frame numbers)
+                        total += 1
+                        with_face += bool(tracked.result.faces)
+            if with_face == 0:
+                if stop.early:
+                    raise KeyboardInterrupt
+                raise InputError(f"{source.label}: no face found in any of {total} frames; nothing written")
+            with interrupts_held():  # a second Ctrl-C while the video is saved comes after the saving
+                writer.close()
+                saved = True
+    except KeyboardInterrupt:  # the video was saved whole (it said "interrupted; only complete files..." and exit 130; review 36)
+        if not saved:
+            raise
+        print("note: interrupted while saving: the output was saved first", file=sys.stderr)
     skipped = skipped_frames(source.skipped)
     print(f"transfer: face in {with_face}/{total} frames{skipped} -> {args.out} (engine: {tracker.describe()})")
     if stop.early:

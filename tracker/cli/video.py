@@ -105,7 +105,7 @@ def run(args) -> int:
     # another subject than with --pts-dir; review 36)
     subject = Subject(recognizer=load_recognizer() if args.pts_dir or args.json else None)
     t_start = time.perf_counter()
-    n = tracked_frames = pts_written = 0
+    n = tracked_frames = pts_written = with_face = 0
     # Every output goes to a hidden temporary file as the frames come (an hour's JSON held in memory
     # grew by ~74 KB a frame; user test 10), renamed when the run ends (at the end of the source,
     # or at a Ctrl-C: the frames done are kept), deleted on any failure.
@@ -141,6 +141,7 @@ def run(args) -> int:
                                              "faces": [face_to_json(f) for f in result.faces],
                                              "subject": None if face is None else face.track_id, "timings_ms": result.timings})
                         tracked_frames += 1
+                        with_face += bool(result.faces)
                     if not bar and time.perf_counter() - said >= PROGRESS_EVERY_S:  # a log (nohup, CI) heard nothing until the end
                         said = time.perf_counter()
                         print(f"frame {n}{f' of ~{source.length}' if source.length else ''}, {tracked_frames / (said - t_start):.1f} fps",
@@ -162,7 +163,9 @@ def run(args) -> int:
     written = [str(p) for p in (args.out, args.csv, args.json) if p] + ([f"{pts_written} .pts in {args.pts_dir}"] if args.pts_dir else [])
     skipped = skipped_frames(source.skipped)
     # "28 frames, 1 skipped" read as 28 tracked where 27 were (user test 18)
-    print(f"{'interrupted' if stop.early else 'done'}: {count_of(tracked_frames, 'frame')} tracked{skipped} in {elapsed:.1f}s "
+    # (a clip with no face said "150 frames tracked ... 0 .pts" and nothing else; user test 36)
+    print(f"{'interrupted' if stop.early else 'done'}: {count_of(tracked_frames, 'frame')} tracked{skipped}, a face in {with_face}, "
+          f"in {elapsed:.1f}s "
           f"({tracked_frames / elapsed:.1f} fps, engine {tracker.describe()}); wrote {', '.join(written)}")
     if stop.early:
         print(f"note: interrupted after frame {n}{f' of ~{source.length}' if source.length else ''}: the outputs hold the frames up to "
