@@ -210,6 +210,13 @@ def test_images_list_takes_absolute_paths_inside_the_input(image_folder, tmp_pat
     assert main(["images", "--input", str(image_folder), "--out", str(out), "--list", str(listed)]) == 2
     err = capsys.readouterr().err
     assert "is not inside --input" in err and err.count("\n") == 1
+    listed.write_text("../astro.jpg\n")  # (refused as an output name, '../astro.pts'; review 36)
+    assert main(["images", "--input", str(image_folder), "--out", str(out), "--list", str(listed)]) == 2
+    assert "../astro.jpg is not inside --input" in capsys.readouterr().err
+    # eval's --list read the same: comments, and a stem for its picture (user test 36: '# ...' was a picture, 'astro' refused)
+    listed.write_text("# the val faces\nastro\n")
+    assert main(["images", "--input", str(image_folder), "--out", str(tmp_path / "stems"), "--list", str(listed)]) == 0
+    assert "done: 1 image processed" in capsys.readouterr().out and (tmp_path / "stems" / "astro.pts").exists()
 
 
 def test_eval_scores_every_stage_and_counts_missing_as_failure(image_folder, tmp_path, capsys):

@@ -792,12 +792,14 @@ def to_bgr8(img, name: str = "image") -> np.ndarray:
 
 
 def read_list(path: Path) -> list[str]:
-    """The non-empty lines of a list file (``--list``: one relative path a line); a UTF-8 byte
-    order mark (Windows editors write one) is not part of the first line (review 26)."""
+    """The non-empty lines of a list file (``--list``: one relative path a line) that are not
+    comments (``#``, as in ``--boxes`` files: ``images`` took one for a picture; user test 36); a
+    UTF-8 byte order mark (Windows editors write one) is not part of the first line (review 26)."""
     try:
-        return [line.strip() for line in Path(path).read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the list ({getattr(exc, 'strerror', None) or exc})") from exc
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
 
 
 def listed_paths(path: Path, root: Path, root_option: str) -> list[Path]:
@@ -810,8 +812,11 @@ def listed_paths(path: Path, root: Path, root_option: str) -> list[Path]:
         rel = Path(entry)
         if rel.is_absolute():
             rel = _inside(rel, Path(root))
-            if rel is None:
-                raise InputError(f"{path}: {entry} is not inside {root_option} {root} (list paths relative to it)")
+        else:  # (a ../ line was refused only later, as an output name; review 36)
+            rel = Path(os.path.normpath(entry))
+            rel = None if rel.parts[:1] == ("..",) else rel
+        if rel is None:
+            raise InputError(f"{path}: {entry} is not inside {root_option} {root} (list paths relative to it)")
         out[rel] = None
     return list(out)
 

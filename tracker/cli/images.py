@@ -46,7 +46,7 @@ from tracker.fileio import (
     safe_output_path,
 )
 from tracker.pipeline import Tracker, TrackerConfig
-from tracker.pts import write_pts
+from tracker.pts import beside, write_pts
 from tracker.sources import ImageSource, track_stream
 from tracker.video import VIDEO_EXTENSIONS
 from tracker.writers import frame_to_json, maps_in_image, pts_face, write_dlib_baseline
@@ -129,7 +129,9 @@ def _select_images(args) -> list[Path]:
     if getattr(args, "list", None):
         if not (listed := listed_paths(args.list, args.input, "--input")):  # (did nothing and exited 0; review 35)
             raise MissingInputError(f"--list {args.list}: lists no pictures")
-        return [args.input / rel for rel in listed]
+        # a stem names its picture, as in eval's --list (refused here, taken there; user test 36)
+        return [args.input / rel if rel.suffix.lower() in IMAGE_EXTENSIONS else beside(args.input / rel, IMAGE_EXTENSIONS) or args.input / rel
+                for rel in listed]
     images = list_images(args.input, recursive=args.recursive)
     if args.recursive:  # an output folder inside the input would feed a rerun its own outputs
         out = args.out.resolve()
