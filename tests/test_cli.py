@@ -493,6 +493,7 @@ def test_batch300vw_on_ray_equals_local(synth_root, local_reference, tmp_path, l
     assert main(["batch300vw", str(synth_root), "--out", str(out), "--ray"]) == 1
     text = capsys.readouterr().out
     assert "003: skipped" in text and "2 videos tracked" in text, text
+    assert "1 skipped or failed (unusable videos: the lines above say why)" in text  # not "rerun to retry" (user test 36)
     _same_results(out, local_reference)
     # A rerun skips the finished videos (and reports the broken one again).
     assert main(["batch300vw", str(synth_root), "--out", str(out), "--ray"]) == 1
@@ -560,6 +561,7 @@ def test_batch300vw_ray_worker_killed_mid_video(synth_root, local_reference, tmp
     text = capsys.readouterr().out
     assert len(killed) == 2, f"video 001 finished before it could be killed twice:\n{text}"
     assert rc == 1 and "001: failed" in text and "003: skipped" in text, text
+    assert "2 skipped or failed (rerun to retry; 1 of them unusable videos)" in text, text
     assert not (out / "001").exists() and not list(out.glob(".*partial*"))
     assert (out / "002" / "result.json").exists()
     assert set(json.loads((out / "summary.json").read_text())["videos"]) == {"002"}

@@ -155,7 +155,7 @@ def test_batch300vw_scores_a_clip_without_a_face_and_says_which_annotations_it_l
     assert main(["batch300vw", str(tmp_path / "root"), "--out", str(out), "--threads", "1", "--cnn-every", "0"]) == 0
     captured = capsys.readouterr()
     assert "001: 3 frames, AUC@0.08 0.0000" in captured.out
-    assert "AUC@0.08 0.0000, FR@0.08 1.0000, NME - over 4 annotated frames of 3 (2 past the videos' ends)" in captured.out
+    assert "AUC@0.08 0.0000, FR@0.08 1.0000, NME - over 4 annotated frames (of 3 frames) (2 past the videos' ends)" in captured.out
     warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
     assert any("1 annotation file not named as a frame's (first: 00002.pts" in w for w in warnings), warnings
     assert any("2 annotations past the video's last decoded frame (3): scored as missing" in w for w in warnings), warnings

@@ -131,6 +131,7 @@ class VideoOutcome:
     message: str  # one line for the log
     ok: bool
     warnings: tuple[str, ...] = ()
+    retry: bool = True  # a failure a rerun may not repeat (False: the video itself is unusable)
 
 
 @functools.lru_cache(maxsize=1)
@@ -209,7 +210,7 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
     except WriteError as exc:  # name the video's folder, not the hidden one it is filled in
         return VideoOutcome(job.name, f"skipped: {job.out}: cannot write ({exc.strerror})", False, tuple(warnings))
     except (VideoError, OSError, ValueError) as exc:
-        return VideoOutcome(job.name, f"skipped: {exc}", False, tuple(warnings))
+        return VideoOutcome(job.name, f"skipped: {exc}", False, tuple(warnings), retry=not isinstance(exc, VideoError))
 
 
 # evaluate_video's notes on the annotations themselves: the same for the tracker and a baseline

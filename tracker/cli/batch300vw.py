@@ -175,7 +175,7 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
                 discard_dir(job.out)
             jobs.append(job)
     remove_partial_outputs(args.out)  # what a killed run was writing (a video's folder, summary.json, ced.png)
-    failed = 0
+    failed = unusable = 0
     for job, why in rescore:  # the tracked frames stand; only the scores change (cheap)
         outcome = rescore_300vw_video(job)
         for w in outcome.warnings:
@@ -201,6 +201,7 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
                     tqdm.write(f"warning: {w}", file=sys.stderr)
                 tqdm.write(f"{outcome.name}: {outcome.message}", file=sys.stdout)
                 failed += not outcome.ok
+                unusable += not outcome.ok and not outcome.retry
                 if outcome.ok:
                     stale.discard(outcome.name)
                     # (~10 ms a video: a run killed later leaves a summary of what it finished, not
@@ -217,7 +218,7 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
     jitter = "" if summary["jitter_static"] is None else f", jitter on still frames {100 * summary['jitter_static']:.2f}% of the eye distance"
     if summary["annotated_frames"]:
         past = sum(v.get("annotations_past_end") or 0 for v in summary["videos"].values())  # ("78 of 75" read as a bug; user test 35)
-        overall = (f"{_scores(summary)} over {summary['annotated_frames']} annotated frames of {summary['frames']}"
+        overall = (f"{_scores(summary)} over {summary['annotated_frames']} annotated frames (of {summary['frames']} frames)"
                    + (f" ({past} past the videos' ends)" if past else ""))
     elif not summary["videos"]:
         overall = "nothing to score: no video was tracked"
@@ -229,11 +230,21 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
         overall = f"(over {scored} of {total} videos) {overall}"
     again = f", {rescored} scored again" if rescored else ""
     print(f"done: {count_of(len(jobs) - failed, 'video')} tracked, {done} already done{again}, {failed} skipped or failed"
-          f"{' (rerun to retry)' if failed else ''}; "
+          f"{_failures(failed, unusable)}; "
           f"overall {overall}, {summary['detections']} detector (re)acquisitions{jitter}"
           + "".join(f"; {m} on the same frames: {_scores(b)}" + ("" if b["jitter_static"] is None else f", jitter {100 * b['jitter_static']:.2f}%")
                     for m, b in baselines.items() if b["annotated_frames"]))
     return 1 if failed else 0
+
+
+def _failures(failed: int, unusable: int) -> str:
+    """What the closing line says of the videos that failed: a rerun retries them, but not the
+    unusable ones ("rerun to retry" after a zero-byte video: every rerun failed again; user test 36)."""
+    if not failed:
+        return ""
+    if unusable == failed:
+        return " (unusable videos: the lines above say why)"
+    return " (rerun to retry" + (f"; {unusable} of them unusable videos" if unusable else "") + ")"
 
 
 def _finished_video(job: VideoJob) -> tuple[str, str]:
