@@ -608,3 +608,23 @@ def test_webcam_without_a_camera_is_one_line_not_an_empty_window(monkeypatch, ca
     assert main(["webcam", "--device", "9"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no camera at index 9" in err[0]
+
+
+def test_pictures_are_fingerprinted_as_they_are_read_not_after(tmp_path):
+    """``images`` hashed a picture after tracking it: a file replaced meanwhile was recorded as the
+    new one beside the old one's outputs, and one deleted was an internal error (review 36)."""
+    from tracker.assets import DEMO_IMAGE
+    from tracker.fileio import file_digest
+    from tracker.sources import ImageSource
+
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    a.write_bytes(DEMO_IMAGE.read_bytes())
+    b.write_bytes(DEMO_IMAGE.read_bytes())
+    warned = []
+    source = ImageSource([a, b], "pictures", warn=warned.append, digests=True)
+    frames = source.frames()
+    next(frames)
+    read_as = file_digest(a, whole=True)
+    a.write_bytes(b"replaced while tracked")
+    b.unlink()
+    assert source.digests == {a: read_as} and list(frames) == [] and warned and "b.jpg" in warned[0]

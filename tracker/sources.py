@@ -37,7 +37,7 @@ import numpy as np
 
 from tracker.detector import BoxError, Detection
 from tracker.errors import SourceError
-from tracker.fileio import IMAGE_KINDS, ImageReadError, decode_file, list_images, read_image
+from tracker.fileio import IMAGE_KINDS, ImageReadError, decode_file, file_digest, list_images, read_image
 from tracker.video import PICTURE_EXTENSIONS, READ_AHEAD, UNDECODABLE_RUN, VideoError, file_not_found, open_video, quiet_opencv, read_frames
 
 if TYPE_CHECKING:
@@ -350,9 +350,13 @@ class ImageSource(FrameSource):
 
     sequence = False
 
-    def __init__(self, paths: Sequence[Path], label: str, warn: Warn | None = None):
+    def __init__(self, paths: Sequence[Path], label: str, warn: Warn | None = None, digests: bool = False):
         super().__init__(warn)
         self.paths, self.label, self.length = list(paths), label, len(paths)
+        # `digests`: each picture's ``file_digest`` as it is read, before it is tracked (``images``
+        # records it: taken after the tracking, a file replaced meanwhile was recorded as the new
+        # one beside the old one's outputs, and one deleted was an internal error; review 36)
+        self.digests: dict[Path, str] | None = {} if digests else None
 
     def read(self) -> np.ndarray | None:
         if self.position >= self.length:
@@ -360,9 +364,14 @@ class ImageSource(FrameSource):
         path = self.paths[self.position]
         self.position += 1  # an unreadable picture is passed, not retried
         try:
-            return read_image(path)
+            image = read_image(path)
+            if self.digests is not None:
+                self.digests[path] = file_digest(path, whole=True)
+            return image
         except ImageReadError as exc:
             raise SourceError(str(exc)) from None
+        except OSError as exc:
+            raise SourceError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
     def path_at(self, index: int) -> Path | None:
         return self.paths[index] if 0 <= index < self.length else None

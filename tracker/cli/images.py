@@ -345,8 +345,8 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
         counts["bad_box"] += 1
         print(f"skipped: {frame.path}: {exc}", file=sys.stderr)
 
-    stream = track_stream(tracker, ImageSource(images, str(args.input), warn=unreadable), boxes=boxes_for if args.boxes else None,
-                          on_bad_boxes=bad_boxes)
+    source = ImageSource(images, str(args.input), warn=unreadable, digests=True)
+    stream = track_stream(tracker, source, boxes=boxes_for if args.boxes else None, on_bad_boxes=bad_boxes)
     for tracked in tqdm(stream, total=len(images), unit="img", file=sys.stderr, disable=not sys.stderr.isatty()):
         image, result, given, stem = tracked.image, tracked.result, tracked.boxes, names[tracked.path]
         # An earlier run's, from other options or another picture of this name: kept, a .pts stayed
@@ -376,7 +376,7 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
         if args.baseline == "dlib":
             write_dlib_baseline(image, safe_output_path(args.out, f"dlib/{stem}"), str(tracked.path))
         atomic_write_json(safe_output_path(args.out, f"{stem}.json"),
-                          {**frame_to_json(result, str(tracked.path), image.shape), "input": file_digest(tracked.path, whole=True),
+                          {**frame_to_json(result, str(tracked.path), image.shape), "input": source.digests.pop(tracked.path),
                            "options": options})
         if result.faces:  # after its .json: a .pts without one is never this command's (``_check_no_foreign_pts``)
             write_pts(safe_output_path(args.out, f"{stem}.pts"), face.landmarks)
