@@ -211,3 +211,26 @@ def test_a_second_batch_run_into_the_same_out_is_refused_while_the_first_runs(tm
     assert capsys.readouterr().err.strip() == f"error: {out} is in use by another batch300vw run: wait for it to end, or choose another folder"
     assert main(["batch300vw", str(root), "--out", str(out), "--threads", "1", "--cnn-every", "0"]) == 0  # once the first has ended
     assert "in use" not in capsys.readouterr().err
+
+
+def test_the_folder_lock_is_taken_on_the_file_named_so_not_on_one_a_run_ending_unlinked(tmp_path, monkeypatch):
+    """A run ending unlinks its lock file: one that opened it just before locked the nameless
+    file, and a third run made and locked a new one: both ran into the same folder (review 36)."""
+    import os
+
+    from tracker.errors import UsageError
+    from tracker.fileio import exclusive_use
+
+    opened = os.open
+
+    def open_then_unlinked(path, *a):  # the first open: of the file the ending run unlinks next
+        fd = opened(path, *a)
+        monkeypatch.setattr(os, "open", opened)
+        os.unlink(path)
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_unlinked)
+    with exclusive_use(tmp_path, "batch300vw"):
+        assert (tmp_path / ".batch300vw.lock").exists()
+        with pytest.raises(UsageError, match="in use by another batch300vw run"), exclusive_use(tmp_path, "batch300vw"):
+            pass

@@ -426,21 +426,27 @@ def exclusive_use(folder: Path, what: str) -> Iterator[None]:
         yield
         return
     lock = folder / f".{what}.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
-    try:
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            fd = None
             raise UsageError(f"{folder} is in use by another {what} run: wait for it to end, or choose another folder") from None
         except OSError:
+            break
+        try:  # the file locked is still the one named so: a run ending meanwhile unlinks it, and a
+            # third run would make and lock a new one beside this one's (review 36)
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
             pass
+        os.close(fd)
+    try:
         yield
     finally:
-        if fd is not None:
-            lock.unlink(missing_ok=True)  # (while still held: nothing of this run's stays behind)
-            os.close(fd)
+        lock.unlink(missing_ok=True)  # (while still held: nothing of this run's stays behind)
+        os.close(fd)
 
 
 def remove_partial_outputs(folder: Path) -> None:
