@@ -67,7 +67,7 @@ def test_a_weak_hog_detection_counts_when_the_cnn_confirms_it(astronaut, monkeyp
     pair = np.hstack([astronaut, astronaut])  # the right copy's face is found surely, the left one only weakly
     bystander = Detection(face.x0 + 512, face.y0, face.x1 + 512, face.y1, 1.4)
     weak = Detection(face.x0, face.y0, face.x1, face.y1, 0.03)
-    monkeypatch.setattr("tracker.pipeline.detect_faces", lambda gray, max_side=0: [bystander, weak])
+    monkeypatch.setattr("tracker.detector.detect_faces", lambda gray, max_side=0, upsample=None: [bystander, weak])
     faces = Tracker(TrackerConfig(mode="image", threads=1)).track(pair).faces
     assert sorted(f.box.detector for f in faces) == ["cnn", "hog"]
     without = Tracker(TrackerConfig(mode="image", threads=1, cnn_fallback=False)).track(pair).faces
@@ -605,7 +605,7 @@ def test_a_larger_search_keeps_the_faces_the_usual_search_finds(astronaut, monke
     and found none of the 2 faces the default 640 px search found (HOG's marginal detections differ
     between scales).  Here HOG at 640 px finds the face, and the larger search finds nothing or
     the same face again: the face is kept once."""
-    import tracker.pipeline as pipeline
+    import tracker.detector as detector
     from tracker import Tracker, TrackerConfig
     from tracker.detector import DETECT_MAX_SIDE
 
@@ -613,7 +613,7 @@ def test_a_larger_search_keeps_the_faces_the_usual_search_finds(astronaut, monke
     usual = detect_faces(cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY), DETECT_MAX_SIDE)[:1]  # the face (then the mission patch)
     assert usual[0].score > 1
     for larger in ([], usual):
-        monkeypatch.setattr(pipeline, "detect_faces", lambda gray, side, larger=larger: usual if side == DETECT_MAX_SIDE else larger)
+        monkeypatch.setattr(detector, "detect_faces", lambda gray, side, upsample=None, larger=larger: usual if side == DETECT_MAX_SIDE else larger)
         faces = Tracker(TrackerConfig(mode="image", detect_side=2048, cnn_fallback=False)).track(picture).faces
         assert len(faces) == 1 and faces[0].box == usual[0]
 

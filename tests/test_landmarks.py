@@ -174,11 +174,3 @@ def test_lookup_table_is_the_nearest_covering_landmark():
     expected = np.where(d.min(-1) < lookup.radii[reps][near], reps[near], -1)
     np.testing.assert_array_equal(lookup.table, expected)
     assert (lookup.table >= 0).sum() > 100
-
-
-def test_a_pixels_weight_falls_with_its_distance_and_stays_at_zero_past_the_radius():
-    from tracker.landmarks import pixel_weight
-
-    d = np.linspace(0.0, 1.5, 31)
-    w = pixel_weight(d, np.full_like(d, 1.0))
-    assert w[0] > 0.99 and np.all(np.diff(w) <= 0) and np.allclose(w[d >= 1.0], 1e-6)

@@ -132,6 +132,23 @@ def detect_faces(gray: np.ndarray, max_side: int = DETECT_MAX_SIDE, upsample: in
     return sorted(dets, key=lambda d: -d.score)
 
 
+def detect_faces_at(gray: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> list[Detection]:
+    """``detect_faces`` at `max_side`; above the usual side, merged with the usual search: a larger
+    one is asked for to add small faces, not to lose one the usual search finds (HOG's marginal
+    detections differ between scales: a tilted group photo, 950 px, 2 faces at 640 px, none at its
+    own size; user test 12).  Every search of a frame runs this (video's periodic and lost-track
+    searches ran the larger one alone; review 36)."""
+    found = detect_faces(gray, max_side)
+    if max_side > DETECT_MAX_SIDE and max(gray.shape) > DETECT_MAX_SIDE:
+        found = merged(found, detect_faces(gray, DETECT_MAX_SIDE))
+    return found
+
+
+def merged(found: list[Detection], more: list[Detection]) -> list[Detection]:
+    """`found` and the detections of `more` centred in none of its boxes, best score first."""
+    return sorted(found + [d for d in more if not any(d.centred_in(f) for f in found)], key=lambda d: -d.score)
+
+
 def detect_faces_finer(gray: np.ndarray, searched_at: int = DETECT_MAX_SIDE) -> list[Detection]:
     """HOG once more where the usual search (at `searched_at` px) found no face: a picture whose
     long side doubled stays within STILL_MAX_SIDE upsampled 2x (dlib's usual ``detector(img, 1)``:
@@ -207,7 +224,7 @@ class DeferredSearch:
                 return True
             except OSError as exc:
                 self._fall_back(f"stopped ({exc})")
-        self._pending = (frame_index + self.lag, detect_faces(gray, self.max_side))
+        self._pending = (frame_index + self.lag, detect_faces_at(gray, self.max_side))
         return True
 
     def due(self, frame_index: int) -> list[Detection] | None:
@@ -302,7 +319,7 @@ def _detector_worker(requests_fd: int, answers_fd: int) -> None:
         if request is None:
             return
         try:
-            answer = detect_faces(*request)
+            answer = detect_faces_at(*request)
         except Exception as exc:  # reported to the tracker, which falls back to inline searches
             answer = exc
         try:

@@ -97,13 +97,6 @@ def extract_landmarks(uv: np.ndarray, fg: np.ndarray, lookup: UVLookup, fg_thres
     return extract_landmarks_batch(uv[None], fg[None], lookup, fg_threshold)[0]
 
 
-
-def pixel_weight(dist: np.ndarray, radius: np.ndarray) -> np.ndarray:
-    """A candidate pixel's weight for its landmark, falling from 1 at the landmark's UV to ~0 at
-    the search radius: (1 - d/r)^2, clipped at the radius (a pixel whose exact UV lies past it, its
-    lookup cell inside, weighed more the further it was; review 36)."""
-    return np.clip(1.0 - dist / radius, 0.0, None) ** 2 + 1e-6
-
 def extract_landmarks_batch(uv: np.ndarray, fg: np.ndarray, lookup: UVLookup, fg_threshold: float = 0.5) -> list[Landmarks]:
     """uv: (F,2,H,W) predicted template coordinates; fg: (F,H,W) foreground probability; one
     Landmarks per crop.
@@ -163,7 +156,7 @@ def extract_landmarks_batch(uv: np.ndarray, fg: np.ndarray, lookup: UVLookup, fg
     # rule (the blob reaching closest to the landmark's UV, size breaking ties) flipped between
     # blobs on tiny changes (a jaw point moved 10 px on a 3e-7 change of the maps).  Val: the
     # DenseReg stage's AUC 0.408 -> 0.417, the tracker's 0.5500 -> 0.5518.
-    w = pixel_weight(dist, slot_radii[lmk])
+    w = (1.0 - dist / slot_radii[lmk]) ** 2 + 1e-6
     mass = np.bincount(comp, w, n_comp)
     comp_lmk = np.zeros(n_comp, np.int64)
     comp_lmk[comp] = lmk

@@ -49,6 +49,7 @@ from tracker.detector import (
     cnn_available,
     confirm_face,
     detect_faces,
+    detect_faces_at,
     detect_faces_cnn,
     detect_faces_finer,
     detect_faces_turned,
@@ -629,12 +630,7 @@ class Tracker:
             if given is not None:
                 detections = given
             else:
-                found = detect_faces(gray, self.config.detect_side)
-                if self.config.detect_side > DETECT_MAX_SIDE and max(gray.shape) > DETECT_MAX_SIDE:
-                    # A larger search is asked for to add small faces, not to lose one the usual
-                    # search finds: HOG's marginal detections differ between scales (a tilted group
-                    # photo, 950 px: 2 faces at 640 px, none at its own size; user test 12).
-                    found = _merged(found, detect_faces(gray, DETECT_MAX_SIDE))
+                found = detect_faces_at(gray, self.config.detect_side)
                 detections = self._usable(found)
                 # (the cut's frame too: a new shot's faces can be any size; after a close-up, a
                 # wide shot's small face waited detect_every frames for it)
@@ -695,7 +691,7 @@ class Tracker:
             # video's first frame is, rather than report no face until the next frame's search.
             self._search.cancel()
             t = time.perf_counter()
-            detections = self._usable(detect_faces(gray, self.config.detect_side))[: self.config.max_faces]
+            detections = self._usable(detect_faces_at(gray, self.config.detect_side))[: self.config.max_faces]
             t = timer.add("detect", t)
             items = [(None, d.roi(), d) for d in detections]
             faces = self._process(image, gray, items, timer) if items else []
@@ -1212,11 +1208,6 @@ def _in_picture(points: np.ndarray, shape) -> np.ndarray:
     """(N,) whether each of (N,2) points lies in a picture of `shape` (H, W, ...); NaN does not."""
     h, w = shape[:2]
     return (points >= -0.5).all(axis=1) & (points[:, 0] < w - 0.5) & (points[:, 1] < h - 0.5)
-
-
-def _merged(found: list[Detection], more: list[Detection]) -> list[Detection]:
-    """`found` and the detections of `more` centred in none of its boxes, best score first."""
-    return sorted(found + [d for d in more if not any(d.centred_in(f) for f in found)], key=lambda d: -d.score)
 
 
 def _offset(det: Detection, roi: Roi) -> float:
