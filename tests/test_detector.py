@@ -616,6 +616,9 @@ def test_a_larger_search_keeps_the_faces_the_usual_search_finds(astronaut, monke
         monkeypatch.setattr(detector, "detect_faces", lambda gray, side, upsample=None, larger=larger: usual if side == DETECT_MAX_SIDE else larger)
         faces = Tracker(TrackerConfig(mode="image", detect_side=2048, cnn_fallback=False)).track(picture).faces
         assert len(faces) == 1 and faces[0].box == usual[0]
+        # and video's later searches, periodic or after a loss, the same way (they ran the larger one alone; review 36)
+        search = detector.DeferredSearch(0, background=False, max_side=2048)
+        assert search.start(5, cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY)) and search.due(5) == usual
 
 
 def test_of_two_tracks_on_one_face_the_one_that_was_there_is_kept(astronaut):
