@@ -370,3 +370,18 @@ def test_cli_transfer_ctrl_c_while_saving_keeps_the_saved_video_and_says_so(tmp_
     captured = capsys.readouterr()
     assert rc == 0 and "note: interrupted while saving: the output was saved first" in captured.err, captured.err
     assert "face in 3/3 frames" in captured.out and int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+
+
+def test_cli_transfer_closes_the_camera_when_the_source_face_has_none(tmp_path, fake_camera, monkeypatch, capsys):
+    """A camera opened before "no face found in the --source-face photo" stayed held, its reader
+    thread in a read, until the program ended (review 36)."""
+    import tracker.sources
+
+    fake_camera(4)
+    closed = []
+    camera = tracker.sources.CameraSource
+    monkeypatch.setattr(camera, "close", lambda self: closed.append(self.label), raising=False)
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 120, np.uint8))
+    assert main(["transfer", "--source-face", str(blank), "--target", "webcam", "--out", str(tmp_path / "o.mp4"), "--threads", "1"]) == 2
+    assert "no face found in the --source-face photo" in capsys.readouterr().err and closed == ["webcam 0"]

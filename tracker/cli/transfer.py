@@ -10,6 +10,7 @@ and the error is one line.
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from tracker.assets import bundled_textures, texture_path
@@ -131,15 +132,21 @@ def run(args) -> int:
     # The target first: a missing camera or an unreadable file fails before any other work.
     picture = read_image(spec.path) if spec.kind == "image" else None
     source = open_source(spec, READ_AHEAD, warn) if picture is None else None
-    maps = {"visibility": True, "template_maps": template_maps_wanted(args)}
-    config = TrackerConfig.from_args(args, mode="image", **maps)
-    image_tracker = Tracker(config) if picture is not None or args.source_face else None
-    if args.source_face:
-        texture = unwrap_source_face(args.source_face, image_tracker)
-        if args.save_texture:
-            atomic_write_image(args.save_texture, texture)
-    else:
-        texture = load_texture(args.texture)
+    # a failure below closes the source at once (a camera stayed held, its reader thread in a read,
+    # after "no face found in the --source-face photo"; review 36); from the run on, its own `with` does
+    with ExitStack() as opened:
+        if source is not None:
+            opened.enter_context(source)
+        maps = {"visibility": True, "template_maps": template_maps_wanted(args)}
+        config = TrackerConfig.from_args(args, mode="image", **maps)
+        image_tracker = Tracker(config) if picture is not None or args.source_face else None
+        if args.source_face:
+            texture = unwrap_source_face(args.source_face, image_tracker)
+            if args.save_texture:
+                atomic_write_image(args.save_texture, texture)
+        else:
+            texture = load_texture(args.texture)
+        opened.pop_all()
     # A painted texture keeps its colours and takes the target's lighting; a photographed face
     # takes the target's skin tone as well, or it looks pasted on.
     look = Look(texture, args.strength, args.match or ("lab" if args.source_face else "shading"))

@@ -82,28 +82,32 @@ def run(args) -> int:
         raise UsageError("give a video file or --camera N (one of them)")
     if not (args.out or args.pts_dir or args.csv or args.json):
         raise UsageError("nothing to write: give at least one of --out, --pts-dir, --csv, --json")
-    source = open_video_or_camera(args.input, args.camera, warn)
-    check_outputs_apart(clip_files(args.input, "the input video"),
-                        {"--out": args.out, "--csv": args.csv, "--json": args.json, "--pts-dir": args.pts_dir})
-    if args.out is not None:
-        check_video_output(args.out, "--out")
-    for path in (args.out, args.csv, args.json):
-        if path is not None:
-            check_writable(path)  # before the run, not after it
-            remove_stale_temp_files(path)  # a killed run's (user test 13)
-            if path.exists():  # (replaced unsaid, a 150-frame CSV became a 10-frame one; user test 35)
-                print(f"note: {path} exists: this run's output replaces it when the run ends", file=sys.stderr)
-    if args.pts_dir:
-        check_output_folder(args.pts_dir, "--pts-dir")
-        _check_no_old_frames(args.pts_dir)
-    if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
-        print(note, file=sys.stderr)
-    tracker = Tracker(TrackerConfig.from_args(args, mode="video", **video_fields(args, source.live)))
-    if source.live:
-        print(f"tracking {source.label}; Ctrl-C stops and saves", file=sys.stderr)
-    # the recogniser for the subject --pts-dir writes and the JSON names (the JSON alone named
-    # another subject than with --pts-dir; review 36)
-    subject = Subject(recognizer=load_recognizer() if args.pts_dir or args.json else None)
+    # a check that fails closes the source at once (a camera stayed held, its reader thread in a read; review 36);
+    # from the run on, its own `with source` does
+    with ExitStack() as opened:
+        source = opened.enter_context(open_video_or_camera(args.input, args.camera, warn))
+        check_outputs_apart(clip_files(args.input, "the input video"),
+                            {"--out": args.out, "--csv": args.csv, "--json": args.json, "--pts-dir": args.pts_dir})
+        if args.out is not None:
+            check_video_output(args.out, "--out")
+        for path in (args.out, args.csv, args.json):
+            if path is not None:
+                check_writable(path)  # before the run, not after it
+                remove_stale_temp_files(path)  # a killed run's (user test 13)
+                if path.exists():  # (replaced unsaid, a 150-frame CSV became a 10-frame one; user test 35)
+                    print(f"note: {path} exists: this run's output replaces it when the run ends", file=sys.stderr)
+        if args.pts_dir:
+            check_output_folder(args.pts_dir, "--pts-dir")
+            _check_no_old_frames(args.pts_dir)
+        if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
+            print(note, file=sys.stderr)
+        tracker = Tracker(TrackerConfig.from_args(args, mode="video", **video_fields(args, source.live)))
+        if source.live:
+            print(f"tracking {source.label}; Ctrl-C stops and saves", file=sys.stderr)
+        # the recogniser for the subject --pts-dir writes and the JSON names (the JSON alone named
+        # another subject than with --pts-dir; review 36)
+        subject = Subject(recognizer=load_recognizer() if args.pts_dir or args.json else None)
+        opened.pop_all()
     t_start = time.perf_counter()
     n = tracked_frames = pts_written = with_face = 0
     # Every output goes to a hidden temporary file as the frames come (an hour's JSON held in memory
