@@ -7,7 +7,8 @@ Layout: ``ROOT/NNN/vid.avi|mp4`` with ``ROOT/NNN/annot/000001.pts``...; a job wr
 ``OUT/NNN/dlib/`` and its metrics in the same file) into a hidden folder renamed onto
 ``OUT/NNN`` when complete, so ``OUT/NNN`` is finished or absent: a killed run restarted with the
 same command redoes only the unfinished videos, and the outputs are exactly those of an
-uninterrupted run.  ``result.json`` records the options that decided the outputs
+uninterrupted run (a finished video whose inputs changed since is tracked or scored again:
+``input_fingerprint``, ``subject_annotations``).  ``result.json`` records the options that decided the outputs
 (``VideoJob.options``), so that a rerun with other options can tell a finished video is not its
 own.  Every runner calls ``track_300vw_video``; ``tracker.evaluation`` scores.
 """

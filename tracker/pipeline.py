@@ -687,8 +687,8 @@ class Tracker:
         if round_kind is not None:
             self._next_round(round_kind, found=any(f.quality >= FACE_MIN_QUALITY for f in faces))
         if video and given is None and tracked and not faces and not detections:
-            # Every track was lost on this frame (a cut, the face gone): search it now, as a
-            # video's first frame is, rather than report no face until the next frame's search.
+            # Every track was lost on this frame (the face gone; a cut cleared the tracks above):
+            # HOG searches it now, rather than report no face until the next frame's search.
             self._search.cancel()
             t = time.perf_counter()
             detections = self._usable(detect_faces_at(gray, self.config.detect_side))[: self.config.max_faces]

@@ -38,7 +38,7 @@ import numpy as np
 from tracker.detector import BoxError, Detection
 from tracker.errors import SourceError
 from tracker.fileio import IMAGE_KINDS, ImageReadError, decode_file, file_digest, list_images, read_image
-from tracker.video import PICTURE_EXTENSIONS, READ_AHEAD, UNDECODABLE_RUN, VideoError, file_not_found, open_video, quiet_opencv, read_frames
+from tracker.video import PICTURE_EXTENSIONS, READ_AHEAD, UNDECODABLE_RUN, VideoError, decoded, file_not_found, open_video, quiet_opencv, read_frames
 
 if TYPE_CHECKING:
     from tracker.pipeline import FrameResult, Tracker
@@ -270,7 +270,7 @@ class VideoSource(FrameSource):
         for _ in range(UNDECODABLE_RUN + 1):
             ok, frame = self.cap.read()
             self.position += 1
-            if ok and frame is not None and frame.size:
+            if decoded(ok, frame):
                 return frame
             if self.position >= self.length:
                 break

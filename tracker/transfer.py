@@ -171,11 +171,6 @@ def composite(target: np.ndarray, colors: np.ndarray, alpha: np.ndarray) -> np.n
     return cv2.convertScaleAbs(out)  # rounds and saturates to uint8 (values are >= 0)
 
 
-# -- on tracked faces ------------------------------------------------------------------------
-
-
-
-
 def as_texture(texture, name: str = "texture") -> np.ndarray:
     """A caller's texture array as BGR or BGRA uint8 (H,W,3|4), alpha kept: grey expanded, other
     depths read as ``tracker.fileio.picture_array`` reads them (16-bit from 0-65535, warned

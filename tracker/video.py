@@ -121,7 +121,7 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
     lost = 0  # failed reads since the last good frame
     try:
         for ok, frame, seconds in reads:
-            if not ok or frame is None or frame.size == 0:
+            if not decoded(ok, frame):
                 lost += 1
                 if lost <= UNDECODABLE_RUN and first + n + lost < expected:
                     continue
@@ -151,6 +151,11 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
             cap.release()
 
 
+def decoded(ok: bool, frame: np.ndarray | None) -> bool:
+    """Whether a ``cap.read()`` gave a frame."""
+    return bool(ok) and frame is not None and frame.size > 0
+
+
 def _reads(cap: cv2.VideoCapture, past: int = 0) -> Iterator[tuple[bool, np.ndarray | None, float]]:
     """``cap.read()`` results, each with the frame's time in the container (seconds), up to and
     including the first failed one, or the ``past + 1``-th failed one in a row."""
@@ -158,7 +163,7 @@ def _reads(cap: cv2.VideoCapture, past: int = 0) -> Iterator[tuple[bool, np.ndar
     while True:
         ok, frame = cap.read()
         yield ok, frame, cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-        failed = failed + 1 if not ok or frame is None or frame.size == 0 else 0
+        failed = 0 if decoded(ok, frame) else failed + 1
         if failed > past:
             return
 
@@ -233,7 +238,8 @@ MAX_HOLD_S = 2.0  # a paced frame longer on screen than this was a pause (the vi
 class AtomicVideoWriter:
     """cv2.VideoWriter to a temporary file, renamed onto the target by `close()` once the file
     reads back complete.  As a context manager it closes on success and deletes the temporary
-    file on any exception (Ctrl-C included), so no hidden partial file is ever left behind.
+    file on any exception (Ctrl-C included); one a killed process left (SIGKILL) is deleted by the
+    next writer of that output.
 
     ``paced``: the frames come from a live source at whatever rate they are processed, so each
     stays in the video until the next one came (at ``fps``, at least once, at most
