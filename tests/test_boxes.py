@@ -386,7 +386,7 @@ def test_images_with_a_box_file(folder, tmp_path, detected, capsys):
     assert main(["images", "--input", str(folder), "--out", str(out), "--boxes", str(boxes)]) == 0
     captured = capsys.readouterr()
     assert f"no box: {folder / 'other.png'} has no line in {boxes}; the detector looks for faces" in captured.err
-    assert "1 stem(s) match no input image, e.g. 'typo'" in captured.err
+    assert "1 stem matches no input image, e.g. 'typo'" in captured.err
     assert "2 with boxes from" in captured.out
     astro = json.loads((out / "astro.json").read_text())["faces"]
     assert [f["detector"] for f in astro] == ["given"]

@@ -244,7 +244,7 @@ def _check_no_foreign_pts(args, stems) -> None:
     --out pointing at a folder of ground truth)."""
     alone = [s for s in stems if safe_output_path(args.out, f"{s}.pts").exists() and not safe_output_path(args.out, f"{s}.json").exists()]
     if alone:
-        raise UsageError(f"--out {args.out} holds {len(alone)} .pts file(s) that images did not write (no .json beside them, "
+        raise UsageError(f"--out {args.out} holds {count_of(len(alone), '.pts file')} that images did not write (no .json beside them, "
                          f"e.g. {alone[0]}.pts: annotations?) and would replace; choose another output folder (or delete "
                          "those .pts if an earlier run of yours wrote them)")
 
@@ -262,7 +262,9 @@ def _load_boxes(args, images: list[Path]) -> dict[Path, list[Detection]]:
     rel = {p.relative_to(args.input).as_posix(): p for p in images}
     given, unmatched, shared = boxes_of_pictures(read_boxes(args.boxes), list(rel))
     if unmatched:
-        print(f"warning: {args.boxes}: {len(unmatched)} stem(s) match no input image, e.g. {sorted(unmatched)[0]!r}", file=sys.stderr)
+        matches = "matches" if len(unmatched) == 1 else "match"
+        print(f"warning: {args.boxes}: {count_of(len(unmatched), 'stem')} {matches} no input image, e.g. {sorted(unmatched)[0]!r}",
+              file=sys.stderr)
     for name, pictures in shared.items():
         print(f"warning: {args.boxes}: {name!r} is the stem of {len(pictures)} pictures ({', '.join(pictures[:3])}"
               f"{', ...' if len(pictures) > 3 else ''}): its boxes are used for each; name one with its extension "

@@ -159,5 +159,5 @@ def run(args) -> int:
     if not result.faces:
         raise InputError(f"{spec.label}: no face found in the target image; nothing written")
     atomic_write_image(args.out, apply_look(picture, result, look))
-    print(f"transfer: {len(result.faces)} face(s) -> {args.out} (engine: {image_tracker.describe()})")
+    print(f"transfer: {count_of(len(result.faces), 'face')} -> {args.out} (engine: {image_tracker.describe()})")
     return 0
