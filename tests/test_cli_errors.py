@@ -260,8 +260,10 @@ def test_version_names_what_a_bug_report_needs(capsys):
 
     assert main(["version"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"densereg-tracker {tracker.__version__}\n  python 3.")
-    assert "\n  numpy " in out and "\n  onnxruntime " in out and "opencv" in out and "engine onnx: available" in out
+    # where it runs from and which models: two checkouts printed the same line (user test 36)
+    assert out.startswith(f"densereg-tracker {tracker.__version__} ({Path(tracker.__file__).resolve().parent}; models ")
+    assert "\n  python 3." in out and "\n  numpy " in out and "\n  onnxruntime " in out and "opencv" in out
+    assert "engine onnx: available" in out and "(the [cnn] extra): " in out
 
 
 def test_one_stage_without_the_refiner_is_a_usage_error_before_any_folder_is_made(tmp_path, capsys):
