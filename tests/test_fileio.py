@@ -588,3 +588,22 @@ def test_a_discarded_folder_goes_in_one_rename(tmp_path, monkeypatch):
     remove_partial_outputs(tmp_path)
     assert list(tmp_path.iterdir()) == []
     discard_dir(video)  # absent: nothing to do
+
+
+def test_atomic_output_dir_replaces_a_folder_another_attempt_put_there_meanwhile(tmp_path, monkeypatch):
+    """Two attempts at one video (a retried Ray task whose first still ran): the second's rename met
+    the first's new folder (not empty) and the finished video was reported skipped (review 36)."""
+    target, rename, raced = tmp_path / "001", os.rename, []
+
+    def racing(src, dst):
+        if not raced:  # the other attempt finishes between this one's clean-up and its rename
+            raced.append(1)
+            os.mkdir(dst)
+            with open(os.path.join(dst, "000001.pts"), "w") as f:
+                f.write("the other attempt's")
+        return rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", racing)
+    with atomic_output_dir(target) as d:
+        (d / "000001.pts").write_text("this attempt's")
+    assert (target / "000001.pts").read_text() == "this attempt's" and sorted(p.name for p in tmp_path.iterdir()) == ["001"]

@@ -6,6 +6,7 @@ a run killed at any moment leaves either the old file or the new one, never half
 """
 from __future__ import annotations
 
+import errno
 import functools
 import glob
 import hashlib
@@ -359,12 +360,18 @@ def atomic_output_dir(path: Path) -> Iterator[Path]:
     path = Path(path)
     with partial_dir(path.parent, path.name) as tmp:
         yield tmp
-        if path.exists():
-            discard_dir(path)
-        try:
-            os.rename(tmp, path)
-        except OSError as exc:  # name the user's folder, not the hidden one (a file in its place)
-            raise WriteError(path, exc) from exc
+        for attempt in (1, 2):
+            if path.exists():
+                discard_dir(path)
+            try:
+                os.rename(tmp, path)
+                break
+            except OSError as exc:
+                # another attempt at the same work (a retried Ray task whose first still ran) put
+                # its folder there between the two steps: once more (review 36)
+                if attempt == 1 and exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    continue
+                raise WriteError(path, exc) from exc  # naming the user's folder, not the hidden one
 
 
 def discard_dir(path: Path) -> None:
