@@ -78,8 +78,10 @@ def test_a_bystander_is_not_scored_as_the_annotated_face(tmp_path, gt, capsys):
     for stem, points in faces.items():
         (pred / f"{stem}.json").write_text(json.dumps({"faces": [json.loads(_tracker_json(p, ("mdm",)))["faces"][0] for p in points]}))
     assert _eval(pred, gt, json_out=tmp_path / "m.json") == 0
-    m = json.loads((tmp_path / "m.json").read_text())["methods"]["mdm"]
+    scores = json.loads((tmp_path / "m.json").read_text())
+    m = scores["methods"]["mdm"]
     assert m["missing"] == 1 and m["errors"][0] is None
+    assert scores["faces"] == ["a", "b", "c"]  # whose each error is (they were unnamed; user test 36)
     assert m["errors"][1] < 0.05 and m["errors"][2] > 0.1  # the shrunk answer: scored, a failure
     assert "another person" in capsys.readouterr().out
 

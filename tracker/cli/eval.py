@@ -44,7 +44,8 @@ def run(args) -> int:
     if args.plot:
         atomic_write_image(args.plot, ced_plot(ced_curves(rows)))
     if args.json:
-        atomic_write_json(args.json, {"gt": str(args.gt), "pred": str(args.pred), "methods": rows})
+        # "faces": whose each method's "errors" are, in their order (they were unnamed; user test 36)
+        atomic_write_json(args.json, {"gt": str(args.gt), "pred": str(args.pred), "faces": list(gt), "methods": rows})
         # The same table for people reading the repository (docs/results/*.md).
         atomic_write_text(args.json.with_suffix(".md"), "```\n" + "\n".join(lines) + "\n```\n")
     absent, tracker_run = absent_predictions(args.pred, gt)
