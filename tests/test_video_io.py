@@ -1,6 +1,7 @@
 """Reading video files: the read-ahead thread keeps order, warnings and errors as a plain read."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -315,6 +316,9 @@ def test_two_writers_of_one_video_each_write_their_own_and_a_killed_ones_stand_i
     assert _frames_in(out) == 20
     b.close()  # the last one to finish is the output, whole
     assert _frames_in(out) == 5 and [p.name for p in tmp_path.iterdir()] == [out.name]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600 (user test 36)
     # a writer killed mid-way (its lock gone with its process): the next writer of that output removes its stand-in
     code = ("import sys, os, numpy as np; from tracker.video import AtomicVideoWriter; "
             f"w = AtomicVideoWriter({str(out)!r}, 10.0, (64, 48)); w.write(np.zeros((48, 64, 3), np.uint8), at=0); "

@@ -119,6 +119,9 @@ def locked_temp_file(path: Path, container: bool = False) -> tuple[int, str]:
     extension = path.suffix if container else ""
     prefix, suffix = TEMP_FILE.format(name=temp_name(path.name, extension)).split("*")
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix + extension, dir=path.parent)
+    # mkstemp makes it 0600; the output it becomes gets the usual mode (a video written through a
+    # writer's own file came out 0600, unreadable to others; user test 36)
+    os.fchmod(fd, 0o666 & ~_UMASK)
     if fcntl is not None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     return fd, name
@@ -214,7 +217,6 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator[_Output]:
                 f.flush()
                 os.fsync(f.fileno())
         with _blamed_on(path):
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual mode
             os.replace(tmp, path)
     except BaseException:
         if tmp is not None:
