@@ -192,29 +192,35 @@ def _drop_outputs(args, stem: str, *, json_too: bool, dlib: bool) -> None:
             raise WriteError(path, exc) from exc
 
 
-def _changed(args, picture: Path, stem: str) -> bool:
-    """Whether ``<stem>.json`` was made from another file than `picture` is now (its ``input``,
-    ``file_digest``; a .json of a version before session 28 has none and counts as this one's),
-    or from a picture that cannot be read now (a dangling link: user test 17)."""
+def _record(args, stem: str) -> dict | None:
+    """``<stem>.json`` as an earlier run wrote it, read once for every check below; None where
+    there is none, or one cut short or not ours (redone anyway)."""
     try:
-        recorded = json.loads(safe_output_path(args.out, f"{stem}.json").read_text()).get("input")
-    except (OSError, ValueError, AttributeError):
-        return False  # no .json (nothing to replace), or one cut short (redone anyway)
+        record = json.loads(safe_output_path(args.out, f"{stem}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _changed(record: dict | None, picture: Path) -> bool:
+    """Whether the `record` (``<stem>.json``) was made from another file than `picture` is now (its
+    ``input``, ``file_digest``; a .json of a version before session 28 has none and counts as this
+    one's), or from a picture that cannot be read now (a dangling link: user test 17)."""
+    recorded = None if record is None else record.get("input")
     if recorded is None:
-        return False
+        return False  # no .json (nothing to replace), or one cut short (redone anyway)
     try:
         return recorded != file_digest(picture, whole=True)
     except OSError:
         return True
 
 
-def _finished(args, stem: str) -> bool:
-    """``<stem>.json`` (then its face's ``.pts``) is written last, so it marks a finished image,
-    unless an output asked for this time is missing (a rerun adding ``--annotate`` or ``--parts``
-    does those images, as does one adding ``--baseline dlib``, and one after a face's ``.pts`` was
-    deleted or emptied redoes it)."""
-    json_path = safe_output_path(args.out, f"{stem}.json")
-    if not json_path.exists():
+def _finished(args, stem: str, record: dict | None) -> bool:
+    """``<stem>.json`` (`record`; then its face's ``.pts``) is written last, so it marks a finished
+    image, unless an output asked for this time is missing (a rerun adding ``--annotate`` or
+    ``--parts`` does those images, as does one adding ``--baseline dlib``, and one after a face's
+    ``.pts`` was deleted or emptied redoes it)."""
+    if record is None:
         return False
     if args.annotate and not safe_output_path(args.out, f"{stem}_annotated.jpg").exists():
         return False
@@ -222,20 +228,8 @@ def _finished(args, stem: str) -> bool:
         return False
     if args.baseline == "dlib" and not safe_output_path(args.out, f"dlib/{stem}.json").exists():
         return False
-    try:
-        has_face = bool(json.loads(json_path.read_text()).get("faces"))
-    except (ValueError, AttributeError):  # cut short or not ours: redo it
-        return False
     per_face = [".pts"] + (["_maps.npz"] if args.save_maps else [])
-    return not has_face or all(_nonempty(safe_output_path(args.out, stem + s)) for s in per_face)
-
-
-def _recorded_options(args, stem: str) -> object:
-    """The options ``<stem>.json`` records (None where it does not: an earlier version's)."""
-    try:
-        return json.loads(safe_output_path(args.out, f"{stem}.json").read_text()).get("options")
-    except (OSError, ValueError, AttributeError):
-        return None
+    return not record.get("faces") or all(_nonempty(safe_output_path(args.out, stem + s)) for s in per_face)
 
 
 def _check_no_foreign_pts(args, stems) -> None:
@@ -297,17 +291,18 @@ def run(args) -> int:
     for folder in {safe_output_path(args.out, f"{base}{stem}").parent for stem in names.values() for base in ("", "dlib/")}:
         if folder.is_dir():
             remove_partial_outputs(folder)
-    changed = [p for p in images if _changed(args, p, names[p])]
-    for picture in changed:
+    records = {p: _record(args, names[p]) for p in images}
+    for picture in [p for p in images if _changed(records[p], p)]:
         # An earlier run's outputs of another file of this name (replaced since): not this
         # picture's, even if it cannot be read now (user test 16's batch300vw finding, for stills).
         print(f"note: {picture} changed since {names[picture]}.json was written: done again", file=sys.stderr)
         _drop_outputs(args, names[picture], json_too=True, dlib=True)
-    todo = images if args.overwrite else [p for p in images if not _finished(args, names[p])]
+        records[picture] = None
+    todo = images if args.overwrite else [p for p in images if not _finished(args, names[p], records[p])]
     options = {**decided_options(tracker.config), "detect_side": tracker.config.detect_side}
     if not args.overwrite:  # (kept with a note, another run's landmarks passed for this one's: user test 36)
         kept = set(images) - set(todo)
-        check_same_options(args.out, {names[p]: _recorded_options(args, names[p]) for p in images if p in kept}, options,
+        check_same_options(args.out, {names[p]: records[p].get("options") for p in images if p in kept}, options,
                            "image", "made", "choose another --out, or add --overwrite to redo every image")
     counts = {"done": 0, "resumed": len(images) - len(todo), "no_face": 0, "failed": 0, "faces": 0, "given": 0, "bad_box": 0}
     try:
