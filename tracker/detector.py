@@ -144,6 +144,12 @@ def detect_faces_at(gray: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> list[D
     return found
 
 
+def usable(detections: list[Detection], min_face: int, threshold: float) -> list[Detection]:
+    """The detections the tracker runs: at least `min_face` px wide and scoring `threshold` or more
+    (HOG's weakest boxes are mostly no face; ``TrackerConfig.detect_threshold``)."""
+    return [d for d in detections if d.width >= min_face and d.score >= threshold]
+
+
 def merged(found: list[Detection], more: list[Detection]) -> list[Detection]:
     """`found` and the detections of `more` centred in none of its boxes, best score first."""
     return sorted(found + [d for d in more if not any(d.centred_in(f) for f in found)], key=lambda d: -d.score)

@@ -55,6 +55,7 @@ from tracker.detector import (
     detect_faces_turned,
     given_box,
     load_detector,
+    usable,
 )
 from tracker.errors import ConfigError, InputError, UsageError
 from tracker.fileio import to_bgr8
@@ -769,7 +770,7 @@ class Tracker:
             self._gone_size = min(tr.roi.size if tr.roi is not None else 0.0 for tr in tracks)
 
     def _usable(self, detections: list[Detection]) -> list[Detection]:
-        return [d for d in detections if d.width >= self.config.min_face and d.score >= self.config.detect_threshold]
+        return usable(detections, self.config.min_face, self.config.detect_threshold)
 
     def _cnn_faces(self, image: np.ndarray) -> list[Detection]:
         """dlib's CNN detector's faces of at least ``min_face`` (its scores are on another scale

@@ -110,7 +110,7 @@ def dlib_faces(image: np.ndarray) -> tuple[list[tuple[Detection, np.ndarray]], i
     detects, best score first, and which one is the picture's subject by the tracker's rule
     (``prominence``; the most confident one was a bystander in 6 of the 14 val pictures with
     several faces), None without a face."""
-    from tracker.detector import detect_faces, detect_faces_finer, dlib_landmarks
+    from tracker.detector import detect_faces, detect_faces_finer, dlib_landmarks, merged, usable
     from tracker.pipeline import TrackerConfig
 
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
@@ -120,8 +120,8 @@ def dlib_faces(image: np.ndarray) -> tuple[list[tuple[Detection, np.ndarray]], i
     # for a weak box, the astronaut's mission patch at 0.035; review 36).  Every box is kept, as
     # dlib's users keep them (its weak boxes are real faces on 2 of the 80 val pictures).
     found = detect_faces(gray)
-    if not any(d.score >= TrackerConfig.detect_threshold and d.width >= TrackerConfig.min_face for d in found):
-        found += [d for d in detect_faces_finer(gray) if not any(d.centred_in(f) or f.centred_in(d) for f in found)]
+    if not usable(found, TrackerConfig.min_face, TrackerConfig.detect_threshold):
+        found = merged(found, detect_faces_finer(gray))
     faces = [(d, dlib_landmarks(gray, d)) for d in found]
     return faces, most_prominent([d.roi() for d, _ in faces], (image.shape[1], image.shape[0]))
 
@@ -189,7 +189,6 @@ class NearestSubject:
         if self.centre is not None and main is not None and self.missed > SUBJECT_RETURN_FRAMES:
             self.place(rois[main])
         return main
-
 
 
 def pts_face(faces: list[FaceResult], frame_size: tuple[int, int], boxes: list[Detection] | None = None) -> FaceResult | None:
