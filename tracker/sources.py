@@ -38,7 +38,18 @@ import numpy as np
 from tracker.detector import BoxError, Detection
 from tracker.errors import SourceError
 from tracker.fileio import IMAGE_KINDS, ImageReadError, decode_file, file_digest, list_images, read_image
-from tracker.video import PICTURE_EXTENSIONS, READ_AHEAD, UNDECODABLE_RUN, VideoError, decoded, file_not_found, open_video, quiet_opencv, read_frames
+from tracker.video import (
+    MAX_FPS,
+    PICTURE_EXTENSIONS,
+    READ_AHEAD,
+    UNDECODABLE_RUN,
+    VideoError,
+    decoded,
+    file_not_found,
+    open_video,
+    quiet_opencv,
+    read_frames,
+)
 
 if TYPE_CHECKING:
     from tracker.pipeline import FrameResult, Tracker
@@ -47,7 +58,6 @@ MAX_CAMERA_INDEX = 4
 CAMERA_FPS = 30.0  # what a recording of a camera that does not report its rate is written at
 CAMERA_STALL_S = 5.0  # a camera that delivers no frame for this long has stopped
 SIZE_VOTERS = 5  # a numbered sequence's size: the most common among its first pictures
-MAX_FPS = 240.0  # above: a container's time base, not a frame rate (frames are then taken at 30 fps)
 WARNED_RUNS = 5  # runs of undecodable frames of a video each said in a warning; the rest are counted
 SEQUENCE_FPS = 30.0  # numbered pictures carry no rate; FFmpeg's and OpenCV's default for them
 CAMERA = "webcam"  # the word that names a camera wherever a command takes a file (--target webcam, --source webcam)

@@ -88,6 +88,7 @@ READ_AHEAD = 3  # frames a file command decodes ahead of the frame being tracked
 COUNTED_CONTAINERS = (".mp4", ".mov", ".m4v", ".3gp", ".avi")
 
 
+MAX_FPS = 240.0  # above: a container's time base, not a frame rate (frames are then taken at 30 fps)
 UNDECODABLE_RUN = 8  # failed reads in a row before the reported end that are read past, one lost frame each
 
 
@@ -111,7 +112,7 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
     as without it; the capture is released (unless ``release`` is False: the caller's
     ``VideoSource`` keeps it to seek) only after that thread has stopped."""
     expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    period = 1.0 / fps if 1.0 <= (fps := cap.get(cv2.CAP_PROP_FPS) or 0.0) <= 240.0 else 0.0
+    period = 1.0 / fps if 1.0 <= (fps := cap.get(cv2.CAP_PROP_FPS) or 0.0) <= MAX_FPS else 0.0
     gap = (0, 0)  # the widest skip in the container's times: (frames it skips, the frame after which)
     last = float("nan")
     reads = _reads(cap, UNDECODABLE_RUN if expected else 0)
