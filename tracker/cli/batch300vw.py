@@ -11,9 +11,9 @@ from contextlib import closing
 from pathlib import Path
 
 from tracker.batch import VideoJob, annotations_digest, find_300vw_videos, input_fingerprint, local_outcomes, rescore_300vw_video
-from tracker.cli.common import CNN_SILENCE, RESUMES, count, engine_args, video_args, video_fields
+from tracker.cli.common import RESUMES, count, engine_args, note_missing_cnn, video_args, video_fields
 from tracker.cli.options import check_same_options, decided_options
-from tracker.detector import cnn_missing_note, require_dlib_predictor
+from tracker.detector import require_dlib_predictor
 from tracker.errors import NotAFolderError, UsageError, count_of, install_hint
 from tracker.evaluation import result_problem, summarise_300vw
 from tracker.fileio import (
@@ -155,8 +155,7 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
     options = output_options(config, args.baseline, args.subject)
     if not args.overwrite:
         _check_same_options(args, [n for n, _ in videos], options)
-    if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
-        print(note, file=sys.stderr)
+    note_missing_cnn(args)
     jobs, rescore, done = [], [], 0
     stale: set[str] = set()  # finished videos tracked again: their old outputs stay until replaced, unscored
     for name, video in videos:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from engines import KINDS, NOTES
+from tracker.detector import cnn_missing_note
 from tracker.errors import count_of
 from tracker.pipeline import LIVE_DETECT_LAG
 
@@ -100,6 +101,13 @@ def video_args(p: argparse.ArgumentParser) -> None:
                    help="while no face is tracked and HOG finds none, and for a while after a track ended while "
                         "another goes on (until a face comes back where it was), try dlib's CNN detector on 1 frame "
                         "in N (~1 s a call; needs the [cnn] extra; 0: HOG only). Default 30")
+
+
+def note_missing_cnn(args) -> None:
+    """The one ``note:`` line of ``video_args``' commands when ``--cnn-every`` asks for dlib's CNN
+    and the ``[cnn]`` extra is missing."""
+    if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
+        print(note, file=sys.stderr)
 
 
 def video_fields(args, live: bool) -> dict:

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from tracker.assets import bundled_textures, texture_path
 from tracker.cli.common import (
-    CNN_SILENCE,
     EXIT_INTERRUPTED,
     EXIT_ITEMS_FAILED,
     EXIT_OK,
     camera_arg,
     count,
     engine_args,
+    note_missing_cnn,
     parts_from_arg,
     skipped_frames,
     template_maps_wanted,
@@ -29,7 +29,6 @@ from tracker.cli.common import (
     video_fields,
     warn,
 )
-from tracker.detector import cnn_missing_note
 from tracker.errors import InputError, UsageError, count_of
 from tracker.fileio import WRITABLE_IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, interrupts_held, read_image
 from tracker.pipeline import Tracker, TrackerConfig
@@ -152,8 +151,7 @@ def run(args) -> int:
     look = Look(texture, args.strength, args.match or ("lab" if args.source_face else "shading"))
     if picture is None:
         # its own config: the options left unset mean what they mean in video (no flipping, the fast network)
-        if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
-            print(note, file=sys.stderr)
+        note_missing_cnn(args)
         return _transfer_video(args, source, look, TrackerConfig.from_args(args, mode="video", **maps, **video_fields(args, source.live)))
     result = image_tracker.track(picture)
     if not result.faces:

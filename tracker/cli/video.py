@@ -12,19 +12,18 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from tracker.cli.common import (
-    CNN_SILENCE,
     EXIT_INTERRUPTED,
     EXIT_ITEMS_FAILED,
     EXIT_OK,
     camera_arg,
     count,
     engine_args,
+    note_missing_cnn,
     skipped_frames,
     video_args,
     video_fields,
     warn,
 )
-from tracker.detector import cnn_missing_note
 from tracker.draw import annotate
 from tracker.errors import UsageError, count_of
 from tracker.fileio import (
@@ -99,8 +98,7 @@ def run(args) -> int:
         if args.pts_dir:
             check_output_folder(args.pts_dir, "--pts-dir")
             _check_no_old_frames(args.pts_dir)
-        if args.cnn_every > 0 and (note := cnn_missing_note(CNN_SILENCE)):
-            print(note, file=sys.stderr)
+        note_missing_cnn(args)
         tracker = Tracker(TrackerConfig.from_args(args, mode="video", **video_fields(args, source.live)))
         if source.live:
             print(f"tracking {source.label}; Ctrl-C stops and saves", file=sys.stderr)
