@@ -485,7 +485,7 @@ def test_no_library_module_imports_the_command_line_app_or_the_offline_tools():
 def test_video_command_searches_beside_the_tracking_on_a_camera_and_inline_on_files(fake_camera, tmp_path, monkeypatch):
     """``--detect-lag``: 3 (a worker process) by default on a camera, 0 (inline) on a file, and
     what the user asks for on either."""
-    import tracker.cli.video
+    import tracker.cli.stream
     from tracker.assets import DEMO_CLIP
     from tracker.cli import main
     from tracker.pipeline import LIVE_DETECT_LAG, Tracker
@@ -497,7 +497,7 @@ def test_video_command_searches_beside_the_tracking_on_a_camera_and_inline_on_fi
             made.append(config.detect_lag)
             super().__init__(config)
 
-    monkeypatch.setattr(tracker.cli.video, "Tracker", Recording)
+    monkeypatch.setattr(tracker.cli.stream, "Tracker", Recording)
     fake_camera(4)
     runs = [["--camera", "0"], [str(DEMO_CLIP), "--max-frames", "4"], ["--camera", "0", "--detect-lag", "0"],
             [str(DEMO_CLIP), "--max-frames", "4", "--detect-lag", "2"]]

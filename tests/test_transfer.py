@@ -166,6 +166,7 @@ def test_cli_transfer_tracks_a_video_with_video_defaults(tmp_path, monkeypatch, 
     """A video target is tracked as `video` tracks it (no test-time flipping: the picture
     default doubled the refiner's time on a camera and gave other points than the API); the
     source face, a picture, keeps the picture defaults."""
+    import tracker.cli.stream as stream
     import tracker.cli.transfer as cli
 
     configs = []
@@ -176,6 +177,7 @@ def test_cli_transfer_tracks_a_video_with_video_defaults(tmp_path, monkeypatch, 
             super().__init__(config)
 
     monkeypatch.setattr(cli, "Tracker", Recording)
+    monkeypatch.setattr(stream, "Tracker", Recording)  # the video run's (shared with `video`)
     rc = main(["transfer", "--source-face", str(DEMO_IMAGE), "--target", str(DEMO_CLIP), "--out", str(tmp_path / "o.mp4"),
                "--max-frames", "2", "--threads", "1"])
     assert rc == 0, capsys.readouterr().err
@@ -368,7 +370,7 @@ def test_cli_transfer_ctrl_c_while_saving_keeps_the_saved_video_and_says_so(tmp_
     out = tmp_path / "o.mp4"
     rc = main(["transfer", "--texture", "grid", "--target", str(DEMO_CLIP), "--out", str(out), "--max-frames", "3", "--threads", "1"])
     captured = capsys.readouterr()
-    assert rc == 0 and "note: interrupted while saving: the output was saved first" in captured.err, captured.err
+    assert rc == 0 and "note: interrupted while saving: the outputs were saved first" in captured.err, captured.err
     assert "face in 3/3 frames" in captured.out and int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)) == 3
 
 

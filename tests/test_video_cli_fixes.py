@@ -30,7 +30,9 @@ def _no_tracking(monkeypatch, module: str, name: str) -> None:
     def refuse(*a, **k):
         raise AssertionError("the work started before the output was checked")
 
-    monkeypatch.setattr(f"tracker.cli.{module}.{name}", refuse)
+    for where in [module] + (["stream"] if name == "Tracker" else []):  # video's and transfer's runs make theirs in tracker.cli.stream
+        if where != "video" or name != "Tracker":
+            monkeypatch.setattr(f"tracker.cli.{where}.{name}", refuse)
 
 
 def _noise_clip(path: Path, frames: int = 4) -> None:
@@ -209,6 +211,17 @@ def _interrupt_when(p, ready, what: str, send=None) -> str:
     return err
 
 
+def _temp_bytes(folder: Path) -> int:
+    """The largest size of the run's hidden temporary files in `folder` (0: none, or renamed meanwhile)."""
+    sizes = [0]
+    for f in folder.glob(".*densereg-tmp*"):
+        try:
+            sizes.append(f.stat().st_size)
+        except FileNotFoundError:
+            pass
+    return max(sizes)
+
+
 @pytest.mark.parametrize("command", ["video", "transfer"])
 def test_sigterm_keeps_the_frames_done_and_leaves_no_partial_file(tmp_path, command):
     from tracker.video import _frames_in
@@ -218,7 +231,9 @@ def test_sigterm_keeps_the_frames_done_and_leaves_no_partial_file(tmp_path, comm
         p = cli("video", str(DEMO_CLIP), "--out", str(out), "--csv", str(tmp_path / "f.csv"), "--threads", "1")
     else:
         p = cli("transfer", "--texture", str(TEXTURE), "--target", str(DEMO_CLIP), "--out", str(out), "--threads", "1")
-    err = _interrupt_when(p, lambda: any(tmp_path.glob(".*densereg-tmp*")), "the video writer")
+    # frames written, not the writer merely opened: a signal before the first frame (a loaded machine) is
+    # "interrupted before the first frame" with nothing written, a different case
+    err = _interrupt_when(p, lambda: _temp_bytes(tmp_path) > 1024, "the video writer")
     assert "note: interrupted" in err and "Traceback" not in err
     assert sorted(x.name for x in tmp_path.iterdir()) == (["f.csv", "v.mp4"] if command == "video" else ["v.mp4"])
     assert 0 < _frames_in(out) < 150
@@ -380,9 +395,10 @@ def test_video_without_a_terminal_says_how_far_it_is_and_streams_its_tables(tmp_
     until then (written as they come now; a failed run leaves neither file nor temporary)."""
     import json
 
+    import tracker.cli.stream as stream
     import tracker.cli.video as video_cli
 
-    monkeypatch.setattr(video_cli, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(stream, "PROGRESS_EVERY_S", 0.0)
     out = tmp_path / "o"
     assert main(["video", str(DEMO_CLIP), "--max-frames", "5", "--json", str(out / "a.json"), "--csv", str(out / "a.csv")]) == 0
     progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("frame ")]
@@ -555,13 +571,13 @@ def test_a_ctrl_c_while_the_camera_closes_after_the_save_is_not_reported_as_a_lo
 def test_a_ctrl_c_before_the_first_frame_writes_no_file(tmp_path, monkeypatch, capsys):
     """Kept frames need a frame: interrupted before the first, the run leaves no output file (the
     --pts-dir, made at the start, stays empty) and says so in one line."""
-    import tracker.cli.video as video_cli
+    import tracker.cli.stream as stream
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
         yield
 
-    monkeypatch.setattr(video_cli, "track_stream", interrupted)
+    monkeypatch.setattr(stream, "track_stream", interrupted)
     outputs = ["--out", str(tmp_path / "v.mp4"), "--csv", str(tmp_path / "v.csv"), "--json", str(tmp_path / "v.json")]
     assert main(["video", str(DEMO_CLIP), *outputs, "--pts-dir", str(tmp_path / "pts"), "--cnn-every", "0"]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted before the first frame was tracked; no file was written"
@@ -579,3 +595,153 @@ def test_video_json_names_its_subject_with_the_recogniser_as_pts_dir_does(tmp_pa
     assert loaded == [1]
     assert main(["video", str(DEMO_CLIP), "--csv", str(tmp_path / "f.csv"), "--max-frames", "2", "--threads", "1"]) == 0
     assert loaded == [1]  # (the CSV names no subject)
+
+
+# --- session 37: one run for video and transfer (tracker/cli/stream.py) ------------------------------
+
+class _Recorded:
+    """FrameOutputs that keeps what it was given, into a file entered into the run's stack."""
+
+    def __init__(self, path: Path):
+        from tracker.fileio import atomic_file
+
+        self.path, self.atomic_file = path, atomic_file
+        self.committed: list[int] = []
+        self.finished: list[bool] = []
+
+    def open(self, stack, source):
+        self.file = stack.enter_context(self.atomic_file(self.path, "w"))
+
+    def render(self, tracked):
+        return len(tracked.result.faces)
+
+    def commit(self, tracked, rendered):
+        self.committed.append(tracked.index + 1)
+        self.file.write(f"{tracked.index + 1} {rendered}\n")
+
+    def finish(self, complete):
+        self.finished.append(complete)
+
+
+def _stream_outputs(path: Path):
+    from tracker.cli.stream import FrameOutputs
+
+    return type("Recorded", (_Recorded, FrameOutputs), {})(path)
+
+
+def test_run_stream_counts_saves_and_refuses_empty_runs_without_leaving_files(tmp_path):
+    from tracker.cli.stream import run_stream
+    from tracker.errors import InputError
+    from tracker.pipeline import TrackerConfig
+    from tracker.sources import ArraySource
+    from tracker.video import VideoError
+
+    face = cv2.imread(str(DEMO_IMAGE))
+    blank = np.full_like(face, 128)
+    config = TrackerConfig(threads=1, mode="video", cnn_fallback=False)
+    out = _stream_outputs(tmp_path / "r.txt")
+    run = run_stream(ArraySource([blank, face, face, blank]), config, out, limit=3)
+    assert (run.frames, run.with_face, run.last, run.early) == (3, 2, 3, False) and out.finished == [True]
+    assert (tmp_path / "r.txt").read_text().split("\n")[:3] == ["1 0", "2 1", "3 1"]
+    assert run.exit_code(ArraySource([face])) == 0 and run.stopped_at(ArraySource([face] * 9)) == "frame 3 of ~9"
+    for frames, need_face, error, says in [([blank, blank], True, InputError, "no face found in any of 2 frames"),
+                                           ([], False, VideoError, "no decodable frame")]:
+        with pytest.raises(error, match=says):
+            run_stream(ArraySource(frames, label="clip"), config, _stream_outputs(tmp_path / "e.txt"), need_face=need_face)
+        assert sorted(f.name for f in tmp_path.iterdir()) == ["r.txt"]  # nothing written, no temporary left
+
+
+def test_transfer_without_a_terminal_says_how_far_it_is_and_refuses_a_clip_with_no_face(tmp_path, monkeypatch, capsys):
+    """Transfer had a loop of its own, with no progress at all in a log (session 37: video's run, shared)."""
+    import tracker.cli.stream as stream
+
+    monkeypatch.setattr(stream, "PROGRESS_EVERY_S", 0.0)
+    assert main(["transfer", "--texture", "grid", "--target", str(DEMO_CLIP), "--out", str(tmp_path / "t.mp4"), "--max-frames", "3",
+                 "--threads", "1"]) == 0
+    captured = capsys.readouterr()
+    assert [line.split(",")[0] for line in captured.err.splitlines() if line.startswith("frame ")] == [
+        "frame 1 of ~150", "frame 2 of ~150", "frame 3 of ~150"]
+    assert "face in 3/3 frames" in captured.out
+    monkeypatch.undo()
+    writer = cv2.VideoWriter(str(tmp_path / "noface.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 120))
+    for _ in range(4):
+        writer.write(np.full((120, 160, 3), 128, np.uint8))
+    writer.release()
+    assert main(["transfer", "--texture", "grid", "--target", str(tmp_path / "noface.avi"), "--out", str(tmp_path / "n.mp4"),
+                 "--cnn-every", "0", "--threads", "1"]) == 2
+    assert "no face found in any of 4 frames; nothing written" in one_error_line(capsys.readouterr().err)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["noface.avi", "t.mp4"]
+
+
+def test_one_frame_rate_rule_for_reading_and_writing(tmp_path, capsys):
+    """A container's 1000 fps (a browser's .webm, a screen recorder's .mkv) is a time base: the
+    frames were timed as of unknown rate while the annotated copy was written at 1000 fps (33x too
+    fast) and the JSON said 1000; review 37."""
+    import json
+
+    from tracker.video import FALLBACK_FPS, frame_rate
+
+    assert [frame_rate(r) for r in (25.0, 1000.0, 90000.0, 0.0, float("nan"), None, 0.5)] == [25.0, 0, 0, 0, 0, 0, 0]
+    cap = cv2.VideoCapture(str(DEMO_CLIP))
+    clip = tmp_path / "rec1000.mkv"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 1000.0, (640, 480))
+    for _ in range(4):
+        writer.write(cap.read()[1])
+    writer.release()
+    assert cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FPS) == 1000.0
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(clip), "--out", str(out), "--json", str(tmp_path / "f.json"), "--cnn-every", "0", "--threads", "1"]) == 0
+    assert cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FPS) == FALLBACK_FPS
+    header = json.loads((tmp_path / "f.json").read_text())
+    assert header["fps"] is None and [f["time"] for f in header["frames"]] == [None] * 4
+    for fps in (90000.0, 0.0):  # a 90 kHz time base could not be written at all
+        with AtomicVideoWriter(tmp_path / f"w{int(fps)}.mp4", fps, (64, 48)) as w:
+            w.write(np.zeros((48, 64, 3), np.uint8))
+        assert cv2.VideoCapture(str(tmp_path / f"w{int(fps)}.mp4")).get(cv2.CAP_PROP_FPS) == FALLBACK_FPS
+
+
+@pytest.mark.parametrize("command", ["video", "transfer"])
+def test_a_camera_stopped_before_its_first_frame_is_an_interruption_not_a_corrupt_video(tmp_path, monkeypatch, capsys, command):
+    """Ctrl-C while a camera's first frame was tracked (dlib's CNN, ~1 s, with nobody in front of
+    it) said "webcam 0: no decodable frame (corrupt, or not a video)", exit 2 (transfer: "no face
+    found in any of 0 frames"); review 37."""
+    import tracker.cli.stream as stream
+    from tracker.sources import ArraySource
+
+    camera = ArraySource([np.zeros((48, 64, 3), np.uint8)] * 3, "webcam 0", 30.0, live=True)
+    monkeypatch.setattr(f"tracker.cli.{command}.{'open_video_or_camera' if command == 'video' else 'open_source'}",
+                        lambda *a, **k: camera)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(stream, "track_stream", interrupted)
+    argv = (["video", "--camera", "0", "--csv", str(tmp_path / "c.csv")] if command == "video" else
+            ["transfer", "--texture", "grid", "--camera", "0", "--out", str(tmp_path / "c.mp4")])
+    assert main(argv + ["--cnn-every", "0", "--threads", "1"]) == 130
+    assert "interrupted" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_transfer_closes_the_camera_when_its_tracker_cannot_be_made(tmp_path, monkeypatch, capsys):
+    """The video tracker was made outside the source's `with`: a failed load left the camera held
+    (review 37; review 36 fixed the same in `video`)."""
+    import tracker.cli.stream as stream
+    from tracker.errors import TrackerError
+    from tracker.sources import ArraySource
+
+    closed = []
+
+    class Camera(ArraySource):
+        def close(self):
+            closed.append(self.label)
+
+    monkeypatch.setattr("tracker.cli.transfer.open_source", lambda *a, **k: Camera([np.zeros((48, 64, 3), np.uint8)], "webcam 0", live=True))
+
+    def broken(config):
+        raise TrackerError("assets: damaged")
+
+    monkeypatch.setattr(stream, "Tracker", broken)
+    assert main(["transfer", "--texture", "grid", "--camera", "0", "--out", str(tmp_path / "c.mp4"), "--threads", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: assets: damaged" and closed == ["webcam 0"]

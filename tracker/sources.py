@@ -39,13 +39,13 @@ from tracker.detector import BoxError, Detection
 from tracker.errors import SourceError
 from tracker.fileio import IMAGE_KINDS, ImageReadError, decode_file, file_digest, list_images, read_image
 from tracker.video import (
-    MAX_FPS,
     PICTURE_EXTENSIONS,
     READ_AHEAD,
     UNDECODABLE_RUN,
     VideoError,
     decoded,
     file_not_found,
+    frame_rate,
     open_video,
     quiet_opencv,
     read_frames,
@@ -169,7 +169,8 @@ class FrameSource:
     def time_at(self, index: int) -> float | None:
         """The time of frame `index` in seconds at the recorded rate; None when the rate is
         unknown or not a frame rate (a container's 0 or 90,000)."""
-        return index / self.fps if self.sequence and 1.0 <= self.fps <= MAX_FPS else None
+        rate = frame_rate(self.fps)
+        return index / rate if self.sequence and rate else None
 
     def seek(self, index: int) -> None:
         if self.live:
@@ -207,7 +208,7 @@ class CameraSource(FrameSource):
             self.cap.release()
             raise SourceError(f"no camera at index {device}, or it delivers no frames (found: {probe_cameras() or 'none'})")
         rate = self.cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(rate) if rate and np.isfinite(rate) and rate > 0 else CAMERA_FPS
+        self.fps = frame_rate(rate) or CAMERA_FPS
         self.size = (first.shape[1], first.shape[0])
         self._newest: np.ndarray | None = first  # not yet returned by read()
         self._newest_at = self._read_at = time.monotonic()  # when it came; when the frame read() returned did
@@ -599,8 +600,10 @@ def track_stream(tracker: Tracker, source: FrameSource, *, limit: int | None = N
 
 @dataclass
 class Interruption:
-    """What ``until_interrupted`` saw: `early`, a file's run cut short by Ctrl-C (or SIGTERM)."""
+    """What ``until_interrupted`` saw: `seen`, a Ctrl-C (or SIGTERM); `early`, one that cut a
+    file's run short (a camera's is its normal end)."""
 
+    seen: bool = False
     early: bool = False
 
 
@@ -614,4 +617,4 @@ def until_interrupted(source: FrameSource) -> Iterator[Interruption]:
     try:
         yield stop
     except KeyboardInterrupt:
-        stop.early = not source.live
+        stop.seen, stop.early = True, not source.live

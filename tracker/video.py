@@ -38,7 +38,7 @@ class VideoError(SourceError):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    fps: float
+    fps: float  # 0 when the container gives no frame rate (``frame_rate``)
     frames: int  # as reported by the container (may be 0 or wrong for broken files)
     width: int
     height: int
@@ -72,8 +72,7 @@ def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
     cap = cv2.VideoCapture(str(path), _file_api())
     if not cap.isOpened():
         raise VideoError(f"{path}: cannot open as a video (unsupported or corrupt)")
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    info = VideoInfo(fps if fps and np.isfinite(fps) and fps > 0 else 30.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0),
+    info = VideoInfo(frame_rate(cap.get(cv2.CAP_PROP_FPS)), int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0),
                      int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     if info.width <= 0 or info.height <= 0:  # e.g. a text file named .jpg: "opens", decodes nothing
         cap.release()
@@ -88,7 +87,17 @@ READ_AHEAD = 3  # frames a file command decodes ahead of the frame being tracked
 COUNTED_CONTAINERS = (".mp4", ".mov", ".m4v", ".3gp", ".avi")
 
 
-MAX_FPS = 240.0  # above: a container's time base, not a frame rate (frames are then taken at 30 fps)
+MAX_FPS = 240.0  # above: a container's time base (1000 in a browser's .webm, 90,000), not a frame rate
+FALLBACK_FPS = 30.0  # what a video is written at when its source's rate is unknown
+
+
+def frame_rate(reported: float | None) -> float:
+    """A container's or camera's reported rate when it is a frame rate (1 to ``MAX_FPS``), else 0:
+    unknown.  The one rule for every reader and writer (a source reporting 1000 fps was timed as
+    unknown, its annotated copy written at 1000 fps, 33x too fast; at 90,000 no copy could be
+    written; review 37)."""
+    rate = float(reported or 0.0)
+    return rate if np.isfinite(rate) and 1.0 <= rate <= MAX_FPS else 0.0
 UNDECODABLE_RUN = 8  # failed reads in a row before the reported end that are read past, one lost frame each
 
 
@@ -112,7 +121,7 @@ def read_frames(cap: cv2.VideoCapture, warn: Callable[[str], None] | None = None
     as without it; the capture is released (unless ``release`` is False: the caller's
     ``VideoSource`` keeps it to seek) only after that thread has stopped."""
     expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    period = 1.0 / fps if 1.0 <= (fps := cap.get(cv2.CAP_PROP_FPS) or 0.0) <= MAX_FPS else 0.0
+    period = 1.0 / fps if (fps := frame_rate(cap.get(cv2.CAP_PROP_FPS))) else 0.0
     gap = (0, 0)  # the widest skip in the container's times: (frames it skips, the frame after which)
     last = float("nan")
     reads = _reads(cap, UNDECODABLE_RUN if expected else 0)
@@ -246,7 +255,8 @@ class AtomicVideoWriter:
     stays in the video until the next one came (at ``fps``, at least once, at most
     ``MAX_HOLD_S``: a longer wait is a pause, not a scene): the video then lasts as long as the
     recording did, where one frame each played a camera recording 1.5-4x too fast (user test 8).
-    A frame is written when the next one comes (or at ``close``)."""
+    A frame is written when the next one comes (or at ``close``).  An unknown ``fps`` (0, or a
+    time base: ``frame_rate``) is written at ``FALLBACK_FPS``."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int], paced: bool = False):
         self.path = Path(path)
@@ -261,6 +271,7 @@ class AtomicVideoWriter:
         # its CSV's points were in 641x479; user test 18): a black pixel row or column is added
         # at the right or bottom instead, so every pixel keeps its coordinates.
         self._pad = (size[0] % 2, size[1] % 2)
+        fps = frame_rate(fps) or FALLBACK_FPS
         with quiet_opencv():
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[0] + self._pad[0], size[1] + self._pad[1]))
         if not self.writer.isOpened():

@@ -15,9 +15,6 @@ from pathlib import Path
 
 from tracker.assets import bundled_textures, texture_path
 from tracker.cli.common import (
-    EXIT_INTERRUPTED,
-    EXIT_ITEMS_FAILED,
-    EXIT_OK,
     camera_arg,
     count,
     engine_args,
@@ -29,10 +26,11 @@ from tracker.cli.common import (
     video_fields,
     warn,
 )
+from tracker.cli.stream import FrameOutputs, run_stream
 from tracker.errors import InputError, UsageError, count_of
-from tracker.fileio import WRITABLE_IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, interrupts_held, read_image
+from tracker.fileio import WRITABLE_IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, read_image
 from tracker.pipeline import Tracker, TrackerConfig
-from tracker.sources import CAMERA, FrameSource, SourceSpec, clip_files, open_source, spec_from_argument, track_stream, until_interrupted
+from tracker.sources import CAMERA, FrameSource, SourceSpec, TrackedFrame, clip_files, open_source, spec_from_argument
 from tracker.transfer import COLOR_MATCHES, DEFAULT_STRENGTH, Look, apply_look, load_texture, unwrap_source_face
 from tracker.video import READ_AHEAD, WRITABLE_VIDEO_EXTENSIONS, AtomicVideoWriter
 
@@ -81,41 +79,47 @@ def _check_args(args, kind: str) -> None:
         raise UsageError(f"--out {args.out}: the target is a video, so the output must be one ({', '.join(WRITABLE_VIDEO_EXTENSIONS)})")
 
 
+class _PaintedVideo(FrameOutputs):
+    """Each frame with the look painted on its faces."""
+
+    def __init__(self, out: Path, look: Look):
+        self.out, self.look = out, look
+        self.writer: AtomicVideoWriter | None = None
+
+    def open(self, stack: ExitStack, source: FrameSource) -> None:
+        self.writer = stack.enter_context(AtomicVideoWriter(self.out, source.fps, source.size, paced=source.live))
+
+    def render(self, tracked: TrackedFrame):
+        return apply_look(tracked.image, tracked.result, self.look)
+
+    def commit(self, tracked: TrackedFrame, rendered) -> None:
+        self.writer.write(rendered, at=tracked.index)
+
+
 def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig) -> int:
     if source.live:
         print(f"transferring from {source.label}; Ctrl-C stops and saves", file=sys.stderr)
-    tracker = Tracker(config)
-    total = with_face = last = 0
-    saved = False
-    # The video is renamed into place at the source's end or at a Ctrl-C (the frames done are kept).
-    try:
-        with source, AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live) as writer:
-            with until_interrupted(source) as stop:
-                for tracked in track_stream(tracker, source, limit=args.max_frames):
-                    painted = apply_look(tracked.image, tracked.result, look)
-                    with interrupts_held():  # a Ctrl-C comes after this frame is written
-                        writer.write(painted, at=tracked.index)
-                        last = tracked.index + 1  # (1-based, as video's frame numbers)
-                        total += 1
-                        with_face += bool(tracked.result.faces)
-            if with_face == 0:
-                if stop.early:
-                    raise KeyboardInterrupt
-                raise InputError(f"{source.label}: no face found in any of {total} frames; nothing written")
-            with interrupts_held():  # a second Ctrl-C while the video is saved comes after the saving
-                writer.close()
-                saved = True
-    except KeyboardInterrupt:  # the video was saved whole (it said "interrupted; only complete files..." and exit 130; review 36)
-        if not saved:
-            raise
-        print("note: interrupted while saving: the output was saved first", file=sys.stderr)
-    skipped = skipped_frames(source.skipped)
-    print(f"transfer: face in {with_face}/{total} frames{skipped} -> {args.out} (engine: {tracker.describe()})")
-    if stop.early:
-        print(f"note: interrupted after frame {last}{f' of ~{source.length}' if source.length else ''}: {args.out} holds "
-              f"the {count_of(total, 'frame')} up to it", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return EXIT_ITEMS_FAILED if source.skipped else EXIT_OK  # as `video` says it (it said all was well; user test 14)
+    run = run_stream(source, config, _PaintedVideo(args.out, look), limit=args.max_frames, need_face=True)
+    print(f"transfer: face in {run.with_face}/{run.frames} frames{skipped_frames(source.skipped)} -> {args.out} (engine: {run.engine})")
+    if run.early:
+        print(f"note: interrupted after {run.stopped_at(source)}: {args.out} holds the {count_of(run.frames, 'frame')} up to it",
+              file=sys.stderr)
+    return run.exit_code(source)
+
+
+def _look(args, config: TrackerConfig, tracker: Tracker | None = None) -> Look:
+    """The look to paint: a texture file's, or the --source-face photo's face unwrapped (by
+    `tracker`, else by one of `config` made for it and closed after)."""
+    if args.source_face:
+        with ExitStack() as own:
+            texture = unwrap_source_face(args.source_face, tracker or own.enter_context(Tracker(config)))
+        if args.save_texture:
+            atomic_write_image(args.save_texture, texture)
+    else:
+        texture = load_texture(args.texture)
+    # A painted texture keeps its colours and takes the target's lighting; a photographed face
+    # takes the target's skin tone as well, or it looks pasted on.
+    return Look(texture, args.strength, args.match or ("lab" if args.source_face else "shading"))
 
 
 def run(args) -> int:
@@ -128,34 +132,27 @@ def run(args) -> int:
     for path in (args.out, args.save_texture):
         if path is not None:
             check_writable(path)  # before the work, not after it
+    maps = {"visibility": True, "template_maps": template_maps_wanted(args)}
+    still = TrackerConfig.from_args(args, mode="image", **maps)
     # The target first: a missing camera or an unreadable file fails before any other work.
-    picture = read_image(spec.path) if spec.kind == "image" else None
-    source = open_source(spec, READ_AHEAD, warn) if picture is None else None
-    # a failure below closes the source at once (a camera stayed held, its reader thread in a read,
-    # after "no face found in the --source-face photo"; review 36); from the run on, its own `with` does
+    if spec.kind == "image":
+        picture = read_image(spec.path)
+        with Tracker(still) as tracker:
+            look = _look(args, still, tracker)
+            result = tracker.track(picture)
+            engine = tracker.describe()
+        if not result.faces:
+            raise InputError(f"{spec.label}: no face found in the target image; nothing written")
+        atomic_write_image(args.out, apply_look(picture, result, look))
+        print(f"transfer: {count_of(len(result.faces), 'face')} -> {args.out} (engine: {engine})")
+        return 0
+    source = open_source(spec, READ_AHEAD, warn)
+    # a failure before the run closes the source at once (a camera stayed held, its reader thread
+    # in a read, after "no face found in the --source-face photo"; review 36); run_stream does after
     with ExitStack() as opened:
-        if source is not None:
-            opened.enter_context(source)
-        maps = {"visibility": True, "template_maps": template_maps_wanted(args)}
-        config = TrackerConfig.from_args(args, mode="image", **maps)
-        image_tracker = Tracker(config) if picture is not None or args.source_face else None
-        if args.source_face:
-            texture = unwrap_source_face(args.source_face, image_tracker)
-            if args.save_texture:
-                atomic_write_image(args.save_texture, texture)
-        else:
-            texture = load_texture(args.texture)
+        opened.enter_context(source)
+        look = _look(args, still)
         opened.pop_all()
-    # A painted texture keeps its colours and takes the target's lighting; a photographed face
-    # takes the target's skin tone as well, or it looks pasted on.
-    look = Look(texture, args.strength, args.match or ("lab" if args.source_face else "shading"))
-    if picture is None:
-        # its own config: the options left unset mean what they mean in video (no flipping, the fast network)
-        note_missing_cnn(args)
-        return _transfer_video(args, source, look, TrackerConfig.from_args(args, mode="video", **maps, **video_fields(args, source.live)))
-    result = image_tracker.track(picture)
-    if not result.faces:
-        raise InputError(f"{spec.label}: no face found in the target image; nothing written")
-    atomic_write_image(args.out, apply_look(picture, result, look))
-    print(f"transfer: {count_of(len(result.faces), 'face')} -> {args.out} (engine: {image_tracker.describe()})")
-    return 0
+    note_missing_cnn(args)
+    # its own config: the options left unset mean what they mean in video (no flipping, the fast network)
+    return _transfer_video(args, source, look, TrackerConfig.from_args(args, mode="video", **maps, **video_fields(args, source.live)))

@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import csv
 import sys
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from tracker.cli.common import (
-    EXIT_INTERRUPTED,
-    EXIT_ITEMS_FAILED,
-    EXIT_OK,
     camera_arg,
     count,
     engine_args,
@@ -24,6 +20,7 @@ from tracker.cli.common import (
     video_fields,
     warn,
 )
+from tracker.cli.stream import FrameOutputs, run_stream
 from tracker.draw import annotate
 from tracker.errors import UsageError, count_of
 from tracker.fileio import (
@@ -31,15 +28,14 @@ from tracker.fileio import (
     check_output_folder,
     check_outputs_apart,
     check_writable,
-    interrupts_held,
     remove_stale_temp_files,
     safe_output_path,
 )
 from tracker.identity import load_recognizer
-from tracker.pipeline import Tracker, TrackerConfig
+from tracker.pipeline import TrackerConfig
 from tracker.pts import write_pts
-from tracker.sources import clip_files, open_video_or_camera, track_stream, until_interrupted
-from tracker.video import AtomicVideoWriter, VideoError, check_video_output
+from tracker.sources import FrameSource, TrackedFrame, clip_files, open_video_or_camera
+from tracker.video import AtomicVideoWriter, check_video_output
 from tracker.writers import COORDINATES, CSV_HEADER, FRAME_PTS_NAME, JsonFrames, Subject, csv_rows, face_to_json, frame_pts_name
 
 NAME = "video"
@@ -61,9 +57,6 @@ def register(sub) -> None:
     p.set_defaults(func=run, interrupted="interrupted before the first frame was tracked; no file was written")
 
 
-PROGRESS_EVERY_S = 30.0  # without a terminal (no progress bar), a progress line this often
-
-
 def _check_no_old_frames(folder: Path) -> None:
     """Refuse a --pts-dir that already holds frame files (000001.pts ...): an earlier run's would
     outlive this one where a frame has no face, and deleting them is not ours to do, since they may
@@ -74,15 +67,57 @@ def _check_no_old_frames(folder: Path) -> None:
                          "annotations); give an empty or new folder, or delete them")
 
 
-def run(args) -> int:
-    from tqdm import tqdm
+class _VideoOutputs(FrameOutputs):
+    """The annotated video, the .pts of the subject, the CSV rows and the JSON of each frame."""
 
+    def __init__(self, args, subject: Subject):
+        self.args, self.subject = args, subject
+        self.pts_written = 0
+        self.table = self.frames_json = self.writer = None
+
+    def open(self, stack: ExitStack, source: FrameSource) -> None:
+        args = self.args
+        if args.csv:
+            self.table = csv.writer(stack.enter_context(atomic_file(args.csv, "w")))
+            self.table.writerow(CSV_HEADER)
+        if args.json:
+            self.frames_json = JsonFrames(stack.enter_context(atomic_file(args.json, "w")), {
+                "source": source.label, "coordinates": COORDINATES, "fps": source.fps or None, "frame_size": list(source.size)})
+        # entered last, closed first: a video that fails to close takes the tables with it
+        if args.out:
+            self.writer = stack.enter_context(AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live))
+
+    def render(self, tracked: TrackedFrame):
+        annotated = annotate(tracked.image, tracked.result, tracked.fps) if self.writer else None
+        return annotated, self.subject.pick(tracked.result.faces, tracked.image.shape[1::-1], tracked.image)
+
+    def commit(self, tracked: TrackedFrame, rendered) -> None:
+        annotated, face = rendered
+        n, result = tracked.index + 1, tracked.result  # frame numbers are 1-based, like the .pts files
+        if self.writer:
+            self.writer.write(annotated, at=tracked.index)
+        if self.args.pts_dir and face is not None:
+            write_pts(safe_output_path(self.args.pts_dir, frame_pts_name(n)), face.landmarks)
+            self.pts_written += 1
+        if self.table:
+            self.table.writerows(csv_rows(n, result.faces, tracked.time))
+        if self.frames_json:
+            self.frames_json.add({"frame": n, "time": None if tracked.time is None else round(tracked.time, 6),
+                                  "faces": [face_to_json(f) for f in result.faces],
+                                  "subject": None if face is None else face.track_id, "timings_ms": result.timings})
+
+    def finish(self, complete: bool) -> None:
+        if self.frames_json:
+            self.frames_json.close(complete=complete)
+
+
+def run(args) -> int:
     if (args.input is None) == (args.camera is None):
         raise UsageError("give a video file or --camera N (one of them)")
     if not (args.out or args.pts_dir or args.csv or args.json):
         raise UsageError("nothing to write: give at least one of --out, --pts-dir, --csv, --json")
     # a check that fails closes the source at once (a camera stayed held, its reader thread in a read; review 36);
-    # from the run on, its own `with source` does
+    # from the run on, run_stream does
     with ExitStack() as opened:
         source = opened.enter_context(open_video_or_camera(args.input, args.camera, warn))
         check_outputs_apart(clip_files(args.input, "the input video"),
@@ -99,78 +134,20 @@ def run(args) -> int:
             check_output_folder(args.pts_dir, "--pts-dir")
             _check_no_old_frames(args.pts_dir)
         note_missing_cnn(args)
-        tracker = Tracker(TrackerConfig.from_args(args, mode="video", **video_fields(args, source.live)))
+        config = TrackerConfig.from_args(args, mode="video", **video_fields(args, source.live))
         if source.live:
             print(f"tracking {source.label}; Ctrl-C stops and saves", file=sys.stderr)
         # the recogniser for the subject --pts-dir writes and the JSON names (the JSON alone named
         # another subject than with --pts-dir; review 36)
-        subject = Subject(recognizer=load_recognizer() if args.pts_dir or args.json else None)
+        outputs = _VideoOutputs(args, Subject(recognizer=load_recognizer() if args.pts_dir or args.json else None))
         opened.pop_all()
-    t_start = time.perf_counter()
-    n = tracked_frames = pts_written = with_face = 0
-    # Every output goes to a hidden temporary file as the frames come (an hour's JSON held in memory
-    # grew by ~74 KB a frame; user test 10), renamed when the run ends (at the end of the source,
-    # or at a Ctrl-C: the frames done are kept), deleted on any failure.
-    saved = False
-    try:
-        with source, ExitStack() as outputs:
-            table = csv.writer(outputs.enter_context(atomic_file(args.csv, "w"))) if args.csv else None
-            if table:
-                table.writerow(CSV_HEADER)
-            frames_json = JsonFrames(outputs.enter_context(atomic_file(args.json, "w")), {
-                "source": source.label, "coordinates": COORDINATES, "fps": source.fps, "frame_size": list(source.size)}) if args.json else None
-            # entered last, closed first: a video that fails to close takes the tables with it
-            writer = outputs.enter_context(AtomicVideoWriter(args.out, source.fps, source.size, paced=source.live)) if args.out else None
-            with until_interrupted(source) as stop:
-                stream = track_stream(tracker, source, limit=args.max_frames)
-                bar = sys.stderr.isatty()
-                said = t_start
-                for tracked in tqdm(stream, total=source.length or None, unit="frame", file=sys.stderr, disable=not bar):
-                    result = tracked.result
-                    annotated = annotate(tracked.image, result, tracked.fps) if writer else None
-                    face = subject.pick(result.faces, tracked.image.shape[1::-1], tracked.image)
-                    with interrupts_held():  # a Ctrl-C ends the run after this frame's outputs, not between them
-                        n = tracked.index + 1  # frame numbers are 1-based, like the .pts files
-                        if writer:
-                            writer.write(annotated, at=tracked.index)
-                        if args.pts_dir and face is not None:
-                            write_pts(safe_output_path(args.pts_dir, frame_pts_name(n)), face.landmarks)
-                            pts_written += 1
-                        if table:
-                            table.writerows(csv_rows(n, result.faces, tracked.time))
-                        if frames_json:
-                            frames_json.add({"frame": n, "time": None if tracked.time is None else round(tracked.time, 6),
-                                             "faces": [face_to_json(f) for f in result.faces],
-                                             "subject": None if face is None else face.track_id, "timings_ms": result.timings})
-                        tracked_frames += 1
-                        with_face += bool(result.faces)
-                    if not bar and time.perf_counter() - said >= PROGRESS_EVERY_S:  # a log (nohup, CI) heard nothing until the end
-                        said = time.perf_counter()
-                        print(f"frame {n}{f' of ~{source.length}' if source.length else ''}, {tracked_frames / (said - t_start):.1f} fps",
-                              file=sys.stderr)
-            if tracked_frames == 0:  # inside the writers: no empty output is left behind
-                if stop.early:
-                    raise KeyboardInterrupt
-                raise VideoError(f"{source.label}: no decodable frame (corrupt, or not a video)")
-            with interrupts_held():  # a second Ctrl-C while the run is saved comes after the saving
-                if frames_json:
-                    frames_json.close(complete=not stop.early)
-                outputs.close()
-                saved = True  # (here: a Ctrl-C held meanwhile is raised as the block ends)
-    except KeyboardInterrupt:  # the run had ended and its outputs are saved (the camera was closing): reported as done
-        if not saved:
-            raise
-        print("note: interrupted while saving: the outputs were saved first", file=sys.stderr)
-    elapsed = time.perf_counter() - t_start
-    written = [str(p) for p in (args.out, args.csv, args.json) if p] + ([f"{pts_written} .pts in {args.pts_dir}"] if args.pts_dir else [])
-    skipped = skipped_frames(source.skipped)
+    run = run_stream(source, config, outputs, limit=args.max_frames)
+    written = [str(p) for p in (args.out, args.csv, args.json) if p] + ([f"{outputs.pts_written} .pts in {args.pts_dir}"] if args.pts_dir else [])
     # "28 frames, 1 skipped" read as 28 tracked where 27 were (user test 18)
     # (a clip with no face said "150 frames tracked ... 0 .pts" and nothing else; user test 36)
-    print(f"{'interrupted' if stop.early else 'done'}: {count_of(tracked_frames, 'frame')} tracked{skipped}, a face in {with_face}, "
-          f"in {elapsed:.1f}s "
-          f"({tracked_frames / elapsed:.1f} fps, engine {tracker.describe()}); wrote {', '.join(written)}")
-    if stop.early:
-        print(f"note: interrupted after frame {n}{f' of ~{source.length}' if source.length else ''}: the outputs hold the frames up to "
+    print(f"{'interrupted' if run.early else 'done'}: {count_of(run.frames, 'frame')} tracked{skipped_frames(source.skipped)}, "
+          f"a face in {run.with_face}, in {run.seconds:.1f}s ({run.fps:.1f} fps, engine {run.engine}); wrote {', '.join(written)}")
+    if run.early:
+        print(f"note: interrupted after {run.stopped_at(source)}: the outputs hold the frames up to "
               "it (the JSON says \"complete\": false); video does not resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return EXIT_ITEMS_FAILED if source.skipped else EXIT_OK
+    return run.exit_code(source)
