@@ -641,7 +641,7 @@ def test_the_subject_comes_back_after_a_bystander_stood_in_for_it():
     from tracker.writers import SUBJECT_RETURN_FRAMES, Subject
 
     def face(track_id, cx, size=100.0):
-        return SimpleNamespace(track_id=track_id, roi=Roi(cx, 240.0, size))
+        return SimpleNamespace(track_id=track_id, roi=Roi(cx, 240.0, size), quality=0.6)
 
     size = (640, 480)
     subject = Subject()
@@ -689,7 +689,7 @@ def test_the_recognised_subject_comes_back_late_and_elsewhere():
     from tracker.writers import RECHECK_FRAMES, SUBJECT_RETURN_FRAMES, Subject
 
     def face(track_id, cx, person):
-        return SimpleNamespace(track_id=track_id, roi=Roi(cx, 240.0, 100.0), landmarks=np.full((68, 2), float(person)))
+        return SimpleNamespace(track_id=track_id, roi=Roi(cx, 240.0, 100.0), quality=0.6, landmarks=np.full((68, 2), float(person)))
 
     size, frame = (640, 480), np.zeros((480, 640, 3), np.uint8)
     bystander = face(1, 560, person=7)
@@ -850,3 +850,29 @@ def test_images_gives_every_picture_its_own_output_stem(tmp_path):
     stems = _output_names([tmp_path / n for n in names], tmp_path)
     assert [stems[tmp_path / n] for n in names] == ["face.jpg", "face.png", "face.jpg.png", "other", "sub/face", "sub/face.jpg"]
     assert len(set(stems.values())) == len(names)
+
+
+def test_images_refuses_other_options_also_where_it_would_redo_every_picture_and_a_second_run_at_once(tmp_path, capsys):
+    """User test 37: a rerun that also added --annotate redid every picture with its own options,
+    unsaid, where the same rerun without it was refused; and two runs started into one --out
+    each took the other's outputs."""
+    import shutil
+
+    from tracker.fileio import exclusive_use
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    shutil.copy(DEMO_IMAGE, src / "astro.jpg")
+    assert main(["images", "--input", str(src), "--out", str(out), "--no-refine", "--threads", "1"]) == 0
+    mtime = (out / "astro.json").stat().st_mtime_ns
+    assert main(["images", "--input", str(src), "--out", str(out), "--annotate", "--threads", "1"]) == 2
+    assert "holds 1 image made with other options (astro: refine false -> true" in capsys.readouterr().err
+    assert (out / "astro.json").stat().st_mtime_ns == mtime and not (out / "astro_annotated.jpg").exists()
+    with exclusive_use(out, "images"):
+        assert main(["images", "--input", str(src), "--out", str(out), "--no-refine", "--annotate", "--threads", "1"]) == 2
+    assert f"{out} is in use by another images run" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["astro.json", "astro.pts"]  # nothing of either run's lock left either
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["images", "--input", str(empty), "--out", str(tmp_path / "never"), "--threads", "1"]) != 0
+    assert not (tmp_path / "never").exists()  # a folder made for nothing is not left behind

@@ -628,3 +628,18 @@ def test_pictures_are_fingerprinted_as_they_are_read_not_after(tmp_path):
     a.write_bytes(b"replaced while tracked")
     b.unlink()
     assert source.digests == {a: read_as} and list(frames) == [] and warned and "b.jpg" in warned[0]
+
+
+def test_an_array_source_says_which_frame_is_none_and_takes_any_iterable():
+    """User test 37: ``ArraySource([img, None, img, img])`` ended the stream at the None unsaid
+    (the README's ``track(None)`` says so in one line), and a generator raised a TypeError."""
+    from tracker.errors import SourceError
+    from tracker.sources import ArraySource
+
+    img = np.zeros((48, 64, 3), np.uint8)
+    with pytest.raises(SourceError, match="frame 2 is None"):
+        list(ArraySource([img, None, img, img]).frames())
+    warned = []
+    source = ArraySource((f for f in [None, img, None, img]), warn=warned.append)
+    assert [f.index for f in source.frames()] == [1, 3] and source.skipped == 2 and len(warned) == 2
+    assert (source.length, source.size) == (4, (64, 48))

@@ -454,7 +454,10 @@ def exclusive_use(folder: Path, what: str) -> Iterator[None]:
     try:
         yield
     finally:
-        lock.unlink(missing_ok=True)  # (while still held: nothing of this run's stays behind)
+        try:
+            lock.unlink(missing_ok=True)  # (while still held: nothing of this run's stays behind)
+        except OSError:  # a folder made read-only meanwhile: the run's own error is the one to say
+            pass
         os.close(fd)
 
 

@@ -392,8 +392,9 @@ class FrameResult:
     """faces: best score first (video: by track id, so that a face keeps its place from frame
     to frame: two faces' rows swapped as their scores crossed, user test 25; a caller's boxes:
     in their order); [] when there is none.  timings: ms per stage.  dropped: faces
-    the detector found beyond ``TrackerConfig.max_faces``, not tracked (a still keeps its most
-    prominent ones, ``tracker.crop.prominence``; video its tracks, then the best detections)."""
+    the detector found beyond ``TrackerConfig.max_faces``, not kept (a still keeps its most
+    prominent ones, ``tracker.crop.prominence``, that fit as faces, ``FACE_MIN_QUALITY``; video
+    its tracks, then the best detections)."""
 
     faces: list[FaceResult]
     timings: dict[str, float]
@@ -674,7 +675,7 @@ class Tracker:
             tracked = [(tr, roi, given[pairs[i]]) for i, (tr, roi) in enumerate(tracked) if i in pairs]
             detections = [d for j, d in enumerate(given) if j not in pairs.values()]
         items = tracked + [(None, d.roi(), d) for d in detections]
-        dropped = 0
+        dropped, spare = 0, []
         if given is None:  # max_faces caps what the detector adds; the caller's boxes all count
             if not video:
                 # A still keeps its most prominent faces, the subject among them: by the detector's
@@ -683,7 +684,7 @@ class Tracker:
                 size = (image.shape[1], image.shape[0])
                 items.sort(key=lambda item: -prominence(item[1], size))
             dropped = max(0, len(items) - self.config.max_faces)
-            items = items[: self.config.max_faces]
+            items, spare = items[: self.config.max_faces], items[self.config.max_faces:]
         faces = self._process(image, gray, items, timer) if items else []
         if round_kind is not None:
             self._next_round(round_kind, found=any(f.quality >= FACE_MIN_QUALITY for f in faces))
@@ -699,6 +700,8 @@ class Tracker:
         # New faces (a still's, a caller's box, a video's new track) settle in their landmarks'
         # crop; a tracked face's next frame starts from that crop anyway.
         faces = self._settle(image, gray, self._orient(image, gray, faces, timer), timer)
+        if spare and not video:
+            faces = self._fitting_first(image, gray, faces, spare, timer)
         if given is not None and not video and self.config.box_search:
             faces = self._search_given_boxes(image, gray, given, faces, timer)
         faces = [f for f in faces if f.track_id >= 0 or f.box is None or f.box.detector != GIVEN or f.quality >= GIVEN_MIN_QUALITY]
@@ -909,6 +912,20 @@ class Tracker:
             faces = [replace(again[id(f.box)], runs=f.runs + 1) if i in redo and id(f.box) in again else f  # (a failed re-run keeps its face)
                      for i, f in enumerate(faces)]
         return faces
+
+    def _fitting_first(self, image, gray, faces: list[FaceResult], spare: list, timer: _Timer) -> list[FaceResult]:
+        """A still's `max_faces` faces that fit as faces (FACE_MIN_QUALITY, once settled: a first
+        run's fit can pass where the settled one does not) among its boxes in order of
+        prominence: a box that is no face (HOG's on the badge of a suit, larger and more
+        central than the face) is replaced by the next box, else it kept the face out and became
+        the picture's subject (user test 37)."""
+        fitting = [f for f in faces if f.quality >= FACE_MIN_QUALITY]
+        others = [f for f in faces if f.quality < FACE_MIN_QUALITY]
+        while spare and len(fitting) < self.config.max_faces:
+            more, spare = spare[: self.config.max_faces - len(fitting)], spare[self.config.max_faces - len(fitting):]
+            for face in self._settle(image, gray, self._orient(image, gray, self._process(image, gray, more, timer), timer), timer):
+                (fitting if face.quality >= FACE_MIN_QUALITY else others).append(face)
+        return (fitting + others)[: self.config.max_faces]
 
     def _process(self, image, gray, items, timer: _Timer) -> list[FaceResult]:
         """The faces in `items` (track, roi, detection): every stage takes all of them at once

@@ -26,7 +26,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -506,18 +506,26 @@ class SequenceSource(ImageSource):
 
 
 class ArraySource(FrameSource):
-    """Frames already in memory (timing without decoding, tests)."""
+    """Frames already in memory, any iterable of them (timing without decoding, tests).  An item
+    that is None (``cv2.imread`` of a file it could not read) is a ``SourceError``, warned about
+    and passed when ``warn`` is given: it ended the stream unsaid (user test 37)."""
 
-    def __init__(self, frames: Sequence[np.ndarray], label: str = "frames in memory", fps: float = 0.0, live: bool = False):
-        super().__init__()
-        self.images, self.label, self.length, self.fps, self.live = list(frames), label, len(frames), fps, live
-        self.size = (self.images[0].shape[1], self.images[0].shape[0]) if self.images else (0, 0)
+    def __init__(self, frames: Iterable[np.ndarray | None], label: str = "frames in memory", fps: float = 0.0, live: bool = False,
+                 warn: Warn | None = None):
+        super().__init__(warn)
+        self.images, self.label, self.fps, self.live = list(frames), label, fps, live
+        self.length = len(self.images)
+        first = next((image for image in self.images if image is not None), None)
+        self.size = (first.shape[1], first.shape[0]) if first is not None else (0, 0)
 
     def read(self) -> np.ndarray | None:
         if self.position >= self.length:
             return None
         self.position += 1
-        return self.images[self.position - 1]
+        image = self.images[self.position - 1]
+        if image is None:
+            raise SourceError(f"{self.label}: frame {self.position} is None, not a picture (a file cv2.imread could not read?)")
+        return image
 
 
 def open_source(spec: SourceSpec, read_ahead: int = 0, warn: Warn | None = None) -> FrameSource:

@@ -17,6 +17,7 @@ from tracker.crop import Roi, most_prominent
 from tracker.draw import warp_to_image
 from tracker.fileio import atomic_write_json, json_ready
 from tracker.identity import SAME_PERSON, distance
+from tracker.pipeline import FACE_MIN_QUALITY
 from tracker.pts import write_pts
 
 if TYPE_CHECKING:
@@ -141,10 +142,12 @@ def write_dlib_baseline(image: np.ndarray, stem_path: Path, source: str) -> None
 
 
 def main_face(faces: list[FaceResult], frame_size: tuple[int, int]) -> FaceResult | None:
-    """The subject of a (w, h) picture: the most prominent face (``prominence``); of equal
-    ones the first."""
-    best = most_prominent([f.roi for f in faces], frame_size)
-    return None if best is None else faces[best]
+    """The subject of a (w, h) picture: the most prominent face (``prominence``) among those that
+    fit as a face (``FACE_MIN_QUALITY``), else among all; of equal ones the first.  (HOG's box on
+    the badge of a suit, larger and more central than the face, was the subject: user test 37.)"""
+    candidates = [f for f in faces if f.quality is None or f.quality >= FACE_MIN_QUALITY] or faces  # (None: a FaceResult made by hand)
+    best = most_prominent([f.roi for f in candidates], frame_size)
+    return None if best is None else candidates[best]
 
 
 # A face whose centre is within this fraction of the subject's crop of where the subject was

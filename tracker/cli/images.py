@@ -38,6 +38,8 @@ from tracker.fileio import (
     atomic_save_npz,
     atomic_write_image,
     atomic_write_json,
+    check_output_folder,
+    exclusive_use,
     file_digest,
     list_images,
     listed_paths,
@@ -284,6 +286,19 @@ def run(args) -> int:
         print(note, file=sys.stderr)
     if args.parts_from is not None and not args.parts:
         print(f"note: --parts-from {args.parts_from} chooses where --parts are read from; without --parts it does nothing", file=sys.stderr)
+    made = not args.out.exists()
+    check_output_folder(args.out, "--out")
+    try:
+        # one run at a time: two started into one --out with other options each took the other's
+        # outputs, the first run's replaced unsaid (user test 37)
+        with exclusive_use(args.out, "images"):
+            return _track_all(args, images, names, unnamed, boxes)
+    finally:
+        if made and not any(args.out.iterdir()):  # nothing written: no empty folder left (user test 35)
+            args.out.rmdir()
+
+
+def _track_all(args, images: list[Path], names: dict[Path, str], unnamed: list[Path], boxes: dict[Path, list[Detection]]) -> int:
     tracker = Tracker(TrackerConfig.from_args(args, mode="image", detect_side=args.detect_side,
                                               template_maps=args.parts and template_maps_wanted(args)))
     # the temporary files of writes a killed run left (SIGKILL gives no time to clean up); their
@@ -301,8 +316,9 @@ def run(args) -> int:
     todo = images if args.overwrite else [p for p in images if not _finished(args, names[p], records[p])]
     options = {**decided_options(tracker.config), "detect_side": tracker.config.detect_side}
     if not args.overwrite:  # (kept with a note, another run's landmarks passed for this one's: user test 36)
-        kept = set(images) - set(todo)
-        check_same_options(args.out, {names[p]: records[p].get("options") for p in images if p in kept}, options,
+        # every earlier output, not only those kept: a rerun that added --annotate redid them all
+        # with its own options, unsaid, where one without it was refused (user test 37)
+        check_same_options(args.out, {names[p]: records[p].get("options") for p in images if records[p] is not None}, options,
                            "image", "made", "choose another --out, or add --overwrite to redo every image")
     counts = {"done": 0, "resumed": len(images) - len(todo), "no_face": 0, "failed": 0, "faces": 0, "given": 0, "bad_box": 0}
     try:
@@ -318,7 +334,7 @@ def run(args) -> int:
     print(
         f"done: {count_of(counts['done'], 'image')} processed{given}, {counts['resumed']} already done, {count_of(counts['faces'], 'face')}, "
         f"{counts['no_face']} without a face, {counts['failed']} unreadable{f', {len(unnamed)} with names too long' if unnamed else ''}; "
-        f"{f'outputs in {args.out}' if args.out.is_dir() else 'nothing written'} "  # (named a folder never made: user test 35)
+        f"{f'outputs in {args.out}' if any(p.name != '.images.lock' for p in args.out.iterdir()) else 'nothing written'} "  # (user test 35)
         f"(engine: {tracker.describe()})"
     )
     return 1 if counts["failed"] or counts["bad_box"] or unnamed else 0
@@ -355,7 +371,7 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
         counts["faces"] += len(result.faces)
         if result.dropped:
             print(f"note: {tracked.path}: {args.max_faces + result.dropped} face boxes found, the {args.max_faces} "
-                  f"most prominent tried (--max-faces {args.max_faces}; raise it for them all)", file=sys.stderr)
+                  f"most prominent that fit as faces kept (--max-faces {args.max_faces}; raise it for them all)", file=sys.stderr)
         counts["given"] += given is not None
         labels = frame_part_labels(result.faces, tracker.part_map, image.shape) if args.parts else None
         if args.parts:  # one mask per picture, all 0 without a face
