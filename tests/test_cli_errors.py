@@ -402,3 +402,31 @@ def test_images_skips_a_name_too_long_for_its_outputs_and_reads_past_loops_and_u
     assert main(["images", "--input", str(src / "sub"), "--out", str(out / "sub"), "--threads", "1", "--overwrite"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("skipped: ")]
     assert len(errors) == 1 and errors[0].startswith(f"error: {out / 'sub' / 'z.pts'}: cannot write (Permission denied)"), errors
+
+
+def test_an_output_name_too_long_for_the_file_system_is_one_line_not_an_internal_error(tmp_path, capsys):
+    """User test 37: a 256-byte output name said "internal error: OSError: [Errno 36] ..."."""
+    long = "z" * 252
+    for argv in (["video", str(DEMO_CLIP), "--csv", str(tmp_path / f"{long}.csv"), "--max-frames", "1"],
+                 ["images", "--input", str(DEMO_IMAGE), "--out", str(tmp_path / (long + "zzzz"))]):
+        assert main(argv + ["--threads", "1"]) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert ("name too long for the file system (256 bytes in its last part" in line or "cannot write (File name too long)" in line) \
+            and "internal" not in line, line
+
+
+def test_transfer_and_video_say_the_first_problem_plainly(tmp_path, capsys):
+    """User test 37: transfer refused the output's kind before saying its target was missing,
+    took a video for a broken picture as --source-face; a shell pattern's hint offered a folder
+    that video refuses; a CSV under a file said "File exists"."""
+    texture = ["transfer", "--texture", "grid"]
+    cases = [(texture + ["--target", str(tmp_path / "gone.jpg"), "--out", str(tmp_path / "o.mp4")], "gone.jpg: file not found"),
+             (["transfer", "--source-face", str(DEMO_CLIP), "--target", str(DEMO_IMAGE), "--out", str(tmp_path / "o.png")],
+              "a video; give a photo of the face"),
+             (["video", str(tmp_path / "*.jpg"), "--csv", str(tmp_path / "c.csv")], "is given as its printf pattern (frames/%06d.jpg)"),
+             (["video", str(DEMO_CLIP), "--csv", str(tmp_path / "afile" / "c.csv")], "cannot write (" + str(tmp_path / "afile") + " is a file")]
+    (tmp_path / "afile").write_text("x")
+    for argv, says in cases:
+        assert main(argv) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert says in line and "give the folder" not in line, line

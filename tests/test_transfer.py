@@ -14,6 +14,7 @@ from tracker.cli import main
 from tracker.crop import Roi
 from tracker.densemaps import DenseMaps
 from tracker.draw import warp_to_image
+from tracker.errors import InputError
 from tracker.pipeline import FaceResult
 from tracker.transfer import close_pinholes, feathered_alpha, fill_holes, render_texture, splat, unwrap_face
 
@@ -60,6 +61,12 @@ def test_texture_alpha_and_strength(face):
     assert np.array_equal(render_texture(frame, face, clear, 1.0, "none"), frame)
     half = render_texture(frame, face, np.full((16, 16, 3), RED, np.uint8), 0.5, "none")
     assert np.abs(half[interior].astype(int) - (45, 45, 172)).max() <= 1
+    for bad in (float("nan"), 5.0, -1.0):  # NaN painted the square white, the others were clipped unsaid (user test 37)
+        with pytest.raises(InputError, match="must be between 0 and 1"):
+            render_texture(frame, face, clear, bad, "none")
+    for size, supersample in ((0, 2), (64, 0), (2.5, 2)):  # (size 0: a ZeroDivisionError)
+        with pytest.raises(InputError, match="whole numbers of at least 1"):
+            unwrap_face(frame, face, size, supersample)
 
 
 def test_shading_keeps_colours_under_flat_light(face):
@@ -344,8 +351,8 @@ def test_the_source_face_is_the_photos_main_face_not_its_best_scored(monkeypatch
 
     import tracker.transfer as transfer
 
-    small = types.SimpleNamespace(roi=Roi(40, 40, 30), score=2.0)
-    central = types.SimpleNamespace(roi=Roi(256, 200, 200), score=0.5)
+    small = types.SimpleNamespace(roi=Roi(40, 40, 30), score=2.0, quality=0.6)
+    central = types.SimpleNamespace(roi=Roi(256, 200, 200), score=0.5, quality=0.6)
     tracker = types.SimpleNamespace(track=lambda image: types.SimpleNamespace(faces=[small, central]))
     unwrapped = []
     monkeypatch.setattr(transfer, "unwrap_face", lambda image, face: (unwrapped.append(face) or np.zeros((8, 8, 3), np.uint8), None))

@@ -256,9 +256,13 @@ def check_writable(path: Path) -> None:
     """Raise WriteError now if ``path`` could not be written later: long runs (``bench``) check
     their output before spending minutes.  Creates the folder; leaves no file behind."""
     path = Path(path)
-    if path.is_dir():
-        raise WriteError(path, IsADirectoryError(21, "it is a folder"))
     try:
+        if path.is_dir():
+            raise WriteError(path, IsADirectoryError(21, "it is a folder"))
+        # a file where a folder of the path should be: mkdir says "File exists" (user test 37)
+        above = next((p for p in path.parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            raise WriteError(path, NotADirectoryError(20, f"{above} is a file, not a folder"))
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = locked_temp_file(path)  # as the writer will
         os.close(fd)

@@ -190,14 +190,17 @@ def render_texture(frame: np.ndarray, face, texture: np.ndarray, strength: float
     visibility (when it has one) x texture alpha; colours adapted to the face by ``match``
     (see ``match_colors``).  ``frame`` may be anything ``Tracker.track`` takes (grey, BGRA,
     16-bit ...: read as ``tracker.fileio.to_bgr8`` reads it; it crashed or mixed scales; user test 14);
-    ``texture`` anything ``as_texture`` takes."""
+    ``texture`` anything ``as_texture`` takes; ``strength`` in [0, 1] (an InputError otherwise, as
+    the command's ``--strength``: NaN painted the whole square white, 5 was read as 1; user test 37)."""
+    if not 0.0 <= float(strength) <= 1.0:
+        raise InputError(f"strength {strength}: must be between 0 and 1")
     out = to_bgr8(frame, "frame").copy()
     texture = as_texture(texture)
     region = face_region(face.part_maps, face.crop_to_image, out.shape, feather, visibility=face.visibility)
     if region is None or strength <= 0:
         return out
     sampled = sample_texture(texture, region.uv)
-    alpha = region.alpha * float(np.clip(strength, 0.0, 1.0))
+    alpha = region.alpha * float(strength)
     if sampled.shape[2] == 4:
         alpha = alpha * np.clip(sampled[..., 3] / 255.0, 0.0, 1.0)
     colors = sampled[..., :3] if sampled.shape[2] >= 3 else np.repeat(sampled, 3, axis=2)
@@ -218,6 +221,8 @@ def unwrap_face(image: np.ndarray, face, size: int = 256, supersample: int = 2) 
     not face (hair over the forehead, a hand) are left out, so the texture shows skin there.
     Returns (texture, coverage) where coverage (size,size) bool marks texels seen in the photo
     (after closing pinholes).  ``image``: anything ``Tracker.track`` takes (``to_bgr8``)."""
+    if int(size) != size or size < 1 or int(supersample) != supersample or supersample < 1:  # (size 0: a ZeroDivisionError; user test 37)
+        raise InputError(f"unwrap_face: size {size} and supersample {supersample} must be whole numbers of at least 1")
     image = to_bgr8(image, "image")
     maps, crop_to_image = face.part_maps, face.crop_to_image
     n = size * supersample

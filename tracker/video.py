@@ -53,7 +53,7 @@ def _file_api() -> int:
 def file_not_found(path: Path | None) -> str:
     """The one line for a video or frame source that is not there; a shell pattern's
     (``frames/*.jpg``, quoted) says how a numbered sequence is given (user test 25)."""
-    hint = "; a numbered sequence is given as its printf pattern (frames/%06d.jpg), or give the folder" if any(
+    hint = "; a numbered sequence is given as its printf pattern (frames/%06d.jpg)" if any(
         c in str(path) for c in "*?[") else ""
     return f"{path}: file not found{hint}"
 

@@ -10,6 +10,7 @@ status 1 (the traceback with ``-v``).
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -152,6 +153,11 @@ def _failed(exc: Exception, verbose: bool) -> int:
     """The exit status of a command that raised `exc` (not an interruption), said on stderr."""
     if isinstance(exc, TrackerError):  # what the user gave cannot be used: their problem to fix, in one line
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:  # a name the user gave, too long for the file system
+        name = os.fsencode(exc.filename or "")
+        print(f"error: {os.fsdecode(name)}: name too long for the file system ({len(os.path.basename(name))} bytes in its last part; "
+              "most allow 255)", file=sys.stderr)
         return EXIT_USAGE
     if isinstance(exc, BrokenPipeError):  # `run_tracker eval ... | head`: the reader has all it wanted
         # Python would report the same error again when it flushes stdout at exit.

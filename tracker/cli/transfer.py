@@ -27,12 +27,12 @@ from tracker.cli.common import (
     warn,
 )
 from tracker.cli.stream import FrameOutputs, run_stream
-from tracker.errors import InputError, UsageError, count_of
+from tracker.errors import InputError, MissingInputError, UsageError, count_of
 from tracker.fileio import WRITABLE_IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, read_image
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.sources import CAMERA, FrameSource, SourceSpec, TrackedFrame, clip_files, open_source, spec_from_argument
 from tracker.transfer import COLOR_MATCHES, DEFAULT_STRENGTH, Look, apply_look, load_texture, unwrap_source_face
-from tracker.video import READ_AHEAD, WRITABLE_VIDEO_EXTENSIONS, AtomicVideoWriter
+from tracker.video import READ_AHEAD, VIDEO_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS, AtomicVideoWriter, file_not_found
 
 NAME = "transfer"
 
@@ -61,7 +61,12 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _check_args(args, kind: str) -> None:
+def _check_args(args, spec: SourceSpec) -> None:
+    kind = spec.kind
+    if kind == "image" and not spec.path.exists():  # before the output's kind, which follows the target's (user test 37)
+        raise MissingInputError(file_not_found(spec.path))
+    if args.source_face is not None and args.source_face.suffix.lower() in VIDEO_EXTENSIONS:
+        raise UsageError(f"--source-face {args.source_face}: a video; give a photo of the face (a frame of it saved as a picture)")
     if kind == "folder":
         raise UsageError(f"--target {args.target}: a folder; give an image, a video file or webcam")
     if not 0.0 <= args.strength <= 1.0:
@@ -126,7 +131,7 @@ def run(args) -> int:
     spec = SourceSpec(CAMERA, device=args.camera) if args.camera is not None else spec_from_argument(args.target, args.device or 0)
     if args.device is not None and (args.camera is not None or spec.kind != CAMERA):
         raise UsageError(f"--device {args.device} goes with --target webcam (--camera N alone names a camera)")
-    _check_args(args, spec.kind)
+    _check_args(args, spec)
     check_outputs_apart({**clip_files(spec.path, "the --target"), "the --source-face": args.source_face, "the --texture": args.texture},
                         {"--out": args.out, "--save-texture": args.save_texture})
     for path in (args.out, args.save_texture):
