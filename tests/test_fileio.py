@@ -607,3 +607,23 @@ def test_atomic_output_dir_replaces_a_folder_another_attempt_put_there_meanwhile
     with atomic_output_dir(target) as d:
         (d / "000001.pts").write_text("this attempt's")
     assert (target / "000001.pts").read_text() == "this attempt's" and sorted(p.name for p in tmp_path.iterdir()) == ["001"]
+
+
+def test_atomic_file_is_renamed_while_its_stand_in_is_still_locked(tmp_path, monkeypatch):
+    """Review 37: the stand-in was closed (unlocked) before its rename, so a second run's clean-up
+    starting at that moment deleted it, and the whole table was lost."""
+    from pathlib import Path
+
+    import tracker.fileio as fio
+
+    out = tmp_path / "table.csv"
+    real_replace = os.replace
+
+    def another_run_starts_now(src, dst):
+        fio.remove_stale_temp_files(Path(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fio.os, "replace", another_run_starts_now)
+    with fio.atomic_file(out, "w") as f:
+        f.write("frame,time\n1,0.0\n")
+    assert out.read_text() == "frame,time\n1,0.0\n" and [p.name for p in tmp_path.iterdir()] == ["table.csv"]

@@ -472,3 +472,37 @@ def test_unusable_qt_platform_is_one_line_not_an_abort(monkeypatch, capsys):
     missing = missing_libraries(platform_plugin("xcb"))
     if missing:  # this machine lacks them: the message names the packages to install
         assert "sudo apt install" in err and all(m in err for m in missing)
+
+
+def test_stepping_back_passes_an_unreadable_picture_and_a_video_of_unknown_length_steps_one_back(app, tmp_path):
+    """Review 37: "< Step" sought the unreadable picture before the one on screen, which read on
+    to the same picture again, so the ones before it could not be reached; and a seek in a video
+    whose length the container does not give always went to frame 0."""
+    from tracker.sources import SourceSpec, VideoSource
+    from ui.worker import TrackerThread
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(DEMO_IMAGE.read_bytes())
+    (folder / "b.jpg").write_bytes(DEMO_IMAGE.read_bytes()[:2000])
+    (folder / "c.jpg").write_bytes(DEMO_IMAGE.read_bytes())
+    worker = TrackerThread(TrackerConfig(mode="image", refine=False, threads=1))
+    shown, failed = [], []
+    worker.frameReady.connect(lambda packet: (shown.append(packet.index), worker.frame_consumed()))
+    worker.failed.connect(failed.append)
+    worker._load_tracker(worker.config)
+    worker._open(SourceSpec("folder", folder))
+    worker._handle("step", 1)
+    assert shown == [0, 2] and "b.jpg" in failed[-1]
+    worker._handle("step", -1)
+    assert shown == [0, 2, 0]
+    worker._handle("step", -1)  # nothing before the first: it stays
+    assert shown == [0, 2, 0]
+
+    source = VideoSource(DEMO_CLIP)
+    source.length = 0  # as a container that gives no duration
+    for _ in range(6):
+        source.read()
+    source.seek(source.position - 2)
+    assert source.position == 4 and source.read() is not None
+    source.close()

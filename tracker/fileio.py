@@ -216,8 +216,12 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator[_Output]:
             with _blamed_on(path):
                 f.flush()
                 os.fsync(f.fileno())
-        with _blamed_on(path):
-            os.replace(tmp, path)
+                if fcntl is not None:  # renamed while still open, so still locked: closed first, another
+                    # run's clean-up could take the unlocked stand-in before the rename (review 37)
+                    os.replace(tmp, path)
+        if fcntl is None:  # (Windows: no locks, and an open file cannot be renamed)
+            with _blamed_on(path):
+                os.replace(tmp, path)
     except BaseException:
         if tmp is not None:
             try:

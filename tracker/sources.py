@@ -175,7 +175,8 @@ class FrameSource:
     def seek(self, index: int) -> None:
         if self.live:
             raise SourceError(f"{self.label}: cannot seek in a live source")
-        self.position = int(np.clip(index, 0, max(self.length - 1, 0)))
+        # a length the container does not give (0) bounds nothing: every seek went to frame 0 (review 37)
+        self.position = max(int(index), 0) if self.length <= 0 else int(np.clip(index, 0, self.length - 1))
 
     def close(self) -> None:
         pass

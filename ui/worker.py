@@ -160,8 +160,9 @@ class TrackerThread(QThread):
                 return  # a camera cannot step back (the button is off; the Left key lands here)
             self._set_playing(False)
             if value < 0:
-                self._seek(self._source.position - 2)
-            self._advance()
+                self._step_back()
+            else:
+                self._advance()
         elif command == "seek":
             self._seek(value)
             self._advance()
@@ -225,11 +226,32 @@ class TrackerThread(QThread):
             self.failed.emit(str(exc))
         self._stream = None  # frames are no longer consecutive
 
+    def _step_back(self) -> None:
+        """Send the readable frame before the one on screen.  A seek to the frame before lands,
+        where that one cannot be read, on the next readable one: the frame on screen again, so
+        stepping back could never pass an unreadable picture or frame (review 37).  Nothing before
+        it: it stays."""
+        here = self._last.index if self._last is not None else self._source.position
+        for target in range(here - 1, -1, -1):
+            self._seek(target)
+            packet = self._read_packet()
+            if packet is None:
+                return
+            if packet.index < here:
+                self._send(packet)
+                return
+
     def _advance(self) -> None:
         """Read, track and send one frame."""
+        packet = self._read_packet()
+        if packet is not None:
+            self._send(packet)
+
+    def _read_packet(self) -> FramePacket | None:
+        """Read and track the next frame; None at the end, or on a failure (said)."""
         source = self._source
         if source is None:
-            return
+            return None
         if source.fps > 0 and not source.live:  # a file plays at its own rate, a camera as fast as it delivers
             self._next_due = max(self._next_due + 1.0 / source.fps, time.perf_counter() - 0.5)
         index = source.position
@@ -240,17 +262,16 @@ class TrackerThread(QThread):
             self.failed.emit(str(exc))
             if source.live:
                 self._set_playing(False)
-            return
+            return None
         except Exception as exc:  # a worker must report, never die silently
             self._stream = None
             self.failed.emit(f"tracking failed on frame {index}: {type(exc).__name__}: {exc}")
             self._set_playing(False)
-            return
+            return None
         if packet is None:
             self._stream = None
             self._set_playing(False)
-            return
-        self._send(packet)
+        return packet
 
     def _send(self, packet: FramePacket) -> None:
         """Emit once the GUI has taken the last packet (at most one in flight)."""
