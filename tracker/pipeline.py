@@ -113,6 +113,10 @@ LOOSE_BOX = 1.4
 # face it means, and a face settled from a loose box that grew past it took in what was around the
 # face (a 3x box on one of two people: a 349 px "face" from a 279 px box; session 36).
 OVERGROWN_FACE = 1.25
+# HOG's box against the span of the same face's landmarks (larger side): 0.85-1.25 on the 75 val faces it finds
+# (``_confirms``); wider, so that only another face, not another box of this one, is no match.
+CONFIRM_SIZE = (0.4, 2.0)
+CHECK_FACE_PX = 100.0  # the face's size in that check's search (HOG finds faces from ~80 px)
 # A caller's face box larger than this many times the picture's long side is refused (a face cut
 # by the picture's edge has a box at most a few times its size).
 MAX_BOX_FACTOR = 20.0
@@ -853,19 +857,26 @@ class Tracker:
         return out
 
     def _search_given_boxes(self, image, gray, given: list[Detection], faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
-        """A still's caller box that gave no face, one whose face does not fit as one
-        (FACE_MIN_QUALITY), one much larger than its face (LOOSE_BOX) or smaller (OVERGROWN_FACE) is searched with HOG
-        (upsampled once: faces down to ~1/16 of the box); the face found nearest the box's centre
-        is run there, and of the two faces the box's is the one that fits nearest its centre
-        (``_box_choice``); it keeps the caller's box.  A box many times the face (a person
+        """Each of a still's caller boxes is searched with HOG (upsampled once: faces down to ~1/16
+        of the box).  A box whose face fits as one (FACE_MIN_QUALITY), is about the box's size
+        (LOOSE_BOX, OVERGROWN_FACE) and is one HOG finds there (``_confirms``) keeps it; else
+        the face found nearest the box's centre is run there, and of the two faces the box's is
+        the one that fits nearest its centre (``_box_choice``), or HOG's where the box's own face
+        is none HOG finds; it keeps the caller's box.  A box many times the face (a person
         detector's, a generous crop) left the face a few pixels in the crop: boxes 8-12x a face
         gave points off the face (user test 23); a loose box in a group photo settled on the
-        neighbour, or HOG's best face in it was the neighbour (user test 24)."""
-        searched = [b for b in given if not any(f.box is b and f.quality >= FACE_MIN_QUALITY
-                                                 and _box_side(b) / LOOSE_BOX <= _face_side(f) <= OVERGROWN_FACE * _box_side(b)
-                                                 for f in faces)]
-        items = []
-        for box in searched:
+        neighbour, or HOG's best face in it was the neighbour (user test 24); a head box 3.5x the
+        face, off its centre, gave a face the box's size spread over hair, suit and background
+        that fit at 0.53 (user test 37)."""
+        items, unconfirmed = [], set()
+        for box in given:
+            own = next((f for f in faces if f.box is box and f.quality >= FACE_MIN_QUALITY), None)
+            sized = own is not None and _box_side(box) / LOOSE_BOX <= _face_side(own) <= OVERGROWN_FACE * _box_side(box)
+            t = time.perf_counter()
+            seen = sized and self._hog_sees(gray, own)
+            timer.add("detect", t)
+            if seen:
+                continue
             t = time.perf_counter()
             # the box and a tenth of it around (HOG needs the face's surroundings), in the picture
             margin = 0.1 * _box_side(box)
@@ -875,9 +886,14 @@ class Tracker:
                      for d in self._usable(detect_faces(gray[y0:y1, x0:x1], self.config.detect_side, upsample=1))]
             found = [d for d in found if d.centred_in(box)]
             timer.add("detect", t)
+            confirmed = own is not None and any(_confirms(d, own) for d in found)
+            if sized and (confirmed or not found):
+                continue  # (HOG finds no face there, a profile say: the box's own face stands)
             if found:
                 nearest = min(found, key=lambda d: _off_centre(((d.x0 + d.x1) / 2, (d.y0 + d.y1) / 2), box))
                 items.append((None, nearest.roi(), box))
+                if own is not None and not confirmed:
+                    unconfirmed.add(id(box))
         if not items:
             return faces
         again = {id(f.box): f for f in self._settle(image, gray, self._process(image, gray, items, timer), timer)}
@@ -887,8 +903,21 @@ class Tracker:
             choices = [f for f in (first, second) if f is not None]
             if choices:
                 runs = sum(f.runs for f in choices)  # (the networks ran on both; the pick kept its own count only)
-                out.append(replace(_box_choice(choices, box), runs=runs))
+                prefer_hog = id(box) in unconfirmed and second is not None and second.quality >= FACE_MIN_QUALITY
+                out.append(replace(second if prefer_hog else _box_choice(choices, box), runs=runs))
         return out
+
+    def _hog_sees(self, gray, face: FaceResult) -> bool:
+        """Whether HOG finds `face` where its landmarks are, searched at the scale that makes it
+        ~CHECK_FACE_PX: ~1-2 ms, where a search of its box upsampled costs ~30 ms on a val face."""
+        side = _face_side(face)
+        (x0, y0), (x1, y1) = face.landmarks.min(axis=0), face.landmarks.max(axis=0)
+        margin = 0.3 * side  # (HOG needs the face's surroundings)
+        left, top = max(int(x0 - margin), 0), max(int(y0 - margin), 0)
+        region = gray[top:min(int(y1 + margin) + 1, gray.shape[0]), left:min(int(x1 + margin) + 1, gray.shape[1])]
+        scale = min(1.0, CHECK_FACE_PX / max(side, 1.0))
+        found = detect_faces(region, max(int(max(region.shape) * scale), 1), upsample=0 if side * scale >= 80 else 1)
+        return any(_confirms(replace(d, x0=d.x0 + left, x1=d.x1 + left, y0=d.y0 + top, y1=d.y1 + top), face) for d in found)
 
     def _settle(self, image, gray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         """A new face whose landmarks give another crop than the one it was run in is run again
@@ -1182,6 +1211,15 @@ def _face_side(face: FaceResult) -> float:
 def _off_centre(point, box: Detection) -> float:
     """How far `point` (x, y) lies from `box`'s centre, in box sides."""
     return float(np.hypot(point[0] - (box.x0 + box.x1) / 2, point[1] - (box.y0 + box.y1) / 2)) / max(_box_side(box), 1e-6)
+
+
+def _confirms(detection: Detection, face: FaceResult) -> bool:
+    """Whether HOG's `detection` is the face whose landmarks are `face`'s: about its size (a HOG
+    box is 0.85-1.25x the annotated landmarks' span on the val faces) and centred in it."""
+    side, centre = _face_side(face), face.landmarks.mean(axis=0)
+    d_side = _box_side(detection)
+    return (CONFIRM_SIZE[0] * side <= d_side <= CONFIRM_SIZE[1] * side
+            and np.hypot((detection.x0 + detection.x1) / 2 - centre[0], (detection.y0 + detection.y1) / 2 - centre[1]) <= 0.5 * side)
 
 
 def _box_choice(faces: list[FaceResult], box: Detection) -> FaceResult:
