@@ -114,3 +114,73 @@ def nearest_inside(maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
     _, labels = cv2.distanceTransformWithLabels((~mask).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
     source = np.flatnonzero(mask)[labels.ravel() - 1]
     return maps.reshape(maps.shape[0], -1)[:, source].reshape(maps.shape).astype(np.float32)
+
+
+# The template fitted to the network's dense UV itself rather than to landmarks (``dense_fit``):
+# every DENSE_STEP-th foreground pixel in each direction is a correspondence between the image and
+# the template point at its UV; the shape prior is scaled by their number over 68 (as strong as a
+# landmark fit's), relaxed to DENSE_SHAPE_REG, and each of DENSE_ROUNDS re-weights the points by
+# their residual (Huber at DENSE_HUBER x the median): the open mouth's pixels carry the lips' UV.
+# Tuned on val parts (``python -m training.evaluate parts --dense-fit``): 1 round 67.4, 3 69.8, 5
+# 70.4; shape prior 2.0 69.8, 0.5 70.1, 8.0 68.5 (docs/RESULTS.md, session 37).
+DENSE_STEP = 3
+DENSE_ROUNDS = 5
+DENSE_SHAPE_REG = 0.5
+DENSE_HUBER = 1.5
+UV_RASTER = 512  # the template rasterised in UV space at this many cells a side (``uv_lookup``)
+
+
+@dataclass(frozen=True)
+class UVLookup:
+    """The template's triangle and barycentric weights at each cell of UV space (row 0: u_v = 1,
+    as ``tracker.parts.lookup_parts``); triangle -1 off the template."""
+
+    triangle: np.ndarray  # (R,R) int64
+    bary: np.ndarray  # (R,R,3) float32
+
+
+def uv_lookup(face_model: FaceModel, res: int = UV_RASTER) -> UVLookup:
+    uv = face_model.vertex_uv
+    raster = rasterize(np.stack([uv[:, 0] * res - 0.5, (1.0 - uv[:, 1]) * res - 0.5], axis=1), np.zeros(len(uv)),
+                       face_model.model.triangles, (res, res))
+    return UVLookup(raster.triangle, raster.bary)
+
+
+def dense_fit(face_model: FaceModel, lookup: UVLookup, uv: np.ndarray, fg: np.ndarray, step: int = DENSE_STEP,
+              rounds: int = DENSE_ROUNDS) -> FitResult | None:
+    """The template fitted to a network's (2,H,W) UV at its (H,W) foreground (probability > 0.5),
+    in those maps' pixels; None where fewer than 20 foreground pixels fall on the template."""
+    h, w = fg.shape
+    ys, xs = (a.ravel() for a in np.mgrid[0:h:step, 0:w:step])
+    keep = (fg[ys, xs] > 0.5) & np.isfinite(uv[:, ys, xs]).all(axis=0)
+    ys, xs = ys[keep], xs[keep]
+    res = lookup.triangle.shape[0]
+    cols = np.minimum((np.clip(uv[0, ys, xs], 0, 1) * res).astype(np.int64), res - 1)
+    rows = np.minimum(((1.0 - np.clip(uv[1, ys, xs], 0, 1)) * res).astype(np.int64), res - 1)
+    tri = lookup.triangle[rows, cols]
+    on = tri >= 0
+    if on.sum() < 20:
+        return None
+    definition = LandmarkDefinition(face_model.model.triangles[tri[on]], lookup.bary[rows[on], cols[on]].astype(np.float64),
+                                    np.zeros(0, np.int64), np.zeros((0, 1), np.int64))
+    points = np.stack([xs[on], ys[on]], axis=1).astype(np.float64)
+    n = len(points) / 68
+    options = FitOptions(iterations=4, use_jaw=False, shape_reg=DENSE_SHAPE_REG * n, expr_reg=FitOptions.expr_reg * n)
+    weights = np.ones(len(points))
+    for _ in range(rounds):
+        fit = fit_landmarks(face_model.model, definition, points, options, point_weights=weights)
+        residual = np.linalg.norm(fit.fitted - points, axis=1)
+        limit = DENSE_HUBER * max(float(np.median(residual)), 0.5)
+        weights = np.minimum(1.0, limit / np.maximum(residual, 1e-9))
+    return fit
+
+
+def dense_fit_maps(face_model: FaceModel, lookup: UVLookup, uv: np.ndarray, fg: np.ndarray) -> DenseMaps | None:
+    """The template fitted to the network's dense UV (``dense_fit``), rendered in its maps' crop:
+    UV, the face's mask as foreground (0 or 1), depth; None where it could not be fitted."""
+    fit = dense_fit(face_model, lookup, uv, fg)
+    if fit is None:
+        return None
+    ruv, depth, mask = render_fits(face_model.model, face_model.vertex_uv, [fit], fg.shape)
+    filled = nearest_inside(np.concatenate([ruv, depth[None]]), mask)
+    return DenseMaps(filled[:2], mask.astype(np.float32), filled[2])

@@ -191,6 +191,22 @@ def template_labels(pred_dir: Path, args, count: int, part_map: np.ndarray, size
     return labels
 
 
+def dense_fit_labels(maps: list[tuple[np.ndarray, np.ndarray]], part_map: np.ndarray) -> list[np.ndarray]:
+    """The parts of the template fitted to each crop's network UV and foreground
+    (``tracker.templatemaps.dense_fit``: no landmark, no other network); all background where it
+    could not be fitted."""
+    from tracker.parts import lookup_parts
+    from tracker.templatemaps import FACE_MODEL, dense_fit_maps, load_face_model, uv_lookup
+
+    model = load_face_model(ASSETS / FACE_MODEL, ASSETS / "template.npz")
+    lookup = uv_lookup(model)
+    labels = []
+    for uv, fg in maps:
+        fitted = dense_fit_maps(model, lookup, uv, fg)
+        labels.append(np.zeros(fg.shape, np.uint8) if fitted is None else lookup_parts(fitted.uv, part_map, fitted.fg > 0.5))
+    return labels
+
+
 def load_segmenter(run: Path):
     """A segmenter run's best checkpoint as the network it was trained as (configuration, blocks,
     foreground stride from its options), in eval mode; and its step."""
@@ -222,6 +238,8 @@ def evaluate_parts(args) -> int:
         engine = OnnxEngine(Path(path), threads=1)
         maps = [transfer_maps(engine, s.image, args.flip, offsets) for s in samples]
         preds[f"DenseReg UV transfer, {name}{tta}"] = [lookup_parts(uv, part_map, fg > 0.5) for uv, fg in maps]
+        if args.dense_fit:
+            preds[f"template fitted to the DenseReg UV, {name}{tta}"] = dense_fit_labels(maps, part_map)
         if args.true_mask:  # splits the transfer's error into the mask's and the UV's
             for stride in (1, 2, 4):
                 at = "" if stride == 1 else f" kept at stride {stride}"
@@ -336,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--landmarks", type=Path, action="append", default=[], metavar="DIR",
                     help="parts: also the template fitted to the tracker's final landmarks in DIR (run_tracker images --out DIR "
                          "over the same split), as TrackerConfig.template_maps reads parts (repeatable)")
+    ap.add_argument("--dense-fit", action="store_true",
+                    help="parts: also each model's parts through the 3D template fitted to its dense UV (every third foreground "
+                         "pixel a correspondence; tracker.templatemaps.dense_fit): the network's output alone, read through the template")
     ap.add_argument("--true-mask", action="store_true",
                     help="parts: also each model's transfer inside the true face mask instead of its predicted foreground, "
                          "and inside that mask kept at stride 2 and 4 (the best a foreground of that resolution can do)")
