@@ -333,7 +333,7 @@ def _track_all(args, images: list[Path], names: dict[Path, str], unnamed: list[P
               "--overwrite redoes them with this run's", file=sys.stderr)
     print(
         f"done: {count_of(counts['done'], 'image')} processed{given}, {counts['resumed']} already done, {count_of(counts['faces'], 'face')}, "
-        f"{counts['no_face']} without a face, {counts['failed']} unreadable{f', {len(unnamed)} with names too long' if unnamed else ''}; "
+        f"{counts['no_face']} without a face, {counts['failed']} unreadable or too small{f', {len(unnamed)} with names too long' if unnamed else ''}; "
         f"{f'outputs in {args.out}' if any(p.name != '.images.lock' for p in args.out.iterdir()) else 'nothing written'} "  # (user test 35)
         f"(engine: {tracker.describe()})"
     )
