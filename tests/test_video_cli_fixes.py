@@ -19,7 +19,8 @@ from test_cli_errors import _clip, cli, one_error_line
 
 from tracker.assets import DEMO_CLIP, DEMO_IMAGE
 from tracker.cli import main
-from tracker.fileio import WriteError
+from tracker.cli.stream import FrameOutputs
+from tracker.fileio import WriteError, atomic_file
 from tracker.sources import spec_from_argument
 from tracker.video import AtomicVideoWriter
 
@@ -599,18 +600,16 @@ def test_video_json_names_its_subject_with_the_recogniser_as_pts_dir_does(tmp_pa
 
 # --- session 37: one run for video and transfer (tracker/cli/stream.py) ------------------------------
 
-class _Recorded:
+class _Recorded(FrameOutputs):
     """FrameOutputs that keeps what it was given, into a file entered into the run's stack."""
 
     def __init__(self, path: Path):
-        from tracker.fileio import atomic_file
-
-        self.path, self.atomic_file = path, atomic_file
+        self.path = path
         self.committed: list[int] = []
         self.finished: list[bool] = []
 
     def open(self, stack, source):
-        self.file = stack.enter_context(self.atomic_file(self.path, "w"))
+        self.file = stack.enter_context(atomic_file(self.path, "w"))
 
     def render(self, tracked):
         return len(tracked.result.faces)
@@ -623,12 +622,6 @@ class _Recorded:
         self.finished.append(complete)
 
 
-def _stream_outputs(path: Path):
-    from tracker.cli.stream import FrameOutputs
-
-    return type("Recorded", (_Recorded, FrameOutputs), {})(path)
-
-
 def test_run_stream_counts_saves_and_refuses_empty_runs_without_leaving_files(tmp_path):
     from tracker.cli.stream import run_stream
     from tracker.errors import InputError
@@ -639,15 +632,15 @@ def test_run_stream_counts_saves_and_refuses_empty_runs_without_leaving_files(tm
     face = cv2.imread(str(DEMO_IMAGE))
     blank = np.full_like(face, 128)
     config = TrackerConfig(threads=1, mode="video", cnn_fallback=False)
-    out = _stream_outputs(tmp_path / "r.txt")
+    out = _Recorded(tmp_path / "r.txt")
     run = run_stream(ArraySource([blank, face, face, blank]), config, out, limit=3)
     assert (run.frames, run.with_face, run.last, run.early) == (3, 2, 3, False) and out.finished == [True]
     assert (tmp_path / "r.txt").read_text().split("\n")[:3] == ["1 0", "2 1", "3 1"]
-    assert run.exit_code(ArraySource([face])) == 0 and run.stopped_at(ArraySource([face] * 9)) == "frame 3 of ~9"
+    assert run.exit_code(ArraySource([face])) == 0 and run.at_frame(ArraySource([face] * 9)) == "frame 3 of ~9"
     for frames, need_face, error, says in [([blank, blank], True, InputError, "no face found in any of 2 frames"),
                                            ([], False, VideoError, "no decodable frame")]:
         with pytest.raises(error, match=says):
-            run_stream(ArraySource(frames, label="clip"), config, _stream_outputs(tmp_path / "e.txt"), need_face=need_face)
+            run_stream(ArraySource(frames, label="clip"), config, _Recorded(tmp_path / "e.txt"), need_face=need_face)
         assert sorted(f.name for f in tmp_path.iterdir()) == ["r.txt"]  # nothing written, no temporary left
 
 

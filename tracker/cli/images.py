@@ -331,10 +331,12 @@ def _track_all(args, images: list[Path], names: dict[Path, str], unnamed: list[P
     if counts["resumed"] and args.boxes:  # (the options are checked to be the same; the boxes are not recorded)
         print(f"note: {count_of(counts['resumed'], 'image')} finished by an earlier run kept with that run's boxes; "
               "--overwrite redoes them with this run's", file=sys.stderr)
+    too_long = f", {len(unnamed)} with names too long" if unnamed else ""
+    written = any(p.name != ".images.lock" for p in args.out.iterdir())  # (user test 35)
     print(
         f"done: {count_of(counts['done'], 'image')} processed{given}, {counts['resumed']} already done, {count_of(counts['faces'], 'face')}, "
-        f"{counts['no_face']} without a face, {counts['failed']} unreadable or too small{f', {len(unnamed)} with names too long' if unnamed else ''}; "
-        f"{f'outputs in {args.out}' if any(p.name != '.images.lock' for p in args.out.iterdir()) else 'nothing written'} "  # (user test 35)
+        f"{counts['no_face']} without a face, {counts['failed']} unreadable or too small{too_long}; "
+        f"{f'outputs in {args.out}' if written else 'nothing written'} "
         f"(engine: {tracker.describe()})"
     )
     return 1 if counts["failed"] or counts["bad_box"] or unnamed else 0

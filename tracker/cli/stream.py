@@ -59,8 +59,8 @@ class StreamRun:
     def fps(self) -> float:
         return self.frames / max(self.seconds, 1e-9)
 
-    def stopped_at(self, source: FrameSource) -> str:
-        """'frame N of ~M': where a Ctrl-C ended the run."""
+    def at_frame(self, source: FrameSource) -> str:
+        """'frame N of ~M': how far the run got (where a Ctrl-C ended it)."""
         return f"frame {self.last}{f' of ~{source.length}' if source.length else ''}"
 
     def exit_code(self, source: FrameSource) -> int:
@@ -97,7 +97,7 @@ def run_stream(source: FrameSource, config: TrackerConfig, outputs: FrameOutputs
                         run.last = tracked.index + 1  # frame numbers are 1-based, like the .pts files
                     if not bar and time.perf_counter() - said >= PROGRESS_EVERY_S:  # a log (nohup, CI) heard nothing until the end
                         said = time.perf_counter()
-                        print(f"{run.stopped_at(source)}, {run.frames / (said - t_start):.1f} fps", file=sys.stderr)
+                        print(f"{run.at_frame(source)}, {run.frames / (said - t_start):.1f} fps", file=sys.stderr)
             run.early = stop.early
             if run.frames == 0 or (need_face and run.with_face == 0):  # inside the outputs: no empty file is left behind
                 # a camera stopped before its first frame was interrupted too (it said "no decodable frame", exit 2; review 37)

@@ -107,7 +107,7 @@ def _transfer_video(args, source: FrameSource, look: Look, config: TrackerConfig
     run = run_stream(source, config, _PaintedVideo(args.out, look), limit=args.max_frames, need_face=True)
     print(f"transfer: face in {run.with_face}/{run.frames} frames{skipped_frames(source.skipped)} -> {args.out} (engine: {run.engine})")
     if run.early:
-        print(f"note: interrupted after {run.stopped_at(source)}: {args.out} holds the {count_of(run.frames, 'frame')} up to it",
+        print(f"note: interrupted after {run.at_frame(source)}: {args.out} holds the {count_of(run.frames, 'frame')} up to it",
               file=sys.stderr)
     return run.exit_code(source)
 

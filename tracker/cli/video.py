@@ -148,6 +148,6 @@ def run(args) -> int:
     print(f"{'interrupted' if run.early else 'done'}: {count_of(run.frames, 'frame')} tracked{skipped_frames(source.skipped)}, "
           f"a face in {run.with_face}, in {run.seconds:.1f}s ({run.fps:.1f} fps, engine {run.engine}); wrote {', '.join(written)}")
     if run.early:
-        print(f"note: interrupted after {run.stopped_at(source)}: the outputs hold the frames up to "
+        print(f"note: interrupted after {run.at_frame(source)}: the outputs hold the frames up to "
               "it (the JSON says \"complete\": false); video does not resume", file=sys.stderr)
     return run.exit_code(source)
