@@ -25,7 +25,7 @@ from tracker.fileio import atomic_write_json
 from tracker.metrics import auc, eye_distance, nme
 from tracker.pts import read_pts
 from tracker.smoothing import OneEuro
-from tracker.video import open_video
+from tracker.video import FALLBACK_FPS, open_video
 
 MIN_CUTOFFS = (0.5, 1.0, 2.0, 4.0)
 BETAS = (0.05, 0.2, 0.5, 1.0, 2.0)
@@ -46,7 +46,7 @@ def load_tracks(pred: Path, root: Path) -> list[tuple[list, int, float]]:
             frames.append((read_pts(p) if p.exists() else None, read_pts(g) if g.exists() else None))
         cap, info = open_video(video)
         cap.release()
-        videos.append((frames, still, info.fps))
+        videos.append((frames, still, info.fps or FALLBACK_FPS))  # (0: the clip gives no rate)
     return videos
 
 

@@ -674,7 +674,7 @@ def test_one_frame_rate_rule_for_reading_and_writing(tmp_path, capsys):
 
     from tracker.video import FALLBACK_FPS, frame_rate
 
-    assert [frame_rate(r) for r in (25.0, 1000.0, 90000.0, 0.0, float("nan"), None, 0.5)] == [25.0, 0, 0, 0, 0, 0, 0]
+    assert [frame_rate(r) for r in (25.0, 1000.0, 90000.0, 0.0, float("nan"), None, 0.5)] == [25.0, 0, 0, 0, 0, 0, 0.5]
     cap = cv2.VideoCapture(str(DEMO_CLIP))
     clip = tmp_path / "rec1000.mkv"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 1000.0, (640, 480))

@@ -117,6 +117,9 @@ OVERGROWN_FACE = 1.25
 # (``_confirms``); wider, so that only another face, not another box of this one, is no match.
 CONFIRM_SIZE = (0.4, 2.0)
 CHECK_FACE_PX = 100.0  # the face's size in that check's search (HOG finds faces from ~80 px)
+# Degrees of yaw and roll beyond which HOG's frontal detector misses faces: a box's face turned
+# further is not checked (a face rolled 55 degrees, unseen, lost its box to a stranger's; review 37b)
+HOG_SEES = (40.0, 25.0)
 # A caller's face box larger than this many times the picture's long side is refused (a face cut
 # by the picture's edge has a box at most a few times its size).
 MAX_BOX_FACTOR = 20.0
@@ -872,6 +875,8 @@ class Tracker:
         for box in given:
             own = next((f for f in faces if f.box is box and f.quality >= FACE_MIN_QUALITY), None)
             sized = own is not None and _box_side(box) / LOOSE_BOX <= _face_side(own) <= OVERGROWN_FACE * _box_side(box)
+            if sized and not _hog_could_see(own):
+                continue  # (a face turned or lying further than HOG finds: its absence says nothing; review 37b)
             t = time.perf_counter()
             seen = sized and self._hog_sees(gray, own)
             timer.add("detect", t)
@@ -892,7 +897,7 @@ class Tracker:
             if found:
                 nearest = min(found, key=lambda d: _off_centre(((d.x0 + d.x1) / 2, (d.y0 + d.y1) / 2), box))
                 items.append((None, nearest.roi(), box))
-                if own is not None and not confirmed:
+                if own is not None and not confirmed and _hog_could_see(own):
                     unconfirmed.add(id(box))
         if not items:
             return faces
@@ -903,7 +908,12 @@ class Tracker:
             choices = [f for f in (first, second) if f is not None]
             if choices:
                 runs = sum(f.runs for f in choices)  # (the networks ran on both; the pick kept its own count only)
-                prefer_hog = id(box) in unconfirmed and second is not None and second.quality >= FACE_MIN_QUALITY
+                # HOG's face over the box's own one it could not confirm where it fits better or lies
+                # nearer the box's centre: not any face HOG found in the box (a face it misses, turned
+                # 55 degrees, lost to a stranger's in the box's corner; review 37b)
+                prefer_hog = (id(box) in unconfirmed and second is not None and second.quality >= FACE_MIN_QUALITY
+                              and (second.quality > first.quality
+                                   or _off_centre(second.landmarks.mean(axis=0), box) < _off_centre(first.landmarks.mean(axis=0), box)))
                 out.append(replace(second if prefer_hog else _box_choice(choices, box), runs=runs))
         return out
 
@@ -950,6 +960,7 @@ class Tracker:
         the picture's subject (user test 37)."""
         fitting = [f for f in faces if f.quality >= FACE_MIN_QUALITY]
         others = [f for f in faces if f.quality < FACE_MIN_QUALITY]
+        spare = spare[: self.config.max_faces]  # at most twice the boxes tried (a crowd of HOG's boxes on a pattern)
         while spare and len(fitting) < self.config.max_faces:
             more, spare = spare[: self.config.max_faces - len(fitting)], spare[self.config.max_faces - len(fitting):]
             for face in self._settle(image, gray, self._orient(image, gray, self._process(image, gray, more, timer), timer), timer):
@@ -1211,6 +1222,15 @@ def _face_side(face: FaceResult) -> float:
 def _off_centre(point, box: Detection) -> float:
     """How far `point` (x, y) lies from `box`'s centre, in box sides."""
     return float(np.hypot(point[0] - (box.x0 + box.x1) / 2, point[1] - (box.y0 + box.y1) / 2)) / max(_box_side(box), 1e-6)
+
+
+def _hog_could_see(face: FaceResult) -> bool:
+    """Whether HOG's frontal detector finds a face so turned (HOG_SEES: yaw, roll), so that not
+    finding it means something."""
+    if face.pose is None:
+        return True
+    yaw, _, roll = face.pose.yaw_pitch_roll()
+    return abs(yaw) <= HOG_SEES[0] and abs(roll) <= HOG_SEES[1]
 
 
 def _confirms(detection: Detection, face: FaceResult) -> bool:

@@ -150,6 +150,8 @@ def dense_fit(face_model: FaceModel, lookup: UVLookup, uv: np.ndarray, fg: np.nd
               rounds: int = DENSE_ROUNDS) -> FitResult | None:
     """The template fitted to a network's (2,H,W) UV at its (H,W) foreground (probability > 0.5),
     in those maps' pixels; None where fewer than 20 foreground pixels fall on the template."""
+    if rounds < 1 or step < 1:
+        raise ValueError(f"dense_fit: rounds {rounds} and step {step} must be at least 1")
     h, w = fg.shape
     ys, xs = (a.ravel() for a in np.mgrid[0:h:step, 0:w:step])
     keep = (fg[ys, xs] > 0.5) & np.isfinite(uv[:, ys, xs]).all(axis=0)

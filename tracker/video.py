@@ -92,12 +92,12 @@ FALLBACK_FPS = 30.0  # what a video is written at when its source's rate is unkn
 
 
 def frame_rate(reported: float | None) -> float:
-    """A container's or camera's reported rate when it is a frame rate (1 to ``MAX_FPS``), else 0:
-    unknown.  The one rule for every reader and writer (a source reporting 1000 fps was timed as
-    unknown, its annotated copy written at 1000 fps, 33x too fast; at 90,000 no copy could be
-    written; review 37)."""
+    """A container's or camera's reported rate when it is a frame rate (above 0, at most
+    ``MAX_FPS``: a time-lapse's 0.5 is one), else 0: unknown.  The one rule for every reader and
+    writer (a source reporting 1000 fps was timed as unknown, its annotated copy written at 1000
+    fps, 33x too fast; at 90,000 no copy could be written; review 37)."""
     rate = float(reported or 0.0)
-    return rate if np.isfinite(rate) and 1.0 <= rate <= MAX_FPS else 0.0
+    return rate if np.isfinite(rate) and 0.0 < rate <= MAX_FPS else 0.0
 UNDECODABLE_RUN = 8  # failed reads in a row before the reported end that are read past, one lost frame each
 
 
@@ -279,6 +279,7 @@ class AtomicVideoWriter:
             raise VideoError(f"{self.path}: cannot create the output video")
         self.size = size
         self.fps, self.paced = fps, paced
+        self._max_hold = max(1, int(MAX_HOLD_S * fps))  # frames a gap or a pause is shown at most (a 0.4 fps time-lapse's: 0)
         self.frames = 0
         self.finished = False
         self._start = 0.0
@@ -308,7 +309,7 @@ class AtomicVideoWriter:
             frame = cv2.copyMakeBorder(frame, 0, self._pad[1], 0, self._pad[0], cv2.BORDER_CONSTANT, value=0)
         if not self.paced:
             if at is not None and at > self._next_at:
-                self._put(frame if self._held is None else self._held, min(at - self._next_at, int(MAX_HOLD_S * self.fps)))
+                self._put(frame if self._held is None else self._held, min(at - self._next_at, self._max_hold))
             self._next_at = (self._next_at if at is None else max(at, self._next_at)) + 1
             self._put(frame, 1)
             self._held = frame  # (unpaced: only what a gap is filled with)
@@ -318,7 +319,7 @@ class AtomicVideoWriter:
             self._start = now
         else:
             wanted = int((now - self._start) * self.fps) - self.frames  # the slots until this frame came
-            copies = max(1, min(wanted, int(MAX_HOLD_S * self.fps)))
+            copies = max(1, min(wanted, self._max_hold))
             self._put(self._held, copies)
             if copies < wanted:  # a pause: the frames after it keep their spacing, not the pause's
                 self._start = now - self.frames / self.fps
