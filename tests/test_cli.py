@@ -872,7 +872,9 @@ def test_images_refuses_other_options_also_where_it_would_redo_every_picture_and
         assert main(["images", "--input", str(src), "--out", str(out), "--no-refine", "--annotate", "--threads", "1"]) == 2
     assert f"{out} is in use by another images run" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["astro.json", "astro.pts"]  # nothing of either run's lock left either
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert main(["images", "--input", str(empty), "--out", str(tmp_path / "never"), "--threads", "1"]) != 0
-    assert not (tmp_path / "never").exists()  # a folder made for nothing is not left behind
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    (unreadable / "a.jpg").write_text("not a picture")
+    assert main(["images", "--input", str(unreadable), "--out", str(tmp_path / "never" / "a" / "b"), "--threads", "1"]) == 1
+    assert "nothing written" in capsys.readouterr().out
+    assert not (tmp_path / "never").exists()  # folders made for nothing are not left behind, the new parents neither (review 37b)

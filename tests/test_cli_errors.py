@@ -411,7 +411,7 @@ def test_an_output_name_too_long_for_the_file_system_is_one_line_not_an_internal
                  ["images", "--input", str(DEMO_IMAGE), "--out", str(tmp_path / (long + "zzzz"))]):
         assert main(argv + ["--threads", "1"]) == 2
         line = one_error_line(capsys.readouterr().err)
-        assert ("name too long for the file system (256 bytes in its last part" in line or "cannot write (File name too long)" in line) \
+        assert ("name too long for the file system (a part of it is 256 bytes" in line or "cannot write (File name too long)" in line) \
             and "internal" not in line, line
 
 
@@ -430,3 +430,19 @@ def test_transfer_and_video_say_the_first_problem_plainly(tmp_path, capsys):
         assert main(argv) == 2
         line = one_error_line(capsys.readouterr().err)
         assert says in line and "give the folder" not in line, line
+
+
+def test_what_is_too_long_in_a_path_is_named_and_a_texture_name_too_long_is_one_line(tmp_path, capsys):
+    """Review 37b: the message counted the last part even where a folder was the long one, and a
+    --texture name too long for the file system was a traceback from argument parsing."""
+    from tracker.cli.app import name_too_long
+
+    assert "a part of it is 300 bytes" in name_too_long("o/" + "d" * 300 + "/x.csv")
+    assert "path too long for the file system (4199 bytes)" in name_too_long("/".join(["d" * 199] * 21))
+    missing = tmp_path / "gone.mp4"
+    for argv in (["transfer", "--texture", "q" * 300, "--target", str(DEMO_IMAGE), "--out", str(tmp_path / "o.png")],
+                 ["transfer", "--texture", "grid", "--target", str(missing), "--out", str(tmp_path / "new" / "o.mp4")]):
+        assert main(argv) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert ("--texture" in line or "gone.mp4: file not found" in line) and "Traceback" not in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the missing target's --out folder was not made

@@ -498,6 +498,10 @@ def test_stepping_back_passes_an_unreadable_picture_and_a_video_of_unknown_lengt
     assert shown == [0, 2, 0]
     worker._handle("step", -1)  # nothing before the first: it stays
     assert shown == [0, 2, 0]
+    worker._tracker = None  # no engine could be loaded: frames are shown untracked, and passed the same way
+    worker._handle("step", 1)
+    worker._handle("step", -1)
+    assert shown == [0, 2, 0, 2, 0]
 
     source = VideoSource(DEMO_CLIP)
     source.length = 0  # as a container that gives no duration

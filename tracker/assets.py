@@ -27,8 +27,11 @@ def texture_path(name: str | Path) -> Path:
     texture by its name, with or without ``.png`` (``--texture grid``): the README's
     ``tracker/assets/textures/grid.png`` exists only in a checkout (user test 25)."""
     path = Path(name)
-    if path.exists() or path.parent != Path("."):
-        return path
+    try:
+        if path.exists() or path.parent != Path("."):
+            return path
+    except OSError as exc:  # a name too long for the file system: argparse let it out as a traceback (review 37b)
+        raise ValueError(f"{name}: {exc.strerror}") from None
     return next((t for t in (TEXTURE_DIR / path.name, TEXTURE_DIR / f"{path.name}.png") if t.is_file()), path)
 
 

@@ -432,6 +432,11 @@ def _lock_folder(folder: Path) -> int | None:
     return fd
 
 
+def lock_name(what: str) -> str:
+    """The hidden file ``exclusive_use`` locks in a folder for a run of `what`."""
+    return f".{what}.lock"
+
+
 @contextmanager
 def exclusive_use(folder: Path, what: str) -> Iterator[None]:
     """`folder` held by this run of `what` for the block (a hidden ``.WHAT.lock`` file, locked);
@@ -442,7 +447,7 @@ def exclusive_use(folder: Path, what: str) -> Iterator[None]:
     if fcntl is None:
         yield
         return
-    lock = folder / f".{what}.lock"
+    lock = folder / lock_name(what)
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
         try:

@@ -286,7 +286,14 @@ class TrackerThread(QThread):
         """The next frame tracked (untracked while no engine could be loaded); None at the end."""
         length = _shown_length(source)
         if self._tracker is None:
-            frame = source.read()
+            while True:
+                try:
+                    frame = source.read()
+                    break
+                except SourceError as exc:  # said and passed, as frames() does with the tracker (review 37b)
+                    if source.live:
+                        raise
+                    self.failed.emit(str(exc))
             index = source.position - 1  # after the read: a sequence's read passes its missing numbers
             return None if frame is None else FramePacket(frame, FrameResult([], {}, index), index, length, 0.0)
         if self._stream is None:

@@ -26,6 +26,7 @@ from tracker.cli import eval as evaluate
 from tracker.cli.common import DOES_NOT_RESUME, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from tracker.cli.version import package_version
 from tracker.errors import TrackerError, UsageError
+from tracker.fileio import NAME_MAX
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a C tool whose reader went away
 
@@ -149,15 +150,23 @@ def main(argv: list[str] | None = None) -> int:
         return _failed(exc, args.verbose)
 
 
+def name_too_long(filename) -> str:
+    """What is too long in a path the file system refused (ENAMETOOLONG): its longest part, or
+    the whole of it."""
+    name = os.fsencode(filename or "")
+    longest = max(name.split(b"/"), key=len)
+    if len(longest) > NAME_MAX:
+        return f"{os.fsdecode(name)}: name too long for the file system (a part of it is {len(longest)} bytes; most allow {NAME_MAX})"
+    return f"{os.fsdecode(name)}: path too long for the file system ({len(name)} bytes)"
+
+
 def _failed(exc: Exception, verbose: bool) -> int:
     """The exit status of a command that raised `exc` (not an interruption), said on stderr."""
     if isinstance(exc, TrackerError):  # what the user gave cannot be used: their problem to fix, in one line
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:  # a name the user gave, too long for the file system
-        name = os.fsencode(exc.filename or "")
-        print(f"error: {os.fsdecode(name)}: name too long for the file system ({len(os.path.basename(name))} bytes in its last part; "
-              "most allow 255)", file=sys.stderr)
+        print(f"error: {name_too_long(exc.filename)}", file=sys.stderr)
         return EXIT_USAGE
     if isinstance(exc, BrokenPipeError):  # `run_tracker eval ... | head`: the reader has all it wanted
         # Python would report the same error again when it flushes stdout at exit.

@@ -43,6 +43,7 @@ from tracker.fileio import (
     file_digest,
     list_images,
     listed_paths,
+    lock_name,
     name_bytes,
     remove_partial_outputs,
     safe_output_path,
@@ -286,7 +287,7 @@ def run(args) -> int:
         print(note, file=sys.stderr)
     if args.parts_from is not None and not args.parts:
         print(f"note: --parts-from {args.parts_from} chooses where --parts are read from; without --parts it does nothing", file=sys.stderr)
-    made = not args.out.exists()
+    made = [p for p in [args.out, *args.out.parents] if not p.exists()]  # the folders this run makes
     check_output_folder(args.out, "--out")
     try:
         # one run at a time: two started into one --out with other options each took the other's
@@ -294,8 +295,10 @@ def run(args) -> int:
         with exclusive_use(args.out, "images"):
             return _track_all(args, images, names, unnamed, boxes)
     finally:
-        if made and not any(args.out.iterdir()):  # nothing written: no empty folder left (user test 35)
-            args.out.rmdir()
+        for folder in made:  # nothing written: no empty folder left, nor its new parents (user test 35, review 37b)
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()
 
 
 def _track_all(args, images: list[Path], names: dict[Path, str], unnamed: list[Path], boxes: dict[Path, list[Detection]]) -> int:
@@ -332,7 +335,7 @@ def _track_all(args, images: list[Path], names: dict[Path, str], unnamed: list[P
         print(f"note: {count_of(counts['resumed'], 'image')} finished by an earlier run kept with that run's boxes; "
               "--overwrite redoes them with this run's", file=sys.stderr)
     too_long = f", {len(unnamed)} with names too long" if unnamed else ""
-    written = any(p.name != ".images.lock" for p in args.out.iterdir())  # (user test 35)
+    written = any(p.name != lock_name("images") for p in args.out.iterdir())  # (user test 35)
     print(
         f"done: {count_of(counts['done'], 'image')} processed{given}, {counts['resumed']} already done, {count_of(counts['faces'], 'face')}, "
         f"{counts['no_face']} without a face, {counts['failed']} unreadable or too small{too_long}; "

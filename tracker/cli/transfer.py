@@ -30,7 +30,7 @@ from tracker.cli.stream import FrameOutputs, run_stream
 from tracker.errors import InputError, MissingInputError, UsageError, count_of
 from tracker.fileio import WRITABLE_IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, read_image
 from tracker.pipeline import Tracker, TrackerConfig
-from tracker.sources import CAMERA, FrameSource, SourceSpec, TrackedFrame, clip_files, open_source, spec_from_argument
+from tracker.sources import CAMERA, FrameSource, SourceSpec, TrackedFrame, clip_files, is_numbered, open_source, spec_from_argument
 from tracker.transfer import COLOR_MATCHES, DEFAULT_STRENGTH, Look, apply_look, load_texture, unwrap_source_face
 from tracker.video import READ_AHEAD, VIDEO_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS, AtomicVideoWriter, file_not_found
 
@@ -63,7 +63,8 @@ def register(sub) -> None:
 
 def _check_args(args, spec: SourceSpec) -> None:
     kind = spec.kind
-    if kind == "image" and not spec.path.exists():  # before the output's kind, which follows the target's (user test 37)
+    if kind in ("image", "video") and not is_numbered(spec.path) and not spec.path.exists():
+        # before the output's kind, which follows the target's (user test 37), and before --out's folder is made (review 37b)
         raise MissingInputError(file_not_found(spec.path))
     if args.source_face is not None and args.source_face.suffix.lower() in VIDEO_EXTENSIONS:
         raise UsageError(f"--source-face {args.source_face}: a video; give a photo of the face (a frame of it saved as a picture)")
