@@ -878,3 +878,30 @@ def test_images_refuses_other_options_also_where_it_would_redo_every_picture_and
     assert main(["images", "--input", str(unreadable), "--out", str(tmp_path / "never" / "a" / "b"), "--threads", "1"]) == 1
     assert "nothing written" in capsys.readouterr().out
     assert not (tmp_path / "never").exists()  # folders made for nothing are not left behind, the new parents neither (review 37b)
+
+
+def test_images_redoes_a_picture_whose_boxes_changed_and_keeps_one_whose_boxes_did_not(tmp_path, capsys):
+    """The boxes were not recorded: a rerun with a corrected --boxes kept every picture's faces of
+    the old boxes (a note said so); now each .json records its boxes and a picture given others
+    is done again."""
+    import shutil
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    shutil.copy(DEMO_IMAGE, src / "astro.jpg")
+    shutil.copy(DEMO_IMAGE, src / "same.jpg")
+
+    def run(astro_box: str) -> str:
+        (tmp_path / "boxes.txt").write_text(f"astro {astro_box}\nsame 170 80 280 190\n")
+        assert main(["images", "--input", str(src), "--out", str(out), "--boxes", str(tmp_path / "boxes.txt"), "--no-refine",
+                     "--threads", "1"]) == 0
+        return capsys.readouterr().out
+
+    assert "2 images processed" in run("60 0 390 300")
+    assert json.loads((out / "astro.json").read_text())["boxes"] == [[60.0, 0.0, 390.0, 300.0]]
+    said = run("170 80 280 190")
+    assert "1 image processed" in said and "1 already done" in said  # the other picture's box is the same
+    assert "0 images processed" in run("170 80 280 190")
+    assert json.loads((out / "astro.json").read_text())["boxes"] == [[170.0, 80.0, 280.0, 190.0]]
+    assert main(["images", "--input", str(src), "--out", str(out), "--no-refine", "--threads", "1"]) == 0  # the detector's faces now
+    assert "2 images processed" in capsys.readouterr().out and json.loads((out / "same.json").read_text())["boxes"] is None

@@ -218,12 +218,21 @@ def _changed(record: dict | None, picture: Path) -> bool:
         return True
 
 
-def _finished(args, stem: str, record: dict | None) -> bool:
+def _boxes_json(given: list[Detection] | None) -> list[list[float]] | None:
+    """A picture's --boxes as its ``.json`` records them (None: the detector's faces)."""
+    return None if given is None else [[round(float(v), 3) for v in (b.x0, b.y0, b.x1, b.y1)] for b in given]
+
+
+def _finished(args, stem: str, record: dict | None, given: list[Detection] | None) -> bool:
     """``<stem>.json`` (`record`; then its face's ``.pts``) is written last, so it marks a finished
     image, unless an output asked for this time is missing (a rerun adding ``--annotate`` or
     ``--parts`` does those images, as does one adding ``--baseline dlib``, and one after a face's
-    ``.pts`` was deleted or emptied redoes it)."""
+    ``.pts`` was deleted or emptied redoes it), or it was made from other boxes than this run
+    gives it (`given`; its ``boxes``, recorded since session 37: a rerun with a corrected --boxes
+    kept the old boxes' faces)."""
     if record is None:
+        return False
+    if "boxes" in record and record["boxes"] != _boxes_json(given):
         return False
     if args.annotate and not safe_output_path(args.out, f"{stem}_annotated.jpg").exists():
         return False
@@ -316,7 +325,7 @@ def _track_all(args, images: list[Path], names: dict[Path, str], unnamed: list[P
         print(f"note: {picture} changed since {names[picture]}.json was written: done again", file=sys.stderr)
         _drop_outputs(args, names[picture], json_too=True, dlib=True)
         records[picture] = None
-    todo = images if args.overwrite else [p for p in images if not _finished(args, names[p], records[p])]
+    todo = images if args.overwrite else [p for p in images if not _finished(args, names[p], records[p], boxes.get(p))]
     options = {**decided_options(tracker.config), "detect_side": tracker.config.detect_side}
     if not args.overwrite:  # (kept with a note, another run's landmarks passed for this one's: user test 36)
         # every earlier output, not only those kept: a rerun that added --annotate redid them all
@@ -331,8 +340,9 @@ def _track_all(args, images: list[Path], names: dict[Path, str], unnamed: list[P
                             "after fixing that, rerun the same command to resume") from exc
     given = (f" ({counts['given']} with boxes from {args.boxes}, {counts['bad_box']} skipped for a box outside the picture or far larger)"
              if args.boxes else "")
-    if counts["resumed"] and args.boxes:  # (the options are checked to be the same; the boxes are not recorded)
-        print(f"note: {count_of(counts['resumed'], 'image')} finished by an earlier run kept with that run's boxes; "
+    unrecorded = sum(1 for p in set(images) - set(todo) if "boxes" not in records[p])  # (an earlier version's outputs)
+    if unrecorded and args.boxes:
+        print(f"note: {count_of(unrecorded, 'image')} finished by an earlier run kept with that run's boxes; "
               "--overwrite redoes them with this run's", file=sys.stderr)
     too_long = f", {len(unnamed)} with names too long" if unnamed else ""
     written = any(p.name != lock_name("images") for p in args.out.iterdir())  # (user test 35)
@@ -395,7 +405,7 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
             write_dlib_baseline(image, safe_output_path(args.out, f"dlib/{stem}"), str(tracked.path))
         atomic_write_json(safe_output_path(args.out, f"{stem}.json"),
                           {**frame_to_json(result, str(tracked.path), image.shape), "input": source.digests.pop(tracked.path),
-                           "options": options})
+                           "options": options, "boxes": _boxes_json(given)})
         if result.faces:  # after its .json: a .pts without one is never this command's (``_check_no_foreign_pts``)
             write_pts(safe_output_path(args.out, f"{stem}.pts"), face.landmarks)
         counts["done"] += 1
