@@ -905,3 +905,22 @@ def test_images_redoes_a_picture_whose_boxes_changed_and_keeps_one_whose_boxes_d
     assert json.loads((out / "astro.json").read_text())["boxes"] == [[170.0, 80.0, 280.0, 190.0]]
     assert main(["images", "--input", str(src), "--out", str(out), "--no-refine", "--threads", "1"]) == 0  # the detector's faces now
     assert "2 images processed" in capsys.readouterr().out and json.loads((out / "same.json").read_text())["boxes"] is None
+
+
+def test_images_redoes_parts_read_from_elsewhere_and_transfer_leaves_no_folder_for_nothing(tmp_path, capsys):
+    """Verify 37: a rerun with --parts into a folder made with --parts-from network kept the
+    network's labels as done; transfer that wrote nothing (no face) left --out's new folder."""
+    import shutil
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    shutil.copy(DEMO_IMAGE, src / "astro.jpg")
+    base = ["images", "--input", str(src), "--out", str(out), "--parts", "--no-refine", "--threads", "1"]
+    assert main(base + ["--parts-from", "network"]) == 0 and json.loads((out / "astro.json").read_text())["parts_from"] == "network"
+    capsys.readouterr()
+    assert main(base) == 0 and "1 image processed" in capsys.readouterr().out
+    assert json.loads((out / "astro.json").read_text())["parts_from"] == "template"
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((120, 160, 3), 128, np.uint8))
+    assert main(["transfer", "--texture", "grid", "--target", str(blank), "--out", str(tmp_path / "new" / "sub" / "t.png")]) == 2
+    assert not (tmp_path / "new").exists()

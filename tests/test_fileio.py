@@ -14,6 +14,7 @@ from tracker import fileio
 from tracker.fileio import (
     ImageReadError,
     WriteError,
+    atomic_file,
     atomic_output_dir,
     atomic_save_npz,
     atomic_write_bytes,
@@ -103,10 +104,17 @@ def test_write_errors_name_the_users_file_not_the_temporary_one(tmp_path, monkey
     with pytest.raises(WriteError, match="b.json: cannot write"):
         check_writable(tmp_path / "b.json")
     monkeypatch.undo()
-    check_writable(tmp_path / "new" / "c.json")  # creates the folder, leaves no file
+    check_writable(tmp_path / "new" / "deeper" / "c.json")  # leaves no file, nor the folders it made (verify 37)
+    assert not (tmp_path / "new").exists()
+    check_writable(tmp_path / "new" / "c.json", keep_folder=True)  # (an output folder: kept, empty)
     assert list((tmp_path / "new").iterdir()) == []
     with pytest.raises(WriteError, match="it is a folder"):
         check_writable(tmp_path / "new")
+    with pytest.raises(OSError):  # a failed write leaves no folder it made either
+        with atomic_file(tmp_path / "gone" / "e.csv", "w") as f:
+            f.write("x")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert not (tmp_path / "gone").exists()
     note = WriteError(tmp_path / "d.json", OSError(errno.ENOSPC, "No space left on device")).with_note("3 kept")
     assert str(note).endswith("d.json: cannot write (No space left on device); 3 kept") and note.errno == errno.ENOSPC
 

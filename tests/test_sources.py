@@ -643,3 +643,7 @@ def test_an_array_source_says_which_frame_is_none_and_takes_any_iterable():
     source = ArraySource((f for f in [None, img, None, img]), warn=warned.append)
     assert [f.index for f in source.frames()] == [1, 3] and source.skipped == 2 and len(warned) == 2
     assert (source.length, source.size) == (4, (64, 48))
+    for bad in (np.zeros((0, 5, 3), np.uint8), "frame.jpg", np.zeros((8, 8, 5), np.uint8)):  # named and passed like None (verify 37)
+        warned = []
+        assert [f.index for f in ArraySource([img, bad, img], warn=warned.append).frames()] == [0, 2]
+        assert len(warned) == 1 and "frames in memory: frame 2" in warned[0]

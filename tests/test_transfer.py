@@ -64,9 +64,10 @@ def test_texture_alpha_and_strength(face):
     for bad in (float("nan"), 5.0, -1.0):  # NaN painted the square white, the others were clipped unsaid (user test 37)
         with pytest.raises(InputError, match="must be between 0 and 1"):
             render_texture(frame, face, clear, bad, "none")
-    for size, supersample in ((0, 2), (64, 0), (2.5, 2)):  # (size 0: a ZeroDivisionError)
-        with pytest.raises(InputError, match="whole numbers of at least 1"):
+    for size, supersample in ((0, 2), (64, 0), (2.5, 2), (float("nan"), 2), (None, 2), (100000, 2)):  # (size 0: a ZeroDivisionError)
+        with pytest.raises(InputError, match="must be a whole number from 1 to"):
             unwrap_face(frame, face, size, supersample)
+    assert unwrap_face(frame, face, np.int64(32), 2.0)[0].shape == (32, 32, 3)  # (a numpy integer failed in OpenCV; verify 37)
 
 
 def test_shading_keeps_colours_under_flat_light(face):

@@ -205,10 +205,10 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator[_Output]:
     newline translation), renamed onto ``path`` when the block ends, deleted on any exception:
     a long output (``video --csv/--json``) is written as it comes, not held in memory."""
     path = Path(path)
-    tmp = None
+    tmp, made = None, []
     try:
         with _blamed_on(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
+            made = make_parents(path)
             fd, tmp = locked_temp_file(path)
             f = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""}))
         with f:
@@ -228,7 +228,26 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator[_Output]:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+        remove_if_empty(made)
         raise
+
+
+def make_parents(path: Path) -> list[Path]:
+    """Create `path`'s missing folders; those it made, innermost first (``remove_if_empty``)."""
+    path = Path(path)
+    made = [p for p in path.parents if not p.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove `folders` (innermost first) while they are empty: a write that failed, or a check,
+    leaves no folder it made (transfer with no face left --out's new folder; verify 37)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -256,10 +275,12 @@ def file_digest(path: Path, whole: bool = False) -> str:
     return f"{size}:{h.hexdigest()[:32]}"
 
 
-def check_writable(path: Path) -> None:
+def check_writable(path: Path, keep_folder: bool = False) -> None:
     """Raise WriteError now if ``path`` could not be written later: long runs (``bench``) check
-    their output before spending minutes.  Creates the folder; leaves no file behind."""
+    their output before spending minutes.  Leaves no file behind, nor a folder it made unless
+    `keep_folder` (the writer makes it when it writes)."""
     path = Path(path)
+    made = []
     try:
         if path.is_dir():
             raise WriteError(path, IsADirectoryError(21, "it is a folder"))
@@ -267,12 +288,15 @@ def check_writable(path: Path) -> None:
         above = next((p for p in path.parents if p.exists()), None)
         if above is not None and not above.is_dir():
             raise WriteError(path, NotADirectoryError(20, f"{above} is a file, not a folder"))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        made = make_parents(path)
         fd, tmp = locked_temp_file(path)  # as the writer will
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
         raise WriteError(path, exc) from exc
+    finally:
+        if not keep_folder:
+            remove_if_empty(made)
 
 
 def check_outputs_apart(inputs: dict[str, Path | None], outputs: dict[str, Path | None]) -> None:
@@ -300,7 +324,7 @@ def check_output_folder(folder: Path, option: str) -> None:
     if folder.exists() and not folder.is_dir():
         raise NotAFolderError(f"{option} {folder}: not a folder")
     try:
-        check_writable(folder / "probe")
+        check_writable(folder / "probe", keep_folder=True)
     except WriteError as exc:
         raise WriteError(folder, exc) from exc
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from tracker.detector import BoxError, Detection
 from tracker.errors import SourceError
-from tracker.fileio import IMAGE_KINDS, ImageReadError, decode_file, file_digest, list_images, read_image
+from tracker.fileio import IMAGE_KINDS, ImageReadError, decode_file, file_digest, list_images, picture_array, read_image
 from tracker.video import (
     PICTURE_EXTENSIONS,
     READ_AHEAD,
@@ -508,8 +508,9 @@ class SequenceSource(ImageSource):
 
 class ArraySource(FrameSource):
     """Frames already in memory, any iterable of them (timing without decoding, tests).  An item
-    that is None (``cv2.imread`` of a file it could not read) is a ``SourceError``, warned about
-    and passed when ``warn`` is given: it ended the stream unsaid (user test 37)."""
+    that is no picture (None, what ``cv2.imread`` returns for a file it could not read; an empty
+    array, a string) is a ``SourceError`` naming the frame, warned about and passed when ``warn``
+    is given: None ended the stream unsaid (user test 37)."""
 
     def __init__(self, frames: Iterable[np.ndarray | None], label: str = "frames in memory", fps: float = 0.0, live: bool = False,
                  warn: Warn | None = None):
@@ -524,8 +525,10 @@ class ArraySource(FrameSource):
             return None
         self.position += 1
         image = self.images[self.position - 1]
-        if image is None:
-            raise SourceError(f"{self.label}: frame {self.position} is None, not a picture (a file cv2.imread could not read?)")
+        try:
+            picture_array(image, f"{self.label}: frame {self.position}")  # (the frame named; tracking reads it itself)
+        except ImageReadError as exc:
+            raise SourceError(str(exc)) from None
         return image
 
 

@@ -221,8 +221,7 @@ def unwrap_face(image: np.ndarray, face, size: int = 256, supersample: int = 2) 
     not face (hair over the forehead, a hand) are left out, so the texture shows skin there.
     Returns (texture, coverage) where coverage (size,size) bool marks texels seen in the photo
     (after closing pinholes).  ``image``: anything ``Tracker.track`` takes (``to_bgr8``)."""
-    if int(size) != size or size < 1 or int(supersample) != supersample or supersample < 1:  # (size 0: a ZeroDivisionError; user test 37)
-        raise InputError(f"unwrap_face: size {size} and supersample {supersample} must be whole numbers of at least 1")
+    size, supersample = _whole(size, "size", MAX_TEXTURE_SIDE), _whole(supersample, "supersample", 8)  # (size 0: a ZeroDivisionError; user test 37)
     image = to_bgr8(image, "image")
     maps, crop_to_image = face.part_maps, face.crop_to_image
     n = size * supersample
@@ -244,6 +243,18 @@ def unwrap_face(image: np.ndarray, face, size: int = 256, supersample: int = 2) 
     texture, seen = splat(uv[..., 0][inside], uv[..., 1][inside], colors[inside].astype(np.float32), size)
     texture, seen = close_pinholes(texture, seen)
     return fill_holes(texture, seen), seen
+
+
+def _whole(value, name: str, most: int) -> int:
+    """`value` as an int from 1 to `most` (a numpy integer or 64.0 too), else an InputError (NaN,
+    None, 0; 100,000 would have allocated 149 GiB; verify 37)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (number.is_integer() and 1 <= number <= most):
+        raise InputError(f"unwrap_face: {name} {value!r} must be a whole number from 1 to {most}")
+    return int(number)
 
 
 def splat(u_h: np.ndarray, u_v: np.ndarray, colors: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,17 @@ import cv2
 import numpy as np
 
 from tracker.errors import SourceError, UsageError, count_of
-from tracker.fileio import IMAGE_EXTENSIONS, WriteError, check_writable, interrupts_held, locked_temp_file, quiet_opencv, remove_stale_temp_files
+from tracker.fileio import (
+    IMAGE_EXTENSIONS,
+    WriteError,
+    check_writable,
+    interrupts_held,
+    locked_temp_file,
+    make_parents,
+    quiet_opencv,
+    remove_if_empty,
+    remove_stale_temp_files,
+)
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 WRITABLE_VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")  # the containers OpenCV writes MPEG-4 video into
@@ -262,6 +272,7 @@ class AtomicVideoWriter:
         self.path = Path(path)
         check_video_output(self.path)
         check_writable(self.path)  # a folder or read-only target fails now, not at the rename after the whole clip
+        self._made = make_parents(self.path)  # removed again by abort() where empty
         remove_stale_temp_files(self.path)  # a killed run's (SIGKILL leaves no time to delete it)
         # Locked while written and named for this writer alone (a fixed name had two writers of
         # one output write into one file; review 36), its name fitting where the output's does.
@@ -276,6 +287,7 @@ class AtomicVideoWriter:
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[0] + self._pad[0], size[1] + self._pad[1]))
         if not self.writer.isOpened():
             self._release_stand_in()
+            remove_if_empty(self._made)
             raise VideoError(f"{self.path}: cannot create the output video")
         self.size = size
         self.fps, self.paced = fps, paced
@@ -353,10 +365,12 @@ class AtomicVideoWriter:
                 raise
 
     def abort(self) -> None:
-        """Give up: delete the temporary file; an existing file at ``path`` stays untouched."""
+        """Give up: delete the temporary file and the folders made for it where empty; an existing
+        file at ``path`` stays untouched."""
         self.writer.release()
         self.finished = True
         self._release_stand_in()
+        remove_if_empty(self._made)
 
     def _release_stand_in(self) -> None:
         self.tmp.unlink(missing_ok=True)

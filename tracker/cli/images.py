@@ -223,16 +223,23 @@ def _boxes_json(given: list[Detection] | None) -> list[list[float]] | None:
     return None if given is None else [[round(float(v), 3) for v in (b.x0, b.y0, b.x1, b.y1)] for b in given]
 
 
+def _parts_from(args) -> str | None:
+    """Where this run's --parts are read from, as each ``.json`` records it (None without --parts)."""
+    return ("template" if template_maps_wanted(args) else "network") if args.parts else None
+
+
 def _finished(args, stem: str, record: dict | None, given: list[Detection] | None) -> bool:
     """``<stem>.json`` (`record`; then its face's ``.pts``) is written last, so it marks a finished
     image, unless an output asked for this time is missing (a rerun adding ``--annotate`` or
     ``--parts`` does those images, as does one adding ``--baseline dlib``, and one after a face's
     ``.pts`` was deleted or emptied redoes it), or it was made from other boxes than this run
     gives it (`given`; its ``boxes``, recorded since session 37: a rerun with a corrected --boxes
-    kept the old boxes' faces)."""
+    kept the old boxes' faces), or its part labels were read from elsewhere (``parts_from``)."""
     if record is None:
         return False
     if "boxes" in record and record["boxes"] != _boxes_json(given):
+        return False
+    if args.parts and record.get("parts_from", _parts_from(args)) != _parts_from(args):  # (verify 37: kept the other's labels)
         return False
     if args.annotate and not safe_output_path(args.out, f"{stem}_annotated.jpg").exists():
         return False
@@ -405,7 +412,7 @@ def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, s
             write_dlib_baseline(image, safe_output_path(args.out, f"dlib/{stem}"), str(tracked.path))
         atomic_write_json(safe_output_path(args.out, f"{stem}.json"),
                           {**frame_to_json(result, str(tracked.path), image.shape), "input": source.digests.pop(tracked.path),
-                           "options": options, "boxes": _boxes_json(given)})
+                           "options": options, "boxes": _boxes_json(given), "parts_from": _parts_from(args)})
         if result.faces:  # after its .json: a .pts without one is never this command's (``_check_no_foreign_pts``)
             write_pts(safe_output_path(args.out, f"{stem}.pts"), face.landmarks)
         counts["done"] += 1
