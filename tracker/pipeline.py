@@ -860,12 +860,13 @@ class Tracker:
         return out
 
     def _search_given_boxes(self, image, gray, given: list[Detection], faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
-        """Each of a still's caller boxes is searched with HOG (upsampled once: faces down to ~1/16
-        of the box).  A box whose face fits as one (FACE_MIN_QUALITY), is about the box's size
-        (LOOSE_BOX, OVERGROWN_FACE) and is one HOG finds there (``_confirms``) keeps it; else
-        the face found nearest the box's centre is run there, and of the two faces the box's is
-        the one that fits nearest its centre (``_box_choice``), or HOG's where the box's own face
-        is none HOG finds; it keeps the caller's box.  A box many times the face (a person
+        """A still's caller box keeps its face where that fits as one (FACE_MIN_QUALITY), is about
+        the box's size (LOOSE_BOX, OVERGROWN_FACE) and is either turned further than HOG finds
+        faces (``_hog_could_see``) or found by HOG where it is (``_hog_sees``, ``_confirms``).
+        Any other box is searched with HOG (upsampled once: faces down to ~1/16 of the box): the
+        face found nearest the box's centre is run there, and of the two faces the box's is the
+        one that fits nearest its centre (``_box_choice``), or HOG's where the box's own face is
+        none HOG finds and HOG's fits better or lies nearer the centre; it keeps the caller's box.  A box many times the face (a person
         detector's, a generous crop) left the face a few pixels in the crop: boxes 8-12x a face
         gave points off the face (user test 23); a loose box in a group photo settled on the
         neighbour, or HOG's best face in it was the neighbour (user test 24); a head box 3.5x the
