@@ -54,6 +54,15 @@ PART_COLORS = np.array(
 )
 
 
+def uv_cells(u_h: np.ndarray, u_v: np.ndarray, res: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the cells of a (res,res) raster of UV space (row 0 is u_v = 1, column 0 is
+    u_h = 0) that the UV values fall in, clamped to the raster: the one rule of the part map's
+    lookup, the texture's splat and the dense fit's triangle lookup."""
+    cols = np.clip((np.clip(u_h, 0, 1) * res).astype(np.int64), 0, res - 1)
+    rows = np.clip(((1.0 - np.clip(u_v, 0, 1)) * res).astype(np.int64), 0, res - 1)
+    return rows, cols
+
+
 def lookup_parts(uv: np.ndarray, part_map: np.ndarray, face: np.ndarray | None = None) -> np.ndarray:
     """Per-pixel part labels from a UV field.
 
@@ -65,13 +74,8 @@ def lookup_parts(uv: np.ndarray, part_map: np.ndarray, face: np.ndarray | None =
     valid = np.isfinite(uv).all(axis=0)
     if face is not None:
         valid &= face
-    res = part_map.shape[0]
     labels = np.zeros(uv.shape[1:], np.uint8)
-    uh = np.clip(uv[0][valid], 0, 1)
-    uvv = np.clip(uv[1][valid], 0, 1)
-    cols = np.minimum((uh * res).astype(np.int64), res - 1)
-    rows = np.minimum(((1.0 - uvv) * res).astype(np.int64), res - 1)
-    labels[valid] = part_map[rows, cols]
+    labels[valid] = part_map[uv_cells(uv[0][valid], uv[1][valid], part_map.shape[0])]
     return labels
 
 

@@ -876,7 +876,8 @@ class Tracker:
         for box in given:
             own = next((f for f in faces if f.box is box and f.quality >= FACE_MIN_QUALITY), None)
             sized = own is not None and _box_side(box) / LOOSE_BOX <= _face_side(own) <= OVERGROWN_FACE * _box_side(box)
-            if sized and not _hog_could_see(own):
+            visible = own is not None and _hog_could_see(own)
+            if sized and not visible:
                 continue  # (a face turned or lying further than HOG finds: its absence says nothing; review 37b)
             t = time.perf_counter()
             seen = sized and self._hog_sees(gray, own)
@@ -884,13 +885,9 @@ class Tracker:
             if seen:
                 continue
             t = time.perf_counter()
-            # the box and a tenth of it around (HOG needs the face's surroundings), in the picture
-            margin = 0.1 * _box_side(box)
-            x0, y0 = max(int(box.x0 - margin), 0), max(int(box.y0 - margin), 0)
-            x1, y1 = min(int(box.x1 + margin) + 1, gray.shape[1]), min(int(box.y1 + margin) + 1, gray.shape[0])
-            found = [replace(d, x0=d.x0 + x0, x1=d.x1 + x0, y0=d.y0 + y0, y1=d.y1 + y0)
-                     for d in self._usable(detect_faces(gray[y0:y1, x0:x1], self.config.detect_side, upsample=1))]
-            found = [d for d in found if d.centred_in(box)]
+            # the box and a tenth of it around (HOG needs the face's surroundings)
+            found = [d for d in self._usable(_detect_around(gray, (box.x0, box.y0, box.x1, box.y1), 0.1 * _box_side(box), upsample=1,
+                                                            max_side=self.config.detect_side)) if d.centred_in(box)]
             timer.add("detect", t)
             confirmed = own is not None and any(_confirms(d, own) for d in found)
             if sized and (confirmed or not found):
@@ -898,7 +895,7 @@ class Tracker:
             if found:
                 nearest = min(found, key=lambda d: _off_centre(((d.x0 + d.x1) / 2, (d.y0 + d.y1) / 2), box))
                 items.append((None, nearest.roi(), box))
-                if own is not None and not confirmed and _hog_could_see(own):
+                if visible and not confirmed:
                     unconfirmed.add(id(box))
         if not items:
             return faces
@@ -923,12 +920,9 @@ class Tracker:
         ~CHECK_FACE_PX: ~1-2 ms, where a search of its box upsampled costs ~30 ms on a val face."""
         side = _face_side(face)
         (x0, y0), (x1, y1) = face.landmarks.min(axis=0), face.landmarks.max(axis=0)
-        margin = 0.3 * side  # (HOG needs the face's surroundings)
-        left, top = max(int(x0 - margin), 0), max(int(y0 - margin), 0)
-        region = gray[top:min(int(y1 + margin) + 1, gray.shape[0]), left:min(int(x1 + margin) + 1, gray.shape[1])]
         scale = min(1.0, CHECK_FACE_PX / max(side, 1.0))
-        found = detect_faces(region, max(int(max(region.shape) * scale), 1), upsample=0 if side * scale >= 80 else 1)
-        return any(_confirms(replace(d, x0=d.x0 + left, x1=d.x1 + left, y0=d.y0 + top, y1=d.y1 + top), face) for d in found)
+        found = _detect_around(gray, (x0, y0, x1, y1), 0.3 * side, upsample=0 if side * scale >= 80 else 1, scale=scale)
+        return any(_confirms(d, face) for d in found)
 
     def _settle(self, image, gray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         """A new face whose landmarks give another crop than the one it was run in is run again
@@ -1223,6 +1217,17 @@ def _face_side(face: FaceResult) -> float:
 def _off_centre(point, box: Detection) -> float:
     """How far `point` (x, y) lies from `box`'s centre, in box sides."""
     return float(np.hypot(point[0] - (box.x0 + box.x1) / 2, point[1] - (box.y0 + box.y1) / 2)) / max(_box_side(box), 1e-6)
+
+
+def _detect_around(gray: np.ndarray, box: tuple[float, float, float, float], margin: float, upsample: int,
+                   max_side: int | None = None, scale: float = 1.0) -> list[Detection]:
+    """HOG's faces in `box` (x0, y0, x1, y1) and `margin` pixels around it (HOG needs the face's
+    surroundings), cut to the picture, searched at most `max_side` px a side (default: the cut
+    region's own long side times `scale`), in the picture's pixels."""
+    left, top = max(int(box[0] - margin), 0), max(int(box[1] - margin), 0)
+    region = gray[top:min(int(box[3] + margin) + 1, gray.shape[0]), left:min(int(box[2] + margin) + 1, gray.shape[1])]
+    side = max_side if max_side is not None else max(int(max(region.shape) * scale), 1)
+    return [replace(d, x0=d.x0 + left, x1=d.x1 + left, y0=d.y0 + top, y1=d.y1 + top) for d in detect_faces(region, side, upsample=upsample)]
 
 
 def _hog_could_see(face: FaceResult) -> bool:

@@ -26,6 +26,7 @@ import numpy as np
 
 from tracker.densemaps import DenseMaps
 from tracker.fitting import FitOptions, FitResult, LandmarkDefinition, MorphableModel, fit_landmarks, load_definition
+from tracker.parts import uv_cells
 from tracker.render import rasterize
 
 FACE_MODEL = "face_model.npz"  # the template's shape model (``python -m training.template`` writes it)
@@ -156,9 +157,7 @@ def dense_fit(face_model: FaceModel, lookup: UVLookup, uv: np.ndarray, fg: np.nd
     ys, xs = (a.ravel() for a in np.mgrid[0:h:step, 0:w:step])
     keep = (fg[ys, xs] > 0.5) & np.isfinite(uv[:, ys, xs]).all(axis=0)
     ys, xs = ys[keep], xs[keep]
-    res = lookup.triangle.shape[0]
-    cols = np.minimum((np.clip(uv[0, ys, xs], 0, 1) * res).astype(np.int64), res - 1)
-    rows = np.minimum(((1.0 - np.clip(uv[1, ys, xs], 0, 1)) * res).astype(np.int64), res - 1)
+    rows, cols = uv_cells(uv[0, ys, xs], uv[1, ys, xs], lookup.triangle.shape[0])
     tri = lookup.triangle[rows, cols]
     on = tri >= 0
     if on.sum() < 20:

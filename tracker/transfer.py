@@ -27,6 +27,7 @@ from tracker.crop import crop_patch
 from tracker.densemaps import DenseMaps
 from tracker.errors import InputError
 from tracker.fileio import ImageReadError, decode_image, picture_array, quiet_opencv, read_image, to_bgr8, warn_caller
+from tracker.parts import uv_cells
 
 if TYPE_CHECKING:
     from tracker.pipeline import FrameResult, Tracker
@@ -260,8 +261,7 @@ def _whole(value, name: str, most: int) -> int:
 def splat(u_h: np.ndarray, u_v: np.ndarray, colors: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Average the colours (N,3) that land on each texel of a (size,size) texture.
     Returns (texture float32 with zeros where nothing landed, seen bool)."""
-    col = np.clip((u_h * size).astype(np.int64), 0, size - 1)
-    row = np.clip(((1.0 - u_v) * size).astype(np.int64), 0, size - 1)
+    row, col = uv_cells(u_h, u_v, size)
     idx = row * size + col
     count = np.bincount(idx, minlength=size * size).astype(np.float32)
     sums = np.stack([np.bincount(idx, colors[:, c], minlength=size * size) for c in range(colors.shape[1])], -1)

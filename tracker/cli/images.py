@@ -45,6 +45,7 @@ from tracker.fileio import (
     listed_paths,
     lock_name,
     name_bytes,
+    remove_if_empty,
     remove_partial_outputs,
     safe_output_path,
 )
@@ -311,10 +312,7 @@ def run(args) -> int:
         with exclusive_use(args.out, "images"):
             return _track_all(args, images, names, unnamed, boxes)
     finally:
-        for folder in made:  # nothing written: no empty folder left, nor its new parents (user test 35, review 37b)
-            if any(folder.iterdir()):
-                break
-            folder.rmdir()
+        remove_if_empty(made)  # nothing written: no empty folder left, nor its new parents (user test 35, review 37b)
 
 
 def _track_all(args, images: list[Path], names: dict[Path, str], unnamed: list[Path], boxes: dict[Path, list[Detection]]) -> int:
