@@ -96,7 +96,8 @@ def test_loss_values_on_hand_made_tensors():
 
 
 def test_hole_weights_mark_an_enclosed_mouth_not_a_notch_open_to_the_border():
-    from training.losses import face_holes, hole_weights
+    from tracker.templatemaps import face_holes
+    from training.losses import hole_weights
 
     face = np.zeros((12, 12), bool)
     face[2:10, 2:10] = True
@@ -779,6 +780,23 @@ def test_lip_errors_count_each_kind_of_wrong_lip_pixel():
         "background for lip": 1, "lip for background, outside holes": 1}
     assert sum(lip_errors(pred, truth, holes, ~valid).values()) == 0  # ignore pixels do not count
     assert sum(lip_errors(truth, truth, holes, valid).values()) == 0
+
+
+def test_the_bootstrap_resamples_faces_alike_for_every_method():
+    from tracker.parts import NOSE, OTHER
+    from training.evaluate import bootstrap_mean_iou
+
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 9, (12, 6, 6)).astype(np.uint8)
+    valid = np.ones(truth.shape, bool)
+    worse = truth.copy()
+    worse[:6][worse[:6] == NOSE] = OTHER  # half the faces lose their nose
+    boot = bootstrap_mean_iou({"exact": truth, "worse": worse, "same": truth.copy()}, truth, valid, 200)
+    assert boot["exact"].shape == (200,) and (boot["exact"] == 1).all()
+    assert (boot["worse"] < 1).all() and np.ptp(boot["worse"]) > 0  # the draws differ ...
+    assert (boot["same"] == boot["exact"]).all()  # ... and are the same draws for every method
+    again = bootstrap_mean_iou({"worse": worse}, truth, valid, 200)["worse"]
+    assert (again == boot["worse"]).all()  # seeded: a rerun reports the same interval
 
 
 def test_test_time_flipping_brings_a_mirrored_crop_back_to_the_crop():

@@ -339,12 +339,14 @@ def test_training_and_evaluation_refuse_bad_inputs_in_one_line_before_any_work(f
     from tracker.assets import ASSETS
 
     for argv in (["densereg", "--model", "model.onnx"], ["densereg", "--model", f"x={tmp_path / 'nope.onnx'}"],
-                 ["parts", "--baseline", str(tmp_path / "nope")], ["densereg", "--model", f"x={ASSETS / 'mdm_refiner.onnx'}"]):
+                 ["parts", "--baseline", str(tmp_path / "nope")], ["densereg", "--model", f"x={ASSETS / 'mdm_refiner.onnx'}"],
+                 ["parts", "--bootstrap", "-1"]):
         assert evaluate_main([*argv, "--data", str(data), "--gt", str(gt), "--out", str(tmp_path / "ev")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 5 and err[0] == f"error: --init-from {tmp_path / 'nope.pt'}: no such file"
+    assert len(err) == 6 and err[0] == f"error: --init-from {tmp_path / 'nope.pt'}: no such file"
     assert all(m in line for line, m in zip(err[1:], ["give NAME=PATH.onnx", "no such file", "no best.pt there",
-                                                      "not a DenseReg network (it takes image, init and gives points"]))
+                                                      "not a DenseReg network (it takes image, init and gives points",
+                                                      "--bootstrap -1: give a number of resamples"]))
     empty = tmp_path / "empty"
     shutil.copytree(data, empty)
     (empty / "splits" / "val.txt").write_text("")

@@ -202,9 +202,26 @@ def dense_fit_labels(maps: list[tuple[np.ndarray, np.ndarray]], part_map: np.nda
     lookup = uv_lookup(model)
     labels = []
     for uv, fg in maps:
-        fitted = dense_fit_maps(model, lookup, uv, fg)
+        fitted = dense_fit_maps(model, lookup, uv, fg, part_map)
         labels.append(np.zeros(fg.shape, np.uint8) if fitted is None else lookup_parts(fitted.uv, part_map, fitted.fg > 0.5))
     return labels
+
+
+def bootstrap_mean_iou(preds: dict[str, np.ndarray], truth: np.ndarray, valid: np.ndarray, draws: int,
+                       seed: int = 0) -> dict[str, np.ndarray]:
+    """Each method's mean IoU (of the whole set, as the table's) on `draws` resamples of the faces,
+    drawn with replacement, the same draws for every method: how large a difference between two
+    methods these faces can tell from chance."""
+    from tracker.parts import PART_NAMES, part_iou
+
+    rng = np.random.default_rng(seed)
+    draw = rng.integers(0, len(truth), (draws, len(truth)))
+    out = {}
+    for name, labels in preds.items():
+        counts = np.array([[part_iou(p, t, v)[c] for c in PART_NAMES[1:]] for p, t, v in zip(labels, truth, valid)])
+        sums = counts[draw].sum(axis=1)  # (draws, part, intersection / union)
+        out[name] = (sums[..., 0] / np.maximum(sums[..., 1], 1)).mean(axis=1)
+    return out
 
 
 def load_segmenter(run: Path):
@@ -265,7 +282,7 @@ def evaluate_parts(args) -> int:
     md = "\n".join(lines)
     report = {"faces": len(samples), "iou": table}
     if args.true_mask:
-        from training.losses import face_holes
+        from tracker.templatemaps import face_holes
 
         # the open mouth: background the true face mask encloses, which a predicted foreground fills
         holes = np.stack([face_holes(m) for m in true_masks])
@@ -277,6 +294,18 @@ def evaluate_parts(args) -> int:
         kinds = list(next(iter(errors.values())))
         md += ("\n\nLip pixels wrongly labelled, by kind (both lips, all faces):\n\n| method | " + " | ".join(kinds) + " |\n"
                + "|---" * (len(kinds) + 1) + "|\n" + "\n".join(f"| {n} | " + " | ".join(str(e[k]) for k in kinds) + " |" for n, e in errors.items()))
+    if args.bootstrap:
+        boot = bootstrap_mean_iou(preds, truth, valid, args.bootstrap)
+        rival = next((n for n in reversed(preds) if n.startswith("segmenter ")), None)  # the last --baseline
+        report["bootstrap"] = {n: {"low": float(np.percentile(b, 2.5)), "high": float(np.percentile(b, 97.5)),
+                                   **({"beats_segmenter": float((b > boot[rival]).mean())} if rival and n != rival else {})}
+                               for n, b in boot.items()}
+        rows = [f"| {n} | {100 * r['low']:.1f}-{100 * r['high']:.1f} | "
+                + (f"{100 * r['beats_segmenter']:.0f}%" if "beats_segmenter" in r else "") + " |"
+                for n, r in report["bootstrap"].items()]
+        md += (f"\n\nMean IoU over {args.bootstrap} resamples of the faces (with replacement, the same for every method): "
+               "95% interval" + (f", and how often a method beats {rival}" if rival else "") + ":\n\n"
+               "| method | 95% interval | beats |\n|---|---|---|\n" + "\n".join(rows))
     print(md)
     atomic_write_json(args.out / "parts_val.json", report)
     atomic_write_text(args.out / "parts_val.md",
@@ -327,6 +356,8 @@ def check_inputs(args) -> None:
             # (a refiner's graph failed on its first face with "missing inputs ['init']"; user test 22)
             raise UsageError(f"--model {m}: not a DenseReg network (it takes {', '.join(engine.input_names)} and gives "
                              f"{', '.join(engine.output_names)}; DenseReg takes image and gives uv, fg, depth)")
+    if args.bootstrap < 0:
+        raise UsageError(f"--bootstrap {args.bootstrap}: give a number of resamples (0: none)")
     for run in args.baseline:
         if not (run / "best.pt").is_file():
             raise MissingInputError(f"--baseline {run}: no best.pt there (a segmenter's run folder of python -m training.train segbaseline)")
@@ -356,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
                          "over the same split), as TrackerConfig.template_maps reads parts (repeatable)")
     ap.add_argument("--dense-fit", action="store_true",
                     help="parts: also each model's parts through the 3D template fitted to its dense UV (every third foreground "
-                         "pixel a correspondence; tracker.templatemaps.dense_fit): the network's output alone, read through the template")
+                         "pixel and every pixel of the small parts a correspondence; tracker.templatemaps.dense_fit): "
+                         "the network's output alone, read through the template")
     ap.add_argument("--true-mask", action="store_true",
                     help="parts: also each model's transfer inside the true face mask instead of its predicted foreground, "
                          "and inside that mask kept at stride 2 and 4 (the best a foreground of that resolution can do)")
@@ -365,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shifts", type=int, nargs="+", default=[0], metavar="PX",
                     help="parts: test-time shifting for every method: the crop moved by every (dy, dx) of these pixel "
                          "offsets, the answers moved back and averaged (e.g. 0 2: four copies, the stride-4 maps at two phases)")
+    ap.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                    help="parts: also each method's mean IoU over N resamples of the faces (95%% interval) and how often it "
+                         "beats the last --baseline: whether a difference is more than these faces' chance")
     ap.add_argument("--split", choices=["val", "train"], default="val", help="tune and report on val only; train shows over-fitting")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

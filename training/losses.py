@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from tracker.parts import LEFT_EYEBROW, LOWER_LIP, PART_NAMES
+from tracker.templatemaps import face_holes
 from training.model import RawOutput, bins_fg, fg_logit, uncorrected_fg
 
 RESIDUAL_WEIGHT = 40.0  # paper, quantized regression (d = 0.1)
@@ -74,14 +75,6 @@ def _valid_mean(loss: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor | 
     normalised by the count of valid pixels (as the classification loss is)."""
     w = valid.to(loss.dtype) * (weight if weight is not None else 1.0)
     return (loss * w).sum() / valid.sum().clamp_min(1)
-
-
-def face_holes(face: np.ndarray) -> np.ndarray:
-    """(S,S) bool: the background pixels the face mask encloses (an open mouth's interior),
-    i.e. not reachable from the crop's border through background."""
-    outside = np.pad(~face, 1, constant_values=True).astype(np.uint8)
-    cv2.floodFill(outside, None, (0, 0), 2)
-    return outside[1:-1, 1:-1] == 1
 
 
 def hole_weights(faces: np.ndarray, weight: float) -> np.ndarray:
