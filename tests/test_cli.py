@@ -600,6 +600,20 @@ def test_video_mode_tracks_with_one_detection_and_stable_ids(demo_truth):
     assert len(tracker.track(img).faces) == 1
 
 
+def test_a_video_reports_no_face_that_fits_as_none_and_ends_on_its_first_frame(demo_truth):
+    """Verify 37: on the demo still moved on a 640x480 canvas, HOG's weak box on the suit's badge
+    (fit under FACE_MIN_QUALITY) started a new track on every other frame, reported, drawn and
+    painted as face #1, #2, ..., each ended on its next frame and searched for again at once."""
+    img, _ = demo_truth
+    canvas = np.zeros((480, 640, 3), np.uint8)
+    canvas[:, 60:572] = img[20:500]
+    tracker = Tracker(TrackerConfig(mode="video", threads=1))
+    results = [tracker.track(canvas) for _ in range(6)]
+    assert [[f.track_id for f in r.faces] for r in results] == [[0]] * 6
+    assert all(r.faces[0].landmarks[:, 1].max() < 240 for r in results)  # the face, not the badge
+    assert "detect" in results[0].timings and all("detect" not in r.timings for r in results[1:])
+
+
 def test_one_subject_per_video_when_two_faces_are_tracked(demo_truth):
     """300VW-style output holds one face per frame: it must stay on the same person rather than
     follow whichever of two equally good faces scores best in each frame."""

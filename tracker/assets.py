@@ -7,6 +7,7 @@ undefined behaviour.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from functools import cache
@@ -31,7 +32,8 @@ def texture_path(name: str | Path) -> Path:
         if path.exists() or path.parent != Path("."):
             return path
     except OSError as exc:  # a name too long for the file system: argparse let it out as a traceback (review 37b)
-        raise ValueError(f"{name}: {exc.strerror}") from None
+        # (argparse says an ArgumentTypeError's own words; a ValueError as "invalid texture_path value")
+        raise argparse.ArgumentTypeError(f"{name}: {exc.strerror}") from None
     return next((t for t in (TEXTURE_DIR / path.name, TEXTURE_DIR / f"{path.name}.png") if t.is_file()), path)
 
 

@@ -421,6 +421,7 @@ class _Track:
     appearance: AppearanceMemory | None = None  # with config.visibility: the face's colours seen so far
     roi: Roi | None = None  # the crop its last landmarks give: where the next frame looks for the face
     velocity: tuple[float, float] = (0.0, 0.0)  # that crop's centre's move over the last frame, pixels
+    shown: bool = False  # reported yet (``Tracker._update_tracks``)
 
 
 @dataclass
@@ -1049,10 +1050,22 @@ class Tracker:
             if tr.roi is not None:
                 tr.velocity = (roi.cx - tr.roi.cx, roi.cy - tr.roi.cy)
             tr.roi, tr.age = roi, tr.age + 1
+            # A new track is reported from its first frame where it fits as a face (or is a caller's
+            # box), else from its second: HOG's weak box on a suit's badge (fit 0.28-0.41) started a
+            # track that ended on its first frame every other frame, drawn and painted as a face
+            # (verify 37), while a hard real face (dark, half hidden) that fits under that at first
+            # stays and is reported a frame late.
+            tr.shown = tr.shown or tr.age > 1 or f.quality >= FACE_MIN_QUALITY or (f.box is not None and f.box.detector == GIVEN)
             tracks.append(tr)
-            out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.head_model)))
+            if tr.shown:
+                out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.head_model)))
         kept = {tr.track_id for tr in tracks}
-        ended = [tr for i, tr in by_id.items() if i not in kept]
+        ended = [tr for i, tr in by_id.items() if i not in kept and tr.shown]
+        # A track that ended unreported is no loss to search for, and its number is given again
+        # (reported faces keep consecutive numbers)
+        for tr in sorted((tr for i, tr in by_id.items() if i not in kept and not tr.shown), key=lambda tr: -tr.track_id):
+            if tr.track_id == self._next_id - 1:
+                self._next_id -= 1
         # (kept until a search starts: a loss while the last search was still under way was looked
         # for only at the next LOST_SEARCH_EVERY frame; review 35)
         self._track_ended = self._track_ended or bool(ended)
