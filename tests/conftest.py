@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -88,3 +90,25 @@ def fake_camera(monkeypatch):
         monkeypatch.setattr(tracker.sources, "CameraSource", FakeCamera)
 
     return install
+
+
+@pytest.fixture
+def corrupt_mjpeg_clip():
+    """Writes a clip with an undecodable frame (``_corrupt_mjpeg_clip``)."""
+    return _corrupt_mjpeg_clip
+
+
+def _corrupt_mjpeg_clip(path: Path, frames: int = 12, bad: int = 6) -> None:
+    """An MJPG .avi of `frames` grey frames (level 20 x index) whose frame `bad` (0-based) FFmpeg
+    cannot decode: its JPEG zeroed, the next frame's chunk header kept (without it the demuxer
+    drops that frame unseen)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 48))
+    for i in range(frames):
+        writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]  # each frame's JPEG
+    assert len(starts) == frames
+    end = starts[bad + 1] - 8
+    data[starts[bad]:end] = bytes(end - starts[bad])
+    path.write_bytes(bytes(data))

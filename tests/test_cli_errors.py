@@ -136,6 +136,21 @@ def test_batch300vw_without_annotations_says_there_is_nothing_to_score(tmp_path,
     assert len(list((out / "001").glob("*.pts"))) == 3
 
 
+def test_batch300vw_says_a_video_had_undecodable_frames_and_exits_1_as_video_does(tmp_path, capsys, corrupt_mjpeg_clip):
+    """User test 38: frames passed undecodable said only in warnings, exit 0 (video: exit 1)."""
+    (tmp_path / "root" / "001").mkdir(parents=True)
+    corrupt_mjpeg_clip(tmp_path / "root" / "001" / "vid.avi")
+    out = tmp_path / "out"
+    assert main(["batch300vw", str(tmp_path / "root"), "--out", str(out), "--threads", "1", "--cnn-every", "0"]) == 1
+    captured = capsys.readouterr()
+    assert "001: 12 frames, 1 frame skipped (the warnings say why), no annotations" in captured.out
+    assert "done: 1 video tracked (1 of them with undecodable frames passed: the warnings say which)" in captured.out
+    assert "frame 7 of 12 could not be decoded" in captured.err
+    result = json.loads((out / "001" / "result.json").read_text())
+    assert result["frames"] == 12 and result["skipped_frames"] == 1
+    assert main(["batch300vw", str(tmp_path / "root"), "--out", str(out), "--threads", "1", "--cnn-every", "0"]) == 0  # done: kept
+
+
 def test_batch300vw_scores_a_clip_without_a_face_and_says_which_annotations_it_left_out(tmp_path, capsys):
     """No annotated frame with a face once crashed the closing line (a null NME); misnamed
     annotations scored AUC 0 without a word.  Annotations past the last decoded frame are failures,

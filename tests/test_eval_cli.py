@@ -83,7 +83,25 @@ def test_a_bystander_is_not_scored_as_the_annotated_face(tmp_path, gt, capsys):
     assert m["missing"] == 1 and m["errors"][0] is None
     assert scores["faces"] == ["a", "b", "c"]  # whose each error is (they were unnamed; user test 36)
     assert m["errors"][1] < 0.05 and m["errors"][2] > 0.1  # the shrunk answer: scored, a failure
-    assert "another person" in capsys.readouterr().out
+    assert m["faces_on_another_face"] == 1
+    out, err = capsys.readouterr()
+    assert "another person" in out
+    assert "note: mdm: 1 of the 3 faces scored as missing have predictions, all centred outside the annotated face's box" in err
+
+
+def test_only_another_persons_faces_say_so_and_leave_no_nan_in_the_table(tmp_path, gt, capsys):
+    """User test 38: every prediction another person's (a two-person clip's subject not the
+    annotated one): a row of "nan%" and "nan" and no word why."""
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for i, stem in enumerate(STEMS):
+        write_pts(pred / f"{stem}.pts", _face(i) + 400.0)
+    assert _eval(pred, gt) == 0
+    out, err = capsys.readouterr()
+    row = next(line for line in out.splitlines() if line.startswith("pts "))
+    assert "nan" not in row and row.split()[1:4] == ["3", "3", "-"], row
+    assert err.strip() == ("note: pts: 3 of the 3 faces scored as missing have predictions, all centred outside the "
+                           "annotated face's box (another person's face)")
 
 
 def test_the_face_in_the_annotated_box_is_scored_though_another_lies_nearer():

@@ -306,6 +306,8 @@ def test_a_texture_array_paints_as_its_uint8_picture_whatever_its_type(face, tmp
     cv2.imwrite(str(tmp_path / "clear.png"), clear)
     with pytest.warns(UserWarning, match="fully transparent"):
         load_texture(tmp_path / "clear.png")
+    with pytest.raises(InputError, match="load_texture takes a file's path, not ndarray: give an array to render_texture"):
+        load_texture(tex)  # (pathlib's TypeError; user test 38)
 
 
 def test_cli_transfer_says_which_frames_of_a_sequence_it_skipped(tmp_path, capsys):

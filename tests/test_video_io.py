@@ -147,18 +147,9 @@ def test_frames_the_decoder_dropped_unseen_are_named_by_the_containers_times():
     assert "times" not in warnings[0]
 
 
-def test_a_corrupt_mjpeg_frame_keeps_the_rest_of_the_video(tmp_path):
+def test_a_corrupt_mjpeg_frame_keeps_the_rest_of_the_video(tmp_path, corrupt_mjpeg_clip):
     path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 48))
-    for i in range(12):
-        writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
-    writer.release()
-    data = bytearray(path.read_bytes())
-    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]  # each frame's JPEG
-    assert len(starts) == 12
-    end = starts[7] - 8  # frame 7's AVI chunk header kept: without it the demuxer drops that frame unseen
-    data[starts[6]:end] = bytes(end - starts[6])  # frame 6's JPEG zeroed: FFmpeg fails that one read
-    path.write_bytes(bytes(data))
+    corrupt_mjpeg_clip(path)  # frame 6 (0-based) undecodable
     warnings = []
     with VideoSource(path, READ_AHEAD, warnings.append) as source:
         frames = list(source.frames())

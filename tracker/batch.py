@@ -30,7 +30,7 @@ from pathlib import Path
 
 import cv2
 
-from tracker.errors import MissingInputError, NotAFolderError, count_of
+from tracker.errors import MissingInputError, NotAFolderError, count_of, skipped_frames
 from tracker.evaluation import annotated_face, evaluate_video
 from tracker.fileio import WriteError, atomic_output_dir, atomic_write_json, file_digest
 from tracker.identity import load_recognizer
@@ -133,6 +133,7 @@ class VideoOutcome:
     ok: bool
     warnings: tuple[str, ...] = ()
     retry: bool = True  # a failure a rerun may not repeat (False: the video itself is unusable)
+    skipped_frames: int = 0  # frames it could not decode, passed (its warnings say which)
 
 
 @functools.lru_cache(maxsize=1)
@@ -203,7 +204,7 @@ def track_300vw_video(job: VideoJob, on_frames: Callable[[int], None] | None = N
             # the first acquisition plus one per re-detection after a loss (every frame in --stills).
             if job.subject == "annotated":
                 inputs["subject_annotations"] = subject_annotations(job.annot, consulted)
-            result = {"video": str(job.video), "frames": n, "seconds": round(seconds, 2), "detections": detections,
+            result = {"video": str(job.video), "frames": n, "skipped_frames": source.skipped, "seconds": round(seconds, 2), "detections": detections,
                       "warnings": warnings, "options": job.options, "inputs": inputs,
                       **_scores(job, out, n, {job.baseline: {"seconds": round(baseline_seconds, 2)}} if job.baseline else {})}
             atomic_write_json(out / "result.json", result)
@@ -242,7 +243,9 @@ def _scored(job: VideoJob, result: dict, warnings: tuple[str, ...] = ()) -> Vide
         if other := r["frames_on_another_face"]:
             notes.append(f"{job.annot}: {who}{count_of(other, 'annotated frame')} held another person's face (centred outside "
                          "the annotated face's box): scored as missing")
-    return VideoOutcome(job.name, f"{count_of(n, 'frame')}, {scored}", True, tuple(warnings) + tuple(notes))
+    skipped = result.get("skipped_frames", 0)  # (not recorded before session 38)
+    return VideoOutcome(job.name, f"{count_of(n, 'frame')}{skipped_frames(skipped)}, {scored}", True, tuple(warnings) + tuple(notes),
+                        skipped_frames=skipped)
 
 
 def rescore_300vw_video(job: VideoJob) -> VideoOutcome:

@@ -16,6 +16,12 @@ def count_of(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def skipped_frames(skipped: int) -> str:
+    """The closing line's clause for a source's skipped frames ('' for none): unreadable ones, or
+    of another size than a sequence's (counted as unreadable before; user test 14)."""
+    return f", {count_of(skipped, 'frame')} skipped (the warnings say why)" if skipped else ""
+
+
 def install_hint(extra: str) -> str:
     """How to add one of the package's extras, in the form that applies: in a checkout (this
     package beside the project's pyproject.toml, installed editable or not at all) the editable

@@ -161,8 +161,13 @@ def annotated_face(annot_dir: Path, frame: int, faces: list[np.ndarray]) -> int 
 
 
 def score_method(found: dict[str, Faces], truths: dict[str, np.ndarray], method: str) -> dict:
-    """Metrics of one method over every ground-truth face; a face without a prediction is a failure."""
-    return score_faces([(pick_face(found.get(stem, []), method, truth), truth) for stem, truth in truths.items()])
+    """Metrics of one method over every ground-truth face; a face without a prediction is a failure,
+    as is one whose predicted faces are all centred outside the annotated face's box
+    (``faces_on_another_face`` counts those: another person's face, not scored)."""
+    picked = [(pick_face(found.get(stem, []), method, truth), truth) for stem, truth in truths.items()]
+    other = sum(1 for stem, truth in truths.items()
+                if (faces := found.get(stem)) and annotated_index([f[final_method(f)] for f in faces], truth) is None)
+    return {**score_faces(picked), "faces_on_another_face": int(other)}
 
 
 def read_truth(path: Path) -> np.ndarray:
@@ -242,9 +247,13 @@ def score_table(rows: dict[str, dict]) -> list[str]:
     header = (f"{'method':<10} {'faces':>5} {'missing':>7} {'points':>6} {'NME68':>7} {'median':>7} {'AUC@.08':>8} {'FR@.08':>7} "
               f"{'NME49':>7} {'AUC49':>7} {'FR49':>6}")
     lines = [header, "-" * len(header)]
+    def cell(value: float, width: int, form: str) -> str:  # none scored: "-", not "nan%" (read as a broken run; user test 38)
+        return f"{format(value, form) if np.isfinite(value) else '-':>{width}}"
+
     for name, r in rows.items():
-        lines.append(f"{name:<10} {r['faces']:>5} {r['missing']:>7} {r['points_scored']:>6.0%} {r['nme_mean']:>7.4f} {r['nme_median']:>7.4f} "
-                     f"{r['auc08']:>8.4f} {r['fr08']:>7.3f} {r['nme49_mean']:>7.4f} {r['auc08_49']:>7.4f} {r['fr08_49']:>6.3f}")
+        lines.append(f"{name:<10} {r['faces']:>5} {r['missing']:>7} {cell(r['points_scored'], 6, '.0%')} {cell(r['nme_mean'], 7, '.4f')} "
+                     f"{cell(r['nme_median'], 7, '.4f')} {r['auc08']:>8.4f} {r['fr08']:>7.3f} {cell(r['nme49_mean'], 7, '.4f')} "
+                     f"{r['auc08_49']:>7.4f} {r['fr08_49']:>6.3f}")
     return lines + ["NME: mean over faces with a prediction (median over all, missing = inf); AUC/FR count a missing face as a failure.",
                     "points: mean share of the 68 points scored (a stage may report invisible points as missing; DenseReg does).",
                     "With several faces in a picture, of the predicted faces centred in the annotated face's box the one whose "

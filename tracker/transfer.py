@@ -16,6 +16,7 @@ or hair over the face).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -302,6 +303,8 @@ MAX_TEXTURE_SIDE = 2048  # a face is rarely 1000 px in a frame: more texels only
 def load_texture(path) -> np.ndarray:
     """A texture file as BGR or BGRA uint8 (alpha kept: it masks the paint), shrunk to at most
     ``MAX_TEXTURE_SIDE`` on its long side."""
+    if not isinstance(path, (str, os.PathLike)):  # (an array raised pathlib's TypeError; user test 38)
+        raise InputError(f"load_texture takes a file's path, not {type(path).__name__}: give an array to render_texture as it is")
     path = Path(path)
     data = np.fromfile(str(path), np.uint8) if path.is_file() else None
     if data is None or data.size == 0:

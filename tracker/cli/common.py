@@ -8,7 +8,6 @@ from pathlib import Path
 
 from engines import KINDS, NOTES
 from tracker.detector import cnn_missing_note
-from tracker.errors import count_of
 from tracker.pipeline import LIVE_DETECT_LAG
 
 EXIT_OK, EXIT_ITEMS_FAILED, EXIT_USAGE = 0, 1, 2
@@ -52,23 +51,25 @@ def engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-faces", type=count(1), default=4, metavar="N",
                    help="faces tracked per picture or frame (default 4): a picture's most prominent (largest, most central), "
                         "a video's tracks then the detector's best")
-    # one or the other: refused while parsing, before a command makes any folder
+    # one or the other: refused while parsing, before a command makes any folder.  The val AUCs below (session 38):
+    # python -m benchmarks.val_configs --config '{}' --config '{"refine_flip": false}'
+    #     --config '{"refiners": ["mdm_single.onnx"]}' --config '{"int8": false}'
     refiner = p.add_mutually_exclusive_group()
     refiner.add_argument("--no-refine", action="store_true", help="skip the MDM refiner (faster, less accurate)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
-                   help="test-time flipping: also refine the mirrored face and average (val AUC 0.622 instead of 0.613; doubles the "
+                   help="test-time flipping: also refine the mirrored face and average (val AUC 0.626 instead of 0.617; doubles the "
                         "refiner's time). Default: on for pictures, off for video")
     p.add_argument("--dense-flip", action="store_true",
                    help="test-time flipping of DenseReg: its maps for the face and the mirrored face averaged before "
                         "landmarks and parts are read (val parts 69.1 -> 69.6 mean IoU; landmarks no better; one more "
                         "network pass a face)")
     refiner.add_argument("--one-stage", action="store_true", help="one refiner stage instead of two: as fast on one face, ~5%% "
-                   "faster on two; val AUC 0.612 instead of 0.622")
+                   "faster on two; val AUC 0.612 instead of 0.626")
     p.add_argument("--fast-network", action=argparse.BooleanOptionalAction, default=None,
                    help="the faster DenseReg (densereg_fast.onnx: 0.8 instead of 1.2 ms a face; a little less accurate "
                         "UV and parts). Default: on for video, off for pictures")
     p.add_argument("--no-int8", action="store_true", help="ONNX Runtime runs the refiners' float graphs instead of their "
-                   "int8 variants (~0.2 ms a face slower; the same val AUC, 0.621 vs 0.622)")
+                   "int8 variants (~0.2 ms a face slower; the same val AUC, 0.626)")
     p.add_argument("--assets", type=existing_folder, metavar="DIR",
                    help="the models from this folder instead of the packaged tracker/assets: a copy of it with your own "
                         "networks exported into it (python -m training.export ... --out-dir DIR; each file is checked "
@@ -129,7 +130,3 @@ def warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr)
 
 
-def skipped_frames(skipped: int) -> str:
-    """The closing line's clause for a source's skipped frames ('' for none): unreadable ones, or
-    of another size than a sequence's (counted as unreadable before; user test 14)."""
-    return f", {count_of(skipped, 'frame')} skipped (the warnings say why)" if skipped else ""

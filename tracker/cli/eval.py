@@ -57,6 +57,13 @@ def run(args) -> int:
                 if not args.list and len(absent) > len(gt) / 2 else "")
         print(f"note: {len(absent)} of the {len(gt)} ground-truth pictures have no prediction file in {args.pred} "
               f"(first: {absent[0]}): {why}; scored as missing faces{hint}", file=sys.stderr)
+    others: dict[int, list[str]] = {}  # (every face "missing" without a word why; user test 38)
+    for name, r in rows.items():
+        if r["faces_on_another_face"]:
+            others.setdefault(r["faces_on_another_face"], []).append(name)
+    for count, names in others.items():
+        print(f"note: {', '.join(names)}: {count} of the {len(gt)} faces scored as missing have predictions, all centred outside "
+              "the annotated face's box (another person's face)", file=sys.stderr)
     print("\n".join(lines), flush=True)
     if skipped:
         print(f"{count_of(skipped, 'unreadable prediction')} skipped (scored as missing faces)", file=sys.stderr)

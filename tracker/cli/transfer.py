@@ -20,14 +20,13 @@ from tracker.cli.common import (
     engine_args,
     note_missing_cnn,
     parts_from_arg,
-    skipped_frames,
     template_maps_wanted,
     video_args,
     video_fields,
     warn,
 )
 from tracker.cli.stream import FrameOutputs, run_stream
-from tracker.errors import InputError, MissingInputError, UsageError, count_of
+from tracker.errors import InputError, MissingInputError, UsageError, count_of, skipped_frames
 from tracker.fileio import WRITABLE_IMAGE_EXTENSIONS, atomic_write_image, check_outputs_apart, check_writable, read_image
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.sources import CAMERA, FrameSource, SourceSpec, TrackedFrame, clip_files, is_numbered, open_source, spec_from_argument

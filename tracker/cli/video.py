@@ -15,14 +15,13 @@ from tracker.cli.common import (
     count,
     engine_args,
     note_missing_cnn,
-    skipped_frames,
     video_args,
     video_fields,
     warn,
 )
 from tracker.cli.stream import FrameOutputs, run_stream
 from tracker.draw import annotate
-from tracker.errors import UsageError, count_of
+from tracker.errors import UsageError, count_of, skipped_frames
 from tracker.fileio import (
     atomic_file,
     check_output_folder,
