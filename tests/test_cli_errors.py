@@ -351,6 +351,37 @@ def test_a_ctrl_c_while_the_app_loads_or_inside_a_native_import_is_an_interrupti
     assert done.returncode == 130 and done.stderr == "interrupted while starting; nothing was done\n", done.stderr
 
 
+def test_images_interrupted_says_how_many_pictures_it_finished(monkeypatch, capsys, tmp_path):
+    """User test 38: a Ctrl-C while the models loaded said "finished outputs are kept" where
+    nothing was written."""
+    import tracker.cli.images as images_command
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        (src / f"a{i}.jpg").write_bytes(DEMO_IMAGE.read_bytes())
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(images_command, "Tracker", stop)  # while the models load
+        assert main(["images", "--input", str(src), "--out", str(tmp_path / "o"), "--threads", "1"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted before any image was done: this run wrote nothing"
+    real, calls = images_command.frame_to_json, []
+
+    def second_stops(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(images_command, "frame_to_json", second_stops)
+    assert main(["images", "--input", str(src), "--out", str(tmp_path / "o"), "--threads", "1"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "interrupted; 1 image finished in this run and 0 before it are kept (rerun the same command to resume)")
+
+
 def test_a_handled_ctrl_c_leaves_later_bugs_reported_as_bugs_and_an_ignored_one_ignored(monkeypatch, capsys, tmp_path):
     """Review 26: a camera run ends with a Ctrl-C that is handled; a flag kept from it reported a
     later bug as an interruption (exit 130, and no traceback under -v).  And a job started with

@@ -38,7 +38,7 @@ from tracker.crop import (
     transform_points,
     warp_image,
 )
-from tracker.cuts import is_cut, thumbnail
+from tracker.cuts import FACE_REGION, face_changed, is_cut, thumbnail
 from tracker.densemaps import DenseMaps, infer_flip_averaged
 from tracker.detector import (
     DETECT_MAX_SIDE,
@@ -422,6 +422,7 @@ class _Track:
     roi: Roi | None = None  # the crop its last landmarks give: where the next frame looks for the face
     velocity: tuple[float, float] = (0.0, 0.0)  # that crop's centre's move over the last frame, pixels
     shown: bool = False  # reported yet (``Tracker._update_tracks``)
+    face: np.ndarray | None = None  # thumbnail of its face's region on its last frame (``tracker.cuts.face_changed``)
 
 
 @dataclass
@@ -718,7 +719,7 @@ class Tracker:
             expected = {tr.track_id: (roi.cx + tr.velocity[0], roi.cy + tr.velocity[1]) for tr, roi, _ in tracked}
             faces = _drop_duplicates(faces, expected)
         if video:
-            faces = self._update_tracks(faces, timer)
+            faces = self._update_tracks(image, faces, timer)
         else:  # numbered in the order returned (numbered before the sort, faces[0] could be "#2"; review 35)
             if not keep_order:
                 faces.sort(key=lambda f: -f.score)
@@ -1031,16 +1032,18 @@ class Tracker:
             )
         return faces
 
-    def _update_tracks(self, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
+    def _update_tracks(self, image: np.ndarray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         t = time.perf_counter()
         by_id = {tr.track_id: tr for tr in self._tracks}
         tracks, out = [], []
         for f in faces:
-            if f.track_id >= 0 and f.track_id in by_id:
+            region = thumbnail(warp_image(image, roi_from_landmarks(f.final.points), FACE_REGION))
+            if f.track_id >= 0 and f.track_id in by_id and not face_changed(by_id[f.track_id].face, region):
                 tr = by_id[f.track_id]
-            else:
+            else:  # a new face, or another face where a track's was: that track ends
                 tr = _Track(self._next_id, self._make_filter())
                 self._next_id += 1
+            tr.face = region
             stages, raw = dict(f.stages), f.final
             if tr.filter is not None:  # its own stage: stages["mdm"] stay the refiner's output
                 scale = max(eye_distance(raw.points), MIN_EYE_DISTANCE)

@@ -287,6 +287,7 @@ def _load_boxes(args, images: list[Path]) -> dict[Path, list[Detection]]:
 
 
 def run(args) -> int:
+    args.interrupted = "interrupted before any image was done: this run wrote nothing"  # (until its loop starts, below)
     one = _one_picture(args)
     _check_folders(args)
     images = one or _select_images(args)
@@ -343,6 +344,10 @@ def _track_all(args, images: list[Path], names: dict[Path, str], unnamed: list[P
     except WriteError as exc:  # a full disk, a folder made read-only: say what is kept
         raise exc.with_note(f"{count_of(counts['done'], 'image')} finished in this run and {counts['resumed']} before it are complete; "
                             "after fixing that, rerun the same command to resume") from exc
+    except KeyboardInterrupt:  # ("finished outputs are kept" where none was written read as a lie; user test 38)
+        args.interrupted = (f"interrupted; {count_of(counts['done'], 'image')} finished in this run and {counts['resumed']} before it "
+                            "are kept (rerun the same command to resume)")
+        raise
     given = (f" ({counts['given']} with boxes from {args.boxes}, {counts['bad_box']} skipped for a box outside the picture or far larger)"
              if args.boxes else "")
     unrecorded = sum(1 for p in set(images) - set(todo) if "boxes" not in records[p])  # (an earlier version's outputs)
