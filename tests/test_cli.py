@@ -604,14 +604,27 @@ def test_a_video_reports_no_face_that_fits_as_none_and_ends_on_its_first_frame(d
     """Verify 37: on the demo still moved on a 640x480 canvas, HOG's weak box on the suit's badge
     (fit under FACE_MIN_QUALITY) started a new track on every other frame, reported, drawn and
     painted as face #1, #2, ..., each ended on its next frame and searched for again at once."""
+    from tracker.detector import detect_faces_at
+
     img, _ = demo_truth
     canvas = np.zeros((480, 640, 3), np.uint8)
     canvas[:, 60:572] = img[20:500]
-    tracker = Tracker(TrackerConfig(mode="video", threads=1))
+    badge = canvas.copy()
+    badge[:250] = 0  # the suit alone
+    config = TrackerConfig(mode="video", threads=1)
+    # HOG does box the badge, besides the face (else this test would pass for nothing)
+    boxes = [d for d in detect_faces_at(cv2.cvtColor(badge, cv2.COLOR_BGR2GRAY), config.detect_side) if d.score >= config.detect_threshold]
+    assert len(boxes) == 1 and boxes[0].roi().cy > 300
+    tracker = Tracker(config)
     results = [tracker.track(canvas) for _ in range(6)]
     assert [[f.track_id for f in r.faces] for r in results] == [[0]] * 6
     assert all(r.faces[0].landmarks[:, 1].max() < 240 for r in results)  # the face, not the badge
     assert "detect" in results[0].timings and all("detect" not in r.timings for r in results[1:])
+    # the badge alone, found on every frame (nothing tracked), is never reported; the face that then
+    # comes is face 0: the numbers count reported faces only (the badge's tracks took ids 0, 1, 2)
+    tracker.reset()
+    assert [tracker.track(badge).faces for _ in range(3)] == [[]] * 3
+    assert [[f.track_id for f in tracker.track(canvas).faces] for _ in range(2)] == [[0], [0]]
 
 
 def test_another_face_in_a_tracks_place_is_a_new_track_though_the_frame_is_no_cut():

@@ -367,7 +367,8 @@ def test_images_interrupted_says_how_many_pictures_it_finished(monkeypatch, caps
     with monkeypatch.context() as m:
         m.setattr(images_command, "Tracker", stop)  # while the models load
         assert main(["images", "--input", str(src), "--out", str(tmp_path / "o"), "--threads", "1"]) == 130
-    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted before any image was done: this run wrote nothing"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == ("interrupted before any image was done: this run wrote "
+                                                                     "nothing (an earlier run's outputs are kept)")
     real, calls = images_command.frame_to_json, []
 
     def second_stops(*a, **k):

@@ -8,6 +8,7 @@ import pytest
 from tracker.assets import ASSETS
 from tracker.crop import roi_from_box
 from tracker.detector import cnn_available, detect_faces, detect_faces_cnn
+from tracker.pipeline import Tracker, TrackerConfig
 
 needs_cnn = pytest.mark.skipif(not cnn_available(), reason="face-recognition-models (dlib's CNN detector) not installed")
 
@@ -713,6 +714,32 @@ def test_a_face_sliding_out_of_the_frame_is_dropped_when_most_of_it_has_gone(ast
     dropped = slide(TrackerConfig(mode="video", threads=1))
     assert min(s for s in kept if s is not None) < 0.5  # without the rule: a face less than half in the frame
     assert all(s is None or s >= 0.5 for s in dropped) and dropped[0] == 1.0
+
+
+def test_a_faces_region_changes_with_another_face_not_with_the_same_face_moved_dimmed_or_grey(astronaut):
+    """``face_changed``: the region of a face's landmarks, one frame apart: another person's face
+    there changes it; the same face moved, zoomed, a little darker, half outside the frame, or
+    grey footage's faces, do not; no region (a face wholly outside) is no change."""
+    from tracker.cuts import face_changed, face_thumbnail
+
+    grace = cv2.imread(str(ASSETS / "demo" / "grace_hopper.jpg"))
+    points = {}
+    for name, image in (("astronaut", astronaut), ("grace", grace)):
+        face = Tracker(TrackerConfig(threads=1)).track(image).faces[0]
+        points[name] = face.landmarks
+    a = face_thumbnail(astronaut, points["astronaut"])
+    moved = np.roll(astronaut, (9, -7), axis=(0, 1))
+    assert not face_changed(a, face_thumbnail(moved, points["astronaut"] + [-7, 9]))
+    zoom = cv2.resize(astronaut, None, fx=1.1, fy=1.1)
+    assert not face_changed(a, face_thumbnail(zoom, points["astronaut"] * 1.1))
+    assert not face_changed(a, face_thumbnail((astronaut * 0.7).astype(np.uint8), points["astronaut"]))
+    assert face_changed(a, face_thumbnail(grace, points["grace"]))  # another person
+    grey = lambda image: cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)  # noqa: E731
+    assert not face_changed(face_thumbnail(grey(astronaut), points["astronaut"]), face_thumbnail(grey(grace), points["grace"]))
+    edge = points["astronaut"] - [points["astronaut"][:, 0].mean() - 10, 0]  # the face's centre 10 px from the left edge
+    shifted = np.roll(astronaut, -int(points["astronaut"][:, 0].mean() - 10), axis=1)
+    assert not face_changed(face_thumbnail(shifted, edge), face_thumbnail(np.roll(shifted, 1, axis=0), edge + [0, 1]))
+    assert face_thumbnail(astronaut, points["astronaut"] + 5000) is None and not face_changed(a, None) and not face_changed(None, a)
 
 
 def test_a_cut_from_a_close_up_to_a_wide_shot_finds_the_small_face_at_once(astronaut):

@@ -86,7 +86,7 @@ def test_a_bystander_is_not_scored_as_the_annotated_face(tmp_path, gt, capsys):
     assert m["faces_on_another_face"] == 1
     out, err = capsys.readouterr()
     assert "another person" in out
-    assert "note: mdm: 1 of the 3 faces scored as missing have predictions, all centred outside the annotated face's box" in err
+    assert "note: mdm: 1 face (of 3) scored as missing though predicted: every prediction centred outside the annotated face's box" in err
 
 
 def test_only_another_persons_faces_say_so_and_leave_no_nan_in_the_table(tmp_path, gt, capsys):
@@ -100,8 +100,8 @@ def test_only_another_persons_faces_say_so_and_leave_no_nan_in_the_table(tmp_pat
     out, err = capsys.readouterr()
     row = next(line for line in out.splitlines() if line.startswith("pts "))
     assert "nan" not in row and row.split()[1:4] == ["3", "3", "-"], row
-    assert err.strip() == ("note: pts: 3 of the 3 faces scored as missing have predictions, all centred outside the "
-                           "annotated face's box (another person's face)")
+    assert err.strip() == ("note: pts: 3 faces (of 3) scored as missing though predicted: every prediction centred outside "
+                           "the annotated face's box (another person's face)")
 
 
 def test_the_face_in_the_annotated_box_is_scored_though_another_lies_nearer():

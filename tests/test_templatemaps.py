@@ -281,18 +281,18 @@ def test_the_dense_fit_takes_every_pixel_of_the_small_parts_and_keeps_to_the_net
     """With the part map, every foreground pixel whose UV is on a brow, an eye or a lip is a
     correspondence besides the 3-px grid; the rendered foreground is the fitted mesh's mask cut to
     the network's outline, whose enclosed holes (the open mouth it fills or not) do not cut it."""
-    from tracker.templatemaps import DENSE_ALL_PARTS, DENSE_STEP, dense_fit, dense_fit_maps, face_holes, uv_lookup
+    from tracker.templatemaps import DENSE_SMALL_PARTS, DENSE_STEP, dense_fit, dense_fit_maps, face_holes, uv_lookup
 
     with np.load(ASSETS / "template.npz") as z:
         part_map = z["part_map"]
     lookup = uv_lookup(face_model)
     _, (uv, _, mask) = _known_face(face_model, 0.0, 0)
     uv, fg = np.nan_to_num(uv), mask.astype(np.float32)
-    small = np.isin(lookup_parts(uv, part_map, mask), DENSE_ALL_PARTS)
+    small = np.isin(lookup_parts(uv, part_map, mask), DENSE_SMALL_PARTS)
     grid = np.zeros_like(mask)
     grid[::DENSE_STEP, ::DENSE_STEP] = True
     assert small.sum() > 2 * (small & grid).sum() > 0
-    plain, dense = dense_fit(face_model, lookup, uv, fg), dense_fit(face_model, lookup, uv, fg, part_map)
+    plain, dense = dense_fit(face_model, lookup, uv, fg), dense_fit(face_model, lookup, uv, fg, part_map=part_map)
     # the taken pixels of the known face's own UV lie on the template (but a few on its rasters' edges)
     taken_plain, taken_dense = (grid & mask).sum(), ((grid | small) & mask).sum()
     assert taken_plain - 3 <= len(plain.fitted) <= taken_plain and taken_dense - 3 <= len(dense.fitted) <= taken_dense
@@ -300,6 +300,6 @@ def test_the_dense_fit_takes_every_pixel_of_the_small_parts_and_keeps_to_the_net
     cut = fg.copy()
     cut[:, :64] = 0  # the network sees only the right half of the face
     cut[95:100, 68:74] = 0  # and a hole inside it
-    maps = dense_fit_maps(face_model, lookup, uv, cut, part_map)
+    maps = dense_fit_maps(face_model, lookup, uv, cut, part_map=part_map)
     assert not maps.fg[:, :64].any() and maps.fg[95:100, 68:74].all() and face_holes(cut > 0.5)[95:100, 68:74].all()
     assert maps.fg[:, 64:].sum() > 0.9 * mask[:, 64:].sum()

@@ -38,7 +38,7 @@ from tracker.crop import (
     transform_points,
     warp_image,
 )
-from tracker.cuts import FACE_REGION, face_changed, is_cut, thumbnail
+from tracker.cuts import face_changed, face_thumbnail, is_cut, thumbnail
 from tracker.densemaps import DenseMaps, infer_flip_averaged
 from tracker.detector import (
     DETECT_MAX_SIDE,
@@ -336,7 +336,8 @@ class FaceResult:
     ~0.2, real faces ~0.5-0.7); score: the detector's score on detection frames (HOG ~0-3, the
     CNN's ~0-1.5), else (tracked, or a box the caller gave) ``quality``: two scales in one field
     (the order of a frame's faces: ``FrameResult``), so compare frames by ``quality``;
-    track_id: stable across frames in video mode; stages: the landmarks of every
+    track_id: video: the face's number, 0, 1, ... in the order faces are first reported, the same
+    while it is tracked (another face in its place is numbered anew: ``tracker.cuts.face_changed``); stages: the landmarks of every
     ``Stage`` that ran, in order ('densereg', 'pca', 'mdm' with the refiner, 'smooth' in video
     with smoothing), ``final`` the last of them; all coordinates are 0-based image pixels (pixel centres);
     maps: the dense maps in crop pixels (S,S), always set; crop_to_image: (2,3) affine from crop
@@ -401,7 +402,8 @@ class FrameResult:
     in their order); [] when there is none.  timings: ms per stage.  dropped: faces
     the detector found beyond ``TrackerConfig.max_faces``, not kept (a still keeps its most
     prominent ones, ``tracker.crop.prominence``, that fit as faces, ``FACE_MIN_QUALITY``; video
-    its tracks, then the best detections)."""
+    its tracks, then the best detections).  Video reports a new face from its first frame where it
+    fits as one (``FACE_MIN_QUALITY``; a caller's box always), else from its second."""
 
     faces: list[FaceResult]
     timings: dict[str, float]
@@ -421,7 +423,9 @@ class _Track:
     appearance: AppearanceMemory | None = None  # with config.visibility: the face's colours seen so far
     roi: Roi | None = None  # the crop its last landmarks give: where the next frame looks for the face
     velocity: tuple[float, float] = (0.0, 0.0)  # that crop's centre's move over the last frame, pixels
-    shown: bool = False  # reported yet (``Tracker._update_tracks``)
+    # The id it is reported by (``FaceResult.track_id``), given when it is first reported
+    # (``Tracker._update_tracks``): reported faces are numbered 0, 1, ... without gaps.
+    number: int | None = None
     face: np.ndarray | None = None  # thumbnail of its face's region on its last frame (``tracker.cuts.face_changed``)
 
 
@@ -498,7 +502,8 @@ class Tracker:
         # crop in pixels: whether video's finer search is worth it (``_finer_due``).
         self._gone_at, self._gone_size = NEVER, 0.0
         self._cnn_at = NEVER  # the frame the CNN last looked after a loss
-        self._next_id = 0
+        self._next_id = 0  # tracks' own ids
+        self._next_number = 0  # the ids faces are reported by (``_Track.number``)
         self._frame = 0
         self._finer_at = NEVER  # the frame video last ran the finer search on
         self._finer_gap = FINER_SEARCH_EVERY  # frames from it to the next (``_finer_due``)
@@ -553,6 +558,7 @@ class Tracker:
         self._missing = []
         self._finer_at, self._finer_gap, self._gone_at, self._gone_size = NEVER, FINER_SEARCH_EVERY, NEVER, 0.0
         self._thumbnail, self._turned_next = None, False
+        self._next_number = 0  # a new video's faces are numbered from 0
 
     def close(self) -> None:
         """Stop the background face search's worker process, if one was started (it also stops
@@ -588,8 +594,8 @@ class Tracker:
         ``Detection`` of another detector ('hog', 'cnn') keeps that detector's calibration.
         Every box is processed; in image mode the faces come back in the boxes' order (a box
         where no face could be fitted is left out; ``face.box`` says which box a face came
-        from).  In video mode a box over a tracked face continues that track, others start new
-        ones, and a track no box covers ends.
+        from).  In video mode a box over a tracked face continues that track (unless another face has
+        taken its place), others start new ones, and a track no box covers ends.
         ``boxes=[]`` means no face (the detector does not run).  A degenerate box, or one
         entirely outside the frame, raises ``BoxError`` (a ValueError) before anything is done.
         """
@@ -607,7 +613,7 @@ class Tracker:
                 # A new shot: its faces are not the tracked ones, even where they stand in the same
                 # place (tracks carried on onto them; user test 10).  Searched as a first frame.
                 self._search.cancel()  # (an answer under way is about the old shot)
-                self._gone(self._tracks)
+                self._gone([tr for tr in self._tracks if tr.number is not None])
                 cut = True
                 self._tracks, self._track_ended, self._missing, self._lost_at = [], False, [], NEVER
             self._thumbnail = thumb
@@ -706,6 +712,8 @@ class Tracker:
             t = timer.add("detect", t)
             items = [(None, d.roi(), d) for d in detections]
             faces = self._process(image, gray, items, timer) if items else []
+        if video:
+            faces = self._split_changed(image, faces)
         # New faces (a still's, a caller's box, a video's new track) settle in their landmarks'
         # crop; a tracked face's next frame starts from that crop anyway.
         faces = self._settle(image, gray, self._orient(image, gray, faces, timer), timer)
@@ -1032,18 +1040,25 @@ class Tracker:
             )
         return faces
 
+    def _split_changed(self, image: np.ndarray, faces: list[FaceResult]) -> list[FaceResult]:
+        """Video: a tracked face whose region shows another face than the track's last frame
+        (``tracker.cuts.face_changed``: another person in its place, the frame no cut) is a new
+        face, settled in its own crop and numbered anew; that track ends."""
+        tracks = {tr.track_id: tr for tr in self._tracks}
+        return [replace(f, track_id=-1) if f.track_id in tracks and face_changed(tracks[f.track_id].face, face_thumbnail(image, f.final.points))
+                else f for f in faces]
+
     def _update_tracks(self, image: np.ndarray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         t = time.perf_counter()
         by_id = {tr.track_id: tr for tr in self._tracks}
-        tracks, out = [], []
+        tracks, out, started = [], [], []
         for f in faces:
-            region = thumbnail(warp_image(image, roi_from_landmarks(f.final.points), FACE_REGION))
-            if f.track_id >= 0 and f.track_id in by_id and not face_changed(by_id[f.track_id].face, region):
+            if f.track_id >= 0 and f.track_id in by_id:
                 tr = by_id[f.track_id]
-            else:  # a new face, or another face where a track's was: that track ends
+            else:
                 tr = _Track(self._next_id, self._make_filter())
                 self._next_id += 1
-            tr.face = region
+            tr.face = face_thumbnail(image, f.final.points)
             stages, raw = dict(f.stages), f.final
             if tr.filter is not None:  # its own stage: stages["mdm"] stay the refiner's output
                 scale = max(eye_distance(raw.points), MIN_EYE_DISTANCE)
@@ -1058,24 +1073,22 @@ class Tracker:
             # track that ended on its first frame every other frame, drawn and painted as a face
             # (verify 37), while a hard real face (dark, half hidden) that fits under that at first
             # stays and is reported a frame late.
-            tr.shown = tr.shown or tr.age > 1 or f.quality >= FACE_MIN_QUALITY or (f.box is not None and f.box.detector == GIVEN)
+            if tr.number is None and (tr.age > 1 or f.quality >= FACE_MIN_QUALITY or (f.box is not None and f.box.detector == GIVEN)):
+                tr.number, self._next_number = self._next_number, self._next_number + 1
+                started.append(tr)
             tracks.append(tr)
-            if tr.shown:
-                out.append(replace(f, track_id=tr.track_id, stages=stages, pose=head_pose(pts, self.head_model)))
+            if tr.number is not None:
+                out.append(replace(f, track_id=tr.number, stages=stages, pose=head_pose(pts, self.head_model)))
         kept = {tr.track_id for tr in tracks}
-        ended = [tr for i, tr in by_id.items() if i not in kept and tr.shown]
-        # A track that ended unreported is no loss to search for, and its number is given again
-        # (reported faces keep consecutive numbers)
-        for tr in sorted((tr for i, tr in by_id.items() if i not in kept and not tr.shown), key=lambda tr: -tr.track_id):
-            if tr.track_id == self._next_id - 1:
-                self._next_id -= 1
+        # a track that ended unreported is no loss to search for, nor one starting the face back
+        ended = [tr for i, tr in by_id.items() if i not in kept and tr.number is not None]
         # (kept until a search starts: a loss while the last search was still under way was looked
         # for only at the next LOST_SEARCH_EVERY frame; review 35)
         self._track_ended = self._track_ended or bool(ended)
         if ended:
             self._lost_at = self._frame
             self._gone(ended)
-        self._note_missing(ended, [tr for tr in tracks if tr.track_id not in by_id])
+        self._note_missing(ended, started)
         self._tracks = tracks
         if any(tr.age > 1 for tr in tracks):  # a face tracked: the next loss is searched for promptly again
             self._finer_gap = FINER_SEARCH_EVERY  # (not one that ends on its first frame: a box on a wall's pattern)
@@ -1102,7 +1115,7 @@ class Tracker:
         """Each face's visibility map: its colours against its own parts' colours and, in video,
         against the colours its track showed before (``tracker.occlusion``)."""
         t = time.perf_counter()
-        tracks = {tr.track_id: tr for tr in self._tracks} if self.config.mode is TrackerMode.VIDEO else {}
+        tracks = {tr.number: tr for tr in self._tracks if tr.number is not None} if self.config.mode is TrackerMode.VIDEO else {}
         out = []
         for f in faces:
             track = tracks.get(f.track_id)

@@ -128,7 +128,7 @@ def nearest_inside(maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
 # decided, and the 3-px grid puts a handful of points) is a correspondence too: 70.65 -> 70.92
 # (lips only 70.73, with the nose 70.83, those parts on a 2-px grid 70.89; session 38).
 DENSE_STEP = 3
-DENSE_ALL_PARTS = tuple(range(LEFT_EYEBROW, LOWER_LIP + 1))
+DENSE_SMALL_PARTS = tuple(range(LEFT_EYEBROW, LOWER_LIP + 1))
 DENSE_ROUNDS = 5
 DENSE_SHAPE_REG = 0.5
 DENSE_HUBER = 1.5
@@ -151,11 +151,11 @@ def uv_lookup(face_model: FaceModel, res: int = UV_RASTER) -> UVLookup:
     return UVLookup(raster.triangle, raster.bary)
 
 
-def dense_fit(face_model: FaceModel, lookup: UVLookup, uv: np.ndarray, fg: np.ndarray, part_map: np.ndarray | None = None,
+def dense_fit(face_model: FaceModel, lookup: UVLookup, uv: np.ndarray, fg: np.ndarray, *, part_map: np.ndarray | None = None,
               step: int = DENSE_STEP, rounds: int = DENSE_ROUNDS) -> FitResult | None:
     """The template fitted to a network's (2,H,W) UV at its (H,W) foreground (probability > 0.5),
     in those maps' pixels: every `step`-th pixel in each direction, and with the template's
-    `part_map` every pixel of the small parts (``DENSE_ALL_PARTS``); None where fewer than 20
+    `part_map` every pixel of the small parts (``DENSE_SMALL_PARTS``); None where fewer than 20
     foreground pixels fall on the template."""
     if rounds < 1 or step < 1:
         raise ValueError(f"dense_fit: rounds {rounds} and step {step} must be at least 1")
@@ -163,7 +163,7 @@ def dense_fit(face_model: FaceModel, lookup: UVLookup, uv: np.ndarray, fg: np.nd
     gy, gx = np.mgrid[0:h, 0:w]
     take = (gy % step == 0) & (gx % step == 0)
     if part_map is not None:
-        take |= np.isin(lookup_parts(uv, part_map), DENSE_ALL_PARTS)
+        take |= np.isin(lookup_parts(uv, part_map), DENSE_SMALL_PARTS)
     ys, xs = np.nonzero(take & (fg > 0.5) & np.isfinite(uv).all(axis=0))
     rows, cols = uv_cells(uv[0, ys, xs], uv[1, ys, xs], lookup.triangle.shape[0])
     tri = lookup.triangle[rows, cols]
@@ -184,14 +184,14 @@ def dense_fit(face_model: FaceModel, lookup: UVLookup, uv: np.ndarray, fg: np.nd
     return fit
 
 
-def dense_fit_maps(face_model: FaceModel, lookup: UVLookup, uv: np.ndarray, fg: np.ndarray,
+def dense_fit_maps(face_model: FaceModel, lookup: UVLookup, uv: np.ndarray, fg: np.ndarray, *,
                    part_map: np.ndarray | None = None) -> DenseMaps | None:
     """The template fitted to the network's dense UV (``dense_fit``), rendered in its maps' crop:
     UV, depth and a foreground (0 or 1) that is the fitted face's mask inside the network's own
     outline (its foreground with what it encloses): the network finds the face's edge better
     (val parts' "other" 86.3 -> 88.5, mean 70.39 -> 70.65), the fitted mesh the open mouth, which
     the network's foreground fills.  None where it could not be fitted."""
-    fit = dense_fit(face_model, lookup, uv, fg, part_map)
+    fit = dense_fit(face_model, lookup, uv, fg, part_map=part_map)
     if fit is None:
         return None
     ruv, depth, mask = render_fits(face_model.model, face_model.vertex_uv, [fit], fg.shape)

@@ -202,7 +202,7 @@ def dense_fit_labels(maps: list[tuple[np.ndarray, np.ndarray]], part_map: np.nda
     lookup = uv_lookup(model)
     labels = []
     for uv, fg in maps:
-        fitted = dense_fit_maps(model, lookup, uv, fg, part_map)
+        fitted = dense_fit_maps(model, lookup, uv, fg, part_map=part_map)
         labels.append(np.zeros(fg.shape, np.uint8) if fitted is None else lookup_parts(fitted.uv, part_map, fitted.fg > 0.5))
     return labels
 

@@ -62,8 +62,8 @@ def run(args) -> int:
         if r["faces_on_another_face"]:
             others.setdefault(r["faces_on_another_face"], []).append(name)
     for count, names in others.items():
-        print(f"note: {', '.join(names)}: {count} of the {len(gt)} faces scored as missing have predictions, all centred outside "
-              "the annotated face's box (another person's face)", file=sys.stderr)
+        print(f"note: {', '.join(names)}: {count_of(count, 'face')} (of {len(gt)}) scored as missing though predicted: every "
+              "prediction centred outside the annotated face's box (another person's face)", file=sys.stderr)
     print("\n".join(lines), flush=True)
     if skipped:
         print(f"{count_of(skipped, 'unreadable prediction')} skipped (scored as missing faces)", file=sys.stderr)

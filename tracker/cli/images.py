@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from tracker.boxfile import boxes_of_pictures, read_boxes
-from tracker.cli.common import RESUMES, count, engine_args, parts_from_arg, template_maps_wanted
+from tracker.cli.common import count, engine_args, parts_from_arg, template_maps_wanted
 from tracker.cli.options import check_same_options, decided_options
 from tracker.detector import DETECT_MAX_SIDE, STILL_MAX_SIDE, Detection, cnn_missing_note, require_dlib_predictor
 from tracker.draw import annotate_still, frame_part_labels
@@ -81,7 +81,7 @@ def register(sub) -> None:
                         f"{STILL_MAX_SIDE} also finds the small faces of a group photo, ~0.4 s a picture; a larger side keeps what "
                         f"the {DETECT_MAX_SIDE} px search finds too; with --max-faces)")
     engine_args(p)
-    p.set_defaults(func=run, interrupted=RESUMES)
+    p.set_defaults(func=run)  # (its Ctrl-C message: run sets it)
 
 
 def _output_names(images: list[Path], root: Path) -> dict[Path, str]:
@@ -287,7 +287,8 @@ def _load_boxes(args, images: list[Path]) -> dict[Path, list[Detection]]:
 
 
 def run(args) -> int:
-    args.interrupted = "interrupted before any image was done: this run wrote nothing"  # (until its loop starts, below)
+    # (until its loop starts, below; "finished outputs are kept" where none was written read as a lie: user test 38)
+    args.interrupted = "interrupted before any image was done: this run wrote nothing (an earlier run's outputs are kept)"
     one = _one_picture(args)
     _check_folders(args)
     images = one or _select_images(args)
@@ -344,10 +345,10 @@ def _track_all(args, images: list[Path], names: dict[Path, str], unnamed: list[P
     except WriteError as exc:  # a full disk, a folder made read-only: say what is kept
         raise exc.with_note(f"{count_of(counts['done'], 'image')} finished in this run and {counts['resumed']} before it are complete; "
                             "after fixing that, rerun the same command to resume") from exc
-    except KeyboardInterrupt:  # ("finished outputs are kept" where none was written read as a lie; user test 38)
-        args.interrupted = (f"interrupted; {count_of(counts['done'], 'image')} finished in this run and {counts['resumed']} before it "
-                            "are kept (rerun the same command to resume)")
+    except KeyboardInterrupt:
+        args.interrupted = _kept(counts)
         raise
+    args.interrupted = _kept(counts)  # (a Ctrl-C while the closing lines are written)
     given = (f" ({counts['given']} with boxes from {args.boxes}, {counts['bad_box']} skipped for a box outside the picture or far larger)"
              if args.boxes else "")
     unrecorded = sum(1 for p in set(images) - set(todo) if "boxes" not in records[p])  # (an earlier version's outputs)
@@ -363,6 +364,12 @@ def _track_all(args, images: list[Path], names: dict[Path, str], unnamed: list[P
         f"(engine: {tracker.describe()})"
     )
     return 1 if counts["failed"] or counts["bad_box"] or unnamed else 0
+
+
+def _kept(counts: dict[str, int]) -> str:
+    """What an interrupted run says it leaves."""
+    return (f"interrupted; {count_of(counts['done'], 'image')} finished in this run and {counts['resumed']} before it are kept "
+            "(rerun the same command to resume)")
 
 
 def _images_loop(args, tracker: Tracker, images: list[Path], names: dict[Path, str], boxes: dict[Path, list[Detection]],
