@@ -426,7 +426,7 @@ class _Track:
     # The id it is reported by (``FaceResult.track_id``), given when it is first reported
     # (``Tracker._update_tracks``): reported faces are numbered 0, 1, ... without gaps.
     number: int | None = None
-    face: np.ndarray | None = None  # thumbnail of its face's region on its last frame (``tracker.cuts.face_changed``)
+    region: np.ndarray | None = None  # thumbnail of its face's region on its last frame (``tracker.cuts.face_changed``)
 
 
 @dataclass
@@ -1045,8 +1045,11 @@ class Tracker:
         (``tracker.cuts.face_changed``: another person in its place, the frame no cut) is a new
         face, settled in its own crop and numbered anew; that track ends."""
         tracks = {tr.track_id: tr for tr in self._tracks}
-        return [replace(f, track_id=-1) if f.track_id in tracks and face_changed(tracks[f.track_id].face, face_thumbnail(image, f.final.points))
-                else f for f in faces]
+
+        def changed(f: FaceResult) -> bool:
+            return f.track_id in tracks and face_changed(tracks[f.track_id].region, face_thumbnail(image, f.final.points))
+
+        return [replace(f, track_id=-1) if changed(f) else f for f in faces]
 
     def _update_tracks(self, image: np.ndarray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
         t = time.perf_counter()
@@ -1058,7 +1061,7 @@ class Tracker:
             else:
                 tr = _Track(self._next_id, self._make_filter())
                 self._next_id += 1
-            tr.face = face_thumbnail(image, f.final.points)
+            tr.region = face_thumbnail(image, f.final.points)
             stages, raw = dict(f.stages), f.final
             if tr.filter is not None:  # its own stage: stages["mdm"] stay the refiner's output
                 scale = max(eye_distance(raw.points), MIN_EYE_DISTANCE)
