@@ -58,7 +58,7 @@ def engine_args(p: argparse.ArgumentParser) -> None:
     refiner.add_argument("--no-refine", action="store_true", help="skip the MDM refiner (faster, less accurate)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="test-time flipping: also refine the mirrored face and average (val AUC 0.626 instead of 0.617; doubles the "
-                        "refiner's time). Default: on for pictures, off for video")
+                        "refiner's time). Default: on for pictures and batch300vw, off for video")
     p.add_argument("--dense-flip", action="store_true",
                    help="test-time flipping of DenseReg: its maps for the face and the mirrored face averaged before "
                         "landmarks and parts are read (val parts 69.1 -> 69.6 mean IoU; landmarks no better; one more "
