@@ -50,7 +50,7 @@ def test_rerun_with_other_options_is_refused_unless_overwrite(tmp_path, capsys):
     # Each of these changes what is tracked: refused up front, in one line, nothing touched.
     for extra, says in ((["--no-refine"], "refine true -> false"), (["--stills"], "stills false -> true"),
                         (["--engine", "torch"], 'engine "auto" -> "torch"'), (["--one-stage"], "one-stage false -> true"),
-                        (["--flip"], "flip false -> true"), (["--no-smooth"], "smooth true -> false"),
+                        (["--no-flip"], "flip true -> false"), (["--no-smooth"], "smooth true -> false"),
                         (["--max-faces", "1"], "max-faces 4 -> 1"), (["--no-fast-network"], "fast-network true -> false")):
         assert main(base + extra) == 2, extra
         captured = capsys.readouterr()
@@ -59,8 +59,8 @@ def test_rerun_with_other_options_is_refused_unless_overwrite(tmp_path, capsys):
         assert "another --out" in line and "--overwrite" in line and captured.out == ""
     assert _files(out) == finished
 
-    # These do not (how fast, or --flip's default for video said aloud): the rerun resumes.
-    assert main(base + ["--jobs", "2", "--no-flip", "--fast-network"]) == 0
+    # These do not (how fast, or --flip's default for batch300vw said aloud): the rerun resumes.
+    assert main(base + ["--jobs", "2", "--flip", "--fast-network"]) == 0
     assert "0 videos tracked, 2 already done" in capsys.readouterr().out
 
     # --overwrite redoes every video with this run's options, and the same command resumes after it.
