@@ -89,6 +89,9 @@ ORIENT_TURNS = (math.pi / 2, -math.pi / 2, math.pi)
 # lettering at 0.32, a face painted over at 0.26), and video's finer and turned rounds' for when
 # the next comes (``Tracker._next_round``: a box on a blank wall fits at 0.07).
 FACE_MIN_QUALITY = 0.45
+# Video: frames a new track that does not fit as a face (FACE_MIN_QUALITY) must last before it is
+# reported (``Tracker._update_tracks``): the badge's tracks lasted up to 4 (flipped refiner).
+UNSURE_FRAMES = 5
 # How much better a turned run's quality must be (first runs, before settling: on the 80 val
 # faces given their CNN boxes, a margin of 0.02 kept all 80 upright, where 0 turned 2; turned 90
 # degrees it kept 41 of the 43 the CNN finds right, as 0 did; 0.05 kept 39).
@@ -717,6 +720,8 @@ class Tracker:
         # New faces (a still's, a caller's box, a video's new track) settle in their landmarks'
         # crop; a tracked face's next frame starts from that crop anyway.
         faces = self._settle(image, gray, self._orient(image, gray, faces, timer), timer)
+        if video and given is None:
+            faces = self._surviving(image, gray, faces, timer)
         if spare and not video:
             faces = self._fitting_first(image, gray, faces, spare, timer)
         if given is not None and not video and self.config.box_search:
@@ -957,6 +962,20 @@ class Tracker:
                      for i, f in enumerate(faces)]
         return faces
 
+    def _surviving(self, image, gray, faces: list[FaceResult], timer: _Timer) -> list[FaceResult]:
+        """Video: the new faces that would survive their next frame: run again from the crop their
+        landmarks give, as that frame runs them, they are not lost (``TrackerConfig.lost_*``).  HOG's
+        weak box on a suit's badge fit as a face with the full network, flipped or one refiner
+        stage (quality 0.55) and was lost on its next frame every time, searched for at once and
+        found again: face #1, #2, ... every other frame (verify 38).  One more run a new face."""
+        new = [f for f in faces if f.track_id < 0]
+        if not new:
+            return faces
+        crops = [roi_from_landmarks(f.landmarks) for f in new]
+        kept = {id(f.roi) for f in self._process(image, gray, [(None, roi, None) for roi in crops], timer)}  # (the lost ones left out)
+        lost = {id(f) for f, roi in zip(new, crops) if id(roi) not in kept}
+        return [f for f in faces if id(f) not in lost]
+
     def _fitting_first(self, image, gray, faces: list[FaceResult], spare: list, timer: _Timer) -> list[FaceResult]:
         """A still's `max_faces` faces that fit as faces (FACE_MIN_QUALITY, once settled: a first
         run's fit can pass where the settled one does not) among its boxes in order of
@@ -1072,11 +1091,11 @@ class Tracker:
                 tr.velocity = (roi.cx - tr.roi.cx, roi.cy - tr.roi.cy)
             tr.roi, tr.age = roi, tr.age + 1
             # A new track is reported from its first frame where it fits as a face (or is a caller's
-            # box), else from its second: HOG's weak box on a suit's badge (fit 0.28-0.41) started a
-            # track that ended on its first frame every other frame, drawn and painted as a face
-            # (verify 37), while a hard real face (dark, half hidden) that fits under that at first
-            # stays and is reported a frame late.
-            if tr.number is None and (tr.age > 1 or f.quality >= FACE_MIN_QUALITY or (f.box is not None and f.box.detector == GIVEN)):
+            # box), else once it has lasted UNSURE_FRAMES: HOG's weak box on a suit's badge (fit
+            # 0.26-0.41) started tracks that ended after 1-4 frames, drawn and painted as faces
+            # (verify 37, 38), while a hard real face (dark, half hidden) that fits under that at
+            # first stays and is reported that much later.
+            if tr.number is None and (tr.age >= UNSURE_FRAMES or f.quality >= FACE_MIN_QUALITY or (f.box is not None and f.box.detector == GIVEN)):
                 tr.number, self._next_number = self._next_number, self._next_number + 1
                 started.append(tr)
             tracks.append(tr)
