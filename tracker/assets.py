@@ -31,10 +31,10 @@ def texture_path(name: str | Path) -> Path:
     try:
         if path.exists() or path.parent != Path("."):
             return path
-    except OSError as exc:  # a name too long for the file system: argparse let it out as a traceback (review 37b)
+        return next((t for t in (TEXTURE_DIR / path.name, TEXTURE_DIR / f"{path.name}.png") if t.is_file()), path)
+    except OSError as exc:  # a name too long for the file system (with .png added too: verify 38): a traceback (review 37b)
         # (argparse says an ArgumentTypeError's own words; a ValueError as "invalid texture_path value")
         raise argparse.ArgumentTypeError(f"{name}: {exc.strerror}") from None
-    return next((t for t in (TEXTURE_DIR / path.name, TEXTURE_DIR / f"{path.name}.png") if t.is_file()), path)
 
 
 def bundled_textures() -> list[str]:
