@@ -733,6 +733,8 @@ def test_a_faces_region_changes_with_another_face_not_with_the_same_face_moved_d
     zoom = cv2.resize(astronaut, None, fx=1.1, fy=1.1)
     assert not face_changed(a, face_thumbnail(zoom, points["astronaut"] * 1.1))
     assert not face_changed(a, face_thumbnail((astronaut * 0.7).astype(np.uint8), points["astronaut"]))
+    blue = np.clip(astronaut * np.array([1.5, 0.9, 0.6]), 0, 255).astype(np.uint8)  # a blue light on her (verify 38: a new id)
+    assert not face_changed(a, face_thumbnail(blue, points["astronaut"]))
     assert face_changed(a, face_thumbnail(grace, points["grace"]))  # another person
     grey = lambda image: cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)  # noqa: E731
     assert not face_changed(face_thumbnail(grey(astronaut), points["astronaut"]), face_thumbnail(grey(grace), points["grace"]))

@@ -93,13 +93,16 @@ def is_cut(before: np.ndarray | None, after: np.ndarray) -> bool:
 # Another person in a track's place, the rest of the frame unchanged (an edit between two speakers
 # before one backdrop, a slideshow of portraits: user test 38), is no cut of the frame.  The face's
 # own region, aligned on its landmarks in both frames, changes there as a whole frame does at a cut;
-# the same face does not, whatever it does (it moves with the region).  Stricter than a frame's cut:
-# over 7,100 consecutive pairs of tracked faces (the 30 synthetic clips with their occluders, blur and
-# light ramps, user test 38's clips and the demo clip) none reached cells 0.9 and colours 0.25 (the
-# most: 0.83 / 0.13 and 0.79 / 0.68), two different faces pasted in one place 0.92 / 0.32.  In colour
-# only: grey footage's faces stay the track they were.
+# the same face does not, whatever it does (it moves with the region).  Stricter than a frame's cut,
+# and its pattern of light and shade (brightness, its level taken out) must change too: a coloured
+# light on a still face changed every cell's colour but not that (verify 38: cells 1.0 / 0.15).
+# ``python -m benchmarks.bench_face_changes``: over the 4,514 consecutive pairs of tracked faces in
+# the 30 synthetic clips (occluders, blur, light ramps) and the demo clip none changed, the nearest
+# cells 0.83 / colours 0.70; pasted pairs of different people 0.88-1.0 / 0.32-0.49, those under 0.9
+# missed (verify 38: 2 of 9 pairs).  In colour only: grey footage's faces stay the track they were.
 FACE_CUT_CELLS = 0.9
 FACE_CUT_COLOURS = 0.25
+FACE_CUT_SHADING = 0.75  # share of the cells whose levelled brightness changed
 
 
 def face_thumbnail(image: np.ndarray, points: np.ndarray) -> np.ndarray | None:
@@ -118,4 +121,5 @@ def face_changed(before: np.ndarray | None, after: np.ndarray | None) -> bool:
     landmarks give, one frame apart) show another face: see FACE_CUT_CELLS."""
     if before is None or after is None or (_chroma(before) < GREY_CHROMA and _chroma(after) < GREY_CHROMA):
         return False
-    return changed_cells(before, after) >= FACE_CUT_CELLS and histogram_change(before, after) >= FACE_CUT_COLOURS
+    return (changed_cells(before, after) >= FACE_CUT_CELLS and histogram_change(before, after) >= FACE_CUT_COLOURS
+            and changed_cells(_levelled(before), _levelled(after), BRIGHTNESS) >= FACE_CUT_SHADING)
