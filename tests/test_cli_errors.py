@@ -144,11 +144,15 @@ def test_batch300vw_says_a_video_had_undecodable_frames_and_exits_1_as_video_doe
     assert main(["batch300vw", str(tmp_path / "root"), "--out", str(out), "--threads", "1", "--cnn-every", "0"]) == 1
     captured = capsys.readouterr()
     assert "001: 12 frames, 1 frame skipped (the warnings say why), no annotations" in captured.out
-    assert "done: 1 video tracked (1 of them with undecodable frames passed: the warnings say which)" in captured.out
+    assert ("done: 1 video tracked, 0 already done, 0 skipped or failed; 1 of the videos with undecodable frames passed "
+            "(their warnings, result.json's skipped_frames)") in captured.out
     assert "frame 7 of 12 could not be decoded" in captured.err
     result = json.loads((out / "001" / "result.json").read_text())
     assert result["frames"] == 12 and result["skipped_frames"] == 1
-    assert main(["batch300vw", str(tmp_path / "root"), "--out", str(out), "--threads", "1", "--cnn-every", "0"]) == 0  # done: kept
+    assert json.loads((out / "summary.json").read_text())["skipped_frames"] == 1
+    # resumed, it says so again (it exited 0 unsaid: review 38)
+    assert main(["batch300vw", str(tmp_path / "root"), "--out", str(out), "--threads", "1", "--cnn-every", "0"]) == 1
+    assert "0 videos tracked, 1 already done, 0 skipped or failed; 1 of the videos with undecodable frames" in capsys.readouterr().out
 
 
 def test_batch300vw_scores_a_clip_without_a_face_and_says_which_annotations_it_left_out(tmp_path, capsys):

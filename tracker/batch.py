@@ -133,7 +133,6 @@ class VideoOutcome:
     ok: bool
     warnings: tuple[str, ...] = ()
     retry: bool = True  # a failure a rerun may not repeat (False: the video itself is unusable)
-    skipped_frames: int = 0  # frames it could not decode, passed (its warnings say which)
 
 
 @functools.lru_cache(maxsize=1)
@@ -244,8 +243,7 @@ def _scored(job: VideoJob, result: dict, warnings: tuple[str, ...] = ()) -> Vide
             notes.append(f"{job.annot}: {who}{count_of(other, 'annotated frame')} held another person's face (centred outside "
                          "the annotated face's box): scored as missing")
     skipped = result.get("skipped_frames", 0)  # (not recorded before session 38)
-    return VideoOutcome(job.name, f"{count_of(n, 'frame')}{skipped_frames(skipped)}, {scored}", True, tuple(warnings) + tuple(notes),
-                        skipped_frames=skipped)
+    return VideoOutcome(job.name, f"{count_of(n, 'frame')}{skipped_frames(skipped)}, {scored}", True, tuple(warnings) + tuple(notes))
 
 
 def rescore_300vw_video(job: VideoJob) -> VideoOutcome:

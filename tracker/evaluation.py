@@ -348,7 +348,7 @@ def result_problem(result) -> str | None:
         return "it is not a JSON object"
     if not _is_number(result.get("frames"), whole=True):
         return "'frames' is not a frame count"
-    for key in ("detections", "annotations_past_end"):
+    for key in ("detections", "annotations_past_end", "skipped_frames"):
         if result.get(key) is not None and not _is_number(result[key], whole=True):
             return f"'{key}' is not a count"
     if problem := scores_problem(result, ""):
@@ -377,8 +377,8 @@ def summarise_300vw(out: Path, names: list[str]) -> dict:
             continue
         r = json.loads(res.read_text())
         all_errors += r["errors"]
-        keys = ("frames", "annotated_frames", "missing", "frames_on_another_face", "annotations_past_end", "detections", "nme_mean",
-                "auc08", "fr08", "auc08_49", "jitter_static")
+        keys = ("frames", "skipped_frames", "annotated_frames", "missing", "frames_on_another_face", "annotations_past_end", "detections",
+                "nme_mean", "auc08", "fr08", "auc08_49", "jitter_static")
         per_video[name] = {k: r.get(k) for k in keys}
         for method, b in (r.get("baseline") or {}).items():
             pooled = baselines.setdefault(method, {"videos": {}, "errors": []})
@@ -390,6 +390,7 @@ def summarise_300vw(out: Path, names: list[str]) -> dict:
         "detections": sum(v.get("detections") or 0 for v in per_video.values()),
         # as in each video's result.json: every decoded frame, and the annotated ones that are scored
         "frames": sum(v.get("frames") or 0 for v in per_video.values()),
+        "skipped_frames": sum(v.get("skipped_frames") or 0 for v in per_video.values()),  # undecodable, passed
         **_pooled(all_errors),
     }
     if baselines:

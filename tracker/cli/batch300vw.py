@@ -177,7 +177,7 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
                 discard_dir(job.out)
             jobs.append(job)
     remove_partial_outputs(args.out)  # what a killed run was writing (a video's folder, summary.json, ced.png)
-    failed = unusable = damaged = 0  # damaged: tracked with frames it could not decode (exit 1, as video's)
+    failed = unusable = 0
     for job, why in rescore:  # the tracked frames stand; only the scores change (cheap)
         outcome = rescore_300vw_video(job)
         for w in outcome.warnings:
@@ -204,7 +204,6 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
                 tqdm.write(f"{outcome.name}: {outcome.message}", file=sys.stdout)
                 failed += not outcome.ok
                 unusable += not outcome.ok and not outcome.retry
-                damaged += outcome.skipped_frames > 0
                 if outcome.ok:
                     stale.discard(outcome.name)
                     # (~10 ms a video: a run killed later leaves a summary of what it finished, not
@@ -232,8 +231,10 @@ def _run(args, outcomes, videos: list[tuple[str, Path]], left_out: list[str]) ->
     if summary["annotated_frames"] and scored < total:
         overall = f"(over {scored} of {total} videos) {overall}"
     again = f", {rescored} scored again" if rescored else ""
-    undecodable = f" ({damaged} of them with undecodable frames passed: the warnings say which)" if damaged else ""
-    print(f"done: {count_of(len(jobs) - failed, 'video')} tracked{undecodable}, {done} already done{again}, {failed} skipped or failed"
+    # videos with undecodable frames, this run's or an earlier one's (a resumed run said nothing, exit 0; review 38): exit 1, as video's
+    damaged = sum(1 for v in summary["videos"].values() if v.get("skipped_frames"))
+    undecodable = f"; {damaged} of the videos with undecodable frames passed (their warnings, result.json's skipped_frames)" if damaged else ""
+    print(f"done: {count_of(len(jobs) - failed, 'video')} tracked, {done} already done{again}, {failed} skipped or failed{undecodable}"
           f"{_failures(failed, unusable)}; "
           f"overall {overall}, {summary['detections']} detector (re)acquisitions{jitter}"
           + "".join(f"; {m} on the same frames: {_scores(b)}" + ("" if b["jitter_static"] is None else f", jitter {100 * b['jitter_static']:.2f}%")
