@@ -405,8 +405,10 @@ class FrameResult:
     in their order); [] when there is none.  timings: ms per stage.  dropped: faces
     the detector found beyond ``TrackerConfig.max_faces``, not kept (a still keeps its most
     prominent ones, ``tracker.crop.prominence``, that fit as faces, ``FACE_MIN_QUALITY``; video
-    its tracks, then the best detections).  Video reports a new face from its first frame where it
-    fits as one (``FACE_MIN_QUALITY``; a caller's box always), else from its second."""
+    its tracks, then the best detections).  Video keeps a new face the detector found only if it
+    survives a run from its own landmarks' crop (``Tracker._surviving``), and reports it from its
+    first frame where it fits as one (``FACE_MIN_QUALITY``; a caller's box always), else once it
+    has lasted ``UNSURE_FRAMES``."""
 
     faces: list[FaceResult]
     timings: dict[str, float]
